@@ -1,0 +1,334 @@
+//! `[edge]`: settings of the RTSP caching and splitting proxy.
+//!
+//! What it does: declares the edge's listeners, viewer limits, upstream reconnect policy,
+//! reverse-proxy routes (`[[edge.route]]`), forward-proxy destination ACL, client ACL,
+//! transparent mode and parent, with their defaults, plus the small pure predicates
+//! the engine needs on them (client admission, destination permission). The behaviour
+//! they configure is issue 3 (RFC 2326 proxying: §1.4 proxies, §12.43 `Via`).
+//!
+//! What it does not: route requests or open connections; the edge engine does.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::bounded::Bounded;
+use super::cidr::Cidr;
+use super::destination::DestinationRule;
+use super::duration::HumanDuration;
+use super::located::Located;
+use super::net::BindAddr;
+use super::port_range::PortPairRange;
+use super::url::{AdvertisedPrefix, RtspUrl};
+
+/// Viewer limit: 1 to 1,000,000.
+pub type MaxViewers = Bounded<1, 1_000_000>;
+
+/// Per-viewer backlog in packets: 16 to 1,048,576.
+pub type ViewerBacklog = Bounded<16, 1_048_576>;
+
+/// The edge role.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// Run the edge role. Default: `true`.
+    pub enabled: Located<bool>,
+    /// TCP addresses for RTSP (`IP:PORT`). Default: `["0.0.0.0:8554"]` (554 needs
+    /// privileges).
+    pub listen: Located<Vec<BindAddr>>,
+    /// TCP addresses for RTSP tunnelled in HTTP (QuickTime GET/POST tunnel), for viewers
+    /// behind HTTP-only firewalls. Default: `[]` (off).
+    pub http_tunnel_listen: Vec<BindAddr>,
+    /// Local UDP ports for viewers' RTP/RTCP pairs (`"LOW-HIGH"`, even low end). Default:
+    /// `"16384-24575"` (4,096 pairs, below Linux's ephemeral range 32768-60999).
+    pub udp_ports: Located<PortPairRange>,
+    /// RTSP session timeout advertised in `Session: id;timeout=N` and enforced: a viewer
+    /// that sends no request or RTCP for this long is dropped. Default: `"60s"`.
+    pub session_timeout: Located<HumanDuration>,
+    /// How long a live upstream session stays open after its last viewer leaves, so a
+    /// quick re-join starts instantly. Default: `"10s"`.
+    pub linger: HumanDuration,
+    /// Upstream reconnect policy when the origin connection drops.
+    pub reconnect: ReconnectConfig,
+    /// Most viewers served at once; requests above it get `503 Service Unavailable`.
+    /// Default: `10000`.
+    pub max_viewers: MaxViewers,
+    /// Packets queued per viewer before it counts as slow and skips to the next keyframe
+    /// (losses are counted). Bounds memory per viewer. Default: `1024`.
+    pub viewer_backlog_packets: ViewerBacklog,
+    /// Serve connections redirected here by iptables `REDIRECT`, using the original
+    /// destination (`SO_ORIGINAL_DST`); destinations must pass `[edge.forward].allow`.
+    /// Default: `false`.
+    pub transparent: Located<bool>,
+    /// A parent mediagate (`rtsp://host[:port]`) to fetch every stream through, so viewers
+    /// on many edges cost the origin one stream. Default: none (fetch from origins).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<RtspUrl>,
+    /// Which viewers may connect at all, in every mode.
+    pub client_acl: ClientAcl,
+    /// Forward proxying to hosts named in request URIs.
+    pub forward: ForwardProxy,
+    /// Reverse-proxy routes, `[[edge.route]]`; the longest matching advertised prefix
+    /// wins. Default: none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub route: Vec<Route>,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: Located::new(true),
+            listen: Located::new(vec![BindAddr(([0, 0, 0, 0], 8554).into())]),
+            http_tunnel_listen: Vec::new(),
+            udp_ports: Located::new(default_edge_udp_ports()),
+            session_timeout: Located::new(HumanDuration::from_secs(60)),
+            linger: HumanDuration::from_secs(10),
+            reconnect: ReconnectConfig::default(),
+            max_viewers: fixed_bound(10_000),
+            viewer_backlog_packets: fixed_bound(1024),
+            transparent: Located::new(false),
+            parent: None,
+            client_acl: ClientAcl::default(),
+            forward: ForwardProxy::default(),
+            route: Vec::new(),
+        }
+    }
+}
+
+fn default_edge_udp_ports() -> PortPairRange {
+    "16384-24575"
+        .parse()
+        .unwrap_or_else(|_| unreachable!("constant range is valid"))
+}
+
+/// A compile-time-known in-range default.
+fn fixed_bound<const MIN: u32, const MAX: u32>(value: u32) -> Bounded<MIN, MAX> {
+    Bounded::new(u64::from(value)).unwrap_or_else(|_| unreachable!("default {value} is in range"))
+}
+
+/// `[edge.reconnect]`: what the edge does when an origin connection drops. Viewers stay
+/// attached meanwhile.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconnectConfig {
+    /// First wait before reconnecting; doubled after each failure. Must not be zero.
+    /// Default: `"250ms"`.
+    pub backoff_min: Located<HumanDuration>,
+    /// Longest wait between attempts; at least `backoff_min`. Default: `"5s"`.
+    pub backoff_max: Located<HumanDuration>,
+    /// How long viewers wait for the origin to come back before they are told (TEARDOWN
+    /// or connection close). Default: `"30s"`.
+    pub give_up_after: HumanDuration,
+}
+
+impl Default for ReconnectConfig {
+    fn default() -> Self {
+        Self {
+            backoff_min: Located::new(HumanDuration::from_millis(250)),
+            backoff_max: Located::new(HumanDuration::from_secs(5)),
+            give_up_after: HumanDuration::from_secs(30),
+        }
+    }
+}
+
+/// `[edge.client_acl]`: a viewer is admitted when its address is in some `allow`
+/// network and in no `deny` network (deny wins).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientAcl {
+    /// Networks whose viewers may connect. Default: `["0.0.0.0/0", "::/0"]` (everyone).
+    pub allow: Vec<Cidr>,
+    /// Networks refused even when allowed above. Default: `[]`.
+    pub deny: Vec<Cidr>,
+}
+
+impl Default for ClientAcl {
+    fn default() -> Self {
+        Self {
+            allow: vec![Cidr::any_ipv4(), Cidr::any_ipv6()],
+            deny: Vec::new(),
+        }
+    }
+}
+
+impl ClientAcl {
+    /// True when a viewer from `addr` may connect.
+    pub fn admits(&self, addr: IpAddr) -> bool {
+        self.allow.iter().any(|net| net.contains(addr))
+            && !self.deny.iter().any(|net| net.contains(addr))
+    }
+}
+
+/// `[edge.forward]`: forward proxying (a viewer asks for `rtsp://some-host/...` that no
+/// route names). Deny by default: mediagate must never be an open proxy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardProxy {
+    /// Proxy requests for hosts that no route names. Default: `false`.
+    pub enabled: Located<bool>,
+    /// Destinations that may be reached, forward or transparent: `HOST[:PORTS]` with HOST a
+    /// name, `*.domain`, an address or a CIDR (`[v6/len]:ports` with ports). Everything
+    /// else is refused with `403`. Default: `[]`.
+    pub allow: Vec<DestinationRule>,
+}
+
+impl ForwardProxy {
+    /// True when some allow rule covers `host` (a name or address) and `port`. Does not
+    /// look at `enabled`: transparent mode uses the same list.
+    pub fn permits(&self, host: &str, port: u16) -> bool {
+        self.allow.iter().any(|rule| rule.matches(host, port))
+    }
+}
+
+/// One `[[edge.route]]`: requests under `advertised` are served from `origin`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// What viewers ask for: a path prefix (`"/cam1"`, any host reaching this edge) or a
+    /// full URL prefix (`"rtsp://edge.example.com/cam1"`). Required; matched on whole path
+    /// segments, so `/cam1` does not match `/cam10`.
+    pub advertised: Located<AdvertisedPrefix>,
+    /// Where the stream really is: an `rtsp://[user:password@]host[:port]/path` prefix that
+    /// replaces the advertised prefix. Required.
+    pub origin: RtspUrl,
+    /// Credentials for the origin, instead of putting them in the `origin` URL.
+    /// Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Located<Credentials>>,
+    /// How media comes from the origin: `tcp` (interleaved on the RTSP connection,
+    /// firewall-proof) or `udp`. Default: `"tcp"`.
+    #[serde(default)]
+    pub upstream_transport: UpstreamTransport,
+}
+
+impl Route {
+    /// The credentials to present to the origin: the `credentials` table, else the user
+    /// information of the `origin` URL (with scheme `auto`), else none.
+    pub fn origin_credentials(&self) -> Option<Credentials> {
+        if let Some(c) = &self.credentials {
+            return Some(c.get().clone());
+        }
+        self.origin.credentials().map(|c| Credentials {
+            username: c.username.clone(),
+            password: c.password.clone(),
+            scheme: AuthScheme::Auto,
+        })
+    }
+}
+
+/// Origin credentials of a route.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// User name. Required.
+    pub username: String,
+    /// Password. Required (may be empty).
+    pub password: String,
+    /// Which authentication to answer with: `auto` (whatever the origin's
+    /// `WWW-Authenticate` offers, Digest preferred), `basic` or `digest`. Default: `"auto"`.
+    #[serde(default)]
+    pub scheme: AuthScheme,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keep passwords out of debug logs.
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("scheme", &self.scheme)
+            .finish()
+    }
+}
+
+/// HTTP-style authentication scheme for origins (RFC 7617 Basic, RFC 7616 Digest).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthScheme {
+    /// Use what the origin offers, preferring Digest. The default.
+    #[default]
+    Auto,
+    /// Basic only (sends the password in clear; use only on trusted networks).
+    Basic,
+    /// Digest only.
+    Digest,
+}
+
+/// Transport of media between origin and edge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamTransport {
+    /// Interleaved on the RTSP TCP connection (RFC 2326 §10.12). The default.
+    #[default]
+    Tcp,
+    /// RTP/RTCP over UDP.
+    Udp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn default_acl_admits_everyone() {
+        let acl = ClientAcl::default();
+        assert!(acl.admits(ip("203.0.113.5")));
+        assert!(acl.admits(ip("2001:db8::5")));
+    }
+
+    #[test]
+    fn deny_wins_over_allow() {
+        let acl = ClientAcl {
+            allow: vec!["10.0.0.0/8".parse().unwrap()],
+            deny: vec!["10.9.0.0/16".parse().unwrap()],
+        };
+        assert!(acl.admits(ip("10.1.2.3")));
+        assert!(acl.admits(ip("::ffff:10.1.2.3")));
+        assert!(!acl.admits(ip("10.9.2.3")));
+        assert!(!acl.admits(ip("192.0.2.1")));
+    }
+
+    #[test]
+    fn forward_proxy_denies_by_default() {
+        let fwd = ForwardProxy::default();
+        assert!(!fwd.permits("camera.example.com", 554));
+        let fwd = ForwardProxy {
+            enabled: Located::new(true),
+            allow: vec!["camera.example.com:554".parse().unwrap()],
+        };
+        assert!(fwd.permits("camera.example.com", 554));
+        assert!(!fwd.permits("camera.example.com", 25));
+    }
+
+    #[test]
+    fn origin_credentials_come_from_the_table_or_the_url() {
+        let mut route = Route {
+            advertised: Located::new("/cam1".parse().unwrap()),
+            origin: "rtsp://admin:pw@192.0.2.10/live".parse().unwrap(),
+            credentials: None,
+            upstream_transport: UpstreamTransport::Tcp,
+        };
+        let from_url = route.origin_credentials().unwrap();
+        assert_eq!(
+            (from_url.username.as_str(), from_url.password.as_str()),
+            ("admin", "pw")
+        );
+        assert_eq!(from_url.scheme, AuthScheme::Auto);
+        route.origin = "rtsp://192.0.2.10/live".parse().unwrap();
+        assert_eq!(route.origin_credentials(), None);
+        route.credentials = Some(Located::new(Credentials {
+            username: "u".into(),
+            password: "p".into(),
+            scheme: AuthScheme::Digest,
+        }));
+        assert_eq!(
+            route.origin_credentials().map(|c| c.scheme),
+            Some(AuthScheme::Digest)
+        );
+        assert!(!format!("{:?}", route.credentials).contains("\"p\""));
+    }
+}

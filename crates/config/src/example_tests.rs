@@ -1,0 +1,130 @@
+//! Keeps `config/mediagate.example.toml` and the [`Config`] tree in step: the example
+//! must load, must equal the built-in defaults, and must mention every key.
+
+use std::collections::BTreeSet;
+
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../../config/mediagate.example.toml");
+
+/// The example with its optional samples switched on: a `#` directly followed by a key
+/// or a `[table]` marks a sample line (prose comments are `# ` with a space).
+fn example_with_samples_enabled() -> String {
+    EXAMPLE
+        .lines()
+        .map(|line| match line.strip_prefix('#') {
+            Some(rest) if rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '[') => rest,
+            _ => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every dotted key path of a TOML document; arrays of tables contribute their
+/// elements' keys under the array's path.
+fn key_paths(table: &toml::Table) -> BTreeSet<String> {
+    fn walk(prefix: &str, value: &toml::Value, out: &mut BTreeSet<String>) {
+        match value {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    walk(&format!("{prefix}.{k}"), v, out);
+                }
+            }
+            toml::Value::Array(items) if items.iter().any(toml::Value::is_table) => {
+                for item in items {
+                    walk(prefix, item, out);
+                }
+            }
+            _ => {
+                out.insert(prefix.trim_start_matches('.').to_owned());
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk("", &toml::Value::Table(table.clone()), &mut out);
+    out
+}
+
+fn serialized_paths(config: &Config) -> BTreeSet<String> {
+    let text = toml::to_string(config).expect("a config serialises");
+    key_paths(
+        &text
+            .parse::<toml::Table>()
+            .expect("serialised config parses"),
+    )
+}
+
+/// A config with every optional setting present and every list non-empty.
+fn fully_populated() -> Config {
+    let mut c = Config::default();
+    c.log.access_log = Some("/var/log/mediagate/access.log".into());
+    c.admin.listen = Some("127.0.0.1:9554".parse().unwrap());
+    c.edge.parent = Some("rtsp://parent:8554".parse().unwrap());
+    c.edge.route = vec![Route {
+        advertised: Located::new("/cam1".parse().unwrap()),
+        origin: "rtsp://192.0.2.10/live".parse().unwrap(),
+        credentials: Some(Located::new(Credentials {
+            username: "u".into(),
+            password: "p".into(),
+            scheme: AuthScheme::Digest,
+        })),
+        upstream_transport: UpstreamTransport::Udp,
+    }];
+    c.relay.teardown_notify_url = Some("http://127.0.0.1:5060/RPC".parse().unwrap());
+    c.relay.media_address = Located::new(vec![MediaAddress {
+        address: Located::new("192.0.2.20".parse().unwrap()),
+        advertised: Some("203.0.113.20".parse().unwrap()),
+    }]);
+    c
+}
+
+#[test]
+fn the_example_loads_and_equals_the_defaults() {
+    assert_eq!(parse_config(EXAMPLE), Ok(Config::default()));
+}
+
+#[test]
+fn the_example_with_samples_enabled_is_valid() {
+    let config = parse_config(&example_with_samples_enabled()).expect("samples are valid");
+    assert_eq!(config.edge.route.len(), 1);
+    assert_eq!(config.edge.route[0].advertised.get().to_string(), "/cam1");
+    assert_eq!(config.relay.media_address.len(), 1);
+    assert_eq!(
+        config.admin.listen.map(|a| a.to_string()),
+        Some("127.0.0.1:9554".into())
+    );
+}
+
+#[test]
+fn every_default_key_is_in_the_example() {
+    let example = key_paths(&EXAMPLE.parse().unwrap());
+    let defaults = serialized_paths(&Config::default());
+    let missing: Vec<_> = defaults.difference(&example).collect();
+    assert!(
+        missing.is_empty(),
+        "keys missing from the example file: {missing:?}"
+    );
+    assert!(
+        defaults.contains("edge.reconnect.backoff_min"),
+        "{defaults:?}"
+    );
+}
+
+#[test]
+fn every_optional_key_is_in_the_example_and_nothing_else() {
+    let example = key_paths(&example_with_samples_enabled().parse().unwrap());
+    let full = serialized_paths(&fully_populated());
+    assert_eq!(
+        full, example,
+        "the example's keys and the Config tree differ (update the file or fully_populated())"
+    );
+    assert!(full.contains("edge.route.credentials.scheme"), "{full:?}");
+}
+
+#[test]
+fn serialised_configs_load_back_unchanged() {
+    for config in [Config::default(), fully_populated()] {
+        let text = toml::to_string(&config).unwrap();
+        assert_eq!(parse_config(&text), Ok(config), "{text}");
+    }
+}

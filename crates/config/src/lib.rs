@@ -1,0 +1,172 @@
+//! The mediagate configuration: one TOML file, one [`Config`] tree.
+//!
+//! What it does: defines every setting of the roles this binary runs (`[log]`, `[admin]`,
+//! `[edge]`, `[relay]`), their built-in defaults (the edge alone on an unprivileged port,
+//! state under `./var`), validating value types (durations, port ranges, CIDRs, socket
+//! addresses, RTSP URL prefixes), and loading with errors that carry a line and column.
+//!
+//! What it does not: start anything, touch the network, or reload on SIGHUP; the binary's
+//! `run` module wires roles from a finished `Config`. The `[balancer]` and `[dispatcher]`
+//! sections arrive with their roles; until then they are rejected as unknown keys.
+//!
+//! Every table is `deny_unknown_fields`, so a typo is an error with a position rather than
+//! a setting silently ignored. The example file `config/mediagate.example.toml` at the
+//! repository root documents every key with its default; tests keep the two in step.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Implements `Serialize` through `Display` and `Deserialize` through `FromStr` for a
+/// value type that is written as one TOML string. Errors raised here get the value's
+/// span from the toml deserializer, which is how they earn a line and column.
+macro_rules! string_value_serde {
+    ($ty:ty, $expecting:literal) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct ValueVisitor;
+                impl serde::de::Visitor<'_> for ValueVisitor {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$ty, E> {
+                        v.parse::<$ty>().map_err(E::custom)
+                    }
+                }
+                deserializer.deserialize_str(ValueVisitor)
+            }
+        }
+    };
+}
+
+mod bounded;
+mod cidr;
+mod destination;
+mod duration;
+mod edge;
+mod load;
+mod located;
+mod net;
+mod port_range;
+mod relay;
+mod url;
+mod validate;
+mod value_error;
+
+#[cfg(test)]
+mod example_tests;
+#[cfg(test)]
+mod test_rng;
+
+pub use bounded::Bounded;
+pub use cidr::Cidr;
+pub use destination::{DestinationRule, HostPattern};
+pub use duration::HumanDuration;
+pub use edge::{
+    AuthScheme, ClientAcl, Credentials, EdgeConfig, ForwardProxy, MaxViewers, ReconnectConfig,
+    Route, UpstreamTransport, ViewerBacklog,
+};
+pub use load::{
+    load_file, parse_config, position_at, render_errors, ConfigError, LoadError, Position,
+    MAX_CONFIG_BYTES,
+};
+pub use located::Located;
+pub use net::{BindAddr, HostIp};
+pub use port_range::{PortPairRange, PortRange};
+pub use relay::{MediaAddress, RelayConfig};
+pub use url::{AdvertisedPrefix, Host, HttpUrl, RtspUrl, UrlCredentials};
+pub use validate::validate;
+pub use value_error::InvalidValue;
+
+/// The whole configuration of one mediagate process.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for state that outlives a process: cache objects, the SQLite accounting
+    /// store, runtime files. Relative paths are relative to the working directory.
+    /// Default: `"./var"`.
+    pub state_dir: Located<PathBuf>,
+    /// Logging: level, format and the access log.
+    pub log: LogConfig,
+    /// The management HTTP API (JSON, metrics, dashboard); disabled by default.
+    pub admin: AdminConfig,
+    /// The RTSP edge role (caching and splitting proxy); enabled by default.
+    pub edge: EdgeConfig,
+    /// The RTP/RTCP media relay role driven over the rtpengine `ng` protocol; disabled by
+    /// default.
+    pub relay: RelayConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            state_dir: Located::new(PathBuf::from("./var")),
+            log: LogConfig::default(),
+            admin: AdminConfig::default(),
+            edge: EdgeConfig::default(),
+            relay: RelayConfig::default(),
+        }
+    }
+}
+
+/// `[log]`: how mediagate reports what it does.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Least severe level written: `error`, `warn`, `info`, `debug` or `trace`.
+    /// Default: `"info"`.
+    pub level: LogLevel,
+    /// Line format on stderr: `text` for people, `json` (one object a line) for log
+    /// shippers. Default: `"text"`.
+    pub format: LogFormat,
+    /// File that receives one line per finished viewer session or call, in addition to
+    /// the accounting store; reopened on SIGHUP so logrotate works. Default: none (off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<PathBuf>,
+}
+
+/// Severity threshold of the process log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Only failures.
+    Error,
+    /// Failures and things that look wrong.
+    Warn,
+    /// Plus one line per notable event (sessions, reconnects). The default.
+    #[default]
+    Info,
+    /// Plus protocol decisions, for troubleshooting.
+    Debug,
+    /// Everything, including per-message detail; slow.
+    Trace,
+}
+
+/// Line format of the process log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines. The default.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[admin]`: the management HTTP API.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// TCP address of the management API (JSON, Prometheus metrics, dashboard). It has
+    /// no authentication yet, so bind it to loopback or a management network.
+    /// Default: none (the API is off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<BindAddr>,
+}

@@ -1,0 +1,289 @@
+//! Checks that involve more than one value, run once every value has parsed.
+//!
+//! What it does: finds settings that parse on their own but make no sense together
+//! (no role enabled, a role enabled without listeners or addresses, backoff min above
+//! max, duplicate route prefixes, credentials given twice, a forward proxy or
+//! transparent mode with an empty allow list, edge and relay port ranges that overlap)
+//! and reports each at the value that must change. What it does not: check values
+//! alone (their types do that while parsing) or probe the host (free ports, addresses).
+
+use std::ops::Range;
+
+use super::load::ConfigError;
+use super::located::Located;
+use super::Config;
+
+/// Every cross-field problem of `config`, in file order where positions are known.
+/// A config built on the command line gets the same checks, without positions.
+pub fn validate(config: &Config) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut fail =
+        |span: Option<Range<usize>>, message: String| errors.push(ConfigError::new(span, message));
+    let edge = &config.edge;
+    let relay = &config.relay;
+
+    if config.state_dir.as_os_str().is_empty() {
+        fail(
+            config.state_dir.span(),
+            "state_dir is empty; give a directory such as \"./var\"".into(),
+        );
+    }
+    if !*edge.enabled && !*relay.enabled {
+        let span = edge.enabled.span().or_else(|| relay.enabled.span());
+        fail(
+            span,
+            "no role is enabled: set edge.enabled or relay.enabled to true".into(),
+        );
+    }
+
+    if *edge.enabled {
+        if edge.listen.is_empty() {
+            fail(
+                span_or(&edge.listen, &edge.enabled),
+                "the edge is enabled but edge.listen is empty; add an address such as \"0.0.0.0:8554\"".into(),
+            );
+        }
+        if edge.session_timeout.is_zero() {
+            fail(
+                edge.session_timeout.span(),
+                "edge.session_timeout must be longer than 0s".into(),
+            );
+        }
+        let reconnect = &edge.reconnect;
+        if reconnect.backoff_min.is_zero() {
+            fail(
+                reconnect.backoff_min.span(),
+                "edge.reconnect.backoff_min must be longer than 0s, or a dead origin is hammered"
+                    .into(),
+            );
+        }
+        if *reconnect.backoff_min.get() > *reconnect.backoff_max.get() {
+            fail(
+                span_or(&reconnect.backoff_max, &reconnect.backoff_min),
+                format!(
+                    "edge.reconnect.backoff_max ({}) is shorter than backoff_min ({})",
+                    reconnect.backoff_max.get(),
+                    reconnect.backoff_min.get()
+                ),
+            );
+        }
+        check_routes(config, &mut fail);
+        if *edge.forward.enabled && edge.forward.allow.is_empty() {
+            fail(
+                edge.forward.enabled.span(),
+                "edge.forward is enabled but edge.forward.allow is empty, so every destination would be refused; list the hosts or networks to allow".into(),
+            );
+        }
+        if *edge.transparent && edge.forward.allow.is_empty() {
+            fail(
+                edge.transparent.span(),
+                "edge.transparent is on but edge.forward.allow is empty, so every redirected connection would be refused; list the destinations to allow".into(),
+            );
+        }
+    }
+
+    if *relay.enabled {
+        if relay.ng_listen_udp.is_empty() && relay.ng_listen_tcp.is_empty() {
+            fail(
+                relay.enabled.span(),
+                "the relay is enabled but has no ng listener; set relay.ng_listen_udp (such as [\"127.0.0.1:2223\"]) or relay.ng_listen_tcp".into(),
+            );
+        }
+        if relay.media_address.is_empty() {
+            fail(
+                span_or(&relay.media_address, &relay.enabled),
+                "the relay is enabled but has no media address; add [[relay.media_address]] with address = \"IP\"".into(),
+            );
+        }
+        for media in relay.media_address.iter() {
+            if media.address.get().0.is_unspecified() && media.advertised.is_none() {
+                fail(
+                    media.address.span(),
+                    format!(
+                        "media address {} is a wildcard; give the real local address, or set advertised to the address peers should send to",
+                        media.address.get()
+                    ),
+                );
+            }
+        }
+        for (name, timeout) in [
+            ("media_timeout", &relay.media_timeout),
+            ("on_hold_timeout", &relay.on_hold_timeout),
+        ] {
+            if timeout.is_zero() {
+                fail(
+                    timeout.span(),
+                    format!("relay.{name} must be longer than 0s"),
+                );
+            }
+        }
+        if *edge.enabled && edge.udp_ports.range().overlaps(relay.ports.range()) {
+            fail(
+                span_or(&relay.ports, &edge.udp_ports),
+                format!(
+                    "relay.ports ({}) overlaps edge.udp_ports ({}); give the two roles separate ranges",
+                    relay.ports.get(),
+                    edge.udp_ports.get()
+                ),
+            );
+        }
+    }
+
+    errors.sort_by_key(|e| e.span().map_or(usize::MAX, |s| s.start));
+    errors
+}
+
+fn check_routes(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, String)) {
+    let routes = &config.edge.route;
+    for (i, route) in routes.iter().enumerate() {
+        let duplicate = routes
+            .iter()
+            .take(i)
+            .any(|earlier| earlier.advertised.get() == route.advertised.get());
+        if duplicate {
+            fail(
+                route.advertised.span(),
+                format!(
+                    "the advertised prefix \"{}\" is already used by an earlier route; each prefix may appear once",
+                    route.advertised.get()
+                ),
+            );
+        }
+        if let (Some(credentials), Some(_)) = (&route.credentials, route.origin.credentials()) {
+            fail(
+                credentials.span(),
+                format!(
+                    "route \"{}\" has credentials both in its origin URL and in a credentials table; keep one",
+                    route.advertised.get()
+                ),
+            );
+        }
+    }
+}
+
+/// The span of `value`, or of `fallback` when `value` kept its default.
+fn span_or<A, B>(value: &Located<A>, fallback: &Located<B>) -> Option<Range<usize>> {
+    value.span().or_else(|| fallback.span())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_config;
+
+    fn messages(text: &str) -> Vec<String> {
+        match parse_config(text) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.iter().map(|e| e.message().to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(validate(&Config::default()), Vec::new());
+    }
+
+    #[test]
+    fn no_role() {
+        let text = "[edge]\nenabled = false\n";
+        let errors = parse_config(text).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].span(), Some(17..22));
+        assert_eq!(&text[17..22], "false");
+        assert_eq!(
+            errors[0].message(),
+            "no role is enabled: set edge.enabled or relay.enabled to true"
+        );
+    }
+
+    #[test]
+    fn backoff_min_above_max_points_at_max() {
+        let text = "[edge.reconnect]\nbackoff_min = \"10s\"\nbackoff_max = \"1s\"\n";
+        let errors = parse_config(text).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].message(),
+            "edge.reconnect.backoff_max (1s) is shorter than backoff_min (10s)"
+        );
+        let span = errors[0].span().unwrap();
+        assert_eq!(&text[span], "\"1s\"");
+    }
+
+    #[test]
+    fn relay_needs_addresses_and_listeners() {
+        let text = "[relay]\nenabled = true\nng_listen_udp = []\n";
+        assert_eq!(
+            messages(text),
+            vec![
+                "the relay is enabled but has no ng listener; set relay.ng_listen_udp (such as [\"127.0.0.1:2223\"]) or relay.ng_listen_tcp".to_owned(),
+                "the relay is enabled but has no media address; add [[relay.media_address]] with address = \"IP\"".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn wildcard_media_address_needs_advertised() {
+        let text = "[relay]\nenabled = true\n[[relay.media_address]]\naddress = \"0.0.0.0\"\n";
+        let errors = parse_config(text).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(&text[errors[0].span().unwrap()], "\"0.0.0.0\"");
+        let ok = "[relay]\nenabled = true\n[[relay.media_address]]\naddress = \"0.0.0.0\"\nadvertised = \"203.0.113.7\"\n";
+        assert!(parse_config(ok).is_ok());
+    }
+
+    #[test]
+    fn overlapping_port_ranges() {
+        let text = "[relay]\nenabled = true\nports = \"20000-20999\"\nmedia_address = [{ address = \"192.0.2.1\" }]\n";
+        let errors = parse_config(text).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].message(),
+            "relay.ports (20000-20999) overlaps edge.udp_ports (16384-24575); give the two roles separate ranges"
+        );
+        assert_eq!(&text[errors[0].span().unwrap()], "\"20000-20999\"");
+    }
+
+    #[test]
+    fn duplicate_prefixes_and_double_credentials() {
+        let text = r#"
+[[edge.route]]
+advertised = "/cam1"
+origin = "rtsp://192.0.2.10/a"
+
+[[edge.route]]
+advertised = "/cam1"
+origin = "rtsp://u:p@192.0.2.11/b"
+credentials = { username = "u", password = "p" }
+"#;
+        let errors = parse_config(text).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].message().contains("\"/cam1\" is already used"));
+        let first_cam = text.find("\"/cam1\"").unwrap();
+        let second_cam = text[first_cam + 1..].find("\"/cam1\"").unwrap() + first_cam + 1;
+        assert_eq!(errors[0].span().map(|s| s.start), Some(second_cam));
+        assert!(errors[1]
+            .message()
+            .contains("credentials both in its origin URL"));
+    }
+
+    #[test]
+    fn forward_and_transparent_need_an_allow_list() {
+        let text = "[edge]\ntransparent = true\n[edge.forward]\nenabled = true\n";
+        let m = messages(text);
+        assert_eq!(m.len(), 2);
+        assert!(m[0].starts_with("edge.transparent is on"));
+        assert!(m[1].starts_with("edge.forward is enabled"));
+        let ok = "[edge]\ntransparent = true\n[edge.forward]\nenabled = true\nallow = [\"10.0.0.0/8:554\"]\n";
+        assert_eq!(messages(ok), Vec::<String>::new());
+    }
+
+    #[test]
+    fn zero_timeouts_and_empty_listen() {
+        let text = "[edge]\nlisten = []\nsession_timeout = \"0s\"\n[edge.reconnect]\nbackoff_min = \"0s\"\n";
+        let m = messages(text);
+        assert_eq!(m.len(), 3, "{m:?}");
+        assert!(m[0].contains("edge.listen is empty"));
+        assert!(m[1].contains("session_timeout must be longer"));
+        assert!(m[2].contains("backoff_min must be longer"));
+    }
+}

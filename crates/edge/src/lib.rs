@@ -1,0 +1,17 @@
+//! mediagate edge engine: the live-splitting RTSP proxy.
+//!
+//! Pure session logic lives in modules without I/O ([`hub`], [`continuity`], [`url`]);
+//! the tokio shells around them own sockets and timers.
+
+pub mod conn_out;
+pub mod hub;
+pub mod hub_task;
+pub mod ids;
+pub mod ports;
+pub mod routing;
+pub mod rtsp_client;
+pub mod server;
+pub mod sink;
+pub mod upstream;
+pub mod url;
+pub mod viewer;

@@ -1,0 +1,245 @@
+//! Which origin serves a viewer's request URL.
+//!
+//! Order: reverse remap rules (longest advertised prefix first, a full-URL prefix only
+//! for its host and port); then transparent mode (the connection's original
+//! destination, as iptables `REDIRECT` left it); then forward proxying to the host the
+//! URL names, only when the destination allow list admits it (deny by default, so the
+//! edge is never an open proxy). With a `parent`, every upstream connection goes to the
+//! parent edge, which receives the origin's absolute URL and splits for its children.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mediagate_config::{AdvertisedPrefix, EdgeConfig, Host, Route, RtspUrl};
+
+use crate::rtsp_client::Credentials;
+use crate::upstream::UpstreamTarget;
+
+/// Why a URL has no origin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("no route for {0}")]
+    NotFound(String),
+    #[error("forwarding to {0} is not allowed by this edge's destination list")]
+    Forbidden(String),
+    #[error("{0}")]
+    BadUrl(String),
+}
+
+/// The routing table of one edge.
+#[derive(Debug, Clone)]
+pub struct Router {
+    routes: Vec<Route>,
+    forward_enabled: bool,
+    forward: mediagate_config::ForwardProxy,
+    transparent: bool,
+    parent: Option<RtspUrl>,
+    via: String,
+    timeout: Duration,
+}
+
+impl Router {
+    pub fn new(cfg: &EdgeConfig, via: String, timeout: Duration) -> Self {
+        let mut routes = cfg.route.clone();
+        // Longest advertised path first; a full-URL rule before a path rule of the same
+        // length (it is more specific).
+        routes.sort_by_key(|r| {
+            let p = r.advertised.get();
+            (
+                std::cmp::Reverse(p.path().len()),
+                !matches!(p, AdvertisedPrefix::Url(_)),
+            )
+        });
+        Self {
+            routes,
+            forward_enabled: *cfg.forward.enabled.get(),
+            forward: cfg.forward.clone(),
+            transparent: *cfg.transparent.get(),
+            parent: cfg.parent.clone(),
+            via,
+            timeout,
+        }
+    }
+
+    /// Resolves a viewer's request URL (absolute, as on its request line). `local` is
+    /// the address the viewer connected to; `original_dst` the destination before an
+    /// iptables redirect, when it differs.
+    pub fn resolve(
+        &self,
+        request_url: &str,
+        local: SocketAddr,
+        original_dst: Option<SocketAddr>,
+    ) -> Result<UpstreamTarget, RouteError> {
+        let url: RtspUrl = request_url
+            .parse()
+            .map_err(|e: mediagate_config::InvalidValue| RouteError::BadUrl(e.to_string()))?;
+        for r in &self.routes {
+            if let Some(rest) = match_rule(r.advertised.get(), &url, local) {
+                let origin = append_path(&r.origin.without_credentials(), rest)?;
+                let creds = r.origin_credentials().map(|c| Credentials {
+                    username: c.username,
+                    password: c.password,
+                });
+                return Ok(self.target(origin, creds));
+            }
+        }
+        if self.transparent {
+            if let Some(dst) = original_dst.filter(|d| *d != local) {
+                let origin: RtspUrl = format!("rtsp://{dst}{}", url.path()).parse().map_err(
+                    |e: mediagate_config::InvalidValue| RouteError::BadUrl(e.to_string()),
+                )?;
+                return Ok(self.target(origin, None));
+            }
+        }
+        if self.forward_enabled && !is_local(&url, local) {
+            let host = url.host().to_string();
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if self.forward.permits(host, url.port_or_default()) {
+                return Ok(self.target(url.without_credentials(), None));
+            }
+            return Err(RouteError::Forbidden(url.authority()));
+        }
+        Err(RouteError::NotFound(url.without_credentials().to_string()))
+    }
+
+    fn target(&self, origin: RtspUrl, credentials: Option<Credentials>) -> UpstreamTarget {
+        let connect_to = self
+            .parent
+            .as_ref()
+            .map_or_else(|| origin.authority(), RtspUrl::authority);
+        UpstreamTarget {
+            url: origin,
+            connect_to,
+            credentials,
+            via: self.via.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// The part of the request path after the rule's prefix, if the rule applies.
+fn match_rule<'u>(rule: &AdvertisedPrefix, url: &'u RtspUrl, local: SocketAddr) -> Option<&'u str> {
+    if let AdvertisedPrefix::Url(u) = rule {
+        let port_ok = url.port_or_default() == u.port_or_default()
+            || (u.port().is_none() && url.port() == Some(local.port()));
+        if u.host() != url.host() || !port_ok {
+            return None;
+        }
+    }
+    rule.strip_path_prefix(url.path())
+}
+
+/// `origin`'s path with `rest` appended (exactly one `/` at the seam).
+fn append_path(origin: &RtspUrl, rest: &str) -> Result<RtspUrl, RouteError> {
+    if rest.is_empty() {
+        return Ok(origin.clone());
+    }
+    let base = origin.to_string();
+    let joined = match (base.ends_with('/'), rest.starts_with('/')) {
+        (true, true) => format!("{base}{}", &rest[1..]),
+        (false, false) if !rest.starts_with('?') => format!("{base}/{rest}"),
+        _ => format!("{base}{rest}"),
+    };
+    joined
+        .parse()
+        .map_err(|e: mediagate_config::InvalidValue| RouteError::BadUrl(e.to_string()))
+}
+
+/// Whether the URL names this edge itself (its listening address), so forwarding to
+/// it would loop.
+fn is_local(url: &RtspUrl, local: SocketAddr) -> bool {
+    matches!(url.host(), Host::Ip(ip) if *ip == local.ip()) && url.port_or_default() == local.port()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router(toml_text: &str) -> Router {
+        let cfg = mediagate_config::parse_config(toml_text).expect("valid test config");
+        Router::new(&cfg.edge, "RTSP/1.0 test".into(), Duration::from_secs(5))
+    }
+
+    fn local() -> SocketAddr {
+        "127.0.0.1:8554".parse().unwrap()
+    }
+
+    #[test]
+    fn reverse_rules_pick_the_longest_prefix_and_append_the_rest() {
+        let r = router(
+            r#"
+            [[edge.route]]
+            advertised = "/cams"
+            origin = "rtsp://o1:8554/all"
+            [[edge.route]]
+            advertised = "/cams/front"
+            origin = "rtsp://user:pw@o2/live/front"
+            "#,
+        );
+        let t = r
+            .resolve("rtsp://edge:8554/cams/front/hd", local(), None)
+            .unwrap();
+        assert_eq!(t.url.to_string(), "rtsp://o2/live/front/hd");
+        assert_eq!(t.connect_to, "o2:554");
+        assert_eq!(t.credentials.unwrap().username, "user");
+        let t = r
+            .resolve("rtsp://edge:8554/cams/back", local(), None)
+            .unwrap();
+        assert_eq!(t.url.to_string(), "rtsp://o1:8554/all/back");
+        assert!(matches!(
+            r.resolve("rtsp://edge:8554/camsX", local(), None),
+            Err(RouteError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn url_rules_match_only_their_host() {
+        let r = router(
+            r#"
+            [[edge.route]]
+            advertised = "rtsp://tv.example/ch"
+            origin = "rtsp://o/ch"
+            "#,
+        );
+        assert!(r.resolve("rtsp://tv.example/ch/1", local(), None).is_ok());
+        assert!(r
+            .resolve("rtsp://other.example/ch/1", local(), None)
+            .is_err());
+    }
+
+    #[test]
+    fn forward_is_denied_unless_allowed() {
+        let closed = router("[edge.forward]\nenabled = false\n");
+        assert!(matches!(
+            closed.resolve("rtsp://cam.example/x", local(), None),
+            Err(RouteError::NotFound(_))
+        ));
+        let open = router(
+            "[edge.forward]\nenabled = true\nallow = [\"cam.example\", \"10.0.0.0/8:554\"]\n",
+        );
+        let t = open.resolve("rtsp://cam.example/x", local(), None).unwrap();
+        assert_eq!(t.url.to_string(), "rtsp://cam.example/x");
+        assert!(open.resolve("rtsp://10.1.2.3/x", local(), None).is_ok());
+        assert!(matches!(
+            open.resolve("rtsp://10.1.2.3:8000/x", local(), None),
+            Err(RouteError::Forbidden(_))
+        ));
+        assert!(matches!(
+            open.resolve("rtsp://evil.example/x", local(), None),
+            Err(RouteError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn transparent_uses_the_original_destination_and_parent_changes_only_the_hop() {
+        let r = router(
+            "[edge]\ntransparent = true\nparent = \"rtsp://parent.example:9554/\"\n[edge.forward]\nallow = [\"*.example\"]\n",
+        );
+        let dst: SocketAddr = "192.0.2.7:554".parse().unwrap();
+        let t = r
+            .resolve("rtsp://192.0.2.7/stream", local(), Some(dst))
+            .unwrap();
+        assert_eq!(t.url.to_string(), "rtsp://192.0.2.7:554/stream");
+        assert_eq!(t.connect_to, "parent.example:9554");
+    }
+}

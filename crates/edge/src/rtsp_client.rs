@@ -1,0 +1,288 @@
+//! The edge's RTSP client toward an origin (or a parent edge): one TCP connection,
+//! requests sent one at a time, responses matched by CSeq, interleaved frames that
+//! arrive meanwhile kept in order for the caller.
+//!
+//! It answers `401` challenges with the route's credentials (Basic or Digest, see
+//! `mediagate_rtsp::auth`) and retries once; a second refusal is reported, never looped.
+//! Every wait is bounded by the timeout given at connect.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+use mediagate_rtsp::auth::ClientAuth;
+use mediagate_rtsp::parse::{Decoder, Limits, ParseError};
+use mediagate_rtsp::{InterleavedFrame, Item, Method, Request, Response, StatusCode, Version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::ids;
+
+/// Why talking to the origin failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("I/O error talking to the origin: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the origin sent invalid RTSP: {0}")]
+    Parse(#[from] ParseError),
+    #[error("the origin did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the origin closed the connection")]
+    Closed,
+    #[error("authentication with the origin failed: {0}")]
+    Auth(String),
+    #[error("the origin answered {status} {reason} to {method}")]
+    Status {
+        method: String,
+        status: StatusCode,
+        reason: String,
+    },
+}
+
+impl ClientError {
+    /// The status to give a viewer whose request failed because of this.
+    pub fn viewer_status(&self) -> StatusCode {
+        match self {
+            ClientError::Status { status, .. } => *status,
+            ClientError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// Credentials for the origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// One RTSP connection to an origin.
+pub struct RtspClient {
+    stream: TcpStream,
+    decoder: Decoder,
+    cseq: u32,
+    auth: Option<ClientAuth>,
+    session: Option<String>,
+    frames: VecDeque<InterleavedFrame>,
+    timeout: Duration,
+    via: String,
+    user_agent: String,
+}
+
+impl std::fmt::Debug for RtspClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtspClient")
+            .field("cseq", &self.cseq)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Frames buffered while waiting for a response, at most; beyond that the origin is
+/// streaming faster than we ask questions and the connection is failed.
+const MAX_BUFFERED_FRAMES: usize = 4096;
+
+impl RtspClient {
+    /// Connects to `authority` (`host:port`).
+    pub async fn connect(
+        authority: &str,
+        credentials: Option<Credentials>,
+        timeout: Duration,
+        via: String,
+    ) -> Result<Self, ClientError> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(authority))
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+            .map_err(|source| ClientError::Connect {
+                addr: authority.to_owned(),
+                source,
+            })?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            decoder: Decoder::new(Limits::default()),
+            cseq: 0,
+            auth: credentials.map(|c| ClientAuth::new(c.username, c.password)),
+            session: None,
+            frames: VecDeque::new(),
+            timeout,
+            via,
+            user_agent: format!("mediagate/{}", env!("CARGO_PKG_VERSION")),
+        })
+    }
+
+    /// The session id the origin gave in a SETUP response.
+    pub fn session(&self) -> Option<&str> {
+        self.session.as_deref()
+    }
+
+    /// Builds a request with the headers every request to the origin carries.
+    pub fn request(&self, method: Method, uri: &str) -> Request {
+        let mut req = Request::new(method, uri, Version::Rtsp1_0);
+        req.headers.append("User-Agent", self.user_agent.clone());
+        req
+    }
+
+    /// Sends `req` and waits for its response, answering one authentication challenge.
+    /// A non-2xx final status is returned as `Ok` (the caller decides); use
+    /// [`Self::send_ok`] to turn it into an error.
+    pub async fn send(&mut self, mut req: Request) -> Result<Response, ClientError> {
+        let mut answered_challenge = false;
+        loop {
+            self.cseq = self.cseq.wrapping_add(1);
+            req.set_cseq(self.cseq);
+            if let Some(s) = &self.session {
+                req.headers.set("Session", s.clone());
+            }
+            if !req.headers.contains("Via") {
+                req.headers.append("Via", self.via.clone());
+            }
+            if let Some(auth) = &mut self.auth {
+                let cnonce = ids::random_hex(8);
+                match auth.authorization(req.method.as_str(), &req.uri, &cnonce) {
+                    Ok(Some(v)) => req.headers.set("Authorization", v),
+                    Ok(None) => {}
+                    Err(e) => return Err(ClientError::Auth(e.to_string())),
+                }
+            }
+            let mut out = Vec::with_capacity(req.size_hint());
+            req.write_to(&mut out);
+            self.stream.write_all(&out).await?;
+            let resp = self.read_response(self.cseq).await?;
+            if resp.status == StatusCode::UNAUTHORIZED && !answered_challenge {
+                if let Some(auth) = &mut self.auth {
+                    let challenges: Vec<&str> = resp.headers.get_all("WWW-Authenticate").collect();
+                    auth.handle_challenge(&challenges)
+                        .map_err(|e| ClientError::Auth(e.to_string()))?;
+                    answered_challenge = true;
+                    continue;
+                }
+            }
+            if let Some(s) = resp.headers.get("Session") {
+                // `id;timeout=60`: keep only the id for later requests.
+                let id = s.split(';').next().unwrap_or(s).trim();
+                if !id.is_empty() {
+                    self.session = Some(id.to_owned());
+                }
+            }
+            return Ok(resp);
+        }
+    }
+
+    /// [`Self::send`], with any non-2xx status turned into [`ClientError::Status`].
+    pub async fn send_ok(&mut self, req: Request) -> Result<Response, ClientError> {
+        let method = req.method.to_string();
+        let resp = self.send(req).await?;
+        if resp.status.is_success() {
+            Ok(resp)
+        } else {
+            Err(ClientError::Status {
+                method,
+                status: resp.status,
+                reason: resp.reason.clone(),
+            })
+        }
+    }
+
+    /// Writes a request without waiting for its response (keep-alives while
+    /// streaming; the response is skipped by [`Self::next_frame`]).
+    pub async fn send_no_wait(&mut self, mut req: Request) -> Result<(), ClientError> {
+        self.cseq = self.cseq.wrapping_add(1);
+        req.set_cseq(self.cseq);
+        if let Some(s) = &self.session {
+            req.headers.set("Session", s.clone());
+        }
+        if let Some(auth) = &mut self.auth {
+            let cnonce = ids::random_hex(8);
+            if let Ok(Some(v)) = auth.authorization(req.method.as_str(), &req.uri, &cnonce) {
+                req.headers.set("Authorization", v);
+            }
+        }
+        let mut out = Vec::with_capacity(req.size_hint());
+        req.write_to(&mut out);
+        self.stream.write_all(&out).await?;
+        Ok(())
+    }
+
+    /// Next interleaved frame (buffered ones first). Responses that arrive meanwhile
+    /// (to keep-alives) are dropped; requests from the origin (RTSP 2.0 PLAY_NOTIFY,
+    /// or a server-sent keep-alive) are ignored. No timeout: the caller bounds it.
+    pub async fn next_frame(&mut self) -> Result<InterleavedFrame, ClientError> {
+        loop {
+            if let Some(f) = self.frames.pop_front() {
+                return Ok(f);
+            }
+            match self.next_item().await? {
+                Item::Frame(f) => return Ok(f),
+                Item::Response(_) | Item::Request(_) => {}
+            }
+        }
+    }
+
+    /// Drains up to `max` frames that are already decodable without waiting.
+    pub fn ready_frames(
+        &mut self,
+        max: usize,
+        out: &mut Vec<InterleavedFrame>,
+    ) -> Result<(), ClientError> {
+        while out.len() < max {
+            if let Some(f) = self.frames.pop_front() {
+                out.push(f);
+                continue;
+            }
+            match self.decoder.next_item()? {
+                Some(Item::Frame(f)) => out.push(f),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_response(&mut self, cseq: u32) -> Result<Response, ClientError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let item = tokio::time::timeout_at(deadline, self.next_item())
+                .await
+                .map_err(|_| ClientError::Timeout(self.timeout))??;
+            match item {
+                Item::Response(r) if r.cseq() == Some(cseq) || r.cseq().is_none() => return Ok(r),
+                Item::Response(_) => {} // a late answer to an earlier keep-alive
+                Item::Frame(f) => {
+                    if self.frames.len() >= MAX_BUFFERED_FRAMES {
+                        return Err(ClientError::Io(std::io::Error::other(
+                            "origin streams media without answering our request",
+                        )));
+                    }
+                    self.frames.push_back(f);
+                }
+                Item::Request(_) => {}
+            }
+        }
+    }
+
+    async fn next_item(&mut self) -> Result<Item, ClientError> {
+        loop {
+            if let Some(item) = self.decoder.next_item()? {
+                return Ok(item);
+            }
+            let buf = self.decoder.buffer_mut();
+            buf.reserve(64 * 1024);
+            if self.stream.read_buf(buf).await? == 0 {
+                return Err(ClientError::Closed);
+            }
+        }
+    }
+
+    /// Sends raw bytes (an interleaved RTCP receiver report, for instance).
+    pub async fn write_raw(&mut self, bytes: &Bytes) -> Result<(), ClientError> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+}

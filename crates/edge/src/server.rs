@@ -1,0 +1,318 @@
+//! Accepting viewers: listeners, the client ACL, transparent-mode original
+//! destinations, and RTSP-over-HTTP tunnels (the QuickTime GET/POST pair joined by
+//! `x-sessioncookie`; see `mediagate_rtsp::tunnel`), accepted on every edge listener
+//! and on the dedicated tunnel listeners.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mediagate_config::{ClientAcl, EdgeConfig};
+use mediagate_rtsp::parse::{parse_head, Head, Limits, Parsed};
+use mediagate_rtsp::tunnel::{self, PostBodyDecoder, TunnelChannel};
+use mediagate_rtsp::Method;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::conn_out::{Backlog, ConnOut};
+use crate::hub_task::{HubSettings, Hubs};
+use crate::ports::PortAllocator;
+use crate::routing::Router;
+use crate::viewer::{forbidden_bytes, new_decoder, ViewerConn, ViewerContext};
+
+/// A running edge: its shared state, for tests and the admin API.
+#[derive(Clone)]
+pub struct Edge {
+    pub ctx: Arc<ViewerContext>,
+    acl: ClientAcl,
+    transparent: bool,
+    tunnels: Arc<Mutex<HashMap<String, PendingTunnel>>>,
+}
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge").finish_non_exhaustive()
+    }
+}
+
+/// A tunnel GET waiting for its POST.
+struct PendingTunnel {
+    out: ConnOut,
+    peer: SocketAddr,
+    local: SocketAddr,
+}
+
+/// How long a tunnel GET waits for its POST, and a connection for its first message.
+const FIRST_MESSAGE_WAIT: Duration = Duration::from_secs(30);
+
+impl Edge {
+    /// Builds the edge from its config section. `name` identifies this node in `Via`.
+    pub fn new(cfg: &EdgeConfig, name: &str) -> Self {
+        let server = format!("mediagate/{}", env!("CARGO_PKG_VERSION"));
+        let via = format!("RTSP/1.0 {name}");
+        let settings = HubSettings {
+            linger: cfg.linger.get(),
+            give_up: cfg.reconnect.give_up_after.get(),
+            backoff_min: cfg.reconnect.backoff_min.get().get(),
+            backoff_max: cfg.reconnect.backoff_max.get().get(),
+            ..HubSettings::default()
+        };
+        let range = cfg.udp_ports.get().range();
+        let udp_ip = cfg
+            .listen
+            .get()
+            .first()
+            .map_or([0, 0, 0, 0].into(), |a| a.0.ip());
+        let ports = Arc::new(PortAllocator::new(udp_ip, range.low(), range.high()));
+        let backlog_packets = cfg.viewer_backlog_packets.get() as usize;
+        let ctx = ViewerContext {
+            router: Router::new(cfg, via.clone(), Duration::from_secs(10)),
+            hubs: Hubs::new(settings, ports),
+            session_timeout: cfg.session_timeout.get().get(),
+            max_viewers: cfg.max_viewers.get() as usize,
+            backlog: Backlog {
+                max_media_packets: backlog_packets,
+                // ~1,500 bytes per packet: the byte cap follows the packet cap.
+                max_media_bytes: backlog_packets.saturating_mul(1500),
+            },
+            server,
+            via,
+            sessions: Default::default(),
+        };
+        Self {
+            ctx: Arc::new(ctx),
+            acl: cfg.client_acl.clone(),
+            transparent: *cfg.transparent.get(),
+            tunnels: Arc::default(),
+        }
+    }
+
+    /// Binds every listener of `cfg` and serves until the returned task is aborted.
+    /// Returns the bound addresses (useful with port 0).
+    pub async fn bind(&self, addrs: &[SocketAddr]) -> std::io::Result<Vec<SocketAddr>> {
+        let mut bound = Vec::new();
+        for addr in addrs {
+            let listener = TcpListener::bind(addr).await?;
+            bound.push(listener.local_addr()?);
+            let edge = self.clone();
+            tokio::spawn(async move { edge.accept_loop(listener).await });
+        }
+        Ok(bound)
+    }
+
+    async fn accept_loop(self, listener: TcpListener) {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(v) => v,
+                Err(_) => {
+                    // Out of descriptors or similar: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let edge = self.clone();
+            tokio::spawn(async move { edge.serve(stream, peer).await });
+        }
+    }
+
+    async fn serve(self, mut stream: TcpStream, peer: SocketAddr) {
+        if !self.acl.admits(peer.ip()) {
+            let _ = stream.write_all(&forbidden_bytes()).await;
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let Ok(local) = stream.local_addr() else {
+            return;
+        };
+        let original_dst = if self.transparent {
+            original_destination(&stream)
+        } else {
+            None
+        };
+        let (mut rd, wr) = stream.into_split();
+        let mut decoder = new_decoder();
+        // Peek at the first message head: an HTTP GET/POST with a session cookie is a
+        // tunnel, anything else is plain RTSP (the decoder keeps the bytes either way).
+        let first = tokio::time::timeout(FIRST_MESSAGE_WAIT, async {
+            loop {
+                match parse_head(decoder.buffer_mut(), &Limits::default()) {
+                    Ok(Parsed::Complete { item, consumed }) => return Some((item, consumed)),
+                    Ok(Parsed::Incomplete) => {}
+                    Err(_) => return None, // the RTSP path reports the error
+                }
+                let buf = decoder.buffer_mut();
+                buf.reserve(4096);
+                match rd.read_buf(buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        let (tunnel_req, head_len) = match first {
+            Err(_) => return, // silent for 30 s: not a viewer
+            Ok(Some((Head::Request(req), n)))
+                if matches!(req.method, Method::Get | Method::Post) =>
+            {
+                (tunnel::classify(&req).ok().flatten(), n)
+            }
+            Ok(_) => (None, 0),
+        };
+        let out = ConnOut::new(self.ctx.backlog);
+        match tunnel_req {
+            None => {
+                let writer_out = out.clone();
+                tokio::spawn(async move { writer_out.run_writer(wr).await });
+                let mut conn = ViewerConn::new(self.ctx.clone(), out, peer, local, original_dst);
+                conn.run(rd, decoder).await;
+            }
+            Some(t) if t.channel == TunnelChannel::Get => {
+                out.push_control(tunnel::get_response().to_bytes());
+                let writer_out = out.clone();
+                tokio::spawn(async move { writer_out.run_writer(wr).await });
+                self.tunnels().insert(
+                    t.cookie.clone(),
+                    PendingTunnel {
+                        out: out.clone(),
+                        peer,
+                        local,
+                    },
+                );
+                self.watch_tunnel_get(&mut rd, &out, &t.cookie).await;
+                self.tunnels().remove(&t.cookie);
+                out.close();
+            }
+            Some(t) => {
+                drop(wr); // the server never answers on the POST
+                let Some(get) = self.tunnels().remove(&t.cookie) else {
+                    return;
+                };
+                if get.peer.ip() != peer.ip() {
+                    // Both halves must come from the same client.
+                    get.out.close();
+                    return;
+                }
+                // The rest after the POST head is base64 of RTSP requests.
+                let mut body = decoder.take_buffered();
+                let _head = body.split_to(head_len);
+                let reader = Base64Reader::new(rd, body);
+                let mut conn = ViewerConn::new(self.ctx.clone(), get.out, peer, get.local, None);
+                conn.run(reader, new_decoder()).await;
+            }
+        }
+    }
+
+    fn tunnels(&self) -> std::sync::MutexGuard<'_, HashMap<String, PendingTunnel>> {
+        self.tunnels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps a tunnel's GET side until the client closes it, the session ends, or no
+    /// POST arrived in time. The client sends nothing on the GET after its head.
+    async fn watch_tunnel_get(&self, rd: &mut OwnedReadHalf, out: &ConnOut, cookie: &str) {
+        let started = tokio::time::Instant::now();
+        let mut sink = [0u8; 512];
+        loop {
+            tokio::select! {
+                r = rd.read(&mut sink) => if matches!(r, Ok(0) | Err(_)) { return },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    if out.is_closed() {
+                        return;
+                    }
+                    let unpaired = self.tunnels().contains_key(cookie);
+                    if unpaired && started.elapsed() > FIRST_MESSAGE_WAIT {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Decodes a tunnel POST body (base64 of RTSP requests) as it is read.
+struct Base64Reader<R> {
+    inner: R,
+    pending: BytesMut,
+    decoder: PostBodyDecoder,
+    decoded: BytesMut,
+    failed: bool,
+}
+
+impl<R> Base64Reader<R> {
+    fn new(inner: R, already_read: BytesMut) -> Self {
+        Self {
+            inner,
+            pending: already_read,
+            decoder: PostBodyDecoder::new(),
+            decoded: BytesMut::new(),
+            failed: false,
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Base64Reader<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if !this.decoded.is_empty() {
+                let n = this.decoded.len().min(buf.remaining());
+                buf.put_slice(&this.decoded.split_to(n));
+                return Poll::Ready(Ok(()));
+            }
+            if this.failed {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "invalid base64 in the tunnel POST body",
+                )));
+            }
+            if !this.pending.is_empty() {
+                let input = this.pending.split();
+                if this.decoder.decode(&input, &mut this.decoded).is_err() {
+                    this.failed = true;
+                }
+                continue;
+            }
+            let mut raw = [0u8; 4096];
+            let mut rb = ReadBuf::new(&mut raw);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => this.pending.extend_from_slice(rb.filled()),
+                other => return other,
+            }
+        }
+    }
+}
+
+/// The destination a connection had before an iptables `REDIRECT`
+/// (`SO_ORIGINAL_DST`, IPv4); `None` when there was no redirect or it cannot be read.
+#[allow(unsafe_code)]
+fn original_destination(stream: &TcpStream) -> Option<SocketAddr> {
+    use std::os::fd::AsRawFd;
+    const SO_ORIGINAL_DST: libc::c_int = 80;
+    // SAFETY: zeroed sockaddr_in is valid; getsockopt writes at most `len` bytes into it.
+    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: valid fd, pointer and length for the duration of the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_IP,
+            SO_ORIGINAL_DST,
+            &mut addr as *mut libc::sockaddr_in as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc != 0 || i32::from(addr.sin_family) != libc::AF_INET {
+        return None;
+    }
+    let ip = std::net::Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
+    Some(SocketAddr::new(ip.into(), u16::from_be(addr.sin_port)))
+}

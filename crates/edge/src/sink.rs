@@ -1,0 +1,96 @@
+//! A viewer as the hub sees it: where its packets go.
+//!
+//! TCP viewers get interleaved frames pushed into their connection's bounded queue; UDP
+//! viewers' destinations are collected so the hub can send a frame to all of them with
+//! a few batched system calls. Between JOIN and the viewer's PLAY response being queued,
+//! packets are *held* here (bounded) so the response always precedes the media.
+
+use std::net::SocketAddr;
+
+use crate::conn_out::ConnOut;
+use crate::hub::{Packet, PacketKind};
+
+/// Packets held between join and release, at most (a few GOPs of a normal stream).
+pub const MAX_HELD: usize = 4096;
+
+/// Per-track delivery address of a viewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackDest {
+    /// Interleaved channels (RTP, RTCP) on the viewer's RTSP connection.
+    Interleaved { rtp: u8, rtcp: u8 },
+    /// UDP addresses (RTP, RTCP).
+    Udp { rtp: SocketAddr, rtcp: SocketAddr },
+}
+
+/// One viewer's sink.
+#[derive(Debug)]
+pub struct ViewerSink {
+    /// The viewer's RTSP connection (media for TCP viewers; closing it disconnects any
+    /// viewer).
+    pub conn: ConnOut,
+    /// Indexed by track; `None` for tracks the viewer did not set up.
+    pub dests: Vec<Option<TrackDest>>,
+    held: Option<Vec<Packet>>,
+}
+
+impl ViewerSink {
+    /// A sink that holds packets until [`ViewerSink::release`].
+    pub fn new_held(conn: ConnOut, dests: Vec<Option<TrackDest>>) -> Self {
+        Self {
+            conn,
+            dests,
+            held: Some(Vec::new()),
+        }
+    }
+
+    /// Offers one packet. UDP destinations are appended to `udp_out`; the caller sends.
+    /// False when the viewer cannot take it (backlog or hold full, connection closed).
+    pub fn offer(&mut self, p: &Packet, udp_out: &mut Vec<SocketAddr>) -> bool {
+        if let Some(held) = &mut self.held {
+            if held.len() >= MAX_HELD {
+                return false;
+            }
+            held.push(p.clone());
+            return true;
+        }
+        self.deliver(p, udp_out)
+    }
+
+    fn deliver(&self, p: &Packet, udp_out: &mut Vec<SocketAddr>) -> bool {
+        let rtcp = p.kind == PacketKind::Rtcp;
+        match self.dests.get(p.track).copied().flatten() {
+            Some(TrackDest::Interleaved { rtp, rtcp: rc }) => {
+                self.conn.push_media(if rtcp { rc } else { rtp }, &p.data)
+            }
+            Some(TrackDest::Udp { rtp, rtcp: rc }) => {
+                if self.conn.is_closed() {
+                    return false;
+                }
+                udp_out.push(if rtcp { rc } else { rtp });
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Ends the hold: returns the held packets with the destination each UDP one goes
+    /// to (TCP ones are queued directly). `false` in the flag when the viewer could not
+    /// take them all (it then waits for a keyframe like any lagging viewer).
+    pub fn release(&mut self) -> (Vec<(Packet, SocketAddr)>, bool) {
+        let Some(held) = self.held.take() else {
+            return (Vec::new(), true);
+        };
+        let mut udp = Vec::new();
+        let mut scratch = Vec::with_capacity(1);
+        for p in held {
+            scratch.clear();
+            if !self.deliver(&p, &mut scratch) {
+                return (udp, false);
+            }
+            if let Some(d) = scratch.first() {
+                udp.push((p, *d));
+            }
+        }
+        (udp, true)
+    }
+}

@@ -1,0 +1,216 @@
+//! Opening a stream at the origin: DESCRIBE, SETUP of every track over TCP interleaved
+//! (RFC 2326 §10.12; the origin is read over TCP by default so nothing is lost between
+//! origin and edge), PLAY.
+//!
+//! What it does not: keep the stream going (the hub task reads frames and reconnects).
+
+use std::time::Duration;
+
+use mediagate_rtsp::{Method, Response};
+use mediagate_sdp::SessionDescription;
+
+use crate::rtsp_client::{ClientError, Credentials, RtspClient};
+use mediagate_config::RtspUrl;
+
+/// Where and how to open the stream.
+#[derive(Debug, Clone)]
+pub struct UpstreamTarget {
+    /// The URL to request (absolute, without credentials). Through a parent edge this is
+    /// still the origin's URL; only `connect_to` changes.
+    pub url: RtspUrl,
+    /// `host:port` to connect to: the origin, or the parent edge.
+    pub connect_to: String,
+    pub credentials: Option<Credentials>,
+    /// Our `Via` entry, e.g. `RTSP/1.0 edge1`.
+    pub via: String,
+    pub timeout: Duration,
+}
+
+/// Codec families whose keyframes we recognise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    H264,
+    H265,
+    Other,
+}
+
+/// One track of the origin's stream.
+#[derive(Debug, Clone)]
+pub struct TrackInfo {
+    /// Index of the `m=` section in the SDP.
+    pub media_index: usize,
+    /// The origin's control URL for SETUP.
+    pub control_url: String,
+    pub is_video: bool,
+    pub codec: Codec,
+    pub clock_rate: u32,
+    /// Interleaved channel of RTP (RTCP is `+ 1`) on the origin connection.
+    pub channel: u8,
+}
+
+/// What the origin said about the stream.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub sdp: SessionDescription,
+    pub tracks: Vec<TrackInfo>,
+    /// No finite `a=range`: live content (split); finite: on-demand.
+    pub live: bool,
+    /// Origin session timeout (seconds) from the SETUP response, for keep-alives.
+    pub session_timeout: u64,
+}
+
+impl Described {
+    /// The track whose keyframes mark join points (the first video track).
+    pub fn video_track(&self) -> Option<usize> {
+        self.tracks.iter().position(|t| t.is_video)
+    }
+}
+
+/// Connects, describes, sets up every track and starts playing. Returns the client
+/// (now streaming) and the description.
+pub async fn open(target: &UpstreamTarget) -> Result<(RtspClient, Described), ClientError> {
+    let mut client = RtspClient::connect(
+        &target.connect_to,
+        target.credentials.clone(),
+        target.timeout,
+        target.via.clone(),
+    )
+    .await?;
+    let url = target.url.to_string();
+    let mut req = client.request(Method::Describe, &url);
+    req.headers.append("Accept", "application/sdp");
+    let resp = client.send_ok(req).await?;
+    let base = content_base(&resp, &url);
+    let sdp = SessionDescription::parse(&resp.body).map_err(|e| ClientError::Status {
+        method: "DESCRIBE".into(),
+        status: mediagate_rtsp::StatusCode::BAD_GATEWAY,
+        reason: format!("origin sent an invalid SDP: {e}"),
+    })?;
+    let live = !sdp.range().map(|r| r.is_finite()).unwrap_or(false);
+    let mut tracks = Vec::new();
+    for (i, m) in sdp.media().iter().enumerate() {
+        // Port 0 does not mean "disabled" here: RTSP servers put 0 in `m=` because
+        // ports are negotiated by SETUP (RFC 2326 §C.1), unlike SDP offer/answer.
+        if !m.is_rtp() {
+            continue;
+        }
+        let Some(control_url) = sdp.media_control_url(m, &base) else {
+            continue;
+        };
+        let rtpmap = m.payload_types().next().and_then(|pt| m.rtpmap(pt));
+        let encoding = rtpmap
+            .as_ref()
+            .map(|r| r.encoding.to_ascii_uppercase())
+            .unwrap_or_default();
+        let codec = match encoding.as_str() {
+            "H264" => Codec::H264,
+            "H265" | "HEVC" => Codec::H265,
+            _ => Codec::Other,
+        };
+        let is_video = m.media_type() == "video";
+        let clock_rate = rtpmap
+            .as_ref()
+            .map(|r| r.clock_rate)
+            .filter(|&c| c > 0)
+            .unwrap_or(if is_video { 90_000 } else { 8_000 });
+        let Ok(channel) = u8::try_from(tracks.len() * 2) else {
+            break; // 127 tracks are enough for anyone
+        };
+        tracks.push(TrackInfo {
+            media_index: i,
+            control_url,
+            is_video,
+            codec,
+            clock_rate,
+            channel,
+        });
+    }
+    if tracks.is_empty() {
+        return Err(ClientError::Status {
+            method: "DESCRIBE".into(),
+            status: mediagate_rtsp::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            reason: "the origin's SDP has no RTP track".into(),
+        });
+    }
+    let mut session_timeout = 60;
+    for t in &mut tracks {
+        let mut req = client.request(Method::Setup, &t.control_url);
+        req.headers.append(
+            "Transport",
+            format!(
+                "RTP/AVP/TCP;unicast;interleaved={}-{}",
+                t.channel,
+                t.channel + 1
+            ),
+        );
+        let resp = client.send_ok(req).await?;
+        if let Some(ch) = resp.headers.get("Transport").and_then(interleaved_channel) {
+            t.channel = ch; // the origin may pick its own channels
+        }
+        if let Some(s) = resp.headers.get("Session") {
+            session_timeout = session_timeout_of(s).unwrap_or(session_timeout);
+        }
+    }
+    let aggregate = sdp.aggregate_control_url(&base);
+    let mut req = client.request(Method::Play, &aggregate);
+    if !live {
+        req.headers.append("Range", "npt=0.000-");
+    }
+    client.send_ok(req).await?;
+    Ok((
+        client,
+        Described {
+            sdp,
+            tracks,
+            live,
+            session_timeout,
+        },
+    ))
+}
+
+/// Base for relative control URLs (RFC 2326 §C.1.1): Content-Base, else
+/// Content-Location, else the request URL.
+fn content_base(resp: &Response, request_url: &str) -> String {
+    mediagate_sdp::control_base(
+        resp.headers.get("Content-Base"),
+        resp.headers.get("Content-Location"),
+        request_url,
+    )
+    .to_owned()
+}
+
+/// The RTP channel of an `interleaved=a-b` transport parameter.
+fn interleaved_channel(transport: &str) -> Option<u8> {
+    transport
+        .split([';', ','])
+        .find_map(|p| p.trim().strip_prefix("interleaved="))
+        .and_then(|v| v.split('-').next())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `timeout=N` of a Session header value.
+fn session_timeout_of(session: &str) -> Option<u64> {
+    session
+        .split(';')
+        .skip(1)
+        .find_map(|p| p.trim().strip_prefix("timeout="))
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&t| t > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_transport_and_session_parameters() {
+        assert_eq!(
+            interleaved_channel("RTP/AVP/TCP;unicast;interleaved=4-5;ssrc=1234ABCD"),
+            Some(4)
+        );
+        assert_eq!(interleaved_channel("RTP/AVP;unicast;client_port=1-2"), None);
+        assert_eq!(session_timeout_of("abc;timeout=30"), Some(30));
+        assert_eq!(session_timeout_of("abc"), None);
+        assert_eq!(session_timeout_of("abc;timeout=0"), None);
+    }
+}

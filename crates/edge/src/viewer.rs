@@ -1,0 +1,673 @@
+//! The RTSP server side of the edge: one task per viewer connection.
+//!
+//! It answers OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN and GET/SET_PARAMETER
+//! keep-alives (RFC 2326 §10), pipelined or not, with the errors a demanding client
+//! expects: 400 malformed, 404 no route, 454 unknown session, 455 wrong state, 459 a
+//! session spanning two streams, 461 no usable transport, 505 RTSP/2.0, 551 an
+//! unsupported `Proxy-Require`/`Require`, 503 over the viewer limit; each with a reason
+//! a person can read. Sessions advertise their timeout and end when it passes without a
+//! request (or without traffic on the connection).
+//!
+//! Live streams come from the shared hub of their origin URL; the viewer's tracks are
+//! named `trackID=N` under the URL it asked for, so it never sees origin names.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use mediagate_rtsp::headers::{
+    ChannelRange, Delivery, LowerTransport, PortRange, RtpProfile, Transport, TransportProtocol,
+    TransportSpec,
+};
+use mediagate_rtsp::parse::{Decoder, Limits};
+use mediagate_rtsp::{Item, Method, Request, Response, StatusCode, TypedHeader, Version};
+use mediagate_sdp::SessionDescription;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Instant;
+
+use crate::conn_out::{Backlog, ConnOut, MAX_CONTROL_QUEUED};
+use crate::hub::SubscriberId;
+use crate::hub_task::{HubError, Hubs, Lease};
+use crate::ids;
+use crate::routing::{RouteError, Router};
+use crate::sink::{TrackDest, ViewerSink};
+use crate::upstream::Described;
+
+/// Settings every viewer connection shares.
+#[derive(Debug)]
+pub struct ViewerContext {
+    pub router: Router,
+    pub hubs: Hubs,
+    pub session_timeout: Duration,
+    pub max_viewers: usize,
+    pub backlog: Backlog,
+    /// `Server` header and our `Via` entry.
+    pub server: String,
+    pub via: String,
+    /// Sessions open on this edge (for the viewer limit).
+    pub sessions: AtomicUsize,
+}
+
+/// Methods we answer, for `Public`.
+const PUBLIC: &str =
+    "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+
+/// The name under the viewer's URL of track `i`.
+fn track_name(i: usize) -> String {
+    format!("trackID={i}")
+}
+
+struct ViewerSession {
+    /// Keeps the hub running while the session exists.
+    lease: Lease,
+    /// The stream URL as the viewer named it (no trailing `/`).
+    base_url: String,
+    described: Arc<Described>,
+    dests: Vec<Option<TrackDest>>,
+    playing: Option<SubscriberId>,
+    last_seen: Instant,
+}
+
+impl ViewerSession {
+    fn stop(&mut self) {
+        if let Some(id) = self.playing.take() {
+            self.lease.hub().leave(id);
+        }
+    }
+}
+
+/// A request handler bound to one viewer's output (a TCP connection, or the GET side
+/// of an HTTP tunnel).
+pub struct ViewerConn {
+    ctx: Arc<ViewerContext>,
+    out: ConnOut,
+    peer: SocketAddr,
+    local: SocketAddr,
+    original_dst: Option<SocketAddr>,
+    sessions: HashMap<String, ViewerSession>,
+    /// Streams described on this connection, so SETUP need not ask the hub again and
+    /// the hub lingers between DESCRIBE and SETUP.
+    described: HashMap<String, (Arc<Described>, Lease)>,
+    /// Viewer traffic over interleaved channels (RTCP receiver reports) counts as life.
+    last_traffic: Instant,
+}
+
+/// Outcome of handling one request: the response, plus a subscriber to release once
+/// that response is queued (PLAY).
+struct Reply {
+    resp: Response,
+    release: Option<(String, SubscriberId)>,
+}
+
+impl From<Response> for Reply {
+    fn from(resp: Response) -> Self {
+        Self {
+            resp,
+            release: None,
+        }
+    }
+}
+
+impl ViewerConn {
+    pub fn new(
+        ctx: Arc<ViewerContext>,
+        out: ConnOut,
+        peer: SocketAddr,
+        local: SocketAddr,
+        original_dst: Option<SocketAddr>,
+    ) -> Self {
+        Self {
+            ctx,
+            out,
+            peer,
+            local,
+            original_dst,
+            sessions: HashMap::new(),
+            described: HashMap::new(),
+            last_traffic: Instant::now(),
+        }
+    }
+
+    pub fn out(&self) -> &ConnOut {
+        &self.out
+    }
+
+    /// Reads requests from `rd` (already holding `decoder`'s buffered bytes) until the
+    /// viewer goes away, misbehaves, or every session times out.
+    pub async fn run<R: AsyncRead + Unpin>(&mut self, mut rd: R, mut decoder: Decoder) {
+        let mut buf_full_since: Option<Instant> = None;
+        loop {
+            // Hand out everything already decodable first (pipelined requests).
+            loop {
+                match decoder.next_item() {
+                    Ok(Some(Item::Request(req))) => {
+                        self.last_traffic = Instant::now();
+                        self.handle(req).await;
+                    }
+                    Ok(Some(Item::Frame(_))) => self.last_traffic = Instant::now(),
+                    Ok(Some(Item::Response(_))) => {}
+                    Ok(None) => break,
+                    Err(e) => {
+                        let mut resp = Response::new(Version::Rtsp1_0, StatusCode::BAD_REQUEST);
+                        resp.reason = format!("Bad Request ({e})").chars().take(200).collect();
+                        resp.headers.append("Connection", "close");
+                        self.send(resp);
+                        self.close();
+                        return;
+                    }
+                }
+            }
+            // A viewer that pipelines requests but never reads responses: stop reading
+            // until it drains them (bounded memory), and give up after a while.
+            if self.out.control_backlog() > MAX_CONTROL_QUEUED {
+                let since = *buf_full_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > self.ctx.session_timeout {
+                    self.close();
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            buf_full_since = None;
+            let deadline = self.next_deadline();
+            let buf = decoder.buffer_mut();
+            buf.reserve(4096);
+            tokio::select! {
+                r = rd.read_buf(buf) => match r {
+                    Ok(0) | Err(_) => {
+                        self.close();
+                        return;
+                    }
+                    Ok(_) => {}
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    if self.expire_sessions() {
+                        self.close();
+                        return;
+                    }
+                }
+                _ = self.closed() => {
+                    self.close();
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn closed(&self) {
+        while !self.out.is_closed() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Ends every session and the output.
+    pub fn close(&mut self) {
+        for (_, mut s) in self.sessions.drain() {
+            s.stop();
+            self.ctx.sessions.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.described.clear();
+        self.out.close();
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let t = self.ctx.session_timeout;
+        let oldest = self
+            .sessions
+            .values()
+            .map(|s| s.last_seen.max(self.last_traffic))
+            .min()
+            .unwrap_or(self.last_traffic);
+        oldest + t
+    }
+
+    /// Ends sessions that timed out; true when the connection itself is idle and
+    /// should close.
+    fn expire_sessions(&mut self) -> bool {
+        let t = self.ctx.session_timeout;
+        let now = Instant::now();
+        let traffic = self.last_traffic;
+        let dead: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| now.duration_since(s.last_seen.max(traffic)) >= t)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for id in dead {
+            if let Some(mut s) = self.sessions.remove(&id) {
+                s.stop();
+                self.ctx.sessions.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.sessions.is_empty() && now.duration_since(traffic) >= t
+    }
+
+    fn send(&self, mut resp: Response) {
+        resp.headers.set("Server", self.ctx.server.clone());
+        resp.headers.append("Via", self.ctx.via.clone());
+        self.out.push_control(resp.to_bytes());
+    }
+
+    /// Handles one request and queues its response.
+    pub async fn handle(&mut self, req: Request) {
+        let reply = self.dispatch(&req).await;
+        let mut resp = reply.resp;
+        if let Some(c) = req.cseq() {
+            resp.set_cseq(c);
+        }
+        self.send(resp);
+        if let Some((session, id)) = reply.release {
+            if let Some(s) = self.sessions.get(&session) {
+                s.lease.hub().release(id);
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, req: &Request) -> Reply {
+        if req.version == Version::Rtsp2_0 {
+            return error(
+                StatusCode::RTSP_VERSION_NOT_SUPPORTED,
+                "this edge speaks RTSP/1.0",
+            )
+            .into();
+        }
+        if !req.version.is_rtsp() {
+            return error(StatusCode::BAD_REQUEST, "expected an RTSP/1.0 request").into();
+        }
+        if req.cseq().is_none() {
+            return error(StatusCode::BAD_REQUEST, "missing or invalid CSeq header").into();
+        }
+        for name in ["Proxy-Require", "Require"] {
+            let tags: Vec<&str> = req
+                .headers
+                .get_all(name)
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .collect();
+            if !tags.is_empty() {
+                let mut r = error(
+                    StatusCode::OPTION_NOT_SUPPORTED,
+                    &format!("{name} feature not supported"),
+                );
+                r.headers.append("Unsupported", tags.join(", "));
+                return r.into();
+            }
+        }
+        let session_id = req
+            .headers
+            .get("Session")
+            .map(|s| s.split(';').next().unwrap_or("").trim().to_owned());
+        if let Some(id) = &session_id {
+            match self.sessions.get_mut(id) {
+                Some(s) => s.last_seen = Instant::now(),
+                None if req.method != Method::Setup || !id.is_empty() => {
+                    return error(
+                        StatusCode::SESSION_NOT_FOUND,
+                        "no such session (it may have timed out)",
+                    )
+                    .into();
+                }
+                None => {}
+            }
+        }
+        match &req.method {
+            Method::Options => {
+                let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
+                r.headers.append("Public", PUBLIC);
+                r.into()
+            }
+            Method::Describe => self.describe(req).await.into(),
+            Method::Setup => self.setup(req, session_id).await.into(),
+            Method::Play => self.play(req, session_id).await,
+            Method::Pause => self.pause(session_id).into(),
+            Method::Teardown => self.teardown(session_id).into(),
+            Method::GetParameter | Method::SetParameter => {
+                let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
+                if let Some(id) = &session_id {
+                    r.headers.append("Session", self.session_header(id));
+                }
+                r.into()
+            }
+            Method::Announce | Method::Record | Method::Redirect | Method::PlayNotify => {
+                let mut r = error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "this edge only plays streams",
+                );
+                r.headers.append("Allow", PUBLIC);
+                r.into()
+            }
+            Method::Get | Method::Post | Method::Extension(_) => {
+                error(StatusCode::NOT_IMPLEMENTED, "method not implemented").into()
+            }
+        }
+    }
+
+    fn session_header(&self, id: &str) -> String {
+        format!("{id};timeout={}", self.ctx.session_timeout.as_secs().max(1))
+    }
+
+    /// The viewer's stream URL for a request URI: the URI itself for DESCRIBE, without
+    /// its `/trackID=N` for SETUP.
+    fn stream_url(uri: &str) -> (String, Option<usize>) {
+        let trimmed = uri.trim_end_matches('/');
+        if let Some((base, last)) = trimmed.rsplit_once('/') {
+            if let Some(n) = last.strip_prefix("trackID=") {
+                if let Ok(i) = n.parse::<usize>() {
+                    return (base.to_owned(), Some(i));
+                }
+            }
+        }
+        (trimmed.to_owned(), None)
+    }
+
+    async fn open_stream(&mut self, stream_url: &str) -> Result<(Arc<Described>, Lease), Response> {
+        if let Some((d, lease)) = self.described.get(stream_url) {
+            return Ok((d.clone(), lease.another()));
+        }
+        let target = self
+            .ctx
+            .router
+            .resolve(stream_url, self.local, self.original_dst)
+            .map_err(|e| match e {
+                RouteError::NotFound(_) => error(StatusCode::NOT_FOUND, &e.to_string()),
+                RouteError::Forbidden(_) => error(StatusCode::FORBIDDEN, &e.to_string()),
+                RouteError::BadUrl(_) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+            })?;
+        let lease = self.ctx.hubs.lease(&target);
+        let d = lease.hub().describe().await.map_err(hub_error)?;
+        self.described
+            .insert(stream_url.to_owned(), (d.clone(), lease.another()));
+        Ok((d, lease))
+    }
+
+    async fn describe(&mut self, req: &Request) -> Response {
+        let (url, _) = Self::stream_url(&req.uri);
+        let (d, _lease) = match self.open_stream(&url).await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        let sdp = viewer_sdp(&d);
+        let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
+        r.headers.append("Content-Base", format!("{url}/"));
+        r.headers.append("Cache-Control", "no-cache");
+        r.set_body("application/sdp", sdp.to_bytes());
+        r
+    }
+
+    async fn setup(&mut self, req: &Request, session_id: Option<String>) -> Response {
+        let (url, track) = Self::stream_url(&req.uri);
+        let existing = session_id.as_ref().and_then(|id| self.sessions.get(id));
+        if let Some(s) = existing {
+            if s.base_url != url {
+                return error(
+                    StatusCode::AGGREGATE_OPERATION_NOT_ALLOWED,
+                    "a session cannot span two streams; use a new session",
+                );
+            }
+            if s.playing.is_some() {
+                return error(
+                    StatusCode::METHOD_NOT_VALID_IN_THIS_STATE,
+                    "cannot change transport while playing",
+                );
+            }
+        } else if self.ctx.sessions.load(Ordering::Relaxed) >= self.ctx.max_viewers {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this edge is at its viewer limit",
+            );
+        }
+        let (d, lease) = match self.open_stream(&url).await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        // A SETUP on the aggregate URL of a one-track stream means that track.
+        let track = match track.or((d.tracks.len() == 1).then_some(0)) {
+            Some(t) if t < d.tracks.len() => t,
+            _ => return error(StatusCode::NOT_FOUND, "no such track in this stream"),
+        };
+        let Some(Ok(transport)) = req.headers.typed::<Transport>() else {
+            return error(
+                StatusCode::UNSUPPORTED_TRANSPORT,
+                "missing or malformed Transport header",
+            );
+        };
+        let (dest, reply_spec) = match self.choose_transport(&transport, track, &lease).await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        let id = match session_id.filter(|id| self.sessions.contains_key(id)) {
+            Some(id) => id,
+            None => {
+                let id = ids::random_hex(8);
+                self.ctx.sessions.fetch_add(1, Ordering::Relaxed);
+                self.sessions.insert(
+                    id.clone(),
+                    ViewerSession {
+                        lease,
+                        base_url: url,
+                        described: d.clone(),
+                        dests: vec![None; d.tracks.len()],
+                        playing: None,
+                        last_seen: Instant::now(),
+                    },
+                );
+                id
+            }
+        };
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.dests[track] = Some(dest);
+        }
+        let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
+        r.headers
+            .append("Transport", Transport(vec![reply_spec]).to_value());
+        r.headers.append("Session", self.session_header(&id));
+        r
+    }
+
+    async fn choose_transport(
+        &self,
+        transport: &Transport,
+        track: usize,
+        lease: &Lease,
+    ) -> Result<(TrackDest, TransportSpec), Response> {
+        for spec in &transport.0 {
+            let TransportProtocol::Rtp {
+                profile: RtpProfile::Avp,
+                lower,
+            } = &spec.protocol
+            else {
+                continue;
+            };
+            if spec.delivery == Some(Delivery::Multicast) {
+                continue;
+            }
+            match lower {
+                Some(LowerTransport::Tcp) => {
+                    let ch = spec.interleaved.unwrap_or(ChannelRange {
+                        start: (track * 2).min(254) as u8,
+                        end: None,
+                    });
+                    let rtp = ch.start;
+                    let rtcp = ch.end.unwrap_or(rtp.saturating_add(1));
+                    let reply = TransportSpec::new(TransportProtocol::rtp_avp_tcp())
+                        .with_interleaved(Some(ChannelRange {
+                            start: rtp,
+                            end: Some(rtcp),
+                        }));
+                    let mut reply = reply;
+                    reply.delivery = Some(Delivery::Unicast);
+                    return Ok((TrackDest::Interleaved { rtp, rtcp }, reply));
+                }
+                None | Some(LowerTransport::Udp) => {
+                    let Some(cp) = spec.client_port else { continue };
+                    let ports = lease.hub().udp_ports().await.map_err(hub_error)?;
+                    let Some(&(srtp, srtcp)) = ports.get(track) else {
+                        return Err(error(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "no server ports for this track",
+                        ));
+                    };
+                    let crtcp = cp.end.unwrap_or(cp.start.saturating_add(1));
+                    // Media only goes to the address the RTSP connection came from
+                    // (RFC 2326 §12.39: a client must not direct streams elsewhere).
+                    let ip = self.peer.ip();
+                    let dest = TrackDest::Udp {
+                        rtp: SocketAddr::new(ip, cp.start),
+                        rtcp: SocketAddr::new(ip, crtcp),
+                    };
+                    let mut reply = TransportSpec::new(TransportProtocol::rtp_avp())
+                        .with_client_ports(Some(PortRange {
+                            start: cp.start,
+                            end: Some(crtcp),
+                        }))
+                        .with_server_ports(Some(PortRange {
+                            start: srtp,
+                            end: Some(srtcp),
+                        }));
+                    reply.delivery = Some(Delivery::Unicast);
+                    return Ok((dest, reply));
+                }
+                Some(_) => continue,
+            }
+        }
+        Err(error(
+            StatusCode::UNSUPPORTED_TRANSPORT,
+            "supported: RTP/AVP/TCP interleaved, RTP/AVP unicast UDP with client_port",
+        ))
+    }
+
+    async fn play(&mut self, req: &Request, session_id: Option<String>) -> Reply {
+        let Some(id) = session_id else {
+            return error(
+                StatusCode::SESSION_NOT_FOUND,
+                "PLAY needs the Session from SETUP",
+            )
+            .into();
+        };
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return error(StatusCode::SESSION_NOT_FOUND, "no such session").into();
+        };
+        let (url, track) = Self::stream_url(&req.uri);
+        if url != s.base_url || track.is_some() && s.described.tracks.len() > 1 {
+            return error(
+                StatusCode::ONLY_AGGREGATE_OPERATION_ALLOWED,
+                "PLAY the stream URL, not a single track",
+            )
+            .into();
+        }
+        let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
+        r.headers.append(
+            "Session",
+            format!("{id};timeout={}", self.ctx.session_timeout.as_secs().max(1)),
+        );
+        r.headers.append("Range", "npt=now-");
+        if s.playing.is_some() {
+            return r.into();
+        }
+        let tracks: Vec<usize> = s
+            .dests
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| d.map(|_| i))
+            .collect();
+        let sink = ViewerSink::new_held(self.out.clone(), s.dests.clone());
+        let (sub, starts) = match s.lease.hub().join(sink, tracks).await {
+            Ok(v) => v,
+            Err(e) => return hub_error(e).into(),
+        };
+        s.playing = Some(sub);
+        let info: Vec<String> = starts
+            .iter()
+            .map(|t| {
+                format!(
+                    "url={}/{};seq={};rtptime={}",
+                    s.base_url,
+                    track_name(t.track),
+                    t.seq,
+                    t.rtptime
+                )
+            })
+            .collect();
+        if !info.is_empty() {
+            r.headers.append("RTP-Info", info.join(","));
+        }
+        Reply {
+            resp: r,
+            release: Some((id, sub)),
+        }
+    }
+
+    fn pause(&mut self, session_id: Option<String>) -> Response {
+        let Some(s) = session_id.as_ref().and_then(|id| self.sessions.get_mut(id)) else {
+            return error(StatusCode::SESSION_NOT_FOUND, "PAUSE needs a session");
+        };
+        s.stop();
+        let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
+        r.headers.append("Session", session_id.unwrap_or_default());
+        r
+    }
+
+    fn teardown(&mut self, session_id: Option<String>) -> Response {
+        let Some(mut s) = session_id.and_then(|id| self.sessions.remove(&id)) else {
+            return error(StatusCode::SESSION_NOT_FOUND, "TEARDOWN needs a session");
+        };
+        s.stop();
+        self.ctx.sessions.fetch_sub(1, Ordering::Relaxed);
+        Response::new(Version::Rtsp1_0, StatusCode::OK)
+    }
+}
+
+fn error(status: StatusCode, why: &str) -> Response {
+    let mut r = Response::new(Version::Rtsp1_0, status);
+    // The reason phrase carries the explanation; keep it one short line.
+    let why: String = why.chars().filter(|c| !c.is_control()).take(160).collect();
+    r.reason = format!("{} ({why})", status.reason());
+    r
+}
+
+fn hub_error(e: HubError) -> Response {
+    error(e.status, &e.reason)
+}
+
+/// The SDP viewers get: our track names, no origin addresses.
+fn viewer_sdp(d: &Described) -> SessionDescription {
+    let mut sdp = d.sdp.clone();
+    let _ = sdp.set_control("*");
+    let _ = sdp.set_connection_address("IP4", "0.0.0.0");
+    let media_of_track: HashMap<usize, usize> = d
+        .tracks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.media_index, i))
+        .collect();
+    for (mi, m) in sdp.media_mut().iter_mut().enumerate() {
+        if let Some(i) = media_of_track.get(&mi) {
+            let _ = m.set_control(&track_name(*i));
+        }
+        m.set_port(0);
+        if m.connection().is_some() {
+            let _ = m.set_connection_address("IP4", "0.0.0.0");
+        }
+    }
+    sdp
+}
+
+/// Bytes to answer a connection refused by the client ACL with.
+pub fn forbidden_bytes() -> Bytes {
+    error(
+        StatusCode::FORBIDDEN,
+        "your address is not allowed to use this edge",
+    )
+    .to_bytes()
+}
+
+/// Reads the first request of a connection and hands it to a [`ViewerConn`]; used by
+/// the accept loop. The decoder is created here so a tunnel GET/POST can be detected
+/// on the first message.
+pub fn new_decoder() -> Decoder {
+    Decoder::new(Limits::default())
+}

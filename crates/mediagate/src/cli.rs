@@ -1,0 +1,448 @@
+//! The `mediagate` command line (clap): subcommands, their arguments, and the
+//! conversion of the quick-start subcommands into the same [`Config`] a file would give.
+//!
+//! What it does: `run [--config FILE]`, `check-config FILE`, `edge --listen ADDR --map
+//! ADVERTISED=ORIGIN` (issue 3 item 9) and `relay --ng ADDR:PORT --address IP --ports
+//! LOW-HIGH` (issue 4 item 8), with `--help` and `--version`. Values are parsed by the
+//! config value types, so a bad value reads the same on the command line as in a file.
+//!
+//! What it does not: load files, validate cross-field rules or start roles; `main`
+//! does that with the `Config` built here.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand};
+
+use mediagate_config::{
+    AdvertisedPrefix, BindAddr, Config, HostIp, InvalidValue, Located, MediaAddress, PortPairRange,
+    Route, RtspUrl, UpstreamTransport,
+};
+
+/// Streaming-media edge: RTSP caching and splitting proxy and RTP media relay.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mediagate",
+    version,
+    propagate_version = true,
+    arg_required_else_help = true,
+    after_help = "Examples:\n  \
+        mediagate run --config /etc/mediagate/mediagate.toml\n  \
+        mediagate check-config /etc/mediagate/mediagate.toml\n  \
+        mediagate edge --map /cam1=rtsp://admin:secret@192.0.2.10/Streaming/Channels/101\n  \
+        mediagate relay --ng 127.0.0.1:2223 --address 192.0.2.20 --ports 30000-39999"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the roles a config file enables
+    ///
+    /// Without --config: the built-in defaults, the edge alone on 0.0.0.0:8554 with
+    /// state under ./var.
+    Run(RunArgs),
+    /// Check a config file without running anything
+    ///
+    /// Prints "FILE: ok" and exits with status 0, or prints every problem as
+    /// "FILE:LINE:COL: message" on stderr and exits with status 2.
+    #[command(name = "check-config")]
+    CheckConfig(CheckConfigArgs),
+    /// Quick start: proxy RTSP cameras or servers without a config file
+    ///
+    /// Each --map publishes an origin under a local name. Everything not given takes
+    /// the built-in defaults (see config/mediagate.example.toml).
+    #[command(after_help = "Examples:\n  \
+        mediagate edge --map /cam1=rtsp://192.0.2.10:554/live\n  \
+        mediagate edge --listen [::]:8554 --map /lobby=rtsp://viewer:secret@cam-lobby.example.net/h264 \\\n      \
+        --map rtsp://edge.example.com/yard=rtsp://192.0.2.11/stream1\n\n\
+        Viewers then open rtsp://THIS-HOST:8554/cam1 (or /lobby, ...).")]
+    Edge(EdgeArgs),
+    /// Quick start: an RTP/RTCP relay for Kamailio or OpenSIPS without a config file
+    ///
+    /// The SIP proxy drives it over the rtpengine ng protocol. Everything not given
+    /// takes the built-in defaults (see config/mediagate.example.toml).
+    #[command(
+        after_help = "Example (Kamailio: modparam(\"rtpengine\", \"rtpengine_sock\", \"udp:127.0.0.1:2223\")):\n  \
+        mediagate relay --ng 127.0.0.1:2223 --address 192.0.2.20 --ports 30000-39999\n  \
+        mediagate relay --ng 127.0.0.1:2223 --address '10.0.0.5!203.0.113.7' --address 2001:db8::5"
+    )]
+    Relay(RelayArgs),
+}
+
+/// Arguments of `mediagate run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// TOML config file; see config/mediagate.example.toml for every key.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Arguments of `mediagate check-config`.
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// TOML config file to check.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// Arguments of `mediagate edge`.
+#[derive(Debug, Args)]
+pub struct EdgeArgs {
+    /// TCP address for RTSP, IP:PORT; repeat for several [default: 0.0.0.0:8554].
+    #[arg(long = "listen", value_name = "IP:PORT")]
+    pub listen: Vec<BindAddr>,
+    /// A route: ADVERTISED is a path prefix (/cam1) or an rtsp://host[:port]/prefix URL
+    /// viewers use; ORIGIN is the rtsp://[user:password@]host[:port]/path prefix it
+    /// stands for. Repeat for several.
+    #[arg(long = "map", value_name = "ADVERTISED=ORIGIN", required = true)]
+    pub map: Vec<RouteMap>,
+}
+
+/// Arguments of `mediagate relay`.
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// UDP address for ng commands, IP:PORT; repeat for several.
+    #[arg(long = "ng", value_name = "IP:PORT", required = true)]
+    pub ng: Vec<BindAddr>,
+    /// TCP address for ng commands, IP:PORT; repeat for several [default: none].
+    #[arg(long = "ng-tcp", value_name = "IP:PORT")]
+    pub ng_tcp: Vec<BindAddr>,
+    /// Local IPv4 or IPv6 address media is relayed on; LOCAL!ADVERTISED advertises
+    /// another address in SDP (1:1 NAT), as rtpengine's --interface does. Repeat for
+    /// several (quote the '!' in shells).
+    #[arg(long = "address", value_name = "IP[!ADVERTISED]", required = true)]
+    pub address: Vec<RelayAddress>,
+    /// UDP port range for RTP/RTCP pairs, LOW-HIGH with an even LOW [default: 24576-32767].
+    #[arg(long, value_name = "LOW-HIGH")]
+    pub ports: Option<PortPairRange>,
+}
+
+/// One `--map ADVERTISED=ORIGIN`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteMap {
+    /// The name viewers use.
+    pub advertised: AdvertisedPrefix,
+    /// The origin URL prefix.
+    pub origin: RtspUrl,
+}
+
+impl FromStr for RouteMap {
+    type Err = InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
+        const FORM: &str = "write ADVERTISED=ORIGIN, for example /cam1=rtsp://192.0.2.10/stream";
+        // ORIGIN always starts with rtsp://, and that is what tells the separating '='
+        // from an '=' inside a path such as /trackID=1.
+        let split = s.to_ascii_lowercase().find("=rtsp://");
+        let Some(at) = split else {
+            let why = if s.contains('=') {
+                "ORIGIN must be an rtsp:// URL"
+            } else {
+                "the '=' between ADVERTISED and ORIGIN is missing"
+            };
+            return Err(InvalidValue::new(format!("{why}; {FORM}")));
+        };
+        let (advertised, origin) = (s.get(..at).unwrap_or(""), s.get(at + 1..).unwrap_or(""));
+        Ok(Self {
+            advertised: advertised.parse()?,
+            origin: origin.parse()?,
+        })
+    }
+}
+
+/// One `--address LOCAL[!ADVERTISED]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RelayAddress {
+    /// Address media sockets bind to.
+    pub local: HostIp,
+    /// Address written into SDP instead, if any.
+    pub advertised: Option<HostIp>,
+}
+
+impl FromStr for RelayAddress {
+    type Err = InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
+        let (local, advertised) = match s.split_once('!') {
+            Some((local, advertised)) => (local, Some(advertised.parse()?)),
+            None => (s, None),
+        };
+        Ok(Self {
+            local: local.parse()?,
+            advertised,
+        })
+    }
+}
+
+impl EdgeArgs {
+    /// The config `mediagate edge` runs: the defaults, the edge enabled on the given
+    /// listeners (or the default one), one route per `--map` over TCP, relay off.
+    pub fn to_config(&self) -> Config {
+        let mut config = Config::default();
+        config.edge.enabled = Located::new(true);
+        if !self.listen.is_empty() {
+            config.edge.listen = Located::new(self.listen.clone());
+        }
+        config.edge.route = self
+            .map
+            .iter()
+            .map(|m| Route {
+                advertised: Located::new(m.advertised.clone()),
+                origin: m.origin.clone(),
+                credentials: None,
+                upstream_transport: UpstreamTransport::Tcp,
+            })
+            .collect();
+        config.relay.enabled = Located::new(false);
+        config
+    }
+}
+
+impl RelayArgs {
+    /// The config `mediagate relay` runs: the defaults, the relay enabled with the given
+    /// ng listeners, media addresses and port range, the edge off.
+    pub fn to_config(&self) -> Config {
+        let mut config = Config::default();
+        config.edge.enabled = Located::new(false);
+        config.relay.enabled = Located::new(true);
+        config.relay.ng_listen_udp = self.ng.clone();
+        config.relay.ng_listen_tcp = self.ng_tcp.clone();
+        config.relay.media_address = Located::new(
+            self.address
+                .iter()
+                .map(|a| MediaAddress {
+                    address: Located::new(a.local),
+                    advertised: a.advertised,
+                })
+                .collect(),
+        );
+        if let Some(ports) = self.ports {
+            config.relay.ports = Located::new(ports);
+        }
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use mediagate_config::{parse_config, validate, Host};
+
+    fn parse(args: &[&str]) -> Result<Command, String> {
+        let mut argv = vec!["mediagate"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+            .map(|c| c.command)
+            .map_err(|e| e.to_string())
+    }
+
+    fn edge_config(args: &[&str]) -> Config {
+        match parse(args).unwrap() {
+            Command::Edge(edge) => edge.to_config(),
+            other => panic!("not edge: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn edge_quick_start_builds_the_same_config_as_a_file() {
+        let from_cli = edge_config(&[
+            "edge",
+            "--listen",
+            "127.0.0.1:9554",
+            "--listen",
+            "[::1]:9554",
+            "--map",
+            "/cam1=rtsp://admin:pw@192.0.2.10:554/Streaming/Channels/101",
+            "--map",
+            "rtsp://edge.example.com/yard=RTSP://cam-yard/stream?channel=1",
+        ]);
+        let from_file = parse_config(
+            r#"
+[edge]
+listen = ["127.0.0.1:9554", "[::1]:9554"]
+
+[[edge.route]]
+advertised = "/cam1"
+origin = "rtsp://admin:pw@192.0.2.10:554/Streaming/Channels/101"
+
+[[edge.route]]
+advertised = "rtsp://edge.example.com/yard"
+origin = "rtsp://cam-yard/stream?channel=1"
+"#,
+        )
+        .unwrap();
+        assert_eq!(from_cli, from_file);
+        assert_eq!(validate(&from_cli), Vec::new());
+        let route = &from_cli.edge.route[0];
+        assert_eq!(
+            route.origin_credentials().map(|c| c.username),
+            Some("admin".to_owned())
+        );
+        assert_eq!(
+            from_cli.edge.route[1].origin.host(),
+            &Host::Name("cam-yard".into())
+        );
+        assert_eq!(from_cli.edge.route[1].origin.path(), "/stream?channel=1");
+    }
+
+    #[test]
+    fn edge_listen_defaults_and_map_is_required() {
+        let config = edge_config(&["edge", "--map", "/a=rtsp://h/x"]);
+        assert_eq!(
+            config.edge.listen.get(),
+            Config::default().edge.listen.get()
+        );
+        assert!(!*config.relay.enabled);
+        let err = parse(&["edge"]).unwrap_err();
+        assert!(err.contains("--map <ADVERTISED=ORIGIN>"), "{err}");
+    }
+
+    #[test]
+    fn edge_map_errors_are_clear() {
+        let err = parse(&["edge", "--map", "/cam1"]).unwrap_err();
+        assert!(
+            err.contains("invalid value '/cam1' for '--map <ADVERTISED=ORIGIN>'"),
+            "{err}"
+        );
+        assert!(
+            err.contains("the '=' between ADVERTISED and ORIGIN is missing"),
+            "{err}"
+        );
+        let err = parse(&["edge", "--map", "/cam1=http://h/"]).unwrap_err();
+        assert!(err.contains("ORIGIN must be an rtsp:// URL"), "{err}");
+        let err = parse(&["edge", "--map", "cam1=rtsp://h/"]).unwrap_err();
+        assert!(err.contains("expected a path starting with '/'"), "{err}");
+        let err = parse(&["edge", "--map", "/a=rtsp://h:99999/"]).unwrap_err();
+        assert!(err.contains("\"99999\" is not a port"), "{err}");
+        let err = parse(&[
+            "edge",
+            "--listen",
+            "localhost:8554",
+            "--map",
+            "/a=rtsp://h/",
+        ])
+        .unwrap_err();
+        assert!(err.contains("host names are not allowed here"), "{err}");
+    }
+
+    #[test]
+    fn map_splits_at_the_origin_scheme() {
+        let m: RouteMap = "/cam/trackID=1=rtsp://h/x".parse().unwrap();
+        assert_eq!(m.advertised.to_string(), "/cam/trackID=1");
+        assert_eq!(m.origin.to_string(), "rtsp://h/x");
+    }
+
+    #[test]
+    fn relay_quick_start_builds_the_same_config_as_a_file() {
+        let Command::Relay(relay) = parse(&[
+            "relay",
+            "--ng",
+            "127.0.0.1:2223",
+            "--address",
+            "10.0.0.5!203.0.113.7",
+            "--address",
+            "2001:db8::5",
+            "--ports",
+            "30000-39999",
+        ])
+        .unwrap() else {
+            panic!("not relay");
+        };
+        let from_cli = relay.to_config();
+        let from_file = parse_config(
+            r#"
+[edge]
+enabled = false
+
+[relay]
+enabled = true
+ng_listen_udp = ["127.0.0.1:2223"]
+ports = "30000-39999"
+media_address = [
+  { address = "10.0.0.5", advertised = "203.0.113.7" },
+  { address = "2001:db8::5" },
+]
+"#,
+        )
+        .unwrap();
+        assert_eq!(from_cli, from_file);
+        assert_eq!(validate(&from_cli), Vec::new());
+    }
+
+    #[test]
+    fn relay_errors_are_clear() {
+        let err = parse(&[
+            "relay",
+            "--ng",
+            "127.0.0.1:2223",
+            "--address",
+            "10.0.0.5",
+            "--ports",
+            "40000-30000",
+        ])
+        .unwrap_err();
+        assert!(
+            err.contains("the low end 40000 is above the high end 30000"),
+            "{err}"
+        );
+        let err = parse(&[
+            "relay",
+            "--ng",
+            "127.0.0.1:2223",
+            "--address",
+            "10.0.0.5",
+            "--ports",
+            "30001-39999",
+        ])
+        .unwrap_err();
+        assert!(err.contains("the low end must be even"), "{err}");
+        let err =
+            parse(&["relay", "--ng", "127.0.0.1:2223", "--address", "10.0.0.5:1"]).unwrap_err();
+        assert!(err.contains("invalid IP address \"10.0.0.5:1\""), "{err}");
+        let err = parse(&["relay", "--address", "10.0.0.5"]).unwrap_err();
+        assert!(err.contains("--ng <IP:PORT>"), "{err}");
+    }
+
+    #[test]
+    fn relay_wildcard_without_advertised_fails_validation_without_position() {
+        let Command::Relay(relay) =
+            parse(&["relay", "--ng", "127.0.0.1:2223", "--address", "0.0.0.0"]).unwrap()
+        else {
+            panic!("not relay");
+        };
+        let errors = validate(&relay.to_config());
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].span(), None);
+        assert!(errors[0]
+            .message()
+            .starts_with("media address 0.0.0.0 is a wildcard"));
+    }
+
+    #[test]
+    fn run_and_check_config_arguments() {
+        match parse(&["run"]).unwrap() {
+            Command::Run(args) => assert_eq!(args.config, None),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["run", "-c", "x.toml"]).unwrap() {
+            Command::Run(args) => assert_eq!(args.config, Some(PathBuf::from("x.toml"))),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["check-config", "y.toml"]).unwrap() {
+            Command::CheckConfig(args) => assert_eq!(args.file, PathBuf::from("y.toml")),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["check-config"]).unwrap_err().contains("<FILE>"));
+    }
+}

@@ -1,0 +1,79 @@
+//! The `mediagate` binary: parses the command line, loads or builds the [`Config`],
+//! and hands it to `run`. It only wires; the protocol cores and engines live in their
+//! own crates.
+//!
+//! Exit status: 0 success, 1 a role failed at run time, 2 bad command line or config.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+mod run;
+
+use cli::{Cli, Command};
+use mediagate_config::{load_file, render_errors, validate, Config, LoadError};
+
+/// Exit status for a bad command line or config (clap uses 2 for usage errors too).
+const EXIT_BAD_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::CheckConfig(args) => match load(&args.file) {
+            Ok(_) => {
+                println!("{}: ok", args.file.display());
+                ExitCode::SUCCESS
+            }
+            Err(status) => status,
+        },
+        Command::Run(args) => {
+            let config = match &args.config {
+                None => Config::default(),
+                Some(path) => match load(path) {
+                    Ok(config) => config,
+                    Err(status) => return status,
+                },
+            };
+            start(config)
+        }
+        Command::Edge(args) => start_checked(args.to_config()),
+        Command::Relay(args) => start_checked(args.to_config()),
+    }
+}
+
+/// Loads a config file, printing every problem as `FILE:LINE:COL: message`.
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    let name = path.display().to_string();
+    load_file(path).map_err(|error| {
+        match error {
+            LoadError::Invalid { text, errors } => {
+                eprint!("{}", render_errors(&name, &text, &errors))
+            }
+            other => eprintln!("{name}: {other}"),
+        }
+        ExitCode::from(EXIT_BAD_CONFIG)
+    })
+}
+
+/// Validates a config built from command-line arguments, then runs it.
+fn start_checked(config: Config) -> ExitCode {
+    let errors = validate(&config);
+    if errors.is_empty() {
+        return start(config);
+    }
+    for error in &errors {
+        eprintln!("mediagate: {error}");
+    }
+    ExitCode::from(EXIT_BAD_CONFIG)
+}
+
+fn start(config: Config) -> ExitCode {
+    match run::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("mediagate: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

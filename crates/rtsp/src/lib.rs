@@ -1,0 +1,28 @@
+//! RTSP protocol core for mediagate: sans-IO, no sockets, no clock.
+//!
+//! What it does: parses and serializes RTSP/1.0 (RFC 2326) and RTSP/2.0 (RFC 7826)
+//! requests and responses, interleaved `$` frames mixed on the same byte stream
+//! (RFC 2326 §10.12), the QuickTime RTSP-over-HTTP tunnel framing, typed views of the
+//! headers a proxy meets, and Basic/Digest authentication (RFC 7617, RFC 7616) for both
+//! the client and the server side.
+//!
+//! What it does not: any I/O, timers or session state machines; those live in the
+//! engines, which feed bytes in and write the bytes this crate produces.
+//!
+//! Every parser is incremental (a partial buffer yields `Incomplete`), bounded (see
+//! [`Limits`]) and total: malformed input yields an error with the byte offset, never a
+//! panic.
+
+pub mod auth;
+pub mod header_map;
+pub mod headers;
+pub mod message;
+pub mod parse;
+pub mod status;
+pub mod tunnel;
+
+pub use header_map::{HeaderError, Headers, TypedHeader};
+pub use message::{FrameTooLarge, InterleavedFrame, Item, Method, Request, Response, Version};
+pub use parse::{parse_head, parse_item, Decoder, Head, Limits, ParseError, Parsed};
+pub use status::StatusCode;
+pub use tunnel::{PostBodyDecoder, TunnelChannel, TunnelError, TunnelRequest};

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (`.ci/run` calls exactly this).
+# Installs what the tests need when it is missing, then: fmt, clippy, fuzz-target build,
+# every test (unit, property, and the real-peer interop tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# Debian packages the real-peer tests drive. Checked with dpkg so a fresh machine gets
+# them and a prepared one skips the slow apt step.
+DEB_PACKAGES=(
+  ffmpeg
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
+  python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0
+  iproute2 iptables
+)
+missing=()
+for p in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  log "installing cargo-fuzz (builds the fuzz targets)"
+  cargo install cargo-fuzz --locked
+fi
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+log "fuzz targets build (stable toolchain, no sanitizer)"
+(cd fuzz && cargo fuzz build -s none)
+
+log "cargo test (unit, property and real-peer interop tests)"
+cargo test --workspace

@@ -224,6 +224,11 @@ impl Hubs {
         }
     }
 
+    /// The server port allocator (on-demand sessions bind their own pairs from it).
+    pub fn ports(&self) -> Arc<PortAllocator> {
+        self.inner.ports.clone()
+    }
+
     /// Number of running hubs.
     pub fn len(&self) -> usize {
         self.map().len()
@@ -752,6 +757,12 @@ async fn upstream_loop(target: UpstreamTarget, settings: HubSettings, tx: mpsc::
     let mut ever_ready = false;
     loop {
         match upstream::open(&target).await {
+            Ok((_client, described)) if !described.live => {
+                // On-demand: the hub only answers DESCRIBE; viewers play through their
+                // own upstream sessions (see `vod`).
+                let _ = tx.send(UpEvent::Ready(Arc::new(described))).await;
+                return;
+            }
             Ok((client, described)) => {
                 ever_ready = true;
                 backoff = settings.backoff_min;
@@ -776,7 +787,8 @@ async fn upstream_loop(target: UpstreamTarget, settings: HubSettings, tx: mpsc::
     }
 }
 
-fn keepalive_interval(session_timeout: u64) -> Duration {
+/// How often to send a keep-alive for an origin session with this timeout.
+pub fn keepalive_interval(session_timeout: u64) -> Duration {
     Duration::from_secs((session_timeout / 2).clamp(5, 30))
 }
 

@@ -15,3 +15,4 @@ pub mod sink;
 pub mod upstream;
 pub mod url;
 pub mod viewer;
+pub mod vod;

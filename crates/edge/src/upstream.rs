@@ -57,6 +57,8 @@ pub struct Described {
     pub live: bool,
     /// Origin session timeout (seconds) from the SETUP response, for keep-alives.
     pub session_timeout: u64,
+    /// The origin URL for aggregate requests (PLAY, PAUSE, TEARDOWN).
+    pub aggregate_url: String,
 }
 
 impl Described {
@@ -66,9 +68,21 @@ impl Described {
     }
 }
 
-/// Connects, describes, sets up every track and starts playing. Returns the client
-/// (now streaming) and the description.
+/// Connects, describes, sets up every track and starts playing (live streams).
+/// Returns the client (now streaming) and the description.
 pub async fn open(target: &UpstreamTarget) -> Result<(RtspClient, Described), ClientError> {
+    let (mut client, mut described) = describe(target).await?;
+    if !described.live {
+        // On-demand content is not split: each viewer gets its own session.
+        return Ok((client, described));
+    }
+    setup_tracks(&mut client, &mut described).await?;
+    play(&mut client, &described, None).await?;
+    Ok((client, described))
+}
+
+/// Connects and DESCRIBEs.
+pub async fn describe(target: &UpstreamTarget) -> Result<(RtspClient, Described), ClientError> {
     let mut client = RtspClient::connect(
         &target.connect_to,
         target.credentials.clone(),
@@ -132,8 +146,22 @@ pub async fn open(target: &UpstreamTarget) -> Result<(RtspClient, Described), Cl
             reason: "the origin's SDP has no RTP track".into(),
         });
     }
-    let mut session_timeout = 60;
-    for t in &mut tracks {
+    let aggregate_url = sdp.aggregate_control_url(&base);
+    Ok((
+        client,
+        Described {
+            sdp,
+            tracks,
+            live,
+            session_timeout: 60,
+            aggregate_url,
+        },
+    ))
+}
+
+/// SETUPs every track over TCP interleaved.
+pub async fn setup_tracks(client: &mut RtspClient, d: &mut Described) -> Result<(), ClientError> {
+    for t in &mut d.tracks {
         let mut req = client.request(Method::Setup, &t.control_url);
         req.headers.append(
             "Transport",
@@ -148,24 +176,32 @@ pub async fn open(target: &UpstreamTarget) -> Result<(RtspClient, Described), Cl
             t.channel = ch; // the origin may pick its own channels
         }
         if let Some(s) = resp.headers.get("Session") {
-            session_timeout = session_timeout_of(s).unwrap_or(session_timeout);
+            d.session_timeout = session_timeout_of(s).unwrap_or(d.session_timeout);
         }
     }
-    let aggregate = sdp.aggregate_control_url(&base);
-    let mut req = client.request(Method::Play, &aggregate);
-    if !live {
-        req.headers.append("Range", "npt=0.000-");
+    Ok(())
+}
+
+/// PLAYs the aggregate URL; `extra` carries a viewer's Range/Scale/Speed for
+/// on-demand content. Returns the origin's response (for RTP-Info).
+pub async fn play(
+    client: &mut RtspClient,
+    d: &Described,
+    extra: Option<&mediagate_rtsp::Headers>,
+) -> Result<Response, ClientError> {
+    let mut req = client.request(Method::Play, &d.aggregate_url);
+    match extra {
+        Some(h) => {
+            for name in ["Range", "Scale", "Speed"] {
+                if let Some(v) = h.get(name) {
+                    req.headers.append(name, v.to_owned());
+                }
+            }
+        }
+        None if !d.live => req.headers.append("Range", "npt=0.000-"),
+        None => {}
     }
-    client.send_ok(req).await?;
-    Ok((
-        client,
-        Described {
-            sdp,
-            tracks,
-            live,
-            session_timeout,
-        },
-    ))
+    client.send_ok(req).await
 }
 
 /// Base for relative control URLs (RFC 2326 §C.1.1): Content-Base, else
@@ -180,7 +216,7 @@ fn content_base(resp: &Response, request_url: &str) -> String {
 }
 
 /// The RTP channel of an `interleaved=a-b` transport parameter.
-fn interleaved_channel(transport: &str) -> Option<u8> {
+pub fn interleaved_channel(transport: &str) -> Option<u8> {
     transport
         .split([';', ','])
         .find_map(|p| p.trim().strip_prefix("interleaved="))

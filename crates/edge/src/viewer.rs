@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mediagate_rtsp::headers::{
-    ChannelRange, Delivery, LowerTransport, PortRange, RtpProfile, Transport, TransportProtocol,
-    TransportSpec,
+    ChannelRange, Delivery, LowerTransport, PortRange, RtpInfo, RtpProfile, Transport,
+    TransportProtocol, TransportSpec,
 };
 use mediagate_rtsp::parse::{Decoder, Limits};
 use mediagate_rtsp::{Item, Method, Request, Response, StatusCode, TypedHeader, Version};
@@ -33,8 +33,10 @@ use crate::hub::SubscriberId;
 use crate::hub_task::{HubError, Hubs, Lease};
 use crate::ids;
 use crate::routing::{RouteError, Router};
+use crate::rtsp_client::ClientError;
 use crate::sink::{TrackDest, ViewerSink};
 use crate::upstream::Described;
+use crate::vod::VodSession;
 
 /// Settings every viewer connection shares.
 #[derive(Debug)]
@@ -69,6 +71,8 @@ struct ViewerSession {
     dests: Vec<Option<TrackDest>>,
     playing: Option<SubscriberId>,
     last_seen: Instant,
+    /// On-demand content: this viewer's own origin session.
+    vod: Option<VodSession>,
 }
 
 impl ViewerSession {
@@ -323,7 +327,7 @@ impl ViewerConn {
             Method::Describe => self.describe(req).await.into(),
             Method::Setup => self.setup(req, session_id).await.into(),
             Method::Play => self.play(req, session_id).await,
-            Method::Pause => self.pause(session_id).into(),
+            Method::Pause => self.pause(session_id).await.into(),
             Method::Teardown => self.teardown(session_id).into(),
             Method::GetParameter | Method::SetParameter => {
                 let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
@@ -435,9 +439,11 @@ impl ViewerConn {
                 "missing or malformed Transport header",
             );
         };
-        let (dest, reply_spec) = match self.choose_transport(&transport, track, &lease).await {
-            Ok(v) => v,
-            Err(r) => return r,
+        let Some(dest) = self.pick_transport(&transport, track) else {
+            return error(
+                StatusCode::UNSUPPORTED_TRANSPORT,
+                "supported: RTP/AVP/TCP interleaved, RTP/AVP unicast UDP with client_port",
+            );
         };
         let id = match session_id.filter(|id| self.sessions.contains_key(id)) {
             Some(id) => id,
@@ -448,96 +454,118 @@ impl ViewerConn {
                     id.clone(),
                     ViewerSession {
                         lease,
-                        base_url: url,
+                        base_url: url.clone(),
                         described: d.clone(),
                         dests: vec![None; d.tracks.len()],
                         playing: None,
                         last_seen: Instant::now(),
+                        vod: None,
                     },
                 );
                 id
             }
         };
+        let server_ports = match self.server_ports(&id, track, dest, &url).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
         if let Some(s) = self.sessions.get_mut(&id) {
             s.dests[track] = Some(dest);
         }
         let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
+        let spec = reply_spec(dest, server_ports);
         r.headers
-            .append("Transport", Transport(vec![reply_spec]).to_value());
+            .append("Transport", Transport(vec![spec]).to_value());
         r.headers.append("Session", self.session_header(&id));
         r
     }
 
-    async fn choose_transport(
-        &self,
-        transport: &Transport,
-        track: usize,
-        lease: &Lease,
-    ) -> Result<(TrackDest, TransportSpec), Response> {
-        for spec in &transport.0 {
+    /// The first alternative of the viewer's Transport we can serve.
+    fn pick_transport(&self, transport: &Transport, track: usize) -> Option<TrackDest> {
+        transport.0.iter().find_map(|spec| {
             let TransportProtocol::Rtp {
                 profile: RtpProfile::Avp,
                 lower,
             } = &spec.protocol
             else {
-                continue;
+                return None;
             };
             if spec.delivery == Some(Delivery::Multicast) {
-                continue;
+                return None;
             }
             match lower {
                 Some(LowerTransport::Tcp) => {
-                    let ch = spec.interleaved.unwrap_or(ChannelRange {
-                        start: (track * 2).min(254) as u8,
-                        end: None,
-                    });
-                    let rtp = ch.start;
-                    let rtcp = ch.end.unwrap_or(rtp.saturating_add(1));
-                    let reply = TransportSpec::new(TransportProtocol::rtp_avp_tcp())
-                        .with_interleaved(Some(ChannelRange {
-                            start: rtp,
-                            end: Some(rtcp),
-                        }));
-                    let mut reply = reply;
-                    reply.delivery = Some(Delivery::Unicast);
-                    return Ok((TrackDest::Interleaved { rtp, rtcp }, reply));
+                    let rtp = spec
+                        .interleaved
+                        .map_or_else(|| u8::try_from(track * 2).unwrap_or(254), |c| c.start);
+                    let rtcp = spec
+                        .interleaved
+                        .and_then(|c| c.end)
+                        .unwrap_or(rtp.saturating_add(1));
+                    Some(TrackDest::Interleaved { rtp, rtcp })
                 }
                 None | Some(LowerTransport::Udp) => {
-                    let Some(cp) = spec.client_port else { continue };
-                    let ports = lease.hub().udp_ports().await.map_err(hub_error)?;
-                    let Some(&(srtp, srtcp)) = ports.get(track) else {
-                        return Err(error(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "no server ports for this track",
-                        ));
-                    };
-                    let crtcp = cp.end.unwrap_or(cp.start.saturating_add(1));
+                    let cp = spec.client_port?;
                     // Media only goes to the address the RTSP connection came from
                     // (RFC 2326 §12.39: a client must not direct streams elsewhere).
                     let ip = self.peer.ip();
-                    let dest = TrackDest::Udp {
+                    Some(TrackDest::Udp {
                         rtp: SocketAddr::new(ip, cp.start),
-                        rtcp: SocketAddr::new(ip, crtcp),
-                    };
-                    let mut reply = TransportSpec::new(TransportProtocol::rtp_avp())
-                        .with_client_ports(Some(PortRange {
-                            start: cp.start,
-                            end: Some(crtcp),
-                        }))
-                        .with_server_ports(Some(PortRange {
-                            start: srtp,
-                            end: Some(srtcp),
-                        }));
-                    reply.delivery = Some(Delivery::Unicast);
-                    return Ok((dest, reply));
+                        rtcp: SocketAddr::new(ip, cp.end.unwrap_or(cp.start.saturating_add(1))),
+                    })
                 }
-                Some(_) => continue,
+                Some(_) => None,
             }
+        })
+    }
+
+    /// Sets the track up where its media comes from and returns the server ports for
+    /// a UDP viewer: the hub's shared pair for live streams, the viewer's own for
+    /// on-demand content (whose origin session is opened on the first SETUP).
+    async fn server_ports(
+        &mut self,
+        id: &str,
+        track: usize,
+        dest: TrackDest,
+        url: &str,
+    ) -> Result<Option<(u16, u16)>, Response> {
+        let Some(s) = self.sessions.get_mut(id) else {
+            return Err(error(StatusCode::SESSION_NOT_FOUND, "no such session"));
+        };
+        if s.described.live {
+            if matches!(dest, TrackDest::Interleaved { .. }) {
+                return Ok(None);
+            }
+            let ports = s.lease.hub().udp_ports().await.map_err(hub_error)?;
+            return ports.get(track).copied().map(Some).ok_or_else(|| {
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "no server ports for this track",
+                )
+            });
         }
-        Err(error(
-            StatusCode::UNSUPPORTED_TRANSPORT,
-            "supported: RTP/AVP/TCP interleaved, RTP/AVP unicast UDP with client_port",
-        ))
+        if s.vod.is_none() {
+            let target = self
+                .ctx
+                .router
+                .resolve(url, self.local, self.original_dst)
+                .map_err(|e| error(StatusCode::NOT_FOUND, &e.to_string()))?;
+            let vod = VodSession::open(&target, self.out.clone(), self.ctx.hubs.ports())
+                .await
+                .map_err(|e| client_error(&e))?;
+            if vod.described().tracks.len() != s.described.tracks.len() {
+                return Err(error(
+                    StatusCode::BAD_GATEWAY,
+                    "the origin changed the stream's tracks",
+                ));
+            }
+            s.vod = Some(vod);
+        }
+        let vod = s
+            .vod
+            .as_ref()
+            .ok_or_else(|| error(StatusCode::BAD_GATEWAY, "no origin session"))?;
+        vod.setup(track, dest).await.map_err(|e| client_error(&e))
     }
 
     async fn play(&mut self, req: &Request, session_id: Option<String>) -> Reply {
@@ -559,11 +587,30 @@ impl ViewerConn {
             )
             .into();
         }
+        let session_header = format!("{id};timeout={}", self.ctx.session_timeout.as_secs().max(1));
+        if let Some(vod) = &s.vod {
+            let origin = match vod.play(req.headers.clone()).await {
+                Ok(r) => r,
+                Err(e) => return client_error(&e).into(),
+            };
+            let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
+            r.headers.append("Session", session_header);
+            for name in ["Range", "Scale", "Speed"] {
+                if let Some(v) = origin.headers.get(name) {
+                    r.headers.append(name, v.to_owned());
+                }
+            }
+            if let Some(info) = origin
+                .headers
+                .get("RTP-Info")
+                .and_then(|v| map_rtp_info(v, &s.described, &s.base_url))
+            {
+                r.headers.append("RTP-Info", info);
+            }
+            return r.into();
+        }
         let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
-        r.headers.append(
-            "Session",
-            format!("{id};timeout={}", self.ctx.session_timeout.as_secs().max(1)),
-        );
+        r.headers.append("Session", session_header);
         r.headers.append("Range", "npt=now-");
         if s.playing.is_some() {
             return r.into();
@@ -601,10 +648,15 @@ impl ViewerConn {
         }
     }
 
-    fn pause(&mut self, session_id: Option<String>) -> Response {
+    async fn pause(&mut self, session_id: Option<String>) -> Response {
         let Some(s) = session_id.as_ref().and_then(|id| self.sessions.get_mut(id)) else {
             return error(StatusCode::SESSION_NOT_FOUND, "PAUSE needs a session");
         };
+        if let Some(vod) = &s.vod {
+            if let Err(e) = vod.pause().await {
+                return client_error(&e);
+            }
+        }
         s.stop();
         let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
         r.headers.append("Session", session_id.unwrap_or_default());
@@ -631,6 +683,49 @@ fn error(status: StatusCode, why: &str) -> Response {
 
 fn hub_error(e: HubError) -> Response {
     error(e.status, &e.reason)
+}
+
+fn client_error(e: &ClientError) -> Response {
+    error(e.viewer_status(), &e.to_string())
+}
+
+/// The Transport a viewer gets back for its chosen destination.
+fn reply_spec(dest: TrackDest, server_ports: Option<(u16, u16)>) -> TransportSpec {
+    let mut spec = match dest {
+        TrackDest::Interleaved { rtp, rtcp } => {
+            TransportSpec::new(TransportProtocol::rtp_avp_tcp()).with_interleaved(Some(
+                ChannelRange {
+                    start: rtp,
+                    end: Some(rtcp),
+                },
+            ))
+        }
+        TrackDest::Udp { rtp, rtcp } => TransportSpec::new(TransportProtocol::rtp_avp())
+            .with_client_ports(Some(PortRange {
+                start: rtp.port(),
+                end: Some(rtcp.port()),
+            }))
+            .with_server_ports(server_ports.map(|(a, b)| PortRange {
+                start: a,
+                end: Some(b),
+            })),
+    };
+    spec.delivery = Some(Delivery::Unicast);
+    spec
+}
+
+/// The origin's RTP-Info with each URL replaced by the viewer's name for that track.
+fn map_rtp_info(origin: &str, d: &Described, base_url: &str) -> Option<String> {
+    let mut info = RtpInfo::parse_value(origin).ok()?;
+    for e in &mut info.0 {
+        let track = d.tracks.iter().position(|t| {
+            t.control_url == e.url
+                || t.control_url.ends_with(&e.url)
+                || e.url.ends_with(&t.control_url)
+        })?;
+        e.url = format!("{base_url}/{}", track_name(track));
+    }
+    Some(info.to_value())
 }
 
 /// The SDP viewers get: our track names, no origin addresses.

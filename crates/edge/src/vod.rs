@@ -1,0 +1,236 @@
+//! On-demand content (a finite `a=range`), passed through with one origin session per
+//! viewer: the viewer's SETUP, PLAY (with its Range, Scale and Speed, so seeking
+//! works), PAUSE and TEARDOWN are forwarded, and the origin's frames go to that viewer
+//! only. Nothing is dropped: a TCP viewer that reads slowly slows its own origin
+//! session (TCP back-pressure), never anyone else.
+//!
+//! This is the interim behaviour of issue 3 item 8; the cache replaces it later.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mediagate_rtsp::{Headers, Method, Response};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::conn_out::ConnOut;
+use crate::hub_task::keepalive_interval;
+use crate::ports::{PortAllocator, SocketPair};
+use crate::rtsp_client::{ClientError, RtspClient};
+use crate::sink::TrackDest;
+use crate::upstream::{self, Described, UpstreamTarget};
+
+type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
+
+enum Cmd {
+    /// SETUP one track; replies with the server ports when the viewer uses UDP.
+    Setup(usize, TrackDest, Reply<Option<(u16, u16)>>),
+    Play(Headers, Reply<Response>),
+    Pause(Reply<Response>),
+}
+
+/// Handle to one viewer's on-demand upstream session; dropping it tears it down.
+#[derive(Debug)]
+pub struct VodSession {
+    tx: mpsc::Sender<Cmd>,
+    described: Arc<Described>,
+}
+
+impl VodSession {
+    /// Connects to the origin and DESCRIBEs (the viewer's DESCRIBE was answered from
+    /// the hub; this session needs its own).
+    pub async fn open(
+        target: &UpstreamTarget,
+        conn: ConnOut,
+        ports: Arc<PortAllocator>,
+    ) -> Result<Self, ClientError> {
+        let (client, described) = upstream::describe(target).await?;
+        let described = Arc::new(described);
+        let (tx, rx) = mpsc::channel(8);
+        let task = VodTask {
+            client,
+            described: described.clone(),
+            conn,
+            ports,
+            dests: HashMap::new(),
+            sockets: HashMap::new(),
+            channels: HashMap::new(),
+            playing: false,
+            url: target.url.to_string(),
+        };
+        tokio::spawn(task.run(rx));
+        Ok(Self { tx, described })
+    }
+
+    pub fn described(&self) -> &Arc<Described> {
+        &self.described
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        rx.await.map_err(|_| ClientError::Closed)?
+    }
+
+    pub async fn setup(
+        &self,
+        track: usize,
+        dest: TrackDest,
+    ) -> Result<Option<(u16, u16)>, ClientError> {
+        self.ask(|r| Cmd::Setup(track, dest, r)).await
+    }
+
+    pub async fn play(&self, viewer_headers: Headers) -> Result<Response, ClientError> {
+        self.ask(|r| Cmd::Play(viewer_headers, r)).await
+    }
+
+    pub async fn pause(&self) -> Result<Response, ClientError> {
+        self.ask(Cmd::Pause).await
+    }
+}
+
+struct VodTask {
+    client: RtspClient,
+    described: Arc<Described>,
+    conn: ConnOut,
+    ports: Arc<PortAllocator>,
+    dests: HashMap<usize, TrackDest>,
+    sockets: HashMap<usize, SocketPair>,
+    /// Origin interleaved channel → (track, is RTCP).
+    channels: HashMap<u8, (usize, bool)>,
+    playing: bool,
+    url: String,
+}
+
+impl VodTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+        let keepalive = keepalive_interval(self.described.session_timeout);
+        let mut tick = tokio::time::interval(keepalive);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.on_cmd(cmd).await,
+                    None => break,
+                },
+                frame = self.client.next_frame(), if self.playing => match frame {
+                    Ok(f) => {
+                        if !self.forward(f.channel(), f.payload()).await {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                },
+                _ = tick.tick() => {
+                    let req = self.client.request(Method::GetParameter, &self.url);
+                    if self.client.send_no_wait(req).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        // Polite teardown, bounded by the client's timeout.
+        let req = self
+            .client
+            .request(Method::Teardown, &self.described.aggregate_url);
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.send(req)).await;
+        self.conn.close();
+    }
+
+    async fn on_cmd(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Setup(track, dest, reply) => {
+                let _ = reply.send(self.setup(track, dest).await);
+            }
+            Cmd::Play(h, reply) => {
+                let r = upstream::play(&mut self.client, &self.described, Some(&h)).await;
+                self.playing = r.is_ok();
+                let _ = reply.send(r);
+            }
+            Cmd::Pause(reply) => {
+                let req = self
+                    .client
+                    .request(Method::Pause, &self.described.aggregate_url);
+                let r = self.client.send_ok(req).await;
+                if r.is_ok() {
+                    self.playing = false;
+                }
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    async fn setup(
+        &mut self,
+        track: usize,
+        dest: TrackDest,
+    ) -> Result<Option<(u16, u16)>, ClientError> {
+        let Some(t) = self.described.tracks.get(track) else {
+            return Err(ClientError::Closed);
+        };
+        let channel = u8::try_from(track * 2).unwrap_or(254);
+        let mut req = self.client.request(Method::Setup, &t.control_url);
+        req.headers.append(
+            "Transport",
+            format!(
+                "RTP/AVP/TCP;unicast;interleaved={}-{}",
+                channel,
+                channel + 1
+            ),
+        );
+        let resp = self.client.send_ok(req).await?;
+        let ch = resp
+            .headers
+            .get("Transport")
+            .and_then(upstream::interleaved_channel)
+            .unwrap_or(channel);
+        self.channels.insert(ch, (track, false));
+        self.channels.insert(ch.wrapping_add(1), (track, true));
+        self.dests.insert(track, dest);
+        if let TrackDest::Udp { .. } = dest {
+            let pair = self.ports.bind_pair().await.map_err(ClientError::Io)?;
+            let p = pair.rtp_port();
+            self.sockets.insert(track, pair);
+            return Ok(Some((p, p + 1)));
+        }
+        Ok(None)
+    }
+
+    /// Sends one frame to the viewer; false when the viewer is gone.
+    async fn forward(&mut self, channel: u8, payload: &bytes::Bytes) -> bool {
+        let Some(&(track, rtcp)) = self.channels.get(&channel) else {
+            return true;
+        };
+        match self.dests.get(&track) {
+            Some(TrackDest::Interleaved { rtp, rtcp: rc }) => {
+                let ch = if rtcp { *rc } else { *rtp };
+                // Back-pressure instead of loss: wait for room (the origin then waits
+                // for us), as long as the viewer is still there.
+                while !self.conn.push_media(ch, payload) {
+                    if self.conn.is_closed() {
+                        return false;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                true
+            }
+            Some(TrackDest::Udp { rtp, rtcp: rc }) => {
+                let Some(pair) = self.sockets.get(&track) else {
+                    return true;
+                };
+                let (sock, to): (_, SocketAddr) = if rtcp {
+                    (&pair.rtcp, *rc)
+                } else {
+                    (&pair.rtp, *rtp)
+                };
+                let _ = sock.send_to(payload, to).await;
+                !self.conn.is_closed()
+            }
+            None => true,
+        }
+    }
+}

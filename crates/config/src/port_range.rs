@@ -172,7 +172,10 @@ mod tests {
         assert_eq!(range("30000-40000"), Ok((30000, 40000)));
         assert_eq!(range("554"), Ok((554, 554)));
         assert_eq!(range("1-65535"), Ok((1, 65535)));
-        assert_eq!("30000-40000".parse::<PortRange>().unwrap().port_count(), 10001);
+        assert_eq!(
+            "30000-40000".parse::<PortRange>().unwrap().port_count(),
+            10001
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -83,6 +84,17 @@ pub struct HubStats {
     pub packets_in: u64,
     pub viewers: usize,
     pub viewer_skipped: u64,
+    /// RTCP receiver reports received from UDP viewers.
+    pub receiver_reports: u64,
+    /// Highest loss fraction (of 256) any viewer reported.
+    pub max_reported_fraction_lost: u8,
+}
+
+/// What UDP viewers' RTCP says, counted by the socket readers.
+#[derive(Debug, Default)]
+struct RtcpCounters {
+    reports: AtomicU64,
+    max_fraction_lost: AtomicU8,
 }
 
 type JoinResult = Result<(SubscriberId, Vec<TrackStart>), HubError>;
@@ -292,7 +304,39 @@ impl Hubs {
 }
 
 struct TrackSockets {
-    pair: SocketPair,
+    pair: Arc<SocketPair>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TrackSockets {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Reads what UDP viewers send to a hub's RTCP port: receiver reports are counted
+/// (and their loss figures kept); anything else is dropped. Reading also keeps the
+/// socket's receive buffer from filling.
+async fn read_viewer_rtcp(pair: Arc<SocketPair>, counters: Arc<RtcpCounters>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let Ok((n, _from)) = pair.rtcp.recv_from(&mut buf).await else {
+            return;
+        };
+        let Ok(compound) = mediagate_rtp::rtcp::Compound::parse(&buf[..n]) else {
+            continue;
+        };
+        for p in compound.packets() {
+            if let mediagate_rtp::rtcp::RtcpPacket::ReceiverReport(rr) = p {
+                counters.reports.fetch_add(1, Ordering::Relaxed);
+                for b in rr.report_blocks() {
+                    counters
+                        .max_fraction_lost
+                        .fetch_max(b.fraction_lost, Ordering::Relaxed);
+                }
+            }
+        }
+    }
 }
 
 struct HubTask {
@@ -316,6 +360,7 @@ struct HubTask {
     upstream: Option<(mpsc::Receiver<UpEvent>, tokio::task::JoinHandle<()>)>,
     lost_since: Option<Instant>,
     stats: HubStats,
+    rtcp: Arc<RtcpCounters>,
 }
 
 impl HubTask {
@@ -346,6 +391,7 @@ impl HubTask {
             upstream: None,
             lost_since: None,
             stats: HubStats::default(),
+            rtcp: Arc::default(),
         }
     }
 
@@ -449,6 +495,8 @@ impl HubTask {
             Cmd::Stats(reply) => {
                 let mut s = self.stats.clone();
                 s.viewers = self.core.as_ref().map_or(0, |c| c.subscriber_count());
+                s.receiver_reports = self.rtcp.reports.load(Ordering::Relaxed);
+                s.max_reported_fraction_lost = self.rtcp.max_fraction_lost.load(Ordering::Relaxed);
                 let _ = reply.send(s);
             }
         }
@@ -471,7 +519,9 @@ impl HubTask {
                         status: StatusCode::SERVICE_UNAVAILABLE,
                         reason: e.to_string(),
                     })?;
-                socks.push(TrackSockets { pair });
+                let pair = Arc::new(pair);
+                let reader = tokio::spawn(read_viewer_rtcp(pair.clone(), self.rtcp.clone()));
+                socks.push(TrackSockets { pair, reader });
             }
             self.udp = Some(socks);
         }

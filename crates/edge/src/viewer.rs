@@ -160,6 +160,7 @@ impl ViewerConn {
                         resp.headers.append("Connection", "close");
                         self.send(resp);
                         self.close();
+                        linger_close(&mut rd).await;
                         return;
                     }
                 }
@@ -749,6 +750,21 @@ fn viewer_sdp(d: &Described) -> SessionDescription {
         }
     }
     sdp
+}
+
+/// Reads and discards what the peer is still sending, briefly and boundedly, before the
+/// socket is dropped: closing with unread input makes the kernel send a reset, which
+/// can destroy the error response we just queued before the peer reads it.
+async fn linger_close<R: AsyncRead + Unpin>(rd: &mut R) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut sink = [0u8; 8192];
+    let mut total = 0usize;
+    while total < (1 << 20) {
+        match tokio::time::timeout_at(deadline, rd.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => total += n,
+            _ => return,
+        }
+    }
 }
 
 /// Bytes to answer a connection refused by the client ACL with.

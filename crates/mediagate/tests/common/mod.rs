@@ -1,0 +1,153 @@
+//! Starting the real `mediagate` binary as an edge for interop tests, and the checks
+//! those tests share. Every process is a `testkit::process::Peer`: its own process
+//! group, killed on drop, its last output kept for failure messages.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mediagate_testkit::ffmpeg::parse_framecrc;
+use mediagate_testkit::ports::free_tcp_port;
+use mediagate_testkit::process::{run, Peer};
+use mediagate_testkit::Transport;
+
+/// A running `mediagate run --config …` with an edge on a free loopback port.
+pub struct EdgeProc {
+    pub peer: Peer,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl EdgeProc {
+    /// Starts an edge on 127.0.0.1 with `extra` appended to its config (routes,
+    /// forward rules, …). Quick timings so tests stay short.
+    pub fn start(extra: &str) -> EdgeProc {
+        Self::start_on("127.0.0.1", extra)
+    }
+
+    pub fn start_on(ip: &str, extra: &str) -> EdgeProc {
+        let port = free_tcp_port().expect("free port");
+        let dir =
+            std::env::temp_dir().join(format!("mediagate-test-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = format!(
+            "state_dir = {var:?}\n[edge]\nlisten = [\"{ip}:{port}\"]\nlinger = \"2s\"\nsession_timeout = \"20s\"\n{extra}\n",
+            var = dir.join("var").display().to_string(),
+        );
+        let path = dir.join("mediagate.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
+        cmd.arg("run").arg("--config").arg(&path);
+        Self::spawn(cmd, port, dir)
+    }
+
+    /// Starts it through a wrapper (e.g. `ip netns exec NS`).
+    pub fn start_in(wrapper: &[&str], ip: &str, extra: &str) -> EdgeProc {
+        let port = free_tcp_port().expect("free port");
+        let dir =
+            std::env::temp_dir().join(format!("mediagate-test-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = format!(
+            "state_dir = {var:?}\n[edge]\nlisten = [\"{ip}:{port}\"]\nlinger = \"2s\"\n{extra}\n",
+            var = dir.join("var").display().to_string(),
+        );
+        let path = dir.join("mediagate.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..])
+            .arg(env!("CARGO_BIN_EXE_mediagate"))
+            .arg("run")
+            .arg("--config")
+            .arg(&path);
+        Self::spawn(cmd, port, dir)
+    }
+
+    fn spawn(cmd: Command, port: u16, dir: PathBuf) -> EdgeProc {
+        let peer = Peer::spawn("mediagate", cmd).expect("mediagate starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !peer
+            .stderr_tail()
+            .iter()
+            .any(|l| l.contains("listening for RTSP"))
+        {
+            assert!(
+                Instant::now() < deadline && peer.try_status().is_none(),
+                "edge did not start: {}",
+                peer.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        EdgeProc { peer, port, dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("rtsp://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Resident set size of the edge process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.peer.pid()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for EdgeProc {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What a gap-checking ffmpeg read saw.
+#[derive(Debug)]
+pub struct GapReport {
+    pub video: u64,
+    pub audio: u64,
+    /// ffmpeg's own warnings about lost RTP packets (`RTP: missed N packets`) and
+    /// decode errors: a real peer telling us about sequence gaps.
+    pub gap_warnings: Vec<String>,
+    pub diagnostics: String,
+}
+
+/// Reads `url` with ffmpeg for `seconds` at warning level, so its RTP depacketizer's
+/// reports of missed packets are visible.
+pub fn ffmpeg_gapless(url: &str, transport: Transport, seconds: f64) -> GapReport {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args([
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "warning",
+        "-rtsp_transport",
+    ])
+    .arg(match transport {
+        Transport::Tcp => "tcp",
+        Transport::Udp => "udp",
+        Transport::HttpTunnel => "http",
+    })
+    .args(["-timeout", "10000000", "-i", url, "-t"])
+    .arg(format!("{seconds:.1}"))
+    .args(["-f", "framecrc", "-"]);
+    let limit = Duration::from_secs_f64(seconds + 30.0);
+    let out = run("ffmpeg", cmd, limit).expect("ffmpeg runs");
+    let (video, audio, _) = parse_framecrc(&String::from_utf8_lossy(&out.stdout));
+    let gap_warnings = out
+        .stderr
+        .iter()
+        .filter(|l| {
+            l.contains("missed") || l.contains("error while decoding") || l.contains("concealing")
+        })
+        .cloned()
+        .collect();
+    GapReport {
+        video,
+        audio,
+        gap_warnings,
+        diagnostics: out.diagnostics,
+    }
+}

@@ -85,6 +85,11 @@ impl Router {
         }
         if self.transparent {
             if let Some(dst) = original_dst.filter(|d| *d != local) {
+                // A redirect is not a permission: the destination list applies here
+                // too, or the edge would relay wherever iptables happens to send.
+                if !self.forward.permits(&dst.ip().to_string(), dst.port()) {
+                    return Err(RouteError::Forbidden(dst.to_string()));
+                }
                 let origin: RtspUrl = format!("rtsp://{dst}{}", url.path()).parse().map_err(
                     |e: mediagate_config::InvalidValue| RouteError::BadUrl(e.to_string()),
                 )?;
@@ -233,7 +238,7 @@ mod tests {
     #[test]
     fn transparent_uses_the_original_destination_and_parent_changes_only_the_hop() {
         let r = router(
-            "[edge]\ntransparent = true\nparent = \"rtsp://parent.example:9554/\"\n[edge.forward]\nallow = [\"*.example\"]\n",
+            "[edge]\ntransparent = true\nparent = \"rtsp://parent.example:9554/\"\n[edge.forward]\nallow = [\"192.0.2.0/24:554\"]\n",
         );
         let dst: SocketAddr = "192.0.2.7:554".parse().unwrap();
         let t = r
@@ -241,5 +246,11 @@ mod tests {
             .unwrap();
         assert_eq!(t.url.to_string(), "rtsp://192.0.2.7:554/stream");
         assert_eq!(t.connect_to, "parent.example:9554");
+        // Redirected somewhere the allow list does not name: refused.
+        let elsewhere: SocketAddr = "198.51.100.1:554".parse().unwrap();
+        assert!(matches!(
+            r.resolve("rtsp://198.51.100.1/s", local(), Some(elsewhere)),
+            Err(RouteError::Forbidden(_))
+        ));
     }
 }

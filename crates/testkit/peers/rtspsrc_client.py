@@ -36,6 +36,9 @@ def main(argv):
     p.add_argument("--user", default=None)
     p.add_argument("--password", default=None)
     p.add_argument("--latency", type=int, default=200, help="rtspsrc jitterbuffer ms")
+    p.add_argument("--proxy", default=None,
+                   help="host:port of an RTSP proxy; rtspsrc then sends every request, with "
+                        "the absolute URL, to it (a forward-proxy client)")
     p.add_argument("--until-video", type=int, default=0,
                    help="stop early once this many video buffers decoded (with --until-audio)")
     p.add_argument("--until-audio", type=int, default=0,
@@ -63,6 +66,8 @@ def main(argv):
     src.set_property("location", url)
     src.set_property("protocols", protocols)
     src.set_property("latency", args.latency)
+    if args.proxy:
+        src.set_property("proxy", args.proxy)
     src.set_property("tcp-timeout", 5000000)
     src.set_property("timeout", 5000000)
     if args.user is not None:

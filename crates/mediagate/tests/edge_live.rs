@@ -253,3 +253,223 @@ fn hostile_input_gets_errors_and_the_edge_keeps_serving() {
     assert!(started.elapsed() < Duration::from_secs(30));
     drop(idle);
 }
+
+/// A bare RTSP client for checking the edge's answers to requests real players do not
+/// send (error paths). Interop is what the tests above use ffmpeg and GStreamer for.
+struct Raw {
+    s: TcpStream,
+    dec: mediagate_rtsp::parse::Decoder,
+    cseq: u32,
+}
+
+impl Raw {
+    fn connect(port: u16) -> Raw {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Raw {
+            s,
+            dec: mediagate_rtsp::parse::Decoder::default(),
+            cseq: 0,
+        }
+    }
+
+    fn req(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> mediagate_rtsp::Response {
+        self.cseq += 1;
+        let mut text = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
+        for (k, v) in headers {
+            text.push_str(&format!("{k}: {v}\r\n"));
+        }
+        text.push_str("\r\n");
+        self.s.write_all(text.as_bytes()).unwrap();
+        loop {
+            match self.dec.next_item().unwrap() {
+                Some(mediagate_rtsp::Item::Response(r)) => return r,
+                Some(_) => continue,
+                None => {
+                    let mut buf = [0u8; 8192];
+                    let n = self.s.read(&mut buf).expect("a response");
+                    assert!(n > 0, "connection closed before the response to {method}");
+                    self.dec.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+    }
+
+    /// True when the edge closes the connection within `within`.
+    fn closed_within(&mut self, within: Duration) -> bool {
+        self.s.set_read_timeout(Some(within)).unwrap();
+        let mut buf = [0u8; 65536];
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            match self.s.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue, // media or RTCP still arriving
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+}
+
+fn session_of(r: &mediagate_rtsp::Response) -> String {
+    r.headers
+        .get("Session")
+        .and_then(|v| v.split(';').next())
+        .expect("a Session header")
+        .to_owned()
+}
+
+#[test]
+fn requests_a_proxy_must_refuse_get_the_right_status() {
+    let origin = origin();
+    let extra = format!(
+        "max_viewers = 2\n{}[[edge.route]]\nadvertised = \"/other\"\norigin = \"{}\"\n",
+        route(&origin, "/live"),
+        origin.url("/live")
+    );
+    let edge = EdgeProc::start(&extra);
+    let cam = edge.url("/cam");
+    let mut c = Raw::connect(edge.port);
+    let opts = c.req("OPTIONS", "*", &[]);
+    assert_eq!(opts.status.as_u16(), 200);
+    assert!(opts
+        .headers
+        .get("Public")
+        .is_some_and(|p| p.contains("GET_PARAMETER")));
+    assert!(
+        opts.headers
+            .get("Via")
+            .is_some_and(|v| v.starts_with("RTSP/1.0 ")),
+        "{opts:?}"
+    );
+    assert_eq!(
+        c.req("DESCRIBE", &edge.url("/nowhere"), &[])
+            .status
+            .as_u16(),
+        404
+    );
+    assert_eq!(
+        c.req("PLAY", &cam, &[("Session", "deadbeef")])
+            .status
+            .as_u16(),
+        454
+    );
+    let multicast = c.req(
+        "SETUP",
+        &format!("{cam}/trackID=0"),
+        &[("Transport", "RTP/AVP;multicast")],
+    );
+    assert_eq!(multicast.status.as_u16(), 461);
+    let tcp = "RTP/AVP/TCP;unicast;interleaved=0-1";
+    let setup = c.req("SETUP", &format!("{cam}/trackID=0"), &[("Transport", tcp)]);
+    assert_eq!(setup.status.as_u16(), 200, "{setup:?}");
+    let sid = session_of(&setup);
+    assert!(setup
+        .headers
+        .get("Session")
+        .is_some_and(|v| v.contains("timeout=")));
+    assert!(setup
+        .headers
+        .get("Transport")
+        .is_some_and(|v| v.contains("interleaved=0-1")));
+    let other = c.req(
+        "SETUP",
+        &format!("{}/trackID=0", edge.url("/other")),
+        &[("Transport", tcp), ("Session", &sid)],
+    );
+    assert_eq!(other.status.as_u16(), 459, "{other:?}");
+    assert_eq!(
+        c.req("PLAY", &cam, &[("Session", &sid)]).status.as_u16(),
+        200
+    );
+    let late = c.req(
+        "SETUP",
+        &format!("{cam}/trackID=1"),
+        &[
+            ("Transport", "RTP/AVP/TCP;unicast;interleaved=2-3"),
+            ("Session", &sid),
+        ],
+    );
+    assert_eq!(late.status.as_u16(), 455, "{late:?}");
+    // The limit is two sessions: a second viewer gets in, a third is turned away.
+    let mut d = Raw::connect(edge.port);
+    assert_eq!(
+        d.req("SETUP", &format!("{cam}/trackID=0"), &[("Transport", tcp)])
+            .status
+            .as_u16(),
+        200
+    );
+    let mut e = Raw::connect(edge.port);
+    assert_eq!(
+        e.req("SETUP", &format!("{cam}/trackID=0"), &[("Transport", tcp)])
+            .status
+            .as_u16(),
+        503
+    );
+    assert_eq!(
+        c.req("TEARDOWN", &cam, &[("Session", &sid)])
+            .status
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        e.req("SETUP", &format!("{cam}/trackID=0"), &[("Transport", tcp)])
+            .status
+            .as_u16(),
+        200
+    );
+}
+
+#[test]
+fn session_timeout_is_advertised_and_enforced() {
+    let origin = origin();
+    let edge = EdgeProc::start(&format!(
+        "session_timeout = \"2s\"\n{}",
+        route(&origin, "/live")
+    ));
+    let cam = edge.url("/cam");
+    let udp = mediagate_testkit::ports::UdpPortPair::reserve().unwrap();
+    let (rtp, rtcp) = udp.ports();
+    let mut c = Raw::connect(edge.port);
+    let t = format!("RTP/AVP;unicast;client_port={rtp}-{rtcp}");
+    let setup = c.req("SETUP", &format!("{cam}/trackID=0"), &[("Transport", &t)]);
+    assert!(
+        setup
+            .headers
+            .get("Session")
+            .is_some_and(|v| v.ends_with(";timeout=2")),
+        "{setup:?}"
+    );
+    assert!(
+        setup
+            .headers
+            .get("Transport")
+            .is_some_and(|v| v.contains("server_port=")),
+        "{setup:?}"
+    );
+    let sid = session_of(&setup);
+    assert_eq!(
+        c.req("PLAY", &cam, &[("Session", &sid)]).status.as_u16(),
+        200
+    );
+    // Keep-alives hold the session past its timeout...
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(1200));
+        assert_eq!(
+            c.req("GET_PARAMETER", &cam, &[("Session", &sid)])
+                .status
+                .as_u16(),
+            200
+        );
+    }
+    // ...silence ends it and the connection with it.
+    assert!(
+        c.closed_within(Duration::from_secs(6)),
+        "the edge kept a silent session"
+    );
+}

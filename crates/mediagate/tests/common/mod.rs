@@ -32,7 +32,7 @@ impl EdgeProc {
             std::env::temp_dir().join(format!("mediagate-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = format!(
-            "state_dir = {var:?}\n[edge]\nlisten = [\"{ip}:{port}\"]\nlinger = \"2s\"\nsession_timeout = \"20s\"\n{extra}\n",
+            "state_dir = {var:?}\n[edge]\nlisten = [\"{ip}:{port}\"]\nlinger = \"2s\"\n{extra}\n",
             var = dir.join("var").display().to_string(),
         );
         let path = dir.join("mediagate.toml");

@@ -27,16 +27,7 @@ impl EdgeProc {
     }
 
     pub fn start_on(ip: &str, extra: &str) -> EdgeProc {
-        let port = free_tcp_port().expect("free port");
-        let dir =
-            std::env::temp_dir().join(format!("mediagate-test-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = format!(
-            "state_dir = {var:?}\n[edge]\nlisten = [\"{ip}:{port}\"]\nlinger = \"2s\"\n{extra}\n",
-            var = dir.join("var").display().to_string(),
-        );
-        let path = dir.join("mediagate.toml");
-        std::fs::write(&path, config).unwrap();
+        let (port, dir, path) = write_config(ip, extra);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
         cmd.arg("run").arg("--config").arg(&path);
         Self::spawn(cmd, port, dir)
@@ -44,16 +35,7 @@ impl EdgeProc {
 
     /// Starts it through a wrapper (e.g. `ip netns exec NS`).
     pub fn start_in(wrapper: &[&str], ip: &str, extra: &str) -> EdgeProc {
-        let port = free_tcp_port().expect("free port");
-        let dir =
-            std::env::temp_dir().join(format!("mediagate-test-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = format!(
-            "state_dir = {var:?}\n[edge]\nlisten = [\"{ip}:{port}\"]\nlinger = \"2s\"\n{extra}\n",
-            var = dir.join("var").display().to_string(),
-        );
-        let path = dir.join("mediagate.toml");
-        std::fs::write(&path, config).unwrap();
+        let (port, dir, path) = write_config(ip, extra);
         let mut cmd = Command::new(wrapper[0]);
         cmd.args(&wrapper[1..])
             .arg(env!("CARGO_BIN_EXE_mediagate"))
@@ -95,6 +77,21 @@ impl EdgeProc {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     }
+}
+
+/// Writes a config with an edge on `ip` and a free port, plus `extra`; returns the
+/// port, the test's directory and the config's path.
+fn write_config(ip: &str, extra: &str) -> (u16, PathBuf, PathBuf) {
+    let port = free_tcp_port().expect("free port");
+    let dir = std::env::temp_dir().join(format!("mediagate-test-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = format!(
+        "state_dir = {var:?}\n[edge]\nlisten = [\"{ip}:{port}\"]\nlinger = \"2s\"\n{extra}\n",
+        var = dir.join("var").display().to_string(),
+    );
+    let path = dir.join("mediagate.toml");
+    std::fs::write(&path, config).unwrap();
+    (port, dir, path)
 }
 
 impl Drop for EdgeProc {

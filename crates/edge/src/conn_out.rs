@@ -50,17 +50,27 @@ struct State {
 pub struct Backlog {
     pub max_media_packets: usize,
     pub max_media_bytes: usize,
+    /// Media-only writes wait this long after the previous one so that each write
+    /// carries many packets: on TCP the cost is per write, not per packet. Responses,
+    /// and media right after a response (a PLAY's start burst), are written at once.
+    pub coalesce: std::time::Duration,
 }
 
 impl Default for Backlog {
     fn default() -> Self {
-        // About two seconds of a 4 Mbit/s stream.
+        // About two seconds of a 4 Mbit/s stream. 100 ms of coalescing is far below
+        // any player's jitter buffer (rtspsrc: 2 s) and cut the edge's CPU per TCP
+        // packet from 2.4 µs to 0.8 µs for 1,000 viewers (README, benchmarks).
         Self {
             max_media_packets: 1024,
             max_media_bytes: 1 << 20,
+            coalesce: std::time::Duration::from_millis(100),
         }
     }
 }
+
+/// Coalescing stops waiting once this much media is queued.
+const COALESCE_MAX_BYTES: usize = 64 * 1024;
 
 /// Cheap-to-clone handle shared by the connection's reader, the hubs feeding it and
 /// its writer task.
@@ -167,22 +177,47 @@ impl ConnOut {
     /// Writes queued items until closed and drained, or until a write fails.
     pub async fn run_writer<W: AsyncWrite + Unpin>(&self, mut w: W) -> std::io::Result<()> {
         let mut batch: Vec<Out> = Vec::new();
+        // When the last media-only write happened; `None` after a response so that
+        // the media following it (a start burst) is not held back.
+        let mut last_media_write: Option<tokio::time::Instant> = None;
         loop {
-            let closed = {
+            let (closed, wait_until) = {
                 let mut st = self.state();
-                let n = st.queue.len().min(MAX_FRAMES_PER_WRITE);
-                batch.extend(st.queue.drain(..n));
-                for o in &batch {
-                    match o {
-                        Out::Control(_) => st.control_queued -= 1,
-                        Out::Media { payload, .. } => {
-                            st.media_queued -= 1;
-                            st.media_bytes -= payload.len();
+                let hold = match last_media_write {
+                    Some(t)
+                        if st.control_queued == 0
+                            && !st.closed
+                            && st.media_bytes < COALESCE_MAX_BYTES
+                            && !st.queue.is_empty() =>
+                    {
+                        let due = t + self.shared.limits.coalesce;
+                        (tokio::time::Instant::now() < due).then_some(due)
+                    }
+                    _ => None,
+                };
+                if hold.is_none() {
+                    let n = st.queue.len().min(MAX_FRAMES_PER_WRITE);
+                    batch.extend(st.queue.drain(..n));
+                    for o in &batch {
+                        match o {
+                            Out::Control(_) => st.control_queued -= 1,
+                            Out::Media { payload, .. } => {
+                                st.media_queued -= 1;
+                                st.media_bytes -= payload.len();
+                            }
                         }
                     }
                 }
-                st.closed
+                (st.closed, hold)
             };
+            if let Some(due) = wait_until {
+                // A response arriving meanwhile ends the wait early.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => {}
+                    _ = self.shared.notify.notified() => {}
+                }
+                continue;
+            }
             if batch.is_empty() {
                 if closed {
                     let _ = w.flush().await;
@@ -191,10 +226,12 @@ impl ConnOut {
                 self.shared.notify.notified().await;
                 continue;
             }
+            let had_control = batch.iter().any(|o| matches!(o, Out::Control(_)));
             write_all_vectored(&mut w, &batch)
                 .await
                 .inspect_err(|_| self.close())?;
             batch.clear();
+            last_media_write = (!had_control).then(tokio::time::Instant::now);
         }
     }
 }
@@ -268,6 +305,7 @@ mod tests {
         let out = ConnOut::new(Backlog {
             max_media_packets: 2,
             max_media_bytes: 10,
+            ..Backlog::default()
         });
         let p = Bytes::from_static(b"1234");
         assert!(out.push_media(0, &p));
@@ -277,6 +315,7 @@ mod tests {
         let small = ConnOut::new(Backlog {
             max_media_packets: 10,
             max_media_bytes: 5,
+            ..Backlog::default()
         });
         assert!(small.push_media(0, &p));
         assert!(!small.push_media(0, &p)); // byte cap
@@ -285,6 +324,89 @@ mod tests {
         assert_eq!(small.control_backlog(), 1);
         let huge = Bytes::from(vec![0u8; 70_000]);
         assert!(!ConnOut::new(Backlog::default()).push_media(0, &huge));
+    }
+
+    /// Counts the writes a writer makes.
+    #[derive(Default)]
+    struct CountingSink {
+        writes: usize,
+        bytes: Vec<u8>,
+    }
+
+    impl AsyncWrite for CountingSink {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let this = self.get_mut();
+            this.writes += 1;
+            this.bytes.extend_from_slice(buf);
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_write_vectored(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let this = self.get_mut();
+            this.writes += 1;
+            let mut n = 0;
+            for b in bufs {
+                this.bytes.extend_from_slice(b);
+                n += b.len();
+            }
+            std::task::Poll::Ready(Ok(n))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A response, then three media packets 40 ms apart: (writes, bytes).
+    async fn writes_for(coalesce: std::time::Duration) -> (usize, Vec<u8>) {
+        let out = ConnOut::new(Backlog {
+            coalesce,
+            ..Backlog::default()
+        });
+        let w = out.clone();
+        let writer = tokio::spawn(async move {
+            let mut sink = CountingSink::default();
+            w.run_writer(&mut sink).await.unwrap();
+            (sink.writes, sink.bytes)
+        });
+        out.push_control(Bytes::from_static(b"R"));
+        for p in [b"a", b"b", b"c"] {
+            tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+            out.push_media(0, &Bytes::from_static(p));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+        out.close();
+        writer.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn media_only_writes_are_coalesced_but_never_delayed_after_a_response() {
+        let (plain, bytes) = writes_for(std::time::Duration::ZERO).await;
+        assert_eq!(plain, 4, "one write per push without coalescing");
+        let (coalesced, same) = writes_for(std::time::Duration::from_millis(500)).await;
+        // The response, then `a` at once (first media after a response), then `b` and
+        // `c` together: held by the window, flushed when the connection closed.
+        assert_eq!(coalesced, 3);
+        assert_eq!(bytes, same);
+        assert_eq!(same, b"R$\x00\x00\x01a$\x00\x00\x01b$\x00\x00\x01c");
     }
 
     #[tokio::test]

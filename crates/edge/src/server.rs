@@ -79,6 +79,7 @@ impl Edge {
                 max_media_packets: backlog_packets,
                 // ~1,500 bytes per packet: the byte cap follows the packet cap.
                 max_media_bytes: backlog_packets.saturating_mul(1500),
+                ..Backlog::default()
             },
             server,
             via,

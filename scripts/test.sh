@@ -15,6 +15,7 @@ DEB_PACKAGES=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
   python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0
   iproute2 iptables
+  kamailio sip-tester rtpengine-daemon libsqlite3-dev
 )
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
@@ -40,6 +41,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 log "fuzz targets build (stable toolchain, no sanitizer)"
 (cd fuzz && cargo fuzz build -s none)
+
+# The relay benchmark test drives the load generator binary, which `cargo test` does
+# not build for another package.
+log "build mediagate-loadgen (used by the relay load test)"
+cargo build -p mediagate-loadgen
 
 log "cargo test (unit, property and real-peer interop tests)"
 cargo test --workspace

@@ -96,7 +96,9 @@ impl Edge {
     /// Binds every listener of `cfg` and serves until the returned task is aborted.
     /// Returns the bound addresses (useful with port 0).
     pub async fn bind(&self, addrs: &[SocketAddr]) -> std::io::Result<Vec<SocketAddr>> {
-        raise_fd_limit();
+        // Every viewer costs a descriptor (two for a tunnel); many systems still start
+        // processes with a soft limit of 1,024. Failure leaves the limit as it was.
+        let _ = mediagate_udp::raise_nofile_limit();
         let mut bound = Vec::new();
         for addr in addrs {
             let listener = TcpListener::bind(addr).await?;
@@ -317,21 +319,4 @@ fn original_destination(stream: &TcpStream) -> Option<SocketAddr> {
     }
     let ip = std::net::Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
     Some(SocketAddr::new(ip.into(), u16::from_be(addr.sin_port)))
-}
-
-/// Raises the soft limit on open files to the hard limit: every viewer costs a
-/// descriptor (two for a tunnel), and many systems still start processes at 1,024.
-#[allow(unsafe_code)]
-fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }

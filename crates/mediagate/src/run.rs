@@ -1,19 +1,17 @@
-//! Starts the configured roles and runs until SIGINT or SIGTERM.
+//! Starts the configured roles and runs until SIGINT or SIGTERM; the relay then drains
+//! gracefully (a second signal stops it at once).
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
 use mediagate_config::Config;
 use mediagate_edge::server::Edge;
+use mediagate_relay::engine::{EngineConfig, Relay};
 
 pub fn run(config: Config) -> anyhow::Result<()> {
-    if *config.relay.enabled.get() {
-        anyhow::bail!(
-            "the relay role is not built yet (issue 4); disable [relay] or run the edge only"
-        );
-    }
-    if !*config.edge.enabled.get() {
-        anyhow::bail!("no role is enabled: set [edge] enabled = true");
+    let relay_on = *config.relay.enabled.get();
+    if !*config.edge.enabled.get() && !relay_on {
+        anyhow::bail!("no role is enabled: set [edge] enabled = true or [relay] enabled = true");
     }
     let state_dir = config.state_dir.get();
     std::fs::create_dir_all(state_dir)
@@ -23,6 +21,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let mut signals = Signals::new();
+        let relay = if relay_on {
+            Some(start_relay(&config).await?)
+        } else {
+            None
+        };
+        if !*config.edge.enabled.get() {
+            signals.next().await;
+            if let Some(relay) = relay {
+                stop_relay(relay, &config, &mut signals).await;
+            }
+            eprintln!("mediagate: shutting down");
+            return Ok(());
+        }
         let edge = Edge::new(&config.edge, &node_name());
         let listen: Vec<SocketAddr> = config
             .edge
@@ -39,10 +51,87 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         for addr in &bound {
             eprintln!("mediagate edge: listening for RTSP on {addr}");
         }
-        wait_for_shutdown().await;
+        signals.next().await;
+        if let Some(relay) = relay {
+            stop_relay(relay, &config, &mut signals).await;
+        }
         eprintln!("mediagate: shutting down");
         Ok(())
     })
+}
+
+/// Starts the relay role (issue 4) and reports where it listens.
+async fn start_relay(config: &Config) -> anyhow::Result<Relay> {
+    let mut engine = EngineConfig::from_config(&config.relay, config.state_dir.get());
+    // Tuning knobs that have no config key yet (the benchmark compares them).
+    if let Some(us) = env_number("MEDIAGATE_RELAY_COALESCE_US") {
+        engine.forward_coalesce = std::time::Duration::from_micros(us);
+    }
+    if let Some(n) = env_number("MEDIAGATE_RELAY_THREADS") {
+        engine.forward_threads = usize::try_from(n).unwrap_or(0);
+    }
+    let relay = Relay::start(engine)
+        .await
+        .context("cannot start the relay")?;
+    for addr in relay.ng_udp_addrs() {
+        eprintln!("mediagate relay: listening for ng commands on UDP {addr}");
+    }
+    for addr in relay.ng_tcp_addrs() {
+        eprintln!("mediagate relay: listening for ng commands on TCP {addr}");
+    }
+    Ok(relay)
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.trim().parse().ok()
+}
+
+/// Graceful relay shutdown after the first SIGTERM/SIGINT: new calls are refused with
+/// the failover reply, running calls may finish within `shutdown_max_wait`; a second
+/// signal cuts them at once. Records are written either way.
+async fn stop_relay(relay: Relay, config: &Config, signals: &mut Signals) {
+    let max_wait = config.relay.shutdown_max_wait.get();
+    eprintln!(
+        "mediagate relay: draining: new calls refused, waiting up to {} s for {} running calls (signal again to stop now)",
+        max_wait.as_secs(),
+        relay.active_calls()
+    );
+    let cut = relay.shutdown(max_wait, signals.next()).await;
+    if cut > 0 {
+        eprintln!("mediagate relay: ended {cut} calls at shutdown; their records are written");
+    }
+}
+
+/// SIGTERM and SIGINT as one stream, registered once so a second signal during the
+/// drain is never lost.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Self {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    async fn next(&mut self) {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = recv(&mut self.term) => {}
+            _ = recv(&mut self.int) => {}
+        }
+    }
 }
 
 /// This node's name for `Via` headers.
@@ -52,19 +141,4 @@ fn node_name() -> String {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "mediagate".to_owned())
-}
-
-async fn wait_for_shutdown() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

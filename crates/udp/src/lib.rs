@@ -19,7 +19,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
+mod poll;
+mod recv;
+mod rlimit;
 mod sys;
+
+pub use poll::{Events, Poller};
+pub use recv::RecvBatch;
+pub use rlimit::raise_nofile_limit;
 
 /// The kernel's limit on segments in one GSO send (`UDP_MAX_SEGMENTS`).
 pub const MAX_GSO_SEGMENTS: usize = 64;

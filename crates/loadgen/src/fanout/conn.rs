@@ -1,0 +1,427 @@
+//! One viewer's RTSP control connection (RFC 2326 §10, §10.12): requests with CSeq,
+//! responses matched by CSeq, one `401` challenge answered with the URL's credentials
+//! (`mediagate_rtsp::auth`), and interleaved `$` frames handed to a sink the moment
+//! they are decoded, whether we are waiting for a response or just streaming.
+//!
+//! Every wait has a deadline; nothing here blocks past it. What it does not: decide
+//! the session's steps (see `viewer`), or interpret the frames.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use mediagate_rtsp::auth::ClientAuth;
+use mediagate_rtsp::parse::{Decoder, Limits};
+use mediagate_rtsp::{Item, Method, Request, Response, StatusCode, Version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// Bytes asked of the socket per read: several video frames of interleaved data, so a
+/// busy TCP viewer costs few wake-ups.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Where interleaved frames go: `(channel, payload, arrival)`.
+pub trait FrameSink: Send {
+    fn frame(&mut self, channel: u8, payload: &Bytes, at: std::time::Instant);
+}
+
+/// Why a request or the stream failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnError {
+    Timeout,
+    Closed,
+    Io(String),
+    Protocol(String),
+}
+
+impl std::fmt::Display for ConnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnError::Timeout => f.write_str("no answer before the deadline"),
+            ConnError::Closed => f.write_str("the server closed the connection"),
+            ConnError::Io(e) => write!(f, "I/O error: {e}"),
+            ConnError::Protocol(e) => write!(f, "invalid RTSP from the server: {e}"),
+        }
+    }
+}
+
+impl From<std::io::Error> for ConnError {
+    fn from(e: std::io::Error) -> Self {
+        ConnError::Io(e.to_string())
+    }
+}
+
+/// An RTSP client connection.
+pub struct Conn {
+    stream: TcpStream,
+    decoder: Decoder,
+    cseq: u32,
+    session: Option<String>,
+    auth: Option<ClientAuth>,
+    /// Arrival time of the bytes being decoded.
+    read_at: std::time::Instant,
+    nonce_keys: RandomState,
+    user_agent: String,
+    /// Responses to requests sent without waiting (keep-alives) that were not 2xx.
+    pub late_failures: u64,
+    /// Requests the server sent us (ignored).
+    pub server_requests: u64,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("cseq", &self.cseq)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    /// Connects to `addr` before `deadline`.
+    pub async fn connect(
+        addr: SocketAddr,
+        credentials: Option<(String, String)>,
+        deadline: Instant,
+    ) -> Result<Conn, ConnError> {
+        let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ConnError::Timeout)??;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            decoder: Decoder::new(Limits::default()),
+            cseq: 0,
+            session: None,
+            auth: credentials.map(|(u, p)| ClientAuth::new(u, p)),
+            read_at: std::time::Instant::now(),
+            nonce_keys: RandomState::new(),
+            user_agent: format!("mediagate-loadgen/{}", env!("CARGO_PKG_VERSION")),
+            late_failures: 0,
+            server_requests: 0,
+        })
+    }
+
+    /// Our address on the connection (UDP ports are bound on the same address).
+    pub fn local_addr(&self) -> Result<SocketAddr, ConnError> {
+        Ok(self.stream.local_addr()?)
+    }
+
+    /// Uses `id` in the `Session` header of later requests.
+    pub fn set_session(&mut self, id: String) {
+        self.session = Some(id);
+    }
+
+    /// A request with our `User-Agent`.
+    pub fn request(&self, method: Method, uri: &str) -> Request {
+        let mut r = Request::new(method, uri, Version::Rtsp1_0);
+        r.headers.append("User-Agent", self.user_agent.clone());
+        r
+    }
+
+    fn fresh_cnonce(&mut self) -> String {
+        format!("{:016x}", self.nonce_keys.hash_one(self.cseq))
+    }
+
+    async fn write(&mut self, mut req: Request) -> Result<u32, ConnError> {
+        self.cseq = self.cseq.wrapping_add(1);
+        req.set_cseq(self.cseq);
+        if let Some(s) = &self.session {
+            req.headers.set("Session", s.clone());
+        }
+        let cnonce = self.fresh_cnonce();
+        if let Some(auth) = &mut self.auth {
+            match auth.authorization(req.method.as_str(), &req.uri, &cnonce) {
+                Ok(Some(v)) => req.headers.set("Authorization", v),
+                Ok(None) => {}
+                Err(e) => return Err(ConnError::Protocol(format!("authentication: {e}"))),
+            }
+        }
+        let mut out = Vec::with_capacity(req.size_hint());
+        req.write_to(&mut out);
+        self.stream.write_all(&out).await?;
+        Ok(self.cseq)
+    }
+
+    /// Sends `req` and waits until `deadline` for its response, feeding frames that
+    /// arrive meanwhile to `sink`. A `401` is answered once if we have credentials.
+    pub async fn call(
+        &mut self,
+        req: Request,
+        deadline: Instant,
+        sink: &mut (dyn FrameSink + Send),
+    ) -> Result<Response, ConnError> {
+        let mut challenged = false;
+        loop {
+            let cseq = self.write(req.clone()).await?;
+            let resp = self.response_to(cseq, deadline, sink).await?;
+            if resp.status == StatusCode::UNAUTHORIZED && !challenged {
+                if let Some(auth) = &mut self.auth {
+                    let offers: Vec<&str> = resp.headers.get_all("WWW-Authenticate").collect();
+                    auth.handle_challenge(&offers)
+                        .map_err(|e| ConnError::Protocol(format!("authentication: {e}")))?;
+                    challenged = true;
+                    continue;
+                }
+            }
+            return Ok(resp);
+        }
+    }
+
+    /// Sends `req` without waiting; a non-2xx answer is counted in `late_failures`
+    /// when it arrives.
+    pub async fn send(&mut self, req: Request) -> Result<(), ConnError> {
+        self.write(req).await.map(|_| ())
+    }
+
+    async fn response_to(
+        &mut self,
+        cseq: u32,
+        deadline: Instant,
+        sink: &mut (dyn FrameSink + Send),
+    ) -> Result<Response, ConnError> {
+        loop {
+            if let Some(r) = self.drain(Some(cseq), sink)? {
+                return Ok(r);
+            }
+            if !self.read_before(deadline).await? {
+                return Err(ConnError::Timeout);
+            }
+        }
+    }
+
+    /// Reads and dispatches until `until`. Returns when the time comes; an error when
+    /// the connection fails or closes first.
+    pub async fn pump_until(
+        &mut self,
+        until: Instant,
+        sink: &mut (dyn FrameSink + Send),
+    ) -> Result<(), ConnError> {
+        loop {
+            self.drain(None, sink)?;
+            if !self.read_before(until).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Decodes everything buffered. Frames go to `sink`; the response with `want`
+    /// (if any) is returned as soon as it is decoded, leaving later bytes buffered.
+    fn drain(
+        &mut self,
+        want: Option<u32>,
+        sink: &mut (dyn FrameSink + Send),
+    ) -> Result<Option<Response>, ConnError> {
+        loop {
+            let item = self
+                .decoder
+                .next_item()
+                .map_err(|e| ConnError::Protocol(e.to_string()))?;
+            match item {
+                None => return Ok(None),
+                Some(Item::Frame(f)) => sink.frame(f.channel(), f.payload(), self.read_at),
+                Some(Item::Response(r)) => {
+                    if want.is_some() && (r.cseq() == want || r.cseq().is_none()) {
+                        return Ok(Some(r));
+                    }
+                    if !r.status.is_success() {
+                        self.late_failures += 1;
+                    }
+                }
+                Some(Item::Request(_)) => self.server_requests += 1,
+            }
+        }
+    }
+
+    /// One read into the decoder before `deadline`: `Ok(false)` when the deadline
+    /// passed first.
+    async fn read_before(&mut self, deadline: Instant) -> Result<bool, ConnError> {
+        let buf = self.decoder.buffer_mut();
+        buf.reserve(READ_CHUNK);
+        match tokio::time::timeout_at(deadline, self.stream.read_buf(buf)).await {
+            Err(_) => Ok(false),
+            Ok(Ok(0)) => Err(ConnError::Closed),
+            Ok(Ok(_)) => {
+                self.read_at = std::time::Instant::now();
+                Ok(true)
+            }
+            Ok(Err(e)) => Err(e.into()),
+        }
+    }
+}
+
+/// A sink for connections that expect no interleaved data; counts what comes anyway.
+#[derive(Debug, Default)]
+pub struct CountingSink {
+    pub frames: u64,
+}
+
+impl FrameSink for CountingSink {
+    fn frame(&mut self, _: u8, _: &Bytes, _: std::time::Instant) {
+        self.frames += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::net::TcpListener;
+
+    /// A scripted server: reads a request, sends back `replies[i]` verbatim.
+    async fn scripted(replies: Vec<Vec<u8>>) -> (SocketAddr, tokio::task::JoinHandle<Vec<String>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut seen = Vec::new();
+            for r in replies {
+                let mut d = Decoder::new(Limits::default());
+                let req = loop {
+                    if let Some(Item::Request(req)) = d.next_item().unwrap() {
+                        break req;
+                    }
+                    let b = d.buffer_mut();
+                    b.reserve(4096);
+                    if s.read_buf(b).await.unwrap() == 0 {
+                        return seen;
+                    }
+                };
+                seen.push(format!(
+                    "{} {} auth={}",
+                    req.method,
+                    req.cseq().unwrap_or(0),
+                    req.headers.get("Authorization").is_some()
+                ));
+                s.write_all(&r).await.unwrap();
+            }
+            // Stay connected until the client hangs up.
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink).await;
+            seen
+        });
+        (addr, h)
+    }
+
+    #[derive(Default)]
+    struct Frames(Vec<(u8, Vec<u8>)>);
+    impl FrameSink for Frames {
+        fn frame(&mut self, ch: u8, p: &Bytes, _: std::time::Instant) {
+            self.0.push((ch, p.to_vec()));
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_before_the_response_reach_the_sink() {
+        let mut reply = vec![b'$', 0, 0, 3, 1, 2, 3, b'$', 1, 0, 1, 9];
+        reply.extend_from_slice(
+            b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nSession: abc\r\n\r\n$\x02\x00\x01\x07",
+        );
+        let (addr, server) = scripted(vec![reply]).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut c = Conn::connect(addr, None, deadline).await.unwrap();
+        let mut sink = Frames::default();
+        let req = c.request(Method::Play, "rtsp://h/x");
+        let resp = c.call(req, deadline, &mut sink).await.unwrap();
+        assert_eq!(resp.status, StatusCode::OK);
+        assert_eq!(sink.0, vec![(0, vec![1, 2, 3]), (1, vec![9])]);
+        // The frame after the response is still buffered and comes out next.
+        c.pump_until(Instant::now() + Duration::from_millis(50), &mut sink)
+            .await
+            .unwrap();
+        assert_eq!(sink.0.last(), Some(&(2, vec![7])));
+        drop(c);
+        assert_eq!(server.await.unwrap(), vec!["PLAY 1 auth=false"]);
+    }
+
+    #[tokio::test]
+    async fn a_response_dribbled_byte_by_byte_is_decoded_whole() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let reply = b"$\x00\x00\x02ab RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 3\r\n\r\nv=0";
+        let reply = [&reply[..4], &reply[4..6], &reply[7..]].concat();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            s.set_nodelay(true).unwrap();
+            let mut buf = Vec::with_capacity(4096);
+            s.read_buf(&mut buf).await.unwrap();
+            for b in &reply {
+                s.write_all(std::slice::from_ref(b)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let _ = s.read_to_end(&mut buf).await;
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut c = Conn::connect(addr, None, deadline).await.unwrap();
+        let mut sink = Frames::default();
+        let req = c.request(Method::Describe, "rtsp://h/x");
+        let resp = c.call(req, deadline, &mut sink).await.unwrap();
+        assert_eq!(resp.status, StatusCode::OK);
+        assert_eq!(&resp.body[..], b"v=0");
+        assert_eq!(sink.0, vec![(0, b"ab".to_vec())]);
+        drop(c);
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_basic_challenge_is_answered_once() {
+        let challenge =
+            b"RTSP/1.0 401 Unauthorized\r\nCSeq: 1\r\nWWW-Authenticate: Basic realm=\"r\"\r\n\r\n";
+        let ok = b"RTSP/1.0 200 OK\r\nCSeq: 2\r\n\r\n";
+        let (addr, server) = scripted(vec![challenge.to_vec(), ok.to_vec()]).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let creds = Some(("u".to_owned(), "p".to_owned()));
+        let mut c = Conn::connect(addr, creds, deadline).await.unwrap();
+        let req = c.request(Method::Options, "rtsp://h/x");
+        let resp = c
+            .call(req, deadline, &mut CountingSink::default())
+            .await
+            .unwrap();
+        assert_eq!(resp.status, StatusCode::OK);
+        drop(c);
+        assert_eq!(
+            server.await.unwrap(),
+            vec!["OPTIONS 1 auth=false", "OPTIONS 2 auth=true"]
+        );
+    }
+
+    #[tokio::test]
+    async fn silence_times_out_and_close_is_reported() {
+        // A server that reads the request and hangs up.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = Vec::with_capacity(4096);
+            s.read_buf(&mut buf).await.unwrap();
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut c = Conn::connect(addr, None, deadline).await.unwrap();
+        let req = c.request(Method::Options, "rtsp://h/x");
+        let err = c
+            .call(req, deadline, &mut CountingSink::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err, ConnError::Closed);
+        server.await.unwrap();
+        // A server that never answers.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let _keep = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(s);
+        });
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let mut c = Conn::connect(addr, None, deadline).await.unwrap();
+        let req = c.request(Method::Options, "rtsp://h/x");
+        assert_eq!(
+            c.call(req, deadline, &mut CountingSink::default())
+                .await
+                .unwrap_err(),
+            ConnError::Timeout
+        );
+    }
+}

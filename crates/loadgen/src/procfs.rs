@@ -1,0 +1,322 @@
+//! What a benchmark reads from Linux `/proc` about a process under load: its CPU time
+//! (`/proc/PID/stat`, proc(5)), its peak and current resident memory
+//! (`/proc/PID/status` `VmHWM`/`VmRSS`) and the drop counters of UDP sockets
+//! (`/proc/PID/net/udp`, the `drops` column).
+//!
+//! What it does not: sample on a timer or decide what a figure means; callers read at
+//! the start and end of a window and subtract. Parsers take the file's text, so they
+//! are tested on literal contents, and never panic on odd text (a malformed file is an
+//! error naming the field).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// Why a `/proc` file could not be used.
+#[derive(Debug)]
+pub enum ProcError {
+    /// Reading failed (the process exited, or the pid is wrong).
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The text is not what proc(5) describes.
+    Format { path: String, what: &'static str },
+}
+
+impl std::fmt::Display for ProcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProcError::Read { path, source } => {
+                write!(
+                    f,
+                    "cannot read {path}: {source} (is the process still running?)"
+                )
+            }
+            ProcError::Format { path, what } => write!(f, "unexpected format in {path}: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for ProcError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ProcError::Read { source, .. } => Some(source),
+            ProcError::Format { .. } => None,
+        }
+    }
+}
+
+/// CPU time of a process in clock ticks, from `/proc/PID/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuTicks {
+    /// Field 14, `utime`.
+    pub user: u64,
+    /// Field 15, `stime`.
+    pub system: u64,
+}
+
+impl CpuTicks {
+    /// User plus system ticks.
+    pub fn total(&self) -> u64 {
+        self.user.saturating_add(self.system)
+    }
+
+    /// CPU time used between `earlier` and `self`, with `ticks_per_second` from
+    /// `sysconf(_SC_CLK_TCK)`. A counter that went backwards (another process reused
+    /// the pid) gives zero.
+    pub fn since(&self, earlier: &CpuTicks, ticks_per_second: u64) -> Duration {
+        let ticks = self.total().saturating_sub(earlier.total());
+        ticks_to_duration(ticks, ticks_per_second)
+    }
+}
+
+/// `ticks` clock ticks as a duration; zero when the tick rate is zero.
+pub fn ticks_to_duration(ticks: u64, ticks_per_second: u64) -> Duration {
+    if ticks_per_second == 0 {
+        return Duration::ZERO;
+    }
+    let secs = ticks / ticks_per_second;
+    let rem = ticks % ticks_per_second;
+    // rem < ticks_per_second, so rem * 1e9 / tps < 1e9 fits a u32 nanosecond count.
+    let nanos = u128::from(rem) * 1_000_000_000 / u128::from(ticks_per_second);
+    Duration::new(secs, u32::try_from(nanos).unwrap_or(0))
+}
+
+/// Parses `utime` and `stime` out of a `/proc/PID/stat` line. The command name (field
+/// 2) is in parentheses and may itself contain spaces and `)`, so fields are counted
+/// from the *last* `)`.
+pub fn parse_stat(text: &str) -> Result<CpuTicks, &'static str> {
+    let close = text.rfind(')').ok_or("no `)` closing the command name")?;
+    let rest = text
+        .get(close + 1..)
+        .ok_or("nothing after the command name")?;
+    // Fields after the name start at field 3 (state); utime is 14, stime 15.
+    let mut fields = rest.split_ascii_whitespace().skip(11);
+    let user = fields
+        .next()
+        .ok_or("line ends before utime (field 14)")?
+        .parse()
+        .map_err(|_| "utime (field 14) is not a number")?;
+    let system = fields
+        .next()
+        .ok_or("line ends before stime (field 15)")?
+        .parse()
+        .map_err(|_| "stime (field 15) is not a number")?;
+    Ok(CpuTicks { user, system })
+}
+
+/// Memory figures from `/proc/PID/status`, in KiB as the kernel reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Memory {
+    /// `VmHWM`: peak resident set size.
+    pub peak_rss_kib: u64,
+    /// `VmRSS`: current resident set size.
+    pub rss_kib: u64,
+}
+
+/// Reads `VmHWM` and `VmRSS` from `/proc/PID/status` text.
+pub fn parse_status(text: &str) -> Result<Memory, &'static str> {
+    let field = |name: &str| -> Option<u64> {
+        text.lines().find_map(|line| {
+            let value = line.strip_prefix(name)?.strip_prefix(':')?;
+            let mut parts = value.split_ascii_whitespace();
+            let n = parts.next()?.parse().ok()?;
+            (parts.next() == Some("kB")).then_some(n)
+        })
+    };
+    Ok(Memory {
+        peak_rss_kib: field("VmHWM").ok_or("no `VmHWM: N kB` line (a kernel thread?)")?,
+        rss_kib: field("VmRSS").ok_or("no `VmRSS: N kB` line")?,
+    })
+}
+
+/// Sums the `drops` column of `/proc/net/udp` or `/proc/net/udp6` text over the
+/// sockets whose local port is in `ports`: datagrams the kernel threw away because the
+/// socket's receive buffer was full, i.e. because the reader did not keep up. Lines
+/// that do not parse are skipped.
+pub fn udp_drops_for_ports(text: &str, ports: &HashSet<u16>) -> u64 {
+    text.lines()
+        .skip(1) // the header line
+        .filter_map(|line| {
+            let mut fields = line.split_ascii_whitespace();
+            let local = fields.nth(1)?; // after `sl`
+            let port_hex = local.rsplit_once(':')?.1;
+            let port = u16::from_str_radix(port_hex, 16).ok()?;
+            if !ports.contains(&port) {
+                return None;
+            }
+            line.split_ascii_whitespace().last()?.parse::<u64>().ok()
+        })
+        .fold(0u64, u64::saturating_add)
+}
+
+/// A process being watched: where its files are and how to read them.
+#[derive(Debug, Clone)]
+pub struct Process {
+    pid: u32,
+}
+
+impl Process {
+    /// Watches `pid` (use [`std::process::id`] for ourselves).
+    pub fn new(pid: u32) -> Self {
+        Self { pid }
+    }
+
+    /// The pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn read(&self, file: &str) -> Result<(String, String), ProcError> {
+        let path = format!("/proc/{}/{file}", self.pid);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok((path, text)),
+            Err(source) => Err(ProcError::Read { path, source }),
+        }
+    }
+
+    /// Current CPU ticks.
+    pub fn cpu(&self) -> Result<CpuTicks, ProcError> {
+        let (path, text) = self.read("stat")?;
+        parse_stat(&text).map_err(|what| ProcError::Format { path, what })
+    }
+
+    /// Current memory figures.
+    pub fn memory(&self) -> Result<Memory, ProcError> {
+        let (path, text) = self.read("status")?;
+        parse_status(&text).map_err(|what| ProcError::Format { path, what })
+    }
+
+    /// Receive-buffer drops of this process's UDP sockets bound to `ports` (IPv4 and
+    /// IPv6 tables; a missing table counts as zero).
+    pub fn udp_drops(&self, ports: &HashSet<u16>) -> u64 {
+        ["net/udp", "net/udp6"]
+            .iter()
+            .filter_map(|f| self.read(f).ok())
+            .map(|(_, text)| udp_drops_for_ports(&text, ports))
+            .fold(0u64, u64::saturating_add)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &str = "4242 (mediagate) S 1 4242 4242 0 -1 4194560 1523 0 0 0 \
+        1234 567 0 0 20 0 3 0 98765 123456789 4321 18446744073709551615 1 1 0 0 0 0 0 \
+        4096 0 0 0 0 17 1 0 0 0 0 0";
+
+    #[test]
+    fn stat_gives_utime_and_stime() {
+        assert_eq!(
+            parse_stat(STAT),
+            Ok(CpuTicks {
+                user: 1234,
+                system: 567
+            })
+        );
+    }
+
+    #[test]
+    fn stat_command_names_with_spaces_and_parens_are_skipped() {
+        let text = "7 (tokio (rt) worker 1) R 1 7 7 0 -1 0 0 0 0 0 55 66 0 0 20 0 1 0 1 1 1";
+        assert_eq!(
+            parse_stat(text),
+            Ok(CpuTicks {
+                user: 55,
+                system: 66
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_stat_lines_are_errors_not_panics() {
+        assert_eq!(parse_stat(""), Err("no `)` closing the command name"));
+        assert_eq!(
+            parse_stat("1 (x) S 1 2"),
+            Err("line ends before utime (field 14)")
+        );
+        assert_eq!(
+            parse_stat("1 (x) S 1 2 3 4 5 6 7 8 9 10 -3 4"),
+            Err("utime (field 14) is not a number")
+        );
+        assert_eq!(
+            parse_stat("1 (x) S 1 2 3 4 5 6 7 8 9 10 3"),
+            Err("line ends before stime (field 15)")
+        );
+    }
+
+    #[test]
+    fn cpu_delta_uses_the_tick_rate() {
+        let a = CpuTicks {
+            user: 100,
+            system: 50,
+        };
+        let b = CpuTicks {
+            user: 350,
+            system: 75,
+        };
+        assert_eq!(b.since(&a, 100), Duration::from_millis(2750));
+        assert_eq!(a.since(&b, 100), Duration::ZERO);
+        assert_eq!(b.since(&a, 0), Duration::ZERO);
+        assert_eq!(ticks_to_duration(7, 3), Duration::new(2, 333_333_333));
+        assert_eq!(
+            ticks_to_duration(u64::MAX, 1),
+            Duration::from_secs(u64::MAX)
+        );
+    }
+
+    const STATUS: &str = "Name:\tmediagate\nUmask:\t0022\nState:\tS (sleeping)\n\
+        VmPeak:\t  912344 kB\nVmSize:\t  912340 kB\nVmLck:\t       0 kB\n\
+        VmHWM:\t   45678 kB\nVmRSS:\t   40000 kB\nVmData:\t  100000 kB\nThreads:\t3\n";
+
+    #[test]
+    fn status_gives_peak_and_current_rss() {
+        assert_eq!(
+            parse_status(STATUS),
+            Ok(Memory {
+                peak_rss_kib: 45678,
+                rss_kib: 40000
+            })
+        );
+    }
+
+    #[test]
+    fn status_without_memory_lines_is_an_error() {
+        // Kernel threads have no Vm* lines.
+        let kthread = "Name:\tkworker/0:1\nState:\tI (idle)\nThreads:\t1\n";
+        assert_eq!(
+            parse_status(kthread),
+            Err("no `VmHWM: N kB` line (a kernel thread?)")
+        );
+        // A prefix of another name must not match.
+        assert!(parse_status("VmHWMX:\t1 kB\nVmRSS:\t2 kB\n").is_err());
+    }
+
+    const NET_UDP: &str = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops             \n\
+  1: 0100007F:9C40 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1001 2 0000000000000000 0        \n\
+  2: 0100007F:9C41 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1002 2 0000000000000000 17       \n\
+  3: 0100007F:9C42 00000000:0000 07 00000000:00031000 00:00000000 00000000     0        0 1003 2 0000000000000000 5        \n\
+  4: 00000000:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1004 2 0000000000000000 999      \n\
+  garbage line\n";
+
+    #[test]
+    fn udp_drops_sum_only_our_ports() {
+        let ports: HashSet<u16> = [0x9C40, 0x9C41, 0x9C42].into_iter().collect();
+        assert_eq!(udp_drops_for_ports(NET_UDP, &ports), 22);
+        let none: HashSet<u16> = HashSet::new();
+        assert_eq!(udp_drops_for_ports(NET_UDP, &none), 0);
+        assert_eq!(udp_drops_for_ports("", &ports), 0);
+    }
+
+    #[test]
+    fn our_own_process_can_be_read() {
+        let me = Process::new(std::process::id());
+        assert!(me.memory().unwrap().peak_rss_kib > 0);
+        me.cpu().unwrap();
+        let err = Process::new(u32::MAX).cpu().unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("cannot read /proc/4294967295/stat"));
+    }
+}

@@ -1,0 +1,397 @@
+//! `mediagate-loadgen rtp`: K calls through an RTP relay driven over `ng`, RTP pumped
+//! both ways for T seconds, then delivery, loss, reordering, one-way latency
+//! percentiles and the relay's CPU time and peak memory (issue 4 item 9).
+//!
+//! It speaks `ng` like Kamailio (offer, answer, delete with `received-from` and
+//! `replace` flags), so the same run works against mediagate and against rtpengine:
+//! give several `--target LABEL,NG_ADDR[,PID]` and they are measured one after the
+//! other with the same load, and compared in one table.
+//!
+//! Per call: two UDP sockets on `--local-ip` play caller and callee; each sends
+//! `--size`-byte RTP packets at `--pps` to the relay port the other side's SDP named,
+//! from the port its own SDP named (symmetric RTP, so secure latching accepts it).
+//! One sender thread paces all streams evenly over each packet interval; one receiver
+//! thread drains every socket with epoll + `recvmmsg` ([`crate::udp_rx`]). Each
+//! payload carries its send time and stream number, so latency and loss are exact.
+//!
+//! What it does not: start the relays (the benchmark command in the issue note does),
+//! or judge them beyond the exit status: 0 when every packet arrived, 2 when some
+//! were lost, 1 when the run could not be made.
+
+mod ng;
+mod pump;
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use crate::procfs::Process;
+use crate::stats::nearest_rank;
+use ng::{check, encode, Bval, Entry, NgClient};
+
+/// One relay to measure: `LABEL,NG_ADDR[,PID]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub label: String,
+    pub ng: SocketAddr,
+    pub pid: Option<u32>,
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let form = "write LABEL,NG_ADDR[,PID], for example mediagate,127.0.0.1:2223,4242";
+        let mut parts = s.split(',');
+        let label = parts.next().filter(|l| !l.is_empty()).ok_or(form)?;
+        let ng = parts
+            .next()
+            .ok_or(form)?
+            .parse()
+            .map_err(|_| format!("invalid ng address in {s:?}; {form}"))?;
+        let pid = match parts.next() {
+            Some(p) => Some(
+                p.parse()
+                    .map_err(|_| format!("invalid pid in {s:?}; {form}"))?,
+            ),
+            None => None,
+        };
+        if parts.next().is_some() {
+            return Err(form.to_owned());
+        }
+        Ok(Self {
+            label: label.to_owned(),
+            ng,
+            pid,
+        })
+    }
+}
+
+/// Arguments of `mediagate-loadgen rtp`.
+#[derive(Debug, Args)]
+pub struct RtpArgs {
+    /// A relay to measure, LABEL,NG_ADDR[,PID] (PID for CPU and memory figures);
+    /// repeat to compare several with the same load.
+    #[arg(long = "target", required = true, value_name = "LABEL,NG_ADDR[,PID]")]
+    pub targets: Vec<Target>,
+    /// Concurrent calls (two streams each).
+    #[arg(long, default_value_t = 100)]
+    pub calls: usize,
+    /// Seconds of media after all calls are set up.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Packets per second per stream (50 = 20 ms ptime).
+    #[arg(long, default_value_t = 50)]
+    pub pps: u32,
+    /// RTP packet size in bytes (172 = G.711 at 20 ms).
+    #[arg(long, default_value_t = 172)]
+    pub size: usize,
+    /// Address the simulated phones bind and put in SDP.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub local_ip: IpAddr,
+    /// Print one JSON object per target instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One simulated call.
+pub struct Call {
+    pub call_id: String,
+    /// `[caller, callee]`.
+    pub sockets: [UdpSocket; 2],
+    /// Where each side sends: `[caller → relay, callee → relay]`.
+    pub relay_ports: [SocketAddr; 2],
+}
+
+/// What one target's run measured.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub label: String,
+    pub calls: usize,
+    pub setup_pairs_per_sec: f64,
+    pub setup_rtt_p50_us: u64,
+    pub setup_rtt_p99_us: u64,
+    pub pump: pump::PumpReport,
+    pub relay_cpu_s: Option<f64>,
+    pub relay_peak_rss_mib: Option<f64>,
+}
+
+impl Outcome {
+    /// Relay CPU per forwarded packet, microseconds.
+    pub fn cpu_us_per_packet(&self) -> Option<f64> {
+        let cpu = self.relay_cpu_s?;
+        (self.pump.received > 0).then(|| cpu * 1e6 / self.pump.received as f64)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let p = &self.pump;
+        serde_json::json!({
+            "label": self.label,
+            "calls": self.calls,
+            "streams": self.calls * 2,
+            "setup_pairs_per_sec": self.setup_pairs_per_sec,
+            "setup_rtt_p50_us": self.setup_rtt_p50_us,
+            "setup_rtt_p99_us": self.setup_rtt_p99_us,
+            "seconds": p.seconds,
+            "sent": p.sent,
+            "received": p.received,
+            "lost": p.sent.saturating_sub(p.received),
+            "reordered": p.reordered,
+            "misrouted": p.misrouted,
+            "send_errors": p.send_errors,
+            "offered_pps": p.sent as f64 / p.seconds.max(1e-9),
+            "latency_us": {"p50": p.latency_us(50.0), "p90": p.latency_us(90.0), "p99": p.latency_us(99.0), "p999": p.latency_us(99.9), "max": p.latency_max_us},
+            "relay_cpu_s": self.relay_cpu_s,
+            "relay_cpu_us_per_packet": self.cpu_us_per_packet(),
+            "relay_peak_rss_mib": self.relay_peak_rss_mib,
+        })
+    }
+}
+
+fn sdp(ip: IpAddr, port: u16) -> String {
+    let family = if ip.is_ipv4() { 4 } else { 6 };
+    format!(
+        "v=0\r\no=- 1 1 IN IP{family} {ip}\r\ns=loadgen\r\nc=IN IP{family} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv\r\n"
+    )
+}
+
+/// The relay address an SDP from the relay names: `c=` and the `m=audio` port.
+fn relay_endpoint(sdp: &str) -> Option<SocketAddr> {
+    let mut ip = None;
+    let mut port = None;
+    for line in sdp.lines() {
+        if let Some(c) = line.strip_prefix("c=IN ") {
+            ip = ip.or_else(|| c.split_whitespace().nth(1)?.parse::<IpAddr>().ok());
+        }
+        if let Some(m) = line.strip_prefix("m=audio ") {
+            port = m.split_whitespace().next()?.parse::<u16>().ok();
+        }
+    }
+    Some(SocketAddr::new(ip?, port?))
+}
+
+fn sdp_reply(reply: &Bval) -> anyhow::Result<SocketAddr> {
+    let ok = check(reply).map_err(anyhow::Error::msg)?;
+    let text = ok
+        .get("sdp")
+        .and_then(Bval::text)
+        .context("reply without sdp")?;
+    relay_endpoint(text).with_context(|| format!("no c=/m=audio in the relay's SDP:\n{text}"))
+}
+
+/// Offer and answer for `count` calls; returns them with the per-pair round trips.
+fn set_up(
+    client: &mut NgClient,
+    count: usize,
+    local_ip: IpAddr,
+    label: &str,
+) -> anyhow::Result<(Vec<Call>, Vec<Duration>, Duration)> {
+    let mut calls = Vec::with_capacity(count);
+    let mut rtts = Vec::with_capacity(count);
+    let ip = local_ip.to_string();
+    let started = Instant::now();
+    for i in 0..count {
+        let bind = SocketAddr::new(local_ip, 0);
+        let caller = UdpSocket::bind(bind).context("cannot bind a caller socket")?;
+        let callee = UdpSocket::bind(bind).context("cannot bind a callee socket")?;
+        let call_id = format!("loadgen-{label}-{}-{i}", std::process::id());
+        let received = ["IP4", ip.as_str()];
+        let received_v6 = ["IP6", ip.as_str()];
+        let received: &[&str] = if local_ip.is_ipv4() {
+            &received
+        } else {
+            &received_v6
+        };
+        let caller_sdp = sdp(local_ip, caller.local_addr()?.port());
+        let offer = encode(&[
+            ("command", Entry::Str("offer")),
+            ("call-id", Entry::Str(&call_id)),
+            ("from-tag", Entry::Str("caller")),
+            ("sdp", Entry::Str(&caller_sdp)),
+            ("received-from", Entry::List(received)),
+            ("replace", Entry::List(&["origin", "session-connection"])),
+            ("ICE", Entry::Str("remove")),
+            ("supports", Entry::List(&["load limit"])),
+        ]);
+        let (reply, rtt_offer) = client.request(&offer)?;
+        let callee_side = sdp_reply(&reply).with_context(|| format!("offer {i} to {label}"))?;
+        let callee_sdp = sdp(local_ip, callee.local_addr()?.port());
+        let answer = encode(&[
+            ("command", Entry::Str("answer")),
+            ("call-id", Entry::Str(&call_id)),
+            ("from-tag", Entry::Str("caller")),
+            ("to-tag", Entry::Str("callee")),
+            ("sdp", Entry::Str(&callee_sdp)),
+            ("received-from", Entry::List(received)),
+            ("replace", Entry::List(&["origin", "session-connection"])),
+            ("ICE", Entry::Str("remove")),
+            ("supports", Entry::List(&["load limit"])),
+        ]);
+        let (reply, rtt_answer) = client.request(&answer)?;
+        let caller_side = sdp_reply(&reply).with_context(|| format!("answer {i} to {label}"))?;
+        rtts.push(rtt_offer + rtt_answer);
+        calls.push(Call {
+            call_id,
+            sockets: [caller, callee],
+            relay_ports: [caller_side, callee_side],
+        });
+    }
+    Ok((calls, rtts, started.elapsed()))
+}
+
+fn tear_down(client: &mut NgClient, calls: &[Call]) {
+    for c in calls {
+        let body = encode(&[
+            ("command", Entry::Str("delete")),
+            ("call-id", Entry::Str(&c.call_id)),
+            ("from-tag", Entry::Str("caller")),
+            ("delete delay", Entry::Int(0)),
+        ]);
+        let _ = client.request(&body);
+    }
+}
+
+fn measure(args: &RtpArgs, target: &Target) -> anyhow::Result<Outcome> {
+    let mut client = NgClient::new(target.ng)?;
+    let ping = encode(&[("command", Entry::Str("ping"))]);
+    let (pong, _) = client
+        .request(&ping)
+        .with_context(|| format!("{} does not answer ng ping at {}", target.label, target.ng))?;
+    check(&pong).map_err(anyhow::Error::msg)?;
+    let (calls, mut rtts, setup_time) =
+        set_up(&mut client, args.calls, args.local_ip, &target.label)?;
+    rtts.sort_unstable();
+    let us =
+        |d: Option<Duration>| d.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let process = target.pid.map(Process::new);
+    let cpu_before = process.as_ref().map(Process::cpu).transpose()?;
+    let plan = pump::Plan {
+        pps: args.pps,
+        size: args.size,
+        duration: Duration::from_secs_f64(args.seconds),
+    };
+    let report = pump::run(&calls, &plan)?;
+    let ticks = crate::sys::clock_ticks_per_second().unwrap_or(100);
+    let relay_cpu_s = match (&process, cpu_before) {
+        (Some(p), Some(before)) => Some(p.cpu()?.since(&before, ticks).as_secs_f64()),
+        _ => None,
+    };
+    let relay_peak_rss_mib = process
+        .as_ref()
+        .map(|p| p.memory().map(|m| m.peak_rss_kib as f64 / 1024.0))
+        .transpose()?;
+    tear_down(&mut client, &calls);
+    Ok(Outcome {
+        label: target.label.clone(),
+        calls: calls.len(),
+        setup_pairs_per_sec: calls.len() as f64 / setup_time.as_secs_f64().max(1e-9),
+        setup_rtt_p50_us: us(nearest_rank(&rtts, 50)),
+        setup_rtt_p99_us: us(nearest_rank(&rtts, 99)),
+        pump: report,
+        relay_cpu_s,
+        relay_peak_rss_mib,
+    })
+}
+
+fn print_table(outcomes: &[Outcome]) {
+    let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
+    println!(
+        "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>8}",
+        "target",
+        "calls",
+        "sent",
+        "received",
+        "lost",
+        "reord",
+        "p50us",
+        "p99us",
+        "p999us",
+        "maxus",
+        "cpu_s",
+        "us/pkt",
+        "rss_MiB",
+        "setup/s"
+    );
+    for o in outcomes {
+        let p = &o.pump;
+        println!(
+            "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>8.0}",
+            o.label,
+            o.calls,
+            p.sent,
+            p.received,
+            p.sent.saturating_sub(p.received),
+            p.reordered,
+            p.latency_us(50.0),
+            p.latency_us(99.0),
+            p.latency_us(99.9),
+            p.latency_max_us,
+            opt(o.relay_cpu_s, 2),
+            opt(o.cpu_us_per_packet(), 2),
+            opt(o.relay_peak_rss_mib, 1),
+            o.setup_pairs_per_sec,
+        );
+    }
+}
+
+/// Runs the benchmark against every target in turn.
+pub fn run(args: RtpArgs) -> anyhow::Result<u8> {
+    if args.calls == 0 || args.pps == 0 || args.seconds.is_nan() || args.seconds <= 0.0 {
+        bail!("--calls, --pps and --seconds must be positive");
+    }
+    if args.size < pump::MIN_SIZE || args.size > 1400 {
+        bail!("--size must be between {} and 1400 bytes", pump::MIN_SIZE);
+    }
+    let _ = crate::sys::raise_nofile_limit();
+    let mut outcomes = Vec::new();
+    for target in &args.targets {
+        let outcome = measure(&args, target).with_context(|| format!("target {}", target.label))?;
+        if args.json {
+            println!("{}", outcome.json());
+        }
+        outcomes.push(outcome);
+    }
+    if !args.json {
+        print_table(&outcomes);
+    }
+    let all_arrived = outcomes.iter().all(|o| o.pump.received >= o.pump.sent);
+    Ok(if all_arrived { 0 } else { 2 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_forms() {
+        let t: Target = "mediagate,127.0.0.1:2223,42".parse().unwrap();
+        assert_eq!(
+            t,
+            Target {
+                label: "mediagate".into(),
+                ng: "127.0.0.1:2223".parse().unwrap(),
+                pid: Some(42)
+            }
+        );
+        let t: Target = "rtpengine,[::1]:2225".parse().unwrap();
+        assert_eq!(t.pid, None);
+        assert!("x".parse::<Target>().unwrap_err().contains("LABEL,NG_ADDR"));
+        assert!("x,1.2.3.4"
+            .parse::<Target>()
+            .unwrap_err()
+            .contains("invalid ng address"));
+        assert!("x,1.2.3.4:1,y"
+            .parse::<Target>()
+            .unwrap_err()
+            .contains("invalid pid"));
+    }
+
+    #[test]
+    fn reads_the_relay_endpoint_from_sdp() {
+        let s = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 30000 RTP/AVP 8\r\na=rtcp:30001\r\n";
+        assert_eq!(relay_endpoint(s), Some("192.0.2.1:30000".parse().unwrap()));
+        assert_eq!(relay_endpoint("v=0\r\nm=audio 1 RTP/AVP 0\r\n"), None);
+    }
+}

@@ -1,0 +1,605 @@
+//! The relay against real peers (issue 4): Kamailio 5.6 from Debian with its
+//! `rtpengine` module drives two `mediagate relay` processes over `ng`; two SIPp
+//! instances, each in its own network namespace behind a NAT router (iptables
+//! MASQUERADE), call through Kamailio and play RTP from Debian's `g711a.pcap`.
+//!
+//! Checked: media reaches both phones through the relay in both directions (counted by
+//! iptables rules in each phone's namespace); Kamailio fails over from the first relay,
+//! which answers `Ran out of ports`, to the second; BYE deletes the session and the
+//! record lands in SQLite with packets both ways; a stranger spraying RTP over the
+//! whole port range during the call is neither latched nor forwarded (no packet of its
+//! size reaches a phone, and the record counts it as refused).
+//!
+//! Topology (all addresses inside namespaces created and deleted by the test):
+//!
+//! ```text
+//!  phone A 10.1.0.2 -- 10.1.0.1 natA 198.51.100.2 --+                       +-- 198.51.100.6 natB 10.2.0.1 -- 10.2.0.2 phone B
+//!                                                   | 198.51.100.1  .5      |   (DNAT udp/5060 to phone B)
+//!                                                   +------ pub (Kamailio, relays on 203.0.113.1) ---+
+//!                                    stranger 198.51.100.10 -- .9 -----------+
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use mediagate_relay::store::SqliteStore;
+use mediagate_testkit::process::{require_program, Peer};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace, deleted on drop (even when the test panics).
+struct Netns {
+    name: String,
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn run(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn output(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The namespaces and links of the topology above.
+struct Topology {
+    prefix: String,
+    // Declared so they drop (and are deleted) after everything that runs inside them.
+    _namespaces: Vec<Netns>,
+}
+
+impl Topology {
+    fn ns(&self, role: &str) -> String {
+        format!("{}-{role}", self.prefix)
+    }
+
+    fn build() -> Topology {
+        let prefix = format!(
+            "mgr{}{}",
+            std::process::id() % 100_000,
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut namespaces = Vec::new();
+        for role in ["pub", "nata", "phonea", "natb", "phoneb", "evil"] {
+            let name = format!("{prefix}-{role}");
+            run(&["ip", "netns", "add", &name]);
+            namespaces.push(Netns { name: name.clone() });
+            run(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        }
+        let t = Topology {
+            prefix,
+            _namespaces: namespaces,
+        };
+        // Each link: (ns1, if1, addr1, ns2, if2, addr2).
+        let links = [
+            (
+                "pub",
+                "pa",
+                "198.51.100.1/30",
+                "nata",
+                "ap",
+                "198.51.100.2/30",
+            ),
+            (
+                "pub",
+                "pb",
+                "198.51.100.5/30",
+                "natb",
+                "bp",
+                "198.51.100.6/30",
+            ),
+            (
+                "pub",
+                "pe",
+                "198.51.100.9/30",
+                "evil",
+                "ep",
+                "198.51.100.10/30",
+            ),
+            ("nata", "na", "10.1.0.1/24", "phonea", "an", "10.1.0.2/24"),
+            ("natb", "nb", "10.2.0.1/24", "phoneb", "bn", "10.2.0.2/24"),
+        ];
+        for (n1, i1, a1, n2, i2, a2) in links {
+            let (if1, if2) = (format!("{}-{i1}", t.prefix), format!("{}-{i2}", t.prefix));
+            let (ns1, ns2) = (t.ns(n1), t.ns(n2));
+            run(&[
+                "ip", "link", "add", &if1, "type", "veth", "peer", "name", &if2,
+            ]);
+            run(&["ip", "link", "set", &if1, "netns", &ns1]);
+            run(&["ip", "link", "set", &if2, "netns", &ns2]);
+            run(&["ip", "-n", &ns1, "addr", "add", a1, "dev", &if1]);
+            run(&["ip", "-n", &ns2, "addr", "add", a2, "dev", &if2]);
+            run(&["ip", "-n", &ns1, "link", "set", &if1, "up"]);
+            run(&["ip", "-n", &ns2, "link", "set", &if2, "up"]);
+        }
+        run(&[
+            "ip",
+            "-n",
+            &t.ns("pub"),
+            "addr",
+            "add",
+            "203.0.113.1/32",
+            "dev",
+            "lo",
+        ]);
+        for (ns, gw) in [
+            ("phonea", "10.1.0.1"),
+            ("phoneb", "10.2.0.1"),
+            ("nata", "198.51.100.1"),
+            ("natb", "198.51.100.5"),
+            ("evil", "198.51.100.9"),
+        ] {
+            run(&["ip", "-n", &t.ns(ns), "route", "add", "default", "via", gw]);
+        }
+        for (nat, out_if) in [("nata", "ap"), ("natb", "bp")] {
+            let ns = t.ns(nat);
+            let out_if = format!("{}-{out_if}", t.prefix);
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                &ns,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ]);
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                &ns,
+                "iptables",
+                "-t",
+                "nat",
+                "-A",
+                "POSTROUTING",
+                "-o",
+                &out_if,
+                "-j",
+                "MASQUERADE",
+            ]);
+        }
+        // Phone B takes calls: SIP to natB's public address reaches it.
+        let in_if = format!("{}-bp", t.prefix);
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &t.ns("natb"),
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-i",
+            &in_if,
+            "-p",
+            "udp",
+            "--dport",
+            "5060",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            "10.2.0.2:5060",
+        ]);
+        // Count what reaches each phone's RTP port: pcap packets (IP length 280) and the
+        // stranger's (IP length 100).
+        for phone in ["phonea", "phoneb"] {
+            for len in ["280", "100"] {
+                run(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &t.ns(phone),
+                    "iptables",
+                    "-A",
+                    "INPUT",
+                    "-p",
+                    "udp",
+                    "--dport",
+                    "6000",
+                    "-m",
+                    "length",
+                    "--length",
+                    len,
+                    "-j",
+                    "ACCEPT",
+                ]);
+            }
+        }
+        t
+    }
+
+    /// Packets counted by the phone's INPUT rule for IP length `len`.
+    fn received(&self, phone: &str, len: &str) -> u64 {
+        let table = output(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.ns(phone),
+            "iptables",
+            "-L",
+            "INPUT",
+            "-v",
+            "-x",
+            "-n",
+        ]);
+        table
+            .lines()
+            .find(|l| l.contains(&format!("length {len}")))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no counter for length {len} in:\n{table}"))
+    }
+
+    fn spawn(&self, ns: &str, name: &str, dir: &Path, args: &[&str]) -> Peer {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns(ns)])
+            .args(args)
+            .current_dir(dir);
+        Peer::spawn(name, cmd).unwrap_or_else(|e| panic!("cannot start {name}: {e}"))
+    }
+}
+
+fn wait_for_line(peer: &Peer, needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if peer
+            .stderr_tail()
+            .iter()
+            .chain(&peer.stdout_tail())
+            .any(|l| l.contains(needle))
+        {
+            return;
+        }
+        assert!(
+            peer.try_status().is_none(),
+            "{} exited:\n{}",
+            peer.name(),
+            peer.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "{} never printed {needle:?}:\n{}",
+        peer.name(),
+        peer.diagnostics()
+    );
+}
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/relay_peers")
+        .join(name)
+}
+
+fn require_peers() {
+    for (program, package) in [
+        ("kamailio", "kamailio"),
+        ("sipp", "sip-tester"),
+        ("ip", "iproute2"),
+        ("iptables", "iptables"),
+    ] {
+        require_program(program, package).unwrap();
+    }
+}
+
+/// A work directory with the peer files, deleted on drop.
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn new(name: &str) -> WorkDir {
+        let work = std::env::temp_dir().join(format!("mg-relay-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(work.join("pcap")).unwrap();
+        let pcap = Path::new("/usr/share/sip-tester/g711a.pcap");
+        assert!(
+            pcap.is_file(),
+            "{} is missing: apt-get install sip-tester",
+            pcap.display()
+        );
+        std::fs::copy(pcap, work.join("pcap/g711a.pcap")).unwrap();
+        for f in [
+            "uac.xml",
+            "uas.xml",
+            "uac_idle.xml",
+            "uas_idle.xml",
+            "spray.py",
+        ] {
+            std::fs::copy(data(f), work.join(f)).unwrap();
+        }
+        WorkDir(work)
+    }
+
+    /// Writes Kamailio's config with its relay set.
+    fn kamailio_cfg(&self, rtpengine_sock: &str) {
+        let text = std::fs::read_to_string(data("kamailio.cfg")).unwrap();
+        std::fs::write(
+            self.0.join("kamailio.cfg"),
+            text.replace("__RTPENGINE_SOCK__", rtpengine_sock),
+        )
+        .unwrap();
+    }
+
+    /// Writes a relay config; returns its path and state directory.
+    fn relay_cfg(&self, name: &str, ng: &str, ports: &str, extra: &str) -> (PathBuf, PathBuf) {
+        let state = self.0.join(name);
+        let text = format!(
+            "state_dir = {state:?}\n[edge]\nenabled = false\n[relay]\nenabled = true\n\
+             ng_listen_udp = [\"{ng}\"]\nmedia_address = [{{ address = \"203.0.113.1\" }}]\n\
+             ports = \"{ports}\"\n{extra}"
+        );
+        let path = self.0.join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        (path, state)
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn start_relay(topo: &Topology, work: &WorkDir, name: &str, cfg: &Path) -> Peer {
+    let bin = env!("CARGO_BIN_EXE_mediagate");
+    let relay = topo.spawn(
+        "pub",
+        name,
+        &work.0,
+        &[bin, "run", "-c", cfg.to_str().unwrap()],
+    );
+    wait_for_line(&relay, "listening for ng commands", Duration::from_secs(10));
+    relay
+}
+
+fn start_kamailio(topo: &Topology, work: &WorkDir, relays: &[&str]) -> Peer {
+    let kamailio = topo.spawn(
+        "pub",
+        "kamailio",
+        &work.0,
+        &["kamailio", "-f", "kamailio.cfg", "-DD", "-E"],
+    );
+    for r in relays {
+        wait_for_line(
+            &kamailio,
+            &format!("<udp:{r}> found"),
+            Duration::from_secs(10),
+        );
+    }
+    kamailio
+}
+
+fn sipp(topo: &Topology, work: &WorkDir, ns: &str, name: &str, extra: &[&str]) -> Peer {
+    let mut args = vec!["timeout", "40", "sipp"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-p", "5060", "-mp", "6000", "-m", "1", "-nostdin"]);
+    topo.spawn(ns, name, &work.0, &args)
+}
+
+fn records(state: &Path) -> Vec<mediagate_relay::record::SessionRecord> {
+    SqliteStore::open(&state.join("accounting.sqlite"))
+        .unwrap()
+        .records(10)
+        .unwrap()
+}
+
+#[test]
+fn kamailio_sipp_behind_nat_through_the_relay_with_failover() {
+    require_peers();
+    let work = WorkDir::new("kamailio");
+    // The relay Kamailio prefers (weight 100) has one port pair: every offer needs two,
+    // so it answers "Ran out of ports" and Kamailio must fail over to the second.
+    work.kamailio_cfg("udp:127.0.0.1:2224=100 udp:127.0.0.1:2223=1");
+    let (full_cfg, _) = work.relay_cfg("relay-full", "127.0.0.1:2224", "31000-31001", "");
+    let (main_cfg, main_state) = work.relay_cfg(
+        "relay-main",
+        "127.0.0.1:2223",
+        "30000-30999",
+        "delete_delay = \"1s\"\n",
+    );
+
+    let topo = Topology::build();
+    let full = start_relay(&topo, &work, "relay-full", &full_cfg);
+    let relay = start_relay(&topo, &work, "relay-main", &main_cfg);
+    let kamailio = start_kamailio(&topo, &work, &["127.0.0.1:2223", "127.0.0.1:2224"]);
+
+    let uas = sipp(
+        &topo,
+        &work,
+        "phoneb",
+        "sipp-uas",
+        &["-sf", "uas.xml", "-i", "10.2.0.2"],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let uac = sipp(
+        &topo,
+        &work,
+        "phonea",
+        "sipp-uac",
+        &["203.0.113.1:5060", "-sf", "uac.xml", "-i", "10.1.0.2"],
+    );
+    // The stranger sprays the whole relay range while the call is set up and runs.
+    let spray = topo.spawn(
+        "evil",
+        "stranger",
+        &work.0,
+        &["python3", "spray.py", "203.0.113.1", "30000", "30999", "5"],
+    );
+
+    let uac_status = uac.wait_timeout(Duration::from_secs(45));
+    assert!(
+        uac_status.is_some_and(|s| s.success()),
+        "caller failed:\n{}\n{}\n{}",
+        uac.diagnostics(),
+        uas.diagnostics(),
+        kamailio.diagnostics()
+    );
+    let uas_status = uas.wait_timeout(Duration::from_secs(10));
+    assert!(
+        uas_status.is_some_and(|s| s.success()),
+        "callee failed:\n{}",
+        uas.diagnostics()
+    );
+    let spray_status = spray.wait_timeout(Duration::from_secs(15));
+    assert!(
+        spray_status.is_some_and(|s| s.success()),
+        "{}",
+        spray.diagnostics()
+    );
+
+    // Media reached both phones through the relay; nothing of the stranger's did.
+    let (at_a, at_b) = (
+        topo.received("phonea", "280"),
+        topo.received("phoneb", "280"),
+    );
+    assert!(
+        at_a >= 80 && at_b >= 80,
+        "phone A got {at_a}, phone B got {at_b} RTP packets"
+    );
+    assert_eq!(
+        topo.received("phonea", "100"),
+        0,
+        "stranger's packets reached phone A"
+    );
+    assert_eq!(
+        topo.received("phoneb", "100"),
+        0,
+        "stranger's packets reached phone B"
+    );
+
+    // Failover: Kamailio tried the preferred relay, got the failover error, and the call
+    // went on through the other one, which the record below shows.
+    wait_for_line(&full, "failed: Ran out of ports", Duration::from_secs(2));
+    // BYE deleted the session: after the 1 s delete delay the record is written.
+    wait_for_line(&relay, "ended (deleted)", Duration::from_secs(10));
+    let status = relay.terminate(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "relay exit: {}",
+        relay.diagnostics()
+    );
+
+    let records = records(&main_state);
+    assert_eq!(records.len(), 1, "one call, one record");
+    let rec = &records[0];
+    assert_eq!(rec.reason, "deleted");
+    assert!(rec.duration_ms() >= 3000, "{rec:?}");
+    assert!(
+        rec.from_tag.contains("SIPpTag00") && rec.to_tag.contains("SIPpTag01"),
+        "{rec:?}"
+    );
+    let stream = &rec.streams[0];
+    assert!(
+        stream.caller.packets >= 80 && stream.callee.packets >= 80,
+        "{rec:?}"
+    );
+    assert_eq!(
+        (stream.caller.codec.as_str(), stream.callee.codec.as_str()),
+        ("PCMA", "PCMA")
+    );
+    assert_eq!(
+        stream.caller.remote, "198.51.100.2:6000",
+        "caller latched at its NAT"
+    );
+    assert_eq!(
+        stream.callee.remote, "198.51.100.6:6000",
+        "callee latched at its NAT"
+    );
+    assert!(
+        stream.caller.refused + stream.callee.refused > 0,
+        "the spray hit the call's ports and was refused: {rec:?}"
+    );
+    drop((uac, uas, kamailio, full));
+}
+
+#[test]
+fn silent_call_times_out_and_kamailio_ends_it_with_bye() {
+    require_peers();
+    let work = WorkDir::new("kamailio-idle");
+    work.kamailio_cfg("udp:127.0.0.1:2223");
+    let (cfg, state) = work.relay_cfg(
+        "relay",
+        "127.0.0.1:2223",
+        "30000-30999",
+        "media_timeout = \"2s\"\nteardown_notify_url = \"http://127.0.0.1:5080/RPC\"\n",
+    );
+    let topo = Topology::build();
+    let relay = start_relay(&topo, &work, "relay", &cfg);
+    let kamailio = start_kamailio(&topo, &work, &["127.0.0.1:2223"]);
+    let uas = sipp(
+        &topo,
+        &work,
+        "phoneb",
+        "sipp-uas",
+        &[
+            "-sf",
+            "uas_idle.xml",
+            "-i",
+            "10.2.0.2",
+            "-key",
+            "public_ip",
+            "198.51.100.6",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let uac = sipp(
+        &topo,
+        &work,
+        "phonea",
+        "sipp-uac",
+        &[
+            "203.0.113.1:5060",
+            "-sf",
+            "uac_idle.xml",
+            "-i",
+            "10.1.0.2",
+            "-key",
+            "public_ip",
+            "198.51.100.2",
+        ],
+    );
+    // Both phones get Kamailio's BYE (their scenarios end with it) once the relay
+    // reported the silent call.
+    for phone in [&uac, &uas] {
+        let status = phone.wait_timeout(Duration::from_secs(30));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{} did not get its BYE:\n{}\n{}\n{}",
+            phone.name(),
+            phone.diagnostics(),
+            relay.diagnostics(),
+            kamailio.diagnostics()
+        );
+    }
+    wait_for_line(&relay, "ended (media timeout)", Duration::from_secs(2));
+    let status = relay.terminate(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "relay exit: {}",
+        relay.diagnostics()
+    );
+    let records = records(&state);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].reason, "media timeout");
+    assert_eq!(records[0].streams[0].caller.packets, 0);
+    drop((uac, uas, kamailio));
+}

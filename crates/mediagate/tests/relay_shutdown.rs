@@ -1,0 +1,122 @@
+//! `mediagate relay` graceful shutdown (issue 4 item 7), on the real binary: the first
+//! SIGTERM stops new calls (answered with the `load limit` failover reply) while a
+//! running call goes on; a second SIGTERM exits at once, after writing the cut call's
+//! record (reason `shutdown`) to the accounting store.
+
+use std::net::UdpSocket;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mediagate_relay::store::SqliteStore;
+use mediagate_testkit::ports::free_udp_port;
+use mediagate_testkit::process::Peer;
+
+fn bencode_str(s: &str) -> String {
+    format!("{}:{s}", s.len())
+}
+
+fn offer(call_id: &str) -> Vec<u8> {
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
+    format!(
+        "d7:command5:offer7:call-id{}8:from-tag1:a3:sdp{}8:supportsl10:load limitee",
+        bencode_str(call_id),
+        bencode_str(sdp)
+    )
+    .into_bytes()
+}
+
+fn ask(socket: &UdpSocket, port: u16, cookie: &str, body: &[u8]) -> String {
+    let mut dg = format!("{cookie} ").into_bytes();
+    dg.extend_from_slice(body);
+    socket.send_to(&dg, ("127.0.0.1", port)).unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let n = socket.recv(&mut buf).expect("no ng reply");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn sigterm(peer: &Peer) {
+    let status = Command::new("kill")
+        .args(["-TERM", &peer.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn first_sigterm_drains_second_exits_with_records() {
+    let work = std::env::temp_dir().join(format!("mg-relay-shutdown-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let ng = free_udp_port().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
+    cmd.args([
+        "relay",
+        "--ng",
+        &format!("127.0.0.1:{ng}"),
+        "--address",
+        "127.0.0.1",
+        "--ports",
+        "38000-38099",
+    ])
+    .current_dir(&work);
+    let relay = Peer::spawn("mediagate relay", cmd).unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        socket
+            .send_to(b"p d7:command4:pinge", ("127.0.0.1", ng))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        if socket.recv(&mut buf).is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "relay never answered:\n{}",
+            relay.diagnostics()
+        );
+    }
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    assert!(ask(&socket, ng, "o1", &offer("running")).starts_with("o1 d6:result2:ok3:sdp"));
+
+    sigterm(&relay);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !relay.stderr_tail().iter().any(|l| l.contains("draining")) {
+        assert!(Instant::now() < deadline, "{}", relay.diagnostics());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        ask(&socket, ng, "o2", &offer("new")),
+        "o2 d6:result10:load limit7:message30:Parallel session limit reachede"
+    );
+    let query = ask(&socket, ng, "q1", b"d7:command5:query7:call-id7:runninge");
+    assert!(query.starts_with("q1 d6:result2:ok"), "{query}");
+    assert_eq!(
+        relay.try_status(),
+        None,
+        "the running call keeps the relay up"
+    );
+
+    let cut_at = Instant::now();
+    sigterm(&relay);
+    let status = relay.wait_timeout(Duration::from_secs(5));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{}",
+        relay.diagnostics()
+    );
+    assert!(cut_at.elapsed() < Duration::from_secs(3));
+    let store = SqliteStore::open(&work.join("var/accounting.sqlite")).unwrap();
+    let records = store.records(10).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        (records[0].call_id.as_str(), records[0].reason.as_str()),
+        ("running", "shutdown")
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}

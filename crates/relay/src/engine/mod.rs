@@ -1,0 +1,451 @@
+//! The relay engine (tokio): `ng` listeners, media sockets and forwarding tasks, the
+//! timer that ends idle calls, the accounting writer and teardown notifications, and
+//! graceful shutdown.
+//!
+//! What it does: [`Relay::start`] binds everything an [`EngineConfig`] names (failing
+//! with the address when a bind fails) and returns a handle; [`Relay::shutdown`] drains
+//! (new calls refused with the failover reply), waits for running calls to end within
+//! a bound or until told to hurry, ends the rest with reason `shutdown`, and flushes
+//! their records to the store before returning.
+//!
+//! What it does not: parse config files or handle signals (the binary does, and calls
+//! [`Relay::shutdown`] on SIGTERM), or make protocol decisions (the sans-IO modules do).
+
+mod control;
+pub mod notify;
+pub mod sockets;
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+
+use crate::calls::{Ended, Now, Registry, RelayOptions};
+use crate::ng::cookie_cache::CookieCache;
+use crate::record::{EndReason, SessionRecord};
+use crate::store::SqliteStore;
+use notify::NotifyTarget;
+use sockets::SocketEnv;
+
+/// Everything the engine needs, resolved from `[relay]` (see [`EngineConfig::from_config`]).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// UDP `ng` listeners.
+    pub ng_udp: Vec<SocketAddr>,
+    /// TCP `ng` listeners.
+    pub ng_tcp: Vec<SocketAddr>,
+    /// Media addresses: `(local, advertised)`.
+    pub media: Vec<(IpAddr, IpAddr)>,
+    /// Port range, inclusive.
+    pub ports: (u16, u16),
+    /// How long a released port pair waits before reuse.
+    pub port_quarantine: Duration,
+    /// Core behaviour: timeouts, latching, limits.
+    pub options: RelayOptions,
+    /// SQLite accounting file; `None` keeps records in memory only.
+    pub store: Option<PathBuf>,
+    /// `http://` URL told about calls ended for inactivity.
+    pub notify_url: Option<String>,
+    /// How often idle calls and delete delays are checked.
+    pub tick: Duration,
+    /// Forwarding threads; 0 for one per CPU.
+    pub forward_threads: usize,
+    /// After a wake-up that found few ready sockets, a forwarding thread pauses this
+    /// long so the next finds more: less CPU per packet, that much more latency.
+    /// Zero (the default) forwards at once.
+    pub forward_coalesce: Duration,
+}
+
+impl EngineConfig {
+    /// The engine settings for `[relay]`, with the accounting store at
+    /// `state_dir/accounting.sqlite`.
+    pub fn from_config(relay: &mediagate_config::RelayConfig, state_dir: &std::path::Path) -> Self {
+        let range = relay.ports.get().range();
+        Self {
+            ng_udp: relay.ng_listen_udp.iter().map(|a| a.get()).collect(),
+            ng_tcp: relay.ng_listen_tcp.iter().map(|a| a.get()).collect(),
+            media: relay
+                .media_address
+                .iter()
+                .map(|m| (m.address.get().get(), m.sdp_address().get()))
+                .collect(),
+            ports: (range.low(), range.high()),
+            port_quarantine: Duration::from_secs(10),
+            options: RelayOptions {
+                media_timeout: relay.media_timeout.get().get(),
+                on_hold_timeout: relay.on_hold_timeout.get().get(),
+                delete_delay: relay.delete_delay.get(),
+                ..RelayOptions::default()
+            },
+            store: Some(state_dir.join("accounting.sqlite")),
+            notify_url: relay
+                .teardown_notify_url
+                .as_ref()
+                .map(|u| u.as_str().to_owned()),
+            tick: Duration::from_millis(250),
+            forward_threads: 0,
+            forward_coalesce: Duration::ZERO,
+        }
+    }
+}
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen for ng commands on {proto} {addr}: {source}")]
+    Listen {
+        /// `UDP` or `TCP`.
+        proto: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The accounting store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The notification URL is unusable.
+    #[error("{0}")]
+    Notify(String),
+    /// Nothing to relay on.
+    #[error("the relay needs at least one media address")]
+    NoMediaAddress,
+    /// The forwarding threads could not be set up.
+    #[error("cannot start the media forwarding threads: {0}")]
+    Forwarding(#[source] std::io::Error),
+}
+
+pub(crate) struct Control {
+    registry: Registry,
+    env: SocketEnv,
+    cookies: CookieCache,
+}
+
+/// Most finished-call records kept in memory for [`Relay::recent_records`].
+const RECENT_RECORDS: usize = 1000;
+
+pub(crate) struct State {
+    control: Mutex<Control>,
+    records: Mutex<Option<mpsc::Sender<SessionRecord>>>,
+    recent: Mutex<VecDeque<SessionRecord>>,
+    notify: Option<NotifyTarget>,
+    shutdown: watch::Sender<bool>,
+    forward_stats: Arc<sockets::ForwardStats>,
+}
+
+fn lock_any<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl State {
+    fn now(&self) -> Now {
+        control::read_clock()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Control> {
+        lock_any(&self.control)
+    }
+
+    fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Logs, stores and (for timeouts) notifies about finished calls.
+    fn finish(&self, ended: Vec<Ended>) {
+        for e in ended {
+            let r = &e.record;
+            eprintln!(
+                "mediagate relay: call {} ended ({}), {} ms, {} packets relayed",
+                r.call_id,
+                r.reason,
+                r.duration_ms(),
+                r.total_packets()
+            );
+            if e.reason.needs_notification() {
+                if let Some(target) = self.notify.clone() {
+                    let body = notify::terminate_body(&r.call_id, &r.from_tag, &r.to_tag);
+                    let call_id = r.call_id.clone();
+                    tokio::spawn(async move {
+                        match notify::send(&target, &body).await {
+                            Ok(200..=299) => {}
+                            Ok(code) => eprintln!(
+                                "mediagate relay: teardown notification for {call_id} got HTTP {code}"
+                            ),
+                            Err(err) => eprintln!(
+                                "mediagate relay: teardown notification for {call_id} failed: {err}"
+                            ),
+                        }
+                    });
+                }
+            }
+            {
+                let mut recent = lock_any(&self.recent);
+                if recent.len() >= RECENT_RECORDS {
+                    recent.pop_front();
+                }
+                recent.push_back(e.record.clone());
+            }
+            if let Some(tx) = lock_any(&self.records).as_ref() {
+                let _ = tx.send(e.record);
+            }
+        }
+    }
+}
+
+/// A running relay.
+pub struct Relay {
+    state: Arc<State>,
+    ng_udp: Vec<SocketAddr>,
+    ng_tcp: Vec<SocketAddr>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("ng_udp", &self.ng_udp)
+            .field("ng_tcp", &self.ng_tcp)
+            .finish()
+    }
+}
+
+fn random_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    let from_os = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if from_os.is_ok() {
+        return u64::from_le_bytes(bytes);
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::from(t.subsec_nanos()) ^ t.as_secs().rotate_left(32) ^ u64::from(std::process::id())
+}
+
+fn spawn_writer(
+    mut store: SqliteStore,
+) -> (mpsc::Sender<SessionRecord>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel::<SessionRecord>();
+    let handle = std::thread::spawn(move || {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                batch.push(more);
+                if batch.len() >= 512 {
+                    break;
+                }
+            }
+            if let Err(e) = store.insert_all(&batch) {
+                eprintln!("mediagate relay: {} records not stored: {e}", batch.len());
+            }
+        }
+    });
+    (tx, handle)
+}
+
+impl Relay {
+    /// Binds the listeners and media pools and starts serving. Must run inside a tokio
+    /// runtime.
+    pub async fn start(config: EngineConfig) -> Result<Self, StartError> {
+        if config.media.is_empty() {
+            return Err(StartError::NoMediaAddress);
+        }
+        // Four sockets per stream: the default soft limit of 1,024 would cap the relay
+        // at about 250 streams.
+        if let Err(e) = mediagate_udp::raise_nofile_limit() {
+            eprintln!("mediagate relay: cannot raise the open-file limit: {e}");
+        }
+        let notify = config
+            .notify_url
+            .as_deref()
+            .map(NotifyTarget::parse)
+            .transpose()
+            .map_err(StartError::Notify)?;
+        let mut udp = Vec::new();
+        for &addr in &config.ng_udp {
+            let socket = UdpSocket::bind(addr)
+                .await
+                .map_err(|source| StartError::Listen {
+                    proto: "UDP",
+                    addr,
+                    source,
+                })?;
+            udp.push(socket);
+        }
+        let mut tcp = Vec::new();
+        for &addr in &config.ng_tcp {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Listen {
+                    proto: "TCP",
+                    addr,
+                    source,
+                })?;
+            tcp.push(listener);
+        }
+        let (records_tx, writer) = match &config.store {
+            Some(path) => {
+                let store = SqliteStore::open(path)?;
+                let (tx, handle) = spawn_writer(store);
+                (Some(tx), Some(handle))
+            }
+            None => (None, None),
+        };
+        let now = control::read_clock();
+        let threads = match config.forward_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            n => n,
+        };
+        let env = SocketEnv::new(
+            &config.media,
+            config.ports,
+            config.port_quarantine,
+            random_seed(),
+            (threads, config.forward_coalesce),
+        )
+        .map_err(StartError::Forwarding)?;
+        let forward_stats = env.stats();
+        let (shutdown, _) = watch::channel(false);
+        let state = Arc::new(State {
+            control: Mutex::new(Control {
+                registry: Registry::new(config.options.clone(), now),
+                env,
+                cookies: CookieCache::new(now.at, 100_000),
+            }),
+            records: Mutex::new(records_tx),
+            recent: Mutex::new(VecDeque::new()),
+            notify,
+            shutdown,
+            forward_stats,
+        });
+        let ng_udp = udp.iter().filter_map(|s| s.local_addr().ok()).collect();
+        let ng_tcp = tcp.iter().filter_map(|s| s.local_addr().ok()).collect();
+        for socket in udp {
+            tokio::spawn(control::serve_udp(Arc::clone(&state), socket));
+        }
+        for listener in tcp {
+            tokio::spawn(control::serve_tcp(Arc::clone(&state), listener));
+        }
+        tokio::spawn(tick(Arc::clone(&state), config.tick));
+        Ok(Self {
+            state,
+            ng_udp,
+            ng_tcp,
+            writer,
+        })
+    }
+
+    /// The bound UDP `ng` addresses (with the real port when 0 was asked).
+    pub fn ng_udp_addrs(&self) -> &[SocketAddr] {
+        &self.ng_udp
+    }
+
+    /// The bound TCP `ng` addresses.
+    pub fn ng_tcp_addrs(&self) -> &[SocketAddr] {
+        &self.ng_tcp
+    }
+
+    /// Refuse new calls from now on (SIP proxies fail over); running calls go on.
+    pub fn drain(&self) {
+        self.state.lock().registry.set_draining(true);
+    }
+
+    /// Calls not yet deleted.
+    pub fn active_calls(&self) -> usize {
+        self.state.lock().registry.active_call_count()
+    }
+
+    /// Datagrams forwarded since start, relay-wide.
+    pub fn forwarded_packets(&self) -> u64 {
+        self.state.forward_stats.forwarded.load(Ordering::Relaxed)
+    }
+
+    /// Streams with running forwarders.
+    pub fn running_streams(&self) -> usize {
+        self.state.lock().env.running_streams()
+    }
+
+    /// The latest finished-call records (at most 1,000), oldest first.
+    pub fn recent_records(&self) -> Vec<SessionRecord> {
+        lock_any(&self.state.recent).iter().cloned().collect()
+    }
+
+    /// Graceful shutdown: drain, wait until no call is active or `max_wait` passes or
+    /// `hurry` completes (a second SIGTERM), end the remaining calls with reason
+    /// `shutdown`, stop every task and flush the records. Returns how many calls had to
+    /// be cut.
+    pub async fn shutdown(
+        mut self,
+        max_wait: Duration,
+        hurry: impl std::future::Future<Output = ()>,
+    ) -> usize {
+        self.drain();
+        let deadline = tokio::time::Instant::now() + max_wait;
+        tokio::pin!(hurry);
+        while self.active_calls() > 0 {
+            tokio::select! {
+                _ = &mut hurry => break,
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+        self.stop_now()
+    }
+
+    /// Ends every call now (reason `shutdown`), stops the tasks and flushes records.
+    /// Returns how many calls were cut (calls in their delete delay are not counted).
+    pub fn stop_now(&mut self) -> usize {
+        let now = control::read_clock();
+        let (cut, ended) = {
+            let mut control = self.state.lock();
+            let cut = control.registry.active_call_count();
+            let control = &mut *control;
+            control
+                .registry
+                .end_all(now, EndReason::Shutdown, &mut control.env);
+            (cut, control.registry.take_ended())
+        };
+        self.state.finish(ended);
+        let _ = self.state.shutdown.send(true);
+        lock_any(&self.state.records).take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+        cut
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if self.writer.is_some() || !*self.state.shutdown.borrow() {
+            self.stop_now();
+        }
+    }
+}
+
+async fn tick(state: Arc<State>, every: Duration) {
+    let mut shutdown = state.shutdown_signal();
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = interval.tick() => {}
+        }
+        let now = state.now();
+        let ended = {
+            let mut control = state.lock();
+            let control = &mut *control;
+            control.registry.poll(now, &mut control.env);
+            control.registry.take_ended()
+        };
+        state.finish(ended);
+    }
+}

@@ -1,0 +1,552 @@
+//! Secure symmetric latching (RFC 4961): which source address a relay port accepts media
+//! from, and where media for that party goes, hardened against RTP bleed and inject.
+//!
+//! A phone behind NAT writes its private address in SDP; the relay learns the public
+//! address its packets really come from (the NAT mapping) and sends the other party's
+//! media back there. A naive relay learns from the first packet from anywhere, so a
+//! stranger spraying the port range is learned instead of the phone: it then injects
+//! media into the call and receives ("bleeds") the phone's media (advisory ES2025-01,
+//! CVE-2017-14114). The policy here, per port and per component (RTP, RTCP):
+//!
+//! 1. **Expected sources latch at once.** A packet from the signalled endpoint (SDP
+//!    address and port, or `media address`), or from the same IP as the SDP address or
+//!    as the SIP message (`received-from`, the phone's NAT), is accepted and latched:
+//!    the source is *confirmed*.
+//! 2. **Strangers are refused when the phone's public IP is known.** With
+//!    `received-from`, a packet from any other IP is dropped and counted, never
+//!    forwarded, however early it arrives.
+//! 3. **Otherwise strangers learn only within a window and a packet budget.** Without
+//!    `received-from` the SDP address may be a private one that packets can never come
+//!    from, so one unexpected source may become a candidate, but only within
+//!    [`LatchPolicy::learn_window`] after the signalling event that set this endpoint,
+//!    and only after [`LatchPolicy::learn_packets`] consecutive packets with one SSRC
+//!    and no other stranger in between. Nothing from a candidate is forwarded before it
+//!    is confirmed, and nothing is sent to it, so the exposure is zero packets. Two
+//!    competing strangers cancel each other (both dropped) until the next signalling
+//!    event: a denial of service for that leg, never a bleed.
+//! 4. **Once confirmed, only that source is accepted** (strict source), except that a
+//!    source confirmed by learning (rule 3) gives way to an expected one (rule 1), and
+//!    except for a
+//!    re-latch on evidence: a packet from a new address carrying the same SSRC as the
+//!    latched stream, with a sequence number at most [`LatchPolicy::relatch_max_seq_gap`]
+//!    ahead of the last one, after the latched source has been quiet for
+//!    [`LatchPolicy::relatch_quiet`] (mobile handover, NAT rebinding). The `media
+//!    handover` flag drops the quiet requirement. RTCP carries no sequence numbers and
+//!    never re-latches this way.
+//! 5. **A new signalling event with a different endpoint reopens learning** (re-INVITE
+//!    after a move); the same endpoint keeps the latch.
+//!
+//! Media for the party goes to the confirmed source, or before that to the signalled
+//! endpoint, never to an unconfirmed candidate. `endpoint-learning=immediate` restores
+//! the legacy first-packet latching, `off` disables learning (only the signalled
+//! endpoint is accepted), and `asymmetric` accepts any source and always sends to the
+//! signalled endpoint.
+//!
+//! What it does not: count packets (the caller does, with the verdict) or parse them
+//! (the caller passes SSRC and sequence number when the packet is RTP).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::ng::request::Learning;
+
+/// The knobs of the policy; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatchPolicy {
+    /// How long after a signalling event a stranger may become a candidate. Default 5 s.
+    pub learn_window: Duration,
+    /// Consecutive packets a stranger must send before it is confirmed. Default 3.
+    pub learn_packets: u32,
+    /// How long the latched source must be silent before a re-latch. Default 1 s.
+    pub relatch_quiet: Duration,
+    /// Largest forward sequence step accepted as evidence for a re-latch. Default 100.
+    pub relatch_max_seq_gap: u16,
+}
+
+impl Default for LatchPolicy {
+    fn default() -> Self {
+        Self {
+            learn_window: Duration::from_secs(5),
+            learn_packets: 3,
+            relatch_quiet: Duration::from_secs(1),
+            relatch_max_seq_gap: 100,
+        }
+    }
+}
+
+/// What signalling says about a party's media source for one component.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expectation {
+    /// The endpoint from SDP (or `media address`); `None` when the SDP gives none
+    /// (`0.0.0.0`, port 0).
+    pub endpoint: Option<SocketAddr>,
+    /// The IP the SIP message came from (`received-from`): the phone's public address.
+    pub source_ip: Option<IpAddr>,
+}
+
+/// Per-packet evidence: SSRC and sequence number when the packet is RTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpEvidence {
+    /// The SSRC.
+    pub ssrc: u32,
+    /// The sequence number.
+    pub seq: u16,
+}
+
+/// What to do with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Accept and forward.
+    Accept,
+    /// Accept and forward; this packet (re)latched the source.
+    Latched,
+    /// Drop: not from the latched or an expected source.
+    Stranger,
+    /// Drop: a stranger being learned, not yet confirmed.
+    Learning,
+}
+
+impl Verdict {
+    /// Whether the packet is forwarded.
+    pub fn accepted(self) -> bool {
+        matches!(self, Self::Accept | Self::Latched)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Candidate {
+    addr: SocketAddr,
+    ssrc: Option<u32>,
+    packets: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Learning {
+        candidate: Option<Candidate>,
+        contested: bool,
+    },
+    Confirmed {
+        addr: SocketAddr,
+        last: Option<RtpEvidence>,
+        last_at: Instant,
+        /// Confirmed by stranger learning rather than by matching signalling, so an
+        /// expected source still takes over.
+        learned: bool,
+    },
+}
+
+/// The latch of one relay port (one party, one component).
+#[derive(Debug, Clone)]
+pub struct Latch {
+    policy: LatchPolicy,
+    mode: Learning,
+    asymmetric: bool,
+    media_handover: bool,
+    expect: Expectation,
+    signalled_at: Instant,
+    state: State,
+}
+
+impl Latch {
+    /// A latch learning under `mode`, signalled at `now`.
+    pub fn new(policy: LatchPolicy, mode: Learning, expect: Expectation, now: Instant) -> Self {
+        Self {
+            policy,
+            mode,
+            asymmetric: false,
+            media_handover: false,
+            expect,
+            signalled_at: now,
+            state: State::Learning {
+                candidate: None,
+                contested: false,
+            },
+        }
+    }
+
+    /// Sets the `asymmetric` and `media handover` flags from the latest signalling.
+    pub fn set_flags(&mut self, asymmetric: bool, media_handover: bool) {
+        self.asymmetric = asymmetric;
+        self.media_handover = media_handover;
+    }
+
+    /// The current expectation.
+    pub fn expectation(&self) -> Expectation {
+        self.expect
+    }
+
+    /// A signalling event (offer or answer carrying this party's SDP). A changed
+    /// endpoint reopens learning; otherwise only the learning window restarts.
+    pub fn signal(&mut self, mode: Learning, expect: Expectation, now: Instant) {
+        let changed = expect != self.expect || mode != self.mode;
+        self.mode = mode;
+        self.expect = expect;
+        self.signalled_at = now;
+        if changed {
+            self.state = State::Learning {
+                candidate: None,
+                contested: false,
+            };
+        } else if let State::Learning { contested, .. } = &mut self.state {
+            *contested = false;
+        }
+    }
+
+    /// Adds an IP that counts as expected (the RTP latch's address, for RTCP).
+    pub fn hint_source_ip(&mut self, ip: IpAddr) {
+        if self.expect.source_ip.is_none() {
+            self.expect.source_ip = Some(ip);
+        }
+    }
+
+    /// The confirmed source, if any.
+    pub fn confirmed(&self) -> Option<SocketAddr> {
+        match self.state {
+            State::Confirmed { addr, .. } => Some(addr),
+            State::Learning { .. } => None,
+        }
+    }
+
+    /// Where media for this party goes: the confirmed source, else the signalled
+    /// endpoint (never an unconfirmed candidate).
+    pub fn destination(&self) -> Option<SocketAddr> {
+        if self.asymmetric {
+            return self.expect.endpoint;
+        }
+        self.confirmed().or(self.expect.endpoint)
+    }
+
+    fn is_expected(&self, src: SocketAddr) -> bool {
+        if self.expect.endpoint == Some(src) {
+            return true;
+        }
+        let ip = src.ip();
+        self.expect.endpoint.is_some_and(|e| e.ip() == ip) || self.expect.source_ip == Some(ip)
+    }
+
+    fn confirm(
+        &mut self,
+        src: SocketAddr,
+        rtp: Option<RtpEvidence>,
+        now: Instant,
+        learned: bool,
+    ) -> Verdict {
+        self.state = State::Confirmed {
+            addr: src,
+            last: rtp,
+            last_at: now,
+            learned,
+        };
+        Verdict::Latched
+    }
+
+    /// Judges one packet from `src` at `now`.
+    pub fn check(&mut self, src: SocketAddr, rtp: Option<RtpEvidence>, now: Instant) -> Verdict {
+        if self.asymmetric {
+            return Verdict::Accept;
+        }
+        match self.mode {
+            Learning::Off => {
+                return if self.is_expected(src) {
+                    Verdict::Accept
+                } else {
+                    Verdict::Stranger
+                }
+            }
+            Learning::Immediate => {
+                if let State::Learning { .. } = self.state {
+                    return self.confirm(src, rtp, now, false);
+                }
+            }
+            Learning::Heuristic => {}
+        }
+        match self.state {
+            State::Confirmed {
+                addr,
+                last,
+                last_at,
+                learned,
+            } => {
+                if addr == src {
+                    self.state = State::Confirmed {
+                        addr,
+                        last: rtp.or(last),
+                        last_at: now,
+                        learned,
+                    };
+                    return Verdict::Accept;
+                }
+                if learned && self.is_expected(src) {
+                    return self.confirm(src, rtp, now, false);
+                }
+                let quiet = self.media_handover
+                    || now.saturating_duration_since(last_at) >= self.policy.relatch_quiet;
+                let evidence = match (last, rtp) {
+                    (Some(old), Some(new)) => {
+                        old.ssrc == new.ssrc
+                            && new.seq.wrapping_sub(old.seq) <= self.policy.relatch_max_seq_gap
+                    }
+                    _ => false,
+                };
+                if quiet && evidence {
+                    return self.confirm(src, rtp, now, false);
+                }
+                Verdict::Stranger
+            }
+            State::Learning {
+                candidate,
+                contested,
+            } => {
+                if self.is_expected(src) {
+                    return self.confirm(src, rtp, now, false);
+                }
+                let may_learn = self.expect.source_ip.is_none()
+                    && !contested
+                    && now.saturating_duration_since(self.signalled_at) <= self.policy.learn_window;
+                if !may_learn {
+                    return Verdict::Stranger;
+                }
+                let ssrc = rtp.map(|r| r.ssrc);
+                match candidate {
+                    None => {
+                        self.state = State::Learning {
+                            candidate: Some(Candidate {
+                                addr: src,
+                                ssrc,
+                                packets: 1,
+                            }),
+                            contested: false,
+                        };
+                        if self.policy.learn_packets <= 1 {
+                            return self.confirm(src, rtp, now, true);
+                        }
+                        Verdict::Learning
+                    }
+                    Some(c) if c.addr == src && c.ssrc == ssrc => {
+                        let packets = c.packets.saturating_add(1);
+                        if packets >= self.policy.learn_packets {
+                            return self.confirm(src, rtp, now, true);
+                        }
+                        self.state = State::Learning {
+                            candidate: Some(Candidate { packets, ..c }),
+                            contested: false,
+                        };
+                        Verdict::Learning
+                    }
+                    Some(_) => {
+                        self.state = State::Learning {
+                            candidate: None,
+                            contested: true,
+                        };
+                        Verdict::Stranger
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn ev(ssrc: u32, seq: u16) -> Option<RtpEvidence> {
+        Some(RtpEvidence { ssrc, seq })
+    }
+
+    const PHONE_SDP: &str = "10.0.0.2:6000";
+    const PHONE_NAT: &str = "203.0.113.9:41234";
+    const STRANGER: &str = "198.51.100.66:9999";
+
+    fn nat_latch(received_from: bool, t: Instant) -> Latch {
+        Latch::new(
+            LatchPolicy::default(),
+            Learning::Heuristic,
+            Expectation {
+                endpoint: Some(addr(PHONE_SDP)),
+                source_ip: received_from.then(|| "203.0.113.9".parse().unwrap()),
+            },
+            t,
+        )
+    }
+
+    #[test]
+    fn nat_phone_latches_on_received_from_and_strangers_never_do() {
+        let t = Instant::now();
+        let mut l = nat_latch(true, t);
+        // A stranger floods first: all dropped, nothing sent to it.
+        for i in 0..100 {
+            assert_eq!(l.check(addr(STRANGER), ev(1, i), t), Verdict::Stranger);
+            assert_eq!(l.destination(), Some(addr(PHONE_SDP)));
+        }
+        assert_eq!(l.check(addr(PHONE_NAT), ev(7, 1), t), Verdict::Latched);
+        assert_eq!(l.destination(), Some(addr(PHONE_NAT)));
+        assert_eq!(l.check(addr(PHONE_NAT), ev(7, 2), t), Verdict::Accept);
+        assert_eq!(
+            l.check(addr(STRANGER), ev(7, 3), t),
+            Verdict::Stranger,
+            "not quiet yet"
+        );
+        assert_eq!(l.confirmed(), Some(addr(PHONE_NAT)));
+    }
+
+    #[test]
+    fn exact_sdp_endpoint_latches() {
+        let t = Instant::now();
+        let mut l = nat_latch(false, t);
+        assert_eq!(l.check(addr(PHONE_SDP), None, t), Verdict::Latched);
+        assert_eq!(l.check(addr("10.0.0.2:6002"), None, t), Verdict::Stranger);
+    }
+
+    #[test]
+    fn without_received_from_a_stranger_needs_consecutive_packets_in_the_window() {
+        let t = Instant::now();
+        let mut l = nat_latch(false, t);
+        let nat = addr(PHONE_NAT);
+        assert_eq!(l.check(nat, ev(5, 10), t), Verdict::Learning);
+        assert_eq!(
+            l.destination(),
+            Some(addr(PHONE_SDP)),
+            "never to a candidate"
+        );
+        assert_eq!(l.check(nat, ev(5, 11), t), Verdict::Learning);
+        assert_eq!(l.check(nat, ev(5, 12), t), Verdict::Latched);
+        assert_eq!(l.destination(), Some(nat));
+        // A learned source gives way to the signalled one when it shows up.
+        assert_eq!(l.check(addr(PHONE_SDP), ev(6, 1), t), Verdict::Latched);
+        assert_eq!(l.check(nat, ev(5, 13), t), Verdict::Stranger);
+        // After the window, a fresh latch refuses strangers.
+        let mut late = nat_latch(false, t);
+        let after = t + Duration::from_secs(6);
+        assert_eq!(late.check(nat, ev(5, 10), after), Verdict::Stranger);
+    }
+
+    #[test]
+    fn competing_strangers_cancel_each_other() {
+        let t = Instant::now();
+        let mut l = nat_latch(false, t);
+        assert_eq!(l.check(addr(STRANGER), ev(1, 1), t), Verdict::Learning);
+        assert_eq!(l.check(addr(PHONE_NAT), ev(2, 1), t), Verdict::Stranger);
+        for i in 0..10 {
+            assert_eq!(l.check(addr(PHONE_NAT), ev(2, 2 + i), t), Verdict::Stranger);
+        }
+        assert_eq!(l.confirmed(), None);
+        // The expected source still latches, and a new signal reopens learning.
+        l.signal(Learning::Heuristic, l.expectation(), t);
+        assert_eq!(l.check(addr(PHONE_NAT), ev(2, 20), t), Verdict::Learning);
+        // A change of SSRC from the candidate counts as a competitor.
+        assert_eq!(l.check(addr(PHONE_NAT), ev(3, 21), t), Verdict::Stranger);
+    }
+
+    #[test]
+    fn relatch_needs_ssrc_sequence_and_quiet() {
+        let t = Instant::now();
+        let mut l = nat_latch(true, t);
+        let moved = addr("203.0.113.77:5000");
+        assert_eq!(l.check(addr(PHONE_NAT), ev(7, 100), t), Verdict::Latched);
+        let later = t + Duration::from_secs(2);
+        assert_eq!(
+            l.check(moved, ev(8, 101), later),
+            Verdict::Stranger,
+            "other SSRC"
+        );
+        assert_eq!(
+            l.check(moved, ev(7, 300), later),
+            Verdict::Stranger,
+            "sequence jump"
+        );
+        assert_eq!(
+            l.check(moved, ev(7, 99), later),
+            Verdict::Stranger,
+            "backwards"
+        );
+        assert_eq!(
+            l.check(moved, None, later),
+            Verdict::Stranger,
+            "no RTP evidence"
+        );
+        assert_eq!(l.check(moved, ev(7, 150), later), Verdict::Latched);
+        assert_eq!(l.destination(), Some(moved));
+        assert_eq!(
+            l.check(addr(PHONE_NAT), ev(7, 151), later),
+            Verdict::Stranger,
+            "old source is not quiet: refused"
+        );
+    }
+
+    #[test]
+    fn media_handover_drops_the_quiet_requirement() {
+        let t = Instant::now();
+        let mut l = nat_latch(true, t);
+        l.set_flags(false, true);
+        assert_eq!(l.check(addr(PHONE_NAT), ev(7, 1), t), Verdict::Latched);
+        assert_eq!(l.check(addr(STRANGER), ev(7, 2), t), Verdict::Latched);
+    }
+
+    #[test]
+    fn sequence_wrap_counts_as_near() {
+        let t = Instant::now();
+        let mut l = nat_latch(true, t);
+        assert_eq!(l.check(addr(PHONE_NAT), ev(7, 65530), t), Verdict::Latched);
+        let later = t + Duration::from_secs(2);
+        assert_eq!(l.check(addr(STRANGER), ev(7, 4), later), Verdict::Latched);
+    }
+
+    #[test]
+    fn new_endpoint_in_signalling_reopens_learning() {
+        let t = Instant::now();
+        let mut l = nat_latch(true, t);
+        assert_eq!(l.check(addr(PHONE_NAT), None, t), Verdict::Latched);
+        l.signal(Learning::Heuristic, l.expectation(), t);
+        assert_eq!(
+            l.confirmed(),
+            Some(addr(PHONE_NAT)),
+            "same endpoint keeps the latch"
+        );
+        let new = Expectation {
+            endpoint: Some(addr("192.0.2.50:7000")),
+            source_ip: Some("192.0.2.50".parse().unwrap()),
+        };
+        l.signal(Learning::Heuristic, new, t);
+        assert_eq!(l.confirmed(), None);
+        assert_eq!(l.destination(), Some(addr("192.0.2.50:7000")));
+        assert_eq!(l.check(addr(PHONE_NAT), None, t), Verdict::Stranger);
+        assert_eq!(l.check(addr("192.0.2.50:7010"), None, t), Verdict::Latched);
+    }
+
+    #[test]
+    fn modes() {
+        let t = Instant::now();
+        let exp = Expectation {
+            endpoint: Some(addr(PHONE_SDP)),
+            source_ip: None,
+        };
+        let mut imm = Latch::new(LatchPolicy::default(), Learning::Immediate, exp, t);
+        assert_eq!(imm.check(addr(STRANGER), None, t), Verdict::Latched);
+        assert_eq!(imm.check(addr(PHONE_SDP), None, t), Verdict::Stranger);
+        let mut off = Latch::new(LatchPolicy::default(), Learning::Off, exp, t);
+        assert_eq!(off.check(addr(STRANGER), None, t), Verdict::Stranger);
+        assert_eq!(off.check(addr(PHONE_SDP), None, t), Verdict::Accept);
+        assert_eq!(off.destination(), Some(addr(PHONE_SDP)));
+        let mut asym = Latch::new(LatchPolicy::default(), Learning::Heuristic, exp, t);
+        asym.set_flags(true, false);
+        assert_eq!(asym.check(addr(STRANGER), None, t), Verdict::Accept);
+        assert_eq!(asym.destination(), Some(addr(PHONE_SDP)));
+    }
+
+    #[test]
+    fn rtcp_latch_takes_a_hint_from_rtp() {
+        let t = Instant::now();
+        let mut rtcp = nat_latch(false, t);
+        rtcp.hint_source_ip("203.0.113.9".parse().unwrap());
+        assert_eq!(
+            rtcp.check(addr("203.0.113.9:41235"), None, t),
+            Verdict::Latched
+        );
+    }
+}

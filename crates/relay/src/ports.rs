@@ -1,0 +1,242 @@
+//! RTP/RTCP port pairs from a configured range: handed out unpredictably, taken back
+//! into quarantine, reused only after it (RFC 3550 §11: RTP on an even port, RTCP on the
+//! next).
+//!
+//! What it does: [`PortPool`] holds the free pairs of one local address. [`PortPool::take`]
+//! picks one uniformly at random from the free list, so an attacker cannot guess the
+//! next call's ports from the last one's (RTP-bleed sprayers rely on predictable
+//! allocation: anchors (e)). [`PortPool::release`] puts a pair in quarantine; it goes
+//! back to the free list only when [`PortPool::quarantine`] has passed, so late packets
+//! for an old call never reach a new one. When nothing is free, `take` returns `None`,
+//! which the relay answers with `Ran out of ports` so the SIP proxy fails over.
+//!
+//! What it does not: bind sockets. The engine binds the pair it was given; when the
+//! kernel refuses (another program holds the port) it calls [`PortPool::set_aside`], which
+//! quarantines the pair, and takes another. Time is a parameter and randomness comes
+//! from a seeded [`Rng`], so tests are deterministic.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// A small non-cryptographic generator (xorshift64*), seeded from the OS by the
+/// engine. Port choice must be unpredictable to a remote sprayer who sees only a few
+/// ports, not secure against someone who can read our memory.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed (zero is replaced, as xorshift would stay at zero).
+    pub fn new(seed: u64) -> Self {
+        Self(if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        })
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A value in `0..n` (`n` > 0; 0 gives 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        // Widening multiply maps 64 random bits onto 0..n without modulo bias worth
+        // speaking of for n below 2^16.
+        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+    }
+}
+
+/// The free, quarantined and in-use RTP ports (even) of one address.
+#[derive(Debug)]
+pub struct PortPool {
+    free: Vec<u16>,
+    quarantined: VecDeque<(u16, Instant)>,
+    quarantine: Duration,
+    in_use: usize,
+}
+
+impl PortPool {
+    /// A pool of the pairs `(low, low+1) ... ` up to `high`; `low` is rounded up to even
+    /// and a last even port without its odd partner is left out.
+    pub fn new(low: u16, high: u16, quarantine: Duration) -> Self {
+        let start = low.saturating_add(low % 2);
+        let free = (u32::from(start)..u32::from(high))
+            .step_by(2)
+            .filter_map(|p| u16::try_from(p).ok())
+            .collect();
+        Self {
+            free,
+            quarantined: VecDeque::new(),
+            quarantine,
+            in_use: 0,
+        }
+    }
+
+    /// How long a released pair waits before reuse.
+    pub fn quarantine(&self) -> Duration {
+        self.quarantine
+    }
+
+    fn thaw(&mut self, now: Instant) {
+        while let Some(&(port, since)) = self.quarantined.front() {
+            if now.saturating_duration_since(since) < self.quarantine {
+                break;
+            }
+            self.quarantined.pop_front();
+            self.free.push(port);
+        }
+    }
+
+    /// A random free pair's RTP port (RTCP is the next one), or `None` when all are in
+    /// use or quarantined.
+    pub fn take(&mut self, now: Instant, rng: &mut Rng) -> Option<u16> {
+        self.thaw(now);
+        if self.free.is_empty() {
+            return None;
+        }
+        let i = rng.below(self.free.len());
+        let port = self.free.swap_remove(i);
+        self.in_use += 1;
+        Some(port)
+    }
+
+    /// Gives back a pair taken with [`take`](Self::take); it is reusable after the
+    /// quarantine.
+    pub fn release(&mut self, port: u16, now: Instant) {
+        self.in_use = self.in_use.saturating_sub(1);
+        self.quarantined.push_back((port, now));
+    }
+
+    /// Gives back a pair that could not be bound; it is retried after the quarantine,
+    /// by which time the other program may have let go.
+    pub fn set_aside(&mut self, port: u16, now: Instant) {
+        self.release(port, now);
+    }
+
+    /// Pairs free now (not counting quarantined ones that have thawed since the last
+    /// call).
+    pub fn free_count(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Pairs in use.
+    pub fn in_use(&self) -> usize {
+        self.in_use
+    }
+
+    /// Pairs waiting in quarantine.
+    pub fn quarantined_count(&self) -> usize {
+        self.quarantined.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PortPool, Rng};
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+    use std::time::{Duration, Instant};
+
+    const Q: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn pairs_cover_the_range_exactly() {
+        let mut pool = PortPool::new(30000, 30009, Q);
+        let t = Instant::now();
+        let mut rng = Rng::new(1);
+        let mut got: Vec<u16> = std::iter::from_fn(|| pool.take(t, &mut rng)).collect();
+        got.sort_unstable();
+        assert_eq!(got, vec![30000, 30002, 30004, 30006, 30008]);
+        assert_eq!(pool.in_use(), 5);
+        let mut odd_high = PortPool::new(30000, 30004, Q);
+        let mut got: Vec<u16> = std::iter::from_fn(|| odd_high.take(t, &mut rng)).collect();
+        got.sort_unstable();
+        assert_eq!(got, vec![30000, 30002], "30004 has no RTCP partner");
+        assert_eq!(PortPool::new(65534, 65535, Q).free_count(), 1);
+    }
+
+    #[test]
+    fn exhaustion_and_quarantine() {
+        let t0 = Instant::now();
+        let mut rng = Rng::new(7);
+        let mut pool = PortPool::new(40000, 40003, Q);
+        let a = pool.take(t0, &mut rng).unwrap();
+        let b = pool.take(t0, &mut rng).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(pool.take(t0, &mut rng), None);
+        pool.release(a, t0);
+        assert_eq!(pool.take(t0 + Q - Duration::from_millis(1), &mut rng), None);
+        assert_eq!(pool.quarantined_count(), 1);
+        assert_eq!(pool.take(t0 + Q, &mut rng), Some(a));
+        assert_eq!(pool.in_use(), 2);
+    }
+
+    #[test]
+    fn choice_is_spread_over_the_range() {
+        // Ten thousand takes from a fresh 1000-pair pool each time: every pair must
+        // come up first at least once in a while, and no pair much more than others.
+        let t = Instant::now();
+        let mut rng = Rng::new(0xdead_beef);
+        let mut first = std::collections::HashMap::new();
+        for _ in 0..10_000 {
+            let mut pool = PortPool::new(20000, 21999, Q);
+            *first.entry(pool.take(t, &mut rng).unwrap()).or_insert(0u32) += 1;
+        }
+        assert!(
+            first.len() > 990,
+            "only {} distinct first ports",
+            first.len()
+        );
+        assert!(first.values().all(|n| *n < 40));
+    }
+
+    #[test]
+    fn consecutive_calls_do_not_get_neighbouring_ports() {
+        let t = Instant::now();
+        let mut rng = Rng::new(42);
+        let mut pool = PortPool::new(20000, 29999, Q);
+        let ports: Vec<u16> = (0..100).map(|_| pool.take(t, &mut rng).unwrap()).collect();
+        let neighbours = ports
+            .windows(2)
+            .filter(|w| w[0].abs_diff(w[1]) == 2)
+            .count();
+        assert!(neighbours <= 2, "{neighbours} sequential allocations");
+    }
+
+    proptest! {
+        #[test]
+        fn never_hands_out_a_port_twice(seed in any::<u64>(), ops in prop::collection::vec(any::<bool>(), 0..200)) {
+            let t0 = Instant::now();
+            let mut rng = Rng::new(seed);
+            let mut pool = PortPool::new(50000, 50039, Q);
+            let mut held: Vec<u16> = Vec::new();
+            let mut seen = HashSet::new();
+            for (i, take) in ops.into_iter().enumerate() {
+                let now = t0 + Duration::from_millis(i as u64);
+                if take || held.is_empty() {
+                    if let Some(p) = pool.take(now, &mut rng) {
+                        prop_assert!(p % 2 == 0 && (50000..50039).contains(&p));
+                        prop_assert!(!held.contains(&p));
+                        held.push(p);
+                        seen.insert(p);
+                    } else {
+                        prop_assert_eq!(held.len() + pool.quarantined_count(), 20);
+                    }
+                } else {
+                    let p = held.swap_remove(rng.below(held.len()));
+                    pool.release(p, now);
+                }
+                prop_assert_eq!(pool.in_use(), held.len());
+            }
+        }
+    }
+}

@@ -443,7 +443,8 @@ impl HubTask {
         let (tx, rx) = mpsc::channel(64);
         let target = self.target.clone();
         let settings = self.settings().clone();
-        let task = tokio::spawn(upstream_loop(target, settings, tx));
+        let ports = self.hubs.inner.ports.clone();
+        let task = tokio::spawn(upstream_loop(target, settings, ports, tx));
         self.upstream = Some((rx, task));
     }
 
@@ -802,26 +803,37 @@ async fn sleep_until_opt(t: Option<Instant>) {
 /// Keeps one upstream session open: opens it, streams its frames to the hub, and on
 /// loss reconnects with exponential back-off. A failure before the first successful
 /// open is final (the viewer's DESCRIBE gets the origin's answer).
-async fn upstream_loop(target: UpstreamTarget, settings: HubSettings, tx: mpsc::Sender<UpEvent>) {
+async fn upstream_loop(
+    target: UpstreamTarget,
+    settings: HubSettings,
+    ports: Arc<PortAllocator>,
+    tx: mpsc::Sender<UpEvent>,
+) {
     let mut backoff = settings.backoff_min;
     let mut ever_ready = false;
     loop {
-        match upstream::open(&target).await {
-            Ok((_client, described)) if !described.live => {
+        match upstream::open(&target, &ports).await {
+            Ok((_client, described, _)) if !described.live => {
                 // On-demand: the hub only answers DESCRIBE; viewers play through their
                 // own upstream sessions (see `vod`).
                 let _ = tx.send(UpEvent::Ready(Arc::new(described))).await;
                 return;
             }
-            Ok((client, described)) => {
+            Ok((client, described, udp)) => {
                 ever_ready = true;
                 backoff = settings.backoff_min;
                 let keepalive = keepalive_interval(described.session_timeout);
                 let url = target.url.to_string();
+                let channels: Vec<u8> = described.tracks.iter().map(|t| t.channel).collect();
                 if tx.send(UpEvent::Ready(Arc::new(described))).await.is_err() {
                     return;
                 }
-                let err = stream_frames(client, &tx, keepalive, &url).await;
+                let err = match udp {
+                    None => stream_frames(client, &tx, keepalive, &url).await,
+                    Some(sockets) => {
+                        stream_udp(client, sockets, &channels, &tx, keepalive, &url).await
+                    }
+                };
                 if tx.send(UpEvent::Lost(err)).await.is_err() {
                     return;
                 }
@@ -874,6 +886,105 @@ async fn stream_frames(
                     return e;
                 }
             }
+        }
+    }
+}
+
+/// Media over UDP (a route's `upstream_transport = "udp"`): datagrams on our per-track
+/// sockets, accepted only from the origin's address so nobody else can inject into the
+/// hub, are labelled with the track's channel numbers and handed on like interleaved
+/// frames. The RTSP connection stays open for keep-alives; silence on the sockets counts
+/// as a lost upstream, as on TCP.
+async fn stream_udp(
+    mut client: RtspClient,
+    sockets: Vec<SocketPair>,
+    channels: &[u8],
+    tx: &mpsc::Sender<UpEvent>,
+    keepalive: Duration,
+    url: &str,
+) -> ClientError {
+    let origin_ip = client.peer_addr().ok().map(|a| a.ip());
+    let (ftx, mut frx) = mpsc::channel::<Vec<InterleavedFrame>>(64);
+    let mut readers = Vec::new();
+    for (pair, &ch) in sockets.into_iter().zip(channels) {
+        let pair = Arc::new(pair);
+        for (rtcp, label) in [(false, ch), (true, ch.wrapping_add(1))] {
+            let task = tokio::spawn(read_origin_udp(
+                pair.clone(),
+                rtcp,
+                label,
+                origin_ip,
+                ftx.clone(),
+            ));
+            readers.push(AbortOnDrop(task));
+        }
+    }
+    drop(ftx);
+    let mut tick = tokio::time::interval_at(Instant::now() + keepalive, keepalive);
+    let silence = Duration::from_secs(10);
+    loop {
+        tokio::select! {
+            r = tokio::time::timeout(silence, frx.recv()) => match r {
+                Ok(Some(batch)) => {
+                    if tx.send(UpEvent::Frames(batch)).await.is_err() {
+                        return ClientError::Closed;
+                    }
+                }
+                Ok(None) => return ClientError::Closed,
+                Err(_) => return ClientError::Timeout(silence),
+            },
+            _ = tick.tick() => {
+                let req = client.request(Method::GetParameter, url);
+                if let Err(e) = client.send_no_wait(req).await {
+                    return e;
+                }
+            }
+            // Only to notice the control connection closing; answers are skipped.
+            r = client.next_frame() => if let Err(e) = r {
+                return e;
+            },
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn read_origin_udp(
+    pair: Arc<SocketPair>,
+    rtcp: bool,
+    label: u8,
+    origin_ip: Option<std::net::IpAddr>,
+    out: mpsc::Sender<Vec<InterleavedFrame>>,
+) {
+    let sock = if rtcp { &pair.rtcp } else { &pair.rtp };
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let Ok(first) = sock.recv_from(&mut buf).await else {
+            return;
+        };
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some((n, from)) = next {
+            if origin_ip.is_none_or(|ip| ip == from.ip()) {
+                if let Ok(f) = InterleavedFrame::new(label, Bytes::copy_from_slice(&buf[..n])) {
+                    batch.push(f);
+                }
+            }
+            next = if batch.len() < 64 {
+                sock.try_recv_from(&mut buf).ok()
+            } else {
+                None
+            };
+        }
+        if !batch.is_empty() && out.send(batch).await.is_err() {
+            return;
         }
     }
 }

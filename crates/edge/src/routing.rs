@@ -80,7 +80,11 @@ impl Router {
                     username: c.username,
                     password: c.password,
                 });
-                return Ok(self.target(origin, creds));
+                let udp = r.upstream_transport == mediagate_config::UpstreamTransport::Udp;
+                return Ok(UpstreamTarget {
+                    udp,
+                    ..self.target(origin, creds)
+                });
             }
         }
         if self.transparent {
@@ -118,6 +122,7 @@ impl Router {
             credentials,
             via: self.via.clone(),
             timeout: self.timeout,
+            udp: false,
         }
     }
 }

@@ -117,6 +117,11 @@ impl RtspClient {
         })
     }
 
+    /// The origin's address (media over UDP is accepted only from its IP).
+    pub fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.stream.peer_addr()
+    }
+
     /// The session id the origin gave in a SETUP response.
     pub fn session(&self) -> Option<&str> {
         self.session.as_deref()

@@ -9,6 +9,7 @@ use std::time::Duration;
 use mediagate_rtsp::{Method, Response};
 use mediagate_sdp::SessionDescription;
 
+use crate::ports::{PortAllocator, SocketPair};
 use crate::rtsp_client::{ClientError, Credentials, RtspClient};
 use mediagate_config::RtspUrl;
 
@@ -24,6 +25,9 @@ pub struct UpstreamTarget {
     /// Our `Via` entry, e.g. `RTSP/1.0 edge1`.
     pub via: String,
     pub timeout: Duration,
+    /// Receive media over UDP instead of TCP interleaved (a route's
+    /// `upstream_transport = "udp"`).
+    pub udp: bool,
 }
 
 /// Codec families whose keyframes we recognise.
@@ -70,15 +74,49 @@ impl Described {
 
 /// Connects, describes, sets up every track and starts playing (live streams).
 /// Returns the client (now streaming) and the description.
-pub async fn open(target: &UpstreamTarget) -> Result<(RtspClient, Described), ClientError> {
+pub async fn open(
+    target: &UpstreamTarget,
+    ports: &PortAllocator,
+) -> Result<(RtspClient, Described, Option<Vec<SocketPair>>), ClientError> {
     let (mut client, mut described) = describe(target).await?;
     if !described.live {
         // On-demand content is not split: each viewer gets its own session.
-        return Ok((client, described));
+        return Ok((client, described, None));
     }
-    setup_tracks(&mut client, &mut described).await?;
+    let sockets = if target.udp {
+        Some(setup_tracks_udp(&mut client, &mut described, ports).await?)
+    } else {
+        setup_tracks(&mut client, &mut described).await?;
+        None
+    };
     play(&mut client, &described, None).await?;
-    Ok((client, described))
+    Ok((client, described, sockets))
+}
+
+/// SETUPs every track over UDP with a port pair of ours per track. Each track's
+/// `channel` keeps its interleaved numbering (`2i`), which the receiving loop uses to
+/// label datagrams, so the hub sees one kind of input whatever the transport.
+pub async fn setup_tracks_udp(
+    client: &mut RtspClient,
+    d: &mut Described,
+    ports: &PortAllocator,
+) -> Result<Vec<SocketPair>, ClientError> {
+    let mut pairs = Vec::with_capacity(d.tracks.len());
+    for t in &mut d.tracks {
+        let pair = ports.bind_pair().await.map_err(ClientError::Io)?;
+        let rtp = pair.rtp_port();
+        let mut req = client.request(Method::Setup, &t.control_url);
+        req.headers.append(
+            "Transport",
+            format!("RTP/AVP;unicast;client_port={}-{}", rtp, rtp + 1),
+        );
+        let resp = client.send_ok(req).await?;
+        if let Some(s) = resp.headers.get("Session") {
+            d.session_timeout = session_timeout_of(s).unwrap_or(d.session_timeout);
+        }
+        pairs.push(pair);
+    }
+    Ok(pairs)
 }
 
 /// Connects and DESCRIBEs.

@@ -473,3 +473,34 @@ fn session_timeout_is_advertised_and_enforced() {
         "the edge kept a silent session"
     );
 }
+
+#[test]
+fn a_route_can_read_the_origin_over_udp() {
+    let origin = origin();
+    let edge = EdgeProc::start(&format!(
+        "{}upstream_transport = \"udp\"\n",
+        route(&origin, "/live")
+    ));
+    for transport in [Transport::Tcp, Transport::Udp] {
+        let r = ffmpeg_gapless(&edge.url("/cam"), transport, 4.0);
+        assert!(r.video >= 45 && r.audio >= 140, "{transport:?}: {r:?}");
+        assert!(
+            r.gap_warnings.is_empty(),
+            "{transport:?}: {:?}",
+            r.gap_warnings
+        );
+    }
+    let setups: Vec<String> = origin
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "SETUP")
+        .filter_map(|r| r.transport)
+        .collect();
+    assert!(!setups.is_empty());
+    assert!(
+        setups
+            .iter()
+            .all(|t| t.contains("client_port=") && !t.contains("interleaved")),
+        "the edge must set the origin up over UDP: {setups:?}"
+    );
+}

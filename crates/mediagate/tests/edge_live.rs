@@ -504,3 +504,35 @@ fn a_route_can_read_the_origin_over_udp() {
         "the edge must set the origin up over UDP: {setups:?}"
     );
 }
+
+#[test]
+fn viewers_are_let_go_only_after_the_give_up_time() {
+    let first = origin();
+    let edge = EdgeProc::start(&format!(
+        "{}[edge.reconnect]\ngive_up_after = \"4s\"\n",
+        route(&first, "/live")
+    ));
+    let cam = edge.url("/cam");
+    let mut c = Raw::connect(edge.port);
+    let tcp = "RTP/AVP/TCP;unicast;interleaved=0-1";
+    let setup = c.req("SETUP", &format!("{cam}/trackID=0"), &[("Transport", tcp)]);
+    let sid = session_of(&setup);
+    assert_eq!(
+        c.req("PLAY", &cam, &[("Session", &sid)]).status.as_u16(),
+        200
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let lost_at = Instant::now();
+    drop(first); // gone for good
+                 // Still attached while the edge retries...
+    assert!(
+        !c.closed_within(Duration::from_secs(2)),
+        "dropped before the give-up time"
+    );
+    // ...and let go once it gives up.
+    assert!(
+        c.closed_within(Duration::from_secs(8)),
+        "never let go of the viewer"
+    );
+    assert!(lost_at.elapsed() >= Duration::from_secs(4));
+}

@@ -256,7 +256,23 @@ impl Hubs {
 
     /// A lease on the hub for `target`, starting the hub if none runs.
     pub fn lease(&self, target: &UpstreamTarget) -> Lease {
-        let key = format!("{}|{}", target.url, target.connect_to);
+        // Viewers share an upstream session only if they would have opened the same
+        // one: same URL, same hop, same credentials (or none: a route without
+        // credentials must never ride on a session another route authenticated) and
+        // the same transport.
+        // The key stays in memory (never logged), so the password may be part of it.
+        let creds = target
+            .credentials
+            .as_ref()
+            .map(|c| format!("{}:{}", c.username, c.password))
+            .unwrap_or_default();
+        let key = format!(
+            "{}|{}|{}|{}",
+            target.url,
+            target.connect_to,
+            creds,
+            if target.udp { "udp" } else { "tcp" }
+        );
         let mut map = self.map();
         if let Some((_, h)) = map.get(&key) {
             if h.tx.send(Cmd::Lease).is_ok() {

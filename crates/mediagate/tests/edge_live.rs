@@ -536,3 +536,30 @@ fn viewers_are_let_go_only_after_the_give_up_time() {
     );
     assert!(lost_at.elapsed() >= Duration::from_secs(4));
 }
+
+#[test]
+fn route_credentials_answer_the_origins_digest_challenge() {
+    let origin = origin();
+    let (user, password) = origin.credentials();
+    let with_creds =
+        origin
+            .url("/secure")
+            .replacen("rtsp://", &format!("rtsp://{user}:{password}@"), 1);
+    let edge = EdgeProc::start(&format!(
+        "[[edge.route]]\nadvertised = \"/sec\"\norigin = \"{with_creds}\"\n[[edge.route]]\nadvertised = \"/nocreds\"\norigin = \"{}\"\n",
+        origin.url("/secure")
+    ));
+    let r = ffmpeg_gapless(&edge.url("/sec"), Transport::Tcp, 3.0);
+    assert!(r.video >= 30 && r.gap_warnings.is_empty(), "{r:?}");
+    // The origin challenged the edge and the edge answered with Digest.
+    assert!(origin.request_count("DESCRIBE", "/secure", 401) >= 1);
+    assert_eq!(origin.play_count("/secure"), 1);
+    // Without credentials the origin's refusal reaches the viewer.
+    let mut c = Raw::connect(edge.port);
+    assert_eq!(
+        c.req("DESCRIBE", &edge.url("/nocreds"), &[])
+            .status
+            .as_u16(),
+        401
+    );
+}

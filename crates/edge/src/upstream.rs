@@ -119,19 +119,57 @@ pub async fn setup_tracks_udp(
     Ok(pairs)
 }
 
-/// Connects and DESCRIBEs.
+/// Redirects followed before giving up (RFC 2326 §11.3.3: 3xx with `Location`).
+const MAX_REDIRECTS: usize = 3;
+
+/// Connects and DESCRIBEs, following redirects: viewers never see an origin's
+/// `Location`, the edge goes there itself. Credentials go only to the host the route
+/// named, never to another host a redirect points at.
 pub async fn describe(target: &UpstreamTarget) -> Result<(RtspClient, Described), ClientError> {
-    let mut client = RtspClient::connect(
-        &target.connect_to,
-        target.credentials.clone(),
-        target.timeout,
-        target.via.clone(),
-    )
-    .await?;
-    let url = target.url.to_string();
-    let mut req = client.request(Method::Describe, &url);
-    req.headers.append("Accept", "application/sdp");
-    let resp = client.send_ok(req).await?;
+    let mut url = target.url.to_string();
+    let mut connect_to = target.connect_to.clone();
+    let mut credentials = target.credentials.clone();
+    let via_parent = target.connect_to != target.url.authority();
+    let mut hops = 0;
+    let (client, resp) = loop {
+        let mut client = RtspClient::connect(
+            &connect_to,
+            credentials.clone(),
+            target.timeout,
+            target.via.clone(),
+        )
+        .await?;
+        let mut req = client.request(Method::Describe, &url);
+        req.headers.append("Accept", "application/sdp");
+        let resp = client.send(req).await?;
+        let redirect = matches!(resp.status.as_u16(), 301 | 302 | 303 | 307);
+        match resp.headers.get("Location").filter(|_| redirect) {
+            Some(location) if hops < MAX_REDIRECTS => {
+                let next: RtspUrl = location.parse().map_err(|_| ClientError::Status {
+                    method: "DESCRIBE".into(),
+                    status: mediagate_rtsp::StatusCode::BAD_GATEWAY,
+                    reason: format!("the origin redirected to an invalid URL {location:?}"),
+                })?;
+                if next.host() != target.url.host() {
+                    credentials = None;
+                }
+                // Through a parent, the parent stays the hop and follows the origin.
+                if !via_parent {
+                    connect_to = next.authority();
+                }
+                url = next.without_credentials().to_string();
+                hops += 1;
+            }
+            _ if resp.status.is_success() => break (client, resp),
+            _ => {
+                return Err(ClientError::Status {
+                    method: "DESCRIBE".into(),
+                    status: resp.status,
+                    reason: resp.reason.clone(),
+                })
+            }
+        }
+    };
     let base = content_base(&resp, &url);
     let sdp = SessionDescription::parse(&resp.body).map_err(|e| ClientError::Status {
         method: "DESCRIBE".into(),

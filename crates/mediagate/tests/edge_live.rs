@@ -563,3 +563,65 @@ fn route_credentials_answer_the_origins_digest_challenge() {
         401
     );
 }
+
+/// Answers every RTSP request on its port with `302` to `location` (an origin that has
+/// moved), counting requests, until the test ends.
+fn redirector(location: String) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { return };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
+            seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let text = String::from_utf8_lossy(&head);
+            let cseq = text
+                .lines()
+                .find_map(|l| l.strip_prefix("CSeq: "))
+                .unwrap_or("0")
+                .trim()
+                .to_owned();
+            let reply = format!(
+                "RTSP/1.0 302 Moved Temporarily\r\nCSeq: {cseq}\r\nLocation: {location}\r\n\r\n"
+            );
+            let _ = s.write_all(reply.as_bytes());
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn the_edge_follows_an_origin_redirect_and_viewers_never_see_it() {
+    let origin = origin();
+    let (moved_port, asked) = redirector(origin.url("/live"));
+    let edge = EdgeProc::start(&format!(
+        "[[edge.route]]\nadvertised = \"/cam\"\norigin = \"rtsp://127.0.0.1:{moved_port}/old\"\n"
+    ));
+    let mut c = Raw::connect(edge.port);
+    let d = c.req("DESCRIBE", &edge.url("/cam"), &[]);
+    assert_eq!(d.status.as_u16(), 200, "{d:?}");
+    assert!(d.headers.get("Location").is_none());
+    assert_eq!(
+        d.headers.get("Content-Base"),
+        Some(format!("{}/", edge.url("/cam")).as_str())
+    );
+    let body = String::from_utf8_lossy(&d.body).into_owned();
+    assert!(
+        !body.contains(&origin.port().to_string()),
+        "origin leaked into the SDP:\n{body}"
+    );
+    let r = ffmpeg_gapless(&edge.url("/cam"), Transport::Tcp, 3.0);
+    assert!(r.video >= 30 && r.gap_warnings.is_empty(), "{r:?}");
+    assert!(asked.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert_eq!(origin.play_count("/live"), 1);
+}

@@ -22,7 +22,7 @@ fn origin() -> Origin {
 }
 
 #[test]
-fn ffmpeg_decodes_through_the_edge_without_gaps_over_tcp_and_udp() {
+fn ffmpeg_decodes_through_the_edge_without_gaps_over_tcp_udp_and_http_tunnel() {
     let origin = origin();
     let edge = EdgeProc::start(&route(&origin, "/live"));
     let probe = ffprobe(&edge.url("/cam"), Transport::Tcp).expect("ffprobe runs");
@@ -30,7 +30,7 @@ fn ffmpeg_decodes_through_the_edge_without_gaps_over_tcp_and_udp() {
         probe.has("video", "h264") && probe.has("audio", "aac"),
         "{probe:?}"
     );
-    for transport in [Transport::Tcp, Transport::Udp] {
+    for transport in [Transport::Tcp, Transport::Udp, Transport::HttpTunnel] {
         let r = ffmpeg_gapless(&edge.url("/cam"), transport, 4.0);
         // 15 fps and ~47 AAC frames/s for 4 s, with slack for start-up.
         assert!(r.video >= 45 && r.audio >= 140, "{transport:?}: {r:?}");

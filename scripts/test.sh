@@ -15,7 +15,7 @@ DEB_PACKAGES=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
   python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0
   iproute2 iptables
-  kamailio sip-tester rtpengine-daemon libsqlite3-dev
+  kamailio sip-tester rtpengine-daemon libsqlite3-dev postgresql
 )
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

@@ -71,6 +71,11 @@ fn fully_populated() -> Config {
         upstream_transport: UpstreamTransport::Udp,
     }];
     c.relay.teardown_notify_url = Some("http://127.0.0.1:5060/RPC".parse().unwrap());
+    c.accounting.postgres_url = Some(
+        "postgresql://mediagate@127.0.0.1:5432/mediagate"
+            .parse()
+            .unwrap(),
+    );
     c.relay.media_address = Located::new(vec![MediaAddress {
         address: Located::new("192.0.2.20".parse().unwrap()),
         advertised: Some("203.0.113.20".parse().unwrap()),
@@ -89,6 +94,13 @@ fn the_example_with_samples_enabled_is_valid() {
     assert_eq!(config.edge.route.len(), 1);
     assert_eq!(config.edge.route[0].advertised.get().to_string(), "/cam1");
     assert_eq!(config.relay.media_address.len(), 1);
+    assert_eq!(
+        config
+            .accounting
+            .postgres_url
+            .map(|u| u.dbname().to_owned()),
+        Some("mediagate".into())
+    );
     assert_eq!(
         config.admin.listen.map(|a| a.to_string()),
         Some("127.0.0.1:9554".into())

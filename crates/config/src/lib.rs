@@ -1,9 +1,10 @@
 //! The mediagate configuration: one TOML file, one [`Config`] tree.
 //!
 //! What it does: defines every setting of the roles this binary runs (`[log]`, `[admin]`,
-//! `[edge]`, `[relay]`), their built-in defaults (the edge alone on an unprivileged port,
-//! state under `./var`), validating value types (durations, port ranges, CIDRs, socket
-//! addresses, RTSP URL prefixes), and loading with errors that carry a line and column.
+//! `[edge]`, `[relay]`) and the shared `[accounting]` store, their built-in defaults (the
+//! edge alone on an unprivileged port, state under `./var`), validating value types
+//! (durations, port ranges, CIDRs, socket addresses, RTSP and PostgreSQL URLs), and
+//! loading with errors that carry a line and column.
 //!
 //! What it does not: start anything, touch the network, or reload on SIGHUP; the binary's
 //! `run` module wires roles from a finished `Config`. The `[balancer]` and `[dispatcher]`
@@ -46,6 +47,7 @@ macro_rules! string_value_serde {
     };
 }
 
+mod accounting;
 mod bounded;
 mod cidr;
 mod destination;
@@ -65,6 +67,9 @@ mod example_tests;
 #[cfg(test)]
 mod test_rng;
 
+pub use accounting::{
+    redact_postgres_url, AccountingConfig, PostgresHost, PostgresUrl, POSTGRES_DEFAULT_PORT,
+};
 pub use bounded::Bounded;
 pub use cidr::Cidr;
 pub use destination::{DestinationRule, HostPattern};
@@ -102,6 +107,9 @@ pub struct Config {
     /// The RTP/RTCP media relay role driven over the rtpengine `ng` protocol; disabled by
     /// default.
     pub relay: RelayConfig,
+    /// Where finished-call and session records go: SQLite under `state_dir` unless a
+    /// PostgreSQL URL is set.
+    pub accounting: AccountingConfig,
 }
 
 impl Default for Config {
@@ -112,6 +120,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             edge: EdgeConfig::default(),
             relay: RelayConfig::default(),
+            accounting: AccountingConfig::default(),
         }
     }
 }

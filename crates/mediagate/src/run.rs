@@ -62,7 +62,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 /// Starts the relay role (issue 4) and reports where it listens.
 async fn start_relay(config: &Config) -> anyhow::Result<Relay> {
-    let mut engine = EngineConfig::from_config(&config.relay, config.state_dir.get());
+    let mut engine = EngineConfig::from_config(&config.relay, config.state_dir.get())
+        .with_accounting(&config.accounting);
     // Tuning knobs that have no config key yet (the benchmark compares them).
     if let Some(us) = env_number("MEDIAGATE_RELAY_COALESCE_US") {
         engine.forward_coalesce = std::time::Duration::from_micros(us);

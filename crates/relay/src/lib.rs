@@ -12,10 +12,10 @@
 //! * [`record`]: the record a finished call leaves.
 //!
 //! I/O shells: [`engine`] (tokio: listeners, media sockets, timers, shutdown) and
-//! [`store`] (SQLite accounting).
+//! [`store`] (accounting in SQLite or PostgreSQL).
 //!
 //! What it does not (yet): SRTP/DTLS, ICE, transcoding, recording, the MediaProxy
-//! dispatcher protocol (issue "dispatcher"), PostgreSQL accounting.
+//! dispatcher protocol (issue "dispatcher").
 
 pub mod calls;
 pub mod engine;

@@ -23,6 +23,7 @@ fn config(ports: (u16, u16)) -> EngineConfig {
         port_quarantine: Duration::from_secs(10),
         options: RelayOptions::default(),
         store: None,
+        postgres_url: None,
         notify_url: None,
         tick: Duration::from_millis(50),
         forward_threads: 2,

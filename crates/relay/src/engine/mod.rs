@@ -29,7 +29,8 @@ use tokio::sync::watch;
 use crate::calls::{Ended, Now, Registry, RelayOptions};
 use crate::ng::cookie_cache::CookieCache;
 use crate::record::{EndReason, SessionRecord};
-use crate::store::SqliteStore;
+use crate::store::writer::{self, WriterOptions, WriterReport};
+use crate::store::{StoreError, StoreTarget};
 use notify::NotifyTarget;
 use sockets::SocketEnv;
 
@@ -48,8 +49,12 @@ pub struct EngineConfig {
     pub port_quarantine: Duration,
     /// Core behaviour: timeouts, latching, limits.
     pub options: RelayOptions,
-    /// SQLite accounting file; `None` keeps records in memory only.
+    /// SQLite accounting file; `None` keeps records in memory only. With
+    /// `postgres_url`, the fallback for records PostgreSQL could not take.
     pub store: Option<PathBuf>,
+    /// PostgreSQL URL for the records (`[accounting] postgres_url`); `None` uses
+    /// `store`. The relay refuses to start when this server cannot be reached.
+    pub postgres_url: Option<String>,
     /// `http://` URL told about calls ended for inactivity.
     pub notify_url: Option<String>,
     /// How often idle calls and delete delays are checked.
@@ -84,6 +89,7 @@ impl EngineConfig {
                 ..RelayOptions::default()
             },
             store: Some(state_dir.join("accounting.sqlite")),
+            postgres_url: None,
             notify_url: relay
                 .teardown_notify_url
                 .as_ref()
@@ -91,6 +97,29 @@ impl EngineConfig {
             tick: Duration::from_millis(250),
             forward_threads: 0,
             forward_coalesce: Duration::ZERO,
+        }
+    }
+
+    /// Applies `[accounting]`: records go to PostgreSQL when a URL is set (the SQLite
+    /// file under `state_dir` then only takes what PostgreSQL could not).
+    pub fn with_accounting(mut self, accounting: &mediagate_config::AccountingConfig) -> Self {
+        self.postgres_url = accounting
+            .postgres_url
+            .as_ref()
+            .map(|u| u.as_str().to_owned());
+        self
+    }
+
+    /// Where records go: PostgreSQL if configured, else the SQLite file, else nowhere
+    /// (memory only).
+    pub fn store_target(&self) -> Option<StoreTarget> {
+        match (&self.postgres_url, &self.store) {
+            (Some(url), fallback) => Some(StoreTarget::Postgres {
+                url: url.clone(),
+                fallback: fallback.clone(),
+            }),
+            (None, Some(path)) => Some(StoreTarget::Sqlite(path.clone())),
+            (None, None) => None,
         }
     }
 }
@@ -109,9 +138,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    /// The accounting store could not be opened.
+    /// The accounting store could not be opened (for PostgreSQL: reached).
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] StoreError),
     /// The notification URL is unusable.
     #[error("{0}")]
     Notify(String),
@@ -205,7 +234,7 @@ pub struct Relay {
     state: Arc<State>,
     ng_udp: Vec<SocketAddr>,
     ng_tcp: Vec<SocketAddr>,
-    writer: Option<std::thread::JoinHandle<()>>,
+    writer: Option<std::thread::JoinHandle<WriterReport>>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -227,27 +256,6 @@ fn random_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     u64::from(t.subsec_nanos()) ^ t.as_secs().rotate_left(32) ^ u64::from(std::process::id())
-}
-
-fn spawn_writer(
-    mut store: SqliteStore,
-) -> (mpsc::Sender<SessionRecord>, std::thread::JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel::<SessionRecord>();
-    let handle = std::thread::spawn(move || {
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while let Ok(more) = rx.try_recv() {
-                batch.push(more);
-                if batch.len() >= 512 {
-                    break;
-                }
-            }
-            if let Err(e) = store.insert_all(&batch) {
-                eprintln!("mediagate relay: {} records not stored: {e}", batch.len());
-            }
-        }
-    });
-    (tx, handle)
 }
 
 impl Relay {
@@ -290,10 +298,15 @@ impl Relay {
                 })?;
             tcp.push(listener);
         }
-        let (records_tx, writer) = match &config.store {
-            Some(path) => {
-                let store = SqliteStore::open(path)?;
-                let (tx, handle) = spawn_writer(store);
+        let (records_tx, writer) = match config.store_target() {
+            Some(target) => {
+                // Opening may wait for a PostgreSQL server (bounded by its connect
+                // timeout), and its client must not run on a runtime thread.
+                let (tx, handle) = tokio::task::spawn_blocking(move || {
+                    writer::spawn(target, WriterOptions::default())
+                })
+                .await
+                .map_err(|e| StoreError::Thread(e.to_string()))??;
                 (Some(tx), Some(handle))
             }
             None => (None, None),

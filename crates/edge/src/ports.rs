@@ -81,25 +81,9 @@ impl PortAllocator {
 fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let s = std::net::UdpSocket::bind(addr)?;
     s.set_nonblocking(true)?;
-    set_send_buffer(&s, SEND_BUFFER);
+    // A smaller buffer than asked for only means more would-block retries.
+    let _ = mediagate_udp::set_send_buffer(&s, SEND_BUFFER);
     UdpSocket::from_std(s)
-}
-
-#[allow(unsafe_code)]
-fn set_send_buffer(s: &std::net::UdpSocket, bytes: usize) {
-    use std::os::fd::AsRawFd;
-    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: setsockopt with a valid fd and a pointer to a c_int of the given size.
-    // Failure only leaves the default buffer size, so the result is ignored.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            &v as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
 }
 
 #[cfg(test)]

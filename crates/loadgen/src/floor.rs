@@ -4,8 +4,10 @@
 //! A sender thread plays the edge with nothing but `sendmmsg`: every frame interval it
 //! sends each of N loopback viewers its share of a known packet rate (RTP packets with
 //! per-viewer sequence numbers and an H.264 keyframe each second), one message per
-//! datagram, or with `--gso` one `UDP_SEGMENT` message per viewer and frame. The
-//! viewers are the very sockets and receiver threads `fanout --transport udp` uses.
+//! datagram, or with `--gso` one `UDP_SEGMENT` message per viewer and frame. It sends
+//! through `mediagate_udp::BatchSender`, the code the edge sends with, so the floor
+//! and the edge pay for the same system calls. The viewers are the very sockets and
+//! receiver threads `fanout --transport udp` uses.
 //!
 //! What it reports: the sender's CPU per packet (the floor an edge cannot beat with the
 //! same system calls; on loopback it includes the receive path, which the kernel
@@ -13,17 +15,17 @@
 //! arrived (sequence gaps, socket-buffer drops). What it does not: RTSP, or pacing
 //! finer than one burst per frame.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use mediagate_udp::{BatchSender, GsoMode, KERNEL_MAX_BATCH};
 use serde_json::json;
 
 use crate::procfs::Process;
-use crate::sys::{self, MmsgSender, OutMsg};
+use crate::sys;
 use crate::track_stats::Codec;
 use crate::udp_rx::DrainReport;
 use crate::viewer_udp::{Receivers, ViewerPorts};
@@ -131,21 +133,30 @@ struct SendFigures {
     gso_used: bool,
 }
 
+/// How long the sender waits when its socket buffer is full (never seen on loopback,
+/// where the kernel frees a datagram's send-buffer charge as soon as it is delivered).
+const WOULD_BLOCK_PAUSE: Duration = Duration::from_micros(100);
+
 fn sender(
-    dests: Vec<SocketAddrV4>,
+    dests: Vec<SocketAddr>,
     args: FloorArgs,
     start: Instant,
     end: Instant,
 ) -> anyhow::Result<SendFigures> {
     let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).context("sender socket")?;
-    let fd = sock.as_raw_fd();
-    let mut gso = args.gso && sys::gso_supported(fd);
+    let mode = if args.gso {
+        GsoMode::Auto
+    } else {
+        GsoMode::Off
+    };
+    // As many messages per call as the kernel takes: the floor is the cheapest way to
+    // send, so it does not leave system calls on the table.
+    let mut out = BatchSender::new(mode).with_max_batch(KERNEL_MAX_BATCH);
     let cpu0 = sys::thread_cpu_time();
     let frame_len = Duration::from_secs(1) / args.fps;
     let per_frame_max = packets_in_frame(0, args.pps, args.fps) + 1;
     let mut buf = vec![0u8; dests.len() * per_frame_max * args.size];
     let mut seqs = vec![0u16; dests.len()];
-    let mut mm = MmsgSender::default();
     let mut f = SendFigures::default();
     let mut frame = 0u64;
     loop {
@@ -174,55 +185,25 @@ fn sender(
                 seqs[v] = seqs[v].wrapping_add(1);
             }
         }
+        // Each viewer its own numbered packets: one GSO message per viewer and frame,
+        // or one message per datagram without GSO (or once the kernel refused it).
         let slices: Vec<&[u8]> = buf[..used].chunks_exact(args.size).collect();
-        let mut done_viewers = 0;
-        while done_viewers < dests.len() {
-            let msgs: Vec<OutMsg<'_>> = if gso {
-                (done_viewers..dests.len())
-                    .map(|v| OutMsg {
-                        dest: dests[v],
-                        payloads: &slices[v * k..(v + 1) * k],
-                        segment: u16::try_from(args.size).ok(),
-                    })
-                    .collect()
-            } else {
-                (done_viewers * k..dests.len() * k)
-                    .map(|i| OutMsg {
-                        dest: dests[i / k.max(1)],
-                        payloads: &slices[i..i + 1],
-                        segment: None,
-                    })
-                    .collect()
-            };
-            let mut at = 0;
-            let mut failed = false;
-            while at < msgs.len() {
-                let chunk = &msgs[at..msgs.len().min(at + 1024)];
-                match mm.send(fd, chunk) {
-                    Ok(n) => {
-                        f.syscalls += 1;
-                        at += n.max(1).min(chunk.len());
-                    }
-                    Err(e) if gso && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
-                        gso = false;
-                        failed = true;
-                        break;
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                    Err(e) => return Err(e).context("sendmmsg"),
-                }
-            }
-            let viewers_sent = if gso || failed { at } else { at / k.max(1) };
-            done_viewers += viewers_sent;
-            f.packets += (viewers_sent * k) as u64;
-            if !failed {
-                break;
+        let items: Vec<(SocketAddr, &[&[u8]])> =
+            dests.iter().copied().zip(slices.chunks_exact(k)).collect();
+        let mut at = (0, 0);
+        while at.0 < items.len() {
+            let (report, next) = out.send_each_run(&sock, &items, at).context("sendmmsg")?;
+            f.syscalls += report.syscalls as u64;
+            f.packets += report.datagrams as u64;
+            at = next;
+            if report.would_block {
+                std::thread::sleep(WOULD_BLOCK_PAUSE);
             }
         }
         frame += 1;
     }
     f.cpu = sys::thread_cpu_time().saturating_sub(cpu0);
-    f.gso_used = gso;
+    f.gso_used = out.gso_enabled();
     Ok(f)
 }
 
@@ -230,7 +211,7 @@ fn sender(
 /// otherwise.
 pub fn run(args: FloorArgs) -> anyhow::Result<u8> {
     args.validate()?;
-    let nofile = sys::raise_nofile_limit().unwrap_or(1024);
+    let nofile = mediagate_udp::raise_nofile_limit().unwrap_or(1024);
     let needed = (args.viewers * 2 + 64) as u64;
     if nofile < needed {
         bail!("{needed} open files needed, the limit is {nofile}; raise it with `ulimit -n`");
@@ -243,13 +224,10 @@ pub fn run(args: FloorArgs) -> anyhow::Result<u8> {
     )
     .context("cannot bind the viewers' UDP ports")?;
     let all_ports = ports.all_ports()?;
-    let dests: Vec<SocketAddrV4> = ports
+    let dests: Vec<SocketAddr> = ports
         .rtp_addrs()?
         .into_iter()
-        .filter_map(|v| match v.first() {
-            Some(SocketAddr::V4(a)) => Some(*a),
-            _ => None,
-        })
+        .filter_map(|v| v.first().copied())
         .collect();
     let start = Instant::now() + Duration::from_millis(100);
     let end = start + Duration::from_secs_f64(args.seconds);
@@ -416,20 +394,60 @@ mod tests {
         assert!(!h264::is_keyframe_start(p.payload()));
     }
 
-    #[test]
-    fn a_small_floor_run_delivers_everything() {
-        let args = FloorArgs {
+    /// 20 viewers, 2 packets of 200 bytes per frame, 15 frames.
+    fn small_run(gso: bool) -> FloorArgs {
+        FloorArgs {
             viewers: 20,
             pps: 60,
             fps: 30,
             size: 200,
             seconds: 0.5,
-            gso: true,
+            gso,
             rx_threads: 1,
             rcvbuf: 1 << 20,
             rx_coalesce_us: 0,
             json: true,
-        };
-        assert_eq!(run(args).unwrap(), 0);
+        }
+    }
+
+    /// Runs the sender alone for 15 frames of 2 packets to 20 bound sockets.
+    fn send_fifteen_frames(gso: bool) -> (SendFigures, Vec<UdpSocket>) {
+        let rx: Vec<UdpSocket> = (0..20)
+            .map(|_| UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap())
+            .collect();
+        let dests = rx.iter().map(|s| s.local_addr().unwrap()).collect();
+        let args = small_run(gso);
+        let start = Instant::now();
+        // Frames are due every 1/30 s from `start`; the 16th would be due at `end`.
+        let end = start + Duration::from_millis(500);
+        (sender(dests, args, start, end).unwrap(), rx)
+    }
+
+    #[test]
+    fn the_sender_sends_each_viewer_its_numbered_packets_in_one_call_per_frame() {
+        for gso in [false, true] {
+            let (f, rx) = send_fifteen_frames(gso);
+            let gso_here = BatchSender::new(GsoMode::Auto).gso_enabled();
+            assert_eq!(
+                (f.packets, f.syscalls, f.gso_used),
+                (600, 15, gso && gso_here),
+                "gso {gso}"
+            );
+            for s in &rx {
+                s.set_nonblocking(true).unwrap();
+                let mut buf = [0u8; 300];
+                let mut seqs = Vec::new();
+                while let Ok(n) = s.recv(&mut buf) {
+                    assert_eq!(n, 200);
+                    seqs.push(u16::from_be_bytes([buf[2], buf[3]]));
+                }
+                assert_eq!(seqs, (0..30).collect::<Vec<u16>>(), "gso {gso}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_small_floor_run_delivers_everything() {
+        assert_eq!(run(small_run(true)).unwrap(), 0);
     }
 }

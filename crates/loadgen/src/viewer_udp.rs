@@ -9,13 +9,11 @@
 use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::sys;
 use crate::track_stats::{Codec, TrackStats};
 use crate::udp_rx::{DrainReport, SocketSet};
 
@@ -46,7 +44,7 @@ impl PortPair {
                     .map(|rtp| (rtp, first))
             };
             if let Some((rtp, rtcp)) = pair {
-                sys::set_recv_buffer(rtp.as_raw_fd(), rcvbuf)?;
+                mediagate_udp::set_recv_buffer(&rtp, rcvbuf)?;
                 return Ok(PortPair { rtp, rtcp });
             }
         }

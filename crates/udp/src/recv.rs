@@ -3,7 +3,9 @@
 //! call per socket wake-up instead of one per datagram plus a final "nothing left".
 //!
 //! What it does: [`RecvBatch`] owns the buffers, reads without blocking and hands out
-//! each datagram with its source address and whether the kernel cut it to fit.
+//! each datagram with its source address and whether the kernel cut it to fit. A
+//! receiver that knows who sends (a load generator's viewer sockets) can skip the
+//! addresses: the kernel then copies one less thing per datagram.
 //! What it does not: own the socket or wait for readiness (see [`crate::Poller`]).
 #![allow(unsafe_code)]
 
@@ -21,6 +23,7 @@ pub struct RecvBatch {
     lens: Vec<usize>,
     cut: Vec<bool>,
     sources: Vec<Option<SocketAddr>>,
+    want_sources: bool,
     filled: usize,
 }
 
@@ -84,8 +87,16 @@ impl RecvBatch {
             lens: vec![0; slots],
             cut: vec![false; slots],
             sources: vec![None; slots],
+            want_sources: true,
             filled: 0,
         }
+    }
+
+    /// Stops asking the kernel for source addresses. [`datagram`](Self::datagram) then
+    /// has none to give and returns `None`; read with [`payload`](Self::payload).
+    pub fn without_sources(mut self) -> Self {
+        self.want_sources = false;
+        self
     }
 
     /// Reads what is queued on `socket` without blocking, up to the batch size; returns
@@ -103,17 +114,19 @@ impl RecvBatch {
         for (iov, addr) in self.iovs.iter_mut().zip(self.addrs.iter_mut()) {
             // SAFETY: mmsghdr is plain old data; all-zero is a valid empty header.
             let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            h.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
-            h.msg_hdr.msg_namelen =
-                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            if self.want_sources {
+                h.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
+                h.msg_hdr.msg_namelen =
+                    std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            }
             h.msg_hdr.msg_iov = iov;
             h.msg_hdr.msg_iovlen = 1;
             self.hdrs.push(h);
         }
         let vlen = libc::c_uint::try_from(self.hdrs.len()).unwrap_or(0);
-        // SAFETY: every header points at one iovec (into `self.data`) and one
-        // sockaddr_storage (in `self.addrs`); none of the vectors is touched or resized
-        // until the call returns.
+        // SAFETY: every header points at one iovec (into `self.data`) and, unless sources
+        // are off (null name, length 0), one sockaddr_storage (in `self.addrs`); none of
+        // the vectors is touched or resized until the call returns.
         let n = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
@@ -137,7 +150,11 @@ impl RecvBatch {
             };
             let len = usize::try_from(h.msg_len).unwrap_or(0).min(self.slot_size);
             let cut = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            let source = decode_addr(addr);
+            let source = if self.want_sources {
+                decode_addr(addr)
+            } else {
+                None
+            };
             if let (Some(l), Some(c), Some(s)) = (
                 self.lens.get_mut(i),
                 self.cut.get_mut(i),
@@ -155,13 +172,20 @@ impl RecvBatch {
     /// Datagram `i` of the last [`recv`](Self::recv): its bytes, its source, and
     /// whether the kernel cut it to fit the slot.
     pub fn datagram(&self, i: usize) -> Option<(&[u8], SocketAddr, bool)> {
+        let (bytes, cut) = self.payload(i)?;
+        Some((bytes, (*self.sources.get(i)?)?, cut))
+    }
+
+    /// Datagram `i` of the last [`recv`](Self::recv) without its source: its bytes and
+    /// whether the kernel cut it to fit the slot.
+    pub fn payload(&self, i: usize) -> Option<(&[u8], bool)> {
         if i >= self.filled {
             return None;
         }
         let start = i.checked_mul(self.slot_size)?;
         let len = *self.lens.get(i)?;
         let bytes = self.data.get(start..start.checked_add(len)?)?;
-        Some((bytes, (*self.sources.get(i)?)?, *self.cut.get(i)?))
+        Some((bytes, *self.cut.get(i)?))
     }
 }
 
@@ -190,6 +214,22 @@ mod tests {
         let (bytes, _, cut) = batch.datagram(5).unwrap();
         assert_eq!((bytes.len(), cut), (64, true));
         assert_eq!(batch.datagram(6), None);
+        assert_eq!(batch.payload(3), Some((&[3u8; 10][..], false)));
+    }
+
+    #[test]
+    fn without_sources_the_payloads_still_arrive() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut batch = RecvBatch::new(4, 8).without_sources();
+        tx.send_to(b"abc", rx.local_addr().unwrap()).unwrap();
+        tx.send_to(&[5; 20], rx.local_addr().unwrap()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(batch.recv(&rx).unwrap(), 2);
+        assert_eq!(batch.payload(0), Some((&b"abc"[..], false)));
+        assert_eq!(batch.payload(1), Some((&[5u8; 8][..], true)));
+        assert_eq!(batch.payload(2), None);
+        assert_eq!(batch.datagram(0), None, "no source was asked for");
     }
 
     #[test]

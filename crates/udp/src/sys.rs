@@ -7,8 +7,11 @@
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
-/// Messages per `sendmmsg` call (the kernel caps `vlen` at `UIO_MAXIOV` = 1024).
+/// Messages per `sendmmsg` call unless the caller asks for another batch size.
 pub const MAX_BATCH: usize = 512;
+/// The most messages one `sendmmsg` call takes (the kernel caps `vlen` at
+/// `UIO_MAXIOV`).
+pub const KERNEL_MAX_BATCH: usize = 1024;
 
 const SOL_UDP: libc::c_int = 17;
 const UDP_SEGMENT: libc::c_int = 103;
@@ -21,8 +24,8 @@ struct Msg {
     iov_start: usize,
     iov_len: usize,
     segment: Option<u16>,
-    /// Index just past the last packet this message carries.
-    end: usize,
+    /// Where the caller stands once this message is sent: its resume point.
+    after: (usize, usize),
 }
 
 #[derive(Default)]
@@ -51,20 +54,25 @@ impl Scratch {
         self.msgs.len()
     }
 
-    /// (end, datagram count, used GSO) of message `i`.
-    pub fn meta(&self, i: usize) -> (usize, usize, bool) {
+    pub fn is_empty(&self) -> bool {
+        self.msgs.is_empty()
+    }
+
+    /// (resume point after it, datagram count, used GSO) of message `i`.
+    pub fn meta(&self, i: usize) -> ((usize, usize), usize, bool) {
         let m = &self.msgs[i];
-        (m.end, m.iov_len, m.segment.is_some())
+        (m.after, m.iov_len, m.segment.is_some())
     }
 
     /// Queues one message: `payloads` sent back to back to `dest`, cut into datagrams of
-    /// `segment` bytes by the kernel when `segment` is set.
+    /// `segment` bytes by the kernel when `segment` is set. `after` is the caller's
+    /// position once this message is out, handed back by [`Self::meta`].
     pub fn push(
         &mut self,
         dest: SocketAddr,
         payloads: &[&[u8]],
         segment: Option<usize>,
-        end: usize,
+        after: (usize, usize),
     ) {
         // Consecutive messages to one viewer share its address entry.
         let addr = match self.msgs.last() {
@@ -87,7 +95,7 @@ impl Scratch {
             iov_start,
             iov_len: payloads.len(),
             segment: segment.and_then(|s| u16::try_from(s).ok()),
-            end,
+            after,
         });
     }
 

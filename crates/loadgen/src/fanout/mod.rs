@@ -243,7 +243,7 @@ async fn run_async(
         );
     }
 
-    let nofile = sys::raise_nofile_limit().unwrap_or(1024);
+    let nofile = mediagate_udp::raise_nofile_limit().unwrap_or(1024);
     let per_viewer = 1 + if lower == Lower::Udp {
         2 * codecs.len()
     } else {

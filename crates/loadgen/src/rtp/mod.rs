@@ -344,7 +344,7 @@ pub fn run(args: RtpArgs) -> anyhow::Result<u8> {
     if args.size < pump::MIN_SIZE || args.size > 1400 {
         bail!("--size must be between {} and 1400 bytes", pump::MIN_SIZE);
     }
-    let _ = crate::sys::raise_nofile_limit();
+    let _ = mediagate_udp::raise_nofile_limit();
     let mut outcomes = Vec::new();
     for target in &args.targets {
         let outcome = measure(&args, target).with_context(|| format!("target {}", target.label))?;

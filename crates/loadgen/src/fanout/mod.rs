@@ -450,20 +450,7 @@ async fn run_async(
 }
 
 fn abandoned(id: usize, reason: String) -> ViewerOutcome {
-    let mut o = ViewerOutcome {
-        id,
-        failure: None,
-        setup: None,
-        play_sent: None,
-        playing_from: None,
-        playing_until: None,
-        expected_seqs: Vec::new(),
-        tcp_tracks: None,
-        keepalives: 0,
-        late_failures: 0,
-        teardown_ok: false,
-        stray_frames: 0,
-    };
+    let mut o = ViewerOutcome::new(id);
     o.failure = Some(Failure {
         stage: Stage::Streaming,
         reason,

@@ -102,7 +102,7 @@ pub struct ViewerOutcome {
 }
 
 impl ViewerOutcome {
-    fn new(id: usize) -> Self {
+    pub(crate) fn new(id: usize) -> Self {
         Self {
             id,
             failure: None,

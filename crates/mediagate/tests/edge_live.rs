@@ -31,8 +31,9 @@ fn ffmpeg_decodes_through_the_edge_without_gaps_over_tcp_udp_and_http_tunnel() {
         "{probe:?}"
     );
     for transport in [Transport::Tcp, Transport::Udp, Transport::HttpTunnel] {
-        let r = ffmpeg_gapless(&edge.url("/cam"), transport, 4.0);
-        // 15 fps and ~47 AAC frames/s for 4 s, with slack for start-up.
+        let r = ffmpeg_gapless(&edge.url("/cam"), transport, 6.0);
+        // 15 fps and ~47 AAC frames/s for 6 s; the slack covers ffmpeg's start-up (its
+        // audio may begin over a second after the video on a busy machine).
         assert!(r.video >= 45 && r.audio >= 140, "{transport:?}: {r:?}");
         assert!(
             r.gap_warnings.is_empty(),
@@ -54,7 +55,7 @@ fn rtspsrc_decodes_through_the_edge_over_tcp_udp_and_http_tunnel() {
     let edge = EdgeProc::start(&route(&origin, "/live"));
     for transport in [Transport::Tcp, Transport::Udp, Transport::HttpTunnel] {
         let r =
-            rtspsrc(&edge.url("/cam"), transport, Duration::from_secs(3)).expect("rtspsrc runs");
+            rtspsrc(&edge.url("/cam"), transport, Duration::from_secs(4)).expect("rtspsrc runs");
         assert!(r.errors.is_empty(), "{transport:?}: {:?}", r.errors);
         assert!(
             r.video_buffers >= 30 && r.audio_buffers >= 90,
@@ -76,7 +77,7 @@ fn twenty_concurrent_viewers_cost_the_origin_one_session() {
             } else {
                 Transport::Udp
             };
-            std::thread::spawn(move || ffmpeg_gapless(&url, t, 4.0))
+            std::thread::spawn(move || ffmpeg_gapless(&url, t, 6.0))
         })
         .collect();
     for (i, v) in viewers.into_iter().enumerate() {
@@ -482,7 +483,7 @@ fn a_route_can_read_the_origin_over_udp() {
         route(&origin, "/live")
     ));
     for transport in [Transport::Tcp, Transport::Udp] {
-        let r = ffmpeg_gapless(&edge.url("/cam"), transport, 4.0);
+        let r = ffmpeg_gapless(&edge.url("/cam"), transport, 6.0);
         assert!(r.video >= 45 && r.audio >= 140, "{transport:?}: {r:?}");
         assert!(
             r.gap_warnings.is_empty(),

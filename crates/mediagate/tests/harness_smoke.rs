@@ -16,7 +16,10 @@ use mediagate_testkit::{
 
 /// Seconds each live read lasts: long enough for a keyframe (one per second) and then
 /// a dozen frames.
-const READ_SECONDS: f64 = 2.0;
+// Long enough that ffmpeg's start-up (over UDP it may spend over a second syncing the
+// streams when the machine is busy) leaves plenty of decoded frames; the thresholds
+// below stay the same. 2 s once gave 36 audio frames under a loaded CI run.
+const READ_SECONDS: f64 = 4.0;
 
 #[test]
 fn ffprobe_sees_h264_video_and_aac_audio() {

@@ -82,7 +82,10 @@ pub struct ConnOut {
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
+    /// Wakes the writer.
     notify: Notify,
+    /// Wakes everyone waiting in [`ConnOut::closed`].
+    closed: Notify,
     limits: Backlog,
 }
 
@@ -98,6 +101,7 @@ impl ConnOut {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 notify: Notify::new(),
+                closed: Notify::new(),
                 limits,
             }),
         }
@@ -168,6 +172,21 @@ impl ConnOut {
     pub fn close(&self) {
         self.state().closed = true;
         self.shared.notify.notify_one();
+        self.shared.closed.notify_waiters();
+    }
+
+    /// Resolves once the connection is closed (by either side or by a hub giving up).
+    pub async fn closed(&self) {
+        loop {
+            let wait = self.shared.closed.notified();
+            tokio::pin!(wait);
+            // Registered before the check, so a close in between is not missed.
+            wait.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            wait.await;
+        }
     }
 
     pub fn is_closed(&self) -> bool {
@@ -407,6 +426,24 @@ mod tests {
         assert_eq!(coalesced, 3);
         assert_eq!(bytes, same);
         assert_eq!(same, b"R$\x00\x00\x01a$\x00\x00\x01b$\x00\x00\x01c");
+    }
+
+    #[tokio::test]
+    async fn closed_resolves_when_closed_and_not_before() {
+        let out = ConnOut::new(Backlog::default());
+        let waiter = out.clone();
+        let w = tokio::spawn(async move { waiter.closed().await });
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        assert!(!w.is_finished(), "resolved while open");
+        out.close();
+        tokio::time::timeout(std::time::Duration::from_secs(2), w)
+            .await
+            .expect("closed() must resolve after close()")
+            .unwrap();
+        // Already closed: resolves at once.
+        tokio::time::timeout(std::time::Duration::from_millis(100), out.closed())
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

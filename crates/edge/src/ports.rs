@@ -90,35 +90,36 @@ fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 mod tests {
     use super::*;
 
+    /// An even port whose pair (and the next pair) are free right now. Each call
+    /// searches from a different start, so tests running in parallel never pick the
+    /// same ports.
+    fn free_base() -> u16 {
+        static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(20_000);
+        loop {
+            let p = NEXT.fetch_add(4, std::sync::atomic::Ordering::Relaxed);
+            assert!(p < 60_000, "no free port range");
+            if (p..p + 4).all(|q| std::net::UdpSocket::bind(("127.0.0.1", q)).is_ok()) {
+                return p;
+            }
+        }
+    }
+
     #[tokio::test]
     async fn pairs_are_even_odd_and_skip_busy_ports() {
-        // Find a free even/odd pair region by asking the kernel, then occupy its start.
-        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let base = probe.local_addr().unwrap().port() & !1;
-        drop(probe);
-        let base = base.clamp(20_000, 60_000) & !1;
-        let busy = std::net::UdpSocket::bind(("127.0.0.1", base));
-        let alloc = PortAllocator::new("127.0.0.1".parse().unwrap(), base, base + 5);
-        let a = alloc.bind_pair().await.unwrap();
-        let pa = a.rtp_port();
-        assert_eq!(pa % 2, 0);
-        assert_eq!(a.rtcp.local_addr().unwrap().port(), pa + 1);
-        if busy.is_ok() {
-            assert_ne!(pa, base, "a busy port must be skipped");
-        }
-        let b = alloc.bind_pair().await.unwrap();
-        assert_ne!(b.rtp_port(), pa);
+        let base = free_base();
+        let _busy = std::net::UdpSocket::bind(("127.0.0.1", base)).expect("occupy the first pair");
+        let alloc = PortAllocator::new("127.0.0.1".parse().unwrap(), base, base + 3);
+        let a = alloc.bind_pair().await.expect("the second pair is free");
+        assert_eq!(a.rtp_port(), base + 2, "the busy pair must be skipped");
+        assert_eq!(a.rtcp.local_addr().unwrap().port(), base + 3);
     }
 
     #[tokio::test]
     async fn exhaustion_is_an_error_not_a_hang() {
-        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let base = (probe.local_addr().unwrap().port() & !1).clamp(20_000, 60_000);
-        drop(probe);
+        let base = free_base();
         let alloc = PortAllocator::new("127.0.0.1".parse().unwrap(), base, base + 1);
-        let first = alloc.bind_pair().await;
-        if let Ok(_held) = first {
-            assert!(alloc.bind_pair().await.is_err());
-        }
+        let _held = alloc.bind_pair().await.expect("one free pair");
+        let err = alloc.bind_pair().await.expect_err("the only pair is taken");
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
     }
 }

@@ -140,25 +140,7 @@ impl RtspClient {
     pub async fn send(&mut self, mut req: Request) -> Result<Response, ClientError> {
         let mut answered_challenge = false;
         loop {
-            self.cseq = self.cseq.wrapping_add(1);
-            req.set_cseq(self.cseq);
-            if let Some(s) = &self.session {
-                req.headers.set("Session", s.clone());
-            }
-            if !req.headers.contains("Via") {
-                req.headers.append("Via", self.via.clone());
-            }
-            if let Some(auth) = &mut self.auth {
-                let cnonce = ids::random_hex(8);
-                match auth.authorization(req.method.as_str(), &req.uri, &cnonce) {
-                    Ok(Some(v)) => req.headers.set("Authorization", v),
-                    Ok(None) => {}
-                    Err(e) => return Err(ClientError::Auth(e.to_string())),
-                }
-            }
-            let mut out = Vec::with_capacity(req.size_hint());
-            req.write_to(&mut out);
-            self.stream.write_all(&out).await?;
+            self.write_request(&mut req).await?;
             let resp = self.read_response(self.cseq).await?;
             if resp.status == StatusCode::UNAUTHORIZED && !answered_challenge {
                 if let Some(auth) = &mut self.auth {
@@ -198,15 +180,26 @@ impl RtspClient {
     /// Writes a request without waiting for its response (keep-alives while
     /// streaming; the response is skipped by [`Self::next_frame`]).
     pub async fn send_no_wait(&mut self, mut req: Request) -> Result<(), ClientError> {
+        self.write_request(&mut req).await
+    }
+
+    /// Numbers the request and adds what every request to the origin carries (Session,
+    /// our Via, Authorization once challenged), then writes it.
+    async fn write_request(&mut self, req: &mut Request) -> Result<(), ClientError> {
         self.cseq = self.cseq.wrapping_add(1);
         req.set_cseq(self.cseq);
         if let Some(s) = &self.session {
             req.headers.set("Session", s.clone());
         }
+        if !req.headers.contains("Via") {
+            req.headers.append("Via", self.via.clone());
+        }
         if let Some(auth) = &mut self.auth {
             let cnonce = ids::random_hex(8);
-            if let Ok(Some(v)) = auth.authorization(req.method.as_str(), &req.uri, &cnonce) {
-                req.headers.set("Authorization", v);
+            match auth.authorization(req.method.as_str(), &req.uri, &cnonce) {
+                Ok(Some(v)) => req.headers.set("Authorization", v),
+                Ok(None) => {}
+                Err(e) => return Err(ClientError::Auth(e.to_string())),
             }
         }
         let mut out = Vec::with_capacity(req.size_hint());

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use mediagate_config::{ClientAcl, EdgeConfig};
-use mediagate_rtsp::parse::{parse_head, Head, Limits, Parsed};
+use mediagate_rtsp::parse::{parse_head, Decoder, Head, Limits, Parsed};
 use mediagate_rtsp::tunnel::{self, PostBodyDecoder, TunnelChannel};
 use mediagate_rtsp::Method;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
@@ -23,7 +23,7 @@ use crate::conn_out::{Backlog, ConnOut};
 use crate::hub_task::{HubSettings, Hubs};
 use crate::ports::PortAllocator;
 use crate::routing::Router;
-use crate::viewer::{forbidden_bytes, new_decoder, ViewerConn, ViewerContext};
+use crate::viewer::{forbidden_bytes, ViewerConn, ViewerContext};
 
 /// A running edge: its shared state, for tests and the admin API.
 #[derive(Clone)]
@@ -139,7 +139,7 @@ impl Edge {
             None
         };
         let (mut rd, wr) = stream.into_split();
-        let mut decoder = new_decoder();
+        let mut decoder = Decoder::default();
         // Peek at the first message head: an HTTP GET/POST with a session cookie is a
         // tunnel, anything else is plain RTSP (the decoder keeps the bytes either way).
         let first = tokio::time::timeout(FIRST_MESSAGE_WAIT, async {
@@ -206,7 +206,7 @@ impl Edge {
                 let _head = body.split_to(head_len);
                 let reader = Base64Reader::new(rd, body);
                 let mut conn = ViewerConn::new(self.ctx.clone(), get.out, peer, get.local, None);
-                conn.run(reader, new_decoder()).await;
+                conn.run(reader, Decoder::default()).await;
             }
         }
     }
@@ -218,19 +218,18 @@ impl Edge {
     /// Keeps a tunnel's GET side until the client closes it, the session ends, or no
     /// POST arrived in time. The client sends nothing on the GET after its head.
     async fn watch_tunnel_get(&self, rd: &mut OwnedReadHalf, out: &ConnOut, cookie: &str) {
-        let started = tokio::time::Instant::now();
+        let pairing_deadline = tokio::time::Instant::now() + FIRST_MESSAGE_WAIT;
+        let mut pairing_checked = false;
         let mut sink = [0u8; 512];
         loop {
             tokio::select! {
                 r = rd.read(&mut sink) => if matches!(r, Ok(0) | Err(_)) { return },
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                    if out.is_closed() {
-                        return;
+                _ = out.closed() => return,
+                _ = tokio::time::sleep_until(pairing_deadline), if !pairing_checked => {
+                    if self.tunnels().contains_key(cookie) {
+                        return; // no POST came
                     }
-                    let unpaired = self.tunnels().contains_key(cookie);
-                    if unpaired && started.elapsed() > FIRST_MESSAGE_WAIT {
-                        return;
-                    }
+                    pairing_checked = true;
                 }
             }
         }

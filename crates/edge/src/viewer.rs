@@ -22,7 +22,7 @@ use mediagate_rtsp::headers::{
     ChannelRange, Delivery, LowerTransport, PortRange, RtpInfo, RtpProfile, Transport,
     TransportProtocol, TransportSpec,
 };
-use mediagate_rtsp::parse::{Decoder, Limits};
+use mediagate_rtsp::parse::Decoder;
 use mediagate_rtsp::{Item, Method, Request, Response, StatusCode, TypedHeader, Version};
 use mediagate_sdp::SessionDescription;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -194,17 +194,11 @@ impl ViewerConn {
                         return;
                     }
                 }
-                _ = self.closed() => {
+                _ = self.out.closed() => {
                     self.close();
                     return;
                 }
             }
-        }
-    }
-
-    async fn closed(&self) {
-        while !self.out.is_closed() {
-            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
@@ -577,6 +571,7 @@ impl ViewerConn {
             )
             .into();
         };
+        let session_header = self.session_header(&id);
         let Some(s) = self.sessions.get_mut(&id) else {
             return error(StatusCode::SESSION_NOT_FOUND, "no such session").into();
         };
@@ -588,7 +583,6 @@ impl ViewerConn {
             )
             .into();
         }
-        let session_header = format!("{id};timeout={}", self.ctx.session_timeout.as_secs().max(1));
         if let Some(vod) = &s.vod {
             let origin = match vod.play(req.headers.clone()).await {
                 Ok(r) => r,
@@ -774,11 +768,4 @@ pub fn forbidden_bytes() -> Bytes {
         "your address is not allowed to use this edge",
     )
     .to_bytes()
-}
-
-/// Reads the first request of a connection and hands it to a [`ViewerConn`]; used by
-/// the accept loop. The decoder is created here so a tunnel GET/POST can be detected
-/// on the first message.
-pub fn new_decoder() -> Decoder {
-    Decoder::new(Limits::default())
 }

@@ -51,16 +51,8 @@ pub struct FloorArgs {
     /// Send each viewer's frame as one UDP GSO message (falls back if refused).
     #[arg(long)]
     pub gso: bool,
-    /// UDP receiver threads.
-    #[arg(long, default_value_t = 2)]
-    pub rx_threads: usize,
-    /// Receive buffer per socket, in bytes.
-    #[arg(long, default_value_t = 2 * 1024 * 1024)]
-    pub rcvbuf: usize,
-    /// Receiver pause after each busy wake-up, in microseconds (batches more
-    /// datagrams per recvmmsg; 0 reads as soon as anything arrives).
-    #[arg(long, default_value_t = 1000)]
-    pub rx_coalesce_us: u64,
+    #[command(flatten)]
+    pub rx: crate::udp_rx::RxArgs,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -220,7 +212,7 @@ pub fn run(args: FloorArgs) -> anyhow::Result<u8> {
         IpAddr::V4(Ipv4Addr::LOCALHOST),
         args.viewers,
         1,
-        args.rcvbuf,
+        args.rx.rcvbuf,
     )
     .context("cannot bind the viewers' UDP ports")?;
     let all_ports = ports.all_ports()?;
@@ -235,8 +227,8 @@ pub fn run(args: FloorArgs) -> anyhow::Result<u8> {
     let rx = Receivers::spawn(
         ports,
         &[Codec::H264],
-        args.rx_threads,
-        Duration::from_micros(args.rx_coalesce_us),
+        args.rx.rx_threads,
+        Duration::from_micros(args.rx.rx_coalesce_us),
         end + Duration::from_secs(5),
         counter,
     )?;
@@ -403,9 +395,11 @@ mod tests {
             size: 200,
             seconds: 0.5,
             gso,
-            rx_threads: 1,
-            rcvbuf: 1 << 20,
-            rx_coalesce_us: 0,
+            rx: crate::udp_rx::RxArgs {
+                rx_threads: 1,
+                rcvbuf: 1 << 20,
+                rx_coalesce_us: 0,
+            },
             json: true,
         }
     }

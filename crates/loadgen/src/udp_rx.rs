@@ -232,3 +232,20 @@ mod tests {
         assert_eq!(r.datagrams, 0);
     }
 }
+
+/// How the UDP receive side runs (shared by `fanout` and `floor`, so both measure
+/// with the same receiver).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RxArgs {
+    /// UDP receiver threads.
+    #[arg(long, default_value_t = 2)]
+    pub rx_threads: usize,
+    /// Receive buffer per socket, in bytes.
+    #[arg(long, default_value_t = 2 * 1024 * 1024)]
+    pub rcvbuf: usize,
+    /// Receiver pause after each busy wake-up, in microseconds: batches more datagrams
+    /// per recvmmsg at the price of up to this much delay on arrival times (and so on
+    /// time to first keyframe); 0 reads as soon as anything arrives.
+    #[arg(long, default_value_t = 1000)]
+    pub rx_coalesce_us: u64,
+}

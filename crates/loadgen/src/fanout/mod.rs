@@ -93,17 +93,8 @@ pub struct FanoutArgs {
     /// Timeout of each RTSP request, in seconds.
     #[arg(long, default_value_t = 10.0)]
     pub request_timeout: f64,
-    /// UDP receiver threads.
-    #[arg(long, default_value_t = 2)]
-    pub rx_threads: usize,
-    /// Receive buffer per RTP socket, in bytes.
-    #[arg(long, default_value_t = 2 * 1024 * 1024)]
-    pub rcvbuf: usize,
-    /// UDP receiver pause after each busy wake-up, in microseconds: batches more
-    /// datagrams per recvmmsg at the price of up to this much delay on arrival times
-    /// (and so on time to first keyframe).
-    #[arg(long, default_value_t = 1000)]
-    pub rx_coalesce_us: u64,
+    #[command(flatten)]
+    pub rx: crate::udp_rx::RxArgs,
     /// No progress lines on stderr.
     #[arg(long)]
     pub quiet: bool,
@@ -271,15 +262,15 @@ async fn run_async(
     let hard_deadline = end + TEARDOWN_GRACE + Duration::from_secs(2);
     let udp_packets = Arc::new(AtomicU64::new(0));
     let (receivers, udp_ports, our_ports) = if lower == Lower::Udp {
-        let ports = ViewerPorts::bind(local.ip(), args.viewers, codecs.len(), args.rcvbuf)
+        let ports = ViewerPorts::bind(local.ip(), args.viewers, codecs.len(), args.rx.rcvbuf)
             .context("cannot bind UDP ports for the viewers")?;
         let rtp_ports = ports.rtp_ports()?;
         let all = ports.all_ports()?;
         let rx = Receivers::spawn(
             ports,
             &codecs,
-            args.rx_threads,
-            Duration::from_micros(args.rx_coalesce_us),
+            args.rx.rx_threads,
+            Duration::from_micros(args.rx.rx_coalesce_us),
             (end + Duration::from_secs(1)).into_std(),
             udp_packets.clone(),
         )
@@ -474,9 +465,11 @@ mod tests {
             all_viewers: false,
             max_setups: 64,
             request_timeout: 1.0,
-            rx_threads: 1,
-            rcvbuf: 1 << 16,
-            rx_coalesce_us: 0,
+            rx: crate::udp_rx::RxArgs {
+                rx_threads: 1,
+                rcvbuf: 1 << 16,
+                rx_coalesce_us: 0,
+            },
             quiet: true,
         }
     }

@@ -49,6 +49,7 @@ macro_rules! string_value_serde {
 
 mod accounting;
 mod bounded;
+mod bounded_duration;
 mod cidr;
 mod destination;
 mod duration;
@@ -71,6 +72,7 @@ pub use accounting::{
     redact_postgres_url, AccountingConfig, PostgresHost, PostgresUrl, POSTGRES_DEFAULT_PORT,
 };
 pub use bounded::Bounded;
+pub use bounded_duration::BoundedDuration;
 pub use cidr::Cidr;
 pub use destination::{DestinationRule, HostPattern};
 pub use duration::HumanDuration;
@@ -85,7 +87,11 @@ pub use load::{
 pub use located::Located;
 pub use net::{BindAddr, HostIp};
 pub use port_range::{PortPairRange, PortRange};
-pub use relay::{MediaAddress, RelayConfig};
+pub use relay::{
+    EndpointLearning, ForwardCoalesce, ForwardIo, ForwardThreads, LatchConfig, LearnPackets,
+    LearnWindow, MaxMediaPerCall, MaxSessions, MediaAddress, OfferTimeout, PortQuarantine,
+    RelatchMaxSeqGap, RelatchQuiet, RelayConfig,
+};
 pub use url::{AdvertisedPrefix, Host, HttpUrl, RtspUrl, UrlCredentials};
 pub use validate::validate;
 pub use value_error::InvalidValue;

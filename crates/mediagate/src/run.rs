@@ -62,18 +62,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 /// Starts the relay role (issue 4) and reports where it listens.
 async fn start_relay(config: &Config) -> anyhow::Result<Relay> {
-    let mut engine = EngineConfig::from_config(&config.relay, config.state_dir.get())
+    let engine = EngineConfig::from_config(&config.relay, config.state_dir.get())
         .with_accounting(&config.accounting);
-    // Tuning knobs that have no config key yet (the benchmark compares them).
-    if let Some(us) = env_number("MEDIAGATE_RELAY_COALESCE_US") {
-        engine.forward_coalesce = std::time::Duration::from_micros(us);
-    }
-    if let Some(n) = env_number("MEDIAGATE_RELAY_THREADS") {
-        engine.forward_threads = usize::try_from(n).unwrap_or(0);
-    }
     let relay = Relay::start(engine)
         .await
         .context("cannot start the relay")?;
+    let (threads, uring) = relay.forwarding_threads();
+    eprintln!(
+        "mediagate relay: forwarding on {threads} thread(s), {}",
+        match uring {
+            0 => "epoll".to_owned(),
+            n if n == threads => "io_uring".to_owned(),
+            n => format!("io_uring on {n}, epoll on the rest"),
+        }
+    );
     for addr in relay.ng_udp_addrs() {
         eprintln!("mediagate relay: listening for ng commands on UDP {addr}");
     }
@@ -81,10 +83,6 @@ async fn start_relay(config: &Config) -> anyhow::Result<Relay> {
         eprintln!("mediagate relay: listening for ng commands on TCP {addr}");
     }
     Ok(relay)
-}
-
-fn env_number(name: &str) -> Option<u64> {
-    std::env::var(name).ok()?.trim().parse().ok()
 }
 
 /// Graceful relay shutdown after the first SIGTERM/SIGINT: new calls are refused with

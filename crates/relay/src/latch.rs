@@ -8,10 +8,30 @@
 //! media into the call and receives ("bleeds") the phone's media (advisory ES2025-01,
 //! CVE-2017-14114). The policy here, per port and per component (RTP, RTCP):
 //!
-//! 1. **Expected sources latch at once.** A packet from the signalled endpoint (SDP
-//!    address and port, or `media address`), or from the same IP as the SDP address or
-//!    as the SIP message (`received-from`, the phone's NAT), is accepted and latched:
-//!    the source is *confirmed*.
+//! 1. **Expected sources latch at once.** Three kinds of expected source, by how firmly
+//!    they hold the latch:
+//!    - a packet from exactly the signalled endpoint (SDP address and port, or `media
+//!      address`) latches *firmly*;
+//!    - a packet from the IP the SIP message came from (`received-from`, the phone's
+//!      NAT), when the signalled endpoint is at another IP or unknown, latches firmly
+//!      whatever its port: this is the classic NAT case, where the SDP address is a
+//!      private one packets never come from and the NAT rewrites ports;
+//!    - a packet from the signalled endpoint's IP but another port latches
+//!      *provisionally*: it is forwarded at once (a NAT that keeps the address but
+//!      rewrites the port loses no packet), but a later packet from the exact signalled
+//!      endpoint takes the latch over (rule 4). Phones sharing an IP (one NAT, one host,
+//!      an SBC or PBX) would otherwise lock the right phone out with the first packet a
+//!      neighbour sends to this port. With `SIP source address` (`trust address`
+//!      off) the signalled endpoint is the `received-from` IP with the SDP port, so a
+//!      NAT'd phone falls in this kind: still latched at once.
+//!
+//!    What remains possible: before the right phone sends anything, a host sharing its
+//!    IP that sends to this port first is latched, so its packets are forwarded and the
+//!    other party's media is sent to it. That ends when the phone sends from its exact
+//!    signalled endpoint, so it lasts the whole call when the phone's port is rewritten
+//!    or when the SDP address is private (any host behind the same NAT that sends first
+//!    keeps the latch). This exposure is limited to hosts sharing the phone's IP; a host
+//!    anywhere else is a stranger (rules 2 and 3).
 //! 2. **Strangers are refused when the phone's public IP is known.** With
 //!    `received-from`, a packet from any other IP is dropped and counted, never
 //!    forwarded, however early it arrives.
@@ -21,26 +41,31 @@
 //!    [`LatchPolicy::learn_window`] after the signalling event that set this endpoint,
 //!    and only after [`LatchPolicy::learn_packets`] consecutive packets with one SSRC
 //!    and no other stranger in between. Nothing from a candidate is forwarded before it
-//!    is confirmed, and nothing is sent to it, so the exposure is zero packets. Two
+//!    is latched, and nothing is sent to it, so the exposure is zero packets. Two
 //!    competing strangers cancel each other (both dropped) until the next signalling
 //!    event: a denial of service for that leg, never a bleed.
-//! 4. **Once confirmed, only that source is accepted** (strict source), except that a
-//!    source confirmed by learning (rule 3) gives way to an expected one (rule 1), and
-//!    except for a
-//!    re-latch on evidence: a packet from a new address carrying the same SSRC as the
-//!    latched stream, with a sequence number at most [`LatchPolicy::relatch_max_seq_gap`]
-//!    ahead of the last one, after the latched source has been quiet for
-//!    [`LatchPolicy::relatch_quiet`] (mobile handover, NAT rebinding). The `media
-//!    handover` flag drops the quiet requirement. RTCP carries no sequence numbers and
-//!    never re-latches this way.
+//! 4. **Once latched, only that source is accepted** (strict source), except that
+//!    - a source latched by learning (rule 3) gives way to any expected source (rule 1);
+//!    - a provisional source (rule 1) gives way to the exact signalled endpoint, which
+//!      then holds firmly: from then on another port at the same IP is a stranger like
+//!      any other;
+//!    - a re-latch on evidence moves the latch: a packet from a new address carrying the
+//!      same SSRC as the latched stream, with a sequence number at most
+//!      [`LatchPolicy::relatch_max_seq_gap`] ahead of the last one, after the latched
+//!      source has been quiet for [`LatchPolicy::relatch_quiet`] (mobile handover, NAT
+//!      rebinding). The new address holds as firmly as the one it replaces: SSRC
+//!      continuity proves the same sender, not an expected one. The `media handover`
+//!      flag drops the quiet requirement. RTCP carries no sequence numbers and never
+//!      re-latches this way.
 //! 5. **A new signalling event with a different endpoint reopens learning** (re-INVITE
 //!    after a move); the same endpoint keeps the latch.
 //!
-//! Media for the party goes to the confirmed source, or before that to the signalled
-//! endpoint, never to an unconfirmed candidate. `endpoint-learning=immediate` restores
-//! the legacy first-packet latching, `off` disables learning (only the signalled
-//! endpoint is accepted), and `asymmetric` accepts any source and always sends to the
-//! signalled endpoint.
+//! Media for the party goes to the latched source (firm, provisional or learned), or
+//! before that to the signalled endpoint, never to an unlatched candidate.
+//! `endpoint-learning=immediate` restores the legacy first-packet latching (firm, from
+//! anywhere), `off` disables latching (media goes to the signalled endpoint; only the
+//! expected sources of rule 1 are accepted), and `asymmetric` accepts any source and
+//! always sends to the signalled endpoint.
 //!
 //! What it does not: count packets (the caller does, with the verdict) or parse them
 //! (the caller passes SSRC and sequence number when the packet is RTP).
@@ -102,7 +127,7 @@ pub enum Verdict {
     Latched,
     /// Drop: not from the latched or an expected source.
     Stranger,
-    /// Drop: a stranger being learned, not yet confirmed.
+    /// Drop: a stranger being learned, not yet latched.
     Learning,
 }
 
@@ -120,6 +145,38 @@ struct Candidate {
     packets: u32,
 }
 
+/// How firmly a latched source holds the latch, weakest first (module docs, rules 1
+/// and 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// Learned as a stranger (rule 3): any expected source takes over.
+    Learned,
+    /// The signalled endpoint's IP on another port: the exact endpoint takes over.
+    Provisional,
+    /// Only a re-latch on evidence moves it.
+    Firm,
+}
+
+/// How a source matches the signalling (rule 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Match {
+    /// The signalled endpoint, IP and port.
+    Exact,
+    /// The signalled endpoint's IP, another port.
+    EndpointIp,
+    /// The `received-from` IP, the signalled endpoint being elsewhere or unknown.
+    ReceivedFrom,
+}
+
+impl Match {
+    fn hold(self) -> Hold {
+        match self {
+            Self::Exact | Self::ReceivedFrom => Hold::Firm,
+            Self::EndpointIp => Hold::Provisional,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Learning {
@@ -130,9 +187,7 @@ enum State {
         addr: SocketAddr,
         last: Option<RtpEvidence>,
         last_at: Instant,
-        /// Confirmed by stranger learning rather than by matching signalling, so an
-        /// expected source still takes over.
-        learned: bool,
+        hold: Hold,
     },
 }
 
@@ -200,7 +255,7 @@ impl Latch {
         }
     }
 
-    /// The confirmed source, if any.
+    /// The latched source, if any: firm, provisional or learned (module docs, rule 1).
     pub fn confirmed(&self) -> Option<SocketAddr> {
         match self.state {
             State::Confirmed { addr, .. } => Some(addr),
@@ -208,8 +263,8 @@ impl Latch {
         }
     }
 
-    /// Where media for this party goes: the confirmed source, else the signalled
-    /// endpoint (never an unconfirmed candidate).
+    /// Where media for this party goes: the latched source, else the signalled
+    /// endpoint (never an unlatched candidate).
     pub fn destination(&self) -> Option<SocketAddr> {
         if self.asymmetric {
             return self.expect.endpoint;
@@ -217,26 +272,29 @@ impl Latch {
         self.confirmed().or(self.expect.endpoint)
     }
 
-    fn is_expected(&self, src: SocketAddr) -> bool {
-        if self.expect.endpoint == Some(src) {
-            return true;
-        }
+    /// How `src` matches the signalling, if it is an expected source at all.
+    fn expected(&self, src: SocketAddr) -> Option<Match> {
         let ip = src.ip();
-        self.expect.endpoint.is_some_and(|e| e.ip() == ip) || self.expect.source_ip == Some(ip)
+        match self.expect.endpoint {
+            Some(e) if e == src => Some(Match::Exact),
+            Some(e) if e.ip() == ip => Some(Match::EndpointIp),
+            _ if self.expect.source_ip == Some(ip) => Some(Match::ReceivedFrom),
+            _ => None,
+        }
     }
 
-    fn confirm(
+    fn latch(
         &mut self,
         src: SocketAddr,
         rtp: Option<RtpEvidence>,
         now: Instant,
-        learned: bool,
+        hold: Hold,
     ) -> Verdict {
         self.state = State::Confirmed {
             addr: src,
             last: rtp,
             last_at: now,
-            learned,
+            hold,
         };
         Verdict::Latched
     }
@@ -248,7 +306,7 @@ impl Latch {
         }
         match self.mode {
             Learning::Off => {
-                return if self.is_expected(src) {
+                return if self.expected(src).is_some() {
                     Verdict::Accept
                 } else {
                     Verdict::Stranger
@@ -256,7 +314,7 @@ impl Latch {
             }
             Learning::Immediate => {
                 if let State::Learning { .. } = self.state {
-                    return self.confirm(src, rtp, now, false);
+                    return self.latch(src, rtp, now, Hold::Firm);
                 }
             }
             Learning::Heuristic => {}
@@ -266,19 +324,24 @@ impl Latch {
                 addr,
                 last,
                 last_at,
-                learned,
+                hold,
             } => {
                 if addr == src {
                     self.state = State::Confirmed {
                         addr,
                         last: rtp.or(last),
                         last_at: now,
-                        learned,
+                        hold,
                     };
                     return Verdict::Accept;
                 }
-                if learned && self.is_expected(src) {
-                    return self.confirm(src, rtp, now, false);
+                let takeover = match (hold, self.expected(src)) {
+                    (Hold::Learned, Some(m)) => Some(m.hold()),
+                    (Hold::Provisional, Some(Match::Exact)) => Some(Hold::Firm),
+                    _ => None,
+                };
+                if let Some(new_hold) = takeover {
+                    return self.latch(src, rtp, now, new_hold);
                 }
                 let quiet = self.media_handover
                     || now.saturating_duration_since(last_at) >= self.policy.relatch_quiet;
@@ -290,7 +353,7 @@ impl Latch {
                     _ => false,
                 };
                 if quiet && evidence {
-                    return self.confirm(src, rtp, now, false);
+                    return self.latch(src, rtp, now, hold);
                 }
                 Verdict::Stranger
             }
@@ -298,8 +361,8 @@ impl Latch {
                 candidate,
                 contested,
             } => {
-                if self.is_expected(src) {
-                    return self.confirm(src, rtp, now, false);
+                if let Some(m) = self.expected(src) {
+                    return self.latch(src, rtp, now, m.hold());
                 }
                 let may_learn = self.expect.source_ip.is_none()
                     && !contested
@@ -319,14 +382,14 @@ impl Latch {
                             contested: false,
                         };
                         if self.policy.learn_packets <= 1 {
-                            return self.confirm(src, rtp, now, true);
+                            return self.latch(src, rtp, now, Hold::Learned);
                         }
                         Verdict::Learning
                     }
                     Some(c) if c.addr == src && c.ssrc == ssrc => {
                         let packets = c.packets.saturating_add(1);
                         if packets >= self.policy.learn_packets {
-                            return self.confirm(src, rtp, now, true);
+                            return self.latch(src, rtp, now, Hold::Learned);
                         }
                         self.state = State::Learning {
                             candidate: Some(Candidate { packets, ..c }),
@@ -350,6 +413,7 @@ impl Latch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
@@ -401,6 +465,202 @@ mod tests {
         let mut l = nat_latch(false, t);
         assert_eq!(l.check(addr(PHONE_SDP), None, t), Verdict::Latched);
         assert_eq!(l.check(addr("10.0.0.2:6002"), None, t), Verdict::Stranger);
+    }
+
+    /// Two phones behind one public IP with port-preserving NAT (or on one host, or
+    /// behind one SBC): phone A's leg is signalled at A's exact endpoint.
+    const SHARED_IP: &str = "192.0.2.40";
+    const PHONE_A: &str = "192.0.2.40:6000";
+    const PHONE_B: &str = "192.0.2.40:6002";
+
+    fn shared_ip_latch(received_from: bool, t: Instant) -> Latch {
+        Latch::new(
+            LatchPolicy::default(),
+            Learning::Heuristic,
+            Expectation {
+                endpoint: Some(addr(PHONE_A)),
+                source_ip: received_from.then(|| SHARED_IP.parse().unwrap()),
+            },
+            t,
+        )
+    }
+
+    #[test]
+    fn shared_ip_neighbour_first_then_the_phone_takes_over() {
+        for received_from in [false, true] {
+            let t = Instant::now();
+            let mut l = shared_ip_latch(received_from, t);
+            // B's packets reach A's port first: latched at once, provisionally.
+            assert_eq!(l.check(addr(PHONE_B), ev(0xB, 1), t), Verdict::Latched);
+            assert_eq!(l.destination(), Some(addr(PHONE_B)));
+            assert_eq!(l.check(addr(PHONE_B), ev(0xB, 2), t), Verdict::Accept);
+            // A third port at the shared IP does not take over a provisional latch.
+            assert_eq!(
+                l.check(addr("192.0.2.40:6004"), ev(0xC, 1), t),
+                Verdict::Stranger
+            );
+            // A speaks from its exact endpoint: it takes over at once.
+            let t1 = t + Duration::from_millis(20);
+            assert_eq!(l.check(addr(PHONE_A), ev(0xA, 500), t1), Verdict::Latched);
+            assert_eq!(l.confirmed(), Some(addr(PHONE_A)));
+            assert_eq!(l.destination(), Some(addr(PHONE_A)));
+            assert_eq!(l.check(addr(PHONE_A), ev(0xA, 501), t1), Verdict::Accept);
+            // B is refused from now on, even once A has been quiet (other SSRC).
+            assert_eq!(l.check(addr(PHONE_B), ev(0xB, 3), t1), Verdict::Stranger);
+            let later = t1 + Duration::from_secs(5);
+            assert_eq!(l.check(addr(PHONE_B), ev(0xB, 4), later), Verdict::Stranger);
+            assert_eq!(l.destination(), Some(addr(PHONE_A)));
+        }
+    }
+
+    #[test]
+    fn exact_latch_refuses_a_same_ip_neighbour() {
+        let t = Instant::now();
+        let mut l = shared_ip_latch(true, t);
+        assert_eq!(l.check(addr(PHONE_A), ev(0xA, 1), t), Verdict::Latched);
+        for (i, at) in [t, t + Duration::from_secs(3)].into_iter().enumerate() {
+            assert_eq!(
+                l.check(addr(PHONE_B), ev(0xB, 1), at),
+                Verdict::Stranger,
+                "neighbour, attempt {i}"
+            );
+            assert_eq!(
+                l.check(addr(PHONE_B), None, at),
+                Verdict::Stranger,
+                "neighbour without RTP evidence, attempt {i}"
+            );
+        }
+        assert_eq!(l.destination(), Some(addr(PHONE_A)));
+        assert_eq!(
+            l.check(addr(PHONE_A), ev(0xA, 2), t + Duration::from_secs(3)),
+            Verdict::Accept
+        );
+    }
+
+    #[test]
+    fn exact_latch_still_relatches_on_evidence_at_the_same_ip() {
+        let t = Instant::now();
+        let mut l = shared_ip_latch(false, t);
+        assert_eq!(l.check(addr(PHONE_A), ev(0xA, 10), t), Verdict::Latched);
+        // The NAT rebinds A to another port: same SSRC, near sequence, after quiet.
+        let rebound = addr("192.0.2.40:6100");
+        assert_eq!(
+            l.check(rebound, ev(0xA, 11), t),
+            Verdict::Stranger,
+            "A's old mapping is not quiet yet"
+        );
+        let later = t + Duration::from_secs(2);
+        assert_eq!(l.check(rebound, ev(0xA, 40), later), Verdict::Latched);
+        assert_eq!(l.destination(), Some(rebound));
+        assert_eq!(l.check(rebound, ev(0xA, 41), later), Verdict::Accept);
+        // The move kept the firm hold: a neighbour at the shared IP is still refused.
+        assert_eq!(l.check(addr(PHONE_B), ev(0xB, 1), later), Verdict::Stranger);
+    }
+
+    #[test]
+    fn a_relatched_provisional_source_still_gives_way_to_the_exact_endpoint() {
+        let t = Instant::now();
+        let mut l = shared_ip_latch(false, t);
+        assert_eq!(l.check(addr(PHONE_B), ev(0xB, 10), t), Verdict::Latched);
+        let moved = addr("198.51.100.7:7000");
+        let later = t + Duration::from_secs(2);
+        assert_eq!(l.check(moved, ev(0xB, 11), later), Verdict::Latched);
+        assert_eq!(l.check(addr(PHONE_A), ev(0xA, 1), later), Verdict::Latched);
+        assert_eq!(l.check(moved, ev(0xB, 12), later), Verdict::Stranger);
+    }
+
+    #[test]
+    fn nat_with_a_rewritten_port_latches_at_once_and_drops_nothing() {
+        let t = Instant::now();
+        // The phone's SDP carries its public IP (STUN, or a proxy that fixed the SDP),
+        // and the NAT rewrote the port.
+        let mut l = Latch::new(
+            LatchPolicy::default(),
+            Learning::Heuristic,
+            Expectation {
+                endpoint: Some(addr("203.0.113.9:6000")),
+                source_ip: Some("203.0.113.9".parse().unwrap()),
+            },
+            t,
+        );
+        let nat = addr(PHONE_NAT);
+        assert_eq!(l.check(nat, ev(7, 0), t), Verdict::Latched);
+        for i in 1..200 {
+            let at = t + Duration::from_millis(20 * u64::from(i));
+            assert_eq!(l.check(nat, ev(7, i), at), Verdict::Accept, "packet {i}");
+        }
+        assert_eq!(l.destination(), Some(nat));
+        assert_eq!(
+            l.check(addr(STRANGER), ev(7, 200), t),
+            Verdict::Stranger,
+            "another IP"
+        );
+    }
+
+    #[test]
+    fn classic_nat_is_unchanged_a_private_sdp_endpoint_never_takes_over() {
+        let t = Instant::now();
+        let mut l = nat_latch(true, t);
+        let nat = addr(PHONE_NAT);
+        assert_eq!(l.check(nat, ev(7, 0), t), Verdict::Latched);
+        for i in 1..50 {
+            assert_eq!(l.check(nat, ev(7, i), t), Verdict::Accept, "packet {i}");
+        }
+        // Latched firmly: a packet claiming the private SDP endpoint (spoofed, since
+        // packets never come from there) does not move it.
+        assert_eq!(l.check(addr(PHONE_SDP), ev(8, 1), t), Verdict::Stranger);
+        assert_eq!(l.destination(), Some(nat));
+    }
+
+    #[test]
+    fn a_learned_source_gives_way_to_the_endpoint_ip_then_to_the_exact_endpoint() {
+        let t = Instant::now();
+        let mut l = shared_ip_latch(false, t);
+        let learned = addr(STRANGER);
+        for i in 0..2 {
+            assert_eq!(l.check(learned, ev(1, i), t), Verdict::Learning);
+        }
+        assert_eq!(l.check(learned, ev(1, 2), t), Verdict::Latched);
+        assert_eq!(l.check(addr(PHONE_B), ev(0xB, 1), t), Verdict::Latched);
+        assert_eq!(l.check(learned, ev(1, 3), t), Verdict::Stranger);
+        assert_eq!(l.check(addr(PHONE_A), ev(0xA, 1), t), Verdict::Latched);
+        assert_eq!(l.check(addr(PHONE_B), ev(0xB, 2), t), Verdict::Stranger);
+    }
+
+    proptest! {
+        /// Whatever hosts sharing the phone's IP send, and in whatever order: the first
+        /// sender loses no packet until the phone speaks, the phone loses none from its
+        /// first packet on, and after it no neighbour (other SSRCs) gets a packet in.
+        #[test]
+        fn shared_ip_phone_wins_from_its_first_packet(
+            packets in prop::collection::vec((0u16..4, 0u64..3_000), 1..60),
+            received_from in any::<bool>(),
+        ) {
+            let t0 = Instant::now();
+            let mut l = shared_ip_latch(received_from, t0);
+            let mut at = t0;
+            let mut first: Option<u16> = None;
+            let mut phone_spoke = false;
+            for (seq, (host, gap_ms)) in (0u16..).zip(packets) {
+                at += Duration::from_millis(gap_ms);
+                // Host 0 is the phone at its exact endpoint; the others share its IP.
+                let src = SocketAddr::new(SHARED_IP.parse().unwrap(), 6000 + 2 * host);
+                let v = l.check(src, ev(u32::from(host), seq), at);
+                if host == 0 {
+                    phone_spoke = true;
+                    prop_assert!(v.accepted(), "phone refused: {v:?}");
+                } else if phone_spoke {
+                    prop_assert_eq!(v, Verdict::Stranger);
+                } else if *first.get_or_insert(host) == host {
+                    prop_assert!(v.accepted(), "first sender refused: {v:?}");
+                } else {
+                    prop_assert_eq!(v, Verdict::Stranger);
+                }
+            }
+            if phone_spoke {
+                prop_assert_eq!(l.destination(), Some(addr(PHONE_A)));
+            }
+        }
     }
 
     #[test]

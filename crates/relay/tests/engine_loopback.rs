@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mediagate_relay::calls::RelayOptions;
+use mediagate_relay::engine::forward::ForwardIo;
 use mediagate_relay::engine::{EngineConfig, Relay};
 use mediagate_relay::ng::bencode::{decode_exact, Limits, Value};
 use mediagate_relay::store::SqliteStore;
@@ -28,6 +29,7 @@ fn config(ports: (u16, u16)) -> EngineConfig {
         tick: Duration::from_millis(50),
         forward_threads: 2,
         forward_coalesce: Duration::ZERO,
+        forward_io: ForwardIo::default(),
     }
 }
 
@@ -240,8 +242,42 @@ async fn ping_json_errors_and_cookie_idempotency() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_both_ways_strangers_refused_and_record_stored() {
-    let mut cfg = config(range(1));
-    let db = temp_db("media");
+    media_both_ways(ForwardIo::Auto, 1, "media").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_both_ways_with_the_epoll_loop() {
+    media_both_ways(ForwardIo::Epoll, 8, "media-epoll").await;
+}
+
+/// The default loop is io_uring on this kernel (6.1 or newer with io_uring enabled);
+/// where the kernel refuses it the relay falls back to epoll, and this test says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_uses_io_uring_where_the_kernel_allows() {
+    let relay = Relay::start(config(range(9))).await.unwrap();
+    let (threads, uring) = relay.forwarding_threads();
+    assert_eq!(threads, 2);
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .map(|s| s.trim() != "0")
+        .unwrap_or(false);
+    if disabled {
+        eprintln!("io_uring is disabled on this machine; the epoll loop is in use");
+        assert_eq!(uring, 0);
+    } else {
+        assert_eq!(uring, 2, "both threads run the io_uring loop");
+    }
+    let mut cfg = config(range(9));
+    cfg.forward_io = ForwardIo::Epoll;
+    cfg.ng_udp = vec!["127.0.0.1:0".parse().unwrap()];
+    drop(relay);
+    let relay = Relay::start(cfg).await.unwrap();
+    assert_eq!(relay.forwarding_threads(), (2, 0));
+}
+
+async fn media_both_ways(io: ForwardIo, slot: u16, name: &str) {
+    let mut cfg = config(range(slot));
+    cfg.forward_io = io;
+    let db = temp_db(name);
     cfg.store = Some(db.clone());
     let relay = Relay::start(cfg).await.unwrap();
     let mut ng = Ng::new(&relay).await;

@@ -215,6 +215,7 @@ async fn relay_refuses_to_start_when_postgres_is_unreachable() {
         tick: Duration::from_millis(50),
         forward_threads: 1,
         forward_coalesce: Duration::ZERO,
+        forward_io: Default::default(),
     };
     let err = Relay::start(config).await.unwrap_err();
     assert!(

@@ -21,17 +21,24 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
+mod pktinfo;
 mod poll;
 mod recv;
 mod rlimit;
 mod sockbuf;
 mod sys;
+mod uring;
 
+pub use pktinfo::{enable_pktinfo, recv_pktinfo, send_pktinfo, LocalDest, Received};
 pub use poll::{Events, Poller};
 pub use recv::RecvBatch;
 pub use rlimit::raise_nofile_limit;
 pub use sockbuf::{set_recv_buffer, set_send_buffer};
 pub use sys::KERNEL_MAX_BATCH;
+pub use uring::{
+    Drained, Event as RingEvent, RingOptions, Slot as RingSlot, UdpRing,
+    MAX_TOKEN as RING_MAX_TOKEN,
+};
 
 /// The kernel's limit on segments in one GSO send (`UDP_MAX_SEGMENTS`).
 pub const MAX_GSO_SEGMENTS: usize = 64;

@@ -42,7 +42,7 @@ impl std::fmt::Debug for RecvBatch {
     }
 }
 
-fn decode_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+pub(crate) fn decode_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match libc::c_int::from(storage.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in, and

@@ -154,7 +154,7 @@ impl Scratch {
     }
 }
 
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+pub(crate) fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: sockaddr_storage is plain old data, valid when zeroed, and large and
     // aligned enough for both sockaddr_in and sockaddr_in6.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };

@@ -1,14 +1,16 @@
 //! The `ng` control listeners: UDP (one datagram per message) and TCP (messages back to
-//! back), both running commands against the shared relay state.
+//! back, bencode or JSON), both running commands against the shared relay state.
 //!
 //! What it does: decodes with [`crate::ng::framing`], answers retransmissions from the
 //! cookie cache (the command does not run twice), runs the command in the registry
-//! under the state lock, caches and sends the reply. A UDP reply leaves from the socket
-//! the request arrived on, so from the address the client sent to when the listener is
-//! bound to a specific address (bind `ng` listeners to specific addresses: on a wildcard
-//! a multi-homed host may answer from another one). A TCP connection that sends
-//! something undecodable gets the error reply and is closed, since the stream cannot be
-//! resynchronised.
+//! under the state lock, caches and sends the reply in the request's encoding. A UDP
+//! reply leaves from the address the request reached: a listener bound to a specific
+//! address has only that one; on a wildcard (`0.0.0.0`, `::`) the listener reads each
+//! datagram's local destination (`IP_PKTINFO` / `IPV6_PKTINFO`, [`mediagate_udp`]) and
+//! sends the reply from it, because a multi-homed host would otherwise answer from
+//! whichever address routing picks and Kamailio drops a reply from an unexpected
+//! address. A TCP connection that sends something whose end cannot be found is sent
+//! the error reply and closed, since the stream cannot be resynchronised.
 //!
 //! What it does not: interpret commands (the registry does) or limit who may send
 //! them: `ng` has no authentication, so listeners belong on loopback or a signalling
@@ -17,12 +19,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::net::SocketAddr;
+
+use mediagate_udp::LocalDest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use super::State;
 use crate::ng::bencode::{Limits, Value};
-use crate::ng::framing::{self, Encoding, StreamItem};
+use crate::ng::framing::{self, Encoding, StreamFramer, StreamItem, MAX_COOKIE_LEN};
 use crate::ng::reply;
 use crate::ng::request::Request;
 
@@ -70,10 +75,11 @@ pub(super) async fn serve_udp(state: Arc<State>, socket: UdpSocket) {
     let limits = Limits::default();
     let mut buf = vec![0u8; 65_536];
     let mut shutdown = state.shutdown_signal();
+    let pktinfo = wildcard_pktinfo(&socket);
     loop {
-        let (len, peer) = tokio::select! {
+        let (len, peer, local) = tokio::select! {
             _ = shutdown.changed() => return,
-            r = socket.recv_from(&mut buf) => match r {
+            r = recv_request(&socket, &mut buf, pktinfo) => match r {
                 Ok(r) => r,
                 Err(_) => continue,
             },
@@ -86,8 +92,65 @@ pub(super) async fn serve_udp(state: Arc<State>, socket: UdpSocket) {
         };
         let body = msg.body.map_err(|e| e.reason());
         let reply = process(&state, msg.cookie, msg.encoding, body);
-        let _ = socket.send_to(&reply, peer).await;
+        send_reply(&socket, &reply, peer, local).await;
     }
+}
+
+/// Whether replies need an explicit source: only on a wildcard bind, where the
+/// kernel is asked for each datagram's local destination. If it refuses, the listener
+/// still works, answering from whatever address routing picks.
+fn wildcard_pktinfo(socket: &UdpSocket) -> bool {
+    let Ok(local) = socket.local_addr() else {
+        return false;
+    };
+    if !local.ip().is_unspecified() {
+        return false;
+    }
+    match mediagate_udp::enable_pktinfo(socket) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!(
+                "mediagate relay: ng listener on {local}: cannot learn request addresses \
+                 ({e}); replies may leave from another address: bind ng to a specific one"
+            );
+            false
+        }
+    }
+}
+
+/// The next datagram: its length, sender, and (with `pktinfo`) the local address it
+/// reached.
+async fn recv_request(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    pktinfo: bool,
+) -> std::io::Result<(usize, SocketAddr, Option<LocalDest>)> {
+    if !pktinfo {
+        let (len, peer) = socket.recv_from(buf).await?;
+        return Ok((len, peer, None));
+    }
+    let got = socket
+        .async_io(Interest::READABLE, || {
+            mediagate_udp::recv_pktinfo(socket, buf)
+        })
+        .await?;
+    Ok((got.len, got.source, got.local))
+}
+
+/// Sends a reply from `local` when known. Should that address have gone away since the
+/// request came in, the reply still goes out, from whatever address routing picks.
+async fn send_reply(socket: &UdpSocket, reply: &[u8], peer: SocketAddr, local: Option<LocalDest>) {
+    if local.is_some() {
+        let sent = socket
+            .async_io(Interest::WRITABLE, || {
+                mediagate_udp::send_pktinfo(socket, reply, peer, local)
+            })
+            .await;
+        if sent.is_ok() {
+            return;
+        }
+    }
+    let _ = socket.send_to(reply, peer).await;
 }
 
 /// Accepts TCP-ng connections until the state shuts down.
@@ -107,31 +170,45 @@ pub(super) async fn serve_tcp(state: Arc<State>, listener: TcpListener) {
 
 async fn serve_connection(state: Arc<State>, mut stream: TcpStream) {
     let limits = Limits::default();
+    let mut framer = StreamFramer::new(&limits);
+    // The framer refuses a dictionary over the size limit; this bounds what a client
+    // can make us hold before that (a cookie, whitespace between messages).
+    let max_buffered = limits.max_len.saturating_add(MAX_COOKIE_LEN + 1);
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
     let mut shutdown = state.shutdown_signal();
     loop {
         loop {
-            match framing::next_stream_message(&buf, &limits) {
+            match framer.next(&buf) {
                 StreamItem::Incomplete => break,
-                StreamItem::Message { len, cookie, body } => {
-                    let reply = process(&state, &cookie, Encoding::Bencode, Ok(body));
+                StreamItem::Message {
+                    len,
+                    cookie,
+                    encoding,
+                    body,
+                } => {
+                    let body = body.map_err(|e| e.reason());
+                    let reply = process(&state, &cookie, encoding, body);
                     if stream.write_all(&reply).await.is_err() {
                         return;
                     }
                     buf.drain(..len.min(buf.len()));
                 }
-                StreamItem::Broken { cookie, reason, .. } => {
+                StreamItem::Broken {
+                    cookie,
+                    encoding,
+                    reason,
+                    ..
+                } => {
                     if let Some(cookie) = cookie {
-                        let reply =
-                            framing::frame_reply(&cookie, Encoding::Bencode, &reply::error(reason));
+                        let reply = framing::frame_reply(&cookie, encoding, &reply::error(reason));
                         let _ = stream.write_all(&reply).await;
                     }
                     return;
                 }
             }
         }
-        if buf.len() > limits.max_len {
+        if buf.len() > max_buffered {
             return;
         }
         let n = tokio::select! {
@@ -153,5 +230,143 @@ pub(super) fn read_clock() -> crate::calls::Now {
     crate::calls::Now {
         at: Instant::now(),
         unix_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::timeout;
+
+    use super::super::{EngineConfig, Relay};
+    use super::*;
+
+    /// The defaults of `[relay]` with our listeners and ports, records kept in memory.
+    /// Built from the config, not a struct literal, so new engine settings need no
+    /// change here.
+    fn config(ng_udp: &str, ng_tcp: &[&str], ports: (u16, u16)) -> EngineConfig {
+        let relay = mediagate_config::RelayConfig::default();
+        let mut config = EngineConfig::from_config(&relay, std::path::Path::new("unused"));
+        config.ng_udp = vec![ng_udp.parse().unwrap()];
+        config.ng_tcp = ng_tcp.iter().map(|a| a.parse().unwrap()).collect();
+        config.media = vec![("127.0.0.1".parse().unwrap(), "127.0.0.1".parse().unwrap())];
+        config.ports = ports;
+        config.store = None;
+        config.forward_threads = 1;
+        config
+    }
+
+    /// Pings `to` from a client bound to `client_bind`; returns the reply and where it
+    /// came from.
+    async fn ping(client_bind: &str, to: SocketAddr, cookie: &str) -> (Vec<u8>, SocketAddr) {
+        let client = UdpSocket::bind(client_bind).await.unwrap();
+        let request = format!("{cookie} d7:command4:pinge");
+        client.send_to(request.as_bytes(), to).await.unwrap();
+        let mut buf = vec![0u8; 2048];
+        let (n, from) = timeout(Duration::from_secs(2), client.recv_from(&mut buf))
+            .await
+            .expect("no reply within 2 s")
+            .unwrap();
+        buf.truncate(n);
+        (buf, from)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wildcard_ipv4_answers_from_the_address_reached() {
+        let relay = Relay::start(config("0.0.0.0:0", &[], (47_000, 47_099)))
+            .await
+            .unwrap();
+        let port = relay.ng_udp_addrs()[0].port();
+        // Loopback holds all of 127.0.0.0/8; without PKTINFO the reply to a request for
+        // 127.0.0.2 would leave from 127.0.0.1, the route's preferred source.
+        for (i, ip) in ["127.0.0.2", "127.0.0.1", "127.0.0.3"].iter().enumerate() {
+            let to: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+            let cookie = format!("w{i}");
+            let (reply, from) = ping("127.0.0.1:0", to, &cookie).await;
+            assert_eq!(reply, format!("{cookie} d6:result4:ponge").into_bytes());
+            assert_eq!(from, to, "reply from the address the request reached");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wildcard_dual_stack_answers_from_the_address_reached() {
+        let relay = match Relay::start(config("[::]:0", &[], (47_100, 47_199))).await {
+            Ok(relay) => relay,
+            Err(e) => {
+                eprintln!("skipped: cannot bind [::] on this host ({e})");
+                return;
+            }
+        };
+        let port = relay.ng_udp_addrs()[0].port();
+        // IPv4 on the dual-stack socket: the reply must come from 127.0.0.2, not
+        // 127.0.0.1.
+        let to: SocketAddr = format!("127.0.0.2:{port}").parse().unwrap();
+        let (reply, from) = ping("127.0.0.1:0", to, "m1").await;
+        assert_eq!(reply, b"m1 d6:result4:ponge");
+        assert_eq!(from, to);
+        if std::net::UdpSocket::bind("[::1]:0").is_err() {
+            eprintln!("skipped the ::1 half: no IPv6 loopback on this host");
+            return;
+        }
+        let to: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+        let (reply, from) = ping("[::1]:0", to, "m2").await;
+        assert_eq!(reply, b"m2 d6:result4:ponge");
+        assert_eq!(from, to);
+    }
+
+    async fn read_exactly(tcp: &mut TcpStream, want: &[u8]) {
+        let mut got = vec![0u8; want.len()];
+        timeout(Duration::from_secs(2), tcp.read_exact(&mut got))
+            .await
+            .expect("reply within 2 s")
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn json_and_bencode_over_tcp() {
+        let relay = Relay::start(config("127.0.0.1:0", &["127.0.0.1:0"], (47_200, 47_299)))
+            .await
+            .unwrap();
+        let mut tcp = TcpStream::connect(relay.ng_tcp_addrs()[0]).await.unwrap();
+        // Back to back, mixed encodings, braces inside a string; each reply in its
+        // request's encoding.
+        tcp.write_all(
+            b"j1 {\"command\":\"ping\",\"x\":\"}{\"}\nb1 d7:command4:pingej2 {\"command\":\"nope\"}",
+        )
+        .await
+        .unwrap();
+        read_exactly(
+            &mut tcp,
+            b"j1 {\"result\":\"pong\"}b1 d6:result4:pongej2 {\"error-reason\":\"Unrecognized command\",\"result\":\"error\"}",
+        )
+        .await;
+        // One byte at a time.
+        for byte in br#"j3 {"command": "ping", "flags": ["a", {"b": []}]}"# {
+            tcp.write_all(&[*byte]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        read_exactly(&mut tcp, br#"j3 {"result":"pong"}"#).await;
+        // A complete object the decoder refuses: an error reply, and the stream goes on.
+        tcp.write_all(br#"j4 {"command":"ping","n":1.5} j5 {"command":"ping"}"#)
+            .await
+            .unwrap();
+        read_exactly(
+            &mut tcp,
+            br#"j4 {"error-reason":"Failed to parse JSON document","result":"error"}j5 {"result":"pong"}"#,
+        )
+        .await;
+        // An object whose end cannot be found: the JSON error reply, then close.
+        tcp.write_all(br#"j6 {"command":"ping"]"#).await.unwrap();
+        let mut rest = Vec::new();
+        timeout(Duration::from_secs(2), tcp.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&rest),
+            r#"j6 {"error-reason":"Failed to parse JSON document","result":"error"}"#
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! [`Relay::shutdown`] on SIGTERM), or make protocol decisions (the sans-IO modules do).
 
 mod control;
+pub mod forward;
 pub mod notify;
 pub mod sockets;
 
@@ -65,12 +66,20 @@ pub struct EngineConfig {
     /// long so the next finds more: less CPU per packet, that much more latency.
     /// Zero (the default) forwards at once.
     pub forward_coalesce: Duration,
+    /// How forwarding threads wait for packets: io_uring where the kernel allows it
+    /// (the default), or always epoll.
+    pub forward_io: forward::ForwardIo,
 }
 
 impl EngineConfig {
     /// The engine settings for `[relay]`, with the accounting store at
     /// `state_dir/accounting.sqlite`.
     pub fn from_config(relay: &mediagate_config::RelayConfig, state_dir: &std::path::Path) -> Self {
+        use crate::latch::LatchPolicy;
+        use crate::ng::request::Learning;
+        use mediagate_config::EndpointLearning;
+        let count = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+        let latch = &relay.latch;
         let range = relay.ports.get().range();
         Self {
             ng_udp: relay.ng_listen_udp.iter().map(|a| a.get()).collect(),
@@ -81,12 +90,27 @@ impl EngineConfig {
                 .map(|m| (m.address.get().get(), m.sdp_address().get()))
                 .collect(),
             ports: (range.low(), range.high()),
-            port_quarantine: Duration::from_secs(10),
+            port_quarantine: relay.port_quarantine.get(),
             options: RelayOptions {
                 media_timeout: relay.media_timeout.get().get(),
                 on_hold_timeout: relay.on_hold_timeout.get().get(),
+                offer_timeout: relay.offer_timeout.get(),
                 delete_delay: relay.delete_delay.get(),
-                ..RelayOptions::default()
+                latch: LatchPolicy {
+                    learn_window: latch.learn_window.get(),
+                    learn_packets: latch.learn_packets.get(),
+                    relatch_quiet: latch.relatch_quiet.get(),
+                    // The config type caps the gap at 32767, so it always fits.
+                    relatch_max_seq_gap: u16::try_from(latch.relatch_max_seq_gap.get())
+                        .unwrap_or(u16::MAX),
+                },
+                learning: match relay.learning {
+                    EndpointLearning::Heuristic => Learning::Heuristic,
+                    EndpointLearning::Immediate => Learning::Immediate,
+                    EndpointLearning::Off => Learning::Off,
+                },
+                max_sessions: count(relay.max_sessions.get()),
+                max_media_per_call: count(relay.max_media_per_call.get()),
             },
             store: Some(state_dir.join("accounting.sqlite")),
             postgres_url: None,
@@ -95,8 +119,12 @@ impl EngineConfig {
                 .as_ref()
                 .map(|u| u.as_str().to_owned()),
             tick: Duration::from_millis(250),
-            forward_threads: 0,
-            forward_coalesce: Duration::ZERO,
+            forward_threads: count(relay.forward_threads.get()),
+            forward_coalesce: relay.forward_coalesce.get(),
+            forward_io: match relay.forward_io {
+                mediagate_config::ForwardIo::Auto => forward::ForwardIo::Auto,
+                mediagate_config::ForwardIo::Epoll => forward::ForwardIo::Epoll,
+            },
         }
     }
 
@@ -167,7 +195,7 @@ pub(crate) struct State {
     recent: Mutex<VecDeque<SessionRecord>>,
     notify: Option<NotifyTarget>,
     shutdown: watch::Sender<bool>,
-    forward_stats: Arc<sockets::ForwardStats>,
+    forward_stats: Arc<forward::ForwardStats>,
 }
 
 fn lock_any<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -321,7 +349,11 @@ impl Relay {
             config.ports,
             config.port_quarantine,
             random_seed(),
-            (threads, config.forward_coalesce),
+            sockets::ForwardOptions {
+                threads,
+                coalesce: config.forward_coalesce,
+                io: config.forward_io,
+            },
         )
         .map_err(StartError::Forwarding)?;
         let forward_stats = env.stats();
@@ -378,6 +410,13 @@ impl Relay {
     /// Datagrams forwarded since start, relay-wide.
     pub fn forwarded_packets(&self) -> u64 {
         self.state.forward_stats.forwarded.load(Ordering::Relaxed)
+    }
+
+    /// Forwarding threads, and how many of them run the io_uring loop (the rest wait
+    /// with epoll because the kernel refused io_uring, or as configured).
+    pub fn forwarding_threads(&self) -> (usize, usize) {
+        let control = self.state.lock();
+        (control.env.threads(), control.env.io_uring_threads())
     }
 
     /// Streams with running forwarders.
@@ -460,5 +499,110 @@ async fn tick(state: Arc<State>, every: Duration) {
             control.registry.take_ended()
         };
         state.finish(ended);
+    }
+}
+
+#[cfg(test)]
+mod from_config_tests {
+    use super::*;
+    use crate::latch::LatchPolicy;
+    use crate::ng::request::Learning;
+
+    fn engine_for(text: &str) -> EngineConfig {
+        let config = mediagate_config::parse_config(text).expect("valid config");
+        EngineConfig::from_config(&config.relay, std::path::Path::new("/var/mg"))
+    }
+
+    #[test]
+    fn carries_every_relay_key_through() {
+        let e = engine_for(
+            r#"
+[relay]
+ng_listen_udp = ["127.0.0.1:2300"]
+ng_listen_tcp = ["127.0.0.1:2301"]
+ports = "40000-40099"
+media_timeout = "45s"
+on_hold_timeout = "2h"
+delete_delay = "7s"
+teardown_notify_url = "http://127.0.0.1:5060/RPC"
+port_quarantine = "1m"
+offer_timeout = "90s"
+max_sessions = 500
+max_media_per_call = 6
+learning = "immediate"
+forward_threads = 3
+forward_coalesce = "250us"
+forward_io = "epoll"
+media_address = [{ address = "192.0.2.1", advertised = "203.0.113.1" }]
+
+[relay.latch]
+learn_window = "2s"
+learn_packets = 7
+relatch_quiet = "300ms"
+relatch_max_seq_gap = 1000
+"#,
+        );
+        assert_eq!(e.ng_udp, ["127.0.0.1:2300".parse().unwrap()]);
+        assert_eq!(e.ng_tcp, ["127.0.0.1:2301".parse().unwrap()]);
+        assert_eq!(
+            e.media,
+            [("192.0.2.1".parse().unwrap(), "203.0.113.1".parse().unwrap())]
+        );
+        assert_eq!(e.ports, (40000, 40099));
+        assert_eq!(e.port_quarantine, Duration::from_secs(60));
+        assert_eq!(e.notify_url.as_deref(), Some("http://127.0.0.1:5060/RPC"));
+        assert_eq!(e.store, Some(PathBuf::from("/var/mg/accounting.sqlite")));
+        assert_eq!(e.forward_threads, 3);
+        assert_eq!(e.forward_coalesce, Duration::from_micros(250));
+        assert_eq!(e.forward_io, forward::ForwardIo::Epoll);
+        let o = &e.options;
+        assert_eq!(o.media_timeout, Duration::from_secs(45));
+        assert_eq!(o.on_hold_timeout, Duration::from_secs(7200));
+        assert_eq!(o.delete_delay, Duration::from_secs(7));
+        assert_eq!(o.offer_timeout, Duration::from_secs(90));
+        assert_eq!(o.max_sessions, 500);
+        assert_eq!(o.max_media_per_call, 6);
+        assert_eq!(o.learning, Learning::Immediate);
+        assert_eq!(
+            o.latch,
+            LatchPolicy {
+                learn_window: Duration::from_secs(2),
+                learn_packets: 7,
+                relatch_quiet: Duration::from_millis(300),
+                relatch_max_seq_gap: 1000,
+            }
+        );
+    }
+
+    #[test]
+    fn the_config_defaults_are_the_engine_defaults() {
+        let e = engine_for("");
+        let o = &e.options;
+        let d = RelayOptions::default();
+        assert_eq!(o.media_timeout, d.media_timeout);
+        assert_eq!(o.on_hold_timeout, d.on_hold_timeout);
+        assert_eq!(o.offer_timeout, d.offer_timeout);
+        assert_eq!(o.delete_delay, d.delete_delay);
+        assert_eq!(o.latch, LatchPolicy::default());
+        assert_eq!(o.learning, d.learning);
+        assert_eq!(o.max_sessions, d.max_sessions);
+        assert_eq!(o.max_media_per_call, d.max_media_per_call);
+        assert_eq!(e.port_quarantine, Duration::from_secs(10));
+        assert_eq!(e.forward_threads, 0);
+        assert_eq!(e.forward_coalesce, Duration::ZERO);
+        assert_eq!(e.forward_io, forward::ForwardIo::Auto);
+    }
+
+    #[test]
+    fn every_learning_mode_maps() {
+        for (text, mode) in [
+            ("heuristic", Learning::Heuristic),
+            ("delayed", Learning::Heuristic),
+            ("immediate", Learning::Immediate),
+            ("off", Learning::Off),
+        ] {
+            let e = engine_for(&format!("[relay]\nlearning = \"{text}\"\n"));
+            assert_eq!(e.options.learning, mode, "{text}");
+        }
     }
 }

@@ -4,51 +4,27 @@
 //! What it does: [`SocketEnv`] implements [`MediaEnv`] for the call registry. Opening a
 //! pair takes a random free pair from the pool of a media address of the wanted family
 //! and binds both ports; a port another program holds is set aside and another pair is
-//! tried. Starting a stream hands its four sockets to one forwarding thread (streams
-//! are spread over the threads; all four sockets of a stream stay on one, so its state
-//! lock is never contended). Each thread waits on a level-triggered epoll set, reads
-//! every queued datagram of a ready socket with one `recvmmsg`, asks the stream's
-//! [`MediaPair`] where each goes (taking its lock once per batch) and sends it from the
-//! other leg's socket (symmetric RTP). Closing a pair removes the stream from its
-//! thread, which closes the sockets, and puts the ports in quarantine.
+//! tried. Starting a stream hands its four sockets to one forwarding thread
+//! ([`super::forward`]); streams are spread over the threads, and all four sockets of a
+//! stream stay on one, so its state lock is never contended. Closing a pair removes the
+//! stream from its thread, which closes the sockets, and puts the ports in quarantine.
 //!
-//! Why threads and not tokio tasks: at 50 packets/s per socket every wake-up carries
-//! one packet, so per-packet costs are what matter; a blocking epoll loop with
-//! `recvmmsg` costs about two system calls per forwarded packet (receive, send) and no
-//! task scheduling, where a task per socket paid three calls plus a wake-up.
-//!
-//! What it does not: decide anything about packets (the sans-IO [`MediaPair`] and
-//! [`crate::latch`] do), or batch sends: each forwarded datagram leaves from its own
-//! port, so `sendmmsg` cannot group them.
+//! What it does not: move packets ([`super::forward`]) or decide anything about them
+//! (the sans-IO [`crate::media::MediaPair`] and [`crate::latch`] do).
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mediagate_udp::{Events, Poller, RecvBatch};
-
+use super::forward::{self, Command, ForwardIo, ForwardStats, Worker};
 use crate::calls::{lock, MediaEnv, OpenError, OpenPair, SharedMedia};
-use crate::media::{Component, Forward};
 use crate::ng::request::Family;
 use crate::ports::{PortPool, Rng};
 
-/// Largest datagram relayed; a longer one is dropped as an error (RTP over UDP stays
-/// under the path MTU, and T.38 datagrams are small).
-pub const MAX_DATAGRAM: usize = 4096;
 /// Bind attempts per address before moving on (ports held by other programs).
 const BIND_ATTEMPTS: usize = 32;
-/// Datagrams read per `recvmmsg`.
-const BATCH: usize = 32;
-/// The token of a thread's wake-up socket (stream tokens are `id << 2 | side << 1 | c`).
-const WAKER: u64 = u64::MAX;
-/// Pause after a wake-up that found fewer ready sockets than this, so the next one
-/// finds more (fewer wake-ups and context switches per packet).
-const COALESCE_BELOW: usize = 16;
-
 /// One configured media address and its pool.
 #[derive(Debug)]
 struct MediaAddress {
@@ -57,44 +33,16 @@ struct MediaAddress {
     pool: PortPool,
 }
 
-/// Relay-wide forwarding counters, updated without locks.
-#[derive(Debug, Default)]
-pub struct ForwardStats {
-    /// Datagrams forwarded.
-    pub forwarded: AtomicU64,
-    /// Datagrams the kernel refused to send.
-    pub send_errors: AtomicU64,
-    /// Datagrams longer than [`MAX_DATAGRAM`], dropped.
-    pub oversized: AtomicU64,
-}
-
-/// The sockets of one stream, indexed `[side][component]`.
-type StreamSockets = [[UdpSocket; 2]; 2];
-
-enum Command {
-    Add {
-        id: u64,
-        media: SharedMedia,
-        sockets: Box<StreamSockets>,
-    },
-    Remove {
-        id: u64,
-    },
-    Stop,
-}
-
-struct Worker {
-    commands: mpsc::Sender<Command>,
-    waker: UdpSocket,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Worker {
-    fn send(&self, command: Command) {
-        if self.commands.send(command).is_ok() {
-            let _ = self.waker.send(&[0]);
-        }
-    }
+/// How packets are moved: threads, their wait strategy and coalescing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForwardOptions {
+    /// Forwarding threads (at least one is started).
+    pub threads: usize,
+    /// After a wake-up that found little work, wait this long for more (less CPU per
+    /// packet, that much more latency). Zero forwards at once.
+    pub coalesce: Duration,
+    /// io_uring where available, or always epoll.
+    pub io: ForwardIo,
 }
 
 /// Binds, runs and closes the media sockets; see the module docs.
@@ -123,18 +71,28 @@ impl std::fmt::Debug for SocketEnv {
 
 impl SocketEnv {
     /// Pools for `addresses` (`(local, advertised)`), each over `low..=high`, and
-    /// `threads` forwarding threads (at least one) that pause `coalesce` after a
-    /// wake-up with little to do.
+    /// forwarding threads as `forwarding` says.
     pub fn new(
         addresses: &[(IpAddr, IpAddr)],
         (low, high): (u16, u16),
         quarantine: Duration,
         seed: u64,
-        (threads, coalesce): (usize, Duration),
+        forwarding: ForwardOptions,
     ) -> io::Result<Self> {
         let stats = Arc::new(ForwardStats::default());
-        let workers = (0..threads.max(1))
-            .map(|i| spawn_worker(i, Arc::clone(&stats), coalesce))
+        // Every port of the range on every address could end up on one thread.
+        let max_sockets = (u32::from(high).saturating_sub(u32::from(low)) + 1)
+            .saturating_mul(u32::try_from(addresses.len()).unwrap_or(u32::MAX));
+        let workers = (0..forwarding.threads.max(1))
+            .map(|i| {
+                forward::spawn(
+                    i,
+                    Arc::clone(&stats),
+                    forwarding.coalesce,
+                    forwarding.io,
+                    max_sockets,
+                )
+            })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Self {
             addresses: addresses
@@ -160,6 +118,16 @@ impl SocketEnv {
         Arc::clone(&self.stats)
     }
 
+    /// Forwarding threads running the io_uring loop (the rest run epoll).
+    pub fn io_uring_threads(&self) -> usize {
+        self.workers.iter().filter(|w| w.uses_io_uring()).count()
+    }
+
+    /// Forwarding threads.
+    pub fn threads(&self) -> usize {
+        self.workers.len()
+    }
+
     /// Streams with running forwarders.
     pub fn running_streams(&self) -> usize {
         self.running.len() / 2
@@ -176,9 +144,7 @@ impl SocketEnv {
             w.send(Command::Stop);
         }
         for w in &mut self.workers {
-            if let Some(t) = w.thread.take() {
-                let _ = t.join();
-            }
+            w.join();
         }
         self.running.clear();
         self.pending.clear();
@@ -274,185 +240,6 @@ impl MediaEnv for SocketEnv {
         }
         if let Some(addr) = self.addresses.iter_mut().find(|a| a.local == local.ip()) {
             addr.pool.release(local.port(), now);
-        }
-    }
-}
-
-fn spawn_worker(index: usize, stats: Arc<ForwardStats>, coalesce: Duration) -> io::Result<Worker> {
-    let poller = Poller::new()?;
-    let wake_rx = UdpSocket::bind("127.0.0.1:0")?;
-    wake_rx.set_nonblocking(true)?;
-    let waker = UdpSocket::bind("127.0.0.1:0")?;
-    waker.connect(wake_rx.local_addr()?)?;
-    waker.set_nonblocking(true)?;
-    poller.add(&wake_rx, WAKER)?;
-    let (tx, rx) = mpsc::channel();
-    let thread = std::thread::Builder::new()
-        .name(format!("relay-fwd-{index}"))
-        .spawn(move || {
-            let mut w = ForwardLoop {
-                coalesce,
-                poller,
-                wake_rx,
-                commands: rx,
-                streams: HashMap::new(),
-                stats,
-            };
-            w.run();
-        })?;
-    Ok(Worker {
-        commands: tx,
-        waker,
-        thread: Some(thread),
-    })
-}
-
-struct Stream {
-    media: SharedMedia,
-    sockets: Box<StreamSockets>,
-}
-
-struct ForwardLoop {
-    coalesce: Duration,
-    poller: Poller,
-    wake_rx: UdpSocket,
-    commands: mpsc::Receiver<Command>,
-    streams: HashMap<u64, Stream>,
-    stats: Arc<ForwardStats>,
-}
-
-fn token(id: u64, side: usize, component: usize) -> u64 {
-    id << 2 | (side as u64 & 1) << 1 | (component as u64 & 1)
-}
-
-fn component_index(c: Component) -> usize {
-    match c {
-        Component::Rtp => 0,
-        Component::Rtcp => 1,
-    }
-}
-
-impl ForwardLoop {
-    /// Applies queued commands; false once told to stop.
-    fn apply_commands(&mut self) -> bool {
-        while let Ok(cmd) = self.commands.try_recv() {
-            match cmd {
-                Command::Add { id, media, sockets } => {
-                    for (side, pair) in sockets.iter().enumerate() {
-                        for (c, socket) in pair.iter().enumerate() {
-                            let _ = self.poller.add(socket, token(id, side, c));
-                        }
-                    }
-                    self.streams.insert(id, Stream { media, sockets });
-                }
-                // Dropping the sockets closes them, which takes them out of epoll.
-                Command::Remove { id } => {
-                    self.streams.remove(&id);
-                }
-                Command::Stop => return false,
-            }
-        }
-        true
-    }
-
-    fn run(&mut self) {
-        let mut events = Events::with_capacity(1024);
-        let mut batch = RecvBatch::new(BATCH, MAX_DATAGRAM);
-        let mut forwards: Vec<(usize, Forward)> = Vec::with_capacity(BATCH);
-        let mut tokens: Vec<u64> = Vec::with_capacity(1024);
-        let mut sink = [0u8; 64];
-        loop {
-            if self
-                .poller
-                .wait(&mut events, Duration::from_millis(200))
-                .is_err()
-            {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            tokens.clear();
-            tokens.extend(events.tokens());
-            let woke_for = tokens.len();
-            for &t in &tokens {
-                if t == WAKER {
-                    while self.wake_rx.recv(&mut sink).is_ok() {}
-                    if !self.apply_commands() {
-                        return;
-                    }
-                    continue;
-                }
-                self.serve(t, &mut batch, &mut forwards);
-            }
-            // Commands queued without a wake-up datagram (it could not be sent).
-            if !self.apply_commands() {
-                return;
-            }
-            if !self.coalesce.is_zero() && woke_for > 0 && woke_for < COALESCE_BELOW {
-                std::thread::sleep(self.coalesce);
-            }
-        }
-    }
-
-    /// Reads and forwards what is queued on the socket `t` names.
-    fn serve(&mut self, t: u64, batch: &mut RecvBatch, forwards: &mut Vec<(usize, Forward)>) {
-        let (id, side, c) = (t >> 2, ((t >> 1) & 1) as usize, (t & 1) as usize);
-        let component = if c == 0 {
-            Component::Rtp
-        } else {
-            Component::Rtcp
-        };
-        let Some(stream) = self.streams.get(&id) else {
-            return;
-        };
-        let Some(socket) = stream.sockets.get(side).and_then(|p| p.get(c)) else {
-            return;
-        };
-        // A bounded number of batches per wake-up; level-triggered epoll reports the
-        // socket again if more is queued, so one flooded port cannot starve the rest.
-        for _ in 0..4 {
-            let n = match batch.recv(socket) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            let now = Instant::now();
-            forwards.clear();
-            {
-                let mut media = lock(&stream.media);
-                for i in 0..n {
-                    let Some((data, src, cut)) = batch.datagram(i) else {
-                        continue;
-                    };
-                    if cut {
-                        self.stats.oversized.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    if let Some(f) = media.on_datagram(side, component, src, data, now) {
-                        forwards.push((i, f));
-                    }
-                }
-            }
-            let (mut sent, mut failed) = (0u64, 0u64);
-            for &(i, f) in forwards.iter() {
-                let out = stream
-                    .sockets
-                    .get(f.side)
-                    .and_then(|p| p.get(component_index(f.component)));
-                let ok = match (out, batch.datagram(i)) {
-                    (Some(out), Some((data, _, _))) => out.send_to(data, f.to).is_ok(),
-                    _ => false,
-                };
-                if ok {
-                    sent += 1;
-                } else {
-                    failed += 1;
-                }
-            }
-            self.stats.forwarded.fetch_add(sent, Ordering::Relaxed);
-            if failed > 0 {
-                self.stats.send_errors.fetch_add(failed, Ordering::Relaxed);
-            }
-            if n < BATCH {
-                return;
-            }
         }
     }
 }

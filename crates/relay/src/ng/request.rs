@@ -130,7 +130,9 @@ pub enum Learning {
     Heuristic,
     /// Legacy: the first packet from anywhere latches (MediaProxy's behaviour).
     Immediate,
-    /// No learning: media goes to and is accepted from the signalled address only.
+    /// No learning from strangers: media goes to the signalled address and is accepted
+    /// only from the signalled endpoint or its IP (or `received-from`), never learned
+    /// from another source.
     Off,
 }
 

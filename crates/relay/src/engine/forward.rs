@@ -1,0 +1,484 @@
+//! The forwarding threads: each owns a share of the streams' sockets and moves their
+//! packets (symmetric RTP: a packet received on one leg's port leaves from the other
+//! leg's port), asking each stream's [`crate::media::MediaPair`] what to do.
+//!
+//! What it does: [`spawn`] starts a thread that takes [`Command`]s (add a stream's
+//! four sockets, remove them, stop) and runs one of two loops:
+//! - **io_uring** (the default where the kernel allows it): a multishot receive per
+//!   socket and sends queued from the receive buffers, so one `io_uring_enter` covers
+//!   a whole batch of packets in both directions ([`mediagate_udp::UdpRing`]).
+//! - **epoll**: a level-triggered `epoll` set, one `recvmmsg` per ready socket and one
+//!   `sendto` per forward: about two system calls per packet. Used when io_uring is
+//!   unavailable (old kernel, seccomp filter, `io_uring_disabled`) or when configured.
+//!
+//! Both may linger after a wake-up that found little work (`forward_coalesce`) so the
+//! next one finds more: less CPU per packet for that much more latency.
+//!
+//! What it does not: bind or choose ports ([`super::sockets`]) or decide anything about
+//! packets (the sans-IO media and latch modules do).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mediagate_udp::{
+    Events, Poller, RecvBatch, RingEvent, RingOptions, RingSlot, UdpRing, RING_MAX_TOKEN,
+};
+
+use crate::calls::{lock, SharedMedia};
+use crate::media::{Component, Forward};
+
+/// Largest datagram relayed; a longer one is dropped as an error (RTP over UDP stays
+/// under the path MTU, and T.38 datagrams are small).
+pub const MAX_DATAGRAM: usize = 4096;
+/// Datagrams read per `recvmmsg` (epoll loop).
+const BATCH: usize = 32;
+/// The token of a thread's wake-up socket (stream tokens are `id << 2 | side << 1 | c`).
+const WAKER: u64 = RING_MAX_TOKEN;
+/// Pause after a wake-up that found fewer ready sockets than this (epoll loop), or
+/// wait for this many completions (io_uring loop), when coalescing.
+const COALESCE_BELOW: usize = 16;
+/// How long a thread sleeps at most before looking at its command queue.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+
+/// How the forwarding threads wait for packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardIo {
+    /// io_uring where the kernel allows it, else epoll.
+    #[default]
+    Auto,
+    /// Always epoll.
+    Epoll,
+}
+
+/// Relay-wide forwarding counters, updated without locks.
+#[derive(Debug, Default)]
+pub struct ForwardStats {
+    /// Datagrams forwarded.
+    pub forwarded: AtomicU64,
+    /// Datagrams the kernel refused to send.
+    pub send_errors: AtomicU64,
+    /// Datagrams longer than [`MAX_DATAGRAM`], dropped.
+    pub oversized: AtomicU64,
+}
+
+/// The sockets of one stream, indexed `[side][component]`.
+pub type StreamSockets = [[UdpSocket; 2]; 2];
+
+/// What a forwarding thread is told.
+pub enum Command {
+    /// Start forwarding a stream.
+    Add {
+        /// The stream's id, unique for the life of the relay.
+        id: u64,
+        /// Its state.
+        media: SharedMedia,
+        /// Its sockets.
+        sockets: Box<StreamSockets>,
+    },
+    /// Stop forwarding a stream and close its sockets.
+    Remove {
+        /// The stream's id.
+        id: u64,
+    },
+    /// End the thread.
+    Stop,
+}
+
+/// A running forwarding thread.
+pub struct Worker {
+    commands: mpsc::Sender<Command>,
+    waker: UdpSocket,
+    thread: Option<JoinHandle<()>>,
+    uses_io_uring: bool,
+}
+
+impl Worker {
+    /// Queues a command and wakes the thread.
+    pub fn send(&self, command: Command) {
+        if self.commands.send(command).is_ok() {
+            let _ = self.waker.send(&[0]);
+        }
+    }
+
+    /// Whether the thread runs the io_uring loop (else epoll).
+    pub fn uses_io_uring(&self) -> bool {
+        self.uses_io_uring
+    }
+
+    /// Waits for the thread to end (after [`Command::Stop`]).
+    pub fn join(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts forwarding thread `index`.
+pub fn spawn(
+    index: usize,
+    stats: Arc<ForwardStats>,
+    coalesce: Duration,
+    io: ForwardIo,
+    max_sockets: u32,
+) -> io::Result<Worker> {
+    let wake_rx = UdpSocket::bind("127.0.0.1:0")?;
+    wake_rx.set_nonblocking(true)?;
+    let waker = UdpSocket::bind("127.0.0.1:0")?;
+    waker.connect(wake_rx.local_addr()?)?;
+    waker.set_nonblocking(true)?;
+    // The epoll set is made here so that a failure is reported to the caller.
+    let poller = Poller::new()?;
+    poller.add(&wake_rx, WAKER)?;
+    let (tx, rx) = mpsc::channel();
+    let (started_tx, started_rx) = mpsc::sync_channel(1);
+    let thread = std::thread::Builder::new()
+        .name(format!("relay-fwd-{index}"))
+        .spawn(move || {
+            let mut streams = Streams {
+                commands: rx,
+                streams: HashMap::default(),
+                stats,
+            };
+            // The ring must be made on the thread that uses it (single issuer).
+            let ring = match io {
+                ForwardIo::Auto => UdpRing::new(RingOptions {
+                    max_datagram: MAX_DATAGRAM,
+                    // Its own wake-up socket too.
+                    sockets: max_sockets.saturating_add(1),
+                    ..RingOptions::default()
+                })
+                .ok(),
+                ForwardIo::Epoll => None,
+            };
+            let _ = started_tx.send(ring.is_some());
+            match ring {
+                Some(ring) => {
+                    drop(poller);
+                    run_ring(ring, &wake_rx, &mut streams, coalesce);
+                }
+                None => run_epoll(&poller, &wake_rx, &mut streams, coalesce),
+            }
+        })?;
+    let uses_io_uring = started_rx.recv().unwrap_or(false);
+    Ok(Worker {
+        commands: tx,
+        waker,
+        thread: Some(thread),
+        uses_io_uring,
+    })
+}
+
+struct Stream {
+    media: SharedMedia,
+    sockets: Box<StreamSockets>,
+    /// The sockets' io_uring registrations, `[side][component]` (io_uring loop only).
+    slots: [[Option<RingSlot>; 2]; 2],
+}
+
+impl Stream {
+    fn socket(&self, side: usize, component: usize) -> Option<&UdpSocket> {
+        self.sockets.get(side).and_then(|p| p.get(component))
+    }
+
+    fn slot(&self, side: usize, component: usize) -> Option<RingSlot> {
+        self.slots
+            .get(side)
+            .and_then(|p| p.get(component))
+            .copied()
+            .flatten()
+    }
+
+    fn sockets(&self) -> impl Iterator<Item = (usize, usize, &UdpSocket)> {
+        self.sockets.iter().enumerate().flat_map(|(side, pair)| {
+            pair.iter()
+                .enumerate()
+                .map(move |(c, socket)| (side, c, socket))
+        })
+    }
+}
+
+/// What [`Streams::apply`] asks its caller to do about a socket.
+enum Watch<'a> {
+    /// Start watching this socket, reported with this token; returns its ring slot.
+    Add(&'a UdpSocket, u64),
+    /// Stop watching a socket (closed right after), registered under this slot.
+    Remove(Option<RingSlot>),
+}
+
+/// Hashes the thread's own sequential stream ids: one multiplication instead of
+/// SipHash on every packet (the ids are not chosen by peers, so flooding is moot).
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// A thread's streams and its command queue.
+struct Streams {
+    commands: mpsc::Receiver<Command>,
+    streams: IdMap<Stream>,
+    stats: Arc<ForwardStats>,
+}
+
+impl Streams {
+    /// Applies queued commands, telling `watch` which sockets to start or stop
+    /// watching; false once told to stop.
+    fn apply(&mut self, mut watch: impl FnMut(Watch<'_>) -> Option<RingSlot>) -> bool {
+        while let Ok(cmd) = self.commands.try_recv() {
+            match cmd {
+                Command::Add { id, media, sockets } => {
+                    let mut stream = Stream {
+                        media,
+                        sockets,
+                        slots: [[None; 2]; 2],
+                    };
+                    let mut slots = [[None; 2]; 2];
+                    for (side, c, socket) in stream.sockets() {
+                        if let Some(slot) = slots.get_mut(side).and_then(|p| p.get_mut(c)) {
+                            *slot = watch(Watch::Add(socket, token(id, side, c)));
+                        }
+                    }
+                    stream.slots = slots;
+                    self.streams.insert(id, stream);
+                }
+                Command::Remove { id } => {
+                    if let Some(stream) = self.streams.remove(&id) {
+                        for (side, c, _) in stream.sockets() {
+                            watch(Watch::Remove(stream.slot(side, c)));
+                        }
+                    }
+                }
+                Command::Stop => return false,
+            }
+        }
+        true
+    }
+
+    /// Where the packet that arrived on `t` goes: the ring slot of the socket to send
+    /// it from and the destination, or `None` to drop it (io_uring loop).
+    fn route(
+        &self,
+        t: u64,
+        src: std::net::SocketAddr,
+        data: &[u8],
+        now: Instant,
+    ) -> Option<(RingSlot, std::net::SocketAddr)> {
+        let (id, side, c) = split(t);
+        let stream = self.streams.get(&id)?;
+        let f = lock(&stream.media).on_datagram(side, component(c), src, data, now)?;
+        Some((stream.slot(f.side, component_index(f.component))?, f.to))
+    }
+}
+
+fn token(id: u64, side: usize, component: usize) -> u64 {
+    id << 2 | (side as u64 & 1) << 1 | (component as u64 & 1)
+}
+
+fn split(t: u64) -> (u64, usize, usize) {
+    (t >> 2, ((t >> 1) & 1) as usize, (t & 1) as usize)
+}
+
+fn component(c: usize) -> Component {
+    if c == 0 {
+        Component::Rtp
+    } else {
+        Component::Rtcp
+    }
+}
+
+fn component_index(c: Component) -> usize {
+    match c {
+        Component::Rtp => 0,
+        Component::Rtcp => 1,
+    }
+}
+
+/// The io_uring loop; see the module docs.
+fn run_ring(mut ring: UdpRing, wake_rx: &UdpSocket, s: &mut Streams, coalesce: Duration) {
+    let Ok(wake_slot) = ring.add(wake_rx.as_raw_fd(), WAKER) else {
+        return;
+    };
+    let mut rearm: Vec<u64> = Vec::new();
+    loop {
+        if ring.wait(IDLE_WAIT, COALESCE_BELOW, coalesce).is_err() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let now = Instant::now();
+        rearm.clear();
+        let streams = &*s;
+        let drained = ring.drain(|event| match event {
+            RingEvent::Datagram {
+                token,
+                data,
+                from,
+                truncated,
+            } => {
+                if token == WAKER {
+                    return None;
+                }
+                if truncated {
+                    streams.stats.oversized.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                streams.route(token, from, data, now)
+            }
+            RingEvent::Stopped { token, errno } => {
+                // Out of buffers or a socket error: receive again. Cancelled: the
+                // stream is gone.
+                if errno != libc::ECANCELED {
+                    rearm.push(token);
+                }
+                None
+            }
+        });
+        match drained {
+            Ok(d) => {
+                s.stats.forwarded.fetch_add(d.sent, Ordering::Relaxed);
+                if d.send_errors > 0 {
+                    s.stats
+                        .send_errors
+                        .fetch_add(d.send_errors, Ordering::Relaxed);
+                }
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+        for &t in &rearm {
+            let slot = if t == WAKER {
+                Some(wake_slot)
+            } else {
+                let (id, side, c) = split(t);
+                s.streams.get(&id).and_then(|st| st.slot(side, c))
+            };
+            if let Some(slot) = slot {
+                let _ = ring.rearm(slot, t);
+            }
+        }
+        let running = s.apply(|watch| match watch {
+            Watch::Add(socket, t) => ring.add(socket.as_raw_fd(), t).ok(),
+            Watch::Remove(slot) => {
+                // Submitted and unregistered before the socket closes.
+                if let Some(slot) = slot {
+                    let _ = ring.cancel(slot);
+                }
+                None
+            }
+        });
+        if !running {
+            return;
+        }
+    }
+}
+
+/// The epoll loop; see the module docs.
+fn run_epoll(poller: &Poller, wake_rx: &UdpSocket, s: &mut Streams, coalesce: Duration) {
+    let mut events = Events::with_capacity(1024);
+    let mut batch = RecvBatch::new(BATCH, MAX_DATAGRAM);
+    let mut forwards: Vec<(usize, Forward)> = Vec::with_capacity(BATCH);
+    let mut tokens: Vec<u64> = Vec::with_capacity(1024);
+    let mut sink = [0u8; 64];
+    loop {
+        if poller.wait(&mut events, IDLE_WAIT).is_err() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        tokens.clear();
+        tokens.extend(events.tokens());
+        let woke_for = tokens.len();
+        for &t in &tokens {
+            if t == WAKER {
+                while wake_rx.recv(&mut sink).is_ok() {}
+                continue;
+            }
+            serve_epoll(s, t, &mut batch, &mut forwards);
+        }
+        // Closing a socket takes it out of the epoll set; nothing else to undo.
+        let running = s.apply(|watch| {
+            if let Watch::Add(socket, t) = watch {
+                let _ = poller.add(socket, t);
+            }
+            None
+        });
+        if !running {
+            return;
+        }
+        if !coalesce.is_zero() && woke_for > 0 && woke_for < COALESCE_BELOW {
+            std::thread::sleep(coalesce);
+        }
+    }
+}
+
+/// Reads and forwards what is queued on the socket `t` names (epoll loop).
+fn serve_epoll(s: &Streams, t: u64, batch: &mut RecvBatch, forwards: &mut Vec<(usize, Forward)>) {
+    let (id, side, c) = split(t);
+    let Some(stream) = s.streams.get(&id) else {
+        return;
+    };
+    let Some(socket) = stream.socket(side, c) else {
+        return;
+    };
+    // A bounded number of batches per wake-up; level-triggered epoll reports the
+    // socket again if more is queued, so one flooded port cannot starve the rest.
+    for _ in 0..4 {
+        let n = match batch.recv(socket) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let now = Instant::now();
+        forwards.clear();
+        {
+            let mut media = lock(&stream.media);
+            for i in 0..n {
+                let Some((data, src, cut)) = batch.datagram(i) else {
+                    continue;
+                };
+                if cut {
+                    s.stats.oversized.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                if let Some(f) = media.on_datagram(side, component(c), src, data, now) {
+                    forwards.push((i, f));
+                }
+            }
+        }
+        let (mut sent, mut failed) = (0u64, 0u64);
+        for &(i, f) in forwards.iter() {
+            let out = stream.socket(f.side, component_index(f.component));
+            let ok = match (out, batch.datagram(i)) {
+                (Some(out), Some((data, _, _))) => out.send_to(data, f.to).is_ok(),
+                _ => false,
+            };
+            if ok {
+                sent += 1;
+            } else {
+                failed += 1;
+            }
+        }
+        s.stats.forwarded.fetch_add(sent, Ordering::Relaxed);
+        if failed > 0 {
+            s.stats.send_errors.fetch_add(failed, Ordering::Relaxed);
+        }
+        if n < BATCH {
+            return;
+        }
+    }
+}

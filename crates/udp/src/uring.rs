@@ -1,0 +1,691 @@
+//! A UDP forwarding ring (Linux `io_uring`): receives on many sockets and sends from
+//! many sockets with one system call per batch instead of two per datagram.
+//!
+//! What it does: [`UdpRing::add`] arms a multishot `recvmsg` on a socket; the kernel
+//! then reads every datagram that arrives into a buffer taken from a provided-buffer
+//! ring, with no system call, and posts a completion. [`UdpRing::drain`] hands each
+//! datagram (payload, source, truncation) with the socket's token to the caller, who
+//! answers with where to forward it: `(socket, destination)`. The forward is sent
+//! straight out of the receive buffer (no copy) from that socket; the buffer goes back
+//! to the kernel when the send completes. [`UdpRing::wait`] submits the queued sends
+//! and waits for the next completions, so one `io_uring_enter` carries a whole batch of
+//! sends and collects a whole batch of receives.
+//!
+//! Why: a relay's sockets each carry about 50 packets a second, so an `epoll` loop
+//! wakes for one datagram per socket and pays a `recvmmsg` and a `sendto` per packet;
+//! each forward leaves from a different socket, so `sendmmsg` cannot group them. Here
+//! the system-call cost is shared by everything that arrived in the same interval.
+//!
+//! What it does not: own the sockets (the caller keeps them open until it has called
+//! [`UdpRing::cancel`]), decide anything about packets, or run on kernels older than 6.1
+//! (`DEFER_TASKRUN`); [`UdpRing::new`] fails there and the caller falls back to
+//! [`crate::Poller`].
+#![allow(unsafe_code)]
+
+use std::alloc::{self, Layout};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use io_uring::types::{BufRingEntry, CancelBuilder, Fixed, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::{cqueue, opcode, squeue, IoUring};
+
+use crate::recv::decode_addr;
+use crate::sys::sockaddr;
+
+/// The largest token [`UdpRing::add`] accepts (two bits of `user_data` say what a
+/// completion belongs to).
+pub const MAX_TOKEN: u64 = (1 << 62) - 1;
+const KIND_MASK: u64 = 3 << 62;
+const KIND_RECV: u64 = 0;
+const KIND_SEND: u64 = 1 << 62;
+const KIND_OTHER: u64 = 2 << 62;
+/// The one buffer group this ring uses.
+const GROUP: u16 = 0;
+/// `io_uring_recvmsg_out`, which precedes the source address in each buffer.
+const RECVMSG_OUT: usize = 16;
+/// Room for the source address in each buffer (IPv6 is the larger).
+const NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_in6>();
+
+/// Sizes of a [`UdpRing`].
+#[derive(Debug, Clone, Copy)]
+pub struct RingOptions {
+    /// Receive buffers (a power of two, at most 32,768): datagrams received and not yet
+    /// forwarded or dropped. When all are in use the kernel keeps new datagrams in the
+    /// socket queues and the ring re-arms the receive once buffers come back.
+    pub buffers: u16,
+    /// Longest payload kept whole; a longer datagram arrives truncated and flagged.
+    pub max_datagram: usize,
+    /// Submission queue entries (sends and receives queued between two waits).
+    pub entries: u32,
+    /// Most sockets watched at once (registered with the kernel so that each operation
+    /// skips the descriptor lookup).
+    pub sockets: u32,
+}
+
+impl Default for RingOptions {
+    fn default() -> Self {
+        Self {
+            buffers: 2048,
+            max_datagram: 4096,
+            entries: 2048,
+            sockets: 16_384,
+        }
+    }
+}
+
+/// A socket registered with a [`UdpRing`]: what [`UdpRing::drain`]'s caller names to
+/// send from, and what [`UdpRing::rearm`] and [`UdpRing::cancel`] take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Slot(u32);
+
+/// A datagram or the end of a socket's receive, as [`UdpRing::drain`] reports them.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A datagram arrived on the socket with this token.
+    Datagram {
+        /// The token given to [`UdpRing::add`].
+        token: u64,
+        /// The payload (cut to `max_datagram` when `truncated`).
+        data: &'a [u8],
+        /// The sender.
+        from: SocketAddr,
+        /// The datagram was longer than `max_datagram`.
+        truncated: bool,
+    },
+    /// The socket's multishot receive stopped: cancelled, out of buffers (`ENOBUFS`), or
+    /// a socket error. Nothing more arrives for the token until it is added again.
+    Stopped {
+        /// The token given to [`UdpRing::add`].
+        token: u64,
+        /// The errno that ended it (`ECANCELED` after [`UdpRing::cancel`]).
+        errno: i32,
+    },
+}
+
+/// What one [`UdpRing::drain`] did besides reporting events.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Datagrams reported.
+    pub received: u64,
+    /// Forwards the kernel completed.
+    pub sent: u64,
+    /// Forwards the kernel refused.
+    pub send_errors: u64,
+}
+
+/// Receive buffers: one allocation the kernel writes into, and the provided-buffer
+/// ring that lends them to it.
+struct Buffers {
+    data: *mut u8,
+    data_layout: Layout,
+    ring: *mut BufRingEntry,
+    ring_layout: Layout,
+    size: usize,
+    count: u16,
+    tail: u16,
+    /// Each buffer's forward destination while its send is in flight.
+    dest: Vec<(libc::sockaddr_storage, libc::socklen_t)>,
+}
+
+impl Buffers {
+    fn new(count: u16, size: usize) -> io::Result<Self> {
+        if !count.is_power_of_two() || count > 32_768 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "ring buffer count must be a power of two up to 32768",
+            ));
+        }
+        let invalid = |_| io::Error::new(io::ErrorKind::InvalidInput, "ring too large");
+        let data_layout =
+            Layout::from_size_align(size * usize::from(count), 64).map_err(invalid)?;
+        let ring_layout = Layout::from_size_align(
+            std::mem::size_of::<BufRingEntry>() * usize::from(count),
+            4096,
+        )
+        .map_err(invalid)?;
+        // SAFETY: both layouts have a non-zero size (count ≥ 1, size ≥ 1).
+        let data = unsafe { alloc::alloc(data_layout) };
+        // SAFETY: as above; the ring must start zeroed (its tail lives in entry 0).
+        let ring = unsafe { alloc::alloc_zeroed(ring_layout) }.cast::<BufRingEntry>();
+        if data.is_null() || ring.is_null() {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
+        // SAFETY: sockaddr_storage is plain old data, valid when zeroed.
+        let empty: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        Ok(Self {
+            data,
+            data_layout,
+            ring,
+            ring_layout,
+            size,
+            count,
+            tail: 0,
+            dest: vec![(empty, 0); usize::from(count)],
+        })
+    }
+
+    /// Queues buffer `bid` for the kernel; [`Buffers::publish`] makes it visible.
+    fn give_back(&mut self, bid: u16) {
+        if bid >= self.count {
+            return;
+        }
+        let slot = usize::from(self.tail & (self.count - 1));
+        // SAFETY: `slot` < count entries of the ring allocation; `bid` < count buffers
+        // of the data allocation. The kernel reads an entry only after the tail moves
+        // past it, which `publish` does afterwards.
+        unsafe {
+            let entry = &mut *self.ring.add(slot);
+            entry.set_addr(self.data.add(usize::from(bid) * self.size) as u64);
+            entry.set_len(self.size as u32);
+            entry.set_bid(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish(&self) {
+        // SAFETY: the tail field lies within the ring allocation; the kernel reads it
+        // with acquire ordering, so the release store orders the entries before it.
+        unsafe {
+            let tail = BufRingEntry::tail(self.ring).cast_mut();
+            std::sync::atomic::AtomicU16::from_ptr(tail)
+                .store(self.tail, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// The first `len` bytes of buffer `bid`, which the kernel has handed back.
+    ///
+    /// # Safety
+    /// The kernel must have completed a receive into `bid` and the buffer must not have
+    /// been given back since.
+    unsafe fn filled(&self, bid: u16, len: usize) -> &[u8] {
+        let len = len.min(self.size);
+        // SAFETY: the caller guarantees the kernel is not writing this buffer; it lies
+        // within the data allocation (bid < count is checked by the caller).
+        unsafe { std::slice::from_raw_parts(self.data.add(usize::from(bid) * self.size), len) }
+    }
+}
+
+impl Drop for Buffers {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with exactly these layouts, freed once.
+        unsafe {
+            alloc::dealloc(self.data, self.data_layout);
+            alloc::dealloc(self.ring.cast(), self.ring_layout);
+        }
+    }
+}
+
+/// The forwarding ring; see the module docs.
+pub struct UdpRing {
+    // Declared first so it is dropped first: closing the ring ends every request
+    // before the buffers it could write into are freed.
+    ring: IoUring,
+    buffers: Buffers,
+    /// The `recvmsg` template: only the name and control lengths matter to the kernel.
+    template: Box<libc::msghdr>,
+    in_flight: usize,
+    /// Registered-file slots not in use.
+    free_slots: Vec<u32>,
+}
+
+// SAFETY: the raw pointers in `Buffers` are owned allocations, used only through
+// `&mut self`; moving the ring to another thread moves sole ownership with it.
+unsafe impl Send for UdpRing {}
+
+impl std::fmt::Debug for UdpRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpRing")
+            .field("buffers", &self.buffers.count)
+            .field("buffer_size", &self.buffers.size)
+            .field("sends_in_flight", &self.in_flight)
+            .finish()
+    }
+}
+
+impl UdpRing {
+    /// A ring for this thread. Fails where the kernel lacks what it needs (io_uring
+    /// disabled or filtered, or older than 6.1); callers fall back to `epoll`.
+    pub fn new(options: RingOptions) -> io::Result<Self> {
+        let size = RECVMSG_OUT + NAME_LEN + options.max_datagram.max(1);
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_cqsize(options.entries.saturating_mul(8))
+            .build(options.entries)?;
+        // A process cannot hold more sockets than its open-file limit, and the kernel
+        // refuses a larger table.
+        let sockets = crate::rlimit::nofile_soft().map_or(options.sockets, |n| {
+            options.sockets.min(u32::try_from(n).unwrap_or(u32::MAX))
+        });
+        ring.submitter().register_files_sparse(sockets)?;
+        let mut buffers = Buffers::new(options.buffers, size)?;
+        for bid in 0..options.buffers {
+            buffers.give_back(bid);
+        }
+        buffers.publish();
+        // SAFETY: the ring memory stays valid until `buffers` drops, which happens after
+        // the ring (and so the registration) is gone.
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                buffers.ring as u64,
+                options.buffers,
+                GROUP,
+                0,
+            )?;
+        }
+        // SAFETY: msghdr is plain old data, valid when zeroed.
+        let mut template: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        template.msg_namelen = NAME_LEN as libc::socklen_t;
+        Ok(Self {
+            ring,
+            buffers,
+            template,
+            in_flight: 0,
+            free_slots: (0..sockets).rev().collect(),
+        })
+    }
+
+    /// Registers `fd` and starts receiving on it, reported with `token` (at most
+    /// [`MAX_TOKEN`]). The socket must stay open until [`UdpRing::cancel`] has been
+    /// called for the returned slot.
+    pub fn add(&mut self, fd: RawFd, token: u64) -> io::Result<Slot> {
+        if token > MAX_TOKEN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "token too large",
+            ));
+        }
+        let slot = self
+            .free_slots
+            .pop()
+            .ok_or_else(|| io::Error::other("io_uring socket table full"))?;
+        if let Err(e) = self.ring.submitter().register_files_update(slot, &[fd]) {
+            self.free_slots.push(slot);
+            return Err(e);
+        }
+        let slot = Slot(slot);
+        self.rearm(slot, token)?;
+        Ok(slot)
+    }
+
+    /// Receives again on a socket whose receive stopped ([`Event::Stopped`] other than
+    /// `ECANCELED`, for example out of buffers).
+    pub fn rearm(&mut self, slot: Slot, token: u64) -> io::Result<()> {
+        let entry = opcode::RecvMsgMulti::new(Fixed(slot.0), &*self.template, GROUP)
+            .build()
+            .user_data(KIND_RECV | (token & MAX_TOKEN));
+        self.push(&entry)
+    }
+
+    /// Stops receiving on a socket and unregisters it, at once: everything queued is
+    /// submitted first (sends from it included), so the caller may close the socket
+    /// right after. The stop is reported later as [`Event::Stopped`] with `ECANCELED`.
+    pub fn cancel(&mut self, slot: Slot) -> io::Result<()> {
+        let entry = opcode::AsyncCancel2::new(CancelBuilder::fd(Fixed(slot.0)).all())
+            .build()
+            .user_data(KIND_OTHER);
+        self.push(&entry)?;
+        self.ring.submit()?;
+        self.ring.submitter().register_files_update(slot.0, &[-1])?;
+        self.free_slots.push(slot.0);
+        Ok(())
+    }
+
+    fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: the entry's pointers (template, buffers, destinations) live as
+            // long as the ring.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return Ok(());
+            }
+            self.ring.submit()?;
+        }
+    }
+
+    /// Submits everything queued and waits until at least one completion is ready or
+    /// `timeout` passes. With `batch` > 1 it waits for that many completions for up to
+    /// `linger` first (fewer wake-ups, that much more latency), then for one.
+    pub fn wait(&mut self, timeout: Duration, batch: usize, linger: Duration) -> io::Result<()> {
+        let ts = Timespec::from(timeout);
+        let mut args = SubmitArgs::new().timespec(&ts);
+        let want = if batch > 1 && !linger.is_zero() {
+            args = args.min_wait_usec(u32::try_from(linger.as_micros()).unwrap_or(u32::MAX));
+            batch
+        } else {
+            1
+        };
+        match self.ring.submitter().submit_with_args(want, &args) {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reports every completed receive to `on_event` and sends the forwards it asks
+    /// for (`Some((slot to send from, destination))`; only asked for datagrams).
+    pub fn drain<F>(&mut self, mut on_event: F) -> io::Result<Drained>
+    where
+        F: FnMut(Event<'_>) -> Option<(Slot, SocketAddr)>,
+    {
+        let mut done = Drained::default();
+        let (submitter, mut sq, mut cq) = self.ring.split();
+        cq.sync();
+        for cqe in &mut cq {
+            let (user_data, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
+            match user_data & KIND_MASK {
+                KIND_RECV => {
+                    let token = user_data & !KIND_MASK;
+                    if let Some(bid) = cqueue::buffer_select(flags) {
+                        let forward = match usize::try_from(res) {
+                            Ok(len) if bid < self.buffers.count => {
+                                // SAFETY: the kernel handed `bid` back with this
+                                // completion and it is given back only below or when
+                                // its send completes.
+                                let buf = unsafe { self.buffers.filled(bid, len) };
+                                match RecvMsgOut::parse(buf, &self.template) {
+                                    Ok(out) => match source(out.name_data()) {
+                                        Some(from) => {
+                                            done.received += 1;
+                                            let payload = out.payload_data();
+                                            on_event(Event::Datagram {
+                                                token,
+                                                data: payload,
+                                                from,
+                                                truncated: out.is_payload_truncated(),
+                                            })
+                                            .map(|to| (to, payload.as_ptr(), payload.len()))
+                                        }
+                                        None => None,
+                                    },
+                                    Err(()) => None,
+                                }
+                            }
+                            _ => None,
+                        };
+                        match forward {
+                            Some(((slot, to), ptr, len)) => {
+                                let Some(dest) = self.buffers.dest.get_mut(usize::from(bid)) else {
+                                    continue;
+                                };
+                                *dest = sockaddr(to);
+                                let entry = opcode::Send::new(Fixed(slot.0), ptr, len as u32)
+                                    .dest_addr(std::ptr::from_ref(&dest.0).cast())
+                                    .dest_addr_len(dest.1)
+                                    .build()
+                                    .user_data(KIND_SEND | u64::from(bid));
+                                // SAFETY: the payload stays in buffer `bid`, and the
+                                // destination in `dest[bid]`, until this send completes.
+                                while unsafe { sq.push(&entry) }.is_err() {
+                                    sq.sync();
+                                    submitter.submit()?;
+                                    sq.sync();
+                                }
+                                self.in_flight += 1;
+                            }
+                            None => self.buffers.give_back(bid),
+                        }
+                    }
+                    if !cqueue::more(flags) {
+                        let errno = if res < 0 { -res } else { 0 };
+                        on_event(Event::Stopped { token, errno });
+                    }
+                }
+                KIND_SEND => {
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                    if res < 0 {
+                        done.send_errors += 1;
+                    } else {
+                        done.sent += 1;
+                    }
+                    self.buffers.give_back((user_data & 0xffff) as u16);
+                }
+                _ => {}
+            }
+        }
+        sq.sync();
+        self.buffers.publish();
+        Ok(done)
+    }
+}
+
+impl Drop for UdpRing {
+    /// Cancels every request and collects the completions (bounded), so that no
+    /// receive is still able to write into a buffer when the memory is freed.
+    fn drop(&mut self) {
+        let entry = opcode::AsyncCancel2::new(CancelBuilder::any())
+            .build()
+            .user_data(KIND_OTHER);
+        if self.push(&entry).is_err() {
+            return;
+        }
+        for _ in 0..10 {
+            if self
+                .wait(Duration::from_millis(5), 1, Duration::ZERO)
+                .is_err()
+            {
+                return;
+            }
+            if self.drain(|_| None).is_err() {
+                return;
+            }
+            if self.in_flight == 0 {
+                return;
+            }
+        }
+    }
+}
+
+fn source(name: &[u8]) -> Option<SocketAddr> {
+    // SAFETY: sockaddr_storage is plain old data, valid when zeroed.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = name
+        .len()
+        .min(std::mem::size_of::<libc::sockaddr_storage>());
+    // SAFETY: copies `len` bytes, within both the source slice and the storage.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            name.as_ptr(),
+            std::ptr::from_mut(&mut storage).cast::<u8>(),
+            len,
+        );
+    }
+    decode_addr(&storage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+    use std::time::Instant;
+
+    fn ring() -> Option<UdpRing> {
+        match UdpRing::new(RingOptions {
+            buffers: 64,
+            max_datagram: 256,
+            entries: 64,
+            sockets: 8,
+        }) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("skipping: io_uring unavailable here: {e}");
+                None
+            }
+        }
+    }
+
+    /// Drains until `want` datagrams were seen or a second passes.
+    fn pump<F>(ring: &mut UdpRing, want: u64, mut f: F) -> Drained
+    where
+        F: FnMut(Event<'_>) -> Option<(Slot, SocketAddr)>,
+    {
+        let mut total = Drained::default();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while total.received < want && Instant::now() < deadline {
+            ring.wait(Duration::from_millis(20), 1, Duration::ZERO)
+                .unwrap();
+            let d = ring.drain(&mut f).unwrap();
+            total.received += d.received;
+            total.sent += d.sent;
+            total.send_errors += d.send_errors;
+        }
+        // Collect the last sends' completions.
+        ring.wait(Duration::from_millis(5), 1, Duration::ZERO)
+            .unwrap();
+        let d = ring.drain(&mut f).unwrap();
+        total.sent += d.sent;
+        total.send_errors += d.send_errors;
+        total
+    }
+
+    #[test]
+    fn forwards_from_the_socket_the_caller_names() {
+        let Some(mut ring) = ring() else { return };
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        ring.add(a.as_raw_fd(), 7).unwrap();
+        let b_slot = ring.add(b.as_raw_fd(), 8).unwrap();
+        let peer_addr = peer.local_addr().unwrap();
+        for i in 0..10u8 {
+            phone.send_to(&[i; 100], a.local_addr().unwrap()).unwrap();
+        }
+        let mut seen = Vec::new();
+        let done = pump(&mut ring, 10, |ev| match ev {
+            Event::Datagram {
+                token,
+                data,
+                from,
+                truncated,
+            } => {
+                seen.push((token, data.to_vec(), from, truncated));
+                Some((b_slot, peer_addr))
+            }
+            Event::Stopped { .. } => None,
+        });
+        assert_eq!(done.received, 10);
+        assert_eq!(done.sent, 10);
+        assert_eq!(done.send_errors, 0);
+        for (i, (token, data, from, truncated)) in seen.iter().enumerate() {
+            assert_eq!(*token, 7);
+            assert_eq!(data, &vec![i as u8; 100]);
+            assert_eq!(*from, phone.local_addr().unwrap());
+            assert!(!truncated);
+        }
+        let mut buf = [0u8; 512];
+        for i in 0..10u8 {
+            let (n, src) = peer.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &[i; 100][..]);
+            assert_eq!(src, b.local_addr().unwrap(), "sent from the named socket");
+        }
+    }
+
+    #[test]
+    fn buffers_are_recycled_beyond_the_pool_size() {
+        let Some(mut ring) = ring() else { return };
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a_slot = ring.add(a.as_raw_fd(), 1).unwrap();
+        let sink_addr = sink.local_addr().unwrap();
+        let mut received = 0;
+        let mut stopped = Vec::new();
+        // 64 buffers; 500 datagrams in rounds, half dropped and half forwarded.
+        for round in 0..10u64 {
+            for _ in 0..50 {
+                phone.send_to(&[1u8; 40], a.local_addr().unwrap()).unwrap();
+            }
+            let mut n = 0u64;
+            let d = pump(&mut ring, 50, |ev| match ev {
+                Event::Datagram { .. } => {
+                    n += 1;
+                    (n % 2 == 0).then_some((a_slot, sink_addr))
+                }
+                Event::Stopped { token, errno } => {
+                    stopped.push((token, errno));
+                    None
+                }
+            });
+            received += d.received;
+            assert_eq!(d.received, 50, "round {round}");
+        }
+        assert_eq!(received, 500);
+        assert!(stopped.is_empty(), "{stopped:?}");
+    }
+
+    #[test]
+    fn long_datagrams_are_flagged_and_cut() {
+        let Some(mut ring) = ring() else { return };
+        let a = UdpSocket::bind("[::1]:0")
+            .or_else(|_| UdpSocket::bind("127.0.0.1:0"))
+            .unwrap();
+        let phone = UdpSocket::bind(SocketAddr::new(a.local_addr().unwrap().ip(), 0)).unwrap();
+        ring.add(a.as_raw_fd(), 3).unwrap();
+        phone.send_to(&[9u8; 300], a.local_addr().unwrap()).unwrap();
+        let mut got = None;
+        pump(&mut ring, 1, |ev| {
+            if let Event::Datagram {
+                data,
+                truncated,
+                from,
+                ..
+            } = ev
+            {
+                got = Some((data.len(), truncated, from));
+            }
+            None
+        });
+        assert_eq!(got, Some((256, true, phone.local_addr().unwrap())));
+    }
+
+    #[test]
+    fn cancel_stops_the_socket() {
+        let Some(mut ring) = ring() else { return };
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let slot = ring.add(a.as_raw_fd(), 5).unwrap();
+        ring.wait(Duration::from_millis(1), 1, Duration::ZERO)
+            .unwrap();
+        ring.cancel(slot).unwrap();
+        let mut events = Vec::new();
+        pump(&mut ring, 1, |ev| {
+            match ev {
+                Event::Datagram { token, .. } => events.push((token, 0)),
+                Event::Stopped { token, errno } => events.push((token, errno)),
+            }
+            None
+        });
+        assert_eq!(events, vec![(5, libc::ECANCELED)]);
+        phone.send_to(b"late", a.local_addr().unwrap()).unwrap();
+        let d = pump(&mut ring, 1, |_| None);
+        assert_eq!(d.received, 0);
+        // The slot is free again, and reused.
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert_eq!(ring.add(b.as_raw_fd(), 6).unwrap(), slot);
+    }
+
+    #[test]
+    fn a_full_socket_table_is_an_error_not_a_panic() {
+        let Some(mut ring) = ring() else { return };
+        let sockets: Vec<UdpSocket> = (0..9)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        for (i, s) in sockets.iter().take(8).enumerate() {
+            ring.add(s.as_raw_fd(), i as u64).unwrap();
+        }
+        let err = ring.add(sockets[8].as_raw_fd(), 8).unwrap_err();
+        assert_eq!(err.to_string(), "io_uring socket table full");
+        assert!(ring.add(sockets[0].as_raw_fd(), MAX_TOKEN + 1).is_err());
+    }
+}

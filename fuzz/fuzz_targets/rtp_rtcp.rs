@@ -21,11 +21,25 @@ fuzz_target!(|data: &[u8]| {
         padding: p.padding_len(),
     };
     let mut buf = vec![0u8; data.len() + 16];
-    let n = header.write(p.payload(), &mut buf).expect("a parsed packet must rebuild");
+    let n = header
+        .write(p.payload(), &mut buf)
+        .expect("a parsed packet must rebuild");
     let q = RtpPacket::parse(&buf[..n]).expect("a rebuilt packet must parse");
     assert_eq!(
-        (q.marker(), q.payload_type(), q.sequence_number(), q.timestamp(), q.ssrc()),
-        (p.marker(), p.payload_type(), p.sequence_number(), p.timestamp(), p.ssrc())
+        (
+            q.marker(),
+            q.payload_type(),
+            q.sequence_number(),
+            q.timestamp(),
+            q.ssrc()
+        ),
+        (
+            p.marker(),
+            p.payload_type(),
+            p.sequence_number(),
+            p.timestamp(),
+            p.ssrc()
+        )
     );
     assert!(q.csrcs().eq(p.csrcs()));
     assert_eq!(q.extension(), p.extension());

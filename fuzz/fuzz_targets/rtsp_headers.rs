@@ -48,9 +48,15 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(ch) = parse_challenges(&[v]) {
         let text: Vec<String> = ch.iter().map(|c| c.to_string()).collect();
         let refs: Vec<&str> = text.iter().map(String::as_str).collect();
-        assert_eq!(parse_challenges(&refs).expect("printed challenges parse"), ch);
+        assert_eq!(
+            parse_challenges(&refs).expect("printed challenges parse"),
+            ch
+        );
     }
     if let Ok(c) = parse_credentials(v) {
-        assert_eq!(parse_credentials(&c.to_string()).expect("printed credentials parse"), c);
+        assert_eq!(
+            parse_credentials(&c.to_string()).expect("printed credentials parse"),
+            c
+        );
     }
 });

@@ -14,14 +14,17 @@ fuzz_target!(|data: &[u8]| {
     let cut = usize::from(split).min(rest.len());
     let mut parts = Vec::new();
     let mut dec = PostBodyDecoder::new();
-    let parts_ok = dec.decode(&rest[..cut], &mut parts).is_ok() && dec.decode(&rest[cut..], &mut parts).is_ok();
+    let parts_ok = dec.decode(&rest[..cut], &mut parts).is_ok()
+        && dec.decode(&rest[cut..], &mut parts).is_ok();
     assert_eq!(whole_ok, parts_ok, "split changed success");
     if whole_ok {
         assert_eq!(whole, parts, "split changed output");
         let mut encoded = Vec::new();
         encode_post_chunk(&whole, &mut encoded);
         let mut back = Vec::new();
-        PostBodyDecoder::new().decode(&encoded, &mut back).expect("our encoding must decode");
+        PostBodyDecoder::new()
+            .decode(&encoded, &mut back)
+            .expect("our encoding must decode");
         assert_eq!(back, whole);
     }
 });

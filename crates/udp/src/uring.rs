@@ -625,6 +625,52 @@ mod tests {
     }
 
     #[test]
+    fn running_out_of_buffers_stops_a_receive_and_rearming_resumes_it() {
+        let Some(mut ring) = ring() else { return };
+        let sockets: Vec<UdpSocket> = (0..4)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let slots: Vec<Slot> = sockets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ring.add(s.as_raw_fd(), i as u64).unwrap())
+            .collect();
+        let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sink_addr = sink.local_addr().unwrap();
+        // 200 datagrams queued before the ring looks: more than its 64 buffers.
+        for s in &sockets {
+            for _ in 0..50 {
+                phone.send_to(&[7u8; 60], s.local_addr().unwrap()).unwrap();
+            }
+        }
+        let (mut received, mut sent, mut no_buffers) = (0u64, 0u64, 0u64);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while (received < 200 || sent < 200) && Instant::now() < deadline {
+            ring.wait(Duration::from_millis(20), 1, Duration::ZERO).unwrap();
+            let mut rearm = Vec::new();
+            let d = ring
+                .drain(|ev| match ev {
+                    Event::Datagram { token, .. } => Some((slots[token as usize], sink_addr)),
+                    Event::Stopped { token, errno } => {
+                        assert_eq!(errno, libc::ENOBUFS);
+                        rearm.push(token);
+                        None
+                    }
+                })
+                .unwrap();
+            no_buffers += rearm.len() as u64;
+            for t in rearm {
+                ring.rearm(slots[t as usize], t).unwrap();
+            }
+            received += d.received;
+            sent += d.sent;
+        }
+        assert_eq!((received, sent), (200, 200));
+        assert!(no_buffers > 0, "the pool ran dry at least once");
+    }
+
+    #[test]
     fn long_datagrams_are_flagged_and_cut() {
         let Some(mut ring) = ring() else { return };
         let a = UdpSocket::bind("[::1]:0")

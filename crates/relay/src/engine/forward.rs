@@ -43,6 +43,10 @@ const WAKER: u64 = RING_MAX_TOKEN;
 /// Pause after a wake-up that found fewer ready sockets than this (epoll loop), or
 /// wait for this many completions (io_uring loop), when coalescing.
 const COALESCE_BELOW: usize = 16;
+/// Receive buffers per io_uring thread: enough for the datagrams of a few busy
+/// wake-ups (a buffer returns to the kernel as soon as its forward is sent), few
+/// enough to stay in cache; more sit idle and cost memory.
+const RING_BUFFERS: u16 = 512;
 /// How long a thread sleeps at most before looking at its command queue.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 
@@ -151,6 +155,7 @@ pub fn spawn(
                     max_datagram: MAX_DATAGRAM,
                     // Its own wake-up socket too.
                     sockets: max_sockets.saturating_add(1),
+                    buffers: RING_BUFFERS,
                     ..RingOptions::default()
                 })
                 .ok(),

@@ -647,7 +647,8 @@ mod tests {
         let (mut received, mut sent, mut no_buffers) = (0u64, 0u64, 0u64);
         let deadline = Instant::now() + Duration::from_secs(2);
         while (received < 200 || sent < 200) && Instant::now() < deadline {
-            ring.wait(Duration::from_millis(20), 1, Duration::ZERO).unwrap();
+            ring.wait(Duration::from_millis(20), 1, Duration::ZERO)
+                .unwrap();
             let mut rearm = Vec::new();
             let d = ring
                 .drain(|ev| match ev {

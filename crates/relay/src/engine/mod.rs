@@ -60,7 +60,7 @@ pub struct EngineConfig {
     pub notify_url: Option<String>,
     /// How often idle calls and delete delays are checked.
     pub tick: Duration,
-    /// Forwarding threads; 0 for one per CPU.
+    /// Forwarding threads; 0 for one per two CPUs (at least 1, at most 8).
     pub forward_threads: usize,
     /// After a wake-up that found few ready sockets, a forwarding thread pauses this
     /// long so the next finds more: less CPU per packet, that much more latency.
@@ -341,7 +341,7 @@ impl Relay {
         };
         let now = control::read_clock();
         let threads = match config.forward_threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 8)),
             n => n,
         };
         let env = SocketEnv::new(

@@ -35,6 +35,12 @@ impl<const MIN_US: u64, const MAX_US: u64> BoundedDuration<MIN_US, MAX_US> {
         Self { micros }
     }
 
+    /// The same from microseconds, for sub-millisecond defaults.
+    pub const fn from_micros_const(micros: u64) -> Self {
+        assert!(MIN_US <= micros && micros <= MAX_US, "default out of range");
+        Self { micros }
+    }
+
     /// The duration, if it is in range.
     pub fn new(value: Duration) -> Result<Self, InvalidValue> {
         if value.subsec_nanos() % 1000 != 0 {

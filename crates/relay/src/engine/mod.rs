@@ -589,7 +589,7 @@ relatch_max_seq_gap = 1000
         assert_eq!(o.max_media_per_call, d.max_media_per_call);
         assert_eq!(e.port_quarantine, Duration::from_secs(10));
         assert_eq!(e.forward_threads, 0);
-        assert_eq!(e.forward_coalesce, Duration::ZERO);
+        assert_eq!(e.forward_coalesce, Duration::from_micros(300));
         assert_eq!(e.forward_io, forward::ForwardIo::Auto);
     }
 

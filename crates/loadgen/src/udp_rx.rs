@@ -7,15 +7,22 @@
 //! caller. A benchmark runs one set per receiver thread; the load generator must cost
 //! far less per packet than the server it measures, or it measures itself.
 //!
+//! Arrival time comes in two kinds. By default it is the moment the thread woke up,
+//! shared by every datagram read in that wake-up: it includes the receiver's own
+//! scheduling delay and any [`SocketSet::set_coalesce`] pause. With
+//! [`SocketSet::enable_kernel_timestamps`] each datagram also carries the kernel's
+//! receive time (`SO_TIMESTAMPNS`), taken before any reader runs, which
+//! [`SocketSet::drain_stamped_until`] hands over in an [`Arrival`].
+//!
 //! What it does not: parse datagrams, allocate per datagram, or stop on its own
 //! beyond the deadline and stop flag it is given.
 
 use std::io;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use mediagate_udp::{Events, Poller, RecvBatch};
+use mediagate_udp::{enable_timestamps, Events, Poller, RecvBatch};
 
 use crate::sys;
 
@@ -43,6 +50,9 @@ pub struct DrainReport {
     pub wakeups: u64,
     /// Receive errors other than "nothing queued" (each skips that socket once).
     pub errors: u64,
+    /// Datagrams that came with the kernel's receive time (0 unless the set has
+    /// kernel timestamps enabled).
+    pub kernel_stamped: u64,
     /// CPU time the thread used while draining.
     pub cpu: Duration,
 }
@@ -55,7 +65,29 @@ impl DrainReport {
         self.recv_calls = self.recv_calls.saturating_add(other.recv_calls);
         self.wakeups = self.wakeups.saturating_add(other.wakeups);
         self.errors = self.errors.saturating_add(other.errors);
+        self.kernel_stamped = self.kernel_stamped.saturating_add(other.kernel_stamped);
         self.cpu = self.cpu.saturating_add(other.cpu);
+    }
+}
+
+/// When one datagram arrived, as well as the receiver can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// When the receiver thread woke up and read it (shared by the datagrams of one
+    /// wake-up).
+    pub woke: Instant,
+    /// The same moment on the wall clock (`CLOCK_REALTIME`), comparable with
+    /// [`kernel`](Self::kernel) and with send times taken from [`SystemTime`].
+    pub woke_wall: SystemTime,
+    /// The kernel's receive time (`CLOCK_REALTIME`), when kernel timestamps are
+    /// enabled on the set and the kernel sent one with this datagram.
+    pub kernel: Option<SystemTime>,
+}
+
+impl Arrival {
+    /// The best wall-clock arrival time known: the kernel's, else the wake-up's.
+    pub fn wall(&self) -> SystemTime {
+        self.kernel.unwrap_or(self.woke_wall)
     }
 }
 
@@ -65,6 +97,7 @@ pub struct SocketSet {
     poller: Poller,
     sockets: Vec<UdpSocket>,
     coalesce: Duration,
+    timestamps: bool,
 }
 
 impl SocketSet {
@@ -74,19 +107,38 @@ impl SocketSet {
             poller: Poller::new()?,
             sockets: Vec::new(),
             coalesce: Duration::ZERO,
+            timestamps: false,
         })
     }
 
     /// After each wake-up that found datagrams, sleep this long before waiting again,
     /// so that the next wake-up finds more queued per socket and one `recvmmsg`
-    /// carries several. Costs up to this much extra delay on arrival times; zero (the
-    /// default) for latency measurements.
+    /// carries several. Costs up to this much extra delay on wake-up arrival times;
+    /// zero (the default) for latency measurements that use them. Kernel receive
+    /// times are not delayed: with kernel timestamps on, the pause is skipped after a
+    /// wake-up that read a datagram without one, so a fallback to wake-up times stays
+    /// as prompt as without a pause.
     pub fn set_coalesce(&mut self, pause: Duration) {
         self.coalesce = pause;
     }
 
+    /// Asks the kernel to stamp every datagram of every socket in the set, now and
+    /// added later, with its receive time (`SO_TIMESTAMPNS`), handed over as
+    /// [`Arrival::kernel`]. Fails, leaving the set as it was for later sockets, when
+    /// the kernel refuses the option on one of them.
+    pub fn enable_kernel_timestamps(&mut self) -> io::Result<()> {
+        for s in &self.sockets {
+            enable_timestamps(s)?;
+        }
+        self.timestamps = true;
+        Ok(())
+    }
+
     /// Adds `socket`; its datagrams will carry the returned token.
     pub fn add(&mut self, socket: UdpSocket) -> io::Result<usize> {
+        if self.timestamps {
+            enable_timestamps(&socket)?;
+        }
         let token = self.sockets.len();
         self.poller.add(&socket, token as u64)?;
         self.sockets.push(socket);
@@ -108,11 +160,32 @@ impl SocketSet {
     where
         F: FnMut(usize, &[u8], Instant) -> bool,
     {
+        self.drain_stamped_until(stop, deadline, counter, |token, bytes, arrival| {
+            on_datagram(token, bytes, arrival.woke)
+        })
+    }
+
+    /// [`drain_until`](Self::drain_until), handing each datagram's full [`Arrival`]:
+    /// the wake-up time and, with kernel timestamps enabled, the kernel's receive
+    /// time.
+    pub fn drain_stamped_until<F>(
+        &self,
+        stop: &AtomicBool,
+        deadline: Instant,
+        counter: &AtomicU64,
+        mut on_datagram: F,
+    ) -> io::Result<DrainReport>
+    where
+        F: FnMut(usize, &[u8], Arrival) -> bool,
+    {
         let cpu_start = sys::thread_cpu_time();
         let mut report = DrainReport::default();
         // The viewers know who sends to them: skip source addresses, one copy less per
         // datagram for the kernel.
         let mut batch = RecvBatch::new(BATCH, SLOT_SIZE).without_sources();
+        if self.timestamps {
+            batch = batch.with_timestamps();
+        }
         let mut events = Events::with_capacity(512);
         loop {
             let now = Instant::now();
@@ -124,8 +197,10 @@ impl SocketSet {
                 continue;
             }
             report.wakeups += 1;
-            let arrival = Instant::now();
+            let woke = Instant::now();
+            let woke_wall = SystemTime::now();
             let mut counted = 0u64;
+            let mut unstamped = false;
             for token in events.tokens() {
                 let Some(socket) = usize::try_from(token)
                     .ok()
@@ -147,6 +222,14 @@ impl SocketSet {
                         if let Some((bytes, cut)) = batch.payload(i) {
                             report.datagrams += 1;
                             report.truncated += u64::from(cut);
+                            let kernel = batch.timestamp(i);
+                            report.kernel_stamped += u64::from(kernel.is_some());
+                            unstamped |= kernel.is_none();
+                            let arrival = Arrival {
+                                woke,
+                                woke_wall,
+                                kernel,
+                            };
                             counted += u64::from(on_datagram(token, bytes, arrival));
                         }
                     }
@@ -156,7 +239,8 @@ impl SocketSet {
                 }
             }
             counter.fetch_add(counted, Ordering::Relaxed);
-            if !self.coalesce.is_zero() {
+            let falling_back = self.timestamps && unstamped;
+            if !self.coalesce.is_zero() && !falling_back {
                 std::thread::sleep(self.coalesce);
             }
         }
@@ -213,6 +297,75 @@ mod tests {
             vec![b"zz".to_vec()]
         );
         assert!(report.recv_calls >= 3, "150 datagrams need 3 batches");
+    }
+
+    #[test]
+    fn kernel_times_come_with_every_datagram_when_enabled() {
+        let mut set = SocketSet::new().unwrap();
+        let early = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let early_addr = early.local_addr().unwrap();
+        set.add(early).unwrap();
+        set.enable_kernel_timestamps().unwrap();
+        // Added after enabling: must be stamped too.
+        let late = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let late_addr = late.local_addr().unwrap();
+        set.add(late).unwrap();
+        // A pause far longer than the gap between the sends: the stamps must not see it.
+        set.set_coalesce(Duration::from_millis(50));
+        let tx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let sent = SystemTime::now();
+        for i in 0..70u8 {
+            tx.send_to(&[i], if i % 2 == 0 { early_addr } else { late_addr })
+                .unwrap();
+        }
+        let stop = AtomicBool::new(false);
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let report = set
+            .drain_stamped_until(&stop, deadline, &AtomicU64::new(0), |t, b, a| {
+                got.push((t, b[0], a));
+                true
+            })
+            .unwrap();
+        assert_eq!((report.datagrams, report.kernel_stamped), (70, 70));
+        assert_eq!(got.len(), 70);
+        for (token, byte, a) in &got {
+            assert_eq!(*token, usize::from(byte % 2), "datagram {byte}");
+            let kernel = a.kernel.expect("kernel time");
+            assert_eq!(a.wall(), kernel);
+            assert!(kernel >= sent, "stamped before it was sent");
+            // The kernel stamped it before the thread read it.
+            assert!(kernel <= a.woke_wall, "{kernel:?} after {:?}", a.woke_wall);
+        }
+    }
+
+    #[test]
+    fn without_kernel_timestamps_arrival_is_the_wake_up() {
+        let mut set = SocketSet::new().unwrap();
+        let s = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let addr = s.local_addr().unwrap();
+        set.add(s).unwrap();
+        let tx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        tx.send_to(b"a", addr).unwrap();
+        tx.send_to(b"b", addr).unwrap();
+        let mut got = Vec::new();
+        let report = set
+            .drain_stamped_until(
+                &AtomicBool::new(false),
+                Instant::now() + Duration::from_millis(100),
+                &AtomicU64::new(0),
+                |_, _, a| {
+                    got.push(a);
+                    true
+                },
+            )
+            .unwrap();
+        assert_eq!((report.datagrams, report.kernel_stamped), (2, 0));
+        assert_eq!(got.len(), 2);
+        assert!(got
+            .iter()
+            .all(|a| a.kernel.is_none() && a.wall() == a.woke_wall));
+        assert_eq!(got[0], got[1], "read in one wake-up, one stamp");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! message. When the kernel refuses GSO (old kernel, or a device without checksum
 //! offload answers `EIO`), the sender notices at run time and falls back to one message
 //! per datagram, for good. Around it: [`RecvBatch`] (`recvmmsg(2)` with source
-//! addresses), [`Poller`] (level-triggered `epoll(7)`), [`set_recv_buffer`] and
+//! addresses and, opt-in, kernel receive timestamps: [`enable_timestamps`]),
+//! [`Poller`] (level-triggered `epoll(7)`), [`set_recv_buffer`] and
 //! [`raise_nofile_limit`]. This crate is the one home of those system calls: the edge,
 //! the relay and the load generator all use it.
 //!
@@ -27,6 +28,7 @@ mod recv;
 mod rlimit;
 mod sockbuf;
 mod sys;
+mod timestamp;
 mod uring;
 
 pub use pktinfo::{enable_pktinfo, recv_pktinfo, send_pktinfo, LocalDest, Received};
@@ -35,6 +37,7 @@ pub use recv::RecvBatch;
 pub use rlimit::raise_nofile_limit;
 pub use sockbuf::{set_recv_buffer, set_send_buffer};
 pub use sys::KERNEL_MAX_BATCH;
+pub use timestamp::enable_timestamps;
 pub use uring::{
     Drained, Event as RingEvent, RingOptions, Slot as RingSlot, UdpRing,
     MAX_TOKEN as RING_MAX_TOKEN,

@@ -5,13 +5,18 @@
 //! What it does: [`RecvBatch`] owns the buffers, reads without blocking and hands out
 //! each datagram with its source address and whether the kernel cut it to fit. A
 //! receiver that knows who sends (a load generator's viewer sockets) can skip the
-//! addresses: the kernel then copies one less thing per datagram.
+//! addresses: the kernel then copies one less thing per datagram. Built
+//! [`with_timestamps`](RecvBatch::with_timestamps) it also reads each datagram's kernel
+//! receive time (see [`crate::enable_timestamps`]).
 //! What it does not: own the socket or wait for readiness (see [`crate::Poller`]).
 #![allow(unsafe_code)]
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
+use std::time::SystemTime;
+
+use crate::timestamp;
 
 /// Reusable `recvmmsg` buffers: `slots` datagrams of at most `slot_size` bytes.
 pub struct RecvBatch {
@@ -24,10 +29,14 @@ pub struct RecvBatch {
     cut: Vec<bool>,
     sources: Vec<Option<SocketAddr>>,
     want_sources: bool,
+    /// [`timestamp::CONTROL_WORDS`] per slot when timestamps are asked for, else empty.
+    control: Vec<u64>,
+    stamps: Vec<Option<SystemTime>>,
     filled: usize,
 }
 
-// SAFETY: the raw pointers in `iovs` and `hdrs` are rebuilt by `recv` right before the
+// SAFETY: the raw pointers in `iovs` and `hdrs` (including each header's control
+// pointer) are rebuilt by `recv` right before the
 // system call and never read outside it; between calls they are dead data, so moving
 // the batch to another thread cannot create a dangling access.
 unsafe impl Send for RecvBatch {}
@@ -37,6 +46,7 @@ impl std::fmt::Debug for RecvBatch {
         f.debug_struct("RecvBatch")
             .field("slots", &self.lens.len())
             .field("slot_size", &self.slot_size)
+            .field("timestamps", &!self.control.is_empty())
             .field("filled", &self.filled)
             .finish()
     }
@@ -88,8 +98,22 @@ impl RecvBatch {
             cut: vec![false; slots],
             sources: vec![None; slots],
             want_sources: true,
+            control: Vec::new(),
+            stamps: vec![None; slots],
             filled: 0,
         }
+    }
+
+    /// Also reads each datagram's kernel receive time: every slot gets room for one
+    /// `SCM_TIMESTAMPNS` control message, read back with
+    /// [`timestamp`](Self::timestamp). The socket must have had
+    /// [`enable_timestamps`](crate::enable_timestamps) called, or the kernel sends
+    /// none. The room fits the timestamp only: other control messages the socket was
+    /// asked for are cut (the timestamp comes first on Linux UDP sockets).
+    pub fn with_timestamps(mut self) -> Self {
+        let words = self.lens.len().saturating_mul(timestamp::CONTROL_WORDS);
+        self.control = vec![0; words];
+        self
     }
 
     /// Stops asking the kernel for source addresses. [`datagram`](Self::datagram) then
@@ -111,6 +135,9 @@ impl RecvBatch {
                 iov_len: chunk.len(),
             });
         }
+        // No control room (timestamps off) is an empty iterator: each header then
+        // keeps a null control pointer and length 0.
+        let mut controls = self.control.chunks_exact_mut(timestamp::CONTROL_WORDS);
         for (iov, addr) in self.iovs.iter_mut().zip(self.addrs.iter_mut()) {
             // SAFETY: mmsghdr is plain old data; all-zero is a valid empty header.
             let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
@@ -121,12 +148,20 @@ impl RecvBatch {
             }
             h.msg_hdr.msg_iov = iov;
             h.msg_hdr.msg_iovlen = 1;
+            // Set before every call: the kernel overwrites msg_controllen with what
+            // it wrote.
+            if let Some(control) = controls.next() {
+                h.msg_hdr.msg_control = control.as_mut_ptr().cast();
+                h.msg_hdr.msg_controllen = std::mem::size_of_val(control) as _;
+            }
             self.hdrs.push(h);
         }
         let vlen = libc::c_uint::try_from(self.hdrs.len()).unwrap_or(0);
-        // SAFETY: every header points at one iovec (into `self.data`) and, unless sources
-        // are off (null name, length 0), one sockaddr_storage (in `self.addrs`); none of
-        // the vectors is touched or resized until the call returns.
+        // SAFETY: every header points at one iovec (into `self.data`), unless sources
+        // are off (null name, length 0) one sockaddr_storage (in `self.addrs`), and
+        // unless timestamps are off (null control, length 0) its own 8-byte aligned
+        // chunk of `self.control` with that chunk's length; none of the vectors is
+        // touched or resized until the call returns.
         let n = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
@@ -155,14 +190,17 @@ impl RecvBatch {
             } else {
                 None
             };
-            if let (Some(l), Some(c), Some(s)) = (
+            let stamp = timestamp::kernel_time(&h.msg_hdr);
+            if let (Some(l), Some(c), Some(s), Some(t)) = (
                 self.lens.get_mut(i),
                 self.cut.get_mut(i),
                 self.sources.get_mut(i),
+                self.stamps.get_mut(i),
             ) {
                 *l = len;
                 *c = cut;
                 *s = source;
+                *t = stamp;
             }
         }
         self.filled = n;
@@ -186,6 +224,17 @@ impl RecvBatch {
         let len = *self.lens.get(i)?;
         let bytes = self.data.get(start..start.checked_add(len)?)?;
         Some((bytes, *self.cut.get(i)?))
+    }
+
+    /// The kernel's receive time of datagram `i` of the last [`recv`](Self::recv)
+    /// (`CLOCK_REALTIME`). `None` when the batch was not built
+    /// [`with_timestamps`](Self::with_timestamps), the socket does not have them
+    /// enabled, or there is no datagram `i`.
+    pub fn timestamp(&self, i: usize) -> Option<SystemTime> {
+        if i >= self.filled {
+            return None;
+        }
+        *self.stamps.get(i)?
     }
 }
 
@@ -230,6 +279,72 @@ mod tests {
         assert_eq!(batch.payload(1), Some((&[5u8; 8][..], true)));
         assert_eq!(batch.payload(2), None);
         assert_eq!(batch.datagram(0), None, "no source was asked for");
+    }
+
+    /// How far `t` is from now, either way.
+    fn off_now(t: SystemTime) -> std::time::Duration {
+        let now = SystemTime::now();
+        now.duration_since(t).unwrap_or_else(|e| e.duration())
+    }
+
+    #[test]
+    fn each_datagram_of_a_batch_brings_its_kernel_time() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        crate::enable_timestamps(&rx).unwrap();
+        let mut batch = RecvBatch::new(8, 32).with_timestamps();
+        let before = SystemTime::now();
+        for i in 0..5u8 {
+            tx.send_to(&[i; 3], rx.local_addr().unwrap()).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(batch.recv(&rx).unwrap(), 5);
+        let mut last = None;
+        for i in 0..5 {
+            let t = batch
+                .timestamp(i)
+                .unwrap_or_else(|| panic!("no time for {i}"));
+            assert!(off_now(t) < std::time::Duration::from_secs(1), "{t:?}");
+            // Taken by the kernel on arrival, not when read 20 ms later.
+            assert!(t >= before, "{t:?} before the send at {before:?}");
+            assert!(last.is_none_or(|l| l <= t), "in arrival order");
+            last = Some(t);
+            // Sources and payloads are untouched by the control buffers.
+            let (bytes, from, cut) = batch.datagram(i).unwrap();
+            assert_eq!(
+                (bytes, from, cut),
+                (&[i as u8; 3][..], tx.local_addr().unwrap(), false)
+            );
+        }
+        assert_eq!(batch.timestamp(5), None, "no sixth datagram");
+        // A second call refills the control lengths the kernel overwrote.
+        tx.send_to(b"again", rx.local_addr().unwrap()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(batch.recv(&rx).unwrap(), 1);
+        assert!(batch.timestamp(0).is_some());
+        assert_eq!(batch.timestamp(1), None, "left over from the first call");
+    }
+
+    #[test]
+    fn no_time_unless_both_the_socket_and_the_batch_ask() {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Batch asks, socket does not.
+        let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut batch = RecvBatch::new(4, 16).without_sources().with_timestamps();
+        tx.send_to(b"a", plain.local_addr().unwrap()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(batch.recv(&plain).unwrap(), 1);
+        assert_eq!(batch.payload(0), Some((&b"a"[..], false)));
+        assert_eq!(batch.timestamp(0), None);
+        // Socket asks, batch has no room.
+        let stamped = UdpSocket::bind("127.0.0.1:0").unwrap();
+        crate::enable_timestamps(&stamped).unwrap();
+        let mut batch = RecvBatch::new(4, 16);
+        tx.send_to(b"b", stamped.local_addr().unwrap()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(batch.recv(&stamped).unwrap(), 1);
+        assert_eq!(batch.payload(0), Some((&b"b"[..], false)));
+        assert_eq!(batch.timestamp(0), None);
     }
 
     #[test]

@@ -13,6 +13,10 @@
 //! One sender thread paces all streams evenly over each packet interval; one receiver
 //! thread drains every socket with epoll + `recvmmsg` ([`crate::udp_rx`]). Each
 //! payload carries its send time and stream number, so latency and loss are exact.
+//! Latency is the kernel's receive timestamp minus the send time (wall clock), so the
+//! receiver thread's own scheduling delay is not in it; where the kernel gave no
+//! timestamp the receiver's wake-up time stands in, and the output says so (a note
+//! under the table, `kernel_rx_timestamps` and `wakeup_stamped` in the JSON).
 //!
 //! What it does not: start the relays (the benchmark command in the issue note does),
 //! or judge them beyond the exit status: 0 when every packet arrived, 2 when some
@@ -143,6 +147,8 @@ impl Outcome {
             "send_errors": p.send_errors,
             "offered_pps": p.sent as f64 / p.seconds.max(1e-9),
             "latency_us": {"p50": p.latency_us(50.0), "p90": p.latency_us(90.0), "p99": p.latency_us(99.0), "p999": p.latency_us(99.9), "max": p.latency_max_us},
+            "kernel_rx_timestamps": p.kernel_timestamps,
+            "wakeup_stamped": p.wakeup_stamped,
             "relay_cpu_s": self.relay_cpu_s,
             "relay_cpu_us_per_packet": self.cpu_us_per_packet(),
             "relay_peak_rss_mib": self.relay_peak_rss_mib,
@@ -334,6 +340,38 @@ fn print_table(outcomes: &[Outcome]) {
             o.setup_pairs_per_sec,
         );
     }
+    for line in latency_notes(outcomes) {
+        println!("{line}");
+    }
+}
+
+/// How the table's latency was measured, so a reader knows whether the load
+/// generator's own delay is in it: one line when every target used kernel receive
+/// timestamps, else one line per target.
+fn latency_notes(outcomes: &[Outcome]) -> Vec<String> {
+    if outcomes.iter().all(|o| o.pump.kernel_timestamps) {
+        return vec![
+            "latency: kernel receive timestamps (SO_TIMESTAMPNS) minus send time".to_owned(),
+        ];
+    }
+    outcomes
+        .iter()
+        .map(|o| {
+            let p = &o.pump;
+            if p.kernel_timestamps {
+                format!(
+                    "latency {}: kernel receive timestamps (SO_TIMESTAMPNS)",
+                    o.label
+                )
+            } else {
+                format!(
+                    "latency {}: receiver wake-up time for {} of {} packets (no kernel \
+                     timestamp): includes the load generator's scheduling delay",
+                    o.label, p.wakeup_stamped, p.received
+                )
+            }
+        })
+        .collect()
 }
 
 /// Runs the benchmark against every target in turn.
@@ -386,6 +424,37 @@ mod tests {
             .parse::<Target>()
             .unwrap_err()
             .contains("invalid pid"));
+    }
+
+    #[test]
+    fn latency_notes_say_which_clock_was_used() {
+        let outcome = |label: &str, kernel: bool, woke: u64| Outcome {
+            label: label.into(),
+            pump: pump::PumpReport {
+                received: 100,
+                kernel_timestamps: kernel,
+                wakeup_stamped: woke,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let both = [outcome("a", true, 0), outcome("b", true, 0)];
+        assert_eq!(
+            latency_notes(&both),
+            ["latency: kernel receive timestamps (SO_TIMESTAMPNS) minus send time"]
+        );
+        let mixed = [outcome("a", true, 0), outcome("b", false, 7)];
+        assert_eq!(
+            latency_notes(&mixed),
+            [
+                "latency a: kernel receive timestamps (SO_TIMESTAMPNS)",
+                "latency b: receiver wake-up time for 7 of 100 packets (no kernel timestamp): \
+                 includes the load generator's scheduling delay",
+            ]
+        );
+        let json = mixed[1].json();
+        assert_eq!(json["kernel_rx_timestamps"], false);
+        assert_eq!(json["wakeup_stamped"], 7);
     }
 
     #[test]

@@ -3,16 +3,28 @@
 //!
 //! Socket `j` (caller `2i`, callee `2i+1`) sends stream `j` and receives stream `j ^ 1`.
 //! Each packet is a 12-byte RTP header (SSRC = stream number) and a payload starting
-//! with the send time (ns since the pump started) and a per-stream counter, so the
-//! receiver needs no shared state with the sender.
+//! with the send time and a per-stream counter, so the receiver needs no shared state
+//! with the sender.
+//!
+//! Latency is kernel arrival minus send time, both on the wall clock
+//! (`CLOCK_REALTIME`, ns since the Unix epoch; the same clock at both ends, since the
+//! phones live in this one process): the send time is read right before `send_to`,
+//! the arrival is the kernel's receive timestamp (`SO_TIMESTAMPNS`) of that datagram,
+//! taken before the receiver thread runs. So the figure is the relay's path (plus the
+//! loopback stack's), not the load generator's scheduling, and the receiver may batch
+//! its reads ([`RX_COALESCE`]). When the kernel gives no timestamp (it refused the
+//! option, or a datagram came without one) that datagram's arrival is the receiver's
+//! wake-up time instead, which includes its own delay; [`PumpReport::wakeup_stamped`]
+//! counts those and [`PumpReport::kernel_timestamps`] says whether the whole figure
+//! is the kernel's. A step of the system clock during a run (NTP) skews the figure.
 
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::Call;
-use crate::udp_rx::SocketSet;
+use crate::udp_rx::{Arrival, SocketSet};
 
 /// RTP header plus send time and counter.
 pub const MIN_SIZE: usize = 12 + 8 + 4;
@@ -20,6 +32,13 @@ pub const MIN_SIZE: usize = 12 + 8 + 4;
 const HIST_US: usize = 200_000;
 /// How long to keep receiving after the last send.
 const GRACE: Duration = Duration::from_millis(500);
+/// Receiver pause after each wake-up that found datagrams, so that one wake-up reads
+/// many sockets' packets and the thread costs less per packet. Safe for the latency
+/// figure because arrival is the kernel's receive time, taken before the thread reads;
+/// the pause only delays reading. Safe for loss because a socket gets one packet per
+/// `1/pps` (20 ms at 50 pps), far more than the pause, so nothing piles up in its
+/// receive buffer. Without kernel timestamps the pump does not pause.
+pub const RX_COALESCE: Duration = Duration::from_micros(500);
 
 /// How to pump.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +62,12 @@ pub struct PumpReport {
     /// Latency histogram, 1 µs buckets; the last bucket is everything above.
     pub histogram: Vec<u64>,
     pub latency_max_us: u64,
+    /// Whether every latency sample is kernel arrival minus send time. `false` when
+    /// the kernel refused receive timestamps or some datagram came without one.
+    pub kernel_timestamps: bool,
+    /// Received packets whose arrival is the receiver thread's wake-up time (no
+    /// kernel timestamp): their latency includes the load generator's own delay.
+    pub wakeup_stamped: u64,
 }
 
 impl PumpReport {
@@ -77,6 +102,22 @@ fn packet(buf: &mut [u8], stream: u32, counter: u32, sent_ns: u64) {
     }
 }
 
+/// `t` in ns since the Unix epoch; 0 before it, saturating far after it.
+fn wall_ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Latency in µs of a packet sent at `sent_ns` (wall clock), and whether it was
+/// measured from the receiver's wake-up because the kernel gave no timestamp.
+fn latency_us(sent_ns: u64, arrival: &Arrival) -> (u64, bool) {
+    let arrived_ns = wall_ns(arrival.wall());
+    (
+        arrived_ns.saturating_sub(sent_ns) / 1000,
+        arrival.kernel.is_none(),
+    )
+}
+
 fn read_packet(data: &[u8]) -> Option<(u32, u64, u32)> {
     let word = |r: std::ops::Range<usize>| data.get(r);
     let stream = u32::from_be_bytes(word(8..12)?.try_into().ok()?);
@@ -92,6 +133,7 @@ struct Receiver {
     misrouted: u64,
     histogram: Vec<u64>,
     max_us: u64,
+    wakeup_stamped: u64,
 }
 
 /// Pumps media through every call for `plan.duration`.
@@ -102,6 +144,12 @@ pub fn run(calls: &[Call], plan: &Plan) -> anyhow::Result<PumpReport> {
         for s in &c.sockets {
             set.add(s.try_clone()?)?;
         }
+    }
+    // Without kernel timestamps arrival is the wake-up time, which a pause would
+    // delay: then read as soon as anything arrives, as before.
+    let timestamps = set.enable_kernel_timestamps().is_ok();
+    if timestamps {
+        set.set_coalesce(RX_COALESCE);
     }
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
@@ -119,8 +167,9 @@ pub fn run(calls: &[Call], plan: &Plan) -> anyhow::Result<PumpReport> {
                     misrouted: 0,
                     histogram: vec![0; HIST_US + 1],
                     max_us: 0,
+                    wakeup_stamped: 0,
                 };
-                set.drain_until(&stop, deadline, &progress, |token, data, arrival| {
+                set.drain_stamped_until(&stop, deadline, &progress, |token, data, arrival| {
                     let Some((stream, sent_ns, counter)) = read_packet(data) else {
                         r.misrouted += 1;
                         return false;
@@ -136,8 +185,8 @@ pub fn run(calls: &[Call], plan: &Plan) -> anyhow::Result<PumpReport> {
                             _ => *h = Some(counter),
                         }
                     }
-                    let arrived_ns = arrival.saturating_duration_since(start).as_nanos() as u64;
-                    let us = arrived_ns.saturating_sub(sent_ns) / 1000;
+                    let (us, woke) = latency_us(sent_ns, &arrival);
+                    r.wakeup_stamped += u64::from(woke);
                     r.max_us = r.max_us.max(us);
                     let bucket = (us as usize).min(HIST_US);
                     if let Some(b) = r.histogram.get_mut(bucket) {
@@ -170,7 +219,7 @@ pub fn run(calls: &[Call], plan: &Plan) -> anyhow::Result<PumpReport> {
             }
             for (k, (socket, dest)) in chunk.iter().enumerate() {
                 let stream = (chunk_no * CHUNK + k) as u32;
-                let sent_ns = start.elapsed().as_nanos() as u64;
+                let sent_ns = wall_ns(SystemTime::now());
                 packet(&mut buf, stream, tick as u32, sent_ns);
                 match socket.send_to(&buf, *dest) {
                     Ok(_) => sent += 1,
@@ -194,6 +243,8 @@ pub fn run(calls: &[Call], plan: &Plan) -> anyhow::Result<PumpReport> {
         misrouted: r.misrouted,
         histogram: r.histogram,
         latency_max_us: r.max_us,
+        kernel_timestamps: timestamps && r.wakeup_stamped == 0,
+        wakeup_stamped: r.wakeup_stamped,
     })
 }
 
@@ -208,6 +259,32 @@ mod tests {
         assert_eq!(read_packet(&b), Some((7, 123_456_789, 70_000)));
         assert_eq!(&b[2..4], &(70_000u32 as u16).to_be_bytes());
         assert_eq!(read_packet(&b[..10]), None);
+    }
+
+    #[test]
+    fn latency_is_kernel_arrival_minus_send_time() {
+        let at = |ns: u64| UNIX_EPOCH + Duration::from_nanos(ns);
+        let sent = 1_700_000_000_000_000_000;
+        let kernel = Arrival {
+            woke: Instant::now(),
+            woke_wall: at(sent + 9_000_000),
+            kernel: Some(at(sent + 123_999)),
+        };
+        // The wake-up 9 ms later does not count; ns are truncated to whole µs.
+        assert_eq!(latency_us(sent, &kernel), (123, false));
+        let fallback = Arrival {
+            kernel: None,
+            ..kernel
+        };
+        assert_eq!(latency_us(sent, &fallback), (9_000, true));
+        // Arrival before the send time (a clock step) is 0, not a wrap.
+        let early = Arrival {
+            kernel: Some(at(sent - 5)),
+            ..kernel
+        };
+        assert_eq!(latency_us(sent, &early), (0, false));
+        assert_eq!(wall_ns(at(sent)), sent);
+        assert_eq!(wall_ns(UNIX_EPOCH - Duration::from_secs(1)), 0);
     }
 
     #[test]

@@ -13,25 +13,24 @@ use std::time::{Duration, Instant};
 use mediagate_testkit::ports::{free_tcp_port, free_udp_port};
 use mediagate_testkit::process::{require_program, Peer};
 
-/// The load generator binary, built next to `mediagate` (built on demand when only
-/// this package's tests were compiled).
+/// The load generator binary, next to `mediagate`. Always (re)built: cargo does not
+/// rebuild another package's binary for this test, and a stale one would test old code;
+/// when it is up to date the build is a no-op.
 fn loadgen() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_mediagate")).with_file_name("mediagate-loadgen");
-    if !path.is_file() {
-        let cargo = option_env!("CARGO").unwrap_or("cargo");
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "-p",
-                "mediagate-loadgen",
-                "--bin",
-                "mediagate-loadgen",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cannot run cargo to build mediagate-loadgen");
-        assert!(status.success(), "building mediagate-loadgen failed");
-    }
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "-p",
+            "mediagate-loadgen",
+            "--bin",
+            "mediagate-loadgen",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cannot run cargo to build mediagate-loadgen");
+    assert!(status.success(), "building mediagate-loadgen failed");
     assert!(path.is_file(), "{} is missing", path.display());
     path
 }

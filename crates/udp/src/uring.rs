@@ -228,6 +228,8 @@ pub struct UdpRing {
     in_flight: usize,
     /// Registered-file slots not in use.
     free_slots: Vec<u32>,
+    /// The kernel honours a minimum wait for a batch (Linux 6.12+).
+    min_wait: bool,
 }
 
 // SAFETY: the raw pointers in `Buffers` are owned allocations, used only through
@@ -278,12 +280,14 @@ impl UdpRing {
         // SAFETY: msghdr is plain old data, valid when zeroed.
         let mut template: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         template.msg_namelen = NAME_LEN as libc::socklen_t;
+        let min_wait = ring.params().is_feature_min_timeout();
         Ok(Self {
             ring,
             buffers,
             template,
             in_flight: 0,
             free_slots: (0..sockets).rev().collect(),
+            min_wait,
         })
     }
 
@@ -345,18 +349,22 @@ impl UdpRing {
     }
 
     /// Submits everything queued and waits until at least one completion is ready or
-    /// `timeout` passes. With `batch` > 1 it waits for that many completions for up to
-    /// `linger` first (fewer wake-ups, that much more latency), then for one.
+    /// `timeout` passes. With `batch` > 1 and a non-zero `linger` it waits for that many
+    /// completions for up to `linger` first (fewer wake-ups, that much more latency),
+    /// then for one. Kernels without io_uring's minimum-wait (before 6.12) get the same
+    /// bound another way: after a wake-up with fewer than `batch` completions the
+    /// thread sleeps `linger`.
     pub fn wait(&mut self, timeout: Duration, batch: usize, linger: Duration) -> io::Result<()> {
         let ts = Timespec::from(timeout);
         let mut args = SubmitArgs::new().timespec(&ts);
-        let want = if batch > 1 && !linger.is_zero() {
+        let coalesce = batch > 1 && !linger.is_zero();
+        let want = if coalesce && self.min_wait {
             args = args.min_wait_usec(u32::try_from(linger.as_micros()).unwrap_or(u32::MAX));
             batch
         } else {
             1
         };
-        match self.ring.submitter().submit_with_args(want, &args) {
+        let result = match self.ring.submitter().submit_with_args(want, &args) {
             Ok(_) => Ok(()),
             Err(e)
                 if matches!(
@@ -367,7 +375,14 @@ impl UdpRing {
                 Ok(())
             }
             Err(e) => Err(e),
+        };
+        if coalesce && !self.min_wait && result.is_ok() {
+            let ready = self.ring.completion().len();
+            if ready > 0 && ready < batch {
+                std::thread::sleep(linger);
+            }
         }
+        result
     }
 
     /// Reports every completed receive to `on_event` and sends the forwards it asks
@@ -669,6 +684,36 @@ mod tests {
         }
         assert_eq!((received, sent), (200, 200));
         assert!(no_buffers > 0, "the pool ran dry at least once");
+    }
+
+    /// A lone datagram under coalescing waits about `linger`, not the idle timeout;
+    /// both with the kernel's minimum wait and with the sleeping fallback.
+    #[test]
+    fn coalescing_waits_at_most_the_linger() {
+        for kernel_min_wait in [true, false] {
+            let Some(mut ring) = ring() else { return };
+            if kernel_min_wait && !ring.min_wait {
+                eprintln!("this kernel has no io_uring minimum wait; testing the fallback");
+                continue;
+            }
+            ring.min_wait = kernel_min_wait;
+            let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+            ring.add(a.as_raw_fd(), 1).unwrap();
+            ring.wait(Duration::from_millis(1), 1, Duration::ZERO)
+                .unwrap();
+            phone.send_to(b"x", a.local_addr().unwrap()).unwrap();
+            let started = Instant::now();
+            ring.wait(Duration::from_secs(2), 16, Duration::from_millis(30))
+                .unwrap();
+            let waited = started.elapsed();
+            let d = ring.drain(|_| None).unwrap();
+            assert_eq!(d.received, 1, "kernel min wait: {kernel_min_wait}");
+            assert!(
+                waited < Duration::from_millis(1000),
+                "waited {waited:?} (kernel min wait: {kernel_min_wait})"
+            );
+        }
     }
 
     #[test]

@@ -428,23 +428,28 @@ impl UdpRing {
                         };
                         match forward {
                             Some(((slot, to), ptr, len)) => {
-                                let Some(dest) = self.buffers.dest.get_mut(usize::from(bid)) else {
-                                    continue;
-                                };
-                                *dest = sockaddr(to);
-                                let entry = opcode::Send::new(Fixed(slot.0), ptr, len as u32)
-                                    .dest_addr(std::ptr::from_ref(&dest.0).cast())
-                                    .dest_addr_len(dest.1)
-                                    .build()
-                                    .user_data(KIND_SEND | u64::from(bid));
-                                // SAFETY: the payload stays in buffer `bid`, and the
-                                // destination in `dest[bid]`, until this send completes.
-                                while unsafe { sq.push(&entry) }.is_err() {
-                                    sq.sync();
-                                    submitter.submit()?;
-                                    sq.sync();
+                                match self.buffers.dest.get_mut(usize::from(bid)) {
+                                    Some(dest) => {
+                                        *dest = sockaddr(to);
+                                        let entry =
+                                            opcode::Send::new(Fixed(slot.0), ptr, len as u32)
+                                                .dest_addr(std::ptr::from_ref(&dest.0).cast())
+                                                .dest_addr_len(dest.1)
+                                                .build()
+                                                .user_data(KIND_SEND | u64::from(bid));
+                                        // SAFETY: the payload stays in buffer `bid`, and the
+                                        // destination in `dest[bid]`, until this send
+                                        // completes.
+                                        while unsafe { sq.push(&entry) }.is_err() {
+                                            sq.sync();
+                                            submitter.submit()?;
+                                            sq.sync();
+                                        }
+                                        self.in_flight += 1;
+                                    }
+                                    // Unreachable (bid < count was checked above).
+                                    None => self.buffers.give_back(bid),
                                 }
-                                self.in_flight += 1;
                             }
                             None => self.buffers.give_back(bid),
                         }

@@ -151,23 +151,7 @@ pub fn send_pktinfo<S: AsRawFd>(
 }
 
 fn set_flag(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: the option value is a c_int that lives across the call, and its size is
-    // passed with it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&on as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::sys::set_int_option(fd, level, name, 1)
 }
 
 fn socket_family(fd: RawFd) -> io::Result<libc::c_int> {
@@ -189,46 +173,26 @@ fn socket_family(fd: RawFd) -> io::Result<libc::c_int> {
     }
 }
 
-/// The local destination from a received header's control messages.
+/// The local destination from a received header's control messages. The IPv6 form
+/// wins: on a dual-stack socket it is the mapped address the reply's destination is
+/// written in.
 fn local_dest(hdr: &libc::msghdr) -> Option<LocalDest> {
-    let mut found = None;
-    // SAFETY: `hdr` is the header recvmsg just filled: msg_control points at a live
-    // buffer and msg_controllen says how much of it the kernel wrote, which is what the
-    // CMSG_* walkers rely on. Each payload is read unaligned, and only after checking
-    // that the message is long enough to hold it.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(hdr);
-        while !c.is_null() {
-            let level = (*c).cmsg_level;
-            let kind = (*c).cmsg_type;
-            let len = (*c).cmsg_len as usize;
-            if level == libc::IPPROTO_IP
-                && kind == libc::IP_PKTINFO
-                && len >= libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as usize
-            {
-                let info: libc::in_pktinfo =
-                    std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>());
-                found.get_or_insert(LocalDest {
-                    ip: IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr))),
-                    ifindex: u32::try_from(info.ipi_ifindex).unwrap_or(0),
-                });
-            } else if level == libc::IPPROTO_IPV6
-                && kind == libc::IPV6_PKTINFO
-                && len >= libc::CMSG_LEN(size_of::<libc::in6_pktinfo>() as u32) as usize
-            {
-                let info: libc::in6_pktinfo =
-                    std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>());
-                // The IPv6 form wins: on a dual-stack socket it is the mapped address
-                // the reply's destination is written in.
-                found = Some(LocalDest {
-                    ip: IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)),
-                    ifindex: info.ipi6_ifindex,
-                });
-            }
-            c = libc::CMSG_NXTHDR(hdr, c);
-        }
-    }
-    found
+    let v6 = crate::sys::control_message::<libc::in6_pktinfo>(
+        hdr,
+        libc::IPPROTO_IPV6,
+        libc::IPV6_PKTINFO,
+    )
+    .map(|info| LocalDest {
+        ip: IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)),
+        ifindex: info.ipi6_ifindex,
+    });
+    v6.or_else(|| {
+        crate::sys::control_message::<libc::in_pktinfo>(hdr, libc::IPPROTO_IP, libc::IP_PKTINFO)
+            .map(|info| LocalDest {
+                ip: IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr))),
+                ifindex: u32::try_from(info.ipi_ifindex).unwrap_or(0),
+            })
+    })
 }
 
 /// Writes the control message that makes `from` the source of a datagram to `dest`

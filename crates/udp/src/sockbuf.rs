@@ -45,9 +45,8 @@ fn set_buffer(
     bytes: usize,
 ) -> io::Result<usize> {
     let want = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    if set_int(fd, force, want) != 0 && set_int(fd, plain, want) != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let set = |opt| crate::sys::set_int_option(fd, libc::SOL_SOCKET, opt, want);
+    set(force).or_else(|_| set(plain))?;
     let mut got: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `got` and `len` are valid for writing for the duration of the call.
@@ -64,21 +63,6 @@ fn set_buffer(
         return Err(io::Error::last_os_error());
     }
     Ok(usize::try_from(got).unwrap_or(0))
-}
-
-/// `setsockopt(fd, SOL_SOCKET, opt, &value)`; returns the raw result (0 on success).
-fn set_int(fd: RawFd, opt: libc::c_int, value: libc::c_int) -> libc::c_int {
-    // SAFETY: `value` is a valid c_int for the duration of the call, and the length
-    // passed is its size.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            opt,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    }
 }
 
 #[cfg(test)]

@@ -190,6 +190,70 @@ pub(crate) fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::sockl
     (storage, len as libc::socklen_t)
 }
 
+/// `setsockopt(fd, level, name, &value)` for an integer option.
+pub(crate) fn set_int_option(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> std::io::Result<()> {
+    // SAFETY: `value` is a valid c_int for the duration of the call, and the length
+    // passed is its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Plain-old-data control-message payloads [`control_message`] may read: any bit
+/// pattern is a valid value.
+pub(crate) trait CmsgPayload: Copy {}
+impl CmsgPayload for libc::timespec {}
+impl CmsgPayload for libc::in_pktinfo {}
+impl CmsgPayload for libc::in6_pktinfo {}
+
+/// The payload of the first control message of `hdr` with this level and type, when
+/// it is long enough to hold a `T`. `hdr` must be one `recvmsg` or `recvmmsg` has just
+/// filled (its `msg_controllen` is what the kernel wrote).
+pub(crate) fn control_message<T: CmsgPayload>(
+    hdr: &libc::msghdr,
+    level: libc::c_int,
+    kind: libc::c_int,
+) -> Option<T> {
+    if hdr.msg_control.is_null() {
+        return None;
+    }
+    // SAFETY: `hdr` was just filled by the kernel: msg_control points at a live buffer
+    // and msg_controllen says how much of it the kernel wrote, which is what the CMSG_*
+    // walkers rely on (CMSG_FIRSTHDR is null when not even one header fits). The
+    // payload is read unaligned, only after checking the message holds a whole `T`,
+    // and `T` is plain old data.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            let len = (*c).cmsg_len as usize;
+            if (*c).cmsg_level == level
+                && (*c).cmsg_type == kind
+                && len >= libc::CMSG_LEN(std::mem::size_of::<T>() as u32) as usize
+            {
+                return Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<T>()));
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    None
+}
+
 /// Whether this kernel knows `UDP_SEGMENT` (asked on a throwaway socket).
 pub fn gso_supported() -> bool {
     // SAFETY: plain socket/getsockopt/close calls on a descriptor we own.

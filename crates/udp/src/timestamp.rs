@@ -34,55 +34,21 @@ pub(crate) const CONTROL_WORDS: usize = CONTROL_BYTES.div_ceil(size_of::<u64>())
 /// so enable before traffic starts. Read the stamps with a
 /// [`RecvBatch`](crate::RecvBatch) built [`with_timestamps`](crate::RecvBatch::with_timestamps).
 pub fn enable_timestamps<S: AsRawFd>(socket: &S) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: the option value is a c_int that lives across the call, and its size is
-    // passed with it.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::sys::set_int_option(
+        socket.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_TIMESTAMPNS,
+        1,
+    )
 }
 
 /// The `SCM_TIMESTAMPNS` time among the control messages of `hdr`, which `recvmsg` or
 /// `recvmmsg` has just filled (its `msg_controllen` is what the kernel wrote, 0 when
 /// there was nothing). `None` when there is no such message or it is malformed.
 pub(crate) fn kernel_time(hdr: &libc::msghdr) -> Option<SystemTime> {
-    if hdr.msg_control.is_null() {
-        return None;
-    }
-    let mut found = None;
-    // SAFETY: `hdr` was just filled by the kernel: msg_control points at a live buffer
-    // and msg_controllen says how much of it the kernel wrote, which is what the CMSG_*
-    // walkers rely on (CMSG_FIRSTHDR is null when not even one header fits). The
-    // payload is read unaligned, and only after checking that the message is long
-    // enough to hold a timespec.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(hdr);
-        while !c.is_null() {
-            let len = (*c).cmsg_len as usize;
-            if (*c).cmsg_level == libc::SOL_SOCKET
-                && (*c).cmsg_type == libc::SCM_TIMESTAMPNS
-                && len >= libc::CMSG_LEN(size_of::<libc::timespec>() as u32) as usize
-            {
-                let ts: libc::timespec =
-                    std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
-                found = from_timespec(ts.tv_sec, ts.tv_nsec);
-                break;
-            }
-            c = libc::CMSG_NXTHDR(hdr, c);
-        }
-    }
-    found
+    let ts: libc::timespec =
+        crate::sys::control_message(hdr, libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS)?;
+    from_timespec(ts.tv_sec, ts.tv_nsec)
 }
 
 /// A `CLOCK_REALTIME` timespec as a [`SystemTime`]; `None` for times before the epoch

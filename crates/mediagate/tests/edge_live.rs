@@ -104,7 +104,7 @@ fn two_level_hierarchy_costs_the_origin_one_session() {
         .iter()
         .map(|e| {
             let url = e.url("/cam");
-            std::thread::spawn(move || ffmpeg_gapless(&url, Transport::Tcp, 3.0))
+            std::thread::spawn(move || ffmpeg_gapless(&url, Transport::Tcp, 4.0))
         })
         .collect();
     for v in viewers {
@@ -249,7 +249,7 @@ fn hostile_input_gets_errors_and_the_edge_keeps_serving() {
     let idle: Vec<TcpStream> = (0..1000)
         .map(|_| TcpStream::connect(("127.0.0.1", edge.port)).expect("connect"))
         .collect();
-    let r = ffmpeg_gapless(&edge.url("/cam"), Transport::Tcp, 3.0);
+    let r = ffmpeg_gapless(&edge.url("/cam"), Transport::Tcp, 4.0);
     assert!(r.video >= 30 && r.gap_warnings.is_empty(), "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(30));
     drop(idle);
@@ -550,7 +550,7 @@ fn route_credentials_answer_the_origins_digest_challenge() {
         "[[edge.route]]\nadvertised = \"/sec\"\norigin = \"{with_creds}\"\n[[edge.route]]\nadvertised = \"/nocreds\"\norigin = \"{}\"\n",
         origin.url("/secure")
     ));
-    let r = ffmpeg_gapless(&edge.url("/sec"), Transport::Tcp, 3.0);
+    let r = ffmpeg_gapless(&edge.url("/sec"), Transport::Tcp, 4.0);
     assert!(r.video >= 30 && r.gap_warnings.is_empty(), "{r:?}");
     // The origin challenged the edge and the edge answered with Digest.
     assert!(origin.request_count("DESCRIBE", "/secure", 401) >= 1);
@@ -621,7 +621,7 @@ fn the_edge_follows_an_origin_redirect_and_viewers_never_see_it() {
         !body.contains(&origin.port().to_string()),
         "origin leaked into the SDP:\n{body}"
     );
-    let r = ffmpeg_gapless(&edge.url("/cam"), Transport::Tcp, 3.0);
+    let r = ffmpeg_gapless(&edge.url("/cam"), Transport::Tcp, 4.0);
     assert!(r.video >= 30 && r.gap_warnings.is_empty(), "{r:?}");
     assert!(asked.load(std::sync::atomic::Ordering::Relaxed) >= 1);
     assert_eq!(origin.play_count("/live"), 1);

@@ -23,6 +23,7 @@
 #![allow(unsafe_code)]
 
 use std::alloc::{self, Layout};
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -41,6 +42,9 @@ const KIND_MASK: u64 = 3 << 62;
 const KIND_RECV: u64 = 0;
 const KIND_SEND: u64 = 1 << 62;
 const KIND_OTHER: u64 = 2 << 62;
+/// Reap-and-submit rounds per [`UdpRing::drain`]: sends complete inline, so the second
+/// round finds their completions; the bound keeps one drain from running forever.
+const DRAIN_PASSES: usize = 3;
 /// The one buffer group this ring uses.
 const GROUP: u16 = 0;
 /// `io_uring_recvmsg_out`, which precedes the source address in each buffer.
@@ -226,6 +230,8 @@ pub struct UdpRing {
     /// The `recvmsg` template: only the name and control lengths matter to the kernel.
     template: Box<libc::msghdr>,
     in_flight: usize,
+    /// Receives to arm again, oldest first ([`UdpRing::rearm`]).
+    rearms: VecDeque<(Slot, u64)>,
     /// Registered-file slots not in use.
     free_slots: Vec<u32>,
     /// The kernel honours a minimum wait for a batch (Linux 6.12+).
@@ -242,6 +248,7 @@ impl std::fmt::Debug for UdpRing {
             .field("buffers", &self.buffers.count)
             .field("buffer_size", &self.buffers.size)
             .field("sends_in_flight", &self.in_flight)
+            .field("rearms_queued", &self.rearms.len())
             .finish()
     }
 }
@@ -286,6 +293,7 @@ impl UdpRing {
             buffers,
             template,
             in_flight: 0,
+            rearms: VecDeque::new(),
             free_slots: (0..sockets).rev().collect(),
             min_wait,
         })
@@ -310,23 +318,46 @@ impl UdpRing {
             return Err(e);
         }
         let slot = Slot(slot);
-        self.rearm(slot, token)?;
+        self.arm(slot, token)?;
         Ok(slot)
     }
 
     /// Receives again on a socket whose receive stopped ([`Event::Stopped`] other than
-    /// `ECANCELED`, for example out of buffers).
-    pub fn rearm(&mut self, slot: Slot, token: u64) -> io::Result<()> {
+    /// `ECANCELED`, for example out of buffers), from the next [`UdpRing::wait`] on.
+    ///
+    /// Re-arms are paced: each wait arms at most an eighth of the buffer count, oldest
+    /// first. A receive stops for want of buffers only when its socket has datagrams
+    /// waiting, so re-arming hundreds of sockets at once would see most of them stop
+    /// again at once, costing a submission and a completion each for nothing; the
+    /// waiting datagrams stay queued in their sockets meanwhile.
+    pub fn rearm(&mut self, slot: Slot, token: u64) {
+        self.rearms.push_back((slot, token));
+    }
+
+    fn arm(&mut self, slot: Slot, token: u64) -> io::Result<()> {
         let entry = opcode::RecvMsgMulti::new(Fixed(slot.0), &*self.template, GROUP)
             .build()
             .user_data(KIND_RECV | (token & MAX_TOKEN));
         self.push(&entry)
     }
 
+    fn arm_queued(&mut self) -> io::Result<()> {
+        let budget = usize::from(self.buffers.count / 8).max(1);
+        for _ in 0..budget {
+            let Some((slot, token)) = self.rearms.pop_front() else {
+                break;
+            };
+            self.arm(slot, token)?;
+        }
+        Ok(())
+    }
+
     /// Stops receiving on a socket and unregisters it, at once: everything queued is
     /// submitted first (sends from it included), so the caller may close the socket
     /// right after. The stop is reported later as [`Event::Stopped`] with `ECANCELED`.
     pub fn cancel(&mut self, slot: Slot) -> io::Result<()> {
+        // A re-arm still queued would otherwise receive on whatever takes the slot next.
+        self.rearms.retain(|&(queued, _)| queued != slot);
         let entry = opcode::AsyncCancel2::new(CancelBuilder::fd(Fixed(slot.0)).all())
             .build()
             .user_data(KIND_OTHER);
@@ -355,6 +386,7 @@ impl UdpRing {
     /// bound another way: after a wake-up with fewer than `batch` completions the
     /// thread sleeps `linger`.
     pub fn wait(&mut self, timeout: Duration, batch: usize, linger: Duration) -> io::Result<()> {
+        self.arm_queued()?;
         let ts = Timespec::from(timeout);
         let mut args = SubmitArgs::new().timespec(&ts);
         let coalesce = batch > 1 && !linger.is_zero();
@@ -387,92 +419,85 @@ impl UdpRing {
 
     /// Reports every completed receive to `on_event` and sends the forwards it asks
     /// for (`Some((slot to send from, destination))`; only asked for datagrams).
+    ///
+    /// The sends are submitted before it returns and their completions reaped, so
+    /// their buffers are back in the ring before anything else is submitted. Left
+    /// for the next [`UdpRing::wait`], a burst larger than the ring would hold every
+    /// buffer through that submit, and each receive re-armed in it would stop again at
+    /// once (`ENOBUFS`): a storm of re-arms that feeds itself on a loaded host.
     pub fn drain<F>(&mut self, mut on_event: F) -> io::Result<Drained>
     where
         F: FnMut(Event<'_>) -> Option<(Slot, SocketAddr)>,
     {
         let mut done = Drained::default();
         let (submitter, mut sq, mut cq) = self.ring.split();
-        cq.sync();
-        for cqe in &mut cq {
-            let (user_data, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
-            match user_data & KIND_MASK {
-                KIND_RECV => {
-                    let token = user_data & !KIND_MASK;
-                    if let Some(bid) = cqueue::buffer_select(flags) {
-                        let forward = match usize::try_from(res) {
-                            Ok(len) if bid < self.buffers.count => {
-                                // SAFETY: the kernel handed `bid` back with this
-                                // completion and it is given back only below or when
-                                // its send completes.
-                                let buf = unsafe { self.buffers.filled(bid, len) };
-                                match RecvMsgOut::parse(buf, &self.template) {
-                                    Ok(out) => match source(out.name_data()) {
-                                        Some(from) => {
-                                            done.received += 1;
-                                            let payload = out.payload_data();
-                                            on_event(Event::Datagram {
-                                                token,
-                                                data: payload,
-                                                from,
-                                                truncated: out.is_payload_truncated(),
-                                            })
-                                            .map(|to| (to, payload.as_ptr(), payload.len()))
-                                        }
-                                        None => None,
-                                    },
-                                    Err(()) => None,
-                                }
-                            }
-                            _ => None,
-                        };
-                        match forward {
-                            Some(((slot, to), ptr, len)) => {
-                                match self.buffers.dest.get_mut(usize::from(bid)) {
-                                    Some(dest) => {
-                                        *dest = sockaddr(to);
-                                        let entry =
-                                            opcode::Send::new(Fixed(slot.0), ptr, len as u32)
-                                                .dest_addr(std::ptr::from_ref(&dest.0).cast())
-                                                .dest_addr_len(dest.1)
-                                                .build()
-                                                .user_data(KIND_SEND | u64::from(bid));
-                                        // SAFETY: the payload stays in buffer `bid`, and the
-                                        // destination in `dest[bid]`, until this send
-                                        // completes.
-                                        while unsafe { sq.push(&entry) }.is_err() {
-                                            sq.sync();
-                                            submitter.submit()?;
-                                            sq.sync();
-                                        }
-                                        self.in_flight += 1;
+        for _ in 0..DRAIN_PASSES {
+            cq.sync();
+            let mut queued = 0usize;
+            for cqe in &mut cq {
+                let (user_data, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
+                match user_data & KIND_MASK {
+                    KIND_RECV => {
+                        let token = user_data & !KIND_MASK;
+                        if let Some(bid) = cqueue::buffer_select(flags) {
+                            let forward = datagram(&self.buffers, &self.template, bid, res)
+                                .and_then(|(data, from, truncated)| {
+                                    done.received += 1;
+                                    let event = Event::Datagram {
+                                        token,
+                                        data,
+                                        from,
+                                        truncated,
+                                    };
+                                    on_event(event).map(|to| (to, data.as_ptr(), data.len()))
+                                });
+                            let dest = self.buffers.dest.get_mut(usize::from(bid));
+                            match (forward, dest) {
+                                (Some(((slot, to), ptr, len)), Some(dest)) => {
+                                    *dest = sockaddr(to);
+                                    let entry = opcode::Send::new(Fixed(slot.0), ptr, len as u32)
+                                        .dest_addr(std::ptr::from_ref(&dest.0).cast())
+                                        .dest_addr_len(dest.1)
+                                        .build()
+                                        .user_data(KIND_SEND | u64::from(bid));
+                                    // SAFETY: the payload stays in buffer `bid`, and the
+                                    // destination in `dest[bid]`, until this send
+                                    // completes.
+                                    while unsafe { sq.push(&entry) }.is_err() {
+                                        sq.sync();
+                                        submitter.submit()?;
+                                        sq.sync();
                                     }
-                                    // Unreachable (bid < count was checked above).
-                                    None => self.buffers.give_back(bid),
+                                    self.in_flight += 1;
+                                    queued += 1;
                                 }
+                                _ => self.buffers.give_back(bid),
                             }
-                            None => self.buffers.give_back(bid),
+                        }
+                        if !cqueue::more(flags) {
+                            let errno = if res < 0 { -res } else { 0 };
+                            on_event(Event::Stopped { token, errno });
                         }
                     }
-                    if !cqueue::more(flags) {
-                        let errno = if res < 0 { -res } else { 0 };
-                        on_event(Event::Stopped { token, errno });
+                    KIND_SEND => {
+                        self.in_flight = self.in_flight.saturating_sub(1);
+                        if res < 0 {
+                            done.send_errors += 1;
+                        } else {
+                            done.sent += 1;
+                        }
+                        self.buffers.give_back((user_data & 0xffff) as u16);
                     }
+                    _ => {}
                 }
-                KIND_SEND => {
-                    self.in_flight = self.in_flight.saturating_sub(1);
-                    if res < 0 {
-                        done.send_errors += 1;
-                    } else {
-                        done.sent += 1;
-                    }
-                    self.buffers.give_back((user_data & 0xffff) as u16);
-                }
-                _ => {}
             }
+            self.buffers.publish();
+            if queued == 0 {
+                break;
+            }
+            sq.sync();
+            submitter.submit()?;
         }
-        sq.sync();
-        self.buffers.publish();
         Ok(done)
     }
 }
@@ -502,6 +527,30 @@ impl Drop for UdpRing {
             }
         }
     }
+}
+
+/// The datagram a receive completion put in buffer `bid`: payload, source and whether
+/// it was cut short. `None` for an error or a malformed header.
+fn datagram<'b>(
+    buffers: &'b Buffers,
+    template: &libc::msghdr,
+    bid: u16,
+    res: i32,
+) -> Option<(&'b [u8], SocketAddr, bool)> {
+    let len = usize::try_from(res).ok()?;
+    if bid >= buffers.count {
+        return None;
+    }
+    // SAFETY: the kernel handed `bid` back with this completion and it is given back
+    // only after the caller is done with it (or when its send completes).
+    let buf = unsafe { buffers.filled(bid, len) };
+    let out = RecvMsgOut::parse(buf, template).ok()?;
+    let from = source(out.name_data())?;
+    // `payload_data` borrows `out`; the same bytes, re-sliced from `buf`, outlive it.
+    let payload = out.payload_data();
+    let start = (payload.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
+    let payload = buf.get(start..start.checked_add(payload.len())?)?;
+    Some((payload, from, out.is_payload_truncated()))
 }
 
 fn source(name: &[u8]) -> Option<SocketAddr> {
@@ -682,13 +731,110 @@ mod tests {
                 .unwrap();
             no_buffers += rearm.len() as u64;
             for t in rearm {
-                ring.rearm(slots[t as usize], t).unwrap();
+                ring.rearm(slots[t as usize], t);
             }
             received += d.received;
             sent += d.sent;
         }
         assert_eq!((received, sent), (200, 200));
         assert!(no_buffers > 0, "the pool ran dry at least once");
+    }
+
+    /// A burst larger than the ring: each drain hands its buffers back before it
+    /// returns, so a receive re-armed after it finds buffers and makes progress
+    /// instead of stopping again at once (the self-feeding re-arm storm).
+    #[test]
+    fn a_drain_returns_its_buffers_so_rearms_make_progress() {
+        let Some(mut ring) = ring() else { return };
+        let sockets: Vec<UdpSocket> = (0..8)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let slots: Vec<Slot> = sockets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ring.add(s.as_raw_fd(), i as u64).unwrap())
+            .collect();
+        let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sink_addr = sink.local_addr().unwrap();
+        // 400 datagrams, 50 per socket, against 64 buffers.
+        for s in &sockets {
+            for _ in 0..50 {
+                phone.send_to(&[9u8; 60], s.local_addr().unwrap()).unwrap();
+            }
+        }
+        let (mut sent, mut rounds, mut futile) = (0u64, 0u32, 0u32);
+        let mut rearmed = false;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while sent < 400 && Instant::now() < deadline {
+            ring.wait(Duration::from_millis(20), 1, Duration::ZERO)
+                .unwrap();
+            let mut rearm = Vec::new();
+            let d = ring
+                .drain(|ev| match ev {
+                    Event::Datagram { token, .. } => Some((slots[token as usize], sink_addr)),
+                    Event::Stopped { token, .. } => {
+                        rearm.push(token);
+                        None
+                    }
+                })
+                .unwrap();
+            assert_eq!(ring.in_flight, 0, "every send reaped within its drain");
+            if rearmed && d.received == 0 {
+                futile += 1;
+            }
+            rearmed = !rearm.is_empty();
+            for t in rearm {
+                ring.rearm(slots[t as usize], t);
+            }
+            sent += d.sent;
+            rounds += 1;
+        }
+        assert_eq!(sent, 400);
+        assert_eq!(futile, 0, "a round after re-arming received nothing");
+        assert!(
+            rounds <= 12,
+            "{rounds} rounds for 400 datagrams and 64 buffers"
+        );
+    }
+
+    /// A re-arm still queued when its socket is cancelled must not arm whatever
+    /// socket takes the slot next (its datagrams would carry the old token).
+    #[test]
+    fn cancel_drops_a_queued_rearm() {
+        let Some(mut ring) = ring() else { return };
+        let old = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let slot = ring.add(old.as_raw_fd(), 1).unwrap();
+        ring.rearm(slot, 1);
+        ring.cancel(slot).unwrap();
+        drop(old);
+        let new = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let reused = ring.add(new.as_raw_fd(), 2).unwrap();
+        assert_eq!(reused, slot, "the freed slot is taken again");
+        // Everything queued is armed before a datagram exists, so a stale receive would
+        // compete for them.
+        ring.wait(Duration::from_millis(1), 1, Duration::ZERO)
+            .unwrap();
+        let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..20 {
+            phone
+                .send_to(&[1u8; 40], new.local_addr().unwrap())
+                .unwrap();
+        }
+        let mut tokens = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while tokens.len() < 20 && Instant::now() < deadline {
+            ring.wait(Duration::from_millis(20), 1, Duration::ZERO)
+                .unwrap();
+            ring.drain(|ev| {
+                if let Event::Datagram { token, .. } = ev {
+                    tokens.push(token);
+                }
+                None
+            })
+            .unwrap();
+        }
+        assert_eq!(tokens, vec![2; 20]);
     }
 
     /// A lone datagram under coalescing waits about `linger`, not the idle timeout;

@@ -376,7 +376,7 @@ fn run_ring(mut ring: UdpRing, wake_rx: &UdpSocket, s: &mut Streams, coalesce: D
                 s.streams.get(&id).and_then(|st| st.slot(side, c))
             };
             if let Some(slot) = slot {
-                let _ = ring.rearm(slot, t);
+                ring.rearm(slot, t);
             }
         }
         let running = s.apply(|watch| match watch {

@@ -575,3 +575,120 @@ async fn bridges_an_ipv4_caller_to_an_ipv6_callee() {
     assert!(at_callee.iter().all(|(_, from)| *from == to_relay_v6));
     assert!(at_caller.iter().all(|(_, from)| *from == to_relay_v4));
 }
+
+/// Sockets bound to `port` on 127.0.0.1, from `/proc/net/udp` (a relay port and,
+/// once media flows on the io_uring loop, its connected twin).
+fn sockets_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let local = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twins_follow_a_nat_rebinding_and_strangers_still_count() {
+    twins_and_rebinding(ForwardIo::Auto, 10, "twins").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nat_rebinding_with_the_epoll_loop() {
+    twins_and_rebinding(ForwardIo::Epoll, 11, "twins-epoll").await;
+}
+
+/// Forwards leave from a connected twin of each relay port on the io_uring loop; the
+/// latching decisions must not change: a stranger after the latch is still seen and
+/// refused, and a NAT rebinding (same SSRC, new port, after the quiet time) still moves
+/// the latch, with the other party's media following it.
+async fn twins_and_rebinding(io: ForwardIo, slot: u16, name: &str) {
+    let mut cfg = config(range(slot));
+    cfg.forward_io = io;
+    cfg.options.latch.relatch_quiet = Duration::from_millis(200);
+    let relay = Relay::start(cfg).await.unwrap();
+    let uring = relay.forwarding_threads().1 > 0;
+    let mut ng = Ng::new(&relay).await;
+    let p = establish(&mut ng, name).await;
+
+    for i in 0..20u16 {
+        p.caller
+            .send_to(&rtp(0xa, i), p.caller_relay)
+            .await
+            .unwrap();
+        p.callee
+            .send_to(&rtp(0xb, i), p.callee_relay)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(
+        recv_count(&p.callee, Duration::from_millis(300))
+            .await
+            .len(),
+        20
+    );
+    assert_eq!(
+        recv_count(&p.caller, Duration::from_millis(300))
+            .await
+            .len(),
+        20
+    );
+    let expected = if uring { 2 } else { 1 };
+    assert_eq!(sockets_on(p.caller_relay.port()), expected);
+    assert_eq!(sockets_on(p.callee_relay.port()), expected);
+
+    // A stranger after the latch (its own SSRC): refused and counted, not forwarded.
+    let stranger = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    for i in 0..30u16 {
+        stranger
+            .send_to(&rtp(0x5757, i), p.caller_relay)
+            .await
+            .unwrap();
+    }
+    assert!(recv_count(&p.callee, Duration::from_millis(200))
+        .await
+        .is_empty());
+
+    // The caller's NAT rebinds: same SSRC, continuing sequence, a new port.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let moved = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for i in 20..40u16 {
+        moved.send_to(&rtp(0xa, i), p.caller_relay).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let at_callee = recv_count(&p.callee, Duration::from_millis(300)).await;
+    assert_eq!(at_callee.len(), 20, "the moved caller is forwarded");
+    for i in 20..40u16 {
+        p.callee
+            .send_to(&rtp(0xb, i), p.callee_relay)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let at_moved = recv_count(&moved, Duration::from_millis(300)).await;
+    assert_eq!(at_moved.len(), 20, "the callee's media follows the caller");
+    assert!(at_moved.iter().all(|(_, from)| *from == p.caller_relay));
+    assert!(recv_count(&p.caller, Duration::from_millis(100))
+        .await
+        .is_empty());
+    assert_eq!(sockets_on(p.caller_relay.port()), expected);
+
+    let del = ng
+        .call(&d(&[
+            ("command", s("delete")),
+            ("call-id", s(name)),
+            ("from-tag", s("ft")),
+            ("delete delay", Value::Int(0)),
+        ]))
+        .await;
+    assert_eq!(result(&del), "ok");
+    let records = relay.recent_records();
+    let rec = &records[0];
+    assert_eq!(rec.streams[0].caller.packets, 40);
+    assert_eq!(rec.streams[0].callee.packets, 40);
+    assert_eq!(rec.streams[0].caller.refused, 30);
+    // Closing the stream closes the twins too.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sockets_on(p.caller_relay.port()), 0);
+    assert_eq!(sockets_on(p.callee_relay.port()), 0);
+}

@@ -29,6 +29,7 @@ mod rlimit;
 mod sockbuf;
 mod sys;
 mod timestamp;
+mod twin;
 mod uring;
 
 pub use pktinfo::{enable_pktinfo, recv_pktinfo, send_pktinfo, LocalDest, Received};
@@ -38,6 +39,7 @@ pub use rlimit::raise_nofile_limit;
 pub use sockbuf::{set_recv_buffer, set_send_buffer};
 pub use sys::KERNEL_MAX_BATCH;
 pub use timestamp::enable_timestamps;
+pub use twin::connected_twin;
 pub use uring::{
     Drained, Event as RingEvent, RingOptions, Slot as RingSlot, UdpRing,
     MAX_TOKEN as RING_MAX_TOKEN,

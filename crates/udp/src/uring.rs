@@ -418,7 +418,8 @@ impl UdpRing {
     }
 
     /// Reports every completed receive to `on_event` and sends the forwards it asks
-    /// for (`Some((slot to send from, destination))`; only asked for datagrams).
+    /// for: `Some((slot to send from, destination))`, only asked for datagrams, where a
+    /// destination of `None` means the socket is connected and sends to its peer.
     ///
     /// The sends are submitted before it returns and their completions reaped, so
     /// their buffers are back in the ring before anything else is submitted. Left
@@ -427,7 +428,7 @@ impl UdpRing {
     /// once (`ENOBUFS`): a storm of re-arms that feeds itself on a loaded host.
     pub fn drain<F>(&mut self, mut on_event: F) -> io::Result<Drained>
     where
-        F: FnMut(Event<'_>) -> Option<(Slot, SocketAddr)>,
+        F: FnMut(Event<'_>) -> Option<(Slot, Option<SocketAddr>)>,
     {
         let mut done = Drained::default();
         let (submitter, mut sq, mut cq) = self.ring.split();
@@ -454,12 +455,16 @@ impl UdpRing {
                             let dest = self.buffers.dest.get_mut(usize::from(bid));
                             match (forward, dest) {
                                 (Some(((slot, to), ptr, len)), Some(dest)) => {
-                                    *dest = sockaddr(to);
-                                    let entry = opcode::Send::new(Fixed(slot.0), ptr, len as u32)
-                                        .dest_addr(std::ptr::from_ref(&dest.0).cast())
-                                        .dest_addr_len(dest.1)
-                                        .build()
-                                        .user_data(KIND_SEND | u64::from(bid));
+                                    let send = opcode::Send::new(Fixed(slot.0), ptr, len as u32);
+                                    let send = match to {
+                                        Some(to) => {
+                                            *dest = sockaddr(to);
+                                            send.dest_addr(std::ptr::from_ref(&dest.0).cast())
+                                                .dest_addr_len(dest.1)
+                                        }
+                                        None => send,
+                                    };
+                                    let entry = send.build().user_data(KIND_SEND | u64::from(bid));
                                     // SAFETY: the payload stays in buffer `bid`, and the
                                     // destination in `dest[bid]`, until this send
                                     // completes.
@@ -595,7 +600,7 @@ mod tests {
     /// Drains until `want` datagrams were seen or a second passes.
     fn pump<F>(ring: &mut UdpRing, want: u64, mut f: F) -> Drained
     where
-        F: FnMut(Event<'_>) -> Option<(Slot, SocketAddr)>,
+        F: FnMut(Event<'_>) -> Option<(Slot, Option<SocketAddr>)>,
     {
         let mut total = Drained::default();
         let deadline = Instant::now() + Duration::from_secs(1);
@@ -639,7 +644,7 @@ mod tests {
                 truncated,
             } => {
                 seen.push((token, data.to_vec(), from, truncated));
-                Some((b_slot, peer_addr))
+                Some((b_slot, Some(peer_addr)))
             }
             Event::Stopped { .. } => None,
         });
@@ -679,7 +684,7 @@ mod tests {
             let d = pump(&mut ring, 50, |ev| match ev {
                 Event::Datagram { .. } => {
                     n += 1;
-                    (n % 2 == 0).then_some((a_slot, sink_addr))
+                    (n % 2 == 0).then_some((a_slot, Some(sink_addr)))
                 }
                 Event::Stopped { token, errno } => {
                     stopped.push((token, errno));
@@ -721,7 +726,7 @@ mod tests {
             let mut rearm = Vec::new();
             let d = ring
                 .drain(|ev| match ev {
-                    Event::Datagram { token, .. } => Some((slots[token as usize], sink_addr)),
+                    Event::Datagram { token, .. } => Some((slots[token as usize], Some(sink_addr))),
                     Event::Stopped { token, errno } => {
                         assert_eq!(errno, libc::ENOBUFS);
                         rearm.push(token);
@@ -772,7 +777,7 @@ mod tests {
             let mut rearm = Vec::new();
             let d = ring
                 .drain(|ev| match ev {
-                    Event::Datagram { token, .. } => Some((slots[token as usize], sink_addr)),
+                    Event::Datagram { token, .. } => Some((slots[token as usize], Some(sink_addr))),
                     Event::Stopped { token, .. } => {
                         rearm.push(token);
                         None
@@ -835,6 +840,31 @@ mod tests {
             .unwrap();
         }
         assert_eq!(tokens, vec![2; 20]);
+    }
+
+    /// A forward with no destination leaves a connected socket for its peer.
+    #[test]
+    fn a_connected_socket_sends_without_a_destination() {
+        let Some(mut ring) = ring() else { return };
+        let inbound = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let out = UdpSocket::bind("127.0.0.1:0").unwrap();
+        out.connect(peer.local_addr().unwrap()).unwrap();
+        ring.add(inbound.as_raw_fd(), 1).unwrap();
+        let out_slot = ring.add(out.as_raw_fd(), 2).unwrap();
+        let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        phone
+            .send_to(b"via", inbound.local_addr().unwrap())
+            .unwrap();
+        let d = pump(&mut ring, 1, |ev| match ev {
+            Event::Datagram { token: 1, .. } => Some((out_slot, None)),
+            _ => None,
+        });
+        assert_eq!((d.received, d.sent, d.send_errors), (1, 1, 0));
+        peer.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut buf = [0u8; 8];
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&b"via"[..], out.local_addr().unwrap()));
     }
 
     /// A lone datagram under coalescing waits about `linger`, not the idle timeout;

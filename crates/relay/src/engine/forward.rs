@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -27,7 +27,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mediagate_udp::{
-    Events, Poller, RecvBatch, RingEvent, RingOptions, RingSlot, UdpRing, RING_MAX_TOKEN,
+    connected_twin, Events, Poller, RecvBatch, RingEvent, RingOptions, RingSlot, UdpRing,
+    RING_MAX_TOKEN,
 };
 
 use crate::calls::{lock, SharedMedia};
@@ -38,7 +39,8 @@ use crate::media::{Component, Forward};
 pub const MAX_DATAGRAM: usize = 4096;
 /// Datagrams read per `recvmmsg` (epoll loop).
 const BATCH: usize = 32;
-/// The token of a thread's wake-up socket (stream tokens are `id << 2 | side << 1 | c`).
+/// The token of a thread's wake-up socket (stream tokens are
+/// `id << 3 | twin << 2 | side << 1 | c`).
 const WAKER: u64 = RING_MAX_TOKEN;
 /// Pause after a wake-up that found fewer ready sockets than this (epoll loop), or
 /// wait for this many completions (io_uring loop), when coalescing.
@@ -47,6 +49,10 @@ const COALESCE_BELOW: usize = 16;
 /// wake-ups (a buffer returns to the kernel as soon as its forward is sent), few
 /// enough to stay in cache; more sit idle and cost memory.
 const RING_BUFFERS: u16 = 512;
+/// How often a socket's connected twin may follow its destination to a new address
+/// before the socket goes back to plain sends for good (a destination that keeps
+/// changing would cost a `connect` per change and save nothing).
+const MAX_TWIN_MOVES: u8 = 8;
 /// How long a thread sleeps at most before looking at its command queue.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 
@@ -69,6 +75,34 @@ pub struct ForwardStats {
     pub send_errors: AtomicU64,
     /// Datagrams longer than [`MAX_DATAGRAM`], dropped.
     pub oversized: AtomicU64,
+}
+
+/// Descriptors the forwarding threads may spend on connected twins: what the open-file
+/// limit leaves once every port of the range has its own socket, less a reserve. Twins
+/// are an optimisation and must never cost a call its ports.
+#[derive(Debug)]
+pub struct TwinBudget(AtomicU64);
+
+impl TwinBudget {
+    /// Descriptors kept for everything else (`ng` sockets, stores, threads' wake-ups).
+    const RESERVE: u64 = 512;
+
+    /// The budget under an open-file limit of `nofile` with `sockets` relay ports.
+    pub fn new(nofile: u64, sockets: u64) -> Self {
+        Self(AtomicU64::new(
+            nofile.saturating_sub(sockets).saturating_sub(Self::RESERVE),
+        ))
+    }
+
+    fn take(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    fn give(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The sockets of one stream, indexed `[side][component]`.
@@ -130,6 +164,7 @@ pub fn spawn(
     coalesce: Duration,
     io: ForwardIo,
     max_sockets: u32,
+    twin_budget: Arc<TwinBudget>,
 ) -> io::Result<Worker> {
     let wake_rx = UdpSocket::bind("127.0.0.1:0")?;
     wake_rx.set_nonblocking(true)?;
@@ -148,13 +183,15 @@ pub fn spawn(
                 commands: rx,
                 streams: HashMap::default(),
                 stats,
+                twin_budget,
             };
             // The ring must be made on the thread that uses it (single issuer).
             let ring = match io {
                 ForwardIo::Auto => UdpRing::new(RingOptions {
                     max_datagram: MAX_DATAGRAM,
                     // Its own wake-up socket too.
-                    sockets: max_sockets.saturating_add(1),
+                    // Each socket may get a connected twin; plus the wake-up socket.
+                    sockets: max_sockets.saturating_mul(2).saturating_add(1),
                     buffers: RING_BUFFERS,
                     ..RingOptions::default()
                 })
@@ -184,6 +221,30 @@ struct Stream {
     sockets: Box<StreamSockets>,
     /// The sockets' io_uring registrations, `[side][component]` (io_uring loop only).
     slots: [[Option<RingSlot>; 2]; 2],
+    /// Each socket's connected twin, `[side][component]` (io_uring loop only).
+    twins: [[Twin; 2]; 2],
+}
+
+/// A socket's connected twin ([`mediagate_udp::connected_twin`]): forwards to the
+/// socket's destination leave from it without a route lookup, and datagrams from that
+/// destination arrive on it; the decisions about them stay the same.
+#[derive(Default)]
+enum Twin {
+    /// None yet.
+    #[default]
+    None,
+    /// Connected to `peer` and registered under `slot`.
+    Up {
+        socket: UdpSocket,
+        slot: RingSlot,
+        peer: std::net::SocketAddr,
+        moves: u8,
+    },
+    /// Could not be made for this destination (no route, out of descriptors); tried
+    /// again when the destination changes.
+    Failed(std::net::SocketAddr),
+    /// Moved too often: this socket sends plainly from now on.
+    Retired,
 }
 
 impl Stream {
@@ -197,6 +258,81 @@ impl Stream {
             .and_then(|p| p.get(component))
             .copied()
             .flatten()
+    }
+
+    fn twin(&self, side: usize, component: usize) -> Option<&Twin> {
+        self.twins.get(side).and_then(|p| p.get(component))
+    }
+
+    /// The ring slot a receive token names: the socket's or its twin's.
+    fn slot_of(&self, t: u64) -> Option<RingSlot> {
+        let (_, side, c) = split(t);
+        if is_twin(t) {
+            match self.twin(side, c)? {
+                Twin::Up { slot, .. } => Some(*slot),
+                _ => None,
+            }
+        } else {
+            self.slot(side, c)
+        }
+    }
+
+    /// Makes (or moves) the twin of socket `[side][c]` so it is connected to `to`.
+    fn point_twin(
+        &mut self,
+        ring: &mut UdpRing,
+        budget: &TwinBudget,
+        (id, side, c): (u64, usize, usize),
+        to: SocketAddr,
+    ) {
+        let Some(original) = self.sockets.get(side).and_then(|p| p.get(c)) else {
+            return;
+        };
+        let Some(twin) = self.twins.get_mut(side).and_then(|p| p.get_mut(c)) else {
+            return;
+        };
+        match twin {
+            Twin::Up { peer, .. } if *peer == to => {}
+            Twin::Up {
+                socket,
+                slot,
+                peer,
+                moves,
+            } => {
+                if *moves < MAX_TWIN_MOVES && socket.connect(to).is_ok() {
+                    *peer = to;
+                    *moves += 1;
+                } else {
+                    // Unregistered before the socket closes (when `twin` is replaced).
+                    let _ = ring.cancel(*slot);
+                    *twin = Twin::Retired;
+                    budget.give();
+                }
+            }
+            Twin::Retired => {}
+            Twin::Failed(failed) if *failed == to => {}
+            Twin::None | Twin::Failed(_) => {
+                if !budget.take() {
+                    return;
+                }
+                *twin = match connected_twin(original, to) {
+                    Ok(socket) => match ring.add(socket.as_raw_fd(), twin_token(id, side, c)) {
+                        Ok(slot) => Twin::Up {
+                            socket,
+                            slot,
+                            peer: to,
+                            moves: 0,
+                        },
+                        // The socket table is full: stop asking.
+                        Err(_) => Twin::Retired,
+                    },
+                    Err(_) => Twin::Failed(to),
+                };
+                if !matches!(twin, Twin::Up { .. }) {
+                    budget.give();
+                }
+            }
+        }
     }
 
     fn sockets(&self) -> impl Iterator<Item = (usize, usize, &UdpSocket)> {
@@ -244,6 +380,7 @@ struct Streams {
     commands: mpsc::Receiver<Command>,
     streams: IdMap<Stream>,
     stats: Arc<ForwardStats>,
+    twin_budget: Arc<TwinBudget>,
 }
 
 impl Streams {
@@ -257,6 +394,7 @@ impl Streams {
                         media,
                         sockets,
                         slots: [[None; 2]; 2],
+                        twins: Default::default(),
                     };
                     let mut slots = [[None; 2]; 2];
                     for (side, c, socket) in stream.sockets() {
@@ -271,6 +409,10 @@ impl Streams {
                     if let Some(stream) = self.streams.remove(&id) {
                         for (side, c, _) in stream.sockets() {
                             watch(Watch::Remove(stream.slot(side, c)));
+                            if let Some(Twin::Up { slot, .. }) = stream.twin(side, c) {
+                                watch(Watch::Remove(Some(*slot)));
+                                self.twin_budget.give();
+                            }
                         }
                     }
                 }
@@ -281,27 +423,48 @@ impl Streams {
     }
 
     /// Where the packet that arrived on `t` goes: the ring slot of the socket to send
-    /// it from and the destination, or `None` to drop it (io_uring loop).
+    /// it from and the destination (`None`: the slot is a twin connected to it), or
+    /// `None` to drop it (io_uring loop). A forward that could leave from a twin but
+    /// has none yet is noted in `want_twin` as `(id, side, component, destination)`.
     fn route(
         &self,
         t: u64,
-        src: std::net::SocketAddr,
+        src: SocketAddr,
         data: &[u8],
         now: Instant,
-    ) -> Option<(RingSlot, std::net::SocketAddr)> {
+        want_twin: &mut Vec<(u64, usize, usize, SocketAddr)>,
+    ) -> Option<(RingSlot, Option<SocketAddr>)> {
         let (id, side, c) = split(t);
         let stream = self.streams.get(&id)?;
         let f = lock(&stream.media).on_datagram(side, component(c), src, data, now)?;
-        Some((stream.slot(f.side, component_index(f.component))?, f.to))
+        let out = component_index(f.component);
+        match stream.twin(f.side, out)? {
+            Twin::Up { slot, peer, .. } if *peer == f.to => return Some((*slot, None)),
+            Twin::Retired => {}
+            Twin::Failed(failed) if *failed == f.to => {}
+            _ => want_twin.push((id, f.side, out, f.to)),
+        }
+        Some((stream.slot(f.side, out)?, Some(f.to)))
     }
 }
 
+const TWIN: u64 = 1 << 2;
+
 fn token(id: u64, side: usize, component: usize) -> u64 {
-    id << 2 | (side as u64 & 1) << 1 | (component as u64 & 1)
+    id << 3 | (side as u64 & 1) << 1 | (component as u64 & 1)
 }
 
+fn twin_token(id: u64, side: usize, component: usize) -> u64 {
+    token(id, side, component) | TWIN
+}
+
+fn is_twin(t: u64) -> bool {
+    t & TWIN != 0
+}
+
+/// `(id, side, component)`; a socket and its twin route alike.
 fn split(t: u64) -> (u64, usize, usize) {
-    (t >> 2, ((t >> 1) & 1) as usize, (t & 1) as usize)
+    (t >> 3, ((t >> 1) & 1) as usize, (t & 1) as usize)
 }
 
 fn component(c: usize) -> Component {
@@ -325,6 +488,7 @@ fn run_ring(mut ring: UdpRing, wake_rx: &UdpSocket, s: &mut Streams, coalesce: D
         return;
     };
     let mut rearm: Vec<u64> = Vec::new();
+    let mut want_twin = Vec::new();
     loop {
         if ring.wait(IDLE_WAIT, COALESCE_BELOW, coalesce).is_err() {
             std::thread::sleep(Duration::from_millis(10));
@@ -346,7 +510,7 @@ fn run_ring(mut ring: UdpRing, wake_rx: &UdpSocket, s: &mut Streams, coalesce: D
                     streams.stats.oversized.fetch_add(1, Ordering::Relaxed);
                     return None;
                 }
-                streams.route(token, from, data, now)
+                streams.route(token, from, data, now, &mut want_twin)
             }
             RingEvent::Stopped { token, errno } => {
                 // Out of buffers or a socket error: receive again. Cancelled: the
@@ -372,11 +536,15 @@ fn run_ring(mut ring: UdpRing, wake_rx: &UdpSocket, s: &mut Streams, coalesce: D
             let slot = if t == WAKER {
                 Some(wake_slot)
             } else {
-                let (id, side, c) = split(t);
-                s.streams.get(&id).and_then(|st| st.slot(side, c))
+                s.streams.get(&split(t).0).and_then(|st| st.slot_of(t))
             };
             if let Some(slot) = slot {
                 ring.rearm(slot, t);
+            }
+        }
+        for (id, side, c, to) in want_twin.drain(..) {
+            if let Some(stream) = s.streams.get_mut(&id) {
+                stream.point_twin(&mut ring, &s.twin_budget, (id, side, c), to);
             }
         }
         let running = s.apply(|watch| match watch {
@@ -485,5 +653,31 @@ fn serve_epoll(s: &Streams, t: u64, batch: &mut RecvBatch, forwards: &mut Vec<(u
         if n < BATCH {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twins_get_what_the_file_limit_leaves_after_every_port() {
+        let budget = TwinBudget::new(20_000, 10_000);
+        assert_eq!(budget.0.load(Ordering::Relaxed), 20_000 - 10_000 - 512);
+        // A limit that only covers the ports leaves nothing for twins.
+        let none = TwinBudget::new(4_096, 10_000);
+        assert!(!none.take());
+        let two = TwinBudget::new(514, 0);
+        assert!(two.take() && two.take() && !two.take());
+        two.give();
+        assert!(two.take());
+    }
+
+    #[test]
+    fn a_socket_and_its_twin_route_alike() {
+        let t = token(12345, 1, 0);
+        assert_eq!(split(t), (12345, 1, 0));
+        assert_eq!(split(twin_token(12345, 1, 0)), (12345, 1, 0));
+        assert!(is_twin(twin_token(12345, 1, 0)) && !is_twin(t));
     }
 }

@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::forward::{self, Command, ForwardIo, ForwardStats, Worker};
+use super::forward::{self, Command, ForwardIo, ForwardStats, TwinBudget, Worker};
 use crate::calls::{lock, MediaEnv, OpenError, OpenPair, SharedMedia};
 use crate::ng::request::Family;
 use crate::ports::{PortPool, Rng};
@@ -83,6 +83,8 @@ impl SocketEnv {
         // Every port of the range on every address could end up on one thread.
         let max_sockets = (u32::from(high).saturating_sub(u32::from(low)) + 1)
             .saturating_mul(u32::try_from(addresses.len()).unwrap_or(u32::MAX));
+        let nofile = mediagate_udp::raise_nofile_limit().unwrap_or(1024);
+        let twin_budget = Arc::new(TwinBudget::new(nofile, u64::from(max_sockets)));
         let workers = (0..forwarding.threads.max(1))
             .map(|i| {
                 forward::spawn(
@@ -91,6 +93,7 @@ impl SocketEnv {
                     forwarding.coalesce,
                     forwarding.io,
                     max_sockets,
+                    Arc::clone(&twin_budget),
                 )
             })
             .collect::<io::Result<Vec<_>>>()?;

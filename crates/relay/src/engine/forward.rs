@@ -53,6 +53,8 @@ const RING_BUFFERS: u16 = 512;
 /// before the socket goes back to plain sends for good (a destination that keeps
 /// changing would cost a `connect` per change and save nothing).
 const MAX_TWIN_MOVES: u8 = 8;
+/// Twins made or moved per io_uring round at most.
+const TWINS_PER_ROUND: usize = 16;
 /// How long a thread sleeps at most before looking at its command queue.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 
@@ -277,20 +279,30 @@ impl Stream {
         }
     }
 
-    /// Makes (or moves) the twin of socket `[side][c]` so it is connected to `to`.
+    /// Makes (or moves) the twin of socket `[side][c]` so it is connected to `to`;
+    /// false if there was nothing to do.
     fn point_twin(
         &mut self,
         ring: &mut UdpRing,
         budget: &TwinBudget,
         (id, side, c): (u64, usize, usize),
         to: SocketAddr,
-    ) {
+    ) -> bool {
         let Some(original) = self.sockets.get(side).and_then(|p| p.get(c)) else {
-            return;
+            return false;
         };
         let Some(twin) = self.twins.get_mut(side).and_then(|p| p.get_mut(c)) else {
-            return;
+            return false;
         };
+        let settled = match &*twin {
+            Twin::Up { peer, .. } => *peer == to,
+            Twin::Failed(failed) => *failed == to,
+            Twin::Retired => true,
+            Twin::None => false,
+        };
+        if settled {
+            return false;
+        }
         match twin {
             Twin::Up { peer, .. } if *peer == to => {}
             Twin::Up {
@@ -313,7 +325,7 @@ impl Stream {
             Twin::Failed(failed) if *failed == to => {}
             Twin::None | Twin::Failed(_) => {
                 if !budget.take() {
-                    return;
+                    return false;
                 }
                 *twin = match connected_twin(original, to) {
                     Ok(socket) => match ring.add(socket.as_raw_fd(), twin_token(id, side, c)) {
@@ -333,6 +345,7 @@ impl Stream {
                 }
             }
         }
+        true
     }
 
     fn sockets(&self) -> impl Iterator<Item = (usize, usize, &UdpSocket)> {
@@ -542,9 +555,17 @@ fn run_ring(mut ring: UdpRing, wake_rx: &UdpSocket, s: &mut Streams, coalesce: D
                 ring.rearm(slot, t);
             }
         }
+        // A bounded number per round: at the start of a load every stream wants its
+        // twins at once, and a few system calls each would hold up every forward behind
+        // them. The rest are asked for again by their next packets.
+        let mut made = 0;
         for (id, side, c, to) in want_twin.drain(..) {
+            if made == TWINS_PER_ROUND {
+                break;
+            }
             if let Some(stream) = s.streams.get_mut(&id) {
-                stream.point_twin(&mut ring, &s.twin_budget, (id, side, c), to);
+                made +=
+                    usize::from(stream.point_twin(&mut ring, &s.twin_budget, (id, side, c), to));
             }
         }
         let running = s.apply(|watch| match watch {

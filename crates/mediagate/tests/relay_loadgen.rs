@@ -106,6 +106,7 @@ fn loadgen_compares_mediagate_and_rtpengine() {
             "20",
             "--seconds",
             "2",
+            "--direct",
             "--json",
         ])
         .output()
@@ -120,8 +121,18 @@ fn loadgen_compares_mediagate_and_rtpengine() {
         rtpe.diagnostics()
     );
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 2, "{stdout}");
-    for (line, label) in lines.iter().zip(["mediagate", "rtpengine"]) {
+    assert_eq!(lines.len(), 3, "{stdout}");
+    // The baseline: the same load with no relay, so no relay figures.
+    let direct = lines[0];
+    for field in [
+        "\"label\":\"direct\"",
+        "\"received\":4000",
+        "\"misrouted\":0",
+        "\"relay_cpu_s\":null",
+    ] {
+        assert!(direct.contains(field), "{field} missing in {direct}");
+    }
+    for (line, label) in lines[1..].iter().zip(["mediagate", "rtpengine"]) {
         // 20 calls, 2 streams each, 50 packets/s for 2 s.
         for field in [
             format!("\"label\":\"{label}\""),

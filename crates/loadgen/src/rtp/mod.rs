@@ -98,6 +98,11 @@ pub struct RtpArgs {
     /// Print one JSON object per target instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// First measure the same load with no relay (each phone sends straight to the
+    /// other), reported as target `direct`: the latency this host and the generator add
+    /// by themselves, so a relay's added latency is its figure minus this one.
+    #[arg(long)]
+    pub direct: bool,
 }
 
 /// One simulated call.
@@ -259,6 +264,43 @@ fn tear_down(client: &mut NgClient, calls: &[Call]) {
     }
 }
 
+/// `count` calls whose phones send straight to each other: the baseline.
+fn direct_calls(count: usize, local_ip: IpAddr) -> anyhow::Result<Vec<Call>> {
+    (0..count)
+        .map(|i| {
+            let bind = SocketAddr::new(local_ip, 0);
+            let caller = UdpSocket::bind(bind).context("cannot bind a caller socket")?;
+            let callee = UdpSocket::bind(bind).context("cannot bind a callee socket")?;
+            let relay_ports = [callee.local_addr()?, caller.local_addr()?];
+            Ok(Call {
+                call_id: format!("direct-{i}"),
+                sockets: [caller, callee],
+                relay_ports,
+            })
+        })
+        .collect()
+}
+
+/// The same load with no relay in the path.
+fn measure_direct(args: &RtpArgs) -> anyhow::Result<Outcome> {
+    let calls = direct_calls(args.calls, args.local_ip)?;
+    let report = pump::run(&calls, &plan(args))?;
+    Ok(Outcome {
+        label: "direct".to_owned(),
+        calls: calls.len(),
+        pump: report,
+        ..Outcome::default()
+    })
+}
+
+fn plan(args: &RtpArgs) -> pump::Plan {
+    pump::Plan {
+        pps: args.pps,
+        size: args.size,
+        duration: Duration::from_secs_f64(args.seconds),
+    }
+}
+
 fn measure(args: &RtpArgs, target: &Target) -> anyhow::Result<Outcome> {
     let mut client = NgClient::new(target.ng)?;
     let ping = encode(&[("command", Entry::Str("ping"))]);
@@ -273,12 +315,7 @@ fn measure(args: &RtpArgs, target: &Target) -> anyhow::Result<Outcome> {
         |d: Option<Duration>| d.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
     let process = target.pid.map(Process::new);
     let cpu_before = process.as_ref().map(Process::cpu).transpose()?;
-    let plan = pump::Plan {
-        pps: args.pps,
-        size: args.size,
-        duration: Duration::from_secs_f64(args.seconds),
-    };
-    let report = pump::run(&calls, &plan)?;
+    let report = pump::run(&calls, &plan(args))?;
     let ticks = crate::sys::clock_ticks_per_second().unwrap_or(100);
     let relay_cpu_s = match (&process, cpu_before) {
         (Some(p), Some(before)) => Some(p.cpu()?.since(&before, ticks).as_secs_f64()),
@@ -323,7 +360,7 @@ fn print_table(outcomes: &[Outcome]) {
     for o in outcomes {
         let p = &o.pump;
         println!(
-            "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>8.0}",
+            "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>8}",
             o.label,
             o.calls,
             p.sent,
@@ -337,7 +374,10 @@ fn print_table(outcomes: &[Outcome]) {
             opt(o.relay_cpu_s, 2),
             opt(o.cpu_us_per_packet(), 2),
             opt(o.relay_peak_rss_mib, 1),
-            o.setup_pairs_per_sec,
+            opt(
+                (o.setup_pairs_per_sec > 0.0).then_some(o.setup_pairs_per_sec),
+                0
+            ),
         );
     }
     for line in latency_notes(outcomes) {
@@ -384,6 +424,13 @@ pub fn run(args: RtpArgs) -> anyhow::Result<u8> {
     }
     let _ = mediagate_udp::raise_nofile_limit();
     let mut outcomes = Vec::new();
+    if args.direct {
+        let outcome = measure_direct(&args).context("the direct baseline")?;
+        if args.json {
+            println!("{}", outcome.json());
+        }
+        outcomes.push(outcome);
+    }
     for target in &args.targets {
         let outcome = measure(&args, target).with_context(|| format!("target {}", target.label))?;
         if args.json {

@@ -587,6 +587,20 @@ fn sockets_on(port: u16) -> usize {
         .count()
 }
 
+/// The remote port of the connected socket bound to `port` (its twin), if any.
+fn twin_peer_port(port: u16) -> Option<u16> {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let local = format!("0100007F:{port:04X}");
+    table.lines().find_map(|l| {
+        let mut cols = l.split_whitespace().skip(1);
+        if cols.next() != Some(local.as_str()) {
+            return None;
+        }
+        let remote = cols.next()?.split(':').nth(1)?;
+        u16::from_str_radix(remote, 16).ok().filter(|&p| p != 0)
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twins_follow_a_nat_rebinding_and_strangers_still_count() {
     twins_and_rebinding(ForwardIo::Auto, 10, "twins").await;
@@ -636,6 +650,12 @@ async fn twins_and_rebinding(io: ForwardIo, slot: u16, name: &str) {
     let expected = if uring { 2 } else { 1 };
     assert_eq!(sockets_on(p.caller_relay.port()), expected);
     assert_eq!(sockets_on(p.callee_relay.port()), expected);
+    if uring {
+        assert_eq!(
+            twin_peer_port(p.caller_relay.port()),
+            Some(p.caller.local_addr().unwrap().port())
+        );
+    }
 
     // A stranger after the latch (its own SSRC): refused and counted, not forwarded.
     let stranger = UdpSocket::bind("127.0.0.2:0").await.unwrap();
@@ -672,6 +692,13 @@ async fn twins_and_rebinding(io: ForwardIo, slot: u16, name: &str) {
         .await
         .is_empty());
     assert_eq!(sockets_on(p.caller_relay.port()), expected);
+    if uring {
+        assert_eq!(
+            twin_peer_port(p.caller_relay.port()),
+            Some(moved.local_addr().unwrap().port()),
+            "the twin moved with the latch"
+        );
+    }
 
     let del = ng
         .call(&d(&[
@@ -691,4 +718,50 @@ async fn twins_and_rebinding(io: ForwardIo, slot: u16, name: &str) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sockets_on(p.caller_relay.port()), 0);
     assert_eq!(sockets_on(p.callee_relay.port()), 0);
+}
+
+/// A twin is connected, so the kernel reports ICMP errors to it; one that sees an
+/// error (here the callee's port closed: "port unreachable") goes back to plain sends,
+/// so spoofed ICMP cannot keep costing forwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twin_that_sees_an_icmp_error_retires() {
+    let relay = Relay::start(config(range(12))).await.unwrap();
+    if relay.forwarding_threads().1 == 0 {
+        eprintln!("io_uring unavailable: no twins to test");
+        return;
+    }
+    let mut ng = Ng::new(&relay).await;
+    let p = establish(&mut ng, "twin-icmp").await;
+    for i in 0..10u16 {
+        p.caller
+            .send_to(&rtp(0xa, i), p.caller_relay)
+            .await
+            .unwrap();
+        p.callee
+            .send_to(&rtp(0xb, i), p.callee_relay)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(
+        recv_count(&p.callee, Duration::from_millis(300))
+            .await
+            .len(),
+        10
+    );
+    assert_eq!(sockets_on(p.callee_relay.port()), 2);
+    drop(p.callee);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut i = 10u16;
+    while sockets_on(p.callee_relay.port()) == 2 && tokio::time::Instant::now() < deadline {
+        p.caller
+            .send_to(&rtp(0xa, i), p.caller_relay)
+            .await
+            .unwrap();
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(sockets_on(p.callee_relay.port()), 1, "the twin retired");
+    // The caller's side is untouched.
+    assert_eq!(sockets_on(p.caller_relay.port()), 2);
 }

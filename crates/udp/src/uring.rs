@@ -98,6 +98,14 @@ pub enum Event<'a> {
         /// The datagram was longer than `max_datagram`.
         truncated: bool,
     },
+    /// A forward could not be sent; `token` names the socket it was to leave from. On a
+    /// connected socket this is how an ICMP error reported by the kernel shows up.
+    SendFailed {
+        /// The token the sending socket was added with.
+        token: u64,
+        /// The errno of the send.
+        errno: i32,
+    },
     /// The socket's multishot receive stopped: cancelled, out of buffers (`ENOBUFS`), or
     /// a socket error. Nothing more arrives for the token until it is added again.
     Stopped {
@@ -131,6 +139,8 @@ struct Buffers {
     tail: u16,
     /// Each buffer's forward destination while its send is in flight.
     dest: Vec<(libc::sockaddr_storage, libc::socklen_t)>,
+    /// The slot each in-flight send leaves from.
+    sender: Vec<u32>,
 }
 
 impl Buffers {
@@ -167,6 +177,7 @@ impl Buffers {
             count,
             tail: 0,
             dest: vec![(empty, 0); usize::from(count)],
+            sender: vec![0; usize::from(count)],
         })
     }
 
@@ -234,6 +245,8 @@ pub struct UdpRing {
     rearms: VecDeque<(Slot, u64)>,
     /// Registered-file slots not in use.
     free_slots: Vec<u32>,
+    /// The token each registered slot was added with.
+    slot_tokens: Vec<u64>,
     /// The kernel honours a minimum wait for a batch (Linux 6.12+).
     min_wait: bool,
 }
@@ -295,6 +308,7 @@ impl UdpRing {
             in_flight: 0,
             rearms: VecDeque::new(),
             free_slots: (0..sockets).rev().collect(),
+            slot_tokens: vec![0; sockets as usize],
             min_wait,
         })
     }
@@ -317,9 +331,21 @@ impl UdpRing {
             self.free_slots.push(slot);
             return Err(e);
         }
+        if let Some(t) = self.slot_tokens.get_mut(slot as usize) {
+            *t = token;
+        }
         let slot = Slot(slot);
-        self.arm(slot, token)?;
+        if let Err(e) = self.arm(slot, token) {
+            let _ = self.ring.submitter().register_files_update(slot.0, &[-1]);
+            self.free_slots.push(slot.0);
+            return Err(e);
+        }
         Ok(slot)
+    }
+
+    /// Submits everything queued now (sends included), without waiting.
+    pub fn submit(&mut self) -> io::Result<()> {
+        self.ring.submit().map(drop)
     }
 
     /// Receives again on a socket whose receive stopped ([`Event::Stopped`] other than
@@ -347,7 +373,10 @@ impl UdpRing {
             let Some((slot, token)) = self.rearms.pop_front() else {
                 break;
             };
-            self.arm(slot, token)?;
+            if let Err(e) = self.arm(slot, token) {
+                self.rearms.push_front((slot, token));
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -361,11 +390,14 @@ impl UdpRing {
         let entry = opcode::AsyncCancel2::new(CancelBuilder::fd(Fixed(slot.0)).all())
             .build()
             .user_data(KIND_OTHER);
-        self.push(&entry)?;
-        self.ring.submit()?;
-        self.ring.submitter().register_files_update(slot.0, &[-1])?;
+        let submitted = self
+            .push(&entry)
+            .and_then(|()| self.ring.submit().map(drop));
+        // Unregistered whatever happened above: the caller closes the socket next, and a
+        // registration left behind would keep it open and receiving.
+        let unregistered = self.ring.submitter().register_files_update(slot.0, &[-1]);
         self.free_slots.push(slot.0);
-        Ok(())
+        submitted.and(unregistered.map(drop))
     }
 
     fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
@@ -490,12 +522,21 @@ impl UdpRing {
                     }
                     KIND_SEND => {
                         self.in_flight = self.in_flight.saturating_sub(1);
+                        let bid = (user_data & 0xffff) as u16;
                         if res < 0 {
                             done.send_errors += 1;
+                            let token = self
+                                .buffers
+                                .sender
+                                .get(usize::from(bid))
+                                .and_then(|&s| self.slot_tokens.get(s as usize));
+                            if let Some(&token) = token {
+                                on_event(Event::SendFailed { token, errno: -res });
+                            }
                         } else {
                             done.sent += 1;
                         }
-                        self.buffers.give_back((user_data & 0xffff) as u16);
+                        self.buffers.give_back(bid);
                     }
                     _ => {}
                 }
@@ -650,7 +691,7 @@ mod tests {
                 seen.push((token, data.to_vec(), from, truncated));
                 Some((b_slot, Some(peer_addr)))
             }
-            Event::Stopped { .. } => None,
+            Event::Stopped { .. } | Event::SendFailed { .. } => None,
         });
         assert_eq!(done.received, 10);
         assert_eq!(done.sent, 10);
@@ -694,6 +735,7 @@ mod tests {
                     stopped.push((token, errno));
                     None
                 }
+                Event::SendFailed { .. } => None,
             });
             received += d.received;
             assert_eq!(d.received, 50, "round {round}");
@@ -736,6 +778,7 @@ mod tests {
                         rearm.push(token);
                         None
                     }
+                    Event::SendFailed { .. } => None,
                 })
                 .unwrap();
             no_buffers += rearm.len() as u64;
@@ -786,6 +829,7 @@ mod tests {
                         rearm.push(token);
                         None
                     }
+                    Event::SendFailed { .. } => None,
                 })
                 .unwrap();
             if !rearm.is_empty() {
@@ -873,6 +917,41 @@ mod tests {
         assert_eq!((&buf[..n], from), (&b"via"[..], out.local_addr().unwrap()));
     }
 
+    /// A connected socket whose peer is gone gets ICMP port unreachable, which the
+    /// kernel reports on its next operation: a failed send names the socket it was to
+    /// leave from (or, when the receive saw the error first, that receive stops).
+    #[test]
+    fn an_icmp_error_on_a_connected_socket_names_it() {
+        let Some(mut ring) = ring() else { return };
+        let inbound = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let gone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let gone_addr = gone.local_addr().unwrap();
+        drop(gone);
+        let out = UdpSocket::bind("127.0.0.1:0").unwrap();
+        out.connect(gone_addr).unwrap();
+        ring.add(inbound.as_raw_fd(), 1).unwrap();
+        let out_slot = ring.add(out.as_raw_fd(), 2).unwrap();
+        let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut errors = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while errors.is_empty() && Instant::now() < deadline {
+            phone.send_to(b"x", inbound.local_addr().unwrap()).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+            ring.wait(Duration::from_millis(20), 1, Duration::ZERO)
+                .unwrap();
+            ring.drain(|ev| match ev {
+                Event::Datagram { token: 1, .. } => Some((out_slot, None)),
+                Event::SendFailed { token, errno } | Event::Stopped { token, errno } => {
+                    errors.push((token, errno));
+                    None
+                }
+                _ => None,
+            })
+            .unwrap();
+        }
+        assert_eq!(errors.first(), Some(&(2, libc::ECONNREFUSED)));
+    }
+
     /// A lone datagram under coalescing waits about `linger`, not the idle timeout;
     /// both with the kernel's minimum wait and with the sleeping fallback.
     #[test]
@@ -942,6 +1021,7 @@ mod tests {
             match ev {
                 Event::Datagram { token, .. } => events.push((token, 0)),
                 Event::Stopped { token, errno } => events.push((token, errno)),
+                Event::SendFailed { .. } => {}
             }
             None
         });

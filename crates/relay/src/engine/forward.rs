@@ -96,6 +96,10 @@ impl TwinBudget {
         ))
     }
 
+    fn available(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 0
+    }
+
     fn take(&self) -> bool {
         self.0
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
@@ -311,7 +315,9 @@ impl Stream {
                 peer,
                 moves,
             } => {
-                if *moves < MAX_TWIN_MOVES && socket.connect(to).is_ok() {
+                // Forwards already queued for the old peer leave before the move.
+                let flushed = ring.submit().is_ok();
+                if flushed && *moves < MAX_TWIN_MOVES && socket.connect(to).is_ok() {
                     *peer = to;
                     *moves += 1;
                 } else {
@@ -346,6 +352,19 @@ impl Stream {
             }
         }
         true
+    }
+
+    /// Sends from socket `[side][c]` plainly from now on.
+    fn retire_twin(&mut self, ring: &mut UdpRing, budget: &TwinBudget, side: usize, c: usize) {
+        let Some(twin) = self.twins.get_mut(side).and_then(|p| p.get_mut(c)) else {
+            return;
+        };
+        if let Twin::Up { slot, .. } = twin {
+            // Unregistered before the socket closes (when `twin` is replaced).
+            let _ = ring.cancel(*slot);
+            budget.give();
+        }
+        *twin = Twin::Retired;
     }
 
     fn sockets(&self) -> impl Iterator<Item = (usize, usize, &UdpSocket)> {
@@ -455,6 +474,7 @@ impl Streams {
             Twin::Up { slot, peer, .. } if *peer == f.to => return Some((*slot, None)),
             Twin::Retired => {}
             Twin::Failed(failed) if *failed == f.to => {}
+            Twin::None | Twin::Failed(_) if !self.twin_budget.available() => {}
             _ => want_twin.push((id, f.side, out, f.to)),
         }
         Some((stream.slot(f.side, out)?, Some(f.to)))
@@ -502,12 +522,14 @@ fn run_ring(mut ring: UdpRing, wake_rx: &UdpSocket, s: &mut Streams, coalesce: D
     };
     let mut rearm: Vec<u64> = Vec::new();
     let mut want_twin = Vec::new();
+    let mut retire: Vec<u64> = Vec::new();
     loop {
         if ring.wait(IDLE_WAIT, COALESCE_BELOW, coalesce).is_err() {
             std::thread::sleep(Duration::from_millis(10));
         }
         let now = Instant::now();
         rearm.clear();
+        retire.clear();
         let streams = &*s;
         let drained = ring.drain(|event| match event {
             RingEvent::Datagram {
@@ -525,10 +547,21 @@ fn run_ring(mut ring: UdpRing, wake_rx: &UdpSocket, s: &mut Streams, coalesce: D
                 }
                 streams.route(token, from, data, now, &mut want_twin)
             }
+            // A connected twin reports ICMP errors (an unconnected socket ignores
+            // them), and one spoofed "port unreachable" would cost a forward each: a
+            // twin that sees any error goes back to plain sends for good.
+            RingEvent::SendFailed { token, .. } => {
+                if is_twin(token) {
+                    retire.push(token);
+                }
+                None
+            }
             RingEvent::Stopped { token, errno } => {
                 // Out of buffers or a socket error: receive again. Cancelled: the
                 // stream is gone.
-                if errno != libc::ECANCELED {
+                if is_twin(token) && errno != libc::ENOBUFS && errno != libc::ECANCELED {
+                    retire.push(token);
+                } else if errno != libc::ECANCELED {
                     rearm.push(token);
                 }
                 None
@@ -553,6 +586,12 @@ fn run_ring(mut ring: UdpRing, wake_rx: &UdpSocket, s: &mut Streams, coalesce: D
             };
             if let Some(slot) = slot {
                 ring.rearm(slot, t);
+            }
+        }
+        for &t in &retire {
+            let (id, side, c) = split(t);
+            if let Some(stream) = s.streams.get_mut(&id) {
+                stream.retire_twin(&mut ring, &s.twin_budget, side, c);
             }
         }
         // A bounded number per round: at the start of a load every stream wants its

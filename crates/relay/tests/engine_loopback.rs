@@ -295,17 +295,7 @@ async fn media_both_ways(io: ForwardIo, slot: u16, name: &str) {
             .await
             .unwrap();
     }
-    for i in 0..50u16 {
-        p.caller
-            .send_to(&rtp(0xa, i), p.caller_relay)
-            .await
-            .unwrap();
-        p.callee
-            .send_to(&rtp(0xb, i), p.callee_relay)
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    exchange(&p, 50).await;
     let at_callee = recv_count(&p.callee, Duration::from_millis(300)).await;
     let at_caller = recv_count(&p.caller, Duration::from_millis(300)).await;
     assert_eq!(
@@ -576,6 +566,21 @@ async fn bridges_an_ipv4_caller_to_an_ipv6_callee() {
     assert!(at_caller.iter().all(|(_, from)| *from == to_relay_v4));
 }
 
+/// `n` packets each way (caller SSRC 0xa, callee 0xb, sequence from 0).
+async fn exchange(p: &Phones, n: u16) {
+    for i in 0..n {
+        p.caller
+            .send_to(&rtp(0xa, i), p.caller_relay)
+            .await
+            .unwrap();
+        p.callee
+            .send_to(&rtp(0xb, i), p.callee_relay)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// Sockets bound to `port` on 127.0.0.1, from `/proc/net/udp` (a relay port and,
 /// once media flows on the io_uring loop, its connected twin).
 fn sockets_on(port: u16) -> usize {
@@ -624,17 +629,7 @@ async fn twins_and_rebinding(io: ForwardIo, slot: u16, name: &str) {
     let mut ng = Ng::new(&relay).await;
     let p = establish(&mut ng, name).await;
 
-    for i in 0..20u16 {
-        p.caller
-            .send_to(&rtp(0xa, i), p.caller_relay)
-            .await
-            .unwrap();
-        p.callee
-            .send_to(&rtp(0xb, i), p.callee_relay)
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    exchange(&p, 20).await;
     assert_eq!(
         recv_count(&p.callee, Duration::from_millis(300))
             .await
@@ -732,17 +727,7 @@ async fn a_twin_that_sees_an_icmp_error_retires() {
     }
     let mut ng = Ng::new(&relay).await;
     let p = establish(&mut ng, "twin-icmp").await;
-    for i in 0..10u16 {
-        p.caller
-            .send_to(&rtp(0xa, i), p.caller_relay)
-            .await
-            .unwrap();
-        p.callee
-            .send_to(&rtp(0xb, i), p.callee_relay)
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    exchange(&p, 10).await;
     assert_eq!(
         recv_count(&p.callee, Duration::from_millis(300))
             .await

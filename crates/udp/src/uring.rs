@@ -744,10 +744,14 @@ mod tests {
         assert!(stopped.is_empty(), "{stopped:?}");
     }
 
-    #[test]
-    fn running_out_of_buffers_stops_a_receive_and_rearming_resumes_it() {
-        let Some(mut ring) = ring() else { return };
-        let sockets: Vec<UdpSocket> = (0..4)
+    /// `count` sockets added to the ring (tokens 0..count), each with `per_socket`
+    /// datagrams already queued, and a sink address to forward them to.
+    fn backlog(
+        ring: &mut UdpRing,
+        count: usize,
+        per_socket: usize,
+    ) -> (Vec<UdpSocket>, Vec<Slot>, UdpSocket) {
+        let sockets: Vec<UdpSocket> = (0..count)
             .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
             .collect();
         let slots: Vec<Slot> = sockets
@@ -756,35 +760,53 @@ mod tests {
             .map(|(i, s)| ring.add(s.as_raw_fd(), i as u64).unwrap())
             .collect();
         let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let sink_addr = sink.local_addr().unwrap();
-        // 200 datagrams queued before the ring looks: more than its 64 buffers.
         for s in &sockets {
-            for _ in 0..50 {
+            for _ in 0..per_socket {
                 phone.send_to(&[7u8; 60], s.local_addr().unwrap()).unwrap();
             }
         }
+        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+        (sockets, slots, sink)
+    }
+
+    /// One wait and drain forwarding every datagram from its own socket to `to`; every
+    /// receive that stopped is queued for re-arming and reported `(token, errno)`.
+    fn forward_round(
+        ring: &mut UdpRing,
+        slots: &[Slot],
+        to: SocketAddr,
+    ) -> (Drained, Vec<(u64, i32)>) {
+        ring.wait(Duration::from_millis(20), 1, Duration::ZERO)
+            .unwrap();
+        let mut stops = Vec::new();
+        let d = ring
+            .drain(|ev| match ev {
+                Event::Datagram { token, .. } => Some((slots[token as usize], Some(to))),
+                Event::Stopped { token, errno } => {
+                    stops.push((token, errno));
+                    None
+                }
+                Event::SendFailed { .. } => None,
+            })
+            .unwrap();
+        for &(t, _) in &stops {
+            ring.rearm(slots[t as usize], t);
+        }
+        (d, stops)
+    }
+
+    #[test]
+    fn running_out_of_buffers_stops_a_receive_and_rearming_resumes_it() {
+        let Some(mut ring) = ring() else { return };
+        // 200 datagrams queued before the ring looks: more than its 64 buffers.
+        let (_sockets, slots, sink) = backlog(&mut ring, 4, 50);
+        let sink_addr = sink.local_addr().unwrap();
         let (mut received, mut sent, mut no_buffers) = (0u64, 0u64, 0u64);
         let deadline = Instant::now() + Duration::from_secs(2);
         while (received < 200 || sent < 200) && Instant::now() < deadline {
-            ring.wait(Duration::from_millis(20), 1, Duration::ZERO)
-                .unwrap();
-            let mut rearm = Vec::new();
-            let d = ring
-                .drain(|ev| match ev {
-                    Event::Datagram { token, .. } => Some((slots[token as usize], Some(sink_addr))),
-                    Event::Stopped { token, errno } => {
-                        assert_eq!(errno, libc::ENOBUFS);
-                        rearm.push(token);
-                        None
-                    }
-                    Event::SendFailed { .. } => None,
-                })
-                .unwrap();
-            no_buffers += rearm.len() as u64;
-            for t in rearm {
-                ring.rearm(slots[t as usize], t);
-            }
+            let (d, stops) = forward_round(&mut ring, &slots, sink_addr);
+            assert!(stops.iter().all(|&(_, errno)| errno == libc::ENOBUFS));
+            no_buffers += stops.len() as u64;
             received += d.received;
             sent += d.sent;
         }
@@ -798,50 +820,21 @@ mod tests {
     #[test]
     fn a_drain_returns_its_buffers_so_rearms_make_progress() {
         let Some(mut ring) = ring() else { return };
-        let sockets: Vec<UdpSocket> = (0..8)
-            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-            .collect();
-        let slots: Vec<Slot> = sockets
-            .iter()
-            .enumerate()
-            .map(|(i, s)| ring.add(s.as_raw_fd(), i as u64).unwrap())
-            .collect();
-        let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let sink_addr = sink.local_addr().unwrap();
         // 400 datagrams, 50 per socket, against 64 buffers.
-        for s in &sockets {
-            for _ in 0..50 {
-                phone.send_to(&[9u8; 60], s.local_addr().unwrap()).unwrap();
-            }
-        }
+        let (_sockets, slots, sink) = backlog(&mut ring, 8, 50);
+        let sink_addr = sink.local_addr().unwrap();
         let (mut sent, mut rounds, mut futile) = (0u64, 0u32, 0u32);
         let mut rearmed = false;
         let deadline = Instant::now() + Duration::from_secs(2);
         while sent < 400 && Instant::now() < deadline {
-            ring.wait(Duration::from_millis(20), 1, Duration::ZERO)
-                .unwrap();
-            let mut rearm = Vec::new();
-            let d = ring
-                .drain(|ev| match ev {
-                    Event::Datagram { token, .. } => Some((slots[token as usize], Some(sink_addr))),
-                    Event::Stopped { token, .. } => {
-                        rearm.push(token);
-                        None
-                    }
-                    Event::SendFailed { .. } => None,
-                })
-                .unwrap();
-            if !rearm.is_empty() {
+            let (d, stops) = forward_round(&mut ring, &slots, sink_addr);
+            if !stops.is_empty() {
                 assert_eq!(ring.in_flight, 0, "sends reaped before re-arms");
             }
             if rearmed && d.received == 0 {
                 futile += 1;
             }
-            rearmed = !rearm.is_empty();
-            for t in rearm {
-                ring.rearm(slots[t as usize], t);
-            }
+            rearmed = !stops.is_empty();
             sent += d.sent;
             rounds += 1;
         }

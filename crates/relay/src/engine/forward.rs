@@ -249,8 +249,20 @@ enum Twin {
     /// Could not be made for this destination (no route, out of descriptors); tried
     /// again when the destination changes.
     Failed(std::net::SocketAddr),
-    /// Moved too often: this socket sends plainly from now on.
+    /// Moved too often, or saw an error: this socket sends plainly from now on.
     Retired,
+}
+
+impl Twin {
+    /// Nothing to make or move for forwards to `to`.
+    fn settled(&self, to: SocketAddr) -> bool {
+        match self {
+            Twin::Up { peer, .. } => *peer == to,
+            Twin::Failed(failed) => *failed == to,
+            Twin::Retired => true,
+            Twin::None => false,
+        }
+    }
 }
 
 impl Stream {
@@ -292,64 +304,49 @@ impl Stream {
         (id, side, c): (u64, usize, usize),
         to: SocketAddr,
     ) -> bool {
-        let Some(original) = self.sockets.get(side).and_then(|p| p.get(c)) else {
-            return false;
-        };
         let Some(twin) = self.twins.get_mut(side).and_then(|p| p.get_mut(c)) else {
             return false;
         };
-        let settled = match &*twin {
-            Twin::Up { peer, .. } => *peer == to,
-            Twin::Failed(failed) => *failed == to,
-            Twin::Retired => true,
-            Twin::None => false,
-        };
-        if settled {
+        if twin.settled(to) {
             return false;
         }
-        match twin {
-            Twin::Up { peer, .. } if *peer == to => {}
-            Twin::Up {
-                socket,
-                slot,
-                peer,
-                moves,
-            } => {
-                // Forwards already queued for the old peer leave before the move.
-                let flushed = ring.submit().is_ok();
-                if flushed && *moves < MAX_TWIN_MOVES && socket.connect(to).is_ok() {
-                    *peer = to;
-                    *moves += 1;
-                } else {
-                    // Unregistered before the socket closes (when `twin` is replaced).
-                    let _ = ring.cancel(*slot);
-                    *twin = Twin::Retired;
-                    budget.give();
-                }
+        if let Twin::Up {
+            socket,
+            peer,
+            moves,
+            ..
+        } = twin
+        {
+            // Forwards already queued for the old peer leave before the move.
+            if *moves < MAX_TWIN_MOVES && ring.submit().is_ok() && socket.connect(to).is_ok() {
+                *peer = to;
+                *moves += 1;
+            } else {
+                self.retire_twin(ring, budget, side, c);
             }
-            Twin::Retired => {}
-            Twin::Failed(failed) if *failed == to => {}
-            Twin::None | Twin::Failed(_) => {
-                if !budget.take() {
-                    return false;
-                }
-                *twin = match connected_twin(original, to) {
-                    Ok(socket) => match ring.add(socket.as_raw_fd(), twin_token(id, side, c)) {
-                        Ok(slot) => Twin::Up {
-                            socket,
-                            slot,
-                            peer: to,
-                            moves: 0,
-                        },
-                        // The socket table is full: stop asking.
-                        Err(_) => Twin::Retired,
-                    },
-                    Err(_) => Twin::Failed(to),
-                };
-                if !matches!(twin, Twin::Up { .. }) {
-                    budget.give();
-                }
-            }
+            return true;
+        }
+        let Some(original) = self.sockets.get(side).and_then(|p| p.get(c)) else {
+            return false;
+        };
+        if !budget.take() {
+            return false;
+        }
+        *twin = match connected_twin(original, to) {
+            Ok(socket) => match ring.add(socket.as_raw_fd(), twin_token(id, side, c)) {
+                Ok(slot) => Twin::Up {
+                    socket,
+                    slot,
+                    peer: to,
+                    moves: 0,
+                },
+                // The socket table is full: stop asking.
+                Err(_) => Twin::Retired,
+            },
+            Err(_) => Twin::Failed(to),
+        };
+        if !matches!(twin, Twin::Up { .. }) {
+            budget.give();
         }
         true
     }
@@ -470,12 +467,15 @@ impl Streams {
         let stream = self.streams.get(&id)?;
         let f = lock(&stream.media).on_datagram(side, component(c), src, data, now)?;
         let out = component_index(f.component);
-        match stream.twin(f.side, out)? {
+        let twin = stream.twin(f.side, out)?;
+        match twin {
             Twin::Up { slot, peer, .. } if *peer == f.to => return Some((*slot, None)),
-            Twin::Retired => {}
-            Twin::Failed(failed) if *failed == f.to => {}
-            Twin::None | Twin::Failed(_) if !self.twin_budget.available() => {}
-            _ => want_twin.push((id, f.side, out, f.to)),
+            // Moving needs no new descriptor; making one does.
+            Twin::Up { .. } => want_twin.push((id, f.side, out, f.to)),
+            _ if !twin.settled(f.to) && self.twin_budget.available() => {
+                want_twin.push((id, f.side, out, f.to));
+            }
+            _ => {}
         }
         Some((stream.slot(f.side, out)?, Some(f.to)))
     }

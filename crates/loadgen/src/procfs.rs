@@ -105,6 +105,64 @@ pub fn parse_stat(text: &str) -> Result<CpuTicks, &'static str> {
     Ok(CpuTicks { user, system })
 }
 
+/// The whole machine's CPU time from the `cpu` line of `/proc/stat`, in clock ticks:
+/// how much of it the hypervisor gave to other guests (`steal`), against all of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HostCpu {
+    /// Every column of the line (user, nice, system, idle, iowait, irq, softirq,
+    /// steal); `guest` and `guest_nice` are left out because `user` already holds them.
+    pub total: u64,
+    /// Column 8, `steal`: time this machine's CPUs were runnable but not running.
+    pub steal: u64,
+}
+
+impl HostCpu {
+    /// Percentage of the CPU time between `earlier` and `self` that was stolen; zero
+    /// when no time passed.
+    pub fn steal_percent_since(&self, earlier: &HostCpu) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        let steal = self.steal.saturating_sub(earlier.steal);
+        if total == 0 {
+            return 0.0;
+        }
+        steal as f64 * 100.0 / total as f64
+    }
+
+    /// Reads `/proc/stat`.
+    pub fn now() -> Result<HostCpu, ProcError> {
+        let path = "/proc/stat".to_owned();
+        let text = std::fs::read_to_string(&path).map_err(|source| ProcError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        parse_host_stat(&text).map_err(|what| ProcError::Format { path, what })
+    }
+}
+
+/// Parses the aggregate `cpu ` line of `/proc/stat`. Kernels before 2.6.11 have no
+/// `steal` column; there it counts as zero.
+pub fn parse_host_stat(text: &str) -> Result<HostCpu, &'static str> {
+    let line = text
+        .lines()
+        .find(|l| l.split_ascii_whitespace().next() == Some("cpu"))
+        .ok_or("no aggregate `cpu` line")?;
+    let mut columns = Vec::with_capacity(8);
+    for field in line.split_ascii_whitespace().skip(1).take(8) {
+        columns.push(
+            field
+                .parse::<u64>()
+                .map_err(|_| "a `cpu` column is not a number")?,
+        );
+    }
+    if columns.len() < 4 {
+        return Err("the `cpu` line has fewer than 4 columns");
+    }
+    Ok(HostCpu {
+        total: columns.iter().fold(0u64, |a, &c| a.saturating_add(c)),
+        steal: columns.get(7).copied().unwrap_or(0),
+    })
+}
+
 /// Memory figures from `/proc/PID/status`, in KiB as the kernel reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Memory {
@@ -205,6 +263,39 @@ mod tests {
     const STAT: &str = "4242 (mediagate) S 1 4242 4242 0 -1 4194560 1523 0 0 0 \
         1234 567 0 0 20 0 3 0 98765 123456789 4321 18446744073709551615 1 1 0 0 0 0 0 \
         4096 0 0 0 0 17 1 0 0 0 0 0";
+
+    #[test]
+    fn host_stat_counts_steal_against_all_time() {
+        let before = "cpu  100 5 50 800 20 1 4 20 7 0\ncpu0 50 2 25 400 10 0 2 10 7 0\n";
+        let after = "cpu  150 5 80 900 20 1 4 40 9 0\ncpu0 75 2 40 450 10 0 2 20 9 0\n";
+        let (b, a) = (
+            parse_host_stat(before).unwrap(),
+            parse_host_stat(after).unwrap(),
+        );
+        // guest (7, 9) is inside user already and is not counted twice.
+        assert_eq!(
+            b,
+            HostCpu {
+                total: 1000,
+                steal: 20
+            }
+        );
+        assert_eq!(a.total - b.total, 200);
+        assert!((a.steal_percent_since(&b) - 10.0).abs() < 1e-9);
+        assert_eq!(b.steal_percent_since(&b), 0.0);
+        // Old kernels without the column: no steal, not an error.
+        let old = parse_host_stat("cpu 1 2 3 4\n").unwrap();
+        assert_eq!(
+            old,
+            HostCpu {
+                total: 10,
+                steal: 0
+            }
+        );
+        assert!(parse_host_stat("cpu0 1 2 3 4\n").is_err());
+        assert!(parse_host_stat("cpu 1 x 3 4\n").is_err());
+        assert!(parse_host_stat("cpu 1 2\n").is_err());
+    }
 
     #[test]
     fn stat_gives_utime_and_stime() {

@@ -149,6 +149,14 @@ fn loadgen_compares_mediagate_and_rtpengine() {
         );
         assert!(!line.contains("\"relay_peak_rss_mib\":null"), "{line}");
     }
+    // Every row says how much CPU the host stole while its media flowed.
+    for line in &lines {
+        assert!(
+            line.contains("\"host_steal_percent\":")
+                && !line.contains("\"host_steal_percent\":null"),
+            "{line}"
+        );
+    }
     drop((mediagate, rtpe));
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 
-use crate::procfs::Process;
+use crate::procfs::{HostCpu, Process};
 use crate::stats::nearest_rank;
 use ng::{check, encode, Bval, Entry, NgClient};
 
@@ -125,6 +125,10 @@ pub struct Outcome {
     pub pump: pump::PumpReport,
     pub relay_cpu_s: Option<f64>,
     pub relay_peak_rss_mib: Option<f64>,
+    /// Share of the machine's CPU time the hypervisor gave to other guests while the
+    /// media flowed (`/proc/stat` steal): a run with much of it measured the host, not
+    /// the relay, in its latency tail.
+    pub host_steal_percent: Option<f64>,
 }
 
 impl Outcome {
@@ -157,6 +161,7 @@ impl Outcome {
             "relay_cpu_s": self.relay_cpu_s,
             "relay_cpu_us_per_packet": self.cpu_us_per_packet(),
             "relay_peak_rss_mib": self.relay_peak_rss_mib,
+            "host_steal_percent": self.host_steal_percent,
         })
     }
 }
@@ -284,13 +289,28 @@ fn direct_calls(count: usize, local_ip: IpAddr) -> anyhow::Result<Vec<Call>> {
 /// The same load with no relay in the path.
 fn measure_direct(args: &RtpArgs) -> anyhow::Result<Outcome> {
     let calls = direct_calls(args.calls, args.local_ip)?;
-    let report = pump::run(&calls, &plan(args))?;
+    let (report, host_steal_percent) = pump_watching_host(&calls, args)?;
     Ok(Outcome {
         label: "direct".to_owned(),
         calls: calls.len(),
         pump: report,
+        host_steal_percent,
         ..Outcome::default()
     })
+}
+
+/// Pumps, and measures how much CPU the host stole meanwhile (`None` where
+/// `/proc/stat` cannot be read).
+fn pump_watching_host(
+    calls: &[Call],
+    args: &RtpArgs,
+) -> anyhow::Result<(pump::PumpReport, Option<f64>)> {
+    let before = HostCpu::now().ok();
+    let report = pump::run(calls, &plan(args))?;
+    let steal = before
+        .zip(HostCpu::now().ok())
+        .map(|(before, after)| after.steal_percent_since(&before));
+    Ok((report, steal))
 }
 
 fn plan(args: &RtpArgs) -> pump::Plan {
@@ -315,7 +335,7 @@ fn measure(args: &RtpArgs, target: &Target) -> anyhow::Result<Outcome> {
         |d: Option<Duration>| d.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
     let process = target.pid.map(Process::new);
     let cpu_before = process.as_ref().map(Process::cpu).transpose()?;
-    let report = pump::run(&calls, &plan(args))?;
+    let (report, host_steal_percent) = pump_watching_host(&calls, args)?;
     let ticks = crate::sys::clock_ticks_per_second().unwrap_or(100);
     let relay_cpu_s = match (&process, cpu_before) {
         (Some(p), Some(before)) => Some(p.cpu()?.since(&before, ticks).as_secs_f64()),
@@ -335,13 +355,14 @@ fn measure(args: &RtpArgs, target: &Target) -> anyhow::Result<Outcome> {
         pump: report,
         relay_cpu_s,
         relay_peak_rss_mib,
+        host_steal_percent,
     })
 }
 
 fn print_table(outcomes: &[Outcome]) {
     let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
     println!(
-        "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>8}",
+        "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>8} {:>7}",
         "target",
         "calls",
         "sent",
@@ -355,12 +376,13 @@ fn print_table(outcomes: &[Outcome]) {
         "cpu_s",
         "us/pkt",
         "rss_MiB",
-        "setup/s"
+        "setup/s",
+        "steal%"
     );
     for o in outcomes {
         let p = &o.pump;
         println!(
-            "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>8}",
+            "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>8} {:>7}",
             o.label,
             o.calls,
             p.sent,
@@ -378,6 +400,7 @@ fn print_table(outcomes: &[Outcome]) {
                 (o.setup_pairs_per_sec > 0.0).then_some(o.setup_pairs_per_sec),
                 0
             ),
+            opt(o.host_steal_percent, 1),
         );
     }
     for line in latency_notes(outcomes) {

@@ -59,6 +59,7 @@ mod located;
 mod net;
 mod port_range;
 mod relay;
+mod scheduling;
 mod url;
 mod validate;
 mod value_error;
@@ -92,6 +93,7 @@ pub use relay::{
     LearnWindow, MaxMediaPerCall, MaxSessions, MediaAddress, OfferTimeout, PortQuarantine,
     RelatchMaxSeqGap, RelatchQuiet, RelayConfig,
 };
+pub use scheduling::ThreadScheduling;
 pub use url::{AdvertisedPrefix, Host, HttpUrl, RtspUrl, UrlCredentials};
 pub use validate::validate;
 pub use value_error::InvalidValue;

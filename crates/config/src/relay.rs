@@ -22,6 +22,7 @@ use super::duration::HumanDuration;
 use super::located::Located;
 use super::net::{BindAddr, HostIp};
 use super::port_range::PortPairRange;
+use super::scheduling::ThreadScheduling;
 use super::url::HttpUrl;
 
 /// The relay role.
@@ -92,6 +93,16 @@ pub struct RelayConfig {
     /// call per batch of packets) where the kernel allows it and epoll elsewhere;
     /// `epoll` always uses epoll (about two system calls per packet). Default: `"auto"`.
     pub forward_io: ForwardIo,
+    /// Scheduling policy of the forwarding threads, as rtpengine's `--scheduling` and
+    /// `--priority`: `"normal"`, `"normal:NICE"`, `"batch"`, `"idle"`, `"fifo:PRIO"` or
+    /// `"rr:PRIO"` (PRIO 1 to 99). On a busy machine a forwarding thread that wakes for
+    /// a packet waits for a CPU behind other work; `fifo` runs it at once, which keeps
+    /// the latency tail under a millisecond, but a real-time thread can hold a CPU from
+    /// everything else, so keep `forward_threads` below the CPU count (the default
+    /// does). Needs `CAP_SYS_NICE` (root has it) or a matching `RLIMIT_RTPRIO`; when
+    /// refused, the relay says so in its log and the threads run normally.
+    /// Default: `"normal"`.
+    pub forward_scheduling: ThreadScheduling,
     /// Secure symmetric latching: how the relay learns where a phone's media comes from.
     pub latch: LatchConfig,
 }
@@ -207,6 +218,7 @@ impl Default for RelayConfig {
             forward_threads: fixed_bound(0),
             forward_coalesce: const { ForwardCoalesce::from_micros_const(300) },
             forward_io: ForwardIo::Auto,
+            forward_scheduling: ThreadScheduling::NORMAL,
             latch: LatchConfig::default(),
         }
     }
@@ -275,6 +287,7 @@ mod tests {
         assert_eq!(r.learning, EndpointLearning::Heuristic);
         assert_eq!(r.forward_threads.get(), 0);
         assert_eq!(r.forward_coalesce.get(), Duration::from_micros(300));
+        assert_eq!(r.forward_scheduling, ThreadScheduling::NORMAL);
         assert_eq!(r.latch.learn_window.get(), Duration::from_secs(5));
         assert_eq!(r.latch.learn_packets.get(), 3);
         assert_eq!(r.latch.relatch_quiet.get(), Duration::from_secs(1));
@@ -389,6 +402,21 @@ relatch_max_seq_gap = 32767
         assert_eq!(
             error_lines("[relay]\nforward_io = \"uring\"\n"),
             ["f.toml:2:14: unknown variant `uring`, expected `auto` or `epoll`"]
+        );
+    }
+
+    #[test]
+    fn forward_scheduling_is_read_and_a_wrong_one_points_at_the_value() {
+        let r = relay_of("[relay]\nforward_scheduling = \"fifo:10\"\n");
+        assert_eq!(
+            r.forward_scheduling,
+            ThreadScheduling::Fifo { priority: 10 }
+        );
+        let lines = error_lines("[relay]\nforward_scheduling = \"fifo:0\"\n");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("f.toml:2:22: invalid scheduling \"fifo:0\""),
+            "{lines:?}"
         );
     }
 

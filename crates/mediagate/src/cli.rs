@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 
 use mediagate_config::{
     AdvertisedPrefix, BindAddr, Config, HostIp, InvalidValue, Located, MediaAddress, PortPairRange,
-    Route, RtspUrl, UpstreamTransport,
+    Route, RtspUrl, ThreadScheduling, UpstreamTransport,
 };
 
 /// Streaming-media edge: RTSP caching and splitting proxy and RTP media relay.
@@ -120,6 +120,11 @@ pub struct RelayArgs {
     /// UDP port range for RTP/RTCP pairs, LOW-HIGH with an even LOW [default: 24576-32767].
     #[arg(long, value_name = "LOW-HIGH")]
     pub ports: Option<PortPairRange>,
+    /// Scheduling of the forwarding threads, as rtpengine's --scheduling and
+    /// --priority: normal, normal:NICE, batch, idle, fifo:PRIO or rr:PRIO (PRIO 1-99;
+    /// real-time needs CAP_SYS_NICE) [default: normal].
+    #[arg(long, value_name = "POLICY[:PRIORITY]")]
+    pub scheduling: Option<ThreadScheduling>,
 }
 
 /// One `--map ADVERTISED=ORIGIN`.
@@ -223,6 +228,9 @@ impl RelayArgs {
         );
         if let Some(ports) = self.ports {
             config.relay.ports = Located::new(ports);
+        }
+        if let Some(scheduling) = self.scheduling {
+            config.relay.forward_scheduling = scheduling;
         }
         config
     }
@@ -355,6 +363,8 @@ origin = "rtsp://cam-yard/stream?channel=1"
             "2001:db8::5",
             "--ports",
             "30000-39999",
+            "--scheduling",
+            "fifo:10",
         ])
         .unwrap() else {
             panic!("not relay");
@@ -369,6 +379,7 @@ enabled = false
 enabled = true
 ng_listen_udp = ["127.0.0.1:2223"]
 ports = "30000-39999"
+forward_scheduling = "fifo:10"
 media_address = [
   { address = "10.0.0.5", advertised = "203.0.113.7" },
   { address = "2001:db8::5" },
@@ -410,6 +421,20 @@ media_address = [
         let err =
             parse(&["relay", "--ng", "127.0.0.1:2223", "--address", "10.0.0.5:1"]).unwrap_err();
         assert!(err.contains("invalid IP address \"10.0.0.5:1\""), "{err}");
+        let err = parse(&[
+            "relay",
+            "--ng",
+            "127.0.0.1:2223",
+            "--address",
+            "10.0.0.5",
+            "--scheduling",
+            "fifo:0",
+        ])
+        .unwrap_err();
+        assert!(
+            err.contains("the real-time priority 0 is outside 1..=99"),
+            "{err}"
+        );
         let err = parse(&["relay", "--address", "10.0.0.5"]).unwrap_err();
         assert!(err.contains("--ng <IP:PORT>"), "{err}");
     }

@@ -68,14 +68,25 @@ async fn start_relay(config: &Config) -> anyhow::Result<Relay> {
         .await
         .context("cannot start the relay")?;
     let (threads, uring) = relay.forwarding_threads();
+    let scheduling = config.relay.forward_scheduling;
     eprintln!(
-        "mediagate relay: forwarding on {threads} thread(s), {}",
+        "mediagate relay: forwarding on {threads} thread(s), {}, scheduling {}",
         match uring {
             0 => "epoll".to_owned(),
             n if n == threads => "io_uring".to_owned(),
             n => format!("io_uring on {n}, epoll on the rest"),
+        },
+        match relay.forwarding_scheduling_refused() {
+            Some(why) => format!("normal: {why}"),
+            None => scheduling.to_string(),
         }
     );
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if scheduling.is_realtime() && threads >= cpus {
+        eprintln!(
+            "mediagate relay: warning: {threads} real-time forwarding thread(s) on {cpus} CPU(s) can keep everything else off the CPUs under load; set relay.forward_threads below {cpus}"
+        );
+    }
     for addr in relay.ng_udp_addrs() {
         eprintln!("mediagate relay: listening for ng commands on UDP {addr}");
     }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use mediagate_config::ThreadScheduling;
 use mediagate_relay::calls::RelayOptions;
 use mediagate_relay::engine::forward::ForwardIo;
 use mediagate_relay::engine::{EngineConfig, Relay};
@@ -30,6 +31,7 @@ fn config(ports: (u16, u16)) -> EngineConfig {
         forward_threads: 2,
         forward_coalesce: Duration::ZERO,
         forward_io: ForwardIo::default(),
+        forward_scheduling: Default::default(),
     }
 }
 
@@ -271,6 +273,78 @@ async fn forwarding_uses_io_uring_where_the_kernel_allows() {
     drop(relay);
     let relay = Relay::start(cfg).await.unwrap();
     assert_eq!(relay.forwarding_threads(), (2, 0));
+}
+
+/// This process's threads named `relay-fwd-*`, as `(policy, rt_priority, nice)` from
+/// `/proc/self/task/*/stat` (fields 41, 40 and 19; counted after the command name,
+/// which ends at the last `)`).
+fn forwarding_thread_scheduling() -> Vec<(u32, u32, i32)> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if !head.contains("(relay-fwd-") {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |n: usize| fields[n - 3];
+        found.push((
+            field(41).parse().unwrap(),
+            field(40).parse().unwrap(),
+            field(19).parse().unwrap(),
+        ));
+    }
+    found
+}
+
+/// `forward_scheduling` reaches the forwarding threads (and only them), or the relay
+/// says why not when this process may not raise priorities.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_threads_take_the_configured_scheduling() {
+    const SCHED_FIFO: u32 = 1;
+    const SCHED_BATCH: u32 = 3;
+    let mut cfg = config(range(13));
+    cfg.forward_scheduling = ThreadScheduling::Fifo { priority: 7 };
+    let relay = Relay::start(cfg).await.unwrap();
+    let fifo = forwarding_thread_scheduling()
+        .into_iter()
+        .filter(|&(policy, priority, _)| (policy, priority) == (SCHED_FIFO, 7))
+        .count();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let capabilities = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    if capabilities & (1 << 23) != 0 {
+        assert_eq!(fifo, 2, "both forwarding threads run SCHED_FIFO at 7");
+        assert_eq!(relay.forwarding_scheduling_refused(), None);
+    } else {
+        assert_eq!(fifo, 0);
+        let why = relay.forwarding_scheduling_refused().unwrap();
+        assert!(
+            why.contains("fifo:7") && why.contains("CAP_SYS_NICE"),
+            "{why}"
+        );
+    }
+    // The runtime's own threads keep the kernel's default.
+    let me = mediagate_udp::thread_scheduling().unwrap();
+    assert_eq!(me.0, mediagate_udp::Policy::Normal);
+    drop(relay);
+    // Lowering a priority needs no privilege, so this holds everywhere.
+    let mut cfg = config(range(13));
+    cfg.forward_scheduling = ThreadScheduling::Batch { nice: 3 };
+    let relay = Relay::start(cfg).await.unwrap();
+    let batch = forwarding_thread_scheduling()
+        .into_iter()
+        .filter(|&(policy, _, nice)| (policy, nice) == (SCHED_BATCH, 3))
+        .count();
+    assert_eq!(batch, 2);
+    assert_eq!(relay.forwarding_scheduling_refused(), None);
 }
 
 async fn media_both_ways(io: ForwardIo, slot: u16, name: &str) {

@@ -216,6 +216,7 @@ async fn relay_refuses_to_start_when_postgres_is_unreachable() {
         forward_threads: 1,
         forward_coalesce: Duration::ZERO,
         forward_io: Default::default(),
+        forward_scheduling: Default::default(),
     };
     let err = Relay::start(config).await.unwrap_err();
     assert!(

@@ -26,11 +26,13 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use mediagate_config::ThreadScheduling;
 use mediagate_udp::{
-    connected_twin, Events, Poller, RecvBatch, RingEvent, RingOptions, RingSlot, UdpRing,
-    RING_MAX_TOKEN,
+    connected_twin, set_thread_scheduling, Events, Policy, Poller, RecvBatch, RingEvent,
+    RingOptions, RingSlot, UdpRing, RING_MAX_TOKEN,
 };
 
+use super::sockets::ForwardOptions;
 use crate::calls::{lock, SharedMedia};
 use crate::media::{Component, Forward};
 
@@ -140,6 +142,7 @@ pub struct Worker {
     waker: UdpSocket,
     thread: Option<JoinHandle<()>>,
     uses_io_uring: bool,
+    scheduling_refused: Option<String>,
 }
 
 impl Worker {
@@ -155,6 +158,11 @@ impl Worker {
         self.uses_io_uring
     }
 
+    /// Why the thread runs without its configured scheduling policy, if it does.
+    pub fn scheduling_refused(&self) -> Option<&str> {
+        self.scheduling_refused.as_deref()
+    }
+
     /// Waits for the thread to end (after [`Command::Stop`]).
     pub fn join(&mut self) {
         if let Some(t) = self.thread.take() {
@@ -167,11 +175,16 @@ impl Worker {
 pub fn spawn(
     index: usize,
     stats: Arc<ForwardStats>,
-    coalesce: Duration,
-    io: ForwardIo,
+    options: &ForwardOptions,
     max_sockets: u32,
     twin_budget: Arc<TwinBudget>,
 ) -> io::Result<Worker> {
+    let ForwardOptions {
+        coalesce,
+        io,
+        scheduling,
+        ..
+    } = *options;
     let wake_rx = UdpSocket::bind("127.0.0.1:0")?;
     wake_rx.set_nonblocking(true)?;
     let waker = UdpSocket::bind("127.0.0.1:0")?;
@@ -185,6 +198,7 @@ pub fn spawn(
     let thread = std::thread::Builder::new()
         .name(format!("relay-fwd-{index}"))
         .spawn(move || {
+            let refused = apply_scheduling(scheduling).err();
             let mut streams = Streams {
                 commands: rx,
                 streams: HashMap::default(),
@@ -204,7 +218,7 @@ pub fn spawn(
                 .ok(),
                 ForwardIo::Epoll => None,
             };
-            let _ = started_tx.send(ring.is_some());
+            let _ = started_tx.send((ring.is_some(), refused));
             match ring {
                 Some(ring) => {
                     drop(poller);
@@ -213,12 +227,39 @@ pub fn spawn(
                 None => run_epoll(&poller, &wake_rx, &mut streams, coalesce),
             }
         })?;
-    let uses_io_uring = started_rx.recv().unwrap_or(false);
+    let (uses_io_uring, scheduling_refused) = started_rx.recv().unwrap_or((false, None));
     Ok(Worker {
         commands: tx,
         waker,
         thread: Some(thread),
         uses_io_uring,
+        scheduling_refused,
+    })
+}
+
+/// Puts the calling thread under `scheduling`; the error says what was refused and
+/// what would allow it.
+fn apply_scheduling(scheduling: ThreadScheduling) -> Result<(), String> {
+    let (policy, priority) = match scheduling {
+        // The kernel's default: leave the thread exactly as it started.
+        ThreadScheduling::Normal { nice: 0 } => return Ok(()),
+        ThreadScheduling::Normal { nice } => (Policy::Normal, i32::from(nice)),
+        ThreadScheduling::Batch { nice } => (Policy::Batch, i32::from(nice)),
+        ThreadScheduling::Idle => (Policy::Idle, 0),
+        ThreadScheduling::Fifo { priority } => (Policy::Fifo, i32::from(priority)),
+        ThreadScheduling::RoundRobin { priority } => (Policy::RoundRobin, i32::from(priority)),
+    };
+    set_thread_scheduling(policy, priority).map_err(|e| {
+        let hint = if e.raw_os_error() == Some(libc::EPERM) {
+            if scheduling.is_realtime() {
+                format!(" (needs CAP_SYS_NICE or an RLIMIT_RTPRIO of at least {priority})")
+            } else {
+                " (a negative nice value needs CAP_SYS_NICE or RLIMIT_NICE)".to_owned()
+            }
+        } else {
+            String::new()
+        };
+        format!("cannot use scheduling {scheduling}: {e}{hint}")
     })
 }
 

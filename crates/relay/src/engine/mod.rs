@@ -69,6 +69,9 @@ pub struct EngineConfig {
     /// How forwarding threads wait for packets: io_uring where the kernel allows it
     /// (the default), or always epoll.
     pub forward_io: forward::ForwardIo,
+    /// The forwarding threads' scheduling policy; `normal` (the default) leaves them
+    /// as the kernel starts them.
+    pub forward_scheduling: mediagate_config::ThreadScheduling,
 }
 
 impl EngineConfig {
@@ -125,6 +128,7 @@ impl EngineConfig {
                 mediagate_config::ForwardIo::Auto => forward::ForwardIo::Auto,
                 mediagate_config::ForwardIo::Epoll => forward::ForwardIo::Epoll,
             },
+            forward_scheduling: relay.forward_scheduling,
         }
     }
 
@@ -353,6 +357,7 @@ impl Relay {
                 threads,
                 coalesce: config.forward_coalesce,
                 io: config.forward_io,
+                scheduling: config.forward_scheduling,
             },
         )
         .map_err(StartError::Forwarding)?;
@@ -417,6 +422,16 @@ impl Relay {
     pub fn forwarding_threads(&self) -> (usize, usize) {
         let control = self.state.lock();
         (control.env.threads(), control.env.io_uring_threads())
+    }
+
+    /// Why the forwarding threads run without their configured scheduling policy, if
+    /// they do.
+    pub fn forwarding_scheduling_refused(&self) -> Option<String> {
+        self.state
+            .lock()
+            .env
+            .scheduling_refused()
+            .map(str::to_owned)
     }
 
     /// Streams with running forwarders.
@@ -533,6 +548,7 @@ learning = "immediate"
 forward_threads = 3
 forward_coalesce = "250us"
 forward_io = "epoll"
+forward_scheduling = "rr:20"
 media_address = [{ address = "192.0.2.1", advertised = "203.0.113.1" }]
 
 [relay.latch]
@@ -553,6 +569,10 @@ relatch_max_seq_gap = 1000
         assert_eq!(e.notify_url.as_deref(), Some("http://127.0.0.1:5060/RPC"));
         assert_eq!(e.store, Some(PathBuf::from("/var/mg/accounting.sqlite")));
         assert_eq!(e.forward_threads, 3);
+        assert_eq!(
+            e.forward_scheduling,
+            mediagate_config::ThreadScheduling::RoundRobin { priority: 20 }
+        );
         assert_eq!(e.forward_coalesce, Duration::from_micros(250));
         assert_eq!(e.forward_io, forward::ForwardIo::Epoll);
         let o = &e.options;

@@ -18,6 +18,8 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mediagate_config::ThreadScheduling;
+
 use super::forward::{self, Command, ForwardIo, ForwardStats, TwinBudget, Worker};
 use crate::calls::{lock, MediaEnv, OpenError, OpenPair, SharedMedia};
 use crate::ng::request::Family;
@@ -43,6 +45,8 @@ pub struct ForwardOptions {
     pub coalesce: Duration,
     /// io_uring where available, or always epoll.
     pub io: ForwardIo,
+    /// The threads' scheduling policy (`[relay] forward_scheduling`).
+    pub scheduling: ThreadScheduling,
 }
 
 /// Binds, runs and closes the media sockets; see the module docs.
@@ -90,8 +94,7 @@ impl SocketEnv {
                 forward::spawn(
                     i,
                     Arc::clone(&stats),
-                    forwarding.coalesce,
-                    forwarding.io,
+                    &forwarding,
                     max_sockets,
                     Arc::clone(&twin_budget),
                 )
@@ -124,6 +127,12 @@ impl SocketEnv {
     /// Forwarding threads running the io_uring loop (the rest run epoll).
     pub fn io_uring_threads(&self) -> usize {
         self.workers.iter().filter(|w| w.uses_io_uring()).count()
+    }
+
+    /// Why the forwarding threads could not take their scheduling policy, if they
+    /// could not (they then run with the kernel's default).
+    pub fn scheduling_refused(&self) -> Option<&str> {
+        self.workers.iter().find_map(Worker::scheduling_refused)
     }
 
     /// Forwarding threads.

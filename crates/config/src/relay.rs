@@ -99,7 +99,8 @@ pub struct RelayConfig {
     /// a packet waits for a CPU behind other work; `fifo` runs it at once, which keeps
     /// the latency tail under a millisecond, but a real-time thread can hold a CPU from
     /// everything else, so keep `forward_threads` below the CPU count (the default
-    /// does). Needs `CAP_SYS_NICE` (root has it) or a matching `RLIMIT_RTPRIO`; when
+    /// does on two or more CPUs). Real-time needs `CAP_SYS_NICE` or a matching
+    /// `RLIMIT_RTPRIO`, a lower nice value `CAP_SYS_NICE` or `RLIMIT_NICE`; when
     /// refused, the relay says so in its log and the threads run normally.
     /// Default: `"normal"`.
     pub forward_scheduling: ThreadScheduling,

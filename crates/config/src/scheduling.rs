@@ -4,7 +4,9 @@
 //! What it does: parses and prints a Linux scheduling policy (sched(7)) with its
 //! priority, refusing priorities the policy does not have: a nice value (-20 to 19)
 //! for `normal` and `batch`, a real-time priority (1 to 99) for `fifo` and `rr`, none
-//! for `idle`. The same choices as rtpengine's `--scheduling` and `--priority`.
+//! for `idle`. A policy written without a priority gets nice 0, or real-time priority
+//! 1 (the lowest, still above every normal thread). The choices of rtpengine's
+//! `--scheduling` and `--priority`, whose `default` and `none` mean `normal` here.
 //! What it does not: apply it (the relay engine does, through the `udp` crate) or check
 //! that the process may (real-time policies and negative nice values need
 //! `CAP_SYS_NICE` or an `RLIMIT_RTPRIO`/`RLIMIT_NICE`; the engine reports a refusal).
@@ -70,13 +72,20 @@ impl FromStr for ThreadScheduling {
                         *range.start()
                     });
                 };
-                let value = text.parse::<i64>().map_err(|_| {
-                    InvalidValue::new(format!(
+                let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(InvalidValue::new(format!(
                         "invalid scheduling {}: {} is not a number; {FORM}",
                         quoted(s),
                         quoted(text)
-                    ))
-                })?;
+                    )));
+                }
+                // All digits, so a failure means too many of them: out of range.
+                let value = text.parse::<i64>().unwrap_or(if text.starts_with('-') {
+                    i64::MIN
+                } else {
+                    i64::MAX
+                });
                 if !range.contains(&value) {
                     return Err(InvalidValue::new(format!(
                         "invalid scheduling {}: {what} {value} is outside {}..={}; {FORM}",
@@ -90,6 +99,8 @@ impl FromStr for ThreadScheduling {
         let nice = |what| number(-20..=19, what).map(|n| n as i8);
         let realtime = |what| number(1..=99, what).map(|n| n as u8);
         match name.to_ascii_lowercase().as_str() {
+            // rtpengine's "default" and "none" leave the threads alone, as normal does.
+            "default" | "none" if priority.is_none() => Ok(ThreadScheduling::NORMAL),
             "normal" | "other" => Ok(ThreadScheduling::Normal {
                 nice: nice("the nice value")?,
             }),
@@ -164,6 +175,9 @@ mod tests {
         assert_eq!(parse("other"), Ok(ThreadScheduling::NORMAL));
         assert_eq!(parse("FIFO"), Ok(ThreadScheduling::Fifo { priority: 1 }));
         assert_eq!(parse("normal:0"), Ok(ThreadScheduling::NORMAL));
+        assert_eq!(parse("default"), Ok(ThreadScheduling::NORMAL));
+        assert_eq!(parse("none"), Ok(ThreadScheduling::NORMAL));
+        assert_eq!(parse("fifo:+5"), Ok(ThreadScheduling::Fifo { priority: 5 }));
         assert_eq!(ThreadScheduling::default(), ThreadScheduling::NORMAL);
         assert!(ThreadScheduling::Fifo { priority: 1 }.is_realtime());
         assert!(ThreadScheduling::RoundRobin { priority: 1 }.is_realtime());
@@ -180,6 +194,13 @@ mod tests {
             ("idle:3", "idle takes no priority"),
             ("fifo:ten", "\"ten\" is not a number"),
             ("fifo:", "\"\" is not a number"),
+            ("fifo:-", "\"-\" is not a number"),
+            ("fifo:1.5", "\"1.5\" is not a number"),
+            (
+                "fifo:99999999999999999999",
+                "priority 9223372036854775807 is outside 1..=99",
+            ),
+            ("default:5", "unknown policy \"default\""),
             ("realtime", "unknown policy \"realtime\""),
             ("", "unknown policy \"\""),
         ] {

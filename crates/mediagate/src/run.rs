@@ -82,9 +82,15 @@ async fn start_relay(config: &Config) -> anyhow::Result<Relay> {
         }
     );
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    if scheduling.is_realtime() && threads >= cpus {
+    let realtime = scheduling.is_realtime() && relay.forwarding_scheduling_refused().is_none();
+    if realtime && threads >= cpus {
+        let advice = if cpus > 1 {
+            format!("set relay.forward_threads below {cpus}")
+        } else {
+            "on one CPU, prefer relay.forward_scheduling = \"normal\"".to_owned()
+        };
         eprintln!(
-            "mediagate relay: warning: {threads} real-time forwarding thread(s) on {cpus} CPU(s) can keep everything else off the CPUs under load; set relay.forward_threads below {cpus}"
+            "mediagate relay: warning: {threads} real-time forwarding thread(s) on {cpus} CPU(s) can keep everything else off the CPUs under load; {advice}"
         );
     }
     for addr in relay.ng_udp_addrs() {

@@ -275,24 +275,22 @@ async fn forwarding_uses_io_uring_where_the_kernel_allows() {
     assert_eq!(relay.forwarding_threads(), (2, 0));
 }
 
-/// This process's threads named `relay-fwd-*`, as `(policy, rt_priority, nice)` from
-/// `/proc/self/task/*/stat` (fields 41, 40 and 19; counted after the command name,
-/// which ends at the last `)`).
-fn forwarding_thread_scheduling() -> Vec<(u32, u32, i32)> {
+/// Every thread of this process as `(name, policy, rt_priority, nice)`, from
+/// `/proc/self/task/*/stat` (fields 2, 41, 40 and 19; those after the name are counted
+/// from its closing `)`, the last one in the line).
+fn thread_scheduling_by_name() -> Vec<(String, u32, u32, i32)> {
     let mut found = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").unwrap() {
         let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
             continue; // the thread ended meanwhile
         };
-        let Some((head, rest)) = stat.rsplit_once(')') else {
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
             continue;
         };
-        if !head.contains("(relay-fwd-") {
-            continue;
-        }
-        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
         let field = |n: usize| fields[n - 3];
         found.push((
+            stat[open + 1..close].to_owned(),
             field(41).parse().unwrap(),
             field(40).parse().unwrap(),
             field(19).parse().unwrap(),
@@ -301,47 +299,66 @@ fn forwarding_thread_scheduling() -> Vec<(u32, u32, i32)> {
     found
 }
 
-/// `forward_scheduling` reaches the forwarding threads (and only them), or the relay
-/// says why not when this process may not raise priorities.
+/// Whether the kernel lets this process run a thread `SCHED_FIFO` at `priority`
+/// (capabilities alone do not say: `RLIMIT_RTPRIO`, user namespaces, cgroup budgets),
+/// asked on a throwaway thread (the `udp` crate's tests check the call itself against
+/// the plain system call).
+fn realtime_allowed(priority: i32) -> bool {
+    std::thread::spawn(move || {
+        mediagate_udp::set_thread_scheduling(mediagate_udp::Policy::Fifo, priority).is_ok()
+    })
+    .join()
+    .unwrap()
+}
+
+/// `forward_scheduling` reaches the forwarding threads and only them, or the relay
+/// says why not where this process may not raise priorities.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_threads_take_the_configured_scheduling() {
+    const SCHED_OTHER: u32 = 0;
     const SCHED_FIFO: u32 = 1;
     const SCHED_BATCH: u32 = 3;
+    let is_forwarder = |name: &str| name.starts_with("relay-fwd-");
+    let allowed = realtime_allowed(7);
     let mut cfg = config(range(13));
     cfg.forward_scheduling = ThreadScheduling::Fifo { priority: 7 };
     let relay = Relay::start(cfg).await.unwrap();
-    let fifo = forwarding_thread_scheduling()
-        .into_iter()
-        .filter(|&(policy, priority, _)| (policy, priority) == (SCHED_FIFO, 7))
+    let threads = thread_scheduling_by_name();
+    let fifo = threads
+        .iter()
+        .filter(|t| is_forwarder(&t.0) && (t.1, t.2) == (SCHED_FIFO, 7))
         .count();
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let capabilities = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
-        .unwrap();
-    if capabilities & (1 << 23) != 0 {
-        assert_eq!(fifo, 2, "both forwarding threads run SCHED_FIFO at 7");
-        assert_eq!(relay.forwarding_scheduling_refused(), None);
-    } else {
-        assert_eq!(fifo, 0);
-        let why = relay.forwarding_scheduling_refused().unwrap();
-        assert!(
-            why.contains("fifo:7") && why.contains("CAP_SYS_NICE"),
-            "{why}"
-        );
+    match relay.forwarding_scheduling_refused() {
+        None => {
+            assert!(allowed, "the kernel refused the probe but not the relay");
+            assert_eq!(fifo, 2, "both forwarding threads run SCHED_FIFO at 7");
+        }
+        Some(why) => {
+            assert!(!allowed, "refused where the kernel allows it: {why}");
+            assert_eq!(fifo, 0);
+            assert!(
+                why.contains("fifo:7") && why.contains("RLIMIT_RTPRIO"),
+                "{why}"
+            );
+        }
     }
-    // The runtime's own threads keep the kernel's default.
-    let me = mediagate_udp::thread_scheduling().unwrap();
-    assert_eq!(me.0, mediagate_udp::Policy::Normal);
+    // No other thread changed: the runtime's, the test harness's, the store's.
+    let others: Vec<_> = threads.iter().filter(|t| !is_forwarder(&t.0)).collect();
+    assert!(!others.is_empty());
+    for t in others {
+        assert_eq!(t.1, SCHED_OTHER, "{t:?}");
+    }
     drop(relay);
-    // Lowering a priority needs no privilege, so this holds everywhere.
+    // A nice value above the current one needs no privilege, so this holds anywhere.
+    let nice = (mediagate_udp::thread_nice().unwrap() + 3).min(19);
     let mut cfg = config(range(13));
-    cfg.forward_scheduling = ThreadScheduling::Batch { nice: 3 };
+    cfg.forward_scheduling = ThreadScheduling::Batch {
+        nice: i8::try_from(nice).unwrap(),
+    };
     let relay = Relay::start(cfg).await.unwrap();
-    let batch = forwarding_thread_scheduling()
+    let batch = thread_scheduling_by_name()
         .into_iter()
-        .filter(|&(policy, _, nice)| (policy, nice) == (SCHED_BATCH, 3))
+        .filter(|t| is_forwarder(&t.0) && (t.1, t.3) == (SCHED_BATCH, nice))
         .count();
     assert_eq!(batch, 2);
     assert_eq!(relay.forwarding_scheduling_refused(), None);

@@ -37,7 +37,7 @@ pub use pktinfo::{enable_pktinfo, recv_pktinfo, send_pktinfo, LocalDest, Receive
 pub use poll::{Events, Poller};
 pub use recv::RecvBatch;
 pub use rlimit::raise_nofile_limit;
-pub use sched::{set_thread_scheduling, thread_scheduling, Policy};
+pub use sched::{set_thread_scheduling, thread_nice, thread_scheduling, Policy};
 pub use sockbuf::{set_recv_buffer, set_send_buffer};
 pub use sys::KERNEL_MAX_BATCH;
 pub use timestamp::enable_timestamps;

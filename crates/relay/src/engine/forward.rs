@@ -250,14 +250,15 @@ fn apply_scheduling(scheduling: ThreadScheduling) -> Result<(), String> {
         ThreadScheduling::RoundRobin { priority } => (Policy::RoundRobin, i32::from(priority)),
     };
     set_thread_scheduling(policy, priority).map_err(|e| {
-        let hint = if e.raw_os_error() == Some(libc::EPERM) {
-            if scheduling.is_realtime() {
-                format!(" (needs CAP_SYS_NICE or an RLIMIT_RTPRIO of at least {priority})")
-            } else {
-                " (a negative nice value needs CAP_SYS_NICE or RLIMIT_NICE)".to_owned()
-            }
-        } else {
-            String::new()
+        let hint = match e.raw_os_error() {
+            Some(libc::EPERM) if scheduling.is_realtime() => format!(
+                " (needs CAP_SYS_NICE in the host's namespace or an RLIMIT_RTPRIO of at least {priority}, and a real-time budget in the cgroup)"
+            ),
+            Some(libc::EPERM) => format!(
+                " (a nice value below the current {} needs CAP_SYS_NICE or RLIMIT_NICE)",
+                mediagate_udp::thread_nice().unwrap_or(0)
+            ),
+            _ => String::new(),
         };
         format!("cannot use scheduling {scheduling}: {e}{hint}")
     })

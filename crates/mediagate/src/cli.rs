@@ -393,48 +393,25 @@ media_address = [
 
     #[test]
     fn relay_errors_are_clear() {
-        let err = parse(&[
-            "relay",
-            "--ng",
-            "127.0.0.1:2223",
-            "--address",
-            "10.0.0.5",
-            "--ports",
-            "40000-30000",
-        ])
-        .unwrap_err();
-        assert!(
-            err.contains("the low end 40000 is above the high end 30000"),
-            "{err}"
-        );
-        let err = parse(&[
-            "relay",
-            "--ng",
-            "127.0.0.1:2223",
-            "--address",
-            "10.0.0.5",
-            "--ports",
-            "30001-39999",
-        ])
-        .unwrap_err();
-        assert!(err.contains("the low end must be even"), "{err}");
+        for (extra, says) in [
+            (
+                ["--ports", "40000-30000"],
+                "the low end 40000 is above the high end 30000",
+            ),
+            (["--ports", "30001-39999"], "the low end must be even"),
+            (
+                ["--scheduling", "fifo:0"],
+                "the real-time priority 0 is outside 1..=99",
+            ),
+        ] {
+            let mut args = vec!["relay", "--ng", "127.0.0.1:2223", "--address", "10.0.0.5"];
+            args.extend(extra);
+            let err = parse(&args).unwrap_err();
+            assert!(err.contains(says), "{extra:?}: {err}");
+        }
         let err =
             parse(&["relay", "--ng", "127.0.0.1:2223", "--address", "10.0.0.5:1"]).unwrap_err();
         assert!(err.contains("invalid IP address \"10.0.0.5:1\""), "{err}");
-        let err = parse(&[
-            "relay",
-            "--ng",
-            "127.0.0.1:2223",
-            "--address",
-            "10.0.0.5",
-            "--scheduling",
-            "fifo:0",
-        ])
-        .unwrap_err();
-        assert!(
-            err.contains("the real-time priority 0 is outside 1..=99"),
-            "{err}"
-        );
         let err = parse(&["relay", "--address", "10.0.0.5"]).unwrap_err();
         assert!(err.contains("--ng <IP:PORT>"), "{err}");
     }

@@ -77,7 +77,7 @@ async fn start_relay(config: &Config) -> anyhow::Result<Relay> {
             n => format!("io_uring on {n}, epoll on the rest"),
         },
         match relay.forwarding_scheduling_refused() {
-            Some(why) => format!("normal: {why}"),
+            Some(why) => format!("unchanged ({why})"),
             None => scheduling.to_string(),
         }
     );

@@ -3,9 +3,9 @@
 //! waits behind other work for a CPU.
 //!
 //! What it does: sets and reads the calling thread's policy (`SCHED_OTHER`,
-//! `SCHED_BATCH`, `SCHED_IDLE`, `SCHED_FIFO`, `SCHED_RR`) and its priority: the nice
-//! value for the first two (`setpriority` on the thread id, which Linux applies to
-//! that thread alone), the real-time priority for the last two. What it does not:
+//! `SCHED_BATCH`, `SCHED_IDLE`, `SCHED_FIFO`, `SCHED_RR`) and its priority (the nice
+//! value for the first two, the real-time priority for the last two), both in one
+//! `sched_setattr(2)` on that thread alone. What it does not:
 //! decide whether a thread should be real-time, or get the privilege for it (raising a
 //! priority needs `CAP_SYS_NICE` or `RLIMIT_RTPRIO`/`RLIMIT_NICE`; the error says so).
 #![allow(unsafe_code)]

@@ -69,6 +69,7 @@ async fn start_relay(config: &Config) -> anyhow::Result<Relay> {
         .context("cannot start the relay")?;
     let (threads, uring) = relay.forwarding_threads();
     let scheduling = config.relay.forward_scheduling;
+    let refused = relay.forwarding_scheduling_refused();
     eprintln!(
         "mediagate relay: forwarding on {threads} thread(s), {}, scheduling {}",
         match uring {
@@ -76,13 +77,13 @@ async fn start_relay(config: &Config) -> anyhow::Result<Relay> {
             n if n == threads => "io_uring".to_owned(),
             n => format!("io_uring on {n}, epoll on the rest"),
         },
-        match relay.forwarding_scheduling_refused() {
+        match &refused {
             Some(why) => format!("unchanged ({why})"),
             None => scheduling.to_string(),
         }
     );
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    let realtime = scheduling.is_realtime() && relay.forwarding_scheduling_refused().is_none();
+    let realtime = scheduling.is_realtime() && refused.is_none();
     if realtime && threads >= cpus {
         let advice = if cpus > 1 {
             format!("set relay.forward_threads below {cpus}")

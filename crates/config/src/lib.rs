@@ -1,7 +1,7 @@
 //! The mediagate configuration: one TOML file, one [`Config`] tree.
 //!
-//! What it does: defines every setting of the roles this binary runs (`[log]`, `[admin]`,
-//! `[edge]`, `[relay]`) and the shared `[accounting]` store, their built-in defaults (the
+//! What it does: defines every setting of the roles this binary runs (`[log]`, `[edge]`,
+//! `[relay]`) and the shared `[accounting]` store, their built-in defaults (the
 //! edge alone on an unprivileged port, state under `./var`), validating value types
 //! (durations, port ranges, CIDRs, socket addresses, RTSP and PostgreSQL URLs), and
 //! loading with errors that carry a line and column.
@@ -106,10 +106,8 @@ pub struct Config {
     /// store, runtime files. Relative paths are relative to the working directory.
     /// Default: `"./var"`.
     pub state_dir: Located<PathBuf>,
-    /// Logging: level, format and the access log.
+    /// Logging: level and format of the process log.
     pub log: LogConfig,
-    /// The management HTTP API (JSON, metrics, dashboard); disabled by default.
-    pub admin: AdminConfig,
     /// The RTSP edge role (caching and splitting proxy); enabled by default.
     pub edge: EdgeConfig,
     /// The RTP/RTCP media relay role driven over the rtpengine `ng` protocol; disabled by
@@ -125,7 +123,6 @@ impl Default for Config {
         Self {
             state_dir: Located::new(PathBuf::from("./var")),
             log: LogConfig::default(),
-            admin: AdminConfig::default(),
             edge: EdgeConfig::default(),
             relay: RelayConfig::default(),
             accounting: AccountingConfig::default(),
@@ -143,10 +140,6 @@ pub struct LogConfig {
     /// Line format on stderr: `text` for people, `json` (one object a line) for log
     /// shippers. Default: `"text"`.
     pub format: LogFormat,
-    /// File that receives one line per finished viewer session or call, in addition to
-    /// the accounting store; reopened on SIGHUP so logrotate works. Default: none (off).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub access_log: Option<PathBuf>,
 }
 
 /// Severity threshold of the process log.
@@ -175,15 +168,4 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
-}
-
-/// `[admin]`: the management HTTP API.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AdminConfig {
-    /// TCP address of the management API (JSON, Prometheus metrics, dashboard). It has
-    /// no authentication yet, so bind it to loopback or a management network.
-    /// Default: none (the API is off).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub listen: Option<BindAddr>,
 }

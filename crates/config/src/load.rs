@@ -385,6 +385,24 @@ mod tests {
         assert_eq!(edit_distance("ab", ""), 2);
     }
 
+    /// Keys whose feature is not built yet are refused, not parsed and ignored: the
+    /// management API (`[admin]`) and the access log arrive with their issues.
+    #[test]
+    fn refuses_keys_of_features_not_built_yet() {
+        let text = "[log]\naccess_log = \"/tmp/a.log\"\n[admin]\nlisten = \"127.0.0.1:9554\"\n";
+        let errors = parse_config(text).unwrap_err();
+        let lines = at(text, &errors);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with("f.toml:2:1: unknown field `access_log`"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].starts_with("f.toml:3:2: unknown field `admin`"),
+            "{lines:?}"
+        );
+    }
+
     #[test]
     fn explains_lists() {
         let errors = parse_config("[edge]\nlisten = \"0.0.0.0:1\"\n").unwrap_err();

@@ -69,10 +69,14 @@ fn start_checked(config: Config) -> ExitCode {
 }
 
 fn start(config: Config) -> ExitCode {
+    if let Err(error) = mediagate_ops::log::init(&config.log) {
+        eprintln!("mediagate: {error}");
+        return ExitCode::FAILURE;
+    }
     match run::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("mediagate: {error:#}");
+            tracing::error!("{error:#}");
             ExitCode::FAILURE
         }
     }

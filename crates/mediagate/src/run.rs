@@ -1,12 +1,14 @@
 //! Starts the configured roles and runs until SIGINT or SIGTERM; the relay then drains
-//! gracefully (a second signal stops it at once).
+//! gracefully (a second signal stops it at once). SIGHUP never ends the process.
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
 use mediagate_config::Config;
 use mediagate_edge::server::Edge;
+use mediagate_ops::signals::Signals;
 use mediagate_relay::engine::{EngineConfig, Relay};
+use tracing::{info, warn};
 
 pub fn run(config: Config) -> anyhow::Result<()> {
     let relay_on = *config.relay.enabled.get();
@@ -21,18 +23,18 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let mut signals = Signals::new();
+        let mut signals = Signals::new().context("cannot register signal handlers")?;
         let relay = if relay_on {
             Some(start_relay(&config).await?)
         } else {
             None
         };
         if !*config.edge.enabled.get() {
-            signals.next().await;
+            signals.next_stop(on_hangup).await;
             if let Some(relay) = relay {
                 stop_relay(relay, &config, &mut signals).await;
             }
-            eprintln!("mediagate: shutting down");
+            info!("shutting down");
             return Ok(());
         }
         let edge = Edge::new(&config.edge, &node_name());
@@ -49,13 +51,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {listen:?}"))?;
         for addr in &bound {
-            eprintln!("mediagate edge: listening for RTSP on {addr}");
+            info!("edge: listening for RTSP on {addr}");
         }
-        signals.next().await;
+        signals.next_stop(on_hangup).await;
         if let Some(relay) = relay {
             stop_relay(relay, &config, &mut signals).await;
         }
-        eprintln!("mediagate: shutting down");
+        info!("shutting down");
         Ok(())
     })
 }
@@ -70,8 +72,8 @@ async fn start_relay(config: &Config) -> anyhow::Result<Relay> {
     let (threads, uring) = relay.forwarding_threads();
     let scheduling = config.relay.forward_scheduling;
     let refused = relay.forwarding_scheduling_refused();
-    eprintln!(
-        "mediagate relay: forwarding on {threads} thread(s), {}, scheduling {}",
+    info!(
+        "relay: forwarding on {threads} thread(s), {}, scheduling {}",
         match uring {
             0 => "epoll".to_owned(),
             n if n == threads => "io_uring".to_owned(),
@@ -90,15 +92,15 @@ async fn start_relay(config: &Config) -> anyhow::Result<Relay> {
         } else {
             "on one CPU, prefer relay.forward_scheduling = \"normal\"".to_owned()
         };
-        eprintln!(
-            "mediagate relay: warning: {threads} real-time forwarding thread(s) on {cpus} CPU(s) can keep everything else off the CPUs under load; {advice}"
+        warn!(
+            "relay: {threads} real-time forwarding thread(s) on {cpus} CPU(s) can keep everything else off the CPUs under load; {advice}"
         );
     }
     for addr in relay.ng_udp_addrs() {
-        eprintln!("mediagate relay: listening for ng commands on UDP {addr}");
+        info!("relay: listening for ng commands on UDP {addr}");
     }
     for addr in relay.ng_tcp_addrs() {
-        eprintln!("mediagate relay: listening for ng commands on TCP {addr}");
+        info!("relay: listening for ng commands on TCP {addr}");
     }
     Ok(relay)
 }
@@ -108,47 +110,22 @@ async fn start_relay(config: &Config) -> anyhow::Result<Relay> {
 /// signal cuts them at once. Records are written either way.
 async fn stop_relay(relay: Relay, config: &Config, signals: &mut Signals) {
     let max_wait = config.relay.shutdown_max_wait.get();
-    eprintln!(
-        "mediagate relay: draining: new calls refused, waiting up to {} s for {} running calls (signal again to stop now)",
+    info!(
+        "relay: draining: new calls refused, waiting up to {} s for {} running calls (signal again to stop now)",
         max_wait.as_secs(),
         relay.active_calls()
     );
-    let cut = relay.shutdown(max_wait, signals.next()).await;
+    let cut = relay.shutdown(max_wait, signals.next_stop(on_hangup)).await;
     if cut > 0 {
-        eprintln!("mediagate relay: ended {cut} calls at shutdown; their records are written");
+        info!("relay: ended {cut} calls at shutdown; their records are written");
     }
 }
 
-/// SIGTERM and SIGINT as one stream, registered once so a second signal during the
-/// drain is never lost.
-struct Signals {
-    term: Option<tokio::signal::unix::Signal>,
-    int: Option<tokio::signal::unix::Signal>,
-}
-
-impl Signals {
-    fn new() -> Self {
-        use tokio::signal::unix::{signal, SignalKind};
-        Self {
-            term: signal(SignalKind::terminate()).ok(),
-            int: signal(SignalKind::interrupt()).ok(),
-        }
-    }
-
-    async fn next(&mut self) {
-        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
-            match s {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        }
-        tokio::select! {
-            _ = recv(&mut self.term) => {}
-            _ = recv(&mut self.int) => {}
-        }
-    }
+/// SIGHUP while running: logrotate's `kill -HUP` must not end calls or viewers. The
+/// process log is stderr, so there is no file of ours to reopen yet, and re-reading the
+/// config is the operations issue's reload; both are said in the log.
+fn on_hangup() {
+    info!("SIGHUP: nothing to reopen (the process log is stderr) and config reload is not built yet; running sessions are untouched");
 }
 
 /// This node's name for `Via` headers.

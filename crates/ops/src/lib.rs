@@ -5,4 +5,9 @@
 //!   over the record type (relay calls, edge viewer sessions, later the dispatcher's);
 //! * `metrics`: the counters and gauges the roles publish (exposed over HTTP by the
 //!   operations issue);
-//! * `signals`: SIGHUP, SIGTERM and SIGINT as one stream of operator requests.
+//! * `signals`: SIGHUP, SIGTERM and SIGINT as one stream of operator requests;
+//! * `role`: what the binary knows of a role (start, stats, reload, drain).
+
+pub mod log;
+pub mod role;
+pub mod signals;

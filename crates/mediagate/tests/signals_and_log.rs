@@ -1,0 +1,113 @@
+//! The process log and the operator's signals on the real binary: `[log] format` and
+//! `level` act, SIGHUP never ends the process (logrotate sends it), SIGTERM stops it.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mediagate_testkit::ports::free_tcp_port;
+use mediagate_testkit::process::Peer;
+
+fn workdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mg-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Starts `mediagate run` with an edge on a free port and the given `[log]` table.
+fn start(dir: &Path, log: &str) -> (Peer, u16) {
+    let port = free_tcp_port().unwrap();
+    let config = dir.join("mediagate.toml");
+    std::fs::write(
+        &config,
+        format!("state_dir = \"./var\"\n[log]\n{log}\n[edge]\nlisten = [\"127.0.0.1:{port}\"]\n"),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
+    cmd.arg("run").arg("--config").arg(&config).current_dir(dir);
+    (Peer::spawn("mediagate", cmd).unwrap(), port)
+}
+
+fn signal(peer: &Peer, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &peer.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_for_line(peer: &Peer, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(line) = peer.stderr_tail().into_iter().find(|l| l.contains(needle)) {
+            return line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line with {needle:?}:\n{}",
+            peer.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_until_listening(port: u16, peer: &Peer) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{}", peer.diagnostics());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sighup_keeps_it_running_and_json_lines_parse() {
+    let dir = workdir("sighup");
+    let (peer, port) = start(&dir, "format = \"json\"");
+    wait_for_line(&peer, "listening for RTSP");
+    signal(&peer, "HUP");
+    let hup = wait_for_line(&peer, "SIGHUP");
+    assert!(hup.contains("running sessions are untouched"), "{hup}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(peer.try_status(), None, "SIGHUP ended the process");
+    wait_until_listening(port, &peer);
+
+    signal(&peer, "TERM");
+    let status = peer.wait_timeout(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{}",
+        peer.diagnostics()
+    );
+    let lines = peer.stderr_tail();
+    assert!(
+        lines.iter().any(|l| l.contains("shutting down")),
+        "{lines:?}"
+    );
+    for line in &lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            value["level"].is_string() && value["message"].is_string(),
+            "{line}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn level_warn_keeps_the_routine_lines_out() {
+    let dir = workdir("warnlevel");
+    let (peer, port) = start(&dir, "level = \"warn\"");
+    wait_until_listening(port, &peer);
+    signal(&peer, "TERM");
+    let status = peer.wait_timeout(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{}",
+        peer.diagnostics()
+    );
+    assert_eq!(peer.stderr_tail(), Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -353,7 +353,7 @@ fn json_item(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ng::bencode::dict;
+    use crate::bencode::dict;
     use proptest::prelude::*;
 
     fn l() -> Limits {

@@ -1,6 +1,6 @@
 //! rtpengine's `ng` control protocol, sans-IO: the bencode and JSON encodings, message
 //! framing over UDP and TCP, request interpretation, reply shapes, the per-cookie reply
-//! cache of a server.
+//! cache of a server and the request building and reply reading of a client.
 //!
 //! The specification is rtpengine's own documentation, `docs/ng_control_protocol.md`
 //! in `sipwise/rtpengine`, with `daemon/control_ng.c` and `daemon/cookie_cache.c` where
@@ -8,11 +8,13 @@
 //! clients that must keep working. Each module's doc names the parts of those it
 //! follows. There is no RFC (bencode itself is BitTorrent's BEP 3).
 //!
-//! What it holds:
+//! Both sides of the protocol live here:
 //! * a server (the relay, and the dispatcher towards Kamailio): [`framing`] splits a
 //!   datagram or a TCP stream into messages, [`request`] reads what a request asks,
 //!   [`reply`] builds the answers with rtpengine's exact strings, [`cookie_cache`]
-//!   answers retransmissions.
+//!   answers retransmissions;
+//! * a client (the load generator, and the dispatcher towards relays): [`client`]
+//!   builds request dictionaries, frames them with a cookie and reads replies back.
 //!
 //! [`bencode`] and [`json`] are the two encodings of one [`bencode::Value`] tree; every
 //! decoder is bounded by [`bencode::Limits`], incremental where TCP needs it, and total
@@ -24,14 +26,15 @@
 //! legacy rtpproxy and MediaProxy protocols.
 
 pub mod bencode;
+pub mod client;
 pub mod cookie_cache;
 pub mod framing;
 pub mod json;
 pub mod reply;
 pub mod request;
 
-/// Runs every `ng` parser over `data` (as a datagram, a TCP stream, a JSON document
-/// and an `rtpp-flags` string), for fuzz targets and "never
+/// Runs every `ng` parser over `data` (as a datagram, a TCP stream, a JSON document,
+/// an `rtpp-flags` string and a reply to a client), for fuzz targets and "never
 /// panics" properties. Returns how many accepted it, so the work cannot be optimised
 /// away.
 #[doc(hidden)]
@@ -40,7 +43,7 @@ pub fn exercise_parsers(data: &[u8]) -> usize {
     let mut accepted = 0;
     if let Some(msg) = framing::parse_datagram(data, &limits) {
         if let Ok(body) = msg.body {
-            accepted += 1;
+            accepted += 1 + usize::from(client::check(&body).is_ok());
             if let Ok(req) = request::Request::from_value(&body) {
                 accepted += 1 + req.options.ignored.len();
             }

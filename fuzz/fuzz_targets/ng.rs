@@ -7,9 +7,9 @@
 //! arrives whole or in chunks (the scanners resume).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mediagate_relay::ng::bencode::{self, DecodeError, DictScanner, Limits, Value};
-use mediagate_relay::ng::framing::{self, FrameError, StreamFramer, StreamItem};
-use mediagate_relay::ng::json::{self, ObjectScanner, Scan};
+use mediagate_ng::bencode::{self, DecodeError, DictScanner, Limits, Value};
+use mediagate_ng::framing::{self, FrameError, StreamFramer, StreamItem};
+use mediagate_ng::json::{self, ObjectScanner, Scan};
 
 type Framed = (Vec<u8>, framing::Encoding, Result<Value, FrameError>);
 
@@ -162,7 +162,7 @@ fn check_dict_scanner(data: &[u8], limits: &Limits) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    mediagate_relay::exercise_ng(data);
+    mediagate_ng::exercise_parsers(data);
     let limits = Limits::default();
     if let Ok((value, used)) = bencode::decode(data, &limits) {
         assert!(used <= data.len());

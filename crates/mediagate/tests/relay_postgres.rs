@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mediagate_relay::ng::bencode::{decode_exact, dict, Limits, Value};
+use mediagate_ng::bencode::{decode_exact, dict, Limits, Value};
 use mediagate_relay::store::PostgresStore;
 use mediagate_testkit::ports::free_udp_port;
 use mediagate_testkit::process::Peer;

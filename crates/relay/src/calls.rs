@@ -24,11 +24,11 @@ use mediagate_sdp::{Limits as SdpLimits, SessionDescription};
 
 use crate::latch::{Expectation, LatchPolicy};
 use crate::media::{Counters, Leg, MediaPair};
-use crate::ng::bencode::{dict, Value};
-use crate::ng::reply;
-use crate::ng::request::{Command, Family, Learning, Options, Request};
 use crate::record::{EndReason, LegRecord, SessionRecord, StreamRecord};
 use crate::sdp_rewrite::{self, MediaInfo, MediaOut, RewriteOptions};
+use mediagate_ng::bencode::{dict, Value};
+use mediagate_ng::reply;
+use mediagate_ng::request::{Command, Family, Learning, Options, Request};
 
 /// A moment, on both clocks: monotonic for timers, Unix time for records and replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::media::Component;
-use crate::ng::bencode::{decode_exact, Limits};
 use crate::ports::{PortPool, Rng};
+use mediagate_ng::bencode::{decode_exact, Limits};
 
 /// Ports from a pool per family, no sockets; remembers what was started and closed.
 struct FakeEnv {

@@ -73,7 +73,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::ng::request::Learning;
+use mediagate_ng::request::Learning;
 
 /// The knobs of the policy; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,7 @@ use mediagate_rtp::rtcp::{RtcpPacket, RtcpPackets};
 use mediagate_rtp::{classify_muxed, MuxedKind, RtpPacket};
 
 use crate::latch::{Expectation, Latch, LatchPolicy, RtpEvidence, Verdict};
-use crate::ng::request::Learning;
+use mediagate_ng::request::Learning;
 
 /// RTP or RTCP: which port of a pair, or what a packet is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

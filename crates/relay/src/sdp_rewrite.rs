@@ -20,7 +20,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use mediagate_sdp::{Direction, MediaDescription, RewriteError, Rtcp, SessionDescription};
 
-use crate::ng::request::Family;
+use mediagate_ng::request::Family;
 
 /// What the relay reads from one `m=` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +111,7 @@ pub fn inspect(sdp: &SessionDescription) -> Result<Vec<MediaInfo>, &'static str>
             let ip = match sdp.effective_connection(m).and_then(|c| c.ip()) {
                 Some(ip) => ip,
                 None if closed => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                None => return Err(crate::ng::reply::INCOMPLETE_SDP),
+                None => return Err(mediagate_ng::reply::INCOMPLETE_SDP),
             };
             let endpoint = SocketAddr::new(ip, m.port());
             let rtcp_endpoint = match m.rtcp() {

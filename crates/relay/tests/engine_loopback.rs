@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mediagate_config::ThreadScheduling;
+use mediagate_ng::bencode::{decode_exact, Limits, Value};
 use mediagate_relay::calls::RelayOptions;
 use mediagate_relay::engine::forward::ForwardIo;
 use mediagate_relay::engine::{EngineConfig, Relay};
-use mediagate_relay::ng::bencode::{decode_exact, Limits, Value};
 use mediagate_relay::store::SqliteStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};

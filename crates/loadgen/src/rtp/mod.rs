@@ -22,7 +22,7 @@
 //! or judge them beyond the exit status: 0 when every packet arrived, 2 when some
 //! were lost, 1 when the run could not be made.
 
-mod ng;
+mod ng_udp;
 mod pump;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -33,7 +33,10 @@ use clap::Args;
 
 use crate::procfs::{HostCpu, Process};
 use crate::stats::nearest_rank;
-use ng::{check, encode, Bval, Entry, NgClient};
+use mediagate_ng::bencode::Value;
+use mediagate_ng::client::{check, RequestBuilder};
+use mediagate_ng::request::Command;
+use ng_udp::NgClient;
 
 /// One relay to measure: `LABEL,NG_ADDR[,PID]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,11 +191,11 @@ fn relay_endpoint(sdp: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip?, port?))
 }
 
-fn sdp_reply(reply: &Bval) -> anyhow::Result<SocketAddr> {
-    let ok = check(reply).map_err(anyhow::Error::msg)?;
+fn sdp_reply(reply: &Value) -> anyhow::Result<SocketAddr> {
+    let ok = check(reply)?;
     let text = ok
         .get("sdp")
-        .and_then(Bval::text)
+        .and_then(Value::as_str)
         .context("reply without sdp")?;
     relay_endpoint(text).with_context(|| format!("no c=/m=audio in the relay's SDP:\n{text}"))
 }
@@ -221,30 +224,28 @@ fn set_up(
             &received_v6
         };
         let caller_sdp = sdp(local_ip, caller.local_addr()?.port());
-        let offer = encode(&[
-            ("command", Entry::Str("offer")),
-            ("call-id", Entry::Str(&call_id)),
-            ("from-tag", Entry::Str("caller")),
-            ("sdp", Entry::Str(&caller_sdp)),
-            ("received-from", Entry::List(received)),
-            ("replace", Entry::List(&["origin", "session-connection"])),
-            ("ICE", Entry::Str("remove")),
-            ("supports", Entry::List(&["load limit"])),
-        ]);
+        let offer = RequestBuilder::new(Command::Offer)
+            .str("call-id", &call_id)
+            .str("from-tag", "caller")
+            .str("sdp", &caller_sdp)
+            .strs("received-from", received)
+            .strs("replace", &["origin", "session-connection"])
+            .str("ICE", "remove")
+            .strs("supports", &["load limit"])
+            .build();
         let (reply, rtt_offer) = client.request(&offer)?;
         let callee_side = sdp_reply(&reply).with_context(|| format!("offer {i} to {label}"))?;
         let callee_sdp = sdp(local_ip, callee.local_addr()?.port());
-        let answer = encode(&[
-            ("command", Entry::Str("answer")),
-            ("call-id", Entry::Str(&call_id)),
-            ("from-tag", Entry::Str("caller")),
-            ("to-tag", Entry::Str("callee")),
-            ("sdp", Entry::Str(&callee_sdp)),
-            ("received-from", Entry::List(received)),
-            ("replace", Entry::List(&["origin", "session-connection"])),
-            ("ICE", Entry::Str("remove")),
-            ("supports", Entry::List(&["load limit"])),
-        ]);
+        let answer = RequestBuilder::new(Command::Answer)
+            .str("call-id", &call_id)
+            .str("from-tag", "caller")
+            .str("to-tag", "callee")
+            .str("sdp", &callee_sdp)
+            .strs("received-from", received)
+            .strs("replace", &["origin", "session-connection"])
+            .str("ICE", "remove")
+            .strs("supports", &["load limit"])
+            .build();
         let (reply, rtt_answer) = client.request(&answer)?;
         let caller_side = sdp_reply(&reply).with_context(|| format!("answer {i} to {label}"))?;
         rtts.push(rtt_offer + rtt_answer);
@@ -259,12 +260,11 @@ fn set_up(
 
 fn tear_down(client: &mut NgClient, calls: &[Call]) {
     for c in calls {
-        let body = encode(&[
-            ("command", Entry::Str("delete")),
-            ("call-id", Entry::Str(&c.call_id)),
-            ("from-tag", Entry::Str("caller")),
-            ("delete delay", Entry::Int(0)),
-        ]);
+        let body = RequestBuilder::new(Command::Delete)
+            .str("call-id", &c.call_id)
+            .str("from-tag", "caller")
+            .int("delete delay", 0)
+            .build();
         let _ = client.request(&body);
     }
 }
@@ -323,11 +323,11 @@ fn plan(args: &RtpArgs) -> pump::Plan {
 
 fn measure(args: &RtpArgs, target: &Target) -> anyhow::Result<Outcome> {
     let mut client = NgClient::new(target.ng)?;
-    let ping = encode(&[("command", Entry::Str("ping"))]);
+    let ping = RequestBuilder::new(Command::Ping).build();
     let (pong, _) = client
         .request(&ping)
         .with_context(|| format!("{} does not answer ng ping at {}", target.label, target.ng))?;
-    check(&pong).map_err(anyhow::Error::msg)?;
+    check(&pong)?;
     let (calls, mut rtts, setup_time) =
         set_up(&mut client, args.calls, args.local_ip, &target.label)?;
     rtts.sort_unstable();

@@ -1,7 +1,7 @@
 //! The `ng` control listeners: UDP (one datagram per message) and TCP (messages back to
 //! back, bencode or JSON), both running commands against the shared relay state.
 //!
-//! What it does: decodes with [`crate::ng::framing`], answers retransmissions from the
+//! What it does: decodes with [`mediagate_ng::framing`], answers retransmissions from the
 //! cookie cache (the command does not run twice), runs the command in the registry
 //! under the state lock, caches and sends the reply in the request's encoding. A UDP
 //! reply leaves from the address the request reached: a listener bound to a specific
@@ -26,10 +26,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use super::State;
-use crate::ng::bencode::{Limits, Value};
-use crate::ng::framing::{self, Encoding, StreamFramer, StreamItem, MAX_COOKIE_LEN};
-use crate::ng::reply;
-use crate::ng::request::Request;
+use mediagate_ng::bencode::{Limits, Value};
+use mediagate_ng::framing::{self, Encoding, StreamFramer, StreamItem, MAX_COOKIE_LEN};
+use mediagate_ng::reply;
+use mediagate_ng::request::Request;
 
 /// Runs one decoded message and returns the framed reply, using the cookie cache.
 pub(super) fn process(

@@ -28,10 +28,10 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
 use crate::calls::{Ended, Now, Registry, RelayOptions};
-use crate::ng::cookie_cache::CookieCache;
 use crate::record::{EndReason, SessionRecord};
 use crate::store::writer::{self, WriterOptions, WriterReport};
 use crate::store::{StoreError, StoreTarget};
+use mediagate_ng::cookie_cache::CookieCache;
 use notify::NotifyTarget;
 use sockets::SocketEnv;
 
@@ -79,8 +79,8 @@ impl EngineConfig {
     /// `state_dir/accounting.sqlite`.
     pub fn from_config(relay: &mediagate_config::RelayConfig, state_dir: &std::path::Path) -> Self {
         use crate::latch::LatchPolicy;
-        use crate::ng::request::Learning;
         use mediagate_config::EndpointLearning;
+        use mediagate_ng::request::Learning;
         let count = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
         let latch = &relay.latch;
         let range = relay.ports.get().range();
@@ -521,7 +521,7 @@ async fn tick(state: Arc<State>, every: Duration) {
 mod from_config_tests {
     use super::*;
     use crate::latch::LatchPolicy;
-    use crate::ng::request::Learning;
+    use mediagate_ng::request::Learning;
 
     fn engine_for(text: &str) -> EngineConfig {
         let config = mediagate_config::parse_config(text).expect("valid config");

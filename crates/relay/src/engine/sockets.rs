@@ -22,8 +22,8 @@ use mediagate_config::ThreadScheduling;
 
 use super::forward::{self, Command, ForwardIo, ForwardStats, TwinBudget, Worker};
 use crate::calls::{lock, MediaEnv, OpenError, OpenPair, SharedMedia};
-use crate::ng::request::Family;
 use crate::ports::{PortPool, Rng};
+use mediagate_ng::request::Family;
 
 /// Bind attempts per address before moving on (ports held by other programs).
 const BIND_ATTEMPTS: usize = 32;

@@ -122,7 +122,7 @@ impl Family {
     }
 }
 
-/// `endpoint-learning` values; see [`crate::latch`] for what each does here.
+/// `endpoint-learning` values; what each means for a stream is the relay's to decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Learning {
     /// The secure default: expected sources latch at once; strangers only when no
@@ -531,7 +531,7 @@ fn bracket_list(s: &str, pos: &mut usize, depth: usize) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ng::bencode::{decode_exact, dict, Limits};
+    use crate::bencode::{decode_exact, dict, Limits};
     use proptest::prelude::*;
 
     fn req(wire: &[u8]) -> Request {

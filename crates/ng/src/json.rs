@@ -283,7 +283,7 @@ pub fn scan_object(buf: &[u8], limits: &Limits) -> Scan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ng::bencode::dict;
+    use crate::bencode::dict;
     use proptest::prelude::*;
 
     #[test]

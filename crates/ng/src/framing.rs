@@ -39,7 +39,7 @@ pub enum Encoding {
 }
 
 impl Encoding {
-    /// Encodes a reply dictionary.
+    /// Encodes a dictionary (a reply, or a client's request).
     pub fn encode(self, v: &Value) -> Vec<u8> {
         match self {
             Self::Bencode => v.encode(),
@@ -119,7 +119,13 @@ pub fn parse_datagram<'a>(datagram: &'a [u8], limits: &Limits) -> Option<Message
 
 /// Frames a reply: the cookie, a space, the encoded dictionary.
 pub fn frame_reply(cookie: &[u8], encoding: Encoding, reply: &Value) -> Vec<u8> {
-    let body = encoding.encode(reply);
+    frame(cookie, encoding, reply)
+}
+
+/// Frames a message either way: requests and replies share the frame (a client's
+/// side is [`crate::client::frame_request`]).
+pub(crate) fn frame(cookie: &[u8], encoding: Encoding, dict: &Value) -> Vec<u8> {
+    let body = encoding.encode(dict);
     let mut out = Vec::with_capacity(cookie.len() + 1 + body.len());
     out.extend_from_slice(cookie);
     out.push(b' ');
@@ -353,7 +359,7 @@ fn json_item(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ng::bencode::dict;
+    use crate::bencode::dict;
     use proptest::prelude::*;
 
     fn l() -> Limits {

@@ -5,7 +5,6 @@
 //! * [`ng`]: the control protocol (bencode, JSON, framing, requests, replies, cookie
 //!   cache);
 //! * [`sdp_rewrite`]: what the relay reads from and rewrites in SDP;
-//! * [`ports`]: port pairs, randomised, quarantined;
 //! * [`latch`]: secure symmetric latching against RTP bleed/inject;
 //! * [`media`]: one relayed stream and the per-packet forwarding decision;
 //! * [`calls`]: the calls and the `ng` commands that drive them, timeouts;
@@ -22,7 +21,6 @@ pub mod engine;
 pub mod latch;
 pub mod media;
 pub mod ng;
-pub mod ports;
 pub mod record;
 pub mod sdp_rewrite;
 pub mod store;

@@ -32,6 +32,8 @@ mod rlimit;
 mod sched;
 mod sockbuf;
 mod sys;
+#[cfg(test)]
+mod test_env;
 mod timestamp;
 mod twin;
 mod uring;

@@ -21,7 +21,6 @@ use tokio::net::UdpSocket;
 const QUARANTINE: Duration = Duration::from_secs(10);
 
 /// Random pairs of `low..=high` on one address.
-#[derive(Debug)]
 pub struct PortAllocator {
     ip: IpAddr,
     low: u16,
@@ -29,7 +28,6 @@ pub struct PortAllocator {
     pool: Arc<Mutex<Pool>>,
 }
 
-#[derive(Debug)]
 struct Pool {
     pairs: PortPool,
     /// Seeded from the OS on first use (so a failing getrandom is an I/O error of the
@@ -46,15 +44,36 @@ pub struct SocketPair {
     _release: Release,
 }
 
-#[derive(Debug)]
 struct Release {
     pool: Arc<Mutex<Pool>>,
     port: u16,
 }
 
+impl std::fmt::Debug for Release {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the pool: its free list is thousands of ports long.
+        f.debug_struct("Release").field("port", &self.port).finish()
+    }
+}
+
 impl Drop for Release {
     fn drop(&mut self) {
         lock(&self.pool).pairs.release(self.port, Instant::now());
+    }
+}
+
+impl std::fmt::Debug for PortAllocator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("PortAllocator");
+        d.field("ip", &self.ip)
+            .field("range", &(self.low..=self.high));
+        // try_lock: printing must never wait for (or deadlock with) an allocation.
+        if let Ok(pool) = self.pool.try_lock() {
+            d.field("free", &pool.pairs.free_count())
+                .field("in_use", &pool.pairs.in_use())
+                .field("quarantined", &pool.pairs.quarantined_count());
+        }
+        d.finish_non_exhaustive()
     }
 }
 

@@ -1,40 +1,20 @@
 //! Unguessable identifiers: RTSP session ids (RFC 7826 §18.49 asks for enough
-//! randomness that a session cannot be hijacked by guessing) and Digest cnonces.
+//! randomness that a session cannot be hijacked by guessing) and Digest cnonces, from
+//! the operating system's generator (getrandom(2)). What it does not: fall back to a
+//! weaker source; without OS randomness no id is handed out.
 
 /// `bytes` random bytes from the kernel, as lower-case hex.
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    fill_random(&mut buf);
+    // getrandom(2) cannot fail on Linux ≥ 3.17 once the pool is seeded; if it somehow
+    // does, refuse to hand out predictable ids.
+    getrandom::fill(&mut buf).unwrap_or_else(|e| panic!("getrandom failed: {e}"));
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A random u32 (SSRCs and the like).
 pub fn random_u32() -> u32 {
-    let mut b = [0u8; 4];
-    fill_random(&mut b);
-    u32::from_ne_bytes(b)
-}
-
-#[allow(unsafe_code)]
-fn fill_random(buf: &mut [u8]) {
-    let mut filled = 0;
-    while filled < buf.len() {
-        // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n = unsafe {
-            libc::getrandom(
-                buf[filled..].as_mut_ptr() as *mut libc::c_void,
-                buf.len() - filled,
-                0,
-            )
-        };
-        if n > 0 {
-            filled += n as usize;
-        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            // getrandom(2) cannot fail on Linux ≥ 3.17 once the pool is seeded; if it
-            // somehow does, refuse to hand out predictable ids.
-            panic!("getrandom failed: {}", std::io::Error::last_os_error());
-        }
-    }
+    getrandom::u32().unwrap_or_else(|e| panic!("getrandom failed: {e}"))
 }
 
 #[cfg(test)]

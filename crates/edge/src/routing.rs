@@ -203,6 +203,28 @@ mod tests {
     }
 
     #[test]
+    fn routes_and_targets_do_not_print_origin_passwords() {
+        let r = router(
+            r#"
+            [[edge.route]]
+            advertised = "/a"
+            origin = "rtsp://user:secret-in-url@o1/a"
+            [[edge.route]]
+            advertised = "/b"
+            origin = "rtsp://o2/b"
+            credentials = { username = "bob", password = "secret-in-table" }
+            "#,
+        );
+        let a = r.resolve("rtsp://edge:8554/a/x", local(), None).unwrap();
+        let b = r.resolve("rtsp://edge:8554/b/x", local(), None).unwrap();
+        assert_eq!(a.credentials.as_ref().unwrap().password, "secret-in-url");
+        assert_eq!(b.credentials.as_ref().unwrap().password, "secret-in-table");
+        for shown in [format!("{r:?}"), format!("{a:?}"), format!("{b:#?}")] {
+            assert!(!shown.contains("secret-in"), "{shown}");
+        }
+    }
+
+    #[test]
     fn url_rules_match_only_their_host() {
         let r = router(
             r#"

@@ -55,11 +55,21 @@ impl ClientError {
     }
 }
 
-/// Credentials for the origin.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Credentials for the origin. `Debug` leaves the password out: routes, upstream
+/// targets and errors that hold credentials end up in logs.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// One RTSP connection to an origin.
@@ -282,5 +292,26 @@ impl RtspClient {
     pub async fn write_raw(&mut self, bytes: &Bytes) -> Result<(), ClientError> {
         self.stream.write_all(bytes).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Credentials;
+
+    #[test]
+    fn debug_shows_the_user_but_not_the_password() {
+        let c = Credentials {
+            username: "alice".into(),
+            password: "hunter2".into(),
+        };
+        for shown in [
+            format!("{c:?}"),
+            format!("{c:#?}"),
+            format!("{:?}", Some(&c)),
+        ] {
+            assert!(shown.contains("alice"), "{shown}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
     }
 }

@@ -296,26 +296,10 @@ impl<R: AsyncRead + Unpin> AsyncRead for Base64Reader<R> {
 
 /// The destination a connection had before an iptables `REDIRECT`
 /// (`SO_ORIGINAL_DST`, IPv4); `None` when there was no redirect or it cannot be read.
-#[allow(unsafe_code)]
 fn original_destination(stream: &TcpStream) -> Option<SocketAddr> {
-    use std::os::fd::AsRawFd;
-    const SO_ORIGINAL_DST: libc::c_int = 80;
-    // SAFETY: zeroed sockaddr_in is valid; getsockopt writes at most `len` bytes into it.
-    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: valid fd, pointer and length for the duration of the call.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_IP,
-            SO_ORIGINAL_DST,
-            &mut addr as *mut libc::sockaddr_in as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    if rc != 0 || i32::from(addr.sin_family) != libc::AF_INET {
-        return None;
-    }
-    let ip = std::net::Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
-    Some(SocketAddr::new(ip.into(), u16::from_be(addr.sin_port)))
+    socket2::SockRef::from(stream)
+        .original_dst_v4()
+        .ok()?
+        .as_socket_ipv4()
+        .map(SocketAddr::V4)
 }

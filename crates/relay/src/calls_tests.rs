@@ -2,14 +2,16 @@
 
 use super::*;
 use crate::media::Component;
-use crate::ports::{PortPool, Rng};
 use mediagate_ng::bencode::{decode_exact, Limits};
+use mediagate_udp::PortPool;
+use rand::rngs::SmallRng;
+use rand::SeedableRng as _;
 
 /// Ports from a pool per family, no sockets; remembers what was started and closed.
 struct FakeEnv {
     v4: PortPool,
     v6: PortPool,
-    rng: Rng,
+    rng: SmallRng,
     started: Vec<SharedMedia>,
     closed: Vec<SocketAddr>,
 }
@@ -20,7 +22,7 @@ impl FakeEnv {
         Self {
             v4: PortPool::new(30000, 30000 + 2 * pairs - 1, q),
             v6: PortPool::new(40000, 40000 + 2 * pairs - 1, q),
-            rng: Rng::new(3),
+            rng: SmallRng::seed_from_u64(3),
             started: Vec::new(),
             closed: Vec::new(),
         }

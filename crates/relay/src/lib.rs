@@ -7,7 +7,6 @@
 //!
 //! Sans-IO cores (no sockets, no clock; time is a parameter):
 //! * [`sdp_rewrite`]: what the relay reads from and rewrites in SDP;
-//! * [`ports`]: port pairs, randomised, quarantined;
 //! * [`latch`]: secure symmetric latching against RTP bleed/inject;
 //! * [`media`]: one relayed stream and the per-packet forwarding decision;
 //! * [`calls`]: the calls and the `ng` commands that drive them, timeouts;
@@ -23,7 +22,6 @@ pub mod calls;
 pub mod engine;
 pub mod latch;
 pub mod media;
-pub mod ports;
 pub mod record;
 pub mod sdp_rewrite;
 pub mod store;

@@ -603,12 +603,34 @@ async fn graceful_shutdown_drains_then_cuts() {
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
+/// Fails, with the reason and the fix, where the host has no IPv6 loopback: the test
+/// must not pass without bridging anything.
+fn require_ipv6_loopback() {
+    if let Err(e) = std::net::UdpSocket::bind("[::1]:0") {
+        panic!(
+            "this test needs IPv6 on the loopback (binding [::1] failed: {e}); enable it \
+             (sysctl net.ipv6.conf.lo.disable_ipv6=0) or run in a network namespace with IPv6"
+        );
+    }
+}
+
+/// Fails, with the reason, where the relay could not start its io_uring loop (twins
+/// exist only there), instead of letting a twin test check the epoll loop again.
+fn require_io_uring(relay: &Relay) {
+    let (threads, uring) = relay.forwarding_threads();
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .map_or_else(|e| format!("unreadable: {e}"), |s| s.trim().to_owned());
+    assert!(
+        uring > 0,
+        "this test needs the io_uring forwarding loop, but {uring} of {threads} threads run \
+         it (kernel.io_uring_disabled = {disabled}; a seccomp filter may also refuse \
+         io_uring_setup)"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridges_an_ipv4_caller_to_an_ipv6_callee() {
-    if std::net::UdpSocket::bind("[::1]:0").is_err() {
-        eprintln!("no IPv6 loopback here; nothing to bridge to");
-        return;
-    }
+    require_ipv6_loopback();
     let mut cfg = config(range(7));
     cfg.media
         .push(("::1".parse().unwrap(), "::1".parse().unwrap()));
@@ -716,6 +738,9 @@ async fn twins_and_rebinding(io: ForwardIo, slot: u16, name: &str) {
     cfg.forward_io = io;
     cfg.options.latch.relatch_quiet = Duration::from_millis(200);
     let relay = Relay::start(cfg).await.unwrap();
+    if io == ForwardIo::Auto {
+        require_io_uring(&relay);
+    }
     let uring = relay.forwarding_threads().1 > 0;
     let mut ng = Ng::new(&relay).await;
     let p = establish(&mut ng, name).await;
@@ -812,10 +837,7 @@ async fn twins_and_rebinding(io: ForwardIo, slot: u16, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_twin_that_sees_an_icmp_error_retires() {
     let relay = Relay::start(config(range(12))).await.unwrap();
-    if relay.forwarding_threads().1 == 0 {
-        eprintln!("io_uring unavailable: no twins to test");
-        return;
-    }
+    require_io_uring(&relay);
     let mut ng = Ng::new(&relay).await;
     let p = establish(&mut ng, "twin-icmp").await;
     exchange(&p, 10).await;

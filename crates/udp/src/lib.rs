@@ -9,7 +9,9 @@
 //! addresses and, opt-in, kernel receive timestamps: [`enable_timestamps`]),
 //! [`Poller`] (level-triggered `epoll(7)`), [`set_recv_buffer`] and
 //! [`raise_nofile_limit`]. This crate is the one home of those system calls: the edge,
-//! the relay and the load generator all use it.
+//! the relay and the load generator all use it. It also holds the one pool of RTP/RTCP
+//! port pairs ([`PortPool`], random with quarantine; sans-IO) that the edge and the
+//! relay bind their media sockets from.
 //!
 //! What it does not: own sockets. It writes on a non-blocking socket the caller owns
 //! and reports how far it got, so an async shell can wait for writability and resume.
@@ -24,17 +26,21 @@ use std::os::fd::AsRawFd;
 
 mod pktinfo;
 mod poll;
+mod port_pool;
 mod recv;
 mod rlimit;
 mod sched;
 mod sockbuf;
 mod sys;
+#[cfg(test)]
+mod test_env;
 mod timestamp;
 mod twin;
 mod uring;
 
 pub use pktinfo::{enable_pktinfo, recv_pktinfo, send_pktinfo, LocalDest, Received};
 pub use poll::{Events, Poller};
+pub use port_pool::PortPool;
 pub use recv::RecvBatch;
 pub use rlimit::raise_nofile_limit;
 pub use sched::{set_thread_scheduling, thread_nice, thread_scheduling, Policy};

@@ -349,9 +349,7 @@ mod tests {
 
     #[test]
     fn ipv6_sources() {
-        let Ok(rx) = UdpSocket::bind("[::1]:0") else {
-            return; // no IPv6 loopback on this host
-        };
+        let rx = crate::test_env::bind_ipv6("[::1]:0");
         let tx = UdpSocket::bind("[::1]:0").unwrap();
         tx.send_to(b"x", rx.local_addr().unwrap()).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));

@@ -9,60 +9,34 @@
 //! What it does: asks for a buffer size and reports what the kernel granted. What it
 //! does not: raise `net.core.rmem_max`/`wmem_max` (system settings, the operator's
 //! call).
-#![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd};
+
+use socket2::SockRef;
 
 /// Asks for a `bytes` receive buffer on `socket`: first `SO_RCVBUFFORCE` (which may
 /// exceed `net.core.rmem_max` but needs `CAP_NET_ADMIN`), then `SO_RCVBUF`. Returns what
 /// the kernel granted (it doubles the request for bookkeeping, and caps `SO_RCVBUF` at
 /// `rmem_max`).
-pub fn set_recv_buffer<S: AsRawFd>(socket: &S, bytes: usize) -> io::Result<usize> {
-    set_buffer(
-        socket.as_raw_fd(),
-        libc::SO_RCVBUFFORCE,
-        libc::SO_RCVBUF,
-        bytes,
-    )
+pub fn set_recv_buffer<S: AsFd>(socket: &S, bytes: usize) -> io::Result<usize> {
+    let s = SockRef::from(socket);
+    force(&s, libc::SO_RCVBUFFORCE, bytes).or_else(|_| s.set_recv_buffer_size(bytes))?;
+    s.recv_buffer_size()
 }
 
 /// The same for the send buffer (`SO_SNDBUFFORCE`, then `SO_SNDBUF`, capped at
 /// `net.core.wmem_max`).
-pub fn set_send_buffer<S: AsRawFd>(socket: &S, bytes: usize) -> io::Result<usize> {
-    set_buffer(
-        socket.as_raw_fd(),
-        libc::SO_SNDBUFFORCE,
-        libc::SO_SNDBUF,
-        bytes,
-    )
+pub fn set_send_buffer<S: AsFd>(socket: &S, bytes: usize) -> io::Result<usize> {
+    let s = SockRef::from(socket);
+    force(&s, libc::SO_SNDBUFFORCE, bytes).or_else(|_| s.set_send_buffer_size(bytes))?;
+    s.send_buffer_size()
 }
 
-fn set_buffer(
-    fd: RawFd,
-    force: libc::c_int,
-    plain: libc::c_int,
-    bytes: usize,
-) -> io::Result<usize> {
+/// The `*FORCE` variant, which socket2 does not offer.
+fn force(s: &SockRef<'_>, option: libc::c_int, bytes: usize) -> io::Result<()> {
     let want = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    let set = |opt| crate::sys::set_int_option(fd, libc::SOL_SOCKET, opt, want);
-    set(force).or_else(|_| set(plain))?;
-    let mut got: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `got` and `len` are valid for writing for the duration of the call.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            plain,
-            (&mut got as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(usize::try_from(got).unwrap_or(0))
+    crate::sys::set_int_option(s.as_raw_fd(), libc::SOL_SOCKET, option, want)
 }
 
 #[cfg(test)]

@@ -190,7 +190,9 @@ pub(crate) fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::sockl
     (storage, len as libc::socklen_t)
 }
 
-/// `setsockopt(fd, level, name, &value)` for an integer option.
+/// `setsockopt(fd, level, name, &value)` for an integer option that socket2 has no
+/// method for (`SO_RCVBUFFORCE`/`SO_SNDBUFFORCE`, `SO_TIMESTAMPNS`, `IP_PKTINFO`,
+/// `IPV6_RECVPKTINFO`); everything socket2 covers goes through it instead.
 pub(crate) fn set_int_option(
     fd: RawFd,
     level: libc::c_int,
@@ -210,6 +212,33 @@ pub(crate) fn set_int_option(
     };
     if rc == 0 {
         Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// `getsockopt(fd, level, name)` for an integer option socket2 has no method for
+/// (`UDP_SEGMENT`).
+fn get_int_option(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> std::io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writing for the duration of the call, and
+    // `len` holds `value`'s size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(value)
     } else {
         Err(std::io::Error::last_os_error())
     }
@@ -256,22 +285,8 @@ pub(crate) fn control_message<T: CmsgPayload>(
 
 /// Whether this kernel knows `UDP_SEGMENT` (asked on a throwaway socket).
 pub fn gso_supported() -> bool {
-    // SAFETY: plain socket/getsockopt/close calls on a descriptor we own.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return false;
-        }
-        let mut val: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        let rc = libc::getsockopt(
-            fd,
-            SOL_UDP,
-            UDP_SEGMENT,
-            &mut val as *mut _ as *mut libc::c_void,
-            &mut len,
-        );
-        libc::close(fd);
-        rc == 0
-    }
+    use std::os::fd::AsRawFd as _;
+    socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
+        .and_then(|s| get_int_option(s.as_raw_fd(), SOL_UDP, UDP_SEGMENT))
+        .is_ok()
 }

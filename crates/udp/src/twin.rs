@@ -11,13 +11,11 @@
 //!
 //! What it does not: decide when a twin is worth having, or keep it pointed at the right
 //! peer (the caller reconnects it with [`std::net::UdpSocket::connect`]).
-#![allow(unsafe_code)]
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd};
 
-use crate::sys::{set_int_option, sockaddr};
+use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
 /// Opens a non-blocking socket bound to `original`'s local address and connected to
 /// `peer`.
@@ -28,33 +26,12 @@ use crate::sys::{set_int_option, sockaddr};
 /// this exact port with `SO_REUSEPORT` could join it afterwards.
 pub fn connected_twin(original: &UdpSocket, peer: SocketAddr) -> io::Result<UdpSocket> {
     let local = original.local_addr()?;
-    let reuse = |fd| set_int_option(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1);
-    reuse(original.as_raw_fd())?;
-    let domain = match local {
-        SocketAddr::V4(_) => libc::AF_INET,
-        SocketAddr::V6(_) => libc::AF_INET6,
-    };
-    // SAFETY: plain system call; the descriptor is owned by the UdpSocket right after.
-    let fd = unsafe {
-        libc::socket(
-            domain,
-            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh socket nothing else owns; dropping `twin` closes it on
-    // every error path below.
-    let twin = unsafe { UdpSocket::from_raw_fd(fd) };
-    reuse(fd)?;
-    let (addr, len) = sockaddr(local);
-    // SAFETY: `addr` is a valid sockaddr of `len` bytes for the call's duration.
-    let bound = unsafe { libc::bind(fd, std::ptr::from_ref(&addr).cast(), len) };
-    if bound < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    SockRef::from(original).set_reuse_port(true)?;
+    // socket2 opens it close-on-exec.
+    let twin = Socket::new(Domain::for_address(local), Type::DGRAM.nonblocking(), None)?;
+    twin.set_reuse_port(true)?;
+    twin.bind(&SockAddr::from(local))?;
+    let twin = UdpSocket::from(twin);
     twin.connect(peer)?;
     Ok(twin)
 }
@@ -140,9 +117,7 @@ mod tests {
 
     #[test]
     fn ipv6_twins_work_too() {
-        let Ok(original) = UdpSocket::bind("[::1]:0") else {
-            return;
-        };
+        let original = crate::test_env::bind_ipv6("[::1]:0");
         let peer = UdpSocket::bind("[::1]:0").unwrap();
         let twin = connected_twin(&original, peer.local_addr().unwrap()).unwrap();
         twin.set_read_timeout(Some(Duration::from_millis(200)))

@@ -6,8 +6,6 @@
 //! Every wait has a deadline; nothing here blocks past it. What it does not: decide
 //! the session's steps (see `viewer`), or interpret the frames.
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -62,7 +60,6 @@ pub struct Conn {
     auth: Option<ClientAuth>,
     /// Arrival time of the bytes being decoded.
     read_at: std::time::Instant,
-    nonce_keys: RandomState,
     user_agent: String,
     /// Responses to requests sent without waiting (keep-alives) that were not 2xx.
     pub late_failures: u64,
@@ -97,7 +94,6 @@ impl Conn {
             session: None,
             auth: credentials.map(|(u, p)| ClientAuth::new(u, p)),
             read_at: std::time::Instant::now(),
-            nonce_keys: RandomState::new(),
             user_agent: format!("mediagate-loadgen/{}", env!("CARGO_PKG_VERSION")),
             late_failures: 0,
             server_requests: 0,
@@ -121,8 +117,10 @@ impl Conn {
         r
     }
 
-    fn fresh_cnonce(&mut self) -> String {
-        format!("{:016x}", self.nonce_keys.hash_one(self.cseq))
+    /// A Digest `cnonce` from the OS's randomness (RFC 7616 §3.4: unpredictable).
+    fn fresh_cnonce() -> Result<String, ConnError> {
+        let n = getrandom::u64().map_err(std::io::Error::from)?;
+        Ok(format!("{n:016x}"))
     }
 
     async fn write(&mut self, mut req: Request) -> Result<u32, ConnError> {
@@ -131,8 +129,8 @@ impl Conn {
         if let Some(s) = &self.session {
             req.headers.set("Session", s.clone());
         }
-        let cnonce = self.fresh_cnonce();
         if let Some(auth) = &mut self.auth {
+            let cnonce = Self::fresh_cnonce()?;
             match auth.authorization(req.method.as_str(), &req.uri, &cnonce) {
                 Ok(Some(v)) => req.headers.set("Authorization", v),
                 Ok(None) => {}

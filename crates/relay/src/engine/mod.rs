@@ -17,7 +17,6 @@ pub mod notify;
 pub mod sockets;
 
 use std::collections::VecDeque;
-use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -278,18 +277,6 @@ impl std::fmt::Debug for Relay {
     }
 }
 
-fn random_seed() -> u64 {
-    let mut bytes = [0u8; 8];
-    let from_os = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if from_os.is_ok() {
-        return u64::from_le_bytes(bytes);
-    }
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::from(t.subsec_nanos()) ^ t.as_secs().rotate_left(32) ^ u64::from(std::process::id())
-}
-
 impl Relay {
     /// Binds the listeners and media pools and starts serving. Must run inside a tokio
     /// runtime.
@@ -348,11 +335,15 @@ impl Relay {
             0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 8)),
             n => n,
         };
+        // Port choice must be unguessable from outside, so the pool's generator is seeded
+        // by the OS; a failing getrandom(2) stops the start rather than degrade to a
+        // guessable seed.
+        let seed = getrandom::u64().map_err(|e| StartError::Forwarding(e.into()))?;
         let env = SocketEnv::new(
             &config.media,
             config.ports,
             config.port_quarantine,
-            random_seed(),
+            seed,
             sockets::ForwardOptions {
                 threads,
                 coalesce: config.forward_coalesce,

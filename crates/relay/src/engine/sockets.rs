@@ -22,8 +22,10 @@ use mediagate_config::ThreadScheduling;
 
 use super::forward::{self, Command, ForwardIo, ForwardStats, TwinBudget, Worker};
 use crate::calls::{lock, MediaEnv, OpenError, OpenPair, SharedMedia};
-use crate::ports::{PortPool, Rng};
 use mediagate_ng::request::Family;
+use mediagate_udp::PortPool;
+use rand::rngs::SmallRng;
+use rand::SeedableRng as _;
 
 /// Bind attempts per address before moving on (ports held by other programs).
 const BIND_ATTEMPTS: usize = 32;
@@ -52,7 +54,7 @@ pub struct ForwardOptions {
 /// Binds, runs and closes the media sockets; see the module docs.
 pub struct SocketEnv {
     addresses: Vec<MediaAddress>,
-    rng: Rng,
+    rng: SmallRng,
     next_address: usize,
     /// Opened but not started: the bound RTP and RTCP sockets by local RTP address.
     pending: HashMap<SocketAddr, [UdpSocket; 2]>,
@@ -109,7 +111,7 @@ impl SocketEnv {
                     pool: PortPool::new(low, high, quarantine),
                 })
                 .collect(),
-            rng: Rng::new(seed),
+            rng: SmallRng::seed_from_u64(seed),
             next_address: 0,
             pending: HashMap::new(),
             running: HashMap::new(),

@@ -1,59 +1,27 @@
 //! RTP/RTCP port pairs from a configured range: handed out unpredictably, taken back
 //! into quarantine, reused only after it (RFC 3550 §11: RTP on an even port, RTCP on the
-//! next).
+//! next). The one pool of the edge's server and upstream sockets and the relay's media
+//! sockets.
 //!
 //! What it does: [`PortPool`] holds the free pairs of one local address. [`PortPool::take`]
 //! picks one uniformly at random from the free list, so an attacker cannot guess the
-//! next call's ports from the last one's (RTP-bleed sprayers rely on predictable
-//! allocation: anchors (e)). [`PortPool::release`] puts a pair in quarantine; it goes
-//! back to the free list only when [`PortPool::quarantine`] has passed, so late packets
-//! for an old call never reach a new one. When nothing is free, `take` returns `None`,
-//! which the relay answers with `Ran out of ports` so the SIP proxy fails over.
+//! next session's ports from the last one's (RTP-bleed sprayers rely on predictable
+//! allocation). [`PortPool::release`] puts a pair in quarantine; it goes back to the
+//! free list only when [`PortPool::quarantine`] has passed, so late packets for an old
+//! call or viewer never reach a new one. When nothing is free, `take` returns `None`
+//! (the relay answers `Ran out of ports` so the SIP proxy fails over; the edge refuses
+//! the SETUP).
 //!
-//! What it does not: bind sockets. The engine binds the pair it was given; when the
-//! kernel refuses (another program holds the port) it calls [`PortPool::set_aside`], which
-//! quarantines the pair, and takes another. Time is a parameter and randomness comes
-//! from a seeded [`Rng`], so tests are deterministic.
+//! What it does not: bind sockets, read a clock or draw its own randomness. The caller
+//! binds the pair it was given; when the kernel refuses (another program holds the port)
+//! it calls [`PortPool::set_aside`], which quarantines the pair, and takes another. Time
+//! is a parameter, and the generator is the caller's (seeded from the OS in service, from
+//! a constant in tests, so tests are deterministic).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// A small non-cryptographic generator (xorshift64*), seeded from the OS by the
-/// engine. Port choice must be unpredictable to a remote sprayer who sees only a few
-/// ports, not secure against someone who can read our memory.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from a seed (zero is replaced, as xorshift would stay at zero).
-    pub fn new(seed: u64) -> Self {
-        Self(if seed == 0 {
-            0x9e37_79b9_7f4a_7c15
-        } else {
-            seed
-        })
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A value in `0..n` (`n` > 0; 0 gives 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            return 0;
-        }
-        // Widening multiply maps 64 random bits onto 0..n without modulo bias worth
-        // speaking of for n below 2^16.
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
-    }
-}
+use rand::{Rng, RngExt as _};
 
 /// The free, quarantined and in-use RTP ports (even) of one address.
 #[derive(Debug)]
@@ -98,12 +66,12 @@ impl PortPool {
 
     /// A random free pair's RTP port (RTCP is the next one), or `None` when all are in
     /// use or quarantined.
-    pub fn take(&mut self, now: Instant, rng: &mut Rng) -> Option<u16> {
+    pub fn take<R: Rng + ?Sized>(&mut self, now: Instant, rng: &mut R) -> Option<u16> {
         self.thaw(now);
         if self.free.is_empty() {
             return None;
         }
-        let i = rng.below(self.free.len());
+        let i = rng.random_range(0..self.free.len());
         let port = self.free.swap_remove(i);
         self.in_use += 1;
         Some(port)
@@ -141,8 +109,10 @@ impl PortPool {
 
 #[cfg(test)]
 mod tests {
-    use super::{PortPool, Rng};
+    use super::PortPool;
     use proptest::prelude::*;
+    use rand::rngs::SmallRng;
+    use rand::SeedableRng as _;
     use std::collections::HashSet;
     use std::time::{Duration, Instant};
 
@@ -152,7 +122,7 @@ mod tests {
     fn pairs_cover_the_range_exactly() {
         let mut pool = PortPool::new(30000, 30009, Q);
         let t = Instant::now();
-        let mut rng = Rng::new(1);
+        let mut rng = SmallRng::seed_from_u64(1);
         let mut got: Vec<u16> = std::iter::from_fn(|| pool.take(t, &mut rng)).collect();
         got.sort_unstable();
         assert_eq!(got, vec![30000, 30002, 30004, 30006, 30008]);
@@ -167,7 +137,7 @@ mod tests {
     #[test]
     fn exhaustion_and_quarantine() {
         let t0 = Instant::now();
-        let mut rng = Rng::new(7);
+        let mut rng = SmallRng::seed_from_u64(7);
         let mut pool = PortPool::new(40000, 40003, Q);
         let a = pool.take(t0, &mut rng).unwrap();
         let b = pool.take(t0, &mut rng).unwrap();
@@ -185,7 +155,7 @@ mod tests {
         // Ten thousand takes from a fresh 1000-pair pool each time: every pair must
         // come up first at least once in a while, and no pair much more than others.
         let t = Instant::now();
-        let mut rng = Rng::new(0xdead_beef);
+        let mut rng = SmallRng::seed_from_u64(0xdead_beef);
         let mut first = std::collections::HashMap::new();
         for _ in 0..10_000 {
             let mut pool = PortPool::new(20000, 21999, Q);
@@ -202,7 +172,7 @@ mod tests {
     #[test]
     fn consecutive_calls_do_not_get_neighbouring_ports() {
         let t = Instant::now();
-        let mut rng = Rng::new(42);
+        let mut rng = SmallRng::seed_from_u64(42);
         let mut pool = PortPool::new(20000, 29999, Q);
         let ports: Vec<u16> = (0..100).map(|_| pool.take(t, &mut rng).unwrap()).collect();
         let neighbours = ports
@@ -216,7 +186,7 @@ mod tests {
         #[test]
         fn never_hands_out_a_port_twice(seed in any::<u64>(), ops in prop::collection::vec(any::<bool>(), 0..200)) {
             let t0 = Instant::now();
-            let mut rng = Rng::new(seed);
+            let mut rng = SmallRng::seed_from_u64(seed);
             let mut pool = PortPool::new(50000, 50039, Q);
             let mut held: Vec<u16> = Vec::new();
             let mut seen = HashSet::new();
@@ -232,7 +202,7 @@ mod tests {
                         prop_assert_eq!(held.len() + pool.quarantined_count(), 20);
                     }
                 } else {
-                    let p = held.swap_remove(rng.below(held.len()));
+                    let p = held.swap_remove(rng.random_range(0..held.len()));
                     pool.release(p, now);
                 }
                 prop_assert_eq!(pool.in_use(), held.len());

@@ -7,6 +7,7 @@ use anyhow::Context;
 use mediagate_config::Config;
 use mediagate_edge::server::Edge;
 use mediagate_ops::signals::Signals;
+use mediagate_ops::systemd::Notifier;
 use mediagate_relay::engine::{EngineConfig, Relay};
 use tracing::{info, warn};
 
@@ -24,15 +25,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let mut signals = Signals::new().context("cannot register signal handlers")?;
+        // systemd (Type=notify): readiness, stopping and the watchdog; no-ops outside it.
+        let systemd = Notifier::from_env();
+        let _watchdog = systemd.spawn_watchdog();
         let relay = if relay_on {
             Some(start_relay(&config).await?)
         } else {
             None
         };
         if !*config.edge.enabled.get() {
+            systemd.ready(&ready_status(&[], relay.is_some()));
             signals.next_stop(on_hangup).await;
+            systemd.stopping();
             if let Some(relay) = relay {
-                stop_relay(relay, &config, &mut signals).await;
+                stop_relay(relay, &config, &mut signals, &systemd).await;
             }
             info!("shutting down");
             return Ok(());
@@ -53,9 +59,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         for addr in &bound {
             info!("edge: listening for RTSP on {addr}");
         }
+        systemd.ready(&ready_status(&bound, relay.is_some()));
         signals.next_stop(on_hangup).await;
+        systemd.stopping();
         if let Some(relay) = relay {
-            stop_relay(relay, &config, &mut signals).await;
+            stop_relay(relay, &config, &mut signals, &systemd).await;
         }
         info!("shutting down");
         Ok(())
@@ -107,9 +115,11 @@ async fn start_relay(config: &Config) -> anyhow::Result<Relay> {
 
 /// Graceful relay shutdown after the first SIGTERM/SIGINT: new calls are refused with
 /// the failover reply, running calls may finish within `shutdown_max_wait`; a second
-/// signal cuts them at once. Records are written either way.
-async fn stop_relay(relay: Relay, config: &Config, signals: &mut Signals) {
+/// signal cuts them at once. Records are written either way. systemd is asked to wait
+/// for the whole drain, so a `TimeoutStopSec=` shorter than it does not SIGKILL it.
+async fn stop_relay(relay: Relay, config: &Config, signals: &mut Signals, systemd: &Notifier) {
     let max_wait = config.relay.shutdown_max_wait.get();
+    systemd.extend_timeout(max_wait + DRAIN_WRAP_UP);
     info!(
         "relay: draining: new calls refused, waiting up to {} s for {} running calls (signal again to stop now)",
         max_wait.as_secs(),
@@ -119,6 +129,22 @@ async fn stop_relay(relay: Relay, config: &Config, signals: &mut Signals) {
     if cut > 0 {
         info!("relay: ended {cut} calls at shutdown; their records are written");
     }
+}
+
+/// Time after a drain's last call for writing its records and exiting.
+const DRAIN_WRAP_UP: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The `STATUS=` line `systemctl status` shows once the roles serve.
+fn ready_status(edge: &[SocketAddr], relay: bool) -> String {
+    let mut roles = Vec::new();
+    if !edge.is_empty() {
+        let addrs: Vec<String> = edge.iter().map(ToString::to_string).collect();
+        roles.push(format!("edge on {}", addrs.join(", ")));
+    }
+    if relay {
+        roles.push("relay".to_owned());
+    }
+    format!("serving: {}", roles.join("; "))
 }
 
 /// SIGHUP while running: logrotate's `kill -HUP` must not end calls or viewers. The

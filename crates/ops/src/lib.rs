@@ -6,8 +6,10 @@
 //! * `metrics`: the counters and gauges the roles publish (exposed over HTTP by the
 //!   operations issue);
 //! * `signals`: SIGHUP, SIGTERM and SIGINT as one stream of operator requests;
-//! * `role`: what the binary knows of a role (start, stats, reload, drain).
+//! * `role`: what the binary knows of a role (start, stats, reload, drain);
+//! * `systemd`: readiness, stopping, status and watchdog notifications to systemd.
 
 pub mod log;
 pub mod role;
 pub mod signals;
+pub mod systemd;

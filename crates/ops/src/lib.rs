@@ -6,3 +6,6 @@
 //! * `metrics`: the counters and gauges the roles publish (exposed over HTTP by the
 //!   operations issue);
 //! * `signals`: SIGHUP, SIGTERM and SIGINT as one stream of operator requests.
+
+pub mod metrics;
+pub mod store;

@@ -479,4 +479,105 @@ mod tests {
         assert_eq!(c.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
         assert_eq!(c.get_application_name(), Some("mediagate"));
     }
+
+    /// Against a real server (Debian's `postgresql`).
+    mod real_server {
+        use super::*;
+        use crate::store::tests::{call, viewer, Call, Viewer, CALL_MIGRATIONS, CALL_V1};
+        use crate::store::{spawn, StoreTarget, WriterOptions, WriterReport};
+        use mediagate_testkit::postgres::PostgresServer;
+
+        fn url(server: &PostgresServer) -> PostgresUrl {
+            server.url().parse().unwrap()
+        }
+
+        #[test]
+        fn one_writer_puts_two_record_types_in_their_tables() {
+            let server = PostgresServer::start();
+            let writer = spawn(
+                StoreTarget::Postgres {
+                    url: url(&server),
+                    fallback: None,
+                },
+                &[Call::TABLE, Viewer::TABLE],
+                WriterOptions::default(),
+            )
+            .unwrap();
+            let relay = writer.sink();
+            let edge = writer.sink();
+            for i in 0..20 {
+                relay.send(call(&format!("c{i}")));
+                edge.send(viewer(&format!("v{i}"), i));
+            }
+            assert_eq!(
+                writer.close(),
+                WriterReport {
+                    stored: 40,
+                    ..WriterReport::default()
+                }
+            );
+            let mut store = PostgresStore::connect(&url(&server)).unwrap();
+            assert_eq!(store.count::<Call>().unwrap(), 20);
+            let viewers = store.records::<Viewer>(100).unwrap();
+            assert_eq!(viewers.len(), 20);
+            assert_eq!(viewers[7], viewer("v7", 7));
+            assert_eq!(store.find::<Viewer>("v3").unwrap()[0]["bytes"], 3);
+            let mut expected = vec!["id".to_owned()];
+            expected.extend(Viewer::TABLE.columns.iter().map(|c| c.name.to_owned()));
+            assert_eq!(store.column_names::<Viewer>().unwrap(), expected);
+            assert_eq!(store.schema_version("test_calls").unwrap(), Some(2));
+            assert_eq!(store.schema_version("test_viewers").unwrap(), Some(1));
+        }
+
+        #[test]
+        fn an_older_table_is_migrated_and_a_newer_one_refused() {
+            let server = PostgresServer::start();
+            let mut v1 = Call::TABLE;
+            v1.columns = CALL_V1;
+            v1.migrations = &CALL_MIGRATIONS[..1];
+            let mut old = PostgresStore::connect(&url(&server)).unwrap();
+            old.prepare(&v1).unwrap();
+            old.execute_batch(
+                "INSERT INTO test_calls (call_id, reason, packets, info) VALUES ('old', 'deleted', 5, '{}')",
+            )
+            .unwrap();
+            assert_eq!(old.schema_version("test_calls").unwrap(), Some(1));
+            drop(old);
+
+            let mut store = PostgresStore::connect(&url(&server)).unwrap();
+            let rec = Call {
+                call_id: "new".into(),
+                start_unix_ms: 1,
+                end_unix_ms: 31,
+                ..Call::default()
+            };
+            store.insert(&[rec]).unwrap();
+            assert_eq!(store.schema_version("test_calls").unwrap(), Some(2));
+            let old = store.find::<Call>("old").unwrap();
+            assert_eq!(
+                (&old[0]["packets"], &old[0]["duration_ms"]),
+                (&5.into(), &0.into())
+            );
+            assert_eq!(store.find::<Call>("new").unwrap()[0]["duration_ms"], 30);
+
+            store
+                .execute_batch(
+                    "UPDATE mediagate_schema_versions SET version = 5 WHERE table_name = 'test_calls'",
+                )
+                .unwrap();
+            let mut newer = PostgresStore::connect(&url(&server)).unwrap();
+            let err = newer.insert(&[call("x")]).unwrap_err();
+            assert!(
+                err.to_string().starts_with(
+                    "accounting table test_calls: the database is at schema version 5"
+                ),
+                "{err}"
+            );
+            assert_eq!(
+                newer.count::<Viewer>().unwrap(),
+                0,
+                "the connection stays usable"
+            );
+        }
+    }
 }

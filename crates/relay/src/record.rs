@@ -384,6 +384,12 @@ CREATE INDEX IF NOT EXISTS relay_sessions_end ON relay_sessions (end_unix_ms);";
         );
         assert_eq!(row["end_unix_ms"], i64::MAX);
         assert_eq!(row["duration_ms"], i64::MAX);
+        let info: Json = serde_json::from_str(row["info"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            info["duration_ms"],
+            u64::MAX - 5,
+            "the JSON keeps the exact duration"
+        );
         assert_eq!(
             SessionRecord::from_json(row["info"].as_str().unwrap()),
             Some(rec)

@@ -403,6 +403,32 @@ fn check_params(query: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What a client needs beyond the parts above: read from the validated text, so the
+/// store builds its connection from these and never parses the URL itself.
+impl PostgresUrl {
+    /// The password, percent-decoded; `None` when the URL has none.
+    pub fn password(&self) -> Option<String> {
+        let rest = self.text.split_once("://").map_or("", |(_, r)| r);
+        let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+        let (userinfo, _) = authority.rsplit_once('@')?;
+        let (_, password) = userinfo.split_once(':')?;
+        percent_decode(password)
+    }
+
+    /// The query parameters in order, values percent-decoded (only the names in
+    /// [`ALLOWED_PARAMS`] pass validation).
+    pub fn params(&self) -> Vec<(String, String)> {
+        let Some((_, query)) = self.text.split_once('?') else {
+            return Vec::new();
+        };
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .filter_map(|(k, v)| Some((k.to_owned(), percent_decode(v)?)))
+            .collect()
+    }
+}
+
 string_value_serde!(
     PostgresUrl,
     "a PostgreSQL URL such as \"postgresql://mediagate@127.0.0.1:5432/mediagate\""
@@ -415,6 +441,22 @@ mod tests {
 
     fn url(s: &str) -> PostgresUrl {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn password_and_params_are_decoded_for_the_client() {
+        let u = url("postgresql://u:p%40ss%3Aw@h:5433/db?application_name=a%20b&sslmode=disable");
+        assert_eq!(u.password().as_deref(), Some("p@ss:w"));
+        assert_eq!(
+            u.params(),
+            [
+                ("application_name".to_owned(), "a b".to_owned()),
+                ("sslmode".to_owned(), "disable".to_owned())
+            ]
+        );
+        let plain = url("postgresql://u@h/db");
+        assert_eq!(plain.password(), None);
+        assert!(plain.params().is_empty());
     }
 
     fn err(s: &str) -> String {

@@ -1,14 +1,21 @@
 //! Starts the configured roles and runs until SIGINT or SIGTERM; the relay then drains
 //! gracefully (a second signal stops it at once). SIGHUP never ends the process.
+//!
+//! The binary owns what the roles share: the one records writer (opened from
+//! `[accounting]` and `state_dir` when a role keeps records, closed after every role
+//! has stopped so their last records are written) and the metrics registry.
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
 use mediagate_config::Config;
 use mediagate_edge::server::Edge;
+use mediagate_ops::metrics::Metrics;
 use mediagate_ops::signals::Signals;
+use mediagate_ops::store::{self, Record, StoreTarget, Writer, WriterOptions};
 use mediagate_ops::systemd::Notifier;
 use mediagate_relay::engine::{EngineConfig, Relay};
+use mediagate_relay::record::SessionRecord;
 use tracing::{info, warn};
 
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -28,10 +35,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         // systemd (Type=notify): readiness, stopping and the watchdog; no-ops outside it.
         let systemd = Notifier::from_env();
         let _watchdog = systemd.spawn_watchdog();
-        let relay = if relay_on {
-            Some(start_relay(&config).await?)
+        // Served over HTTP by the operations API (issue 11); the roles publish into it.
+        let metrics = Metrics::new();
+        let records = if relay_on {
+            Some(
+                open_records(&config)
+                    .await
+                    .context("cannot start the relay")?,
+            )
         } else {
             None
+        };
+        let relay = match &records {
+            Some(writer) => Some(start_relay(&config, writer, &metrics).await?),
+            None => None,
         };
         if !*config.edge.enabled.get() {
             systemd.ready(&ready_status(&[], relay.is_some()));
@@ -40,6 +57,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             if let Some(relay) = relay {
                 stop_relay(relay, &config, &mut signals, &systemd).await;
             }
+            close_records(records).await;
             info!("shutting down");
             return Ok(());
         }
@@ -65,18 +83,47 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         if let Some(relay) = relay {
             stop_relay(relay, &config, &mut signals, &systemd).await;
         }
+        close_records(records).await;
         info!("shutting down");
         Ok(())
     })
 }
 
+/// Opens the records writer for the roles that keep records (today the relay's call
+/// records): PostgreSQL when `[accounting] postgres_url` is set, else the SQLite file
+/// under `state_dir`. An unreachable PostgreSQL server is an error: mediagate does not
+/// account somewhere else than configured.
+async fn open_records(config: &Config) -> anyhow::Result<Writer> {
+    let target = StoreTarget::from_config(&config.accounting, config.state_dir.get());
+    // Opening may wait for a PostgreSQL server (bounded by its connect timeout), and
+    // its client must not run on a runtime thread.
+    let writer = tokio::task::spawn_blocking(move || {
+        store::spawn(target, &[SessionRecord::TABLE], WriterOptions::default())
+    })
+    .await
+    .context("the records writer's start-up thread failed")??;
+    Ok(writer)
+}
+
+/// Writes what the roles left (they have stopped) and stops the writer.
+async fn close_records(records: Option<Writer>) {
+    if let Some(writer) = records {
+        // Closing may make a last bounded attempt at PostgreSQL: off the runtime.
+        let _ = tokio::task::spawn_blocking(move || writer.close()).await;
+    }
+}
+
 /// Starts the relay role (issue 4) and reports where it listens.
-async fn start_relay(config: &Config) -> anyhow::Result<Relay> {
-    let engine = EngineConfig::from_config(&config.relay, config.state_dir.get())
-        .with_accounting(&config.accounting);
+async fn start_relay(
+    config: &Config,
+    records: &Writer,
+    metrics: &Metrics,
+) -> anyhow::Result<Relay> {
+    let engine = EngineConfig::from_config(&config.relay).with_records(records.sink());
     let relay = Relay::start(engine)
         .await
         .context("cannot start the relay")?;
+    relay.publish_metrics(metrics);
     let (threads, uring) = relay.forwarding_threads();
     let scheduling = config.relay.forward_scheduling;
     let refused = relay.forwarding_scheduling_refused();

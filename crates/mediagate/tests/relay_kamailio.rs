@@ -24,7 +24,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use mediagate_relay::store::SqliteStore;
+use mediagate_ops::store::SqliteStore;
 use mediagate_testkit::process::{require_program, Peer};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -398,7 +398,7 @@ fn sipp(topo: &Topology, work: &WorkDir, ns: &str, name: &str, extra: &[&str]) -
 fn records(state: &Path) -> Vec<mediagate_relay::record::SessionRecord> {
     SqliteStore::open(&state.join("accounting.sqlite"))
         .unwrap()
-        .records(10)
+        .records::<mediagate_relay::record::SessionRecord>(10)
         .unwrap()
 }
 

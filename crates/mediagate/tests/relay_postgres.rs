@@ -3,19 +3,17 @@
 //! leaves its record in PostgreSQL, and nothing in the SQLite file; with the server
 //! unreachable the binary says so and refuses to start.
 
-#[path = "../../relay/tests/support/postgres_server.rs"]
-mod postgres_server;
-
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mediagate_ng::bencode::{decode_exact, dict, Limits, Value};
-use mediagate_relay::store::PostgresStore;
+use mediagate_ops::store::PostgresStore;
+use mediagate_relay::record::SessionRecord;
 use mediagate_testkit::ports::free_udp_port;
+use mediagate_testkit::postgres::PostgresServer;
 use mediagate_testkit::process::Peer;
-use postgres_server::PostgresServer;
 
 fn work_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("mg-relay-pg-{name}-{}", std::process::id()));
@@ -182,10 +180,10 @@ fn relay_writes_call_records_to_postgres() {
         "{deleted:?}"
     );
 
-    let mut store = PostgresStore::connect(&server.url()).unwrap();
+    let mut store = PostgresStore::connect(&server.url().parse().unwrap()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let rows = loop {
-        let rows = store.find("pg-call@e2e").unwrap();
+        let rows = store.find::<SessionRecord>("pg-call@e2e").unwrap();
         if !rows.is_empty() {
             break rows;
         }
@@ -198,10 +196,14 @@ fn relay_writes_call_records_to_postgres() {
     };
     assert_eq!(rows.len(), 1);
     assert_eq!(
-        (rows[0].0.as_str(), rows[0].1, rows[0].2),
-        ("deleted", 20, 12)
+        (
+            &rows[0]["reason"],
+            &rows[0]["caller_packets"],
+            &rows[0]["callee_packets"]
+        ),
+        (&"deleted".into(), &20.into(), &12.into())
     );
-    let records = store.records(10).unwrap();
+    let records = store.records::<SessionRecord>(10).unwrap();
     assert_eq!(records.len(), 1);
     let rec = &records[0];
     assert_eq!(

@@ -7,7 +7,7 @@ use std::net::UdpSocket;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mediagate_relay::store::SqliteStore;
+use mediagate_ops::store::SqliteStore;
 use mediagate_testkit::ports::free_udp_port;
 use mediagate_testkit::process::Peer;
 
@@ -111,8 +111,10 @@ fn first_sigterm_drains_second_exits_with_records() {
         relay.diagnostics()
     );
     assert!(cut_at.elapsed() < Duration::from_secs(3));
-    let store = SqliteStore::open(&work.join("var/accounting.sqlite")).unwrap();
-    let records = store.records(10).unwrap();
+    let mut store = SqliteStore::open(&work.join("var/accounting.sqlite")).unwrap();
+    let records = store
+        .records::<mediagate_relay::record::SessionRecord>(10)
+        .unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(
         (records[0].call_id.as_str(), records[0].reason.as_str()),

@@ -10,6 +10,8 @@
 //! * `systemd`: readiness, stopping, status and watchdog notifications to systemd.
 
 pub mod log;
+pub mod metrics;
 pub mod role;
 pub mod signals;
+pub mod store;
 pub mod systemd;

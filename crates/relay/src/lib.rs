@@ -12,8 +12,9 @@
 //! * [`calls`]: the calls and the `ng` commands that drive them, timeouts;
 //! * [`record`]: the record a finished call leaves.
 //!
-//! I/O shells: [`engine`] (tokio: listeners, media sockets, timers, shutdown) and
-//! [`store`] (accounting in SQLite or PostgreSQL).
+//! I/O shell: [`engine`] (tokio: listeners, media sockets, timers, shutdown). Finished
+//! calls go to the process's records store (`mediagate_ops::store`), metrics to its
+//! registry (`mediagate_ops::metrics`).
 //!
 //! What it does not (yet): SRTP/DTLS, ICE, transcoding, recording, the MediaProxy
 //! dispatcher protocol (issue "dispatcher").
@@ -24,4 +25,3 @@ pub mod latch;
 pub mod media;
 pub mod record;
 pub mod sdp_rewrite;
-pub mod store;

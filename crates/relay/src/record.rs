@@ -3,11 +3,19 @@
 //! statistics (anchors c.3/c.4: caller/callee codec, local and remote addresses,
 //! packets and bytes) plus errors, refused packets and RTCP-derived loss and jitter.
 //!
-//! What it does: holds the values and renders them as one JSON object (the form the
-//! accounting store keeps and the access log writes). What it does not: store them
-//! ([`crate::store`] does).
+//! What it does: holds the values, renders them as one JSON object (the form the
+//! records store keeps and the access log writes) and says, as a
+//! [`mediagate_ops::store::Record`], which table row a call becomes: `relay_sessions`,
+//! the call's identifiers, times, reason and per-direction totals for queries, and the
+//! whole record as JSON in `info` (MediaProxy's `media_sessions` keeps one JSON blob
+//! per call the same way). Both the row and the JSON are made by `serde`.
+//!
+//! What it does not: store them (the process's one records writer, in
+//! `mediagate_ops::store`, does).
 
-use serde_json::{json, Value as Json};
+use mediagate_ops::store::{Column, Migration, Record, Step, Table};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
 
 /// Why a call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +51,7 @@ impl EndReason {
 }
 
 /// What one party of one stream sent.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LegRecord {
     /// The first codec of the party's SDP.
     pub codec: String,
@@ -73,7 +81,7 @@ pub struct LegRecord {
 }
 
 /// One stream of a record.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamRecord {
     /// Position of the `m=` line.
     pub index: usize,
@@ -88,7 +96,7 @@ pub struct StreamRecord {
 }
 
 /// A finished call.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRecord {
     /// Call-ID.
     pub call_id: String,
@@ -121,91 +129,116 @@ impl SessionRecord {
             .sum()
     }
 
-    /// The record as a JSON object.
+    /// The record as a JSON object: its fields plus `duration_ms`.
     pub fn to_json(&self) -> Json {
-        json!({
-            "call_id": self.call_id,
-            "from_tag": self.from_tag,
-            "to_tag": self.to_tag,
-            "start_unix_ms": self.start_unix_ms,
-            "end_unix_ms": self.end_unix_ms,
-            "duration_ms": self.duration_ms(),
-            "reason": self.reason,
-            "streams": self.streams.iter().map(|s| json!({
-                "index": s.index,
-                "media_type": s.media_type,
-                "proto": s.proto,
-                "caller": leg_json(&s.caller),
-                "callee": leg_json(&s.callee),
-            })).collect::<Vec<_>>(),
-        })
+        serde_json::to_value(CallJson::of(self)).unwrap_or(Json::Null)
     }
-}
 
-impl SessionRecord {
     /// Reads back a record written by [`SessionRecord::to_json`] (the store's `info`
     /// column); `None` if a field is missing or has the wrong type.
     pub fn from_json(text: &str) -> Option<Self> {
-        let j: Json = serde_json::from_str(text).ok()?;
-        let s = |v: &Json| v.as_str().map(str::to_owned);
-        let streams = j["streams"]
-            .as_array()?
-            .iter()
-            .map(|st| {
-                Some(StreamRecord {
-                    index: usize::try_from(st["index"].as_u64()?).ok()?,
-                    media_type: s(&st["media_type"])?,
-                    proto: s(&st["proto"])?,
-                    caller: leg_from_json(&st["caller"])?,
-                    callee: leg_from_json(&st["callee"])?,
-                })
-            })
-            .collect::<Option<Vec<_>>>()?;
-        Some(Self {
-            call_id: s(&j["call_id"])?,
-            from_tag: s(&j["from_tag"])?,
-            to_tag: s(&j["to_tag"])?,
-            start_unix_ms: j["start_unix_ms"].as_u64()?,
-            end_unix_ms: j["end_unix_ms"].as_u64()?,
-            reason: s(&j["reason"])?,
-            streams,
-        })
+        serde_json::from_str(text).ok()
     }
 }
 
-fn leg_from_json(j: &Json) -> Option<LegRecord> {
-    let n = |k: &str| j[k].as_u64();
-    Some(LegRecord {
-        codec: j["codec"].as_str()?.to_owned(),
-        local: j["local"].as_str()?.to_owned(),
-        remote: j["remote"].as_str()?.to_owned(),
-        packets: n("packets")?,
-        bytes: n("bytes")?,
-        rtcp_packets: n("rtcp_packets")?,
-        rtcp_bytes: n("rtcp_bytes")?,
-        errors: n("errors")?,
-        refused: n("refused")?,
-        cumulative_lost: j["cumulative_lost"].as_i64()?,
-        fraction_lost: u8::try_from(n("fraction_lost")?).ok()?,
-        jitter: u32::try_from(n("jitter")?).ok()?,
-    })
+/// The record as JSON: its fields and its duration, for readers of the `info` column
+/// that do not subtract.
+#[derive(Serialize)]
+pub struct CallJson<'a> {
+    #[serde(flatten)]
+    record: &'a SessionRecord,
+    duration_ms: u64,
 }
 
-fn leg_json(l: &LegRecord) -> Json {
-    json!({
-        "codec": l.codec,
-        "local": l.local,
-        "remote": l.remote,
-        "packets": l.packets,
-        "bytes": l.bytes,
-        "rtcp_packets": l.rtcp_packets,
-        "rtcp_bytes": l.rtcp_bytes,
-        "errors": l.errors,
-        "refused": l.refused,
-        "cumulative_lost": l.cumulative_lost,
-        "fraction_lost": l.fraction_lost,
-        "jitter": l.jitter,
-    })
+impl<'a> CallJson<'a> {
+    fn of(record: &'a SessionRecord) -> Self {
+        Self {
+            record,
+            duration_ms: record.duration_ms(),
+        }
+    }
+}
+
+/// The columns of `relay_sessions` after its `id` key, in table order.
+pub const COLUMNS: &[Column] = &[
+    Column::text("call_id"),
+    Column::text("from_tag"),
+    Column::text("to_tag"),
+    Column::int64("start_unix_ms"),
+    Column::int64("end_unix_ms"),
+    Column::int64("duration_ms"),
+    Column::text("reason"),
+    Column::int64("caller_packets"),
+    Column::int64("caller_bytes"),
+    Column::int64("callee_packets"),
+    Column::int64("callee_bytes"),
+    Column::json("info"),
+];
+
+/// Version 1 is the table earlier releases created without keeping a version, so
+/// their databases open as they are.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    steps: &[
+        Step::CreateTable(COLUMNS),
+        Step::CreateIndex {
+            name: "relay_sessions_call_id",
+            columns: &["call_id"],
+        },
+        Step::CreateIndex {
+            name: "relay_sessions_end",
+            columns: &["end_unix_ms"],
+        },
+    ],
+}];
+
+/// One finished call as a row of `relay_sessions`: the totals summed over the streams
+/// (saturating), and the whole record as JSON.
+#[derive(Serialize)]
+pub struct CallRow<'a> {
+    call_id: &'a str,
+    from_tag: &'a str,
+    to_tag: &'a str,
+    start_unix_ms: u64,
+    end_unix_ms: u64,
+    duration_ms: u64,
+    reason: &'a str,
+    caller_packets: u64,
+    caller_bytes: u64,
+    callee_packets: u64,
+    callee_bytes: u64,
+    info: CallJson<'a>,
+}
+
+impl Record for SessionRecord {
+    const TABLE: Table = Table {
+        name: "relay_sessions",
+        columns: COLUMNS,
+        migrations: MIGRATIONS,
+        key: "call_id",
+        keys_in_logs: "call-ids",
+    };
+    type Row<'a> = CallRow<'a>;
+
+    fn row(&self) -> CallRow<'_> {
+        let sum = |f: fn(&StreamRecord) -> u64| {
+            self.streams.iter().map(f).fold(0u64, u64::saturating_add)
+        };
+        CallRow {
+            call_id: &self.call_id,
+            from_tag: &self.from_tag,
+            to_tag: &self.to_tag,
+            start_unix_ms: self.start_unix_ms,
+            end_unix_ms: self.end_unix_ms,
+            duration_ms: self.duration_ms(),
+            reason: &self.reason,
+            caller_packets: sum(|s| s.caller.packets),
+            caller_bytes: sum(|s| s.caller.bytes),
+            callee_packets: sum(|s| s.callee.packets),
+            callee_bytes: sum(|s| s.callee.bytes),
+            info: CallJson::of(self),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -247,5 +280,156 @@ mod tests {
         assert_eq!(SessionRecord::from_json("{}"), None);
         assert!(EndReason::Timeout.needs_notification());
         assert!(!EndReason::Deleted.needs_notification());
+    }
+
+    use mediagate_ops::store::{Dialect, SqliteStore};
+
+    /// The DDL every release before versioned migrations ran: `relay_sessions` and its
+    /// indexes, no version table.
+    pub(crate) const UNVERSIONED_SQLITE_DDL: &str = "CREATE TABLE IF NOT EXISTS relay_sessions (
+    id INTEGER PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    from_tag TEXT NOT NULL,
+    to_tag TEXT NOT NULL,
+    start_unix_ms INTEGER NOT NULL,
+    end_unix_ms INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    caller_packets INTEGER NOT NULL,
+    caller_bytes INTEGER NOT NULL,
+    callee_packets INTEGER NOT NULL,
+    callee_bytes INTEGER NOT NULL,
+    info TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS relay_sessions_call_id ON relay_sessions (call_id);
+CREATE INDEX IF NOT EXISTS relay_sessions_end ON relay_sessions (end_unix_ms);";
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("mg-relay-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn both_back_ends_declare_the_same_columns() {
+        let sqlite = Dialect::Sqlite.schema_sql(&SessionRecord::TABLE);
+        let pg = Dialect::Postgres.schema_sql(&SessionRecord::TABLE);
+        let names = |sql: &str| -> Vec<String> {
+            sql.lines()
+                .filter(|l| l.ends_with("NOT NULL,") || l.ends_with("NOT NULL"))
+                .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+                .collect()
+        };
+        assert_eq!(names(&sqlite), names(&pg));
+        assert_eq!(names(&sqlite).len(), 12);
+        assert!(
+            sqlite.contains("    caller_bytes INTEGER NOT NULL,"),
+            "{sqlite}"
+        );
+        assert!(pg.contains("    caller_bytes BIGINT NOT NULL,"), "{pg}");
+        assert!(pg.contains("    info TEXT NOT NULL\n);"), "{pg}");
+        assert_eq!(
+            mediagate_ops::store::insert_sql(&SessionRecord::TABLE),
+            "INSERT INTO relay_sessions (call_id, from_tag, to_tag, start_unix_ms, end_unix_ms, \
+             duration_ms, reason, caller_packets, caller_bytes, callee_packets, callee_bytes, info) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        );
+        // Version 1 is exactly the schema earlier releases created.
+        assert_eq!(sqlite, UNVERSIONED_SQLITE_DDL);
+        assert!(pg.starts_with(
+            "CREATE TABLE IF NOT EXISTS relay_sessions (\n    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,\n    call_id TEXT NOT NULL,"
+        ), "{pg}");
+        assert!(pg.contains("start_unix_ms BIGINT NOT NULL"));
+        assert!(pg.ends_with("ON relay_sessions (end_unix_ms);"));
+        SessionRecord::TABLE.check().unwrap();
+    }
+
+    #[test]
+    fn rows_sum_streams_and_saturate() {
+        let leg = |packets, bytes| LegRecord {
+            packets,
+            bytes,
+            ..LegRecord::default()
+        };
+        let rec = SessionRecord {
+            call_id: "c".into(),
+            start_unix_ms: 5,
+            end_unix_ms: u64::MAX,
+            streams: vec![
+                StreamRecord {
+                    caller: leg(3, 300),
+                    callee: leg(u64::MAX, 1),
+                    ..StreamRecord::default()
+                },
+                StreamRecord {
+                    caller: leg(4, 400),
+                    callee: leg(1, 1),
+                    ..StreamRecord::default()
+                },
+            ],
+            ..SessionRecord::default()
+        };
+        let dir = temp_dir("record-row");
+        let mut store = SqliteStore::open(&dir.join("a.sqlite")).unwrap();
+        store.insert(std::slice::from_ref(&rec)).unwrap();
+        let row = &store.find::<SessionRecord>("c").unwrap()[0];
+        assert_eq!(
+            (&row["caller_packets"], &row["caller_bytes"]),
+            (&7.into(), &700.into())
+        );
+        assert_eq!(
+            (&row["callee_packets"], &row["callee_bytes"]),
+            (&i64::MAX.into(), &2.into())
+        );
+        assert_eq!(row["end_unix_ms"], i64::MAX);
+        assert_eq!(row["duration_ms"], i64::MAX);
+        let info: Json = serde_json::from_str(row["info"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            info["duration_ms"],
+            u64::MAX - 5,
+            "the JSON keeps the exact duration"
+        );
+        assert_eq!(
+            SessionRecord::from_json(row["info"].as_str().unwrap()),
+            Some(rec)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_database_from_before_versions_opens_and_keeps_working() {
+        let dir = temp_dir("record-old-db");
+        let path = dir.join("accounting.sqlite");
+        let old = SqliteStore::open(&path).unwrap();
+        old.execute_batch(UNVERSIONED_SQLITE_DDL).unwrap();
+        old.execute_batch(
+            "INSERT INTO relay_sessions (call_id, from_tag, to_tag, start_unix_ms, end_unix_ms, \
+             duration_ms, reason, caller_packets, caller_bytes, callee_packets, callee_bytes, info) \
+             VALUES ('old@x', 'a', 'b', 1, 2, 1, 'deleted', 3, 4, 5, 6, '{\"call_id\":\"old@x\",\"from_tag\":\"a\",\"to_tag\":\"b\",\"start_unix_ms\":1,\"end_unix_ms\":2,\"duration_ms\":1,\"reason\":\"deleted\",\"streams\":[]}')",
+        )
+        .unwrap();
+        assert_eq!(old.schema_version("relay_sessions").unwrap(), None);
+        drop(old);
+
+        let mut store = SqliteStore::open(&path).unwrap();
+        let new = SessionRecord {
+            call_id: "new@x".into(),
+            ..SessionRecord::default()
+        };
+        store.insert(std::slice::from_ref(&new)).unwrap();
+        assert_eq!(store.schema_version("relay_sessions").unwrap(), Some(1));
+        let back = store.records::<SessionRecord>(10).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(
+            (back[0].call_id.as_str(), back[0].end_unix_ms),
+            ("old@x", 2)
+        );
+        assert_eq!(back[1], new);
+        assert_eq!(
+            store.find::<SessionRecord>("old@x").unwrap()[0]["callee_bytes"],
+            6
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

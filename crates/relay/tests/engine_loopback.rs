@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use mediagate_config::ThreadScheduling;
 use mediagate_ng::bencode::{decode_exact, Limits, Value};
+use mediagate_ops::metrics::Metrics;
+use mediagate_ops::store::{spawn, Record, SqliteStore, StoreTarget, WriterOptions};
 use mediagate_relay::calls::RelayOptions;
 use mediagate_relay::engine::forward::ForwardIo;
 use mediagate_relay::engine::{EngineConfig, Relay};
-use mediagate_relay::store::SqliteStore;
+use mediagate_relay::record::SessionRecord;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::time::timeout;
@@ -24,8 +26,7 @@ fn config(ports: (u16, u16)) -> EngineConfig {
         ports,
         port_quarantine: Duration::from_secs(10),
         options: RelayOptions::default(),
-        store: None,
-        postgres_url: None,
+        records: None,
         notify_url: None,
         tick: Duration::from_millis(50),
         forward_threads: 2,
@@ -368,8 +369,16 @@ async fn media_both_ways(io: ForwardIo, slot: u16, name: &str) {
     let mut cfg = config(range(slot));
     cfg.forward_io = io;
     let db = temp_db(name);
-    cfg.store = Some(db.clone());
+    let writer = spawn(
+        StoreTarget::Sqlite(db.clone()),
+        &[SessionRecord::TABLE],
+        WriterOptions::default(),
+    )
+    .unwrap();
+    cfg.records = Some(writer.sink());
     let relay = Relay::start(cfg).await.unwrap();
+    let metrics = Metrics::new();
+    relay.publish_metrics(&metrics);
     let mut ng = Ng::new(&relay).await;
     let p = establish(&mut ng, "media-1").await;
 
@@ -435,14 +444,80 @@ async fn media_both_ways(io: ForwardIo, slot: u16, name: &str) {
     assert_eq!(rec.streams[0].caller.refused, 200);
     assert_eq!(rec.streams[0].callee.refused, 200);
     assert_eq!(rec.streams[0].caller.codec, "PCMA");
+
+    let (samples, types) = parse_openmetrics(&metrics.encode());
+    let sample = |series: &str| {
+        *samples
+            .get(series)
+            .unwrap_or_else(|| panic!("no {series} in {samples:?}"))
+    };
+    assert_eq!(sample("mediagate_relay_calls"), 0.0);
+    assert_eq!(types["mediagate_relay_calls"], "gauge");
+    assert_eq!(sample("mediagate_relay_calls_created_total"), 1.0);
+    assert_eq!(types["mediagate_relay_calls_created"], "counter");
+    assert_eq!(
+        sample("mediagate_relay_calls_ended_total{reason=\"deleted\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample("mediagate_relay_calls_ended_total{reason=\"media_timeout\"}"),
+        0.0
+    );
+    assert_eq!(
+        sample("mediagate_relay_ng_commands_total{command=\"offer\"}"),
+        1.0
+    );
+    assert_eq!(sample("mediagate_relay_ended_calls_packets_total"), 100.0);
+    assert_eq!(
+        sample("mediagate_relay_ended_calls_bytes_total"),
+        100.0 * 172.0
+    );
+    assert!(sample("mediagate_relay_forwarded_packets_total") >= 100.0);
+    assert_eq!(sample("mediagate_relay_send_errors_total"), 0.0);
+    assert_eq!(
+        sample("mediagate_relay_oversized_dropped_packets_total"),
+        0.0
+    );
+    assert_eq!(sample("mediagate_relay_draining"), 0.0);
+
     drop(relay);
-    let store = SqliteStore::open(&db).unwrap();
-    let rows = store.find("media-1").unwrap();
+    // A stopped relay reports nothing; the registry still encodes.
+    assert!(!metrics.encode().contains("mediagate_relay_"));
+    assert_eq!(writer.close().stored, 1);
+    let mut store = SqliteStore::open(&db).unwrap();
+    let rows = store.find::<SessionRecord>("media-1").unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(
-        (rows[0].0.as_str(), rows[0].1, rows[0].2),
-        ("deleted", 50, 50)
+        (
+            &rows[0]["reason"],
+            &rows[0]["caller_packets"],
+            &rows[0]["callee_packets"]
+        ),
+        (&"deleted".into(), &50.into(), &50.into())
     );
+}
+
+/// The samples of an OpenMetrics text (`series` to value) and each metric's `# TYPE`;
+/// a line of another shape fails the test.
+fn parse_openmetrics(
+    text: &str,
+) -> (
+    std::collections::BTreeMap<String, f64>,
+    std::collections::BTreeMap<String, String>,
+) {
+    let mut samples = std::collections::BTreeMap::new();
+    let mut types = std::collections::BTreeMap::new();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, ty) = rest.split_once(' ').expect("# TYPE name type");
+            types.insert(name.to_owned(), ty.to_owned());
+        } else if !(line.starts_with("# HELP ") || line == "# EOF") {
+            let (series, value) = line.rsplit_once(' ').expect("series value");
+            samples.insert(series.to_owned(), value.parse().expect("a number"));
+        }
+    }
+    (samples, types)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

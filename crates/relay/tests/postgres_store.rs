@@ -1,21 +1,24 @@
-//! The PostgreSQL accounting store against a real server (Debian's `postgresql`):
-//! records written through the relay's store come back unchanged, the table has the
-//! same columns as SQLite's, an outage queues records and a restart gets them all,
-//! records still pending at shutdown go to the SQLite fallback, and a relay whose
-//! server is unreachable refuses to start.
-
-#[path = "support/postgres_server.rs"]
-mod postgres_server;
+//! The relay's call records in the PostgreSQL records store against a real server
+//! (Debian's `postgresql`): records come back unchanged, the table has the same
+//! columns as SQLite's, a table made by releases before versioned migrations is
+//! accepted, an outage queues records and a restart gets them all, records still
+//! pending at shutdown go to the SQLite fallback, and an unreachable server stops the
+//! store from opening (so mediagate does not start).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mediagate_relay::calls::RelayOptions;
-use mediagate_relay::engine::{EngineConfig, Relay, StartError};
-use mediagate_relay::record::{LegRecord, SessionRecord, StreamRecord};
-use mediagate_relay::store::writer::{spawn_with_log, WriterOptions, WriterReport};
-use mediagate_relay::store::{PostgresStore, SqliteStore, StoreError, StoreTarget, COLUMNS};
-use postgres_server::PostgresServer;
+use mediagate_config::PostgresUrl;
+use mediagate_ops::store::{
+    spawn, spawn_with_log, PostgresStore, Record, SqliteStore, StoreError, StoreTarget,
+    WriterOptions, WriterReport,
+};
+use mediagate_relay::record::{LegRecord, SessionRecord, StreamRecord, COLUMNS};
+use mediagate_testkit::postgres::PostgresServer;
+
+fn url(server: &PostgresServer) -> PostgresUrl {
+    server.url().parse().unwrap()
+}
 
 fn record(call_id: &str, caller_packets: u64, callee_packets: u64) -> SessionRecord {
     SessionRecord {
@@ -68,38 +71,100 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 #[test]
 fn records_round_trip_through_a_real_server_with_the_sqlite_columns() {
     let server = PostgresServer::start();
-    let mut store = PostgresStore::connect(&server.url()).unwrap();
+    let mut store = PostgresStore::connect(&url(&server)).unwrap();
     let a = record("pg-1@host", 3000, 2999);
     let b = record("pg-2@host", 5, 0);
-    store.insert_all(&[a.clone(), b.clone()]).unwrap();
-    store.insert_all(std::slice::from_ref(&a)).unwrap();
+    store.insert(&[a.clone(), b.clone()]).unwrap();
+    store.insert(std::slice::from_ref(&a)).unwrap();
 
-    assert_eq!(store.count().unwrap(), 3);
-    assert_eq!(store.records(10).unwrap(), vec![a.clone(), b, a.clone()]);
-    assert_eq!(store.records(1).unwrap().len(), 1);
-    let rows = store.find("pg-1@host").unwrap();
+    assert_eq!(store.count::<SessionRecord>().unwrap(), 3);
+    assert_eq!(
+        store.records::<SessionRecord>(10).unwrap(),
+        vec![a.clone(), b, a.clone()]
+    );
+    assert_eq!(store.records::<SessionRecord>(1).unwrap().len(), 1);
+    let rows = store.find::<SessionRecord>("pg-1@host").unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(
-        (rows[0].0.as_str(), rows[0].1, rows[0].2),
-        ("deleted", 3000, 2999)
+        (
+            &rows[0]["reason"],
+            &rows[0]["caller_packets"],
+            &rows[0]["callee_packets"]
+        ),
+        (&"deleted".into(), &3000.into(), &2999.into())
     );
-    let info: serde_json::Value = serde_json::from_str(&rows[0].3).unwrap();
+    let info: serde_json::Value = serde_json::from_str(rows[0]["info"].as_str().unwrap()).unwrap();
     assert_eq!(info["duration_ms"], 61_500);
     assert_eq!(info["streams"][0]["caller"]["jitter"], 80);
-    assert!(store.find("nobody").unwrap().is_empty());
+    assert!(store.find::<SessionRecord>("nobody").unwrap().is_empty());
 
     // The same columns, in the same order, as the SQLite table.
     let mut expected = vec!["id".to_owned()];
-    expected.extend(COLUMNS.iter().map(|(n, _)| (*n).to_owned()));
-    assert_eq!(store.column_names().unwrap(), expected);
+    expected.extend(COLUMNS.iter().map(|c| c.name.to_owned()));
+    assert_eq!(store.column_names::<SessionRecord>().unwrap(), expected);
     let dir = temp_dir("columns");
-    let sqlite = SqliteStore::open(&dir.join("a.sqlite")).unwrap();
-    assert_eq!(sqlite.column_names().unwrap(), expected);
+    let mut sqlite = SqliteStore::open(&dir.join("a.sqlite")).unwrap();
+    assert_eq!(sqlite.column_names::<SessionRecord>().unwrap(), expected);
     let _ = std::fs::remove_dir_all(&dir);
 
-    // A second relay connecting to an existing table neither fails nor loses rows.
-    let mut again = PostgresStore::connect(&server.url()).unwrap();
-    assert_eq!(again.count().unwrap(), 3);
+    // A second process connecting to an existing table neither fails nor loses rows.
+    let mut again = PostgresStore::connect(&url(&server)).unwrap();
+    assert_eq!(again.count::<SessionRecord>().unwrap(), 3);
+    assert_eq!(again.schema_version("relay_sessions").unwrap(), Some(1));
+}
+
+/// The DDL releases before versioned migrations ran on PostgreSQL.
+const UNVERSIONED_POSTGRES_DDL: &str = "BEGIN; SELECT pg_advisory_xact_lock(7882817126550430068);
+CREATE TABLE IF NOT EXISTS relay_sessions (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    from_tag TEXT NOT NULL,
+    to_tag TEXT NOT NULL,
+    start_unix_ms BIGINT NOT NULL,
+    end_unix_ms BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    caller_packets BIGINT NOT NULL,
+    caller_bytes BIGINT NOT NULL,
+    callee_packets BIGINT NOT NULL,
+    callee_bytes BIGINT NOT NULL,
+    info TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS relay_sessions_call_id ON relay_sessions (call_id);
+CREATE INDEX IF NOT EXISTS relay_sessions_end ON relay_sessions (end_unix_ms); COMMIT;";
+
+#[test]
+fn a_table_from_before_versions_is_accepted_and_keeps_its_rows() {
+    let server = PostgresServer::start();
+    let old = record("old@host", 1, 2);
+    {
+        // What an earlier release left: the table, one row, no version table.
+        let mut raw = PostgresStore::connect(&url(&server)).unwrap();
+        raw.execute_batch(UNVERSIONED_POSTGRES_DDL).unwrap();
+        let info = old.to_json().to_string().replace('\'', "''");
+        raw.execute_batch(&format!(
+            "INSERT INTO relay_sessions (call_id, from_tag, to_tag, start_unix_ms, end_unix_ms, \
+             duration_ms, reason, caller_packets, caller_bytes, callee_packets, callee_bytes, info) \
+             VALUES ('old@host', 'ft', 'tt', 1700000000000, 1700000061500, 61500, 'deleted', 1, 172, 2, 344, '{info}')"
+        ))
+        .unwrap();
+        assert_eq!(raw.schema_version("relay_sessions").unwrap(), None);
+    }
+    let writer = spawn(
+        StoreTarget::Postgres {
+            url: url(&server),
+            fallback: None,
+        },
+        &[SessionRecord::TABLE],
+        WriterOptions::default(),
+    )
+    .unwrap();
+    let new = record("new@host", 3, 4);
+    writer.sink().send(new.clone());
+    assert_eq!(writer.close().stored, 1);
+    let mut store = PostgresStore::connect(&url(&server)).unwrap();
+    assert_eq!(store.schema_version("relay_sessions").unwrap(), Some(1));
+    assert_eq!(store.records::<SessionRecord>(10).unwrap(), [old, new]);
 }
 
 #[test]
@@ -109,11 +174,12 @@ fn outage_queues_records_then_restart_stores_them_and_shutdown_falls_back() {
     let fallback = dir.join("accounting.sqlite");
     let lines: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink = Arc::clone(&lines);
-    let (tx, writer) = spawn_with_log(
+    let writer = spawn_with_log(
         StoreTarget::Postgres {
-            url: server.url(),
+            url: url(&server),
             fallback: Some(fallback.clone()),
         },
+        &[SessionRecord::TABLE],
         WriterOptions {
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_millis(400),
@@ -122,11 +188,12 @@ fn outage_queues_records_then_restart_stores_them_and_shutdown_falls_back() {
         Box::new(move |l| sink.lock().unwrap().push(l.to_owned())),
     )
     .unwrap();
-    let mut reader = PostgresStore::connect(&server.url()).unwrap();
-    let count = |reader: &mut PostgresStore| reader.count().unwrap_or(-1);
+    let tx = writer.sink();
+    let mut reader = PostgresStore::connect(&url(&server)).unwrap();
+    let count = |reader: &mut PostgresStore| reader.count::<SessionRecord>().unwrap_or(-1);
 
     for i in 0..3 {
-        tx.send(record(&format!("before-{i}"), 1, 1)).unwrap();
+        assert!(tx.send(record(&format!("before-{i}"), 1, 1)));
     }
     wait_for("3 rows", Duration::from_secs(10), || {
         count(&mut reader) == 3
@@ -134,7 +201,7 @@ fn outage_queues_records_then_restart_stores_them_and_shutdown_falls_back() {
 
     server.stop();
     for i in 0..2 {
-        tx.send(record(&format!("during-{i}"), 1, 1)).unwrap();
+        assert!(tx.send(record(&format!("during-{i}"), 1, 1)));
     }
     wait_for("the outage to be logged", Duration::from_secs(20), || {
         lines
@@ -162,7 +229,7 @@ fn outage_queues_records_then_restart_stores_them_and_shutdown_falls_back() {
         lines.lock().unwrap()
     );
     let ids: Vec<String> = reader
-        .records(10)
+        .records::<SessionRecord>(10)
         .unwrap()
         .into_iter()
         .map(|r| r.call_id)
@@ -174,9 +241,9 @@ fn outage_queues_records_then_restart_stores_them_and_shutdown_falls_back() {
 
     // Down at shutdown: the writer tries once more, then writes to the SQLite file.
     server.stop();
-    tx.send(record("at-shutdown", 7, 7)).unwrap();
+    assert!(tx.send(record("at-shutdown", 7, 7)));
     drop(tx);
-    let report = writer.join().unwrap();
+    let report = writer.close();
     assert_eq!(
         report,
         WriterReport {
@@ -185,44 +252,31 @@ fn outage_queues_records_then_restart_stores_them_and_shutdown_falls_back() {
             lost: 0
         }
     );
-    let sqlite = SqliteStore::open(&fallback).unwrap();
-    let rows = sqlite.find("at-shutdown").unwrap();
+    let mut sqlite = SqliteStore::open(&fallback).unwrap();
+    let rows = sqlite.find::<SessionRecord>("at-shutdown").unwrap();
     assert_eq!(
-        (rows.len(), rows[0].0.as_str(), rows[0].1),
-        (1, "deleted", 7)
+        (rows.len(), &rows[0]["reason"], &rows[0]["caller_packets"]),
+        (1, &"deleted".into(), &7.into())
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn relay_refuses_to_start_when_postgres_is_unreachable() {
+#[test]
+fn the_store_refuses_to_open_when_postgres_is_unreachable() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let dir = temp_dir("refuse");
-    let config = EngineConfig {
-        ng_udp: vec!["127.0.0.1:0".parse().unwrap()],
-        ng_tcp: Vec::new(),
-        media: vec![("127.0.0.1".parse().unwrap(), "127.0.0.1".parse().unwrap())],
-        ports: (43000, 43099),
-        port_quarantine: Duration::from_secs(10),
-        options: RelayOptions::default(),
-        store: Some(dir.join("accounting.sqlite")),
-        postgres_url: Some(format!("postgresql://relay:pw@127.0.0.1:{port}/acct")),
-        notify_url: None,
-        tick: Duration::from_millis(50),
-        forward_threads: 1,
-        forward_coalesce: Duration::ZERO,
-        forward_io: Default::default(),
-        forward_scheduling: Default::default(),
+    let target = StoreTarget::Postgres {
+        url: format!("postgresql://relay:pw@127.0.0.1:{port}/acct")
+            .parse()
+            .unwrap(),
+        fallback: Some(dir.join("accounting.sqlite")),
     };
-    let err = Relay::start(config).await.unwrap_err();
-    assert!(
-        matches!(err, StartError::Store(StoreError::PostgresStart { .. })),
-        "{err:?}"
-    );
+    let err = spawn(target, &[SessionRecord::TABLE], WriterOptions::default()).unwrap_err();
+    assert!(matches!(err, StoreError::PostgresStart { .. }), "{err:?}");
     let text = err.to_string();
     assert!(
         text.starts_with(&format!(

@@ -7,6 +7,8 @@
 //!   frame counts, errors), over TCP, UDP or the HTTP tunnel.
 //! * [`rtspsrc`]: GStreamer's rtspsrc as an RTSP client (`peers/rtspsrc_client.py`).
 //! * [`Tap`]: a transparent TCP tap recording both directions with timestamps.
+//! * [`postgres::PostgresServer`]: a throwaway PostgreSQL server (Debian's
+//!   `postgresql`) that can be stopped and started again to simulate an outage.
 //! * [`ports`]: free loopback TCP/UDP ports and RTP/RTCP pairs.
 //! * [`process::Peer`]: the child-process wrapper under all of them: own process group,
 //!   parent-death signal, killed on drop, last output lines kept for failure messages.
@@ -32,6 +34,7 @@ pub mod ffmpeg;
 pub mod gst;
 pub mod origin;
 pub mod ports;
+pub mod postgres;
 pub mod process;
 pub mod tap;
 pub mod transport;

@@ -247,12 +247,12 @@ mod tests {
     /// change here.
     fn config(ng_udp: &str, ng_tcp: &[&str], ports: (u16, u16)) -> EngineConfig {
         let relay = mediagate_config::RelayConfig::default();
-        let mut config = EngineConfig::from_config(&relay, std::path::Path::new("unused"));
+        let mut config = EngineConfig::from_config(&relay);
         config.ng_udp = vec![ng_udp.parse().unwrap()];
         config.ng_tcp = ng_tcp.iter().map(|a| a.parse().unwrap()).collect();
         config.media = vec![("127.0.0.1".parse().unwrap(), "127.0.0.1".parse().unwrap())];
         config.ports = ports;
-        config.store = None;
+        config.records = None;
         config.forward_threads = 1;
         config
     }

@@ -1,26 +1,28 @@
 //! The relay engine (tokio): `ng` listeners, media sockets and forwarding tasks, the
-//! timer that ends idle calls, the accounting writer and teardown notifications, and
-//! graceful shutdown.
+//! timer that ends idle calls, finished-call records (to the process's records
+//! writer) and teardown notifications, metrics, and graceful shutdown.
 //!
 //! What it does: [`Relay::start`] binds everything an [`EngineConfig`] names (failing
 //! with the address when a bind fails) and returns a handle; [`Relay::shutdown`] drains
 //! (new calls refused with the failover reply), waits for running calls to end within
-//! a bound or until told to hurry, ends the rest with reason `shutdown`, and flushes
-//! their records to the store before returning.
+//! a bound or until told to hurry, ends the rest with reason `shutdown`, and hands
+//! their records to the records writer before returning (the binary closes the writer
+//! after every role has stopped, which flushes them). [`Relay::publish_metrics`]
+//! registers what the engine already counts, read when scraped.
 //!
 //! What it does not: parse config files or handle signals (the binary does, and calls
 //! [`Relay::shutdown`] on SIGTERM), or make protocol decisions (the sans-IO modules do).
 
 mod control;
 pub mod forward;
+mod metrics;
 pub mod notify;
 pub mod sockets;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, UdpSocket};
@@ -28,9 +30,8 @@ use tokio::sync::watch;
 
 use crate::calls::{Ended, Now, Registry, RelayOptions};
 use crate::record::{EndReason, SessionRecord};
-use crate::store::writer::{self, WriterOptions, WriterReport};
-use crate::store::{StoreError, StoreTarget};
 use mediagate_ng::cookie_cache::CookieCache;
+use mediagate_ops::store::RecordSink;
 use notify::NotifyTarget;
 use sockets::SocketEnv;
 
@@ -49,12 +50,9 @@ pub struct EngineConfig {
     pub port_quarantine: Duration,
     /// Core behaviour: timeouts, latching, limits.
     pub options: RelayOptions,
-    /// SQLite accounting file; `None` keeps records in memory only. With
-    /// `postgres_url`, the fallback for records PostgreSQL could not take.
-    pub store: Option<PathBuf>,
-    /// PostgreSQL URL for the records (`[accounting] postgres_url`); `None` uses
-    /// `store`. The relay refuses to start when this server cannot be reached.
-    pub postgres_url: Option<String>,
+    /// Where finished-call records go: the process's records writer, which the binary
+    /// opens from `[accounting]`. `None` keeps records in memory only.
+    pub records: Option<RecordSink>,
     /// `http://` URL told about calls ended for inactivity.
     pub notify_url: Option<String>,
     /// How often idle calls and delete delays are checked.
@@ -74,9 +72,9 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// The engine settings for `[relay]`, with the accounting store at
-    /// `state_dir/accounting.sqlite`.
-    pub fn from_config(relay: &mediagate_config::RelayConfig, state_dir: &std::path::Path) -> Self {
+    /// The engine settings for `[relay]`, records kept in memory only until
+    /// [`EngineConfig::with_records`] names a writer.
+    pub fn from_config(relay: &mediagate_config::RelayConfig) -> Self {
         use crate::latch::LatchPolicy;
         use mediagate_config::EndpointLearning;
         use mediagate_ng::request::Learning;
@@ -114,8 +112,7 @@ impl EngineConfig {
                 max_sessions: count(relay.max_sessions.get()),
                 max_media_per_call: count(relay.max_media_per_call.get()),
             },
-            store: Some(state_dir.join("accounting.sqlite")),
-            postgres_url: None,
+            records: None,
             notify_url: relay
                 .teardown_notify_url
                 .as_ref()
@@ -131,27 +128,10 @@ impl EngineConfig {
         }
     }
 
-    /// Applies `[accounting]`: records go to PostgreSQL when a URL is set (the SQLite
-    /// file under `state_dir` then only takes what PostgreSQL could not).
-    pub fn with_accounting(mut self, accounting: &mediagate_config::AccountingConfig) -> Self {
-        self.postgres_url = accounting
-            .postgres_url
-            .as_ref()
-            .map(|u| u.as_str().to_owned());
+    /// Sends finished-call records to `sink`.
+    pub fn with_records(mut self, sink: RecordSink) -> Self {
+        self.records = Some(sink);
         self
-    }
-
-    /// Where records go: PostgreSQL if configured, else the SQLite file, else nowhere
-    /// (memory only).
-    pub fn store_target(&self) -> Option<StoreTarget> {
-        match (&self.postgres_url, &self.store) {
-            (Some(url), fallback) => Some(StoreTarget::Postgres {
-                url: url.clone(),
-                fallback: fallback.clone(),
-            }),
-            (None, Some(path)) => Some(StoreTarget::Sqlite(path.clone())),
-            (None, None) => None,
-        }
     }
 }
 
@@ -169,9 +149,6 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    /// The accounting store could not be opened (for PostgreSQL: reached).
-    #[error(transparent)]
-    Store(#[from] StoreError),
     /// The notification URL is unusable.
     #[error("{0}")]
     Notify(String),
@@ -194,7 +171,7 @@ const RECENT_RECORDS: usize = 1000;
 
 pub(crate) struct State {
     control: Mutex<Control>,
-    records: Mutex<Option<mpsc::Sender<SessionRecord>>>,
+    records: Mutex<Option<RecordSink>>,
     recent: Mutex<VecDeque<SessionRecord>>,
     notify: Option<NotifyTarget>,
     shutdown: watch::Sender<bool>,
@@ -253,8 +230,13 @@ impl State {
                 }
                 recent.push_back(e.record.clone());
             }
-            if let Some(tx) = lock_any(&self.records).as_ref() {
-                let _ = tx.send(e.record);
+            if let Some(sink) = lock_any(&self.records).as_ref() {
+                let call_id = e.record.call_id.clone();
+                if !sink.send(e.record) {
+                    eprintln!(
+                        "mediagate relay: the records writer has closed; the record of call {call_id} is not stored"
+                    );
+                }
             }
         }
     }
@@ -265,7 +247,6 @@ pub struct Relay {
     state: Arc<State>,
     ng_udp: Vec<SocketAddr>,
     ng_tcp: Vec<SocketAddr>,
-    writer: Option<std::thread::JoinHandle<WriterReport>>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -317,19 +298,6 @@ impl Relay {
                 })?;
             tcp.push(listener);
         }
-        let (records_tx, writer) = match config.store_target() {
-            Some(target) => {
-                // Opening may wait for a PostgreSQL server (bounded by its connect
-                // timeout), and its client must not run on a runtime thread.
-                let (tx, handle) = tokio::task::spawn_blocking(move || {
-                    writer::spawn(target, WriterOptions::default())
-                })
-                .await
-                .map_err(|e| StoreError::Thread(e.to_string()))??;
-                (Some(tx), Some(handle))
-            }
-            None => (None, None),
-        };
         let now = control::read_clock();
         let threads = match config.forward_threads {
             0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 8)),
@@ -360,7 +328,7 @@ impl Relay {
                 env,
                 cookies: CookieCache::new(now.at, 100_000),
             }),
-            records: Mutex::new(records_tx),
+            records: Mutex::new(config.records),
             recent: Mutex::new(VecDeque::new()),
             notify,
             shutdown,
@@ -379,7 +347,6 @@ impl Relay {
             state,
             ng_udp,
             ng_tcp,
-            writer,
         })
     }
 
@@ -430,6 +397,14 @@ impl Relay {
         self.state.lock().env.running_streams()
     }
 
+    /// Publishes the relay's counters into `metrics` as `mediagate_relay_...`: read
+    /// from the engine's own counters at each scrape, so forwarding does no extra work.
+    /// After the relay stops they are no longer reported.
+    pub fn publish_metrics(&self, metrics: &mediagate_ops::metrics::Metrics) {
+        let collector = metrics::RelayMetrics::new(Arc::downgrade(&self.state));
+        metrics.register("relay", |r| r.collect(collector));
+    }
+
     /// The latest finished-call records (at most 1,000), oldest first.
     pub fn recent_records(&self) -> Vec<SessionRecord> {
         lock_any(&self.state.recent).iter().cloned().collect()
@@ -437,7 +412,7 @@ impl Relay {
 
     /// Graceful shutdown: drain, wait until no call is active or `max_wait` passes or
     /// `hurry` completes (a second SIGTERM), end the remaining calls with reason
-    /// `shutdown`, stop every task and flush the records. Returns how many calls had to
+    /// `shutdown`, stop every task and hand the records to the writer. Returns how many calls had to
     /// be cut.
     pub async fn shutdown(
         mut self,
@@ -457,7 +432,8 @@ impl Relay {
         self.stop_now()
     }
 
-    /// Ends every call now (reason `shutdown`), stops the tasks and flushes records.
+    /// Ends every call now (reason `shutdown`), stops the tasks and hands the records to
+    /// the writer.
     /// Returns how many calls were cut (calls in their delete delay are not counted).
     pub fn stop_now(&mut self) -> usize {
         let now = control::read_clock();
@@ -472,17 +448,16 @@ impl Relay {
         };
         self.state.finish(ended);
         let _ = self.state.shutdown.send(true);
+        // The relay's handle on the writer goes; the binary closes the writer itself
+        // once every role has stopped.
         lock_any(&self.state.records).take();
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
-        }
         cut
     }
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        if self.writer.is_some() || !*self.state.shutdown.borrow() {
+        if !*self.state.shutdown.borrow() {
             self.stop_now();
         }
     }
@@ -516,7 +491,7 @@ mod from_config_tests {
 
     fn engine_for(text: &str) -> EngineConfig {
         let config = mediagate_config::parse_config(text).expect("valid config");
-        EngineConfig::from_config(&config.relay, std::path::Path::new("/var/mg"))
+        EngineConfig::from_config(&config.relay)
     }
 
     #[test]
@@ -558,7 +533,8 @@ relatch_max_seq_gap = 1000
         assert_eq!(e.ports, (40000, 40099));
         assert_eq!(e.port_quarantine, Duration::from_secs(60));
         assert_eq!(e.notify_url.as_deref(), Some("http://127.0.0.1:5060/RPC"));
-        assert_eq!(e.store, Some(PathBuf::from("/var/mg/accounting.sqlite")));
+        // Where records go is the binary's choice (mediagate_ops::store::StoreTarget).
+        assert!(e.records.is_none());
         assert_eq!(e.forward_threads, 3);
         assert_eq!(
             e.forward_scheduling,

@@ -1,6 +1,5 @@
 //! A throwaway PostgreSQL server for real-peer tests, from Debian's `postgresql`
-//! package (shared by the relay's store tests and the binary's end-to-end test, which
-//! includes this file by path).
+//! package (used by the records store's tests, the relay's and the binary's).
 //!
 //! What it does: `initdb` a cluster in a fresh temporary directory (trust
 //! authentication, user `postgres`), start `postgres` on a free loopback TCP port with
@@ -15,15 +14,13 @@
 //! What it does not: TLS, other users or passwords, tuning beyond test speed
 //! (`fsync=off`).
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use mediagate_testkit::ports::free_tcp_port;
-use mediagate_testkit::process::{run, Peer};
+use crate::ports::free_tcp_port;
+use crate::process::{run, Peer};
 
 /// How long `initdb` and server start may take.
 const START_TIMEOUT: Duration = Duration::from_secs(60);

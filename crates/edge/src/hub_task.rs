@@ -22,7 +22,7 @@ use crate::hub::{HubCore, Packet, PacketKind, RingLimits, SubscriberId, TrackSta
 use crate::ports::{PortAllocator, SocketPair};
 use crate::rtsp_client::{ClientError, RtspClient};
 use crate::sink::ViewerSink;
-use crate::upstream::{self, Codec, Described, UpstreamTarget};
+use crate::upstream::{self, Described, UpstreamTarget};
 use mediagate_rtp::ContinuityRewriter;
 
 /// Timing and sizing of hubs.
@@ -684,7 +684,7 @@ impl HubTask {
                         continue;
                     };
                     let t = &d.tracks[track];
-                    let key = t.is_video && is_keyframe_start(t.codec, &data);
+                    let key = t.is_video && t.codec.is_keyframe_start_packet(&data);
                     (key, seq, ts)
                 }
                 PacketKind::Rtcp => {
@@ -786,17 +786,6 @@ impl HubTask {
             sink.conn.close();
             let _ = reply.send(Err(HubError::gone()));
         }
-    }
-}
-
-fn is_keyframe_start(codec: Codec, rtp: &[u8]) -> bool {
-    let Ok(packet) = mediagate_rtp::RtpPacket::parse(rtp) else {
-        return false;
-    };
-    match codec {
-        Codec::H264 => mediagate_rtp::h264::is_keyframe_start(packet.payload()),
-        Codec::H265 => mediagate_rtp::h265::is_keyframe_start(packet.payload()),
-        Codec::Other => false,
     }
 }
 

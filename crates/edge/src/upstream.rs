@@ -30,13 +30,8 @@ pub struct UpstreamTarget {
     pub udp: bool,
 }
 
-/// Codec families whose keyframes we recognise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
-    H264,
-    H265,
-    Other,
-}
+/// Codec families whose keyframes we recognise (owned by `mediagate_rtp`).
+pub use mediagate_rtp::Codec;
 
 /// One track of the origin's stream.
 #[derive(Debug, Clone)]
@@ -188,15 +183,9 @@ pub async fn describe(target: &UpstreamTarget) -> Result<(RtspClient, Described)
             continue;
         };
         let rtpmap = m.payload_types().next().and_then(|pt| m.rtpmap(pt));
-        let encoding = rtpmap
+        let codec = rtpmap
             .as_ref()
-            .map(|r| r.encoding.to_ascii_uppercase())
-            .unwrap_or_default();
-        let codec = match encoding.as_str() {
-            "H264" => Codec::H264,
-            "H265" | "HEVC" => Codec::H265,
-            _ => Codec::Other,
-        };
+            .map_or(Codec::Other, |r| Codec::from_encoding(r.encoding));
         let is_video = m.media_type() == "video";
         let clock_rate = rtpmap
             .as_ref()

@@ -856,7 +856,7 @@ async fn upstream_loop(
 
 /// How often to send a keep-alive for an origin session with this timeout.
 pub fn keepalive_interval(session_timeout: u64) -> Duration {
-    Duration::from_secs((session_timeout / 2).clamp(5, 30))
+    mediagate_rtsp::client::keepalive_interval(session_timeout, crate::rtsp_client::KEEPALIVE_FLOOR)
 }
 
 /// Reads frames until the connection fails; returns why.

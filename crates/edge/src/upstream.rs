@@ -54,7 +54,8 @@ pub struct Described {
     pub tracks: Vec<TrackInfo>,
     /// No finite `a=range`: live content (split); finite: on-demand.
     pub live: bool,
-    /// Origin session timeout (seconds) from the SETUP response, for keep-alives.
+    /// Origin session timeout (seconds) from the SETUP responses (as the client core
+    /// read it), for keep-alives.
     pub session_timeout: u64,
     /// The origin URL for aggregate requests (PLAY, PAUSE, TEARDOWN).
     pub aggregate_url: String,
@@ -105,10 +106,8 @@ pub async fn setup_tracks_udp(
             "Transport",
             format!("RTP/AVP;unicast;client_port={}-{}", rtp, rtp + 1),
         );
-        let resp = client.send_ok(req).await?;
-        if let Some(s) = resp.headers.get("Session") {
-            d.session_timeout = session_timeout_of(s).unwrap_or(d.session_timeout);
-        }
+        client.send_ok(req).await?;
+        d.session_timeout = client.session_timeout().unwrap_or(d.session_timeout);
         pairs.push(pair);
     }
     Ok(pairs)
@@ -240,9 +239,7 @@ pub async fn setup_tracks(client: &mut RtspClient, d: &mut Described) -> Result<
         if let Some(ch) = resp.headers.get("Transport").and_then(interleaved_channel) {
             t.channel = ch; // the origin may pick its own channels
         }
-        if let Some(s) = resp.headers.get("Session") {
-            d.session_timeout = session_timeout_of(s).unwrap_or(d.session_timeout);
-        }
+        d.session_timeout = client.session_timeout().unwrap_or(d.session_timeout);
     }
     Ok(())
 }
@@ -289,29 +286,16 @@ pub fn interleaved_channel(transport: &str) -> Option<u8> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// `timeout=N` of a Session header value.
-fn session_timeout_of(session: &str) -> Option<u64> {
-    session
-        .split(';')
-        .skip(1)
-        .find_map(|p| p.trim().strip_prefix("timeout="))
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|&t| t > 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn reads_transport_and_session_parameters() {
+    fn reads_the_interleaved_channel() {
         assert_eq!(
             interleaved_channel("RTP/AVP/TCP;unicast;interleaved=4-5;ssrc=1234ABCD"),
             Some(4)
         );
         assert_eq!(interleaved_channel("RTP/AVP;unicast;client_port=1-2"), None);
-        assert_eq!(session_timeout_of("abc;timeout=30"), Some(30));
-        assert_eq!(session_timeout_of("abc"), None);
-        assert_eq!(session_timeout_of("abc;timeout=0"), None);
     }
 }

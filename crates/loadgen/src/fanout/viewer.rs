@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::conn::{Conn, ConnError, CountingSink, FrameSink};
 use super::plan::{self, Lower, StreamPlan, TrackDelivery};
-use super::url::RtspUrl;
+use super::url::WatchedUrl;
 use crate::track_stats::{Codec, TrackStats};
 
 /// The step a viewer was at when it failed.
@@ -57,7 +57,7 @@ pub struct Failure {
 #[derive(Debug)]
 pub struct ViewerCtx {
     pub addr: SocketAddr,
-    pub url: RtspUrl,
+    pub url: WatchedUrl,
     pub lower: Lower,
     /// Codecs of the tracks the first DESCRIBE showed; every viewer must see the same.
     pub codecs: Vec<Codec>,

@@ -112,21 +112,17 @@ fn parse_host_port(
     };
     let port = match port_text {
         None => None,
-        Some(p) => {
-            let port = if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) {
-                p.parse::<u16>().ok().filter(|&n| n != 0)
-            } else {
-                None
-            };
-            Some(port.ok_or_else(|| bad(format!("{} is not a port from 1 to 65535", quoted(p))))?)
-        }
+        Some(p) => Some(
+            parse_port(p)
+                .ok_or_else(|| bad(format!("{} is not a port from 1 to 65535", quoted(p))))?,
+        ),
     };
     Ok((host, port))
 }
 
 /// True for characters a URL path or query may hold as written: visible ASCII except
 /// `#` (fragments mean nothing to RTSP) and the characters that need escaping.
-fn is_path_byte(b: u8) -> bool {
+pub(crate) fn is_path_byte(b: u8) -> bool {
     (0x21..=0x7e).contains(&b)
         && !matches!(
             b,
@@ -149,28 +145,41 @@ fn check_path(path: &str, whole: &str, what: &str) -> Result<(), InvalidValue> {
     Ok(())
 }
 
-fn percent_decode(text: &str, whole: &str) -> Result<String, InvalidValue> {
-    let bad = || {
-        InvalidValue::new(format!(
-            "invalid RTSP URL {}: bad percent-encoding in the user name or password",
-            quoted(whole)
-        ))
-    };
+/// Decodes `%XX` escapes; `None` for a broken escape or text that is not UTF-8. The
+/// url crate leaves such text as written, so this is where it is refused.
+pub(crate) fn percent_decode_strict(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
-            let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
             out.push(b);
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| bad())
+    String::from_utf8(out).ok()
+}
+
+fn percent_decode(text: &str, whole: &str) -> Result<String, InvalidValue> {
+    percent_decode_strict(text).ok_or_else(|| {
+        InvalidValue::new(format!(
+            "invalid RTSP URL {}: bad percent-encoding in the user name or password",
+            quoted(whole)
+        ))
+    })
+}
+
+/// A port written as 1 to 65535 in at most five digits (the url crate takes `0`,
+/// and an empty port as none).
+pub(crate) fn parse_port(text: &str) -> Option<u16> {
+    if text.is_empty() || text.len() > 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<u16>().ok().filter(|&p| p != 0)
 }
 
 fn percent_encode_userinfo(text: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {

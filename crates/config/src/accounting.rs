@@ -12,7 +12,8 @@
 //! What it does not: connect (the relay does at start and refuses to start when the
 //! server cannot be reached), TLS (`sslmode=require` and stricter are refused until the
 //! store speaks TLS), several hosts in one URL, or libpq's environment variables.
-//! URL syntax: RFC 3986 §3 as PostgreSQL's "connection URI" form uses it.
+//! URL syntax: RFC 3986 §3 as PostgreSQL's "connection URI" form uses it, read by the
+//! `url` crate after our checks (shared with `url.rs`) have named any refusal.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
@@ -20,7 +21,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::url::{parse_host_name, Host};
+use super::url::{
+    is_path_byte as is_url_byte, parse_host_name, parse_port,
+    percent_decode_strict as percent_decode, Host,
+};
 use super::value_error::{check_len, quoted, InvalidValue};
 
 /// PostgreSQL's default TCP port.
@@ -161,41 +165,6 @@ pub fn redact_postgres_url(url: &str) -> String {
     format!("{head}{authority}{tail}")
 }
 
-/// Decodes `%XX` escapes; `None` for a broken escape or text that is not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// True for bytes a URL may hold unescaped here: visible ASCII except the characters
-/// that would change its structure or need quoting.
-fn is_url_byte(b: u8) -> bool {
-    (0x21..=0x7e).contains(&b)
-        && !matches!(
-            b,
-            b'#' | b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
-        )
-}
-
-fn parse_port(text: &str) -> Option<u16> {
-    if text.is_empty() || text.len() > 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse::<u16>().ok().filter(|&p| p != 0)
-}
-
 impl FromStr for PostgresUrl {
     type Err = InvalidValue;
 
@@ -275,6 +244,10 @@ impl FromStr for PostgresUrl {
         if let Some(query) = query {
             check_params(query).map_err(|why| bad(&why))?;
         }
+        // The structure as the url crate reads it must agree with ours.
+        let parsed = url::Url::parse(s).map_err(|e| bad(&e.to_string()))?;
+        let user = percent_decode(parsed.username())
+            .ok_or_else(|| bad("bad percent-encoding in the user name"))?;
 
         Ok(Self {
             text: s.to_owned(),

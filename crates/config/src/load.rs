@@ -362,6 +362,29 @@ mod tests {
     }
 
     #[test]
+    fn a_notify_url_the_relay_cannot_use_is_refused_where_it_is_written() {
+        // The relay speaks plain HTTP without credentials; these used to pass the check
+        // and then stop the relay at start.
+        let text = "[relay]\nteardown_notify_url = \"https://127.0.0.1:5060/RPC\"\n";
+        let errors = parse_config(text).unwrap_err();
+        assert_eq!(
+            at(text, &errors),
+            ["f.toml:2:23: invalid HTTP URL \"https://127.0.0.1:5060/RPC\": https:// (HTTP over TLS) is not supported yet; use http://, as in http://127.0.0.1:5060/RPC"]
+        );
+        let text = "[relay]\nteardown_notify_url = \"http://u:p@127.0.0.1:5060/RPC\"\n";
+        let errors = parse_config(text).unwrap_err();
+        let lines = at(text, &errors);
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].starts_with("f.toml:2:23: invalid HTTP URL")
+                && lines[0].contains("user names and passwords are not supported"),
+            "{lines:?}"
+        );
+        let ok = "[relay]\nteardown_notify_url = \"http://127.0.0.1:5060/RPC\"\n";
+        assert!(parse_config(ok).is_ok());
+    }
+
+    #[test]
     fn suggests_the_nearest_key_for_a_typo() {
         let text = "[edge]\nlingr = \"5s\"\n[log]\nformat = \"jsn\"\n[relay]\nzzz = 1\n";
         let errors = parse_config(text).unwrap_err();

@@ -1,13 +1,20 @@
 //! URL-valued settings: RTSP URL prefixes for routes and parents, and HTTP hook URLs.
+//! This is the workspace's one URL parser: engines and tools take these types, never
+//! the text.
 //!
-//! What it does: parses `rtsp://[user[:password]@]host[:port][/path]` (RFC 2326 §3.2,
-//! authority syntax of RFC 3986 §3.2) with percent-decoding of the user information, a
-//! host that is a DNS name, an IPv4 address or a bracketed IPv6 address, and a path kept
-//! exactly as written (it is a prefix matched against request URIs). An advertised route
-//! prefix is either such a URL without credentials or a bare path (`/cam1`).
+//! What it does: reads `rtsp://[user[:password]@]host[:port][/path]` (RFC 2326 §3.2,
+//! authority syntax of RFC 3986 §3.2) and `http://host[:port][/path]` with the `url`
+//! crate, which splits the structure. On top of it, our own rules, each refused with a
+//! message that names the reason: a port written as 1 to 65535, a host that is a DNS
+//! name (RFC 1123), an IPv4 address or a bracketed IPv6 address, strict
+//! percent-decoding of the user information, and a path kept exactly as written (it is
+//! a prefix matched against request URIs, so it is neither normalised nor decoded). An
+//! advertised route prefix is either such a URL without credentials or a bare path
+//! (`/cam1`), matched on whole path segments.
 //!
-//! What it does not: `rtsps://` (no TLS yet), `rtspu://`, fragments, internationalised
-//! names, or percent-decoding of the path (prefixes compare byte for byte).
+//! What it does not: `rtsps://` or `https://` (no TLS yet), `rtspu://`, fragments,
+//! internationalised names, or percent-decoding of the path (prefixes compare byte for
+//! byte).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
@@ -105,21 +112,17 @@ fn parse_host_port(
     };
     let port = match port_text {
         None => None,
-        Some(p) => {
-            let port = if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) {
-                p.parse::<u16>().ok().filter(|&n| n != 0)
-            } else {
-                None
-            };
-            Some(port.ok_or_else(|| bad(format!("{} is not a port from 1 to 65535", quoted(p))))?)
-        }
+        Some(p) => Some(
+            parse_port(p)
+                .ok_or_else(|| bad(format!("{} is not a port from 1 to 65535", quoted(p))))?,
+        ),
     };
     Ok((host, port))
 }
 
 /// True for characters a URL path or query may hold as written: visible ASCII except
 /// `#` (fragments mean nothing to RTSP) and the characters that need escaping.
-fn is_path_byte(b: u8) -> bool {
+pub(crate) fn is_path_byte(b: u8) -> bool {
     (0x21..=0x7e).contains(&b)
         && !matches!(
             b,
@@ -142,28 +145,41 @@ fn check_path(path: &str, whole: &str, what: &str) -> Result<(), InvalidValue> {
     Ok(())
 }
 
-fn percent_decode(text: &str, whole: &str) -> Result<String, InvalidValue> {
-    let bad = || {
-        InvalidValue::new(format!(
-            "invalid RTSP URL {}: bad percent-encoding in the user name or password",
-            quoted(whole)
-        ))
-    };
+/// Decodes `%XX` escapes; `None` for a broken escape or text that is not UTF-8. The
+/// url crate leaves such text as written, so this is where it is refused.
+pub(crate) fn percent_decode_strict(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
-            let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
             out.push(b);
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| bad())
+    String::from_utf8(out).ok()
+}
+
+fn percent_decode(text: &str, whole: &str) -> Result<String, InvalidValue> {
+    percent_decode_strict(text).ok_or_else(|| {
+        InvalidValue::new(format!(
+            "invalid RTSP URL {}: bad percent-encoding in the user name or password",
+            quoted(whole)
+        ))
+    })
+}
+
+/// A port written as 1 to 65535 in at most five digits (the url crate takes `0`,
+/// and an empty port as none).
+pub(crate) fn parse_port(text: &str) -> Option<u16> {
+    if text.is_empty() || text.len() > 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<u16>().ok().filter(|&p| p != 0)
 }
 
 fn percent_encode_userinfo(text: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -310,26 +326,33 @@ impl FromStr for RtspUrl {
                 "a path starting with '/' must come before any '?' or '#'",
             ));
         }
+        // Our rules first, so each refusal names its reason; the url crate accepts
+        // some of these (port 0, an empty port, a '#', loose escapes).
         let (userinfo, hostport) = match authority.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
         };
-        let credentials = match userinfo {
-            None => None,
-            Some(userinfo) => {
-                let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-                let username = percent_decode(user, s)?;
-                if username.is_empty() {
-                    return Err(bad("the user name before '@' is empty"));
-                }
-                Some(UrlCredentials {
-                    username,
-                    password: percent_decode(pass, s)?,
-                })
+        if let Some(userinfo) = userinfo {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            if user.is_empty() {
+                return Err(bad("the user name before '@' is empty"));
             }
-        };
-        let (host, port) = parse_host_port(hostport, s, what)?;
+        }
+        parse_host_port(hostport, s, what)?;
         check_path(path, s, what)?;
+        // Then the structure as the url crate reads it.
+        let parsed = url::Url::parse(s).map_err(|e| bad(&e.to_string()))?;
+        let credentials = if parsed.username().is_empty() {
+            None
+        } else {
+            Some(UrlCredentials {
+                username: percent_decode(parsed.username(), s)?,
+                password: percent_decode(parsed.password().unwrap_or(""), s)?,
+            })
+        };
+        let host = host_of(&parsed).ok_or_else(|| bad("the host is missing"))?;
+        // The path as written: the url crate would resolve "." and ".." segments,
+        // and a route prefix must match what viewers send byte for byte.
         let path = if path.is_empty() {
             "/".to_owned()
         } else {
@@ -338,10 +361,23 @@ impl FromStr for RtspUrl {
         Ok(Self {
             credentials,
             host,
-            port,
+            port: parsed.port(),
             path,
         })
     }
+}
+
+/// Our [`Host`] for the url crate's: an address when the text is one (for `rtsp` the
+/// crate keeps IPv4 hosts as names), else the name lower-cased.
+fn host_of(url: &url::Url) -> Option<Host> {
+    Some(match url.host()? {
+        url::Host::Ipv4(v4) => Host::Ip(IpAddr::V4(v4)),
+        url::Host::Ipv6(v6) => Host::Ip(IpAddr::V6(v6)),
+        url::Host::Domain(name) => match name.parse::<IpAddr>() {
+            Ok(ip) => Host::Ip(ip),
+            Err(_) => Host::Name(name.to_ascii_lowercase()),
+        },
+    })
 }
 
 impl fmt::Display for RtspUrl {
@@ -447,15 +483,54 @@ string_value_serde!(
     "a path prefix such as \"/cam1\" or an rtsp:// URL prefix"
 );
 
-/// An `http://` or `https://` URL for outgoing notifications (for example Kamailio's
-/// JSON-RPC endpoint). Kept as written.
+/// An `http://` URL for outgoing notifications (for example Kamailio's JSON-RPC
+/// endpoint), without credentials: the relay speaks plain HTTP and sends no
+/// `Authorization`, so `https://` and user information are refused here, where the
+/// error gets a line and column, rather than when the relay starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpUrl(String);
+pub struct HttpUrl {
+    text: String,
+    url: url::Url,
+}
+
+/// Default HTTP port (RFC 9110 §4.2.1).
+pub const HTTP_DEFAULT_PORT: u16 = 80;
 
 impl HttpUrl {
-    /// The URL text.
+    /// The URL text as written.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// The host.
+    pub fn host(&self) -> Host {
+        // A parsed `http` URL always has a host (the crate refuses an empty one).
+        host_of(&self.url).unwrap_or(Host::Name(String::new()))
+    }
+
+    /// The port, 80 when the URL names none.
+    pub fn port(&self) -> u16 {
+        self.url
+            .port_or_known_default()
+            .unwrap_or(HTTP_DEFAULT_PORT)
+    }
+
+    /// `host:port` to connect to (IPv6 in brackets, default port filled in).
+    pub fn authority(&self) -> String {
+        format!("{}:{}", self.host(), self.port())
+    }
+
+    /// The `Host` header value (RFC 9110 §7.2): the port only when it is not 80.
+    pub fn host_header(&self) -> String {
+        match self.url.port() {
+            Some(port) => format!("{}:{port}", self.host()),
+            None => self.host().to_string(),
+        }
+    }
+
+    /// Path and query for the request line (`/` when the URL names no path).
+    pub fn path_and_query(&self) -> &str {
+        &self.url[url::Position::BeforePath..url::Position::AfterQuery]
     }
 }
 
@@ -465,34 +540,44 @@ impl FromStr for HttpUrl {
     fn from_str(s: &str) -> Result<Self, InvalidValue> {
         check_len(s, "a URL")?;
         let what = "HTTP URL";
+        let bad = |why: &str| InvalidValue::new(format!("invalid {what} {}: {why}", quoted(s)));
         let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
         let rest = if lower.starts_with("http://") {
             s.get(7..)
         } else if lower.starts_with("https://") {
-            s.get(8..)
+            return Err(bad(
+                "https:// (HTTP over TLS) is not supported yet; use http://, as in http://127.0.0.1:5060/RPC",
+            ));
         } else {
             None
         };
         let Some(rest) = rest else {
-            return Err(InvalidValue::new(format!(
-                "invalid {what} {}: it must start with http:// or https://, as in http://127.0.0.1:5060/RPC",
-                quoted(s)
-            )));
+            return Err(bad(
+                "it must start with http://, as in http://127.0.0.1:5060/RPC",
+            ));
         };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => rest.split_at(i),
             None => (rest, ""),
         };
-        let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        parse_host_port(hostport, s, what)?;
+        if authority.contains('@') {
+            return Err(bad(
+                "user names and passwords are not supported here; write http://host:port/path",
+            ));
+        }
+        parse_host_port(authority, s, what)?;
         check_path(path, s, what)?;
-        Ok(Self(s.to_owned()))
+        let url = url::Url::parse(s).map_err(|e| bad(&e.to_string()))?;
+        Ok(Self {
+            text: s.to_owned(),
+            url,
+        })
     }
 }
 
 impl fmt::Display for HttpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
@@ -634,13 +719,50 @@ mod tests {
                 .as_str(),
             "http://127.0.0.1:5060/RPC"
         );
-        assert!("HTTPS://hooks.example.com".parse::<HttpUrl>().is_ok());
-        assert!("https://u:p@[::1]:8080/x?y=1".parse::<HttpUrl>().is_ok());
+        assert!("HTTP://hooks.example.com".parse::<HttpUrl>().is_ok());
+        assert!("http://[::1]:8080/x?y=1".parse::<HttpUrl>().is_ok());
         let e = |s: &str| s.parse::<HttpUrl>().unwrap_err().to_string();
-        assert!(e("ftp://x/").contains("must start with http:// or https://"));
+        assert!(e("ftp://x/").contains("must start with http://"));
         assert!(e("http:///x").contains("the host is missing"));
         assert!(e("http://x:99999/").contains("is not a port"));
         assert!(e("http").contains("must start with http://"));
+        // The relay cannot speak TLS nor send credentials: refused when the config is
+        // read, not when the relay starts.
+        assert!(e("HTTPS://hooks.example.com")
+            .contains("https:// (HTTP over TLS) is not supported yet"));
+        assert!(e("https://u:p@[::1]:8080/x?y=1").contains("not supported yet"));
+        assert!(e("http://u:p@[::1]:8080/x").contains("user names and passwords are not supported"));
+    }
+
+    #[test]
+    fn http_urls_name_what_a_request_needs() {
+        let u: HttpUrl = "http://127.0.0.1:5060/RPC".parse().unwrap();
+        assert_eq!(
+            (
+                u.authority().as_str(),
+                u.host_header().as_str(),
+                u.path_and_query()
+            ),
+            ("127.0.0.1:5060", "127.0.0.1:5060", "/RPC")
+        );
+        let u: HttpUrl = "http://SIP.example".parse().unwrap();
+        assert_eq!(
+            (
+                u.authority().as_str(),
+                u.host_header().as_str(),
+                u.path_and_query()
+            ),
+            ("sip.example:80", "sip.example", "/")
+        );
+        let u: HttpUrl = "http://[::1]/x?a=1".parse().unwrap();
+        assert_eq!(
+            (
+                u.authority().as_str(),
+                u.host_header().as_str(),
+                u.path_and_query()
+            ),
+            ("[::1]:80", "[::1]", "/x?a=1")
+        );
     }
 
     #[test]

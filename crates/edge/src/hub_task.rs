@@ -22,7 +22,7 @@ use crate::hub::{HubCore, Packet, PacketKind, RingLimits, SubscriberId, TrackSta
 use crate::ports::{PortAllocator, SocketPair};
 use crate::rtsp_client::{ClientError, RtspClient};
 use crate::sink::ViewerSink;
-use crate::upstream::{self, Codec, Described, UpstreamTarget};
+use crate::upstream::{self, Described, UpstreamTarget};
 use mediagate_rtp::ContinuityRewriter;
 
 /// Timing and sizing of hubs.
@@ -684,7 +684,7 @@ impl HubTask {
                         continue;
                     };
                     let t = &d.tracks[track];
-                    let key = t.is_video && is_keyframe_start(t.codec, &data);
+                    let key = t.is_video && t.codec.is_keyframe_start_packet(&data);
                     (key, seq, ts)
                 }
                 PacketKind::Rtcp => {
@@ -789,17 +789,6 @@ impl HubTask {
     }
 }
 
-fn is_keyframe_start(codec: Codec, rtp: &[u8]) -> bool {
-    let Ok(packet) = mediagate_rtp::RtpPacket::parse(rtp) else {
-        return false;
-    };
-    match codec {
-        Codec::H264 => mediagate_rtp::h264::is_keyframe_start(packet.payload()),
-        Codec::H265 => mediagate_rtp::h265::is_keyframe_start(packet.payload()),
-        Codec::Other => false,
-    }
-}
-
 async fn recv_upstream(
     up: &mut Option<(mpsc::Receiver<UpEvent>, tokio::task::JoinHandle<()>)>,
 ) -> Option<UpEvent> {
@@ -867,7 +856,7 @@ async fn upstream_loop(
 
 /// How often to send a keep-alive for an origin session with this timeout.
 pub fn keepalive_interval(session_timeout: u64) -> Duration {
-    Duration::from_secs((session_timeout / 2).clamp(5, 30))
+    mediagate_rtsp::client::keepalive_interval(session_timeout, crate::rtsp_client::KEEPALIVE_FLOOR)
 }
 
 /// Reads frames until the connection fails; returns why.

@@ -1,6 +1,7 @@
 //! mediagate edge engine: the live-splitting RTSP proxy.
 //!
-//! Pure session logic lives in modules without I/O ([`hub`], [`continuity`], [`url`]);
+//! Pure session logic lives in modules without I/O ([`hub`]; URLs and their prefix
+//! rules are `mediagate_config`'s, the RTSP client session is `mediagate_rtsp`'s);
 //! the tokio shells around them own sockets and timers.
 
 pub mod conn_out;
@@ -13,6 +14,5 @@ pub mod rtsp_client;
 pub mod server;
 pub mod sink;
 pub mod upstream;
-pub mod url;
 pub mod viewer;
 pub mod vod;

@@ -1,18 +1,21 @@
-//! The edge's RTSP client toward an origin (or a parent edge): one TCP connection,
-//! requests sent one at a time, responses matched by CSeq, interleaved frames that
-//! arrive meanwhile kept in order for the caller.
+//! The edge's RTSP client toward an origin (or a parent edge): the I/O shell around
+//! `mediagate_rtsp::ClientSession`, which numbers requests, tracks the Session, matches
+//! responses by CSeq and answers one `401` challenge with the route's credentials
+//! (a second refusal is reported, never looped).
 //!
-//! It answers `401` challenges with the route's credentials (Basic or Digest, see
-//! `mediagate_rtsp::auth`) and retries once; a second refusal is reported, never looped.
-//! Every wait is bounded by the timeout given at connect.
+//! This file only moves bytes: one TCP connection, requests sent one at a time,
+//! interleaved frames that arrive while a response is awaited kept in order for the
+//! caller. Every wait is bounded by the timeout given at connect.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mediagate_rtsp::auth::ClientAuth;
 use mediagate_rtsp::parse::{Decoder, Limits, ParseError};
-use mediagate_rtsp::{InterleavedFrame, Item, Method, Request, Response, StatusCode, Version};
+use mediagate_rtsp::{
+    ClientSession, ClientSessionError, InterleavedFrame, Item, Method, Request, Response,
+    ResponseDisposition, StatusCode,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -42,6 +45,14 @@ pub enum ClientError {
         status: StatusCode,
         reason: String,
     },
+}
+
+impl From<ClientSessionError> for ClientError {
+    fn from(e: ClientSessionError) -> Self {
+        match e {
+            ClientSessionError::Auth(e) => ClientError::Auth(e.to_string()),
+        }
+    }
 }
 
 impl ClientError {
@@ -76,23 +87,21 @@ impl std::fmt::Debug for Credentials {
 pub struct RtspClient {
     stream: TcpStream,
     decoder: Decoder,
-    cseq: u32,
-    auth: Option<ClientAuth>,
-    session: Option<String>,
+    core: ClientSession,
     frames: VecDeque<InterleavedFrame>,
     timeout: Duration,
-    via: String,
-    user_agent: String,
 }
 
 impl std::fmt::Debug for RtspClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RtspClient")
-            .field("cseq", &self.cseq)
-            .field("session", &self.session)
+            .field("session", &self.core.session_id())
             .finish_non_exhaustive()
     }
 }
+
+/// Keep-alives to an origin no more often than this, whatever timeout it states.
+pub const KEEPALIVE_FLOOR: Duration = Duration::from_secs(5);
 
 /// Frames buffered while waiting for a response, at most; beyond that the origin is
 /// streaming faster than we ask questions and the connection is failed.
@@ -114,16 +123,18 @@ impl RtspClient {
                 source,
             })?;
         stream.set_nodelay(true)?;
+        let core = ClientSession::new(
+            format!("mediagate/{}", env!("CARGO_PKG_VERSION")),
+            credentials.map(|c| (c.username, c.password)),
+        )
+        .with_via(via)
+        .with_keepalive_floor(KEEPALIVE_FLOOR);
         Ok(Self {
             stream,
             decoder: Decoder::new(Limits::default()),
-            cseq: 0,
-            auth: credentials.map(|c| ClientAuth::new(c.username, c.password)),
-            session: None,
+            core,
             frames: VecDeque::new(),
             timeout,
-            via,
-            user_agent: format!("mediagate/{}", env!("CARGO_PKG_VERSION")),
         })
     }
 
@@ -134,41 +145,32 @@ impl RtspClient {
 
     /// The session id the origin gave in a SETUP response.
     pub fn session(&self) -> Option<&str> {
-        self.session.as_deref()
+        self.core.session_id()
+    }
+
+    /// The session timeout (seconds) the origin stated in a `Session` header, if any.
+    pub fn session_timeout(&self) -> Option<u64> {
+        self.core.session_timeout_secs()
     }
 
     /// Builds a request with the headers every request to the origin carries.
     pub fn request(&self, method: Method, uri: &str) -> Request {
-        let mut req = Request::new(method, uri, Version::Rtsp1_0);
-        req.headers.append("User-Agent", self.user_agent.clone());
-        req
+        self.core.request(method, uri)
     }
 
     /// Sends `req` and waits for its response, answering one authentication challenge.
     /// A non-2xx final status is returned as `Ok` (the caller decides); use
     /// [`Self::send_ok`] to turn it into an error.
-    pub async fn send(&mut self, mut req: Request) -> Result<Response, ClientError> {
-        let mut answered_challenge = false;
+    pub async fn send(&mut self, req: Request) -> Result<Response, ClientError> {
+        let mut wire = self.core.send(req, &ids::random_hex(8))?;
         loop {
-            self.write_request(&mut req).await?;
-            let resp = self.read_response(self.cseq).await?;
-            if resp.status == StatusCode::UNAUTHORIZED && !answered_challenge {
-                if let Some(auth) = &mut self.auth {
-                    let challenges: Vec<&str> = resp.headers.get_all("WWW-Authenticate").collect();
-                    auth.handle_challenge(&challenges)
-                        .map_err(|e| ClientError::Auth(e.to_string()))?;
-                    answered_challenge = true;
-                    continue;
+            self.write_request(&wire).await?;
+            match self.read_response().await? {
+                ResponseDisposition::Resend(again) => wire = again,
+                ResponseDisposition::Final(resp) | ResponseDisposition::Unsolicited(resp) => {
+                    return Ok(resp)
                 }
             }
-            if let Some(s) = resp.headers.get("Session") {
-                // `id;timeout=60`: keep only the id for later requests.
-                let id = s.split(';').next().unwrap_or(s).trim();
-                if !id.is_empty() {
-                    self.session = Some(id.to_owned());
-                }
-            }
-            return Ok(resp);
         }
     }
 
@@ -189,29 +191,12 @@ impl RtspClient {
 
     /// Writes a request without waiting for its response (keep-alives while
     /// streaming; the response is skipped by [`Self::next_frame`]).
-    pub async fn send_no_wait(&mut self, mut req: Request) -> Result<(), ClientError> {
-        self.write_request(&mut req).await
+    pub async fn send_no_wait(&mut self, req: Request) -> Result<(), ClientError> {
+        let wire = self.core.send_no_wait(req, &ids::random_hex(8))?;
+        self.write_request(&wire).await
     }
 
-    /// Numbers the request and adds what every request to the origin carries (Session,
-    /// our Via, Authorization once challenged), then writes it.
-    async fn write_request(&mut self, req: &mut Request) -> Result<(), ClientError> {
-        self.cseq = self.cseq.wrapping_add(1);
-        req.set_cseq(self.cseq);
-        if let Some(s) = &self.session {
-            req.headers.set("Session", s.clone());
-        }
-        if !req.headers.contains("Via") {
-            req.headers.append("Via", self.via.clone());
-        }
-        if let Some(auth) = &mut self.auth {
-            let cnonce = ids::random_hex(8);
-            match auth.authorization(req.method.as_str(), &req.uri, &cnonce) {
-                Ok(Some(v)) => req.headers.set("Authorization", v),
-                Ok(None) => {}
-                Err(e) => return Err(ClientError::Auth(e.to_string())),
-            }
-        }
+    async fn write_request(&mut self, req: &Request) -> Result<(), ClientError> {
         let mut out = Vec::with_capacity(req.size_hint());
         req.write_to(&mut out);
         self.stream.write_all(&out).await?;
@@ -253,15 +238,20 @@ impl RtspClient {
         Ok(())
     }
 
-    async fn read_response(&mut self, cseq: u32) -> Result<Response, ClientError> {
+    /// What the next response to the awaited request means, within the timeout
+    /// (never `Unsolicited`: those are dropped here).
+    async fn read_response(&mut self) -> Result<ResponseDisposition, ClientError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             let item = tokio::time::timeout_at(deadline, self.next_item())
                 .await
                 .map_err(|_| ClientError::Timeout(self.timeout))??;
             match item {
-                Item::Response(r) if r.cseq() == Some(cseq) || r.cseq().is_none() => return Ok(r),
-                Item::Response(_) => {} // a late answer to an earlier keep-alive
+                Item::Response(r) => match self.core.handle_response(r, &ids::random_hex(8))? {
+                    // A late answer to an earlier keep-alive.
+                    ResponseDisposition::Unsolicited(_) => {}
+                    answer => return Ok(answer),
+                },
                 Item::Frame(f) => {
                     if self.frames.len() >= MAX_BUFFERED_FRAMES {
                         return Err(ClientError::Io(std::io::Error::other(

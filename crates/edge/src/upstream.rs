@@ -30,13 +30,8 @@ pub struct UpstreamTarget {
     pub udp: bool,
 }
 
-/// Codec families whose keyframes we recognise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
-    H264,
-    H265,
-    Other,
-}
+/// Codec families whose keyframes we recognise (owned by `mediagate_rtp`).
+pub use mediagate_rtp::Codec;
 
 /// One track of the origin's stream.
 #[derive(Debug, Clone)]
@@ -59,7 +54,8 @@ pub struct Described {
     pub tracks: Vec<TrackInfo>,
     /// No finite `a=range`: live content (split); finite: on-demand.
     pub live: bool,
-    /// Origin session timeout (seconds) from the SETUP response, for keep-alives.
+    /// Origin session timeout (seconds) from the SETUP responses (as the client core
+    /// read it), for keep-alives.
     pub session_timeout: u64,
     /// The origin URL for aggregate requests (PLAY, PAUSE, TEARDOWN).
     pub aggregate_url: String,
@@ -110,10 +106,8 @@ pub async fn setup_tracks_udp(
             "Transport",
             format!("RTP/AVP;unicast;client_port={}-{}", rtp, rtp + 1),
         );
-        let resp = client.send_ok(req).await?;
-        if let Some(s) = resp.headers.get("Session") {
-            d.session_timeout = session_timeout_of(s).unwrap_or(d.session_timeout);
-        }
+        client.send_ok(req).await?;
+        d.session_timeout = client.session_timeout().unwrap_or(d.session_timeout);
         pairs.push(pair);
     }
     Ok(pairs)
@@ -188,15 +182,9 @@ pub async fn describe(target: &UpstreamTarget) -> Result<(RtspClient, Described)
             continue;
         };
         let rtpmap = m.payload_types().next().and_then(|pt| m.rtpmap(pt));
-        let encoding = rtpmap
+        let codec = rtpmap
             .as_ref()
-            .map(|r| r.encoding.to_ascii_uppercase())
-            .unwrap_or_default();
-        let codec = match encoding.as_str() {
-            "H264" => Codec::H264,
-            "H265" | "HEVC" => Codec::H265,
-            _ => Codec::Other,
-        };
+            .map_or(Codec::Other, |r| Codec::from_encoding(r.encoding));
         let is_video = m.media_type() == "video";
         let clock_rate = rtpmap
             .as_ref()
@@ -251,9 +239,7 @@ pub async fn setup_tracks(client: &mut RtspClient, d: &mut Described) -> Result<
         if let Some(ch) = resp.headers.get("Transport").and_then(interleaved_channel) {
             t.channel = ch; // the origin may pick its own channels
         }
-        if let Some(s) = resp.headers.get("Session") {
-            d.session_timeout = session_timeout_of(s).unwrap_or(d.session_timeout);
-        }
+        d.session_timeout = client.session_timeout().unwrap_or(d.session_timeout);
     }
     Ok(())
 }
@@ -300,29 +286,16 @@ pub fn interleaved_channel(transport: &str) -> Option<u8> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// `timeout=N` of a Session header value.
-fn session_timeout_of(session: &str) -> Option<u64> {
-    session
-        .split(';')
-        .skip(1)
-        .find_map(|p| p.trim().strip_prefix("timeout="))
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|&t| t > 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn reads_transport_and_session_parameters() {
+    fn reads_the_interleaved_channel() {
         assert_eq!(
             interleaved_channel("RTP/AVP/TCP;unicast;interleaved=4-5;ssrc=1234ABCD"),
             Some(4)
         );
         assert_eq!(interleaved_channel("RTP/AVP;unicast;client_port=1-2"), None);
-        assert_eq!(session_timeout_of("abc;timeout=30"), Some(30));
-        assert_eq!(session_timeout_of("abc"), None);
-        assert_eq!(session_timeout_of("abc;timeout=0"), None);
     }
 }

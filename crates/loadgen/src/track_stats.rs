@@ -10,36 +10,9 @@
 
 use std::time::Instant;
 
-use mediagate_rtp::{h264, h265, RtpPacket, SeqCounts, SeqTracker};
+use mediagate_rtp::{RtpPacket, SeqCounts, SeqTracker};
 
-/// The video codecs whose keyframes we can spot; anything else is `Other`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
-    H264,
-    H265,
-    Other,
-}
-
-impl Codec {
-    /// From an `a=rtpmap` encoding name (any case).
-    pub fn from_encoding(name: &str) -> Codec {
-        if name.eq_ignore_ascii_case("H264") {
-            Codec::H264
-        } else if name.eq_ignore_ascii_case("H265") || name.eq_ignore_ascii_case("HEVC") {
-            Codec::H265
-        } else {
-            Codec::Other
-        }
-    }
-
-    fn is_keyframe_start(self, payload: &[u8]) -> bool {
-        match self {
-            Codec::H264 => h264::is_keyframe_start(payload),
-            Codec::H265 => h265::is_keyframe_start(payload),
-            Codec::Other => false,
-        }
-    }
-}
+pub use mediagate_rtp::Codec;
 
 /// The first RTP packet of a track.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

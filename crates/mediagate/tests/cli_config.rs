@@ -107,6 +107,20 @@ fn cross_field_errors_point_at_the_value_to_change() {
 }
 
 #[test]
+fn check_config_refuses_an_https_notify_url_the_relay_could_not_use() {
+    let file = config_file(
+        "notify-https.toml",
+        "[relay]\nteardown_notify_url = \"https://sip.example/RPC\"\n",
+    );
+    let out = mediagate(&["check-config", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!("{file}:2:23: invalid HTTP URL \"https://sip.example/RPC\": https:// (HTTP over TLS) is not supported yet; use http://, as in http://127.0.0.1:5060/RPC\n")
+    );
+}
+
+#[test]
 fn syntax_error_is_reported_with_position() {
     let file = config_file("syntax.toml", "[edge]\nlinger = \"10s\nlisten = []\n");
     let out = mediagate(&["check-config", &file]);

@@ -608,7 +608,7 @@ async fn inactivity_timeout_records_and_notifies() {
     let hook_addr = hook.local_addr().unwrap();
     let mut cfg = config(range(4));
     cfg.options.media_timeout = Duration::from_millis(400);
-    cfg.notify_url = Some(format!("http://{hook_addr}/RPC"));
+    cfg.notify_url = Some(format!("http://{hook_addr}/RPC").parse().unwrap());
     let relay = Relay::start(cfg).await.unwrap();
     let mut ng = Ng::new(&relay).await;
     let p = establish(&mut ng, "idle-1").await;

@@ -13,7 +13,8 @@
 //!   views of SR/RR/SDES/BYE/APP, builders ([`rtcp::build`]), and RTP/RTCP
 //!   demultiplexing on an rtcp-mux port ([`mux`], RFC 5761 §4).
 //! * Keyframe detection for edge fast-start: [`h264`] (RFC 6184) and [`h265`]
-//!   (RFC 7798), reporting a [`FrameInfo`].
+//!   (RFC 7798), reporting a [`FrameInfo`], and [`Codec`], which names a track's codec
+//!   from its SDP encoding and asks the right detector.
 //!
 //! What it does not: I/O, timers, SRTP, jitter buffers, depacketization, or session
 //! state; engines own those and call into this crate with bytes and times.
@@ -26,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 mod build_error;
+mod codec;
 pub mod continuity;
 mod frame_info;
 pub mod h264;
@@ -45,6 +47,7 @@ mod writer;
 mod test_vectors;
 
 pub use build_error::BuildError;
+pub use codec::Codec;
 pub use continuity::ContinuityRewriter;
 pub use frame_info::{FrameInfo, NalError, Packetization};
 pub use jitter::JitterEstimator;

@@ -6,14 +6,18 @@
 //! headers a proxy meets, and Basic/Digest authentication (RFC 7617, RFC 7616) for both
 //! the client and the server side.
 //!
-//! What it does not: any I/O, timers or session state machines; those live in the
-//! engines, which feed bytes in and write the bytes this crate produces.
+//! It also keeps a client connection's request state ([`client::ClientSession`]: CSeq,
+//! Session, challenge retry, response matching, keep-alive timing with time passed in).
+//!
+//! What it does not: any I/O, clocks or server session state machines; those live in
+//! the engines, which feed bytes in and write the bytes this crate produces.
 //!
 //! Every parser is incremental (a partial buffer yields `Incomplete`), bounded (see
 //! [`Limits`]) and total: malformed input yields an error with the byte offset, never a
 //! panic.
 
 pub mod auth;
+pub mod client;
 pub mod header_map;
 pub mod headers;
 pub mod message;
@@ -21,6 +25,7 @@ pub mod parse;
 pub mod status;
 pub mod tunnel;
 
+pub use client::{ClientSession, ClientSessionError, ResponseDisposition};
 pub use header_map::{HeaderError, Headers, TypedHeader};
 pub use message::{FrameTooLarge, InterleavedFrame, Item, Method, Request, Response, Version};
 pub use parse::{parse_head, parse_item, Decoder, Head, Limits, ParseError, Parsed};

@@ -1,7 +1,8 @@
-//! One viewer's RTSP control connection (RFC 2326 §10, §10.12): requests with CSeq,
-//! responses matched by CSeq, one `401` challenge answered with the URL's credentials
-//! (`mediagate_rtsp::auth`), and interleaved `$` frames handed to a sink the moment
-//! they are decoded, whether we are waiting for a response or just streaming.
+//! One viewer's RTSP control connection (RFC 2326 §10, §10.12): the I/O shell around
+//! `mediagate_rtsp::ClientSession`, which numbers requests, tracks the Session, matches
+//! responses by CSeq, answers one `401` challenge with the URL's credentials and times
+//! keep-alives. Here: the socket, and interleaved `$` frames handed to a sink the
+//! moment they are decoded, whether we are waiting for a response or just streaming.
 //!
 //! Every wait has a deadline; nothing here blocks past it. What it does not: decide
 //! the session's steps (see `viewer`), or interpret the frames.
@@ -9,9 +10,8 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use mediagate_rtsp::auth::ClientAuth;
 use mediagate_rtsp::parse::{Decoder, Limits};
-use mediagate_rtsp::{Item, Method, Request, Response, StatusCode, Version};
+use mediagate_rtsp::{ClientSession, Item, Method, Request, Response, ResponseDisposition};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -55,14 +55,9 @@ impl From<std::io::Error> for ConnError {
 pub struct Conn {
     stream: TcpStream,
     decoder: Decoder,
-    cseq: u32,
-    session: Option<String>,
-    auth: Option<ClientAuth>,
+    core: ClientSession,
     /// Arrival time of the bytes being decoded.
     read_at: std::time::Instant,
-    user_agent: String,
-    /// Responses to requests sent without waiting (keep-alives) that were not 2xx.
-    pub late_failures: u64,
     /// Requests the server sent us (ignored).
     pub server_requests: u64,
 }
@@ -70,10 +65,13 @@ pub struct Conn {
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conn")
-            .field("cseq", &self.cseq)
-            .field("session", &self.session)
+            .field("session", &self.core.session_id())
             .finish_non_exhaustive()
     }
+}
+
+fn auth_error(e: mediagate_rtsp::ClientSessionError) -> ConnError {
+    ConnError::Protocol(e.to_string())
 }
 
 impl Conn {
@@ -90,12 +88,11 @@ impl Conn {
         Ok(Conn {
             stream,
             decoder: Decoder::new(Limits::default()),
-            cseq: 0,
-            session: None,
-            auth: credentials.map(|(u, p)| ClientAuth::new(u, p)),
+            core: ClientSession::new(
+                format!("mediagate-loadgen/{}", env!("CARGO_PKG_VERSION")),
+                credentials,
+            ),
             read_at: std::time::Instant::now(),
-            user_agent: format!("mediagate-loadgen/{}", env!("CARGO_PKG_VERSION")),
-            late_failures: 0,
             server_requests: 0,
         })
     }
@@ -105,42 +102,42 @@ impl Conn {
         Ok(self.stream.local_addr()?)
     }
 
-    /// Uses `id` in the `Session` header of later requests.
-    pub fn set_session(&mut self, id: String) {
-        self.session = Some(id);
-    }
-
     /// A request with our `User-Agent`.
     pub fn request(&self, method: Method, uri: &str) -> Request {
-        let mut r = Request::new(method, uri, Version::Rtsp1_0);
-        r.headers.append("User-Agent", self.user_agent.clone());
-        r
+        self.core.request(method, uri)
+    }
+
+    /// Responses to requests sent without waiting (keep-alives) that were not 2xx.
+    pub fn late_failures(&self) -> u64 {
+        self.core.late_failures()
+    }
+
+    /// Starts timing keep-alives from the session timeout the server stated.
+    pub fn start_keepalives(&mut self, now: Instant) {
+        self.core.start_keepalives(now.into_std());
+    }
+
+    /// When the next keep-alive is due, once started.
+    pub fn next_keepalive(&self) -> Option<Instant> {
+        self.core.poll_timeout().map(Instant::from_std)
+    }
+
+    /// True (and the next one scheduled) when a keep-alive is due at `now`.
+    pub fn keepalive_due(&mut self, now: Instant) -> bool {
+        self.core.handle_timeout(now.into_std())
     }
 
     /// A Digest `cnonce` from the OS's randomness (RFC 7616 §3.4: unpredictable).
-    fn fresh_cnonce() -> Result<String, ConnError> {
+    fn fresh_cnonce(&mut self) -> Result<String, ConnError> {
         let n = getrandom::u64().map_err(std::io::Error::from)?;
         Ok(format!("{n:016x}"))
     }
 
-    async fn write(&mut self, mut req: Request) -> Result<u32, ConnError> {
-        self.cseq = self.cseq.wrapping_add(1);
-        req.set_cseq(self.cseq);
-        if let Some(s) = &self.session {
-            req.headers.set("Session", s.clone());
-        }
-        if let Some(auth) = &mut self.auth {
-            let cnonce = Self::fresh_cnonce()?;
-            match auth.authorization(req.method.as_str(), &req.uri, &cnonce) {
-                Ok(Some(v)) => req.headers.set("Authorization", v),
-                Ok(None) => {}
-                Err(e) => return Err(ConnError::Protocol(format!("authentication: {e}"))),
-            }
-        }
+    async fn write(&mut self, req: &Request) -> Result<(), ConnError> {
         let mut out = Vec::with_capacity(req.size_hint());
         req.write_to(&mut out);
         self.stream.write_all(&out).await?;
-        Ok(self.cseq)
+        Ok(())
     }
 
     /// Sends `req` and waits until `deadline` for its response, feeding frames that
@@ -151,37 +148,34 @@ impl Conn {
         deadline: Instant,
         sink: &mut (dyn FrameSink + Send),
     ) -> Result<Response, ConnError> {
-        let mut challenged = false;
+        let cnonce = self.fresh_cnonce()?;
+        let mut wire = self.core.send(req, &cnonce).map_err(auth_error)?;
         loop {
-            let cseq = self.write(req.clone()).await?;
-            let resp = self.response_to(cseq, deadline, sink).await?;
-            if resp.status == StatusCode::UNAUTHORIZED && !challenged {
-                if let Some(auth) = &mut self.auth {
-                    let offers: Vec<&str> = resp.headers.get_all("WWW-Authenticate").collect();
-                    auth.handle_challenge(&offers)
-                        .map_err(|e| ConnError::Protocol(format!("authentication: {e}")))?;
-                    challenged = true;
-                    continue;
+            self.write(&wire).await?;
+            match self.response_to(deadline, sink).await? {
+                ResponseDisposition::Resend(again) => wire = again,
+                ResponseDisposition::Final(r) | ResponseDisposition::Unsolicited(r) => {
+                    return Ok(r)
                 }
             }
-            return Ok(resp);
         }
     }
 
-    /// Sends `req` without waiting; a non-2xx answer is counted in `late_failures`
-    /// when it arrives.
+    /// Sends `req` without waiting; a non-2xx answer is counted in
+    /// [`Self::late_failures`] when it arrives.
     pub async fn send(&mut self, req: Request) -> Result<(), ConnError> {
-        self.write(req).await.map(|_| ())
+        let cnonce = self.fresh_cnonce()?;
+        let wire = self.core.send_no_wait(req, &cnonce).map_err(auth_error)?;
+        self.write(&wire).await
     }
 
     async fn response_to(
         &mut self,
-        cseq: u32,
         deadline: Instant,
         sink: &mut (dyn FrameSink + Send),
-    ) -> Result<Response, ConnError> {
+    ) -> Result<ResponseDisposition, ConnError> {
         loop {
-            if let Some(r) = self.drain(Some(cseq), sink)? {
+            if let Some(r) = self.drain(sink)? {
                 return Ok(r);
             }
             if !self.read_before(deadline).await? {
@@ -198,20 +192,20 @@ impl Conn {
         sink: &mut (dyn FrameSink + Send),
     ) -> Result<(), ConnError> {
         loop {
-            self.drain(None, sink)?;
+            self.drain(sink)?;
             if !self.read_before(until).await? {
                 return Ok(());
             }
         }
     }
 
-    /// Decodes everything buffered. Frames go to `sink`; the response with `want`
-    /// (if any) is returned as soon as it is decoded, leaving later bytes buffered.
+    /// Decodes everything buffered. Frames go to `sink`; the answer to the awaited
+    /// request (if any) is returned as soon as it is decoded, leaving later bytes
+    /// buffered. Other responses are counted by the core and dropped.
     fn drain(
         &mut self,
-        want: Option<u32>,
         sink: &mut (dyn FrameSink + Send),
-    ) -> Result<Option<Response>, ConnError> {
+    ) -> Result<Option<ResponseDisposition>, ConnError> {
         loop {
             let item = self
                 .decoder
@@ -221,11 +215,10 @@ impl Conn {
                 None => return Ok(None),
                 Some(Item::Frame(f)) => sink.frame(f.channel(), f.payload(), self.read_at),
                 Some(Item::Response(r)) => {
-                    if want.is_some() && (r.cseq() == want || r.cseq().is_none()) {
-                        return Ok(Some(r));
-                    }
-                    if !r.status.is_success() {
-                        self.late_failures += 1;
+                    let cnonce = self.fresh_cnonce()?;
+                    match self.core.handle_response(r, &cnonce).map_err(auth_error)? {
+                        ResponseDisposition::Unsolicited(_) => {}
+                        answer => return Ok(Some(answer)),
                     }
                 }
                 Some(Item::Request(_)) => self.server_requests += 1,
@@ -265,6 +258,7 @@ impl FrameSink for CountingSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mediagate_rtsp::StatusCode;
     use std::time::Duration;
     use tokio::net::TcpListener;
 

@@ -153,7 +153,7 @@ pub fn run(args: FanoutArgs) -> anyhow::Result<u8> {
 
 /// The first session: checks the URL works and learns the tracks and our address.
 async fn probe(
-    url: &url::RtspUrl,
+    url: &url::WatchedUrl,
     addr: SocketAddr,
     timeout: Duration,
 ) -> anyhow::Result<(StreamPlan, SocketAddr)> {
@@ -215,7 +215,7 @@ struct Sample {
 
 async fn run_async(
     args: &FanoutArgs,
-    url: url::RtspUrl,
+    url: url::WatchedUrl,
     addr: SocketAddr,
 ) -> anyhow::Result<RunReport> {
     let request_timeout = Duration::from_secs_f64(args.request_timeout);

@@ -222,8 +222,11 @@ pub fn accept_setup_reply(
 pub fn session_and_keepalive(value: &str) -> Result<(String, Duration), String> {
     let s = Session::parse_value(value)
         .map_err(|e| format!("the Session header `{value}` is invalid: {e}"))?;
-    let half = (s.effective_timeout_secs() / 2).clamp(1, 30);
-    Ok((s.id, Duration::from_secs(half)))
+    let interval = mediagate_rtsp::client::keepalive_interval(
+        s.effective_timeout_secs(),
+        Duration::from_secs(1),
+    );
+    Ok((s.id, interval))
 }
 
 /// For each track, the `seq` the PLAY response's `RTP-Info` announces for it: matched

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::conn::{Conn, ConnError, CountingSink, FrameSink};
 use super::plan::{self, Lower, StreamPlan, TrackDelivery};
-use super::url::RtspUrl;
+use super::url::WatchedUrl;
 use crate::track_stats::{Codec, TrackStats};
 
 /// The step a viewer was at when it failed.
@@ -57,7 +57,7 @@ pub struct Failure {
 #[derive(Debug)]
 pub struct ViewerCtx {
     pub addr: SocketAddr,
-    pub url: RtspUrl,
+    pub url: WatchedUrl,
     pub lower: Lower,
     /// Codecs of the tracks the first DESCRIBE showed; every viewer must see the same.
     pub codecs: Vec<Codec>,
@@ -255,7 +255,6 @@ async fn session(
             unflushed: 0,
         })),
     };
-    let mut keepalive = Duration::from_secs(30);
     for (i, track) in plan.tracks.iter().enumerate() {
         let port = udp_ports
             .as_ref()
@@ -294,10 +293,9 @@ async fn session(
             .headers
             .get("Session")
             .ok_or_else(|| fail(Stage::Setup, "the SETUP response has no Session header"))?;
-        let (id, interval) =
-            plan::session_and_keepalive(session).map_err(|e| fail(Stage::Setup, e))?;
-        conn.set_session(id);
-        keepalive = interval;
+        // The connection keeps the id and times keep-alives from it; this checks that
+        // the server's header is well formed.
+        plan::session_and_keepalive(session).map_err(|e| fail(Stage::Setup, e))?;
     }
 
     let mut req = conn.request(Method::Play, &plan.aggregate_url);
@@ -317,10 +315,11 @@ async fn session(
     ctx.settled.fetch_add(1, Ordering::Relaxed);
     ctx.playing.fetch_add(1, Ordering::Relaxed);
 
-    let streamed = play(ctx, &mut conn, &mut media, &plan, keepalive, out).await;
+    conn.start_keepalives(Instant::now());
+    let streamed = play(ctx, &mut conn, &mut media, &plan, out).await;
     ctx.playing.fetch_sub(1, Ordering::Relaxed);
     out.playing_until = Some(std::time::Instant::now());
-    out.late_failures = conn.late_failures;
+    out.late_failures = conn.late_failures();
     match media {
         Media::Tcp(sink) => {
             out.stray_frames = sink.stray;
@@ -350,32 +349,32 @@ fn describe_plan(uri: &str, r: &Response) -> Result<StreamPlan, String> {
     )
 }
 
-/// Streams until `ctx.end`, sending keep-alives.
+/// Streams until `ctx.end`, sending keep-alives when the connection says so.
 async fn play(
     ctx: &ViewerCtx,
     conn: &mut Conn,
     media: &mut Media,
     plan: &StreamPlan,
-    keepalive: Duration,
     out: &mut ViewerOutcome,
 ) -> Result<(), Failure> {
     // Progress counters are fed about once a second.
     const FLUSH: Duration = Duration::from_secs(1);
-    let mut next_keepalive = Instant::now() + keepalive;
     loop {
         let now = Instant::now();
         if now >= ctx.end {
             return Ok(());
         }
-        if now >= next_keepalive {
+        if conn.keepalive_due(now) {
             let req = conn.request(Method::GetParameter, &plan.aggregate_url);
             conn.send(req)
                 .await
                 .map_err(|e| conn_fail(Stage::Streaming, e))?;
             out.keepalives += 1;
-            next_keepalive += keepalive;
         }
-        let until = (now + FLUSH).min(next_keepalive).min(ctx.end);
+        let mut until = (now + FLUSH).min(ctx.end);
+        if let Some(next) = conn.next_keepalive() {
+            until = until.min(next);
+        }
         let pumped = conn.pump_until(until, media.sink()).await;
         if let Media::Tcp(sink) = media {
             ctx.tcp_packets

@@ -25,6 +25,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use mediagate_config::HttpUrl;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
@@ -54,7 +55,7 @@ pub struct EngineConfig {
     /// opens from `[accounting]`. `None` keeps records in memory only.
     pub records: Option<RecordSink>,
     /// `http://` URL told about calls ended for inactivity.
-    pub notify_url: Option<String>,
+    pub notify_url: Option<HttpUrl>,
     /// How often idle calls and delete delays are checked.
     pub tick: Duration,
     /// Forwarding threads; 0 for one per two CPUs (at least 1, at most 8).
@@ -113,10 +114,7 @@ impl EngineConfig {
                 max_media_per_call: count(relay.max_media_per_call.get()),
             },
             records: None,
-            notify_url: relay
-                .teardown_notify_url
-                .as_ref()
-                .map(|u| u.as_str().to_owned()),
+            notify_url: relay.teardown_notify_url.clone(),
             tick: Duration::from_millis(250),
             forward_threads: count(relay.forward_threads.get()),
             forward_coalesce: relay.forward_coalesce.get(),
@@ -149,9 +147,6 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    /// The notification URL is unusable.
-    #[error("{0}")]
-    Notify(String),
     /// Nothing to relay on.
     #[error("the relay needs at least one media address")]
     NoMediaAddress,
@@ -270,12 +265,7 @@ impl Relay {
         if let Err(e) = mediagate_udp::raise_nofile_limit() {
             eprintln!("mediagate relay: cannot raise the open-file limit: {e}");
         }
-        let notify = config
-            .notify_url
-            .as_deref()
-            .map(NotifyTarget::parse)
-            .transpose()
-            .map_err(StartError::Notify)?;
+        let notify = config.notify_url.as_ref().map(NotifyTarget::from);
         let mut udp = Vec::new();
         for &addr in &config.ng_udp {
             let socket = UdpSocket::bind(addr)
@@ -532,7 +522,10 @@ relatch_max_seq_gap = 1000
         );
         assert_eq!(e.ports, (40000, 40099));
         assert_eq!(e.port_quarantine, Duration::from_secs(60));
-        assert_eq!(e.notify_url.as_deref(), Some("http://127.0.0.1:5060/RPC"));
+        assert_eq!(
+            e.notify_url.as_ref().map(HttpUrl::as_str),
+            Some("http://127.0.0.1:5060/RPC")
+        );
         // Where records go is the binary's choice (mediagate_ops::store::StoreTarget).
         assert!(e.records.is_none());
         assert_eq!(e.forward_threads, 3);

@@ -5,11 +5,13 @@
 //! `xmlrpc-format` 2.
 //!
 //! What it does: one POST per timed-out call, bounded by a 3 s timeout, with the status
-//! checked and failures logged. What it does not: HTTPS (refused at start with a clear
-//! message), retries, or any other RPC dialect.
+//! checked and failures logged. What it does not: parse the URL (the config's `HttpUrl`
+//! did, and refuses `https://` and credentials where they are written), HTTPS,
+//! retries, or any other RPC dialect.
 
 use std::time::Duration;
 
+use mediagate_config::HttpUrl;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -17,44 +19,23 @@ use tokio::net::TcpStream;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyTarget {
     authority: String,
+    host_header: String,
     path: String,
 }
 
-impl NotifyTarget {
-    /// Parses `http://host[:port]/path`.
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            format!("teardown notification URL {url:?}: only http:// is supported")
-        })?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => rest.split_at(i),
-            None => (rest, "/"),
-        };
-        if authority.is_empty() || authority.contains('@') {
-            return Err(format!(
-                "teardown notification URL {url:?}: expected http://host:port/path"
-            ));
+impl From<&HttpUrl> for NotifyTarget {
+    fn from(url: &HttpUrl) -> Self {
+        Self {
+            authority: url.authority(),
+            host_header: url.host_header(),
+            path: url.path_and_query().to_owned(),
         }
-        Ok(Self {
-            authority: authority.to_owned(),
-            path: path.to_owned(),
-        })
     }
+}
 
-    fn connect_addr(&self) -> String {
-        // `[v6]` and `host` without a port get the HTTP default.
-        let has_port = match self.authority.rfind(']') {
-            Some(end) => self
-                .authority
-                .get(end + 1..)
-                .is_some_and(|r| r.starts_with(':')),
-            None => self.authority.contains(':'),
-        };
-        if has_port {
-            self.authority.clone()
-        } else {
-            format!("{}:80", self.authority)
-        }
+impl NotifyTarget {
+    fn connect_addr(&self) -> &str {
+        &self.authority
     }
 }
 
@@ -78,7 +59,7 @@ pub async fn send(target: &NotifyTarget, body: &str) -> Result<u16, String> {
         let request = format!(
             "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
             target.path,
-            target.authority,
+            target.host_header,
             body.len(),
             body
         );
@@ -114,25 +95,25 @@ mod tests {
     use super::*;
     use tokio::net::TcpListener;
 
+    fn target(url: &str) -> NotifyTarget {
+        NotifyTarget::from(&url.parse::<HttpUrl>().unwrap())
+    }
+
     #[test]
     fn url_forms() {
-        let t = NotifyTarget::parse("http://127.0.0.1:5060/RPC").unwrap();
+        let t = target("http://127.0.0.1:5060/RPC");
         assert_eq!(t.connect_addr(), "127.0.0.1:5060");
         assert_eq!(t.path, "/RPC");
-        let t = NotifyTarget::parse("http://sip.example").unwrap();
-        assert_eq!(
-            (t.connect_addr().as_str(), t.path.as_str()),
-            ("sip.example:80", "/")
-        );
-        assert_eq!(
-            NotifyTarget::parse("http://[::1]/x")
-                .unwrap()
-                .connect_addr(),
-            "[::1]:80"
-        );
-        assert!(NotifyTarget::parse("https://h/")
+        let t = target("http://sip.example");
+        assert_eq!((t.connect_addr(), t.path.as_str()), ("sip.example:80", "/"));
+        assert_eq!(t.host_header, "sip.example");
+        assert_eq!(target("http://[::1]/x").connect_addr(), "[::1]:80");
+        // https:// is refused by the config type, before any target exists.
+        assert!("https://h/"
+            .parse::<HttpUrl>()
             .unwrap_err()
-            .contains("only http:// is supported"));
+            .to_string()
+            .contains("https:// (HTTP over TLS) is not supported yet"));
     }
 
     #[test]
@@ -163,13 +144,17 @@ mod tests {
                 .unwrap();
             String::from_utf8(got).unwrap()
         });
-        let target = NotifyTarget::parse(&format!("http://{addr}/RPC")).unwrap();
+        let target = target(&format!("http://{addr}/RPC"));
         let status = send(&target, &terminate_body("c1", "a", "b"))
             .await
             .unwrap();
         assert_eq!(status, 200);
         let request = server.await.unwrap();
         assert!(request.starts_with("POST /RPC HTTP/1.1\r\n"), "{request}");
+        assert!(
+            request.contains(&format!("\r\nHost: {addr}\r\n")),
+            "{request}"
+        );
         assert!(request.contains("dlg.terminate_dlg"));
     }
 }

@@ -236,13 +236,15 @@ impl ViewerConn {
         if let Some(c) = req.cseq() {
             resp.set_cseq(c);
         }
+        // A TEARDOWN's session is gone (from the viewer limit too) before the viewer
+        // reads the answer and perhaps sets up again.
+        self.finish_ended().await;
         self.send(resp);
         if let Some((session, sub)) = release {
             if let Some(s) = self.core.source_mut(&session) {
                 s.release(sub);
             }
         }
-        self.finish_ended().await;
     }
 
     async fn open_stream(&mut self, stream_url: &str) -> Result<(Arc<Described>, Lease), Response> {

@@ -212,6 +212,11 @@ impl<S> HubCore<S> {
         self.subs.drain(..).map(|s| (s.sink, s.stats)).collect()
     }
 
+    /// Every viewer's sink.
+    pub fn sinks(&self) -> impl Iterator<Item = &S> {
+        self.subs.iter().map(|s| &s.sink)
+    }
+
     /// Mutable access to a viewer's sink (e.g. to update its destination).
     pub fn sink_mut(&mut self, id: SubscriberId) -> Option<&mut S> {
         self.subs

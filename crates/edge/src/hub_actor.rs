@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use mediagate_rtp::rtcp::build::CompoundWriter;
 use mediagate_rtp::ContinuityRewriter;
 use mediagate_rtsp::{InterleavedFrame, StatusCode};
 use mediagate_udp::BatchSender;
@@ -26,7 +27,7 @@ use crate::hub::{HubCore, Packet, PacketKind, SubscriberId};
 use crate::hub_life::HubLife;
 use crate::hub_registry::{Cmd, HubError, HubSettings, HubStats, Hubs, JoinResult};
 use crate::ports::SocketPair;
-use crate::sink::ViewerSink;
+use crate::sink::{TrackDest, ViewerSink};
 use crate::upstream::{Codec, Described, UpstreamTarget};
 use crate::upstream_supervisor::{upstream_loop, UpEvent};
 
@@ -189,6 +190,7 @@ impl HubTask {
     /// Drain: viewers are let go, the origin session is torn down (bounded), and the
     /// hub leaves the registry.
     async fn shutdown(&mut self) {
+        self.say_goodbye().await;
         self.disconnect_all();
         if let Some(up) = self.upstream.take() {
             let _ = up.stop.send(true);
@@ -510,6 +512,39 @@ impl HubTask {
                 }
                 Err(_) => break,
             }
+        }
+    }
+
+    /// Tells UDP viewers the stream ends (RTCP BYE, RFC 3550 §6.6) so that they stop
+    /// at once instead of waiting for a media timeout. TCP viewers see their
+    /// connection close.
+    async fn say_goodbye(&mut self) {
+        let Some(core) = &self.core else { return };
+        let mut sends: Vec<(usize, Bytes, Vec<SocketAddr>)> = Vec::new();
+        for (track, rw) in self.rewriters.iter().enumerate() {
+            let Some(ssrc) = rw.ssrc() else { continue };
+            let dests: Vec<SocketAddr> = core
+                .sinks()
+                .filter_map(|s| match s.dests.get(track).copied().flatten() {
+                    Some(TrackDest::Udp { rtcp, .. }) => Some(rtcp),
+                    _ => None,
+                })
+                .collect();
+            if dests.is_empty() {
+                continue;
+            }
+            let mut buf = [0u8; 64];
+            let mut w = CompoundWriter::new(&mut buf);
+            let built = w
+                .receiver_report(ssrc, &[])
+                .and_then(|w| w.bye(&[ssrc], Some(b"edge shutting down")))
+                .is_ok();
+            if let (true, Ok(n)) = (built, w.finish()) {
+                sends.push((track, Bytes::copy_from_slice(&buf[..n]), dests));
+            }
+        }
+        for (track, bye, dests) in sends {
+            self.send_udp(&[bye], track, PacketKind::Rtcp, &dests).await;
         }
     }
 

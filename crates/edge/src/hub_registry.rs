@@ -303,12 +303,17 @@ impl Hubs {
         out
     }
 
-    /// Drain: asks every hub to let its viewers go and tear its upstream session down,
-    /// and waits until all have retired or `deadline` passes. True when all retired.
-    pub async fn shutdown(&self, deadline: tokio::time::Instant) -> bool {
+    /// Drain: asks every hub to say goodbye to its viewers, let them go and tear its
+    /// upstream session down. Queued before the viewers' own leaving, so UDP viewers
+    /// still get their RTCP BYE.
+    pub fn begin_shutdown(&self) {
         for (_, h) in self.map().values() {
             let _ = h.tx.send(Cmd::Shutdown);
         }
+    }
+
+    /// Waits until every hub retired or `deadline` passes; true when all retired.
+    pub async fn wait_retired(&self, deadline: tokio::time::Instant) -> bool {
         loop {
             if self.is_empty() {
                 return true;

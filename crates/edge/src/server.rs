@@ -152,9 +152,10 @@ impl Edge {
         for task in self.accept_tasks().drain(..) {
             task.abort();
         }
+        self.ctx.hubs.begin_shutdown();
         let _ = self.drain.send(true);
         let viewers_done = self.ctx.tasks.wait_idle(until).await;
-        let origins_done = self.ctx.hubs.shutdown(until).await;
+        let origins_done = self.ctx.hubs.wait_retired(until).await;
         let complete = viewers_done && origins_done;
         if complete {
             tracing::info!(sessions, "edge drained");

@@ -170,7 +170,13 @@ impl ViewerConn {
                     }
                 }
                 _ = self.out.closed() => {
-                    self.close(EndReason::ConnectionClosed).await;
+                    // A draining hub closes its viewers' connections itself.
+                    let reason = if *drain.borrow() {
+                        EndReason::Drain
+                    } else {
+                        EndReason::ConnectionClosed
+                    };
+                    self.close(reason).await;
                     return;
                 }
                 _ = until_true(&mut drain) => {

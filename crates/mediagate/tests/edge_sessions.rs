@@ -1,6 +1,7 @@
 //! The edge library in process, against the gst-rtsp-server origin: each viewer
 //! session reports one ended record with its counters, however it ends, and a drain
-//! ends real viewers' sessions and the origin's (issue 10, edge sessions and drain).
+//! ends real viewers' sessions (an RTCP BYE for UDP viewers) and the origin's (issue
+//! 10, edge sessions and drain).
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -8,12 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mediagate_edge::{Edge, EndReason, EndedSession, ViewerTransport};
+use mediagate_rtp::rtcp::{Compound, RtcpPacket};
 use mediagate_rtsp::parse::Decoder;
 use mediagate_rtsp::{Item, Method, Request, Response, Version};
 use mediagate_testkit::origin::OriginEventKind;
 use mediagate_testkit::{Origin, OriginOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket};
 
 type Records = Arc<Mutex<Vec<EndedSession>>>;
 
@@ -141,10 +143,69 @@ impl Viewer {
         );
     }
 
+    /// DESCRIBE, SETUP of the video track over UDP to a fresh port pair, PLAY; returns
+    /// the RTCP socket.
+    async fn play_video_over_udp(&mut self) -> UdpSocket {
+        let url = self.url.clone();
+        assert_eq!(
+            self.request(Method::Describe, &url, None)
+                .await
+                .status
+                .as_u16(),
+            200
+        );
+        let (rtp, rtcp) = udp_pair().await;
+        let port = rtp.local_addr().unwrap().port();
+        let t = format!("RTP/AVP;unicast;client_port={port}-{}", port + 1);
+        let r = self
+            .request(Method::Setup, &format!("{url}/trackID=0"), Some(&t))
+            .await;
+        assert_eq!(r.status.as_u16(), 200, "{r:?}");
+        assert_eq!(
+            self.request(Method::Play, &url, None).await.status.as_u16(),
+            200
+        );
+        // The RTP socket is not read; the kernel drops what does not fit.
+        std::mem::forget(rtp);
+        rtcp
+    }
+
     /// Reads media for `d`.
     async fn watch(&mut self, d: Duration) {
         let _ = tokio::time::timeout(d, async { while self.next_item().await.is_some() {} }).await;
     }
+}
+
+/// Two UDP sockets on consecutive loopback ports (RTP even).
+async fn udp_pair() -> (UdpSocket, UdpSocket) {
+    for _ in 0..100 {
+        let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = rtp.local_addr().unwrap().port();
+        if port % 2 != 0 || port == u16::MAX {
+            continue;
+        }
+        if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", port + 1)).await {
+            return (rtp, rtcp);
+        }
+    }
+    panic!("no consecutive UDP port pair on loopback");
+}
+
+/// True once an RTCP BYE arrives on `sock` within `within`.
+async fn bye_arrives(sock: &UdpSocket, within: Duration) -> bool {
+    let mut buf = vec![0u8; 2048];
+    tokio::time::timeout(within, async {
+        loop {
+            let n = sock.recv(&mut buf).await.unwrap();
+            if let Ok(c) = Compound::parse(&buf[..n]) {
+                if c.packets().any(|p| matches!(p, RtcpPacket::Goodbye(_))) {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .is_ok()
 }
 
 /// Waits until `records` holds the record of `session`, then a little longer to catch
@@ -254,60 +315,76 @@ async fn every_ending_of_a_session_reports_it_once_with_its_counters() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drain_ends_a_real_viewers_session_and_the_origins() {
+async fn drain_ends_real_viewers_sessions_and_the_origins() {
     let origin = Origin::start(OriginOptions::default()).expect("origin starts");
     let (edge, addr, records) = edge(&origin, "").await;
     let url = format!("rtsp://{addr}/cam");
-    let mut ffmpeg = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error"])
-        .args([
-            "-rtsp_transport",
-            "tcp",
-            "-i",
-            &url,
-            "-t",
-            "60",
-            "-f",
-            "null",
-            "-",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg runs");
+    let ffmpeg = |transport: &str| {
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-loglevel", "error"])
+            .args(["-rtsp_transport", transport, "-i", &url])
+            .args(["-t", "60", "-f", "null", "-"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg runs")
+    };
+    let mut viewers = [ffmpeg("tcp"), ffmpeg("udp")];
+    let mut raw = Viewer::connect(addr).await;
+    let rtcp = raw.play_video_over_udp().await;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while edge.viewer_sessions() == 0 {
-        assert!(Instant::now() < deadline, "ffmpeg never set up a session");
+    while edge.viewer_sessions() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "ffmpeg never set up its sessions"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(edge.live_streams(), 1);
 
     let started = Instant::now();
-    let report = edge.drain(Duration::from_secs(8)).await;
-    assert!(report.complete && report.sessions == 1, "{report:?}");
+    let (report, bye) = tokio::join!(
+        edge.drain(Duration::from_secs(8)),
+        bye_arrives(&rtcp, Duration::from_secs(8))
+    );
+    assert!(report.complete && report.sessions == 3, "{report:?}");
+    assert!(bye, "a UDP viewer gets an RTCP BYE");
     assert!(started.elapsed() < Duration::from_secs(8));
     assert_eq!((edge.viewer_sessions(), edge.live_streams()), (0, 0));
 
-    // The viewer saw its session end: ffmpeg stops long before its 60 s.
+    // The viewers saw their sessions end: ffmpeg stops long before its 60 s.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = ffmpeg.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = ffmpeg.kill();
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(status.is_some(), "ffmpeg still running after the drain");
+    for (v, transport) in viewers.iter_mut().zip(["tcp", "udp"]) {
+        let status = loop {
+            if let Some(s) = v.try_wait().unwrap() {
+                break Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = v.kill();
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(
+            status.is_some(),
+            "{transport} ffmpeg still running after the drain"
+        );
+    }
 
-    let got = records.lock().unwrap().clone();
-    assert_eq!(got.len(), 1, "{got:?}");
-    assert_eq!(got[0].reason, EndReason::Drain);
-    assert!(got[0].counts.packets > 20, "{got:?}");
+    let mut got = records.lock().unwrap().clone();
+    got.retain(|r| r.viewer != raw.local());
+    got.sort_by_key(|r| r.transport.as_str());
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        [got[0].transport, got[1].transport],
+        [ViewerTransport::Tcp, ViewerTransport::Udp]
+    );
+    for r in &got {
+        assert_eq!(r.reason, EndReason::Drain);
+        assert!(r.counts.packets > 20, "{r:?}");
+    }
 
     // The origin saw the edge's session end: a TEARDOWN, and every connection closed.
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -194,12 +194,22 @@ impl HubTask {
         self.disconnect_all();
         if let Some(up) = self.upstream.take() {
             let _ = up.stop.send(true);
-            drop(up.rx);
-            let mut task = up.task;
-            if tokio::time::timeout(Duration::from_secs(3), &mut task)
-                .await
-                .is_err()
-            {
+            let (mut rx, mut task) = (up.rx, up.task);
+            // Frames still coming are discarded rather than left to block the
+            // supervisor before it can send its TEARDOWN.
+            let finished = tokio::time::timeout(Duration::from_secs(3), async {
+                loop {
+                    tokio::select! {
+                        _ = &mut task => return,
+                        ev = rx.recv() => if ev.is_none() {
+                            let _ = (&mut task).await;
+                            return;
+                        },
+                    }
+                }
+            })
+            .await;
+            if finished.is_err() {
                 task.abort();
             }
         }

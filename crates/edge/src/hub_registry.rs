@@ -313,16 +313,21 @@ impl Hubs {
     }
 
     /// Waits until every hub retired or `deadline` passes; true when all retired.
+    /// Hubs started meanwhile (a DESCRIBE that was under way) are asked too.
     pub async fn wait_retired(&self, deadline: tokio::time::Instant) -> bool {
-        loop {
+        for round in 1u32.. {
             if self.is_empty() {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
+            if round % 20 == 0 {
+                self.begin_shutdown();
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        false
     }
 
     /// Unconditionally removes generation `gen` of `key` (a hub shutting down).

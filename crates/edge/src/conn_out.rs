@@ -163,6 +163,7 @@ impl ConnOut {
     }
 
     /// Media packets waiting.
+    #[cfg(test)]
     pub fn media_backlog(&self) -> (usize, usize) {
         let st = self.state();
         (st.media_queued, st.media_bytes)

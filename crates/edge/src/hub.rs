@@ -70,6 +70,8 @@ pub struct TrackStart {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SubscriberStats {
     pub delivered: u64,
+    /// Payload bytes of the delivered packets.
+    pub delivered_bytes: u64,
     /// Packets the viewer did not get because it fell behind (skipped to a keyframe).
     pub skipped: u64,
     /// How many times it fell behind.
@@ -131,6 +133,7 @@ impl<S> HubCore<S> {
     }
 
     /// Bytes held for fast start.
+    #[cfg(test)]
     pub fn ring_bytes(&self) -> usize {
         self.ring_bytes
     }
@@ -174,6 +177,7 @@ impl<S> HubCore<S> {
                 }
                 if deliver(&mut sub.sink, p) {
                     sub.stats.delivered += 1;
+                    sub.stats.delivered_bytes += p.data.len() as u64;
                 } else {
                     sub.waiting_keyframe = wants_video;
                     sub.stats.lag_events += 1;
@@ -208,8 +212,9 @@ impl<S> HubCore<S> {
         self.subs.drain(..).map(|s| (s.sink, s.stats)).collect()
     }
 
-    pub fn stats(&self, id: SubscriberId) -> Option<SubscriberStats> {
-        self.subs.iter().find(|s| s.id == id).map(|s| s.stats)
+    /// Every viewer's sink.
+    pub fn sinks(&self) -> impl Iterator<Item = &S> {
+        self.subs.iter().map(|s| &s.sink)
     }
 
     /// Mutable access to a viewer's sink (e.g. to update its destination).
@@ -265,6 +270,7 @@ impl<S> HubCore<S> {
             }
             if deliver(&mut sub.sink, &pkt) {
                 sub.stats.delivered += 1;
+                sub.stats.delivered_bytes += pkt.data.len() as u64;
             } else {
                 sub.stats.skipped += 1;
                 sub.stats.lag_events += 1;
@@ -361,6 +367,7 @@ mod tests {
         let (s, st) = hub.leave(id).unwrap();
         assert_eq!(s.got, vec![(0, 3), (0, 4), (1, 501)]);
         assert_eq!(st.delivered, 3);
+        assert_eq!(st.delivered_bytes, 300, "three 100-byte packets");
     }
 
     #[test]

@@ -12,11 +12,6 @@ pub fn random_hex(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A random u32 (SSRCs and the like).
-pub fn random_u32() -> u32 {
-    getrandom::u32().unwrap_or_else(|e| panic!("getrandom failed: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

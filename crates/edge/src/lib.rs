@@ -1,18 +1,32 @@
 //! mediagate edge engine: the live-splitting RTSP proxy.
 //!
-//! Pure session logic lives in modules without I/O ([`hub`]; URLs and their prefix
-//! rules are `mediagate_config`'s, the RTSP client session is `mediagate_rtsp`'s);
-//! the tokio shells around them own sockets and timers.
+//! Pure session logic lives in modules without I/O (`hub`, `hub_life`, `session`,
+//! the `Supervisor` of `upstream_supervisor`; URLs and their prefix rules are
+//! `mediagate_config`'s, the RTSP client session is `mediagate_rtsp`'s); the tokio shells around them own
+//! sockets and timers. The public surface is the [`Edge`] (build, bind, drain) and the
+//! [`EndedSession`] record its listener receives.
 
-pub mod conn_out;
-pub mod hub;
-pub mod hub_task;
-pub mod ids;
-pub mod ports;
-pub mod routing;
-pub mod rtsp_client;
+mod conn_out;
+mod hub;
+mod hub_actor;
+mod hub_life;
+mod hub_registry;
+mod ids;
+mod ports;
+mod routing;
+mod rtsp_client;
 pub mod server;
-pub mod sink;
-pub mod upstream;
-pub mod viewer;
-pub mod vod;
+mod session;
+mod sink;
+mod source;
+mod tracker;
+mod upstream;
+mod upstream_supervisor;
+mod viewer;
+mod vod;
+
+pub use hub_registry::HubStats;
+pub use server::{DrainReport, Edge};
+pub use session::{EndReason, EndedSession, ViewerTransport};
+pub use sink::Counts;
+pub use viewer::EndedListener;

@@ -10,7 +10,6 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::Bytes;
 use mediagate_rtsp::parse::{Decoder, Limits, ParseError};
 use mediagate_rtsp::{
     ClientSession, ClientSessionError, InterleavedFrame, Item, Method, Request, Response,
@@ -143,11 +142,6 @@ impl RtspClient {
         self.stream.peer_addr()
     }
 
-    /// The session id the origin gave in a SETUP response.
-    pub fn session(&self) -> Option<&str> {
-        self.core.session_id()
-    }
-
     /// The session timeout (seconds) the origin stated in a `Session` header, if any.
     pub fn session_timeout(&self) -> Option<u64> {
         self.core.session_timeout_secs()
@@ -276,12 +270,6 @@ impl RtspClient {
                 return Err(ClientError::Closed);
             }
         }
-    }
-
-    /// Sends raw bytes (an interleaved RTCP receiver report, for instance).
-    pub async fn write_raw(&mut self, bytes: &Bytes) -> Result<(), ClientError> {
-        self.stream.write_all(bytes).await?;
-        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! Accepting viewers: listeners, the client ACL, transparent-mode original
 //! destinations, and RTSP-over-HTTP tunnels (the QuickTime GET/POST pair joined by
 //! `x-sessioncookie`; see `mediagate_rtsp::tunnel`), accepted on every edge listener
-//! and on the dedicated tunnel listeners.
+//! and on the dedicated tunnel listeners. And the way out: [`Edge::drain`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,20 +18,34 @@ use mediagate_rtsp::Method;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::conn_out::{Backlog, ConnOut};
-use crate::hub_task::{HubSettings, Hubs};
+use crate::hub_registry::{HubSettings, Hubs};
 use crate::ports::PortAllocator;
 use crate::routing::Router;
-use crate::viewer::{forbidden_bytes, ViewerConn, ViewerContext};
+use crate::tracker::{until_true, Tracker};
+use crate::viewer::{forbidden_bytes, EndedListener, ViewerConn, ViewerContext};
 
 /// A running edge: its shared state, for tests and the admin API.
 #[derive(Clone)]
 pub struct Edge {
-    pub ctx: Arc<ViewerContext>,
+    ctx: Arc<ViewerContext>,
     acl: ClientAcl,
     transparent: bool,
     tunnels: Arc<Mutex<HashMap<String, PendingTunnel>>>,
+    accept_tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    drain: Arc<watch::Sender<bool>>,
+}
+
+/// How a [`Edge::drain`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Viewer sessions open when the drain began.
+    pub sessions: usize,
+    /// Every connection closed and every origin session ended before the deadline.
+    pub complete: bool,
 }
 
 impl std::fmt::Debug for Edge {
@@ -53,6 +67,17 @@ const FIRST_MESSAGE_WAIT: Duration = Duration::from_secs(30);
 impl Edge {
     /// Builds the edge from its config section. `name` identifies this node in `Via`.
     pub fn new(cfg: &EdgeConfig, name: &str) -> Self {
+        Self::build(cfg, name, None)
+    }
+
+    /// As [`Edge::new`], with `listener` called once for every viewer session that
+    /// ends (accounting and access logs attach here). It runs on the connection's task:
+    /// keep it short (send the record on a channel).
+    pub fn with_listener(cfg: &EdgeConfig, name: &str, listener: EndedListener) -> Self {
+        Self::build(cfg, name, Some(listener))
+    }
+
+    fn build(cfg: &EdgeConfig, name: &str, on_ended: Option<EndedListener>) -> Self {
         let server = format!("mediagate/{}", env!("CARGO_PKG_VERSION"));
         let via = format!("RTSP/1.0 {name}");
         let settings = HubSettings {
@@ -70,6 +95,7 @@ impl Edge {
             .map_or([0, 0, 0, 0].into(), |a| a.0.ip());
         let ports = Arc::new(PortAllocator::new(udp_ip, range.low(), range.high()));
         let backlog_packets = cfg.viewer_backlog_packets.get() as usize;
+        let (drain_tx, drain_rx) = watch::channel(false);
         let ctx = ViewerContext {
             router: Router::new(cfg, via.clone(), Duration::from_secs(10)),
             hubs: Hubs::new(settings, ports),
@@ -84,13 +110,67 @@ impl Edge {
             server,
             via,
             sessions: Default::default(),
+            on_ended,
+            drain: drain_rx,
+            tasks: Tracker::default(),
         };
         Self {
             ctx: Arc::new(ctx),
             acl: cfg.client_acl.clone(),
             transparent: *cfg.transparent.get(),
             tunnels: Arc::default(),
+            accept_tasks: Arc::default(),
+            drain: Arc::new(drain_tx),
         }
+    }
+
+    /// Viewer sessions open now.
+    pub fn viewer_sessions(&self) -> usize {
+        self.ctx.sessions.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Live streams running now (each with one origin session).
+    pub fn live_streams(&self) -> usize {
+        self.ctx.hubs.len()
+    }
+
+    /// Counters of every live stream (one entry per running hub).
+    pub async fn stream_stats(&self) -> Vec<crate::hub_registry::HubStats> {
+        self.ctx.hubs.stats().await
+    }
+
+    /// Graceful shutdown (SIGTERM): stops accepting connections; ends every viewer
+    /// session (each reported to the listener with reason `drain`), flushing what is
+    /// queued for the viewer before its connection closes, which also stops UDP
+    /// sending; tears down on-demand and live origin sessions; then returns, at the
+    /// latest once `deadline` has passed (whatever is still running is left to the
+    /// runtime's shutdown).
+    pub async fn drain(&self, deadline: Duration) -> DrainReport {
+        let until = tokio::time::Instant::now() + deadline;
+        let sessions = self.viewer_sessions();
+        tracing::info!(sessions, streams = self.live_streams(), "edge draining");
+        for task in self.accept_tasks().drain(..) {
+            task.abort();
+        }
+        self.ctx.hubs.begin_shutdown();
+        let _ = self.drain.send(true);
+        let viewers_done = self.ctx.tasks.wait_idle(until).await;
+        let origins_done = self.ctx.hubs.wait_retired(until).await;
+        let complete = viewers_done && origins_done;
+        if complete {
+            tracing::info!(sessions, "edge drained");
+        } else {
+            tracing::warn!(
+                tasks = self.ctx.tasks.running(),
+                streams = self.live_streams(),
+                "edge drain deadline passed with work still running"
+            );
+        }
+        DrainReport { sessions, complete }
+    }
+
+    fn accept_tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.accept_tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Binds every listener of `cfg` and serves until the returned task is aborted.
@@ -104,7 +184,8 @@ impl Edge {
             let listener = TcpListener::bind(addr).await?;
             bound.push(listener.local_addr()?);
             let edge = self.clone();
-            tokio::spawn(async move { edge.accept_loop(listener).await });
+            let task = tokio::spawn(async move { edge.accept_loop(listener).await });
+            self.accept_tasks().push(task);
         }
         Ok(bound)
     }
@@ -113,19 +194,25 @@ impl Edge {
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(v) => v,
-                Err(_) => {
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept a connection");
                     // Out of descriptors or similar: back off instead of spinning.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             };
             let edge = self.clone();
-            tokio::spawn(async move { edge.serve(stream, peer).await });
+            let guard = self.ctx.tasks.guard();
+            tokio::spawn(async move {
+                edge.serve(stream, peer).await;
+                drop(guard);
+            });
         }
     }
 
     async fn serve(self, mut stream: TcpStream, peer: SocketAddr) {
         if !self.acl.admits(peer.ip()) {
+            tracing::info!(viewer = %peer, "refused by the client ACL");
             let _ = stream.write_all(&forbidden_bytes()).await;
             return;
         }
@@ -142,6 +229,7 @@ impl Edge {
         let mut decoder = Decoder::default();
         // Peek at the first message head: an HTTP GET/POST with a session cookie is a
         // tunnel, anything else is plain RTSP (the decoder keeps the bytes either way).
+        let mut drain = self.ctx.drain.clone();
         let first = tokio::time::timeout(FIRST_MESSAGE_WAIT, async {
             loop {
                 match parse_head(decoder.buffer_mut(), &Limits::default()) {
@@ -151,9 +239,12 @@ impl Edge {
                 }
                 let buf = decoder.buffer_mut();
                 buf.reserve(4096);
-                match rd.read_buf(buf).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(_) => {}
+                tokio::select! {
+                    r = rd.read_buf(buf) => match r {
+                        Ok(0) | Err(_) => return None,
+                        Ok(_) => {}
+                    },
+                    _ = until_true(&mut drain) => return None,
                 }
             }
         })
@@ -167,18 +258,20 @@ impl Edge {
             }
             Ok(_) => (None, 0),
         };
+        if *self.ctx.drain.borrow() {
+            return;
+        }
         let out = ConnOut::new(self.ctx.backlog);
         match tunnel_req {
             None => {
-                let writer_out = out.clone();
-                tokio::spawn(async move { writer_out.run_writer(wr).await });
-                let mut conn = ViewerConn::new(self.ctx.clone(), out, peer, local, original_dst);
+                self.spawn_writer(&out, wr);
+                let mut conn =
+                    ViewerConn::new(self.ctx.clone(), out, peer, local, original_dst, false);
                 conn.run(rd, decoder).await;
             }
             Some(t) if t.channel == TunnelChannel::Get => {
                 out.push_control(tunnel::get_response().to_bytes());
-                let writer_out = out.clone();
-                tokio::spawn(async move { writer_out.run_writer(wr).await });
+                self.spawn_writer(&out, wr);
                 self.tunnels().insert(
                     t.cookie.clone(),
                     PendingTunnel {
@@ -197,6 +290,7 @@ impl Edge {
                     return;
                 };
                 if get.peer.ip() != peer.ip() {
+                    tracing::info!(viewer = %peer, get_from = %get.peer, "tunnel POST from another address than its GET; refused");
                     // Both halves must come from the same client.
                     get.out.close();
                     return;
@@ -205,10 +299,21 @@ impl Edge {
                 let mut body = decoder.take_buffered();
                 let _head = body.split_to(head_len);
                 let reader = Base64Reader::new(rd, body);
-                let mut conn = ViewerConn::new(self.ctx.clone(), get.out, peer, get.local, None);
+                let mut conn =
+                    ViewerConn::new(self.ctx.clone(), get.out, peer, get.local, None, true);
                 conn.run(reader, Decoder::default()).await;
             }
         }
+    }
+
+    /// The writer of a connection; drain waits for it to flush what is queued.
+    fn spawn_writer(&self, out: &ConnOut, wr: tokio::net::tcp::OwnedWriteHalf) {
+        let writer_out = out.clone();
+        let guard = self.ctx.tasks.guard();
+        tokio::spawn(async move {
+            let _ = writer_out.run_writer(wr).await;
+            drop(guard);
+        });
     }
 
     fn tunnels(&self) -> std::sync::MutexGuard<'_, HashMap<String, PendingTunnel>> {
@@ -221,10 +326,12 @@ impl Edge {
         let pairing_deadline = tokio::time::Instant::now() + FIRST_MESSAGE_WAIT;
         let mut pairing_checked = false;
         let mut sink = [0u8; 512];
+        let mut drain = self.ctx.drain.clone();
         loop {
             tokio::select! {
                 r = rd.read(&mut sink) => if matches!(r, Ok(0) | Err(_)) { return },
                 _ = out.closed() => return,
+                _ = until_true(&mut drain) => return,
                 _ = tokio::time::sleep_until(pairing_deadline), if !pairing_checked => {
                     if self.tunnels().contains_key(cookie) {
                         return; // no POST came

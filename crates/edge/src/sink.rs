@@ -6,9 +6,11 @@
 //! packets are *held* here (bounded) so the response always precedes the media.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::conn_out::ConnOut;
-use crate::hub::{Packet, PacketKind};
+use crate::hub::{Packet, PacketKind, SubscriberStats};
 
 /// Packets held between join and release, at most (a few GOPs of a normal stream).
 pub const MAX_HELD: usize = 4096;
@@ -22,6 +24,45 @@ pub enum TrackDest {
     Udp { rtp: SocketAddr, rtcp: SocketAddr },
 }
 
+/// What one viewer session was sent, filled in by whoever feeds it: the hub when the
+/// viewer leaves it (from the counts it keeps anyway, so the fan-out path pays nothing
+/// extra), the on-demand passthrough per packet.
+#[derive(Debug, Default)]
+pub struct Tally {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    lost: AtomicU64,
+}
+
+/// A [`Tally`] read at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Packets the viewer did not get because it fell behind.
+    pub lost: u64,
+}
+
+impl Tally {
+    pub fn add(&self, packets: u64, bytes: u64, lost: u64) {
+        self.packets.fetch_add(packets, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.lost.fetch_add(lost, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_hub_stats(&self, st: &SubscriberStats) {
+        self.add(st.delivered, st.delivered_bytes, st.skipped);
+    }
+
+    pub fn counts(&self) -> Counts {
+        Counts {
+            packets: self.packets.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// One viewer's sink.
 #[derive(Debug)]
 pub struct ViewerSink {
@@ -30,15 +71,18 @@ pub struct ViewerSink {
     pub conn: ConnOut,
     /// Indexed by track; `None` for tracks the viewer did not set up.
     pub dests: Vec<Option<TrackDest>>,
+    /// The viewer session's counters; the hub adds to them when the viewer leaves.
+    pub tally: Arc<Tally>,
     held: Option<Vec<Packet>>,
 }
 
 impl ViewerSink {
     /// A sink that holds packets until [`ViewerSink::release`].
-    pub fn new_held(conn: ConnOut, dests: Vec<Option<TrackDest>>) -> Self {
+    pub fn new_held(conn: ConnOut, dests: Vec<Option<TrackDest>>, tally: Arc<Tally>) -> Self {
         Self {
             conn,
             dests,
+            tally,
             held: Some(Vec::new()),
         }
     }

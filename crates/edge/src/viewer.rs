@@ -1,4 +1,4 @@
-//! The RTSP server side of the edge: one task per viewer connection.
+//! The RTSP server side of the edge: the task of one viewer connection.
 //!
 //! It answers OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN and GET/SET_PARAMETER
 //! keep-alives (RFC 2326 §10), pipelined or not, with the errors a demanding client
@@ -8,8 +8,12 @@
 //! a person can read. Sessions advertise their timeout and end when it passes without a
 //! request (or without traffic on the connection).
 //!
-//! Live streams come from the shared hub of their origin URL; the viewer's tracks are
-//! named `trackID=N` under the URL it asked for, so it never sees origin names.
+//! The session state, its checks and its timers are the sans-IO `session` core; this
+//! task reads requests, carries out the core's steps with each session's media
+//! `source` (the live hub or the on-demand passthrough), writes responses, and turns
+//! each ended session into one [`EndedSession`] for the edge's listener and the log.
+//! The viewer's tracks are named `trackID=N` under the URL it asked for, so it never
+//! sees origin names.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,28 +23,32 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mediagate_rtsp::headers::{
-    ChannelRange, Delivery, LowerTransport, PortRange, RtpInfo, RtpProfile, Transport,
-    TransportProtocol, TransportSpec,
+    ChannelRange, Delivery, LowerTransport, PortRange, RtpProfile, Transport, TransportProtocol,
+    TransportSpec,
 };
 use mediagate_rtsp::parse::Decoder;
-use mediagate_rtsp::{Item, Method, Request, Response, StatusCode, TypedHeader, Version};
+use mediagate_rtsp::{Item, Request, Response, StatusCode, TypedHeader, Version};
 use mediagate_sdp::SessionDescription;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::conn_out::{Backlog, ConnOut, MAX_CONTROL_QUEUED};
 use crate::hub::SubscriberId;
-use crate::hub_task::{HubError, Hubs, Lease};
+use crate::hub_registry::{Hubs, Lease};
 use crate::ids;
 use crate::routing::{RouteError, Router};
-use crate::rtsp_client::ClientError;
-use crate::sink::{TrackDest, ViewerSink};
+use crate::session::{error, EndReason, EndedSession, Now, Step, ViewerSessions};
+use crate::sink::TrackDest;
+use crate::source::{hub_error, track_name, OriginRoute, Source};
+use crate::tracker::{until_true, Tracker};
 use crate::upstream::Described;
-use crate::vod::VodSession;
+
+/// Called once per ended viewer session (accounting and the access log attach here).
+pub type EndedListener = Arc<dyn Fn(&EndedSession) + Send + Sync>;
 
 /// Settings every viewer connection shares.
-#[derive(Debug)]
-pub struct ViewerContext {
+pub(crate) struct ViewerContext {
     pub router: Router,
     pub hubs: Hubs,
     pub session_timeout: Duration,
@@ -51,115 +59,80 @@ pub struct ViewerContext {
     pub via: String,
     /// Sessions open on this edge (for the viewer limit).
     pub sessions: AtomicUsize,
+    pub on_ended: Option<EndedListener>,
+    /// Turns true when the edge drains: every connection ends its sessions and closes.
+    pub drain: watch::Receiver<bool>,
+    /// Connections, writers and on-demand origin sessions still running (drain waits).
+    pub tasks: Tracker,
 }
 
-/// Methods we answer, for `Public`.
-const PUBLIC: &str =
-    "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
-
-/// The name under the viewer's URL of track `i`.
-fn track_name(i: usize) -> String {
-    format!("trackID={i}")
-}
-
-struct ViewerSession {
-    /// Keeps the hub running while the session exists.
-    lease: Lease,
-    /// The stream URL as the viewer named it (no trailing `/`).
-    base_url: String,
-    described: Arc<Described>,
-    dests: Vec<Option<TrackDest>>,
-    playing: Option<SubscriberId>,
-    last_seen: Instant,
-    /// On-demand content: this viewer's own origin session.
-    vod: Option<VodSession>,
-}
-
-impl ViewerSession {
-    fn stop(&mut self) {
-        if let Some(id) = self.playing.take() {
-            self.lease.hub().leave(id);
-        }
+impl std::fmt::Debug for ViewerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewerContext")
+            .field("sessions", &self.sessions)
+            .finish_non_exhaustive()
     }
 }
 
 /// A request handler bound to one viewer's output (a TCP connection, or the GET side
 /// of an HTTP tunnel).
-pub struct ViewerConn {
+pub(crate) struct ViewerConn {
     ctx: Arc<ViewerContext>,
     out: ConnOut,
     peer: SocketAddr,
     local: SocketAddr,
     original_dst: Option<SocketAddr>,
-    sessions: HashMap<String, ViewerSession>,
+    core: ViewerSessions<Source>,
     /// Streams described on this connection, so SETUP need not ask the hub again and
     /// the hub lingers between DESCRIBE and SETUP.
     described: HashMap<String, (Arc<Described>, Lease)>,
-    /// Viewer traffic over interleaved channels (RTCP receiver reports) counts as life.
-    last_traffic: Instant,
-}
-
-/// Outcome of handling one request: the response, plus a subscriber to release once
-/// that response is queued (PLAY).
-struct Reply {
-    resp: Response,
-    release: Option<(String, SubscriberId)>,
-}
-
-impl From<Response> for Reply {
-    fn from(resp: Response) -> Self {
-        Self {
-            resp,
-            release: None,
-        }
-    }
 }
 
 impl ViewerConn {
+    /// `tunnel`: requests arrive through an RTSP-over-HTTP tunnel.
     pub fn new(
         ctx: Arc<ViewerContext>,
         out: ConnOut,
         peer: SocketAddr,
         local: SocketAddr,
         original_dst: Option<SocketAddr>,
+        tunnel: bool,
     ) -> Self {
+        let core = ViewerSessions::new(ctx.session_timeout, peer, tunnel, Now::system().at);
         Self {
             ctx,
             out,
             peer,
             local,
             original_dst,
-            sessions: HashMap::new(),
+            core,
             described: HashMap::new(),
-            last_traffic: Instant::now(),
         }
     }
 
-    pub fn out(&self) -> &ConnOut {
-        &self.out
-    }
-
     /// Reads requests from `rd` (already holding `decoder`'s buffered bytes) until the
-    /// viewer goes away, misbehaves, or every session times out.
+    /// viewer goes away, misbehaves, every session times out, or the edge drains.
     pub async fn run<R: AsyncRead + Unpin>(&mut self, mut rd: R, mut decoder: Decoder) {
         let mut buf_full_since: Option<Instant> = None;
+        let mut drain = self.ctx.drain.clone();
         loop {
             // Hand out everything already decodable first (pipelined requests).
             loop {
                 match decoder.next_item() {
                     Ok(Some(Item::Request(req))) => {
-                        self.last_traffic = Instant::now();
+                        self.core.on_traffic(Now::system().at);
                         self.handle(req).await;
                     }
-                    Ok(Some(Item::Frame(_))) => self.last_traffic = Instant::now(),
+                    Ok(Some(Item::Frame(_))) => self.core.on_traffic(Now::system().at),
                     Ok(Some(Item::Response(_))) => {}
                     Ok(None) => break,
                     Err(e) => {
                         let mut resp = Response::new(Version::Rtsp1_0, StatusCode::BAD_REQUEST);
                         resp.reason = format!("Bad Request ({e})").chars().take(200).collect();
                         resp.headers.append("Connection", "close");
+                        tracing::debug!(viewer = %self.peer, error = %e, "malformed request; closing");
                         self.send(resp);
-                        self.close();
+                        self.close(EndReason::ConnectionClosed).await;
                         linger_close(&mut rd).await;
                         return;
                     }
@@ -170,78 +143,80 @@ impl ViewerConn {
             if self.out.control_backlog() > MAX_CONTROL_QUEUED {
                 let since = *buf_full_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > self.ctx.session_timeout {
-                    self.close();
+                    self.close(EndReason::ConnectionClosed).await;
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
             buf_full_since = None;
-            let deadline = self.next_deadline();
+            let deadline = Instant::from_std(self.core.poll_timeout());
             let buf = decoder.buffer_mut();
             buf.reserve(4096);
             tokio::select! {
                 r = rd.read_buf(buf) => match r {
                     Ok(0) | Err(_) => {
-                        self.close();
+                        self.close(EndReason::ConnectionClosed).await;
                         return;
                     }
                     Ok(_) => {}
                 },
                 _ = tokio::time::sleep_until(deadline) => {
-                    if self.expire_sessions() {
-                        self.close();
+                    let idle = self.core.handle_timeout(Now::system());
+                    self.finish_ended().await;
+                    if idle {
+                        self.close(EndReason::Timeout).await;
                         return;
                     }
                 }
                 _ = self.out.closed() => {
-                    self.close();
+                    // A draining hub closes its viewers' connections itself.
+                    let reason = if *drain.borrow() {
+                        EndReason::Drain
+                    } else {
+                        EndReason::ConnectionClosed
+                    };
+                    self.close(reason).await;
+                    return;
+                }
+                _ = until_true(&mut drain) => {
+                    self.close(EndReason::Drain).await;
                     return;
                 }
             }
         }
     }
 
-    /// Ends every session and the output.
-    pub fn close(&mut self) {
-        for (_, mut s) in self.sessions.drain() {
-            s.stop();
-            self.ctx.sessions.fetch_sub(1, Ordering::Relaxed);
-        }
+    /// Ends every session and the output (which flushes what is queued, then closes).
+    async fn close(&mut self, reason: EndReason) {
+        self.core.end_all(reason, Now::system());
+        self.finish_ended().await;
         self.described.clear();
         self.out.close();
     }
 
-    fn next_deadline(&self) -> Instant {
-        let t = self.ctx.session_timeout;
-        let oldest = self
-            .sessions
-            .values()
-            .map(|s| s.last_seen.max(self.last_traffic))
-            .min()
-            .unwrap_or(self.last_traffic);
-        oldest + t
-    }
-
-    /// Ends sessions that timed out; true when the connection itself is idle and
-    /// should close.
-    fn expire_sessions(&mut self) -> bool {
-        let t = self.ctx.session_timeout;
-        let now = Instant::now();
-        let traffic = self.last_traffic;
-        let dead: Vec<String> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| now.duration_since(s.last_seen.max(traffic)) >= t)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for id in dead {
-            if let Some(mut s) = self.sessions.remove(&id) {
-                s.stop();
-                self.ctx.sessions.fetch_sub(1, Ordering::Relaxed);
+    /// Stops the sources of sessions that ended and reports each once.
+    async fn finish_ended(&mut self) {
+        while let Some(ended) = self.core.poll_ended() {
+            let mut rec = ended.record;
+            rec.counts = ended.source.stop().await;
+            self.ctx.sessions.fetch_sub(1, Ordering::Relaxed);
+            tracing::info!(
+                session = %rec.session,
+                viewer = %rec.viewer,
+                url = %rec.url,
+                reason = rec.reason.as_str(),
+                transport = rec.transport.as_str(),
+                packets = rec.counts.packets,
+                bytes = rec.counts.bytes,
+                lost = rec.counts.lost,
+                duration = ?rec.duration,
+                "viewer session ended"
+            );
+            if let Some(listener) = &self.ctx.on_ended {
+                listener(&rec);
             }
         }
-        self.sessions.is_empty() && now.duration_since(traffic) >= t
     }
 
     fn send(&self, mut resp: Response) {
@@ -251,116 +226,31 @@ impl ViewerConn {
     }
 
     /// Handles one request and queues its response.
-    pub async fn handle(&mut self, req: Request) {
-        let reply = self.dispatch(&req).await;
-        let mut resp = reply.resp;
+    async fn handle(&mut self, req: Request) {
+        let now = Now::system();
+        let (mut resp, release) = match self.core.handle_request(&req, now) {
+            Step::Reply(r) => (r, None),
+            Step::Describe { url } => (self.describe(&url).await, None),
+            Step::Setup {
+                url,
+                track,
+                session,
+            } => (self.setup(&req, url, track, session, now).await, None),
+            Step::Play { session } => self.play(&req, session).await,
+            Step::Pause { session } => (self.pause(&session).await, None),
+        };
         if let Some(c) = req.cseq() {
             resp.set_cseq(c);
         }
+        // A TEARDOWN's session is gone (from the viewer limit too) before the viewer
+        // reads the answer and perhaps sets up again.
+        self.finish_ended().await;
         self.send(resp);
-        if let Some((session, id)) = reply.release {
-            if let Some(s) = self.sessions.get(&session) {
-                s.lease.hub().release(id);
+        if let Some((session, sub)) = release {
+            if let Some(s) = self.core.source_mut(&session) {
+                s.release(sub);
             }
         }
-    }
-
-    async fn dispatch(&mut self, req: &Request) -> Reply {
-        if req.version == Version::Rtsp2_0 {
-            return error(
-                StatusCode::RTSP_VERSION_NOT_SUPPORTED,
-                "this edge speaks RTSP/1.0",
-            )
-            .into();
-        }
-        if !req.version.is_rtsp() {
-            return error(StatusCode::BAD_REQUEST, "expected an RTSP/1.0 request").into();
-        }
-        if req.cseq().is_none() {
-            return error(StatusCode::BAD_REQUEST, "missing or invalid CSeq header").into();
-        }
-        for name in ["Proxy-Require", "Require"] {
-            let tags: Vec<&str> = req
-                .headers
-                .get_all(name)
-                .flat_map(|v| v.split(','))
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .collect();
-            if !tags.is_empty() {
-                let mut r = error(
-                    StatusCode::OPTION_NOT_SUPPORTED,
-                    &format!("{name} feature not supported"),
-                );
-                r.headers.append("Unsupported", tags.join(", "));
-                return r.into();
-            }
-        }
-        let session_id = req
-            .headers
-            .get("Session")
-            .map(|s| s.split(';').next().unwrap_or("").trim().to_owned());
-        if let Some(id) = &session_id {
-            match self.sessions.get_mut(id) {
-                Some(s) => s.last_seen = Instant::now(),
-                None if req.method != Method::Setup || !id.is_empty() => {
-                    return error(
-                        StatusCode::SESSION_NOT_FOUND,
-                        "no such session (it may have timed out)",
-                    )
-                    .into();
-                }
-                None => {}
-            }
-        }
-        match &req.method {
-            Method::Options => {
-                let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
-                r.headers.append("Public", PUBLIC);
-                r.into()
-            }
-            Method::Describe => self.describe(req).await.into(),
-            Method::Setup => self.setup(req, session_id).await.into(),
-            Method::Play => self.play(req, session_id).await,
-            Method::Pause => self.pause(session_id).await.into(),
-            Method::Teardown => self.teardown(session_id).into(),
-            Method::GetParameter | Method::SetParameter => {
-                let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
-                if let Some(id) = &session_id {
-                    r.headers.append("Session", self.session_header(id));
-                }
-                r.into()
-            }
-            Method::Announce | Method::Record | Method::Redirect | Method::PlayNotify => {
-                let mut r = error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "this edge only plays streams",
-                );
-                r.headers.append("Allow", PUBLIC);
-                r.into()
-            }
-            Method::Get | Method::Post | Method::Extension(_) => {
-                error(StatusCode::NOT_IMPLEMENTED, "method not implemented").into()
-            }
-        }
-    }
-
-    fn session_header(&self, id: &str) -> String {
-        format!("{id};timeout={}", self.ctx.session_timeout.as_secs().max(1))
-    }
-
-    /// The viewer's stream URL for a request URI: the URI itself for DESCRIBE, without
-    /// its `/trackID=N` for SETUP.
-    fn stream_url(uri: &str) -> (String, Option<usize>) {
-        let trimmed = uri.trim_end_matches('/');
-        if let Some((base, last)) = trimmed.rsplit_once('/') {
-            if let Some(n) = last.strip_prefix("trackID=") {
-                if let Ok(i) = n.parse::<usize>() {
-                    return (base.to_owned(), Some(i));
-                }
-            }
-        }
-        (trimmed.to_owned(), None)
     }
 
     async fn open_stream(&mut self, stream_url: &str) -> Result<(Arc<Described>, Lease), Response> {
@@ -383,9 +273,8 @@ impl ViewerConn {
         Ok((d, lease))
     }
 
-    async fn describe(&mut self, req: &Request) -> Response {
-        let (url, _) = Self::stream_url(&req.uri);
-        let (d, _lease) = match self.open_stream(&url).await {
+    async fn describe(&mut self, url: &str) -> Response {
+        let (d, _lease) = match self.open_stream(url).await {
             Ok(v) => v,
             Err(r) => return r,
         };
@@ -397,23 +286,15 @@ impl ViewerConn {
         r
     }
 
-    async fn setup(&mut self, req: &Request, session_id: Option<String>) -> Response {
-        let (url, track) = Self::stream_url(&req.uri);
-        let existing = session_id.as_ref().and_then(|id| self.sessions.get(id));
-        if let Some(s) = existing {
-            if s.base_url != url {
-                return error(
-                    StatusCode::AGGREGATE_OPERATION_NOT_ALLOWED,
-                    "a session cannot span two streams; use a new session",
-                );
-            }
-            if s.playing.is_some() {
-                return error(
-                    StatusCode::METHOD_NOT_VALID_IN_THIS_STATE,
-                    "cannot change transport while playing",
-                );
-            }
-        } else if self.ctx.sessions.load(Ordering::Relaxed) >= self.ctx.max_viewers {
+    async fn setup(
+        &mut self,
+        req: &Request,
+        url: String,
+        track: Option<usize>,
+        session: Option<String>,
+        now: Now,
+    ) -> Response {
+        if session.is_none() && self.ctx.sessions.load(Ordering::Relaxed) >= self.ctx.max_viewers {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "this edge is at its viewer limit",
@@ -434,254 +315,127 @@ impl ViewerConn {
                 "missing or malformed Transport header",
             );
         };
-        let Some(dest) = self.pick_transport(&transport, track) else {
+        let Some(dest) = pick_transport(&transport, track, self.peer) else {
             return error(
                 StatusCode::UNSUPPORTED_TRANSPORT,
                 "supported: RTP/AVP/TCP interleaved, RTP/AVP unicast UDP with client_port",
             );
         };
-        let id = match session_id.filter(|id| self.sessions.contains_key(id)) {
+        let id = match session {
             Some(id) => id,
             None => {
                 let id = ids::random_hex(8);
                 self.ctx.sessions.fetch_add(1, Ordering::Relaxed);
-                self.sessions.insert(
-                    id.clone(),
-                    ViewerSession {
-                        lease,
-                        base_url: url.clone(),
-                        described: d.clone(),
-                        dests: vec![None; d.tracks.len()],
-                        playing: None,
-                        last_seen: Instant::now(),
-                        vod: None,
-                    },
-                );
+                let tracks = d.tracks.len();
+                self.core
+                    .open(id.clone(), url.clone(), tracks, Source::new(lease, d), now);
+                tracing::info!(session = %id, viewer = %self.peer, url = %url, "viewer session started");
                 id
             }
         };
-        let server_ports = match self.server_ports(&id, track, dest, &url).await {
+        let Some(source) = self.core.source_mut(&id) else {
+            return error(StatusCode::SESSION_NOT_FOUND, "no such session");
+        };
+        let route = OriginRoute {
+            router: &self.ctx.router,
+            hubs: &self.ctx.hubs,
+            url: &url,
+            local: self.local,
+            original_dst: self.original_dst,
+            out: &self.out,
+            tasks: &self.ctx.tasks,
+        };
+        let server_ports = match source.setup(track, dest, route).await {
             Ok(p) => p,
             Err(r) => return r,
         };
-        if let Some(s) = self.sessions.get_mut(&id) {
-            s.dests[track] = Some(dest);
-        }
+        self.core.set_dest(&id, track, dest);
         let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
         let spec = reply_spec(dest, server_ports);
         r.headers
             .append("Transport", Transport(vec![spec]).to_value());
-        r.headers.append("Session", self.session_header(&id));
+        r.headers.append("Session", self.core.session_header(&id));
         r
     }
 
-    /// The first alternative of the viewer's Transport we can serve.
-    fn pick_transport(&self, transport: &Transport, track: usize) -> Option<TrackDest> {
-        transport.0.iter().find_map(|spec| {
-            let TransportProtocol::Rtp {
-                profile: RtpProfile::Avp,
-                lower,
-            } = &spec.protocol
-            else {
-                return None;
-            };
-            if spec.delivery == Some(Delivery::Multicast) {
-                return None;
-            }
-            match lower {
-                Some(LowerTransport::Tcp) => {
-                    let rtp = spec
-                        .interleaved
-                        .map_or_else(|| u8::try_from(track * 2).unwrap_or(254), |c| c.start);
-                    let rtcp = spec
-                        .interleaved
-                        .and_then(|c| c.end)
-                        .unwrap_or(rtp.saturating_add(1));
-                    Some(TrackDest::Interleaved { rtp, rtcp })
-                }
-                None | Some(LowerTransport::Udp) => {
-                    let cp = spec.client_port?;
-                    // Media only goes to the address the RTSP connection came from
-                    // (RFC 2326 §12.39: a client must not direct streams elsewhere).
-                    let ip = self.peer.ip();
-                    Some(TrackDest::Udp {
-                        rtp: SocketAddr::new(ip, cp.start),
-                        rtcp: SocketAddr::new(ip, cp.end.unwrap_or(cp.start.saturating_add(1))),
-                    })
-                }
-                Some(_) => None,
-            }
-        })
-    }
-
-    /// Sets the track up where its media comes from and returns the server ports for
-    /// a UDP viewer: the hub's shared pair for live streams, the viewer's own for
-    /// on-demand content (whose origin session is opened on the first SETUP).
-    async fn server_ports(
+    async fn play(
         &mut self,
-        id: &str,
-        track: usize,
-        dest: TrackDest,
-        url: &str,
-    ) -> Result<Option<(u16, u16)>, Response> {
-        let Some(s) = self.sessions.get_mut(id) else {
-            return Err(error(StatusCode::SESSION_NOT_FOUND, "no such session"));
+        req: &Request,
+        id: String,
+    ) -> (Response, Option<(String, SubscriberId)>) {
+        let session_header = self.core.session_header(&id);
+        let base_url = self.core.base_url(&id).unwrap_or_default().to_owned();
+        let dests = self.core.dests(&id).unwrap_or_default().to_vec();
+        let Some(source) = self.core.source_mut(&id) else {
+            return (
+                error(StatusCode::SESSION_NOT_FOUND, "no such session"),
+                None,
+            );
         };
-        if s.described.live {
-            if matches!(dest, TrackDest::Interleaved { .. }) {
-                return Ok(None);
+        match source
+            .play(&req.headers, session_header, &base_url, &dests, &self.out)
+            .await
+        {
+            Ok(p) => {
+                let subscribed = source.is_subscribed();
+                self.core.set_playing(&id, subscribed);
+                (p.resp, p.release.map(|sub| (id, sub)))
             }
-            let ports = s.lease.hub().udp_ports().await.map_err(hub_error)?;
-            return ports.get(track).copied().map(Some).ok_or_else(|| {
-                error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "no server ports for this track",
-                )
-            });
-        }
-        if s.vod.is_none() {
-            let target = self
-                .ctx
-                .router
-                .resolve(url, self.local, self.original_dst)
-                .map_err(|e| error(StatusCode::NOT_FOUND, &e.to_string()))?;
-            let vod = VodSession::open(&target, self.out.clone(), self.ctx.hubs.ports())
-                .await
-                .map_err(|e| client_error(&e))?;
-            if vod.described().tracks.len() != s.described.tracks.len() {
-                return Err(error(
-                    StatusCode::BAD_GATEWAY,
-                    "the origin changed the stream's tracks",
-                ));
-            }
-            s.vod = Some(vod);
-        }
-        let vod = s
-            .vod
-            .as_ref()
-            .ok_or_else(|| error(StatusCode::BAD_GATEWAY, "no origin session"))?;
-        vod.setup(track, dest).await.map_err(|e| client_error(&e))
-    }
-
-    async fn play(&mut self, req: &Request, session_id: Option<String>) -> Reply {
-        let Some(id) = session_id else {
-            return error(
-                StatusCode::SESSION_NOT_FOUND,
-                "PLAY needs the Session from SETUP",
-            )
-            .into();
-        };
-        let session_header = self.session_header(&id);
-        let Some(s) = self.sessions.get_mut(&id) else {
-            return error(StatusCode::SESSION_NOT_FOUND, "no such session").into();
-        };
-        let (url, track) = Self::stream_url(&req.uri);
-        if url != s.base_url || track.is_some() && s.described.tracks.len() > 1 {
-            return error(
-                StatusCode::ONLY_AGGREGATE_OPERATION_ALLOWED,
-                "PLAY the stream URL, not a single track",
-            )
-            .into();
-        }
-        if let Some(vod) = &s.vod {
-            let origin = match vod.play(req.headers.clone()).await {
-                Ok(r) => r,
-                Err(e) => return client_error(&e).into(),
-            };
-            let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
-            r.headers.append("Session", session_header);
-            for name in ["Range", "Scale", "Speed"] {
-                if let Some(v) = origin.headers.get(name) {
-                    r.headers.append(name, v.to_owned());
-                }
-            }
-            if let Some(info) = origin
-                .headers
-                .get("RTP-Info")
-                .and_then(|v| map_rtp_info(v, &s.described, &s.base_url))
-            {
-                r.headers.append("RTP-Info", info);
-            }
-            return r.into();
-        }
-        let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
-        r.headers.append("Session", session_header);
-        r.headers.append("Range", "npt=now-");
-        if s.playing.is_some() {
-            return r.into();
-        }
-        let tracks: Vec<usize> = s
-            .dests
-            .iter()
-            .enumerate()
-            .filter_map(|(i, d)| d.map(|_| i))
-            .collect();
-        let sink = ViewerSink::new_held(self.out.clone(), s.dests.clone());
-        let (sub, starts) = match s.lease.hub().join(sink, tracks).await {
-            Ok(v) => v,
-            Err(e) => return hub_error(e).into(),
-        };
-        s.playing = Some(sub);
-        let info: Vec<String> = starts
-            .iter()
-            .map(|t| {
-                format!(
-                    "url={}/{};seq={};rtptime={}",
-                    s.base_url,
-                    track_name(t.track),
-                    t.seq,
-                    t.rtptime
-                )
-            })
-            .collect();
-        if !info.is_empty() {
-            r.headers.append("RTP-Info", info.join(","));
-        }
-        Reply {
-            resp: r,
-            release: Some((id, sub)),
+            Err(r) => (r, None),
         }
     }
 
-    async fn pause(&mut self, session_id: Option<String>) -> Response {
-        let Some(s) = session_id.as_ref().and_then(|id| self.sessions.get_mut(id)) else {
+    async fn pause(&mut self, id: &str) -> Response {
+        let Some(source) = self.core.source_mut(id) else {
             return error(StatusCode::SESSION_NOT_FOUND, "PAUSE needs a session");
         };
-        if let Some(vod) = &s.vod {
-            if let Err(e) = vod.pause().await {
-                return client_error(&e);
-            }
+        if let Err(r) = source.pause().await {
+            return r;
         }
-        s.stop();
+        self.core.set_playing(id, false);
         let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
-        r.headers.append("Session", session_id.unwrap_or_default());
+        r.headers.append("Session", id.to_owned());
         r
     }
+}
 
-    fn teardown(&mut self, session_id: Option<String>) -> Response {
-        let Some(mut s) = session_id.and_then(|id| self.sessions.remove(&id)) else {
-            return error(StatusCode::SESSION_NOT_FOUND, "TEARDOWN needs a session");
+/// The first alternative of the viewer's Transport we can serve.
+fn pick_transport(transport: &Transport, track: usize, peer: SocketAddr) -> Option<TrackDest> {
+    transport.0.iter().find_map(|spec| {
+        let TransportProtocol::Rtp {
+            profile: RtpProfile::Avp,
+            lower,
+        } = &spec.protocol
+        else {
+            return None;
         };
-        s.stop();
-        self.ctx.sessions.fetch_sub(1, Ordering::Relaxed);
-        Response::new(Version::Rtsp1_0, StatusCode::OK)
-    }
-}
-
-fn error(status: StatusCode, why: &str) -> Response {
-    let mut r = Response::new(Version::Rtsp1_0, status);
-    // The reason phrase carries the explanation; keep it one short line.
-    let why: String = why.chars().filter(|c| !c.is_control()).take(160).collect();
-    r.reason = format!("{} ({why})", status.reason());
-    r
-}
-
-fn hub_error(e: HubError) -> Response {
-    error(e.status, &e.reason)
-}
-
-fn client_error(e: &ClientError) -> Response {
-    error(e.viewer_status(), &e.to_string())
+        if spec.delivery == Some(Delivery::Multicast) {
+            return None;
+        }
+        match lower {
+            Some(LowerTransport::Tcp) => {
+                let rtp = spec
+                    .interleaved
+                    .map_or_else(|| u8::try_from(track * 2).unwrap_or(254), |c| c.start);
+                let rtcp = spec
+                    .interleaved
+                    .and_then(|c| c.end)
+                    .unwrap_or(rtp.saturating_add(1));
+                Some(TrackDest::Interleaved { rtp, rtcp })
+            }
+            None | Some(LowerTransport::Udp) => {
+                let cp = spec.client_port?;
+                // Media only goes to the address the RTSP connection came from
+                // (RFC 2326 §12.39: a client must not direct streams elsewhere).
+                let ip = peer.ip();
+                Some(TrackDest::Udp {
+                    rtp: SocketAddr::new(ip, cp.start),
+                    rtcp: SocketAddr::new(ip, cp.end.unwrap_or(cp.start.saturating_add(1))),
+                })
+            }
+            Some(_) => None,
+        }
+    })
 }
 
 /// The Transport a viewer gets back for its chosen destination.
@@ -707,20 +461,6 @@ fn reply_spec(dest: TrackDest, server_ports: Option<(u16, u16)>) -> TransportSpe
     };
     spec.delivery = Some(Delivery::Unicast);
     spec
-}
-
-/// The origin's RTP-Info with each URL replaced by the viewer's name for that track.
-fn map_rtp_info(origin: &str, d: &Described, base_url: &str) -> Option<String> {
-    let mut info = RtpInfo::parse_value(origin).ok()?;
-    for e in &mut info.0 {
-        let track = d.tracks.iter().position(|t| {
-            t.control_url == e.url
-                || t.control_url.ends_with(&e.url)
-                || e.url.ends_with(&t.control_url)
-        })?;
-        e.url = format!("{base_url}/{}", track_name(track));
-    }
-    Some(info.to_value())
 }
 
 /// The SDP viewers get: our track names, no origin addresses.
@@ -762,7 +502,7 @@ async fn linger_close<R: AsyncRead + Unpin>(rd: &mut R) {
 }
 
 /// Bytes to answer a connection refused by the client ACL with.
-pub fn forbidden_bytes() -> Bytes {
+pub(crate) fn forbidden_bytes() -> Bytes {
     error(
         StatusCode::FORBIDDEN,
         "your address is not allowed to use this edge",

@@ -15,11 +15,12 @@ use mediagate_rtsp::{Headers, Method, Response};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::conn_out::ConnOut;
-use crate::hub_task::keepalive_interval;
 use crate::ports::{PortAllocator, SocketPair};
 use crate::rtsp_client::{ClientError, RtspClient};
-use crate::sink::TrackDest;
+use crate::sink::{Tally, TrackDest};
+use crate::tracker::TaskGuard;
 use crate::upstream::{self, Described, UpstreamTarget};
+use crate::upstream_supervisor::keepalive_interval;
 
 type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
 
@@ -44,6 +45,8 @@ impl VodSession {
         target: &UpstreamTarget,
         conn: ConnOut,
         ports: Arc<PortAllocator>,
+        tally: Arc<Tally>,
+        guard: TaskGuard,
     ) -> Result<Self, ClientError> {
         let (client, described) = upstream::describe(target).await?;
         let described = Arc::new(described);
@@ -58,8 +61,13 @@ impl VodSession {
             channels: HashMap::new(),
             playing: false,
             url: target.url.to_string(),
+            tally,
         };
-        tokio::spawn(task.run(rx));
+        tokio::spawn(async move {
+            task.run(rx).await;
+            // Drain waits until the origin session is torn down.
+            drop(guard);
+        });
         Ok(Self { tx, described })
     }
 
@@ -104,6 +112,8 @@ struct VodTask {
     channels: HashMap<u8, (usize, bool)>,
     playing: bool,
     url: String,
+    /// The viewer session's counters: every frame passed on.
+    tally: Arc<Tally>,
 }
 
 impl VodTask {
@@ -133,6 +143,7 @@ impl VodTask {
                 }
             }
         }
+        tracing::debug!(origin = %self.url, "on-demand origin session ends");
         // Polite teardown, bounded by the client's timeout.
         let req = self
             .client
@@ -216,6 +227,7 @@ impl VodTask {
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
+                self.tally.add(1, payload.len() as u64, 0);
                 true
             }
             Some(TrackDest::Udp { rtp, rtcp: rc }) => {
@@ -227,7 +239,9 @@ impl VodTask {
                 } else {
                     (&pair.rtp, *rtp)
                 };
-                let _ = sock.send_to(payload, to).await;
+                if sock.send_to(payload, to).await.is_ok() {
+                    self.tally.add(1, payload.len() as u64, 0);
+                }
                 !self.conn.is_closed()
             }
             None => true,

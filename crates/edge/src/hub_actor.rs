@@ -1,0 +1,612 @@
+//! The actor that runs one live stream: owns the [`HubCore`], the upstream supervisor's
+//! task, the server UDP sockets and the set of viewers; viewers reach it through the
+//! commands of `hub_registry`.
+//!
+//! Timers (linger, give-up) are decided by the sans-IO `hub_life`; reconnecting is the
+//! upstream supervisor's. This task moves packets: it rewrites upstream frames for
+//! continuity, feeds the core, and sends UDP viewers their packets in batches.
+//!
+//! What it does not: parse viewer requests (`viewer`) or talk RTSP to the origin
+//! (`upstream_supervisor`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use mediagate_rtp::rtcp::build::CompoundWriter;
+use mediagate_rtp::ContinuityRewriter;
+use mediagate_rtsp::{InterleavedFrame, StatusCode};
+use mediagate_udp::BatchSender;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::hub::{HubCore, Packet, PacketKind, SubscriberId};
+use crate::hub_life::HubLife;
+use crate::hub_registry::{Cmd, HubError, HubSettings, HubStats, Hubs, JoinResult};
+use crate::ports::SocketPair;
+use crate::sink::{TrackDest, ViewerSink};
+use crate::upstream::{Described, UpstreamTarget};
+use crate::upstream_supervisor::{upstream_loop, UpEvent};
+
+/// What UDP viewers' RTCP says, counted by the socket readers.
+#[derive(Debug, Default)]
+struct RtcpCounters {
+    reports: AtomicU64,
+    max_fraction_lost: AtomicU8,
+}
+
+struct TrackSockets {
+    pair: Arc<SocketPair>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TrackSockets {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Reads what UDP viewers send to a hub's RTCP port: receiver reports are counted
+/// (and their loss figures kept); anything else is dropped. Reading also keeps the
+/// socket's receive buffer from filling.
+async fn read_viewer_rtcp(pair: Arc<SocketPair>, counters: Arc<RtcpCounters>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let Ok((n, _from)) = pair.rtcp.recv_from(&mut buf).await else {
+            return;
+        };
+        let Ok(compound) = mediagate_rtp::rtcp::Compound::parse(&buf[..n]) else {
+            continue;
+        };
+        for p in compound.packets() {
+            if let mediagate_rtp::rtcp::RtcpPacket::ReceiverReport(rr) = p {
+                counters.reports.fetch_add(1, Ordering::Relaxed);
+                for b in rr.report_blocks() {
+                    counters
+                        .max_fraction_lost
+                        .fetch_max(b.fraction_lost, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+pub(crate) struct HubTask {
+    hubs: Hubs,
+    key: String,
+    gen: u64,
+    target: UpstreamTarget,
+    rx: mpsc::UnboundedReceiver<Cmd>,
+    life: HubLife,
+    described: Option<Arc<Described>>,
+    failure: Option<HubError>,
+    describe_waiters: Vec<oneshot::Sender<Result<Arc<Described>, HubError>>>,
+    pending_joins: Vec<(ViewerSink, Vec<usize>, oneshot::Sender<JoinResult>, Instant)>,
+    core: Option<HubCore<ViewerSink>>,
+    rewriters: Vec<ContinuityRewriter>,
+    /// RTP/RTCP channel → (track, kind).
+    channels: HashMap<u8, (usize, PacketKind)>,
+    udp: Option<Vec<TrackSockets>>,
+    batch: BatchSender,
+    upstream: Option<Upstream>,
+    stats: HubStats,
+    rtcp: Arc<RtcpCounters>,
+}
+
+/// The running supervisor: its events, its task, and the switch that stops it politely.
+struct Upstream {
+    rx: mpsc::Receiver<UpEvent>,
+    task: tokio::task::JoinHandle<()>,
+    stop: watch::Sender<bool>,
+}
+
+impl HubTask {
+    pub(crate) fn new(
+        hubs: Hubs,
+        key: String,
+        gen: u64,
+        target: UpstreamTarget,
+        rx: mpsc::UnboundedReceiver<Cmd>,
+    ) -> Self {
+        let life = HubLife::new(hubs.settings().linger, hubs.settings().give_up);
+        Self {
+            hubs,
+            key,
+            gen,
+            target,
+            rx,
+            life,
+            described: None,
+            failure: None,
+            describe_waiters: Vec::new(),
+            pending_joins: Vec::new(),
+            core: None,
+            rewriters: Vec::new(),
+            channels: HashMap::new(),
+            udp: None,
+            batch: BatchSender::default(),
+            upstream: None,
+            stats: HubStats::default(),
+            rtcp: Arc::default(),
+        }
+    }
+
+    fn settings(&self) -> &HubSettings {
+        self.hubs.settings()
+    }
+
+    pub(crate) async fn run(mut self) {
+        tracing::debug!(origin = %self.target.url, "hub started");
+        self.start_upstream();
+        loop {
+            let join_deadline = self.pending_joins.iter().map(|j| j.3).min();
+            let wake = [
+                self.life.poll_timeout().map(Instant::from_std),
+                join_deadline,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(Cmd::Shutdown) => {
+                        self.shutdown().await;
+                        return;
+                    }
+                    Some(cmd) => self.on_cmd(cmd).await,
+                    None => break,
+                },
+                ev = recv_upstream(&mut self.upstream) => self.on_upstream(ev).await,
+                _ = sleep_until_opt(wake) => {
+                    let now = Instant::now();
+                    let due = self.life.handle_timeout(now.into_std());
+                    if due.retire {
+                        match self.hubs.clone().try_retire(&self.key, self.gen, &mut self.rx) {
+                            Some(Cmd::Shutdown) => {
+                                self.shutdown().await;
+                                return;
+                            }
+                            Some(cmd) => self.on_cmd(cmd).await,
+                            None => break,
+                        }
+                    }
+                    if due.give_up {
+                        self.give_up();
+                    }
+                    self.flush_pending_joins(true).await;
+                }
+            }
+        }
+        tracing::debug!(origin = %self.target.url, "hub retired after its linger");
+        if let Some(up) = self.upstream.take() {
+            up.task.abort();
+        }
+        self.disconnect_all();
+    }
+
+    /// Drain: viewers are let go, the origin session is torn down (bounded), and the
+    /// hub leaves the registry.
+    async fn shutdown(&mut self) {
+        self.say_goodbye().await;
+        self.disconnect_all();
+        if let Some(up) = self.upstream.take() {
+            let _ = up.stop.send(true);
+            let (mut rx, mut task) = (up.rx, up.task);
+            // Frames still coming are discarded rather than left to block the
+            // supervisor before it can send its TEARDOWN.
+            let finished = tokio::time::timeout(Duration::from_secs(3), async {
+                loop {
+                    tokio::select! {
+                        _ = &mut task => return,
+                        ev = rx.recv() => if ev.is_none() {
+                            let _ = (&mut task).await;
+                            return;
+                        },
+                    }
+                }
+            })
+            .await;
+            if finished.is_err() {
+                task.abort();
+            }
+        }
+        self.hubs.remove(&self.key, self.gen);
+        self.rx.close();
+        tracing::debug!(origin = %self.target.url, "hub shut down");
+    }
+
+    fn start_upstream(&mut self) {
+        if self.upstream.is_some() {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let (stop, stop_rx) = watch::channel(false);
+        let target = self.target.clone();
+        let settings = self.settings().clone();
+        let ports = self.hubs.ports();
+        let task = tokio::spawn(upstream_loop(target, settings, ports, tx, stop_rx));
+        self.upstream = Some(Upstream { rx, task, stop });
+    }
+
+    async fn on_cmd(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Lease => {
+                self.life.lease();
+                if self.upstream.is_none() && self.described.is_none() {
+                    self.failure = None;
+                    self.start_upstream();
+                }
+            }
+            Cmd::Unlease => self.life.unlease(Instant::now().into_std()),
+            Cmd::Describe(reply) => match (&self.described, &self.failure) {
+                (Some(d), _) => {
+                    let _ = reply.send(Ok(d.clone()));
+                }
+                (None, Some(f)) => {
+                    let _ = reply.send(Err(f.clone()));
+                }
+                (None, None) => self.describe_waiters.push(reply),
+            },
+            Cmd::UdpPorts(reply) => {
+                let _ = reply.send(self.udp_ports().await);
+            }
+            Cmd::Join {
+                sink,
+                tracks,
+                reply,
+            } => {
+                let deadline = Instant::now() + self.settings().join_wait;
+                self.pending_joins.push((sink, tracks, reply, deadline));
+                self.flush_pending_joins(false).await;
+            }
+            Cmd::Release(id) => self.release(id).await,
+            Cmd::Leave(id, done) => {
+                if let Some(core) = &mut self.core {
+                    if let Some((sink, st)) = core.leave(id) {
+                        self.stats.viewer_skipped += st.skipped;
+                        sink.tally.add_hub_stats(&st);
+                    }
+                }
+                let _ = done.send(());
+            }
+            // Handled by `run` (it ends the task).
+            Cmd::Shutdown => {}
+            Cmd::Stats(reply) => {
+                let mut s = self.stats.clone();
+                s.viewers = self.core.as_ref().map_or(0, |c| c.subscriber_count());
+                s.receiver_reports = self.rtcp.reports.load(Ordering::Relaxed);
+                s.max_reported_fraction_lost = self.rtcp.max_fraction_lost.load(Ordering::Relaxed);
+                let _ = reply.send(s);
+            }
+        }
+    }
+
+    async fn udp_ports(&mut self) -> Result<Vec<(u16, u16)>, HubError> {
+        let Some(d) = &self.described else {
+            return Err(HubError::gone());
+        };
+        if self.udp.is_none() {
+            let mut socks = Vec::new();
+            for _ in &d.tracks {
+                let pair = self.hubs.ports().bind_pair().await.map_err(|e| HubError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    reason: e.to_string(),
+                })?;
+                let pair = Arc::new(pair);
+                let reader = tokio::spawn(read_viewer_rtcp(pair.clone(), self.rtcp.clone()));
+                socks.push(TrackSockets { pair, reader });
+            }
+            self.udp = Some(socks);
+        }
+        Ok(self
+            .udp
+            .iter()
+            .flatten()
+            .map(|s| {
+                let p = s.pair.rtp_port();
+                (p, p + 1)
+            })
+            .collect())
+    }
+
+    /// Joins waiting viewers once a keyframe is there, or (`expired`) when their wait
+    /// is over.
+    async fn flush_pending_joins(&mut self, expired: bool) {
+        if self.pending_joins.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let Some(core) = &mut self.core else {
+            if let Some(f) = &self.failure {
+                for (_, _, reply, _) in self.pending_joins.drain(..) {
+                    let _ = reply.send(Err(f.clone()));
+                }
+            }
+            return;
+        };
+        let ready = core.ready_for_join();
+        let mut i = 0;
+        while i < self.pending_joins.len() {
+            if ready || (expired && self.pending_joins[i].3 <= now) {
+                let (sink, tracks, reply, _) = self.pending_joins.swap_remove(i);
+                let mut ignored = Vec::new();
+                let (id, starts) = core.join(sink, &tracks, |s, p| s.offer(p, &mut ignored));
+                if reply.send(Ok((id, starts))).is_err() {
+                    core.leave(id);
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    async fn release(&mut self, id: SubscriberId) {
+        let Some(core) = &mut self.core else { return };
+        let Some(sink) = core.sink_mut(id) else {
+            return;
+        };
+        let (udp, complete) = sink.release();
+        if !complete {
+            core.mark_lagging(id);
+        }
+        for (p, dest) in udp {
+            self.send_udp(&[p.data], p.track, p.kind, &[dest]).await;
+        }
+    }
+
+    async fn on_upstream(&mut self, ev: Option<UpEvent>) {
+        match ev {
+            None => self.upstream = None,
+            Some(UpEvent::Ready(d)) => {
+                self.stats.upstream_sessions += 1;
+                if let Some(lost) = self.life.lost_for(Instant::now().into_std()) {
+                    tracing::info!(origin = %self.target.url, after = ?lost, viewers = self.viewer_count(), "origin back; viewers continue");
+                }
+                self.life.upstream_ready();
+                match &self.described {
+                    None => self.first_ready(d),
+                    Some(old) if old.tracks.len() != d.tracks.len() => {
+                        // The origin now serves a different stream: viewers cannot
+                        // continue it seamlessly.
+                        tracing::warn!(origin = %self.target.url, was = old.tracks.len(), now = d.tracks.len(), "origin came back with other tracks; letting viewers go");
+                        self.give_up();
+                    }
+                    Some(_) => {}
+                }
+            }
+            Some(UpEvent::Failed(e)) => {
+                let err = HubError::from(&e);
+                self.upstream = None;
+                if self.described.is_none() {
+                    for w in self.describe_waiters.drain(..) {
+                        let _ = w.send(Err(err.clone()));
+                    }
+                    self.failure = Some(err);
+                    self.flush_pending_joins(true).await;
+                }
+            }
+            Some(UpEvent::Lost(_e)) => {
+                // The supervisor logged why; it reconnects on its own.
+                self.life.upstream_lost(Instant::now().into_std());
+                for r in &mut self.rewriters {
+                    r.upstream_restarted();
+                }
+                if let Some(core) = &mut self.core {
+                    core.upstream_restarted();
+                }
+            }
+            Some(UpEvent::Frames(frames)) => self.on_frames(frames).await,
+        }
+    }
+
+    fn first_ready(&mut self, d: Arc<Described>) {
+        self.channels.clear();
+        for (i, t) in d.tracks.iter().enumerate() {
+            self.channels.insert(t.channel, (i, PacketKind::Rtp));
+            self.channels
+                .insert(t.channel.wrapping_add(1), (i, PacketKind::Rtcp));
+        }
+        self.rewriters = d
+            .tracks
+            .iter()
+            .map(|t| ContinuityRewriter::new(t.clock_rate))
+            .collect();
+        self.core = Some(HubCore::new(
+            d.tracks.len(),
+            d.video_track(),
+            self.settings().ring,
+        ));
+        for w in self.describe_waiters.drain(..) {
+            let _ = w.send(Ok(d.clone()));
+        }
+        self.described = Some(d);
+    }
+
+    async fn on_frames(&mut self, frames: Vec<InterleavedFrame>) {
+        let (Some(d), Some(_)) = (self.described.clone(), self.core.as_ref()) else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        // Consecutive packets of one track and kind going to the same UDP viewers are
+        // sent together (a frame per viewer in one GSO message).
+        let mut group: Vec<Bytes> = Vec::new();
+        let mut group_dests: Vec<SocketAddr> = Vec::new();
+        let mut group_key: Option<(usize, PacketKind)> = None;
+        let mut dests: Vec<SocketAddr> = Vec::new();
+        for f in frames {
+            let Some(&(track, kind)) = self.channels.get(&f.channel()) else {
+                continue;
+            };
+            self.stats.packets_in += 1;
+            let mut data = BytesMut::from(&f.payload()[..]);
+            let (keyframe_start, seq, ts) = match kind {
+                PacketKind::Rtp => {
+                    let Some((seq, ts)) = self.rewriters[track].rewrite_rtp(&mut data, now) else {
+                        continue;
+                    };
+                    let t = &d.tracks[track];
+                    let key = t.is_video && t.codec.is_keyframe_start_packet(&data);
+                    (key, seq, ts)
+                }
+                PacketKind::Rtcp => {
+                    if !self.rewriters[track].rewrite_rtcp(&mut data) {
+                        continue;
+                    }
+                    (false, 0, 0)
+                }
+            };
+            let pkt = Packet {
+                track,
+                kind,
+                data: data.freeze(),
+                keyframe_start,
+                seq,
+                ts,
+            };
+            let bytes = pkt.data.clone();
+            dests.clear();
+            if let Some(core) = &mut self.core {
+                core.on_packet(pkt, |s, p| s.offer(p, &mut dests));
+            }
+            if dests.is_empty() {
+                continue;
+            }
+            if group_key != Some((track, kind)) || group_dests != dests {
+                if let Some((t, k)) = group_key {
+                    self.send_udp(&group, t, k, &group_dests).await;
+                }
+                group.clear();
+                group_dests.clone_from(&dests);
+                group_key = Some((track, kind));
+            }
+            group.push(bytes);
+        }
+        if let Some((t, k)) = group_key {
+            self.send_udp(&group, t, k, &group_dests).await;
+        }
+        self.flush_pending_joins(false).await;
+    }
+
+    async fn send_udp(
+        &mut self,
+        packets: &[Bytes],
+        track: usize,
+        kind: PacketKind,
+        dests: &[SocketAddr],
+    ) {
+        let Some(sock) = self.udp.as_ref().and_then(|u| u.get(track)) else {
+            return;
+        };
+        let sock = match kind {
+            PacketKind::Rtp => &sock.pair.rtp,
+            PacketKind::Rtcp => &sock.pair.rtcp,
+        };
+        let slices: Vec<&[u8]> = packets.iter().map(|b| b.as_ref()).collect();
+        let mut at = (0, 0);
+        // Bounded: a socket that stays unwritable for a second drops the rest of this
+        // batch rather than stalling every viewer of the hub.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while at.0 < dests.len() {
+            match self.batch.send_to_many(sock, &slices, dests, at) {
+                Ok((report, next)) => {
+                    at = next;
+                    if report.would_block {
+                        let _ = tokio::time::timeout_at(deadline, sock.writable()).await;
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Tells UDP viewers the stream ends (RTCP BYE, RFC 3550 §6.6) so that they stop
+    /// at once instead of waiting for a media timeout. TCP viewers see their
+    /// connection close.
+    async fn say_goodbye(&mut self) {
+        let Some(core) = &self.core else { return };
+        let mut sends: Vec<(usize, Bytes, Vec<SocketAddr>)> = Vec::new();
+        for (track, rw) in self.rewriters.iter().enumerate() {
+            let Some(ssrc) = rw.ssrc() else { continue };
+            let dests: Vec<SocketAddr> = core
+                .sinks()
+                .filter_map(|s| match s.dests.get(track).copied().flatten() {
+                    Some(TrackDest::Udp { rtcp, .. }) => Some(rtcp),
+                    _ => None,
+                })
+                .collect();
+            if dests.is_empty() {
+                continue;
+            }
+            let mut buf = [0u8; 64];
+            let mut w = CompoundWriter::new(&mut buf);
+            let built = w
+                .receiver_report(ssrc, &[])
+                .and_then(|w| w.bye(&[ssrc], Some(b"edge shutting down")))
+                .is_ok();
+            if let (true, Ok(n)) = (built, w.finish()) {
+                sends.push((track, Bytes::copy_from_slice(&buf[..n]), dests));
+            }
+        }
+        for (track, bye, dests) in sends {
+            self.send_udp(&[bye], track, PacketKind::Rtcp, &dests).await;
+        }
+    }
+
+    fn viewer_count(&self) -> usize {
+        self.core.as_ref().map_or(0, |c| c.subscriber_count()) + self.pending_joins.len()
+    }
+
+    fn give_up(&mut self) {
+        tracing::warn!(
+            origin = %self.target.url,
+            give_up = ?self.settings().give_up,
+            viewers = self.viewer_count(),
+            "origin did not come back in time; disconnecting its viewers"
+        );
+        self.disconnect_all();
+        if let Some(up) = self.upstream.take() {
+            up.task.abort();
+        }
+        self.described = None;
+        self.core = None;
+        self.udp = None;
+        self.failure = Some(HubError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason: "the origin stream is gone".into(),
+        });
+    }
+
+    fn disconnect_all(&mut self) {
+        if let Some(core) = &mut self.core {
+            for (sink, st) in core.drain() {
+                self.stats.viewer_skipped += st.skipped;
+                sink.tally.add_hub_stats(&st);
+                sink.conn.close();
+            }
+        }
+        for (sink, _, reply, _) in self.pending_joins.drain(..) {
+            sink.conn.close();
+            let _ = reply.send(Err(HubError::gone()));
+        }
+    }
+}
+
+async fn recv_upstream(up: &mut Option<Upstream>) -> Option<UpEvent> {
+    match up {
+        Some(up) => up.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,360 @@
+//! The registry of live hubs and the leases that keep them running (see `docs/edge.md`).
+//!
+//! A hub is created by the first viewer through [`Hubs::lease`]; every viewer session
+//! holds a [`Lease`]; when the last lease is dropped the hub lingers (see `hub_life`),
+//! then removes itself from the registry under the registry lock, so a viewer arriving
+//! at that moment either gets this hub with a fresh lease or a new hub, never a dying
+//! one. [`HubHandle`] is how viewers talk to a hub's actor (`hub_actor`).
+//!
+//! What it does not: run streams. The actor owns the upstream session and the viewers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mediagate_rtsp::StatusCode;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::hub::{RingLimits, SubscriberId, TrackStart};
+use crate::hub_actor::HubTask;
+use crate::ports::PortAllocator;
+use crate::rtsp_client::ClientError;
+use crate::sink::ViewerSink;
+use crate::upstream::{Described, UpstreamTarget};
+
+/// Timing and sizing of hubs.
+#[derive(Debug, Clone)]
+pub struct HubSettings {
+    /// How long a hub without viewers keeps its upstream session.
+    pub linger: Duration,
+    /// How long viewers wait for the upstream to come back before being disconnected.
+    pub give_up: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// How long a PLAY waits for the first keyframe (for an exact `RTP-Info`).
+    pub join_wait: Duration,
+    pub ring: RingLimits,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        Self {
+            linger: Duration::from_secs(10),
+            give_up: Duration::from_secs(30),
+            backoff_min: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(5),
+            join_wait: Duration::from_secs(3),
+            ring: RingLimits::default(),
+        }
+    }
+}
+
+/// Why a viewer's request to the hub failed: the status and reason to answer with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubError {
+    pub status: StatusCode,
+    pub reason: String,
+}
+
+impl HubError {
+    pub(crate) fn gone() -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason: "the stream ended".into(),
+        }
+    }
+}
+
+impl From<&ClientError> for HubError {
+    fn from(e: &ClientError) -> Self {
+        Self {
+            status: e.viewer_status(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// Counters of one hub, for tests, logs and the admin API.
+#[derive(Debug, Clone, Default)]
+pub struct HubStats {
+    pub upstream_sessions: u64,
+    pub packets_in: u64,
+    pub viewers: usize,
+    pub viewer_skipped: u64,
+    /// RTCP receiver reports received from UDP viewers.
+    pub receiver_reports: u64,
+    /// Highest loss fraction (of 256) any viewer reported.
+    pub max_reported_fraction_lost: u8,
+}
+
+pub(crate) type JoinResult = Result<(SubscriberId, Vec<TrackStart>), HubError>;
+
+/// What viewers (through [`HubHandle`]) and the registry ask of a hub's actor.
+pub(crate) enum Cmd {
+    Lease,
+    Unlease,
+    Describe(oneshot::Sender<Result<Arc<Described>, HubError>>),
+    UdpPorts(oneshot::Sender<Result<Vec<(u16, u16)>, HubError>>),
+    Join {
+        sink: ViewerSink,
+        tracks: Vec<usize>,
+        reply: oneshot::Sender<JoinResult>,
+    },
+    Release(SubscriberId),
+    /// Removes a viewer; the reply says its counters are in its sink's tally.
+    Leave(SubscriberId, oneshot::Sender<()>),
+    Stats(oneshot::Sender<HubStats>),
+    /// Drain: let every viewer go, tear the upstream session down, retire.
+    Shutdown,
+}
+
+/// Cheap handle to a running hub.
+#[derive(Clone)]
+pub struct HubHandle {
+    pub(crate) tx: mpsc::UnboundedSender<Cmd>,
+}
+
+impl std::fmt::Debug for HubHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HubHandle")
+    }
+}
+
+/// Keeps a hub alive; dropping it tells the hub one user fewer.
+#[derive(Debug)]
+pub struct Lease {
+    handle: HubHandle,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let _ = self.handle.tx.send(Cmd::Unlease);
+    }
+}
+
+impl Lease {
+    pub fn hub(&self) -> &HubHandle {
+        &self.handle
+    }
+
+    /// A second lease on the same hub. Safe against retirement: this lease keeps the
+    /// hub's count above zero until the new one is counted.
+    pub fn another(&self) -> Lease {
+        let _ = self.handle.tx.send(Cmd::Lease);
+        Lease {
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+impl HubHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    /// The origin's description (waits for the upstream session to open).
+    pub async fn describe(&self) -> Result<Arc<Described>, HubError> {
+        self.ask(Cmd::Describe)
+            .await
+            .unwrap_or_else(|| Err(HubError::gone()))
+    }
+
+    /// Server port pairs (RTP, RTCP) per track for UDP viewers.
+    pub async fn udp_ports(&self) -> Result<Vec<(u16, u16)>, HubError> {
+        self.ask(Cmd::UdpPorts)
+            .await
+            .unwrap_or_else(|| Err(HubError::gone()))
+    }
+
+    /// Adds a viewer; its packets are held until [`HubHandle::release`].
+    pub async fn join(&self, sink: ViewerSink, tracks: Vec<usize>) -> JoinResult {
+        self.ask(|reply| Cmd::Join {
+            sink,
+            tracks,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| Err(HubError::gone()))
+    }
+
+    pub fn release(&self, id: SubscriberId) {
+        let _ = self.tx.send(Cmd::Release(id));
+    }
+
+    /// Removes a viewer; once this returns its counters are in its sink's tally (or
+    /// the hub is gone, and put them there when it let its viewers go).
+    pub async fn leave(&self, id: SubscriberId) {
+        self.ask(|done| Cmd::Leave(id, done)).await;
+    }
+
+    pub async fn stats(&self) -> Option<HubStats> {
+        self.ask(Cmd::Stats).await
+    }
+}
+
+/// All hubs of one edge, by key (the origin URL and the way it is reached).
+#[derive(Clone)]
+pub struct Hubs {
+    inner: Arc<HubsInner>,
+}
+
+struct HubsInner {
+    map: Mutex<HashMap<String, (u64, HubHandle)>>,
+    next_gen: Mutex<u64>,
+    settings: HubSettings,
+    ports: Arc<PortAllocator>,
+}
+
+impl std::fmt::Debug for Hubs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hubs").finish_non_exhaustive()
+    }
+}
+
+impl Hubs {
+    pub fn new(settings: HubSettings, ports: Arc<PortAllocator>) -> Self {
+        Self {
+            inner: Arc::new(HubsInner {
+                map: Mutex::new(HashMap::new()),
+                next_gen: Mutex::new(0),
+                settings,
+                ports,
+            }),
+        }
+    }
+
+    /// The server port allocator (on-demand sessions bind their own pairs from it).
+    pub fn ports(&self) -> Arc<PortAllocator> {
+        self.inner.ports.clone()
+    }
+
+    /// Number of running hubs.
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub(crate) fn settings(&self) -> &HubSettings {
+        &self.inner.settings
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, HubHandle)>> {
+        self.inner.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A lease on the hub for `target`, starting the hub if none runs.
+    pub fn lease(&self, target: &UpstreamTarget) -> Lease {
+        // Viewers share an upstream session only if they would have opened the same
+        // one: same URL, same hop, same credentials (or none: a route without
+        // credentials must never ride on a session another route authenticated) and
+        // the same transport.
+        // The key stays in memory (never logged), so the password may be part of it.
+        let creds = target
+            .credentials
+            .as_ref()
+            .map(|c| format!("{}:{}", c.username, c.password))
+            .unwrap_or_default();
+        let key = format!(
+            "{}|{}|{}|{}",
+            target.url,
+            target.connect_to,
+            creds,
+            if target.udp { "udp" } else { "tcp" }
+        );
+        let mut map = self.map();
+        if let Some((_, h)) = map.get(&key) {
+            if h.tx.send(Cmd::Lease).is_ok() {
+                return Lease { handle: h.clone() };
+            }
+        }
+        let gen = {
+            let mut g = self
+                .inner
+                .next_gen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            *g += 1;
+            *g
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = HubHandle { tx };
+        let _ = handle.tx.send(Cmd::Lease);
+        map.insert(key.clone(), (gen, handle.clone()));
+        drop(map);
+        let task = HubTask::new(self.clone(), key, gen, target.clone(), rx);
+        tokio::spawn(task.run());
+        Lease { handle }
+    }
+
+    /// Counters of every running hub.
+    pub async fn stats(&self) -> Vec<HubStats> {
+        let handles: Vec<HubHandle> = self.map().values().map(|(_, h)| h.clone()).collect();
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            if let Some(s) = h.stats().await {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// Drain: asks every hub to say goodbye to its viewers, let them go and tear its
+    /// upstream session down. Queued before the viewers' own leaving, so UDP viewers
+    /// still get their RTCP BYE.
+    pub fn begin_shutdown(&self) {
+        for (_, h) in self.map().values() {
+            let _ = h.tx.send(Cmd::Shutdown);
+        }
+    }
+
+    /// Waits until every hub retired or `deadline` passes; true when all retired.
+    /// Hubs started meanwhile (a DESCRIBE that was under way) are asked too.
+    pub async fn wait_retired(&self, deadline: tokio::time::Instant) -> bool {
+        for round in 1u32.. {
+            if self.is_empty() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            if round % 20 == 0 {
+                self.begin_shutdown();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    /// Unconditionally removes generation `gen` of `key` (a hub shutting down).
+    pub(crate) fn remove(&self, key: &str, gen: u64) {
+        let mut map = self.map();
+        if map.get(key).is_some_and(|(g, _)| *g == gen) {
+            map.remove(key);
+        }
+    }
+
+    /// Removes `key` if it is still generation `gen` and no command is waiting;
+    /// called by a lingering hub with its receiver, so that a lease sent meanwhile
+    /// cancels the removal.
+    pub(crate) fn try_retire(
+        &self,
+        key: &str,
+        gen: u64,
+        rx: &mut mpsc::UnboundedReceiver<Cmd>,
+    ) -> Option<Cmd> {
+        let mut map = self.map();
+        if let Ok(cmd) = rx.try_recv() {
+            return Some(cmd);
+        }
+        if map.get(key).is_some_and(|(g, _)| *g == gen) {
+            map.remove(key);
+        }
+        rx.close();
+        None
+    }
+}

@@ -1,0 +1,501 @@
+//! The viewer sessions of one RTSP connection, sans-IO: request checks, session state,
+//! timeouts and the one "ended" record per session.
+//!
+//! [`ViewerSessions::handle_request`] takes a request and the time and answers with a
+//! [`Step`]: either a response to send at once (every error of RFC 2326 §11 we give
+//! without asking anyone: 400, 454, 455, 459, 460, 405, 501, 505, 551, and OPTIONS,
+//! keep-alives, TEARDOWN), or the operation the shell must carry out with the
+//! session's media [`Source`](crate::source::Source) (DESCRIBE, SETUP, PLAY, PAUSE),
+//! reporting back with [`ViewerSessions::open`], [`ViewerSessions::set_dest`] and
+//! [`ViewerSessions::set_playing`]. Timers follow quinn-proto: [`ViewerSessions::
+//! poll_timeout`] says when to call [`ViewerSessions::handle_timeout`]. A session that
+//! ends for any reason (TEARDOWN, timeout, the connection closing, drain) comes out
+//! exactly once from [`ViewerSessions::poll_ended`], with its source, so the shell
+//! stops the source and completes the [`EndedSession`] with its counters.
+//!
+//! It is generic over the source type so that tests use a fake; it never reads the
+//! clock, opens a socket or counts packets.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mediagate_rtsp::{Method, Request, Response, StatusCode, Version};
+
+use crate::sink::{Counts, TrackDest};
+
+/// A moment, on both clocks: monotonic for timers, Unix time for records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub at: Instant,
+    /// Milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+}
+
+impl Now {
+    /// The current time (for shells; cores take it as an argument).
+    pub fn system() -> Now {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Now {
+            at: Instant::now(),
+            unix_ms,
+        }
+    }
+
+    /// This moment plus `d`.
+    #[cfg(test)]
+    pub fn plus(&self, d: Duration) -> Now {
+        Now {
+            at: self.at + d,
+            unix_ms: self
+                .unix_ms
+                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
+/// How a viewer received its media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewerTransport {
+    /// RTP over UDP (at least one track).
+    Udp,
+    /// Interleaved on the RTSP connection.
+    Tcp,
+    /// Interleaved inside an RTSP-over-HTTP tunnel.
+    HttpTunnel,
+}
+
+impl ViewerTransport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViewerTransport::Udp => "udp",
+            ViewerTransport::Tcp => "tcp",
+            ViewerTransport::HttpTunnel => "http-tunnel",
+        }
+    }
+}
+
+/// Why a viewer session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The viewer sent TEARDOWN.
+    Teardown,
+    /// No request (and no traffic on the connection) for the session timeout.
+    Timeout,
+    /// The connection closed: by the viewer, by a write failing, by a protocol error,
+    /// or by the hub letting its viewers go.
+    ConnectionClosed,
+    /// The edge is shutting down.
+    Drain,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Teardown => "teardown",
+            EndReason::Timeout => "timeout",
+            EndReason::ConnectionClosed => "connection-closed",
+            EndReason::Drain => "drain",
+        }
+    }
+}
+
+/// One finished viewer session: what accounting and the access log record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedSession {
+    /// The `Session` id the viewer was given.
+    pub session: String,
+    pub viewer: SocketAddr,
+    /// The stream URL as the viewer named it.
+    pub url: String,
+    pub transport: ViewerTransport,
+    pub started_unix_ms: u64,
+    pub duration: Duration,
+    pub reason: EndReason,
+    /// Media sent to the viewer (zero until the shell fills them in from the source).
+    pub counts: Counts,
+}
+
+/// What the shell does with a request.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Send this response; nothing else to do.
+    Reply(Response),
+    /// Describe the stream `url` (resolve it, ask its source).
+    Describe { url: String },
+    /// Set up `track` of `url`, in the existing `session` or (None) a new one.
+    Setup {
+        url: String,
+        track: Option<usize>,
+        session: Option<String>,
+    },
+    /// Start (or resume) the session's media.
+    Play { session: String },
+    /// Pause the session's media.
+    Pause { session: String },
+}
+
+/// A session leaving the table, with its source for the shell to stop.
+#[derive(Debug)]
+pub(crate) struct Ended<S> {
+    pub source: S,
+    pub record: EndedSession,
+}
+
+#[derive(Debug)]
+struct Session<S> {
+    base_url: String,
+    source: S,
+    dests: Vec<Option<TrackDest>>,
+    /// A live PLAY fixes the transport (the hub has the viewer's destinations);
+    /// on-demand SETUPs go through to the viewer's own origin session instead.
+    playing: bool,
+    started: Now,
+    last_seen: Instant,
+}
+
+/// Methods we answer, for `Public`.
+pub(crate) const PUBLIC: &str =
+    "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+
+/// The sessions of one viewer connection.
+#[derive(Debug)]
+pub(crate) struct ViewerSessions<S> {
+    timeout: Duration,
+    peer: SocketAddr,
+    tunnel: bool,
+    sessions: HashMap<String, Session<S>>,
+    /// Viewer traffic over interleaved channels (RTCP receiver reports) counts as life.
+    last_traffic: Instant,
+    ended: VecDeque<Ended<S>>,
+}
+
+impl<S> ViewerSessions<S> {
+    /// `tunnel`: the connection is an RTSP-over-HTTP tunnel.
+    pub fn new(timeout: Duration, peer: SocketAddr, tunnel: bool, now: Instant) -> Self {
+        Self {
+            timeout,
+            peer,
+            tunnel,
+            sessions: HashMap::new(),
+            last_traffic: now,
+            ended: VecDeque::new(),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Anything arrived on the connection (a request or an interleaved frame).
+    pub fn on_traffic(&mut self, now: Instant) {
+        self.last_traffic = now;
+    }
+
+    /// The `Session` header value for `id`, with the timeout we enforce.
+    pub fn session_header(&self, id: &str) -> String {
+        format!("{id};timeout={}", self.timeout.as_secs().max(1))
+    }
+
+    /// The stream URL of a session.
+    pub fn base_url(&self, id: &str) -> Option<&str> {
+        self.sessions.get(id).map(|s| s.base_url.as_str())
+    }
+
+    pub fn source_mut(&mut self, id: &str) -> Option<&mut S> {
+        self.sessions.get_mut(id).map(|s| &mut s.source)
+    }
+
+    pub fn dests(&self, id: &str) -> Option<&[Option<TrackDest>]> {
+        self.sessions.get(id).map(|s| s.dests.as_slice())
+    }
+
+    #[cfg(test)]
+    pub fn is_playing(&self, id: &str) -> bool {
+        self.sessions.get(id).is_some_and(|s| s.playing)
+    }
+
+    /// Adds a session after its first SETUP found a source.
+    pub fn open(&mut self, id: String, base_url: String, tracks: usize, source: S, now: Now) {
+        self.sessions.insert(
+            id,
+            Session {
+                base_url,
+                source,
+                dests: vec![None; tracks],
+                playing: false,
+                started: now,
+                last_seen: now.at,
+            },
+        );
+    }
+
+    pub fn set_dest(&mut self, id: &str, track: usize, dest: TrackDest) {
+        if let Some(d) = self
+            .sessions
+            .get_mut(id)
+            .and_then(|s| s.dests.get_mut(track))
+        {
+            *d = Some(dest);
+        }
+    }
+
+    pub fn set_playing(&mut self, id: &str, playing: bool) {
+        if let Some(s) = self.sessions.get_mut(id) {
+            s.playing = playing;
+        }
+    }
+
+    /// Checks a request against the sessions and says what to do with it. The request
+    /// counts as activity of the session it names.
+    pub fn handle_request(&mut self, req: &Request, now: Now) -> Step {
+        if req.version == Version::Rtsp2_0 {
+            return Step::Reply(error(
+                StatusCode::RTSP_VERSION_NOT_SUPPORTED,
+                "this edge speaks RTSP/1.0",
+            ));
+        }
+        if !req.version.is_rtsp() {
+            return Step::Reply(error(
+                StatusCode::BAD_REQUEST,
+                "expected an RTSP/1.0 request",
+            ));
+        }
+        if req.cseq().is_none() {
+            return Step::Reply(error(
+                StatusCode::BAD_REQUEST,
+                "missing or invalid CSeq header",
+            ));
+        }
+        for name in ["Proxy-Require", "Require"] {
+            let tags: Vec<&str> = req
+                .headers
+                .get_all(name)
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .collect();
+            if !tags.is_empty() {
+                let mut r = error(
+                    StatusCode::OPTION_NOT_SUPPORTED,
+                    &format!("{name} feature not supported"),
+                );
+                r.headers.append("Unsupported", tags.join(", "));
+                return Step::Reply(r);
+            }
+        }
+        let session_id = req
+            .headers
+            .get("Session")
+            .map(|s| s.split(';').next().unwrap_or("").trim().to_owned());
+        if let Some(id) = &session_id {
+            match self.sessions.get_mut(id) {
+                Some(s) => s.last_seen = now.at,
+                None if req.method != Method::Setup || !id.is_empty() => {
+                    return Step::Reply(error(
+                        StatusCode::SESSION_NOT_FOUND,
+                        "no such session (it may have timed out)",
+                    ));
+                }
+                None => {}
+            }
+        }
+        match &req.method {
+            Method::Options => {
+                let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
+                r.headers.append("Public", PUBLIC);
+                Step::Reply(r)
+            }
+            Method::Describe => Step::Describe {
+                url: stream_url(&req.uri).0,
+            },
+            Method::Setup => self.check_setup(req, session_id),
+            Method::Play => self.check_play(req, session_id),
+            Method::Pause => match session_id.filter(|id| self.sessions.contains_key(id)) {
+                Some(session) => Step::Pause { session },
+                None => Step::Reply(error(
+                    StatusCode::SESSION_NOT_FOUND,
+                    "PAUSE needs a session",
+                )),
+            },
+            Method::Teardown => {
+                let Some(s) = session_id.and_then(|id| self.end(&id, EndReason::Teardown, now))
+                else {
+                    return Step::Reply(error(
+                        StatusCode::SESSION_NOT_FOUND,
+                        "TEARDOWN needs a session",
+                    ));
+                };
+                self.ended.push_back(s);
+                Step::Reply(Response::new(Version::Rtsp1_0, StatusCode::OK))
+            }
+            Method::GetParameter | Method::SetParameter => {
+                let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
+                if let Some(id) = &session_id {
+                    r.headers.append("Session", self.session_header(id));
+                }
+                Step::Reply(r)
+            }
+            Method::Announce | Method::Record | Method::Redirect | Method::PlayNotify => {
+                let mut r = error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "this edge only plays streams",
+                );
+                r.headers.append("Allow", PUBLIC);
+                Step::Reply(r)
+            }
+            Method::Get | Method::Post | Method::Extension(_) => {
+                Step::Reply(error(StatusCode::NOT_IMPLEMENTED, "method not implemented"))
+            }
+        }
+    }
+
+    fn check_setup(&self, req: &Request, session_id: Option<String>) -> Step {
+        let (url, track) = stream_url(&req.uri);
+        let existing = session_id.filter(|id| self.sessions.contains_key(id));
+        if let Some(s) = existing.as_ref().and_then(|id| self.sessions.get(id)) {
+            if s.base_url != url {
+                return Step::Reply(error(
+                    StatusCode::AGGREGATE_OPERATION_NOT_ALLOWED,
+                    "a session cannot span two streams; use a new session",
+                ));
+            }
+            if s.playing {
+                return Step::Reply(error(
+                    StatusCode::METHOD_NOT_VALID_IN_THIS_STATE,
+                    "cannot change transport while playing",
+                ));
+            }
+        }
+        Step::Setup {
+            url,
+            track,
+            session: existing,
+        }
+    }
+
+    fn check_play(&self, req: &Request, session_id: Option<String>) -> Step {
+        let Some(id) = session_id else {
+            return Step::Reply(error(
+                StatusCode::SESSION_NOT_FOUND,
+                "PLAY needs the Session from SETUP",
+            ));
+        };
+        let Some(s) = self.sessions.get(&id) else {
+            return Step::Reply(error(StatusCode::SESSION_NOT_FOUND, "no such session"));
+        };
+        let (url, track) = stream_url(&req.uri);
+        if url != s.base_url || track.is_some() && s.dests.len() > 1 {
+            return Step::Reply(error(
+                StatusCode::ONLY_AGGREGATE_OPERATION_ALLOWED,
+                "PLAY the stream URL, not a single track",
+            ));
+        }
+        Step::Play { session: id }
+    }
+
+    fn end(&mut self, id: &str, reason: EndReason, now: Now) -> Option<Ended<S>> {
+        let s = self.sessions.remove(id)?;
+        let transport = if s
+            .dests
+            .iter()
+            .flatten()
+            .any(|d| matches!(d, TrackDest::Udp { .. }))
+        {
+            ViewerTransport::Udp
+        } else if self.tunnel {
+            ViewerTransport::HttpTunnel
+        } else {
+            ViewerTransport::Tcp
+        };
+        Some(Ended {
+            source: s.source,
+            record: EndedSession {
+                session: id.to_owned(),
+                viewer: self.peer,
+                url: s.base_url,
+                transport,
+                started_unix_ms: s.started.unix_ms,
+                duration: now.at.saturating_duration_since(s.started.at),
+                reason,
+                counts: Counts::default(),
+            },
+        })
+    }
+
+    /// When [`ViewerSessions::handle_timeout`] next has something to do.
+    pub fn poll_timeout(&self) -> Instant {
+        let oldest = self
+            .sessions
+            .values()
+            .map(|s| s.last_seen.max(self.last_traffic))
+            .min()
+            .unwrap_or(self.last_traffic);
+        oldest + self.timeout
+    }
+
+    /// Ends sessions that timed out; true when the connection itself is idle (no
+    /// session left and no traffic for the timeout) and should close.
+    pub fn handle_timeout(&mut self, now: Now) -> bool {
+        let t = self.timeout;
+        let traffic = self.last_traffic;
+        let mut dead: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| now.at.saturating_duration_since(s.last_seen.max(traffic)) >= t)
+            .map(|(k, _)| k.clone())
+            .collect();
+        dead.sort();
+        for id in dead {
+            if let Some(e) = self.end(&id, EndReason::Timeout, now) {
+                self.ended.push_back(e);
+            }
+        }
+        self.sessions.is_empty() && now.at.saturating_duration_since(traffic) >= t
+    }
+
+    /// Ends every session (the connection is closing).
+    pub fn end_all(&mut self, reason: EndReason, now: Now) {
+        let mut ids: Vec<String> = self.sessions.keys().cloned().collect();
+        ids.sort();
+        for id in ids {
+            if let Some(e) = self.end(&id, reason, now) {
+                self.ended.push_back(e);
+            }
+        }
+    }
+
+    /// The next session that ended, once each.
+    pub fn poll_ended(&mut self) -> Option<Ended<S>> {
+        self.ended.pop_front()
+    }
+}
+
+/// The viewer's stream URL for a request URI: the URI itself for DESCRIBE, without its
+/// `/trackID=N` for SETUP.
+pub(crate) fn stream_url(uri: &str) -> (String, Option<usize>) {
+    let trimmed = uri.trim_end_matches('/');
+    if let Some((base, last)) = trimmed.rsplit_once('/') {
+        if let Some(n) = last.strip_prefix("trackID=") {
+            if let Ok(i) = n.parse::<usize>() {
+                return (base.to_owned(), Some(i));
+            }
+        }
+    }
+    (trimmed.to_owned(), None)
+}
+
+/// An error response whose reason phrase explains, in one short line.
+pub(crate) fn error(status: StatusCode, why: &str) -> Response {
+    let mut r = Response::new(Version::Rtsp1_0, status);
+    let why: String = why.chars().filter(|c| !c.is_control()).take(160).collect();
+    r.reason = format!("{} ({why})", status.reason());
+    r
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

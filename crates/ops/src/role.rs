@@ -1,12 +1,53 @@
 //! What the binary knows of a role: it starts it, asks for its figures, asks it to
-//! reload, and drains it. The binary holds a list of roles behind [`Role`] and never
-//! branches on which role it is; each role crate implements the trait for its engine.
+//! reload, and drains it. The binary holds a list of [`RoleKind`]s and, for the enabled
+//! ones, running roles behind [`Role`]; it never branches on which role it is. Each
+//! role crate describes itself with a `RoleKind` and implements `Role` for its engine.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use mediagate_config::Config;
 use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::store::{Table, Writer};
+
+/// A role as the binary lists it, before it runs.
+#[derive(Clone, Copy)]
+pub struct RoleKind {
+    /// The config section's name (`edge`, `relay`, …).
+    pub name: &'static str,
+    /// Whether the config asks for this role.
+    pub enabled: fn(&Config) -> bool,
+    /// The record tables it writes; the binary opens the records store with the union
+    /// of every enabled role's tables (and not at all when there are none).
+    pub record_tables: &'static [Table],
+    /// Starts the role: binds its listeners and reports where it serves.
+    pub start: for<'a> fn(&'a Config, RoleContext<'a>) -> RoleFuture<'a, StartResult>,
+}
+
+impl std::fmt::Debug for RoleKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleKind")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a role's start gives back: the running role, or why it could not start.
+pub type StartResult = Result<Box<dyn Role>, Box<dyn std::error::Error + Send + Sync>>;
+
+/// What the binary shares with every role it starts.
+#[derive(Clone, Copy)]
+pub struct RoleContext<'a> {
+    /// The process's metrics registry (served by the operations API).
+    pub metrics: &'a Metrics,
+    /// The process's one records writer, open when any enabled role keeps records.
+    pub records: Option<&'a Writer>,
+    /// This node's name (`Via` headers, records).
+    pub node_name: &'a str,
+}
 
 /// A future a role hands back to the binary.
 pub type RoleFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -16,8 +57,15 @@ pub trait Role: Send {
     /// The role's name as in the config's section (`edge`, `relay`, …).
     fn name(&self) -> &'static str;
 
+    /// Where it serves, for the start-up status (`edge on 0.0.0.0:8554`, `relay`).
+    fn serving(&self) -> String;
+
     /// A one-line picture of what it is serving now, for logs and `status`.
     fn stats(&self) -> RoleStats;
+
+    /// The longest a drain of this role may take, so a service manager can be asked to
+    /// wait for it.
+    fn max_drain(&self) -> Duration;
 
     /// Applies a re-read config to new sessions. Until the operations issue builds
     /// reload, roles answer [`Reload::NotSupported`] and keep their settings.
@@ -32,7 +80,7 @@ pub trait Role: Send {
 }
 
 /// What a role is serving now.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoleStats {
     /// Sessions running now: viewers for the edge, calls for the relay.
     pub sessions: u64,
@@ -52,10 +100,11 @@ pub enum Reload {
 /// What a drain ended.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DrainReport {
-    /// Sessions that finished on their own during the drain.
-    pub finished: u64,
-    /// Sessions the role ended because the drain time ran out or it was told to cut.
-    pub cut: u64,
+    /// Sessions the role ended itself (the drain time ran out, it was told to cut, or
+    /// the role ends its sessions on drain by design, as the edge does).
+    pub ended: u64,
+    /// Everything was released before the drain's own deadline.
+    pub complete: bool,
 }
 
 /// The binary's "stop now" during a drain (a second SIGTERM or SIGINT).

@@ -24,4 +24,5 @@ pub mod engine;
 pub mod latch;
 pub mod media;
 pub mod record;
+pub mod role;
 pub mod sdp_rewrite;

@@ -421,7 +421,7 @@ pub fn spawn(
         target,
         tables,
         options,
-        Box::new(|line| eprintln!("mediagate accounting: {line}")),
+        Box::new(|line| tracing::warn!("accounting: {line}")),
     )
 }
 

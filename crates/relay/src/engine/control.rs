@@ -52,8 +52,9 @@ pub(super) fn process(
                     .get("error-reason")
                     .and_then(Value::as_str)
                     .unwrap_or("");
-                eprintln!(
-                    "mediagate relay: {} for call {:?} failed: {reason}",
+                tracing::warn!(
+                    call = req.call_id.as_deref().unwrap_or("-"),
+                    "relay: {} for call {:?} failed: {reason}",
                     req.command.name(),
                     req.call_id.as_deref().unwrap_or("-")
                 );
@@ -109,8 +110,8 @@ fn wildcard_pktinfo(socket: &UdpSocket) -> bool {
     match mediagate_udp::enable_pktinfo(socket) {
         Ok(()) => true,
         Err(e) => {
-            eprintln!(
-                "mediagate relay: ng listener on {local}: cannot learn request addresses \
+            tracing::warn!(
+                "relay: ng listener on {local}: cannot learn request addresses \
                  ({e}); replies may leave from another address: bind ng to a specific one"
             );
             false

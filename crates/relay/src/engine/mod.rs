@@ -194,8 +194,9 @@ impl State {
     fn finish(&self, ended: Vec<Ended>) {
         for e in ended {
             let r = &e.record;
-            eprintln!(
-                "mediagate relay: call {} ended ({}), {} ms, {} packets relayed",
+            tracing::info!(
+                call = %r.call_id,
+                "relay: call {} ended ({}), {} ms, {} packets relayed",
                 r.call_id,
                 r.reason,
                 r.duration_ms(),
@@ -208,11 +209,13 @@ impl State {
                     tokio::spawn(async move {
                         match notify::send(&target, &body).await {
                             Ok(200..=299) => {}
-                            Ok(code) => eprintln!(
-                                "mediagate relay: teardown notification for {call_id} got HTTP {code}"
+                            Ok(code) => tracing::warn!(
+                                call = %call_id,
+                                "relay: teardown notification for {call_id} got HTTP {code}"
                             ),
-                            Err(err) => eprintln!(
-                                "mediagate relay: teardown notification for {call_id} failed: {err}"
+                            Err(err) => tracing::warn!(
+                                call = %call_id,
+                                "relay: teardown notification for {call_id} failed: {err}"
                             ),
                         }
                     });
@@ -228,8 +231,9 @@ impl State {
             if let Some(sink) = lock_any(&self.records).as_ref() {
                 let call_id = e.record.call_id.clone();
                 if !sink.send(e.record) {
-                    eprintln!(
-                        "mediagate relay: the records writer has closed; the record of call {call_id} is not stored"
+                    tracing::error!(
+                        call = %call_id,
+                        "relay: the records writer has closed; the record of call {call_id} is not stored"
                     );
                 }
             }
@@ -263,7 +267,7 @@ impl Relay {
         // Four sockets per stream: the default soft limit of 1,024 would cap the relay
         // at about 250 streams.
         if let Err(e) = mediagate_udp::raise_nofile_limit() {
-            eprintln!("mediagate relay: cannot raise the open-file limit: {e}");
+            tracing::warn!("relay: cannot raise the open-file limit: {e}");
         }
         let notify = config.notify_url.as_ref().map(NotifyTarget::from);
         let mut udp = Vec::new();

@@ -13,6 +13,7 @@ mod hub_life;
 mod hub_registry;
 mod ids;
 mod ports;
+pub mod record;
 pub mod role;
 mod routing;
 mod rtsp_client;

@@ -1,22 +1,27 @@
 //! The edge as one of the binary's roles: started from `[edge]`, listening on its RTSP
-//! and HTTP-tunnel addresses, drained on SIGTERM ([`Edge::drain`]: no new connections,
+//! and HTTP-tunnel addresses, every finished viewer session written to the records
+//! store (`edge_sessions`), drained on SIGTERM ([`Edge::drain`]: no new connections,
 //! every viewer session ended cleanly, origin sessions torn down).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use mediagate_config::Config;
 use mediagate_ops::role::{
     DrainCut, DrainReport, Role, RoleContext, RoleFuture, RoleKind, RoleStats, StartResult,
 };
+use mediagate_ops::store::Record;
 
+use crate::record::ViewerSessionRecord;
 use crate::server::Edge;
 
 /// The edge in the binary's list of roles.
 pub const KIND: RoleKind = RoleKind {
     name: "edge",
     enabled: |config| *config.edge.enabled.get(),
-    record_tables: &[],
+    record_tables: &[ViewerSessionRecord::TABLE],
     start,
 };
 
@@ -27,7 +32,21 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartResult> {
     Box::pin(async move {
-        let edge = Edge::new(&config.edge, ctx.node_name);
+        let edge = match ctx.records {
+            Some(records) => {
+                let sink = records.sink();
+                let on_ended = move |ended: &crate::EndedSession| {
+                    if !sink.send(ViewerSessionRecord::from(ended)) {
+                        tracing::error!(
+                            session = %ended.session,
+                            "edge: the records writer has closed; this viewer session is not stored"
+                        );
+                    }
+                };
+                Edge::with_listener(&config.edge, ctx.node_name, Arc::new(on_ended))
+            }
+            None => Edge::new(&config.edge, ctx.node_name),
+        };
         let listen: Vec<SocketAddr> = config
             .edge
             .listen

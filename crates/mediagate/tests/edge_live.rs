@@ -49,6 +49,42 @@ fn ffmpeg_decodes_through_the_edge_without_gaps_over_tcp_udp_and_http_tunnel() {
     );
 }
 
+/// Every finished viewer session becomes a row of `edge_sessions` in the process's
+/// records store (issue 10: one writer per process for every role's records).
+#[test]
+fn a_finished_viewer_session_is_stored_with_its_counters() {
+    use mediagate_edge::record::ViewerSessionRecord;
+    use mediagate_ops::store::SqliteStore;
+
+    let origin = origin();
+    let edge = EdgeProc::start(&route(&origin, "/live"));
+    let r = ffmpeg_gapless(&edge.url("/cam"), Transport::Tcp, 3.0);
+    assert!(r.video > 0, "{r:?}");
+    // The row is queued when the session ends and written by the writer thread.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let records = loop {
+        let mut store = SqliteStore::open(&edge.records_path()).expect("the store exists");
+        let records: Vec<ViewerSessionRecord> = store.records(10).expect("rows read back");
+        if !records.is_empty() || Instant::now() > deadline {
+            break records;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(records.len(), 1, "{records:?}");
+    let v = &records[0];
+    assert_eq!(v.url, edge.url("/cam"));
+    assert_eq!(v.transport, "tcp");
+    assert!(
+        v.reason == "teardown" || v.reason == "connection-closed",
+        "{v:?}"
+    );
+    assert!(v.packets > 50 && v.bytes > v.packets * 100, "{v:?}");
+    assert!(
+        v.duration_ms >= 2_000 && v.end_unix_ms >= v.start_unix_ms,
+        "{v:?}"
+    );
+}
+
 #[test]
 fn rtspsrc_decodes_through_the_edge_over_tcp_udp_and_http_tunnel() {
     let origin = origin();

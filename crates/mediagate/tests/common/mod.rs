@@ -67,6 +67,11 @@ impl EdgeProc {
         format!("rtsp://127.0.0.1:{}{path}", self.port)
     }
 
+    /// The SQLite records store under the edge's `state_dir`.
+    pub fn records_path(&self) -> PathBuf {
+        self.dir.join("var").join("accounting.sqlite")
+    }
+
     /// Resident set size of the edge process, in KiB.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.peer.pid()))

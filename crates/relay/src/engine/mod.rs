@@ -14,10 +14,14 @@
 //! [`Relay::shutdown`] on SIGTERM), or make protocol decisions (the sans-IO modules do).
 
 mod control;
-pub mod forward;
+mod forward;
 mod metrics;
-pub mod notify;
-pub mod sockets;
+mod notify;
+mod sockets;
+
+pub use crate::calls::RelayOptions;
+pub use crate::latch::LatchPolicy;
+pub use forward::ForwardIo;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -29,7 +33,7 @@ use mediagate_config::HttpUrl;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
-use crate::calls::{Ended, Now, Registry, RelayOptions};
+use crate::calls::{Ended, Now, Registry};
 use crate::record::{EndReason, SessionRecord};
 use mediagate_ng::cookie_cache::CookieCache;
 use mediagate_ops::store::RecordSink;

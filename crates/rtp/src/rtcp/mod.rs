@@ -14,11 +14,11 @@
 //! Like RTP, RTCP travels in whole datagrams, so a short buffer is
 //! [`RtcpError::Truncated`] at the offset where bytes ran out.
 
-pub mod app;
+mod app;
 pub mod build;
-pub mod bye;
-pub mod report;
-pub mod sdes;
+mod bye;
+mod report;
+mod sdes;
 
 use crate::reader::Reader;
 

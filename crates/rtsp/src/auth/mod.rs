@@ -32,12 +32,12 @@
 //! assert_eq!(verdict, Verdict::Ok("alice".into()));
 //! ```
 
-pub mod basic;
-pub mod client;
-pub mod digest;
+mod basic;
+mod client;
+mod digest;
 mod nonce;
-pub mod server;
-pub mod syntax;
+mod server;
+mod syntax;
 mod uri_match;
 
 #[cfg(test)]

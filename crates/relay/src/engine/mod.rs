@@ -429,7 +429,7 @@ impl Relay {
     /// Ends every call now (reason `shutdown`), stops the tasks and hands the records to
     /// the writer.
     /// Returns how many calls were cut (calls in their delete delay are not counted).
-    pub fn stop_now(&mut self) -> usize {
+    pub(crate) fn stop_now(&mut self) -> usize {
         let now = control::read_clock();
         let (cut, ended) = {
             let mut control = self.state.lock();

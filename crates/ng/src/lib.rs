@@ -29,6 +29,8 @@
 //! the relay, the load generator, the fuzz target and the dispatcher. Helpers that only
 //! serve the crate's own modules are `pub(crate)`.
 
+#![warn(unreachable_pub)]
+
 pub mod bencode;
 pub mod client;
 pub mod cookie_cache;

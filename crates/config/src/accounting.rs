@@ -389,7 +389,7 @@ impl PostgresUrl {
     }
 
     /// The query parameters in order, values percent-decoded (only the names in
-    /// [`ALLOWED_PARAMS`] pass validation).
+    /// `ALLOWED_PARAMS` pass validation).
     pub fn params(&self) -> Vec<(String, String)> {
         let Some((_, query)) = self.text.split_once('?') else {
             return Vec::new();

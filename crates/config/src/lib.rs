@@ -81,7 +81,9 @@ pub use edge::{
     AuthScheme, ClientAcl, Credentials, EdgeConfig, ForwardProxy, MaxViewers, ReconnectConfig,
     Route, UpstreamTransport, ViewerBacklog,
 };
-pub use load::{load_file, parse_config, render_errors, ConfigError, LoadError, Position};
+pub use load::{
+    load_file, parse_config, render_errors, ConfigError, LoadError, Position, MAX_CONFIG_BYTES,
+};
 pub use located::Located;
 pub use net::{BindAddr, HostIp};
 pub use port_range::{PortPairRange, PortRange};

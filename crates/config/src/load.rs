@@ -24,7 +24,7 @@ use super::Config;
 
 /// Largest config file accepted, in bytes; a config is a few kilobytes, so anything
 /// bigger is a mistake (or an attack on a parser that holds it in memory).
-pub(crate) const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
 
 /// Most errors listed for one file.
 pub(crate) const MAX_REPORTED_ERRORS: usize = 50;

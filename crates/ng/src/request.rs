@@ -21,9 +21,9 @@ use std::net::IpAddr;
 use super::bencode::Value;
 
 /// Longest `rtpp-flags` string parsed.
-pub(crate) const MAX_RTPP_FLAGS_LEN: usize = 8192;
+pub const MAX_RTPP_FLAGS_LEN: usize = 8192;
 /// Most tokens taken from one `rtpp-flags` string or `flags` list.
-pub(crate) const MAX_FLAG_TOKENS: usize = 256;
+pub const MAX_FLAG_TOKENS: usize = 256;
 /// Most ignored options remembered for the log.
 const MAX_IGNORED: usize = 16;
 
@@ -447,7 +447,7 @@ fn apply_flag(opts: &mut Options, flag: &str) {
 /// Bounded by [`MAX_RTPP_FLAGS_LEN`] and [`MAX_FLAG_TOKENS`]; malformed brackets end
 /// the parse with what was read so far, since a half-understood option string is
 /// better reported than fatal (rtpengine logs and continues too).
-pub(crate) fn parse_rtpp_flags(s: &str) -> Vec<(String, Option<Value>)> {
+pub fn parse_rtpp_flags(s: &str) -> Vec<(String, Option<Value>)> {
     let mut end = s.len().min(MAX_RTPP_FLAGS_LEN);
     while !s.is_char_boundary(end) {
         end -= 1;

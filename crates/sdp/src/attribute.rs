@@ -60,7 +60,7 @@ impl<'a> Attribute<'a> {
 
 /// Attribute names that carry ICE state (RFC 8839 §5): what to remove when a relay
 /// takes over the media path and hides the endpoints' own candidates.
-pub(crate) const ICE_ATTRIBUTES: [&str; 8] = [
+pub const ICE_ATTRIBUTES: [&str; 8] = [
     "candidate",
     "ice-ufrag",
     "ice-pwd",

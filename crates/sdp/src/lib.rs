@@ -34,7 +34,7 @@ mod rtp_attributes;
 mod section;
 mod session;
 
-pub use attribute::{Attribute, Direction};
+pub use attribute::{Attribute, Direction, ICE_ATTRIBUTES};
 pub use connection::Connection;
 pub use control::control_base;
 pub use error::{ParseError, ParseErrorKind, RewriteError, ValueError};
@@ -44,7 +44,7 @@ pub use media_line::{MediaLine, MediaType};
 pub use origin::Origin;
 pub use parse::Limits;
 pub use range::{NptRange, NptTime, Range};
-pub use rtp_attributes::{Fmtp, NetAddress, Rtcp, Rtpmap};
+pub use rtp_attributes::{fmtp_params, Fmtp, NetAddress, Rtcp, Rtpmap};
 pub use session::SessionDescription;
 
 #[cfg(test)]

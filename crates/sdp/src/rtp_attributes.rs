@@ -141,7 +141,7 @@ impl<'a> Fmtp<'a> {
 /// `=`, so base64 padding (`sprop-parameter-sets=Z0IA...,aM4=`) stays intact. An item
 /// without `=` (such as `0-15` for telephone-event) comes back as `(item, None)`; empty
 /// items are skipped.
-pub(crate) fn fmtp_params(params: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
+pub fn fmtp_params(params: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
     params.split(';').filter_map(|item| {
         let item = item.trim_matches([' ', '\t']);
         if item.is_empty() {

@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 
 /// How many lines of each output stream a peer keeps for diagnostics.
-pub(crate) const TAIL_LINES: usize = 200;
+pub const TAIL_LINES: usize = 200;
 /// Longest line kept; longer lines are cut (a peer printing binary data stays bounded).
 pub(crate) const MAX_LINE: usize = 16 * 1024;
 /// Most stdout bytes [`run`] keeps for a finished program.
-pub(crate) const MAX_CAPTURE: usize = 64 * 1024 * 1024;
+pub const MAX_CAPTURE: usize = 64 * 1024 * 1024;
 
 /// Debian's interpreter, which has the GStreamer GObject bindings (a `python3` earlier on
 /// `PATH` may not).

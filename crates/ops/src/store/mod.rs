@@ -28,8 +28,9 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 pub use self::postgres::PostgresStore;
-pub(crate) use self::schema::VERSIONS_TABLE;
-pub use self::schema::{insert_sql, Column, ColumnKind, Dialect, Migration, Step, Table};
+pub use self::schema::{
+    insert_sql, Column, ColumnKind, Dialect, Migration, Step, Table, VERSIONS_TABLE,
+};
 pub use self::sqlite::SqliteStore;
 pub use self::writer::{
     spawn, spawn_with_log, LogSink, RecordSink, Writer, WriterOptions, WriterReport,

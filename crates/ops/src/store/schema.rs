@@ -15,7 +15,7 @@
 use super::StoreError;
 
 /// The table holding each record table's schema version: `(table_name, version)`.
-pub(crate) const VERSIONS_TABLE: &str = "mediagate_schema_versions";
+pub const VERSIONS_TABLE: &str = "mediagate_schema_versions";
 
 /// How a column is typed: the SQL type differs per back end, the meaning does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,15 +20,15 @@
 use std::fmt;
 
 /// Longest header value accepted, in bytes.
-pub(super) const MAX_VALUE_LEN: usize = 8192;
+pub const MAX_VALUE_LEN: usize = 8192;
 /// Most challenges accepted across all `WWW-Authenticate` values of one response.
-pub(super) const MAX_CHALLENGES: usize = 16;
+pub const MAX_CHALLENGES: usize = 16;
 /// Most parameters accepted in one challenge or one set of credentials.
-pub(super) const MAX_PARAMS: usize = 32;
+pub const MAX_PARAMS: usize = 32;
 /// Longest scheme or parameter name, in bytes.
-pub(super) const MAX_TOKEN_LEN: usize = 64;
+pub const MAX_TOKEN_LEN: usize = 64;
 /// Longest parameter value or token68, in bytes (after removing quotes and escapes).
-pub(super) const MAX_PARAM_VALUE_LEN: usize = 2048;
+pub const MAX_PARAM_VALUE_LEN: usize = 2048;
 
 /// A header value that could not be parsed as challenges or credentials.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -28,7 +28,7 @@ use super::url::{
 use super::value_error::{check_len, quoted, InvalidValue};
 
 /// PostgreSQL's default TCP port.
-pub const POSTGRES_DEFAULT_PORT: u16 = 5432;
+pub(crate) const POSTGRES_DEFAULT_PORT: u16 = 5432;
 
 /// Query parameters a URL may carry; the client library refuses others at connect
 /// time, so they are refused here, where the error gets a position.
@@ -135,7 +135,7 @@ impl fmt::Display for PostgresUrl {
 
 /// Replaces the password of a `postgres://` URL with `***`; text that is not such a
 /// URL comes back unchanged. Used wherever a URL may reach a log line.
-pub fn redact_postgres_url(url: &str) -> String {
+pub(crate) fn redact_postgres_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
     };
@@ -389,7 +389,7 @@ impl PostgresUrl {
     }
 
     /// The query parameters in order, values percent-decoded (only the names in
-    /// [`ALLOWED_PARAMS`] pass validation).
+    /// `ALLOWED_PARAMS` pass validation).
     pub fn params(&self) -> Vec<(String, String)> {
         let Some((_, query)) = self.text.split_once('?') else {
             return Vec::new();

@@ -14,6 +14,8 @@
 //! a setting silently ignored. The example file `config/mediagate.example.toml` at the
 //! repository root documents every key with its default; tests keep the two in step.
 
+#![warn(unreachable_pub)]
+
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -69,9 +71,7 @@ mod example_tests;
 #[cfg(test)]
 mod test_rng;
 
-pub use accounting::{
-    redact_postgres_url, AccountingConfig, PostgresHost, PostgresUrl, POSTGRES_DEFAULT_PORT,
-};
+pub use accounting::{AccountingConfig, PostgresHost, PostgresUrl};
 pub use bounded::Bounded;
 pub use bounded_duration::BoundedDuration;
 pub use cidr::Cidr;
@@ -82,8 +82,7 @@ pub use edge::{
     Route, UpstreamTransport, ViewerBacklog,
 };
 pub use load::{
-    load_file, parse_config, position_at, render_errors, ConfigError, LoadError, Position,
-    MAX_CONFIG_BYTES,
+    load_file, parse_config, render_errors, ConfigError, LoadError, Position, MAX_CONFIG_BYTES,
 };
 pub use located::Located;
 pub use net::{BindAddr, HostIp};

@@ -27,7 +27,7 @@ use super::Config;
 pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
 
 /// Most errors listed for one file.
-pub const MAX_REPORTED_ERRORS: usize = 50;
+pub(crate) const MAX_REPORTED_ERRORS: usize = 50;
 
 /// One problem in a config, with the byte span it concerns when known.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,7 +73,7 @@ pub struct Position {
 
 /// The position of byte `offset` in `text`. An offset past the end means the end; one
 /// inside a multi-byte character means that character.
-pub fn position_at(text: &str, offset: usize) -> Position {
+pub(crate) fn position_at(text: &str, offset: usize) -> Position {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;

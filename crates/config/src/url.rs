@@ -23,7 +23,7 @@ use std::str::FromStr;
 use super::value_error::{check_len, quoted, InvalidValue};
 
 /// Default RTSP port (RFC 2326 §3.2).
-pub const RTSP_DEFAULT_PORT: u16 = 554;
+pub(crate) const RTSP_DEFAULT_PORT: u16 = 554;
 
 /// The host part of a URL or destination rule.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -494,7 +494,7 @@ pub struct HttpUrl {
 }
 
 /// Default HTTP port (RFC 9110 §4.2.1).
-pub const HTTP_DEFAULT_PORT: u16 = 80;
+pub(crate) const HTTP_DEFAULT_PORT: u16 = 80;
 
 impl HttpUrl {
     /// The URL text as written.

@@ -32,7 +32,7 @@ use crate::viewer_udp::{Receivers, ViewerPorts};
 
 /// Options of `mediagate-loadgen floor`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct FloorArgs {
+pub(crate) struct FloorArgs {
     /// Receiving viewers (one UDP port pair each).
     #[arg(long, default_value_t = 1000)]
     pub viewers: usize,
@@ -81,7 +81,7 @@ impl FloorArgs {
 
 /// Packets to send each viewer in frame `k`, so that frames 0..n carry
 /// `floor(n * pps / fps)` packets in total: an exact long-run rate without drift.
-pub fn packets_in_frame(k: u64, pps: u32, fps: u32) -> usize {
+pub(crate) fn packets_in_frame(k: u64, pps: u32, fps: u32) -> usize {
     let fps = u64::from(fps.max(1));
     let total = |n: u64| n.saturating_mul(u64::from(pps)) / fps;
     usize::try_from(total(k.saturating_add(1)) - total(k)).unwrap_or(0)
@@ -201,7 +201,7 @@ fn sender(
 
 /// Runs the measurement and prints it. Exit status 0 when every packet arrived, 2
 /// otherwise.
-pub fn run(args: FloorArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(args: FloorArgs) -> anyhow::Result<u8> {
     args.validate()?;
     let nofile = mediagate_udp::raise_nofile_limit().unwrap_or(1024);
     let needed = (args.viewers * 2 + 64) as u64;

@@ -12,6 +12,8 @@
 //! Exit status: 0 when the run met its own delivery checks, 2 when it completed but
 //! some viewers failed or packets went missing, 1 when it could not run.
 
+#![warn(unreachable_pub)]
+
 mod fanout;
 mod floor;
 mod procfs;

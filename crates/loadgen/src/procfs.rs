@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// Why a `/proc` file could not be used.
 #[derive(Debug)]
-pub enum ProcError {
+pub(crate) enum ProcError {
     /// Reading failed (the process exited, or the pid is wrong).
     Read {
         path: String,
@@ -48,7 +48,7 @@ impl std::error::Error for ProcError {
 
 /// CPU time of a process in clock ticks, from `/proc/PID/stat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CpuTicks {
+pub(crate) struct CpuTicks {
     /// Field 14, `utime`.
     pub user: u64,
     /// Field 15, `stime`.
@@ -57,21 +57,21 @@ pub struct CpuTicks {
 
 impl CpuTicks {
     /// User plus system ticks.
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.user.saturating_add(self.system)
     }
 
     /// CPU time used between `earlier` and `self`, with `ticks_per_second` from
     /// `sysconf(_SC_CLK_TCK)`. A counter that went backwards (another process reused
     /// the pid) gives zero.
-    pub fn since(&self, earlier: &CpuTicks, ticks_per_second: u64) -> Duration {
+    pub(crate) fn since(&self, earlier: &CpuTicks, ticks_per_second: u64) -> Duration {
         let ticks = self.total().saturating_sub(earlier.total());
         ticks_to_duration(ticks, ticks_per_second)
     }
 }
 
 /// `ticks` clock ticks as a duration; zero when the tick rate is zero.
-pub fn ticks_to_duration(ticks: u64, ticks_per_second: u64) -> Duration {
+pub(crate) fn ticks_to_duration(ticks: u64, ticks_per_second: u64) -> Duration {
     if ticks_per_second == 0 {
         return Duration::ZERO;
     }
@@ -85,7 +85,7 @@ pub fn ticks_to_duration(ticks: u64, ticks_per_second: u64) -> Duration {
 /// Parses `utime` and `stime` out of a `/proc/PID/stat` line. The command name (field
 /// 2) is in parentheses and may itself contain spaces and `)`, so fields are counted
 /// from the *last* `)`.
-pub fn parse_stat(text: &str) -> Result<CpuTicks, &'static str> {
+pub(crate) fn parse_stat(text: &str) -> Result<CpuTicks, &'static str> {
     let close = text.rfind(')').ok_or("no `)` closing the command name")?;
     let rest = text
         .get(close + 1..)
@@ -108,7 +108,7 @@ pub fn parse_stat(text: &str) -> Result<CpuTicks, &'static str> {
 /// The whole machine's CPU time from the `cpu` line of `/proc/stat`, in clock ticks:
 /// how much of it the hypervisor gave to other guests (`steal`), against all of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct HostCpu {
+pub(crate) struct HostCpu {
     /// Every column of the line (user, nice, system, idle, iowait, irq, softirq,
     /// steal); `guest` and `guest_nice` are left out because `user` already holds them.
     pub total: u64,
@@ -119,7 +119,7 @@ pub struct HostCpu {
 impl HostCpu {
     /// Percentage of the CPU time between `earlier` and `self` that was stolen; zero
     /// when no time passed.
-    pub fn steal_percent_since(&self, earlier: &HostCpu) -> f64 {
+    pub(crate) fn steal_percent_since(&self, earlier: &HostCpu) -> f64 {
         let total = self.total.saturating_sub(earlier.total);
         let steal = self.steal.saturating_sub(earlier.steal);
         if total == 0 {
@@ -129,7 +129,7 @@ impl HostCpu {
     }
 
     /// Reads `/proc/stat`.
-    pub fn now() -> Result<HostCpu, ProcError> {
+    pub(crate) fn now() -> Result<HostCpu, ProcError> {
         let path = "/proc/stat".to_owned();
         let text = std::fs::read_to_string(&path).map_err(|source| ProcError::Read {
             path: path.clone(),
@@ -141,7 +141,7 @@ impl HostCpu {
 
 /// Parses the aggregate `cpu ` line of `/proc/stat`. Kernels before 2.6.11 have no
 /// `steal` column; there it counts as zero.
-pub fn parse_host_stat(text: &str) -> Result<HostCpu, &'static str> {
+pub(crate) fn parse_host_stat(text: &str) -> Result<HostCpu, &'static str> {
     let line = text
         .lines()
         .find(|l| l.split_ascii_whitespace().next() == Some("cpu"))
@@ -165,7 +165,7 @@ pub fn parse_host_stat(text: &str) -> Result<HostCpu, &'static str> {
 
 /// Memory figures from `/proc/PID/status`, in KiB as the kernel reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Memory {
+pub(crate) struct Memory {
     /// `VmHWM`: peak resident set size.
     pub peak_rss_kib: u64,
     /// `VmRSS`: current resident set size.
@@ -173,7 +173,7 @@ pub struct Memory {
 }
 
 /// Reads `VmHWM` and `VmRSS` from `/proc/PID/status` text.
-pub fn parse_status(text: &str) -> Result<Memory, &'static str> {
+pub(crate) fn parse_status(text: &str) -> Result<Memory, &'static str> {
     let field = |name: &str| -> Option<u64> {
         text.lines().find_map(|line| {
             let value = line.strip_prefix(name)?.strip_prefix(':')?;
@@ -192,7 +192,7 @@ pub fn parse_status(text: &str) -> Result<Memory, &'static str> {
 /// sockets whose local port is in `ports`: datagrams the kernel threw away because the
 /// socket's receive buffer was full, i.e. because the reader did not keep up. Lines
 /// that do not parse are skipped.
-pub fn udp_drops_for_ports(text: &str, ports: &HashSet<u16>) -> u64 {
+pub(crate) fn udp_drops_for_ports(text: &str, ports: &HashSet<u16>) -> u64 {
     text.lines()
         .skip(1) // the header line
         .filter_map(|line| {
@@ -210,18 +210,18 @@ pub fn udp_drops_for_ports(text: &str, ports: &HashSet<u16>) -> u64 {
 
 /// A process being watched: where its files are and how to read them.
 #[derive(Debug, Clone)]
-pub struct Process {
+pub(crate) struct Process {
     pid: u32,
 }
 
 impl Process {
     /// Watches `pid` (use [`std::process::id`] for ourselves).
-    pub fn new(pid: u32) -> Self {
+    pub(crate) fn new(pid: u32) -> Self {
         Self { pid }
     }
 
     /// The pid.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.pid
     }
 
@@ -234,20 +234,20 @@ impl Process {
     }
 
     /// Current CPU ticks.
-    pub fn cpu(&self) -> Result<CpuTicks, ProcError> {
+    pub(crate) fn cpu(&self) -> Result<CpuTicks, ProcError> {
         let (path, text) = self.read("stat")?;
         parse_stat(&text).map_err(|what| ProcError::Format { path, what })
     }
 
     /// Current memory figures.
-    pub fn memory(&self) -> Result<Memory, ProcError> {
+    pub(crate) fn memory(&self) -> Result<Memory, ProcError> {
         let (path, text) = self.read("status")?;
         parse_status(&text).map_err(|what| ProcError::Format { path, what })
     }
 
     /// Receive-buffer drops of this process's UDP sockets bound to `ports` (IPv4 and
     /// IPv6 tables; a missing table counts as zero).
-    pub fn udp_drops(&self, ports: &HashSet<u16>) -> u64 {
+    pub(crate) fn udp_drops(&self, ports: &HashSet<u16>) -> u64 {
         ["net/udp", "net/udp6"]
             .iter()
             .filter_map(|f| self.read(f).ok())

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// The `pct` percentile (0..=100) of an ascending `sorted` slice, by nearest rank;
 /// `None` for an empty slice. `pct` above 100 is treated as 100.
-pub fn nearest_rank<T: Copy>(sorted: &[T], pct: u32) -> Option<T> {
+pub(crate) fn nearest_rank<T: Copy>(sorted: &[T], pct: u32) -> Option<T> {
     let n = sorted.len();
     if n == 0 {
         return None;
@@ -26,7 +26,7 @@ pub fn nearest_rank<T: Copy>(sorted: &[T], pct: u32) -> Option<T> {
 
 /// The p50/p95/max of a sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// How many values the figures come from.
     pub count: usize,
     pub p50: Duration,
@@ -36,7 +36,7 @@ pub struct Summary {
 
 impl Summary {
     /// Summarises `values` (sorted in place); `None` when empty.
-    pub fn of(values: &mut [Duration]) -> Option<Summary> {
+    pub(crate) fn of(values: &mut [Duration]) -> Option<Summary> {
         values.sort_unstable();
         Some(Summary {
             count: values.len(),
@@ -48,7 +48,7 @@ impl Summary {
 }
 
 /// Milliseconds with microsecond precision, for reports.
-pub fn millis(d: Duration) -> f64 {
+pub(crate) fn millis(d: Duration) -> f64 {
     d.as_micros() as f64 / 1000.0
 }
 

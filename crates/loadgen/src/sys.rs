@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 /// CPU time (user + system) the calling thread has used.
-pub fn thread_cpu_time() -> Duration {
+pub(crate) fn thread_cpu_time() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -27,7 +27,7 @@ pub fn thread_cpu_time() -> Duration {
 
 /// The clock tick rate `/proc/PID/stat` times are counted in (`sysconf(_SC_CLK_TCK)`),
 /// or `None` if the kernel will not say.
-pub fn clock_ticks_per_second() -> Option<u64> {
+pub(crate) fn clock_ticks_per_second() -> Option<u64> {
     // SAFETY: sysconf has no memory effects.
     let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     u64::try_from(v).ok().filter(|&t| t > 0)

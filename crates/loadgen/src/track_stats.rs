@@ -12,11 +12,11 @@ use std::time::Instant;
 
 use mediagate_rtp::{RtpPacket, SeqCounts, SeqTracker};
 
-pub use mediagate_rtp::Codec;
+pub(crate) use mediagate_rtp::Codec;
 
 /// The first RTP packet of a track.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FirstPacket {
+pub(crate) struct FirstPacket {
     pub at: Instant,
     pub seq: u16,
     pub timestamp: u32,
@@ -24,7 +24,7 @@ pub struct FirstPacket {
 
 /// Counters for one track of one viewer.
 #[derive(Debug, Clone)]
-pub struct TrackStats {
+pub(crate) struct TrackStats {
     codec: Codec,
     seq: SeqTracker,
     /// Valid RTP packets, duplicates included.
@@ -42,7 +42,7 @@ pub struct TrackStats {
 
 impl TrackStats {
     /// Nothing received yet.
-    pub fn new(codec: Codec) -> Self {
+    pub(crate) fn new(codec: Codec) -> Self {
         Self {
             codec,
             seq: SeqTracker::new(),
@@ -56,7 +56,7 @@ impl TrackStats {
     }
 
     /// Accounts one datagram that arrived on the RTP port (or channel) at `at`.
-    pub fn record_rtp(&mut self, datagram: &[u8], at: Instant) {
+    pub(crate) fn record_rtp(&mut self, datagram: &[u8], at: Instant) {
         let Ok(p) = RtpPacket::parse(datagram) else {
             self.invalid = self.invalid.saturating_add(1);
             return;
@@ -77,12 +77,12 @@ impl TrackStats {
     }
 
     /// Accounts one datagram on the RTCP port (or channel).
-    pub fn record_rtcp(&mut self) {
+    pub(crate) fn record_rtcp(&mut self) {
         self.rtcp = self.rtcp.saturating_add(1);
     }
 
     /// Loss, duplicates and reordering so far.
-    pub fn seq_counts(&self) -> SeqCounts {
+    pub(crate) fn seq_counts(&self) -> SeqCounts {
         self.seq.counts()
     }
 }

@@ -27,10 +27,10 @@ use mediagate_udp::{enable_timestamps, Events, Poller, RecvBatch};
 use crate::sys;
 
 /// Datagrams read per `recvmmsg` call.
-pub const BATCH: usize = 64;
+pub(crate) const BATCH: usize = 64;
 /// Largest datagram kept whole; longer ones are counted as truncated. RTP over
 /// Ethernet-sized paths stays well below this.
-pub const SLOT_SIZE: usize = 2048;
+pub(crate) const SLOT_SIZE: usize = 2048;
 /// How long one `epoll_wait` may sleep before the stop flag is checked again.
 const POLL: Duration = Duration::from_millis(20);
 /// `recvmmsg` calls per ready socket per wake-up at most, so one flooded socket cannot
@@ -39,7 +39,7 @@ const MAX_ROUNDS_PER_WAKE: usize = 4;
 
 /// What a receiver thread did, for judging whether it kept up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DrainReport {
+pub(crate) struct DrainReport {
     /// Datagrams handed to the caller.
     pub datagrams: u64,
     /// Of those, how many were longer than [`SLOT_SIZE`] and cut.
@@ -59,7 +59,7 @@ pub struct DrainReport {
 
 impl DrainReport {
     /// Adds another thread's figures.
-    pub fn merge(&mut self, other: &DrainReport) {
+    pub(crate) fn merge(&mut self, other: &DrainReport) {
         self.datagrams = self.datagrams.saturating_add(other.datagrams);
         self.truncated = self.truncated.saturating_add(other.truncated);
         self.recv_calls = self.recv_calls.saturating_add(other.recv_calls);
@@ -72,7 +72,7 @@ impl DrainReport {
 
 /// When one datagram arrived, as well as the receiver can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Arrival {
+pub(crate) struct Arrival {
     /// When the receiver thread woke up and read it (shared by the datagrams of one
     /// wake-up).
     pub woke: Instant,
@@ -86,14 +86,14 @@ pub struct Arrival {
 
 impl Arrival {
     /// The best wall-clock arrival time known: the kernel's, else the wake-up's.
-    pub fn wall(&self) -> SystemTime {
+    pub(crate) fn wall(&self) -> SystemTime {
         self.kernel.unwrap_or(self.woke_wall)
     }
 }
 
 /// Sockets drained together by one thread.
 #[derive(Debug)]
-pub struct SocketSet {
+pub(crate) struct SocketSet {
     poller: Poller,
     sockets: Vec<UdpSocket>,
     coalesce: Duration,
@@ -102,7 +102,7 @@ pub struct SocketSet {
 
 impl SocketSet {
     /// An empty set.
-    pub fn new() -> io::Result<Self> {
+    pub(crate) fn new() -> io::Result<Self> {
         Ok(Self {
             poller: Poller::new()?,
             sockets: Vec::new(),
@@ -118,7 +118,7 @@ impl SocketSet {
     /// times are not delayed: with kernel timestamps on, the pause is skipped after a
     /// wake-up that read a datagram without one, so a fallback to wake-up times stays
     /// as prompt as without a pause.
-    pub fn set_coalesce(&mut self, pause: Duration) {
+    pub(crate) fn set_coalesce(&mut self, pause: Duration) {
         self.coalesce = pause;
     }
 
@@ -126,7 +126,7 @@ impl SocketSet {
     /// added later, with its receive time (`SO_TIMESTAMPNS`), handed over as
     /// [`Arrival::kernel`]. Fails, leaving the set as it was for later sockets, when
     /// the kernel refuses the option on one of them.
-    pub fn enable_kernel_timestamps(&mut self) -> io::Result<()> {
+    pub(crate) fn enable_kernel_timestamps(&mut self) -> io::Result<()> {
         for s in &self.sockets {
             enable_timestamps(s)?;
         }
@@ -135,7 +135,7 @@ impl SocketSet {
     }
 
     /// Adds `socket`; its datagrams will carry the returned token.
-    pub fn add(&mut self, socket: UdpSocket) -> io::Result<usize> {
+    pub(crate) fn add(&mut self, socket: UdpSocket) -> io::Result<usize> {
         if self.timestamps {
             enable_timestamps(&socket)?;
         }
@@ -150,7 +150,7 @@ impl SocketSet {
     /// per wake-up: datagrams read together share it. `counter` is bumped once per
     /// wake-up by the number of datagrams for which `on_datagram` returned `true` (the
     /// ones the caller wants in its live progress figure).
-    pub fn drain_until<F>(
+    pub(crate) fn drain_until<F>(
         &self,
         stop: &AtomicBool,
         deadline: Instant,
@@ -168,7 +168,7 @@ impl SocketSet {
     /// [`drain_until`](Self::drain_until), handing each datagram's full [`Arrival`]:
     /// the wake-up time and, with kernel timestamps enabled, the kernel's receive
     /// time.
-    pub fn drain_stamped_until<F>(
+    pub(crate) fn drain_stamped_until<F>(
         &self,
         stop: &AtomicBool,
         deadline: Instant,
@@ -395,7 +395,7 @@ mod tests {
 /// How the UDP receive side runs (shared by `fanout` and `floor`, so both measure
 /// with the same receiver).
 #[derive(Debug, Clone, clap::Args)]
-pub struct RxArgs {
+pub(crate) struct RxArgs {
     /// UDP receiver threads.
     #[arg(long, default_value_t = 2)]
     pub rx_threads: usize,

@@ -22,14 +22,14 @@ const PAIR_ATTEMPTS: usize = 200;
 
 /// An RTP socket on an even port and the RTCP socket on the port after it.
 #[derive(Debug)]
-pub struct PortPair {
+pub(crate) struct PortPair {
     pub rtp: UdpSocket,
     pub rtcp: UdpSocket,
 }
 
 impl PortPair {
     /// Binds a pair on `ip`, with a receive buffer of `rcvbuf` bytes on the RTP socket.
-    pub fn bind(ip: IpAddr, rcvbuf: usize) -> io::Result<PortPair> {
+    pub(crate) fn bind(ip: IpAddr, rcvbuf: usize) -> io::Result<PortPair> {
         for _ in 0..PAIR_ATTEMPTS {
             let first = UdpSocket::bind(SocketAddr::new(ip, 0))?;
             let port = first.local_addr()?.port();
@@ -55,20 +55,25 @@ impl PortPair {
     }
 
     /// The RTP port (the RTCP port is one more).
-    pub fn rtp_port(&self) -> io::Result<u16> {
+    pub(crate) fn rtp_port(&self) -> io::Result<u16> {
         Ok(self.rtp.local_addr()?.port())
     }
 }
 
 /// Port pairs for every viewer, `tracks` per viewer.
 #[derive(Debug)]
-pub struct ViewerPorts {
+pub(crate) struct ViewerPorts {
     pairs: Vec<Vec<PortPair>>,
 }
 
 impl ViewerPorts {
     /// Binds `viewers` × `tracks` pairs on `ip`.
-    pub fn bind(ip: IpAddr, viewers: usize, tracks: usize, rcvbuf: usize) -> io::Result<Self> {
+    pub(crate) fn bind(
+        ip: IpAddr,
+        viewers: usize,
+        tracks: usize,
+        rcvbuf: usize,
+    ) -> io::Result<Self> {
         let mut pairs = Vec::with_capacity(viewers);
         for _ in 0..viewers {
             let mut v = Vec::with_capacity(tracks);
@@ -81,7 +86,7 @@ impl ViewerPorts {
     }
 
     /// RTP port of each track, per viewer.
-    pub fn rtp_ports(&self) -> io::Result<Vec<Vec<u16>>> {
+    pub(crate) fn rtp_ports(&self) -> io::Result<Vec<Vec<u16>>> {
         self.pairs
             .iter()
             .map(|v| v.iter().map(PortPair::rtp_port).collect())
@@ -89,7 +94,7 @@ impl ViewerPorts {
     }
 
     /// Every local port (RTP and RTCP), to find our sockets in `/proc/net/udp`.
-    pub fn all_ports(&self) -> io::Result<HashSet<u16>> {
+    pub(crate) fn all_ports(&self) -> io::Result<HashSet<u16>> {
         let mut set = HashSet::new();
         for p in self.pairs.iter().flatten() {
             set.insert(p.rtp.local_addr()?.port());
@@ -99,7 +104,7 @@ impl ViewerPorts {
     }
 
     /// The destinations a sender would use: each viewer's RTP address per track.
-    pub fn rtp_addrs(&self) -> io::Result<Vec<Vec<SocketAddr>>> {
+    pub(crate) fn rtp_addrs(&self) -> io::Result<Vec<Vec<SocketAddr>>> {
         self.pairs
             .iter()
             .map(|v| v.iter().map(|p| p.rtp.local_addr()).collect())
@@ -110,7 +115,7 @@ impl ViewerPorts {
 /// What the receiver threads return: stats per viewer (indexed by viewer) and track,
 /// and the threads' combined drain figures.
 #[derive(Debug)]
-pub struct Received {
+pub(crate) struct Received {
     pub viewers: Vec<Vec<TrackStats>>,
     pub drain: DrainReport,
 }
@@ -119,7 +124,7 @@ type ThreadResult = io::Result<(Vec<(usize, Vec<TrackStats>)>, DrainReport)>;
 
 /// Running receiver threads.
 #[derive(Debug)]
-pub struct Receivers {
+pub(crate) struct Receivers {
     handles: Vec<JoinHandle<ThreadResult>>,
     stop: Arc<AtomicBool>,
     viewers: usize,
@@ -139,7 +144,7 @@ impl Receivers {
     /// until [`Self::finish`] or `deadline`. `codecs` gives each track's codec;
     /// `counter` counts RTP datagrams as they arrive; `coalesce` is the pause after
     /// each busy wake-up (see [`SocketSet::set_coalesce`]).
-    pub fn spawn(
+    pub(crate) fn spawn(
         ports: ViewerPorts,
         codecs: &[Codec],
         threads: usize,
@@ -221,12 +226,12 @@ impl Receivers {
     }
 
     /// Tells the threads to stop counting; they exit within one poll interval.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
     }
 
     /// Stops the threads and collects their figures.
-    pub fn finish(self) -> io::Result<Received> {
+    pub(crate) fn finish(self) -> io::Result<Received> {
         self.stop.store(true, Ordering::Relaxed);
         let mut viewers: Vec<Vec<TrackStats>> = (0..self.viewers)
             .map(|_| self.codecs.iter().map(|&c| TrackStats::new(c)).collect())

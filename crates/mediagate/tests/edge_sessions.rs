@@ -12,7 +12,7 @@ use mediagate_edge::{Edge, EndReason, EndedSession, ViewerTransport};
 use mediagate_rtp::rtcp::{Compound, RtcpPacket};
 use mediagate_rtsp::parse::Decoder;
 use mediagate_rtsp::{Item, Method, Request, Response, Version};
-use mediagate_testkit::origin::OriginEventKind;
+use mediagate_testkit::OriginEventKind;
 use mediagate_testkit::{Origin, OriginOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};

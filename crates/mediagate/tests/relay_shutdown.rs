@@ -7,22 +7,21 @@ use std::net::UdpSocket;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use mediagate_ng::client::RequestBuilder;
+use mediagate_ng::request::Command as NgCommand;
 use mediagate_ops::store::SqliteStore;
 use mediagate_testkit::ports::free_udp_port;
 use mediagate_testkit::process::Peer;
 
-fn bencode_str(s: &str) -> String {
-    format!("{}:{s}", s.len())
-}
-
 fn offer(call_id: &str) -> Vec<u8> {
     let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
-    format!(
-        "d7:command5:offer7:call-id{}8:from-tag1:a3:sdp{}8:supportsl10:load limitee",
-        bencode_str(call_id),
-        bencode_str(sdp)
-    )
-    .into_bytes()
+    RequestBuilder::new(NgCommand::Offer)
+        .str("call-id", call_id)
+        .str("from-tag", "a")
+        .str("sdp", sdp)
+        .strs("supports", &["load limit"])
+        .build()
+        .encode()
 }
 
 fn ask(socket: &UdpSocket, port: u16, cookie: &str, body: &[u8]) -> String {

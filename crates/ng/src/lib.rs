@@ -24,6 +24,12 @@
 //! clock; [`cookie_cache`] takes `now` as an argument), acting on a request (calls,
 //! ports and media are the relay's), the HTTP and WebSocket transports of `ng`, or the
 //! legacy rtpproxy and MediaProxy protocols.
+//!
+//! Every module is public on purpose: this crate is the one `ng` implementation for
+//! the relay, the load generator, the fuzz target and the dispatcher. Helpers that only
+//! serve the crate's own modules are `pub(crate)`.
+
+#![warn(unreachable_pub)]
 
 pub mod bencode;
 pub mod client;

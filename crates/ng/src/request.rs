@@ -243,7 +243,7 @@ impl RequestError {
 }
 
 /// `received from`, `Received_From` and `received-from` all become `received-from`.
-pub fn canonical(name: &str) -> String {
+pub(crate) fn canonical(name: &str) -> String {
     name.trim()
         .chars()
         .map(|c| match c {

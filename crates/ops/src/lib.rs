@@ -8,6 +8,12 @@
 //! * `signals`: SIGHUP, SIGTERM and SIGINT as one stream of operator requests;
 //! * `role`: what the binary knows of a role (start, stats, reload, drain);
 //! * `systemd`: readiness, stopping, status and watchdog notifications to systemd.
+//!
+//! Every module is public: the binary and the roles are its users. Inside them, what
+//! only the crate needs (the writer's `Spool`, the back ends' row plumbing, the log
+//! subscriber's parts) is `pub(crate)`, and `unreachable_pub` keeps it that way.
+
+#![warn(unreachable_pub)]
 
 pub mod log;
 pub mod metrics;

@@ -16,7 +16,7 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// The `tracing` threshold for a configured level.
-pub fn level_filter(level: LogLevel) -> LevelFilter {
+pub(crate) fn level_filter(level: LogLevel) -> LevelFilter {
     match level {
         LogLevel::Error => LevelFilter::ERROR,
         LogLevel::Warn => LevelFilter::WARN,
@@ -27,7 +27,11 @@ pub fn level_filter(level: LogLevel) -> LevelFilter {
 }
 
 /// A subscriber for `config` that writes to `writer`; colours only when `ansi`.
-pub fn subscriber<W>(config: &LogConfig, writer: W, ansi: bool) -> Box<dyn Subscriber + Send + Sync>
+pub(crate) fn subscriber<W>(
+    config: &LogConfig,
+    writer: W,
+    ansi: bool,
+) -> Box<dyn Subscriber + Send + Sync>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {

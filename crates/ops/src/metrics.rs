@@ -28,7 +28,7 @@ pub use prometheus_client::metrics::gauge::Gauge;
 pub use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 /// The prefix of every metric name.
-pub const PREFIX: &str = "mediagate";
+pub(crate) const PREFIX: &str = "mediagate";
 
 /// The process's registry: cheap to clone, shared by every role.
 #[derive(Clone)]

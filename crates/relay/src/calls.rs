@@ -32,7 +32,7 @@ use mediagate_ng::request::{Command, Family, Learning, Options, Request};
 
 /// A moment, on both clocks: monotonic for timers, Unix time for records and replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Now {
+pub(crate) struct Now {
     /// Monotonic time.
     pub at: Instant,
     /// Milliseconds since the Unix epoch.
@@ -41,14 +41,15 @@ pub struct Now {
 
 impl Now {
     /// The Unix time of an earlier monotonic instant.
-    pub fn unix_ms_of(&self, then: Instant) -> u64 {
+    pub(crate) fn unix_ms_of(&self, then: Instant) -> u64 {
         let ago = self.at.saturating_duration_since(then).as_millis();
         self.unix_ms
             .saturating_sub(u64::try_from(ago).unwrap_or(u64::MAX))
     }
 
     /// This moment plus `d`.
-    pub fn plus(&self, d: Duration) -> Now {
+    #[cfg(test)]
+    pub(crate) fn plus(&self, d: Duration) -> Now {
         Now {
             at: self.at + d,
             unix_ms: self
@@ -96,17 +97,17 @@ impl Default for RelayOptions {
 }
 
 /// A media pair shared with the tasks that forward its packets.
-pub type SharedMedia = Arc<Mutex<MediaPair>>;
+pub(crate) type SharedMedia = Arc<Mutex<MediaPair>>;
 
 /// Locks a media pair; a poisoned lock (a panicking forwarder) still yields the data,
 /// which is plain counters and addresses.
-pub fn lock(m: &SharedMedia) -> MutexGuard<'_, MediaPair> {
+pub(crate) fn lock(m: &SharedMedia) -> MutexGuard<'_, MediaPair> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// An opened relay port pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpenPair {
+pub(crate) struct OpenPair {
     /// The local RTP address (RTCP is the next port).
     pub local: SocketAddr,
     /// The address to write into SDP.
@@ -115,7 +116,7 @@ pub struct OpenPair {
 
 /// Why a pair could not be opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     /// Every pair of the family's addresses is in use or in quarantine.
     Exhausted,
     /// No media address of that family is configured.
@@ -123,7 +124,7 @@ pub enum OpenError {
 }
 
 /// The I/O side the registry drives.
-pub trait MediaEnv {
+pub(crate) trait MediaEnv {
     /// Reserves (and, in the engine, binds) an RTP/RTCP pair of `family`.
     fn open_pair(&mut self, family: Family, now: Instant) -> Result<OpenPair, OpenError>;
     /// Starts forwarding for a pair whose two legs are open.
@@ -158,7 +159,7 @@ impl Call {
 
 /// Relay-wide counters for `statistics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Totals {
+pub(crate) struct Totals {
     /// Calls created.
     pub managed: u64,
     /// Offers refused (ports, limits, draining).
@@ -196,7 +197,7 @@ fn command_index(c: &Command) -> usize {
 
 /// A finished call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ended {
+pub(crate) struct Ended {
     /// Its record.
     pub record: SessionRecord,
     /// Why it ended.
@@ -205,7 +206,7 @@ pub struct Ended {
 
 /// All calls; see the module docs.
 #[derive(Debug)]
-pub struct Registry {
+pub(crate) struct Registry {
     calls: HashMap<String, Call>,
     options: RelayOptions,
     draining: bool,
@@ -229,7 +230,7 @@ fn int(n: u64) -> Value {
 
 impl Registry {
     /// An empty registry.
-    pub fn new(options: RelayOptions, now: Now) -> Self {
+    pub(crate) fn new(options: RelayOptions, now: Now) -> Self {
         Self {
             calls: HashMap::new(),
             options,
@@ -240,44 +241,40 @@ impl Registry {
         }
     }
 
-    /// The options.
-    pub fn options(&self) -> &RelayOptions {
-        &self.options
-    }
-
     /// Calls held (including ones in their delete delay).
-    pub fn call_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn call_count(&self) -> usize {
         self.calls.len()
     }
 
     /// Calls not yet deleted.
-    pub fn active_call_count(&self) -> usize {
+    pub(crate) fn active_call_count(&self) -> usize {
         self.calls.values().filter(|c| c.deleting.is_none()).count()
     }
 
     /// Stop (or resume) accepting new calls: offers for unknown call-ids get the
     /// overload reply SIP proxies fail over on. Existing calls go on.
-    pub fn set_draining(&mut self, draining: bool) {
+    pub(crate) fn set_draining(&mut self, draining: bool) {
         self.draining = draining;
     }
 
     /// Whether new calls are refused.
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining
     }
 
     /// Counters.
-    pub fn totals(&self) -> Totals {
+    pub(crate) fn totals(&self) -> Totals {
         self.totals
     }
 
     /// Finished calls since the last call, oldest first.
-    pub fn take_ended(&mut self) -> Vec<Ended> {
+    pub(crate) fn take_ended(&mut self) -> Vec<Ended> {
         std::mem::take(&mut self.ended)
     }
 
     /// Runs one request and returns the reply dictionary.
-    pub fn handle<E: MediaEnv>(&mut self, req: &Request, now: Now, env: &mut E) -> Value {
+    pub(crate) fn handle<E: MediaEnv>(&mut self, req: &Request, now: Now, env: &mut E) -> Value {
         if let Some(n) = self.totals.commands.get_mut(command_index(&req.command)) {
             *n += 1;
         }
@@ -804,7 +801,7 @@ impl Registry {
     }
 
     /// Ends calls whose delete delay is over or whose media timed out.
-    pub fn poll<E: MediaEnv>(&mut self, now: Now, env: &mut E) {
+    pub(crate) fn poll<E: MediaEnv>(&mut self, now: Now, env: &mut E) {
         let mut due = Vec::new();
         for (id, call) in &self.calls {
             if let Some((remove_at, deleted_at)) = call.deleting {
@@ -848,7 +845,7 @@ impl Registry {
     }
 
     /// Ends every call (shutdown), recording `reason`.
-    pub fn end_all<E: MediaEnv>(&mut self, now: Now, reason: EndReason, env: &mut E) {
+    pub(crate) fn end_all<E: MediaEnv>(&mut self, now: Now, reason: EndReason, env: &mut E) {
         let ids: Vec<String> = self.calls.keys().cloned().collect();
         for id in ids {
             let at = self

@@ -101,7 +101,7 @@ impl Default for LatchPolicy {
 
 /// What signalling says about a party's media source for one component.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Expectation {
+pub(crate) struct Expectation {
     /// The endpoint from SDP (or `media address`); `None` when the SDP gives none
     /// (`0.0.0.0`, port 0).
     pub endpoint: Option<SocketAddr>,
@@ -111,7 +111,7 @@ pub struct Expectation {
 
 /// Per-packet evidence: SSRC and sequence number when the packet is RTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RtpEvidence {
+pub(crate) struct RtpEvidence {
     /// The SSRC.
     pub ssrc: u32,
     /// The sequence number.
@@ -120,7 +120,7 @@ pub struct RtpEvidence {
 
 /// What to do with a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Accept and forward.
     Accept,
     /// Accept and forward; this packet (re)latched the source.
@@ -133,7 +133,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// Whether the packet is forwarded.
-    pub fn accepted(self) -> bool {
+    pub(crate) fn accepted(self) -> bool {
         matches!(self, Self::Accept | Self::Latched)
     }
 }
@@ -193,7 +193,7 @@ enum State {
 
 /// The latch of one relay port (one party, one component).
 #[derive(Debug, Clone)]
-pub struct Latch {
+pub(crate) struct Latch {
     policy: LatchPolicy,
     mode: Learning,
     asymmetric: bool,
@@ -205,7 +205,12 @@ pub struct Latch {
 
 impl Latch {
     /// A latch learning under `mode`, signalled at `now`.
-    pub fn new(policy: LatchPolicy, mode: Learning, expect: Expectation, now: Instant) -> Self {
+    pub(crate) fn new(
+        policy: LatchPolicy,
+        mode: Learning,
+        expect: Expectation,
+        now: Instant,
+    ) -> Self {
         Self {
             policy,
             mode,
@@ -221,19 +226,20 @@ impl Latch {
     }
 
     /// Sets the `asymmetric` and `media handover` flags from the latest signalling.
-    pub fn set_flags(&mut self, asymmetric: bool, media_handover: bool) {
+    pub(crate) fn set_flags(&mut self, asymmetric: bool, media_handover: bool) {
         self.asymmetric = asymmetric;
         self.media_handover = media_handover;
     }
 
     /// The current expectation.
-    pub fn expectation(&self) -> Expectation {
+    #[cfg(test)]
+    pub(crate) fn expectation(&self) -> Expectation {
         self.expect
     }
 
     /// A signalling event (offer or answer carrying this party's SDP). A changed
     /// endpoint reopens learning; otherwise only the learning window restarts.
-    pub fn signal(&mut self, mode: Learning, expect: Expectation, now: Instant) {
+    pub(crate) fn signal(&mut self, mode: Learning, expect: Expectation, now: Instant) {
         let changed = expect != self.expect || mode != self.mode;
         self.mode = mode;
         self.expect = expect;
@@ -249,14 +255,14 @@ impl Latch {
     }
 
     /// Adds an IP that counts as expected (the RTP latch's address, for RTCP).
-    pub fn hint_source_ip(&mut self, ip: IpAddr) {
+    pub(crate) fn hint_source_ip(&mut self, ip: IpAddr) {
         if self.expect.source_ip.is_none() {
             self.expect.source_ip = Some(ip);
         }
     }
 
     /// The latched source, if any: firm, provisional or learned (module docs, rule 1).
-    pub fn confirmed(&self) -> Option<SocketAddr> {
+    pub(crate) fn confirmed(&self) -> Option<SocketAddr> {
         match self.state {
             State::Confirmed { addr, .. } => Some(addr),
             State::Learning { .. } => None,
@@ -265,7 +271,7 @@ impl Latch {
 
     /// Where media for this party goes: the latched source, else the signalled
     /// endpoint (never an unlatched candidate).
-    pub fn destination(&self) -> Option<SocketAddr> {
+    pub(crate) fn destination(&self) -> Option<SocketAddr> {
         if self.asymmetric {
             return self.expect.endpoint;
         }
@@ -300,7 +306,12 @@ impl Latch {
     }
 
     /// Judges one packet from `src` at `now`.
-    pub fn check(&mut self, src: SocketAddr, rtp: Option<RtpEvidence>, now: Instant) -> Verdict {
+    pub(crate) fn check(
+        &mut self,
+        src: SocketAddr,
+        rtp: Option<RtpEvidence>,
+        now: Instant,
+    ) -> Verdict {
         if self.asymmetric {
             return Verdict::Accept;
         }

@@ -25,7 +25,7 @@ use mediagate_ng::request::Learning;
 
 /// RTP or RTCP: which port of a pair, or what a packet is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Component {
+pub(crate) enum Component {
     /// RTP (the even port).
     Rtp,
     /// RTCP (the odd port).
@@ -34,7 +34,7 @@ pub enum Component {
 
 /// Packet and byte counts of one direction of one component.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// Packets accepted and forwarded.
     pub packets: u64,
     /// Bytes accepted and forwarded (UDP payload).
@@ -55,7 +55,7 @@ impl Counters {
     }
 
     /// Adds another set of counts (for totals).
-    pub fn add(&mut self, other: &Counters) {
+    pub(crate) fn add(&mut self, other: &Counters) {
         self.packets += other.packets;
         self.bytes += other.bytes;
         self.errors += other.errors;
@@ -66,7 +66,7 @@ impl Counters {
 
 /// What the latest RTCP report from a party says about the stream it receives.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Quality {
+pub(crate) struct Quality {
     /// Loss since the previous report, in 1/256.
     pub fraction_lost: u8,
     /// Cumulative packets lost.
@@ -79,7 +79,7 @@ pub struct Quality {
 
 /// One party's side of a stream.
 #[derive(Debug, Clone)]
-pub struct Leg {
+pub(crate) struct Leg {
     /// The relay's RTP port this party sends to (RTCP is the next port).
     pub local: SocketAddr,
     /// The address written into SDP for this party (the advertised one under 1:1 NAT).
@@ -108,7 +108,12 @@ pub struct Leg {
 
 impl Leg {
     /// A leg on relay port `local`, advertising `advertised`, not yet signalled.
-    pub fn new(local: SocketAddr, advertised: IpAddr, policy: LatchPolicy, now: Instant) -> Self {
+    pub(crate) fn new(
+        local: SocketAddr,
+        advertised: IpAddr,
+        policy: LatchPolicy,
+        now: Instant,
+    ) -> Self {
         let unknown = Expectation::default();
         Self {
             local,
@@ -127,19 +132,19 @@ impl Leg {
     }
 
     /// The relay's RTCP port for this party.
-    pub fn local_rtcp(&self) -> SocketAddr {
+    pub(crate) fn local_rtcp(&self) -> SocketAddr {
         SocketAddr::new(self.local.ip(), self.local.port().wrapping_add(1))
     }
 
     /// The last time this party sent anything accepted.
-    pub fn last_packet(&self) -> Option<Instant> {
+    pub(crate) fn last_packet(&self) -> Option<Instant> {
         self.rtp.last_packet.max(self.rtcp.last_packet)
     }
 }
 
 /// Where a packet goes: out of `side`'s `component` port, to `to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Forward {
+pub(crate) struct Forward {
     /// The leg whose relay port sends the packet (the other party's).
     pub side: usize,
     /// Which port of that leg's pair.
@@ -151,7 +156,7 @@ pub struct Forward {
 /// A relayed stream: `legs[0]` is the party in slot 0 of the call (the first
 /// offerer), `legs[1]` the other.
 #[derive(Debug, Clone)]
-pub struct MediaPair {
+pub(crate) struct MediaPair {
     /// Position of the `m=` line in the SDP.
     pub index: usize,
     /// `audio`, `video`, `image` ...
@@ -166,7 +171,7 @@ pub struct MediaPair {
 
 impl MediaPair {
     /// Judges and accounts one datagram that arrived on `side`'s `port` from `src`.
-    pub fn on_datagram(
+    pub(crate) fn on_datagram(
         &mut self,
         side: usize,
         port: Component,
@@ -258,7 +263,7 @@ impl MediaPair {
     }
 
     /// The latest accepted packet on any leg.
-    pub fn last_packet(&self) -> Option<Instant> {
+    pub(crate) fn last_packet(&self) -> Option<Instant> {
         self.legs.iter().filter_map(Leg::last_packet).max()
     }
 }

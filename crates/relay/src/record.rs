@@ -45,7 +45,7 @@ impl EndReason {
     }
 
     /// Whether the SIP proxy should be told (it does not know the call ended).
-    pub fn needs_notification(self) -> bool {
+    pub(crate) fn needs_notification(self) -> bool {
         matches!(self, Self::Timeout | Self::HoldTimeout)
     }
 }
@@ -121,7 +121,7 @@ impl SessionRecord {
     }
 
     /// Packets forwarded in both directions, RTP and RTCP.
-    pub fn total_packets(&self) -> u64 {
+    pub(crate) fn total_packets(&self) -> u64 {
         self.streams
             .iter()
             .flat_map(|s| [&s.caller, &s.callee])
@@ -136,7 +136,8 @@ impl SessionRecord {
 
     /// Reads back a record written by [`SessionRecord::to_json`] (the store's `info`
     /// column); `None` if a field is missing or has the wrong type.
-    pub fn from_json(text: &str) -> Option<Self> {
+    #[cfg(test)]
+    pub(crate) fn from_json(text: &str) -> Option<Self> {
         serde_json::from_str(text).ok()
     }
 }
@@ -144,7 +145,7 @@ impl SessionRecord {
 /// The record as JSON: its fields and its duration, for readers of the `info` column
 /// that do not subtract.
 #[derive(Serialize)]
-pub struct CallJson<'a> {
+pub(crate) struct CallJson<'a> {
     #[serde(flatten)]
     record: &'a SessionRecord,
     duration_ms: u64,

@@ -24,7 +24,7 @@ use mediagate_ng::request::Family;
 
 /// What the relay reads from one `m=` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MediaInfo {
+pub(crate) struct MediaInfo {
     /// `audio`, `video`, `image` ...
     pub media_type: String,
     /// `RTP/AVP`, `udptl` ...
@@ -47,13 +47,13 @@ pub struct MediaInfo {
 
 impl MediaInfo {
     /// On hold from this party: `sendonly`/`inactive`, or the RFC 2543 `0.0.0.0` form.
-    pub fn on_hold(&self) -> bool {
+    pub(crate) fn on_hold(&self) -> bool {
         matches!(self.direction, Direction::SendOnly | Direction::Inactive)
             || self.endpoint.ip().is_unspecified()
     }
 
     /// The address family of the endpoint.
-    pub fn family(&self) -> Family {
+    pub(crate) fn family(&self) -> Family {
         Family::of(self.endpoint.ip())
     }
 }
@@ -103,7 +103,7 @@ fn codecs(m: &MediaDescription) -> Vec<String> {
 
 /// Reads every `m=` section. Fails with rtpengine's `Incomplete SDP specification`
 /// reason when an open stream has no usable `c=` address.
-pub fn inspect(sdp: &SessionDescription) -> Result<Vec<MediaInfo>, &'static str> {
+pub(crate) fn inspect(sdp: &SessionDescription) -> Result<Vec<MediaInfo>, &'static str> {
     sdp.media()
         .iter()
         .map(|m| {
@@ -142,7 +142,7 @@ pub fn inspect(sdp: &SessionDescription) -> Result<Vec<MediaInfo>, &'static str>
 
 /// How one open stream is presented to the receiving party.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MediaOut {
+pub(crate) struct MediaOut {
     /// The relay's RTP port the receiving party should send to.
     pub port: u16,
     /// The relay address to advertise.
@@ -170,7 +170,7 @@ impl MediaOut {
 
 /// Rewrite switches from the request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RewriteOptions {
+pub(crate) struct RewriteOptions {
     /// Rewrite the `o=` address too.
     pub replace_origin: bool,
     /// Do not write `a=rtcp`.
@@ -181,7 +181,7 @@ pub struct RewriteOptions {
 
 /// Rewrites `sdp` for the receiving party; `outs[i]` is the presentation of `m=` line
 /// `i`, `None` to leave it as it is (closed streams).
-pub fn rewrite(
+pub(crate) fn rewrite(
     sdp: &mut SessionDescription,
     outs: &[Option<MediaOut>],
     opts: RewriteOptions,

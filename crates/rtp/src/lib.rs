@@ -11,7 +11,7 @@
 //!   [`JitterEstimator`].
 //! * RTCP (RFC 3550 §6, A.2): compound parsing and validation ([`rtcp::Compound`]),
 //!   views of SR/RR/SDES/BYE/APP, builders ([`rtcp::build`]), and RTP/RTCP
-//!   demultiplexing on an rtcp-mux port ([`mux`], RFC 5761 §4).
+//!   demultiplexing on an rtcp-mux port ([`classify_muxed`], RFC 5761 §4).
 //! * Keyframe detection for edge fast-start: [`h264`] (RFC 6184) and [`h265`]
 //!   (RFC 7798), reporting a [`FrameInfo`], and [`Codec`], which names a track's codec
 //!   from its SDP encoding and asks the right detector.
@@ -25,15 +25,16 @@
 //! with the offset where bytes ran out rather than as "need more".
 
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod build_error;
 mod codec;
-pub mod continuity;
+mod continuity;
 mod frame_info;
 pub mod h264;
 pub mod h265;
 mod jitter;
-pub mod mux;
+mod mux;
 mod reader;
 pub mod rtcp;
 mod rtp_builder;

@@ -28,10 +28,10 @@ use crate::TypedHeader;
 use crate::{Method, Request, Response, StatusCode, Version};
 
 /// Keep-alives are sent at least this often, whatever timeout the server states.
-pub const MAX_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const MAX_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The session timeout assumed until a server states one (RFC 2326 §12.37).
-pub const DEFAULT_SESSION_TIMEOUT_SECS: u64 = crate::headers::DEFAULT_SESSION_TIMEOUT_SECS;
+pub(crate) const DEFAULT_SESSION_TIMEOUT_SECS: u64 = crate::headers::DEFAULT_SESSION_TIMEOUT_SECS;
 
 /// How often to refresh a session whose timeout is `session_timeout_secs`: half of
 /// it, no more often than every `floor` and no less often than every 30 s.

@@ -255,7 +255,7 @@ pub struct Response {
 
 impl Response {
     /// A response with the standard reason phrase for `version` (the RTSP/2.0 phrase for
-    /// RTSP/2.0, else the RTSP/1.0 one; see [`crate::status`]), no headers, no body.
+    /// RTSP/2.0, else the RTSP/1.0 one; see [`crate::StatusCode`]), no headers, no body.
     pub fn new(version: Version, status: StatusCode) -> Response {
         Response {
             version,

@@ -29,7 +29,7 @@ pub fn control_base<'a>(
 
 /// Resolves an `a=control:` value against a base URL; see the module docs for the
 /// rules. Blanks around `control` are ignored; an empty control resolves to the base.
-pub fn resolve_control_url(base: &str, control: &str) -> String {
+pub(crate) fn resolve_control_url(base: &str, control: &str) -> String {
     let control = control.trim();
     if control.is_empty() || control == "*" {
         return base.to_owned();

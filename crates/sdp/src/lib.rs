@@ -7,8 +7,8 @@
 //! streaming proxy or SIP media relay needs (`o=`, `c=`, `m=`, `a=control`,
 //! `a=rtpmap`, `a=fmtp`, `a=range`, `a=rtcp`, `a=rtcp-mux`, direction attributes) and
 //! rewriters that change only the line they name (bump the session version, set
-//! addresses and ports, set or remove attributes, strip ICE). [`resolve_control_url`]
-//! turns `a=control:` values into RTSP URLs (RFC 2326 §C.1.1).
+//! addresses and ports, set or remove attributes, strip ICE). [`control_base`] gives the
+//! base that `a=control:` values resolve against into RTSP URLs (RFC 2326 §C.1.1).
 //!
 //! What it does not: offer/answer negotiation (RFC 3264), codec semantics, or any I/O.
 //!
@@ -17,6 +17,8 @@
 //! any prefix of a body is either a shorter valid description or an error. It is
 //! bounded by [`Limits`] and total: malformed input yields a [`ParseError`] with the
 //! byte offset and line number, never a panic.
+
+#![warn(unreachable_pub)]
 
 mod attribute;
 mod connection;
@@ -34,11 +36,11 @@ mod session;
 
 pub use attribute::{Attribute, Direction, ICE_ATTRIBUTES};
 pub use connection::Connection;
-pub use control::{control_base, resolve_control_url};
+pub use control::control_base;
 pub use error::{ParseError, ParseErrorKind, RewriteError, ValueError};
 pub use line::{Line, LineEnding};
 pub use media::MediaDescription;
-pub use media_line::{is_rtp_proto, is_udptl_proto, MediaLine, MediaType};
+pub use media_line::{MediaLine, MediaType};
 pub use origin::Origin;
 pub use parse::Limits;
 pub use range::{NptRange, NptTime, Range};

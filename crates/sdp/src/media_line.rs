@@ -67,7 +67,7 @@ impl<'a> MediaType<'a> {
 /// Whether a proto carries RTP: any `/`-separated component is `RTP` (so `RTP/AVP`,
 /// `RTP/SAVPF`, `TCP/RTP/AVP` and `UDP/TLS/RTP/SAVPF` all count). Only then are the
 /// formats RTP payload type numbers (RFC 8866 §5.14).
-pub fn is_rtp_proto(proto: &str) -> bool {
+pub(crate) fn is_rtp_proto(proto: &str) -> bool {
     proto
         .split('/')
         .any(|part| part.eq_ignore_ascii_case("RTP"))
@@ -75,7 +75,8 @@ pub fn is_rtp_proto(proto: &str) -> bool {
 
 /// Whether a proto is T.38 over UDPTL (`udptl`, also `UDPTL` and `TCP/UDPTL` variants
 /// seen in the wild).
-pub fn is_udptl_proto(proto: &str) -> bool {
+#[cfg(test)]
+fn is_udptl_proto(proto: &str) -> bool {
     proto
         .split('/')
         .any(|part| part.eq_ignore_ascii_case("udptl"))

@@ -67,7 +67,7 @@ impl Probe {
 }
 
 /// Parses `ffprobe -print_format json -show_streams` output.
-pub fn parse_probe_json(json: &[u8]) -> Result<Vec<ProbedStream>> {
+pub(crate) fn parse_probe_json(json: &[u8]) -> Result<Vec<ProbedStream>> {
     let bad = |detail: String| Error::BadOutput {
         what: "ffprobe -show_streams".into(),
         detail,
@@ -105,7 +105,11 @@ pub fn ffprobe(url: &str, transport: Transport) -> Result<Probe> {
 }
 
 /// Probes `url` over `transport`, killing ffprobe after `timeout`.
-pub fn ffprobe_with_timeout(url: &str, transport: Transport, timeout: Duration) -> Result<Probe> {
+pub(crate) fn ffprobe_with_timeout(
+    url: &str,
+    transport: Transport,
+    timeout: Duration,
+) -> Result<Probe> {
     let program = require_program("ffprobe", FFMPEG_PACKAGE)?;
     let mut cmd = Command::new(program);
     cmd.args(["-hide_banner", "-loglevel", "error"])

@@ -28,16 +28,18 @@
 //! Debian package, never a silent skip. Not a protocol implementation: nothing here parses
 //! RTSP beyond what [`capture`] needs to cut test data on frame boundaries.
 
+#![warn(unreachable_pub)]
+
 pub mod capture;
-pub mod error;
+mod error;
 pub mod ffmpeg;
 pub mod gst;
-pub mod origin;
+mod origin;
 pub mod ports;
 pub mod postgres;
 pub mod process;
-pub mod tap;
-pub mod transport;
+mod tap;
+mod transport;
 
 pub use error::{Error, Result};
 pub use ffmpeg::{ffmpeg_read, ffprobe, Probe, ReadOptions, ReadReport};

@@ -27,13 +27,13 @@ use crate::error::{Error, Result};
 /// How many lines of each output stream a peer keeps for diagnostics.
 pub const TAIL_LINES: usize = 200;
 /// Longest line kept; longer lines are cut (a peer printing binary data stays bounded).
-pub const MAX_LINE: usize = 16 * 1024;
+pub(crate) const MAX_LINE: usize = 16 * 1024;
 /// Most stdout bytes [`run`] keeps for a finished program.
 pub const MAX_CAPTURE: usize = 64 * 1024 * 1024;
 
 /// Debian's interpreter, which has the GStreamer GObject bindings (a `python3` earlier on
 /// `PATH` may not).
-pub const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+pub(crate) const SYSTEM_PYTHON: &str = "/usr/bin/python3";
 
 /// Finds `program` on `PATH` (or checks an absolute path); a missing program is an error
 /// that names the Debian `package` to install.

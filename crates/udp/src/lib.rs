@@ -13,12 +13,17 @@
 //! port pairs ([`PortPool`], random with quarantine; sans-IO) that the edge and the
 //! relay bind their media sockets from.
 //!
+//! The modules are private; the crate root re-exports what the edge, the relay and the
+//! load generator call, and nothing else.
+//!
 //! What it does not: own sockets. It writes on a non-blocking socket the caller owns
 //! and reports how far it got, so an async shell can wait for writability and resume.
 //!
 //! Why: on loopback the kernel charges each datagram's receive path to the sender, so
 //! a fan-out to 1,000 viewers is dominated by per-datagram kernel cost; GSO turns N
 //! datagrams into one trip down the stack until the segmentation point.
+
+#![warn(unreachable_pub)]
 
 use std::io;
 use std::net::SocketAddr;
@@ -43,7 +48,7 @@ pub use poll::{Events, Poller};
 pub use port_pool::PortPool;
 pub use recv::RecvBatch;
 pub use rlimit::raise_nofile_limit;
-pub use sched::{set_thread_scheduling, thread_nice, thread_scheduling, Policy};
+pub use sched::{set_thread_scheduling, thread_nice, Policy};
 pub use sockbuf::{set_recv_buffer, set_send_buffer};
 pub use sys::KERNEL_MAX_BATCH;
 pub use timestamp::enable_timestamps;
@@ -54,15 +59,16 @@ pub use uring::{
 };
 
 /// The kernel's limit on segments in one GSO send (`UDP_MAX_SEGMENTS`).
-pub const MAX_GSO_SEGMENTS: usize = 64;
+pub(crate) const MAX_GSO_SEGMENTS: usize = 64;
 /// Largest GSO super-datagram payload we build (must stay below the 64 KiB IP limit).
-pub const MAX_GSO_BYTES: usize = 65_000;
+pub(crate) const MAX_GSO_BYTES: usize = 65_000;
 
 /// Splits a run of datagram sizes into groups one GSO message can carry: equal sizes,
 /// optionally ending with one shorter datagram, at most [`MAX_GSO_SEGMENTS`] and
 /// [`MAX_GSO_BYTES`]. Returns `(start, end)` index ranges covering every datagram in
 /// order.
-pub fn gso_runs(sizes: &[usize]) -> Vec<(usize, usize)> {
+#[cfg(test)]
+fn gso_runs(sizes: &[usize]) -> Vec<(usize, usize)> {
     let mut runs = Vec::new();
     let mut i = 0;
     while i < sizes.len() {

@@ -38,6 +38,7 @@ impl Policy {
         }
     }
 
+    #[cfg(test)]
     fn from_raw(raw: libc::c_int) -> Option<Policy> {
         // Reads may carry SCHED_RESET_ON_FORK; it is not a policy of its own.
         match raw & !libc::SCHED_RESET_ON_FORK {
@@ -114,7 +115,8 @@ pub fn thread_nice() -> io::Result<i32> {
 
 /// The calling thread's policy and priority (nice value for `Normal`/`Batch`, 0 for
 /// `Idle`, the real-time priority for `Fifo`/`RoundRobin`).
-pub fn thread_scheduling() -> io::Result<(Policy, i32)> {
+#[cfg(test)]
+fn thread_scheduling() -> io::Result<(Policy, i32)> {
     // SAFETY: pid 0 is the calling thread.
     let raw = unsafe { libc::sched_getscheduler(0) };
     if raw < 0 {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
 /// Messages per `sendmmsg` call unless the caller asks for another batch size.
-pub const MAX_BATCH: usize = 512;
+pub(crate) const MAX_BATCH: usize = 512;
 /// The most messages one `sendmmsg` call takes (the kernel caps `vlen` at
 /// `UIO_MAXIOV`).
 pub const KERNEL_MAX_BATCH: usize = 1024;
@@ -29,7 +29,7 @@ struct Msg {
 }
 
 #[derive(Default)]
-pub struct Scratch {
+pub(crate) struct Scratch {
     msgs: Vec<Msg>,
     iovs: Vec<libc::iovec>,
     addrs: Vec<(libc::sockaddr_storage, libc::socklen_t, SocketAddr)>,
@@ -43,23 +43,23 @@ pub struct Scratch {
 unsafe impl Send for Scratch {}
 
 impl Scratch {
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.msgs.clear();
         self.iovs.clear();
         self.addrs.clear();
         self.hdrs.clear();
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.msgs.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.msgs.is_empty()
     }
 
     /// (resume point after it, datagram count, used GSO) of message `i`.
-    pub fn meta(&self, i: usize) -> ((usize, usize), usize, bool) {
+    pub(crate) fn meta(&self, i: usize) -> ((usize, usize), usize, bool) {
         let m = &self.msgs[i];
         (m.after, m.iov_len, m.segment.is_some())
     }
@@ -67,7 +67,7 @@ impl Scratch {
     /// Queues one message: `payloads` sent back to back to `dest`, cut into datagrams of
     /// `segment` bytes by the kernel when `segment` is set. `after` is the caller's
     /// position once this message is out, handed back by [`Self::meta`].
-    pub fn push(
+    pub(crate) fn push(
         &mut self,
         dest: SocketAddr,
         payloads: &[&[u8]],
@@ -101,7 +101,7 @@ impl Scratch {
 
     /// Sends the queued messages with one `sendmmsg`. Returns how many went out and,
     /// when none did, the error number.
-    pub fn send(&mut self, fd: RawFd) -> (usize, Option<i32>) {
+    pub(crate) fn send(&mut self, fd: RawFd) -> (usize, Option<i32>) {
         if self.msgs.is_empty() {
             return (0, None);
         }
@@ -284,7 +284,7 @@ pub(crate) fn control_message<T: CmsgPayload>(
 }
 
 /// Whether this kernel knows `UDP_SEGMENT` (asked on a throwaway socket).
-pub fn gso_supported() -> bool {
+pub(crate) fn gso_supported() -> bool {
     use std::os::fd::AsRawFd as _;
     socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
         .and_then(|s| get_int_option(s.as_raw_fd(), SOL_UDP, UDP_SEGMENT))

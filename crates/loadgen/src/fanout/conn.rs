@@ -21,13 +21,13 @@ use tokio::time::Instant;
 const READ_CHUNK: usize = 64 * 1024;
 
 /// Where interleaved frames go: `(channel, payload, arrival)`.
-pub trait FrameSink: Send {
+pub(super) trait FrameSink: Send {
     fn frame(&mut self, channel: u8, payload: &Bytes, at: std::time::Instant);
 }
 
 /// Why a request or the stream failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConnError {
+pub(super) enum ConnError {
     Timeout,
     Closed,
     Io(String),
@@ -52,7 +52,7 @@ impl From<std::io::Error> for ConnError {
 }
 
 /// An RTSP client connection.
-pub struct Conn {
+pub(super) struct Conn {
     stream: TcpStream,
     decoder: Decoder,
     core: ClientSession,
@@ -76,7 +76,7 @@ fn auth_error(e: mediagate_rtsp::ClientSessionError) -> ConnError {
 
 impl Conn {
     /// Connects to `addr` before `deadline`.
-    pub async fn connect(
+    pub(super) async fn connect(
         addr: SocketAddr,
         credentials: Option<(String, String)>,
         deadline: Instant,
@@ -98,32 +98,32 @@ impl Conn {
     }
 
     /// Our address on the connection (UDP ports are bound on the same address).
-    pub fn local_addr(&self) -> Result<SocketAddr, ConnError> {
+    pub(super) fn local_addr(&self) -> Result<SocketAddr, ConnError> {
         Ok(self.stream.local_addr()?)
     }
 
     /// A request with our `User-Agent`.
-    pub fn request(&self, method: Method, uri: &str) -> Request {
+    pub(super) fn request(&self, method: Method, uri: &str) -> Request {
         self.core.request(method, uri)
     }
 
     /// Responses to requests sent without waiting (keep-alives) that were not 2xx.
-    pub fn late_failures(&self) -> u64 {
+    pub(super) fn late_failures(&self) -> u64 {
         self.core.late_failures()
     }
 
     /// Starts timing keep-alives from the session timeout the server stated.
-    pub fn start_keepalives(&mut self, now: Instant) {
+    pub(super) fn start_keepalives(&mut self, now: Instant) {
         self.core.start_keepalives(now.into_std());
     }
 
     /// When the next keep-alive is due, once started.
-    pub fn next_keepalive(&self) -> Option<Instant> {
+    pub(super) fn next_keepalive(&self) -> Option<Instant> {
         self.core.poll_timeout().map(Instant::from_std)
     }
 
     /// True (and the next one scheduled) when a keep-alive is due at `now`.
-    pub fn keepalive_due(&mut self, now: Instant) -> bool {
+    pub(super) fn keepalive_due(&mut self, now: Instant) -> bool {
         self.core.handle_timeout(now.into_std())
     }
 
@@ -142,7 +142,7 @@ impl Conn {
 
     /// Sends `req` and waits until `deadline` for its response, feeding frames that
     /// arrive meanwhile to `sink`. A `401` is answered once if we have credentials.
-    pub async fn call(
+    pub(super) async fn call(
         &mut self,
         req: Request,
         deadline: Instant,
@@ -163,7 +163,7 @@ impl Conn {
 
     /// Sends `req` without waiting; a non-2xx answer is counted in
     /// [`Self::late_failures`] when it arrives.
-    pub async fn send(&mut self, req: Request) -> Result<(), ConnError> {
+    pub(super) async fn send(&mut self, req: Request) -> Result<(), ConnError> {
         let cnonce = self.fresh_cnonce()?;
         let wire = self.core.send_no_wait(req, &cnonce).map_err(auth_error)?;
         self.write(&wire).await
@@ -186,7 +186,7 @@ impl Conn {
 
     /// Reads and dispatches until `until`. Returns when the time comes; an error when
     /// the connection fails or closes first.
-    pub async fn pump_until(
+    pub(super) async fn pump_until(
         &mut self,
         until: Instant,
         sink: &mut (dyn FrameSink + Send),
@@ -245,7 +245,7 @@ impl Conn {
 
 /// A sink for connections that expect no interleaved data; counts what comes anyway.
 #[derive(Debug, Default)]
-pub struct CountingSink {
+pub(super) struct CountingSink {
     pub frames: u64,
 }
 

@@ -41,9 +41,9 @@ use report::{ProcessUsage, RunInfo, RunReport, Steady, ViewerReport};
 use viewer::{Failure, Stage, ViewerCtx, ViewerOutcome};
 
 /// Most viewers one run may simulate.
-pub const MAX_VIEWERS: usize = 10_000;
+pub(crate) const MAX_VIEWERS: usize = 10_000;
 /// Longest run.
-pub const MAX_SECONDS: f64 = 24.0 * 3600.0;
+pub(crate) const MAX_SECONDS: f64 = 24.0 * 3600.0;
 /// TEARDOWN may take this long after the end.
 const TEARDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How long after every viewer has settled the steady window starts.
@@ -51,7 +51,7 @@ const SETTLE: Duration = Duration::from_secs(1);
 
 /// Media transport for the viewers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum TransportArg {
+pub(crate) enum TransportArg {
     /// RTP/AVP unicast to a UDP port pair per viewer and track.
     Udp,
     /// RTP/AVP/TCP interleaved on each viewer's RTSP connection.
@@ -60,7 +60,7 @@ pub enum TransportArg {
 
 /// Options of `mediagate-loadgen fanout`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct FanoutArgs {
+pub(crate) struct FanoutArgs {
     /// RTSP URL every viewer plays, e.g. rtsp://127.0.0.1:8554/cam (user:password@
     /// allowed; Basic and Digest are answered).
     #[arg(long)]
@@ -128,7 +128,7 @@ impl FanoutArgs {
 
 /// Runs the benchmark and prints the report. Returns the exit status: 0 when every
 /// viewer played, 2 when some failed.
-pub fn run(args: FanoutArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(args: FanoutArgs) -> anyhow::Result<u8> {
     args.validate()?;
     let url = url::parse(&args.url).map_err(|e| anyhow!(e))?;
     let addr = url

@@ -23,11 +23,11 @@ use mediagate_sdp::{control_base, SessionDescription};
 use crate::track_stats::Codec;
 
 /// Tracks a viewer sets up at most (interleaved channels 0..=15 cover them).
-pub const MAX_TRACKS: usize = 8;
+pub(super) const MAX_TRACKS: usize = 8;
 
 /// One media section to SETUP.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrackPlan {
+pub(super) struct TrackPlan {
     /// Absolute URL for SETUP.
     pub control_url: String,
     /// `video`, `audio`, ...
@@ -40,7 +40,7 @@ pub struct TrackPlan {
 
 /// What a DESCRIBE answer tells a viewer to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamPlan {
+pub(super) struct StreamPlan {
     /// URL for aggregate PLAY, keep-alives and TEARDOWN.
     pub aggregate_url: String,
     pub tracks: Vec<TrackPlan>,
@@ -48,7 +48,7 @@ pub struct StreamPlan {
 
 impl StreamPlan {
     /// A one-line description of the tracks, e.g. `video H264/90000, audio PCMA/8000`.
-    pub fn describe_tracks(&self) -> String {
+    pub(super) fn describe_tracks(&self) -> String {
         self.tracks
             .iter()
             .map(|t| format!("{} {}", t.media, t.encoding))
@@ -62,7 +62,7 @@ impl StreamPlan {
 /// skipped; no RTP section at all is an error. Port 0 does not disable a section here:
 /// RTSP servers (gst-rtsp-server, live555, the edge) write `m=video 0` in DESCRIBE
 /// because ports are only chosen in SETUP.
-pub fn plan_from_describe(
+pub(super) fn plan_from_describe(
     request_url: &str,
     content_base: Option<&str>,
     content_location: Option<&str>,
@@ -110,13 +110,13 @@ pub fn plan_from_describe(
 
 /// How media reaches the viewer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lower {
+pub(super) enum Lower {
     Udp,
     Tcp,
 }
 
 impl Lower {
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Lower::Udp => "udp",
             Lower::Tcp => "tcp",
@@ -126,7 +126,7 @@ impl Lower {
 
 /// Where one track's packets will arrive, as agreed in SETUP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrackDelivery {
+pub(super) enum TrackDelivery {
     /// On our UDP pair; the server's ports if it said.
     Udp { server_port: Option<PortRange> },
     /// On these interleaved channels of the RTSP connection.
@@ -135,7 +135,7 @@ pub enum TrackDelivery {
 
 /// The `Transport` value to SETUP track `index` with: UDP to `client_rtp_port` (and
 /// the port after it), or TCP channels `2*index` and `2*index+1`.
-pub fn setup_transport(lower: Lower, index: usize, client_rtp_port: u16) -> String {
+pub(super) fn setup_transport(lower: Lower, index: usize, client_rtp_port: u16) -> String {
     let spec = match lower {
         Lower::Udp => TransportSpec::new(TransportProtocol::rtp_avp())
             .with_client_ports(PortRange::pair(client_rtp_port)),
@@ -153,7 +153,7 @@ pub fn setup_transport(lower: Lower, index: usize, client_rtp_port: u16) -> Stri
 }
 
 /// Checks the SETUP response's `Transport` against what we asked for.
-pub fn accept_setup_reply(
+pub(super) fn accept_setup_reply(
     lower: Lower,
     client_rtp_port: u16,
     reply: Option<&str>,
@@ -219,7 +219,7 @@ pub fn accept_setup_reply(
 
 /// The session id (without parameters) and keep-alive interval from a `Session`
 /// header: half the advertised timeout (RFC default 60 s), between 1 and 30 seconds.
-pub fn session_and_keepalive(value: &str) -> Result<(String, Duration), String> {
+pub(super) fn session_and_keepalive(value: &str) -> Result<(String, Duration), String> {
     let s = Session::parse_value(value)
         .map_err(|e| format!("the Session header `{value}` is invalid: {e}"))?;
     let interval = mediagate_rtsp::client::keepalive_interval(
@@ -232,7 +232,10 @@ pub fn session_and_keepalive(value: &str) -> Result<(String, Duration), String> 
 /// For each track, the `seq` the PLAY response's `RTP-Info` announces for it: matched
 /// by exact URL, then by the control URL's last path segment (`.../trackID=1`), then,
 /// when the counts agree and nothing matched by name, by position.
-pub fn expected_first_seqs(rtp_info: Option<&str>, tracks: &[TrackPlan]) -> Vec<Option<u16>> {
+pub(super) fn expected_first_seqs(
+    rtp_info: Option<&str>,
+    tracks: &[TrackPlan],
+) -> Vec<Option<u16>> {
     let none = vec![None; tracks.len()];
     let Some(info) = rtp_info.and_then(|v| RtpInfo::parse_value(v).ok()) else {
         return none;

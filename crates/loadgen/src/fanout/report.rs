@@ -18,7 +18,7 @@ use crate::track_stats::TrackStats;
 
 /// What was asked for.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunInfo {
+pub(super) struct RunInfo {
     pub url: String,
     /// `udp` or `tcp`.
     pub transport: &'static str,
@@ -31,7 +31,7 @@ pub struct RunInfo {
 
 /// One viewer's figures.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ViewerReport {
+pub(super) struct ViewerReport {
     pub id: usize,
     /// `None` when the viewer played to the end and received media.
     pub error: Option<String>,
@@ -61,7 +61,7 @@ pub struct ViewerReport {
 
 impl ViewerReport {
     /// Combines a viewer's outcome with its tracks' counters.
-    pub fn new(o: &ViewerOutcome, tracks: &[TrackStats]) -> ViewerReport {
+    pub(super) fn new(o: &ViewerOutcome, tracks: &[TrackStats]) -> ViewerReport {
         let mut r = ViewerReport {
             id: o.id,
             error: o
@@ -111,7 +111,7 @@ impl ViewerReport {
     }
 
     /// Packets per second while playing.
-    pub fn rate(&self) -> f64 {
+    pub(super) fn rate(&self) -> f64 {
         per_second(self.packets, self.playing)
     }
 
@@ -149,7 +149,7 @@ fn per_second(n: u64, d: Duration) -> f64 {
 
 /// CPU and memory of one process over the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcessUsage {
+pub(super) struct ProcessUsage {
     pub pid: u32,
     /// CPU time between the start and the end of the playing window.
     pub cpu: Duration,
@@ -162,20 +162,20 @@ pub struct ProcessUsage {
 
 /// A steady-state window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Steady {
+pub(super) struct Steady {
     pub cpu: Duration,
     pub packets: u64,
     pub window: Duration,
 }
 
 /// CPU microseconds per packet, if any packet came.
-pub fn micros_per_packet(cpu: Duration, packets: u64) -> Option<f64> {
+pub(super) fn micros_per_packet(cpu: Duration, packets: u64) -> Option<f64> {
     (packets > 0).then(|| cpu.as_secs_f64() * 1e6 / packets as f64)
 }
 
 /// The whole run.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunReport {
+pub(super) struct RunReport {
     pub info: RunInfo,
     pub viewers: Vec<ViewerReport>,
     /// Start of the run → end of playing.
@@ -191,7 +191,7 @@ pub struct RunReport {
 
 /// Sums and percentiles over all viewers.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Aggregate {
+pub(super) struct Aggregate {
     pub ok: usize,
     pub failed: usize,
     /// Error text → viewers that failed with it.
@@ -216,7 +216,7 @@ pub struct Aggregate {
 }
 
 impl RunReport {
-    pub fn aggregate(&self) -> Aggregate {
+    pub(super) fn aggregate(&self) -> Aggregate {
         let mut a = Aggregate {
             ok: 0,
             failed: 0,
@@ -280,7 +280,7 @@ impl RunReport {
     }
 
     /// Process exit status for the run: 0 when every viewer played, 2 otherwise.
-    pub fn exit_code(&self) -> u8 {
+    pub(super) fn exit_code(&self) -> u8 {
         if self.viewers.iter().all(|v| v.error.is_none()) {
             0
         } else {
@@ -289,7 +289,7 @@ impl RunReport {
     }
 
     /// One JSON object with the run, the aggregate and every viewer.
-    pub fn to_json(&self) -> Value {
+    pub(super) fn to_json(&self) -> Value {
         let a = self.aggregate();
         let summary = |s: &Option<Summary>| match s {
             Some(s) => json!({
@@ -352,7 +352,7 @@ impl RunReport {
     /// The human-readable report. Per-viewer rows: all of them when `all_viewers` or
     /// when there are at most 50; otherwise the failed ones and those with the most
     /// loss or the slowest first keyframe.
-    pub fn to_text(&self, all_viewers: bool) -> String {
+    pub(super) fn to_text(&self, all_viewers: bool) -> String {
         let a = self.aggregate();
         let mut s = String::new();
         let i = &self.info;

@@ -9,7 +9,7 @@ use mediagate_config::RtspUrl;
 
 /// The watched URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WatchedUrl {
+pub(super) struct WatchedUrl {
     url: RtspUrl,
     /// The URL without user information, for request lines.
     pub request_uri: String,
@@ -19,13 +19,13 @@ pub struct WatchedUrl {
 
 impl WatchedUrl {
     /// `host:port` for connecting (IPv6 hosts in brackets, 554 when none is written).
-    pub fn authority(&self) -> String {
+    pub(super) fn authority(&self) -> String {
         self.url.authority()
     }
 }
 
 /// Parses `url`; the error says what is wrong with it.
-pub fn parse(url: &str) -> Result<WatchedUrl, String> {
+pub(super) fn parse(url: &str) -> Result<WatchedUrl, String> {
     let url: RtspUrl = url.parse().map_err(|e| format!("{e}"))?;
     Ok(WatchedUrl {
         request_uri: url.without_credentials().to_string(),

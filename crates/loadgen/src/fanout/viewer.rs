@@ -24,7 +24,7 @@ use crate::track_stats::{Codec, TrackStats};
 
 /// The step a viewer was at when it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Stage {
+pub(super) enum Stage {
     Connect,
     Options,
     Describe,
@@ -34,7 +34,7 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Stage::Connect => "connect",
             Stage::Options => "OPTIONS",
@@ -48,14 +48,14 @@ impl Stage {
 
 /// A viewer's failure: where and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
+pub(super) struct Failure {
     pub stage: Stage,
     pub reason: String,
 }
 
 /// Settings and shared counters every viewer of a run uses.
 #[derive(Debug)]
-pub struct ViewerCtx {
+pub(super) struct ViewerCtx {
     pub addr: SocketAddr,
     pub url: WatchedUrl,
     pub lower: Lower,
@@ -78,7 +78,7 @@ pub struct ViewerCtx {
 
 /// Everything a viewer knows when it ends.
 #[derive(Debug, Clone)]
-pub struct ViewerOutcome {
+pub(super) struct ViewerOutcome {
     pub id: usize,
     pub failure: Option<Failure>,
     /// Connect started → PLAY response.
@@ -184,7 +184,11 @@ fn expect_ok(stage: Stage, r: &Response) -> Result<(), Failure> {
 /// Runs viewer `id` to the end of the run. `udp_ports` are its RTP ports per track
 /// (UDP runs only). Never returns later than `ctx.end + ctx.teardown_grace` plus one
 /// request timeout of slack for the connect in flight.
-pub async fn run(ctx: Arc<ViewerCtx>, id: usize, udp_ports: Option<Vec<u16>>) -> ViewerOutcome {
+pub(super) async fn run(
+    ctx: Arc<ViewerCtx>,
+    id: usize,
+    udp_ports: Option<Vec<u16>>,
+) -> ViewerOutcome {
     let mut out = ViewerOutcome::new(id);
     let mut settled = false;
     let result = session(&ctx, &mut out, udp_ports, &mut settled).await;

@@ -40,7 +40,7 @@ use ng_udp::NgClient;
 
 /// One relay to measure: `LABEL,NG_ADDR[,PID]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     pub label: String,
     pub ng: SocketAddr,
     pub pid: Option<u32>,
@@ -78,7 +78,7 @@ impl std::str::FromStr for Target {
 
 /// Arguments of `mediagate-loadgen rtp`.
 #[derive(Debug, Args)]
-pub struct RtpArgs {
+pub(crate) struct RtpArgs {
     /// A relay to measure, LABEL,NG_ADDR[,PID] (PID for CPU and memory figures);
     /// repeat to compare several with the same load.
     #[arg(long = "target", required = true, value_name = "LABEL,NG_ADDR[,PID]")]
@@ -109,7 +109,7 @@ pub struct RtpArgs {
 }
 
 /// One simulated call.
-pub struct Call {
+pub(crate) struct Call {
     pub call_id: String,
     /// `[caller, callee]`.
     pub sockets: [UdpSocket; 2],
@@ -119,7 +119,7 @@ pub struct Call {
 
 /// What one target's run measured.
 #[derive(Debug, Clone, Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub label: String,
     pub calls: usize,
     pub setup_pairs_per_sec: f64,
@@ -136,7 +136,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// Relay CPU per forwarded packet, microseconds.
-    pub fn cpu_us_per_packet(&self) -> Option<f64> {
+    pub(crate) fn cpu_us_per_packet(&self) -> Option<f64> {
         let cpu = self.relay_cpu_s?;
         (self.pump.received > 0).then(|| cpu * 1e6 / self.pump.received as f64)
     }
@@ -438,7 +438,7 @@ fn latency_notes(outcomes: &[Outcome]) -> Vec<String> {
 }
 
 /// Runs the benchmark against every target in turn.
-pub fn run(args: RtpArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(args: RtpArgs) -> anyhow::Result<u8> {
     if args.calls == 0 || args.pps == 0 || args.seconds.is_nan() || args.seconds <= 0.0 {
         bail!("--calls, --pps and --seconds must be positive");
     }

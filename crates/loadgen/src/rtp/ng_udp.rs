@@ -14,7 +14,7 @@ use mediagate_ng::framing::Encoding;
 
 /// A UDP `ng` client.
 #[derive(Debug)]
-pub struct NgClient {
+pub(super) struct NgClient {
     socket: UdpSocket,
     relay: SocketAddr,
     next: u64,
@@ -23,7 +23,7 @@ pub struct NgClient {
 }
 
 impl NgClient {
-    pub fn new(relay: SocketAddr) -> io::Result<Self> {
+    pub(super) fn new(relay: SocketAddr) -> io::Result<Self> {
         let bind: SocketAddr = if relay.is_ipv4() {
             "0.0.0.0:0".parse().map_err(io::Error::other)?
         } else {
@@ -42,7 +42,7 @@ impl NgClient {
 
     /// Sends one request (retrying 3 times at 1 s, as Kamailio does) and returns the
     /// decoded reply and the round-trip time of the attempt that was answered.
-    pub fn request(&mut self, request: &Value) -> io::Result<(Value, Duration)> {
+    pub(super) fn request(&mut self, request: &Value) -> io::Result<(Value, Duration)> {
         self.next += 1;
         let cookie = format!("{}_{}_{}", self.tag, std::process::id(), self.next);
         let datagram = client::frame_request(cookie.as_bytes(), Encoding::Bencode, request);

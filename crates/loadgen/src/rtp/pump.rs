@@ -27,7 +27,7 @@ use super::Call;
 use crate::udp_rx::{Arrival, SocketSet};
 
 /// RTP header plus send time and counter.
-pub const MIN_SIZE: usize = 12 + 8 + 4;
+pub(super) const MIN_SIZE: usize = 12 + 8 + 4;
 /// Latency histogram resolution: 1 µs buckets up to this many µs, then one overflow.
 const HIST_US: usize = 200_000;
 /// How long to keep receiving after the last send.
@@ -38,11 +38,11 @@ const GRACE: Duration = Duration::from_millis(500);
 /// the pause only delays reading. Safe for loss because a socket gets one packet per
 /// `1/pps` (20 ms at 50 pps), far more than the pause, so nothing piles up in its
 /// receive buffer. Without kernel timestamps the pump does not pause.
-pub const RX_COALESCE: Duration = Duration::from_micros(500);
+pub(super) const RX_COALESCE: Duration = Duration::from_micros(500);
 
 /// How to pump.
 #[derive(Debug, Clone, Copy)]
-pub struct Plan {
+pub(super) struct Plan {
     pub pps: u32,
     pub size: usize,
     pub duration: Duration,
@@ -50,7 +50,7 @@ pub struct Plan {
 
 /// What the pump measured.
 #[derive(Debug, Clone, Default)]
-pub struct PumpReport {
+pub(crate) struct PumpReport {
     pub seconds: f64,
     pub sent: u64,
     pub send_errors: u64,
@@ -72,7 +72,7 @@ pub struct PumpReport {
 
 impl PumpReport {
     /// Latency percentile in µs (nearest rank over the histogram).
-    pub fn latency_us(&self, pct: f64) -> u64 {
+    pub(crate) fn latency_us(&self, pct: f64) -> u64 {
         let total: u64 = self.histogram.iter().sum();
         if total == 0 {
             return 0;
@@ -137,7 +137,7 @@ struct Receiver {
 }
 
 /// Pumps media through every call for `plan.duration`.
-pub fn run(calls: &[Call], plan: &Plan) -> anyhow::Result<PumpReport> {
+pub(super) fn run(calls: &[Call], plan: &Plan) -> anyhow::Result<PumpReport> {
     let streams = calls.len() * 2;
     let mut set = SocketSet::new()?;
     for c in calls {

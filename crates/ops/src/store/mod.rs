@@ -33,7 +33,7 @@ pub use self::schema::{
 };
 pub use self::sqlite::SqliteStore;
 pub use self::writer::{
-    spawn, spawn_with_log, LogSink, RecordSink, Spool, Writer, WriterOptions, WriterReport,
+    spawn, spawn_with_log, LogSink, RecordSink, Writer, WriterOptions, WriterReport,
 };
 
 /// A record type the store keeps: its table, and the row one record becomes.
@@ -97,7 +97,7 @@ pub type FoundRow = serde_json::Map<String, Json>;
 /// One record made into a row of its table: what the writer queues and the back ends
 /// insert, whatever the record's type.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingRow {
+pub(crate) struct PendingRow {
     pub(crate) table: Table,
     /// The key column's value (the call-id), for log lines.
     pub(crate) key: String,
@@ -106,7 +106,7 @@ pub struct PendingRow {
 
 impl PendingRow {
     /// The row of `record`, or why its [`Record::Row`] does not fit its table.
-    pub fn of<R: Record>(record: &R) -> Result<Self, StoreError> {
+    pub(crate) fn of<R: Record>(record: &R) -> Result<Self, StoreError> {
         let table = R::TABLE;
         let bad = |detail: String| StoreError::Row {
             table: table.name.to_owned(),
@@ -141,12 +141,14 @@ impl PendingRow {
     }
 
     /// The table the row goes to.
-    pub fn table(&self) -> &'static str {
+    #[cfg(test)]
+    pub(crate) fn table(&self) -> &'static str {
         self.table.name
     }
 
     /// The key column's value (the call-id).
-    pub fn key(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn key(&self) -> &str {
         &self.key
     }
 }
@@ -203,7 +205,7 @@ pub enum StoreError {
 }
 
 /// What the writer needs from a back end.
-pub trait RecordStore: Send {
+pub(crate) trait RecordStore: Send {
     /// Writes the rows (of any tables) in one transaction: all or none. Tables are
     /// created or migrated first when this store has not seen them yet.
     fn insert_all(&mut self, rows: &[PendingRow]) -> Result<(), StoreError>;
@@ -228,10 +230,10 @@ pub enum StoreTarget {
 }
 
 /// A primary store and, for PostgreSQL, the SQLite fallback.
-pub type OpenedStores = (Box<dyn RecordStore>, Option<Box<dyn RecordStore>>);
+pub(crate) type OpenedStores = (Box<dyn RecordStore>, Option<Box<dyn RecordStore>>);
 
 /// The SQLite file under `state_dir`: the default store and PostgreSQL's fallback.
-pub const SQLITE_FILE: &str = "accounting.sqlite";
+pub(crate) const SQLITE_FILE: &str = "accounting.sqlite";
 
 impl StoreTarget {
     /// Where `[accounting]` sends records: PostgreSQL when a URL is set (the SQLite file
@@ -250,7 +252,7 @@ impl StoreTarget {
     /// Opens the primary store (connecting, creating or migrating `tables`; an
     /// unreachable PostgreSQL server is an error) and prepares the fallback, which is
     /// only opened when first needed. Blocking; never call it on a tokio worker.
-    pub fn open(&self, tables: &[Table]) -> Result<OpenedStores, StoreError> {
+    pub(crate) fn open(&self, tables: &[Table]) -> Result<OpenedStores, StoreError> {
         for table in tables {
             table.check()?;
         }

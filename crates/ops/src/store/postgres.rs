@@ -30,12 +30,12 @@ use super::schema::{insert_sql, pending_migrations, Dialect, Table};
 use super::{FoundRow, PendingRow, Record, RecordStore, SqlValue, StoreError};
 
 /// Connect timeout when the URL sets none.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long unacknowledged data may sit in the socket before the connection counts as
 /// dead (Linux `TCP_USER_TIMEOUT`).
-pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a statement may run on the server.
-pub const STATEMENT_TIMEOUT_MS: u32 = 10_000;
+pub(crate) const STATEMENT_TIMEOUT_MS: u32 = 10_000;
 /// Advisory-lock key serialising schema changes ("mediagat" in ASCII).
 const SCHEMA_LOCK_KEY: i64 = 0x6d65_6469_6167_6174;
 
@@ -259,7 +259,7 @@ impl PostgresStore {
 
     /// Writes rows in one transaction, reconnecting first if the last call failed.
     /// On failure the connection is dropped, so the next call starts afresh.
-    pub fn insert_all(&mut self, rows: &[PendingRow]) -> Result<(), StoreError> {
+    pub(crate) fn insert_all(&mut self, rows: &[PendingRow]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }

@@ -104,7 +104,7 @@ impl SqliteStore {
     }
 
     /// Writes rows in one transaction.
-    pub fn insert_all(&mut self, rows: &[PendingRow]) -> Result<(), StoreError> {
+    pub(crate) fn insert_all(&mut self, rows: &[PendingRow]) -> Result<(), StoreError> {
         for row in rows {
             self.prepare(&row.table)?;
         }

@@ -68,7 +68,7 @@ const LOST_IDS_SHOWN: usize = 5;
 
 /// The writer's state without the thread: pending rows and the retry policy. Time is a
 /// parameter, so tests drive outages without sleeping.
-pub struct Spool {
+pub(crate) struct Spool {
     primary: Box<dyn RecordStore>,
     fallback: Option<Box<dyn RecordStore>>,
     pending: VecDeque<PendingRow>,
@@ -88,7 +88,7 @@ struct Outage {
 
 impl Spool {
     /// A spool in front of `primary`, spilling to `fallback` when given.
-    pub fn new(
+    pub(super) fn new(
         primary: Box<dyn RecordStore>,
         fallback: Option<Box<dyn RecordStore>>,
         options: WriterOptions,
@@ -107,7 +107,8 @@ impl Spool {
 
     /// Queues a record; [`Spool::run`] writes it. A record that does not fit its
     /// table (a bug in its type) is logged and counted as lost.
-    pub fn push<R: Record>(&mut self, record: &R) {
+    #[cfg(test)]
+    pub(super) fn push<R: Record>(&mut self, record: &R) {
         self.push_row(PendingRow::of(record));
     }
 
@@ -123,23 +124,26 @@ impl Spool {
     }
 
     /// Records waiting to be written.
-    pub fn pending(&self) -> usize {
+    #[cfg(test)]
+    pub(super) fn pending(&self) -> usize {
         self.pending.len()
     }
 
     /// Whether the primary store is failing.
-    pub fn in_outage(&self) -> bool {
+    #[cfg(test)]
+    pub(super) fn in_outage(&self) -> bool {
         self.outage.is_some()
     }
 
     /// The counts so far.
-    pub fn report(&self) -> WriterReport {
+    #[cfg(test)]
+    pub(super) fn report(&self) -> WriterReport {
         self.report
     }
 
     /// How long the writer may sleep waiting for records: `None` (until one arrives)
     /// when nothing is pending, else until the next retry.
-    pub fn wake_in(&self, now: Instant) -> Option<Duration> {
+    pub(super) fn wake_in(&self, now: Instant) -> Option<Duration> {
         if self.pending.is_empty() {
             return None;
         }
@@ -151,7 +155,7 @@ impl Spool {
 
     /// Writes what is pending if the store is healthy or a retry is due, then keeps
     /// the queue within its bound.
-    pub fn run(&mut self, now: Instant) {
+    pub(super) fn run(&mut self, now: Instant) {
         if self.outage.is_none_or(|o| now >= o.retry_at) {
             self.flush(now);
         }
@@ -257,7 +261,7 @@ impl Spool {
 
     /// Final flush when mediagate stops: one more attempt at the primary store
     /// whatever the retry schedule, then the fallback for the rest.
-    pub fn close(mut self, now: Instant) -> WriterReport {
+    pub(super) fn close(mut self, now: Instant) -> WriterReport {
         if !self.pending.is_empty() {
             self.outage = self.outage.map(|o| Outage { retry_at: now, ..o });
             self.flush(now);

@@ -38,7 +38,7 @@ use crate::media::{Component, Forward};
 
 /// Largest datagram relayed; a longer one is dropped as an error (RTP over UDP stays
 /// under the path MTU, and T.38 datagrams are small).
-pub const MAX_DATAGRAM: usize = 4096;
+pub(super) const MAX_DATAGRAM: usize = 4096;
 /// Datagrams read per `recvmmsg` (epoll loop).
 const BATCH: usize = 32;
 /// The token of a thread's wake-up socket (stream tokens are
@@ -72,7 +72,7 @@ pub enum ForwardIo {
 
 /// Relay-wide forwarding counters, updated without locks.
 #[derive(Debug, Default)]
-pub struct ForwardStats {
+pub(super) struct ForwardStats {
     /// Datagrams forwarded.
     pub forwarded: AtomicU64,
     /// Datagrams the kernel refused to send.
@@ -85,14 +85,14 @@ pub struct ForwardStats {
 /// limit leaves once every port of the range has its own socket, less a reserve. Twins
 /// are an optimisation and must never cost a call its ports.
 #[derive(Debug)]
-pub struct TwinBudget(AtomicU64);
+pub(super) struct TwinBudget(AtomicU64);
 
 impl TwinBudget {
     /// Descriptors kept for everything else (`ng` sockets, stores, threads' wake-ups).
     const RESERVE: u64 = 512;
 
     /// The budget under an open-file limit of `nofile` with `sockets` relay ports.
-    pub fn new(nofile: u64, sockets: u64) -> Self {
+    pub(super) fn new(nofile: u64, sockets: u64) -> Self {
         Self(AtomicU64::new(
             nofile.saturating_sub(sockets).saturating_sub(Self::RESERVE),
         ))
@@ -114,10 +114,10 @@ impl TwinBudget {
 }
 
 /// The sockets of one stream, indexed `[side][component]`.
-pub type StreamSockets = [[UdpSocket; 2]; 2];
+pub(super) type StreamSockets = [[UdpSocket; 2]; 2];
 
 /// What a forwarding thread is told.
-pub enum Command {
+pub(super) enum Command {
     /// Start forwarding a stream.
     Add {
         /// The stream's id, unique for the life of the relay.
@@ -137,7 +137,7 @@ pub enum Command {
 }
 
 /// A running forwarding thread.
-pub struct Worker {
+pub(super) struct Worker {
     commands: mpsc::Sender<Command>,
     waker: UdpSocket,
     thread: Option<JoinHandle<()>>,
@@ -147,24 +147,24 @@ pub struct Worker {
 
 impl Worker {
     /// Queues a command and wakes the thread.
-    pub fn send(&self, command: Command) {
+    pub(super) fn send(&self, command: Command) {
         if self.commands.send(command).is_ok() {
             let _ = self.waker.send(&[0]);
         }
     }
 
     /// Whether the thread runs the io_uring loop (else epoll).
-    pub fn uses_io_uring(&self) -> bool {
+    pub(super) fn uses_io_uring(&self) -> bool {
         self.uses_io_uring
     }
 
     /// Why the thread runs without its configured scheduling policy, if it does.
-    pub fn scheduling_refused(&self) -> Option<&str> {
+    pub(super) fn scheduling_refused(&self) -> Option<&str> {
         self.scheduling_refused.as_deref()
     }
 
     /// Waits for the thread to end (after [`Command::Stop`]).
-    pub fn join(&mut self) {
+    pub(super) fn join(&mut self) {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -172,7 +172,7 @@ impl Worker {
 }
 
 /// Starts forwarding thread `index`.
-pub fn spawn(
+pub(super) fn spawn(
     index: usize,
     stats: Arc<ForwardStats>,
     options: &ForwardOptions,

@@ -14,10 +14,14 @@
 //! [`Relay::shutdown`] on SIGTERM), or make protocol decisions (the sans-IO modules do).
 
 mod control;
-pub mod forward;
+mod forward;
 mod metrics;
-pub mod notify;
-pub mod sockets;
+mod notify;
+mod sockets;
+
+pub use crate::calls::RelayOptions;
+pub use crate::latch::LatchPolicy;
+pub use forward::ForwardIo;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -29,7 +33,7 @@ use mediagate_config::HttpUrl;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
-use crate::calls::{Ended, Now, Registry, RelayOptions};
+use crate::calls::{Ended, Now, Registry};
 use crate::record::{EndReason, SessionRecord};
 use mediagate_ng::cookie_cache::CookieCache;
 use mediagate_ops::store::RecordSink;
@@ -429,7 +433,7 @@ impl Relay {
     /// Ends every call now (reason `shutdown`), stops the tasks and hands the records to
     /// the writer.
     /// Returns how many calls were cut (calls in their delete delay are not counted).
-    pub fn stop_now(&mut self) -> usize {
+    pub(crate) fn stop_now(&mut self) -> usize {
         let now = control::read_clock();
         let (cut, ended) = {
             let mut control = self.state.lock();

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 
 /// Where to POST: host (for the `Host` header), `host:port` to connect to, and path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotifyTarget {
+pub(super) struct NotifyTarget {
     authority: String,
     host_header: String,
     path: String,
@@ -40,7 +40,7 @@ impl NotifyTarget {
 }
 
 /// The JSON-RPC body for one call.
-pub fn terminate_body(call_id: &str, from_tag: &str, to_tag: &str) -> String {
+pub(super) fn terminate_body(call_id: &str, from_tag: &str, to_tag: &str) -> String {
     serde_json::json!({
         "jsonrpc": "2.0",
         "method": "dlg.terminate_dlg",
@@ -51,7 +51,7 @@ pub fn terminate_body(call_id: &str, from_tag: &str, to_tag: &str) -> String {
 }
 
 /// POSTs the termination request; returns the HTTP status code.
-pub async fn send(target: &NotifyTarget, body: &str) -> Result<u16, String> {
+pub(super) async fn send(target: &NotifyTarget, body: &str) -> Result<u16, String> {
     let work = async {
         let mut stream = TcpStream::connect(target.connect_addr())
             .await

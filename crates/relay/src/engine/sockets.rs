@@ -39,7 +39,7 @@ struct MediaAddress {
 
 /// How packets are moved: threads, their wait strategy and coalescing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ForwardOptions {
+pub(super) struct ForwardOptions {
     /// Forwarding threads (at least one is started).
     pub threads: usize,
     /// After a wake-up that found little work, wait this long for more (less CPU per
@@ -52,7 +52,7 @@ pub struct ForwardOptions {
 }
 
 /// Binds, runs and closes the media sockets; see the module docs.
-pub struct SocketEnv {
+pub(super) struct SocketEnv {
     addresses: Vec<MediaAddress>,
     rng: SmallRng,
     next_address: usize,
@@ -78,7 +78,7 @@ impl std::fmt::Debug for SocketEnv {
 impl SocketEnv {
     /// Pools for `addresses` (`(local, advertised)`), each over `low..=high`, and
     /// forwarding threads as `forwarding` says.
-    pub fn new(
+    pub(super) fn new(
         addresses: &[(IpAddr, IpAddr)],
         (low, high): (u16, u16),
         quarantine: Duration,
@@ -122,38 +122,33 @@ impl SocketEnv {
     }
 
     /// The relay-wide counters.
-    pub fn stats(&self) -> Arc<ForwardStats> {
+    pub(super) fn stats(&self) -> Arc<ForwardStats> {
         Arc::clone(&self.stats)
     }
 
     /// Forwarding threads running the io_uring loop (the rest run epoll).
-    pub fn io_uring_threads(&self) -> usize {
+    pub(super) fn io_uring_threads(&self) -> usize {
         self.workers.iter().filter(|w| w.uses_io_uring()).count()
     }
 
     /// Why the forwarding threads could not take their scheduling policy, if they
     /// could not (they then run with the kernel's default).
-    pub fn scheduling_refused(&self) -> Option<&str> {
+    pub(super) fn scheduling_refused(&self) -> Option<&str> {
         self.workers.iter().find_map(Worker::scheduling_refused)
     }
 
     /// Forwarding threads.
-    pub fn threads(&self) -> usize {
+    pub(super) fn threads(&self) -> usize {
         self.workers.len()
     }
 
     /// Streams with running forwarders.
-    pub fn running_streams(&self) -> usize {
+    pub(super) fn running_streams(&self) -> usize {
         self.running.len() / 2
     }
 
-    /// Free pairs over all addresses.
-    pub fn free_pairs(&self) -> usize {
-        self.addresses.iter().map(|a| a.pool.free_count()).sum()
-    }
-
     /// Stops the forwarding threads (closing every socket) and waits for them.
-    pub fn stop(&mut self) {
+    pub(super) fn stop(&mut self) {
         for w in &self.workers {
             w.send(Command::Stop);
         }

@@ -1,8 +1,8 @@
 //! RTCP packets and compound packets (RFC 3550 §6, validity checks of Appendix A.2).
 //!
 //! What it does: splits a compound packet into its parts and gives a zero-copy view
-//! of each: SR and RR with report blocks ([`report`]), SDES chunks and items
-//! ([`sdes`]), BYE ([`bye`]), APP ([`app`]); any other packet type (RTPFB/PSFB
+//! of each: SR and RR with report blocks ([`SenderReport`], [`ReceiverReport`]), SDES
+//! chunks and items ([`SourceDescription`]), BYE ([`Goodbye`]), APP ([`App`]); any other packet type (RTPFB/PSFB
 //! feedback, XR, ...) is kept as [`RawRtcp`]. [`Compound::parse`] applies the A.2 rules:
 //! version 2 everywhere, a first packet that is an SR or RR without padding, padding
 //! only on the last packet, and length fields that add up to the datagram exactly. Each
@@ -14,11 +14,11 @@
 //! Like RTP, RTCP travels in whole datagrams, so a short buffer is
 //! [`RtcpError::Truncated`] at the offset where bytes ran out.
 
-pub mod app;
+mod app;
 pub mod build;
-pub mod bye;
-pub mod report;
-pub mod sdes;
+mod bye;
+mod report;
+mod sdes;
 
 use crate::reader::Reader;
 

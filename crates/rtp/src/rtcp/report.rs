@@ -12,9 +12,9 @@ use super::{RawRtcp, RtcpError, RTCP_HEADER_LEN};
 use crate::reader::Reader;
 
 /// Bytes per report block.
-pub const REPORT_BLOCK_LEN: usize = 24;
+pub(super) const REPORT_BLOCK_LEN: usize = 24;
 /// Bytes of the SR sender-info section (NTP, RTP timestamp, counts), after the SSRC.
-pub const SENDER_INFO_LEN: usize = 20;
+pub(super) const SENDER_INFO_LEN: usize = 20;
 
 /// One reception report block.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -74,7 +74,8 @@ impl ReportBlock {
 }
 
 /// The middle 32 bits of a 64-bit NTP timestamp: the LSR value a receiver echoes.
-pub fn ntp_middle_32(ntp: u64) -> u32 {
+#[cfg(test)]
+fn ntp_middle_32(ntp: u64) -> u32 {
     (ntp >> 16) as u32
 }
 

@@ -4,9 +4,11 @@
 //! unchanged (RFC 2326 §12.5, RFC 7826 §19.1), except that the Digest `uri` is the RTSP
 //! request URI as sent.
 //!
-//! * [`syntax`]: parse and serialise `WWW-Authenticate` / `Authorization` values
-//!   (RFC 7235 §2.1), bounded and total, errors with byte offsets.
-//! * [`digest`] and [`basic`]: typed views and the hash computations.
+//! * [`parse_challenges`], [`parse_credentials`], [`format_challenges`]: parse and
+//!   serialise `WWW-Authenticate` / `Authorization` values (RFC 7235 §2.1), bounded and
+//!   total, errors with byte offsets.
+//! * [`DigestChallenge`], [`DigestResponse`], [`digest_response`] and [`parse_basic`]:
+//!   typed views and the hash computations.
 //! * [`ClientAuth`]: answers challenges and keeps `nc`/nonce state across requests.
 //! * [`Authenticator`]: issues challenges with stateless nonces and verifies credentials
 //!   against a lookup, giving a [`Verdict`].
@@ -32,12 +34,12 @@
 //! assert_eq!(verdict, Verdict::Ok("alice".into()));
 //! ```
 
-pub mod basic;
-pub mod client;
-pub mod digest;
+mod basic;
+mod client;
+mod digest;
 mod nonce;
-pub mod server;
-pub mod syntax;
+mod server;
+mod syntax;
 mod uri_match;
 
 #[cfg(test)]
@@ -54,5 +56,6 @@ pub use server::{
 };
 pub use syntax::{
     format_challenges, parse_challenges, parse_credentials, AuthData, AuthParam, AuthSyntaxError,
-    Challenge, Credentials, InvalidAuthValue, SyntaxErrorKind,
+    Challenge, Credentials, InvalidAuthValue, SyntaxErrorKind, MAX_CHALLENGES, MAX_PARAMS,
+    MAX_PARAM_VALUE_LEN, MAX_TOKEN_LEN, MAX_VALUE_LEN,
 };

@@ -258,7 +258,7 @@ pub(crate) mod strategy {
             .prop_map(|(n, v)| ExtensionParam::new(n, v))
     }
 
-    pub fn directive() -> impl Strategy<Value = CacheDirective> {
+    pub(crate) fn directive() -> impl Strategy<Value = CacheDirective> {
         prop_oneof![
             Just(CacheDirective::NoCache),
             Just(CacheDirective::Public),

@@ -710,11 +710,11 @@ pub(crate) mod strategy {
     use super::*;
     use proptest::prelude::*;
 
-    pub fn http_date() -> impl Strategy<Value = HttpDate> + Clone {
+    pub(crate) fn http_date() -> impl Strategy<Value = HttpDate> + Clone {
         (MIN_UNIX..=MAX_UNIX).prop_map(|s| HttpDate::from_unix_seconds(s).expect("in range"))
     }
 
-    pub fn utc_time() -> impl Strategy<Value = UtcTime> + Clone {
+    pub(crate) fn utc_time() -> impl Strategy<Value = UtcTime> + Clone {
         (MIN_UNIX..=MAX_UNIX, proptest::option::of("[0-9]{1,9}")).prop_map(|(s, f)| {
             let t = UtcTime::from_unix_seconds(s).expect("in range");
             match f {

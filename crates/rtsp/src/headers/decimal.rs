@@ -168,7 +168,7 @@ pub(crate) mod strategy {
     use proptest::prelude::*;
 
     /// Arbitrary valid decimals, signed when asked.
-    pub fn decimal(signed: bool) -> impl Strategy<Value = Decimal> + Clone {
+    pub(crate) fn decimal(signed: bool) -> impl Strategy<Value = Decimal> + Clone {
         (
             any::<bool>(),
             "[0-9]{1,6}",

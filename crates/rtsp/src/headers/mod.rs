@@ -11,7 +11,7 @@
 //! [`HeaderError`](crate::header_map::HeaderError) carrying the byte offset within the
 //! value. No parser panics on any input.
 //!
-//! What it does not: read or write header *lines* (see [`crate::header_map`]), or make
+//! What it does not: read or write header *lines* (see [`crate::Headers`]), or make
 //! protocol decisions (caching, transport choice, renumbering); the engines do that with
 //! these values. Unknown parameters are kept verbatim so a proxy forwards what it did not
 //! understand.

@@ -556,7 +556,7 @@ pub(crate) mod strategy {
         ]
     }
 
-    pub fn range() -> impl Strategy<Value = Range> {
+    pub(crate) fn range() -> impl Strategy<Value = Range> {
         let spec = prop_oneof![
             proptest::option::of(time_range(npt_time())).prop_map(RangeSpec::Npt),
             (

@@ -36,21 +36,21 @@ pub(crate) fn is_lws(b: u8) -> bool {
 }
 
 impl<'a> Span<'a> {
-    pub fn new(text: &'a str, offset: usize) -> Self {
+    pub(crate) fn new(text: &'a str, offset: usize) -> Self {
         Self { text, offset }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.text.is_empty()
     }
 
     /// Offset just past the end of this span.
-    pub fn end(&self) -> usize {
+    pub(crate) fn end(&self) -> usize {
         self.offset.saturating_add(self.text.len())
     }
 
     /// Removes LWS on both sides, keeping the offset pointing at the first kept byte.
-    pub fn trim(self) -> Self {
+    pub(crate) fn trim(self) -> Self {
         let start = self.text.len() - self.text.trim_start_matches([' ', '\t']).len();
         let rest = self.text.get(start..).unwrap_or("");
         Self {
@@ -60,7 +60,7 @@ impl<'a> Span<'a> {
     }
 
     /// Sub-span of bytes `start..end`; `None` if out of range or not on a char boundary.
-    pub fn slice(self, start: usize, end: usize) -> Option<Self> {
+    pub(crate) fn slice(self, start: usize, end: usize) -> Option<Self> {
         let text = self.text.get(start..end)?;
         Some(Self {
             text,
@@ -69,19 +69,19 @@ impl<'a> Span<'a> {
     }
 
     /// Sub-span from byte `start` to the end.
-    pub fn from(self, start: usize) -> Option<Self> {
+    pub(crate) fn from(self, start: usize) -> Option<Self> {
         self.slice(start, self.text.len())
     }
 
     /// Splits around the first occurrence of the ASCII byte `sep` (not quote-aware);
     /// the separator belongs to neither half.
-    pub fn split_once(self, sep: u8) -> Option<(Self, Self)> {
+    pub(crate) fn split_once(self, sep: u8) -> Option<(Self, Self)> {
         let i = self.text.bytes().position(|b| b == sep)?;
         Some((self.slice(0, i)?, self.from(i.checked_add(1)?)?))
     }
 
     /// Offset of the first byte of `self` that fails `ok`, if any.
-    pub fn first_bad(&self, ok: impl Fn(u8) -> bool) -> Option<usize> {
+    pub(crate) fn first_bad(&self, ok: impl Fn(u8) -> bool) -> Option<usize> {
         self.text
             .bytes()
             .position(|b| !ok(b))

@@ -4,10 +4,8 @@
 use proptest::prelude::*;
 
 use super::ALL;
-use crate::{
-    resolve_control_url, Connection, Fmtp, MediaLine, Origin, Range, Rtcp, Rtpmap,
-    SessionDescription,
-};
+use crate::control::resolve_control_url;
+use crate::{Connection, Fmtp, MediaLine, Origin, Range, Rtcp, Rtpmap, SessionDescription};
 
 /// A generated description, kept structured so a rewrite's expected output can be
 /// rendered independently of the code under test.

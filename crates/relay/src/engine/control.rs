@@ -71,12 +71,13 @@ pub(super) fn process(
     framed
 }
 
-/// Serves `ng` over one UDP socket until the state shuts down.
-pub(super) async fn serve_udp(state: Arc<State>, socket: UdpSocket) {
+/// Serves `ng` over one UDP socket until the state shuts down. `pktinfo` comes from
+/// [`wildcard_pktinfo`], called right after the bind: set later, datagrams already
+/// queued would carry no local address and their replies could leave from another one.
+pub(super) async fn serve_udp(state: Arc<State>, socket: UdpSocket, pktinfo: bool) {
     let limits = Limits::default();
     let mut buf = vec![0u8; 65_536];
     let mut shutdown = state.shutdown_signal();
-    let pktinfo = wildcard_pktinfo(&socket);
     loop {
         let (len, peer, local) = tokio::select! {
             _ = shutdown.changed() => return,
@@ -100,7 +101,7 @@ pub(super) async fn serve_udp(state: Arc<State>, socket: UdpSocket) {
 /// Whether replies need an explicit source: only on a wildcard bind, where the
 /// kernel is asked for each datagram's local destination. If it refuses, the listener
 /// still works, answering from whatever address routing picks.
-fn wildcard_pktinfo(socket: &UdpSocket) -> bool {
+pub(super) fn wildcard_pktinfo(socket: &UdpSocket) -> bool {
     let Ok(local) = socket.local_addr() else {
         return false;
     };

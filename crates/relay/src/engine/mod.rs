@@ -283,7 +283,10 @@ impl Relay {
                     addr,
                     source,
                 })?;
-            udp.push(socket);
+            // Before anything can arrive: a datagram queued without the option carries
+            // no local address, and its reply could leave from another one.
+            let pktinfo = control::wildcard_pktinfo(&socket);
+            udp.push((socket, pktinfo));
         }
         let mut tcp = Vec::new();
         for &addr in &config.ng_tcp {
@@ -332,10 +335,13 @@ impl Relay {
             shutdown,
             forward_stats,
         });
-        let ng_udp = udp.iter().filter_map(|s| s.local_addr().ok()).collect();
+        let ng_udp = udp
+            .iter()
+            .filter_map(|(s, _)| s.local_addr().ok())
+            .collect();
         let ng_tcp = tcp.iter().filter_map(|s| s.local_addr().ok()).collect();
-        for socket in udp {
-            tokio::spawn(control::serve_udp(Arc::clone(&state), socket));
+        for (socket, pktinfo) in udp {
+            tokio::spawn(control::serve_udp(Arc::clone(&state), socket, pktinfo));
         }
         for listener in tcp {
             tokio::spawn(control::serve_tcp(Arc::clone(&state), listener));

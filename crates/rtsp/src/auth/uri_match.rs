@@ -7,76 +7,58 @@
 //! port (554 for `rtsp`, 322 for `rtsps`) equal to no port, user info ignored, and path
 //! plus query compared exactly (an empty path is `/`).
 //!
-//! What it does not: percent-decoding or dot-segment removal; those are rare in RTSP and
-//! comparing them literally can only refuse, never wrongly accept.
+//! Absolute URIs are read by the `url` crate (the project's one URL parser), which also
+//! resolves dot segments; an origin-form target is compared as written, which can only
+//! refuse, never wrongly accept.
 
 /// The comparable parts of a request target.
 #[derive(Debug, PartialEq, Eq)]
-struct Target<'a> {
+struct Target {
     /// Lowercased scheme and `host:port` with the default port made explicit; `None` for
-    /// the origin form (`/path`).
+    /// the origin form (`/path`) and anything else that is not an absolute URL.
     origin: Option<(String, String)>,
-    path_and_query: &'a str,
+    path_and_query: String,
 }
 
-fn default_port(scheme: &str) -> Option<&'static str> {
+fn default_port(scheme: &str) -> Option<u16> {
     match scheme {
-        "rtsp" | "rtspu" | "rtsp+http" => Some("554"),
-        "rtsps" => Some("322"),
-        "http" => Some("80"),
-        "https" => Some("443"),
+        "rtsp" | "rtspu" | "rtsp+http" => Some(554),
+        "rtsps" => Some(322),
+        "http" => Some(80),
+        "https" => Some(443),
         _ => None,
     }
 }
 
-fn normalise_authority(scheme: &str, authority: &str) -> String {
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    // IPv6 literals contain ':' themselves, so the port separator is the ':' after ']'.
-    let (host, port) = if host_port.starts_with('[') {
-        match host_port.split_once(']') {
-            Some((h, rest)) => (
-                host_port.get(..h.len() + 1).unwrap_or(host_port),
-                rest.strip_prefix(':'),
-            ),
-            None => (host_port, None),
-        }
-    } else {
-        match host_port.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (host_port, None),
-        }
-    };
-    let port = match port {
-        Some(p) if !p.is_empty() => Some(p),
-        _ => default_port(scheme),
-    };
-    match port {
-        Some(p) => format!("{}:{p}", host.to_ascii_lowercase()),
-        None => host.to_ascii_lowercase(),
-    }
-}
-
-fn split(uri: &str) -> Target<'_> {
-    // A "://" inside a path or query (`/a?u=rtsp://x/p`) must not make it absolute.
-    let absolute = uri.split_once("://").filter(|(scheme, _)| {
-        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-            && scheme
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-    });
-    let Some((scheme, rest)) = absolute else {
+/// Splits a target with the `url` crate; what it does not read as an absolute URL with
+/// a host (`/path`, `*`, a `/a?u=rtsp://x` query) is compared as written.
+fn split(uri: &str) -> Target {
+    let absolute = url::Url::parse(uri).ok().filter(|u| u.has_host());
+    let Some(url) = absolute else {
         return Target {
             origin: None,
-            path_and_query: uri,
+            path_and_query: uri.to_owned(),
         };
     };
-    let scheme = scheme.to_ascii_lowercase();
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at_checked(end).unwrap_or((rest, ""));
-    let authority = normalise_authority(&scheme, authority);
+    let scheme = url.scheme().to_ascii_lowercase();
+    // Non-special schemes such as rtsp keep the host's case: fold it here.
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let authority = match url.port().or_else(|| default_port(&scheme)) {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    };
+    let path = if url.path().is_empty() {
+        "/"
+    } else {
+        url.path()
+    };
+    let path_and_query = match url.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
     Target {
         origin: Some((scheme, authority)),
-        path_and_query: if tail.is_empty() { "/" } else { tail },
+        path_and_query,
     }
 }
 
@@ -86,7 +68,7 @@ pub(crate) fn same_resource(digest_uri: &str, request_uri: &str) -> bool {
         return true;
     }
     let (a, b) = (split(digest_uri), split(request_uri));
-    let path = |t: &Target<'_>| -> String {
+    let path = |t: &Target| -> String {
         // "/" and "" are the same origin-form target only for absolute URIs.
         if t.path_and_query.starts_with('?') {
             format!("/{}", t.path_and_query)

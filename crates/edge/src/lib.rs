@@ -18,6 +18,7 @@ mod routing;
 mod rtsp_client;
 pub mod server;
 mod session;
+mod settings;
 mod sink;
 mod source;
 mod tracker;

@@ -164,15 +164,14 @@ pub(crate) fn apply<'r>(
             unsupported.join(" and ")
         ));
     }
-    if !needs_restart.is_empty() {
-        summary.push_str(&format!(
-            "; {} setting(s) need a restart: {}",
-            needs_restart.len(),
-            needs_restart.join("; ")
-        ));
+    if needs_restart.is_empty() {
+        info!("{summary}");
+        return summary;
     }
-    info!("{summary}");
-    summary
+    // The log has one warning per setting just above; the caller gets them all here.
+    let count = format!("; {} setting(s) need a restart", needs_restart.len());
+    info!("{summary}{count} (see the warnings above)");
+    format!("{summary}{count}: {}", needs_restart.join("; "))
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ async fn serve(config: &Config, enabled: &[&RoleKind], reloader: &Reloader) -> a
     systemd.ready(&format!("serving: {}", serving.join("; ")));
 
     while signals.next().await == OperatorSignal::Reload {
-        info!("SIGHUP: reloading the config");
+        info!("SIGHUP: reloading the config; running sessions are untouched");
         systemd.reloading();
         // The outcome is logged either way; a failed reload leaves everything as it was.
         let outcome = reloader.reload(&roles).await.unwrap_or_else(|why| why);

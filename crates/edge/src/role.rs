@@ -196,6 +196,27 @@ mod tests {
     }
 
     #[test]
+    fn the_drain_time_follows_the_config_and_its_reloads() {
+        let started = mediagate_config::parse_config("").expect("defaults");
+        let role = EdgeRole {
+            edge: Edge::new(&started.edge, "test"),
+            bound: Vec::new(),
+            running: Mutex::new(started.edge.clone()),
+        };
+        assert_eq!(role.max_drain(), Duration::from_secs(10));
+        let wanted = mediagate_config::parse_config(
+            "[edge]\ndrain_time = \"3s\"\nlisten = [\"127.0.0.1:1\"]\n",
+        )
+        .expect("valid test config");
+        let Reload::Applied { needs_restart } = role.reload(&wanted) else {
+            panic!("the edge reloads");
+        };
+        assert_eq!(role.max_drain(), Duration::from_secs(3));
+        assert_eq!(needs_restart.len(), 1, "{needs_restart:?}");
+        assert_eq!(role.running().listen, started.edge.listen);
+    }
+
+    #[test]
     fn an_unchanged_file_needs_nothing() {
         let running = edge("[[edge.route]]\nadvertised = \"/a\"\norigin = \"rtsp://o/a\"\n");
         let (next, notes) = applicable(&running, &running.clone());

@@ -63,11 +63,6 @@ impl PortPool {
         }
     }
 
-    /// Pairs in a pool over `low..=high` (what [`PortPool::new`] would hold).
-    pub fn pairs_in_range(low: u16, high: u16) -> usize {
-        pairs_in(low, high).count()
-    }
-
     /// Takes the pairs of `low..=high` from now on. Pairs in use stay in use wherever
     /// they are; those outside the new range are forgotten when released. Quarantined
     /// pairs inside it keep their quarantine; the rest of the new range is free.
@@ -263,7 +258,6 @@ mod tests {
         let mut later: Vec<u16> = std::iter::from_fn(|| pool.take(t0 + Q + Q, &mut rng)).collect();
         later.sort_unstable();
         assert_eq!(later, vec![30000, 30004]);
-        assert_eq!(PortPool::pairs_in_range(30000, 30005), 3);
     }
 
     proptest! {

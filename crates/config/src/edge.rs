@@ -48,6 +48,11 @@ pub struct EdgeConfig {
     /// How long a live upstream session stays open after its last viewer leaves, so a
     /// quick re-join starts instantly. Default: `"10s"`.
     pub linger: HumanDuration,
+    /// On SIGTERM the edge stops accepting and ends every viewer session at once (a
+    /// live viewer never leaves on its own); this bounds how long it then waits for
+    /// what is queued for viewers to be written and for origin sessions to be torn
+    /// down before it stops anyway. Default: `"10s"`.
+    pub drain_time: HumanDuration,
     /// Upstream reconnect policy when the origin connection drops.
     pub reconnect: ReconnectConfig,
     /// Most viewers served at once; requests above it get `503 Service Unavailable`.
@@ -83,6 +88,7 @@ impl Default for EdgeConfig {
             udp_ports: Located::new(default_edge_udp_ports()),
             session_timeout: Located::new(HumanDuration::from_secs(60)),
             linger: HumanDuration::from_secs(10),
+            drain_time: HumanDuration::from_secs(10),
             reconnect: ReconnectConfig::default(),
             max_viewers: fixed_bound(10_000),
             viewer_backlog_packets: fixed_bound(1024),

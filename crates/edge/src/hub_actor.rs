@@ -76,6 +76,8 @@ async fn read_viewer_rtcp(pair: Arc<SocketPair>, counters: Arc<RtcpCounters>) {
 
 pub(crate) struct HubTask {
     hubs: Hubs,
+    /// The settings as of this hub's start: a reload does not change a running stream.
+    settings: Arc<HubSettings>,
     key: String,
     gen: u64,
     target: UpstreamTarget,
@@ -111,9 +113,11 @@ impl HubTask {
         target: UpstreamTarget,
         rx: mpsc::UnboundedReceiver<Cmd>,
     ) -> Self {
-        let life = HubLife::new(hubs.settings().linger, hubs.settings().give_up);
+        let settings = hubs.settings();
+        let life = HubLife::new(settings.linger, settings.give_up);
         Self {
             hubs,
+            settings,
             key,
             gen,
             target,
@@ -135,7 +139,7 @@ impl HubTask {
     }
 
     fn settings(&self) -> &HubSettings {
-        self.hubs.settings()
+        &self.settings
     }
 
     pub(crate) async fn run(mut self) {

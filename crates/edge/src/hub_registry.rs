@@ -19,6 +19,7 @@ use crate::hub::{RingLimits, SubscriberId, TrackStart};
 use crate::hub_actor::HubTask;
 use crate::ports::PortAllocator;
 use crate::rtsp_client::ClientError;
+use crate::settings::Current;
 use crate::sink::ViewerSink;
 use crate::upstream::{Described, UpstreamTarget};
 
@@ -203,7 +204,8 @@ pub struct Hubs {
 struct HubsInner {
     map: Mutex<HashMap<String, (u64, HubHandle)>>,
     next_gen: Mutex<u64>,
-    settings: HubSettings,
+    /// What hubs started from now on run with; a running hub keeps its own copy.
+    settings: Current<HubSettings>,
     ports: Arc<PortAllocator>,
 }
 
@@ -219,7 +221,7 @@ impl Hubs {
             inner: Arc::new(HubsInner {
                 map: Mutex::new(HashMap::new()),
                 next_gen: Mutex::new(0),
-                settings,
+                settings: Current::new(settings),
                 ports,
             }),
         }
@@ -239,8 +241,14 @@ impl Hubs {
         self.len() == 0
     }
 
-    pub(crate) fn settings(&self) -> &HubSettings {
-        &self.inner.settings
+    /// The settings a hub starting now runs with.
+    pub(crate) fn settings(&self) -> Arc<HubSettings> {
+        self.inner.settings.load()
+    }
+
+    /// Settings for hubs started from now on (a reload); running hubs keep theirs.
+    pub(crate) fn set_settings(&self, settings: HubSettings) {
+        self.inner.settings.store(settings);
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, HubHandle)>> {

@@ -19,6 +19,7 @@ mod routing;
 mod rtsp_client;
 pub mod server;
 mod session;
+mod settings;
 mod sink;
 mod source;
 mod tracker;

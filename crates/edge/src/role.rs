@@ -1,16 +1,21 @@
 //! The edge as one of the binary's roles: started from `[edge]`, listening on its RTSP
 //! and HTTP-tunnel addresses, every finished viewer session written to the records
-//! store (`edge_sessions`), drained on SIGTERM ([`Edge::drain`]: no new connections,
-//! every viewer session ended cleanly, origin sessions torn down).
+//! store (`edge_sessions`), reloaded on SIGHUP ([`Edge::reload`]: new routes, rules,
+//! limits and timers for what starts from then on; listeners, the UDP port range and
+//! transparent mode need a restart), drained on SIGTERM ([`Edge::drain`]: no new
+//! connections, every viewer session ended cleanly, origin sessions torn down, within
+//! `[edge] drain_time`).
 
 use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use std::sync::Arc;
 
-use mediagate_config::Config;
+use mediagate_config::{Config, EdgeConfig};
 use mediagate_ops::role::{
-    DrainCut, DrainReport, Role, RoleContext, RoleFuture, RoleKind, RoleStats, StartResult,
+    keep_until_restart, DrainCut, DrainReport, Reload, Role, RoleContext, RoleFuture, RoleKind,
+    RoleStats, StartResult,
 };
 use mediagate_ops::store::Record;
 
@@ -24,11 +29,6 @@ pub const KIND: RoleKind = RoleKind {
     record_tables: &[ViewerSessionRecord::TABLE],
     start,
 };
-
-/// How long a drain may spend flushing viewers' queued output and tearing down origin
-/// sessions. The edge does not wait for viewers to leave on their own (a live viewer
-/// never does), so this only bounds the clean-up.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartResult> {
     Box::pin(async move {
@@ -62,7 +62,11 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
         for addr in &bound {
             tracing::info!("edge: listening for RTSP on {addr}");
         }
-        let role: Box<dyn Role> = Box::new(EdgeRole { edge, bound });
+        let role: Box<dyn Role> = Box::new(EdgeRole {
+            edge,
+            bound,
+            running: Mutex::new(config.edge.clone()),
+        });
         Ok(role)
     })
 }
@@ -70,6 +74,50 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
 struct EdgeRole {
     edge: Edge,
     bound: Vec<SocketAddr>,
+    /// The `[edge]` section as it runs now: as started, then as each reload left it.
+    running: Mutex<EdgeConfig>,
+}
+
+impl EdgeRole {
+    fn running(&self) -> std::sync::MutexGuard<'_, EdgeConfig> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How long a drain may spend flushing viewers' queued output and tearing down
+    /// origin sessions. The edge does not wait for viewers to leave on their own (a
+    /// live viewer never does), so this only bounds the clean-up.
+    fn drain_time(&self) -> Duration {
+        self.running().drain_time.get()
+    }
+}
+
+/// `wanted` with every setting that cannot change while the edge runs put back to its
+/// `running` value; what was put back is listed.
+fn applicable(running: &EdgeConfig, wanted: &EdgeConfig) -> (EdgeConfig, Vec<String>) {
+    let mut next = wanted.clone();
+    let mut notes = Vec::new();
+    // Listeners are bound once; viewers' UDP ports come from a pool sized at start;
+    // transparent mode is decided when a connection is accepted, with its socket.
+    keep_until_restart("edge.listen", &running.listen, &mut next.listen, &mut notes);
+    keep_until_restart(
+        "edge.http_tunnel_listen",
+        &running.http_tunnel_listen,
+        &mut next.http_tunnel_listen,
+        &mut notes,
+    );
+    keep_until_restart(
+        "edge.udp_ports",
+        &running.udp_ports,
+        &mut next.udp_ports,
+        &mut notes,
+    );
+    keep_until_restart(
+        "edge.transparent",
+        &running.transparent,
+        &mut next.transparent,
+        &mut notes,
+    );
+    (next, notes)
 }
 
 impl Role for EdgeRole {
@@ -90,13 +138,26 @@ impl Role for EdgeRole {
     }
 
     fn max_drain(&self) -> Duration {
-        DRAIN_DEADLINE
+        self.drain_time()
+    }
+
+    fn reload(&self, config: &Config) -> Reload {
+        let mut running = self.running();
+        let (next, needs_restart) = applicable(&running, &config.edge);
+        self.edge.reload(&next);
+        tracing::info!(
+            routes = next.route.len(),
+            "edge: reloaded: new routes, rules and limits apply to new sessions; running viewers keep their streams"
+        );
+        *running = next;
+        Reload::Applied { needs_restart }
     }
 
     fn drain(self: Box<Self>, cut: DrainCut) -> RoleFuture<'static, DrainReport> {
+        let drain_time = self.drain_time();
         Box::pin(async move {
             let report = tokio::select! {
-                report = self.edge.drain(DRAIN_DEADLINE) => Some(report),
+                report = self.edge.drain(drain_time) => Some(report),
                 () = cut.pulled() => None,
             };
             match report {
@@ -110,5 +171,75 @@ impl Role for EdgeRole {
                 },
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edge(toml_text: &str) -> EdgeConfig {
+        mediagate_config::parse_config(toml_text)
+            .expect("valid test config")
+            .edge
+    }
+
+    #[test]
+    fn routes_limits_and_timers_apply_and_listeners_wait_for_a_restart() {
+        let running = edge("[edge]\nlisten = [\"127.0.0.1:8554\"]\n");
+        let wanted = edge(
+            "[edge]\nlisten = [\"127.0.0.1:9554\"]\nudp_ports = \"30000-30099\"\ntransparent = true\nmax_viewers = 5\nlinger = \"1s\"\ndrain_time = \"3s\"\n[[edge.route]]\nadvertised = \"/a\"\norigin = \"rtsp://o/a\"\n[edge.forward]\nallow = [\"192.0.2.0/24\"]\n",
+        );
+        let (next, notes) = applicable(&running, &wanted);
+        assert_eq!(next.listen, running.listen);
+        assert_eq!(next.udp_ports, running.udp_ports);
+        assert_eq!(next.transparent, running.transparent);
+        assert_eq!(next.route, wanted.route);
+        assert_eq!(next.max_viewers, wanted.max_viewers);
+        assert_eq!(next.linger, wanted.linger);
+        assert_eq!(next.drain_time, wanted.drain_time);
+        assert_eq!(next.forward, wanted.forward);
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(
+            notes[0].starts_with("edge.listen needs a restart"),
+            "{notes:?}"
+        );
+        assert!(
+            notes[1].starts_with("edge.udp_ports needs a restart"),
+            "{notes:?}"
+        );
+        assert!(
+            notes[2].starts_with("edge.transparent needs a restart"),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn the_drain_time_follows_the_config_and_its_reloads() {
+        let started = mediagate_config::parse_config("").expect("defaults");
+        let role = EdgeRole {
+            edge: Edge::new(&started.edge, "test"),
+            bound: Vec::new(),
+            running: Mutex::new(started.edge.clone()),
+        };
+        assert_eq!(role.max_drain(), Duration::from_secs(10));
+        let wanted = mediagate_config::parse_config(
+            "[edge]\ndrain_time = \"3s\"\nlisten = [\"127.0.0.1:1\"]\n",
+        )
+        .expect("valid test config");
+        let Reload::Applied { needs_restart } = role.reload(&wanted) else {
+            panic!("the edge reloads");
+        };
+        assert_eq!(role.max_drain(), Duration::from_secs(3));
+        assert_eq!(needs_restart.len(), 1, "{needs_restart:?}");
+        assert_eq!(role.running().listen, started.edge.listen);
+    }
+
+    #[test]
+    fn an_unchanged_file_needs_nothing() {
+        let running = edge("[[edge.route]]\nadvertised = \"/a\"\norigin = \"rtsp://o/a\"\n");
+        let (next, notes) = applicable(&running, &running.clone());
+        assert_eq!(next, running);
+        assert!(notes.is_empty());
     }
 }

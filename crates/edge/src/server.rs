@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use mediagate_config::{ClientAcl, EdgeConfig};
+use mediagate_config::EdgeConfig;
 use mediagate_rtsp::parse::{parse_head, Decoder, Head, Limits, Parsed};
 use mediagate_rtsp::tunnel::{self, PostBodyDecoder, TunnelChannel};
 use mediagate_rtsp::Method;
@@ -21,10 +21,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::conn_out::{Backlog, ConnOut};
-use crate::hub_registry::{HubSettings, Hubs};
+use crate::conn_out::ConnOut;
+use crate::hub_registry::Hubs;
 use crate::ports::PortAllocator;
-use crate::routing::Router;
+use crate::settings::{hub_settings, Current, ViewerSettings};
 use crate::tracker::{until_true, Tracker};
 use crate::viewer::{forbidden_bytes, EndedListener, ViewerConn, ViewerContext};
 
@@ -32,7 +32,6 @@ use crate::viewer::{forbidden_bytes, EndedListener, ViewerConn, ViewerContext};
 #[derive(Clone)]
 pub struct Edge {
     ctx: Arc<ViewerContext>,
-    acl: ClientAcl,
     transparent: bool,
     tunnels: Arc<Mutex<HashMap<String, PendingTunnel>>>,
     accept_tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -80,13 +79,6 @@ impl Edge {
     fn build(cfg: &EdgeConfig, name: &str, on_ended: Option<EndedListener>) -> Self {
         let server = format!("mediagate/{}", env!("CARGO_PKG_VERSION"));
         let via = format!("RTSP/1.0 {name}");
-        let settings = HubSettings {
-            linger: cfg.linger.get(),
-            give_up: cfg.reconnect.give_up_after.get(),
-            backoff_min: cfg.reconnect.backoff_min.get().get(),
-            backoff_max: cfg.reconnect.backoff_max.get().get(),
-            ..HubSettings::default()
-        };
         let range = cfg.udp_ports.get().range();
         let udp_ip = cfg
             .listen
@@ -94,19 +86,10 @@ impl Edge {
             .first()
             .map_or([0, 0, 0, 0].into(), |a| a.0.ip());
         let ports = Arc::new(PortAllocator::new(udp_ip, range.low(), range.high()));
-        let backlog_packets = cfg.viewer_backlog_packets.get() as usize;
         let (drain_tx, drain_rx) = watch::channel(false);
         let ctx = ViewerContext {
-            router: Router::new(cfg, via.clone(), Duration::from_secs(10)),
-            hubs: Hubs::new(settings, ports),
-            session_timeout: cfg.session_timeout.get().get(),
-            max_viewers: cfg.max_viewers.get() as usize,
-            backlog: Backlog {
-                max_media_packets: backlog_packets,
-                // ~1,500 bytes per packet: the byte cap follows the packet cap.
-                max_media_bytes: backlog_packets.saturating_mul(1500),
-                ..Backlog::default()
-            },
+            settings: Current::new(ViewerSettings::from_config(cfg, &via)),
+            hubs: Hubs::new(hub_settings(cfg), ports),
             server,
             via,
             sessions: Default::default(),
@@ -116,12 +99,24 @@ impl Edge {
         };
         Self {
             ctx: Arc::new(ctx),
-            acl: cfg.client_acl.clone(),
             transparent: *cfg.transparent.get(),
             tunnels: Arc::default(),
             accept_tasks: Arc::default(),
             drain: Arc::new(drain_tx),
         }
+    }
+
+    /// Takes `cfg`'s routes, origins and credentials, forward and client rules,
+    /// limits, timeouts, linger and back-off for what starts from now on: requests,
+    /// connections and live streams. Running viewers, their sessions and their
+    /// streams' origin sessions go on as they are. Listeners, the UDP port range and
+    /// transparent mode stay as bound at start (the edge's role keeps those values in
+    /// `cfg` and says they need a restart).
+    pub fn reload(&self, cfg: &EdgeConfig) {
+        self.ctx
+            .settings
+            .store(ViewerSettings::from_config(cfg, &self.ctx.via));
+        self.ctx.hubs.set_settings(hub_settings(cfg));
     }
 
     /// Viewer sessions open now.
@@ -211,7 +206,7 @@ impl Edge {
     }
 
     async fn serve(self, mut stream: TcpStream, peer: SocketAddr) {
-        if !self.acl.admits(peer.ip()) {
+        if !self.ctx.settings.load().acl.admits(peer.ip()) {
             tracing::info!(viewer = %peer, "refused by the client ACL");
             let _ = stream.write_all(&forbidden_bytes()).await;
             return;
@@ -261,7 +256,7 @@ impl Edge {
         if *self.ctx.drain.borrow() {
             return;
         }
-        let out = ConnOut::new(self.ctx.backlog);
+        let out = ConnOut::new(self.ctx.settings.load().backlog);
         match tunnel_req {
             None => {
                 self.spawn_writer(&out, wr);

@@ -33,12 +33,13 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::conn_out::{Backlog, ConnOut, MAX_CONTROL_QUEUED};
+use crate::conn_out::{ConnOut, MAX_CONTROL_QUEUED};
 use crate::hub::SubscriberId;
 use crate::hub_registry::{Hubs, Lease};
 use crate::ids;
-use crate::routing::{RouteError, Router};
+use crate::routing::RouteError;
 use crate::session::{error, EndReason, EndedSession, Now, Step, ViewerSessions};
+use crate::settings::{Current, ViewerSettings};
 use crate::sink::TrackDest;
 use crate::source::{hub_error, track_name, OriginRoute, Source};
 use crate::tracker::{until_true, Tracker};
@@ -47,13 +48,11 @@ use crate::upstream::Described;
 /// Called once per ended viewer session (accounting and the access log attach here).
 pub type EndedListener = Arc<dyn Fn(&EndedSession) + Send + Sync>;
 
-/// Settings every viewer connection shares.
+/// What every viewer connection shares.
 pub(crate) struct ViewerContext {
-    pub router: Router,
+    /// Routes, limits and timeouts; a reload replaces them, each request reads them once.
+    pub settings: Current<ViewerSettings>,
     pub hubs: Hubs,
-    pub session_timeout: Duration,
-    pub max_viewers: usize,
-    pub backlog: Backlog,
     /// `Server` header and our `Via` entry.
     pub server: String,
     pub via: String,
@@ -83,6 +82,8 @@ pub(crate) struct ViewerConn {
     local: SocketAddr,
     original_dst: Option<SocketAddr>,
     core: ViewerSessions<Source>,
+    /// The session timeout of this connection's sessions, fixed when it was accepted.
+    session_timeout: Duration,
     /// Streams described on this connection, so SETUP need not ask the hub again and
     /// the hub lingers between DESCRIBE and SETUP.
     described: HashMap<String, (Arc<Described>, Lease)>,
@@ -98,9 +99,11 @@ impl ViewerConn {
         original_dst: Option<SocketAddr>,
         tunnel: bool,
     ) -> Self {
-        let core = ViewerSessions::new(ctx.session_timeout, peer, tunnel, Now::system().at);
+        let session_timeout = ctx.settings.load().session_timeout;
+        let core = ViewerSessions::new(session_timeout, peer, tunnel, Now::system().at);
         Self {
             ctx,
+            session_timeout,
             out,
             peer,
             local,
@@ -142,7 +145,7 @@ impl ViewerConn {
             // until it drains them (bounded memory), and give up after a while.
             if self.out.control_backlog() > MAX_CONTROL_QUEUED {
                 let since = *buf_full_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > self.ctx.session_timeout {
+                if since.elapsed() > self.session_timeout {
                     self.close(EndReason::ConnectionClosed).await;
                     return;
                 }
@@ -259,6 +262,8 @@ impl ViewerConn {
         }
         let target = self
             .ctx
+            .settings
+            .load()
             .router
             .resolve(stream_url, self.local, self.original_dst)
             .map_err(|e| match e {
@@ -294,7 +299,8 @@ impl ViewerConn {
         session: Option<String>,
         now: Now,
     ) -> Response {
-        if session.is_none() && self.ctx.sessions.load(Ordering::Relaxed) >= self.ctx.max_viewers {
+        let settings = self.ctx.settings.load();
+        if session.is_none() && self.ctx.sessions.load(Ordering::Relaxed) >= settings.max_viewers {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "this edge is at its viewer limit",
@@ -337,7 +343,7 @@ impl ViewerConn {
             return error(StatusCode::SESSION_NOT_FOUND, "no such session");
         };
         let route = OriginRoute {
-            router: &self.ctx.router,
+            router: &settings.router,
             hubs: &self.ctx.hubs,
             url: &url,
             local: self.local,

@@ -4,12 +4,13 @@
 //!
 //! Exit status: 0 success, 1 a role failed at run time, 2 bad command line or config.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
 
 mod cli;
+mod reload;
 mod run;
 
 use cli::{Cli, Command};
@@ -35,7 +36,7 @@ fn main() -> ExitCode {
                     Err(status) => return status,
                 },
             };
-            start(config)
+            start(config, args.config)
         }
         Command::Edge(args) => start_checked(args.to_config()),
         Command::Relay(args) => start_checked(args.to_config()),
@@ -60,7 +61,8 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
 fn start_checked(config: Config) -> ExitCode {
     let errors = validate(&config);
     if errors.is_empty() {
-        return start(config);
+        // Built from flags: there is no file for SIGHUP to re-read.
+        return start(config, None);
     }
     for error in &errors {
         eprintln!("mediagate: {error}");
@@ -68,12 +70,13 @@ fn start_checked(config: Config) -> ExitCode {
     ExitCode::from(EXIT_BAD_CONFIG)
 }
 
-fn start(config: Config) -> ExitCode {
+/// Runs `config`; `file` is where it came from, for SIGHUP to re-read.
+fn start(config: Config, file: Option<PathBuf>) -> ExitCode {
     if let Err(error) = mediagate_ops::log::init(&config.log) {
         eprintln!("mediagate: {error}");
         return ExitCode::FAILURE;
     }
-    match run::run(config) {
+    match run::run(config, file) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");

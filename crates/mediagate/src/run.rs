@@ -1,27 +1,33 @@
 //! Starts the enabled roles and runs until SIGINT or SIGTERM, then drains every role at
-//! once (a second signal cuts the drains short). SIGHUP never ends the process.
+//! once (a second signal cuts the drains short). SIGHUP never ends the process: it
+//! reloads the config file (see `reload`).
 //!
 //! The binary knows roles only as [`RoleKind`]s in [`ROLES`] and running [`Role`]s; it
 //! owns what they share: the one records writer (opened from `[accounting]` and
 //! `state_dir` when an enabled role keeps records, closed after every role has stopped
 //! so their last records are written), the metrics registry, signals and systemd.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use mediagate_config::Config;
 use mediagate_ops::metrics::Metrics;
 use mediagate_ops::role::{DrainCut, Role, RoleContext, RoleKind};
-use mediagate_ops::signals::Signals;
+use mediagate_ops::signals::{OperatorSignal, Signals};
 use mediagate_ops::store::{self, StoreTarget, Table, Writer, WriterOptions};
 use mediagate_ops::systemd::Notifier;
 use tracing::info;
+
+use crate::reload::Reloader;
 
 /// Every role this binary can run, in start order (the relay's ports are taken before
 /// the edge accepts viewers; the order has no other meaning).
 const ROLES: &[RoleKind] = &[mediagate_relay::role::KIND, mediagate_edge::role::KIND];
 
-pub fn run(config: Config) -> anyhow::Result<()> {
+/// Runs `config` until stopped; `file` is the config file it came from, which SIGHUP
+/// re-reads (none when it was built from command-line flags).
+pub fn run(config: Config, file: Option<PathBuf>) -> anyhow::Result<()> {
     let enabled: Vec<&RoleKind> = ROLES.iter().filter(|k| (k.enabled)(&config)).collect();
     if enabled.is_empty() {
         let names: Vec<String> = ROLES
@@ -37,10 +43,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(&config, &enabled))
+    let reloader = Reloader::new(file, config.clone(), ROLES);
+    runtime.block_on(serve(&config, &enabled, &reloader))
 }
 
-async fn serve(config: &Config, enabled: &[&RoleKind]) -> anyhow::Result<()> {
+async fn serve(config: &Config, enabled: &[&RoleKind], reloader: &Reloader) -> anyhow::Result<()> {
     let mut signals = Signals::new().context("cannot register signal handlers")?;
     // systemd (Type=notify): readiness, stopping and the watchdog; no-ops outside it.
     let systemd = Notifier::from_env();
@@ -64,7 +71,14 @@ async fn serve(config: &Config, enabled: &[&RoleKind]) -> anyhow::Result<()> {
     let serving: Vec<String> = roles.iter().map(|r| r.serving()).collect();
     systemd.ready(&format!("serving: {}", serving.join("; ")));
 
-    signals.next_stop(on_hangup).await;
+    while signals.next().await == OperatorSignal::Reload {
+        info!("SIGHUP: reloading the config; running sessions are untouched");
+        systemd.reloading();
+        // The outcome is logged either way; a failed reload leaves everything as it was.
+        let outcome = reloader.reload(&roles).await.unwrap_or_else(|why| why);
+        let first = outcome.lines().next().unwrap_or_default();
+        systemd.ready(&format!("serving: {}; {first}", serving.join("; ")));
+    }
     systemd.stopping();
     drain(roles, &mut signals, &systemd).await;
     close_records(records).await;
@@ -160,11 +174,12 @@ async fn close_records(records: Option<Writer>) {
 /// Time after a drain's last session for writing its records and exiting.
 const DRAIN_WRAP_UP: Duration = Duration::from_secs(30);
 
-/// SIGHUP while running: logrotate's `kill -HUP` must not end calls or viewers. The
-/// process log is stderr, so there is no file of ours to reopen yet, and re-reading the
-/// config is the operations issue's reload; both are said in the log.
+/// SIGHUP while draining: the roles are stopping, so there is nothing to reload into;
+/// the process log is stderr, so there is no log file to reopen either.
 fn on_hangup() {
-    info!("SIGHUP: nothing to reopen (the process log is stderr) and config reload is not built yet; running sessions are untouched");
+    info!(
+        "SIGHUP while stopping: no reload (the roles are draining); running sessions are untouched"
+    );
 }
 
 /// This node's name for `Via` headers.

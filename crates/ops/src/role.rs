@@ -67,8 +67,11 @@ pub trait Role: Send {
     /// wait for it.
     fn max_drain(&self) -> Duration;
 
-    /// Applies a re-read config to new sessions. Until the operations issue builds
-    /// reload, roles answer [`Reload::NotSupported`] and keep their settings.
+    /// Applies a re-read, already validated config to new sessions; running sessions
+    /// keep what they started with and are never dropped. Settings the role cannot
+    /// change while it runs (its listeners, its threads) keep their running values and
+    /// are named in [`Reload::Applied`]. A role without reload answers
+    /// [`Reload::NotSupported`] and keeps its settings.
     fn reload(&self, _config: &mediagate_config::Config) -> Reload {
         Reload::NotSupported
     }
@@ -91,10 +94,38 @@ pub struct RoleStats {
 /// The outcome of [`Role::reload`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reload {
-    /// The role took the new settings for new sessions.
-    Applied,
-    /// The role cannot reload yet; it keeps running with its current settings.
+    /// The role took the new settings for new sessions, except those listed, which
+    /// keep their running values until a restart (one sentence each, naming the key).
+    Applied {
+        /// What changed in the file but needs a restart.
+        needs_restart: Vec<String>,
+    },
+    /// The role cannot reload; it keeps running with its current settings.
     NotSupported,
+}
+
+/// For a setting that cannot change while a role runs: when the re-read file wants
+/// another value than `running`, says so in `needs_restart` (with both values, as
+/// JSON, which reads like TOML for these values) and puts the running value back into
+/// `wanted`, so the rest of the reload applies around it.
+pub fn keep_until_restart<T>(
+    key: &str,
+    running: &T,
+    wanted: &mut T,
+    needs_restart: &mut Vec<String>,
+) where
+    T: PartialEq + Clone + serde::Serialize,
+{
+    if running == wanted {
+        return;
+    }
+    let show = |v: &T| serde_json::to_string(v).unwrap_or_else(|_| "?".to_owned());
+    needs_restart.push(format!(
+        "{key} needs a restart (running with {}, the file says {})",
+        show(running),
+        show(wanted)
+    ));
+    *wanted = running.clone();
 }
 
 /// What a drain ended.
@@ -151,6 +182,27 @@ mod tests {
         let start = tokio::time::Instant::now();
         cut.pulled_or_after(Duration::from_secs(30)).await;
         assert_eq!(start.elapsed(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn an_unchanged_setting_is_not_reported() {
+        let mut notes = Vec::new();
+        let mut wanted = vec!["0.0.0.0:8554".to_owned()];
+        keep_until_restart("edge.listen", &wanted.clone(), &mut wanted, &mut notes);
+        assert!(notes.is_empty());
+    }
+
+    #[test]
+    fn a_changed_setting_keeps_its_running_value_and_says_both() {
+        let mut notes = Vec::new();
+        let running = vec!["0.0.0.0:8554".to_owned()];
+        let mut wanted = vec!["0.0.0.0:9554".to_owned()];
+        keep_until_restart("edge.listen", &running, &mut wanted, &mut notes);
+        assert_eq!(wanted, running);
+        assert_eq!(
+            notes,
+            ["edge.listen needs a restart (running with [\"0.0.0.0:8554\"], the file says [\"0.0.0.0:9554\"])"]
+        );
     }
 
     #[tokio::test]

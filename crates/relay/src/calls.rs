@@ -14,6 +14,11 @@
 //! What it does not: open sockets or forward packets. It asks a [`MediaEnv`] to open
 //! and close port pairs and to start forwarding a pair, so the engine does the I/O and
 //! tests use a fake. Media pairs are shared with the forwarding tasks behind a mutex.
+//!
+//! Options ([`RelayOptions`]) may change while calls run ([`Registry::set_options`], a
+//! reload): a call keeps the options it was created with (its timeouts, latching,
+//! delete delay, stream limit) to its end; only new calls and the call limit see the
+//! new ones.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -135,6 +140,8 @@ pub(crate) trait MediaEnv {
 
 #[derive(Debug)]
 struct Call {
+    /// The registry's options when the call was created; a reload does not change them.
+    options: Arc<RelayOptions>,
     tags: [Option<String>; 2],
     created: Now,
     last_signal: Instant,
@@ -208,7 +215,7 @@ pub(crate) struct Ended {
 #[derive(Debug)]
 pub(crate) struct Registry {
     calls: HashMap<String, Call>,
-    options: RelayOptions,
+    options: Arc<RelayOptions>,
     draining: bool,
     totals: Totals,
     started: Now,
@@ -233,12 +240,24 @@ impl Registry {
     pub(crate) fn new(options: RelayOptions, now: Now) -> Self {
         Self {
             calls: HashMap::new(),
-            options,
+            options: Arc::new(options),
             draining: false,
             totals: Totals::default(),
             started: now,
             ended: Vec::new(),
         }
+    }
+
+    /// The options new calls get.
+    #[cfg(test)]
+    pub(crate) fn options(&self) -> &RelayOptions {
+        &self.options
+    }
+
+    /// Options for calls created from now on (a reload); running calls keep theirs.
+    /// The call limit applies to new offers at once.
+    pub(crate) fn set_options(&mut self, options: RelayOptions) {
+        self.options = Arc::new(options);
     }
 
     /// Calls held (including ones in their delete delay).
@@ -318,7 +337,12 @@ impl Registry {
         let Some(from_tag) = req.from_tag.as_deref() else {
             return reply::error(reply::NO_FROM_TAG);
         };
-        let (mut sdp, infos) = match Self::parse_sdp(req, self.options.max_media_per_call) {
+        // A re-offer is held to the limits its call was created with.
+        let options = self
+            .calls
+            .get(call_id)
+            .map_or_else(|| Arc::clone(&self.options), |c| Arc::clone(&c.options));
+        let (mut sdp, infos) = match Self::parse_sdp(req, options.max_media_per_call) {
             Ok(v) => v,
             Err(e) => return e,
         };
@@ -332,6 +356,7 @@ impl Registry {
             }
         }
         let mut call = self.calls.remove(call_id).unwrap_or_else(|| Call {
+            options: Arc::clone(&options),
             tags: [Some(from_tag.to_owned()), None],
             created: now,
             last_signal: now.at,
@@ -385,7 +410,7 @@ impl Registry {
                 }
                 break;
             }
-            let policy = self.options.latch;
+            let policy = options.latch;
             let leg = |p: &OpenPair| Leg::new(p.local, p.advertised, policy, now.at);
             let pair = MediaPair {
                 index: i,
@@ -429,7 +454,7 @@ impl Registry {
                 continue;
             };
             let mut m = lock(shared);
-            signal_leg(&self.options, &mut m.legs[sender], info, opts, now.at);
+            signal_leg(&options, &mut m.legs[sender], info, opts, now.at);
             if info.closed {
                 outs.push(None);
                 continue;
@@ -494,8 +519,11 @@ impl Registry {
         let Some(to_tag) = req.to_tag.as_deref() else {
             return reply::error(reply::NO_TO_TAG);
         };
-        let max_media = self.options.max_media_per_call;
-        let (mut sdp, infos) = match Self::parse_sdp(req, max_media) {
+        let options = self
+            .calls
+            .get(call_id)
+            .map_or_else(|| Arc::clone(&self.options), |c| Arc::clone(&c.options));
+        let (mut sdp, infos) = match Self::parse_sdp(req, options.max_media_per_call) {
             Ok(v) => v,
             Err(e) => return e,
         };
@@ -522,7 +550,7 @@ impl Registry {
                 continue;
             };
             let mut m = lock(shared);
-            signal_leg(&self.options, &mut m.legs[answerer], info, opts, now.at);
+            signal_leg(&options, &mut m.legs[answerer], info, opts, now.at);
             if info.closed {
                 outs.push(None);
                 continue;
@@ -589,7 +617,7 @@ impl Registry {
         let delay = req
             .options
             .delete_delay
-            .map_or(self.options.delete_delay, |s| {
+            .map_or(call.options.delete_delay, |s| {
                 Duration::from_secs(u64::from(s))
             });
         if delay.is_zero() {
@@ -812,11 +840,11 @@ impl Registry {
             }
             let idle = now.at.saturating_duration_since(call.last_activity());
             let (limit, reason) = if !call.answered {
-                (self.options.offer_timeout, EndReason::OfferTimeout)
+                (call.options.offer_timeout, EndReason::OfferTimeout)
             } else if self.all_on_hold(call) {
-                (self.options.on_hold_timeout, EndReason::HoldTimeout)
+                (call.options.on_hold_timeout, EndReason::HoldTimeout)
             } else {
-                (self.options.media_timeout, EndReason::Timeout)
+                (call.options.media_timeout, EndReason::Timeout)
             };
             if idle >= limit {
                 due.push((id.clone(), now, reason));

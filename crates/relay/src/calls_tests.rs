@@ -583,6 +583,32 @@ fn media_hold_and_offer_timeouts() {
 }
 
 #[test]
+fn new_options_apply_to_new_calls_and_running_calls_keep_theirs() {
+    let (mut reg, mut env, media, now) = established();
+    let later = |s| now.plus(Duration::from_secs(s));
+    reg.set_options(RelayOptions {
+        media_timeout: Duration::from_secs(10),
+        max_sessions: 2,
+        ..RelayOptions::default()
+    });
+    sdp_of(&reg.handle(&offer("c2", "x", CALLER_SDP, &[]), now, &mut env));
+    sdp_of(&reg.handle(&answer("c2", "x", "y", CALLEE_SDP, &[]), now, &mut env));
+    // The call limit counts at once: a third call is refused.
+    let r = reg.handle(&offer("c3", "z", CALLER_SDP, &[]), now, &mut env);
+    assert_eq!(reply::result_of(&r), Some("load limit"));
+    // The new call times out after the new 10 s; the running one keeps its 60 s.
+    lock(&media).legs[0].rtp.last_packet = Some(now.at);
+    reg.poll(later(10), &mut env);
+    let ended = reg.take_ended();
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].record.call_id, "c2");
+    reg.poll(later(59), &mut env);
+    assert!(reg.take_ended().is_empty());
+    reg.poll(later(60), &mut env);
+    assert_eq!(reg.take_ended()[0].record.call_id, "c1");
+}
+
+#[test]
 fn draining_refuses_new_calls_only() {
     let (mut reg, mut env, _media, now) = established();
     reg.set_draining(true);

@@ -1,13 +1,18 @@
 //! The relay as one of the binary's roles: started from `[relay]` with the process's
-//! records writer and metrics registry, drained on SIGTERM (new calls get the failover
-//! reply, running calls may finish within `shutdown_max_wait`, a second signal cuts
-//! them; records are written either way).
+//! records writer and metrics registry, reloaded on SIGHUP (new calls get the new
+//! timeouts, limits, latching and port range, finished calls the new notify URL;
+//! running calls keep theirs; listeners, media addresses and forwarding threads need a
+//! restart), drained on SIGTERM (new calls get the failover reply, running calls may
+//! finish within `shutdown_max_wait`, a second signal cuts them; records are written
+//! either way).
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use mediagate_config::Config;
+use mediagate_config::{Config, RelayConfig};
 use mediagate_ops::role::{
-    DrainCut, DrainReport, Role, RoleContext, RoleFuture, RoleKind, RoleStats, StartResult,
+    keep_until_restart, DrainCut, DrainReport, Reload, Role, RoleContext, RoleFuture, RoleKind,
+    RoleStats, StartResult,
 };
 use mediagate_ops::store::Record;
 use tracing::{info, warn};
@@ -34,7 +39,7 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
         report_start(&relay, config);
         let role: Box<dyn Role> = Box::new(RelayRole {
             relay,
-            max_wait: config.relay.shutdown_max_wait.get(),
+            running: Mutex::new(config.relay.clone()),
         });
         Ok(role)
     })
@@ -79,7 +84,73 @@ fn report_start(relay: &Relay, config: &Config) {
 
 struct RelayRole {
     relay: Relay,
-    max_wait: Duration,
+    /// The `[relay]` section as it runs now: as started, then as each reload left it.
+    running: Mutex<RelayConfig>,
+}
+
+impl RelayRole {
+    fn running(&self) -> std::sync::MutexGuard<'_, RelayConfig> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// `wanted` with every setting that cannot change while the relay runs put back to its
+/// `running` value; what was put back is listed. The port range is checked against the
+/// running engine separately.
+fn applicable(running: &RelayConfig, wanted: &RelayConfig) -> (RelayConfig, Vec<String>) {
+    let mut next = wanted.clone();
+    let mut notes = Vec::new();
+    // Bound or spawned once at start: the ng listeners, the media addresses with their
+    // pools, the forwarding threads and how they wait.
+    keep_until_restart(
+        "relay.ng_listen_udp",
+        &running.ng_listen_udp,
+        &mut next.ng_listen_udp,
+        &mut notes,
+    );
+    keep_until_restart(
+        "relay.ng_listen_tcp",
+        &running.ng_listen_tcp,
+        &mut next.ng_listen_tcp,
+        &mut notes,
+    );
+    keep_until_restart(
+        "relay.media_address",
+        &running.media_address,
+        &mut next.media_address,
+        &mut notes,
+    );
+    keep_until_restart(
+        "relay.port_quarantine",
+        &running.port_quarantine,
+        &mut next.port_quarantine,
+        &mut notes,
+    );
+    keep_until_restart(
+        "relay.forward_threads",
+        &running.forward_threads,
+        &mut next.forward_threads,
+        &mut notes,
+    );
+    keep_until_restart(
+        "relay.forward_coalesce",
+        &running.forward_coalesce,
+        &mut next.forward_coalesce,
+        &mut notes,
+    );
+    keep_until_restart(
+        "relay.forward_io",
+        &running.forward_io,
+        &mut next.forward_io,
+        &mut notes,
+    );
+    keep_until_restart(
+        "relay.forward_scheduling",
+        &running.forward_scheduling,
+        &mut next.forward_scheduling,
+        &mut notes,
+    );
+    (next, notes)
 }
 
 impl Role for RelayRole {
@@ -99,11 +170,29 @@ impl Role for RelayRole {
     }
 
     fn max_drain(&self) -> Duration {
-        self.max_wait
+        self.running().shutdown_max_wait.get()
+    }
+
+    fn reload(&self, config: &Config) -> Reload {
+        let mut running = self.running();
+        let (mut next, mut needs_restart) = applicable(&running, &config.relay);
+        if let Err(why) = self.relay.reload(&EngineConfig::from_config(&next)) {
+            needs_restart.push(format!("relay.ports: {why}"));
+            next.ports = running.ports.clone();
+        }
+        let range = next.ports.get().range();
+        info!(
+            "relay: reloaded: new calls take ports {}-{} and the new timeouts and limits; running calls keep theirs",
+            range.low(),
+            range.high()
+        );
+        *running = next;
+        Reload::Applied { needs_restart }
     }
 
     fn drain(self: Box<Self>, cut: DrainCut) -> RoleFuture<'static, DrainReport> {
-        let Self { relay, max_wait } = *self;
+        let max_wait = self.max_drain();
+        let relay = self.relay;
         Box::pin(async move {
             info!(
                 "relay: draining: new calls refused, waiting up to {} s for {} running calls (signal again to stop now)",
@@ -119,5 +208,43 @@ impl Role for RelayRole {
                 complete: cut == 0,
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relay(extra: &str) -> RelayConfig {
+        let text = format!(
+            "[relay]\nenabled = true\nmedia_address = [{{ address = \"127.0.0.1\" }}]\n{extra}"
+        );
+        mediagate_config::parse_config(&text)
+            .expect("valid test config")
+            .relay
+    }
+
+    #[test]
+    fn timeouts_ports_and_notify_apply_and_listeners_and_threads_wait_for_a_restart() {
+        let running = relay("");
+        let wanted = relay(
+            "ng_listen_udp = [\"127.0.0.1:2299\"]\nforward_threads = 3\nports = \"40000-40099\"\nmedia_timeout = \"5s\"\nshutdown_max_wait = \"1s\"\nteardown_notify_url = \"http://127.0.0.1:5060/RPC\"\n",
+        );
+        let (next, notes) = applicable(&running, &wanted);
+        assert_eq!(next.ng_listen_udp, running.ng_listen_udp);
+        assert_eq!(next.forward_threads, running.forward_threads);
+        assert_eq!(next.ports, wanted.ports);
+        assert_eq!(next.media_timeout, wanted.media_timeout);
+        assert_eq!(next.shutdown_max_wait, wanted.shutdown_max_wait);
+        assert_eq!(next.teardown_notify_url, wanted.teardown_notify_url);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].starts_with("relay.ng_listen_udp needs a restart"),
+            "{notes:?}"
+        );
+        assert!(
+            notes[1].starts_with("relay.forward_threads needs a restart"),
+            "{notes:?}"
+        );
     }
 }

@@ -10,7 +10,9 @@
 //! free list only when [`PortPool::quarantine`] has passed, so late packets for an old
 //! call or viewer never reach a new one. When nothing is free, `take` returns `None`
 //! (the relay answers `Ran out of ports` so the SIP proxy fails over; the edge refuses
-//! the SETUP).
+//! the SETUP). [`PortPool::set_range`] moves the pool to another range (a reload): pairs
+//! in use keep running, later takes come from the new range only, and a pair outside
+//! it is forgotten when it is released.
 //!
 //! What it does not: bind sockets, read a clock or draw its own randomness. The caller
 //! binds the pair it was given; when the kernel refuses (another program holds the port)
@@ -18,7 +20,7 @@
 //! is a parameter, and the generator is the caller's (seeded from the OS in service, from
 //! a constant in tests, so tests are deterministic).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, RngExt as _};
@@ -26,27 +28,57 @@ use rand::{Rng, RngExt as _};
 /// The free, quarantined and in-use RTP ports (even) of one address.
 #[derive(Debug)]
 pub struct PortPool {
+    /// The even first and the last port of the range.
+    range: (u16, u16),
     free: Vec<u16>,
     quarantined: VecDeque<(u16, Instant)>,
     quarantine: Duration,
-    in_use: usize,
+    in_use: HashSet<u16>,
+}
+
+/// Whether `port` is the RTP port of a pair in `low..=high`.
+fn in_range((low, high): (u16, u16), port: u16) -> bool {
+    let start = low.saturating_add(low % 2);
+    port >= start && port % 2 == 0 && u32::from(port) < u32::from(high)
+}
+
+/// The RTP ports of the pairs in `low..=high`.
+fn pairs_in(low: u16, high: u16) -> impl Iterator<Item = u16> {
+    let start = low.saturating_add(low % 2);
+    (u32::from(start)..u32::from(high))
+        .step_by(2)
+        .filter_map(|p| u16::try_from(p).ok())
 }
 
 impl PortPool {
     /// A pool of the pairs `(low, low+1) ... ` up to `high`; `low` is rounded up to even
     /// and a last even port without its odd partner is left out.
     pub fn new(low: u16, high: u16, quarantine: Duration) -> Self {
-        let start = low.saturating_add(low % 2);
-        let free = (u32::from(start)..u32::from(high))
-            .step_by(2)
-            .filter_map(|p| u16::try_from(p).ok())
-            .collect();
         Self {
-            free,
+            range: (low, high),
+            free: pairs_in(low, high).collect(),
             quarantined: VecDeque::new(),
             quarantine,
-            in_use: 0,
+            in_use: HashSet::new(),
         }
+    }
+
+    /// Takes the pairs of `low..=high` from now on. Pairs in use stay in use wherever
+    /// they are; those outside the new range are forgotten when released. Quarantined
+    /// pairs inside it keep their quarantine; the rest of the new range is free.
+    pub fn set_range(&mut self, low: u16, high: u16) {
+        self.range = (low, high);
+        let range = self.range;
+        self.quarantined.retain(|&(p, _)| in_range(range, p));
+        let waiting: HashSet<u16> = self.quarantined.iter().map(|&(p, _)| p).collect();
+        self.free = pairs_in(low, high)
+            .filter(|p| !self.in_use.contains(p) && !waiting.contains(p))
+            .collect();
+    }
+
+    /// Whether `port` is the RTP port of a pair of the current range.
+    fn contains(&self, port: u16) -> bool {
+        in_range(self.range, port)
     }
 
     /// How long a released pair waits before reuse.
@@ -73,15 +105,18 @@ impl PortPool {
         }
         let i = rng.random_range(0..self.free.len());
         let port = self.free.swap_remove(i);
-        self.in_use += 1;
+        self.in_use.insert(port);
         Some(port)
     }
 
     /// Gives back a pair taken with [`take`](Self::take); it is reusable after the
     /// quarantine.
     pub fn release(&mut self, port: u16, now: Instant) {
-        self.in_use = self.in_use.saturating_sub(1);
-        self.quarantined.push_back((port, now));
+        self.in_use.remove(&port);
+        // A pair of a range given up by `set_range` is never handed out again.
+        if self.contains(port) {
+            self.quarantined.push_back((port, now));
+        }
     }
 
     /// Gives back a pair that could not be bound; it is retried after the quarantine,
@@ -98,7 +133,7 @@ impl PortPool {
 
     /// Pairs in use.
     pub fn in_use(&self) -> usize {
-        self.in_use
+        self.in_use.len()
     }
 
     /// Pairs waiting in quarantine.
@@ -180,6 +215,49 @@ mod tests {
             .filter(|w| w[0].abs_diff(w[1]) == 2)
             .count();
         assert!(neighbours <= 2, "{neighbours} sequential allocations");
+    }
+
+    #[test]
+    fn a_new_range_serves_later_takes_and_running_pairs_go_on() {
+        let t0 = Instant::now();
+        let mut rng = SmallRng::seed_from_u64(3);
+        let mut pool = PortPool::new(30000, 30003, Q);
+        let old = pool.take(t0, &mut rng).unwrap();
+        pool.set_range(31000, 31003);
+        assert_eq!(pool.in_use(), 1, "the running pair is still in use");
+        let mut new: Vec<u16> = std::iter::from_fn(|| pool.take(t0, &mut rng)).collect();
+        new.sort_unstable();
+        assert_eq!(new, vec![31000, 31002]);
+        // The old pair leaves for good: no quarantine, never handed out again.
+        pool.release(old, t0);
+        assert_eq!(pool.quarantined_count(), 0);
+        assert_eq!(pool.in_use(), 2);
+        pool.release(31000, t0);
+        assert_eq!(pool.take(t0 + Q, &mut rng), Some(31000));
+        assert_eq!(pool.take(t0 + Q, &mut rng), None);
+    }
+
+    #[test]
+    fn an_overlapping_range_keeps_pairs_in_use_and_in_quarantine_out_of_the_free_list() {
+        let t0 = Instant::now();
+        let mut rng = SmallRng::seed_from_u64(5);
+        let mut pool = PortPool::new(30000, 30007, Q);
+        let mut taken: Vec<u16> = std::iter::from_fn(|| pool.take(t0, &mut rng)).collect();
+        taken.sort_unstable();
+        assert_eq!(taken, vec![30000, 30002, 30004, 30006]);
+        pool.release(30002, t0);
+        pool.release(30006, t0);
+        // 30000 in use and 30002 in quarantine stay out; 30006 falls outside.
+        pool.set_range(30000, 30005);
+        assert_eq!(pool.quarantined_count(), 1);
+        assert_eq!(pool.free_count(), 0);
+        assert_eq!(pool.take(t0, &mut rng), None);
+        assert_eq!(pool.take(t0 + Q, &mut rng), Some(30002));
+        pool.release(30004, t0 + Q);
+        pool.release(30000, t0 + Q);
+        let mut later: Vec<u16> = std::iter::from_fn(|| pool.take(t0 + Q + Q, &mut rng)).collect();
+        later.sort_unstable();
+        assert_eq!(later, vec![30000, 30004]);
     }
 
     proptest! {

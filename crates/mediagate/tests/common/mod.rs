@@ -63,6 +63,11 @@ impl EdgeProc {
         EdgeProc { peer, port, dir }
     }
 
+    /// The config file it was started with (`mediagate run --config` this).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join(CONFIG_FILE)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("rtsp://127.0.0.1:{}{path}", self.port)
     }
@@ -84,6 +89,9 @@ impl EdgeProc {
     }
 }
 
+/// The config file's name in the test's directory.
+const CONFIG_FILE: &str = "mediagate.toml";
+
 /// Writes a config with an edge on `ip` and a free port, plus `extra`; returns the
 /// port, the test's directory and the config's path.
 fn write_config(ip: &str, extra: &str) -> (u16, PathBuf, PathBuf) {
@@ -94,7 +102,7 @@ fn write_config(ip: &str, extra: &str) -> (u16, PathBuf, PathBuf) {
         "state_dir = {var:?}\n[edge]\nlisten = [\"{ip}:{port}\"]\nlinger = \"2s\"\n{extra}\n",
         var = dir.join("var").display().to_string(),
     );
-    let path = dir.join("mediagate.toml");
+    let path = dir.join(CONFIG_FILE);
     std::fs::write(&path, config).unwrap();
     (port, dir, path)
 }

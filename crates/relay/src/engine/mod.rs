@@ -8,7 +8,9 @@
 //! a bound or until told to hurry, ends the rest with reason `shutdown`, and hands
 //! their records to the records writer before returning (the binary closes the writer
 //! after every role has stopped, which flushes them). [`Relay::publish_metrics`]
-//! registers what the engine already counts, read when scraped.
+//! registers what the engine already counts, read when scraped. [`Relay::reload`] gives
+//! new calls new options, ports from a new range and a new teardown notification
+//! target; running calls keep theirs.
 //!
 //! What it does not: parse config files or handle signals (the binary does, and calls
 //! [`Relay::shutdown`] on SIGTERM), or make protocol decisions (the sans-IO modules do).
@@ -172,7 +174,8 @@ pub(crate) struct State {
     control: Mutex<Control>,
     records: Mutex<Option<RecordSink>>,
     recent: Mutex<VecDeque<SessionRecord>>,
-    notify: Option<NotifyTarget>,
+    /// Where teardown notifications go; a reload may change it.
+    notify: Mutex<Option<NotifyTarget>>,
     shutdown: watch::Sender<bool>,
     forward_stats: Arc<forward::ForwardStats>,
 }
@@ -207,7 +210,7 @@ impl State {
                 r.total_packets()
             );
             if e.reason.needs_notification() {
-                if let Some(target) = self.notify.clone() {
+                if let Some(target) = lock_any(&self.notify).clone() {
                     let body = notify::terminate_body(&r.call_id, &r.from_tag, &r.to_tag);
                     let call_id = r.call_id.clone();
                     tokio::spawn(async move {
@@ -331,7 +334,7 @@ impl Relay {
             }),
             records: Mutex::new(config.records),
             recent: Mutex::new(VecDeque::new()),
-            notify,
+            notify: Mutex::new(notify),
             shutdown,
             forward_stats,
         });
@@ -372,6 +375,21 @@ impl Relay {
     /// Calls not yet deleted.
     pub fn active_calls(&self) -> usize {
         self.state.lock().registry.active_call_count()
+    }
+
+    /// Applies a reloaded config to what starts from now on: new calls get
+    /// `config.options` and ports from `config.ports`, and calls ending from now on are
+    /// notified to `config.notify_url`. Running calls keep their options and ports.
+    /// Listeners, media addresses, the quarantine, forwarding threads and the records
+    /// sink are not looked at (they need a restart). When the new range is larger than
+    /// the forwarding threads were sized for, the range stays as it was (the rest is
+    /// applied) and the error says so.
+    pub fn reload(&self, config: &EngineConfig) -> Result<(), sockets::RangeTooLarge> {
+        *lock_any(&self.state.notify) = config.notify_url.as_ref().map(NotifyTarget::from);
+        let mut control = self.state.lock();
+        control.registry.set_options(config.options.clone());
+        let (low, high) = config.ports;
+        control.env.set_port_range(low, high)
     }
 
     /// Datagrams forwarded since start, relay-wide.
@@ -598,5 +616,32 @@ relatch_max_seq_gap = 1000
             let e = engine_for(&format!("[relay]\nlearning = \"{text}\"\n"));
             assert_eq!(e.options.learning, mode, "{text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+
+    fn engine(ports: &str) -> EngineConfig {
+        let text = format!(
+            "[relay]\nenabled = true\nng_listen_udp = [\"127.0.0.1:0\"]\nmedia_address = [{{ address = \"127.0.0.1\" }}]\nports = \"{ports}\"\nforward_threads = 1\nforward_io = \"epoll\"\n"
+        );
+        let config = mediagate_config::parse_config(&text).expect("valid config");
+        EngineConfig::from_config(&config.relay)
+    }
+
+    #[tokio::test]
+    async fn a_range_no_larger_than_at_start_is_taken_and_a_larger_one_refused() {
+        let relay = Relay::start(engine("41000-41019")).await.unwrap();
+        relay.reload(&engine("43000-43009")).unwrap();
+        let mut bigger = engine("43000-43099");
+        bigger.options.max_sessions = 7;
+        let err = relay.reload(&bigger).unwrap_err();
+        assert_eq!(err.ports, 100);
+        assert_eq!(err.sized, 20);
+        assert!(err.to_string().contains("needs a restart"), "{err}");
+        // The rest of that reload still applies.
+        assert_eq!(relay.state.lock().registry.options().max_sessions, 7);
     }
 }

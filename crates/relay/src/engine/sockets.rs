@@ -54,6 +54,8 @@ pub(super) struct ForwardOptions {
 /// Binds, runs and closes the media sockets; see the module docs.
 pub(super) struct SocketEnv {
     addresses: Vec<MediaAddress>,
+    /// Ports of the range the forwarding threads' socket tables were sized for.
+    sized_ports: u32,
     rng: SmallRng,
     next_address: usize,
     /// Opened but not started: the bound RTP and RTCP sockets by local RTP address.
@@ -87,8 +89,9 @@ impl SocketEnv {
     ) -> io::Result<Self> {
         let stats = Arc::new(ForwardStats::default());
         // Every port of the range on every address could end up on one thread.
-        let max_sockets = (u32::from(high).saturating_sub(u32::from(low)) + 1)
-            .saturating_mul(u32::try_from(addresses.len()).unwrap_or(u32::MAX));
+        let sized_ports = range_ports(low, high);
+        let max_sockets =
+            sized_ports.saturating_mul(u32::try_from(addresses.len()).unwrap_or(u32::MAX));
         let nofile = mediagate_udp::raise_nofile_limit().unwrap_or(1024);
         let twin_budget = Arc::new(TwinBudget::new(nofile, u64::from(max_sockets)));
         let workers = (0..forwarding.threads.max(1))
@@ -103,6 +106,7 @@ impl SocketEnv {
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Self {
+            sized_ports,
             addresses: addresses
                 .iter()
                 .map(|&(local, advertised)| MediaAddress {
@@ -147,6 +151,24 @@ impl SocketEnv {
         self.running.len() / 2
     }
 
+    /// Takes new pairs from `low..=high` on every media address from now on; running
+    /// streams keep their ports, which leave for good when released. A range with more
+    /// ports than the one the forwarding threads were sized for at start is refused:
+    /// their io_uring socket tables cannot grow.
+    pub(super) fn set_port_range(&mut self, low: u16, high: u16) -> Result<(), RangeTooLarge> {
+        let ports = range_ports(low, high);
+        if ports > self.sized_ports {
+            return Err(RangeTooLarge {
+                ports,
+                sized: self.sized_ports,
+            });
+        }
+        for addr in &mut self.addresses {
+            addr.pool.set_range(low, high);
+        }
+        Ok(())
+    }
+
     /// Stops the forwarding threads (closing every socket) and waits for them.
     pub(super) fn stop(&mut self) {
         for w in &self.workers {
@@ -164,6 +186,21 @@ impl Drop for SocketEnv {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Ports in `low..=high`.
+fn range_ports(low: u16, high: u16) -> u32 {
+    u32::from(high).saturating_sub(u32::from(low)) + 1
+}
+
+/// Why [`SocketEnv::set_port_range`] refused a range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the new range has {ports} ports and the forwarding threads were sized at start for {sized}; a larger range needs a restart")]
+pub struct RangeTooLarge {
+    /// Ports in the refused range.
+    pub ports: u32,
+    /// Ports of the range at start.
+    pub sized: u32,
 }
 
 fn bind_pair(ip: IpAddr, port: u16) -> io::Result<[UdpSocket; 2]> {

@@ -1,0 +1,119 @@
+//! The edge settings a reload may change, and how a running edge swaps them.
+//!
+//! What it does: [`ViewerSettings`] gathers what viewer connections consult (routes and
+//! origins with their credentials, forward and transparent rules, the client ACL,
+//! session timeout, viewer limit, per-viewer backlog) and [`hub_settings`] what a live
+//! hub runs with (linger, reconnect back-off, give-up). Both live behind a
+//! [`Current`], which a reload replaces whole. Readers take one snapshot per request,
+//! per connection or per hub, so a request never sees half of an old and half of a
+//! new table, and what a session started with stays with it: a running hub keeps
+//! its origin session, its linger and its back-off whatever a reload says later.
+//!
+//! What it does not: decide which settings may change while the edge runs (listeners
+//! and the UDP port range need a restart; the edge's role says so) or re-validate
+//! anything (the config crate did).
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use mediagate_config::{ClientAcl, EdgeConfig};
+
+use crate::conn_out::Backlog;
+use crate::hub_registry::HubSettings;
+use crate::routing::Router;
+
+/// How long an upstream request may take before the origin counts as unreachable.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every viewer connection consults, as of the last start or reload.
+#[derive(Debug)]
+pub(crate) struct ViewerSettings {
+    pub router: Router,
+    pub acl: ClientAcl,
+    pub session_timeout: Duration,
+    pub max_viewers: usize,
+    pub backlog: Backlog,
+}
+
+impl ViewerSettings {
+    /// The settings of `cfg`; `via` is this node's `Via` entry.
+    pub fn from_config(cfg: &EdgeConfig, via: &str) -> Self {
+        let backlog_packets = cfg.viewer_backlog_packets.get() as usize;
+        Self {
+            router: Router::new(cfg, via.to_owned(), UPSTREAM_TIMEOUT),
+            acl: cfg.client_acl.clone(),
+            session_timeout: cfg.session_timeout.get().get(),
+            max_viewers: cfg.max_viewers.get() as usize,
+            backlog: Backlog {
+                max_media_packets: backlog_packets,
+                // ~1,500 bytes per packet: the byte cap follows the packet cap.
+                max_media_bytes: backlog_packets.saturating_mul(1500),
+                ..Backlog::default()
+            },
+        }
+    }
+}
+
+/// What a hub started from now on runs with.
+pub(crate) fn hub_settings(cfg: &EdgeConfig) -> HubSettings {
+    HubSettings {
+        linger: cfg.linger.get(),
+        give_up: cfg.reconnect.give_up_after.get(),
+        backoff_min: cfg.reconnect.backoff_min.get().get(),
+        backoff_max: cfg.reconnect.backoff_max.get().get(),
+        ..HubSettings::default()
+    }
+}
+
+/// A value replaced whole by a reload and read as a snapshot.
+#[derive(Debug)]
+pub(crate) struct Current<T>(RwLock<Arc<T>>);
+
+impl<T> Current<T> {
+    pub fn new(value: T) -> Self {
+        Self(RwLock::new(Arc::new(value)))
+    }
+
+    /// The value as of now; later replacements do not change it.
+    pub fn load(&self) -> Arc<T> {
+        // The lock only guards a pointer copy; a poisoned lock still holds a whole Arc.
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the value for every later [`Current::load`].
+    pub fn store(&self, value: T) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_outlives_a_replacement() {
+        let current = Current::new(1);
+        let before = current.load();
+        current.store(2);
+        assert_eq!(*before, 1);
+        assert_eq!(*current.load(), 2);
+    }
+
+    #[test]
+    fn settings_follow_the_config() {
+        let cfg = mediagate_config::parse_config(
+            "[edge]\nsession_timeout = \"15s\"\nmax_viewers = 7\nlinger = \"3s\"\n[edge.reconnect]\nbackoff_min = \"1s\"\nbackoff_max = \"9s\"\n",
+        )
+        .expect("valid test config");
+        let v = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test");
+        assert_eq!(v.session_timeout, Duration::from_secs(15));
+        assert_eq!(v.max_viewers, 7);
+        let h = hub_settings(&cfg.edge);
+        assert_eq!(h.linger, Duration::from_secs(3));
+        assert_eq!(h.backoff_min, Duration::from_secs(1));
+        assert_eq!(h.backoff_max, Duration::from_secs(9));
+    }
+}

@@ -28,6 +28,7 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartResult> {
     Box::pin(async move {
         let edge = Edge::new(&config.edge, ctx.node_name);
+        edge.publish_metrics(ctx.metrics);
         let listen: Vec<SocketAddr> = config
             .edge
             .listen

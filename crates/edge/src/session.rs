@@ -399,9 +399,7 @@ impl<S> ViewerSessions<S> {
 
     /// How session `id` receives its media, as its tracks are set up now.
     pub fn transport(&self, id: &str) -> Option<ViewerTransport> {
-        self.sessions
-            .get(id)
-            .map(|s| self.transport_of(&s.dests))
+        self.sessions.get(id).map(|s| self.transport_of(&s.dests))
     }
 
     fn transport_of(&self, dests: &[Option<TrackDest>]) -> ViewerTransport {

@@ -78,6 +78,27 @@ pub struct SubscriberStats {
     pub lag_events: u64,
 }
 
+/// What a hub delivered to all its viewers since it started, counted with the
+/// per-viewer figures (plain adds, no atomics), for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivery {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Packets viewers did not get because they fell behind.
+    pub skipped: u64,
+}
+
+impl Delivery {
+    /// What was added since `earlier` (a snapshot of the same hub).
+    pub fn since(&self, earlier: &Delivery) -> Delivery {
+        Delivery {
+            packets: self.packets.saturating_sub(earlier.packets),
+            bytes: self.bytes.saturating_sub(earlier.bytes),
+            skipped: self.skipped.saturating_sub(earlier.skipped),
+        }
+    }
+}
+
 struct Subscriber<S> {
     id: SubscriberId,
     sink: S,
@@ -100,6 +121,7 @@ pub struct HubCore<S> {
     last_rtp: Vec<Option<Packet>>,
     subs: Vec<Subscriber<S>>,
     next_id: SubscriberId,
+    delivery: Delivery,
 }
 
 impl<S> HubCore<S> {
@@ -116,7 +138,13 @@ impl<S> HubCore<S> {
             last_rtp: vec![None; tracks.min(64)],
             subs: Vec::new(),
             next_id: 1,
+            delivery: Delivery::default(),
         }
+    }
+
+    /// Totals over every viewer this hub has had.
+    pub fn delivery(&self) -> Delivery {
+        self.delivery
     }
 
     pub fn subscriber_count(&self) -> usize {
@@ -186,6 +214,9 @@ impl<S> HubCore<S> {
             }
         }
         starts.sort_by_key(|s| s.track);
+        // A new viewer's counters are its start burst.
+        self.delivery.packets += sub.stats.delivered;
+        self.delivery.bytes += sub.stats.delivered_bytes;
         self.subs.push(sub);
         (id, starts)
     }
@@ -256,6 +287,7 @@ impl<S> HubCore<S> {
         }
         let bit = if pkt.track < 64 { 1u64 << pkt.track } else { 0 };
         let video_bit = self.video_track.map_or(0, |v| 1u64 << v);
+        let (mut delivered, mut skipped) = (0u64, 0u64);
         for sub in &mut self.subs {
             if sub.tracks & bit == 0 {
                 continue;
@@ -265,19 +297,25 @@ impl<S> HubCore<S> {
                     sub.waiting_keyframe = false;
                 } else {
                     sub.stats.skipped += 1;
+                    skipped += 1;
                     continue;
                 }
             }
             if deliver(&mut sub.sink, &pkt) {
                 sub.stats.delivered += 1;
                 sub.stats.delivered_bytes += pkt.data.len() as u64;
+                delivered += 1;
             } else {
                 sub.stats.skipped += 1;
+                skipped += 1;
                 sub.stats.lag_events += 1;
                 // Without video there is no better resume point than the next packet.
                 sub.waiting_keyframe = sub.tracks & video_bit != 0;
             }
         }
+        self.delivery.packets += delivered;
+        self.delivery.bytes += delivered * pkt.data.len() as u64;
+        self.delivery.skipped += skipped;
     }
 
     fn clear_ring(&mut self) {
@@ -429,6 +467,15 @@ mod tests {
         assert_eq!(s.got, vec![(0, 0), (0, 1), (0, 2), (0, 11), (0, 12)]);
         assert_eq!(sst.lag_events, 2);
         assert_eq!(sst.skipped, 8);
+        // The hub's totals are the sum over its viewers, kept after they leave.
+        assert_eq!(
+            hub.delivery(),
+            Delivery {
+                packets: 13 + 5,
+                bytes: 18 * 100,
+                skipped: 8,
+            }
+        );
     }
 
     #[test]

@@ -23,9 +23,10 @@ use mediagate_udp::BatchSender;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::hub::{HubCore, Packet, PacketKind, SubscriberId};
+use crate::hub::{Delivery, HubCore, Packet, PacketKind, SubscriberId};
 use crate::hub_life::HubLife;
 use crate::hub_registry::{Cmd, HubError, HubSettings, HubStats, Hubs, JoinResult};
+use crate::metrics::StreamCounters;
 use crate::ports::SocketPair;
 use crate::sink::{TrackDest, ViewerSink};
 use crate::upstream::{Described, UpstreamTarget};
@@ -96,6 +97,10 @@ pub(crate) struct HubTask {
     upstream: Option<Upstream>,
     stats: HubStats,
     rtcp: Arc<RtcpCounters>,
+    /// This stream's metrics, added to once per batch (see [`HubTask::publish`]).
+    counters: Arc<StreamCounters>,
+    /// The core's delivery totals as last added to `counters`.
+    published: Delivery,
 }
 
 /// The running supervisor: its events, its task, and the switch that stops it politely.
@@ -115,6 +120,7 @@ impl HubTask {
     ) -> Self {
         let settings = hubs.settings();
         let life = HubLife::new(settings.linger, settings.give_up);
+        let counters = hubs.edge_stats().stream(&target.url);
         Self {
             hubs,
             settings,
@@ -135,6 +141,8 @@ impl HubTask {
             upstream: None,
             stats: HubStats::default(),
             rtcp: Arc::default(),
+            counters,
+            published: Delivery::default(),
         }
     }
 
@@ -262,9 +270,15 @@ impl HubTask {
                 tracks,
                 reply,
             } => {
-                let deadline = Instant::now() + self.settings().join_wait;
+                let now = Instant::now();
+                let deadline = now + self.settings().join_wait;
+                let mut sink = sink;
+                // The PLAY that sent this join arrived a moment ago.
+                let ttfk = self.hubs.edge_stats().first_keyframe().clone();
+                sink.time_first_keyframe(now.into_std(), ttfk);
                 self.pending_joins.push((sink, tracks, reply, deadline));
                 self.flush_pending_joins(false).await;
+                self.publish();
             }
             Cmd::Release(id) => self.release(id).await,
             Cmd::Leave(id, done) => {
@@ -366,6 +380,9 @@ impl HubTask {
             None => self.upstream = None,
             Some(UpEvent::Ready(d)) => {
                 self.stats.upstream_sessions += 1;
+                if self.stats.upstream_sessions > 1 {
+                    StreamCounters::add(&self.counters.origin_reconnects, 1);
+                }
                 if let Some(lost) = self.life.lost_for(Instant::now().into_std()) {
                     tracing::info!(origin = %self.target.url, after = ?lost, viewers = self.viewer_count(), "origin back; viewers continue");
                 }
@@ -382,6 +399,7 @@ impl HubTask {
                 }
             }
             Some(UpEvent::Failed(e)) => {
+                StreamCounters::add(&self.counters.upstream_failures, 1);
                 let err = HubError::from(&e);
                 self.upstream = None;
                 if self.described.is_none() {
@@ -394,6 +412,7 @@ impl HubTask {
             }
             Some(UpEvent::Lost(_e)) => {
                 // The supervisor logged why; it reconnects on its own.
+                StreamCounters::add(&self.counters.upstream_failures, 1);
                 self.life.upstream_lost(Instant::now().into_std());
                 for r in &mut self.rewriters {
                     r.upstream_restarted();
@@ -423,6 +442,7 @@ impl HubTask {
             d.video_track(),
             self.settings().ring,
         ));
+        self.published = Delivery::default();
         for w in self.describe_waiters.drain(..) {
             let _ = w.send(Ok(d.clone()));
         }
@@ -440,11 +460,14 @@ impl HubTask {
         let mut group_dests: Vec<SocketAddr> = Vec::new();
         let mut group_key: Option<(usize, PacketKind)> = None;
         let mut dests: Vec<SocketAddr> = Vec::new();
+        let (mut packets_in, mut bytes_in) = (0u64, 0u64);
         for f in frames {
             let Some(&(track, kind)) = self.channels.get(&f.channel()) else {
                 continue;
             };
             self.stats.packets_in += 1;
+            packets_in += 1;
+            bytes_in += f.payload().len() as u64;
             let mut data = BytesMut::from(&f.payload()[..]);
             let (keyframe_start, seq, ts) = match kind {
                 PacketKind::Rtp => {
@@ -492,6 +515,21 @@ impl HubTask {
             self.send_udp(&group, t, k, &group_dests).await;
         }
         self.flush_pending_joins(false).await;
+        StreamCounters::add(&self.counters.received_packets, packets_in);
+        StreamCounters::add(&self.counters.received_bytes, bytes_in);
+        self.publish();
+    }
+
+    /// Adds what the core delivered since the last call to the stream's metrics: once
+    /// per batch, so the per-packet fan-out stays free of atomics.
+    fn publish(&mut self) {
+        let Some(core) = &self.core else { return };
+        let now = core.delivery();
+        let d = now.since(&self.published);
+        self.published = now;
+        StreamCounters::add(&self.counters.delivered_packets, d.packets);
+        StreamCounters::add(&self.counters.delivered_bytes, d.bytes);
+        StreamCounters::add(&self.counters.skipped_packets, d.skipped);
     }
 
     async fn send_udp(
@@ -587,6 +625,7 @@ impl HubTask {
     }
 
     fn disconnect_all(&mut self) {
+        self.publish();
         if let Some(core) = &mut self.core {
             for (sink, st) in core.drain() {
                 self.stats.viewer_skipped += st.skipped;

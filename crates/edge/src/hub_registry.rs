@@ -9,7 +9,7 @@
 //! What it does not: run streams. The actor owns the upstream session and the viewers.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use mediagate_rtsp::StatusCode;
@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::hub::{RingLimits, SubscriberId, TrackStart};
 use crate::hub_actor::HubTask;
+use crate::metrics::EdgeStats;
 use crate::ports::PortAllocator;
 use crate::rtsp_client::ClientError;
 use crate::settings::Current;
@@ -207,6 +208,16 @@ struct HubsInner {
     /// What hubs started from now on run with; a running hub keeps its own copy.
     settings: Current<HubSettings>,
     ports: Arc<PortAllocator>,
+    stats: Arc<EdgeStats>,
+}
+
+/// A [`Hubs`] that does not keep the edge alive (the metrics collector holds one).
+pub(crate) struct WeakHubs(Weak<HubsInner>);
+
+impl WeakHubs {
+    pub fn upgrade(&self) -> Option<Hubs> {
+        self.0.upgrade().map(|inner| Hubs { inner })
+    }
 }
 
 impl std::fmt::Debug for Hubs {
@@ -223,6 +234,7 @@ impl Hubs {
                 next_gen: Mutex::new(0),
                 settings: Current::new(settings),
                 ports,
+                stats: Arc::default(),
             }),
         }
     }
@@ -230,6 +242,15 @@ impl Hubs {
     /// The server port allocator (on-demand sessions bind their own pairs from it).
     pub fn ports(&self) -> Arc<PortAllocator> {
         self.inner.ports.clone()
+    }
+
+    /// The edge's counters (metrics).
+    pub(crate) fn edge_stats(&self) -> &Arc<EdgeStats> {
+        &self.inner.stats
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakHubs {
+        WeakHubs(Arc::downgrade(&self.inner))
     }
 
     /// Number of running hubs.

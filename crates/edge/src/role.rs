@@ -47,6 +47,7 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
             }
             None => Edge::new(&config.edge, ctx.node_name),
         };
+        edge.publish_metrics(ctx.metrics);
         let listen: Vec<SocketAddr> = config
             .edge
             .listen

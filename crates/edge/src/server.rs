@@ -129,6 +129,13 @@ impl Edge {
         self.ctx.hubs.len()
     }
 
+    /// Publishes the edge's metrics into `metrics` as `mediagate_edge_...`, read when
+    /// scraped (see the `metrics` module for names and label bounds).
+    pub fn publish_metrics(&self, metrics: &mediagate_ops::metrics::Metrics) {
+        let collector = crate::metrics::EdgeCollector::new(self.ctx.hubs.downgrade());
+        metrics.register("edge", |r| r.collect(collector));
+    }
+
     /// Counters of every live stream (one entry per running hub).
     pub async fn stream_stats(&self) -> Vec<crate::hub_registry::HubStats> {
         self.ctx.hubs.stats().await

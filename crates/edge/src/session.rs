@@ -397,10 +397,13 @@ impl<S> ViewerSessions<S> {
         Step::Play { session: id }
     }
 
-    fn end(&mut self, id: &str, reason: EndReason, now: Now) -> Option<Ended<S>> {
-        let s = self.sessions.remove(id)?;
-        let transport = if s
-            .dests
+    /// How session `id` receives its media, as its tracks are set up now.
+    pub fn transport(&self, id: &str) -> Option<ViewerTransport> {
+        self.sessions.get(id).map(|s| self.transport_of(&s.dests))
+    }
+
+    fn transport_of(&self, dests: &[Option<TrackDest>]) -> ViewerTransport {
+        if dests
             .iter()
             .flatten()
             .any(|d| matches!(d, TrackDest::Udp { .. }))
@@ -410,7 +413,12 @@ impl<S> ViewerSessions<S> {
             ViewerTransport::HttpTunnel
         } else {
             ViewerTransport::Tcp
-        };
+        }
+    }
+
+    fn end(&mut self, id: &str, reason: EndReason, now: Now) -> Option<Ended<S>> {
+        let s = self.sessions.remove(id)?;
+        let transport = self.transport_of(&s.dests);
         Some(Ended {
             source: s.source,
             record: EndedSession {

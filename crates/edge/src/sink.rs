@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use mediagate_ops::metrics::Histogram;
+
 use crate::conn_out::ConnOut;
 use crate::hub::{Packet, PacketKind, SubscriberStats};
 
@@ -74,6 +76,9 @@ pub struct ViewerSink {
     /// The viewer session's counters; the hub adds to them when the viewer leaves.
     pub tally: Arc<Tally>,
     held: Option<Vec<Packet>>,
+    /// Since when, and where to record, the wait for this viewer's first keyframe;
+    /// taken when it is delivered.
+    first_keyframe: Option<(std::time::Instant, Histogram)>,
 }
 
 impl ViewerSink {
@@ -84,6 +89,23 @@ impl ViewerSink {
             dests,
             tally,
             held: Some(Vec::new()),
+            first_keyframe: None,
+        }
+    }
+
+    /// Records in `histogram` the time from `since` to the first keyframe packet this
+    /// sink delivers.
+    pub fn time_first_keyframe(&mut self, since: std::time::Instant, histogram: Histogram) {
+        self.first_keyframe = Some((since, histogram));
+    }
+
+    /// Called for every packet delivered; one branch on a flag for all but the first
+    /// keyframe.
+    fn delivered(&mut self, p: &Packet) {
+        if p.keyframe_start {
+            if let Some((since, h)) = self.first_keyframe.take() {
+                h.observe(since.elapsed().as_secs_f64());
+            }
         }
     }
 
@@ -97,7 +119,11 @@ impl ViewerSink {
             held.push(p.clone());
             return true;
         }
-        self.deliver(p, udp_out)
+        let taken = self.deliver(p, udp_out);
+        if taken {
+            self.delivered(p);
+        }
+        taken
     }
 
     fn deliver(&self, p: &Packet, udp_out: &mut Vec<SocketAddr>) -> bool {
@@ -131,6 +157,7 @@ impl ViewerSink {
             if !self.deliver(&p, &mut scratch) {
                 return (udp, false);
             }
+            self.delivered(&p);
             if let Some(d) = scratch.first() {
                 udp.push((p, *d));
             }

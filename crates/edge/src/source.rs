@@ -17,9 +17,10 @@ use mediagate_rtsp::{Headers, Response, StatusCode, Version};
 use crate::conn_out::ConnOut;
 use crate::hub::SubscriberId;
 use crate::hub_registry::{HubError, Hubs, Lease};
+use crate::metrics::{EdgeStats, ViewerGauge};
 use crate::routing::Router;
 use crate::rtsp_client::ClientError;
-use crate::session::error;
+use crate::session::{error, ViewerTransport};
 use crate::sink::{Counts, Tally, TrackDest, ViewerSink};
 use crate::tracker::Tracker;
 use crate::upstream::Described;
@@ -56,6 +57,8 @@ pub(crate) struct Source {
     kind: SourceKind,
     /// The hub subscription while playing (live streams).
     subscribed: Option<SubscriberId>,
+    /// This session in the edge's `viewers` gauge, released with the source.
+    viewer_gauge: Option<ViewerGauge>,
 }
 
 /// A successful PLAY: the response, and (live) the subscriber whose held packets the
@@ -78,6 +81,14 @@ impl Source {
             tally: Arc::default(),
             kind,
             subscribed: None,
+            viewer_gauge: None,
+        }
+    }
+
+    /// Counts the session as a viewer on `transport` until the source is dropped.
+    pub fn count_viewer(&mut self, stats: &Arc<EdgeStats>, transport: ViewerTransport) {
+        if self.viewer_gauge.as_ref().map(ViewerGauge::transport) != Some(transport) {
+            self.viewer_gauge = Some(ViewerGauge::new(stats.clone(), transport));
         }
     }
 

@@ -204,6 +204,7 @@ impl ViewerConn {
             let mut rec = ended.record;
             rec.counts = ended.source.stop().await;
             self.ctx.sessions.fetch_sub(1, Ordering::Relaxed);
+            self.ctx.hubs.edge_stats().session_ended(rec.reason);
             tracing::info!(
                 session = %rec.session,
                 viewer = %rec.viewer,
@@ -332,6 +333,7 @@ impl ViewerConn {
             None => {
                 let id = ids::random_hex(8);
                 self.ctx.sessions.fetch_add(1, Ordering::Relaxed);
+                self.ctx.hubs.edge_stats().session_started();
                 let tracks = d.tracks.len();
                 self.core
                     .open(id.clone(), url.clone(), tracks, Source::new(lease, d), now);
@@ -356,6 +358,11 @@ impl ViewerConn {
             Err(r) => return r,
         };
         self.core.set_dest(&id, track, dest);
+        if let Some(t) = self.core.transport(&id) {
+            if let Some(source) = self.core.source_mut(&id) {
+                source.count_viewer(self.ctx.hubs.edge_stats(), t);
+            }
+        }
         let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
         let spec = reply_spec(dest, server_ports);
         r.headers

@@ -5,6 +5,7 @@
 //!   over the record type (relay calls, edge viewer sessions, later the dispatcher's);
 //! * `metrics`: the counters and gauges the roles publish (exposed over HTTP by the
 //!   operations issue);
+//! * `process`: the standard `process_*` metrics, read from `/proc/self` when scraped;
 //! * `signals`: SIGHUP, SIGTERM and SIGINT as one stream of operator requests;
 //! * `role`: what the binary knows of a role (start, stats, reload, drain);
 //! * `systemd`: readiness, stopping, status and watchdog notifications to systemd.
@@ -17,6 +18,7 @@
 
 pub mod log;
 pub mod metrics;
+pub(crate) mod process;
 pub mod role;
 pub mod signals;
 pub mod store;

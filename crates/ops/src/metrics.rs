@@ -10,9 +10,12 @@
 //! (`_seconds`, `_bytes`), counters get `_total` appended by the encoder, and label
 //! sets are bounded (never one value per viewer or call).
 //!
-//! What it does not: serve HTTP (the operations API does), process metrics, or
-//! remove a role's metrics when the role stops (a collector over a stopped role just
-//! reports nothing).
+//! Every registry also carries the standard `process_*` metrics (CPU seconds, resident
+//! memory, descriptors, start time, threads; see [`crate::process`]), unprefixed as
+//! Prometheus' own client libraries name them, so existing dashboards and alerts fit.
+//!
+//! What it does not: serve HTTP (the operations API does), or remove a role's metrics
+//! when the role stops (a collector over a stopped role just reports nothing).
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -59,11 +62,15 @@ fn is_snake(name: &str) -> bool {
 }
 
 impl Metrics {
-    /// An empty registry.
+    /// A registry holding only the process metrics.
     pub fn new() -> Self {
-        Self {
-            registry: Arc::new(Mutex::new(Registry::with_prefix(PREFIX))),
-        }
+        let metrics = Self {
+            registry: Arc::new(Mutex::new(Registry::default())),
+        };
+        metrics
+            .lock()
+            .register_collector(Box::new(CollectorAdapter(crate::process::ProcessMetrics)));
+        metrics
     }
 
     fn lock(&self) -> MutexGuard<'_, Registry> {
@@ -82,7 +89,9 @@ impl Metrics {
         assert!(is_snake(role), "role name {role:?} is not lower snake case");
         let mut registry = self.lock();
         let mut role = RoleMetrics {
-            registry: registry.sub_registry_with_prefix(role),
+            registry: registry
+                .sub_registry_with_prefix(PREFIX)
+                .sub_registry_with_prefix(role),
         };
         f(&mut role)
     }
@@ -95,6 +104,48 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.lock());
         text
     }
+
+    /// The same metrics in the classic Prometheus text format (`text/plain;
+    /// version=0.0.4`), for scrapers and tools that do not ask for OpenMetrics
+    /// (`promtool check metrics`, older agents). A server serves this unless the
+    /// request's `Accept` names `application/openmetrics-text`.
+    pub fn encode_text(&self) -> String {
+        openmetrics_to_text(&self.encode())
+    }
+}
+
+/// Rewrites OpenMetrics text as the classic Prometheus text format (0.0.4): a
+/// counter family's `# HELP` and `# TYPE` carry the `_total` of its samples, and the
+/// OpenMetrics-only lines (`# UNIT`, `# EOF`) are left out. Samples are the same.
+fn openmetrics_to_text(open: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open.len() + 8 * counters.len());
+    for line in open.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((p, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(p);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// One role's part of the registry.
@@ -206,8 +257,41 @@ impl Scrape<'_> {
         gauge.encode(m)
     }
 
+    /// A histogram the role keeps itself (observed where the event happens).
+    pub fn histogram(&mut self, name: &str, help: &str, histogram: &Histogram) -> fmt::Result {
+        check_name(name);
+        let m = self
+            .encoder
+            .encode_descriptor(name, help, None, histogram.metric_type())?;
+        histogram.encode(m)
+    }
+
+    /// A gauge with one label, one sample per `(label value, value)`. The label values
+    /// must come from a bounded set.
+    pub fn gauge_by(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: &[(&str, i64)],
+    ) -> fmt::Result {
+        check_name(name);
+        let mut m = self.encoder.encode_descriptor(
+            name,
+            help,
+            None,
+            ConstGauge::new(0i64).metric_type(),
+        )?;
+        for &(value, n) in values {
+            let labels = [(label, value)];
+            let family = m.encode_family(&labels)?;
+            ConstGauge::new(n).encode(family)?;
+        }
+        Ok(())
+    }
+
     /// A counter with one label, one sample per `(label value, count)`. The label
-    /// values must come from a fixed set.
+    /// values must come from a bounded set.
     pub fn counter_by(
         &mut self,
         name: &str,
@@ -320,10 +404,55 @@ pub(crate) mod tests {
         assert_eq!(types["mediagate_relay_calls_ended"], "counter");
     }
 
+    /// Every kind of metric a role can publish, with the process metrics, as a real
+    /// scraper's parser and linter see it.
+    #[test]
+    fn the_exposition_passes_promtool() {
+        let metrics = Metrics::new();
+        let h = Histogram::new(exponential_buckets(0.001, 2.0, 4));
+        h.observe(0.003);
+        let (viewers, setup) = metrics.register("edge", |r| {
+            (
+                r.gauge("viewers", "Viewers now."),
+                r.histogram("setup_seconds", "Setup time.", [0.1, 1.0]),
+            )
+        });
+        viewers.set(2);
+        setup.observe(0.2);
+        struct Kept(Histogram);
+        impl Collect for Kept {
+            fn collect(&self, s: &mut Scrape<'_>) -> fmt::Result {
+                s.histogram("latency_seconds", "Latency.", &self.0)?;
+                s.gauge_by("peers", "Peers, by kind.", "kind", &[("a", 1), ("b", 0)])
+            }
+        }
+        metrics.register("relay", |r| {
+            r.collect(Fixed);
+            r.collect(Kept(h));
+        });
+        let text = metrics.encode();
+        mediagate_testkit::promtool::check_metrics(&metrics.encode_text());
+        let (samples, _) = parse(&text);
+        assert_eq!(samples["mediagate_relay_latency_seconds_count"], 1.0);
+        assert_eq!(samples["mediagate_relay_peers{kind=\"a\"}"], 1.0);
+        assert!(samples.contains_key("process_cpu_seconds_total"));
+    }
+
     #[test]
     #[should_panic(expected = "the encoder appends _total")]
     fn counter_names_leave_total_to_the_encoder() {
         Metrics::new().register("edge", |r| r.counter("sessions_total", "x"));
+    }
+
+    #[test]
+    fn the_classic_text_names_counter_families_with_their_total() {
+        let open = "# HELP a Things.\n# TYPE a counter\n# UNIT a seconds\na_total 1\n\
+                    # HELP b Now.\n# TYPE b gauge\nb{x=\"y z\"} 2\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text(open),
+            "# HELP a_total Things.\n# TYPE a_total counter\na_total 1\n\
+             # HELP b Now.\n# TYPE b gauge\nb{x=\"y z\"} 2\n"
+        );
     }
 
     #[test]

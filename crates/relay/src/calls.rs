@@ -220,6 +220,8 @@ pub(crate) struct Registry {
     totals: Totals,
     started: Now,
     ended: Vec<Ended>,
+    /// Offer-to-answer time of the last call answered, until the shell takes it.
+    call_setup: Option<Duration>,
 }
 
 fn text_list(items: impl IntoIterator<Item = String>) -> Value {
@@ -245,6 +247,7 @@ impl Registry {
             totals: Totals::default(),
             started: now,
             ended: Vec::new(),
+            call_setup: None,
         }
     }
 
@@ -288,6 +291,12 @@ impl Registry {
     }
 
     /// Finished calls since the last call, oldest first.
+    /// How long the call answered by the last request took from its first offer to
+    /// this first answer (a re-INVITE's answer is not a setup); `None` otherwise.
+    pub(crate) fn take_call_setup(&mut self) -> Option<Duration> {
+        self.call_setup.take()
+    }
+
     pub(crate) fn take_ended(&mut self) -> Vec<Ended> {
         std::mem::take(&mut self.ended)
     }
@@ -581,6 +590,9 @@ impl Registry {
         };
         if sdp_rewrite::rewrite(&mut sdp, &outs, rewrite).is_err() {
             return reply::error(reply::REWRITE_FAILED);
+        }
+        if !call.answered {
+            self.call_setup = Some(now.at.saturating_duration_since(call.created.at));
         }
         call.answered = true;
         call.deleting = None;

@@ -174,6 +174,34 @@ fn established() -> (Registry, FakeEnv, SharedMedia, Now) {
 }
 
 #[test]
+fn a_first_answer_reports_the_call_setup_time_and_a_reanswer_does_not() {
+    let now = t0();
+    let mut reg = Registry::new(RelayOptions::default(), now);
+    let mut env = FakeEnv::new(100);
+    reg.handle(&offer("c1", "tagA", CALLER_SDP, &[]), now, &mut env);
+    assert_eq!(reg.take_call_setup(), None, "an offer sets nothing up");
+    // A re-offer before the answer does not restart the clock.
+    let later = now.plus(Duration::from_millis(100));
+    reg.handle(&offer("c1", "tagA", CALLER_SDP, &[]), later, &mut env);
+    let answered = now.plus(Duration::from_millis(250));
+    let r = reg.handle(
+        &answer("c1", "tagA", "tagB", CALLEE_SDP, &[]),
+        answered,
+        &mut env,
+    );
+    assert_eq!(reply::result_of(&r), Some("ok"));
+    assert_eq!(reg.take_call_setup(), Some(Duration::from_millis(250)));
+    assert_eq!(reg.take_call_setup(), None, "taken once");
+    let again = now.plus(Duration::from_secs(30));
+    reg.handle(
+        &answer("c1", "tagA", "tagB", CALLEE_SDP, &[]),
+        again,
+        &mut env,
+    );
+    assert_eq!(reg.take_call_setup(), None, "a re-INVITE's answer");
+}
+
+#[test]
 fn offer_and_answer_rewrite_to_the_facing_legs() {
     let now = t0();
     let mut reg = Registry::new(RelayOptions::default(), now);

@@ -477,6 +477,19 @@ async fn media_both_ways(io: ForwardIo, slot: u16, name: &str) {
         0.0
     );
     assert_eq!(sample("mediagate_relay_draining"), 0.0);
+    assert_eq!(types["mediagate_relay_call_setup_seconds"], "histogram");
+    assert_eq!(sample("mediagate_relay_call_setup_seconds_count"), 1.0);
+    let setup = sample("mediagate_relay_call_setup_seconds_sum");
+    assert!(setup > 0.0 && setup < 5.0, "offer to answer took {setup} s");
+    // The first forwarding round of each thread is timed, whichever loop runs.
+    let timed = sample("mediagate_relay_forwarding_latency_seconds_count");
+    assert!(timed >= 1.0, "{timed} rounds timed");
+    let in_thread = sample("mediagate_relay_forwarding_latency_seconds_sum") / timed;
+    assert!(
+        in_thread > 0.0 && in_thread < 0.5,
+        "{in_thread} s per timed round"
+    );
+    mediagate_testkit::promtool::check_metrics(&metrics.encode_text());
 
     drop(relay);
     // A stopped relay reports nothing; the registry still encodes.

@@ -9,6 +9,7 @@
 //! * [`Tap`]: a transparent TCP tap recording both directions with timestamps.
 //! * [`postgres::PostgresServer`]: a throwaway PostgreSQL server (Debian's
 //!   `postgresql`) that can be stopped and started again to simulate an outage.
+//! * [`promtool::check_metrics`]: Prometheus' `promtool` on a metrics exposition.
 //! * [`ports`]: free loopback TCP/UDP ports and RTP/RTCP pairs.
 //! * [`process::Peer`]: the child-process wrapper under all of them: own process group,
 //!   parent-death signal, killed on drop, last output lines kept for failure messages.
@@ -38,6 +39,7 @@ mod origin;
 pub mod ports;
 pub mod postgres;
 pub mod process;
+pub mod promtool;
 mod tap;
 mod transport;
 

@@ -66,7 +66,11 @@ pub(super) fn process(
     let framed = framing::frame_reply(cookie, encoding, &reply);
     control.cookies.insert(cookie, framed.clone(), now.at);
     let ended = control.registry.take_ended();
+    let setup = control.registry.take_call_setup();
     drop(control);
+    if let Some(d) = setup {
+        state.call_setup.observe(d.as_secs_f64());
+    }
     state.finish(ended);
     framed
 }

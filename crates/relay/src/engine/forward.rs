@@ -14,6 +14,17 @@
 //! Both may linger after a wake-up that found little work (`forward_coalesce`) so the
 //! next one finds more: less CPU per packet for that much more latency.
 //!
+//! Latency, sampled: one forwarding round in [`LATENCY_SAMPLE_EVERY`] per thread (the
+//! first one included) records how long its datagrams stayed in the thread, from the
+//! moment it held the received batch to the moment their forwards were handed to the
+//! kernel (epoll: `sendto` returned; io_uring: the sends are in the submission ring,
+//! submitted by the `io_uring_enter` that starts the next round). The kernel's receive
+//! timestamp (`SO_TIMESTAMPNS`, which `mediagate_udp` reads for the load generator) is
+//! not used: the io_uring multishot receive hands datagrams out without control
+//! messages, and in the epoll loop it would cost a control message per datagram. So the
+//! time a datagram waits in its socket's receive queue before the thread wakes is not
+//! in the figure.
+//!
 //! What it does not: bind or choose ports ([`super::sockets`]) or decide anything about
 //! packets (the sans-IO media and latch modules do).
 
@@ -27,6 +38,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mediagate_config::ThreadScheduling;
+use mediagate_ops::metrics::{exponential_buckets, Histogram};
 use mediagate_udp::{
     connected_twin, set_thread_scheduling, Events, Policy, Poller, RecvBatch, RingEvent,
     RingOptions, RingSlot, UdpRing, RING_MAX_TOKEN,
@@ -70,8 +82,11 @@ pub enum ForwardIo {
     Epoll,
 }
 
+/// One forwarding round in this many, per thread, is timed for the latency histogram.
+pub(super) const LATENCY_SAMPLE_EVERY: u32 = 64;
+
 /// Relay-wide forwarding counters, updated without locks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct ForwardStats {
     /// Datagrams forwarded.
     pub forwarded: AtomicU64,
@@ -79,6 +94,36 @@ pub(super) struct ForwardStats {
     pub send_errors: AtomicU64,
     /// Datagrams longer than [`MAX_DATAGRAM`], dropped.
     pub oversized: AtomicU64,
+    /// Sampled time in the forwarding thread, seconds (see the module docs).
+    pub latency: Histogram,
+}
+
+impl Default for ForwardStats {
+    fn default() -> Self {
+        Self {
+            forwarded: AtomicU64::new(0),
+            send_errors: AtomicU64::new(0),
+            oversized: AtomicU64::new(0),
+            // 1 µs to ~16 ms.
+            latency: Histogram::new(exponential_buckets(1e-6, 2.0, 15)),
+        }
+    }
+}
+
+/// Picks the rounds a thread times: the first that forwards, then every
+/// [`LATENCY_SAMPLE_EVERY`]th.
+#[derive(Debug, Default)]
+struct LatencySampler {
+    rounds: u32,
+}
+
+impl LatencySampler {
+    /// Call once per round that forwarded something.
+    fn due(&mut self) -> bool {
+        let due = self.rounds == 0;
+        self.rounds = (self.rounds + 1) % LATENCY_SAMPLE_EVERY;
+        due
+    }
 }
 
 /// Descriptors the forwarding threads may spend on connected twins: what the open-file
@@ -565,6 +610,7 @@ fn run_ring(mut ring: UdpRing, wake_rx: &UdpSocket, s: &mut Streams, coalesce: D
     let mut rearm: Vec<u64> = Vec::new();
     let mut want_twin = Vec::new();
     let mut retire: Vec<u64> = Vec::new();
+    let mut sampler = LatencySampler::default();
     loop {
         if ring.wait(IDLE_WAIT, COALESCE_BELOW, coalesce).is_err() {
             std::thread::sleep(Duration::from_millis(10));
@@ -611,6 +657,9 @@ fn run_ring(mut ring: UdpRing, wake_rx: &UdpSocket, s: &mut Streams, coalesce: D
         });
         match drained {
             Ok(d) => {
+                if d.sent > 0 && sampler.due() {
+                    s.stats.latency.observe(now.elapsed().as_secs_f64());
+                }
                 s.stats.forwarded.fetch_add(d.sent, Ordering::Relaxed);
                 if d.send_errors > 0 {
                     s.stats
@@ -672,6 +721,7 @@ fn run_epoll(poller: &Poller, wake_rx: &UdpSocket, s: &mut Streams, coalesce: Du
     let mut forwards: Vec<(usize, Forward)> = Vec::with_capacity(BATCH);
     let mut tokens: Vec<u64> = Vec::with_capacity(1024);
     let mut sink = [0u8; 64];
+    let mut sampler = LatencySampler::default();
     loop {
         if poller.wait(&mut events, IDLE_WAIT).is_err() {
             std::thread::sleep(Duration::from_millis(10));
@@ -684,7 +734,7 @@ fn run_epoll(poller: &Poller, wake_rx: &UdpSocket, s: &mut Streams, coalesce: Du
                 while wake_rx.recv(&mut sink).is_ok() {}
                 continue;
             }
-            serve_epoll(s, t, &mut batch, &mut forwards);
+            serve_epoll(s, t, &mut batch, &mut forwards, &mut sampler);
         }
         // Closing a socket takes it out of the epoll set; nothing else to undo.
         let running = s.apply(|watch| {
@@ -703,7 +753,13 @@ fn run_epoll(poller: &Poller, wake_rx: &UdpSocket, s: &mut Streams, coalesce: Du
 }
 
 /// Reads and forwards what is queued on the socket `t` names (epoll loop).
-fn serve_epoll(s: &Streams, t: u64, batch: &mut RecvBatch, forwards: &mut Vec<(usize, Forward)>) {
+fn serve_epoll(
+    s: &Streams,
+    t: u64,
+    batch: &mut RecvBatch,
+    forwards: &mut Vec<(usize, Forward)>,
+    sampler: &mut LatencySampler,
+) {
     let (id, side, c) = split(t);
     let Some(stream) = s.streams.get(&id) else {
         return;
@@ -748,6 +804,9 @@ fn serve_epoll(s: &Streams, t: u64, batch: &mut RecvBatch, forwards: &mut Vec<(u
                 failed += 1;
             }
         }
+        if sent > 0 && sampler.due() {
+            s.stats.latency.observe(now.elapsed().as_secs_f64());
+        }
         s.stats.forwarded.fetch_add(sent, Ordering::Relaxed);
         if failed > 0 {
             s.stats.send_errors.fetch_add(failed, Ordering::Relaxed);
@@ -761,6 +820,17 @@ fn serve_epoll(s: &Streams, t: u64, batch: &mut RecvBatch, forwards: &mut Vec<(u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_forwarding_round_and_then_every_nth_is_timed() {
+        let mut s = LatencySampler::default();
+        let due: Vec<u32> = (0..LATENCY_SAMPLE_EVERY * 3).filter(|_| s.due()).collect();
+        assert_eq!(
+            due,
+            [0, LATENCY_SAMPLE_EVERY, 2 * LATENCY_SAMPLE_EVERY],
+            "one in {LATENCY_SAMPLE_EVERY}, starting with the first"
+        );
+    }
 
     #[test]
     fn twins_get_what_the_file_limit_leaves_after_every_port() {

@@ -3,8 +3,10 @@
 //!
 //! What it does: on each scrape, copies the call registry's totals and gauges under
 //! the control lock (the `ng` path's lock, held for a copy) and reads the forwarding
-//! threads' atomic counters. What it does not: count anything itself, or touch the
-//! forwarding path; per-call series (the label set would grow with the calls).
+//! threads' atomic counters and the two histograms: call setup time (observed by the
+//! `ng` path on a call's first answer) and forwarding latency (sampled by the
+//! forwarding threads, see `forward`). What it does not: count per packet on the
+//! forwarding path, or per-call series (the label set would grow with the calls).
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -139,6 +141,16 @@ impl Collect for RelayMetrics {
             "oversized_dropped_packets",
             "Datagrams dropped for being longer than the relay forwards.",
             fwd.oversized.load(Ordering::Relaxed),
+        )?;
+        s.histogram(
+            "call_setup_seconds",
+            "Time from a call's first offer to its first answer.",
+            &state.call_setup,
+        )?;
+        s.histogram(
+            "forwarding_latency_seconds",
+            "Sampled time datagrams spend in a forwarding thread, from the received batch in hand to the send handed to the kernel (receive-queue wait not included).",
+            &fwd.latency,
         )
     }
 }

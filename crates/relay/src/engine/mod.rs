@@ -178,6 +178,8 @@ pub(crate) struct State {
     notify: Mutex<Option<NotifyTarget>>,
     shutdown: watch::Sender<bool>,
     forward_stats: Arc<forward::ForwardStats>,
+    /// Offer-to-first-answer times, seconds.
+    call_setup: mediagate_ops::metrics::Histogram,
 }
 
 fn lock_any<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -337,6 +339,10 @@ impl Relay {
             notify: Mutex::new(notify),
             shutdown,
             forward_stats,
+            // 1 ms to ~65 s: a SIP call's answer waits for a person to pick up.
+            call_setup: mediagate_ops::metrics::Histogram::new(
+                mediagate_ops::metrics::exponential_buckets(0.001, 2.0, 17),
+            ),
         });
         let ng_udp = udp
             .iter()

@@ -1,0 +1,346 @@
+//! The edge's metrics (`mediagate_edge_...`): viewers, sessions, live streams, what
+//! each stream received from its origin and delivered to its viewers, viewer loss,
+//! origin reconnects and failures, and the time to first keyframe.
+//!
+//! What it does: keeps the counters that change per session or per origin event
+//! ([`EdgeStats`], plain atomics touched a few times per session), and per stream a
+//! [`StreamCounters`] that the hub actor adds to once per batch of upstream frames from
+//! the totals its fan-out core keeps anyway, so the per-packet path gains no atomic.
+//! [`EdgeCollector`] reads all of it when the registry is scraped.
+//!
+//! Cardinality: the `stream` label is the origin URL without credentials or query
+//! (bounded by the routes, or in forward mode by the URLs viewers ask for). At most
+//! [`MAX_STREAM_LABELS`] distinct streams get their own series; later ones are folded
+//! into `stream="other"`. A stream's series stays once created, so its counters never
+//! go backwards when its hub retires and a new one starts. Nothing is labelled by
+//! viewer or session.
+//!
+//! What it does not: count on-demand passthrough sessions' media per stream (they
+//! bypass the hub; their totals are in each ended session's record), or measure the
+//! first keyframe of audio-only streams (there is none).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use mediagate_config::RtspUrl;
+use mediagate_ops::metrics::{exponential_buckets, Collect, Histogram, Scrape};
+
+use crate::hub_registry::WeakHubs;
+use crate::session::{EndReason, ViewerTransport};
+
+/// Streams with series of their own; the rest share `stream="other"`.
+pub(crate) const MAX_STREAM_LABELS: usize = 1000;
+
+/// The label of the streams beyond [`MAX_STREAM_LABELS`].
+const OTHER: &str = "other";
+
+const TRANSPORTS: [ViewerTransport; 3] = [
+    ViewerTransport::Udp,
+    ViewerTransport::Tcp,
+    ViewerTransport::HttpTunnel,
+];
+
+const REASONS: [EndReason; 4] = [
+    EndReason::Teardown,
+    EndReason::Timeout,
+    EndReason::ConnectionClosed,
+    EndReason::Drain,
+];
+
+fn transport_index(t: ViewerTransport) -> usize {
+    match t {
+        ViewerTransport::Udp => 0,
+        ViewerTransport::Tcp => 1,
+        ViewerTransport::HttpTunnel => 2,
+    }
+}
+
+fn reason_index(r: EndReason) -> usize {
+    match r {
+        EndReason::Teardown => 0,
+        EndReason::Timeout => 1,
+        EndReason::ConnectionClosed => 2,
+        EndReason::Drain => 3,
+    }
+}
+
+/// What one stream (one `stream` label) received and delivered, summed over every
+/// hub that served it.
+#[derive(Debug, Default)]
+pub(crate) struct StreamCounters {
+    pub received_packets: AtomicU64,
+    pub received_bytes: AtomicU64,
+    pub delivered_packets: AtomicU64,
+    pub delivered_bytes: AtomicU64,
+    /// Packets viewers did not get because they fell behind.
+    pub skipped_packets: AtomicU64,
+    /// Origin sessions reopened after a loss.
+    pub origin_reconnects: AtomicU64,
+    /// Origin sessions that failed to open or broke.
+    pub upstream_failures: AtomicU64,
+}
+
+impl StreamCounters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The edge's counters, shared by its connections and hubs.
+#[derive(Debug)]
+pub(crate) struct EdgeStats {
+    viewers: [AtomicI64; 3],
+    sessions_started: AtomicU64,
+    sessions_ended: [AtomicU64; 4],
+    streams: Mutex<BTreeMap<String, Arc<StreamCounters>>>,
+    first_keyframe: Histogram,
+}
+
+impl Default for EdgeStats {
+    fn default() -> Self {
+        Self {
+            viewers: Default::default(),
+            sessions_started: AtomicU64::new(0),
+            sessions_ended: Default::default(),
+            streams: Mutex::default(),
+            // 5 ms to ~10 s: a keyframe already in the ring is a few ms; a GOP-long
+            // wait is seconds.
+            first_keyframe: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
+        }
+    }
+}
+
+/// The label of a stream: its URL without credentials (the URL handed to hubs has
+/// none; this is belt and braces) and without its query, which may carry per-viewer
+/// tokens.
+fn stream_label(url: &RtspUrl) -> String {
+    let text = url.without_credentials().to_string();
+    match text.split_once('?') {
+        Some((before, _)) => before.to_owned(),
+        None => text,
+    }
+}
+
+impl EdgeStats {
+    pub fn session_started(&self) {
+        self.sessions_started.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn session_ended(&self, reason: EndReason) {
+        self.sessions_ended[reason_index(reason)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The histogram of PLAY-to-first-keyframe times.
+    pub fn first_keyframe(&self) -> &Histogram {
+        &self.first_keyframe
+    }
+
+    /// The counters of the stream at `url` (or of `other`, past the label cap).
+    pub fn stream(&self, url: &RtspUrl) -> Arc<StreamCounters> {
+        self.stream_by_label(stream_label(url))
+    }
+
+    fn stream_by_label(&self, label: String) -> Arc<StreamCounters> {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = streams.get(&label) {
+            return c.clone();
+        }
+        let label = if streams.len() < MAX_STREAM_LABELS {
+            label
+        } else {
+            OTHER.to_owned()
+        };
+        streams.entry(label).or_default().clone()
+    }
+}
+
+/// One viewer session in the `viewers` gauge under its transport, for as long as this
+/// lives (the session's source holds it; a SETUP that changes the transport swaps it).
+#[derive(Debug)]
+pub(crate) struct ViewerGauge {
+    stats: Arc<EdgeStats>,
+    transport: ViewerTransport,
+}
+
+impl ViewerGauge {
+    pub fn new(stats: Arc<EdgeStats>, transport: ViewerTransport) -> Self {
+        stats.viewers[transport_index(transport)].fetch_add(1, Ordering::Relaxed);
+        Self { stats, transport }
+    }
+
+    pub fn transport(&self) -> ViewerTransport {
+        self.transport
+    }
+}
+
+impl Drop for ViewerGauge {
+    fn drop(&mut self) {
+        self.stats.viewers[transport_index(self.transport)].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Reads a running edge's counters when scraped; reports nothing once it is gone.
+pub(crate) struct EdgeCollector {
+    hubs: WeakHubs,
+}
+
+impl EdgeCollector {
+    pub fn new(hubs: WeakHubs) -> Self {
+        Self { hubs }
+    }
+}
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+impl Collect for EdgeCollector {
+    fn collect(&self, s: &mut Scrape<'_>) -> fmt::Result {
+        let Some(hubs) = self.hubs.upgrade() else {
+            return Ok(());
+        };
+        let stats = hubs.edge_stats();
+        let viewers: Vec<(&str, i64)> = TRANSPORTS
+            .iter()
+            .map(|&t| {
+                let n = stats.viewers[transport_index(t)].load(Ordering::Relaxed);
+                (t.as_str(), n.max(0))
+            })
+            .collect();
+        s.gauge_by(
+            "viewers",
+            "Viewer sessions with media set up, by transport.",
+            "transport",
+            &viewers,
+        )?;
+        s.counter(
+            "sessions_started",
+            "Viewer sessions started (first SETUP).",
+            load(&stats.sessions_started),
+        )?;
+        let ended: Vec<(&str, u64)> = REASONS
+            .iter()
+            .map(|&r| (r.as_str(), load(&stats.sessions_ended[reason_index(r)])))
+            .collect();
+        s.counter_by(
+            "sessions_ended",
+            "Viewer sessions ended, by why.",
+            "reason",
+            &ended,
+        )?;
+        s.gauge(
+            "live_streams",
+            "Streams with a running hub (one origin session each).",
+            i64::try_from(hubs.len()).unwrap_or(i64::MAX),
+        )?;
+        s.histogram(
+            "first_keyframe_seconds",
+            "Time from a viewer's PLAY reaching its stream to the first keyframe packet queued for it.",
+            stats.first_keyframe(),
+        )?;
+        // Copied out so the lock is not held while encoding.
+        let streams: Vec<(String, Arc<StreamCounters>)> = stats
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        type Field = fn(&StreamCounters) -> &AtomicU64;
+        let per_stream: [(&str, &str, Field); 7] = [
+            (
+                "stream_received_packets",
+                "RTP and RTCP packets received from the origin, by stream.",
+                |c| &c.received_packets,
+            ),
+            (
+                "stream_received_bytes",
+                "Bytes of RTP and RTCP received from the origin, by stream.",
+                |c| &c.received_bytes,
+            ),
+            (
+                "stream_delivered_packets",
+                "Packets handed to viewers, by stream.",
+                |c| &c.delivered_packets,
+            ),
+            (
+                "stream_delivered_bytes",
+                "Bytes handed to viewers, by stream.",
+                |c| &c.delivered_bytes,
+            ),
+            (
+                "stream_viewer_skipped_packets",
+                "Packets viewers missed because they fell behind (skipped to a keyframe), by stream.",
+                |c| &c.skipped_packets,
+            ),
+            (
+                "stream_origin_reconnects",
+                "Origin sessions reopened after a loss, by stream.",
+                |c| &c.origin_reconnects,
+            ),
+            (
+                "stream_upstream_failures",
+                "Origin sessions that failed to open or broke, by stream.",
+                |c| &c.upstream_failures,
+            ),
+        ];
+        for (name, help, field) in per_stream {
+            let values: Vec<(&str, u64)> = streams
+                .iter()
+                .map(|(label, c)| (label.as_str(), load(field(c))))
+                .collect();
+            s.counter_by(name, help, "stream", &values)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> RtspUrl {
+        s.parse().expect("a URL")
+    }
+
+    #[test]
+    fn a_stream_label_has_no_credentials_or_query() {
+        assert_eq!(
+            stream_label(&url("rtsp://user:secret@cam.example:8554/live/1?token=abc")),
+            "rtsp://cam.example:8554/live/1"
+        );
+    }
+
+    #[test]
+    fn streams_past_the_cap_share_other_and_labels_stay() {
+        let stats = EdgeStats::default();
+        let first = stats.stream_by_label("s0".into());
+        for i in 1..MAX_STREAM_LABELS {
+            stats.stream_by_label(format!("s{i}"));
+        }
+        let late = stats.stream_by_label("late".into());
+        let later = stats.stream_by_label("later".into());
+        assert!(Arc::ptr_eq(&late, &later), "both folded into other");
+        assert!(Arc::ptr_eq(&first, &stats.stream_by_label("s0".into())));
+        let labels = stats.streams.lock().unwrap();
+        assert_eq!(labels.len(), MAX_STREAM_LABELS + 1);
+        assert!(labels.contains_key(OTHER) && !labels.contains_key("late"));
+    }
+
+    #[test]
+    fn the_viewer_gauge_follows_its_holder() {
+        let stats = Arc::new(EdgeStats::default());
+        let a = ViewerGauge::new(stats.clone(), ViewerTransport::Udp);
+        let b = ViewerGauge::new(stats.clone(), ViewerTransport::Tcp);
+        let n = |t| stats.viewers[transport_index(t)].load(Ordering::Relaxed);
+        assert_eq!((n(ViewerTransport::Udp), n(ViewerTransport::Tcp)), (1, 1));
+        drop(a);
+        assert_eq!(n(ViewerTransport::Udp), 0);
+        drop(b);
+        assert_eq!(n(ViewerTransport::Tcp), 0);
+    }
+}

@@ -89,6 +89,8 @@ pub enum EndReason {
     ConnectionClosed,
     /// The edge is shutting down.
     Drain,
+    /// An operator disconnected the viewer through the admin API.
+    Admin,
 }
 
 impl EndReason {
@@ -98,6 +100,7 @@ impl EndReason {
             EndReason::Timeout => "timeout",
             EndReason::ConnectionClosed => "connection-closed",
             EndReason::Drain => "drain",
+            EndReason::Admin => "admin",
         }
     }
 }
@@ -397,10 +400,15 @@ impl<S> ViewerSessions<S> {
         Step::Play { session: id }
     }
 
-    fn end(&mut self, id: &str, reason: EndReason, now: Now) -> Option<Ended<S>> {
-        let s = self.sessions.remove(id)?;
-        let transport = if s
-            .dests
+    /// How the session's media goes: UDP when any track is set up for UDP, else on
+    /// the connection (a tunnel or plain TCP).
+    pub fn transport(&self, id: &str) -> Option<ViewerTransport> {
+        let s = self.sessions.get(id)?;
+        Some(self.transport_of(s))
+    }
+
+    fn transport_of(&self, s: &Session<S>) -> ViewerTransport {
+        if s.dests
             .iter()
             .flatten()
             .any(|d| matches!(d, TrackDest::Udp { .. }))
@@ -410,7 +418,12 @@ impl<S> ViewerSessions<S> {
             ViewerTransport::HttpTunnel
         } else {
             ViewerTransport::Tcp
-        };
+        }
+    }
+
+    fn end(&mut self, id: &str, reason: EndReason, now: Now) -> Option<Ended<S>> {
+        let s = self.sessions.remove(id)?;
+        let transport = self.transport_of(&s);
         Some(Ended {
             source: s.source,
             record: EndedSession {

@@ -30,7 +30,7 @@ use mediagate_rtsp::parse::Decoder;
 use mediagate_rtsp::{Item, Request, Response, StatusCode, TypedHeader, Version};
 use mediagate_sdp::SessionDescription;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::conn_out::{Backlog, ConnOut, MAX_CONTROL_QUEUED};
@@ -38,11 +38,12 @@ use crate::hub::SubscriberId;
 use crate::hub_registry::{Hubs, Lease};
 use crate::ids;
 use crate::routing::{RouteError, Router};
-use crate::session::{error, EndReason, EndedSession, Now, Step, ViewerSessions};
+use crate::session::{error, EndReason, EndedSession, Now, Step, ViewerSessions, ViewerTransport};
 use crate::sink::TrackDest;
 use crate::source::{hub_error, track_name, OriginRoute, Source};
 use crate::tracker::{until_true, Tracker};
 use crate::upstream::Described;
+use crate::viewers::{LiveViewer, ViewerRegistry};
 
 /// Called once per ended viewer session (accounting and the access log attach here).
 pub type EndedListener = Arc<dyn Fn(&EndedSession) + Send + Sync>;
@@ -64,6 +65,8 @@ pub(crate) struct ViewerContext {
     pub drain: watch::Receiver<bool>,
     /// Connections, writers and on-demand origin sessions still running (drain waits).
     pub tasks: Tracker,
+    /// Running viewer sessions, for the admin API.
+    pub viewers: ViewerRegistry,
 }
 
 impl std::fmt::Debug for ViewerContext {
@@ -86,6 +89,8 @@ pub(crate) struct ViewerConn {
     /// Streams described on this connection, so SETUP need not ask the hub again and
     /// the hub lingers between DESCRIBE and SETUP.
     described: HashMap<String, (Arc<Described>, Lease)>,
+    /// Poked by the admin API to disconnect this viewer.
+    disconnect: Arc<Notify>,
 }
 
 impl ViewerConn {
@@ -107,6 +112,7 @@ impl ViewerConn {
             original_dst,
             core,
             described: HashMap::new(),
+            disconnect: Arc::default(),
         }
     }
 
@@ -183,6 +189,11 @@ impl ViewerConn {
                     self.close(EndReason::Drain).await;
                     return;
                 }
+                () = self.disconnect.notified() => {
+                    tracing::info!(viewer = %self.peer, "viewer disconnected by the admin API");
+                    self.close(EndReason::Admin).await;
+                    return;
+                }
             }
         }
     }
@@ -201,6 +212,7 @@ impl ViewerConn {
             let mut rec = ended.record;
             rec.counts = ended.source.stop().await;
             self.ctx.sessions.fetch_sub(1, Ordering::Relaxed);
+            self.ctx.viewers.remove(&rec.session);
             tracing::info!(
                 session = %rec.session,
                 viewer = %rec.viewer,
@@ -327,8 +339,19 @@ impl ViewerConn {
                 let id = ids::random_hex(8);
                 self.ctx.sessions.fetch_add(1, Ordering::Relaxed);
                 let tracks = d.tracks.len();
-                self.core
-                    .open(id.clone(), url.clone(), tracks, Source::new(lease, d), now);
+                let source = Source::new(lease, d);
+                self.ctx.viewers.add(LiveViewer {
+                    id: id.clone(),
+                    peer: self.peer,
+                    url: url.clone(),
+                    transport: ViewerTransport::Tcp,
+                    user_agent: req.headers.get("User-Agent").map(str::to_owned),
+                    started_unix_ms: now.unix_ms,
+                    started: now.at,
+                    tally: source.tally().clone(),
+                    disconnect: self.disconnect.clone(),
+                });
+                self.core.open(id.clone(), url.clone(), tracks, source, now);
                 tracing::info!(session = %id, viewer = %self.peer, url = %url, "viewer session started");
                 id
             }
@@ -350,6 +373,9 @@ impl ViewerConn {
             Err(r) => return r,
         };
         self.core.set_dest(&id, track, dest);
+        if let Some(transport) = self.core.transport(&id) {
+            self.ctx.viewers.set_transport(&id, transport);
+        }
         let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
         let spec = reply_spec(dest, server_ports);
         r.headers

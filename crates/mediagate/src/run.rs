@@ -1,17 +1,22 @@
-//! Starts the enabled roles and runs until SIGINT or SIGTERM, then drains every role at
-//! once (a second signal cuts the drains short). SIGHUP never ends the process.
+//! Starts the enabled roles and the admin API, and runs until SIGINT or SIGTERM, then
+//! drains every role at once (a second signal cuts the drains short; a role already
+//! drained through the API is not drained twice). SIGHUP never ends the process.
 //!
-//! The binary knows roles only as [`RoleKind`]s in [`ROLES`] and running [`Role`]s; it
-//! owns what they share: the one records writer (opened from `[accounting]` and
-//! `state_dir` when an enabled role keeps records, closed after every role has stopped
-//! so their last records are written), the metrics registry, signals and systemd.
+//! The binary knows roles only as [`RoleKind`]s in [`ROLES`] and running [`Role`]s in a
+//! [`RoleSet`] it shares with the admin API; it owns what they share: the one records
+//! writer (opened from `[accounting]` and `state_dir` when an enabled role keeps
+//! records, closed after every role has stopped so their last records are written), the
+//! metrics registry, signals and systemd.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use mediagate_config::Config;
+use mediagate_config::{AdminToken, Config};
+use mediagate_ops::admin::{Admin, AdminOptions};
 use mediagate_ops::metrics::Metrics;
 use mediagate_ops::role::{DrainCut, Role, RoleContext, RoleKind};
+use mediagate_ops::role_set::RoleSet;
 use mediagate_ops::signals::Signals;
 use mediagate_ops::store::{self, StoreTarget, Table, Writer, WriterOptions};
 use mediagate_ops::systemd::Notifier;
@@ -61,28 +66,47 @@ async fn serve(config: &Config, enabled: &[&RoleKind]) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot start the {}: {e}", kind.name))?;
         roles.push(role);
     }
-    let serving: Vec<String> = roles.iter().map(|r| r.serving()).collect();
+    let (cut_tx, cut) = DrainCut::new();
+    let roles = Arc::new(RoleSet::new(roles, cut));
+    // Reload is not built yet: the API answers 501 until the binary hands it a hook.
+    let admin = Admin::start(
+        admin_options(config)?,
+        Arc::clone(&roles),
+        metrics.clone(),
+        None,
+    )
+    .context("cannot start the admin API")?;
+    // The status names the roles only: the API's address is in the log, and whether
+    // it runs depends on whether its default address was free.
+    let serving: Vec<String> = roles.roles().map(|r| r.serving()).collect();
     systemd.ready(&format!("serving: {}", serving.join("; ")));
 
     signals.next_stop(on_hangup).await;
     systemd.stopping();
-    drain(roles, &mut signals, &systemd).await;
+    drain(&roles, cut_tx, &mut signals, &systemd).await;
+    drop(admin);
     close_records(records).await;
     info!("shutting down");
     Ok(())
 }
 
-/// Drains every role at once; a second SIGTERM/SIGINT cuts every drain short. systemd
-/// is asked to wait for the longest drain, so a `TimeoutStopSec=` shorter than it does
-/// not SIGKILL the process while records are still being written.
-async fn drain(roles: Vec<Box<dyn Role>>, signals: &mut Signals, systemd: &Notifier) {
+/// Drains every role at once (joining a drain the API started); a second SIGTERM/SIGINT
+/// pulls `cut_tx`, which cuts every drain short. systemd is asked to wait for the
+/// longest drain, so a `TimeoutStopSec=` shorter than it does not SIGKILL the process
+/// while records are still being written.
+async fn drain(
+    roles: &RoleSet,
+    cut_tx: tokio::sync::watch::Sender<bool>,
+    signals: &mut Signals,
+    systemd: &Notifier,
+) {
     let longest = roles
-        .iter()
+        .roles()
         .map(|r| r.max_drain())
         .max()
         .unwrap_or_default();
     systemd.extend_timeout(longest + DRAIN_WRAP_UP);
-    for role in &roles {
+    for role in roles.roles() {
         let stats = role.stats();
         info!(
             role = role.name(),
@@ -92,12 +116,12 @@ async fn drain(roles: Vec<Box<dyn Role>>, signals: &mut Signals, systemd: &Notif
             stats.unit
         );
     }
-    let (cut_tx, cut) = DrainCut::new();
     let mut drains = tokio::task::JoinSet::new();
-    for role in roles {
+    for role in roles.roles() {
         let name = role.name();
-        let drain = role.drain(cut.clone());
-        drains.spawn(async move { (name, drain.await) });
+        if let Some(drain) = roles.drain(name) {
+            drains.spawn(async move { (name, drain.await) });
+        }
     }
     loop {
         tokio::select! {
@@ -117,6 +141,32 @@ async fn drain(roles: Vec<Box<dyn Role>>, signals: &mut Signals, systemd: &Notif
             }
         }
     }
+}
+
+/// `[admin]` as the API takes it, with the token file read. A token file that cannot
+/// be read or holds a malformed token stops the start: running without the protection
+/// the operator asked for is worse than not running.
+fn admin_options(config: &Config) -> anyhow::Result<AdminOptions> {
+    let admin = &config.admin;
+    let token = match (&admin.token, &admin.token_file) {
+        (Some(token), _) => Some(token.expose().to_owned()),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file.get()).with_context(|| {
+                format!("cannot read admin.token_file {}", file.get().display())
+            })?;
+            let token: AdminToken = text
+                .trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("admin.token_file {}: {e}", file.get().display()))?;
+            Some(token.expose().to_owned())
+        }
+        (None, None) => None,
+    };
+    Ok(AdminOptions {
+        listen: admin.listen.iter().map(|a| a.get()).collect(),
+        listen_is_default: admin.listen_is_default(),
+        token,
+    })
 }
 
 /// Opens the records writer for the enabled roles that keep records: PostgreSQL when

@@ -1,8 +1,11 @@
 //! The relay as one of the binary's roles: started from `[relay]` with the process's
-//! records writer and metrics registry, drained on SIGTERM (new calls get the failover
-//! reply, running calls may finish within `shutdown_max_wait`, a second signal cuts
-//! them; records are written either way).
+//! records writer and metrics registry, drained on SIGTERM or by the admin API (new
+//! calls get the failover reply, running calls may finish within `shutdown_max_wait`,
+//! a second signal cuts them; records are written either way). Its live picture for
+//! the admin API is `calls`: each call's record so far, from the same registry that
+//! answers `ng` `query`; ending one by API records the reason `admin`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mediagate_config::Config;
@@ -33,7 +36,7 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
         relay.publish_metrics(ctx.metrics);
         report_start(&relay, config);
         let role: Box<dyn Role> = Box::new(RelayRole {
-            relay,
+            relay: Arc::new(relay),
             max_wait: config.relay.shutdown_max_wait.get(),
         });
         Ok(role)
@@ -78,7 +81,7 @@ fn report_start(relay: &Relay, config: &Config) {
 }
 
 struct RelayRole {
-    relay: Relay,
+    relay: Arc<Relay>,
     max_wait: Duration,
 }
 
@@ -102,8 +105,43 @@ impl Role for RelayRole {
         self.max_wait
     }
 
-    fn drain(self: Box<Self>, cut: DrainCut) -> RoleFuture<'static, DrainReport> {
-        let Self { relay, max_wait } = *self;
+    fn snapshot(&self, resource: &str) -> Option<RoleFuture<'_, serde_json::Value>> {
+        if resource != "calls" {
+            return None;
+        }
+        let calls: Vec<serde_json::Value> = self
+            .relay
+            .live_calls()
+            .into_iter()
+            .map(|(record, answered)| {
+                serde_json::json!({
+                    "call_id": record.call_id,
+                    "from_tag": record.from_tag,
+                    "to_tag": record.to_tag,
+                    "answered": answered,
+                    "start_unix_ms": record.start_unix_ms,
+                    "duration_ms": record.duration_ms(),
+                    "streams": record.streams,
+                })
+            })
+            .collect();
+        Some(Box::pin(async move { serde_json::Value::Array(calls) }))
+    }
+
+    fn end_session(&self, resource: &str, id: &str) -> Option<RoleFuture<'_, bool>> {
+        if resource != "calls" {
+            return None;
+        }
+        let ended = self.relay.end_call(id);
+        if ended {
+            info!(call = %id, "relay: call {id} ended by the admin API");
+        }
+        Some(Box::pin(async move { ended }))
+    }
+
+    fn drain(&self, cut: DrainCut) -> RoleFuture<'static, DrainReport> {
+        let relay = Arc::clone(&self.relay);
+        let max_wait = self.max_wait;
         Box::pin(async move {
             info!(
                 "relay: draining: new calls refused, waiting up to {} s for {} running calls (signal again to stop now)",

@@ -17,6 +17,7 @@ DEB_PACKAGES=(
   iproute2 iptables
   kamailio sip-tester rtpengine-daemon libsqlite3-dev postgresql
   systemd  # systemd-analyze verifies config/mediagate.service
+  prometheus  # promtool check metrics parses the admin API's /metrics
 )
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

@@ -359,7 +359,7 @@ fn rtp(seq: u16) -> Vec<u8> {
     p.extend_from_slice(&seq.to_be_bytes());
     p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
     p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
-    p.extend(std::iter::repeat(0xffu8).take(160));
+    p.extend([0xffu8; 160]);
     p
 }
 

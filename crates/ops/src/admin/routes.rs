@@ -2,7 +2,7 @@
 //! route through one list ([`ROUTES`] records what was registered), which the tests
 //! compare with `openapi.json`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,8 +128,8 @@ pub(super) fn router(shared: Shared) -> Router {
 /// An error answer: its status and `{"error": message}`.
 #[derive(Debug)]
 pub(super) struct ApiError {
-    status: StatusCode,
-    message: String,
+    pub(super) status: StatusCode,
+    pub(super) message: String,
 }
 
 impl ApiError {
@@ -155,40 +155,54 @@ async fn access(
     req: Request,
     next: Next,
 ) -> Response {
-    match &shared.token {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    match admit(shared.token.as_deref(), given, peer.ip()) {
+        Ok(()) => next.run(req).await,
+        Err(refusal) => {
+            let unauthorized = refusal.status == StatusCode::UNAUTHORIZED;
+            let mut resp = refusal.into_response();
+            if unauthorized {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"mediagate\""),
+                );
+            }
+            resp
+        }
+    }
+}
+
+/// The access rule: `authorization` is the request's header value, if any.
+pub(super) fn admit(
+    token: Option<&str>,
+    authorization: Option<&[u8]>,
+    peer: IpAddr,
+) -> Result<(), ApiError> {
+    match token {
         Some(token) => {
-            let given = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
-            let ok = given.is_some_and(|g| bool::from(g.ct_eq(token.as_bytes())));
-            if !ok {
-                let mut resp = ApiError::new(
+            let given = authorization.and_then(|v| v.strip_prefix(b"Bearer "));
+            if given.is_some_and(|g| bool::from(g.ct_eq(token.as_bytes()))) {
+                Ok(())
+            } else {
+                Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     if given.is_some() {
                         "the bearer token is wrong"
                     } else {
                         "this API needs a token: send Authorization: Bearer TOKEN (the token of [admin] token_file)"
                     },
-                )
-                .into_response();
-                resp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"mediagate\""),
-                );
-                return resp;
+                ))
             }
         }
-        None if !peer.ip().to_canonical().is_loopback() => {
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                "without a token this API serves loopback clients only; set [admin] token_file to serve others",
-            )
-            .into_response();
-        }
-        None => {}
+        None if !peer.to_canonical().is_loopback() => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "without a token this API serves loopback clients only; set [admin] token_file to serve others",
+        )),
+        None => Ok(()),
     }
-    next.run(req).await
 }
 
 /// At most [`MAX_IN_FLIGHT`] requests at once; others wait [`TURN_WAIT`], then 503.

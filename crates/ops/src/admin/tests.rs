@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::routes::{OPENAPI, ROUTES};
+use super::routes::{admit, OPENAPI, ROUTES};
 use super::*;
 use crate::role::{DrainCut, DrainReport, Role, RoleStats};
 
@@ -299,5 +299,42 @@ async fn the_default_address_when_taken_means_no_api() {
         err.to_string()
             .starts_with(&format!("cannot listen for the admin API on {addr}")),
         "{err}"
+    );
+}
+
+#[test]
+fn without_a_token_only_loopback_is_admitted() {
+    let status = |token: Option<&str>, auth: Option<&[u8]>, peer: &str| {
+        admit(token, auth, peer.parse().unwrap()).map_err(|e| (e.status.as_u16(), e.message))
+    };
+    assert_eq!(status(None, None, "127.0.0.1"), Ok(()));
+    assert_eq!(status(None, None, "::1"), Ok(()));
+    assert_eq!(status(None, None, "::ffff:127.0.0.1"), Ok(()));
+    let refused = status(None, Some(b"Bearer whatever"), "192.0.2.7").unwrap_err();
+    assert_eq!(refused.0, 403);
+    assert!(refused.1.contains("loopback clients only"), "{}", refused.1);
+    assert_eq!(status(None, None, "2001:db8::7").unwrap_err().0, 403);
+
+    let token = Some("0123456789abcdef");
+    assert_eq!(
+        status(token, Some(b"Bearer 0123456789abcdef"), "192.0.2.7"),
+        Ok(())
+    );
+    assert_eq!(
+        status(token, None, "127.0.0.1").unwrap_err().0,
+        401,
+        "loopback needs it too"
+    );
+    assert_eq!(
+        status(token, Some(b"Basic 0123456789abcdef"), "127.0.0.1")
+            .unwrap_err()
+            .0,
+        401
+    );
+    assert_eq!(
+        status(token, Some(b"Bearer 0123456789abcde"), "127.0.0.1")
+            .unwrap_err()
+            .0,
+        401
     );
 }

@@ -18,6 +18,7 @@ DEB_PACKAGES=(
   kamailio sip-tester rtpengine-daemon libsqlite3-dev postgresql
   prometheus
   systemd  # systemd-analyze verifies config/mediagate.service
+  prometheus  # promtool check metrics parses the admin API's /metrics
 )
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

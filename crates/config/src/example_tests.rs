@@ -74,6 +74,7 @@ fn fully_populated() -> Config {
             .parse()
             .unwrap(),
     );
+    c.admin.token_file = Some(Located::new("/etc/mediagate/admin.token".into()));
     c.relay.media_address = Located::new(vec![MediaAddress {
         address: Located::new("192.0.2.20".parse().unwrap()),
         advertised: Some("203.0.113.20".parse().unwrap()),

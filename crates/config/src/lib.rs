@@ -1,7 +1,7 @@
 //! The mediagate configuration: one TOML file, one [`Config`] tree.
 //!
 //! What it does: defines every setting of the roles this binary runs (`[log]`, `[edge]`,
-//! `[relay]`) and the shared `[accounting]` store, their built-in defaults (the
+//! `[relay]`), the shared `[accounting]` store and the `[admin]` API, their built-in defaults (the
 //! edge alone on an unprivileged port, state under `./var`), validating value types
 //! (durations, port ranges, CIDRs, socket addresses, RTSP and PostgreSQL URLs), and
 //! loading with errors that carry a line and column.
@@ -50,6 +50,7 @@ macro_rules! string_value_serde {
 }
 
 mod accounting;
+mod admin;
 mod bounded;
 mod bounded_duration;
 mod cidr;
@@ -72,6 +73,7 @@ mod example_tests;
 mod test_rng;
 
 pub use accounting::{AccountingConfig, PostgresHost, PostgresUrl};
+pub use admin::{AdminConfig, AdminToken, ADMIN_DEFAULT_LISTEN, ADMIN_TOKEN_MIN_LEN};
 pub use bounded::Bounded;
 pub use bounded_duration::BoundedDuration;
 pub use cidr::Cidr;
@@ -115,6 +117,8 @@ pub struct Config {
     /// Where finished-call and session records go: SQLite under `state_dir` unless a
     /// PostgreSQL URL is set.
     pub accounting: AccountingConfig,
+    /// The management HTTP API: on by default on loopback.
+    pub admin: AdminConfig,
 }
 
 impl Default for Config {
@@ -125,6 +129,7 @@ impl Default for Config {
             edge: EdgeConfig::default(),
             relay: RelayConfig::default(),
             accounting: AccountingConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }

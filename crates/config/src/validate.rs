@@ -3,7 +3,8 @@
 //! What it does: finds settings that parse on their own but make no sense together
 //! (no role enabled, a role enabled without listeners or addresses, backoff min above
 //! max, duplicate route prefixes, credentials given twice, a forward proxy or
-//! transparent mode with an empty allow list, edge and relay port ranges that overlap)
+//! transparent mode with an empty allow list, edge and relay port ranges that overlap,
+//! an admin API reachable from other hosts without a token)
 //! and reports each at the value that must change. What it does not: check values
 //! alone (their types do that while parsing) or probe the host (free ports, addresses).
 
@@ -129,6 +130,8 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         }
     }
 
+    check_admin(config, &mut fail);
+
     errors.sort_by_key(|e| e.span().map_or(usize::MAX, |s| s.start));
     errors
 }
@@ -161,6 +164,31 @@ fn check_routes(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, Str
     }
 }
 
+/// The API without a token serves loopback peers only, so an address others can reach
+/// is refused unless a token protects it; and the token has one source.
+fn check_admin(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, String)) {
+    let admin = &config.admin;
+    if let (Some(token), Some(file)) = (&admin.token, &admin.token_file) {
+        fail(
+            file.span().or_else(|| token.span()),
+            "admin.token and admin.token_file are both set; keep one".into(),
+        );
+    }
+    if admin.has_token() {
+        return;
+    }
+    for addr in admin.listen.iter() {
+        if !addr.get().ip().is_loopback() {
+            fail(
+                admin.listen.span(),
+                format!(
+                    "admin.listen has {addr}, which other hosts can reach, but no token is set; set admin.token_file (or admin.token), or listen on a loopback address such as \"127.0.0.1:9554\""
+                ),
+            );
+        }
+    }
+}
+
 /// The span of `value`, or of `fallback` when `value` kept its default.
 fn span_or<A, B>(value: &Located<A>, fallback: &Located<B>) -> Option<Range<usize>> {
     value.span().or_else(|| fallback.span())
@@ -181,6 +209,42 @@ mod tests {
     #[test]
     fn the_defaults_are_valid() {
         assert_eq!(validate(&Config::default()), Vec::new());
+    }
+
+    #[test]
+    fn a_reachable_admin_api_needs_a_token() {
+        let text = "[admin]\nlisten = [\"127.0.0.1:9554\", \"0.0.0.0:9554\"]\n";
+        let errors = parse_config(text).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].span(), Some(17..51));
+        assert!(
+            errors[0].message().starts_with(
+                "admin.listen has 0.0.0.0:9554, which other hosts can reach, but no token is set"
+            ),
+            "{}",
+            errors[0]
+        );
+        let with_token = format!("{text}token = \"0123456789abcdef\"\n");
+        assert!(parse_config(&with_token).is_ok());
+        let with_file = format!("{text}token_file = \"/etc/mediagate/admin.token\"\n");
+        assert!(parse_config(&with_file).is_ok());
+        assert_eq!(
+            messages("[admin]\nlisten = [\"[::1]:9554\"]\n"),
+            Vec::<String>::new()
+        );
+        assert_eq!(messages("[admin]\nlisten = []\n"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn one_source_for_the_admin_token() {
+        let text = "[admin]\ntoken = \"0123456789abcdef\"\ntoken_file = \"/t\"\n";
+        let errors = parse_config(text).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(&text[errors[0].span().unwrap()], "\"/t\"");
+        assert_eq!(
+            errors[0].message(),
+            "admin.token and admin.token_file are both set; keep one"
+        );
     }
 
     #[test]

@@ -243,6 +243,11 @@ impl<S> HubCore<S> {
         self.subs.drain(..).map(|s| (s.sink, s.stats)).collect()
     }
 
+    /// Every viewer's sink with its counters so far (the admin API's live picture).
+    pub fn subscribers(&self) -> impl Iterator<Item = (&S, &SubscriberStats)> {
+        self.subs.iter().map(|s| (&s.sink, &s.stats))
+    }
+
     /// Every viewer's sink.
     pub fn sinks(&self) -> impl Iterator<Item = &S> {
         self.subs.iter().map(|s| &s.sink)

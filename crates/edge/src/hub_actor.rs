@@ -28,7 +28,7 @@ use crate::hub_life::HubLife;
 use crate::hub_registry::{Cmd, HubError, HubSettings, HubStats, Hubs, JoinResult};
 use crate::metrics::StreamCounters;
 use crate::ports::SocketPair;
-use crate::sink::{TrackDest, ViewerSink};
+use crate::sink::{Counts, TrackDest, ViewerSink};
 use crate::upstream::{Described, UpstreamTarget};
 use crate::upstream_supervisor::{upstream_loop, UpEvent};
 
@@ -96,6 +96,8 @@ pub(crate) struct HubTask {
     batch: BatchSender,
     upstream: Option<Upstream>,
     stats: HubStats,
+    /// Where the bit rate was last measured: when, and `bytes_in` then.
+    rate_sample: (Instant, u64),
     rtcp: Arc<RtcpCounters>,
     /// This stream's metrics, added to once per batch (see [`HubTask::publish`]).
     counters: Arc<StreamCounters>,
@@ -121,6 +123,7 @@ impl HubTask {
         let settings = hubs.settings();
         let life = HubLife::new(settings.linger, settings.give_up);
         let counters = hubs.edge_stats().stream(&target.url);
+        let origin = target.url.to_string();
         Self {
             hubs,
             settings,
@@ -139,7 +142,11 @@ impl HubTask {
             udp: None,
             batch: BatchSender::default(),
             upstream: None,
-            stats: HubStats::default(),
+            stats: HubStats {
+                origin,
+                ..HubStats::default()
+            },
+            rate_sample: (Instant::now(), 0),
             rtcp: Arc::default(),
             counters,
             published: Delivery::default(),
@@ -293,11 +300,34 @@ impl HubTask {
             // Handled by `run` (it ends the task).
             Cmd::Shutdown => {}
             Cmd::Stats(reply) => {
+                let now = Instant::now();
+                let (at, bytes) = self.rate_sample;
+                let elapsed = now.saturating_duration_since(at).as_secs_f64();
+                if elapsed >= 1.0 {
+                    let bits = self.stats.bytes_in.saturating_sub(bytes) as f64 * 8.0;
+                    self.stats.bitrate_bps = (bits / elapsed) as u64;
+                    self.rate_sample = (now, self.stats.bytes_in);
+                }
                 let mut s = self.stats.clone();
                 s.viewers = self.core.as_ref().map_or(0, |c| c.subscriber_count());
                 s.receiver_reports = self.rtcp.reports.load(Ordering::Relaxed);
                 s.max_reported_fraction_lost = self.rtcp.max_fraction_lost.load(Ordering::Relaxed);
                 let _ = reply.send(s);
+            }
+            Cmd::ViewerCounts(reply) => {
+                let counts = self.core.as_ref().map_or_else(Vec::new, |core| {
+                    core.subscribers()
+                        .map(|(sink, st)| {
+                            let counts = Counts {
+                                packets: st.delivered,
+                                bytes: st.delivered_bytes,
+                                lost: st.skipped,
+                            };
+                            (sink.tally.clone(), counts)
+                        })
+                        .collect()
+                });
+                let _ = reply.send(counts);
             }
         }
     }
@@ -468,6 +498,7 @@ impl HubTask {
             self.stats.packets_in += 1;
             packets_in += 1;
             bytes_in += f.payload().len() as u64;
+            self.stats.bytes_in += f.payload().len() as u64;
             let mut data = BytesMut::from(&f.payload()[..]);
             let (keyframe_start, seq, ts) = match kind {
                 PacketKind::Rtp => {

@@ -21,7 +21,7 @@ use crate::metrics::EdgeStats;
 use crate::ports::PortAllocator;
 use crate::rtsp_client::ClientError;
 use crate::settings::Current;
-use crate::sink::ViewerSink;
+use crate::sink::{Counts, Tally, ViewerSink};
 use crate::upstream::{Described, UpstreamTarget};
 
 /// Timing and sizing of hubs.
@@ -79,8 +79,15 @@ impl From<&ClientError> for HubError {
 /// Counters of one hub, for tests, logs and the admin API.
 #[derive(Debug, Clone, Default)]
 pub struct HubStats {
+    /// The origin's URL (without credentials).
+    pub origin: String,
     pub upstream_sessions: u64,
     pub packets_in: u64,
+    /// RTP and RTCP payload bytes received from the origin.
+    pub bytes_in: u64,
+    /// Bits per second received from the origin, averaged since the previous look at
+    /// these counters (over at least a second).
+    pub bitrate_bps: u64,
     pub viewers: usize,
     pub viewer_skipped: u64,
     /// RTCP receiver reports received from UDP viewers.
@@ -106,6 +113,8 @@ pub(crate) enum Cmd {
     /// Removes a viewer; the reply says its counters are in its sink's tally.
     Leave(SubscriberId, oneshot::Sender<()>),
     Stats(oneshot::Sender<HubStats>),
+    /// Each viewer's counters so far, by its session's tally.
+    ViewerCounts(oneshot::Sender<Vec<(Arc<Tally>, Counts)>>),
     /// Drain: let every viewer go, tear the upstream session down, retire.
     Shutdown,
 }
@@ -193,6 +202,10 @@ impl HubHandle {
 
     pub async fn stats(&self) -> Option<HubStats> {
         self.ask(Cmd::Stats).await
+    }
+
+    async fn viewer_counts(&self) -> Vec<(Arc<Tally>, Counts)> {
+        self.ask(Cmd::ViewerCounts).await.unwrap_or_default()
     }
 }
 
@@ -318,6 +331,19 @@ impl Hubs {
         let task = HubTask::new(self.clone(), key, gen, target.clone(), rx);
         tokio::spawn(task.run());
         Lease { handle }
+    }
+
+    /// What each playing live viewer has been sent so far and not yet added to its
+    /// session's tally (that happens when it leaves the hub), by the tally's address.
+    pub(crate) async fn viewer_counts(&self) -> HashMap<usize, Counts> {
+        let handles: Vec<HubHandle> = self.map().values().map(|(_, h)| h.clone()).collect();
+        let mut out = HashMap::new();
+        for h in handles {
+            for (tally, counts) in h.viewer_counts().await {
+                out.insert(Arc::as_ptr(&tally) as usize, counts);
+            }
+        }
+        out
     }
 
     /// Counters of every running hub.

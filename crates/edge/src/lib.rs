@@ -3,8 +3,8 @@
 //! Pure session logic lives in modules without I/O (`hub`, `hub_life`, `session`,
 //! the `Supervisor` of `upstream_supervisor`; URLs and their prefix rules are
 //! `mediagate_config`'s, the RTSP client session is `mediagate_rtsp`'s); the tokio shells around them own
-//! sockets and timers. The public surface is the [`Edge`] (build, bind, drain) and the
-//! [`EndedSession`] record its listener receives.
+//! sockets and timers. The public surface is the [`Edge`] (build, bind, its viewers
+//! and streams, disconnect, drain) and the [`EndedSession`] record its listener receives.
 
 mod conn_out;
 mod hub;
@@ -27,6 +27,7 @@ mod tracker;
 mod upstream;
 mod upstream_supervisor;
 mod viewer;
+mod viewers;
 mod vod;
 
 pub use hub_registry::HubStats;
@@ -34,3 +35,4 @@ pub use server::{DrainReport, Edge};
 pub use session::{EndReason, EndedSession, ViewerTransport};
 pub use sink::Counts;
 pub use viewer::EndedListener;
+pub use viewers::ViewerInfo;

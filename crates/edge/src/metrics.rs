@@ -42,11 +42,12 @@ const TRANSPORTS: [ViewerTransport; 3] = [
     ViewerTransport::HttpTunnel,
 ];
 
-const REASONS: [EndReason; 4] = [
+const REASONS: [EndReason; 5] = [
     EndReason::Teardown,
     EndReason::Timeout,
     EndReason::ConnectionClosed,
     EndReason::Drain,
+    EndReason::Admin,
 ];
 
 fn transport_index(t: ViewerTransport) -> usize {
@@ -63,6 +64,7 @@ fn reason_index(r: EndReason) -> usize {
         EndReason::Timeout => 1,
         EndReason::ConnectionClosed => 2,
         EndReason::Drain => 3,
+        EndReason::Admin => 4,
     }
 }
 
@@ -95,7 +97,7 @@ impl StreamCounters {
 pub(crate) struct EdgeStats {
     viewers: [AtomicI64; 3],
     sessions_started: AtomicU64,
-    sessions_ended: [AtomicU64; 4],
+    sessions_ended: [AtomicU64; 5],
     streams: Mutex<BTreeMap<String, Arc<StreamCounters>>>,
     first_keyframe: Histogram,
 }

@@ -2,9 +2,11 @@
 //! and HTTP-tunnel addresses, every finished viewer session written to the records
 //! store (`edge_sessions`), reloaded on SIGHUP ([`Edge::reload`]: new routes, rules,
 //! limits and timers for what starts from then on; listeners, the UDP port range and
-//! transparent mode need a restart), drained on SIGTERM ([`Edge::drain`]: no new
-//! connections, every viewer session ended cleanly, origin sessions torn down, within
-//! `[edge] drain_time`).
+//! transparent mode need a restart), drained on SIGTERM or by the admin API
+//! ([`Edge::drain`]: no new connections, every viewer session ended cleanly, origin
+//! sessions torn down, within `[edge] drain_time`). Its live picture for the admin API
+//! is `streams` (one per live origin session) and `viewers` (one per viewer session); a
+//! viewer can be disconnected.
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
@@ -20,6 +22,8 @@ use mediagate_ops::role::{
 use mediagate_ops::store::Record;
 
 use crate::record::ViewerSessionRecord;
+use serde_json::{json, Value};
+
 use crate::server::Edge;
 
 /// The edge in the binary's list of roles.
@@ -29,6 +33,10 @@ pub const KIND: RoleKind = RoleKind {
     record_tables: &[ViewerSessionRecord::TABLE],
     start,
 };
+
+/// How long disconnecting a viewer by API waits for its session to be gone, so the
+/// answer means "ended" (flushing its queued output is bounded the same way).
+const DISCONNECT_WAIT: Duration = Duration::from_secs(3);
 
 fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartResult> {
     Box::pin(async move {
@@ -154,11 +162,69 @@ impl Role for EdgeRole {
         Reload::Applied { needs_restart }
     }
 
-    fn drain(self: Box<Self>, cut: DrainCut) -> RoleFuture<'static, DrainReport> {
+    fn snapshot(&self, resource: &str) -> Option<RoleFuture<'_, Value>> {
+        match resource {
+            "streams" => Some(Box::pin(async move {
+                let streams = self.edge.stream_stats().await;
+                Value::Array(
+                    streams
+                        .into_iter()
+                        .map(|s| {
+                            json!({
+                                "origin": s.origin,
+                                "viewers": s.viewers,
+                                "packets_in": s.packets_in,
+                                "bytes_in": s.bytes_in,
+                                "bitrate_bps": s.bitrate_bps,
+                                "upstream_sessions": s.upstream_sessions,
+                                "viewer_skipped": s.viewer_skipped,
+                            })
+                        })
+                        .collect(),
+                )
+            })),
+            "viewers" => Some(Box::pin(async move {
+                let viewers = self.edge.viewers().await;
+                Value::Array(
+                    viewers
+                        .into_iter()
+                        .map(|v| {
+                            json!({
+                                "id": v.id,
+                                "address": v.address.to_string(),
+                                "transport": v.transport.as_str(),
+                                "url": v.url,
+                                "bytes": v.counts.bytes,
+                                "packets": v.counts.packets,
+                                "lost": v.counts.lost,
+                                "started_unix_ms": v.started_unix_ms,
+                                "watched_seconds": v.watched.as_secs_f64(),
+                                "user_agent": v.user_agent,
+                            })
+                        })
+                        .collect(),
+                )
+            })),
+            _ => None,
+        }
+    }
+
+    fn end_session(&self, resource: &str, id: &str) -> Option<RoleFuture<'_, bool>> {
+        if resource != "viewers" {
+            return None;
+        }
+        let id = id.to_owned();
+        Some(Box::pin(async move {
+            self.edge.disconnect_viewer(&id, DISCONNECT_WAIT).await
+        }))
+    }
+
+    fn drain(&self, cut: DrainCut) -> RoleFuture<'static, DrainReport> {
         let drain_time = self.drain_time();
+        let edge = self.edge.clone();
         Box::pin(async move {
             let report = tokio::select! {
-                report = self.edge.drain(drain_time) => Some(report),
+                report = edge.drain(drain_time) => Some(report),
                 () = cut.pulled() => None,
             };
             match report {
@@ -167,7 +233,7 @@ impl Role for EdgeRole {
                     complete: report.complete,
                 },
                 None => DrainReport {
-                    ended: self.edge.viewer_sessions() as u64,
+                    ended: edge.viewer_sessions() as u64,
                     complete: false,
                 },
             }

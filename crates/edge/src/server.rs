@@ -27,6 +27,7 @@ use crate::ports::PortAllocator;
 use crate::settings::{hub_settings, Current, ViewerSettings};
 use crate::tracker::{until_true, Tracker};
 use crate::viewer::{forbidden_bytes, EndedListener, ViewerConn, ViewerContext};
+use crate::viewers::{ViewerInfo, ViewerRegistry};
 
 /// A running edge: its shared state, for tests and the admin API.
 #[derive(Clone)]
@@ -96,6 +97,7 @@ impl Edge {
             on_ended,
             drain: drain_rx,
             tasks: Tracker::default(),
+            viewers: ViewerRegistry::default(),
         };
         Self {
             ctx: Arc::new(ctx),
@@ -139,6 +141,26 @@ impl Edge {
     /// Counters of every live stream (one entry per running hub).
     pub async fn stream_stats(&self) -> Vec<crate::hub_registry::HubStats> {
         self.ctx.hubs.stats().await
+    }
+
+    /// Every running viewer session with its counters so far, oldest first.
+    pub async fn viewers(&self) -> Vec<ViewerInfo> {
+        let live = self.ctx.hubs.viewer_counts().await;
+        self.ctx.viewers.picture(&live, std::time::Instant::now())
+    }
+
+    /// Disconnects the viewer of session `id`: its connection closes and its sessions
+    /// end with reason `admin` (each reported to the listener). Waits up to `wait` for
+    /// the session to be gone; false when no such session runs.
+    pub async fn disconnect_viewer(&self, id: &str, wait: Duration) -> bool {
+        if !self.ctx.viewers.disconnect(id) {
+            return false;
+        }
+        let until = tokio::time::Instant::now() + wait;
+        while self.ctx.viewers.contains(id) && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// Graceful shutdown (SIGTERM): stops accepting connections; ends every viewer

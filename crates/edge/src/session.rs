@@ -89,6 +89,8 @@ pub enum EndReason {
     ConnectionClosed,
     /// The edge is shutting down.
     Drain,
+    /// An operator disconnected the viewer through the admin API.
+    Admin,
 }
 
 impl EndReason {
@@ -98,6 +100,7 @@ impl EndReason {
             EndReason::Timeout => "timeout",
             EndReason::ConnectionClosed => "connection-closed",
             EndReason::Drain => "drain",
+            EndReason::Admin => "admin",
         }
     }
 }
@@ -397,13 +400,15 @@ impl<S> ViewerSessions<S> {
         Step::Play { session: id }
     }
 
-    /// How session `id` receives its media, as its tracks are set up now.
+    /// How the session's media goes: UDP when any track is set up for UDP, else on
+    /// the connection (a tunnel or plain TCP).
     pub fn transport(&self, id: &str) -> Option<ViewerTransport> {
-        self.sessions.get(id).map(|s| self.transport_of(&s.dests))
+        let s = self.sessions.get(id)?;
+        Some(self.transport_of(s))
     }
 
-    fn transport_of(&self, dests: &[Option<TrackDest>]) -> ViewerTransport {
-        if dests
+    fn transport_of(&self, s: &Session<S>) -> ViewerTransport {
+        if s.dests
             .iter()
             .flatten()
             .any(|d| matches!(d, TrackDest::Udp { .. }))
@@ -418,7 +423,7 @@ impl<S> ViewerSessions<S> {
 
     fn end(&mut self, id: &str, reason: EndReason, now: Now) -> Option<Ended<S>> {
         let s = self.sessions.remove(id)?;
-        let transport = self.transport_of(&s.dests);
+        let transport = self.transport_of(&s);
         Some(Ended {
             source: s.source,
             record: EndedSession {

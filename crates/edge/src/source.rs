@@ -92,6 +92,12 @@ impl Source {
         }
     }
 
+    /// The session's counters (what the hub adds when the viewer leaves it, or the
+    /// on-demand passthrough per packet).
+    pub fn tally(&self) -> &Arc<Tally> {
+        &self.tally
+    }
+
     /// Sets up `track` for `dest`; returns the server ports for a UDP viewer: the
     /// hub's shared pair for live streams, the viewer's own for on-demand content.
     pub async fn setup(

@@ -30,7 +30,7 @@ use mediagate_rtsp::parse::Decoder;
 use mediagate_rtsp::{Item, Request, Response, StatusCode, TypedHeader, Version};
 use mediagate_sdp::SessionDescription;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::conn_out::{ConnOut, MAX_CONTROL_QUEUED};
@@ -38,12 +38,13 @@ use crate::hub::SubscriberId;
 use crate::hub_registry::{Hubs, Lease};
 use crate::ids;
 use crate::routing::RouteError;
-use crate::session::{error, EndReason, EndedSession, Now, Step, ViewerSessions};
+use crate::session::{error, EndReason, EndedSession, Now, Step, ViewerSessions, ViewerTransport};
 use crate::settings::{Current, ViewerSettings};
 use crate::sink::TrackDest;
 use crate::source::{hub_error, track_name, OriginRoute, Source};
 use crate::tracker::{until_true, Tracker};
 use crate::upstream::Described;
+use crate::viewers::{LiveViewer, ViewerRegistry};
 
 /// Called once per ended viewer session (accounting and the access log attach here).
 pub type EndedListener = Arc<dyn Fn(&EndedSession) + Send + Sync>;
@@ -63,6 +64,8 @@ pub(crate) struct ViewerContext {
     pub drain: watch::Receiver<bool>,
     /// Connections, writers and on-demand origin sessions still running (drain waits).
     pub tasks: Tracker,
+    /// Running viewer sessions, for the admin API.
+    pub viewers: ViewerRegistry,
 }
 
 impl std::fmt::Debug for ViewerContext {
@@ -87,6 +90,8 @@ pub(crate) struct ViewerConn {
     /// Streams described on this connection, so SETUP need not ask the hub again and
     /// the hub lingers between DESCRIBE and SETUP.
     described: HashMap<String, (Arc<Described>, Lease)>,
+    /// Poked by the admin API to disconnect this viewer.
+    disconnect: Arc<Notify>,
 }
 
 impl ViewerConn {
@@ -110,6 +115,7 @@ impl ViewerConn {
             original_dst,
             core,
             described: HashMap::new(),
+            disconnect: Arc::default(),
         }
     }
 
@@ -186,6 +192,11 @@ impl ViewerConn {
                     self.close(EndReason::Drain).await;
                     return;
                 }
+                () = self.disconnect.notified() => {
+                    tracing::info!(viewer = %self.peer, "viewer disconnected by the admin API");
+                    self.close(EndReason::Admin).await;
+                    return;
+                }
             }
         }
     }
@@ -205,6 +216,7 @@ impl ViewerConn {
             rec.counts = ended.source.stop().await;
             self.ctx.sessions.fetch_sub(1, Ordering::Relaxed);
             self.ctx.hubs.edge_stats().session_ended(rec.reason);
+            self.ctx.viewers.remove(&rec.session);
             tracing::info!(
                 session = %rec.session,
                 viewer = %rec.viewer,
@@ -335,8 +347,19 @@ impl ViewerConn {
                 self.ctx.sessions.fetch_add(1, Ordering::Relaxed);
                 self.ctx.hubs.edge_stats().session_started();
                 let tracks = d.tracks.len();
-                self.core
-                    .open(id.clone(), url.clone(), tracks, Source::new(lease, d), now);
+                let source = Source::new(lease, d);
+                self.ctx.viewers.add(LiveViewer {
+                    id: id.clone(),
+                    peer: self.peer,
+                    url: url.clone(),
+                    transport: ViewerTransport::Tcp,
+                    user_agent: req.headers.get("User-Agent").map(str::to_owned),
+                    started_unix_ms: now.unix_ms,
+                    started: now.at,
+                    tally: source.tally().clone(),
+                    disconnect: self.disconnect.clone(),
+                });
+                self.core.open(id.clone(), url.clone(), tracks, source, now);
                 tracing::info!(session = %id, viewer = %self.peer, url = %url, "viewer session started");
                 id
             }
@@ -359,6 +382,7 @@ impl ViewerConn {
         };
         self.core.set_dest(&id, track, dest);
         if let Some(t) = self.core.transport(&id) {
+            self.ctx.viewers.set_transport(&id, t);
             if let Some(source) = self.core.source_mut(&id) {
                 source.count_viewer(self.ctx.hubs.edge_stats(), t);
             }

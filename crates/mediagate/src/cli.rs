@@ -3,7 +3,8 @@
 //!
 //! What it does: `run [--config FILE]`, `check-config FILE`, `edge --listen ADDR --map
 //! ADVERTISED=ORIGIN` (issue 3 item 9) and `relay --ng ADDR:PORT --address IP --ports
-//! LOW-HIGH` (issue 4 item 8), with `--help` and `--version`. Values are parsed by the
+//! LOW-HIGH` (issue 4 item 8), `status [--admin URL] [--token-file FILE]` (issue 11),
+//! with `--help` and `--version`. Values are parsed by the
 //! config value types, so a bad value reads the same on the command line as in a file.
 //!
 //! What it does not: load files, validate cross-field rules or start roles; `main`
@@ -72,6 +73,33 @@ pub enum Command {
         mediagate relay --ng 127.0.0.1:2223 --address '10.0.0.5!203.0.113.7' --address 2001:db8::5"
     )]
     Relay(RelayArgs),
+    /// Show what a running mediagate serves: roles, streams, viewers, calls
+    ///
+    /// Asks the instance's admin API and prints a one-screen summary; exits with
+    /// status 1 when nothing answers or the API refuses.
+    #[command(after_help = "Examples:\n  \
+        mediagate status\n  \
+        mediagate status --admin http://192.0.2.5:9554 --token-file /etc/mediagate/admin.token")]
+    Status(StatusArgs),
+}
+
+/// Arguments of `mediagate status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The admin API's address, http://HOST:PORT.
+    #[arg(
+        long = "admin",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:9554"
+    )]
+    pub admin: String,
+    /// The bearer token (visible to other users in the process list: prefer
+    /// --token-file).
+    #[arg(long = "token", value_name = "TOKEN", conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// A file holding the bearer token, as [admin] token_file.
+    #[arg(long = "token-file", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// Arguments of `mediagate run`.

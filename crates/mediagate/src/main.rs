@@ -2,7 +2,8 @@
 //! and hands it to `run`. It only wires; the protocol cores and engines live in their
 //! own crates.
 //!
-//! Exit status: 0 success, 1 a role failed at run time, 2 bad command line or config.
+//! Exit status: 0 success, 1 a role failed at run time (or `status` got no answer), 2 bad
+//! command line or config.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,6 +13,7 @@ use clap::Parser;
 mod cli;
 mod reload;
 mod run;
+mod status;
 
 use cli::{Cli, Command};
 use mediagate_config::{load_file, render_errors, validate, Config, LoadError};
@@ -40,6 +42,32 @@ fn main() -> ExitCode {
         }
         Command::Edge(args) => start_checked(args.to_config()),
         Command::Relay(args) => start_checked(args.to_config()),
+        Command::Status(args) => show_status(args),
+    }
+}
+
+/// `mediagate status`: the summary on stdout, or why there is none on stderr (status 1).
+fn show_status(args: cli::StatusArgs) -> ExitCode {
+    let token = match (args.token, &args.token_file) {
+        (Some(t), _) => Some(t),
+        (None, Some(file)) => match std::fs::read_to_string(file) {
+            Ok(text) => Some(text.trim().to_owned()),
+            Err(e) => {
+                eprintln!("mediagate status: cannot read {}: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => None,
+    };
+    match status::status(&args.admin, token) {
+        Ok(summary) => {
+            print!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mediagate status: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -51,8 +51,14 @@ impl Reloader {
         }
     }
 
+    /// Whether there is a config file to re-read.
+    pub(crate) fn has_file(&self) -> bool {
+        self.file.is_some()
+    }
+
     /// Re-reads the file and applies it to `roles`: a summary of what happened, or why
     /// nothing changed. Logs either.
+    #[cfg(test)]
     pub(crate) async fn reload(&self, roles: &[Box<dyn Role>]) -> Result<String, String> {
         let prepared = self.prepare().await?;
         Ok(apply(prepared, roles.iter().map(|r| &**r)))
@@ -214,7 +220,7 @@ mod tests {
                 needs_restart: vec!["edge.listen needs a restart (test)".into()],
             }
         }
-        fn drain(self: Box<Self>, _cut: DrainCut) -> RoleFuture<'static, DrainReport> {
+        fn drain(&self, _cut: DrainCut) -> RoleFuture<'static, DrainReport> {
             Box::pin(async { DrainReport::default() })
         }
     }

@@ -1,25 +1,30 @@
-//! Starts the enabled roles and runs until SIGINT or SIGTERM, then drains every role at
-//! once (a second signal cuts the drains short). SIGHUP never ends the process: it
-//! reloads the config file (see `reload`).
+//! Starts the enabled roles and the admin API, and runs until SIGINT or SIGTERM, then
+//! drains every role at once (a second signal cuts the drains short; a role already
+//! drained through the API is not drained twice). SIGHUP never ends the process: it
+//! reloads the config file (see `reload`), as `POST /api/v1/reload` does.
 //!
-//! The binary knows roles only as [`RoleKind`]s in [`ROLES`] and running [`Role`]s; it
-//! owns what they share: the one records writer (opened from `[accounting]` and
-//! `state_dir` when an enabled role keeps records, closed after every role has stopped
-//! so their last records are written), the metrics registry, signals and systemd.
+//! The binary knows roles only as [`RoleKind`]s in [`ROLES`] and running [`Role`]s in a
+//! [`RoleSet`] it shares with the admin API; it owns what they share: the one records
+//! writer (opened from `[accounting]` and `state_dir` when an enabled role keeps
+//! records, closed after every role has stopped so their last records are written), the
+//! metrics registry, signals and systemd.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use mediagate_config::Config;
+use mediagate_config::{AdminToken, Config};
+use mediagate_ops::admin::{Admin, AdminOptions, ReloadError, ReloadHook};
 use mediagate_ops::metrics::Metrics;
 use mediagate_ops::role::{DrainCut, Role, RoleContext, RoleKind};
+use mediagate_ops::role_set::RoleSet;
 use mediagate_ops::signals::{OperatorSignal, Signals};
 use mediagate_ops::store::{self, StoreTarget, Table, Writer, WriterOptions};
 use mediagate_ops::systemd::Notifier;
 use tracing::info;
 
-use crate::reload::Reloader;
+use crate::reload::{apply, Reloader};
 
 /// Every role this binary can run, in start order (the relay's ports are taken before
 /// the edge accepts viewers; the order has no other meaning).
@@ -43,11 +48,15 @@ pub fn run(config: Config, file: Option<PathBuf>) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let reloader = Reloader::new(file, config.clone(), ROLES);
-    runtime.block_on(serve(&config, &enabled, &reloader))
+    let reloader = Arc::new(Reloader::new(file, config.clone(), ROLES));
+    runtime.block_on(serve(&config, &enabled, reloader))
 }
 
-async fn serve(config: &Config, enabled: &[&RoleKind], reloader: &Reloader) -> anyhow::Result<()> {
+async fn serve(
+    config: &Config,
+    enabled: &[&RoleKind],
+    reloader: Arc<Reloader>,
+) -> anyhow::Result<()> {
     let mut signals = Signals::new().context("cannot register signal handlers")?;
     // systemd (Type=notify): readiness, stopping and the watchdog; no-ops outside it.
     let systemd = Notifier::from_env();
@@ -68,35 +77,53 @@ async fn serve(config: &Config, enabled: &[&RoleKind], reloader: &Reloader) -> a
             .map_err(|e| anyhow::anyhow!("cannot start the {}: {e}", kind.name))?;
         roles.push(role);
     }
-    let serving: Vec<String> = roles.iter().map(|r| r.serving()).collect();
+    let (cut_tx, cut) = DrainCut::new();
+    let roles = Arc::new(RoleSet::new(roles, cut));
+    let admin = Admin::start(
+        admin_options(config)?,
+        Arc::clone(&roles),
+        metrics.clone(),
+        Some(reload_hook(Arc::clone(&reloader), Arc::clone(&roles))),
+    )
+    .context("cannot start the admin API")?;
+    // The status names the roles only: the API's address is in the log, and whether
+    // it runs depends on whether its default address was free.
+    let serving: Vec<String> = roles.roles().map(|r| r.serving()).collect();
     systemd.ready(&format!("serving: {}", serving.join("; ")));
 
     while signals.next().await == OperatorSignal::Reload {
         info!("SIGHUP: reloading the config; running sessions are untouched");
         systemd.reloading();
         // The outcome is logged either way; a failed reload leaves everything as it was.
-        let outcome = reloader.reload(&roles).await.unwrap_or_else(|why| why);
+        let outcome = reload(&reloader, &roles).await.unwrap_or_else(|why| why);
         let first = outcome.lines().next().unwrap_or_default();
         systemd.ready(&format!("serving: {}; {first}", serving.join("; ")));
     }
     systemd.stopping();
-    drain(roles, &mut signals, &systemd).await;
+    drain(&roles, cut_tx, &mut signals, &systemd).await;
+    drop(admin);
     close_records(records).await;
     info!("shutting down");
     Ok(())
 }
 
-/// Drains every role at once; a second SIGTERM/SIGINT cuts every drain short. systemd
-/// is asked to wait for the longest drain, so a `TimeoutStopSec=` shorter than it does
-/// not SIGKILL the process while records are still being written.
-async fn drain(roles: Vec<Box<dyn Role>>, signals: &mut Signals, systemd: &Notifier) {
+/// Drains every role at once (joining a drain the API started); a second SIGTERM/SIGINT
+/// pulls `cut_tx`, which cuts every drain short. systemd is asked to wait for the
+/// longest drain, so a `TimeoutStopSec=` shorter than it does not SIGKILL the process
+/// while records are still being written.
+async fn drain(
+    roles: &RoleSet,
+    cut_tx: tokio::sync::watch::Sender<bool>,
+    signals: &mut Signals,
+    systemd: &Notifier,
+) {
     let longest = roles
-        .iter()
+        .roles()
         .map(|r| r.max_drain())
         .max()
         .unwrap_or_default();
     systemd.extend_timeout(longest + DRAIN_WRAP_UP);
-    for role in &roles {
+    for role in roles.roles() {
         let stats = role.stats();
         info!(
             role = role.name(),
@@ -106,12 +133,12 @@ async fn drain(roles: Vec<Box<dyn Role>>, signals: &mut Signals, systemd: &Notif
             stats.unit
         );
     }
-    let (cut_tx, cut) = DrainCut::new();
     let mut drains = tokio::task::JoinSet::new();
-    for role in roles {
+    for role in roles.roles() {
         let name = role.name();
-        let drain = role.drain(cut.clone());
-        drains.spawn(async move { (name, drain.await) });
+        if let Some(drain) = roles.drain(name) {
+            drains.spawn(async move { (name, drain.await) });
+        }
     }
     loop {
         tokio::select! {
@@ -131,6 +158,56 @@ async fn drain(roles: Vec<Box<dyn Role>>, signals: &mut Signals, systemd: &Notif
             }
         }
     }
+}
+
+/// Re-reads the config file and applies it to every running role.
+async fn reload(reloader: &Reloader, roles: &RoleSet) -> Result<String, String> {
+    let prepared = reloader.prepare().await?;
+    Ok(apply(prepared, roles.roles().map(|r| &**r)))
+}
+
+/// `POST /api/v1/reload`: the same reload as SIGHUP. Without a config file there is
+/// nothing to re-read (501); an invalid file changes nothing (422, line:column).
+fn reload_hook(reloader: Arc<Reloader>, roles: Arc<RoleSet>) -> ReloadHook {
+    Arc::new(move || {
+        let (reloader, roles) = (Arc::clone(&reloader), Arc::clone(&roles));
+        Box::pin(async move {
+            if !reloader.has_file() {
+                return Err(ReloadError::NotAvailable(
+                    "this process was configured from command-line flags, not a file: there is nothing to re-read".into(),
+                ));
+            }
+            reload(&reloader, &roles)
+                .await
+                .map_err(ReloadError::Invalid)
+        })
+    })
+}
+
+/// `[admin]` as the API takes it, with the token file read. A token file that cannot
+/// be read or holds a malformed token stops the start: running without the protection
+/// the operator asked for is worse than not running.
+fn admin_options(config: &Config) -> anyhow::Result<AdminOptions> {
+    let admin = &config.admin;
+    let token = match (&admin.token, &admin.token_file) {
+        (Some(token), _) => Some(token.expose().to_owned()),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file.get()).with_context(|| {
+                format!("cannot read admin.token_file {}", file.get().display())
+            })?;
+            let token: AdminToken = text
+                .trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("admin.token_file {}: {e}", file.get().display()))?;
+            Some(token.expose().to_owned())
+        }
+        (None, None) => None,
+    };
+    Ok(AdminOptions {
+        listen: admin.listen.iter().map(|a| a.get()).collect(),
+        listen_is_default: admin.listen_is_default(),
+        token,
+    })
 }
 
 /// Opens the records writer for the enabled roles that keep records: PostgreSQL when
@@ -174,8 +251,7 @@ async fn close_records(records: Option<Writer>) {
 /// Time after a drain's last session for writing its records and exiting.
 const DRAIN_WRAP_UP: Duration = Duration::from_secs(30);
 
-/// SIGHUP while draining: the roles are stopping, so there is nothing to reload into;
-/// the process log is stderr, so there is no log file to reopen either.
+/// SIGHUP during a drain: no reload (the roles are going away), and never an end.
 fn on_hangup() {
     info!(
         "SIGHUP while stopping: no reload (the roles are draining); running sessions are untouched"

@@ -22,7 +22,11 @@ fn start(dir: &Path, log: &str) -> (Peer, u16) {
     let config = dir.join("mediagate.toml");
     std::fs::write(
         &config,
-        format!("state_dir = \"./var\"\n[log]\n{log}\n[edge]\nlisten = [\"127.0.0.1:{port}\"]\n"),
+        // No admin API: tests run side by side, and the default address would be taken by
+        // one of them and warned about by the others.
+        format!(
+            "state_dir = \"./var\"\n[log]\n{log}\n[admin]\nlisten = []\n[edge]\nlisten = [\"127.0.0.1:{port}\"]\n"
+        ),
     )
     .unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));

@@ -1,7 +1,9 @@
-//! What the binary knows of a role: it starts it, asks for its figures, asks it to
-//! reload, and drains it. The binary holds a list of [`RoleKind`]s and, for the enabled
-//! ones, running roles behind [`Role`]; it never branches on which role it is. Each
-//! role crate describes itself with a `RoleKind` and implements `Role` for its engine.
+//! What the binary knows of a role: it starts it, asks for its figures and its live
+//! picture, asks it to end a session, to reload, and to drain. The binary holds a list
+//! of [`RoleKind`]s and, for the enabled ones, running roles behind [`Role`] (shared
+//! with the admin API through [`RoleSet`](crate::role_set::RoleSet)); it never branches
+//! on which role it is. Each role crate describes itself with a `RoleKind` and
+//! implements `Role` for its engine.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -52,8 +54,9 @@ pub struct RoleContext<'a> {
 /// A future a role hands back to the binary.
 pub type RoleFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A running role.
-pub trait Role: Send {
+/// A running role. Shared between the binary and the admin API's thread, so every
+/// method takes `&self`; a drained role stays listed (its picture is then empty).
+pub trait Role: Send + Sync {
     /// The role's name as in the config's section (`edge`, `relay`, …).
     fn name(&self) -> &'static str;
 
@@ -76,10 +79,27 @@ pub trait Role: Send {
         Reload::NotSupported
     }
 
+    /// The live picture of one of the role's resources for the admin API
+    /// (`GET /api/v1/{role}/{resource}`): a JSON array of objects whose shape the
+    /// OpenAPI document (`crates/ops/src/admin/openapi.json`) describes. `None` when
+    /// the role has no such resource.
+    fn snapshot(&self, _resource: &str) -> Option<RoleFuture<'_, serde_json::Value>> {
+        None
+    }
+
+    /// Ends one session of a resource now (`DELETE /api/v1/{role}/{resource}/{id}`),
+    /// recording the reason `admin` where the role keeps records. Resolves to false
+    /// when no such session runs; `None` when the resource has no sessions to end.
+    fn end_session(&self, _resource: &str, _id: &str) -> Option<RoleFuture<'_, bool>> {
+        None
+    }
+
     /// Stops taking new work, lets running work finish for at most the role's own drain
     /// time, ends what is left when `cut` turns true (a second SIGTERM) or the time is
-    /// up, and releases everything. What it ended is in the report.
-    fn drain(self: Box<Self>, cut: DrainCut) -> RoleFuture<'static, DrainReport>;
+    /// up, and releases everything. What it ended is in the report. Called at most
+    /// once per role ([`RoleSet`](crate::role_set::RoleSet) sees to it), by SIGTERM or
+    /// by the admin API; the future owns what it needs.
+    fn drain(&self, cut: DrainCut) -> RoleFuture<'static, DrainReport>;
 }
 
 /// What a role is serving now.
@@ -129,7 +149,7 @@ pub fn keep_until_restart<T>(
 }
 
 /// What a drain ended.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DrainReport {
     /// Sessions the role ended itself (the drain time ran out, it was told to cut, or
     /// the role ends its sessions on drain by design, as the edge does).

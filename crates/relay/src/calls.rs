@@ -884,6 +884,44 @@ impl Registry {
         open.peek().is_some() && open.all(|(hold, _)| hold)
     }
 
+    /// Every call now, as its record would read if it ended at `now` (reason empty),
+    /// with whether it was answered: the admin API's live picture. Sorted by Call-ID.
+    pub(crate) fn live_calls(&self, now: Now) -> Vec<(SessionRecord, bool)> {
+        let mut calls: Vec<(SessionRecord, bool)> = self
+            .calls
+            .iter()
+            .map(|(id, call)| {
+                let record = SessionRecord {
+                    call_id: id.clone(),
+                    from_tag: call.tags[0].clone().unwrap_or_default(),
+                    to_tag: call.tags[1].clone().unwrap_or_default(),
+                    start_unix_ms: call.created.unix_ms,
+                    end_unix_ms: now.unix_ms.max(call.created.unix_ms),
+                    reason: String::new(),
+                    streams: stream_records(call),
+                };
+                (record, call.answered)
+            })
+            .collect();
+        calls.sort_by(|a, b| a.0.call_id.cmp(&b.0.call_id));
+        calls
+    }
+
+    /// Ends one call now for an operator (reason `admin`), whether or not it is in
+    /// its delete delay. False when no such call exists.
+    pub(crate) fn end_by_operator<E: MediaEnv>(
+        &mut self,
+        call_id: &str,
+        now: Now,
+        env: &mut E,
+    ) -> bool {
+        if !self.calls.contains_key(call_id) {
+            return false;
+        }
+        self.end_call(call_id, now, EndReason::Admin, now.at, env);
+        true
+    }
+
     /// Ends every call (shutdown), recording `reason`.
     pub(crate) fn end_all<E: MediaEnv>(&mut self, now: Now, reason: EndReason, env: &mut E) {
         let ids: Vec<String> = self.calls.keys().cloned().collect();
@@ -908,37 +946,12 @@ impl Registry {
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };
-        let mut streams = Vec::new();
         for m in call.medias.iter().flatten() {
-            let m = lock(m);
-            for leg in &m.legs {
+            for leg in &lock(m).legs {
                 env.close_pair(leg.local, now);
             }
-            let leg_record = |leg: &Leg| LegRecord {
-                codec: leg.codecs.first().cloned().unwrap_or_default(),
-                local: leg.local.to_string(),
-                remote: leg
-                    .rtp_latch
-                    .destination()
-                    .map_or_else(|| "Unknown".to_owned(), |a| a.to_string()),
-                packets: leg.rtp.packets,
-                bytes: leg.rtp.bytes,
-                rtcp_packets: leg.rtcp.packets,
-                rtcp_bytes: leg.rtcp.bytes,
-                errors: leg.rtp.errors + leg.rtcp.errors,
-                refused: leg.rtp.refused + leg.rtcp.refused,
-                cumulative_lost: i64::from(leg.quality.cumulative_lost),
-                fraction_lost: leg.quality.fraction_lost,
-                jitter: leg.quality.jitter,
-            };
-            streams.push(StreamRecord {
-                index: m.index,
-                media_type: m.media_type.clone(),
-                proto: m.proto.clone(),
-                caller: leg_record(&m.legs[0]),
-                callee: leg_record(&m.legs[1]),
-            });
         }
+        let streams = stream_records(&call);
         let record = SessionRecord {
             call_id: call_id.to_owned(),
             from_tag: call.tags[0].clone().unwrap_or_default(),
@@ -952,7 +965,7 @@ impl Registry {
         match reason {
             EndReason::Deleted => t.deleted += 1,
             EndReason::Timeout | EndReason::HoldTimeout => t.timeouts += 1,
-            EndReason::OfferTimeout | EndReason::Shutdown => t.other_ended += 1,
+            EndReason::OfferTimeout | EndReason::Shutdown | EndReason::Admin => t.other_ended += 1,
         }
         for s in &record.streams {
             for l in [&s.caller, &s.callee] {
@@ -964,6 +977,41 @@ impl Registry {
         t.duration_ms += record.duration_ms();
         self.ended.push(Ended { record, reason });
     }
+}
+
+/// A call's streams as records: codecs, addresses and what flowed each way so far.
+fn stream_records(call: &Call) -> Vec<StreamRecord> {
+    let leg_record = |leg: &Leg| LegRecord {
+        codec: leg.codecs.first().cloned().unwrap_or_default(),
+        local: leg.local.to_string(),
+        remote: leg
+            .rtp_latch
+            .destination()
+            .map_or_else(|| "Unknown".to_owned(), |a| a.to_string()),
+        packets: leg.rtp.packets,
+        bytes: leg.rtp.bytes,
+        rtcp_packets: leg.rtcp.packets,
+        rtcp_bytes: leg.rtcp.bytes,
+        errors: leg.rtp.errors + leg.rtcp.errors,
+        refused: leg.rtp.refused + leg.rtcp.refused,
+        cumulative_lost: i64::from(leg.quality.cumulative_lost),
+        fraction_lost: leg.quality.fraction_lost,
+        jitter: leg.quality.jitter,
+    };
+    call.medias
+        .iter()
+        .flatten()
+        .map(|m| {
+            let m = lock(m);
+            StreamRecord {
+                index: m.index,
+                media_type: m.media_type.clone(),
+                proto: m.proto.clone(),
+                caller: leg_record(&m.legs[0]),
+                callee: leg_record(&m.legs[1]),
+            }
+        })
+        .collect()
 }
 
 /// Applies a party's SDP for one stream to its leg: where its media should come from

@@ -733,3 +733,34 @@ fn query_list_statistics_ping_unknown() {
     let r = reg.handle(&request(&[("command", s("block DTMF"))]), now, &mut env);
     assert_eq!(error_of(&r), "Unrecognized command");
 }
+
+#[test]
+fn the_live_picture_and_an_operator_ending_a_call() {
+    let (mut reg, mut env, _media, now) = established();
+    let later = now.plus(Duration::from_secs(3));
+    let live = reg.live_calls(later);
+    assert_eq!(live.len(), 1);
+    let (call, answered) = &live[0];
+    assert!(answered);
+    assert_eq!(
+        (
+            call.call_id.as_str(),
+            call.from_tag.as_str(),
+            call.to_tag.as_str()
+        ),
+        ("c1", "tagA", "tagB")
+    );
+    assert_eq!(call.duration_ms(), 3000);
+    assert_eq!(call.streams.len(), 1);
+    assert!(!call.streams[0].caller.codec.is_empty(), "{call:?}");
+    assert!(reg.take_ended().is_empty(), "a picture ends nothing");
+
+    assert!(!reg.end_by_operator("nope", later, &mut env));
+    assert!(reg.end_by_operator("c1", later, &mut env));
+    let ended = reg.take_ended();
+    assert_eq!(ended[0].reason, EndReason::Admin);
+    assert_eq!(ended[0].record.reason, "admin");
+    assert_eq!(env.closed.len(), 2, "both legs' ports are released");
+    assert!(reg.live_calls(later).is_empty());
+    assert_eq!(reg.totals().other_ended, 1);
+}

@@ -30,6 +30,8 @@ pub enum EndReason {
     OfferTimeout,
     /// The relay shut down.
     Shutdown,
+    /// An operator ended it through the admin API.
+    Admin,
 }
 
 impl EndReason {
@@ -41,6 +43,7 @@ impl EndReason {
             Self::HoldTimeout => "on hold timeout",
             Self::OfferTimeout => "offer timeout",
             Self::Shutdown => "shutdown",
+            Self::Admin => "admin",
         }
     }
 

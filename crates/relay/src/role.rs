@@ -2,11 +2,13 @@
 //! records writer and metrics registry, reloaded on SIGHUP (new calls get the new
 //! timeouts, limits, latching and port range, finished calls the new notify URL;
 //! running calls keep theirs; listeners, media addresses and forwarding threads need a
-//! restart), drained on SIGTERM (new calls get the failover reply, running calls may
-//! finish within `shutdown_max_wait`, a second signal cuts them; records are written
-//! either way).
+//! restart), drained on SIGTERM or by the admin API (new calls get the failover reply,
+//! running calls may finish within `shutdown_max_wait`, a second signal cuts them;
+//! records are written either way). Its live picture for the admin API is `calls`:
+//! each call's record so far, from the same registry that answers `ng` `query`; ending
+//! one by API records the reason `admin`.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mediagate_config::{Config, RelayConfig};
@@ -38,7 +40,7 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
         relay.publish_metrics(ctx.metrics);
         report_start(&relay, config);
         let role: Box<dyn Role> = Box::new(RelayRole {
-            relay,
+            relay: Arc::new(relay),
             running: Mutex::new(config.relay.clone()),
         });
         Ok(role)
@@ -83,7 +85,7 @@ fn report_start(relay: &Relay, config: &Config) {
 }
 
 struct RelayRole {
-    relay: Relay,
+    relay: Arc<Relay>,
     /// The `[relay]` section as it runs now: as started, then as each reload left it.
     running: Mutex<RelayConfig>,
 }
@@ -190,9 +192,43 @@ impl Role for RelayRole {
         Reload::Applied { needs_restart }
     }
 
-    fn drain(self: Box<Self>, cut: DrainCut) -> RoleFuture<'static, DrainReport> {
+    fn snapshot(&self, resource: &str) -> Option<RoleFuture<'_, serde_json::Value>> {
+        if resource != "calls" {
+            return None;
+        }
+        let calls: Vec<serde_json::Value> = self
+            .relay
+            .live_calls()
+            .into_iter()
+            .map(|(record, answered)| {
+                serde_json::json!({
+                    "call_id": record.call_id,
+                    "from_tag": record.from_tag,
+                    "to_tag": record.to_tag,
+                    "answered": answered,
+                    "start_unix_ms": record.start_unix_ms,
+                    "duration_ms": record.duration_ms(),
+                    "streams": record.streams,
+                })
+            })
+            .collect();
+        Some(Box::pin(async move { serde_json::Value::Array(calls) }))
+    }
+
+    fn end_session(&self, resource: &str, id: &str) -> Option<RoleFuture<'_, bool>> {
+        if resource != "calls" {
+            return None;
+        }
+        let ended = self.relay.end_call(id);
+        if ended {
+            info!(call = %id, "relay: call {id} ended by the admin API");
+        }
+        Some(Box::pin(async move { ended }))
+    }
+
+    fn drain(&self, cut: DrainCut) -> RoleFuture<'static, DrainReport> {
+        let relay = Arc::clone(&self.relay);
         let max_wait = self.max_drain();
-        let relay = self.relay;
         Box::pin(async move {
             info!(
                 "relay: draining: new calls refused, waiting up to {} s for {} running calls (signal again to stop now)",

@@ -433,6 +433,29 @@ impl Relay {
         metrics.register("relay", |r| r.collect(collector));
     }
 
+    /// Every call now, as its record would read if it ended now (reason empty), with
+    /// whether it was answered; sorted by Call-ID. For the admin API.
+    pub fn live_calls(&self) -> Vec<(SessionRecord, bool)> {
+        let now = self.state.now();
+        self.state.lock().registry.live_calls(now)
+    }
+
+    /// Ends the call `call_id` now with reason `admin` and hands its record to the
+    /// writer. False when no such call exists.
+    pub fn end_call(&self, call_id: &str) -> bool {
+        let now = self.state.now();
+        let (found, ended) = {
+            let mut control = self.state.lock();
+            let control = &mut *control;
+            let found = control
+                .registry
+                .end_by_operator(call_id, now, &mut control.env);
+            (found, control.registry.take_ended())
+        };
+        self.state.finish(ended);
+        found
+    }
+
     /// The latest finished-call records (at most 1,000), oldest first.
     pub fn recent_records(&self) -> Vec<SessionRecord> {
         lock_any(&self.state.recent).iter().cloned().collect()
@@ -443,7 +466,7 @@ impl Relay {
     /// `shutdown`, stop every task and hand the records to the writer. Returns how many calls had to
     /// be cut.
     pub async fn shutdown(
-        mut self,
+        &self,
         max_wait: Duration,
         hurry: impl std::future::Future<Output = ()>,
     ) -> usize {
@@ -463,7 +486,7 @@ impl Relay {
     /// Ends every call now (reason `shutdown`), stops the tasks and hands the records to
     /// the writer.
     /// Returns how many calls were cut (calls in their delete delay are not counted).
-    pub(crate) fn stop_now(&mut self) -> usize {
+    pub(crate) fn stop_now(&self) -> usize {
         let now = control::read_clock();
         let (cut, ended) = {
             let mut control = self.state.lock();

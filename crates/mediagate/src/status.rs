@@ -1,0 +1,274 @@
+//! `mediagate status`: asks a running instance through its admin API and prints a
+//! one-screen summary (roles, live streams, viewers, calls).
+//!
+//! What it does: plain HTTP/1.1 GETs over one short-lived connection each, with
+//! connect and read timeouts, the bearer token when given; long lists are cut to a
+//! few lines with a count of the rest. Strings that came from clients (user agents,
+//! URLs, tags) are printed escaped, so a hostile one cannot drive the terminal.
+//!
+//! What it does not: HTTPS, redirects, or chunked bodies (the API sends neither).
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// How long to wait for a connection and for an answer.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest answer read.
+const MAX_ANSWER: u64 = 16 << 20;
+/// Lines shown per list.
+const SHOWN: usize = 12;
+
+/// Why `status` could not show the picture.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("{0}")]
+    BadUrl(String),
+    #[error("nothing answers at {url} ({why}); is mediagate running, with its admin API on that address ([admin] listen)?")]
+    NoAnswer { url: String, why: String },
+    #[error("{url} answered {status}: {message}")]
+    Refused {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{url} did not answer with the mediagate API ({0})", url = .1)]
+    Garbled(String, String),
+}
+
+/// Where the API is: `host:port` and the URL as given (for messages).
+struct Api {
+    authority: String,
+    base: String,
+    token: Option<String>,
+}
+
+/// Prints the summary of the instance at `url` (`http://HOST:PORT`).
+pub fn status(url: &str, token: Option<String>) -> Result<String, StatusError> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        StatusError::BadUrl(format!(
+            "--admin {url:?}: give an http:// URL such as http://127.0.0.1:9554 (HTTPS is not supported)"
+        ))
+    })?;
+    let authority = rest.trim_end_matches('/');
+    if authority.is_empty() || authority.contains('/') {
+        return Err(StatusError::BadUrl(format!(
+            "--admin {url:?}: give only the scheme, host and port, such as http://127.0.0.1:9554"
+        )));
+    }
+    let api = Api {
+        authority: authority.to_owned(),
+        base: format!("http://{authority}"),
+        token,
+    };
+    let roles = api.get("/api/v1/roles")?;
+    let mut out = format!("mediagate at {}\n", api.base);
+    let roles = roles.as_array().cloned().unwrap_or_default();
+    out.push_str("roles:\n");
+    for r in &roles {
+        out.push_str(&format!(
+            "  {:<8} {:<9} {} {}  ({})\n",
+            text(&r["name"]),
+            text(&r["state"]),
+            r["sessions"],
+            text(&r["unit"]),
+            text(&r["serving"]),
+        ));
+    }
+    let running = |name: &str| roles.iter().any(|r| r["name"] == name);
+    if running("edge") {
+        let streams = api.get("/api/v1/edge/streams")?;
+        list(&mut out, "streams", &streams, |s| {
+            format!(
+                "{}  {} viewers  {}  {} packets in",
+                escaped(&s["origin"]),
+                s["viewers"],
+                rate(s["bitrate_bps"].as_u64().unwrap_or(0)),
+                s["packets_in"]
+            )
+        });
+        let viewers = api.get("/api/v1/edge/viewers")?;
+        list(&mut out, "viewers", &viewers, |v| {
+            format!(
+                "{}  {}  {}  {}  {:.0} s  {}  lost {}  {}",
+                text(&v["id"]),
+                text(&v["address"]),
+                text(&v["transport"]),
+                escaped(&v["url"]),
+                v["watched_seconds"].as_f64().unwrap_or(0.0),
+                bytes(v["bytes"].as_u64().unwrap_or(0)),
+                v["lost"],
+                escaped(&v["user_agent"]),
+            )
+        });
+    }
+    if running("relay") {
+        let calls = api.get("/api/v1/relay/calls")?;
+        list(&mut out, "calls", &calls, |c| {
+            let streams = c["streams"].as_array().map_or(0, Vec::len);
+            format!(
+                "{}  {} -> {}  {}  {:.0} s  {} stream(s)",
+                escaped(&c["call_id"]),
+                escaped(&c["from_tag"]),
+                escaped(&c["to_tag"]),
+                if c["answered"] == true {
+                    "answered"
+                } else {
+                    "ringing"
+                },
+                c["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+                streams
+            )
+        });
+    }
+    Ok(out)
+}
+
+/// A short list under a heading, at most [`SHOWN`] lines.
+fn list(out: &mut String, what: &str, items: &Value, line: impl Fn(&Value) -> String) {
+    let items = items.as_array().map(Vec::as_slice).unwrap_or_default();
+    out.push_str(&format!("{what} ({}):\n", items.len()));
+    for item in items.iter().take(SHOWN) {
+        out.push_str(&format!("  {}\n", line(item)));
+    }
+    if items.len() > SHOWN {
+        out.push_str(&format!("  ... and {} more\n", items.len() - SHOWN));
+    }
+}
+
+/// A string value written by mediagate itself (names, states, addresses).
+fn text(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}
+
+/// A string value that came from a client: quoted and escaped.
+fn escaped(v: &Value) -> String {
+    match v.as_str() {
+        Some(s) => format!("{s:?}"),
+        None => "-".to_owned(),
+    }
+}
+
+fn rate(bps: u64) -> String {
+    match bps {
+        0..=9_999 => format!("{bps} bit/s"),
+        10_000..=9_999_999 => format!("{:.0} kbit/s", bps as f64 / 1e3),
+        _ => format!("{:.1} Mbit/s", bps as f64 / 1e6),
+    }
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        0..=9_999 => format!("{n} B"),
+        10_000..=9_999_999 => format!("{:.0} kB", n as f64 / 1e3),
+        _ => format!("{:.1} MB", n as f64 / 1e6),
+    }
+}
+
+impl Api {
+    fn get(&self, path: &str) -> Result<Value, StatusError> {
+        let url = format!("{}{path}", self.base);
+        let no_answer = |why: String| StatusError::NoAnswer {
+            url: self.base.clone(),
+            why,
+        };
+        let addr = self
+            .authority
+            .to_socket_addrs()
+            .map_err(|e| no_answer(e.to_string()))?
+            .next()
+            .ok_or_else(|| no_answer("the name has no address".into()))?;
+        let mut conn =
+            TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| no_answer(e.to_string()))?;
+        conn.set_read_timeout(Some(TIMEOUT))
+            .and_then(|()| conn.set_write_timeout(Some(TIMEOUT)))
+            .map_err(|e| no_answer(e.to_string()))?;
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nConnection: close\r\n{auth}\r\n",
+            self.authority
+        );
+        conn.write_all(request.as_bytes())
+            .map_err(|e| no_answer(e.to_string()))?;
+        let mut raw = Vec::new();
+        conn.take(MAX_ANSWER)
+            .read_to_end(&mut raw)
+            .map_err(|e| no_answer(e.to_string()))?;
+        let garbled = |why: &str| StatusError::Garbled(why.to_owned(), url.clone());
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| garbled("no HTTP header"))?;
+        let head = String::from_utf8_lossy(&raw[..split]);
+        let status: u16 = head
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|s| s.get(..3))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| garbled("no HTTP status line"))?;
+        let body: Value = serde_json::from_slice(&raw[split + 4..])
+            .map_err(|_| garbled("the body is not JSON"))?;
+        if status != 200 {
+            let mut message = text(&body["error"]);
+            if status == 401 && self.token.is_none() {
+                message.push_str(" (pass --token-file FILE)");
+            }
+            return Err(StatusError::Refused {
+                url,
+                status,
+                message,
+            });
+        }
+        Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_urls_it_cannot_use() {
+        let e = status("https://127.0.0.1:9554", None).unwrap_err();
+        assert!(e.to_string().contains("HTTPS is not supported"), "{e}");
+        let e = status("http://127.0.0.1:9554/api", None).unwrap_err();
+        assert!(
+            e.to_string().contains("only the scheme, host and port"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn says_when_nothing_answers() {
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = status(&format!("http://127.0.0.1:{port}"), None).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("nothing answers at http://127.0.0.1:{port} (")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn units_and_escapes() {
+        assert_eq!(rate(15_000_000), "15.0 Mbit/s");
+        assert_eq!(rate(1_500_000), "1500 kbit/s");
+        assert_eq!(rate(64_000), "64 kbit/s");
+        assert_eq!(bytes(2_345), "2345 B");
+        assert_eq!(
+            escaped(&Value::from("a\u{1b}[31mred")),
+            "\"a\\u{1b}[31mred\""
+        );
+        assert_eq!(escaped(&Value::Null), "-");
+    }
+}

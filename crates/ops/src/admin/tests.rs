@@ -1,0 +1,340 @@
+//! The API served for real on loopback, with a fake role: routes against the OpenAPI
+//! document, access rules, bad input, and the answers' shapes.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::routes::{admit, OPENAPI, ROUTES};
+use super::*;
+use crate::role::{DrainCut, DrainReport, Role, RoleStats};
+
+struct FakeEdge;
+
+impl Role for FakeEdge {
+    fn name(&self) -> &'static str {
+        "edge"
+    }
+    fn serving(&self) -> String {
+        "edge on 127.0.0.1:1".into()
+    }
+    fn stats(&self) -> RoleStats {
+        RoleStats {
+            sessions: 1,
+            unit: "viewers",
+        }
+    }
+    fn max_drain(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn snapshot(&self, resource: &str) -> Option<RoleFuture<'_, Value>> {
+        let picture = match resource {
+            "viewers" => json!([{ "id": "abc", "user_agent": "<b>x</b>" }]),
+            "streams" => json!([]),
+            _ => return None,
+        };
+        Some(Box::pin(async move { picture }))
+    }
+    fn end_session(&self, resource: &str, id: &str) -> Option<RoleFuture<'_, bool>> {
+        let found = resource == "viewers" && id == "abc";
+        Some(Box::pin(async move { found }))
+    }
+    fn drain(&self, _cut: DrainCut) -> RoleFuture<'static, DrainReport> {
+        Box::pin(async {
+            DrainReport {
+                ended: 1,
+                complete: true,
+            }
+        })
+    }
+}
+
+fn start(token: Option<&str>) -> Admin {
+    let (_tx, cut) = DrainCut::new();
+    let roles = Arc::new(RoleSet::new(vec![Box::new(FakeEdge)], cut));
+    let options = AdminOptions {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        listen_is_default: false,
+        token: token.map(str::to_owned),
+    };
+    Admin::start(options, roles, Metrics::new(), None)
+        .unwrap()
+        .expect("an address was given")
+}
+
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    /// The error message of a JSON error answer.
+    fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .expect("an error message")
+            .to_owned()
+    }
+}
+
+async fn call(admin: &Admin, method: &str, path: &str, headers: &str, body: &[u8]) -> Answer {
+    let mut conn = tokio::net::TcpStream::connect(admin.bound()[0])
+        .await
+        .unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    // A refused oversized body may be answered before it is all sent.
+    let _ = conn.write_all(body).await;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut raw))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    Answer {
+        status: head[9..12].parse().unwrap(),
+        head: head.to_ascii_lowercase(),
+        body: body.to_owned(),
+    }
+}
+
+#[test]
+fn the_routes_and_the_openapi_document_agree() {
+    let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| *k != "parameters")
+                .map(move |m| (m.clone(), path.clone()))
+        })
+        .collect();
+    let served: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|&(m, p)| (m.to_owned(), p.to_owned()))
+        .collect();
+    assert_eq!(served.len(), ROUTES.len(), "a route is listed twice");
+    assert_eq!(served, documented);
+}
+
+#[tokio::test]
+async fn serves_roles_pictures_and_actions() {
+    let admin = start(None);
+    let roles = call(&admin, "GET", "/api/v1/roles", "", b"").await;
+    assert_eq!(roles.status, 200, "{}", roles.body);
+    assert!(roles.head.contains("content-type: application/json"));
+    assert_eq!(roles.json()[0]["name"], "edge");
+    assert_eq!(roles.json()[0]["state"], "running");
+    assert_eq!(roles.json()[0]["sessions"], 1);
+
+    let viewers = call(&admin, "GET", "/api/v1/edge/viewers", "", b"").await;
+    assert_eq!(viewers.json()[0]["user_agent"], "<b>x</b>");
+    let gone = call(&admin, "DELETE", "/api/v1/edge/viewers/abc", "", b"").await;
+    assert_eq!(
+        (gone.status, gone.json()["reason"].clone()),
+        (200, json!("admin"))
+    );
+    let missing = call(&admin, "DELETE", "/api/v1/edge/viewers/nope", "", b"").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.error(),
+        "no viewers session \"nope\" is running on the edge"
+    );
+    let relay = call(&admin, "GET", "/api/v1/relay/calls", "", b"").await;
+    assert_eq!(relay.status, 404);
+    assert_eq!(
+        relay.error(),
+        "the relay role is not running in this process"
+    );
+
+    let unknown = call(&admin, "GET", "/api/v2/nothing", "", b"").await;
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.error().starts_with("no such resource"));
+    let method = call(&admin, "PUT", "/api/v1/roles", "", b"").await;
+    assert_eq!(method.status, 405);
+    assert!(method.error().contains("does not take that method"));
+
+    let reload = call(&admin, "POST", "/api/v1/reload", "", b"").await;
+    assert_eq!(reload.status, 501);
+    assert!(reload.error().starts_with("config reload is not available"));
+
+    let metrics = call(&admin, "GET", "/metrics", "", b"").await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics
+        .head
+        .contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    assert!(metrics.body.ends_with("# EOF\n"), "{}", metrics.body);
+    let doc = call(&admin, "GET", "/openapi.json", "", b"").await;
+    assert_eq!(doc.json()["openapi"], "3.1.0");
+
+    let drained = call(
+        &admin,
+        "POST",
+        "/api/v1/roles/edge/drain",
+        "",
+        br#"{"wait": true}"#,
+    )
+    .await;
+    assert_eq!(drained.status, 200, "{}", drained.body);
+    assert_eq!(
+        drained.json()["drain"],
+        json!({"ended": 1, "complete": true})
+    );
+    let roles = call(&admin, "GET", "/api/v1/roles", "", b"").await;
+    assert_eq!(roles.json()[0]["state"], "drained");
+    let no_role = call(&admin, "POST", "/api/v1/roles/balancer/drain", "", b"").await;
+    assert_eq!(no_role.status, 404);
+}
+
+#[tokio::test]
+async fn refuses_bad_bodies_with_a_reason() {
+    let admin = start(None);
+    let path = "/api/v1/roles/edge/drain";
+    let malformed = call(&admin, "POST", path, "", b"{\"wait\": tru").await;
+    assert_eq!(malformed.status, 400);
+    assert!(
+        malformed
+            .error()
+            .starts_with("the request body is not valid JSON"),
+        "{}",
+        malformed.body
+    );
+    let unknown = call(&admin, "POST", path, "", br#"{"wait": true, "now": 1}"#).await;
+    assert_eq!(unknown.status, 400);
+    assert!(
+        unknown
+            .error()
+            .contains("unknown field `now`, expected `wait`"),
+        "{}",
+        unknown.body
+    );
+    let wrong_type = call(&admin, "POST", path, "", br#"{"wait": "yes"}"#).await;
+    assert_eq!(wrong_type.status, 400);
+    assert!(wrong_type
+        .error()
+        .starts_with("the request body does not fit"));
+    let reload = call(
+        &admin,
+        "POST",
+        "/api/v1/reload",
+        "",
+        br#"{"file": "/etc/x"}"#,
+    )
+    .await;
+    assert_eq!(reload.status, 400, "{}", reload.body);
+    let big = vec![b' '; MAX_BODY_BYTES + 1];
+    let oversized = call(&admin, "POST", path, "", &big).await;
+    assert_eq!(oversized.status, 413);
+    assert_eq!(
+        oversized.error(),
+        format!("the request body is larger than {MAX_BODY_BYTES} bytes")
+    );
+    // None of them started a drain.
+    let roles = call(&admin, "GET", "/api/v1/roles", "", b"").await;
+    assert_eq!(roles.json()[0]["state"], "running");
+}
+
+#[tokio::test]
+async fn a_configured_token_is_required() {
+    let admin = start(Some("0123456789abcdef"));
+    let none = call(&admin, "GET", "/api/v1/roles", "", b"").await;
+    assert_eq!(none.status, 401);
+    assert!(none.head.contains("www-authenticate: bearer"));
+    assert!(none.error().starts_with("this API needs a token"));
+    let wrong = call(
+        &admin,
+        "GET",
+        "/metrics",
+        "Authorization: Bearer 0123456789abcdeX\r\n",
+        b"",
+    )
+    .await;
+    assert_eq!(
+        (wrong.status, wrong.error()),
+        (401, "the bearer token is wrong".into())
+    );
+    let right = call(
+        &admin,
+        "GET",
+        "/metrics",
+        "Authorization: Bearer 0123456789abcdef\r\n",
+        b"",
+    )
+    .await;
+    assert_eq!(right.status, 200);
+}
+
+#[tokio::test]
+async fn the_default_address_when_taken_means_no_api() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let (_tx, cut) = DrainCut::new();
+    let roles = Arc::new(RoleSet::new(vec![Box::new(FakeEdge)], cut));
+    let mut options = AdminOptions {
+        listen: vec![addr],
+        listen_is_default: true,
+        token: None,
+    };
+    let started = Admin::start(options.clone(), roles.clone(), Metrics::new(), None);
+    assert!(matches!(started, Ok(None)));
+    options.listen_is_default = false;
+    let err = Admin::start(options, roles, Metrics::new(), None).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot listen for the admin API on {addr}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn without_a_token_only_loopback_is_admitted() {
+    let status = |token: Option<&str>, auth: Option<&[u8]>, peer: &str| {
+        admit(token, auth, peer.parse().unwrap()).map_err(|e| (e.status.as_u16(), e.message))
+    };
+    assert_eq!(status(None, None, "127.0.0.1"), Ok(()));
+    assert_eq!(status(None, None, "::1"), Ok(()));
+    assert_eq!(status(None, None, "::ffff:127.0.0.1"), Ok(()));
+    let refused = status(None, Some(b"Bearer whatever"), "192.0.2.7").unwrap_err();
+    assert_eq!(refused.0, 403);
+    assert!(refused.1.contains("loopback clients only"), "{}", refused.1);
+    assert_eq!(status(None, None, "2001:db8::7").unwrap_err().0, 403);
+
+    let token = Some("0123456789abcdef");
+    assert_eq!(
+        status(token, Some(b"Bearer 0123456789abcdef"), "192.0.2.7"),
+        Ok(())
+    );
+    assert_eq!(
+        status(token, None, "127.0.0.1").unwrap_err().0,
+        401,
+        "loopback needs it too"
+    );
+    assert_eq!(
+        status(token, Some(b"Basic 0123456789abcdef"), "127.0.0.1")
+            .unwrap_err()
+            .0,
+        401
+    );
+    assert_eq!(
+        status(token, Some(b"Bearer 0123456789abcde"), "127.0.0.1")
+            .unwrap_err()
+            .0,
+        401
+    );
+}

@@ -659,5 +659,15 @@ fn mutual_tls_admits_clients_of_the_configured_ca_only() {
     assert!(!raw.starts_with(b"HTTP/1.1 200"), "plain HTTP was served");
     let (code, _) = curl(&dir, api, Some("client"));
     assert_eq!(code, "200", "the API still serves after the refusals");
+
+    // `mediagate status` speaks it too.
+    let url = format!("https://127.0.0.1:{api}");
+    let (ca, cert, key) = (path("ca.pem"), path("client.pem"), path("client.key"));
+    let (ok, out, err) = status_command(&[
+        "--admin", &url, "--cacert", &ca, "--cert", &cert, "--key", &key,
+    ]);
+    assert!(ok && out.contains("viewers (0):"), "{out}{err}");
+    let (ok, _, err) = status_command(&["--admin", &url, "--cacert", &ca]);
+    assert!(!ok && err.contains("nothing answers"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

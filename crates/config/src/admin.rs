@@ -35,7 +35,7 @@ pub const ADMIN_TOKEN_MIN_LEN: usize = 16;
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// TCP addresses of the API. Empty: off. Default: `["127.0.0.1:9554"]`; when this
-    /// default is taken by another process, mediagate warns and runs without the API,
+    /// default is taken by another process, mediagate logs it and runs without the API,
     /// whereas an address written in the file that cannot be bound stops the start.
     pub listen: Located<Vec<BindAddr>>,
     /// The bearer token every request must carry (`Authorization: Bearer TOKEN`).
@@ -76,7 +76,7 @@ impl Default for AdminConfig {
 
 impl AdminConfig {
     /// True when `listen` is the built-in default (not written in a file or on the
-    /// command line), so a busy address is a warning rather than an error.
+    /// command line), so a busy address is logged rather than an error.
     pub fn listen_is_default(&self) -> bool {
         self.listen.span().is_none() && *self.listen == *Self::default().listen
     }

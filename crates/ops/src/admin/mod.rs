@@ -143,7 +143,9 @@ impl Admin {
                     if options.listen_is_default
                         && source.kind() == std::io::ErrorKind::AddrInUse =>
                 {
-                    tracing::warn!(
+                    // Info, not warn: several instances on one host (or a test suite)
+                    // make this routine, and only the first can have the default.
+                    tracing::info!(
                         "admin API: the default address {addr} is in use (another mediagate?); running without the API. Set [admin] listen to another address to have it"
                     );
                     return Ok(None);

@@ -19,6 +19,7 @@ DEB_PACKAGES=(
   prometheus
   systemd  # systemd-analyze verifies config/mediagate.service
   prometheus  # promtool check metrics parses the admin API's /metrics
+  curl openssl  # the admin API's mutual TLS test: certificates and an HTTPS client
 )
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

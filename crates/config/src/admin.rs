@@ -1,14 +1,17 @@
 //! `[admin]`: where the management HTTP API listens and who may use it.
 //!
 //! What it does: declares the API's listen addresses (on by default, loopback only:
-//! `["127.0.0.1:9554"]`; an empty list turns the API off) and its bearer token, given
+//! `["127.0.0.1:9554"]`; an empty list turns the API off), its bearer token, given
 //! inline (`token`) or in a file (`token_file`, read when the process starts, so the
-//! secret need not sit in the config). [`AdminToken`] checks the token's form while the
-//! file is parsed and never shows it in `Debug` output.
+//! secret need not sit in the config), and TLS: a server certificate and key in PEM
+//! (`tls_cert`, `tls_key`) and, for mutual TLS, the CA that client certificates must
+//! chain to (`client_ca`). [`AdminToken`] checks the token's form while the file is
+//! parsed and never shows it in `Debug` output.
 //!
-//! What it does not: read the token file (the binary does at start and refuses to start
-//! when it cannot), bind anything, or offer mutual TLS (not built; no keys for it exist).
-//! The cross-field rule (a non-loopback address needs a token) is in `validate`.
+//! What it does not: read the files (the binary does at start and refuses to start when
+//! it cannot), or bind anything. The cross-field rules (certificate and key together, a
+//! client CA only with TLS, a non-loopback address only with a token or client
+//! certificates) are in `validate`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -32,7 +35,7 @@ pub const ADMIN_TOKEN_MIN_LEN: usize = 16;
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// TCP addresses of the API. Empty: off. Default: `["127.0.0.1:9554"]`; when this
-    /// default is taken by another process, mediagate warns and runs without the API,
+    /// default is taken by another process, mediagate logs it and runs without the API,
     /// whereas an address written in the file that cannot be bound stops the start.
     pub listen: Located<Vec<BindAddr>>,
     /// The bearer token every request must carry (`Authorization: Bearer TOKEN`).
@@ -43,6 +46,17 @@ pub struct AdminConfig {
     /// Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<Located<PathBuf>>,
+    /// The API's TLS certificate chain, PEM, server certificate first: with
+    /// `tls_key`, the API speaks HTTPS only. Default: none (plain HTTP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<Located<PathBuf>>,
+    /// The private key of `tls_cert`, PEM (PKCS#8, PKCS#1 or SEC1). Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<Located<PathBuf>>,
+    /// Mutual TLS: a PEM file of CA certificates; every client must present a
+    /// certificate that chains to one of them. Needs `tls_cert`. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<Located<PathBuf>>,
 }
 
 impl Default for AdminConfig {
@@ -53,13 +67,16 @@ impl Default for AdminConfig {
                 .expect("the default admin address parses")]),
             token: None,
             token_file: None,
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
         }
     }
 }
 
 impl AdminConfig {
     /// True when `listen` is the built-in default (not written in a file or on the
-    /// command line), so a busy address is a warning rather than an error.
+    /// command line), so a busy address is logged rather than an error.
     pub fn listen_is_default(&self) -> bool {
         self.listen.span().is_none() && *self.listen == *Self::default().listen
     }
@@ -67,6 +84,11 @@ impl AdminConfig {
     /// True when a token is configured, inline or as a file.
     pub fn has_token(&self) -> bool {
         self.token.is_some() || self.token_file.is_some()
+    }
+
+    /// True when clients must authenticate somehow: a token or client certificates.
+    pub fn authenticates_clients(&self) -> bool {
+        self.has_token() || self.client_ca.is_some()
     }
 }
 

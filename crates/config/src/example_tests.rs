@@ -75,6 +75,9 @@ fn fully_populated() -> Config {
             .unwrap(),
     );
     c.admin.token_file = Some(Located::new("/etc/mediagate/admin.token".into()));
+    c.admin.tls_cert = Some(Located::new("/etc/mediagate/admin.crt".into()));
+    c.admin.tls_key = Some(Located::new("/etc/mediagate/admin.key".into()));
+    c.admin.client_ca = Some(Located::new("/etc/mediagate/admin-clients-ca.crt".into()));
     c.relay.media_address = Located::new(vec![MediaAddress {
         address: Located::new("192.0.2.20".parse().unwrap()),
         advertised: Some("203.0.113.20".parse().unwrap()),

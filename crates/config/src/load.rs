@@ -409,10 +409,10 @@ mod tests {
     }
 
     /// Keys whose feature is not built yet are refused, not parsed and ignored: the
-    /// access log arrives with its issue, and the admin API has no mutual TLS yet.
+    /// access log arrives with its issue, and the admin API has no CRL checking yet.
     #[test]
     fn refuses_keys_of_features_not_built_yet() {
-        let text = "[log]\naccess_log = \"/tmp/a.log\"\n[admin]\nlisten = [\"127.0.0.1:9554\"]\nclient_ca = \"/ca.pem\"\n";
+        let text = "[log]\naccess_log = \"/tmp/a.log\"\n[admin]\nlisten = [\"127.0.0.1:9554\"]\nclient_crl = \"/ca.crl\"\n";
         let errors = parse_config(text).unwrap_err();
         let lines = at(text, &errors);
         assert_eq!(lines.len(), 2, "{lines:?}");
@@ -421,7 +421,7 @@ mod tests {
             "{lines:?}"
         );
         assert!(
-            lines[1].starts_with("f.toml:5:1: unknown field `client_ca`"),
+            lines[1].starts_with("f.toml:5:1: unknown field `client_crl`"),
             "{lines:?}"
         );
     }

@@ -164,8 +164,9 @@ fn check_routes(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, Str
     }
 }
 
-/// The API without a token serves loopback peers only, so an address others can reach
-/// is refused unless a token protects it; and the token has one source.
+/// The API without a token or client certificates serves loopback peers only, so an
+/// address others can reach is refused unless one of them protects it; the token has
+/// one source; TLS needs its certificate and key, and mutual TLS needs TLS.
 fn check_admin(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, String)) {
     let admin = &config.admin;
     if let (Some(token), Some(file)) = (&admin.token, &admin.token_file) {
@@ -174,7 +175,27 @@ fn check_admin(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, Stri
             "admin.token and admin.token_file are both set; keep one".into(),
         );
     }
-    if admin.has_token() {
+    match (&admin.tls_cert, &admin.tls_key) {
+        (Some(cert), None) => fail(
+            cert.span(),
+            "admin.tls_cert is set without admin.tls_key; give both, or neither for plain HTTP"
+                .into(),
+        ),
+        (None, Some(key)) => fail(
+            key.span(),
+            "admin.tls_key is set without admin.tls_cert; give both, or neither for plain HTTP"
+                .into(),
+        ),
+        _ => {}
+    }
+    if let (Some(ca), None) = (&admin.client_ca, &admin.tls_cert) {
+        fail(
+            ca.span(),
+            "admin.client_ca (mutual TLS) needs TLS: set admin.tls_cert and admin.tls_key too"
+                .into(),
+        );
+    }
+    if admin.authenticates_clients() {
         return;
     }
     for addr in admin.listen.iter() {
@@ -182,7 +203,7 @@ fn check_admin(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, Stri
             fail(
                 admin.listen.span(),
                 format!(
-                    "admin.listen has {addr}, which other hosts can reach, but no token is set; set admin.token_file (or admin.token), or listen on a loopback address such as \"127.0.0.1:9554\""
+                    "admin.listen has {addr}, which other hosts can reach, but no token is set; set admin.token_file (or admin.token, or admin.client_ca for client certificates), or listen on a loopback address such as \"127.0.0.1:9554\""
                 ),
             );
         }
@@ -233,6 +254,34 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(messages("[admin]\nlisten = []\n"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn admin_tls_needs_its_pairs() {
+        assert_eq!(
+            messages("[admin]\ntls_cert = \"/c.pem\"\n"),
+            ["admin.tls_cert is set without admin.tls_key; give both, or neither for plain HTTP"]
+        );
+        assert_eq!(
+            messages("[admin]\ntls_key = \"/k.pem\"\nclient_ca = \"/ca.pem\"\n"),
+            [
+                "admin.tls_key is set without admin.tls_cert; give both, or neither for plain HTTP",
+                "admin.client_ca (mutual TLS) needs TLS: set admin.tls_cert and admin.tls_key too"
+            ]
+        );
+        let mutual = "[admin]\nlisten = [\"0.0.0.0:9554\"]\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\nclient_ca = \"/ca.pem\"\n";
+        assert_eq!(
+            messages(mutual),
+            Vec::<String>::new(),
+            "client certificates protect it"
+        );
+        let tls_only =
+            "[admin]\nlisten = [\"0.0.0.0:9554\"]\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n";
+        assert_eq!(
+            messages(tls_only).len(),
+            1,
+            "TLS alone authenticates no one"
+        );
     }
 
     #[test]

@@ -79,14 +79,15 @@ pub enum Command {
     /// status 1 when nothing answers or the API refuses.
     #[command(after_help = "Examples:\n  \
         mediagate status\n  \
-        mediagate status --admin http://192.0.2.5:9554 --token-file /etc/mediagate/admin.token")]
+        mediagate status --admin http://192.0.2.5:9554 --token-file /etc/mediagate/admin.token\n  \
+        mediagate status --admin https://192.0.2.5:9554 --cacert ca.pem --cert me.pem --key me.key")]
     Status(StatusArgs),
 }
 
 /// Arguments of `mediagate status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The admin API's address, http://HOST:PORT.
+    /// The admin API's address, http://HOST:PORT or https://HOST:PORT.
     #[arg(
         long = "admin",
         value_name = "URL",
@@ -100,6 +101,15 @@ pub struct StatusArgs {
     /// A file holding the bearer token, as [admin] token_file.
     #[arg(long = "token-file", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// For an https:// API: CA certificates (PEM) its certificate must chain to.
+    #[arg(long = "cacert", value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// For mutual TLS: this client's certificate (PEM); needs --key.
+    #[arg(long = "cert", value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// For mutual TLS: the private key of --cert (PEM).
+    #[arg(long = "key", value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
 }
 
 /// Arguments of `mediagate run`.

@@ -59,7 +59,12 @@ fn show_status(args: cli::StatusArgs) -> ExitCode {
         },
         (None, None) => None,
     };
-    match status::status(&args.admin, token) {
+    let tls = status::TlsFiles {
+        ca: args.cacert,
+        cert: args.cert,
+        key: args.key,
+    };
+    match status::status(&args.admin, token, &tls) {
         Ok(summary) => {
             print!("{summary}");
             ExitCode::SUCCESS

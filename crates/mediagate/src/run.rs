@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mediagate_config::{AdminToken, Config};
-use mediagate_ops::admin::{Admin, AdminOptions, ReloadError, ReloadHook};
+use mediagate_ops::admin::{Admin, AdminOptions, AdminTls, ReloadError, ReloadHook};
 use mediagate_ops::metrics::Metrics;
 use mediagate_ops::role::{DrainCut, Role, RoleContext, RoleKind};
 use mediagate_ops::role_set::RoleSet;
@@ -203,10 +203,19 @@ fn admin_options(config: &Config) -> anyhow::Result<AdminOptions> {
         }
         (None, None) => None,
     };
+    let tls = match (&admin.tls_cert, &admin.tls_key) {
+        (Some(cert), Some(key)) => Some(AdminTls {
+            cert: cert.get().clone(),
+            key: key.get().clone(),
+            client_ca: admin.client_ca.as_ref().map(|ca| ca.get().clone()),
+        }),
+        _ => None,
+    };
     Ok(AdminOptions {
         listen: admin.listen.iter().map(|a| a.get()).collect(),
         listen_is_default: admin.listen_is_default(),
         token,
+        tls,
     })
 }
 

@@ -1,17 +1,24 @@
 //! `mediagate status`: asks a running instance through its admin API and prints a
 //! one-screen summary (roles, live streams, viewers, calls).
 //!
-//! What it does: plain HTTP/1.1 GETs over one short-lived connection each, with
-//! connect and read timeouts, the bearer token when given; long lists are cut to a
-//! few lines with a count of the rest. Strings that came from clients (user agents,
-//! URLs, tags) are printed escaped, so a hostile one cannot drive the terminal.
+//! What it does: HTTP/1.1 GETs over one short-lived connection each, with connect and
+//! read timeouts, the bearer token when given, and HTTPS (rustls) when the URL says
+//! so: the server's certificate checked against `--cacert`, and a client certificate
+//! (`--cert`, `--key`) for mutual TLS. Long lists are cut to a few lines with a count
+//! of the rest. Strings that came from clients (user agents, URLs, tags) are printed
+//! escaped, so a hostile one cannot drive the terminal.
 //!
-//! What it does not: HTTPS, redirects, or chunked bodies (the API sends neither).
+//! What it does not: the system's trust store (the API's CA is the operator's own),
+//! redirects, or chunked bodies (the API sends neither).
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::Value;
 
 /// How long to wait for a connection and for an answer.
@@ -38,30 +45,51 @@ pub enum StatusError {
     Garbled(String, String),
 }
 
+/// How to reach an API behind TLS.
+#[derive(Debug, Default)]
+pub struct TlsFiles {
+    /// CA certificates (PEM) the API's certificate must chain to.
+    pub ca: Option<PathBuf>,
+    /// A client certificate (PEM) and its key, for mutual TLS.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
 /// Where the API is: `host:port` and the URL as given (for messages).
 struct Api {
     authority: String,
     base: String,
     token: Option<String>,
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
 }
 
-/// Prints the summary of the instance at `url` (`http://HOST:PORT`).
-pub fn status(url: &str, token: Option<String>) -> Result<String, StatusError> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        StatusError::BadUrl(format!(
-            "--admin {url:?}: give an http:// URL such as http://127.0.0.1:9554 (HTTPS is not supported)"
-        ))
-    })?;
+/// Prints the summary of the instance at `url` (`http://HOST:PORT` or `https://...`).
+pub fn status(url: &str, token: Option<String>, tls: &TlsFiles) -> Result<String, StatusError> {
+    let (https, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (false, rest),
+        (None, Some(rest)) => (true, rest),
+        _ => {
+            return Err(StatusError::BadUrl(format!(
+                "--admin {url:?}: give an http:// or https:// URL such as http://127.0.0.1:9554"
+            )))
+        }
+    };
     let authority = rest.trim_end_matches('/');
     if authority.is_empty() || authority.contains('/') {
         return Err(StatusError::BadUrl(format!(
             "--admin {url:?}: give only the scheme, host and port, such as http://127.0.0.1:9554"
         )));
     }
+    let tls = if https {
+        Some(client_config(authority, tls).map_err(StatusError::BadUrl)?)
+    } else {
+        None
+    };
     let api = Api {
         authority: authority.to_owned(),
-        base: format!("http://{authority}"),
+        base: format!("{}://{authority}", if https { "https" } else { "http" }),
         token,
+        tls,
     };
     let roles = api.get("/api/v1/roles")?;
     let mut out = format!("mediagate at {}\n", api.base);
@@ -167,6 +195,59 @@ fn bytes(n: u64) -> String {
     }
 }
 
+/// The TLS client for `authority` (`host:port`): the server checked against `--cacert`,
+/// with the client certificate when given.
+fn client_config(
+    authority: &str,
+    files: &TlsFiles,
+) -> Result<(Arc<rustls::ClientConfig>, ServerName<'static>), String> {
+    let ca = files
+        .ca
+        .as_ref()
+        .ok_or("an https:// API needs --cacert FILE (the CA of its certificate)")?;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = |path: &PathBuf| -> Result<Vec<CertificateDer<'static>>, String> {
+        CertificateDer::pem_file_iter(path)
+            .and_then(Iterator::collect)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    };
+    for cert in certs(ca)? {
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    // See crates/ops/src/admin/tls.rs for why ring.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let config = match (&files.cert, &files.key) {
+        (Some(cert), Some(key)) => {
+            let key =
+                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(certs(cert)?, key)
+                .map_err(|e| format!("{}: {e}", cert.display()))?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => return Err("--cert and --key go together".into()),
+    };
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => authority,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|_| format!("{host:?} is not a host name or address"))?;
+    Ok((Arc::new(config), name))
+}
+
+/// A plain or TLS connection.
+trait Conn: Read + Write {}
+impl<T: Read + Write> Conn for T {}
+
 impl Api {
     fn get(&self, path: &str) -> Result<Value, StatusError> {
         let url = format!("{}{path}", self.base);
@@ -180,11 +261,19 @@ impl Api {
             .map_err(|e| no_answer(e.to_string()))?
             .next()
             .ok_or_else(|| no_answer("the name has no address".into()))?;
-        let mut conn =
+        let tcp =
             TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| no_answer(e.to_string()))?;
-        conn.set_read_timeout(Some(TIMEOUT))
-            .and_then(|()| conn.set_write_timeout(Some(TIMEOUT)))
+        tcp.set_read_timeout(Some(TIMEOUT))
+            .and_then(|()| tcp.set_write_timeout(Some(TIMEOUT)))
             .map_err(|e| no_answer(e.to_string()))?;
+        let mut conn: Box<dyn Conn> = match &self.tls {
+            None => Box::new(tcp),
+            Some((config, name)) => {
+                let session = rustls::ClientConnection::new(Arc::clone(config), name.clone())
+                    .map_err(|e| no_answer(e.to_string()))?;
+                Box::new(rustls::StreamOwned::new(session, tcp))
+            }
+        };
         let auth = self
             .token
             .as_ref()
@@ -197,9 +286,14 @@ impl Api {
         conn.write_all(request.as_bytes())
             .map_err(|e| no_answer(e.to_string()))?;
         let mut raw = Vec::new();
-        conn.take(MAX_ANSWER)
-            .read_to_end(&mut raw)
-            .map_err(|e| no_answer(e.to_string()))?;
+        let read = conn.take(MAX_ANSWER).read_to_end(&mut raw);
+        // A TLS peer that closes without close_notify still sent a whole answer
+        // (Connection: close); anything else is a failure.
+        if let Err(e) = read {
+            if raw.is_empty() || e.kind() != std::io::ErrorKind::UnexpectedEof {
+                return Err(no_answer(e.to_string()));
+            }
+        }
         let garbled = |why: &str| StatusError::Garbled(why.to_owned(), url.clone());
         let split = raw
             .windows(4)
@@ -234,9 +328,15 @@ mod tests {
 
     #[test]
     fn refuses_urls_it_cannot_use() {
-        let e = status("https://127.0.0.1:9554", None).unwrap_err();
-        assert!(e.to_string().contains("HTTPS is not supported"), "{e}");
-        let e = status("http://127.0.0.1:9554/api", None).unwrap_err();
+        let none = TlsFiles::default();
+        let e = status("ftp://127.0.0.1:9554", None, &none).unwrap_err();
+        assert!(
+            e.to_string().contains("give an http:// or https:// URL"),
+            "{e}"
+        );
+        let e = status("https://127.0.0.1:9554", None, &none).unwrap_err();
+        assert!(e.to_string().contains("needs --cacert FILE"), "{e}");
+        let e = status("http://127.0.0.1:9554/api", None, &none).unwrap_err();
         assert!(
             e.to_string().contains("only the scheme, host and port"),
             "{e}"
@@ -251,7 +351,12 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let e = status(&format!("http://127.0.0.1:{port}"), None).unwrap_err();
+        let e = status(
+            &format!("http://127.0.0.1:{port}"),
+            None,
+            &TlsFiles::default(),
+        )
+        .unwrap_err();
         assert!(
             e.to_string()
                 .starts_with(&format!("nothing answers at http://127.0.0.1:{port} (")),

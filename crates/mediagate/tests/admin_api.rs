@@ -540,3 +540,147 @@ fn a_relayed_call_is_listed_and_ended_by_the_api_and_one_role_drains_alone() {
     assert_eq!(records[0].streams[0].caller.packets, 20);
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// Runs a tool to completion; panics with its output when it fails.
+fn tool(program: &str, args: &[&str], dir: &std::path::Path) {
+    let mut cmd = Command::new(program);
+    cmd.args(args).current_dir(dir);
+    let out = run(program, cmd, Duration::from_secs(30)).unwrap();
+    assert!(out.success(), "{}", out.diagnostics);
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate from it, and a
+/// self-signed client certificate from no one the server knows; made with openssl.
+fn make_certificates(dir: &std::path::Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let req = |key: &str, out: &str, subject: &str, extra: &[&str]| {
+        let mut args = vec!["req"];
+        args.extend(extra);
+        args.extend(ec);
+        args.extend(["-keyout", key, "-out", out, "-subj", subject, "-days", "2"]);
+        tool("openssl", &args, dir);
+    };
+    req("ca.key", "ca.pem", "/CN=mediagate test CA", &["-x509"]);
+    req("stranger.key", "stranger.pem", "/CN=stranger", &["-x509"]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for who in ["server", "client"] {
+        let (key, csr, pem, ext) = (
+            format!("{who}.key"),
+            format!("{who}.csr"),
+            format!("{who}.pem"),
+            format!("{who}.ext"),
+        );
+        req(&key, &csr, &format!("/CN={who}"), &[]);
+        tool(
+            "openssl",
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+            dir,
+        );
+    }
+}
+
+/// curl over HTTPS trusting the test CA: the HTTP status ("000" when the TLS
+/// handshake or the connection failed) and the body.
+fn curl(dir: &std::path::Path, port: u16, client: Option<&str>) -> (String, String) {
+    let mut cmd = Command::new("curl");
+    cmd.current_dir(dir).args([
+        "-sS",
+        "--max-time",
+        "10",
+        "--cacert",
+        "ca.pem",
+        "-w",
+        "\n%{http_code}",
+    ]);
+    if let Some(who) = client {
+        cmd.args([
+            "--cert",
+            &format!("{who}.pem"),
+            "--key",
+            &format!("{who}.key"),
+        ]);
+    }
+    cmd.arg(format!("https://127.0.0.1:{port}/api/v1/roles"));
+    let out = run("curl", cmd, Duration::from_secs(20)).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.to_owned(), body.to_owned())
+}
+
+#[test]
+fn mutual_tls_admits_clients_of_the_configured_ca_only() {
+    let origin = Origin::start(OriginOptions::default()).expect("origin starts");
+    let dir = std::env::temp_dir().join(format!("mg-admin-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    make_certificates(&dir);
+    let api = free_tcp_port().unwrap();
+    let path = |f: &str| dir.join(f).display().to_string();
+    let extra = format!(
+        "[[edge.route]]\nadvertised = \"/cam\"\norigin = \"{}\"\n{}tls_cert = {:?}\ntls_key = {:?}\nclient_ca = {:?}\n",
+        origin.url("/live"),
+        admin_section(api, None),
+        path("server.pem"),
+        path("server.key"),
+        path("ca.pem"),
+    );
+    let edge = EdgeProc::start(&extra);
+
+    let (code, body) = curl(&dir, api, Some("client"));
+    assert_eq!(code, "200", "{body}\n{}", edge.peer.diagnostics());
+    let roles: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(roles[0]["name"], "edge");
+    let (code, _) = curl(&dir, api, None);
+    assert_eq!(code, "000", "a client without a certificate is refused");
+    let (code, _) = curl(&dir, api, Some("stranger"));
+    assert_eq!(code, "000", "a certificate from another CA is refused");
+    // Plain HTTP gets no answer from the TLS listener.
+    let mut conn = TcpStream::connect(("127.0.0.1", api)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    conn.write_all(b"GET /api/v1/roles HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = conn.read_to_end(&mut raw);
+    assert!(!raw.starts_with(b"HTTP/1.1 200"), "plain HTTP was served");
+    let (code, _) = curl(&dir, api, Some("client"));
+    assert_eq!(code, "200", "the API still serves after the refusals");
+
+    // `mediagate status` speaks it too.
+    let url = format!("https://127.0.0.1:{api}");
+    let (ca, cert, key) = (path("ca.pem"), path("client.pem"), path("client.key"));
+    let (ok, out, err) = status_command(&[
+        "--admin", &url, "--cacert", &ca, "--cert", &cert, "--key", &key,
+    ]);
+    assert!(ok && out.contains("viewers (0):"), "{out}{err}");
+    let (ok, _, err) = status_command(&["--admin", &url, "--cacert", &ca]);
+    assert!(!ok && err.contains("nothing answers"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,22 +7,30 @@
 //! and [`MAX_BODY_BYTES`] per body, so an API flood costs at most that one thread and
 //! never slows the roles' runtime or the relay's forwarding threads. Work a request
 //! asks of a role (its picture, ending a session, a drain) runs on the roles' runtime,
-//! bounded by [`ROLE_ANSWER_WAIT`]. Access: with a token, every request must carry
-//! `Authorization: Bearer TOKEN` (else 401); without one, only loopback peers are
-//! served (else 403), and the config refuses a reachable address without a token.
-//! Every error is a JSON object `{"error": "..."}` saying what was wrong.
+//! bounded by [`ROLE_ANSWER_WAIT`]. With `[admin] tls_cert`/`tls_key` it speaks HTTPS
+//! only (`tls`), and with `client_ca` every client must present a certificate from
+//! that CA (mutual TLS). Access: with a token, every request must carry
+//! `Authorization: Bearer TOKEN` (else 401); with client certificates, the handshake
+//! has authenticated the client; with neither, only loopback peers are served (else
+//! 403), and the config refuses a reachable address. Every error is a JSON object
+//! `{"error": "..."}` saying what was wrong.
 //!
-//! What it does not: TLS (no mutual TLS yet; a token over plain HTTP belongs on a
-//! trusted network or behind a TLS proxy), the dashboard page, or reload itself (the
-//! binary hands in a [`ReloadHook`]).
+//! What it does not: the dashboard page, or reload itself (the binary hands in a
+//! [`ReloadHook`]).
 
 mod routes;
 #[cfg(test)]
 mod tests;
+mod tls;
+
+pub use tls::AdminTls;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
+
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
 
 use crate::metrics::Metrics;
 use crate::role::RoleFuture;
@@ -61,8 +69,11 @@ pub struct AdminOptions {
     /// The addresses are the built-in default: when one is taken, warn and serve
     /// without the API rather than fail the start.
     pub listen_is_default: bool,
-    /// The bearer token; `None` serves loopback peers only.
+    /// The bearer token; `None` serves loopback peers only unless client
+    /// certificates are required.
     pub token: Option<String>,
+    /// HTTPS, and mutual TLS when it has a client CA.
+    pub tls: Option<AdminTls>,
 }
 
 impl std::fmt::Debug for AdminOptions {
@@ -71,6 +82,7 @@ impl std::fmt::Debug for AdminOptions {
             .field("listen", &self.listen)
             .field("listen_is_default", &self.listen_is_default)
             .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -87,6 +99,9 @@ pub enum AdminError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS files are unusable.
+    #[error("cannot set up TLS for the admin API: {0}")]
+    Tls(String),
     /// Its thread or runtime could not start.
     #[error("cannot start the admin API's thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -113,6 +128,13 @@ impl Admin {
         metrics: Metrics,
         reload: Option<ReloadHook>,
     ) -> Result<Option<Self>, AdminError> {
+        let tls = match &options.tls {
+            Some(files) if !options.listen.is_empty() => {
+                Some(tls::server_config(files).map_err(AdminError::Tls)?)
+            }
+            _ => None,
+        };
+        let client_certs = options.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
         let mut listeners = Vec::new();
         for &addr in &options.listen {
             match bind(addr) {
@@ -121,7 +143,9 @@ impl Admin {
                     if options.listen_is_default
                         && source.kind() == std::io::ErrorKind::AddrInUse =>
                 {
-                    tracing::warn!(
+                    // Info, not warn: several instances on one host (or a test suite)
+                    // make this routine, and only the first can have the default.
+                    tracing::info!(
                         "admin API: the default address {addr} is in use (another mediagate?); running without the API. Set [admin] listen to another address to have it"
                     );
                     return Ok(None);
@@ -136,7 +160,13 @@ impl Admin {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect();
-        let app = routes::router(routes::Shared::new(roles, metrics, reload, options.token));
+        let app = routes::router(routes::Shared::new(
+            roles,
+            metrics,
+            reload,
+            options.token,
+            client_certs,
+        ));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -144,10 +174,17 @@ impl Admin {
             .map_err(AdminError::Thread)?;
         std::thread::Builder::new()
             .name("mediagate-admin".into())
-            .spawn(move || runtime.block_on(serve(listeners, app, stop_rx)))
+            .spawn(move || runtime.block_on(serve(listeners, app, tls, stop_rx)))
             .map_err(AdminError::Thread)?;
+        let scheme = if client_certs {
+            "https (client certificates required)"
+        } else if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         for addr in &bound {
-            tracing::info!("admin API: listening on http://{addr}");
+            tracing::info!("admin API: listening on {addr}, {scheme}");
         }
         Ok(Some(Self {
             bound,
@@ -175,9 +212,27 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(listener)
 }
 
+/// The peer's address, whether the connection is plain or TLS (axum's own
+/// `SocketAddr` connect info only covers its plain TCP listener).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PeerAddr(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, tls::TlsListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, tls::TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
 async fn serve(
     listeners: Vec<TcpListener>,
     app: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
@@ -191,19 +246,36 @@ async fn serve(
         };
         let app = app
             .clone()
-            .into_make_service_with_connect_info::<SocketAddr>();
+            .into_make_service_with_connect_info::<PeerAddr>();
         let mut stop = stop.clone();
-        tasks.spawn(async move {
-            let stopped = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stopped)
-                .await
-            {
-                tracing::error!("admin API: serving stopped: {e}");
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        match &tls {
+            None => {
+                tasks.spawn(async move {
+                    let served = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                    if let Err(e) = served.await {
+                        tracing::error!("admin API: serving stopped: {e}");
+                    }
+                });
             }
-        });
+            Some(config) => {
+                let listener = match tls::TlsListener::new(listener, Arc::clone(config)) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!("admin API: cannot serve a listener: {e}");
+                        continue;
+                    }
+                };
+                tasks.spawn(async move {
+                    let served = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                    if let Err(e) = served.await {
+                        tracing::error!("admin API: serving stopped: {e}");
+                    }
+                });
+            }
+        }
     }
     while tasks.join_next().await.is_some() {}
 }

@@ -2,7 +2,7 @@
 //! route through one list ([`ROUTES`] records what was registered), which the tests
 //! compare with `openapi.json`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
-use super::{ReloadError, ReloadHook, MAX_BODY_BYTES, MAX_IN_FLIGHT, ROLE_ANSWER_WAIT};
+use super::{PeerAddr, ReloadError, ReloadHook, MAX_BODY_BYTES, MAX_IN_FLIGHT, ROLE_ANSWER_WAIT};
 use crate::metrics::Metrics;
 use crate::role_set::{RoleSet, RoleState};
 
@@ -40,6 +40,8 @@ pub(super) struct Shared {
     metrics: Metrics,
     reload: Option<ReloadHook>,
     token: Option<Arc<str>>,
+    /// Every connection has presented a client certificate the TLS layer verified.
+    client_certs: bool,
     turns: Arc<Semaphore>,
 }
 
@@ -49,12 +51,14 @@ impl Shared {
         metrics: Metrics,
         reload: Option<ReloadHook>,
         token: Option<String>,
+        client_certs: bool,
     ) -> Self {
         Self {
             roles,
             metrics,
             reload,
             token: token.map(Arc::from),
+            client_certs,
             turns: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         }
     }
@@ -147,11 +151,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// With a token: the request must carry it (401 otherwise). Without: loopback peers
-/// only (403 otherwise).
+/// With a token: the request must carry it (401 otherwise). Without: a client whose
+/// certificate the TLS layer verified, or else a loopback peer (403 otherwise).
 async fn access(
     State(shared): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -159,7 +163,12 @@ async fn access(
         .headers()
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    match admit(shared.token.as_deref(), given, peer.ip()) {
+    match admit(
+        shared.token.as_deref(),
+        given,
+        shared.client_certs,
+        peer.ip(),
+    ) {
         Ok(()) => next.run(req).await,
         Err(refusal) => {
             let unauthorized = refusal.status == StatusCode::UNAUTHORIZED;
@@ -175,10 +184,12 @@ async fn access(
     }
 }
 
-/// The access rule: `authorization` is the request's header value, if any.
+/// The access rule: `authorization` is the request's header value, if any;
+/// `client_certs`, whether the connection's client certificate was verified.
 pub(super) fn admit(
     token: Option<&str>,
     authorization: Option<&[u8]>,
+    client_certs: bool,
     peer: IpAddr,
 ) -> Result<(), ApiError> {
     match token {
@@ -197,7 +208,7 @@ pub(super) fn admit(
                 ))
             }
         }
-        None if !peer.to_canonical().is_loopback() => Err(ApiError::new(
+        None if !client_certs && !peer.to_canonical().is_loopback() => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "without a token this API serves loopback clients only; set [admin] token_file to serve others",
         )),

@@ -58,6 +58,7 @@ fn start(token: Option<&str>) -> Admin {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         listen_is_default: false,
         token: token.map(str::to_owned),
+        tls: None,
     };
     Admin::start(options, roles, Metrics::new(), None)
         .unwrap()
@@ -290,6 +291,7 @@ async fn the_default_address_when_taken_means_no_api() {
         listen: vec![addr],
         listen_is_default: true,
         token: None,
+        tls: None,
     };
     let started = Admin::start(options.clone(), roles.clone(), Metrics::new(), None);
     assert!(matches!(started, Ok(None)));
@@ -305,7 +307,7 @@ async fn the_default_address_when_taken_means_no_api() {
 #[test]
 fn without_a_token_only_loopback_is_admitted() {
     let status = |token: Option<&str>, auth: Option<&[u8]>, peer: &str| {
-        admit(token, auth, peer.parse().unwrap()).map_err(|e| (e.status.as_u16(), e.message))
+        admit(token, auth, false, peer.parse().unwrap()).map_err(|e| (e.status.as_u16(), e.message))
     };
     assert_eq!(status(None, None, "127.0.0.1"), Ok(()));
     assert_eq!(status(None, None, "::1"), Ok(()));
@@ -314,6 +316,21 @@ fn without_a_token_only_loopback_is_admitted() {
     assert_eq!(refused.0, 403);
     assert!(refused.1.contains("loopback clients only"), "{}", refused.1);
     assert_eq!(status(None, None, "2001:db8::7").unwrap_err().0, 403);
+    let verified_client = admit(None, None, true, "192.0.2.7".parse().unwrap());
+    assert!(
+        verified_client.is_ok(),
+        "a verified client certificate admits"
+    );
+    let both = admit(
+        Some("0123456789abcdef"),
+        None,
+        true,
+        "192.0.2.7".parse().unwrap(),
+    );
+    assert!(
+        both.is_err(),
+        "a configured token is required on top of the certificate"
+    );
 
     let token = Some("0123456789abcdef");
     assert_eq!(

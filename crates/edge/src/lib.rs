@@ -16,6 +16,7 @@ mod ids;
 mod metrics;
 mod ports;
 pub mod record;
+pub mod report;
 pub mod role;
 mod routing;
 mod rtsp_client;

@@ -198,6 +198,30 @@ fn text_lines_carry_every_field_and_follow_a_rename_and_sighup() {
     assert_eq!(row.origin, origin.url("/live"));
     assert!(row.user_agent.starts_with("Lavf"), "{row:?}");
 
+    // `mediagate report` reads the same store.
+    let (by_url, by_user) = (
+        report(&edge, &["--by", "url"]),
+        report(&edge, &["--by", "user"]),
+    );
+    let row = by_url
+        .iter()
+        .find(|l| l[0] == edge.url("/cam"))
+        .unwrap_or_else(|| panic!("{by_url:?}"));
+    assert_eq!(row[1], "1", "one viewer: {row:?}");
+    assert_eq!(row[3], get("bytes"));
+    assert_eq!(row[4], "0.0", "no cache hits yet");
+    assert_eq!(row[5], "0", "one viewer of a split stream saves nothing");
+    assert_eq!(by_user[1][0], "-", "no user without edge authentication");
+    let today = report(&edge, &["--by", "day", "--since", "2000-01-01"]);
+    assert_eq!(today.len(), 3, "{today:?}");
+    let future = report(&edge, &["--by", "day", "--since", "2999-01-01"]);
+    assert_eq!(
+        future.len(),
+        2,
+        "only the header and a zero total: {future:?}"
+    );
+    assert_eq!(future[1][1], "0");
+
     // Rotation.
     let rotated = dir.join("access.log.1");
     std::fs::rename(&path, &rotated).unwrap();
@@ -227,6 +251,41 @@ fn text_lines_carry_every_field_and_follow_a_rename_and_sighup() {
         "the renamed file keeps only the first session"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `mediagate report --config` the edge's file with `args`: its table, split in words.
+fn report(edge: &EdgeProc, args: &[&str]) -> Vec<Vec<String>> {
+    let out = Command::new(env!("CARGO_BIN_EXE_mediagate"))
+        .arg("report")
+        .arg("--config")
+        .arg(edge.config_path())
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Vec<String>> = text
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        ["URL", "VIEWERS", "HOURS", "BYTES", "HIT%", "SAVED_BYTES"]
+            .iter()
+            .enumerate()
+            .map(|(i, h)| if i == 0 {
+                lines[0][0].clone()
+            } else {
+                (*h).to_owned()
+            })
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(lines.last().unwrap()[0], "TOTAL", "{text}");
+    lines
 }
 
 /// JSON lines with the same fields, for a UDP viewer.
@@ -329,6 +388,14 @@ fn sqlite_and_postgres_receive_the_same_edge_records() {
     };
     let (l, p) = (normal(&lite_rows[0], &lite), normal(&pg_rows[0], &pg));
     assert_eq!(l, p);
+    // The report's query gives the same shape on both: one viewer, its bytes, one day.
+    for (edge, row) in [(&lite, &lite_rows[0]), (&pg, &pg_rows[0])] {
+        let by_day = report(edge, &["--by", "day"]);
+        assert_eq!(by_day.len(), 3, "{by_day:?}");
+        assert_eq!(by_day[1][0].len(), 10, "a YYYY-MM-DD day: {by_day:?}");
+        assert_eq!(by_day[1][1], "1");
+        assert_eq!(by_day[1][3], row.bytes.to_string());
+    }
     assert_eq!(
         (l.cache.as_str(), l.status, l.rule.as_str()),
         ("SPLIT", 200, "/cam")

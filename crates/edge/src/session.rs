@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use mediagate_rtsp::{Method, Request, Response, StatusCode, Version};
 
-use crate::sink::{Counts, TrackDest};
+use crate::sink::{Counts, ReportedLoss, TrackDest};
 
 /// A moment, on both clocks: monotonic for timers, Unix time for records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,12 +219,9 @@ struct Session<S> {
     info: SessionInfo,
     /// The answer the record keeps: the PLAY's, else the last one.
     answer: Option<(Method, u16)>,
-    /// Latest cumulative loss per reported source, from the viewer's receiver reports.
-    reported: HashMap<u32, i32>,
+    /// What the viewer's RTCP on the connection reported.
+    reported: ReportedLoss,
 }
-
-/// Sources whose loss a session keeps from its viewer's reports, at most.
-const MAX_REPORTED_SOURCES: usize = 16;
 
 /// Methods we answer, for `Public`.
 pub(crate) const PUBLIC: &str =
@@ -301,7 +298,7 @@ impl<S> ViewerSessions<S> {
                 last_seen: now.at,
                 info: SessionInfo::default(),
                 answer: None,
-                reported: HashMap::new(),
+                reported: ReportedLoss::default(),
             },
         );
     }
@@ -334,23 +331,7 @@ impl<S> ViewerSessions<S> {
         }) else {
             return;
         };
-        let Ok(compound) = mediagate_rtp::rtcp::Compound::parse(payload) else {
-            return;
-        };
-        for p in compound.packets() {
-            let blocks: Vec<_> = match p {
-                mediagate_rtp::rtcp::RtcpPacket::ReceiverReport(rr) => rr.report_blocks().collect(),
-                mediagate_rtp::rtcp::RtcpPacket::SenderReport(sr) => sr.report_blocks().collect(),
-                _ => continue,
-            };
-            for b in blocks {
-                // A few sources per session; a viewer naming thousands is ignored
-                // beyond that, so memory stays bounded.
-                if s.reported.len() < MAX_REPORTED_SOURCES || s.reported.contains_key(&b.ssrc) {
-                    s.reported.insert(b.ssrc, b.cumulative_lost);
-                }
-            }
-        }
+        s.reported.note_rtcp(payload);
     }
 
     pub fn set_dest(&mut self, id: &str, track: usize, dest: TrackDest) {
@@ -563,11 +544,7 @@ impl<S> ViewerSessions<S> {
                 origin: s.info.origin,
                 cache: s.info.cache,
                 user_agent: s.info.user_agent,
-                reported_lost: s
-                    .reported
-                    .values()
-                    .map(|&v| u64::try_from(v).unwrap_or(0))
-                    .sum(),
+                reported_lost: s.reported.total(),
             },
         })
     }

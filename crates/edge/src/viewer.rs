@@ -222,7 +222,10 @@ impl ViewerConn {
     async fn finish_ended(&mut self) {
         while let Some(ended) = self.core.poll_ended() {
             let mut rec = ended.record;
+            let tally = ended.source.tally().clone();
             rec.counts = ended.source.stop().await;
+            // UDP viewers' reports reached the hub, interleaved ones the session.
+            rec.reported_lost = rec.reported_lost.max(tally.reported_lost());
             self.ctx.sessions.fetch_sub(1, Ordering::Relaxed);
             self.ctx.hubs.edge_stats().session_ended(rec.reason);
             self.ctx.viewers.remove(&rec.session);

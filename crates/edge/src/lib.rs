@@ -6,6 +6,7 @@
 //! sockets and timers. The public surface is the [`Edge`] (build, bind, its viewers
 //! and streams, disconnect, drain) and the [`EndedSession`] record its listener receives.
 
+mod access;
 mod conn_out;
 mod hub;
 mod hub_actor;
@@ -15,6 +16,7 @@ mod ids;
 mod metrics;
 mod ports;
 pub mod record;
+pub mod report;
 pub mod role;
 mod routing;
 mod rtsp_client;
@@ -32,7 +34,7 @@ mod vod;
 
 pub use hub_registry::HubStats;
 pub use server::{DrainReport, Edge};
-pub use session::{EndReason, EndedSession, ViewerTransport};
+pub use session::{CacheResult, EndReason, EndedSession, ViewerTransport};
 pub use sink::Counts;
 pub use viewer::EndedListener;
 pub use viewers::ViewerInfo;

@@ -83,6 +83,7 @@ impl Router {
                 let udp = r.upstream_transport == mediagate_config::UpstreamTransport::Udp;
                 return Ok(UpstreamTarget {
                     udp,
+                    rule: Some(r.advertised.get().to_string()),
                     ..self.target(origin, creds)
                 });
             }
@@ -123,6 +124,7 @@ impl Router {
             via: self.via.clone(),
             timeout: self.timeout,
             udp: false,
+            rule: None,
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct UpstreamTarget {
     /// Receive media over UDP instead of TCP interleaved (a route's
     /// `upstream_transport = "udp"`).
     pub udp: bool,
+    /// The remap rule that chose this origin (its advertised prefix), for records.
+    pub rule: Option<String>,
 }
 
 /// Codec families whose keyframes we recognise (owned by `mediagate_rtp`).

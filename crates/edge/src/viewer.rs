@@ -38,7 +38,9 @@ use crate::hub::SubscriberId;
 use crate::hub_registry::{Hubs, Lease};
 use crate::ids;
 use crate::routing::RouteError;
-use crate::session::{error, EndReason, EndedSession, Now, Step, ViewerSessions, ViewerTransport};
+use crate::session::{
+    error, EndReason, EndedSession, Now, SessionInfo, Step, ViewerSessions, ViewerTransport,
+};
 use crate::settings::{Current, ViewerSettings};
 use crate::sink::TrackDest;
 use crate::source::{hub_error, track_name, OriginRoute, Source};
@@ -90,6 +92,9 @@ pub(crate) struct ViewerConn {
     /// Streams described on this connection, so SETUP need not ask the hub again and
     /// the hub lingers between DESCRIBE and SETUP.
     described: HashMap<String, (Arc<Described>, Lease)>,
+    /// Per stream URL resolved on this connection: the remap rule and the origin URL,
+    /// for the session records.
+    routed: HashMap<String, (Option<String>, String)>,
     /// Poked by the admin API to disconnect this viewer.
     disconnect: Arc<Notify>,
 }
@@ -115,6 +120,7 @@ impl ViewerConn {
             original_dst,
             core,
             described: HashMap::new(),
+            routed: HashMap::new(),
             disconnect: Arc::default(),
         }
     }
@@ -132,7 +138,10 @@ impl ViewerConn {
                         self.core.on_traffic(Now::system().at);
                         self.handle(req).await;
                     }
-                    Ok(Some(Item::Frame(_))) => self.core.on_traffic(Now::system().at),
+                    Ok(Some(Item::Frame(f))) => {
+                        self.core.on_traffic(Now::system().at);
+                        self.core.on_interleaved(f.channel(), f.payload());
+                    }
                     Ok(Some(Item::Response(_))) => {}
                     Ok(None) => break,
                     Err(e) => {
@@ -213,7 +222,10 @@ impl ViewerConn {
     async fn finish_ended(&mut self) {
         while let Some(ended) = self.core.poll_ended() {
             let mut rec = ended.record;
+            let tally = ended.source.tally().clone();
             rec.counts = ended.source.stop().await;
+            // UDP viewers' reports reached the hub, interleaved ones the session.
+            rec.reported_lost = rec.reported_lost.max(tally.reported_lost());
             self.ctx.sessions.fetch_sub(1, Ordering::Relaxed);
             self.ctx.hubs.edge_stats().session_ended(rec.reason);
             self.ctx.viewers.remove(&rec.session);
@@ -258,6 +270,14 @@ impl ViewerConn {
         if let Some(c) = req.cseq() {
             resp.set_cseq(c);
         }
+        if let Some(id) = [req.headers.get("Session"), resp.headers.get("Session")]
+            .into_iter()
+            .flatten()
+            .next()
+            .map(|s| s.split(';').next().unwrap_or("").trim().to_owned())
+        {
+            self.core.answered(&id, &req.method, resp.status);
+        }
         // A TEARDOWN's session is gone (from the viewer limit too) before the viewer
         // reads the answer and perhaps sets up again.
         self.finish_ended().await;
@@ -284,6 +304,10 @@ impl ViewerConn {
                 RouteError::Forbidden(_) => error(StatusCode::FORBIDDEN, &e.to_string()),
                 RouteError::BadUrl(_) => error(StatusCode::BAD_REQUEST, &e.to_string()),
             })?;
+        self.routed.insert(
+            stream_url.to_owned(),
+            (target.rule.clone(), target.url.to_string()),
+        );
         let lease = self.ctx.hubs.lease(&target);
         let d = lease.hub().describe().await.map_err(hub_error)?;
         self.described
@@ -359,7 +383,16 @@ impl ViewerConn {
                     tally: source.tally().clone(),
                     disconnect: self.disconnect.clone(),
                 });
+                let (rule, origin) = self.routed.get(&url).cloned().unwrap_or_default();
+                let info = SessionInfo {
+                    user: None,
+                    rule,
+                    origin: Some(origin).filter(|o| !o.is_empty()),
+                    cache: source.cache_result(),
+                    user_agent: req.headers.get("User-Agent").map(str::to_owned),
+                };
                 self.core.open(id.clone(), url.clone(), tracks, source, now);
+                self.core.set_info(&id, info);
                 tracing::info!(session = %id, viewer = %self.peer, url = %url, "viewer session started");
                 id
             }

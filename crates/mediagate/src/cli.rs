@@ -4,6 +4,7 @@
 //! What it does: `run [--config FILE]`, `check-config FILE`, `edge --listen ADDR --map
 //! ADVERTISED=ORIGIN` (issue 3 item 9) and `relay --ng ADDR:PORT --address IP --ports
 //! LOW-HIGH` (issue 4 item 8), `status [--admin URL] [--token-file FILE]` (issue 11),
+//! `report [--config FILE] [--since DATE] [--by url|user|day]` (issue 12),
 //! with `--help` and `--version`. Values are parsed by the
 //! config value types, so a bad value reads the same on the command line as in a file.
 //!
@@ -82,6 +83,38 @@ pub enum Command {
         mediagate status --admin http://192.0.2.5:9554 --token-file /etc/mediagate/admin.token\n  \
         mediagate status --admin https://192.0.2.5:9554 --cacert ca.pem --cert me.pem --key me.key")]
     Status(StatusArgs),
+    /// Totals of the edge's viewer sessions from the records store
+    ///
+    /// Per URL, per user or per day: viewers, hours watched, bytes, hit ratio and
+    /// bandwidth saved (docs/operations.md says how each is computed). Reads the store
+    /// the config names: PostgreSQL when [accounting] postgres_url is set, else the
+    /// SQLite file under state_dir.
+    #[command(after_help = "Examples:\n  \
+        mediagate report --config /etc/mediagate/mediagate.toml\n  \
+        mediagate report --config /etc/mediagate/mediagate.toml --by day --since 2026-12-01")]
+    Report(ReportArgs),
+}
+
+/// Arguments of `mediagate report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// TOML config file whose store to read [default: the built-in defaults, ./var].
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Only sessions that started on or after this UTC day, YYYY-MM-DD.
+    #[arg(long = "since", value_name = "DATE")]
+    pub since: Option<String>,
+    /// How to group the totals.
+    #[arg(long = "by", value_enum, default_value = "url")]
+    pub by: ReportBy,
+}
+
+/// `--by` of `mediagate report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportBy {
+    Url,
+    User,
+    Day,
 }
 
 /// Arguments of `mediagate status`.

@@ -14,6 +14,7 @@ mod hub_registry;
 mod ids;
 mod metrics;
 mod ports;
+mod reach;
 pub mod record;
 pub mod role;
 mod routing;

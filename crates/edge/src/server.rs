@@ -37,6 +37,9 @@ pub struct Edge {
     tunnels: Arc<Mutex<HashMap<String, PendingTunnel>>>,
     accept_tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     drain: Arc<watch::Sender<bool>>,
+    /// Where this edge listens (configured, then as bound): an upstream hop there is
+    /// a loop.
+    listeners: Arc<Mutex<Vec<SocketAddr>>>,
 }
 
 /// How a [`Edge::drain`] went.
@@ -79,7 +82,8 @@ impl Edge {
 
     fn build(cfg: &EdgeConfig, name: &str, on_ended: Option<EndedListener>) -> Self {
         let server = format!("mediagate/{}", env!("CARGO_PKG_VERSION"));
-        let via = format!("RTSP/1.0 {name}");
+        let via_token = crate::ids::random_hex(6);
+        let via = crate::reach::via_entry(name, &via_token);
         let range = cfg.udp_ports.get().range();
         let udp_ip = cfg
             .listen
@@ -88,11 +92,19 @@ impl Edge {
             .map_or([0, 0, 0, 0].into(), |a| a.0.ip());
         let ports = Arc::new(PortAllocator::new(udp_ip, range.low(), range.high()));
         let (drain_tx, drain_rx) = watch::channel(false);
+        let listeners: Vec<SocketAddr> = cfg
+            .listen
+            .get()
+            .iter()
+            .chain(&cfg.http_tunnel_listen)
+            .map(|a| a.0)
+            .collect();
         let ctx = ViewerContext {
-            settings: Current::new(ViewerSettings::from_config(cfg, &via)),
+            settings: Current::new(ViewerSettings::from_config(cfg, &via, &listeners)),
             hubs: Hubs::new(hub_settings(cfg), ports),
             server,
             via,
+            via_token,
             sessions: Default::default(),
             on_ended,
             drain: drain_rx,
@@ -105,6 +117,7 @@ impl Edge {
             tunnels: Arc::default(),
             accept_tasks: Arc::default(),
             drain: Arc::new(drain_tx),
+            listeners: Arc::new(Mutex::new(listeners)),
         }
     }
 
@@ -115,9 +128,11 @@ impl Edge {
     /// transparent mode stay as bound at start (the edge's role keeps those values in
     /// `cfg` and says they need a restart).
     pub fn reload(&self, cfg: &EdgeConfig) {
-        self.ctx
-            .settings
-            .store(ViewerSettings::from_config(cfg, &self.ctx.via));
+        self.ctx.settings.store(ViewerSettings::from_config(
+            cfg,
+            &self.ctx.via,
+            &self.listeners.lock().unwrap_or_else(|p| p.into_inner()),
+        ));
         self.ctx.hubs.set_settings(hub_settings(cfg));
     }
 
@@ -207,11 +222,26 @@ impl Edge {
         for addr in addrs {
             let listener = TcpListener::bind(addr).await?;
             bound.push(listener.local_addr()?);
+            self.note_listener(listener.local_addr()?);
             let edge = self.clone();
             let task = tokio::spawn(async move { edge.accept_loop(listener).await });
             self.accept_tasks().push(task);
         }
         Ok(bound)
+    }
+
+    /// Adds a bound socket to the ones upstream hops must never reach.
+    fn note_listener(&self, addr: SocketAddr) {
+        let all = {
+            let mut l = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+            if !l.contains(&addr) {
+                l.push(addr);
+            }
+            l.clone()
+        };
+        let mut s = (*self.ctx.settings.load()).clone();
+        s.router = s.router.with_listeners(&all);
+        self.ctx.settings.store(s);
     }
 
     async fn accept_loop(self, listener: TcpListener) {

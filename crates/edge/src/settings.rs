@@ -13,6 +13,7 @@
 //! and the UDP port range need a restart; the edge's role says so) or re-validate
 //! anything (the config crate did).
 
+use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use crate::routing::Router;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every viewer connection consults, as of the last start or reload.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ViewerSettings {
     pub router: Router,
     pub acl: ClientAcl,
@@ -36,11 +37,12 @@ pub(crate) struct ViewerSettings {
 }
 
 impl ViewerSettings {
-    /// The settings of `cfg`; `via` is this node's `Via` entry.
-    pub fn from_config(cfg: &EdgeConfig, via: &str) -> Self {
+    /// The settings of `cfg`; `via` is this node's `Via` entry, `listeners` the
+    /// sockets it listens on (upstream hops to them are refused as loops).
+    pub fn from_config(cfg: &EdgeConfig, via: &str, listeners: &[SocketAddr]) -> Self {
         let backlog_packets = cfg.viewer_backlog_packets.get() as usize;
         Self {
-            router: Router::new(cfg, via.to_owned(), UPSTREAM_TIMEOUT),
+            router: Router::new(cfg, via.to_owned(), UPSTREAM_TIMEOUT).with_listeners(listeners),
             acl: cfg.client_acl.clone(),
             session_timeout: cfg.session_timeout.get().get(),
             max_viewers: cfg.max_viewers.get() as usize,
@@ -108,7 +110,7 @@ mod tests {
             "[edge]\nsession_timeout = \"15s\"\nmax_viewers = 7\nlinger = \"3s\"\n[edge.reconnect]\nbackoff_min = \"1s\"\nbackoff_max = \"9s\"\n",
         )
         .expect("valid test config");
-        let v = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test");
+        let v = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", &[]);
         assert_eq!(v.session_timeout, Duration::from_secs(15));
         assert_eq!(v.max_viewers, 7);
         let h = hub_settings(&cfg.edge);

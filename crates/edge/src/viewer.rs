@@ -57,6 +57,8 @@ pub(crate) struct ViewerContext {
     /// `Server` header and our `Via` entry.
     pub server: String,
     pub via: String,
+    /// The random token in our `Via` entry: a request carrying it has looped back.
+    pub via_token: String,
     /// Sessions open on this edge (for the viewer limit).
     pub sessions: AtomicUsize,
     pub on_ended: Option<EndedListener>,
@@ -92,6 +94,9 @@ pub(crate) struct ViewerConn {
     described: HashMap<String, (Arc<Described>, Lease)>,
     /// Poked by the admin API to disconnect this viewer.
     disconnect: Arc<Notify>,
+    /// The `Via` chain of the request being handled, passed on upstream before our
+    /// own entry so an edge further up spots a loop through it.
+    incoming_via: Option<String>,
 }
 
 impl ViewerConn {
@@ -116,6 +121,7 @@ impl ViewerConn {
             core,
             described: HashMap::new(),
             disconnect: Arc::default(),
+            incoming_via: None,
         }
     }
 
@@ -244,6 +250,17 @@ impl ViewerConn {
     /// Handles one request and queues its response.
     async fn handle(&mut self, req: Request) {
         let now = Now::system();
+        if crate::reach::loops_through(req.headers.get_all("Via"), &self.ctx.via_token) {
+            let mut r = crate::reach::loop_detected();
+            if let Some(c) = req.cseq() {
+                r.set_cseq(c);
+            }
+            tracing::warn!(viewer = %self.peer, url = %req.uri, "request came back through this edge (its Via); refused as a loop");
+            self.send(r);
+            return;
+        }
+        let vias: Vec<&str> = req.headers.get_all("Via").collect();
+        self.incoming_via = (!vias.is_empty()).then(|| vias.join(", "));
         let (mut resp, release) = match self.core.handle_request(&req, now) {
             Step::Reply(r) => (r, None),
             Step::Describe { url } => (self.describe(&url).await, None),
@@ -273,7 +290,7 @@ impl ViewerConn {
         if let Some((d, lease)) = self.described.get(stream_url) {
             return Ok((d.clone(), lease.another()));
         }
-        let target = self
+        let mut target = self
             .ctx
             .settings
             .load()
@@ -284,6 +301,9 @@ impl ViewerConn {
                 RouteError::Forbidden(_) => error(StatusCode::FORBIDDEN, &e.to_string()),
                 RouteError::BadUrl(_) => error(StatusCode::BAD_REQUEST, &e.to_string()),
             })?;
+        if let Some(chain) = &self.incoming_via {
+            target.via = format!("{chain}, {}", target.via);
+        }
         let lease = self.ctx.hubs.lease(&target);
         let d = lease.hub().describe().await.map_err(hub_error)?;
         self.described
@@ -296,7 +316,7 @@ impl ViewerConn {
             Ok(v) => v,
             Err(r) => return r,
         };
-        let sdp = viewer_sdp(&d);
+        let sdp = viewer_sdp(&d, self.local.ip());
         let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
         r.headers.append("Content-Base", format!("{url}/"));
         r.headers.append("Cache-Control", "no-cache");
@@ -501,9 +521,12 @@ fn reply_spec(dest: TrackDest, server_ports: Option<(u16, u16)>) -> TransportSpe
 }
 
 /// The SDP viewers get: our track names, no origin addresses.
-fn viewer_sdp(d: &Described) -> SessionDescription {
+fn viewer_sdp(d: &Described, edge_ip: std::net::IpAddr) -> SessionDescription {
     let mut sdp = d.sdp.clone();
     let _ = sdp.set_control("*");
+    // Viewers learn nothing of the origin's address, from `o=` either.
+    let addrtype = if edge_ip.is_ipv4() { "IP4" } else { "IP6" };
+    let _ = sdp.set_origin_address(addrtype, &edge_ip.to_string());
     let _ = sdp.set_connection_address("IP4", "0.0.0.0");
     let media_of_track: HashMap<usize, usize> = d
         .tracks
@@ -545,4 +568,27 @@ pub(crate) fn forbidden_bytes() -> Bytes {
         "your address is not allowed to use this edge",
     )
     .to_bytes()
+}
+
+#[cfg(test)]
+mod sdp_tests {
+    use super::*;
+
+    #[test]
+    fn the_viewer_sdp_names_the_edge_not_the_origin() {
+        let origin_sdp = b"v=0\r\no=- 1 1 IN IP4 10.77.2.2\r\ns=cam\r\nc=IN IP4 10.77.2.2\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:stream=0\r\n";
+        let d = Described {
+            sdp: SessionDescription::parse(origin_sdp).unwrap(),
+            tracks: Vec::new(),
+            live: true,
+            session_timeout: 60,
+            aggregate_url: "rtsp://10.77.2.2/cam".into(),
+        };
+        let shown = viewer_sdp(&d, "10.77.1.1".parse().unwrap()).to_bytes();
+        let text = String::from_utf8_lossy(&shown);
+        assert!(!text.contains("10.77.2.2"), "{text}");
+        assert!(text.contains("o=- 1 1 IN IP4 10.77.1.1\r\n"), "{text}");
+        let v6 = viewer_sdp(&d, "2001:db8::1".parse().unwrap()).to_bytes();
+        assert!(String::from_utf8_lossy(&v6).contains("o=- 1 1 IN IP6 2001:db8::1\r\n"));
+    }
 }

@@ -12,6 +12,7 @@ mod hub_actor;
 mod hub_life;
 mod hub_registry;
 mod ids;
+mod limits;
 mod metrics;
 mod ports;
 mod reach;

@@ -2,7 +2,8 @@
 //!
 //! What it does: [`ViewerSettings`] gathers what viewer connections consult (routes and
 //! origins with their credentials, forward and transparent rules, the client ACL,
-//! session timeout, viewer limit, per-viewer backlog) and [`hub_settings`] what a live
+//! session timeout, viewer limit, per-viewer backlog, the limits on connections that
+//! are not viewers) and [`hub_settings`] what a live
 //! hub runs with (linger, reconnect back-off, give-up). Both live behind a
 //! [`Current`], which a reload replaces whole. Readers take one snapshot per request,
 //! per connection or per hub, so a request never sees half of an old and half of a
@@ -21,6 +22,7 @@ use mediagate_config::{ClientAcl, EdgeConfig};
 
 use crate::conn_out::Backlog;
 use crate::hub_registry::HubSettings;
+use crate::limits::ConnLimits;
 use crate::routing::Router;
 
 /// How long an upstream request may take before the origin counts as unreachable.
@@ -34,6 +36,10 @@ pub(crate) struct ViewerSettings {
     pub session_timeout: Duration,
     pub max_viewers: usize,
     pub backlog: Backlog,
+    /// Request and idle limits of connections without a session.
+    pub conn_limits: ConnLimits,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
 }
 
 impl ViewerSettings {
@@ -52,6 +58,12 @@ impl ViewerSettings {
                 max_media_bytes: backlog_packets.saturating_mul(1500),
                 ..Backlog::default()
             },
+            conn_limits: ConnLimits {
+                request_timeout: cfg.request_timeout.get(),
+                idle_timeout: cfg.idle_timeout.get(),
+            },
+            max_connections: cfg.max_connections.get() as usize,
+            max_connections_per_client: cfg.max_connections_per_client.get() as usize,
         }
     }
 }

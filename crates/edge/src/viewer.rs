@@ -37,6 +37,7 @@ use crate::conn_out::{ConnOut, MAX_CONTROL_QUEUED};
 use crate::hub::SubscriberId;
 use crate::hub_registry::{Hubs, Lease};
 use crate::ids;
+use crate::limits::RequestClock;
 use crate::routing::RouteError;
 use crate::session::{error, EndReason, EndedSession, Now, Step, ViewerSessions, ViewerTransport};
 use crate::settings::{Current, ViewerSettings};
@@ -97,6 +98,8 @@ pub(crate) struct ViewerConn {
     /// The `Via` chain of the request being handled, passed on upstream before our
     /// own entry so an edge further up spots a loop through it.
     incoming_via: Option<String>,
+    /// Request and idle limits while the connection has no session.
+    clock: RequestClock,
 }
 
 impl ViewerConn {
@@ -109,8 +112,10 @@ impl ViewerConn {
         original_dst: Option<SocketAddr>,
         tunnel: bool,
     ) -> Self {
-        let session_timeout = ctx.settings.load().session_timeout;
+        let settings = ctx.settings.load();
+        let session_timeout = settings.session_timeout;
         let core = ViewerSessions::new(session_timeout, peer, tunnel, Now::system().at);
+        let clock = RequestClock::new(settings.conn_limits, Now::system().at);
         Self {
             ctx,
             session_timeout,
@@ -122,6 +127,7 @@ impl ViewerConn {
             described: HashMap::new(),
             disconnect: Arc::default(),
             incoming_via: None,
+            clock,
         }
     }
 
@@ -136,11 +142,19 @@ impl ViewerConn {
                 match decoder.next_item() {
                     Ok(Some(Item::Request(req))) => {
                         self.core.on_traffic(Now::system().at);
+                        self.clock.on_request(Now::system().at);
                         self.handle(req).await;
                     }
-                    Ok(Some(Item::Frame(_))) => self.core.on_traffic(Now::system().at),
+                    Ok(Some(Item::Frame(_))) => {
+                        self.core.on_traffic(Now::system().at);
+                        self.clock.on_request(Now::system().at);
+                    }
                     Ok(Some(Item::Response(_))) => {}
-                    Ok(None) => break,
+                    Ok(None) => {
+                        self.clock
+                            .on_buffered(decoder.buffered_len() > 0, Now::system().at);
+                        break;
+                    }
                     Err(e) => {
                         let mut resp = Response::new(Version::Rtsp1_0, StatusCode::BAD_REQUEST);
                         resp.reason = format!("Bad Request ({e})").chars().take(200).collect();
@@ -165,7 +179,14 @@ impl ViewerConn {
                 continue;
             }
             buf_full_since = None;
-            let deadline = Instant::from_std(self.core.poll_timeout());
+            let has_sessions = self.core.has_sessions();
+            let deadline = self
+                .clock
+                .deadline(has_sessions)
+                .map_or(self.core.poll_timeout(), |d| {
+                    d.min(self.core.poll_timeout())
+                });
+            let deadline = Instant::from_std(deadline);
             let buf = decoder.buffer_mut();
             buf.reserve(4096);
             tokio::select! {
@@ -177,6 +198,12 @@ impl ViewerConn {
                     Ok(_) => {}
                 },
                 _ = tokio::time::sleep_until(deadline) => {
+                    if let Some(cut) = self.clock.check(self.core.has_sessions(), Now::system().at) {
+                        tracing::debug!(viewer = %self.peer, limit = cut.as_str(), "connection without a session closed by a limit");
+                        self.ctx.hubs.edge_stats().connection_cut(cut);
+                        self.close(EndReason::Timeout).await;
+                        return;
+                    }
                     let idle = self.core.handle_timeout(Now::system());
                     self.finish_ended().await;
                     if idle {

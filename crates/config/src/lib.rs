@@ -80,8 +80,8 @@ pub use cidr::Cidr;
 pub use destination::{DestinationRule, HostPattern};
 pub use duration::HumanDuration;
 pub use edge::{
-    AuthScheme, ClientAcl, Credentials, EdgeConfig, ForwardProxy, MaxViewers, ReconnectConfig,
-    Route, UpstreamTransport, ViewerBacklog,
+    AuthScheme, ClientAcl, ConnectionTimeout, Credentials, EdgeConfig, ForwardProxy,
+    MaxConnections, MaxViewers, ReconnectConfig, Route, UpstreamTransport, ViewerBacklog,
 };
 pub use load::{
     load_file, parse_config, render_errors, ConfigError, LoadError, Position, MAX_CONFIG_BYTES,

@@ -257,6 +257,11 @@ impl<S> ViewerSessions<S> {
         self.sessions.len()
     }
 
+    /// Whether the connection has a session (then only the session timeout bounds it).
+    pub fn has_sessions(&self) -> bool {
+        !self.sessions.is_empty()
+    }
+
     /// Anything arrived on the connection (a request or an interleaved frame).
     pub fn on_traffic(&mut self, now: Instant) {
         self.last_traffic = now;

@@ -37,6 +37,7 @@ use crate::conn_out::{ConnOut, MAX_CONTROL_QUEUED};
 use crate::hub::SubscriberId;
 use crate::hub_registry::{Hubs, Lease};
 use crate::ids;
+use crate::limits::RequestClock;
 use crate::routing::RouteError;
 use crate::session::{
     error, EndReason, EndedSession, Now, SessionInfo, Step, ViewerSessions, ViewerTransport,
@@ -59,6 +60,8 @@ pub(crate) struct ViewerContext {
     /// `Server` header and our `Via` entry.
     pub server: String,
     pub via: String,
+    /// The random token in our `Via` entry: a request carrying it has looped back.
+    pub via_token: String,
     /// Sessions open on this edge (for the viewer limit).
     pub sessions: AtomicUsize,
     pub on_ended: Option<EndedListener>,
@@ -97,6 +100,11 @@ pub(crate) struct ViewerConn {
     routed: HashMap<String, (Option<String>, String)>,
     /// Poked by the admin API to disconnect this viewer.
     disconnect: Arc<Notify>,
+    /// The `Via` chain of the request being handled, passed on upstream before our
+    /// own entry so an edge further up spots a loop through it.
+    incoming_via: Option<String>,
+    /// Request and idle limits while the connection has no session.
+    clock: RequestClock,
 }
 
 impl ViewerConn {
@@ -109,8 +117,10 @@ impl ViewerConn {
         original_dst: Option<SocketAddr>,
         tunnel: bool,
     ) -> Self {
-        let session_timeout = ctx.settings.load().session_timeout;
+        let settings = ctx.settings.load();
+        let session_timeout = settings.session_timeout;
         let core = ViewerSessions::new(session_timeout, peer, tunnel, Now::system().at);
+        let clock = RequestClock::new(settings.conn_limits, Now::system().at);
         Self {
             ctx,
             session_timeout,
@@ -122,6 +132,8 @@ impl ViewerConn {
             described: HashMap::new(),
             routed: HashMap::new(),
             disconnect: Arc::default(),
+            incoming_via: None,
+            clock,
         }
     }
 
@@ -136,14 +148,20 @@ impl ViewerConn {
                 match decoder.next_item() {
                     Ok(Some(Item::Request(req))) => {
                         self.core.on_traffic(Now::system().at);
+                        self.clock.on_request(Now::system().at);
                         self.handle(req).await;
                     }
                     Ok(Some(Item::Frame(f))) => {
                         self.core.on_traffic(Now::system().at);
                         self.core.on_interleaved(f.channel(), f.payload());
+                        self.clock.on_request(Now::system().at);
                     }
                     Ok(Some(Item::Response(_))) => {}
-                    Ok(None) => break,
+                    Ok(None) => {
+                        self.clock
+                            .on_buffered(decoder.buffered_len() > 0, Now::system().at);
+                        break;
+                    }
                     Err(e) => {
                         let mut resp = Response::new(Version::Rtsp1_0, StatusCode::BAD_REQUEST);
                         resp.reason = format!("Bad Request ({e})").chars().take(200).collect();
@@ -168,7 +186,14 @@ impl ViewerConn {
                 continue;
             }
             buf_full_since = None;
-            let deadline = Instant::from_std(self.core.poll_timeout());
+            let has_sessions = self.core.has_sessions();
+            let deadline = self
+                .clock
+                .deadline(has_sessions)
+                .map_or(self.core.poll_timeout(), |d| {
+                    d.min(self.core.poll_timeout())
+                });
+            let deadline = Instant::from_std(deadline);
             let buf = decoder.buffer_mut();
             buf.reserve(4096);
             tokio::select! {
@@ -180,6 +205,12 @@ impl ViewerConn {
                     Ok(_) => {}
                 },
                 _ = tokio::time::sleep_until(deadline) => {
+                    if let Some(cut) = self.clock.check(self.core.has_sessions(), Now::system().at) {
+                        tracing::debug!(viewer = %self.peer, limit = cut.as_str(), "connection without a session closed by a limit");
+                        self.ctx.hubs.edge_stats().connection_cut(cut);
+                        self.close(EndReason::Timeout).await;
+                        return;
+                    }
                     let idle = self.core.handle_timeout(Now::system());
                     self.finish_ended().await;
                     if idle {
@@ -256,6 +287,17 @@ impl ViewerConn {
     /// Handles one request and queues its response.
     async fn handle(&mut self, req: Request) {
         let now = Now::system();
+        if crate::reach::loops_through(req.headers.get_all("Via"), &self.ctx.via_token) {
+            let mut r = crate::reach::loop_detected();
+            if let Some(c) = req.cseq() {
+                r.set_cseq(c);
+            }
+            tracing::warn!(viewer = %self.peer, url = %req.uri, "request came back through this edge (its Via); refused as a loop");
+            self.send(r);
+            return;
+        }
+        let vias: Vec<&str> = req.headers.get_all("Via").collect();
+        self.incoming_via = (!vias.is_empty()).then(|| vias.join(", "));
         let (mut resp, release) = match self.core.handle_request(&req, now) {
             Step::Reply(r) => (r, None),
             Step::Describe { url } => (self.describe(&url).await, None),
@@ -293,7 +335,7 @@ impl ViewerConn {
         if let Some((d, lease)) = self.described.get(stream_url) {
             return Ok((d.clone(), lease.another()));
         }
-        let target = self
+        let mut target = self
             .ctx
             .settings
             .load()
@@ -308,6 +350,9 @@ impl ViewerConn {
             stream_url.to_owned(),
             (target.rule.clone(), target.url.to_string()),
         );
+        if let Some(chain) = &self.incoming_via {
+            target.via = format!("{chain}, {}", target.via);
+        }
         let lease = self.ctx.hubs.lease(&target);
         let d = lease.hub().describe().await.map_err(hub_error)?;
         self.described
@@ -320,7 +365,7 @@ impl ViewerConn {
             Ok(v) => v,
             Err(r) => return r,
         };
-        let sdp = viewer_sdp(&d);
+        let sdp = viewer_sdp(&d, self.local.ip());
         let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
         r.headers.append("Content-Base", format!("{url}/"));
         r.headers.append("Cache-Control", "no-cache");
@@ -534,9 +579,12 @@ fn reply_spec(dest: TrackDest, server_ports: Option<(u16, u16)>) -> TransportSpe
 }
 
 /// The SDP viewers get: our track names, no origin addresses.
-fn viewer_sdp(d: &Described) -> SessionDescription {
+fn viewer_sdp(d: &Described, edge_ip: std::net::IpAddr) -> SessionDescription {
     let mut sdp = d.sdp.clone();
     let _ = sdp.set_control("*");
+    // Viewers learn nothing of the origin's address, from `o=` either.
+    let addrtype = if edge_ip.is_ipv4() { "IP4" } else { "IP6" };
+    let _ = sdp.set_origin_address(addrtype, &edge_ip.to_string());
     let _ = sdp.set_connection_address("IP4", "0.0.0.0");
     let media_of_track: HashMap<usize, usize> = d
         .tracks
@@ -578,4 +626,27 @@ pub(crate) fn forbidden_bytes() -> Bytes {
         "your address is not allowed to use this edge",
     )
     .to_bytes()
+}
+
+#[cfg(test)]
+mod sdp_tests {
+    use super::*;
+
+    #[test]
+    fn the_viewer_sdp_names_the_edge_not_the_origin() {
+        let origin_sdp = b"v=0\r\no=- 1 1 IN IP4 10.77.2.2\r\ns=cam\r\nc=IN IP4 10.77.2.2\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:stream=0\r\n";
+        let d = Described {
+            sdp: SessionDescription::parse(origin_sdp).unwrap(),
+            tracks: Vec::new(),
+            live: true,
+            session_timeout: 60,
+            aggregate_url: "rtsp://10.77.2.2/cam".into(),
+        };
+        let shown = viewer_sdp(&d, "10.77.1.1".parse().unwrap()).to_bytes();
+        let text = String::from_utf8_lossy(&shown);
+        assert!(!text.contains("10.77.2.2"), "{text}");
+        assert!(text.contains("o=- 1 1 IN IP4 10.77.1.1\r\n"), "{text}");
+        let v6 = viewer_sdp(&d, "2001:db8::1".parse().unwrap()).to_bytes();
+        assert!(String::from_utf8_lossy(&v6).contains("o=- 1 1 IN IP6 2001:db8::1\r\n"));
+    }
 }

@@ -172,6 +172,10 @@ pub struct EdgeArgs {
     /// stands for. Repeat for several.
     #[arg(long = "map", value_name = "ADVERTISED=ORIGIN", required = true)]
     pub map: Vec<RouteMap>,
+    /// Most connections from one client address (a load generator on one host needs
+    /// more) [default: 100].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections_per_client: Option<u32>,
 }
 
 /// Arguments of `mediagate relay`.
@@ -274,6 +278,12 @@ impl EdgeArgs {
                 upstream_transport: UpstreamTransport::Tcp,
             })
             .collect();
+        if let Some(n) = self
+            .max_connections_per_client
+            .and_then(|n| mediagate_config::MaxConnections::new(n.into()).ok())
+        {
+            config.edge.max_connections_per_client = n;
+        }
         config.relay.enabled = Located::new(false);
         config
     }
@@ -331,6 +341,28 @@ mod tests {
     #[test]
     fn the_command_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn edge_quick_start_can_raise_the_per_client_cap() {
+        let c = edge_config(&["edge", "--map", "/a=rtsp://o/a"]);
+        assert_eq!(c.edge.max_connections_per_client.get(), 100);
+        let c = edge_config(&[
+            "edge",
+            "--map",
+            "/a=rtsp://o/a",
+            "--max-connections-per-client",
+            "2000",
+        ]);
+        assert_eq!(c.edge.max_connections_per_client.get(), 2000);
+        assert!(parse(&[
+            "edge",
+            "--map",
+            "/a=rtsp://o/a",
+            "--max-connections-per-client",
+            "0"
+        ])
+        .is_err());
     }
 
     #[test]

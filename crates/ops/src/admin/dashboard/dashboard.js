@@ -133,11 +133,19 @@ function drawPlot(canvas, lines, unit) {
   }
   for (const l of lines) {
     if (l.points.length < 2) continue;
-    g.strokeStyle = l.color;
-    g.lineWidth = 1.5;
     g.beginPath();
     l.points.forEach(([t, v], i) => (i ? g.lineTo(x(t), y(v)) : g.moveTo(x(t), y(v))));
+    g.strokeStyle = l.color;
+    g.lineWidth = 1.5;
     g.stroke();
+    // A light area under the line, so a short history still reads at a glance.
+    g.lineTo(x(l.points[l.points.length - 1][0]), bottom);
+    g.lineTo(x(l.points[0][0]), bottom);
+    g.closePath();
+    g.globalAlpha = 0.15;
+    g.fillStyle = l.color;
+    g.fill();
+    g.globalAlpha = 1;
   }
 }
 

@@ -19,6 +19,7 @@ DEB_PACKAGES=(
   systemd  # systemd-analyze verifies config/mediagate.service
   prometheus  # promtool check metrics parses the admin API's /metrics
   curl openssl  # the admin API's mutual TLS test: certificates and an HTTPS client
+  chromium  # the dashboard test drives headless Chromium over the DevTools protocol
 )
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

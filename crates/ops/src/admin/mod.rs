@@ -15,14 +15,17 @@
 //! 403), and the config refuses a reachable address. Every error is a JSON object
 //! `{"error": "..."}` saying what was wrong.
 //!
-//! What it does not: the dashboard page, or reload itself (the binary hands in a
-//! [`ReloadHook`]).
+//! The live dashboard page at `/` and its event stream are in `dashboard`.
+//!
+//! What it does not: reload itself (the binary hands in a [`ReloadHook`]).
 
+mod dashboard;
 mod routes;
 #[cfg(test)]
 mod tests;
 mod tls;
 
+pub use dashboard::{EVENT_PERIOD, MAX_EVENT_CLIENTS, MAX_LISTED};
 pub use tls::AdminTls;
 
 use std::net::{SocketAddr, TcpListener};
@@ -160,14 +163,15 @@ impl Admin {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let app = routes::router(routes::Shared::new(
             roles,
             metrics,
             reload,
             options.token,
             client_certs,
+            stop_rx.clone(),
         ));
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

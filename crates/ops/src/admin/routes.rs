@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
+use super::dashboard::{self, MAX_EVENT_CLIENTS};
 use super::{PeerAddr, ReloadError, ReloadHook, MAX_BODY_BYTES, MAX_IN_FLIGHT, ROLE_ANSWER_WAIT};
 use crate::metrics::Metrics;
 use crate::role_set::{RoleSet, RoleState};
@@ -36,13 +37,17 @@ const TURN_WAIT: Duration = Duration::from_secs(2);
 /// What every handler shares.
 #[derive(Clone)]
 pub(super) struct Shared {
-    roles: Arc<RoleSet>,
+    pub(super) roles: Arc<RoleSet>,
     metrics: Metrics,
     reload: Option<ReloadHook>,
     token: Option<Arc<str>>,
     /// Every connection has presented a client certificate the TLS layer verified.
     client_certs: bool,
     turns: Arc<Semaphore>,
+    /// Seats for open event streams ([`MAX_EVENT_CLIENTS`]).
+    pub(super) event_clients: Arc<Semaphore>,
+    /// Turns true when the API stops: open event streams end.
+    pub(super) stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Shared {
@@ -52,6 +57,7 @@ impl Shared {
         reload: Option<ReloadHook>,
         token: Option<String>,
         client_certs: bool,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         Self {
             roles,
@@ -60,12 +66,16 @@ impl Shared {
             token: token.map(Arc::from),
             client_certs,
             turns: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            event_clients: Arc::new(Semaphore::new(MAX_EVENT_CLIENTS)),
+            stop,
         }
     }
 }
 
 /// Every route: method, path (OpenAPI's template syntax, which axum shares).
 pub(super) const ROUTES: &[(&str, &str)] = &[
+    ("get", "/"),
+    ("get", "/api/v1/events"),
     ("get", "/api/v1/roles"),
     ("post", "/api/v1/roles/{name}/drain"),
     ("get", "/api/v1/edge/streams"),
@@ -86,6 +96,8 @@ fn handler(method: &str, path: &str) -> MethodRouter<Shared> {
         _ => MethodFilter::DELETE,
     };
     match path {
+        "/" => on(filter, dashboard::page),
+        "/api/v1/events" => on(filter, dashboard::events),
         "/api/v1/roles" => on(filter, list_roles),
         "/api/v1/roles/{name}/drain" => on(filter, drain_role),
         "/api/v1/edge/streams" => on(filter, |s: State<Shared>| snapshot(s, "edge", "streams")),
@@ -137,7 +149,7 @@ pub(super) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -159,13 +171,20 @@ async fn access(
     req: Request,
     next: Next,
 ) -> Response {
-    let given = req
+    let mut given = req
         .headers()
         .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
+        .map(|v| v.as_bytes().to_vec());
+    // A browser's first request cannot carry a header: the dashboard page alone also
+    // takes the token from its query (see `dashboard`).
+    if given.is_none() && req.uri().path() == "/" {
+        if let Some(token) = req.uri().query().and_then(dashboard::query_token) {
+            given = Some([&b"Bearer "[..], &token].concat());
+        }
+    }
     match admit(
         shared.token.as_deref(),
-        given,
+        given.as_deref(),
         shared.client_certs,
         peer.ip(),
     ) {
@@ -260,7 +279,7 @@ fn json_body<T: DeserializeOwned + Default>(
 }
 
 /// Runs `work` on the roles' runtime and waits at most [`ROLE_ANSWER_WAIT`].
-async fn on_roles_runtime<T: Send + 'static>(
+pub(super) async fn on_roles_runtime<T: Send + 'static>(
     shared: &Shared,
     role: &str,
     work: impl std::future::Future<Output = T> + Send + 'static,
@@ -290,15 +309,16 @@ fn not_running(role: &str) -> ApiError {
 }
 
 async fn list_roles(State(shared): State<Shared>) -> Json<Value> {
-    let roles: Vec<Value> = shared
-        .roles
+    Json(roles_picture(&shared.roles))
+}
+
+/// What `GET /api/v1/roles` answers (the dashboard's pictures carry it too).
+pub(super) fn roles_picture(set: &RoleSet) -> Value {
+    let roles: Vec<Value> = set
         .roles()
         .map(|role| {
             let stats = role.stats();
-            let state = shared
-                .roles
-                .state(role.name())
-                .unwrap_or(RoleState::Running);
+            let state = set.state(role.name()).unwrap_or(RoleState::Running);
             let mut entry = json!({
                 "name": role.name(),
                 "state": state.as_str(),
@@ -313,7 +333,7 @@ async fn list_roles(State(shared): State<Shared>) -> Json<Value> {
             entry
         })
         .collect();
-    Json(Value::Array(roles))
+    Value::Array(roles)
 }
 
 async fn snapshot(

@@ -355,3 +355,142 @@ fn without_a_token_only_loopback_is_admitted() {
         401
     );
 }
+
+/// Opens `/api/v1/events` and reads until the first whole event; returns the connection
+/// (still open) and what was read.
+async fn open_events(admin: &Admin) -> (tokio::net::TcpStream, String) {
+    let mut conn = tokio::net::TcpStream::connect(admin.bound()[0])
+        .await
+        .unwrap();
+    conn.write_all(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&raw));
+            raw.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&raw);
+            let body_start = text.find("\r\n\r\n").map(|i| i + 4);
+            if text.starts_with("HTTP/1.1 503")
+                || body_start.is_some_and(|b| text[b..].contains("\n\n"))
+            {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("an event in time");
+    (conn, String::from_utf8(raw).unwrap())
+}
+
+#[tokio::test]
+async fn the_dashboard_page_is_served_under_a_strict_policy() {
+    let admin = start(Some("0123456789abcdef"));
+    let refused = call(&admin, "GET", "/", "", b"").await;
+    assert_eq!(refused.status, 401);
+    let wrong = call(&admin, "GET", "/?token=0123456789abcdeX", "", b"").await;
+    assert_eq!(wrong.status, 401);
+    let page = call(&admin, "GET", "/?token=0123456789abcdef", "", b"").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.head.contains("content-type: text/html; charset=utf-8"));
+    let policy = page
+        .head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-security-policy: "))
+        .expect("a content security policy");
+    let nonce = policy
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("a nonce")
+        .to_owned();
+    assert!(nonce.len() >= 32, "{policy}");
+    assert!(policy.starts_with("default-src 'none'"), "{policy}");
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+    assert!(page.body.contains(&format!("<script nonce=\"{nonce}\">")));
+    assert!(page.body.contains(&format!("<style nonce=\"{nonce}\">")));
+    assert!(!page.body.contains("<!--script-->"));
+    let again = call(&admin, "GET", "/?token=0123456789abcdef", "", b"").await;
+    assert!(!again.body.contains(&nonce), "a fresh nonce each time");
+    // The query token is for the page only: the API still wants the header.
+    let api = call(
+        &admin,
+        "GET",
+        "/api/v1/roles?token=0123456789abcdef",
+        "",
+        b"",
+    )
+    .await;
+    assert_eq!(api.status, 401);
+    let header = call(
+        &admin,
+        "GET",
+        "/",
+        "Authorization: Bearer 0123456789abcdef\r\n",
+        b"",
+    )
+    .await;
+    assert_eq!(header.status, 200);
+}
+
+#[tokio::test]
+async fn the_event_stream_sends_pictures_to_a_bounded_number_of_clients() {
+    let admin = start(None);
+    let (_first, text) = open_events(&admin).await;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head
+        .to_ascii_lowercase()
+        .contains("content-type: text/event-stream"));
+    // Chunked framing around `event: snapshot\ndata: {...}\n\n`.
+    let data = body
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap_or_else(|| panic!("no data line: {body}"));
+    assert!(body.contains("event: snapshot"), "{body}");
+    let picture: Value = serde_json::from_str(data).unwrap();
+    assert!(picture["at_unix_ms"].as_u64().unwrap() > 0);
+    assert_eq!(picture["roles"][0]["name"], "edge");
+    assert_eq!(picture["edge"]["viewers"][0]["user_agent"], "<b>x</b>");
+    assert_eq!(picture["edge"]["viewers_total"], 1);
+    assert_eq!(picture["edge"]["streams"], json!([]));
+    assert!(picture.get("relay").is_none(), "{picture}");
+
+    let mut open = Vec::new();
+    for _ in 1..MAX_EVENT_CLIENTS {
+        open.push(open_events(&admin).await.0);
+    }
+    let (_, busy) = open_events(&admin).await;
+    assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+    assert!(busy.contains("at most 4 event streams"), "{busy}");
+    // The API's other routes are not held up by open streams.
+    let roles = call(&admin, "GET", "/api/v1/roles", "", b"").await;
+    assert_eq!(roles.status, 200);
+    drop(open);
+    // A seat frees once the server notices the client left (its next write fails).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, text) = open_events(&admin).await;
+        if text.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "seats never freed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn open_event_streams_end_when_the_api_stops() {
+    let admin = start(None);
+    let (mut conn, _) = open_events(&admin).await;
+    drop(admin);
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest))
+        .await
+        .expect("the stream ends when the API stops")
+        .unwrap();
+}

@@ -239,6 +239,7 @@ impl EdgeArgs {
                 origin: m.origin.clone(),
                 credentials: None,
                 upstream_transport: UpstreamTransport::Tcp,
+                access: Default::default(),
             })
             .collect();
         config.relay.enabled = Located::new(false);

@@ -6,12 +6,15 @@
 //! sockets and timers. The public surface is the [`Edge`] (build, bind, its viewers
 //! and streams, disconnect, drain) and the [`EndedSession`] record its listener receives.
 
+mod auth;
 mod conn_out;
 mod hub;
 mod hub_actor;
 mod hub_life;
 mod hub_registry;
 mod ids;
+mod ldap;
+mod login;
 mod metrics;
 mod ports;
 pub mod record;

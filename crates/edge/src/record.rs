@@ -134,6 +134,7 @@ mod tests {
                 bytes: 12_000,
                 lost: 2,
             },
+            user: None,
         };
         let record = ViewerSessionRecord::from(&ended);
         assert_eq!(record.end_unix_ms, 3_500);

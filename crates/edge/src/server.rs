@@ -89,7 +89,7 @@ impl Edge {
         let ports = Arc::new(PortAllocator::new(udp_ip, range.low(), range.high()));
         let (drain_tx, drain_rx) = watch::channel(false);
         let ctx = ViewerContext {
-            settings: Current::new(ViewerSettings::from_config(cfg, &via)),
+            settings: Current::new(ViewerSettings::from_config(cfg, &via, None)),
             hubs: Hubs::new(hub_settings(cfg), ports),
             server,
             via,
@@ -115,9 +115,12 @@ impl Edge {
     /// transparent mode stay as bound at start (the edge's role keeps those values in
     /// `cfg` and says they need a restart).
     pub fn reload(&self, cfg: &EdgeConfig) {
-        self.ctx
-            .settings
-            .store(ViewerSettings::from_config(cfg, &self.ctx.via));
+        let previous = self.ctx.settings.load();
+        self.ctx.settings.store(ViewerSettings::from_config(
+            cfg,
+            &self.ctx.via,
+            Some(&previous),
+        ));
         self.ctx.hubs.set_settings(hub_settings(cfg));
     }
 

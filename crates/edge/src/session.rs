@@ -119,6 +119,9 @@ pub struct EndedSession {
     pub reason: EndReason,
     /// Media sent to the viewer (zero until the shell fills them in from the source).
     pub counts: Counts,
+    /// The user the viewer logged in as at the edge, when its rule asked for a login
+    /// (never a password; origin pass-through credentials are not recorded).
+    pub user: Option<String>,
 }
 
 /// What the shell does with a request.
@@ -157,6 +160,7 @@ struct Session<S> {
     playing: bool,
     started: Now,
     last_seen: Instant,
+    user: Option<String>,
 }
 
 /// Methods we answer, for `Public`.
@@ -232,8 +236,16 @@ impl<S> ViewerSessions<S> {
                 playing: false,
                 started: now,
                 last_seen: now.at,
+                user: None,
             },
         );
+    }
+
+    /// Records the user a session's SETUP logged in as, for its ended record.
+    pub fn set_user(&mut self, id: &str, user: Option<String>) {
+        if let Some(s) = self.sessions.get_mut(id) {
+            s.user = user;
+        }
     }
 
     pub fn set_dest(&mut self, id: &str, track: usize, dest: TrackDest) {
@@ -435,6 +447,7 @@ impl<S> ViewerSessions<S> {
                 duration: now.at.saturating_duration_since(s.started.at),
                 reason,
                 counts: Counts::default(),
+                user: s.user,
             },
         })
     }

@@ -100,6 +100,7 @@ fn teardown_ends_the_session_once_with_its_record() {
             duration: Duration::from_secs(42),
             reason: EndReason::Teardown,
             counts: Counts::default(),
+            user: None,
         }
     );
     // Gone: a second TEARDOWN is refused, and nothing else ends later.
@@ -251,4 +252,17 @@ fn protocol_errors_come_before_any_session_lookup() {
     ));
     assert_eq!(status(sim.req(Method::Record, URL, None)), 405);
     assert_eq!(status(sim.req(Method::Options, "*", None)), 200);
+}
+
+#[test]
+fn the_logged_in_user_reaches_the_ended_record() {
+    let mut sim = Sim::new(false);
+    sim.setup_new("s1", 1, tcp(), "live");
+    sim.core.set_user("s1", Some("alice".into()));
+    sim.advance(TIMEOUT);
+    sim.core.handle_timeout(sim.now);
+    let ended = sim.all_ended();
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].record.user.as_deref(), Some("alice"));
+    assert_eq!(ended[0].record.reason, EndReason::Timeout);
 }

@@ -17,6 +17,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use mediagate_config::{ClientAcl, EdgeConfig};
+use mediagate_ops::users::UsersFile;
+
+use crate::auth::EdgeAuth;
 
 use crate::conn_out::Backlog;
 use crate::hub_registry::HubSettings;
@@ -33,11 +36,37 @@ pub(crate) struct ViewerSettings {
     pub session_timeout: Duration,
     pub max_viewers: usize,
     pub backlog: Backlog,
+    /// Viewer logins: settings and the users file as read at start or reload.
+    pub auth: Arc<EdgeAuth>,
 }
 
 impl ViewerSettings {
-    /// The settings of `cfg`; `via` is this node's `Via` entry.
-    pub fn from_config(cfg: &EdgeConfig, via: &str) -> Self {
+    /// The settings of `cfg`; `via` is this node's `Via` entry. A users file that
+    /// cannot be read or parsed is logged and replaced by `previous`'s users (a reload
+    /// keeps the last good file), or by none at start (logins through it fail closed).
+    pub fn from_config(cfg: &EdgeConfig, via: &str, previous: Option<&ViewerSettings>) -> Self {
+        let users = cfg.auth.users_file.as_ref().and_then(|path| {
+            let path = path.get();
+            let read = std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| UsersFile::parse(&text).map_err(|e| e.to_string()));
+            match read {
+                Ok(users) => {
+                    tracing::info!(file = %path.display(), users = users.users().len(), "edge users file loaded");
+                    Some(Arc::new(users))
+                }
+                Err(e) => {
+                    let kept = previous.and_then(|p| p.auth.users().cloned());
+                    tracing::error!(
+                        file = %path.display(),
+                        error = %e,
+                        kept_previous = kept.is_some(),
+                        "edge users file unusable"
+                    );
+                    kept
+                }
+            }
+        });
         let backlog_packets = cfg.viewer_backlog_packets.get() as usize;
         Self {
             router: Router::new(cfg, via.to_owned(), UPSTREAM_TIMEOUT),
@@ -50,6 +79,7 @@ impl ViewerSettings {
                 max_media_bytes: backlog_packets.saturating_mul(1500),
                 ..Backlog::default()
             },
+            auth: Arc::new(EdgeAuth::new(&cfg.auth, users)),
         }
     }
 }
@@ -108,7 +138,7 @@ mod tests {
             "[edge]\nsession_timeout = \"15s\"\nmax_viewers = 7\nlinger = \"3s\"\n[edge.reconnect]\nbackoff_min = \"1s\"\nbackoff_max = \"9s\"\n",
         )
         .expect("valid test config");
-        let v = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test");
+        let v = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", None);
         assert_eq!(v.session_timeout, Duration::from_secs(15));
         assert_eq!(v.max_viewers, 7);
         let h = hub_settings(&cfg.edge);

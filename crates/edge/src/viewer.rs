@@ -33,10 +33,12 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
+use crate::auth::Principal;
 use crate::conn_out::{ConnOut, MAX_CONTROL_QUEUED};
 use crate::hub::SubscriberId;
 use crate::hub_registry::{Hubs, Lease};
 use crate::ids;
+use crate::login::{self, Place};
 use crate::routing::RouteError;
 use crate::session::{error, EndReason, EndedSession, Now, Step, ViewerSessions, ViewerTransport};
 use crate::settings::{Current, ViewerSettings};
@@ -92,6 +94,10 @@ pub(crate) struct ViewerConn {
     described: HashMap<String, (Arc<Described>, Lease)>,
     /// Poked by the admin API to disconnect this viewer.
     disconnect: Arc<Notify>,
+    /// The last Basic login verified on this connection (header value, principal).
+    login: Option<(String, Principal)>,
+    /// The user the request being handled logged in as, for a new session's record.
+    admitted_user: Option<String>,
 }
 
 impl ViewerConn {
@@ -116,6 +122,8 @@ impl ViewerConn {
             core,
             described: HashMap::new(),
             disconnect: Arc::default(),
+            login: None,
+            admitted_user: None,
         }
     }
 
@@ -244,16 +252,10 @@ impl ViewerConn {
     /// Handles one request and queues its response.
     async fn handle(&mut self, req: Request) {
         let now = Now::system();
-        let (mut resp, release) = match self.core.handle_request(&req, now) {
-            Step::Reply(r) => (r, None),
-            Step::Describe { url } => (self.describe(&url).await, None),
-            Step::Setup {
-                url,
-                track,
-                session,
-            } => (self.setup(&req, url, track, session, now).await, None),
-            Step::Play { session } => self.play(&req, session).await,
-            Step::Pause { session } => (self.pause(&session).await, None),
+        let step = self.core.handle_request(&req, now);
+        let (mut resp, release) = match self.admit(&req, &step).await {
+            Err(r) => (r, None),
+            Ok(()) => self.carry_out(&req, step, now).await,
         };
         if let Some(c) = req.cseq() {
             resp.set_cseq(c);
@@ -266,6 +268,47 @@ impl ViewerConn {
             if let Some(s) = self.core.source_mut(&session) {
                 s.release(sub);
             }
+        }
+    }
+
+    /// The rule's access list and login for a DESCRIBE or a new session's SETUP
+    /// (requests inside a session were admitted with it).
+    async fn admit(&mut self, req: &Request, step: &Step) -> Result<(), Response> {
+        self.admitted_user = None;
+        let url = match step {
+            Step::Describe { url }
+            | Step::Setup {
+                url, session: None, ..
+            } => url,
+            _ => return Ok(()),
+        };
+        let settings = self.ctx.settings.load();
+        let place = Place {
+            peer: self.peer,
+            local: self.local,
+            original_dst: self.original_dst,
+        };
+        let p = login::admit(&settings, req, url, place, &mut self.login).await?;
+        self.admitted_user = p.map(|p| p.user);
+        Ok(())
+    }
+
+    async fn carry_out(
+        &mut self,
+        req: &Request,
+        step: Step,
+        now: Now,
+    ) -> (Response, Option<(String, SubscriberId)>) {
+        match step {
+            Step::Reply(r) => (r, None),
+            Step::Describe { url } => (self.describe(&url).await, None),
+            Step::Setup {
+                url,
+                track,
+                session,
+            } => (self.setup(req, url, track, session, now).await, None),
+            Step::Play { session } => self.play(req, session).await,
+            Step::Pause { session } => (self.pause(&session).await, None),
         }
     }
 
@@ -360,6 +403,7 @@ impl ViewerConn {
                     disconnect: self.disconnect.clone(),
                 });
                 self.core.open(id.clone(), url.clone(), tracks, source, now);
+                self.core.set_user(&id, self.admitted_user.take());
                 tracing::info!(session = %id, viewer = %self.peer, url = %url, "viewer session started");
                 id
             }

@@ -123,7 +123,14 @@ impl EdgeAuth {
         // LDAP can only check a password it is given, so configuring it allows Basic.
         let basic = *cfg.basic.get() || ldap.is_some();
         let mut ac = AuthenticatorConfig::new(cfg.realm.get().clone(), nonce_secret().to_vec());
-        ac.algorithms = if users.is_some() {
+        // Digest only when someone could use it: players prefer Digest whenever it is
+        // offered, so offering it to a file of Basic-only users would lock them out.
+        let digest_users = users.as_ref().is_some_and(|f| {
+            f.users()
+                .iter()
+                .any(|u| u.ha1_md5.is_some() || u.ha1_sha256.is_some())
+        });
+        ac.algorithms = if digest_users {
             vec![Algorithm::Sha256, Algorithm::Md5]
         } else {
             Vec::new()

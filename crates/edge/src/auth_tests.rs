@@ -315,3 +315,24 @@ fn without_users_or_basic_nobody_logs_in() {
     ));
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+#[test]
+fn a_file_without_digest_users_offers_basic_alone() {
+    let mut f = (*users()).clone();
+    f.remove("alice");
+    let cfg = AuthConfig {
+        basic: Located::new(true),
+        ..AuthConfig::default()
+    };
+    let g = EdgeAuth::new(&cfg, Some(Arc::new(f)));
+    let r = denied(g.check(
+        &describe(None),
+        ip(),
+        &login_required(),
+        LoginKind::Origin,
+        T0,
+        None,
+    ));
+    let www: Vec<&str> = r.headers.get_all("WWW-Authenticate").collect();
+    assert_eq!(www, ["Basic realm=\"mediagate\""]);
+}

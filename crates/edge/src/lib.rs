@@ -16,6 +16,7 @@ mod ids;
 mod ldap;
 mod login;
 mod metrics;
+mod passthrough;
 mod ports;
 pub mod record;
 pub mod role;

@@ -39,14 +39,16 @@ use crate::hub::SubscriberId;
 use crate::hub_registry::{Hubs, Lease};
 use crate::ids;
 use crate::login::{self, Place};
+use crate::passthrough;
 use crate::routing::RouteError;
 use crate::session::{error, EndReason, EndedSession, Now, Step, ViewerSessions, ViewerTransport};
 use crate::settings::{Current, ViewerSettings};
-use crate::sink::TrackDest;
+use crate::sink::{Tally, TrackDest};
 use crate::source::{hub_error, track_name, OriginRoute, Source};
 use crate::tracker::{until_true, Tracker};
 use crate::upstream::Described;
 use crate::viewers::{LiveViewer, ViewerRegistry};
+use crate::vod::{VodIo, VodSession};
 
 /// Called once per ended viewer session (accounting and the access log attach here).
 pub type EndedListener = Arc<dyn Fn(&EndedSession) + Send + Sync>;
@@ -98,6 +100,9 @@ pub(crate) struct ViewerConn {
     login: Option<(String, Principal)>,
     /// The user the request being handled logged in as, for a new session's record.
     admitted_user: Option<String>,
+    /// Origin sessions a pass-through DESCRIBE opened with the viewer's credentials,
+    /// by stream URL, until its SETUP makes them a session's source.
+    passthrough: HashMap<String, (VodSession, Arc<Tally>)>,
 }
 
 impl ViewerConn {
@@ -124,6 +129,7 @@ impl ViewerConn {
             disconnect: Arc::default(),
             login: None,
             admitted_user: None,
+            passthrough: HashMap::new(),
         }
     }
 
@@ -301,14 +307,14 @@ impl ViewerConn {
     ) -> (Response, Option<(String, SubscriberId)>) {
         match step {
             Step::Reply(r) => (r, None),
-            Step::Describe { url } => (self.describe(&url).await, None),
+            Step::Describe { url } => (self.describe_or_pass(req, &url).await, None),
             Step::Setup {
                 url,
                 track,
                 session,
             } => (self.setup(req, url, track, session, now).await, None),
             Step::Play { session } => self.play(req, session).await,
-            Step::Pause { session } => (self.pause(&session).await, None),
+            Step::Pause { session } => (self.pause(req, &session).await, None),
         }
     }
 
@@ -334,17 +340,72 @@ impl ViewerConn {
         Ok((d, lease))
     }
 
+    /// DESCRIBE through the hub, or, when the origin wants the viewer's own
+    /// credentials, on the viewer's own origin connection (`passthrough`).
+    async fn describe_or_pass(&mut self, req: &Request, url: &str) -> Response {
+        let settings = self.ctx.settings.load();
+        let target = match passthrough::target(&settings, url, self.local, self.original_dst) {
+            // The viewer answers an origin challenge: never through the shared hub.
+            Some(t) if passthrough::authorization(req).is_some() => t,
+            Some(t) => {
+                let r = self.describe(url).await;
+                if !passthrough::is_challenge(&r) {
+                    return r;
+                }
+                t
+            }
+            None => return self.describe(url).await,
+        };
+        if let Some((vod, _)) = self.passthrough.get(url) {
+            // This viewer's origin session already accepted it on this connection.
+            return described_response(url, vod.described());
+        }
+        let tally = Arc::<Tally>::default();
+        let io = VodIo {
+            conn: self.out.clone(),
+            ports: self.ctx.hubs.ports(),
+            tally: tally.clone(),
+            guard: self.ctx.tasks.guard(),
+        };
+        match passthrough::describe(&target, passthrough::authorization(req), io).await {
+            Ok(vod) => {
+                let r = described_response(url, vod.described());
+                self.passthrough.insert(url.to_owned(), (vod, tally));
+                r
+            }
+            Err(r) => r,
+        }
+    }
+
+    /// The stream's description and a source for a new session: the viewer's
+    /// pass-through origin session if its DESCRIBE opened one, else the hub's.
+    /// In an existing pass-through session, its own description and no source.
+    async fn open_for_setup(
+        &mut self,
+        url: &str,
+        session: Option<&str>,
+    ) -> Result<(Arc<Described>, Option<Source>), Response> {
+        if let Some(s) = session.and_then(|id| self.core.source_mut(id)) {
+            if s.is_passthrough() {
+                return Ok((s.described().clone(), None));
+            }
+        }
+        if session.is_none() {
+            if let Some((vod, tally)) = self.passthrough.remove(url) {
+                let d = vod.described().clone();
+                return Ok((d.clone(), Some(Source::passthrough(d, vod, tally))));
+            }
+        }
+        let (d, lease) = self.open_stream(url).await?;
+        Ok((d.clone(), Some(Source::new(lease, d))))
+    }
+
     async fn describe(&mut self, url: &str) -> Response {
         let (d, _lease) = match self.open_stream(url).await {
             Ok(v) => v,
             Err(r) => return r,
         };
-        let sdp = viewer_sdp(&d);
-        let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
-        r.headers.append("Content-Base", format!("{url}/"));
-        r.headers.append("Cache-Control", "no-cache");
-        r.set_body("application/sdp", sdp.to_bytes());
-        r
+        described_response(url, &d)
     }
 
     async fn setup(
@@ -362,7 +423,7 @@ impl ViewerConn {
                 "this edge is at its viewer limit",
             );
         }
-        let (d, lease) = match self.open_stream(&url).await {
+        let (d, fresh) = match self.open_for_setup(&url, session.as_deref()).await {
             Ok(v) => v,
             Err(r) => return r,
         };
@@ -386,11 +447,16 @@ impl ViewerConn {
         let id = match session {
             Some(id) => id,
             None => {
+                let Some(source) = fresh else {
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "no source for the session",
+                    );
+                };
                 let id = ids::random_hex(8);
                 self.ctx.sessions.fetch_add(1, Ordering::Relaxed);
                 self.ctx.hubs.edge_stats().session_started();
                 let tracks = d.tracks.len();
-                let source = Source::new(lease, d);
                 self.ctx.viewers.add(LiveViewer {
                     id: id.clone(),
                     peer: self.peer,
@@ -419,6 +485,7 @@ impl ViewerConn {
             original_dst: self.original_dst,
             out: &self.out,
             tasks: &self.ctx.tasks,
+            authorization: passthrough::authorization(req),
         };
         let server_ports = match source.setup(track, dest, route).await {
             Ok(p) => p,
@@ -466,11 +533,11 @@ impl ViewerConn {
         }
     }
 
-    async fn pause(&mut self, id: &str) -> Response {
+    async fn pause(&mut self, req: &Request, id: &str) -> Response {
         let Some(source) = self.core.source_mut(id) else {
             return error(StatusCode::SESSION_NOT_FOUND, "PAUSE needs a session");
         };
-        if let Err(r) = source.pause().await {
+        if let Err(r) = source.pause(passthrough::authorization(req)).await {
             return r;
         }
         self.core.set_playing(id, false);
@@ -478,6 +545,16 @@ impl ViewerConn {
         r.headers.append("Session", id.to_owned());
         r
     }
+}
+
+/// A DESCRIBE's answer: the stream's SDP with our track names under `url`.
+fn described_response(url: &str, d: &Described) -> Response {
+    let sdp = viewer_sdp(d);
+    let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
+    r.headers.append("Content-Base", format!("{url}/"));
+    r.headers.append("Cache-Control", "no-cache");
+    r.set_body("application/sdp", sdp.to_bytes());
+    r
 }
 
 /// The first alternative of the viewer's Transport we can serve.

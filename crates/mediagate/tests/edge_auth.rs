@@ -168,3 +168,74 @@ fn loaded(edge: &EdgeProc) -> usize {
         .filter(|l| l.contains("edge users file loaded"))
         .count()
 }
+
+#[test]
+fn origin_digest_challenges_pass_through_to_ffmpeg() {
+    let origin = origin();
+    let (user, password) = origin.credentials();
+    let (user, password) = (user.to_owned(), password.to_owned());
+    let edge = EdgeProc::start(&format!(
+        "[[edge.route]]\nadvertised = \"/sec\"\norigin = \"{}\"\n",
+        origin.url("/secure")
+    ));
+    // No credentials: the origin's 401 and its Digest challenge reach the viewer.
+    refused(&edge.url("/sec"), "401");
+    // The viewer's own credentials reach the origin, which lets it play.
+    plays(&with_login(&edge.url("/sec"), &user, &password));
+    // Wrong ones are refused by the origin, through the edge.
+    refused(
+        &with_login(&edge.url("/sec"), &user, "not-the-password"),
+        "401",
+    );
+    // The origin saw a Digest answer it accepted, and played once: for that viewer.
+    assert!(origin.request_count("DESCRIBE", "/secure", 200) >= 1);
+    assert_eq!(origin.play_count("/secure"), 1);
+    // Each viewer is checked by its own DESCRIBE: two viewers with credentials, two
+    // origin sessions (a pass-through stream is never split with another viewer).
+    let url = with_login(&edge.url("/sec"), &user, &password);
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| read(&url));
+        let b = s.spawn(|| read(&url));
+        (a.join().expect("viewer a"), b.join().expect("viewer b"))
+    });
+    assert!(a.success && a.video_frames >= 10, "{}", a.diagnostics);
+    assert!(b.success && b.video_frames >= 10, "{}", b.diagnostics);
+    assert_eq!(origin.play_count("/secure"), 3);
+    // An unauthenticated viewer after them still gets the challenge: nothing was
+    // cached or reused.
+    refused(&edge.url("/sec"), "401");
+    let log = edge.peer.stderr_tail().join("\n");
+    assert!(
+        !log.contains("Authorization") && !log.contains(&password),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_raw_viewer_sees_the_origins_challenge_unchanged() {
+    let origin = origin();
+    let edge = EdgeProc::start(&format!(
+        "[[edge.route]]\nadvertised = \"/sec\"\norigin = \"{}\"\n",
+        origin.url("/secure")
+    ));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", edge.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "DESCRIBE {} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n",
+        edge.url("/sec")
+    )
+    .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = std::io::Read::read(&mut s, &mut buf).expect("answer");
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("RTSP/1.0 401"), "{text}");
+    let challenge = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("www-authenticate:"))
+        .unwrap_or_else(|| panic!("no challenge: {text}"));
+    assert!(
+        challenge.contains("Digest") && challenge.contains("nonce="),
+        "{text}"
+    );
+}

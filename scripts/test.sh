@@ -20,6 +20,7 @@ DEB_PACKAGES=(
   systemd  # systemd-analyze verifies config/mediagate.service
   prometheus  # promtool check metrics parses the admin API's /metrics
   curl openssl  # the admin API's mutual TLS test: certificates and an HTTPS client
+  slapd ldap-utils  # the edge's LDAP logins: a throwaway OpenLDAP server per test
 )
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

@@ -239,3 +239,35 @@ fn a_raw_viewer_sees_the_origins_challenge_unchanged() {
         "{text}"
     );
 }
+
+#[test]
+fn ldap_logins_bind_as_the_user_found_by_the_search() {
+    use mediagate_testkit::slapd::{Slapd, ROOT_DN, ROOT_PW, SUFFIX};
+    let ldap = Slapd::start(&format!(
+        "dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
+         dn: uid=frank,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: frank\ncn: Frank\nsn: F\n\
+         userPassword: frank-pw\nseeAlso: cn=staff,ou=groups,{SUFFIX}\n\n\
+         dn: uid=grace,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: grace\ncn: Grace\nsn: G\n\
+         userPassword: grace-pw\n"
+    ))
+    .expect("slapd starts");
+    let origin = origin();
+    let edge = EdgeProc::start(&format!(
+        "[edge.auth]\nldap = {{ url = \"{}\", base_dn = \"ou=people,{SUFFIX}\", filter = \"(&(objectClass=inetOrgPerson)(uid={{user}}))\", bind_dn = \"{ROOT_DN}\", bind_password = \"{ROOT_PW}\", group_attribute = \"seeAlso\" }}\n\
+         [[edge.route]]\nadvertised = \"/staff\"\norigin = \"{}\"\naccess = {{ groups = [\"staff\"] }}\n\
+         [[edge.route]]\nadvertised = \"/any\"\norigin = \"{}\"\naccess = {{ authenticate = true }}\n",
+        ldap.url(),
+        origin.url("/live"),
+        origin.url("/live"),
+    ));
+    // LDAP can only check a password it is given: Basic is offered, and ffmpeg uses it.
+    plays(&with_login(&edge.url("/staff"), "frank", "frank-pw"));
+    refused(&with_login(&edge.url("/staff"), "frank", "wrong"), "401");
+    refused(&edge.url("/staff"), "401");
+    // A right password outside the group: 403; the same user may use the other rule.
+    refused(&with_login(&edge.url("/staff"), "grace", "grace-pw"), "403");
+    plays(&with_login(&edge.url("/any"), "grace", "grace-pw"));
+    // An unknown user, and a filter-injection attempt, find no entry.
+    refused(&with_login(&edge.url("/any"), "nobody", "x"), "401");
+    refused(&with_login(&edge.url("/any"), "*", "frank-pw"), "401");
+}

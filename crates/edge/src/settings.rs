@@ -133,6 +133,32 @@ mod tests {
     }
 
     #[test]
+    fn an_unusable_users_file_keeps_the_previous_one() {
+        let dir = std::env::temp_dir().join(format!("mg-settings-users-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("users");
+        let hash = "$argon2id$v=19$m=256,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+        std::fs::write(&file, format!("alice:{hash}:staff\n")).expect("write");
+        let cfg = mediagate_config::parse_config(&format!(
+            "[edge.auth]\nusers_file = \"{}\"\n",
+            file.display()
+        ))
+        .expect("valid test config");
+        let first = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", None);
+        let users = |s: &ViewerSettings| s.auth.users().map(|u| u.users().len());
+        assert_eq!(users(&first), Some(1));
+        std::fs::write(&file, "alice:not-a-hash:\n").expect("write");
+        let kept = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", Some(&first));
+        assert_eq!(users(&kept), Some(1));
+        let at_start = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", None);
+        assert_eq!(users(&at_start), None);
+        std::fs::write(&file, format!("bob:{hash}:\ncarol:{hash}:\n")).expect("write");
+        let next = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", Some(&kept));
+        assert_eq!(users(&next), Some(2));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn settings_follow_the_config() {
         let cfg = mediagate_config::parse_config(
             "[edge]\nsession_timeout = \"15s\"\nmax_viewers = 7\nlinger = \"3s\"\n[edge.reconnect]\nbackoff_min = \"1s\"\nbackoff_max = \"9s\"\n",

@@ -211,6 +211,104 @@ fn origin_digest_challenges_pass_through_to_ffmpeg() {
     );
 }
 
+/// One RTSP request on a fresh connection, its response parsed.
+fn raw(port: u16, method: &str, url: &str, headers: &[(&str, &str)]) -> mediagate_rtsp::Response {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut text = format!("{method} {url} RTSP/1.0\r\nCSeq: 1\r\n");
+    for (k, v) in headers {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    text.push_str("\r\n");
+    s.write_all(text.as_bytes()).unwrap();
+    let mut dec = mediagate_rtsp::parse::Decoder::default();
+    loop {
+        if let Some(mediagate_rtsp::Item::Response(r)) = dec.next_item().unwrap() {
+            return r;
+        }
+        let mut buf = [0u8; 8192];
+        let n = s.read(&mut buf).expect("a response");
+        assert!(n > 0, "closed before the response to {method}");
+        dec.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn forward_mode_asks_with_407_and_still_passes_the_origins_401() {
+    use mediagate_rtsp::auth::ClientAuth;
+    let origin = origin();
+    let users = scratch("users-forward");
+    user_add(&users, "ivy", "ivy-pw", &["--digest-realm", "mediagate"]);
+    let edge = EdgeProc::start(&format!(
+        "[edge.auth]\nusers_file = \"{}\"\n\
+         [edge.forward]\nenabled = true\nallow = [\"127.0.0.1:{}\"]\naccess = {{ users = [\"ivy\"] }}\n",
+        users.display(),
+        origin.port(),
+    ));
+    let live = origin.url("/live");
+    let accept = ("Accept", "application/sdp");
+    let r = raw(edge.port, "DESCRIBE", &live, &[accept]);
+    assert_eq!(r.status.as_u16(), 407, "{r:?}");
+    assert!(r.headers.get("WWW-Authenticate").is_none());
+    let challenges: Vec<&str> = r.headers.get_all("Proxy-Authenticate").collect();
+    assert!(!challenges.is_empty() && challenges.iter().all(|c| c.starts_with("Digest ")));
+    let proxy_auth = |password: &str| {
+        ClientAuth::new("ivy", password)
+            .respond(&challenges, "DESCRIBE", &live, "f00dcafe")
+            .expect("client answers")
+    };
+    // The origin's own Authorization header is not the edge's login.
+    let wrong_header = proxy_auth("ivy-pw");
+    let r = raw(
+        edge.port,
+        "DESCRIBE",
+        &live,
+        &[accept, ("Authorization", &wrong_header)],
+    );
+    assert_eq!(r.status.as_u16(), 407, "{r:?}");
+    let r = raw(
+        edge.port,
+        "DESCRIBE",
+        &live,
+        &[accept, ("Proxy-Authorization", &proxy_auth("nope"))],
+    );
+    assert_eq!(r.status.as_u16(), 407, "{r:?}");
+    let r = raw(
+        edge.port,
+        "DESCRIBE",
+        &live,
+        &[accept, ("Proxy-Authorization", &proxy_auth("ivy-pw"))],
+    );
+    assert_eq!(r.status.as_u16(), 200, "{r:?}");
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("m=video"),
+        "{r:?}"
+    );
+    // Logged in at the edge, the origin's Digest mount still challenges the viewer,
+    // in WWW-Authenticate: the two logins use different headers in forward mode.
+    let secure = origin.url("/secure");
+    let r = raw(edge.port, "DESCRIBE", &secure, &[accept]);
+    assert_eq!(r.status.as_u16(), 407, "{r:?}");
+    let challenges: Vec<&str> = r.headers.get_all("Proxy-Authenticate").collect();
+    let login = ClientAuth::new("ivy", "ivy-pw")
+        .respond(&challenges, "DESCRIBE", &secure, "f00dcafe")
+        .expect("client answers");
+    let r = raw(
+        edge.port,
+        "DESCRIBE",
+        &secure,
+        &[accept, ("Proxy-Authorization", &login)],
+    );
+    assert_eq!(r.status.as_u16(), 401, "{r:?}");
+    assert!(
+        r.headers
+            .get_all("WWW-Authenticate")
+            .any(|c| c.starts_with("Digest ")),
+        "{r:?}"
+    );
+}
+
 #[test]
 fn a_raw_viewer_sees_the_origins_challenge_unchanged() {
     let origin = origin();

@@ -141,9 +141,15 @@ impl EdgeAuth {
         let authenticator = match Authenticator::new(ac) {
             Ok(a) => Some(a),
             Err(e) => {
-                // No scheme (no users file, no Basic) or a realm check-config refuses:
-                // every login fails closed.
-                tracing::warn!(error = %e, "edge auth: logins are refused");
+                // No scheme (no users file with a Digest HA1, no Basic) or a realm
+                // check-config refuses: every login fails closed. Silent when nothing
+                // is configured, as on every edge without logins.
+                if cfg.has_backend() {
+                    tracing::warn!(
+                        error = %e,
+                        "edge auth: nobody can log in (no user has a Digest HA1 and basic = false?)"
+                    );
+                }
                 None
             }
         };

@@ -37,6 +37,10 @@ use crate::source::client_error;
 use crate::upstream::{self, UpstreamTarget};
 use crate::vod::{VodIo, VodSession};
 
+/// Origin sessions one viewer connection may hold between DESCRIBE and SETUP, so a
+/// viewer cannot make the edge open origin connections without end.
+pub(crate) const MAX_PENDING: usize = 4;
+
 /// The target for `url` when its origin challenges are the viewer's to answer: the
 /// rule names no origin credentials and does not use `Authorization` for an edge login.
 pub(crate) fn target(

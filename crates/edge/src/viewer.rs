@@ -360,6 +360,12 @@ impl ViewerConn {
             // This viewer's origin session already accepted it on this connection.
             return described_response(url, vod.described());
         }
+        if self.passthrough.len() >= passthrough::MAX_PENDING {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many streams described but not set up on this connection",
+            );
+        }
         let tally = Arc::<Tally>::default();
         let io = VodIo {
             conn: self.out.clone(),

@@ -16,7 +16,6 @@ DEB_PACKAGES=(
   python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0
   iproute2 iptables
   kamailio sip-tester rtpengine-daemon libsqlite3-dev postgresql
-  prometheus
   systemd  # systemd-analyze verifies config/mediagate.service
   prometheus  # promtool check metrics parses the admin API's /metrics
   curl openssl  # the admin API's mutual TLS test: certificates and an HTTPS client

@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::bounded::Bounded;
+use super::bounded_duration::BoundedDuration;
 use super::cidr::Cidr;
 use super::destination::DestinationRule;
 use super::duration::HumanDuration;
@@ -27,6 +28,12 @@ pub type MaxViewers = Bounded<1, 1_000_000>;
 
 /// Per-viewer backlog in packets: 16 to 1,048,576.
 pub type ViewerBacklog = Bounded<16, 1_048_576>;
+
+/// Connection caps (in total, per client address): 1 to 1,000,000.
+pub type MaxConnections = Bounded<1, 1_000_000>;
+
+/// Limits on connections that are not (yet) viewers: 100 ms to 1 h.
+pub type ConnectionTimeout = BoundedDuration<100_000, 3_600_000_000>;
 
 /// The edge role.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -62,6 +69,18 @@ pub struct EdgeConfig {
     /// Packets queued per viewer before it counts as slow and skips to the next keyframe
     /// (losses are counted). Bounds memory per viewer. Default: `1024`.
     pub viewer_backlog_packets: ViewerBacklog,
+    /// Time for a request to arrive complete, from its first byte (slowloris
+    /// defence); a connection that exceeds it is closed. Connections with a session
+    /// are exempt (the session timeout governs them). Default: `"5s"`.
+    pub request_timeout: ConnectionTimeout,
+    /// How long a connection with no session may go without a complete request
+    /// before it is closed. Default: `"10s"`.
+    pub idle_timeout: ConnectionTimeout,
+    /// Most client connections open at once (a tunnel counts two); more are closed
+    /// as they arrive. Default: `20000`.
+    pub max_connections: MaxConnections,
+    /// Most connections open at once from one client address. Default: `100`.
+    pub max_connections_per_client: MaxConnections,
     /// Serve connections redirected here by iptables `REDIRECT`, using the original
     /// destination (`SO_ORIGINAL_DST`); destinations must pass `[edge.forward].allow`.
     /// Default: `false`.
@@ -95,6 +114,10 @@ impl Default for EdgeConfig {
             reconnect: ReconnectConfig::default(),
             max_viewers: fixed_bound(10_000),
             viewer_backlog_packets: fixed_bound(1024),
+            request_timeout: ConnectionTimeout::from_millis_const(5_000),
+            idle_timeout: ConnectionTimeout::from_millis_const(10_000),
+            max_connections: fixed_bound(20_000),
+            max_connections_per_client: fixed_bound(100),
             transparent: Located::new(false),
             parent: None,
             client_acl: ClientAcl::default(),
@@ -312,6 +335,35 @@ mod tests {
         assert!(acl.admits(ip("::ffff:10.1.2.3")));
         assert!(!acl.admits(ip("10.9.2.3")));
         assert!(!acl.admits(ip("192.0.2.1")));
+    }
+
+    #[test]
+    fn connection_limits_read_and_refuse_nonsense() {
+        let cfg = crate::parse_config(
+            "[edge]\nrequest_timeout = \"2s\"\nidle_timeout = \"250ms\"\nmax_connections = 5\nmax_connections_per_client = 2\n",
+        )
+        .expect("valid limits");
+        assert_eq!(
+            cfg.edge.request_timeout.get(),
+            std::time::Duration::from_secs(2)
+        );
+        assert_eq!(
+            cfg.edge.idle_timeout.get(),
+            std::time::Duration::from_millis(250)
+        );
+        assert_eq!(cfg.edge.max_connections.get(), 5);
+        assert_eq!(cfg.edge.max_connections_per_client.get(), 2);
+        for bad in [
+            "idle_timeout = \"0s\"",
+            "request_timeout = \"2h\"",
+            "max_connections = 0",
+            "max_connections_per_client = 0",
+        ] {
+            assert!(
+                crate::parse_config(&format!("[edge]\n{bad}\n")).is_err(),
+                "{bad} was accepted"
+            );
+        }
     }
 
     #[test]

@@ -57,6 +57,8 @@ fn serialized_paths(config: &Config) -> BTreeSet<String> {
 /// A config with every optional setting present and every list non-empty.
 fn fully_populated() -> Config {
     let mut c = Config::default();
+    c.log.access_log = Some(Located::new("/var/log/mediagate/access.log".into()));
+    c.log.access_log_format = AccessLogFormat::Json;
     c.edge.parent = Some("rtsp://parent:8554".parse().unwrap());
     c.edge.route = vec![Route {
         advertised: Located::new("/cam1".parse().unwrap()),
@@ -118,6 +120,10 @@ fn the_example_with_samples_enabled_is_valid() {
     assert_eq!(config.edge.route.len(), 1);
     assert_eq!(config.edge.route[0].advertised.get().to_string(), "/cam1");
     assert_eq!(config.relay.media_address.len(), 1);
+    assert_eq!(
+        config.log.access_log.map(|p| p.get().clone()),
+        Some(PathBuf::from("/var/log/mediagate/access.log"))
+    );
     assert_eq!(
         config
             .accounting

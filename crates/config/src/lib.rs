@@ -81,8 +81,8 @@ pub use cidr::Cidr;
 pub use destination::{DestinationRule, HostPattern};
 pub use duration::HumanDuration;
 pub use edge::{
-    AuthScheme, ClientAcl, Credentials, EdgeConfig, ForwardProxy, MaxViewers, ReconnectConfig,
-    Route, UpstreamTransport, ViewerBacklog,
+    AuthScheme, ClientAcl, ConnectionTimeout, Credentials, EdgeConfig, ForwardProxy,
+    MaxConnections, MaxViewers, ReconnectConfig, Route, UpstreamTransport, ViewerBacklog,
 };
 pub use edge_auth::{Access, EdgeAuth, LdapConfig};
 pub use load::{
@@ -140,6 +140,14 @@ impl Default for Config {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
+    /// The access log: one line per finished viewer session, appended to this file
+    /// (created if missing, reopened on SIGHUP for rotation). Default: none (off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<Located<PathBuf>>,
+    /// Access log line format: `text` (space separated, Squid-like, documented in
+    /// `docs/operations.md`) or `json` (one object a line, the same fields).
+    /// Default: `"text"`.
+    pub access_log_format: AccessLogFormat,
     /// Least severe level written: `error`, `warn`, `info`, `debug` or `trace`.
     /// Default: `"info"`.
     pub level: LogLevel,
@@ -163,6 +171,17 @@ pub enum LogLevel {
     Debug,
     /// Everything, including per-message detail; slow.
     Trace,
+}
+
+/// Line format of the access log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    /// One space-separated line, strings quoted. The default.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Line format of the process log.

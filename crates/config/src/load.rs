@@ -409,19 +409,39 @@ mod tests {
     }
 
     /// Keys whose feature is not built yet are refused, not parsed and ignored: the
-    /// access log arrives with its issue, and the admin API has no CRL checking yet.
+    /// process log has no file of its own (stderr), and the admin API has no CRL
+    /// checking yet.
     #[test]
     fn refuses_keys_of_features_not_built_yet() {
-        let text = "[log]\naccess_log = \"/tmp/a.log\"\n[admin]\nlisten = [\"127.0.0.1:9554\"]\nclient_crl = \"/ca.crl\"\n";
+        let text = "[log]\nfile = \"/tmp/a.log\"\n[admin]\nlisten = [\"127.0.0.1:9554\"]\nclient_crl = \"/ca.crl\"\n";
         let errors = parse_config(text).unwrap_err();
         let lines = at(text, &errors);
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(
-            lines[0].starts_with("f.toml:2:1: unknown field `access_log`"),
+            lines[0].starts_with("f.toml:2:1: unknown field `file`"),
             "{lines:?}"
         );
         assert!(
             lines[1].starts_with("f.toml:5:1: unknown field `client_crl`"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn reads_the_access_log_and_refuses_an_unknown_format() {
+        let config =
+            parse_config("[log]\naccess_log = \"/tmp/a.log\"\naccess_log_format = \"json\"\n")
+                .unwrap();
+        assert_eq!(
+            config.log.access_log.map(|p| p.get().clone()),
+            Some(std::path::PathBuf::from("/tmp/a.log"))
+        );
+        assert_eq!(config.log.access_log_format, crate::AccessLogFormat::Json);
+        let text = "[log]\naccess_log_format = \"squid\"\n";
+        let errors = parse_config(text).unwrap_err();
+        let lines = at(text, &errors);
+        assert!(
+            lines[0].starts_with("f.toml:2:21: unknown variant `squid`"),
             "{lines:?}"
         );
     }

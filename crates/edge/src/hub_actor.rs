@@ -28,7 +28,7 @@ use crate::hub_life::HubLife;
 use crate::hub_registry::{Cmd, HubError, HubSettings, HubStats, Hubs, JoinResult};
 use crate::metrics::StreamCounters;
 use crate::ports::SocketPair;
-use crate::sink::{Counts, TrackDest, ViewerSink};
+use crate::sink::{Counts, Tally, TrackDest, ViewerSink};
 use crate::upstream::{Described, UpstreamTarget};
 use crate::upstream_supervisor::{upstream_loop, UpEvent};
 
@@ -37,6 +37,23 @@ use crate::upstream_supervisor::{upstream_loop, UpEvent};
 struct RtcpCounters {
     reports: AtomicU64,
     max_fraction_lost: AtomicU8,
+    /// Each UDP viewer's RTCP address, to credit its reports to its session.
+    viewers: std::sync::Mutex<HashMap<SocketAddr, Arc<Tally>>>,
+}
+
+impl RtcpCounters {
+    fn viewers(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Arc<Tally>>> {
+        self.viewers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn udp_rtcp_addrs(sink: &ViewerSink) -> impl Iterator<Item = SocketAddr> + '_ {
+        sink.dests.iter().flatten().filter_map(|d| match d {
+            TrackDest::Udp { rtcp, .. } => Some(*rtcp),
+            TrackDest::Interleaved { .. } => None,
+        })
+    }
 }
 
 struct TrackSockets {
@@ -56,9 +73,13 @@ impl Drop for TrackSockets {
 async fn read_viewer_rtcp(pair: Arc<SocketPair>, counters: Arc<RtcpCounters>) {
     let mut buf = vec![0u8; 2048];
     loop {
-        let Ok((n, _from)) = pair.rtcp.recv_from(&mut buf).await else {
+        let Ok((n, from)) = pair.rtcp.recv_from(&mut buf).await else {
             return;
         };
+        let viewer = counters.viewers().get(&from).cloned();
+        if let Some(tally) = viewer {
+            tally.note_rtcp(&buf[..n]);
+        }
         let Ok(compound) = mediagate_rtp::rtcp::Compound::parse(&buf[..n]) else {
             continue;
         };
@@ -280,6 +301,12 @@ impl HubTask {
                 let now = Instant::now();
                 let deadline = now + self.settings().join_wait;
                 let mut sink = sink;
+                {
+                    let mut viewers = self.rtcp.viewers();
+                    for addr in RtcpCounters::udp_rtcp_addrs(&sink) {
+                        viewers.insert(addr, sink.tally.clone());
+                    }
+                }
                 // The PLAY that sent this join arrived a moment ago.
                 let ttfk = self.hubs.edge_stats().first_keyframe().clone();
                 sink.time_first_keyframe(now.into_std(), ttfk);
@@ -291,6 +318,11 @@ impl HubTask {
             Cmd::Leave(id, done) => {
                 if let Some(core) = &mut self.core {
                     if let Some((sink, st)) = core.leave(id) {
+                        let mut viewers = self.rtcp.viewers();
+                        for addr in RtcpCounters::udp_rtcp_addrs(&sink) {
+                            viewers.remove(&addr);
+                        }
+                        drop(viewers);
                         self.stats.viewer_skipped += st.skipped;
                         sink.tally.add_hub_stats(&st);
                     }

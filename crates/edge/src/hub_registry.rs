@@ -299,7 +299,7 @@ impl Hubs {
         let creds = target
             .credentials
             .as_ref()
-            .map(|c| format!("{}:{}", c.username, c.password))
+            .map(|c| format!("{:?}:{}:{}", c.scheme, c.username, c.password))
             .unwrap_or_default();
         let key = format!(
             "{}|{}|{}|{}",

@@ -6,6 +6,7 @@
 //! sockets and timers. The public surface is the [`Edge`] (build, bind, its viewers
 //! and streams, disconnect, drain) and the [`EndedSession`] record its listener receives.
 
+mod access;
 mod auth;
 mod conn_out;
 mod hub;
@@ -14,11 +15,14 @@ mod hub_life;
 mod hub_registry;
 mod ids;
 mod ldap;
+mod limits;
 mod login;
 mod metrics;
 mod passthrough;
 mod ports;
+mod reach;
 pub mod record;
+pub mod report;
 pub mod role;
 mod routing;
 mod rtsp_client;
@@ -36,7 +40,7 @@ mod vod;
 
 pub use hub_registry::HubStats;
 pub use server::{DrainReport, Edge};
-pub use session::{EndReason, EndedSession, ViewerTransport};
+pub use session::{CacheResult, EndReason, EndedSession, ViewerTransport};
 pub use sink::Counts;
 pub use viewer::EndedListener;
 pub use viewers::ViewerInfo;

@@ -1,6 +1,7 @@
 //! The edge's metrics (`mediagate_edge_...`): viewers, sessions, live streams, what
 //! each stream received from its origin and delivered to its viewers, viewer loss,
-//! origin reconnects and failures, and the time to first keyframe.
+//! origin reconnects and failures, the time to first keyframe, and client connections
+//! (open, refused by a cap, closed by a limit before they became viewers).
 //!
 //! What it does: keeps the counters that change per session or per origin event
 //! ([`EdgeStats`], plain atomics touched a few times per session), and per stream a
@@ -28,6 +29,7 @@ use mediagate_config::RtspUrl;
 use mediagate_ops::metrics::{exponential_buckets, Collect, Histogram, Scrape};
 
 use crate::hub_registry::WeakHubs;
+use crate::limits::{ConnTable, Cut, Refusal};
 use crate::session::{EndReason, ViewerTransport};
 
 /// Streams with series of their own; the rest share `stream="other"`.
@@ -100,6 +102,12 @@ pub(crate) struct EdgeStats {
     sessions_ended: [AtomicU64; 5],
     streams: Mutex<BTreeMap<String, Arc<StreamCounters>>>,
     first_keyframe: Histogram,
+    /// Client connections open now, by address (the caps' table; read for the gauge).
+    pub connections: ConnTable,
+    /// Connections closed as they arrived: [total cap, per-client cap].
+    connections_refused: [AtomicU64; 2],
+    /// Connections closed by a limit: [slow request, idle without a session].
+    connections_cut: [AtomicU64; 2],
 }
 
 impl Default for EdgeStats {
@@ -112,6 +120,9 @@ impl Default for EdgeStats {
             // 5 ms to ~10 s: a keyframe already in the ring is a few ms; a GOP-long
             // wait is seconds.
             first_keyframe: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
+            connections: ConnTable::default(),
+            connections_refused: Default::default(),
+            connections_cut: Default::default(),
         }
     }
 }
@@ -134,6 +145,22 @@ impl EdgeStats {
 
     pub fn session_ended(&self, reason: EndReason) {
         self.sessions_ended[reason_index(reason)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_refused(&self, why: Refusal) {
+        let i = match why {
+            Refusal::Total => 0,
+            Refusal::PerClient => 1,
+        };
+        self.connections_refused[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_cut(&self, why: Cut) {
+        let i = match why {
+            Cut::SlowRequest => 0,
+            Cut::Idle => 1,
+        };
+        self.connections_cut[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The histogram of PLAY-to-first-keyframe times.
@@ -233,6 +260,33 @@ impl Collect for EdgeCollector {
             "Viewer sessions ended, by why.",
             "reason",
             &ended,
+        )?;
+        s.gauge(
+            "connections",
+            "Client connections open (an HTTP tunnel counts two).",
+            i64::try_from(stats.connections.open()).unwrap_or(i64::MAX),
+        )?;
+        let refused: Vec<(&str, u64)> = [Refusal::Total, Refusal::PerClient]
+            .iter()
+            .zip(&stats.connections_refused)
+            .map(|(r, n)| (r.as_str(), load(n)))
+            .collect();
+        s.counter_by(
+            "connections_refused",
+            "Client connections closed on arrival by max_connections (total) or max_connections_per_client (per_client).",
+            "limit",
+            &refused,
+        )?;
+        let cut: Vec<(&str, u64)> = [Cut::SlowRequest, Cut::Idle]
+            .iter()
+            .zip(&stats.connections_cut)
+            .map(|(c, n)| (c.as_str(), load(n)))
+            .collect();
+        s.counter_by(
+            "connections_closed_by_limit",
+            "Connections without a session closed by request_timeout (slow_request) or idle_timeout (idle).",
+            "limit",
+            &cut,
         )?;
         s.gauge(
             "live_streams",

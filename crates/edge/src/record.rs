@@ -2,9 +2,12 @@
 //! watched what, over which transport, for how long, how it ended and what was
 //! delivered. One row of `edge_sessions` per [`EndedSession`], made by `serde`.
 //!
-//! What it does not: the access log's line format, the viewer's user and user agent,
-//! or the accounting connection's outcome (the accounting issue adds those columns as
-//! migration 2 and later).
+//! Migration 2 adds what the access log shows too: the user, the answer (method and
+//! status), the remap rule, the cache result, the user agent, the origin and the loss
+//! the viewer's RTCP reported. Rows written before it read `''` and 0 there.
+//!
+//! What it does not: the access log's line format (`access`), or the accounting
+//! connection's outcome (a later migration).
 
 use mediagate_ops::store::{Column, Migration, Record, Step, Table};
 use serde::{Deserialize, Serialize};
@@ -31,6 +34,28 @@ pub struct ViewerSessionRecord {
     pub bytes: u64,
     /// Packets the viewer did not get because it fell behind.
     pub lost: u64,
+    /// The authenticated user; empty without edge authentication.
+    #[serde(default)]
+    pub username: String,
+    /// The method and RTSP status of the session's PLAY answer (else its last one).
+    #[serde(default)]
+    pub method: String,
+    #[serde(default)]
+    pub status: u16,
+    /// The remap rule's advertised prefix; empty when no rule routed the session.
+    #[serde(default)]
+    pub rule: String,
+    /// `HIT`, `MISS`, `REFRESH`, `SPLIT`, `PASS` or `DENIED`.
+    #[serde(default)]
+    pub cache: String,
+    #[serde(default)]
+    pub user_agent: String,
+    /// The origin URL, without credentials.
+    #[serde(default)]
+    pub origin: String,
+    /// Packets lost as the viewer's RTCP receiver reports said.
+    #[serde(default)]
+    pub reported_lost: u64,
 }
 
 impl From<&EndedSession> for ViewerSessionRecord {
@@ -48,6 +73,14 @@ impl From<&EndedSession> for ViewerSessionRecord {
             packets: ended.counts.packets,
             bytes: ended.counts.bytes,
             lost: ended.counts.lost,
+            username: ended.user.clone().unwrap_or_default(),
+            method: ended.method.clone(),
+            status: ended.status,
+            rule: ended.rule.clone().unwrap_or_default(),
+            cache: ended.cache.as_str().to_owned(),
+            user_agent: ended.user_agent.clone().unwrap_or_default(),
+            origin: ended.origin.clone().unwrap_or_default(),
+            reported_lost: ended.reported_lost,
         }
     }
 }
@@ -68,22 +101,53 @@ const COLUMNS: &[Column] = &[
     Column::int64("bytes"),
     Column::int64("lost"),
     Column::json("info"),
+    // Migration 2.
+    Column::text("username"),
+    Column::text("method"),
+    Column::int64("status"),
+    Column::text("rule"),
+    Column::text("cache"),
+    Column::text("user_agent"),
+    Column::text("origin"),
+    Column::int64("reported_lost"),
 ];
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    steps: &[
-        Step::CreateTable(COLUMNS),
-        Step::CreateIndex {
-            name: "edge_sessions_end",
-            columns: &["end_unix_ms"],
-        },
-        Step::CreateIndex {
-            name: "edge_sessions_url",
-            columns: &["url"],
-        },
-    ],
-}];
+/// The columns migration 1 created: the record's first twelve.
+const COLUMNS_1: &[Column] = COLUMNS.split_at(12).0;
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        steps: &[
+            Step::CreateTable(COLUMNS_1),
+            Step::CreateIndex {
+                name: "edge_sessions_end",
+                columns: &["end_unix_ms"],
+            },
+            Step::CreateIndex {
+                name: "edge_sessions_url",
+                columns: &["url"],
+            },
+        ],
+    },
+    Migration {
+        version: 2,
+        steps: &[
+            Step::AddColumn(Column::text("username")),
+            Step::AddColumn(Column::text("method")),
+            Step::AddColumn(Column::int64("status")),
+            Step::AddColumn(Column::text("rule")),
+            Step::AddColumn(Column::text("cache")),
+            Step::AddColumn(Column::text("user_agent")),
+            Step::AddColumn(Column::text("origin")),
+            Step::AddColumn(Column::int64("reported_lost")),
+            Step::CreateIndex {
+                name: "edge_sessions_username",
+                columns: &["username"],
+            },
+        ],
+    },
+];
 
 impl Record for ViewerSessionRecord {
     const TABLE: Table = Table {
@@ -116,7 +180,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::session::{EndReason, ViewerTransport};
+    use crate::session::{CacheResult, EndReason, ViewerTransport};
     use crate::sink::Counts;
 
     #[test]
@@ -134,7 +198,14 @@ mod tests {
                 bytes: 12_000,
                 lost: 2,
             },
-            user: None,
+            user: Some("alice".into()),
+            method: "PLAY".into(),
+            status: 200,
+            rule: Some("/cams".into()),
+            origin: Some("rtsp://192.0.2.10/cam1".into()),
+            cache: CacheResult::Split,
+            user_agent: None,
+            reported_lost: 4,
         };
         let record = ViewerSessionRecord::from(&ended);
         assert_eq!(record.end_unix_ms, 3_500);
@@ -156,5 +227,10 @@ mod tests {
         assert_eq!(row["reason"], ended.reason.as_str());
         assert_eq!(row["viewer"], "192.0.2.7:5004");
         assert_eq!(row["info"]["session"], "a1b2");
+        assert_eq!(row["username"], "alice");
+        assert_eq!(row["status"], 200);
+        assert_eq!(row["cache"], "SPLIT");
+        assert_eq!(row["user_agent"], "");
+        assert_eq!(row["reported_lost"], 4);
     }
 }

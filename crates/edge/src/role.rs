@@ -1,6 +1,7 @@
 //! The edge as one of the binary's roles: started from `[edge]`, listening on its RTSP
 //! and HTTP-tunnel addresses, every finished viewer session written to the records
-//! store (`edge_sessions`), reloaded on SIGHUP ([`Edge::reload`]: new routes, rules,
+//! store (`edge_sessions`) and, when `[log] access_log` is set, to the access log,
+//! reloaded on SIGHUP ([`Edge::reload`]: new routes, rules,
 //! limits and timers for what starts from then on; listeners, the UDP port range and
 //! transparent mode need a restart), drained on SIGTERM or by the admin API
 //! ([`Edge::drain`]: no new connections, every viewer session ended cleanly, origin
@@ -21,6 +22,7 @@ use mediagate_ops::role::{
 };
 use mediagate_ops::store::Record;
 
+use crate::access::access_line;
 use crate::record::ViewerSessionRecord;
 use serde_json::{json, Value};
 
@@ -40,20 +42,26 @@ const DISCONNECT_WAIT: Duration = Duration::from_secs(3);
 
 fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartResult> {
     Box::pin(async move {
-        let edge = match ctx.records {
-            Some(records) => {
-                let sink = records.sink();
-                let on_ended = move |ended: &crate::EndedSession| {
+        let records = ctx.records.map(|r| r.sink());
+        let access = ctx.access_log.cloned();
+        let edge = if records.is_none() && access.is_none() {
+            Edge::new(&config.edge, ctx.node_name)
+        } else {
+            let on_ended = move |ended: &crate::EndedSession| {
+                if let Some(access) = &access {
+                    // A full queue is counted and warned about by the access log.
+                    access.send(access_line(ended));
+                }
+                if let Some(sink) = &records {
                     if !sink.send(ViewerSessionRecord::from(ended)) {
                         tracing::error!(
                             session = %ended.session,
                             "edge: the records writer has closed; this viewer session is not stored"
                         );
                     }
-                };
-                Edge::with_listener(&config.edge, ctx.node_name, Arc::new(on_ended))
-            }
-            None => Edge::new(&config.edge, ctx.node_name),
+                }
+            };
+            Edge::with_listener(&config.edge, ctx.node_name, Arc::new(on_ended))
         };
         edge.publish_metrics(ctx.metrics);
         let listen: Vec<SocketAddr> = config

@@ -8,12 +8,14 @@
 //! parent edge, which receives the origin's absolute URL and splits for its children.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mediagate_config::{Access, AdvertisedPrefix, EdgeConfig, Host, Route, RtspUrl};
+use mediagate_rtsp::auth::AcceptedSchemes;
 
 use crate::auth::LoginKind;
-
+use crate::reach::{Grant, Reach};
 use crate::rtsp_client::Credentials;
 use crate::upstream::UpstreamTarget;
 
@@ -38,6 +40,7 @@ pub struct Router {
     parent: Option<RtspUrl>,
     via: String,
     timeout: Duration,
+    reach: Arc<Reach>,
 }
 
 impl Router {
@@ -60,7 +63,15 @@ impl Router {
             parent: cfg.parent.clone(),
             via,
             timeout,
+            reach: Arc::new(Reach::new(cfg.forward.allow.clone(), Vec::new())),
         }
+    }
+
+    /// The same table, knowing the sockets the edge listens on (a hop to one of them
+    /// is a loop and refused).
+    pub fn with_listeners(mut self, listeners: &[SocketAddr]) -> Self {
+        self.reach = Arc::new(self.reach.with_listeners(listeners.to_vec()));
+        self
     }
 
     /// Resolves a viewer's request URL (absolute, as on its request line). `local` is
@@ -81,11 +92,17 @@ impl Router {
                 let creds = r.origin_credentials().map(|c| Credentials {
                     username: c.username,
                     password: c.password,
+                    scheme: match c.scheme {
+                        mediagate_config::AuthScheme::Auto => AcceptedSchemes::Any,
+                        mediagate_config::AuthScheme::Basic => AcceptedSchemes::BasicOnly,
+                        mediagate_config::AuthScheme::Digest => AcceptedSchemes::DigestOnly,
+                    },
                 });
                 let udp = r.upstream_transport == mediagate_config::UpstreamTransport::Udp;
                 return Ok(UpstreamTarget {
                     udp,
-                    ..self.target(origin, creds)
+                    rule: Some(r.advertised.get().to_string()),
+                    ..self.target(origin, creds, Grant::Named)
                 });
             }
         }
@@ -99,14 +116,14 @@ impl Router {
                 let origin: RtspUrl = format!("rtsp://{dst}{}", url.path()).parse().map_err(
                     |e: mediagate_config::InvalidValue| RouteError::BadUrl(e.to_string()),
                 )?;
-                return Ok(self.target(origin, None));
+                return Ok(self.target(origin, None, Grant::AllowList));
             }
         }
         if self.forward_enabled && !is_local(&url, local) {
             let host = url.host().to_string();
             let host = host.trim_start_matches('[').trim_end_matches(']');
             if self.forward.permits(host, url.port_or_default()) {
-                return Ok(self.target(url.without_credentials(), None));
+                return Ok(self.target(url.without_credentials(), None, Grant::AllowList));
             }
             return Err(RouteError::Forbidden(url.authority()));
         }
@@ -141,11 +158,17 @@ impl Router {
         None
     }
 
-    fn target(&self, origin: RtspUrl, credentials: Option<Credentials>) -> UpstreamTarget {
-        let connect_to = self
-            .parent
-            .as_ref()
-            .map_or_else(|| origin.authority(), RtspUrl::authority);
+    fn target(
+        &self,
+        origin: RtspUrl,
+        credentials: Option<Credentials>,
+        grant: Grant,
+    ) -> UpstreamTarget {
+        let (connect_to, grant) = match &self.parent {
+            // The operator named the parent; the parent checks the origin's addresses.
+            Some(p) => (p.authority(), Grant::Named),
+            None => (origin.authority(), grant),
+        };
         UpstreamTarget {
             url: origin,
             connect_to,
@@ -153,6 +176,9 @@ impl Router {
             via: self.via.clone(),
             timeout: self.timeout,
             udp: false,
+            rule: None,
+            grant,
+            reach: self.reach.clone(),
         }
     }
 }
@@ -294,6 +320,30 @@ mod tests {
         for shown in [format!("{r:?}"), format!("{a:?}"), format!("{b:#?}")] {
             assert!(!shown.contains("secret-in"), "{shown}");
         }
+    }
+
+    #[test]
+    fn configured_hops_are_named_and_forward_hops_need_the_allow_list() {
+        let r = router(
+            "[edge.forward]\nenabled = true\nallow = [\"*.test\"]\n[[edge.route]]\nadvertised = \"/r\"\norigin = \"rtsp://127.0.0.1:9/r\"\ncredentials = { username = \"u\", password = \"p\", scheme = \"digest\" }\n",
+        );
+        let reverse = r.resolve("rtsp://edge:8554/r/x", local(), None).unwrap();
+        assert_eq!(reverse.grant, Grant::Named);
+        assert_eq!(
+            reverse.credentials.unwrap().scheme,
+            AcceptedSchemes::DigestOnly
+        );
+        let forward = r.resolve("rtsp://cam.test/x", local(), None).unwrap();
+        assert_eq!(forward.grant, Grant::AllowList);
+        // Through a parent, the hop is the parent the operator named.
+        let r = router(
+            "[edge]\nparent = \"rtsp://127.0.0.1:9554/\"\n[edge.forward]\nenabled = true\nallow = [\"*.test\"]\n",
+        );
+        let t = r.resolve("rtsp://cam.test/x", local(), None).unwrap();
+        assert_eq!(
+            (t.connect_to.as_str(), t.grant),
+            ("127.0.0.1:9554", Grant::Named)
+        );
     }
 
     #[test]

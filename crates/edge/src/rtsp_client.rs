@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use mediagate_rtsp::auth::AcceptedSchemes;
 use mediagate_rtsp::parse::{Decoder, Limits, ParseError};
 use mediagate_rtsp::{
     ClientSession, ClientSessionError, InterleavedFrame, Item, Method, Request, Response,
@@ -38,6 +39,13 @@ pub enum ClientError {
     Closed,
     #[error("authentication with the origin failed: {0}")]
     Auth(String),
+    #[error("{0}")]
+    Unreachable(#[from] crate::reach::ReachError),
+    #[error("the origin redirected to {location}, where this edge does not go: {why}")]
+    RedirectRefused {
+        location: String,
+        why: crate::reach::ReachError,
+    },
     #[error("the origin answered {status} {reason} to {method}")]
     Status {
         method: String,
@@ -67,6 +75,10 @@ impl ClientError {
         match self {
             ClientError::Status { status, .. } | ClientError::Challenged { status, .. } => *status,
             ClientError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ClientError::Unreachable(
+                crate::reach::ReachError::NotAllowed { .. }
+                | crate::reach::ReachError::NeverReach { .. },
+            ) => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -78,6 +90,8 @@ impl ClientError {
 pub struct Credentials {
     pub username: String,
     pub password: String,
+    /// The route's `credentials.scheme`: `digest` never sends the password as Basic.
+    pub scheme: AcceptedSchemes,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -85,6 +99,7 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("username", &self.username)
             .field("password", &"<redacted>")
+            .field("scheme", &self.scheme)
             .finish()
     }
 }
@@ -114,25 +129,31 @@ pub const KEEPALIVE_FLOOR: Duration = Duration::from_secs(5);
 const MAX_BUFFERED_FRAMES: usize = 4096;
 
 impl RtspClient {
-    /// Connects to `authority` (`host:port`).
+    /// Connects to exactly `addr`, the address `reach` checked (never a name: resolving
+    /// again could answer differently). `authority` names it in errors.
     pub async fn connect(
+        addr: std::net::SocketAddr,
         authority: &str,
         credentials: Option<Credentials>,
         timeout: Duration,
         via: String,
     ) -> Result<Self, ClientError> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(authority))
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Timeout(timeout))?
             .map_err(|source| ClientError::Connect {
-                addr: authority.to_owned(),
+                addr: format!("{authority} ({addr})"),
                 source,
             })?;
         stream.set_nodelay(true)?;
+        let accepted = credentials
+            .as_ref()
+            .map_or(AcceptedSchemes::Any, |c| c.scheme);
         let core = ClientSession::new(
             format!("mediagate/{}", env!("CARGO_PKG_VERSION")),
             credentials.map(|c| (c.username, c.password)),
         )
+        .with_accepted_schemes(accepted)
         .with_via(via)
         .with_keepalive_floor(KEEPALIVE_FLOOR);
         Ok(Self {
@@ -289,6 +310,7 @@ mod tests {
         let c = Credentials {
             username: "alice".into(),
             password: "hunter2".into(),
+            scheme: Default::default(),
         };
         for shown in [
             format!("{c:?}"),

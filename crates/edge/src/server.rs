@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::conn_out::ConnOut;
 use crate::hub_registry::Hubs;
+use crate::limits::{Cut, RequestClock};
 use crate::ports::PortAllocator;
 use crate::settings::{hub_settings, Current, ViewerSettings};
 use crate::tracker::{until_true, Tracker};
@@ -37,6 +38,9 @@ pub struct Edge {
     tunnels: Arc<Mutex<HashMap<String, PendingTunnel>>>,
     accept_tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     drain: Arc<watch::Sender<bool>>,
+    /// Where this edge listens (configured, then as bound): an upstream hop there is
+    /// a loop.
+    listeners: Arc<Mutex<Vec<SocketAddr>>>,
 }
 
 /// How a [`Edge::drain`] went.
@@ -61,8 +65,9 @@ struct PendingTunnel {
     local: SocketAddr,
 }
 
-/// How long a tunnel GET waits for its POST, and a connection for its first message.
-const FIRST_MESSAGE_WAIT: Duration = Duration::from_secs(30);
+/// Said to a connection over a cap before it is closed (best effort, never waited on).
+const BUSY: &[u8] =
+    b"RTSP/1.0 503 Service Unavailable (too many connections)\r\nConnection: close\r\n\r\n";
 
 impl Edge {
     /// Builds the edge from its config section. `name` identifies this node in `Via`.
@@ -79,7 +84,8 @@ impl Edge {
 
     fn build(cfg: &EdgeConfig, name: &str, on_ended: Option<EndedListener>) -> Self {
         let server = format!("mediagate/{}", env!("CARGO_PKG_VERSION"));
-        let via = format!("RTSP/1.0 {name}");
+        let via_token = crate::ids::random_hex(6);
+        let via = crate::reach::via_entry(name, &via_token);
         let range = cfg.udp_ports.get().range();
         let udp_ip = cfg
             .listen
@@ -88,11 +94,19 @@ impl Edge {
             .map_or([0, 0, 0, 0].into(), |a| a.0.ip());
         let ports = Arc::new(PortAllocator::new(udp_ip, range.low(), range.high()));
         let (drain_tx, drain_rx) = watch::channel(false);
+        let listeners: Vec<SocketAddr> = cfg
+            .listen
+            .get()
+            .iter()
+            .chain(&cfg.http_tunnel_listen)
+            .map(|a| a.0)
+            .collect();
         let ctx = ViewerContext {
-            settings: Current::new(ViewerSettings::from_config(cfg, &via, None)),
+            settings: Current::new(ViewerSettings::from_config(cfg, &via, &listeners, None)),
             hubs: Hubs::new(hub_settings(cfg), ports),
             server,
             via,
+            via_token,
             sessions: Default::default(),
             on_ended,
             drain: drain_rx,
@@ -105,6 +119,7 @@ impl Edge {
             tunnels: Arc::default(),
             accept_tasks: Arc::default(),
             drain: Arc::new(drain_tx),
+            listeners: Arc::new(Mutex::new(listeners)),
         }
     }
 
@@ -119,6 +134,7 @@ impl Edge {
         self.ctx.settings.store(ViewerSettings::from_config(
             cfg,
             &self.ctx.via,
+            &self.listeners.lock().unwrap_or_else(|p| p.into_inner()),
             Some(&previous),
         ));
         self.ctx.hubs.set_settings(hub_settings(cfg));
@@ -210,11 +226,26 @@ impl Edge {
         for addr in addrs {
             let listener = TcpListener::bind(addr).await?;
             bound.push(listener.local_addr()?);
+            self.note_listener(listener.local_addr()?);
             let edge = self.clone();
             let task = tokio::spawn(async move { edge.accept_loop(listener).await });
             self.accept_tasks().push(task);
         }
         Ok(bound)
+    }
+
+    /// Adds a bound socket to the ones upstream hops must never reach.
+    fn note_listener(&self, addr: SocketAddr) {
+        let all = {
+            let mut l = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+            if !l.contains(&addr) {
+                l.push(addr);
+            }
+            l.clone()
+        };
+        let mut s = (*self.ctx.settings.load()).clone();
+        s.router = s.router.with_listeners(&all);
+        self.ctx.settings.store(s);
     }
 
     async fn accept_loop(self, listener: TcpListener) {
@@ -243,6 +274,22 @@ impl Edge {
             let _ = stream.write_all(&forbidden_bytes()).await;
             return;
         }
+        let settings = self.ctx.settings.load();
+        let stats = self.ctx.hubs.edge_stats().clone();
+        // Held for the life of the connection (a tunnel's GET and POST hold one each).
+        let _ticket = match stats.connections.admit(
+            peer.ip(),
+            settings.max_connections,
+            settings.max_connections_per_client,
+        ) {
+            Ok(t) => t,
+            Err(why) => {
+                tracing::debug!(viewer = %peer, limit = why.as_str(), "connection refused by a cap");
+                stats.connection_refused(why);
+                let _ = stream.try_write(BUSY);
+                return;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let Ok(local) = stream.local_addr() else {
             return;
@@ -257,27 +304,43 @@ impl Edge {
         // Peek at the first message head: an HTTP GET/POST with a session cookie is a
         // tunnel, anything else is plain RTSP (the decoder keeps the bytes either way).
         let mut drain = self.ctx.drain.clone();
-        let first = tokio::time::timeout(FIRST_MESSAGE_WAIT, async {
+        // The first head is bounded like every later request (limits::RequestClock):
+        // a client that connects and sends nothing, or trickles, is not a viewer.
+        let mut clock = RequestClock::new(settings.conn_limits, std::time::Instant::now());
+        let first = async {
             loop {
                 match parse_head(decoder.buffer_mut(), &Limits::default()) {
-                    Ok(Parsed::Complete { item, consumed }) => return Some((item, consumed)),
+                    Ok(Parsed::Complete { item, consumed }) => return Ok(Some((item, consumed))),
                     Ok(Parsed::Incomplete) => {}
-                    Err(_) => return None, // the RTSP path reports the error
+                    Err(_) => return Ok(None), // the RTSP path reports the error
                 }
+                clock.on_buffered(decoder.buffered_len() > 0, std::time::Instant::now());
+                let deadline = clock
+                    .deadline(false)
+                    .map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std);
                 let buf = decoder.buffer_mut();
                 buf.reserve(4096);
                 tokio::select! {
                     r = rd.read_buf(buf) => match r {
-                        Ok(0) | Err(_) => return None,
+                        Ok(0) | Err(_) => return Ok(None),
                         Ok(_) => {}
                     },
-                    _ = until_true(&mut drain) => return None,
+                    _ = until_true(&mut drain) => return Ok(None),
+                    _ = tokio::time::sleep_until(deadline) => {
+                        if let Some(cut) = clock.check(false, std::time::Instant::now()) {
+                            return Err(cut);
+                        }
+                    }
                 }
             }
-        })
+        }
         .await;
         let (tunnel_req, head_len) = match first {
-            Err(_) => return, // silent for 30 s: not a viewer
+            Err(cut) => {
+                tracing::debug!(viewer = %peer, limit = cut.as_str(), "connection closed before its first request");
+                stats.connection_cut(cut);
+                return;
+            }
             Ok(Some((Head::Request(req), n)))
                 if matches!(req.method, Method::Get | Method::Post) =>
             {
@@ -350,7 +413,9 @@ impl Edge {
     /// Keeps a tunnel's GET side until the client closes it, the session ends, or no
     /// POST arrived in time. The client sends nothing on the GET after its head.
     async fn watch_tunnel_get(&self, rd: &mut OwnedReadHalf, out: &ConnOut, cookie: &str) {
-        let pairing_deadline = tokio::time::Instant::now() + FIRST_MESSAGE_WAIT;
+        // A GET whose POST never comes is a connection without a session.
+        let pairing_deadline =
+            tokio::time::Instant::now() + self.ctx.settings.load().conn_limits.idle_timeout;
         let mut pairing_checked = false;
         let mut sink = [0u8; 512];
         let mut drain = self.ctx.drain.clone();
@@ -361,6 +426,7 @@ impl Edge {
                 _ = until_true(&mut drain) => return,
                 _ = tokio::time::sleep_until(pairing_deadline), if !pairing_checked => {
                     if self.tunnels().contains_key(cookie) {
+                        self.ctx.hubs.edge_stats().connection_cut(Cut::Idle);
                         return; // no POST came
                     }
                     pairing_checked = true;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use mediagate_rtsp::{Method, Request, Response, StatusCode, Version};
 
-use crate::sink::{Counts, TrackDest};
+use crate::sink::{Counts, ReportedLoss, TrackDest};
 
 /// A moment, on both clocks: monotonic for timers, Unix time for records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +105,50 @@ impl EndReason {
     }
 }
 
+/// Where a viewer's media came from, in the words of a caching proxy's access log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CacheResult {
+    /// Served from the cache, still fresh.
+    Hit,
+    /// Not in the cache: fetched from the origin (and recorded).
+    Miss,
+    /// In the cache but revalidated with the origin first.
+    Refresh,
+    /// A live stream shared with other viewers (one origin session for all).
+    #[default]
+    Split,
+    /// Passed through from a per-viewer origin session, not cached.
+    Pass,
+    /// Refused before any media flowed.
+    Denied,
+}
+
+impl CacheResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "HIT",
+            CacheResult::Miss => "MISS",
+            CacheResult::Refresh => "REFRESH",
+            CacheResult::Split => "SPLIT",
+            CacheResult::Pass => "PASS",
+            CacheResult::Denied => "DENIED",
+        }
+    }
+}
+
+/// What the shell knows of a session once its source is found, for its record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The authenticated user (never a password); None without edge authentication.
+    pub user: Option<String>,
+    /// The remap rule that matched: its advertised prefix.
+    pub rule: Option<String>,
+    /// The origin URL, without credentials.
+    pub origin: Option<String>,
+    pub cache: CacheResult,
+    pub user_agent: Option<String>,
+}
+
 /// One finished viewer session: what accounting and the access log record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndedSession {
@@ -122,6 +166,19 @@ pub struct EndedSession {
     /// The user the viewer logged in as at the edge, when its rule asked for a login
     /// (never a password; origin pass-through credentials are not recorded).
     pub user: Option<String>,
+    /// The method and RTSP status of the session's PLAY answer, or of its last answer
+    /// when it never played (empty and 0 when none was given).
+    pub method: String,
+    pub status: u16,
+    /// The remap rule (advertised prefix) that routed the session, if one did.
+    pub rule: Option<String>,
+    /// The origin URL, without credentials.
+    pub origin: Option<String>,
+    pub cache: CacheResult,
+    pub user_agent: Option<String>,
+    /// Packets lost as the viewer's RTCP receiver reports last said (cumulative, summed
+    /// over the sources it reported on); 0 when it sent none.
+    pub reported_lost: u64,
 }
 
 /// What the shell does with a request.
@@ -160,7 +217,11 @@ struct Session<S> {
     playing: bool,
     started: Now,
     last_seen: Instant,
-    user: Option<String>,
+    info: SessionInfo,
+    /// The answer the record keeps: the PLAY's, else the last one.
+    answer: Option<(Method, u16)>,
+    /// What the viewer's RTCP on the connection reported.
+    reported: ReportedLoss,
 }
 
 /// Methods we answer, for `Public`.
@@ -195,6 +256,11 @@ impl<S> ViewerSessions<S> {
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Whether the connection has a session (then only the session timeout bounds it).
+    pub fn has_sessions(&self) -> bool {
+        !self.sessions.is_empty()
     }
 
     /// Anything arrived on the connection (a request or an interleaved frame).
@@ -236,16 +302,42 @@ impl<S> ViewerSessions<S> {
                 playing: false,
                 started: now,
                 last_seen: now.at,
-                user: None,
+                info: SessionInfo::default(),
+                answer: None,
+                reported: ReportedLoss::default(),
             },
         );
     }
 
-    /// Records the user a session's SETUP logged in as, for its ended record.
-    pub fn set_user(&mut self, id: &str, user: Option<String>) {
+    /// What the shell learnt about a session's origin and viewer, for its record.
+    pub fn set_info(&mut self, id: &str, info: SessionInfo) {
         if let Some(s) = self.sessions.get_mut(id) {
-            s.user = user;
+            s.info = info;
         }
+    }
+
+    /// The answer given to a request of session `id`: a PLAY's answer is the one the
+    /// record keeps; before a PLAY, the latest.
+    pub fn answered(&mut self, id: &str, method: &Method, status: StatusCode) {
+        if let Some(s) = self.sessions.get_mut(id) {
+            if !matches!(&s.answer, Some((Method::Play, _))) || *method == Method::Play {
+                s.answer = Some((method.clone(), status.as_u16()));
+            }
+        }
+    }
+
+    /// An interleaved frame from the viewer: on a session's RTCP channel, its receiver
+    /// reports' cumulative loss is kept (RFC 3550 §6.4.2).
+    pub fn on_interleaved(&mut self, channel: u8, payload: &[u8]) {
+        let Some(s) = self.sessions.values_mut().find(|s| {
+            s.dests
+                .iter()
+                .flatten()
+                .any(|d| matches!(d, TrackDest::Interleaved { rtcp, .. } if *rtcp == channel))
+        }) else {
+            return;
+        };
+        s.reported.note_rtcp(payload);
     }
 
     pub fn set_dest(&mut self, id: &str, track: usize, dest: TrackDest) {
@@ -447,7 +539,18 @@ impl<S> ViewerSessions<S> {
                 duration: now.at.saturating_duration_since(s.started.at),
                 reason,
                 counts: Counts::default(),
-                user: s.user,
+                user: s.info.user,
+                method: s
+                    .answer
+                    .as_ref()
+                    .map(|(m, _)| m.as_str().to_owned())
+                    .unwrap_or_default(),
+                status: s.answer.map_or(0, |(_, code)| code),
+                rule: s.info.rule,
+                origin: s.info.origin,
+                cache: s.info.cache,
+                user_agent: s.info.user_agent,
+                reported_lost: s.reported.total(),
             },
         })
     }

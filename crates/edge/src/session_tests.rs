@@ -101,6 +101,13 @@ fn teardown_ends_the_session_once_with_its_record() {
             reason: EndReason::Teardown,
             counts: Counts::default(),
             user: None,
+            method: String::new(),
+            status: 0,
+            rule: None,
+            origin: None,
+            cache: CacheResult::Split,
+            user_agent: None,
+            reported_lost: 0,
         }
     );
     // Gone: a second TEARDOWN is refused, and nothing else ends later.
@@ -258,11 +265,92 @@ fn protocol_errors_come_before_any_session_lookup() {
 fn the_logged_in_user_reaches_the_ended_record() {
     let mut sim = Sim::new(false);
     sim.setup_new("s1", 1, tcp(), "live");
-    sim.core.set_user("s1", Some("alice".into()));
+    sim.core.set_info(
+        "s1",
+        SessionInfo {
+            user: Some("alice".into()),
+            ..SessionInfo::default()
+        },
+    );
     sim.advance(TIMEOUT);
     sim.core.handle_timeout(sim.now);
     let ended = sim.all_ended();
     assert_eq!(ended.len(), 1);
     assert_eq!(ended[0].record.user.as_deref(), Some("alice"));
     assert_eq!(ended[0].record.reason, EndReason::Timeout);
+}
+
+/// An RR from the viewer reporting `lost` on each of `ssrcs` (cumulative).
+fn receiver_report(ssrcs: &[(u32, i32)]) -> Vec<u8> {
+    use mediagate_rtp::rtcp::{build::CompoundWriter, ReportBlock};
+    let blocks: Vec<ReportBlock> = ssrcs
+        .iter()
+        .map(|&(ssrc, lost)| ReportBlock {
+            ssrc,
+            cumulative_lost: lost,
+            ..ReportBlock::default()
+        })
+        .collect();
+    let mut buf = vec![0u8; 512];
+    let mut w = CompoundWriter::new(&mut buf);
+    w.receiver_report(0x1234, &blocks).unwrap();
+    let n = w.finish().unwrap();
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn the_record_keeps_the_play_answer_the_route_and_the_viewers_reported_loss() {
+    let mut sim = Sim::new(false);
+    sim.setup_new("s1", 1, tcp(), "live");
+    sim.core.set_info(
+        "s1",
+        SessionInfo {
+            user: Some("alice".into()),
+            rule: Some("/cam".into()),
+            origin: Some("rtsp://192.0.2.10/cam".into()),
+            cache: CacheResult::Pass,
+            user_agent: Some("Lavf".into()),
+        },
+    );
+    sim.core.answered("s1", &Method::Setup, StatusCode::OK);
+    sim.core.answered("s1", &Method::Play, StatusCode::OK);
+    // A later keep-alive's answer does not replace the PLAY's.
+    sim.core
+        .answered("s1", &Method::GetParameter, StatusCode::SESSION_NOT_FOUND);
+    // Reports on the session's RTCP channel count; the latest cumulative figure per
+    // source wins, summed over sources; other channels and garbage are ignored.
+    sim.core.on_interleaved(1, &receiver_report(&[(7, 5)]));
+    sim.core
+        .on_interleaved(1, &receiver_report(&[(7, 9), (8, 2)]));
+    sim.core.on_interleaved(3, &receiver_report(&[(7, 100)]));
+    sim.core.on_interleaved(1, b"not rtcp");
+    assert_eq!(status(sim.req(Method::Teardown, URL, Some("s1"))), 200);
+    let ended = sim.all_ended();
+    let r = &ended[0].record;
+    assert_eq!(r.user.as_deref(), Some("alice"));
+    assert_eq!((r.method.as_str(), r.status), ("PLAY", 200));
+    assert_eq!(r.rule.as_deref(), Some("/cam"));
+    assert_eq!(r.origin.as_deref(), Some("rtsp://192.0.2.10/cam"));
+    assert_eq!(r.cache, CacheResult::Pass);
+    assert_eq!(r.user_agent.as_deref(), Some("Lavf"));
+    assert_eq!(r.reported_lost, 11);
+}
+
+#[test]
+fn without_a_play_the_record_keeps_the_last_answer() {
+    let mut sim = Sim::new(false);
+    sim.setup_new("s1", 1, tcp(), "live");
+    sim.core.answered("s1", &Method::Setup, StatusCode::OK);
+    sim.core
+        .answered("s1", &Method::Play, StatusCode::SERVICE_UNAVAILABLE);
+    sim.core.end_all(EndReason::ConnectionClosed, sim.now);
+    let r = &sim.all_ended()[0].record;
+    assert_eq!((r.method.as_str(), r.status), ("PLAY", 503));
+    let mut sim = Sim::new(false);
+    sim.setup_new("s2", 1, tcp(), "live");
+    sim.core.answered("s2", &Method::Setup, StatusCode::OK);
+    sim.core.end_all(EndReason::ConnectionClosed, sim.now);
+    let r = &sim.all_ended()[0].record;
+    assert_eq!((r.method.as_str(), r.status), ("SETUP", 200));
 }

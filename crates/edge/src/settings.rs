@@ -2,7 +2,8 @@
 //!
 //! What it does: [`ViewerSettings`] gathers what viewer connections consult (routes and
 //! origins with their credentials, forward and transparent rules, the client ACL,
-//! session timeout, viewer limit, per-viewer backlog) and [`hub_settings`] what a live
+//! session timeout, viewer limit, per-viewer backlog, the limits on connections that
+//! are not viewers) and [`hub_settings`] what a live
 //! hub runs with (linger, reconnect back-off, give-up). Both live behind a
 //! [`Current`], which a reload replaces whole. Readers take one snapshot per request,
 //! per connection or per hub, so a request never sees half of an old and half of a
@@ -13,6 +14,7 @@
 //! and the UDP port range need a restart; the edge's role says so) or re-validate
 //! anything (the config crate did).
 
+use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -23,13 +25,14 @@ use crate::auth::EdgeAuth;
 
 use crate::conn_out::Backlog;
 use crate::hub_registry::HubSettings;
+use crate::limits::ConnLimits;
 use crate::routing::Router;
 
 /// How long an upstream request may take before the origin counts as unreachable.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every viewer connection consults, as of the last start or reload.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ViewerSettings {
     pub router: Router,
     pub acl: ClientAcl,
@@ -38,13 +41,24 @@ pub(crate) struct ViewerSettings {
     pub backlog: Backlog,
     /// Viewer logins: settings and the users file as read at start or reload.
     pub auth: Arc<EdgeAuth>,
+    /// Request and idle limits of connections without a session.
+    pub conn_limits: ConnLimits,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
 }
 
 impl ViewerSettings {
-    /// The settings of `cfg`; `via` is this node's `Via` entry. A users file that
-    /// cannot be read or parsed is logged and replaced by `previous`'s users (a reload
-    /// keeps the last good file), or by none at start (logins through it fail closed).
-    pub fn from_config(cfg: &EdgeConfig, via: &str, previous: Option<&ViewerSettings>) -> Self {
+    /// The settings of `cfg`; `via` is this node's `Via` entry, `listeners` the
+    /// sockets it listens on (upstream hops to them are refused as loops). A users
+    /// file that cannot be read or parsed is logged and replaced by `previous`'s users
+    /// (a reload keeps the last good file), or by none at start (logins through it
+    /// fail closed).
+    pub fn from_config(
+        cfg: &EdgeConfig,
+        via: &str,
+        listeners: &[SocketAddr],
+        previous: Option<&ViewerSettings>,
+    ) -> Self {
         let users = cfg.auth.users_file.as_ref().and_then(|path| {
             let path = path.get();
             let read = std::fs::read_to_string(path)
@@ -69,7 +83,7 @@ impl ViewerSettings {
         });
         let backlog_packets = cfg.viewer_backlog_packets.get() as usize;
         Self {
-            router: Router::new(cfg, via.to_owned(), UPSTREAM_TIMEOUT),
+            router: Router::new(cfg, via.to_owned(), UPSTREAM_TIMEOUT).with_listeners(listeners),
             acl: cfg.client_acl.clone(),
             session_timeout: cfg.session_timeout.get().get(),
             max_viewers: cfg.max_viewers.get() as usize,
@@ -80,6 +94,12 @@ impl ViewerSettings {
                 ..Backlog::default()
             },
             auth: Arc::new(EdgeAuth::new(&cfg.auth, users)),
+            conn_limits: ConnLimits {
+                request_timeout: cfg.request_timeout.get(),
+                idle_timeout: cfg.idle_timeout.get(),
+            },
+            max_connections: cfg.max_connections.get() as usize,
+            max_connections_per_client: cfg.max_connections_per_client.get() as usize,
         }
     }
 }
@@ -144,16 +164,16 @@ mod tests {
             file.display()
         ))
         .expect("valid test config");
-        let first = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", None);
+        let first = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", &[], None);
         let users = |s: &ViewerSettings| s.auth.users().map(|u| u.users().len());
         assert_eq!(users(&first), Some(1));
         std::fs::write(&file, "alice:not-a-hash:\n").expect("write");
-        let kept = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", Some(&first));
+        let kept = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", &[], Some(&first));
         assert_eq!(users(&kept), Some(1));
-        let at_start = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", None);
+        let at_start = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", &[], None);
         assert_eq!(users(&at_start), None);
         std::fs::write(&file, format!("bob:{hash}:\ncarol:{hash}:\n")).expect("write");
-        let next = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", Some(&kept));
+        let next = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", &[], Some(&kept));
         assert_eq!(users(&next), Some(2));
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -164,7 +184,7 @@ mod tests {
             "[edge]\nsession_timeout = \"15s\"\nmax_viewers = 7\nlinger = \"3s\"\n[edge.reconnect]\nbackoff_min = \"1s\"\nbackoff_max = \"9s\"\n",
         )
         .expect("valid test config");
-        let v = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", None);
+        let v = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", &[], None);
         assert_eq!(v.session_timeout, Duration::from_secs(15));
         assert_eq!(v.max_viewers, 7);
         let h = hub_settings(&cfg.edge);

@@ -5,9 +5,10 @@
 //! a few batched system calls. Between JOIN and the viewer's PLAY response being queued,
 //! packets are *held* here (bounded) so the response always precedes the media.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use mediagate_ops::metrics::Histogram;
 
@@ -28,12 +29,58 @@ pub enum TrackDest {
 
 /// What one viewer session was sent, filled in by whoever feeds it: the hub when the
 /// viewer leaves it (from the counts it keeps anyway, so the fan-out path pays nothing
-/// extra), the on-demand passthrough per packet.
+/// extra), the on-demand passthrough per packet. The hub's RTCP readers add what a UDP
+/// viewer's receiver reports say.
 #[derive(Debug, Default)]
 pub struct Tally {
     packets: AtomicU64,
     bytes: AtomicU64,
     lost: AtomicU64,
+    reported: Mutex<ReportedLoss>,
+}
+
+/// The loss a viewer's RTCP reports state: the latest cumulative figure per reported
+/// source (RFC 3550 §6.4.1), for a bounded number of sources.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReportedLoss {
+    by_source: HashMap<u32, i32>,
+}
+
+/// Sources whose loss is kept per viewer, at most (a viewer naming thousands is
+/// ignored beyond that).
+const MAX_REPORTED_SOURCES: usize = 16;
+
+impl ReportedLoss {
+    /// Takes the report blocks of the RRs and SRs in an RTCP compound packet; anything
+    /// that does not parse is ignored.
+    pub fn note_rtcp(&mut self, payload: &[u8]) {
+        let Ok(compound) = mediagate_rtp::rtcp::Compound::parse(payload) else {
+            return;
+        };
+        for p in compound.packets() {
+            let blocks = match p {
+                mediagate_rtp::rtcp::RtcpPacket::ReceiverReport(rr) => rr.report_blocks(),
+                mediagate_rtp::rtcp::RtcpPacket::SenderReport(sr) => sr.report_blocks(),
+                _ => continue,
+            };
+            for b in blocks {
+                if self.by_source.len() < MAX_REPORTED_SOURCES
+                    || self.by_source.contains_key(&b.ssrc)
+                {
+                    self.by_source.insert(b.ssrc, b.cumulative_lost);
+                }
+            }
+        }
+    }
+
+    /// The latest figures summed over sources (a negative figure, from duplicates,
+    /// counts as none).
+    pub fn total(&self) -> u64 {
+        self.by_source
+            .values()
+            .map(|&v| u64::try_from(v).unwrap_or(0))
+            .sum()
+    }
 }
 
 /// A [`Tally`] read at one moment.
@@ -50,6 +97,22 @@ impl Tally {
         self.packets.fetch_add(packets, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.lost.fetch_add(lost, Ordering::Relaxed);
+    }
+
+    /// An RTCP packet from the viewer (UDP viewers' reach the hub's RTCP socket).
+    pub fn note_rtcp(&self, payload: &[u8]) {
+        self.reported
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .note_rtcp(payload);
+    }
+
+    /// The loss the viewer's RTCP reported, as [`ReportedLoss::total`].
+    pub fn reported_lost(&self) -> u64 {
+        self.reported
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .total()
     }
 
     pub(crate) fn add_hub_stats(&self, st: &SubscriberStats) {
@@ -163,5 +226,42 @@ impl ViewerSink {
             }
         }
         (udp, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_udp_viewers_reports_keep_the_latest_loss_per_source() {
+        use mediagate_rtp::rtcp::{build::CompoundWriter, ReportBlock};
+        let rr = |blocks: &[(u32, i32)]| {
+            let blocks: Vec<ReportBlock> = blocks
+                .iter()
+                .map(|&(ssrc, cumulative_lost)| ReportBlock {
+                    ssrc,
+                    cumulative_lost,
+                    ..ReportBlock::default()
+                })
+                .collect();
+            let mut buf = vec![0u8; 1024];
+            let mut w = CompoundWriter::new(&mut buf);
+            w.receiver_report(1, &blocks).unwrap();
+            let n = w.finish().unwrap();
+            buf.truncate(n);
+            buf
+        };
+        let tally = Tally::default();
+        tally.note_rtcp(&rr(&[(10, 4)]));
+        tally.note_rtcp(&rr(&[(10, 6), (11, -2)]));
+        tally.note_rtcp(b"\x00garbage");
+        assert_eq!(tally.reported_lost(), 6);
+        // Bounded: sources beyond the cap are not kept.
+        let many: Vec<(u32, i32)> = (100..200).map(|s| (s, 1)).collect();
+        for chunk in many.chunks(20) {
+            tally.note_rtcp(&rr(chunk));
+        }
+        assert_eq!(tally.reported_lost(), 6 + (MAX_REPORTED_SOURCES as u64 - 2));
     }
 }

@@ -22,6 +22,7 @@ use crate::hub_registry::{HubError, Hubs, Lease};
 use crate::metrics::{EdgeStats, ViewerGauge};
 use crate::routing::Router;
 use crate::rtsp_client::ClientError;
+use crate::session::CacheResult;
 use crate::session::{error, ViewerTransport};
 use crate::sink::{Counts, Tally, TrackDest, ViewerSink};
 use crate::tracker::Tracker;
@@ -128,6 +129,14 @@ impl Source {
 
     /// The session's counters (what the hub adds when the viewer leaves it, or the
     /// on-demand passthrough per packet).
+    /// Where this source's media comes from, for the access log.
+    pub fn cache_result(&self) -> CacheResult {
+        match self.kind {
+            SourceKind::Live => CacheResult::Split,
+            SourceKind::OnDemand { .. } => CacheResult::Pass,
+        }
+    }
+
     pub fn tally(&self) -> &Arc<Tally> {
         &self.tally
     }

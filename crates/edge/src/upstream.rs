@@ -10,6 +10,7 @@ use mediagate_rtsp::{Method, Response};
 use mediagate_sdp::SessionDescription;
 
 use crate::ports::{PortAllocator, SocketPair};
+use crate::reach::{Grant, Reach};
 use crate::rtsp_client::{ClientError, Credentials, RtspClient};
 use mediagate_config::RtspUrl;
 
@@ -28,6 +29,13 @@ pub struct UpstreamTarget {
     /// Receive media over UDP instead of TCP interleaved (a route's
     /// `upstream_transport = "udp"`).
     pub udp: bool,
+    /// The remap rule that chose this origin (its advertised prefix), for records.
+    pub rule: Option<String>,
+    /// Who vouches for `connect_to`: the config (a route, the parent) or only the
+    /// forward allow list.
+    pub(crate) grant: Grant,
+    /// Where this edge may connect; every hop and redirect is checked against it.
+    pub(crate) reach: std::sync::Arc<Reach>,
 }
 
 /// Codec families whose keyframes we recognise (owned by `mediagate_rtp`).
@@ -118,7 +126,10 @@ const MAX_REDIRECTS: usize = 3;
 
 /// Connects and DESCRIBEs, following redirects: viewers never see an origin's
 /// `Location`, the edge goes there itself. Credentials go only to the host the route
-/// named, never to another host a redirect points at.
+/// named, never to another host a redirect points at. Every hop is resolved once and
+/// checked by `reach` (a redirect to another host needs the forward allow list, and
+/// never reaches loopback, link-local or private addresses no rule names); the
+/// connection goes to exactly the checked address.
 pub async fn describe(target: &UpstreamTarget) -> Result<(RtspClient, Described), ClientError> {
     describe_with(target, None).await
 }
@@ -131,20 +142,23 @@ pub async fn describe_with(
     target: &UpstreamTarget,
     mut authorization: Option<&str>,
 ) -> Result<(RtspClient, Described), ClientError> {
-    let mut url = target.url.to_string();
-    let mut connect_to = target.connect_to.clone();
+    let mut url = target.url.clone();
+    let mut hop = target.connect_to.clone();
+    let mut grant = target.grant;
     let mut credentials = target.credentials.clone();
     let via_parent = target.connect_to != target.url.authority();
+    let mut addr = connect_addr(&target.reach, &hop, grant).await?;
     let mut hops = 0;
     let (client, resp) = loop {
         let mut client = RtspClient::connect(
-            &connect_to,
+            addr,
+            &hop,
             credentials.clone(),
             target.timeout,
             target.via.clone(),
         )
         .await?;
-        let mut req = client.request(Method::Describe, &url);
+        let mut req = client.request(Method::Describe, &url.to_string());
         req.headers.append("Accept", "application/sdp");
         if let Some(a) = authorization {
             req.headers.set("Authorization", a.to_owned());
@@ -158,15 +172,31 @@ pub async fn describe_with(
                     status: mediagate_rtsp::StatusCode::BAD_GATEWAY,
                     reason: format!("the origin redirected to an invalid URL {location:?}"),
                 })?;
+                let same_host = next.host() == url.host();
                 if next.host() != target.url.host() {
                     credentials = None;
                     authorization = None;
                 }
-                // Through a parent, the parent stays the hop and follows the origin.
+                // Through a parent, the parent stays the hop and follows the origin
+                // (and checks where it goes).
                 if !via_parent {
-                    connect_to = next.authority();
+                    // The config vouches for the host it named, on any port; another
+                    // host needs the allow list, like a forward request.
+                    if !same_host {
+                        grant = Grant::AllowList;
+                    }
+                    hop = next.authority();
+                    addr = connect_addr(&target.reach, &hop, grant)
+                        .await
+                        .map_err(|e| match e {
+                            ClientError::Unreachable(why) => ClientError::RedirectRefused {
+                                location: next.without_credentials().to_string(),
+                                why,
+                            },
+                            other => other,
+                        })?;
                 }
-                url = next.without_credentials().to_string();
+                url = next.without_credentials();
                 hops += 1;
             }
             _ if resp.status.is_success() => break (client, resp),
@@ -191,6 +221,7 @@ pub async fn describe_with(
             }
         }
     };
+    let url = url.to_string();
     let base = content_base(&resp, &url);
     let sdp = SessionDescription::parse(&resp.body).map_err(|e| ClientError::Status {
         method: "DESCRIBE".into(),
@@ -315,6 +346,23 @@ fn content_base(resp: &Response, request_url: &str) -> String {
         request_url,
     )
     .to_owned()
+}
+
+/// The checked address of `authority` (`host:port`, as `RtspUrl::authority` writes it).
+async fn connect_addr(
+    reach: &Reach,
+    authority: &str,
+    grant: Grant,
+) -> Result<std::net::SocketAddr, ClientError> {
+    let (host, port) = authority
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        .ok_or_else(|| {
+            ClientError::Io(std::io::Error::other(format!(
+                "not a host:port authority: {authority}"
+            )))
+        })?;
+    Ok(reach.resolve_checked(host, port, grant).await?)
 }
 
 /// The RTP channel of an `interleaved=a-b` transport parameter.

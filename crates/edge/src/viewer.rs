@@ -38,10 +38,13 @@ use crate::conn_out::{ConnOut, MAX_CONTROL_QUEUED};
 use crate::hub::SubscriberId;
 use crate::hub_registry::{Hubs, Lease};
 use crate::ids;
+use crate::limits::RequestClock;
 use crate::login::{self, Place};
 use crate::passthrough;
 use crate::routing::RouteError;
-use crate::session::{error, EndReason, EndedSession, Now, Step, ViewerSessions, ViewerTransport};
+use crate::session::{
+    error, EndReason, EndedSession, Now, SessionInfo, Step, ViewerSessions, ViewerTransport,
+};
 use crate::settings::{Current, ViewerSettings};
 use crate::sink::{Tally, TrackDest};
 use crate::source::{hub_error, track_name, OriginRoute, Source};
@@ -61,6 +64,8 @@ pub(crate) struct ViewerContext {
     /// `Server` header and our `Via` entry.
     pub server: String,
     pub via: String,
+    /// The random token in our `Via` entry: a request carrying it has looped back.
+    pub via_token: String,
     /// Sessions open on this edge (for the viewer limit).
     pub sessions: AtomicUsize,
     pub on_ended: Option<EndedListener>,
@@ -94,6 +99,9 @@ pub(crate) struct ViewerConn {
     /// Streams described on this connection, so SETUP need not ask the hub again and
     /// the hub lingers between DESCRIBE and SETUP.
     described: HashMap<String, (Arc<Described>, Lease)>,
+    /// Per stream URL resolved on this connection: the remap rule and the origin URL,
+    /// for the session records.
+    routed: HashMap<String, (Option<String>, String)>,
     /// Poked by the admin API to disconnect this viewer.
     disconnect: Arc<Notify>,
     /// The last Basic login verified on this connection (header value, principal).
@@ -103,6 +111,11 @@ pub(crate) struct ViewerConn {
     /// Origin sessions a pass-through DESCRIBE opened with the viewer's credentials,
     /// by stream URL, until its SETUP makes them a session's source.
     passthrough: HashMap<String, (VodSession, Arc<Tally>)>,
+    /// The `Via` chain of the request being handled, passed on upstream before our
+    /// own entry so an edge further up spots a loop through it.
+    incoming_via: Option<String>,
+    /// Request and idle limits while the connection has no session.
+    clock: RequestClock,
 }
 
 impl ViewerConn {
@@ -115,8 +128,10 @@ impl ViewerConn {
         original_dst: Option<SocketAddr>,
         tunnel: bool,
     ) -> Self {
-        let session_timeout = ctx.settings.load().session_timeout;
+        let settings = ctx.settings.load();
+        let session_timeout = settings.session_timeout;
         let core = ViewerSessions::new(session_timeout, peer, tunnel, Now::system().at);
+        let clock = RequestClock::new(settings.conn_limits, Now::system().at);
         Self {
             ctx,
             session_timeout,
@@ -126,10 +141,13 @@ impl ViewerConn {
             original_dst,
             core,
             described: HashMap::new(),
+            routed: HashMap::new(),
             disconnect: Arc::default(),
             login: None,
             admitted_user: None,
             passthrough: HashMap::new(),
+            incoming_via: None,
+            clock,
         }
     }
 
@@ -144,11 +162,20 @@ impl ViewerConn {
                 match decoder.next_item() {
                     Ok(Some(Item::Request(req))) => {
                         self.core.on_traffic(Now::system().at);
+                        self.clock.on_request(Now::system().at);
                         self.handle(req).await;
                     }
-                    Ok(Some(Item::Frame(_))) => self.core.on_traffic(Now::system().at),
+                    Ok(Some(Item::Frame(f))) => {
+                        self.core.on_traffic(Now::system().at);
+                        self.core.on_interleaved(f.channel(), f.payload());
+                        self.clock.on_request(Now::system().at);
+                    }
                     Ok(Some(Item::Response(_))) => {}
-                    Ok(None) => break,
+                    Ok(None) => {
+                        self.clock
+                            .on_buffered(decoder.buffered_len() > 0, Now::system().at);
+                        break;
+                    }
                     Err(e) => {
                         let mut resp = Response::new(Version::Rtsp1_0, StatusCode::BAD_REQUEST);
                         resp.reason = format!("Bad Request ({e})").chars().take(200).collect();
@@ -173,7 +200,14 @@ impl ViewerConn {
                 continue;
             }
             buf_full_since = None;
-            let deadline = Instant::from_std(self.core.poll_timeout());
+            let has_sessions = self.core.has_sessions();
+            let deadline = self
+                .clock
+                .deadline(has_sessions)
+                .map_or(self.core.poll_timeout(), |d| {
+                    d.min(self.core.poll_timeout())
+                });
+            let deadline = Instant::from_std(deadline);
             let buf = decoder.buffer_mut();
             buf.reserve(4096);
             tokio::select! {
@@ -185,6 +219,12 @@ impl ViewerConn {
                     Ok(_) => {}
                 },
                 _ = tokio::time::sleep_until(deadline) => {
+                    if let Some(cut) = self.clock.check(self.core.has_sessions(), Now::system().at) {
+                        tracing::debug!(viewer = %self.peer, limit = cut.as_str(), "connection without a session closed by a limit");
+                        self.ctx.hubs.edge_stats().connection_cut(cut);
+                        self.close(EndReason::Timeout).await;
+                        return;
+                    }
                     let idle = self.core.handle_timeout(Now::system());
                     self.finish_ended().await;
                     if idle {
@@ -227,7 +267,10 @@ impl ViewerConn {
     async fn finish_ended(&mut self) {
         while let Some(ended) = self.core.poll_ended() {
             let mut rec = ended.record;
+            let tally = ended.source.tally().clone();
             rec.counts = ended.source.stop().await;
+            // UDP viewers' reports reached the hub, interleaved ones the session.
+            rec.reported_lost = rec.reported_lost.max(tally.reported_lost());
             self.ctx.sessions.fetch_sub(1, Ordering::Relaxed);
             self.ctx.hubs.edge_stats().session_ended(rec.reason);
             self.ctx.viewers.remove(&rec.session);
@@ -258,6 +301,17 @@ impl ViewerConn {
     /// Handles one request and queues its response.
     async fn handle(&mut self, req: Request) {
         let now = Now::system();
+        if crate::reach::loops_through(req.headers.get_all("Via"), &self.ctx.via_token) {
+            let mut r = crate::reach::loop_detected();
+            if let Some(c) = req.cseq() {
+                r.set_cseq(c);
+            }
+            tracing::warn!(viewer = %self.peer, url = %req.uri, "request came back through this edge (its Via); refused as a loop");
+            self.send(r);
+            return;
+        }
+        let vias: Vec<&str> = req.headers.get_all("Via").collect();
+        self.incoming_via = (!vias.is_empty()).then(|| vias.join(", "));
         let step = self.core.handle_request(&req, now);
         let (mut resp, release) = match self.admit(&req, &step).await {
             Err(r) => (r, None),
@@ -265,6 +319,14 @@ impl ViewerConn {
         };
         if let Some(c) = req.cseq() {
             resp.set_cseq(c);
+        }
+        if let Some(id) = [req.headers.get("Session"), resp.headers.get("Session")]
+            .into_iter()
+            .flatten()
+            .next()
+            .map(|s| s.split(';').next().unwrap_or("").trim().to_owned())
+        {
+            self.core.answered(&id, &req.method, resp.status);
         }
         // A TEARDOWN's session is gone (from the viewer limit too) before the viewer
         // reads the answer and perhaps sets up again.
@@ -322,7 +384,7 @@ impl ViewerConn {
         if let Some((d, lease)) = self.described.get(stream_url) {
             return Ok((d.clone(), lease.another()));
         }
-        let target = self
+        let mut target = self
             .ctx
             .settings
             .load()
@@ -333,6 +395,13 @@ impl ViewerConn {
                 RouteError::Forbidden(_) => error(StatusCode::FORBIDDEN, &e.to_string()),
                 RouteError::BadUrl(_) => error(StatusCode::BAD_REQUEST, &e.to_string()),
             })?;
+        self.routed.insert(
+            stream_url.to_owned(),
+            (target.rule.clone(), target.url.to_string()),
+        );
+        if let Some(chain) = &self.incoming_via {
+            target.via = format!("{chain}, {}", target.via);
+        }
         let lease = self.ctx.hubs.lease(&target);
         let d = lease.hub().describe().await.map_err(hub_error)?;
         self.described
@@ -344,7 +413,7 @@ impl ViewerConn {
     /// credentials, on the viewer's own origin connection (`passthrough`).
     async fn describe_or_pass(&mut self, req: &Request, url: &str) -> Response {
         let settings = self.ctx.settings.load();
-        let target = match passthrough::target(&settings, url, self.local, self.original_dst) {
+        let mut target = match passthrough::target(&settings, url, self.local, self.original_dst) {
             // The viewer answers an origin challenge: never through the shared hub.
             Some(t) if passthrough::authorization(req).is_some() => t,
             Some(t) => {
@@ -356,9 +425,16 @@ impl ViewerConn {
             }
             None => return self.describe(url).await,
         };
+        self.routed.insert(
+            url.to_owned(),
+            (target.rule.clone(), target.url.to_string()),
+        );
+        if let Some(chain) = &self.incoming_via {
+            target.via = format!("{chain}, {}", target.via);
+        }
         if let Some((vod, _)) = self.passthrough.get(url) {
             // This viewer's origin session already accepted it on this connection.
-            return described_response(url, vod.described());
+            return described_response(url, vod.described(), self.local.ip());
         }
         if self.passthrough.len() >= passthrough::MAX_PENDING {
             return error(
@@ -375,7 +451,7 @@ impl ViewerConn {
         };
         match passthrough::describe(&target, passthrough::authorization(req), io).await {
             Ok(vod) => {
-                let r = described_response(url, vod.described());
+                let r = described_response(url, vod.described(), self.local.ip());
                 self.passthrough.insert(url.to_owned(), (vod, tally));
                 r
             }
@@ -411,7 +487,7 @@ impl ViewerConn {
             Ok(v) => v,
             Err(r) => return r,
         };
-        described_response(url, &d)
+        described_response(url, &d, self.local.ip())
     }
 
     async fn setup(
@@ -474,8 +550,16 @@ impl ViewerConn {
                     tally: source.tally().clone(),
                     disconnect: self.disconnect.clone(),
                 });
+                let (rule, origin) = self.routed.get(&url).cloned().unwrap_or_default();
+                let info = SessionInfo {
+                    user: self.admitted_user.take(),
+                    rule,
+                    origin: Some(origin).filter(|o| !o.is_empty()),
+                    cache: source.cache_result(),
+                    user_agent: req.headers.get("User-Agent").map(str::to_owned),
+                };
                 self.core.open(id.clone(), url.clone(), tracks, source, now);
-                self.core.set_user(&id, self.admitted_user.take());
+                self.core.set_info(&id, info);
                 tracing::info!(session = %id, viewer = %self.peer, url = %url, "viewer session started");
                 id
             }
@@ -553,9 +637,10 @@ impl ViewerConn {
     }
 }
 
-/// A DESCRIBE's answer: the stream's SDP with our track names under `url`.
-fn described_response(url: &str, d: &Described) -> Response {
-    let sdp = viewer_sdp(d);
+/// A DESCRIBE's answer: the stream's SDP with our track names under `url` and the
+/// edge's address (`edge_ip`) in place of the origin's.
+fn described_response(url: &str, d: &Described, edge_ip: std::net::IpAddr) -> Response {
+    let sdp = viewer_sdp(d, edge_ip);
     let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
     r.headers.append("Content-Base", format!("{url}/"));
     r.headers.append("Cache-Control", "no-cache");
@@ -628,9 +713,12 @@ fn reply_spec(dest: TrackDest, server_ports: Option<(u16, u16)>) -> TransportSpe
 }
 
 /// The SDP viewers get: our track names, no origin addresses.
-fn viewer_sdp(d: &Described) -> SessionDescription {
+fn viewer_sdp(d: &Described, edge_ip: std::net::IpAddr) -> SessionDescription {
     let mut sdp = d.sdp.clone();
     let _ = sdp.set_control("*");
+    // Viewers learn nothing of the origin's address, from `o=` either.
+    let addrtype = if edge_ip.is_ipv4() { "IP4" } else { "IP6" };
+    let _ = sdp.set_origin_address(addrtype, &edge_ip.to_string());
     let _ = sdp.set_connection_address("IP4", "0.0.0.0");
     let media_of_track: HashMap<usize, usize> = d
         .tracks
@@ -672,4 +760,27 @@ pub(crate) fn forbidden_bytes() -> Bytes {
         "your address is not allowed to use this edge",
     )
     .to_bytes()
+}
+
+#[cfg(test)]
+mod sdp_tests {
+    use super::*;
+
+    #[test]
+    fn the_viewer_sdp_names_the_edge_not_the_origin() {
+        let origin_sdp = b"v=0\r\no=- 1 1 IN IP4 10.77.2.2\r\ns=cam\r\nc=IN IP4 10.77.2.2\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:stream=0\r\n";
+        let d = Described {
+            sdp: SessionDescription::parse(origin_sdp).unwrap(),
+            tracks: Vec::new(),
+            live: true,
+            session_timeout: 60,
+            aggregate_url: "rtsp://10.77.2.2/cam".into(),
+        };
+        let shown = viewer_sdp(&d, "10.77.1.1".parse().unwrap()).to_bytes();
+        let text = String::from_utf8_lossy(&shown);
+        assert!(!text.contains("10.77.2.2"), "{text}");
+        assert!(text.contains("o=- 1 1 IN IP4 10.77.1.1\r\n"), "{text}");
+        let v6 = viewer_sdp(&d, "2001:db8::1".parse().unwrap()).to_bytes();
+        assert!(String::from_utf8_lossy(&v6).contains("o=- 1 1 IN IP6 2001:db8::1\r\n"));
+    }
 }

@@ -4,7 +4,9 @@
 //! What it does: `run [--config FILE]`, `check-config FILE`, `edge --listen ADDR --map
 //! ADVERTISED=ORIGIN` (issue 3 item 9) and `relay --ng ADDR:PORT --address IP --ports
 //! LOW-HIGH` (issue 4 item 8), `status [--admin URL] [--token-file FILE]` (issue 11),
-//! `user add|del|list --file FILE [USER]` (issue 12), with `--help` and `--version`. Values are parsed by the
+//! `user add|del|list --file FILE [USER]` and
+//! `report [--config FILE] [--since DATE] [--by url|user|day]` (issue 12),
+//! with `--help` and `--version`. Values are parsed by the
 //! config value types, so a bad value reads the same on the command line as in a file.
 //!
 //! What it does not: load files, validate cross-field rules or start roles; `main`
@@ -96,6 +98,16 @@ pub enum Command {
         mediagate user del --file /etc/mediagate/users bob"
     )]
     User(UserCommand),
+    /// Totals of the edge's viewer sessions from the records store
+    ///
+    /// Per URL, per user or per day: viewers, hours watched, bytes, hit ratio and
+    /// bandwidth saved (docs/operations.md says how each is computed). Reads the store
+    /// the config names: PostgreSQL when [accounting] postgres_url is set, else the
+    /// SQLite file under state_dir.
+    #[command(after_help = "Examples:\n  \
+        mediagate report --config /etc/mediagate/mediagate.toml\n  \
+        mediagate report --config /etc/mediagate/mediagate.toml --by day --since 2026-12-01")]
+    Report(ReportArgs),
 }
 
 /// `mediagate user` subcommands.
@@ -150,6 +162,28 @@ pub struct UserListArgs {
     /// Only this user.
     #[arg(value_name = "USER")]
     pub user: Option<String>,
+}
+
+/// Arguments of `mediagate report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// TOML config file whose store to read [default: the built-in defaults, ./var].
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Only sessions that started on or after this UTC day, YYYY-MM-DD.
+    #[arg(long = "since", value_name = "DATE")]
+    pub since: Option<String>,
+    /// How to group the totals.
+    #[arg(long = "by", value_enum, default_value = "url")]
+    pub by: ReportBy,
+}
+
+/// `--by` of `mediagate report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportBy {
+    Url,
+    User,
+    Day,
 }
 
 /// Arguments of `mediagate status`.
@@ -207,6 +241,10 @@ pub struct EdgeArgs {
     /// stands for. Repeat for several.
     #[arg(long = "map", value_name = "ADVERTISED=ORIGIN", required = true)]
     pub map: Vec<RouteMap>,
+    /// Most connections from one client address (a load generator on one host needs
+    /// more) [default: 100].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections_per_client: Option<u32>,
 }
 
 /// Arguments of `mediagate relay`.
@@ -310,6 +348,12 @@ impl EdgeArgs {
                 access: Default::default(),
             })
             .collect();
+        if let Some(n) = self
+            .max_connections_per_client
+            .and_then(|n| mediagate_config::MaxConnections::new(n.into()).ok())
+        {
+            config.edge.max_connections_per_client = n;
+        }
         config.relay.enabled = Located::new(false);
         config
     }
@@ -367,6 +411,28 @@ mod tests {
     #[test]
     fn the_command_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn edge_quick_start_can_raise_the_per_client_cap() {
+        let c = edge_config(&["edge", "--map", "/a=rtsp://o/a"]);
+        assert_eq!(c.edge.max_connections_per_client.get(), 100);
+        let c = edge_config(&[
+            "edge",
+            "--map",
+            "/a=rtsp://o/a",
+            "--max-connections-per-client",
+            "2000",
+        ]);
+        assert_eq!(c.edge.max_connections_per_client.get(), 2000);
+        assert!(parse(&[
+            "edge",
+            "--map",
+            "/a=rtsp://o/a",
+            "--max-connections-per-client",
+            "0"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -51,6 +51,54 @@ fn main() -> ExitCode {
         Command::Relay(args) => start_checked(args.to_config()),
         Command::Status(args) => show_status(args),
         Command::User(cmd) => users::run(cmd),
+        Command::Report(args) => show_report(&args),
+    }
+}
+
+/// `mediagate report`: the totals table on stdout (status 1 when the store cannot be
+/// read, 2 for a bad date or config).
+fn show_report(args: &cli::ReportArgs) -> ExitCode {
+    use mediagate_edge::report::{self, ReportBy};
+    let config = match &args.config {
+        None => Config::default(),
+        Some(path) => match load(path) {
+            Ok(config) => config,
+            Err(status) => return status,
+        },
+    };
+    let since = match args.since.as_deref().map(report::parse_day).transpose() {
+        Ok(since) => since.unwrap_or(0),
+        Err(e) => {
+            eprintln!("mediagate report: --since {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let by = match args.by {
+        cli::ReportBy::Url => ReportBy::Url,
+        cli::ReportBy::User => ReportBy::User,
+        cli::ReportBy::Day => ReportBy::Day,
+    };
+    let target =
+        mediagate_ops::store::StoreTarget::from_config(&config.accounting, config.state_dir.get());
+    if let mediagate_ops::store::StoreTarget::Sqlite(path) = &target {
+        // Opening would create an empty store: say where none was found instead.
+        if !path.exists() {
+            eprintln!(
+                "mediagate report: no records store at {} (nothing recorded yet, or another state_dir)",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    match report::report(&target, by, since) {
+        Ok(rows) => {
+            print!("{}", report::render(by, &rows));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mediagate report: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -12,8 +12,9 @@
 //! threads). Running viewers and calls are never dropped. The outcome is one summary
 //! line, logged and returned.
 //!
-//! What it does not: reopen log files (the process log is stderr, so there are none
-//! yet), start or stop roles, or re-read a config built from `mediagate edge`/`relay`
+//! What it does not: reopen log files (SIGHUP reopens the access log in `run`; the
+//! admin API's reload does not, rotation being logrotate's `kill -HUP`), start or stop
+//! roles, or re-read a config built from `mediagate edge`/`relay`
 //! flags (there is no file; the reload says so and changes nothing).
 
 use std::path::PathBuf;

@@ -7,7 +7,8 @@
 //! [`RoleSet`] it shares with the admin API; it owns what they share: the one records
 //! writer (opened from `[accounting]` and `state_dir` when an enabled role keeps
 //! records, closed after every role has stopped so their last records are written), the
-//! metrics registry, signals and systemd.
+//! access log (`[log] access_log`: reopened on SIGHUP for rotation, closed last like
+//! the records), the metrics registry, signals and systemd.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mediagate_config::{AdminToken, Config};
+use mediagate_ops::access_log::AccessLog;
 use mediagate_ops::admin::{Admin, AdminOptions, AdminTls, ReloadError, ReloadHook};
 use mediagate_ops::metrics::Metrics;
 use mediagate_ops::role::{DrainCut, Role, RoleContext, RoleKind};
@@ -64,11 +66,14 @@ async fn serve(
     // Served over HTTP by the operations API (issue 11); the roles publish into it.
     let metrics = Metrics::new();
     let records = open_records(config, enabled).await?;
+    let access_log = open_access_log(config, &metrics)?;
+    let access_sink = access_log.as_ref().map(AccessLog::sink);
     let node_name = node_name();
     let ctx = RoleContext {
         metrics: &metrics,
         records: records.as_ref(),
         node_name: &node_name,
+        access_log: access_sink.as_ref(),
     };
     let mut roles: Vec<Box<dyn Role>> = Vec::with_capacity(enabled.len());
     for kind in enabled {
@@ -94,6 +99,10 @@ async fn serve(
     while signals.next().await == OperatorSignal::Reload {
         info!("SIGHUP: reloading the config; running sessions are untouched");
         systemd.reloading();
+        if let Some(log) = &access_log {
+            log.reopen();
+            info!("log files reopened");
+        }
         // The outcome is logged either way; a failed reload leaves everything as it was.
         let outcome = reload(&reloader, &roles).await.unwrap_or_else(|why| why);
         let first = outcome.lines().next().unwrap_or_default();
@@ -103,6 +112,10 @@ async fn serve(
     drain(&roles, cut_tx, &mut signals, &systemd).await;
     drop(admin);
     close_records(records).await;
+    if let Some(log) = access_log {
+        // Writing what is queued may wait for a slow disk: off the runtime.
+        let _ = tokio::task::spawn_blocking(move || log.close()).await;
+    }
     info!("shutting down");
     Ok(())
 }
@@ -247,6 +260,19 @@ async fn open_records(config: &Config, enabled: &[&RoleKind]) -> anyhow::Result<
     .context("the records writer's start-up thread failed")?
     .with_context(|| format!("cannot start the {}", names.join(" and ")))?;
     Ok(Some(writer))
+}
+
+/// Opens `[log] access_log` when set; a file that cannot be opened stops the start
+/// (the operator asked for a log that would silently not be written).
+fn open_access_log(config: &Config, metrics: &Metrics) -> anyhow::Result<Option<AccessLog>> {
+    let Some(path) = &config.log.access_log else {
+        return Ok(None);
+    };
+    let log = AccessLog::open(path.get(), config.log.access_log_format)
+        .with_context(|| format!("cannot open log.access_log {}", path.get().display()))?;
+    log.publish_metrics(metrics);
+    info!(path = %path.get().display(), "access log: writing to {}", path.get().display());
+    Ok(Some(log))
 }
 
 /// Writes what the roles left (they have stopped) and stops the writer.

@@ -359,6 +359,45 @@ impl Drop for WorkDir {
     }
 }
 
+/// The main relay's operations API, inside the relays' namespace.
+const RELAY_API_PORT: u16 = 19_554;
+
+fn api_get(topo: &Topology, path: &str) -> String {
+    output(&[
+        "ip",
+        "netns",
+        "exec",
+        &topo.ns("pub"),
+        "curl",
+        "-sS",
+        "--max-time",
+        "2",
+        &format!("http://127.0.0.1:{RELAY_API_PORT}{path}"),
+    ])
+}
+
+/// The first call the main relay's API lists, once it has both parties' codecs.
+fn wait_for_api_call(topo: &Topology) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = api_get(topo, "/api/v1/relay/calls");
+        if let Ok(serde_json::Value::Array(calls)) = serde_json::from_str(&text) {
+            if let Some(call) = calls.into_iter().find(|c| {
+                c["streams"][0]["callee"]["codec"]
+                    .as_str()
+                    .is_some_and(|c| !c.is_empty())
+            }) {
+                return call;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answered call in the API: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn start_relay(topo: &Topology, work: &WorkDir, name: &str, cfg: &Path) -> Peer {
     let bin = env!("CARGO_BIN_EXE_mediagate");
     let relay = topo.spawn(
@@ -409,12 +448,17 @@ fn kamailio_sipp_behind_nat_through_the_relay_with_failover() {
     // The relay Kamailio prefers (weight 100) has one port pair: every offer needs two,
     // so it answers "Ran out of ports" and Kamailio must fail over to the second.
     work.kamailio_cfg("udp:127.0.0.1:2224=100 udp:127.0.0.1:2223=1");
-    let (full_cfg, _) = work.relay_cfg("relay-full", "127.0.0.1:2224", "31000-31001", "");
+    let (full_cfg, _) = work.relay_cfg(
+        "relay-full",
+        "127.0.0.1:2224",
+        "31000-31001",
+        "[admin]\nlisten = []\n",
+    );
     let (main_cfg, main_state) = work.relay_cfg(
         "relay-main",
         "127.0.0.1:2223",
         "30000-30999",
-        "delete_delay = \"1s\"\n",
+        &format!("delete_delay = \"1s\"\n[admin]\nlisten = [\"127.0.0.1:{RELAY_API_PORT}\"]\n"),
     );
 
     let topo = Topology::build();
@@ -436,6 +480,25 @@ fn kamailio_sipp_behind_nat_through_the_relay_with_failover() {
         "phonea",
         "sipp-uac",
         &["203.0.113.1:5060", "-sf", "uac.xml", "-i", "10.1.0.2"],
+    );
+    // The running call, as the operations API shows it (issue 11): its streams with the
+    // phones' codec and the relay's addresses, and its counters in /metrics.
+    let call = wait_for_api_call(&topo);
+    let stream = &call["streams"][0];
+    assert_eq!(stream["media_type"], "audio", "{call}");
+    for leg in ["caller", "callee"] {
+        assert_eq!(stream[leg]["codec"], "PCMA", "{leg}: {call}");
+        assert!(
+            stream[leg]["local"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("203.0.113.1:")),
+            "{leg}: {call}"
+        );
+    }
+    let metrics = api_get(&topo, "/metrics");
+    assert!(
+        metrics.lines().any(|l| l == "mediagate_relay_calls 1"),
+        "{metrics}"
     );
     // The stranger sprays the whole relay range while the call is set up and runs.
     let spray = topo.spawn(

@@ -1,5 +1,6 @@
 //! mediagate's operations layer: what every role reports into.
 //!
+//! * `access_log`: one line per finished session, text or JSON, on its own thread;
 //! * `log`: the process log (`tracing`), `[log] level` and `format`, reopened on SIGHUP;
 //! * `store`: the records store (SQLite or PostgreSQL), one writer per process, generic
 //!   over the record type (relay calls, edge viewer sessions, later the dispatcher's);
@@ -19,6 +20,7 @@
 
 #![warn(unreachable_pub)]
 
+pub mod access_log;
 pub mod admin;
 pub mod log;
 pub mod metrics;

@@ -98,7 +98,11 @@ mod tests {
     fn capture(level: LogLevel, format: LogFormat, body: impl FnOnce()) -> Vec<String> {
         let out = Captured::default();
         let writer = out.clone();
-        let config = LogConfig { level, format };
+        let config = LogConfig {
+            level,
+            format,
+            ..LogConfig::default()
+        };
         let subscriber = subscriber(&config, move || writer.clone(), false);
         tracing::subscriber::with_default(subscriber, body);
         out.lines()

@@ -12,6 +12,7 @@ use std::time::Duration;
 use mediagate_config::Config;
 use tokio::sync::watch;
 
+use crate::access_log::AccessSink;
 use crate::metrics::Metrics;
 use crate::store::{Table, Writer};
 
@@ -49,6 +50,8 @@ pub struct RoleContext<'a> {
     pub records: Option<&'a Writer>,
     /// This node's name (`Via` headers, records).
     pub node_name: &'a str,
+    /// The access log (`[log] access_log`), when configured.
+    pub access_log: Option<&'a AccessSink>,
 }
 
 /// A future a role hands back to the binary.

@@ -22,7 +22,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::auth::{ClientAuth, ClientAuthError};
+use crate::auth::{AcceptedSchemes, ClientAuth, ClientAuthError};
 use crate::headers::Session;
 use crate::TypedHeader;
 use crate::{Method, Request, Response, StatusCode, Version};
@@ -105,6 +105,13 @@ impl ClientSession {
     /// Adds `via` (such as `RTSP/1.0 edge1`) to requests that carry no `Via` yet.
     pub fn with_via(mut self, via: impl Into<String>) -> Self {
         self.via = Some(via.into());
+        self
+    }
+
+    /// Answers challenges only with `accepted` schemes (a route configured for Digest
+    /// must never send its password as Basic).
+    pub fn with_accepted_schemes(mut self, accepted: AcceptedSchemes) -> Self {
+        self.auth = self.auth.map(|a| a.with_accepted(accepted));
         self
     }
 
@@ -388,6 +395,40 @@ mod tests {
         let odd = "RTSP/1.0 401 Unauthorized\r\nCSeq: 1\r\nWWW-Authenticate: Negotiate x\r\n\r\n";
         let e = s.handle_response(response(odd), "c").unwrap_err();
         assert!(e.to_string().starts_with("authentication: "), "{e}");
+    }
+
+    #[test]
+    fn digest_only_never_answers_a_basic_challenge() {
+        let mut s = ClientSession::new("ua", Some(("u".into(), "p".into())))
+            .with_accepted_schemes(AcceptedSchemes::DigestOnly);
+        s.send(s.request(Method::Options, "rtsp://h/x"), "c")
+            .unwrap();
+        let e = s
+            .handle_response(response(BASIC_CHALLENGE), "c")
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("no authentication we support"),
+            "{e}"
+        );
+        // Offered both, it picks Digest even where Basic comes first.
+        let mut s = ClientSession::new("ua", Some(("u".into(), "p".into())))
+            .with_accepted_schemes(AcceptedSchemes::DigestOnly);
+        s.send(s.request(Method::Options, "rtsp://h/x"), "c")
+            .unwrap();
+        let both = "RTSP/1.0 401 Unauthorized\r\nCSeq: 1\r\nWWW-Authenticate: Basic realm=\"r\"\r\nWWW-Authenticate: Digest realm=\"r\", nonce=\"n1\"\r\n\r\n";
+        let ResponseDisposition::Resend(again) = s.handle_response(response(both), "c").unwrap()
+        else {
+            panic!("expected a resend");
+        };
+        let auth = again.headers.get("Authorization").unwrap();
+        assert!(auth.starts_with("Digest "), "{auth}");
+        // Basic only refuses a Digest-only server rather than guessing.
+        let mut s = ClientSession::new("ua", Some(("u".into(), "p".into())))
+            .with_accepted_schemes(AcceptedSchemes::BasicOnly);
+        s.send(s.request(Method::Options, "rtsp://h/x"), "c")
+            .unwrap();
+        let digest = "RTSP/1.0 401 Unauthorized\r\nCSeq: 1\r\nWWW-Authenticate: Digest realm=\"r\", nonce=\"n1\"\r\n\r\n";
+        assert!(s.handle_response(response(digest), "c").is_err());
     }
 
     #[test]

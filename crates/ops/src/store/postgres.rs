@@ -321,6 +321,16 @@ impl PostgresStore {
         })
     }
 
+    /// A read-only query on `R`'s table for reports, with one integer parameter `$1`;
+    /// rows as maps from column name to value (integers and text only).
+    pub fn select<R: Record>(
+        &mut self,
+        sql: &str,
+        param: i64,
+    ) -> Result<Vec<FoundRow>, StoreError> {
+        self.query(&R::TABLE, sql, &[&param])
+    }
+
     /// Rows stored for a key (a call-id) as maps from column name to value (JSON
     /// columns as their text), oldest first. For tests and tools.
     pub fn find<R: Record>(&mut self, key: &str) -> Result<Vec<FoundRow>, StoreError> {

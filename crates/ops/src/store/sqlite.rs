@@ -165,6 +165,16 @@ impl SqliteStore {
         found.map_err(|e| self.err(e))
     }
 
+    /// A read-only query on `R`'s table for reports, with one integer parameter `?1`
+    /// (`$1` on PostgreSQL); rows as maps from column name to value.
+    pub fn select<R: Record>(
+        &mut self,
+        sql: &str,
+        param: i64,
+    ) -> Result<Vec<FoundRow>, StoreError> {
+        self.query(&R::TABLE, sql, Some(&param))
+    }
+
     /// Rows stored for a key (a call-id) as maps from column name to value (JSON
     /// columns as their text), oldest first. For tests and tools.
     pub fn find<R: Record>(&mut self, key: &str) -> Result<Vec<FoundRow>, StoreError> {

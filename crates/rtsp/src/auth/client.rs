@@ -10,6 +10,10 @@
 //! RTSP quirk (RFC 2326 §12.5): the Digest `uri` must be the request URI exactly as
 //! written on the request line, usually absolute; pass that string.
 //!
+//! [`AcceptedSchemes`] narrows the choice: a client told to use Digest only never sends
+//! the password as Basic, whatever the server offers (a server, or a man in the middle,
+//! that offers only Basic gets [`ClientAuthError::NoSupportedChallenge`]).
+//!
 //! What it does not: generate `cnonce` (sans-IO: the caller passes fresh randomness),
 //! `-sess` algorithms, `auth-int`, `userhash`, or verify `Authentication-Info`.
 
@@ -49,6 +53,18 @@ pub enum ClientAuthError {
     /// 2^32 - 1 requests on one nonce.
     #[error("the nonce count is exhausted; the server must issue a new nonce")]
     NonceCountExhausted,
+}
+
+/// Which schemes a client may answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AcceptedSchemes {
+    /// The strongest the server offers (Digest SHA-256, Digest MD5, then Basic).
+    #[default]
+    Any,
+    /// Basic only.
+    BasicOnly,
+    /// Digest only: the password never leaves in a form that can be read back.
+    DigestOnly,
 }
 
 /// Which scheme the client settled on.
@@ -111,6 +127,7 @@ pub struct ClientAuth {
     answered: bool,
     /// The server refused these credentials; do not send them again.
     rejected: bool,
+    accepted: AcceptedSchemes,
 }
 
 impl std::fmt::Debug for ClientAuth {
@@ -127,13 +144,20 @@ impl std::fmt::Debug for ClientAuth {
 /// Ranking of a usable challenge: (scheme strength, uses qop).
 type Rank = (u8, bool);
 
-fn usable(challenge: &Challenge, username: &str) -> Option<(Rank, Session)> {
+fn usable(
+    challenge: &Challenge,
+    username: &str,
+    accepted: AcceptedSchemes,
+) -> Option<(Rank, Session)> {
     if challenge.is_scheme("Basic") {
-        if username.contains(':') {
+        if username.contains(':') || accepted == AcceptedSchemes::DigestOnly {
             return None;
         }
         let realm = challenge.param("realm").unwrap_or("").to_owned();
         return Some(((1, false), Session::Basic { realm }));
+    }
+    if accepted == AcceptedSchemes::BasicOnly {
+        return None;
     }
     let digest = DigestChallenge::from_challenge(challenge).ok()?;
     let qop_auth = match digest.qop {
@@ -173,7 +197,15 @@ impl ClientAuth {
             session: None,
             answered: false,
             rejected: false,
+            accepted: AcceptedSchemes::Any,
         }
+    }
+
+    /// Answers only with `accepted` schemes; challenges of other schemes are treated
+    /// as unsupported.
+    pub fn with_accepted(mut self, accepted: AcceptedSchemes) -> Self {
+        self.accepted = accepted;
+        self
     }
 
     /// Replaces the credentials (e.g. after asking the user again) and clears a
@@ -228,7 +260,7 @@ impl ClientAuth {
         challenges.truncate(MAX_CHALLENGES);
         let mut best: Option<(Rank, Session)> = None;
         for c in &challenges {
-            if let Some((rank, session)) = usable(c, &self.username) {
+            if let Some((rank, session)) = usable(c, &self.username, self.accepted) {
                 if best.as_ref().is_none_or(|(r, _)| rank > *r) {
                     best = Some((rank, session));
                 }

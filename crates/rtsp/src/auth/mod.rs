@@ -46,7 +46,7 @@ mod uri_match;
 mod tests;
 
 pub use basic::{basic_credentials, parse_basic, BasicError};
-pub use client::{ChosenScheme, ClientAuth, ClientAuthError};
+pub use client::{AcceptedSchemes, ChosenScheme, ClientAuth, ClientAuthError};
 pub use digest::{
     digest_ha1, digest_response, Algorithm, DigestChallenge, DigestError, DigestResponse, Qop,
     QopAuth, QopOptions,

@@ -1,0 +1,368 @@
+//! `mediagate report`: totals of the edge's viewer sessions (`edge_sessions`) per URL,
+//! per user or per day, from the SQLite store or PostgreSQL with the same query
+//! (only the day expression differs between the two).
+//!
+//! The figures, per group:
+//! * viewers: sessions that started at or after `--since`;
+//! * hours: their watched time summed;
+//! * bytes: media bytes sent to them;
+//! * hit ratio: the share of those sessions served from the cache (`HIT` or
+//!   `REFRESH`); 0 until the cache serves;
+//! * saved: bytes served that the origin did not send for them. A `HIT`/`REFRESH`
+//!   session saves all its bytes, a `PASS`/`MISS` session none. `SPLIT` sessions of
+//!   one URL share one origin stream: the origin is counted as having sent the
+//!   longest (most bytes) of them, so saved = their bytes minus that one's. This is
+//!   exact while that viewer's watch covers the others' (a stream restarted for
+//!   viewers far apart in time was sent more than once, and the saving is then less).
+//!
+//! What it does not: read the access log, or count sessions still running (a session
+//! is stored when it ends).
+
+use mediagate_ops::store::{
+    Dialect, FoundRow, PostgresStore, SqliteStore, StoreError, StoreTarget,
+};
+
+use crate::record::ViewerSessionRecord;
+
+/// How the totals are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportBy {
+    Url,
+    User,
+    /// UTC day of the session's start.
+    Day,
+}
+
+/// The totals of one group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportRow {
+    /// The URL, the user (`-` for none) or the day (`YYYY-MM-DD`).
+    pub key: String,
+    pub viewers: u64,
+    pub hours: f64,
+    pub bytes: u64,
+    /// 0.0 to 1.0.
+    pub hit_ratio: f64,
+    pub saved_bytes: u64,
+}
+
+/// The query for `by` in `dialect`: one row per group and URL, sessions started at
+/// or after the parameter (Unix ms).
+pub fn report_sql(by: ReportBy, dialect: Dialect) -> String {
+    let param = match dialect {
+        Dialect::Sqlite => "?1",
+        Dialect::Postgres => "$1",
+    };
+    let key = match (by, dialect) {
+        (ReportBy::Url, _) => "url",
+        (ReportBy::User, _) => "username",
+        (ReportBy::Day, Dialect::Sqlite) => {
+            "strftime('%Y-%m-%d', start_unix_ms / 1000, 'unixepoch')"
+        }
+        (ReportBy::Day, Dialect::Postgres) => {
+            "to_char(to_timestamp(start_unix_ms / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+        }
+    };
+    format!(
+        "SELECT {key} AS k, url, \
+         COUNT(*) AS viewers, \
+         CAST(SUM(duration_ms) AS BIGINT) AS duration_ms, \
+         CAST(SUM(bytes) AS BIGINT) AS bytes, \
+         CAST(SUM(CASE WHEN cache IN ('HIT', 'REFRESH') THEN 1 ELSE 0 END) AS BIGINT) AS hits, \
+         CAST(SUM(CASE WHEN cache IN ('HIT', 'REFRESH', 'SPLIT') THEN bytes ELSE 0 END) AS BIGINT) AS shared, \
+         CAST(MAX(CASE WHEN cache = 'SPLIT' THEN bytes ELSE 0 END) AS BIGINT) AS split_max \
+         FROM edge_sessions WHERE start_unix_ms >= {param} GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+}
+
+/// Folds the query's (group, URL) rows into one row per group, in key order.
+pub fn fold(rows: &[FoundRow]) -> Vec<ReportRow> {
+    let int = |r: &FoundRow, name: &str| {
+        r.get(name)
+            .and_then(serde_json::Value::as_i64)
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0)
+    };
+    let mut out: Vec<(ReportRow, u64, u64)> = Vec::new();
+    for r in rows {
+        let key = r
+            .get("k")
+            .and_then(serde_json::Value::as_str)
+            .filter(|k| !k.is_empty())
+            .unwrap_or("-")
+            .to_owned();
+        if out.last().is_none_or(|(last, _, _)| last.key != key) {
+            out.push((
+                ReportRow {
+                    key,
+                    viewers: 0,
+                    hours: 0.0,
+                    bytes: 0,
+                    hit_ratio: 0.0,
+                    saved_bytes: 0,
+                },
+                0,
+                0,
+            ));
+        }
+        let Some((row, duration_ms, hits)) = out.last_mut() else {
+            continue;
+        };
+        row.viewers += int(r, "viewers");
+        row.bytes += int(r, "bytes");
+        row.saved_bytes += int(r, "shared").saturating_sub(int(r, "split_max"));
+        *duration_ms += int(r, "duration_ms");
+        *hits += int(r, "hits");
+    }
+    out.into_iter()
+        .map(|(mut row, duration_ms, hits)| {
+            row.hours = duration_ms as f64 / 3_600_000.0;
+            row.hit_ratio = if row.viewers == 0 {
+                0.0
+            } else {
+                hits as f64 / row.viewers as f64
+            };
+            row
+        })
+        .collect()
+}
+
+/// The totals from the store `target` names (PostgreSQL when configured, else the
+/// SQLite file; never its fallback file), for sessions started at or after
+/// `since_unix_ms`.
+pub fn report(
+    target: &StoreTarget,
+    by: ReportBy,
+    since_unix_ms: u64,
+) -> Result<Vec<ReportRow>, StoreError> {
+    let since = i64::try_from(since_unix_ms).unwrap_or(i64::MAX);
+    let rows = match target {
+        StoreTarget::Sqlite(path) => SqliteStore::open(path)?
+            .select::<ViewerSessionRecord>(&report_sql(by, Dialect::Sqlite), since)?,
+        StoreTarget::Postgres { url, .. } => PostgresStore::connect(url)?
+            .select::<ViewerSessionRecord>(&report_sql(by, Dialect::Postgres), since)?,
+    };
+    Ok(fold(&rows))
+}
+
+/// The totals as a table for people: one header line, one line per group, a total.
+pub fn render(by: ReportBy, rows: &[ReportRow]) -> String {
+    let title = match by {
+        ReportBy::Url => "URL",
+        ReportBy::User => "USER",
+        ReportBy::Day => "DAY",
+    };
+    let width = rows
+        .iter()
+        .map(|r| r.key.len())
+        .chain([title.len(), "TOTAL".len()])
+        .max()
+        .unwrap_or(5);
+    let mut out = format!(
+        "{title:<width$}  {:>8}  {:>10}  {:>16}  {:>6}  {:>16}\n",
+        "VIEWERS", "HOURS", "BYTES", "HIT%", "SAVED_BYTES"
+    );
+    let line = |out: &mut String, key: &str, v: u64, h: f64, b: u64, hit: f64, s: u64| {
+        out.push_str(&format!(
+            "{key:<width$}  {v:>8}  {h:>10.2}  {b:>16}  {:>6.1}  {s:>16}\n",
+            hit * 100.0
+        ));
+    };
+    for r in rows {
+        line(
+            &mut out,
+            &r.key,
+            r.viewers,
+            r.hours,
+            r.bytes,
+            r.hit_ratio,
+            r.saved_bytes,
+        );
+    }
+    let viewers: u64 = rows.iter().map(|r| r.viewers).sum();
+    let hits: f64 = rows.iter().map(|r| r.hit_ratio * r.viewers as f64).sum();
+    line(
+        &mut out,
+        "TOTAL",
+        viewers,
+        rows.iter().map(|r| r.hours).sum(),
+        rows.iter().map(|r| r.bytes).sum(),
+        if viewers == 0 {
+            0.0
+        } else {
+            hits / viewers as f64
+        },
+        rows.iter().map(|r| r.saved_bytes).sum(),
+    );
+    out
+}
+
+/// `YYYY-MM-DD` (UTC midnight) as Unix milliseconds.
+pub fn parse_day(text: &str) -> Result<u64, String> {
+    let bad = || format!("{text:?} is not a date: write YYYY-MM-DD (UTC), e.g. 2026-12-01");
+    let mut parts = text.trim().splitn(3, '-');
+    let mut next = |len: usize| {
+        parts
+            .next()
+            .filter(|p| p.len() == len && p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<i64>().ok())
+            .ok_or_else(bad)
+    };
+    let (y, m, d) = (next(4)?, next(2)?, next(2)?);
+    if !(1..=12).contains(&m) || !(1..=days_in_month(y, m)).contains(&d) || y < 1970 {
+        return Err(bad());
+    }
+    // Days since 1970-01-01 by the era-based civil calendar conversion.
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400_000).map_err(|_| bad())
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mediagate_ops::store::Record;
+
+    use super::*;
+    use crate::session::{CacheResult, EndReason, EndedSession, ViewerTransport};
+    use crate::sink::Counts;
+
+    #[test]
+    fn days_parse_as_utc_midnight() {
+        assert_eq!(parse_day("1970-01-01"), Ok(0));
+        assert_eq!(parse_day("2000-03-01"), Ok(951_868_800_000));
+        assert_eq!(parse_day("2024-02-29"), Ok(1_709_164_800_000));
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "24-01-01",
+            "2024-1-01",
+            "yesterday",
+            "",
+        ] {
+            assert!(parse_day(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn session(
+        url: &str,
+        user: Option<&str>,
+        cache: CacheResult,
+        start: u64,
+        bytes: u64,
+    ) -> ViewerSessionRecord {
+        ViewerSessionRecord::from(&EndedSession {
+            session: format!("{url}{start}{bytes}"),
+            viewer: "192.0.2.7:5004".parse().unwrap(),
+            url: url.into(),
+            transport: ViewerTransport::Tcp,
+            started_unix_ms: start,
+            duration: Duration::from_secs(1800),
+            reason: EndReason::Teardown,
+            counts: Counts {
+                packets: 1,
+                bytes,
+                lost: 0,
+            },
+            user: user.map(str::to_owned),
+            method: "PLAY".into(),
+            status: 200,
+            rule: None,
+            origin: None,
+            cache,
+            user_agent: None,
+            reported_lost: 0,
+        })
+    }
+
+    /// The query and the folding together, on a real SQLite file.
+    #[test]
+    fn totals_per_url_user_and_day_from_sqlite() {
+        let path =
+            std::env::temp_dir().join(format!("mediagate-report-{}.sqlite", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let day1 = parse_day("2026-12-01").unwrap();
+        let day2 = parse_day("2026-12-02").unwrap();
+        let records = [
+            session(
+                "rtsp://e/a",
+                Some("alice"),
+                CacheResult::Split,
+                day1 + 1000,
+                1000,
+            ),
+            session(
+                "rtsp://e/a",
+                Some("bob"),
+                CacheResult::Split,
+                day1 + 2000,
+                600,
+            ),
+            session("rtsp://e/a", None, CacheResult::Hit, day2 + 1000, 500),
+            session(
+                "rtsp://e/b",
+                Some("alice"),
+                CacheResult::Pass,
+                day2 + 2000,
+                700,
+            ),
+        ];
+        let mut store = SqliteStore::open(&path).unwrap();
+        store.prepare(&ViewerSessionRecord::TABLE).unwrap();
+        store.insert(&records).unwrap();
+        let target = StoreTarget::Sqlite(path.clone());
+
+        let by_url = report(&target, ReportBy::Url, 0).unwrap();
+        assert_eq!(by_url.len(), 2, "{by_url:?}");
+        let a = &by_url[0];
+        assert_eq!(
+            (a.key.as_str(), a.viewers, a.bytes),
+            ("rtsp://e/a", 3, 2100)
+        );
+        assert!((a.hours - 1.5).abs() < 1e-9, "{a:?}");
+        assert!((a.hit_ratio - 1.0 / 3.0).abs() < 1e-9, "{a:?}");
+        // The hit's 500, plus the split viewers' 1600 less the origin's one stream.
+        assert_eq!(a.saved_bytes, 500 + 600);
+        assert_eq!((by_url[1].saved_bytes, by_url[1].hit_ratio), (0, 0.0));
+
+        let by_user = report(&target, ReportBy::User, 0).unwrap();
+        let keys: Vec<&str> = by_user.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["-", "alice", "bob"]);
+        assert_eq!(by_user[1].viewers, 2);
+
+        let by_day = report(&target, ReportBy::Day, day2).unwrap();
+        assert_eq!(by_day.len(), 1, "{by_day:?}");
+        assert_eq!(
+            (by_day[0].key.as_str(), by_day[0].viewers),
+            ("2026-12-02", 2)
+        );
+
+        let text = render(ReportBy::Url, &by_url);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(
+            lines[0].starts_with("URL ") && lines[0].contains("HIT%"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("TOTAL") && lines[3].contains(" 2800 "),
+            "{text}"
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+}

@@ -11,6 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::EdgeProc;
+use mediagate_edge::record::ViewerSessionRecord;
+use mediagate_ops::store::SqliteStore;
 use mediagate_testkit::ffmpeg::{ffmpeg_read, ReadOptions};
 use mediagate_testkit::{Origin, OriginOptions, Transport};
 
@@ -86,13 +88,16 @@ fn users_file_logins_with_digest_and_basic_through_ffmpeg() {
         &["--digest-realm", "mediagate", "--group", "staff"],
     );
     user_add(&users, "bob", "builder", &["--digest-realm", "mediagate"]);
+    let access_log = scratch("access-digest.log");
     let edge = EdgeProc::start(&format!(
         "[edge.auth]\nusers_file = \"{}\"\n\
          [[edge.route]]\nadvertised = \"/staff\"\norigin = \"{}\"\naccess = {{ groups = [\"staff\"] }}\n\
-         [[edge.route]]\nadvertised = \"/open\"\norigin = \"{}\"\n",
+         [[edge.route]]\nadvertised = \"/open\"\norigin = \"{}\"\n\
+         [log]\naccess_log = {:?}\n",
         users.display(),
         origin.url("/live"),
         origin.url("/live"),
+        access_log.display().to_string(),
     ));
     // Digest (the edge offers no Basic): right password plays; none or a wrong one 401;
     // a right login outside the rule's group 403.
@@ -105,6 +110,53 @@ fn users_file_logins_with_digest_and_basic_through_ffmpeg() {
     // The login is in the process log of the ended session; the password never is.
     let log = edge.peer.stderr_tail().join("\n");
     assert!(!log.contains("wonder-land"), "password in the log");
+    // The logged-in user reaches the access log line and the session record; refused
+    // requests opened no session, and the open rule's viewer has no user.
+    let lines = wait_for(|| {
+        let text = std::fs::read_to_string(&access_log).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        (lines.len() >= 2).then_some(lines)
+    });
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let user_of = |path: &str| {
+        let line = lines
+            .iter()
+            .find(|l| l.contains(&format!("\"{}\"", edge.url(path))))
+            .unwrap_or_else(|| panic!("no line for {path}: {lines:?}"));
+        // Fields: time, duration, client, user, ...
+        line.split_whitespace().nth(3).unwrap().to_owned()
+    };
+    assert_eq!(user_of("/staff"), "\"alice\"");
+    assert_eq!(user_of("/open"), "-");
+    assert!(
+        !lines.concat().contains("wonder-land"),
+        "password in the access log"
+    );
+    let rows = wait_for(|| {
+        let rows: Vec<ViewerSessionRecord> = SqliteStore::open(&edge.records_path())
+            .and_then(|mut s| s.records(10))
+            .unwrap_or_default();
+        (rows.len() >= 2).then_some(rows)
+    });
+    let mut users: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.url.as_str(), r.username.as_str()))
+        .collect();
+    users.sort_unstable();
+    let (open, staff) = (edge.url("/open"), edge.url("/staff"));
+    assert_eq!(users, [(open.as_str(), ""), (staff.as_str(), "alice")]);
+}
+
+/// `f`'s value once it has one, polled for up to 15 seconds.
+fn wait_for<T>(f: impl Fn() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -20,6 +20,7 @@ DEB_PACKAGES=(
   prometheus  # promtool check metrics parses the admin API's /metrics
   curl openssl  # the admin API's mutual TLS test: certificates and an HTTPS client
   chromium  # the dashboard test drives headless Chromium over the DevTools protocol
+  slapd ldap-utils  # the edge's LDAP logins: a throwaway OpenLDAP server per test
 )
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

@@ -17,6 +17,7 @@ use super::bounded_duration::BoundedDuration;
 use super::cidr::Cidr;
 use super::destination::DestinationRule;
 use super::duration::HumanDuration;
+use super::edge_auth::{Access, EdgeAuth};
 use super::located::Located;
 use super::net::BindAddr;
 use super::port_range::PortPairRange;
@@ -92,6 +93,8 @@ pub struct EdgeConfig {
     pub client_acl: ClientAcl,
     /// Forward proxying to hosts named in request URIs.
     pub forward: ForwardProxy,
+    /// How viewers log in, for rules whose `access` asks for it.
+    pub auth: EdgeAuth,
     /// Reverse-proxy routes, `[[edge.route]]`; the longest matching advertised prefix
     /// wins. Default: none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -119,6 +122,7 @@ impl Default for EdgeConfig {
             parent: None,
             client_acl: ClientAcl::default(),
             forward: ForwardProxy::default(),
+            auth: EdgeAuth::default(),
             route: Vec::new(),
         }
     }
@@ -199,6 +203,14 @@ pub struct ForwardProxy {
     /// name, `*.domain`, an address or a CIDR (`[v6/len]:ports` with ports). Everything
     /// else is refused with `403`. Default: `[]`.
     pub allow: Vec<DestinationRule>,
+    /// Who may use forward proxying (logins answer `407 Proxy Authentication
+    /// Required`). Default: everyone `client_acl` admits.
+    #[serde(skip_serializing_if = "is_default_access")]
+    pub access: Access,
+}
+
+fn is_default_access(a: &Access) -> bool {
+    *a == Access::default()
 }
 
 impl ForwardProxy {
@@ -228,6 +240,10 @@ pub struct Route {
     /// firewall-proof) or `udp`. Default: `"tcp"`.
     #[serde(default)]
     pub upstream_transport: UpstreamTransport,
+    /// Who may watch this route (logins answer `401 Unauthorized`). Default: everyone
+    /// `client_acl` admits.
+    #[serde(default, skip_serializing_if = "is_default_access")]
+    pub access: Access,
 }
 
 impl Route {
@@ -357,6 +373,7 @@ mod tests {
         let fwd = ForwardProxy {
             enabled: Located::new(true),
             allow: vec!["camera.example.com:554".parse().unwrap()],
+            access: Access::default(),
         };
         assert!(fwd.permits("camera.example.com", 554));
         assert!(!fwd.permits("camera.example.com", 25));
@@ -369,6 +386,7 @@ mod tests {
             origin: "rtsp://admin:pw@192.0.2.10/live".parse().unwrap(),
             credentials: None,
             upstream_transport: UpstreamTransport::Tcp,
+            access: Access::default(),
         };
         let from_url = route.origin_credentials().unwrap();
         assert_eq!(

@@ -69,7 +69,29 @@ fn fully_populated() -> Config {
             scheme: AuthScheme::Digest,
         })),
         upstream_transport: UpstreamTransport::Udp,
+        access: Access {
+            clients: vec!["10.0.0.0/8".parse().unwrap()],
+            authenticate: Some(Located::new(true)),
+            users: vec!["alice".into()],
+            groups: vec!["staff".into()],
+        },
     }];
+    c.edge.forward.access = Access {
+        clients: vec!["10.0.0.0/8".parse().unwrap()],
+        authenticate: Some(Located::new(true)),
+        users: vec!["alice".into()],
+        groups: vec!["staff".into()],
+    };
+    c.edge.auth.users_file = Some(Located::new("/etc/mediagate/users".into()));
+    c.edge.auth.ldap = Some(Located::new(LdapConfig {
+        url: "ldap://127.0.0.1:389".into(),
+        base_dn: "ou=people,dc=example,dc=org".into(),
+        filter: "(uid={user})".into(),
+        bind_dn: Some("cn=reader,dc=example,dc=org".into()),
+        bind_password: Some("secret".into()),
+        group_attribute: "memberOf".into(),
+        timeout: HumanDuration::from_secs(5),
+    }));
     c.relay.teardown_notify_url = Some("http://127.0.0.1:5060/RPC".parse().unwrap());
     c.accounting.postgres_url = Some(
         "postgresql://mediagate@127.0.0.1:5432/mediagate"

@@ -57,6 +57,7 @@ mod cidr;
 mod destination;
 mod duration;
 mod edge;
+mod edge_auth;
 mod load;
 mod located;
 mod net;
@@ -83,6 +84,7 @@ pub use edge::{
     AuthScheme, ClientAcl, ConnectionTimeout, Credentials, EdgeConfig, ForwardProxy,
     MaxConnections, MaxViewers, ReconnectConfig, Route, UpstreamTransport, ViewerBacklog,
 };
+pub use edge_auth::{Access, EdgeAuth, LdapConfig};
 pub use load::{
     load_file, parse_config, render_errors, ConfigError, LoadError, Position, MAX_CONFIG_BYTES,
 };

@@ -131,6 +131,7 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
     }
 
     check_admin(config, &mut fail);
+    check_edge_auth(config, &mut fail);
 
     errors.sort_by_key(|e| e.span().map_or(usize::MAX, |s| s.start));
     errors
@@ -159,6 +160,105 @@ fn check_routes(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, Str
                     "route \"{}\" has credentials both in its origin URL and in a credentials table; keep one",
                     route.advertised.get()
                 ),
+            );
+        }
+    }
+}
+
+/// Access lists that ask for a login need somewhere to check it; names in them must
+/// be names the users file can hold; LDAP needs its address, base and a `{user}`
+/// placeholder.
+fn check_edge_auth(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, String)) {
+    let edge = &config.edge;
+    let auth = &edge.auth;
+    let rules = std::iter::once((
+        "edge.forward.access".to_owned(),
+        &edge.forward.access,
+        edge.forward.enabled.span(),
+    ))
+    .chain(edge.route.iter().map(|r| {
+        (
+            format!("the access of route \"{}\"", r.advertised.get()),
+            &r.access,
+            r.advertised.span(),
+        )
+    }));
+    for (what, access, rule_span) in rules {
+        let span = access
+            .authenticate
+            .as_ref()
+            .and_then(Located::span)
+            .or(rule_span);
+        if access.requires_login() && !auth.has_backend() {
+            fail(
+                span.clone(),
+                format!("{what} asks for a login but [edge.auth] has neither users_file nor ldap; set one"),
+            );
+        }
+        if access.authenticate.as_ref().is_some_and(|a| !*a.get())
+            && !(access.users.is_empty() && access.groups.is_empty())
+        {
+            fail(
+                span.clone(),
+                format!("{what} lists users or groups but sets authenticate = false; users can only be known after a login"),
+            );
+        }
+        for name in access.users.iter().chain(&access.groups) {
+            if name.is_empty()
+                || name.len() > 64
+                || name.chars().any(|c| {
+                    c == ':' || c == ',' || c == '#' || c.is_whitespace() || c.is_control()
+                })
+            {
+                fail(
+                    span.clone(),
+                    format!("{what}: \"{}\" is not a valid user or group name (1 to 64 bytes without ':', ',', '#' or spaces)", name.escape_debug()),
+                );
+            }
+        }
+    }
+    let realm = auth.realm.get();
+    if realm.is_empty()
+        || realm.len() > 256
+        || realm
+            .chars()
+            .any(|c| c.is_control() || c == '"' || c == '\\')
+    {
+        fail(
+            auth.realm.span(),
+            "edge.auth.realm must be 1 to 256 characters without quotes, backslashes or control characters".into(),
+        );
+    }
+    if auth.nonce_lifetime.is_zero() {
+        fail(
+            None,
+            "edge.auth.nonce_lifetime must be longer than 0s".into(),
+        );
+    }
+    if let Some(ldap) = &auth.ldap {
+        let l = ldap.get();
+        if !l.url.starts_with("ldap://") {
+            fail(
+                ldap.span(),
+                format!(
+                    "edge.auth.ldap.url \"{}\" must be an ldap://host:port URL",
+                    l.url
+                ),
+            );
+        }
+        if !l.filter.contains("{user}") {
+            fail(
+                ldap.span(),
+                "edge.auth.ldap.filter must contain {user}, such as \"(uid={user})\"".into(),
+            );
+        }
+        if l.base_dn.trim().is_empty() {
+            fail(ldap.span(), "edge.auth.ldap.base_dn is empty".into());
+        }
+        if l.bind_dn.is_some() != l.bind_password.is_some() {
+            fail(
+                ldap.span(),
+                "edge.auth.ldap: give bind_dn and bind_password together, or neither for an anonymous search".into(),
             );
         }
     }
@@ -294,6 +394,39 @@ mod tests {
             errors[0].message(),
             "admin.token and admin.token_file are both set; keep one"
         );
+    }
+
+    #[test]
+    fn access_lists_need_a_backend_and_valid_names() {
+        let text = "[[edge.route]]\nadvertised = \"/cam1\"\norigin = \"rtsp://192.0.2.1/x\"\naccess = { groups = [\"staff\"] }\n";
+        let m = messages(text);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(
+            m[0].starts_with("the access of route \"/cam1\" asks for a login"),
+            "{m:?}"
+        );
+        let ok = format!("[edge.auth]\nusers_file = \"/etc/u\"\n{text}");
+        assert_eq!(messages(&ok), Vec::<String>::new());
+        let bad = "[edge.auth]\nusers_file = \"/etc/u\"\n[edge.forward]\naccess = { authenticate = false, users = [\"a b\"] }\n";
+        let m = messages(bad);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(
+            m.iter().any(|e| e.contains("authenticate = false")),
+            "{m:?}"
+        );
+        assert!(
+            m.iter()
+                .any(|e| e.contains("not a valid user or group name")),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn ldap_settings_are_checked() {
+        let text = "[edge.auth]\nldap = { url = \"http://x\", base_dn = \"\", filter = \"(uid=x)\", bind_dn = \"cn=a\" }\n";
+        let m = messages(text);
+        assert_eq!(m.len(), 4, "{m:?}");
+        assert!(m[0].contains("ldap://host:port"), "{m:?}");
     }
 
     #[test]

@@ -7,14 +7,18 @@
 //! and streams, disconnect, drain) and the [`EndedSession`] record its listener receives.
 
 mod access;
+mod auth;
 mod conn_out;
 mod hub;
 mod hub_actor;
 mod hub_life;
 mod hub_registry;
 mod ids;
+mod ldap;
 mod limits;
+mod login;
 mod metrics;
+mod passthrough;
 mod ports;
 mod reach;
 pub mod record;

@@ -11,9 +11,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mediagate_config::{AdvertisedPrefix, EdgeConfig, Host, Route, RtspUrl};
+use mediagate_config::{Access, AdvertisedPrefix, EdgeConfig, Host, Route, RtspUrl};
 use mediagate_rtsp::auth::AcceptedSchemes;
 
+use crate::auth::LoginKind;
 use crate::reach::{Grant, Reach};
 use crate::rtsp_client::Credentials;
 use crate::upstream::UpstreamTarget;
@@ -129,6 +130,34 @@ impl Router {
         Err(RouteError::NotFound(url.without_credentials().to_string()))
     }
 
+    /// The access list of the rule `resolve` would pick for this URL, and how that rule
+    /// asks for a login: a route's (401), else in transparent mode and forward mode the
+    /// `[edge.forward]` list (401 when redirected, as the viewer thinks it talks to the
+    /// origin; 407 when it addressed us as its proxy). None when no rule applies
+    /// (`resolve` then refuses the request anyway).
+    pub fn access_for(
+        &self,
+        request_url: &str,
+        local: SocketAddr,
+        original_dst: Option<SocketAddr>,
+    ) -> Option<(&Access, LoginKind)> {
+        let url: RtspUrl = request_url.parse().ok()?;
+        if let Some(r) = self
+            .routes
+            .iter()
+            .find(|r| match_rule(r.advertised.get(), &url, local).is_some())
+        {
+            return Some((&r.access, LoginKind::Origin));
+        }
+        if self.transparent && original_dst.is_some_and(|d| d != local) {
+            return Some((&self.forward.access, LoginKind::Origin));
+        }
+        if self.forward_enabled && !is_local(&url, local) {
+            return Some((&self.forward.access, LoginKind::Proxy));
+        }
+        None
+    }
+
     fn target(
         &self,
         origin: RtspUrl,
@@ -199,6 +228,48 @@ mod tests {
 
     fn local() -> SocketAddr {
         "127.0.0.1:8554".parse().unwrap()
+    }
+
+    #[test]
+    fn access_follows_the_rule_resolve_picks() {
+        let r = router(
+            r#"
+            [edge.auth]
+            users_file = "/nonexistent"
+            [edge.forward]
+            enabled = true
+            allow = ["*.example.net"]
+            access = { users = ["fwd"] }
+            [[edge.route]]
+            advertised = "/cams"
+            origin = "rtsp://o1/all"
+            access = { groups = ["staff"] }
+            [[edge.route]]
+            advertised = "/cams/open"
+            origin = "rtsp://o1/open"
+            "#,
+        );
+        let (a, kind) = r
+            .access_for("rtsp://edge:8554/cams/x", local(), None)
+            .unwrap();
+        assert_eq!(
+            (a.groups.as_slice(), kind),
+            (&["staff".to_owned()][..], LoginKind::Origin)
+        );
+        let (a, _) = r
+            .access_for("rtsp://edge:8554/cams/open/x", local(), None)
+            .unwrap();
+        assert!(!a.requires_login());
+        let (a, kind) = r
+            .access_for("rtsp://cam.example.net/x", local(), None)
+            .unwrap();
+        assert_eq!(
+            (a.users.as_slice(), kind),
+            (&["fwd".to_owned()][..], LoginKind::Proxy)
+        );
+        assert!(r
+            .access_for("rtsp://127.0.0.1:8554/nothing", local(), None)
+            .is_none());
     }
 
     #[test]

@@ -52,6 +52,13 @@ pub enum ClientError {
         status: StatusCode,
         reason: String,
     },
+    /// The origin asks for credentials the edge does not have: its challenges
+    /// (`WWW-Authenticate` values) are for the viewer to answer (pass-through).
+    #[error("the origin asks for credentials ({status})")]
+    Challenged {
+        status: StatusCode,
+        challenges: Vec<String>,
+    },
 }
 
 impl From<ClientSessionError> for ClientError {
@@ -66,7 +73,7 @@ impl ClientError {
     /// The status to give a viewer whose request failed because of this.
     pub fn viewer_status(&self) -> StatusCode {
         match self {
-            ClientError::Status { status, .. } => *status,
+            ClientError::Status { status, .. } | ClientError::Challenged { status, .. } => *status,
             ClientError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ClientError::Unreachable(
                 crate::reach::ReachError::NotAllowed { .. }

@@ -102,7 +102,7 @@ impl Edge {
             .map(|a| a.0)
             .collect();
         let ctx = ViewerContext {
-            settings: Current::new(ViewerSettings::from_config(cfg, &via, &listeners)),
+            settings: Current::new(ViewerSettings::from_config(cfg, &via, &listeners, None)),
             hubs: Hubs::new(hub_settings(cfg), ports),
             server,
             via,
@@ -130,10 +130,12 @@ impl Edge {
     /// transparent mode stay as bound at start (the edge's role keeps those values in
     /// `cfg` and says they need a restart).
     pub fn reload(&self, cfg: &EdgeConfig) {
+        let previous = self.ctx.settings.load();
         self.ctx.settings.store(ViewerSettings::from_config(
             cfg,
             &self.ctx.via,
             &self.listeners.lock().unwrap_or_else(|p| p.into_inner()),
+            Some(&previous),
         ));
         self.ctx.hubs.set_settings(hub_settings(cfg));
     }

@@ -163,7 +163,8 @@ pub struct EndedSession {
     pub reason: EndReason,
     /// Media sent to the viewer (zero until the shell fills them in from the source).
     pub counts: Counts,
-    /// The authenticated user, if any (never a password).
+    /// The user the viewer logged in as at the edge, when its rule asked for a login
+    /// (never a password; origin pass-through credentials are not recorded).
     pub user: Option<String>,
     /// The method and RTSP status of the session's PLAY answer, or of its last answer
     /// when it never played (empty and 0 when none was given).

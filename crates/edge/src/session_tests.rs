@@ -261,6 +261,25 @@ fn protocol_errors_come_before_any_session_lookup() {
     assert_eq!(status(sim.req(Method::Options, "*", None)), 200);
 }
 
+#[test]
+fn the_logged_in_user_reaches_the_ended_record() {
+    let mut sim = Sim::new(false);
+    sim.setup_new("s1", 1, tcp(), "live");
+    sim.core.set_info(
+        "s1",
+        SessionInfo {
+            user: Some("alice".into()),
+            ..SessionInfo::default()
+        },
+    );
+    sim.advance(TIMEOUT);
+    sim.core.handle_timeout(sim.now);
+    let ended = sim.all_ended();
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].record.user.as_deref(), Some("alice"));
+    assert_eq!(ended[0].record.reason, EndReason::Timeout);
+}
+
 /// An RR from the viewer reporting `lost` on each of `ssrcs` (cumulative).
 fn receiver_report(ssrcs: &[(u32, i32)]) -> Vec<u8> {
     use mediagate_rtp::rtcp::{build::CompoundWriter, ReportBlock};

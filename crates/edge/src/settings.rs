@@ -19,6 +19,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use mediagate_config::{ClientAcl, EdgeConfig};
+use mediagate_ops::users::UsersFile;
+
+use crate::auth::EdgeAuth;
 
 use crate::conn_out::Backlog;
 use crate::hub_registry::HubSettings;
@@ -36,6 +39,8 @@ pub(crate) struct ViewerSettings {
     pub session_timeout: Duration,
     pub max_viewers: usize,
     pub backlog: Backlog,
+    /// Viewer logins: settings and the users file as read at start or reload.
+    pub auth: Arc<EdgeAuth>,
     /// Request and idle limits of connections without a session.
     pub conn_limits: ConnLimits,
     pub max_connections: usize,
@@ -44,8 +49,38 @@ pub(crate) struct ViewerSettings {
 
 impl ViewerSettings {
     /// The settings of `cfg`; `via` is this node's `Via` entry, `listeners` the
-    /// sockets it listens on (upstream hops to them are refused as loops).
-    pub fn from_config(cfg: &EdgeConfig, via: &str, listeners: &[SocketAddr]) -> Self {
+    /// sockets it listens on (upstream hops to them are refused as loops). A users
+    /// file that cannot be read or parsed is logged and replaced by `previous`'s users
+    /// (a reload keeps the last good file), or by none at start (logins through it
+    /// fail closed).
+    pub fn from_config(
+        cfg: &EdgeConfig,
+        via: &str,
+        listeners: &[SocketAddr],
+        previous: Option<&ViewerSettings>,
+    ) -> Self {
+        let users = cfg.auth.users_file.as_ref().and_then(|path| {
+            let path = path.get();
+            let read = std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| UsersFile::parse(&text).map_err(|e| e.to_string()));
+            match read {
+                Ok(users) => {
+                    tracing::info!(file = %path.display(), users = users.users().len(), "edge users file loaded");
+                    Some(Arc::new(users))
+                }
+                Err(e) => {
+                    let kept = previous.and_then(|p| p.auth.users().cloned());
+                    tracing::error!(
+                        file = %path.display(),
+                        error = %e,
+                        kept_previous = kept.is_some(),
+                        "edge users file unusable"
+                    );
+                    kept
+                }
+            }
+        });
         let backlog_packets = cfg.viewer_backlog_packets.get() as usize;
         Self {
             router: Router::new(cfg, via.to_owned(), UPSTREAM_TIMEOUT).with_listeners(listeners),
@@ -58,6 +93,7 @@ impl ViewerSettings {
                 max_media_bytes: backlog_packets.saturating_mul(1500),
                 ..Backlog::default()
             },
+            auth: Arc::new(EdgeAuth::new(&cfg.auth, users)),
             conn_limits: ConnLimits {
                 request_timeout: cfg.request_timeout.get(),
                 idle_timeout: cfg.idle_timeout.get(),
@@ -117,12 +153,38 @@ mod tests {
     }
 
     #[test]
+    fn an_unusable_users_file_keeps_the_previous_one() {
+        let dir = std::env::temp_dir().join(format!("mg-settings-users-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("users");
+        let hash = "$argon2id$v=19$m=256,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+        std::fs::write(&file, format!("alice:{hash}:staff\n")).expect("write");
+        let cfg = mediagate_config::parse_config(&format!(
+            "[edge.auth]\nusers_file = \"{}\"\n",
+            file.display()
+        ))
+        .expect("valid test config");
+        let first = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", &[], None);
+        let users = |s: &ViewerSettings| s.auth.users().map(|u| u.users().len());
+        assert_eq!(users(&first), Some(1));
+        std::fs::write(&file, "alice:not-a-hash:\n").expect("write");
+        let kept = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", &[], Some(&first));
+        assert_eq!(users(&kept), Some(1));
+        let at_start = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", &[], None);
+        assert_eq!(users(&at_start), None);
+        std::fs::write(&file, format!("bob:{hash}:\ncarol:{hash}:\n")).expect("write");
+        let next = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", &[], Some(&kept));
+        assert_eq!(users(&next), Some(2));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn settings_follow_the_config() {
         let cfg = mediagate_config::parse_config(
             "[edge]\nsession_timeout = \"15s\"\nmax_viewers = 7\nlinger = \"3s\"\n[edge.reconnect]\nbackoff_min = \"1s\"\nbackoff_max = \"9s\"\n",
         )
         .expect("valid test config");
-        let v = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", &[]);
+        let v = ViewerSettings::from_config(&cfg.edge, "RTSP/1.0 test", &[], None);
         assert_eq!(v.session_timeout, Duration::from_secs(15));
         assert_eq!(v.max_viewers, 7);
         let h = hub_settings(&cfg.edge);

@@ -7,7 +7,9 @@
 //!
 //! Every source keeps the hub's [`Lease`] (the hub answered DESCRIBE and lingers
 //! while viewers of its URL exist) and the session's [`Tally`], which whoever feeds the
-//! viewer fills in; [`Source::stop`] returns the final counts.
+//! viewer fills in; [`Source::stop`] returns the final counts. A stream served with
+//! the viewer's own origin credentials (pass-through, `passthrough`) has no hub: it is
+//! the viewer's own origin session, as on-demand content is.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,11 +50,14 @@ pub(crate) struct OriginRoute<'a> {
     pub out: &'a ConnOut,
     /// Drain waits for the origin session's teardown.
     pub tasks: &'a Tracker,
+    /// The viewer's `Authorization` on this request (sent on only by pass-through).
+    pub authorization: Option<&'a str>,
 }
 
 #[derive(Debug)]
 pub(crate) struct Source {
-    lease: Lease,
+    /// None for a pass-through session, which has no hub.
+    lease: Option<Lease>,
     described: Arc<Described>,
     tally: Arc<Tally>,
     kind: SourceKind,
@@ -77,13 +82,42 @@ impl Source {
             SourceKind::OnDemand { vod: None }
         };
         Self {
-            lease,
+            lease: Some(lease),
             described,
             tally: Arc::default(),
             kind,
             subscribed: None,
             viewer_gauge: None,
         }
+    }
+
+    /// The viewer's own origin session, opened by its DESCRIBE with its own
+    /// credentials (origin auth pass-through); never shared with another viewer.
+    pub fn passthrough(described: Arc<Described>, vod: VodSession, tally: Arc<Tally>) -> Self {
+        Self {
+            lease: None,
+            described,
+            tally,
+            kind: SourceKind::OnDemand { vod: Some(vod) },
+            subscribed: None,
+            viewer_gauge: None,
+        }
+    }
+
+    /// True for the viewer's own origin session of a pass-through stream.
+    pub fn is_passthrough(&self) -> bool {
+        self.lease.is_none()
+    }
+
+    pub fn described(&self) -> &Arc<Described> {
+        &self.described
+    }
+
+    fn hub(&self) -> Result<&crate::hub_registry::HubHandle, Response> {
+        self.lease
+            .as_ref()
+            .map(Lease::hub)
+            .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "no live hub"))
     }
 
     /// Counts the session as a viewer on `transport` until the source is dropped.
@@ -120,7 +154,7 @@ impl Source {
                 if matches!(dest, TrackDest::Interleaved { .. }) {
                     return Ok(None);
                 }
-                let ports = self.lease.hub().udp_ports().await.map_err(hub_error)?;
+                let ports = self.hub()?.udp_ports().await.map_err(hub_error)?;
                 ports.get(track).copied().map(Some).ok_or_else(|| {
                     error(
                         StatusCode::INTERNAL_SERVER_ERROR,
@@ -154,7 +188,10 @@ impl Source {
                 let vod = vod
                     .as_ref()
                     .ok_or_else(|| error(StatusCode::BAD_GATEWAY, "no origin session"))?;
-                vod.setup(track, dest).await.map_err(|e| client_error(&e))
+                let auth = route.authorization.map(str::to_owned);
+                vod.setup(track, dest, auth)
+                    .await
+                    .map_err(|e| client_error(&e))
             }
         }
     }
@@ -211,12 +248,7 @@ impl Source {
                     .filter_map(|(i, d)| d.map(|_| i))
                     .collect();
                 let sink = ViewerSink::new_held(out.clone(), dests.to_vec(), self.tally.clone());
-                let (sub, starts) = self
-                    .lease
-                    .hub()
-                    .join(sink, tracks)
-                    .await
-                    .map_err(hub_error)?;
+                let (sub, starts) = self.hub()?.join(sink, tracks).await.map_err(hub_error)?;
                 self.subscribed = Some(sub);
                 let info: Vec<String> = starts
                     .iter()
@@ -242,7 +274,9 @@ impl Source {
 
     /// Lets the held packets of a live PLAY go, after its response was queued.
     pub fn release(&self, sub: SubscriberId) {
-        self.lease.hub().release(sub);
+        if let Some(lease) = &self.lease {
+            lease.hub().release(sub);
+        }
     }
 
     /// True while the viewer receives from its hub (its transport is then fixed).
@@ -252,17 +286,19 @@ impl Source {
 
     /// Pauses: the origin session of on-demand content, the hub subscription of a
     /// live stream.
-    pub async fn pause(&mut self) -> Result<(), Response> {
+    pub async fn pause(&mut self, authorization: Option<&str>) -> Result<(), Response> {
         if let SourceKind::OnDemand { vod: Some(vod) } = &self.kind {
-            vod.pause().await.map_err(|e| client_error(&e))?;
+            vod.pause(authorization.map(str::to_owned))
+                .await
+                .map_err(|e| client_error(&e))?;
         }
         self.leave_hub().await;
         Ok(())
     }
 
     async fn leave_hub(&mut self) {
-        if let Some(id) = self.subscribed.take() {
-            self.lease.hub().leave(id).await;
+        if let (Some(id), Some(lease)) = (self.subscribed.take(), &self.lease) {
+            lease.hub().leave(id).await;
         }
     }
 

@@ -131,6 +131,17 @@ const MAX_REDIRECTS: usize = 3;
 /// never reaches loopback, link-local or private addresses no rule names); the
 /// connection goes to exactly the checked address.
 pub async fn describe(target: &UpstreamTarget) -> Result<(RtspClient, Described), ClientError> {
+    describe_with(target, None).await
+}
+
+/// [`describe`] with a viewer's own `Authorization` value (origin auth pass-through,
+/// for a target without credentials). It goes only to the host the viewer asked for,
+/// never to another host a redirect points at; an origin's `401` comes back as
+/// [`ClientError::Challenged`] with its challenges, for the viewer to answer.
+pub async fn describe_with(
+    target: &UpstreamTarget,
+    mut authorization: Option<&str>,
+) -> Result<(RtspClient, Described), ClientError> {
     let mut url = target.url.clone();
     let mut hop = target.connect_to.clone();
     let mut grant = target.grant;
@@ -149,6 +160,9 @@ pub async fn describe(target: &UpstreamTarget) -> Result<(RtspClient, Described)
         .await?;
         let mut req = client.request(Method::Describe, &url.to_string());
         req.headers.append("Accept", "application/sdp");
+        if let Some(a) = authorization {
+            req.headers.set("Authorization", a.to_owned());
+        }
         let resp = client.send(req).await?;
         let redirect = matches!(resp.status.as_u16(), 301 | 302 | 303 | 307);
         match resp.headers.get("Location").filter(|_| redirect) {
@@ -161,6 +175,7 @@ pub async fn describe(target: &UpstreamTarget) -> Result<(RtspClient, Described)
                 let same_host = next.host() == url.host();
                 if next.host() != target.url.host() {
                     credentials = None;
+                    authorization = None;
                 }
                 // Through a parent, the parent stays the hop and follows the origin
                 // (and checks where it goes).
@@ -185,6 +200,18 @@ pub async fn describe(target: &UpstreamTarget) -> Result<(RtspClient, Described)
                 hops += 1;
             }
             _ if resp.status.is_success() => break (client, resp),
+            _ if resp.status == mediagate_rtsp::StatusCode::UNAUTHORIZED
+                && credentials.is_none() =>
+            {
+                return Err(ClientError::Challenged {
+                    status: resp.status,
+                    challenges: resp
+                        .headers
+                        .get_all("WWW-Authenticate")
+                        .map(str::to_owned)
+                        .collect(),
+                })
+            }
             _ => {
                 return Err(ClientError::Status {
                     method: "DESCRIBE".into(),
@@ -282,7 +309,20 @@ pub async fn play(
     d: &Described,
     extra: Option<&mediagate_rtsp::Headers>,
 ) -> Result<Response, ClientError> {
+    play_as(client, d, extra, None).await
+}
+
+/// [`play`] carrying a viewer's own `Authorization` (pass-through).
+pub async fn play_as(
+    client: &mut RtspClient,
+    d: &Described,
+    extra: Option<&mediagate_rtsp::Headers>,
+    authorization: Option<&str>,
+) -> Result<Response, ClientError> {
     let mut req = client.request(Method::Play, &d.aggregate_url);
+    if let Some(a) = authorization {
+        req.headers.set("Authorization", a.to_owned());
+    }
     match extra {
         Some(h) => {
             for name in ["Range", "Scale", "Speed"] {

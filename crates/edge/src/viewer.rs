@@ -33,21 +33,25 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
+use crate::auth::Principal;
 use crate::conn_out::{ConnOut, MAX_CONTROL_QUEUED};
 use crate::hub::SubscriberId;
 use crate::hub_registry::{Hubs, Lease};
 use crate::ids;
 use crate::limits::RequestClock;
+use crate::login::{self, Place};
+use crate::passthrough;
 use crate::routing::RouteError;
 use crate::session::{
     error, EndReason, EndedSession, Now, SessionInfo, Step, ViewerSessions, ViewerTransport,
 };
 use crate::settings::{Current, ViewerSettings};
-use crate::sink::TrackDest;
+use crate::sink::{Tally, TrackDest};
 use crate::source::{hub_error, track_name, OriginRoute, Source};
 use crate::tracker::{until_true, Tracker};
 use crate::upstream::Described;
 use crate::viewers::{LiveViewer, ViewerRegistry};
+use crate::vod::{VodIo, VodSession};
 
 /// Called once per ended viewer session (accounting and the access log attach here).
 pub type EndedListener = Arc<dyn Fn(&EndedSession) + Send + Sync>;
@@ -100,6 +104,13 @@ pub(crate) struct ViewerConn {
     routed: HashMap<String, (Option<String>, String)>,
     /// Poked by the admin API to disconnect this viewer.
     disconnect: Arc<Notify>,
+    /// The last Basic login verified on this connection (header value, principal).
+    login: Option<(String, Principal)>,
+    /// The user the request being handled logged in as, for a new session's record.
+    admitted_user: Option<String>,
+    /// Origin sessions a pass-through DESCRIBE opened with the viewer's credentials,
+    /// by stream URL, until its SETUP makes them a session's source.
+    passthrough: HashMap<String, (VodSession, Arc<Tally>)>,
     /// The `Via` chain of the request being handled, passed on upstream before our
     /// own entry so an edge further up spots a loop through it.
     incoming_via: Option<String>,
@@ -132,6 +143,9 @@ impl ViewerConn {
             described: HashMap::new(),
             routed: HashMap::new(),
             disconnect: Arc::default(),
+            login: None,
+            admitted_user: None,
+            passthrough: HashMap::new(),
             incoming_via: None,
             clock,
         }
@@ -298,16 +312,10 @@ impl ViewerConn {
         }
         let vias: Vec<&str> = req.headers.get_all("Via").collect();
         self.incoming_via = (!vias.is_empty()).then(|| vias.join(", "));
-        let (mut resp, release) = match self.core.handle_request(&req, now) {
-            Step::Reply(r) => (r, None),
-            Step::Describe { url } => (self.describe(&url).await, None),
-            Step::Setup {
-                url,
-                track,
-                session,
-            } => (self.setup(&req, url, track, session, now).await, None),
-            Step::Play { session } => self.play(&req, session).await,
-            Step::Pause { session } => (self.pause(&session).await, None),
+        let step = self.core.handle_request(&req, now);
+        let (mut resp, release) = match self.admit(&req, &step).await {
+            Err(r) => (r, None),
+            Ok(()) => self.carry_out(&req, step, now).await,
         };
         if let Some(c) = req.cseq() {
             resp.set_cseq(c);
@@ -328,6 +336,47 @@ impl ViewerConn {
             if let Some(s) = self.core.source_mut(&session) {
                 s.release(sub);
             }
+        }
+    }
+
+    /// The rule's access list and login for a DESCRIBE or a new session's SETUP
+    /// (requests inside a session were admitted with it).
+    async fn admit(&mut self, req: &Request, step: &Step) -> Result<(), Response> {
+        self.admitted_user = None;
+        let url = match step {
+            Step::Describe { url }
+            | Step::Setup {
+                url, session: None, ..
+            } => url,
+            _ => return Ok(()),
+        };
+        let settings = self.ctx.settings.load();
+        let place = Place {
+            peer: self.peer,
+            local: self.local,
+            original_dst: self.original_dst,
+        };
+        let p = login::admit(&settings, req, url, place, &mut self.login).await?;
+        self.admitted_user = p.map(|p| p.user);
+        Ok(())
+    }
+
+    async fn carry_out(
+        &mut self,
+        req: &Request,
+        step: Step,
+        now: Now,
+    ) -> (Response, Option<(String, SubscriberId)>) {
+        match step {
+            Step::Reply(r) => (r, None),
+            Step::Describe { url } => (self.describe_or_pass(req, &url).await, None),
+            Step::Setup {
+                url,
+                track,
+                session,
+            } => (self.setup(req, url, track, session, now).await, None),
+            Step::Play { session } => self.play(req, session).await,
+            Step::Pause { session } => (self.pause(req, &session).await, None),
         }
     }
 
@@ -360,17 +409,85 @@ impl ViewerConn {
         Ok((d, lease))
     }
 
+    /// DESCRIBE through the hub, or, when the origin wants the viewer's own
+    /// credentials, on the viewer's own origin connection (`passthrough`).
+    async fn describe_or_pass(&mut self, req: &Request, url: &str) -> Response {
+        let settings = self.ctx.settings.load();
+        let mut target = match passthrough::target(&settings, url, self.local, self.original_dst) {
+            // The viewer answers an origin challenge: never through the shared hub.
+            Some(t) if passthrough::authorization(req).is_some() => t,
+            Some(t) => {
+                let r = self.describe(url).await;
+                if !passthrough::is_challenge(&r) {
+                    return r;
+                }
+                t
+            }
+            None => return self.describe(url).await,
+        };
+        self.routed.insert(
+            url.to_owned(),
+            (target.rule.clone(), target.url.to_string()),
+        );
+        if let Some(chain) = &self.incoming_via {
+            target.via = format!("{chain}, {}", target.via);
+        }
+        if let Some((vod, _)) = self.passthrough.get(url) {
+            // This viewer's origin session already accepted it on this connection.
+            return described_response(url, vod.described(), self.local.ip());
+        }
+        if self.passthrough.len() >= passthrough::MAX_PENDING {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many streams described but not set up on this connection",
+            );
+        }
+        let tally = Arc::<Tally>::default();
+        let io = VodIo {
+            conn: self.out.clone(),
+            ports: self.ctx.hubs.ports(),
+            tally: tally.clone(),
+            guard: self.ctx.tasks.guard(),
+        };
+        match passthrough::describe(&target, passthrough::authorization(req), io).await {
+            Ok(vod) => {
+                let r = described_response(url, vod.described(), self.local.ip());
+                self.passthrough.insert(url.to_owned(), (vod, tally));
+                r
+            }
+            Err(r) => r,
+        }
+    }
+
+    /// The stream's description and a source for a new session: the viewer's
+    /// pass-through origin session if its DESCRIBE opened one, else the hub's.
+    /// In an existing pass-through session, its own description and no source.
+    async fn open_for_setup(
+        &mut self,
+        url: &str,
+        session: Option<&str>,
+    ) -> Result<(Arc<Described>, Option<Source>), Response> {
+        if let Some(s) = session.and_then(|id| self.core.source_mut(id)) {
+            if s.is_passthrough() {
+                return Ok((s.described().clone(), None));
+            }
+        }
+        if session.is_none() {
+            if let Some((vod, tally)) = self.passthrough.remove(url) {
+                let d = vod.described().clone();
+                return Ok((d.clone(), Some(Source::passthrough(d, vod, tally))));
+            }
+        }
+        let (d, lease) = self.open_stream(url).await?;
+        Ok((d.clone(), Some(Source::new(lease, d))))
+    }
+
     async fn describe(&mut self, url: &str) -> Response {
         let (d, _lease) = match self.open_stream(url).await {
             Ok(v) => v,
             Err(r) => return r,
         };
-        let sdp = viewer_sdp(&d, self.local.ip());
-        let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
-        r.headers.append("Content-Base", format!("{url}/"));
-        r.headers.append("Cache-Control", "no-cache");
-        r.set_body("application/sdp", sdp.to_bytes());
-        r
+        described_response(url, &d, self.local.ip())
     }
 
     async fn setup(
@@ -388,7 +505,7 @@ impl ViewerConn {
                 "this edge is at its viewer limit",
             );
         }
-        let (d, lease) = match self.open_stream(&url).await {
+        let (d, fresh) = match self.open_for_setup(&url, session.as_deref()).await {
             Ok(v) => v,
             Err(r) => return r,
         };
@@ -412,11 +529,16 @@ impl ViewerConn {
         let id = match session {
             Some(id) => id,
             None => {
+                let Some(source) = fresh else {
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "no source for the session",
+                    );
+                };
                 let id = ids::random_hex(8);
                 self.ctx.sessions.fetch_add(1, Ordering::Relaxed);
                 self.ctx.hubs.edge_stats().session_started();
                 let tracks = d.tracks.len();
-                let source = Source::new(lease, d);
                 self.ctx.viewers.add(LiveViewer {
                     id: id.clone(),
                     peer: self.peer,
@@ -430,7 +552,7 @@ impl ViewerConn {
                 });
                 let (rule, origin) = self.routed.get(&url).cloned().unwrap_or_default();
                 let info = SessionInfo {
-                    user: None,
+                    user: self.admitted_user.take(),
                     rule,
                     origin: Some(origin).filter(|o| !o.is_empty()),
                     cache: source.cache_result(),
@@ -453,6 +575,7 @@ impl ViewerConn {
             original_dst: self.original_dst,
             out: &self.out,
             tasks: &self.ctx.tasks,
+            authorization: passthrough::authorization(req),
         };
         let server_ports = match source.setup(track, dest, route).await {
             Ok(p) => p,
@@ -500,11 +623,11 @@ impl ViewerConn {
         }
     }
 
-    async fn pause(&mut self, id: &str) -> Response {
+    async fn pause(&mut self, req: &Request, id: &str) -> Response {
         let Some(source) = self.core.source_mut(id) else {
             return error(StatusCode::SESSION_NOT_FOUND, "PAUSE needs a session");
         };
-        if let Err(r) = source.pause().await {
+        if let Err(r) = source.pause(passthrough::authorization(req)).await {
             return r;
         }
         self.core.set_playing(id, false);
@@ -512,6 +635,17 @@ impl ViewerConn {
         r.headers.append("Session", id.to_owned());
         r
     }
+}
+
+/// A DESCRIBE's answer: the stream's SDP with our track names under `url` and the
+/// edge's address (`edge_ip`) in place of the origin's.
+fn described_response(url: &str, d: &Described, edge_ip: std::net::IpAddr) -> Response {
+    let sdp = viewer_sdp(d, edge_ip);
+    let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
+    r.headers.append("Content-Base", format!("{url}/"));
+    r.headers.append("Cache-Control", "no-cache");
+    r.set_body("application/sdp", sdp.to_bytes());
+    r
 }
 
 /// The first alternative of the viewer's Transport we can serve.

@@ -4,7 +4,10 @@
 //! only. Nothing is dropped: a TCP viewer that reads slowly slows its own origin
 //! session (TCP back-pressure), never anyone else.
 //!
-//! This is the interim behaviour of issue 3 item 8; the cache replaces it later.
+//! This is the interim behaviour of issue 3 item 8; the cache replaces it later. It is
+//! also how a stream whose origin wants the viewer's own credentials is served
+//! (`passthrough`): then each viewer request's `Authorization` goes with the request
+//! it came with, and nowhere else.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,11 +27,14 @@ use crate::upstream_supervisor::keepalive_interval;
 
 type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
 
+/// A viewer's `Authorization` for the one origin request its own request becomes.
+type ViewerAuth = Option<String>;
+
 enum Cmd {
     /// SETUP one track; replies with the server ports when the viewer uses UDP.
-    Setup(usize, TrackDest, Reply<Option<(u16, u16)>>),
+    Setup(usize, TrackDest, ViewerAuth, Reply<Option<(u16, u16)>>),
     Play(Headers, Reply<Response>),
-    Pause(Reply<Response>),
+    Pause(ViewerAuth, Reply<Response>),
 }
 
 /// Handle to one viewer's on-demand upstream session; dropping it tears it down.
@@ -49,7 +55,36 @@ impl VodSession {
         guard: TaskGuard,
     ) -> Result<Self, ClientError> {
         let (client, described) = upstream::describe(target).await?;
-        let described = Arc::new(described);
+        Ok(Self::start(
+            client,
+            Arc::new(described),
+            target.url.to_string(),
+            VodIo {
+                conn,
+                ports,
+                tally,
+                guard,
+            },
+            false,
+        ))
+    }
+
+    /// Runs the session on a client that has DESCRIBEd already. `pass_auth`: the
+    /// viewer's `Authorization` of each SETUP, PLAY and PAUSE goes to the origin with
+    /// that request (pass-through); otherwise it never does.
+    pub fn start(
+        client: RtspClient,
+        described: Arc<Described>,
+        url: String,
+        io: VodIo,
+        pass_auth: bool,
+    ) -> Self {
+        let VodIo {
+            conn,
+            ports,
+            tally,
+            guard,
+        } = io;
         let (tx, rx) = mpsc::channel(8);
         let task = VodTask {
             client,
@@ -60,15 +95,16 @@ impl VodSession {
             sockets: HashMap::new(),
             channels: HashMap::new(),
             playing: false,
-            url: target.url.to_string(),
+            url,
             tally,
+            pass_auth,
         };
         tokio::spawn(async move {
             task.run(rx).await;
             // Drain waits until the origin session is torn down.
             drop(guard);
         });
-        Ok(Self { tx, described })
+        Self { tx, described }
     }
 
     pub fn described(&self) -> &Arc<Described> {
@@ -88,17 +124,27 @@ impl VodSession {
         &self,
         track: usize,
         dest: TrackDest,
+        authorization: ViewerAuth,
     ) -> Result<Option<(u16, u16)>, ClientError> {
-        self.ask(|r| Cmd::Setup(track, dest, r)).await
+        self.ask(|r| Cmd::Setup(track, dest, authorization, r))
+            .await
     }
 
     pub async fn play(&self, viewer_headers: Headers) -> Result<Response, ClientError> {
         self.ask(|r| Cmd::Play(viewer_headers, r)).await
     }
 
-    pub async fn pause(&self) -> Result<Response, ClientError> {
-        self.ask(Cmd::Pause).await
+    pub async fn pause(&self, authorization: ViewerAuth) -> Result<Response, ClientError> {
+        self.ask(|r| Cmd::Pause(authorization, r)).await
     }
+}
+
+/// Where a session's media goes and what it is counted in.
+pub struct VodIo {
+    pub conn: ConnOut,
+    pub ports: Arc<PortAllocator>,
+    pub tally: Arc<Tally>,
+    pub guard: TaskGuard,
 }
 
 struct VodTask {
@@ -114,6 +160,8 @@ struct VodTask {
     url: String,
     /// The viewer session's counters: every frame passed on.
     tally: Arc<Tally>,
+    /// Forward the viewer's `Authorization` with its requests (pass-through).
+    pass_auth: bool,
 }
 
 impl VodTask {
@@ -154,18 +202,20 @@ impl VodTask {
 
     async fn on_cmd(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Setup(track, dest, reply) => {
-                let _ = reply.send(self.setup(track, dest).await);
+            Cmd::Setup(track, dest, auth, reply) => {
+                let _ = reply.send(self.setup(track, dest, auth).await);
             }
             Cmd::Play(h, reply) => {
-                let r = upstream::play(&mut self.client, &self.described, Some(&h)).await;
+                let auth = h.get("Authorization").filter(|_| self.pass_auth);
+                let r = upstream::play_as(&mut self.client, &self.described, Some(&h), auth).await;
                 self.playing = r.is_ok();
                 let _ = reply.send(r);
             }
-            Cmd::Pause(reply) => {
-                let req = self
+            Cmd::Pause(auth, reply) => {
+                let mut req = self
                     .client
                     .request(Method::Pause, &self.described.aggregate_url);
+                self.authorize(&mut req, auth);
                 let r = self.client.send_ok(req).await;
                 if r.is_ok() {
                     self.playing = false;
@@ -175,10 +225,17 @@ impl VodTask {
         }
     }
 
+    fn authorize(&self, req: &mut mediagate_rtsp::Request, auth: ViewerAuth) {
+        if let Some(a) = auth.filter(|_| self.pass_auth) {
+            req.headers.set("Authorization", a);
+        }
+    }
+
     async fn setup(
         &mut self,
         track: usize,
         dest: TrackDest,
+        auth: ViewerAuth,
     ) -> Result<Option<(u16, u16)>, ClientError> {
         let Some(t) = self.described.tracks.get(track) else {
             return Err(ClientError::Closed);
@@ -193,6 +250,7 @@ impl VodTask {
                 channel + 1
             ),
         );
+        self.authorize(&mut req, auth);
         let resp = self.client.send_ok(req).await?;
         let ch = resp
             .headers

@@ -4,6 +4,7 @@
 //! What it does: `run [--config FILE]`, `check-config FILE`, `edge --listen ADDR --map
 //! ADVERTISED=ORIGIN` (issue 3 item 9) and `relay --ng ADDR:PORT --address IP --ports
 //! LOW-HIGH` (issue 4 item 8), `status [--admin URL] [--token-file FILE]` (issue 11),
+//! `user add|del|list --file FILE [USER]` and
 //! `report [--config FILE] [--since DATE] [--by url|user|day]` (issue 12),
 //! with `--help` and `--version`. Values are parsed by the
 //! config value types, so a bad value reads the same on the command line as in a file.
@@ -83,6 +84,20 @@ pub enum Command {
         mediagate status --admin http://192.0.2.5:9554 --token-file /etc/mediagate/admin.token\n  \
         mediagate status --admin https://192.0.2.5:9554 --cacert ca.pem --cert me.pem --key me.key")]
     Status(StatusArgs),
+    /// Manage an edge users file ([edge.auth] users_file)
+    ///
+    /// Passwords are read from the terminal (without echo) or, with --password-stdin,
+    /// from the first line of standard input; never from the command line. The running
+    /// edge reads the file again on SIGHUP.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        mediagate user add --file /etc/mediagate/users --group staff alice\n  \
+        printf '%s\\n' \"$PW\" | mediagate user add --file users --password-stdin --digest-realm mediagate bob\n  \
+        mediagate user list --file /etc/mediagate/users\n  \
+        mediagate user del --file /etc/mediagate/users bob"
+    )]
+    User(UserCommand),
     /// Totals of the edge's viewer sessions from the records store
     ///
     /// Per URL, per user or per day: viewers, hours watched, bytes, hit ratio and
@@ -93,6 +108,60 @@ pub enum Command {
         mediagate report --config /etc/mediagate/mediagate.toml\n  \
         mediagate report --config /etc/mediagate/mediagate.toml --by day --since 2026-12-01")]
     Report(ReportArgs),
+}
+
+/// `mediagate user` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user, or set a user's password and groups
+    Add(UserAddArgs),
+    /// Remove a user
+    Del(UserDelArgs),
+    /// List users with their groups and whether they can use Digest
+    List(UserListArgs),
+}
+
+/// Arguments of `mediagate user add`.
+#[derive(Debug, Args)]
+pub struct UserAddArgs {
+    /// The users file (created, mode 0600, if missing).
+    #[arg(long, value_name = "FILE")]
+    pub file: PathBuf,
+    /// A group of the user (repeat for several).
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// Also store the Digest HA1 (MD5 and SHA-256) for this realm, so players can log
+    /// in with Digest; a password equivalent for that realm (see docs/edge-auth.md).
+    #[arg(long = "digest-realm", value_name = "REALM")]
+    pub digest_realm: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long = "password-stdin")]
+    pub password_stdin: bool,
+    /// The user name.
+    #[arg(value_name = "USER")]
+    pub user: String,
+}
+
+/// Arguments of `mediagate user del`.
+#[derive(Debug, Args)]
+pub struct UserDelArgs {
+    /// The users file.
+    #[arg(long, value_name = "FILE")]
+    pub file: PathBuf,
+    /// The user name.
+    #[arg(value_name = "USER")]
+    pub user: String,
+}
+
+/// Arguments of `mediagate user list`.
+#[derive(Debug, Args)]
+pub struct UserListArgs {
+    /// The users file.
+    #[arg(long, value_name = "FILE")]
+    pub file: PathBuf,
+    /// Only this user.
+    #[arg(value_name = "USER")]
+    pub user: Option<String>,
 }
 
 /// Arguments of `mediagate report`.
@@ -276,6 +345,7 @@ impl EdgeArgs {
                 origin: m.origin.clone(),
                 credentials: None,
                 upstream_transport: UpstreamTransport::Tcp,
+                access: Default::default(),
             })
             .collect();
         if let Some(n) = self

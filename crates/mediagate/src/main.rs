@@ -14,6 +14,7 @@ mod cli;
 mod reload;
 mod run;
 mod status;
+mod users;
 
 use cli::{Cli, Command};
 use mediagate_config::{load_file, render_errors, validate, Config, LoadError};
@@ -24,10 +25,16 @@ const EXIT_BAD_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::CheckConfig(args) => match load(&args.file) {
-            Ok(_) => {
-                println!("{}: ok", args.file.display());
-                ExitCode::SUCCESS
-            }
+            Ok(config) => match users::check_configured_file(&config) {
+                Ok(()) => {
+                    println!("{}: ok", args.file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", args.file.display());
+                    ExitCode::from(EXIT_BAD_CONFIG)
+                }
+            },
             Err(status) => status,
         },
         Command::Run(args) => {
@@ -43,6 +50,7 @@ fn main() -> ExitCode {
         Command::Edge(args) => start_checked(args.to_config()),
         Command::Relay(args) => start_checked(args.to_config()),
         Command::Status(args) => show_status(args),
+        Command::User(cmd) => users::run(cmd),
         Command::Report(args) => show_report(&args),
     }
 }

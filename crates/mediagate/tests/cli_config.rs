@@ -263,3 +263,43 @@ fn quick_start_settings_are_validated_before_starting() {
         stderr(&out)
     );
 }
+
+#[test]
+fn user_add_list_del_keep_the_password_off_the_command_line() {
+    use std::io::Write;
+    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-users");
+    let _ = std::fs::remove_file(&file);
+    let path = file.to_str().expect("UTF-8 path");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mediagate"))
+        .args([
+            "user", "add", "--file", path, "--group", "staff", "--group", "night",
+        ])
+        .args(["--digest-realm", "mediagate", "alice"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    writeln!(child.stdin.take().unwrap(), "open sesame").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("alice:$argon2id$"), "{text}");
+    assert!(!text.contains("open sesame"), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let out = mediagate(&["user", "list", "--file", path]);
+    assert_eq!(stdout(&out), "alice\tstaff,night\tdigest\n");
+    // There is no way to give the password as an argument.
+    let out = mediagate(&["user", "add", "--file", path, "--password", "x", "bob"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = mediagate(&["user", "del", "--file", path, "alice"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&mediagate(&["user", "list", "--file", path])), "");
+    let out = mediagate(&["user", "del", "--file", path, "alice"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no user alice"), "{}", stderr(&out));
+}

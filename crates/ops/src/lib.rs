@@ -11,7 +11,8 @@
 //!   drain), and `role_set`: the running roles shared by the binary and the API;
 //! * `admin`: the management HTTP API (JSON, `/metrics`, `/openapi.json`) on its own
 //!   thread;
-//! * `systemd`: readiness, stopping, status and watchdog notifications to systemd.
+//! * `systemd`: readiness, stopping, status and watchdog notifications to systemd;
+//! * `users`: the edge's users file (Argon2id hashes, groups, optional Digest `HA1`).
 //!
 //! Every module is public: the binary and the roles are its users. Inside them, what
 //! only the crate needs (the writer's `Spool`, the back ends' row plumbing, the log
@@ -29,3 +30,4 @@ pub mod role_set;
 pub mod signals;
 pub mod store;
 pub mod systemd;
+pub mod users;

@@ -10,6 +10,7 @@
 //! * [`postgres::PostgresServer`]: a throwaway PostgreSQL server (Debian's
 //!   `postgresql`) that can be stopped and started again to simulate an outage.
 //! * [`promtool::check_metrics`]: Prometheus' `promtool` on a metrics exposition.
+//! * [`slapd::Slapd`]: a throwaway OpenLDAP server (Debian's `slapd`) loaded from an LDIF.
 //! * [`ports`]: free loopback TCP/UDP ports and RTP/RTCP pairs.
 //! * [`process::Peer`]: the child-process wrapper under all of them: own process group,
 //!   parent-death signal, killed on drop, last output lines kept for failure messages.
@@ -40,6 +41,7 @@ pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod promtool;
+pub mod slapd;
 mod tap;
 mod transport;
 

@@ -20,6 +20,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::conn_out::ConnOut;
 use crate::hub_registry::Hubs;
@@ -261,10 +262,23 @@ impl Edge {
             };
             let edge = self.clone();
             let guard = self.ctx.tasks.guard();
-            tokio::spawn(async move {
-                edge.serve(stream, peer).await;
-                drop(guard);
-            });
+            // Every line about this connection, down to logins and LDAP, carries the
+            // viewer's address; the session id and URL are added once a SETUP opens
+            // one. The task only wakes for requests and timers (media goes through
+            // its writer task), so entering the span is off the per-packet path.
+            let span = tracing::info_span!(
+                "viewer",
+                viewer = %peer,
+                session = tracing::field::Empty,
+                url = tracing::field::Empty,
+            );
+            tokio::spawn(
+                async move {
+                    edge.serve(stream, peer).await;
+                    drop(guard);
+                }
+                .instrument(span),
+            );
         }
     }
 

@@ -561,6 +561,9 @@ impl ViewerConn {
                 self.core.open(id.clone(), url.clone(), tracks, source, now);
                 self.core.set_info(&id, info);
                 tracing::info!(session = %id, viewer = %self.peer, url = %url, "viewer session started");
+                let span = tracing::Span::current();
+                span.record("session", tracing::field::display(&id));
+                span.record("url", tracing::field::display(&url));
                 id
             }
         };

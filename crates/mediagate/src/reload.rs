@@ -4,8 +4,8 @@
 //! What it does: [`Reloader::reload`] reads the file and validates it completely
 //! first; a file that does not load changes nothing and the error names
 //! `FILE:LINE:COL` as `check-config` does. Settings of the whole process that cannot
-//! change while it runs (`state_dir`, `[log]`, `[accounting]`: the one records store is
-//! open, and moving it between SQLite and PostgreSQL under running calls would split
+//! change while it runs (`state_dir`, `[log]`, `[admin]`, bound and read at start,
+//! `[accounting]`: the one records store is open, and moving it between SQLite and PostgreSQL under running calls would split
 //! their records, and which roles run) keep their running values and are reported as
 //! needing a restart; each running role then gets the file through [`Role::reload`],
 //! applies what it can to new sessions and names what it cannot (its listeners, its
@@ -117,6 +117,20 @@ impl Reloader {
             &mut wanted.accounting,
             &mut notes,
         );
+        // The admin API is bound, and its token and certificates read, once at start.
+        keep_until_restart(
+            "admin.listen",
+            &started.admin.listen,
+            &mut wanted.admin.listen,
+            &mut notes,
+        );
+        if started.admin != wanted.admin {
+            // Not shown with its values: they may hold the token.
+            notes.push(
+                "admin token and TLS settings need a restart (the file changes them)".to_owned(),
+            );
+            wanted.admin = started.admin.clone();
+        }
         for kind in self.kinds {
             let (was, now) = ((kind.enabled)(started), (kind.enabled)(&wanted));
             if was != now {
@@ -303,6 +317,23 @@ mod tests {
             2,
             "{:?}",
             prepared.needs_restart
+        );
+    }
+
+    #[tokio::test]
+    async fn the_admin_api_keeps_its_address_and_token_until_a_restart() {
+        let f = file("[admin]\nlisten = [\"127.0.0.1:9554\"]\n");
+        let started = load_file(&f.0).unwrap();
+        let reloader = Reloader::new(Some(f.0.clone()), started.clone(), KINDS);
+        f.rewrite("[admin]\nlisten = [\"127.0.0.1:9555\"]\ntoken = \"0123456789abcdef-secret\"\n");
+        let prepared = reloader.prepare().await.unwrap();
+        assert_eq!(prepared.config.admin, started.admin);
+        let notes = prepared.needs_restart.join("\n");
+        assert!(notes.contains("admin.listen needs a restart"), "{notes}");
+        assert!(notes.contains("admin token and TLS settings"), "{notes}");
+        assert!(
+            !notes.contains("secret"),
+            "the token reached a log line: {notes}"
         );
     }
 

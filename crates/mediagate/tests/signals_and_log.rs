@@ -1,5 +1,8 @@
 //! The process log and the operator's signals on the real binary: `[log] format` and
-//! `level` act, SIGHUP never ends the process (logrotate sends it), SIGTERM stops it.
+//! `level` act, SIGHUP never ends the process (logrotate sends it), SIGTERM stops it;
+//! a viewer session's lines carry its ids as JSON keys.
+
+mod common;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -8,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use mediagate_testkit::ports::free_tcp_port;
 use mediagate_testkit::process::Peer;
+use mediagate_testkit::{Origin, OriginOptions, Transport};
 
 fn workdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("mg-{name}-{}", std::process::id()));
@@ -114,4 +118,54 @@ fn level_warn_keeps_the_routine_lines_out() {
     );
     assert_eq!(peer.stderr_tail(), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The first JSON line of `peer`'s stderr whose message is `message`, parsed.
+fn json_line(peer: &Peer, message: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let found = peer.stderr_tail().into_iter().find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(&l).ok()?;
+            (v["message"] == message).then_some(v)
+        });
+        if let Some(v) = found {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no JSON line {message:?}:\n{}",
+            peer.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_viewer_sessions_lines_carry_session_viewer_and_url_as_keys() {
+    let origin = Origin::start(OriginOptions::default()).expect("gst-rtsp-server origin starts");
+    let edge = common::EdgeProc::start(&format!(
+        "[[edge.route]]\nadvertised = \"/cam\"\norigin = \"{}\"\n[log]\nformat = \"json\"\n[admin]\nlisten = []\n",
+        origin.url("/live")
+    ));
+    let url = edge.url("/cam");
+    let r = common::ffmpeg_gapless(&url, Transport::Tcp, 2.0);
+    assert!(r.video > 0, "ffmpeg saw no video: {r:?}");
+
+    let started = json_line(&edge.peer, "viewer session started");
+    let ended = json_line(&edge.peer, "viewer session ended");
+    for line in [&started, &ended] {
+        let session = line["session"].as_str().unwrap_or_default();
+        assert!(!session.is_empty(), "no session key: {line}");
+        let viewer = line["viewer"].as_str().unwrap_or_default();
+        assert!(viewer.starts_with("127.0.0.1:"), "viewer key: {line}");
+        let seen = line["url"].as_str().unwrap_or_default();
+        assert!(
+            seen.starts_with(&url),
+            "url key {seen:?}, asked {url}: {line}"
+        );
+        // The connection's span names the same viewer, so nested lines carry it too.
+        assert_eq!(line["span"]["viewer"].as_str(), Some(viewer), "{line}");
+    }
+    assert_eq!(started["session"], ended["session"], "{started}\n{ended}");
+    assert_eq!(started["viewer"], ended["viewer"], "{started}\n{ended}");
 }

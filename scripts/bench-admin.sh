@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # What the operations layer costs the edge (issue 11): one run of the 1,000-viewer
 # fan-out with the admin API off, then one with it on while a client scrapes /metrics
-# every second, one dashboard's event stream is open (GET /api/v1/events: a snapshot a
-# second) and /api/v1/edge/viewers (all 1,000) is polled every second. Prints the
-# edge's CPU per delivered packet for both and the admin thread's own CPU time. Needs release builds and a running origin:
+# every second and one dashboard's event stream is open (GET /api/v1/events: a picture
+# of every role a second). With POLL_VIEWERS=1, /api/v1/edge/viewers (all 1,000) is
+# also fetched every second. Prints the edge's CPU per delivered packet for both and
+# the admin thread's own CPU time. Needs release builds and a running origin:
 #   cargo build --release -p mediagate -p mediagate-loadgen
 #   python3 crates/testkit/peers/gst_origin.py --port 18554 --vod '' --auth '' \
 #       --width 640 --height 360 --fps 25 --bitrate 1000 --audio-bitrate 96 &
@@ -43,7 +44,9 @@ EOT
       end=$((SECONDS + seconds + 10))
       n=0
       while [ $SECONDS -lt $end ] && [ $n -lt 300 ]; do
-        for path in /metrics /api/v1/edge/viewers; do
+        paths="/metrics"
+        [ "${POLL_VIEWERS:-0}" = 1 ] && paths="$paths /api/v1/edge/viewers"
+        for path in $paths; do
           curl -s -o /dev/null "http://127.0.0.1:19554$path" || true
         done
         n=$((n + 1))

@@ -225,11 +225,7 @@ fn text_lines_carry_every_field_and_follow_a_rename_and_sighup() {
     // Rotation.
     let rotated = dir.join("access.log.1");
     std::fs::rename(&path, &rotated).unwrap();
-    let hup = Command::new("kill")
-        .args(["-HUP", &edge.peer.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
+    edge.peer.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !edge
         .peer

@@ -521,11 +521,7 @@ fn a_relayed_call_is_listed_and_ended_by_the_api_and_one_role_drains_alone() {
     assert!(ping.contains("pong"), "{ping}");
 
     // SIGTERM still stops everything cleanly (the edge is not drained twice).
-    assert!(Command::new("kill")
-        .args(["-TERM", &mg.pid().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    mg.signal("TERM");
     let status = mg.wait_timeout(Duration::from_secs(10));
     assert!(status.is_some_and(|s| s.success()), "{}", mg.diagnostics());
     let mut store = SqliteStore::open(&work.join("var/accounting.sqlite")).unwrap();

@@ -190,7 +190,7 @@ fn a_users_file_change_applies_on_reload() {
     plays(&with_login(&edge.url("/cam"), "erin", "first"));
     user_add(&users, "erin", "second", &["--digest-realm", "mediagate"]);
     let loads = loaded(&edge);
-    sighup(&edge);
+    edge.peer.signal("HUP");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while loaded(&edge) <= loads {
         assert!(
@@ -202,14 +202,6 @@ fn a_users_file_change_applies_on_reload() {
     }
     refused(&with_login(&edge.url("/cam"), "erin", "first"), "401");
     plays(&with_login(&edge.url("/cam"), "erin", "second"));
-}
-
-fn sighup(edge: &EdgeProc) {
-    let status = Command::new("kill")
-        .args(["-HUP", &edge.peer.pid().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
 }
 
 /// How often the edge has logged loading its users file.

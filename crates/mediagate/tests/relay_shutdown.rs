@@ -33,14 +33,6 @@ fn ask(socket: &UdpSocket, port: u16, cookie: &str, body: &[u8]) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
-fn sigterm(peer: &Peer) {
-    let status = Command::new("kill")
-        .args(["-TERM", &peer.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[test]
 fn first_sigterm_drains_second_exits_with_records() {
     let work = std::env::temp_dir().join(format!("mg-relay-shutdown-{}", std::process::id()));
@@ -83,7 +75,7 @@ fn first_sigterm_drains_second_exits_with_records() {
         .unwrap();
     assert!(ask(&socket, ng, "o1", &offer("running")).starts_with("o1 d6:result2:ok3:sdp"));
 
-    sigterm(&relay);
+    relay.signal("TERM");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !relay.stderr_tail().iter().any(|l| l.contains("draining")) {
         assert!(Instant::now() < deadline, "{}", relay.diagnostics());
@@ -102,7 +94,7 @@ fn first_sigterm_drains_second_exits_with_records() {
     );
 
     let cut_at = Instant::now();
-    sigterm(&relay);
+    relay.signal("TERM");
     let status = relay.wait_timeout(Duration::from_secs(5));
     assert!(
         status.is_some_and(|s| s.success()),

@@ -19,14 +19,6 @@ use mediagate_testkit::ports::free_udp_port;
 use mediagate_testkit::process::Peer;
 use mediagate_testkit::{ffprobe, Origin, OriginOptions, Transport};
 
-fn sighup(peer: &Peer) {
-    let status = Command::new("kill")
-        .args(["-HUP", &peer.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// Waits until the process has written `n` stderr lines containing `needle`.
 fn wait_log(peer: &Peer, needle: &str, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -173,7 +165,7 @@ fn a_new_rule_is_reachable_and_a_broken_file_changes_nothing_while_a_viewer_keep
         origin.url("/other")
     );
     rewrite(&path, &format!("{base}{second_rule}"));
-    sighup(&edge.peer);
+    edge.peer.signal("HUP");
     wait_log(&edge.peer, "reloaded", 1);
     let probe = ffprobe(&edge.url("/cam2"), Transport::Tcp).expect("ffprobe runs");
     assert!(
@@ -190,7 +182,7 @@ fn a_new_rule_is_reachable_and_a_broken_file_changes_nothing_while_a_viewer_keep
     );
     let bad_line = broken.lines().count();
     rewrite(&path, &broken);
-    sighup(&edge.peer);
+    edge.peer.signal("HUP");
     wait_log(&edge.peer, "nothing changed", 1);
     let at = format!("{}:{bad_line}:15:", path.display());
     assert!(
@@ -283,7 +275,7 @@ fn the_next_offer_takes_ports_from_a_new_range_and_the_running_call_keeps_its_ow
     assert!((38400..38440).contains(&old_port), "{running}");
 
     rewrite(&path, &config("38500-38539"));
-    sighup(&relay);
+    relay.signal("HUP");
     wait_log(&relay, "reloaded", 1);
     let next = ask(&socket, ng, "o2", &offer("next"));
     assert!((38500..38540).contains(&offered_port(&next)), "{next}");
@@ -295,7 +287,7 @@ fn the_next_offer_takes_ports_from_a_new_range_and_the_running_call_keeps_its_ow
     // A larger range than the forwarding threads were sized for needs a restart; the
     // range stays as it was.
     rewrite(&path, &config("38600-38799"));
-    sighup(&relay);
+    relay.signal("HUP");
     wait_log(&relay, "relay.ports: the new range has 200 ports", 1);
     let after = ask(&socket, ng, "o4", &offer("after"));
     assert!((38500..38540).contains(&offered_port(&after)), "{after}");

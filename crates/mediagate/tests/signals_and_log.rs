@@ -38,14 +38,6 @@ fn start(dir: &Path, log: &str) -> (Peer, u16) {
     (Peer::spawn("mediagate", cmd).unwrap(), port)
 }
 
-fn signal(peer: &Peer, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &peer.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 fn wait_for_line(peer: &Peer, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -74,14 +66,14 @@ fn sighup_keeps_it_running_and_json_lines_parse() {
     let dir = workdir("sighup");
     let (peer, port) = start(&dir, "format = \"json\"");
     wait_for_line(&peer, "listening for RTSP");
-    signal(&peer, "HUP");
+    peer.signal("HUP");
     let hup = wait_for_line(&peer, "SIGHUP");
     assert!(hup.contains("running sessions are untouched"), "{hup}");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(peer.try_status(), None, "SIGHUP ended the process");
     wait_until_listening(port, &peer);
 
-    signal(&peer, "TERM");
+    peer.signal("TERM");
     let status = peer.wait_timeout(Duration::from_secs(10));
     assert!(
         status.is_some_and(|s| s.success()),
@@ -109,7 +101,7 @@ fn level_warn_keeps_the_routine_lines_out() {
     let dir = workdir("warnlevel");
     let (peer, port) = start(&dir, "level = \"warn\"");
     wait_until_listening(port, &peer);
-    signal(&peer, "TERM");
+    peer.signal("TERM");
     let status = peer.wait_timeout(Duration::from_secs(10));
     assert!(
         status.is_some_and(|s| s.success()),

@@ -312,6 +312,22 @@ impl Peer {
         self.pid
     }
 
+    /// Sends the signal `name` (`"HUP"`, `"TERM"`, `"USR1"`, …) to the child alone, not
+    /// its group, as an operator's `kill -NAME pid` would. Panics if `kill` refuses: a
+    /// test that signals a peer has no use for a signal that was not sent.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(
+            status.success(),
+            "kill -{name} {} failed\n{}",
+            self.pid,
+            self.diagnostics()
+        );
+    }
+
     /// The exit status if the child has exited, without blocking.
     pub fn try_status(&self) -> Option<ExitStatus> {
         let mut status = lock(&self.status);

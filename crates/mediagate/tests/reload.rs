@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::EdgeProc;
+use common::{bencode_str, ng_ask, EdgeProc};
 use mediagate_testkit::ports::free_udp_port;
 use mediagate_testkit::process::Peer;
 use mediagate_testkit::{ffprobe, Origin, OriginOptions, Transport};
@@ -214,10 +214,6 @@ fn a_new_rule_is_reachable_and_a_broken_file_changes_nothing_while_a_viewer_keep
     );
 }
 
-fn bencode_str(s: &str) -> String {
-    format!("{}:{s}", s.len())
-}
-
 fn offer(call_id: &str) -> Vec<u8> {
     let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
     format!(
@@ -226,15 +222,6 @@ fn offer(call_id: &str) -> Vec<u8> {
         bencode_str(sdp)
     )
     .into_bytes()
-}
-
-fn ask(socket: &UdpSocket, port: u16, cookie: &str, body: &[u8]) -> String {
-    let mut dg = format!("{cookie} ").into_bytes();
-    dg.extend_from_slice(body);
-    socket.send_to(&dg, ("127.0.0.1", port)).unwrap();
-    let mut buf = vec![0u8; 65_536];
-    let n = socket.recv(&mut buf).expect("no ng reply");
-    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 /// The media port the relay wrote into an offer's reply SDP.
@@ -270,18 +257,18 @@ fn the_next_offer_takes_ports_from_a_new_range_and_the_running_call_keeps_its_ow
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
 
-    let running = ask(&socket, ng, "o1", &offer("running"));
+    let running = ng_ask(&socket, ng, "o1", offer("running"));
     let old_port = offered_port(&running);
     assert!((38400..38440).contains(&old_port), "{running}");
 
     rewrite(&path, &config("38500-38539"));
     relay.signal("HUP");
     wait_log(&relay, "reloaded", 1);
-    let next = ask(&socket, ng, "o2", &offer("next"));
+    let next = ng_ask(&socket, ng, "o2", offer("next"));
     assert!((38500..38540).contains(&offered_port(&next)), "{next}");
     // The running call is still there, on its own ports (a retransmitted offer
     // answers with the ports the call has).
-    let again = ask(&socket, ng, "o3", &offer("running"));
+    let again = ng_ask(&socket, ng, "o3", offer("running"));
     assert_eq!(offered_port(&again), old_port, "{again}");
 
     // A larger range than the forwarding threads were sized for needs a restart; the
@@ -289,7 +276,7 @@ fn the_next_offer_takes_ports_from_a_new_range_and_the_running_call_keeps_its_ow
     rewrite(&path, &config("38600-38799"));
     relay.signal("HUP");
     wait_log(&relay, "relay.ports: the new range has 200 ports", 1);
-    let after = ask(&socket, ng, "o4", &offer("after"));
+    let after = ng_ask(&socket, ng, "o4", offer("after"));
     assert!((38500..38540).contains(&offered_port(&after)), "{after}");
     assert_eq!(relay.try_status(), None, "{}", relay.diagnostics());
     drop(relay);

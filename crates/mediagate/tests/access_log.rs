@@ -226,16 +226,8 @@ fn text_lines_carry_every_field_and_follow_a_rename_and_sighup() {
     let rotated = dir.join("access.log.1");
     std::fs::rename(&path, &rotated).unwrap();
     edge.peer.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !edge
-        .peer
-        .stderr_tail()
-        .iter()
-        .any(|l| l.contains("log files reopened"))
-    {
-        assert!(Instant::now() < deadline, "{}", edge.peer.diagnostics());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    edge.peer
+        .wait_for_stderr_line("log files reopened", Duration::from_secs(10));
     let r = ffmpeg_gapless(&edge.url("/cam"), Transport::Tcp, 2.5);
     assert!(r.video > 0, "{r:?}");
     let new_lines = wait_lines(&path, 1, &edge);

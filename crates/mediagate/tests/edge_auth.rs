@@ -189,26 +189,19 @@ fn a_users_file_change_applies_on_reload() {
     ));
     plays(&with_login(&edge.url("/cam"), "erin", "first"));
     user_add(&users, "erin", "second", &["--digest-realm", "mediagate"]);
-    let loads = loaded(&edge);
+    let loads = users_file_loads(&edge.peer.stderr_tail());
     edge.peer.signal("HUP");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while loaded(&edge) <= loads {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no reload: {}",
-            edge.peer.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    edge.peer
+        .wait_for_stderr("reload", Duration::from_secs(10), |lines| {
+            (users_file_loads(lines) > loads).then_some(())
+        });
     refused(&with_login(&edge.url("/cam"), "erin", "first"), "401");
     plays(&with_login(&edge.url("/cam"), "erin", "second"));
 }
 
 /// How often the edge has logged loading its users file.
-fn loaded(edge: &EdgeProc) -> usize {
-    edge.peer
-        .stderr_tail()
-        .iter()
+fn users_file_loads(log: &[String]) -> usize {
+    log.iter()
         .filter(|l| l.contains("edge users file loaded"))
         .count()
 }

@@ -70,11 +70,7 @@ fn first_sigterm_drains_second_exits_with_records() {
     assert!(ng_ask(&socket, ng, "o1", offer("running")).starts_with("o1 d6:result2:ok3:sdp"));
 
     relay.signal("TERM");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !relay.stderr_tail().iter().any(|l| l.contains("draining")) {
-        assert!(Instant::now() < deadline, "{}", relay.diagnostics());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    relay.wait_for_stderr_line("draining", Duration::from_secs(5));
     assert_eq!(
         ng_ask(&socket, ng, "o2", offer("new")),
         "o2 d6:result10:load limit7:message30:Parallel session limit reachede"

@@ -19,27 +19,6 @@ use mediagate_testkit::ports::free_udp_port;
 use mediagate_testkit::process::Peer;
 use mediagate_testkit::{ffprobe, Origin, OriginOptions, Transport};
 
-/// Waits until the process has written `n` stderr lines containing `needle`.
-fn wait_log(peer: &Peer, needle: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let seen = peer
-            .stderr_tail()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count();
-        if seen >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline && peer.try_status().is_none(),
-            "no {needle:?} in the log:\n{}",
-            peer.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Rewrites a config file whole, as an editor or a deployment tool would.
 fn rewrite(path: &Path, text: &str) {
     let tmp = path.with_extension("new");
@@ -166,7 +145,8 @@ fn a_new_rule_is_reachable_and_a_broken_file_changes_nothing_while_a_viewer_keep
     );
     rewrite(&path, &format!("{base}{second_rule}"));
     edge.peer.signal("HUP");
-    wait_log(&edge.peer, "reloaded", 1);
+    edge.peer
+        .wait_for_stderr_line("reloaded", Duration::from_secs(10));
     let probe = ffprobe(&edge.url("/cam2"), Transport::Tcp).expect("ffprobe runs");
     assert!(
         probe.has("video", "h264"),
@@ -183,7 +163,8 @@ fn a_new_rule_is_reachable_and_a_broken_file_changes_nothing_while_a_viewer_keep
     let bad_line = broken.lines().count();
     rewrite(&path, &broken);
     edge.peer.signal("HUP");
-    wait_log(&edge.peer, "nothing changed", 1);
+    edge.peer
+        .wait_for_stderr_line("nothing changed", Duration::from_secs(10));
     let at = format!("{}:{bad_line}:15:", path.display());
     assert!(
         edge.peer.stderr_tail().iter().any(|l| l.contains(&at)),
@@ -251,7 +232,7 @@ fn the_next_offer_takes_ports_from_a_new_range_and_the_running_call_keeps_its_ow
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
     cmd.arg("run").arg("--config").arg(&path);
     let relay = Peer::spawn("mediagate run (relay)", cmd).unwrap();
-    wait_log(&relay, "listening for ng commands", 1);
+    relay.wait_for_stderr_line("listening for ng commands", Duration::from_secs(10));
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(2)))
@@ -263,7 +244,7 @@ fn the_next_offer_takes_ports_from_a_new_range_and_the_running_call_keeps_its_ow
 
     rewrite(&path, &config("38500-38539"));
     relay.signal("HUP");
-    wait_log(&relay, "reloaded", 1);
+    relay.wait_for_stderr_line("reloaded", Duration::from_secs(10));
     let next = ng_ask(&socket, ng, "o2", offer("next"));
     assert!((38500..38540).contains(&offered_port(&next)), "{next}");
     // The running call is still there, on its own ports (a retransmitted offer
@@ -275,7 +256,10 @@ fn the_next_offer_takes_ports_from_a_new_range_and_the_running_call_keeps_its_ow
     // range stays as it was.
     rewrite(&path, &config("38600-38799"));
     relay.signal("HUP");
-    wait_log(&relay, "relay.ports: the new range has 200 ports", 1);
+    relay.wait_for_stderr_line(
+        "relay.ports: the new range has 200 ports",
+        Duration::from_secs(10),
+    );
     let after = ng_ask(&socket, ng, "o4", offer("after"));
     assert!((38500..38540).contains(&offered_port(&after)), "{after}");
     assert_eq!(relay.try_status(), None, "{}", relay.diagnostics());

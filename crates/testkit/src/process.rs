@@ -410,6 +410,37 @@ impl Peer {
         lock(&self.stderr.tail).lines.iter().cloned().collect()
     }
 
+    /// Polls the last stderr lines until `find` picks something out of them and returns
+    /// it; panics naming `what`, with the peer's output, once `timeout` has passed. For
+    /// tests that wait on a peer's log.
+    pub fn wait_for_stderr<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut find: impl FnMut(&[String]) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(found) = find(&self.stderr_tail()) {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} in {timeout:?}:\n{}",
+                self.diagnostics()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The first of the last stderr lines that contains `needle`, waiting up to
+    /// `timeout` for one (see [`Peer::wait_for_stderr`]).
+    pub fn wait_for_stderr_line(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_stderr(&format!("line with {needle:?}"), timeout, |lines| {
+            lines.iter().find(|l| l.contains(needle)).cloned()
+        })
+    }
+
     /// All of stdout so far, if the peer was spawned with `keep_all`.
     pub fn stdout_bytes(&self) -> Vec<u8> {
         lock(&self.stdout.tail).all.clone().unwrap_or_default()

@@ -11,7 +11,7 @@ use std::net::{TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{audio_port, bencode_str, ffmpeg_gapless, ffmpeg_viewer, ng_ask, sdp, EdgeProc};
+use common::{ffmpeg_gapless, ffmpeg_viewer, ng_ask, ng_offer_answer, EdgeProc};
 use mediagate_ops::store::SqliteStore;
 use mediagate_testkit::ports::{free_tcp_port, free_udp_port};
 use mediagate_testkit::process::{run, Peer};
@@ -382,31 +382,12 @@ fn a_relayed_call_is_listed_and_ended_by_the_api_and_one_role_drains_alone() {
         caller.local_addr().unwrap().port(),
         callee.local_addr().unwrap().port(),
     );
-    let offer = ng_ask(
+    let relay_for_caller = ng_offer_answer(
         &control,
         ng_port,
-        "o1",
-        format!(
-            "d7:command5:offer7:call-id{}8:from-tag{}3:sdp{}e",
-            bencode_str("api-call"),
-            bencode_str("alice"),
-            bencode_str(&sdp(caller_port))
-        ),
+        ["api-call", "alice", "bob"],
+        (caller_port, callee_port),
     );
-    assert!(offer.starts_with("o1 d"), "{offer}");
-    let answer = ng_ask(
-        &control,
-        ng_port,
-        "a1",
-        format!(
-            "d7:command6:answer7:call-id{}8:from-tag{}6:to-tag{}3:sdp{}e",
-            bencode_str("api-call"),
-            bencode_str("alice"),
-            bencode_str("bob"),
-            bencode_str(&sdp(callee_port))
-        ),
-    );
-    let relay_for_caller = audio_port(&answer);
     for seq in 0..20u16 {
         caller
             .send_to(&rtp(seq), ("127.0.0.1", relay_for_caller))

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{audio_port, bencode_str, ffmpeg_viewer, ng_ask, sdp, EdgeProc};
+use common::{ffmpeg_viewer, ng_offer_answer, EdgeProc};
 use mediagate_testkit::ports::{free_tcp_port, free_udp_port};
 use mediagate_testkit::process::{require_program, Peer};
 use mediagate_testkit::{Origin, OriginOptions};
@@ -355,31 +355,12 @@ impl Call {
             caller.local_addr().unwrap().port(),
             callee.local_addr().unwrap().port(),
         );
-        let offer = ng_ask(
+        let relay_port = ng_offer_answer(
             &control,
             ng_port,
-            "o1",
-            format!(
-                "d7:command5:offer7:call-id{}8:from-tag{}3:sdp{}e",
-                bencode_str(call_id),
-                bencode_str(from_tag),
-                bencode_str(&sdp(caller_port))
-            ),
+            [call_id, from_tag, to_tag],
+            (caller_port, callee_port),
         );
-        assert!(offer.starts_with("o1 d"), "{offer}");
-        let answer = ng_ask(
-            &control,
-            ng_port,
-            "a1",
-            format!(
-                "d7:command6:answer7:call-id{}8:from-tag{}6:to-tag{}3:sdp{}e",
-                bencode_str(call_id),
-                bencode_str(from_tag),
-                bencode_str(to_tag),
-                bencode_str(&sdp(callee_port))
-            ),
-        );
-        let relay_port = audio_port(&answer);
         let running = Arc::new(AtomicBool::new(true));
         let flag = running.clone();
         std::thread::spawn(move || {

@@ -202,3 +202,39 @@ pub fn audio_port(reply: &str) -> u16 {
         .and_then(|p| p.parse().ok())
         .expect("a port")
 }
+
+/// Sets up a call through the relay's `ng` port: an offer from the caller (`tags[1]`)
+/// then an answer from the callee (`tags[2]`) for call-id `tags[0]`, each with an audio
+/// SDP on its local port. Returns the relay port the caller is to send its media to.
+pub fn ng_offer_answer(
+    control: &UdpSocket,
+    ng_port: u16,
+    [call_id, from_tag, to_tag]: [&str; 3],
+    (caller_port, callee_port): (u16, u16),
+) -> u16 {
+    let offer = ng_ask(
+        control,
+        ng_port,
+        "o1",
+        format!(
+            "d7:command5:offer7:call-id{}8:from-tag{}3:sdp{}e",
+            bencode_str(call_id),
+            bencode_str(from_tag),
+            bencode_str(&sdp(caller_port))
+        ),
+    );
+    assert!(offer.starts_with("o1 d"), "{offer}");
+    let answer = ng_ask(
+        control,
+        ng_port,
+        "a1",
+        format!(
+            "d7:command6:answer7:call-id{}8:from-tag{}6:to-tag{}3:sdp{}e",
+            bencode_str(call_id),
+            bencode_str(from_tag),
+            bencode_str(to_tag),
+            bencode_str(&sdp(callee_port))
+        ),
+    );
+    audio_port(&answer)
+}

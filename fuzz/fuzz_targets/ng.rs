@@ -8,53 +8,8 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use mediagate_ng::bencode::{self, DecodeError, DictScanner, Limits, Value};
-use mediagate_ng::framing::{self, FrameError, StreamFramer, StreamItem};
+use mediagate_ng::framing;
 use mediagate_ng::json::{self, ObjectScanner, Scan};
-
-type Framed = (Vec<u8>, framing::Encoding, Result<Value, FrameError>);
-
-/// Frames `stream` as a TCP-ng connection does, `chunk` bytes per read, with one
-/// framer; returns the messages and how the stream ended.
-fn frame(stream: &[u8], chunk: usize, limits: &Limits) -> (Vec<Framed>, StreamItem) {
-    let mut framer = StreamFramer::new(limits);
-    let mut buf = Vec::new();
-    let mut fed = 0;
-    let mut out = Vec::new();
-    loop {
-        match framer.next(&buf) {
-            StreamItem::Message {
-                len,
-                cookie,
-                encoding,
-                body,
-            } => {
-                assert!(
-                    len > 0 && len <= buf.len(),
-                    "message length out of the buffer"
-                );
-                if let Ok(value) = &body {
-                    // What was framed frames back to the same message.
-                    let again = framing::frame_reply(&cookie, encoding, value);
-                    match framing::next_stream_message(&again, limits) {
-                        StreamItem::Message { len, body, .. } => {
-                            assert_eq!(len, again.len());
-                            assert_eq!(body.as_ref(), Ok(value));
-                        }
-                        other => panic!("our own framing did not frame back: {other:?}"),
-                    }
-                }
-                out.push((cookie, encoding, body));
-                buf.drain(..len);
-            }
-            StreamItem::Incomplete if fed < stream.len() => {
-                let end = fed.saturating_add(chunk).min(stream.len());
-                buf.extend_from_slice(&stream[fed..end]);
-                fed = end;
-            }
-            end => return (out, end),
-        }
-    }
-}
 
 /// The JSON object scanner against the decoder, and resumed against one-shot.
 fn check_scanner(data: &[u8], limits: &Limits) {
@@ -194,8 +149,8 @@ fuzz_target!(|data: &[u8]| {
     // TCP-ng: chunked (1 to 256 bytes per read, from the first byte) and whole agree.
     let chunk = usize::from(data.first().copied().unwrap_or(0)) + 1;
     assert_eq!(
-        frame(data, chunk, &limits),
-        frame(data, data.len(), &limits),
+        framing::frame_stream(data, chunk, &limits),
+        framing::frame_stream(data, data.len(), &limits),
         "framing depends on how the stream was cut ({chunk}-byte reads)"
     );
 });

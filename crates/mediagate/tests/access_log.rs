@@ -225,21 +225,9 @@ fn text_lines_carry_every_field_and_follow_a_rename_and_sighup() {
     // Rotation.
     let rotated = dir.join("access.log.1");
     std::fs::rename(&path, &rotated).unwrap();
-    let hup = Command::new("kill")
-        .args(["-HUP", &edge.peer.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !edge
-        .peer
-        .stderr_tail()
-        .iter()
-        .any(|l| l.contains("log files reopened"))
-    {
-        assert!(Instant::now() < deadline, "{}", edge.peer.diagnostics());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    edge.peer.signal("HUP");
+    edge.peer
+        .wait_for_stderr_line("log files reopened", Duration::from_secs(10));
     let r = ffmpeg_gapless(&edge.url("/cam"), Transport::Tcp, 2.5);
     assert!(r.video > 0, "{r:?}");
     let new_lines = wait_lines(&path, 1, &edge);

@@ -11,7 +11,7 @@ use std::net::{TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ffmpeg_gapless, EdgeProc};
+use common::{ffmpeg_gapless, ffmpeg_viewer, ng_ask, ng_offer_answer, EdgeProc};
 use mediagate_ops::store::SqliteStore;
 use mediagate_testkit::ports::{free_tcp_port, free_udp_port};
 use mediagate_testkit::process::{run, Peer};
@@ -99,15 +99,6 @@ fn edge_with_api(origin: &Origin, token: Option<&str>) -> (EdgeProc, u16) {
     (EdgeProc::start(&extra), api)
 }
 
-/// A long-running ffmpeg viewer over TCP with a telling user agent.
-fn ffmpeg_viewer(url: &str, user_agent: &str) -> Peer {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-nostdin", "-hide_banner", "-loglevel", "warning"])
-        .args(["-rtsp_transport", "tcp", "-user_agent", user_agent])
-        .args(["-i", url, "-t", "60", "-f", "null", "-"]);
-    Peer::spawn("ffmpeg", cmd).expect("ffmpeg starts")
-}
-
 fn status_command(args: &[&str]) -> (bool, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
     cmd.arg("status").args(args);
@@ -123,7 +114,7 @@ fn status_command(args: &[&str]) -> (bool, String, String) {
 fn an_ffmpeg_viewer_is_listed_measured_and_disconnected_by_the_api() {
     let origin = Origin::start(OriginOptions::default()).expect("origin starts");
     let (edge, api) = edge_with_api(&origin, None);
-    let viewer = ffmpeg_viewer(&edge.url("/cam"), "probe <b>bold</b>");
+    let viewer = ffmpeg_viewer(&edge.url("/cam"), "probe <b>bold</b>", 60);
 
     let viewers = until(api, "/api/v1/edge/viewers", &edge.peer, |v| {
         v[0]["packets"].as_u64().unwrap_or(0) > 50
@@ -341,32 +332,6 @@ fn a_flood_of_api_requests_costs_the_media_nothing() {
     );
 }
 
-fn bencode_str(s: &str) -> String {
-    format!("{}:{s}", s.len())
-}
-
-fn ng(socket: &UdpSocket, port: u16, cookie: &str, body: &str) -> String {
-    socket
-        .send_to(format!("{cookie} {body}").as_bytes(), ("127.0.0.1", port))
-        .unwrap();
-    let mut buf = vec![0u8; 65_536];
-    let n = socket.recv(&mut buf).expect("an ng reply");
-    String::from_utf8_lossy(&buf[..n]).into_owned()
-}
-
-fn sdp(port: u16) -> String {
-    format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
-}
-
-fn audio_port(reply: &str) -> u16 {
-    let at = reply.find("m=audio ").expect("an SDP in the reply") + 8;
-    reply[at..]
-        .split(' ')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("a port")
-}
-
 fn rtp(seq: u16) -> Vec<u8> {
     let mut p = vec![0x80, 0x00];
     p.extend_from_slice(&seq.to_be_bytes());
@@ -417,31 +382,12 @@ fn a_relayed_call_is_listed_and_ended_by_the_api_and_one_role_drains_alone() {
         caller.local_addr().unwrap().port(),
         callee.local_addr().unwrap().port(),
     );
-    let offer = ng(
+    let relay_for_caller = ng_offer_answer(
         &control,
         ng_port,
-        "o1",
-        &format!(
-            "d7:command5:offer7:call-id{}8:from-tag{}3:sdp{}e",
-            bencode_str("api-call"),
-            bencode_str("alice"),
-            bencode_str(&sdp(caller_port))
-        ),
+        ["api-call", "alice", "bob"],
+        (caller_port, callee_port),
     );
-    assert!(offer.starts_with("o1 d"), "{offer}");
-    let answer = ng(
-        &control,
-        ng_port,
-        "a1",
-        &format!(
-            "d7:command6:answer7:call-id{}8:from-tag{}6:to-tag{}3:sdp{}e",
-            bencode_str("api-call"),
-            bencode_str("alice"),
-            bencode_str("bob"),
-            bencode_str(&sdp(callee_port))
-        ),
-    );
-    let relay_for_caller = audio_port(&answer);
     for seq in 0..20u16 {
         caller
             .send_to(&rtp(seq), ("127.0.0.1", relay_for_caller))
@@ -517,15 +463,11 @@ fn a_relayed_call_is_listed_and_ended_by_the_api_and_one_role_drains_alone() {
         TcpStream::connect(("127.0.0.1", rtsp)).is_err(),
         "the edge stopped listening"
     );
-    let ping = ng(&control, ng_port, "p1", "d7:command4:pinge");
+    let ping = ng_ask(&control, ng_port, "p1", "d7:command4:pinge");
     assert!(ping.contains("pong"), "{ping}");
 
     // SIGTERM still stops everything cleanly (the edge is not drained twice).
-    assert!(Command::new("kill")
-        .args(["-TERM", &mg.pid().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    mg.signal("TERM");
     let status = mg.wait_timeout(Duration::from_secs(10));
     assert!(status.is_some_and(|s| s.success()), "{}", mg.diagnostics());
     let mut store = SqliteStore::open(&work.join("var/accounting.sqlite")).unwrap();

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::EdgeProc;
+use common::{ffmpeg_viewer, ng_offer_answer, EdgeProc};
 use mediagate_testkit::ports::{free_tcp_port, free_udp_port};
 use mediagate_testkit::process::{require_program, Peer};
 use mediagate_testkit::{Origin, OriginOptions};
@@ -338,40 +338,6 @@ fn mediagate(origin: &Origin, relay_ports: &str) -> (EdgeProc, u16, u16) {
     (mg, api, ng_port)
 }
 
-fn ffmpeg_viewer(url: &str, user_agent: &str) -> Peer {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-nostdin", "-hide_banner", "-loglevel", "warning"])
-        .args(["-rtsp_transport", "tcp", "-user_agent", user_agent])
-        .args(["-i", url, "-t", "120", "-f", "null", "-"]);
-    Peer::spawn("ffmpeg", cmd).expect("ffmpeg starts")
-}
-
-fn bencode_str(s: &str) -> String {
-    format!("{}:{s}", s.len())
-}
-
-fn ng(socket: &UdpSocket, port: u16, cookie: &str, body: &str) -> String {
-    socket
-        .send_to(format!("{cookie} {body}").as_bytes(), ("127.0.0.1", port))
-        .unwrap();
-    let mut buf = vec![0u8; 65_536];
-    let n = socket.recv(&mut buf).expect("an ng reply");
-    String::from_utf8_lossy(&buf[..n]).into_owned()
-}
-
-fn sdp(port: u16) -> String {
-    format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
-}
-
-fn audio_port(reply: &str) -> u16 {
-    let at = reply.find("m=audio ").expect("an SDP in the reply") + 8;
-    reply[at..]
-        .split(' ')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("a port")
-}
-
 /// A call set up through `ng` whose caller sends 50 RTP packets a second until dropped.
 struct Call {
     running: Arc<AtomicBool>,
@@ -389,31 +355,12 @@ impl Call {
             caller.local_addr().unwrap().port(),
             callee.local_addr().unwrap().port(),
         );
-        let offer = ng(
+        let relay_port = ng_offer_answer(
             &control,
             ng_port,
-            "o1",
-            &format!(
-                "d7:command5:offer7:call-id{}8:from-tag{}3:sdp{}e",
-                bencode_str(call_id),
-                bencode_str(from_tag),
-                bencode_str(&sdp(caller_port))
-            ),
+            [call_id, from_tag, to_tag],
+            (caller_port, callee_port),
         );
-        assert!(offer.starts_with("o1 d"), "{offer}");
-        let answer = ng(
-            &control,
-            ng_port,
-            "a1",
-            &format!(
-                "d7:command6:answer7:call-id{}8:from-tag{}6:to-tag{}3:sdp{}e",
-                bencode_str(call_id),
-                bencode_str(from_tag),
-                bencode_str(to_tag),
-                bencode_str(&sdp(callee_port))
-            ),
-        );
-        let relay_port = audio_port(&answer);
         let running = Arc::new(AtomicBool::new(true));
         let flag = running.clone();
         std::thread::spawn(move || {
@@ -465,7 +412,7 @@ fn the_dashboard_shows_a_viewer_and_a_call_live_in_chromium() {
     assert_eq!(first["roles"]["edge"]["state"], "running", "{first}");
     assert_eq!(first["roles"]["relay"]["state"], "running", "{first}");
 
-    let viewer = ffmpeg_viewer(&mg.url("/cam"), "dashboard-probe/1.0");
+    let viewer = ffmpeg_viewer(&mg.url("/cam"), "dashboard-probe/1.0", 120);
     let _call = Call::start(ng_port, "dash-call-1", "alice", "bob");
     let seen = browser.until("the ffmpeg viewer, its stream and the call", |s| {
         row_with(&s["viewers"], "dashboard-probe/1.0")
@@ -512,7 +459,7 @@ fn strings_from_clients_show_as_text_and_run_nothing() {
     let (mg, api, ng_port) = mediagate(&origin, "38650-38699");
     let mut browser = Browser::start("xss");
     let agent = format!("probe {HOSTILE}");
-    let _viewer = ffmpeg_viewer(&mg.url("/cam"), &agent);
+    let _viewer = ffmpeg_viewer(&mg.url("/cam"), &agent, 120);
     let call_id = format!("call {HOSTILE}");
     let _call = Call::start(
         ng_port,

@@ -192,34 +192,19 @@ fn a_users_file_change_applies_on_reload() {
     ));
     plays(&with_login(&edge.url("/cam"), "erin", "first"));
     user_add(&users, "erin", "second", &["--digest-realm", "mediagate"]);
-    let loads = loaded(&edge);
-    sighup(&edge);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while loaded(&edge) <= loads {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no reload: {}",
-            edge.peer.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let loads = users_file_loads(&edge.peer.stderr_tail());
+    edge.peer.signal("HUP");
+    edge.peer
+        .wait_for_stderr("reload", Duration::from_secs(10), |lines| {
+            (users_file_loads(lines) > loads).then_some(())
+        });
     refused(&with_login(&edge.url("/cam"), "erin", "first"), "401");
     plays(&with_login(&edge.url("/cam"), "erin", "second"));
 }
 
-fn sighup(edge: &EdgeProc) {
-    let status = Command::new("kill")
-        .args(["-HUP", &edge.peer.pid().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-}
-
 /// How often the edge has logged loading its users file.
-fn loaded(edge: &EdgeProc) -> usize {
-    edge.peer
-        .stderr_tail()
-        .iter()
+fn users_file_loads(log: &[String]) -> usize {
+    log.iter()
         .filter(|l| l.contains("edge users file loaded"))
         .count()
 }

@@ -3,10 +3,13 @@
 //! running call goes on; a second SIGTERM exits at once, after writing the cut call's
 //! record (reason `shutdown`) to the accounting store.
 
+mod common;
+
 use std::net::UdpSocket;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::ng_ask;
 use mediagate_ng::client::RequestBuilder;
 use mediagate_ng::request::Command as NgCommand;
 use mediagate_ops::store::SqliteStore;
@@ -22,23 +25,6 @@ fn offer(call_id: &str) -> Vec<u8> {
         .strs("supports", &["load limit"])
         .build()
         .encode()
-}
-
-fn ask(socket: &UdpSocket, port: u16, cookie: &str, body: &[u8]) -> String {
-    let mut dg = format!("{cookie} ").into_bytes();
-    dg.extend_from_slice(body);
-    socket.send_to(&dg, ("127.0.0.1", port)).unwrap();
-    let mut buf = vec![0u8; 65_536];
-    let n = socket.recv(&mut buf).expect("no ng reply");
-    String::from_utf8_lossy(&buf[..n]).into_owned()
-}
-
-fn sigterm(peer: &Peer) {
-    let status = Command::new("kill")
-        .args(["-TERM", &peer.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[test]
@@ -81,19 +67,15 @@ fn first_sigterm_drains_second_exits_with_records() {
     socket
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
-    assert!(ask(&socket, ng, "o1", &offer("running")).starts_with("o1 d6:result2:ok3:sdp"));
+    assert!(ng_ask(&socket, ng, "o1", offer("running")).starts_with("o1 d6:result2:ok3:sdp"));
 
-    sigterm(&relay);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !relay.stderr_tail().iter().any(|l| l.contains("draining")) {
-        assert!(Instant::now() < deadline, "{}", relay.diagnostics());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    relay.signal("TERM");
+    relay.wait_for_stderr_line("draining", Duration::from_secs(5));
     assert_eq!(
-        ask(&socket, ng, "o2", &offer("new")),
+        ng_ask(&socket, ng, "o2", offer("new")),
         "o2 d6:result10:load limit7:message30:Parallel session limit reachede"
     );
-    let query = ask(&socket, ng, "q1", b"d7:command5:query7:call-id7:runninge");
+    let query = ng_ask(&socket, ng, "q1", b"d7:command5:query7:call-id7:runninge");
     assert!(query.starts_with("q1 d6:result2:ok"), "{query}");
     assert_eq!(
         relay.try_status(),
@@ -102,7 +84,7 @@ fn first_sigterm_drains_second_exits_with_records() {
     );
 
     let cut_at = Instant::now();
-    sigterm(&relay);
+    relay.signal("TERM");
     let status = relay.wait_timeout(Duration::from_secs(5));
     assert!(
         status.is_some_and(|s| s.success()),

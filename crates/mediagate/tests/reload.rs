@@ -14,39 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::EdgeProc;
+use common::{bencode_str, ng_ask, EdgeProc};
 use mediagate_testkit::ports::free_udp_port;
 use mediagate_testkit::process::Peer;
 use mediagate_testkit::{ffprobe, Origin, OriginOptions, Transport};
-
-fn sighup(peer: &Peer) {
-    let status = Command::new("kill")
-        .args(["-HUP", &peer.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-/// Waits until the process has written `n` stderr lines containing `needle`.
-fn wait_log(peer: &Peer, needle: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let seen = peer
-            .stderr_tail()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count();
-        if seen >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline && peer.try_status().is_none(),
-            "no {needle:?} in the log:\n{}",
-            peer.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Rewrites a config file whole, as an editor or a deployment tool would.
 fn rewrite(path: &Path, text: &str) {
@@ -173,8 +144,9 @@ fn a_new_rule_is_reachable_and_a_broken_file_changes_nothing_while_a_viewer_keep
         origin.url("/other")
     );
     rewrite(&path, &format!("{base}{second_rule}"));
-    sighup(&edge.peer);
-    wait_log(&edge.peer, "reloaded", 1);
+    edge.peer.signal("HUP");
+    edge.peer
+        .wait_for_stderr_line("reloaded", Duration::from_secs(10));
     let probe = ffprobe(&edge.url("/cam2"), Transport::Tcp).expect("ffprobe runs");
     assert!(
         probe.has("video", "h264"),
@@ -190,8 +162,9 @@ fn a_new_rule_is_reachable_and_a_broken_file_changes_nothing_while_a_viewer_keep
     );
     let bad_line = broken.lines().count();
     rewrite(&path, &broken);
-    sighup(&edge.peer);
-    wait_log(&edge.peer, "nothing changed", 1);
+    edge.peer.signal("HUP");
+    edge.peer
+        .wait_for_stderr_line("nothing changed", Duration::from_secs(10));
     let at = format!("{}:{bad_line}:15:", path.display());
     assert!(
         edge.peer.stderr_tail().iter().any(|l| l.contains(&at)),
@@ -222,10 +195,6 @@ fn a_new_rule_is_reachable_and_a_broken_file_changes_nothing_while_a_viewer_keep
     );
 }
 
-fn bencode_str(s: &str) -> String {
-    format!("{}:{s}", s.len())
-}
-
 fn offer(call_id: &str) -> Vec<u8> {
     let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
     format!(
@@ -234,15 +203,6 @@ fn offer(call_id: &str) -> Vec<u8> {
         bencode_str(sdp)
     )
     .into_bytes()
-}
-
-fn ask(socket: &UdpSocket, port: u16, cookie: &str, body: &[u8]) -> String {
-    let mut dg = format!("{cookie} ").into_bytes();
-    dg.extend_from_slice(body);
-    socket.send_to(&dg, ("127.0.0.1", port)).unwrap();
-    let mut buf = vec![0u8; 65_536];
-    let n = socket.recv(&mut buf).expect("no ng reply");
-    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 /// The media port the relay wrote into an offer's reply SDP.
@@ -272,32 +232,35 @@ fn the_next_offer_takes_ports_from_a_new_range_and_the_running_call_keeps_its_ow
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
     cmd.arg("run").arg("--config").arg(&path);
     let relay = Peer::spawn("mediagate run (relay)", cmd).unwrap();
-    wait_log(&relay, "listening for ng commands", 1);
+    relay.wait_for_stderr_line("listening for ng commands", Duration::from_secs(10));
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
 
-    let running = ask(&socket, ng, "o1", &offer("running"));
+    let running = ng_ask(&socket, ng, "o1", offer("running"));
     let old_port = offered_port(&running);
     assert!((38400..38440).contains(&old_port), "{running}");
 
     rewrite(&path, &config("38500-38539"));
-    sighup(&relay);
-    wait_log(&relay, "reloaded", 1);
-    let next = ask(&socket, ng, "o2", &offer("next"));
+    relay.signal("HUP");
+    relay.wait_for_stderr_line("reloaded", Duration::from_secs(10));
+    let next = ng_ask(&socket, ng, "o2", offer("next"));
     assert!((38500..38540).contains(&offered_port(&next)), "{next}");
     // The running call is still there, on its own ports (a retransmitted offer
     // answers with the ports the call has).
-    let again = ask(&socket, ng, "o3", &offer("running"));
+    let again = ng_ask(&socket, ng, "o3", offer("running"));
     assert_eq!(offered_port(&again), old_port, "{again}");
 
     // A larger range than the forwarding threads were sized for needs a restart; the
     // range stays as it was.
     rewrite(&path, &config("38600-38799"));
-    sighup(&relay);
-    wait_log(&relay, "relay.ports: the new range has 200 ports", 1);
-    let after = ask(&socket, ng, "o4", &offer("after"));
+    relay.signal("HUP");
+    relay.wait_for_stderr_line(
+        "relay.ports: the new range has 200 ports",
+        Duration::from_secs(10),
+    );
+    let after = ng_ask(&socket, ng, "o4", offer("after"));
     assert!((38500..38540).contains(&offered_port(&after)), "{after}");
     assert_eq!(relay.try_status(), None, "{}", relay.diagnostics());
     drop(relay);

@@ -38,29 +38,6 @@ fn start(dir: &Path, log: &str) -> (Peer, u16) {
     (Peer::spawn("mediagate", cmd).unwrap(), port)
 }
 
-fn signal(peer: &Peer, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &peer.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-fn wait_for_line(peer: &Peer, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(line) = peer.stderr_tail().into_iter().find(|l| l.contains(needle)) {
-            return line;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no line with {needle:?}:\n{}",
-            peer.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn wait_until_listening(port: u16, peer: &Peer) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -73,15 +50,15 @@ fn wait_until_listening(port: u16, peer: &Peer) {
 fn sighup_keeps_it_running_and_json_lines_parse() {
     let dir = workdir("sighup");
     let (peer, port) = start(&dir, "format = \"json\"");
-    wait_for_line(&peer, "listening for RTSP");
-    signal(&peer, "HUP");
-    let hup = wait_for_line(&peer, "SIGHUP");
+    peer.wait_for_stderr_line("listening for RTSP", Duration::from_secs(10));
+    peer.signal("HUP");
+    let hup = peer.wait_for_stderr_line("SIGHUP", Duration::from_secs(10));
     assert!(hup.contains("running sessions are untouched"), "{hup}");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(peer.try_status(), None, "SIGHUP ended the process");
     wait_until_listening(port, &peer);
 
-    signal(&peer, "TERM");
+    peer.signal("TERM");
     let status = peer.wait_timeout(Duration::from_secs(10));
     assert!(
         status.is_some_and(|s| s.success()),
@@ -109,7 +86,7 @@ fn level_warn_keeps_the_routine_lines_out() {
     let dir = workdir("warnlevel");
     let (peer, port) = start(&dir, "level = \"warn\"");
     wait_until_listening(port, &peer);
-    signal(&peer, "TERM");
+    peer.signal("TERM");
     let status = peer.wait_timeout(Duration::from_secs(10));
     assert!(
         status.is_some_and(|s| s.success()),
@@ -122,22 +99,13 @@ fn level_warn_keeps_the_routine_lines_out() {
 
 /// The first JSON line of `peer`'s stderr whose message is `message`, parsed.
 fn json_line(peer: &Peer, message: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let found = peer.stderr_tail().into_iter().find_map(|l| {
-            let v: serde_json::Value = serde_json::from_str(&l).ok()?;
+    let what = format!("JSON line {message:?}");
+    peer.wait_for_stderr(&what, Duration::from_secs(15), |lines| {
+        lines.iter().find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
             (v["message"] == message).then_some(v)
-        });
-        if let Some(v) = found {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no JSON line {message:?}:\n{}",
-            peer.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        })
+    })
 }
 
 #[test]

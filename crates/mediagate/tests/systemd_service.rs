@@ -155,14 +155,6 @@ fn spawn(config: &Path, dir: &Path, envs: &[(&str, &str)]) -> Peer {
     Peer::spawn("mediagate", cmd).unwrap()
 }
 
-fn sigterm(peer: &Peer) {
-    let status = Command::new("kill")
-        .args(["-TERM", &peer.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[test]
 fn ready_once_the_edge_listens_then_watchdog_then_stopping() {
     let dir = workdir("notify");
@@ -208,7 +200,7 @@ fn ready_once_the_edge_listens_then_watchdog_then_stopping() {
         assert_eq!(seen, ["WATCHDOG=1"]);
     }
 
-    sigterm(&peer);
+    peer.signal("TERM");
     let before_stop = systemd.until("STOPPING=1", &peer);
     assert_eq!(before_stop.last().unwrap(), "STOPPING=1");
     assert!(
@@ -262,7 +254,7 @@ fn relay_alone_on_an_abstract_socket_asks_for_its_drain_time_and_no_foreign_watc
         "a watchdog ping for another process's WATCHDOG_PID"
     );
 
-    sigterm(&peer);
+    peer.signal("TERM");
     assert_eq!(systemd.until("STOPPING=1", &peer), ["STOPPING=1"]);
     // shutdown_max_wait (5 s) plus 30 s to write the records.
     assert_eq!(

@@ -356,6 +356,56 @@ fn json_item(
     }
 }
 
+/// A framed message as tests compare it: cookie, encoding, body.
+#[doc(hidden)]
+pub type Framed = (Vec<u8>, Encoding, Result<Value, FrameError>);
+
+/// Cuts `stream` into messages the way a TCP-ng connection does, reading `chunk` bytes
+/// at a time with one [`StreamFramer`]: the messages, then how the stream ended. Checks
+/// as it goes that each message lies inside the buffer and that a decoded body framed
+/// again with [`frame_reply`] frames back to the same value. For unit tests and the
+/// fuzz target, which must cut streams the same way.
+#[doc(hidden)]
+pub fn frame_stream(stream: &[u8], chunk: usize, limits: &Limits) -> (Vec<Framed>, StreamItem) {
+    let mut framer = StreamFramer::new(limits);
+    let mut buf = Vec::new();
+    let mut fed = 0;
+    let mut out = Vec::new();
+    loop {
+        match framer.next(&buf) {
+            StreamItem::Message {
+                len,
+                cookie,
+                encoding,
+                body,
+            } => {
+                assert!(
+                    len > 0 && len <= buf.len(),
+                    "message length out of the buffer"
+                );
+                if let Ok(value) = &body {
+                    let again = frame_reply(&cookie, encoding, value);
+                    match next_stream_message(&again, limits) {
+                        StreamItem::Message { len, body, .. } => {
+                            assert_eq!(len, again.len());
+                            assert_eq!(body.as_ref(), Ok(value));
+                        }
+                        other => panic!("our own framing did not frame back: {other:?}"),
+                    }
+                }
+                out.push((cookie, encoding, body));
+                buf.drain(..len);
+            }
+            StreamItem::Incomplete if fed < stream.len() => {
+                let end = fed.saturating_add(chunk).min(stream.len());
+                buf.extend_from_slice(&stream[fed..end]);
+                fed = end;
+            }
+            end => return (out, end),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,35 +469,8 @@ mod tests {
         );
     }
 
-    /// A framed message as the tests compare it: cookie, encoding, body.
-    type Framed = (Vec<u8>, Encoding, Result<Value, FrameError>);
-
-    /// Cuts `stream` into messages the way a connection does, reading `chunk` bytes at
-    /// a time with one framer: the messages, then how the stream ended.
     fn frame_all(stream: &[u8], chunk: usize) -> (Vec<Framed>, StreamItem) {
-        let mut framer = StreamFramer::new(&l());
-        let mut buf = Vec::new();
-        let mut fed = 0;
-        let mut out = Vec::new();
-        loop {
-            match framer.next(&buf) {
-                StreamItem::Message {
-                    len,
-                    cookie,
-                    encoding,
-                    body,
-                } => {
-                    out.push((cookie, encoding, body));
-                    buf.drain(..len);
-                }
-                StreamItem::Incomplete if fed < stream.len() => {
-                    let end = (fed + chunk).min(stream.len());
-                    buf.extend_from_slice(&stream[fed..end]);
-                    fed = end;
-                }
-                end => return (out, end),
-            }
-        }
+        frame_stream(stream, chunk, &l())
     }
 
     #[test]

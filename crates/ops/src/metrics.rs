@@ -229,41 +229,22 @@ pub struct Scrape<'a> {
 impl Scrape<'_> {
     /// A counter `<name>_total` with this value.
     pub fn counter(&mut self, name: &str, help: &str, value: u64) -> fmt::Result {
-        check_name(name);
-        let counter = ConstCounter::new(value);
-        let m = self
-            .encoder
-            .encode_descriptor(name, help, None, counter.metric_type())?;
-        counter.encode(m)
+        self.one(name, help, &ConstCounter::new(value))
     }
 
     /// A counter of a fractional quantity (seconds).
     pub fn counter_f64(&mut self, name: &str, help: &str, value: f64) -> fmt::Result {
-        check_name(name);
-        let counter = ConstCounter::new(value);
-        let m = self
-            .encoder
-            .encode_descriptor(name, help, None, counter.metric_type())?;
-        counter.encode(m)
+        self.one(name, help, &ConstCounter::new(value))
     }
 
     /// A gauge with this value.
     pub fn gauge(&mut self, name: &str, help: &str, value: i64) -> fmt::Result {
-        check_name(name);
-        let gauge = ConstGauge::new(value);
-        let m = self
-            .encoder
-            .encode_descriptor(name, help, None, gauge.metric_type())?;
-        gauge.encode(m)
+        self.one(name, help, &ConstGauge::new(value))
     }
 
     /// A histogram the role keeps itself (observed where the event happens).
     pub fn histogram(&mut self, name: &str, help: &str, histogram: &Histogram) -> fmt::Result {
-        check_name(name);
-        let m = self
-            .encoder
-            .encode_descriptor(name, help, None, histogram.metric_type())?;
-        histogram.encode(m)
+        self.one(name, help, histogram)
     }
 
     /// A gauge with one label, one sample per `(label value, value)`. The label values
@@ -275,19 +256,7 @@ impl Scrape<'_> {
         label: &str,
         values: &[(&str, i64)],
     ) -> fmt::Result {
-        check_name(name);
-        let mut m = self.encoder.encode_descriptor(
-            name,
-            help,
-            None,
-            ConstGauge::new(0i64).metric_type(),
-        )?;
-        for &(value, n) in values {
-            let labels = [(label, value)];
-            let family = m.encode_family(&labels)?;
-            ConstGauge::new(n).encode(family)?;
-        }
-        Ok(())
+        self.by(name, help, label, values, ConstGauge::new)
     }
 
     /// A counter with one label, one sample per `(label value, count)`. The label
@@ -299,17 +268,35 @@ impl Scrape<'_> {
         label: &str,
         values: &[(&str, u64)],
     ) -> fmt::Result {
+        self.by(name, help, label, values, ConstCounter::new)
+    }
+
+    fn one(&mut self, name: &str, help: &str, metric: &impl EncodeMetric) -> fmt::Result {
         check_name(name);
-        let mut m = self.encoder.encode_descriptor(
-            name,
-            help,
-            None,
-            ConstCounter::new(0u64).metric_type(),
-        )?;
-        for &(value, count) in values {
+        let m = self
+            .encoder
+            .encode_descriptor(name, help, None, metric.metric_type())?;
+        metric.encode(m)
+    }
+
+    /// One descriptor, then a labelled sample per value; `make` turns a value into
+    /// its metric (a zero one gives the type even when `values` is empty).
+    fn by<T: Copy + Default, M: EncodeMetric>(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: &[(&str, T)],
+        make: impl Fn(T) -> M,
+    ) -> fmt::Result {
+        check_name(name);
+        let mut m =
+            self.encoder
+                .encode_descriptor(name, help, None, make(T::default()).metric_type())?;
+        for &(value, n) in values {
             let labels = [(label, value)];
             let family = m.encode_family(&labels)?;
-            ConstCounter::new(count).encode(family)?;
+            make(n).encode(family)?;
         }
         Ok(())
     }

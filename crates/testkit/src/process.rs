@@ -312,6 +312,22 @@ impl Peer {
         self.pid
     }
 
+    /// Sends the signal `name` (`"HUP"`, `"TERM"`, `"USR1"`, …) to the child alone, not
+    /// its group, as an operator's `kill -NAME pid` would. Panics if `kill` refuses: a
+    /// test that signals a peer has no use for a signal that was not sent.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(
+            status.success(),
+            "kill -{name} {} failed\n{}",
+            self.pid,
+            self.diagnostics()
+        );
+    }
+
     /// The exit status if the child has exited, without blocking.
     pub fn try_status(&self) -> Option<ExitStatus> {
         let mut status = lock(&self.status);
@@ -392,6 +408,37 @@ impl Peer {
     /// The last stderr lines (at most [`TAIL_LINES`]).
     pub fn stderr_tail(&self) -> Vec<String> {
         lock(&self.stderr.tail).lines.iter().cloned().collect()
+    }
+
+    /// Polls the last stderr lines until `find` picks something out of them and returns
+    /// it; panics naming `what`, with the peer's output, once `timeout` has passed. For
+    /// tests that wait on a peer's log.
+    pub fn wait_for_stderr<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut find: impl FnMut(&[String]) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(found) = find(&self.stderr_tail()) {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} in {timeout:?}:\n{}",
+                self.diagnostics()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The first of the last stderr lines that contains `needle`, waiting up to
+    /// `timeout` for one (see [`Peer::wait_for_stderr`]).
+    pub fn wait_for_stderr_line(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_stderr(&format!("line with {needle:?}"), timeout, |lines| {
+            lines.iter().find(|l| l.contains(needle)).cloned()
+        })
     }
 
     /// All of stdout so far, if the peer was spawned with `keep_all`.

@@ -3,6 +3,7 @@
 //! group, killed on drop, its last output kept for failure messages.
 #![allow(dead_code)] // each test binary uses a different part
 
+use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -160,4 +161,80 @@ pub fn ffmpeg_gapless(url: &str, transport: Transport, seconds: f64) -> GapRepor
         gap_warnings,
         diagnostics: out.diagnostics,
     }
+}
+
+/// A long-running ffmpeg viewer over TCP with a telling user agent, stopping after
+/// `seconds`.
+pub fn ffmpeg_viewer(url: &str, user_agent: &str, seconds: u32) -> Peer {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-hide_banner", "-loglevel", "warning"])
+        .args(["-rtsp_transport", "tcp", "-user_agent", user_agent])
+        .args(["-i", url, "-t", &seconds.to_string(), "-f", "null", "-"]);
+    Peer::spawn("ffmpeg", cmd).expect("ffmpeg starts")
+}
+
+/// A bencode string: its length, a colon, the bytes.
+pub fn bencode_str(s: &str) -> String {
+    format!("{}:{s}", s.len())
+}
+
+/// Sends one `ng` datagram (`cookie`, a space, `body`) and returns the reply as text.
+pub fn ng_ask(socket: &UdpSocket, port: u16, cookie: &str, body: impl AsRef<[u8]>) -> String {
+    let mut dg = format!("{cookie} ").into_bytes();
+    dg.extend_from_slice(body.as_ref());
+    socket.send_to(&dg, ("127.0.0.1", port)).unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let n = socket.recv(&mut buf).expect("an ng reply");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// An SDP offering one PCMU audio stream on 127.0.0.1:`port`.
+pub fn sdp(port: u16) -> String {
+    format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+}
+
+/// The audio port of the first `m=audio` line in an `ng` reply's SDP.
+pub fn audio_port(reply: &str) -> u16 {
+    let at = reply.find("m=audio ").expect("an SDP in the reply") + 8;
+    reply[at..]
+        .split(' ')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port")
+}
+
+/// Sets up a call through the relay's `ng` port: an offer from the caller (`tags[1]`)
+/// then an answer from the callee (`tags[2]`) for call-id `tags[0]`, each with an audio
+/// SDP on its local port. Returns the relay port the caller is to send its media to.
+pub fn ng_offer_answer(
+    control: &UdpSocket,
+    ng_port: u16,
+    [call_id, from_tag, to_tag]: [&str; 3],
+    (caller_port, callee_port): (u16, u16),
+) -> u16 {
+    let offer = ng_ask(
+        control,
+        ng_port,
+        "o1",
+        format!(
+            "d7:command5:offer7:call-id{}8:from-tag{}3:sdp{}e",
+            bencode_str(call_id),
+            bencode_str(from_tag),
+            bencode_str(&sdp(caller_port))
+        ),
+    );
+    assert!(offer.starts_with("o1 d"), "{offer}");
+    let answer = ng_ask(
+        control,
+        ng_port,
+        "a1",
+        format!(
+            "d7:command6:answer7:call-id{}8:from-tag{}6:to-tag{}3:sdp{}e",
+            bencode_str(call_id),
+            bencode_str(from_tag),
+            bencode_str(to_tag),
+            bencode_str(&sdp(callee_port))
+        ),
+    );
+    audio_port(&answer)
 }

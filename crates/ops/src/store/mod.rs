@@ -94,6 +94,22 @@ impl SqlValue {
 /// string, integers as numbers, JSON columns as their text).
 pub type FoundRow = serde_json::Map<String, Json>;
 
+/// The records in a query's `json` column; rows whose JSON does not read back as `R`
+/// are skipped.
+fn records_from<R: Record>(rows: &[FoundRow], json: &str) -> Vec<R> {
+    rows.iter()
+        .filter_map(|r| r.get(json)?.as_str())
+        .filter_map(|text| serde_json::from_str(text).ok())
+        .collect()
+}
+
+/// The `name` column of a catalogue query's rows, in order.
+fn names_from(rows: &[FoundRow]) -> Vec<String> {
+    rows.iter()
+        .filter_map(|r| r.get("name")?.as_str().map(str::to_owned))
+        .collect()
+}
+
 /// One record made into a row of its table: what the writer queues and the back ends
 /// insert, whatever the record's type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +121,11 @@ pub(crate) struct PendingRow {
 }
 
 impl PendingRow {
+    /// The rows of `records`, or the first reason one does not fit its table.
+    pub(crate) fn all<R: Record>(records: &[R]) -> Result<Vec<Self>, StoreError> {
+        records.iter().map(Self::of).collect()
+    }
+
     /// The row of `record`, or why its [`Record::Row`] does not fit its table.
     pub(crate) fn of<R: Record>(record: &R) -> Result<Self, StoreError> {
         let table = R::TABLE;

@@ -288,11 +288,7 @@ impl PostgresStore {
 
     /// Writes records in one transaction.
     pub fn insert<R: Record>(&mut self, records: &[R]) -> Result<(), StoreError> {
-        let rows = records
-            .iter()
-            .map(PendingRow::of)
-            .collect::<Result<Vec<_>, _>>()?;
-        self.insert_all(&rows)
+        self.insert_all(&PendingRow::all(records)?)
     }
 
     fn query(
@@ -349,11 +345,7 @@ impl PostgresStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let sql = format!("SELECT {json} FROM {} ORDER BY id LIMIT $1", t.name);
         let rows = self.query(&t, &sql, &[&limit])?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| r.get(json)?.as_str())
-            .filter_map(|text| serde_json::from_str(text).ok())
-            .collect())
+        Ok(super::records_from(&rows, json))
     }
 
     /// The table's column names in order, as the server's catalogue reports them.
@@ -366,10 +358,7 @@ impl PostgresStore {
              ORDER BY ordinal_position",
             &[&t.name],
         )?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| r.get("name")?.as_str().map(str::to_owned))
-            .collect())
+        Ok(super::names_from(&rows))
     }
 
     /// Number of stored records of type `R`.

@@ -124,11 +124,7 @@ impl SqliteStore {
 
     /// Writes records in one transaction.
     pub fn insert<R: Record>(&mut self, records: &[R]) -> Result<(), StoreError> {
-        let rows = records
-            .iter()
-            .map(PendingRow::of)
-            .collect::<Result<Vec<_>, _>>()?;
-        self.insert_all(&rows)
+        self.insert_all(&PendingRow::all(records)?)
     }
 
     fn query(
@@ -193,11 +189,7 @@ impl SqliteStore {
         let sql = format!("SELECT {json} FROM {} ORDER BY id LIMIT ?1", t.name);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self.query(&t, &sql, Some(&limit))?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| r.get(json)?.as_str())
-            .filter_map(|text| serde_json::from_str(text).ok())
-            .collect())
+        Ok(super::records_from(&rows, json))
     }
 
     /// The table's column names in order, as the database reports them.
@@ -208,10 +200,7 @@ impl SqliteStore {
             t.name
         );
         let rows = self.query(&t, &sql, None)?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| r.get("name")?.as_str().map(str::to_owned))
-            .collect())
+        Ok(super::names_from(&rows))
     }
 
     /// Number of stored records of type `R`.

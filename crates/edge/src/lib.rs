@@ -7,6 +7,7 @@
 //! and streams, disconnect, drain) and the [`EndedSession`] record its listener receives.
 
 mod access;
+mod accounting;
 mod auth;
 mod conn_out;
 mod hub;

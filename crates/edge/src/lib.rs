@@ -8,6 +8,7 @@
 
 mod access;
 mod accounting;
+mod accounting_conn;
 mod auth;
 mod conn_out;
 mod hub;

@@ -131,16 +131,18 @@ const MAX_REDIRECTS: usize = 3;
 /// never reaches loopback, link-local or private addresses no rule names); the
 /// connection goes to exactly the checked address.
 pub async fn describe(target: &UpstreamTarget) -> Result<(RtspClient, Described), ClientError> {
-    describe_with(target, None).await
+    describe_with(target, None, None).await
 }
 
 /// [`describe`] with a viewer's own `Authorization` value (origin auth pass-through,
 /// for a target without credentials). It goes only to the host the viewer asked for,
 /// never to another host a redirect points at; an origin's `401` comes back as
 /// [`ClientError::Challenged`] with its challenges, for the viewer to answer.
+/// `forwarded_for` (an accounting DESCRIBE's `X-Forwarded-For`) goes on every hop.
 pub async fn describe_with(
     target: &UpstreamTarget,
     mut authorization: Option<&str>,
+    forwarded_for: Option<&str>,
 ) -> Result<(RtspClient, Described), ClientError> {
     let mut url = target.url.clone();
     let mut hop = target.connect_to.clone();
@@ -162,6 +164,9 @@ pub async fn describe_with(
         req.headers.append("Accept", "application/sdp");
         if let Some(a) = authorization {
             req.headers.set("Authorization", a.to_owned());
+        }
+        if let Some(f) = forwarded_for {
+            req.headers.set("X-Forwarded-For", f.to_owned());
         }
         let resp = client.send(req).await?;
         let redirect = matches!(resp.status.as_u16(), 301 | 302 | 303 | 307);

@@ -1,0 +1,203 @@
+//! Accounting connections with real peers (issue 12 item 1): the real `mediagate`
+//! binary with a route in `accounting = "authorize"` mode, ffmpeg viewers, and a
+//! gst-rtsp-server origin that reports every connection and request it sees.
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::EdgeProc;
+use mediagate_testkit::ffmpeg::{ffmpeg_read, parse_framecrc, ReadOptions};
+use mediagate_testkit::process::{Peer, StdoutHandling};
+use mediagate_testkit::{Origin, OriginEvent, OriginEventKind, OriginOptions, Transport};
+
+const VIEWERS: usize = 5;
+
+/// Origin connections open now that carried an accepted accounting DESCRIBE (one
+/// with the edge's `X-Forwarded-For`).
+fn open_accounting(events: &[OriginEvent]) -> usize {
+    let mut accounting = HashSet::new();
+    let mut closed = HashSet::new();
+    for e in events {
+        match &e.kind {
+            OriginEventKind::Request(r)
+                if r.method == "DESCRIBE" && r.status == 200 && r.forwarded_for.is_some() =>
+            {
+                accounting.insert(r.client);
+            }
+            OriginEventKind::ClientClosed { client } => {
+                closed.insert(*client);
+            }
+            _ => {}
+        }
+    }
+    accounting.difference(&closed).count()
+}
+
+/// A long-running ffmpeg viewer, killed when dropped.
+fn viewer(url: &str) -> Peer {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(ReadOptions::seconds(Transport::Tcp, 120.0).args(url));
+    let keep = StdoutHandling {
+        on_line: None,
+        keep_all: true,
+    };
+    Peer::spawn_with("ffmpeg", cmd, keep).expect("ffmpeg starts")
+}
+
+fn frames(p: &Peer) -> u64 {
+    parse_framecrc(&String::from_utf8_lossy(&p.stdout_bytes())).0
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn authorize_gives_the_origin_one_connection_per_viewer_and_one_stream() {
+    let origin = Origin::start(OriginOptions::default()).expect("gst-rtsp-server origin starts");
+    let edge = EdgeProc::start(&format!(
+        "[[edge.route]]\nadvertised = \"/cam\"\norigin = \"{}\"\naccounting = \"authorize\"\n",
+        origin.url("/live")
+    ));
+    let url = edge.url("/cam");
+    let mut viewers: Vec<Peer> = (0..VIEWERS).map(|_| viewer(&url)).collect();
+    origin
+        .wait_until(
+            "an accounting connection per viewer",
+            Duration::from_secs(30),
+            |ev| open_accounting(ev) == VIEWERS,
+        )
+        .expect("accounting connections");
+    wait_for("every viewer decoding", Duration::from_secs(30), || {
+        viewers.iter().all(|v| frames(v) >= 10)
+    });
+    // Held past a few keep-alive intervals (5 s): still one per viewer, plus the one
+    // connection of the one media session.
+    std::thread::sleep(Duration::from_secs(12));
+    let events = origin.events();
+    assert_eq!(
+        open_accounting(&events),
+        VIEWERS,
+        "{}",
+        origin.diagnostics()
+    );
+    assert_eq!(
+        origin.open_connections(),
+        VIEWERS + 1,
+        "{}",
+        origin.diagnostics()
+    );
+    assert_eq!(origin.play_count("/live"), 1, "one media stream");
+    assert!(
+        origin.request_count("OPTIONS", "/live", 200) >= VIEWERS,
+        "keep-alives reached the origin"
+    );
+    // Each accounting DESCRIBE names the viewer and carries the edge's Via.
+    let forwarded: Vec<String> = origin
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.forwarded_for)
+        .collect();
+    assert!(
+        forwarded.len() >= VIEWERS && forwarded.iter().all(|f| f == "127.0.0.1"),
+        "{forwarded:?}"
+    );
+    assert!(viewers.iter().all(|v| v.try_status().is_none()));
+
+    // Closing one viewer closes its accounting connection within a second.
+    let gone = viewers.pop().expect("a viewer");
+    gone.kill();
+    let closed_at = Instant::now();
+    origin
+        .wait_until(
+            "one accounting connection closed",
+            Duration::from_secs(5),
+            |ev| open_accounting(ev) == VIEWERS - 1,
+        )
+        .expect("the accounting connection closes");
+    let took = closed_at.elapsed();
+    assert!(took < Duration::from_secs(1), "closed after {took:?}");
+    // The others keep theirs, and the media session stays one.
+    assert_eq!(origin.play_count("/live"), 1);
+    let before: Vec<u64> = viewers.iter().map(frames).collect();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(viewers.iter().zip(&before).all(|(v, b)| frames(v) > *b));
+
+    drop(viewers);
+    origin
+        .wait_until(
+            "every accounting connection closed",
+            Duration::from_secs(5),
+            |ev| open_accounting(ev) == 0,
+        )
+        .expect("accounting connections close with their viewers");
+}
+
+#[test]
+fn authorize_on_a_digest_mount_passes_the_origins_verdict_to_the_viewer() {
+    let origin = Origin::start(OriginOptions::default()).expect("gst-rtsp-server origin starts");
+    let (user, password) = origin.credentials();
+    let (user, password) = (user.to_owned(), password.to_owned());
+    // The route's own credentials open the shared stream; each viewer's accounting
+    // DESCRIBE carries only that viewer's.
+    let edge = EdgeProc::start(&format!(
+        "[[edge.route]]\nadvertised = \"/sec\"\norigin = \"{}\"\naccounting = \"authorize\"\ncredentials = {{ username = \"{user}\", password = \"{password}\" }}\n",
+        origin.url("/secure")
+    ));
+    let read = |url: &str| {
+        let opts = ReadOptions::seconds(Transport::Tcp, 2.0).timeout(Duration::from_secs(30));
+        ffmpeg_read(url, &opts).expect("ffmpeg runs")
+    };
+    let login = |p: &str| {
+        edge.url("/sec")
+            .replacen("rtsp://", &format!("rtsp://{user}:{p}@"), 1)
+    };
+
+    let anonymous = read(&edge.url("/sec"));
+    assert!(
+        !anonymous.success && anonymous.video_frames == 0 && anonymous.error_contains("401"),
+        "{}",
+        anonymous.diagnostics
+    );
+    assert_eq!(
+        origin.play_count("/secure"),
+        0,
+        "no media for a refused viewer"
+    );
+
+    let good = read(&login(&password));
+    assert!(
+        good.success && good.video_frames >= 10,
+        "{}",
+        good.diagnostics
+    );
+    let wrong = read(&login("not-the-password"));
+    assert!(
+        !wrong.success && wrong.video_frames == 0 && wrong.error_contains("401"),
+        "{}",
+        wrong.diagnostics
+    );
+    // The origin refused the anonymous and the wrong accounting DESCRIBEs, accepted
+    // the right one, and streamed once, to the edge.
+    let accounting: Vec<u16> = origin
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DESCRIBE" && r.forwarded_for.is_some())
+        .map(|r| r.status)
+        .collect();
+    assert!(accounting.contains(&200), "{accounting:?}");
+    assert!(
+        accounting.iter().filter(|s| **s == 401).count() >= 2,
+        "{accounting:?}"
+    );
+    assert_eq!(origin.play_count("/secure"), 1);
+    let log = edge.peer.stderr_tail().join("\n");
+    assert!(!log.contains(&password), "{log}");
+}

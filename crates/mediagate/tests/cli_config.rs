@@ -121,6 +121,25 @@ fn check_config_refuses_an_https_notify_url_the_relay_could_not_use() {
 }
 
 #[test]
+fn check_config_refuses_session_accounting_as_not_built_yet() {
+    let file = config_file(
+        "accounting-session.toml",
+        "[[edge.route]]\nadvertised = \"/cam\"\norigin = \"rtsp://192.0.2.1/x\"\naccounting = \"session\"\n",
+    );
+    let out = mediagate(&["check-config", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!("{file}:4:14: route \"/cam\": accounting = \"session\" (a full origin session per viewer) is not built yet; use \"authorize\" (one accounting connection per viewer) or \"off\"\n")
+    );
+    let authorize = config_file(
+        "accounting-authorize.toml",
+        "[[edge.route]]\nadvertised = \"/cam\"\norigin = \"rtsp://192.0.2.1/x\"\naccounting = \"authorize\"\n",
+    );
+    assert!(mediagate(&["check-config", &authorize]).status.success());
+}
+
+#[test]
 fn syntax_error_is_reported_with_position() {
     let file = config_file("syntax.toml", "[edge]\nlinger = \"10s\nlisten = []\n");
     let out = mediagate(&["check-config", &file]);

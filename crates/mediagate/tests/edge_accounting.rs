@@ -18,12 +18,19 @@ const VIEWERS: usize = 5;
 /// Origin connections open now that carried an accepted accounting DESCRIBE (one
 /// with the edge's `X-Forwarded-For`).
 fn open_accounting(events: &[OriginEvent]) -> usize {
+    open_accounting_for(events, |_| true)
+}
+
+/// [`open_accounting`] for the DESCRIBEs whose `X-Forwarded-For` passes `chain`.
+fn open_accounting_for(events: &[OriginEvent], chain: impl Fn(&str) -> bool) -> usize {
     let mut accounting = HashSet::new();
     let mut closed = HashSet::new();
     for e in events {
         match &e.kind {
             OriginEventKind::Request(r)
-                if r.method == "DESCRIBE" && r.status == 200 && r.forwarded_for.is_some() =>
+                if r.method == "DESCRIBE"
+                    && r.status == 200
+                    && r.forwarded_for.as_deref().is_some_and(&chain) =>
             {
                 accounting.insert(r.client);
             }
@@ -301,4 +308,69 @@ fn a_teardown_closes_the_accounting_connection_while_the_viewer_stays_connected(
     // The viewer's connection is still usable.
     let o = v.ask("OPTIONS", &url, &[]);
     assert_eq!(o.status.as_u16(), 200);
+}
+
+#[test]
+fn through_a_parent_edge_the_origin_still_sees_and_releases_each_viewer() {
+    let origin = Origin::start(OriginOptions::default()).expect("gst-rtsp-server origin starts");
+    let route = |advertised: &str| {
+        format!(
+            "[[edge.route]]\nadvertised = \"{advertised}\"\norigin = \"{}\"\naccounting = \"authorize\"\n",
+            origin.url("/live")
+        )
+    };
+    // The child asks the parent for the origin's own URL, which the parent's route
+    // (a path prefix, any host) matches.
+    let parent = EdgeProc::start(&route("/live"));
+    let child = EdgeProc::start(&format!(
+        "parent = \"rtsp://127.0.0.1:{}\"\n{}",
+        parent.port,
+        route("/cam")
+    ));
+    // To the parent, the child's one shared session is a viewer too: the origin sees
+    // its accounting connection (forwarded for the child) besides the viewer's
+    // (forwarded for the viewer, then the child; all on loopback here).
+    let through_child = |f: &str| f == "127.0.0.1, 127.0.0.1";
+    let v = viewer(&child.url("/cam"));
+    origin
+        .wait_until(
+            "the parent's accounting connections",
+            Duration::from_secs(30),
+            |ev| open_accounting_for(ev, through_child) == 1 && open_accounting(ev) == 2,
+        )
+        .expect("the parent opens its own accounting connections");
+    wait_for("the viewer decoding", Duration::from_secs(30), || {
+        frames(&v) >= 10
+    });
+    // Held past the parent's idle limit for connections without a session (10 s):
+    // the child's keep-alives keep its accounting connection at the parent open.
+    std::thread::sleep(Duration::from_secs(12));
+    let events = origin.events();
+    assert_eq!(
+        open_accounting_for(&events, through_child),
+        1,
+        "{}",
+        origin.diagnostics()
+    );
+    assert_eq!(open_accounting(&events), 2, "{}", origin.diagnostics());
+    assert_eq!(origin.play_count("/live"), 1);
+    v.kill();
+    let ended = Instant::now();
+    origin
+        .wait_until(
+            "the viewer's accounting connection closed",
+            Duration::from_secs(5),
+            |ev| open_accounting_for(ev, through_child) == 0,
+        )
+        .expect("closing the viewer closes the chain");
+    let took = ended.elapsed();
+    assert!(took < Duration::from_secs(1), "closed after {took:?}");
+    // The child's shared session lingers (2 s), then its own goes too.
+    origin
+        .wait_until(
+            "every accounting connection closed",
+            Duration::from_secs(10),
+            |ev| open_accounting(ev) == 0,
+        )
+        .expect("the child's shared session ends after its linger");
 }

@@ -15,8 +15,9 @@
 //! viewer's DESCRIBE: a parent route with `accounting = "authorize"` opens its own to
 //! the origin, with the `X-Forwarded-For` chain extended, and holds it while the
 //! child's is open (the child's own shared session is a viewer of the parent too, so
-the origin sees one more per child and stream). The keep-alive interval ([`KEEPALIVE_INTERVAL`]) is below a parent
-//! edge's default `idle_timeout` (10 s) so the child's held connection survives there.
+//! the origin sees one more per child and stream). The keep-alive interval
+//! ([`KEEPALIVE_INTERVAL`]) is below a parent edge's default `idle_timeout` (10 s) so
+//! the child's held connection survives there.
 //!
 //! What it does not: open sockets, read the clock, or carry media (the viewer's media
 //! still comes from the shared hub). `accounting = "session"` (a full origin session

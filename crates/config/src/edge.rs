@@ -246,7 +246,7 @@ pub struct Route {
     pub access: Access,
     /// Whether the origin sees each viewer: `off`, `authorize` (a DESCRIBE per viewer
     /// with its credentials, held open with keep-alives for its whole session) or
-    /// `session` (not built yet: refused by `check-config`). Default: `"off"`.
+    /// `session` (that, plus a full origin session per viewer). Default: `"off"`.
     #[serde(default)]
     pub accounting: Located<AccountingMode>,
 }
@@ -315,7 +315,9 @@ pub enum AccountingMode {
     /// (a refusal is the viewer's answer), then held open with keep-alives until the
     /// viewer's session ends. Media still comes from the one shared stream.
     Authorize,
-    /// `authorize` plus a full origin session per viewer. Not built yet; refused.
+    /// `authorize` plus a full origin session per viewer (SETUP and PLAY over TCP
+    /// interleaved on the accounting connection, the media discarded), for origins
+    /// that count sessions rather than connections.
     Session,
 }
 

@@ -162,17 +162,6 @@ fn check_routes(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, Str
                 ),
             );
         }
-        // Refused rather than parsed and ignored: an operator who asked for one origin
-        // session per viewer must not silently get less.
-        if *route.accounting.get() == crate::AccountingMode::Session {
-            fail(
-                route.accounting.span(),
-                format!(
-                    "route \"{}\": accounting = \"session\" (a full origin session per viewer) is not built yet; use \"authorize\" (one accounting connection per viewer) or \"off\"",
-                    route.advertised.get()
-                ),
-            );
-        }
     }
 }
 
@@ -408,28 +397,24 @@ mod tests {
     }
 
     #[test]
-    fn route_accounting_reads_authorize_and_refuses_session_as_not_built() {
+    fn route_accounting_reads_its_three_modes() {
         let route = "[[edge.route]]\nadvertised = \"/cam1\"\norigin = \"rtsp://192.0.2.1/x\"\n";
         let cfg = parse_config(route).expect("no accounting key");
         assert_eq!(
             *cfg.edge.route[0].accounting.get(),
             crate::AccountingMode::Off
         );
-        let cfg = parse_config(&format!("{route}accounting = \"authorize\"\n")).expect("authorize");
-        assert_eq!(
-            *cfg.edge.route[0].accounting.get(),
-            crate::AccountingMode::Authorize
-        );
-        let text = format!("{route}accounting = \"session\"\n");
-        let errors = parse_config(&text).unwrap_err();
-        assert_eq!(errors.len(), 1, "{errors:?}");
-        assert_eq!(&text[errors[0].span().unwrap()], "\"session\"");
-        assert!(
-            errors[0].message().contains("is not built yet"),
-            "{}",
-            errors[0]
-        );
-        assert!(parse_config(&format!("{route}accounting = \"yes\"\n")).is_err());
+        for (text, mode) in [
+            ("off", crate::AccountingMode::Off),
+            ("authorize", crate::AccountingMode::Authorize),
+            ("session", crate::AccountingMode::Session),
+        ] {
+            let cfg = parse_config(&format!("{route}accounting = \"{text}\"\n")).expect(text);
+            assert_eq!(*cfg.edge.route[0].accounting.get(), mode);
+            assert_eq!(mode.as_str(), text);
+        }
+        let errors = parse_config(&format!("{route}accounting = \"yes\"\n")).unwrap_err();
+        assert!(errors[0].message().contains("authorize"), "{}", errors[0]);
     }
 
     #[test]

@@ -19,9 +19,12 @@
 //! ([`KEEPALIVE_INTERVAL`]) is below a parent edge's default `idle_timeout` (10 s) so
 //! the child's held connection survives there.
 //!
+//! `accounting = "session"` adds a full origin session per viewer on the same
+//! connection (the shell, `accounting_conn`, repeats the viewer's SETUPs and PLAY);
+//! the timers are the same.
+//!
 //! What it does not: open sockets, read the clock, or carry media (the viewer's media
-//! still comes from the shared hub). `accounting = "session"` (a full origin session
-//! per viewer) is not built; the config refuses it.
+//! still comes from the shared hub).
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

@@ -288,22 +288,40 @@ pub async fn describe_with(
 
 /// SETUPs every track over TCP interleaved.
 pub async fn setup_tracks(client: &mut RtspClient, d: &mut Described) -> Result<(), ClientError> {
-    for t in &mut d.tracks {
-        let mut req = client.request(Method::Setup, &t.control_url);
-        req.headers.append(
-            "Transport",
-            format!(
-                "RTP/AVP/TCP;unicast;interleaved={}-{}",
-                t.channel,
-                t.channel + 1
-            ),
-        );
-        let resp = client.send_ok(req).await?;
-        if let Some(ch) = resp.headers.get("Transport").and_then(interleaved_channel) {
-            t.channel = ch; // the origin may pick its own channels
-        }
-        d.session_timeout = client.session_timeout().unwrap_or(d.session_timeout);
+    for i in 0..d.tracks.len() {
+        setup_track(client, d, i, None).await?;
     }
+    Ok(())
+}
+
+/// SETUPs track `i` over TCP interleaved, with a viewer's own `Authorization` if
+/// given (an accounting session answers each request with the viewer's own).
+pub async fn setup_track(
+    client: &mut RtspClient,
+    d: &mut Described,
+    i: usize,
+    authorization: Option<&str>,
+) -> Result<(), ClientError> {
+    let Some(t) = d.tracks.get_mut(i) else {
+        return Ok(());
+    };
+    let mut req = client.request(Method::Setup, &t.control_url);
+    if let Some(a) = authorization {
+        req.headers.set("Authorization", a.to_owned());
+    }
+    req.headers.append(
+        "Transport",
+        format!(
+            "RTP/AVP/TCP;unicast;interleaved={}-{}",
+            t.channel,
+            t.channel + 1
+        ),
+    );
+    let resp = client.send_ok(req).await?;
+    if let Some(ch) = resp.headers.get("Transport").and_then(interleaved_channel) {
+        t.channel = ch; // the origin may pick its own channels
+    }
+    d.session_timeout = client.session_timeout().unwrap_or(d.session_timeout);
     Ok(())
 }
 

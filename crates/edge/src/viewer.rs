@@ -35,7 +35,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::accounting::{forwarded_for, KEEPALIVE_INTERVAL};
-use crate::accounting_conn::{self, AccountingConn};
+use crate::accounting_conn::{self, Accounting};
 use crate::auth::{LoginKind, Principal};
 use crate::conn_out::{ConnOut, MAX_CONTROL_QUEUED};
 use crate::hub::SubscriberId;
@@ -124,9 +124,9 @@ pub(crate) struct ViewerConn {
     clock: RequestClock,
     /// Accounting connections a DESCRIBE opened, by stream URL, until its SETUP
     /// gives them to a session (or the connection closes).
-    accounting_pending: HashMap<String, AccountingConn>,
+    accounting_pending: HashMap<String, Accounting>,
     /// Each session's accounting connection, by session id: dropped when it ends.
-    accounting: HashMap<String, AccountingConn>,
+    accounting: HashMap<String, Accounting>,
 }
 
 impl ViewerConn {
@@ -399,14 +399,14 @@ impl ViewerConn {
         }
     }
 
-    /// Asks the origin about this viewer when the route's `accounting` says so: an
-    /// accounting connection for `url` is then pending on this connection (kept from an
+    /// Asks the origin about this viewer when the route's `accounting` says so (and,
+    /// for `session`, opens the viewer's own origin session): an accounting
+    /// connection for `url` is then pending on this connection (kept from an
     /// earlier DESCRIBE, or opened now). A refusal is the viewer's answer.
     async fn account(&mut self, req: &Request, url: &str) -> Result<(), Response> {
         let settings = self.ctx.settings.load();
-        if settings.router.accounting_for(url, self.local) != AccountingMode::Authorize
-            || self.accounting_pending.contains_key(url)
-        {
+        let mode = settings.router.accounting_for(url, self.local);
+        if mode == AccountingMode::Off || self.accounting_pending.contains_key(url) {
             return Ok(());
         }
         // A route that does not resolve is refused by the request's own handling.
@@ -428,15 +428,21 @@ impl ViewerConn {
             Some((access, LoginKind::Origin)) if access.requires_login()
         );
         let authorization = passthrough::authorization(req).filter(|_| !edge_login);
-        let conn = accounting_conn::open(
+        let opening = accounting_conn::describe(
             &target,
             authorization,
             &self.incoming_forwarded,
-            KEEPALIVE_INTERVAL,
-            self.ctx.tasks.guard(),
+            mode == AccountingMode::Session,
         )
         .await?;
-        self.accounting_pending.insert(url.to_owned(), conn);
+        let a = if opening.wants_session() {
+            Accounting::Opening(Box::new(opening))
+        } else {
+            Accounting::Held {
+                _conn: opening.hold(KEEPALIVE_INTERVAL, self.ctx.tasks.guard()),
+            }
+        };
+        self.accounting_pending.insert(url.to_owned(), a);
         Ok(())
     }
 
@@ -640,6 +646,13 @@ impl ViewerConn {
                 id
             }
         };
+        // An accounting session repeats the SETUP at the origin first: its refusal
+        // is the viewer's answer.
+        if let Some(Accounting::Opening(o)) = self.accounting.get_mut(&id) {
+            if let Err(r) = o.setup(track, passthrough::authorization(req)).await {
+                return r;
+            }
+        }
         let Some(source) = self.core.source_mut(&id) else {
             return error(StatusCode::SESSION_NOT_FOUND, "no such session");
         };
@@ -680,6 +693,9 @@ impl ViewerConn {
         let session_header = self.core.session_header(&id);
         let base_url = self.core.base_url(&id).unwrap_or_default().to_owned();
         let dests = self.core.dests(&id).unwrap_or_default().to_vec();
+        if let Err(r) = self.play_accounting(req, &id).await {
+            return (r, None);
+        }
         let Some(source) = self.core.source_mut(&id) else {
             return (
                 error(StatusCode::SESSION_NOT_FOUND, "no such session"),
@@ -697,6 +713,21 @@ impl ViewerConn {
             }
             Err(r) => (r, None),
         }
+    }
+
+    /// An accounting session's PLAY at the origin, with the viewer's PLAY
+    /// `Authorization`; once accepted, the connection is held for the session.
+    async fn play_accounting(&mut self, req: &Request, id: &str) -> Result<(), Response> {
+        let Some(Accounting::Opening(o)) = self.accounting.get_mut(id) else {
+            return Ok(());
+        };
+        o.play(passthrough::authorization(req)).await?;
+        if let Some(Accounting::Opening(o)) = self.accounting.remove(id) {
+            let held = o.hold(KEEPALIVE_INTERVAL, self.ctx.tasks.guard());
+            self.accounting
+                .insert(id.to_owned(), Accounting::Held { _conn: held });
+        }
+        Ok(())
     }
 
     async fn pause(&mut self, req: &Request, id: &str) -> Response {

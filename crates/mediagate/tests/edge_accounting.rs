@@ -374,3 +374,71 @@ fn through_a_parent_edge_the_origin_still_sees_and_releases_each_viewer() {
         )
         .expect("the child's shared session ends after its linger");
 }
+
+#[test]
+fn session_gives_each_viewer_its_own_origin_session_beside_the_shared_stream() {
+    const N: usize = 3;
+    let origin = Origin::start(OriginOptions::default()).expect("gst-rtsp-server origin starts");
+    let (user, password) = origin.credentials();
+    let (user, password) = (user.to_owned(), password.to_owned());
+    let edge = EdgeProc::start(&format!(
+        "[[edge.route]]\nadvertised = \"/cam\"\norigin = \"{}\"\naccounting = \"session\"\n\
+         [[edge.route]]\nadvertised = \"/sec\"\norigin = \"{}\"\naccounting = \"session\"\n\
+         credentials = {{ username = \"{user}\", password = \"{password}\" }}\n",
+        origin.url("/live"),
+        origin.url("/secure"),
+    ));
+    let mut viewers: Vec<Peer> = (0..N).map(|_| viewer(&edge.url("/cam"))).collect();
+    // One PLAY for the shared stream, one per viewer on its accounting connection.
+    origin
+        .wait_play_count("/live", N + 1, Duration::from_secs(30))
+        .expect("an origin session per viewer");
+    wait_for("every viewer decoding", Duration::from_secs(30), || {
+        viewers.iter().all(|v| frames(v) >= 10)
+    });
+    std::thread::sleep(Duration::from_secs(7));
+    let events = origin.events();
+    assert_eq!(open_accounting(&events), N, "{}", origin.diagnostics());
+    assert_eq!(origin.open_connections(), N + 1, "{}", origin.diagnostics());
+    assert_eq!(origin.play_count("/live"), N + 1);
+
+    let gone = viewers.pop().expect("a viewer");
+    gone.kill();
+    let ended = Instant::now();
+    origin
+        .wait_until(
+            "one accounting session closed",
+            Duration::from_secs(5),
+            |ev| open_accounting(ev) == N - 1,
+        )
+        .expect("the accounting session closes");
+    let took = ended.elapsed();
+    assert!(took < Duration::from_secs(1), "closed after {took:?}");
+    drop(viewers);
+
+    // On a Digest mount the viewer's credentials open its own origin session too.
+    let read = |url: &str| {
+        let opts = ReadOptions::seconds(Transport::Tcp, 2.0).timeout(Duration::from_secs(30));
+        ffmpeg_read(url, &opts).expect("ffmpeg runs")
+    };
+    let anonymous = read(&edge.url("/sec"));
+    assert!(
+        !anonymous.success && anonymous.error_contains("401"),
+        "{}",
+        anonymous.diagnostics
+    );
+    let url = edge
+        .url("/sec")
+        .replacen("rtsp://", &format!("rtsp://{user}:{password}@"), 1);
+    let good = read(&url);
+    assert!(
+        good.success && good.video_frames >= 10,
+        "{}",
+        good.diagnostics
+    );
+    assert_eq!(
+        origin.play_count("/secure"),
+        2,
+        "the shared stream and the viewer's"
+    );
+}

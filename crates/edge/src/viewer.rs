@@ -46,7 +46,8 @@ use crate::login::{self, Place};
 use crate::passthrough;
 use crate::routing::RouteError;
 use crate::session::{
-    error, EndReason, EndedSession, Now, SessionInfo, Step, ViewerSessions, ViewerTransport,
+    error, CacheResult, EndReason, EndedSession, Now, SessionInfo, Step, ViewerSessions,
+    ViewerTransport,
 };
 use crate::settings::{Current, ViewerSettings};
 use crate::sink::{Tally, TrackDest};
@@ -628,9 +629,11 @@ impl ViewerConn {
                     disconnect: self.disconnect.clone(),
                 });
                 let (rule, origin) = self.routed.get(&url).cloned().unwrap_or_default();
-                // A viewer with its own origin session is already seen by the
-                // origin; the accounting connection is for viewers of the shared one.
-                if let Some(a) = accounting.filter(|_| !source.is_passthrough()) {
+                // A viewer with its own origin session (on-demand content, origin
+                // auth pass-through) is already seen by the origin; the accounting
+                // connection is for viewers of a shared stream.
+                if let Some(a) = accounting.filter(|_| source.cache_result() == CacheResult::Split)
+                {
                     self.accounting.insert(id.clone(), a);
                 }
                 let info = SessionInfo {

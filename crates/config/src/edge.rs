@@ -244,6 +244,11 @@ pub struct Route {
     /// `client_acl` admits.
     #[serde(default, skip_serializing_if = "is_default_access")]
     pub access: Access,
+    /// Whether the origin sees each viewer: `off`, `authorize` (a DESCRIBE per viewer
+    /// with its credentials, held open with keep-alives for its whole session) or
+    /// `session` (that, plus a full origin session per viewer). Default: `"off"`.
+    #[serde(default)]
+    pub accounting: Located<AccountingMode>,
 }
 
 impl Route {
@@ -297,6 +302,33 @@ pub enum AuthScheme {
     Basic,
     /// Digest only.
     Digest,
+}
+
+/// How a route lets the origin see each viewer (issue 12 item 1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountingMode {
+    /// The origin sees the edge's one session per stream only. The default.
+    #[default]
+    Off,
+    /// Per viewer, an accounting connection: a DESCRIBE with the viewer's credentials
+    /// (a refusal is the viewer's answer), then held open with keep-alives until the
+    /// viewer's session ends. Media still comes from the one shared stream.
+    Authorize,
+    /// `authorize` plus a full origin session per viewer (SETUP and PLAY over TCP
+    /// interleaved on the accounting connection, the media discarded), for origins
+    /// that count sessions rather than connections.
+    Session,
+}
+
+impl AccountingMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountingMode::Off => "off",
+            AccountingMode::Authorize => "authorize",
+            AccountingMode::Session => "session",
+        }
+    }
 }
 
 /// Transport of media between origin and edge.
@@ -387,6 +419,7 @@ mod tests {
             credentials: None,
             upstream_transport: UpstreamTransport::Tcp,
             access: Access::default(),
+            accounting: Located::default(),
         };
         let from_url = route.origin_credentials().unwrap();
         assert_eq!(

@@ -75,6 +75,7 @@ fn fully_populated() -> Config {
             users: vec!["alice".into()],
             groups: vec!["staff".into()],
         },
+        accounting: Located::new(AccountingMode::Authorize),
     }];
     c.edge.forward.access = Access {
         clients: vec!["10.0.0.0/8".parse().unwrap()],

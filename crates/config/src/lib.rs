@@ -81,8 +81,9 @@ pub use cidr::Cidr;
 pub use destination::{DestinationRule, HostPattern};
 pub use duration::HumanDuration;
 pub use edge::{
-    AuthScheme, ClientAcl, ConnectionTimeout, Credentials, EdgeConfig, ForwardProxy,
-    MaxConnections, MaxViewers, ReconnectConfig, Route, UpstreamTransport, ViewerBacklog,
+    AccountingMode, AuthScheme, ClientAcl, ConnectionTimeout, Credentials, EdgeConfig,
+    ForwardProxy, MaxConnections, MaxViewers, ReconnectConfig, Route, UpstreamTransport,
+    ViewerBacklog,
 };
 pub use edge_auth::{Access, EdgeAuth, LdapConfig};
 pub use load::{

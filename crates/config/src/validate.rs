@@ -397,6 +397,27 @@ mod tests {
     }
 
     #[test]
+    fn route_accounting_reads_its_three_modes() {
+        let route = "[[edge.route]]\nadvertised = \"/cam1\"\norigin = \"rtsp://192.0.2.1/x\"\n";
+        let cfg = parse_config(route).expect("no accounting key");
+        assert_eq!(
+            *cfg.edge.route[0].accounting.get(),
+            crate::AccountingMode::Off
+        );
+        for (text, mode) in [
+            ("off", crate::AccountingMode::Off),
+            ("authorize", crate::AccountingMode::Authorize),
+            ("session", crate::AccountingMode::Session),
+        ] {
+            let cfg = parse_config(&format!("{route}accounting = \"{text}\"\n")).expect(text);
+            assert_eq!(*cfg.edge.route[0].accounting.get(), mode);
+            assert_eq!(mode.as_str(), text);
+        }
+        let errors = parse_config(&format!("{route}accounting = \"yes\"\n")).unwrap_err();
+        assert!(errors[0].message().contains("authorize"), "{}", errors[0]);
+    }
+
+    #[test]
     fn access_lists_need_a_backend_and_valid_names() {
         let text = "[[edge.route]]\nadvertised = \"/cam1\"\norigin = \"rtsp://192.0.2.1/x\"\naccess = { groups = [\"staff\"] }\n";
         let m = messages(text);

@@ -7,6 +7,8 @@
 //! and streams, disconnect, drain) and the [`EndedSession`] record its listener receives.
 
 mod access;
+mod accounting;
+mod accounting_conn;
 mod auth;
 mod conn_out;
 mod hub;

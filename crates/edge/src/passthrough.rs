@@ -72,7 +72,7 @@ pub(crate) async fn describe(
     authorization: Option<&str>,
     io: VodIo,
 ) -> Result<VodSession, Response> {
-    match upstream::describe_with(target, authorization).await {
+    match upstream::describe_with(target, authorization, None).await {
         Ok((client, described)) => Ok(VodSession::start(
             client,
             Arc::new(described),

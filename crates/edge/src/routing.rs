@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mediagate_config::{Access, AdvertisedPrefix, EdgeConfig, Host, Route, RtspUrl};
+use mediagate_config::{
+    Access, AccountingMode, AdvertisedPrefix, EdgeConfig, Host, Route, RtspUrl,
+};
 use mediagate_rtsp::auth::AcceptedSchemes;
 
 use crate::auth::LoginKind;
@@ -158,6 +160,18 @@ impl Router {
         None
     }
 
+    /// The accounting of the route `resolve` would pick for this URL: `off` for
+    /// forward and transparent requests (only routes configure it).
+    pub fn accounting_for(&self, request_url: &str, local: SocketAddr) -> AccountingMode {
+        let Ok(url) = request_url.parse::<RtspUrl>() else {
+            return AccountingMode::Off;
+        };
+        self.routes
+            .iter()
+            .find(|r| match_rule(r.advertised.get(), &url, local).is_some())
+            .map_or(AccountingMode::Off, |r| *r.accounting.get())
+    }
+
     fn target(
         &self,
         origin: RtspUrl,
@@ -228,6 +242,39 @@ mod tests {
 
     fn local() -> SocketAddr {
         "127.0.0.1:8554".parse().unwrap()
+    }
+
+    #[test]
+    fn accounting_follows_the_rule_resolve_picks() {
+        let r = router(
+            r#"
+            [edge.forward]
+            enabled = true
+            allow = ["*.example.net"]
+            [[edge.route]]
+            advertised = "/cams"
+            origin = "rtsp://o1/all"
+            accounting = "authorize"
+            [[edge.route]]
+            advertised = "/cams/open"
+            origin = "rtsp://o1/open"
+            "#,
+        );
+        let mode = |u: &str| r.accounting_for(u, local());
+        assert_eq!(
+            mode("rtsp://127.0.0.1:8554/cams/a"),
+            AccountingMode::Authorize
+        );
+        assert_eq!(
+            mode("rtsp://127.0.0.1:8554/cams/open/a"),
+            AccountingMode::Off
+        );
+        assert_eq!(
+            mode("rtsp://cam.example.net/cams/a"),
+            AccountingMode::Authorize
+        );
+        assert_eq!(mode("rtsp://127.0.0.1:8554/elsewhere"), AccountingMode::Off);
+        assert_eq!(mode("not a url"), AccountingMode::Off);
     }
 
     #[test]

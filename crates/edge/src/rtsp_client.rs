@@ -287,7 +287,10 @@ impl RtspClient {
         }
     }
 
-    async fn next_item(&mut self) -> Result<Item, ClientError> {
+    /// The next message from the origin, whatever it is (an accounting connection
+    /// waits for keep-alive answers this way). Cancel-safe: bytes already read stay
+    /// buffered.
+    pub(crate) async fn next_item(&mut self) -> Result<Item, ClientError> {
         loop {
             if let Some(item) = self.decoder.next_item()? {
                 return Ok(item);

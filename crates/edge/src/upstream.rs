@@ -131,16 +131,18 @@ const MAX_REDIRECTS: usize = 3;
 /// never reaches loopback, link-local or private addresses no rule names); the
 /// connection goes to exactly the checked address.
 pub async fn describe(target: &UpstreamTarget) -> Result<(RtspClient, Described), ClientError> {
-    describe_with(target, None).await
+    describe_with(target, None, None).await
 }
 
 /// [`describe`] with a viewer's own `Authorization` value (origin auth pass-through,
 /// for a target without credentials). It goes only to the host the viewer asked for,
 /// never to another host a redirect points at; an origin's `401` comes back as
 /// [`ClientError::Challenged`] with its challenges, for the viewer to answer.
+/// `forwarded_for` (an accounting DESCRIBE's `X-Forwarded-For`) goes on every hop.
 pub async fn describe_with(
     target: &UpstreamTarget,
     mut authorization: Option<&str>,
+    forwarded_for: Option<&str>,
 ) -> Result<(RtspClient, Described), ClientError> {
     let mut url = target.url.clone();
     let mut hop = target.connect_to.clone();
@@ -162,6 +164,9 @@ pub async fn describe_with(
         req.headers.append("Accept", "application/sdp");
         if let Some(a) = authorization {
             req.headers.set("Authorization", a.to_owned());
+        }
+        if let Some(f) = forwarded_for {
+            req.headers.set("X-Forwarded-For", f.to_owned());
         }
         let resp = client.send(req).await?;
         let redirect = matches!(resp.status.as_u16(), 301 | 302 | 303 | 307);
@@ -283,22 +288,40 @@ pub async fn describe_with(
 
 /// SETUPs every track over TCP interleaved.
 pub async fn setup_tracks(client: &mut RtspClient, d: &mut Described) -> Result<(), ClientError> {
-    for t in &mut d.tracks {
-        let mut req = client.request(Method::Setup, &t.control_url);
-        req.headers.append(
-            "Transport",
-            format!(
-                "RTP/AVP/TCP;unicast;interleaved={}-{}",
-                t.channel,
-                t.channel + 1
-            ),
-        );
-        let resp = client.send_ok(req).await?;
-        if let Some(ch) = resp.headers.get("Transport").and_then(interleaved_channel) {
-            t.channel = ch; // the origin may pick its own channels
-        }
-        d.session_timeout = client.session_timeout().unwrap_or(d.session_timeout);
+    for i in 0..d.tracks.len() {
+        setup_track(client, d, i, None).await?;
     }
+    Ok(())
+}
+
+/// SETUPs track `i` over TCP interleaved, with a viewer's own `Authorization` if
+/// given (an accounting session answers each request with the viewer's own).
+pub async fn setup_track(
+    client: &mut RtspClient,
+    d: &mut Described,
+    i: usize,
+    authorization: Option<&str>,
+) -> Result<(), ClientError> {
+    let Some(t) = d.tracks.get_mut(i) else {
+        return Ok(());
+    };
+    let mut req = client.request(Method::Setup, &t.control_url);
+    if let Some(a) = authorization {
+        req.headers.set("Authorization", a.to_owned());
+    }
+    req.headers.append(
+        "Transport",
+        format!(
+            "RTP/AVP/TCP;unicast;interleaved={}-{}",
+            t.channel,
+            t.channel + 1
+        ),
+    );
+    let resp = client.send_ok(req).await?;
+    if let Some(ch) = resp.headers.get("Transport").and_then(interleaved_channel) {
+        t.channel = ch; // the origin may pick its own channels
+    }
+    d.session_timeout = client.session_timeout().unwrap_or(d.session_timeout);
     Ok(())
 }
 

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use mediagate_config::AccountingMode;
 use mediagate_rtsp::headers::{
     ChannelRange, Delivery, LowerTransport, PortRange, RtpProfile, Transport, TransportProtocol,
     TransportSpec,
@@ -33,7 +34,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use crate::auth::Principal;
+use crate::accounting::{forwarded_for, KEEPALIVE_INTERVAL};
+use crate::accounting_conn::{self, Accounting};
+use crate::auth::{LoginKind, Principal};
 use crate::conn_out::{ConnOut, MAX_CONTROL_QUEUED};
 use crate::hub::SubscriberId;
 use crate::hub_registry::{Hubs, Lease};
@@ -43,7 +46,8 @@ use crate::login::{self, Place};
 use crate::passthrough;
 use crate::routing::RouteError;
 use crate::session::{
-    error, EndReason, EndedSession, Now, SessionInfo, Step, ViewerSessions, ViewerTransport,
+    error, CacheResult, EndReason, EndedSession, Now, SessionInfo, Step, ViewerSessions,
+    ViewerTransport,
 };
 use crate::settings::{Current, ViewerSettings};
 use crate::sink::{Tally, TrackDest};
@@ -114,8 +118,16 @@ pub(crate) struct ViewerConn {
     /// The `Via` chain of the request being handled, passed on upstream before our
     /// own entry so an edge further up spots a loop through it.
     incoming_via: Option<String>,
+    /// The request's `X-Forwarded-For` chain with this viewer appended, for an
+    /// accounting DESCRIBE.
+    incoming_forwarded: String,
     /// Request and idle limits while the connection has no session.
     clock: RequestClock,
+    /// Accounting connections a DESCRIBE opened, by stream URL, until its SETUP
+    /// gives them to a session (or the connection closes).
+    accounting_pending: HashMap<String, Accounting>,
+    /// Each session's accounting connection, by session id: dropped when it ends.
+    accounting: HashMap<String, Accounting>,
 }
 
 impl ViewerConn {
@@ -147,7 +159,10 @@ impl ViewerConn {
             admitted_user: None,
             passthrough: HashMap::new(),
             incoming_via: None,
+            incoming_forwarded: String::new(),
             clock,
+            accounting_pending: HashMap::new(),
+            accounting: HashMap::new(),
         }
     }
 
@@ -260,6 +275,7 @@ impl ViewerConn {
         self.core.end_all(reason, Now::system());
         self.finish_ended().await;
         self.described.clear();
+        self.accounting_pending.clear();
         self.out.close();
     }
 
@@ -267,6 +283,8 @@ impl ViewerConn {
     async fn finish_ended(&mut self) {
         while let Some(ended) = self.core.poll_ended() {
             let mut rec = ended.record;
+            // Closes the origin's accounting connection for this viewer.
+            self.accounting.remove(&rec.session);
             let tally = ended.source.tally().clone();
             rec.counts = ended.source.stop().await;
             // UDP viewers' reports reached the hub, interleaved ones the session.
@@ -312,6 +330,8 @@ impl ViewerConn {
         }
         let vias: Vec<&str> = req.headers.get_all("Via").collect();
         self.incoming_via = (!vias.is_empty()).then(|| vias.join(", "));
+        self.incoming_forwarded =
+            forwarded_for(req.headers.get_all("X-Forwarded-For"), self.peer.ip());
         let step = self.core.handle_request(&req, now);
         let (mut resp, release) = match self.admit(&req, &step).await {
             Err(r) => (r, None),
@@ -380,6 +400,53 @@ impl ViewerConn {
         }
     }
 
+    /// Asks the origin about this viewer when the route's `accounting` says so (and,
+    /// for `session`, opens the viewer's own origin session): an accounting
+    /// connection for `url` is then pending on this connection (kept from an
+    /// earlier DESCRIBE, or opened now). A refusal is the viewer's answer.
+    async fn account(&mut self, req: &Request, url: &str) -> Result<(), Response> {
+        let settings = self.ctx.settings.load();
+        let mode = settings.router.accounting_for(url, self.local);
+        if mode == AccountingMode::Off || self.accounting_pending.contains_key(url) {
+            return Ok(());
+        }
+        // A route that does not resolve is refused by the request's own handling.
+        let Ok(mut target) = settings.router.resolve(url, self.local, self.original_dst) else {
+            return Ok(());
+        };
+        if self.accounting_pending.len() >= passthrough::MAX_PENDING {
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many streams described but not set up on this connection",
+            ));
+        }
+        if let Some(chain) = &self.incoming_via {
+            target.via = format!("{chain}, {}", target.via);
+        }
+        // An `Authorization` that logs in at this edge is not the origin's to see.
+        let edge_login = matches!(
+            settings.router.access_for(url, self.local, self.original_dst),
+            Some((access, LoginKind::Origin)) if access.requires_login()
+        );
+        let authorization = passthrough::authorization(req).filter(|_| !edge_login);
+        let opening = accounting_conn::describe(
+            &target,
+            authorization,
+            &self.incoming_forwarded,
+            mode == AccountingMode::Session,
+        )
+        .await?;
+        let a = if opening.wants_session() {
+            Accounting::Opening(Box::new(opening))
+        } else {
+            Accounting::Held {
+                _conn: opening.hold(KEEPALIVE_INTERVAL, self.ctx.tasks.guard()),
+            }
+        };
+        self.accounting_pending.insert(url.to_owned(), a);
+        Ok(())
+    }
+
     async fn open_stream(&mut self, stream_url: &str) -> Result<(Arc<Described>, Lease), Response> {
         if let Some((d, lease)) = self.described.get(stream_url) {
             return Ok((d.clone(), lease.another()));
@@ -412,6 +479,9 @@ impl ViewerConn {
     /// DESCRIBE through the hub, or, when the origin wants the viewer's own
     /// credentials, on the viewer's own origin connection (`passthrough`).
     async fn describe_or_pass(&mut self, req: &Request, url: &str) -> Response {
+        if let Err(r) = self.account(req, url).await {
+            return r;
+        }
         let settings = self.ctx.settings.load();
         let mut target = match passthrough::target(&settings, url, self.local, self.original_dst) {
             // The viewer answers an origin challenge: never through the shared hub.
@@ -505,6 +575,14 @@ impl ViewerConn {
                 "this edge is at its viewer limit",
             );
         }
+        let accounting = if session.is_none() {
+            match self.account(req, &url).await {
+                Ok(()) => self.accounting_pending.remove(&url),
+                Err(r) => return r,
+            }
+        } else {
+            None
+        };
         let (d, fresh) = match self.open_for_setup(&url, session.as_deref()).await {
             Ok(v) => v,
             Err(r) => return r,
@@ -551,6 +629,13 @@ impl ViewerConn {
                     disconnect: self.disconnect.clone(),
                 });
                 let (rule, origin) = self.routed.get(&url).cloned().unwrap_or_default();
+                // A viewer with its own origin session (on-demand content, origin
+                // auth pass-through) is already seen by the origin; the accounting
+                // connection is for viewers of a shared stream.
+                if let Some(a) = accounting.filter(|_| source.cache_result() == CacheResult::Split)
+                {
+                    self.accounting.insert(id.clone(), a);
+                }
                 let info = SessionInfo {
                     user: self.admitted_user.take(),
                     rule,
@@ -567,6 +652,13 @@ impl ViewerConn {
                 id
             }
         };
+        // An accounting session repeats the SETUP at the origin first: its refusal
+        // is the viewer's answer.
+        if let Some(Accounting::Opening(o)) = self.accounting.get_mut(&id) {
+            if let Err(r) = o.setup(track, passthrough::authorization(req)).await {
+                return r;
+            }
+        }
         let Some(source) = self.core.source_mut(&id) else {
             return error(StatusCode::SESSION_NOT_FOUND, "no such session");
         };
@@ -607,6 +699,9 @@ impl ViewerConn {
         let session_header = self.core.session_header(&id);
         let base_url = self.core.base_url(&id).unwrap_or_default().to_owned();
         let dests = self.core.dests(&id).unwrap_or_default().to_vec();
+        if let Err(r) = self.play_accounting(req, &id).await {
+            return (r, None);
+        }
         let Some(source) = self.core.source_mut(&id) else {
             return (
                 error(StatusCode::SESSION_NOT_FOUND, "no such session"),
@@ -624,6 +719,21 @@ impl ViewerConn {
             }
             Err(r) => (r, None),
         }
+    }
+
+    /// An accounting session's PLAY at the origin, with the viewer's PLAY
+    /// `Authorization`; once accepted, the connection is held for the session.
+    async fn play_accounting(&mut self, req: &Request, id: &str) -> Result<(), Response> {
+        let Some(Accounting::Opening(o)) = self.accounting.get_mut(id) else {
+            return Ok(());
+        };
+        o.play(passthrough::authorization(req)).await?;
+        if let Some(Accounting::Opening(o)) = self.accounting.remove(id) {
+            let held = o.hold(KEEPALIVE_INTERVAL, self.ctx.tasks.guard());
+            self.accounting
+                .insert(id.to_owned(), Accounting::Held { _conn: held });
+        }
+        Ok(())
     }
 
     async fn pause(&mut self, req: &Request, id: &str) -> Response {

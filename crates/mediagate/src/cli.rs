@@ -346,6 +346,7 @@ impl EdgeArgs {
                 credentials: None,
                 upstream_transport: UpstreamTransport::Tcp,
                 access: Default::default(),
+                accounting: Default::default(),
             })
             .collect();
         if let Some(n) = self

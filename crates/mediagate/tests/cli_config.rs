@@ -121,6 +121,30 @@ fn check_config_refuses_an_https_notify_url_the_relay_could_not_use() {
 }
 
 #[test]
+fn check_config_reads_route_accounting_and_points_at_a_bad_mode() {
+    let route = "[[edge.route]]\nadvertised = \"/cam\"\norigin = \"rtsp://192.0.2.1/x\"\n";
+    for mode in ["off", "authorize", "session"] {
+        let file = config_file(
+            &format!("accounting-{mode}.toml"),
+            &format!("{route}accounting = \"{mode}\"\n"),
+        );
+        let out = mediagate(&["check-config", &file]);
+        assert!(out.status.success(), "{mode}: {}", stderr(&out));
+    }
+    let file = config_file(
+        "accounting-bad.toml",
+        &format!("{route}accounting = \"always\"\n"),
+    );
+    let out = mediagate(&["check-config", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with(&format!("{file}:4:14: ")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn syntax_error_is_reported_with_position() {
     let file = config_file("syntax.toml", "[edge]\nlinger = \"10s\nlisten = []\n");
     let out = mediagate(&["check-config", &file]);

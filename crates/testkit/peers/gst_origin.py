@@ -401,7 +401,8 @@ class Origin:
              status=int(code), cseq=raw_header(request, GstRtsp.RTSPHeaderField.CSEQ),
              session=session.split(";")[0] or None,
              range=raw_header(request, GstRtsp.RTSPHeaderField.RANGE),
-             transport=raw_header(request, GstRtsp.RTSPHeaderField.TRANSPORT))
+             transport=raw_header(request, GstRtsp.RTSPHeaderField.TRANSPORT),
+             forwarded_for=raw_header_by_name(request, "X-Forwarded-For"))
 
     def run(self):
         self.feed.start()
@@ -440,6 +441,8 @@ _librtsp.gst_rtsp_message_parse_request.argtypes = [
     ctypes.POINTER(ctypes.c_int)]
 _librtsp.gst_rtsp_message_get_header.argtypes = [
     ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int]
+_librtsp.gst_rtsp_message_get_header_by_name.argtypes = [
+    ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int]
 _librtsp.gst_rtsp_method_as_text.restype = ctypes.c_char_p
 _librtsp.gst_rtsp_method_as_text.argtypes = [ctypes.c_int]
 
@@ -468,6 +471,13 @@ def request_line(request):
 def raw_header(request, field):
     value = ctypes.c_char_p()
     res = _librtsp.gst_rtsp_message_get_header(request, int(field), ctypes.byref(value), 0)
+    return _text(value.value) if res == 0 else None
+
+
+def raw_header_by_name(request, name):
+    value = ctypes.c_char_p()
+    res = _librtsp.gst_rtsp_message_get_header_by_name(
+        request, name.encode(), ctypes.byref(value), 0)
     return _text(value.value) if res == 0 else None
 
 

@@ -191,6 +191,8 @@ pub struct RequestEvent {
     pub range: Option<String>,
     /// The request's Transport header.
     pub transport: Option<String>,
+    /// The request's `X-Forwarded-For` header (an edge's accounting DESCRIBE).
+    pub forwarded_for: Option<String>,
 }
 
 /// What happened at the origin.
@@ -272,6 +274,7 @@ impl OriginEvent {
                 session: s("session"),
                 range: s("range"),
                 transport: s("transport"),
+                forwarded_for: s("forwarded_for"),
             }),
             "media_configured" => OriginEventKind::MediaConfigured { mount: s("mount")? },
             "media_unprepared" => OriginEventKind::MediaUnprepared { mount: s("mount")? },
@@ -639,6 +642,7 @@ mod tests {
                 session: Some("w.x62y".into()),
                 range: Some("npt=0.000-".into()),
                 transport: None,
+                forwarded_for: None,
             })
         );
     }

@@ -1,0 +1,175 @@
+//! The I/O shell of one accounting connection: opens it (the DESCRIBE of
+//! [`crate::accounting`], through `upstream::describe_with`, so redirects and every
+//! hop pass the `reach` checks like any other origin connection), then a task holds
+//! it, sending the keep-alives [`AccountingClock`] asks for and reading the answers,
+//! until the [`AccountingConn`] handle is dropped (the viewer's session ended), the
+//! origin closes it, or the origin stops answering.
+//!
+//! For `accounting = "session"` the connection also carries the viewer's own origin
+//! session: each SETUP and the PLAY of the viewer is repeated on it with the
+//! `Authorization` the viewer sent on that request (a Digest answer is only good for
+//! its own method), every track over TCP interleaved; the task then reads and discards
+//! the media, and sends a TEARDOWN when the viewer's session ends.
+//!
+//! What it does not: decide anything about timing (the clock does) or pass media on.
+
+use mediagate_rtsp::{Item, Method, Response};
+use tokio::sync::oneshot;
+
+use crate::accounting::{refusal, AccountingClock, CloseWhy, Due, ANSWER_TIMEOUT};
+use crate::rtsp_client::{ClientError, RtspClient};
+use crate::session::Now;
+use crate::tracker::TaskGuard;
+use crate::upstream::{self, Described, UpstreamTarget};
+
+/// How long a closing accounting session may take to write its TEARDOWN.
+const TEARDOWN_WRITE: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// A viewer's accounting connection, as its session holds it.
+#[derive(Debug)]
+pub(crate) enum Accounting {
+    /// Held by its task; dropping it closes the connection at once.
+    Held { _conn: AccountingConn },
+    /// `session` mode between the DESCRIBE and the viewer's PLAY: the viewer's SETUPs
+    /// and PLAY still have to be repeated on it.
+    Opening(Box<Opening>),
+}
+
+/// An accounting connection held by its task. Dropping it closes the connection.
+#[derive(Debug)]
+pub(crate) struct AccountingConn {
+    _ended: oneshot::Sender<()>,
+}
+
+/// An accounting connection whose DESCRIBE the origin accepted, not yet held.
+#[derive(Debug)]
+pub(crate) struct Opening {
+    client: RtspClient,
+    described: Described,
+    url: String,
+    full_session: bool,
+}
+
+/// Asks the origin about a viewer: DESCRIBE `target` with the viewer's own
+/// `authorization` (the route's credentials are never sent here) and `forwarded_for`.
+/// A refusal is the viewer's answer.
+pub(crate) async fn describe(
+    target: &UpstreamTarget,
+    authorization: Option<&str>,
+    forwarded_for: &str,
+    full_session: bool,
+) -> Result<Opening, Response> {
+    let mut target = target.clone();
+    target.credentials = None;
+    let (client, described) = upstream::describe_with(&target, authorization, Some(forwarded_for))
+        .await
+        .map_err(|e| refused(&target, &e))?;
+    Ok(Opening {
+        client,
+        url: target.url.to_string(),
+        described,
+        full_session,
+    })
+}
+
+fn refused(target: &UpstreamTarget, e: &ClientError) -> Response {
+    tracing::debug!(url = %target.url, error = %e, "accounting request refused");
+    refusal(e)
+}
+
+impl Opening {
+    /// Whether the viewer's SETUPs and PLAY must still be repeated on it.
+    pub fn wants_session(&self) -> bool {
+        self.full_session
+    }
+
+    /// Repeats the viewer's SETUP of track `i` with its `authorization`.
+    pub async fn setup(&mut self, i: usize, authorization: Option<&str>) -> Result<(), Response> {
+        upstream::setup_track(&mut self.client, &mut self.described, i, authorization)
+            .await
+            .map_err(|e| {
+                tracing::debug!(url = %self.url, error = %e, "accounting SETUP refused");
+                refusal(&e)
+            })
+    }
+
+    /// Repeats the viewer's PLAY with its `authorization`.
+    pub async fn play(&mut self, authorization: Option<&str>) -> Result<(), Response> {
+        upstream::play_as(&mut self.client, &self.described, None, authorization)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                tracing::debug!(url = %self.url, error = %e, "accounting PLAY refused");
+                refusal(&e)
+            })
+    }
+
+    /// Hands the connection to a task that keeps it until the handle drops.
+    pub fn hold(self, keepalive: std::time::Duration, guard: TaskGuard) -> AccountingConn {
+        let (tx, rx) = oneshot::channel();
+        let clock = AccountingClock::new(keepalive, ANSWER_TIMEOUT, Now::system().at);
+        // Requests within an origin session name its aggregate URL.
+        let url = if self.full_session {
+            self.described.aggregate_url.clone()
+        } else {
+            self.url
+        };
+        let full_session = self.full_session;
+        let client = self.client;
+        tokio::spawn(async move {
+            let why = hold(client, clock, &url, full_session, rx).await;
+            tracing::debug!(url = %url, why = why.as_str(), "accounting connection closed");
+            drop(guard);
+        });
+        AccountingConn { _ended: tx }
+    }
+}
+
+/// Keeps the connection until the viewer ends or the origin goes; dropping `client`
+/// closes the socket. Media of an accounting session is read and dropped.
+async fn hold(
+    mut client: RtspClient,
+    mut clock: AccountingClock,
+    url: &str,
+    full_session: bool,
+    mut ended: oneshot::Receiver<()>,
+) -> CloseWhy {
+    loop {
+        let deadline = tokio::time::Instant::from_std(clock.poll_timeout());
+        tokio::select! {
+            _ = &mut ended => clock.on_viewer_ended(Now::system().at),
+            _ = tokio::time::sleep_until(deadline) => {}
+            item = client.next_item() => match item {
+                Ok(Item::Response(_)) => clock.on_answer(),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::info!(url, error = %e, "origin closed an accounting connection");
+                    return CloseWhy::OriginSilent;
+                }
+            },
+        }
+        while let Some(due) = clock.handle_timeout(Now::system().at) {
+            match due {
+                Due::KeepAlive => {
+                    let req = client.request(Method::Options, url);
+                    if let Err(e) = client.send_no_wait(req).await {
+                        tracing::info!(url, error = %e, "accounting keep-alive failed");
+                        return CloseWhy::OriginSilent;
+                    }
+                }
+                Due::Close(why) => {
+                    if why == CloseWhy::OriginSilent {
+                        tracing::warn!(url, "origin stopped answering an accounting connection");
+                    } else if full_session {
+                        // Best effort and bounded: closing the connection ends an
+                        // interleaved session at the origin anyway.
+                        let req = client.request(Method::Teardown, url);
+                        let _ =
+                            tokio::time::timeout(TEARDOWN_WRITE, client.send_no_wait(req)).await;
+                    }
+                    return why;
+                }
+            }
+        }
+    }
+}

@@ -209,27 +209,20 @@ pub fn parse_day(text: &str) -> Result<u64, String> {
             .ok_or_else(bad)
     };
     let (y, m, d) = (next(4)?, next(2)?, next(2)?);
-    if !(1..=12).contains(&m) || !(1..=days_in_month(y, m)).contains(&d) || y < 1970 {
+    if y < 1970 {
         return Err(bad());
     }
-    // Days since 1970-01-01 by the era-based civil calendar conversion.
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400_000).map_err(|_| bad())
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
+    let civil = mediagate_rtsp::headers::Civil {
+        year: u16::try_from(y).map_err(|_| bad())?,
+        month: u8::try_from(m).map_err(|_| bad())?,
+        day: u8::try_from(d).map_err(|_| bad())?,
+        hour: 0,
+        minute: 0,
+        second: 0,
+    };
+    // The one calendar conversion of the project; it refuses a day the month lacks.
+    let secs = civil.to_unix_seconds().ok_or_else(bad)?;
+    u64::try_from(secs * 1000).map_err(|_| bad())
 }
 
 #[cfg(test)]

@@ -170,38 +170,24 @@ fn quote(s: &str, out: &mut String) {
     out.push('"');
 }
 
-/// `2026-12-06T01:22:33.123Z` for milliseconds since the Unix epoch.
+/// `2026-12-06T01:22:33.123Z` for milliseconds since the Unix epoch (the calendar is
+/// `mediagate_rtsp`'s, the project's one civil-date conversion).
 pub fn rfc3339_ms(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
-    let (y, m, d) = civil_from_days(days);
-    let rem = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        unix_ms % 1000
-    )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (the well-known
-/// era-based conversion: 400-year eras of 146,097 days).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        y,
-        u32::try_from(m).unwrap_or(1),
-        u32::try_from(d).unwrap_or(1),
-    )
+    let secs = i64::try_from(unix_ms / 1000).unwrap_or(i64::MAX);
+    match mediagate_rtsp::headers::Civil::from_unix_seconds(secs) {
+        Some(c) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            c.year,
+            c.month,
+            c.day,
+            c.hour,
+            c.minute,
+            c.second,
+            unix_ms % 1000
+        ),
+        // Past year 9999: no calendar date; the raw count still says when.
+        None => format!("@{unix_ms}ms"),
+    }
 }
 
 enum Msg {

@@ -527,10 +527,8 @@ impl HubTask {
             let Some(&(track, kind)) = self.channels.get(&f.channel()) else {
                 continue;
             };
-            self.stats.packets_in += 1;
             packets_in += 1;
             bytes_in += f.payload().len() as u64;
-            self.stats.bytes_in += f.payload().len() as u64;
             let mut data = BytesMut::from(&f.payload()[..]);
             let (keyframe_start, seq, ts) = match kind {
                 PacketKind::Rtp => {
@@ -578,6 +576,9 @@ impl HubTask {
             self.send_udp(&group, t, k, &group_dests).await;
         }
         self.flush_pending_joins(false).await;
+        // Counted once per batch: the hub's own figures and the stream's metrics.
+        self.stats.packets_in += packets_in;
+        self.stats.bytes_in += bytes_in;
         StreamCounters::add(&self.counters.received_packets, packets_in);
         StreamCounters::add(&self.counters.received_bytes, bytes_in);
         self.publish();

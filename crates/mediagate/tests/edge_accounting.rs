@@ -209,56 +209,6 @@ fn authorize_on_a_digest_mount_passes_the_origins_verdict_to_the_viewer() {
     assert!(!log.contains(&password), "{log}");
 }
 
-/// A viewer speaking RTSP by hand on one connection, so its session can end while the
-/// connection stays open.
-struct RawViewer {
-    stream: std::net::TcpStream,
-    decoder: mediagate_rtsp::parse::Decoder,
-    cseq: u32,
-}
-
-impl RawViewer {
-    fn connect(port: u16) -> RawViewer {
-        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        RawViewer {
-            stream,
-            decoder: mediagate_rtsp::parse::Decoder::default(),
-            cseq: 0,
-        }
-    }
-
-    fn ask(
-        &mut self,
-        method: &str,
-        url: &str,
-        headers: &[(&str, &str)],
-    ) -> mediagate_rtsp::Response {
-        use std::io::{Read, Write};
-        self.cseq += 1;
-        let mut text = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
-        for (k, v) in headers {
-            text.push_str(&format!("{k}: {v}\r\n"));
-        }
-        text.push_str("\r\n");
-        self.stream.write_all(text.as_bytes()).unwrap();
-        loop {
-            // Media frames after PLAY are skipped.
-            while let Some(item) = self.decoder.next_item().unwrap() {
-                if let mediagate_rtsp::Item::Response(r) = item {
-                    return r;
-                }
-            }
-            let mut buf = [0u8; 16384];
-            let n = self.stream.read(&mut buf).expect("a response");
-            assert!(n > 0, "closed before the response to {method}");
-            self.decoder.extend_from_slice(&buf[..n]);
-        }
-    }
-}
-
 #[test]
 fn a_teardown_closes_the_accounting_connection_while_the_viewer_stays_connected() {
     let origin = Origin::start(OriginOptions::default()).expect("gst-rtsp-server origin starts");
@@ -267,15 +217,15 @@ fn a_teardown_closes_the_accounting_connection_while_the_viewer_stays_connected(
         origin.url("/live")
     ));
     let url = edge.url("/cam");
-    let mut v = RawViewer::connect(edge.port);
-    let d = v.ask("DESCRIBE", &url, &[("Accept", "application/sdp")]);
+    let mut v = common::RawRtsp::connect(edge.port);
+    let d = v.req("DESCRIBE", &url, &[("Accept", "application/sdp")]);
     assert_eq!(d.status.as_u16(), 200);
     assert_eq!(
         open_accounting(&origin.events()),
         1,
         "opened by the DESCRIBE"
     );
-    let s = v.ask(
+    let s = v.req(
         "SETUP",
         &format!("{url}/trackID=0"),
         &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
@@ -287,13 +237,13 @@ fn a_teardown_closes_the_accounting_connection_while_the_viewer_stays_connected(
         .and_then(|h| h.split(';').next())
         .expect("a session")
         .to_owned();
-    let p = v.ask("PLAY", &url, &[("Session", &session)]);
+    let p = v.req("PLAY", &url, &[("Session", &session)]);
     assert_eq!(p.status.as_u16(), 200);
     origin
         .wait_play_count("/live", 1, Duration::from_secs(20))
         .expect("the shared stream plays");
     assert_eq!(open_accounting(&origin.events()), 1, "the same one, held");
-    let t = v.ask("TEARDOWN", &url, &[("Session", &session)]);
+    let t = v.req("TEARDOWN", &url, &[("Session", &session)]);
     assert_eq!(t.status.as_u16(), 200);
     let ended = Instant::now();
     origin
@@ -306,7 +256,7 @@ fn a_teardown_closes_the_accounting_connection_while_the_viewer_stays_connected(
     let took = ended.elapsed();
     assert!(took < Duration::from_secs(1), "closed after {took:?}");
     // The viewer's connection is still usable.
-    let o = v.ask("OPTIONS", &url, &[]);
+    let o = v.req("OPTIONS", &url, &[]);
     assert_eq!(o.status.as_u16(), 200);
 }
 

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{ffmpeg_gapless, EdgeProc};
+use common::{ffmpeg_gapless, EdgeProc, RawRtsp};
 use mediagate_testkit::{ffprobe, rtspsrc, Origin, OriginOptions, Transport};
 
 fn route(origin: &Origin, mount: &str) -> String {
@@ -296,68 +296,6 @@ fn hostile_input_gets_errors_and_the_edge_keeps_serving() {
     drop(idle);
 }
 
-/// A bare RTSP client for checking the edge's answers to requests real players do not
-/// send (error paths). Interop is what the tests above use ffmpeg and GStreamer for.
-struct Raw {
-    s: TcpStream,
-    dec: mediagate_rtsp::parse::Decoder,
-    cseq: u32,
-}
-
-impl Raw {
-    fn connect(port: u16) -> Raw {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        Raw {
-            s,
-            dec: mediagate_rtsp::parse::Decoder::default(),
-            cseq: 0,
-        }
-    }
-
-    fn req(
-        &mut self,
-        method: &str,
-        url: &str,
-        headers: &[(&str, &str)],
-    ) -> mediagate_rtsp::Response {
-        self.cseq += 1;
-        let mut text = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
-        for (k, v) in headers {
-            text.push_str(&format!("{k}: {v}\r\n"));
-        }
-        text.push_str("\r\n");
-        self.s.write_all(text.as_bytes()).unwrap();
-        loop {
-            match self.dec.next_item().unwrap() {
-                Some(mediagate_rtsp::Item::Response(r)) => return r,
-                Some(_) => continue,
-                None => {
-                    let mut buf = [0u8; 8192];
-                    let n = self.s.read(&mut buf).expect("a response");
-                    assert!(n > 0, "connection closed before the response to {method}");
-                    self.dec.extend_from_slice(&buf[..n]);
-                }
-            }
-        }
-    }
-
-    /// True when the edge closes the connection within `within`.
-    fn closed_within(&mut self, within: Duration) -> bool {
-        self.s.set_read_timeout(Some(within)).unwrap();
-        let mut buf = [0u8; 65536];
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            match self.s.read(&mut buf) {
-                Ok(0) => return true,
-                Ok(_) => continue, // media or RTCP still arriving
-                Err(_) => return false,
-            }
-        }
-        false
-    }
-}
-
 fn session_of(r: &mediagate_rtsp::Response) -> String {
     r.headers
         .get("Session")
@@ -376,7 +314,7 @@ fn requests_a_proxy_must_refuse_get_the_right_status() {
     );
     let edge = EdgeProc::start(&extra);
     let cam = edge.url("/cam");
-    let mut c = Raw::connect(edge.port);
+    let mut c = RawRtsp::connect(edge.port);
     let opts = c.req("OPTIONS", "*", &[]);
     assert_eq!(opts.status.as_u16(), 200);
     assert!(opts
@@ -439,14 +377,14 @@ fn requests_a_proxy_must_refuse_get_the_right_status() {
     );
     assert_eq!(late.status.as_u16(), 455, "{late:?}");
     // The limit is two sessions: a second viewer gets in, a third is turned away.
-    let mut d = Raw::connect(edge.port);
+    let mut d = RawRtsp::connect(edge.port);
     assert_eq!(
         d.req("SETUP", &format!("{cam}/trackID=0"), &[("Transport", tcp)])
             .status
             .as_u16(),
         200
     );
-    let mut e = Raw::connect(edge.port);
+    let mut e = RawRtsp::connect(edge.port);
     assert_eq!(
         e.req("SETUP", &format!("{cam}/trackID=0"), &[("Transport", tcp)])
             .status
@@ -477,7 +415,7 @@ fn session_timeout_is_advertised_and_enforced() {
     let cam = edge.url("/cam");
     let udp = mediagate_testkit::ports::UdpPortPair::reserve().unwrap();
     let (rtp, rtcp) = udp.ports();
-    let mut c = Raw::connect(edge.port);
+    let mut c = RawRtsp::connect(edge.port);
     let t = format!("RTP/AVP;unicast;client_port={rtp}-{rtcp}");
     let setup = c.req("SETUP", &format!("{cam}/trackID=0"), &[("Transport", &t)]);
     assert!(
@@ -555,7 +493,7 @@ fn viewers_are_let_go_only_after_the_give_up_time() {
         route(&first, "/live")
     ));
     let cam = edge.url("/cam");
-    let mut c = Raw::connect(edge.port);
+    let mut c = RawRtsp::connect(edge.port);
     let tcp = "RTP/AVP/TCP;unicast;interleaved=0-1";
     let setup = c.req("SETUP", &format!("{cam}/trackID=0"), &[("Transport", tcp)]);
     let sid = session_of(&setup);
@@ -597,7 +535,7 @@ fn route_credentials_answer_the_origins_digest_challenge() {
     assert!(origin.request_count("DESCRIBE", "/secure", 401) >= 1);
     assert_eq!(origin.play_count("/secure"), 1);
     // Without credentials the origin's refusal reaches the viewer.
-    let mut c = Raw::connect(edge.port);
+    let mut c = RawRtsp::connect(edge.port);
     assert_eq!(
         c.req("DESCRIBE", &edge.url("/nocreds"), &[])
             .status
@@ -649,7 +587,7 @@ fn the_edge_follows_an_origin_redirect_and_viewers_never_see_it() {
     let edge = EdgeProc::start(&format!(
         "[[edge.route]]\nadvertised = \"/cam\"\norigin = \"rtsp://127.0.0.1:{moved_port}/old\"\n"
     ));
-    let mut c = Raw::connect(edge.port);
+    let mut c = RawRtsp::connect(edge.port);
     let d = c.req("DESCRIBE", &edge.url("/cam"), &[]);
     assert_eq!(d.status.as_u16(), 200, "{d:?}");
     assert!(d.headers.get("Location").is_none());

@@ -3,7 +3,8 @@
 //! group, killed on drop, its last output kept for failure messages.
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::net::UdpSocket;
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -237,4 +238,66 @@ pub fn ng_offer_answer(
         ),
     );
     audio_port(&answer)
+}
+
+/// A bare RTSP client for checking the edge's answers to requests real players do not
+/// send (error paths). Interop is what the tests above use ffmpeg and GStreamer for.
+pub struct RawRtsp {
+    s: TcpStream,
+    dec: mediagate_rtsp::parse::Decoder,
+    cseq: u32,
+}
+
+impl RawRtsp {
+    pub fn connect(port: u16) -> RawRtsp {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        RawRtsp {
+            s,
+            dec: mediagate_rtsp::parse::Decoder::default(),
+            cseq: 0,
+        }
+    }
+
+    pub fn req(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> mediagate_rtsp::Response {
+        self.cseq += 1;
+        let mut text = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
+        for (k, v) in headers {
+            text.push_str(&format!("{k}: {v}\r\n"));
+        }
+        text.push_str("\r\n");
+        self.s.write_all(text.as_bytes()).unwrap();
+        loop {
+            match self.dec.next_item().unwrap() {
+                Some(mediagate_rtsp::Item::Response(r)) => return r,
+                Some(_) => continue,
+                None => {
+                    let mut buf = [0u8; 8192];
+                    let n = self.s.read(&mut buf).expect("a response");
+                    assert!(n > 0, "connection closed before the response to {method}");
+                    self.dec.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+    }
+
+    /// True when the edge closes the connection within `within`.
+    pub fn closed_within(&mut self, within: Duration) -> bool {
+        self.s.set_read_timeout(Some(within)).unwrap();
+        let mut buf = [0u8; 65536];
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            match self.s.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue, // media or RTCP still arriving
+                Err(_) => return false,
+            }
+        }
+        false
+    }
 }

@@ -9,7 +9,10 @@
 //! for the viewer's whole session, so the origin's connection count equals the number
 //! of viewers; [`AccountingClock`] says when to send the keep-alive (`OPTIONS`) that
 //! keeps it from being closed as idle, when an origin that stopped answering counts as
-//! gone, and that the connection closes as soon as the viewer's session ends.
+//! gone, and that the connection closes as soon as the viewer's session ends. When the
+//! origin's side ends it (closed, or silent), the viewer's session ends too: the
+//! connection is the origin's hold on the viewer, and the edge keeps no credentials to
+//! ask again.
 //!
 //! Through a parent mediagate the child's accounting DESCRIBE is, to the parent, a
 //! viewer's DESCRIBE: a parent route with `accounting = "authorize"` opens its own to
@@ -63,6 +66,8 @@ pub(crate) enum CloseWhy {
     ViewerEnded,
     /// The origin left a keep-alive unanswered for [`ANSWER_TIMEOUT`].
     OriginSilent,
+    /// The origin closed the connection (or a keep-alive could not be written).
+    OriginClosed,
 }
 
 impl CloseWhy {
@@ -70,6 +75,7 @@ impl CloseWhy {
         match self {
             CloseWhy::ViewerEnded => "viewer-ended",
             CloseWhy::OriginSilent => "origin-silent",
+            CloseWhy::OriginClosed => "origin-closed",
         }
     }
 }

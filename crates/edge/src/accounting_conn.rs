@@ -3,7 +3,8 @@
 //! hop pass the `reach` checks like any other origin connection), then a task holds
 //! it, sending the keep-alives [`AccountingClock`] asks for and reading the answers,
 //! until the [`AccountingConn`] handle is dropped (the viewer's session ended), the
-//! origin closes it, or the origin stops answering.
+//! origin closes it, or the origin stops answering. In the last two cases it tells
+//! the viewer's connection ([`OriginWatch`]), which ends the viewer's session.
 //!
 //! For `accounting = "session"` the connection also carries the viewer's own origin
 //! session: each SETUP and the PLAY of the viewer is repeated on it with the
@@ -13,10 +14,14 @@
 //!
 //! What it does not: decide anything about timing (the clock does) or pass media on.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use mediagate_rtsp::{Item, Method, Response};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 use crate::accounting::{refusal, AccountingClock, CloseWhy, Due, ANSWER_TIMEOUT};
+use crate::metrics::{AccountingGauge, EdgeStats, OriginClose};
 use crate::rtsp_client::{ClientError, RtspClient};
 use crate::session::Now;
 use crate::tracker::TaskGuard;
@@ -29,7 +34,7 @@ const TEARDOWN_WRITE: std::time::Duration = std::time::Duration::from_millis(300
 #[derive(Debug)]
 pub(crate) enum Accounting {
     /// Held by its task; dropping it closes the connection at once.
-    Held { _conn: AccountingConn },
+    Held { conn: AccountingConn },
     /// `session` mode between the DESCRIBE and the viewer's PLAY: the viewer's SETUPs
     /// and PLAY still have to be repeated on it.
     Opening(Box<Opening>),
@@ -39,6 +44,29 @@ pub(crate) enum Accounting {
 #[derive(Debug)]
 pub(crate) struct AccountingConn {
     _ended: oneshot::Sender<()>,
+    origin_gone: Arc<AtomicBool>,
+}
+
+impl AccountingConn {
+    /// Whether the origin closed it (or stopped answering).
+    pub fn origin_gone(&self) -> bool {
+        self.origin_gone.load(Ordering::Acquire)
+    }
+}
+
+impl Accounting {
+    /// Whether the origin has ended a held connection.
+    pub fn origin_gone(&self) -> bool {
+        matches!(self, Accounting::Held { conn } if conn.origin_gone())
+    }
+}
+
+/// How a held connection tells its viewer's connection that the origin ended it: one
+/// per viewer connection, shared by its accounting connections (each has its own flag,
+/// so the viewer's connection knows whose).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OriginWatch {
+    pub notify: Arc<Notify>,
 }
 
 /// An accounting connection whose DESCRIBE the origin accepted, not yet held.
@@ -48,6 +76,9 @@ pub(crate) struct Opening {
     described: Described,
     url: String,
     full_session: bool,
+    stats: Arc<EdgeStats>,
+    /// In the `accounting_connections` gauge from the origin's acceptance on.
+    gauge: AccountingGauge,
 }
 
 /// Asks the origin about a viewer: DESCRIBE `target` with the viewer's own
@@ -58,23 +89,28 @@ pub(crate) async fn describe(
     authorization: Option<&str>,
     forwarded_for: &str,
     full_session: bool,
+    stats: &Arc<EdgeStats>,
 ) -> Result<Opening, Response> {
     let mut target = target.clone();
     target.credentials = None;
     let (client, described) = upstream::describe_with(&target, authorization, Some(forwarded_for))
         .await
-        .map_err(|e| refused(&target, &e))?;
+        .map_err(|e| refused(&target.url.to_string(), "DESCRIBE", &e, stats))?;
     Ok(Opening {
         client,
         url: target.url.to_string(),
         described,
         full_session,
+        stats: stats.clone(),
+        gauge: AccountingGauge::new(stats.clone()),
     })
 }
 
-fn refused(target: &UpstreamTarget, e: &ClientError) -> Response {
-    tracing::debug!(url = %target.url, error = %e, "accounting request refused");
-    refusal(e)
+fn refused(url: &str, method: &str, e: &ClientError, stats: &EdgeStats) -> Response {
+    tracing::debug!(url, method, error = %e, "accounting request refused");
+    let r = refusal(e);
+    stats.accounting_refused(r.status.as_u16());
+    r
 }
 
 impl Opening {
@@ -87,10 +123,7 @@ impl Opening {
     pub async fn setup(&mut self, i: usize, authorization: Option<&str>) -> Result<(), Response> {
         upstream::setup_track(&mut self.client, &mut self.described, i, authorization)
             .await
-            .map_err(|e| {
-                tracing::debug!(url = %self.url, error = %e, "accounting SETUP refused");
-                refusal(&e)
-            })
+            .map_err(|e| refused(&self.url, "SETUP", &e, &self.stats))
     }
 
     /// Repeats the viewer's PLAY with its `authorization`.
@@ -98,15 +131,20 @@ impl Opening {
         upstream::play_as(&mut self.client, &self.described, None, authorization)
             .await
             .map(|_| ())
-            .map_err(|e| {
-                tracing::debug!(url = %self.url, error = %e, "accounting PLAY refused");
-                refusal(&e)
-            })
+            .map_err(|e| refused(&self.url, "PLAY", &e, &self.stats))
     }
 
-    /// Hands the connection to a task that keeps it until the handle drops.
-    pub fn hold(self, keepalive: std::time::Duration, guard: TaskGuard) -> AccountingConn {
+    /// Hands the connection to a task that keeps it until the handle drops; if the
+    /// origin ends it first, the task raises the handle's flag and pokes `watch`.
+    pub fn hold(
+        self,
+        keepalive: std::time::Duration,
+        guard: TaskGuard,
+        watch: &OriginWatch,
+    ) -> AccountingConn {
         let (tx, rx) = oneshot::channel();
+        let origin_gone = Arc::<AtomicBool>::default();
+        let (flag, notify) = (origin_gone.clone(), watch.notify.clone());
         let clock = AccountingClock::new(keepalive, ANSWER_TIMEOUT, Now::system().at);
         // Requests within an origin session name its aggregate URL.
         let url = if self.full_session {
@@ -115,13 +153,27 @@ impl Opening {
             self.url
         };
         let full_session = self.full_session;
-        let client = self.client;
+        let (client, stats, gauge) = (self.client, self.stats, self.gauge);
         tokio::spawn(async move {
             let why = hold(client, clock, &url, full_session, rx).await;
+            drop(gauge);
             tracing::debug!(url = %url, why = why.as_str(), "accounting connection closed");
+            let by_origin = match why {
+                CloseWhy::ViewerEnded => None,
+                CloseWhy::OriginClosed => Some(OriginClose::Closed),
+                CloseWhy::OriginSilent => Some(OriginClose::Silent),
+            };
+            if let Some(how) = by_origin {
+                stats.accounting_origin_closed(how);
+                flag.store(true, Ordering::Release);
+                notify.notify_one();
+            }
             drop(guard);
         });
-        AccountingConn { _ended: tx }
+        AccountingConn {
+            _ended: tx,
+            origin_gone,
+        }
     }
 }
 
@@ -143,8 +195,8 @@ async fn hold(
                 Ok(Item::Response(_)) => clock.on_answer(),
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::info!(url, error = %e, "origin closed an accounting connection");
-                    return CloseWhy::OriginSilent;
+                    tracing::info!(url, error = %e, "origin closed an accounting connection; ending its viewer's session");
+                    return CloseWhy::OriginClosed;
                 }
             },
         }
@@ -153,13 +205,13 @@ async fn hold(
                 Due::KeepAlive => {
                     let req = client.request(Method::Options, url);
                     if let Err(e) = client.send_no_wait(req).await {
-                        tracing::info!(url, error = %e, "accounting keep-alive failed");
-                        return CloseWhy::OriginSilent;
+                        tracing::info!(url, error = %e, "accounting keep-alive failed; ending its viewer's session");
+                        return CloseWhy::OriginClosed;
                     }
                 }
                 Due::Close(why) => {
                     if why == CloseWhy::OriginSilent {
-                        tracing::warn!(url, "origin stopped answering an accounting connection");
+                        tracing::warn!(url, "origin stopped answering an accounting connection; ending its viewer's session");
                     } else if full_session {
                         // Best effort and bounded: closing the connection ends an
                         // interleaved session at the origin anyway.

@@ -88,6 +88,9 @@ pub(crate) enum Gate {
     Allow(Option<Principal>),
     /// Answer with this and serve nothing.
     Deny(Response),
+    /// Answer with this (403) and serve nothing: `user` logged in, but the rule's
+    /// lists leave it out (named in its `DENIED` record).
+    NotAllowed { user: String, resp: Response },
     /// Check `password` with `backend` (slow), then [`EdgeAuth::finish_password`].
     CheckPassword {
         backend: PasswordBackend,
@@ -295,10 +298,10 @@ fn authorize(access: &Access, p: Principal) -> Gate {
     }
     tracing::info!(user = %p.user, "edge login accepted but not allowed on this rule");
     // 403, not a new challenge: the login was right; a person must pick another user.
-    Gate::Deny(error(
-        StatusCode::FORBIDDEN,
-        "your user may not watch this stream",
-    ))
+    Gate::NotAllowed {
+        user: p.user,
+        resp: error(StatusCode::FORBIDDEN, "your user may not watch this stream"),
+    }
 }
 
 /// Checks a Basic password against the users file (Argon2id): the user's groups when

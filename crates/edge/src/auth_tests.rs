@@ -66,7 +66,7 @@ fn ip() -> IpAddr {
 
 fn denied(g: Gate) -> Response {
     match g {
-        Gate::Deny(r) => r,
+        Gate::Deny(r) | Gate::NotAllowed { resp: r, .. } => r,
         other => panic!("expected a refusal, got {other:?}"),
     }
 }

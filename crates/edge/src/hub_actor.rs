@@ -315,9 +315,12 @@ impl HubTask {
                 self.publish();
             }
             Cmd::Release(id) => self.release(id).await,
-            Cmd::Leave(id, done) => {
+            Cmd::Leave(id, bye, done) => {
                 if let Some(core) = &mut self.core {
                     if let Some((sink, st)) = core.leave(id) {
+                        if bye {
+                            self.send_byes(Some(&sink.dests), b"session ended").await;
+                        }
                         let mut viewers = self.rtcp.viewers();
                         for addr in RtcpCounters::udp_rtcp_addrs(&sink) {
                             viewers.remove(&addr);
@@ -635,17 +638,27 @@ impl HubTask {
     /// at once instead of waiting for a media timeout. TCP viewers see their
     /// connection close.
     async fn say_goodbye(&mut self) {
+        self.send_byes(None, b"edge shutting down").await;
+    }
+
+    /// RTCP BYE (with `reason`) on every track to `only`'s UDP destinations (a viewer
+    /// that just left), or to every UDP viewer's.
+    async fn send_byes(&mut self, only: Option<&[Option<TrackDest>]>, reason: &[u8]) {
         let Some(core) = &self.core else { return };
         let mut sends: Vec<(usize, Bytes, Vec<SocketAddr>)> = Vec::new();
+        let udp_rtcp = |d: Option<&Option<TrackDest>>| match d.copied().flatten() {
+            Some(TrackDest::Udp { rtcp, .. }) => Some(rtcp),
+            _ => None,
+        };
         for (track, rw) in self.rewriters.iter().enumerate() {
             let Some(ssrc) = rw.ssrc() else { continue };
-            let dests: Vec<SocketAddr> = core
-                .sinks()
-                .filter_map(|s| match s.dests.get(track).copied().flatten() {
-                    Some(TrackDest::Udp { rtcp, .. }) => Some(rtcp),
-                    _ => None,
-                })
-                .collect();
+            let dests: Vec<SocketAddr> = match only {
+                Some(d) => udp_rtcp(d.get(track)).into_iter().collect(),
+                None => core
+                    .sinks()
+                    .filter_map(|s| udp_rtcp(s.dests.get(track)))
+                    .collect(),
+            };
             if dests.is_empty() {
                 continue;
             }
@@ -653,7 +666,7 @@ impl HubTask {
             let mut w = CompoundWriter::new(&mut buf);
             let built = w
                 .receiver_report(ssrc, &[])
-                .and_then(|w| w.bye(&[ssrc], Some(b"edge shutting down")))
+                .and_then(|w| w.bye(&[ssrc], Some(reason)))
                 .is_ok();
             if let (true, Ok(n)) = (built, w.finish()) {
                 sends.push((track, Bytes::copy_from_slice(&buf[..n]), dests));

@@ -110,8 +110,9 @@ pub(crate) enum Cmd {
         reply: oneshot::Sender<JoinResult>,
     },
     Release(SubscriberId),
-    /// Removes a viewer; the reply says its counters are in its sink's tally.
-    Leave(SubscriberId, oneshot::Sender<()>),
+    /// Removes a viewer (true: telling its UDP destinations with an RTCP BYE); the
+    /// reply says its counters are in its sink's tally.
+    Leave(SubscriberId, bool, oneshot::Sender<()>),
     Stats(oneshot::Sender<HubStats>),
     /// Each viewer's counters so far, by its session's tally.
     ViewerCounts(oneshot::Sender<Vec<(Arc<Tally>, Counts)>>),
@@ -197,7 +198,13 @@ impl HubHandle {
     /// Removes a viewer; once this returns its counters are in its sink's tally (or
     /// the hub is gone, and put them there when it let its viewers go).
     pub async fn leave(&self, id: SubscriberId) {
-        self.ask(|done| Cmd::Leave(id, done)).await;
+        self.ask(|done| Cmd::Leave(id, false, done)).await;
+    }
+
+    /// As [`Self::leave`], sending the viewer's UDP destinations an RTCP BYE first, so
+    /// that a player stops at once instead of waiting for a media timeout.
+    pub async fn leave_with_bye(&self, id: SubscriberId) {
+        self.ask(|done| Cmd::Leave(id, true, done)).await;
     }
 
     pub async fn stats(&self) -> Option<HubStats> {

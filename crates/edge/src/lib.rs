@@ -11,6 +11,7 @@ mod accounting;
 mod accounting_conn;
 mod auth;
 mod conn_out;
+mod denied;
 mod hub;
 mod hub_actor;
 mod hub_life;

@@ -22,15 +22,16 @@ pub(crate) struct Place {
     pub original_dst: Option<SocketAddr>,
 }
 
-/// Admits `req` for the stream `url` or answers with a refusal. `remembered` is the
-/// connection's last verified Basic login, updated here.
+/// Admits `req` for the stream `url` or answers with a refusal (and the user, when
+/// one logged in but the rule leaves it out). `remembered` is the connection's last
+/// verified Basic login, updated here.
 pub(crate) async fn admit(
     settings: &ViewerSettings,
     req: &Request,
     url: &str,
     place: Place,
     remembered: &mut Option<(String, Principal)>,
-) -> Result<Option<Principal>, Response> {
+) -> Result<Option<Principal>, (Response, Option<String>)> {
     let Some((access, kind)) = settings
         .router
         .access_for(url, place.local, place.original_dst)
@@ -50,7 +51,8 @@ pub(crate) async fn admit(
     );
     let (backend, user, password) = match gate {
         Gate::Allow(p) => return Ok(p),
-        Gate::Deny(r) => return Err(r),
+        Gate::Deny(r) => return Err((r, None)),
+        Gate::NotAllowed { user, resp } => return Err((resp, Some(user))),
         Gate::CheckPassword {
             backend,
             user,
@@ -62,7 +64,10 @@ pub(crate) async fn admit(
             let name = user.clone();
             tokio::task::spawn_blocking(move || check_file_password(&users, &name, &password))
                 .await
-                .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "the login check failed"))?
+                .map_err(|_| {
+                    let r = error(StatusCode::INTERNAL_SERVER_ERROR, "the login check failed");
+                    (r, None)
+                })?
         }
         (PasswordBackend::Ldap, _, Some(ldap)) => {
             crate::ldap::check_password(ldap, &user, &password).await
@@ -77,10 +82,14 @@ pub(crate) async fn admit(
             Ok(Some(p))
         }
         Gate::Allow(None) => Ok(None),
-        Gate::Deny(r) => Err(r),
-        Gate::CheckPassword { .. } => Err(error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the login check did not finish",
+        Gate::Deny(r) => Err((r, None)),
+        Gate::NotAllowed { user, resp } => Err((resp, Some(user))),
+        Gate::CheckPassword { .. } => Err((
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the login check did not finish",
+            ),
+            None,
         )),
     }
 }

@@ -1,7 +1,9 @@
 //! The edge's metrics (`mediagate_edge_...`): viewers, sessions, live streams, what
 //! each stream received from its origin and delivered to its viewers, viewer loss,
 //! origin reconnects and failures, the time to first keyframe, and client connections
-//! (open, refused by a cap, closed by a limit before they became viewers).
+//! (open, refused by a cap, closed by a limit before they became viewers), requests
+//! refused before a session (`DENIED`), and accounting connections (open, refused by
+//! the origin, ended by the origin).
 //!
 //! What it does: keeps the counters that change per session or per origin event
 //! ([`EdgeStats`], plain atomics touched a few times per session), and per stream a
@@ -44,13 +46,46 @@ const TRANSPORTS: [ViewerTransport; 3] = [
     ViewerTransport::HttpTunnel,
 ];
 
-const REASONS: [EndReason; 5] = [
+/// Why sessions end (a `DENIED` record's `refused` is no session: it is counted in
+/// `requests_denied`).
+const REASONS: [EndReason; 6] = [
     EndReason::Teardown,
     EndReason::Timeout,
     EndReason::ConnectionClosed,
     EndReason::Drain,
     EndReason::Admin,
+    EndReason::AccountingClosed,
 ];
+
+/// The `status` labels of refused accounting requests: the ones origins give, the
+/// edge's own for an unreachable or silent origin, and the rest as `other`.
+const ACCOUNTING_STATUSES: [&str; 7] = ["401", "403", "404", "453", "502", "504", "other"];
+
+fn accounting_status_index(status: u16) -> usize {
+    let label = status.to_string();
+    ACCOUNTING_STATUSES
+        .iter()
+        .position(|s| *s == label)
+        .unwrap_or(ACCOUNTING_STATUSES.len() - 1)
+}
+
+/// Why the origin's side ended an accounting connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OriginClose {
+    /// It closed the connection (or a keep-alive could not be written).
+    Closed,
+    /// It left keep-alives unanswered.
+    Silent,
+}
+
+impl OriginClose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OriginClose::Closed => "closed",
+            OriginClose::Silent => "silent",
+        }
+    }
+}
 
 fn transport_index(t: ViewerTransport) -> usize {
     match t {
@@ -60,14 +95,16 @@ fn transport_index(t: ViewerTransport) -> usize {
     }
 }
 
-fn reason_index(r: EndReason) -> usize {
-    match r {
+fn reason_index(r: EndReason) -> Option<usize> {
+    Some(match r {
         EndReason::Teardown => 0,
         EndReason::Timeout => 1,
         EndReason::ConnectionClosed => 2,
         EndReason::Drain => 3,
         EndReason::Admin => 4,
-    }
+        EndReason::AccountingClosed => 5,
+        EndReason::Refused => return None,
+    })
 }
 
 /// What one stream (one `stream` label) received and delivered, summed over every
@@ -99,7 +136,7 @@ impl StreamCounters {
 pub(crate) struct EdgeStats {
     viewers: [AtomicI64; 3],
     sessions_started: AtomicU64,
-    sessions_ended: [AtomicU64; 5],
+    sessions_ended: [AtomicU64; 6],
     streams: Mutex<BTreeMap<String, Arc<StreamCounters>>>,
     first_keyframe: Histogram,
     /// Client connections open now, by address (the caps' table; read for the gauge).
@@ -108,6 +145,16 @@ pub(crate) struct EdgeStats {
     connections_refused: [AtomicU64; 2],
     /// Connections closed by a limit: [slow request, idle without a session].
     connections_cut: [AtomicU64; 2],
+    /// Requests refused before a session existed (`DENIED`), recorded or not.
+    requests_denied: AtomicU64,
+    /// Of those, the ones past the record budget (answered, not recorded).
+    denied_unrecorded: AtomicU64,
+    /// Accounting connections open now (from the origin's accepting DESCRIBE to close).
+    accounting_open: AtomicI64,
+    /// Accounting requests the origin refused (or could not be reached for), by status.
+    accounting_refused: [AtomicU64; ACCOUNTING_STATUSES.len()],
+    /// Accounting connections ended by the origin: [closed, silent].
+    accounting_origin_closed: [AtomicU64; 2],
 }
 
 impl Default for EdgeStats {
@@ -123,6 +170,11 @@ impl Default for EdgeStats {
             connections: ConnTable::default(),
             connections_refused: Default::default(),
             connections_cut: Default::default(),
+            requests_denied: AtomicU64::new(0),
+            denied_unrecorded: AtomicU64::new(0),
+            accounting_open: AtomicI64::new(0),
+            accounting_refused: Default::default(),
+            accounting_origin_closed: Default::default(),
         }
     }
 }
@@ -144,7 +196,33 @@ impl EdgeStats {
     }
 
     pub fn session_ended(&self, reason: EndReason) {
-        self.sessions_ended[reason_index(reason)].fetch_add(1, Ordering::Relaxed);
+        if let Some(i) = reason_index(reason) {
+            self.sessions_ended[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A request refused before a session existed; `recorded` false when it was past
+    /// the record budget.
+    pub fn request_denied(&self, recorded: bool) {
+        self.requests_denied.fetch_add(1, Ordering::Relaxed);
+        if !recorded {
+            self.denied_unrecorded.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The origin refused an accounting request (DESCRIBE, or a `session`'s SETUP or
+    /// PLAY) with `status` (the edge's 502/504 when it could not be reached).
+    pub fn accounting_refused(&self, status: u16) {
+        self.accounting_refused[accounting_status_index(status)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The origin ended an accounting connection.
+    pub fn accounting_origin_closed(&self, why: OriginClose) {
+        let i = match why {
+            OriginClose::Closed => 0,
+            OriginClose::Silent => 1,
+        };
+        self.accounting_origin_closed[i].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn connection_refused(&self, why: Refusal) {
@@ -212,6 +290,26 @@ impl Drop for ViewerGauge {
     }
 }
 
+/// One open accounting connection in the `accounting_connections` gauge, for as long
+/// as this lives (the connection's handle or task holds it).
+#[derive(Debug)]
+pub(crate) struct AccountingGauge {
+    stats: Arc<EdgeStats>,
+}
+
+impl AccountingGauge {
+    pub fn new(stats: Arc<EdgeStats>) -> Self {
+        stats.accounting_open.fetch_add(1, Ordering::Relaxed);
+        Self { stats }
+    }
+}
+
+impl Drop for AccountingGauge {
+    fn drop(&mut self) {
+        self.stats.accounting_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Reads a running edge's counters when scraped; reports nothing once it is gone.
 pub(crate) struct EdgeCollector {
     hubs: WeakHubs,
@@ -253,7 +351,7 @@ impl Collect for EdgeCollector {
         )?;
         let ended: Vec<(&str, u64)> = REASONS
             .iter()
-            .map(|&r| (r.as_str(), load(&stats.sessions_ended[reason_index(r)])))
+            .filter_map(|&r| Some((r.as_str(), load(&stats.sessions_ended[reason_index(r)?]))))
             .collect();
         s.counter_by(
             "sessions_ended",
@@ -287,6 +385,43 @@ impl Collect for EdgeCollector {
             "Connections without a session closed by request_timeout (slow_request) or idle_timeout (idle).",
             "limit",
             &cut,
+        )?;
+        s.counter(
+            "requests_denied",
+            "Requests refused before a viewer session existed (DENIED: logins, access lists, reach, loops, accounting refusals, the viewer limit).",
+            load(&stats.requests_denied),
+        )?;
+        s.counter(
+            "requests_denied_unrecorded",
+            "DENIED requests past the record budget (1,000/s): answered and counted, but not written to the access log or the records store.",
+            load(&stats.denied_unrecorded),
+        )?;
+        s.gauge(
+            "accounting_connections",
+            "Accounting connections to the origin open now (one per viewer on accounting routes).",
+            stats.accounting_open.load(Ordering::Relaxed).max(0),
+        )?;
+        let refused: Vec<(&str, u64)> = ACCOUNTING_STATUSES
+            .iter()
+            .zip(&stats.accounting_refused)
+            .map(|(s, n)| (*s, load(n)))
+            .collect();
+        s.counter_by(
+            "accounting_refused",
+            "Accounting requests refused by the origin (or 502/504: it could not be reached), by the status the viewer got.",
+            "status",
+            &refused,
+        )?;
+        let closed: Vec<(&str, u64)> = [OriginClose::Closed, OriginClose::Silent]
+            .iter()
+            .zip(&stats.accounting_origin_closed)
+            .map(|(c, n)| (c.as_str(), load(n)))
+            .collect();
+        s.counter_by(
+            "accounting_closed_by_origin",
+            "Held accounting connections the origin ended: it closed them (closed) or left keep-alives unanswered (silent); each ends its viewer's session.",
+            "why",
+            &closed,
         )?;
         s.gauge(
             "live_streams",
@@ -385,6 +520,27 @@ mod tests {
         let labels = stats.streams.lock().unwrap();
         assert_eq!(labels.len(), MAX_STREAM_LABELS + 1);
         assert!(labels.contains_key(OTHER) && !labels.contains_key("late"));
+    }
+
+    #[test]
+    fn accounting_statuses_fold_into_bounded_labels() {
+        let stats = EdgeStats::default();
+        for status in [401, 401, 404, 418, 500, 504] {
+            stats.accounting_refused(status);
+        }
+        let n = |label: &str| {
+            let i = ACCOUNTING_STATUSES
+                .iter()
+                .position(|s| *s == label)
+                .unwrap();
+            load(&stats.accounting_refused[i])
+        };
+        assert_eq!((n("401"), n("404"), n("504"), n("other")), (2, 1, 1, 2));
+        let g = AccountingGauge::new(Arc::new(EdgeStats::default()));
+        assert_eq!(g.stats.accounting_open.load(Ordering::Relaxed), 1);
+        let stats = g.stats.clone();
+        drop(g);
+        assert_eq!(stats.accounting_open.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! (only the day expression differs between the two).
 //!
 //! The figures, per group:
-//! * viewers: sessions that started at or after `--since`;
+//! * viewers: sessions that started at or after `--since` (`DENIED` records are
+//!   requests refused before a session existed: not viewers, counted apart);
 //! * hours: their watched time summed;
 //! * bytes: media bytes sent to them;
 //! * hit ratio: the share of those sessions served from the cache (`HIT` or
@@ -13,7 +14,9 @@
 //!   one URL share one origin stream: the origin is counted as having sent the
 //!   longest (most bytes) of them, so saved = their bytes minus that one's. This is
 //!   exact while that viewer's watch covers the others' (a stream restarted for
-//!   viewers far apart in time was sent more than once, and the saving is then less).
+//!   viewers far apart in time was sent more than once, and the saving is then less);
+//! * denied: `DENIED` records (refused logins, challenge rounds, access lists,
+//!   accounting refusals...), kept out of every figure above.
 //!
 //! What it does not: read the access log, or count sessions still running (a session
 //! is stored when it ends).
@@ -44,6 +47,8 @@ pub struct ReportRow {
     /// 0.0 to 1.0.
     pub hit_ratio: f64,
     pub saved_bytes: u64,
+    /// Requests refused before a session (`DENIED` records), not in the figures above.
+    pub denied: u64,
 }
 
 /// The query for `by` in `dialect`: one row per group and URL, sessions started at
@@ -65,8 +70,9 @@ pub fn report_sql(by: ReportBy, dialect: Dialect) -> String {
     };
     format!(
         "SELECT {key} AS k, url, \
-         COUNT(*) AS viewers, \
-         CAST(SUM(duration_ms) AS BIGINT) AS duration_ms, \
+         CAST(SUM(CASE WHEN cache <> 'DENIED' THEN 1 ELSE 0 END) AS BIGINT) AS viewers, \
+         CAST(SUM(CASE WHEN cache <> 'DENIED' THEN duration_ms ELSE 0 END) AS BIGINT) AS duration_ms, \
+         CAST(SUM(CASE WHEN cache = 'DENIED' THEN 1 ELSE 0 END) AS BIGINT) AS denied, \
          CAST(SUM(bytes) AS BIGINT) AS bytes, \
          CAST(SUM(CASE WHEN cache IN ('HIT', 'REFRESH') THEN 1 ELSE 0 END) AS BIGINT) AS hits, \
          CAST(SUM(CASE WHEN cache IN ('HIT', 'REFRESH', 'SPLIT') THEN bytes ELSE 0 END) AS BIGINT) AS shared, \
@@ -100,6 +106,7 @@ pub fn fold(rows: &[FoundRow]) -> Vec<ReportRow> {
                     bytes: 0,
                     hit_ratio: 0.0,
                     saved_bytes: 0,
+                    denied: 0,
                 },
                 0,
                 0,
@@ -109,6 +116,7 @@ pub fn fold(rows: &[FoundRow]) -> Vec<ReportRow> {
             continue;
         };
         row.viewers += int(r, "viewers");
+        row.denied += int(r, "denied");
         row.bytes += int(r, "bytes");
         row.saved_bytes += int(r, "shared").saturating_sub(int(r, "split_max"));
         *duration_ms += int(r, "duration_ms");
@@ -159,41 +167,39 @@ pub fn render(by: ReportBy, rows: &[ReportRow]) -> String {
         .max()
         .unwrap_or(5);
     let mut out = format!(
-        "{title:<width$}  {:>8}  {:>10}  {:>16}  {:>6}  {:>16}\n",
-        "VIEWERS", "HOURS", "BYTES", "HIT%", "SAVED_BYTES"
+        "{title:<width$}  {:>8}  {:>10}  {:>16}  {:>6}  {:>16}  {:>8}\n",
+        "VIEWERS", "HOURS", "BYTES", "HIT%", "SAVED_BYTES", "DENIED"
     );
-    let line = |out: &mut String, key: &str, v: u64, h: f64, b: u64, hit: f64, s: u64| {
+    let line = |out: &mut String, key: &str, r: &ReportRow| {
         out.push_str(&format!(
-            "{key:<width$}  {v:>8}  {h:>10.2}  {b:>16}  {:>6.1}  {s:>16}\n",
-            hit * 100.0
-        ));
-    };
-    for r in rows {
-        line(
-            &mut out,
-            &r.key,
+            "{key:<width$}  {:>8}  {:>10.2}  {:>16}  {:>6.1}  {:>16}  {:>8}\n",
             r.viewers,
             r.hours,
             r.bytes,
-            r.hit_ratio,
+            r.hit_ratio * 100.0,
             r.saved_bytes,
-        );
+            r.denied
+        ));
+    };
+    for r in rows {
+        line(&mut out, &r.key, r);
     }
     let viewers: u64 = rows.iter().map(|r| r.viewers).sum();
     let hits: f64 = rows.iter().map(|r| r.hit_ratio * r.viewers as f64).sum();
-    line(
-        &mut out,
-        "TOTAL",
+    let total = ReportRow {
+        key: String::new(),
         viewers,
-        rows.iter().map(|r| r.hours).sum(),
-        rows.iter().map(|r| r.bytes).sum(),
-        if viewers == 0 {
+        hours: rows.iter().map(|r| r.hours).sum(),
+        bytes: rows.iter().map(|r| r.bytes).sum(),
+        hit_ratio: if viewers == 0 {
             0.0
         } else {
             hits / viewers as f64
         },
-        rows.iter().map(|r| r.saved_bytes).sum(),
-    );
+        saved_bytes: rows.iter().map(|r| r.saved_bytes).sum(),
+        denied: rows.iter().map(|r| r.denied).sum(),
+    };
+    line(&mut out, "TOTAL", &total);
     out
 }
 
@@ -283,6 +289,15 @@ mod tests {
         })
     }
 
+    fn denied(url: &str, user: Option<&str>, start: u64) -> ViewerSessionRecord {
+        let mut r = session(url, user, CacheResult::Denied, start, 0);
+        r.duration_ms = 12;
+        r.end_unix_ms = start + 12;
+        (r.method, r.status, r.reason, r.session) =
+            ("DESCRIBE".into(), 401, "refused".into(), String::new());
+        r
+    }
+
     /// The query and the folding together, on a real SQLite file.
     #[test]
     fn totals_per_url_user_and_day_from_sqlite() {
@@ -314,6 +329,10 @@ mod tests {
                 day2 + 2000,
                 700,
             ),
+            // Refused requests: in no figure but their own count.
+            denied("rtsp://e/a", None, day1 + 3000),
+            denied("rtsp://e/a", Some("bob"), day2 + 3000),
+            denied("rtsp://e/c", None, day2 + 4000),
         ];
         let mut store = SqliteStore::open(&path).unwrap();
         store.prepare(&ViewerSessionRecord::TABLE).unwrap();
@@ -321,12 +340,18 @@ mod tests {
         let target = StoreTarget::Sqlite(path.clone());
 
         let by_url = report(&target, ReportBy::Url, 0).unwrap();
-        assert_eq!(by_url.len(), 2, "{by_url:?}");
+        assert_eq!(by_url.len(), 3, "{by_url:?}");
         let a = &by_url[0];
         assert_eq!(
-            (a.key.as_str(), a.viewers, a.bytes),
-            ("rtsp://e/a", 3, 2100)
+            (a.key.as_str(), a.viewers, a.bytes, a.denied),
+            ("rtsp://e/a", 3, 2100, 2)
         );
+        let c = &by_url[2];
+        assert_eq!(
+            (c.key.as_str(), c.viewers, c.hours, c.denied),
+            ("rtsp://e/c", 0, 0.0, 1)
+        );
+        assert_eq!((c.hit_ratio, c.saved_bytes), (0.0, 0));
         assert!((a.hours - 1.5).abs() < 1e-9, "{a:?}");
         assert!((a.hit_ratio - 1.0 / 3.0).abs() < 1e-9, "{a:?}");
         // The hit's 500, plus the split viewers' 1600 less the origin's one stream.
@@ -337,25 +362,29 @@ mod tests {
         let keys: Vec<&str> = by_user.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(keys, ["-", "alice", "bob"]);
         assert_eq!(by_user[1].viewers, 2);
+        assert_eq!((by_user[2].viewers, by_user[2].denied), (1, 1));
 
         let by_day = report(&target, ReportBy::Day, day2).unwrap();
         assert_eq!(by_day.len(), 1, "{by_day:?}");
         assert_eq!(
-            (by_day[0].key.as_str(), by_day[0].viewers),
-            ("2026-12-02", 2)
+            (by_day[0].key.as_str(), by_day[0].viewers, by_day[0].denied),
+            ("2026-12-02", 2, 2)
         );
 
         let text = render(ReportBy::Url, &by_url);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(lines.len(), 5, "{text}");
         assert!(
-            lines[0].starts_with("URL ") && lines[0].contains("HIT%"),
+            lines[0].starts_with("URL ") && lines[0].ends_with("  DENIED"),
             "{text}"
         );
-        assert!(
-            lines[3].starts_with("TOTAL") && lines[3].contains(" 2800 "),
+        let total: Vec<&str> = lines[4].split_whitespace().collect();
+        assert_eq!(
+            (total[0], total[1], total[3], total[6]),
+            ("TOTAL", "4", "2800", "3"),
             "{text}"
         );
+        assert_eq!(lines[3].split_whitespace().nth(1), Some("0"), "{text}");
         let _ = std::fs::remove_file(&path);
     }
 }

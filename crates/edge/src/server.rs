@@ -113,6 +113,7 @@ impl Edge {
             drain: drain_rx,
             tasks: Tracker::default(),
             viewers: ViewerRegistry::default(),
+            denied: Default::default(),
         };
         Self {
             ctx: Arc::new(ctx),

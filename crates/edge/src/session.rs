@@ -91,6 +91,11 @@ pub enum EndReason {
     Drain,
     /// An operator disconnected the viewer through the admin API.
     Admin,
+    /// The origin closed (or stopped answering on) the viewer's accounting connection:
+    /// its hold on the viewer is gone, and the edge keeps no credentials to ask again.
+    AccountingClosed,
+    /// Not a session: a request refused before one existed (a `DENIED` record).
+    Refused,
 }
 
 impl EndReason {
@@ -101,6 +106,8 @@ impl EndReason {
             EndReason::ConnectionClosed => "connection-closed",
             EndReason::Drain => "drain",
             EndReason::Admin => "admin",
+            EndReason::AccountingClosed => "accounting-closed",
+            EndReason::Refused => "refused",
         }
     }
 }
@@ -594,6 +601,17 @@ impl<S> ViewerSessions<S> {
             if let Some(e) = self.end(&id, reason, now) {
                 self.ended.push_back(e);
             }
+        }
+    }
+
+    /// Ends one session (its accounting connection closed); false when none has `id`.
+    pub fn end_session(&mut self, id: &str, reason: EndReason, now: Now) -> bool {
+        match self.end(id, reason, now) {
+            Some(e) => {
+                self.ended.push_back(e);
+                true
+            }
+            None => false,
         }
     }
 

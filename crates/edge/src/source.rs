@@ -310,6 +310,15 @@ impl Source {
         drop(self);
         tally.counts()
     }
+
+    /// As [`Self::stop`], telling a UDP viewer of the live hub with an RTCP BYE that
+    /// its stream ended (its connection stays open; TCP viewers see theirs close).
+    pub async fn stop_with_bye(mut self) -> Counts {
+        if let (Some(id), Some(lease)) = (self.subscribed.take(), &self.lease) {
+            lease.hub().leave_with_bye(id).await;
+        }
+        self.stop().await
+    }
 }
 
 /// The name under the viewer's URL of track `i`.

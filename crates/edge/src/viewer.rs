@@ -35,9 +35,10 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::accounting::{forwarded_for, KEEPALIVE_INTERVAL};
-use crate::accounting_conn::{self, Accounting};
+use crate::accounting_conn::{self, Accounting, OriginWatch};
 use crate::auth::{LoginKind, Principal};
 use crate::conn_out::{ConnOut, MAX_CONTROL_QUEUED};
+use crate::denied::{is_refusal, DeniedBudget, Refused};
 use crate::hub::SubscriberId;
 use crate::hub_registry::{Hubs, Lease};
 use crate::ids;
@@ -46,8 +47,8 @@ use crate::login::{self, Place};
 use crate::passthrough;
 use crate::routing::RouteError;
 use crate::session::{
-    error, CacheResult, EndReason, EndedSession, Now, SessionInfo, Step, ViewerSessions,
-    ViewerTransport,
+    error, stream_url, CacheResult, EndReason, EndedSession, Now, SessionInfo, Step,
+    ViewerSessions, ViewerTransport,
 };
 use crate::settings::{Current, ViewerSettings};
 use crate::sink::{Tally, TrackDest};
@@ -79,6 +80,8 @@ pub(crate) struct ViewerContext {
     pub tasks: Tracker,
     /// Running viewer sessions, for the admin API.
     pub viewers: ViewerRegistry,
+    /// How many refused requests are still recorded (`DENIED`), across the edge.
+    pub denied: std::sync::Mutex<DeniedBudget>,
 }
 
 impl std::fmt::Debug for ViewerContext {
@@ -128,6 +131,13 @@ pub(crate) struct ViewerConn {
     accounting_pending: HashMap<String, Accounting>,
     /// Each session's accounting connection, by session id: dropped when it ends.
     accounting: HashMap<String, Accounting>,
+    /// Poked when the origin ends one of this connection's accounting connections.
+    accounting_watch: OriginWatch,
+    /// Requests arrive through an RTSP-over-HTTP tunnel.
+    tunnel: bool,
+    /// The request being handled was refused by a check that says so itself (the
+    /// origin on the accounting connection, a limit), whatever the status.
+    refused: bool,
 }
 
 impl ViewerConn {
@@ -163,6 +173,9 @@ impl ViewerConn {
             clock,
             accounting_pending: HashMap::new(),
             accounting: HashMap::new(),
+            accounting_watch: OriginWatch::default(),
+            tunnel,
+            refused: false,
         }
     }
 
@@ -171,6 +184,7 @@ impl ViewerConn {
     pub async fn run<R: AsyncRead + Unpin>(&mut self, mut rd: R, mut decoder: Decoder) {
         let mut buf_full_since: Option<Instant> = None;
         let mut drain = self.ctx.drain.clone();
+        let accounting_gone = self.accounting_watch.notify.clone();
         loop {
             // Hand out everything already decodable first (pipelined requests).
             loop {
@@ -261,6 +275,12 @@ impl ViewerConn {
                     self.close(EndReason::Drain).await;
                     return;
                 }
+                () = accounting_gone.notified() => {
+                    if self.end_accounting_closed().await {
+                        self.close(EndReason::AccountingClosed).await;
+                        return;
+                    }
+                }
                 () = self.disconnect.notified() => {
                     tracing::info!(viewer = %self.peer, "viewer disconnected by the admin API");
                     self.close(EndReason::Admin).await;
@@ -279,6 +299,30 @@ impl ViewerConn {
         self.out.close();
     }
 
+    /// Ends the sessions whose accounting connection the origin ended (a UDP viewer of
+    /// the live hub gets an RTCP BYE) and forgets pending ones (their SETUP asks the
+    /// origin again). True when that left the connection without a session: it then
+    /// closes, which is what a TCP viewer notices.
+    async fn end_accounting_closed(&mut self) -> bool {
+        self.accounting_pending.retain(|_, a| !a.origin_gone());
+        let gone: Vec<String> = self
+            .accounting
+            .iter()
+            .filter(|(_, a)| a.origin_gone())
+            .map(|(id, _)| id.clone())
+            .collect();
+        if gone.is_empty() {
+            return false;
+        }
+        let now = Now::system();
+        for id in &gone {
+            tracing::info!(session = %id, viewer = %self.peer, "the origin closed this viewer's accounting connection; ending its session");
+            self.core.end_session(id, EndReason::AccountingClosed, now);
+        }
+        self.finish_ended().await;
+        !self.core.has_sessions()
+    }
+
     /// Stops the sources of sessions that ended and reports each once.
     async fn finish_ended(&mut self) {
         while let Some(ended) = self.core.poll_ended() {
@@ -286,7 +330,11 @@ impl ViewerConn {
             // Closes the origin's accounting connection for this viewer.
             self.accounting.remove(&rec.session);
             let tally = ended.source.tally().clone();
-            rec.counts = ended.source.stop().await;
+            rec.counts = if rec.reason == EndReason::AccountingClosed {
+                ended.source.stop_with_bye().await
+            } else {
+                ended.source.stop().await
+            };
             // UDP viewers' reports reached the hub, interleaved ones the session.
             rec.reported_lost = rec.reported_lost.max(tally.reported_lost());
             self.ctx.sessions.fetch_sub(1, Ordering::Relaxed);
@@ -325,7 +373,9 @@ impl ViewerConn {
                 r.set_cseq(c);
             }
             tracing::warn!(viewer = %self.peer, url = %req.uri, "request came back through this edge (its Via); refused as a loop");
+            let status = r.status;
             self.send(r);
+            self.record_denied(&req, status, now);
             return;
         }
         let vias: Vec<&str> = req.headers.get_all("Via").collect();
@@ -333,10 +383,22 @@ impl ViewerConn {
         self.incoming_forwarded =
             forwarded_for(req.headers.get_all("X-Forwarded-For"), self.peer.ip());
         let step = self.core.handle_request(&req, now);
+        // A DESCRIBE or a SETUP without a session: refused, it leaves a DENIED record.
+        let opens = matches!(
+            step,
+            Step::Describe { .. } | Step::Setup { session: None, .. }
+        );
+        self.refused = false;
         let (mut resp, release) = match self.admit(&req, &step).await {
-            Err(r) => (r, None),
+            Err(r) => {
+                self.refused = true;
+                (r, None)
+            }
             Ok(()) => self.carry_out(&req, step, now).await,
         };
+        if opens && (self.refused || is_refusal(resp.status)) {
+            self.record_denied(&req, resp.status, now);
+        }
         if let Some(c) = req.cseq() {
             resp.set_cseq(c);
         }
@@ -359,6 +421,48 @@ impl ViewerConn {
         }
     }
 
+    /// Reports a request refused before it had a session (`DENIED`), within the
+    /// edge's record budget, to the listener; counts it either way.
+    fn record_denied(&self, req: &Request, status: StatusCode, received: Now) {
+        let now = Now::system();
+        let within = self
+            .ctx
+            .denied
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take(now.at);
+        self.ctx.hubs.edge_stats().request_denied(within);
+        let Some(listener) = self.ctx.on_ended.as_ref().filter(|_| within) else {
+            return;
+        };
+        let url = stream_url(&req.uri).0;
+        // Routing is pure (no lookups): the rule and origin cost nothing to name here.
+        let (rule, origin) =
+            match self
+                .ctx
+                .settings
+                .load()
+                .router
+                .resolve(&url, self.local, self.original_dst)
+            {
+                Ok(t) => (t.rule, Some(t.url.to_string())),
+                Err(_) => (None, None),
+            };
+        let refused = Refused {
+            viewer: self.peer,
+            url,
+            method: req.method.as_str().to_owned(),
+            status: status.as_u16(),
+            tunnel: self.tunnel,
+            received,
+            user: self.admitted_user.clone(),
+            rule,
+            origin,
+            user_agent: req.headers.get("User-Agent").map(str::to_owned),
+        };
+        listener(&refused.record(now));
+    }
+
     /// The rule's access list and login for a DESCRIBE or a new session's SETUP
     /// (requests inside a session were admitted with it).
     async fn admit(&mut self, req: &Request, step: &Step) -> Result<(), Response> {
@@ -376,9 +480,17 @@ impl ViewerConn {
             local: self.local,
             original_dst: self.original_dst,
         };
-        let p = login::admit(&settings, req, url, place, &mut self.login).await?;
-        self.admitted_user = p.map(|p| p.user);
-        Ok(())
+        match login::admit(&settings, req, url, place, &mut self.login).await {
+            Ok(p) => {
+                self.admitted_user = p.map(|p| p.user);
+                Ok(())
+            }
+            Err((r, user)) => {
+                // Named in the DENIED record: a login the rule's lists leave out.
+                self.admitted_user = user;
+                Err(r)
+            }
+        }
     }
 
     async fn carry_out(
@@ -415,6 +527,7 @@ impl ViewerConn {
             return Ok(());
         };
         if self.accounting_pending.len() >= passthrough::MAX_PENDING {
+            self.refused = true;
             return Err(error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many streams described but not set up on this connection",
@@ -434,13 +547,19 @@ impl ViewerConn {
             authorization,
             &self.incoming_forwarded,
             mode == AccountingMode::Session,
+            self.ctx.hubs.edge_stats(),
         )
-        .await?;
+        .await
+        .inspect_err(|_| self.refused = true)?;
         let a = if opening.wants_session() {
             Accounting::Opening(Box::new(opening))
         } else {
             Accounting::Held {
-                _conn: opening.hold(KEEPALIVE_INTERVAL, self.ctx.tasks.guard()),
+                conn: opening.hold(
+                    KEEPALIVE_INTERVAL,
+                    self.ctx.tasks.guard(),
+                    &self.accounting_watch,
+                ),
             }
         };
         self.accounting_pending.insert(url.to_owned(), a);
@@ -570,6 +689,7 @@ impl ViewerConn {
     ) -> Response {
         let settings = self.ctx.settings.load();
         if session.is_none() && self.ctx.sessions.load(Ordering::Relaxed) >= settings.max_viewers {
+            self.refused = true;
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "this edge is at its viewer limit",
@@ -729,9 +849,13 @@ impl ViewerConn {
         };
         o.play(passthrough::authorization(req)).await?;
         if let Some(Accounting::Opening(o)) = self.accounting.remove(id) {
-            let held = o.hold(KEEPALIVE_INTERVAL, self.ctx.tasks.guard());
+            let held = o.hold(
+                KEEPALIVE_INTERVAL,
+                self.ctx.tasks.guard(),
+                &self.accounting_watch,
+            );
             self.accounting
-                .insert(id.to_owned(), Accounting::Held { _conn: held });
+                .insert(id.to_owned(), Accounting::Held { conn: held });
         }
         Ok(())
     }

@@ -262,15 +262,23 @@ fn report(edge: &EdgeProc, args: &[&str]) -> Vec<Vec<String>> {
         .collect();
     assert_eq!(
         lines[0],
-        ["URL", "VIEWERS", "HOURS", "BYTES", "HIT%", "SAVED_BYTES"]
-            .iter()
-            .enumerate()
-            .map(|(i, h)| if i == 0 {
-                lines[0][0].clone()
-            } else {
-                (*h).to_owned()
-            })
-            .collect::<Vec<_>>()
+        [
+            "URL",
+            "VIEWERS",
+            "HOURS",
+            "BYTES",
+            "HIT%",
+            "SAVED_BYTES",
+            "DENIED"
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, h)| if i == 0 {
+            lines[0][0].clone()
+        } else {
+            (*h).to_owned()
+        })
+        .collect::<Vec<_>>()
     );
     assert_eq!(lines.last().unwrap()[0], "TOTAL", "{text}");
     lines

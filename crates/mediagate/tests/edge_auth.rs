@@ -114,12 +114,18 @@ fn users_file_logins_with_digest_and_basic_through_ffmpeg() {
     let log = edge.peer.stderr_tail().join("\n");
     assert!(!log.contains("wonder-land"), "password in the log");
     // The logged-in user reaches the access log line and the session record; refused
-    // requests opened no session, and the open rule's viewer has no user.
-    let lines = wait_for(|| {
+    // requests opened no session (each left a DENIED line instead: checked below), and
+    // the open rule's viewer has no user.
+    let is_denied = |l: &String| l.split_whitespace().nth(7) == Some("DENIED");
+    let all_lines = wait_for(|| {
         let text = std::fs::read_to_string(&access_log).unwrap_or_default();
         let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        (lines.len() >= 2).then_some(lines)
+        // Every refusal above (at least one per refused ffmpeg) and both sessions.
+        (lines.iter().filter(|l| !is_denied(l)).count() >= 2
+            && lines.iter().filter(|l| is_denied(l)).count() >= 4)
+            .then_some(lines)
     });
+    let (denied, lines): (Vec<String>, Vec<String>) = all_lines.into_iter().partition(is_denied);
     assert_eq!(lines.len(), 2, "{lines:?}");
     let user_of = |path: &str| {
         let line = lines
@@ -135,12 +141,14 @@ fn users_file_logins_with_digest_and_basic_through_ffmpeg() {
         !lines.concat().contains("wonder-land"),
         "password in the access log"
     );
+    check_denied_lines(&denied, &edge, &origin);
     let rows = wait_for(|| {
         let rows: Vec<ViewerSessionRecord> = SqliteStore::open(&edge.records_path())
-            .and_then(|mut s| s.records(10))
+            .and_then(|mut s| s.records(100))
             .unwrap_or_default();
-        (rows.len() >= 2).then_some(rows)
+        (rows.len() >= 2 + denied.len()).then_some(rows)
     });
+    let (denied_rows, rows): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.cache == "DENIED");
     let mut users: Vec<(&str, &str)> = rows
         .iter()
         .map(|r| (r.url.as_str(), r.username.as_str()))
@@ -148,6 +156,86 @@ fn users_file_logins_with_digest_and_basic_through_ffmpeg() {
     users.sort_unstable();
     let (open, staff) = (edge.url("/open"), edge.url("/staff"));
     assert_eq!(users, [(open.as_str(), ""), (staff.as_str(), "alice")]);
+    // The same refusals in the store, with the same fields.
+    assert_eq!(denied_rows.len(), denied.len(), "{denied_rows:?}");
+    for r in &denied_rows {
+        assert_eq!(
+            (
+                r.url.as_str(),
+                r.method.as_str(),
+                r.reason.as_str(),
+                r.session.as_str()
+            ),
+            (staff.as_str(), "DESCRIBE", "refused", ""),
+            "{r:?}"
+        );
+        assert!(r.status == 401 || r.status == 403, "{r:?}");
+        assert_eq!(
+            r.username,
+            if r.status == 403 { "bob" } else { "" },
+            "{r:?}"
+        );
+        assert_eq!(
+            (r.rule.as_str(), r.origin.as_str()),
+            ("/staff", origin.url("/live").as_str())
+        );
+        assert_eq!((r.bytes, r.packets, r.transport.as_str()), (0, 0, "tcp"));
+        assert!(r.duration_ms < 5_000 && r.end_unix_ms == r.start_unix_ms + r.duration_ms);
+        assert!(r.viewer.starts_with("127.0.0.1:") && r.user_agent.starts_with("Lavf"));
+    }
+}
+
+/// The DENIED access log lines of `users_file_logins_with_digest_and_basic_through_ffmpeg`,
+/// field by field: every ffmpeg that met the login got a 401 first (the challenge
+/// round, logged like Squid's TCP_DENIED/407), the wrong password another, and bob,
+/// logged in but not in the rule's group, one 403 that names him.
+fn check_denied_lines(denied: &[String], edge: &EdgeProc, origin: &Origin) {
+    let mut statuses: Vec<&str> = Vec::new();
+    for line in denied {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f.len(), 18, "{line}");
+        assert!(f[0].len() == 24 && f[0].ends_with('Z'), "time: {line}");
+        let duration: u64 = f[1].parse().expect("duration_ms");
+        assert!(duration < 5_000, "time to refusal: {line}");
+        assert!(f[2].starts_with("127.0.0.1:"), "client: {line}");
+        let status = f[6];
+        let user = if status == "403" { "\"bob\"" } else { "-" };
+        assert_eq!(f[3], user, "user (never a password): {line}");
+        assert_eq!(f[4], "DESCRIBE", "{line}");
+        assert_eq!(f[5], format!("\"{}\"", edge.url("/staff")), "{line}");
+        assert!(status == "401" || status == "403", "{line}");
+        assert_eq!(f[7], "DENIED");
+        assert_eq!(f[8], "\"/staff\"", "rule: {line}");
+        assert_eq!(f[9], "tcp", "{line}");
+        assert_eq!(
+            &f[10..14],
+            ["0", "0", "0", "0"],
+            "bytes, packets, lost: {line}"
+        );
+        assert_eq!(
+            (f[14], f[15]),
+            ("refused", "-"),
+            "reason, no session: {line}"
+        );
+        assert!(f[16].starts_with("\"Lavf"), "user agent: {line}");
+        assert_eq!(f[17], format!("\"{}\"", origin.url("/live")), "{line}");
+        assert!(
+            !line.contains("wonder-land") && !line.contains("builder"),
+            "{line}"
+        );
+        statuses.push(status);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "403").count(),
+        1,
+        "{denied:?}"
+    );
+    // alice's challenge round, the viewer without credentials, the wrong password (at
+    // least its first round) and bob's challenge round.
+    assert!(
+        statuses.iter().filter(|s| **s == "401").count() >= 4,
+        "{denied:?}"
+    );
 }
 
 /// `f`'s value once it has one, polled for up to 15 seconds.

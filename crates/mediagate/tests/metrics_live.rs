@@ -293,3 +293,43 @@ fn metric_names_are_found_in_promql() {
     );
     assert!(metric_names("sum(rate(xmediagate_y[1m]))").is_empty());
 }
+
+/// Every `mediagate_edge_` family an edge exposes has its row in docs/metrics.md (by
+/// its name without the prefix, counters with `_total`), so a new metric cannot ship
+/// undocumented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_edge_metric_is_documented() {
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/metrics.md"
+    ))
+    .expect("docs/metrics.md");
+    let metrics = Metrics::new();
+    let config = mediagate_config::parse_config("[edge]\nlisten = [\"127.0.0.1:0\"]\n").unwrap();
+    let edge = Edge::new(&config.edge, "test-edge");
+    edge.publish_metrics(&metrics);
+    let text = metrics.encode_text();
+    let mut families = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE mediagate_edge_") else {
+            continue;
+        };
+        let (name, ty) = rest.split_once(' ').unwrap();
+        let name = name.trim_end_matches("_total");
+        families.push(if ty == "counter" {
+            format!("{name}_total")
+        } else {
+            name.to_owned()
+        });
+    }
+    assert!(families.len() >= 15, "{text}");
+    let missing: Vec<&String> = families
+        .iter()
+        .filter(|f| !docs.contains(&format!("`{f}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "edge metrics missing from docs/metrics.md: {missing:?}"
+    );
+    drop(edge);
+}

@@ -45,8 +45,12 @@ fn open_accounting_for(events: &[OriginEvent], chain: impl Fn(&str) -> bool) -> 
 
 /// A long-running ffmpeg viewer, killed when dropped.
 fn viewer(url: &str) -> Peer {
+    viewer_over(url, Transport::Tcp)
+}
+
+fn viewer_over(url: &str, transport: Transport) -> Peer {
     let mut cmd = Command::new("ffmpeg");
-    cmd.args(ReadOptions::seconds(Transport::Tcp, 120.0).args(url));
+    cmd.args(ReadOptions::seconds(transport, 120.0).args(url));
     let keep = StdoutHandling {
         on_line: None,
         keep_all: true,
@@ -323,6 +327,80 @@ fn through_a_parent_edge_the_origin_still_sees_and_releases_each_viewer() {
             |ev| open_accounting(ev) == 0,
         )
         .expect("the child's shared session ends after its linger");
+}
+
+/// The accounting connection is the origin's hold on the viewer: when the origin's
+/// side ends it, the viewer's session ends too (the edge has no credentials to ask
+/// again). The "origin" here is a parent edge, stopped with SIGTERM: it drains, which
+/// closes the child's accounting connections. The TCP viewer's connection closes; the
+/// UDP viewer gets an RTCP BYE and stops; both records say `accounting-closed`.
+#[test]
+fn the_origin_closing_an_accounting_connection_ends_the_viewers_session() {
+    let origin = Origin::start(OriginOptions::default()).expect("gst-rtsp-server origin starts");
+    let parent = EdgeProc::start(&format!(
+        "[[edge.route]]\nadvertised = \"/live\"\norigin = \"{}\"\naccounting = \"authorize\"\n",
+        origin.url("/live")
+    ));
+    let log = std::env::temp_dir().join(format!(
+        "mediagate-accounting-closed-{}.log",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&log);
+    let child = EdgeProc::start(&format!(
+        "parent = \"rtsp://127.0.0.1:{}\"\n\
+         [[edge.route]]\nadvertised = \"/cam\"\norigin = \"{}\"\naccounting = \"authorize\"\n\
+         [log]\naccess_log = {:?}\n",
+        parent.port,
+        origin.url("/live"),
+        log.display().to_string()
+    ));
+    let tcp = viewer_over(&child.url("/cam"), Transport::Tcp);
+    let udp = viewer_over(&child.url("/cam"), Transport::Udp);
+    wait_for("both viewers decoding", Duration::from_secs(30), || {
+        frames(&tcp) >= 10 && frames(&udp) >= 10
+    });
+    assert!(tcp.try_status().is_none() && udp.try_status().is_none());
+    parent.peer.signal("TERM");
+    let stopped = Instant::now();
+    for v in [&tcp, &udp] {
+        assert!(
+            v.wait_timeout(Duration::from_secs(5)).is_some(),
+            "a viewer still runs 5 s after its accounting connection closed:\n{}\n{}",
+            v.diagnostics(),
+            child.peer.diagnostics()
+        );
+    }
+    let took = stopped.elapsed();
+    let lines = {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            if lines.len() >= 2 || Instant::now() > deadline {
+                break lines;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert_eq!(lines.len(), 2, "{lines:?}\n{}", child.peer.diagnostics());
+    let mut seen: Vec<(String, String)> = lines
+        .iter()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // transport, reason
+            (f[9].to_owned(), f[14].to_owned())
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("tcp".to_owned(), "accounting-closed".to_owned()),
+            ("udp".to_owned(), "accounting-closed".to_owned())
+        ],
+        "{lines:?} (viewers ended {took:?} after the SIGTERM)"
+    );
+    let _ = std::fs::remove_file(&log);
 }
 
 #[test]

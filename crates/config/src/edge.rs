@@ -81,6 +81,10 @@ pub struct EdgeConfig {
     pub max_connections: MaxConnections,
     /// Most connections open at once from one client address. Default: `100`.
     pub max_connections_per_client: MaxConnections,
+    /// Client networks exempt from `max_connections_per_client` (still counted in
+    /// `max_connections` and the stats): child edges, whose accounting connections
+    /// all come from one address. Default: none.
+    pub trusted_clients: Vec<Cidr>,
     /// Serve connections redirected here by iptables `REDIRECT`, using the original
     /// destination (`SO_ORIGINAL_DST`); destinations must pass `[edge.forward].allow`.
     /// Default: `false`.
@@ -118,6 +122,7 @@ impl Default for EdgeConfig {
             idle_timeout: ConnectionTimeout::from_millis_const(10_000),
             max_connections: fixed_bound(20_000),
             max_connections_per_client: fixed_bound(100),
+            trusted_clients: Vec::new(),
             transparent: Located::new(false),
             parent: None,
             client_acl: ClientAcl::default(),

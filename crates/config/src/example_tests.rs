@@ -60,6 +60,7 @@ fn fully_populated() -> Config {
     c.log.access_log = Some(Located::new("/var/log/mediagate/access.log".into()));
     c.log.access_log_format = AccessLogFormat::Json;
     c.edge.parent = Some("rtsp://parent:8554".parse().unwrap());
+    c.edge.trusted_clients = vec!["192.0.2.0/28".parse().unwrap()];
     c.edge.route = vec![Route {
         advertised: Located::new("/cam1".parse().unwrap()),
         origin: "rtsp://192.0.2.10/live".parse().unwrap(),

@@ -292,11 +292,21 @@ impl Edge {
         let settings = self.ctx.settings.load();
         let stats = self.ctx.hubs.edge_stats().clone();
         // Held for the life of the connection (a tunnel's GET and POST hold one each).
-        let _ticket = match stats.connections.admit(
-            peer.ip(),
-            settings.max_connections,
-            settings.max_connections_per_client,
-        ) {
+        // Trusted clients (child edges: one address, a connection per viewer) are
+        // exempt from the per-client cap only; the total cap still holds.
+        let per_client = if settings
+            .trusted_clients
+            .iter()
+            .any(|c| c.contains(peer.ip()))
+        {
+            usize::MAX
+        } else {
+            settings.max_connections_per_client
+        };
+        let _ticket = match stats
+            .connections
+            .admit(peer.ip(), settings.max_connections, per_client)
+        {
             Ok(t) => t,
             Err(why) => {
                 tracing::debug!(viewer = %peer, limit = why.as_str(), "connection refused by a cap");

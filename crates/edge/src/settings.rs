@@ -45,6 +45,8 @@ pub(crate) struct ViewerSettings {
     pub conn_limits: ConnLimits,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
+    /// Clients exempt from `max_connections_per_client`.
+    pub trusted_clients: Vec<mediagate_config::Cidr>,
 }
 
 impl ViewerSettings {
@@ -100,6 +102,7 @@ impl ViewerSettings {
             },
             max_connections: cfg.max_connections.get() as usize,
             max_connections_per_client: cfg.max_connections_per_client.get() as usize,
+            trusted_clients: cfg.trusted_clients.clone(),
         }
     }
 }

@@ -263,3 +263,84 @@ fn options_answer(s: &mut TcpStream) -> String {
     let n = s.read(&mut buf).unwrap_or(0);
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
+
+/// A connection from `from` (a loopback address) to the edge on 127.0.0.1:`port`.
+async fn connect_from(from: &str, port: u16) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let s = sock
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .unwrap()
+        .into_std()
+        .unwrap();
+    s.set_nonblocking(false).unwrap();
+    s
+}
+
+/// A child edge's accounting connections all come from its one address: listed in
+/// `trusted_clients`, it is exempt from `max_connections_per_client` (100 by default)
+/// while any other address is still capped, and both count in the total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_clients_are_exempt_from_the_per_client_cap_only() {
+    let origin = Origin::start(OriginOptions::default()).expect("origin starts");
+    let metrics = Metrics::new();
+    let (_edge, port) = edge_with(
+        &origin,
+        "max_connections = 400\ntrusted_clients = [\"127.0.0.2/32\"]\n",
+        &metrics,
+    )
+    .await;
+    let mut trusted = Vec::new();
+    for _ in 0..150 {
+        trusted.push(connect_from("127.0.0.2", port).await);
+    }
+    let mut untrusted = Vec::new();
+    for _ in 0..101 {
+        untrusted.push(connect_from("127.0.0.3", port).await);
+    }
+    let (trusted, untrusted) = tokio::task::spawn_blocking(move || {
+        for (i, s) in trusted.iter_mut().enumerate() {
+            let answer = options_answer(s);
+            assert!(
+                answer.starts_with("RTSP/1.0 200"),
+                "trusted {i}: {answer:?}"
+            );
+        }
+        // The refused one is told unasked (writing to it could meet a reset that
+        // discards the answer); the others then answer an OPTIONS.
+        std::thread::sleep(Duration::from_millis(500));
+        let (mut busy, mut served) = (0, 0);
+        for s in &mut untrusted {
+            s.set_nonblocking(true).unwrap();
+            let mut buf = [0u8; 64];
+            let told = match s.read(&mut buf) {
+                Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+                Err(_) => String::new(),
+            };
+            s.set_nonblocking(false).unwrap();
+            if told.starts_with("RTSP/1.0 503") {
+                busy += 1;
+            } else {
+                assert!(told.is_empty(), "{told:?}");
+                let answer = options_answer(s);
+                assert!(answer.starts_with("RTSP/1.0 200"), "{answer:?}");
+                served += 1;
+            }
+        }
+        assert_eq!((served, busy), (100, 1));
+        (trusted, untrusted)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        counter(
+            &metrics,
+            "mediagate_edge_connections_refused_total{limit=\"per_client\"}"
+        ),
+        1.0
+    );
+    // The trusted ones count in the total and the gauge like any other.
+    assert_eq!(counter(&metrics, "mediagate_edge_connections"), 250.0);
+    drop((trusted, untrusted));
+}

@@ -537,10 +537,7 @@ impl ViewerConn {
             target.via = format!("{chain}, {}", target.via);
         }
         // An `Authorization` that logs in at this edge is not the origin's to see.
-        let edge_login = matches!(
-            settings.router.access_for(url, self.local, self.original_dst),
-            Some((access, LoginKind::Origin)) if access.requires_login()
-        );
+        let edge_login = self.edge_login_route(url);
         let authorization = passthrough::authorization(req).filter(|_| !edge_login);
         let opening = accounting_conn::describe(
             &target,
@@ -595,6 +592,14 @@ impl ViewerConn {
         Ok((d, lease))
     }
 
+    /// Whether `url`'s rule asks for an edge login in `Authorization` (401).
+    fn edge_login_route(&self, url: &str) -> bool {
+        matches!(
+            self.ctx.settings.load().router.access_for(url, self.local, self.original_dst),
+            Some((access, LoginKind::Origin)) if access.requires_login()
+        )
+    }
+
     /// DESCRIBE through the hub, or, when the origin wants the viewer's own
     /// credentials, on the viewer's own origin connection (`passthrough`).
     async fn describe_or_pass(&mut self, req: &Request, url: &str) -> Response {
@@ -612,7 +617,15 @@ impl ViewerConn {
                 }
                 t
             }
-            None => return self.describe(url).await,
+            None => {
+                let r = self.describe(url).await;
+                if passthrough::is_challenge(&r) && self.edge_login_route(url) {
+                    // RTSP has one `Authorization` per request: on this rule it is
+                    // the edge's, so the origin's challenge cannot be relayed.
+                    tracing::warn!(url, "the origin asks for credentials on a route whose edge login uses 401 (Authorization); give the route origin credentials, or use forward mode, where the edge login is 407 (Proxy-Authorization)");
+                }
+                return r;
+            }
         };
         self.routed.insert(
             url.to_owned(),

@@ -435,6 +435,48 @@ fn forward_mode_asks_with_407_and_still_passes_the_origins_401() {
             .any(|c| c.starts_with("Digest ")),
         "{r:?}"
     );
+    // Both at once on one request: the edge login in Proxy-Authorization, the answer
+    // to the origin's challenge in Authorization, passed on to the origin. (No real
+    // player sends both: ffmpeg has no RTSP proxy setting, and GStreamer's rtspsrc
+    // `proxy` sends absolute URLs to a proxy but gives up on a 407 without retrying
+    // with its `proxy-id`/`proxy-pw`; so the edge side is this raw client.)
+    let origin_challenges: Vec<&str> = r.headers.get_all("WWW-Authenticate").collect();
+    let (origin_user, origin_password) = origin.credentials();
+    let origin_login = ClientAuth::new(origin_user, origin_password)
+        .respond(&origin_challenges, "DESCRIBE", &secure, "0ddba11")
+        .expect("client answers the origin");
+    let r = raw(
+        edge.port,
+        "DESCRIBE",
+        &secure,
+        &[
+            accept,
+            ("Proxy-Authorization", &login),
+            ("Authorization", &origin_login),
+        ],
+    );
+    assert_eq!(r.status.as_u16(), 200, "{r:?}");
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("m=video"),
+        "{r:?}"
+    );
+    // The origin reports its requests a moment after answering them.
+    wait_for(|| (origin.request_count("DESCRIBE", "/secure", 200) >= 1).then_some(()));
+    // The wrong origin password with the right edge login: the origin refuses.
+    let bad_origin = ClientAuth::new(origin_user, "not-it")
+        .respond(&origin_challenges, "DESCRIBE", &secure, "0ddba11")
+        .expect("client answers the origin");
+    let r = raw(
+        edge.port,
+        "DESCRIBE",
+        &secure,
+        &[
+            accept,
+            ("Proxy-Authorization", &login),
+            ("Authorization", &bad_origin),
+        ],
+    );
+    assert_eq!(r.status.as_u16(), 401, "{r:?}");
 }
 
 #[test]

@@ -118,6 +118,30 @@ fn teardown_ends_the_session_once_with_its_record() {
 }
 
 #[test]
+fn one_session_ends_alone_when_its_accounting_connection_closes() {
+    let mut sim = Sim::new(false);
+    sim.setup_new("s1", 1, tcp(), "a");
+    sim.setup_new("s2", 1, tcp(), "b");
+    sim.advance(Duration::from_secs(3));
+    assert!(sim
+        .core
+        .end_session("s1", EndReason::AccountingClosed, sim.now));
+    assert!(!sim
+        .core
+        .end_session("s1", EndReason::AccountingClosed, sim.now));
+    let ended = sim.all_ended();
+    assert_eq!(ended.len(), 1);
+    assert_eq!(
+        (ended[0].record.session.as_str(), ended[0].record.reason),
+        ("s1", EndReason::AccountingClosed)
+    );
+    assert_eq!(ended[0].record.duration, Duration::from_secs(3));
+    // The other session goes on.
+    assert!(sim.core.has_sessions());
+    assert_eq!(status(sim.req(Method::GetParameter, URL, Some("s2"))), 200);
+}
+
+#[test]
 fn a_session_times_out_exactly_at_its_timeout_and_only_then() {
     let mut sim = Sim::new(false);
     sim.setup_new("s1", 1, tcp(), "live");

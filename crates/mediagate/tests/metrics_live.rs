@@ -333,3 +333,85 @@ async fn every_edge_metric_is_documented() {
     );
     drop(edge);
 }
+
+/// Accounting connections in the metrics: an ffmpeg viewer on an `authorize` route
+/// holds one while it watches and none after; a DESCRIBE the origin refuses (its
+/// Digest mount, no credentials) is counted by status and as a denied request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounting_connections_and_refusals_show_in_the_metrics() {
+    let origin = Origin::start(OriginOptions::default()).expect("gst-rtsp-server origin starts");
+    let metrics = Metrics::new();
+    let toml = format!(
+        "[edge]\nlisten = [\"127.0.0.1:0\"]\nlinger = \"1s\"\n\
+         [[edge.route]]\nadvertised = \"/cam\"\norigin = \"{}\"\naccounting = \"authorize\"\n\
+         [[edge.route]]\nadvertised = \"/sec\"\norigin = \"{}\"\naccounting = \"authorize\"\n",
+        origin.url("/live"),
+        origin.url("/secure")
+    );
+    let config = mediagate_config::parse_config(&toml).expect("test config is valid");
+    let edge = Edge::new(&config.edge, "test-edge");
+    edge.publish_metrics(&metrics);
+    let bound = edge
+        .bind(&["127.0.0.1:0".parse().unwrap()])
+        .await
+        .expect("edge binds");
+    let url = format!("rtsp://{}/cam", bound[0]);
+    let viewer = tokio::task::spawn_blocking(move || {
+        ffmpeg_read(&url, &ReadOptions::seconds(Transport::Tcp, 4.0))
+    });
+    wait_for(
+        &metrics,
+        "mediagate_edge_accounting_connections",
+        1.0,
+        Duration::from_secs(15),
+    )
+    .await;
+    let report = viewer.await.unwrap().expect("ffmpeg runs");
+    assert!(report.video_frames > 20, "{report:#?}");
+    wait_for(
+        &metrics,
+        "mediagate_edge_accounting_connections",
+        0.0,
+        Duration::from_secs(5),
+    )
+    .await;
+
+    let secure = format!("rtsp://{}/sec", bound[0]);
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(bound[0]).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "DESCRIBE {secure} RTSP/1.0\r\nCSeq: 1\r\n\r\n").unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("RTSP/1.0 401"), "{answer:?}");
+    let text = metrics.encode();
+    assert_eq!(
+        sample(
+            &text,
+            "mediagate_edge_accounting_refused_total{status=\"401\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "mediagate_edge_requests_denied_total"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "mediagate_edge_accounting_connections"),
+        Some(0.0)
+    );
+    let closed: f64 = samples(&text)
+        .iter()
+        .filter(|(k, _)| k.starts_with("mediagate_edge_accounting_closed_by_origin_total{"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(closed, 0.0, "the origin ended none");
+    mediagate_testkit::promtool::check_metrics(&metrics.encode_text());
+    drop(edge);
+}

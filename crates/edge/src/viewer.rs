@@ -375,7 +375,7 @@ impl ViewerConn {
             tracing::warn!(viewer = %self.peer, url = %req.uri, "request came back through this edge (its Via); refused as a loop");
             let status = r.status;
             self.send(r);
-            self.record_denied(&req, status, now);
+            self.record_denied(&req, status, now, None);
             return;
         }
         let vias: Vec<&str> = req.headers.get_all("Via").collect();
@@ -397,7 +397,9 @@ impl ViewerConn {
             Ok(()) => self.carry_out(&req, step, now).await,
         };
         if opens && (self.refused || is_refusal(resp.status)) {
-            self.record_denied(&req, resp.status, now);
+            // `admit` ran for this request: a user it names logged in just now.
+            let user = self.admitted_user.clone();
+            self.record_denied(&req, resp.status, now, user);
         }
         if let Some(c) = req.cseq() {
             resp.set_cseq(c);
@@ -423,7 +425,13 @@ impl ViewerConn {
 
     /// Reports a request refused before it had a session (`DENIED`), within the
     /// edge's record budget, to the listener; counts it either way.
-    fn record_denied(&self, req: &Request, status: StatusCode, received: Now) {
+    fn record_denied(
+        &self,
+        req: &Request,
+        status: StatusCode,
+        received: Now,
+        user: Option<String>,
+    ) {
         let now = Now::system();
         let within = self
             .ctx
@@ -455,7 +463,7 @@ impl ViewerConn {
             status: status.as_u16(),
             tunnel: self.tunnel,
             received,
-            user: self.admitted_user.clone(),
+            user,
             rule,
             origin,
             user_agent: req.headers.get("User-Agent").map(str::to_owned),

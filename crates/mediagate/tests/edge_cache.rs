@@ -100,14 +100,13 @@ fn later_viewers_are_served_from_the_cache_while_the_origin_sends_them_nothing()
         "viewer 3 (rtspsrc) got media: {g:?}"
     );
 
-    // The DESCRIBEs still reached the origin; its media was sent once.
+    // The origin's media was sent once: viewer 1's session is its only PLAY.
     assert_eq!(
         origin.play_count("/vod"),
         1,
         "hits must not open origin media sessions: {:#?}",
         origin.requests()
     );
-    assert!(origin.request_count("DESCRIBE", "/vod", 200) >= 3);
     let rows = records(&edge, 3);
     let results: Vec<&str> = rows.iter().map(|r| r.cache.as_str()).collect();
     assert_eq!(

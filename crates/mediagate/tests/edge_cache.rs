@@ -100,6 +100,14 @@ fn later_viewers_are_served_from_the_cache_while_the_origin_sends_them_nothing()
         "viewer 3 (rtspsrc) got media: {g:?}"
     );
 
+    // An HTTP-tunnel viewer takes the same path as a TCP one.
+    let t = ffmpeg_read(
+        &edge.url("/clip"),
+        &ReadOptions::seconds(Transport::HttpTunnel, 3.0),
+    )
+    .expect("ffmpeg runs");
+    assert!(t.video_frames >= 30, "tunnel viewer: {t:#?}");
+
     // The origin's media was sent once: viewer 1's session is its only PLAY.
     assert_eq!(
         origin.play_count("/vod"),
@@ -107,11 +115,11 @@ fn later_viewers_are_served_from_the_cache_while_the_origin_sends_them_nothing()
         "hits must not open origin media sessions: {:#?}",
         origin.requests()
     );
-    let rows = records(&edge, 3);
+    let rows = records(&edge, 4);
     let results: Vec<&str> = rows.iter().map(|r| r.cache.as_str()).collect();
     assert_eq!(
         results.iter().filter(|c| **c == "HIT").count(),
-        2,
+        3,
         "{rows:#?}"
     );
 }
@@ -364,4 +372,29 @@ fn an_origin_failure_mid_fill_ends_the_viewer_and_keeps_only_what_verifies() {
         1,
         "beyond the held range: the origin"
     );
+}
+
+#[test]
+fn one_viewer_fills_an_object_and_a_concurrent_one_just_passes_through() {
+    let origin = Origin::start(OriginOptions::default()).expect("origin starts");
+    let cache = CacheDir::new("concurrent");
+    let edge = edge_with_cache(&origin, &cache);
+    let url = edge.url("/clip");
+    let other = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            ffmpeg_read(&url, &ReadOptions::seconds(Transport::Tcp, 4.0)).expect("ffmpeg runs")
+        })
+    };
+    let r = ffmpeg_read(&url, &ReadOptions::seconds(Transport::Tcp, 4.0)).expect("ffmpeg runs");
+    let o = other.join().unwrap();
+    assert!(
+        r.video_frames >= 40 && o.video_frames >= 40,
+        "{r:#?}\n{o:#?}"
+    );
+    assert_eq!(origin.play_count("/vod"), 2, "both missed");
+    let rows = records(&edge, 2);
+    let mut results: Vec<&str> = rows.iter().map(|r| r.cache.as_str()).collect();
+    results.sort_unstable();
+    assert_eq!(results, ["MISS", "PASS"], "{rows:#?}");
 }

@@ -311,11 +311,9 @@ impl CachePlayer {
     }
 
     /// Starts (or resumes) sending; returns what the PLAY answer says.
-    pub fn play(&mut self) -> Option<PlayStart> {
-        if self.running.is_some() {
-            let s = self.state.as_ref();
-            return s.map(|s| start_of(s, self.position_ms()));
-        }
+    /// A PLAY while playing restarts from the next unsent packet.
+    pub async fn play(&mut self) -> Option<PlayStart> {
+        self.pause().await;
         let position = self.position_ms();
         let state = self.state.take()?;
         let start = start_of(&state, position);

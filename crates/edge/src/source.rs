@@ -285,20 +285,39 @@ impl Source {
                 let from = start_ms.unwrap_or(0);
                 match self.try_hit(&lazy, from).await {
                     Some(player) => SourceKind::Cached { player, lazy },
-                    None => self.open_origin(lazy).await?,
+                    None => match self.open_origin(&lazy).await {
+                        Ok(vod) => SourceKind::OnDemand {
+                            vod: Some(vod),
+                            lazy: Some(lazy),
+                        },
+                        Err(r) => {
+                            // Still set up: the viewer may try again.
+                            self.kind = SourceKind::OnDemand {
+                                vod: None,
+                                lazy: Some(lazy),
+                            };
+                            return Err(r);
+                        }
+                    },
                 }
             }
             SourceKind::Cached { mut player, lazy } => match start_ms {
                 None => SourceKind::Cached { player, lazy },
-                Some(from) => {
-                    if player.seek(from).await.unwrap_or(false) {
-                        SourceKind::Cached { player, lazy }
-                    } else {
-                        // Not held: the origin serves it (and the cache records it).
-                        drop(player);
-                        self.open_origin(lazy).await?
-                    }
+                Some(from) if player.seek(from).await.unwrap_or(false) => {
+                    SourceKind::Cached { player, lazy }
                 }
+                // Not held: the origin serves it (and the cache records it).
+                Some(_) => match self.open_origin(&lazy).await {
+                    Ok(vod) => SourceKind::OnDemand {
+                        vod: Some(vod),
+                        lazy: Some(lazy),
+                    },
+                    Err(r) => {
+                        // Paused where it was; a PLAY without Range resumes it.
+                        self.kind = SourceKind::Cached { player, lazy };
+                        return Err(r);
+                    }
+                },
             },
             other => other,
         };
@@ -330,7 +349,7 @@ impl Source {
                 })
             }
             SourceKind::Cached { player, lazy } => {
-                let start = player.play().ok_or_else(|| {
+                let start = player.play().await.ok_or_else(|| {
                     error(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "the cache player stopped",
@@ -441,7 +460,7 @@ impl Source {
 
     /// The miss path: the viewer's own origin session, its tracks set up as the
     /// viewer's SETUPs chose, recording into the cache when the route caches.
-    async fn open_origin(&self, lazy: Box<Lazy>) -> Result<SourceKind, Response> {
+    async fn open_origin(&self, lazy: &Lazy) -> Result<VodSession, Response> {
         let variant = lazy.variant();
         let fill = lazy
             .cache
@@ -479,13 +498,7 @@ impl Source {
                     .map_err(|e| client_error(&e))?;
             }
         }
-        if let Some(store) = lazy.cache.as_ref().filter(|_| lazy.policy.cache) {
-            store.count_miss();
-        }
-        Ok(SourceKind::OnDemand {
-            vod: Some(vod),
-            lazy: Some(lazy),
-        })
+        Ok(vod)
     }
 
     /// Lets the held packets of a live PLAY go, after its response was queued.

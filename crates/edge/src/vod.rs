@@ -263,8 +263,8 @@ impl VodTask {
                 self.playing = r.is_ok();
                 if let (Ok(resp), Some(plan)) = (&r, &self.fill) {
                     self.run = FillRun::begin(plan, &self.described, resp, SystemTime::now());
-                    if self.run.is_some() {
-                        self.filled.store(true, Ordering::Relaxed);
+                    if self.run.is_some() && !self.filled.swap(true, Ordering::Relaxed) {
+                        plan.store.count_miss();
                     }
                 }
                 let _ = reply.send(r);

@@ -10,6 +10,9 @@ mod access;
 mod accounting;
 mod accounting_conn;
 mod auth;
+mod cache_fill;
+mod cache_play;
+pub mod cache_store;
 mod conn_out;
 mod denied;
 mod hub;
@@ -41,6 +44,7 @@ mod viewer;
 mod viewers;
 mod vod;
 
+pub use cache_store::{CacheCounts, CacheStore};
 pub use hub_registry::HubStats;
 pub use server::{DrainReport, Edge};
 pub use session::{CacheResult, EndReason, EndedSession, ViewerTransport};

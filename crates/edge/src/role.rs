@@ -40,6 +40,23 @@ pub const KIND: RoleKind = RoleKind {
 /// answer means "ended" (flushing its queued output is bounded the same way).
 const DISCONNECT_WAIT: Duration = Duration::from_secs(3);
 
+/// Interim, until `[edge.cache]` is configured: a cache directory (and size in bytes)
+/// named by `MEDIAGATE_EDGE_CACHE_DIR` / `MEDIAGATE_EDGE_CACHE_SIZE`, so the real-peer
+/// tests can run the binary with a cache. The config wiring replaces it.
+fn attach_cache_from_env(edge: &Edge) -> Result<(), String> {
+    let Some(dir) = std::env::var_os("MEDIAGATE_EDGE_CACHE_DIR") else {
+        return Ok(());
+    };
+    let size = std::env::var("MEDIAGATE_EDGE_CACHE_SIZE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1 << 30);
+    let store = crate::CacheStore::open(std::path::Path::new(&dir), size)
+        .map_err(|e| format!("cannot open the cache at {}: {e}", dir.to_string_lossy()))?;
+    edge.attach_cache(store);
+    Ok(())
+}
+
 fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartResult> {
     Box::pin(async move {
         let records = ctx.records.map(|r| r.sink());
@@ -64,6 +81,7 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
             Edge::with_listener(&config.edge, ctx.node_name, Arc::new(on_ended))
         };
         edge.publish_metrics(ctx.metrics);
+        attach_cache_from_env(&edge)?;
         let listen: Vec<SocketAddr> = config
             .edge
             .listen

@@ -114,6 +114,7 @@ impl Edge {
             tasks: Tracker::default(),
             viewers: ViewerRegistry::default(),
             denied: Default::default(),
+            cache: std::sync::OnceLock::new(),
         };
         Self {
             ctx: Arc::new(ctx),
@@ -123,6 +124,12 @@ impl Edge {
             drain: Arc::new(drain_tx),
             listeners: Arc::new(Mutex::new(listeners)),
         }
+    }
+
+    /// Serves on-demand content through `store` from now on (fill on a miss, play
+    /// hits). Once per edge: false when a cache was attached already.
+    pub fn attach_cache(&self, store: Arc<crate::cache_store::CacheStore>) -> bool {
+        self.ctx.cache.set(store).is_ok()
     }
 
     /// Takes `cfg`'s routes, origins and credentials, forward and client rules,

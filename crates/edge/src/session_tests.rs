@@ -378,3 +378,23 @@ fn without_a_play_the_record_keeps_the_last_answer() {
     let r = &sim.all_ended()[0].record;
     assert_eq!((r.method.as_str(), r.status), ("SETUP", 200));
 }
+
+#[test]
+fn the_record_keeps_the_cache_result_the_play_decided() {
+    let mut sim = Sim::new(false);
+    sim.setup_new("s1", 2, tcp(), "on-demand");
+    sim.core.set_info(
+        "s1",
+        SessionInfo {
+            cache: CacheResult::Pass,
+            ..SessionInfo::default()
+        },
+    );
+    // On-demand media's source is only known at PLAY: a hit, here.
+    sim.core.set_cache("s1", CacheResult::Hit);
+    sim.core.set_cache("nope", CacheResult::Miss);
+    assert_eq!(status(sim.req(Method::Teardown, URL, Some("s1"))), 200);
+    let ended = sim.all_ended();
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].record.cache, CacheResult::Hit);
+}

@@ -28,6 +28,17 @@ impl EdgeProc {
         Self::start_on("127.0.0.1", extra)
     }
 
+    /// [`EdgeProc::start`] with extra environment variables for the process.
+    pub fn start_with_env(extra: &str, env: &[(&str, &std::path::Path)]) -> EdgeProc {
+        let (port, dir, path) = write_config("127.0.0.1", extra);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
+        cmd.arg("run").arg("--config").arg(&path);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self::spawn(cmd, port, dir)
+    }
+
     pub fn start_on(ip: &str, extra: &str) -> EdgeProc {
         let (port, dir, path) = write_config(ip, extra);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
@@ -246,6 +257,9 @@ pub struct RawRtsp {
     s: TcpStream,
     dec: mediagate_rtsp::parse::Decoder,
     cseq: u32,
+    /// Interleaved frames that arrived while a response was awaited (the latest
+    /// [`RawRtsp::MAX_KEPT`]), as (channel, payload).
+    pub skipped: Vec<(u8, Vec<u8>)>,
 }
 
 impl RawRtsp {
@@ -256,6 +270,25 @@ impl RawRtsp {
             s,
             dec: mediagate_rtsp::parse::Decoder::default(),
             cseq: 0,
+            skipped: Vec::new(),
+        }
+    }
+
+    const MAX_KEPT: usize = 4096;
+
+    /// The next interleaved frame, as (channel, payload).
+    pub fn next_frame(&mut self) -> (u8, Vec<u8>) {
+        loop {
+            match self.dec.next_item().unwrap() {
+                Some(mediagate_rtsp::Item::Frame(f)) => return (f.channel(), f.payload().to_vec()),
+                Some(_) => continue,
+                None => {
+                    let mut buf = [0u8; 8192];
+                    let n = self.s.read(&mut buf).expect("a frame");
+                    assert!(n > 0, "connection closed while waiting for media");
+                    self.dec.extend_from_slice(&buf[..n]);
+                }
+            }
         }
     }
 
@@ -275,6 +308,12 @@ impl RawRtsp {
         loop {
             match self.dec.next_item().unwrap() {
                 Some(mediagate_rtsp::Item::Response(r)) => return r,
+                Some(mediagate_rtsp::Item::Frame(f)) => {
+                    if self.skipped.len() >= Self::MAX_KEPT {
+                        self.skipped.remove(0);
+                    }
+                    self.skipped.push((f.channel(), f.payload().to_vec()));
+                }
                 Some(_) => continue,
                 None => {
                     let mut buf = [0u8; 8192];

@@ -18,8 +18,8 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand};
 
 use mediagate_config::{
-    AdvertisedPrefix, BindAddr, Config, HostIp, InvalidValue, Located, MediaAddress, PortPairRange,
-    Route, RtspUrl, ThreadScheduling, UpstreamTransport,
+    AdvertisedPrefix, BindAddr, ByteSize, Config, HostIp, InvalidValue, Located, MediaAddress,
+    PortPairRange, Route, RtspUrl, ThreadScheduling, UpstreamTransport,
 };
 
 /// Streaming-media edge: RTSP caching and splitting proxy and RTP media relay.
@@ -245,6 +245,15 @@ pub struct EdgeArgs {
     /// more) [default: 100].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections_per_client: Option<u32>,
+    /// Directory of the on-demand cache's objects [default: ./var/cache].
+    #[arg(long = "cache-dir", value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Most bytes the cache may take on disk, e.g. 2GiB or 500MiB [default: 1GiB].
+    #[arg(long = "cache-size", value_name = "SIZE", conflicts_with = "no_cache")]
+    pub cache_size: Option<ByteSize>,
+    /// Do not cache on-demand content: every viewer gets its own origin session.
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
 }
 
 /// Arguments of `mediagate relay`.
@@ -347,8 +356,20 @@ impl EdgeArgs {
                 upstream_transport: UpstreamTransport::Tcp,
                 access: Default::default(),
                 accounting: Default::default(),
+                cache: Located::new(true),
+                cache_max_object: None,
+                cache_authenticated: Default::default(),
             })
             .collect();
+        if self.no_cache {
+            config.edge.cache.enabled = Located::new(false);
+        }
+        if let Some(dir) = &self.cache_dir {
+            config.edge.cache.dir = Some(Located::new(dir.clone()));
+        }
+        if let Some(size) = self.cache_size {
+            config.edge.cache.size = Located::new(size);
+        }
         if let Some(n) = self
             .max_connections_per_client
             .and_then(|n| mediagate_config::MaxConnections::new(n.into()).ok())
@@ -516,6 +537,44 @@ origin = "rtsp://cam-yard/stream?channel=1"
         ])
         .unwrap_err();
         assert!(err.contains("host names are not allowed here"), "{err}");
+    }
+
+    #[test]
+    fn edge_quick_start_cache_flags() {
+        let c = edge_config(&["edge", "--map", "/a=rtsp://o/a"]);
+        assert_eq!(c.edge.cache, Config::default().edge.cache);
+        assert!(*c.edge.cache.enabled);
+        let c = edge_config(&[
+            "edge",
+            "--map",
+            "/a=rtsp://o/a",
+            "--cache-dir",
+            "/srv/cache",
+            "--cache-size",
+            "2GiB",
+        ]);
+        let from_file = parse_config(
+            "[edge.cache]\ndir = \"/srv/cache\"\nsize = \"2GiB\"\n[[edge.route]]\nadvertised = \"/a\"\norigin = \"rtsp://o/a\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.edge.cache, from_file.edge.cache);
+        let c = edge_config(&["edge", "--map", "/a=rtsp://o/a", "--no-cache"]);
+        assert!(!*c.edge.cache.enabled);
+        let err = parse(&["edge", "--map", "/a=rtsp://o/a", "--cache-size", "2G"]).unwrap_err();
+        assert!(
+            err.contains("invalid value '2G' for '--cache-size <SIZE>'")
+                && err.contains("unknown unit \"G\""),
+            "{err}"
+        );
+        assert!(parse(&[
+            "edge",
+            "--map",
+            "/a=rtsp://o/a",
+            "--no-cache",
+            "--cache-size",
+            "1GiB"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -10,6 +10,8 @@ mod access;
 mod accounting;
 mod accounting_conn;
 mod auth;
+mod cache_admin;
+pub mod cache_store;
 mod conn_out;
 mod hub;
 mod hub_actor;

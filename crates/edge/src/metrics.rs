@@ -1,7 +1,9 @@
 //! The edge's metrics (`mediagate_edge_...`): viewers, sessions, live streams, what
 //! each stream received from its origin and delivered to its viewers, viewer loss,
 //! origin reconnects and failures, the time to first keyframe, and client connections
-//! (open, refused by a cap, closed by a limit before they became viewers).
+//! (open, refused by a cap, closed by a limit before they became viewers), and the
+//! on-demand cache (bytes used and allowed, objects, evictions, and what each
+//! on-demand viewer's request came to: hit, miss, refresh or pass).
 //!
 //! What it does: keeps the counters that change per session or per origin event
 //! ([`EdgeStats`], plain atomics touched a few times per session), and per stream a
@@ -23,14 +25,15 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use mediagate_config::RtspUrl;
 use mediagate_ops::metrics::{exponential_buckets, Collect, Histogram, Scrape};
 
+use crate::cache_store::CacheStore;
 use crate::hub_registry::WeakHubs;
 use crate::limits::{ConnTable, Cut, Refusal};
-use crate::session::{EndReason, ViewerTransport};
+use crate::session::{CacheResult, EndReason, ViewerTransport};
 
 /// Streams with series of their own; the rest share `stream="other"`.
 pub(crate) const MAX_STREAM_LABELS: usize = 1000;
@@ -67,6 +70,65 @@ fn reason_index(r: EndReason) -> usize {
         EndReason::ConnectionClosed => 2,
         EndReason::Drain => 3,
         EndReason::Admin => 4,
+    }
+}
+
+/// The `result` labels of `cache_results_total`: what an on-demand request came to.
+const CACHE_RESULTS: [CacheResult; 4] = [
+    CacheResult::Hit,
+    CacheResult::Miss,
+    CacheResult::Refresh,
+    CacheResult::Pass,
+];
+
+/// A result as a label value: the access log's word in lower case.
+fn result_label(r: CacheResult) -> &'static str {
+    match r {
+        CacheResult::Hit => "hit",
+        CacheResult::Miss => "miss",
+        CacheResult::Refresh => "refresh",
+        CacheResult::Pass => "pass",
+        CacheResult::Split => "split",
+        CacheResult::Denied => "denied",
+    }
+}
+
+/// The cache's figures: the store's own (read when scraped) and the counts the edge
+/// keeps as it uses it.
+#[derive(Debug, Default)]
+pub(crate) struct CacheStats {
+    /// The running edge's cache, once opened (none when `[edge.cache]` is off).
+    store: OnceLock<Weak<CacheStore>>,
+    results: [AtomicU64; CACHE_RESULTS.len()],
+    evictions: AtomicU64,
+}
+
+impl CacheStats {
+    /// Reads `store`'s size and object count at every scrape from now on.
+    pub fn attach(&self, store: &Arc<CacheStore>) {
+        let _ = self.store.set(Arc::downgrade(store));
+    }
+
+    /// Counts one on-demand request's result under `cache_results_total{result}`.
+    /// Live (`Split`) and refused (`Denied`) requests are not cache results and are
+    /// not counted here.
+    pub fn count_result(&self, result: CacheResult) {
+        if let Some(i) = CACHE_RESULTS.iter().position(|r| *r == result) {
+            self.results[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts `n` objects evicted to stay under the size limit.
+    pub fn count_evictions(&self, n: u64) {
+        StreamCounters::add(&self.evictions, n);
+    }
+
+    /// (bytes used, limit, objects) of the attached store; zeros without one.
+    fn store_figures(&self) -> (u64, u64, usize) {
+        match self.store.get().and_then(Weak::upgrade) {
+            Some(store) => store.with(|c| (c.used_bytes(), c.limit_bytes(), c.list().len())),
+            None => (0, 0, 0),
+        }
     }
 }
 
@@ -108,6 +170,8 @@ pub(crate) struct EdgeStats {
     connections_refused: [AtomicU64; 2],
     /// Connections closed by a limit: [slow request, idle without a session].
     connections_cut: [AtomicU64; 2],
+    /// The on-demand cache.
+    pub cache: CacheStats,
 }
 
 impl Default for EdgeStats {
@@ -123,6 +187,7 @@ impl Default for EdgeStats {
             connections: ConnTable::default(),
             connections_refused: Default::default(),
             connections_cut: Default::default(),
+            cache: CacheStats::default(),
         }
     }
 }
@@ -297,6 +362,40 @@ impl Collect for EdgeCollector {
             "first_keyframe_seconds",
             "Time from a viewer's PLAY reaching its stream to the first keyframe packet queued for it.",
             stats.first_keyframe(),
+        )?;
+        let cache = &stats.cache;
+        let (used, limit, objects) = cache.store_figures();
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        s.gauge(
+            "cache_bytes",
+            "Bytes the on-demand cache's objects take on disk.",
+            gauge(used),
+        )?;
+        s.gauge(
+            "cache_limit_bytes",
+            "The on-demand cache's size limit ([edge.cache] size; 0 when the cache is off).",
+            gauge(limit),
+        )?;
+        s.gauge(
+            "cache_objects",
+            "Objects in the on-demand cache (one per URL and track selection), complete or partial.",
+            gauge(objects as u64),
+        )?;
+        s.counter(
+            "cache_evictions",
+            "Cache objects evicted to stay under the size limit.",
+            load(&cache.evictions),
+        )?;
+        let results: Vec<(&str, u64)> = CACHE_RESULTS
+            .iter()
+            .zip(&cache.results)
+            .map(|(r, n)| (result_label(*r), load(n)))
+            .collect();
+        s.counter_by(
+            "cache_results",
+            "On-demand requests by what they came to: hit (served from the cache), miss (fetched and recorded), refresh (revalidated, then served from the cache), pass (not cacheable: served from the origin only).",
+            "result",
+            &results,
         )?;
         // Copied out so the lock is not held while encoding.
         let streams: Vec<(String, Arc<StreamCounters>)> = stats

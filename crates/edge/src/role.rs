@@ -7,7 +7,9 @@
 //! ([`Edge::drain`]: no new connections, every viewer session ended cleanly, origin
 //! sessions torn down, within `[edge] drain_time`). Its live picture for the admin API
 //! is `streams` (one per live origin session) and `viewers` (one per viewer session); a
-//! viewer can be disconnected.
+//! viewer can be disconnected. With `[edge.cache]` on it opens the cache directory
+//! before it listens (logging what recovery kept) and answers the admin API's cache
+//! list, pin, unpin and purge.
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
@@ -17,12 +19,14 @@ use std::sync::Arc;
 
 use mediagate_config::{Config, EdgeConfig};
 use mediagate_ops::role::{
-    keep_until_restart, DrainCut, DrainReport, Reload, Role, RoleContext, RoleFuture, RoleKind,
-    RoleStats, StartResult,
+    keep_until_restart, ActError, DrainCut, DrainReport, Reload, Role, RoleContext, RoleFuture,
+    RoleKind, RoleStats, StartResult,
 };
 use mediagate_ops::store::Record;
 
 use crate::access::access_line;
+use crate::cache_admin::{self, CacheTarget};
+use crate::cache_store::CacheStore;
 use crate::record::ViewerSessionRecord;
 use serde_json::{json, Value};
 
@@ -40,8 +44,44 @@ pub const KIND: RoleKind = RoleKind {
 /// answer means "ended" (flushing its queued output is bounded the same way).
 const DISCONNECT_WAIT: Duration = Duration::from_secs(3);
 
+/// Opens the cache `[edge.cache]` describes, or none when it is off. Blocking work
+/// (the index is rebuilt from disk) runs off the async threads.
+async fn open_cache(config: &Config) -> Result<Option<Arc<CacheStore>>, String> {
+    let cache = &config.edge.cache;
+    if !*cache.enabled.get() {
+        tracing::info!("edge: on-demand cache off ([edge.cache] enabled = false); every on-demand viewer gets its own origin session");
+        return Ok(None);
+    }
+    let dir = cache.dir_under(config.state_dir.get());
+    let limit = cache.size.bytes();
+    let opened = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || CacheStore::open(&dir, limit)).await
+    };
+    let store = match opened {
+        Ok(Ok(store)) => store,
+        Ok(Err(e)) => {
+            return Err(format!(
+                "cannot open the cache directory {}: {e}; make it writable, set [edge.cache] dir, or turn the cache off (enabled = false, or --no-cache)",
+                dir.display()
+            ))
+        }
+        Err(e) => return Err(format!("opening the cache directory {} failed: {e}", dir.display())),
+    };
+    let (objects, used) = store.with(|c| (c.list().len(), c.used_bytes()));
+    tracing::info!(
+        dir = %dir.display(),
+        objects,
+        used_bytes = used,
+        limit_bytes = limit,
+        "edge: on-demand cache ready"
+    );
+    Ok(Some(store))
+}
+
 fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartResult> {
     Box::pin(async move {
+        let cache = open_cache(config).await?;
         let records = ctx.records.map(|r| r.sink());
         let access = ctx.access_log.cloned();
         let edge = if records.is_none() && access.is_none() {
@@ -63,6 +103,9 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
             };
             Edge::with_listener(&config.edge, ctx.node_name, Arc::new(on_ended))
         };
+        if let Some(store) = cache {
+            edge.set_cache(store);
+        }
         edge.publish_metrics(ctx.metrics);
         let listen: Vec<SocketAddr> = config
             .edge
@@ -134,6 +177,8 @@ fn applicable(running: &EdgeConfig, wanted: &EdgeConfig) -> (EdgeConfig, Vec<Str
         &mut next.transparent,
         &mut notes,
     );
+    // The cache directory is opened and its index built once, at start.
+    keep_until_restart("edge.cache", &running.cache, &mut next.cache, &mut notes);
     (next, notes)
 }
 
@@ -224,6 +269,39 @@ impl Role for EdgeRole {
         let id = id.to_owned();
         Some(Box::pin(async move {
             self.edge.disconnect_viewer(&id, DISCONNECT_WAIT).await
+        }))
+    }
+
+    fn act(
+        &self,
+        resource: &str,
+        action: &str,
+        body: Value,
+    ) -> Option<RoleFuture<'_, Result<Value, ActError>>> {
+        if resource != "cache" {
+            return None;
+        }
+        let store = self.edge.cache();
+        let action = action.to_owned();
+        Some(Box::pin(async move {
+            let Some(store) = store else {
+                return Err(ActError::Unavailable(
+                    "this edge runs without a cache ([edge.cache] enabled = false)".into(),
+                ));
+            };
+            let target = match action.as_str() {
+                "list" => None,
+                _ => Some(CacheTarget::from_body(body)?),
+            };
+            // File work (a purge removes files) stays off the async threads.
+            tokio::task::spawn_blocking(move || {
+                store.with(|cache| match &target {
+                    None => Ok(cache_admin::list(cache)),
+                    Some(target) => cache_admin::apply(cache, &action, target),
+                })
+            })
+            .await
+            .map_err(|_| ActError::Failed("the cache action failed; see the process log".into()))?
         }))
     }
 

@@ -141,6 +141,33 @@ impl Edge {
         self.ctx.hubs.set_settings(hub_settings(cfg));
     }
 
+    /// Serves on-demand content through `store` from now on, and reports its figures
+    /// in the metrics. Set once, at start (the role opens the store from
+    /// `[edge.cache]`); reloads keep it.
+    pub fn set_cache(&self, store: Arc<crate::cache_store::CacheStore>) {
+        self.ctx.hubs.edge_stats().cache.attach(&store);
+        let mut settings = (*self.ctx.settings.load()).clone();
+        settings.cache = Some(store);
+        self.ctx.settings.store(settings);
+    }
+
+    /// The on-demand cache, when the edge has one.
+    pub fn cache(&self) -> Option<Arc<crate::cache_store::CacheStore>> {
+        self.ctx.settings.load().cache.clone()
+    }
+
+    /// Counts what an on-demand request came to, in
+    /// `mediagate_edge_cache_results_total{result}` (hit, miss, refresh, pass; live and
+    /// refused requests are not counted).
+    pub fn count_cache_result(&self, result: crate::CacheResult) {
+        self.ctx.hubs.edge_stats().cache.count_result(result);
+    }
+
+    /// Counts `n` cache objects evicted to stay under the size limit.
+    pub fn count_cache_evictions(&self, n: u64) {
+        self.ctx.hubs.edge_stats().cache.count_evictions(n);
+    }
+
     /// Viewer sessions open now.
     pub fn viewer_sessions(&self) -> usize {
         self.ctx.sessions.load(std::sync::atomic::Ordering::Relaxed)

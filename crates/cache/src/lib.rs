@@ -4,12 +4,24 @@
 //! No sockets, no tokio, no clock reads: `now` is an argument. It does blocking file
 //! I/O because the object format is files; the edge calls it off its async tasks.
 //!
-//! SKELETON: the surface agreed between the cache and the edge (see
-//! `docs/cache-format.md` once written); bodies are filled in by the cache slice.
+//! The on-disk format is described in `docs/cache-format.md`. What the crate does not
+//! do: fetch anything, pace playback, or share packets between viewers (the edge does).
 
+mod crc;
+mod fill;
+mod format;
+mod object;
+mod reader;
+
+use std::collections::BTreeMap;
+use std::fs;
 use std::io;
-use std::path::Path;
-use std::time::SystemTime;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fill::FillState;
+use object::{Loaded, Object};
+use reader::ReaderState;
 
 use serde::{Deserialize, Serialize};
 
@@ -103,112 +115,366 @@ pub struct Recovery {
 /// The cache directory, its index and LRU. Not shared: the edge wraps it in a Mutex.
 #[derive(Debug)]
 pub struct Cache {
-    _private: (),
+    dir: PathBuf,
+    limit: u64,
+    objects: BTreeMap<ObjectKey, Object>,
+    next_incarnation: u64,
 }
 
 /// One fill run being written.
 #[derive(Debug)]
 pub struct FillWriter {
-    _private: (),
+    state: FillState,
 }
 
 /// Plays one held range back in media-time order.
 #[derive(Debug)]
 pub struct Reader {
-    _private: (),
+    state: ReaderState,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis().min(u64::MAX as u128) as u64)
+        .unwrap_or(0)
+}
+
+/// Whether a new DESCRIBE answer describes other content than the stored one: the SDP
+/// (apart from its `o=` line, whose version is compared through `sdp_origin`), the
+/// tracks, the duration and the validators that identify a version. A changed
+/// `Expires`, `Cache-Control` or fetch time is not a new version.
+fn same_content(a: &Meta, b: &Meta) -> bool {
+    fn without_origin(sdp: &str) -> impl Iterator<Item = &str> {
+        sdp.lines().filter(|l| !l.starts_with("o="))
+    }
+    without_origin(&a.sdp).eq(without_origin(&b.sdp))
+        && a.tracks == b.tracks
+        && a.duration_ms == b.duration_ms
+        && a.validators.etag == b.validators.etag
+        && a.validators.last_modified == b.validators.last_modified
+        && a.validators.sdp_origin == b.validators.sdp_origin
 }
 
 impl Cache {
     /// Opens (creating) `dir` and rebuilds the index from disk: keeps what verifies,
     /// drops the rest; evicts down to `limit_bytes` (never pinned objects).
-    pub fn open(_dir: &Path, _limit_bytes: u64) -> io::Result<(Cache, Recovery)> {
-        todo!("cache slice")
+    pub fn open(dir: &Path, limit_bytes: u64) -> io::Result<(Cache, Recovery)> {
+        fs::create_dir_all(dir)?;
+        let mut cache = Cache {
+            dir: dir.to_path_buf(),
+            limit: limit_bytes,
+            objects: BTreeMap::new(),
+            next_incarnation: 1,
+        };
+        let mut rec = Recovery::default();
+        let mut loaded = Loaded::default();
+        let mut entries: Vec<_> = fs::read_dir(dir)?.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for ent in entries {
+            let path = ent.path();
+            let is_dir = ent.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            let name = ent.file_name();
+            let name = name.to_string_lossy();
+            let ours = name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            if !is_dir || !ours {
+                // The cache directory is ours alone, but leave strangers' files alone.
+                continue;
+            }
+            let inc = cache.next_incarnation;
+            cache.next_incarnation += 1;
+            match Object::load(&path, inc, &mut loaded) {
+                Ok(o) if !cache.objects.contains_key(&o.file.key) => {
+                    rec.objects += 1;
+                    cache.objects.insert(o.file.key.clone(), o);
+                }
+                _ => {
+                    rec.dropped_objects += 1;
+                    loaded.dropped_bytes += dir_size(&path);
+                    fs::remove_dir_all(&path)?;
+                }
+            }
+        }
+        rec.kept_bytes = loaded.kept_bytes;
+        rec.dropped_bytes = loaded.dropped_bytes;
+        let evicted = cache.evict()?;
+        rec.objects -= evicted.0;
+        rec.dropped_objects += evicted.0;
+        rec.kept_bytes -= evicted.1;
+        rec.dropped_bytes += evicted.1;
+        Ok((cache, rec))
     }
-    pub fn lookup(&self, _key: &ObjectKey) -> Option<ObjectInfo> {
-        todo!("cache slice")
+
+    pub fn lookup(&self, key: &ObjectKey) -> Option<ObjectInfo> {
+        self.objects.get(key).map(info)
     }
+
     /// The complete held range containing `from_ms`, if any.
-    pub fn covered(&self, _key: &ObjectKey, _from_ms: u64) -> Option<(u64, u64)> {
-        todo!("cache slice")
+    pub fn covered(&self, key: &ObjectKey, from_ms: u64) -> Option<(u64, u64)> {
+        self.objects.get(key)?.covered(from_ms)
     }
+
     /// Starts a fill run at `start_ms`. A second concurrent fill of one key is refused
     /// (`AlreadyExists`). Meta whose validators or SDP differ from the stored ones
     /// discards the old content first (a refetch).
     pub fn begin_fill(
         &mut self,
-        _key: &ObjectKey,
-        _meta: &Meta,
-        _start_ms: u64,
-        _now: SystemTime,
+        key: &ObjectKey,
+        meta: &Meta,
+        start_ms: u64,
+        now: SystemTime,
     ) -> io::Result<FillWriter> {
-        todo!("cache slice")
+        if !object::meta_valid(key, meta) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "meta must have one track per key track (at most 255), each with a clock rate",
+            ));
+        }
+        let now_ms = unix_ms(now);
+        if let Some(o) = self.objects.get_mut(key) {
+            o.reap_dead_fill();
+            if o.fill_alive().is_some() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} is being filled already", key.url),
+                ));
+            }
+            if !same_content(&o.file.meta, meta) {
+                o.file.meta = meta.clone();
+                o.discard_runs()?;
+            } else if o.file.meta != *meta {
+                o.file.meta = meta.clone();
+                o.write_meta()?;
+            }
+        } else {
+            let inc = self.next_incarnation;
+            self.next_incarnation += 1;
+            let o = Object::create(&self.dir, key, meta, now_ms, inc)?;
+            self.objects.insert(key.clone(), o);
+        }
+        let o = self.objects.get_mut(key).expect("inserted above");
+        let seq = o.next_seq;
+        o.next_seq += 1;
+        let header = format::LogHeader {
+            seq,
+            generation: o.file.generation,
+            start_ms,
+        };
+        let (state, shared) = FillState::create(
+            key,
+            o.incarnation,
+            o.dir.join(object::log_name(seq)),
+            header,
+            &meta.tracks,
+        )?;
+        o.fill = Some(object::ActiveFill {
+            shared: std::sync::Arc::downgrade(&shared),
+            seq,
+        });
+        o.touch(now_ms);
+        self.evict()?;
+        Ok(FillWriter { state })
     }
+
     /// Ends a run; `clean`: its packets are contiguous up to the last one.
     pub fn end_fill(
         &mut self,
-        _fill: FillWriter,
-        _clean: bool,
-        _now: SystemTime,
+        fill: FillWriter,
+        clean: bool,
+        now: SystemTime,
     ) -> io::Result<ObjectInfo> {
-        todo!("cache slice")
+        let mut st = fill.state;
+        let ours = self
+            .objects
+            .get(&st.key)
+            .is_some_and(|o| o.incarnation == st.incarnation);
+        if !ours {
+            // Purged (or purged and begun again) while this run was written.
+            let _ = std::fs::remove_file(&st.log);
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} was purged during the fill", st.key.url),
+            ));
+        }
+        let seq = st.sum.header.seq;
+        let committed = if st.failed {
+            Err(io::Error::other("an earlier write failed"))
+        } else {
+            st.commit(clean)
+        };
+        let o = self.objects.get_mut(&st.key).expect("checked above");
+        o.fill = None;
+        let run = match committed {
+            Ok(()) => {
+                let ib = format::encode_index(&st.sum);
+                let idx = object::idx_name(seq);
+                format::atomic_write(&o.dir, &idx, &ib)?;
+                Some(object::Run {
+                    sum: st.sum,
+                    log: st.log,
+                    idx_len: ib.len() as u64,
+                })
+            }
+            Err(_) => {
+                // Keep what verifies, exactly as recovery after a crash would.
+                let log = st.log;
+                drop(st.shared);
+                let mut loaded = Loaded::default();
+                object::recover_run(&log, seq, &o.file, &mut loaded)
+                    .ok()
+                    .flatten()
+            }
+        };
+        if let Some(run) = run {
+            if run.sum.range().is_some() {
+                o.runs.push(run);
+                o.runs.sort_by_key(|r| r.sum.header.seq);
+            } else {
+                let _ = fs::remove_file(&run.log);
+                let _ = fs::remove_file(run.log.with_extension("idx"));
+            }
+        }
+        o.prune(None);
+        o.file.last_used_unix_ms = unix_ms(now);
+        o.write_meta()?;
+        let out = info(o);
+        self.evict()?;
+        Ok(out)
     }
+
     /// A reader at the keyframe at or before `from_ms` within one held range; None when
     /// `from_ms` is not held.
     pub fn reader(
         &mut self,
-        _key: &ObjectKey,
-        _from_ms: u64,
-        _now: SystemTime,
+        key: &ObjectKey,
+        from_ms: u64,
+        now: SystemTime,
     ) -> io::Result<Option<Reader>> {
-        todo!("cache slice")
+        let Some(o) = self.objects.get_mut(key) else {
+            return Ok(None);
+        };
+        o.reap_dead_fill();
+        let Some((start, segs)) = o.plan(from_ms) else {
+            return Ok(None);
+        };
+        o.touch(unix_ms(now));
+        Ok(Some(Reader {
+            state: ReaderState::new(start, segs, &o.file.meta.tracks),
+        }))
     }
+
+    /// Every object, in key order.
     pub fn list(&self) -> Vec<ObjectInfo> {
-        todo!("cache slice")
+        self.objects.values().map(info).collect()
     }
-    pub fn pin(&mut self, _key: &ObjectKey, _pinned: bool) -> bool {
-        todo!("cache slice")
+
+    /// Pins or unpins an object (persisted); false when the key is not cached.
+    pub fn pin(&mut self, key: &ObjectKey, pinned: bool) -> bool {
+        let Some(o) = self.objects.get_mut(key) else {
+            return false;
+        };
+        if o.file.pinned != pinned {
+            o.file.pinned = pinned;
+            if o.write_meta().is_err() {
+                o.file.pinned = !pinned;
+                return false;
+            }
+        }
+        true
     }
-    pub fn purge(&mut self, _key: &ObjectKey) -> io::Result<bool> {
-        todo!("cache slice")
+
+    /// Removes an object and its files; false when the key is not cached. A fill in
+    /// progress is abandoned: its `end_fill` reports `NotFound`.
+    pub fn purge(&mut self, key: &ObjectKey) -> io::Result<bool> {
+        let Some(o) = self.objects.remove(key) else {
+            return Ok(false);
+        };
+        fs::remove_dir_all(&o.dir)?;
+        Ok(true)
     }
+
     /// Replaces the stored validators after an unchanged revalidation.
     pub fn refresh(
         &mut self,
-        _key: &ObjectKey,
-        _validators: Validators,
-        _fetched_unix_ms: u64,
+        key: &ObjectKey,
+        validators: Validators,
+        fetched_unix_ms: u64,
     ) -> io::Result<()> {
-        todo!("cache slice")
+        let o = self.objects.get_mut(key).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} is not cached", key.url),
+            )
+        })?;
+        o.file.meta.validators = validators;
+        o.file.meta.fetched_unix_ms = fetched_unix_ms;
+        o.write_meta()
     }
+
+    /// Bytes on disk, fills in progress included.
     pub fn used_bytes(&self) -> u64 {
-        todo!("cache slice")
+        self.objects.values().map(Object::size_bytes).sum()
     }
+
     pub fn limit_bytes(&self) -> u64 {
-        todo!("cache slice")
+        self.limit
+    }
+
+    /// Removes least recently used objects until the total fits the limit; never a
+    /// pinned object nor one being filled. Returns (objects, bytes) removed.
+    fn evict(&mut self) -> io::Result<(usize, u64)> {
+        let mut used = self.used_bytes();
+        if used <= self.limit {
+            return Ok((0, 0));
+        }
+        let mut victims: Vec<(u64, ObjectKey)> = self
+            .objects
+            .iter_mut()
+            .filter_map(|(k, o)| {
+                o.reap_dead_fill();
+                (!o.file.pinned && o.fill_alive().is_none())
+                    .then(|| (o.file.last_used_unix_ms, k.clone()))
+            })
+            .collect();
+        victims.sort();
+        let mut removed = (0, 0);
+        for (_, k) in victims {
+            if used <= self.limit {
+                break;
+            }
+            let o = self.objects.remove(&k).expect("listed above");
+            let size = o.size_bytes();
+            fs::remove_dir_all(&o.dir)?;
+            used -= size;
+            removed.0 += 1;
+            removed.1 += size;
+        }
+        Ok(removed)
     }
 }
 
-impl FillWriter {
-    /// Appends one packet (buffered).
-    pub fn push(&mut self, _p: &PacketIn<'_>) -> io::Result<()> {
-        todo!("cache slice")
-    }
-    pub fn bytes_written(&self) -> u64 {
-        todo!("cache slice")
-    }
-    /// The run's end so far in ms.
-    pub fn end_ms(&self) -> u64 {
-        todo!("cache slice")
+fn info(o: &Object) -> ObjectInfo {
+    ObjectInfo {
+        key: o.file.key.clone(),
+        meta: o.file.meta.clone(),
+        complete: o.complete(),
+        ranges: o.ranges(),
+        size_bytes: o.size_bytes(),
+        pinned: o.file.pinned,
+        last_used_unix_ms: o.file.last_used_unix_ms,
     }
 }
 
-impl Reader {
-    /// Where this reader starts, in ms (the keyframe at or before the asked time).
-    pub fn start_ms(&self) -> u64 {
-        todo!("cache slice")
-    }
-    /// The next packet in media-time order across tracks; None at the end of the range.
-    pub fn next_packet(&mut self) -> io::Result<Option<PacketOut>> {
-        todo!("cache slice")
-    }
+fn dir_size(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests;

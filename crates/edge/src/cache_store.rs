@@ -1,45 +1,88 @@
-//! The edge's handle on its cache directory: one `mediagate_cache::Cache` behind a
-//! mutex, shared by fills, players, the admin API and the metrics.
+//! The edge's handle on its on-demand cache: one [`mediagate_cache::Cache`] behind a
+//! mutex, shared by every viewer connection, fill writer and player, plus the edge's
+//! own counters of what the cache did.
 //!
-//! What it does: opens the directory (rebuilding the index from disk) and runs short
-//! blocking calls on the cache under its lock. What it does not: any I/O of its own
-//! beyond what the cache crate does, or decide what is cached (the edge's fill path
-//! does). Minimal version for the configuration slice; the play slice owns this file.
+//! Every call into the cache is blocking file I/O that the cache keeps short (an index
+//! look-up, opening a file); fills write on their own thread and players read on
+//! theirs, so the lock is never held across an `await` or a packet-by-packet loop.
+//!
+//! What it does not: decide what is cacheable (the route's policy and the cache
+//! crate's freshness rules do) or know about sockets.
 
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use mediagate_cache::Cache;
 
-/// The cache of a running edge.
+/// The cache and its counters; see the module docs.
 #[derive(Debug)]
 pub struct CacheStore {
     cache: Mutex<Cache>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    fills_abandoned: AtomicU64,
+}
+
+/// What the cache did since the edge started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheCounts {
+    /// Sessions served from the cache.
+    pub hits: u64,
+    /// Sessions that filled the cache from the origin.
+    pub misses: u64,
+    /// Fills given up because the writer fell behind or failed (the viewers went on).
+    pub fills_abandoned: u64,
 }
 
 impl CacheStore {
-    /// Opens (creating) `dir` with a total size limit; logs what recovery kept and
-    /// dropped. Blocking: call it before serving, or from `spawn_blocking`.
+    /// Opens (creating) the cache directory `dir`, keeping what verifies and evicting
+    /// down to `limit_bytes`.
     pub fn open(dir: &Path, limit_bytes: u64) -> io::Result<Arc<CacheStore>> {
         let (cache, recovery) = Cache::open(dir, limit_bytes)?;
         tracing::info!(
             dir = %dir.display(),
+            limit_bytes,
             objects = recovery.objects,
             kept_bytes = recovery.kept_bytes,
-            dropped_objects = recovery.dropped_objects,
             dropped_bytes = recovery.dropped_bytes,
-            limit_bytes,
-            "edge: cache opened"
+            dropped_objects = recovery.dropped_objects,
+            "cache opened"
         );
         Ok(Arc::new(CacheStore {
             cache: Mutex::new(cache),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            fills_abandoned: AtomicU64::new(0),
         }))
     }
 
-    /// Runs `f` on the cache under its lock; keep `f` short (no network waits).
-    pub fn with<R>(&self, f: impl FnOnce(&mut Cache) -> R) -> R {
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut cache)
+    /// The cache, locked. Keep the guard for one short call sequence, never across an
+    /// `await`.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Cache> {
+        // The cache's own state stays consistent between calls; a panic in one call
+        // must not stop every later viewer from being served.
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn count_hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_abandoned(&self) {
+        self.fills_abandoned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn counts(&self) -> CacheCounts {
+        CacheCounts {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            fills_abandoned: self.fills_abandoned.load(Ordering::Relaxed),
+        }
     }
 }

@@ -11,6 +11,8 @@ mod accounting;
 mod accounting_conn;
 mod auth;
 mod cache_admin;
+mod cache_fill;
+mod cache_play;
 pub mod cache_store;
 mod conn_out;
 mod hub;
@@ -42,6 +44,7 @@ mod viewer;
 mod viewers;
 mod vod;
 
+pub use cache_store::{CacheCounts, CacheStore};
 pub use hub_registry::HubStats;
 pub use server::{DrainReport, Edge};
 pub use session::{CacheResult, EndReason, EndedSession, ViewerTransport};

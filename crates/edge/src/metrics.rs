@@ -73,25 +73,9 @@ fn reason_index(r: EndReason) -> usize {
     }
 }
 
-/// The `result` labels of `cache_results_total`: what an on-demand request came to.
-const CACHE_RESULTS: [CacheResult; 4] = [
-    CacheResult::Hit,
-    CacheResult::Miss,
-    CacheResult::Refresh,
-    CacheResult::Pass,
-];
-
-/// A result as a label value: the access log's word in lower case.
-fn result_label(r: CacheResult) -> &'static str {
-    match r {
-        CacheResult::Hit => "hit",
-        CacheResult::Miss => "miss",
-        CacheResult::Refresh => "refresh",
-        CacheResult::Pass => "pass",
-        CacheResult::Split => "split",
-        CacheResult::Denied => "denied",
-    }
-}
+/// The results `cache_results_total{result}` counts here; hits and misses are counted
+/// by the store itself ([`CacheStore`]'s counts), so each has one source.
+const COUNTED_RESULTS: [CacheResult; 2] = [CacheResult::Refresh, CacheResult::Pass];
 
 /// The cache's figures: the store's own (read when scraped) and the counts the edge
 /// keeps as it uses it.
@@ -99,21 +83,21 @@ fn result_label(r: CacheResult) -> &'static str {
 pub(crate) struct CacheStats {
     /// The running edge's cache, once opened (none when `[edge.cache]` is off).
     store: OnceLock<Weak<CacheStore>>,
-    results: [AtomicU64; CACHE_RESULTS.len()],
+    results: [AtomicU64; COUNTED_RESULTS.len()],
     evictions: AtomicU64,
 }
 
 impl CacheStats {
-    /// Reads `store`'s size and object count at every scrape from now on.
+    /// Reads `store`'s size, objects, hits and misses at every scrape from now on.
     pub fn attach(&self, store: &Arc<CacheStore>) {
         let _ = self.store.set(Arc::downgrade(store));
     }
 
-    /// Counts one on-demand request's result under `cache_results_total{result}`.
-    /// Live (`Split`) and refused (`Denied`) requests are not cache results and are
-    /// not counted here.
+    /// Counts an on-demand request that was revalidated (`Refresh`) or not cacheable
+    /// (`Pass`). Hits and misses are the store's own counts; live (`Split`) and
+    /// refused (`Denied`) requests are no cache results: those are ignored here.
     pub fn count_result(&self, result: CacheResult) {
-        if let Some(i) = CACHE_RESULTS.iter().position(|r| *r == result) {
+        if let Some(i) = COUNTED_RESULTS.iter().position(|r| *r == result) {
             self.results[i].fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -123,13 +107,32 @@ impl CacheStats {
         StreamCounters::add(&self.evictions, n);
     }
 
-    /// (bytes used, limit, objects) of the attached store; zeros without one.
-    fn store_figures(&self) -> (u64, u64, usize) {
-        match self.store.get().and_then(Weak::upgrade) {
-            Some(store) => store.with(|c| (c.used_bytes(), c.limit_bytes(), c.list().len())),
-            None => (0, 0, 0),
+    /// What the attached store says now; zeros without one.
+    fn store_figures(&self) -> StoreFigures {
+        let Some(store) = self.store.get().and_then(Weak::upgrade) else {
+            return StoreFigures::default();
+        };
+        let counts = store.counts();
+        let cache = store.lock();
+        StoreFigures {
+            used: cache.used_bytes(),
+            limit: cache.limit_bytes(),
+            objects: cache.list().len() as u64,
+            hits: counts.hits,
+            misses: counts.misses,
+            fills_abandoned: counts.fills_abandoned,
         }
     }
+}
+
+#[derive(Debug, Default)]
+struct StoreFigures {
+    used: u64,
+    limit: u64,
+    objects: u64,
+    hits: u64,
+    misses: u64,
+    fills_abandoned: u64,
 }
 
 /// What one stream (one `stream` label) received and delivered, summed over every
@@ -364,33 +367,39 @@ impl Collect for EdgeCollector {
             stats.first_keyframe(),
         )?;
         let cache = &stats.cache;
-        let (used, limit, objects) = cache.store_figures();
+        let figures = cache.store_figures();
         let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         s.gauge(
             "cache_bytes",
             "Bytes the on-demand cache's objects take on disk.",
-            gauge(used),
+            gauge(figures.used),
         )?;
         s.gauge(
             "cache_limit_bytes",
             "The on-demand cache's size limit ([edge.cache] size; 0 when the cache is off).",
-            gauge(limit),
+            gauge(figures.limit),
         )?;
         s.gauge(
             "cache_objects",
             "Objects in the on-demand cache (one per URL and track selection), complete or partial.",
-            gauge(objects as u64),
+            gauge(figures.objects),
         )?;
         s.counter(
             "cache_evictions",
             "Cache objects evicted to stay under the size limit.",
             load(&cache.evictions),
         )?;
-        let results: Vec<(&str, u64)> = CACHE_RESULTS
-            .iter()
-            .zip(&cache.results)
-            .map(|(r, n)| (result_label(*r), load(n)))
-            .collect();
+        s.counter(
+            "cache_fills_abandoned",
+            "Cache fills given up (the writer fell behind or failed); their viewers went on from the origin.",
+            figures.fills_abandoned,
+        )?;
+        let results = [
+            ("hit", figures.hits),
+            ("miss", figures.misses),
+            ("refresh", load(&cache.results[0])),
+            ("pass", load(&cache.results[1])),
+        ];
         s.counter_by(
             "cache_results",
             "On-demand requests by what they came to: hit (served from the cache), miss (fetched and recorded), refresh (revalidated, then served from the cache), pass (not cacheable: served from the origin only).",

@@ -68,7 +68,10 @@ async fn open_cache(config: &Config) -> Result<Option<Arc<CacheStore>>, String> 
         }
         Err(e) => return Err(format!("opening the cache directory {} failed: {e}", dir.display())),
     };
-    let (objects, used) = store.with(|c| (c.list().len(), c.used_bytes()));
+    let (objects, used) = {
+        let cache = store.lock();
+        (cache.list().len(), cache.used_bytes())
+    };
     tracing::info!(
         dir = %dir.display(),
         objects,
@@ -104,7 +107,7 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
             Edge::with_listener(&config.edge, ctx.node_name, Arc::new(on_ended))
         };
         if let Some(store) = cache {
-            edge.set_cache(store);
+            edge.attach_cache(store);
         }
         edge.publish_metrics(ctx.metrics);
         let listen: Vec<SocketAddr> = config
@@ -295,10 +298,11 @@ impl Role for EdgeRole {
             };
             // File work (a purge removes files) stays off the async threads.
             tokio::task::spawn_blocking(move || {
-                store.with(|cache| match &target {
-                    None => Ok(cache_admin::list(cache)),
-                    Some(target) => cache_admin::apply(cache, &action, target),
-                })
+                let mut cache = store.lock();
+                match &target {
+                    None => Ok(cache_admin::list(&cache)),
+                    Some(target) => cache_admin::apply(&mut cache, &action, target),
+                }
             })
             .await
             .map_err(|_| ActError::Failed("the cache action failed; see the process log".into()))?

@@ -113,6 +113,7 @@ impl Edge {
             drain: drain_rx,
             tasks: Tracker::default(),
             viewers: ViewerRegistry::default(),
+            cache: std::sync::OnceLock::new(),
         };
         Self {
             ctx: Arc::new(ctx),
@@ -122,6 +123,13 @@ impl Edge {
             drain: Arc::new(drain_tx),
             listeners: Arc::new(Mutex::new(listeners)),
         }
+    }
+
+    /// Serves on-demand content through `store` from now on (fill on a miss, play
+    /// hits). Once per edge: false when a cache was attached already.
+    pub fn attach_cache(&self, store: Arc<crate::cache_store::CacheStore>) -> bool {
+        self.ctx.hubs.edge_stats().cache.attach(&store);
+        self.ctx.cache.set(store).is_ok()
     }
 
     /// Takes `cfg`'s routes, origins and credentials, forward and client rules,
@@ -141,24 +149,14 @@ impl Edge {
         self.ctx.hubs.set_settings(hub_settings(cfg));
     }
 
-    /// Serves on-demand content through `store` from now on, and reports its figures
-    /// in the metrics. Set once, at start (the role opens the store from
-    /// `[edge.cache]`); reloads keep it.
-    pub fn set_cache(&self, store: Arc<crate::cache_store::CacheStore>) {
-        self.ctx.hubs.edge_stats().cache.attach(&store);
-        let mut settings = (*self.ctx.settings.load()).clone();
-        settings.cache = Some(store);
-        self.ctx.settings.store(settings);
-    }
-
     /// The on-demand cache, when the edge has one.
     pub fn cache(&self) -> Option<Arc<crate::cache_store::CacheStore>> {
-        self.ctx.settings.load().cache.clone()
+        self.ctx.cache.get().cloned()
     }
 
-    /// Counts what an on-demand request came to, in
-    /// `mediagate_edge_cache_results_total{result}` (hit, miss, refresh, pass; live and
-    /// refused requests are not counted).
+    /// Counts an on-demand request that was revalidated (`Refresh`) or served without
+    /// the cache (`Pass`) in `mediagate_edge_cache_results_total{result}`; hits and
+    /// misses come from the [`CacheStore`](crate::cache_store::CacheStore)'s own counts.
     pub fn count_cache_result(&self, result: crate::CacheResult) {
         self.ctx.hubs.edge_stats().cache.count_result(result);
     }

@@ -316,6 +316,13 @@ impl<S> ViewerSessions<S> {
         }
     }
 
+    /// Where the session's media comes from, once its PLAY decided it.
+    pub fn set_cache(&mut self, id: &str, cache: CacheResult) {
+        if let Some(s) = self.sessions.get_mut(id) {
+            s.info.cache = cache;
+        }
+    }
+
     /// The answer given to a request of session `id`: a PLAY's answer is the one the
     /// record keeps; before a PLAY, the latest.
     pub fn answered(&mut self, id: &str, method: &Method, status: StatusCode) {

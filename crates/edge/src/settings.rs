@@ -22,7 +22,6 @@ use mediagate_config::{ClientAcl, EdgeConfig};
 use mediagate_ops::users::UsersFile;
 
 use crate::auth::EdgeAuth;
-use crate::cache_store::CacheStore;
 
 use crate::conn_out::Backlog;
 use crate::hub_registry::HubSettings;
@@ -46,9 +45,6 @@ pub(crate) struct ViewerSettings {
     pub conn_limits: ConnLimits,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
-    /// The on-demand cache, when `[edge.cache]` is on: opened once at start and kept
-    /// by every reload (its directory and size need a restart).
-    pub cache: Option<Arc<CacheStore>>,
 }
 
 impl ViewerSettings {
@@ -104,7 +100,6 @@ impl ViewerSettings {
             },
             max_connections: cfg.max_connections.get() as usize,
             max_connections_per_client: cfg.max_connections_per_client.get() as usize,
-            cache: previous.and_then(|p| p.cache.clone()),
         }
     }
 }

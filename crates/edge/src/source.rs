@@ -1,9 +1,17 @@
 //! Where a viewer session's media comes from.
 //!
-//! Today two kinds: a live stream split from its hub (one origin session for every
-//! viewer, `hub_registry`/`hub_actor`), and on-demand content passed through on the
-//! viewer's own origin session (`vod`). The cache player (issue 13) becomes a third
-//! [`SourceKind`]; the viewer session does not change for it.
+//! Three kinds: a live stream split from its hub (one origin session for every
+//! viewer, `hub_registry`/`hub_actor`); on-demand content from the viewer's own origin
+//! session (`vod`), recorded into the cache while it plays (`cache_fill`, a MISS); and
+//! on-demand content served from the cache (`cache_play`, a HIT) with no origin media
+//! session at all. The viewer session does not know which.
+//!
+//! On-demand SETUPs are answered by the edge alone (its own UDP ports or the viewer's
+//! channels): which tracks the viewer wants, and so which cache object (variant) it
+//! is, is only known at PLAY. The PLAY then looks the requested start up in the
+//! cache: held, the player serves it; not held, the origin session is opened, its
+//! tracks set up and played with the viewer's `Range`, and recorded. A seek of a hit
+//! to a time the cache does not hold continues from the origin the same way.
 //!
 //! Every source keeps the hub's [`Lease`] (the hub answered DESCRIBE and lingers
 //! while viewers of its URL exist) and the session's [`Tally`], which whoever feeds the
@@ -14,20 +22,25 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use mediagate_rtsp::headers::Range;
 use mediagate_rtsp::{Headers, Response, StatusCode, Version};
 
+use crate::cache_fill::{object_key, object_meta, FillPlan};
+use crate::cache_play::{CachePlayer, PlayStart, PlayerOut};
+use crate::cache_store::CacheStore;
 use crate::conn_out::ConnOut;
 use crate::hub::SubscriberId;
 use crate::hub_registry::{HubError, Hubs, Lease};
 use crate::metrics::{EdgeStats, ViewerGauge};
+use crate::ports::{PortAllocator, SocketPair};
 use crate::routing::Router;
 use crate::rtsp_client::ClientError;
 use crate::session::CacheResult;
 use crate::session::{error, ViewerTransport};
 use crate::sink::{Counts, Tally, TrackDest, ViewerSink};
 use crate::tracker::Tracker;
-use crate::upstream::Described;
-use crate::vod::VodSession;
+use crate::upstream::{Described, UpstreamTarget};
+use crate::vod::{VodIo, VodSession};
 use mediagate_rtsp::headers::RtpInfo;
 use mediagate_rtsp::TypedHeader;
 
@@ -36,8 +49,48 @@ use mediagate_rtsp::TypedHeader;
 pub(crate) enum SourceKind {
     /// A live stream: the viewer is a subscriber of the hub while it plays.
     Live,
-    /// On-demand content: the viewer's own origin session, opened at its first SETUP.
-    OnDemand { vod: Option<VodSession> },
+    /// On-demand content from the origin: the viewer's own origin session. A
+    /// pass-through session has it from its DESCRIBE (`lazy` None, SETUPs forwarded);
+    /// any other opens it at PLAY on a miss (`lazy` holds what the SETUPs chose).
+    OnDemand {
+        vod: Option<VodSession>,
+        lazy: Option<Box<Lazy>>,
+    },
+    /// On-demand content served from the cache (a hit): no origin media session.
+    Cached {
+        player: Box<CachePlayer>,
+        lazy: Box<Lazy>,
+    },
+}
+
+/// What an on-demand session chose at SETUP, for the PLAY that decides where its
+/// media comes from.
+#[derive(Debug)]
+pub(crate) struct Lazy {
+    target: UpstreamTarget,
+    out: ConnOut,
+    ports: Arc<PortAllocator>,
+    tasks: Tracker,
+    cache: Option<Arc<CacheStore>>,
+    policy: CachePolicy,
+    /// Per described track: its destination and, for UDP, this edge's socket pair.
+    tracks: Vec<Option<(TrackDest, Option<Arc<SocketPair>>)>>,
+}
+
+/// A route's cache switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CachePolicy {
+    pub cache: bool,
+    pub max_object_bytes: u64,
+}
+
+/// The route's cache policy (`cache = true|false`, `cache_max_object`); until the
+/// route carries them, every on-demand route is cached without a size limit.
+pub(crate) fn cache_policy(_target: &UpstreamTarget) -> CachePolicy {
+    CachePolicy {
+        cache: true,
+        max_object_bytes: u64::MAX,
+    }
 }
 
 /// What a SETUP of on-demand content needs to open the viewer's origin session.
@@ -52,6 +105,8 @@ pub(crate) struct OriginRoute<'a> {
     pub tasks: &'a Tracker,
     /// The viewer's `Authorization` on this request (sent on only by pass-through).
     pub authorization: Option<&'a str>,
+    /// The edge's cache, when it has one.
+    pub cache: Option<&'a Arc<CacheStore>>,
 }
 
 #[derive(Debug)]
@@ -79,7 +134,10 @@ impl Source {
         let kind = if described.live {
             SourceKind::Live
         } else {
-            SourceKind::OnDemand { vod: None }
+            SourceKind::OnDemand {
+                vod: None,
+                lazy: None,
+            }
         };
         Self {
             lease: Some(lease),
@@ -98,7 +156,10 @@ impl Source {
             lease: None,
             described,
             tally,
-            kind: SourceKind::OnDemand { vod: Some(vod) },
+            kind: SourceKind::OnDemand {
+                vod: Some(vod),
+                lazy: None,
+            },
             subscribed: None,
             viewer_gauge: None,
         }
@@ -131,9 +192,11 @@ impl Source {
     /// on-demand passthrough per packet).
     /// Where this source's media comes from, for the access log.
     pub fn cache_result(&self) -> CacheResult {
-        match self.kind {
+        match &self.kind {
             SourceKind::Live => CacheResult::Split,
+            SourceKind::OnDemand { vod: Some(v), .. } if v.filled() => CacheResult::Miss,
             SourceKind::OnDemand { .. } => CacheResult::Pass,
+            SourceKind::Cached { .. } => CacheResult::Hit,
         }
     }
 
@@ -162,37 +225,43 @@ impl Source {
                     )
                 })
             }
-            SourceKind::OnDemand { vod } => {
-                if vod.is_none() {
+            SourceKind::OnDemand {
+                vod: Some(vod),
+                lazy,
+            } => {
+                let auth = route.authorization.map(str::to_owned);
+                let ports = vod
+                    .setup(track, dest, auth)
+                    .await
+                    .map_err(|e| client_error(&e))?;
+                if let Some(l) = lazy {
+                    l.set(track, dest, None);
+                }
+                Ok(ports)
+            }
+            SourceKind::OnDemand { vod: None, lazy } => {
+                if lazy.is_none() {
                     let target = route
                         .router
                         .resolve(route.url, route.local, route.original_dst)
                         .map_err(|e| error(StatusCode::NOT_FOUND, &e.to_string()))?;
-                    let opened = VodSession::open(
-                        &target,
-                        route.out.clone(),
-                        route.hubs.ports(),
-                        self.tally.clone(),
-                        route.tasks.guard(),
-                    )
-                    .await
-                    .map_err(|e| client_error(&e))?;
-                    if opened.described().tracks.len() != self.described.tracks.len() {
-                        return Err(error(
-                            StatusCode::BAD_GATEWAY,
-                            "the origin changed the stream's tracks",
-                        ));
-                    }
-                    *vod = Some(opened);
+                    let policy = cache_policy(&target);
+                    *lazy = Some(Box::new(Lazy {
+                        target,
+                        out: route.out.clone(),
+                        ports: route.hubs.ports(),
+                        tasks: route.tasks.clone(),
+                        cache: route.cache.cloned(),
+                        policy,
+                        tracks: vec![None; self.described.tracks.len()],
+                    }));
                 }
-                let vod = vod
-                    .as_ref()
-                    .ok_or_else(|| error(StatusCode::BAD_GATEWAY, "no origin session"))?;
-                let auth = route.authorization.map(str::to_owned);
-                vod.setup(track, dest, auth)
-                    .await
-                    .map_err(|e| client_error(&e))
+                let Some(l) = lazy else {
+                    return Err(error(StatusCode::INTERNAL_SERVER_ERROR, "no route"));
+                };
+                l.setup(track, dest).await
             }
+            SourceKind::Cached { lazy, .. } => lazy.setup(track, dest).await,
         }
     }
 
@@ -205,8 +274,38 @@ impl Source {
         dests: &[Option<TrackDest>],
         out: &ConnOut,
     ) -> Result<Playing, Response> {
+        let start_ms = requested_start(viewer_headers);
+        let kind = std::mem::replace(&mut self.kind, SourceKind::Live);
+        let kind = match kind {
+            // A session of on-demand content set up at the edge: the cache decides.
+            SourceKind::OnDemand {
+                vod: None,
+                lazy: Some(lazy),
+            } => {
+                let from = start_ms.unwrap_or(0);
+                match self.try_hit(&lazy, from).await {
+                    Some(player) => SourceKind::Cached { player, lazy },
+                    None => self.open_origin(lazy).await?,
+                }
+            }
+            SourceKind::Cached { mut player, lazy } => match start_ms {
+                None => SourceKind::Cached { player, lazy },
+                Some(from) => {
+                    if player.seek(from).await.unwrap_or(false) {
+                        SourceKind::Cached { player, lazy }
+                    } else {
+                        // Not held: the origin serves it (and the cache records it).
+                        drop(player);
+                        self.open_origin(lazy).await?
+                    }
+                }
+            },
+            other => other,
+        };
+        self.kind = kind;
+        let duration_ms = self.duration_ms();
         match &mut self.kind {
-            SourceKind::OnDemand { vod: Some(vod) } => {
+            SourceKind::OnDemand { vod: Some(vod), .. } => {
                 let origin = vod
                     .play(viewer_headers.clone())
                     .await
@@ -230,9 +329,29 @@ impl Source {
                     release: None,
                 })
             }
+            SourceKind::Cached { player, lazy } => {
+                let start = player.play().ok_or_else(|| {
+                    error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the cache player stopped",
+                    )
+                })?;
+                let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
+                r.headers.append("Session", session_header);
+                r.headers
+                    .append("Range", npt_range(start.start_ms, duration_ms));
+                let info = hit_rtp_info(&start, &lazy.variant(), base_url);
+                if !info.is_empty() {
+                    r.headers.append("RTP-Info", info);
+                }
+                Ok(Playing {
+                    resp: r,
+                    release: None,
+                })
+            }
             // A session without an origin session yet plays like a live one (the hub
             // answers), as before sources had kinds.
-            SourceKind::OnDemand { vod: None } | SourceKind::Live => {
+            SourceKind::OnDemand { vod: None, .. } | SourceKind::Live => {
                 let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
                 r.headers.append("Session", session_header);
                 r.headers.append("Range", "npt=now-");
@@ -272,6 +391,102 @@ impl Source {
         }
     }
 
+    /// The clip's length from its SDP `a=range`, in ms.
+    fn duration_ms(&self) -> Option<u64> {
+        object_meta(&self.described, &object_key("", &self.described, &[])).duration_ms
+    }
+
+    /// A player for `from_ms` when the cache holds it for this variant, its stored
+    /// description is the origin's current one, and the route caches.
+    async fn try_hit(&self, lazy: &Lazy, from_ms: u64) -> Option<Box<CachePlayer>> {
+        let store = lazy.cache.as_ref().filter(|_| lazy.policy.cache)?;
+        let variant = lazy.variant();
+        let url = lazy.target.url.without_credentials().to_string();
+        let key = object_key(&url, &self.described, &variant);
+        let current = object_meta(&self.described, &key);
+        {
+            let cache = store.lock();
+            let held = cache.lookup(&key)?;
+            if held.meta.sdp != current.sdp
+                || held.meta.validators.sdp_origin != current.validators.sdp_origin
+            {
+                tracing::debug!(url, "cached object's description changed; refetching");
+                return None;
+            }
+            cache.covered(&key, from_ms)?;
+        }
+        let clocks = current.tracks.iter().map(|t| t.clock_rate).collect();
+        let out = PlayerOut {
+            conn: lazy.out.clone(),
+            dests: variant
+                .iter()
+                .map(|&i| lazy.tracks.get(i).cloned().flatten())
+                .collect(),
+            tally: self.tally.clone(),
+        };
+        match CachePlayer::open(store.clone(), key, clocks, from_ms, out) {
+            Ok(Some(p)) => {
+                store.count_hit();
+                tracing::debug!(url, from_ms, "cache hit");
+                Some(Box::new(p))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(url, error = %e, "cached object could not be read; asking the origin");
+                None
+            }
+        }
+    }
+
+    /// The miss path: the viewer's own origin session, its tracks set up as the
+    /// viewer's SETUPs chose, recording into the cache when the route caches.
+    async fn open_origin(&self, lazy: Box<Lazy>) -> Result<SourceKind, Response> {
+        let variant = lazy.variant();
+        let fill = lazy
+            .cache
+            .as_ref()
+            .filter(|_| lazy.policy.cache)
+            .map(|store| {
+                FillPlan::new(
+                    store.clone(),
+                    &lazy.target.url.without_credentials().to_string(),
+                    &self.described,
+                    &variant,
+                    lazy.policy.max_object_bytes,
+                )
+            });
+        let io = VodIo {
+            conn: lazy.out.clone(),
+            ports: lazy.ports.clone(),
+            tally: self.tally.clone(),
+            guard: lazy.tasks.guard(),
+            fill: None,
+        };
+        let vod = VodSession::open(&lazy.target, io, fill)
+            .await
+            .map_err(|e| client_error(&e))?;
+        if vod.described().tracks.len() != self.described.tracks.len() {
+            return Err(error(
+                StatusCode::BAD_GATEWAY,
+                "the origin changed the stream's tracks",
+            ));
+        }
+        for &i in &variant {
+            if let Some((dest, pair)) = lazy.tracks.get(i).cloned().flatten() {
+                vod.setup_with(i, dest, pair)
+                    .await
+                    .map_err(|e| client_error(&e))?;
+            }
+        }
+        if let Some(store) = lazy.cache.as_ref().filter(|_| lazy.policy.cache) {
+            store.count_miss();
+        }
+        Ok(SourceKind::OnDemand {
+            vod: Some(vod),
+            lazy: Some(lazy),
+        })
+    }
+
     /// Lets the held packets of a live PLAY go, after its response was queued.
     pub fn release(&self, sub: SubscriberId) {
         if let Some(lease) = &self.lease {
@@ -287,10 +502,14 @@ impl Source {
     /// Pauses: the origin session of on-demand content, the hub subscription of a
     /// live stream.
     pub async fn pause(&mut self, authorization: Option<&str>) -> Result<(), Response> {
-        if let SourceKind::OnDemand { vod: Some(vod) } = &self.kind {
-            vod.pause(authorization.map(str::to_owned))
-                .await
-                .map_err(|e| client_error(&e))?;
+        match &mut self.kind {
+            SourceKind::OnDemand { vod: Some(vod), .. } => {
+                vod.pause(authorization.map(str::to_owned))
+                    .await
+                    .map_err(|e| client_error(&e))?;
+            }
+            SourceKind::Cached { player, .. } => player.pause().await,
+            _ => {}
         }
         self.leave_hub().await;
         Ok(())
@@ -310,6 +529,81 @@ impl Source {
         drop(self);
         tally.counts()
     }
+}
+
+impl Lazy {
+    /// Records the viewer's choice for `track`; UDP viewers get this edge's own
+    /// ports now, used by whichever serves them later.
+    async fn setup(
+        &mut self,
+        track: usize,
+        dest: TrackDest,
+    ) -> Result<Option<(u16, u16)>, Response> {
+        let pair = match dest {
+            TrackDest::Udp { .. } => match self.tracks.get(track).cloned().flatten() {
+                // A repeated SETUP keeps the ports it was given.
+                Some((TrackDest::Udp { .. }, Some(p))) => Some(p),
+                _ => Some(Arc::new(self.ports.bind_pair().await.map_err(|e| {
+                    error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!("no UDP ports: {e}"),
+                    )
+                })?)),
+            },
+            TrackDest::Interleaved { .. } => None,
+        };
+        let ports = pair.as_ref().map(|p| (p.rtp_port(), p.rtp_port() + 1));
+        self.set(track, dest, pair);
+        Ok(ports)
+    }
+
+    fn set(&mut self, track: usize, dest: TrackDest, pair: Option<Arc<SocketPair>>) {
+        if let Some(slot) = self.tracks.get_mut(track) {
+            *slot = Some((dest, pair));
+        }
+    }
+
+    /// The described tracks the viewer set up, in order.
+    fn variant(&self) -> Vec<usize> {
+        self.tracks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.as_ref().map(|_| i))
+            .collect()
+    }
+}
+
+/// The npt start of a viewer's PLAY `Range`, in ms.
+fn requested_start(h: &Headers) -> Option<u64> {
+    h.get("Range")
+        .and_then(|v| Range::parse_value(v).ok())
+        .and_then(|r| r.npt_start_millis())
+}
+
+/// `npt=S-` or `npt=S-E`, in seconds with ms.
+fn npt_range(start_ms: u64, end_ms: Option<u64>) -> String {
+    let secs = |ms: u64| format!("{}.{:03}", ms / 1000, ms % 1000);
+    match end_ms {
+        Some(e) if e > start_ms => format!("npt={}-{}", secs(start_ms), secs(e)),
+        _ => format!("npt={}-", secs(start_ms)),
+    }
+}
+
+/// A hit's `RTP-Info`: per track the viewer set up, the seq and rtptime of its first
+/// packet.
+fn hit_rtp_info(start: &PlayStart, variant: &[usize], base_url: &str) -> String {
+    start
+        .tracks
+        .iter()
+        .zip(variant)
+        .map(|(&(seq, rtptime), &track)| {
+            format!(
+                "url={base_url}/{};seq={seq};rtptime={rtptime}",
+                track_name(track)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The name under the viewer's URL of track `i`.

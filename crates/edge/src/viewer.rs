@@ -79,6 +79,8 @@ pub(crate) struct ViewerContext {
     pub tasks: Tracker,
     /// Running viewer sessions, for the admin API.
     pub viewers: ViewerRegistry,
+    /// The on-demand cache, once the edge's starter attached one.
+    pub cache: std::sync::OnceLock<Arc<crate::cache_store::CacheStore>>,
 }
 
 impl std::fmt::Debug for ViewerContext {
@@ -518,6 +520,7 @@ impl ViewerConn {
             ports: self.ctx.hubs.ports(),
             tally: tally.clone(),
             guard: self.ctx.tasks.guard(),
+            fill: None,
         };
         match passthrough::describe(&target, passthrough::authorization(req), io).await {
             Ok(vod) => {
@@ -671,6 +674,7 @@ impl ViewerConn {
             out: &self.out,
             tasks: &self.ctx.tasks,
             authorization: passthrough::authorization(req),
+            cache: self.ctx.cache.get(),
         };
         let server_ports = match source.setup(track, dest, route).await {
             Ok(p) => p,
@@ -714,7 +718,10 @@ impl ViewerConn {
         {
             Ok(p) => {
                 let subscribed = source.is_subscribed();
+                let cache = source.cache_result();
                 self.core.set_playing(&id, subscribed);
+                // Where on-demand media comes from is only known once it plays.
+                self.core.set_cache(&id, cache);
                 (p.resp, p.release.map(|sub| (id, sub)))
             }
             Err(r) => (r, None),

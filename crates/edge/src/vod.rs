@@ -4,19 +4,23 @@
 //! only. Nothing is dropped: a TCP viewer that reads slowly slows its own origin
 //! session (TCP back-pressure), never anyone else.
 //!
-//! This is the interim behaviour of issue 3 item 8; the cache replaces it later. It is
+//! It is the miss path of the cache (issue 13): the source opens this session only at
+//! the viewer's PLAY, when the cache does not hold the requested start, and the
+//! session then records what it forwards (`cache_fill`, a run per origin PLAY). It is
 //! also how a stream whose origin wants the viewer's own credentials is served
-//! (`passthrough`): then each viewer request's `Authorization` goes with the request
-//! it came with, and nowhere else.
+//! (`passthrough`, never recorded): then each viewer request's `Authorization` goes
+//! with the request it came with, and nowhere else.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use mediagate_rtsp::{Headers, Method, Response};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cache_fill::{FillPlan, FillRun};
 use crate::conn_out::ConnOut;
 use crate::ports::{PortAllocator, SocketPair};
 use crate::rtsp_client::{ClientError, RtspClient};
@@ -31,8 +35,15 @@ type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
 type ViewerAuth = Option<String>;
 
 enum Cmd {
-    /// SETUP one track; replies with the server ports when the viewer uses UDP.
-    Setup(usize, TrackDest, ViewerAuth, Reply<Option<(u16, u16)>>),
+    /// SETUP one track; replies with the server ports when the viewer uses UDP (the
+    /// given pair's, or a pair bound for it).
+    Setup(
+        usize,
+        TrackDest,
+        ViewerAuth,
+        Option<Arc<SocketPair>>,
+        Reply<Option<(u16, u16)>>,
+    ),
     Play(Headers, Reply<Response>),
     Pause(ViewerAuth, Reply<Response>),
 }
@@ -42,29 +53,25 @@ enum Cmd {
 pub struct VodSession {
     tx: mpsc::Sender<Cmd>,
     described: Arc<Described>,
+    /// Some run of this session was recorded into the cache (a MISS).
+    filled: Arc<AtomicBool>,
 }
 
 impl VodSession {
     /// Connects to the origin and DESCRIBEs (the viewer's DESCRIBE was answered from
-    /// the hub; this session needs its own).
+    /// the hub; this session needs its own); what it forwards is recorded into the
+    /// cache as `fill` says.
     pub async fn open(
         target: &UpstreamTarget,
-        conn: ConnOut,
-        ports: Arc<PortAllocator>,
-        tally: Arc<Tally>,
-        guard: TaskGuard,
+        io: VodIo,
+        fill: Option<FillPlan>,
     ) -> Result<Self, ClientError> {
         let (client, described) = upstream::describe(target).await?;
         Ok(Self::start(
             client,
             Arc::new(described),
             target.url.to_string(),
-            VodIo {
-                conn,
-                ports,
-                tally,
-                guard,
-            },
+            VodIo { fill, ..io },
             false,
         ))
     }
@@ -84,7 +91,9 @@ impl VodSession {
             ports,
             tally,
             guard,
+            fill,
         } = io;
+        let filled = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(8);
         let task = VodTask {
             client,
@@ -98,13 +107,25 @@ impl VodSession {
             url,
             tally,
             pass_auth,
+            fill,
+            run: None,
+            filled: filled.clone(),
         };
         tokio::spawn(async move {
             task.run(rx).await;
             // Drain waits until the origin session is torn down.
             drop(guard);
         });
-        Self { tx, described }
+        Self {
+            tx,
+            described,
+            filled,
+        }
+    }
+
+    /// True once a run of this session was recorded into the cache.
+    pub fn filled(&self) -> bool {
+        self.filled.load(Ordering::Relaxed)
     }
 
     pub fn described(&self) -> &Arc<Described> {
@@ -126,8 +147,19 @@ impl VodSession {
         dest: TrackDest,
         authorization: ViewerAuth,
     ) -> Result<Option<(u16, u16)>, ClientError> {
-        self.ask(|r| Cmd::Setup(track, dest, authorization, r))
+        self.ask(|r| Cmd::Setup(track, dest, authorization, None, r))
             .await
+    }
+
+    /// SETUP of a track whose viewer already has this edge's UDP `pair` (the source
+    /// answered its SETUP before the origin session existed).
+    pub async fn setup_with(
+        &self,
+        track: usize,
+        dest: TrackDest,
+        pair: Option<Arc<SocketPair>>,
+    ) -> Result<Option<(u16, u16)>, ClientError> {
+        self.ask(|r| Cmd::Setup(track, dest, None, pair, r)).await
     }
 
     pub async fn play(&self, viewer_headers: Headers) -> Result<Response, ClientError> {
@@ -145,6 +177,8 @@ pub struct VodIo {
     pub ports: Arc<PortAllocator>,
     pub tally: Arc<Tally>,
     pub guard: TaskGuard,
+    /// Record what is forwarded into this cache object (None: pass through only).
+    pub fill: Option<FillPlan>,
 }
 
 struct VodTask {
@@ -153,7 +187,7 @@ struct VodTask {
     conn: ConnOut,
     ports: Arc<PortAllocator>,
     dests: HashMap<usize, TrackDest>,
-    sockets: HashMap<usize, SocketPair>,
+    sockets: HashMap<usize, Arc<SocketPair>>,
     /// Origin interleaved channel → (track, is RTCP).
     channels: HashMap<u8, (usize, bool)>,
     playing: bool,
@@ -162,6 +196,10 @@ struct VodTask {
     tally: Arc<Tally>,
     /// Forward the viewer's `Authorization` with its requests (pass-through).
     pass_auth: bool,
+    fill: Option<FillPlan>,
+    /// The fill run of the current origin PLAY, if it is being recorded.
+    run: Option<FillRun>,
+    filled: Arc<AtomicBool>,
 }
 
 impl VodTask {
@@ -169,6 +207,7 @@ impl VodTask {
         let keepalive = keepalive_interval(self.described.session_timeout);
         let mut tick = tokio::time::interval(keepalive);
         tick.tick().await;
+        let mut origin_failed = false;
         loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
@@ -181,7 +220,11 @@ impl VodTask {
                             break;
                         }
                     }
-                    Err(_) => break,
+                    Err(e) => {
+                        tracing::info!(origin = %self.url, error = %e, "on-demand origin session failed");
+                        origin_failed = true;
+                        break;
+                    }
                 },
                 _ = tick.tick() => {
                     let req = self.client.request(Method::GetParameter, &self.url);
@@ -192,6 +235,11 @@ impl VodTask {
             }
         }
         tracing::debug!(origin = %self.url, "on-demand origin session ends");
+        // An origin that failed mid-way may have cut a packet: the cache keeps what
+        // verifies. Any other end (the viewer left) leaves a contiguous run.
+        if let Some(run) = self.run.take() {
+            run.end(!origin_failed);
+        }
         // Polite teardown, bounded by the client's timeout.
         let req = self
             .client
@@ -202,13 +250,23 @@ impl VodTask {
 
     async fn on_cmd(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Setup(track, dest, auth, reply) => {
-                let _ = reply.send(self.setup(track, dest, auth).await);
+            Cmd::Setup(track, dest, auth, pair, reply) => {
+                let _ = reply.send(self.setup(track, dest, auth, pair).await);
             }
             Cmd::Play(h, reply) => {
+                // A seek or resume is a new run, starting where the origin says.
+                if let Some(run) = self.run.take() {
+                    run.end(true);
+                }
                 let auth = h.get("Authorization").filter(|_| self.pass_auth);
                 let r = upstream::play_as(&mut self.client, &self.described, Some(&h), auth).await;
                 self.playing = r.is_ok();
+                if let (Ok(resp), Some(plan)) = (&r, &self.fill) {
+                    self.run = FillRun::begin(plan, &self.described, resp, SystemTime::now());
+                    if self.run.is_some() {
+                        self.filled.store(true, Ordering::Relaxed);
+                    }
+                }
                 let _ = reply.send(r);
             }
             Cmd::Pause(auth, reply) => {
@@ -219,6 +277,9 @@ impl VodTask {
                 let r = self.client.send_ok(req).await;
                 if r.is_ok() {
                     self.playing = false;
+                    if let Some(run) = self.run.take() {
+                        run.end(true);
+                    }
                 }
                 let _ = reply.send(r);
             }
@@ -236,6 +297,7 @@ impl VodTask {
         track: usize,
         dest: TrackDest,
         auth: ViewerAuth,
+        pair: Option<Arc<SocketPair>>,
     ) -> Result<Option<(u16, u16)>, ClientError> {
         let Some(t) = self.described.tracks.get(track) else {
             return Err(ClientError::Closed);
@@ -261,7 +323,10 @@ impl VodTask {
         self.channels.insert(ch.wrapping_add(1), (track, true));
         self.dests.insert(track, dest);
         if let TrackDest::Udp { .. } = dest {
-            let pair = self.ports.bind_pair().await.map_err(ClientError::Io)?;
+            let pair = match pair {
+                Some(p) => p,
+                None => Arc::new(self.ports.bind_pair().await.map_err(ClientError::Io)?),
+            };
             let p = pair.rtp_port();
             self.sockets.insert(track, pair);
             return Ok(Some((p, p + 1)));
@@ -274,6 +339,11 @@ impl VodTask {
         let Some(&(track, rtcp)) = self.channels.get(&channel) else {
             return true;
         };
+        if !rtcp {
+            if let Some(run) = &mut self.run {
+                run.offer(track, payload, SystemTime::now());
+            }
+        }
         match self.dests.get(&track) {
             Some(TrackDest::Interleaved { rtp, rtcp: rc }) => {
                 let ch = if rtcp { *rc } else { *rtp };

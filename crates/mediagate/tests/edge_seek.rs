@@ -24,9 +24,11 @@ fn origin() -> Origin {
     Origin::start(OriginOptions::default()).expect("gst-rtsp-server origin starts")
 }
 
+/// An edge passing the clip through: the cache off, so each viewer has its own origin
+/// session (the path `[edge.cache] enabled = false` and `cache = false` routes take).
 fn vod_edge(origin: &Origin) -> EdgeProc {
     EdgeProc::start(&format!(
-        "[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+        "[edge.cache]\nenabled = false\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
         origin.url("/vod")
     ))
 }

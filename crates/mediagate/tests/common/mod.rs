@@ -28,6 +28,17 @@ impl EdgeProc {
         Self::start_on("127.0.0.1", extra)
     }
 
+    /// [`EdgeProc::start`] with extra environment variables for the process.
+    pub fn start_with_env(extra: &str, env: &[(&str, &std::path::Path)]) -> EdgeProc {
+        let (port, dir, path) = write_config("127.0.0.1", extra);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
+        cmd.arg("run").arg("--config").arg(&path);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self::spawn(cmd, port, dir)
+    }
+
     pub fn start_on(ip: &str, extra: &str) -> EdgeProc {
         let (port, dir, path) = write_config(ip, extra);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));

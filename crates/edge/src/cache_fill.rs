@@ -1,0 +1,499 @@
+//! Cut-through fill: on a miss, every RTP packet the origin sends for a viewer also goes
+//! into a cache object, written by a thread of its own (issue 13 item 1).
+//!
+//! A fill *run* is what one origin PLAY delivers: it starts at the npt the origin's
+//! `Range` answer names and ends at PAUSE, at a seek (the next PLAY starts a new run),
+//! when the viewer leaves, or when the origin fails (then not clean: the cache keeps
+//! only what verifies). Each packet's media time, in its track's clock units from npt 0,
+//! comes from the PLAY answer's `RTP-Info` (RFC 2326 §12.33: `rtptime` is the RTP
+//! timestamp of the range start) and the packet's RTP timestamp, unwrapped to 64 bits;
+//! so runs of different PLAYs line up in one object. Video keyframes are marked by
+//! `mediagate_rtp`'s codec detection, as the hub marks its join points.
+//!
+//! The viewer never waits for the cache: packets go to the writer through a bounded
+//! channel, and a writer that falls behind or fails abandons the fill (what it wrote
+//! is ended cleanly, it was contiguous), never the viewer.
+//!
+//! What it does not: decide whether to fill (the source does, from the route's policy)
+//! or serve anything (`cache_play`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use mediagate_cache::{FillWriter, Meta, ObjectKey, PacketIn, TrackMeta, Validators};
+use mediagate_rtp::Codec;
+use mediagate_rtp::TimestampUnwrapper;
+use mediagate_rtsp::headers::{Range, RtpInfo};
+use mediagate_rtsp::{Response, TypedHeader};
+
+use crate::cache_store::CacheStore;
+use crate::upstream::Described;
+
+/// Packets queued for the writer before the fill is abandoned (about 4 s of a
+/// 1 Mbit/s stream): enough to ride out a slow disk write, small enough to bound memory.
+const WRITER_QUEUE: usize = 1024;
+
+/// What a session's fills write to: the object and how its tracks map.
+#[derive(Debug, Clone)]
+pub(crate) struct FillPlan {
+    pub store: Arc<CacheStore>,
+    pub key: ObjectKey,
+    /// The object's metadata, without its fetch time (set at each run's start).
+    pub meta: Meta,
+    /// The route's `cache_max_object`: the fill stops (cleanly) beyond it.
+    pub max_object_bytes: u64,
+    /// Per described track: its slot in `key.tracks`, if the viewer set it up.
+    pub slots: Vec<Option<u8>>,
+    pub codecs: Vec<Codec>,
+}
+
+/// The object a viewer's variant (the tracks it SETUP) is stored as.
+pub(crate) fn object_key(origin_url: &str, d: &Described, set_up: &[usize]) -> ObjectKey {
+    let mut tracks: Vec<usize> = set_up
+        .iter()
+        .filter_map(|&i| d.tracks.get(i).map(|t| t.media_index))
+        .collect();
+    tracks.sort_unstable();
+    tracks.dedup();
+    ObjectKey {
+        url: origin_url.to_owned(),
+        tracks,
+    }
+}
+
+/// The object's metadata for `d`. The SDP is stored without its `o=` line, whose
+/// session id some origins (gst-rtsp-server) draw afresh for every DESCRIBE of
+/// unchanged content; its version goes into the validators instead.
+pub(crate) fn object_meta(d: &Described, key: &ObjectKey) -> Meta {
+    let text = String::from_utf8_lossy(&d.sdp.to_bytes()).into_owned();
+    let sdp: String = text
+        .split_inclusive('\n')
+        .filter(|l| !l.starts_with("o="))
+        .collect();
+    let tracks = key
+        .tracks
+        .iter()
+        .filter_map(|mi| d.tracks.iter().find(|t| t.media_index == *mi))
+        .map(|t| TrackMeta {
+            clock_rate: t.clock_rate,
+            is_video: t.is_video,
+            payload_type: d
+                .sdp
+                .media()
+                .get(t.media_index)
+                .and_then(|m| m.payload_types().next())
+                .unwrap_or(0),
+        })
+        .collect();
+    let duration_ms = d
+        .sdp
+        .range()
+        .and_then(|r| r.npt())
+        .and_then(Result::ok)
+        .and_then(|r| match r.end {
+            Some(mediagate_sdp::NptTime::At(end)) => u64::try_from(end.as_millis()).ok(),
+            _ => None,
+        });
+    Meta {
+        sdp,
+        tracks,
+        duration_ms,
+        validators: Validators {
+            sdp_origin: d.sdp.origin().map(|o| o.session_version.to_string()),
+            ..Validators::default()
+        },
+        needed_auth: false,
+        fetched_unix_ms: 0,
+    }
+}
+
+impl FillPlan {
+    /// Per described track `i`, the slot of the variant (None if not set up).
+    pub fn new(
+        store: Arc<CacheStore>,
+        origin_url: &str,
+        d: &Described,
+        set_up: &[usize],
+        max_object_bytes: u64,
+    ) -> Self {
+        let key = object_key(origin_url, d, set_up);
+        let meta = object_meta(d, &key);
+        let slots = d
+            .tracks
+            .iter()
+            .map(|t| {
+                key.tracks
+                    .iter()
+                    .position(|mi| *mi == t.media_index)
+                    .and_then(|p| u8::try_from(p).ok())
+            })
+            .collect();
+        Self {
+            store,
+            key,
+            meta,
+            max_object_bytes,
+            slots,
+            codecs: d.tracks.iter().map(|t| t.codec).collect(),
+        }
+    }
+}
+
+/// One track's media clock in a run.
+#[derive(Debug, Clone)]
+struct TrackClock {
+    slot: u8,
+    /// Media ticks of the run's start (its npt in this track's clock).
+    start_ticks: i64,
+    /// The extended RTP timestamp of the run's start.
+    rtptime: i64,
+    unwrap: TimestampUnwrapper,
+    codec: Codec,
+    is_video: bool,
+}
+
+/// Media time and keyframe marks of one run's packets, sans-IO.
+#[derive(Debug, Clone)]
+pub(crate) struct RunClock {
+    /// Per described track; None for tracks not in the object.
+    tracks: Vec<Option<TrackClock>>,
+    start_ms: u64,
+}
+
+/// One packet placed in media time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Placed {
+    pub slot: u8,
+    pub media_ticks: u64,
+    pub keyframe: bool,
+}
+
+impl RunClock {
+    /// From the origin's PLAY answer: its `Range` start and each set-up track's
+    /// `rtptime`. None when either is missing (that run is not recorded: without them
+    /// its packets cannot be placed in time).
+    pub fn from_play(plan: &FillPlan, d: &Described, origin: &Response) -> Option<RunClock> {
+        let start_ms = origin
+            .headers
+            .get("Range")
+            .and_then(|v| Range::parse_value(v).ok())
+            .and_then(|r| r.npt_start_millis())?;
+        let info = RtpInfo::parse_value(origin.headers.get("RTP-Info")?).ok()?;
+        let mut tracks = Vec::with_capacity(d.tracks.len());
+        for (i, t) in d.tracks.iter().enumerate() {
+            let Some(slot) = plan.slots.get(i).copied().flatten() else {
+                tracks.push(None);
+                continue;
+            };
+            let entry = info.0.iter().find(|e| {
+                t.control_url == e.url
+                    || t.control_url.ends_with(&e.url)
+                    || e.url.ends_with(&t.control_url)
+            })?;
+            tracks.push(Some(TrackClock::new(
+                slot,
+                start_ms,
+                t.clock_rate,
+                entry.rtptime?,
+                plan.codecs.get(i).copied().unwrap_or(Codec::Other),
+                t.is_video,
+            )));
+        }
+        Some(RunClock { tracks, start_ms })
+    }
+
+    pub fn start_ms(&self) -> u64 {
+        self.start_ms
+    }
+
+    /// Places the RTP packet `rtp` of described track `track`; None for tracks not
+    /// in the object, packets that are not RTP, and packets before the run's start.
+    pub fn place(&mut self, track: usize, rtp: &[u8]) -> Option<Placed> {
+        let t = self.tracks.get_mut(track)?.as_mut()?;
+        let ts = mediagate_rtp::RtpPacket::parse(rtp).ok()?.timestamp();
+        let ticks = t.start_ticks + (t.unwrap.extend(ts) - t.rtptime);
+        let media_ticks = u64::try_from(ticks).ok()?;
+        // Audio frames and codecs we cannot inspect are each a place to start.
+        let keyframe =
+            !t.is_video || t.codec == Codec::Other || t.codec.is_keyframe_start_packet(rtp);
+        Some(Placed {
+            slot: t.slot,
+            media_ticks,
+            keyframe,
+        })
+    }
+}
+
+impl TrackClock {
+    fn new(
+        slot: u8,
+        start_ms: u64,
+        clock: u32,
+        rtptime: u32,
+        codec: Codec,
+        is_video: bool,
+    ) -> Self {
+        let mut unwrap = TimestampUnwrapper::new();
+        let rtptime = unwrap.extend(rtptime);
+        let start_ticks =
+            i64::try_from(u128::from(start_ms) * u128::from(clock) / 1000).unwrap_or(i64::MAX / 2);
+        Self {
+            slot,
+            start_ticks,
+            rtptime,
+            unwrap,
+            codec,
+            is_video,
+        }
+    }
+}
+
+enum FillMsg {
+    Packet {
+        placed: Placed,
+        arrival_unix_ms: u64,
+        rtp: Bytes,
+    },
+    End {
+        clean: bool,
+    },
+}
+
+/// One run being recorded; the tap side, owned by the origin session's task.
+#[derive(Debug)]
+pub(crate) struct FillRun {
+    tx: Option<SyncSender<FillMsgBox>>,
+    clock: RunClock,
+    store: Arc<CacheStore>,
+    /// Set when the origin failed, for a writer that finds the channel closed.
+    origin_failed: Arc<AtomicBool>,
+}
+
+/// `FillMsg` behind a box-free newtype so `FillRun` can derive `Debug`.
+struct FillMsgBox(FillMsg);
+
+impl std::fmt::Debug for FillMsgBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FillMsg")
+    }
+}
+
+impl FillRun {
+    /// Begins a run at the start the origin's PLAY answer names. None when the answer
+    /// cannot place packets in time, when another viewer is filling this object (one
+    /// filler per object: this viewer just passes through) or the cache refuses.
+    pub fn begin(
+        plan: &FillPlan,
+        d: &Described,
+        origin: &Response,
+        now: SystemTime,
+    ) -> Option<FillRun> {
+        let clock = RunClock::from_play(plan, d, origin)?;
+        let mut meta = plan.meta.clone();
+        meta.fetched_unix_ms = unix_ms(now);
+        let writer = match plan
+            .store
+            .lock()
+            .begin_fill(&plan.key, &meta, clock.start_ms(), now)
+        {
+            Ok(w) => w,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                tracing::debug!(url = %plan.key.url, "another viewer fills this object; passing through");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(url = %plan.key.url, error = %e, "cache fill could not start");
+                return None;
+            }
+        };
+        let (tx, rx) = sync_channel(WRITER_QUEUE);
+        let store = plan.store.clone();
+        let max = plan.max_object_bytes;
+        let url = plan.key.url.clone();
+        let origin_failed = Arc::new(AtomicBool::new(false));
+        let failed = origin_failed.clone();
+        let spawned = std::thread::Builder::new()
+            .name("cache-fill".into())
+            .spawn(move || write_run(&store, writer, &rx, max, &url, &failed));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cache fill thread could not start");
+            return None;
+        }
+        Some(FillRun {
+            tx: Some(tx),
+            clock,
+            store: plan.store.clone(),
+            origin_failed,
+        })
+    }
+
+    /// Records one RTP packet of described track `track`. Never blocks: a writer that
+    /// cannot keep up loses the fill.
+    pub fn offer(&mut self, track: usize, rtp: &Bytes, now: SystemTime) {
+        let Some(tx) = &self.tx else { return };
+        let Some(placed) = self.clock.place(track, rtp) else {
+            return;
+        };
+        let msg = FillMsgBox(FillMsg::Packet {
+            placed,
+            arrival_unix_ms: unix_ms(now),
+            rtp: rtp.clone(),
+        });
+        match tx.try_send(msg) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!("cache writer fell behind; fill abandoned, the viewer goes on");
+                self.store.count_abandoned();
+                // What reached the writer is contiguous: it ends that cleanly.
+                self.tx = None;
+            }
+            Err(TrySendError::Disconnected(_)) => self.tx = None,
+        }
+    }
+
+    /// Ends the run: `clean` unless the origin failed mid-way.
+    pub fn end(mut self, clean: bool) {
+        if !clean {
+            // Set first: if the queue is full the writer ends on the disconnect, and
+            // must not take that for a clean end.
+            self.origin_failed.store(true, Ordering::Relaxed);
+        }
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.try_send(FillMsgBox(FillMsg::End { clean }));
+        }
+    }
+}
+
+impl Drop for FillRun {
+    fn drop(&mut self) {
+        // Dropped without `end` (the task ended): what was queued is contiguous.
+        self.tx.take();
+    }
+}
+
+/// The writer thread: appends until the run ends, then ends the fill in the cache.
+fn write_run(
+    store: &CacheStore,
+    mut writer: FillWriter,
+    rx: &Receiver<FillMsgBox>,
+    max_object_bytes: u64,
+    url: &str,
+    origin_failed: &AtomicBool,
+) {
+    let clean;
+    let mut writing = true;
+    let mut write_failed = false;
+    loop {
+        match rx.recv() {
+            Ok(FillMsgBox(FillMsg::Packet {
+                placed,
+                arrival_unix_ms,
+                rtp,
+            })) => {
+                if !writing {
+                    continue;
+                }
+                let p = PacketIn {
+                    track: placed.slot,
+                    media_ticks: placed.media_ticks,
+                    arrival_unix_ms,
+                    keyframe: placed.keyframe,
+                    rtp: &rtp,
+                };
+                if let Err(e) = writer.push(&p) {
+                    tracing::warn!(url, error = %e, "cache write failed; fill abandoned");
+                    store.count_abandoned();
+                    write_failed = true;
+                    writing = false;
+                } else if writer.bytes_written() > max_object_bytes {
+                    tracing::info!(
+                        url,
+                        max_object_bytes,
+                        "object reached the route's cache_max_object; fill stops"
+                    );
+                    writing = false;
+                }
+            }
+            Ok(FillMsgBox(FillMsg::End { clean: c })) => {
+                clean = c;
+                break;
+            }
+            Err(_) => {
+                clean = !origin_failed.load(Ordering::Relaxed);
+                break;
+            }
+        }
+    }
+    let clean = clean && !write_failed;
+    match store.lock().end_fill(writer, clean, SystemTime::now()) {
+        Ok(info) => tracing::debug!(
+            url,
+            clean,
+            complete = info.complete,
+            ranges = ?info.ranges,
+            "cache fill run ended"
+        ),
+        Err(e) => tracing::warn!(url, error = %e, "cache fill could not be ended"),
+    }
+}
+
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rtp(ts: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 96, 0, 1];
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 1, 0xAA]);
+        p
+    }
+
+    fn clock(start_ms: u64, rtptime: u32, clock: u32) -> RunClock {
+        RunClock {
+            tracks: vec![Some(TrackClock::new(
+                0,
+                start_ms,
+                clock,
+                rtptime,
+                Codec::Other,
+                false,
+            ))],
+            start_ms,
+        }
+    }
+
+    #[test]
+    fn media_time_counts_from_npt_zero_and_survives_a_timestamp_wrap() {
+        // A run starting at npt 2 s whose rtptime is just below the wrap.
+        let mut c = clock(2000, u32::MAX - 100, 90_000);
+        let at_start = c.place(0, &rtp(u32::MAX - 100)).unwrap();
+        assert_eq!(at_start.media_ticks, 180_000);
+        let after_wrap = c.place(0, &rtp(899)).unwrap();
+        assert_eq!(after_wrap.media_ticks, 180_000 + 1000);
+        // A B-frame slightly behind still lands at its own time.
+        assert_eq!(
+            c.place(0, &rtp(u32::MAX - 50)).unwrap().media_ticks,
+            180_050
+        );
+    }
+
+    #[test]
+    fn packets_before_the_run_start_and_unknown_tracks_are_not_placed() {
+        let mut c = clock(0, 1000, 8000);
+        assert_eq!(c.place(0, &rtp(500)), None);
+        assert_eq!(c.place(1, &rtp(1500)), None);
+        assert_eq!(c.place(0, b"\x80"), None);
+        assert!(
+            c.place(0, &rtp(1500)).unwrap().keyframe,
+            "audio starts anywhere"
+        );
+    }
+}

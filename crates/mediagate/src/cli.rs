@@ -4,7 +4,7 @@
 //! What it does: `run [--config FILE]`, `check-config FILE`, `edge --listen ADDR --map
 //! ADVERTISED=ORIGIN` (issue 3 item 9) and `relay --ng ADDR:PORT --address IP --ports
 //! LOW-HIGH` (issue 4 item 8), `status [--admin URL] [--token-file FILE]` (issue 11),
-//! `user add|del|list --file FILE [USER]` and
+//! `cache list|pin|unpin|purge [URL]` (issue 13), `user add|del|list --file FILE [USER]` and
 //! `report [--config FILE] [--since DATE] [--by url|user|day]` (issue 12),
 //! with `--help` and `--version`. Values are parsed by the
 //! config value types, so a bad value reads the same on the command line as in a file.
@@ -84,6 +84,21 @@ pub enum Command {
         mediagate status --admin http://192.0.2.5:9554 --token-file /etc/mediagate/admin.token\n  \
         mediagate status --admin https://192.0.2.5:9554 --cacert ca.pem --cert me.pem --key me.key")]
     Status(StatusArgs),
+    /// List, pin, unpin or purge what a running edge keeps in its on-demand cache
+    ///
+    /// Asks the instance's admin API, as `status` does. URL is the origin URL of the
+    /// content as `mediagate cache list` shows it; without --tracks an action applies
+    /// to every variant (track selection) of the URL. Exits with status 1 when the
+    /// API refuses or nothing matches.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        mediagate cache list\n  \
+        mediagate cache pin rtsp://192.0.2.10/vod/trailer.mp4\n  \
+        mediagate cache purge rtsp://192.0.2.10/vod/trailer.mp4 --tracks 0,1\n  \
+        mediagate cache unpin --admin http://192.0.2.5:9554 --token-file /etc/mediagate/admin.token rtsp://192.0.2.10/vod/a.mp4"
+    )]
+    Cache(CacheCommand),
     /// Manage an edge users file ([edge.auth] users_file)
     ///
     /// Passwords are read from the terminal (without echo) or, with --password-stdin,
@@ -108,6 +123,42 @@ pub enum Command {
         mediagate report --config /etc/mediagate/mediagate.toml\n  \
         mediagate report --config /etc/mediagate/mediagate.toml --by day --since 2026-12-01")]
     Report(ReportArgs),
+}
+
+/// `mediagate cache` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List cached objects: URL, tracks, complete or the ranges held, size, pinned
+    List(CacheListArgs),
+    /// Pin a URL's objects: never evicted, whatever the size limit
+    Pin(CacheTargetArgs),
+    /// Unpin a URL's objects: evicted again when the cache is full
+    Unpin(CacheTargetArgs),
+    /// Remove a URL's objects from the cache now
+    Purge(CacheTargetArgs),
+}
+
+/// Arguments of `mediagate cache list`.
+#[derive(Debug, Args)]
+pub struct CacheListArgs {
+    /// How to reach the instance.
+    #[command(flatten)]
+    pub api: StatusArgs,
+}
+
+/// Arguments of `mediagate cache pin|unpin|purge`.
+#[derive(Debug, Args)]
+pub struct CacheTargetArgs {
+    /// The origin URL of the content, as `mediagate cache list` shows it.
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Only the variant with these SDP media indexes (e.g. 0,1) [default: every
+    /// variant of URL].
+    #[arg(long, value_name = "INDEXES", value_delimiter = ',')]
+    pub tracks: Option<Vec<usize>>,
+    /// How to reach the instance.
+    #[command(flatten)]
+    pub api: StatusArgs,
 }
 
 /// `mediagate user` subcommands.
@@ -186,7 +237,7 @@ pub enum ReportBy {
     Day,
 }
 
-/// Arguments of `mediagate status`.
+/// Arguments of `mediagate status` (and how `mediagate cache` reaches the instance).
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The admin API's address, http://HOST:PORT or https://HOST:PORT.
@@ -662,6 +713,41 @@ media_address = [
         assert!(errors[0]
             .message()
             .starts_with("media address 0.0.0.0 is a wildcard"));
+    }
+
+    #[test]
+    fn cache_subcommands() {
+        match parse(&["cache", "list"]).unwrap() {
+            Command::Cache(CacheCommand::List(a)) => {
+                assert_eq!(a.api.admin, "http://127.0.0.1:9554")
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&[
+            "cache",
+            "pin",
+            "rtsp://o/a.mp4",
+            "--tracks",
+            "0,1",
+            "--admin",
+            "http://127.0.0.1:1",
+        ])
+        .unwrap()
+        {
+            Command::Cache(CacheCommand::Pin(a)) => {
+                assert_eq!(a.url, "rtsp://o/a.mp4");
+                assert_eq!(a.tracks, Some(vec![0, 1]));
+                assert_eq!(a.api.admin, "http://127.0.0.1:1");
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["cache", "purge", "rtsp://o/a.mp4"]).unwrap() {
+            Command::Cache(CacheCommand::Purge(a)) => assert_eq!(a.tracks, None),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["cache", "unpin"]).unwrap_err().contains("<URL>"));
+        assert!(parse(&["cache", "pin", "u", "--tracks", "a"]).is_err());
+        assert!(parse(&["cache", "prefetch", "u"]).is_err());
     }
 
     #[test]

@@ -393,6 +393,19 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_settings_wait_for_a_restart() {
+        let running = edge("[edge.cache]\nsize = \"1GiB\"\n");
+        let wanted = edge("[edge.cache]\nsize = \"2GiB\"\ndir = \"/srv/cache\"\n");
+        let (next, notes) = applicable(&running, &wanted);
+        assert_eq!(next.cache, running.cache);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("edge.cache needs a restart"),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
     fn an_unchanged_file_needs_nothing() {
         let running = edge("[[edge.route]]\nadvertised = \"/a\"\norigin = \"rtsp://o/a\"\n");
         let (next, notes) = applicable(&running, &running.clone());

@@ -199,24 +199,30 @@ pub(crate) struct CachePlayer {
     running: Option<(oneshot::Sender<()>, JoinHandle<State>)>,
 }
 
-/// Opens a reader at `from_ms` and its thread; None when `from_ms` is not held.
-fn open_feed(
-    store: &CacheStore,
+/// Opens a reader at `from_ms` and its thread; None when `from_ms` is not held. The
+/// cache opens files for it, so it runs on a blocking thread.
+async fn open_feed(
+    store: &Arc<CacheStore>,
     key: &ObjectKey,
     from_ms: u64,
 ) -> std::io::Result<Option<(mpsc::Receiver<Feed>, u64)>> {
-    let reader = store
-        .lock()
-        .reader(key, from_ms, std::time::SystemTime::now())?;
-    let Some(reader) = reader else {
-        return Ok(None);
-    };
-    let start = reader.start_ms();
-    let (tx, rx) = mpsc::channel(READ_AHEAD);
-    std::thread::Builder::new()
-        .name("cache-read".into())
-        .spawn(move || read_range(reader, &tx))?;
-    Ok(Some((rx, start)))
+    let (store, key) = (store.clone(), key.clone());
+    tokio::task::spawn_blocking(move || {
+        let reader = store
+            .lock()
+            .reader(&key, from_ms, std::time::SystemTime::now())?;
+        let Some(reader) = reader else {
+            return Ok(None);
+        };
+        let start = reader.start_ms();
+        let (tx, rx) = mpsc::channel(READ_AHEAD);
+        std::thread::Builder::new()
+            .name("cache-read".into())
+            .spawn(move || read_range(reader, &tx))?;
+        Ok(Some((rx, start)))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// The reader thread: packets until the range ends or the player goes away.
@@ -240,14 +246,14 @@ fn read_range(mut reader: Reader, tx: &mpsc::Sender<Feed>) {
 impl CachePlayer {
     /// A player positioned at the keyframe at or before `from_ms`; None when that
     /// time is not in a held range of `key`.
-    pub fn open(
+    pub async fn open(
         store: Arc<CacheStore>,
         key: ObjectKey,
         clocks: Vec<u32>,
         from_ms: u64,
         out: PlayerOut,
     ) -> std::io::Result<Option<CachePlayer>> {
-        let Some((feed, start)) = open_feed(&store, &key, from_ms)? else {
+        let Some((feed, start)) = open_feed(&store, &key, from_ms).await? else {
             return Ok(None);
         };
         let rewriter = Rewriter::new(&clocks, getrandom_u32);
@@ -284,7 +290,7 @@ impl CachePlayer {
         let Some(state) = &mut self.state else {
             return Ok(false);
         };
-        let Some((feed, start)) = open_feed(&self.store, &self.key, from_ms)? else {
+        let Some((feed, start)) = open_feed(&self.store, &self.key, from_ms).await? else {
             return Ok(false);
         };
         state.feed = feed;

@@ -405,6 +405,7 @@ impl Source {
         let key = object_key(&url, &self.described, &variant);
         let current = object_meta(&self.described, &key);
         {
+            // Index look-ups only (no file I/O): short enough for this task.
             let cache = store.lock();
             let held = cache.lookup(&key)?;
             if held.meta.sdp != current.sdp
@@ -424,7 +425,7 @@ impl Source {
                 .collect(),
             tally: self.tally.clone(),
         };
-        match CachePlayer::open(store.clone(), key, clocks, from_ms, out) {
+        match CachePlayer::open(store.clone(), key, clocks, from_ms, out).await {
             Ok(Some(p)) => {
                 store.count_hit();
                 tracing::debug!(url, from_ms, "cache hit");

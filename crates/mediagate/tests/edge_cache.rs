@@ -101,19 +101,26 @@ fn later_viewers_are_served_from_the_cache_while_the_origin_sends_them_nothing()
         "viewer 3 (rtspsrc) got media: {g:?}"
     );
 
-    // The DESCRIBEs still reached the origin; its media was sent once.
+    // An HTTP-tunnel viewer takes the same path as a TCP one.
+    let t = ffmpeg_read(
+        &edge.url("/clip"),
+        &ReadOptions::seconds(Transport::HttpTunnel, 3.0),
+    )
+    .expect("ffmpeg runs");
+    assert!(t.video_frames >= 30, "tunnel viewer: {t:#?}");
+
+    // The origin's media was sent once: viewer 1's session is its only PLAY.
     assert_eq!(
         origin.play_count("/vod"),
         1,
         "hits must not open origin media sessions: {:#?}",
         origin.requests()
     );
-    assert!(origin.request_count("DESCRIBE", "/vod", 200) >= 3);
-    let rows = records(&edge, 3);
+    let rows = records(&edge, 4);
     let results: Vec<&str> = rows.iter().map(|r| r.cache.as_str()).collect();
     assert_eq!(
         results.iter().filter(|c| **c == "HIT").count(),
-        2,
+        3,
         "{rows:#?}"
     );
 }
@@ -147,4 +154,248 @@ fn a_seek_into_a_cached_clip_plays_from_the_keyframe_before_it() {
         "{probe:?}"
     );
     assert_eq!(origin.play_count("/vod"), 1);
+}
+
+/// (seq, timestamp) of an RTP packet.
+fn seq_ts(rtp: &[u8]) -> (u16, u32) {
+    let p = mediagate_rtp::RtpPacket::parse(rtp).expect("an RTP packet");
+    (p.sequence_number(), p.timestamp())
+}
+
+/// The RTP-Info entry of `track`: (seq, rtptime).
+fn rtp_info(resp: &mediagate_rtsp::Response, track: usize) -> (u16, u32) {
+    use mediagate_rtsp::headers::RtpInfo;
+    use mediagate_rtsp::TypedHeader;
+    let v = resp.headers.get("RTP-Info").expect("RTP-Info");
+    let info = RtpInfo::parse_value(v).expect("valid RTP-Info");
+    let e = info
+        .find_by_url_suffix(&format!("trackID={track}"))
+        .unwrap_or_else(|| panic!("no entry for track {track}: {v}"));
+    (e.seq.expect("seq"), e.rtptime.expect("rtptime"))
+}
+
+/// The first RTP packet on `channel`, counting the frames skipped on the way.
+fn first_on(c: &mut common::RawRtsp, channel: u8) -> Vec<u8> {
+    loop {
+        let (ch, p) = c.next_frame();
+        if ch == channel {
+            return p;
+        }
+    }
+}
+
+#[test]
+fn a_hit_answers_play_with_where_its_first_packets_are_and_continues_across_pause_and_seek() {
+    let origin = Origin::start(OriginOptions::default()).expect("origin starts");
+    let seconds = f64::from(origin.options().vod_seconds);
+    let cache = CacheDir::new("rtpinfo");
+    let edge = edge_with_cache(&origin, &cache);
+    fill(&edge, seconds);
+    let url = edge.url("/clip");
+    let mut c = common::RawRtsp::connect(edge.port);
+    assert_eq!(c.req("DESCRIBE", &url, &[]).status.as_u16(), 200);
+    let r = c.req(
+        "SETUP",
+        &format!("{url}/trackID=0"),
+        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+    );
+    assert_eq!(r.status.as_u16(), 200, "{r:?}");
+    let session = r
+        .headers
+        .get("Session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = c.req(
+        "SETUP",
+        &format!("{url}/trackID=1"),
+        &[
+            ("Transport", "RTP/AVP/TCP;unicast;interleaved=2-3"),
+            ("Session", &session),
+        ],
+    );
+    assert_eq!(r.status.as_u16(), 200, "{r:?}");
+
+    // One keyframe a second: 2.5 s starts at the keyframe of 2 s.
+    let play = c.req(
+        "PLAY",
+        &url,
+        &[("Session", &session), ("Range", "npt=2.5-")],
+    );
+    assert_eq!(play.status.as_u16(), 200, "{play:?}");
+    assert!(
+        play.headers.get("Range").unwrap().starts_with("npt=2.000-"),
+        "{play:?}"
+    );
+    let (seq, rtptime) = rtp_info(&play, 0);
+    let (audio_seq, _) = rtp_info(&play, 1);
+    let (mut video, mut audio) = (None, None);
+    while video.is_none() || audio.is_none() {
+        let (ch, p) = c.next_frame();
+        match ch {
+            0 => video = video.or(Some(p)),
+            2 => audio = audio.or(Some(p)),
+            _ => {}
+        }
+    }
+    let (video, audio) = (video.unwrap(), audio.unwrap());
+    assert_eq!(
+        seq_ts(&video),
+        (seq, rtptime),
+        "the first video packet is RTP-Info's"
+    );
+    assert_eq!(
+        seq_ts(&audio).0,
+        audio_seq,
+        "the first audio packet is RTP-Info's"
+    );
+
+    // Play a second, PAUSE, resume: numbering and time go on from the last packet.
+    std::thread::sleep(Duration::from_secs(1));
+    c.skipped.clear();
+    let r = c.req("PAUSE", &url, &[("Session", &session)]);
+    assert_eq!(r.status.as_u16(), 200, "{r:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    // Whatever was still in flight arrives before the next answer.
+    let resume = c.req("PLAY", &url, &[("Session", &session)]);
+    assert_eq!(resume.status.as_u16(), 200, "{resume:?}");
+    let last_video = c
+        .skipped
+        .iter()
+        .rev()
+        .find(|(ch, _)| *ch == 0)
+        .map(|(_, p)| seq_ts(p))
+        .expect("video before the PAUSE");
+    let (seq, rtptime) = rtp_info(&resume, 0);
+    let next = seq_ts(&first_on(&mut c, 0));
+    assert_eq!(next.0, seq, "RTP-Info seq of the resume");
+    // rtptime is the resumed Range start's (RFC 2326 §12.33): the next packet of any
+    // track, so the first video packet is at or just after it.
+    let after_start = next.1.wrapping_sub(rtptime) as i32;
+    assert!(
+        (0..=9000).contains(&after_start),
+        "first video packet {after_start} ticks after the resume's rtptime"
+    );
+    assert_eq!(
+        seq,
+        last_video.0.wrapping_add(1),
+        "no sequence gap across PAUSE"
+    );
+    let step = next.1.wrapping_sub(last_video.1) as i32;
+    assert!((0..=9000).contains(&step), "timestamps continue: {step}");
+
+    // A seek while playing: a new Range, numbering still continuous.
+    c.skipped.clear();
+    let seek = c.req("PLAY", &url, &[("Session", &session), ("Range", "npt=7-")]);
+    assert_eq!(seek.status.as_u16(), 200, "{seek:?}");
+    assert!(
+        seek.headers.get("Range").unwrap().starts_with("npt=7.000-"),
+        "{seek:?}"
+    );
+    let before = c
+        .skipped
+        .iter()
+        .rev()
+        .find(|(ch, _)| *ch == 0)
+        .map(|(_, p)| seq_ts(p))
+        .unwrap_or(next);
+    let (seq, rtptime) = rtp_info(&seek, 0);
+    let after = seq_ts(&first_on(&mut c, 0));
+    assert_eq!(after, (seq, rtptime), "RTP-Info of the seek");
+    assert_eq!(
+        seq,
+        before.0.wrapping_add(1),
+        "no sequence gap across the seek"
+    );
+    assert_eq!(
+        c.req("TEARDOWN", &url, &[("Session", &session)])
+            .status
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        origin.play_count("/vod"),
+        1,
+        "all of it came from the cache"
+    );
+}
+
+#[test]
+fn an_origin_failure_mid_fill_ends_the_viewer_and_keeps_only_what_verifies() {
+    let port = mediagate_testkit::ports::free_tcp_port().unwrap();
+    let opts = OriginOptions {
+        port,
+        ..OriginOptions::default()
+    };
+    let first = Origin::start(opts.clone()).expect("origin starts");
+    let cache = CacheDir::new("failure");
+    let edge = edge_with_cache(&first, &cache);
+    let viewer = common::ffmpeg_viewer(&edge.url("/clip"), "filler", 20);
+    std::thread::sleep(Duration::from_secs(5));
+    drop(first); // the origin dies mid-clip
+                 // The viewer is let go (its connection closes), not left hanging.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while viewer.try_status().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "viewer still attached: {}",
+            viewer.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = Origin::start(opts).expect("origin restarts");
+    // What was filled before the failure is a hit that ends cleanly where it ends.
+    let r = ffmpeg_read(
+        &edge.url("/clip"),
+        &ReadOptions::until_end(Transport::Tcp)
+            .seek(1.0)
+            .timeout(Duration::from_secs(30)),
+    )
+    .expect("ffmpeg runs");
+    assert!(r.success, "{r:#?}");
+    let got = r.video_seconds.unwrap_or(0.0);
+    assert!(
+        got > 1.0 && got < 5.0,
+        "played {got} s of the held range: {r:#?}"
+    );
+    assert_eq!(second.play_count("/vod"), 0, "the held part is a hit");
+    // Past what was held, the origin serves (and nothing was served as complete).
+    let r = ffmpeg_read(
+        &edge.url("/clip"),
+        &ReadOptions::until_end(Transport::Tcp).seek(8.0),
+    )
+    .expect("ffmpeg runs");
+    assert!(r.success, "{r:#?}");
+    assert_eq!(
+        second.play_count("/vod"),
+        1,
+        "beyond the held range: the origin"
+    );
+}
+
+#[test]
+fn one_viewer_fills_an_object_and_a_concurrent_one_just_passes_through() {
+    let origin = Origin::start(OriginOptions::default()).expect("origin starts");
+    let cache = CacheDir::new("concurrent");
+    let edge = edge_with_cache(&origin, &cache);
+    let url = edge.url("/clip");
+    let other = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            ffmpeg_read(&url, &ReadOptions::seconds(Transport::Tcp, 4.0)).expect("ffmpeg runs")
+        })
+    };
+    let r = ffmpeg_read(&url, &ReadOptions::seconds(Transport::Tcp, 4.0)).expect("ffmpeg runs");
+    let o = other.join().unwrap();
+    assert!(
+        r.video_frames >= 40 && o.video_frames >= 40,
+        "{r:#?}\n{o:#?}"
+    );
+    assert_eq!(origin.play_count("/vod"), 2, "both missed");
+    let rows = records(&edge, 2);
+    let mut results: Vec<&str> = rows.iter().map(|r| r.cache.as_str()).collect();
+    results.sort_unstable();
+    assert_eq!(results, ["MISS", "PASS"], "{rows:#?}");
 }

@@ -257,8 +257,11 @@ pub struct RawRtsp {
     s: TcpStream,
     dec: mediagate_rtsp::parse::Decoder,
     cseq: u32,
-    /// Interleaved frames seen while waiting for responses, once
-    /// [`RawRtsp::record_frames`] asked for them (off by default: unbounded).
+    /// Interleaved frames that arrived while a response was awaited (the latest
+    /// [`RawRtsp::MAX_KEPT`]), as (channel, payload).
+    pub skipped: Vec<(u8, Vec<u8>)>,
+    /// Interleaved frames seen while waiting for responses, with their arrival time,
+    /// once [`RawRtsp::record_frames`] asked for them (off by default: unbounded).
     frames: Option<Vec<Frame>>,
 }
 
@@ -278,7 +281,26 @@ impl RawRtsp {
             s,
             dec: mediagate_rtsp::parse::Decoder::default(),
             cseq: 0,
+            skipped: Vec::new(),
             frames: None,
+        }
+    }
+
+    const MAX_KEPT: usize = 4096;
+
+    /// The next interleaved frame, as (channel, payload).
+    pub fn next_frame(&mut self) -> (u8, Vec<u8>) {
+        loop {
+            match self.dec.next_item().unwrap() {
+                Some(mediagate_rtsp::Item::Frame(f)) => return (f.channel(), f.payload().to_vec()),
+                Some(_) => continue,
+                None => {
+                    let mut buf = [0u8; 8192];
+                    let n = self.s.read(&mut buf).expect("a frame");
+                    assert!(n > 0, "connection closed while waiting for media");
+                    self.dec.extend_from_slice(&buf[..n]);
+                }
+            }
         }
     }
 
@@ -298,7 +320,13 @@ impl RawRtsp {
         loop {
             match self.dec.next_item().unwrap() {
                 Some(mediagate_rtsp::Item::Response(r)) => return r,
-                Some(mediagate_rtsp::Item::Frame(f)) => self.keep(f),
+                Some(mediagate_rtsp::Item::Frame(f)) => {
+                    if self.skipped.len() >= Self::MAX_KEPT {
+                        self.skipped.remove(0);
+                    }
+                    self.skipped.push((f.channel(), f.payload().to_vec()));
+                    self.keep(f);
+                }
                 Some(_) => continue,
                 None => {
                     let mut buf = [0u8; 8192];

@@ -9,11 +9,13 @@
 //! What it does not: route requests or open connections; the edge engine does.
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::bounded::Bounded;
 use super::bounded_duration::BoundedDuration;
+use super::byte_size::ByteSize;
 use super::cidr::Cidr;
 use super::destination::DestinationRule;
 use super::duration::HumanDuration;
@@ -99,6 +101,8 @@ pub struct EdgeConfig {
     pub forward: ForwardProxy,
     /// How viewers log in, for rules whose `access` asks for it.
     pub auth: EdgeAuth,
+    /// The cut-through cache of on-demand content.
+    pub cache: CacheConfig,
     /// Reverse-proxy routes, `[[edge.route]]`; the longest matching advertised prefix
     /// wins. Default: none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -128,6 +132,7 @@ impl Default for EdgeConfig {
             client_acl: ClientAcl::default(),
             forward: ForwardProxy::default(),
             auth: EdgeAuth::default(),
+            cache: CacheConfig::default(),
             route: Vec::new(),
         }
     }
@@ -142,6 +147,46 @@ fn default_edge_udp_ports() -> PortPairRange {
 /// A compile-time-known in-range default.
 fn fixed_bound<const MIN: u32, const MAX: u32>(value: u32) -> Bounded<MIN, MAX> {
     Bounded::new(u64::from(value)).unwrap_or_else(|_| unreachable!("default {value} is in range"))
+}
+
+/// `[edge.cache]`: where and how much on-demand content the edge keeps (issue 13).
+/// Objects are plain files under `dir`; the least recently used are evicted to stay
+/// under `size`, pinned ones never.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Record on-demand content while it streams and serve later viewers from disk.
+    /// Default: `true`.
+    pub enabled: Located<bool>,
+    /// Directory of the cache objects (created if missing). Default: `cache` under
+    /// `state_dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<Located<PathBuf>>,
+    /// Most bytes the objects may take on disk. Default: `"1GiB"` (fits a small disk).
+    pub size: Located<ByteSize>,
+}
+
+/// The default cache size.
+pub const CACHE_DEFAULT_SIZE: ByteSize = ByteSize::from_gib(1);
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: Located::new(true),
+            dir: None,
+            size: Located::new(CACHE_DEFAULT_SIZE),
+        }
+    }
+}
+
+impl CacheConfig {
+    /// The directory objects go in: `dir`, else `cache` under `state_dir`.
+    pub fn dir_under(&self, state_dir: &Path) -> PathBuf {
+        match &self.dir {
+            Some(dir) => dir.get().clone(),
+            None => state_dir.join("cache"),
+        }
+    }
 }
 
 /// `[edge.reconnect]`: what the edge does when an origin connection drops. Viewers stay
@@ -254,6 +299,24 @@ pub struct Route {
     /// `session` (that, plus a full origin session per viewer). Default: `"off"`.
     #[serde(default)]
     pub accounting: Located<AccountingMode>,
+    /// Keep on-demand content of this route in the cache (when `[edge.cache]` is
+    /// enabled). Default: `true`.
+    #[serde(default = "yes")]
+    pub cache: Located<bool>,
+    /// Largest object of this route the cache keeps; a larger clip is still served,
+    /// only not kept. Default: no limit but `[edge.cache] size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_max_object: Option<Located<ByteSize>>,
+    /// Also cache content the origin wanted credentials for; without it such content
+    /// is cached only when the origin marks it `public` (RFC 2326 §12.8). Every viewer
+    /// is still authorized by the origin before it gets a cached copy. Default:
+    /// `false`.
+    #[serde(default)]
+    pub cache_authenticated: Located<bool>,
+}
+
+fn yes() -> Located<bool> {
+    Located::new(true)
 }
 
 impl Route {
@@ -425,6 +488,9 @@ mod tests {
             upstream_transport: UpstreamTransport::Tcp,
             access: Access::default(),
             accounting: Located::default(),
+            cache: Located::new(true),
+            cache_max_object: None,
+            cache_authenticated: Located::default(),
         };
         let from_url = route.origin_credentials().unwrap();
         assert_eq!(
@@ -444,5 +510,86 @@ mod tests {
             Some(AuthScheme::Digest)
         );
         assert!(!format!("{:?}", route.credentials).contains("\"p\""));
+    }
+
+    #[test]
+    fn the_cache_is_on_by_default_under_the_state_dir() {
+        let cfg = crate::parse_config("state_dir = \"/srv/mg\"\n[[edge.route]]\nadvertised = \"/a\"\norigin = \"rtsp://o/a\"\n")
+            .expect("valid");
+        let cache = &cfg.edge.cache;
+        assert!(*cache.enabled);
+        assert_eq!(cache.size.bytes(), 1 << 30);
+        assert_eq!(
+            cache.dir_under(cfg.state_dir.get()),
+            std::path::Path::new("/srv/mg/cache")
+        );
+        let route = &cfg.edge.route[0];
+        assert!(*route.cache.get());
+        assert_eq!(route.cache_max_object, None);
+        assert!(!*route.cache_authenticated.get());
+    }
+
+    #[test]
+    fn cache_settings_are_read() {
+        let cfg = crate::parse_config(
+            "[edge.cache]\nenabled = false\ndir = \"/var/cache/mg\"\nsize = \"2GiB\"\n[[edge.route]]\nadvertised = \"/a\"\norigin = \"rtsp://o/a\"\ncache = false\ncache_max_object = \"512MiB\"\ncache_authenticated = true\n[[edge.route]]\nadvertised = \"/b\"\norigin = \"rtsp://o/b\"\ncache_max_object = 1048576\n",
+        )
+        .expect("valid");
+        let cache = &cfg.edge.cache;
+        assert!(!*cache.enabled);
+        assert_eq!(
+            cache.dir_under(cfg.state_dir.get()),
+            std::path::Path::new("/var/cache/mg")
+        );
+        assert_eq!(cache.size.bytes(), 2 << 30);
+        let a = &cfg.edge.route[0];
+        assert!(!*a.cache.get());
+        assert_eq!(
+            a.cache_max_object.as_ref().map(|m| m.bytes()),
+            Some(512 << 20)
+        );
+        assert!(*a.cache_authenticated.get());
+        let b = &cfg.edge.route[1];
+        assert_eq!(
+            b.cache_max_object.as_ref().map(|m| m.bytes()),
+            Some(1 << 20)
+        );
+    }
+
+    #[test]
+    fn bad_cache_values_are_reported_with_line_and_column() {
+        let text = "[edge.cache]\nsize = \"2 gigs\"\ndir = \"\"\n[[edge.route]]\nadvertised = \"/a\"\norigin = \"rtsp://o/a\"\ncache = \"yes\"\n";
+        let errors = crate::parse_config(text).expect_err("invalid");
+        let rendered = crate::render_errors("f.toml", text, &errors);
+        assert!(
+            rendered.contains("f.toml:2:8: invalid size \"2 gigs\": unknown unit \"gigs\""),
+            "{rendered}"
+        );
+        assert!(rendered.contains("f.toml:7:9: "), "{rendered}");
+        let text = "[[edge.route]]\nadvertised = \"/a\"\norigin = \"rtsp://o/a\"\ncache_max_object = \"1.5GiB\"\n";
+        let errors = crate::parse_config(text).expect_err("invalid");
+        let rendered = crate::render_errors("f.toml", text, &errors);
+        assert!(
+            rendered.contains("f.toml:4:20: invalid size \"1.5GiB\""),
+            "{rendered}"
+        );
+
+        let text = "[edge.cache]\nsize = \"0B\"\ndir = \"\"\n[[edge.route]]\nadvertised = \"/a\"\norigin = \"rtsp://o/a\"\ncache_max_object = \"0B\"\n";
+        let errors = crate::parse_config(text).expect_err("invalid");
+        let rendered = crate::render_errors("f.toml", text, &errors);
+        assert!(
+            rendered.contains("f.toml:2:8: edge.cache.size is 0B, so nothing could be cached"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("f.toml:3:7: edge.cache.dir is empty"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("f.toml:7:20: route \"/a\" has cache_max_object = \"0B\""),
+            "{rendered}"
+        );
+        // Off, a zero size is no mistake.
+        assert!(crate::parse_config("[edge.cache]\nenabled = false\nsize = \"0B\"\n").is_ok());
     }
 }

@@ -77,7 +77,11 @@ fn fully_populated() -> Config {
             groups: vec!["staff".into()],
         },
         accounting: Located::new(AccountingMode::Authorize),
+        cache: Located::new(true),
+        cache_max_object: Some(Located::new(ByteSize::from_mib(512))),
+        cache_authenticated: Located::new(false),
     }];
+    c.edge.cache.dir = Some(Located::new("/var/cache/mediagate".into()));
     c.edge.forward.access = Access {
         clients: vec!["10.0.0.0/8".parse().unwrap()],
         authenticate: Some(Located::new(true)),

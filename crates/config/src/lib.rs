@@ -53,6 +53,7 @@ mod accounting;
 mod admin;
 mod bounded;
 mod bounded_duration;
+mod byte_size;
 mod cidr;
 mod destination;
 mod duration;
@@ -77,13 +78,14 @@ pub use accounting::{AccountingConfig, PostgresHost, PostgresUrl};
 pub use admin::{AdminConfig, AdminToken, ADMIN_DEFAULT_LISTEN, ADMIN_TOKEN_MIN_LEN};
 pub use bounded::Bounded;
 pub use bounded_duration::BoundedDuration;
+pub use byte_size::ByteSize;
 pub use cidr::Cidr;
 pub use destination::{DestinationRule, HostPattern};
 pub use duration::HumanDuration;
 pub use edge::{
-    AccountingMode, AuthScheme, ClientAcl, ConnectionTimeout, Credentials, EdgeConfig,
+    AccountingMode, AuthScheme, CacheConfig, ClientAcl, ConnectionTimeout, Credentials, EdgeConfig,
     ForwardProxy, MaxConnections, MaxViewers, ReconnectConfig, Route, UpstreamTransport,
-    ViewerBacklog,
+    ViewerBacklog, CACHE_DEFAULT_SIZE,
 };
 pub use edge_auth::{Access, EdgeAuth, LdapConfig};
 pub use load::{

@@ -69,6 +69,7 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
             );
         }
         check_routes(config, &mut fail);
+        check_cache(config, &mut fail);
         if *edge.forward.enabled && edge.forward.allow.is_empty() {
             fail(
                 edge.forward.enabled.span(),
@@ -158,6 +159,37 @@ fn check_routes(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, Str
                 credentials.span(),
                 format!(
                     "route \"{}\" has credentials both in its origin URL and in a credentials table; keep one",
+                    route.advertised.get()
+                ),
+            );
+        }
+    }
+}
+
+/// A cache that can hold nothing is a mistake for `enabled = false`; so is a route
+/// whose largest object is nothing.
+fn check_cache(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, String)) {
+    let cache = &config.edge.cache;
+    if let Some(dir) = &cache.dir {
+        if dir.as_os_str().is_empty() {
+            fail(
+                dir.span(),
+                "edge.cache.dir is empty; give a directory, or leave it out for \"cache\" under state_dir".into(),
+            );
+        }
+    }
+    if *cache.enabled && cache.size.bytes() == 0 {
+        fail(
+            span_or(&cache.size, &cache.enabled),
+            "edge.cache.size is 0B, so nothing could be cached; give a size such as \"1GiB\", or set edge.cache.enabled = false".into(),
+        );
+    }
+    for route in &config.edge.route {
+        if let Some(max) = route.cache_max_object.as_ref().filter(|m| m.bytes() == 0) {
+            fail(
+                max.span(),
+                format!(
+                    "route \"{}\" has cache_max_object = \"0B\", so nothing of it could be cached; set cache = false on the route instead",
                     route.advertised.get()
                 ),
             );

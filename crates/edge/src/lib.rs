@@ -10,6 +10,7 @@ mod access;
 mod accounting;
 mod accounting_conn;
 mod auth;
+mod cache_admin;
 mod cache_fill;
 mod cache_play;
 pub mod cache_store;

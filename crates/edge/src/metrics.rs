@@ -2,8 +2,10 @@
 //! each stream received from its origin and delivered to its viewers, viewer loss,
 //! origin reconnects and failures, the time to first keyframe, and client connections
 //! (open, refused by a cap, closed by a limit before they became viewers), requests
-//! refused before a session (`DENIED`), and accounting connections (open, refused by
-//! the origin, ended by the origin).
+//! refused before a session (`DENIED`), accounting connections (open, refused by the
+//! origin, ended by the origin), and the on-demand cache (bytes used and allowed,
+//! objects, evictions, and what each on-demand viewer's request came to: hit, miss,
+//! refresh or pass).
 //!
 //! What it does: keeps the counters that change per session or per origin event
 //! ([`EdgeStats`], plain atomics touched a few times per session), and per stream a
@@ -25,14 +27,15 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use mediagate_config::RtspUrl;
 use mediagate_ops::metrics::{exponential_buckets, Collect, Histogram, Scrape};
 
+use crate::cache_store::CacheStore;
 use crate::hub_registry::WeakHubs;
 use crate::limits::{ConnTable, Cut, Refusal};
-use crate::session::{EndReason, ViewerTransport};
+use crate::session::{CacheResult, EndReason, ViewerTransport};
 
 /// Streams with series of their own; the rest share `stream="other"`.
 pub(crate) const MAX_STREAM_LABELS: usize = 1000;
@@ -107,6 +110,68 @@ fn reason_index(r: EndReason) -> Option<usize> {
     })
 }
 
+/// The results `cache_results_total{result}` counts here; hits and misses are counted
+/// by the store itself ([`CacheStore`]'s counts), so each has one source.
+const COUNTED_RESULTS: [CacheResult; 2] = [CacheResult::Refresh, CacheResult::Pass];
+
+/// The cache's figures: the store's own (read when scraped) and the counts the edge
+/// keeps as it uses it.
+#[derive(Debug, Default)]
+pub(crate) struct CacheStats {
+    /// The running edge's cache, once opened (none when `[edge.cache]` is off).
+    store: OnceLock<Weak<CacheStore>>,
+    results: [AtomicU64; COUNTED_RESULTS.len()],
+    evictions: AtomicU64,
+}
+
+impl CacheStats {
+    /// Reads `store`'s size, objects, hits and misses at every scrape from now on.
+    pub fn attach(&self, store: &Arc<CacheStore>) {
+        let _ = self.store.set(Arc::downgrade(store));
+    }
+
+    /// Counts an on-demand request that was revalidated (`Refresh`) or not cacheable
+    /// (`Pass`). Hits and misses are the store's own counts; live (`Split`) and
+    /// refused (`Denied`) requests are no cache results: those are ignored here.
+    pub fn count_result(&self, result: CacheResult) {
+        if let Some(i) = COUNTED_RESULTS.iter().position(|r| *r == result) {
+            self.results[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts `n` objects evicted to stay under the size limit.
+    pub fn count_evictions(&self, n: u64) {
+        StreamCounters::add(&self.evictions, n);
+    }
+
+    /// What the attached store says now; zeros without one.
+    fn store_figures(&self) -> StoreFigures {
+        let Some(store) = self.store.get().and_then(Weak::upgrade) else {
+            return StoreFigures::default();
+        };
+        let counts = store.counts();
+        let cache = store.lock();
+        StoreFigures {
+            used: cache.used_bytes(),
+            limit: cache.limit_bytes(),
+            objects: cache.list().len() as u64,
+            hits: counts.hits,
+            misses: counts.misses,
+            fills_abandoned: counts.fills_abandoned,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct StoreFigures {
+    used: u64,
+    limit: u64,
+    objects: u64,
+    hits: u64,
+    misses: u64,
+    fills_abandoned: u64,
+}
+
 /// What one stream (one `stream` label) received and delivered, summed over every
 /// hub that served it.
 #[derive(Debug, Default)]
@@ -155,6 +220,8 @@ pub(crate) struct EdgeStats {
     accounting_refused: [AtomicU64; ACCOUNTING_STATUSES.len()],
     /// Accounting connections ended by the origin: [closed, silent].
     accounting_origin_closed: [AtomicU64; 2],
+    /// The on-demand cache.
+    pub cache: CacheStats,
 }
 
 impl Default for EdgeStats {
@@ -175,6 +242,7 @@ impl Default for EdgeStats {
             accounting_open: AtomicI64::new(0),
             accounting_refused: Default::default(),
             accounting_origin_closed: Default::default(),
+            cache: CacheStats::default(),
         }
     }
 }
@@ -432,6 +500,46 @@ impl Collect for EdgeCollector {
             "first_keyframe_seconds",
             "Time from a viewer's PLAY reaching its stream to the first keyframe packet queued for it.",
             stats.first_keyframe(),
+        )?;
+        let cache = &stats.cache;
+        let figures = cache.store_figures();
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        s.gauge(
+            "cache_bytes",
+            "Bytes the on-demand cache's objects take on disk.",
+            gauge(figures.used),
+        )?;
+        s.gauge(
+            "cache_limit_bytes",
+            "The on-demand cache's size limit ([edge.cache] size; 0 when the cache is off).",
+            gauge(figures.limit),
+        )?;
+        s.gauge(
+            "cache_objects",
+            "Objects in the on-demand cache (one per URL and track selection), complete or partial.",
+            gauge(figures.objects),
+        )?;
+        s.counter(
+            "cache_evictions",
+            "Cache objects evicted to stay under the size limit.",
+            load(&cache.evictions),
+        )?;
+        s.counter(
+            "cache_fills_abandoned",
+            "Cache fills given up (the writer fell behind or failed); their viewers went on from the origin.",
+            figures.fills_abandoned,
+        )?;
+        let results = [
+            ("hit", figures.hits),
+            ("miss", figures.misses),
+            ("refresh", load(&cache.results[0])),
+            ("pass", load(&cache.results[1])),
+        ];
+        s.counter_by(
+            "cache_results",
+            "On-demand requests by what they came to: hit (served from the cache), miss (fetched and recorded), refresh (revalidated, then served from the cache), pass (not cacheable: served from the origin only).",
+            "result",
+            &results,
         )?;
         // Copied out so the lock is not held while encoding.
         let streams: Vec<(String, Arc<StreamCounters>)> = stats

@@ -7,7 +7,9 @@
 //! ([`Edge::drain`]: no new connections, every viewer session ended cleanly, origin
 //! sessions torn down, within `[edge] drain_time`). Its live picture for the admin API
 //! is `streams` (one per live origin session) and `viewers` (one per viewer session); a
-//! viewer can be disconnected.
+//! viewer can be disconnected. With `[edge.cache]` on it opens the cache directory
+//! before it listens (logging what recovery kept) and answers the admin API's cache
+//! list, pin, unpin and purge.
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
@@ -17,12 +19,14 @@ use std::sync::Arc;
 
 use mediagate_config::{Config, EdgeConfig};
 use mediagate_ops::role::{
-    keep_until_restart, DrainCut, DrainReport, Reload, Role, RoleContext, RoleFuture, RoleKind,
-    RoleStats, StartResult,
+    keep_until_restart, ActError, DrainCut, DrainReport, Reload, Role, RoleContext, RoleFuture,
+    RoleKind, RoleStats, StartResult,
 };
 use mediagate_ops::store::Record;
 
 use crate::access::access_line;
+use crate::cache_admin::{self, CacheTarget};
+use crate::cache_store::CacheStore;
 use crate::record::ViewerSessionRecord;
 use serde_json::{json, Value};
 
@@ -40,25 +44,47 @@ pub const KIND: RoleKind = RoleKind {
 /// answer means "ended" (flushing its queued output is bounded the same way).
 const DISCONNECT_WAIT: Duration = Duration::from_secs(3);
 
-/// Interim, until `[edge.cache]` is configured: a cache directory (and size in bytes)
-/// named by `MEDIAGATE_EDGE_CACHE_DIR` / `MEDIAGATE_EDGE_CACHE_SIZE`, so the real-peer
-/// tests can run the binary with a cache. The config wiring replaces it.
-fn attach_cache_from_env(edge: &Edge) -> Result<(), String> {
-    let Some(dir) = std::env::var_os("MEDIAGATE_EDGE_CACHE_DIR") else {
-        return Ok(());
+/// Opens the cache `[edge.cache]` describes, or none when it is off. Blocking work
+/// (the index is rebuilt from disk) runs off the async threads.
+async fn open_cache(config: &Config) -> Result<Option<Arc<CacheStore>>, String> {
+    let cache = &config.edge.cache;
+    if !*cache.enabled.get() {
+        tracing::info!("edge: on-demand cache off ([edge.cache] enabled = false); every on-demand viewer gets its own origin session");
+        return Ok(None);
+    }
+    let dir = cache.dir_under(config.state_dir.get());
+    let limit = cache.size.bytes();
+    let opened = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || CacheStore::open(&dir, limit)).await
     };
-    let size = std::env::var("MEDIAGATE_EDGE_CACHE_SIZE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1 << 30);
-    let store = crate::CacheStore::open(std::path::Path::new(&dir), size)
-        .map_err(|e| format!("cannot open the cache at {}: {e}", dir.to_string_lossy()))?;
-    edge.attach_cache(store);
-    Ok(())
+    let store = match opened {
+        Ok(Ok(store)) => store,
+        Ok(Err(e)) => {
+            return Err(format!(
+                "cannot open the cache directory {}: {e}; make it writable, set [edge.cache] dir, or turn the cache off (enabled = false, or --no-cache)",
+                dir.display()
+            ))
+        }
+        Err(e) => return Err(format!("opening the cache directory {} failed: {e}", dir.display())),
+    };
+    let (objects, used) = {
+        let cache = store.lock();
+        (cache.list().len(), cache.used_bytes())
+    };
+    tracing::info!(
+        dir = %dir.display(),
+        objects,
+        used_bytes = used,
+        limit_bytes = limit,
+        "edge: on-demand cache ready"
+    );
+    Ok(Some(store))
 }
 
 fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartResult> {
     Box::pin(async move {
+        let cache = open_cache(config).await?;
         let records = ctx.records.map(|r| r.sink());
         let access = ctx.access_log.cloned();
         let edge = if records.is_none() && access.is_none() {
@@ -80,8 +106,10 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
             };
             Edge::with_listener(&config.edge, ctx.node_name, Arc::new(on_ended))
         };
+        if let Some(store) = cache {
+            edge.attach_cache(store);
+        }
         edge.publish_metrics(ctx.metrics);
-        attach_cache_from_env(&edge)?;
         let listen: Vec<SocketAddr> = config
             .edge
             .listen
@@ -152,6 +180,8 @@ fn applicable(running: &EdgeConfig, wanted: &EdgeConfig) -> (EdgeConfig, Vec<Str
         &mut next.transparent,
         &mut notes,
     );
+    // The cache directory is opened and its index built once, at start.
+    keep_until_restart("edge.cache", &running.cache, &mut next.cache, &mut notes);
     (next, notes)
 }
 
@@ -245,6 +275,40 @@ impl Role for EdgeRole {
         }))
     }
 
+    fn act(
+        &self,
+        resource: &str,
+        action: &str,
+        body: Value,
+    ) -> Option<RoleFuture<'_, Result<Value, ActError>>> {
+        if resource != "cache" {
+            return None;
+        }
+        let store = self.edge.cache();
+        let action = action.to_owned();
+        Some(Box::pin(async move {
+            let Some(store) = store else {
+                return Err(ActError::Unavailable(
+                    "this edge runs without a cache ([edge.cache] enabled = false)".into(),
+                ));
+            };
+            let target = match action.as_str() {
+                "list" => None,
+                _ => Some(CacheTarget::from_body(body)?),
+            };
+            // File work (a purge removes files) stays off the async threads.
+            tokio::task::spawn_blocking(move || {
+                let mut cache = store.lock();
+                match &target {
+                    None => Ok(cache_admin::list(&cache)),
+                    Some(target) => cache_admin::apply(&mut cache, &action, target),
+                }
+            })
+            .await
+            .map_err(|_| ActError::Failed("the cache action failed; see the process log".into()))?
+        }))
+    }
+
     fn drain(&self, cut: DrainCut) -> RoleFuture<'static, DrainReport> {
         let drain_time = self.drain_time();
         let edge = self.edge.clone();
@@ -326,6 +390,19 @@ mod tests {
         assert_eq!(role.max_drain(), Duration::from_secs(3));
         assert_eq!(needs_restart.len(), 1, "{needs_restart:?}");
         assert_eq!(role.running().listen, started.edge.listen);
+    }
+
+    #[test]
+    fn the_cache_settings_wait_for_a_restart() {
+        let running = edge("[edge.cache]\nsize = \"1GiB\"\n");
+        let wanted = edge("[edge.cache]\nsize = \"2GiB\"\ndir = \"/srv/cache\"\n");
+        let (next, notes) = applicable(&running, &wanted);
+        assert_eq!(next.cache, running.cache);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("edge.cache needs a restart"),
+            "{notes:?}"
+        );
     }
 
     #[test]

@@ -104,6 +104,9 @@ impl Router {
                 return Ok(UpstreamTarget {
                     udp,
                     rule: Some(r.advertised.get().to_string()),
+                    cache: *r.cache.get(),
+                    cache_max_object: r.cache_max_object.as_ref().map(|m| m.bytes()),
+                    cache_authenticated: *r.cache_authenticated.get(),
                     ..self.target(origin, creds, Grant::Named)
                 });
             }
@@ -191,6 +194,9 @@ impl Router {
             timeout: self.timeout,
             udp: false,
             rule: None,
+            cache: true,
+            cache_max_object: None,
+            cache_authenticated: false,
             grant,
             reach: self.reach.clone(),
         }
@@ -242,6 +248,43 @@ mod tests {
 
     fn local() -> SocketAddr {
         "127.0.0.1:8554".parse().unwrap()
+    }
+
+    #[test]
+    fn cache_policy_follows_the_rule_resolve_picks() {
+        let r = router(
+            r#"
+            [edge.forward]
+            enabled = true
+            allow = ["*.example.net"]
+            [[edge.route]]
+            advertised = "/vod"
+            origin = "rtsp://o1/vod"
+            cache_max_object = "64MiB"
+            cache_authenticated = true
+            [[edge.route]]
+            advertised = "/vod/fresh"
+            origin = "rtsp://o1/fresh"
+            cache = false
+            "#,
+        );
+        let policy = |u: &str| {
+            let t = r.resolve(u, local(), None).expect("resolves");
+            (t.cache, t.cache_max_object, t.cache_authenticated)
+        };
+        assert_eq!(
+            policy("rtsp://127.0.0.1:8554/vod/a.mp4"),
+            (true, Some(64 << 20), true)
+        );
+        assert_eq!(
+            policy("rtsp://127.0.0.1:8554/vod/fresh/a.mp4"),
+            (false, None, false)
+        );
+        assert_eq!(
+            policy("rtsp://cam.example.net/clip.mp4"),
+            (true, None, false),
+            "forwarded content: the defaults"
+        );
     }
 
     #[test]

@@ -129,6 +129,7 @@ impl Edge {
     /// Serves on-demand content through `store` from now on (fill on a miss, play
     /// hits). Once per edge: false when a cache was attached already.
     pub fn attach_cache(&self, store: Arc<crate::cache_store::CacheStore>) -> bool {
+        self.ctx.hubs.edge_stats().cache.attach(&store);
         self.ctx.cache.set(store).is_ok()
     }
 
@@ -147,6 +148,23 @@ impl Edge {
             Some(&previous),
         ));
         self.ctx.hubs.set_settings(hub_settings(cfg));
+    }
+
+    /// The on-demand cache, when the edge has one.
+    pub fn cache(&self) -> Option<Arc<crate::cache_store::CacheStore>> {
+        self.ctx.cache.get().cloned()
+    }
+
+    /// Counts an on-demand request that was revalidated (`Refresh`) or served without
+    /// the cache (`Pass`) in `mediagate_edge_cache_results_total{result}`; hits and
+    /// misses come from the [`CacheStore`](crate::cache_store::CacheStore)'s own counts.
+    pub fn count_cache_result(&self, result: crate::CacheResult) {
+        self.ctx.hubs.edge_stats().cache.count_result(result);
+    }
+
+    /// Counts `n` cache objects evicted to stay under the size limit.
+    pub fn count_cache_evictions(&self, n: u64) {
+        self.ctx.hubs.edge_stats().cache.count_evictions(n);
     }
 
     /// Viewer sessions open now.

@@ -31,6 +31,27 @@ pub struct UpstreamTarget {
     pub udp: bool,
     /// The remap rule that chose this origin (its advertised prefix), for records.
     pub rule: Option<String>,
+    /// Keep on-demand content of this origin in the cache (the route's `cache`;
+    /// forward and transparent targets: true). Whether the edge has a cache at all is
+    /// `[edge.cache] enabled`.
+    #[allow(
+        dead_code,
+        reason = "read by the cache fill path (issue 13, play slice)"
+    )]
+    pub cache: bool,
+    /// Largest object kept for this origin, in bytes (the route's `cache_max_object`).
+    #[allow(
+        dead_code,
+        reason = "read by the cache fill path (issue 13, play slice)"
+    )]
+    pub cache_max_object: Option<u64>,
+    /// Cache content the origin wanted credentials for even when it is not marked
+    /// `public` (the route's `cache_authenticated`).
+    #[allow(
+        dead_code,
+        reason = "read by the cache fill path (issue 13, play slice)"
+    )]
+    pub cache_authenticated: bool,
     /// Who vouches for `connect_to`: the config (a route, the parent) or only the
     /// forward allow list.
     pub(crate) grant: Grant,

@@ -4,7 +4,7 @@
 //! What it does: `run [--config FILE]`, `check-config FILE`, `edge --listen ADDR --map
 //! ADVERTISED=ORIGIN` (issue 3 item 9) and `relay --ng ADDR:PORT --address IP --ports
 //! LOW-HIGH` (issue 4 item 8), `status [--admin URL] [--token-file FILE]` (issue 11),
-//! `user add|del|list --file FILE [USER]` and
+//! `cache list|pin|unpin|purge [URL]` (issue 13), `user add|del|list --file FILE [USER]` and
 //! `report [--config FILE] [--since DATE] [--by url|user|day]` (issue 12),
 //! with `--help` and `--version`. Values are parsed by the
 //! config value types, so a bad value reads the same on the command line as in a file.
@@ -18,8 +18,8 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand};
 
 use mediagate_config::{
-    AdvertisedPrefix, BindAddr, Config, HostIp, InvalidValue, Located, MediaAddress, PortPairRange,
-    Route, RtspUrl, ThreadScheduling, UpstreamTransport,
+    AdvertisedPrefix, BindAddr, ByteSize, Config, HostIp, InvalidValue, Located, MediaAddress,
+    PortPairRange, Route, RtspUrl, ThreadScheduling, UpstreamTransport,
 };
 
 /// Streaming-media edge: RTSP caching and splitting proxy and RTP media relay.
@@ -84,6 +84,21 @@ pub enum Command {
         mediagate status --admin http://192.0.2.5:9554 --token-file /etc/mediagate/admin.token\n  \
         mediagate status --admin https://192.0.2.5:9554 --cacert ca.pem --cert me.pem --key me.key")]
     Status(StatusArgs),
+    /// List, pin, unpin or purge what a running edge keeps in its on-demand cache
+    ///
+    /// Asks the instance's admin API, as `status` does. URL is the origin URL of the
+    /// content as `mediagate cache list` shows it; without --tracks an action applies
+    /// to every variant (track selection) of the URL. Exits with status 1 when the
+    /// API refuses or nothing matches.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        mediagate cache list\n  \
+        mediagate cache pin rtsp://192.0.2.10/vod/trailer.mp4\n  \
+        mediagate cache purge rtsp://192.0.2.10/vod/trailer.mp4 --tracks 0,1\n  \
+        mediagate cache unpin --admin http://192.0.2.5:9554 --token-file /etc/mediagate/admin.token rtsp://192.0.2.10/vod/a.mp4"
+    )]
+    Cache(CacheCommand),
     /// Manage an edge users file ([edge.auth] users_file)
     ///
     /// Passwords are read from the terminal (without echo) or, with --password-stdin,
@@ -108,6 +123,42 @@ pub enum Command {
         mediagate report --config /etc/mediagate/mediagate.toml\n  \
         mediagate report --config /etc/mediagate/mediagate.toml --by day --since 2026-12-01")]
     Report(ReportArgs),
+}
+
+/// `mediagate cache` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List cached objects: URL, tracks, complete or the ranges held, size, pinned
+    List(CacheListArgs),
+    /// Pin a URL's objects: never evicted, whatever the size limit
+    Pin(CacheTargetArgs),
+    /// Unpin a URL's objects: evicted again when the cache is full
+    Unpin(CacheTargetArgs),
+    /// Remove a URL's objects from the cache now
+    Purge(CacheTargetArgs),
+}
+
+/// Arguments of `mediagate cache list`.
+#[derive(Debug, Args)]
+pub struct CacheListArgs {
+    /// How to reach the instance.
+    #[command(flatten)]
+    pub api: StatusArgs,
+}
+
+/// Arguments of `mediagate cache pin|unpin|purge`.
+#[derive(Debug, Args)]
+pub struct CacheTargetArgs {
+    /// The origin URL of the content, as `mediagate cache list` shows it.
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Only the variant with these SDP media indexes (e.g. 0,1) [default: every
+    /// variant of URL].
+    #[arg(long, value_name = "INDEXES", value_delimiter = ',')]
+    pub tracks: Option<Vec<usize>>,
+    /// How to reach the instance.
+    #[command(flatten)]
+    pub api: StatusArgs,
 }
 
 /// `mediagate user` subcommands.
@@ -186,7 +237,7 @@ pub enum ReportBy {
     Day,
 }
 
-/// Arguments of `mediagate status`.
+/// Arguments of `mediagate status` (and how `mediagate cache` reaches the instance).
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The admin API's address, http://HOST:PORT or https://HOST:PORT.
@@ -245,6 +296,15 @@ pub struct EdgeArgs {
     /// more) [default: 100].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections_per_client: Option<u32>,
+    /// Directory of the on-demand cache's objects [default: ./var/cache].
+    #[arg(long = "cache-dir", value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Most bytes the cache may take on disk, e.g. 2GiB or 500MiB [default: 1GiB].
+    #[arg(long = "cache-size", value_name = "SIZE", conflicts_with = "no_cache")]
+    pub cache_size: Option<ByteSize>,
+    /// Do not cache on-demand content: every viewer gets its own origin session.
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
 }
 
 /// Arguments of `mediagate relay`.
@@ -347,8 +407,20 @@ impl EdgeArgs {
                 upstream_transport: UpstreamTransport::Tcp,
                 access: Default::default(),
                 accounting: Default::default(),
+                cache: Located::new(true),
+                cache_max_object: None,
+                cache_authenticated: Default::default(),
             })
             .collect();
+        if self.no_cache {
+            config.edge.cache.enabled = Located::new(false);
+        }
+        if let Some(dir) = &self.cache_dir {
+            config.edge.cache.dir = Some(Located::new(dir.clone()));
+        }
+        if let Some(size) = self.cache_size {
+            config.edge.cache.size = Located::new(size);
+        }
         if let Some(n) = self
             .max_connections_per_client
             .and_then(|n| mediagate_config::MaxConnections::new(n.into()).ok())
@@ -519,6 +591,44 @@ origin = "rtsp://cam-yard/stream?channel=1"
     }
 
     #[test]
+    fn edge_quick_start_cache_flags() {
+        let c = edge_config(&["edge", "--map", "/a=rtsp://o/a"]);
+        assert_eq!(c.edge.cache, Config::default().edge.cache);
+        assert!(*c.edge.cache.enabled);
+        let c = edge_config(&[
+            "edge",
+            "--map",
+            "/a=rtsp://o/a",
+            "--cache-dir",
+            "/srv/cache",
+            "--cache-size",
+            "2GiB",
+        ]);
+        let from_file = parse_config(
+            "[edge.cache]\ndir = \"/srv/cache\"\nsize = \"2GiB\"\n[[edge.route]]\nadvertised = \"/a\"\norigin = \"rtsp://o/a\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.edge.cache, from_file.edge.cache);
+        let c = edge_config(&["edge", "--map", "/a=rtsp://o/a", "--no-cache"]);
+        assert!(!*c.edge.cache.enabled);
+        let err = parse(&["edge", "--map", "/a=rtsp://o/a", "--cache-size", "2G"]).unwrap_err();
+        assert!(
+            err.contains("invalid value '2G' for '--cache-size <SIZE>'")
+                && err.contains("unknown unit \"G\""),
+            "{err}"
+        );
+        assert!(parse(&[
+            "edge",
+            "--map",
+            "/a=rtsp://o/a",
+            "--no-cache",
+            "--cache-size",
+            "1GiB"
+        ])
+        .is_err());
+    }
+
+    #[test]
     fn map_splits_at_the_origin_scheme() {
         let m: RouteMap = "/cam/trackID=1=rtsp://h/x".parse().unwrap();
         assert_eq!(m.advertised.to_string(), "/cam/trackID=1");
@@ -603,6 +713,41 @@ media_address = [
         assert!(errors[0]
             .message()
             .starts_with("media address 0.0.0.0 is a wildcard"));
+    }
+
+    #[test]
+    fn cache_subcommands() {
+        match parse(&["cache", "list"]).unwrap() {
+            Command::Cache(CacheCommand::List(a)) => {
+                assert_eq!(a.api.admin, "http://127.0.0.1:9554")
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&[
+            "cache",
+            "pin",
+            "rtsp://o/a.mp4",
+            "--tracks",
+            "0,1",
+            "--admin",
+            "http://127.0.0.1:1",
+        ])
+        .unwrap()
+        {
+            Command::Cache(CacheCommand::Pin(a)) => {
+                assert_eq!(a.url, "rtsp://o/a.mp4");
+                assert_eq!(a.tracks, Some(vec![0, 1]));
+                assert_eq!(a.api.admin, "http://127.0.0.1:1");
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["cache", "purge", "rtsp://o/a.mp4"]).unwrap() {
+            Command::Cache(CacheCommand::Purge(a)) => assert_eq!(a.tracks, None),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["cache", "unpin"]).unwrap_err().contains("<URL>"));
+        assert!(parse(&["cache", "pin", "u", "--tracks", "a"]).is_err());
+        assert!(parse(&["cache", "prefetch", "u"]).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod cache_cmd;
 mod cli;
 mod reload;
 mod run;
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         Command::Edge(args) => start_checked(args.to_config()),
         Command::Relay(args) => start_checked(args.to_config()),
         Command::Status(args) => show_status(args),
+        Command::Cache(cmd) => cache_cmd::run(cmd),
         Command::User(cmd) => users::run(cmd),
         Command::Report(args) => show_report(&args),
     }
@@ -104,16 +106,12 @@ fn show_report(args: &cli::ReportArgs) -> ExitCode {
 
 /// `mediagate status`: the summary on stdout, or why there is none on stderr (status 1).
 fn show_status(args: cli::StatusArgs) -> ExitCode {
-    let token = match (args.token, &args.token_file) {
-        (Some(t), _) => Some(t),
-        (None, Some(file)) => match std::fs::read_to_string(file) {
-            Ok(text) => Some(text.trim().to_owned()),
-            Err(e) => {
-                eprintln!("mediagate status: cannot read {}: {e}", file.display());
-                return ExitCode::FAILURE;
-            }
-        },
-        (None, None) => None,
+    let token = match status::token_of(args.token, args.token_file.as_deref()) {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("mediagate status: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     let tls = status::TlsFiles {
         ca: args.cacert,

@@ -1,7 +1,8 @@
 //! `mediagate status`: asks a running instance through its admin API and prints a
 //! one-screen summary (roles, live streams, viewers, calls).
 //!
-//! What it does: HTTP/1.1 GETs over one short-lived connection each, with connect and
+//! What it does: HTTP/1.1 requests (GET, and POST with a JSON body for `mediagate
+//! cache`) over one short-lived connection each, with connect and
 //! read timeouts, the bearer token when given, and HTTPS (rustls) when the URL says
 //! so: the server's certificate checked against `--cacert`, and a client certificate
 //! (`--cert`, `--key`) for mutual TLS. Long lists are cut to a few lines with a count
@@ -56,42 +57,73 @@ pub struct TlsFiles {
 }
 
 /// Where the API is: `host:port` and the URL as given (for messages).
-struct Api {
+pub(crate) struct Api {
     authority: String,
     base: String,
     token: Option<String>,
     tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
 }
 
+/// The bearer token: given on the command line, else read from `file` (trimmed).
+pub(crate) fn token_of(
+    token: Option<String>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<String>, String> {
+    match (token, file) {
+        (Some(t), _) => Ok(Some(t)),
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .map(|text| Some(text.trim().to_owned()))
+            .map_err(|e| format!("cannot read {}: {e}", file.display())),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Prints the summary of the instance at `url` (`http://HOST:PORT` or `https://...`).
 pub fn status(url: &str, token: Option<String>, tls: &TlsFiles) -> Result<String, StatusError> {
-    let (https, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
-        (Some(rest), _) => (false, rest),
-        (None, Some(rest)) => (true, rest),
-        _ => {
-            return Err(StatusError::BadUrl(format!(
+    let api = Api::new(url, token, tls)?;
+    let roles = api.get("/api/v1/roles")?;
+    summary(&api, roles)
+}
+
+impl Api {
+    /// The API at `url` (`http://HOST:PORT` or `https://...`), with the bearer token
+    /// and TLS files when given. Nothing is sent yet.
+    pub(crate) fn new(
+        url: &str,
+        token: Option<String>,
+        tls: &TlsFiles,
+    ) -> Result<Api, StatusError> {
+        let (https, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            _ => {
+                return Err(StatusError::BadUrl(format!(
                 "--admin {url:?}: give an http:// or https:// URL such as http://127.0.0.1:9554"
             )))
-        }
-    };
-    let authority = rest.trim_end_matches('/');
-    if authority.is_empty() || authority.contains('/') {
-        return Err(StatusError::BadUrl(format!(
+            }
+        };
+        let authority = rest.trim_end_matches('/');
+        if authority.is_empty() || authority.contains('/') {
+            return Err(StatusError::BadUrl(format!(
             "--admin {url:?}: give only the scheme, host and port, such as http://127.0.0.1:9554"
         )));
+        }
+        let tls = if https {
+            Some(client_config(authority, tls).map_err(StatusError::BadUrl)?)
+        } else {
+            None
+        };
+        Ok(Api {
+            authority: authority.to_owned(),
+            base: format!("{}://{authority}", if https { "https" } else { "http" }),
+            token,
+            tls,
+        })
     }
-    let tls = if https {
-        Some(client_config(authority, tls).map_err(StatusError::BadUrl)?)
-    } else {
-        None
-    };
-    let api = Api {
-        authority: authority.to_owned(),
-        base: format!("{}://{authority}", if https { "https" } else { "http" }),
-        token,
-        tls,
-    };
-    let roles = api.get("/api/v1/roles")?;
+}
+
+/// The rest of [`status`], once the API answered its first question.
+fn summary(api: &Api, roles: Value) -> Result<String, StatusError> {
     let mut out = format!("mediagate at {}\n", api.base);
     let roles = roles.as_array().cloned().unwrap_or_default();
     out.push_str("roles:\n");
@@ -249,7 +281,21 @@ trait Conn: Read + Write {}
 impl<T: Read + Write> Conn for T {}
 
 impl Api {
-    fn get(&self, path: &str) -> Result<Value, StatusError> {
+    pub(crate) fn get(&self, path: &str) -> Result<Value, StatusError> {
+        self.request("GET", path, None)
+    }
+
+    /// POSTs `body` as JSON.
+    pub(crate) fn post(&self, path: &str, body: &Value) -> Result<Value, StatusError> {
+        self.request("POST", path, Some(body))
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, StatusError> {
         let url = format!("{}{path}", self.base);
         let no_answer = |why: String| StatusError::NoAnswer {
             url: self.base.clone(),
@@ -279,8 +325,17 @@ impl Api {
             .as_ref()
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let content = if body.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            )
+        };
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nConnection: close\r\n{auth}\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nConnection: close\r\n{auth}{content}\r\n{body}",
             self.authority
         );
         conn.write_all(request.as_bytes())

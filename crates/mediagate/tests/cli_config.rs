@@ -93,6 +93,48 @@ format = "xml"
 }
 
 #[test]
+fn cache_values_are_checked_at_their_position() {
+    let file = config_file(
+        "bad-cache.toml",
+        r#"[edge.cache]
+size = "2GB5"
+
+[[edge.route]]
+advertised = "/vod"
+origin = "rtsp://192.0.2.10/vod"
+cache_max_object = "0B"
+"#,
+    );
+    let out = mediagate(&["check-config", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert_eq!(
+        err.lines().next(),
+        Some(format!("{file}:2:8: invalid size \"2GB5\": unknown unit \"GB5\"; write a whole number followed by a unit (B, KiB, MiB, GiB, TiB, kB, MB, GB or TB), for example \"2GiB\" or \"500MiB\"").as_str()),
+        "{err}"
+    );
+    let file = config_file(
+        "zero-cache.toml",
+        "[edge.cache]\nsize = \"0B\"\n[[edge.route]]\nadvertised = \"/vod\"\norigin = \"rtsp://192.0.2.10/vod\"\ncache_max_object = \"0B\"\n",
+    );
+    let out = mediagate(&["check-config", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with(&format!("{file}:2:8: edge.cache.size is 0B")),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{file}:6:20: route \"/vod\" has cache_max_object = \"0B\""
+        )),
+        "{err}"
+    );
+}
+
+#[test]
 fn cross_field_errors_point_at_the_value_to_change() {
     let file = config_file(
         "cross-field.toml",

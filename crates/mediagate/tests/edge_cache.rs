@@ -35,11 +35,12 @@ impl Drop for CacheDir {
 }
 
 fn edge_with_cache(origin: &Origin, cache: &CacheDir) -> EdgeProc {
-    let route = format!(
-        "[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+    let config = format!(
+        "[edge.cache]\ndir = {:?}\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+        cache.0.display().to_string(),
         origin.url("/vod")
     );
-    EdgeProc::start_with_env(&route, &[("MEDIAGATE_EDGE_CACHE_DIR", cache.0.as_path())])
+    EdgeProc::start(&config)
 }
 
 /// The viewer sessions the edge stored, once `n` are there (bounded wait).

@@ -97,12 +97,44 @@ pub trait Role: Send + Sync {
         None
     }
 
+    /// An operation on one of the role's own resources for the admin API: `action`
+    /// (`list`, or a verb such as `pin`) on `resource` (such as `cache`), with the
+    /// request's JSON body (`null` when it had none). Resolves to the JSON answer or a
+    /// refusal; `None` when the role has no such resource, so the API can ask the
+    /// next role.
+    fn act(
+        &self,
+        _resource: &str,
+        _action: &str,
+        _body: serde_json::Value,
+    ) -> Option<RoleFuture<'_, Result<serde_json::Value, ActError>>> {
+        None
+    }
+
     /// Stops taking new work, lets running work finish for at most the role's own drain
     /// time, ends what is left when `cut` turns true (a second SIGTERM) or the time is
     /// up, and releases everything. What it ended is in the report. Called at most
     /// once per role ([`RoleSet`](crate::role_set::RoleSet) sees to it), by SIGTERM or
     /// by the admin API; the future owns what it needs.
     fn drain(&self, cut: DrainCut) -> RoleFuture<'static, DrainReport>;
+}
+
+/// Why a role refused an [`Role::act`]; the admin API answers with the matching status
+/// and the message, which says what to do.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ActError {
+    /// The request does not fit the action (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Nothing the action could apply to (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The role cannot do this as configured (409), e.g. a cache that is turned off.
+    #[error("{0}")]
+    Unavailable(String),
+    /// It went wrong on the way (500), e.g. a file that could not be removed.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// What a role is serving now.

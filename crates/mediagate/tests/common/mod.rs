@@ -260,6 +260,17 @@ pub struct RawRtsp {
     /// Interleaved frames that arrived while a response was awaited (the latest
     /// [`RawRtsp::MAX_KEPT`]), as (channel, payload).
     pub skipped: Vec<(u8, Vec<u8>)>,
+    /// Interleaved frames seen while waiting for responses, with their arrival time,
+    /// once [`RawRtsp::record_frames`] asked for them (off by default: unbounded).
+    frames: Option<Vec<Frame>>,
+}
+
+/// One interleaved frame and when the client read it.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub at: Instant,
+    pub channel: u8,
+    pub payload: Vec<u8>,
 }
 
 impl RawRtsp {
@@ -271,6 +282,7 @@ impl RawRtsp {
             dec: mediagate_rtsp::parse::Decoder::default(),
             cseq: 0,
             skipped: Vec::new(),
+            frames: None,
         }
     }
 
@@ -313,6 +325,7 @@ impl RawRtsp {
                         self.skipped.remove(0);
                     }
                     self.skipped.push((f.channel(), f.payload().to_vec()));
+                    self.keep(f);
                 }
                 Some(_) => continue,
                 None => {
@@ -323,6 +336,62 @@ impl RawRtsp {
                 }
             }
         }
+    }
+
+    /// From now on, keeps the interleaved frames that arrive while a response is
+    /// awaited, for [`RawRtsp::take_frames`].
+    pub fn record_frames(&mut self) {
+        self.frames.get_or_insert_with(Vec::new);
+    }
+
+    /// The frames kept so far (emptying the record).
+    pub fn take_frames(&mut self) -> Vec<Frame> {
+        self.frames.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn keep(&mut self, f: mediagate_rtsp::InterleavedFrame) {
+        if let Some(v) = &mut self.frames {
+            v.push(Frame {
+                at: Instant::now(),
+                channel: f.channel(),
+                payload: f.payload().to_vec(),
+            });
+        }
+    }
+
+    /// Reads interleaved frames for `d` and returns them (and any kept before).
+    pub fn read_frames_for(&mut self, d: Duration) -> Vec<Frame> {
+        self.record_frames();
+        let deadline = Instant::now() + d;
+        let mut buf = [0u8; 65536];
+        loop {
+            while let Some(item) = self.dec.next_item().unwrap() {
+                if let mediagate_rtsp::Item::Frame(f) = item {
+                    self.keep(f);
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.s
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            match self.s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => self.dec.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("reading frames: {e}"),
+            }
+        }
+        self.s
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        self.take_frames()
     }
 
     /// True when the edge closes the connection within `within`.

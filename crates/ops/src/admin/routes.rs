@@ -81,6 +81,10 @@ pub(super) const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/edge/streams"),
     ("get", "/api/v1/edge/viewers"),
     ("delete", "/api/v1/edge/viewers/{id}"),
+    ("get", "/api/v1/cache"),
+    ("post", "/api/v1/cache/pin"),
+    ("post", "/api/v1/cache/unpin"),
+    ("post", "/api/v1/cache/purge"),
     ("get", "/api/v1/relay/calls"),
     ("delete", "/api/v1/relay/calls/{id}"),
     ("post", "/api/v1/reload"),
@@ -105,6 +109,21 @@ fn handler(method: &str, path: &str) -> MethodRouter<Shared> {
         "/api/v1/edge/viewers/{id}" => on(filter, |s: State<Shared>, id: Path<String>| {
             end_session(s, "edge", "viewers", id)
         }),
+        "/api/v1/cache" => on(filter, |s: State<Shared>| {
+            act(s, "cache", "list", Ok(Bytes::new()))
+        }),
+        "/api/v1/cache/pin" => on(
+            filter,
+            |s: State<Shared>, b: Result<Bytes, BytesRejection>| act(s, "cache", "pin", b),
+        ),
+        "/api/v1/cache/unpin" => on(
+            filter,
+            |s: State<Shared>, b: Result<Bytes, BytesRejection>| act(s, "cache", "unpin", b),
+        ),
+        "/api/v1/cache/purge" => on(
+            filter,
+            |s: State<Shared>, b: Result<Bytes, BytesRejection>| act(s, "cache", "purge", b),
+        ),
         "/api/v1/relay/calls" => on(filter, |s: State<Shared>| snapshot(s, "relay", "calls")),
         "/api/v1/relay/calls/{id}" => on(filter, |s: State<Shared>, id: Path<String>| {
             end_session(s, "relay", "calls", id)
@@ -385,6 +404,44 @@ async fn end_session(
             format!("no {resource} session {id:?} is running on the {role_name}"),
         )),
         None => Err(not_running(role_name)),
+    }
+}
+
+/// An action on a resource some role keeps (`GET /api/v1/cache`, `POST
+/// /api/v1/cache/pin`, ...): the first role that knows the resource answers. The
+/// body is passed on as JSON (`null` when empty); the role checks its shape.
+async fn act(
+    State(shared): State<Shared>,
+    resource: &'static str,
+    action: &'static str,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body: Value = json_body(body)?;
+    let roles: Vec<Arc<dyn crate::role::Role>> = shared.roles.roles().cloned().collect();
+    let work = async move {
+        for role in roles {
+            if let Some(answer) = role.act(resource, action, body.clone()) {
+                return Some(answer.await);
+            }
+        }
+        None
+    };
+    match on_roles_runtime(&shared, resource, work).await? {
+        Some(Ok(answer)) => Ok(Json(answer)),
+        Some(Err(refusal)) => {
+            use crate::role::ActError;
+            let status = match &refusal {
+                ActError::BadRequest(_) => StatusCode::BAD_REQUEST,
+                ActError::NotFound(_) => StatusCode::NOT_FOUND,
+                ActError::Unavailable(_) => StatusCode::CONFLICT,
+                ActError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            Err(ApiError::new(status, refusal.to_string()))
+        }
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no role running in this process keeps a {resource} (the edge does)"),
+        )),
     }
 }
 

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::routes::{admit, OPENAPI, ROUTES};
 use super::*;
-use crate::role::{DrainCut, DrainReport, Role, RoleStats};
+use crate::role::{ActError, DrainCut, DrainReport, Role, RoleStats};
 
 struct FakeEdge;
 
@@ -40,6 +40,23 @@ impl Role for FakeEdge {
     fn end_session(&self, resource: &str, id: &str) -> Option<RoleFuture<'_, bool>> {
         let found = resource == "viewers" && id == "abc";
         Some(Box::pin(async move { found }))
+    }
+    fn act(
+        &self,
+        resource: &str,
+        action: &str,
+        body: Value,
+    ) -> Option<RoleFuture<'_, Result<Value, ActError>>> {
+        if resource != "cache" {
+            return None;
+        }
+        let answer = match (action, body["url"].as_str()) {
+            ("list", _) => Ok(json!([{ "url": "rtsp://o/clip", "tracks": [0, 1] }])),
+            (_, Some("rtsp://o/clip")) => Ok(json!({ "url": "rtsp://o/clip", "action": action })),
+            (_, Some(_)) => Err(ActError::NotFound("no such object".into())),
+            (_, None) => Err(ActError::BadRequest(format!("no url in {body}"))),
+        };
+        Some(Box::pin(async move { answer }))
     }
     fn drain(&self, _cut: DrainCut) -> RoleFuture<'static, DrainReport> {
         Box::pin(async {
@@ -132,6 +149,46 @@ fn the_routes_and_the_openapi_document_agree() {
         .collect();
     assert_eq!(served.len(), ROUTES.len(), "a route is listed twice");
     assert_eq!(served, documented);
+}
+
+#[tokio::test]
+async fn cache_actions_go_to_the_role_that_keeps_the_cache() {
+    let admin = start(None);
+    let list = call(&admin, "GET", "/api/v1/cache", "", b"").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert_eq!(list.json()[0]["tracks"], json!([0, 1]));
+    let pin = call(
+        &admin,
+        "POST",
+        "/api/v1/cache/pin",
+        "",
+        br#"{"url":"rtsp://o/clip"}"#,
+    )
+    .await;
+    assert_eq!(pin.status, 200, "{}", pin.body);
+    assert_eq!(pin.json()["action"], "pin");
+    let purge = call(
+        &admin,
+        "POST",
+        "/api/v1/cache/purge",
+        "",
+        br#"{"url":"rtsp://o/x"}"#,
+    )
+    .await;
+    assert_eq!(
+        (purge.status, purge.error()),
+        (404, "no such object".into())
+    );
+    let empty = call(&admin, "POST", "/api/v1/cache/unpin", "", b"").await;
+    assert_eq!(empty.status, 400, "{}", empty.body);
+    assert_eq!(empty.error(), "no url in null");
+    let garbage = call(&admin, "POST", "/api/v1/cache/pin", "", b"{url").await;
+    assert_eq!(garbage.status, 400, "{}", garbage.body);
+    assert!(garbage
+        .error()
+        .starts_with("the request body is not valid JSON"));
+    let get_pin = call(&admin, "GET", "/api/v1/cache/pin", "", b"").await;
+    assert_eq!(get_pin.status, 405);
 }
 
 #[tokio::test]

@@ -486,6 +486,26 @@ impl Origin {
             .collect()
     }
 
+    /// Waits up to `timeout` for an answered request that `want` accepts (the origin
+    /// logs a request a moment after answering it, so a test that just got the edge's
+    /// answer may not see the origin's event yet).
+    pub fn wait_for_request(
+        &self,
+        timeout: std::time::Duration,
+        want: impl Fn(&RequestEvent) -> bool,
+    ) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.requests().iter().any(&want) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// How many `method` requests on `mount` were answered with `status`.
     pub fn request_count(&self, method: &str, mount: &str, status: u16) -> usize {
         let mount = slash(mount);

@@ -231,7 +231,7 @@ impl Cache {
         }
         let now_ms = unix_ms(now);
         if let Some(o) = self.objects.get_mut(key) {
-            o.reap_dead_fill();
+            o.maintain();
             if o.fill_alive().is_some() {
                 return Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,
@@ -303,16 +303,13 @@ impl Cache {
         };
         let o = self.objects.get_mut(&st.key).expect("checked above");
         o.fill = None;
+        o.maintain();
         let run = match committed {
             Ok(()) => {
                 let ib = format::encode_index(&st.sum);
                 let idx = object::idx_name(seq);
                 format::atomic_write(&o.dir, &idx, &ib)?;
-                Some(object::Run {
-                    sum: st.sum,
-                    log: st.log,
-                    idx_len: ib.len() as u64,
-                })
+                Some(object::Run::new(st.sum, st.log, ib.len() as u64))
             }
             Err(_) => {
                 // Keep what verifies, exactly as recovery after a crash would.
@@ -352,14 +349,13 @@ impl Cache {
         let Some(o) = self.objects.get_mut(key) else {
             return Ok(None);
         };
-        o.reap_dead_fill();
+        o.maintain();
         let Some((start, segs)) = o.plan(from_ms) else {
             return Ok(None);
         };
+        let state = ReaderState::new(start, segs, &o.file.meta.tracks)?;
         o.touch(unix_ms(now));
-        Ok(Some(Reader {
-            state: ReaderState::new(start, segs, &o.file.meta.tracks),
-        }))
+        Ok(Some(Reader { state }))
     }
 
     /// Every object, in key order.
@@ -430,7 +426,7 @@ impl Cache {
             .objects
             .iter_mut()
             .filter_map(|(k, o)| {
-                o.reap_dead_fill();
+                o.maintain();
                 (!o.file.pinned && o.fill_alive().is_none())
                     .then(|| (o.file.last_used_unix_ms, k.clone()))
             })
@@ -476,5 +472,7 @@ fn dir_size(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+#[cfg(test)]
+mod recovery_tests;
 #[cfg(test)]
 mod tests;

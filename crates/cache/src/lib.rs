@@ -1,11 +1,18 @@
 //! Cache objects for the edge's on-demand content: the on-disk format, the in-memory
-//! index rebuilt from disk, LRU eviction with pins, and (later) the freshness rules.
+//! index rebuilt from disk, LRU eviction with pins, and the freshness rules
+//! ([`freshness`]).
 //!
 //! No sockets, no tokio, no clock reads: `now` is an argument. It does blocking file
 //! I/O because the object format is files; the edge calls it off its async tasks.
 //!
-//! The on-disk format is described in `docs/cache-format.md`. What the crate does not
-//! do: fetch anything, pace playback, or share packets between viewers (the edge does).
+//! The on-disk format and what survives a crash are described in `docs/cache-format.md`.
+//! What the crate does not do: fetch anything, pace playback, or share packets between
+//! viewers (the edge does), or decide per-rule policy (cache on/off, object size).
+//!
+//! A [`Reader`] that meets a record failing its checksum ends its range with an
+//! `InvalidData` error; the run is then no longer offered by [`Cache::covered`] and
+//! [`Cache::lookup`], and the next [`Cache::reader`], [`Cache::begin_fill`] or
+//! [`Cache::end_fill`] of that object re-verifies it and keeps its verified prefix.
 
 mod crc;
 mod fill;

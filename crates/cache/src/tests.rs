@@ -535,3 +535,34 @@ fn bad_input_is_refused() {
     c.end_fill(w, true, at(1)).unwrap();
     assert!(c.lookup(&k).unwrap().ranges.is_empty());
 }
+
+#[test]
+fn the_edge_can_move_writers_and_readers_to_other_threads() {
+    fn send<T: Send>() {}
+    send::<Cache>();
+    send::<FillWriter>();
+    send::<Reader>();
+    send::<ObjectInfo>();
+}
+
+#[test]
+fn a_reader_made_before_a_purge_or_refetch_reads_its_range_to_the_end() {
+    let d = TempDir::new("unlinked");
+    let (mut c, _) = Cache::open(d.path(), 1 << 30).unwrap();
+    let k = key("rtsp://o/clip");
+    fill(&mut c, &k, 0, 4_000, true);
+    fill(&mut c, &k, 3_000, 8_000, true);
+    let mut r = c.reader(&k, 0, at(2)).unwrap().unwrap();
+    let first = r.next_packet().unwrap().unwrap();
+    // A refetch deletes both runs' files; the reader holds them open.
+    let w = c.begin_fill(&k, &meta("v2"), 0, at(3)).unwrap();
+    assert!(c.lookup(&k).unwrap().ranges.is_empty());
+    let mut out = vec![first];
+    while let Some(p) = r.next_packet().unwrap() {
+        out.push(p);
+    }
+    assert_clip_sequence(&out);
+    assert_eq!(out.len(), clip(0, 8_000).len());
+    c.end_fill(w, true, at(4)).unwrap();
+    assert!(c.purge(&k).unwrap());
+}

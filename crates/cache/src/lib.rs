@@ -234,7 +234,8 @@ impl Cache {
         if !object::meta_valid(key, meta) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "meta must have one track per key track (at most 255), each with a clock rate",
+                "meta must have one track per key track (at most 255), each with a clock \
+                 rate, and an SDP and validators of at most a few MB",
             ));
         }
         let now_ms = unix_ms(now);

@@ -146,6 +146,13 @@ impl Object {
 
     pub(crate) fn write_meta(&mut self) -> io::Result<()> {
         let b = encode_meta(&self.file);
+        if b.len() as u64 > format::MAX_META_LEN {
+            // Open would refuse to read it back.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the SDP and validators are too large to cache",
+            ));
+        }
         atomic_write(&self.dir, META_FILE, &b)?;
         self.meta_len = b.len() as u64;
         Ok(())
@@ -349,7 +356,7 @@ impl Object {
     /// (the caller removes it).
     pub(crate) fn load(dir: &Path, incarnation: u64, loaded: &mut Loaded) -> Result<Object, ()> {
         let name = dir.file_name().and_then(|n| n.to_str()).ok_or(())?;
-        let bytes = fs::read(dir.join(META_FILE)).map_err(|_| ())?;
+        let bytes = read_bounded(&dir.join(META_FILE), format::MAX_META_LEN).ok_or(())?;
         let file = decode_meta(&bytes).ok_or(())?;
         if dir_name(&file.key) != name || !meta_valid(&file.key, &file.meta) {
             return Err(());
@@ -363,8 +370,8 @@ impl Object {
             fill: None,
             incarnation,
         };
-        if let Some(used) = fs::read_to_string(dir.join(USED_FILE))
-            .ok()
+        if let Some(used) = read_bounded(&dir.join(USED_FILE), 32)
+            .and_then(|b| String::from_utf8(b).ok())
             .and_then(|s| s.trim().parse::<u64>().ok())
         {
             o.file.last_used_unix_ms = o.file.last_used_unix_ms.max(used);
@@ -407,9 +414,30 @@ impl Object {
 }
 
 pub(crate) fn meta_valid(key: &ObjectKey, meta: &Meta) -> bool {
+    let file = MetaFile {
+        format: format::FORMAT_VERSION,
+        key: key.clone(),
+        meta: meta.clone(),
+        generation: u64::MAX,
+        pinned: false,
+        last_used_unix_ms: u64::MAX,
+    };
     meta.tracks.len() == key.tracks.len()
         && meta.tracks.len() <= 255
         && meta.tracks.iter().all(|t| t.clock_rate > 0)
+        && encode_meta(&file).len() as u64 <= format::MAX_META_LEN
+}
+
+/// Reads a whole small file, refusing one larger than `max` (damage or a stranger's
+/// file) before allocating for it.
+fn read_bounded(path: &Path, max: u64) -> Option<Vec<u8>> {
+    let f = File::open(path).ok()?;
+    if f.metadata().ok()?.len() > max {
+        return None;
+    }
+    let mut b = Vec::new();
+    f.take(max + 1).read_to_end(&mut b).ok()?;
+    (b.len() as u64 <= max).then_some(b)
 }
 
 fn parse_seq(name: &str, ext: &str) -> Option<u32> {
@@ -454,8 +482,7 @@ pub(crate) fn recover_run(
     let file_len = f.metadata()?.len();
     let tracks = &meta.meta.tracks;
     let good_header = |h: &LogHeader| h.seq == seq && h.generation == meta.generation;
-    if let Some(sum) = fs::read(&idx)
-        .ok()
+    if let Some(sum) = read_bounded(&idx, format::MAX_INDEX_LEN)
         .and_then(|b| decode_index(&b, tracks).map(|s| (s, b.len() as u64)))
         .filter(|(s, _)| s.committed.is_some() && s.valid_len == file_len && good_header(&s.header))
         .filter(|(s, _)| header_and_commit_verify(&mut f, s).unwrap_or(false))

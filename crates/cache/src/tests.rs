@@ -516,6 +516,13 @@ fn bad_input_is_refused() {
         c.begin_fill(&k, &m, 0, at(0)).unwrap_err().kind(),
         io::ErrorKind::InvalidInput
     );
+    let mut m = meta("v1");
+    m.sdp = "a".repeat(5 << 20);
+    assert_eq!(
+        c.begin_fill(&k, &m, 0, at(0)).unwrap_err().kind(),
+        io::ErrorKind::InvalidInput
+    );
+    assert!(c.list().is_empty() && std::fs::read_dir(d.path()).unwrap().next().is_none());
     let mut w = c.begin_fill(&k, &meta("v1"), 0, at(0)).unwrap();
     let p = PacketIn {
         track: 2,

@@ -339,7 +339,7 @@ impl Cache {
                 let _ = fs::remove_file(run.log.with_extension("idx"));
             }
         }
-        o.prune(None);
+        o.prune();
         o.file.last_used_unix_ms = unix_ms(now);
         o.write_meta()?;
         let out = info(o);

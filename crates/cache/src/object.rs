@@ -280,7 +280,7 @@ impl Object {
 
     /// Removes runs another run makes redundant (its range contains theirs and it is at
     /// least as clean), and runs that hold no range at all.
-    pub(crate) fn prune(&mut self, keep_seq: Option<u32>) {
+    pub(crate) fn prune(&mut self) {
         let ranges: Vec<_> = self
             .runs
             .iter()
@@ -293,7 +293,7 @@ impl Object {
                 return true;
             }
             let redundant = match r.range() {
-                None => Some(seq) != keep_seq,
+                None => true,
                 Some((s, e)) => ranges.iter().any(|&(oseq, orange, oclean)| {
                     oseq != seq
                         && orange.is_some_and(|(os, oe)| os <= s && e <= oe)
@@ -407,7 +407,7 @@ impl Object {
                 o.runs.push(run);
             }
         }
-        o.prune(None);
+        o.prune();
         loaded.kept_bytes += o.size_bytes();
         Ok(o)
     }

@@ -372,7 +372,11 @@ fn a_fill_killed_with_sigkill_keeps_its_committed_runs() {
             .collect();
         total_committed += committed.len();
         let (mut c, rec) = Cache::open(d.path(), 1 << 28).unwrap();
-        assert_eq!(rec.dropped_objects, 0, "{rec:?}");
+        if total_committed > 0 {
+            // Killed before the object's first meta.json was renamed into place, the
+            // directory is rightly dropped; after a committed run, never.
+            assert_eq!(rec.dropped_objects, 0, "{rec:?}");
+        }
         let ranges = check_every_range(&mut c, &k);
         for (s, e) in committed {
             assert!(

@@ -4,7 +4,8 @@
 # log on, while long viewers of the same live stream are measured; once with the
 # records store on SQLite, once on PostgreSQL (a throwaway cluster this script starts,
 # as crates/testkit does for tests). Afterwards it counts the rows in edge_sessions and
-# the lines in the access log, reads the edge's drop counters from /metrics, and prints
+# the lines in the access log, reads the edge's drop counters from /metrics (the access
+# log's, and the records writer's stored/fallback/lost/pending), and prints
 # sessions/s, records/s, whether anything was lost, and the long viewers' loss and
 # worst gap. Starts its own origin. Needs release builds:
 #   cargo build --release -p mediagate -p mediagate-loadgen
@@ -103,7 +104,8 @@ EOT
   awk -v r="$rows" -v s="$seconds" 'BEGIN { printf "records: %d rows in edge_sessions (%.0f/s over the run)\n", r, r / s }'
   echo "records: rows when the run ended (edge still up) $rows_at_end; after the edge stopped $rows; access log lines $lines"
   echo "records: expected $((completed + long)) (completed short sessions + long viewers); edge sessions ended $(metric mediagate_edge_sessions_ended_total "$dir/metrics.txt")"
-  echo "drops: access log dropped $(metric mediagate_access_log_dropped_total "$dir/metrics.txt"), store records lost $(grep -c 'records LOST' "$dir/edge.log" || true) log lines"
+  local m=$dir/metrics.txt
+  echo "drops: access log dropped $(metric mediagate_access_log_dropped_total "$m"); store: stored $(metric mediagate_records_stored_total "$m"), to fallback $(metric mediagate_records_fallback_total "$m"), lost $(metric mediagate_records_lost_total "$m"), pending $(metric mediagate_records_pending "$m")"
   if [ "$store" = postgres ]; then pg stop -m fast > /dev/null; fi
 }
 

@@ -170,6 +170,8 @@ async fn run_async(
     let edge = args.edge_pid.map(Process::new);
     let ticks = sys::clock_ticks_per_second().unwrap_or(100);
     let edge_cpu_start = edge.as_ref().and_then(|e| e.cpu().ok());
+    let me = Process::new(std::process::id());
+    let my_cpu_start = me.cpu().ok();
 
     // Long viewers play until the short sessions are over, plus a cool-down.
     let run_start = Instant::now();
@@ -290,6 +292,8 @@ async fn run_async(
         long_playing_at_start: long_playing,
         edge_cpu_short: cpu(cpu_at_short_start, cpu_at_short_end),
         edge_cpu_total: cpu(edge_cpu_start, edge.as_ref().and_then(|e| e.cpu().ok())),
+        loadgen_cpu: cpu(my_cpu_start, me.cpu().ok()),
+        run_time: run_start.elapsed(),
     })
 }
 
@@ -429,6 +433,9 @@ struct ChurnReport {
     /// Edge CPU while the short sessions ran, and over the whole run.
     edge_cpu_short: Option<Duration>,
     edge_cpu_total: Option<Duration>,
+    /// This process's CPU over the run (it shares the machine with the edge).
+    loadgen_cpu: Option<Duration>,
+    run_time: Duration,
 }
 
 impl ChurnReport {
@@ -511,8 +518,15 @@ impl ChurnReport {
                 }
             );
         }
-        if let Some(cpu) = self.edge_cpu_total {
-            let _ = writeln!(out, "edge CPU over the run: {:.2} s", cpu.as_secs_f64());
+        let secs = self.run_time.as_secs_f64();
+        for (who, cpu) in [("edge", self.edge_cpu_total), ("loadgen", self.loadgen_cpu)] {
+            if let Some(cpu) = cpu {
+                let _ = writeln!(
+                    out,
+                    "{who} CPU over the run: {:.2} s in {secs:.1} s",
+                    cpu.as_secs_f64()
+                );
+            }
         }
         out
     }
@@ -595,6 +609,8 @@ mod tests {
             long_playing_at_start: 1,
             edge_cpu_short: Some(Duration::from_millis(300)),
             edge_cpu_total: None,
+            loadgen_cpu: Some(Duration::from_millis(1500)),
+            run_time: Duration::from_secs(8),
         };
         let text = r.to_text();
         assert!(text.contains("completed 3 (3/s); failed 1;"), "{text}");
@@ -612,6 +628,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("(100000 us per session)"), "{text}");
+        assert!(
+            text.contains("loadgen CPU over the run: 1.50 s in 8.0 s"),
+            "{text}"
+        );
+        assert!(!text.contains("edge CPU over the run"), "{text}");
         assert_eq!(r.exit_code(), 2);
     }
 }

@@ -140,12 +140,14 @@ fn udp_viewers_reported_loss_reaches_the_access_log_for_live_and_on_demand() {
     let ns = Namespace::new();
     let _origin = start_origin(&ns, noisy_vod_file(&dir));
     let log = dir.join("access.json");
+    // The cache off: the on-demand viewers pass through, each on its own origin session.
     let edge = EdgeProc::start_in(
         &ns.exec(),
         "127.0.0.1",
         &format!(
             "[[edge.route]]\nadvertised = \"/cam\"\norigin = \"rtsp://127.0.0.1:{ORIGIN_PORT}/live\"\n\
              [[edge.route]]\nadvertised = \"/movie\"\norigin = \"rtsp://127.0.0.1:{ORIGIN_PORT}/vod\"\n\
+             [edge.cache]\nenabled = false\n\
              [log]\naccess_log = {:?}\naccess_log_format = \"json\"\n",
             log.display().to_string()
         ),

@@ -162,11 +162,6 @@ impl Edge {
         self.ctx.hubs.edge_stats().cache.count_result(result);
     }
 
-    /// Counts `n` cache objects evicted to stay under the size limit.
-    pub fn count_cache_evictions(&self, n: u64) {
-        self.ctx.hubs.edge_stats().cache.count_evictions(n);
-    }
-
     /// Viewer sessions open now.
     pub fn viewer_sessions(&self) -> usize {
         self.ctx.sessions.load(std::sync::atomic::Ordering::Relaxed)

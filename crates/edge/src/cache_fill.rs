@@ -568,6 +568,41 @@ mod tests {
         );
     }
 
+    /// Two DESCRIBE answers for one unchanged file, as gst-rtsp-server 1.22 gives
+    /// them: a new session id in `o=` and new SSRCs and CNAMEs in `a=ssrc:`.
+    fn described(session: &str, ssrc: &str) -> Described {
+        let sdp = format!(
+            "v=0\r\no=- {session} 1 IN IP4 127.0.0.1\r\ns=Session streamed with GStreamer\r\nt=0 0\r\na=range:npt=0-10.005\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:stream=0\r\na=ssrc:{ssrc} cname:user{ssrc}@host-1\r\n"
+        );
+        Described {
+            sdp: mediagate_sdp::SessionDescription::parse(sdp.as_bytes()).unwrap(),
+            tracks: Vec::new(),
+            live: false,
+            session_timeout: 60,
+            aggregate_url: "rtsp://o/vod".into(),
+        }
+    }
+
+    #[test]
+    fn the_stored_description_leaves_out_what_each_describe_draws_afresh() {
+        let key = ObjectKey {
+            url: "rtsp://o/vod".into(),
+            tracks: Vec::new(),
+        };
+        let a = object_meta(&described("111", "2442689126"), &key);
+        let b = object_meta(&described("222", "778547638"), &key);
+        assert_eq!(a.sdp, b.sdp);
+        assert!(
+            !a.sdp.contains("a=ssrc") && !a.sdp.contains("o="),
+            "{}",
+            a.sdp
+        );
+        assert!(a.sdp.contains("a=control:stream=0"), "{}", a.sdp);
+        assert_eq!(a.duration_ms, Some(10_005));
+        // The version is compared on its own.
+        assert_eq!(a.validators.sdp_origin.as_deref(), Some("1"));
+    }
+
     #[test]
     fn packets_before_the_run_start_and_unknown_tracks_are_not_placed() {
         let mut c = clock(0, 1000, 8000);

@@ -148,7 +148,8 @@ impl Shown {
     fn show(&mut self, job: &Value, terminal: bool) {
         let mut out = std::io::stdout().lock();
         if terminal {
-            let _ = write!(out, "\r{}", progress_bar(job, 30));
+            // Trailing blanks wipe what a longer previous line left.
+            let _ = write!(out, "\r{}   ", progress_bar(job, 30));
         } else {
             let step = (job["percent"].as_f64().unwrap_or(0.0) / 10.0).floor() as u64;
             if self.step == Some(step) {

@@ -138,7 +138,11 @@ fn a_fill_killed_midway_keeps_what_it_held_and_serves_only_that() {
 
     // Past the held part: not from the cache; the origin serves it (and it is recorded).
     // `-noaccurate_seek` keeps ffmpeg from dropping the frames before the seek point
-    // itself.
+    // itself. ffmpeg's `-ss` PLAYs from 0 first (a hit here) and then from the seek
+    // point, where the session moves from the cache player to an origin session; ffmpeg
+    // then places the video seconds away from the audio, so a read bounded by `-t`
+    // ends after one video frame. Reading a number of video frames shows the media
+    // itself arrives and decodes.
     let from = held_s + 5.0;
     let mut opts = ReadOptions::frames(Transport::Tcp, 45).seek(from);
     opts.input_args = vec!["-noaccurate_seek".into()];

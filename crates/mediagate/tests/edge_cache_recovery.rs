@@ -139,10 +139,12 @@ fn a_fill_killed_midway_keeps_what_it_held_and_serves_only_that() {
     // Past the held part: not from the cache; the origin serves it (and it is recorded).
     // `-noaccurate_seek` keeps ffmpeg from dropping the frames before the seek point
     // itself. ffmpeg's `-ss` PLAYs from 0 first (a hit here) and then from the seek
-    // point, where the session moves from the cache player to an origin session; ffmpeg
-    // then places the video seconds away from the audio, so a read bounded by `-t`
-    // ends after one video frame. Reading a number of video frames shows the media
-    // itself arrives and decodes.
+    // point, where the session moves from the cache player to an origin session (new
+    // SSRC, sequence numbers and timestamps, announced in RTP-Info). Seen here: a read
+    // bounded by `-t 3` then keeps 3 s of audio but one video frame (ffmpeg straight
+    // at the origin, or at an edge without the hit first, keeps 45). Reading a number
+    // of video frames shows the media itself arrives and decodes; the `-t` case is
+    // the player's transition, reported for the play path.
     let from = held_s + 5.0;
     let mut opts = ReadOptions::frames(Transport::Tcp, 45).seek(from);
     opts.input_args = vec!["-noaccurate_seek".into()];

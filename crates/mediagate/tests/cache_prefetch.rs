@@ -7,6 +7,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::admin::{cache_cli, cache_objects, get_json, http};
@@ -14,6 +15,7 @@ use common::EdgeProc;
 use mediagate_edge::record::ViewerSessionRecord;
 use mediagate_ops::store::SqliteStore;
 use mediagate_testkit::ports::free_tcp_port;
+use mediagate_testkit::process::{Peer, StdoutHandling};
 use mediagate_testkit::{ffmpeg_read, Origin, OriginOptions, ReadOptions, Transport};
 
 /// A cache directory of this test's own, removed when dropped.
@@ -175,13 +177,38 @@ fn a_cancelled_prefetch_leaves_a_partial_object() {
     let (edge, api) = edge(&origin, &cache);
     let origin_url = origin.url("/vod");
 
-    // Real time, so there is time to cancel; the answer comes once the origin played.
-    let (ok, out, err) = cache_cli(
-        api,
-        &["prefetch", "--speed", "1", "--detach", &edge.url("/clip")],
-    );
-    assert!(ok, "{err}\n{}", edge.peer.diagnostics());
-    assert!(out.starts_with("running "), "{out}");
+    // Started on a terminal (a pty from `script`): the CLI draws its bar in place and
+    // stays until the prefetch ends. Real time, so there is time to cancel.
+    let mut cmd = Command::new("script");
+    cmd.args(["-qefc"])
+        .arg(format!(
+            "{} cache prefetch --speed 1 --admin http://127.0.0.1:{api} {}",
+            env!("CARGO_BIN_EXE_mediagate"),
+            edge.url("/clip")
+        ))
+        .arg("/dev/null");
+    let on_terminal = Peer::spawn_with(
+        "mediagate cache prefetch (pty)",
+        cmd,
+        StdoutHandling {
+            keep_all: true,
+            ..StdoutHandling::default()
+        },
+    )
+    .expect("script starts");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get_json(api, "/api/v1/cache/prefetch")
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the prefetch did not start: {}",
+            on_terminal.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // A second prefetch of the same object is refused while the first runs.
     let (status, body) = http(
@@ -208,6 +235,14 @@ fn a_cancelled_prefetch_leaves_a_partial_object() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // The terminal shows a bar redrawn in place.
+    let drawn = String::from_utf8_lossy(&on_terminal.stdout_bytes()).into_owned();
+    assert!(
+        drawn.contains("\r[###") && drawn.contains("%  "),
+        "{drawn:?}\n{}",
+        on_terminal.diagnostics()
+    );
+
     // Cancel by the origin's name this time: both names work.
     let (ok, out, err) = cache_cli(api, &["prefetch", "--cancel", &origin_url]);
     assert!(ok, "{err}");
@@ -225,6 +260,15 @@ fn a_cancelled_prefetch_leaves_a_partial_object() {
     assert!((2_000..20_000).contains(&end), "{objects:?}");
     let (ok, list, _) = cache_cli(api, &["list"]);
     assert!(ok && list.contains("  partial 0.0s-"), "{list}");
+    // The CLI that was watching says so and fails.
+    let status = on_terminal.wait_timeout(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "{}",
+        on_terminal.diagnostics()
+    );
+    let drawn = String::from_utf8_lossy(&on_terminal.stdout_bytes()).into_owned();
+    assert!(drawn.contains("cancelled "), "{drawn:?}");
 
     // Nothing runs any more: a second cancel finds nothing.
     let (ok, _, err) = cache_cli(api, &["prefetch", "--cancel", &edge.url("/clip")]);

@@ -6,8 +6,12 @@
 //! SETUPs the chosen tracks over TCP interleaved and PLAYs from npt 0 asking for
 //! `Speed` (RFC 7826 §18.50, RFC 2326 §12.35): delivery faster than real time with
 //! timestamps left in media time, so the stored object is the same as a viewer's fill.
-//! Whether the origin obliged is in its PLAY answer (`Speed`, or `Scale` when it
-//! changed that instead); the listing shows it. Packets go through the viewer's fill
+//! An answer with `Speed` is not taken on trust: the first [`PROBE_WALL`] of packets
+//! are held back and written only when the media time they span outpaces the wall
+//! clock (gst-rtsp-server 1.22 answers `Speed` but scales the RTP timestamps, which
+//! would store a clip squeezed in time); otherwise that PLAY is given up unwritten and
+//! the clip is played again in real time. The listing shows the `Speed` in use.
+//! Packets go through the viewer's fill
 //! path ([`FillRun`]): one filler per object still holds, and a prefetch waits for the
 //! disk (back-pressure to the origin) instead of giving the fill up. It ends when every
 //! track's RTCP BYE arrived (the clip ended), when the origin goes quiet for

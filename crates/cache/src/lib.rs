@@ -127,6 +127,8 @@ pub struct Cache {
     limit: u64,
     objects: BTreeMap<ObjectKey, Object>,
     next_incarnation: u64,
+    /// Objects evicted since open (at open included), for the edge's metric.
+    evictions: u64,
 }
 
 /// One fill run being written.
@@ -173,6 +175,7 @@ impl Cache {
             limit: limit_bytes,
             objects: BTreeMap::new(),
             next_incarnation: 1,
+            evictions: 0,
         };
         let mut rec = Recovery::default();
         let mut loaded = Loaded::default();
@@ -424,6 +427,12 @@ impl Cache {
         self.limit
     }
 
+    /// Objects evicted to stay under the limit since [`Cache::open`], its own
+    /// evictions included (purges are not evictions).
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
     /// Removes least recently used objects until the total fits the limit; never a
     /// pinned object nor one being filled. Returns (objects, bytes) removed.
     fn evict(&mut self) -> io::Result<(usize, u64)> {
@@ -452,6 +461,7 @@ impl Cache {
             used -= size;
             removed.0 += 1;
             removed.1 += size;
+            self.evictions += 1;
         }
         Ok(removed)
     }

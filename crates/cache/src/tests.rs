@@ -417,6 +417,7 @@ fn eviction_drops_least_recently_used_never_pinned_nor_filling() {
     let (mut c, rec) = Cache::open(d.path(), limit).unwrap();
     assert_eq!((rec.objects, rec.dropped_objects), (3, 1), "{rec:?}");
     assert!(c.lookup(&b).is_none());
+    assert_eq!(c.evictions(), 1, "b, evicted at open");
     assert!(c.lookup(&a).is_some() && c.lookup(&p).is_some() && c.lookup(&f).is_some());
     assert!(c.used_bytes() <= limit);
     // `f` filled again: while it grows, the next eviction takes `a`, never `p` nor `f`.
@@ -429,6 +430,7 @@ fn eviction_drops_least_recently_used_never_pinned_nor_filling() {
         .unwrap();
     assert!(c.lookup(&a).is_none(), "a is the least recently used");
     assert!(c.lookup(&p).is_some() && c.lookup(&f).is_some());
+    assert_eq!(c.evictions(), 2);
     // Pinned objects stay even when they alone exceed the limit.
     drop(g);
     c.end_fill(w, true, at(80)).unwrap();
@@ -436,6 +438,7 @@ fn eviction_drops_least_recently_used_never_pinned_nor_filling() {
     drop(c);
     let (c, rec) = Cache::open(d.path(), 1).unwrap();
     assert_eq!(rec.objects, 1);
+    assert_eq!(c.evictions(), rec.dropped_objects as u64, "{rec:?}");
     assert!(c.lookup(&p).unwrap().pinned);
     assert!(c.used_bytes() > c.limit_bytes());
 }

@@ -21,6 +21,12 @@ const WRITE_CHUNK: usize = 1024 * 1024;
 /// the disk (128-188 MB/s on the 2-core reference machine); every 64 MB lets writeback
 /// overlap the next writes (280-450 MB/s there, fill_bench).
 const SYNC_EVERY: u64 = 64 * 1024 * 1024;
+/// A slow fill (a real-time viewer's: tens of kB/s) would otherwise keep a megabyte,
+/// many seconds of media, in this process only, where a kill -9 takes it: what is
+/// buffered goes to the kernel at least this often by the packets' arrival times
+/// (the kernel keeps it through the death of the process; a power loss is what the
+/// fsync cadence bounds).
+const FLUSH_EVERY_MS: u64 = 500;
 
 /// What the cache sees of a fill in progress: how big it is. The cache holds it weakly,
 /// so a writer that is dropped without `end_fill` is noticed.
@@ -58,6 +64,8 @@ pub(crate) struct FillState {
     /// A write failed: what is on disk is unknown past the last sync, so the end of
     /// the fill re-verifies the log instead of trusting `sum`.
     pub(crate) failed: bool,
+    /// Arrival time (unix ms) of the packet after which the buffer last went out.
+    flushed_at_ms: Option<u64>,
 }
 
 impl FillState {
@@ -87,6 +95,7 @@ impl FillState {
                 sum,
                 shared: shared.clone(),
                 failed: false,
+                flushed_at_ms: None,
             },
             shared,
         ))
@@ -128,7 +137,11 @@ impl FillState {
         self.shared
             .bytes
             .store(self.sum.valid_len, Ordering::Relaxed);
-        if self.out.buf.len() >= WRITE_CHUNK {
+        let since = *self.flushed_at_ms.get_or_insert(p.arrival_unix_ms);
+        if self.out.buf.len() >= WRITE_CHUNK
+            || p.arrival_unix_ms.saturating_sub(since) >= FLUSH_EVERY_MS
+        {
+            self.flushed_at_ms = Some(p.arrival_unix_ms);
             self.flush()?;
             if self.out.unsynced >= SYNC_EVERY {
                 self.sync()?;

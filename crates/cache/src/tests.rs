@@ -612,3 +612,29 @@ fn an_audio_only_object_seeks_to_the_100_ms_step_at_or_before() {
     }
     assert_eq!(n, pk.len() - 2_300 / 20);
 }
+
+#[test]
+fn a_real_time_fill_reaches_the_file_while_it_runs_so_a_killed_process_keeps_it() {
+    let d = TempDir::new("slow");
+    let k = key("rtsp://o/slow");
+    {
+        let (mut c, _) = Cache::open(d.path(), 1 << 30).unwrap();
+        let mut w = c.begin_fill(&k, &meta("v1"), 0, at(0)).unwrap();
+        // 6 s of the clip arriving in real time: far less than a write chunk.
+        for p in clip(0, 6_000) {
+            let mut pin = p.as_in();
+            pin.arrival_unix_ms = 1_700_000_000_000 + p.ms();
+            w.push(&pin).unwrap();
+        }
+        // What a kill -9 leaves: no end_fill, no drop, nothing more written.
+        std::mem::forget(w);
+    }
+    let (c, rec) = Cache::open(d.path(), 1 << 30).unwrap();
+    assert_eq!(rec.objects, 1, "{rec:?}");
+    let (start, end) = c.covered(&k, 0).expect("the start of the clip is held");
+    assert_eq!(start, 0);
+    assert!(
+        (5_000..6_000).contains(&end),
+        "held up to the last half second or so before the kill: {end} ms"
+    );
+}

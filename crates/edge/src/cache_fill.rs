@@ -103,9 +103,9 @@ pub(crate) fn object_meta(d: &Described, key: &ObjectKey) -> Meta {
         duration_ms,
         validators: Validators {
             sdp_origin: d.sdp.origin().map(|o| o.session_version.to_string()),
-            ..Validators::default()
+            ..d.caching.clone()
         },
-        needed_auth: false,
+        needed_auth: d.needed_auth,
         fetched_unix_ms: 0,
     }
 }

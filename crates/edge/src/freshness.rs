@@ -185,9 +185,7 @@ pub(crate) fn verdict(
         return Verdict::Revalidate;
     }
     if let Some(min_fresh) = viewer.min_fresh_s {
-        return if lifetime.saturating_sub(age) >= min_fresh.saturating_mul(1000)
-            && age < lifetime
-        {
+        return if lifetime.saturating_sub(age) >= min_fresh.saturating_mul(1000) && age < lifetime {
             Verdict::Fresh
         } else {
             Verdict::Revalidate

@@ -61,7 +61,10 @@ fn what_may_be_stored() {
 #[test]
 fn lifetimes_follow_the_origins_headers_in_rfc_order() {
     let fetched = "Thu, 01 Jan 2026 00:00:00 GMT";
-    assert_eq!(httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(T0)), fetched);
+    assert_eq!(
+        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(T0)),
+        fetched
+    );
     // (Cache-Control, Expires, Last-Modified) → lifetime in s
     let table: &[(Option<&str>, Option<&str>, Option<&str>, u64)] = &[
         (None, None, None, 3600),
@@ -69,7 +72,12 @@ fn lifetimes_follow_the_origins_headers_in_rfc_order() {
         (Some("max-age=30, s-maxage=90"), None, None, 90),
         (Some("public"), None, None, 3600),
         // max-age wins over Expires.
-        (Some("max-age=30"), Some("Thu, 01 Jan 2026 00:10:00 GMT"), None, 30),
+        (
+            Some("max-age=30"),
+            Some("Thu, 01 Jan 2026 00:10:00 GMT"),
+            None,
+            30,
+        ),
         (None, Some("Thu, 01 Jan 2026 00:10:00 GMT"), None, 600),
         (None, Some("Wed, 31 Dec 2025 00:00:00 GMT"), None, 0),
         (None, Some("0"), None, 0),
@@ -110,14 +118,28 @@ fn viewer_and_origin_directives_decide_fresh_or_revalidate() {
         ("max-age=60", "max-stale=30", 90, Fresh),
         ("max-age=60", "max-stale=30", 91, Revalidate),
         ("max-age=60, must-revalidate", "max-stale", 61, Revalidate),
-        ("max-age=60, proxy-revalidate", "max-stale=100", 61, Revalidate),
+        (
+            "max-age=60, proxy-revalidate",
+            "max-stale=100",
+            61,
+            Revalidate,
+        ),
         ("max-age=60, must-revalidate", "", 59, Fresh),
         // Unknown directives are ignored.
-        ("max-age=60, x-ours=1", "only-if-cached, x-theirs", 59, Fresh),
+        (
+            "max-age=60, x-ours=1",
+            "only-if-cached, x-theirs",
+            59,
+            Fresh,
+        ),
     ];
     for &(origin, viewer, age, want) in table {
         let m = meta(Some(origin), None, None);
-        assert_eq!(at(&m, viewer, age), want, "origin {origin:?} viewer {viewer:?} age {age}");
+        assert_eq!(
+            at(&m, viewer, age),
+            want,
+            "origin {origin:?} viewer {viewer:?} age {age}"
+        );
     }
     // Without any header, the edge's default_ttl.
     let m = meta(None, None, None);
@@ -143,10 +165,16 @@ fn conditional_describe_carries_the_stored_validators() {
     let mut m = meta(None, None, Some("Wed, 31 Dec 2025 14:00:00 GMT"));
     assert_eq!(
         conditional_headers(&m.validators),
-        vec![("If-Modified-Since", "Wed, 31 Dec 2025 14:00:00 GMT".to_owned())]
+        vec![(
+            "If-Modified-Since",
+            "Wed, 31 Dec 2025 14:00:00 GMT".to_owned()
+        )]
     );
     m.validators.etag = Some("\"v7\"".into());
-    assert_eq!(conditional_headers(&m.validators)[0], ("If-None-Match", "\"v7\"".to_owned()));
+    assert_eq!(
+        conditional_headers(&m.validators)[0],
+        ("If-None-Match", "\"v7\"".to_owned())
+    );
     assert!(conditional_headers(&Validators::default()).is_empty());
 }
 

@@ -34,23 +34,11 @@ pub struct UpstreamTarget {
     /// Keep on-demand content of this origin in the cache (the route's `cache`;
     /// forward and transparent targets: true). Whether the edge has a cache at all is
     /// `[edge.cache] enabled`.
-    #[allow(
-        dead_code,
-        reason = "read by the cache fill path (issue 13, play slice)"
-    )]
     pub cache: bool,
     /// Largest object kept for this origin, in bytes (the route's `cache_max_object`).
-    #[allow(
-        dead_code,
-        reason = "read by the cache fill path (issue 13, play slice)"
-    )]
     pub cache_max_object: Option<u64>,
     /// Cache content the origin wanted credentials for even when it is not marked
     /// `public` (the route's `cache_authenticated`).
-    #[allow(
-        dead_code,
-        reason = "read by the cache fill path (issue 13, play slice)"
-    )]
     pub cache_authenticated: bool,
     /// Who vouches for `connect_to`: the config (a route, the parent) or only the
     /// forward allow list.
@@ -88,6 +76,20 @@ pub struct Described {
     pub session_timeout: u64,
     /// The origin URL for aggregate requests (PLAY, PAUSE, TEARDOWN).
     pub aggregate_url: String,
+    /// What the DESCRIBE answer said about caching it (`sdp_origin` left empty: the
+    /// cache fill takes it from `sdp`).
+    pub caching: mediagate_cache::Validators,
+    /// The origin wanted credentials for it: the DESCRIBE carried the route's
+    /// credentials after a challenge, or a viewer's own `Authorization`.
+    pub needed_auth: bool,
+}
+
+/// A conditional DESCRIBE's answer.
+#[derive(Debug)]
+pub enum Revalidated {
+    /// `304 Not Modified`.
+    NotModified,
+    Changed(Box<Described>),
 }
 
 impl Described {
@@ -162,9 +164,41 @@ pub async fn describe(target: &UpstreamTarget) -> Result<(RtspClient, Described)
 /// `forwarded_for` (an accounting DESCRIBE's `X-Forwarded-For`) goes on every hop.
 pub async fn describe_with(
     target: &UpstreamTarget,
-    mut authorization: Option<&str>,
+    authorization: Option<&str>,
     forwarded_for: Option<&str>,
 ) -> Result<(RtspClient, Described), ClientError> {
+    match describe_inner(target, authorization, forwarded_for, &[]).await? {
+        (client, Some(d)) => Ok((client, d)),
+        (_, None) => Err(ClientError::Status {
+            method: "DESCRIBE".into(),
+            status: mediagate_rtsp::StatusCode::BAD_GATEWAY,
+            reason: "the origin answered an unconditional DESCRIBE with 304".into(),
+        }),
+    }
+}
+
+/// A conditional DESCRIBE (`If-None-Match` / `If-Modified-Since` as `conditions`)
+/// with the route's credentials, on a connection closed afterwards: the revalidation
+/// of a cached object (RFC 7826 §18.24, §18.25).
+pub async fn describe_if_changed(
+    target: &UpstreamTarget,
+    conditions: &[(&'static str, String)],
+) -> Result<Revalidated, ClientError> {
+    Ok(
+        match describe_inner(target, None, None, conditions).await? {
+            (_, Some(d)) => Revalidated::Changed(Box::new(d)),
+            (_, None) => Revalidated::NotModified,
+        },
+    )
+}
+
+/// DESCRIBE with `extra` headers; `None` for a `304` answer.
+async fn describe_inner(
+    target: &UpstreamTarget,
+    mut authorization: Option<&str>,
+    forwarded_for: Option<&str>,
+    extra: &[(&'static str, String)],
+) -> Result<(RtspClient, Option<Described>), ClientError> {
     let mut url = target.url.clone();
     let mut hop = target.connect_to.clone();
     let mut grant = target.grant;
@@ -188,6 +222,9 @@ pub async fn describe_with(
         }
         if let Some(f) = forwarded_for {
             req.headers.set("X-Forwarded-For", f.to_owned());
+        }
+        for (name, value) in extra {
+            req.headers.set(name, value.clone());
         }
         let resp = client.send(req).await?;
         let redirect = matches!(resp.status.as_u16(), 301 | 302 | 303 | 307);
@@ -226,6 +263,9 @@ pub async fn describe_with(
                 hops += 1;
             }
             _ if resp.status.is_success() => break (client, resp),
+            _ if resp.status == mediagate_rtsp::StatusCode::NOT_MODIFIED && !extra.is_empty() => {
+                return Ok((client, None))
+            }
             _ if resp.status == mediagate_rtsp::StatusCode::UNAUTHORIZED
                 && credentials.is_none() =>
             {
@@ -295,15 +335,29 @@ pub async fn describe_with(
         });
     }
     let aggregate_url = sdp.aggregate_control_url(&base);
+    let header = |name: &str| resp.headers.get(name).map(str::to_owned);
+    let caching = mediagate_cache::Validators {
+        etag: header("ETag").or_else(|| header("MTag")),
+        last_modified: header("Last-Modified"),
+        expires: header("Expires"),
+        cache_control: {
+            let all: Vec<&str> = resp.headers.get_all("Cache-Control").collect();
+            (!all.is_empty()).then(|| all.join(", "))
+        },
+        sdp_origin: None,
+    };
+    let needed_auth = authorization.is_some() || client.answered_challenge();
     Ok((
         client,
-        Described {
+        Some(Described {
             sdp,
             tracks,
             live,
             session_timeout: 60,
             aggregate_url,
-        },
+            caching,
+            needed_auth,
+        }),
     ))
 }
 

@@ -1040,6 +1040,8 @@ mod sdp_tests {
             live: true,
             session_timeout: 60,
             aggregate_url: "rtsp://10.77.2.2/cam".into(),
+            caching: Default::default(),
+            needed_auth: false,
         };
         let shown = viewer_sdp(&d, "10.77.1.1".parse().unwrap()).to_bytes();
         let text = String::from_utf8_lossy(&shown);

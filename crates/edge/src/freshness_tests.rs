@@ -66,7 +66,13 @@ fn lifetimes_follow_the_origins_headers_in_rfc_order() {
         fetched
     );
     // (Cache-Control, Expires, Last-Modified) → lifetime in s
-    let table: &[(Option<&str>, Option<&str>, Option<&str>, u64)] = &[
+    type Row = (
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<&'static str>,
+        u64,
+    );
+    let table: &[Row] = &[
         (None, None, None, 3600),
         (Some("max-age=30"), None, None, 30),
         (Some("max-age=30, s-maxage=90"), None, None, 90),

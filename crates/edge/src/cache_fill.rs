@@ -64,14 +64,16 @@ pub(crate) fn object_key(origin_url: &str, d: &Described, set_up: &[usize]) -> O
     }
 }
 
-/// The object's metadata for `d`. The SDP is stored without its `o=` line, whose
-/// session id some origins (gst-rtsp-server) draw afresh for every DESCRIBE of
-/// unchanged content; its version goes into the validators instead.
+/// The object's metadata for `d`. The SDP is stored without the lines that name one
+/// origin session rather than the content (`freshness::per_session_line`: the `o=`
+/// line, whose session id gst-rtsp-server draws afresh for every DESCRIBE of
+/// unchanged content, and the `a=ssrc` lines of RFC 5576, whose SSRC and CNAME it
+/// draws for every pipeline); the `o=` version goes into the validators instead.
 pub(crate) fn object_meta(d: &Described, key: &ObjectKey) -> Meta {
     let text = String::from_utf8_lossy(&d.sdp.to_bytes()).into_owned();
     let sdp: String = text
         .split_inclusive('\n')
-        .filter(|l| !l.starts_with("o="))
+        .filter(|l| !crate::freshness::per_session_line(l))
         .collect();
     let tracks = key
         .tracks

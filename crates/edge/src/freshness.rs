@@ -17,8 +17,8 @@
 //! (a conditional DESCRIBE), not thrown away.
 //!
 //! Same content: a `304`, or an answer whose validators (`ETag`/`MTag`,
-//! `Last-Modified`), SDP `o=` version and SDP (apart from its `o=` line) match what is
-//! stored. Origins that send no validators (gst-rtsp-server sends none) are then
+//! `Last-Modified`), SDP `o=` version and SDP (apart from the lines that name one
+//! origin session: `o=`, `a=ssrc`) match what is stored. Origins that send no validators (gst-rtsp-server sends none) are then
 //! judged by the SDP alone.
 //!
 //! What it does not: talk to the origin, read the clock or touch the cache's files.
@@ -216,10 +216,17 @@ pub(crate) fn conditional_headers(v: &Validators) -> Vec<(&'static str, String)>
     h
 }
 
+/// Whether an SDP line names one origin session rather than the content: `o=`
+/// (its version is compared on its own) and RFC 5576's `a=ssrc` / `a=ssrc-group`,
+/// which origins such as gst-rtsp-server draw afresh for every DESCRIBE.
+pub(crate) fn per_session_line(line: &str) -> bool {
+    line.starts_with("o=") || line.starts_with("a=ssrc:") || line.starts_with("a=ssrc-group:")
+}
+
 /// Whether a revalidation's answer (`current`) describes the content `stored` holds.
 pub(crate) fn same_content(stored: &Meta, current: &Meta) -> bool {
     fn without_origin(sdp: &str) -> impl Iterator<Item = &str> {
-        sdp.lines().filter(|l| !l.starts_with("o="))
+        sdp.lines().filter(|l| !per_session_line(l))
     }
     let (s, c) = (&stored.validators, &current.validators);
     without_origin(&stored.sdp).eq(without_origin(&current.sdp))

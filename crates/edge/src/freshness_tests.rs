@@ -191,6 +191,12 @@ fn same_content_compares_sdp_version_and_validators() {
     // content; the version is compared through sdp_origin.
     let mut c = stored.clone();
     c.sdp = c.sdp.replace("o=- 1 1", "o=- 99 1");
+    let mut s2 = stored.clone();
+    s2.sdp
+        .push_str("a=ssrc:1004085019 cname:user1@host-49ada901\r\n");
+    c.sdp
+        .push_str("a=ssrc:229297152 cname:user2@host-513ec474\r\n");
+    assert!(same_content(&s2, &c), "SSRCs are drawn per origin session");
     c.fetched_unix_ms += 5000;
     c.validators.expires = Some("Thu, 01 Jan 2026 01:00:00 GMT".into());
     assert!(same_content(&stored, &c));

@@ -568,14 +568,18 @@ impl Source {
             return miss;
         }
         let latest = object_meta(answered.unwrap_or(&self.described), &key);
-        if !freshness::same_content(meta, &latest) {
+        let same = freshness::same_content(meta, &latest);
+        if answered.is_some() && !same {
             tracing::debug!(url, "cached object's description changed; refetching");
             return miss;
         }
         let now = SystemTime::now();
+        // The hub's description may be older than the object (it is kept while the
+        // hub lingers), or newer: when the two differ, the origin decides.
         let stale = !viewer.only_if_cached
-            && freshness::verdict(meta, viewer, unix_ms(now), lazy.policy.default_ttl)
-                == Verdict::Revalidate;
+            && (!same
+                || freshness::verdict(meta, viewer, unix_ms(now), lazy.policy.default_ttl)
+                    == Verdict::Revalidate);
         let refreshed = if !stale {
             false
         } else {

@@ -314,12 +314,12 @@ impl FillRun {
         let (tx, rx) = sync_channel(WRITER_QUEUE);
         let store = plan.store.clone();
         let max = plan.max_object_bytes;
-        let url = plan.key.url.clone();
+        let key = plan.key.clone();
         let origin_failed = Arc::new(AtomicBool::new(false));
         let failed = origin_failed.clone();
         let spawned = std::thread::Builder::new()
             .name("cache-fill".into())
-            .spawn(move || write_run(&store, writer, &rx, max, &url, &failed));
+            .spawn(move || write_run(&store, writer, &rx, max, &key, &failed));
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cache fill thread could not start");
             return None;
@@ -376,18 +376,22 @@ impl Drop for FillRun {
     }
 }
 
-/// The writer thread: appends until the run ends, then ends the fill in the cache.
+/// The writer thread: appends until the run ends, then ends the fill in the cache. An
+/// object that outgrows the route's `cache_max_object` is not kept at all (its other
+/// runs included): the route does not cache content that large.
 fn write_run(
     store: &CacheStore,
     mut writer: FillWriter,
     rx: &Receiver<FillMsgBox>,
     max_object_bytes: u64,
-    url: &str,
+    key: &ObjectKey,
     origin_failed: &AtomicBool,
 ) {
+    let url = key.url.as_str();
     let clean;
     let mut writing = true;
     let mut write_failed = false;
+    let mut too_big = false;
     loop {
         match rx.recv() {
             Ok(FillMsgBox(FillMsg::Packet {
@@ -414,9 +418,10 @@ fn write_run(
                     tracing::info!(
                         url,
                         max_object_bytes,
-                        "object reached the route's cache_max_object; fill stops"
+                        "object passed the route's cache_max_object; not kept, the viewer goes on"
                     );
                     writing = false;
+                    too_big = true;
                 }
             }
             Ok(FillMsgBox(FillMsg::End { clean: c })) => {
@@ -430,7 +435,16 @@ fn write_run(
         }
     }
     let clean = clean && !write_failed;
-    match store.lock().end_fill(writer, clean, SystemTime::now()) {
+    let mut cache = store.lock();
+    let ended = cache.end_fill(writer, clean, SystemTime::now());
+    if too_big {
+        if let Err(e) = cache.purge(key) {
+            tracing::warn!(url, error = %e, "an object past cache_max_object could not be removed");
+        }
+        return;
+    }
+    drop(cache);
+    match ended {
         Ok(info) => tracing::debug!(
             url,
             clean,

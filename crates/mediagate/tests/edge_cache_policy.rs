@@ -444,3 +444,41 @@ fn a_replaced_origin_file_is_fetched_again_once_stale_and_an_unchanged_one_is_re
         ["MISS", "REFRESH", "MISS", "REFRESH"]
     );
 }
+
+#[test]
+fn route_switches_cache_off_and_cache_max_object_keep_content_out_while_viewers_play_on() {
+    let origin = Origin::start(OriginOptions {
+        vod_seconds: 4,
+        ..OriginOptions::default()
+    })
+    .expect("origin starts");
+    let scratch = Scratch::new("switches");
+    let api = mediagate_testkit::ports::free_tcp_port().unwrap();
+    // About 170 kB of clip: the 32 KiB limit is passed early in the fill.
+    let edge = EdgeProc::start(&format!(
+        "{}[admin]\nlisten = [\"127.0.0.1:{api}\"]\n\
+         [[edge.route]]\nadvertised = \"/big\"\norigin = \"{}\"\ncache_max_object = \"32KiB\"\n\
+         [[edge.route]]\nadvertised = \"/off\"\norigin = \"{}\"\ncache = false\n",
+        cache_section(&scratch.path("cache"), ""),
+        origin.url("/vod"),
+        origin.url("/vod"),
+    ));
+    for round in 1..=2 {
+        plays_whole_clip(&edge.url("/big"), 4.0);
+        plays_whole_clip(&edge.url("/off"), 4.0);
+        assert_eq!(
+            origin.play_count("/vod"),
+            2 * round,
+            "{:#?}",
+            origin.requests()
+        );
+    }
+    // The object that outgrew its limit was dropped once its viewer was done.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cached_objects(api).is_empty() {
+        assert!(Instant::now() < deadline, "{:?}", cached_objects(api));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(results(&edge, 2, "/big"), ["MISS", "MISS"]);
+    assert_eq!(results(&edge, 2, "/off"), ["PASS", "PASS"]);
+}

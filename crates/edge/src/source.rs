@@ -13,6 +13,15 @@
 //! tracks set up and played with the viewer's `Range`, and recorded. A seek of a hit
 //! to a time the cache does not hold continues from the origin the same way.
 //!
+//! Which PLAY is a hit follows the route's policy and the freshness rules
+//! (`freshness`): an object stored under a policy the route still has, describing
+//! what the origin describes now, fresh for this viewer's `Cache-Control` or found
+//! unchanged by a conditional DESCRIBE (REFRESH); a miss records only what the
+//! origin's `Cache-Control` and credentials allow. A pass-through viewer (its own
+//! origin session, opened by its own DESCRIBE with its own credentials) of on-demand
+//! content is served the same way: its DESCRIBE is the origin's authorization and
+//! revalidation, and a hit leaves its origin session set up but not playing.
+//!
 //! Every source keeps the hub's [`Lease`] (the hub answered DESCRIBE and lingers
 //! while viewers of its URL exist) and the session's [`Tally`], which whoever feeds the
 //! viewer fills in; [`Source::stop`] returns the final counts. A stream served with

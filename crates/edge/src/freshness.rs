@@ -216,6 +216,18 @@ pub(crate) fn conditional_headers(v: &Validators) -> Vec<(&'static str, String)>
     h
 }
 
+/// The stored validators after a `304` that `sent` these: each caching header the
+/// `304` carries replaces the stored one (RFC 7234 §4.3.4); the SDP version stays.
+pub(crate) fn updated(stored: &Validators, sent: Validators) -> Validators {
+    Validators {
+        etag: sent.etag.or_else(|| stored.etag.clone()),
+        last_modified: sent.last_modified.or_else(|| stored.last_modified.clone()),
+        expires: sent.expires.or_else(|| stored.expires.clone()),
+        cache_control: sent.cache_control.or_else(|| stored.cache_control.clone()),
+        sdp_origin: stored.sdp_origin.clone(),
+    }
+}
+
 /// Whether an SDP line names one origin session rather than the content: `o=`
 /// (its version is compared on its own) and RFC 5576's `a=ssrc` / `a=ssrc-group`,
 /// which origins such as gst-rtsp-server draw afresh for every DESCRIBE.

@@ -224,3 +224,25 @@ fn same_content_compares_sdp_version_and_validators() {
     newer.validators.last_modified = Some("Thu, 01 Jan 2026 00:30:00 GMT".into());
     assert!(!same_content(&lm, &newer), "modified since");
 }
+
+#[test]
+fn a_304_replaces_the_caching_headers_it_carries_and_keeps_the_rest() {
+    let stored = Validators {
+        etag: Some("\"v1\"".into()),
+        last_modified: Some("Wed, 31 Dec 2025 14:00:00 GMT".into()),
+        expires: Some("Thu, 01 Jan 2026 00:10:00 GMT".into()),
+        cache_control: Some("max-age=60".into()),
+        sdp_origin: Some("3".into()),
+    };
+    let sent = Validators {
+        cache_control: Some("max-age=600".into()),
+        expires: Some("Thu, 01 Jan 2026 01:00:00 GMT".into()),
+        ..Validators::default()
+    };
+    let v = updated(&stored, sent);
+    assert_eq!(v.cache_control.as_deref(), Some("max-age=600"));
+    assert_eq!(v.expires.as_deref(), Some("Thu, 01 Jan 2026 01:00:00 GMT"));
+    assert_eq!(v.etag, stored.etag);
+    assert_eq!(v.last_modified, stored.last_modified);
+    assert_eq!(v.sdp_origin, stored.sdp_origin);
+}

@@ -828,7 +828,7 @@ fn fill_plan(lazy: &Lazy, d: &Described) -> Option<FillPlan> {
 async fn revalidate(target: &UpstreamTarget, stored: &Meta, key: &ObjectKey) -> Option<Validators> {
     let conditions = freshness::conditional_headers(&stored.validators);
     match upstream::describe_if_changed(target, &conditions).await {
-        Ok(Revalidated::NotModified) => Some(stored.validators.clone()),
+        Ok(Revalidated::NotModified(sent)) => Some(freshness::updated(&stored.validators, sent)),
         Ok(Revalidated::Changed(d)) => {
             let current = object_meta(&d, key);
             freshness::same_content(stored, &current).then_some(current.validators)

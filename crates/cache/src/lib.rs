@@ -10,6 +10,7 @@
 mod crc;
 mod fill;
 mod format;
+pub mod freshness;
 mod object;
 mod reader;
 

@@ -180,8 +180,14 @@ mod tests {
 
     #[test]
     fn lifetimes() {
-        use Option as O;
-        let cases: &[(O<&str>, O<&str>, O<&str>, u64)] = &[
+        /// (origin Cache-Control, Expires, Last-Modified, lifetime ms)
+        type Case = (
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<&'static str>,
+            u64,
+        );
+        let cases: &[Case] = &[
             // max-age wins over Expires.
             (
                 Some("max-age=60"),
@@ -236,9 +242,16 @@ mod tests {
     #[test]
     fn freshness_table() {
         use Freshness::*;
+        type Case = (
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<&'static str>,
+            u64,
+            Freshness,
+        );
         let hour = Some("Tue, 01 Dec 2026 13:00:00 GMT");
         #[rustfmt::skip]
-        let cases: &[(Option<&str>, Option<&str>, Option<&str>, u64, Freshness)] = &[
+        let cases: &[Case] = &[
             // (origin Cache-Control, Expires, viewer Cache-Control, age, expected)
             (Some("max-age=60"), None, None, 0, Fresh),
             (Some("max-age=60"), None, None, 59 * S, Fresh),

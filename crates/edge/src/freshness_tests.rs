@@ -21,15 +21,6 @@ fn meta(cc: Option<&str>, expires: Option<&str>, modified: Option<&str>) -> Meta
     }
 }
 
-fn at(m: &Meta, viewer: &str, after_s: u64) -> Verdict {
-    verdict(
-        m,
-        &ViewerDirectives::parse(Some(viewer)),
-        T0 + after_s * 1000,
-        HOUR,
-    )
-}
-
 #[test]
 fn what_may_be_stored() {
     // (origin Cache-Control, needed auth, route's cache_authenticated) → storable
@@ -59,111 +50,92 @@ fn what_may_be_stored() {
 }
 
 #[test]
-fn lifetimes_follow_the_origins_headers_in_rfc_order() {
-    let fetched = "Thu, 01 Jan 2026 00:00:00 GMT";
-    assert_eq!(
-        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(T0)),
-        fetched
-    );
-    // (Cache-Control, Expires, Last-Modified) → lifetime in s
+fn default_ttl_is_the_lifetime_only_of_content_the_origin_said_nothing_about() {
+    use Freshness::{Fresh, MustRevalidate, NotCacheable, Stale};
+    // (Cache-Control, Expires, Last-Modified, viewer Cache-Control, age in s) →
+    // verdict, with default_ttl = 1 h.
     type Row = (
         Option<&'static str>,
         Option<&'static str>,
         Option<&'static str>,
+        &'static str,
         u64,
+        Freshness,
     );
     let table: &[Row] = &[
-        (None, None, None, 3600),
-        (Some("max-age=30"), None, None, 30),
-        (Some("max-age=30, s-maxage=90"), None, None, 90),
-        (Some("public"), None, None, 3600),
-        // max-age wins over Expires.
+        // Nothing said: default_ttl.
+        (None, None, None, "", 3599, Fresh),
+        (None, None, None, "", 3601, Stale),
+        (Some("public"), None, None, "", 3599, Fresh),
+        (Some("public"), None, None, "", 3601, Stale),
+        // The origin's own lifetime wins, shorter or longer.
+        (Some("max-age=60"), None, None, "", 59, Fresh),
+        (Some("max-age=60"), None, None, "", 61, Stale),
+        (Some("max-age=7200"), None, None, "", 3601, Fresh),
         (
-            Some("max-age=30"),
+            None,
             Some("Thu, 01 Jan 2026 00:10:00 GMT"),
             None,
-            30,
-        ),
-        (None, Some("Thu, 01 Jan 2026 00:10:00 GMT"), None, 600),
-        (None, Some("Wed, 31 Dec 2025 00:00:00 GMT"), None, 0),
-        (None, Some("0"), None, 0),
-        // A tenth of the content's age at the fetch: 10 h old → 1 h.
-        (None, None, Some("Wed, 31 Dec 2025 14:00:00 GMT"), 3600),
-        (None, None, Some("Wed, 31 Dec 2025 23:00:00 GMT"), 360),
-        // At most a day, however old.
-        (None, None, Some("Mon, 01 Jan 2024 00:00:00 GMT"), 86_400),
-        // An unreadable Last-Modified is no heuristic: the default.
-        (None, None, Some("yesterday"), 3600),
-    ];
-    for &(cc, exp, lm, want) in table {
-        let m = meta(cc, exp, lm);
-        assert_eq!(
-            lifetime_ms(&m.validators, T0, HOUR),
-            want * 1000,
-            "{cc:?} {exp:?} {lm:?}"
-        );
-    }
-}
-
-#[test]
-fn viewer_and_origin_directives_decide_fresh_or_revalidate() {
-    use Verdict::{Fresh, Revalidate};
-    // (origin Cache-Control, viewer Cache-Control, age in s) → verdict; lifetime 60 s
-    // unless the origin says otherwise.
-    let table: &[(&str, &str, u64, Verdict)] = &[
-        ("max-age=60", "", 0, Fresh),
-        ("max-age=60", "", 59, Fresh),
-        ("max-age=60", "", 60, Revalidate),
-        ("max-age=60", "no-cache", 0, Revalidate),
-        ("no-cache", "", 0, Revalidate),
-        ("max-age=60", "max-age=10", 11, Revalidate),
-        ("max-age=60", "max-age=10", 10, Fresh),
-        ("max-age=60", "min-fresh=20", 30, Fresh),
-        ("max-age=60", "min-fresh=20", 41, Revalidate),
-        ("max-age=60", "max-stale", 600, Fresh),
-        ("max-age=60", "max-stale=30", 90, Fresh),
-        ("max-age=60", "max-stale=30", 91, Revalidate),
-        ("max-age=60, must-revalidate", "max-stale", 61, Revalidate),
-        (
-            "max-age=60, proxy-revalidate",
-            "max-stale=100",
-            61,
-            Revalidate,
-        ),
-        ("max-age=60, must-revalidate", "", 59, Fresh),
-        // Unknown directives are ignored.
-        (
-            "max-age=60, x-ours=1",
-            "only-if-cached, x-theirs",
-            59,
+            "",
+            599,
             Fresh,
         ),
+        (
+            None,
+            Some("Thu, 01 Jan 2026 00:10:00 GMT"),
+            None,
+            "",
+            601,
+            Stale,
+        ),
+        (None, Some("0"), None, "", 0, Stale),
+        // Last-Modified 10 h before the fetch: a tenth, 1 h; 1 h before: 6 min.
+        (
+            None,
+            None,
+            Some("Wed, 31 Dec 2025 14:00:00 GMT"),
+            "",
+            3599,
+            Fresh,
+        ),
+        (
+            None,
+            None,
+            Some("Wed, 31 Dec 2025 23:00:00 GMT"),
+            "",
+            361,
+            Stale,
+        ),
+        // An unreadable Last-Modified says nothing: default_ttl.
+        (None, None, Some("yesterday"), "", 3599, Fresh),
+        // The viewer's directives still apply to the default lifetime.
+        (None, None, None, "no-cache", 0, MustRevalidate),
+        (None, None, None, "max-age=10", 11, Stale),
+        (None, None, None, "min-fresh=600", 3100, Stale),
+        (None, None, None, "max-stale=100", 3650, Fresh),
+        (
+            Some("must-revalidate"),
+            None,
+            None,
+            "max-stale",
+            3601,
+            MustRevalidate,
+        ),
+        // What must not be stored is never fresh.
+        (Some("private"), None, None, "", 0, NotCacheable),
     ];
-    for &(origin, viewer, age, want) in table {
-        let m = meta(Some(origin), None, None);
+    for &(cc, exp, lm, viewer, age, want) in table {
+        let m = meta(cc, exp, lm);
         assert_eq!(
-            at(&m, viewer, age),
+            verdict(&m, Some(viewer), T0 + age * 1000, HOUR),
             want,
-            "origin {origin:?} viewer {viewer:?} age {age}"
+            "origin {cc:?} {exp:?} {lm:?}, viewer {viewer:?}, age {age} s"
         );
     }
-    // Without any header, the edge's default_ttl.
+    // default_ttl 0: every PLAY revalidates what the origin said nothing about.
     let m = meta(None, None, None);
-    assert_eq!(at(&m, "", 3599), Fresh);
-    assert_eq!(at(&m, "", 3600), Revalidate);
-}
-
-#[test]
-fn viewer_directives_parse() {
-    let d = ViewerDirectives::parse(Some("No-Cache, max-stale, min-fresh=\"5\", only-if-cached"));
-    assert!(d.no_cache && d.only_if_cached);
-    assert_eq!(d.max_stale_s, Some(None));
-    assert_eq!(d.min_fresh_s, Some(5));
-    assert_eq!(ViewerDirectives::parse(None), ViewerDirectives::default());
-    assert_eq!(
-        ViewerDirectives::parse(Some("max-stale=7,max-age=abc")).max_stale_s,
-        Some(Some(7))
-    );
+    assert_eq!(verdict(&m, None, T0, Duration::ZERO), Stale);
+    assert!(only_if_cached(Some("only-if-cached")) && !only_if_cached(None));
 }
 
 #[test]

@@ -39,7 +39,7 @@ use crate::cache_fill::{object_key, object_meta, unix_ms, FillPlan};
 use crate::cache_play::{CachePlayer, PlayStart, PlayerOut};
 use crate::cache_store::CacheStore;
 use crate::conn_out::ConnOut;
-use crate::freshness::{self, Verdict, ViewerDirectives};
+use crate::freshness;
 use crate::hub::SubscriberId;
 use crate::hub_registry::{HubError, Hubs, Lease};
 use crate::metrics::{EdgeStats, ViewerGauge};
@@ -52,6 +52,7 @@ use crate::sink::{Counts, Tally, TrackDest, ViewerSink};
 use crate::tracker::Tracker;
 use crate::upstream::{self, Described, Revalidated, UpstreamTarget};
 use crate::vod::{VodIo, VodSession};
+use mediagate_cache::freshness::Freshness;
 use mediagate_cache::{Meta, ObjectKey, Validators};
 use mediagate_rtsp::headers::RtpInfo;
 use mediagate_rtsp::TypedHeader;
@@ -313,7 +314,7 @@ impl Source {
         out: &ConnOut,
     ) -> Result<Playing, Response> {
         let start_ms = requested_start(viewer_headers);
-        let viewer = ViewerDirectives::parse(viewer_headers.get("Cache-Control"));
+        let viewer = viewer_headers.get("Cache-Control");
         let kind = std::mem::replace(&mut self.kind, SourceKind::Live);
         let kind = match kind {
             // A session of on-demand content set up at the edge: the cache decides.
@@ -322,7 +323,7 @@ impl Source {
                 lazy: Some(lazy),
             } => {
                 let from = start_ms.unwrap_or(0);
-                match self.lookup(&lazy, from, &viewer, None).await {
+                match self.lookup(&lazy, from, viewer, None).await {
                     Lookup::Hit { player, refreshed } => SourceKind::Cached {
                         player,
                         lazy,
@@ -361,7 +362,7 @@ impl Source {
                 lazy.decided = true;
                 let from = start_ms.unwrap_or(0);
                 let answered = vod.described().clone();
-                match self.lookup(&lazy, from, &viewer, Some(&answered)).await {
+                match self.lookup(&lazy, from, viewer, Some(&answered)).await {
                     Lookup::Hit { player, refreshed } => SourceKind::Cached {
                         player,
                         lazy,
@@ -539,10 +540,11 @@ impl Source {
         &self,
         lazy: &Lazy,
         from_ms: u64,
-        viewer: &ViewerDirectives,
+        viewer: Option<&str>,
         answered: Option<&Arc<Described>>,
     ) -> Lookup {
-        let miss = if viewer.only_if_cached {
+        let only_if_cached = freshness::only_if_cached(viewer);
+        let miss = if only_if_cached {
             Lookup::NotCached
         } else {
             Lookup::Miss
@@ -583,29 +585,36 @@ impl Source {
             return miss;
         }
         let now = SystemTime::now();
+        let verdict = freshness::verdict(meta, viewer, unix_ms(now), lazy.policy.default_ttl);
+        if verdict == Freshness::NotCacheable {
+            return miss;
+        }
         // The hub's description may be older than the object (it is kept while the
         // hub lingers), or newer: when the two differ, the origin decides.
-        let stale = !viewer.only_if_cached
-            && (!same
-                || freshness::verdict(meta, viewer, unix_ms(now), lazy.policy.default_ttl)
-                    == Verdict::Revalidate);
+        let stale = !only_if_cached && (!same || verdict != Freshness::Fresh);
         let refreshed = if !stale {
             false
         } else {
             let validators = match answered {
                 // Answered for this very viewer a moment ago: a revalidation already.
-                Some(_) => Some(latest.validators),
+                Some(_) => Ok(Some(latest.validators)),
                 None => revalidate(&lazy.target, meta, &key).await,
             };
-            let Some(validators) = validators else {
-                return Lookup::Miss;
-            };
-            if let Err(e) = store.lock().refresh(&key, validators, unix_ms(now)) {
-                tracing::warn!(url, error = %e, "revalidated object could not be refreshed");
-                return Lookup::Miss;
+            match validators {
+                Ok(Some(validators)) => {
+                    if let Err(e) = store.lock().refresh(&key, validators, unix_ms(now)) {
+                        tracing::warn!(url, error = %e, "revalidated object could not be refreshed");
+                        return Lookup::Miss;
+                    }
+                    tracing::debug!(url, "cached object revalidated unchanged");
+                    true
+                }
+                Ok(None) => return Lookup::Miss,
+                // The origin cannot be asked: a stale copy it allows serving stale is
+                // still better than no clip (RFC 7234 §4.2.4).
+                Err(()) if same && verdict == Freshness::Stale => false,
+                Err(()) => return Lookup::Miss,
             }
-            tracing::debug!(url, "cached object revalidated unchanged");
-            true
         };
         let clocks = meta.tracks.iter().map(|t| t.clock_rate).collect();
         let out = PlayerOut {
@@ -822,20 +831,31 @@ fn fill_plan(lazy: &Lazy, d: &Described) -> Option<FillPlan> {
     ))
 }
 
-/// A conditional DESCRIBE of a stale object (RFC 7826 §18.24, §18.25); the
-/// validators to keep when the origin has the same content, None when it changed or
-/// could not be asked.
-async fn revalidate(target: &UpstreamTarget, stored: &Meta, key: &ObjectKey) -> Option<Validators> {
+/// A conditional DESCRIBE of a stale object (RFC 7826 §18.24, §18.25): the
+/// validators to keep when the origin has the same content, None when it changed,
+/// `Err` when the origin could not be asked.
+async fn revalidate(
+    target: &UpstreamTarget,
+    stored: &Meta,
+    key: &ObjectKey,
+) -> Result<Option<Validators>, ()> {
     let conditions = freshness::conditional_headers(&stored.validators);
     match upstream::describe_if_changed(target, &conditions).await {
-        Ok(Revalidated::NotModified(sent)) => Some(freshness::updated(&stored.validators, sent)),
+        Ok(Revalidated::NotModified(sent)) => {
+            Ok(Some(freshness::updated(&stored.validators, sent)))
+        }
         Ok(Revalidated::Changed(d)) => {
             let current = object_meta(&d, key);
-            freshness::same_content(stored, &current).then_some(current.validators)
+            Ok(freshness::same_content(stored, &current).then_some(current.validators))
+        }
+        // The origin answered, and not with this content (gone, refused...).
+        Err(e @ (ClientError::Status { .. } | ClientError::Challenged { .. })) => {
+            tracing::info!(url = %key.url, error = %e, "revalidation refused");
+            Ok(None)
         }
         Err(e) => {
-            tracing::info!(url = %key.url, error = %e, "revalidation failed; asking the origin for the content");
-            None
+            tracing::info!(url = %key.url, error = %e, "revalidation failed: the origin could not be asked");
+            Err(())
         }
     }
 }

@@ -38,6 +38,10 @@ pub(crate) const AUDIO_INDEX_STEP_MS: u64 = 100;
 /// Upper bounds for what an index file may claim, checked before allocating.
 const MAX_TRACKS: usize = 256;
 const MAX_INDEX_ENTRIES: usize = 1 << 24;
+/// The largest index file: its fixed part, the tracks and the entries.
+pub(crate) const MAX_INDEX_LEN: u64 = 128 + MAX_TRACKS as u64 * 9 + MAX_INDEX_ENTRIES as u64 * 16;
+/// The largest `meta.json`: an SDP and some headers, far below this.
+pub(crate) const MAX_META_LEN: u64 = 4 * 1024 * 1024;
 
 /// The fixed header at offset 0 of `run-<seq>.log`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,11 +1,18 @@
 //! Cache objects for the edge's on-demand content: the on-disk format, the in-memory
-//! index rebuilt from disk, LRU eviction with pins, and (later) the freshness rules.
+//! index rebuilt from disk, LRU eviction with pins, and the freshness rules
+//! ([`freshness`]).
 //!
 //! No sockets, no tokio, no clock reads: `now` is an argument. It does blocking file
 //! I/O because the object format is files; the edge calls it off its async tasks.
 //!
-//! The on-disk format is described in `docs/cache-format.md`. What the crate does not
-//! do: fetch anything, pace playback, or share packets between viewers (the edge does).
+//! The on-disk format and what survives a crash are described in `docs/cache-format.md`.
+//! What the crate does not do: fetch anything, pace playback, or share packets between
+//! viewers (the edge does), or decide per-rule policy (cache on/off, object size).
+//!
+//! A [`Reader`] that meets a record failing its checksum ends its range with an
+//! `InvalidData` error; the run is then no longer offered by [`Cache::covered`] and
+//! [`Cache::lookup`], and the next [`Cache::reader`], [`Cache::begin_fill`] or
+//! [`Cache::end_fill`] of that object re-verifies it and keeps its verified prefix.
 
 mod crc;
 mod fill;
@@ -120,6 +127,8 @@ pub struct Cache {
     limit: u64,
     objects: BTreeMap<ObjectKey, Object>,
     next_incarnation: u64,
+    /// Objects evicted since open (at open included), for the edge's metric.
+    evictions: u64,
 }
 
 /// One fill run being written.
@@ -166,6 +175,7 @@ impl Cache {
             limit: limit_bytes,
             objects: BTreeMap::new(),
             next_incarnation: 1,
+            evictions: 0,
         };
         let mut rec = Recovery::default();
         let mut loaded = Loaded::default();
@@ -227,12 +237,13 @@ impl Cache {
         if !object::meta_valid(key, meta) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "meta must have one track per key track (at most 255), each with a clock rate",
+                "meta must have one track per key track (at most 255), each with a clock \
+                 rate, and an SDP and validators of at most a few MB",
             ));
         }
         let now_ms = unix_ms(now);
         if let Some(o) = self.objects.get_mut(key) {
-            o.reap_dead_fill();
+            o.maintain();
             if o.fill_alive().is_some() {
                 return Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,
@@ -304,16 +315,13 @@ impl Cache {
         };
         let o = self.objects.get_mut(&st.key).expect("checked above");
         o.fill = None;
+        o.maintain();
         let run = match committed {
             Ok(()) => {
                 let ib = format::encode_index(&st.sum);
                 let idx = object::idx_name(seq);
                 format::atomic_write(&o.dir, &idx, &ib)?;
-                Some(object::Run {
-                    sum: st.sum,
-                    log: st.log,
-                    idx_len: ib.len() as u64,
-                })
+                Some(object::Run::new(st.sum, st.log, ib.len() as u64))
             }
             Err(_) => {
                 // Keep what verifies, exactly as recovery after a crash would.
@@ -334,7 +342,7 @@ impl Cache {
                 let _ = fs::remove_file(run.log.with_extension("idx"));
             }
         }
-        o.prune(None);
+        o.prune();
         o.file.last_used_unix_ms = unix_ms(now);
         o.write_meta()?;
         let out = info(o);
@@ -353,14 +361,13 @@ impl Cache {
         let Some(o) = self.objects.get_mut(key) else {
             return Ok(None);
         };
-        o.reap_dead_fill();
+        o.maintain();
         let Some((start, segs)) = o.plan(from_ms) else {
             return Ok(None);
         };
+        let state = ReaderState::new(start, segs, &o.file.meta.tracks)?;
         o.touch(unix_ms(now));
-        Ok(Some(Reader {
-            state: ReaderState::new(start, segs, &o.file.meta.tracks),
-        }))
+        Ok(Some(Reader { state }))
     }
 
     /// Every object, in key order.
@@ -420,6 +427,12 @@ impl Cache {
         self.limit
     }
 
+    /// Objects evicted to stay under the limit since [`Cache::open`], its own
+    /// evictions included (purges are not evictions).
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
     /// Removes least recently used objects until the total fits the limit; never a
     /// pinned object nor one being filled. Returns (objects, bytes) removed.
     fn evict(&mut self) -> io::Result<(usize, u64)> {
@@ -431,7 +444,7 @@ impl Cache {
             .objects
             .iter_mut()
             .filter_map(|(k, o)| {
-                o.reap_dead_fill();
+                o.maintain();
                 (!o.file.pinned && o.fill_alive().is_none())
                     .then(|| (o.file.last_used_unix_ms, k.clone()))
             })
@@ -448,6 +461,7 @@ impl Cache {
             used -= size;
             removed.0 += 1;
             removed.1 += size;
+            self.evictions += 1;
         }
         Ok(removed)
     }
@@ -477,5 +491,7 @@ fn dir_size(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+#[cfg(test)]
+mod recovery_tests;
 #[cfg(test)]
 mod tests;

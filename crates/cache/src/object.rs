@@ -10,6 +10,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use crate::fill::FillShared;
@@ -51,9 +52,28 @@ pub(crate) struct Run {
     pub(crate) sum: RunSummary,
     pub(crate) log: PathBuf,
     pub(crate) idx_len: u64,
+    /// Set by a reader that found a record failing its checksum (damage that happened
+    /// after the run was verified): the run stops being served at once and is
+    /// re-verified by the next call that may change the object.
+    pub(crate) damaged: Arc<AtomicBool>,
 }
 
 impl Run {
+    pub(crate) fn new(sum: RunSummary, log: PathBuf, idx_len: u64) -> Run {
+        Run {
+            sum,
+            log,
+            idx_len,
+            damaged: Arc::default(),
+        }
+    }
+    /// The held range, unless a reader found damage in it.
+    pub(crate) fn range(&self) -> Option<(u64, u64)> {
+        if self.damaged.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.sum.range()
+    }
     fn size(&self) -> u64 {
         self.sum.valid_len + self.idx_len
     }
@@ -126,6 +146,13 @@ impl Object {
 
     pub(crate) fn write_meta(&mut self) -> io::Result<()> {
         let b = encode_meta(&self.file);
+        if b.len() as u64 > format::MAX_META_LEN {
+            // Open would refuse to read it back.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the SDP and validators are too large to cache",
+            ));
+        }
         atomic_write(&self.dir, META_FILE, &b)?;
         self.meta_len = b.len() as u64;
         Ok(())
@@ -151,7 +178,7 @@ impl Object {
 
     /// Held ranges: run ranges merged where they overlap or touch.
     pub(crate) fn ranges(&self) -> Vec<(u64, u64)> {
-        let mut rs: Vec<(u64, u64)> = self.runs.iter().filter_map(|r| r.sum.range()).collect();
+        let mut rs: Vec<(u64, u64)> = self.runs.iter().filter_map(Run::range).collect();
         rs.sort_unstable();
         let mut out: Vec<(u64, u64)> = Vec::with_capacity(rs.len());
         for (s, e) in rs {
@@ -185,7 +212,7 @@ impl Object {
             .runs
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| r.sum.range().map(|(s, e)| (i, s, e)))
+            .filter_map(|(i, r)| r.range().map(|(s, e)| (i, s, e)))
             .collect();
         // Start in the run whose seek point is latest at or before `from_ms`.
         let mut best: Option<(u64, u64, usize, u64)> = None; // (key ms, end, run, offset)
@@ -203,11 +230,12 @@ impl Object {
         let mut segs = Vec::new();
         loop {
             let run = &self.runs[cur];
-            let (_, e_cur) = run.sum.range()?;
+            let (_, e_cur) = run.range()?;
             let scan_from = scan_start(&run.sum, primary_from, lo);
             if e_cur >= range_end {
                 segs.push(Segment {
                     path: run.log.clone(),
+                    damaged: run.damaged.clone(),
                     scan_from,
                     end: run.sum.valid_len,
                     primary_from,
@@ -235,6 +263,7 @@ impl Object {
                 .unwrap_or(e_cur);
             segs.push(Segment {
                 path: run.log.clone(),
+                damaged: run.damaged.clone(),
                 scan_from,
                 end: run.sum.valid_len,
                 primary_from,
@@ -251,16 +280,20 @@ impl Object {
 
     /// Removes runs another run makes redundant (its range contains theirs and it is at
     /// least as clean), and runs that hold no range at all.
-    pub(crate) fn prune(&mut self, keep_seq: Option<u32>) {
+    pub(crate) fn prune(&mut self) {
         let ranges: Vec<_> = self
             .runs
             .iter()
-            .map(|r| (r.sum.header.seq, r.sum.range(), r.clean()))
+            .map(|r| (r.sum.header.seq, r.range(), r.clean()))
             .collect();
         self.runs.retain(|r| {
             let seq = r.sum.header.seq;
-            let redundant = match r.sum.range() {
-                None => Some(seq) != keep_seq,
+            if r.damaged.load(Ordering::Relaxed) {
+                // Re-verified by `maintain`, not judged on its stale summary.
+                return true;
+            }
+            let redundant = match r.range() {
+                None => true,
                 Some((s, e)) => ranges.iter().any(|&(oseq, orange, oclean)| {
                     oseq != seq
                         && orange.is_some_and(|(os, oe)| os <= s && e <= oe)
@@ -289,28 +322,41 @@ impl Object {
         Ok(())
     }
 
-    /// Takes a run whose writer went away without `end_fill` (dropped, or its thread
-    /// died): verifies the log like recovery on open does and keeps what verifies.
-    pub(crate) fn reap_dead_fill(&mut self) {
-        let Some(f) = &self.fill else { return };
-        if f.shared.strong_count() > 0 {
-            return;
+    /// Re-verifies what changed behind the index's back: runs a reader found damaged
+    /// (kept up to their verified prefix) and a run whose writer went away without
+    /// `end_fill` (dropped, or its thread died), like recovery on open does.
+    pub(crate) fn maintain(&mut self) {
+        let mut again = Vec::new();
+        self.runs.retain(|r| {
+            let bad = r.damaged.load(Ordering::Relaxed);
+            if bad {
+                again.push(r.sum.header.seq);
+            }
+            !bad
+        });
+        if let Some(f) = &self.fill {
+            if f.shared.strong_count() == 0 {
+                again.push(f.seq);
+                self.fill = None;
+            }
         }
-        let seq = f.seq;
-        self.fill = None;
-        let log = self.dir.join(log_name(seq));
-        let mut loaded = Loaded::default();
-        if let Ok(Some(run)) = recover_run(&log, seq, &self.file, &mut loaded) {
-            self.runs.push(run);
-            self.runs.sort_by_key(|r| r.sum.header.seq);
+        for seq in again {
+            let log = self.dir.join(log_name(seq));
+            // The index describes what the log was, not what it is now.
+            let _ = fs::remove_file(log.with_extension("idx"));
+            let mut loaded = Loaded::default();
+            if let Ok(Some(run)) = recover_run(&log, seq, &self.file, &mut loaded) {
+                self.runs.push(run);
+            }
         }
+        self.runs.sort_by_key(|r| r.sum.header.seq);
     }
 
     /// Loads `dir` as found on disk, verifying and repairing. Err: the object is unusable
     /// (the caller removes it).
     pub(crate) fn load(dir: &Path, incarnation: u64, loaded: &mut Loaded) -> Result<Object, ()> {
         let name = dir.file_name().and_then(|n| n.to_str()).ok_or(())?;
-        let bytes = fs::read(dir.join(META_FILE)).map_err(|_| ())?;
+        let bytes = read_bounded(&dir.join(META_FILE), format::MAX_META_LEN).ok_or(())?;
         let file = decode_meta(&bytes).ok_or(())?;
         if dir_name(&file.key) != name || !meta_valid(&file.key, &file.meta) {
             return Err(());
@@ -324,8 +370,8 @@ impl Object {
             fill: None,
             incarnation,
         };
-        if let Some(used) = fs::read_to_string(dir.join(USED_FILE))
-            .ok()
+        if let Some(used) = read_bounded(&dir.join(USED_FILE), 32)
+            .and_then(|b| String::from_utf8(b).ok())
             .and_then(|s| s.trim().parse::<u64>().ok())
         {
             o.file.last_used_unix_ms = o.file.last_used_unix_ms.max(used);
@@ -361,16 +407,37 @@ impl Object {
                 o.runs.push(run);
             }
         }
-        o.prune(None);
+        o.prune();
         loaded.kept_bytes += o.size_bytes();
         Ok(o)
     }
 }
 
 pub(crate) fn meta_valid(key: &ObjectKey, meta: &Meta) -> bool {
+    let file = MetaFile {
+        format: format::FORMAT_VERSION,
+        key: key.clone(),
+        meta: meta.clone(),
+        generation: u64::MAX,
+        pinned: false,
+        last_used_unix_ms: u64::MAX,
+    };
     meta.tracks.len() == key.tracks.len()
         && meta.tracks.len() <= 255
         && meta.tracks.iter().all(|t| t.clock_rate > 0)
+        && encode_meta(&file).len() as u64 <= format::MAX_META_LEN
+}
+
+/// Reads a whole small file, refusing one larger than `max` (damage or a stranger's
+/// file) before allocating for it.
+fn read_bounded(path: &Path, max: u64) -> Option<Vec<u8>> {
+    let f = File::open(path).ok()?;
+    if f.metadata().ok()?.len() > max {
+        return None;
+    }
+    let mut b = Vec::new();
+    f.take(max + 1).read_to_end(&mut b).ok()?;
+    (b.len() as u64 <= max).then_some(b)
 }
 
 fn parse_seq(name: &str, ext: &str) -> Option<u32> {
@@ -415,17 +482,12 @@ pub(crate) fn recover_run(
     let file_len = f.metadata()?.len();
     let tracks = &meta.meta.tracks;
     let good_header = |h: &LogHeader| h.seq == seq && h.generation == meta.generation;
-    if let Some(sum) = fs::read(&idx)
-        .ok()
+    if let Some(sum) = read_bounded(&idx, format::MAX_INDEX_LEN)
         .and_then(|b| decode_index(&b, tracks).map(|s| (s, b.len() as u64)))
         .filter(|(s, _)| s.committed.is_some() && s.valid_len == file_len && good_header(&s.header))
         .filter(|(s, _)| header_and_commit_verify(&mut f, s).unwrap_or(false))
     {
-        return Ok(Some(Run {
-            sum: sum.0,
-            log: log.to_path_buf(),
-            idx_len: sum.1,
-        }));
+        return Ok(Some(Run::new(sum.0, log.to_path_buf(), sum.1)));
     }
     let _ = fs::remove_file(&idx);
     let sum = match scan_log(&mut f, tracks)? {
@@ -455,11 +517,7 @@ pub(crate) fn recover_run(
     let dir = log.parent().unwrap_or(Path::new("."));
     let name = idx.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     atomic_write(dir, name, &ib)?;
-    Ok(Some(Run {
-        sum,
-        log: log.to_path_buf(),
-        idx_len: ib.len() as u64,
-    }))
+    Ok(Some(Run::new(sum, log.to_path_buf(), ib.len() as u64)))
 }
 
 /// The cheap checks behind trusting an index file: the log's header and its final

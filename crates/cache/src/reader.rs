@@ -10,6 +10,8 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -20,9 +22,11 @@ use crate::{PacketOut, Reader, TrackMeta};
 const LOOKAHEAD: usize = 512;
 
 /// A stretch of one run's log to play.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Segment {
     pub(crate) path: PathBuf,
+    /// The run's damage flag: set when a record fails its checksum.
+    pub(crate) damaged: Arc<AtomicBool>,
     /// Offset where reading starts (at or before the seek point).
     pub(crate) scan_from: u64,
     /// The run's verified length: never read past it.
@@ -45,7 +49,9 @@ struct Open {
 #[derive(Debug)]
 pub(crate) struct ReaderState {
     start_ms: u64,
-    segments: VecDeque<Segment>,
+    /// Opened when the reader is made, so that a run removed meanwhile (pruned,
+    /// evicted, purged) is still read whole.
+    segments: VecDeque<(Segment, File)>,
     cur: Option<Open>,
     queues: Vec<VecDeque<(u64, PacketOut)>>,
     queued: usize,
@@ -58,10 +64,18 @@ pub(crate) struct ReaderState {
 }
 
 impl ReaderState {
-    pub(crate) fn new(start_ms: u64, segments: Vec<Segment>, tracks: &[TrackMeta]) -> ReaderState {
-        ReaderState {
+    pub(crate) fn new(
+        start_ms: u64,
+        segments: Vec<Segment>,
+        tracks: &[TrackMeta],
+    ) -> io::Result<ReaderState> {
+        let segments = segments
+            .into_iter()
+            .map(|s| File::open(&s.path).map(|f| (s, f)))
+            .collect::<io::Result<_>>()?;
+        Ok(ReaderState {
             start_ms,
-            segments: segments.into(),
+            segments,
             cur: None,
             queues: (0..tracks.len()).map(|_| VecDeque::new()).collect(),
             queued: 0,
@@ -70,14 +84,13 @@ impl ReaderState {
             body: Vec::new(),
             pending_err: None,
             done: false,
-        }
+        })
     }
 
     fn open_next(&mut self) -> io::Result<bool> {
-        let Some(seg) = self.segments.pop_front() else {
+        let Some((seg, mut f)) = self.segments.pop_front() else {
             return Ok(false);
         };
-        let mut f = File::open(&seg.path)?;
         f.seek(SeekFrom::Start(seg.scan_from))?;
         self.cur = Some(Open {
             pos: seg.scan_from,
@@ -100,13 +113,14 @@ impl ReaderState {
                 Ok(x) => x,
                 Err(RecordEnd::Eof) => return Ok(false),
                 Err(RecordEnd::Damaged) => {
+                    o.seg.damaged.store(true, Ordering::Relaxed);
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!(
                             "cache log {} is damaged at offset {at} (record does not verify)",
                             o.seg.path.display()
                         ),
-                    ))
+                    ));
                 }
             };
             o.pos += len;
@@ -121,6 +135,7 @@ impl ReaderState {
             };
             let t = track as usize;
             if t >= self.clock_rates.len() {
+                o.seg.damaged.store(true, Ordering::Relaxed);
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(

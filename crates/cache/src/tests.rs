@@ -417,6 +417,7 @@ fn eviction_drops_least_recently_used_never_pinned_nor_filling() {
     let (mut c, rec) = Cache::open(d.path(), limit).unwrap();
     assert_eq!((rec.objects, rec.dropped_objects), (3, 1), "{rec:?}");
     assert!(c.lookup(&b).is_none());
+    assert_eq!(c.evictions(), 1, "b, evicted at open");
     assert!(c.lookup(&a).is_some() && c.lookup(&p).is_some() && c.lookup(&f).is_some());
     assert!(c.used_bytes() <= limit);
     // `f` filled again: while it grows, the next eviction takes `a`, never `p` nor `f`.
@@ -429,6 +430,7 @@ fn eviction_drops_least_recently_used_never_pinned_nor_filling() {
         .unwrap();
     assert!(c.lookup(&a).is_none(), "a is the least recently used");
     assert!(c.lookup(&p).is_some() && c.lookup(&f).is_some());
+    assert_eq!(c.evictions(), 2);
     // Pinned objects stay even when they alone exceed the limit.
     drop(g);
     c.end_fill(w, true, at(80)).unwrap();
@@ -436,6 +438,7 @@ fn eviction_drops_least_recently_used_never_pinned_nor_filling() {
     drop(c);
     let (c, rec) = Cache::open(d.path(), 1).unwrap();
     assert_eq!(rec.objects, 1);
+    assert_eq!(c.evictions(), rec.dropped_objects as u64, "{rec:?}");
     assert!(c.lookup(&p).unwrap().pinned);
     assert!(c.used_bytes() > c.limit_bytes());
 }
@@ -516,6 +519,13 @@ fn bad_input_is_refused() {
         c.begin_fill(&k, &m, 0, at(0)).unwrap_err().kind(),
         io::ErrorKind::InvalidInput
     );
+    let mut m = meta("v1");
+    m.sdp = "a".repeat(5 << 20);
+    assert_eq!(
+        c.begin_fill(&k, &m, 0, at(0)).unwrap_err().kind(),
+        io::ErrorKind::InvalidInput
+    );
+    assert!(c.list().is_empty() && std::fs::read_dir(d.path()).unwrap().next().is_none());
     let mut w = c.begin_fill(&k, &meta("v1"), 0, at(0)).unwrap();
     let p = PacketIn {
         track: 2,
@@ -534,4 +544,71 @@ fn bad_input_is_refused() {
     assert_eq!(w.push(&p).unwrap_err().kind(), io::ErrorKind::InvalidInput);
     c.end_fill(w, true, at(1)).unwrap();
     assert!(c.lookup(&k).unwrap().ranges.is_empty());
+}
+
+#[test]
+fn the_edge_can_move_writers_and_readers_to_other_threads() {
+    fn send<T: Send>() {}
+    send::<Cache>();
+    send::<FillWriter>();
+    send::<Reader>();
+    send::<ObjectInfo>();
+}
+
+#[test]
+fn a_reader_made_before_a_purge_or_refetch_reads_its_range_to_the_end() {
+    let d = TempDir::new("unlinked");
+    let (mut c, _) = Cache::open(d.path(), 1 << 30).unwrap();
+    let k = key("rtsp://o/clip");
+    fill(&mut c, &k, 0, 4_000, true);
+    fill(&mut c, &k, 3_000, 8_000, true);
+    let mut r = c.reader(&k, 0, at(2)).unwrap().unwrap();
+    let first = r.next_packet().unwrap().unwrap();
+    // A refetch deletes both runs' files; the reader holds them open.
+    let w = c.begin_fill(&k, &meta("v2"), 0, at(3)).unwrap();
+    assert!(c.lookup(&k).unwrap().ranges.is_empty());
+    let mut out = vec![first];
+    while let Some(p) = r.next_packet().unwrap() {
+        out.push(p);
+    }
+    assert_clip_sequence(&out);
+    assert_eq!(out.len(), clip(0, 8_000).len());
+    c.end_fill(w, true, at(4)).unwrap();
+    assert!(c.purge(&k).unwrap());
+}
+
+#[test]
+fn an_audio_only_object_seeks_to_the_100_ms_step_at_or_before() {
+    let d = TempDir::new("audio");
+    let (mut c, _) = Cache::open(d.path(), 1 << 30).unwrap();
+    let k = ObjectKey {
+        url: "rtsp://o/radio".into(),
+        tracks: vec![1],
+    };
+    let mut m = meta("v1");
+    m.tracks.remove(0);
+    let mut w = c.begin_fill(&k, &m, 0, at(0)).unwrap();
+    let pk: Vec<Pkt> = clip(0, 5_000)
+        .into_iter()
+        .filter(|p| p.track == 1)
+        .collect();
+    for p in &pk {
+        // The object has one track: index 0.
+        w.push(&PacketIn {
+            track: 0,
+            ..p.as_in()
+        })
+        .unwrap();
+    }
+    let info = c.end_fill(w, true, at(1)).unwrap();
+    assert_eq!(info.ranges, vec![(0, 4_980)]);
+    let mut r = c.reader(&k, 2_345, at(2)).unwrap().unwrap();
+    assert_eq!(r.start_ms(), 2_300);
+    let mut n = 0;
+    while let Some(p) = r.next_packet().unwrap() {
+        let want = &pk[2_300 / 20 + n];
+        assert_eq!((p.media_ticks, &p.rtp[..]), (want.ticks, &want.rtp[..]));
+        n += 1;
+    }
+    assert_eq!(n, pk.len() - 2_300 / 20);
 }

@@ -44,6 +44,36 @@ impl CacheTarget {
     }
 }
 
+/// What `POST /api/v1/cache/prefetch` asks: `{"url": ..., "tracks": [...], "speed": 4}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PrefetchRequest {
+    /// The URL as a viewer asks it of this edge, or the origin URL.
+    pub url: String,
+    /// The variant (SDP media indexes); none: every track.
+    #[serde(default)]
+    pub tracks: Option<Vec<usize>>,
+    /// The `Speed` asked of the origin (1 = real time).
+    #[serde(default)]
+    pub speed: Option<f64>,
+}
+
+impl PrefetchRequest {
+    pub fn from_body(body: Value) -> Result<Self, ActError> {
+        let req: Self = serde_json::from_value(body).map_err(|e| {
+            ActError::BadRequest(format!(
+                "the request body does not fit this request: {e}; send {{\"url\": \"rtsp://...\"}}, optionally with \"tracks\": [0, 1] and \"speed\": 4"
+            ))
+        })?;
+        if req.speed.is_some_and(|s| !(0.1..=100.0).contains(&s)) {
+            return Err(ActError::BadRequest(
+                "\"speed\" must be between 0.1 and 100 (1 = real time)".into(),
+            ));
+        }
+        Ok(req)
+    }
+}
+
 /// One object as `GET /api/v1/cache` lists it.
 fn object_json(o: &ObjectInfo) -> Value {
     json!({
@@ -56,6 +86,11 @@ fn object_json(o: &ObjectInfo) -> Value {
         "pinned": o.pinned,
         "last_used_unix_ms": o.last_used_unix_ms,
     })
+}
+
+/// Whether any variant of `url` is cached.
+pub(crate) fn holds(cache: &Cache, url: &str) -> bool {
+    cache.list().iter().any(|o| o.key.url == url)
 }
 
 /// Every object, most recently used first.

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use mediagate_cache::{FillWriter, Meta, ObjectKey, PacketIn, TrackMeta, Validators};
+use mediagate_cache::{FillWriter, Meta, ObjectInfo, ObjectKey, PacketIn, TrackMeta, Validators};
 use mediagate_rtp::Codec;
 use mediagate_rtp::TimestampUnwrapper;
 use mediagate_rtsp::headers::{Range, RtpInfo};
@@ -155,6 +155,7 @@ struct TrackClock {
     unwrap: TimestampUnwrapper,
     codec: Codec,
     is_video: bool,
+    clock: u32,
 }
 
 /// Media time and keyframe marks of one run's packets, sans-IO.
@@ -171,6 +172,8 @@ pub(crate) struct Placed {
     pub slot: u8,
     pub media_ticks: u64,
     pub keyframe: bool,
+    /// `media_ticks` in ms.
+    pub media_ms: u64,
 }
 
 impl RunClock {
@@ -221,10 +224,13 @@ impl RunClock {
         // Audio frames and codecs we cannot inspect are each a place to start.
         let keyframe =
             !t.is_video || t.codec == Codec::Other || t.codec.is_keyframe_start_packet(rtp);
+        let media_ms = u64::try_from(u128::from(media_ticks) * 1000 / u128::from(t.clock.max(1)))
+            .unwrap_or(u64::MAX);
         Some(Placed {
             slot: t.slot,
             media_ticks,
             keyframe,
+            media_ms,
         })
     }
 }
@@ -249,6 +255,7 @@ impl TrackClock {
             unwrap,
             codec,
             is_video,
+            clock,
         }
     }
 }
@@ -272,7 +279,12 @@ pub(crate) struct FillRun {
     store: Arc<CacheStore>,
     /// Set when the origin failed, for a writer that finds the channel closed.
     origin_failed: Arc<AtomicBool>,
+    /// The latest media time placed so far, in ms (a prefetch's progress).
+    media_ms: u64,
 }
+
+/// How a run ended in the cache: the object as it stands after it, or why ending failed.
+pub(crate) type RunEnded = tokio::sync::oneshot::Receiver<Result<ObjectInfo, String>>;
 
 /// `FillMsg` behind a box-free newtype so `FillRun` can derive `Debug`.
 struct FillMsgBox(FillMsg);
@@ -292,6 +304,28 @@ impl FillRun {
         d: &Described,
         origin: &Response,
         now: SystemTime,
+    ) -> Option<FillRun> {
+        Self::begin_with(plan, d, origin, now, None)
+    }
+
+    /// [`Self::begin`], with how the run ended in the cache reported once its writer
+    /// is done (a prefetch waits for it to say whether the object is complete).
+    pub fn begin_reporting(
+        plan: &FillPlan,
+        d: &Described,
+        origin: &Response,
+        now: SystemTime,
+    ) -> Option<(FillRun, RunEnded)> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        Self::begin_with(plan, d, origin, now, Some(tx)).map(|run| (run, rx))
+    }
+
+    fn begin_with(
+        plan: &FillPlan,
+        d: &Described,
+        origin: &Response,
+        now: SystemTime,
+        report: Option<tokio::sync::oneshot::Sender<Result<ObjectInfo, String>>>,
     ) -> Option<FillRun> {
         let clock = RunClock::from_play(plan, d, origin)?;
         let mut meta = plan.meta.clone();
@@ -319,7 +353,12 @@ impl FillRun {
         let failed = origin_failed.clone();
         let spawned = std::thread::Builder::new()
             .name("cache-fill".into())
-            .spawn(move || write_run(&store, writer, &rx, max, &key, &failed));
+            .spawn(move || {
+                let ended = write_run(&store, writer, &rx, max, &key, &failed);
+                if let Some(report) = report {
+                    let _ = report.send(ended);
+                }
+            });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cache fill thread could not start");
             return None;
@@ -329,7 +368,42 @@ impl FillRun {
             clock,
             store: plan.store.clone(),
             origin_failed,
+            media_ms: 0,
         })
+    }
+
+    /// The latest media time recorded so far, in ms from npt 0.
+    pub fn media_ms(&self) -> u64 {
+        self.media_ms
+    }
+
+    /// Records one RTP packet like [`Self::offer`], but waits for room when the writer
+    /// is behind instead of giving the fill up: a prefetch has no viewer to keep
+    /// going, so the origin connection waits (TCP back-pressure) for the disk.
+    pub async fn offer_waiting(&mut self, track: usize, rtp: &Bytes, now: SystemTime) {
+        let Some(tx) = &self.tx else { return };
+        let Some(placed) = self.clock.place(track, rtp) else {
+            return;
+        };
+        self.media_ms = self.media_ms.max(placed.media_ms);
+        let mut msg = FillMsgBox(FillMsg::Packet {
+            placed,
+            arrival_unix_ms: unix_ms(now),
+            rtp: rtp.clone(),
+        });
+        loop {
+            match tx.try_send(msg) {
+                Ok(()) => return,
+                Err(TrySendError::Full(back)) => {
+                    msg = back;
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.tx = None;
+                    return;
+                }
+            }
+        }
     }
 
     /// Records one RTP packet of described track `track`. Never blocks: a writer that
@@ -339,6 +413,7 @@ impl FillRun {
         let Some(placed) = self.clock.place(track, rtp) else {
             return;
         };
+        self.media_ms = self.media_ms.max(placed.media_ms);
         let msg = FillMsgBox(FillMsg::Packet {
             placed,
             arrival_unix_ms: unix_ms(now),
@@ -386,7 +461,7 @@ fn write_run(
     max_object_bytes: u64,
     key: &ObjectKey,
     origin_failed: &AtomicBool,
-) {
+) -> Result<ObjectInfo, String> {
     let url = key.url.as_str();
     let clean;
     let mut writing = true;
@@ -441,18 +516,26 @@ fn write_run(
         if let Err(e) = cache.purge(key) {
             tracing::warn!(url, error = %e, "an object past cache_max_object could not be removed");
         }
-        return;
+        return Err(format!(
+            "the object passed the route's cache_max_object ({max_object_bytes} bytes) and was not kept"
+        ));
     }
     drop(cache);
     match ended {
-        Ok(info) => tracing::debug!(
-            url,
-            clean,
-            complete = info.complete,
-            ranges = ?info.ranges,
-            "cache fill run ended"
-        ),
-        Err(e) => tracing::warn!(url, error = %e, "cache fill could not be ended"),
+        Ok(info) => {
+            tracing::debug!(
+                url,
+                clean,
+                complete = info.complete,
+                ranges = ?info.ranges,
+                "cache fill run ended"
+            );
+            Ok(info)
+        }
+        Err(e) => {
+            tracing::warn!(url, error = %e, "cache fill could not be ended");
+            Err(e.to_string())
+        }
     }
 }
 
@@ -499,6 +582,43 @@ mod tests {
             c.place(0, &rtp(u32::MAX - 50)).unwrap().media_ticks,
             180_050
         );
+    }
+
+    /// Two DESCRIBE answers for one unchanged file, as gst-rtsp-server 1.22 gives
+    /// them: a new session id in `o=` and new SSRCs and CNAMEs in `a=ssrc:`.
+    fn described(session: &str, ssrc: &str) -> Described {
+        let sdp = format!(
+            "v=0\r\no=- {session} 1 IN IP4 127.0.0.1\r\ns=Session streamed with GStreamer\r\nt=0 0\r\na=range:npt=0-10.005\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:stream=0\r\na=ssrc:{ssrc} cname:user{ssrc}@host-1\r\n"
+        );
+        Described {
+            sdp: mediagate_sdp::SessionDescription::parse(sdp.as_bytes()).unwrap(),
+            tracks: Vec::new(),
+            live: false,
+            session_timeout: 60,
+            aggregate_url: "rtsp://o/vod".into(),
+            caching: Default::default(),
+            needed_auth: false,
+        }
+    }
+
+    #[test]
+    fn the_stored_description_leaves_out_what_each_describe_draws_afresh() {
+        let key = ObjectKey {
+            url: "rtsp://o/vod".into(),
+            tracks: Vec::new(),
+        };
+        let a = object_meta(&described("111", "2442689126"), &key);
+        let b = object_meta(&described("222", "778547638"), &key);
+        assert_eq!(a.sdp, b.sdp);
+        assert!(
+            !a.sdp.contains("a=ssrc") && !a.sdp.contains("o="),
+            "{}",
+            a.sdp
+        );
+        assert!(a.sdp.contains("a=control:stream=0"), "{}", a.sdp);
+        assert_eq!(a.duration_ms, Some(10_005));
+        // The version is compared on its own.
+        assert_eq!(a.validators.sdp_origin.as_deref(), Some("1"));
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod login;
 mod metrics;
 mod passthrough;
 mod ports;
+mod prefetch;
 mod reach;
 pub mod record;
 pub mod report;

@@ -121,7 +121,6 @@ pub(crate) struct CacheStats {
     /// The running edge's cache, once opened (none when `[edge.cache]` is off).
     store: OnceLock<Weak<CacheStore>>,
     results: [AtomicU64; COUNTED_RESULTS.len()],
-    evictions: AtomicU64,
 }
 
 impl CacheStats {
@@ -139,11 +138,6 @@ impl CacheStats {
         }
     }
 
-    /// Counts `n` objects evicted to stay under the size limit.
-    pub fn count_evictions(&self, n: u64) {
-        StreamCounters::add(&self.evictions, n);
-    }
-
     /// What the attached store says now; zeros without one.
     fn store_figures(&self) -> StoreFigures {
         let Some(store) = self.store.get().and_then(Weak::upgrade) else {
@@ -155,6 +149,7 @@ impl CacheStats {
             used: cache.used_bytes(),
             limit: cache.limit_bytes(),
             objects: cache.list().len() as u64,
+            evictions: cache.evictions(),
             hits: counts.hits,
             misses: counts.misses,
             fills_abandoned: counts.fills_abandoned,
@@ -167,6 +162,7 @@ struct StoreFigures {
     used: u64,
     limit: u64,
     objects: u64,
+    evictions: u64,
     hits: u64,
     misses: u64,
     fills_abandoned: u64,
@@ -522,7 +518,7 @@ impl Collect for EdgeCollector {
         s.counter(
             "cache_evictions",
             "Cache objects evicted to stay under the size limit.",
-            load(&cache.evictions),
+            figures.evictions,
         )?;
         s.counter(
             "cache_fills_abandoned",

@@ -186,6 +186,88 @@ fn applicable(running: &EdgeConfig, wanted: &EdgeConfig) -> (EdgeConfig, Vec<Str
     (next, notes)
 }
 
+impl EdgeRole {
+    /// The origin URL a viewer's request for `url` goes to, when the routes give one
+    /// other than `url` itself.
+    fn origin_url(&self, url: &str) -> Option<String> {
+        let target = self.edge.resolve_as_viewer(url).ok()?;
+        let origin = target.url.without_credentials().to_string();
+        (origin != url).then_some(origin)
+    }
+
+    /// `POST /api/v1/cache/prefetch`: starts a fill with no viewer; answers with its
+    /// entry in the prefetch list once the origin accepted the PLAY.
+    async fn prefetch(&self, store: Arc<CacheStore>, body: Value) -> Result<Value, ActError> {
+        use crate::prefetch::{PrefetchStart, StartError, DEFAULT_SPEED};
+        let req = cache_admin::PrefetchRequest::from_body(body)?;
+        let target = self.edge.resolve_as_viewer(&req.url).map_err(|e| match e {
+            crate::routing::RouteError::BadUrl(why) => {
+                ActError::BadRequest(format!("{:?} is not an RTSP URL: {why}", req.url))
+            }
+            other => ActError::NotFound(format!(
+                "{other}; name the URL a viewer asks this edge for (a route's advertised path), or an origin the forward rules allow"
+            )),
+        })?;
+        if !target.cache {
+            return Err(ActError::Unavailable(format!(
+                "the route {} does not cache (cache = false)",
+                target.rule.as_deref().unwrap_or("for this URL")
+            )));
+        }
+        let (guard, drain) = self.edge.task_guard();
+        let job = self
+            .edge
+            .prefetches()
+            .start(PrefetchStart {
+                store,
+                max_object_bytes: target.cache_max_object.unwrap_or(u64::MAX),
+                target,
+                asked: req.url,
+                tracks: req.tracks,
+                speed: req.speed.unwrap_or(DEFAULT_SPEED),
+                guard,
+                drain,
+            })
+            .await
+            .map_err(|e| match e {
+                StartError::BadRequest(m) => ActError::BadRequest(m),
+                StartError::Busy(m) => ActError::Unavailable(m),
+                StartError::Origin(m) => ActError::Failed(format!("the origin: {m}")),
+            })?;
+        Ok(job.to_json())
+    }
+
+    /// `POST /api/v1/cache/prefetch/cancel`: ends the running prefetches of a URL (by
+    /// the edge's or the origin's name); what they held stays as a partial object.
+    async fn cancel_prefetch(&self, body: Value) -> Result<Value, ActError> {
+        let target = CacheTarget::from_body(body)?;
+        let prefetches = self.edge.prefetches();
+        let mut jobs = prefetches.running(&target.url, target.tracks.as_deref());
+        if jobs.is_empty() {
+            if let Some(origin) = self.origin_url(&target.url) {
+                jobs = prefetches.running(&origin, target.tracks.as_deref());
+            }
+        }
+        if jobs.is_empty() {
+            return Err(ActError::NotFound(format!(
+                "no prefetch of {:?} runs; GET /api/v1/cache/prefetch lists those that do",
+                target.url
+            )));
+        }
+        for job in &jobs {
+            crate::prefetch::cancel(job, PREFETCH_CANCEL_WAIT).await;
+        }
+        Ok(json!({
+            "url": target.url,
+            "cancelled": jobs.iter().map(|j| j.to_json()).collect::<Vec<_>>(),
+        }))
+    }
+}
+
+/// How long cancelling a prefetch waits for its run to be ended in the cache, so the
+/// answer says what it left.
+const PREFETCH_CANCEL_WAIT: Duration = Duration::from_secs(10);
+
 impl Role for EdgeRole {
     fn name(&self) -> &'static str {
         KIND.name
@@ -293,16 +375,31 @@ impl Role for EdgeRole {
                     "this edge runs without a cache ([edge.cache] enabled = false)".into(),
                 ));
             };
+            match action.as_str() {
+                "prefetches" => return Ok(self.edge.prefetches().list()),
+                "prefetch" => return self.prefetch(store, body).await,
+                "prefetch_cancel" => return self.cancel_prefetch(body).await,
+                _ => {}
+            }
             let target = match action.as_str() {
                 "list" => None,
                 _ => Some(CacheTarget::from_body(body)?),
             };
+            // The URL a viewer uses names the origin's object too.
+            let resolved = target.as_ref().and_then(|t| self.origin_url(&t.url));
             // File work (a purge removes files) stays off the async threads.
             tokio::task::spawn_blocking(move || {
                 let mut cache = store.lock();
-                match &target {
+                match target {
                     None => Ok(cache_admin::list(&cache)),
-                    Some(target) => cache_admin::apply(&mut cache, &action, target),
+                    Some(mut target) => {
+                        if let Some(origin) =
+                            resolved.filter(|_| !cache_admin::holds(&cache, &target.url))
+                        {
+                            target.url = origin;
+                        }
+                        cache_admin::apply(&mut cache, &action, &target)
+                    }
                 }
             })
             .await

@@ -42,6 +42,8 @@ pub struct Edge {
     /// Where this edge listens (configured, then as bound): an upstream hop there is
     /// a loop.
     listeners: Arc<Mutex<Vec<SocketAddr>>>,
+    /// Cache fills started by the admin API, with no viewer.
+    prefetches: Arc<crate::prefetch::Prefetches>,
 }
 
 /// How a [`Edge::drain`] went.
@@ -57,6 +59,30 @@ impl std::fmt::Debug for Edge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Edge").finish_non_exhaustive()
     }
+}
+
+/// The listening address a request for `url` would arrive on: the listener on the
+/// URL's port (with the URL's address when the listener is a wildcard), else the
+/// first listener.
+fn local_for(url: &str, listeners: &[SocketAddr]) -> SocketAddr {
+    let parsed: Option<mediagate_config::RtspUrl> = url.parse().ok();
+    let fallback = listeners
+        .first()
+        .copied()
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 554)));
+    let Some(u) = parsed else {
+        return fallback;
+    };
+    let port = u.port_or_default();
+    let ip = match u.host() {
+        mediagate_config::Host::Ip(ip) => Some(*ip),
+        _ => None,
+    };
+    listeners
+        .iter()
+        .find(|l| l.port() == port && (ip == Some(l.ip()) || l.ip().is_unspecified()))
+        .map(|l| SocketAddr::new(ip.unwrap_or(l.ip()), port))
+        .unwrap_or(fallback)
 }
 
 /// A tunnel GET waiting for its POST.
@@ -123,6 +149,7 @@ impl Edge {
             accept_tasks: Arc::default(),
             drain: Arc::new(drain_tx),
             listeners: Arc::new(Mutex::new(listeners)),
+            prefetches: Arc::default(),
         }
     }
 
@@ -155,16 +182,37 @@ impl Edge {
         self.ctx.cache.get().cloned()
     }
 
+    /// Resolves `url` as a viewer's request for it would be, on the listener its host
+    /// and port name (else the first one): routes, then transparent and forward
+    /// rules. The admin API names objects by the URL viewers use this way.
+    pub(crate) fn resolve_as_viewer(
+        &self,
+        url: &str,
+    ) -> Result<crate::upstream::UpstreamTarget, crate::routing::RouteError> {
+        let listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let local = local_for(url, &listeners);
+        self.ctx.settings.load().router.resolve(url, local, None)
+    }
+
+    /// The edge's prefetches (admin API).
+    pub(crate) fn prefetches(&self) -> &Arc<crate::prefetch::Prefetches> {
+        &self.prefetches
+    }
+
+    /// A guard drain waits for, and the drain signal, for work started by the admin API.
+    pub(crate) fn task_guard(&self) -> (crate::tracker::TaskGuard, watch::Receiver<bool>) {
+        (self.ctx.tasks.guard(), self.ctx.drain.clone())
+    }
+
     /// Counts an on-demand request that was revalidated (`Refresh`) or served without
     /// the cache (`Pass`) in `mediagate_edge_cache_results_total{result}`; hits and
     /// misses come from the [`CacheStore`](crate::cache_store::CacheStore)'s own counts.
     pub fn count_cache_result(&self, result: crate::CacheResult) {
         self.ctx.hubs.edge_stats().cache.count_result(result);
-    }
-
-    /// Counts `n` cache objects evicted to stay under the size limit.
-    pub fn count_cache_evictions(&self, n: u64) {
-        self.ctx.hubs.edge_stats().cache.count_evictions(n);
     }
 
     /// Viewer sessions open now.

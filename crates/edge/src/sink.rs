@@ -29,8 +29,8 @@ pub enum TrackDest {
 
 /// What one viewer session was sent, filled in by whoever feeds it: the hub when the
 /// viewer leaves it (from the counts it keeps anyway, so the fan-out path pays nothing
-/// extra), the on-demand passthrough per packet. The hub's RTCP readers add what a UDP
-/// viewer's receiver reports say.
+/// extra), the on-demand passthrough per packet. The hub's RTCP readers and the
+/// passthrough's add what a UDP viewer's receiver reports say.
 #[derive(Debug, Default)]
 pub struct Tally {
     packets: AtomicU64,

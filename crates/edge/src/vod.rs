@@ -112,6 +112,7 @@ impl VodSession {
             fill,
             run: None,
             filled: filled.clone(),
+            rtcp_buf: vec![0u8; 2048],
         };
         tokio::spawn(async move {
             task.run(rx).await;
@@ -222,6 +223,8 @@ struct VodTask {
     /// The fill run of the current origin PLAY, if it is being recorded.
     run: Option<FillRun>,
     filled: Arc<AtomicBool>,
+    /// Where a UDP viewer's RTCP is read into.
+    rtcp_buf: Vec<u8>,
 }
 
 impl VodTask {
@@ -248,6 +251,9 @@ impl VodTask {
                         break;
                     }
                 },
+                got = recv_viewer_rtcp(&self.sockets, &mut self.rtcp_buf), if !self.sockets.is_empty() => {
+                    self.note_viewer_rtcp(got);
+                }
                 _ = tick.tick() => {
                     let req = self.client.request(Method::GetParameter, &self.url);
                     if self.client.send_no_wait(req).await.is_err() {
@@ -305,6 +311,17 @@ impl VodTask {
                     }
                 }
                 let _ = reply.send(r);
+            }
+        }
+    }
+
+    /// A datagram on one of the viewer's RTCP sockets: from the address the viewer's
+    /// SETUP named for that track, its receiver reports' loss goes into the session's
+    /// tally (as the live hub does for its UDP viewers); anything else is dropped.
+    fn note_viewer_rtcp(&self, (track, n, from): (usize, usize, SocketAddr)) {
+        if let Some(TrackDest::Udp { rtcp, .. }) = self.dests.get(&track) {
+            if *rtcp == from {
+                self.tally.note_rtcp(&self.rtcp_buf[..n]);
             }
         }
     }
@@ -398,4 +415,30 @@ impl VodTask {
             None => true,
         }
     }
+}
+
+/// The next datagram on any of `sockets`' RTCP sockets: (track, length, sender).
+/// Reading also keeps their receive buffers from filling. A socket that reports an
+/// error is passed over (a UDP error is an ICMP report about an earlier send).
+async fn recv_viewer_rtcp(
+    sockets: &HashMap<usize, Arc<SocketPair>>,
+    buf: &mut [u8],
+) -> (usize, usize, SocketAddr) {
+    std::future::poll_fn(|cx| {
+        for (&track, pair) in sockets {
+            loop {
+                let mut rb = tokio::io::ReadBuf::new(buf);
+                match pair.rtcp.poll_recv_from(cx, &mut rb) {
+                    std::task::Poll::Ready(Ok(from)) => {
+                        return std::task::Poll::Ready((track, rb.filled().len(), from));
+                    }
+                    // Polled again so that the socket registers for wake-up.
+                    std::task::Poll::Ready(Err(_)) => continue,
+                    std::task::Poll::Pending => break,
+                }
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }

@@ -3,6 +3,9 @@
 //! Subcommands:
 //! * `fanout`: N RTSP viewers of one URL (UDP or TCP), reporting delivery, loss,
 //!   setup time, time to first keyframe and the edge's CPU and memory (issue 3).
+//! * `churn` (issue 12): short viewer sessions (DESCRIBE, SETUP, PLAY, TEARDOWN) at a
+//!   target rate on persistent connections, while long viewers' delivery is measured:
+//!   the access-record benchmark.
 //! * `floor`: the bare `sendmmsg` baseline for `fanout` on loopback, and a check that
 //!   the receive side keeps up.
 //! * `rtp` (issue 4): K calls through an RTP relay driven over `ng` (mediagate or
@@ -40,6 +43,8 @@ struct Cli {
 enum Command {
     /// N RTSP viewers of one URL for T seconds (edge live-splitting benchmark).
     Fanout(fanout::FanoutArgs),
+    /// Short viewer sessions at a target rate while long viewers watch (records benchmark).
+    Churn(fanout::churn::ChurnArgs),
     /// Bare sendmmsg fan-out on loopback: the per-packet floor, and a receive check.
     Floor(floor::FloorArgs),
     /// K calls through RTP relays over ng for T seconds (relay benchmark).
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Fanout(args) => fanout::run(args),
+        Command::Churn(args) => fanout::churn::run(args),
         Command::Floor(args) => floor::run(args),
         Command::Rtp(args) => rtp::run(args),
     };

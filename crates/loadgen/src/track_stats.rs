@@ -38,6 +38,9 @@ pub(crate) struct TrackStats {
     pub first: Option<FirstPacket>,
     /// Arrival of the first packet that starts a keyframe (video tracks only).
     pub first_keyframe: Option<Instant>,
+    /// The longest wait between two packets (a stall the viewer would see).
+    pub max_gap: std::time::Duration,
+    last_at: Option<Instant>,
 }
 
 impl TrackStats {
@@ -52,6 +55,8 @@ impl TrackStats {
             rtcp: 0,
             first: None,
             first_keyframe: None,
+            max_gap: std::time::Duration::ZERO,
+            last_at: None,
         }
     }
 
@@ -64,6 +69,10 @@ impl TrackStats {
         self.packets = self.packets.saturating_add(1);
         self.bytes = self.bytes.saturating_add(datagram.len() as u64);
         self.seq.record(p.sequence_number());
+        if let Some(prev) = self.last_at {
+            self.max_gap = self.max_gap.max(at.saturating_duration_since(prev));
+        }
+        self.last_at = Some(at);
         if self.first.is_none() {
             self.first = Some(FirstPacket {
                 at,
@@ -147,6 +156,9 @@ pub(crate) mod tests {
         s.record_rtp(&rtp(2, 1800, &H264_IDR_START), t0 + ms(40));
         s.record_rtp(&rtp(3, 2700, &H264_IDR_START), t0 + ms(80));
         assert_eq!(s.first_keyframe, Some(t0 + ms(40)));
+        s.record_rtp(&rtp(4, 3600, &H264_P_START), t0 + ms(250));
+        s.record_rtp(&rtp(5, 4500, &H264_P_START), t0 + ms(260));
+        assert_eq!(s.max_gap, ms(170), "the longest wait between two packets");
         assert_eq!(s.first.map(|f| (f.seq, f.timestamp)), Some((1, 900)));
     }
 

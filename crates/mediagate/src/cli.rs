@@ -84,10 +84,11 @@ pub enum Command {
         mediagate status --admin http://192.0.2.5:9554 --token-file /etc/mediagate/admin.token\n  \
         mediagate status --admin https://192.0.2.5:9554 --cacert ca.pem --cert me.pem --key me.key")]
     Status(StatusArgs),
-    /// List, pin, unpin or purge what a running edge keeps in its on-demand cache
+    /// List, pin, unpin, purge or prefetch what a running edge keeps in its on-demand cache
     ///
     /// Asks the instance's admin API, as `status` does. URL is the origin URL of the
-    /// content as `mediagate cache list` shows it; without --tracks an action applies
+    /// content as `mediagate cache list` shows it, or the URL a viewer asks the edge
+    /// for (resolved through its routes); without --tracks an action applies
     /// to every variant (track selection) of the URL. Exits with status 1 when the
     /// API refuses or nothing matches.
     #[command(
@@ -96,6 +97,8 @@ pub enum Command {
         mediagate cache list\n  \
         mediagate cache pin rtsp://192.0.2.10/vod/trailer.mp4\n  \
         mediagate cache purge rtsp://192.0.2.10/vod/trailer.mp4 --tracks 0,1\n  \
+        mediagate cache prefetch rtsp://edge.example.net/vod/trailer.mp4\n  \
+        mediagate cache prefetch --cancel rtsp://edge.example.net/vod/trailer.mp4\n  \
         mediagate cache unpin --admin http://192.0.2.5:9554 --token-file /etc/mediagate/admin.token rtsp://192.0.2.10/vod/a.mp4"
     )]
     Cache(CacheCommand),
@@ -136,6 +139,36 @@ pub enum CacheCommand {
     Unpin(CacheTargetArgs),
     /// Remove a URL's objects from the cache now
     Purge(CacheTargetArgs),
+    /// Fill a URL's object with no viewer, showing progress until it is complete
+    ///
+    /// The edge fetches the clip itself, faster than real time when the origin
+    /// accepts `Speed`. A progress bar on a terminal, a line per 10% otherwise.
+    /// Interrupting this command does not stop the prefetch; --cancel does, and
+    /// keeps what arrived as a partial object.
+    Prefetch(CachePrefetchArgs),
+}
+
+/// Arguments of `mediagate cache prefetch`.
+#[derive(Debug, Args)]
+pub struct CachePrefetchArgs {
+    /// The URL a viewer asks the edge for, or an origin URL the forward rules allow.
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Only these SDP media indexes (e.g. 0,1) [default: every track].
+    #[arg(long, value_name = "INDEXES", value_delimiter = ',')]
+    pub tracks: Option<Vec<usize>>,
+    /// The `Speed` asked of the origin (1 = real time) [default: 8].
+    #[arg(long, value_name = "X")]
+    pub speed: Option<f64>,
+    /// Cancel the running prefetch of URL instead of starting one.
+    #[arg(long, conflicts_with = "speed")]
+    pub cancel: bool,
+    /// Start it and return at once (poll with `GET /api/v1/cache/prefetch`).
+    #[arg(long, conflicts_with = "cancel")]
+    pub detach: bool,
+    /// How to reach the instance.
+    #[command(flatten)]
+    pub api: StatusArgs,
 }
 
 /// Arguments of `mediagate cache list`.
@@ -747,7 +780,22 @@ media_address = [
         }
         assert!(parse(&["cache", "unpin"]).unwrap_err().contains("<URL>"));
         assert!(parse(&["cache", "pin", "u", "--tracks", "a"]).is_err());
-        assert!(parse(&["cache", "prefetch", "u"]).is_err());
+        match parse(&["cache", "prefetch", "u", "--tracks", "1", "--speed", "2"]).unwrap() {
+            Command::Cache(CacheCommand::Prefetch(a)) => {
+                assert_eq!(
+                    (a.url.as_str(), a.tracks, a.speed),
+                    ("u", Some(vec![1]), Some(2.0))
+                );
+                assert!(!a.cancel && !a.detach);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["cache", "prefetch", "--cancel", "u"]).unwrap() {
+            Command::Cache(CacheCommand::Prefetch(a)) => assert!(a.cancel),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["cache", "prefetch", "--cancel", "--detach", "u"]).is_err());
+        assert!(parse(&["cache", "prefetch"]).unwrap_err().contains("<URL>"));
     }
 
     #[test]

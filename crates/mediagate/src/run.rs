@@ -66,6 +66,9 @@ async fn serve(
     // Served over HTTP by the operations API (issue 11); the roles publish into it.
     let metrics = Metrics::new();
     let records = open_records(config, enabled).await?;
+    if let Some(writer) = &records {
+        writer.publish_metrics(&metrics);
+    }
     let access_log = open_access_log(config, &metrics)?;
     let access_sink = access_log.as_ref().map(AccessLog::sink);
     let node_name = node_name();

@@ -246,6 +246,11 @@ fn objects_are_listed_pinned_purged_and_a_pin_survives_a_smaller_restart() {
     assert!(list.contains("  pinned"), "{list}");
     assert!(!list.contains(CLIP_B), "B was evicted: {list}");
     assert_eq!(metric(api, "mediagate_edge_cache_objects"), 1.0);
+    assert_eq!(
+        metric(api, "mediagate_edge_cache_evictions_total"),
+        1.0,
+        "B's eviction at open is counted"
+    );
     // The pin rewrote A's metadata, so its size is the API's, not the fill's.
     let sizes = api_sizes(api);
     assert_eq!(sizes.len(), 1, "{sizes:?}");

@@ -236,6 +236,15 @@ impl ClientSession {
         }
     }
 
+    /// Forgets the session after its TEARDOWN (RFC 2326 §10.7), so the connection's
+    /// next requests start a new one: no `Session` header, no keep-alives. The CSeq
+    /// numbering goes on, as it belongs to the connection.
+    pub fn end_session(&mut self) {
+        self.session_id = None;
+        self.session_timeout_secs = None;
+        self.next_keepalive = None;
+    }
+
     /// The session id the server gave, if any.
     pub fn session_id(&self) -> Option<&str> {
         self.session_id.as_deref()
@@ -307,6 +316,27 @@ mod tests {
 
     const BASIC_CHALLENGE: &str =
         "RTSP/1.0 401 Unauthorized\r\nCSeq: 1\r\nWWW-Authenticate: Basic realm=\"r\"\r\n\r\n";
+
+    #[test]
+    fn after_end_session_the_connection_starts_a_new_session() {
+        let mut s = ClientSession::new("ua/1", None);
+        s.send(s.request(Method::Setup, "rtsp://h/x"), "c").unwrap();
+        let resp = response("RTSP/1.0 200 OK\r\nCSeq: 1\r\nSession: abc;timeout=20\r\n\r\n");
+        final_of(s.handle_response(resp, "c").unwrap());
+        let t0 = Instant::now();
+        s.start_keepalives(t0);
+        s.end_session();
+        assert_eq!(
+            (s.session_id(), s.session_timeout_secs(), s.poll_timeout()),
+            (None, None, None)
+        );
+        let wire = s
+            .send(s.request(Method::Describe, "rtsp://h/x"), "c")
+            .unwrap();
+        assert_eq!(wire.cseq(), Some(2));
+        assert_eq!(wire.headers.get("Session"), None);
+        assert!(!s.handle_timeout(t0 + Duration::from_secs(3600)));
+    }
 
     #[test]
     fn requests_are_numbered_and_carry_session_via_and_agent() {

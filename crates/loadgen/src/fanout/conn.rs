@@ -112,6 +112,11 @@ impl Conn {
         self.core.late_failures()
     }
 
+    /// Forgets the session after its TEARDOWN, so the next requests start another.
+    pub(super) fn end_session(&mut self) {
+        self.core.end_session();
+    }
+
     /// Starts timing keep-alives from the session timeout the server stated.
     pub(super) fn start_keepalives(&mut self, now: Instant) {
         self.core.start_keepalives(now.into_std());

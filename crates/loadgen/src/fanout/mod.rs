@@ -15,6 +15,7 @@
 //! What it does not: RTSP-over-HTTP tunnelling, RTCP receiver reports, or decoding
 //! media (keyframes are recognised from RTP payload headers only).
 
+pub(crate) mod churn;
 mod conn;
 mod plan;
 mod report;

@@ -57,6 +57,8 @@ pub(super) struct ViewerReport {
     /// Responses to keep-alives that were not 2xx.
     pub keepalive_failures: u64,
     pub teardown_ok: bool,
+    /// The longest wait between two packets of one track.
+    pub max_gap: Duration,
 }
 
 impl ViewerReport {
@@ -85,6 +87,7 @@ impl ViewerReport {
             keepalives: o.keepalives,
             keepalive_failures: o.late_failures,
             teardown_ok: o.teardown_ok,
+            max_gap: Duration::ZERO,
         };
         for (i, t) in tracks.iter().enumerate() {
             let c = t.seq_counts();
@@ -95,6 +98,7 @@ impl ViewerReport {
             r.reordered += c.reordered;
             r.rtcp += t.rtcp;
             r.invalid += t.invalid;
+            r.max_gap = r.max_gap.max(t.max_gap);
             if let (Some(want), Some(first)) = (o.expected_seqs.get(i).copied().flatten(), t.first)
             {
                 r.rtp_info_mismatches += u32::from(first.seq != want);
@@ -134,6 +138,7 @@ impl ViewerReport {
             "keepalives": self.keepalives,
             "keepalive_failures": self.keepalive_failures,
             "teardown_ok": self.teardown_ok,
+            "max_gap_ms": millis(self.max_gap),
         })
     }
 }
@@ -572,6 +577,8 @@ mod tests {
                 keepalives: 1,
                 keepalive_failures: 0,
                 teardown_ok: true,
+                // Video: packets at 1, 1 and 40 ms.
+                max_gap: Duration::from_millis(39),
             }
         );
         assert_eq!(r.rate(), 1.5);

@@ -14,6 +14,8 @@ use mediagate_testkit::ports::free_tcp_port;
 use mediagate_testkit::process::{run, Peer};
 use mediagate_testkit::Transport;
 
+pub mod admin;
+
 /// A running `mediagate run --config …` with an edge on a free loopback port.
 pub struct EdgeProc {
     pub peer: Peer,

@@ -85,6 +85,9 @@ pub(super) const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/cache/pin"),
     ("post", "/api/v1/cache/unpin"),
     ("post", "/api/v1/cache/purge"),
+    ("get", "/api/v1/cache/prefetch"),
+    ("post", "/api/v1/cache/prefetch"),
+    ("post", "/api/v1/cache/prefetch/cancel"),
     ("get", "/api/v1/relay/calls"),
     ("delete", "/api/v1/relay/calls/{id}"),
     ("post", "/api/v1/reload"),
@@ -123,6 +126,20 @@ fn handler(method: &str, path: &str) -> MethodRouter<Shared> {
         "/api/v1/cache/purge" => on(
             filter,
             |s: State<Shared>, b: Result<Bytes, BytesRejection>| act(s, "cache", "purge", b),
+        ),
+        // Listing and starting prefetches share a path; the method tells them apart.
+        "/api/v1/cache/prefetch" if method == "get" => on(filter, |s: State<Shared>| {
+            act(s, "cache", "prefetches", Ok(Bytes::new()))
+        }),
+        "/api/v1/cache/prefetch" => on(
+            filter,
+            |s: State<Shared>, b: Result<Bytes, BytesRejection>| act(s, "cache", "prefetch", b),
+        ),
+        "/api/v1/cache/prefetch/cancel" => on(
+            filter,
+            |s: State<Shared>, b: Result<Bytes, BytesRejection>| {
+                act(s, "cache", "prefetch_cancel", b)
+            },
         ),
         "/api/v1/relay/calls" => on(filter, |s: State<Shared>| snapshot(s, "relay", "calls")),
         "/api/v1/relay/calls/{id}" => on(filter, |s: State<Shared>, id: Path<String>| {

@@ -10,7 +10,8 @@
 //! ([`WriterOptions::queue_limit`]): past it, the oldest half goes to the fallback
 //! store (the SQLite file, for PostgreSQL) or, with no fallback or a failing one, is
 //! logged as lost with its keys. [`Writer::close`] flushes: one last attempt at the
-//! store, then the fallback. Every outage, recovery, spill and loss is logged.
+//! store, then the fallback. Every outage, recovery, spill and loss is logged, and
+//! counted for the metrics ([`Writer::publish_metrics`]).
 //!
 //! What it does not: deduplicate. A commit whose acknowledgement was lost is written
 //! again on retry (delivery is at least once); a record's key plus its end time
@@ -18,11 +19,13 @@
 //! thread is inside one store call, which the store's timeouts bound.
 
 use std::collections::VecDeque;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{PendingRow, Record, RecordStore, StoreError, StoreTarget, Table};
+use crate::metrics::{Collect, Metrics, Scrape};
 
 /// Tuning of the writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +139,6 @@ impl Spool {
     }
 
     /// The counts so far.
-    #[cfg(test)]
     pub(super) fn report(&self) -> WriterReport {
         self.report
     }
@@ -336,8 +338,79 @@ impl RecordSink {
     }
 }
 
+/// What the writer thread has done so far, for the metrics: records taken from the
+/// roles, and the [`WriterReport`] figures, copied after each round of writing.
+#[derive(Debug, Default)]
+struct Progress {
+    taken: AtomicU64,
+    stored: AtomicU64,
+    to_fallback: AtomicU64,
+    lost: AtomicU64,
+}
+
+impl Progress {
+    fn note(&self, taken: u64, report: WriterReport) {
+        self.taken.store(taken, Ordering::Relaxed);
+        self.stored.store(report.stored, Ordering::Relaxed);
+        self.to_fallback
+            .store(report.to_fallback, Ordering::Relaxed);
+        self.lost.store(report.lost, Ordering::Relaxed);
+    }
+}
+
+impl Collect for Arc<Progress> {
+    fn collect(&self, s: &mut Scrape<'_>) -> std::fmt::Result {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (taken, stored, to_fallback, lost) = (
+            load(&self.taken),
+            load(&self.stored),
+            load(&self.to_fallback),
+            load(&self.lost),
+        );
+        s.counter("stored", "Records written to the accounting store.", stored)?;
+        s.counter(
+            "fallback",
+            "Records written to the fallback SQLite file because the store failed.",
+            to_fallback,
+        )?;
+        s.counter(
+            "lost",
+            "Records neither stored nor kept in the fallback (each loss is logged).",
+            lost,
+        )?;
+        let pending = taken.saturating_sub(stored + to_fallback + lost);
+        s.gauge(
+            "pending",
+            "Records the writer holds in memory, waiting for the store.",
+            i64::try_from(pending).unwrap_or(i64::MAX),
+        )
+    }
+}
+
 /// Feeds records from `rx` into the spool until closed.
-fn run_loop(rx: &mpsc::Receiver<Message>, mut spool: Spool, batch: usize) -> WriterReport {
+fn run_loop(
+    rx: &mpsc::Receiver<Message>,
+    spool: Spool,
+    batch: usize,
+    progress: &Progress,
+) -> WriterReport {
+    let mut taken = 0u64;
+    let report = run_spool(rx, spool, batch, &mut |n, report| {
+        taken += n;
+        progress.note(taken, report);
+    });
+    progress.note(taken, report);
+    report
+}
+
+/// [`run_loop`] without the bookkeeping: `note` hears how many records were taken
+/// since it was last called, and the spool's report, after each round.
+fn run_spool(
+    rx: &mpsc::Receiver<Message>,
+    mut spool: Spool,
+    batch: usize,
+    note: &mut dyn FnMut(u64, WriterReport),
+) -> WriterReport {
     loop {
         let received = match spool.wake_in(Instant::now()) {
             None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
@@ -354,10 +427,14 @@ fn run_loop(rx: &mpsc::Receiver<Message>, mut spool: Spool, batch: usize) -> Wri
                             spool.push_row(more.row());
                             taken += 1;
                         }
-                        Ok(Message::Close) => return spool.close(Instant::now()),
+                        Ok(Message::Close) => {
+                            note(u64::try_from(taken).unwrap_or(u64::MAX), spool.report());
+                            return spool.close(Instant::now());
+                        }
                         Err(_) => break,
                     }
                 }
+                note(u64::try_from(taken).unwrap_or(u64::MAX), spool.report());
             }
             Ok(Message::Close) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 return spool.close(Instant::now())
@@ -365,6 +442,7 @@ fn run_loop(rx: &mpsc::Receiver<Message>, mut spool: Spool, batch: usize) -> Wri
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         spool.run(Instant::now());
+        note(0, spool.report());
     }
 }
 
@@ -373,6 +451,7 @@ fn run_loop(rx: &mpsc::Receiver<Message>, mut spool: Spool, batch: usize) -> Wri
 pub struct Writer {
     tx: mpsc::Sender<Message>,
     thread: Option<JoinHandle<WriterReport>>,
+    progress: Arc<Progress>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -389,6 +468,13 @@ impl Writer {
         RecordSink {
             tx: self.tx.clone(),
         }
+    }
+
+    /// Publishes `mediagate_records_stored_total`, `mediagate_records_fallback_total`,
+    /// `mediagate_records_lost_total` and the gauge `mediagate_records_pending`.
+    pub fn publish_metrics(&self, metrics: &Metrics) {
+        let progress = Arc::clone(&self.progress);
+        metrics.register("records", |m| m.collect(progress));
     }
 
     /// Writes what is pending (falling back or losing, logged, what the store will not
@@ -439,6 +525,8 @@ pub fn spawn_with_log(
     let (tx, rx) = mpsc::channel::<Message>();
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StoreError>>();
     let tables = tables.to_vec();
+    let progress = Arc::new(Progress::default());
+    let thread_progress = Arc::clone(&progress);
     let handle = std::thread::Builder::new()
         .name("accounting-writer".into())
         .spawn(move || {
@@ -451,13 +539,15 @@ pub fn spawn_with_log(
             };
             let _ = ready_tx.send(Ok(()));
             let batch = options.batch.max(1);
-            run_loop(&rx, Spool::new(primary, fallback, options, log), batch)
+            let spool = Spool::new(primary, fallback, options, log);
+            run_loop(&rx, spool, batch, &thread_progress)
         })
         .map_err(|e| StoreError::Thread(e.to_string()))?;
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(Writer {
             tx,
             thread: Some(handle),
+            progress,
         }),
         Ok(Err(e)) => {
             let _ = handle.join();

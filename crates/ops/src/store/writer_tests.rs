@@ -274,6 +274,40 @@ fn spawned_writer_stores_and_reports_on_close() {
 }
 
 #[test]
+fn the_metrics_count_stored_and_pending_records() {
+    let dir = temp_dir("writer-metrics");
+    let writer = spawn(
+        StoreTarget::Sqlite(dir.join("a.sqlite")),
+        &[Call::TABLE],
+        WriterOptions::default(),
+    )
+    .unwrap();
+    let metrics = Metrics::new();
+    writer.publish_metrics(&metrics);
+    let tx = writer.sink();
+    for i in 0..300 {
+        assert!(tx.send(rec(&format!("m{i}"))));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = metrics.encode();
+        if text.contains("mediagate_records_stored_total 300\n") {
+            assert!(text.contains("mediagate_records_pending 0\n"), "{text}");
+            assert!(text.contains("mediagate_records_lost_total 0\n"), "{text}");
+            assert!(
+                text.contains("mediagate_records_fallback_total 0\n"),
+                "{text}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never all stored: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(writer);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn one_writer_takes_several_record_types_from_several_roles() {
     let dir = temp_dir("writer-types");
     let path = dir.join("a.sqlite");

@@ -1,0 +1,14 @@
+//! The balancer role: puts a cluster of media servers or edges behind one address
+//! (issue 14). RTSP services are routed by session with `Transport` rewriting; other
+//! ports are L4 services.
+//!
+//! Modules: [`backend`] (the back ends a service balances over, as the schedulers and
+//! health see them), [`sched`] (schedulers and persistence, sans-IO), [`health`]
+//! (health state and checks), [`l4`] (TCP and UDP services, port groups),
+//! [`proxy_v2`] (the PROXY protocol v2 header).
+
+pub mod backend;
+pub mod health;
+pub mod l4;
+pub mod proxy_v2;
+pub mod sched;

@@ -37,6 +37,10 @@ pub type MaxConnections = Bounded<1, 1_000_000>;
 /// Limits on connections that are not (yet) viewers: 100 ms to 1 h.
 pub type ConnectionTimeout = BoundedDuration<100_000, 3_600_000_000>;
 
+/// How long cached content without freshness information stays fresh: 0 (always
+/// revalidate) to 30 days.
+pub type CacheTtl = BoundedDuration<0, 2_592_000_000_000>;
+
 /// The edge role.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -164,6 +168,10 @@ pub struct CacheConfig {
     pub dir: Option<Located<PathBuf>>,
     /// Most bytes the objects may take on disk. Default: `"1GiB"` (fits a small disk).
     pub size: Located<ByteSize>,
+    /// How long an object stays fresh when the origin said nothing about it (no
+    /// `Cache-Control` max-age, `Expires` or `Last-Modified`); after that a viewer's
+    /// PLAY revalidates it with a conditional DESCRIBE. Default: `"1h"`.
+    pub default_ttl: CacheTtl,
 }
 
 /// The default cache size.
@@ -175,6 +183,7 @@ impl Default for CacheConfig {
             enabled: Located::new(true),
             dir: None,
             size: Located::new(CACHE_DEFAULT_SIZE),
+            default_ttl: CacheTtl::from_millis_const(3_600_000),
         }
     }
 }
@@ -591,5 +600,29 @@ mod tests {
         );
         // Off, a zero size is no mistake.
         assert!(crate::parse_config("[edge.cache]\nenabled = false\nsize = \"0B\"\n").is_ok());
+    }
+
+    #[test]
+    fn default_ttl_is_read_and_bad_values_are_refused_where_they_are() {
+        assert_eq!(
+            std::time::Duration::from(crate::Config::default().edge.cache.default_ttl),
+            std::time::Duration::from_secs(3600)
+        );
+        let cfg = crate::parse_config("[edge.cache]\ndefault_ttl = \"0s\"\n").expect("valid");
+        assert_eq!(
+            std::time::Duration::from(cfg.edge.cache.default_ttl),
+            std::time::Duration::ZERO
+        );
+        let cfg = crate::parse_config("[edge.cache]\ndefault_ttl = \"720h\"\n").expect("valid");
+        assert_eq!(
+            std::time::Duration::from(cfg.edge.cache.default_ttl),
+            std::time::Duration::from_secs(30 * 86_400)
+        );
+        for bad in ["721h", "soon", "-1s", "1.5s"] {
+            let text = format!("[edge.cache]\ndefault_ttl = \"{bad}\"\n");
+            let errors = crate::parse_config(&text).expect_err(bad);
+            let rendered = crate::render_errors("f.toml", &text, &errors);
+            assert!(rendered.contains("f.toml:2:15: "), "{bad}: {rendered}");
+        }
     }
 }

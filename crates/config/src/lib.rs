@@ -83,9 +83,9 @@ pub use cidr::Cidr;
 pub use destination::{DestinationRule, HostPattern};
 pub use duration::HumanDuration;
 pub use edge::{
-    AccountingMode, AuthScheme, CacheConfig, ClientAcl, ConnectionTimeout, Credentials, EdgeConfig,
-    ForwardProxy, MaxConnections, MaxViewers, ReconnectConfig, Route, UpstreamTransport,
-    ViewerBacklog, CACHE_DEFAULT_SIZE,
+    AccountingMode, AuthScheme, CacheConfig, CacheTtl, ClientAcl, ConnectionTimeout, Credentials,
+    EdgeConfig, ForwardProxy, MaxConnections, MaxViewers, ReconnectConfig, Route,
+    UpstreamTransport, ViewerBacklog, CACHE_DEFAULT_SIZE,
 };
 pub use edge_auth::{Access, EdgeAuth, LdapConfig};
 pub use load::{

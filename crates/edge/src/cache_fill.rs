@@ -64,16 +64,16 @@ pub(crate) fn object_key(origin_url: &str, d: &Described, set_up: &[usize]) -> O
     }
 }
 
-/// The object's metadata for `d`. The SDP is stored without its `o=` line, whose
-/// session id some origins (gst-rtsp-server) draw afresh for every DESCRIBE of
-/// unchanged content; its version goes into the validators instead. `a=ssrc:` lines
-/// (RFC 5576) go too: they name the sender of one origin session (gst-rtsp-server
-/// draws new SSRCs and CNAMEs per DESCRIBE), not the content.
+/// The object's metadata for `d`. The SDP is stored without the lines that name one
+/// origin session rather than the content (`freshness::per_session_line`: the `o=`
+/// line, whose session id gst-rtsp-server draws afresh for every DESCRIBE of
+/// unchanged content, and the `a=ssrc` lines of RFC 5576, whose SSRC and CNAME it
+/// draws for every pipeline); the `o=` version goes into the validators instead.
 pub(crate) fn object_meta(d: &Described, key: &ObjectKey) -> Meta {
     let text = String::from_utf8_lossy(&d.sdp.to_bytes()).into_owned();
     let sdp: String = text
         .split_inclusive('\n')
-        .filter(|l| !l.starts_with("o=") && !l.starts_with("a=ssrc:"))
+        .filter(|l| !crate::freshness::per_session_line(l))
         .collect();
     let tracks = key
         .tracks
@@ -105,9 +105,9 @@ pub(crate) fn object_meta(d: &Described, key: &ObjectKey) -> Meta {
         duration_ms,
         validators: Validators {
             sdp_origin: d.sdp.origin().map(|o| o.session_version.to_string()),
-            ..Validators::default()
+            ..d.caching.clone()
         },
-        needed_auth: false,
+        needed_auth: d.needed_auth,
         fetched_unix_ms: 0,
     }
 }
@@ -348,13 +348,13 @@ impl FillRun {
         let (tx, rx) = sync_channel(WRITER_QUEUE);
         let store = plan.store.clone();
         let max = plan.max_object_bytes;
-        let url = plan.key.url.clone();
+        let key = plan.key.clone();
         let origin_failed = Arc::new(AtomicBool::new(false));
         let failed = origin_failed.clone();
         let spawned = std::thread::Builder::new()
             .name("cache-fill".into())
             .spawn(move || {
-                let ended = write_run(&store, writer, &rx, max, &url, &failed);
+                let ended = write_run(&store, writer, &rx, max, &key, &failed);
                 if let Some(report) = report {
                     let _ = report.send(ended);
                 }
@@ -451,18 +451,22 @@ impl Drop for FillRun {
     }
 }
 
-/// The writer thread: appends until the run ends, then ends the fill in the cache.
+/// The writer thread: appends until the run ends, then ends the fill in the cache. An
+/// object that outgrows the route's `cache_max_object` is not kept at all (its other
+/// runs included): the route does not cache content that large.
 fn write_run(
     store: &CacheStore,
     mut writer: FillWriter,
     rx: &Receiver<FillMsgBox>,
     max_object_bytes: u64,
-    url: &str,
+    key: &ObjectKey,
     origin_failed: &AtomicBool,
 ) -> Result<ObjectInfo, String> {
+    let url = key.url.as_str();
     let clean;
     let mut writing = true;
     let mut write_failed = false;
+    let mut too_big = false;
     loop {
         match rx.recv() {
             Ok(FillMsgBox(FillMsg::Packet {
@@ -489,9 +493,10 @@ fn write_run(
                     tracing::info!(
                         url,
                         max_object_bytes,
-                        "object reached the route's cache_max_object; fill stops"
+                        "object passed the route's cache_max_object; not kept, the viewer goes on"
                     );
                     writing = false;
+                    too_big = true;
                 }
             }
             Ok(FillMsgBox(FillMsg::End { clean: c })) => {
@@ -505,7 +510,18 @@ fn write_run(
         }
     }
     let clean = clean && !write_failed;
-    match store.lock().end_fill(writer, clean, SystemTime::now()) {
+    let mut cache = store.lock();
+    let ended = cache.end_fill(writer, clean, SystemTime::now());
+    if too_big {
+        if let Err(e) = cache.purge(key) {
+            tracing::warn!(url, error = %e, "an object past cache_max_object could not be removed");
+        }
+        return Err(format!(
+            "the object passed the route's cache_max_object ({max_object_bytes} bytes) and was not kept"
+        ));
+    }
+    drop(cache);
+    match ended {
         Ok(info) => {
             tracing::debug!(
                 url,
@@ -580,6 +596,8 @@ mod tests {
             live: false,
             session_timeout: 60,
             aggregate_url: "rtsp://o/vod".into(),
+            caching: Default::default(),
+            needed_auth: false,
         }
     }
 

@@ -13,6 +13,7 @@ use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use mediagate_cache::Cache;
 
@@ -23,7 +24,13 @@ pub struct CacheStore {
     hits: AtomicU64,
     misses: AtomicU64,
     fills_abandoned: AtomicU64,
+    /// `[edge.cache] default_ttl` in ms: freshness of content the origin said nothing
+    /// about.
+    default_ttl_ms: AtomicU64,
 }
+
+/// The default of `[edge.cache] default_ttl`.
+const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 
 /// What the cache did since the edge started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,6 +62,7 @@ impl CacheStore {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             fills_abandoned: AtomicU64::new(0),
+            default_ttl_ms: AtomicU64::new(DEFAULT_TTL.as_secs() * 1000),
         }))
     }
 
@@ -64,6 +72,16 @@ impl CacheStore {
         // The cache's own state stays consistent between calls; a panic in one call
         // must not stop every later viewer from being served.
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sets how long content without freshness information stays fresh.
+    pub fn set_default_ttl(&self, ttl: Duration) {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.default_ttl_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub(crate) fn default_ttl(&self) -> Duration {
+        Duration::from_millis(self.default_ttl_ms.load(Ordering::Relaxed))
     }
 
     pub(crate) fn count_hit(&self) {

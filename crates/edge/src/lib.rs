@@ -16,6 +16,7 @@ mod cache_play;
 pub mod cache_store;
 mod conn_out;
 mod denied;
+mod freshness;
 mod hub;
 mod hub_actor;
 mod hub_life;

@@ -111,6 +111,8 @@ pub struct RtspClient {
     core: ClientSession,
     frames: VecDeque<InterleavedFrame>,
     timeout: Duration,
+    /// A request on this connection was resent with credentials after a challenge.
+    answered_challenge: bool,
 }
 
 impl std::fmt::Debug for RtspClient {
@@ -162,7 +164,14 @@ impl RtspClient {
             core,
             frames: VecDeque::new(),
             timeout,
+            answered_challenge: false,
         })
+    }
+
+    /// Whether the origin challenged a request on this connection and accepted it with
+    /// the credentials the client was given.
+    pub fn answered_challenge(&self) -> bool {
+        self.answered_challenge
     }
 
     /// The origin's address (media over UDP is accepted only from its IP).
@@ -188,7 +197,10 @@ impl RtspClient {
         loop {
             self.write_request(&wire).await?;
             match self.read_response().await? {
-                ResponseDisposition::Resend(again) => wire = again,
+                ResponseDisposition::Resend(again) => {
+                    self.answered_challenge = true;
+                    wire = again;
+                }
                 ResponseDisposition::Final(resp) | ResponseDisposition::Unsolicited(resp) => {
                     return Ok(resp)
                 }

@@ -13,6 +13,15 @@
 //! tracks set up and played with the viewer's `Range`, and recorded. A seek of a hit
 //! to a time the cache does not hold continues from the origin the same way.
 //!
+//! Which PLAY is a hit follows the route's policy and the freshness rules
+//! (`freshness`): an object stored under a policy the route still has, describing
+//! what the origin describes now, fresh for this viewer's `Cache-Control` or found
+//! unchanged by a conditional DESCRIBE (REFRESH); a miss records only what the
+//! origin's `Cache-Control` and credentials allow. A pass-through viewer (its own
+//! origin session, opened by its own DESCRIBE with its own credentials) of on-demand
+//! content is served the same way: its DESCRIBE is the origin's authorization and
+//! revalidation, and a hit leaves its origin session set up but not playing.
+//!
 //! Every source keeps the hub's [`Lease`] (the hub answered DESCRIBE and lingers
 //! while viewers of its URL exist) and the session's [`Tally`], which whoever feeds the
 //! viewer fills in; [`Source::stop`] returns the final counts. A stream served with
@@ -21,14 +30,16 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use mediagate_rtsp::headers::Range;
 use mediagate_rtsp::{Headers, Response, StatusCode, Version};
 
-use crate::cache_fill::{object_key, object_meta, FillPlan};
+use crate::cache_fill::{object_key, object_meta, unix_ms, FillPlan};
 use crate::cache_play::{CachePlayer, PlayStart, PlayerOut};
 use crate::cache_store::CacheStore;
 use crate::conn_out::ConnOut;
+use crate::freshness;
 use crate::hub::SubscriberId;
 use crate::hub_registry::{HubError, Hubs, Lease};
 use crate::metrics::{EdgeStats, ViewerGauge};
@@ -39,8 +50,10 @@ use crate::session::CacheResult;
 use crate::session::{error, ViewerTransport};
 use crate::sink::{Counts, Tally, TrackDest, ViewerSink};
 use crate::tracker::Tracker;
-use crate::upstream::{Described, UpstreamTarget};
+use crate::upstream::{self, Described, Revalidated, UpstreamTarget};
 use crate::vod::{VodIo, VodSession};
+use mediagate_cache::freshness::Freshness;
+use mediagate_cache::{Meta, ObjectKey, Validators};
 use mediagate_rtsp::headers::RtpInfo;
 use mediagate_rtsp::TypedHeader;
 
@@ -60,7 +73,25 @@ pub(crate) enum SourceKind {
     Cached {
         player: Box<CachePlayer>,
         lazy: Box<Lazy>,
+        /// Revalidated with the origin before it was served (REFRESH).
+        refreshed: bool,
+        /// A pass-through viewer's own origin session, authorized and set up but not
+        /// playing: the origin's hold on the viewer, and where a seek the cache does
+        /// not hold continues.
+        held: Option<VodSession>,
     },
+}
+
+/// Where a PLAY of on-demand content is served from.
+enum Lookup {
+    Hit {
+        player: Box<CachePlayer>,
+        refreshed: bool,
+    },
+    /// From the origin (recorded when the policy allows).
+    Miss,
+    /// Not held, and the viewer said `only-if-cached`.
+    NotCached,
 }
 
 /// What an on-demand session chose at SETUP, for the PLAY that decides where its
@@ -75,6 +106,9 @@ pub(crate) struct Lazy {
     policy: CachePolicy,
     /// Per described track: its destination and, for UDP, this edge's socket pair.
     tracks: Vec<Option<(TrackDest, Option<Arc<SocketPair>>)>>,
+    /// A pass-through session's first PLAY chose between the cache and its origin
+    /// session (later PLAYs go where that one went).
+    decided: bool,
 }
 
 /// A route's cache switches.
@@ -82,14 +116,19 @@ pub(crate) struct Lazy {
 pub(crate) struct CachePolicy {
     pub cache: bool,
     pub max_object_bytes: u64,
+    /// Keep content the origin wanted credentials for even when not `public`.
+    pub cache_authenticated: bool,
+    /// `[edge.cache] default_ttl`.
+    pub default_ttl: Duration,
 }
 
-/// The route's cache policy (`cache = true|false`, `cache_max_object`); until the
-/// route carries them, every on-demand route is cached without a size limit.
-pub(crate) fn cache_policy(_target: &UpstreamTarget) -> CachePolicy {
+/// The route's cache policy: `cache`, `cache_max_object`, `cache_authenticated`.
+pub(crate) fn cache_policy(target: &UpstreamTarget, default_ttl: Duration) -> CachePolicy {
     CachePolicy {
-        cache: true,
-        max_object_bytes: u64::MAX,
+        cache: target.cache,
+        max_object_bytes: target.cache_max_object.unwrap_or(u64::MAX),
+        cache_authenticated: target.cache_authenticated,
+        default_ttl,
     }
 }
 
@@ -196,6 +235,9 @@ impl Source {
             SourceKind::Live => CacheResult::Split,
             SourceKind::OnDemand { vod: Some(v), .. } if v.filled() => CacheResult::Miss,
             SourceKind::OnDemand { .. } => CacheResult::Pass,
+            SourceKind::Cached {
+                refreshed: true, ..
+            } => CacheResult::Refresh,
             SourceKind::Cached { .. } => CacheResult::Hit,
         }
     }
@@ -230,31 +272,28 @@ impl Source {
                 lazy,
             } => {
                 let auth = route.authorization.map(str::to_owned);
+                // On-demand content a pass-through viewer may later get from the
+                // cache: its UDP ports are the edge's own, as for any hit.
+                if lazy.is_none() && !self.described.live && route.cache.is_some() {
+                    *lazy = Lazy::for_route(&route, self.described.tracks.len()).ok();
+                }
+                let Some(l) = lazy else {
+                    return vod
+                        .setup(track, dest, auth)
+                        .await
+                        .map_err(|e| client_error(&e));
+                };
+                let pair = l.pair_for(track, dest).await?;
                 let ports = vod
-                    .setup(track, dest, auth)
+                    .setup_full(track, dest, auth, pair.clone())
                     .await
                     .map_err(|e| client_error(&e))?;
-                if let Some(l) = lazy {
-                    l.set(track, dest, None);
-                }
+                l.set(track, dest, pair);
                 Ok(ports)
             }
             SourceKind::OnDemand { vod: None, lazy } => {
                 if lazy.is_none() {
-                    let target = route
-                        .router
-                        .resolve(route.url, route.local, route.original_dst)
-                        .map_err(|e| error(StatusCode::NOT_FOUND, &e.to_string()))?;
-                    let policy = cache_policy(&target);
-                    *lazy = Some(Box::new(Lazy {
-                        target,
-                        out: route.out.clone(),
-                        ports: route.hubs.ports(),
-                        tasks: route.tasks.clone(),
-                        cache: route.cache.cloned(),
-                        policy,
-                        tracks: vec![None; self.described.tracks.len()],
-                    }));
+                    *lazy = Some(Lazy::for_route(&route, self.described.tracks.len())?);
                 }
                 let Some(l) = lazy else {
                     return Err(error(StatusCode::INTERNAL_SERVER_ERROR, "no route"));
@@ -275,6 +314,7 @@ impl Source {
         out: &ConnOut,
     ) -> Result<Playing, Response> {
         let start_ms = requested_start(viewer_headers);
+        let viewer = viewer_headers.get("Cache-Control");
         let kind = std::mem::replace(&mut self.kind, SourceKind::Live);
         let kind = match kind {
             // A session of on-demand content set up at the edge: the cache decides.
@@ -283,9 +323,21 @@ impl Source {
                 lazy: Some(lazy),
             } => {
                 let from = start_ms.unwrap_or(0);
-                match self.try_hit(&lazy, from).await {
-                    Some(player) => SourceKind::Cached { player, lazy },
-                    None => match self.open_origin(&lazy).await {
+                match self.lookup(&lazy, from, viewer, None).await {
+                    Lookup::Hit { player, refreshed } => SourceKind::Cached {
+                        player,
+                        lazy,
+                        refreshed,
+                        held: None,
+                    },
+                    Lookup::NotCached => {
+                        self.kind = SourceKind::OnDemand {
+                            vod: None,
+                            lazy: Some(lazy),
+                        };
+                        return Err(not_cached());
+                    }
+                    Lookup::Miss => match self.open_origin(&lazy).await {
                         Ok(vod) => SourceKind::OnDemand {
                             vod: Some(vod),
                             lazy: Some(lazy),
@@ -301,10 +353,69 @@ impl Source {
                     },
                 }
             }
-            SourceKind::Cached { mut player, lazy } => match start_ms {
-                None => SourceKind::Cached { player, lazy },
-                Some(from) if player.seek(from).await.unwrap_or(false) => {
-                    SourceKind::Cached { player, lazy }
+            // A pass-through viewer's first PLAY: its own DESCRIBE, just answered by
+            // the origin, authorized it and revalidates what the cache holds.
+            SourceKind::OnDemand {
+                vod: Some(vod),
+                lazy: Some(mut lazy),
+            } if !lazy.decided => {
+                lazy.decided = true;
+                let from = start_ms.unwrap_or(0);
+                let answered = vod.described().clone();
+                match self.lookup(&lazy, from, viewer, Some(&answered)).await {
+                    Lookup::Hit { player, refreshed } => SourceKind::Cached {
+                        player,
+                        lazy,
+                        refreshed,
+                        held: Some(vod),
+                    },
+                    Lookup::NotCached => {
+                        lazy.decided = false;
+                        self.kind = SourceKind::OnDemand {
+                            vod: Some(vod),
+                            lazy: Some(lazy),
+                        };
+                        return Err(not_cached());
+                    }
+                    Lookup::Miss => {
+                        if let Some(plan) = fill_plan(&lazy, &answered) {
+                            vod.record_into(plan).await;
+                        }
+                        SourceKind::OnDemand {
+                            vod: Some(vod),
+                            lazy: Some(lazy),
+                        }
+                    }
+                }
+            }
+            SourceKind::Cached {
+                mut player,
+                lazy,
+                refreshed,
+                held,
+            } => match start_ms {
+                None => SourceKind::Cached {
+                    player,
+                    lazy,
+                    refreshed,
+                    held,
+                },
+                Some(from) if player.seek(from).await.unwrap_or(false) => SourceKind::Cached {
+                    player,
+                    lazy,
+                    refreshed,
+                    held,
+                },
+                // Not held: a pass-through viewer's own origin session serves it.
+                Some(_) if held.is_some() => {
+                    let vod = held.expect("checked");
+                    if let Some(plan) = fill_plan(&lazy, vod.described()) {
+                        vod.record_into(plan).await;
+                    }
+                    SourceKind::OnDemand {
+                        vod: Some(vod),
+                        lazy: Some(lazy),
+                    }
                 }
                 // Not held: the origin serves it (and the cache records it).
                 Some(_) => match self.open_origin(&lazy).await {
@@ -314,7 +425,12 @@ impl Source {
                     },
                     Err(r) => {
                         // Paused where it was; a PLAY without Range resumes it.
-                        self.kind = SourceKind::Cached { player, lazy };
+                        self.kind = SourceKind::Cached {
+                            player,
+                            lazy,
+                            refreshed,
+                            held,
+                        };
                         return Err(r);
                     }
                 },
@@ -348,7 +464,7 @@ impl Source {
                     release: None,
                 })
             }
-            SourceKind::Cached { player, lazy } => {
+            SourceKind::Cached { player, lazy, .. } => {
                 let start = player.play().await.ok_or_else(|| {
                     error(
                         StatusCode::INTERNAL_SERVER_ERROR,
@@ -415,27 +531,92 @@ impl Source {
         object_meta(&self.described, &object_key("", &self.described, &[])).duration_ms
     }
 
-    /// A player for `from_ms` when the cache holds it for this variant, its stored
-    /// description is the origin's current one, and the route caches.
-    async fn try_hit(&self, lazy: &Lazy, from_ms: u64) -> Option<Box<CachePlayer>> {
-        let store = lazy.cache.as_ref().filter(|_| lazy.policy.cache)?;
+    /// Where a PLAY from `from_ms` is served from. A hit needs the object for this
+    /// variant holding `from_ms`, stored under a policy the route still has, the same
+    /// content as the origin's latest description (`answered`: a pass-through
+    /// viewer's own DESCRIBE; else the hub's), and fresh for this viewer, or found
+    /// unchanged by a conditional DESCRIBE (then `refreshed`).
+    async fn lookup(
+        &self,
+        lazy: &Lazy,
+        from_ms: u64,
+        viewer: Option<&str>,
+        answered: Option<&Arc<Described>>,
+    ) -> Lookup {
+        let only_if_cached = freshness::only_if_cached(viewer);
+        let miss = if only_if_cached {
+            Lookup::NotCached
+        } else {
+            Lookup::Miss
+        };
+        let Some(store) = lazy.cache.as_ref().filter(|_| lazy.policy.cache) else {
+            return miss;
+        };
         let variant = lazy.variant();
         let url = lazy.target.url.without_credentials().to_string();
         let key = object_key(&url, &self.described, &variant);
-        let current = object_meta(&self.described, &key);
-        {
+        let held = {
             // Index look-ups only (no file I/O): short enough for this task.
             let cache = store.lock();
-            let held = cache.lookup(&key)?;
-            if held.meta.sdp != current.sdp
-                || held.meta.validators.sdp_origin != current.validators.sdp_origin
-            {
-                tracing::debug!(url, "cached object's description changed; refetching");
-                return None;
+            let Some(held) = cache.lookup(&key) else {
+                return miss;
+            };
+            if cache.covered(&key, from_ms).is_none() {
+                return miss;
             }
-            cache.covered(&key, from_ms)?;
+            held
+        };
+        let meta = &held.meta;
+        if !freshness::storable(
+            meta.validators.cache_control.as_deref(),
+            meta.needed_auth,
+            lazy.policy.cache_authenticated,
+        ) {
+            tracing::debug!(
+                url,
+                "the route no longer caches this object; asking the origin"
+            );
+            return miss;
         }
-        let clocks = current.tracks.iter().map(|t| t.clock_rate).collect();
+        let latest = object_meta(answered.unwrap_or(&self.described), &key);
+        let same = freshness::same_content(meta, &latest);
+        if answered.is_some() && !same {
+            tracing::debug!(url, "cached object's description changed; refetching");
+            return miss;
+        }
+        let now = SystemTime::now();
+        let verdict = freshness::verdict(meta, viewer, unix_ms(now), lazy.policy.default_ttl);
+        if verdict == Freshness::NotCacheable {
+            return miss;
+        }
+        // The hub's description may be older than the object (it is kept while the
+        // hub lingers), or newer: when the two differ, the origin decides.
+        let stale = !only_if_cached && (!same || verdict != Freshness::Fresh);
+        let refreshed = if !stale {
+            false
+        } else {
+            let validators = match answered {
+                // Answered for this very viewer a moment ago: a revalidation already.
+                Some(_) => Ok(Some(latest.validators)),
+                None => revalidate(&lazy.target, meta, &key).await,
+            };
+            match validators {
+                Ok(Some(validators)) => {
+                    if let Err(e) = store.lock().refresh(&key, validators, unix_ms(now)) {
+                        tracing::warn!(url, error = %e, "revalidated object could not be refreshed");
+                        return Lookup::Miss;
+                    }
+                    tracing::debug!(url, "cached object revalidated unchanged");
+                    true
+                }
+                Ok(None) => return Lookup::Miss,
+                // The origin cannot be asked: a stale copy it allows serving stale is
+                // still better than no clip (RFC 7234 §4.2.4).
+                Err(()) if same && verdict == Freshness::Stale => false,
+                Err(()) => return Lookup::Miss,
+            }
+        };
+        let clocks = meta.tracks.iter().map(|t| t.clock_rate).collect();
         let out = PlayerOut {
             conn: lazy.out.clone(),
             dests: variant
@@ -445,15 +626,18 @@ impl Source {
             tally: self.tally.clone(),
         };
         match CachePlayer::open(store.clone(), key, clocks, from_ms, out).await {
-            Ok(Some(p)) => {
+            Ok(Some(player)) => {
                 store.count_hit();
-                tracing::debug!(url, from_ms, "cache hit");
-                Some(Box::new(p))
+                tracing::debug!(url, from_ms, refreshed, "cache hit");
+                Lookup::Hit {
+                    player: Box::new(player),
+                    refreshed,
+                }
             }
-            Ok(None) => None,
+            Ok(None) => miss,
             Err(e) => {
                 tracing::warn!(url, error = %e, "cached object could not be read; asking the origin");
-                None
+                Lookup::Miss
             }
         }
     }
@@ -462,19 +646,6 @@ impl Source {
     /// viewer's SETUPs chose, recording into the cache when the route caches.
     async fn open_origin(&self, lazy: &Lazy) -> Result<VodSession, Response> {
         let variant = lazy.variant();
-        let fill = lazy
-            .cache
-            .as_ref()
-            .filter(|_| lazy.policy.cache)
-            .map(|store| {
-                FillPlan::new(
-                    store.clone(),
-                    &lazy.target.url.without_credentials().to_string(),
-                    &self.described,
-                    &variant,
-                    lazy.policy.max_object_bytes,
-                )
-            });
         let io = VodIo {
             conn: lazy.out.clone(),
             ports: lazy.ports.clone(),
@@ -482,7 +653,7 @@ impl Source {
             guard: lazy.tasks.guard(),
             fill: None,
         };
-        let vod = VodSession::open(&lazy.target, io, fill)
+        let vod = VodSession::open(&lazy.target, io, None)
             .await
             .map_err(|e| client_error(&e))?;
         if vod.described().tracks.len() != self.described.tracks.len() {
@@ -490,6 +661,11 @@ impl Source {
                 StatusCode::BAD_GATEWAY,
                 "the origin changed the stream's tracks",
             ));
+        }
+        // Recorded as this session's own DESCRIBE describes it: newer than the hub's
+        // when the clip changed.
+        if let Some(plan) = fill_plan(lazy, vod.described()) {
+            vod.record_into(plan).await;
         }
         for &i in &variant {
             if let Some((dest, pair)) = lazy.tracks.get(i).cloned().flatten() {
@@ -555,6 +731,27 @@ impl Source {
 }
 
 impl Lazy {
+    fn for_route(route: &OriginRoute<'_>, tracks: usize) -> Result<Box<Lazy>, Response> {
+        let target = route
+            .router
+            .resolve(route.url, route.local, route.original_dst)
+            .map_err(|e| error(StatusCode::NOT_FOUND, &e.to_string()))?;
+        let ttl = route
+            .cache
+            .map_or(Duration::from_secs(3600), |c| c.default_ttl());
+        let policy = cache_policy(&target, ttl);
+        Ok(Box::new(Lazy {
+            target,
+            out: route.out.clone(),
+            ports: route.hubs.ports(),
+            tasks: route.tasks.clone(),
+            cache: route.cache.cloned(),
+            policy,
+            tracks: vec![None; tracks],
+            decided: false,
+        }))
+    }
+
     /// Records the viewer's choice for `track`; UDP viewers get this edge's own
     /// ports now, used by whichever serves them later.
     async fn setup(
@@ -562,7 +759,20 @@ impl Lazy {
         track: usize,
         dest: TrackDest,
     ) -> Result<Option<(u16, u16)>, Response> {
-        let pair = match dest {
+        let pair = self.pair_for(track, dest).await?;
+        let ports = pair.as_ref().map(|p| (p.rtp_port(), p.rtp_port() + 1));
+        self.set(track, dest, pair);
+        Ok(ports)
+    }
+
+    /// This edge's UDP pair for `track` (a repeated SETUP keeps its own); None for
+    /// interleaved viewers.
+    async fn pair_for(
+        &self,
+        track: usize,
+        dest: TrackDest,
+    ) -> Result<Option<Arc<SocketPair>>, Response> {
+        Ok(match dest {
             TrackDest::Udp { .. } => match self.tracks.get(track).cloned().flatten() {
                 // A repeated SETUP keeps the ports it was given.
                 Some((TrackDest::Udp { .. }, Some(p))) => Some(p),
@@ -574,10 +784,7 @@ impl Lazy {
                 })?)),
             },
             TrackDest::Interleaved { .. } => None,
-        };
-        let ports = pair.as_ref().map(|p| (p.rtp_port(), p.rtp_port() + 1));
-        self.set(track, dest, pair);
-        Ok(ports)
+        })
     }
 
     fn set(&mut self, track: usize, dest: TrackDest, pair: Option<Arc<SocketPair>>) {
@@ -594,6 +801,71 @@ impl Lazy {
             .filter_map(|(i, t)| t.as_ref().map(|_| i))
             .collect()
     }
+}
+
+/// The fill of `lazy`'s variant as `d` describes it, when the route and the origin's
+/// answer allow storing it (RFC 7826 §18.11; content behind origin credentials only
+/// when `public` or the route's `cache_authenticated`).
+fn fill_plan(lazy: &Lazy, d: &Described) -> Option<FillPlan> {
+    let store = lazy.cache.as_ref().filter(|_| lazy.policy.cache)?;
+    let url = lazy.target.url.without_credentials().to_string();
+    if !freshness::storable(
+        d.caching.cache_control.as_deref(),
+        d.needed_auth,
+        lazy.policy.cache_authenticated,
+    ) {
+        tracing::debug!(
+            url,
+            needed_auth = d.needed_auth,
+            cache_control = d.caching.cache_control.as_deref().unwrap_or(""),
+            "not cached: the origin's Cache-Control or its credentials forbid it"
+        );
+        return None;
+    }
+    Some(FillPlan::new(
+        store.clone(),
+        &url,
+        d,
+        &lazy.variant(),
+        lazy.policy.max_object_bytes,
+    ))
+}
+
+/// A conditional DESCRIBE of a stale object (RFC 7826 §18.24, §18.25): the
+/// validators to keep when the origin has the same content, None when it changed,
+/// `Err` when the origin could not be asked.
+async fn revalidate(
+    target: &UpstreamTarget,
+    stored: &Meta,
+    key: &ObjectKey,
+) -> Result<Option<Validators>, ()> {
+    let conditions = freshness::conditional_headers(&stored.validators);
+    match upstream::describe_if_changed(target, &conditions).await {
+        Ok(Revalidated::NotModified(sent)) => {
+            Ok(Some(freshness::updated(&stored.validators, sent)))
+        }
+        Ok(Revalidated::Changed(d)) => {
+            let current = object_meta(&d, key);
+            Ok(freshness::same_content(stored, &current).then_some(current.validators))
+        }
+        // The origin answered, and not with this content (gone, refused...).
+        Err(e @ (ClientError::Status { .. } | ClientError::Challenged { .. })) => {
+            tracing::info!(url = %key.url, error = %e, "revalidation refused");
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::info!(url = %key.url, error = %e, "revalidation failed: the origin could not be asked");
+            Err(())
+        }
+    }
+}
+
+/// The answer to an `only-if-cached` PLAY the cache cannot serve (RFC 7826 §18.11).
+fn not_cached() -> Response {
+    error(
+        StatusCode::GATEWAY_TIMEOUT,
+        "not in the cache, and the request said only-if-cached",
+    )
 }
 
 /// The npt start of a viewer's PLAY `Range`, in ms.

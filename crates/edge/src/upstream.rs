@@ -34,23 +34,11 @@ pub struct UpstreamTarget {
     /// Keep on-demand content of this origin in the cache (the route's `cache`;
     /// forward and transparent targets: true). Whether the edge has a cache at all is
     /// `[edge.cache] enabled`.
-    #[allow(
-        dead_code,
-        reason = "read by the cache fill path (issue 13, play slice)"
-    )]
     pub cache: bool,
     /// Largest object kept for this origin, in bytes (the route's `cache_max_object`).
-    #[allow(
-        dead_code,
-        reason = "read by the cache fill path (issue 13, play slice)"
-    )]
     pub cache_max_object: Option<u64>,
     /// Cache content the origin wanted credentials for even when it is not marked
     /// `public` (the route's `cache_authenticated`).
-    #[allow(
-        dead_code,
-        reason = "read by the cache fill path (issue 13, play slice)"
-    )]
     pub cache_authenticated: bool,
     /// Who vouches for `connect_to`: the config (a route, the parent) or only the
     /// forward allow list.
@@ -88,6 +76,42 @@ pub struct Described {
     pub session_timeout: u64,
     /// The origin URL for aggregate requests (PLAY, PAUSE, TEARDOWN).
     pub aggregate_url: String,
+    /// What the DESCRIBE answer said about caching it (`sdp_origin` left empty: the
+    /// cache fill takes it from `sdp`).
+    pub caching: mediagate_cache::Validators,
+    /// The origin wanted credentials for it: the DESCRIBE carried the route's
+    /// credentials after a challenge, or a viewer's own `Authorization`.
+    pub needed_auth: bool,
+}
+
+/// A conditional DESCRIBE's answer.
+#[derive(Debug)]
+pub enum Revalidated {
+    /// `304 Not Modified`, with the caching headers it carried (RFC 7234 §4.3.4: they
+    /// replace the stored ones).
+    NotModified(mediagate_cache::Validators),
+    Changed(Box<Described>),
+}
+
+/// A DESCRIBE's answer: the description, or a `304` to a conditional one.
+enum Answer {
+    Described(Described),
+    NotModified(mediagate_cache::Validators),
+}
+
+/// The caching headers of an origin's answer (`sdp_origin` left empty).
+fn caching_headers(resp: &Response) -> mediagate_cache::Validators {
+    let header = |name: &str| resp.headers.get(name).map(str::to_owned);
+    mediagate_cache::Validators {
+        etag: header("ETag").or_else(|| header("MTag")),
+        last_modified: header("Last-Modified"),
+        expires: header("Expires"),
+        cache_control: {
+            let all: Vec<&str> = resp.headers.get_all("Cache-Control").collect();
+            (!all.is_empty()).then(|| all.join(", "))
+        },
+        sdp_origin: None,
+    }
 }
 
 impl Described {
@@ -162,9 +186,41 @@ pub async fn describe(target: &UpstreamTarget) -> Result<(RtspClient, Described)
 /// `forwarded_for` (an accounting DESCRIBE's `X-Forwarded-For`) goes on every hop.
 pub async fn describe_with(
     target: &UpstreamTarget,
-    mut authorization: Option<&str>,
+    authorization: Option<&str>,
     forwarded_for: Option<&str>,
 ) -> Result<(RtspClient, Described), ClientError> {
+    match describe_inner(target, authorization, forwarded_for, &[]).await? {
+        (client, Answer::Described(d)) => Ok((client, d)),
+        (_, Answer::NotModified(_)) => Err(ClientError::Status {
+            method: "DESCRIBE".into(),
+            status: mediagate_rtsp::StatusCode::BAD_GATEWAY,
+            reason: "the origin answered an unconditional DESCRIBE with 304".into(),
+        }),
+    }
+}
+
+/// A conditional DESCRIBE (`If-None-Match` / `If-Modified-Since` as `conditions`)
+/// with the route's credentials, on a connection closed afterwards: the revalidation
+/// of a cached object (RFC 7826 §18.24, §18.25).
+pub async fn describe_if_changed(
+    target: &UpstreamTarget,
+    conditions: &[(&'static str, String)],
+) -> Result<Revalidated, ClientError> {
+    Ok(
+        match describe_inner(target, None, None, conditions).await? {
+            (_, Answer::Described(d)) => Revalidated::Changed(Box::new(d)),
+            (_, Answer::NotModified(v)) => Revalidated::NotModified(v),
+        },
+    )
+}
+
+/// DESCRIBE with `extra` headers.
+async fn describe_inner(
+    target: &UpstreamTarget,
+    mut authorization: Option<&str>,
+    forwarded_for: Option<&str>,
+    extra: &[(&'static str, String)],
+) -> Result<(RtspClient, Answer), ClientError> {
     let mut url = target.url.clone();
     let mut hop = target.connect_to.clone();
     let mut grant = target.grant;
@@ -188,6 +244,9 @@ pub async fn describe_with(
         }
         if let Some(f) = forwarded_for {
             req.headers.set("X-Forwarded-For", f.to_owned());
+        }
+        for (name, value) in extra {
+            req.headers.set(name, value.clone());
         }
         let resp = client.send(req).await?;
         let redirect = matches!(resp.status.as_u16(), 301 | 302 | 303 | 307);
@@ -226,6 +285,10 @@ pub async fn describe_with(
                 hops += 1;
             }
             _ if resp.status.is_success() => break (client, resp),
+            _ if resp.status == mediagate_rtsp::StatusCode::NOT_MODIFIED && !extra.is_empty() => {
+                let v = caching_headers(&resp);
+                return Ok((client, Answer::NotModified(v)));
+            }
             _ if resp.status == mediagate_rtsp::StatusCode::UNAUTHORIZED
                 && credentials.is_none() =>
             {
@@ -295,15 +358,19 @@ pub async fn describe_with(
         });
     }
     let aggregate_url = sdp.aggregate_control_url(&base);
+    let caching = caching_headers(&resp);
+    let needed_auth = authorization.is_some() || client.answered_challenge();
     Ok((
         client,
-        Described {
+        Answer::Described(Described {
             sdp,
             tracks,
             live,
             session_timeout: 60,
             aggregate_url,
-        },
+            caching,
+            needed_auth,
+        }),
     ))
 }
 
@@ -429,5 +496,100 @@ mod tests {
             Some(4)
         );
         assert_eq!(interleaved_channel("RTP/AVP;unicast;client_port=1-2"), None);
+    }
+
+    const SDP: &str = "v=0\r\no=- 7 3 IN IP4 127.0.0.1\r\ns=clip\r\nt=0 0\r\na=range:npt=0-10\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:trackID=0\r\n";
+
+    /// An origin that answers one DESCRIBE per connection: `304` with a new max-age when
+    /// the request's `If-None-Match` is `"v1"`, else the SDP with validators. Returns
+    /// the requests it saw.
+    async fn conditional_origin() -> (std::net::SocketAddr, tokio::task::JoinHandle<Vec<String>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..2 {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "the request ends");
+                    req.extend_from_slice(&buf[..n]);
+                }
+                let req = String::from_utf8(req).unwrap();
+                let cseq = req
+                    .lines()
+                    .find_map(|l| l.strip_prefix("CSeq: "))
+                    .unwrap()
+                    .to_owned();
+                let answer = if req.contains("If-None-Match: \"v1\"\r\n") {
+                    format!("RTSP/1.0 304 Not Modified\r\nCSeq: {cseq}\r\nCache-Control: max-age=600\r\n\r\n")
+                } else {
+                    format!(
+                        "RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\nContent-Type: application/sdp\r\nETag: \"v2\"\r\nCache-Control: public\r\nCache-Control: max-age=60\r\nContent-Length: {}\r\n\r\n{SDP}",
+                        SDP.len()
+                    )
+                };
+                s.write_all(answer.as_bytes()).await.unwrap();
+                seen.push(req);
+            }
+            seen
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn a_conditional_describe_sends_the_validators_and_reads_304_and_new_answers() {
+        let (addr, origin) = conditional_origin().await;
+        let cfg = mediagate_config::parse_config(&format!(
+            "[[edge.route]]\nadvertised = \"/clip\"\norigin = \"rtsp://{addr}/clip\"\n"
+        ))
+        .unwrap();
+        let router =
+            crate::routing::Router::new(&cfg.edge, "RTSP/1.0 t".into(), Duration::from_secs(5));
+        let target = router
+            .resolve(
+                "rtsp://127.0.0.1:8554/clip",
+                "127.0.0.1:8554".parse().unwrap(),
+                None,
+            )
+            .unwrap();
+        let stored = mediagate_cache::Validators {
+            etag: Some("\"v1\"".into()),
+            last_modified: Some("Wed, 31 Dec 2025 14:00:00 GMT".into()),
+            ..Default::default()
+        };
+        let conditions = crate::freshness::conditional_headers(&stored);
+        match describe_if_changed(&target, &conditions).await.unwrap() {
+            Revalidated::NotModified(v) => {
+                assert_eq!(v.cache_control.as_deref(), Some("max-age=600"));
+                assert_eq!(v.etag, None);
+            }
+            Revalidated::Changed(d) => panic!("a 304 is no change: {d:?}"),
+        }
+        let other = vec![("If-None-Match", "\"v0\"".to_owned())];
+        match describe_if_changed(&target, &other).await.unwrap() {
+            Revalidated::Changed(d) => {
+                assert_eq!(d.caching.etag.as_deref(), Some("\"v2\""));
+                assert_eq!(
+                    d.caching.cache_control.as_deref(),
+                    Some("public, max-age=60")
+                );
+                assert!(!d.needed_auth);
+                assert_eq!(d.sdp.origin().unwrap().session_version.to_string(), "3");
+            }
+            Revalidated::NotModified(_) => panic!("another ETag is a change"),
+        }
+        let seen = origin.await.unwrap();
+        assert!(seen[0].starts_with("DESCRIBE rtsp://"), "{}", seen[0]);
+        assert!(seen[0].contains("If-None-Match: \"v1\"\r\n"), "{}", seen[0]);
+        assert!(
+            seen[0].contains("If-Modified-Since: Wed, 31 Dec 2025 14:00:00 GMT\r\n"),
+            "{}",
+            seen[0]
+        );
+        assert!(!seen[1].contains("If-Modified-Since"), "{}", seen[1]);
     }
 }

@@ -47,8 +47,8 @@ use crate::login::{self, Place};
 use crate::passthrough;
 use crate::routing::RouteError;
 use crate::session::{
-    error, stream_url, CacheResult, EndReason, EndedSession, Now, SessionInfo, Step,
-    ViewerSessions, ViewerTransport,
+    error, stream_url, EndReason, EndedSession, Now, SessionInfo, Step, ViewerSessions,
+    ViewerTransport,
 };
 use crate::settings::{Current, ViewerSettings};
 use crate::sink::{Tally, TrackDest};
@@ -773,11 +773,11 @@ impl ViewerConn {
                     disconnect: self.disconnect.clone(),
                 });
                 let (rule, origin) = self.routed.get(&url).cloned().unwrap_or_default();
-                // A viewer with its own origin session (on-demand content, origin
-                // auth pass-through) is already seen by the origin; the accounting
-                // connection is for viewers of a shared stream.
-                if let Some(a) = accounting.filter(|_| source.cache_result() == CacheResult::Split)
-                {
+                // A viewer with its own origin connection (origin auth pass-through)
+                // is already seen by the origin; every other viewer, of a shared
+                // live stream or of on-demand content (a cache hit or a miss), is
+                // held by its accounting connection.
+                if let Some(a) = accounting.filter(|_| !source.is_passthrough()) {
                     self.accounting.insert(id.clone(), a);
                 }
                 let info = SessionInfo {
@@ -1040,6 +1040,8 @@ mod sdp_tests {
             live: true,
             session_timeout: 60,
             aggregate_url: "rtsp://10.77.2.2/cam".into(),
+            caching: Default::default(),
+            needed_auth: false,
         };
         let shown = viewer_sdp(&d, "10.77.1.1".parse().unwrap()).to_bytes();
         let text = String::from_utf8_lossy(&shown);

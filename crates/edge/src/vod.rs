@@ -46,6 +46,8 @@ enum Cmd {
     ),
     Play(Headers, Reply<Response>),
     Pause(ViewerAuth, Reply<Response>),
+    /// Record the runs of later PLAYs into this object.
+    Record(Box<FillPlan>),
 }
 
 /// Handle to one viewer's on-demand upstream session; dropping it tears it down.
@@ -163,6 +165,26 @@ impl VodSession {
         self.ask(|r| Cmd::Setup(track, dest, None, pair, r)).await
     }
 
+    /// SETUP of a track with the viewer's own `authorization` (pass-through) and this
+    /// edge's UDP `pair` chosen already (a hit of the cache would use the same).
+    pub async fn setup_full(
+        &self,
+        track: usize,
+        dest: TrackDest,
+        authorization: ViewerAuth,
+        pair: Option<Arc<SocketPair>>,
+    ) -> Result<Option<(u16, u16)>, ClientError> {
+        self.ask(|r| Cmd::Setup(track, dest, authorization, pair, r))
+            .await
+    }
+
+    /// From the next PLAY on, what is forwarded is recorded into `plan`'s object (the
+    /// plan is known only once the session's own DESCRIBE and the viewer's SETUPs are).
+    pub async fn record_into(&self, plan: FillPlan) {
+        // A session whose task ended has nothing left to record.
+        let _ = self.tx.send(Cmd::Record(Box::new(plan))).await;
+    }
+
     pub async fn play(&self, viewer_headers: Headers) -> Result<Response, ClientError> {
         self.ask(|r| Cmd::Play(viewer_headers, r)).await
     }
@@ -275,6 +297,7 @@ impl VodTask {
                 }
                 let _ = reply.send(r);
             }
+            Cmd::Record(plan) => self.fill = Some(*plan),
             Cmd::Pause(auth, reply) => {
                 let mut req = self
                     .client

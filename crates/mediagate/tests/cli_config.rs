@@ -132,6 +132,19 @@ cache_max_object = "0B"
         )),
         "{err}"
     );
+    // default_ttl: 0s to 720h.
+    let file = config_file("ttl-cache.toml", "[edge.cache]\ndefault_ttl = \"800h\"\n");
+    let out = mediagate(&["check-config", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.lines()
+            .next()
+            .is_some_and(|l| l.starts_with(&format!("{file}:2:15: ")) && l.contains("800h")),
+        "{err}"
+    );
+    let file = config_file("ttl-ok.toml", "[edge.cache]\ndefault_ttl = \"0s\"\n");
+    assert_eq!(mediagate(&["check-config", &file]).status.code(), Some(0));
 }
 
 #[test]

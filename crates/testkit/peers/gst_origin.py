@@ -81,6 +81,8 @@ def parse_args(argv):
     p.add_argument("--vod-seconds", type=int, default=10,
                    help="length of the generated on-demand file")
     p.add_argument("--auth", default="/secure", help="Digest-protected live mount ('' = none)")
+    p.add_argument("--vod-auth", default="",
+                   help="Digest-protected on-demand mount of the same file as --vod ('' = none)")
     p.add_argument("--user", default="user")
     p.add_argument("--password", default="secret")
     p.add_argument("--realm", default="mediagate-test")
@@ -289,7 +291,7 @@ class Origin:
         mounts = self.server.get_mount_points()
 
         auth = None
-        if args.auth:
+        if args.auth or args.vod_auth:
             auth = GstRtspServer.RTSPAuth()
             auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
             auth.set_realm(args.realm)
@@ -340,6 +342,17 @@ class Origin:
             allow(f, "user")
             mounts.add_factory(args.vod, f)
             self.mounts.append(args.vod)
+            if args.vod_auth:
+                g = GstRtspServer.RTSPMediaFactory()
+                g.set_launch(f.get_launch())
+                g.set_shared(False)
+                g.connect("media-configure",
+                          lambda _f, _m: emit("media_configured", mount=args.vod_auth))
+                # As the live /secure: anonymous viewers get a Digest challenge.
+                allow(g, "anonymous", construct=False)
+                allow(g, "user")
+                mounts.add_factory(args.vod_auth, g)
+                self.mounts.append(args.vod_auth)
         # Longest first, so /live2 is never taken for /live.
         self.mounts.sort(key=len, reverse=True)
 

@@ -65,8 +65,11 @@ pub struct OriginOptions {
     pub vod_file: Option<std::path::PathBuf>,
     /// Length of the generated on-demand file.
     pub vod_seconds: u32,
-    /// Digest-protected live mount; `None` disables auth entirely.
+    /// Digest-protected live mount; `None` disables it.
     pub auth_mount: Option<String>,
+    /// Digest-protected on-demand mount serving the same file as `vod_mount` (which
+    /// must be set); `None` (the default) disables it.
+    pub vod_auth_mount: Option<String>,
     /// Digest user name.
     pub user: String,
     /// Digest password.
@@ -102,6 +105,7 @@ impl Default for OriginOptions {
             vod_file: None,
             vod_seconds: 10,
             auth_mount: Some("/secure".to_string()),
+            vod_auth_mount: None,
             user: "user".to_string(),
             password: "secret".to_string(),
             width: 320,
@@ -146,6 +150,10 @@ impl OriginOptions {
         }
         a.push("--auth".into());
         a.push(self.auth_mount.clone().unwrap_or_default());
+        if let Some(m) = &self.vod_auth_mount {
+            a.push("--vod-auth".into());
+            a.push(m.clone());
+        }
         let pairs: [(&str, String); 14] = [
             ("--vod-seconds", self.vod_seconds.to_string()),
             ("--user", self.user.clone()),

@@ -1,0 +1,495 @@
+//! The cache's policy, freshness and variants with real peers (issue 13 items 4, 5, 6;
+//! issue 12's cache-hit authorization): a gst-rtsp-server origin (on-demand mounts,
+//! one of them behind Digest auth), ffmpeg viewers and a raw RTSP client, the real
+//! `mediagate` binary with a cache directory in between.
+//!
+//! gst-rtsp-server sends no validators (no ETag, Last-Modified, Expires or
+//! Cache-Control) and draws a new `o=` session id for every DESCRIBE of the same
+//! file, so what decides whether its clip changed is the SDP itself (its `a=range`
+//! and codec parameters); how long a stored copy stays fresh is `[edge.cache]
+//! default_ttl`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{EdgeProc, RawRtsp};
+use mediagate_edge::record::ViewerSessionRecord;
+use mediagate_ops::store::SqliteStore;
+use mediagate_testkit::{ffmpeg_read, Origin, OriginOptions, ReadOptions, Transport};
+
+/// A scratch directory of this test's own, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "mediagate-cache-policy-{}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The cache results of the viewer sessions of `url_suffix` the edge stored (refused
+/// requests' DENIED records left out), oldest first, once `n` are there (bounded wait).
+fn results(edge: &EdgeProc, n: usize, url_suffix: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut rows: Vec<ViewerSessionRecord> = SqliteStore::open(&edge.records_path())
+            .and_then(|mut s| s.records(100))
+            .unwrap_or_default();
+        rows.retain(|r| r.url.ends_with(url_suffix) && r.cache != "DENIED");
+        if rows.len() >= n || Instant::now() > deadline {
+            rows.sort_by_key(|r| r.start_unix_ms);
+            return rows.into_iter().map(|r| r.cache).collect();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `rtsp://user:password@127.0.0.1:PORT/path` for the edge.
+fn with_login(url: &str, user: &str, password: &str) -> String {
+    url.replacen("rtsp://", &format!("rtsp://{user}:{password}@"), 1)
+}
+
+fn read_all(url: &str) -> mediagate_testkit::ffmpeg::ReadReport {
+    let opts = ReadOptions::until_end(Transport::Tcp).timeout(Duration::from_secs(40));
+    ffmpeg_read(url, &opts).expect("ffmpeg runs")
+}
+
+fn plays_whole_clip(url: &str, seconds: f64) {
+    let r = read_all(url);
+    assert!(r.success, "{url}: {r:#?}");
+    let got = r.video_seconds.unwrap_or(0.0);
+    assert!((got - seconds).abs() < 1.0, "{url}: saw {got} s: {r:#?}");
+}
+
+fn refused(url: &str, status: &str) {
+    let r = ffmpeg_read(url, &ReadOptions::seconds(Transport::Tcp, 2.0)).expect("ffmpeg runs");
+    assert!(
+        !r.success && r.video_frames == 0 && r.error_contains(status),
+        "{url} should be refused with {status}: {}",
+        r.diagnostics
+    );
+}
+
+fn cache_section(dir: &Path, extra: &str) -> String {
+    format!(
+        "[log]\nlevel = \"debug\"\n[edge.cache]\ndir = {:?}\n{extra}",
+        dir.display().to_string()
+    )
+}
+
+#[test]
+fn content_behind_origin_digest_is_cached_only_when_the_route_allows_and_every_hit_is_authorized() {
+    let origin = Origin::start(OriginOptions {
+        vod_seconds: 4,
+        vod_auth_mount: Some("/svod".into()),
+        ..OriginOptions::default()
+    })
+    .expect("origin starts");
+    let (user, password) = origin.credentials();
+    let (user, password) = (user.to_owned(), password.to_owned());
+    let scratch = Scratch::new("digest");
+    // Pass-through routes (no origin credentials of their own): the viewer's own
+    // Authorization reaches the origin.
+    let edge = EdgeProc::start(&format!(
+        "{}[[edge.route]]\nadvertised = \"/kept\"\norigin = \"{}\"\ncache_authenticated = true\n\
+         [[edge.route]]\nadvertised = \"/unkept\"\norigin = \"{}\"\n",
+        cache_section(&scratch.path("cache"), ""),
+        origin.url("/svod"),
+        origin.url("/svod"),
+    ));
+    let kept = with_login(&edge.url("/kept"), &user, &password);
+
+    // Viewer 1, with credentials, fills.
+    plays_whole_clip(&kept, 4.0);
+    assert_eq!(origin.play_count("/svod"), 1);
+    // No credentials: the origin's 401 (with its challenge), although the clip is on
+    // disk; wrong credentials: refused by the origin too. No media either way.
+    refused(&edge.url("/kept"), "401");
+    refused(&with_login(&edge.url("/kept"), &user, "wrong"), "401");
+    assert_eq!(origin.play_count("/svod"), 1, "{:#?}", origin.requests());
+    // Right credentials: the origin authorizes the viewer (its DESCRIBE) and sends no
+    // media; the clip comes from the cache (to this edge's UDP ports, the ones the
+    // viewer's SETUPs were answered with).
+    let described = origin.request_count("DESCRIBE", "/svod", 200);
+    let r = ffmpeg_read(
+        &kept,
+        &ReadOptions::until_end(Transport::Udp).timeout(Duration::from_secs(40)),
+    )
+    .expect("ffmpeg runs");
+    assert!(r.success, "{r:#?}");
+    let got = r.video_seconds.unwrap_or(0.0);
+    assert!(
+        (got - 4.0).abs() < 1.0,
+        "the hit viewer saw {got} s: {r:#?}"
+    );
+    assert_eq!(
+        origin.play_count("/svod"),
+        1,
+        "a hit opens no origin media session: {}",
+        edge.peer.stderr_tail().join("\n")
+    );
+    assert_eq!(
+        origin.request_count("DESCRIBE", "/svod", 200),
+        described + 1,
+        "the hit viewer was authorized by the origin"
+    );
+    assert_eq!(results(&edge, 2, "/kept"), ["MISS", "HIT"]);
+
+    // A route without cache_authenticated never keeps what needed credentials: each
+    // viewer is served by the origin.
+    let unkept = with_login(&edge.url("/unkept"), &user, &password);
+    let opts = ReadOptions::seconds(Transport::Tcp, 2.0).timeout(Duration::from_secs(30));
+    for _ in 0..2 {
+        let r = ffmpeg_read(&unkept, &opts).expect("ffmpeg runs");
+        assert!(r.video_frames >= 15, "{r:#?}");
+    }
+    assert_eq!(origin.play_count("/svod"), 3, "{:#?}", origin.requests());
+    assert_eq!(results(&edge, 2, "/unkept"), ["PASS", "PASS"]);
+}
+
+#[test]
+fn hit_viewers_are_authorized_by_their_accounting_connection() {
+    let origin = Origin::start(OriginOptions {
+        vod_seconds: 4,
+        vod_auth_mount: Some("/svod".into()),
+        ..OriginOptions::default()
+    })
+    .expect("origin starts");
+    let (user, password) = origin.credentials();
+    let (user, password) = (user.to_owned(), password.to_owned());
+    let scratch = Scratch::new("accounting");
+    // The edge's own session uses the route's credentials; each viewer is asked about
+    // by its accounting DESCRIBE with the viewer's own.
+    let authority =
+        origin
+            .url("/svod")
+            .replacen("rtsp://", &format!("rtsp://{user}:{password}@"), 1);
+    let edge = EdgeProc::start(&format!(
+        "{}[[edge.route]]\nadvertised = \"/acct\"\norigin = \"{}\"\naccounting = \"authorize\"\ncache_authenticated = true\n",
+        cache_section(&scratch.path("cache"), ""),
+        authority,
+    ));
+    let url = with_login(&edge.url("/acct"), &user, &password);
+    plays_whole_clip(&url, 4.0);
+    assert_eq!(origin.play_count("/svod"), 1);
+    refused(&edge.url("/acct"), "401");
+    refused(&with_login(&edge.url("/acct"), &user, "wrong"), "401");
+    let forwarded = |o: &Origin| {
+        o.requests()
+            .iter()
+            .filter(|r| r.method == "DESCRIBE" && r.status == 200 && r.forwarded_for.is_some())
+            .count()
+    };
+    let asked = forwarded(&origin);
+    plays_whole_clip(&url, 4.0);
+    assert_eq!(origin.play_count("/svod"), 1, "{:#?}", origin.requests());
+    assert_eq!(
+        forwarded(&origin),
+        asked + 1,
+        "the hit viewer's accounting DESCRIBE: {:#?}",
+        origin.requests()
+    );
+    assert_eq!(results(&edge, 2, "/acct"), ["MISS", "HIT"]);
+}
+
+/// A raw-client viewer of `url` that sets up `tracks` over TCP interleaved (track `i`
+/// on channels `2i`, `2i + 1`) and PLAYs with `play_headers`: the PLAY's answer and
+/// the frames of the next `read_for`.
+fn raw_viewer(
+    port: u16,
+    url: &str,
+    tracks: &[usize],
+    play_headers: &[(&str, &str)],
+    read_for: Duration,
+) -> (mediagate_rtsp::Response, Vec<common::Frame>) {
+    let mut c = RawRtsp::connect(port);
+    let d = c.req("DESCRIBE", url, &[]);
+    assert_eq!(d.status.as_u16(), 200, "{d:?}");
+    let mut session: Option<String> = None;
+    for &t in tracks {
+        let transport = format!("RTP/AVP/TCP;unicast;interleaved={}-{}", 2 * t, 2 * t + 1);
+        let mut headers = vec![("Transport", transport.as_str())];
+        if let Some(s) = &session {
+            headers.push(("Session", s.as_str()));
+        }
+        let r = c.req("SETUP", &format!("{url}/trackID={t}"), &headers);
+        assert_eq!(r.status.as_u16(), 200, "{r:?}");
+        let s = r.headers.get("Session").unwrap().split(';').next().unwrap();
+        session = Some(s.to_owned());
+    }
+    let session = session.expect("a track set up");
+    let mut headers = vec![("Session", session.as_str())];
+    headers.extend_from_slice(play_headers);
+    let play = c.req("PLAY", url, &headers);
+    if play.status.as_u16() != 200 {
+        return (play, Vec::new());
+    }
+    let frames = c.read_frames_for(read_for);
+    let _ = c.req("TEARDOWN", url, &[("Session", session.as_str())]);
+    (play, frames)
+}
+
+/// `GET /api/v1/cache` from the admin API: (url, tracks) of every object.
+fn cached_objects(api: u16) -> Vec<(String, Vec<u64>)> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", api)).expect("the admin API accepts");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(b"GET /api/v1/cache HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    let (_, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let objects: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    let mut out: Vec<(String, Vec<u64>)> = objects
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|o| {
+            let tracks = o["tracks"]
+                .as_array()
+                .expect("tracks")
+                .iter()
+                .map(|t| t.as_u64().unwrap())
+                .collect();
+            (o["url"].as_str().unwrap().to_owned(), tracks)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn each_track_selection_is_its_own_object_and_a_video_only_viewer_never_caches_audio() {
+    let origin = Origin::start(OriginOptions {
+        vod_seconds: 4,
+        ..OriginOptions::default()
+    })
+    .expect("origin starts");
+    let scratch = Scratch::new("variants");
+    let api = mediagate_testkit::ports::free_tcp_port().unwrap();
+    let edge = EdgeProc::start(&format!(
+        "{}[admin]\nlisten = [\"127.0.0.1:{api}\"]\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+        cache_section(&scratch.path("cache"), ""),
+        origin.url("/vod"),
+    ));
+    let url = edge.url("/clip");
+    let whole = Duration::from_secs(6);
+
+    // Viewer A: the video track only, the whole clip.
+    let (play, frames) = raw_viewer(edge.port, &url, &[0], &[], whole);
+    assert_eq!(play.status.as_u16(), 200, "{play:?}");
+    assert!(frames.iter().filter(|f| f.channel == 0).count() > 40);
+    assert!(frames.iter().all(|f| f.channel < 2), "video only");
+    // Viewer B: both tracks.
+    plays_whole_clip(&url, 4.0);
+    assert_eq!(origin.play_count("/vod"), 2, "two variants, two fills");
+    let vod = origin.url("/vod");
+    assert_eq!(
+        cached_objects(api),
+        [(vod.clone(), vec![0]), (vod.clone(), vec![0, 1])],
+        "A's object holds no audio; B's is its own"
+    );
+    // Viewer C: video only again, a hit of A's object.
+    let (play, frames) = raw_viewer(edge.port, &url, &[0], &[], Duration::from_secs(2));
+    assert_eq!(play.status.as_u16(), 200, "{play:?}");
+    assert!(frames.iter().filter(|f| f.channel == 0).count() > 10);
+    assert!(frames.iter().all(|f| f.channel < 2), "video only");
+    assert_eq!(origin.play_count("/vod"), 2, "{:#?}", origin.requests());
+    assert_eq!(results(&edge, 3, "/clip"), ["MISS", "MISS", "HIT"]);
+    assert_eq!(cached_objects(api).len(), 2);
+}
+
+#[test]
+fn viewer_cache_control_no_cache_revalidates_and_only_if_cached_never_reaches_the_origin() {
+    let origin = Origin::start(OriginOptions {
+        vod_seconds: 4,
+        ..OriginOptions::default()
+    })
+    .expect("origin starts");
+    let scratch = Scratch::new("viewer-cc");
+    let edge = EdgeProc::start(&format!(
+        "{}[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n\
+         [[edge.route]]\nadvertised = \"/other\"\norigin = \"{}\"\n",
+        cache_section(&scratch.path("cache"), ""),
+        origin.url("/vod"),
+        origin.url("/vod"),
+    ));
+    let url = edge.url("/clip");
+    // Not cached yet: only-if-cached is a 504 and the origin plays nothing.
+    let (play, _) = raw_viewer(
+        edge.port,
+        &url,
+        &[0, 1],
+        &[("Cache-Control", "only-if-cached")],
+        Duration::ZERO,
+    );
+    assert_eq!(play.status.as_u16(), 504, "{play:?}");
+    assert_eq!(origin.play_count("/vod"), 0);
+
+    plays_whole_clip(&url, 4.0);
+    assert_eq!(origin.play_count("/vod"), 1);
+    // Fresh (default_ttl 1h): a plain viewer is a HIT with no question to the origin.
+    let described = origin.request_count("DESCRIBE", "/vod", 200);
+    let (play, frames) = raw_viewer(edge.port, &url, &[0, 1], &[], Duration::from_secs(2));
+    assert_eq!(play.status.as_u16(), 200, "{play:?}");
+    assert!(frames.len() > 20);
+    assert_eq!(origin.request_count("DESCRIBE", "/vod", 200), described);
+    // no-cache: a conditional DESCRIBE first; unchanged, so served from disk.
+    let (play, frames) = raw_viewer(
+        edge.port,
+        &url,
+        &[0, 1],
+        &[("Cache-Control", "no-cache")],
+        Duration::from_secs(2),
+    );
+    assert_eq!(play.status.as_u16(), 200, "{play:?}");
+    assert!(frames.len() > 20);
+    assert_eq!(
+        origin.request_count("DESCRIBE", "/vod", 200),
+        described + 1,
+        "one revalidation: {:#?}",
+        origin.requests()
+    );
+    // only-if-cached on what is cached: served, without asking the origin.
+    let (play, frames) = raw_viewer(
+        edge.port,
+        &url,
+        &[0, 1],
+        &[("Cache-Control", "only-if-cached")],
+        Duration::from_secs(2),
+    );
+    assert_eq!(play.status.as_u16(), 200, "{play:?}");
+    assert!(frames.len() > 20);
+    assert_eq!(origin.request_count("DESCRIBE", "/vod", 200), described + 1);
+    assert_eq!(origin.play_count("/vod"), 1, "{:#?}", origin.requests());
+    // The session refused with 504 got no media: PASS, as a session that never played.
+    assert_eq!(
+        results(&edge, 5, "/clip"),
+        ["PASS", "MISS", "HIT", "REFRESH", "HIT"]
+    );
+}
+
+/// An H.264 + AAC MP4 of `seconds` with a keyframe a second, made by ffmpeg.
+fn make_clip(path: &Path, seconds: u32, tone_hz: u32) {
+    let out = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc=size=320x240:rate=15")
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency={tone_hz}:sample_rate=48000"))
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "15"])
+        .args(["-profile:v", "baseline", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-b:a", "64k", "-ac", "2"])
+        .arg(path)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg made no clip: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_replaced_origin_file_is_fetched_again_once_stale_and_an_unchanged_one_is_refreshed() {
+    let scratch = Scratch::new("replaced");
+    let served = scratch.path("served.mp4");
+    make_clip(&served, 6, 440);
+    let origin = Origin::start(OriginOptions {
+        vod_file: Some(served.clone()),
+        ..OriginOptions::default()
+    })
+    .expect("origin starts");
+    // gst-rtsp-server sends no freshness information: default_ttl decides, and at 0s
+    // every viewer's PLAY revalidates.
+    let edge = EdgeProc::start(&format!(
+        "{}[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+        cache_section(&scratch.path("cache"), "default_ttl = \"0s\"\n"),
+        origin.url("/vod"),
+    ));
+    let url = edge.url("/clip");
+    plays_whole_clip(&url, 6.0);
+    assert_eq!(origin.play_count("/vod"), 1);
+    // Unchanged: revalidated and served from disk.
+    plays_whole_clip(&url, 6.0);
+    assert_eq!(origin.play_count("/vod"), 1, "{:#?}", origin.requests());
+
+    // The origin's file is replaced by another clip (another length); the server
+    // opens the file anew for each client.
+    let next = scratch.path("next.mp4");
+    make_clip(&next, 3, 880);
+    std::fs::rename(&next, &served).unwrap();
+    plays_whole_clip(&url, 3.0);
+    assert_eq!(origin.play_count("/vod"), 2, "the new version was fetched");
+    // The new version is what the cache holds now.
+    plays_whole_clip(&url, 3.0);
+    assert_eq!(origin.play_count("/vod"), 2, "{:#?}", origin.requests());
+    assert_eq!(
+        results(&edge, 4, "/clip"),
+        ["MISS", "REFRESH", "MISS", "REFRESH"]
+    );
+}
+
+#[test]
+fn route_switches_cache_off_and_cache_max_object_keep_content_out_while_viewers_play_on() {
+    let origin = Origin::start(OriginOptions {
+        vod_seconds: 4,
+        ..OriginOptions::default()
+    })
+    .expect("origin starts");
+    let scratch = Scratch::new("switches");
+    let api = mediagate_testkit::ports::free_tcp_port().unwrap();
+    // About 170 kB of clip: the 32 KiB limit is passed early in the fill.
+    let edge = EdgeProc::start(&format!(
+        "{}[admin]\nlisten = [\"127.0.0.1:{api}\"]\n\
+         [[edge.route]]\nadvertised = \"/big\"\norigin = \"{}\"\ncache_max_object = \"32KiB\"\n\
+         [[edge.route]]\nadvertised = \"/off\"\norigin = \"{}\"\ncache = false\n",
+        cache_section(&scratch.path("cache"), ""),
+        origin.url("/vod"),
+        origin.url("/vod"),
+    ));
+    for round in 1..=2 {
+        plays_whole_clip(&edge.url("/big"), 4.0);
+        plays_whole_clip(&edge.url("/off"), 4.0);
+        assert_eq!(
+            origin.play_count("/vod"),
+            2 * round,
+            "{:#?}",
+            origin.requests()
+        );
+    }
+    // The object that outgrew its limit was dropped once its viewer was done.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cached_objects(api).is_empty() {
+        assert!(Instant::now() < deadline, "{:?}", cached_objects(api));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(results(&edge, 2, "/big"), ["MISS", "MISS"]);
+    assert_eq!(results(&edge, 2, "/off"), ["PASS", "PASS"]);
+}

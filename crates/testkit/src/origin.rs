@@ -9,7 +9,8 @@
 //! Mounts by default: `/live` (live H.264 + AAC test pattern, shared media), `/vod` (a
 //! 10 s H.264 + AAC MP4, seekable, one pipeline per client) and `/secure` (the live feed
 //! behind RTSP Digest auth, RFC 2617 as used by RFC 2326 §D.1 — user `user`, password
-//! `secret`).
+//! `secret`). On request ([`OriginOptions::vod_auth_mount`]) the on-demand file is also
+//! served behind the same Digest auth.
 //!
 //! What it does not do: check that gst-rtsp-server is right. It is a peer, not a reference.
 

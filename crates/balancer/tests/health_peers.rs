@@ -134,6 +134,18 @@ fn a_wrong_path_goes_down_after_fall_checks_and_the_right_one_stays_up() {
         tokio::time::sleep(Duration::from_millis(600)).await;
         let s = good.status();
         assert!(s.up() && s.transitions == 0, "{s:?}");
+        // A reload that changes the check keeps the back end up, and the new check runs.
+        let good = good.respawn(fast(
+            origin.addr(),
+            CheckKind::RtspOptions {
+                url: origin.url("/live"),
+                expect: ExpectStatus::default(),
+            },
+        ));
+        assert!(good.status().up());
+        let mut rx = good.subscribe();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(rx.borrow_and_update().up());
     });
     let misses = origin
         .requests()
@@ -147,6 +159,10 @@ fn a_wrong_path_goes_down_after_fall_checks_and_the_right_one_stays_up() {
         })
         .count();
     assert!(misses >= 2, "the origin answered {misses} DESCRIBE 404s");
+    assert!(
+        origin.request_count("OPTIONS", "/live", 200) >= 1,
+        "the respawned check ran"
+    );
 }
 
 #[test]

@@ -54,6 +54,39 @@ pub struct AgentReply {
     pub description: Option<String>,
 }
 
+impl std::fmt::Display for AgentReply {
+    /// The reply as an agent would write it (without the line end); it parses back to
+    /// the same reply and is never longer than the line it was parsed from.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut words: Vec<String> = Vec::new();
+        words.extend(self.state.map(|s| {
+            match s {
+                AgentState::Up => "up",
+                AgentState::Down => "down",
+                AgentState::Stopped => "stopped",
+                AgentState::Fail => "fail",
+            }
+            .to_owned()
+        }));
+        words.extend(self.admin.map(|a| {
+            match a {
+                AgentAdmin::Ready => "ready",
+                AgentAdmin::Drain => "drain",
+                AgentAdmin::Maint => "maint",
+            }
+            .to_owned()
+        }));
+        words.extend(self.weight_percent.map(|p| format!("{p}%")));
+        words.extend(self.maxconn.map(|m| format!("maxconn:{m}")));
+        f.write_str(&words.join(" "))?;
+        // No space before `#`: the written line is never longer than the one parsed.
+        match &self.description {
+            Some(d) => write!(f, "#{d}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Why a reply was refused; `offset` is the byte offset in the reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AgentReplyError {
@@ -82,10 +115,17 @@ pub fn parse_agent_reply(buf: &[u8]) -> Result<AgentReply, AgentReplyError> {
     };
     let mut reply = AgentReply::default();
     if let Some(d) = description {
-        // The description is for people; keep what is printable.
-        let text: String = String::from_utf8_lossy(d)
-            .chars()
-            .filter(|c| !c.is_control())
+        // The description is for people: printable ASCII kept, anything else shown as
+        // `?`, so it can be logged as is and never grows when written back.
+        let text: String = d
+            .iter()
+            .map(|&b| {
+                if (0x20..0x7f).contains(&b) {
+                    b as char
+                } else {
+                    '?'
+                }
+            })
             .collect();
         reply.description = Some(text.trim().to_owned());
     }
@@ -257,6 +297,19 @@ mod tests {
             prop_assert_eq!(r.state.is_some(), state.is_some());
             prop_assert_eq!(r.admin.is_some(), admin.is_some());
             prop_assert_eq!(r.weight_percent, pct);
+            let again = parse_agent_reply(r.to_string().as_bytes()).unwrap();
+            prop_assert_eq!(again, r);
+        }
+
+        /// Whatever parses is written back, no longer, and parses to the same reply.
+        #[test]
+        fn written_replies_parse_back(buf in prop::collection::vec(
+            prop::sample::select(b"updowndrainmaint%0123456789:# ,\r\n\x01".to_vec()), 0..100)) {
+            if let Ok(r) = parse_agent_reply(&buf) {
+                let line = r.to_string();
+                prop_assert!(line.len() <= buf.len());
+                prop_assert_eq!(parse_agent_reply(line.as_bytes()), Ok(r), "{:?}", line);
+            }
         }
     }
 }

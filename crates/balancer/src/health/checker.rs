@@ -91,6 +91,20 @@ impl HealthChecker {
     /// Starts checking on the current tokio runtime; the first check runs at once.
     pub fn spawn(config: CheckConfig) -> HealthChecker {
         let health = BackendHealth::new(config.rise, config.fall, config.initially_up);
+        Self::spawn_with(config, health)
+    }
+
+    /// Replaces this checker by one running `config` (a reload changed the checks),
+    /// keeping the back end's state: a healthy back end is not taken down, or a down
+    /// one raised, by the reload itself. Receivers from [`HealthChecker::subscribe`]
+    /// see the old task end; subscribe again.
+    pub fn respawn(self, config: CheckConfig) -> HealthChecker {
+        let health = BackendHealth::resume(config.rise, config.fall, self.status());
+        drop(self);
+        Self::spawn_with(config, health)
+    }
+
+    fn spawn_with(config: CheckConfig, health: BackendHealth) -> HealthChecker {
         let (status_tx, status) = watch::channel(health.status());
         let (tx, rx) = mpsc::channel(64);
         let task = tokio::spawn(run(config, health, status_tx, rx));

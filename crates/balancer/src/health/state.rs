@@ -107,6 +107,15 @@ impl BackendHealth {
         }
     }
 
+    /// Goes on from `status` with new `rise`/`fall` (a reload that changed the
+    /// checks): the back end keeps its state and agent view, the runs start over.
+    pub fn resume(rise: u32, fall: u32, status: HealthStatus) -> Self {
+        Self {
+            status,
+            ..Self::new(rise, fall, status.checks_up)
+        }
+    }
+
     pub fn status(&self) -> HealthStatus {
         self.status
     }
@@ -238,6 +247,20 @@ mod tests {
         assert!(!h.status().up());
         assert_eq!(agent(&mut h, "up ready 100%"), None);
         assert!(!h.status().up());
+    }
+
+    #[test]
+    fn resume_keeps_state_and_restarts_runs() {
+        let mut h = BackendHealth::new(1, 3, true);
+        h.on_agent(&parse_agent_reply(b"drain").unwrap());
+        h.on_check(CheckOutcome::Fail);
+        h.on_check(CheckOutcome::Fail);
+        let mut r = BackendHealth::resume(2, 2, h.status());
+        assert_eq!(r.status(), h.status());
+        // The two failures before the reload do not count towards the new fall.
+        assert_eq!(r.on_check(CheckOutcome::Fail), None);
+        assert_eq!(r.on_check(CheckOutcome::Fail), Some(Transition::WentDown));
+        assert_eq!(r.status().agent_admin, Some(AgentAdmin::Drain));
     }
 
     proptest! {

@@ -179,10 +179,11 @@ impl Service {
                     for (client, flow) in expired {
                         end_flow(client, flow, &*self.picker);
                     }
-                    if stop_at.is_some_and(|t| now >= t) || (stop_at.is_some() && lock(&self.table).is_empty()) {
+                    if stop_at.is_some() && lock(&self.table).is_empty() {
                         break;
                     }
                 }
+                _ = sleep_until_opt(stop_at), if stop_at.is_some() => break,
                 r = stop.changed(), if stop_at.is_none() => {
                     let grace = if r.is_ok() { stop.borrow().unwrap_or_default() } else { Duration::ZERO };
                     stop_at = Some(Instant::now() + grace);
@@ -278,6 +279,12 @@ impl Service {
         self.counters.accepted.fetch_add(1, Relaxed);
         bc.flow_started();
         Some((sock, bc, true))
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    if let Some(t) = t {
+        tokio::time::sleep_until(t.into()).await;
     }
 }
 

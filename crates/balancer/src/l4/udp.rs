@@ -250,16 +250,19 @@ impl Service {
             }
         };
         let bc = self.counters.backend(id);
-        let replies = tokio::spawn(replies(
-            sock.clone(),
-            self.listen.clone(),
-            client,
-            id,
-            bc.clone(),
-            self.table.clone(),
-            self.picker.clone(),
-            REPLY_TOUCH_EVERY.min(self.config.idle_timeout / 4),
-        ))
+        let replies = tokio::spawn(
+            Replies {
+                sock: sock.clone(),
+                listen: self.listen.clone(),
+                client,
+                id,
+                bc: bc.clone(),
+                table: self.table.clone(),
+                picker: self.picker.clone(),
+                touch_every: REPLY_TOUCH_EVERY.min(self.config.idle_timeout / 4),
+            }
+            .run(),
+        )
         .abort_handle();
         let flow = Flow {
             id,
@@ -300,7 +303,8 @@ async fn backend_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(sock)
 }
 
-async fn replies(
+/// A flow's back-end socket: replies go to the client from the listening socket.
+struct Replies {
     sock: Arc<UdpSocket>,
     listen: Arc<UdpSocket>,
     client: SocketAddr,
@@ -309,32 +313,46 @@ async fn replies(
     table: Table,
     picker: Arc<dyn Picker>,
     touch_every: Duration,
-) {
-    let mut buf = vec![0u8; 65_536];
-    let mut touched = Instant::now();
-    let mut refused_reported = false;
-    loop {
-        let n = match sock.recv(&mut buf).await {
-            Ok(n) => n,
-            // An ICMP port unreachable for an earlier datagram: nothing listens there.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                if !refused_reported {
-                    refused_reported = true;
-                    bc.connect_failures.fetch_add(1, Relaxed);
-                    picker.connect_failed(id);
+}
+
+impl Replies {
+    async fn run(self) {
+        let Replies {
+            sock,
+            listen,
+            client,
+            id,
+            bc,
+            table,
+            picker,
+            touch_every,
+        } = self;
+        let mut buf = vec![0u8; 65_536];
+        let mut touched = Instant::now();
+        let mut refused_reported = false;
+        loop {
+            let n = match sock.recv(&mut buf).await {
+                Ok(n) => n,
+                // An ICMP port unreachable for an earlier datagram: nothing listens there.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    if !refused_reported {
+                        refused_reported = true;
+                        bc.connect_failures.fetch_add(1, Relaxed);
+                        picker.connect_failed(id);
+                    }
+                    continue;
                 }
-                continue;
+                Err(_) => return,
+            };
+            if listen.send_to(&buf[..n], client).await.is_ok() {
+                bc.packets_to_client.fetch_add(1, Relaxed);
+                bc.bytes_to_client.fetch_add(n as u64, Relaxed);
             }
-            Err(_) => return,
-        };
-        if listen.send_to(&buf[..n], client).await.is_ok() {
-            bc.packets_to_client.fetch_add(1, Relaxed);
-            bc.bytes_to_client.fetch_add(n as u64, Relaxed);
-        }
-        let now = Instant::now();
-        if now.duration_since(touched) >= touch_every {
-            touched = now;
-            lock(&table).touch(&client, now);
+            let now = Instant::now();
+            if now.duration_since(touched) >= touch_every {
+                touched = now;
+                lock(&table).touch(&client, now);
+            }
         }
     }
 }

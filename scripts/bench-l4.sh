@@ -19,6 +19,7 @@ BACKEND_PORT=25201
 L4_PORT=25202
 HAP_PORT=25203
 HAP_SPLICE_PORT=25204
+L4_COPY_PORT=25205
 
 for tool in haproxy iperf3 python3; do
   if ! command -v "$tool" >/dev/null 2>&1; then
@@ -75,6 +76,10 @@ PIDS+=($!)
   2>"$WORK/l4.log" &
 L4_PID=$!
 PIDS+=($L4_PID)
+"$L4_BIN" --listen 127.0.0.1:$L4_COPY_PORT --backend 127.0.0.1:$BACKEND_PORT --threads "$THREADS" \
+  --no-splice 2>"$WORK/l4-copy.log" &
+L4_COPY_PID=$!
+PIDS+=($L4_COPY_PID)
 write_haproxy_cfg $HAP_PORT ""
 haproxy -db -f "$WORK/haproxy-$HAP_PORT.cfg" >"$WORK/haproxy.log" 2>&1 &
 HAP_PID=$!
@@ -83,7 +88,7 @@ write_haproxy_cfg $HAP_SPLICE_PORT "option splice-auto"
 haproxy -db -f "$WORK/haproxy-$HAP_SPLICE_PORT.cfg" >"$WORK/haproxy-splice.log" 2>&1 &
 HAP_SPLICE_PID=$!
 PIDS+=($HAP_SPLICE_PID)
-for p in $BACKEND_PORT $L4_PORT $HAP_PORT $HAP_SPLICE_PORT; do wait_port $p; done
+for p in $BACKEND_PORT $L4_PORT $L4_COPY_PORT $HAP_PORT $HAP_SPLICE_PORT; do wait_port $p; done
 
 cpu_ticks() { # utime + stime of a process, in clock ticks
   awk '{ print $14 + $15 }' "/proc/$1/stat"
@@ -115,6 +120,7 @@ for round in $(seq 1 "$ROUNDS"); do
     label=${label:-upload}
     echo "-- round $round, $label (client $( [ -z "$dir" ] && echo '->' || echo '<-') back end)"
     run "mediagate l4 (splice)" $L4_PORT $L4_PID "$dir"
+    run "mediagate l4 (userspace copy)" $L4_COPY_PORT $L4_COPY_PID "$dir"
     run "haproxy mode tcp" $HAP_PORT $HAP_PID "$dir"
     run "haproxy mode tcp splice-auto" $HAP_SPLICE_PORT $HAP_SPLICE_PID "$dir"
   done

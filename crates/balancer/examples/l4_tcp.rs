@@ -84,10 +84,17 @@ fn parse_args() -> Args {
 
 fn main() -> std::io::Result<()> {
     let args = parse_args();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
-        .enable_all()
-        .build()?;
+    // One thread: a single event loop, as HAProxy's `nbthread 1` runs.
+    let rt = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()?
+    };
     rt.block_on(async move {
         let views = args
             .backends

@@ -21,7 +21,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,11 +74,30 @@ const HEADER_ROOM: usize = 64;
 /// takes a lock the receive loop also takes); a quarter of the idle timeout if less.
 const REPLY_TOUCH_EVERY: Duration = Duration::from_millis(500);
 
-struct Flow {
+/// Where a flow's datagrams go.
+#[derive(Clone)]
+struct Route {
     id: BackendId,
     sock: Arc<UdpSocket>,
-    replies: AbortHandle,
     counters: Arc<BackendCounters>,
+    /// An ICMP port unreachable was reported for passive health (once per flow).
+    refused: Arc<AtomicBool>,
+}
+
+impl Route {
+    /// Nothing listens at the back end: the kernel reports the ICMP error on the next
+    /// send or receive of the connected socket, whichever comes first.
+    fn refused(&self, picker: &dyn Picker) {
+        if !self.refused.swap(true, Relaxed) {
+            self.counters.connect_failures.fetch_add(1, Relaxed);
+            picker.connect_failed(self.id);
+        }
+    }
+}
+
+struct Flow {
+    route: Route,
+    replies: AbortHandle,
 }
 
 type Table = Arc<Mutex<FlowTable<SocketAddr, Flow>>>;
@@ -103,7 +122,7 @@ impl UdpFlows {
     /// Drops every flow of back end `id` (it went down): the clients' next datagrams
     /// start new flows on other back ends. Returns how many were dropped.
     pub fn remove_backend(&self, id: BackendId) -> usize {
-        let gone = lock(&self.table).remove_where(|f| f.id == id);
+        let gone = lock(&self.table).remove_where(|f| f.route.id == id);
         let n = gone.len();
         for (client, flow) in gone {
             end_flow(client, flow, &*self.picker);
@@ -114,8 +133,8 @@ impl UdpFlows {
 
 fn end_flow(client: SocketAddr, flow: Flow, picker: &dyn Picker) {
     flow.replies.abort();
-    flow.counters.flow_ended();
-    picker.flow_ended(client.ip(), flow.id);
+    flow.route.counters.flow_ended();
+    picker.flow_ended(client.ip(), flow.route.id);
 }
 
 /// Starts the service on `socket` (already bound). Must be called inside a tokio
@@ -201,10 +220,9 @@ impl Service {
         let now = Instant::now();
         let found = {
             let mut t = lock(&self.table);
-            t.touch(&client, now)
-                .map(|f| (f.sock.clone(), f.counters.clone(), false))
+            t.touch(&client, now).map(|f| (f.route.clone(), false))
         };
-        let (sock, bc, first) = match found {
+        let (route, first) = match found {
             Some(f) => f,
             None if stopping => return,
             None => match self.new_flow(client, now).await {
@@ -225,17 +243,22 @@ impl Service {
                 buf[start..HEADER_ROOM].copy_from_slice(&h);
             }
         }
-        if sock.send(&buf[start..HEADER_ROOM + n]).await.is_ok() {
-            bc.packets_to_backend.fetch_add(1, Relaxed);
-            bc.bytes_to_backend.fetch_add(n as u64, Relaxed);
+        let datagram = &buf[start..HEADER_ROOM + n];
+        let sent = match route.sock.send(datagram).await {
+            // The error was an earlier datagram's; this one may still get through.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                route.refused(&*self.picker);
+                route.sock.send(datagram).await
+            }
+            r => r,
+        };
+        if sent.is_ok() {
+            route.counters.packets_to_backend.fetch_add(1, Relaxed);
+            route.counters.bytes_to_backend.fetch_add(n as u64, Relaxed);
         }
     }
 
-    async fn new_flow(
-        &self,
-        client: SocketAddr,
-        now: Instant,
-    ) -> Option<(Arc<UdpSocket>, Arc<BackendCounters>, bool)> {
+    async fn new_flow(&self, client: SocketAddr, now: Instant) -> Option<(Route, bool)> {
         let Some((id, addr)) = self.picker.pick(client.ip(), None) else {
             self.counters.no_backend.fetch_add(1, Relaxed);
             return None;
@@ -249,14 +272,17 @@ impl Service {
                 return None;
             }
         };
-        let bc = self.counters.backend(id);
+        let route = Route {
+            id,
+            sock,
+            counters: self.counters.backend(id),
+            refused: Arc::default(),
+        };
         let replies = tokio::spawn(
             Replies {
-                sock: sock.clone(),
+                route: route.clone(),
                 listen: self.listen.clone(),
                 client,
-                id,
-                bc: bc.clone(),
                 table: self.table.clone(),
                 picker: self.picker.clone(),
                 touch_every: REPLY_TOUCH_EVERY.min(self.config.idle_timeout / 4),
@@ -265,10 +291,8 @@ impl Service {
         )
         .abort_handle();
         let flow = Flow {
-            id,
-            sock: sock.clone(),
+            route: route.clone(),
             replies,
-            counters: bc.clone(),
         };
         match lock(&self.table).insert(client, flow, now) {
             Ok(_) => {}
@@ -280,8 +304,8 @@ impl Service {
             }
         }
         self.counters.accepted.fetch_add(1, Relaxed);
-        bc.flow_started();
-        Some((sock, bc, true))
+        route.counters.flow_started();
+        Some((route, true))
     }
 }
 
@@ -305,11 +329,9 @@ async fn backend_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
 
 /// A flow's back-end socket: replies go to the client from the listening socket.
 struct Replies {
-    sock: Arc<UdpSocket>,
+    route: Route,
     listen: Arc<UdpSocket>,
     client: SocketAddr,
-    id: BackendId,
-    bc: Arc<BackendCounters>,
     table: Table,
     picker: Arc<dyn Picker>,
     touch_every: Duration,
@@ -318,28 +340,21 @@ struct Replies {
 impl Replies {
     async fn run(self) {
         let Replies {
-            sock,
+            route,
             listen,
             client,
-            id,
-            bc,
             table,
             picker,
             touch_every,
         } = self;
         let mut buf = vec![0u8; 65_536];
         let mut touched = Instant::now();
-        let mut refused_reported = false;
+        let bc = &route.counters;
         loop {
-            let n = match sock.recv(&mut buf).await {
+            let n = match route.sock.recv(&mut buf).await {
                 Ok(n) => n,
-                // An ICMP port unreachable for an earlier datagram: nothing listens there.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    if !refused_reported {
-                        refused_reported = true;
-                        bc.connect_failures.fetch_add(1, Relaxed);
-                        picker.connect_failed(id);
-                    }
+                    route.refused(&*picker);
                     continue;
                 }
                 Err(_) => return,

@@ -173,3 +173,22 @@ async fn stop_ends_every_flow() {
     assert!(flows.is_empty());
     assert_eq!(fixed.2.load(Relaxed), 1);
 }
+
+#[tokio::test]
+async fn a_back_end_answering_port_unreachable_is_reported_once_per_flow() {
+    let dead = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let (picker, failed) = round_robin(&[dead_addr]);
+    let (svc, _flows) = service(UdpConfig::default(), picker).await;
+    let c = client().await;
+    for _ in 0..5 {
+        c.send_to(b"x", svc.local_addr()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(*failed.lock().unwrap(), vec![BackendId(1)]);
+    assert_eq!(
+        svc.counters().snapshot().backends[&BackendId(1)].connect_failures,
+        1
+    );
+}

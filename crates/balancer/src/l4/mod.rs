@@ -17,8 +17,9 @@
 //! is told about failed connects), or read configuration (the balancer role builds the
 //! service configs).
 //!
-//! The state that decides (flow tables, persistence) is sans-IO in [`table`]: the
-//! shells pass `now` in.
+//! The state that decides (the UDP flow table, port-group persistence) is sans-IO in
+//! the private `table` module: the shells pass `now` in. Design notes:
+//! `docs/balancer-l4.md`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -33,7 +34,7 @@ use crate::sched::{PickRequest, Scheduler};
 pub mod counters;
 pub mod group;
 mod splice;
-pub mod table;
+pub(crate) mod table;
 pub mod tcp;
 #[cfg(test)]
 mod testutil;

@@ -63,10 +63,6 @@ impl<K: Eq + Hash + Clone, V> FlowTable<K, V> {
         Ok(self.map.insert(key, (value, now)).map(|(v, _)| v))
     }
 
-    pub fn remove(&mut self, key: &K) -> Option<V> {
-        self.map.remove(key).map(|(v, _)| v)
-    }
-
     /// Removes and returns the flows idle for `idle` or longer at `now`.
     pub fn expire(&mut self, now: Instant) -> Vec<(K, V)> {
         let idle = self.idle;
@@ -76,11 +72,6 @@ impl<K: Eq + Hash + Clone, V> FlowTable<K, V> {
     /// Removes and returns the flows whose value matches (a back end went down).
     pub fn remove_where(&mut self, mut f: impl FnMut(&V) -> bool) -> Vec<(K, V)> {
         self.drain_where(|_, v, _| f(v))
-    }
-
-    /// When the next flow would expire if nothing touches it.
-    pub fn next_expiry(&self) -> Option<Instant> {
-        self.map.values().map(|(_, last)| *last + self.idle).min()
     }
 
     fn drain_where(&mut self, mut f: impl FnMut(&K, &V, Instant) -> bool) -> Vec<(K, V)> {
@@ -121,11 +112,8 @@ impl Affinity {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
 
@@ -209,11 +197,9 @@ mod tests {
         t.insert(2, "b", t0).unwrap();
         assert_eq!(t.insert(3, "c", t0), Err((Full(2), "c")));
         assert_eq!(t.insert(2, "b2", t0), Ok(Some("b")));
-        assert_eq!(t.next_expiry(), Some(t0 + 10 * s));
         assert!(t.touch(&1, t0 + 6 * s).is_some());
         assert!(t.expire(t0 + 9 * s).is_empty());
         assert_eq!(t.expire(t0 + 10 * s), vec![(2, "b2")]);
-        assert_eq!(t.next_expiry(), Some(t0 + 16 * s));
         // A touch with an older clock reading never moves the deadline back.
         t.touch(&1, t0);
         assert!(t.expire(t0 + 15 * s).is_empty());

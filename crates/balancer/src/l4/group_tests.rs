@@ -95,7 +95,7 @@ async fn a_clients_tcp_and_udp_flows_share_one_back_end_with_persistence() {
         "a new flow within the timeout keeps it"
     );
     drop(c);
-    tokio::time::sleep(Duration::from_millis(1400)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(group.picker().pinned("127.0.0.1".parse().unwrap()), None);
 
     // Client 2 is still pinned by its TCP connection (its UDP flows idled out).

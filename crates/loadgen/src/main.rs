@@ -3,6 +3,8 @@
 //! Subcommands:
 //! * `fanout`: N RTSP viewers of one URL (UDP or TCP), reporting delivery, loss,
 //!   setup time, time to first keyframe and the edge's CPU and memory (issue 3).
+//! * `hits` (issue 13): N RTSP viewers of on-demand clips spread over K URLs (the
+//!   edge's cache hits), the `fanout` report plus first-keyframe p99 and per-URL sums.
 //! * `floor`: the bare `sendmmsg` baseline for `fanout` on loopback, and a check that
 //!   the receive side keeps up.
 //! * `rtp` (issue 4): K calls through an RTP relay driven over `ng` (mediagate or
@@ -40,6 +42,8 @@ struct Cli {
 enum Command {
     /// N RTSP viewers of one URL for T seconds (edge live-splitting benchmark).
     Fanout(fanout::FanoutArgs),
+    /// N RTSP viewers of on-demand clips spread over K URLs (edge cache-hit benchmark).
+    Hits(fanout::hits::HitsArgs),
     /// Bare sendmmsg fan-out on loopback: the per-packet floor, and a receive check.
     Floor(floor::FloorArgs),
     /// K calls through RTP relays over ng for T seconds (relay benchmark).
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Fanout(args) => fanout::run(args),
+        Command::Hits(args) => fanout::hits::run(args),
         Command::Floor(args) => floor::run(args),
         Command::Rtp(args) => rtp::run(args),
     };

@@ -16,6 +16,7 @@
 //! media (keyframes are recognised from RTP payload headers only).
 
 mod conn;
+pub(crate) mod hits;
 mod plan;
 mod report;
 mod url;

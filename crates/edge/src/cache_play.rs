@@ -1,8 +1,10 @@
 //! Serving a hit: one viewer's playback of a held range of a cache object, with no
 //! origin media session (issue 13 item 3).
 //!
-//! A reader thread pulls packets off disk in media-time order (the cache verifies each
-//! one's checksum) into a small bounded channel; the player task sends each when its
+//! The player takes packets in media-time order from the object's shared blocks
+//! (`cache_shared`: read from disk once, the cache verifying each packet's checksum,
+//! and shared in memory by every viewer of the object), reading the next block while
+//! it plays the current one; the player task sends each packet when its
 //! media time is due, measured from the PLAY (a small lead is allowed so the player's
 //! jitter buffer fills at once), and rewrites its sequence number, timestamp and SSRC
 //! per viewer ([`Rewriter`]): sequence numbers run on without a gap and timestamps
@@ -15,21 +17,20 @@
 //! before the end of the clip ends the same way (docs/edge.md): the viewer may PLAY
 //! again with a `Range` past it, which the origin then serves.
 //!
-//! What it does not: send RTCP sender reports (players synchronise tracks by the
-//! `RTP-Info` of the PLAY answer), share one read of an object between viewers, or
-//! change speed (`Scale` is not honoured on hits).
+//! What it does not: change speed (`Scale` is not honoured on hits).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use mediagate_cache::{ObjectKey, PacketOut, Reader};
+use mediagate_cache::{ObjectKey, PacketOut};
 use mediagate_rtp::rtcp::build::CompoundWriter;
 use mediagate_rtp::RtpPacketMut;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::cache_shared::{Block, BlockNext, ObjectVersion};
 use crate::cache_store::CacheStore;
 use crate::conn_out::ConnOut;
 use crate::ports::SocketPair;
@@ -38,14 +39,11 @@ use crate::sink::{Tally, TrackDest};
 /// How far ahead of its media time a packet may go out.
 const LEAD: Duration = Duration::from_millis(300);
 
-/// Packets read ahead of the player.
-const READ_AHEAD: usize = 256;
-
 /// The gap left in media time after a seek, so the last packet before it and the
 /// first after it never share a timestamp.
 const SEEK_GAP_MS: i64 = 40;
 
-/// What the reader thread hands the player.
+/// What the cursor hands the player.
 #[derive(Debug)]
 enum Feed {
     Packet(PacketOut),
@@ -178,7 +176,7 @@ pub(crate) struct PlayStart {
 /// The state that survives a PAUSE.
 #[derive(Debug)]
 struct State {
-    feed: mpsc::Receiver<Feed>,
+    feed: Cursor,
     /// A packet read but not yet due when the player paused.
     pending: Option<PacketOut>,
     rewriter: Rewriter,
@@ -199,48 +197,109 @@ pub(crate) struct CachePlayer {
     running: Option<(oneshot::Sender<()>, JoinHandle<State>)>,
 }
 
-/// Opens a reader at `from_ms` and its thread; None when `from_ms` is not held. The
-/// cache opens files for it, so it runs on a blocking thread.
-async fn open_feed(
+/// A player's place in the shared blocks of one object (`cache_shared`): the block it
+/// plays and the next one, read while this one plays.
+#[derive(Debug)]
+struct Cursor {
+    store: Arc<CacheStore>,
+    obj: Arc<ObjectVersion>,
+    block: Arc<Block>,
+    pos: usize,
+    ahead: Option<JoinHandle<Arc<Block>>>,
+}
+
+impl Drop for Cursor {
+    fn drop(&mut self) {
+        if let Some(h) = self.ahead.take() {
+            h.abort();
+        }
+    }
+}
+
+impl Cursor {
+    /// The next packet, or how the range ends. Cancel-safe: a packet is only taken
+    /// once it is returned.
+    async fn next(&mut self) -> Feed {
+        loop {
+            if let Some(p) = self.block.packets.get(self.pos) {
+                self.pos += 1;
+                return Feed::Packet(p.clone());
+            }
+            match self.block.next {
+                BlockNext::At(ms) => {
+                    let next = match self.ahead.take() {
+                        Some(h) => match h.await {
+                            Ok(b) => b,
+                            Err(_) => self.fetch(ms).await,
+                        },
+                        None => self.fetch(ms).await,
+                    };
+                    self.block = next;
+                    self.pos = 0;
+                    self.read_ahead();
+                }
+                BlockNext::End => return Feed::End,
+                BlockNext::Failed => return Feed::Failed,
+            }
+        }
+    }
+
+    async fn fetch(&self, start_ms: u64) -> Arc<Block> {
+        self.store
+            .shared()
+            .block(&self.store, &self.obj, start_ms)
+            .await
+    }
+
+    fn read_ahead(&mut self) {
+        if let (BlockNext::At(ms), None) = (self.block.next, &self.ahead) {
+            let (store, obj) = (self.store.clone(), self.obj.clone());
+            self.ahead = Some(tokio::spawn(async move {
+                store.shared().block(&store, &obj, ms).await
+            }));
+        }
+    }
+}
+
+/// A cursor at the keyframe at or before `from_ms`; None when `from_ms` is not held.
+/// The cache plans the range (an index look-up) on a blocking thread; the first block
+/// comes from memory when another viewer read it, else from this reader.
+async fn open_cursor(
     store: &Arc<CacheStore>,
     key: &ObjectKey,
     from_ms: u64,
-) -> std::io::Result<Option<(mpsc::Receiver<Feed>, u64)>> {
-    let (store, key) = (store.clone(), key.clone());
-    tokio::task::spawn_blocking(move || {
-        let reader = store
-            .lock()
-            .reader(&key, from_ms, std::time::SystemTime::now())?;
-        let Some(reader) = reader else {
+) -> std::io::Result<Option<(Cursor, u64)>> {
+    let (s, k) = (store.clone(), key.clone());
+    let opened = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let mut cache = s.lock();
+        let Some(reader) = cache.reader(&k, from_ms, std::time::SystemTime::now())? else {
             return Ok(None);
         };
-        let start = reader.start_ms();
-        let (tx, rx) = mpsc::channel(READ_AHEAD);
-        std::thread::Builder::new()
-            .name("cache-read".into())
-            .spawn(move || read_range(reader, &tx))?;
-        Ok(Some((rx, start)))
+        // After `reader`, which may have taken in a finished fill.
+        let Some(info) = cache.lookup(&k) else {
+            return Ok(None);
+        };
+        drop(cache);
+        let obj = ObjectVersion::of(&info);
+        let start = s.shared().offer_reader(&obj, reader);
+        Ok(Some((obj, start)))
     })
     .await
-    .map_err(std::io::Error::other)?
-}
-
-/// The reader thread: packets until the range ends or the player goes away.
-fn read_range(mut reader: Reader, tx: &mpsc::Sender<Feed>) {
-    loop {
-        let item = match reader.next_packet() {
-            Ok(Some(p)) => Feed::Packet(p),
-            Ok(None) => Feed::End,
-            Err(e) => {
-                tracing::warn!(error = %e, "cached packet did not verify; the range ends there");
-                Feed::Failed
-            }
-        };
-        let last = !matches!(item, Feed::Packet(_));
-        if tx.blocking_send(item).is_err() || last {
-            return;
-        }
-    }
+    .map_err(std::io::Error::other)??;
+    let Some((obj, start)) = opened else {
+        return Ok(None);
+    };
+    let obj = Arc::new(obj);
+    let block = store.shared().block(store, &obj, start).await;
+    let mut cursor = Cursor {
+        store: store.clone(),
+        obj,
+        block,
+        pos: 0,
+        ahead: None,
+    };
+    cursor.read_ahead();
+    Ok(Some((cursor, start)))
 }
 
 impl CachePlayer {
@@ -253,7 +312,7 @@ impl CachePlayer {
         from_ms: u64,
         out: PlayerOut,
     ) -> std::io::Result<Option<CachePlayer>> {
-        let Some((feed, start)) = open_feed(&store, &key, from_ms).await? else {
+        let Some((feed, start)) = open_cursor(&store, &key, from_ms).await? else {
             return Ok(None);
         };
         let rewriter = Rewriter::new(&clocks, getrandom_u32);
@@ -290,7 +349,7 @@ impl CachePlayer {
         let Some(state) = &mut self.state else {
             return Ok(false);
         };
-        let Some((feed, start)) = open_feed(&self.store, &self.key, from_ms).await? else {
+        let Some((feed, start)) = open_cursor(&self.store, &self.key, from_ms).await? else {
             return Ok(false);
         };
         state.feed = feed;
@@ -364,7 +423,7 @@ async fn run(
                 let next = tokio::select! {
                     biased;
                     _ = &mut stop => return state,
-                    f = state.feed.recv() => f,
+                    f = state.feed.next() => Some(f),
                 };
                 match next {
                     Some(Feed::Packet(p)) => p,

@@ -6,6 +6,9 @@
 //! look-up, opening a file); fills write on their own thread and players read on
 //! theirs, so the lock is never held across an `await` or a packet-by-packet loop.
 //!
+//! It also owns the shared block cache (`cache_shared`) through which every hit
+//! viewer reads, so viewers of one object share one copy in memory.
+//!
 //! What it does not: decide what is cacheable (the route's policy and the cache
 //! crate's freshness rules do) or know about sockets.
 
@@ -16,6 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use mediagate_cache::Cache;
 
+use crate::cache_shared::{SharedReadCounts, SharedReads};
+
 /// The cache and its counters; see the module docs.
 #[derive(Debug)]
 pub struct CacheStore {
@@ -23,6 +28,7 @@ pub struct CacheStore {
     hits: AtomicU64,
     misses: AtomicU64,
     fills_abandoned: AtomicU64,
+    shared: Arc<SharedReads>,
 }
 
 /// What the cache did since the edge started.
@@ -55,6 +61,7 @@ impl CacheStore {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             fills_abandoned: AtomicU64::new(0),
+            shared: Arc::new(SharedReads::default()),
         }))
     }
 
@@ -64,6 +71,22 @@ impl CacheStore {
         // The cache's own state stays consistent between calls; a panic in one call
         // must not stop every later viewer from being served.
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The blocks hit viewers share.
+    pub(crate) fn shared(&self) -> &Arc<SharedReads> {
+        &self.shared
+    }
+
+    /// Sets how many bytes of shared blocks are kept in memory for hit viewers
+    /// (default [`crate::DEFAULT_CACHE_MEMORY_BYTES`]).
+    pub fn set_memory_limit(&self, bytes: u64) {
+        self.shared.set_limit(bytes);
+    }
+
+    /// Blocks and bytes hit viewers got from disk and from memory.
+    pub fn shared_reads(&self) -> SharedReadCounts {
+        self.shared.counts()
     }
 
     pub(crate) fn count_hit(&self) {

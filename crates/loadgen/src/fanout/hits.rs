@@ -314,9 +314,8 @@ async fn run_async(
         })
         .collect();
     let sum = |f: fn(&ViewerCtx) -> u64| ctxs.iter().map(|c| f(c)).sum::<u64>();
-    let packets = || {
-        udp_packets.load(Ordering::Relaxed) + sum(|c| c.tcp_packets.load(Ordering::Relaxed))
-    };
+    let packets =
+        || udp_packets.load(Ordering::Relaxed) + sum(|c| c.tcp_packets.load(Ordering::Relaxed));
     let sample = |at: Instant| Sample {
         at,
         edge: edge.as_ref().and_then(|e| e.cpu().ok()),

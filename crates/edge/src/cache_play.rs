@@ -17,7 +17,16 @@
 //! before the end of the clip ends the same way (docs/edge.md): the viewer may PLAY
 //! again with a `Range` past it, which the origin then serves.
 //!
-//! What it does not: change speed (`Scale` is not honoured on hits).
+//! Every 5 s (the first after 0.5 s) each track sends an RTCP sender report with an
+//! SDES CNAME (RFC 3550 §6.4.1, §6.5.1): its NTP timestamp is the wall clock and its
+//! RTP timestamp the media time playing at that instant in the viewer's own numbering,
+//! with the packets and payload octets sent under that SSRC, so players can sync
+//! tracks by SR as well as by `RTP-Info`. UDP viewers' receiver reports, read from the
+//! session's RTCP port, give the access log's `lost` (TCP viewers' arrive on their
+//! interleaved RTCP channel, which the viewer session reads).
+//!
+//! What it does not: change speed (`Scale` is not honoured on hits), or answer
+//! receiver reports with LSR/DLSR-based round-trip figures.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +47,11 @@ use crate::sink::{Tally, TrackDest};
 
 /// How far ahead of its media time a packet may go out.
 const LEAD: Duration = Duration::from_millis(300);
+
+/// Time between RTCP sender reports of a track, and before the first (so every track
+/// has sent something by then).
+const SR_INTERVAL: Duration = Duration::from_secs(5);
+const FIRST_SR: Duration = Duration::from_millis(500);
 
 /// The gap left in media time after a seek, so the last packet before it and the
 /// first after it never share a timestamp.
@@ -60,6 +74,9 @@ struct OutTrack {
     next_seq: u16,
     ts_base: u32,
     clock: u32,
+    /// RTP packets and payload octets sent under `ssrc` (RFC 3550 §6.4.1: they wrap).
+    packets: u32,
+    octets: u32,
 }
 
 /// Per-viewer numbering of what the player sends, sans-IO. Output timestamps are
@@ -83,6 +100,8 @@ impl Rewriter {
                 next_seq: (random() & 0x7fff) as u16,
                 ts_base: random(),
                 clock: clock.max(1),
+                packets: 0,
+                octets: 0,
             })
             .collect();
         Self {
@@ -106,12 +125,44 @@ impl Rewriter {
 
     /// The RTP timestamp of media time `ms` on track `slot` (what `RTP-Info` says).
     pub fn rtptime_at(&self, slot: usize, ms: u64) -> Option<u32> {
+        self.rtptime_at_us(slot, ms.saturating_mul(1000))
+    }
+
+    /// The RTP timestamp of media time `us` (microseconds) on track `slot`.
+    pub fn rtptime_at_us(&self, slot: usize, us: u64) -> Option<u32> {
         let t = self.tracks.get(slot)?;
-        let ticks = i128::from(ms) * i128::from(t.clock) / 1000;
+        let ticks = i128::from(us) * i128::from(t.clock) / 1_000_000;
         Some(
             t.ts_base
                 .wrapping_add((ticks as i64 + self.shift_ticks(t)) as u32),
         )
+    }
+
+    /// An RTCP compound packet for track `slot`: a sender report (RFC 3550 §6.4.1)
+    /// whose RTP timestamp is media time `media_us` and whose NTP timestamp is `ntp`
+    /// (the same instant), with the packets and octets sent so far, and the SDES CNAME
+    /// every compound packet carries (§6.1), one per viewer so players sync its tracks.
+    /// None before the track has sent anything.
+    pub fn sender_report(&self, slot: usize, media_us: u64, ntp: u64) -> Option<Bytes> {
+        let t = self.tracks.get(slot)?;
+        if t.packets == 0 {
+            return None;
+        }
+        let info = mediagate_rtp::rtcp::SenderInfo {
+            ssrc: t.ssrc,
+            ntp_timestamp: ntp,
+            rtp_timestamp: self.rtptime_at_us(slot, media_us)?,
+            packet_count: t.packets,
+            octet_count: t.octets,
+        };
+        let cname = format!("mediagate-{:08x}", self.tracks.first()?.ssrc);
+        let mut buf = [0u8; 128];
+        let mut w = CompoundWriter::new(&mut buf);
+        w.sender_report(&info, &[])
+            .and_then(|w| w.sdes_cname(t.ssrc, cname.as_bytes()))
+            .ok()?;
+        let n = w.finish().ok()?;
+        Some(Bytes::copy_from_slice(&buf[..n]))
     }
 
     /// The sequence number the next packet of `slot` gets.
@@ -136,7 +187,10 @@ impl Rewriter {
                 .wrapping_add((p.media_ticks as i64 + shift) as u32),
         );
         pkt.set_ssrc(t.ssrc);
+        let payload = pkt.payload().len();
         t.next_seq = t.next_seq.wrapping_add(1);
+        t.packets = t.packets.wrapping_add(1);
+        t.octets = t.octets.wrapping_add(payload as u32);
         let out_ms = media_ms(p.media_ticks, t.clock) as i64 + shift_ms;
         self.last_out_ms = Some(self.last_out_ms.map_or(out_ms, |l| l.max(out_ms)));
         Some(buf.freeze())
@@ -195,6 +249,31 @@ pub(crate) struct CachePlayer {
     out: PlayerOut,
     state: Option<State>,
     running: Option<(oneshot::Sender<()>, JoinHandle<State>)>,
+    /// Readers of UDP viewers' RTCP (receiver reports into the tally).
+    rtcp_readers: Vec<JoinHandle<()>>,
+}
+
+impl Drop for CachePlayer {
+    fn drop(&mut self) {
+        for h in &self.rtcp_readers {
+            h.abort();
+        }
+    }
+}
+
+/// Reads what a UDP viewer sends to the session's RTCP port: its receiver reports'
+/// loss goes into the session's tally (RFC 3550 §6.4.2); datagrams from other hosts
+/// are dropped. Reading also keeps the socket's receive buffer from filling.
+async fn read_viewer_rtcp(pair: Arc<SocketPair>, viewer: std::net::IpAddr, tally: Arc<Tally>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let Ok((n, from)) = pair.rtcp.recv_from(&mut buf).await else {
+            return;
+        };
+        if from.ip() == viewer {
+            tally.note_rtcp(&buf[..n]);
+        }
+    }
 }
 
 /// A player's place in the shared blocks of one object (`cache_shared`): the block it
@@ -316,6 +395,17 @@ impl CachePlayer {
             return Ok(None);
         };
         let rewriter = Rewriter::new(&clocks, getrandom_u32);
+        let rtcp_readers =
+            out.dests
+                .iter()
+                .flatten()
+                .filter_map(|(dest, pair)| match (dest, pair) {
+                    (TrackDest::Udp { rtcp, .. }, Some(pair)) => Some(tokio::spawn(
+                        read_viewer_rtcp(pair.clone(), rtcp.ip(), out.tally.clone()),
+                    )),
+                    _ => None,
+                })
+                .collect();
         Ok(Some(CachePlayer {
             key,
             store,
@@ -329,6 +419,7 @@ impl CachePlayer {
                 ended: false,
             }),
             running: None,
+            rtcp_readers,
         }))
     }
 
@@ -416,6 +507,7 @@ async fn run(
     mut stop: oneshot::Receiver<()>,
 ) -> State {
     let wall0 = Instant::now();
+    let mut next_sr = wall0 + FIRST_SR;
     loop {
         let p = match state.pending.take() {
             Some(p) => p,
@@ -454,7 +546,39 @@ async fn run(
         if !send(&out, usize::from(p.track), false, &data, &mut stop).await {
             return state;
         }
+        let now = Instant::now();
+        if now >= next_sr {
+            next_sr = now + SR_INTERVAL;
+            // The media time playing now: packets are due at wall0 + (ms - start_ms).
+            let media_us = start_ms
+                .saturating_mul(1000)
+                .saturating_add(u64::try_from(now.duration_since(wall0).as_micros()).unwrap_or(0));
+            let ntp = ntp_now();
+            for slot in 0..state.clocks.len() {
+                if let Some(sr) = state.rewriter.sender_report(slot, media_us, ntp) {
+                    if !send(&out, slot, true, &sr, &mut stop).await {
+                        return state;
+                    }
+                }
+            }
+        }
     }
+}
+
+/// Wall-clock time now in the 64-bit NTP format (RFC 3550 §4: seconds since 1900 and
+/// a binary fraction).
+fn ntp_now() -> u64 {
+    ntp_of(std::time::SystemTime::now())
+}
+
+fn ntp_of(t: std::time::SystemTime) -> u64 {
+    const UNIX_TO_NTP_SECS: u64 = 2_208_988_800;
+    let d = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    let secs = d.as_secs().wrapping_add(UNIX_TO_NTP_SECS);
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
 }
 
 /// Sends one packet; false when the viewer is gone or the player was stopped while
@@ -574,5 +698,93 @@ mod tests {
         assert_eq!(due(t0, 5000, 5200), t0);
         assert_eq!(due(t0, 5000, 7000), t0 + Duration::from_millis(1700));
         assert_eq!(media_ms(270_000, 90_000), 3000);
+    }
+
+    #[test]
+    fn sender_reports_pair_the_wall_clock_with_the_timestamps_sent() {
+        let mut n = 0u32;
+        let mut w = Rewriter::new(&[90_000, 48_000], || {
+            n += 7777;
+            n
+        });
+        assert_eq!(w.sender_report(0, 0, 1), None, "nothing sent yet");
+        let mut sent = Vec::new();
+        for ticks in [180_000u64, 183_600, 187_200] {
+            sent.push(fields(&w.rewrite(&packet(0, ticks)).unwrap()));
+        }
+        let ntp = ntp_of(std::time::UNIX_EPOCH + Duration::from_millis(1_500));
+        // Media time 2.08 s is the third packet's own timestamp.
+        let sr = w.sender_report(0, 2_080_000, ntp).unwrap();
+        let compound = mediagate_rtp::rtcp::Compound::parse(&sr).unwrap();
+        let kinds: Vec<_> = compound.packets().collect();
+        assert_eq!(kinds.len(), 2, "SR and SDES");
+        let mediagate_rtp::rtcp::RtcpPacket::SenderReport(r) = &kinds[0] else {
+            panic!("first is not an SR");
+        };
+        let info = r.sender_info();
+        assert_eq!(info.ssrc, sent[0].2);
+        assert_eq!(info.rtp_timestamp, sent[2].1);
+        assert_eq!((info.packet_count, info.octet_count), (3, 3 * 7));
+        assert_eq!(info.ntp_timestamp, ntp);
+        assert!(matches!(
+            kinds[1],
+            mediagate_rtp::rtcp::RtcpPacket::SourceDescription(_)
+        ));
+        assert_eq!(
+            w.sender_report(1, 2_040_000, ntp),
+            None,
+            "audio sent nothing"
+        );
+        // After a seek the numbering continues and the report follows it.
+        w.seek_to(0);
+        let after = fields(&w.rewrite(&packet(0, 0)).unwrap());
+        let sr = w.sender_report(0, 0, ntp).unwrap();
+        let compound = mediagate_rtp::rtcp::Compound::parse(&sr).unwrap();
+        let Some(mediagate_rtp::rtcp::RtcpPacket::SenderReport(r)) = compound.packets().next()
+        else {
+            panic!("no SR");
+        };
+        assert_eq!(r.sender_info().rtp_timestamp, after.1);
+        assert_eq!(r.sender_info().packet_count, 4);
+    }
+
+    #[test]
+    fn ntp_time_counts_from_1900_with_a_binary_fraction() {
+        let t = std::time::UNIX_EPOCH + Duration::from_millis(500);
+        assert_eq!(ntp_of(t), (2_208_988_800u64 << 32) | 0x8000_0000);
+    }
+
+    #[tokio::test]
+    async fn a_udp_viewers_receiver_reports_reach_the_tally() {
+        let ports = crate::ports::PortAllocator::new("127.0.0.1".parse().unwrap(), 42_000, 52_000);
+        let pair = Arc::new(ports.bind_pair().await.unwrap());
+        let to = pair.rtcp.local_addr().unwrap();
+        let tally = Arc::new(Tally::default());
+        let reader = tokio::spawn(read_viewer_rtcp(
+            pair.clone(),
+            "127.0.0.1".parse().unwrap(),
+            tally.clone(),
+        ));
+        let block = mediagate_rtp::rtcp::ReportBlock {
+            ssrc: 99,
+            fraction_lost: 3,
+            cumulative_lost: 5,
+            extended_highest_seq: 1000,
+            jitter: 0,
+            last_sr: 0,
+            delay_since_last_sr: 0,
+        };
+        let mut buf = [0u8; 64];
+        let mut w = CompoundWriter::new(&mut buf);
+        w.receiver_report(1, &[block]).unwrap();
+        let n = w.finish().unwrap();
+        let viewer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tally.reported_lost() != 5 {
+            assert!(Instant::now() < deadline, "the report was not read");
+            viewer.send_to(&buf[..n], to).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        reader.abort();
     }
 }

@@ -6,7 +6,8 @@
 //! and shared in memory by every viewer of the object), reading the next block while
 //! it plays the current one; the player task sends each packet when its
 //! media time is due, measured from the PLAY (a small lead is allowed so the player's
-//! jitter buffer fills at once), and rewrites its sequence number, timestamp and SSRC
+//! jitter buffer fills at once; packets due within 50 ms of each other go out as one
+//! batch, one `sendmmsg` per UDP track), and rewrites its sequence number, timestamp and SSRC
 //! per viewer ([`Rewriter`]): sequence numbers run on without a gap and timestamps
 //! continue across PAUSE and seek, and the PLAY answer's `RTP-Info` (url; seq;
 //! rtptime) and `Range` name exactly where the first packets sent sit (RFC 2326
@@ -35,6 +36,7 @@ use bytes::{Bytes, BytesMut};
 use mediagate_cache::{ObjectKey, PacketOut};
 use mediagate_rtp::rtcp::build::CompoundWriter;
 use mediagate_rtp::RtpPacketMut;
+use mediagate_udp::{BatchSender, GsoMode};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -52,6 +54,12 @@ const LEAD: Duration = Duration::from_millis(300);
 /// has sent something by then).
 const SR_INTERVAL: Duration = Duration::from_secs(5);
 const FIRST_SR: Duration = Duration::from_millis(500);
+
+/// Packets due within this much of the first of a batch go out with it, so a packet
+/// may leave up to `LEAD + BATCH_WINDOW` before its media time.
+const BATCH_WINDOW: Duration = Duration::from_millis(50);
+/// Packets in one batch, at most.
+const MAX_BATCH: usize = 64;
 
 /// The gap left in media time after a seek, so the last packet before it and the
 /// first after it never share a timestamp.
@@ -498,8 +506,20 @@ fn getrandom_u32() -> u32 {
     getrandom::u32().unwrap_or_else(|e| panic!("getrandom failed: {e}"))
 }
 
+/// How a batch of packets came to an end.
+enum BatchEnd {
+    /// The next packet is not due yet: send these, then go on.
+    More,
+    /// The player was stopped (PAUSE, a new PLAY, the viewer leaving).
+    Stopped,
+    /// The held range ended.
+    Ended,
+}
+
 /// The player task: sends packets as they fall due until stopped, the range ends or
-/// the viewer goes away; returns its state for a later resume.
+/// the viewer goes away; returns its state for a later resume. Packets due within
+/// [`BATCH_WINDOW`] of each other go out together: one wake-up, and for UDP viewers one
+/// `sendmmsg` per track, instead of one of each per packet.
 async fn run(
     mut state: State,
     out: PlayerOut,
@@ -508,43 +528,68 @@ async fn run(
 ) -> State {
     let wall0 = Instant::now();
     let mut next_sr = wall0 + FIRST_SR;
+    // UDP sends; its scratch buffers are kept across batches.
+    let mut sender = BatchSender::new(GsoMode::Auto);
     loop {
-        let p = match state.pending.take() {
-            Some(p) => p,
-            None => {
-                let next = tokio::select! {
-                    biased;
-                    _ = &mut stop => return state,
-                    f = state.feed.next() => Some(f),
-                };
-                match next {
-                    Some(Feed::Packet(p)) => p,
-                    Some(Feed::End | Feed::Failed) | None => {
-                        state.ended = true;
-                        send_bye(&state, &out).await;
-                        return state;
+        let mut batch: Vec<(usize, Bytes)> = Vec::new();
+        let end = loop {
+            let p = match state.pending.take() {
+                Some(p) => p,
+                None => {
+                    let next = tokio::select! {
+                        biased;
+                        _ = &mut stop => break BatchEnd::Stopped,
+                        f = state.feed.next() => f,
+                    };
+                    match next {
+                        Feed::Packet(p) => p,
+                        Feed::End | Feed::Failed => break BatchEnd::Ended,
                     }
                 }
-            }
-        };
-        let ms = media_ms(p.media_ticks, clock_of(&state.clocks, p.track));
-        let when = due(wall0, start_ms, ms);
-        if when > Instant::now() {
-            tokio::select! {
-                biased;
-                _ = &mut stop => {
+            };
+            let ms = media_ms(p.media_ticks, clock_of(&state.clocks, p.track));
+            let when = due(wall0, start_ms, ms);
+            if when > Instant::now() + BATCH_WINDOW {
+                if !batch.is_empty() {
                     state.pending = Some(p);
-                    return state;
+                    break BatchEnd::More;
                 }
-                () = tokio::time::sleep_until(when) => {}
+                tokio::select! {
+                    biased;
+                    _ = &mut stop => {
+                        state.pending = Some(p);
+                        break BatchEnd::Stopped;
+                    }
+                    () = tokio::time::sleep_until(when) => {}
+                }
             }
-        }
-        state.position_ms = ms;
-        let Some(data) = state.rewriter.rewrite(&p) else {
-            continue;
+            state.position_ms = ms;
+            if let Some(data) = state.rewriter.rewrite(&p) {
+                batch.push((usize::from(p.track), data));
+            }
+            if batch.len() >= MAX_BATCH {
+                break BatchEnd::More;
+            }
         };
-        if !send(&out, usize::from(p.track), false, &data, &mut stop).await {
+        // Packets already numbered go out even when the player was stopped meanwhile,
+        // so the numbering after a resume has no gap; `stop` has fired then and must
+        // not be polled again.
+        let (_keep, mut never) = oneshot::channel();
+        let stop_now = match end {
+            BatchEnd::More => &mut stop,
+            BatchEnd::Stopped | BatchEnd::Ended => &mut never,
+        };
+        if !send_batch(&out, &mut sender, &batch, stop_now).await {
             return state;
+        }
+        match end {
+            BatchEnd::More => {}
+            BatchEnd::Stopped => return state,
+            BatchEnd::Ended => {
+                state.ended = true;
+                send_bye(&state.rewriter, &out).await;
+                return state;
+            }
         }
         let now = Instant::now();
         if now >= next_sr {
@@ -563,6 +608,76 @@ async fn run(
             }
         }
     }
+}
+
+/// Sends a batch: UDP tracks' packets with one `sendmmsg` per track (GSO where
+/// consecutive packets have one size), interleaved ones queued one by one. False when
+/// the viewer is gone or the player was stopped while waiting for room.
+async fn send_batch(
+    out: &PlayerOut,
+    sender: &mut BatchSender,
+    batch: &[(usize, Bytes)],
+    stop: &mut oneshot::Receiver<()>,
+) -> bool {
+    for slot in 0..out.dests.len() {
+        match out.dests.get(slot).cloned().flatten() {
+            Some((TrackDest::Udp { rtp, .. }, Some(pair))) => {
+                let slices: Vec<&[u8]> = batch
+                    .iter()
+                    .filter(|(s, _)| *s == slot)
+                    .map(|(_, d)| d.as_ref())
+                    .collect();
+                if slices.is_empty() {
+                    continue;
+                }
+                let (sent, bytes) = send_udp_run(sender, &pair.rtp, &slices, rtp).await;
+                out.tally.add(sent, bytes, 0);
+            }
+            _ => {
+                for (_, data) in batch.iter().filter(|(s, _)| *s == slot) {
+                    if !send(out, slot, false, data, stop).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+    !out.conn.is_closed()
+}
+
+/// Sends `packets` in order to `to`; returns the datagrams and bytes handed to the
+/// kernel. A socket that stays unwritable for a second drops the rest (UDP loses
+/// rather than stalls, as the hub does).
+async fn send_udp_run(
+    sender: &mut BatchSender,
+    sock: &tokio::net::UdpSocket,
+    packets: &[&[u8]],
+    to: std::net::SocketAddr,
+) -> (u64, u64) {
+    let dests = [to];
+    let mut at = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while at.0 < dests.len() {
+        match sender.send_to_many(sock, packets, &dests, at) {
+            Ok((report, next)) => {
+                at = next;
+                if report.would_block {
+                    let _ = tokio::time::timeout_at(deadline, sock.writable()).await;
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let sent = if at.0 >= dests.len() {
+        packets.len()
+    } else {
+        at.1
+    };
+    let bytes = packets[..sent].iter().map(|p| p.len() as u64).sum();
+    (sent as u64, bytes)
 }
 
 /// Wall-clock time now in the 64-bit NTP format (RFC 3550 §4: seconds since 1900 and
@@ -624,10 +739,10 @@ async fn send(
 }
 
 /// An RTCP BYE per track: the end of the stream (RFC 3550 §6.6).
-async fn send_bye(state: &State, out: &PlayerOut) {
+async fn send_bye(rewriter: &Rewriter, out: &PlayerOut) {
     let (_tx, mut never) = oneshot::channel();
-    for slot in 0..state.clocks.len() {
-        let Some(ssrc) = state.rewriter.ssrc(slot) else {
+    for slot in 0..rewriter.tracks.len() {
+        let Some(ssrc) = rewriter.ssrc(slot) else {
             continue;
         };
         let mut buf = [0u8; 64];

@@ -8,6 +8,7 @@
 # reads' disk/memory split, and the cache crate's fill rate to disk.
 # Needs release builds: cargo build --release -p mediagate -p mediagate-loadgen
 # Usage: scripts/bench-cache.sh [SECONDS] [VIEWERS]   (defaults: 20 1000)
+#        ORIGIN_PORT, EDGE_PORT, ADMIN_PORT override 28554, 28555, 29555.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-20}
@@ -15,9 +16,10 @@ viewers=${2:-1000}
 clips=20
 clip_seconds=$((seconds + 15))
 bin=target/release
-origin_port=18554
-edge_port=18555
-admin_port=19555
+# Ports of their own (other benchmarks use 18554/18555); override when busy.
+origin_port=${ORIGIN_PORT:-28554}
+edge_port=${EDGE_PORT:-28555}
+admin_port=${ADMIN_PORT:-29555}
 ulimit -n $((viewers * 6 + 1024)) 2> /dev/null || true
 
 dir=$(mktemp -d /tmp/mg-bench-cache.XXXXXX)

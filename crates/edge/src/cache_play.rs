@@ -6,7 +6,7 @@
 //! and shared in memory by every viewer of the object), reading the next block while
 //! it plays the current one; the player task sends each packet when its
 //! media time is due, measured from the PLAY (a small lead is allowed so the player's
-//! jitter buffer fills at once; packets due within 50 ms of each other go out as one
+//! jitter buffer fills at once; packets due within 100 ms of each other go out as one
 //! batch, one `sendmmsg` per UDP track), and rewrites its sequence number, timestamp and SSRC
 //! per viewer ([`Rewriter`]): sequence numbers run on without a gap and timestamps
 //! continue across PAUSE and seek, and the PLAY answer's `RTP-Info` (url; seq;
@@ -57,7 +57,7 @@ const FIRST_SR: Duration = Duration::from_millis(500);
 
 /// Packets due within this much of the first of a batch go out with it, so a packet
 /// may leave up to `LEAD + BATCH_WINDOW` before its media time.
-const BATCH_WINDOW: Duration = Duration::from_millis(50);
+const BATCH_WINDOW: Duration = Duration::from_millis(100);
 /// Packets in one batch, at most.
 const MAX_BATCH: usize = 64;
 
@@ -65,10 +65,9 @@ const MAX_BATCH: usize = 64;
 /// first after it never share a timestamp.
 const SEEK_GAP_MS: i64 = 40;
 
-/// What the cursor hands the player.
-#[derive(Debug)]
-enum Feed {
-    Packet(PacketOut),
+/// Why there is no packet at the cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RangeEnd {
     /// The end of the held range.
     End,
     /// A packet did not verify: the range ends there.
@@ -238,12 +237,11 @@ pub(crate) struct PlayStart {
 /// The state that survives a PAUSE.
 #[derive(Debug)]
 struct State {
+    /// Where the player is: the packet at the cursor is the next to send.
     feed: Cursor,
-    /// A packet read but not yet due when the player paused.
-    pending: Option<PacketOut>,
     rewriter: Rewriter,
     clocks: Vec<u32>,
-    /// Where playback resumes when nothing is pending.
+    /// Where playback resumes when the next packet's block is not in memory.
     position_ms: u64,
     /// The held range ended (a BYE was sent).
     ended: bool,
@@ -304,13 +302,23 @@ impl Drop for Cursor {
 }
 
 impl Cursor {
-    /// The next packet, or how the range ends. Cancel-safe: a packet is only taken
-    /// once it is returned.
-    async fn next(&mut self) -> Feed {
+    /// The packet at the cursor, when its block is in memory (see [`Cursor::ready`]).
+    /// Players borrow it rather than clone it: many viewers share one block.
+    fn peek(&self) -> Option<&PacketOut> {
+        self.block.packets.get(self.pos)
+    }
+
+    /// Moves past the packet at the cursor.
+    fn advance(&mut self) {
+        self.pos += 1;
+    }
+
+    /// Waits until the packet at the cursor is in memory, or says how the range ends.
+    /// Cancel-safe: it only ever moves to the next block.
+    async fn ready(&mut self) -> Result<(), RangeEnd> {
         loop {
-            if let Some(p) = self.block.packets.get(self.pos) {
-                self.pos += 1;
-                return Feed::Packet(p.clone());
+            if self.pos < self.block.packets.len() {
+                return Ok(());
             }
             match self.block.next {
                 BlockNext::At(ms) => {
@@ -325,8 +333,8 @@ impl Cursor {
                     self.pos = 0;
                     self.read_ahead();
                 }
-                BlockNext::End => return Feed::End,
-                BlockNext::Failed => return Feed::Failed,
+                BlockNext::End => return Err(RangeEnd::End),
+                BlockNext::Failed => return Err(RangeEnd::Failed),
             }
         }
     }
@@ -420,7 +428,6 @@ impl CachePlayer {
             out,
             state: Some(State {
                 feed,
-                pending: None,
                 rewriter,
                 clocks,
                 position_ms: start,
@@ -452,7 +459,6 @@ impl CachePlayer {
             return Ok(false);
         };
         state.feed = feed;
-        state.pending = None;
         state.position_ms = start;
         state.ended = false;
         state.rewriter.seek_to(start);
@@ -462,7 +468,7 @@ impl CachePlayer {
     /// Where sending would start now.
     pub fn position_ms(&self) -> u64 {
         self.state.as_ref().map_or(0, |s| {
-            s.pending.as_ref().map_or(s.position_ms, |p| {
+            s.feed.peek().map_or(s.position_ms, |p| {
                 media_ms(p.media_ticks, clock_of(&s.clocks, p.track))
             })
         })
@@ -533,40 +539,31 @@ async fn run(
     loop {
         let mut batch: Vec<(usize, Bytes)> = Vec::new();
         let end = loop {
-            let p = match state.pending.take() {
-                Some(p) => p,
-                None => {
-                    let next = tokio::select! {
-                        biased;
-                        _ = &mut stop => break BatchEnd::Stopped,
-                        f = state.feed.next() => f,
-                    };
-                    match next {
-                        Feed::Packet(p) => p,
-                        Feed::End | Feed::Failed => break BatchEnd::Ended,
-                    }
-                }
+            let ready = tokio::select! {
+                biased;
+                _ = &mut stop => break BatchEnd::Stopped,
+                r = state.feed.ready() => r,
+            };
+            let Some(p) = ready.ok().and_then(|()| state.feed.peek()) else {
+                break BatchEnd::Ended;
             };
             let ms = media_ms(p.media_ticks, clock_of(&state.clocks, p.track));
             let when = due(wall0, start_ms, ms);
             if when > Instant::now() + BATCH_WINDOW {
                 if !batch.is_empty() {
-                    state.pending = Some(p);
                     break BatchEnd::More;
                 }
                 tokio::select! {
                     biased;
-                    _ = &mut stop => {
-                        state.pending = Some(p);
-                        break BatchEnd::Stopped;
-                    }
+                    _ = &mut stop => break BatchEnd::Stopped,
                     () = tokio::time::sleep_until(when) => {}
                 }
             }
             state.position_ms = ms;
-            if let Some(data) = state.rewriter.rewrite(&p) {
+            if let Some(data) = state.rewriter.rewrite(p) {
                 batch.push((usize::from(p.track), data));
             }
+            state.feed.advance();
             if batch.len() >= MAX_BATCH {
                 break BatchEnd::More;
             }

@@ -35,7 +35,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use mediagate_cache::{ObjectKey, PacketOut};
 use mediagate_rtp::rtcp::build::CompoundWriter;
-use mediagate_rtp::RtpPacketMut;
 use mediagate_udp::{BatchSender, GsoMode};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -183,25 +182,56 @@ impl Rewriter {
 
     /// The viewer's copy of `p`; None when it is not a valid RTP packet.
     pub fn rewrite(&mut self, p: &PacketOut) -> Option<Bytes> {
+        let head = self.next_head(p)?;
+        let mut buf = BytesMut::with_capacity(p.rtp.len());
+        buf.extend_from_slice(&head);
+        buf.extend_from_slice(p.rtp.get(RTP_FIXED..)?);
+        Some(buf.freeze())
+    }
+
+    /// The viewer's copy of `p` in two parts: its own RTP fixed header and the rest of
+    /// the packet, shared (no copy); None when it is not a valid RTP packet.
+    pub fn rewrite_split(&mut self, p: &PacketOut) -> Option<([u8; RTP_FIXED], Bytes)> {
+        let head = self.next_head(p)?;
+        Some((head, p.rtp.slice(RTP_FIXED..)))
+    }
+
+    /// The RTP fixed header (RFC 3550 §5.1) the viewer gets for `p`: sequence number,
+    /// timestamp and SSRC are its own; CSRCs and extensions after it are unchanged.
+    fn next_head(&mut self, p: &PacketOut) -> Option<[u8; RTP_FIXED]> {
+        let payload = mediagate_rtp::RtpPacket::parse(&p.rtp)
+            .ok()?
+            .payload()
+            .len();
         let shift_ms = self.shift_ms;
         let t = self.tracks.get_mut(usize::from(p.track))?;
-        let mut buf = BytesMut::from(&p.rtp[..]);
-        let mut pkt = RtpPacketMut::new(&mut buf).ok()?;
+        let mut head: [u8; RTP_FIXED] = p.rtp.get(..RTP_FIXED)?.try_into().ok()?;
         let shift = shift_ms * i64::from(t.clock) / 1000;
-        pkt.set_sequence_number(t.next_seq);
-        pkt.set_timestamp(
-            t.ts_base
-                .wrapping_add((p.media_ticks as i64 + shift) as u32),
-        );
-        pkt.set_ssrc(t.ssrc);
-        let payload = pkt.payload().len();
+        let ts = t
+            .ts_base
+            .wrapping_add((p.media_ticks as i64 + shift) as u32);
+        head[2..4].copy_from_slice(&t.next_seq.to_be_bytes());
+        head[4..8].copy_from_slice(&ts.to_be_bytes());
+        head[8..12].copy_from_slice(&t.ssrc.to_be_bytes());
         t.next_seq = t.next_seq.wrapping_add(1);
         t.packets = t.packets.wrapping_add(1);
         t.octets = t.octets.wrapping_add(payload as u32);
         let out_ms = media_ms(p.media_ticks, t.clock) as i64 + shift_ms;
         self.last_out_ms = Some(self.last_out_ms.map_or(out_ms, |l| l.max(out_ms)));
-        Some(buf.freeze())
+        Some(head)
     }
+}
+
+/// Bytes of the RTP fixed header, the part a viewer's copy rewrites.
+const RTP_FIXED: usize = 12;
+
+/// A packet of a batch as the viewer gets it.
+#[derive(Debug)]
+enum Item {
+    /// A UDP viewer's datagram (its own copy: one datagram is one buffer).
+    Whole(Bytes),
+    /// An interleaved viewer's frame: its own fixed header, the rest shared.
+    Split([u8; RTP_FIXED], Bytes),
 }
 
 /// Media time in ms of `ticks` at `clock` Hz.
@@ -536,8 +566,13 @@ async fn run(
     let mut next_sr = wall0 + FIRST_SR;
     // UDP sends; its scratch buffers are kept across batches.
     let mut sender = BatchSender::new(GsoMode::Auto);
+    let interleaved: Vec<bool> = out
+        .dests
+        .iter()
+        .map(|d| matches!(d, Some((TrackDest::Interleaved { .. }, _))))
+        .collect();
     loop {
-        let mut batch: Vec<(usize, Bytes)> = Vec::new();
+        let mut batch: Vec<(usize, Item)> = Vec::new();
         let end = loop {
             let ready = tokio::select! {
                 biased;
@@ -560,8 +595,17 @@ async fn run(
                 }
             }
             state.position_ms = ms;
-            if let Some(data) = state.rewriter.rewrite(p) {
-                batch.push((usize::from(p.track), data));
+            let slot = usize::from(p.track);
+            let item = if interleaved.get(slot).copied().unwrap_or(false) {
+                state
+                    .rewriter
+                    .rewrite_split(p)
+                    .map(|(h, rest)| Item::Split(h, rest))
+            } else {
+                state.rewriter.rewrite(p).map(Item::Whole)
+            };
+            if let Some(item) = item {
+                batch.push((slot, item));
             }
             state.feed.advance();
             if batch.len() >= MAX_BATCH {
@@ -576,7 +620,7 @@ async fn run(
             BatchEnd::More => &mut stop,
             BatchEnd::Stopped | BatchEnd::Ended => &mut never,
         };
-        if !send_batch(&out, &mut sender, &batch, stop_now).await {
+        if !send_batch(&out, &mut sender, batch, stop_now).await {
             return state;
         }
         match end {
@@ -608,35 +652,64 @@ async fn run(
 }
 
 /// Sends a batch: UDP tracks' packets with one `sendmmsg` per track (GSO where
-/// consecutive packets have one size), interleaved ones queued one by one. False when
-/// the viewer is gone or the player was stopped while waiting for room.
+/// consecutive packets have one size), interleaved ones queued on the connection in
+/// one go (waiting for room while the viewer reads slowly). False when the viewer is
+/// gone or the player was stopped while waiting for room.
 async fn send_batch(
     out: &PlayerOut,
     sender: &mut BatchSender,
-    batch: &[(usize, Bytes)],
+    batch: Vec<(usize, Item)>,
     stop: &mut oneshot::Receiver<()>,
 ) -> bool {
     for slot in 0..out.dests.len() {
-        match out.dests.get(slot).cloned().flatten() {
-            Some((TrackDest::Udp { rtp, .. }, Some(pair))) => {
-                let slices: Vec<&[u8]> = batch
-                    .iter()
-                    .filter(|(s, _)| *s == slot)
-                    .map(|(_, d)| d.as_ref())
-                    .collect();
-                if slices.is_empty() {
-                    continue;
-                }
+        if let Some((TrackDest::Udp { rtp, .. }, Some(pair))) =
+            out.dests.get(slot).cloned().flatten()
+        {
+            let slices: Vec<&[u8]> = batch
+                .iter()
+                .filter_map(|(s, item)| match item {
+                    Item::Whole(d) if *s == slot => Some(d.as_ref()),
+                    _ => None,
+                })
+                .collect();
+            if !slices.is_empty() {
                 let (sent, bytes) = send_udp_run(sender, &pair.rtp, &slices, rtp).await;
                 out.tally.add(sent, bytes, 0);
             }
-            _ => {
-                for (_, data) in batch.iter().filter(|(s, _)| *s == slot) {
-                    if !send(out, slot, false, data, stop).await {
-                        return false;
-                    }
-                }
+        }
+    }
+    let frames: Vec<(u8, [u8; RTP_FIXED], Bytes)> = batch
+        .into_iter()
+        .filter_map(|(slot, item)| match (item, out.dests.get(slot)) {
+            (Item::Split(head, rest), Some(Some((TrackDest::Interleaved { rtp, .. }, _)))) => {
+                Some((*rtp, head, rest))
             }
+            _ => None,
+        })
+        .collect();
+    let size = |f: &[(u8, [u8; RTP_FIXED], Bytes)]| -> u64 {
+        f.iter()
+            .map(|(_, h, rest)| (h.len() + rest.len()) as u64)
+            .sum()
+    };
+    let mut left = frames;
+    while !left.is_empty() {
+        let (n, bytes) = (left.len(), size(&left));
+        left = out.conn.push_media_split(left);
+        out.tally
+            .add((n - left.len()) as u64, bytes - size(&left), 0);
+        if left.is_empty() {
+            break;
+        }
+        // A TCP viewer that reads slowly slows its own playback (as the passthrough
+        // does), never anyone else.
+        if out.conn.is_closed() {
+            return false;
+        }
+        tokio::select! {
+            biased;
+            _ = &mut *stop => return false,
+            () = tokio::time::sleep(Duration::from_millis(5)) => {}
         }
     }
     !out.conn.is_closed()
@@ -801,6 +874,25 @@ mod tests {
         assert_eq!(fields(&after).1, rt);
         let forward = fields(&after).1.wrapping_sub(fields(&second).1) as i32;
         assert!(forward > 0 && forward <= 90 * 40 + 90, "{forward}");
+    }
+
+    #[test]
+    fn a_split_copy_is_the_whole_copy_with_the_payload_shared() {
+        let mk = || {
+            let mut n = 5u32;
+            Rewriter::new(&[90_000], move || {
+                n += 1;
+                n
+            })
+        };
+        let (mut a, mut b) = (mk(), mk());
+        let p = packet(0, 90_000);
+        let whole = a.rewrite(&p).unwrap();
+        let (head, rest) = b.rewrite_split(&p).unwrap();
+        assert_eq!([&head[..], &rest[..]].concat(), whole.to_vec());
+        // The rest is the stored packet's own bytes, not a copy.
+        assert_eq!(rest.as_ptr(), p.rtp[RTP_FIXED..].as_ptr());
+        assert_eq!(a.sender_report(0, 1000, 1), b.sender_report(0, 1000, 1));
     }
 
     #[test]

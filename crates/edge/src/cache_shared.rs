@@ -284,10 +284,18 @@ impl SharedReads {
             .get_or_init(|| {
                 read_here = true;
                 let (me, store, obj, id) = (self.clone(), store.clone(), obj.clone(), id.clone());
+                let unfinished = Unfinished {
+                    shared: self.clone(),
+                    id: id.clone(),
+                    cell: cell.clone(),
+                    armed: true,
+                };
                 async move {
-                    tokio::task::spawn_blocking(move || me.read(&store, &obj, id))
+                    let block = tokio::task::spawn_blocking(move || me.read(&store, &obj, id))
                         .await
-                        .unwrap_or_else(|_| Arc::new(Block::failed()))
+                        .unwrap_or_else(|_| Arc::new(Block::failed()));
+                    unfinished.finished();
+                    block
                 }
             })
             .await
@@ -373,6 +381,39 @@ impl SharedReads {
             }
         }
         Arc::new(block)
+    }
+}
+
+/// Armed while a block is being read for the map: when the player that reads it goes
+/// away first (its future dropped), the entry it left unloaded is removed, so entries
+/// that hold nothing never pile up (a later request starts a new one).
+struct Unfinished {
+    shared: Arc<SharedReads>,
+    id: BlockId,
+    cell: Arc<OnceCell<Arc<Block>>>,
+    armed: bool,
+}
+
+impl Unfinished {
+    /// The block is in the cell: nothing to undo.
+    fn finished(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut inner = self.shared.lock();
+        let stale = inner
+            .blocks
+            .get(&self.id)
+            .is_some_and(|e| Arc::ptr_eq(&e.cell, &self.cell) && e.bytes == 0);
+        if stale {
+            inner.blocks.remove(&self.id);
+        }
     }
 }
 
@@ -730,5 +771,29 @@ mod tests {
         let b = f.store.shared().block(&f.store, &stale, 0).await;
         assert!(b.packets.is_empty());
         assert_eq!(b.next, BlockNext::End);
+    }
+
+    // Holding the cache across the one poll is the point: the read must not finish.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test]
+    async fn a_read_given_up_halfway_leaves_no_empty_entry() {
+        let f = fixture("cancel");
+        let obj = version(&f);
+        let shared = f.store.shared().clone();
+        // Polled once (the read starts on a blocking thread, which waits for the
+        // cache this test holds), then dropped.
+        let cache = f.store.lock();
+        let read = shared.block(&f.store, &obj, 0);
+        let polled_once = tokio::select! {
+            biased;
+            _ = read => false,
+            () = std::future::ready(()) => true,
+        };
+        assert!(polled_once);
+        assert!(shared.lock().blocks.is_empty());
+        drop(cache);
+        let b = shared.block(&f.store, &obj, 0).await;
+        assert_eq!(b.next, BlockNext::At(1000));
+        assert_eq!(shared.lock().blocks.len(), 1);
     }
 }

@@ -304,7 +304,10 @@ impl Source {
         }
     }
 
-    /// Starts the media. `dests` are the session's per-track destinations.
+    /// Starts the media. `dests` are the session's per-track destinations;
+    /// `origin_answer`, the origin's answer to this viewer's accounting DESCRIBE (when
+    /// the route has accounting), revalidates a cached copy in place of a DESCRIBE of
+    /// the edge's own.
     pub async fn play(
         &mut self,
         viewer_headers: &Headers,
@@ -312,6 +315,7 @@ impl Source {
         base_url: &str,
         dests: &[Option<TrackDest>],
         out: &ConnOut,
+        origin_answer: Option<Arc<Described>>,
     ) -> Result<Playing, Response> {
         let start_ms = requested_start(viewer_headers);
         let viewer = viewer_headers.get("Cache-Control");
@@ -323,7 +327,10 @@ impl Source {
                 lazy: Some(lazy),
             } => {
                 let from = start_ms.unwrap_or(0);
-                match self.lookup(&lazy, from, viewer, None).await {
+                match self
+                    .lookup(&lazy, from, viewer, origin_answer.as_ref())
+                    .await
+                {
                     Lookup::Hit { player, refreshed } => SourceKind::Cached {
                         player,
                         lazy,

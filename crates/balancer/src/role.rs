@@ -1,0 +1,414 @@
+//! The balancer as one of the binary's roles: started from `[balancer]`, one set of
+//! listeners per `[[balancer.service]]` (RTSP session routing, [`crate::rtsp`]), its
+//! counters published as `mediagate_balancer_*` metrics, its live picture for the
+//! admin API as `services` and `backends` (what `mediagate balancer status` prints),
+//! drained on SIGTERM or by the admin API (no new connections; running ones go on
+//! until they end or the drain time is up).
+//!
+//! What it does not (yet): reload (back ends added, removed or reweighted by SIGHUP
+//! are issue 14 item 5), L4 services, health checks.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use mediagate_config::{Config, MediaMode};
+use mediagate_ops::metrics::{Collect, Metrics, Scrape};
+use mediagate_ops::role::{
+    DrainCut, DrainReport, Role, RoleContext, RoleFuture, RoleKind, RoleStats, StartResult,
+};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::rtsp::proxy::{accept_loop, Settings};
+use crate::service::{read, Service};
+
+/// The balancer in the binary's list of roles.
+pub const KIND: RoleKind = RoleKind {
+    name: "balancer",
+    enabled: |config| *config.balancer.enabled.get(),
+    record_tables: &[],
+    start,
+};
+
+/// How long a drain lets running connections go on before they are cut.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartResult> {
+    Box::pin(async move {
+        let b = &config.balancer;
+        let settings = Arc::new(Settings {
+            header_timeout: b.header_timeout.get(),
+            session_timeout: b.session_timeout.get().get(),
+            max_connections: u64::from(b.max_connections.get()),
+            open: 0.into(),
+        });
+        let mut services = Vec::new();
+        let mut tasks = Vec::new();
+        let mut bound = Vec::new();
+        for sc in &b.service {
+            let svc = Arc::new(Service::resolve(sc, b).await?);
+            for addr in &svc.listen {
+                let listener = TcpListener::bind(addr).await.map_err(|e| {
+                    format!("service \"{}\": cannot listen on {addr}: {e}", svc.name)
+                })?;
+                let local = listener.local_addr()?;
+                tracing::info!(
+                    "balancer: service {} listening for RTSP on {local} ({} back ends, {} mode)",
+                    svc.name,
+                    svc.backends.len(),
+                    mode_name(svc.mode)
+                );
+                bound.push(local);
+                tasks.push(tokio::spawn(accept_loop(
+                    listener,
+                    Arc::clone(&svc),
+                    Arc::clone(&settings),
+                )));
+            }
+            services.push(svc);
+        }
+        let services: Arc<[Arc<Service>]> = services.into();
+        tasks.push(tokio::spawn(expire_sessions(Arc::clone(&services))));
+        publish_metrics(ctx.metrics, Arc::clone(&services));
+        let role: Box<dyn Role> = Box::new(BalancerRole {
+            services,
+            settings,
+            bound,
+            tasks: Mutex::new(tasks),
+        });
+        Ok(role)
+    })
+}
+
+fn mode_name(mode: MediaMode) -> &'static str {
+    match mode {
+        MediaMode::Relay => "relay",
+        MediaMode::Direct => "direct",
+        MediaMode::Redirect => "redirect",
+    }
+}
+
+/// Sessions whose timeout passed leave the table; the sessions' back ends expire them
+/// on their own.
+async fn expire_sessions(services: Arc<[Arc<Service>]>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        for svc in services.iter() {
+            svc.expire(now);
+        }
+    }
+}
+
+struct BalancerRole {
+    services: Arc<[Arc<Service>]>,
+    settings: Arc<Settings>,
+    bound: Vec<SocketAddr>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl BalancerRole {
+    fn services_json(&self) -> Value {
+        Value::Array(
+            self.services
+                .iter()
+                .map(|s| {
+                    let st = &s.stats;
+                    json!({
+                        "name": s.name,
+                        "mode": mode_name(s.mode),
+                        "listen": s.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "sessions": s.sessions(),
+                        "connections_open": read(&st.connections_open),
+                        "connections_total": read(&st.connections),
+                        "connections_refused_total": read(&st.connections_refused),
+                        "requests_total": read(&st.requests),
+                        "bad_requests_total": read(&st.bad_requests),
+                        "unknown_sessions_total": read(&st.unknown_sessions),
+                        "redirects_total": read(&st.redirects),
+                        "tunnels_total": read(&st.tunnels),
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    fn backends_json(&self) -> Value {
+        let mut out = Vec::new();
+        for s in self.services.iter() {
+            let counts = s.table().count_by_backend();
+            for b in &s.backends {
+                let st = &b.stats;
+                out.push(json!({
+                    "service": s.name,
+                    "backend": b.spec.to_string(),
+                    "address": b.addr.to_string(),
+                    "weight": b.spec.weight.get(),
+                    "up": true,
+                    "sessions": counts.get(&b.id).copied().unwrap_or(0),
+                    "sessions_total": read(&st.sessions_total),
+                    "connections_total": read(&st.connections),
+                    "connect_failures_total": read(&st.connect_failures),
+                    "bytes_in_total": read(&st.bytes_in),
+                    "bytes_out_total": read(&st.bytes_out),
+                    "packets_total": read(&st.packets),
+                    "health_transitions_total": read(&st.health_transitions),
+                }));
+            }
+        }
+        Value::Array(out)
+    }
+}
+
+impl Role for BalancerRole {
+    fn name(&self) -> &'static str {
+        "balancer"
+    }
+
+    fn serving(&self) -> String {
+        let addrs: Vec<String> = self.bound.iter().map(ToString::to_string).collect();
+        format!("balancer on {}", addrs.join(", "))
+    }
+
+    fn stats(&self) -> RoleStats {
+        RoleStats {
+            sessions: self.services.iter().map(|s| s.sessions() as u64).sum(),
+            unit: "sessions",
+        }
+    }
+
+    fn max_drain(&self) -> Duration {
+        DRAIN_TIME
+    }
+
+    fn snapshot(&self, resource: &str) -> Option<RoleFuture<'_, Value>> {
+        let value = match resource {
+            "services" => self.services_json(),
+            "backends" => self.backends_json(),
+            _ => return None,
+        };
+        Some(Box::pin(async move { value }))
+    }
+
+    fn drain(&self, cut: DrainCut) -> RoleFuture<'static, DrainReport> {
+        // No new connections from now on; running ones end on their own.
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
+        }
+        let settings = Arc::clone(&self.settings);
+        Box::pin(async move {
+            let wait = async {
+                while settings.open.load(Ordering::Relaxed) > 0 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            tokio::select! {
+                () = wait => {}
+                () = cut.pulled_or_after(DRAIN_TIME) => {}
+            }
+            let left = settings.open.load(Ordering::Relaxed);
+            DrainReport {
+                ended: left,
+                complete: left == 0,
+            }
+        })
+    }
+}
+
+/// The counters per service and per back end, read at each scrape. Labels come from
+/// the configured services and back ends, a bounded set.
+struct BalancerMetrics(Arc<[Arc<Service>]>);
+
+impl Collect for BalancerMetrics {
+    fn collect(&self, scrape: &mut Scrape<'_>) -> std::fmt::Result {
+        let services = &self.0;
+        let by_service = |f: &dyn Fn(&Service) -> u64| -> Vec<(String, u64)> {
+            services.iter().map(|s| (s.name.clone(), f(s))).collect()
+        };
+        let mut per_backend: Vec<(String, &crate::service::Backend, u64)> = Vec::new();
+        for s in services.iter() {
+            let counts = s.table().count_by_backend();
+            for b in &s.backends {
+                per_backend.push((
+                    format!("{}/{}", s.name, b.addr),
+                    b,
+                    counts.get(&b.id).copied().unwrap_or(0),
+                ));
+            }
+        }
+        let as_refs = |v: &[(String, u64)]| -> Vec<(String, u64)> { v.to_vec() };
+        let emit_counter = |scrape: &mut Scrape<'_>,
+                            name: &str,
+                            help: &str,
+                            label: &str,
+                            v: Vec<(String, u64)>| {
+            let refs: Vec<(&str, u64)> = v.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+            scrape.counter_by(name, help, label, &refs)
+        };
+        let emit_gauge = |scrape: &mut Scrape<'_>,
+                          name: &str,
+                          help: &str,
+                          label: &str,
+                          v: Vec<(String, u64)>| {
+            let refs: Vec<(&str, i64)> = v
+                .iter()
+                .map(|(k, n)| (k.as_str(), i64::try_from(*n).unwrap_or(i64::MAX)))
+                .collect();
+            scrape.gauge_by(name, help, label, &refs)
+        };
+        emit_gauge(
+            scrape,
+            "sessions",
+            "RTSP sessions in the table, per service",
+            "service",
+            by_service(&|s| s.sessions() as u64),
+        )?;
+        emit_gauge(
+            scrape,
+            "connections_open",
+            "Client connections open now, per service",
+            "service",
+            by_service(&|s| read(&s.stats.connections_open)),
+        )?;
+        emit_counter(
+            scrape,
+            "connections",
+            "Client connections accepted, per service",
+            "service",
+            by_service(&|s| read(&s.stats.connections)),
+        )?;
+        emit_counter(
+            scrape,
+            "connections_refused",
+            "Client connections closed at accept by max_connections, per service",
+            "service",
+            by_service(&|s| read(&s.stats.connections_refused)),
+        )?;
+        emit_counter(
+            scrape,
+            "requests",
+            "RTSP requests from clients, per service",
+            "service",
+            by_service(&|s| read(&s.stats.requests)),
+        )?;
+        emit_counter(
+            scrape,
+            "bad_requests",
+            "Malformed or oversized client input answered with 400, per service",
+            "service",
+            by_service(&|s| read(&s.stats.bad_requests)),
+        )?;
+        emit_counter(
+            scrape,
+            "unknown_sessions",
+            "Requests naming a session the balancer does not know (454), per service",
+            "service",
+            by_service(&|s| read(&s.stats.unknown_sessions)),
+        )?;
+        emit_counter(
+            scrape,
+            "no_backend",
+            "Requests answered 503 because no back end took them, per service",
+            "service",
+            by_service(&|s| read(&s.stats.no_backend)),
+        )?;
+        emit_counter(
+            scrape,
+            "redirects",
+            "Requests answered with 302 in redirect mode, per service",
+            "service",
+            by_service(&|s| read(&s.stats.redirects)),
+        )?;
+        emit_counter(
+            scrape,
+            "tunnels",
+            "HTTP tunnel halves (GET or POST) relayed, per service",
+            "service",
+            by_service(&|s| read(&s.stats.tunnels)),
+        )?;
+        emit_counter(
+            scrape,
+            "sessions_expired",
+            "Sessions removed by their timeout, per service",
+            "service",
+            by_service(&|s| read(&s.stats.sessions_expired)),
+        )?;
+        let per = |f: &dyn Fn(&crate::service::Backend, u64) -> u64| -> Vec<(String, u64)> {
+            per_backend
+                .iter()
+                .map(|(k, b, n)| (k.clone(), f(b, *n)))
+                .collect()
+        };
+        emit_gauge(
+            scrape,
+            "backend_sessions",
+            "RTSP sessions per back end (service/address)",
+            "backend",
+            per(&|_, n| n),
+        )?;
+        emit_counter(
+            scrape,
+            "backend_sessions_started",
+            "Sessions given to each back end",
+            "backend",
+            per(&|b, _| read(&b.stats.sessions_total)),
+        )?;
+        emit_counter(
+            scrape,
+            "backend_connections",
+            "Connections opened to each back end",
+            "backend",
+            per(&|b, _| read(&b.stats.connections)),
+        )?;
+        emit_counter(
+            scrape,
+            "backend_connect_failures",
+            "Failed connections to each back end",
+            "backend",
+            per(&|b, _| read(&b.stats.connect_failures)),
+        )?;
+        emit_counter(
+            scrape,
+            "backend_received_bytes",
+            "Bytes from clients to each back end",
+            "backend",
+            per(&|b, _| read(&b.stats.bytes_in)),
+        )?;
+        emit_counter(
+            scrape,
+            "backend_sent_bytes",
+            "Bytes from each back end to clients",
+            "backend",
+            per(&|b, _| read(&b.stats.bytes_out)),
+        )?;
+        emit_counter(
+            scrape,
+            "backend_packets",
+            "Interleaved RTP/RTCP packets both ways, per back end",
+            "backend",
+            per(&|b, _| read(&b.stats.packets)),
+        )?;
+        emit_counter(
+            scrape,
+            "backend_health_transitions",
+            "Health state changes per back end",
+            "backend",
+            per(&|b, _| read(&b.stats.health_transitions)),
+        )?;
+        let _ = as_refs;
+        Ok(())
+    }
+}
+
+fn publish_metrics(metrics: &Metrics, services: Arc<[Arc<Service>]>) {
+    metrics.register("balancer", |m| m.collect(BalancerMetrics(services)));
+}

@@ -1,0 +1,211 @@
+//! One configured service as the running balancer holds it: its back ends (resolved
+//! once at start), its scheduler, its session table, the tunnel cookies it has
+//! routed, and its counters per service and per back end.
+//!
+//! What it does not: I/O beyond resolving back-end names at start; the RTSP engine
+//! ([`crate::rtsp`]) moves the bytes.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use mediagate_config::{BackendSpec, BalancerConfig, MediaMode, SchedulerName, ServiceConfig};
+
+use crate::backend::{BackendId, BackendView};
+use crate::rtsp::sessions::{SessionLimits, SessionTable};
+use crate::sched::{Algorithm, PickRequest, Scheduler};
+
+/// Counters of one back end.
+#[derive(Debug, Default)]
+pub(crate) struct BackendStats {
+    /// Connections the balancer opened to it.
+    pub(crate) connections: AtomicU64,
+    /// Connections to it that failed.
+    pub(crate) connect_failures: AtomicU64,
+    /// Bytes from clients to it, and from it to clients.
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    /// Interleaved frames (RTP/RTCP packets) both ways.
+    pub(crate) packets: AtomicU64,
+    /// Sessions it was given.
+    pub(crate) sessions_total: AtomicU64,
+    /// Health state changes (counted once health checks run).
+    pub(crate) health_transitions: AtomicU64,
+}
+
+/// Counters of one service.
+#[derive(Debug, Default)]
+pub(crate) struct ServiceStats {
+    pub(crate) connections: AtomicU64,
+    pub(crate) connections_open: AtomicU64,
+    pub(crate) connections_refused: AtomicU64,
+    pub(crate) requests: AtomicU64,
+    pub(crate) bad_requests: AtomicU64,
+    pub(crate) unknown_sessions: AtomicU64,
+    pub(crate) no_backend: AtomicU64,
+    pub(crate) redirects: AtomicU64,
+    pub(crate) tunnels: AtomicU64,
+    pub(crate) sessions_expired: AtomicU64,
+}
+
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+pub(crate) fn read(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+#[derive(Debug)]
+pub(crate) struct Backend {
+    pub(crate) id: BackendId,
+    pub(crate) spec: BackendSpec,
+    pub(crate) addr: SocketAddr,
+    pub(crate) stats: BackendStats,
+}
+
+/// How long a tunnel cookie keeps its back end once its first half arrived: long
+/// enough for the other half, which clients open right after.
+const TUNNEL_PAIRING: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+pub(crate) struct Service {
+    pub(crate) name: String,
+    pub(crate) mode: MediaMode,
+    pub(crate) proxy_protocol: bool,
+    pub(crate) listen: Vec<SocketAddr>,
+    pub(crate) backends: Vec<Backend>,
+    scheduler: Mutex<Scheduler>,
+    table: Mutex<SessionTable>,
+    tunnels: Mutex<HashMap<String, (BackendId, Instant)>>,
+    max_tunnels: usize,
+    pub(crate) stats: ServiceStats,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn algorithm(service: &ServiceConfig) -> Algorithm {
+    match service.scheduler.get() {
+        SchedulerName::RoundRobin => Algorithm::RoundRobin,
+        SchedulerName::WeightedRoundRobin => Algorithm::WeightedRoundRobin,
+        SchedulerName::LeastSessions => Algorithm::LeastSessions,
+        SchedulerName::WeightedLeastSessions => Algorithm::WeightedLeastSessions,
+        SchedulerName::LeastBandwidth => Algorithm::LeastBandwidth,
+        SchedulerName::SourceHash => Algorithm::SourceHash,
+        SchedulerName::UrlHash => Algorithm::UrlHash {
+            load_factor: service.load_factor.as_ref().map_or(1.25, |f| *f.get()),
+        },
+    }
+}
+
+impl Service {
+    /// The service `config` describes, its back ends resolved now.
+    pub(crate) async fn resolve(
+        config: &ServiceConfig,
+        role: &BalancerConfig,
+    ) -> Result<Service, String> {
+        let mut backends = Vec::new();
+        for (i, spec) in config.backends.iter().enumerate() {
+            let spec = spec.get().clone();
+            let authority = spec.authority();
+            let addr = tokio::net::lookup_host(&authority)
+                .await
+                .map_err(|e| format!("cannot resolve back end {authority}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("back end {authority} has no address"))?;
+            backends.push(Backend {
+                id: BackendId(u32::try_from(i).unwrap_or(u32::MAX)),
+                spec,
+                addr,
+                stats: BackendStats::default(),
+            });
+        }
+        let max_sessions = usize::try_from(role.max_sessions.get()).unwrap_or(usize::MAX);
+        Ok(Service {
+            name: config.name.get().clone(),
+            mode: *config.media_mode.get(),
+            proxy_protocol: *config.proxy_protocol.get(),
+            listen: config.listen.iter().map(|a| a.0).collect(),
+            backends,
+            scheduler: Mutex::new(Scheduler::new(algorithm(config))),
+            table: Mutex::new(SessionTable::new(SessionLimits {
+                max_sessions,
+                max_pending_setups: role.max_pending_setups.get(),
+                max_streams: role.max_streams_per_session.get(),
+            })),
+            tunnels: Mutex::new(HashMap::new()),
+            max_tunnels: usize::try_from(role.max_connections.get()).unwrap_or(usize::MAX),
+            stats: ServiceStats::default(),
+        })
+    }
+
+    pub(crate) fn table(&self) -> MutexGuard<'_, SessionTable> {
+        lock(&self.table)
+    }
+
+    pub(crate) fn backend(&self, id: BackendId) -> Option<&Backend> {
+        self.backends.iter().find(|b| b.id == id)
+    }
+
+    /// The back ends as the scheduler sees them now.
+    pub(crate) fn views(&self) -> Vec<BackendView> {
+        let counts = self.table().count_by_backend();
+        self.backends
+            .iter()
+            .map(|b| BackendView {
+                id: b.id,
+                addr: b.addr,
+                weight: b.spec.weight.get(),
+                up: true,
+                sessions: counts.get(&b.id).copied().unwrap_or(0),
+                bandwidth_bps: 0,
+            })
+            .collect()
+    }
+
+    /// A back end for a new session; `None` when none takes one.
+    pub(crate) fn pick(&self, client_ip: IpAddr, url: Option<&str>) -> Option<&Backend> {
+        let views = self.views();
+        let id = lock(&self.scheduler).pick(&PickRequest { client_ip, url }, &views)?;
+        self.backend(id)
+    }
+
+    /// The back end of tunnel `cookie`: the one its first half went to, or a new pick.
+    pub(crate) fn tunnel_backend(
+        &self,
+        cookie: &str,
+        client_ip: IpAddr,
+        now: Instant,
+    ) -> Option<&Backend> {
+        let mut tunnels = lock(&self.tunnels);
+        tunnels.retain(|_, (_, at)| now.saturating_duration_since(*at) < TUNNEL_PAIRING);
+        if let Some((id, at)) = tunnels.get_mut(cookie) {
+            *at = now;
+            let id = *id;
+            drop(tunnels);
+            return self.backend(id);
+        }
+        if tunnels.len() >= self.max_tunnels {
+            return None;
+        }
+        drop(tunnels);
+        let backend = self.pick(client_ip, None)?;
+        lock(&self.tunnels).insert(cookie.to_owned(), (backend.id, now));
+        Some(backend)
+    }
+
+    /// Drops expired sessions; returns how many.
+    pub(crate) fn expire(&self, now: Instant) -> usize {
+        let n = self.table().expire(now).len();
+        add(&self.stats.sessions_expired, n as u64);
+        n
+    }
+
+    pub(crate) fn sessions(&self) -> usize {
+        self.table().len()
+    }
+}

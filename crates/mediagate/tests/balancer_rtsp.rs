@@ -1,0 +1,418 @@
+//! The balancer role with real peers: three gst-rtsp-server origins (the test kit's) as
+//! back ends on loopback, ffmpeg viewers through `mediagate balancer` over TCP
+//! interleaved, UDP and the HTTP tunnel in its media modes, and raw RTSP for what
+//! players never send (unknown sessions, `destination=` to a third party, malformed
+//! requests). Which back end served which session is read from the origins' request
+//! logs.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mediagate_testkit::ports::free_tcp_port;
+use mediagate_testkit::process::Peer;
+use mediagate_testkit::{ffmpeg_read, Origin, OriginOptions, ReadOptions, Transport};
+
+/// Three small origins with one live mount each.
+fn origins() -> Vec<Origin> {
+    (0..3)
+        .map(|_| {
+            Origin::start(OriginOptions {
+                vod_mount: None,
+                auth_mount: None,
+                threads: 4,
+                ..OriginOptions::default()
+            })
+            .expect("gst-rtsp-server origin starts")
+        })
+        .collect()
+}
+
+struct Balancer {
+    peer: Peer,
+    port: u16,
+    admin: u16,
+    _dir: std::path::PathBuf,
+}
+
+impl Balancer {
+    /// `mediagate run` with one RTSP service over `origins` in `mode`, its admin API on
+    /// a free port.
+    fn start(origins: &[Origin], mode: &str, extra: &str) -> Balancer {
+        let port = free_tcp_port().unwrap();
+        let admin = free_tcp_port().unwrap();
+        let dir = std::env::temp_dir().join(format!("mediagate-bal-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let backends: Vec<String> = origins
+            .iter()
+            .map(|o| format!("\"rtsp://127.0.0.1:{}\"", o.port()))
+            .collect();
+        let config = format!(
+            "state_dir = {var:?}\n[edge]\nenabled = false\n[admin]\nlisten = [\"127.0.0.1:{admin}\"]\n\
+             [balancer]\nenabled = true\nheader_timeout = \"2s\"\n{extra}\n\
+             [[balancer.service]]\nname = \"rtsp\"\nlisten = [\"127.0.0.1:{port}\"]\n\
+             media_mode = \"{mode}\"\nbackends = [{}]\n",
+            backends.join(", "),
+            var = dir.join("var").display().to_string(),
+        );
+        let path = dir.join("mediagate.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
+        cmd.arg("run").arg("--config").arg(&path);
+        Self::spawn(cmd, port, admin, dir)
+    }
+
+    fn spawn(cmd: Command, port: u16, admin: u16, dir: std::path::PathBuf) -> Balancer {
+        let peer = Peer::spawn("mediagate", cmd).expect("mediagate starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !peer
+            .stderr_tail()
+            .iter()
+            .any(|l| l.contains("listening for RTSP"))
+        {
+            assert!(
+                Instant::now() < deadline && peer.try_status().is_none(),
+                "balancer did not start: {}",
+                peer.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Balancer {
+            peer,
+            port,
+            admin,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("rtsp://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+/// How many PLAYs each origin answered with 200.
+fn plays(origins: &[Origin]) -> Vec<usize> {
+    origins.iter().map(|o| o.play_count("/live")).collect()
+}
+
+fn read_ok(url: &str, transport: Transport) {
+    let report = ffmpeg_read(
+        url,
+        &ReadOptions::seconds(transport, 1.5).timeout(Duration::from_secs(20)),
+    )
+    .expect("ffmpeg runs");
+    assert!(
+        report.video_frames > 5,
+        "{transport} through the balancer: {report:#?}"
+    );
+}
+
+#[test]
+fn the_quick_start_spreads_tcp_viewers_over_three_origins() {
+    let origins = origins();
+    let port = free_tcp_port().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
+    cmd.arg("balancer")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"));
+    for o in &origins {
+        cmd.arg("--backend")
+            .arg(format!("rtsp://127.0.0.1:{}", o.port()));
+    }
+    let dir = std::env::temp_dir().join(format!("mediagate-balq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    cmd.current_dir(&dir);
+    let balancer = Balancer::spawn(cmd, port, 0, dir);
+    for _ in 0..3 {
+        read_ok(&balancer.url("/live"), Transport::Tcp);
+    }
+    // Round robin: one viewer on each origin.
+    assert_eq!(plays(&origins), [1, 1, 1]);
+}
+
+#[test]
+fn relay_mode_serves_tcp_and_http_tunnel_viewers() {
+    let origins = origins();
+    let balancer = Balancer::start(&origins, "relay", "");
+    read_ok(&balancer.url("/live"), Transport::Tcp);
+    read_ok(&balancer.url("/live"), Transport::HttpTunnel);
+    // The tunnel's GET and POST reached one origin: its PLAY came on the POST half.
+    assert_eq!(
+        plays(&origins).iter().sum::<usize>(),
+        2,
+        "{:?}",
+        plays(&origins)
+    );
+    let tunnelled: Vec<&Origin> = origins
+        .iter()
+        .filter(|o| {
+            o.requests()
+                .iter()
+                .any(|r| r.method == "PLAY" && r.status == 200)
+                && o.requests().iter().any(|r| r.method == "GET")
+        })
+        .collect();
+    assert!(
+        tunnelled.len() <= 1,
+        "the tunnel's halves went to different origins"
+    );
+}
+
+#[test]
+fn direct_mode_serves_udp_and_tcp_viewers() {
+    let origins = origins();
+    let balancer = Balancer::start(&origins, "direct", "");
+    read_ok(&balancer.url("/live"), Transport::Udp);
+    read_ok(&balancer.url("/live"), Transport::Tcp);
+    assert_eq!(plays(&origins).iter().sum::<usize>(), 2);
+}
+
+#[test]
+fn redirect_mode_sends_ffmpeg_to_an_origin() {
+    let origins = origins();
+    let balancer = Balancer::start(&origins, "redirect", "");
+    read_ok(&balancer.url("/live"), Transport::Tcp);
+    read_ok(&balancer.url("/live"), Transport::Tcp);
+    assert_eq!(plays(&origins), [1, 1, 0]);
+}
+
+/// A raw RTSP connection to the balancer.
+struct Raw {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    fn connect(port: u16) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends `request` and reads one response head and its body.
+    fn ask(&mut self, request: &str) -> String {
+        self.stream.write_all(request.as_bytes()).unwrap();
+        self.response()
+    }
+
+    fn response(&mut self) -> String {
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end + 4]).into_owned();
+                let len: usize = header(&head, "Content-Length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if self.buf.len() >= end + 4 + len {
+                    let whole = String::from_utf8_lossy(&self.buf[..end + 4 + len]).into_owned();
+                    self.buf.drain(..end + 4 + len);
+                    return whole;
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).expect("an answer");
+            assert!(
+                n > 0,
+                "closed before an answer; got {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Whether the balancer closed the connection (EOF within the read timeout).
+    fn closed(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
+    message.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Waits (bounded) until some origin has logged a request `want` accepts: origins log
+/// a request a moment after answering it.
+fn logged(origins: &[Origin], want: impl Fn(&mediagate_testkit::RequestEvent) -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if origins.iter().any(|o| o.requests().iter().any(&want)) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn session_id(message: &str) -> String {
+    header(message, "Session")
+        .expect("a Session header")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// DESCRIBE and SETUP of the live mount's first track over `raw`; the SETUP's answer.
+fn setup(raw: &mut Raw, url: &str, transport: &str) -> String {
+    let describe = raw.ask(&format!(
+        "DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n"
+    ));
+    assert!(describe.starts_with("RTSP/1.0 200"), "{describe}");
+    let control = describe
+        .lines()
+        .find_map(|l| l.strip_prefix("a=control:").filter(|c| *c != "*"))
+        .expect("a track control")
+        .to_owned();
+    let base = header(&describe, "Content-Base").unwrap_or(url).to_owned();
+    let track = if control.starts_with("rtsp://") {
+        control
+    } else {
+        format!("{}/{control}", base.trim_end_matches('/'))
+    };
+    raw.ask(&format!(
+        "SETUP {track} RTSP/1.0\r\nCSeq: 2\r\nTransport: {transport}\r\n\r\n"
+    ))
+}
+
+#[test]
+fn sessions_are_the_balancer_s_own_and_route_from_any_connection() {
+    let origins = origins();
+    let balancer = Balancer::start(&origins, "relay", "");
+    let url = balancer.url("/live");
+    let mut first = Raw::connect(balancer.port);
+    let answer = setup(&mut first, &url, "RTP/AVP/TCP;unicast;interleaved=0-1");
+    assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+    let id = session_id(&answer);
+    assert!(logged(&origins, |r| r.method == "SETUP" && r.session.is_some()));
+    // The ID the client sees is not the one the origin minted.
+    let origin_ids: Vec<String> = origins
+        .iter()
+        .flat_map(|o| o.requests())
+        .filter_map(|r| r.session)
+        .collect();
+    assert!(!origin_ids.is_empty());
+    assert!(!origin_ids.contains(&id), "{id} is an origin's own ID");
+    // A keep-alive on another connection reaches the session's origin.
+    let mut second = Raw::connect(balancer.port);
+    let keepalive = second.ask(&format!(
+        "GET_PARAMETER {url} RTSP/1.0\r\nCSeq: 5\r\nSession: {id}\r\n\r\n"
+    ));
+    assert!(keepalive.starts_with("RTSP/1.0 200"), "{keepalive}");
+    // gst-rtsp-server answers GET_PARAMETER without Session; where an answer names
+    // it, it is the balancer's ID.
+    if header(&keepalive, "Session").is_some() {
+        assert_eq!(session_id(&keepalive), id);
+    }
+    assert!(logged(&origins, |r| r.method == "GET_PARAMETER"));
+    // An unknown session gets 454 without reaching any origin.
+    let before: usize = origins.iter().map(|o| o.requests().len()).sum();
+    let unknown = second.ask(&format!(
+        "GET_PARAMETER {url} RTSP/1.0\r\nCSeq: 6\r\nSession: 0123456789abcdef\r\n\r\n"
+    ));
+    assert!(unknown.starts_with("RTSP/1.0 454"), "{unknown}");
+    assert_eq!(header(&unknown, "CSeq"), Some("6"));
+    let after: usize = origins.iter().map(|o| o.requests().len()).sum();
+    assert_eq!(before, after);
+    // TEARDOWN removes it: the next request naming it gets 454.
+    let teardown = second.ask(&format!(
+        "TEARDOWN {url} RTSP/1.0\r\nCSeq: 7\r\nSession: {id}\r\n\r\n"
+    ));
+    assert!(teardown.starts_with("RTSP/1.0 200"), "{teardown}");
+    let gone = second.ask(&format!(
+        "GET_PARAMETER {url} RTSP/1.0\r\nCSeq: 8\r\nSession: {id}\r\n\r\n"
+    ));
+    assert!(gone.starts_with("RTSP/1.0 454"), "{gone}");
+}
+
+#[test]
+fn a_destination_naming_a_third_party_never_reaches_the_origin() {
+    let origins = origins();
+    let balancer = Balancer::start(&origins, "direct", "");
+    let mut raw = Raw::connect(balancer.port);
+    let answer = setup(
+        &mut raw,
+        &balancer.url("/live"),
+        "RTP/AVP;unicast;destination=192.0.2.99;client_port=40010-40011",
+    );
+    assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+    assert!(logged(&origins, |r| r.method == "SETUP"));
+    let setups: Vec<String> = origins
+        .iter()
+        .flat_map(|o| o.requests())
+        .filter(|r| r.method == "SETUP")
+        .filter_map(|r| r.transport)
+        .collect();
+    assert_eq!(setups.len(), 1, "{setups:?}");
+    assert!(!setups[0].contains("destination"), "{setups:?}");
+    assert!(setups[0].contains("client_port=40010-40011"), "{setups:?}");
+}
+
+#[test]
+fn malformed_and_oversized_requests_get_400_and_a_closed_connection() {
+    let origins = origins();
+    let balancer = Balancer::start(&origins, "relay", "");
+    let mut raw = Raw::connect(balancer.port);
+    let answer = raw.ask("OPTIONS rtsp://x/ RTSP/1.0\r\nCSeq: 1\r\nNo colon here\r\n\r\n");
+    assert!(answer.starts_with("RTSP/1.0 400"), "{answer}");
+    assert!(raw.closed());
+    let mut raw = Raw::connect(balancer.port);
+    let long = "a".repeat(70 * 1024);
+    let answer = raw.ask(&format!(
+        "OPTIONS rtsp://x/{long} RTSP/1.0\r\nCSeq: 1\r\n\r\n"
+    ));
+    assert!(answer.starts_with("RTSP/1.0 400"), "{answer}");
+    assert!(raw.closed());
+    // A client that never finishes its request is closed after header_timeout.
+    let mut slow = Raw::connect(balancer.port);
+    slow.stream
+        .write_all(b"OPTIONS rtsp://x/ RTSP/1.0\r\nCSeq")
+        .unwrap();
+    let started = Instant::now();
+    assert!(slow.closed());
+    assert!(started.elapsed() < Duration::from_secs(8));
+    // Nothing of it reached an origin.
+    assert!(origins.iter().all(|o| o.requests().is_empty()));
+}
+
+#[test]
+fn balancer_status_shows_services_and_back_ends() {
+    let origins = origins();
+    let balancer = Balancer::start(&origins, "relay", "");
+    read_ok(&balancer.url("/live"), Transport::Tcp);
+    let out = Command::new(env!("CARGO_BIN_EXE_mediagate"))
+        .args(["balancer", "status", "--admin"])
+        .arg(format!("http://127.0.0.1:{}", balancer.admin))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("services (1):"), "{text}");
+    assert!(text.contains("back ends (3):"), "{text}");
+    assert!(text.contains("(1 in all)"), "{text}");
+    let _ = &balancer.peer;
+}

@@ -416,3 +416,65 @@ fn balancer_status_shows_services_and_back_ends() {
     assert!(text.contains("(1 in all)"), "{text}");
     let _ = &balancer.peer;
 }
+
+/// Every `mediagate_balancer_` family a running balancer exposes has its row in
+/// docs/metrics.md, and the counters moved for the viewer that played.
+#[test]
+fn every_balancer_metric_is_documented_and_counts() {
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/metrics.md"
+    ))
+    .expect("docs/metrics.md");
+    let origins = origins();
+    let balancer = Balancer::start(&origins, "relay", "");
+    read_ok(&balancer.url("/live"), Transport::Tcp);
+    let mut api = TcpStream::connect(("127.0.0.1", balancer.admin)).unwrap();
+    api.write_all(
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut text = String::new();
+    api.read_to_string(&mut text).unwrap();
+    let mut families = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE mediagate_balancer_") else {
+            continue;
+        };
+        let (name, ty) = rest.split_once(' ').unwrap();
+        let name = name.trim_end_matches("_total");
+        families.push(if ty == "counter" {
+            format!("{name}_total")
+        } else {
+            name.to_owned()
+        });
+    }
+    assert!(families.len() >= 19, "{text}");
+    let missing: Vec<&String> = families
+        .iter()
+        .filter(|f| !docs.contains(&format!("`{f}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "balancer metrics missing from docs/metrics.md: {missing:?}"
+    );
+    let served = origins
+        .iter()
+        .position(|o| o.play_count("/live") == 1)
+        .expect("one origin served the viewer");
+    let label = format!("backend=\"rtsp/127.0.0.1:{}\"", origins[served].port());
+    let sent = text
+        .lines()
+        .find(|l| {
+            l.starts_with("mediagate_balancer_backend_sent_bytes_total") && l.contains(&label)
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(sent > 10_000, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("mediagate_balancer_requests_total{service=\"rtsp\"}")),
+        "{text}"
+    );
+}

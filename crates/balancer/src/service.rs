@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use mediagate_config::{BackendSpec, BalancerConfig, MediaMode, SchedulerName, ServiceConfig};
 
+use mediagate_relay::engine::{LatchPolicy, Pair, PairRelay, PairRelayConfig};
+
 use crate::backend::{BackendId, BackendView};
 use crate::rtsp::sessions::{SessionLimits, SessionTable};
 use crate::sched::{Algorithm, PickRequest, Scheduler};
@@ -70,6 +72,10 @@ pub(crate) struct Backend {
 /// enough for the other half, which clients open right after.
 const TUNNEL_PAIRING: Duration = Duration::from_secs(60);
 
+/// How long a relayed pair's ports rest after it closed, so late packets of an ended
+/// stream never reach the next one.
+const PAIR_QUARANTINE: Duration = Duration::from_secs(5);
+
 #[derive(Debug)]
 pub(crate) struct Service {
     pub(crate) name: String,
@@ -82,6 +88,10 @@ pub(crate) struct Service {
     tunnels: Mutex<HashMap<String, (BackendId, Instant)>>,
     max_tunnels: usize,
     pub(crate) stats: ServiceStats,
+    /// `relay` mode: the UDP pairs media goes through (the relay role's forwarding).
+    pub(crate) relay: Option<PairRelay>,
+    /// The relayed pairs of each session, by the balancer's session ID.
+    pairs: Mutex<HashMap<String, Vec<(BackendId, Pair)>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -125,11 +135,37 @@ impl Service {
             });
         }
         let max_sessions = usize::try_from(role.max_sessions.get()).unwrap_or(usize::MAX);
+        let listen: Vec<SocketAddr> = config.listen.iter().map(|a| a.0).collect();
+        let relay = match config.media_mode.get() {
+            MediaMode::Relay => {
+                // Pairs bind on the addresses clients reach the service on (a wildcard
+                // listener: every interface).
+                let mut addresses: Vec<IpAddr> = listen.iter().map(SocketAddr::ip).collect();
+                addresses.sort_unstable();
+                addresses.dedup();
+                let range = config.ports.range();
+                let relay = PairRelay::start(&PairRelayConfig {
+                    addresses,
+                    ports: (range.low(), range.high()),
+                    threads: 1,
+                    quarantine: PAIR_QUARANTINE,
+                    latch: LatchPolicy::default(),
+                })
+                .map_err(|e| {
+                    format!(
+                        "service \"{}\": cannot start relaying media: {e}",
+                        config.name.get()
+                    )
+                })?;
+                Some(relay)
+            }
+            MediaMode::Direct | MediaMode::Redirect => None,
+        };
         Ok(Service {
             name: config.name.get().clone(),
             mode: *config.media_mode.get(),
             proxy_protocol: *config.proxy_protocol.get(),
-            listen: config.listen.iter().map(|a| a.0).collect(),
+            listen,
             backends,
             scheduler: Mutex::new(Scheduler::new(algorithm(config))),
             table: Mutex::new(SessionTable::new(SessionLimits {
@@ -140,7 +176,44 @@ impl Service {
             tunnels: Mutex::new(HashMap::new()),
             max_tunnels: usize::try_from(role.max_connections.get()).unwrap_or(usize::MAX),
             stats: ServiceStats::default(),
+            relay,
+            pairs: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Ties a relayed pair to session `id`, so the session's end closes it.
+    pub(crate) fn attach_pair(&self, id: &str, backend: BackendId, pair: Pair) {
+        lock(&self.pairs)
+            .entry(id.to_owned())
+            .or_default()
+            .push((backend, pair));
+    }
+
+    /// Closes a relayed pair, counting what went through it for its back end.
+    pub(crate) fn close_pair(&self, backend: BackendId, pair: Pair) {
+        let Some(relay) = &self.relay else {
+            return;
+        };
+        let counters = relay.counters(pair);
+        if let Some(b) = self.backend(backend) {
+            add(&b.stats.packets, counters.packets[0] + counters.packets[1]);
+            add(&b.stats.bytes_out, counters.bytes[0]);
+            add(&b.stats.bytes_in, counters.bytes[1]);
+        }
+        relay.close(pair, Instant::now());
+    }
+
+    /// Ends session `id` (TEARDOWN): out of the table, its pairs closed.
+    pub(crate) fn end_session(&self, id: &str) {
+        self.table().remove(id);
+        self.close_session_pairs(id);
+    }
+
+    fn close_session_pairs(&self, id: &str) {
+        let pairs = lock(&self.pairs).remove(id).unwrap_or_default();
+        for (backend, pair) in pairs {
+            self.close_pair(backend, pair);
+        }
     }
 
     pub(crate) fn table(&self) -> MutexGuard<'_, SessionTable> {
@@ -200,9 +273,12 @@ impl Service {
 
     /// Drops expired sessions; returns how many.
     pub(crate) fn expire(&self, now: Instant) -> usize {
-        let n = self.table().expire(now).len();
-        add(&self.stats.sessions_expired, n as u64);
-        n
+        let expired = self.table().expire(now);
+        for (id, _) in &expired {
+            self.close_session_pairs(id);
+        }
+        add(&self.stats.sessions_expired, expired.len() as u64);
+        expired.len()
     }
 
     pub(crate) fn sessions(&self) -> usize {

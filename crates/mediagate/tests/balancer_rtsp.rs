@@ -132,6 +132,32 @@ fn the_quick_start_spreads_tcp_viewers_over_three_origins() {
 }
 
 #[test]
+fn relay_mode_relays_udp_media_through_the_balancer_s_ports() {
+    let origins = origins();
+    let balancer = Balancer::start(&origins, "relay", "");
+    read_ok(&balancer.url("/live"), Transport::Udp);
+    // The origin was asked to send to the balancer's pair, never to the viewer's own
+    // ports (the balancer's range is 40000-44095 by default).
+    assert!(logged(&origins, |r| r.method == "SETUP"));
+    let setups: Vec<String> = origins
+        .iter()
+        .flat_map(|o| o.requests())
+        .filter(|r| r.method == "SETUP")
+        .filter_map(|r| r.transport)
+        .collect();
+    assert!(!setups.is_empty());
+    for t in &setups {
+        let port: u16 = t
+            .split(';')
+            .find_map(|p| p.strip_prefix("client_port="))
+            .and_then(|p| p.split('-').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no client_port in {t}"));
+        assert!((40000..=44095).contains(&port), "{t}");
+    }
+}
+
+#[test]
 fn relay_mode_serves_tcp_and_http_tunnel_viewers() {
     let origins = origins();
     let balancer = Balancer::start(&origins, "relay", "");

@@ -14,9 +14,17 @@
 //! and POST (linked by `x-sessioncookie`) reach the back end the first of them went
 //! to, in either order, and are then relayed byte for byte.
 //!
-//! What it does not (yet): relay UDP media (in `relay` mode only interleaved
-//! transports are offered, so clients fall back to TCP), health-driven removal,
-//! persistence by client IP.
+//! Media modes: `relay` gives each UDP SETUP two port pairs from the service's range
+//! (the relay role's forwarding and latching, `mediagate_relay::engine::PairRelay`):
+//! the back end is asked to send to one, the client is told `server_port=` the other
+//! with `source=` the address it connected to, and media is latched to the client's
+//! real NAT mapping from its first datagram, accepted only from the control
+//! connection's IP; the pairs close with the session (TEARDOWN, timeout). `direct`
+//! leaves UDP ports alone and adds `source=` naming the back end; `redirect` answers
+//! with 302.
+//!
+//! What it does not (yet): health-driven removal, persistence by client IP, media
+//! idle timeouts of relayed pairs (they end with their session).
 
 pub(crate) mod proxy;
 pub(crate) mod sessions;

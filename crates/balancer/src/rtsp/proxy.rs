@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use mediagate_config::MediaMode;
-use mediagate_rtsp::headers::{Session, Transport};
+use mediagate_relay::engine::{Expected, Pair};
+use mediagate_rtsp::headers::{PortRange, Session, Transport};
 use mediagate_rtsp::parse::Head;
 use mediagate_rtsp::{
     tunnel, Decoder, Item, Limits, Method, Request, Response, StatusCode, Version,
@@ -210,6 +211,8 @@ struct Pending {
     cseq: Option<String>,
     /// The balancer session ID the request named.
     session: Option<String>,
+    /// Relay mode, a UDP SETUP: the pair opened for it and the client's own ports.
+    relay: Option<(Pair, PortRange)>,
 }
 
 /// One back-end connection of a client connection.
@@ -396,54 +399,57 @@ impl Client {
                 (b, None)
             }
         };
+        let mut relay = None;
         if req.method == Method::Setup {
             if svc.table().begin_setup(lb_session.as_deref()).is_err() {
                 self.reply(&req, StatusCode::NOT_ENOUGH_BANDWIDTH).await;
                 return Flow::Continue;
             }
-            match req.headers.typed::<Transport>() {
-                Some(Ok(t)) => match transport::rewrite_request(t, self.peer.ip(), svc.mode) {
-                    Some(t) => {
-                        if t.first().is_some_and(|s| s.is_interleaved()) {
-                            self.interleaved = Some(target);
-                        }
-                        req.headers.set_typed(&t);
-                    }
-                    None => {
-                        svc.table().setup_done(lb_session.as_deref(), false);
-                        self.reply(&req, StatusCode::UNSUPPORTED_TRANSPORT).await;
-                        return Flow::Continue;
-                    }
-                },
-                _ => {
+            let rewritten = match req.headers.typed::<Transport>() {
+                Some(Ok(t)) => transport::rewrite_request(t, self.peer.ip(), svc.mode),
+                _ => None,
+            };
+            let Some(mut t) = rewritten else {
+                svc.table().setup_done(lb_session.as_deref(), false);
+                self.reply(&req, StatusCode::UNSUPPORTED_TRANSPORT).await;
+                return Flow::Continue;
+            };
+            if svc.mode == MediaMode::Relay {
+                relay = self.relay_pair(&mut t);
+                if t.0.is_empty() {
                     svc.table().setup_done(lb_session.as_deref(), false);
-                    self.reply(&req, StatusCode::UNSUPPORTED_TRANSPORT).await;
+                    self.reply(&req, StatusCode::NOT_ENOUGH_BANDWIDTH).await;
                     return Flow::Continue;
                 }
             }
+            if t.first().is_some_and(|s| s.is_interleaved()) {
+                self.interleaved = Some(target);
+            }
+            req.headers.set_typed(&t);
         }
         let pending = Pending {
             method: req.method.clone(),
             version: req.version,
             cseq: req.headers.get("CSeq").map(str::to_owned),
             session: lb_session,
+            relay,
         };
         let Some(link) = self.link(target).await else {
-            if pending.method == Method::Setup {
-                svc.table().setup_done(pending.session.as_deref(), false);
-            }
+            forget(&svc, target, pending);
             self.reply(&req, StatusCode::SERVICE_UNAVAILABLE).await;
             return Flow::Continue;
         };
-        let queued = {
+        let refused = {
             let mut queue = lock(&link.pending);
-            let room = queue.len() < MAX_PENDING;
-            if room {
+            if queue.len() < MAX_PENDING {
                 queue.push_back(pending);
+                None
+            } else {
+                Some(pending)
             }
-            room
         };
-        if !queued {
+        if let Some(pending) = refused {
+            forget(&svc, target, pending);
             self.reply(&req, StatusCode::SERVICE_UNAVAILABLE).await;
             return Flow::Continue;
         }
@@ -457,6 +463,28 @@ impl Client {
             self.links.remove(&target);
         }
         Flow::Continue
+    }
+
+    /// Relay mode: a pair for the request's UDP alternative, whose `client_port`
+    /// becomes the pair's back-end side; without a free pair the alternative is
+    /// dropped (interleaved ones may remain).
+    fn relay_pair(&self, t: &mut Transport) -> Option<(Pair, PortRange)> {
+        let relay = self.svc.relay.as_ref()?;
+        let spec = transport::udp_spec(t)?;
+        let client_ports = spec.client_ports()?;
+        match relay.open(self.local.ip(), Instant::now()) {
+            Ok(pair) => {
+                spec.client_port = PortRange::pair(pair.sides[0].port());
+                spec.destination = None;
+                spec.dest_addr.clear();
+                Some((pair, client_ports))
+            }
+            Err(e) => {
+                tracing::warn!(service = %self.svc.name, "balancer: no UDP pair for a viewer: {e}");
+                t.0.retain(|s| s.is_interleaved());
+                None
+            }
+        }
     }
 
     /// `redirect` mode: OPTIONS is answered here (players ask it before DESCRIBE and
@@ -504,6 +532,7 @@ impl Client {
                 pending: Arc::clone(&pending),
                 asked: Arc::clone(&self.asked),
                 facing: self.local.ip(),
+                client: self.peer.ip(),
                 session_timeout: self.session_timeout,
             };
             let tasks = [
@@ -513,6 +542,17 @@ impl Client {
             self.links.insert(backend, Link { tx, pending, tasks });
         }
         self.links.get(&backend)
+    }
+}
+
+/// A request that never reached its back end: its SETUP no longer pending, its pair
+/// released.
+fn forget(svc: &Service, backend: BackendId, pending: Pending) {
+    if pending.method == Method::Setup {
+        svc.table().setup_done(pending.session.as_deref(), false);
+    }
+    if let Some((pair, _)) = pending.relay {
+        svc.close_pair(backend, pair);
     }
 }
 
@@ -590,6 +630,8 @@ struct BackendReader {
     asked: Arc<Mutex<HashMap<String, BackendId>>>,
     /// The address the client connected to.
     facing: IpAddr,
+    /// The client's address.
+    client: IpAddr,
     session_timeout: Duration,
 }
 
@@ -619,13 +661,11 @@ impl BackendReader {
         // Whatever the back end left unanswered gets 502, so no client hangs.
         let left: Vec<Pending> = lock(&self.pending).drain(..).collect();
         for p in left {
-            if p.method == Method::Setup {
-                self.svc.table().setup_done(p.session.as_deref(), false);
-            }
             let mut resp = Response::new(p.version, StatusCode::BAD_GATEWAY);
-            if let Some(cseq) = p.cseq {
-                resp.headers.append("CSeq", cseq);
+            if let Some(cseq) = &p.cseq {
+                resp.headers.append("CSeq", cseq.as_str());
             }
+            forget(&self.svc, self.backend, p);
             let _ = self.to_client.send(resp.to_bytes()).await;
         }
     }
@@ -674,6 +714,7 @@ impl BackendReader {
         let now = Instant::now();
         let method = pending.as_ref().map(|p| p.method.clone());
         let requested = pending.as_ref().and_then(|p| p.session.clone());
+        let mut relay = pending.and_then(|p| p.relay);
         let ok = resp.status.is_success();
         let svc = &self.svc;
         if method == Some(Method::Setup) {
@@ -700,6 +741,15 @@ impl BackendReader {
             };
             match lb_id {
                 Some(id) => {
+                    if ok && method == Some(Method::Setup) {
+                        if let Some((pair, client_ports)) = relay.take() {
+                            if self.relay_media(resp, pair, client_ports) {
+                                svc.attach_pair(&id, self.backend, pair);
+                            } else {
+                                svc.close_pair(self.backend, pair);
+                            }
+                        }
+                    }
                     s.id = id;
                     resp.headers.set_typed(&s);
                 }
@@ -712,10 +762,14 @@ impl BackendReader {
                 }
             }
         }
+        if let Some((pair, _)) = relay {
+            // The SETUP failed or made no session the balancer could keep.
+            svc.close_pair(self.backend, pair);
+        }
         if method == Some(Method::Teardown) && (ok || resp.status == StatusCode::SESSION_NOT_FOUND)
         {
             if let Some(id) = &requested {
-                svc.table().remove(id);
+                svc.end_session(id);
             }
         }
         if method == Some(Method::Setup) && ok {
@@ -726,6 +780,49 @@ impl BackendReader {
                 }
             }
         }
+    }
+}
+
+impl BackendReader {
+    /// Relay mode, a successful UDP SETUP: starts `pair` between the back end's chosen
+    /// ports and the client's, and rewrites the answer to name the balancer. False
+    /// when the answer chose no UDP transport (the pair is then not needed).
+    fn relay_media(&self, resp: &mut Response, pair: Pair, client_ports: PortRange) -> bool {
+        let (Some(relay), Some(Ok(mut t))) = (&self.svc.relay, resp.headers.typed::<Transport>())
+        else {
+            return false;
+        };
+        let Some(chosen) =
+            transport::relay_response(&mut t, client_ports, self.facing, pair.sides[1].port())
+        else {
+            return false;
+        };
+        let Some(backend) = self.svc.backend(self.backend) else {
+            return false;
+        };
+        // The back end's own `source=` says where its media comes from, if not from
+        // the address the balancer connected to.
+        let backend_ip = chosen
+            .source
+            .as_deref()
+            .and_then(|s| s.parse::<IpAddr>().ok())
+            .unwrap_or_else(|| backend.addr.ip());
+        relay.start_pair(
+            pair,
+            [
+                Expected {
+                    endpoint: Some(SocketAddr::new(backend_ip, chosen.server_port)),
+                    ip: Some(backend_ip),
+                },
+                Expected {
+                    endpoint: Some(SocketAddr::new(self.client, client_ports.start)),
+                    ip: Some(self.client),
+                },
+            ],
+            Instant::now(),
+        );
+        resp.headers.set_typed(&t);
+        true
     }
 }
 

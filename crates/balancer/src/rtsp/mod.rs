@@ -27,5 +27,7 @@
 //! idle timeouts of relayed pairs (they end with their session).
 
 pub(crate) mod proxy;
+#[cfg(test)]
+mod proxy_tests;
 pub(crate) mod sessions;
 pub(crate) mod transport;

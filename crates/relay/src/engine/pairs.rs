@@ -268,4 +268,49 @@ mod tests {
         relay.close(pair, now);
         assert_eq!(relay.counters(pair), PairCounters::default());
     }
+
+    /// Spoofed or stray UDP from another IP than the client's never reaches the
+    /// server, and the client's media is not redirected to it.
+    #[test]
+    fn a_stranger_s_datagrams_are_refused() {
+        let relay = PairRelay::start(&PairRelayConfig {
+            addresses: vec!["127.0.0.1".parse().unwrap()],
+            ports: (47100, 47199),
+            threads: 1,
+            quarantine: Duration::from_secs(1),
+            latch: LatchPolicy::default(),
+        })
+        .unwrap();
+        let now = Instant::now();
+        let pair = relay.open("127.0.0.1".parse().unwrap(), now).unwrap();
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let stranger = UdpSocket::bind("127.0.0.2:0").unwrap();
+        for s in [&server, &client, &stranger] {
+            s.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+        }
+        relay.start_pair(
+            pair,
+            [
+                Expected {
+                    endpoint: Some(server.local_addr().unwrap()),
+                    ip: Some(server.local_addr().unwrap().ip()),
+                },
+                Expected {
+                    endpoint: Some(client.local_addr().unwrap()),
+                    ip: Some(client.local_addr().unwrap().ip()),
+                },
+            ],
+            now,
+        );
+        for seq in 0..5 {
+            stranger.send_to(&rtp(seq), pair.sides[1]).unwrap();
+        }
+        assert!(recv(&server).is_none(), "a stranger's packet was forwarded");
+        server.send_to(&rtp(9), pair.sides[0]).unwrap();
+        assert!(recv(&client).is_some());
+        assert!(recv(&stranger).is_none(), "media went to the stranger");
+        assert_eq!(relay.counters(pair).packets, [1, 0]);
+    }
 }

@@ -18,6 +18,7 @@ use mediagate_relay::engine::{LatchPolicy, Pair, PairRelay, PairRelayConfig};
 use crate::backend::{BackendId, BackendView};
 use crate::rtsp::sessions::{SessionLimits, SessionTable};
 use crate::sched::{Algorithm, PickRequest, Scheduler};
+use crate::sched::{ClientIpTable, DEFAULT_PERSISTENCE_CAPACITY};
 
 /// Counters of one back end.
 #[derive(Debug, Default)]
@@ -84,6 +85,8 @@ pub(crate) struct Service {
     pub(crate) listen: Vec<SocketAddr>,
     pub(crate) backends: Vec<Backend>,
     scheduler: Mutex<Scheduler>,
+    /// Client-IP persistence (`persistence_timeout`), when configured.
+    persistence: Option<Mutex<ClientIpTable>>,
     table: Mutex<SessionTable>,
     tunnels: Mutex<HashMap<String, (BackendId, Instant)>>,
     max_tunnels: usize,
@@ -168,6 +171,12 @@ impl Service {
             listen,
             backends,
             scheduler: Mutex::new(Scheduler::new(algorithm(config))),
+            persistence: config.persistence_timeout.as_ref().map(|t| {
+                Mutex::new(ClientIpTable::new(
+                    t.get().get(),
+                    DEFAULT_PERSISTENCE_CAPACITY,
+                ))
+            }),
             table: Mutex::new(SessionTable::new(SessionLimits {
                 max_sessions,
                 max_pending_setups: role.max_pending_setups.get(),
@@ -243,7 +252,13 @@ impl Service {
     /// A back end for a new session; `None` when none takes one.
     pub(crate) fn pick(&self, client_ip: IpAddr, url: Option<&str>) -> Option<&Backend> {
         let views = self.views();
-        let id = lock(&self.scheduler).pick(&PickRequest { client_ip, url }, &views)?;
+        let req = PickRequest { client_ip, url };
+        let mut scheduler = lock(&self.scheduler);
+        let id = match &self.persistence {
+            Some(table) => lock(table).pick(&mut scheduler, &req, &views, Instant::now()),
+            None => scheduler.pick(&req, &views),
+        }?;
+        drop(scheduler);
         self.backend(id)
     }
 

@@ -10,7 +10,7 @@
 //!
 //! What it does not: resolve names, open sockets or decide anything; the balancer
 //! crate's role does. Keys the running balancer does not act on yet (L4 kinds,
-//! persistence, health checks) parse here so their syntax is fixed, and
+//! health checks) parse here so their syntax is fixed, and
 //! [`crate::validate`] refuses them with "not yet".
 
 use std::fmt;
@@ -107,8 +107,8 @@ pub struct ServiceConfig {
     /// load. Default: `1.25`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_factor: Option<Located<f64>>,
-    /// Client-IP persistence: a client's new sessions go where its last one went for
-    /// this long. Default: off.
+    /// Client-IP persistence: a client's new sessions go where its last one went while
+    /// it comes back within this long (the classic recipe uses "10m"). Default: off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence_timeout: Option<Located<HumanDuration>>,
     /// Where media flows: `relay` (through the balancer), `direct` (back end to
@@ -487,12 +487,12 @@ mod validate_tests {
 
     #[test]
     fn what_is_not_acted_on_yet_is_refused_where_it_is_written() {
-        let text = "[edge]\nenabled = false\n[balancer]\nenabled = true\n[[balancer.service]]\nname = \"a\"\nlisten = [\"0.0.0.0:554\"]\nbackends = [\"10.0.0.1:554\"]\nkind = \"tcp\"\npersistence_timeout = \"10m\"\n[[balancer.service]]\nname = \"a\"\nlisten = []\nbackends = []\n";
+        let text = "[edge]\nenabled = false\n[balancer]\nenabled = true\n[[balancer.service]]\nname = \"a\"\nlisten = [\"0.0.0.0:554\"]\nbackends = [\"10.0.0.1:554\"]\nkind = \"tcp\"\npersistence_timeout = \"0s\"\n[[balancer.service]]\nname = \"a\"\nlisten = []\nbackends = []\n";
         assert_eq!(
             errors(text),
             [
                 "f.toml:9:8: service \"a\": kind tcp and udp (L4 services) is not acted on yet by this version of the balancer; remove it",
-                "f.toml:10:23: service \"a\": persistence_timeout is not acted on yet by this version of the balancer; remove it",
+                "f.toml:10:23: service \"a\": persistence_timeout must be longer than 0s; leave it out for no persistence",
                 "f.toml:12:8: the service name \"a\" is already used; each service needs its own",
                 "f.toml:13:10: service \"a\" has no listen address; add one such as \"0.0.0.0:554\"",
                 "f.toml:14:12: service \"a\" has no back end; add one such as \"rtsp://10.0.0.1:8554\"",

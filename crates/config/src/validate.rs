@@ -406,10 +406,10 @@ fn check_balancer(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, S
                 format!("service \"{name}\": kind tcp and udp (L4 services) {not_yet}"),
             );
         }
-        if let Some(p) = &service.persistence_timeout {
+        if let Some(p) = service.persistence_timeout.as_ref().filter(|p| p.is_zero()) {
             fail(
                 p.span(),
-                format!("service \"{name}\": persistence_timeout {not_yet}"),
+                format!("service \"{name}\": persistence_timeout must be longer than 0s; leave it out for no persistence"),
             );
         }
         if let Some(h) = &service.health {

@@ -23,7 +23,10 @@
 //! leaves UDP ports alone and adds `source=` naming the back end; `redirect` answers
 //! with 302.
 //!
-//! What it does not (yet): health-driven removal, persistence by client IP, media
+//! Persistence: by RTSP session always; by client IP when `persistence_timeout` is
+//! set (the scheduler slice's `ClientIpTable`).
+//!
+//! What it does not (yet): health-driven removal, media
 //! idle timeouts of relayed pairs (they end with their session).
 
 pub(crate) mod proxy;

@@ -376,3 +376,45 @@ async fn connections_over_the_cap_are_closed_at_once() {
         .unwrap_or(0);
     assert_eq!(n, 0);
 }
+
+/// How many requests each back end saw within a short wait.
+async fn counts(backends: &mut [FakeBackend]) -> Vec<usize> {
+    let mut out = Vec::new();
+    for b in backends.iter_mut() {
+        let mut n = 0;
+        while let Ok(Some(_)) =
+            tokio::time::timeout(Duration::from_millis(200), b.seen.recv()).await
+        {
+            n += 1;
+        }
+        out.push(n);
+    }
+    out
+}
+
+#[tokio::test]
+async fn client_ip_persistence_keeps_a_client_on_one_back_end() {
+    for (extra, spread) in [("", true), ("persistence_timeout = \"10m\"", false)] {
+        let mut backends = vec![
+            fake_backend("a", false).await,
+            fake_backend("b", false).await,
+            fake_backend("c", false).await,
+        ];
+        let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+        let addr = balancer(&addrs, extra, 100).await;
+        for cseq in 1..=3 {
+            let mut c = Client::connect(addr).await;
+            c.send(&format!(
+                "OPTIONS rtsp://x/a RTSP/1.0\r\nCSeq: {cseq}\r\n\r\n"
+            ))
+            .await;
+            c.response().await;
+        }
+        let seen = counts(&mut backends).await;
+        if spread {
+            assert_eq!(seen, [1, 1, 1], "round robin without persistence");
+        } else {
+            assert!(seen.contains(&3), "{seen:?}");
+        }
+    }
+}

@@ -25,6 +25,24 @@ pub(crate) fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A back end's identity for hashing: its address's bytes (IP, then port, big-endian),
+/// without formatting it into text on every pick.
+pub(crate) fn addr_key(addr: std::net::SocketAddr) -> ([u8; 18], usize) {
+    let mut key = [0u8; 18];
+    let n = match addr.ip() {
+        std::net::IpAddr::V4(v4) => {
+            key[..4].copy_from_slice(&v4.octets());
+            4
+        }
+        std::net::IpAddr::V6(v6) => {
+            key[..16].copy_from_slice(&v6.octets());
+            16
+        }
+    };
+    key[n..n + 2].copy_from_slice(&addr.port().to_be_bytes());
+    (key, n + 2)
+}
+
 /// A uniform draw in (0, 1] from a hash, for weighted rendezvous scores.
 pub(crate) fn unit_interval(h: u64) -> f64 {
     // 53 bits fill an f64 mantissa exactly; +1 keeps ln() finite.

@@ -15,7 +15,7 @@
 
 use std::net::SocketAddr;
 
-use super::hash::hash64;
+use super::hash::{addr_key, hash64};
 use crate::backend::BackendId;
 
 /// Production table size: prime, ≥ 100 × a large back-end set (as the paper advises),
@@ -65,9 +65,9 @@ impl MaglevTable {
         let perms: Vec<(u64, u64)> = members
             .iter()
             .map(|mem| {
-                let name = mem.addr.to_string();
-                let offset = hash64(SEED_OFFSET, name.as_bytes()) % m;
-                let skip = hash64(SEED_SKIP, name.as_bytes()) % (m - 1) + 1;
+                let (key, len) = addr_key(mem.addr);
+                let offset = hash64(SEED_OFFSET, &key[..len]) % m;
+                let skip = hash64(SEED_SKIP, &key[..len]) % (m - 1) + 1;
                 (offset, skip)
             })
             .collect();

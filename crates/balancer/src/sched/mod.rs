@@ -80,7 +80,10 @@ impl Scheduler {
     }
 
     /// Uses a Maglev table of `size` slots instead of 65,537 (small tables build fast in
-    /// tests; production keeps the default). `size` must be prime: see [`is_prime`].
+    /// tests; production keeps the default).
+    ///
+    /// # Panics
+    /// When `size` is not prime: validate configured sizes with [`is_prime`].
     pub fn with_table_size(mut self, size: u32) -> Self {
         assert!(is_prime(size), "Maglev table size {size} must be prime");
         self.table_size = size;
@@ -289,7 +292,8 @@ fn source_hash(ip: IpAddr, eligible: &[&BackendView]) -> BackendId {
     let client = hash::hash64(SEED, &ip_bytes(ip));
     let mut best: Option<(f64, BackendId)> = None;
     for b in eligible {
-        let u = hash::unit_interval(hash::hash64(client, b.addr.to_string().as_bytes()));
+        let (key, len) = hash::addr_key(b.addr);
+        let u = hash::unit_interval(hash::hash64(client, &key[..len]));
         let score = f64::from(b.weight) / -u.ln();
         // Ties (practically never) go to the lower id, so every balancer agrees.
         if best.is_none_or(|(s, _)| score > s) {

@@ -271,6 +271,43 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any interleaving of picks, health changes and time: the table stays within
+        /// its capacity and a pick never lands on an ineligible back end.
+        #[test]
+        fn bounded_and_never_ineligible(
+            ops in proptest::collection::vec((0u8..4, 0u8..40, 0u32..4, 0u64..200), 1..300),
+        ) {
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut backends: Vec<BackendView> = (0..4).map(|i| view(i, true)).collect();
+            let mut sched = Scheduler::new(Algorithm::SourceHash);
+            let mut table = ClientIpTable::new(Duration::from_secs(100), 16);
+            for (op, client, backend, secs) in ops {
+                now += Duration::from_secs(secs);
+                match op {
+                    0 | 1 => {
+                        let req = PickRequest { client_ip: ip(client), url: None };
+                        if let Some(id) = table.pick(&mut sched, &req, &backends, now) {
+                            let b = backends.iter().find(|b| b.id == id).unwrap();
+                            proptest::prop_assert!(b.eligible());
+                        }
+                    }
+                    2 => {
+                        let b = &mut backends[backend as usize];
+                        b.up = !b.up;
+                        if !b.up {
+                            table.forget_backend(b.id);
+                        }
+                    }
+                    _ => backends[backend as usize].weight ^= 1,
+                }
+                proptest::prop_assert!(table.len() <= 16);
+                proptest::prop_assert_eq!(table.len(), table.order.len());
+            }
+        }
+    }
+
     #[test]
     fn poll_timeout_names_the_oldest_expiry() {
         let t0 = Instant::now();

@@ -5,8 +5,13 @@
 //! drained on SIGTERM or by the admin API (no new connections; running ones go on
 //! until they end or the drain time is up).
 //!
+//! With `[balancer.service.health]` each back end has the health slice's checker; a
+//! back end that goes down takes no new sessions and its sessions and relayed flows
+//! end at once (`service::watch_health`); failed connections and garbage answers
+//! count as passive failures.
+//!
 //! What it does not (yet): reload (back ends added, removed or reweighted by SIGHUP
-//! are issue 14 item 5), L4 services, health checks.
+//! are issue 14 item 5), L4 services.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -72,6 +77,9 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
         }
         let services: Arc<[Arc<Service>]> = services.into();
         tasks.push(tokio::spawn(expire_sessions(Arc::clone(&services))));
+        for svc in services.iter() {
+            tasks.extend(crate::service::watch_health(svc));
+        }
         publish_metrics(ctx.metrics, Arc::clone(&services));
         let role: Box<dyn Role> = Box::new(BalancerRole {
             services,
@@ -147,8 +155,8 @@ impl BalancerRole {
                     "service": s.name,
                     "backend": b.spec.to_string(),
                     "address": b.addr.to_string(),
-                    "weight": b.spec.weight.get(),
-                    "up": true,
+                    "weight": b.weight(),
+                    "up": b.up(),
                     "sessions": counts.get(&b.id).copied().unwrap_or(0),
                     "sessions_total": read(&st.sessions_total),
                     "connections_total": read(&st.connections),
@@ -156,7 +164,7 @@ impl BalancerRole {
                     "bytes_in_total": read(&st.bytes_in),
                     "bytes_out_total": read(&st.bytes_out),
                     "packets_total": read(&st.packets),
-                    "health_transitions_total": read(&st.health_transitions),
+                    "health_transitions_total": b.health_transitions(),
                 }));
             }
         }
@@ -402,7 +410,7 @@ impl Collect for BalancerMetrics {
             "backend_health_transitions",
             "Health state changes per back end",
             "backend",
-            per(&|b, _| read(&b.stats.health_transitions)),
+            per(&|b, _| b.health_transitions()),
         )?;
         let _ = as_refs;
         Ok(())

@@ -8,14 +8,18 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use mediagate_config::{BackendSpec, BalancerConfig, MediaMode, SchedulerName, ServiceConfig};
+use mediagate_config::{
+    BackendSpec, BalancerConfig, HealthCheckKind, HealthConfig, MediaMode, SchedulerName,
+    ServiceConfig,
+};
 
 use mediagate_relay::engine::{LatchPolicy, Pair, PairRelay, PairRelayConfig};
 
 use crate::backend::{BackendId, BackendView};
+use crate::health::{CheckConfig, CheckKind, ExpectStatus, HealthChecker, PassiveReporter};
 use crate::rtsp::sessions::{SessionLimits, SessionTable};
 use crate::sched::{Algorithm, PickRequest, Scheduler};
 use crate::sched::{ClientIpTable, DEFAULT_PERSISTENCE_CAPACITY};
@@ -34,8 +38,6 @@ pub(crate) struct BackendStats {
     pub(crate) packets: AtomicU64,
     /// Sessions it was given.
     pub(crate) sessions_total: AtomicU64,
-    /// Health state changes (counted once health checks run).
-    pub(crate) health_transitions: AtomicU64,
 }
 
 /// Counters of one service.
@@ -67,6 +69,59 @@ pub(crate) struct Backend {
     pub(crate) spec: BackendSpec,
     pub(crate) addr: SocketAddr,
     pub(crate) stats: BackendStats,
+    /// Active checks (`[balancer.service.health]`); without them a back end is
+    /// always up.
+    pub(crate) health: Option<HealthChecker>,
+}
+
+impl Backend {
+    /// Takes new sessions as health sees it.
+    pub(crate) fn up(&self) -> bool {
+        self.health.as_ref().is_none_or(|h| h.status().up())
+    }
+
+    /// The weight to schedule with: the configured one, as the agent scales it.
+    pub(crate) fn weight(&self) -> u32 {
+        let configured = self.spec.weight.get();
+        self.health
+            .as_ref()
+            .map_or(configured, |h| h.status().effective_weight(configured))
+    }
+
+    /// Where traffic reports failed and good connections, when health runs.
+    pub(crate) fn passive(&self) -> Option<PassiveReporter> {
+        self.health.as_ref().map(HealthChecker::passive)
+    }
+
+    pub(crate) fn health_transitions(&self) -> u64 {
+        self.health.as_ref().map_or(0, |h| h.status().transitions)
+    }
+}
+
+/// What the health checker of one back end runs, from the service's `[health]`.
+fn check_config(health: &HealthConfig, spec: &BackendSpec, addr: SocketAddr) -> CheckConfig {
+    let expect = ExpectStatus(vec![
+        health.expect_status.get() as u16..=health.expect_status.get() as u16,
+    ]);
+    let url = || {
+        let path = health.path.clone().unwrap_or_else(|| "/".to_owned());
+        match &spec.url {
+            Some(u) => format!("rtsp://{}{path}", u.authority()),
+            None => format!("rtsp://{}{path}", spec.authority()),
+        }
+    };
+    let kind = match health.check {
+        HealthCheckKind::Tcp => CheckKind::Tcp,
+        HealthCheckKind::RtspOptions => CheckKind::RtspOptions { url: url(), expect },
+        HealthCheckKind::RtspDescribe => CheckKind::RtspDescribe { url: url(), expect },
+    };
+    let mut config = CheckConfig::new(addr, kind);
+    config.interval = health.interval.get();
+    config.timeout = health.timeout.get();
+    config.rise = health.rise.get();
+    config.fall = health.fall.get();
+    config.agent = health.agent_port.map(|p| SocketAddr::new(addr.ip(), p));
+    config
 }
 
 /// How long a tunnel cookie keeps its back end once its first half arrived: long
@@ -130,11 +185,16 @@ impl Service {
                 .map_err(|e| format!("cannot resolve back end {authority}: {e}"))?
                 .next()
                 .ok_or_else(|| format!("back end {authority} has no address"))?;
+            let health = config
+                .health
+                .as_ref()
+                .map(|h| HealthChecker::spawn(check_config(h.get(), &spec, addr)));
             backends.push(Backend {
                 id: BackendId(u32::try_from(i).unwrap_or(u32::MAX)),
                 spec,
                 addr,
                 stats: BackendStats::default(),
+                health,
             });
         }
         let max_sessions = usize::try_from(role.max_sessions.get()).unwrap_or(usize::MAX);
@@ -212,6 +272,20 @@ impl Service {
         relay.close(pair, Instant::now());
     }
 
+    /// A back end went down: its sessions leave the table and their relayed flows
+    /// close at once (never black-holed until a timeout), and no client stays pinned
+    /// to it. Returns how many sessions ended.
+    pub(crate) fn backend_down(&self, backend: BackendId) -> usize {
+        let ended = self.table().remove_backend(backend);
+        for (id, _) in &ended {
+            self.close_session_pairs(id);
+        }
+        if let Some(p) = &self.persistence {
+            lock(p).forget_backend(backend);
+        }
+        ended.len()
+    }
+
     /// Ends session `id` (TEARDOWN): out of the table, its pairs closed.
     pub(crate) fn end_session(&self, id: &str) {
         self.table().remove(id);
@@ -241,8 +315,8 @@ impl Service {
             .map(|b| BackendView {
                 id: b.id,
                 addr: b.addr,
-                weight: b.spec.weight.get(),
-                up: true,
+                weight: b.weight(),
+                up: b.up(),
                 sessions: counts.get(&b.id).copied().unwrap_or(0),
                 bandwidth_bps: 0,
             })
@@ -298,5 +372,36 @@ impl Service {
 
     pub(crate) fn sessions(&self) -> usize {
         self.table().len()
+    }
+}
+
+/// Acts on each back end's health (when checks run): when one goes down its sessions
+/// and relayed flows end at once. One task per checked back end.
+pub(crate) fn watch_health(svc: &Arc<Service>) -> Vec<tokio::task::JoinHandle<()>> {
+    svc.backends
+        .iter()
+        .filter_map(|b| {
+            let status = b.health.as_ref()?.subscribe();
+            Some(tokio::spawn(watch_one(Arc::clone(svc), b.id, status)))
+        })
+        .collect()
+}
+
+async fn watch_one(
+    svc: Arc<Service>,
+    backend: BackendId,
+    mut status: tokio::sync::watch::Receiver<crate::health::HealthStatus>,
+) {
+    let mut was_up = status.borrow().up();
+    while status.changed().await.is_ok() {
+        let up = status.borrow().up();
+        let addr = svc.backend(backend).map(|b| b.addr);
+        if was_up && !up {
+            let ended = svc.backend_down(backend);
+            tracing::warn!(service = %svc.name, backend = ?addr, "balancer: a back end went down; {ended} sessions on it ended");
+        } else if !was_up && up {
+            tracing::info!(service = %svc.name, backend = ?addr, "balancer: a back end is up again");
+        }
+        was_up = up;
     }
 }

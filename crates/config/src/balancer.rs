@@ -9,9 +9,9 @@
 //! optionally followed by ` weight=N`, so an error points at the one value to fix.
 //!
 //! What it does not: resolve names, open sockets or decide anything; the balancer
-//! crate's role does. Keys the running balancer does not act on yet (L4 kinds,
-//! health checks) parse here so their syntax is fixed, and
-//! [`crate::validate`] refuses them with "not yet".
+//! crate's role does. Keys the running balancer does not act on yet (L4 kinds) parse
+//! here so their syntax is fixed, and [`crate::validate`] refuses them with "not
+//! yet".
 
 use std::fmt;
 use std::str::FromStr;
@@ -122,7 +122,9 @@ pub struct ServiceConfig {
     /// learns the real client. Only for back ends that expect it. Default: `false`.
     #[serde(default)]
     pub proxy_protocol: Located<bool>,
-    /// Active health checks. Default: none.
+    /// Active health checks; a back end that fails `fall` of them in a row (or as
+    /// many connections) takes no new sessions and its running ones end at once.
+    /// Default: none (always up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Located<HealthConfig>>,
 }

@@ -412,12 +412,6 @@ fn check_balancer(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, S
                 format!("service \"{name}\": persistence_timeout must be longer than 0s; leave it out for no persistence"),
             );
         }
-        if let Some(h) = &service.health {
-            fail(
-                h.span(),
-                format!("service \"{name}\": health checks {not_yet}"),
-            );
-        }
         if let Some(f) = &service.load_factor {
             if *service.scheduler.get() != crate::SchedulerName::UrlHash {
                 fail(

@@ -26,8 +26,8 @@
 //! Persistence: by RTSP session always; by client IP when `persistence_timeout` is
 //! set (the scheduler slice's `ClientIpTable`).
 //!
-//! What it does not (yet): health-driven removal, media
-//! idle timeouts of relayed pairs (they end with their session).
+//! What it does not (yet): media idle timeouts of relayed pairs (they end with their
+//! session, or when health takes their back end down).
 
 pub(crate) mod proxy;
 #[cfg(test)]

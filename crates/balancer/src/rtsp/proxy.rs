@@ -579,19 +579,29 @@ async fn connect(
     local: SocketAddr,
 ) -> Option<TcpStream> {
     add(&b.stats.connections, 1);
+    let passive = b.passive();
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(b.addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             add(&b.stats.connect_failures, 1);
+            if let Some(p) = &passive {
+                p.failure();
+            }
             tracing::warn!(backend = %b.addr, "balancer: cannot connect to a back end: {e}");
             return None;
         }
         Err(_) => {
             add(&b.stats.connect_failures, 1);
+            if let Some(p) = &passive {
+                p.failure();
+            }
             tracing::warn!(backend = %b.addr, "balancer: connecting to a back end timed out");
             return None;
         }
     };
+    if let Some(p) = &passive {
+        p.success();
+    }
     let _ = stream.set_nodelay(true);
     if proxy {
         let mut header = Vec::with_capacity(64);
@@ -648,6 +658,12 @@ impl BackendReader {
                     }
                     Ok(None) => break,
                     Err(e) => {
+                        // A back end answering garbage counts as failed for health.
+                        if let Some(b) = self.svc.backend(self.backend) {
+                            if let Some(p) = b.passive() {
+                                p.failure();
+                            }
+                        }
                         tracing::warn!(backend = ?self.svc.backend(self.backend).map(|b| b.addr), "balancer: a back end sent bad RTSP: {e}");
                         break 'read;
                     }
@@ -883,6 +899,7 @@ mod tests {
             spec: spec.parse().unwrap(),
             addr: "10.0.0.1:8554".parse().unwrap(),
             stats: BackendStats::default(),
+            health: None,
         }
     }
 

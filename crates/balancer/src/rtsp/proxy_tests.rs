@@ -31,6 +31,8 @@ enum Seen {
 /// writing whatever the test pushes on its connection.
 struct FakeBackend {
     addr: SocketAddr,
+    /// The accepting task; aborting it closes the listener.
+    accept: tokio::task::JoinHandle<()>,
     seen: mpsc::UnboundedReceiver<Seen>,
     push: mpsc::UnboundedSender<Vec<u8>>,
 }
@@ -40,7 +42,7 @@ async fn fake_backend(session: &'static str, proxy: bool) -> FakeBackend {
     let addr = listener.local_addr().unwrap();
     let (seen_tx, seen) = mpsc::unbounded_channel();
     let (push, push_rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    tokio::spawn(async move {
+    let accept = tokio::spawn(async move {
         // The first connection takes what the test pushes; later ones only answer.
         let mut push_rx = Some(push_rx);
         loop {
@@ -51,7 +53,12 @@ async fn fake_backend(session: &'static str, proxy: bool) -> FakeBackend {
             tokio::spawn(serve_fake(stream, session, proxy, seen_tx.clone(), push));
         }
     });
-    FakeBackend { addr, seen, push }
+    FakeBackend {
+        addr,
+        accept,
+        seen,
+        push,
+    }
 }
 
 async fn serve_fake(
@@ -150,6 +157,9 @@ async fn balancer(backends: &[SocketAddr], extra: &str, max_connections: u64) ->
         max_connections,
         open: 0.into(),
     });
+    for task in crate::service::watch_health(&svc) {
+        drop(task);
+    }
     tokio::spawn(accept_loop(listener, svc, settings));
     addr
 }
@@ -416,5 +426,40 @@ async fn client_ip_persistence_keeps_a_client_on_one_back_end() {
         } else {
             assert!(seen.contains(&3), "{seen:?}");
         }
+    }
+}
+
+#[tokio::test]
+async fn a_back_end_that_fails_its_checks_loses_its_sessions_and_new_ones() {
+    let mut a = fake_backend("a", false).await;
+    let mut b = fake_backend("b", false).await;
+    let health = "[balancer.service.health]\ncheck = \"tcp\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n";
+    let addr = balancer(&[a.addr, b.addr], health, 100).await;
+    let mut c = Client::connect(addr).await;
+    c.send(SETUP).await;
+    let id = session_of(&c.response().await);
+    a.request().await;
+    // Back end a stops listening: its checks fail.
+    a.accept.abort();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut other = Client::connect(addr).await;
+    other
+        .send(&format!(
+            "PLAY rtsp://x/a RTSP/1.0\r\nCSeq: 4\r\nSession: {id}\r\n\r\n"
+        ))
+        .await;
+    assert_eq!(
+        other.response().await.status,
+        mediagate_rtsp::StatusCode::SESSION_NOT_FOUND
+    );
+    // New sessions all go to b.
+    for cseq in 10..13 {
+        let mut c = Client::connect(addr).await;
+        c.send(&format!(
+            "OPTIONS rtsp://x/a RTSP/1.0\r\nCSeq: {cseq}\r\n\r\n"
+        ))
+        .await;
+        assert!(c.response().await.status.is_success());
+        assert_eq!(b.request().await.method.as_str(), "OPTIONS");
     }
 }

@@ -200,7 +200,6 @@ impl SessionTable {
     }
 
     /// Removes every session of `backend` (it was removed or died); returns them.
-    #[allow(dead_code)] // used once health lands (flows of a dead back end end at once)
     pub(crate) fn remove_backend(&mut self, backend: BackendId) -> Vec<(String, SessionEntry)> {
         let ids: Vec<String> = self
             .by_id

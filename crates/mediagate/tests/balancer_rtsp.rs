@@ -504,3 +504,56 @@ fn every_balancer_metric_is_documented_and_counts() {
         "{text}"
     );
 }
+
+/// kill -9 of one origin: with RTSP OPTIONS checks every 200 ms, new viewers avoid it
+/// within a check interval or two and the sessions it held are gone from the table.
+#[test]
+fn a_killed_origin_is_avoided_and_its_sessions_end() {
+    let origins = origins();
+    let health = "[balancer.service.health]\ncheck = \"rtsp_options\"\ninterval = \"200ms\"\ntimeout = \"500ms\"\nrise = 1\nfall = 1\n";
+    let port = free_tcp_port().unwrap();
+    let admin = free_tcp_port().unwrap();
+    let dir = std::env::temp_dir().join(format!("mediagate-balk-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let backends: Vec<String> = origins
+        .iter()
+        .map(|o| format!("\"rtsp://127.0.0.1:{}\"", o.port()))
+        .collect();
+    let config = format!(
+        "state_dir = {var:?}\n[edge]\nenabled = false\n[admin]\nlisten = [\"127.0.0.1:{admin}\"]\n\
+         [balancer]\nenabled = true\n[[balancer.service]]\nname = \"rtsp\"\n\
+         listen = [\"127.0.0.1:{port}\"]\nbackends = [{}]\n{health}",
+        backends.join(", "),
+        var = dir.join("var").display().to_string(),
+    );
+    let path = dir.join("mediagate.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
+    cmd.arg("run").arg("--config").arg(&path);
+    let balancer = Balancer::spawn(cmd, port, admin, dir);
+    // One session held on the first origin (round robin starts there).
+    let mut raw = Raw::connect(balancer.port);
+    let answer = setup(
+        &mut raw,
+        &balancer.url("/live"),
+        "RTP/AVP/TCP;unicast;interleaved=0-1",
+    );
+    assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+    let id = session_id(&answer);
+    assert!(logged(&origins[..1], |r| r.method == "SETUP"));
+    origins[0].peer().kill();
+    std::thread::sleep(Duration::from_secs(2));
+    let mut other = Raw::connect(balancer.port);
+    let gone = other.ask(&format!(
+        "GET_PARAMETER {} RTSP/1.0\r\nCSeq: 9\r\nSession: {id}\r\n\r\n",
+        balancer.url("/live")
+    ));
+    assert!(gone.starts_with("RTSP/1.0 454"), "{gone}");
+    for _ in 0..3 {
+        read_ok(&balancer.url("/live"), Transport::Tcp);
+    }
+    assert_eq!(
+        origins[1].play_count("/live") + origins[2].play_count("/live"),
+        3
+    );
+}

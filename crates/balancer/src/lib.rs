@@ -12,6 +12,7 @@
 pub mod backend;
 pub mod health;
 pub mod l4;
+pub(crate) mod l4_service;
 pub mod proxy_v2;
 pub mod role;
 pub(crate) mod rtsp;

@@ -10,15 +10,18 @@
 //! end at once (`service::watch_health`); failed connections and garbage answers
 //! count as passive failures.
 //!
+//! `kind = "tcp"` and `"udp"` services run the L4 slice's proxy through
+//! `l4_service`, with the same scheduler, persistence and health.
+//!
 //! What it does not (yet): reload (back ends added, removed or reweighted by SIGHUP
-//! are issue 14 item 5), L4 services.
+//! are issue 14 item 5), port groups.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use mediagate_config::{Config, MediaMode};
+use mediagate_config::{Config, MediaMode, ServiceKind};
 use mediagate_ops::metrics::{Collect, Metrics, Scrape};
 use mediagate_ops::role::{
     DrainCut, DrainReport, Role, RoleContext, RoleFuture, RoleKind, RoleStats, StartResult,
@@ -27,8 +30,9 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::l4_service::L4Running;
 use crate::rtsp::proxy::{accept_loop, Settings};
-use crate::service::{read, Service};
+use crate::service::{read, Figures, Service};
 
 /// The balancer in the binary's list of roles.
 pub const KIND: RoleKind = RoleKind {
@@ -53,8 +57,28 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
         let mut services = Vec::new();
         let mut tasks = Vec::new();
         let mut bound = Vec::new();
+        let mut l4 = Vec::new();
         for sc in &b.service {
             let svc = Arc::new(Service::resolve(sc, b).await?);
+            if *sc.kind.get() != ServiceKind::Rtsp {
+                let running = Arc::new(
+                    L4Running::start(
+                        Arc::clone(&svc),
+                        *sc.kind.get(),
+                        usize::try_from(b.max_connections.get()).unwrap_or(usize::MAX),
+                    )
+                    .await?,
+                );
+                if let Some(counters) = Some(Arc::clone(&running.counters)) {
+                    let _ = svc.l4.set(counters);
+                }
+                let weak = Arc::downgrade(&running);
+                svc.on_backend_down(move |id| weak.upgrade().map_or(0, |r| r.backend_down(id)));
+                bound.extend(running.bound.iter().copied());
+                l4.push(running);
+                services.push(svc);
+                continue;
+            }
             for addr in &svc.listen {
                 let listener = TcpListener::bind(addr).await.map_err(|e| {
                     format!("service \"{}\": cannot listen on {addr}: {e}", svc.name)
@@ -86,6 +110,7 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
             settings,
             bound,
             tasks: Mutex::new(tasks),
+            l4,
         });
         Ok(role)
     })
@@ -117,6 +142,7 @@ struct BalancerRole {
     settings: Arc<Settings>,
     bound: Vec<SocketAddr>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    l4: Vec<Arc<L4Running>>,
 }
 
 impl BalancerRole {
@@ -148,23 +174,21 @@ impl BalancerRole {
     fn backends_json(&self) -> Value {
         let mut out = Vec::new();
         for s in self.services.iter() {
-            let counts = s.table().count_by_backend();
-            for b in &s.backends {
-                let st = &b.stats;
+            for (b, f) in s.figures() {
                 out.push(json!({
                     "service": s.name,
                     "backend": b.spec.to_string(),
                     "address": b.addr.to_string(),
                     "weight": b.weight(),
                     "up": b.up(),
-                    "sessions": counts.get(&b.id).copied().unwrap_or(0),
-                    "sessions_total": read(&st.sessions_total),
-                    "connections_total": read(&st.connections),
-                    "connect_failures_total": read(&st.connect_failures),
-                    "bytes_in_total": read(&st.bytes_in),
-                    "bytes_out_total": read(&st.bytes_out),
-                    "packets_total": read(&st.packets),
-                    "health_transitions_total": b.health_transitions(),
+                    "sessions": f.sessions,
+                    "sessions_total": f.sessions_total,
+                    "connections_total": f.connections,
+                    "connect_failures_total": f.connect_failures,
+                    "bytes_in_total": f.bytes_in,
+                    "bytes_out_total": f.bytes_out,
+                    "packets_total": f.packets,
+                    "health_transitions_total": f.health_transitions,
                 }));
             }
         }
@@ -213,8 +237,13 @@ impl Role for BalancerRole {
             task.abort();
         }
         let settings = Arc::clone(&self.settings);
+        let l4 = self.l4.clone();
         Box::pin(async move {
             let wait = async {
+                // L4 services stop accepting and give their flows the drain time.
+                for service in &l4 {
+                    service.stop(DRAIN_TIME).await;
+                }
                 while settings.open.load(Ordering::Relaxed) > 0 {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -242,15 +271,10 @@ impl Collect for BalancerMetrics {
         let by_service = |f: &dyn Fn(&Service) -> u64| -> Vec<(String, u64)> {
             services.iter().map(|s| (s.name.clone(), f(s))).collect()
         };
-        let mut per_backend: Vec<(String, &crate::service::Backend, u64)> = Vec::new();
+        let mut per_backend: Vec<(String, Figures)> = Vec::new();
         for s in services.iter() {
-            let counts = s.table().count_by_backend();
-            for b in &s.backends {
-                per_backend.push((
-                    format!("{}/{}", s.name, b.addr),
-                    b,
-                    counts.get(&b.id).copied().unwrap_or(0),
-                ));
+            for (b, f) in s.figures() {
+                per_backend.push((format!("{}/{}", s.name, b.addr), f));
             }
         }
         let as_refs = |v: &[(String, u64)]| -> Vec<(String, u64)> { v.to_vec() };
@@ -350,10 +374,10 @@ impl Collect for BalancerMetrics {
             "service",
             by_service(&|s| read(&s.stats.sessions_expired)),
         )?;
-        let per = |f: &dyn Fn(&crate::service::Backend, u64) -> u64| -> Vec<(String, u64)> {
+        let per = |f: &dyn Fn(&Figures) -> u64| -> Vec<(String, u64)> {
             per_backend
                 .iter()
-                .map(|(k, b, n)| (k.clone(), f(b, *n)))
+                .map(|(k, fig)| (k.clone(), f(fig)))
                 .collect()
         };
         emit_gauge(
@@ -361,56 +385,56 @@ impl Collect for BalancerMetrics {
             "backend_sessions",
             "RTSP sessions per back end (service/address)",
             "backend",
-            per(&|_, n| n),
+            per(&|f| f.sessions),
         )?;
         emit_counter(
             scrape,
             "backend_sessions_started",
             "Sessions given to each back end",
             "backend",
-            per(&|b, _| read(&b.stats.sessions_total)),
+            per(&|f| f.sessions_total),
         )?;
         emit_counter(
             scrape,
             "backend_connections",
             "Connections opened to each back end",
             "backend",
-            per(&|b, _| read(&b.stats.connections)),
+            per(&|f| f.connections),
         )?;
         emit_counter(
             scrape,
             "backend_connect_failures",
             "Failed connections to each back end",
             "backend",
-            per(&|b, _| read(&b.stats.connect_failures)),
+            per(&|f| f.connect_failures),
         )?;
         emit_counter(
             scrape,
             "backend_received_bytes",
             "Bytes from clients to each back end",
             "backend",
-            per(&|b, _| read(&b.stats.bytes_in)),
+            per(&|f| f.bytes_in),
         )?;
         emit_counter(
             scrape,
             "backend_sent_bytes",
             "Bytes from each back end to clients",
             "backend",
-            per(&|b, _| read(&b.stats.bytes_out)),
+            per(&|f| f.bytes_out),
         )?;
         emit_counter(
             scrape,
             "backend_packets",
             "Interleaved RTP/RTCP packets both ways, per back end",
             "backend",
-            per(&|b, _| read(&b.stats.packets)),
+            per(&|f| f.packets),
         )?;
         emit_counter(
             scrape,
             "backend_health_transitions",
             "Health state changes per back end",
             "backend",
-            per(&|b, _| b.health_transitions()),
+            per(&|f| f.health_transitions),
         )?;
         let _ = as_refs;
         Ok(())

@@ -8,18 +8,19 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use mediagate_config::{
     BackendSpec, BalancerConfig, HealthCheckKind, HealthConfig, MediaMode, SchedulerName,
-    ServiceConfig,
+    ServiceConfig, ServiceKind,
 };
 
 use mediagate_relay::engine::{LatchPolicy, Pair, PairRelay, PairRelayConfig};
 
 use crate::backend::{BackendId, BackendView};
 use crate::health::{CheckConfig, CheckKind, ExpectStatus, HealthChecker, PassiveReporter};
+use crate::l4::ServiceCounters;
 use crate::rtsp::sessions::{SessionLimits, SessionTable};
 use crate::sched::{Algorithm, PickRequest, Scheduler};
 use crate::sched::{ClientIpTable, DEFAULT_PERSISTENCE_CAPACITY};
@@ -150,6 +151,32 @@ pub(crate) struct Service {
     pub(crate) relay: Option<PairRelay>,
     /// The relayed pairs of each session, by the balancer's session ID.
     pairs: Mutex<HashMap<String, Vec<(BackendId, Pair)>>>,
+    /// `kind = "tcp"`/`"udp"`: the L4 service's counters, once it runs.
+    pub(crate) l4: OnceLock<Arc<ServiceCounters>>,
+    /// Told when a back end goes down (the L4 service drops its UDP flows).
+    down_hooks: Mutex<Vec<DownHook>>,
+}
+
+struct DownHook(Box<dyn Fn(BackendId) -> usize + Send + Sync>);
+
+impl std::fmt::Debug for DownHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DownHook")
+    }
+}
+
+/// What the balancer counted of one back end, RTSP and L4 together.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Figures {
+    /// Sessions (RTSP) and flows (L4) running now.
+    pub(crate) sessions: u64,
+    pub(crate) sessions_total: u64,
+    pub(crate) connections: u64,
+    pub(crate) connect_failures: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) packets: u64,
+    pub(crate) health_transitions: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -200,7 +227,7 @@ impl Service {
         let max_sessions = usize::try_from(role.max_sessions.get()).unwrap_or(usize::MAX);
         let listen: Vec<SocketAddr> = config.listen.iter().map(|a| a.0).collect();
         let relay = match config.media_mode.get() {
-            MediaMode::Relay => {
+            MediaMode::Relay if *config.kind.get() == ServiceKind::Rtsp => {
                 // Pairs bind on the addresses clients reach the service on (a wildcard
                 // listener: every interface).
                 let mut addresses: Vec<IpAddr> = listen.iter().map(SocketAddr::ip).collect();
@@ -222,7 +249,7 @@ impl Service {
                 })?;
                 Some(relay)
             }
-            MediaMode::Direct | MediaMode::Redirect => None,
+            _ => None,
         };
         Ok(Service {
             name: config.name.get().clone(),
@@ -247,7 +274,75 @@ impl Service {
             stats: ServiceStats::default(),
             relay,
             pairs: Mutex::new(HashMap::new()),
+            l4: OnceLock::new(),
+            down_hooks: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Runs `hook` whenever a back end goes down.
+    pub(crate) fn on_backend_down(
+        &self,
+        hook: impl Fn(BackendId) -> usize + Send + Sync + 'static,
+    ) {
+        lock(&self.down_hooks).push(DownHook(Box::new(hook)));
+    }
+
+    /// Each back end with what was counted of it.
+    pub(crate) fn figures(&self) -> Vec<(&Backend, Figures)> {
+        let counts = self.table().count_by_backend();
+        let l4 = self.l4.get().map(|c| c.snapshot());
+        self.backends
+            .iter()
+            .map(|b| {
+                let st = &b.stats;
+                let mut f = Figures {
+                    sessions: counts.get(&b.id).copied().unwrap_or(0),
+                    sessions_total: read(&st.sessions_total),
+                    connections: read(&st.connections),
+                    connect_failures: read(&st.connect_failures),
+                    bytes_in: read(&st.bytes_in),
+                    bytes_out: read(&st.bytes_out),
+                    packets: read(&st.packets),
+                    health_transitions: b.health_transitions(),
+                };
+                if let Some(s) = l4.as_ref().and_then(|l4| l4.backends.get(&b.id)) {
+                    f.sessions += s.active;
+                    f.sessions_total += s.flows;
+                    f.connections += s.flows;
+                    f.connect_failures += s.connect_failures;
+                    f.bytes_in += s.bytes_to_backend;
+                    f.bytes_out += s.bytes_to_client;
+                    f.packets += s.packets_to_backend + s.packets_to_client;
+                }
+                (b, f)
+            })
+            .collect()
+    }
+
+    /// A back end for a new L4 flow other than `avoid`, with running flow counts from
+    /// `flows`.
+    pub(crate) fn pick_flow(
+        &self,
+        client_ip: IpAddr,
+        avoid: Option<BackendId>,
+        flows: impl Fn(BackendId) -> u64,
+    ) -> Option<&Backend> {
+        let mut views = self.views();
+        views.retain(|v| Some(v.id) != avoid);
+        for v in &mut views {
+            v.sessions = flows(v.id);
+        }
+        let req = PickRequest {
+            client_ip,
+            url: None,
+        };
+        let mut scheduler = lock(&self.scheduler);
+        let id = match &self.persistence {
+            Some(table) => lock(table).pick(&mut scheduler, &req, &views, Instant::now()),
+            None => scheduler.pick(&req, &views),
+        }?;
+        drop(scheduler);
+        self.backend(id)
     }
 
     /// Ties a relayed pair to session `id`, so the session's end closes it.
@@ -283,7 +378,8 @@ impl Service {
         if let Some(p) = &self.persistence {
             lock(p).forget_backend(backend);
         }
-        ended.len()
+        let flows: usize = lock(&self.down_hooks).iter().map(|h| (h.0)(backend)).sum();
+        ended.len() + flows
     }
 
     /// Ends session `id` (TEARDOWN): out of the table, its pairs closed.
@@ -370,8 +466,12 @@ impl Service {
         expired.len()
     }
 
+    /// Sessions (RTSP) or flows (L4) running now.
     pub(crate) fn sessions(&self) -> usize {
-        self.table().len()
+        let flows: u64 = self.l4.get().map_or(0, |c| {
+            c.snapshot().backends.values().map(|b| b.active).sum()
+        });
+        self.table().len() + usize::try_from(flows).unwrap_or(usize::MAX)
     }
 }
 

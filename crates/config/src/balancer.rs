@@ -9,9 +9,7 @@
 //! optionally followed by ` weight=N`, so an error points at the one value to fix.
 //!
 //! What it does not: resolve names, open sockets or decide anything; the balancer
-//! crate's role does. Keys the running balancer does not act on yet (L4 kinds) parse
-//! here so their syntax is fixed, and [`crate::validate`] refuses them with "not
-//! yet".
+//! crate's role does.
 
 use std::fmt;
 use std::str::FromStr;
@@ -488,16 +486,16 @@ mod validate_tests {
     }
 
     #[test]
-    fn what_is_not_acted_on_yet_is_refused_where_it_is_written() {
-        let text = "[edge]\nenabled = false\n[balancer]\nenabled = true\n[[balancer.service]]\nname = \"a\"\nlisten = [\"0.0.0.0:554\"]\nbackends = [\"10.0.0.1:554\"]\nkind = \"tcp\"\npersistence_timeout = \"0s\"\n[[balancer.service]]\nname = \"a\"\nlisten = []\nbackends = []\n";
+    fn service_mistakes_are_reported_where_they_are_written() {
+        let text = "[edge]\nenabled = false\n[balancer]\nenabled = true\n[[balancer.service]]\nname = \"a\"\nlisten = [\"0.0.0.0:554\"]\nbackends = [\"10.0.0.1:554\"]\nkind = \"tcp\"\nmedia_mode = \"relay\"\npersistence_timeout = \"0s\"\n[[balancer.service]]\nname = \"a\"\nlisten = []\nbackends = []\n";
         assert_eq!(
             errors(text),
             [
-                "f.toml:9:8: service \"a\": kind tcp and udp (L4 services) is not acted on yet by this version of the balancer; remove it",
-                "f.toml:10:23: service \"a\": persistence_timeout must be longer than 0s; leave it out for no persistence",
-                "f.toml:12:8: the service name \"a\" is already used; each service needs its own",
-                "f.toml:13:10: service \"a\" has no listen address; add one such as \"0.0.0.0:554\"",
-                "f.toml:14:12: service \"a\" has no back end; add one such as \"rtsp://10.0.0.1:8554\"",
+                "f.toml:10:14: service \"a\": media_mode and ports apply to kind = \"rtsp\" only; remove them",
+                "f.toml:11:23: service \"a\": persistence_timeout must be longer than 0s; leave it out for no persistence",
+                "f.toml:13:8: the service name \"a\" is already used; each service needs its own",
+                "f.toml:14:10: service \"a\" has no listen address; add one such as \"0.0.0.0:554\"",
+                "f.toml:15:12: service \"a\" has no back end; add one such as \"rtsp://10.0.0.1:8554\"",
             ]
         );
     }

@@ -364,7 +364,6 @@ fn check_balancer(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, S
             "balancer.session_timeout must be longer than 0s".into(),
         );
     }
-    let not_yet = "is not acted on yet by this version of the balancer; remove it";
     for (i, service) in balancer.service.iter().enumerate() {
         let name = service.name.get();
         if name.is_empty() {
@@ -400,12 +399,6 @@ fn check_balancer(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, S
                 ),
             );
         }
-        if *service.kind.get() != crate::ServiceKind::Rtsp {
-            fail(
-                service.kind.span(),
-                format!("service \"{name}\": kind tcp and udp (L4 services) {not_yet}"),
-            );
-        }
         if let Some(p) = service.persistence_timeout.as_ref().filter(|p| p.is_zero()) {
             fail(
                 p.span(),
@@ -427,7 +420,17 @@ fn check_balancer(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, S
                 );
             }
         }
-        if *service.media_mode.get() == crate::MediaMode::Relay {
+        if *service.kind.get() != crate::ServiceKind::Rtsp {
+            for span in [service.media_mode.span(), service.ports.span()]
+                .into_iter()
+                .flatten()
+            {
+                fail(
+                    Some(span),
+                    format!("service \"{name}\": media_mode and ports apply to kind = \"rtsp\" only; remove them"),
+                );
+            }
+        } else if *service.media_mode.get() == crate::MediaMode::Relay {
             let ports = service.ports.range();
             if *config.relay.enabled && ports.overlaps(config.relay.ports.range()) {
                 fail(

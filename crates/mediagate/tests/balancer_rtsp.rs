@@ -1,6 +1,7 @@
 //! The balancer role with real peers: three gst-rtsp-server origins (the test kit's) as
-//! back ends on loopback, ffmpeg viewers through `mediagate balancer` over TCP
-//! interleaved, UDP and the HTTP tunnel in its media modes, and raw RTSP for what
+//! back ends on loopback, ffmpeg and GStreamer rtspsrc viewers through `mediagate
+//! balancer` over TCP interleaved, UDP and the HTTP tunnel in its media modes, a
+//! kill -9 of an origin under health checks, and raw RTSP for what
 //! players never send (unknown sessions, `destination=` to a third party, malformed
 //! requests). Which back end served which session is read from the origins' request
 //! logs.
@@ -186,12 +187,28 @@ fn relay_mode_serves_tcp_and_http_tunnel_viewers() {
 }
 
 #[test]
-fn direct_mode_serves_udp_and_tcp_viewers() {
+fn direct_mode_serves_udp_tcp_and_http_tunnel_viewers() {
     let origins = origins();
     let balancer = Balancer::start(&origins, "direct", "");
     read_ok(&balancer.url("/live"), Transport::Udp);
     read_ok(&balancer.url("/live"), Transport::Tcp);
-    assert_eq!(plays(&origins).iter().sum::<usize>(), 2);
+    read_ok(&balancer.url("/live"), Transport::HttpTunnel);
+    assert_eq!(plays(&origins).iter().sum::<usize>(), 3);
+}
+
+#[test]
+fn gstreamer_rtspsrc_plays_over_udp_and_tcp_in_relay_mode() {
+    let origins = origins();
+    let balancer = Balancer::start(&origins, "relay", "");
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let report =
+            mediagate_testkit::rtspsrc(&balancer.url("/live"), transport, Duration::from_secs(2))
+                .expect("rtspsrc runs");
+        assert!(
+            report.video_buffers > 5 && report.errors.is_empty(),
+            "rtspsrc over {transport}: {report:#?}"
+        );
+    }
 }
 
 #[test]

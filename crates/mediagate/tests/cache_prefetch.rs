@@ -235,10 +235,11 @@ fn a_cancelled_prefetch_leaves_a_partial_object() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    // The terminal shows a bar redrawn in place.
+    // The terminal shows a bar redrawn in place (it polls on its own clock, so it may
+    // be a redraw or two behind the API read above: any filled cell will do).
     let drawn = String::from_utf8_lossy(&on_terminal.stdout_bytes()).into_owned();
     assert!(
-        drawn.contains("\r[###") && drawn.contains("%  "),
+        drawn.contains("\r[#") && drawn.contains("%  "),
         "{drawn:?}\n{}",
         on_terminal.diagnostics()
     );

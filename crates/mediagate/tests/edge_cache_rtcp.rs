@@ -137,8 +137,10 @@ fn hit_viewers_get_sender_reports_and_their_receiver_reports_are_recorded() {
                 reports += 1;
                 assert_eq!((sr.packet_count, sr.octet_count), (packets, octets));
                 let ahead = last_ts.unwrap().wrapping_sub(sr.rtp_timestamp) as i32;
+                // Packets go out up to the player's lead plus one batch (300 + 100 ms)
+                // before their time, and the last one of a batch may be a frame later.
                 assert!(
-                    (-9_000..=90 * 400).contains(&ahead),
+                    (-9_000..=90 * 500).contains(&ahead),
                     "the last packet sent is {ahead} ticks ahead of the SR's time"
                 );
             }

@@ -399,3 +399,140 @@ fn one_viewer_fills_an_object_and_a_concurrent_one_just_passes_through() {
     results.sort_unstable();
     assert_eq!(results, ["MISS", "PASS"], "{rows:#?}");
 }
+
+/// (seq, timestamp, SSRC) of an RTP packet.
+fn numbering(rtp: &[u8]) -> (u16, u32, u32) {
+    let p = mediagate_rtp::RtpPacket::parse(rtp).expect("an RTP packet");
+    (p.sequence_number(), p.timestamp(), p.ssrc())
+}
+
+/// The last video packet among `frames`.
+fn last_video(frames: &[common::Frame]) -> Option<(u16, u32, u32)> {
+    frames
+        .iter()
+        .rev()
+        .find(|f| f.channel == 0)
+        .map(|f| numbering(&f.payload))
+}
+
+/// After a PLAY answered `play`, following a last video packet `before`: the first
+/// video packet read within a second is the one RTP-Info names (its timestamp at most
+/// `late_ms` after the range start), with the same SSRC, the next sequence number, and
+/// a timestamp after `before`'s. Returns the last video packet read.
+fn goes_on(
+    c: &mut common::RawRtsp,
+    play: &mediagate_rtsp::Response,
+    before: (u16, u32, u32),
+    late_ms: u32,
+    what: &str,
+) -> (u16, u32, u32) {
+    assert_eq!(play.status.as_u16(), 200, "{what}: {play:?}");
+    let (seq, rtptime) = rtp_info(play, 0);
+    let frames = c.read_frames_for(Duration::from_secs(1));
+    let first = frames
+        .iter()
+        .find(|f| f.channel == 0)
+        .map(|f| numbering(&f.payload))
+        .unwrap_or_else(|| panic!("{what}: no video"));
+    assert_eq!(first.2, before.2, "{what}: one SSRC for the viewer");
+    assert_eq!(first.0, seq, "{what}: RTP-Info seq is the first packet's");
+    assert_eq!(
+        seq,
+        before.0.wrapping_add(1),
+        "{what}: no sequence gap ({before:?} then {first:?})"
+    );
+    let late = first.1.wrapping_sub(rtptime) as i32;
+    assert!(
+        (0..=(late_ms * 90) as i32).contains(&late),
+        "{what}: first packet {late} ticks after RTP-Info's rtptime"
+    );
+    let step = first.1.wrapping_sub(before.1) as i32;
+    assert!(
+        (1..=90_000).contains(&step),
+        "{what}: timestamps go on ({step} ticks after the last one)"
+    );
+    last_video(&frames).unwrap_or(first)
+}
+
+#[test]
+fn one_session_moves_between_origin_and_cache_as_one_stream() {
+    let origin = Origin::start(OriginOptions {
+        vod_seconds: 30,
+        ..OriginOptions::default()
+    })
+    .expect("origin starts");
+    let cache = CacheDir::new("seam");
+    let edge = edge_with_cache(&origin, &cache);
+    let url = edge.url("/clip");
+    let mut c = common::RawRtsp::connect(edge.port);
+    assert_eq!(c.req("DESCRIBE", &url, &[]).status.as_u16(), 200);
+    let r = c.req(
+        "SETUP",
+        &format!("{url}/trackID=0"),
+        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+    );
+    assert_eq!(r.status.as_u16(), 200, "{r:?}");
+    let session = r
+        .headers
+        .get("Session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = c.req(
+        "SETUP",
+        &format!("{url}/trackID=1"),
+        &[
+            ("Transport", "RTP/AVP/TCP;unicast;interleaved=2-3"),
+            ("Session", &session),
+        ],
+    );
+    assert_eq!(r.status.as_u16(), 200, "{r:?}");
+    let s = [("Session", session.as_str())];
+
+    // A miss: the origin serves it, the edge numbers it and records 3 s.
+    c.record_frames();
+    let play = c.req("PLAY", &url, &s);
+    assert_eq!(play.status.as_u16(), 200, "{play:?}");
+    let (seq, rtptime) = rtp_info(&play, 0);
+    let frames = c.read_frames_for(Duration::from_secs(3));
+    let first = frames
+        .iter()
+        .find(|f| f.channel == 0)
+        .map(|f| numbering(&f.payload))
+        .expect("video");
+    assert_eq!((first.0, first.1), (seq, rtptime), "RTP-Info of the miss");
+    assert_eq!(c.req("PAUSE", &url, &s).status.as_u16(), 200);
+    std::thread::sleep(Duration::from_millis(800));
+    let mut before = last_video(&c.take_frames())
+        .or(last_video(&frames))
+        .unwrap();
+    assert_eq!(origin.play_count("/vod"), 1);
+
+    // Past what is held: the origin again (a seek there), numbering going on.
+    let play = c.req("PLAY", &url, &[s[0], ("Range", "npt=10-")]);
+    before = last_video(&c.take_frames()).unwrap_or(before);
+    before = goes_on(&mut c, &play, before, 200, "origin seek");
+    assert_eq!(origin.play_count("/vod"), 2);
+
+    // Back into the held start: the cache serves it (no origin PLAY), going on with
+    // the origin's numbering.
+    let play = c.req("PLAY", &url, &[s[0], ("Range", "npt=1-")]);
+    assert!(
+        play.headers
+            .get("Range")
+            .is_some_and(|r| r.starts_with("npt=1.000-")),
+        "a hit from the keyframe at 1 s: {play:?}"
+    );
+    before = last_video(&c.take_frames()).unwrap_or(before);
+    before = goes_on(&mut c, &play, before, 0, "origin to cache");
+    assert_eq!(origin.play_count("/vod"), 2, "a hit sends no origin PLAY");
+
+    // And out again: the paused origin session serves it, numbering going on.
+    let play = c.req("PLAY", &url, &[s[0], ("Range", "npt=20-")]);
+    before = last_video(&c.take_frames()).unwrap_or(before);
+    goes_on(&mut c, &play, before, 200, "cache to origin");
+    assert_eq!(origin.play_count("/vod"), 3);
+    assert_eq!(c.req("TEARDOWN", &url, &s).status.as_u16(), 200);
+}

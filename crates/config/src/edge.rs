@@ -172,10 +172,15 @@ pub struct CacheConfig {
     /// `Cache-Control` max-age, `Expires` or `Last-Modified`); after that a viewer's
     /// PLAY revalidates it with a conditional DESCRIBE. Default: `"1h"`.
     pub default_ttl: CacheTtl,
+    /// Most bytes of cached media kept in memory, shared by the viewers of each object
+    /// where their playback overlaps. Default: `"64MiB"`.
+    pub memory: Located<ByteSize>,
 }
 
 /// The default cache size.
 pub const CACHE_DEFAULT_SIZE: ByteSize = ByteSize::from_gib(1);
+/// The default memory for shared reads of cached media.
+pub const CACHE_DEFAULT_MEMORY: ByteSize = ByteSize::from_mib(64);
 
 impl Default for CacheConfig {
     fn default() -> Self {
@@ -184,6 +189,7 @@ impl Default for CacheConfig {
             dir: None,
             size: Located::new(CACHE_DEFAULT_SIZE),
             default_ttl: CacheTtl::from_millis_const(3_600_000),
+            memory: Located::new(CACHE_DEFAULT_MEMORY),
         }
     }
 }
@@ -528,6 +534,7 @@ mod tests {
         let cache = &cfg.edge.cache;
         assert!(*cache.enabled);
         assert_eq!(cache.size.bytes(), 1 << 30);
+        assert_eq!(cache.memory.bytes(), 64 << 20);
         assert_eq!(
             cache.dir_under(cfg.state_dir.get()),
             std::path::Path::new("/srv/mg/cache")
@@ -541,7 +548,7 @@ mod tests {
     #[test]
     fn cache_settings_are_read() {
         let cfg = crate::parse_config(
-            "[edge.cache]\nenabled = false\ndir = \"/var/cache/mg\"\nsize = \"2GiB\"\n[[edge.route]]\nadvertised = \"/a\"\norigin = \"rtsp://o/a\"\ncache = false\ncache_max_object = \"512MiB\"\ncache_authenticated = true\n[[edge.route]]\nadvertised = \"/b\"\norigin = \"rtsp://o/b\"\ncache_max_object = 1048576\n",
+            "[edge.cache]\nenabled = false\ndir = \"/var/cache/mg\"\nsize = \"2GiB\"\nmemory = \"8MiB\"\n[[edge.route]]\nadvertised = \"/a\"\norigin = \"rtsp://o/a\"\ncache = false\ncache_max_object = \"512MiB\"\ncache_authenticated = true\n[[edge.route]]\nadvertised = \"/b\"\norigin = \"rtsp://o/b\"\ncache_max_object = 1048576\n",
         )
         .expect("valid");
         let cache = &cfg.edge.cache;
@@ -551,6 +558,7 @@ mod tests {
             std::path::Path::new("/var/cache/mg")
         );
         assert_eq!(cache.size.bytes(), 2 << 30);
+        assert_eq!(cache.memory.bytes(), 8 << 20);
         let a = &cfg.edge.route[0];
         assert!(!*a.cache.get());
         assert_eq!(

@@ -85,7 +85,7 @@ pub use duration::HumanDuration;
 pub use edge::{
     AccountingMode, AuthScheme, CacheConfig, CacheTtl, ClientAcl, ConnectionTimeout, Credentials,
     EdgeConfig, ForwardProxy, MaxConnections, MaxViewers, ReconnectConfig, Route,
-    UpstreamTransport, ViewerBacklog, CACHE_DEFAULT_SIZE,
+    UpstreamTransport, ViewerBacklog, CACHE_DEFAULT_MEMORY, CACHE_DEFAULT_SIZE,
 };
 pub use edge_auth::{Access, EdgeAuth, LdapConfig};
 pub use load::{

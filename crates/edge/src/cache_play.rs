@@ -1,10 +1,13 @@
 //! Serving a hit: one viewer's playback of a held range of a cache object, with no
 //! origin media session (issue 13 item 3).
 //!
-//! A reader thread pulls packets off disk in media-time order (the cache verifies each
-//! one's checksum) into a small bounded channel; the player task sends each when its
+//! The player takes packets in media-time order from the object's shared blocks
+//! (`cache_shared`: read from disk once, the cache verifying each packet's checksum,
+//! and shared in memory by every viewer of the object), reading the next block while
+//! it plays the current one; the player task sends each packet when its
 //! media time is due, measured from the PLAY (a small lead is allowed so the player's
-//! jitter buffer fills at once), and rewrites its sequence number, timestamp and SSRC
+//! jitter buffer fills at once; packets due within 100 ms of each other go out as one
+//! batch, one `sendmmsg` per UDP track), and rewrites its sequence number, timestamp and SSRC
 //! per viewer ([`Rewriter`]): sequence numbers run on without a gap and timestamps
 //! continue across PAUSE and seek, and the PLAY answer's `RTP-Info` (url; seq;
 //! rtptime) and `Range` name exactly where the first packets sent sit (RFC 2326
@@ -16,21 +19,29 @@
 //! (`source::Continuation`): the viewer's origin session goes on from there with this
 //! player's [`Rewriter`], so the viewer sees one stream (`seam`).
 //!
-//! What it does not: send RTCP sender reports (players synchronise tracks by the
-//! `RTP-Info` of the PLAY answer), share one read of an object between viewers, or
-//! change speed (`Scale` is not honoured on hits).
+//! Every 5 s (the first after 0.5 s) each track sends an RTCP sender report with an
+//! SDES CNAME (RFC 3550 §6.4.1, §6.5.1): its NTP timestamp is the wall clock and its
+//! RTP timestamp the media time playing at that instant in the viewer's own numbering,
+//! with the packets and payload octets sent under that SSRC, so players can sync
+//! tracks by SR as well as by `RTP-Info`. UDP viewers' receiver reports, read from the
+//! session's RTCP port, give the access log's `lost` (TCP viewers' arrive on their
+//! interleaved RTCP channel, which the viewer session reads).
+//!
+//! What it does not: change speed (`Scale` is not honoured on hits), or answer
+//! receiver reports with LSR/DLSR-based round-trip figures.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use mediagate_cache::{ObjectKey, PacketOut, Reader};
+use mediagate_cache::{ObjectKey, PacketOut};
 use mediagate_rtp::rtcp::build::CompoundWriter;
-use mediagate_rtp::RtpPacketMut;
-use tokio::sync::{mpsc, oneshot};
+use mediagate_udp::{BatchSender, GsoMode};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::cache_shared::{Block, BlockNext, ObjectVersion};
 use crate::cache_store::CacheStore;
 use crate::conn_out::ConnOut;
 use crate::ports::SocketPair;
@@ -40,17 +51,24 @@ use crate::source::Continuation;
 /// How far ahead of its media time a packet may go out.
 const LEAD: Duration = Duration::from_millis(300);
 
-/// Packets read ahead of the player.
-const READ_AHEAD: usize = 256;
+/// Time between RTCP sender reports of a track, and before the first (so every track
+/// has sent something by then).
+const SR_INTERVAL: Duration = Duration::from_secs(5);
+const FIRST_SR: Duration = Duration::from_millis(500);
+
+/// Packets due within this much of the first of a batch go out with it, so a packet
+/// may leave up to `LEAD + BATCH_WINDOW` before its media time.
+const BATCH_WINDOW: Duration = Duration::from_millis(100);
+/// Packets in one batch, at most.
+const MAX_BATCH: usize = 64;
 
 /// The gap left in media time after a seek, so the last packet before it and the
 /// first after it never share a timestamp.
 const SEEK_GAP_MS: i64 = 40;
 
-/// What the reader thread hands the player.
-#[derive(Debug)]
-enum Feed {
-    Packet(PacketOut),
+/// Why there is no packet at the cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RangeEnd {
     /// The end of the held range.
     End,
     /// A packet did not verify: the range ends there.
@@ -64,6 +82,9 @@ struct OutTrack {
     next_seq: u16,
     ts_base: u32,
     clock: u32,
+    /// RTP packets and payload octets sent under `ssrc` (RFC 3550 §6.4.1: they wrap).
+    packets: u32,
+    octets: u32,
 }
 
 /// Per-viewer numbering of what the player sends, sans-IO. Output timestamps are
@@ -87,6 +108,8 @@ impl Rewriter {
                 next_seq: (random() & 0x7fff) as u16,
                 ts_base: random(),
                 clock: clock.max(1),
+                packets: 0,
+                octets: 0,
             })
             .collect();
         Self {
@@ -110,12 +133,44 @@ impl Rewriter {
 
     /// The RTP timestamp of media time `ms` on track `slot` (what `RTP-Info` says).
     pub fn rtptime_at(&self, slot: usize, ms: u64) -> Option<u32> {
+        self.rtptime_at_us(slot, ms.saturating_mul(1000))
+    }
+
+    /// The RTP timestamp of media time `us` (microseconds) on track `slot`.
+    pub fn rtptime_at_us(&self, slot: usize, us: u64) -> Option<u32> {
         let t = self.tracks.get(slot)?;
-        let ticks = i128::from(ms) * i128::from(t.clock) / 1000;
+        let ticks = i128::from(us) * i128::from(t.clock) / 1_000_000;
         Some(
             t.ts_base
                 .wrapping_add((ticks as i64 + self.shift_ticks(t)) as u32),
         )
+    }
+
+    /// An RTCP compound packet for track `slot`: a sender report (RFC 3550 §6.4.1)
+    /// whose RTP timestamp is media time `media_us` and whose NTP timestamp is `ntp`
+    /// (the same instant), with the packets and octets sent so far, and the SDES CNAME
+    /// every compound packet carries (§6.1), one per viewer so players sync its tracks.
+    /// None before the track has sent anything.
+    pub fn sender_report(&self, slot: usize, media_us: u64, ntp: u64) -> Option<Bytes> {
+        let t = self.tracks.get(slot)?;
+        if t.packets == 0 {
+            return None;
+        }
+        let info = mediagate_rtp::rtcp::SenderInfo {
+            ssrc: t.ssrc,
+            ntp_timestamp: ntp,
+            rtp_timestamp: self.rtptime_at_us(slot, media_us)?,
+            packet_count: t.packets,
+            octet_count: t.octets,
+        };
+        let cname = format!("mediagate-{:08x}", self.tracks.first()?.ssrc);
+        let mut buf = [0u8; 128];
+        let mut w = CompoundWriter::new(&mut buf);
+        w.sender_report(&info, &[])
+            .and_then(|w| w.sdes_cname(t.ssrc, cname.as_bytes()))
+            .ok()?;
+        let n = w.finish().ok()?;
+        Some(Bytes::copy_from_slice(&buf[..n]))
     }
 
     /// The sequence number the next packet of `slot` gets.
@@ -129,22 +184,56 @@ impl Rewriter {
 
     /// The viewer's copy of `p`; None when it is not a valid RTP packet.
     pub fn rewrite(&mut self, p: &PacketOut) -> Option<Bytes> {
-        let shift_ms = self.shift_ms;
-        let t = self.tracks.get_mut(usize::from(p.track))?;
-        let mut buf = BytesMut::from(&p.rtp[..]);
-        let mut pkt = RtpPacketMut::new(&mut buf).ok()?;
-        let shift = shift_ms * i64::from(t.clock) / 1000;
-        pkt.set_sequence_number(t.next_seq);
-        pkt.set_timestamp(
-            t.ts_base
-                .wrapping_add((p.media_ticks as i64 + shift) as u32),
-        );
-        pkt.set_ssrc(t.ssrc);
-        t.next_seq = t.next_seq.wrapping_add(1);
-        let out_ms = media_ms(p.media_ticks, t.clock) as i64 + shift_ms;
-        self.last_out_ms = Some(self.last_out_ms.map_or(out_ms, |l| l.max(out_ms)));
+        let head = self.next_head(p)?;
+        let mut buf = BytesMut::with_capacity(p.rtp.len());
+        buf.extend_from_slice(&head);
+        buf.extend_from_slice(p.rtp.get(RTP_FIXED..)?);
         Some(buf.freeze())
     }
+
+    /// The viewer's copy of `p` in two parts: its own RTP fixed header and the rest of
+    /// the packet, shared (no copy); None when it is not a valid RTP packet.
+    pub fn rewrite_split(&mut self, p: &PacketOut) -> Option<([u8; RTP_FIXED], Bytes)> {
+        let head = self.next_head(p)?;
+        Some((head, p.rtp.slice(RTP_FIXED..)))
+    }
+
+    /// The RTP fixed header (RFC 3550 §5.1) the viewer gets for `p`: sequence number,
+    /// timestamp and SSRC are its own; CSRCs and extensions after it are unchanged.
+    fn next_head(&mut self, p: &PacketOut) -> Option<[u8; RTP_FIXED]> {
+        let payload = mediagate_rtp::RtpPacket::parse(&p.rtp)
+            .ok()?
+            .payload()
+            .len();
+        let shift_ms = self.shift_ms;
+        let t = self.tracks.get_mut(usize::from(p.track))?;
+        let mut head: [u8; RTP_FIXED] = p.rtp.get(..RTP_FIXED)?.try_into().ok()?;
+        let shift = shift_ms * i64::from(t.clock) / 1000;
+        let ts = t
+            .ts_base
+            .wrapping_add((p.media_ticks as i64 + shift) as u32);
+        head[2..4].copy_from_slice(&t.next_seq.to_be_bytes());
+        head[4..8].copy_from_slice(&ts.to_be_bytes());
+        head[8..12].copy_from_slice(&t.ssrc.to_be_bytes());
+        t.next_seq = t.next_seq.wrapping_add(1);
+        t.packets = t.packets.wrapping_add(1);
+        t.octets = t.octets.wrapping_add(payload as u32);
+        let out_ms = media_ms(p.media_ticks, t.clock) as i64 + shift_ms;
+        self.last_out_ms = Some(self.last_out_ms.map_or(out_ms, |l| l.max(out_ms)));
+        Some(head)
+    }
+}
+
+/// Bytes of the RTP fixed header, the part a viewer's copy rewrites.
+const RTP_FIXED: usize = 12;
+
+/// A packet of a batch as the viewer gets it.
+#[derive(Debug)]
+enum Item {
+    /// A UDP viewer's datagram (its own copy: one datagram is one buffer).
+    Whole(Bytes),
+    /// An interleaved viewer's frame: its own fixed header, the rest shared.
+    Split([u8; RTP_FIXED], Bytes),
 }
 
 /// Media time in ms of `ticks` at `clock` Hz.
@@ -183,12 +272,11 @@ pub(crate) struct PlayStart {
 /// The state that survives a PAUSE.
 #[derive(Debug)]
 struct State {
-    feed: mpsc::Receiver<Feed>,
-    /// A packet read but not yet due when the player paused.
-    pending: Option<PacketOut>,
+    /// Where the player is: the packet at the cursor is the next to send.
+    feed: Cursor,
     rewriter: Rewriter,
     clocks: Vec<u32>,
-    /// Where playback resumes when nothing is pending.
+    /// Where playback resumes when the next packet's block is not in memory.
     position_ms: u64,
     /// The held range ended (a BYE was sent).
     ended: bool,
@@ -202,50 +290,146 @@ pub(crate) struct CachePlayer {
     out: PlayerOut,
     state: Option<State>,
     running: Option<(oneshot::Sender<()>, JoinHandle<State>)>,
+    /// Readers of UDP viewers' RTCP (receiver reports into the tally).
+    rtcp_readers: Vec<JoinHandle<()>>,
 }
 
-/// Opens a reader at `from_ms` and its thread; None when `from_ms` is not held. The
-/// cache opens files for it, so it runs on a blocking thread.
-async fn open_feed(
+impl Drop for CachePlayer {
+    fn drop(&mut self) {
+        for h in &self.rtcp_readers {
+            h.abort();
+        }
+    }
+}
+
+/// Reads what a UDP viewer sends to the session's RTCP port: its receiver reports'
+/// loss goes into the session's tally (RFC 3550 §6.4.2); datagrams from other hosts
+/// are dropped. Reading also keeps the socket's receive buffer from filling.
+async fn read_viewer_rtcp(pair: Arc<SocketPair>, viewer: std::net::IpAddr, tally: Arc<Tally>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let Ok((n, from)) = pair.rtcp.recv_from(&mut buf).await else {
+            return;
+        };
+        if from.ip() == viewer {
+            tally.note_rtcp(&buf[..n]);
+        }
+    }
+}
+
+/// A player's place in the shared blocks of one object (`cache_shared`): the block it
+/// plays and the next one, read while this one plays.
+#[derive(Debug)]
+struct Cursor {
+    store: Arc<CacheStore>,
+    obj: Arc<ObjectVersion>,
+    block: Arc<Block>,
+    pos: usize,
+    ahead: Option<JoinHandle<Arc<Block>>>,
+}
+
+impl Drop for Cursor {
+    fn drop(&mut self) {
+        if let Some(h) = self.ahead.take() {
+            h.abort();
+        }
+    }
+}
+
+impl Cursor {
+    /// The packet at the cursor, when its block is in memory (see [`Cursor::ready`]).
+    /// Players borrow it rather than clone it: many viewers share one block.
+    fn peek(&self) -> Option<&PacketOut> {
+        self.block.packets.get(self.pos)
+    }
+
+    /// Moves past the packet at the cursor.
+    fn advance(&mut self) {
+        self.pos += 1;
+    }
+
+    /// Waits until the packet at the cursor is in memory, or says how the range ends.
+    /// Cancel-safe: it only ever moves to the next block.
+    async fn ready(&mut self) -> Result<(), RangeEnd> {
+        loop {
+            if self.pos < self.block.packets.len() {
+                return Ok(());
+            }
+            match self.block.next {
+                BlockNext::At(ms) => {
+                    let next = match self.ahead.take() {
+                        Some(h) => match h.await {
+                            Ok(b) => b,
+                            Err(_) => self.fetch(ms).await,
+                        },
+                        None => self.fetch(ms).await,
+                    };
+                    self.block = next;
+                    self.pos = 0;
+                    self.read_ahead();
+                }
+                BlockNext::End => return Err(RangeEnd::End),
+                BlockNext::Failed => return Err(RangeEnd::Failed),
+            }
+        }
+    }
+
+    async fn fetch(&self, start_ms: u64) -> Arc<Block> {
+        self.store
+            .shared()
+            .block(&self.store, &self.obj, start_ms)
+            .await
+    }
+
+    fn read_ahead(&mut self) {
+        if let (BlockNext::At(ms), None) = (self.block.next, &self.ahead) {
+            let (store, obj) = (self.store.clone(), self.obj.clone());
+            self.ahead = Some(tokio::spawn(async move {
+                store.shared().block(&store, &obj, ms).await
+            }));
+        }
+    }
+}
+
+/// A cursor at the keyframe at or before `from_ms`; None when `from_ms` is not held.
+/// The cache plans the range (an index look-up) on a blocking thread; the first block
+/// comes from memory when another viewer read it, else from this reader.
+async fn open_cursor(
     store: &Arc<CacheStore>,
     key: &ObjectKey,
     from_ms: u64,
-) -> std::io::Result<Option<(mpsc::Receiver<Feed>, u64)>> {
-    let (store, key) = (store.clone(), key.clone());
-    tokio::task::spawn_blocking(move || {
-        let reader = store
-            .lock()
-            .reader(&key, from_ms, std::time::SystemTime::now())?;
-        let Some(reader) = reader else {
+) -> std::io::Result<Option<(Cursor, u64)>> {
+    let (s, k) = (store.clone(), key.clone());
+    let opened = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let mut cache = s.lock();
+        let Some(reader) = cache.reader(&k, from_ms, std::time::SystemTime::now())? else {
             return Ok(None);
         };
-        let start = reader.start_ms();
-        let (tx, rx) = mpsc::channel(READ_AHEAD);
-        std::thread::Builder::new()
-            .name("cache-read".into())
-            .spawn(move || read_range(reader, &tx))?;
-        Ok(Some((rx, start)))
+        // After `reader`, which may have taken in a finished fill.
+        let Some(info) = cache.lookup(&k) else {
+            return Ok(None);
+        };
+        drop(cache);
+        let obj = ObjectVersion::of(&info);
+        let start = s.shared().offer_reader(&obj, reader);
+        Ok(Some((obj, start)))
     })
     .await
-    .map_err(std::io::Error::other)?
-}
-
-/// The reader thread: packets until the range ends or the player goes away.
-fn read_range(mut reader: Reader, tx: &mpsc::Sender<Feed>) {
-    loop {
-        let item = match reader.next_packet() {
-            Ok(Some(p)) => Feed::Packet(p),
-            Ok(None) => Feed::End,
-            Err(e) => {
-                tracing::warn!(error = %e, "cached packet did not verify; the range ends there");
-                Feed::Failed
-            }
-        };
-        let last = !matches!(item, Feed::Packet(_));
-        if tx.blocking_send(item).is_err() || last {
-            return;
-        }
-    }
+    .map_err(std::io::Error::other)??;
+    let Some((obj, start)) = opened else {
+        return Ok(None);
+    };
+    let obj = Arc::new(obj);
+    let block = store.shared().block(store, &obj, start).await;
+    let mut cursor = Cursor {
+        store: store.clone(),
+        obj,
+        block,
+        pos: 0,
+        ahead: None,
+    };
+    cursor.read_ahead();
+    Ok(Some((cursor, start)))
 }
 
 impl CachePlayer {
@@ -258,23 +442,34 @@ impl CachePlayer {
         from_ms: u64,
         out: PlayerOut,
     ) -> std::io::Result<Option<CachePlayer>> {
-        let Some((feed, start)) = open_feed(&store, &key, from_ms).await? else {
+        let Some((feed, start)) = open_cursor(&store, &key, from_ms).await? else {
             return Ok(None);
         };
         let rewriter = Rewriter::new(&clocks, getrandom_u32);
+        let rtcp_readers =
+            out.dests
+                .iter()
+                .flatten()
+                .filter_map(|(dest, pair)| match (dest, pair) {
+                    (TrackDest::Udp { rtcp, .. }, Some(pair)) => Some(tokio::spawn(
+                        read_viewer_rtcp(pair.clone(), rtcp.ip(), out.tally.clone()),
+                    )),
+                    _ => None,
+                })
+                .collect();
         Ok(Some(CachePlayer {
             key,
             store,
             out,
             state: Some(State {
                 feed,
-                pending: None,
                 rewriter,
                 clocks,
                 position_ms: start,
                 ended: false,
             }),
             running: None,
+            rtcp_readers,
         }))
     }
 
@@ -295,11 +490,10 @@ impl CachePlayer {
         let Some(state) = &mut self.state else {
             return Ok(false);
         };
-        let Some((feed, start)) = open_feed(&self.store, &self.key, from_ms).await? else {
+        let Some((feed, start)) = open_cursor(&self.store, &self.key, from_ms).await? else {
             return Ok(false);
         };
         state.feed = feed;
-        state.pending = None;
         state.position_ms = start;
         state.ended = false;
         state.rewriter.seek_to(start);
@@ -309,7 +503,7 @@ impl CachePlayer {
     /// Where sending would start now.
     pub fn position_ms(&self) -> u64 {
         self.state.as_ref().map_or(0, |s| {
-            s.pending.as_ref().map_or(s.position_ms, |p| {
+            s.feed.peek().map_or(s.position_ms, |p| {
                 media_ms(p.media_ticks, clock_of(&s.clocks, p.track))
             })
         })
@@ -369,8 +563,20 @@ fn getrandom_u32() -> u32 {
     getrandom::u32().unwrap_or_else(|e| panic!("getrandom failed: {e}"))
 }
 
+/// How a batch of packets came to an end.
+enum BatchEnd {
+    /// The next packet is not due yet: send these, then go on.
+    More,
+    /// The player was stopped (PAUSE, a new PLAY, the viewer leaving).
+    Stopped,
+    /// The held range ended.
+    Ended,
+}
+
 /// The player task: sends packets as they fall due until stopped, the range ends or
-/// the viewer goes away; returns its state for a later resume.
+/// the viewer goes away; returns its state for a later resume. Packets due within
+/// [`BATCH_WINDOW`] of each other go out together: one wake-up, and for UDP viewers one
+/// `sendmmsg` per track, instead of one of each per packet.
 async fn run(
     mut state: State,
     out: PlayerOut,
@@ -378,47 +584,209 @@ async fn run(
     mut stop: oneshot::Receiver<()>,
 ) -> State {
     let wall0 = Instant::now();
+    let mut next_sr = wall0 + FIRST_SR;
+    // UDP sends; its scratch buffers are kept across batches.
+    let mut sender = BatchSender::new(GsoMode::Auto);
+    let interleaved: Vec<bool> = out
+        .dests
+        .iter()
+        .map(|d| matches!(d, Some((TrackDest::Interleaved { .. }, _))))
+        .collect();
     loop {
-        let p = match state.pending.take() {
-            Some(p) => p,
-            None => {
-                let next = tokio::select! {
+        let mut batch: Vec<(usize, Item)> = Vec::new();
+        let end = loop {
+            let ready = tokio::select! {
+                biased;
+                _ = &mut stop => break BatchEnd::Stopped,
+                r = state.feed.ready() => r,
+            };
+            let Some(p) = ready.ok().and_then(|()| state.feed.peek()) else {
+                break BatchEnd::Ended;
+            };
+            let ms = media_ms(p.media_ticks, clock_of(&state.clocks, p.track));
+            let when = due(wall0, start_ms, ms);
+            if when > Instant::now() + BATCH_WINDOW {
+                if !batch.is_empty() {
+                    break BatchEnd::More;
+                }
+                tokio::select! {
                     biased;
-                    _ = &mut stop => return state,
-                    f = state.feed.recv() => f,
-                };
-                match next {
-                    Some(Feed::Packet(p)) => p,
-                    Some(Feed::End | Feed::Failed) | None => {
-                        state.ended = true;
-                        if !continue_at_end(&mut state, &out).await {
-                            send_bye(&state, &out).await;
-                        }
+                    _ = &mut stop => break BatchEnd::Stopped,
+                    () = tokio::time::sleep_until(when) => {}
+                }
+            }
+            state.position_ms = ms;
+            let slot = usize::from(p.track);
+            let item = if interleaved.get(slot).copied().unwrap_or(false) {
+                state
+                    .rewriter
+                    .rewrite_split(p)
+                    .map(|(h, rest)| Item::Split(h, rest))
+            } else {
+                state.rewriter.rewrite(p).map(Item::Whole)
+            };
+            if let Some(item) = item {
+                batch.push((slot, item));
+            }
+            state.feed.advance();
+            if batch.len() >= MAX_BATCH {
+                break BatchEnd::More;
+            }
+        };
+        // Packets already numbered go out even when the player was stopped meanwhile,
+        // so the numbering after a resume has no gap; `stop` has fired then and must
+        // not be polled again.
+        let (_keep, mut never) = oneshot::channel();
+        let stop_now = match end {
+            BatchEnd::More => &mut stop,
+            BatchEnd::Stopped | BatchEnd::Ended => &mut never,
+        };
+        if !send_batch(&out, &mut sender, batch, stop_now).await {
+            return state;
+        }
+        match end {
+            BatchEnd::More => {}
+            BatchEnd::Stopped => return state,
+            BatchEnd::Ended => {
+                state.ended = true;
+                if !continue_at_end(&mut state, &out).await {
+                    send_bye(&state.rewriter, &out).await;
+                }
+                return state;
+            }
+        }
+        let now = Instant::now();
+        if now >= next_sr {
+            next_sr = now + SR_INTERVAL;
+            // The media time playing now: packets are due at wall0 + (ms - start_ms).
+            let media_us = start_ms
+                .saturating_mul(1000)
+                .saturating_add(u64::try_from(now.duration_since(wall0).as_micros()).unwrap_or(0));
+            let ntp = ntp_now();
+            for slot in 0..state.clocks.len() {
+                if let Some(sr) = state.rewriter.sender_report(slot, media_us, ntp) {
+                    if !send(&out, slot, true, &sr, &mut stop).await {
                         return state;
                     }
                 }
             }
-        };
-        let ms = media_ms(p.media_ticks, clock_of(&state.clocks, p.track));
-        let when = due(wall0, start_ms, ms);
-        if when > Instant::now() {
-            tokio::select! {
-                biased;
-                _ = &mut stop => {
-                    state.pending = Some(p);
-                    return state;
-                }
-                () = tokio::time::sleep_until(when) => {}
-            }
-        }
-        state.position_ms = ms;
-        let Some(data) = state.rewriter.rewrite(&p) else {
-            continue;
-        };
-        if !send(&out, usize::from(p.track), false, &data, &mut stop).await {
-            return state;
         }
     }
+}
+
+/// Sends a batch: UDP tracks' packets with one `sendmmsg` per track (GSO where
+/// consecutive packets have one size), interleaved ones queued on the connection in
+/// one go (waiting for room while the viewer reads slowly). False when the viewer is
+/// gone or the player was stopped while waiting for room.
+async fn send_batch(
+    out: &PlayerOut,
+    sender: &mut BatchSender,
+    batch: Vec<(usize, Item)>,
+    stop: &mut oneshot::Receiver<()>,
+) -> bool {
+    for slot in 0..out.dests.len() {
+        if let Some((TrackDest::Udp { rtp, .. }, Some(pair))) =
+            out.dests.get(slot).cloned().flatten()
+        {
+            let slices: Vec<&[u8]> = batch
+                .iter()
+                .filter_map(|(s, item)| match item {
+                    Item::Whole(d) if *s == slot => Some(d.as_ref()),
+                    _ => None,
+                })
+                .collect();
+            if !slices.is_empty() {
+                let (sent, bytes) = send_udp_run(sender, &pair.rtp, &slices, rtp).await;
+                out.tally.add(sent, bytes, 0);
+            }
+        }
+    }
+    let frames: Vec<(u8, [u8; RTP_FIXED], Bytes)> = batch
+        .into_iter()
+        .filter_map(|(slot, item)| match (item, out.dests.get(slot)) {
+            (Item::Split(head, rest), Some(Some((TrackDest::Interleaved { rtp, .. }, _)))) => {
+                Some((*rtp, head, rest))
+            }
+            _ => None,
+        })
+        .collect();
+    let size = |f: &[(u8, [u8; RTP_FIXED], Bytes)]| -> u64 {
+        f.iter()
+            .map(|(_, h, rest)| (h.len() + rest.len()) as u64)
+            .sum()
+    };
+    let mut left = frames;
+    while !left.is_empty() {
+        let (n, bytes) = (left.len(), size(&left));
+        left = out.conn.push_media_split(left);
+        out.tally
+            .add((n - left.len()) as u64, bytes - size(&left), 0);
+        if left.is_empty() {
+            break;
+        }
+        // A TCP viewer that reads slowly slows its own playback (as the passthrough
+        // does), never anyone else.
+        if out.conn.is_closed() {
+            return false;
+        }
+        tokio::select! {
+            biased;
+            _ = &mut *stop => return false,
+            () = tokio::time::sleep(Duration::from_millis(5)) => {}
+        }
+    }
+    !out.conn.is_closed()
+}
+
+/// Sends `packets` in order to `to`; returns the datagrams and bytes handed to the
+/// kernel. A socket that stays unwritable for a second drops the rest (UDP loses
+/// rather than stalls, as the hub does).
+async fn send_udp_run(
+    sender: &mut BatchSender,
+    sock: &tokio::net::UdpSocket,
+    packets: &[&[u8]],
+    to: std::net::SocketAddr,
+) -> (u64, u64) {
+    let dests = [to];
+    let mut at = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while at.0 < dests.len() {
+        match sender.send_to_many(sock, packets, &dests, at) {
+            Ok((report, next)) => {
+                at = next;
+                if report.would_block {
+                    let _ = tokio::time::timeout_at(deadline, sock.writable()).await;
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let sent = if at.0 >= dests.len() {
+        packets.len()
+    } else {
+        at.1
+    };
+    let bytes = packets[..sent].iter().map(|p| p.len() as u64).sum();
+    (sent as u64, bytes)
+}
+
+/// Wall-clock time now in the 64-bit NTP format (RFC 3550 §4: seconds since 1900 and
+/// a binary fraction).
+fn ntp_now() -> u64 {
+    ntp_of(std::time::SystemTime::now())
+}
+
+fn ntp_of(t: std::time::SystemTime) -> u64 {
+    const UNIX_TO_NTP_SECS: u64 = 2_208_988_800;
+    let d = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    let secs = d.as_secs().wrapping_add(UNIX_TO_NTP_SECS);
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
 }
 
 /// Sends one packet; false when the viewer is gone or the player was stopped while
@@ -480,10 +848,10 @@ async fn continue_at_end(state: &mut State, out: &PlayerOut) -> bool {
 }
 
 /// An RTCP BYE per track: the end of the stream (RFC 3550 §6.6).
-async fn send_bye(state: &State, out: &PlayerOut) {
+async fn send_bye(rewriter: &Rewriter, out: &PlayerOut) {
     let (_tx, mut never) = oneshot::channel();
-    for slot in 0..state.clocks.len() {
-        let Some(ssrc) = state.rewriter.ssrc(slot) else {
+    for slot in 0..rewriter.tracks.len() {
+        let Some(ssrc) = rewriter.ssrc(slot) else {
             continue;
         };
         let mut buf = [0u8; 64];
@@ -548,11 +916,118 @@ mod tests {
     }
 
     #[test]
+    fn a_split_copy_is_the_whole_copy_with_the_payload_shared() {
+        let mk = || {
+            let mut n = 5u32;
+            Rewriter::new(&[90_000], move || {
+                n += 1;
+                n
+            })
+        };
+        let (mut a, mut b) = (mk(), mk());
+        let p = packet(0, 90_000);
+        let whole = a.rewrite(&p).unwrap();
+        let (head, rest) = b.rewrite_split(&p).unwrap();
+        assert_eq!([&head[..], &rest[..]].concat(), whole.to_vec());
+        // The rest is the stored packet's own bytes, not a copy.
+        assert_eq!(rest.as_ptr(), p.rtp[RTP_FIXED..].as_ptr());
+        assert_eq!(a.sender_report(0, 1000, 1), b.sender_report(0, 1000, 1));
+    }
+
+    #[test]
     fn packets_are_due_by_media_time_with_a_small_lead() {
         let t0 = Instant::now();
         assert_eq!(due(t0, 5000, 5000), t0);
         assert_eq!(due(t0, 5000, 5200), t0);
         assert_eq!(due(t0, 5000, 7000), t0 + Duration::from_millis(1700));
         assert_eq!(media_ms(270_000, 90_000), 3000);
+    }
+
+    #[test]
+    fn sender_reports_pair_the_wall_clock_with_the_timestamps_sent() {
+        let mut n = 0u32;
+        let mut w = Rewriter::new(&[90_000, 48_000], || {
+            n += 7777;
+            n
+        });
+        assert_eq!(w.sender_report(0, 0, 1), None, "nothing sent yet");
+        let mut sent = Vec::new();
+        for ticks in [180_000u64, 183_600, 187_200] {
+            sent.push(fields(&w.rewrite(&packet(0, ticks)).unwrap()));
+        }
+        let ntp = ntp_of(std::time::UNIX_EPOCH + Duration::from_millis(1_500));
+        // Media time 2.08 s is the third packet's own timestamp.
+        let sr = w.sender_report(0, 2_080_000, ntp).unwrap();
+        let compound = mediagate_rtp::rtcp::Compound::parse(&sr).unwrap();
+        let kinds: Vec<_> = compound.packets().collect();
+        assert_eq!(kinds.len(), 2, "SR and SDES");
+        let mediagate_rtp::rtcp::RtcpPacket::SenderReport(r) = &kinds[0] else {
+            panic!("first is not an SR");
+        };
+        let info = r.sender_info();
+        assert_eq!(info.ssrc, sent[0].2);
+        assert_eq!(info.rtp_timestamp, sent[2].1);
+        assert_eq!((info.packet_count, info.octet_count), (3, 3 * 7));
+        assert_eq!(info.ntp_timestamp, ntp);
+        assert!(matches!(
+            kinds[1],
+            mediagate_rtp::rtcp::RtcpPacket::SourceDescription(_)
+        ));
+        assert_eq!(
+            w.sender_report(1, 2_040_000, ntp),
+            None,
+            "audio sent nothing"
+        );
+        // After a seek the numbering continues and the report follows it.
+        w.seek_to(0);
+        let after = fields(&w.rewrite(&packet(0, 0)).unwrap());
+        let sr = w.sender_report(0, 0, ntp).unwrap();
+        let compound = mediagate_rtp::rtcp::Compound::parse(&sr).unwrap();
+        let Some(mediagate_rtp::rtcp::RtcpPacket::SenderReport(r)) = compound.packets().next()
+        else {
+            panic!("no SR");
+        };
+        assert_eq!(r.sender_info().rtp_timestamp, after.1);
+        assert_eq!(r.sender_info().packet_count, 4);
+    }
+
+    #[test]
+    fn ntp_time_counts_from_1900_with_a_binary_fraction() {
+        let t = std::time::UNIX_EPOCH + Duration::from_millis(500);
+        assert_eq!(ntp_of(t), (2_208_988_800u64 << 32) | 0x8000_0000);
+    }
+
+    #[tokio::test]
+    async fn a_udp_viewers_receiver_reports_reach_the_tally() {
+        let ports = crate::ports::PortAllocator::new("127.0.0.1".parse().unwrap(), 42_000, 52_000);
+        let pair = Arc::new(ports.bind_pair().await.unwrap());
+        let to = pair.rtcp.local_addr().unwrap();
+        let tally = Arc::new(Tally::default());
+        let reader = tokio::spawn(read_viewer_rtcp(
+            pair.clone(),
+            "127.0.0.1".parse().unwrap(),
+            tally.clone(),
+        ));
+        let block = mediagate_rtp::rtcp::ReportBlock {
+            ssrc: 99,
+            fraction_lost: 3,
+            cumulative_lost: 5,
+            extended_highest_seq: 1000,
+            jitter: 0,
+            last_sr: 0,
+            delay_since_last_sr: 0,
+        };
+        let mut buf = [0u8; 64];
+        let mut w = CompoundWriter::new(&mut buf);
+        w.receiver_report(1, &[block]).unwrap();
+        let n = w.finish().unwrap();
+        let viewer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tally.reported_lost() != 5 {
+            assert!(Instant::now() < deadline, "the report was not read");
+            viewer.send_to(&buf[..n], to).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        reader.abort();
     }
 }

@@ -6,6 +6,9 @@
 //! look-up, opening a file); fills write on their own thread and players read on
 //! theirs, so the lock is never held across an `await` or a packet-by-packet loop.
 //!
+//! It also owns the shared block cache (`cache_shared`) through which every hit
+//! viewer reads, so viewers of one object share one copy in memory.
+//!
 //! What it does not: decide what is cacheable (the route's policy and the cache
 //! crate's freshness rules do) or know about sockets.
 
@@ -17,6 +20,8 @@ use std::time::Duration;
 
 use mediagate_cache::Cache;
 
+use crate::cache_shared::{SharedReadCounts, SharedReads};
+
 /// The cache and its counters; see the module docs.
 #[derive(Debug)]
 pub struct CacheStore {
@@ -27,6 +32,7 @@ pub struct CacheStore {
     /// `[edge.cache] default_ttl` in ms: freshness of content the origin said nothing
     /// about.
     default_ttl_ms: AtomicU64,
+    shared: Arc<SharedReads>,
 }
 
 /// The default of `[edge.cache] default_ttl`.
@@ -63,6 +69,7 @@ impl CacheStore {
             misses: AtomicU64::new(0),
             fills_abandoned: AtomicU64::new(0),
             default_ttl_ms: AtomicU64::new(DEFAULT_TTL.as_secs() * 1000),
+            shared: Arc::new(SharedReads::default()),
         }))
     }
 
@@ -82,6 +89,22 @@ impl CacheStore {
 
     pub(crate) fn default_ttl(&self) -> Duration {
         Duration::from_millis(self.default_ttl_ms.load(Ordering::Relaxed))
+    }
+
+    /// The blocks hit viewers share.
+    pub(crate) fn shared(&self) -> &Arc<SharedReads> {
+        &self.shared
+    }
+
+    /// Sets how many bytes of shared blocks are kept in memory for hit viewers
+    /// (default [`crate::DEFAULT_CACHE_MEMORY_BYTES`]).
+    pub fn set_memory_limit(&self, bytes: u64) {
+        self.shared.set_limit(bytes);
+    }
+
+    /// Blocks and bytes hit viewers got from disk and from memory.
+    pub fn shared_reads(&self) -> SharedReadCounts {
+        self.shared.counts()
     }
 
     pub(crate) fn count_hit(&self) {

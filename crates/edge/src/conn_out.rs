@@ -20,18 +20,26 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
+/// What goes before a media frame's shared payload: the 4-byte interleave header, and
+/// for a frame pushed in two parts the viewer's own 12-byte RTP fixed header.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    bytes: [u8; 16],
+    len: u8,
+}
+
 /// One thing to write.
 #[derive(Debug, Clone)]
 enum Out {
     Control(Bytes),
-    Media { header: [u8; 4], payload: Bytes },
+    Media { head: Head, payload: Bytes },
 }
 
 impl Out {
     fn parts(&self) -> (&[u8], &[u8]) {
         match self {
             Out::Control(b) => (b, &[]),
-            Out::Media { header, payload } => (header, payload),
+            Out::Media { head, payload } => (&head.bytes[..usize::from(head.len)], payload),
         }
     }
 }
@@ -145,8 +153,10 @@ impl ConnOut {
         st.media_queued += 1;
         st.media_bytes += payload.len();
         let [hi, lo] = len.to_be_bytes();
+        let mut bytes = [0u8; 16];
+        bytes[..4].copy_from_slice(&[b'$', channel, hi, lo]);
         st.queue.push_back(Out::Media {
-            header: [b'$', channel, hi, lo],
+            head: Head { bytes, len: 4 },
             payload: payload.clone(),
         });
         let was_idle = st.queue.len() == 1;
@@ -155,6 +165,54 @@ impl ConnOut {
             self.shared.notify.notify_one();
         }
         true
+    }
+
+    /// Queues interleaved RTP frames in two parts, `(channel, rtp_head, rest)`: the
+    /// viewer's own 12-byte RTP fixed header and the rest of the packet, shared with
+    /// other viewers (a cache hit rewrites only the fixed header). Takes the lock once.
+    /// Queues them in order and returns those it could not take: some when the media
+    /// backlog filled or the connection is closed (the caller retries them later).
+    pub fn push_media_split(
+        &self,
+        frames: Vec<(u8, [u8; 12], Bytes)>,
+    ) -> Vec<(u8, [u8; 12], Bytes)> {
+        let mut st = self.state();
+        let was_idle = st.queue.is_empty();
+        let mut queued = 0;
+        let mut frames = frames.into_iter();
+        for (channel, rtp_head, rest) in frames.by_ref() {
+            let size = rtp_head.len() + rest.len();
+            let refused = u16::try_from(size).is_err()
+                || st.closed
+                || st.media_queued >= self.shared.limits.max_media_packets
+                || st.media_bytes + size > self.shared.limits.max_media_bytes;
+            if refused {
+                drop(st);
+                if was_idle && queued > 0 {
+                    self.shared.notify.notify_one();
+                }
+                let mut left = vec![(channel, rtp_head, rest)];
+                left.extend(frames);
+                return left;
+            }
+            let len = size as u16;
+            st.media_queued += 1;
+            st.media_bytes += size;
+            let [hi, lo] = len.to_be_bytes();
+            let mut bytes = [0u8; 16];
+            bytes[..4].copy_from_slice(&[b'$', channel, hi, lo]);
+            bytes[4..].copy_from_slice(&rtp_head);
+            st.queue.push_back(Out::Media {
+                head: Head { bytes, len: 16 },
+                payload: rest,
+            });
+            queued += 1;
+        }
+        drop(st);
+        if was_idle && queued > 0 {
+            self.shared.notify.notify_one();
+        }
+        Vec::new()
     }
 
     /// Responses waiting to be written (the reader pauses above [`MAX_CONTROL_QUEUED`]).
@@ -221,9 +279,9 @@ impl ConnOut {
                     for o in &batch {
                         match o {
                             Out::Control(_) => st.control_queued -= 1,
-                            Out::Media { payload, .. } => {
+                            Out::Media { head, payload } => {
                                 st.media_queued -= 1;
-                                st.media_bytes -= payload.len();
+                                st.media_bytes -= payload.len() + usize::from(head.len) - 4;
                             }
                         }
                     }
@@ -344,6 +402,39 @@ mod tests {
         assert_eq!(small.control_backlog(), 1);
         let huge = Bytes::from(vec![0u8; 70_000]);
         assert!(!ConnOut::new(Backlog::default()).push_media(0, &huge));
+    }
+
+    #[tokio::test]
+    async fn split_frames_are_written_whole_and_bounded_like_the_rest() {
+        let out = ConnOut::new(Backlog {
+            max_media_packets: 2,
+            ..Backlog::default()
+        });
+        let head = [0x80, 96, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
+        let frames = vec![
+            (0, head, Bytes::from_static(b"xy")),
+            (2, head, Bytes::from_static(b"")),
+            (0, head, Bytes::from_static(b"z")),
+        ];
+        // The packet cap takes two; the third is left to the caller.
+        let left = out.push_media_split(frames);
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].2, Bytes::from_static(b"z"));
+        assert_eq!(out.media_backlog(), (2, 26));
+        out.close();
+        assert_eq!(out.push_media_split(vec![(0, head, Bytes::new())]).len(), 1);
+        let (mut rd, wr) = tokio::io::duplex(5); // partial writes across both parts
+        let w = out.clone();
+        let writer = tokio::spawn(async move { w.run_writer(wr).await });
+        let mut got = Vec::new();
+        rd.read_to_end(&mut got).await.unwrap();
+        writer.await.unwrap().unwrap();
+        let mut want = b"$\x00\x00\x0e".to_vec();
+        want.extend_from_slice(&head);
+        want.extend_from_slice(b"xy$\x02\x00\x0c");
+        want.extend_from_slice(&head);
+        assert_eq!(got, want);
+        assert_eq!(out.media_backlog(), (0, 0));
     }
 
     /// Counts the writes a writer makes.

@@ -13,6 +13,7 @@ mod auth;
 mod cache_admin;
 mod cache_fill;
 mod cache_play;
+mod cache_shared;
 pub mod cache_store;
 mod conn_out;
 mod denied;
@@ -48,6 +49,7 @@ mod viewer;
 mod viewers;
 mod vod;
 
+pub use cache_shared::{SharedReadCounts, DEFAULT_MEMORY_BYTES as DEFAULT_CACHE_MEMORY_BYTES};
 pub use cache_store::{CacheCounts, CacheStore};
 pub use hub_registry::HubStats;
 pub use server::{DrainReport, Edge};

@@ -153,6 +153,7 @@ impl CacheStats {
             hits: counts.hits,
             misses: counts.misses,
             fills_abandoned: counts.fills_abandoned,
+            shared: store.shared_reads(),
         }
     }
 }
@@ -166,6 +167,7 @@ struct StoreFigures {
     hits: u64,
     misses: u64,
     fills_abandoned: u64,
+    shared: crate::SharedReadCounts,
 }
 
 /// What one stream (one `stream` label) received and delivered, summed over every
@@ -536,6 +538,24 @@ impl Collect for EdgeCollector {
             "On-demand requests by what they came to: hit (served from the cache), miss (fetched and recorded), refresh (revalidated, then served from the cache), pass (not cacheable: served from the origin only).",
             "result",
             &results,
+        )?;
+        let sh = figures.shared;
+        s.counter_by(
+            "cache_shared_reads",
+            "Blocks (about a second of media each) handed to cache-hit viewers, by where they came from: disk (read once, then kept) or memory (another viewer read it).",
+            "from",
+            &[("disk", sh.disk_blocks), ("memory", sh.memory_blocks)],
+        )?;
+        s.counter_by(
+            "cache_shared_read_bytes",
+            "RTP bytes of the blocks handed to cache-hit viewers, by where they came from (disk or memory).",
+            "from",
+            &[("disk", sh.disk_bytes), ("memory", sh.memory_bytes)],
+        )?;
+        s.gauge(
+            "cache_memory_bytes",
+            "Bytes of shared blocks the edge keeps in memory for cache-hit viewers.",
+            gauge(sh.held_bytes),
         )?;
         // Copied out so the lock is not held while encoding.
         let streams: Vec<(String, Arc<StreamCounters>)> = stats

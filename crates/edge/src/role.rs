@@ -69,6 +69,7 @@ async fn open_cache(config: &Config) -> Result<Option<Arc<CacheStore>>, String> 
         Err(e) => return Err(format!("opening the cache directory {} failed: {e}", dir.display())),
     };
     store.set_default_ttl(cache.default_ttl.into());
+    store.set_memory_limit(cache.memory.bytes());
     let (objects, used) = {
         let cache = store.lock();
         (cache.list().len(), cache.used_bytes())

@@ -14,8 +14,9 @@
 //! placed it seconds away from the first.
 //!
 //! What it does not: forward the origin's RTCP (its reports describe the origin's
-//! numbering; hits send none either). An origin BYE becomes the viewer's own BYE on
-//! that track, the end of the stream. Packets that cannot be placed (an answer
+//! numbering), or send sender reports of its own while the origin serves (hits do;
+//! players keep the `RTP-Info` of the PLAY answer). An origin BYE becomes the
+//! viewer's own BYE on that track, the end of the stream. Packets that cannot be placed (an answer
 //! without `RTP-Info`) go out unrewritten, as before this module.
 
 use bytes::Bytes;

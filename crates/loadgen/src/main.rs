@@ -6,6 +6,9 @@
 //! * `churn` (issue 12): short viewer sessions (DESCRIBE, SETUP, PLAY, TEARDOWN) at a
 //!   target rate on persistent connections, while long viewers' delivery is measured:
 //!   the access-record benchmark.
+//! * `hits` (issue 13): N RTSP viewers of on-demand clips spread over K URLs (the
+//!   edge's cache hits), the `fanout` report plus first-keyframe p99 and per-URL sums.
+//! * `cache-fill` (issue 13): how fast the cache crate writes a fill to disk.
 //! * `floor`: the bare `sendmmsg` baseline for `fanout` on loopback, and a check that
 //!   the receive side keeps up.
 //! * `rtp` (issue 4): K calls through an RTP relay driven over `ng` (mediagate or
@@ -17,6 +20,7 @@
 
 #![warn(unreachable_pub)]
 
+mod cache_fill;
 mod fanout;
 mod floor;
 mod procfs;
@@ -45,6 +49,10 @@ enum Command {
     Fanout(fanout::FanoutArgs),
     /// Short viewer sessions at a target rate while long viewers watch (records benchmark).
     Churn(fanout::churn::ChurnArgs),
+    /// N RTSP viewers of on-demand clips spread over K URLs (edge cache-hit benchmark).
+    Hits(fanout::hits::HitsArgs),
+    /// Writes one synthetic object through the cache crate as fast as it can (fill rate).
+    CacheFill(cache_fill::CacheFillArgs),
     /// Bare sendmmsg fan-out on loopback: the per-packet floor, and a receive check.
     Floor(floor::FloorArgs),
     /// K calls through RTP relays over ng for T seconds (relay benchmark).
@@ -56,6 +64,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Fanout(args) => fanout::run(args),
         Command::Churn(args) => fanout::churn::run(args),
+        Command::Hits(args) => fanout::hits::run(args),
+        Command::CacheFill(args) => cache_fill::run(args),
         Command::Floor(args) => floor::run(args),
         Command::Rtp(args) => rtp::run(args),
     };

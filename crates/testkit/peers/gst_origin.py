@@ -78,6 +78,9 @@ def parse_args(argv):
     p.add_argument("--vod", default="/vod", help="on-demand mount path ('' = none)")
     p.add_argument("--vod-file", default=None,
                    help="MP4 (H.264+AAC) to serve; default: generate one at start")
+    p.add_argument("--vod-mount", action="append", default=[],
+                   help="another on-demand mount serving the same file (repeatable; "
+                        "each is its own URL, so an edge caches each as its own object)")
     p.add_argument("--vod-seconds", type=int, default=10,
                    help="length of the generated on-demand file")
     p.add_argument("--auth", default="/secure", help="Digest-protected live mount ('' = none)")
@@ -331,30 +334,31 @@ class Origin:
                 self.tmp = tempfile.TemporaryDirectory(prefix="gst_origin_")
                 self.vod_file = os.path.join(self.tmp.name, "vod.mp4")
                 generate_vod(args, self.vod_file)
-            f = GstRtspServer.RTSPMediaFactory()
-            f.set_launch(
-                "( filesrc location=\"%s\" ! qtdemux name=d "
-                "d.video_0 ! queue ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 "
-                "d.audio_0 ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97 )" % self.vod_file)
-            f.set_shared(False)
-            f.connect("media-configure", lambda _f, _m: emit("media_configured", mount=args.vod))
-            allow(f, "anonymous")
-            allow(f, "user")
-            mounts.add_factory(args.vod, f)
-            self.mounts.append(args.vod)
+            for mount in [args.vod] + args.vod_mount:
+                self.add_vod_mount(mounts, mount, allow)
             if args.vod_auth:
-                g = GstRtspServer.RTSPMediaFactory()
-                g.set_launch(f.get_launch())
-                g.set_shared(False)
-                g.connect("media-configure",
-                          lambda _f, _m: emit("media_configured", mount=args.vod_auth))
                 # As the live /secure: anonymous viewers get a Digest challenge.
-                allow(g, "anonymous", construct=False)
-                allow(g, "user")
-                mounts.add_factory(args.vod_auth, g)
-                self.mounts.append(args.vod_auth)
+                self.add_vod_mount(mounts, args.vod_auth, allow, anonymous=False)
         # Longest first, so /live2 is never taken for /live.
         self.mounts.sort(key=len, reverse=True)
+
+    def add_vod_mount(self, mounts, mount, allow, anonymous=True):
+        """Mounts the on-demand file at `mount` (not shared: each client can seek);
+        without `anonymous`, viewers must log in (Digest)."""
+        f = GstRtspServer.RTSPMediaFactory()
+        f.set_launch(
+            "( filesrc location=\"%s\" ! qtdemux name=d "
+            "d.video_0 ! queue ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 "
+            "d.audio_0 ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97 )" % self.vod_file)
+        f.set_shared(False)
+        f.connect("media-configure", lambda _f, _m: emit("media_configured", mount=mount))
+        if anonymous:
+            allow(f, "anonymous")
+        else:
+            allow(f, "anonymous", construct=False)
+        allow(f, "user")
+        mounts.add_factory(mount, f)
+        self.mounts.append(mount)
 
     def live_factory(self, mount):
         f = GstRtspServer.RTSPMediaFactory()

@@ -17,6 +17,7 @@
 
 pub(crate) mod churn;
 mod conn;
+pub(crate) mod hits;
 mod plan;
 mod report;
 mod url;

@@ -1,0 +1,222 @@
+//! RTCP for cache hits with the real binary (issue 13 item 3, issue 12's `lost`): a hit
+//! viewer gets sender reports whose counts and RTP timestamp match what it was sent,
+//! and a UDP hit viewer's receiver reports reach its session record. The origin is
+//! gst-rtsp-server's on-demand mount; one ffmpeg viewer fills the cache first.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::EdgeProc;
+use mediagate_edge::record::ViewerSessionRecord;
+use mediagate_ops::store::SqliteStore;
+use mediagate_rtp::rtcp::{Compound, RtcpPacket, SenderInfo};
+use mediagate_testkit::{ffmpeg_read, Origin, OriginOptions, ReadOptions, Transport};
+
+struct CacheDir(PathBuf);
+
+impl Drop for CacheDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn records(edge: &EdgeProc, n: usize) -> Vec<ViewerSessionRecord> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows: Vec<ViewerSessionRecord> = SqliteStore::open(&edge.records_path())
+            .and_then(|mut s| s.records(50))
+            .unwrap_or_default();
+        if rows.len() >= n || Instant::now() > deadline {
+            return rows;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn sender_info(rtcp: &[u8]) -> Option<SenderInfo> {
+    let c = Compound::parse(rtcp).ok()?;
+    let has_cname = c
+        .packets()
+        .any(|p| matches!(p, RtcpPacket::SourceDescription(_)));
+    c.packets().find_map(|p| match p {
+        RtcpPacket::SenderReport(sr) if has_cname => Some(sr.sender_info()),
+        _ => None,
+    })
+}
+
+fn setup(
+    c: &mut common::RawRtsp,
+    url: &str,
+    track: usize,
+    transport: &str,
+    session: Option<&str>,
+) -> mediagate_rtsp::Response {
+    let mut h = vec![("Transport", transport)];
+    if let Some(s) = session {
+        h.push(("Session", s));
+    }
+    let r = c.req("SETUP", &format!("{url}/trackID={track}"), &h);
+    assert_eq!(r.status.as_u16(), 200, "{r:?}");
+    r
+}
+
+/// Two UDP sockets on an even port and the next one (RTP and RTCP, RFC 3550 §11).
+fn udp_pair() -> (UdpSocket, UdpSocket) {
+    for _ in 0..200 {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p % 2 == 0 {
+            if let Ok(b) = UdpSocket::bind(("127.0.0.1", p + 1)) {
+                return (a, b);
+            }
+        }
+    }
+    panic!("no free even/odd UDP port pair");
+}
+
+fn session_of(r: &mediagate_rtsp::Response) -> String {
+    r.headers
+        .get("Session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn hit_viewers_get_sender_reports_and_their_receiver_reports_are_recorded() {
+    let origin = Origin::start(OriginOptions::default()).expect("origin starts");
+    let dir =
+        CacheDir(std::env::temp_dir().join(format!("mediagate-cache-{}-rtcp", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    let edge = EdgeProc::start(&format!(
+        "[edge.cache]\ndir = {:?}\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+        dir.0.display().to_string(),
+        origin.url("/vod")
+    ));
+    let url = edge.url("/clip");
+    let fill = ffmpeg_read(&url, &ReadOptions::until_end(Transport::Tcp)).expect("ffmpeg runs");
+    assert!(fill.success, "the fill: {fill:#?}");
+
+    // A TCP hit viewer: the SRs on channel 1 count exactly the video packets before
+    // them, and their RTP timestamp is the media time playing then (packets go out
+    // up to 300 ms ahead of it).
+    let mut c = common::RawRtsp::connect(edge.port);
+    assert_eq!(c.req("DESCRIBE", &url, &[]).status.as_u16(), 200);
+    let r = setup(&mut c, &url, 0, "RTP/AVP/TCP;unicast;interleaved=0-1", None);
+    let session = session_of(&r);
+    setup(
+        &mut c,
+        &url,
+        1,
+        "RTP/AVP/TCP;unicast;interleaved=2-3",
+        Some(&session),
+    );
+    c.record_frames();
+    let play = c.req("PLAY", &url, &[("Session", &session)]);
+    assert_eq!(play.status.as_u16(), 200, "{play:?}");
+    let frames = c.read_frames_for(Duration::from_secs(7));
+    let (mut packets, mut octets, mut last_ts) = (0u32, 0u32, None);
+    let mut reports = 0;
+    for f in &frames {
+        match f.channel {
+            0 => {
+                let p = mediagate_rtp::RtpPacket::parse(&f.payload).expect("RTP");
+                packets += 1;
+                octets += p.payload().len() as u32;
+                last_ts = Some(p.timestamp());
+            }
+            1 => {
+                let Some(sr) = sender_info(&f.payload) else {
+                    continue;
+                };
+                reports += 1;
+                assert_eq!((sr.packet_count, sr.octet_count), (packets, octets));
+                let ahead = last_ts.unwrap().wrapping_sub(sr.rtp_timestamp) as i32;
+                assert!(
+                    (-9_000..=90 * 400).contains(&ahead),
+                    "the last packet sent is {ahead} ticks ahead of the SR's time"
+                );
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(reports, 2, "an SR after 0.5 s and one 5 s later");
+    assert_eq!(
+        c.req("TEARDOWN", &url, &[("Session", &session)])
+            .status
+            .as_u16(),
+        200
+    );
+
+    // A UDP hit viewer: SRs arrive on its RTCP port; its RR's loss is recorded.
+    let (rtp, rtcp) = udp_pair();
+    let port = rtp.local_addr().unwrap().port();
+    rtcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut c = common::RawRtsp::connect(edge.port);
+    assert_eq!(c.req("DESCRIBE", &url, &[]).status.as_u16(), 200);
+    let transport = format!("RTP/AVP;unicast;client_port={port}-{}", port + 1);
+    let r = setup(&mut c, &url, 0, &transport, None);
+    let session = session_of(&r);
+    let server_rtcp: u16 = r
+        .headers
+        .get("Transport")
+        .and_then(|t| t.split(';').find_map(|p| p.strip_prefix("server_port=")))
+        .and_then(|p| p.split('-').nth(1))
+        .and_then(|p| p.parse().ok())
+        .expect("server_port in the SETUP answer");
+    // Both tracks, so the viewer asks for the object the fill recorded.
+    let (audio_rtp, _audio_rtcp) = udp_pair();
+    let audio_port = audio_rtp.local_addr().unwrap().port();
+    let transport = format!(
+        "RTP/AVP;unicast;client_port={audio_port}-{}",
+        audio_port + 1
+    );
+    setup(&mut c, &url, 1, &transport, Some(&session));
+    let play = c.req("PLAY", &url, &[("Session", &session)]);
+    assert_eq!(play.status.as_u16(), 200, "{play:?}");
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let sr = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no SR on the UDP viewer's RTCP port"
+        );
+        let n = rtcp.recv(&mut buf).expect("RTCP within 3 s");
+        if let Some(sr) = sender_info(&buf[..n]) {
+            break sr;
+        }
+    };
+    assert!(sr.packet_count > 0);
+    let block = mediagate_rtp::rtcp::ReportBlock {
+        ssrc: sr.ssrc,
+        fraction_lost: 1,
+        cumulative_lost: 7,
+        extended_highest_seq: 100,
+        jitter: 0,
+        last_sr: 0,
+        delay_since_last_sr: 0,
+    };
+    let mut rr = [0u8; 64];
+    let mut w = mediagate_rtp::rtcp::build::CompoundWriter::new(&mut rr);
+    w.receiver_report(0x1234, &[block]).unwrap();
+    let n = w.finish().unwrap();
+    rtcp.send_to(&rr[..n], ("127.0.0.1", server_rtcp)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        c.req("TEARDOWN", &url, &[("Session", &session)])
+            .status
+            .as_u16(),
+        200
+    );
+    let rows = records(&edge, 3);
+    let udp = rows
+        .iter()
+        .find(|r| r.cache == "HIT" && r.reported_lost > 0)
+        .unwrap_or_else(|| panic!("no HIT record with the reported loss: {rows:#?}"));
+    assert_eq!(udp.reported_lost, 7, "{udp:#?}");
+}

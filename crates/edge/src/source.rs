@@ -640,6 +640,10 @@ impl Source {
         let now = SystemTime::now();
         let verdict = freshness::verdict(meta, viewer, unix_ms(now), lazy.policy.default_ttl);
         if verdict == Freshness::NotCacheable {
+            tracing::debug!(
+                url,
+                "the cached object may not be served; asking the origin"
+            );
             return miss;
         }
         // The hub's description may be older than the object (it is kept while the
@@ -701,7 +705,14 @@ impl Source {
                     continuation,
                 }
             }
-            Ok(None) => miss,
+            Ok(None) => {
+                tracing::debug!(
+                    url,
+                    from_ms,
+                    "the cache no longer holds it; asking the origin"
+                );
+                miss
+            }
             Err(e) => {
                 tracing::warn!(url, error = %e, "cached object could not be read; asking the origin");
                 Lookup::Miss
@@ -745,7 +756,7 @@ impl Source {
         viewer: Option<&str>,
         auth: Option<String>,
     ) -> SourceKind {
-        if vod.pause(auth).await.is_err() {
+        if vod.hold(auth).await.is_err() {
             return SourceKind::OnDemand {
                 vod: Some(vod),
                 lazy: Some(lazy),

@@ -47,6 +47,8 @@ enum Cmd {
     ),
     Play(Headers, Reply<Response>),
     Pause(ViewerAuth, Reply<Response>),
+    /// PAUSE when playing; nothing when paused already (origins refuse a PAUSE then).
+    Hold(ViewerAuth, Reply<()>),
     /// Record the runs of later PLAYs into this object.
     Record(Box<FillPlan>),
     /// Number what is sent to the viewer as one stream with the cache player's.
@@ -211,6 +213,11 @@ impl VodSession {
     pub async fn pause(&self, authorization: ViewerAuth) -> Result<Response, ClientError> {
         self.ask(|r| Cmd::Pause(authorization, r)).await
     }
+
+    /// Stops the origin's media if it is playing (the cache serves the viewer now).
+    pub async fn hold(&self, authorization: ViewerAuth) -> Result<(), ClientError> {
+        self.ask(|r| Cmd::Hold(authorization, r)).await
+    }
 }
 
 /// Where a session's media goes and what it is counted in.
@@ -329,21 +336,34 @@ impl VodTask {
             Cmd::TakeSeam(reply) => {
                 let _ = reply.send(self.seam.take());
             }
-            Cmd::Pause(auth, reply) => {
-                let mut req = self
-                    .client
-                    .request(Method::Pause, &self.described.aggregate_url);
-                self.authorize(&mut req, auth);
-                let r = self.client.send_ok(req).await;
-                if r.is_ok() {
-                    self.playing = false;
-                    if let Some(run) = self.run.take() {
-                        run.end(true);
-                    }
-                }
+            Cmd::Hold(auth, reply) => {
+                let r = if self.playing {
+                    self.pause(auth).await.map(|_| ())
+                } else {
+                    Ok(())
+                };
                 let _ = reply.send(r);
             }
+            Cmd::Pause(auth, reply) => {
+                let _ = reply.send(self.pause(auth).await);
+            }
         }
+    }
+
+    /// PAUSE at the origin; the current run ends.
+    async fn pause(&mut self, auth: ViewerAuth) -> Result<Response, ClientError> {
+        let mut req = self
+            .client
+            .request(Method::Pause, &self.described.aggregate_url);
+        self.authorize(&mut req, auth);
+        let r = self.client.send_ok(req).await;
+        if r.is_ok() {
+            self.playing = false;
+            if let Some(run) = self.run.take() {
+                run.end(true);
+            }
+        }
+        r
     }
 
     /// A datagram on one of the viewer's RTCP sockets: from the address the viewer's

@@ -542,3 +542,72 @@ fn one_session_moves_between_origin_and_cache_as_one_stream() {
     assert_eq!(origin.play_count("/vod"), 3);
     assert_eq!(c.req("TEARDOWN", &url, &s).status.as_u16(), 200);
 }
+
+#[test]
+fn an_ffmpeg_seek_from_the_origin_into_a_held_range_plays_as_one_stream() {
+    let origin = Origin::start(OriginOptions {
+        vod_seconds: 30,
+        ..OriginOptions::default()
+    })
+    .expect("origin starts");
+    let cache = CacheDir::new("seam-ffmpeg");
+    let edge = edge_with_cache(&origin, &cache);
+    let url = edge.url("/clip");
+
+    // The cache holds 10 s..15 s only: a viewer that played from 10 s for 5 s.
+    let mut c = common::RawRtsp::connect(edge.port);
+    assert_eq!(c.req("DESCRIBE", &url, &[]).status.as_u16(), 200);
+    let r = c.req(
+        "SETUP",
+        &format!("{url}/trackID=0"),
+        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+    );
+    let session = r
+        .headers
+        .get("Session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = c.req(
+        "SETUP",
+        &format!("{url}/trackID=1"),
+        &[
+            ("Transport", "RTP/AVP/TCP;unicast;interleaved=2-3"),
+            ("Session", &session),
+        ],
+    );
+    assert_eq!(r.status.as_u16(), 200, "{r:?}");
+    let play = c.req("PLAY", &url, &[("Session", &session), ("Range", "npt=10-")]);
+    assert_eq!(play.status.as_u16(), 200, "{play:?}");
+    c.read_frames_for(Duration::from_secs(5));
+    assert_eq!(
+        c.req("TEARDOWN", &url, &[("Session", &session)])
+            .status
+            .as_u16(),
+        200
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(origin.play_count("/vod"), 1);
+
+    // ffmpeg's `-ss 11` PLAYs from 0 (not held: the origin, numbered by the edge),
+    // then from 11 s (held: the cache, going on with that numbering). Bounded by
+    // `-t 3`, it keeps 3 s of video, decoded without an error.
+    let mut opts = ReadOptions::seconds(Transport::Tcp, 3.0).seek(11.0);
+    opts.input_args = vec!["-noaccurate_seek".into()];
+    let r = ffmpeg_read(&url, &opts).expect("ffmpeg runs");
+    let got = r.video_seconds.unwrap_or(0.0);
+    assert!(
+        (2.5..=3.5).contains(&got) && r.video_frames >= 40,
+        "viewer from 11 s for 3 s decoded {got} s of video: {r:#?}"
+    );
+    assert!(r.errors.is_empty(), "decoding errors: {:?}", r.errors);
+    assert_eq!(
+        origin.play_count("/vod"),
+        2,
+        "the PLAY from 0 went to the origin, the one from 11 s to the cache: {:#?}\n{}",
+        origin.requests(),
+        edge.peer.diagnostics()
+    );
+}

@@ -45,6 +45,8 @@ pub(crate) enum Accounting {
 pub(crate) struct AccountingConn {
     _ended: oneshot::Sender<()>,
     origin_gone: Arc<AtomicBool>,
+    /// What the origin's DESCRIBE answered for this viewer.
+    answer: Arc<Described>,
 }
 
 impl AccountingConn {
@@ -58,6 +60,16 @@ impl Accounting {
     /// Whether the origin has ended a held connection.
     pub fn origin_gone(&self) -> bool {
         matches!(self, Accounting::Held { conn } if conn.origin_gone())
+    }
+
+    /// The origin's answer to this viewer's DESCRIBE: the description as the origin
+    /// has it now, with its validators, so the accounting connection is also the
+    /// freshness check of a cached copy (issue 12 item 1).
+    pub fn origin_answer(&self) -> &Arc<Described> {
+        match self {
+            Accounting::Held { conn } => &conn.answer,
+            Accounting::Opening(o) => &o.answer,
+        }
     }
 }
 
@@ -74,6 +86,8 @@ pub(crate) struct OriginWatch {
 pub(crate) struct Opening {
     client: RtspClient,
     described: Described,
+    /// The DESCRIBE's answer as the origin gave it (before any SETUP here).
+    answer: Arc<Described>,
     url: String,
     full_session: bool,
     stats: Arc<EdgeStats>,
@@ -99,6 +113,7 @@ pub(crate) async fn describe(
     Ok(Opening {
         client,
         url: target.url.to_string(),
+        answer: Arc::new(described.clone()),
         described,
         full_session,
         stats: stats.clone(),
@@ -153,6 +168,7 @@ impl Opening {
             self.url
         };
         let full_session = self.full_session;
+        let answer = self.answer;
         let (client, stats, gauge) = (self.client, self.stats, self.gauge);
         tokio::spawn(async move {
             let why = hold(client, clock, &url, full_session, rx).await;
@@ -173,6 +189,7 @@ impl Opening {
         AccountingConn {
             _ended: tx,
             origin_gone,
+            answer,
         }
     }
 }

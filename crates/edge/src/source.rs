@@ -318,7 +318,10 @@ impl Source {
         }
     }
 
-    /// Starts the media. `dests` are the session's per-track destinations.
+    /// Starts the media. `dests` are the session's per-track destinations;
+    /// `origin_answer`, the origin's answer to this viewer's accounting DESCRIBE (when
+    /// the route has accounting), revalidates a cached copy in place of a DESCRIBE of
+    /// the edge's own.
     pub async fn play(
         &mut self,
         viewer_headers: &Headers,
@@ -326,6 +329,7 @@ impl Source {
         base_url: &str,
         dests: &[Option<TrackDest>],
         out: &ConnOut,
+        origin_answer: Option<Arc<Described>>,
     ) -> Result<Playing, Response> {
         let start_ms = requested_start(viewer_headers);
         let viewer = viewer_headers.get("Cache-Control");
@@ -338,7 +342,10 @@ impl Source {
                 lazy: Some(lazy),
             } => {
                 let from = start_ms.unwrap_or(0);
-                match self.lookup(&lazy, from, viewer, None).await {
+                match self
+                    .lookup(&lazy, from, viewer, origin_answer.as_ref())
+                    .await
+                {
                     Lookup::Hit {
                         player,
                         refreshed,
@@ -676,7 +683,7 @@ impl Source {
         let clocks = meta.tracks.iter().map(|t| t.clock_rate).collect();
         // A pass-through viewer's stream ends with the held range: its origin
         // session is its own, and PLAYing it again asks the viewer's credentials.
-        let continuation = answered.is_none().then(|| {
+        let continuation = (!self.is_passthrough()).then(|| {
             Arc::new(Continuation {
                 lazy: lazy.clone(),
                 described: self.described.clone(),

@@ -852,6 +852,9 @@ impl ViewerConn {
         if let Err(r) = self.play_accounting(req, &id).await {
             return (r, None);
         }
+        // Whether a cached copy is still the origin's: its answer to this viewer's
+        // accounting DESCRIBE says, where the route has accounting.
+        let origin_answer = self.accounting.get(&id).map(|a| a.origin_answer().clone());
         let Some(source) = self.core.source_mut(&id) else {
             return (
                 error(StatusCode::SESSION_NOT_FOUND, "no such session"),
@@ -859,7 +862,14 @@ impl ViewerConn {
             );
         };
         match source
-            .play(&req.headers, session_header, &base_url, &dests, &self.out)
+            .play(
+                &req.headers,
+                session_header,
+                &base_url,
+                &dests,
+                &self.out,
+                origin_answer,
+            )
             .await
         {
             Ok(p) => {

@@ -418,7 +418,18 @@ fn make_clip(path: &Path, seconds: u32, tone_hz: u32) {
 
 #[test]
 fn a_replaced_origin_file_is_fetched_again_once_stale_and_an_unchanged_one_is_refreshed() {
-    let scratch = Scratch::new("replaced");
+    replaced_origin_file("replaced", "");
+}
+
+/// Issue 12 item 1: with accounting, the origin's answer to each viewer's accounting
+/// DESCRIBE is the freshness check: the edge asks nothing of its own to revalidate.
+#[test]
+fn with_accounting_the_viewers_own_describe_revalidates_the_cached_copy() {
+    replaced_origin_file("replaced-acct", "accounting = \"authorize\"\n");
+}
+
+fn replaced_origin_file(name: &str, route_extra: &str) {
+    let scratch = Scratch::new(name);
     let served = scratch.path("served.mp4");
     make_clip(&served, 6, 440);
     let origin = Origin::start(OriginOptions {
@@ -429,13 +440,31 @@ fn a_replaced_origin_file_is_fetched_again_once_stale_and_an_unchanged_one_is_re
     // gst-rtsp-server sends no freshness information: default_ttl decides, and at 0s
     // every viewer's PLAY revalidates.
     let edge = EdgeProc::start(&format!(
-        "{}[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+        "{}[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n{route_extra}",
         cache_section(&scratch.path("cache"), "default_ttl = \"0s\"\n"),
         origin.url("/vod"),
     ));
+    // DESCRIBEs the edge sent for itself on connections that set nothing up (its
+    // hub's, its revalidations): not a viewer's (those carry the viewer's address),
+    // not a fill's origin session.
+    let own_describes = |o: &Origin| {
+        let requests = o.requests();
+        let sessions: std::collections::HashSet<u64> = requests
+            .iter()
+            .filter(|r| r.method == "SETUP")
+            .map(|r| r.client)
+            .collect();
+        requests
+            .iter()
+            .filter(|r| {
+                r.method == "DESCRIBE" && r.forwarded_for.is_none() && !sessions.contains(&r.client)
+            })
+            .count()
+    };
     let url = edge.url("/clip");
     plays_whole_clip(&url, 6.0);
     assert_eq!(origin.play_count("/vod"), 1);
+    let own_after_fill = own_describes(&origin);
     // Unchanged: revalidated and served from disk.
     plays_whole_clip(&url, 6.0);
     assert_eq!(origin.play_count("/vod"), 1, "{:#?}", origin.requests());
@@ -454,6 +483,17 @@ fn a_replaced_origin_file_is_fetched_again_once_stale_and_an_unchanged_one_is_re
         results(&edge, 4, "/clip"),
         ["MISS", "REFRESH", "MISS", "REFRESH"]
     );
+    let own = own_describes(&origin) - own_after_fill;
+    if route_extra.is_empty() {
+        assert!(own >= 3, "three revalidations of the edge's own: {own}");
+    } else {
+        assert_eq!(
+            own,
+            0,
+            "the accounting DESCRIBEs revalidated: {:#?}",
+            origin.requests()
+        );
+    }
 }
 
 #[test]

@@ -5,10 +5,16 @@
 //! Modules: [`backend`] (the back ends a service balances over, as the schedulers and
 //! health see them), [`sched`] (schedulers and persistence, sans-IO), [`health`]
 //! (health state and checks), [`l4`] (TCP and UDP services, port groups),
-//! [`proxy_v2`] (the PROXY protocol v2 header).
+//! [`proxy_v2`] (the PROXY protocol v2 header), [`role`] (the balancer as a role of the
+//! binary: its services, RTSP session routing in the crate-internal `rtsp` module,
+//! counters in `service`).
 
 pub mod backend;
 pub mod health;
 pub mod l4;
+pub(crate) mod l4_service;
 pub mod proxy_v2;
+pub mod role;
+pub(crate) mod rtsp;
 pub mod sched;
+pub(crate) mod service;

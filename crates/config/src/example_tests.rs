@@ -108,6 +108,24 @@ fn fully_populated() -> Config {
     c.admin.tls_cert = Some(Located::new("/etc/mediagate/admin.crt".into()));
     c.admin.tls_key = Some(Located::new("/etc/mediagate/admin.key".into()));
     c.admin.client_ca = Some(Located::new("/etc/mediagate/admin-clients-ca.crt".into()));
+    let mut service = ServiceConfig::new(
+        "rtsp",
+        vec![BindAddr("0.0.0.0:554".parse().unwrap())],
+        vec!["rtsp://10.0.0.1:8554".parse().unwrap()],
+    );
+    service.load_factor = Some(Located::new(1.25));
+    service.persistence_timeout = Some(Located::new(HumanDuration::from_secs(600)));
+    service.health = Some(Located::new(HealthConfig {
+        check: HealthCheckKind::RtspOptions,
+        interval: HumanDuration::from_secs(2),
+        timeout: HumanDuration::from_secs(1),
+        rise: Bounded::new(2).unwrap(),
+        fall: Bounded::new(3).unwrap(),
+        expect_status: Bounded::new(200).unwrap(),
+        path: Some("/".into()),
+        agent_port: Some(9999),
+    }));
+    c.balancer.service = vec![service];
     c.relay.media_address = Located::new(vec![MediaAddress {
         address: Located::new("192.0.2.20".parse().unwrap()),
         advertised: Some("203.0.113.20".parse().unwrap()),

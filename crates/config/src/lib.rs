@@ -1,14 +1,14 @@
 //! The mediagate configuration: one TOML file, one [`Config`] tree.
 //!
 //! What it does: defines every setting of the roles this binary runs (`[log]`, `[edge]`,
-//! `[relay]`), the shared `[accounting]` store and the `[admin]` API, their built-in defaults (the
+//! `[relay]`, `[balancer]`), the shared `[accounting]` store and the `[admin]` API, their built-in defaults (the
 //! edge alone on an unprivileged port, state under `./var`), validating value types
 //! (durations, port ranges, CIDRs, socket addresses, RTSP and PostgreSQL URLs), and
 //! loading with errors that carry a line and column.
 //!
 //! What it does not: start anything, touch the network, or reload on SIGHUP; the binary's
-//! `run` module wires roles from a finished `Config`. The `[balancer]` and `[dispatcher]`
-//! sections arrive with their roles; until then they are rejected as unknown keys.
+//! `run` module wires roles from a finished `Config`. The `[dispatcher]` section arrives
+//! with its role; until then it is rejected as an unknown key.
 //!
 //! Every table is `deny_unknown_fields`, so a typo is an error with a position rather than
 //! a setting silently ignored. The example file `config/mediagate.example.toml` at the
@@ -51,6 +51,7 @@ macro_rules! string_value_serde {
 
 mod accounting;
 mod admin;
+mod balancer;
 mod bounded;
 mod bounded_duration;
 mod byte_size;
@@ -76,6 +77,11 @@ mod test_rng;
 
 pub use accounting::{AccountingConfig, PostgresHost, PostgresUrl};
 pub use admin::{AdminConfig, AdminToken, ADMIN_DEFAULT_LISTEN, ADMIN_TOKEN_MIN_LEN};
+pub use balancer::{
+    BackendSpec, BackendWeight, BalancerConfig, BalancerMaxConnections, BalancerMaxSessions,
+    HeaderTimeout, HealthCheckKind, HealthConfig, MediaMode, PerSessionCap, SchedulerName,
+    ServiceConfig, ServiceKind,
+};
 pub use bounded::Bounded;
 pub use bounded_duration::BoundedDuration;
 pub use byte_size::ByteSize;
@@ -119,6 +125,8 @@ pub struct Config {
     /// The RTP/RTCP media relay role driven over the rtpengine `ng` protocol; disabled by
     /// default.
     pub relay: RelayConfig,
+    /// The streaming-aware load balancer role; disabled by default.
+    pub balancer: BalancerConfig,
     /// Where finished-call and session records go: SQLite under `state_dir` unless a
     /// PostgreSQL URL is set.
     pub accounting: AccountingConfig,
@@ -133,6 +141,7 @@ impl Default for Config {
             log: LogConfig::default(),
             edge: EdgeConfig::default(),
             relay: RelayConfig::default(),
+            balancer: BalancerConfig::default(),
             accounting: AccountingConfig::default(),
             admin: AdminConfig::default(),
         }

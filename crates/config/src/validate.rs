@@ -29,11 +29,12 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
             "state_dir is empty; give a directory such as \"./var\"".into(),
         );
     }
-    if !*edge.enabled && !*relay.enabled {
+    if !*edge.enabled && !*relay.enabled && !*config.balancer.enabled {
         let span = edge.enabled.span().or_else(|| relay.enabled.span());
         fail(
             span,
-            "no role is enabled: set edge.enabled or relay.enabled to true".into(),
+            "no role is enabled: set edge.enabled, relay.enabled or balancer.enabled to true"
+                .into(),
         );
     }
 
@@ -131,6 +132,7 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         }
     }
 
+    check_balancer(config, &mut fail);
     check_admin(config, &mut fail);
     check_edge_auth(config, &mut fail);
 
@@ -343,6 +345,113 @@ fn check_admin(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, Stri
 }
 
 /// The span of `value`, or of `fallback` when `value` kept its default.
+/// The balancer's services: each needs listeners and back ends, names are unique, and
+/// what the running balancer does not do yet is refused rather than ignored.
+fn check_balancer(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, String)) {
+    let balancer = &config.balancer;
+    if !*balancer.enabled {
+        return;
+    }
+    if balancer.service.is_empty() {
+        fail(
+            balancer.enabled.span(),
+            "the balancer is enabled but has no service; add [[balancer.service]] with name, listen and backends".into(),
+        );
+    }
+    if balancer.session_timeout.is_zero() {
+        fail(
+            balancer.session_timeout.span(),
+            "balancer.session_timeout must be longer than 0s".into(),
+        );
+    }
+    for (i, service) in balancer.service.iter().enumerate() {
+        let name = service.name.get();
+        if name.is_empty() {
+            fail(
+                service.name.span(),
+                "a service name must not be empty".into(),
+            );
+        }
+        if balancer
+            .service
+            .iter()
+            .take(i)
+            .any(|s| s.name.get() == name)
+        {
+            fail(
+                service.name.span(),
+                format!("the service name \"{name}\" is already used; each service needs its own"),
+            );
+        }
+        if service.listen.is_empty() {
+            fail(
+                span_or(&service.listen, &service.name),
+                format!(
+                    "service \"{name}\" has no listen address; add one such as \"0.0.0.0:554\""
+                ),
+            );
+        }
+        if service.backends.is_empty() {
+            fail(
+                span_or(&service.backends, &service.name),
+                format!(
+                    "service \"{name}\" has no back end; add one such as \"rtsp://10.0.0.1:8554\""
+                ),
+            );
+        }
+        if let Some(p) = service.persistence_timeout.as_ref().filter(|p| p.is_zero()) {
+            fail(
+                p.span(),
+                format!("service \"{name}\": persistence_timeout must be longer than 0s; leave it out for no persistence"),
+            );
+        }
+        if let Some(f) = &service.load_factor {
+            if *service.scheduler.get() != crate::SchedulerName::UrlHash {
+                fail(
+                    f.span(),
+                    format!(
+                        "service \"{name}\": load_factor applies to scheduler = \"url_hash\" only"
+                    ),
+                );
+            } else if !(1.0..=10.0).contains(f.get()) {
+                fail(
+                    f.span(),
+                    format!("service \"{name}\": load_factor must be from 1.0 to 10.0"),
+                );
+            }
+        }
+        if *service.kind.get() != crate::ServiceKind::Rtsp {
+            for span in [service.media_mode.span(), service.ports.span()]
+                .into_iter()
+                .flatten()
+            {
+                fail(
+                    Some(span),
+                    format!("service \"{name}\": media_mode and ports apply to kind = \"rtsp\" only; remove them"),
+                );
+            }
+        } else if *service.media_mode.get() == crate::MediaMode::Relay {
+            let ports = service.ports.range();
+            if *config.relay.enabled && ports.overlaps(config.relay.ports.range()) {
+                fail(
+                    span_or(&service.ports, &service.name),
+                    format!(
+                        "service \"{name}\": ports overlap relay.ports; give each its own range"
+                    ),
+                );
+            }
+            if *config.edge.enabled && ports.overlaps(config.edge.udp_ports.range()) {
+                fail(
+                    span_or(&service.ports, &service.name),
+                    format!(
+                        "service \"{name}\": ports overlap edge.udp_ports; give each its own range"
+                    ),
+                );
+            }
+        }
+    }
+}
+
 fn span_or<A, B>(value: &Located<A>, fallback: &Located<B>) -> Option<Range<usize>> {
     value.span().or_else(|| fallback.span())
 }
@@ -491,7 +600,7 @@ mod tests {
         assert_eq!(&text[17..22], "false");
         assert_eq!(
             errors[0].message(),
-            "no role is enabled: set edge.enabled or relay.enabled to true"
+            "no role is enabled: set edge.enabled, relay.enabled or balancer.enabled to true"
         );
     }
 

@@ -3,7 +3,8 @@
 //!
 //! What it does: `run [--config FILE]`, `check-config FILE`, `edge --listen ADDR --map
 //! ADVERTISED=ORIGIN` (issue 3 item 9) and `relay --ng ADDR:PORT --address IP --ports
-//! LOW-HIGH` (issue 4 item 8), `status [--admin URL] [--token-file FILE]` (issue 11),
+//! LOW-HIGH` (issue 4 item 8), `balancer --listen ADDR --backend URL` and `balancer
+//! status` (issue 14), `status [--admin URL] [--token-file FILE]` (issue 11),
 //! `cache list|pin|unpin|purge [URL]` (issue 13), `user add|del|list --file FILE [USER]` and
 //! `report [--config FILE] [--since DATE] [--by url|user|day]` (issue 12),
 //! with `--help` and `--version`. Values are parsed by the
@@ -18,8 +19,9 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand};
 
 use mediagate_config::{
-    AdvertisedPrefix, BindAddr, ByteSize, Config, HostIp, InvalidValue, Located, MediaAddress,
-    PortPairRange, Route, RtspUrl, ThreadScheduling, UpstreamTransport,
+    AdvertisedPrefix, BackendSpec, BindAddr, ByteSize, Config, HostIp, InvalidValue, Located,
+    MediaAddress, MediaMode, PortPairRange, Route, RtspUrl, SchedulerName, ServiceConfig,
+    ThreadScheduling, UpstreamTransport,
 };
 
 /// Streaming-media edge: RTSP caching and splitting proxy and RTP media relay.
@@ -33,7 +35,8 @@ use mediagate_config::{
         mediagate run --config /etc/mediagate/mediagate.toml\n  \
         mediagate check-config /etc/mediagate/mediagate.toml\n  \
         mediagate edge --map /cam1=rtsp://admin:secret@192.0.2.10/Streaming/Channels/101\n  \
-        mediagate relay --ng 127.0.0.1:2223 --address 192.0.2.20 --ports 30000-39999"
+        mediagate relay --ng 127.0.0.1:2223 --address 192.0.2.20 --ports 30000-39999\n  \
+        mediagate balancer --listen 0.0.0.0:554 --backend rtsp://10.0.0.1:8554 --backend rtsp://10.0.0.2:8554"
 )]
 pub struct Cli {
     /// What to do.
@@ -75,6 +78,22 @@ pub enum Command {
         mediagate relay --ng 127.0.0.1:2223 --address '10.0.0.5!203.0.113.7' --address 2001:db8::5"
     )]
     Relay(RelayArgs),
+    /// Quick start: an RTSP load balancer in front of media servers or edges
+    ///
+    /// One RTSP service: sessions routed by the balancer's own session IDs, media
+    /// relayed through it (relay mode), round robin. Everything not given takes the
+    /// built-in defaults (see config/mediagate.example.toml, [balancer]).
+    /// `mediagate balancer status` shows a running balancer's services and back ends.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        after_help = "Examples:\n  \
+        mediagate balancer --listen 0.0.0.0:554 --backend rtsp://10.0.0.1:8554 --backend rtsp://10.0.0.2:8554\n  \
+        mediagate balancer --listen 0.0.0.0:554 --mode direct --scheduler least_sessions \\\n      \
+        --backend rtsp://10.0.0.1:8554 --backend 'rtsp://10.0.0.2:8554 weight=2'\n  \
+        mediagate balancer status"
+    )]
+    Balancer(BalancerArgs),
     /// Show what a running mediagate serves: roles, streams, viewers, calls
     ///
     /// Asks the instance's admin API and prints a one-screen summary; exits with
@@ -268,6 +287,91 @@ pub enum ReportBy {
     Url,
     User,
     Day,
+}
+
+/// Arguments of `mediagate balancer`.
+#[derive(Debug, Args)]
+pub struct BalancerArgs {
+    /// `status`: show a running balancer instead of starting one.
+    #[command(subcommand)]
+    pub command: Option<BalancerCommand>,
+    /// TCP address for RTSP clients, IP:PORT; repeat for several.
+    #[arg(long = "listen", value_name = "IP:PORT", required = true)]
+    pub listen: Vec<BindAddr>,
+    /// A back end, rtsp://HOST:PORT[/path] or HOST:PORT, optionally followed by
+    /// " weight=N" (quote it); repeat for each.
+    #[arg(long = "backend", value_name = "URL", required = true)]
+    pub backend: Vec<BackendSpec>,
+    /// Where media flows [default: relay].
+    #[arg(long = "mode", value_enum)]
+    pub mode: Option<BalancerMode>,
+    /// How a new session picks a back end [default: round_robin].
+    #[arg(long = "scheduler", value_enum)]
+    pub scheduler: Option<BalancerScheduler>,
+}
+
+/// `mediagate balancer` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BalancerCommand {
+    /// Show a running balancer's services and back ends with their counters
+    ///
+    /// Asks the instance's admin API, as `mediagate status` does.
+    Status(StatusArgs),
+}
+
+/// `--mode` of `mediagate balancer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BalancerMode {
+    /// Media through the balancer (works through any NAT).
+    Relay,
+    /// Media from the back end straight to the client.
+    Direct,
+    /// RTSP 302 to the chosen back end's URL.
+    Redirect,
+}
+
+/// `--scheduler` of `mediagate balancer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum BalancerScheduler {
+    RoundRobin,
+    WeightedRoundRobin,
+    LeastSessions,
+    WeightedLeastSessions,
+    LeastBandwidth,
+    SourceHash,
+    UrlHash,
+}
+
+impl BalancerArgs {
+    /// The config `mediagate balancer` runs: the defaults, the balancer enabled with
+    /// one RTSP service named "rtsp", the edge off.
+    pub fn to_config(&self) -> Config {
+        let mut config = Config::default();
+        config.edge.enabled = Located::new(false);
+        config.balancer.enabled = Located::new(true);
+        let mut service = ServiceConfig::new("rtsp", self.listen.clone(), self.backend.clone());
+        if let Some(mode) = self.mode {
+            service.media_mode = Located::new(match mode {
+                BalancerMode::Relay => MediaMode::Relay,
+                BalancerMode::Direct => MediaMode::Direct,
+                BalancerMode::Redirect => MediaMode::Redirect,
+            });
+        }
+        if let Some(s) = self.scheduler {
+            service.scheduler = Located::new(match s {
+                BalancerScheduler::RoundRobin => SchedulerName::RoundRobin,
+                BalancerScheduler::WeightedRoundRobin => SchedulerName::WeightedRoundRobin,
+                BalancerScheduler::LeastSessions => SchedulerName::LeastSessions,
+                BalancerScheduler::WeightedLeastSessions => SchedulerName::WeightedLeastSessions,
+                BalancerScheduler::LeastBandwidth => SchedulerName::LeastBandwidth,
+                BalancerScheduler::SourceHash => SchedulerName::SourceHash,
+                BalancerScheduler::UrlHash => SchedulerName::UrlHash,
+            });
+        }
+        config.balancer.service = vec![service];
+        config
+    }
 }
 
 /// Arguments of `mediagate status` (and how `mediagate cache` reaches the instance).

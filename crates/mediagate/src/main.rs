@@ -50,6 +50,10 @@ fn main() -> ExitCode {
         }
         Command::Edge(args) => start_checked(args.to_config()),
         Command::Relay(args) => start_checked(args.to_config()),
+        Command::Balancer(args) => match args.command {
+            Some(cli::BalancerCommand::Status(status)) => show_balancer_status(status),
+            None => start_checked(args.to_config()),
+        },
         Command::Status(args) => show_status(args),
         Command::Cache(cmd) => cache_cmd::run(cmd),
         Command::User(cmd) => users::run(cmd),
@@ -99,6 +103,33 @@ fn show_report(args: &cli::ReportArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("mediagate report: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `mediagate balancer status`: the balancer's services and back ends on stdout, or
+/// why there are none on stderr (status 1).
+fn show_balancer_status(args: cli::StatusArgs) -> ExitCode {
+    let token = match status::token_of(args.token, args.token_file.as_deref()) {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("mediagate balancer status: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let tls = status::TlsFiles {
+        ca: args.cacert,
+        cert: args.cert,
+        key: args.key,
+    };
+    match status::balancer_status(&args.admin, token, &tls) {
+        Ok(summary) => {
+            print!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mediagate balancer status: {e}");
             ExitCode::FAILURE
         }
     }

@@ -29,8 +29,13 @@ use tracing::info;
 use crate::reload::{apply, Reloader};
 
 /// Every role this binary can run, in start order (the relay's ports are taken before
-/// the edge accepts viewers; the order has no other meaning).
-const ROLES: &[RoleKind] = &[mediagate_relay::role::KIND, mediagate_edge::role::KIND];
+/// the edge accepts viewers, and the edge listens before the balancer that may sit in
+/// front of it; the order has no other meaning).
+const ROLES: &[RoleKind] = &[
+    mediagate_relay::role::KIND,
+    mediagate_edge::role::KIND,
+    mediagate_balancer::role::KIND,
+];
 
 /// Runs `config` until stopped; `file` is the config file it came from, which SIGHUP
 /// re-reads (none when it was built from command-line flags).

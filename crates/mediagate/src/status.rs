@@ -183,7 +183,71 @@ fn summary(api: &Api, roles: Value) -> Result<String, StatusError> {
             )
         });
     }
+    if running("balancer") {
+        balancer_lists(api, &mut out)?;
+    }
     Ok(out)
+}
+
+/// `mediagate balancer status`: the balancer's services and back ends with their
+/// counters.
+pub fn balancer_status(
+    url: &str,
+    token: Option<String>,
+    tls: &TlsFiles,
+) -> Result<String, StatusError> {
+    let api = Api::new(url, token, tls)?;
+    let roles = api.get("/api/v1/roles")?;
+    let running = roles
+        .as_array()
+        .is_some_and(|r| r.iter().any(|r| r["name"] == "balancer"));
+    if !running {
+        return Err(StatusError::Refused {
+            url: api.base.clone(),
+            status: 404,
+            message: "this mediagate runs no balancer ([balancer] enabled = false)".into(),
+        });
+    }
+    let mut out = format!("mediagate balancer at {}\n", api.base);
+    balancer_lists(&api, &mut out)?;
+    Ok(out)
+}
+
+fn balancer_lists(api: &Api, out: &mut String) -> Result<(), StatusError> {
+    let services = api.get("/api/v1/balancer/services")?;
+    list(out, "services", &services, |s| {
+        format!(
+            "{}  {}  on {}  {} sessions  {} connections open  {} requests  {} unknown sessions  {} bad requests",
+            text(&s["name"]),
+            text(&s["mode"]),
+            s["listen"]
+                .as_array()
+                .map(|l| l.iter().map(text).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default(),
+            s["sessions"],
+            s["connections_open"],
+            s["requests_total"],
+            s["unknown_sessions_total"],
+            s["bad_requests_total"],
+        )
+    });
+    let backends = api.get("/api/v1/balancer/backends")?;
+    list(out, "back ends", &backends, |b| {
+        format!(
+            "{}  {}  {}  weight {}  {} sessions ({} in all)  {} in  {} out  {} packets  {} failed connects",
+            text(&b["service"]),
+            text(&b["backend"]),
+            if b["up"] == true { "up" } else { "down" },
+            b["weight"],
+            b["sessions"],
+            b["sessions_total"],
+            bytes(b["bytes_in_total"].as_u64().unwrap_or(0)),
+            bytes(b["bytes_out_total"].as_u64().unwrap_or(0)),
+            b["packets_total"],
+            b["connect_failures_total"],
+        )
+    });
+    Ok(())
 }
 
 /// A short list under a heading, at most [`SHOWN`] lines.

@@ -90,6 +90,8 @@ pub(super) const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/cache/prefetch/cancel"),
     ("get", "/api/v1/relay/calls"),
     ("delete", "/api/v1/relay/calls/{id}"),
+    ("get", "/api/v1/balancer/services"),
+    ("get", "/api/v1/balancer/backends"),
     ("post", "/api/v1/reload"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
@@ -144,6 +146,12 @@ fn handler(method: &str, path: &str) -> MethodRouter<Shared> {
         "/api/v1/relay/calls" => on(filter, |s: State<Shared>| snapshot(s, "relay", "calls")),
         "/api/v1/relay/calls/{id}" => on(filter, |s: State<Shared>, id: Path<String>| {
             end_session(s, "relay", "calls", id)
+        }),
+        "/api/v1/balancer/services" => on(filter, |s: State<Shared>| {
+            snapshot(s, "balancer", "services")
+        }),
+        "/api/v1/balancer/backends" => on(filter, |s: State<Shared>| {
+            snapshot(s, "balancer", "backends")
         }),
         "/api/v1/reload" => on(filter, reload),
         "/metrics" => on(filter, metrics),

@@ -12,6 +12,9 @@
 //! new calls new options, ports from a new range and a new teardown notification
 //! target; running calls keep theirs.
 //!
+//! [`PairRelay`] offers the same ports, forwarding threads and latching to other roles
+//! as bare forwarded pairs, without calls or `ng` (the balancer's `relay` mode).
+//!
 //! What it does not: parse config files or handle signals (the binary does, and calls
 //! [`Relay::shutdown`] on SIGTERM), or make protocol decisions (the sans-IO modules do).
 
@@ -19,11 +22,13 @@ mod control;
 mod forward;
 mod metrics;
 mod notify;
+mod pairs;
 mod sockets;
 
 pub use crate::calls::RelayOptions;
 pub use crate::latch::LatchPolicy;
 pub use forward::ForwardIo;
+pub use pairs::{Expected, Pair, PairCounters, PairError, PairRelay, PairRelayConfig};
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};

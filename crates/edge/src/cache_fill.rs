@@ -156,6 +156,8 @@ struct TrackClock {
     codec: Codec,
     is_video: bool,
     clock: u32,
+    /// The first packet was checked against the range start.
+    anchored: bool,
 }
 
 /// Media time and keyframe marks of one run's packets, sans-IO.
@@ -181,6 +183,18 @@ impl RunClock {
     /// `rtptime`. None when either is missing (that run is not recorded: without them
     /// its packets cannot be placed in time).
     pub fn from_play(plan: &FillPlan, d: &Described, origin: &Response) -> Option<RunClock> {
+        Self::from_answer(&plan.slots, &plan.codecs, d, origin)
+    }
+
+    /// [`Self::from_play`] for tracks placed in `slots` (per described track), with
+    /// `codecs` for keyframe marks: also what places a viewer's origin packets in
+    /// media time when nothing is recorded (`seam`).
+    pub fn from_answer(
+        slots: &[Option<u8>],
+        codecs: &[Codec],
+        d: &Described,
+        origin: &Response,
+    ) -> Option<RunClock> {
         let start_ms = origin
             .headers
             .get("Range")
@@ -189,7 +203,7 @@ impl RunClock {
         let info = RtpInfo::parse_value(origin.headers.get("RTP-Info")?).ok()?;
         let mut tracks = Vec::with_capacity(d.tracks.len());
         for (i, t) in d.tracks.iter().enumerate() {
-            let Some(slot) = plan.slots.get(i).copied().flatten() else {
+            let Some(slot) = slots.get(i).copied().flatten() else {
                 tracks.push(None);
                 continue;
             };
@@ -203,7 +217,7 @@ impl RunClock {
                 start_ms,
                 t.clock_rate,
                 entry.rtptime?,
-                plan.codecs.get(i).copied().unwrap_or(Codec::Other),
+                codecs.get(i).copied().unwrap_or(Codec::Other),
                 t.is_video,
             )));
         }
@@ -219,7 +233,24 @@ impl RunClock {
     pub fn place(&mut self, track: usize, rtp: &[u8]) -> Option<Placed> {
         let t = self.tracks.get_mut(track)?.as_mut()?;
         let ts = mediagate_rtp::RtpPacket::parse(rtp).ok()?.timestamp();
-        let ticks = t.start_ticks + (t.unwrap.extend(ts) - t.rtptime);
+        let extended = t.unwrap.extend(ts);
+        let mut ticks = t.start_ticks + (extended - t.rtptime);
+        if !t.anchored {
+            t.anchored = true;
+            // gst-rtsp-server 1.22, PLAYed with a Range it snaps to a keyframe, names
+            // in RTP-Info the video rtptime of npt 0, not of the range start: its
+            // first packet would land `start` too late. A first packet more than a
+            // second away from the range start places the track by itself instead.
+            if (ticks - t.start_ticks).abs() > i64::from(t.clock) {
+                tracing::debug!(
+                    track,
+                    off_ms = (ticks - t.start_ticks) * 1000 / i64::from(t.clock.max(1)),
+                    "the origin's RTP-Info rtptime is not its range start; placing by the first packet"
+                );
+                t.rtptime = extended;
+                ticks = t.start_ticks;
+            }
+        }
         let media_ticks = u64::try_from(ticks).ok()?;
         // Audio frames and codecs we cannot inspect are each a place to start.
         let keyframe =
@@ -256,6 +287,7 @@ impl TrackClock {
             codec,
             is_video,
             clock,
+            anchored: false,
         }
     }
 }
@@ -619,6 +651,22 @@ mod tests {
         assert_eq!(a.duration_ms, Some(10_005));
         // The version is compared on its own.
         assert_eq!(a.validators.sdp_origin.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn a_first_packet_far_from_the_range_start_places_its_track() {
+        // A run from npt 3 s whose RTP-Info rtptime is npt 0's: the first packet
+        // carries rtptime + 3 s.
+        let mut c = clock(3000, 1_000_000, 90_000);
+        let first = c.place(0, &rtp(1_000_000 + 270_000)).unwrap();
+        assert_eq!(first.media_ms, 3000);
+        assert_eq!(
+            c.place(0, &rtp(1_000_000 + 273_600)).unwrap().media_ms,
+            3040
+        );
+        // Close to the start (a keyframe just before it, a packet just after): kept.
+        let mut c = clock(3000, 1_000_000, 90_000);
+        assert_eq!(c.place(0, &rtp(1_000_000 + 9_000)).unwrap().media_ms, 3100);
     }
 
     #[test]

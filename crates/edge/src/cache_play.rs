@@ -15,8 +15,9 @@
 //!
 //! At the end of the held range, the viewer is told with an RTCP BYE per track (RFC
 //! 3550 §6.6), which players take as the end of the stream; a held range that stops
-//! before the end of the clip ends the same way (docs/edge.md): the viewer may PLAY
-//! again with a `Range` past it, which the origin then serves.
+//! before the end of the clip is handed to the player's continuation instead
+//! (`source::Continuation`): the viewer's origin session goes on from there with this
+//! player's [`Rewriter`], so the viewer sees one stream (`seam`).
 //!
 //! Every 5 s (the first after 0.5 s) each track sends an RTCP sender report with an
 //! SDES CNAME (RFC 3550 §6.4.1, §6.5.1): its NTP timestamp is the wall clock and its
@@ -45,6 +46,7 @@ use crate::cache_store::CacheStore;
 use crate::conn_out::ConnOut;
 use crate::ports::SocketPair;
 use crate::sink::{Tally, TrackDest};
+use crate::source::Continuation;
 
 /// How far ahead of its media time a packet may go out.
 const LEAD: Duration = Duration::from_millis(300);
@@ -254,6 +256,9 @@ pub(crate) struct PlayerOut {
     pub conn: ConnOut,
     pub dests: Vec<Option<(TrackDest, Option<Arc<SocketPair>>)>>,
     pub tally: Arc<Tally>,
+    /// Where the viewer's stream goes on when the held range ends before the clip
+    /// does (`source::Continuation`); None: it ends there, with a BYE.
+    pub at_end: Option<Arc<Continuation>>,
 }
 
 /// What a PLAY answer says about where the player starts.
@@ -504,6 +509,22 @@ impl CachePlayer {
         })
     }
 
+    /// Stops and hands over the viewer's numbering (the origin goes on with it).
+    pub async fn into_rewriter(mut self) -> Option<Rewriter> {
+        self.pause().await;
+        self.state.take().map(|s| s.rewriter)
+    }
+
+    /// Numbers what it sends with `rewriter` (the viewer's, from an origin session
+    /// that served it until now): output continues after what that one sent.
+    pub async fn continue_numbering(&mut self, mut rewriter: Rewriter) {
+        self.pause().await;
+        if let Some(state) = &mut self.state {
+            rewriter.seek_to(state.position_ms);
+            state.rewriter = rewriter;
+        }
+    }
+
     /// Starts (or resumes) sending; returns what the PLAY answer says.
     /// A PLAY while playing restarts from the next unsent packet.
     pub async fn play(&mut self) -> Option<PlayStart> {
@@ -628,7 +649,9 @@ async fn run(
             BatchEnd::Stopped => return state,
             BatchEnd::Ended => {
                 state.ended = true;
-                send_bye(&state.rewriter, &out).await;
+                if !continue_at_end(&mut state, &out).await {
+                    send_bye(&state.rewriter, &out).await;
+                }
                 return state;
             }
         }
@@ -805,6 +828,22 @@ async fn send(
             !out.conn.is_closed()
         }
         _ => !out.conn.is_closed(),
+    }
+}
+
+/// Hands the viewer to its continuation at the end of the held range, when it has
+/// one and that takes it; false when the stream ends here.
+async fn continue_at_end(state: &mut State, out: &PlayerOut) -> bool {
+    let Some(next) = &out.at_end else {
+        return false;
+    };
+    let rewriter = std::mem::replace(&mut state.rewriter, Rewriter::new(&[], || 0));
+    match next.take_over(rewriter, state.position_ms).await {
+        Ok(()) => true,
+        Err(rewriter) => {
+            state.rewriter = rewriter;
+            false
+        }
     }
 }
 

@@ -36,6 +36,7 @@ pub mod report;
 pub mod role;
 mod routing;
 mod rtsp_client;
+mod seam;
 pub mod server;
 mod session;
 mod settings;

@@ -3,7 +3,9 @@
 //!
 //! What it does: resolves the URL as a viewer's request would be (routes, forward and
 //! transparent rules, and every hop checked by the edge's reach policy), DESCRIBEs,
-//! SETUPs the chosen tracks over TCP interleaved and PLAYs from npt 0 asking for
+//! SETUPs the chosen tracks over TCP interleaved and PLAYs from npt 0 (or, for a
+//! partial object of the same content, from the end of its held start: only what is
+//! missing is fetched, and the new run meets the held range) asking for
 //! `Speed` (RFC 7826 §18.50, RFC 2326 §12.35): delivery faster than real time with
 //! timestamps left in media time, so the stored object is the same as a viewer's fill.
 //! An answer with `Speed` is not taken on trust: the first [`PROBE_WALL`] of packets
@@ -267,7 +269,10 @@ impl Prefetches {
             req.max_object_bytes,
         );
         let held = req.store.lock().lookup(&key);
-        if let Some(o) = held.filter(|o| o.complete && o.meta.sdp == plan.meta.sdp) {
+        if let Some(o) = held
+            .as_ref()
+            .filter(|o| o.complete && o.meta.sdp == plan.meta.sdp)
+        {
             // Nothing to fetch: the same description is held complete already.
             teardown(&mut client, &described).await;
             let job = Arc::new(Job::new(
@@ -283,7 +288,15 @@ impl Prefetches {
             self.push(job.clone());
             return Ok(job);
         }
-        let (channels, resp) = play_from_start(&mut client, &mut described, &set_up, req.speed)
+        let from_ms = resume_point(held.as_ref(), &plan.meta);
+        if from_ms > 0 {
+            tracing::info!(
+                url,
+                from_ms,
+                "edge: prefetch resumes where the held start ends"
+            );
+        }
+        let (channels, resp) = play_from(&mut client, &mut described, &set_up, req.speed, from_ms)
             .await
             .map_err(|e| StartError::Origin(e.to_string()))?;
         let Some((run, ended)) =
@@ -319,6 +332,7 @@ impl Prefetches {
             target: req.target,
             plan,
             set_up,
+            from_ms,
             client,
             described,
             channels,
@@ -334,14 +348,34 @@ impl Prefetches {
     }
 }
 
-/// SETUPs `set_up` over TCP interleaved and PLAYs from npt 0, asking for `speed`
+/// A held start this close to npt 0 is the clip's start (its first keyframe).
+const RESUME_FIRST_MS: u64 = 1_000;
+
+/// Where a prefetch of an object held as `held` starts: the end of its first held
+/// range when that range is the clip's start and the object is the content `meta`
+/// describes (a fill of changed content starts the object again, from 0); else 0.
+/// The origin starts at a keyframe at or before it, so the new run meets the held
+/// range and the two merge.
+fn resume_point(held: Option<&ObjectInfo>, meta: &mediagate_cache::Meta) -> u64 {
+    let Some(o) = held.filter(|o| !o.complete && crate::freshness::same_content(&o.meta, meta))
+    else {
+        return 0;
+    };
+    match o.ranges.first() {
+        Some(&(start, end)) if start <= RESUME_FIRST_MS => end,
+        _ => 0,
+    }
+}
+
+/// SETUPs `set_up` over TCP interleaved and PLAYs from `from_ms`, asking for `speed`
 /// when it is not 1. Returns the origin's channels (→ described track, is RTCP) and
 /// its PLAY answer.
-async fn play_from_start(
+async fn play_from(
     client: &mut RtspClient,
     described: &mut Described,
     set_up: &[usize],
     speed: f64,
+    from_ms: u64,
 ) -> Result<(HashMap<u8, (usize, bool)>, Response), ClientError> {
     let mut channels = HashMap::new();
     for &i in set_up {
@@ -351,7 +385,10 @@ async fn play_from_start(
         channels.insert(ch.wrapping_add(1), (i, true));
     }
     let mut extra = Headers::new();
-    extra.append("Range", "npt=0.000-");
+    extra.append(
+        "Range",
+        format!("npt={}.{:03}-", from_ms / 1000, from_ms % 1000),
+    );
     if speed != 1.0 {
         extra.append("Speed", format!("{speed:.1}"));
     }
@@ -519,6 +556,8 @@ struct PrefetchTask {
     target: UpstreamTarget,
     plan: FillPlan,
     set_up: Vec<usize>,
+    /// Where the PLAY starts: 0, or the end of the held start of a partial object.
+    from_ms: u64,
     client: RtspClient,
     described: Described,
     /// Origin interleaved channel → (described track, is RTCP).
@@ -583,7 +622,8 @@ impl PrefetchTask {
         self.job.finish(state);
     }
 
-    /// A new origin session playing from the start in real time, with its run.
+    /// A new origin session playing from where the prefetch started, in real time, with
+    /// its run.
     async fn restart(&mut self) -> Result<(FillRun, crate::cache_fill::RunEnded), String> {
         let (client, described) = upstream::describe(&self.target)
             .await
@@ -592,10 +632,15 @@ impl PrefetchTask {
             return Err("the origin changed the clip's tracks".into());
         }
         (self.client, self.described) = (client, described);
-        let (channels, resp) =
-            play_from_start(&mut self.client, &mut self.described, &self.set_up, 1.0)
-                .await
-                .map_err(|e| format!("the origin: {e}"))?;
+        let (channels, resp) = play_from(
+            &mut self.client,
+            &mut self.described,
+            &self.set_up,
+            1.0,
+            self.from_ms,
+        )
+        .await
+        .map_err(|e| format!("the origin: {e}"))?;
         self.channels = channels;
         self.byes.clear();
         self.job.bytes.store(0, Ordering::Relaxed);
@@ -713,6 +758,46 @@ fn outcome(stop: &Stop, info: Result<ObjectInfo, String>) -> PrefetchState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn object(complete: bool, ranges: Vec<(u64, u64)>, meta: &mediagate_cache::Meta) -> ObjectInfo {
+        ObjectInfo {
+            key: mediagate_cache::ObjectKey {
+                url: "rtsp://o/vod".into(),
+                tracks: vec![0],
+            },
+            meta: meta.clone(),
+            complete,
+            ranges,
+            size_bytes: 0,
+            pinned: false,
+            last_used_unix_ms: 0,
+        }
+    }
+
+    fn stored(sdp: &str) -> mediagate_cache::Meta {
+        mediagate_cache::Meta {
+            sdp: sdp.into(),
+            tracks: Vec::new(),
+            duration_ms: Some(30_000),
+            validators: Default::default(),
+            needed_auth: false,
+            fetched_unix_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_prefetch_resumes_at_the_end_of_the_held_start_of_the_same_content() {
+        let meta = stored("v=0\r\nm=video 0 RTP/AVP 96\r\n");
+        assert_eq!(resume_point(None, &meta), 0);
+        let partial = object(false, vec![(40, 7_500), (12_000, 15_000)], &meta);
+        assert_eq!(resume_point(Some(&partial), &meta), 7_500);
+        // The clip's start is not held: that is what is missing first.
+        let middle = object(false, vec![(5_000, 9_000)], &meta);
+        assert_eq!(resume_point(Some(&middle), &meta), 0);
+        // Changed content is fetched again from the start.
+        let changed = stored("v=0\r\nm=audio 0 RTP/AVP 0\r\n");
+        assert_eq!(resume_point(Some(&partial), &changed), 0);
+    }
 
     #[test]
     fn progress_is_held_time_over_the_length() {

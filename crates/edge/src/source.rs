@@ -11,7 +11,10 @@
 //! is, is only known at PLAY. The PLAY then looks the requested start up in the
 //! cache: held, the player serves it; not held, the origin session is opened, its
 //! tracks set up and played with the viewer's `Range`, and recorded. A seek of a hit
-//! to a time the cache does not hold continues from the origin the same way.
+//! to a time the cache does not hold continues from the origin the same way, a seek
+//! of an origin session back into a held range goes back to the cache, and a hit
+//! whose held range ends before the clip does goes on from the origin
+//! ([`Continuation`]); the viewer's numbering carries over each move (`seam`).
 //!
 //! Which PLAY is a hit follows the route's policy and the freshness rules
 //! (`freshness`): an object stored under a policy the route still has, describing
@@ -36,7 +39,7 @@ use mediagate_rtsp::headers::Range;
 use mediagate_rtsp::{Headers, Response, StatusCode, Version};
 
 use crate::cache_fill::{object_key, object_meta, unix_ms, FillPlan};
-use crate::cache_play::{CachePlayer, PlayStart, PlayerOut};
+use crate::cache_play::{CachePlayer, PlayStart, PlayerOut, Rewriter};
 use crate::cache_store::CacheStore;
 use crate::conn_out::ConnOut;
 use crate::freshness;
@@ -46,6 +49,7 @@ use crate::metrics::{EdgeStats, ViewerGauge};
 use crate::ports::{PortAllocator, SocketPair};
 use crate::routing::Router;
 use crate::rtsp_client::ClientError;
+use crate::seam::{Joint, OriginSeam};
 use crate::session::CacheResult;
 use crate::session::{error, ViewerTransport};
 use crate::sink::{Counts, Tally, TrackDest, ViewerSink};
@@ -87,6 +91,7 @@ enum Lookup {
     Hit {
         player: Box<CachePlayer>,
         refreshed: bool,
+        continuation: Option<Arc<Continuation>>,
     },
     /// From the origin (recorded when the policy allows).
     Miss,
@@ -96,7 +101,7 @@ enum Lookup {
 
 /// What an on-demand session chose at SETUP, for the PLAY that decides where its
 /// media comes from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Lazy {
     target: UpstreamTarget,
     out: ConnOut,
@@ -159,6 +164,8 @@ pub(crate) struct Source {
     subscribed: Option<SubscriberId>,
     /// This session in the edge's `viewers` gauge, released with the source.
     viewer_gauge: Option<ViewerGauge>,
+    /// Where a hit goes on from the origin when its held range ends early.
+    continuation: Option<Arc<Continuation>>,
 }
 
 /// A successful PLAY: the response, and (live) the subscriber whose held packets the
@@ -185,6 +192,7 @@ impl Source {
             kind,
             subscribed: None,
             viewer_gauge: None,
+            continuation: None,
         }
     }
 
@@ -201,6 +209,7 @@ impl Source {
             },
             subscribed: None,
             viewer_gauge: None,
+            continuation: None,
         }
     }
 
@@ -235,6 +244,11 @@ impl Source {
             SourceKind::Live => CacheResult::Split,
             SourceKind::OnDemand { vod: Some(v), .. } if v.filled() => CacheResult::Miss,
             SourceKind::OnDemand { .. } => CacheResult::Pass,
+            // Part of what it played came from the origin and was recorded.
+            SourceKind::Cached { held: Some(v), .. } if v.filled() => CacheResult::Miss,
+            SourceKind::Cached { .. } if self.continuation.as_ref().is_some_and(|c| c.filled()) => {
+                CacheResult::Miss
+            }
             SourceKind::Cached {
                 refreshed: true, ..
             } => CacheResult::Refresh,
@@ -319,6 +333,7 @@ impl Source {
     ) -> Result<Playing, Response> {
         let start_ms = requested_start(viewer_headers);
         let viewer = viewer_headers.get("Cache-Control");
+        self.adopt_continuation().await;
         let kind = std::mem::replace(&mut self.kind, SourceKind::Live);
         let kind = match kind {
             // A session of on-demand content set up at the edge: the cache decides.
@@ -331,12 +346,19 @@ impl Source {
                     .lookup(&lazy, from, viewer, origin_answer.as_ref())
                     .await
                 {
-                    Lookup::Hit { player, refreshed } => SourceKind::Cached {
+                    Lookup::Hit {
                         player,
-                        lazy,
                         refreshed,
-                        held: None,
-                    },
+                        continuation,
+                    } => {
+                        self.continuation = continuation;
+                        SourceKind::Cached {
+                            player,
+                            lazy,
+                            refreshed,
+                            held: None,
+                        }
+                    }
                     Lookup::NotCached => {
                         self.kind = SourceKind::OnDemand {
                             vod: None,
@@ -344,11 +366,15 @@ impl Source {
                         };
                         return Err(not_cached());
                     }
-                    Lookup::Miss => match self.open_origin(&lazy).await {
-                        Ok(vod) => SourceKind::OnDemand {
-                            vod: Some(vod),
-                            lazy: Some(lazy),
-                        },
+                    Lookup::Miss => match open_origin(&lazy, &self.described, &self.tally).await {
+                        Ok(vod) => {
+                            let seam = OriginSeam::new(vod.described(), &lazy.variant(), None);
+                            vod.set_seam(seam).await;
+                            SourceKind::OnDemand {
+                                vod: Some(vod),
+                                lazy: Some(lazy),
+                            }
+                        }
                         Err(r) => {
                             // Still set up: the viewer may try again.
                             self.kind = SourceKind::OnDemand {
@@ -365,12 +391,14 @@ impl Source {
             SourceKind::OnDemand {
                 vod: Some(vod),
                 lazy: Some(mut lazy),
-            } if !lazy.decided => {
+            } if !lazy.decided && self.is_passthrough() => {
                 lazy.decided = true;
                 let from = start_ms.unwrap_or(0);
                 let answered = vod.described().clone();
                 match self.lookup(&lazy, from, viewer, Some(&answered)).await {
-                    Lookup::Hit { player, refreshed } => SourceKind::Cached {
+                    Lookup::Hit {
+                        player, refreshed, ..
+                    } => SourceKind::Cached {
                         player,
                         lazy,
                         refreshed,
@@ -388,6 +416,8 @@ impl Source {
                         if let Some(plan) = fill_plan(&lazy, &answered) {
                             vod.record_into(plan).await;
                         }
+                        let seam = OriginSeam::new(&answered, &lazy.variant(), None);
+                        vod.set_seam(seam).await;
                         SourceKind::OnDemand {
                             vod: Some(vod),
                             lazy: Some(lazy),
@@ -413,23 +443,35 @@ impl Source {
                     refreshed,
                     held,
                 },
-                // Not held: a pass-through viewer's own origin session serves it.
+                // Not held: the viewer's origin session set up before (a pass-through
+                // viewer's own, or one it moved to the cache from) serves it, going on
+                // with the player's numbering.
                 Some(_) if held.is_some() => {
                     let vod = held.expect("checked");
                     if let Some(plan) = fill_plan(&lazy, vod.described()) {
                         vod.record_into(plan).await;
                     }
+                    let rewriter = player.into_rewriter().await;
+                    let seam = OriginSeam::new(vod.described(), &lazy.variant(), rewriter);
+                    vod.set_seam(seam).await;
+                    self.continuation = None;
                     SourceKind::OnDemand {
                         vod: Some(vod),
                         lazy: Some(lazy),
                     }
                 }
                 // Not held: the origin serves it (and the cache records it).
-                Some(_) => match self.open_origin(&lazy).await {
-                    Ok(vod) => SourceKind::OnDemand {
-                        vod: Some(vod),
-                        lazy: Some(lazy),
-                    },
+                Some(_) => match open_origin(&lazy, &self.described, &self.tally).await {
+                    Ok(vod) => {
+                        let rewriter = player.into_rewriter().await;
+                        let seam = OriginSeam::new(vod.described(), &lazy.variant(), rewriter);
+                        vod.set_seam(seam).await;
+                        self.continuation = None;
+                        SourceKind::OnDemand {
+                            vod: Some(vod),
+                            lazy: Some(lazy),
+                        }
+                    }
                     Err(r) => {
                         // Paused where it was; a PLAY without Range resumes it.
                         self.kind = SourceKind::Cached {
@@ -442,6 +484,17 @@ impl Source {
                     }
                 },
             },
+            // A seek of an origin session back into what the cache holds: the player
+            // serves it, going on with the origin's numbering; the origin session
+            // stays set up, paused, for a later seek the cache does not hold.
+            SourceKind::OnDemand {
+                vod: Some(vod),
+                lazy: Some(lazy),
+            } if start_ms.is_some_and(|from| lazy.holds(&self.described, from)) => {
+                let from = start_ms.unwrap_or(0);
+                let auth = viewer_headers.get("Authorization").map(str::to_owned);
+                self.back_to_cache(vod, lazy, from, viewer, auth).await
+            }
             other => other,
         };
         self.kind = kind;
@@ -594,6 +647,10 @@ impl Source {
         let now = SystemTime::now();
         let verdict = freshness::verdict(meta, viewer, unix_ms(now), lazy.policy.default_ttl);
         if verdict == Freshness::NotCacheable {
+            tracing::debug!(
+                url,
+                "the cached object may not be served; asking the origin"
+            );
             return miss;
         }
         // The hub's description may be older than the object (it is kept while the
@@ -624,6 +681,18 @@ impl Source {
             }
         };
         let clocks = meta.tracks.iter().map(|t| t.clock_rate).collect();
+        // A pass-through viewer's stream ends with the held range: its origin
+        // session is its own, and PLAYing it again asks the viewer's credentials.
+        let continuation = (!self.is_passthrough()).then(|| {
+            Arc::new(Continuation {
+                lazy: lazy.clone(),
+                described: self.described.clone(),
+                tally: self.tally.clone(),
+                key: key.clone(),
+                duration_ms: meta.duration_ms.or_else(|| self.duration_ms()),
+                taken: std::sync::Mutex::new(None),
+            })
+        });
         let out = PlayerOut {
             conn: lazy.out.clone(),
             dests: variant
@@ -631,6 +700,7 @@ impl Source {
                 .map(|&i| lazy.tracks.get(i).cloned().flatten())
                 .collect(),
             tally: self.tally.clone(),
+            at_end: continuation.clone(),
         };
         match CachePlayer::open(store.clone(), key, clocks, from_ms, out).await {
             Ok(Some(player)) => {
@@ -639,9 +709,17 @@ impl Source {
                 Lookup::Hit {
                     player: Box::new(player),
                     refreshed,
+                    continuation,
                 }
             }
-            Ok(None) => miss,
+            Ok(None) => {
+                tracing::debug!(
+                    url,
+                    from_ms,
+                    "the cache no longer holds it; asking the origin"
+                );
+                miss
+            }
             Err(e) => {
                 tracing::warn!(url, error = %e, "cached object could not be read; asking the origin");
                 Lookup::Miss
@@ -649,39 +727,78 @@ impl Source {
         }
     }
 
-    /// The miss path: the viewer's own origin session, its tracks set up as the
-    /// viewer's SETUPs chose, recording into the cache when the route caches.
-    async fn open_origin(&self, lazy: &Lazy) -> Result<VodSession, Response> {
-        let variant = lazy.variant();
-        let io = VodIo {
-            conn: lazy.out.clone(),
-            ports: lazy.ports.clone(),
-            tally: self.tally.clone(),
-            guard: lazy.tasks.guard(),
-            fill: None,
+    /// A hit whose held range ended and whose origin session took over: that session
+    /// is the source from now on.
+    async fn adopt_continuation(&mut self) {
+        let Some(c) = self.continuation.clone() else {
+            return;
         };
-        let vod = VodSession::open(&lazy.target, io, None)
-            .await
-            .map_err(|e| client_error(&e))?;
-        if vod.described().tracks.len() != self.described.tracks.len() {
-            return Err(error(
-                StatusCode::BAD_GATEWAY,
-                "the origin changed the stream's tracks",
-            ));
+        let SourceKind::Cached { player, .. } = &mut self.kind else {
+            return;
+        };
+        // The player task ends once it handed over (or was stopped).
+        player.pause().await;
+        let Some(vod) = c.take() else {
+            return;
+        };
+        if let SourceKind::Cached { lazy, .. } = std::mem::replace(&mut self.kind, SourceKind::Live)
+        {
+            self.kind = SourceKind::OnDemand {
+                vod: Some(vod),
+                lazy: Some(lazy),
+            };
         }
-        // Recorded as this session's own DESCRIBE describes it: newer than the hub's
-        // when the clip changed.
-        if let Some(plan) = fill_plan(lazy, vod.described()) {
-            vod.record_into(plan).await;
+        self.continuation = None;
+    }
+
+    /// From the origin session `vod` back to the cache at `from_ms` (held, as
+    /// `Lazy::holds` found): the origin session is paused and kept; the player goes
+    /// on with its numbering. Stays with the origin when the cache cannot serve it
+    /// after all (stale, or the object changed).
+    async fn back_to_cache(
+        &mut self,
+        vod: VodSession,
+        lazy: Box<Lazy>,
+        from_ms: u64,
+        viewer: Option<&str>,
+        auth: Option<String>,
+    ) -> SourceKind {
+        if vod.hold(auth).await.is_err() {
+            return SourceKind::OnDemand {
+                vod: Some(vod),
+                lazy: Some(lazy),
+            };
         }
-        for &i in &variant {
-            if let Some((dest, pair)) = lazy.tracks.get(i).cloned().flatten() {
-                vod.setup_with(i, dest, pair)
-                    .await
-                    .map_err(|e| client_error(&e))?;
+        let Some(seam) = vod.take_seam().await else {
+            return SourceKind::OnDemand {
+                vod: Some(vod),
+                lazy: Some(lazy),
+            };
+        };
+        let answered = self.is_passthrough().then(|| vod.described().clone());
+        match self.lookup(&lazy, from_ms, viewer, answered.as_ref()).await {
+            Lookup::Hit {
+                mut player,
+                refreshed,
+                continuation,
+            } => {
+                player.continue_numbering(seam.into_rewriter()).await;
+                self.continuation = continuation;
+                SourceKind::Cached {
+                    player,
+                    lazy,
+                    refreshed,
+                    held: Some(vod),
+                }
+            }
+            Lookup::Miss | Lookup::NotCached => {
+                vod.set_seam(seam).await;
+                SourceKind::OnDemand {
+                    vod: Some(vod),
+                    lazy: Some(lazy),
+                }
             }
         }
-        Ok(vod)
     }
 
     /// Lets the held packets of a live PLAY go, after its response was queued.
@@ -699,6 +816,7 @@ impl Source {
     /// Pauses: the origin session of on-demand content, the hub subscription of a
     /// live stream.
     pub async fn pause(&mut self, authorization: Option<&str>) -> Result<(), Response> {
+        self.adopt_continuation().await;
         match &mut self.kind {
             SourceKind::OnDemand { vod: Some(vod), .. } => {
                 vod.pause(authorization.map(str::to_owned))
@@ -800,6 +918,16 @@ impl Lazy {
         }
     }
 
+    /// True when the cache holds `from_ms` of this variant (an index look-up).
+    fn holds(&self, described: &Described, from_ms: u64) -> bool {
+        let Some(store) = self.cache.as_ref().filter(|_| self.policy.cache) else {
+            return false;
+        };
+        let url = self.target.url.without_credentials().to_string();
+        let key = object_key(&url, described, &self.variant());
+        store.lock().covered(&key, from_ms).is_some()
+    }
+
     /// The described tracks the viewer set up, in order.
     fn variant(&self) -> Vec<usize> {
         self.tracks
@@ -807,6 +935,126 @@ impl Lazy {
             .enumerate()
             .filter_map(|(i, t)| t.as_ref().map(|_| i))
             .collect()
+    }
+}
+
+/// The miss path: the viewer's own origin session, its tracks set up as the
+/// viewer's SETUPs chose, recording into the cache when the route caches.
+async fn open_origin(
+    lazy: &Lazy,
+    described: &Described,
+    tally: &Arc<Tally>,
+) -> Result<VodSession, Response> {
+    let variant = lazy.variant();
+    let io = VodIo {
+        conn: lazy.out.clone(),
+        ports: lazy.ports.clone(),
+        tally: tally.clone(),
+        guard: lazy.tasks.guard(),
+        fill: None,
+    };
+    let vod = VodSession::open(&lazy.target, io, None)
+        .await
+        .map_err(|e| client_error(&e))?;
+    if vod.described().tracks.len() != described.tracks.len() {
+        return Err(error(
+            StatusCode::BAD_GATEWAY,
+            "the origin changed the stream's tracks",
+        ));
+    }
+    // Recorded as this session's own DESCRIBE describes it: newer than the hub's
+    // when the clip changed.
+    if let Some(plan) = fill_plan(lazy, vod.described()) {
+        vod.record_into(plan).await;
+    }
+    for &i in &variant {
+        if let Some((dest, pair)) = lazy.tracks.get(i).cloned().flatten() {
+            vod.setup_with(i, dest, pair)
+                .await
+                .map_err(|e| client_error(&e))?;
+        }
+    }
+    Ok(vod)
+}
+
+/// Where a hit whose held range ends before the clip does goes on: the viewer's own
+/// origin session, opened then and PLAYed from the end of what was sent, numbered as
+/// one stream with it (`seam`) and recorded, so the object grows to meet the rest.
+/// The player task starts it; the source adopts the session at the viewer's next
+/// request (it is the session's media source from then on).
+#[derive(Debug)]
+pub(crate) struct Continuation {
+    lazy: Lazy,
+    described: Arc<Described>,
+    tally: Arc<Tally>,
+    key: ObjectKey,
+    duration_ms: Option<u64>,
+    taken: std::sync::Mutex<Option<VodSession>>,
+}
+
+/// A held range that ends this close to the clip's end is its end.
+const END_SLACK_MS: u64 = 500;
+
+impl Continuation {
+    /// Goes on from the origin after `sent_ms` (the media time of the last packet
+    /// sent) with the viewer's numbering; gives the numbering back when the clip
+    /// ends there or the origin cannot serve it (the player then ends the stream).
+    pub async fn take_over(&self, rewriter: Rewriter, sent_ms: u64) -> Result<(), Rewriter> {
+        let complete = self
+            .lazy
+            .cache
+            .as_ref()
+            .is_some_and(|store| store.lock().lookup(&self.key).is_some_and(|o| o.complete));
+        let before_end = self
+            .duration_ms
+            .is_some_and(|d| sent_ms.saturating_add(END_SLACK_MS) < d);
+        if complete || !before_end {
+            return Err(rewriter);
+        }
+        let url = self.lazy.target.url.without_credentials().to_string();
+        let vod = match open_origin(&self.lazy, &self.described, &self.tally).await {
+            Ok(vod) => vod,
+            Err(r) => {
+                tracing::info!(url, status = %r.status, "the end of a held range could not continue from the origin");
+                return Err(rewriter);
+            }
+        };
+        let mut seam = OriginSeam::new(vod.described(), &self.lazy.variant(), Some(rewriter));
+        seam.set_joint(Joint::Continue { sent_ms });
+        vod.set_seam(seam).await;
+        let mut headers = Headers::new();
+        headers.append("Range", npt_range(sent_ms, None));
+        match vod.play(headers).await {
+            Ok(_) => {
+                tracing::debug!(url, sent_ms, "held range ended; the origin goes on");
+                *self
+                    .taken
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(vod);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::info!(url, error = %e, "the end of a held range could not continue from the origin");
+                let back = vod.take_seam().await.map(OriginSeam::into_rewriter);
+                Err(back.unwrap_or_else(|| Rewriter::new(&[], || 0)))
+            }
+        }
+    }
+
+    /// The origin session that took over, once (the source adopts it).
+    fn take(&self) -> Option<VodSession> {
+        self.taken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    fn filled(&self) -> bool {
+        self.taken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(VodSession::filled)
     }
 }
 

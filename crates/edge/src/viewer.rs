@@ -47,8 +47,8 @@ use crate::login::{self, Place};
 use crate::passthrough;
 use crate::routing::RouteError;
 use crate::session::{
-    error, stream_url, EndReason, EndedSession, Now, SessionInfo, Step, ViewerSessions,
-    ViewerTransport,
+    error, stream_url, CacheResult, EndReason, EndedSession, Now, SessionInfo, Step,
+    ViewerSessions, ViewerTransport,
 };
 use crate::settings::{Current, ViewerSettings};
 use crate::sink::{Tally, TrackDest};
@@ -332,6 +332,11 @@ impl ViewerConn {
             // Closes the origin's accounting connection for this viewer.
             self.accounting.remove(&rec.session);
             let tally = ended.source.tally().clone();
+            // A hit that went on from the origin (the end of a held range) recorded
+            // a run after its PLAY was answered.
+            if ended.source.cache_result() == CacheResult::Miss {
+                rec.cache = CacheResult::Miss;
+            }
             rec.counts = if rec.reason == EndReason::AccountingClosed {
                 ended.source.stop_with_bye().await
             } else {

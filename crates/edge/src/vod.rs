@@ -24,6 +24,7 @@ use crate::cache_fill::{FillPlan, FillRun};
 use crate::conn_out::ConnOut;
 use crate::ports::{PortAllocator, SocketPair};
 use crate::rtsp_client::{ClientError, RtspClient};
+use crate::seam::OriginSeam;
 use crate::sink::{Tally, TrackDest};
 use crate::tracker::TaskGuard;
 use crate::upstream::{self, Described, UpstreamTarget};
@@ -46,8 +47,14 @@ enum Cmd {
     ),
     Play(Headers, Reply<Response>),
     Pause(ViewerAuth, Reply<Response>),
+    /// PAUSE when playing; nothing when paused already (origins refuse a PAUSE then).
+    Hold(ViewerAuth, Reply<()>),
     /// Record the runs of later PLAYs into this object.
     Record(Box<FillPlan>),
+    /// Number what is sent to the viewer as one stream with the cache player's.
+    Seam(Box<OriginSeam>),
+    /// Hand the numbering back (the cache player goes on with it).
+    TakeSeam(oneshot::Sender<Option<OriginSeam>>),
 }
 
 /// Handle to one viewer's on-demand upstream session; dropping it tears it down.
@@ -111,6 +118,7 @@ impl VodSession {
             pass_auth,
             fill,
             run: None,
+            seam: None,
             filled: filled.clone(),
             rtcp_buf: vec![0u8; 2048],
         };
@@ -185,12 +193,30 @@ impl VodSession {
         let _ = self.tx.send(Cmd::Record(Box::new(plan))).await;
     }
 
+    /// From the next PLAY on, the viewer's packets are numbered by `seam` (see
+    /// `seam`): one stream with what the cache player sent it.
+    pub async fn set_seam(&self, seam: OriginSeam) {
+        let _ = self.tx.send(Cmd::Seam(Box::new(seam))).await;
+    }
+
+    /// Takes the seam back, once the session is paused; None when it has none.
+    pub async fn take_seam(&self) -> Option<OriginSeam> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Cmd::TakeSeam(tx)).await.ok()?;
+        rx.await.ok().flatten()
+    }
+
     pub async fn play(&self, viewer_headers: Headers) -> Result<Response, ClientError> {
         self.ask(|r| Cmd::Play(viewer_headers, r)).await
     }
 
     pub async fn pause(&self, authorization: ViewerAuth) -> Result<Response, ClientError> {
         self.ask(|r| Cmd::Pause(authorization, r)).await
+    }
+
+    /// Stops the origin's media if it is playing (the cache serves the viewer now).
+    pub async fn hold(&self, authorization: ViewerAuth) -> Result<(), ClientError> {
+        self.ask(|r| Cmd::Hold(authorization, r)).await
     }
 }
 
@@ -222,6 +248,8 @@ struct VodTask {
     fill: Option<FillPlan>,
     /// The fill run of the current origin PLAY, if it is being recorded.
     run: Option<FillRun>,
+    /// The viewer's output numbering, shared in turn with the cache player.
+    seam: Option<OriginSeam>,
     filled: Arc<AtomicBool>,
     /// Where a UDP viewer's RTCP is read into.
     rtcp_buf: Vec<u8>,
@@ -287,32 +315,55 @@ impl VodTask {
                     run.end(true);
                 }
                 let auth = h.get("Authorization").filter(|_| self.pass_auth);
-                let r = upstream::play_as(&mut self.client, &self.described, Some(&h), auth).await;
+                let mut r =
+                    upstream::play_as(&mut self.client, &self.described, Some(&h), auth).await;
                 self.playing = r.is_ok();
+                // The fill places packets by the origin's own RTP-Info: before the
+                // seam rewrites it for the viewer.
                 if let (Ok(resp), Some(plan)) = (&r, &self.fill) {
                     self.run = FillRun::begin(plan, &self.described, resp, SystemTime::now());
                     if self.run.is_some() && !self.filled.swap(true, Ordering::Relaxed) {
                         plan.store.count_miss();
                     }
                 }
-                let _ = reply.send(r);
-            }
-            Cmd::Record(plan) => self.fill = Some(*plan),
-            Cmd::Pause(auth, reply) => {
-                let mut req = self
-                    .client
-                    .request(Method::Pause, &self.described.aggregate_url);
-                self.authorize(&mut req, auth);
-                let r = self.client.send_ok(req).await;
-                if r.is_ok() {
-                    self.playing = false;
-                    if let Some(run) = self.run.take() {
-                        run.end(true);
-                    }
+                if let (Ok(resp), Some(seam)) = (&mut r, &mut self.seam) {
+                    seam.on_play(&self.described, Some(&h), resp);
                 }
                 let _ = reply.send(r);
             }
+            Cmd::Record(plan) => self.fill = Some(*plan),
+            Cmd::Seam(seam) => self.seam = Some(*seam),
+            Cmd::TakeSeam(reply) => {
+                let _ = reply.send(self.seam.take());
+            }
+            Cmd::Hold(auth, reply) => {
+                let r = if self.playing {
+                    self.pause(auth).await.map(|_| ())
+                } else {
+                    Ok(())
+                };
+                let _ = reply.send(r);
+            }
+            Cmd::Pause(auth, reply) => {
+                let _ = reply.send(self.pause(auth).await);
+            }
         }
+    }
+
+    /// PAUSE at the origin; the current run ends.
+    async fn pause(&mut self, auth: ViewerAuth) -> Result<Response, ClientError> {
+        let mut req = self
+            .client
+            .request(Method::Pause, &self.described.aggregate_url);
+        self.authorize(&mut req, auth);
+        let r = self.client.send_ok(req).await;
+        if r.is_ok() {
+            self.playing = false;
+            if let Some(run) = self.run.take() {
+                run.end(true);
+            }
+        }
+        r
     }
 
     /// A datagram on one of the viewer's RTCP sockets: from the address the viewer's
@@ -384,6 +435,18 @@ impl VodTask {
                 run.offer(track, payload, SystemTime::now());
             }
         }
+        let rewritten = self.seam.as_mut().and_then(|s| {
+            if rtcp {
+                s.rewrite_rtcp(track, payload)
+            } else {
+                s.rewrite_rtp(track, payload)
+            }
+        });
+        let payload = match &rewritten {
+            Some(Some(p)) => p,
+            Some(None) => return !self.conn.is_closed(),
+            None => payload,
+        };
         match self.dests.get(&track) {
             Some(TrackDest::Interleaved { rtp, rtcp: rc }) => {
                 let ch = if rtcp { *rc } else { *rtp };

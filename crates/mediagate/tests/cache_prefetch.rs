@@ -279,6 +279,74 @@ fn a_cancelled_prefetch_leaves_a_partial_object() {
     origin
         .wait_no_connections(Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("{e}: {}", origin.diagnostics()));
+
+    // A prefetch of the partial object resumes: the origin is asked from the end of
+    // the held start (its keyframe before it), not from 0, and what it sends meets
+    // the held range, so the object stays one range, only longer.
+    let (status, body) = http(
+        api,
+        "POST",
+        "/api/v1/cache/prefetch",
+        &format!("{{\"url\": {:?}, \"speed\": 1}}", edge.url("/clip")),
+    );
+    assert!((200..300).contains(&status), "{status} {body}");
+    let resumed = |r: &mediagate_testkit::RequestEvent| {
+        r.method == "PLAY" && r.range.as_deref() != Some("npt=0.000-")
+    };
+    assert!(
+        origin.wait_for_request(Duration::from_secs(10), resumed),
+        "{:#?}",
+        origin.requests()
+    );
+    let play = origin
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.method == "PLAY");
+    let asked = play
+        .as_ref()
+        .and_then(|r| r.range.as_deref())
+        .and_then(|v| v.strip_prefix("npt="))
+        .and_then(|v| v.trim_end_matches('-').parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{play:?}"));
+    assert!(
+        ((end as f64 / 1000.0) - asked).abs() < 0.01,
+        "asked from {asked} s, the held start ends at {end} ms"
+    );
+    // Real time: 4 s of it, whatever the first packets' burst says.
+    let resumed_at = Instant::now();
+    let deadline = resumed_at + Duration::from_secs(20);
+    loop {
+        let list = get_json(api, "/api/v1/cache/prefetch");
+        let job = list
+            .as_array()
+            .and_then(|l| l.iter().find(|j| j["state"] == "running").cloned());
+        if resumed_at.elapsed() >= Duration::from_secs(4)
+            && job
+                .as_ref()
+                .is_some_and(|j| j["held_ms"].as_u64().unwrap_or(0) >= end + 3_000)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (ok, _, err) = cache_cli(api, &["prefetch", "--cancel", &origin_url]);
+    assert!(ok, "{err}");
+    let objects = cache_objects(api);
+    let ranges = objects[0]["ranges"].as_array().unwrap();
+    assert_eq!(
+        ranges.len(),
+        1,
+        "one range, the two runs merged: {objects:?}\n{}",
+        edge.peer.diagnostics()
+    );
+    assert!(ranges[0][0].as_u64().unwrap() < 500, "{objects:?}");
+    assert!(
+        ranges[0][1].as_u64().unwrap() >= end + 2_000,
+        "longer than the {end} ms held before: {objects:?}\n{}",
+        edge.peer.diagnostics()
+    );
 }
 
 #[test]

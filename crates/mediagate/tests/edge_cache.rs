@@ -346,7 +346,8 @@ fn an_origin_failure_mid_fill_ends_the_viewer_and_keeps_only_what_verifies() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let second = Origin::start(opts).expect("origin restarts");
-    // What was filled before the failure is a hit that ends cleanly where it ends.
+    // What was filled before the failure is a hit; where it ends, the viewer goes on
+    // from the origin (one origin PLAY), to the end of the clip.
     let r = ffmpeg_read(
         &edge.url("/clip"),
         &ReadOptions::until_end(Transport::Tcp)
@@ -355,13 +356,18 @@ fn an_origin_failure_mid_fill_ends_the_viewer_and_keeps_only_what_verifies() {
     )
     .expect("ffmpeg runs");
     assert!(r.success, "{r:#?}");
+    assert!(r.errors.is_empty(), "decoding errors: {:?}", r.errors);
     let got = r.video_seconds.unwrap_or(0.0);
     assert!(
-        got > 1.0 && got < 5.0,
-        "played {got} s of the held range: {r:#?}"
+        got > 8.0 && got < 10.0,
+        "played {got} s of the 9 s from 1 s on: {r:#?}"
     );
-    assert_eq!(second.play_count("/vod"), 0, "the held part is a hit");
-    // Past what was held, the origin serves (and nothing was served as complete).
+    assert_eq!(
+        second.play_count("/vod"),
+        1,
+        "the held part is a hit, the rest one origin PLAY"
+    );
+    // What the origin sent then was recorded: the rest of the clip is held now.
     let r = ffmpeg_read(
         &edge.url("/clip"),
         &ReadOptions::until_end(Transport::Tcp).seek(8.0),
@@ -371,7 +377,7 @@ fn an_origin_failure_mid_fill_ends_the_viewer_and_keeps_only_what_verifies() {
     assert_eq!(
         second.play_count("/vod"),
         1,
-        "beyond the held range: the origin"
+        "beyond the range held before: a hit now"
     );
 }
 
@@ -398,4 +404,210 @@ fn one_viewer_fills_an_object_and_a_concurrent_one_just_passes_through() {
     let mut results: Vec<&str> = rows.iter().map(|r| r.cache.as_str()).collect();
     results.sort_unstable();
     assert_eq!(results, ["MISS", "PASS"], "{rows:#?}");
+}
+
+/// (seq, timestamp, SSRC) of an RTP packet.
+fn numbering(rtp: &[u8]) -> (u16, u32, u32) {
+    let p = mediagate_rtp::RtpPacket::parse(rtp).expect("an RTP packet");
+    (p.sequence_number(), p.timestamp(), p.ssrc())
+}
+
+/// The last video packet among `frames`.
+fn last_video(frames: &[common::Frame]) -> Option<(u16, u32, u32)> {
+    frames
+        .iter()
+        .rev()
+        .find(|f| f.channel == 0)
+        .map(|f| numbering(&f.payload))
+}
+
+/// After a PLAY answered `play`, following a last video packet `before`: the first
+/// video packet read within a second is the one RTP-Info names (its timestamp at most
+/// `late_ms` after the range start), with the same SSRC, the next sequence number, and
+/// a timestamp after `before`'s. Returns the last video packet read.
+fn goes_on(
+    c: &mut common::RawRtsp,
+    play: &mediagate_rtsp::Response,
+    before: (u16, u32, u32),
+    late_ms: u32,
+    what: &str,
+) -> (u16, u32, u32) {
+    assert_eq!(play.status.as_u16(), 200, "{what}: {play:?}");
+    let (seq, rtptime) = rtp_info(play, 0);
+    let frames = c.read_frames_for(Duration::from_secs(1));
+    let first = frames
+        .iter()
+        .find(|f| f.channel == 0)
+        .map(|f| numbering(&f.payload))
+        .unwrap_or_else(|| panic!("{what}: no video"));
+    assert_eq!(first.2, before.2, "{what}: one SSRC for the viewer");
+    assert_eq!(first.0, seq, "{what}: RTP-Info seq is the first packet's");
+    assert_eq!(
+        seq,
+        before.0.wrapping_add(1),
+        "{what}: no sequence gap ({before:?} then {first:?})"
+    );
+    let late = first.1.wrapping_sub(rtptime) as i32;
+    assert!(
+        (0..=(late_ms * 90) as i32).contains(&late),
+        "{what}: first packet {late} ticks after RTP-Info's rtptime"
+    );
+    let step = first.1.wrapping_sub(before.1) as i32;
+    assert!(
+        (1..=90_000).contains(&step),
+        "{what}: timestamps go on ({step} ticks after the last one)"
+    );
+    last_video(&frames).unwrap_or(first)
+}
+
+#[test]
+fn one_session_moves_between_origin_and_cache_as_one_stream() {
+    let origin = Origin::start(OriginOptions {
+        vod_seconds: 30,
+        ..OriginOptions::default()
+    })
+    .expect("origin starts");
+    let cache = CacheDir::new("seam");
+    let edge = edge_with_cache(&origin, &cache);
+    let url = edge.url("/clip");
+    let mut c = common::RawRtsp::connect(edge.port);
+    assert_eq!(c.req("DESCRIBE", &url, &[]).status.as_u16(), 200);
+    let r = c.req(
+        "SETUP",
+        &format!("{url}/trackID=0"),
+        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+    );
+    assert_eq!(r.status.as_u16(), 200, "{r:?}");
+    let session = r
+        .headers
+        .get("Session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = c.req(
+        "SETUP",
+        &format!("{url}/trackID=1"),
+        &[
+            ("Transport", "RTP/AVP/TCP;unicast;interleaved=2-3"),
+            ("Session", &session),
+        ],
+    );
+    assert_eq!(r.status.as_u16(), 200, "{r:?}");
+    let s = [("Session", session.as_str())];
+
+    // A miss: the origin serves it, the edge numbers it and records 3 s.
+    c.record_frames();
+    let play = c.req("PLAY", &url, &s);
+    assert_eq!(play.status.as_u16(), 200, "{play:?}");
+    let (seq, rtptime) = rtp_info(&play, 0);
+    let frames = c.read_frames_for(Duration::from_secs(3));
+    let first = frames
+        .iter()
+        .find(|f| f.channel == 0)
+        .map(|f| numbering(&f.payload))
+        .expect("video");
+    assert_eq!((first.0, first.1), (seq, rtptime), "RTP-Info of the miss");
+    assert_eq!(c.req("PAUSE", &url, &s).status.as_u16(), 200);
+    std::thread::sleep(Duration::from_millis(800));
+    let mut before = last_video(&c.take_frames())
+        .or(last_video(&frames))
+        .unwrap();
+    assert_eq!(origin.play_count("/vod"), 1);
+
+    // Past what is held: the origin again (a seek there), numbering going on.
+    let play = c.req("PLAY", &url, &[s[0], ("Range", "npt=10-")]);
+    before = last_video(&c.take_frames()).unwrap_or(before);
+    before = goes_on(&mut c, &play, before, 200, "origin seek");
+    assert_eq!(origin.play_count("/vod"), 2);
+
+    // Back into the held start: the cache serves it (no origin PLAY), going on with
+    // the origin's numbering.
+    let play = c.req("PLAY", &url, &[s[0], ("Range", "npt=1-")]);
+    assert!(
+        play.headers
+            .get("Range")
+            .is_some_and(|r| r.starts_with("npt=1.000-")),
+        "a hit from the keyframe at 1 s: {play:?}"
+    );
+    before = last_video(&c.take_frames()).unwrap_or(before);
+    before = goes_on(&mut c, &play, before, 0, "origin to cache");
+    assert_eq!(origin.play_count("/vod"), 2, "a hit sends no origin PLAY");
+
+    // And out again: the paused origin session serves it, numbering going on.
+    let play = c.req("PLAY", &url, &[s[0], ("Range", "npt=20-")]);
+    before = last_video(&c.take_frames()).unwrap_or(before);
+    goes_on(&mut c, &play, before, 200, "cache to origin");
+    assert_eq!(origin.play_count("/vod"), 3);
+    assert_eq!(c.req("TEARDOWN", &url, &s).status.as_u16(), 200);
+}
+
+#[test]
+fn an_ffmpeg_seek_from_the_origin_into_a_held_range_plays_as_one_stream() {
+    let origin = Origin::start(OriginOptions {
+        vod_seconds: 30,
+        ..OriginOptions::default()
+    })
+    .expect("origin starts");
+    let cache = CacheDir::new("seam-ffmpeg");
+    let edge = edge_with_cache(&origin, &cache);
+    let url = edge.url("/clip");
+
+    // The cache holds 10 s..15 s only: a viewer that played from 10 s for 5 s.
+    let mut c = common::RawRtsp::connect(edge.port);
+    assert_eq!(c.req("DESCRIBE", &url, &[]).status.as_u16(), 200);
+    let r = c.req(
+        "SETUP",
+        &format!("{url}/trackID=0"),
+        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+    );
+    let session = r
+        .headers
+        .get("Session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = c.req(
+        "SETUP",
+        &format!("{url}/trackID=1"),
+        &[
+            ("Transport", "RTP/AVP/TCP;unicast;interleaved=2-3"),
+            ("Session", &session),
+        ],
+    );
+    assert_eq!(r.status.as_u16(), 200, "{r:?}");
+    let play = c.req("PLAY", &url, &[("Session", &session), ("Range", "npt=10-")]);
+    assert_eq!(play.status.as_u16(), 200, "{play:?}");
+    c.read_frames_for(Duration::from_secs(5));
+    assert_eq!(
+        c.req("TEARDOWN", &url, &[("Session", &session)])
+            .status
+            .as_u16(),
+        200
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(origin.play_count("/vod"), 1);
+
+    // ffmpeg's `-ss 11` PLAYs from 0 (not held: the origin, numbered by the edge),
+    // then from 11 s (held: the cache, going on with that numbering). Bounded by
+    // `-t 3`, it keeps 3 s of video, decoded without an error.
+    let mut opts = ReadOptions::seconds(Transport::Tcp, 3.0).seek(11.0);
+    opts.input_args = vec!["-noaccurate_seek".into()];
+    let r = ffmpeg_read(&url, &opts).expect("ffmpeg runs");
+    let got = r.video_seconds.unwrap_or(0.0);
+    assert!(
+        (2.5..=3.5).contains(&got) && r.video_frames >= 40,
+        "viewer from 11 s for 3 s decoded {got} s of video: {r:#?}"
+    );
+    assert!(r.errors.is_empty(), "decoding errors: {:?}", r.errors);
+    assert_eq!(
+        origin.play_count("/vod"),
+        2,
+        "the PLAY from 0 went to the origin, the one from 11 s to the cache: {:#?}\n{}",
+        origin.requests(),
+        edge.peer.diagnostics()
+    );
 }

@@ -1,0 +1,341 @@
+//! One continuous stream per viewer of on-demand content, whichever serves it: the
+//! cache player (a hit) or the viewer's own origin session (a miss, a seek past what
+//! is held, the end of a held range that is not the end of the clip).
+//!
+//! The player numbers what it sends with a per-viewer [`Rewriter`] (SSRC, sequence
+//! numbers, timestamps from media time). An origin session that serves the same
+//! viewer takes that rewriter over ([`OriginSeam`]): each origin packet is placed in
+//! media time by the PLAY answer's `Range` and `RTP-Info` (as a fill places it,
+//! `cache_fill::RunClock`), then rewritten as a cached packet of that time would be.
+//! So the viewer sees one SSRC per track, sequence numbers without a jump and
+//! timestamps that go on, and the PLAY answer's `RTP-Info` names the rewritten seq
+//! and rtptime (RFC 2326 §12.33). Without that a player that seeks (ffmpeg's `-ss`
+//! PLAYs from 0, then from the seek point) saw a second stream start mid-way and
+//! placed it seconds away from the first.
+//!
+//! What it does not: forward the origin's RTCP (its reports describe the origin's
+//! numbering), or send sender reports of its own while the origin serves (hits do;
+//! players keep the `RTP-Info` of the PLAY answer). An origin BYE becomes the
+//! viewer's own BYE on that track, the end of the stream. Packets that cannot be placed (an answer
+//! without `RTP-Info`) go out unrewritten, as before this module.
+
+use bytes::Bytes;
+use mediagate_cache::PacketOut;
+use mediagate_rtp::rtcp::build::CompoundWriter;
+use mediagate_rtp::rtcp::{RtcpPacket, RtcpPackets};
+use mediagate_rtp::Codec;
+use mediagate_rtsp::headers::RtpInfo;
+use mediagate_rtsp::{Headers, Response, TypedHeader};
+
+use crate::cache_fill::{object_key, object_meta, RunClock};
+use crate::cache_play::{media_ms, Rewriter};
+use crate::upstream::Described;
+
+/// How the next origin PLAY joins what the viewer was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Joint {
+    /// A PLAY with a `Range` is a seek: output time goes on after the last packet
+    /// sent; a PLAY without one resumes the origin's own timeline.
+    Play,
+    /// The origin picks up where a held range ended, `sent_ms` being the media time
+    /// of the last packet the player sent: the timeline is the same, so nothing is
+    /// shifted, and what the origin sends up to that time was sent already.
+    Continue { sent_ms: u64 },
+}
+
+/// An origin session's share of a viewer's output numbering.
+#[derive(Debug)]
+pub(crate) struct OriginSeam {
+    rewriter: Rewriter,
+    /// Per described track, its slot in the viewer's variant (the object's order).
+    slots: Vec<Option<u8>>,
+    clocks: Vec<u32>,
+    /// Placing the current PLAY's packets; None before a PLAY or without `RTP-Info`.
+    clock: Option<RunClock>,
+    joint: Joint,
+    /// Origin packets up to this media time are dropped (a continuation).
+    skip_until_ms: Option<u64>,
+}
+
+impl OriginSeam {
+    /// The seam of `variant` (described track indexes) of `d`, numbering with
+    /// `rewriter` (None: a new one, for a session that starts at the origin).
+    pub fn new(d: &Described, variant: &[usize], rewriter: Option<Rewriter>) -> Self {
+        let key = object_key("", d, variant);
+        let clocks: Vec<u32> = object_meta(d, &key)
+            .tracks
+            .iter()
+            .map(|t| t.clock_rate)
+            .collect();
+        let slots = d
+            .tracks
+            .iter()
+            .map(|t| {
+                key.tracks
+                    .iter()
+                    .position(|mi| *mi == t.media_index)
+                    .and_then(|p| u8::try_from(p).ok())
+            })
+            .collect();
+        let rewriter = rewriter.unwrap_or_else(|| Rewriter::new(&clocks, random_u32));
+        Self {
+            rewriter,
+            slots,
+            clocks,
+            clock: None,
+            joint: Joint::Play,
+            skip_until_ms: None,
+        }
+    }
+
+    /// How the next PLAY joins (set by whoever hands the viewer over).
+    pub fn set_joint(&mut self, joint: Joint) {
+        self.joint = joint;
+    }
+
+    /// Gives the numbering back (the cache player goes on with it).
+    pub fn into_rewriter(self) -> Rewriter {
+        self.rewriter
+    }
+
+    /// The origin answered a PLAY (`asked`: the viewer's request headers). Places
+    /// the coming packets and rewrites the answer's `RTP-Info` to what the viewer
+    /// will be sent.
+    pub fn on_play(&mut self, d: &Described, asked: Option<&Headers>, resp: &mut Response) {
+        let codecs = vec![Codec::Other; d.tracks.len()];
+        self.clock = RunClock::from_answer(&self.slots, &codecs, d, resp);
+        let Some(clock) = &self.clock else {
+            tracing::debug!(
+                "origin PLAY answer without Range/RTP-Info: its packets go out as sent"
+            );
+            return;
+        };
+        let start_ms = clock.start_ms();
+        match std::mem::replace(&mut self.joint, Joint::Play) {
+            Joint::Continue { sent_ms } => self.skip_until_ms = Some(sent_ms),
+            Joint::Play => {
+                self.skip_until_ms = None;
+                if asked.is_some_and(|h| h.get("Range").is_some()) {
+                    self.rewriter.seek_to(start_ms);
+                }
+            }
+        }
+        let Some(mut info) = resp
+            .headers
+            .get("RTP-Info")
+            .and_then(|v| RtpInfo::parse_value(v).ok())
+        else {
+            return;
+        };
+        for e in &mut info.0 {
+            let slot = d
+                .tracks
+                .iter()
+                .position(|t| {
+                    t.control_url == e.url
+                        || t.control_url.ends_with(&e.url)
+                        || e.url.ends_with(&t.control_url)
+                })
+                .and_then(|i| self.slots.get(i).copied().flatten());
+            if let Some(slot) = slot.map(usize::from) {
+                e.seq = self.rewriter.next_seq(slot);
+                e.rtptime = self.rewriter.rtptime_at(slot, start_ms);
+            }
+        }
+        resp.headers.set("RTP-Info", info.to_value());
+    }
+
+    /// The viewer's copy of origin RTP packet `rtp` of described track `track`:
+    /// `Some(None)` to drop it, None to send it as it came (it cannot be placed).
+    pub fn rewrite_rtp(&mut self, track: usize, rtp: &Bytes) -> Option<Option<Bytes>> {
+        let clock = self.clock.as_mut()?;
+        let Some(placed) = clock.place(track, rtp) else {
+            // Before the range start, or a track the viewer did not set up.
+            return Some(None);
+        };
+        let slot = usize::from(placed.slot);
+        if let Some(until) = self.skip_until_ms {
+            let clock_rate = self.clocks.get(slot).copied().unwrap_or(90_000);
+            if media_ms(placed.media_ticks, clock_rate) <= until {
+                return Some(None);
+            }
+        }
+        let p = PacketOut {
+            track: placed.slot,
+            media_ticks: placed.media_ticks,
+            keyframe: placed.keyframe,
+            rtp: rtp.clone(),
+        };
+        Some(self.rewriter.rewrite(&p))
+    }
+
+    /// The viewer's copy of origin RTCP `data` of described track `track`: the
+    /// viewer's own BYE when it holds one, else nothing (`Some(None)`); None when
+    /// this seam does not rewrite (the packet goes out as it came).
+    pub fn rewrite_rtcp(&self, track: usize, data: &[u8]) -> Option<Option<Bytes>> {
+        self.clock.as_ref()?;
+        let has_bye = RtcpPackets::new(data).any(|p| matches!(p, Ok(RtcpPacket::Goodbye(_))));
+        let slot = self.slots.get(track).copied().flatten()?;
+        Some(
+            has_bye
+                .then(|| bye(&self.rewriter, usize::from(slot), b"end of stream"))
+                .flatten(),
+        )
+    }
+}
+
+/// An RTCP BYE (RFC 3550 §6.6) for slot `slot` of `rewriter`'s output.
+pub(crate) fn bye(rewriter: &Rewriter, slot: usize, reason: &[u8]) -> Option<Bytes> {
+    let ssrc = rewriter.ssrc(slot)?;
+    let mut buf = [0u8; 96];
+    let mut w = CompoundWriter::new(&mut buf);
+    w.receiver_report(ssrc, &[])
+        .and_then(|w| w.bye(&[ssrc], Some(reason)))
+        .ok()?;
+    let n = w.finish().ok()?;
+    Some(Bytes::copy_from_slice(&buf[..n]))
+}
+
+fn random_u32() -> u32 {
+    getrandom::u32().unwrap_or_else(|e| panic!("getrandom failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mediagate_rtsp::{StatusCode, Version};
+
+    use crate::upstream::TrackInfo;
+
+    fn described() -> Described {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=clip\r\nt=0 0\r\na=range:npt=0-30\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:stream=0\r\nm=audio 0 RTP/AVP 97\r\na=rtpmap:97 opus/48000/2\r\na=control:stream=1\r\n";
+        let track = |i: usize, is_video, clock_rate| TrackInfo {
+            media_index: i,
+            control_url: format!("rtsp://o/vod/stream={i}"),
+            is_video,
+            codec: Codec::Other,
+            clock_rate,
+            channel: u8::try_from(i * 2).unwrap(),
+        };
+        Described {
+            sdp: mediagate_sdp::SessionDescription::parse(sdp.as_bytes()).unwrap(),
+            tracks: vec![track(0, true, 90_000), track(1, false, 48_000)],
+            live: false,
+            session_timeout: 60,
+            aggregate_url: "rtsp://o/vod".into(),
+            caching: Default::default(),
+            needed_auth: false,
+        }
+    }
+
+    fn answer(range: &str, video_rtptime: u32, audio_rtptime: u32) -> Response {
+        let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
+        r.headers.append("Range", range);
+        r.headers.append(
+            "RTP-Info",
+            format!(
+                "url=rtsp://o/vod/stream=0;seq=100;rtptime={video_rtptime},url=rtsp://o/vod/stream=1;seq=200;rtptime={audio_rtptime}"
+            ),
+        );
+        r
+    }
+
+    fn rtp(seq: u16, ts: u32, ssrc: u32) -> Bytes {
+        let mut p = vec![0x80, 96];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.push(0xAA);
+        Bytes::from(p)
+    }
+
+    fn fields(b: &[u8]) -> (u16, u32, u32) {
+        let p = mediagate_rtp::RtpPacket::parse(b).unwrap();
+        (p.sequence_number(), p.timestamp(), p.ssrc())
+    }
+
+    fn counter() -> impl FnMut() -> u32 {
+        let mut n = 0u32;
+        move || {
+            n += 7_000;
+            n
+        }
+    }
+
+    #[test]
+    fn origin_packets_carry_the_viewers_numbering_and_rtp_info_says_so() {
+        let d = described();
+        let mut numbering = Rewriter::new(&[90_000, 48_000], counter());
+        // The cache player sent npt 0..2 s of video.
+        let cached = PacketOut {
+            track: 0,
+            media_ticks: 180_000,
+            keyframe: true,
+            rtp: rtp(1, 1, 1),
+        };
+        let last = fields(&numbering.rewrite(&cached).unwrap());
+        let mut seam = OriginSeam::new(&d, &[0, 1], Some(numbering));
+        // A seek to 10 s: the origin's own numbering in its answer and packets.
+        let mut asked = Headers::new();
+        asked.append("Range", "npt=10-");
+        let mut resp = answer("npt=10-30", 5_000_000, 9_000);
+        seam.on_play(&d, Some(&asked), &mut resp);
+        let info = RtpInfo::parse_value(resp.headers.get("RTP-Info").unwrap()).unwrap();
+        let video = info.find_by_url_suffix("stream=0").unwrap().clone();
+        let first = seam
+            .rewrite_rtp(0, &rtp(4242, 5_000_000, 0xdead))
+            .unwrap()
+            .unwrap();
+        let first = fields(&first);
+        assert_eq!((Some(first.0), Some(first.1)), (video.seq, video.rtptime));
+        assert_eq!(first.0, last.0.wrapping_add(1), "no sequence gap");
+        assert_eq!(first.2, last.2, "one SSRC");
+        // 40 ms after the last packet sent, in output time.
+        assert_eq!(first.1.wrapping_sub(last.1), 40 * 90);
+        // The origin's RTCP is not passed on; its BYE becomes the viewer's.
+        assert_eq!(
+            seam.rewrite_rtcp(0, &[0x80, 200, 0, 1, 0, 0, 0, 1]),
+            Some(None)
+        );
+        let mut bye_in = [0u8; 64];
+        let mut w = CompoundWriter::new(&mut bye_in);
+        w.receiver_report(0xdead, &[])
+            .and_then(|w| w.bye(&[0xdead], None))
+            .unwrap();
+        let n = w.finish().unwrap();
+        let out = seam.rewrite_rtcp(0, &bye_in[..n]).unwrap().unwrap();
+        let ours = RtcpPackets::new(&out)
+            .any(|p| matches!(p, Ok(RtcpPacket::Goodbye(b)) if b.ssrcs().eq([first.2])));
+        assert!(ours, "{out:?}");
+    }
+
+    #[test]
+    fn a_continuation_keeps_the_timeline_and_drops_what_was_sent() {
+        let d = described();
+        let mut numbering = Rewriter::new(&[90_000, 48_000], counter());
+        let cached = PacketOut {
+            track: 0,
+            media_ticks: 5 * 90_000,
+            keyframe: false,
+            rtp: rtp(1, 1, 1),
+        };
+        let last = fields(&numbering.rewrite(&cached).unwrap());
+        let mut seam = OriginSeam::new(&d, &[0, 1], Some(numbering));
+        seam.set_joint(Joint::Continue { sent_ms: 5_000 });
+        let mut asked = Headers::new();
+        asked.append("Range", "npt=5-");
+        // The origin starts at the keyframe of 4 s.
+        let mut resp = answer("npt=4-30", 1_000, 2_000);
+        seam.on_play(&d, Some(&asked), &mut resp);
+        assert_eq!(seam.rewrite_rtp(0, &rtp(7, 1_000, 9)), Some(None));
+        assert_eq!(seam.rewrite_rtp(0, &rtp(8, 1_000 + 90_000, 9)), Some(None));
+        let next = seam
+            .rewrite_rtp(0, &rtp(9, 1_000 + 90_000 + 3_600, 9))
+            .unwrap()
+            .unwrap();
+        let next = fields(&next);
+        assert_eq!(next.0, last.0.wrapping_add(1));
+        // Same timeline: 40 ms after the last packet sent, no seek gap added.
+        assert_eq!(next.1.wrapping_sub(last.1), 3_600);
+    }
+}

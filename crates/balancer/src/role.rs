@@ -33,6 +33,7 @@ use tokio::task::JoinHandle;
 use crate::l4_service::L4Running;
 use crate::rtsp::proxy::{accept_loop, Settings};
 use crate::service::{read, Figures, Service};
+use crate::sync::run::{Failover, FailoverConfig};
 
 /// The balancer in the binary's list of roles.
 pub const KIND: RoleKind = RoleKind {
@@ -100,6 +101,15 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
             services.push(svc);
         }
         let services: Arc<[Arc<Service>]> = services.into();
+        let failover_config = FailoverConfig::from_config(b);
+        let failover = if failover_config.any() {
+            let (failover, failover_tasks) =
+                crate::sync::run::start(failover_config, Arc::clone(&services)).await?;
+            tasks.extend(failover_tasks);
+            Some(failover)
+        } else {
+            None
+        };
         tasks.push(tokio::spawn(expire_sessions(Arc::clone(&services))));
         for svc in services.iter() {
             tasks.extend(crate::service::watch_health(svc));
@@ -111,6 +121,7 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
             bound,
             tasks: Mutex::new(tasks),
             l4,
+            failover,
         });
         Ok(role)
     })
@@ -143,6 +154,8 @@ struct BalancerRole {
     bound: Vec<SocketAddr>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     l4: Vec<Arc<L4Running>>,
+    /// `sync_*`/`vrrp_*` keys set: the failover state.
+    failover: Option<Arc<Failover>>,
 }
 
 impl BalancerRole {
@@ -221,6 +234,7 @@ impl Role for BalancerRole {
         let value = match resource {
             "services" => self.services_json(),
             "backends" => self.backends_json(),
+            "failover" => self.failover.as_ref().map_or(Value::Null, |f| f.json()),
             _ => return None,
         };
         Some(Box::pin(async move { value }))

@@ -353,7 +353,7 @@ async fn track(path: PathBuf, services: Arc<[Arc<Service>]>) {
         let healthy = services
             .iter()
             .filter(|s| s.l4.get().is_none())
-            .all(|s| s.backends.iter().any(crate::service::Backend::up));
+            .all(|s| s.backend_list().iter().any(|b| b.up() && !b.retired()));
         let value = if healthy { "0\n" } else { "1\n" };
         // Written aside and renamed, so keepalived never reads half a file.
         let (tmp2, path2) = (tmp.clone(), path.clone());

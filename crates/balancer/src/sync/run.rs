@@ -227,6 +227,7 @@ async fn receive(listener: TcpListener, peer: Option<SocketAddr>, store: Arc<Mut
 async fn read_peer(mut stream: TcpStream, from: SocketAddr, store: Arc<Mutex<Store>>) {
     let mut decoder = LineDecoder::new();
     let mut buf = vec![0u8; 16 * 1024];
+    let mut held = 0;
     loop {
         loop {
             match decoder.next_message() {
@@ -244,6 +245,11 @@ async fn read_peer(mut stream: TcpStream, from: SocketAddr, store: Arc<Mutex<Sto
                     return;
                 }
             }
+        }
+        let now_held = lock(&store).len();
+        if now_held != held {
+            held = now_held;
+            tracing::debug!(%from, "balancer: holding {held} sessions of the peer");
         }
         match stream.read(&mut buf).await {
             Ok(n) if n > 0 => decoder.push(&buf[..n]),

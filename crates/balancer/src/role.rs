@@ -13,6 +13,10 @@
 //! `kind = "tcp"` and `"udp"` services run the L4 slice's proxy through
 //! `l4_service`, with the same scheduler, persistence and health.
 //!
+//! With `sync_*`/`vrrp_*` keys the failover tasks of `crate::sync` run beside the
+//! services (keepalived decides who is active; the standby holds the active's
+//! session table and takes it over), and the `failover` snapshot shows their state.
+//!
 //! Reload (SIGHUP or the admin API): back ends added, removed (retired: no new
 //! sessions, running ones go on) or reweighted apply at once; listeners, modes,
 //! schedulers, limits and the set of services need a restart and are named.

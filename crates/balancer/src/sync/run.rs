@@ -28,6 +28,8 @@ const TICK: Duration = Duration::from_millis(100);
 const TRACK_EVERY: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the stream may stay silent before a `synced` line is written anyway.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// What `[balancer]` says about failover.
 #[derive(Debug, Clone, Default)]
@@ -202,7 +204,8 @@ pub(crate) fn take_over(
 
 /// Standby side: one peer connection at a time, applied to the store.
 async fn receive(listener: TcpListener, peer: Option<SocketAddr>, store: Arc<Mutex<Store>>) {
-    let mut current: Option<JoinHandle<()>> = None;
+    // Aborted with this task (the role's drain), so no connection outlives it.
+    let mut current: Option<AbortOnDrop> = None;
     loop {
         let (stream, from) = match listener.accept().await {
             Ok(c) => c,
@@ -217,10 +220,19 @@ async fn receive(listener: TcpListener, peer: Option<SocketAddr>, store: Arc<Mut
             tracing::warn!(%from, "balancer: a session sync connection not from sync_peer was refused");
             continue;
         }
-        if let Some(old) = current.take() {
-            old.abort();
-        }
-        current = Some(tokio::spawn(read_peer(stream, from, Arc::clone(&store))));
+        let reader = tokio::spawn(read_peer(stream, from, Arc::clone(&store)));
+        // The previous connection ends here.
+        drop(current.replace(AbortOnDrop(reader)));
+    }
+}
+
+/// A task that ends when this handle is dropped (the previous peer connection when a
+/// new one arrives, or every connection when the receiver ends).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -232,10 +244,11 @@ async fn read_peer(mut stream: TcpStream, from: SocketAddr, store: Arc<Mutex<Sto
         loop {
             match decoder.next_message() {
                 Ok(Some(m)) => {
-                    let synced = matches!(m, Message::Synced(_));
                     let mut store = lock(&store);
+                    let was_synced = store.synced;
                     store.apply(m);
-                    if synced {
+                    // Later `synced` lines are the active's heartbeat.
+                    if store.synced && !was_synced {
                         tracing::info!(%from, "balancer: the peer's session table is here ({} sessions)", store.len());
                     }
                 }
@@ -297,6 +310,7 @@ async fn stream_to(
     );
     let mut sent: HashMap<Key, SessionRecord> = HashMap::new();
     let mut first = true;
+    let mut last_write = Instant::now();
     let mut tick = tokio::time::interval(TICK);
     loop {
         tick.tick().await;
@@ -329,10 +343,19 @@ async fn stream_to(
         }
         sent = now;
         if out.is_empty() {
-            continue;
+            if last_write.elapsed() < HEARTBEAT {
+                continue;
+            }
+            // A quiet table still writes now and then, so a standby that restarted
+            // (its kernel answering with a reset) gets a new connection and a full
+            // snapshot within a few seconds, not at the next change.
+            encode(&Message::Synced(Synced {}), &mut out);
         }
         match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&out)).await {
-            Ok(Ok(())) => out.clear(),
+            Ok(Ok(())) => {
+                out.clear();
+                last_write = Instant::now();
+            }
             _ => {
                 tracing::warn!(
                     "balancer: the standby stopped taking the session table; reconnecting"

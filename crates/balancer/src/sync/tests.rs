@@ -316,3 +316,58 @@ async fn the_standby_follows_the_active_s_table_and_takes_it_over_when_made_mast
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_standby_gets_the_snapshot_without_waiting_for_a_change() {
+    let sync_port = mediagate_testkit::ports::free_tcp_port().unwrap();
+    let sync_addr: SocketAddr = format!("127.0.0.1:{sync_port}").parse().unwrap();
+    let standby = |svc: Arc<Service>| {
+        start(
+            FailoverConfig {
+                listen: Some(sync_addr),
+                max_sessions: 100,
+                ..FailoverConfig::default()
+            },
+            vec![svc].into(),
+        )
+    };
+    let standby_svc = service("47700-47749").await;
+    let (first, first_tasks) = standby(Arc::clone(&standby_svc)).await.unwrap();
+    let active_svc = service("47750-47799").await;
+    let (_active, _active_tasks) = start(
+        FailoverConfig {
+            peer: Some(sync_addr),
+            max_sessions: 100,
+            ..FailoverConfig::default()
+        },
+        vec![Arc::clone(&active_svc)].into(),
+    )
+    .await
+    .unwrap();
+    let (server, client) = (socket(), socket());
+    session(
+        &active_svc,
+        "one",
+        client.local_addr().unwrap(),
+        server.local_addr().unwrap(),
+    );
+    wait_for("the first standby's snapshot", || {
+        first.json()["standby_sessions"] == 1
+    })
+    .await;
+    // The standby restarts: its listener and connection go, a new one comes up.
+    for t in first_tasks {
+        t.abort();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (second, _second_tasks) = standby(standby_svc).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while second.json()["standby_sessions"] != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted standby never got the table"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(second.json()["standby_synced"], true);
+}

@@ -371,3 +371,38 @@ async fn a_restarted_standby_gets_the_snapshot_without_waiting_for_a_change() {
     }
     assert_eq!(second.json()["standby_synced"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_track_file_says_1_when_a_service_has_no_back_end_up() {
+    let text = "[edge]\nenabled = false\n[balancer]\nenabled = true\n[[balancer.service]]\n\
+                name = \"t\"\nlisten = [\"127.0.0.1:0\"]\nbackends = [\"127.0.0.1:1\"]\n\
+                media_mode = \"direct\"\n[balancer.service.health]\ncheck = \"tcp\"\n\
+                interval = \"100ms\"\ntimeout = \"100ms\"\nfall = 1\n";
+    let config = mediagate_config::parse_config(text).unwrap();
+    let svc = Arc::new(
+        Service::resolve(&config.balancer.service[0], &config.balancer)
+            .await
+            .unwrap(),
+    );
+    let dir = std::env::temp_dir().join(format!("mediagate-track-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let track = dir.join("track");
+    let (_failover, tasks) = start(
+        FailoverConfig {
+            track_file: Some(track.clone()),
+            max_sessions: 1,
+            ..FailoverConfig::default()
+        },
+        vec![svc].into(),
+    )
+    .await
+    .unwrap();
+    wait_for("the track file says 1", || {
+        std::fs::read_to_string(&track).is_ok_and(|s| s == "1\n")
+    })
+    .await;
+    for t in tasks {
+        t.abort();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -15,6 +15,7 @@ DEB_PACKAGES=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
   python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0
   iproute2 iptables
+  keepalived  # the balancer failover test runs a real VRRP pair in two namespaces
   kamailio sip-tester rtpengine-daemon libsqlite3-dev postgresql
   systemd  # systemd-analyze verifies config/mediagate.service
   prometheus  # promtool check metrics parses the admin API's /metrics

@@ -7,7 +7,8 @@
 //! (health state and checks), [`l4`] (TCP and UDP services, port groups),
 //! [`proxy_v2`] (the PROXY protocol v2 header), [`role`] (the balancer as a role of the
 //! binary: its services, RTSP session routing in the crate-internal `rtsp` module,
-//! counters in `service`).
+//! counters in `service`, failover through keepalived with the session table synced
+//! to the standby in `sync`).
 
 pub mod backend;
 pub mod health;
@@ -18,3 +19,4 @@ pub mod role;
 pub(crate) mod rtsp;
 pub mod sched;
 pub(crate) mod service;
+pub(crate) mod sync;

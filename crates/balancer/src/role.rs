@@ -13,6 +13,10 @@
 //! `kind = "tcp"` and `"udp"` services run the L4 slice's proxy through
 //! `l4_service`, with the same scheduler, persistence and health.
 //!
+//! With `sync_*`/`vrrp_*` keys the failover tasks of `crate::sync` run beside the
+//! services (keepalived decides who is active; the standby holds the active's
+//! session table and takes it over), and the `failover` snapshot shows their state.
+//!
 //! Reload (SIGHUP or the admin API): back ends added, removed (retired: no new
 //! sessions, running ones go on) or reweighted apply at once; listeners, modes,
 //! schedulers, limits and the set of services need a restart and are named.
@@ -37,6 +41,7 @@ use tokio::task::JoinHandle;
 use crate::l4_service::L4Running;
 use crate::rtsp::proxy::{accept_loop, Settings};
 use crate::service::{read, Figures, Service};
+use crate::sync::run::{Failover, FailoverConfig};
 
 /// The balancer in the binary's list of roles.
 pub const KIND: RoleKind = RoleKind {
@@ -104,6 +109,15 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
             services.push(svc);
         }
         let services: Arc<[Arc<Service>]> = services.into();
+        let failover_config = FailoverConfig::from_config(b);
+        let failover = if failover_config.any() {
+            let (failover, failover_tasks) =
+                crate::sync::run::start(failover_config, Arc::clone(&services)).await?;
+            tasks.extend(failover_tasks);
+            Some(failover)
+        } else {
+            None
+        };
         tasks.push(tokio::spawn(expire_sessions(Arc::clone(&services))));
         for svc in services.iter() {
             tasks.extend(crate::service::watch_health(svc));
@@ -115,6 +129,7 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
             bound,
             tasks: Mutex::new(tasks),
             l4,
+            failover,
             running: Mutex::new(config.balancer.clone()),
             runtime: tokio::runtime::Handle::current(),
         });
@@ -149,6 +164,8 @@ struct BalancerRole {
     bound: Vec<SocketAddr>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     l4: Vec<Arc<L4Running>>,
+    /// `sync_*`/`vrrp_*` keys set: the failover state.
+    failover: Option<Arc<Failover>>,
     /// `[balancer]` as it runs now: as started, then as each reload left it.
     running: Mutex<BalancerConfig>,
     /// The runtime the role started on: a reload's new health checks run there.
@@ -196,6 +213,30 @@ fn applicable(running: &BalancerConfig, wanted: &BalancerConfig) -> (BalancerCon
         "balancer.max_streams_per_session",
         &running.max_streams_per_session,
         &mut next.max_streams_per_session,
+        &mut notes,
+    );
+    keep_until_restart(
+        "balancer.sync_listen",
+        &running.sync_listen,
+        &mut next.sync_listen,
+        &mut notes,
+    );
+    keep_until_restart(
+        "balancer.sync_peer",
+        &running.sync_peer,
+        &mut next.sync_peer,
+        &mut notes,
+    );
+    keep_until_restart(
+        "balancer.vrrp_state_file",
+        &running.vrrp_state_file,
+        &mut next.vrrp_state_file,
+        &mut notes,
+    );
+    keep_until_restart(
+        "balancer.vrrp_track_file",
+        &running.vrrp_track_file,
+        &mut next.vrrp_track_file,
         &mut notes,
     );
     let mut services: Vec<ServiceConfig> = Vec::new();
@@ -360,6 +401,7 @@ impl Role for BalancerRole {
         let value = match resource {
             "services" => self.services_json(),
             "backends" => self.backends_json(),
+            "failover" => self.failover.as_ref().map_or(Value::Null, |f| f.json()),
             _ => return None,
         };
         Some(Box::pin(async move { value }))

@@ -16,7 +16,7 @@ use mediagate_config::{
     ServiceConfig, ServiceKind,
 };
 
-use mediagate_relay::engine::{LatchPolicy, Pair, PairRelay, PairRelayConfig};
+use mediagate_relay::engine::{Expected, LatchPolicy, Pair, PairRelay, PairRelayConfig};
 
 use crate::backend::{BackendId, BackendView};
 use crate::health::{CheckConfig, CheckKind, ExpectStatus, HealthChecker, PassiveReporter};
@@ -182,11 +182,20 @@ pub(crate) struct Service {
     /// `relay` mode: the UDP pairs media goes through (the relay role's forwarding).
     pub(crate) relay: Option<PairRelay>,
     /// The relayed pairs of each session, by the balancer's session ID.
-    pairs: Mutex<HashMap<String, Vec<(BackendId, Pair)>>>,
+    pairs: Mutex<HashMap<String, Vec<RelayedPair>>>,
     /// `kind = "tcp"`/`"udp"`: the L4 service's counters, once it runs.
     pub(crate) l4: OnceLock<Arc<ServiceCounters>>,
     /// Told when a back end goes down (the L4 service drops its UDP flows).
     down_hooks: Mutex<Vec<DownHook>>,
+}
+
+/// A pair relaying one stream of a session, with who it expects on each side (what
+/// the standby needs to start it again after a failover).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RelayedPair {
+    pub(crate) backend: BackendId,
+    pub(crate) pair: Pair,
+    pub(crate) expected: [Expected; 2],
 }
 
 struct DownHook(Box<dyn Fn(BackendId) -> usize + Send + Sync>);
@@ -374,11 +383,16 @@ impl Service {
     }
 
     /// Ties a relayed pair to session `id`, so the session's end closes it.
-    pub(crate) fn attach_pair(&self, id: &str, backend: BackendId, pair: Pair) {
+    pub(crate) fn attach_pair(&self, id: &str, relayed: RelayedPair) {
         lock(&self.pairs)
             .entry(id.to_owned())
             .or_default()
-            .push((backend, pair));
+            .push(relayed);
+    }
+
+    /// Failover: the relayed pairs of every session, for the sync stream.
+    pub(crate) fn relayed_pairs(&self) -> HashMap<String, Vec<RelayedPair>> {
+        lock(&self.pairs).clone()
     }
 
     /// Closes a relayed pair, counting what went through it for its back end.
@@ -418,8 +432,8 @@ impl Service {
 
     fn close_session_pairs(&self, id: &str) {
         let pairs = lock(&self.pairs).remove(id).unwrap_or_default();
-        for (backend, pair) in pairs {
-            self.close_pair(backend, pair);
+        for p in pairs {
+            self.close_pair(p.backend, p.pair);
         }
     }
 

@@ -12,6 +12,7 @@
 //! crate's role does.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,24 @@ pub struct BalancerConfig {
     pub max_pending_setups: PerSessionCap,
     /// Streams (successful SETUPs) in one session. Default: `16`.
     pub max_streams_per_session: PerSessionCap,
+    /// Failover (keepalived, `config/keepalived-mediagate.conf`): where this balancer
+    /// takes its peer's session table while it is the standby. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_listen: Option<Located<BindAddr>>,
+    /// Failover: the peer's `sync_listen`, which this balancer streams its session
+    /// table to while it is the active one. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_peer: Option<Located<BindAddr>>,
+    /// Failover: the file keepalived's notify script writes the VRRP state into
+    /// (`MASTER`, `BACKUP`, `FAULT`); the balancer is active only while it says
+    /// `MASTER`. Default: none (always active, no failover).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vrrp_state_file: Option<Located<PathBuf>>,
+    /// Failover: a file the balancer rewrites every second with `0` while every RTSP
+    /// service has a back end up and `1` otherwise, for keepalived's `track_file`.
+    /// Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vrrp_track_file: Option<Located<PathBuf>>,
     /// The services, one table each.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub service: Vec<ServiceConfig>,
@@ -76,6 +95,10 @@ impl Default for BalancerConfig {
             session_timeout: Located::new(HumanDuration::from_secs(60)),
             max_pending_setups: fixed(8),
             max_streams_per_session: fixed(16),
+            sync_listen: None,
+            sync_peer: None,
+            vrrp_state_file: None,
+            vrrp_track_file: None,
             service: Vec::new(),
         }
     }
@@ -388,6 +411,43 @@ mod tests {
         assert_eq!(b.max_pending_setups.get(), 8);
         assert_eq!(b.max_streams_per_session.get(), 16);
         assert!(b.service.is_empty());
+    }
+
+    #[test]
+    fn the_failover_keys() {
+        let b = balancer_of(
+            r#"
+[edge]
+enabled = false
+[balancer]
+enabled = true
+sync_listen = "10.0.0.11:5540"
+sync_peer = "10.0.0.12:5540"
+vrrp_state_file = "/run/mediagate/vrrp-state"
+vrrp_track_file = "/run/mediagate/vrrp-track"
+[[balancer.service]]
+name = "rtsp"
+listen = ["0.0.0.0:554"]
+backends = ["10.0.0.1:8554"]
+"#,
+        );
+        assert_eq!(
+            b.sync_listen.as_ref().map(|a| a.get().0.to_string()),
+            Some("10.0.0.11:5540".to_owned())
+        );
+        assert_eq!(
+            b.sync_peer.as_ref().map(|a| a.get().0.to_string()),
+            Some("10.0.0.12:5540".to_owned())
+        );
+        assert_eq!(
+            b.vrrp_state_file.as_ref().map(|p| p.get().clone()),
+            Some(PathBuf::from("/run/mediagate/vrrp-state"))
+        );
+        assert!(b.vrrp_track_file.is_some());
+        assert!(BalancerConfig::default().vrrp_state_file.is_none());
+        assert!(error_lines("[balancer]\nsync_peer = \"nowhere\"\n")
+            .iter()
+            .any(|l| l.contains("sync_peer") || l.contains("nowhere")));
     }
 
     #[test]

@@ -109,6 +109,27 @@ impl PortPool {
         Some(port)
     }
 
+    /// Takes the pair at `port` if it is free (or its quarantine is over): a standby
+    /// balancer taking over binds the very ports its peer handed out. False when the
+    /// port is outside the range, odd, in use or still resting.
+    pub fn take_port(&mut self, port: u16, now: Instant) -> bool {
+        self.thaw(now);
+        let Some(i) = self.free.iter().position(|&p| p == port) else {
+            return false;
+        };
+        self.free.swap_remove(i);
+        self.in_use.insert(port);
+        true
+    }
+
+    /// Gives back a pair taken with [`take_port`](Self::take_port) that could not be
+    /// bound, free at once: nothing was sent from it, so nothing late can arrive.
+    pub fn untake(&mut self, port: u16) {
+        if self.in_use.remove(&port) && self.contains(port) {
+            self.free.push(port);
+        }
+    }
+
     /// Gives back a pair taken with [`take`](Self::take); it is reusable after the
     /// quarantine.
     pub fn release(&mut self, port: u16, now: Instant) {
@@ -167,6 +188,26 @@ mod tests {
         got.sort_unstable();
         assert_eq!(got, vec![30000, 30002], "30004 has no RTCP partner");
         assert_eq!(PortPool::new(65534, 65535, Q).free_count(), 1);
+    }
+
+    #[test]
+    fn a_named_port_is_taken_only_when_free() {
+        let t0 = Instant::now();
+        let mut pool = PortPool::new(40000, 40009, Q);
+        assert!(pool.take_port(40004, t0));
+        assert!(!pool.take_port(40004, t0), "already in use");
+        assert!(!pool.take_port(40005, t0), "odd port");
+        assert!(!pool.take_port(40010, t0), "outside the range");
+        assert_eq!(pool.in_use(), 1);
+        pool.untake(40004);
+        assert!(pool.take_port(40004, t0), "an untaken port is free at once");
+        pool.release(40004, t0);
+        assert!(!pool.take_port(40004, t0 + Q - Duration::from_millis(1)));
+        assert!(pool.take_port(40004, t0 + Q));
+        let mut rng = SmallRng::seed_from_u64(3);
+        let rest: HashSet<u16> = std::iter::from_fn(|| pool.take(t0 + Q, &mut rng)).collect();
+        assert_eq!(rest.len(), 4);
+        assert!(!rest.contains(&40004));
     }
 
     #[test]

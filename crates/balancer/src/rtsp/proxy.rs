@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 use super::transport;
 use crate::backend::BackendId;
 use crate::proxy_v2;
-use crate::service::{add, Backend, Service};
+use crate::service::{add, Backend, RelayedPair, Service};
 
 /// Messages and frames queued towards one peer before its reader waits.
 const QUEUE: usize = 256;
@@ -759,8 +759,15 @@ impl BackendReader {
                 Some(id) => {
                     if ok && method == Some(Method::Setup) {
                         if let Some((pair, client_ports)) = relay.take() {
-                            if self.relay_media(resp, pair, client_ports) {
-                                svc.attach_pair(&id, self.backend, pair);
+                            if let Some(expected) = self.relay_media(resp, pair, client_ports) {
+                                svc.attach_pair(
+                                    &id,
+                                    RelayedPair {
+                                        backend: self.backend,
+                                        pair,
+                                        expected,
+                                    },
+                                );
                             } else {
                                 svc.close_pair(self.backend, pair);
                             }
@@ -801,21 +808,22 @@ impl BackendReader {
 
 impl BackendReader {
     /// Relay mode, a successful UDP SETUP: starts `pair` between the back end's chosen
-    /// ports and the client's, and rewrites the answer to name the balancer. False
-    /// when the answer chose no UDP transport (the pair is then not needed).
-    fn relay_media(&self, resp: &mut Response, pair: Pair, client_ports: PortRange) -> bool {
+    /// ports and the client's, and rewrites the answer to name the balancer; returns
+    /// who the pair expects on each side. `None` when the answer chose no UDP
+    /// transport (the pair is then not needed).
+    fn relay_media(
+        &self,
+        resp: &mut Response,
+        pair: Pair,
+        client_ports: PortRange,
+    ) -> Option<[Expected; 2]> {
         let (Some(relay), Some(Ok(mut t))) = (&self.svc.relay, resp.headers.typed::<Transport>())
         else {
-            return false;
+            return None;
         };
-        let Some(chosen) =
-            transport::relay_response(&mut t, client_ports, self.facing, pair.sides[1].port())
-        else {
-            return false;
-        };
-        let Some(backend) = self.svc.backend(self.backend) else {
-            return false;
-        };
+        let chosen =
+            transport::relay_response(&mut t, client_ports, self.facing, pair.sides[1].port())?;
+        let backend = self.svc.backend(self.backend)?;
         // The back end's own `source=` says where its media comes from, if not from
         // the address the balancer connected to.
         let backend_ip = chosen
@@ -823,22 +831,19 @@ impl BackendReader {
             .as_deref()
             .and_then(|s| s.parse::<IpAddr>().ok())
             .unwrap_or_else(|| backend.addr.ip());
-        relay.start_pair(
-            pair,
-            [
-                Expected {
-                    endpoint: Some(SocketAddr::new(backend_ip, chosen.server_port)),
-                    ip: Some(backend_ip),
-                },
-                Expected {
-                    endpoint: Some(SocketAddr::new(self.client, client_ports.start)),
-                    ip: Some(self.client),
-                },
-            ],
-            Instant::now(),
-        );
+        let expected = [
+            Expected {
+                endpoint: Some(SocketAddr::new(backend_ip, chosen.server_port)),
+                ip: Some(backend_ip),
+            },
+            Expected {
+                endpoint: Some(SocketAddr::new(self.client, client_ports.start)),
+                ip: Some(self.client),
+            },
+        ];
+        relay.start_pair(pair, expected, Instant::now());
         resp.headers.set_typed(&t);
-        true
+        Some(expected)
     }
 }
 

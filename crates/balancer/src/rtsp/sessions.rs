@@ -178,6 +178,27 @@ impl SessionTable {
         Some(id)
     }
 
+    /// Every session, for the failover sync stream.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&String, &SessionEntry)> {
+        self.by_id.iter()
+    }
+
+    /// Failover: takes a session the peer balancer had, under the ID clients know.
+    /// False when the ID or the back end's session is taken already, or the table is
+    /// full.
+    pub(crate) fn adopt(&mut self, id: &str, entry: SessionEntry) -> bool {
+        let key = (entry.backend, entry.server_id.clone());
+        if self.by_id.len() >= self.limits.max_sessions
+            || self.by_id.contains_key(id)
+            || self.by_server.contains_key(&key)
+        {
+            return false;
+        }
+        self.by_server.insert(key, id.to_owned());
+        self.by_id.insert(id.to_owned(), entry);
+        true
+    }
+
     pub(crate) fn remove(&mut self, id: &str) -> Option<SessionEntry> {
         let entry = self.by_id.remove(id)?;
         self.by_server
@@ -344,6 +365,39 @@ mod tests {
         assert!(t.begin_setup(Some(&id)).is_ok());
         t.setup_done(Some(&id), true);
         assert_eq!(t.begin_setup(Some(&id)), Err(SetupRefused::TooManyStreams));
+    }
+
+    #[test]
+    fn an_adopted_session_routes_under_its_id_and_is_not_taken_twice() {
+        let now = Instant::now();
+        let mut t = SessionTable::new(LIMITS);
+        let entry = SessionEntry {
+            backend: BackendId(1),
+            server_id: "srv".to_owned(),
+            timeout: Duration::from_secs(60),
+            last_seen: now,
+            streams: 2,
+            pending_setups: 0,
+        };
+        assert!(t.adopt("lb1", entry.clone()));
+        assert!(!t.adopt("lb1", entry.clone()), "the ID is taken");
+        assert!(
+            !t.adopt("lb2", entry.clone()),
+            "the back end's session is taken"
+        );
+        assert_eq!(t.route("lb1", now).map(|e| e.backend), Some(BackendId(1)));
+        assert_eq!(t.client_id(BackendId(1), "srv"), Some("lb1"));
+        assert_eq!(t.entries().count(), 1);
+        let other = SessionEntry {
+            server_id: "srv2".to_owned(),
+            ..entry.clone()
+        };
+        assert!(t.adopt("lb2", other));
+        let third = SessionEntry {
+            server_id: "srv3".to_owned(),
+            ..entry
+        };
+        assert!(!t.adopt("lb3", third), "the table is full");
     }
 
     #[test]

@@ -137,6 +137,34 @@ impl PairRelay {
         }
     }
 
+    /// Binds `pair`'s ports exactly (both sides or neither): a standby balancer taking
+    /// over binds the pairs its peer handed out, so clients and back ends keep sending
+    /// to the same ports.
+    pub fn open_at(&self, pair: Pair, now: Instant) -> io::Result<()> {
+        let mut env = lock(&self.env);
+        env.open_pair_at(pair.sides[0], now)?;
+        if let Err(e) = env.open_pair_at(pair.sides[1], now) {
+            // Nothing was sent from the first side: free it at once, so a later
+            // attempt can bind both.
+            env.unbind_pair_at(pair.sides[0]);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Where each side's party was latched (its real RTP source, behind NAT its
+    /// mapping), `None` for a side that has sent nothing yet.
+    pub fn latched(&self, pair: Pair) -> [Option<SocketAddr>; 2] {
+        let Some(media) = lock(&self.started).get(&pair).cloned() else {
+            return [None, None];
+        };
+        let m = lock_media(&media);
+        [
+            m.legs[0].rtp_latch.confirmed(),
+            m.legs[1].rtp_latch.confirmed(),
+        ]
+    }
+
     /// Starts forwarding `pair`, expecting `expected[side]` on each side.
     pub fn start_pair(&self, pair: Pair, expected: [Expected; 2], now: Instant) {
         let leg = |side: usize| {
@@ -267,6 +295,64 @@ mod tests {
         assert_eq!(counters.packets, [1, 1]);
         relay.close(pair, now);
         assert_eq!(relay.counters(pair), PairCounters::default());
+    }
+
+    /// A pair opened on one relay can be bound at the same ports on another (the
+    /// standby's takeover) once the first let them go, and reports where each side
+    /// latched.
+    #[test]
+    fn a_pair_can_be_bound_at_named_ports_and_reports_its_latches() {
+        let config = PairRelayConfig {
+            addresses: vec!["127.0.0.1".parse().unwrap()],
+            ports: (47200, 47299),
+            threads: 1,
+            quarantine: Duration::from_secs(1),
+            latch: LatchPolicy::default(),
+        };
+        let active = PairRelay::start(&config).unwrap();
+        let now = Instant::now();
+        let pair = active.open("127.0.0.1".parse().unwrap(), now).unwrap();
+        let standby = PairRelay::start(&config).unwrap();
+        assert!(
+            standby.open_at(pair, now).is_err(),
+            "the ports are still bound by the active"
+        );
+        active.close(pair, now);
+        drop(active);
+        standby.open_at(pair, now).unwrap();
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&server, &client] {
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        }
+        standby.start_pair(
+            pair,
+            [
+                Expected {
+                    endpoint: Some(server.local_addr().unwrap()),
+                    ip: Some(server.local_addr().unwrap().ip()),
+                },
+                Expected {
+                    endpoint: Some(client.local_addr().unwrap()),
+                    ip: Some(client.local_addr().unwrap().ip()),
+                },
+            ],
+            now,
+        );
+        assert_eq!(standby.latched(pair), [None, None]);
+        server.send_to(&rtp(1), pair.sides[0]).unwrap();
+        let (_, from) = recv(&client).expect("the back end's media reaches the client");
+        assert_eq!(from, pair.sides[1]);
+        client.send_to(&rtp(2), pair.sides[1]).unwrap();
+        recv(&server).expect("the client's RTCP reaches the back end");
+        assert_eq!(
+            standby.latched(pair),
+            [
+                Some(server.local_addr().unwrap()),
+                Some(client.local_addr().unwrap())
+            ]
+        );
+        assert!(standby.open_at(pair, now).is_err(), "already bound");
     }
 
     /// Spoofed or stray UDP from another IP than the client's never reaches the

@@ -211,6 +211,49 @@ fn bind_pair(ip: IpAddr, port: u16) -> io::Result<[UdpSocket; 2]> {
     Ok([rtp, rtcp])
 }
 
+impl SocketEnv {
+    /// Binds the pair at `local` exactly (its address must be one of the configured
+    /// ones and its port free in that address's pool): for a standby balancer that
+    /// takes over its peer's relayed pairs.
+    pub(crate) fn open_pair_at(&mut self, local: SocketAddr, now: Instant) -> io::Result<()> {
+        let Some(addr) = self.addresses.iter_mut().find(|a| a.local == local.ip()) else {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!("{} is not a media address", local.ip()),
+            ));
+        };
+        if !addr.pool.take_port(local.port(), now) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "port {} is outside the range, in use or resting",
+                    local.port()
+                ),
+            ));
+        }
+        match bind_pair(local.ip(), local.port()) {
+            Ok(sockets) => {
+                self.pending.insert(local, sockets);
+                Ok(())
+            }
+            Err(e) => {
+                addr.pool.untake(local.port());
+                Err(e)
+            }
+        }
+    }
+
+    /// Undoes [`Self::open_pair_at`] for a pair never started: its ports are free at
+    /// once.
+    pub(crate) fn unbind_pair_at(&mut self, local: SocketAddr) {
+        if self.pending.remove(&local).is_some() {
+            if let Some(addr) = self.addresses.iter_mut().find(|a| a.local == local.ip()) {
+                addr.pool.untake(local.port());
+            }
+        }
+    }
+}
+
 impl MediaEnv for SocketEnv {
     fn open_pair(&mut self, family: Family, now: Instant) -> Result<OpenPair, OpenError> {
         let count = self.addresses.len();

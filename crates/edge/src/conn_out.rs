@@ -50,6 +50,9 @@ struct State {
     media_queued: usize,
     media_bytes: usize,
     control_queued: usize,
+    /// Control messages ever queued (never decreases): lets a media source wait until
+    /// the answer to its PLAY is queued ahead of its first packet.
+    control_pushed: u64,
     closed: bool,
 }
 
@@ -131,10 +134,16 @@ impl ConnOut {
             return false;
         }
         st.control_queued += 1;
+        st.control_pushed += 1;
         st.queue.push_back(Out::Control(bytes));
         drop(st);
         self.shared.notify.notify_one();
         true
+    }
+
+    /// How many control messages were ever queued on this connection.
+    pub fn control_pushed(&self) -> u64 {
+        self.state().control_pushed
     }
 
     /// Queues one interleaved frame. Returns false when the media backlog is full or

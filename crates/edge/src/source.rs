@@ -1024,7 +1024,7 @@ impl Continuation {
         vod.set_seam(seam).await;
         let mut headers = Headers::new();
         headers.append("Range", npt_range(sent_ms, None));
-        match vod.play(headers).await {
+        match vod.continue_play(headers).await {
             Ok(_) => {
                 tracing::debug!(url, sent_ms, "held range ended; the origin goes on");
                 *self

@@ -45,7 +45,9 @@ enum Cmd {
         Option<Arc<SocketPair>>,
         Reply<Option<(u16, u16)>>,
     ),
-    Play(Headers, Reply<Response>),
+    /// A PLAY; `viewer_answers`: the viewer's session queues an answer to it (a
+    /// continuation after a held range has none), so media waits for that answer.
+    Play(Headers, bool, Reply<Response>),
     Pause(ViewerAuth, Reply<Response>),
     /// PAUSE when playing; nothing when paused already (origins refuse a PAUSE then).
     Hold(ViewerAuth, Reply<()>),
@@ -113,6 +115,7 @@ impl VodSession {
             sockets: HashMap::new(),
             channels: HashMap::new(),
             playing: false,
+            answer_mark: None,
             url,
             tally,
             pass_auth,
@@ -207,7 +210,13 @@ impl VodSession {
     }
 
     pub async fn play(&self, viewer_headers: Headers) -> Result<Response, ClientError> {
-        self.ask(|r| Cmd::Play(viewer_headers, r)).await
+        self.ask(|r| Cmd::Play(viewer_headers, true, r)).await
+    }
+
+    /// A PLAY the viewer did not ask for and gets no answer to: the origin goes on
+    /// where a held range ended.
+    pub async fn continue_play(&self, headers: Headers) -> Result<Response, ClientError> {
+        self.ask(|r| Cmd::Play(headers, false, r)).await
     }
 
     pub async fn pause(&self, authorization: ViewerAuth) -> Result<Response, ClientError> {
@@ -230,7 +239,13 @@ pub struct VodIo {
     pub fill: Option<FillPlan>,
 }
 
+/// The longest the first packets after a PLAY wait for the viewer's answer to it.
+const ANSWER_WAIT: Duration = Duration::from_secs(2);
+
 struct VodTask {
+    /// Set by a PLAY: the count of control messages queued before the viewer's
+    /// answer; forwarding waits until it has gone up.
+    answer_mark: Option<u64>,
     client: RtspClient,
     described: Arc<Described>,
     conn: ConnOut,
@@ -256,6 +271,20 @@ struct VodTask {
 }
 
 impl VodTask {
+    /// Waits (bounded) until the viewer's session has queued the answer to the PLAY
+    /// just made, so that answer precedes the first packet it describes (the origin
+    /// streams as soon as it has answered; on a loaded machine its first packets
+    /// could otherwise reach the viewer ahead of the answer).
+    async fn await_answer(&self, mark: u64) {
+        let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
+        while self.conn.control_pushed() <= mark
+            && !self.conn.is_closed()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
         let keepalive = keepalive_interval(self.described.session_timeout);
         let mut tick = tokio::time::interval(keepalive);
@@ -309,7 +338,7 @@ impl VodTask {
             Cmd::Setup(track, dest, auth, pair, reply) => {
                 let _ = reply.send(self.setup(track, dest, auth, pair).await);
             }
-            Cmd::Play(h, reply) => {
+            Cmd::Play(h, viewer_answers, reply) => {
                 // A seek or resume is a new run, starting where the origin says.
                 if let Some(run) = self.run.take() {
                     run.end(true);
@@ -328,6 +357,11 @@ impl VodTask {
                 }
                 if let (Ok(resp), Some(seam)) = (&mut r, &mut self.seam) {
                     seam.on_play(&self.described, Some(&h), resp);
+                }
+                if r.is_ok() && viewer_answers {
+                    // The viewer's answer (with the RTP-Info naming the first packet)
+                    // is queued by its session after this reply: media waits for it.
+                    self.answer_mark = Some(self.conn.control_pushed());
                 }
                 let _ = reply.send(r);
             }
@@ -430,6 +464,9 @@ impl VodTask {
         let Some(&(track, rtcp)) = self.channels.get(&channel) else {
             return true;
         };
+        if let Some(mark) = self.answer_mark.take() {
+            self.await_answer(mark).await;
+        }
         if !rtcp {
             if let Some(run) = &mut self.run {
                 run.offer(track, payload, SystemTime::now());

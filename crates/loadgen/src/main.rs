@@ -6,6 +6,8 @@
 //! * `churn` (issue 12): short viewer sessions (DESCRIBE, SETUP, PLAY, TEARDOWN) at a
 //!   target rate on persistent connections, while long viewers' delivery is measured:
 //!   the access-record benchmark.
+//! * `hold` (issue 14): many RTSP sessions set up (SETUP, no PLAY) and kept alive,
+//!   reporting the watched processes' RSS: the balancer's 10,000-session benchmark.
 //! * `floor`: the bare `sendmmsg` baseline for `fanout` on loopback, and a check that
 //!   the receive side keeps up.
 //! * `rtp` (issue 4): K calls through an RTP relay driven over `ng` (mediagate or
@@ -19,6 +21,7 @@
 
 mod fanout;
 mod floor;
+mod latency_hist;
 mod procfs;
 mod rtp;
 mod stats;
@@ -45,6 +48,8 @@ enum Command {
     Fanout(fanout::FanoutArgs),
     /// Short viewer sessions at a target rate while long viewers watch (records benchmark).
     Churn(fanout::churn::ChurnArgs),
+    /// Many RTSP sessions set up and kept alive, with servers' RSS (balancer benchmark).
+    Hold(fanout::hold::HoldArgs),
     /// Bare sendmmsg fan-out on loopback: the per-packet floor, and a receive check.
     Floor(floor::FloorArgs),
     /// K calls through RTP relays over ng for T seconds (relay benchmark).
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Fanout(args) => fanout::run(args),
         Command::Churn(args) => fanout::churn::run(args),
+        Command::Hold(args) => fanout::hold::run(args),
         Command::Floor(args) => floor::run(args),
         Command::Rtp(args) => rtp::run(args),
     };

@@ -17,6 +17,7 @@
 
 pub(crate) mod churn;
 mod conn;
+pub(crate) mod hold;
 mod plan;
 mod report;
 mod url;

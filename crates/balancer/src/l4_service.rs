@@ -110,7 +110,7 @@ impl L4Running {
                     ServiceKind::Udp => "UDP",
                     _ => "TCP",
                 },
-                svc.backends.len()
+                svc.backend_list().len()
             );
         }
         Ok(L4Running {

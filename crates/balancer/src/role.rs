@@ -13,18 +13,22 @@
 //! `kind = "tcp"` and `"udp"` services run the L4 slice's proxy through
 //! `l4_service`, with the same scheduler, persistence and health.
 //!
-//! What it does not (yet): reload (back ends added, removed or reweighted by SIGHUP
-//! are issue 14 item 5), port groups.
+//! Reload (SIGHUP or the admin API): back ends added, removed (retired: no new
+//! sessions, running ones go on) or reweighted apply at once; listeners, modes,
+//! schedulers, limits and the set of services need a restart and are named.
+//!
+//! What it does not (yet): port groups.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use mediagate_config::{Config, MediaMode, ServiceKind};
+use mediagate_config::{BalancerConfig, Config, MediaMode, ServiceConfig, ServiceKind};
 use mediagate_ops::metrics::{Collect, Metrics, Scrape};
 use mediagate_ops::role::{
-    DrainCut, DrainReport, Role, RoleContext, RoleFuture, RoleKind, RoleStats, StartResult,
+    keep_until_restart, DrainCut, DrainReport, Reload, Role, RoleContext, RoleFuture, RoleKind,
+    RoleStats, StartResult,
 };
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -87,7 +91,7 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
                 tracing::info!(
                     "balancer: service {} listening for RTSP on {local} ({} back ends, {} mode)",
                     svc.name,
-                    svc.backends.len(),
+                    svc.backend_list().len(),
                     mode_name(svc.mode)
                 );
                 bound.push(local);
@@ -111,6 +115,8 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
             bound,
             tasks: Mutex::new(tasks),
             l4,
+            running: Mutex::new(config.balancer.clone()),
+            runtime: tokio::runtime::Handle::current(),
         });
         Ok(role)
     })
@@ -143,6 +149,117 @@ struct BalancerRole {
     bound: Vec<SocketAddr>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     l4: Vec<Arc<L4Running>>,
+    /// `[balancer]` as it runs now: as started, then as each reload left it.
+    running: Mutex<BalancerConfig>,
+    /// The runtime the role started on: a reload's new health checks run there.
+    runtime: tokio::runtime::Handle,
+}
+
+/// `wanted` with everything a running balancer cannot change put back to `running`
+/// (listeners, modes, port ranges, schedulers, limits; services added or removed),
+/// and what was put back listed. Back ends and their weights are what a reload
+/// applies.
+fn applicable(running: &BalancerConfig, wanted: &BalancerConfig) -> (BalancerConfig, Vec<String>) {
+    let mut next = wanted.clone();
+    let mut notes = Vec::new();
+    keep_until_restart(
+        "balancer.max_connections",
+        &running.max_connections,
+        &mut next.max_connections,
+        &mut notes,
+    );
+    keep_until_restart(
+        "balancer.header_timeout",
+        &running.header_timeout,
+        &mut next.header_timeout,
+        &mut notes,
+    );
+    keep_until_restart(
+        "balancer.max_sessions",
+        &running.max_sessions,
+        &mut next.max_sessions,
+        &mut notes,
+    );
+    keep_until_restart(
+        "balancer.session_timeout",
+        &running.session_timeout,
+        &mut next.session_timeout,
+        &mut notes,
+    );
+    keep_until_restart(
+        "balancer.max_pending_setups",
+        &running.max_pending_setups,
+        &mut next.max_pending_setups,
+        &mut notes,
+    );
+    keep_until_restart(
+        "balancer.max_streams_per_session",
+        &running.max_streams_per_session,
+        &mut next.max_streams_per_session,
+        &mut notes,
+    );
+    let mut services: Vec<ServiceConfig> = Vec::new();
+    for run in &running.service {
+        let name = run.name.get();
+        let Some(want) = wanted.service.iter().find(|s| s.name.get() == name) else {
+            notes.push(format!(
+                "removing service \"{name}\" needs a restart (it keeps running)"
+            ));
+            services.push(run.clone());
+            continue;
+        };
+        let mut svc = want.clone();
+        let key = |k: &str| format!("balancer.service \"{name}\" {k}");
+        keep_until_restart(&key("listen"), &run.listen, &mut svc.listen, &mut notes);
+        keep_until_restart(&key("kind"), &run.kind, &mut svc.kind, &mut notes);
+        keep_until_restart(
+            &key("media_mode"),
+            &run.media_mode,
+            &mut svc.media_mode,
+            &mut notes,
+        );
+        keep_until_restart(&key("ports"), &run.ports, &mut svc.ports, &mut notes);
+        keep_until_restart(
+            &key("proxy_protocol"),
+            &run.proxy_protocol,
+            &mut svc.proxy_protocol,
+            &mut notes,
+        );
+        keep_until_restart(
+            &key("scheduler"),
+            &run.scheduler,
+            &mut svc.scheduler,
+            &mut notes,
+        );
+        keep_until_restart(
+            &key("load_factor"),
+            &run.load_factor,
+            &mut svc.load_factor,
+            &mut notes,
+        );
+        keep_until_restart(
+            &key("persistence_timeout"),
+            &run.persistence_timeout,
+            &mut svc.persistence_timeout,
+            &mut notes,
+        );
+        keep_until_restart(&key("health"), &run.health, &mut svc.health, &mut notes);
+        services.push(svc);
+    }
+    for want in &wanted.service {
+        if !running
+            .service
+            .iter()
+            .any(|s| s.name.get() == want.name.get())
+        {
+            notes.push(format!(
+                "adding service \"{}\" needs a restart",
+                want.name.get()
+            ));
+        }
+    }
+    next.service = services;
+    (next, notes)
 }
 
 impl BalancerRole {
@@ -181,6 +298,7 @@ impl BalancerRole {
                     "address": b.addr.to_string(),
                     "weight": b.weight(),
                     "up": b.up(),
+                    "retired": b.retired(),
                     "sessions": f.sessions,
                     "sessions_total": f.sessions_total,
                     "connections_total": f.connections,
@@ -215,6 +333,27 @@ impl Role for BalancerRole {
 
     fn max_drain(&self) -> Duration {
         DRAIN_TIME
+    }
+
+    /// New back ends join, changed weights apply to new sessions, and back ends no
+    /// longer listed are retired: no new sessions, running ones are never dropped.
+    fn reload(&self, config: &Config) -> Reload {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let (next, needs_restart) = applicable(&running, &config.balancer);
+        let _enter = self.runtime.enter();
+        let mut tasks = Vec::new();
+        for sc in &next.service {
+            if let Some(svc) = self.services.iter().find(|s| s.name == *sc.name.get()) {
+                tasks.extend(svc.reload_backends(sc));
+            }
+        }
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(tasks);
+        tracing::info!("balancer: reloaded: back ends and weights apply to new sessions; running sessions keep their back ends");
+        *running = next;
+        Reload::Applied { needs_restart }
     }
 
     fn snapshot(&self, resource: &str) -> Option<RoleFuture<'_, Value>> {
@@ -443,4 +582,56 @@ impl Collect for BalancerMetrics {
 
 fn publish_metrics(metrics: &Metrics, services: Arc<[Arc<Service>]>) {
     metrics.register("balancer", |m| m.collect(BalancerMetrics(services)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn balancer(text: &str) -> BalancerConfig {
+        let full = format!("[edge]\nenabled = false\n[balancer]\nenabled = true\n{text}");
+        mediagate_config::parse_config(&full).unwrap().balancer
+    }
+
+    const ONE: &str = "[[balancer.service]]\nname = \"a\"\nlisten = [\"127.0.0.1:554\"]\nbackends = [\"10.0.0.1:554\"]\n";
+
+    #[test]
+    fn back_ends_reload_and_the_rest_waits_for_a_restart() {
+        let running = balancer(ONE);
+        let wanted = balancer(&format!(
+            "max_sessions = 5\n{}media_mode = \"direct\"\n[[balancer.service]]\nname = \"b\"\nlisten = [\"127.0.0.1:555\"]\nbackends = [\"10.0.0.3:554\"]\n",
+            ONE.replace("backends = [\"10.0.0.1:554\"]", "backends = [\"10.0.0.2:554 weight=3\"]")
+        ));
+        let (next, notes) = applicable(&running, &wanted);
+        assert_eq!(
+            notes,
+            [
+                "balancer.max_sessions needs a restart (running with 100000, the file says 5)",
+                "balancer.service \"a\" media_mode needs a restart (running with \"relay\", the file says \"direct\")",
+                "adding service \"b\" needs a restart",
+            ]
+        );
+        assert_eq!(next.max_sessions, running.max_sessions);
+        assert_eq!(next.service.len(), 1);
+        assert_eq!(*next.service[0].media_mode.get(), MediaMode::Relay);
+        assert_eq!(
+            next.service[0].backends[0].get().to_string(),
+            "10.0.0.2:554 weight=3"
+        );
+    }
+
+    #[test]
+    fn a_service_removed_from_the_file_keeps_running() {
+        let running = balancer(ONE);
+        let wanted = balancer(&ONE.replace("\"a\"", "\"c\""));
+        let (next, notes) = applicable(&running, &wanted);
+        assert_eq!(
+            notes,
+            [
+                "removing service \"a\" needs a restart (it keeps running)",
+                "adding service \"c\" needs a restart",
+            ]
+        );
+        assert_eq!(next.service[0].name.get(), "a");
+    }
 }

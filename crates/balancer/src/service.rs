@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use mediagate_config::{
@@ -73,17 +73,47 @@ pub(crate) struct Backend {
     /// Active checks (`[balancer.service.health]`); without them a back end is
     /// always up.
     pub(crate) health: Option<HealthChecker>,
+    /// The configured weight (a reload may change it).
+    configured_weight: AtomicU32,
+    /// A reload removed it from the config: no new sessions; running ones go on.
+    retired: AtomicBool,
 }
 
 impl Backend {
+    pub(crate) fn new(
+        id: BackendId,
+        spec: BackendSpec,
+        addr: SocketAddr,
+        health: Option<HealthChecker>,
+    ) -> Self {
+        Backend {
+            id,
+            configured_weight: AtomicU32::new(spec.weight.get()),
+            spec,
+            addr,
+            stats: BackendStats::default(),
+            health,
+            retired: AtomicBool::new(false),
+        }
+    }
+
     /// Takes new sessions as health sees it.
     pub(crate) fn up(&self) -> bool {
         self.health.as_ref().is_none_or(|h| h.status().up())
     }
 
-    /// The weight to schedule with: the configured one, as the agent scales it.
+    /// Removed from the config by a reload (its running sessions go on).
+    pub(crate) fn retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
+    }
+
+    /// The weight to schedule with: the configured one, as the agent scales it; 0
+    /// once retired.
     pub(crate) fn weight(&self) -> u32 {
-        let configured = self.spec.weight.get();
+        if self.retired() {
+            return 0;
+        }
+        let configured = self.configured_weight.load(Ordering::Relaxed);
         self.health
             .as_ref()
             .map_or(configured, |h| h.status().effective_weight(configured))
@@ -139,7 +169,9 @@ pub(crate) struct Service {
     pub(crate) mode: MediaMode,
     pub(crate) proxy_protocol: bool,
     pub(crate) listen: Vec<SocketAddr>,
-    pub(crate) backends: Vec<Backend>,
+    backends: RwLock<Vec<Arc<Backend>>>,
+    /// `[balancer.service.health]` as running, for back ends a reload adds.
+    health: Option<HealthConfig>,
     scheduler: Mutex<Scheduler>,
     /// Client-IP persistence (`persistence_timeout`), when configured.
     persistence: Option<Mutex<ClientIpTable>>,
@@ -216,13 +248,8 @@ impl Service {
                 .health
                 .as_ref()
                 .map(|h| HealthChecker::spawn(check_config(h.get(), &spec, addr)));
-            backends.push(Backend {
-                id: BackendId(u32::try_from(i).unwrap_or(u32::MAX)),
-                spec,
-                addr,
-                stats: BackendStats::default(),
-                health,
-            });
+            let id = BackendId(u32::try_from(i).unwrap_or(u32::MAX));
+            backends.push(Arc::new(Backend::new(id, spec, addr, health)));
         }
         let max_sessions = usize::try_from(role.max_sessions.get()).unwrap_or(usize::MAX);
         let listen: Vec<SocketAddr> = config.listen.iter().map(|a| a.0).collect();
@@ -256,7 +283,8 @@ impl Service {
             mode: *config.media_mode.get(),
             proxy_protocol: *config.proxy_protocol.get(),
             listen,
-            backends,
+            backends: RwLock::new(backends),
+            health: config.health.as_ref().map(|h| h.get().clone()),
             scheduler: Mutex::new(Scheduler::new(algorithm(config))),
             persistence: config.persistence_timeout.as_ref().map(|t| {
                 Mutex::new(ClientIpTable::new(
@@ -288,11 +316,11 @@ impl Service {
     }
 
     /// Each back end with what was counted of it.
-    pub(crate) fn figures(&self) -> Vec<(&Backend, Figures)> {
+    pub(crate) fn figures(&self) -> Vec<(Arc<Backend>, Figures)> {
         let counts = self.table().count_by_backend();
         let l4 = self.l4.get().map(|c| c.snapshot());
-        self.backends
-            .iter()
+        self.backend_list()
+            .into_iter()
             .map(|b| {
                 let st = &b.stats;
                 let mut f = Figures {
@@ -326,7 +354,7 @@ impl Service {
         client_ip: IpAddr,
         avoid: Option<BackendId>,
         flows: impl Fn(BackendId) -> u64,
-    ) -> Option<&Backend> {
+    ) -> Option<Arc<Backend>> {
         let mut views = self.views();
         views.retain(|v| Some(v.id) != avoid);
         for v in &mut views {
@@ -399,14 +427,77 @@ impl Service {
         lock(&self.table)
     }
 
-    pub(crate) fn backend(&self, id: BackendId) -> Option<&Backend> {
-        self.backends.iter().find(|b| b.id == id)
+    pub(crate) fn backend(&self, id: BackendId) -> Option<Arc<Backend>> {
+        self.backend_list().into_iter().find(|b| b.id == id)
+    }
+
+    /// Every back end, retired ones included, ids ascending.
+    pub(crate) fn backend_list(&self) -> Vec<Arc<Backend>> {
+        self.backends
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Applies a reloaded service's back ends: new ones join (with health checks
+    /// when the service has them; the returned tasks watch them), changed weights
+    /// apply to new sessions, and ones no longer listed are retired: no new sessions,
+    /// while their running sessions go on. Names are resolved here (blocking).
+    pub(crate) fn reload_backends(
+        self: &Arc<Self>,
+        config: &ServiceConfig,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut list = self
+            .backends
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut added = Vec::new();
+        for b in list.iter() {
+            b.retired.store(true, Ordering::Relaxed);
+        }
+        for spec in config.backends.iter().map(|s| s.get()) {
+            if let Some(b) = list
+                .iter()
+                .find(|b| b.spec.url == spec.url && b.spec.authority() == spec.authority())
+            {
+                b.configured_weight
+                    .store(spec.weight.get(), Ordering::Relaxed);
+                b.retired.store(false, Ordering::Relaxed);
+                continue;
+            }
+            let addr = match std::net::ToSocketAddrs::to_socket_addrs(&spec.authority())
+                .map(|mut a| a.next())
+            {
+                Ok(Some(addr)) => addr,
+                _ => {
+                    tracing::warn!(service = %self.name, "balancer: reload: cannot resolve back end {}; not added", spec.authority());
+                    continue;
+                }
+            };
+            let next = list
+                .iter()
+                .map(|b| b.id.0)
+                .max()
+                .map_or(0, |m| m.saturating_add(1));
+            let health = self
+                .health
+                .as_ref()
+                .map(|h| HealthChecker::spawn(check_config(h, spec, addr)));
+            let b = Arc::new(Backend::new(BackendId(next), spec.clone(), addr, health));
+            added.push(Arc::clone(&b));
+            list.push(b);
+        }
+        drop(list);
+        added
+            .iter()
+            .filter_map(|b| watch_backend(self, b))
+            .collect()
     }
 
     /// The back ends as the scheduler sees them now.
     pub(crate) fn views(&self) -> Vec<BackendView> {
         let counts = self.table().count_by_backend();
-        self.backends
+        self.backend_list()
             .iter()
             .map(|b| BackendView {
                 id: b.id,
@@ -420,7 +511,7 @@ impl Service {
     }
 
     /// A back end for a new session; `None` when none takes one.
-    pub(crate) fn pick(&self, client_ip: IpAddr, url: Option<&str>) -> Option<&Backend> {
+    pub(crate) fn pick(&self, client_ip: IpAddr, url: Option<&str>) -> Option<Arc<Backend>> {
         let views = self.views();
         let req = PickRequest { client_ip, url };
         let mut scheduler = lock(&self.scheduler);
@@ -438,7 +529,7 @@ impl Service {
         cookie: &str,
         client_ip: IpAddr,
         now: Instant,
-    ) -> Option<&Backend> {
+    ) -> Option<Arc<Backend>> {
         let mut tunnels = lock(&self.tunnels);
         tunnels.retain(|_, (_, at)| now.saturating_duration_since(*at) < TUNNEL_PAIRING);
         if let Some((id, at)) = tunnels.get_mut(cookie) {
@@ -478,13 +569,15 @@ impl Service {
 /// Acts on each back end's health (when checks run): when one goes down its sessions
 /// and relayed flows end at once. One task per checked back end.
 pub(crate) fn watch_health(svc: &Arc<Service>) -> Vec<tokio::task::JoinHandle<()>> {
-    svc.backends
+    svc.backend_list()
         .iter()
-        .filter_map(|b| {
-            let status = b.health.as_ref()?.subscribe();
-            Some(tokio::spawn(watch_one(Arc::clone(svc), b.id, status)))
-        })
+        .filter_map(|b| watch_backend(svc, b))
         .collect()
+}
+
+fn watch_backend(svc: &Arc<Service>, b: &Backend) -> Option<tokio::task::JoinHandle<()>> {
+    let status = b.health.as_ref()?.subscribe();
+    Some(tokio::spawn(watch_one(Arc::clone(svc), b.id, status)))
 }
 
 async fn watch_one(

@@ -574,3 +574,44 @@ fn a_killed_origin_is_avoided_and_its_sessions_end() {
         3
     );
 }
+
+/// SIGHUP with another back-end list: a running session keeps its origin (a
+/// keep-alive still reaches it), new viewers go to the back ends the file now lists.
+#[test]
+fn sighup_swaps_back_ends_without_dropping_a_session() {
+    let origins = origins();
+    let balancer = Balancer::start(&origins[..1], "relay", "");
+    let mut raw = Raw::connect(balancer.port);
+    let answer = setup(
+        &mut raw,
+        &balancer.url("/live"),
+        "RTP/AVP/TCP;unicast;interleaved=0-1",
+    );
+    assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+    let id = session_id(&answer);
+    let path = balancer._dir.join("mediagate.toml");
+    let config = std::fs::read_to_string(&path).unwrap().replace(
+        &format!("\"rtsp://127.0.0.1:{}\"", origins[0].port()),
+        &format!(
+            "\"rtsp://127.0.0.1:{}\", \"rtsp://127.0.0.1:{}\"",
+            origins[1].port(),
+            origins[2].port()
+        ),
+    );
+    std::fs::write(&path, config).unwrap();
+    balancer.peer.signal("HUP");
+    balancer
+        .peer
+        .wait_for_stderr_line("balancer: reloaded", Duration::from_secs(10));
+    let mut other = Raw::connect(balancer.port);
+    let keepalive = other.ask(&format!(
+        "GET_PARAMETER {} RTSP/1.0\r\nCSeq: 9\r\nSession: {id}\r\n\r\n",
+        balancer.url("/live")
+    ));
+    assert!(keepalive.starts_with("RTSP/1.0 200"), "{keepalive}");
+    assert!(logged(&origins[..1], |r| r.method == "GET_PARAMETER"));
+    for _ in 0..2 {
+        read_ok(&balancer.url("/live"), Transport::Tcp);
+    }
+    assert_eq!(plays(&origins), [0, 1, 1]);
+}

@@ -507,7 +507,7 @@ impl Client {
         add(&backend.stats.sessions_total, 1);
         let mut resp = Response::reply_to(req, StatusCode::MOVED_TEMPORARILY);
         resp.headers
-            .append("Location", redirect_location(backend, &req.uri));
+            .append("Location", redirect_location(&backend, &req.uri));
         let _ = self.to_client.send(resp.to_bytes()).await;
     }
 
@@ -521,7 +521,7 @@ impl Client {
             self.links.remove(&backend);
             let svc = Arc::clone(&self.svc);
             let b = svc.backend(backend)?;
-            let stream = connect(b, svc.proxy_protocol, self.peer, self.local).await?;
+            let stream = connect(&b, svc.proxy_protocol, self.peer, self.local).await?;
             let (rd, wr) = stream.into_split();
             let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
             let pending = Arc::new(Mutex::new(VecDeque::new()));
@@ -863,7 +863,7 @@ async fn tunnel(
             .await;
         return;
     };
-    let Some(mut upstream) = connect(backend, svc.proxy_protocol, peer, local).await else {
+    let Some(mut upstream) = connect(&backend, svc.proxy_protocol, peer, local).await else {
         let _ = client
             .write_all(&closing(req.version, StatusCode::SERVICE_UNAVAILABLE))
             .await;
@@ -891,16 +891,14 @@ async fn tunnel(
 mod tests {
     use super::*;
     use crate::backend::BackendId;
-    use crate::service::BackendStats;
 
     fn backend(spec: &str) -> Backend {
-        Backend {
-            id: BackendId(0),
-            spec: spec.parse().unwrap(),
-            addr: "10.0.0.1:8554".parse().unwrap(),
-            stats: BackendStats::default(),
-            health: None,
-        }
+        Backend::new(
+            BackendId(0),
+            spec.parse().unwrap(),
+            "10.0.0.1:8554".parse().unwrap(),
+            None,
+        )
     }
 
     #[test]

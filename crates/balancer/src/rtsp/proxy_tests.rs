@@ -137,6 +137,17 @@ impl FakeBackend {
 
 /// A balancer service over `backends` on a free port; returns its address.
 async fn balancer(backends: &[SocketAddr], extra: &str, max_connections: u64) -> SocketAddr {
+    balancer_with_service(backends, extra, max_connections)
+        .await
+        .0
+}
+
+/// [`balancer`], with the running service.
+async fn balancer_with_service(
+    backends: &[SocketAddr],
+    extra: &str,
+    max_connections: u64,
+) -> (SocketAddr, Arc<Service>) {
     let list: Vec<String> = backends.iter().map(|a| format!("\"{a}\"")).collect();
     let text = format!(
         "[edge]\nenabled = false\n[balancer]\nenabled = true\n[[balancer.service]]\nname = \"t\"\n\
@@ -160,8 +171,8 @@ async fn balancer(backends: &[SocketAddr], extra: &str, max_connections: u64) ->
     for task in crate::service::watch_health(&svc) {
         drop(task);
     }
-    tokio::spawn(accept_loop(listener, svc, settings));
-    addr
+    tokio::spawn(accept_loop(listener, Arc::clone(&svc), settings));
+    (addr, svc)
 }
 
 /// A client connection that reads items.
@@ -462,4 +473,45 @@ async fn a_back_end_that_fails_its_checks_loses_its_sessions_and_new_ones() {
         assert!(c.response().await.status.is_success());
         assert_eq!(b.request().await.method.as_str(), "OPTIONS");
     }
+}
+
+#[tokio::test]
+async fn a_reload_retires_a_back_end_without_dropping_its_sessions() {
+    let mut a = fake_backend("a", false).await;
+    let mut b = fake_backend("b", false).await;
+    let (addr, svc) = balancer_with_service(&[a.addr], "", 100).await;
+    let mut c = Client::connect(addr).await;
+    c.send(SETUP).await;
+    let id = session_of(&c.response().await);
+    a.request().await;
+    // The file now lists only b: a is retired, b joins.
+    let text = format!(
+        "[edge]\nenabled = false\n[balancer]\nenabled = true\n[[balancer.service]]\nname = \"t\"\n\
+         listen = [\"127.0.0.1:0\"]\nbackends = [\"{}\"]\nmedia_mode = \"direct\"\n",
+        b.addr
+    );
+    let config = mediagate_config::parse_config(&text).unwrap();
+    assert!(svc.reload_backends(&config.balancer.service[0]).is_empty());
+    // The running session still reaches a, from any connection.
+    let mut other = Client::connect(addr).await;
+    other
+        .send(&format!(
+            "PLAY rtsp://x/a RTSP/1.0\r\nCSeq: 4\r\nSession: {id}\r\n\r\n"
+        ))
+        .await;
+    assert!(other.response().await.status.is_success());
+    assert_eq!(a.request().await.method.as_str(), "PLAY");
+    // New sessions go to b only.
+    for cseq in 10..12 {
+        let mut n = Client::connect(addr).await;
+        n.send(&format!(
+            "OPTIONS rtsp://x/a RTSP/1.0\r\nCSeq: {cseq}\r\n\r\n"
+        ))
+        .await;
+        assert!(n.response().await.status.is_success());
+        assert_eq!(b.request().await.method.as_str(), "OPTIONS");
+    }
+    let list = svc.backend_list();
+    assert_eq!(list.len(), 2);
+    assert!(list[0].retired() && !list[1].retired());
 }

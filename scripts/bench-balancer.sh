@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Balancer benchmarks (issue 14, Performance): an origin (gst, 1 Mbit/s H.264 + AAC),
-# three mediagate edges relaying it as back ends, and two balancers: "one" in front of
-# edge 1 alone (for the same back end direct vs through the balancer), "three" in
-# front of all three edges, relay mode. Then, as PHASES says:
-#   churn  short sessions (DESCRIBE, SETUP, PLAY, TEARDOWN) at RATE/s on CONNS
-#          connections: direct to edge 1, through "one", through "three"; the churn
-#          report's service time is DESCRIBE sent -> TEARDOWN answered, so the added
-#          latency is its through-balancer percentile minus the direct one
+# three mediagate edges relaying it as back ends, three stub back ends (one
+# `mediagate-loadgen rtsp-stub` on three ports: answers at once, no media), and four
+# balancers in relay mode: "one" in front of edge 1 alone, "three" in front of the
+# three edges, "stub1" in front of stub 1, "stub3" in front of the three stubs.
+# Then, as PHASES says:
+#   churn  short sessions (DESCRIBE, SETUP, PLAY, TEARDOWN) on CONNS connections at
+#          RATE/s: direct to stub 1, through "stub1", through "stub3"; then at
+#          EDGE_RATE/s (default 1000): direct to edge 1, through "one", through
+#          "three". The churn report's service time is DESCRIBE sent -> TEARDOWN
+#          answered, so the added latency is a through-balancer percentile minus the
+#          direct one to the same back end
 #   relay  VIEWERS UDP viewers for SECONDS through "three" (loadgen fanout), the
 #          balancer's CPU per delivered packet
 #   hold   HOLD sessions (2 per connection, SETUP without PLAY) held for SECONDS
@@ -29,6 +33,10 @@ origin_port=18554
 edge_ports=(18561 18562 18563)
 one_port=18601
 three_port=18603
+stub_ports=(18571 18572 18573)
+stub1_port=18611
+stub3_port=18613
+edge_rate=${EDGE_RATE:-1000}
 
 work=$(mktemp -d /tmp/mg-bench-balancer.XXXXXX)
 pids=()
@@ -69,6 +77,11 @@ EOT
   pids+=($!)
 done
 
+"$bin/mediagate-loadgen" rtsp-stub --listen "127.0.0.1:${stub_ports[0]}" \
+  --listen "127.0.0.1:${stub_ports[1]}" --listen "127.0.0.1:${stub_ports[2]}" > "$work/stub.log" 2>&1 &
+stub=$!
+pids+=("$stub")
+
 balancer() { # NAME PORT BACKEND_PORT...: starts a balancer, prints its pid
   local name=$1 port=$2 d=$work/bal-$1 backends="" p
   shift 2
@@ -90,7 +103,7 @@ name = "rtsp"
 listen = ["127.0.0.1:$port"]
 backends = [${backends%, }]
 media_mode = "relay"
-ports = "$([ "$name" = one ] && echo 30000-31999 || echo 32000-47999)"
+ports = "$(case $name in one) echo 30000-31999 ;; three) echo 32000-47999 ;; stub1) echo 48000-48999 ;; *) echo 49000-49999 ;; esac)"
 EOT
   "$bin/mediagate" run --config "$d/mediagate.toml" > "$d/log" 2>&1 &
   echo $!
@@ -99,24 +112,35 @@ one=$(balancer one $one_port "${edge_ports[0]}")
 pids+=("$one")
 three=$(balancer three $three_port "${edge_ports[@]}")
 pids+=("$three")
+stub1=$(balancer stub1 $stub1_port "${stub_ports[0]}")
+pids+=("$stub1")
+stub3=$(balancer stub3 $stub3_port "${stub_ports[@]}")
+pids+=("$stub3")
 sleep 1
-# Warm the stream on every edge, so sessions are answered from the edges' hubs.
+# One viewer on every edge through the whole run, so the stream stays warm there
+# (an edge stops pulling 10 s after its last viewer, and a cold stream's first PLAY
+# waits for the origin's next keyframe) and sessions are answered from its hub.
 for p in "${edge_ports[@]}"; do
-  "$bin/mediagate-loadgen" fanout --url "rtsp://127.0.0.1:$p/cam" --viewers 1 --seconds 2 \
-    --transport tcp --quiet > /dev/null || true
+  "$bin/mediagate-loadgen" fanout --url "rtsp://127.0.0.1:$p/cam" --viewers 1 --seconds 3600 \
+    --transport tcp --quiet > /dev/null 2>&1 &
+  pids+=($!)
 done
+sleep 2
 
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # ticks
 
 for phase in $phases; do
   case $phase in
     churn)
-      for target in "direct edge1:${edge_ports[0]}:${edge_pids[0]}" \
-        "balancer-one (edge1):$one_port:$one" \
-        "balancer-three (3 edges):$three_port:$three"; do
-        IFS=: read -r what port pid <<< "$target"
-        echo "== churn $what: $rate/s for $seconds s on $conns connections"
-        "$bin/mediagate-loadgen" churn --url "rtsp://127.0.0.1:$port/cam" --rate "$rate" \
+      for target in "direct stub1:${stub_ports[0]}:$stub:$rate" \
+        "balancer-stub1 (stub1):$stub1_port:$stub1:$rate" \
+        "balancer-stub3 (3 stubs):$stub3_port:$stub3:$rate" \
+        "direct edge1:${edge_ports[0]}:${edge_pids[0]}:$edge_rate" \
+        "balancer-one (edge1):$one_port:$one:$edge_rate" \
+        "balancer-three (3 edges):$three_port:$three:$edge_rate"; do
+        IFS=: read -r what port pid r <<< "$target"
+        echo "== churn $what: $r/s for $seconds s on $conns connections"
+        "$bin/mediagate-loadgen" churn --url "rtsp://127.0.0.1:$port/cam" --rate "$r" \
           --seconds "$seconds" --long-viewers 0 --connections "$conns" --edge-pid "$pid" \
           --quiet | sed 's/^edge /this pid /' || true
       done

@@ -8,6 +8,8 @@
 //!   the access-record benchmark.
 //! * `hold` (issue 14): many RTSP sessions set up (SETUP, no PLAY) and kept alive,
 //!   reporting the watched processes' RSS: the balancer's 10,000-session benchmark.
+//! * `rtsp-stub`: an RTSP server that answers at once and sends no media, the back
+//!   end that leaves the cores to the balancer in its session-rate benchmark.
 //! * `floor`: the bare `sendmmsg` baseline for `fanout` on loopback, and a check that
 //!   the receive side keeps up.
 //! * `rtp` (issue 4): K calls through an RTP relay driven over `ng` (mediagate or
@@ -25,6 +27,7 @@ mod latency_hist;
 mod procfs;
 mod rtp;
 mod stats;
+mod stub;
 mod sys;
 mod track_stats;
 mod udp_rx;
@@ -50,6 +53,8 @@ enum Command {
     Churn(fanout::churn::ChurnArgs),
     /// Many RTSP sessions set up and kept alive, with servers' RSS (balancer benchmark).
     Hold(fanout::hold::HoldArgs),
+    /// A minimal RTSP server answering at once with no media (a back end for balancers).
+    RtspStub(stub::StubArgs),
     /// Bare sendmmsg fan-out on loopback: the per-packet floor, and a receive check.
     Floor(floor::FloorArgs),
     /// K calls through RTP relays over ng for T seconds (relay benchmark).
@@ -62,6 +67,7 @@ fn main() -> ExitCode {
         Command::Fanout(args) => fanout::run(args),
         Command::Churn(args) => fanout::churn::run(args),
         Command::Hold(args) => fanout::hold::run(args),
+        Command::RtspStub(args) => stub::run(args),
         Command::Floor(args) => floor::run(args),
         Command::Rtp(args) => rtp::run(args),
     };

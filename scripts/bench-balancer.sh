@@ -16,6 +16,7 @@
 #   hold   HOLD sessions (2 per connection, SETUP without PLAY) held for SECONDS
 #          through "three", the balancer's VmRSS
 # Every process logs at warn (the per-session info lines are not what is measured).
+# FWD_FIFO=1 makes the balancer's forwarding thread SCHED_FIFO 10 for the relay phase.
 # Needs release builds:
 #   cargo build --release -p mediagate -p mediagate-loadgen
 # Usage: scripts/bench-balancer.sh [SECONDS] [RATE] [CONNS] [VIEWERS] [HOLD] [PHASES]
@@ -147,10 +148,29 @@ for phase in $phases; do
       ;;
     relay)
       echo "== relay: $viewers UDP viewers for $seconds s through balancer-three"
+      if [ -n "${FWD_FIFO:-}" ]; then
+        # As the relay role's forward_scheduling = "fifo:10", which the balancer's
+        # config does not offer yet: its forwarding threads real-time.
+        for t in /proc/"$three"/task/*; do
+          if grep -q '^relay-fwd' "$t/comm"; then chrt -f -p 10 "${t##*/}" && echo "relay-fwd thread ${t##*/}: SCHED_FIFO 10"; fi
+        done
+      fi
       local_start=$(cpu "$three")
+      # Receive-buffer drops on the balancer's relay ports, sampled while its sockets
+      # exist (they close with the sessions).
+      (while sleep 1; do python3 -c '
+d = 0
+for line in open("/proc/net/udp").read().splitlines()[1:]:
+    f = line.split()
+    if 32000 <= int(f[1].split(":")[1], 16) < 48000:
+        d += int(f[-1])
+print(d)' >> "$work/drops.txt"; done) &
+      sampler=$!
       "$bin/mediagate-loadgen" fanout --url "rtsp://127.0.0.1:$three_port/cam" \
         --viewers "$viewers" --seconds "$seconds" --transport udp --ramp-per-sec 200 \
         --edge-pid "$three" --quiet || true
+      kill "$sampler" 2> /dev/null || true
+      echo "balancer relay sockets: $(sort -n "$work/drops.txt" | tail -1) datagrams dropped by their receive buffers (highest sample)"
       echo "balancer CPU over the fanout run (ticks of 10 ms): $(($(cpu "$three") - local_start))"
       for i in 0 1 2; do echo "edge$i VmHWM: $(grep VmHWM "/proc/${edge_pids[$i]}/status")"; done
       ;;

@@ -101,8 +101,10 @@ fn answer(req: &Request, next: &AtomicU64) -> Response {
             "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER",
         ),
         Method::Describe => {
-            r.headers
-                .append("Content-Base", format!("{}/", req.uri.trim_end_matches('/')));
+            r.headers.append(
+                "Content-Base",
+                format!("{}/", req.uri.trim_end_matches('/')),
+            );
             r.set_body("application/sdp", SDP);
         }
         Method::Setup => {
@@ -157,17 +159,26 @@ mod tests {
         assert!(d.body.starts_with(b"v=0"));
         let tcp = "RTP/AVP/TCP;unicast;interleaved=0-1";
         let s = answer(&req(Method::Setup, &[("Transport", tcp)]), &next);
-        assert_eq!(s.headers.get("Session"), Some("0000000000000001;timeout=60"));
+        assert_eq!(
+            s.headers.get("Session"),
+            Some("0000000000000001;timeout=60")
+        );
         assert_eq!(s.headers.get("Transport"), Some(tcp));
         let udp = "RTP/AVP;unicast;client_port=5000-5001";
         let s = answer(&req(Method::Setup, &[("Transport", udp)]), &next);
-        assert_eq!(s.headers.get("Session"), Some("0000000000000002;timeout=60"));
+        assert_eq!(
+            s.headers.get("Session"),
+            Some("0000000000000002;timeout=60")
+        );
         assert_eq!(
             s.headers.get("Transport"),
             Some("RTP/AVP;unicast;client_port=5000-5001;server_port=6970-6971")
         );
         let again = answer(
-            &req(Method::Setup, &[("Session", "0000000000000002"), ("Transport", udp)]),
+            &req(
+                Method::Setup,
+                &[("Session", "0000000000000002"), ("Transport", udp)],
+            ),
             &next,
         );
         assert_eq!(

@@ -9,6 +9,10 @@
 //! * `hits` (issue 13): N RTSP viewers of on-demand clips spread over K URLs (the
 //!   edge's cache hits), the `fanout` report plus first-keyframe p99 and per-URL sums.
 //! * `cache-fill` (issue 13): how fast the cache crate writes a fill to disk.
+//! * `hold` (issue 14): many RTSP sessions set up (SETUP, no PLAY) and kept alive,
+//!   reporting the watched processes' RSS: the balancer's 10,000-session benchmark.
+//! * `rtsp-stub`: an RTSP server that answers at once and sends no media, the back
+//!   end that leaves the cores to the balancer in its session-rate benchmark.
 //! * `floor`: the bare `sendmmsg` baseline for `fanout` on loopback, and a check that
 //!   the receive side keeps up.
 //! * `rtp` (issue 4): K calls through an RTP relay driven over `ng` (mediagate or
@@ -23,9 +27,11 @@
 mod cache_fill;
 mod fanout;
 mod floor;
+mod latency_hist;
 mod procfs;
 mod rtp;
 mod stats;
+mod stub;
 mod sys;
 mod track_stats;
 mod udp_rx;
@@ -53,6 +59,10 @@ enum Command {
     Hits(fanout::hits::HitsArgs),
     /// Writes one synthetic object through the cache crate as fast as it can (fill rate).
     CacheFill(cache_fill::CacheFillArgs),
+    /// Many RTSP sessions set up and kept alive, with servers' RSS (balancer benchmark).
+    Hold(fanout::hold::HoldArgs),
+    /// A minimal RTSP server answering at once with no media (a back end for balancers).
+    RtspStub(stub::StubArgs),
     /// Bare sendmmsg fan-out on loopback: the per-packet floor, and a receive check.
     Floor(floor::FloorArgs),
     /// K calls through RTP relays over ng for T seconds (relay benchmark).
@@ -66,6 +76,8 @@ fn main() -> ExitCode {
         Command::Churn(args) => fanout::churn::run(args),
         Command::Hits(args) => fanout::hits::run(args),
         Command::CacheFill(args) => cache_fill::run(args),
+        Command::Hold(args) => fanout::hold::run(args),
+        Command::RtspStub(args) => stub::run(args),
         Command::Floor(args) => floor::run(args),
         Command::Rtp(args) => rtp::run(args),
     };

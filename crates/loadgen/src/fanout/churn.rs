@@ -30,6 +30,7 @@ use super::plan::{self, Lower};
 use super::report::ViewerReport;
 use super::url::{self, WatchedUrl};
 use super::viewer::{self, ViewerCtx};
+use crate::latency_hist;
 use crate::procfs::Process;
 use crate::stats::{millis, nearest_rank};
 use crate::sys;
@@ -112,6 +113,9 @@ struct WorkerReport {
     reconnects: u64,
     /// Scheduled start → TEARDOWN answered, per completed session, in microseconds.
     latencies_us: Vec<u32>,
+    /// DESCRIBE sent → TEARDOWN answered, per completed session, in microseconds: the
+    /// server's (or balancer's) time without the wait for a free connection.
+    service_us: Vec<u32>,
     /// Sessions that started later than scheduled by more than a second.
     late: u64,
     first_failure: Option<String>,
@@ -326,13 +330,15 @@ async fn short_worker(ctx: &ShortCtx) -> WorkerReport {
                 }
             }
         };
+        let began = Instant::now();
         match short_session(c, ctx).await {
             Ok(()) => {
                 r.completed += 1;
                 ctx.completed.fetch_add(1, Ordering::Relaxed);
-                let took = Instant::now().saturating_duration_since(due);
-                r.latencies_us
-                    .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+                let now = Instant::now();
+                let us = |d: Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+                r.latencies_us.push(us(now.saturating_duration_since(due)));
+                r.service_us.push(us(now.saturating_duration_since(began)));
             }
             Err(e) => {
                 r.note_failure(e);
@@ -413,6 +419,7 @@ impl WorkerReport {
         self.reconnects += other.reconnects;
         self.late += other.late;
         self.latencies_us.extend(other.latencies_us);
+        self.service_us.extend(other.service_us);
         if self.first_failure.is_none() {
             self.first_failure = other.first_failure;
         }
@@ -469,6 +476,14 @@ impl ChurnReport {
             pct(99),
             pct(100)
         );
+        let mut service = s.service_us.clone();
+        service.sort_unstable();
+        let _ = writeln!(
+            out,
+            "short session service time (DESCRIBE sent -> TEARDOWN answered): {}",
+            latency_hist::percentiles_ms(&service)
+        );
+        out.push_str(&latency_hist::histogram_lines(&service, "  "));
         if let Some(f) = &s.first_failure {
             let _ = writeln!(out, "first short-session failure: {f}");
         }
@@ -590,6 +605,7 @@ mod tests {
         short.merge(WorkerReport {
             completed: 3,
             latencies_us: vec![1_000, 2_000, 30_000],
+            service_us: vec![900, 300, 1_500],
             ..WorkerReport::default()
         });
         short.note_failure("PLAY: the server answered 503 Service Unavailable".into());
@@ -618,6 +634,11 @@ mod tests {
             text.contains("p50 2.0 ms, p99 30.0 ms, max 30.0 ms"),
             "{text}"
         );
+        assert!(
+            text.contains("(DESCRIBE sent -> TEARDOWN answered): p50 0.90 ms, p90 1.50 ms"),
+            "{text}"
+        );
+        assert!(text.contains("      0.5-1 ms: 1 (33.33%)\n"), "{text}");
         assert!(
             text.contains("first short-session failure: PLAY: the server answered 503"),
             "{text}"

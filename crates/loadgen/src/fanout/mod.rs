@@ -18,6 +18,7 @@
 pub(crate) mod churn;
 mod conn;
 pub(crate) mod hits;
+pub(crate) mod hold;
 mod plan;
 mod report;
 mod url;

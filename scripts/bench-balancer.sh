@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Balancer benchmarks (issue 14, Performance): an origin (gst, 1 Mbit/s H.264 + AAC),
+# three mediagate edges relaying it as back ends, three stub back ends (one
+# `mediagate-loadgen rtsp-stub` on three ports: answers at once, no media), and four
+# balancers in relay mode: "one" in front of edge 1 alone, "three" in front of the
+# three edges, "stub1" in front of stub 1, "stub3" in front of the three stubs.
+# Then, as PHASES says:
+#   churn  short sessions (DESCRIBE, SETUP, PLAY, TEARDOWN) on CONNS connections at
+#          RATE/s: direct to stub 1, through "stub1", through "stub3"; then at
+#          EDGE_RATE/s (default 1000): direct to edge 1, through "one", through
+#          "three". The churn report's service time is DESCRIBE sent -> TEARDOWN
+#          answered, so the added latency is a through-balancer percentile minus the
+#          direct one to the same back end
+#   relay  VIEWERS UDP viewers for SECONDS through "three" (loadgen fanout), the
+#          balancer's CPU per delivered packet
+#   hold   HOLD sessions (2 per connection, SETUP without PLAY) held for SECONDS
+#          through "three", the balancer's VmRSS
+# Every process logs at warn (the per-session info lines are not what is measured).
+# FWD_FIFO=1 makes the balancer's forwarding thread SCHED_FIFO 10 for the relay phase.
+# Needs release builds:
+#   cargo build --release -p mediagate -p mediagate-loadgen
+# Usage: scripts/bench-balancer.sh [SECONDS] [RATE] [CONNS] [VIEWERS] [HOLD] [PHASES]
+#   defaults: 20 5000 200 1000 10000 "churn relay hold"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-20}
+rate=${2:-5000}
+conns=${3:-200}
+viewers=${4:-1000}
+hold=${5:-10000}
+phases=${6:-churn relay hold}
+bin=target/release
+origin_port=18554
+edge_ports=(18561 18562 18563)
+one_port=18601
+three_port=18603
+stub_ports=(18571 18572 18573)
+stub1_port=18611
+stub3_port=18613
+edge_rate=${EDGE_RATE:-1000}
+
+work=$(mktemp -d /tmp/mg-bench-balancer.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done
+  wait 2> /dev/null || true
+  [ -n "${KEEP:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
+
+/usr/bin/python3 -u crates/testkit/peers/gst_origin.py --port $origin_port --vod '' --auth '' \
+  --width 640 --height 360 --fps 25 --bitrate 1000 --audio-bitrate 96 > "$work/origin.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do grep -qs '"ready"' "$work/origin.log" && break; sleep 0.2; done
+
+edge_pids=()
+for i in 0 1 2; do
+  d=$work/edge$i
+  mkdir -p "$d"
+  cat > "$d/mediagate.toml" << EOT
+state_dir = "$d/var"
+[log]
+level = "warn"
+[admin]
+listen = []
+[edge]
+listen = ["127.0.0.1:${edge_ports[$i]}"]
+udp_ports = "$((50000 + i * 4000))-$((50000 + i * 4000 + 3999))"
+max_connections_per_client = 20000
+[[edge.route]]
+advertised = "/cam"
+origin = "rtsp://127.0.0.1:$origin_port/live"
+EOT
+  "$bin/mediagate" run --config "$d/mediagate.toml" > "$d/log" 2>&1 &
+  edge_pids+=($!)
+  pids+=($!)
+done
+
+"$bin/mediagate-loadgen" rtsp-stub --listen "127.0.0.1:${stub_ports[0]}" \
+  --listen "127.0.0.1:${stub_ports[1]}" --listen "127.0.0.1:${stub_ports[2]}" > "$work/stub.log" 2>&1 &
+stub=$!
+pids+=("$stub")
+
+balancer() { # NAME PORT BACKEND_PORT...: starts a balancer, prints its pid
+  local name=$1 port=$2 d=$work/bal-$1 backends="" p
+  shift 2
+  for p in "$@"; do backends+="\"rtsp://127.0.0.1:$p\", "; done
+  mkdir -p "$d"
+  cat > "$d/mediagate.toml" << EOT
+state_dir = "$d/var"
+[log]
+level = "warn"
+[admin]
+listen = []
+[edge]
+enabled = false
+[balancer]
+enabled = true
+max_connections = 20000
+[[balancer.service]]
+name = "rtsp"
+listen = ["127.0.0.1:$port"]
+backends = [${backends%, }]
+media_mode = "relay"
+ports = "$(case $name in one) echo 30000-31999 ;; three) echo 32000-47999 ;; stub1) echo 48000-48999 ;; *) echo 49000-49999 ;; esac)"
+EOT
+  "$bin/mediagate" run --config "$d/mediagate.toml" > "$d/log" 2>&1 &
+  echo $!
+}
+one=$(balancer one $one_port "${edge_ports[0]}")
+pids+=("$one")
+three=$(balancer three $three_port "${edge_ports[@]}")
+pids+=("$three")
+stub1=$(balancer stub1 $stub1_port "${stub_ports[0]}")
+pids+=("$stub1")
+stub3=$(balancer stub3 $stub3_port "${stub_ports[@]}")
+pids+=("$stub3")
+sleep 1
+# One viewer on every edge through the whole run, so the stream stays warm there
+# (an edge stops pulling 10 s after its last viewer, and a cold stream's first PLAY
+# waits for the origin's next keyframe) and sessions are answered from its hub.
+for p in "${edge_ports[@]}"; do
+  "$bin/mediagate-loadgen" fanout --url "rtsp://127.0.0.1:$p/cam" --viewers 1 --seconds 3600 \
+    --transport tcp --quiet > /dev/null 2>&1 &
+  pids+=($!)
+done
+sleep 2
+
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # ticks
+
+for phase in $phases; do
+  case $phase in
+    churn)
+      for target in "direct stub1:${stub_ports[0]}:$stub:$rate" \
+        "balancer-stub1 (stub1):$stub1_port:$stub1:$rate" \
+        "balancer-stub3 (3 stubs):$stub3_port:$stub3:$rate" \
+        "direct edge1:${edge_ports[0]}:${edge_pids[0]}:$edge_rate" \
+        "balancer-one (edge1):$one_port:$one:$edge_rate" \
+        "balancer-three (3 edges):$three_port:$three:$edge_rate"; do
+        IFS=: read -r what port pid r <<< "$target"
+        echo "== churn $what: $r/s for $seconds s on $conns connections"
+        "$bin/mediagate-loadgen" churn --url "rtsp://127.0.0.1:$port/cam" --rate "$r" \
+          --seconds "$seconds" --long-viewers 0 --connections "$conns" --edge-pid "$pid" \
+          --quiet | sed 's/^edge /this pid /' || true
+      done
+      ;;
+    relay)
+      echo "== relay: $viewers UDP viewers for $seconds s through balancer-three"
+      if [ -n "${FWD_FIFO:-}" ]; then
+        # As the relay role's forward_scheduling = "fifo:10", which the balancer's
+        # config does not offer yet: its forwarding threads real-time.
+        for t in /proc/"$three"/task/*; do
+          if grep -q '^relay-fwd' "$t/comm"; then chrt -f -p 10 "${t##*/}" && echo "relay-fwd thread ${t##*/}: SCHED_FIFO 10"; fi
+        done
+      fi
+      local_start=$(cpu "$three")
+      # Receive-buffer drops on the balancer's relay ports, sampled while its sockets
+      # exist (they close with the sessions).
+      (while sleep 1; do python3 -c '
+d = 0
+for line in open("/proc/net/udp").read().splitlines()[1:]:
+    f = line.split()
+    if 32000 <= int(f[1].split(":")[1], 16) < 48000:
+        d += int(f[-1])
+print(d)' >> "$work/drops.txt"; done) &
+      sampler=$!
+      "$bin/mediagate-loadgen" fanout --url "rtsp://127.0.0.1:$three_port/cam" \
+        --viewers "$viewers" --seconds "$seconds" --transport udp --ramp-per-sec 200 \
+        --edge-pid "$three" --quiet || true
+      kill "$sampler" 2> /dev/null || true
+      echo "balancer relay sockets: $(sort -n "$work/drops.txt" | tail -1) datagrams dropped by their receive buffers (highest sample)"
+      echo "balancer CPU over the fanout run (ticks of 10 ms): $(($(cpu "$three") - local_start))"
+      for i in 0 1 2; do echo "edge$i VmHWM: $(grep VmHWM "/proc/${edge_pids[$i]}/status")"; done
+      ;;
+    hold)
+      echo "== hold: $hold sessions for $seconds s through balancer-three"
+      "$bin/mediagate-loadgen" hold --url "rtsp://127.0.0.1:$three_port/cam" \
+        --sessions "$hold" --per-connection 2 --rate 2000 --seconds "$seconds" \
+        --pid "$three" --pid "${edge_pids[0]}" --quiet || true
+      ;;
+    *)
+      echo "unknown phase $phase" >&2
+      exit 1
+      ;;
+  esac
+done
+echo "== machine: load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"

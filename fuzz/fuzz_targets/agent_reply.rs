@@ -9,9 +9,16 @@ fuzz_target!(|data: &[u8]| {
     match parse_agent_reply(data) {
         Ok(reply) => {
             let line = reply.to_string();
-            assert!(line.len() <= data.len(), "written longer than read: {line:?}");
+            assert!(
+                line.len() <= data.len(),
+                "written longer than read: {line:?}"
+            );
             let again = parse_agent_reply(line.as_bytes());
-            assert_eq!(again.as_ref(), Ok(&reply), "agent reply round trip: {line:?}");
+            assert_eq!(
+                again.as_ref(),
+                Ok(&reply),
+                "agent reply round trip: {line:?}"
+            );
         }
         Err(AgentReplyError::TooLong { limit }) => assert!(data.len() > limit),
         Err(

@@ -30,18 +30,7 @@ fn key() -> ObjectKey {
 fn meta() -> Meta {
     Meta {
         sdp: "v=0\r\n".into(),
-        tracks: vec![
-            TrackMeta {
-                clock_rate: 90_000,
-                is_video: true,
-                payload_type: 96,
-            },
-            TrackMeta {
-                clock_rate: 8_000,
-                is_video: false,
-                payload_type: 0,
-            },
-        ],
+        tracks: vec![TrackMeta::video(96), TrackMeta::audio(8_000, 0)],
         duration_ms: Some(10_000),
         validators: Validators::default(),
         needed_auth: false,
@@ -70,7 +59,11 @@ fn packets(data: &[u8]) -> Vec<(u8, u64, bool, Vec<u8>)> {
 }
 
 fn object_dir(root: &Path) -> Option<PathBuf> {
-    fs::read_dir(root).ok()?.flatten().map(|e| e.path()).find(|p| p.is_dir())
+    fs::read_dir(root)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
 }
 
 fn read_everything(root: &Path, pushed: Option<&[(u8, u64, bool, Vec<u8>)]>) {

@@ -6,7 +6,7 @@
 //! at any point must ask for more.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mediagate_balancer::proxy_v2::{self, Addresses, Decoded, DecodeErrorReason};
+use mediagate_balancer::proxy_v2::{self, Addresses, DecodeErrorReason, Decoded};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -22,8 +22,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(consumed <= buf.len());
             if !matches!(header.addresses, Addresses::Unspec) {
                 let again = header.to_bytes().expect("a decoded header encodes");
-                let Decoded::Done { header: h2, consumed: c2 } =
-                    proxy_v2::decode(&again).expect("re-decode")
+                let Decoded::Done {
+                    header: h2,
+                    consumed: c2,
+                } = proxy_v2::decode(&again).expect("re-decode")
                 else {
                     panic!("re-encoded header incomplete");
                 };

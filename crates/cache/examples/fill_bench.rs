@@ -26,18 +26,7 @@ fn main() -> std::io::Result<()> {
     };
     let meta = Meta {
         sdp: "v=0\r\n".into(),
-        tracks: vec![
-            TrackMeta {
-                clock_rate: 90_000,
-                is_video: true,
-                payload_type: 96,
-            },
-            TrackMeta {
-                clock_rate: 8_000,
-                is_video: false,
-                payload_type: 97,
-            },
-        ],
+        tracks: vec![TrackMeta::video(96), TrackMeta::audio(8_000, 97)],
         duration_ms: None,
         validators: Validators::default(),
         needed_auth: false,

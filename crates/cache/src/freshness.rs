@@ -154,11 +154,7 @@ mod tests {
     fn meta(cc: Option<&str>, expires: Option<&str>, last_modified: Option<&str>) -> Meta {
         Meta {
             sdp: String::new(),
-            tracks: vec![TrackMeta {
-                clock_rate: 90_000,
-                is_video: true,
-                payload_type: 96,
-            }],
+            tracks: vec![TrackMeta::video(96)],
             duration_ms: Some(60_000),
             validators: Validators {
                 etag: None,

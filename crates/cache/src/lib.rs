@@ -64,6 +64,26 @@ pub struct TrackMeta {
     pub payload_type: u8,
 }
 
+impl TrackMeta {
+    /// A video track (RTP's 90 kHz video clock).
+    pub fn video(payload_type: u8) -> Self {
+        Self {
+            clock_rate: 90_000,
+            is_video: true,
+            payload_type,
+        }
+    }
+
+    /// An audio track at `clock_rate`.
+    pub fn audio(clock_rate: u32, payload_type: u8) -> Self {
+        Self {
+            clock_rate,
+            is_video: false,
+            payload_type,
+        }
+    }
+}
+
 /// The origin's validators and caching headers, as sent.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Validators {

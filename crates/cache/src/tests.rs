@@ -133,16 +133,8 @@ pub(crate) fn meta(etag: &str) -> Meta {
     Meta {
         sdp: "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=clip\r\nm=video 0 RTP/AVP 96\r\nm=audio 0 RTP/AVP 97\r\n".into(),
         tracks: vec![
-            TrackMeta {
-                clock_rate: 90_000,
-                is_video: true,
-                payload_type: 96,
-            },
-            TrackMeta {
-                clock_rate: 8_000,
-                is_video: false,
-                payload_type: 97,
-            },
+            TrackMeta::video(96),
+            TrackMeta::audio(8_000, 97),
         ],
         duration_ms: Some(10_000),
         validators: Validators {

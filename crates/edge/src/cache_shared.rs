@@ -649,18 +649,7 @@ mod tests {
         };
         let meta = Meta {
             sdp: "v=0\r\n".into(),
-            tracks: vec![
-                TrackMeta {
-                    clock_rate: 90_000,
-                    is_video: true,
-                    payload_type: 96,
-                },
-                TrackMeta {
-                    clock_rate: 8_000,
-                    is_video: false,
-                    payload_type: 0,
-                },
-            ],
+            tracks: vec![TrackMeta::video(96), TrackMeta::audio(8_000, 0)],
             duration_ms: Some(5_000),
             validators: Validators::default(),
             needed_auth: false,

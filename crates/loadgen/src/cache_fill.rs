@@ -51,18 +51,7 @@ pub(crate) fn run(args: CacheFillArgs) -> anyhow::Result<u8> {
     };
     let meta = Meta {
         sdp: "v=0\r\n".into(),
-        tracks: vec![
-            TrackMeta {
-                clock_rate: 90_000,
-                is_video: true,
-                payload_type: 96,
-            },
-            TrackMeta {
-                clock_rate: 48_000,
-                is_video: false,
-                payload_type: 97,
-            },
-        ],
+        tracks: vec![TrackMeta::video(96), TrackMeta::audio(48_000, 97)],
         duration_ms: None,
         validators: Validators::default(),
         needed_auth: false,

@@ -52,11 +52,7 @@ fn key(url: &str) -> ObjectKey {
 fn fill(cache: &mut Cache, url: &str, used_at: SystemTime) -> u64 {
     let meta = Meta {
         sdp: format!("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns={url}\r\nt=0 0\r\na=range:npt=0-2\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"),
-        tracks: vec![TrackMeta {
-            clock_rate: 90_000,
-            is_video: true,
-            payload_type: 96,
-        }],
+        tracks: vec![TrackMeta::video(96)],
         duration_ms: Some(2_000),
         validators: Validators {
             etag: Some("\"v1\"".into()),

@@ -24,11 +24,11 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::plan::Lower;
-use super::report::{ProcessUsage, RunInfo, RunReport, Steady, ViewerReport};
+use super::report::{RunInfo, RunReport, ViewerReport};
 use super::viewer::{self, ViewerCtx};
-use super::{abandoned, probe, Sample, TransportArg, MAX_SECONDS, MAX_VIEWERS, SETTLE};
+use super::{probe, Run, Sample, TransportArg, MAX_SECONDS, MAX_VIEWERS, SETTLE};
 use super::{url, TEARDOWN_GRACE};
-use crate::procfs::{CpuTicks, Process};
+use crate::procfs::Process;
 use crate::stats::{millis, nearest_rank};
 use crate::sys;
 use crate::track_stats::Codec;
@@ -372,91 +372,32 @@ async fn run_async(
         tokio::time::sleep_until((now + Duration::from_millis(100)).min(end)).await;
     }
     let last = sample(Instant::now());
-    let socket_drops = our_ports.as_ref().map(|p| me.udp_drops(p));
-    if let Some(rx) = &receivers {
-        rx.stop();
-    }
-    let mut outcomes = Vec::with_capacity(handles.len());
-    for (id, h) in handles.into_iter().enumerate() {
-        let abort = h.abort_handle();
-        let o = match tokio::time::timeout_at(hard_deadline, h).await {
-            Ok(Ok(o)) => o,
-            Ok(Err(e)) => abandoned(id, format!("the viewer task failed: {e}")),
-            Err(_) => {
-                abort.abort();
-                abandoned(id, "did not finish by the run's deadline".to_owned())
-            }
-        };
-        outcomes.push(o);
-    }
-    let received = match receivers {
-        Some(rx) => Some(
-            tokio::task::spawn_blocking(move || rx.finish())
-                .await
-                .context("receiver threads")??,
-        ),
-        None => None,
+    let info = RunInfo {
+        url: format!("{} and {} more", per_url[0].0, k - 1),
+        transport: lower.name(),
+        viewers: args.viewers,
+        seconds: args.seconds,
+        ramp_per_sec: args.ramp_per_sec,
+        tracks: stream.describe_tracks(),
     };
-
-    let window = last.at.duration_since(start);
-    let cpu = |a: Option<CpuTicks>, b: Option<CpuTicks>| match (a, b) {
-        (Some(a), Some(b)) => b.since(&a, ticks),
-        _ => Duration::ZERO,
+    let run = Run {
+        start,
+        first,
+        steady_from,
+        last,
+        ticks,
+        edge: edge.as_ref(),
+        me: &me,
     };
-    let steady = |pick: fn(&Sample) -> Option<CpuTicks>| {
-        steady_from
-            .filter(|s| last.at.duration_since(s.at) >= Duration::from_secs(1))
-            .map(|s| Steady {
-                cpu: cpu(pick(&s), pick(&last)),
-                packets: last.packets.saturating_sub(s.packets),
-                window: last.at.duration_since(s.at),
-            })
-    };
-    let edge_usage = edge.as_ref().map(|e| ProcessUsage {
-        pid: e.pid(),
-        cpu: cpu(first.edge, last.edge),
-        peak_rss_kib: e.memory().ok().map(|m| m.peak_rss_kib),
-        steady: steady(|s| s.edge),
-    });
-    let loadgen = ProcessUsage {
-        pid: me.pid(),
-        cpu: cpu(first.me, last.me),
-        peak_rss_kib: me.memory().ok().map(|m| m.peak_rss_kib),
-        steady: steady(|s| s.me),
-    };
-    let viewers = outcomes
-        .iter()
-        .map(|o| {
-            let udp = received.as_ref().and_then(|r| r.viewers.get(o.id));
-            let tracks = o
-                .tcp_tracks
-                .as_deref()
-                .or(udp.map(Vec::as_slice))
-                .unwrap_or(&[]);
-            ViewerReport::new(o, tracks)
-        })
-        .collect();
-    let report = RunReport {
-        info: RunInfo {
-            url: format!("{} and {} more", per_url[0].0, k - 1),
-            transport: lower.name(),
-            viewers: args.viewers,
-            seconds: args.seconds,
-            ramp_per_sec: args.ramp_per_sec,
-            tracks: stream.describe_tracks(),
-        },
-        viewers,
-        window,
-        edge: edge_usage,
-        loadgen,
-        socket_drops,
-        truncated: received.as_ref().map(|r| r.drain.truncated),
-    };
+    let report = run
+        .finish(info, handles, hard_deadline, receivers, our_ports)
+        .await?;
     Ok((report, per_url))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::report::ProcessUsage;
     use super::*;
 
     #[test]

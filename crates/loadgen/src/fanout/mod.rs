@@ -360,87 +360,133 @@ async fn run_async(
         tokio::time::sleep_until((now + Duration::from_millis(100)).min(end)).await;
     }
     let last = sample(Instant::now());
-    let socket_drops = our_ports.as_ref().map(|p| me.udp_drops(p));
-    if let Some(rx) = &receivers {
-        rx.stop();
-    }
+    let info = RunInfo {
+        url: ctx.url.request_uri.clone(),
+        transport: lower.name(),
+        viewers: args.viewers,
+        seconds: args.seconds,
+        ramp_per_sec: args.ramp_per_sec,
+        tracks: stream.describe_tracks(),
+    };
+    let run = Run {
+        start,
+        first,
+        steady_from,
+        last,
+        ticks,
+        edge: edge.as_ref(),
+        me: &me,
+    };
+    run.finish(info, handles, hard_deadline, receivers, our_ports)
+        .await
+}
 
-    let mut outcomes = Vec::with_capacity(handles.len());
-    for (id, h) in handles.into_iter().enumerate() {
-        let abort = h.abort_handle();
-        let o = match tokio::time::timeout_at(hard_deadline, h).await {
-            Ok(Ok(o)) => o,
-            Ok(Err(e)) => abandoned(id, format!("the viewer task failed: {e}")),
-            Err(_) => {
-                abort.abort();
-                abandoned(id, "did not finish by the run's deadline".to_owned())
-            }
+/// What a run's watch loop saw, for [`Run::finish`].
+struct Run<'a> {
+    start: Instant,
+    first: Sample,
+    steady_from: Option<Sample>,
+    last: Sample,
+    ticks: u64,
+    edge: Option<&'a Process>,
+    me: &'a Process,
+}
+
+impl Run<'_> {
+    /// Collects the viewers' outcomes (each by `hard_deadline`), the UDP receivers'
+    /// counts and the processes' CPU into the run's report.
+    async fn finish(
+        self,
+        info: RunInfo,
+        handles: Vec<tokio::task::JoinHandle<ViewerOutcome>>,
+        hard_deadline: Instant,
+        receivers: Option<Receivers>,
+        our_ports: Option<std::collections::HashSet<u16>>,
+    ) -> anyhow::Result<RunReport> {
+        let Run {
+            start,
+            first,
+            steady_from,
+            last,
+            ticks,
+            edge,
+            me,
+        } = self;
+        let socket_drops = our_ports.as_ref().map(|p| me.udp_drops(p));
+        if let Some(rx) = &receivers {
+            rx.stop();
+        }
+
+        let mut outcomes = Vec::with_capacity(handles.len());
+        for (id, h) in handles.into_iter().enumerate() {
+            let abort = h.abort_handle();
+            let o = match tokio::time::timeout_at(hard_deadline, h).await {
+                Ok(Ok(o)) => o,
+                Ok(Err(e)) => abandoned(id, format!("the viewer task failed: {e}")),
+                Err(_) => {
+                    abort.abort();
+                    abandoned(id, "did not finish by the run's deadline".to_owned())
+                }
+            };
+            outcomes.push(o);
+        }
+        let received = match receivers {
+            Some(rx) => Some(
+                tokio::task::spawn_blocking(move || rx.finish())
+                    .await
+                    .context("receiver threads")??,
+            ),
+            None => None,
         };
-        outcomes.push(o);
-    }
-    let received = match receivers {
-        Some(rx) => Some(
-            tokio::task::spawn_blocking(move || rx.finish())
-                .await
-                .context("receiver threads")??,
-        ),
-        None => None,
-    };
 
-    let window = last.at.duration_since(start);
-    let cpu = |a: Option<CpuTicks>, b: Option<CpuTicks>| match (a, b) {
-        (Some(a), Some(b)) => b.since(&a, ticks),
-        _ => Duration::ZERO,
-    };
-    let steady = |pick: fn(&Sample) -> Option<CpuTicks>| {
-        steady_from
-            .filter(|s| last.at.duration_since(s.at) >= Duration::from_secs(1))
-            .map(|s| Steady {
-                cpu: cpu(pick(&s), pick(&last)),
-                packets: last.packets.saturating_sub(s.packets),
-                window: last.at.duration_since(s.at),
+        let window = last.at.duration_since(start);
+        let cpu = |a: Option<CpuTicks>, b: Option<CpuTicks>| match (a, b) {
+            (Some(a), Some(b)) => b.since(&a, ticks),
+            _ => Duration::ZERO,
+        };
+        let steady = |pick: fn(&Sample) -> Option<CpuTicks>| {
+            steady_from
+                .filter(|s| last.at.duration_since(s.at) >= Duration::from_secs(1))
+                .map(|s| Steady {
+                    cpu: cpu(pick(&s), pick(&last)),
+                    packets: last.packets.saturating_sub(s.packets),
+                    window: last.at.duration_since(s.at),
+                })
+        };
+        let edge_usage = edge.map(|e| ProcessUsage {
+            pid: e.pid(),
+            cpu: cpu(first.edge, last.edge),
+            peak_rss_kib: e.memory().ok().map(|m| m.peak_rss_kib),
+            steady: steady(|s| s.edge),
+        });
+        let loadgen = ProcessUsage {
+            pid: me.pid(),
+            cpu: cpu(first.me, last.me),
+            peak_rss_kib: me.memory().ok().map(|m| m.peak_rss_kib),
+            steady: steady(|s| s.me),
+        };
+        let viewers = outcomes
+            .iter()
+            .map(|o| {
+                let udp = received.as_ref().and_then(|r| r.viewers.get(o.id));
+                let tracks = o
+                    .tcp_tracks
+                    .as_deref()
+                    .or(udp.map(Vec::as_slice))
+                    .unwrap_or(&[]);
+                ViewerReport::new(o, tracks)
             })
-    };
-    let edge_usage = edge.as_ref().map(|e| ProcessUsage {
-        pid: e.pid(),
-        cpu: cpu(first.edge, last.edge),
-        peak_rss_kib: e.memory().ok().map(|m| m.peak_rss_kib),
-        steady: steady(|s| s.edge),
-    });
-    let loadgen = ProcessUsage {
-        pid: me.pid(),
-        cpu: cpu(first.me, last.me),
-        peak_rss_kib: me.memory().ok().map(|m| m.peak_rss_kib),
-        steady: steady(|s| s.me),
-    };
-    let viewers = outcomes
-        .iter()
-        .map(|o| {
-            let udp = received.as_ref().and_then(|r| r.viewers.get(o.id));
-            let tracks = o
-                .tcp_tracks
-                .as_deref()
-                .or(udp.map(Vec::as_slice))
-                .unwrap_or(&[]);
-            ViewerReport::new(o, tracks)
+            .collect();
+        Ok(RunReport {
+            info,
+            viewers,
+            window,
+            edge: edge_usage,
+            loadgen,
+            socket_drops,
+            truncated: received.as_ref().map(|r| r.drain.truncated),
         })
-        .collect();
-    Ok(RunReport {
-        info: RunInfo {
-            url: ctx.url.request_uri.clone(),
-            transport: lower.name(),
-            viewers: args.viewers,
-            seconds: args.seconds,
-            ramp_per_sec: args.ramp_per_sec,
-            tracks: stream.describe_tracks(),
-        },
-        viewers,
-        window,
-        edge: edge_usage,
-        loadgen,
-        socket_drops,
-        truncated: received.as_ref().map(|r| r.drain.truncated),
-    })
+    }
 }
 
 fn abandoned(id: usize, reason: String) -> ViewerOutcome {

@@ -169,20 +169,32 @@ fn unix_ms(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// Whether a new DESCRIBE answer describes other content than the stored one: the SDP
-/// (apart from its `o=` line, whose version is compared through `sdp_origin`), the
-/// tracks, the duration and the validators that identify a version. A changed
-/// `Expires`, `Cache-Control` or fetch time is not a new version.
-fn same_content(a: &Meta, b: &Meta) -> bool {
-    fn without_origin(sdp: &str) -> impl Iterator<Item = &str> {
-        sdp.lines().filter(|l| !l.starts_with("o="))
+/// An SDP line that describes the origin's session rather than the content: `o=`
+/// (its version is compared through `Validators::sdp_origin`) and `a=ssrc`/
+/// `a=ssrc-group`, which origins draw per session.
+pub fn per_session_line(line: &str) -> bool {
+    line.starts_with("o=") || line.starts_with("a=ssrc:") || line.starts_with("a=ssrc-group:")
+}
+
+/// Whether a DESCRIBE answer (`current`) describes the content `stored` holds: the SDP
+/// apart from its per-session lines (`o=`, whose version is compared through
+/// `sdp_origin`, and `a=ssrc`/`a=ssrc-group`, which origins draw per session), the
+/// tracks, the duration, and the validators that identify a version where both sides
+/// have one. A changed `Expires`, `Cache-Control` or fetch time is not a new version.
+/// The one rule for both the refetch in [`Cache::begin_fill`] and the edge's
+/// revalidation and prefetch resume.
+pub fn same_content(stored: &Meta, current: &Meta) -> bool {
+    fn content(sdp: &str) -> impl Iterator<Item = &str> {
+        sdp.lines().filter(|l| !per_session_line(l))
     }
-    without_origin(&a.sdp).eq(without_origin(&b.sdp))
-        && a.tracks == b.tracks
-        && a.duration_ms == b.duration_ms
-        && a.validators.etag == b.validators.etag
-        && a.validators.last_modified == b.validators.last_modified
-        && a.validators.sdp_origin == b.validators.sdp_origin
+    let (s, c) = (&stored.validators, &current.validators);
+    let agree = |a: &Option<String>, b: &Option<String>| a.is_none() || b.is_none() || a == b;
+    content(&stored.sdp).eq(content(&current.sdp))
+        && stored.tracks == current.tracks
+        && stored.duration_ms == current.duration_ms
+        && s.sdp_origin == c.sdp_origin
+        && agree(&s.etag, &c.etag)
+        && agree(&s.last_modified, &c.last_modified)
 }
 
 impl Cache {
@@ -388,6 +400,16 @@ impl Cache {
         let state = ReaderState::new(start, segs, &o.file.meta.tracks)?;
         o.touch(unix_ms(now));
         Ok(Some(Reader { state }))
+    }
+
+    /// How many objects the index holds (complete or partial), without building
+    /// each one's [`ObjectInfo`] as [`Cache::list`] does.
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
     }
 
     /// Every object, in key order.

@@ -119,27 +119,7 @@ pub(crate) fn updated(stored: &Validators, sent: Validators) -> Validators {
     }
 }
 
-/// Whether an SDP line names one origin session rather than the content: `o=`
-/// (its version is compared on its own) and RFC 5576's `a=ssrc` / `a=ssrc-group`,
-/// which origins such as gst-rtsp-server draw afresh for every DESCRIBE.
-pub(crate) fn per_session_line(line: &str) -> bool {
-    line.starts_with("o=") || line.starts_with("a=ssrc:") || line.starts_with("a=ssrc-group:")
-}
-
-/// Whether a revalidation's answer (`current`) describes the content `stored` holds.
-pub(crate) fn same_content(stored: &Meta, current: &Meta) -> bool {
-    fn without_origin(sdp: &str) -> impl Iterator<Item = &str> {
-        sdp.lines().filter(|l| !per_session_line(l))
-    }
-    let (s, c) = (&stored.validators, &current.validators);
-    without_origin(&stored.sdp).eq(without_origin(&current.sdp))
-        && stored.duration_ms == current.duration_ms
-        && s.sdp_origin == c.sdp_origin
-        && (s.etag.is_none() || c.etag.is_none() || s.etag == c.etag)
-        && (s.last_modified.is_none()
-            || c.last_modified.is_none()
-            || s.last_modified == c.last_modified)
-}
+pub(crate) use mediagate_cache::{per_session_line, same_content};
 
 #[cfg(test)]
 #[path = "freshness_tests.rs"]

@@ -148,7 +148,7 @@ impl CacheStats {
         StoreFigures {
             used: cache.used_bytes(),
             limit: cache.limit_bytes(),
-            objects: cache.list().len() as u64,
+            objects: cache.len() as u64,
             evictions: cache.evictions(),
             hits: counts.hits,
             misses: counts.misses,

@@ -72,7 +72,7 @@ async fn open_cache(config: &Config) -> Result<Option<Arc<CacheStore>>, String> 
     store.set_memory_limit(cache.memory.bytes());
     let (objects, used) = {
         let cache = store.lock();
-        (cache.list().len(), cache.used_bytes())
+        (cache.len(), cache.used_bytes())
     };
     tracing::info!(
         dir = %dir.display(),

@@ -851,18 +851,7 @@ async fn continue_at_end(state: &mut State, out: &PlayerOut) -> bool {
 async fn send_bye(rewriter: &Rewriter, out: &PlayerOut) {
     let (_tx, mut never) = oneshot::channel();
     for slot in 0..rewriter.tracks.len() {
-        let Some(ssrc) = rewriter.ssrc(slot) else {
-            continue;
-        };
-        let mut buf = [0u8; 64];
-        let mut w = CompoundWriter::new(&mut buf);
-        let built = w
-            .receiver_report(ssrc, &[])
-            .and_then(|w| w.bye(&[ssrc], Some(b"end of range")))
-            .is_ok();
-        let Ok(n) = w.finish() else { continue };
-        if built {
-            let bye = Bytes::copy_from_slice(&buf[..n]);
+        if let Some(bye) = crate::seam::bye(rewriter, slot, b"end of range") {
             let _ = send(out, slot, true, &bye, &mut never).await;
         }
     }

@@ -36,7 +36,7 @@ pub struct CacheStore {
 }
 
 /// The default of `[edge.cache] default_ttl`.
-const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 
 /// What the cache did since the edge started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -657,11 +657,18 @@ impl PrefetchTask {
     ) -> Stop {
         let mut tick = tokio::time::interval(keepalive_interval(self.described.session_timeout));
         tick.tick().await;
+        // One timer, pushed back by media only: a keep-alive tick is no sign of life
+        // from the origin (and with a short session timeout it comes before every
+        // idle deadline, so a fresh timer per pass would never fire).
+        let idle = tokio::time::sleep(IDLE_END);
+        tokio::pin!(idle);
         loop {
-            let idle = tokio::time::sleep(IDLE_END);
             let event = tokio::select! {
-                frame = self.client.next_frame() => Event::Frame(frame),
-                () = idle => Event::Stop(Stop::Ended),
+                frame = self.client.next_frame() => {
+                    idle.as_mut().reset(tokio::time::Instant::now() + IDLE_END);
+                    Event::Frame(frame)
+                }
+                () = &mut idle => Event::Stop(Stop::Ended),
                 _ = cancelled.changed() => Event::Stop(Stop::Cancelled),
                 () = drained(drain) => Event::Stop(Stop::Cancelled),
                 _ = tick.tick() => Event::KeepAlive,

@@ -863,7 +863,7 @@ impl Lazy {
             .map_err(|e| error(StatusCode::NOT_FOUND, &e.to_string()))?;
         let ttl = route
             .cache
-            .map_or(Duration::from_secs(3600), |c| c.default_ttl());
+            .map_or(crate::cache_store::DEFAULT_TTL, |c| c.default_ttl());
         let policy = cache_policy(&target, ttl);
         Ok(Box::new(Lazy {
             target,
@@ -951,9 +951,8 @@ async fn open_origin(
         ports: lazy.ports.clone(),
         tally: tally.clone(),
         guard: lazy.tasks.guard(),
-        fill: None,
     };
-    let vod = VodSession::open(&lazy.target, io, None)
+    let vod = VodSession::open(&lazy.target, io)
         .await
         .map_err(|e| client_error(&e))?;
     if vod.described().tracks.len() != described.tracks.len() {

@@ -665,7 +665,6 @@ impl ViewerConn {
             ports: self.ctx.hubs.ports(),
             tally: tally.clone(),
             guard: self.ctx.tasks.guard(),
-            fill: None,
         };
         match passthrough::describe(&target, passthrough::authorization(req), io).await {
             Ok(vod) => {

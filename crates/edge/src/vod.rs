@@ -70,19 +70,15 @@ pub struct VodSession {
 
 impl VodSession {
     /// Connects to the origin and DESCRIBEs (the viewer's DESCRIBE was answered from
-    /// the hub; this session needs its own); what it forwards is recorded into the
-    /// cache as `fill` says.
-    pub async fn open(
-        target: &UpstreamTarget,
-        io: VodIo,
-        fill: Option<FillPlan>,
-    ) -> Result<Self, ClientError> {
+    /// the hub; this session needs its own). What it forwards is recorded once a fill
+    /// is handed to it ([`VodSession::record_into`]).
+    pub async fn open(target: &UpstreamTarget, io: VodIo) -> Result<Self, ClientError> {
         let (client, described) = upstream::describe(target).await?;
         Ok(Self::start(
             client,
             Arc::new(described),
             target.url.to_string(),
-            VodIo { fill, ..io },
+            io,
             false,
         ))
     }
@@ -102,7 +98,6 @@ impl VodSession {
             ports,
             tally,
             guard,
-            fill,
         } = io;
         let filled = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(8);
@@ -119,7 +114,7 @@ impl VodSession {
             url,
             tally,
             pass_auth,
-            fill,
+            fill: None,
             run: None,
             seam: None,
             filled: filled.clone(),
@@ -235,8 +230,6 @@ pub struct VodIo {
     pub ports: Arc<PortAllocator>,
     pub tally: Arc<Tally>,
     pub guard: TaskGuard,
-    /// Record what is forwarded into this cache object (None: pass through only).
-    pub fill: Option<FillPlan>,
 }
 
 /// The longest the first packets after a PLAY wait for the viewer's answer to it.

@@ -90,6 +90,13 @@ impl L4Running {
                     let socket = UdpSocket::bind(addr).await.map_err(cannot)?;
                     let config = udp::UdpConfig {
                         max_flows: max_connections,
+                        // Each datagram goes alone to the back end, so each carries
+                        // the client's address.
+                        proxy_v2: if svc.proxy_protocol {
+                            udp::UdpProxyV2::EveryDatagram
+                        } else {
+                            udp::UdpProxyV2::Off
+                        },
                         ..udp::UdpConfig::default()
                     };
                     let (handle, flows) =

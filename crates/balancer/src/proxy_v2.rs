@@ -150,13 +150,16 @@ pub enum Decoded {
 
 impl Header {
     /// A `PROXY` header for a client `source` that reached `destination`.
+    /// An IPv4 peer of a dual-stack socket (`::ffff:a.b.c.d`) is written as IPv4:
+    /// the header carries one address family, and back ends expect the client's own.
     pub fn proxy(transport: Transport, source: SocketAddr, destination: SocketAddr) -> Header {
+        let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
         Header {
             command: Command::Proxy,
             addresses: Addresses::Inet {
                 transport,
-                source,
-                destination,
+                source: canonical(source),
+                destination: canonical(destination),
             },
             tlvs: Vec::new(),
         }

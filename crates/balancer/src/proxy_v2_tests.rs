@@ -327,3 +327,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_mapped_client_is_written_as_ipv4() {
+    let peer: SocketAddr = "[::ffff:192.0.2.7]:5000".parse().unwrap();
+    let local: SocketAddr = "[::ffff:192.0.2.1]:554".parse().unwrap();
+    let h = Header::proxy(Transport::Stream, peer, local);
+    let Addresses::Inet {
+        source,
+        destination,
+        ..
+    } = h.addresses
+    else {
+        panic!("{h:?}");
+    };
+    assert_eq!(source.to_string(), "192.0.2.7:5000");
+    assert_eq!(destination.to_string(), "192.0.2.1:554");
+}

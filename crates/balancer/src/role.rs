@@ -78,9 +78,7 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
                     )
                     .await?,
                 );
-                if let Some(counters) = Some(Arc::clone(&running.counters)) {
-                    let _ = svc.l4.set(counters);
-                }
+                let _ = svc.l4.set(Arc::clone(&running.counters));
                 let weak = Arc::downgrade(&running);
                 svc.on_backend_down(move |id| weak.upgrade().map_or(0, |r| r.backend_down(id)));
                 bound.extend(running.bound.iter().copied());

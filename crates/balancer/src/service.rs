@@ -365,9 +365,14 @@ impl Service {
         flows: impl Fn(BackendId) -> u64,
     ) -> Option<Arc<Backend>> {
         let mut views = self.views();
-        views.retain(|v| Some(v.id) != avoid);
+        // The back end that just failed stays in the set, as not up: removing it would
+        // change the set the scheduler's state (a Maglev table, smooth weights) is
+        // built from.
         for v in &mut views {
             v.sessions = flows(v.id);
+            if Some(v.id) == avoid {
+                v.up = false;
+            }
         }
         let req = PickRequest {
             client_ip,

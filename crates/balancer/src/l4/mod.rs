@@ -118,13 +118,13 @@ impl Picker for SchedPicker {
     fn pick(&self, client: IpAddr, avoid: Option<BackendId>) -> Option<(BackendId, SocketAddr)> {
         let mut st = lock(&self.state);
         let (sched, backends) = &mut *st;
-        let mut view: Vec<BackendView> = backends
-            .iter()
-            .filter(|b| Some(b.id) != avoid)
-            .cloned()
-            .collect();
-        if let Some(c) = &self.counters {
-            for b in &mut view {
+        let mut view: Vec<BackendView> = backends.clone();
+        for b in &mut view {
+            // Not up rather than left out: the scheduler's state is built from the set.
+            if Some(b.id) == avoid {
+                b.up = false;
+            }
+            if let Some(c) = &self.counters {
                 b.sessions = c.backend(b.id).active();
             }
         }

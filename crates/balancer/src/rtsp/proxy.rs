@@ -605,9 +605,8 @@ async fn connect(
     let _ = stream.set_nodelay(true);
     if proxy {
         let mut header = Vec::with_capacity(64);
-        let (source, destination) = same_family(peer, local);
-        let encoded = proxy_v2::Header::proxy(proxy_v2::Transport::Stream, source, destination)
-            .encode(&mut header);
+        let encoded =
+            proxy_v2::Header::proxy(proxy_v2::Transport::Stream, peer, local).encode(&mut header);
         let mut stream = stream;
         if encoded.is_err() || stream.write_all(&header).await.is_err() {
             add(&b.stats.connect_failures, 1);
@@ -616,19 +615,6 @@ async fn connect(
         return Some(stream);
     }
     Some(stream)
-}
-
-/// PROXY v2 carries one address family: an IPv4 client that reached an IPv6 socket
-/// (mapped) is written as IPv4 on both sides.
-fn same_family(peer: SocketAddr, local: SocketAddr) -> (SocketAddr, SocketAddr) {
-    let unmap = |a: SocketAddr| match a.ip() {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), a.port()),
-            None => a,
-        },
-        IpAddr::V4(_) => a,
-    };
-    (unmap(peer), unmap(local))
 }
 
 /// What one back-end connection sends, rewritten for the client.
@@ -931,14 +917,5 @@ mod tests {
         assert_eq!(a.len(), 16);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
-    }
-
-    #[test]
-    fn a_mapped_client_is_written_as_ipv4() {
-        let peer: SocketAddr = "[::ffff:192.0.2.7]:5000".parse().unwrap();
-        let local: SocketAddr = "[::ffff:192.0.2.1]:554".parse().unwrap();
-        let (s, d) = same_family(peer, local);
-        assert_eq!(s.to_string(), "192.0.2.7:5000");
-        assert_eq!(d.to_string(), "192.0.2.1:554");
     }
 }

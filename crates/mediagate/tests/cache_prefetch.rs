@@ -104,23 +104,16 @@ fn a_prefetched_clip_is_complete_and_its_viewer_is_a_hit() {
     assert_eq!(job["state"], "complete", "{job}");
     assert_eq!(job["percent"], 100.0, "{job}");
     assert!(job["bytes"].as_u64().unwrap() > 100_000, "{job}");
-    eprintln!(
-        "prefetch of a {seconds} s clip took {took:?}; the origin answered {}",
-        job["delivery"]
+    // gst-rtsp-server answers Speed but compresses the RTP timestamps: the probe must
+    // see that and refuse the scaled delivery, then fill in real time.
+    assert!(
+        !job["delivery"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("Speed")),
+        "a Speed delivery with scaled timestamps was taken (after {took:?}): {job}"
     );
-    if job["delivery"]
-        .as_str()
-        .is_some_and(|d| d.starts_with("Speed"))
-    {
-        assert_eq!(plays, 1, "{job}");
-        assert!(
-            took.as_secs_f64() < seconds * 0.75,
-            "the origin accepted Speed but the fill took {took:?}: {job}"
-        );
-    } else {
-        assert_eq!(plays, 2, "a probe with Speed, then real time: {job}");
-        assert!(out.starts_with("  0%"), "{out}");
-    }
+    assert_eq!(plays, 2, "a probe with Speed, then real time: {job}");
+    assert!(out.starts_with("  0%"), "{out}");
 
     let objects = cache_objects(api);
     assert_eq!(objects.len(), 1, "{objects:?}");

@@ -63,18 +63,11 @@ fn setup(
     r
 }
 
-/// Two UDP sockets on an even port and the next one (RTP and RTCP, RFC 3550 §11).
+/// An RTP/RTCP port pair of the test kit's, claimed against other test processes.
 fn udp_pair() -> (UdpSocket, UdpSocket) {
-    for _ in 0..200 {
-        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = a.local_addr().unwrap().port();
-        if p % 2 == 0 {
-            if let Ok(b) = UdpSocket::bind(("127.0.0.1", p + 1)) {
-                return (a, b);
-            }
-        }
-    }
-    panic!("no free even/odd UDP port pair");
+    mediagate_testkit::ports::UdpPortPair::reserve()
+        .expect("a free UDP port pair")
+        .into_sockets()
 }
 
 fn session_of(r: &mediagate_rtsp::Response) -> String {

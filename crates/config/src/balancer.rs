@@ -44,8 +44,9 @@ pub struct BalancerConfig {
     /// Run the balancer role. Needs at least one `[[balancer.service]]`.
     /// Default: `false`.
     pub enabled: Located<bool>,
-    /// Client connections held at once over all services; further ones are closed at
-    /// accept. Default: `10000`.
+    /// Client connections held at once over all RTSP services; further ones are
+    /// closed at accept. Each `tcp`/`udp` service applies it on its own (connections,
+    /// or UDP flows). Default: `10000`.
     pub max_connections: BalancerMaxConnections,
     /// A client must finish each request head within this long after its first byte
     /// (slowloris), and send its first request within this long of connecting.

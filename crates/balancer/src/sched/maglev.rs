@@ -101,7 +101,7 @@ impl MaglevTable {
         MaglevTable { members, slots }
     }
 
-    /// True when building from `members` would give a different table.
+    /// True when building from `members` would give this same table (no rebuild).
     pub(crate) fn is_built_from(&self, members: &[Member], size: u32) -> bool {
         let mut wanted: Vec<Member> = members.iter().copied().filter(|m| m.weight > 0).collect();
         wanted.sort_by_key(|m| (m.addr, m.id));

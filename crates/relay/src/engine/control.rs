@@ -43,7 +43,42 @@ pub(super) fn process(
     if let Some(cached) = control.cookies.get(cookie, now.at) {
         return cached.to_vec();
     }
-    let reply = match body.and_then(|v| Request::from_value(&v).map_err(|e| e.reason())) {
+    let reply = run_locked(&mut control, body, now);
+    let framed = framing::frame_reply(cookie, encoding, &reply);
+    control.cookies.insert(cookie, framed.clone(), now.at);
+    let ended = control.registry.take_ended();
+    let setup = control.registry.take_call_setup();
+    drop(control);
+    if let Some(d) = setup {
+        state.call_setup.observe(d.as_secs_f64());
+    }
+    state.finish(ended);
+    framed
+}
+
+/// Runs one command that arrived by another way than an `ng` listener (the
+/// dispatcher link, which numbers its own requests, so no cookie cache) and returns
+/// the reply dictionary.
+pub(super) fn run(state: &State, body: Result<Value, &'static str>) -> Value {
+    let now = state.now();
+    let mut control = state.lock();
+    let reply = run_locked(&mut control, body, now);
+    let ended = control.registry.take_ended();
+    let setup = control.registry.take_call_setup();
+    drop(control);
+    if let Some(d) = setup {
+        state.call_setup.observe(d.as_secs_f64());
+    }
+    state.finish(ended);
+    reply
+}
+
+fn run_locked(
+    control: &mut super::Control,
+    body: Result<Value, &'static str>,
+    now: crate::calls::Now,
+) -> Value {
+    match body.and_then(|v| Request::from_value(&v).map_err(|e| e.reason())) {
         Ok(req) => {
             let control = &mut *control;
             let reply = control.registry.handle(&req, now, &mut control.env);
@@ -62,17 +97,7 @@ pub(super) fn process(
             reply
         }
         Err(reason) => reply::error(reason),
-    };
-    let framed = framing::frame_reply(cookie, encoding, &reply);
-    control.cookies.insert(cookie, framed.clone(), now.at);
-    let ended = control.registry.take_ended();
-    let setup = control.registry.take_call_setup();
-    drop(control);
-    if let Some(d) = setup {
-        state.call_setup.observe(d.as_secs_f64());
     }
-    state.finish(ended);
-    framed
 }
 
 /// Serves `ng` over one UDP socket until the state shuts down. `pktinfo` comes from

@@ -378,6 +378,19 @@ impl Relay {
         &self.ng_tcp
     }
 
+    /// Runs one `ng` command dictionary as the listeners would (same registry, same
+    /// records and metrics) and returns the reply dictionary. For transports the
+    /// engine does not own, such as the dispatcher link; those number their own
+    /// requests, so retransmissions are theirs to answer (no cookie cache here).
+    pub fn handle_ng(&self, body: mediagate_ng::bencode::Value) -> mediagate_ng::bencode::Value {
+        control::run(&self.state, Ok(body))
+    }
+
+    /// Whether new calls are refused (after [`Relay::drain`] or during shutdown).
+    pub fn is_draining(&self) -> bool {
+        self.state.lock().registry.is_draining()
+    }
+
     /// Refuse new calls from now on (SIP proxies fail over); running calls go on.
     pub fn drain(&self) {
         self.state.lock().registry.set_draining(true);

@@ -1,0 +1,22 @@
+//! mediagate dispatcher: one control point for a cluster of relays (issue 15), the
+//! architecture of MediaProxy's dispatcher. The SIP proxy talks to the dispatcher on
+//! its own host; relays on other hosts connect to it over mutual TLS; the dispatcher
+//! picks a relay for each call, keeps the call on it, survives a relay's death and keeps
+//! statistics and accounting for the whole cluster.
+//!
+//! How the parts fit:
+//! * The relays' command language is `ng` itself ([`mediagate_ng`]): the dispatcher
+//!   sends a relay the same dictionaries Kamailio's `rtpengine` module sends, and the
+//!   relay runs them with [`mediagate_relay::engine::Relay::handle_ng`]. So the `ng`
+//!   front door forwards requests as they are, and the MediaProxy front door turns
+//!   `update`/`remove` into `offer`/`answer`/`delete` with an SDP built from the
+//!   `media:` line. One relay implementation serves both.
+//! * [`pool`] is the seam between the front doors and the link: the relays the
+//!   dispatcher can use right now, a way to send one of them a command, and the events
+//!   the relays report (connected, gone, calls expired).
+//!
+//! What it does not (yet): everything but the [`pool`] interface is being built.
+
+#![warn(unreachable_pub)]
+
+pub mod pool;

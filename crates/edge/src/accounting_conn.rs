@@ -203,14 +203,19 @@ async fn hold(
     full_session: bool,
     mut ended: oneshot::Receiver<()>,
 ) -> CloseWhy {
+    // One timer for the connection's life, moved only when the clock's deadline moves:
+    // in `session` mode media frames arrive many times a second and must cost no timer
+    // work or clock reading, only the read that discards them.
+    let mut deadline = tokio::time::Instant::from_std(clock.poll_timeout());
+    let sleep = tokio::time::sleep_until(deadline);
+    tokio::pin!(sleep);
     loop {
-        let deadline = tokio::time::Instant::from_std(clock.poll_timeout());
         tokio::select! {
             _ = &mut ended => clock.on_viewer_ended(Now::system().at),
-            _ = tokio::time::sleep_until(deadline) => {}
+            _ = &mut sleep => {}
             item = client.next_item() => match item {
                 Ok(Item::Response(_)) => clock.on_answer(),
-                Ok(_) => {}
+                Ok(_) => continue,
                 Err(e) => {
                     tracing::info!(url, error = %e, "origin closed an accounting connection; ending its viewer's session");
                     return CloseWhy::OriginClosed;
@@ -239,6 +244,11 @@ async fn hold(
                     return why;
                 }
             }
+        }
+        let next = tokio::time::Instant::from_std(clock.poll_timeout());
+        if next != deadline {
+            deadline = next;
+            sleep.as_mut().reset(deadline);
         }
     }
 }

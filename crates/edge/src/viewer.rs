@@ -123,9 +123,6 @@ pub(crate) struct ViewerConn {
     /// The `Via` chain of the request being handled, passed on upstream before our
     /// own entry so an edge further up spots a loop through it.
     incoming_via: Option<String>,
-    /// The request's `X-Forwarded-For` chain with this viewer appended, for an
-    /// accounting DESCRIBE.
-    incoming_forwarded: String,
     /// Request and idle limits while the connection has no session.
     clock: RequestClock,
     /// Accounting connections a DESCRIBE opened, by stream URL, until its SETUP
@@ -171,7 +168,6 @@ impl ViewerConn {
             admitted_user: None,
             passthrough: HashMap::new(),
             incoming_via: None,
-            incoming_forwarded: String::new(),
             clock,
             accounting_pending: HashMap::new(),
             accounting: HashMap::new(),
@@ -387,8 +383,6 @@ impl ViewerConn {
         }
         let vias: Vec<&str> = req.headers.get_all("Via").collect();
         self.incoming_via = (!vias.is_empty()).then(|| vias.join(", "));
-        self.incoming_forwarded =
-            forwarded_for(req.headers.get_all("X-Forwarded-For"), self.peer.ip());
         let step = self.core.handle_request(&req, now);
         // A DESCRIBE or a SETUP without a session: refused, it leaves a DENIED record.
         let opens = matches!(
@@ -557,7 +551,7 @@ impl ViewerConn {
         let opening = accounting_conn::describe(
             &target,
             authorization,
-            &self.incoming_forwarded,
+            &forwarded_for(req.headers.get_all("X-Forwarded-For"), self.peer.ip()),
             mode == AccountingMode::Session,
             self.ctx.hubs.edge_stats(),
         )

@@ -20,3 +20,4 @@
 #![warn(unreachable_pub)]
 
 pub mod pool;
+pub mod session_stats;

@@ -19,5 +19,6 @@
 
 #![warn(unreachable_pub)]
 
+pub mod mgmt;
 pub mod pool;
 pub mod session_stats;

@@ -21,4 +21,5 @@
 
 pub mod mgmt;
 pub mod pool;
+pub mod radius;
 pub mod session_stats;

@@ -19,6 +19,7 @@
 
 #![warn(unreachable_pub)]
 
+pub mod dialog_end;
 pub mod mgmt;
 pub mod pool;
 pub mod radius;

@@ -5,7 +5,7 @@
 //! One transport for both proxies: JSON-RPC 2.0 in one datagram each way, over UDP or
 //! a UNIX datagram socket.
 //! * Kamailio: the `jsonrpcs` module's datagram transport (`modparam("jsonrpcs",
-//!   "transport", 2)` or 0, `modparam("jsonrpcs", "dgram_socket",
+//!   "transport", 4)`, or 6, its default, with FIFO), `modparam("jsonrpcs", "dgram_socket",
 //!   "udp:127.0.0.1:8090")` or a socket path). With MediaProxy's dialog id
 //!   (`h_entry << 32 | h_id`, what the `mediaproxy` module's `engage_media_proxy`
 //!   sends) the method is `dlg.end_dlg` with params `[h_entry, h_id]`; with only

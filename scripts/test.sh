@@ -22,6 +22,7 @@ DEB_PACKAGES=(
   curl openssl  # the admin API's mutual TLS test: certificates and an HTTPS client
   chromium  # the dashboard test drives headless Chromium over the DevTools protocol
   slapd ldap-utils  # the edge's LDAP logins: a throwaway OpenLDAP server per test
+  freeradius  # the dispatcher's RADIUS accounting: a throwaway FreeRADIUS per test
 )
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

@@ -19,4 +19,8 @@
 
 #![warn(unreachable_pub)]
 
+pub mod dialog_end;
+pub mod mgmt;
 pub mod pool;
+pub mod radius;
+pub mod session_stats;

@@ -146,6 +146,8 @@ struct Call {
     created: Now,
     last_signal: Instant,
     answered: bool,
+    /// When the first answer came, Unix ms (0 before).
+    answered_unix_ms: u64,
     medias: Vec<Option<SharedMedia>>,
     deleting: Option<(Instant, Now)>,
 }
@@ -370,6 +372,7 @@ impl Registry {
             created: now,
             last_signal: now.at,
             answered: false,
+            answered_unix_ms: 0,
             medias: Vec::new(),
             deleting: None,
         });
@@ -593,6 +596,7 @@ impl Registry {
         }
         if !call.answered {
             self.call_setup = Some(now.at.saturating_duration_since(call.created.at));
+            call.answered_unix_ms = now.unix_ms.max(call.created.unix_ms);
         }
         call.answered = true;
         call.deleting = None;
@@ -896,6 +900,7 @@ impl Registry {
                     from_tag: call.tags[0].clone().unwrap_or_default(),
                     to_tag: call.tags[1].clone().unwrap_or_default(),
                     start_unix_ms: call.created.unix_ms,
+                    answer_unix_ms: call.answered_unix_ms,
                     end_unix_ms: now.unix_ms.max(call.created.unix_ms),
                     reason: String::new(),
                     streams: stream_records(call),
@@ -957,6 +962,7 @@ impl Registry {
             from_tag: call.tags[0].clone().unwrap_or_default(),
             to_tag: call.tags[1].clone().unwrap_or_default(),
             start_unix_ms: call.created.unix_ms,
+            answer_unix_ms: call.answered_unix_ms,
             end_unix_ms: ended_at.unix_ms.max(call.created.unix_ms),
             reason: reason.as_str().to_owned(),
             streams,
@@ -1009,6 +1015,8 @@ fn stream_records(call: &Call) -> Vec<StreamRecord> {
                 proto: m.proto.clone(),
                 caller: leg_record(&m.legs[0]),
                 callee: leg_record(&m.legs[1]),
+                on_hold: m.legs.iter().any(|l| l.on_hold),
+                closed: m.legs.iter().any(|l| l.closed),
             }
         })
         .collect()

@@ -199,6 +199,13 @@ fn a_first_answer_reports_the_call_setup_time_and_a_reanswer_does_not() {
         &mut env,
     );
     assert_eq!(reg.take_call_setup(), None, "a re-INVITE's answer");
+    let (record, _) = &reg.live_calls(again)[0];
+    assert_eq!(
+        record.post_dial_delay_ms(),
+        Some(250),
+        "the record keeps the first answer's time, not the re-INVITE's"
+    );
+    assert!(!record.streams[0].on_hold && !record.streams[0].closed);
 }
 
 #[test]
@@ -593,7 +600,10 @@ fn media_hold_and_offer_timeouts() {
     reg.poll(now.plus(Duration::from_secs(600)), &mut env);
     assert!(reg.take_ended().is_empty());
     reg.poll(now.plus(Duration::from_secs(3600)), &mut env);
-    assert_eq!(reg.take_ended()[0].reason, EndReason::HoldTimeout);
+    let ended = reg.take_ended();
+    assert_eq!(ended[0].reason, EndReason::HoldTimeout);
+    let stream = &ended[0].record.streams[0];
+    assert!(stream.on_hold && !stream.closed, "{stream:?}");
 
     // Never answered: the offer timeout.
     let now = t0();
@@ -606,7 +616,10 @@ fn media_hold_and_offer_timeouts() {
         "ringing is not a media timeout"
     );
     reg.poll(now.plus(Duration::from_secs(3600)), &mut env);
-    assert_eq!(reg.take_ended()[0].reason, EndReason::OfferTimeout);
+    let ended = reg.take_ended();
+    assert_eq!(ended[0].reason, EndReason::OfferTimeout);
+    assert_eq!(ended[0].record.answer_unix_ms, 0, "never answered");
+    assert_eq!(ended[0].record.post_dial_delay_ms(), None);
     assert_eq!(env.in_use(), 0);
 }
 

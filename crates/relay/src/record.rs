@@ -96,6 +96,14 @@ pub struct StreamRecord {
     pub caller: LegRecord,
     /// The callee.
     pub callee: LegRecord,
+    /// Either party's last SDP put the stream on hold (sendonly, inactive,
+    /// `0.0.0.0`). Absent in records written before it existed.
+    #[serde(default)]
+    pub on_hold: bool,
+    /// Either party's last SDP closed the stream (port 0). Absent in records written
+    /// before it existed.
+    #[serde(default)]
+    pub closed: bool,
 }
 
 /// A finished call.
@@ -107,8 +115,13 @@ pub struct SessionRecord {
     pub from_tag: String,
     /// The callee's tag (empty if never answered).
     pub to_tag: String,
-    /// Start, Unix milliseconds.
+    /// Start (the first offer), Unix milliseconds.
     pub start_unix_ms: u64,
+    /// The first answer, Unix milliseconds; 0 if never answered. Start to answer is
+    /// MediaProxy's post-dial delay. Absent (0) in records written before it existed;
+    /// it lives only in the `info` JSON, so the table's columns are unchanged.
+    #[serde(default)]
+    pub answer_unix_ms: u64,
     /// End, Unix milliseconds.
     pub end_unix_ms: u64,
     /// Why it ended ([`EndReason::as_str`]).
@@ -121,6 +134,18 @@ impl SessionRecord {
     /// Duration in milliseconds.
     pub fn duration_ms(&self) -> u64 {
         self.end_unix_ms.saturating_sub(self.start_unix_ms)
+    }
+
+    /// Offer to first answer in milliseconds; `None` if the call was never answered.
+    pub fn post_dial_delay_ms(&self) -> Option<u64> {
+        (self.answer_unix_ms != 0).then(|| self.answer_unix_ms.saturating_sub(self.start_unix_ms))
+    }
+
+    /// Reads a record from its JSON ([`SessionRecord::to_json`], the store's `info`
+    /// column, a relay's `expired` report); `None` if a field is missing or has the
+    /// wrong type. Fields added after a record was written take their defaults.
+    pub fn from_json_value(json: &Json) -> Option<Self> {
+        Self::deserialize(json).ok()
     }
 
     /// Packets forwarded in both directions, RTP and RTCP.
@@ -272,7 +297,9 @@ mod tests {
                     packets: 5,
                     ..LegRecord::default()
                 },
+                ..StreamRecord::default()
             }],
+            ..SessionRecord::default()
         };
         assert_eq!(r.duration_ms(), 60_500);
         assert_eq!(r.total_packets(), 16);
@@ -282,6 +309,14 @@ mod tests {
         assert_eq!(j["streams"][0]["callee"]["packets"], 5);
         assert_eq!(SessionRecord::from_json(&j.to_string()), Some(r.clone()));
         assert_eq!(SessionRecord::from_json("{}"), None);
+        assert_eq!(SessionRecord::from_json_value(&j), Some(r.clone()));
+        assert_eq!(r.post_dial_delay_ms(), None);
+        let answered = SessionRecord {
+            answer_unix_ms: 2_250,
+            ..r.clone()
+        };
+        assert_eq!(answered.post_dial_delay_ms(), Some(1_250));
+        assert_eq!(answered.to_json()["answer_unix_ms"], 2_250);
         assert!(EndReason::Timeout.needs_notification());
         assert!(!EndReason::Deleted.needs_notification());
     }

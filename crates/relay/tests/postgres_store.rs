@@ -49,7 +49,9 @@ fn record(call_id: &str, caller_packets: u64, callee_packets: u64) -> SessionRec
                 bytes: callee_packets * 172,
                 ..LegRecord::default()
             },
+            ..StreamRecord::default()
         }],
+        ..SessionRecord::default()
     }
 }
 

@@ -35,6 +35,7 @@
 pub mod capture;
 mod error;
 pub mod ffmpeg;
+pub mod freeradius;
 pub mod gst;
 mod origin;
 pub mod ports;

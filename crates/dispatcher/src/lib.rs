@@ -19,4 +19,5 @@
 
 #![warn(unreachable_pub)]
 
+pub mod mediaproxy;
 pub mod pool;

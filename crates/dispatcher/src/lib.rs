@@ -19,5 +19,9 @@
 
 #![warn(unreachable_pub)]
 
+pub mod local_pool;
 pub mod mediaproxy;
 pub mod pool;
+pub mod router;
+pub(crate) mod select;
+pub mod sessions;

@@ -111,7 +111,7 @@ pub enum Parsed {
     /// The request is not complete yet; read more.
     Incomplete,
     /// A request and how many bytes it took.
-    Request(Request, usize),
+    Request(Box<Request>, usize),
 }
 
 /// Why a request was refused: what and at which byte of the buffer.
@@ -198,7 +198,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> 
                 continue;
             }
             let request = interpret(&lines, limits)?;
-            return Ok(Parsed::Request(request, at));
+            return Ok(Parsed::Request(Box::new(request), at));
         }
         if lines.len() > limits.max_headers {
             return Err(fault(start, ErrorReason::TooManyHeaders));

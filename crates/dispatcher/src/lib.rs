@@ -19,9 +19,12 @@
 
 #![warn(unreachable_pub)]
 
+pub(crate) mod front_mediaproxy;
+pub(crate) mod front_ng;
 pub mod local_pool;
 pub mod mediaproxy;
 pub mod pool;
+pub mod role;
 pub mod router;
 pub(crate) mod select;
 pub mod sessions;

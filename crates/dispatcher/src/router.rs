@@ -5,9 +5,9 @@
 //!   command. If that relay is gone or does not answer within `relay_timeout`, the
 //!   proxy gets an error: the call's media is on that relay and nowhere else.
 //! * An `offer` for a new call is tried on the relays [`crate::select`] lists, each
-//!   within `relay_timeout`; a relay that is halting, gone or silent is skipped. The
-//!   first reply places the call (unless it is an error about the request itself,
-//!   which is passed back as it is: another relay would say the same). None left: the
+//!   within `relay_timeout`; a relay that is halting, gone, silent or out of ports is
+//!   skipped. The first other reply places the call (unless it is an error about the
+//!   request itself, which is passed back as it is: another relay would say the same). None left: the
 //!   proxy gets `ng`'s error, so it fails over or rejects the call.
 //! * `ping` is answered here; `answer`, `query`, `delete` and the rest for a call not
 //!   placed get `Unknown call-id`.
@@ -291,6 +291,10 @@ impl Router {
                 .command(id, request.clone(), self.relay_timeout)
                 .await
             {
+                Ok(reply) if out_of_ports(&reply) => tracing::info!(
+                    call = %call_id,
+                    "dispatcher: relay {name} has no free ports for call {call_id}; trying the next"
+                ),
                 Ok(reply) => {
                     if reply::result_of(&reply) != Some("error") {
                         tracing::debug!(call = %call_id, "dispatcher: call {call_id} placed on relay {name}");
@@ -413,6 +417,12 @@ fn preferred_relay(request: &Value) -> Option<IpAddr> {
         .filter_map(Value::as_str)
         .filter_map(|f| f.strip_prefix(NG_MEDIA_RELAY)?.strip_prefix('='))
         .find_map(|ip| ip.trim().parse().ok())
+}
+
+/// Whether a relay refused a new call for want of ports: another relay may have some.
+fn out_of_ports(reply: &Value) -> bool {
+    reply::result_of(reply) == Some("error")
+        && reply.get("error-reason").and_then(Value::as_str) == Some(reply::RAN_OUT_OF_PORTS)
 }
 
 fn to_json(reply: &Value) -> serde_json::Value {

@@ -10,6 +10,8 @@ use crate::pool::{CommandError, PoolFuture, RelayState, RelayView};
 struct FakePool {
     relays: Mutex<Vec<RelayView>>,
     failures: HashMap<u64, CommandError>,
+    /// Relays that answer offers with this error reason.
+    refusals: HashMap<u64, &'static str>,
     sent: Mutex<Vec<(u64, String)>>,
     events: broadcast::Sender<RelayEvent>,
 }
@@ -32,6 +34,7 @@ impl FakePool {
                     .collect(),
             ),
             failures: failures.iter().cloned().collect(),
+            refusals: HashMap::new(),
             sent: Mutex::new(Vec::new()),
             events,
         })
@@ -74,9 +77,10 @@ impl RelayPool for FakePool {
             .unwrap_or("")
             .to_owned();
         self.sent.lock().unwrap().push((relay.0, command));
-        let result = match self.failures.get(&relay.0) {
-            Some(e) => Err(e.clone()),
-            None => Ok(relay_reply(relay.0, &request)),
+        let result = match (self.failures.get(&relay.0), self.refusals.get(&relay.0)) {
+            (Some(e), _) => Err(e.clone()),
+            (None, Some(reason)) => Ok(reply::error(reason)),
+            (None, None) => Ok(relay_reply(relay.0, &request)),
         };
         Box::pin(async move { result })
     }
@@ -172,6 +176,45 @@ async fn a_new_call_skips_relays_that_fail_and_sticks_to_the_one_that_took_it() 
         ("c1", "r4", "deleted")
     );
     assert_eq!(ended[0].stats["result"], "ok");
+}
+
+#[tokio::test]
+async fn out_of_ports_tries_the_next_relay_but_a_bad_request_does_not() {
+    let mut pool = FakePool::new(
+        &[
+            (1, "192.0.2.1", RelayState::Active, 0),
+            (2, "192.0.2.2", RelayState::Active, 1),
+        ],
+        &[],
+    );
+    Arc::get_mut(&mut pool)
+        .unwrap()
+        .refusals
+        .insert(1, reply::RAN_OUT_OF_PORTS);
+    let (first, _) = router(&pool);
+    let reply = first.handle_ng(ng("offer", "p")).await;
+    assert_eq!(reply::result_of(&reply), Some("ok"));
+    assert_eq!(first.calls()[0].1.relay, "r2");
+
+    let mut pool = FakePool::new(
+        &[
+            (1, "192.0.2.1", RelayState::Active, 0),
+            (2, "192.0.2.2", RelayState::Active, 1),
+        ],
+        &[],
+    );
+    Arc::get_mut(&mut pool)
+        .unwrap()
+        .refusals
+        .insert(1, reply::SDP_PARSE_FAILED);
+    let (router, _) = router(&pool);
+    let reply = router.handle_ng(ng("offer", "q")).await;
+    assert_eq!(
+        reply.get("error-reason").and_then(Value::as_str),
+        Some(reply::SDP_PARSE_FAILED)
+    );
+    assert_eq!(pool.sent(), [(1, "offer".to_owned())]);
+    assert_eq!(router.call_count(), 0);
 }
 
 #[tokio::test]

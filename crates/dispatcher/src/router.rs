@@ -73,7 +73,7 @@ impl EndedHook for LogEnded {
     fn ended(&self, call: EndedCall) {
         tracing::info!(
             call = %call.call_id,
-            "dispatcher: call {} on relay {} ended ({})",
+            "dispatcher: call {} on relay {} is over ({})",
             call.call_id,
             call.relay,
             call.reason

@@ -69,6 +69,15 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The state directory could not be created.
+    #[error("cannot create the state directory {path}: {source}")]
+    StateDir {
+        /// The directory.
+        path: String,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The session map could not be opened.
     #[error(transparent)]
     Sessions(#[from] crate::sessions::OpenError),
@@ -141,7 +150,12 @@ impl Dispatcher {
         }
         let pool = Arc::new(pool);
         pool.watch(Duration::from_secs(1));
-        let map = SessionMap::open(&config.state_dir.get().join(SESSIONS_FILE))?;
+        let state_dir = config.state_dir.get();
+        std::fs::create_dir_all(state_dir).map_err(|source| StartError::StateDir {
+            path: state_dir.display().to_string(),
+            source,
+        })?;
+        let map = SessionMap::open(&state_dir.join(SESSIONS_FILE))?;
         if !map.is_empty() {
             info!(
                 "dispatcher: {} call(s) remembered from the last run",

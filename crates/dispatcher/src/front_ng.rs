@@ -49,6 +49,17 @@ impl NgFront {
     }
 }
 
+struct Running {
+    front: Arc<NgFront>,
+    cookie: Vec<u8>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.front.cookies().running.remove(&self.cookie);
+    }
+}
+
 impl NgService for NgFront {
     const CONCURRENT: bool = true;
 
@@ -67,14 +78,114 @@ impl NgService for NgFront {
                 return None;
             }
         }
+        // Clears the cookie's "running" mark however this future ends, also when it is
+        // dropped mid-way (a TCP client gone), so a later retransmission is not ignored.
+        let running = Running {
+            front: Arc::clone(&self),
+            cookie,
+        };
         let reply = match body {
             Ok(request) => self.router.handle_ng(request).await,
             Err(reason) => reply::error(reason),
         };
-        let framed = framing::frame_reply(&cookie, encoding, &reply);
-        let mut cookies = self.cookies();
-        cookies.running.remove(&cookie);
-        cookies.done.insert(&cookie, framed.clone(), Instant::now());
+        let framed = framing::frame_reply(&running.cookie, encoding, &reply);
+        self.cookies()
+            .done
+            .insert(&running.cookie, framed.clone(), Instant::now());
+        drop(running);
         Some(framed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use mediagate_ng::bencode::dict;
+    use tokio::sync::broadcast;
+
+    use super::*;
+    use crate::pool::{
+        CommandError, PoolFuture, RelayEvent, RelayId, RelayPool, RelayState, RelayView,
+    };
+    use crate::router::LogEnded;
+    use crate::sessions::SessionMap;
+
+    /// One relay that answers every command after `delay`, counting them.
+    struct SlowPool {
+        commands: AtomicUsize,
+        delay: Duration,
+        events: broadcast::Sender<RelayEvent>,
+    }
+
+    impl RelayPool for SlowPool {
+        fn relays(&self) -> Vec<RelayView> {
+            vec![RelayView {
+                id: RelayId(1),
+                name: "r1".into(),
+                addresses: vec![],
+                state: RelayState::Active,
+                sessions: 0,
+                bps: 0,
+            }]
+        }
+
+        fn command(
+            &self,
+            _relay: RelayId,
+            _request: Value,
+            _deadline: Duration,
+        ) -> PoolFuture<'_, Result<Value, CommandError>> {
+            self.commands.fetch_add(1, Ordering::SeqCst);
+            let delay = self.delay;
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                Ok(reply::ok(vec![]))
+            })
+        }
+
+        fn subscribe(&self) -> broadcast::Receiver<RelayEvent> {
+            self.events.subscribe()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retransmission_runs_once_and_gets_the_same_reply() {
+        let pool = Arc::new(SlowPool {
+            commands: AtomicUsize::new(0),
+            delay: Duration::from_millis(50),
+            events: broadcast::channel(4).0,
+        });
+        let router = Router::start(
+            Arc::clone(&pool) as Arc<dyn RelayPool>,
+            SessionMap::in_memory(),
+            Duration::from_secs(1),
+            Arc::new(LogEnded),
+        );
+        let front = Arc::new(NgFront::new(router));
+        let offer = || {
+            Ok(dict([
+                ("command", Value::str("offer")),
+                ("call-id", Value::str("c")),
+                ("from-tag", Value::str("f")),
+                ("sdp", Value::str("v=0\r\n")),
+            ]))
+        };
+        let first =
+            tokio::spawn(Arc::clone(&front).process(b"k1".to_vec(), Encoding::Bencode, offer()));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // While the first copy waits for the relay, a retransmission gets nothing.
+        let during = Arc::clone(&front)
+            .process(b"k1".to_vec(), Encoding::Bencode, offer())
+            .await;
+        assert_eq!(during, None);
+        let first = first.await.unwrap().expect("a reply");
+        assert_eq!(first, b"k1 d6:result2:oke".to_vec());
+        let after = Arc::clone(&front)
+            .process(b"k1".to_vec(), Encoding::Bencode, offer())
+            .await;
+        assert_eq!(after, Some(first));
+        assert_eq!(pool.commands.load(Ordering::SeqCst), 1);
     }
 }

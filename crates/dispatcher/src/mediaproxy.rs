@@ -97,7 +97,8 @@ pub struct Request {
     pub media_relay: Option<String>,
     /// `signaling_ip`, when not empty.
     pub signaling_ip: Option<String>,
-    /// `dialog_id`, when not empty (with `engage_media_proxy`).
+    /// `dialog_id`, when not empty (with `engage_media_proxy`; Kamailio writes
+    /// `h_entry:h_id`). Kept as text.
     pub dialog_id: Option<String>,
     /// The streams of `media:`, in SDP order; empty without SDP.
     pub media: Vec<MediaItem>,
@@ -333,10 +334,7 @@ pub fn update_reply(ip: IpAddr, ports: &[u16]) -> Vec<u8> {
 /// `c=`, so the relay sees each stream's address and direction. Payload types are
 /// not in the request; the relay does not look at them for forwarding.
 pub fn sdp_from_media(media: &[MediaItem]) -> Vec<u8> {
-    let origin = media
-        .first()
-        .map_or("0.0.0.0".parse().ok(), |m| Some(m.ip))
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let origin = media.first().map_or(IpAddr::from([0, 0, 0, 0]), |m| m.ip);
     let family = |ip: &IpAddr| if ip.is_ipv6() { "IP6" } else { "IP4" };
     let mut sdp = format!(
         "v=0\r\no=- 1 1 IN {} {origin}\r\ns=-\r\nt=0 0\r\n",

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 /// spacing as in its `mediaproxy.c`).
 const UPDATE: &[u8] = b"update\r\n\
 type: request\r\n\
-dialog_id: 4294967298\r\n\
+dialog_id: 1234:5678\r\n\
 call_id: abc@192.0.2.5\r\n\
 cseq: 1\r\n\
 from_uri: sip:alice@example.org\r\n\
@@ -35,7 +35,7 @@ fn kamailio_update_parses_and_empty_headers_are_dropped() {
     assert_eq!(r.to_tag, None);
     assert_eq!(r.media_relay, None);
     assert_eq!(r.signaling_ip.as_deref(), Some("198.51.100.7"));
-    assert_eq!(r.dialog_id.as_deref(), Some("4294967298"));
+    assert_eq!(r.dialog_id.as_deref(), Some("1234:5678"));
     assert!(!r.headers.iter().any(|(k, _)| k == "to_tag"));
     assert_eq!(
         r.media,

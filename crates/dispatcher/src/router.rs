@@ -4,7 +4,7 @@
 //! * A command for a placed call goes to the call's relay (by Call-ID), whatever the
 //!   command. If that relay is gone or does not answer within `relay_timeout`, the
 //!   proxy gets an error: the call's media is on that relay and nowhere else.
-//! * An `offer` for a new call is tried on the relays [`crate::select`] lists, each
+//! * An `offer` for a new call is tried on the relays `select` lists, each
 //!   within `relay_timeout`; a relay that is halting, gone, silent or out of ports is
 //!   skipped. The first other reply places the call (unless it is an error about the
 //!   request itself, which is passed back as it is: another relay would say the same). None left: the

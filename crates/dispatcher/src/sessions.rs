@@ -8,7 +8,7 @@
 //! remembered by name, not [`RelayId`](crate::pool::RelayId), since ids last one
 //! process and names outlive it.
 //!
-//! What it does not: choose relays ([`crate::select`]) or talk to them. A write that
+//! What it does not: choose relays (`select`) or talk to them. A write that
 //! fails (disk full) is logged and the map goes on in memory: losing persistence must
 //! not lose calls now.
 

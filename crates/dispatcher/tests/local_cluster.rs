@@ -35,7 +35,9 @@ impl Drop for TempDir {
     }
 }
 
-async fn start(dir: &TempDir) -> Dispatcher {
+/// The dispatcher with two local relays; each test gives its own `ports` base so tests
+/// running at once never compete for a port.
+async fn start(dir: &TempDir, ports: u16) -> Dispatcher {
     let text = format!(
         r#"state_dir = {state:?}
 [edge]
@@ -46,18 +48,23 @@ forward_io = "epoll"
 [dispatcher]
 enabled = true
 ng_listen_udp = ["127.0.0.1:0"]
+ng_listen_tcp = ["127.0.0.1:0"]
 mediaproxy_socket = {socket:?}
 [[dispatcher.local_relay]]
 name = "local1"
 address = "127.0.0.1"
-ports = "52400-52499"
+ports = "{a_low}-{a_high}"
 [[dispatcher.local_relay]]
 name = "local2"
 address = "127.0.0.2"
-ports = "52500-52599"
+ports = "{b_low}-{b_high}"
 "#,
         state = dir.0.join("state"),
         socket = dir.0.join("run/mp.sock"),
+        a_low = ports,
+        a_high = ports + 99,
+        b_low = ports + 100,
+        b_high = ports + 199,
     );
     let config = mediagate_config::parse_config(&text).unwrap();
     assert!(mediagate_config::validate(&config).is_empty());
@@ -105,7 +112,7 @@ fn connection_ip(reply: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_relay_gets_no_new_call_but_keeps_its_running_one() {
     let dir = TempDir::new("drain");
-    let d = start(&dir).await;
+    let d = start(&dir, 52_400).await;
     let at = d.ng_udp_addrs()[0];
     let reply = tokio::task::spawn_blocking(move || ng(at, "1", &offer("a")))
         .await
@@ -179,7 +186,7 @@ async fn request(stream: &mut UnixStream, text: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mediaproxy_call_relays_rtp_both_ways_on_the_preferred_relay() {
     let dir = TempDir::new("mediaproxy");
-    let _d = start(&dir).await;
+    let _d = start(&dir, 52_600).await;
     let socket = dir.0.join("run/mp.sock");
     let mode = std::fs::metadata(&socket).unwrap();
     assert_eq!(
@@ -250,4 +257,30 @@ async fn mediaproxy_call_relays_rtp_both_ways_on_the_preferred_relay() {
         .await,
         "removed\r\n"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ng_over_tcp_places_and_answers_in_order() {
+    let dir = TempDir::new("tcp");
+    let d = start(&dir, 52_800).await;
+    let mut tcp = tokio::net::TcpStream::connect(d.ng_tcp_addrs()[0])
+        .await
+        .unwrap();
+    let mut wire = frame_request(b"t1", Encoding::Bencode, &offer("tcp-call"));
+    wire.extend_from_slice(br#"t2 {"command":"ping"}"#);
+    tcp.write_all(&wire).await.unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !got.ends_with(br#"t2 {"result":"pong"}"#) {
+        let n = tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut chunk))
+            .await
+            .expect("replies within 2 s")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let first = &got[..got.len() - br#"t2 {"result":"pong"}"#.len()];
+    let reply = reply_to(b"t1", first, &Limits::default()).unwrap().unwrap();
+    assert_eq!(connection_ip(&reply), "127.0.0.1");
+    assert_eq!(d.router().calls()[0].0, "tcp-call");
 }

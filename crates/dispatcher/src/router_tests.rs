@@ -386,3 +386,40 @@ async fn mediaproxy_requests_get_the_exact_replies() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_restarted_router_sends_a_running_call_to_its_relay() {
+    let dir = std::env::temp_dir().join(format!("mg-router-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sessions.sqlite");
+    let pool = FakePool::new(
+        &[
+            (1, "192.0.2.1", RelayState::Active, 5),
+            (2, "192.0.2.2", RelayState::Active, 0),
+        ],
+        &[],
+    );
+    let start = |map| {
+        Router::start(
+            Arc::clone(&pool) as Arc<dyn RelayPool>,
+            map,
+            Duration::from_millis(100),
+            Arc::new(LogEnded),
+        )
+    };
+    let first = start(SessionMap::open(&file).unwrap());
+    first.handle_ng(ng("offer", "kept")).await;
+    drop(first);
+    // Relay 2 is now the busier one; the call still goes back to it.
+    pool.relays.lock().unwrap()[1].sessions = 100;
+    let second = start(SessionMap::open(&file).unwrap());
+    assert_eq!(second.call_count(), 1);
+    let reply = second.handle_ng(ng("query", "kept")).await;
+    assert_eq!(reply::result_of(&reply), Some("ok"));
+    assert_eq!(
+        pool.sent(),
+        [(2, "offer".to_owned()), (2, "query".to_owned())]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -130,6 +130,15 @@ fn fully_populated() -> Config {
     c.balancer.sync_peer = Some(Located::new(BindAddr("10.0.0.12:5540".parse().unwrap())));
     c.balancer.vrrp_state_file = Some(Located::new("/run/mediagate/vrrp-state".into()));
     c.balancer.vrrp_track_file = Some(Located::new("/run/mediagate/vrrp-track".into()));
+    c.dispatcher.mediaproxy_socket = Some(Located::new("/run/mediagate/dispatcher.sock".into()));
+    c.dispatcher.relay_listen = Some(Located::new(BindAddr("0.0.0.0:25060".parse().unwrap())));
+    c.dispatcher.tls_dir = Some(Located::new("/etc/mediagate/dispatcher".into()));
+    c.dispatcher.local_relay = Located::new(vec![LocalRelay {
+        name: "local1".into(),
+        address: Located::new("192.0.2.30".parse().unwrap()),
+        advertised: Some("203.0.113.30".parse().unwrap()),
+        ports: Located::new("40000-40999".parse().unwrap()),
+    }]);
     c.relay.media_address = Located::new(vec![MediaAddress {
         address: Located::new("192.0.2.20".parse().unwrap()),
         advertised: Some("203.0.113.20".parse().unwrap()),

@@ -7,8 +7,8 @@
 //! loading with errors that carry a line and column.
 //!
 //! What it does not: start anything, touch the network, or reload on SIGHUP; the binary's
-//! `run` module wires roles from a finished `Config`. The `[dispatcher]` section arrives
-//! with its role; until then it is rejected as an unknown key.
+//! `run` module wires roles from a finished `Config`. `[dispatcher]` is the
+//! dispatcher role's (issue 15).
 //!
 //! Every table is `deny_unknown_fields`, so a typo is an error with a position rather than
 //! a setting silently ignored. The example file `config/mediagate.example.toml` at the
@@ -57,6 +57,7 @@ mod bounded_duration;
 mod byte_size;
 mod cidr;
 mod destination;
+mod dispatcher;
 mod duration;
 mod edge;
 mod edge_auth;
@@ -87,6 +88,7 @@ pub use bounded_duration::BoundedDuration;
 pub use byte_size::ByteSize;
 pub use cidr::Cidr;
 pub use destination::{DestinationRule, HostPattern};
+pub use dispatcher::{DispatcherConfig, LocalRelay, RelayTimeout};
 pub use duration::HumanDuration;
 pub use edge::{
     AccountingMode, AuthScheme, CacheConfig, CacheTtl, ClientAcl, ConnectionTimeout, Credentials,
@@ -127,6 +129,8 @@ pub struct Config {
     pub relay: RelayConfig,
     /// The streaming-aware load balancer role; disabled by default.
     pub balancer: BalancerConfig,
+    /// The control point in front of a cluster of relays; disabled by default.
+    pub dispatcher: DispatcherConfig,
     /// Where finished-call and session records go: SQLite under `state_dir` unless a
     /// PostgreSQL URL is set.
     pub accounting: AccountingConfig,
@@ -142,6 +146,7 @@ impl Default for Config {
             edge: EdgeConfig::default(),
             relay: RelayConfig::default(),
             balancer: BalancerConfig::default(),
+            dispatcher: DispatcherConfig::default(),
             accounting: AccountingConfig::default(),
             admin: AdminConfig::default(),
         }

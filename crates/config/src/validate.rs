@@ -29,11 +29,12 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
             "state_dir is empty; give a directory such as \"./var\"".into(),
         );
     }
-    if !*edge.enabled && !*relay.enabled && !*config.balancer.enabled {
+    if !*edge.enabled && !*relay.enabled && !*config.balancer.enabled && !*config.dispatcher.enabled
+    {
         let span = edge.enabled.span().or_else(|| relay.enabled.span());
         fail(
             span,
-            "no role is enabled: set edge.enabled, relay.enabled or balancer.enabled to true"
+            "no role is enabled: set edge.enabled, relay.enabled, balancer.enabled or dispatcher.enabled to true"
                 .into(),
         );
     }
@@ -132,6 +133,7 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         }
     }
 
+    check_dispatcher(config, &mut fail);
     check_balancer(config, &mut fail);
     check_admin(config, &mut fail);
     check_edge_auth(config, &mut fail);
@@ -452,6 +454,96 @@ fn check_balancer(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, S
     }
 }
 
+/// `[dispatcher]`: a front door and a relay, nothing the process cannot act on yet,
+/// port ranges of local relays apart from each other and from the relay role's.
+fn check_dispatcher(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, String)) {
+    let d = &config.dispatcher;
+    if !*d.enabled {
+        return;
+    }
+    if d.ng_listen_udp.is_empty() && d.ng_listen_tcp.is_empty() && d.mediaproxy_socket.is_none() {
+        fail(
+            d.enabled.span(),
+            "the dispatcher is enabled but has no front door; set dispatcher.ng_listen_udp (such as [\"127.0.0.1:2223\"]), dispatcher.ng_listen_tcp or dispatcher.mediaproxy_socket".into(),
+        );
+    }
+    if let Some(listen) = &d.relay_listen {
+        fail(
+            listen.span(),
+            "dispatcher.relay_listen is not yet acted on (the TLS relay link is not in this build); remove it and use [[dispatcher.local_relay]]".into(),
+        );
+    }
+    if let Some(dir) = &d.tls_dir {
+        fail(
+            dir.span(),
+            "dispatcher.tls_dir is not yet acted on (the TLS relay link is not in this build); remove it".into(),
+        );
+    }
+    if d.local_relay.is_empty() && d.relay_listen.is_none() {
+        fail(
+            span_or(&d.local_relay, &d.enabled),
+            "the dispatcher is enabled but has no relay; add [[dispatcher.local_relay]] with name, address and ports".into(),
+        );
+    }
+    let relays = d.local_relay.get();
+    for (i, r) in relays.iter().enumerate() {
+        if r.address.get().0.is_unspecified() && r.advertised.is_none() {
+            fail(
+                r.address.span(),
+                format!(
+                    "local relay \"{}\": address {} is a wildcard; give the real local address, or set advertised",
+                    r.name,
+                    r.address.get()
+                ),
+            );
+        }
+        let earlier = relays.get(..i).unwrap_or_default();
+        if earlier.iter().any(|e| e.name == r.name) {
+            fail(
+                span_or(&r.ports, &d.local_relay),
+                format!(
+                    "local relay name \"{}\" is used twice; names must be unique",
+                    r.name
+                ),
+            );
+        }
+        if let Some(e) = earlier
+            .iter()
+            .find(|e| e.ports.range().overlaps(r.ports.range()))
+        {
+            fail(
+                r.ports.span(),
+                format!(
+                    "local relay \"{}\": ports {} overlap those of \"{}\"; give each relay its own range",
+                    r.name,
+                    r.ports.get(),
+                    e.name
+                ),
+            );
+        }
+        if *config.relay.enabled && config.relay.ports.range().overlaps(r.ports.range()) {
+            fail(
+                r.ports.span(),
+                format!(
+                    "local relay \"{}\": ports {} overlap relay.ports; give each its own range",
+                    r.name,
+                    r.ports.get()
+                ),
+            );
+        }
+        if *config.edge.enabled && config.edge.udp_ports.range().overlaps(r.ports.range()) {
+            fail(
+                r.ports.span(),
+                format!(
+                    "local relay \"{}\": ports {} overlap edge.udp_ports; give each its own range",
+                    r.name,
+                    r.ports.get()
+                ),
+            );
+        }
+    }
+}
+
 fn span_or<A, B>(value: &Located<A>, fallback: &Located<B>) -> Option<Range<usize>> {
     value.span().or_else(|| fallback.span())
 }
@@ -600,7 +692,7 @@ mod tests {
         assert_eq!(&text[17..22], "false");
         assert_eq!(
             errors[0].message(),
-            "no role is enabled: set edge.enabled, relay.enabled or balancer.enabled to true"
+            "no role is enabled: set edge.enabled, relay.enabled, balancer.enabled or dispatcher.enabled to true"
         );
     }
 
@@ -625,6 +717,66 @@ mod tests {
             vec![
                 "the relay is enabled but has no ng listener; set relay.ng_listen_udp (such as [\"127.0.0.1:2223\"]) or relay.ng_listen_tcp".to_owned(),
                 "the relay is enabled but has no media address; add [[relay.media_address]] with address = \"IP\"".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn dispatcher_needs_a_front_door_and_a_relay_and_refuses_the_link_for_now() {
+        let text = "[edge]\nenabled = false\n[dispatcher]\nenabled = true\nrelay_listen = \"0.0.0.0:25060\"\ntls_dir = \"pki\"\n";
+        let got = messages(text);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(
+            got[0].starts_with("the dispatcher is enabled but has no front door"),
+            "{got:?}"
+        );
+        assert!(
+            got[1].starts_with("dispatcher.relay_listen is not yet acted on"),
+            "{got:?}"
+        );
+        assert!(
+            got[2].starts_with("dispatcher.tls_dir is not yet acted on"),
+            "{got:?}"
+        );
+        let text = "[edge]\nenabled = false\n[dispatcher]\nenabled = true\nng_listen_udp = [\"127.0.0.1:2223\"]\n";
+        assert_eq!(
+            messages(text),
+            vec!["the dispatcher is enabled but has no relay; add [[dispatcher.local_relay]] with name, address and ports".to_owned()]
+        );
+    }
+
+    #[test]
+    fn dispatcher_local_relays_need_unique_names_and_separate_ports() {
+        let text = r#"
+[edge]
+enabled = false
+[relay]
+enabled = true
+ports = "30000-30099"
+media_address = [{ address = "127.0.0.1" }]
+[dispatcher]
+enabled = true
+mediaproxy_socket = "/run/mediagate/dispatcher.sock"
+[[dispatcher.local_relay]]
+name = "a"
+address = "127.0.0.1"
+ports = "40000-40099"
+[[dispatcher.local_relay]]
+name = "a"
+address = "0.0.0.0"
+ports = "40050-40199"
+[[dispatcher.local_relay]]
+name = "c"
+address = "127.0.0.1"
+ports = "30050-30051"
+"#;
+        assert_eq!(
+            messages(text),
+            vec![
+                "local relay \"a\": address 0.0.0.0 is a wildcard; give the real local address, or set advertised".to_owned(),
+                "local relay name \"a\" is used twice; names must be unique".to_owned(),
+                "local relay \"a\": ports 40050-40199 overlap those of \"a\"; give each relay its own range".to_owned(),
+                "local relay \"c\": ports 30050-30051 overlap relay.ports; give each its own range".to_owned(),
             ]
         );
     }

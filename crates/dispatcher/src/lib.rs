@@ -15,12 +15,29 @@
 //!   dispatcher can use right now, a way to send one of them a command, and the events
 //!   the relays report (connected, gone, calls expired).
 //!
-//! What it does not (yet): everything but the [`pool`] interface is being built.
+//! * [`mediaproxy`] is MediaProxy's request language (sans-IO); [`router::Router`]
+//!   makes the decisions both front doors share (which relay, sticky calls, failover,
+//!   reconciliation); [`sessions`] is the Call-ID to relay map, kept in SQLite so a
+//!   restart remembers it; [`local_pool::LocalPool`] runs relays in this process;
+//!   [`role`] starts it all as the binary's `dispatcher` role. `docs/dispatcher.md`
+//!   has the policy.
+//!
+//! What it does not (yet): the TLS link to remote relays, accounting and ending
+//! dialogs (they attach to [`router::EndedHook`]), the management line protocol, and
+//! chained relays.
 
 #![warn(unreachable_pub)]
 
 pub mod dialog_end;
+pub(crate) mod front_mediaproxy;
+pub(crate) mod front_ng;
+pub mod local_pool;
+pub mod mediaproxy;
 pub mod mgmt;
 pub mod pool;
 pub mod radius;
+pub mod role;
+pub mod router;
+pub(crate) mod select;
 pub mod session_stats;
+pub mod sessions;

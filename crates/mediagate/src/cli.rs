@@ -19,8 +19,8 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand};
 
 use mediagate_config::{
-    AdvertisedPrefix, BackendSpec, BindAddr, ByteSize, Config, HostIp, InvalidValue, Located,
-    MediaAddress, MediaMode, PortPairRange, Route, RtspUrl, SchedulerName, ServiceConfig,
+    AdvertisedPrefix, BackendSpec, BindAddr, ByteSize, Config, HostIp, InvalidValue, LocalRelay,
+    Located, MediaAddress, MediaMode, PortPairRange, Route, RtspUrl, SchedulerName, ServiceConfig,
     ThreadScheduling, UpstreamTransport,
 };
 
@@ -78,6 +78,18 @@ pub enum Command {
         mediagate relay --ng 127.0.0.1:2223 --address '10.0.0.5!203.0.113.7' --address 2001:db8::5"
     )]
     Relay(RelayArgs),
+    /// Quick start: a dispatcher in front of relays, for Kamailio or OpenSIPS
+    ///
+    /// The SIP proxy talks to it over rtpengine's ng protocol (--ng) or MediaProxy's
+    /// (--mediaproxy-socket); it picks a relay for each call. Relays run in this
+    /// process (--local-relay); remote relays over TLS (--relays, --tls-dir) are
+    /// accepted but refused until the relay link lands. See docs/dispatcher.md.
+    #[command(
+        after_help = "Example (Kamailio: modparam(\"mediaproxy\", \"mediaproxy_socket\", \"/run/mediagate/dispatcher.sock\")):\n  \
+        mediagate dispatcher --ng 127.0.0.1:2223 --mediaproxy-socket /run/mediagate/dispatcher.sock \\\n      \
+        --local-relay 192.0.2.20@30000-34999 --local-relay 192.0.2.21@35000-39999"
+    )]
+    Dispatcher(DispatcherArgs),
     /// Quick start: an RTSP load balancer in front of media servers or edges
     ///
     /// One RTSP service: sessions routed by the balancer's own session IDs, media
@@ -468,6 +480,85 @@ pub struct RelayArgs {
     pub scheduling: Option<ThreadScheduling>,
 }
 
+/// Arguments of `mediagate dispatcher`.
+#[derive(Debug, Args)]
+pub struct DispatcherArgs {
+    /// UDP address for ng commands, IP:PORT; repeat for several [default: none].
+    #[arg(long = "ng", value_name = "IP:PORT")]
+    pub ng: Vec<BindAddr>,
+    /// TCP address for ng commands, IP:PORT; repeat for several [default: none].
+    #[arg(long = "ng-tcp", value_name = "IP:PORT")]
+    pub ng_tcp: Vec<BindAddr>,
+    /// UNIX stream socket for the mediaproxy module (created mode 0660) [default: none].
+    #[arg(long = "mediaproxy-socket", value_name = "PATH")]
+    pub mediaproxy_socket: Option<PathBuf>,
+    /// A relay run inside this process: its media address (LOCAL!ADVERTISED for 1:1
+    /// NAT) and port range; named local1, local2, ... in order. Repeat for several.
+    #[arg(long = "local-relay", value_name = "IP[!ADVERTISED]@LOW-HIGH")]
+    pub local_relay: Vec<LocalRelayArg>,
+    /// Address relays connect to over mutual TLS (not yet acted on: refused).
+    #[arg(long = "relays", value_name = "IP:PORT")]
+    pub relays: Option<BindAddr>,
+    /// Directory with the CA, certificate and key for the relay link (not yet acted
+    /// on: refused).
+    #[arg(long = "tls-dir", value_name = "DIR")]
+    pub tls_dir: Option<PathBuf>,
+}
+
+/// One `--local-relay IP[!ADVERTISED]@LOW-HIGH`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocalRelayArg {
+    /// Media address.
+    pub address: RelayAddress,
+    /// Port range.
+    pub ports: PortPairRange,
+}
+
+impl FromStr for LocalRelayArg {
+    type Err = InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
+        let Some((address, ports)) = s.rsplit_once('@') else {
+            return Err(InvalidValue::new(
+                "write IP[!ADVERTISED]@LOW-HIGH, for example 192.0.2.20@30000-39999".to_owned(),
+            ));
+        };
+        Ok(Self {
+            address: address.parse()?,
+            ports: ports.parse()?,
+        })
+    }
+}
+
+impl DispatcherArgs {
+    /// The config `mediagate dispatcher` runs: the defaults, the edge off, the
+    /// dispatcher on with the given front doors and relays.
+    pub fn to_config(&self) -> Config {
+        let mut config = Config::default();
+        config.edge.enabled = Located::new(false);
+        let d = &mut config.dispatcher;
+        d.enabled = Located::new(true);
+        d.ng_listen_udp = self.ng.clone();
+        d.ng_listen_tcp = self.ng_tcp.clone();
+        d.mediaproxy_socket = self.mediaproxy_socket.clone().map(Located::new);
+        d.relay_listen = self.relays.map(Located::new);
+        d.tls_dir = self.tls_dir.clone().map(Located::new);
+        d.local_relay = Located::new(
+            self.local_relay
+                .iter()
+                .enumerate()
+                .map(|(i, r)| LocalRelay {
+                    name: format!("local{}", i + 1),
+                    address: Located::new(r.address.local),
+                    advertised: r.address.advertised,
+                    ports: Located::new(r.ports),
+                })
+                .collect(),
+        );
+        config
+    }
+}
+
 /// One `--map ADVERTISED=ORIGIN`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RouteMap {
@@ -810,6 +901,75 @@ media_address = [
         .unwrap();
         assert_eq!(from_cli, from_file);
         assert_eq!(validate(&from_cli), Vec::new());
+    }
+
+    #[test]
+    fn dispatcher_quick_start_builds_the_same_config_as_a_file() {
+        let Command::Dispatcher(args) = parse(&[
+            "dispatcher",
+            "--ng",
+            "127.0.0.1:2223",
+            "--mediaproxy-socket",
+            "/run/mediagate/dispatcher.sock",
+            "--local-relay",
+            "192.0.2.20@30000-34999",
+            "--local-relay",
+            "10.0.0.5!203.0.113.7@35000-39999",
+        ])
+        .unwrap() else {
+            panic!("not dispatcher");
+        };
+        let from_file = mediagate_config::parse_config(
+            r#"
+[edge]
+enabled = false
+[dispatcher]
+enabled = true
+ng_listen_udp = ["127.0.0.1:2223"]
+mediaproxy_socket = "/run/mediagate/dispatcher.sock"
+[[dispatcher.local_relay]]
+name = "local1"
+address = "192.0.2.20"
+ports = "30000-34999"
+[[dispatcher.local_relay]]
+name = "local2"
+address = "10.0.0.5"
+advertised = "203.0.113.7"
+ports = "35000-39999"
+"#,
+        )
+        .unwrap();
+        let from_cli = args.to_config();
+        assert_eq!(from_cli.dispatcher, from_file.dispatcher);
+        assert!(mediagate_config::validate(&from_cli).is_empty());
+        let err = parse(&["dispatcher", "--local-relay", "192.0.2.20"]).unwrap_err();
+        assert!(
+            err.to_string().contains("IP[!ADVERTISED]@LOW-HIGH"),
+            "{err}"
+        );
+        // The TLS link's flags parse but are refused until the link lands.
+        let Command::Dispatcher(args) = parse(&[
+            "dispatcher",
+            "--ng",
+            "127.0.0.1:2223",
+            "--relays",
+            "0.0.0.0:25060",
+            "--tls-dir",
+            "dispatcher",
+        ])
+        .unwrap() else {
+            panic!("not dispatcher");
+        };
+        let errors: Vec<String> = mediagate_config::validate(&args.to_config())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("dispatcher.relay_listen is not yet acted on")),
+            "{errors:?}"
+        );
     }
 
     #[test]

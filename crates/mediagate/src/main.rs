@@ -50,6 +50,7 @@ fn main() -> ExitCode {
         }
         Command::Edge(args) => start_checked(args.to_config()),
         Command::Relay(args) => start_checked(args.to_config()),
+        Command::Dispatcher(args) => start_checked(args.to_config()),
         Command::Balancer(args) => match args.command {
             Some(cli::BalancerCommand::Status(status)) => show_balancer_status(status),
             None => start_checked(args.to_config()),

@@ -35,6 +35,7 @@ const ROLES: &[RoleKind] = &[
     mediagate_relay::role::KIND,
     mediagate_edge::role::KIND,
     mediagate_balancer::role::KIND,
+    mediagate_dispatcher::role::KIND,
 ];
 
 /// Runs `config` until stopped; `file` is the config file it came from, which SIGHUP

@@ -29,6 +29,7 @@ pub(crate) mod calls;
 pub mod engine;
 pub(crate) mod latch;
 pub(crate) mod media;
+pub mod ng_listener;
 pub mod record;
 pub mod role;
 pub(crate) mod sdp_rewrite;

@@ -1,33 +1,19 @@
-//! The `ng` control listeners: UDP (one datagram per message) and TCP (messages back to
-//! back, bencode or JSON), both running commands against the shared relay state.
+//! The relay's side of its `ng` listeners (the listeners themselves are
+//! [`crate::ng_listener`], shared with the dispatcher): each message runs against the
+//! shared relay state.
 //!
-//! What it does: decodes with [`mediagate_ng::framing`], answers retransmissions from the
-//! cookie cache (the command does not run twice), runs the command in the registry
-//! under the state lock, caches and sends the reply in the request's encoding. A UDP
-//! reply leaves from the address the request reached: a listener bound to a specific
-//! address has only that one; on a wildcard (`0.0.0.0`, `::`) the listener reads each
-//! datagram's local destination (`IP_PKTINFO` / `IPV6_PKTINFO`, [`mediagate_udp`]) and
-//! sends the reply from it, because a multi-homed host would otherwise answer from
-//! whichever address routing picks and Kamailio drops a reply from an unexpected
-//! address. A TCP connection that sends something whose end cannot be found is sent
-//! the error reply and closed, since the stream cannot be resynchronised.
+//! What it does: answers retransmissions from the cookie cache (the command does not
+//! run twice), runs the command in the registry under the state lock, caches and
+//! returns the reply in the request's encoding.
 //!
-//! What it does not: interpret commands (the registry does) or limit who may send
-//! them: `ng` has no authentication, so listeners belong on loopback or a signalling
-//! network.
+//! What it does not: interpret commands (the registry does) or own sockets.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use std::net::SocketAddr;
-
-use mediagate_udp::LocalDest;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-
 use super::State;
-use mediagate_ng::bencode::{Limits, Value};
-use mediagate_ng::framing::{self, Encoding, StreamFramer, StreamItem, MAX_COOKIE_LEN};
+use mediagate_ng::bencode::Value;
+use mediagate_ng::framing::{self, Encoding};
 use mediagate_ng::reply;
 use mediagate_ng::request::Request;
 
@@ -100,156 +86,14 @@ fn run_locked(
     }
 }
 
-/// Serves `ng` over one UDP socket until the state shuts down. `pktinfo` comes from
-/// [`wildcard_pktinfo`], called right after the bind: set later, datagrams already
-/// queued would carry no local address and their replies could leave from another one.
-pub(super) async fn serve_udp(state: Arc<State>, socket: UdpSocket, pktinfo: bool) {
-    let limits = Limits::default();
-    let mut buf = vec![0u8; 65_536];
-    let mut shutdown = state.shutdown_signal();
-    loop {
-        let (len, peer, local) = tokio::select! {
-            _ = shutdown.changed() => return,
-            r = recv_request(&socket, &mut buf, pktinfo) => match r {
-                Ok(r) => r,
-                Err(_) => continue,
-            },
-        };
-        let Some(datagram) = buf.get(..len) else {
-            continue;
-        };
-        let Some(msg) = framing::parse_datagram(datagram, &limits) else {
-            continue;
-        };
-        let body = msg.body.map_err(|e| e.reason());
-        let reply = process(&state, msg.cookie, msg.encoding, body);
-        send_reply(&socket, &reply, peer, local).await;
-    }
-}
-
-/// Whether replies need an explicit source: only on a wildcard bind, where the
-/// kernel is asked for each datagram's local destination. If it refuses, the listener
-/// still works, answering from whatever address routing picks.
-pub(super) fn wildcard_pktinfo(socket: &UdpSocket) -> bool {
-    let Ok(local) = socket.local_addr() else {
-        return false;
-    };
-    if !local.ip().is_unspecified() {
-        return false;
-    }
-    match mediagate_udp::enable_pktinfo(socket) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::warn!(
-                "relay: ng listener on {local}: cannot learn request addresses \
-                 ({e}); replies may leave from another address: bind ng to a specific one"
-            );
-            false
-        }
-    }
-}
-
-/// The next datagram: its length, sender, and (with `pktinfo`) the local address it
-/// reached.
-async fn recv_request(
-    socket: &UdpSocket,
-    buf: &mut [u8],
-    pktinfo: bool,
-) -> std::io::Result<(usize, SocketAddr, Option<LocalDest>)> {
-    if !pktinfo {
-        let (len, peer) = socket.recv_from(buf).await?;
-        return Ok((len, peer, None));
-    }
-    let got = socket
-        .async_io(Interest::READABLE, || {
-            mediagate_udp::recv_pktinfo(socket, buf)
-        })
-        .await?;
-    Ok((got.len, got.source, got.local))
-}
-
-/// Sends a reply from `local` when known. Should that address have gone away since the
-/// request came in, the reply still goes out, from whatever address routing picks.
-async fn send_reply(socket: &UdpSocket, reply: &[u8], peer: SocketAddr, local: Option<LocalDest>) {
-    if local.is_some() {
-        let sent = socket
-            .async_io(Interest::WRITABLE, || {
-                mediagate_udp::send_pktinfo(socket, reply, peer, local)
-            })
-            .await;
-        if sent.is_ok() {
-            return;
-        }
-    }
-    let _ = socket.send_to(reply, peer).await;
-}
-
-/// Accepts TCP-ng connections until the state shuts down.
-pub(super) async fn serve_tcp(state: Arc<State>, listener: TcpListener) {
-    let mut shutdown = state.shutdown_signal();
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.changed() => return,
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(_) => continue,
-            },
-        };
-        tokio::spawn(serve_connection(Arc::clone(&state), stream));
-    }
-}
-
-async fn serve_connection(state: Arc<State>, mut stream: TcpStream) {
-    let limits = Limits::default();
-    let mut framer = StreamFramer::new(&limits);
-    // The framer refuses a dictionary over the size limit; this bounds what a client
-    // can make us hold before that (a cookie, whitespace between messages).
-    let max_buffered = limits.max_len.saturating_add(MAX_COOKIE_LEN + 1);
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = vec![0u8; 16 * 1024];
-    let mut shutdown = state.shutdown_signal();
-    loop {
-        loop {
-            match framer.next(&buf) {
-                StreamItem::Incomplete => break,
-                StreamItem::Message {
-                    len,
-                    cookie,
-                    encoding,
-                    body,
-                } => {
-                    let body = body.map_err(|e| e.reason());
-                    let reply = process(&state, &cookie, encoding, body);
-                    if stream.write_all(&reply).await.is_err() {
-                        return;
-                    }
-                    buf.drain(..len.min(buf.len()));
-                }
-                StreamItem::Broken {
-                    cookie,
-                    encoding,
-                    reason,
-                    ..
-                } => {
-                    if let Some(cookie) = cookie {
-                        let reply = framing::frame_reply(&cookie, encoding, &reply::error(reason));
-                        let _ = stream.write_all(&reply).await;
-                    }
-                    return;
-                }
-            }
-        }
-        if buf.len() > max_buffered {
-            return;
-        }
-        let n = tokio::select! {
-            _ = shutdown.changed() => return,
-            r = stream.read(&mut chunk) => match r {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            },
-        };
-        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+impl crate::ng_listener::NgService for State {
+    fn process(
+        self: Arc<Self>,
+        cookie: Vec<u8>,
+        encoding: Encoding,
+        body: Result<Value, &'static str>,
+    ) -> impl std::future::Future<Output = Option<Vec<u8>>> + Send + 'static {
+        std::future::ready(Some(process(&self, &cookie, encoding, body)))
     }
 }
 
@@ -266,12 +110,15 @@ pub(super) fn read_clock() -> crate::calls::Now {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
     use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpStream, UdpSocket};
 
     use tokio::time::timeout;
 
     use super::super::{EngineConfig, Relay};
-    use super::*;
 
     /// The defaults of `[relay]` with our listeners and ports, records kept in memory.
     /// Built from the config, not a struct literal, so new engine settings need no

@@ -295,7 +295,7 @@ impl Relay {
                 })?;
             // Before anything can arrive: a datagram queued without the option carries
             // no local address, and its reply could leave from another one.
-            let pktinfo = control::wildcard_pktinfo(&socket);
+            let pktinfo = crate::ng_listener::wildcard_pktinfo(&socket, "relay");
             udp.push((socket, pktinfo));
         }
         let mut tcp = Vec::new();
@@ -355,10 +355,19 @@ impl Relay {
             .collect();
         let ng_tcp = tcp.iter().filter_map(|s| s.local_addr().ok()).collect();
         for (socket, pktinfo) in udp {
-            tokio::spawn(control::serve_udp(Arc::clone(&state), socket, pktinfo));
+            tokio::spawn(crate::ng_listener::serve_udp(
+                Arc::clone(&state),
+                socket,
+                pktinfo,
+                state.shutdown_signal(),
+            ));
         }
         for listener in tcp {
-            tokio::spawn(control::serve_tcp(Arc::clone(&state), listener));
+            tokio::spawn(crate::ng_listener::serve_tcp(
+                Arc::clone(&state),
+                listener,
+                state.shutdown_signal(),
+            ));
         }
         tokio::spawn(tick(Arc::clone(&state), config.tick));
         Ok(Self {

@@ -1,0 +1,93 @@
+//! `[dispatcher]`: the control point in front of a cluster of relays (issue 15).
+//!
+//! What it does: declares the two front doors the SIP proxy talks to (rtpengine's `ng`
+//! over UDP/TCP, MediaProxy's protocol on a UNIX stream socket), how long one relay may
+//! take to answer before the next is tried, the relays' TLS link (`relay_listen`,
+//! `tls_dir`: accepted here, acted on once the link lands; `validate` refuses them until
+//! then) and relays run inside the dispatcher's own process (`[[dispatcher.local_relay]]`),
+//! which need no link: one process is then a whole cluster, for tests and small sites.
+//!
+//! What it does not: start anything; the dispatcher crate's role does.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::bounded_duration::BoundedDuration;
+use super::located::Located;
+use super::net::{BindAddr, HostIp};
+use super::port_range::PortPairRange;
+
+/// The dispatcher role.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatcherConfig {
+    /// Run the dispatcher role. Needs a front door (`ng_listen_udp`, `ng_listen_tcp` or
+    /// `mediaproxy_socket`) and a relay (`local_relay`). Default: `false`.
+    pub enabled: Located<bool>,
+    /// UDP addresses for `ng` commands from Kamailio's or OpenSIPS' `rtpengine` module.
+    /// Default: `[]`.
+    pub ng_listen_udp: Vec<BindAddr>,
+    /// TCP addresses for `ng` commands. Default: `[]`.
+    pub ng_listen_tcp: Vec<BindAddr>,
+    /// UNIX stream socket for the `mediaproxy` module (`update`/`remove`), created
+    /// with mode 0660 and its parent directory if missing. Default: none (off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mediaproxy_socket: Option<Located<PathBuf>>,
+    /// How long one relay may take to answer a command before the next relay is tried
+    /// (a new call) or the proxy gets an error (a running call). Keep it below the
+    /// proxy's own timeout (`mediaproxy_timeout`, 500 ms by default in Kamailio) so a
+    /// second relay can still answer in time. 10ms to 10s. Default: `"200ms"`.
+    pub relay_timeout: RelayTimeout,
+    /// TCP address relays connect to over mutual TLS. Not acted on yet: refused by
+    /// `check-config` until the relay link lands. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_listen: Option<Located<BindAddr>>,
+    /// Directory with the CA certificate and the dispatcher's own certificate and key
+    /// for the relay link. Not acted on yet, like `relay_listen`. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_dir: Option<Located<PathBuf>>,
+    /// Relays run inside the dispatcher's process, with the `[relay]` section's
+    /// timeouts, limits and latching. Default: `[]`.
+    #[serde(skip_serializing_if = "no_local_relay")]
+    pub local_relay: Located<Vec<LocalRelay>>,
+}
+
+/// A relay's command deadline: 10 ms to 10 s.
+pub type RelayTimeout = BoundedDuration<10_000, 10_000_000>;
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            enabled: Located::new(false),
+            ng_listen_udp: Vec::new(),
+            ng_listen_tcp: Vec::new(),
+            mediaproxy_socket: None,
+            relay_timeout: const { RelayTimeout::from_millis_const(200) },
+            relay_listen: None,
+            tls_dir: None,
+            local_relay: Located::new(Vec::new()),
+        }
+    }
+}
+
+fn no_local_relay(list: &Located<Vec<LocalRelay>>) -> bool {
+    list.is_empty()
+}
+
+/// One `[[dispatcher.local_relay]]`: a relay engine in the dispatcher's process.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalRelay {
+    /// The relay's name in logs and the session map; must be unique. Required.
+    pub name: String,
+    /// Local address its media sockets bind to; MediaProxy's `media_relay` preference
+    /// matches this or `advertised`. Required.
+    pub address: Located<HostIp>,
+    /// Address written into SDP instead (1:1 NAT). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertised: Option<HostIp>,
+    /// Its RTP/RTCP port range (`"LOW-HIGH"`, even low end); local relays must not
+    /// overlap each other or `relay.ports`. Required.
+    pub ports: Located<PortPairRange>,
+}

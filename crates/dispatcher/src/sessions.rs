@@ -1,0 +1,260 @@
+//! The dispatcher's session map: which relay holds each call, by Call-ID, with the
+//! dialog's tags. Kept in memory and, when a file is given, mirrored into SQLite on
+//! every change, so a restarted dispatcher sends a running call's next command to the
+//! relay that holds it.
+//!
+//! Calls are keyed by Call-ID alone, as MediaProxy's dispatcher and rtpengine do: the
+//! forks of one INVITE (several to-tags) are one call on one relay. Relays are
+//! remembered by name, not [`RelayId`](crate::pool::RelayId), since ids last one
+//! process and names outlive it.
+//!
+//! What it does not: choose relays (`select`) or talk to them. A write that
+//! fails (disk full) is logged and the map goes on in memory: losing persistence must
+//! not lose calls now.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rusqlite::{params, Connection};
+
+/// One placed call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    /// The relay's name.
+    pub relay: String,
+    /// The tag of the side that made the first offer, if known.
+    pub from_tag: Option<String>,
+    /// The other side's tag, once answered.
+    pub to_tag: Option<String>,
+    /// When it was placed, Unix milliseconds.
+    pub start_unix_ms: u64,
+    /// MediaProxy's `dialog_id` (with `engage_media_proxy`), so an expired call's
+    /// dialog can be ended on the proxy.
+    pub dialog_id: Option<String>,
+}
+
+/// Why the map file could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the dispatcher's session map {path}: {source}")]
+pub struct OpenError {
+    path: String,
+    #[source]
+    source: rusqlite::Error,
+}
+
+/// Call-ID to relay, optionally persisted.
+#[derive(Debug, Default)]
+pub struct SessionMap {
+    calls: HashMap<String, Placed>,
+    db: Option<Connection>,
+}
+
+impl SessionMap {
+    /// An empty map kept in memory only.
+    pub fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// The map stored in the SQLite file `path` (created if missing), with the calls a
+    /// previous process left there.
+    pub fn open(path: &Path) -> Result<Self, OpenError> {
+        let wrap = |source| OpenError {
+            path: path.display().to_string(),
+            source,
+        };
+        let db = Connection::open(path).map_err(wrap)?;
+        // WAL with NORMAL sync: a crash loses at most the last few placements, never
+        // corrupts the file, and each placement costs no fsync.
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS dispatcher_calls (
+                 call_id TEXT PRIMARY KEY, relay TEXT NOT NULL,
+                 from_tag TEXT, to_tag TEXT, start_unix_ms INTEGER NOT NULL, dialog_id TEXT)",
+        )
+        .map_err(wrap)?;
+        let mut calls = HashMap::new();
+        {
+            let mut stmt = db
+                .prepare(
+                    "SELECT call_id, relay, from_tag, to_tag, start_unix_ms, dialog_id FROM dispatcher_calls",
+                )
+                .map_err(wrap)?;
+            let rows = stmt
+                .query_map([], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        Placed {
+                            relay: row.get(1)?,
+                            from_tag: row.get(2)?,
+                            to_tag: row.get(3)?,
+                            start_unix_ms: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
+                            dialog_id: row.get(5)?,
+                        },
+                    ))
+                })
+                .map_err(wrap)?;
+            for row in rows {
+                let (call_id, placed) = row.map_err(wrap)?;
+                calls.insert(call_id, placed);
+            }
+        }
+        Ok(Self {
+            calls,
+            db: Some(db),
+        })
+    }
+
+    /// Where `call_id` runs, if placed.
+    pub fn get(&self, call_id: &str) -> Option<&Placed> {
+        self.calls.get(call_id)
+    }
+
+    /// Calls placed now.
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Whether no call is placed.
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// Every call with its placement, sorted by Call-ID.
+    pub fn all(&self) -> Vec<(String, Placed)> {
+        let mut all: Vec<_> = self
+            .calls
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Places (or re-places) `call_id`.
+    pub fn insert(&mut self, call_id: &str, placed: Placed) {
+        if let Some(db) = &self.db {
+            let stored = db.execute(
+                "INSERT OR REPLACE INTO dispatcher_calls VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    call_id,
+                    placed.relay,
+                    placed.from_tag,
+                    placed.to_tag,
+                    i64::try_from(placed.start_unix_ms).unwrap_or(i64::MAX),
+                    placed.dialog_id
+                ],
+            );
+            log_failure(stored, call_id);
+        }
+        self.calls.insert(call_id.to_owned(), placed);
+    }
+
+    /// Records the answering side's tag of a placed call.
+    pub fn set_to_tag(&mut self, call_id: &str, to_tag: &str) {
+        let Some(placed) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        if placed.to_tag.as_deref() == Some(to_tag) {
+            return;
+        }
+        placed.to_tag = Some(to_tag.to_owned());
+        if let Some(db) = &self.db {
+            let stored = db.execute(
+                "UPDATE dispatcher_calls SET to_tag = ?2 WHERE call_id = ?1",
+                params![call_id, to_tag],
+            );
+            log_failure(stored, call_id);
+        }
+    }
+
+    /// Forgets `call_id`; its placement if it was placed.
+    pub fn remove(&mut self, call_id: &str) -> Option<Placed> {
+        let placed = self.calls.remove(call_id)?;
+        if let Some(db) = &self.db {
+            let stored = db.execute(
+                "DELETE FROM dispatcher_calls WHERE call_id = ?1",
+                params![call_id],
+            );
+            log_failure(stored, call_id);
+        }
+        Some(placed)
+    }
+
+    /// Forgets every call of `relay` that is not in `holds` (the relay's own list after
+    /// it reconnected); returns the forgotten calls, sorted by Call-ID.
+    pub fn reconcile(&mut self, relay: &str, holds: &[String]) -> Vec<(String, Placed)> {
+        let mut gone: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(id, p)| p.relay == relay && !holds.contains(id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        gone.sort();
+        gone.into_iter()
+            .filter_map(|id| self.remove(&id).map(|p| (id, p)))
+            .collect()
+    }
+}
+
+fn log_failure(result: rusqlite::Result<usize>, call_id: &str) {
+    if let Err(e) = result {
+        tracing::error!(
+            call = %call_id,
+            "dispatcher: cannot store the session map change for call {call_id}: {e}; the call goes on, but a restart will not remember it"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn placed(relay: &str) -> Placed {
+        Placed {
+            relay: relay.into(),
+            from_tag: Some("f".into()),
+            to_tag: None,
+            start_unix_ms: 1_700_000_000_000,
+            dialog_id: Some("42".into()),
+        }
+    }
+
+    #[test]
+    fn survives_a_reopen() {
+        let dir = std::env::temp_dir().join(format!("mg-dsessions-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sessions.sqlite");
+        let _ = std::fs::remove_file(&path);
+        {
+            let mut map = SessionMap::open(&path).unwrap();
+            map.insert("a", placed("r1"));
+            map.insert("b", placed("r2"));
+            map.insert("c", placed("r1"));
+            map.set_to_tag("a", "t");
+            assert_eq!(map.remove("b").unwrap().relay, "r2");
+        }
+        let map = SessionMap::open(&path).unwrap();
+        let mut want = placed("r1");
+        want.to_tag = Some("t".into());
+        assert_eq!(map.get("a"), Some(&want));
+        assert_eq!(map.get("b"), None);
+        assert_eq!(map.get("c"), Some(&placed("r1")));
+        assert_eq!(map.len(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn reconcile_forgets_only_that_relays_missing_calls() {
+        let mut map = SessionMap::in_memory();
+        map.insert("a", placed("r1"));
+        map.insert("b", placed("r1"));
+        map.insert("c", placed("r2"));
+        assert_eq!(
+            map.reconcile("r1", &["b".into()]),
+            [("a".to_owned(), placed("r1"))]
+        );
+        assert!(map.get("a").is_none());
+        assert!(map.get("b").is_some());
+        assert!(map.get("c").is_some());
+    }
+}

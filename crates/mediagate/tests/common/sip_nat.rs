@@ -1,0 +1,348 @@
+//! The SIP test network shared by the relay's and the dispatcher's Kamailio tests:
+//! namespaces with MASQUERADE NATs in front of two SIPp phones, the peers' files, and
+//! helpers to start programs inside the namespaces. Included with `#[path]` by
+//! `relay_kamailio.rs` and `dispatcher_kamailio.rs`.
+//!
+//! Topology (all addresses inside namespaces created and deleted by the test):
+//!
+//! ```text
+//!  phone A 10.1.0.2 -- 10.1.0.1 natA 198.51.100.2 --+                       +-- 198.51.100.6 natB 10.2.0.1 -- 10.2.0.2 phone B
+//!                                                   | 198.51.100.1  .5      |   (DNAT udp/5060 to phone B)
+//!                                                   +------ pub (Kamailio; relays on 203.0.113.1 and .2) ---+
+//!                                    stranger 198.51.100.10 -- .9 -----------+
+//! ```
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use mediagate_testkit::process::{require_program, Peer};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace, deleted on drop (even when the test panics).
+pub struct Netns {
+    name: String,
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+pub fn run(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn output(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The namespaces and links of the topology above.
+pub struct Topology {
+    prefix: String,
+    // Declared so they drop (and are deleted) after everything that runs inside them.
+    _namespaces: Vec<Netns>,
+}
+
+impl Topology {
+    pub fn ns(&self, role: &str) -> String {
+        format!("{}-{role}", self.prefix)
+    }
+
+    pub fn build() -> Topology {
+        let prefix = format!(
+            "mgr{}{}",
+            std::process::id() % 100_000,
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut namespaces = Vec::new();
+        for role in ["pub", "nata", "phonea", "natb", "phoneb", "evil"] {
+            let name = format!("{prefix}-{role}");
+            run(&["ip", "netns", "add", &name]);
+            namespaces.push(Netns { name: name.clone() });
+            run(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        }
+        let t = Topology {
+            prefix,
+            _namespaces: namespaces,
+        };
+        // Each link: (ns1, if1, addr1, ns2, if2, addr2).
+        let links = [
+            (
+                "pub",
+                "pa",
+                "198.51.100.1/30",
+                "nata",
+                "ap",
+                "198.51.100.2/30",
+            ),
+            (
+                "pub",
+                "pb",
+                "198.51.100.5/30",
+                "natb",
+                "bp",
+                "198.51.100.6/30",
+            ),
+            (
+                "pub",
+                "pe",
+                "198.51.100.9/30",
+                "evil",
+                "ep",
+                "198.51.100.10/30",
+            ),
+            ("nata", "na", "10.1.0.1/24", "phonea", "an", "10.1.0.2/24"),
+            ("natb", "nb", "10.2.0.1/24", "phoneb", "bn", "10.2.0.2/24"),
+        ];
+        for (n1, i1, a1, n2, i2, a2) in links {
+            let (if1, if2) = (format!("{}-{i1}", t.prefix), format!("{}-{i2}", t.prefix));
+            let (ns1, ns2) = (t.ns(n1), t.ns(n2));
+            run(&[
+                "ip", "link", "add", &if1, "type", "veth", "peer", "name", &if2,
+            ]);
+            run(&["ip", "link", "set", &if1, "netns", &ns1]);
+            run(&["ip", "link", "set", &if2, "netns", &ns2]);
+            run(&["ip", "-n", &ns1, "addr", "add", a1, "dev", &if1]);
+            run(&["ip", "-n", &ns2, "addr", "add", a2, "dev", &if2]);
+            run(&["ip", "-n", &ns1, "link", "set", &if1, "up"]);
+            run(&["ip", "-n", &ns2, "link", "set", &if2, "up"]);
+        }
+        run(&[
+            "ip",
+            "-n",
+            &t.ns("pub"),
+            "addr",
+            "add",
+            "203.0.113.1/32",
+            "dev",
+            "lo",
+        ]);
+        // A second relay address, for tests that run two relays on separate addresses.
+        run(&[
+            "ip",
+            "-n",
+            &t.ns("pub"),
+            "addr",
+            "add",
+            "203.0.113.2/32",
+            "dev",
+            "lo",
+        ]);
+        for (ns, gw) in [
+            ("phonea", "10.1.0.1"),
+            ("phoneb", "10.2.0.1"),
+            ("nata", "198.51.100.1"),
+            ("natb", "198.51.100.5"),
+            ("evil", "198.51.100.9"),
+        ] {
+            run(&["ip", "-n", &t.ns(ns), "route", "add", "default", "via", gw]);
+        }
+        for (nat, out_if) in [("nata", "ap"), ("natb", "bp")] {
+            let ns = t.ns(nat);
+            let out_if = format!("{}-{out_if}", t.prefix);
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                &ns,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ]);
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                &ns,
+                "iptables",
+                "-t",
+                "nat",
+                "-A",
+                "POSTROUTING",
+                "-o",
+                &out_if,
+                "-j",
+                "MASQUERADE",
+            ]);
+        }
+        // Phone B takes calls: SIP to natB's public address reaches it.
+        let in_if = format!("{}-bp", t.prefix);
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &t.ns("natb"),
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-i",
+            &in_if,
+            "-p",
+            "udp",
+            "--dport",
+            "5060",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            "10.2.0.2:5060",
+        ]);
+        // Count what reaches each phone's RTP port: pcap packets (IP length 280) and the
+        // stranger's (IP length 100).
+        for phone in ["phonea", "phoneb"] {
+            for len in ["280", "100"] {
+                run(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &t.ns(phone),
+                    "iptables",
+                    "-A",
+                    "INPUT",
+                    "-p",
+                    "udp",
+                    "--dport",
+                    "6000",
+                    "-m",
+                    "length",
+                    "--length",
+                    len,
+                    "-j",
+                    "ACCEPT",
+                ]);
+            }
+        }
+        t
+    }
+
+    /// Packets counted by the phone's INPUT rule for IP length `len`.
+    pub fn received(&self, phone: &str, len: &str) -> u64 {
+        let table = output(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.ns(phone),
+            "iptables",
+            "-L",
+            "INPUT",
+            "-v",
+            "-x",
+            "-n",
+        ]);
+        table
+            .lines()
+            .find(|l| l.contains(&format!("length {len}")))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no counter for length {len} in:\n{table}"))
+    }
+
+    pub fn spawn(&self, ns: &str, name: &str, dir: &Path, args: &[&str]) -> Peer {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns(ns)])
+            .args(args)
+            .current_dir(dir);
+        Peer::spawn(name, cmd).unwrap_or_else(|e| panic!("cannot start {name}: {e}"))
+    }
+}
+
+pub fn wait_for_line(peer: &Peer, needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if peer
+            .stderr_tail()
+            .iter()
+            .chain(&peer.stdout_tail())
+            .any(|l| l.contains(needle))
+        {
+            return;
+        }
+        assert!(
+            peer.try_status().is_none(),
+            "{} exited:\n{}",
+            peer.name(),
+            peer.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "{} never printed {needle:?}:\n{}",
+        peer.name(),
+        peer.diagnostics()
+    );
+}
+
+pub fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/relay_peers")
+        .join(name)
+}
+
+pub fn require_peers() {
+    for (program, package) in [
+        ("kamailio", "kamailio"),
+        ("sipp", "sip-tester"),
+        ("ip", "iproute2"),
+        ("iptables", "iptables"),
+    ] {
+        require_program(program, package).unwrap();
+    }
+}
+
+/// A work directory with the peer files, deleted on drop.
+pub struct WorkDir(pub PathBuf);
+
+impl WorkDir {
+    pub fn new(name: &str) -> WorkDir {
+        let work = std::env::temp_dir().join(format!("mg-relay-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(work.join("pcap")).unwrap();
+        let pcap = Path::new("/usr/share/sip-tester/g711a.pcap");
+        assert!(
+            pcap.is_file(),
+            "{} is missing: apt-get install sip-tester",
+            pcap.display()
+        );
+        std::fs::copy(pcap, work.join("pcap/g711a.pcap")).unwrap();
+        for f in [
+            "uac.xml",
+            "uas.xml",
+            "uac_idle.xml",
+            "uas_idle.xml",
+            "spray.py",
+        ] {
+            std::fs::copy(data(f), work.join(f)).unwrap();
+        }
+        WorkDir(work)
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn sipp(topo: &Topology, work: &WorkDir, ns: &str, name: &str, extra: &[&str]) -> Peer {
+    let mut args = vec!["timeout", "40", "sipp"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-p", "5060", "-mp", "6000", "-m", "1", "-nostdin"]);
+    topo.spawn(ns, name, &work.0, &args)
+}

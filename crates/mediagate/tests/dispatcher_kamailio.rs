@@ -1,0 +1,220 @@
+//! The dispatcher against real peers (issue 15): Kamailio 5.6 from Debian reaches two
+//! relays through one `mediagate dispatcher`, once with its `mediaproxy` module
+//! (`engage_media_proxy`, the dispatcher's UNIX socket) and once with its `rtpengine`
+//! module (the dispatcher's `ng` port). The relays run inside the dispatcher's process
+//! (`[[dispatcher.local_relay]]`) on 203.0.113.1 and 203.0.113.2; two SIPp phones,
+//! each behind a MASQUERADE NAT in its own namespace, call through Kamailio and play
+//! RTP from Debian's `g711a.pcap` (the network of `common/sip_nat.rs`).
+//!
+//! Checked: media reaches both phones in both directions (iptables counters in each
+//! phone's namespace); the call ran on the relay the policy chose (the record's local
+//! addresses): MediaProxy's `media_relay` preference, and with `ng` a failover inside
+//! the dispatcher from a relay out of ports to the other; the BYE (through the dialog
+//! module for MediaProxy) deletes the call and its record is written with packets
+//! both ways and the phones' NAT addresses latched.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mediagate_ops::store::SqliteStore;
+use mediagate_testkit::process::Peer;
+
+#[path = "common/sip_nat.rs"]
+mod sip_nat;
+
+use sip_nat::*;
+
+/// Writes `template` from the peers' files with `replacements` applied, as
+/// `kamailio.cfg` in the work directory.
+fn kamailio_cfg(work: &WorkDir, template: &str, replacements: &[(&str, &str)]) {
+    let mut text = std::fs::read_to_string(data(template)).unwrap();
+    for (from, to) in replacements {
+        text = text.replace(from, to);
+    }
+    std::fs::write(work.0.join("kamailio.cfg"), text).unwrap();
+}
+
+/// Writes the dispatcher's config: two local relays, local1 on 203.0.113.1 with
+/// `local1_ports`, local2 on 203.0.113.2; `front` names the front doors. Returns its
+/// path and state directory.
+fn dispatcher_cfg(work: &WorkDir, front: &str, local1_ports: &str) -> (PathBuf, PathBuf) {
+    let state = work.0.join("dispatcher");
+    let text = format!(
+        "state_dir = {state:?}\n[edge]\nenabled = false\n[admin]\nlisten = []\n\
+         [relay]\ndelete_delay = \"1s\"\n\
+         [dispatcher]\nenabled = true\n{front}\n\
+         [[dispatcher.local_relay]]\nname = \"local1\"\naddress = \"203.0.113.1\"\nports = \"{local1_ports}\"\n\
+         [[dispatcher.local_relay]]\nname = \"local2\"\naddress = \"203.0.113.2\"\nports = \"31000-31999\"\n"
+    );
+    let path = work.0.join("dispatcher.toml");
+    std::fs::write(&path, text).unwrap();
+    (path, state)
+}
+
+fn start_dispatcher(topo: &Topology, work: &WorkDir, cfg: &Path, ready: &str) -> Peer {
+    let bin = env!("CARGO_BIN_EXE_mediagate");
+    let dispatcher = topo.spawn(
+        "pub",
+        "dispatcher",
+        &work.0,
+        &[bin, "run", "-c", cfg.to_str().unwrap()],
+    );
+    wait_for_line(&dispatcher, ready, Duration::from_secs(10));
+    dispatcher
+}
+
+fn records(state: &Path) -> Vec<mediagate_relay::record::SessionRecord> {
+    SqliteStore::open(&state.join("accounting.sqlite"))
+        .unwrap()
+        .records::<mediagate_relay::record::SessionRecord>(10)
+        .unwrap()
+}
+
+/// Runs one call between the phones and checks it end to end; `relay_ip` is where the
+/// call's media must have been relayed.
+fn call_through(
+    topo: &Topology,
+    work: &WorkDir,
+    dispatcher: Peer,
+    state: &Path,
+    kamailio: Peer,
+    relay_ip: &str,
+) {
+    let uas = sipp(
+        topo,
+        work,
+        "phoneb",
+        "sipp-uas",
+        &["-sf", "uas.xml", "-i", "10.2.0.2"],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let uac = sipp(
+        topo,
+        work,
+        "phonea",
+        "sipp-uac",
+        &["203.0.113.1:5060", "-sf", "uac.xml", "-i", "10.1.0.2"],
+    );
+    let uac_status = uac.wait_timeout(Duration::from_secs(45));
+    assert!(
+        uac_status.is_some_and(|s| s.success()),
+        "caller failed:\n{}\n{}\n{}\n{}",
+        uac.diagnostics(),
+        uas.diagnostics(),
+        kamailio.diagnostics(),
+        dispatcher.diagnostics()
+    );
+    let uas_status = uas.wait_timeout(Duration::from_secs(10));
+    assert!(
+        uas_status.is_some_and(|s| s.success()),
+        "callee failed:\n{}",
+        uas.diagnostics()
+    );
+    let (at_a, at_b) = (
+        topo.received("phonea", "280"),
+        topo.received("phoneb", "280"),
+    );
+    assert!(
+        at_a >= 80 && at_b >= 80,
+        "phone A got {at_a}, phone B got {at_b} RTP packets"
+    );
+    // The BYE deleted the call; after the 1 s delete delay the relay writes the record.
+    wait_for_line(&dispatcher, "ended (deleted)", Duration::from_secs(10));
+    let status = dispatcher.terminate(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "dispatcher exit: {}",
+        dispatcher.diagnostics()
+    );
+    let records = records(state);
+    assert_eq!(records.len(), 1, "one call, one record: {records:?}");
+    let rec = &records[0];
+    assert_eq!(rec.reason, "deleted");
+    let stream = &rec.streams[0];
+    assert!(
+        stream.caller.packets >= 80 && stream.callee.packets >= 80,
+        "{rec:?}"
+    );
+    for leg in [&stream.caller, &stream.callee] {
+        assert!(
+            leg.local.starts_with(&format!("{relay_ip}:")),
+            "media relayed on {} instead of {relay_ip}: {rec:?}",
+            leg.local
+        );
+    }
+    assert_eq!(
+        stream.caller.remote, "198.51.100.2:6000",
+        "caller latched at its NAT"
+    );
+    assert_eq!(
+        stream.callee.remote, "198.51.100.6:6000",
+        "callee latched at its NAT"
+    );
+    drop((uac, uas, kamailio));
+}
+
+#[test]
+fn kamailio_mediaproxy_module_through_the_dispatcher_to_the_preferred_relay() {
+    require_peers();
+    let work = WorkDir::new("dispatcher-mediaproxy");
+    let socket = work.0.join("run/dispatcher.sock");
+    let socket_text = socket.to_str().unwrap().to_owned();
+    // Kamailio names 203.0.113.2 (local2) in media_relay; without the preference the
+    // policy would pick local1 (both idle, lower id first).
+    kamailio_cfg(
+        &work,
+        "kamailio_mediaproxy.cfg",
+        &[
+            ("__MEDIAPROXY_SOCKET__", &socket_text),
+            ("__MEDIA_RELAY__", "203.0.113.2"),
+        ],
+    );
+    let (cfg, state) = dispatcher_cfg(
+        &work,
+        &format!("mediaproxy_socket = {socket_text:?}"),
+        "30000-30999",
+    );
+    let topo = Topology::build();
+    let dispatcher = start_dispatcher(&topo, &work, &cfg, "listening for MediaProxy requests");
+    let mode = std::fs::metadata(&socket).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o660
+    );
+    let kamailio = topo.spawn(
+        "pub",
+        "kamailio",
+        &work.0,
+        &["kamailio", "-f", "kamailio.cfg", "-DD", "-E"],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    call_through(&topo, &work, dispatcher, &state, kamailio, "203.0.113.2");
+}
+
+#[test]
+fn kamailio_rtpengine_module_through_the_dispatcher_with_failover_between_relays() {
+    require_peers();
+    let work = WorkDir::new("dispatcher-ng");
+    kamailio_cfg(
+        &work,
+        "kamailio.cfg",
+        &[("__RTPENGINE_SOCK__", "udp:127.0.0.1:2223")],
+    );
+    // local1 has one port pair: the offer needs two, so it answers "Ran out of ports"
+    // and the dispatcher must place the call on local2 within Kamailio's timeout.
+    let (cfg, state) = dispatcher_cfg(&work, "ng_listen_udp = [\"127.0.0.1:2223\"]", "30000-30001");
+    let topo = Topology::build();
+    let dispatcher = start_dispatcher(&topo, &work, &cfg, "listening for ng commands");
+    let kamailio = topo.spawn(
+        "pub",
+        "kamailio",
+        &work.0,
+        &["kamailio", "-f", "kamailio.cfg", "-DD", "-E"],
+    );
+    wait_for_line(
+        &kamailio,
+        "<udp:127.0.0.1:2223> found",
+        Duration::from_secs(10),
+    );
+    call_through(&topo, &work, dispatcher, &state, kamailio, "203.0.113.2");
+}

@@ -86,10 +86,19 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
     }
 
     if *relay.enabled {
-        if relay.ng_listen_udp.is_empty() && relay.ng_listen_tcp.is_empty() {
+        if !relay.dispatchers.is_empty() && relay.tls_dir.is_none() {
             fail(
                 relay.enabled.span(),
-                "the relay is enabled but has no ng listener; set relay.ng_listen_udp (such as [\"127.0.0.1:2223\"]) or relay.ng_listen_tcp".into(),
+                "relay.dispatchers is set but relay.tls_dir is not; give the directory with ca.pem, cert.pem and key.pem (mediagate cert issue writes one)".into(),
+            );
+        }
+        if relay.ng_listen_udp.is_empty()
+            && relay.ng_listen_tcp.is_empty()
+            && relay.dispatchers.is_empty()
+        {
+            fail(
+                relay.enabled.span(),
+                "the relay is enabled but has no ng listener and no dispatcher; set relay.ng_listen_udp (such as [\"127.0.0.1:2223\"]), relay.ng_listen_tcp or relay.dispatchers".into(),
             );
         }
         if relay.media_address.is_empty() {
@@ -623,7 +632,7 @@ mod tests {
         assert_eq!(
             messages(text),
             vec![
-                "the relay is enabled but has no ng listener; set relay.ng_listen_udp (such as [\"127.0.0.1:2223\"]) or relay.ng_listen_tcp".to_owned(),
+                "the relay is enabled but has no ng listener and no dispatcher; set relay.ng_listen_udp (such as [\"127.0.0.1:2223\"]), relay.ng_listen_tcp or relay.dispatchers".to_owned(),
                 "the relay is enabled but has no media address; add [[relay.media_address]] with address = \"IP\"".to_owned(),
             ]
         );

@@ -145,6 +145,62 @@ pub enum Command {
         mediagate report --config /etc/mediagate/mediagate.toml\n  \
         mediagate report --config /etc/mediagate/mediagate.toml --by day --since 2026-12-01")]
     Report(ReportArgs),
+    /// Make the certificates of a dispatcher cluster: a CA, node certificates, revocations
+    ///
+    /// Relays and dispatchers link over mutual TLS; each node's --tls-dir holds the CA
+    /// certificate (ca.pem), its own certificate and key (cert.pem, key.pem) and,
+    /// once a certificate has been revoked, crl.pem. Certificates made with openssl in
+    /// the same layout work the same.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        mediagate cert ca --dir pki\n  \
+        mediagate cert issue --ca pki --dir dispatcher dispatcher\n  \
+        mediagate cert issue --ca pki --dir relay1 relay1\n  \
+        mediagate cert revoke --ca pki relay1/cert.pem"
+    )]
+    Cert(CertCommand),
+}
+
+/// `mediagate cert` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Create a CA: DIR/ca.pem and DIR/ca-key.pem (mode 0600; keep it off the nodes)
+    Ca {
+        /// Directory to create the CA in (created if missing; nothing is overwritten).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The CA's common name.
+        #[arg(long, value_name = "NAME", default_value = "mediagate cluster CA")]
+        name: String,
+    },
+    /// Issue a node certificate: DIR/ca.pem, DIR/cert.pem, DIR/key.pem (0600)
+    ///
+    /// The certificate's CN and subject alternative name are NAME, and it serves as
+    /// TLS client and server. DIR is the node's --tls-dir.
+    Issue {
+        /// The CA's directory (from `mediagate cert ca`).
+        #[arg(long, value_name = "CA_DIR")]
+        ca: PathBuf,
+        /// The node's directory (created if missing; nothing is overwritten).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The node's name: a host name such as relay1, or an IP address.
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Revoke a node certificate: adds it to CA_DIR/crl.pem
+    ///
+    /// Copy crl.pem into every node's --tls-dir (a node uses it when present) and
+    /// restart the nodes, or at least the dispatchers.
+    Revoke {
+        /// The CA's directory.
+        #[arg(long, value_name = "CA_DIR")]
+        ca: PathBuf,
+        /// The certificate to revoke (PEM), such as relay1/cert.pem.
+        #[arg(value_name = "CERT")]
+        cert: PathBuf,
+    },
 }
 
 /// `mediagate cache` subcommands.

@@ -4,6 +4,8 @@
 //!   `docs/dispatcher-link.md`).
 //! * [`tls`]: mutual TLS from a node directory (`ca.pem`, `cert.pem`, `key.pem`,
 //!   optional `crl.pem`) with the passport check, for both ends.
+//! * [`conn`]: messages over an async stream and the hello exchange.
+//! * [`liveness`]: pings, silence and back-off as pure state (time passed in).
 //! * [`pki`]: the cluster's certificates (`mediagate cert`): a CA, node certificates,
 //!   the revocation list.
 //!
@@ -12,6 +14,8 @@
 
 #![warn(unreachable_pub)]
 
+pub mod conn;
+pub mod liveness;
 pub mod pki;
 pub mod tls;
 pub mod wire;

@@ -19,4 +19,5 @@
 
 #![warn(unreachable_pub)]
 
+pub mod link;
 pub mod pool;

@@ -125,6 +125,28 @@ impl NodeTls {
         &self.dir
     }
 
+    /// This node's own name: the common name of its certificate (`cert.pem`), or
+    /// the directory's name when the subject has none.
+    pub fn own_name(&self) -> String {
+        let cn = self.chain.first().and_then(|der| {
+            let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+            let cn = cert
+                .subject()
+                .iter_common_name()
+                .next()?
+                .as_str()
+                .ok()?
+                .to_owned();
+            Some(cn)
+        });
+        cn.unwrap_or_else(|| {
+            self.dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+    }
+
     /// Whether a revocation list is in use.
     pub fn has_crl(&self) -> bool {
         !self.crls.is_empty()

@@ -19,9 +19,9 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand};
 
 use mediagate_config::{
-    AdvertisedPrefix, BackendSpec, BindAddr, ByteSize, Config, HostIp, InvalidValue, Located,
-    MediaAddress, MediaMode, PortPairRange, Route, RtspUrl, SchedulerName, ServiceConfig,
-    ThreadScheduling, UpstreamTransport,
+    AdvertisedPrefix, BackendSpec, BindAddr, ByteSize, Config, DispatcherAddr, HostIp,
+    InvalidValue, Located, MediaAddress, MediaMode, Passport, PortPairRange, Route, RtspUrl,
+    SchedulerName, ServiceConfig, ThreadScheduling, UpstreamTransport,
 };
 
 /// Streaming-media edge: RTSP caching and splitting proxy and RTP media relay.
@@ -503,8 +503,13 @@ pub struct EdgeArgs {
 /// Arguments of `mediagate relay`.
 #[derive(Debug, Args)]
 pub struct RelayArgs {
-    /// UDP address for ng commands, IP:PORT; repeat for several.
-    #[arg(long = "ng", value_name = "IP:PORT", required = true)]
+    /// UDP address for ng commands, IP:PORT; repeat for several (not needed with
+    /// --dispatcher).
+    #[arg(
+        long = "ng",
+        value_name = "IP:PORT",
+        required_unless_present = "dispatcher"
+    )]
     pub ng: Vec<BindAddr>,
     /// TCP address for ng commands, IP:PORT; repeat for several [default: none].
     #[arg(long = "ng-tcp", value_name = "IP:PORT")]
@@ -522,6 +527,18 @@ pub struct RelayArgs {
     /// real-time needs CAP_SYS_NICE) [default: normal].
     #[arg(long, value_name = "POLICY[:PRIORITY]")]
     pub scheduling: Option<ThreadScheduling>,
+    /// A dispatcher to take calls from over mutual TLS, HOST:PORT (port 25060 by
+    /// default on the dispatcher); repeat for several. Needs --tls-dir.
+    #[arg(long = "dispatcher", value_name = "HOST:PORT", requires = "tls_dir")]
+    pub dispatcher: Vec<DispatcherAddr>,
+    /// Directory with ca.pem, cert.pem, key.pem and optional crl.pem for the
+    /// dispatcher link (`mediagate cert issue` makes one).
+    #[arg(long = "tls-dir", value_name = "DIR", requires = "dispatcher")]
+    pub tls_dir: Option<PathBuf>,
+    /// Subject fields the dispatcher's certificate must have, such as
+    /// "O=Example, CN=dispatcher*" [default: any certificate of the CA].
+    #[arg(long, value_name = "FIELD=VALUE,...", requires = "dispatcher")]
+    pub passport: Option<Passport>,
 }
 
 /// One `--map ADVERTISED=ORIGIN`.
@@ -649,6 +666,9 @@ impl RelayArgs {
         if let Some(scheduling) = self.scheduling {
             config.relay.forward_scheduling = scheduling;
         }
+        config.relay.dispatchers = self.dispatcher.clone();
+        config.relay.tls_dir = self.tls_dir.clone();
+        config.relay.passport = self.passport.clone();
         config
     }
 }
@@ -866,6 +886,42 @@ media_address = [
         .unwrap();
         assert_eq!(from_cli, from_file);
         assert_eq!(validate(&from_cli), Vec::new());
+    }
+
+    #[test]
+    fn a_relay_linked_to_dispatchers_needs_no_ng_listener() {
+        let Command::Relay(relay) = parse(&[
+            "relay",
+            "--dispatcher",
+            "dispatcher.example.net:25060",
+            "--dispatcher",
+            "192.0.2.7:25060",
+            "--tls-dir",
+            "relay1",
+            "--passport",
+            "CN=dispatcher*",
+            "--address",
+            "10.0.0.5",
+        ])
+        .unwrap() else {
+            panic!("not relay");
+        };
+        let config = relay.to_config();
+        assert!(config.relay.ng_listen_udp.is_empty());
+        assert_eq!(config.relay.dispatchers.len(), 2);
+        assert_eq!(config.relay.dispatchers[0].host, "dispatcher.example.net");
+        assert_eq!(config.relay.tls_dir, Some(PathBuf::from("relay1")));
+        assert_eq!(
+            config.relay.passport.as_ref().map(ToString::to_string),
+            Some("CN=dispatcher*".to_owned())
+        );
+        assert!(validate(&config).is_empty(), "{:?}", validate(&config));
+
+        let err =
+            parse(&["relay", "--dispatcher", "d:25060", "--address", "10.0.0.5"]).unwrap_err();
+        assert!(err.contains("--tls-dir"), "{err}");
+        let err = parse(&["relay", "--address", "10.0.0.5"]).unwrap_err();
+        assert!(err.contains("--ng"), "{err}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub enum LinkError {
     #[error("{0}")]
     Wire(#[from] WireError),
     /// The peer closed the connection.
-    #[error("the peer closed the link")]
+    #[error("the connection closed (the peer stopped or the network failed)")]
     Closed,
     /// The peer broke the protocol or refused us; the text says how.
     #[error("{0}")]
@@ -50,7 +50,13 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             if let Some(m) = self.frames.next_message()? {
                 return Ok(m);
             }
-            let n = self.io.read(&mut self.buf).await?;
+            let n = match self.io.read(&mut self.buf).await {
+                Ok(n) => n,
+                // rustls's word for a peer gone without close_notify: a killed
+                // process or a lost network, which the log should say plainly.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+                Err(e) => return Err(e.into()),
+            };
             if n == 0 {
                 return Err(LinkError::Closed);
             }

@@ -137,6 +137,15 @@ pub fn create_ca(dir: &Path, name: &str) -> Result<(), PkiError> {
     Ok(())
 }
 
+/// A CA name unlikely to be any other cluster's: `mediagate cluster CA` and 8 random
+/// hex digits. Peers find a certificate's CA by name, so two CAs with one name make
+/// a stranger's certificate look like ours until its signature fails.
+pub fn default_ca_name() -> Result<String, PkiError> {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).map_err(|e| err(format!("no randomness: {e}")))?;
+    Ok(format!("mediagate cluster CA {}", hex(&bytes)))
+}
+
 /// The CA of `ca_dir`, ready to sign, and its certificate's PEM.
 fn load_ca(ca_dir: &Path) -> Result<(Issuer<'static, KeyPair>, String), PkiError> {
     let cert_path = ca_dir.join(CA_CERT);

@@ -340,6 +340,11 @@ pub fn explain_handshake_error(e: &std::io::Error) -> String {
         Some(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
             "the peer's certificate is not issued by our CA (ca.pem); issue it from the same CA"
         }
+        Some(rustls::Error::InvalidCertificate(
+            CertificateError::BadSignature | CertificateError::UnsupportedSignatureAlgorithmContext { .. },
+        )) => {
+            "the peer's certificate is not signed by our CA (ca.pem), though its issuer has our CA's name; issue it from our CA"
+        }
         Some(rustls::Error::InvalidCertificate(CertificateError::Revoked)) => {
             "the peer's certificate is revoked (crl.pem)"
         }

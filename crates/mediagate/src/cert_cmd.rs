@@ -23,6 +23,10 @@ pub fn run(cmd: CertCommand) -> ExitCode {
 fn run_inner(cmd: CertCommand) -> Result<(), pki::PkiError> {
     match cmd {
         CertCommand::Ca { dir, name } => {
+            let name = match name {
+                Some(name) => name,
+                None => pki::default_ca_name()?,
+            };
             pki::create_ca(&dir, &name)?;
             println!(
                 "CA \"{name}\" created: {} and {} (keep the key off the nodes)",

@@ -170,9 +170,10 @@ pub enum CertCommand {
         /// Directory to create the CA in (created if missing; nothing is overwritten).
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
-        /// The CA's common name.
-        #[arg(long, value_name = "NAME", default_value = "mediagate cluster CA")]
-        name: String,
+        /// The CA's common name [default: "mediagate cluster CA" and 8 random hex
+        /// digits, so no two clusters' CAs share a name].
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
     },
     /// Issue a node certificate: DIR/ca.pem, DIR/cert.pem, DIR/key.pem (0600)
     ///

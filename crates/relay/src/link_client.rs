@@ -190,6 +190,8 @@ async fn link_once(
     .await
     {
         Ok(h) => h,
+        // With TLS 1.3 the dispatcher's verdict on our certificate arrives here.
+        Err(LinkError::Io(e)) => return explain_handshake_error(&e),
         Err(e) => return e.to_string(),
     };
     let mut bytes_before = relay.relayed_bytes();

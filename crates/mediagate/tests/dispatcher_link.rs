@@ -2,8 +2,9 @@
 //! the dispatcher's `LinkPool` run in this test: certificates from `mediagate cert`
 //! (the CLI), an `ng` offer/answer/delete over the link that allocates real ports,
 //! kill -9 (Disconnected), restart (same RelayId), SIGTERM (Halting), a call ended by
-//! media timeout reported as an `Ended` event, and clients refused with a clear log
-//! line: no certificate (`openssl s_client`), another CA, revoked, passport mismatch.
+//! media timeout reported as an `Ended` event to both dispatchers a relay serves, and
+//! clients refused with a clear log line: no certificate (`openssl s_client`), another
+//! CA, revoked, passport mismatch.
 
 mod common;
 
@@ -267,23 +268,32 @@ async fn a_relay_process_serves_ng_over_the_link_survives_kill_and_restart_and_h
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_ended_by_media_timeout_is_reported_with_its_record() {
+async fn a_relay_serves_two_dispatchers_and_reports_a_media_timeout_with_its_record() {
     logs();
     let dir = workdir("ended");
     mediagate(&dir, &["cert", "ca", "--dir", "pki"]);
     issue(&dir, "pki", "dispatcher", "dispatcher");
     issue(&dir, "pki", "relay1", "relay1");
     let tls = Arc::new(NodeTls::load(&dir.join("dispatcher")).unwrap());
-    let pool = LinkPool::start(LinkConfig::new("127.0.0.1:0".parse().unwrap(), tls))
+    let pool = LinkPool::start(LinkConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::clone(&tls),
+    ))
+    .await
+    .unwrap();
+    // A second dispatcher the relay also serves.
+    let other = LinkPool::start(LinkConfig::new("127.0.0.1:0".parse().unwrap(), tls))
         .await
         .unwrap();
     let mut events = pool.subscribe();
+    let mut other_events = other.subscribe();
     // The config file's way: no ng listener at all, a 1 s media timeout.
     std::fs::write(
         dir.join("relay.toml"),
         format!(
-            "[edge]\nenabled = false\n[relay]\nenabled = true\nng_listen_udp = []\nports = \"38500-38599\"\nmedia_timeout = \"1s\"\ndispatchers = [\"127.0.0.1:{}\"]\ntls_dir = \"relay1\"\n[[relay.media_address]]\naddress = \"127.0.0.1\"\n",
-            pool.local_addr().port()
+            "[edge]\nenabled = false\n[relay]\nenabled = true\nng_listen_udp = []\nports = \"38500-38599\"\nmedia_timeout = \"1s\"\ndispatchers = [\"127.0.0.1:{}\", \"localhost:{}\"]\ntls_dir = \"relay1\"\n[[relay.media_address]]\naddress = \"127.0.0.1\"\n",
+            pool.local_addr().port(),
+            other.local_addr().port()
         ),
     )
     .unwrap();
@@ -292,6 +302,7 @@ async fn a_call_ended_by_media_timeout_is_reported_with_its_record() {
         .current_dir(&dir);
     let relay = Peer::spawn("mediagate run (relay)", cmd).unwrap();
     let (id, _) = wait_connected(&mut events).await;
+    let (other_id, _) = wait_connected(&mut other_events).await;
     relay_port(
         &pool
             .command(id, offer("quiet", 40020), SECOND)
@@ -318,6 +329,13 @@ async fn a_call_ended_by_media_timeout_is_reported_with_its_record() {
             );
             assert_eq!(stats["call_id"], "quiet", "{stats}");
             assert_eq!(stats["streams"][0]["media_type"], "audio", "{stats}");
+            break;
+        }
+    }
+    // The other dispatcher hears of it too (it ignores calls it does not know).
+    loop {
+        if let RelayEvent::Ended { relay, call_id, .. } = next_event(&mut other_events).await {
+            assert_eq!((relay, call_id.as_str()), (other_id, "quiet"));
             break;
         }
     }

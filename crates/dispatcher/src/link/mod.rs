@@ -307,3 +307,6 @@ fn note_outcome(
     }
     linked.refresh_state();
 }
+
+#[cfg(test)]
+mod tests;

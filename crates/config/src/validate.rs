@@ -639,6 +639,21 @@ mod tests {
     }
 
     #[test]
+    fn a_relay_with_dispatchers_needs_a_tls_dir_and_no_listener() {
+        let base = "[relay]\nenabled = true\nng_listen_udp = []\ndispatchers = [\"d.example.net:25060\"]\n";
+        let text = format!("{base}[[relay.media_address]]\naddress = \"127.0.0.1\"\n");
+        assert_eq!(
+            messages(&text),
+            vec!["relay.dispatchers is set but relay.tls_dir is not; give the directory with ca.pem, cert.pem and key.pem (mediagate cert issue writes one)".to_owned()]
+        );
+        let ok = format!("{base}tls_dir = \"relay1\"\npassport = \"CN=dispatcher*\"\n[[relay.media_address]]\naddress = \"127.0.0.1\"\n");
+        assert!(parse_config(&ok).is_ok());
+        let bad = format!("{base}tls_dir = \"relay1\"\npassport = \"CN=a*b\"\n");
+        let errors = parse_config(&bad).unwrap_err();
+        assert_eq!(&bad[errors[0].span().unwrap()], "\"CN=a*b\"");
+    }
+
+    #[test]
     fn wildcard_media_address_needs_advertised() {
         let text = "[relay]\nenabled = true\n[[relay.media_address]]\naddress = \"0.0.0.0\"\n";
         let errors = parse_config(text).unwrap_err();

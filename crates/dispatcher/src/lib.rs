@@ -14,6 +14,8 @@
 //! * [`pool`] is the seam between the front doors and the link: the relays the
 //!   dispatcher can use right now, a way to send one of them a command, and the events
 //!   the relays report (connected, gone, calls expired).
+//! * [`link`] implements it over mutual TLS: relays connect to the dispatcher
+//!   (`docs/dispatcher-link.md`; shared wire format and TLS in `mediagate_link`).
 //!
 //! What it does not (yet): everything but the [`pool`] interface is being built.
 

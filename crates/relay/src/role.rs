@@ -327,4 +327,21 @@ mod tests {
             "{notes:?}"
         );
     }
+
+    #[test]
+    fn the_dispatcher_link_waits_for_a_restart() {
+        let running = relay("");
+        let wanted = relay(
+            "dispatchers = [\"d.example.net:25060\"]\ntls_dir = \"relay1\"\npassport = \"CN=d*\"\n",
+        );
+        let (next, notes) = applicable(&running, &wanted);
+        assert!(next.dispatchers.is_empty());
+        assert_eq!(next.tls_dir, None);
+        assert_eq!(next.passport, None);
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(
+            notes[0].starts_with("relay.dispatchers needs a restart"),
+            "{notes:?}"
+        );
+    }
 }

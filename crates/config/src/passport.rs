@@ -217,4 +217,20 @@ mod tests {
         assert_eq!(p.to_string(), "O=Example, CN=relay*");
         assert_eq!(p.to_string().parse::<Passport>().unwrap(), p);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_and_what_parses_prints_back(text in "[ -~]{0,60}") {
+            if let Ok(p) = text.parse::<Passport>() {
+                proptest::prop_assert_eq!(p.to_string().parse::<Passport>().unwrap(), p);
+            }
+        }
+
+        #[test]
+        fn checking_any_subject_never_panics(pattern in "[A-Za-z*]{1,8}", value in "[A-Za-z]{0,8}") {
+            if let Ok(p) = format!("CN={pattern}").parse::<Passport>() {
+                let _ = p.check([(CommonName, value.as_str())].into_iter());
+            }
+        }
+    }
 }

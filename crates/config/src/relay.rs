@@ -648,4 +648,13 @@ mod dispatcher_addr_tests {
             assert!(err.contains("HOST:PORT"), "{bad}: {err}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_and_what_parses_prints_back(text in "[ -~]{0,40}") {
+            if let Ok(a) = text.parse::<DispatcherAddr>() {
+                proptest::prop_assert_eq!(a.to_string().parse::<DispatcherAddr>().unwrap(), a);
+            }
+        }
+    }
 }

@@ -103,6 +103,18 @@ fn replace(path: &Path, contents: &str) -> Result<(), PkiError> {
     fs::rename(&tmp, path).map_err(|e| err(format!("cannot replace {}: {e}", path.display())))
 }
 
+/// Refuses before anything is written when one of `paths` exists, so a half-done
+/// run never pairs a new key with an old certificate.
+fn none_exist(paths: &[PathBuf]) -> Result<(), PkiError> {
+    match paths.iter().find(|p| p.exists()) {
+        Some(p) => Err(err(format!(
+            "{} already exists; move it away first (nothing is overwritten)",
+            p.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn make_dir(dir: &Path) -> Result<(), PkiError> {
     fs::create_dir_all(dir).map_err(|e| err(format!("cannot create {}: {e}", dir.display())))
 }
@@ -114,6 +126,7 @@ fn read(path: &Path) -> Result<String, PkiError> {
 /// Creates a CA in `dir` (created if missing): `ca.pem` and `ca-key.pem`, subject
 /// `CN=name`.
 pub fn create_ca(dir: &Path, name: &str) -> Result<(), PkiError> {
+    none_exist(&[dir.join(CA_KEY), dir.join(CA_CERT)])?;
     make_dir(dir)?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -171,6 +184,7 @@ fn load_ca(ca_dir: &Path) -> Result<(Issuer<'static, KeyPair>, String), PkiError
 /// it has one.
 pub fn issue(ca_dir: &Path, node_dir: &Path, name: &str) -> Result<(), PkiError> {
     let (issuer, ca_pem) = load_ca(ca_dir)?;
+    none_exist(&[node_dir.join(NODE_KEY), node_dir.join(NODE_CERT)])?;
     if ServerName::try_from(name).is_err() {
         return Err(err(format!(
             "{name:?} cannot be a certificate name; use a host name such as relay1 or relay1.example.net, or an IP address"

@@ -75,7 +75,9 @@ pub enum Command {
     #[command(
         after_help = "Example (Kamailio: modparam(\"rtpengine\", \"rtpengine_sock\", \"udp:127.0.0.1:2223\")):\n  \
         mediagate relay --ng 127.0.0.1:2223 --address 192.0.2.20 --ports 30000-39999\n  \
-        mediagate relay --ng 127.0.0.1:2223 --address '10.0.0.5!203.0.113.7' --address 2001:db8::5"
+        mediagate relay --ng 127.0.0.1:2223 --address '10.0.0.5!203.0.113.7' --address 2001:db8::5\n\n\
+        Behind a dispatcher (certificates from `mediagate cert`, docs/dispatcher-link.md):\n  \
+        mediagate relay --dispatcher dispatcher.example.net:25060 --tls-dir relay1 --address 192.0.2.20"
     )]
     Relay(RelayArgs),
     /// Quick start: an RTSP load balancer in front of media servers or edges

@@ -136,10 +136,13 @@ pub enum Message {
     /// `list-sessions`: dispatcher asks for a `sessions` message.
     ListSessions,
     /// `sessions`: relay to dispatcher, the Call-IDs it holds (sent on every connect
-    /// and when asked).
+    /// and when asked), in as many messages as they need: every one but the last says
+    /// `more`.
     Sessions {
         /// Call-IDs.
         calls: Vec<String>,
+        /// More `sessions` messages follow for the same list.
+        more: bool,
     },
     /// `ended`: relay to dispatcher, a call that ended without a `delete`.
     Ended {
@@ -220,11 +223,14 @@ impl Message {
                 d.push(("body", body.clone()));
             }
             Self::ListSessions => {}
-            Self::Sessions { calls } => {
+            Self::Sessions { calls, more } => {
                 d.push((
                     "calls",
                     Value::List(calls.iter().map(|c| text(c)).collect()),
                 ));
+                if *more {
+                    d.push(("more", int(1)));
+                }
             }
             Self::Ended {
                 call_id,
@@ -269,6 +275,36 @@ impl Message {
         self.encode_into(&mut out)?;
         Ok(out)
     }
+}
+
+/// Bytes of Call-IDs one `sessions` message carries at most: well under
+/// [`MAX_FRAME`] with the bencode around them.
+const SESSIONS_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// The `sessions` messages for `calls`: one, or several with `more` on all but the
+/// last, each within the frame cap.
+pub fn sessions_messages(calls: Vec<String>) -> Vec<Message> {
+    let mut out = Vec::new();
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    for call in calls {
+        // Each item costs its length plus its bencode length prefix.
+        let cost = call.len() + 12;
+        if !chunk.is_empty() && bytes + cost > SESSIONS_CHUNK_BYTES {
+            out.push(Message::Sessions {
+                calls: std::mem::take(&mut chunk),
+                more: true,
+            });
+            bytes = 0;
+        }
+        bytes += cost;
+        chunk.push(call);
+    }
+    out.push(Message::Sessions {
+        calls: chunk,
+        more: false,
+    });
+    out
 }
 
 /// Reads frames from the front of a buffer.
@@ -420,6 +456,7 @@ fn from_value(v: &Value) -> Result<Message, String> {
         "list-sessions" => Message::ListSessions,
         "sessions" => Message::Sessions {
             calls: get_texts(v, "calls")?,
+            more: v.get("more").is_some() && get_u64(v, "more")? != 0,
         },
         "ended" => Message::Ended {
             call_id: get_text(v, "call-id")?,

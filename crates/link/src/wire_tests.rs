@@ -27,6 +27,11 @@ fn samples() -> Vec<Message> {
         Message::ListSessions,
         Message::Sessions {
             calls: vec!["a@b".into(), "c".into()],
+            more: false,
+        },
+        Message::Sessions {
+            calls: vec!["d".into()],
+            more: true,
         },
         Message::Ended {
             call_id: "a@b".into(),
@@ -65,6 +70,32 @@ fn every_split_point_needs_more_then_gives_the_same_messages() {
         }
         assert_eq!(got, samples(), "cut at {cut}");
     }
+}
+
+#[test]
+fn a_long_session_list_is_split_into_frames_that_fit() {
+    let calls: Vec<String> = (0..100_000)
+        .map(|i| format!("{i:040}@example.net"))
+        .collect();
+    let messages = sessions_messages(calls.clone());
+    assert!(messages.len() > 1);
+    let mut back = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        let frame = m.encode().expect("fits a frame");
+        let Message::Sessions { calls, more } = decode_frame(&frame).unwrap().unwrap().0 else {
+            panic!("not sessions");
+        };
+        assert_eq!(more, i + 1 < messages.len());
+        back.extend(calls);
+    }
+    assert_eq!(back, calls);
+    assert_eq!(
+        sessions_messages(Vec::new()),
+        [Message::Sessions {
+            calls: vec![],
+            more: false
+        }]
+    );
 }
 
 #[test]
@@ -157,7 +188,8 @@ fn any_message() -> impl Strategy<Value = Message> {
             seq,
             body: dict([("sdp", Value::str(&s))]),
         }),
-        proptest::collection::vec(any_text(), 0..10).prop_map(|calls| Message::Sessions { calls }),
+        (proptest::collection::vec(any_text(), 0..10), any::<bool>())
+            .prop_map(|(calls, more)| Message::Sessions { calls, more }),
         (any_text(), any_text(), any_text()).prop_map(|(call_id, reason, record)| {
             Message::Ended {
                 call_id,

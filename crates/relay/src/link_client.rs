@@ -21,7 +21,7 @@ use mediagate_config::{DispatcherAddr, Passport};
 use mediagate_link::conn::{exchange_hello, send, LinkError, MessageReader};
 use mediagate_link::liveness::{Backoff, PingStep, Pinger, MAX_MISSED_PINGS, PING_INTERVAL};
 use mediagate_link::tls::{check_peer, explain_handshake_error, server_name};
-use mediagate_link::wire::{Hello, Message, Side, Status};
+use mediagate_link::wire::{sessions_messages, Hello, Message, Side, Status};
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
 use tokio::sync::broadcast::error::RecvError;
@@ -196,12 +196,8 @@ async fn link_once(
     };
     let mut bytes_before = relay.relayed_bytes();
     let mut measured_at = Instant::now();
-    let first = [
-        status(relay, 0),
-        Message::Sessions {
-            calls: relay.call_ids(),
-        },
-    ];
+    let mut first = vec![status(relay, 0)];
+    first.extend(sessions_messages(relay.call_ids()));
     for m in &first {
         if let Err(e) = send(&mut writer, m).await {
             return e.to_string();
@@ -226,12 +222,22 @@ async fn link_once(
                 message = reader.next() => {
                     match message? {
                         Message::Request { seq, body } => {
-                            let reply = relay.handle_ng(body);
-                            send(&mut writer, &Message::Reply { seq, body: reply }).await?;
+                            let reply = Message::Reply { seq, body: relay.handle_ng(body) };
+                            match send(&mut writer, &reply).await {
+                                // Too large for a frame (a huge `list`): the command
+                                // fails, the link stays.
+                                Err(LinkError::Wire(e)) => {
+                                    let body = mediagate_ng::reply::error(&format!("the reply does not fit the dispatcher link: {}", e.reason));
+                                    send(&mut writer, &Message::Reply { seq, body }).await?;
+                                }
+                                other => other?,
+                            }
                         }
                         Message::Pong { seq } => pinger.on_pong(seq),
                         Message::ListSessions => {
-                            send(&mut writer, &Message::Sessions { calls: relay.call_ids() }).await?;
+                            for m in sessions_messages(relay.call_ids()) {
+                                send(&mut writer, &m).await?;
+                            }
                         }
                         Message::Refuse { reason } => {
                             return Err(LinkError::Protocol(format!("the dispatcher closed the link: {reason}")));

@@ -99,6 +99,8 @@ struct Linked {
     outbound: mpsc::Sender<Message>,
     pending: HashMap<u64, oneshot::Sender<Value>>,
     next_seq: u64,
+    /// A `sessions` list arriving in several messages, so far.
+    listing: Vec<String>,
     /// Reported draining in its last status.
     draining: bool,
     /// Answered a command with the overload reply since its last status.

@@ -24,6 +24,9 @@ const HANDSHAKE_WAIT: Duration = Duration::from_secs(10);
 const MAX_HANDSHAKES: usize = 64;
 /// Messages queued for one relay before a command waits.
 const OUTBOUND_QUEUE: usize = 1024;
+/// Most Call-IDs one relay may list (`sessions`), a bound on what a relay can make
+/// the dispatcher hold.
+const MAX_LISTED_CALLS: usize = 1_000_000;
 /// How often a link's watchdog is looked at.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
 
@@ -137,6 +140,7 @@ fn register(shared: &Shared, name: &str, outbound: mpsc::Sender<Message>) -> (Re
             outbound,
             pending: HashMap::new(),
             next_seq: 0,
+            listing: Vec::new(),
             draining: false,
             overloaded: false,
             watchdog: Watchdog::new(
@@ -291,9 +295,18 @@ fn handle(
                 let _ = waiter.send(body);
             }
         }
-        Message::Sessions { calls } => {
-            drop(registry);
-            shared.emit(RelayEvent::Connected { relay: id, calls });
+        Message::Sessions { calls, more } => {
+            if linked.listing.len() + calls.len() > MAX_LISTED_CALLS {
+                return Err(LinkError::Protocol(format!(
+                    "the relay lists more than {MAX_LISTED_CALLS} calls"
+                )));
+            }
+            linked.listing.extend(calls);
+            if !more {
+                let calls = std::mem::take(&mut linked.listing);
+                drop(registry);
+                shared.emit(RelayEvent::Connected { relay: id, calls });
+            }
         }
         Message::Ended {
             call_id,

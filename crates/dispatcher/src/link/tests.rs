@@ -62,7 +62,12 @@ impl FakeRelay {
         .unwrap();
         let mut relay = Self { reader, writer };
         relay.status(false).await;
-        relay.send(Message::Sessions { calls: vec![] }).await;
+        relay
+            .send(Message::Sessions {
+                calls: vec![],
+                more: false,
+            })
+            .await;
         relay
     }
 
@@ -249,6 +254,31 @@ async fn garbage_closes_that_relays_link_and_a_reply_flood_harms_nobody() {
     assert_eq!(
         pool.command(bad_id, ping(), SHORT).await,
         Err(CommandError::Gone)
+    );
+}
+
+#[tokio::test]
+async fn a_session_list_in_several_messages_is_one_connected_event() {
+    let dir = cluster("listing");
+    let pool = pool(&dir, |_| {}).await;
+    let mut events = pool.subscribe();
+    let mut relay = FakeRelay::connect(&dir, "relay1", &pool).await;
+    let id = connected(&mut events).await;
+    assert!(pool.request_sessions(id));
+    assert_eq!(relay.next().await, Message::ListSessions);
+    for (calls, more) in [(vec!["a".to_owned()], true), (vec!["b".to_owned()], false)] {
+        relay.send(Message::Sessions { calls, more }).await;
+    }
+    let e = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        e,
+        RelayEvent::Connected {
+            relay: id,
+            calls: vec!["a".into(), "b".into()]
+        }
     );
 }
 

@@ -14,6 +14,8 @@
 //! * [`pool`] is the seam between the front doors and the link: the relays the
 //!   dispatcher can use right now, a way to send one of them a command, and the events
 //!   the relays report (connected, gone, calls expired).
+//! * [`link`] implements it over mutual TLS: relays connect to the dispatcher
+//!   (`docs/dispatcher-link.md`; shared wire format and TLS in `mediagate_link`).
 //!
 //! * [`mediaproxy`] is MediaProxy's request language (sans-IO); [`router::Router`]
 //!   makes the decisions both front doors share (which relay, sticky calls, failover,
@@ -22,7 +24,7 @@
 //!   [`role`] starts it all as the binary's `dispatcher` role. `docs/dispatcher.md`
 //!   has the policy.
 //!
-//! What it does not (yet): the TLS link to remote relays, accounting and ending
+//! What it does not (yet): use the TLS link in the role, accounting and ending
 //! dialogs (they attach to [`router::EndedHook`]), the management line protocol, and
 //! chained relays.
 
@@ -31,6 +33,7 @@
 pub mod dialog_end;
 pub(crate) mod front_mediaproxy;
 pub(crate) mod front_ng;
+pub mod link;
 pub mod local_pool;
 pub mod mediaproxy;
 pub mod mgmt;

@@ -29,6 +29,7 @@
 //! What it does not (yet): media idle timeouts of relayed pairs (they end with their
 //! session, or when health takes their back end down).
 
+mod outbox;
 pub(crate) mod proxy;
 #[cfg(test)]
 mod proxy_tests;

@@ -276,6 +276,9 @@ impl Service {
                     threads: 1,
                     quarantine: PAIR_QUARANTINE,
                     latch: LatchPolicy::default(),
+                    scheduling: role.forward_scheduling,
+                    socket_buffer: usize::try_from(role.relay_socket_buffer.get().bytes())
+                        .unwrap_or(usize::MAX),
                 })
                 .map_err(|e| {
                     format!(
@@ -283,6 +286,13 @@ impl Service {
                         config.name.get()
                     )
                 })?;
+                if let Some(why) = relay.scheduling_refused() {
+                    tracing::warn!(
+                        service = %config.name.get(),
+                        "balancer: the media forwarding thread keeps the process's scheduling, not forward_scheduling = \"{}\": {why}",
+                        role.forward_scheduling
+                    );
+                }
                 Some(relay)
             }
             _ => None,

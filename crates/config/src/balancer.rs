@@ -19,10 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use super::bounded::Bounded;
 use super::bounded_duration::BoundedDuration;
+use super::byte_size::ByteSize;
 use super::duration::HumanDuration;
 use super::located::Located;
 use super::net::BindAddr;
 use super::port_range::PortPairRange;
+use super::scheduling::ThreadScheduling;
 use super::url::{parse_host_name, Host, RtspUrl};
 use super::value_error::{quoted, InvalidValue};
 
@@ -81,6 +83,23 @@ pub struct BalancerConfig {
     /// Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vrrp_track_file: Option<Located<PathBuf>>,
+    /// Relay mode: the scheduling of each service's media forwarding thread, written
+    /// as `[relay] forward_scheduling` (`"normal"`, `"normal:-5"`, `"fifo:10"`, ...).
+    /// Real-time keeps a busy host from delaying packets past the sockets' buffers;
+    /// it needs `CAP_SYS_NICE` or `RLIMIT_RTPRIO`, and when refused the log says so
+    /// and the thread keeps the process's scheduling. Default: `"normal"`.
+    pub forward_scheduling: ThreadScheduling,
+    /// Relay mode: the receive and send buffer asked for each relayed UDP socket
+    /// (`SO_RCVBUFFORCE`, else `SO_RCVBUF` capped by `net.core.rmem_max`; the same
+    /// for sending). A larger one rides out longer stalls of the forwarding thread
+    /// without loss; it costs memory only while packets wait. Up to `"64MiB"`;
+    /// `"0B"` keeps the kernel's default. Default: `"1MiB"`.
+    pub relay_socket_buffer: Located<ByteSize>,
+    /// Relay mode: a relayed stream with no media either way for this long is
+    /// closed and counted (`media_timeouts`), whatever its session does. Default:
+    /// `session_timeout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_timeout: Option<Located<HumanDuration>>,
     /// The services, one table each.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub service: Vec<ServiceConfig>,
@@ -100,6 +119,9 @@ impl Default for BalancerConfig {
             sync_peer: None,
             vrrp_state_file: None,
             vrrp_track_file: None,
+            forward_scheduling: ThreadScheduling::NORMAL,
+            relay_socket_buffer: Located::new(ByteSize::from_mib(1)),
+            media_timeout: None,
             service: Vec::new(),
         }
     }
@@ -411,7 +433,53 @@ mod tests {
         assert_eq!(b.max_sessions.get(), 100_000);
         assert_eq!(b.max_pending_setups.get(), 8);
         assert_eq!(b.max_streams_per_session.get(), 16);
+        assert_eq!(b.forward_scheduling, ThreadScheduling::NORMAL);
+        assert_eq!(b.relay_socket_buffer.get().bytes(), 1024 * 1024);
+        assert!(b.media_timeout.is_none());
         assert!(b.service.is_empty());
+    }
+
+    #[test]
+    fn the_relay_mode_keys() {
+        let b = balancer_of(
+            r#"
+[edge]
+enabled = false
+[balancer]
+enabled = true
+forward_scheduling = "fifo:10"
+relay_socket_buffer = "4MiB"
+media_timeout = "20s"
+[[balancer.service]]
+name = "rtsp"
+listen = ["0.0.0.0:554"]
+backends = ["10.0.0.1:8554"]
+"#,
+        );
+        assert_eq!(
+            b.forward_scheduling,
+            ThreadScheduling::Fifo { priority: 10 }
+        );
+        assert_eq!(b.relay_socket_buffer.get().bytes(), 4 * 1024 * 1024);
+        assert_eq!(
+            b.media_timeout.map(|t| t.get().get()),
+            Some(Duration::from_secs(20))
+        );
+        let base = "[edge]\nenabled = false\n[balancer]\nenabled = true\n";
+        let service = "[[balancer.service]]\nname = \"r\"\nlisten = [\"0.0.0.0:554\"]\nbackends = [\"10.0.0.1:8554\"]\n";
+        for (key, word) in [
+            ("forward_scheduling = \"fifo:0\"\n", "forward_scheduling"),
+            ("relay_socket_buffer = \"65MiB\"\n", "relay_socket_buffer"),
+            ("media_timeout = \"0s\"\n", "media_timeout"),
+        ] {
+            let lines = error_lines(&format!("{base}{key}{service}"));
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains(word) || l.contains("fifo:0")),
+                "{key}: {lines:?}"
+            );
+        }
     }
 
     #[test]

@@ -130,6 +130,7 @@ fn fully_populated() -> Config {
     c.balancer.sync_peer = Some(Located::new(BindAddr("10.0.0.12:5540".parse().unwrap())));
     c.balancer.vrrp_state_file = Some(Located::new("/run/mediagate/vrrp-state".into()));
     c.balancer.vrrp_track_file = Some(Located::new("/run/mediagate/vrrp-track".into()));
+    c.balancer.media_timeout = Some(Located::new(HumanDuration::from_secs(60)));
     c.relay.media_address = Located::new(vec![MediaAddress {
         address: Located::new("192.0.2.20".parse().unwrap()),
         advertised: Some("203.0.113.20".parse().unwrap()),

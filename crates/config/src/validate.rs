@@ -364,6 +364,19 @@ fn check_balancer(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, S
             "balancer.session_timeout must be longer than 0s".into(),
         );
     }
+    if let Some(t) = balancer.media_timeout.as_ref().filter(|t| t.is_zero()) {
+        fail(
+            t.span(),
+            "balancer.media_timeout must be longer than 0s; leave it out to use session_timeout"
+                .into(),
+        );
+    }
+    if balancer.relay_socket_buffer.get().bytes() > 64 * 1024 * 1024 {
+        fail(
+            balancer.relay_socket_buffer.span(),
+            "balancer.relay_socket_buffer must be at most \"64MiB\"".into(),
+        );
+    }
     for (i, service) in balancer.service.iter().enumerate() {
         let name = service.name.get();
         if name.is_empty() {

@@ -328,6 +328,7 @@ impl Relay {
                 coalesce: config.forward_coalesce,
                 io: config.forward_io,
                 scheduling: config.forward_scheduling,
+                socket_buffer: 0,
             },
         )
         .map_err(StartError::Forwarding)?;

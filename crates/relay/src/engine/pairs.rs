@@ -44,6 +44,11 @@ pub struct PairRelayConfig {
     pub quarantine: Duration,
     /// The latching knobs.
     pub latch: LatchPolicy,
+    /// The forwarding threads' scheduling policy.
+    pub scheduling: ThreadScheduling,
+    /// Receive and send buffer asked for each socket, in bytes (0: the kernel's
+    /// default): what the sockets hold while a forwarding thread waits for a CPU.
+    pub socket_buffer: usize,
 }
 
 /// What one side's party is expected to send from.
@@ -110,7 +115,8 @@ impl PairRelay {
                 threads: config.threads.max(1),
                 coalesce: Duration::ZERO,
                 io: ForwardIo::Auto,
-                scheduling: ThreadScheduling::NORMAL,
+                scheduling: config.scheduling,
+                socket_buffer: config.socket_buffer,
             },
         )?;
         Ok(Self {
@@ -163,6 +169,12 @@ impl PairRelay {
             m.legs[0].rtp_latch.confirmed(),
             m.legs[1].rtp_latch.confirmed(),
         ]
+    }
+
+    /// Why the forwarding threads could not take their scheduling policy, if they
+    /// could not.
+    pub fn scheduling_refused(&self) -> Option<String> {
+        lock(&self.env).scheduling_refused().map(str::to_owned)
     }
 
     /// Starts forwarding `pair`, expecting `expected[side]` on each side.
@@ -259,6 +271,8 @@ mod tests {
             threads: 1,
             quarantine: Duration::from_secs(1),
             latch: LatchPolicy::default(),
+            scheduling: ThreadScheduling::NORMAL,
+            socket_buffer: 0,
         })
         .unwrap();
         let now = Instant::now();
@@ -308,6 +322,8 @@ mod tests {
             threads: 1,
             quarantine: Duration::from_secs(1),
             latch: LatchPolicy::default(),
+            scheduling: ThreadScheduling::NORMAL,
+            socket_buffer: 1 << 20,
         };
         let active = PairRelay::start(&config).unwrap();
         let now = Instant::now();
@@ -365,6 +381,8 @@ mod tests {
             threads: 1,
             quarantine: Duration::from_secs(1),
             latch: LatchPolicy::default(),
+            scheduling: ThreadScheduling::NORMAL,
+            socket_buffer: 0,
         })
         .unwrap();
         let now = Instant::now();

@@ -143,8 +143,8 @@ fn mode_name(mode: MediaMode) -> &'static str {
     }
 }
 
-/// Sessions whose timeout passed leave the table; the sessions' back ends expire them
-/// on their own.
+/// Sessions whose timeout passed leave the table (the sessions' back ends expire them
+/// on their own), and relayed streams idle for `media_timeout` close.
 async fn expire_sessions(services: Arc<[Arc<Service>]>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -152,6 +152,7 @@ async fn expire_sessions(services: Arc<[Arc<Service>]>) {
         let now = Instant::now();
         for svc in services.iter() {
             svc.expire(now);
+            svc.expire_media(now);
         }
     }
 }
@@ -235,6 +236,24 @@ fn applicable(running: &BalancerConfig, wanted: &BalancerConfig) -> (BalancerCon
         "balancer.vrrp_track_file",
         &running.vrrp_track_file,
         &mut next.vrrp_track_file,
+        &mut notes,
+    );
+    keep_until_restart(
+        "balancer.forward_scheduling",
+        &running.forward_scheduling,
+        &mut next.forward_scheduling,
+        &mut notes,
+    );
+    keep_until_restart(
+        "balancer.relay_socket_buffer",
+        &running.relay_socket_buffer,
+        &mut next.relay_socket_buffer,
+        &mut notes,
+    );
+    keep_until_restart(
+        "balancer.media_timeout",
+        &running.media_timeout,
+        &mut next.media_timeout,
         &mut notes,
     );
     let mut services: Vec<ServiceConfig> = Vec::new();
@@ -552,6 +571,13 @@ impl Collect for BalancerMetrics {
             "Sessions removed by their timeout, per service",
             "service",
             by_service(&|s| read(&s.stats.sessions_expired)),
+        )?;
+        emit_counter(
+            scrape,
+            "media_timeouts",
+            "Relayed streams closed after media_timeout without RTP either way, per service",
+            "service",
+            by_service(&|s| read(&s.stats.media_timeouts)),
         )?;
         let per = |f: &dyn Fn(&Figures) -> u64| -> Vec<(String, u64)> {
             per_backend

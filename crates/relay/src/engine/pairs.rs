@@ -72,6 +72,8 @@ pub struct Pair {
 pub struct PairCounters {
     pub packets: [u64; 2],
     pub bytes: [u64; 2],
+    /// Of `packets`, the RTP ones (media, not RTCP reports).
+    pub rtp_packets: [u64; 2],
 }
 
 /// Why a pair could not be opened.
@@ -226,6 +228,7 @@ impl PairRelay {
         for (side, leg) in m.legs.iter().enumerate() {
             out.packets[side] = leg.rtp.packets + leg.rtcp.packets;
             out.bytes[side] = leg.rtp.bytes + leg.rtcp.bytes;
+            out.rtp_packets[side] = leg.rtp.packets;
         }
         out
     }

@@ -3,6 +3,9 @@
 //! [`Service`] as RTSP services (its scheduler, client-IP persistence and health),
 //! with running flow counts from the L4 counters.
 //!
+//! A back end that goes down loses its flows at once: UDP flows are dropped (the
+//! client's next datagram is re-picked) and TCP connections are closed.
+//!
 //! What it does not: port groups (no config for them yet), reload.
 
 use std::net::{IpAddr, SocketAddr};
@@ -50,6 +53,7 @@ pub(crate) struct L4Running {
     pub(crate) counters: Arc<ServiceCounters>,
     handles: Mutex<Vec<ServiceHandle>>,
     udp_flows: Vec<UdpFlows>,
+    kind: ServiceKind,
     pub(crate) bound: Vec<SocketAddr>,
 }
 
@@ -124,12 +128,18 @@ impl L4Running {
             counters,
             handles: Mutex::new(handles),
             udp_flows,
+            kind,
             bound,
         })
     }
 
-    /// A back end went down: its UDP flows are dropped at once.
+    /// A back end went down: its UDP flows are dropped and its TCP connections
+    /// closed, at once; returns how many.
     pub(crate) fn backend_down(&self, id: BackendId) -> usize {
+        if self.kind == ServiceKind::Tcp {
+            let closed = self.counters.backend(id).close_connections();
+            return usize::try_from(closed).unwrap_or(usize::MAX);
+        }
         self.udp_flows.iter().map(|f| f.remove_backend(id)).sum()
     }
 
@@ -155,10 +165,14 @@ mod tests {
     use super::*;
 
     async fn service(kind: &str, backends: &[SocketAddr]) -> Arc<Service> {
+        service_with(kind, backends, "").await
+    }
+
+    async fn service_with(kind: &str, backends: &[SocketAddr], extra: &str) -> Arc<Service> {
         let list: Vec<String> = backends.iter().map(|a| format!("\"{a}\"")).collect();
         let text = format!(
             "[edge]\nenabled = false\n[balancer]\nenabled = true\n[[balancer.service]]\nname = \"l4\"\n\
-             kind = \"{kind}\"\nlisten = [\"127.0.0.1:0\"]\nbackends = [{}]\n",
+             kind = \"{kind}\"\nlisten = [\"127.0.0.1:0\"]\nbackends = [{}]\n{extra}",
             list.join(", ")
         );
         let config = mediagate_config::parse_config(&text).unwrap();
@@ -194,6 +208,65 @@ mod tests {
         assert_eq!(&buf, b"hello");
         let figures = svc.figures();
         assert_eq!(figures[0].1.connections, 1);
+        running.stop(Duration::from_millis(100)).await;
+    }
+
+    /// A TCP back end whose health check fails (it stops listening) has its running
+    /// connections closed at once, though the back end itself keeps them open.
+    #[tokio::test]
+    async fn tcp_connections_to_a_back_end_that_goes_down_are_closed_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let backend_addr = listener.local_addr().unwrap();
+        let (held_tx, mut held) = tokio::sync::mpsc::unbounded_channel();
+        let accept = tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                s.write_all(b"hi").await.unwrap();
+                // Kept open (not read, not closed) for the whole test.
+                held_tx.send(s).unwrap();
+            }
+        });
+        let health = "[balancer.service.health]\ncheck = \"tcp\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n";
+        let svc = service_with("tcp", &[backend_addr], health).await;
+        let running = Arc::new(
+            L4Running::start(Arc::clone(&svc), ServiceKind::Tcp, 10)
+                .await
+                .unwrap(),
+        );
+        let _ = svc.l4.set(Arc::clone(&running.counters));
+        let weak = Arc::downgrade(&running);
+        svc.on_backend_down(move |id| weak.upgrade().map_or(0, |r| r.backend_down(id)));
+        let watchers = crate::service::watch_health(&svc);
+        let mut c = TcpStream::connect(running.bound[0]).await.unwrap();
+        let mut buf = [0u8; 2];
+        tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf, b"hi");
+        let _backend_side = held.recv().await.unwrap();
+        // Still open after several check rounds while the back end is up.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let mut one = [0u8; 1];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), c.read(&mut one))
+                .await
+                .is_err(),
+            "closed while the back end was up"
+        );
+        // The back end stops listening: its checks fail, and the connection ends.
+        accept.abort();
+        let started = std::time::Instant::now();
+        let n = tokio::time::timeout(Duration::from_secs(3), c.read(&mut one))
+            .await
+            .expect("the balancer closes the connection within the check interval")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(svc.figures()[0].1.sessions, 0);
+        for w in watchers {
+            w.abort();
+        }
         running.stop(Duration::from_millis(100)).await;
     }
 

@@ -6,7 +6,10 @@
 //! A back end that goes down loses its flows at once: UDP flows are dropped (the
 //! client's next datagram is re-picked) and TCP connections are closed.
 //!
-//! What it does not: port groups (no config for them yet), reload.
+//! `kind = "port_group"` runs an [`l4::group::PortGroup`] (the listen port, TCP, and
+//! `udp_ports`, all of a client IP's flows to one back end) over the same picker.
+//!
+//! What it does not: reload.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,6 +19,7 @@ use mediagate_config::ServiceKind;
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::backend::BackendId;
+use crate::l4::group::{PortGroup, PortGroupConfig};
 use crate::l4::udp::UdpFlows;
 use crate::l4::{tcp, udp, Picker, ServiceCounters, ServiceHandle};
 use crate::service::Service;
@@ -53,9 +57,15 @@ pub(crate) struct L4Running {
     pub(crate) counters: Arc<ServiceCounters>,
     handles: Mutex<Vec<ServiceHandle>>,
     udp_flows: Vec<UdpFlows>,
+    /// `kind = "port_group"`: the group (taken out when stopped).
+    group: Mutex<Option<PortGroup>>,
     kind: ServiceKind,
     pub(crate) bound: Vec<SocketAddr>,
 }
+
+/// How long a port group keeps a client pinned after its last flow without
+/// `persistence_timeout`: the classic recipe's 600 s.
+const GROUP_PERSISTENCE: Duration = Duration::from_secs(600);
 
 impl L4Running {
     /// Binds `svc`'s listeners as its kind says and starts serving.
@@ -63,6 +73,8 @@ impl L4Running {
         svc: Arc<Service>,
         kind: ServiceKind,
         max_connections: usize,
+        udp_ports: &[std::ops::RangeInclusive<u16>],
+        persistence: Option<Duration>,
     ) -> Result<L4Running, String> {
         let counters = Arc::new(ServiceCounters::default());
         let picker: Arc<dyn Picker> = Arc::new(ServicePicker {
@@ -72,7 +84,34 @@ impl L4Running {
         let mut handles = Vec::new();
         let mut udp_flows = Vec::new();
         let mut bound = Vec::new();
-        for addr in &svc.listen {
+        let mut group = None;
+        if kind == ServiceKind::PortGroup {
+            let Some(&tcp) = svc.listen.first() else {
+                return Err(format!("port group \"{}\" has no listen address", svc.name));
+            };
+            let mut config = PortGroupConfig::new(Some(tcp), tcp.ip(), udp_ports.to_vec());
+            config.persistence = persistence.unwrap_or(GROUP_PERSISTENCE);
+            config.tcp_config.proxy_v2 = svc.proxy_protocol;
+            config.tcp_config.max_connections = max_connections;
+            config.udp_config.max_flows = max_connections;
+            let started = PortGroup::start(config, Arc::clone(&picker), Arc::clone(&counters))
+                .await
+                .map_err(|e| format!("port group \"{}\": cannot listen: {e}", svc.name))?;
+            bound.extend(started.tcp_addr());
+            tracing::info!(
+                "balancer: port group {} on TCP {tcp} and {} UDP ports ({} back ends)",
+                svc.name,
+                udp_ports.iter().map(|r| r.clone().count()).sum::<usize>(),
+                svc.backend_list().len()
+            );
+            group = Some(started);
+        }
+        let listen = if kind == ServiceKind::PortGroup {
+            &[][..]
+        } else {
+            &svc.listen[..]
+        };
+        for addr in listen {
             let cannot = |e: std::io::Error| {
                 format!("service \"{}\": cannot listen on {addr}: {e}", svc.name)
             };
@@ -110,10 +149,12 @@ impl L4Running {
                     handles.push(handle);
                     udp_flows.push(flows);
                 }
-                ServiceKind::Rtsp => return Err("an RTSP service is not an L4 one".into()),
+                ServiceKind::Rtsp | ServiceKind::PortGroup => {
+                    return Err("not a plain TCP or UDP service".into())
+                }
             }
         }
-        for addr in &bound {
+        for addr in bound.iter().filter(|_| group.is_none()) {
             tracing::info!(
                 "balancer: service {} listening for {} on {addr} ({} back ends)",
                 svc.name,
@@ -128,6 +169,7 @@ impl L4Running {
             counters,
             handles: Mutex::new(handles),
             udp_flows,
+            group: Mutex::new(group),
             kind,
             bound,
         })
@@ -136,11 +178,20 @@ impl L4Running {
     /// A back end went down: its UDP flows are dropped and its TCP connections
     /// closed, at once; returns how many.
     pub(crate) fn backend_down(&self, id: BackendId) -> usize {
-        if self.kind == ServiceKind::Tcp {
-            let closed = self.counters.backend(id).close_connections();
-            return usize::try_from(closed).unwrap_or(usize::MAX);
+        let udp: usize = self.udp_flows.iter().map(|f| f.remove_backend(id)).sum();
+        let group_udp = self
+            .group
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map_or(0, |g| g.remove_backend(id));
+        if self.kind == ServiceKind::Udp {
+            return udp;
         }
-        self.udp_flows.iter().map(|f| f.remove_backend(id)).sum()
+        // The counters' active flows are TCP connections and, in a group, its UDP
+        // flows too, which `remove_backend` already ended.
+        let tcp = self.counters.backend(id).close_connections();
+        group_udp + usize::try_from(tcp).unwrap_or(usize::MAX)
     }
 
     /// Stops accepting; running flows get `grace` to end.
@@ -153,6 +204,14 @@ impl L4Running {
             .collect();
         for h in handles {
             h.stop(grace).await;
+        }
+        let group = self
+            .group
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(g) = group {
+            g.stop(grace).await;
         }
     }
 }
@@ -194,7 +253,7 @@ mod tests {
             s.write_all(&buf[..n]).await.unwrap();
         });
         let svc = service("tcp", &[echo_addr]).await;
-        let running = L4Running::start(Arc::clone(&svc), ServiceKind::Tcp, 10)
+        let running = L4Running::start(Arc::clone(&svc), ServiceKind::Tcp, 10, &[], None)
             .await
             .unwrap();
         let _ = svc.l4.set(Arc::clone(&running.counters));
@@ -229,7 +288,7 @@ mod tests {
         let health = "[balancer.service.health]\ncheck = \"tcp\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n";
         let svc = service_with("tcp", &[backend_addr], health).await;
         let running = Arc::new(
-            L4Running::start(Arc::clone(&svc), ServiceKind::Tcp, 10)
+            L4Running::start(Arc::clone(&svc), ServiceKind::Tcp, 10, &[], None)
                 .await
                 .unwrap(),
         );
@@ -270,6 +329,58 @@ mod tests {
         running.stop(Duration::from_millis(100)).await;
     }
 
+    /// `kind = "port_group"` from the config: each client IP's TCP connection and
+    /// UDP datagrams (on every port of `udp_ports`) reach one back end, on the ports
+    /// they arrived on, and another client IP is scheduled on its own.
+    #[tokio::test]
+    async fn a_port_group_from_the_config_keeps_a_client_s_tcp_and_udp_on_one_back_end() {
+        use crate::l4::testutil::{at, free_ports, tcp_echo, tcp_from, udp_echo, udp_tag};
+        let (tp, up) = free_ports().await;
+        for (ip, tag) in [("127.0.0.2", b"A:"), ("127.0.0.3", b"B:")] {
+            tcp_echo(at(ip, tp), tag).await;
+            udp_echo(at(ip, up), tag).await;
+            udp_echo(at(ip, up + 1), tag).await;
+        }
+        let text = format!(
+            "[edge]\nenabled = false\n[balancer]\nenabled = true\n[[balancer.service]]\nname = \"g\"\n\
+             kind = \"port_group\"\nlisten = [\"127.0.0.1:{tp}\"]\nudp_ports = [\"{up}-{}\"]\n\
+             backends = [\"127.0.0.2:{tp}\", \"127.0.0.3:{tp}\"]\npersistence_timeout = \"1m\"\n",
+            up + 1
+        );
+        let config = mediagate_config::parse_config(&text).unwrap();
+        let sc = &config.balancer.service[0];
+        let svc = Arc::new(Service::resolve(sc, &config.balancer).await.unwrap());
+        let running = L4Running::start(
+            Arc::clone(&svc),
+            ServiceKind::PortGroup,
+            100,
+            &[up..=up + 1],
+            Some(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+        let _ = svc.l4.set(Arc::clone(&running.counters));
+        assert_eq!(running.bound, vec![at("127.0.0.1", tp)]);
+        let mut tags = Vec::new();
+        for client in ["127.0.0.1", "127.0.0.5"] {
+            let (_tcp, tag) = tcp_from(client, at("127.0.0.1", tp)).await;
+            let u = UdpSocket::bind(at(client, 0)).await.unwrap();
+            assert_eq!(udp_tag(&u, at("127.0.0.1", up)).await, tag, "{client}");
+            assert_eq!(udp_tag(&u, at("127.0.0.1", up + 1)).await, tag, "{client}");
+            // A new UDP source port is a new flow: still pinned.
+            let again = UdpSocket::bind(at(client, 0)).await.unwrap();
+            assert_eq!(udp_tag(&again, at("127.0.0.1", up)).await, tag, "{client}");
+            tags.push(tag);
+        }
+        assert_ne!(
+            tags[0], tags[1],
+            "round robin gave the second client the other back end"
+        );
+        let flows: u64 = svc.figures().iter().map(|(_, f)| f.connections).sum();
+        assert_eq!(flows, 2 * 4, "one TCP and three UDP flows per client");
+        running.stop(Duration::from_millis(100)).await;
+    }
+
     #[tokio::test]
     async fn a_udp_service_relays_datagrams_both_ways() {
         let echo = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -280,7 +391,7 @@ mod tests {
             echo.send_to(&buf[..n], from).await.unwrap();
         });
         let svc = service("udp", &[echo_addr]).await;
-        let running = L4Running::start(Arc::clone(&svc), ServiceKind::Udp, 10)
+        let running = L4Running::start(Arc::clone(&svc), ServiceKind::Udp, 10, &[], None)
             .await
             .unwrap();
         let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();

@@ -75,6 +75,10 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
                         Arc::clone(&svc),
                         *sc.kind.get(),
                         usize::try_from(b.max_connections.get()).unwrap_or(usize::MAX),
+                        &sc.udp_ports.as_ref().map_or_else(Vec::new, |u| {
+                            u.iter().map(|r| r.low()..=r.high()).collect()
+                        }),
+                        sc.persistence_timeout.as_ref().map(|t| t.get().get()),
                     )
                     .await?,
                 );
@@ -302,6 +306,12 @@ fn applicable(running: &BalancerConfig, wanted: &BalancerConfig) -> (BalancerCon
             &mut notes,
         );
         keep_until_restart(&key("health"), &run.health, &mut svc.health, &mut notes);
+        keep_until_restart(
+            &key("udp_ports"),
+            &run.udp_ports,
+            &mut svc.udp_ports,
+            &mut notes,
+        );
         services.push(svc);
     }
     for want in &wanted.service {

@@ -311,12 +311,18 @@ impl Service {
             backends: RwLock::new(backends),
             health: config.health.as_ref().map(|h| h.get().clone()),
             scheduler: Mutex::new(Scheduler::new(algorithm(config))),
-            persistence: config.persistence_timeout.as_ref().map(|t| {
-                Mutex::new(ClientIpTable::new(
-                    t.get().get(),
-                    DEFAULT_PERSISTENCE_CAPACITY,
-                ))
-            }),
+            // A port group pins clients itself (`l4::group`, LVS semantics: held while
+            // the client has flows); a second, time-only table would disagree.
+            persistence: config
+                .persistence_timeout
+                .as_ref()
+                .filter(|_| *config.kind.get() != ServiceKind::PortGroup)
+                .map(|t| {
+                    Mutex::new(ClientIpTable::new(
+                        t.get().get(),
+                        DEFAULT_PERSISTENCE_CAPACITY,
+                    ))
+                }),
             table: Mutex::new(SessionTable::new(SessionLimits {
                 max_sessions,
                 max_pending_setups: role.max_pending_setups.get(),

@@ -23,7 +23,7 @@ use super::byte_size::ByteSize;
 use super::duration::HumanDuration;
 use super::located::Located;
 use super::net::BindAddr;
-use super::port_range::PortPairRange;
+use super::port_range::{PortPairRange, PortRange};
 use super::scheduling::ThreadScheduling;
 use super::url::{parse_host_name, Host, RtspUrl};
 use super::value_error::{quoted, InvalidValue};
@@ -171,6 +171,11 @@ pub struct ServiceConfig {
     /// Default: none (always up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Located<HealthConfig>>,
+    /// `kind = "port_group"` only: UDP ports (`"5004-5010"` or `"6970"`), on the
+    /// listen address's IP, whose datagrams go to the back end the client IP is
+    /// pinned to, as its TCP connections to the listen port do. At most 4,096 ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_ports: Option<Located<Vec<PortRange>>>,
 }
 
 impl ServiceConfig {
@@ -188,6 +193,7 @@ impl ServiceConfig {
             ports: default_balancer_ports(),
             proxy_protocol: Located::new(false),
             health: None,
+            udp_ports: None,
         }
     }
 }
@@ -211,6 +217,11 @@ pub enum ServiceKind {
     Tcp,
     /// UDP sessions by 4-tuple.
     Udp,
+    /// The LVS firewall-mark recipe: the TCP listen port and `udp_ports` form one
+    /// group, and all of a client IP's flows to it go to one back end (on the port
+    /// they arrived on), pinned while it has flows and `persistence_timeout` after.
+    #[serde(rename = "port_group")]
+    PortGroup,
 }
 
 /// The schedulers by config name.
@@ -437,6 +448,45 @@ mod tests {
         assert_eq!(b.relay_socket_buffer.get().bytes(), 1024 * 1024);
         assert!(b.media_timeout.is_none());
         assert!(b.service.is_empty());
+    }
+
+    #[test]
+    fn a_port_group_service() {
+        let b = balancer_of(
+            r#"
+[edge]
+enabled = false
+[balancer]
+enabled = true
+[[balancer.service]]
+name = "mms"
+kind = "port_group"
+listen = ["0.0.0.0:1755"]
+udp_ports = ["5004-5010", "6970"]
+backends = ["10.0.0.1:1755", "10.0.0.2:1755"]
+persistence_timeout = "10m"
+"#,
+        );
+        let s = &b.service[0];
+        assert_eq!(*s.kind.get(), ServiceKind::PortGroup);
+        let ports: Vec<String> = s
+            .udp_ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(ports, ["5004-5010", "6970"]);
+        let base = "[edge]\nenabled = false\n[balancer]\nenabled = true\n[[balancer.service]]\nname = \"g\"\nbackends = [\"10.0.0.1:1755\"]\n";
+        for (lines, word) in [
+            ("kind = \"port_group\"\nlisten = [\"0.0.0.0:1755\"]\n", "needs udp_ports"),
+            ("kind = \"tcp\"\nlisten = [\"0.0.0.0:1755\"]\nudp_ports = [\"5004\"]\n", "port_group\" only"),
+            ("kind = \"port_group\"\nlisten = [\"0.0.0.0:1755\"]\nudp_ports = [\"1000-6000\"]\n", "more than 4096"),
+            ("kind = \"port_group\"\nlisten = [\"0.0.0.0:1755\", \"0.0.0.0:1756\"]\nudp_ports = [\"5004\"]\n", "one TCP address"),
+        ] {
+            let errors = error_lines(&format!("{base}{lines}"));
+            assert!(errors.iter().any(|l| l.contains(word)), "{lines}: {errors:?}");
+        }
     }
 
     #[test]

@@ -115,6 +115,7 @@ fn fully_populated() -> Config {
     );
     service.load_factor = Some(Located::new(1.25));
     service.persistence_timeout = Some(Located::new(HumanDuration::from_secs(600)));
+    service.udp_ports = Some(Located::new(vec!["5004-5010".parse().unwrap()]));
     service.health = Some(Located::new(HealthConfig {
         check: HealthCheckKind::RtspOptions,
         interval: HumanDuration::from_secs(2),

@@ -433,6 +433,32 @@ fn check_balancer(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, S
                 );
             }
         }
+        let group = *service.kind.get() == crate::ServiceKind::PortGroup;
+        match &service.udp_ports {
+            Some(u) if !group => fail(
+                u.span(),
+                format!("service \"{name}\": udp_ports applies to kind = \"port_group\" only; remove it"),
+            ),
+            Some(u) if u.is_empty() => fail(
+                u.span(),
+                format!("service \"{name}\": udp_ports needs at least one port or range"),
+            ),
+            Some(u) if u.iter().map(|r| r.port_count()).sum::<u32>() > 4096 => fail(
+                u.span(),
+                format!("service \"{name}\": udp_ports holds more than 4096 ports (a socket each); use a smaller range"),
+            ),
+            None if group => fail(
+                service.kind.span(),
+                format!("service \"{name}\": a port group needs udp_ports, such as [\"5004-5010\"]"),
+            ),
+            _ => {}
+        }
+        if group && service.listen.len() > 1 {
+            fail(
+                service.listen.span(),
+                format!("service \"{name}\": a port group listens on one TCP address (its UDP ports bind on the same IP)"),
+            );
+        }
         if *service.kind.get() != crate::ServiceKind::Rtsp {
             for span in [service.media_mode.span(), service.ports.span()]
                 .into_iter()

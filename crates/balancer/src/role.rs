@@ -428,7 +428,10 @@ impl Role for BalancerRole {
         let value = match resource {
             "services" => self.services_json(),
             "backends" => self.backends_json(),
-            "failover" => self.failover.as_ref().map_or(Value::Null, |f| f.json()),
+            "failover" => self.failover.as_ref().map_or_else(
+                || serde_json::json!({"configured": false, "active": true, "state": "active"}),
+                |f| f.json(),
+            ),
             _ => return None,
         };
         Some(Box::pin(async move { value }))

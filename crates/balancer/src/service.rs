@@ -753,4 +753,40 @@ mod tests {
             "forgotten, seen anew"
         );
     }
+
+    /// The nice value of each of this process's threads named `relay-fwd*`.
+    fn forwarding_nice() -> Vec<i64> {
+        let mut out = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if !comm.starts_with("relay-fwd") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // Fields after the command's closing parenthesis: state is the 3rd field
+            // of stat, nice the 19th.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            if let Some(nice) = rest.split_whitespace().nth(16).and_then(|n| n.parse().ok()) {
+                out.push(nice);
+            }
+        }
+        out
+    }
+
+    /// `[balancer] forward_scheduling` reaches the relay-mode service's forwarding
+    /// thread (a nice value: needs no privilege to raise).
+    #[tokio::test]
+    async fn forward_scheduling_applies_to_the_relay_forwarding_thread() {
+        let before = forwarding_nice().iter().filter(|&&n| n == 7).count();
+        let text = "[edge]\nenabled = false\n[balancer]\nenabled = true\nforward_scheduling = \"normal:7\"\n\
+                    [[balancer.service]]\nname = \"t\"\nlisten = [\"127.0.0.1:0\"]\n\
+                    backends = [\"127.0.0.1:9\"]\nports = \"46600-46699\"\n";
+        let config = mediagate_config::parse_config(text).unwrap();
+        let svc = Service::resolve(&config.balancer.service[0], &config.balancer)
+            .await
+            .unwrap();
+        assert!(svc.relay.is_some());
+        let after = forwarding_nice().iter().filter(|&&n| n == 7).count();
+        assert_eq!(after, before + 1, "{:?}", forwarding_nice());
+    }
 }

@@ -16,7 +16,10 @@
 #   hold   HOLD sessions (2 per connection, SETUP without PLAY) held for SECONDS
 #          through "three", the balancer's VmRSS
 # Every process logs at warn (the per-session info lines are not what is measured).
-# FWD_FIFO=1 makes the balancer's forwarding thread SCHED_FIFO 10 for the relay phase.
+# FWD_FIFO=1 gives the balancers `forward_scheduling = "fifo:10"` (their forwarding
+# threads real-time); RCVBUF=SIZE sets their `relay_socket_buffer` (default "1MiB");
+# MEDIAGATE=PATH runs another mediagate binary (an older build, for before/after);
+# CHURN=stub runs only the churn targets with stub back ends.
 # Needs release builds:
 #   cargo build --release -p mediagate -p mediagate-loadgen
 # Usage: scripts/bench-balancer.sh [SECONDS] [RATE] [CONNS] [VIEWERS] [HOLD] [PHASES]
@@ -30,6 +33,7 @@ viewers=${4:-1000}
 hold=${5:-10000}
 phases=${6:-churn relay hold}
 bin=target/release
+mediagate=${MEDIAGATE:-$bin/mediagate}
 origin_port=18554
 edge_ports=(18561 18562 18563)
 one_port=18601
@@ -73,7 +77,7 @@ max_connections_per_client = 20000
 advertised = "/cam"
 origin = "rtsp://127.0.0.1:$origin_port/live"
 EOT
-  "$bin/mediagate" run --config "$d/mediagate.toml" > "$d/log" 2>&1 &
+  "$mediagate" run --config "$d/mediagate.toml" > "$d/log" 2>&1 &
   edge_pids+=($!)
   pids+=($!)
 done
@@ -99,6 +103,8 @@ enabled = false
 [balancer]
 enabled = true
 max_connections = 20000
+$([ -n "${FWD_FIFO:-}" ] && echo 'forward_scheduling = "fifo:10"' || true)
+$([ -n "${RCVBUF:-}" ] && echo "relay_socket_buffer = \"$RCVBUF\"" || true)
 [[balancer.service]]
 name = "rtsp"
 listen = ["127.0.0.1:$port"]
@@ -106,7 +112,7 @@ backends = [${backends%, }]
 media_mode = "relay"
 ports = "$(case $name in one) echo 30000-31999 ;; three) echo 32000-47999 ;; stub1) echo 48000-48999 ;; *) echo 49000-49999 ;; esac)"
 EOT
-  "$bin/mediagate" run --config "$d/mediagate.toml" > "$d/log" 2>&1 &
+  "$mediagate" run --config "$d/mediagate.toml" > "$d/log" 2>&1 &
   echo $!
 }
 one=$(balancer one $one_port "${edge_ports[0]}")
@@ -140,6 +146,7 @@ for phase in $phases; do
         "balancer-one (edge1):$one_port:$one:$edge_rate" \
         "balancer-three (3 edges):$three_port:$three:$edge_rate"; do
         IFS=: read -r what port pid r <<< "$target"
+        if [ "${CHURN:-}" = stub ] && [[ $what != *stub* ]]; then continue; fi
         echo "== churn $what: $r/s for $seconds s on $conns connections"
         "$bin/mediagate-loadgen" churn --url "rtsp://127.0.0.1:$port/cam" --rate "$r" \
           --seconds "$seconds" --long-viewers 0 --connections "$conns" --edge-pid "$pid" \
@@ -148,13 +155,6 @@ for phase in $phases; do
       ;;
     relay)
       echo "== relay: $viewers UDP viewers for $seconds s through balancer-three"
-      if [ -n "${FWD_FIFO:-}" ]; then
-        # As the relay role's forward_scheduling = "fifo:10", which the balancer's
-        # config does not offer yet: its forwarding threads real-time.
-        for t in /proc/"$three"/task/*; do
-          if grep -q '^relay-fwd' "$t/comm"; then chrt -f -p 10 "${t##*/}" && echo "relay-fwd thread ${t##*/}: SCHED_FIFO 10"; fi
-        done
-      fi
       local_start=$(cpu "$three")
       # Receive-buffer drops on the balancer's relay ports, sampled while its sockets
       # exist (they close with the sessions).

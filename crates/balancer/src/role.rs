@@ -75,6 +75,10 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
                         Arc::clone(&svc),
                         *sc.kind.get(),
                         usize::try_from(b.max_connections.get()).unwrap_or(usize::MAX),
+                        &sc.udp_ports.as_ref().map_or_else(Vec::new, |u| {
+                            u.iter().map(|r| r.low()..=r.high()).collect()
+                        }),
+                        sc.persistence_timeout.as_ref().map(|t| t.get().get()),
                     )
                     .await?,
                 );
@@ -143,8 +147,8 @@ fn mode_name(mode: MediaMode) -> &'static str {
     }
 }
 
-/// Sessions whose timeout passed leave the table; the sessions' back ends expire them
-/// on their own.
+/// Sessions whose timeout passed leave the table (the sessions' back ends expire them
+/// on their own), and relayed streams idle for `media_timeout` close.
 async fn expire_sessions(services: Arc<[Arc<Service>]>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -152,6 +156,7 @@ async fn expire_sessions(services: Arc<[Arc<Service>]>) {
         let now = Instant::now();
         for svc in services.iter() {
             svc.expire(now);
+            svc.expire_media(now);
         }
     }
 }
@@ -237,6 +242,24 @@ fn applicable(running: &BalancerConfig, wanted: &BalancerConfig) -> (BalancerCon
         &mut next.vrrp_track_file,
         &mut notes,
     );
+    keep_until_restart(
+        "balancer.forward_scheduling",
+        &running.forward_scheduling,
+        &mut next.forward_scheduling,
+        &mut notes,
+    );
+    keep_until_restart(
+        "balancer.relay_socket_buffer",
+        &running.relay_socket_buffer,
+        &mut next.relay_socket_buffer,
+        &mut notes,
+    );
+    keep_until_restart(
+        "balancer.media_timeout",
+        &running.media_timeout,
+        &mut next.media_timeout,
+        &mut notes,
+    );
     let mut services: Vec<ServiceConfig> = Vec::new();
     for run in &running.service {
         let name = run.name.get();
@@ -283,6 +306,12 @@ fn applicable(running: &BalancerConfig, wanted: &BalancerConfig) -> (BalancerCon
             &mut notes,
         );
         keep_until_restart(&key("health"), &run.health, &mut svc.health, &mut notes);
+        keep_until_restart(
+            &key("udp_ports"),
+            &run.udp_ports,
+            &mut svc.udp_ports,
+            &mut notes,
+        );
         services.push(svc);
     }
     for want in &wanted.service {
@@ -399,7 +428,10 @@ impl Role for BalancerRole {
         let value = match resource {
             "services" => self.services_json(),
             "backends" => self.backends_json(),
-            "failover" => self.failover.as_ref().map_or(Value::Null, |f| f.json()),
+            "failover" => self.failover.as_ref().map_or_else(
+                || serde_json::json!({"configured": false, "active": true, "state": "active"}),
+                |f| f.json(),
+            ),
             _ => return None,
         };
         Some(Box::pin(async move { value }))
@@ -552,6 +584,13 @@ impl Collect for BalancerMetrics {
             "Sessions removed by their timeout, per service",
             "service",
             by_service(&|s| read(&s.stats.sessions_expired)),
+        )?;
+        emit_counter(
+            scrape,
+            "media_timeouts",
+            "Relayed streams closed after media_timeout without RTP either way, per service",
+            "service",
+            by_service(&|s| read(&s.stats.media_timeouts)),
         )?;
         let per = |f: &dyn Fn(&Figures) -> u64| -> Vec<(String, u64)> {
             per_backend

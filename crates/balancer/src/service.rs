@@ -54,6 +54,8 @@ pub(crate) struct ServiceStats {
     pub(crate) redirects: AtomicU64,
     pub(crate) tunnels: AtomicU64,
     pub(crate) sessions_expired: AtomicU64,
+    /// Relayed streams closed by `media_timeout`.
+    pub(crate) media_timeouts: AtomicU64,
 }
 
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -183,6 +185,10 @@ pub(crate) struct Service {
     pub(crate) relay: Option<PairRelay>,
     /// The relayed pairs of each session, by the balancer's session ID.
     pairs: Mutex<HashMap<String, Vec<RelayedPair>>>,
+    /// When each relayed pair last moved media (`[balancer] media_timeout`).
+    media_idle: Mutex<MediaIdle>,
+    /// `[balancer] media_timeout`, else `session_timeout`.
+    media_timeout: Duration,
     /// `kind = "tcp"`/`"udp"`: the L4 service's counters, once it runs.
     pub(crate) l4: OnceLock<Arc<ServiceCounters>>,
     /// Told when a back end goes down (the L4 service drops its UDP flows).
@@ -276,6 +282,9 @@ impl Service {
                     threads: 1,
                     quarantine: PAIR_QUARANTINE,
                     latch: LatchPolicy::default(),
+                    scheduling: role.forward_scheduling,
+                    socket_buffer: usize::try_from(role.relay_socket_buffer.get().bytes())
+                        .unwrap_or(usize::MAX),
                 })
                 .map_err(|e| {
                     format!(
@@ -283,6 +292,13 @@ impl Service {
                         config.name.get()
                     )
                 })?;
+                if let Some(why) = relay.scheduling_refused() {
+                    tracing::warn!(
+                        service = %config.name.get(),
+                        "balancer: the media forwarding thread keeps the process's scheduling, not forward_scheduling = \"{}\": {why}",
+                        role.forward_scheduling
+                    );
+                }
                 Some(relay)
             }
             _ => None,
@@ -295,12 +311,18 @@ impl Service {
             backends: RwLock::new(backends),
             health: config.health.as_ref().map(|h| h.get().clone()),
             scheduler: Mutex::new(Scheduler::new(algorithm(config))),
-            persistence: config.persistence_timeout.as_ref().map(|t| {
-                Mutex::new(ClientIpTable::new(
-                    t.get().get(),
-                    DEFAULT_PERSISTENCE_CAPACITY,
-                ))
-            }),
+            // A port group pins clients itself (`l4::group`, LVS semantics: held while
+            // the client has flows); a second, time-only table would disagree.
+            persistence: config
+                .persistence_timeout
+                .as_ref()
+                .filter(|_| *config.kind.get() != ServiceKind::PortGroup)
+                .map(|t| {
+                    Mutex::new(ClientIpTable::new(
+                        t.get().get(),
+                        DEFAULT_PERSISTENCE_CAPACITY,
+                    ))
+                }),
             table: Mutex::new(SessionTable::new(SessionLimits {
                 max_sessions,
                 max_pending_setups: role.max_pending_setups.get(),
@@ -311,6 +333,13 @@ impl Service {
             stats: ServiceStats::default(),
             relay,
             pairs: Mutex::new(HashMap::new()),
+            media_idle: Mutex::new(MediaIdle::default()),
+            media_timeout: role
+                .media_timeout
+                .as_ref()
+                .unwrap_or(&role.session_timeout)
+                .get()
+                .get(),
             l4: OnceLock::new(),
             down_hooks: Mutex::new(Vec::new()),
         })
@@ -389,6 +418,7 @@ impl Service {
 
     /// Ties a relayed pair to session `id`, so the session's end closes it.
     pub(crate) fn attach_pair(&self, id: &str, relayed: RelayedPair) {
+        lock(&self.media_idle).start(relayed.pair, Instant::now());
         lock(&self.pairs)
             .entry(id.to_owned())
             .or_default()
@@ -405,6 +435,7 @@ impl Service {
         let Some(relay) = &self.relay else {
             return;
         };
+        lock(&self.media_idle).forget(pair);
         let counters = relay.counters(pair);
         if let Some(b) = self.backend(backend) {
             add(&b.stats.packets, counters.packets[0] + counters.packets[1]);
@@ -576,12 +607,80 @@ impl Service {
         expired.len()
     }
 
+    /// Relay mode: closes the pairs that forwarded no RTP either way for
+    /// `media_timeout` (their sessions go on, for RTSP only); returns how many.
+    pub(crate) fn expire_media(&self, now: Instant) -> usize {
+        let Some(relay) = &self.relay else {
+            return 0;
+        };
+        let mut idle = Vec::new();
+        {
+            let pairs = lock(&self.pairs);
+            let mut seen = lock(&self.media_idle);
+            for (id, list) in pairs.iter() {
+                for p in list {
+                    let c = relay.counters(p.pair);
+                    let rtp = c.rtp_packets[0] + c.rtp_packets[1];
+                    if seen.idle(p.pair, rtp, now, self.media_timeout) {
+                        idle.push((id.clone(), *p));
+                    }
+                }
+            }
+        }
+        for (id, p) in &idle {
+            let mut pairs = lock(&self.pairs);
+            if let Some(list) = pairs.get_mut(id) {
+                list.retain(|q| q.pair != p.pair);
+                if list.is_empty() {
+                    pairs.remove(id);
+                }
+            }
+            drop(pairs);
+            tracing::info!(service = %self.name, session = %id, pair = ?p.pair.sides, "balancer: a relayed stream moved no media for {:?}; closed", self.media_timeout);
+            self.close_pair(p.backend, p.pair);
+        }
+        add(&self.stats.media_timeouts, idle.len() as u64);
+        idle.len()
+    }
+
     /// Sessions (RTSP) or flows (L4) running now.
     pub(crate) fn sessions(&self) -> usize {
         let flows: u64 = self.l4.get().map_or(0, |c| {
             c.snapshot().backends.values().map(|b| b.active).sum()
         });
         self.table().len() + usize::try_from(flows).unwrap_or(usize::MAX)
+    }
+}
+
+/// When each relayed pair last forwarded RTP, from its packet count read at each
+/// sweep (sans-IO: the sweep passes `now`).
+#[derive(Debug, Default)]
+pub(crate) struct MediaIdle {
+    /// By pair: the RTP packets counted so far, and since when that count stands.
+    seen: HashMap<Pair, (u64, Instant)>,
+}
+
+impl MediaIdle {
+    /// A pair started at `now`: its idle time counts from there.
+    pub(crate) fn start(&mut self, pair: Pair, now: Instant) {
+        self.seen.insert(pair, (0, now));
+    }
+
+    /// Records that `pair` has forwarded `rtp` packets so far, at `now`; true when
+    /// that count has not moved for `timeout`.
+    pub(crate) fn idle(&mut self, pair: Pair, rtp: u64, now: Instant, timeout: Duration) -> bool {
+        let (count, since) = self.seen.entry(pair).or_insert((rtp, now));
+        if *count != rtp {
+            *count = rtp;
+            *since = now;
+            return false;
+        }
+        now.saturating_duration_since(*since) >= timeout
+    }
+
+    /// A closed pair.
+    pub(crate) fn forget(&mut self, pair: Pair) {
+        self.seen.remove(&pair);
     }
 }
 
@@ -615,5 +714,79 @@ async fn watch_one(
             tracing::info!(service = %svc.name, backend = ?addr, "balancer: a back end is up again");
         }
         was_up = up;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(port: u16) -> Pair {
+        Pair {
+            sides: [
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                SocketAddr::from(([127, 0, 0, 1], port + 2)),
+            ],
+        }
+    }
+
+    #[test]
+    fn media_idle_counts_from_start_and_from_the_last_packet() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let timeout = Duration::from_secs(10);
+        let mut idle = MediaIdle::default();
+        idle.start(pair(40000), t0);
+        idle.start(pair(40004), t0);
+        assert!(!idle.idle(pair(40000), 0, at(9), timeout));
+        assert!(idle.idle(pair(40000), 0, at(10), timeout));
+        // The other pair moved media at 5 s: idle from then.
+        assert!(!idle.idle(pair(40004), 3, at(5), timeout));
+        assert!(!idle.idle(pair(40004), 3, at(14), timeout));
+        assert!(idle.idle(pair(40004), 3, at(15), timeout));
+        // A pair never started counts from when it is first seen.
+        assert!(!idle.idle(pair(40008), 7, at(20), timeout));
+        assert!(idle.idle(pair(40008), 7, at(30), timeout));
+        idle.forget(pair(40000));
+        assert!(
+            !idle.idle(pair(40000), 0, at(30), timeout),
+            "forgotten, seen anew"
+        );
+    }
+
+    /// The nice value of each of this process's threads named `relay-fwd*`.
+    fn forwarding_nice() -> Vec<i64> {
+        let mut out = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if !comm.starts_with("relay-fwd") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // Fields after the command's closing parenthesis: state is the 3rd field
+            // of stat, nice the 19th.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            if let Some(nice) = rest.split_whitespace().nth(16).and_then(|n| n.parse().ok()) {
+                out.push(nice);
+            }
+        }
+        out
+    }
+
+    /// `[balancer] forward_scheduling` reaches the relay-mode service's forwarding
+    /// thread (a nice value: needs no privilege to raise).
+    #[tokio::test]
+    async fn forward_scheduling_applies_to_the_relay_forwarding_thread() {
+        let before = forwarding_nice().iter().filter(|&&n| n == 7).count();
+        let text = "[edge]\nenabled = false\n[balancer]\nenabled = true\nforward_scheduling = \"normal:7\"\n\
+                    [[balancer.service]]\nname = \"t\"\nlisten = [\"127.0.0.1:0\"]\n\
+                    backends = [\"127.0.0.1:9\"]\nports = \"46600-46699\"\n";
+        let config = mediagate_config::parse_config(text).unwrap();
+        let svc = Service::resolve(&config.balancer.service[0], &config.balancer)
+            .await
+            .unwrap();
+        assert!(svc.relay.is_some());
+        let after = forwarding_nice().iter().filter(|&&n| n == 7).count();
+        assert_eq!(after, before + 1, "{:?}", forwarding_nice());
     }
 }

@@ -19,10 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use super::bounded::Bounded;
 use super::bounded_duration::BoundedDuration;
+use super::byte_size::ByteSize;
 use super::duration::HumanDuration;
 use super::located::Located;
 use super::net::BindAddr;
-use super::port_range::PortPairRange;
+use super::port_range::{PortPairRange, PortRange};
+use super::scheduling::ThreadScheduling;
 use super::url::{parse_host_name, Host, RtspUrl};
 use super::value_error::{quoted, InvalidValue};
 
@@ -81,6 +83,23 @@ pub struct BalancerConfig {
     /// Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vrrp_track_file: Option<Located<PathBuf>>,
+    /// Relay mode: the scheduling of each service's media forwarding thread, written
+    /// as `[relay] forward_scheduling` (`"normal"`, `"normal:-5"`, `"fifo:10"`, ...).
+    /// Real-time keeps a busy host from delaying packets past the sockets' buffers;
+    /// it needs `CAP_SYS_NICE` or `RLIMIT_RTPRIO`, and when refused the log says so
+    /// and the thread keeps the process's scheduling. Default: `"normal"`.
+    pub forward_scheduling: ThreadScheduling,
+    /// Relay mode: the receive and send buffer asked for each relayed UDP socket
+    /// (`SO_RCVBUFFORCE`, else `SO_RCVBUF` capped by `net.core.rmem_max`; the same
+    /// for sending). A larger one rides out longer stalls of the forwarding thread
+    /// without loss; it costs memory only while packets wait. Up to `"64MiB"`;
+    /// `"0B"` keeps the kernel's default. Default: `"1MiB"`.
+    pub relay_socket_buffer: Located<ByteSize>,
+    /// Relay mode: a relayed stream with no media either way for this long is
+    /// closed and counted (`media_timeouts`), whatever its session does. Default:
+    /// `session_timeout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_timeout: Option<Located<HumanDuration>>,
     /// The services, one table each.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub service: Vec<ServiceConfig>,
@@ -100,6 +119,9 @@ impl Default for BalancerConfig {
             sync_peer: None,
             vrrp_state_file: None,
             vrrp_track_file: None,
+            forward_scheduling: ThreadScheduling::NORMAL,
+            relay_socket_buffer: Located::new(ByteSize::from_mib(1)),
+            media_timeout: None,
             service: Vec::new(),
         }
     }
@@ -149,6 +171,11 @@ pub struct ServiceConfig {
     /// Default: none (always up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Located<HealthConfig>>,
+    /// `kind = "port_group"` only: UDP ports (`"5004-5010"` or `"6970"`), on the
+    /// listen address's IP, whose datagrams go to the back end the client IP is
+    /// pinned to, as its TCP connections to the listen port do. At most 4,096 ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_ports: Option<Located<Vec<PortRange>>>,
 }
 
 impl ServiceConfig {
@@ -166,6 +193,7 @@ impl ServiceConfig {
             ports: default_balancer_ports(),
             proxy_protocol: Located::new(false),
             health: None,
+            udp_ports: None,
         }
     }
 }
@@ -189,6 +217,11 @@ pub enum ServiceKind {
     Tcp,
     /// UDP sessions by 4-tuple.
     Udp,
+    /// The LVS firewall-mark recipe: the TCP listen port and `udp_ports` form one
+    /// group, and all of a client IP's flows to it go to one back end (on the port
+    /// they arrived on), pinned while it has flows and `persistence_timeout` after.
+    #[serde(rename = "port_group")]
+    PortGroup,
 }
 
 /// The schedulers by config name.
@@ -411,7 +444,92 @@ mod tests {
         assert_eq!(b.max_sessions.get(), 100_000);
         assert_eq!(b.max_pending_setups.get(), 8);
         assert_eq!(b.max_streams_per_session.get(), 16);
+        assert_eq!(b.forward_scheduling, ThreadScheduling::NORMAL);
+        assert_eq!(b.relay_socket_buffer.get().bytes(), 1024 * 1024);
+        assert!(b.media_timeout.is_none());
         assert!(b.service.is_empty());
+    }
+
+    #[test]
+    fn a_port_group_service() {
+        let b = balancer_of(
+            r#"
+[edge]
+enabled = false
+[balancer]
+enabled = true
+[[balancer.service]]
+name = "mms"
+kind = "port_group"
+listen = ["0.0.0.0:1755"]
+udp_ports = ["5004-5010", "6970"]
+backends = ["10.0.0.1:1755", "10.0.0.2:1755"]
+persistence_timeout = "10m"
+"#,
+        );
+        let s = &b.service[0];
+        assert_eq!(*s.kind.get(), ServiceKind::PortGroup);
+        let ports: Vec<String> = s
+            .udp_ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(ports, ["5004-5010", "6970"]);
+        let base = "[edge]\nenabled = false\n[balancer]\nenabled = true\n[[balancer.service]]\nname = \"g\"\nbackends = [\"10.0.0.1:1755\"]\n";
+        for (lines, word) in [
+            ("kind = \"port_group\"\nlisten = [\"0.0.0.0:1755\"]\n", "needs udp_ports"),
+            ("kind = \"tcp\"\nlisten = [\"0.0.0.0:1755\"]\nudp_ports = [\"5004\"]\n", "port_group\" only"),
+            ("kind = \"port_group\"\nlisten = [\"0.0.0.0:1755\"]\nudp_ports = [\"1000-6000\"]\n", "more than 4096"),
+            ("kind = \"port_group\"\nlisten = [\"0.0.0.0:1755\", \"0.0.0.0:1756\"]\nudp_ports = [\"5004\"]\n", "one TCP address"),
+        ] {
+            let errors = error_lines(&format!("{base}{lines}"));
+            assert!(errors.iter().any(|l| l.contains(word)), "{lines}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn the_relay_mode_keys() {
+        let b = balancer_of(
+            r#"
+[edge]
+enabled = false
+[balancer]
+enabled = true
+forward_scheduling = "fifo:10"
+relay_socket_buffer = "4MiB"
+media_timeout = "20s"
+[[balancer.service]]
+name = "rtsp"
+listen = ["0.0.0.0:554"]
+backends = ["10.0.0.1:8554"]
+"#,
+        );
+        assert_eq!(
+            b.forward_scheduling,
+            ThreadScheduling::Fifo { priority: 10 }
+        );
+        assert_eq!(b.relay_socket_buffer.get().bytes(), 4 * 1024 * 1024);
+        assert_eq!(
+            b.media_timeout.map(|t| t.get().get()),
+            Some(Duration::from_secs(20))
+        );
+        let base = "[edge]\nenabled = false\n[balancer]\nenabled = true\n";
+        let service = "[[balancer.service]]\nname = \"r\"\nlisten = [\"0.0.0.0:554\"]\nbackends = [\"10.0.0.1:8554\"]\n";
+        for (key, word) in [
+            ("forward_scheduling = \"fifo:0\"\n", "forward_scheduling"),
+            ("relay_socket_buffer = \"65MiB\"\n", "relay_socket_buffer"),
+            ("media_timeout = \"0s\"\n", "media_timeout"),
+        ] {
+            let lines = error_lines(&format!("{base}{key}{service}"));
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains(word) || l.contains("fifo:0")),
+                "{key}: {lines:?}"
+            );
+        }
     }
 
     #[test]

@@ -117,6 +117,7 @@ fn fully_populated() -> Config {
     );
     service.load_factor = Some(Located::new(1.25));
     service.persistence_timeout = Some(Located::new(HumanDuration::from_secs(600)));
+    service.udp_ports = Some(Located::new(vec!["5004-5010".parse().unwrap()]));
     service.health = Some(Located::new(HealthConfig {
         check: HealthCheckKind::RtspOptions,
         interval: HumanDuration::from_secs(2),
@@ -132,6 +133,7 @@ fn fully_populated() -> Config {
     c.balancer.sync_peer = Some(Located::new(BindAddr("10.0.0.12:5540".parse().unwrap())));
     c.balancer.vrrp_state_file = Some(Located::new("/run/mediagate/vrrp-state".into()));
     c.balancer.vrrp_track_file = Some(Located::new("/run/mediagate/vrrp-track".into()));
+    c.balancer.media_timeout = Some(Located::new(HumanDuration::from_secs(60)));
     c.dispatcher.mediaproxy_socket = Some(Located::new("/run/mediagate/dispatcher.sock".into()));
     c.dispatcher.relay_listen = Some(Located::new(BindAddr("0.0.0.0:25060".parse().unwrap())));
     c.dispatcher.tls_dir = Some(Located::new("/etc/mediagate/dispatcher".into()));

@@ -375,6 +375,19 @@ fn check_balancer(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, S
             "balancer.session_timeout must be longer than 0s".into(),
         );
     }
+    if let Some(t) = balancer.media_timeout.as_ref().filter(|t| t.is_zero()) {
+        fail(
+            t.span(),
+            "balancer.media_timeout must be longer than 0s; leave it out to use session_timeout"
+                .into(),
+        );
+    }
+    if balancer.relay_socket_buffer.get().bytes() > 64 * 1024 * 1024 {
+        fail(
+            balancer.relay_socket_buffer.span(),
+            "balancer.relay_socket_buffer must be at most \"64MiB\"".into(),
+        );
+    }
     for (i, service) in balancer.service.iter().enumerate() {
         let name = service.name.get();
         if name.is_empty() {
@@ -430,6 +443,32 @@ fn check_balancer(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, S
                     format!("service \"{name}\": load_factor must be from 1.0 to 10.0"),
                 );
             }
+        }
+        let group = *service.kind.get() == crate::ServiceKind::PortGroup;
+        match &service.udp_ports {
+            Some(u) if !group => fail(
+                u.span(),
+                format!("service \"{name}\": udp_ports applies to kind = \"port_group\" only; remove it"),
+            ),
+            Some(u) if u.is_empty() => fail(
+                u.span(),
+                format!("service \"{name}\": udp_ports needs at least one port or range"),
+            ),
+            Some(u) if u.iter().map(|r| r.port_count()).sum::<u32>() > 4096 => fail(
+                u.span(),
+                format!("service \"{name}\": udp_ports holds more than 4096 ports (a socket each); use a smaller range"),
+            ),
+            None if group => fail(
+                service.kind.span(),
+                format!("service \"{name}\": a port group needs udp_ports, such as [\"5004-5010\"]"),
+            ),
+            _ => {}
+        }
+        if group && service.listen.len() > 1 {
+            fail(
+                service.listen.span(),
+                format!("service \"{name}\": a port group listens on one TCP address (its UDP ports bind on the same IP)"),
+            );
         }
         if *service.kind.get() != crate::ServiceKind::Rtsp {
             for span in [service.media_mode.span(), service.ports.span()]

@@ -247,7 +247,47 @@ fn balancer_lists(api: &Api, out: &mut String) -> Result<(), StatusError> {
             b["connect_failures_total"],
         )
     });
+    let failover = api.get("/api/v1/balancer/failover")?;
+    out.push_str(&format!("failover: {}\n", failover_line(&failover)));
     Ok(())
+}
+
+/// One line for `/api/v1/balancer/failover`: this node's state as keepalived's
+/// notify told it, and the session sync's connection.
+fn failover_line(f: &Value) -> String {
+    if f["configured"] != true {
+        return "not configured (this node is always active)".into();
+    }
+    let mut parts = vec![format!(
+        "{}{}",
+        text(&f["state"]),
+        match f["vrrp_state"].as_str() {
+            Some(s) => format!(" (VRRP {s})"),
+            None if f["vrrp_state_file"].is_string() => " (VRRP state file unreadable)".into(),
+            None => String::new(),
+        }
+    )];
+    if let Some(peer) = f["sync_peer"].as_str() {
+        parts.push(format!(
+            "sync to {peer} {}",
+            if f["sync_peer_connected"] == true {
+                "connected"
+            } else {
+                "not connected"
+            }
+        ));
+    }
+    if let Some(listen) = f["sync_listen"].as_str() {
+        parts.push(match f["sync_from"].as_str() {
+            Some(from) => format!(
+                "taking the peer's table on {listen} from {from} ({} sessions held)",
+                f["standby_sessions"]
+            ),
+            None => format!("no peer streaming to {listen}"),
+        });
+    }
+    parts.push(format!("{} sessions taken over", f["taken_over_total"]));
+    parts.join("; ")
 }
 
 /// A short list under a heading, at most [`SHOWN`] lines.
@@ -444,6 +484,43 @@ impl Api {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_failover_line_names_the_vrrp_state_and_the_sync_connection() {
+        assert_eq!(
+            failover_line(&serde_json::json!({"configured": false, "active": true})),
+            "not configured (this node is always active)"
+        );
+        let standby = serde_json::json!({
+            "configured": true, "active": false, "state": "standby",
+            "vrrp_state_file": "/run/s", "vrrp_state": "BACKUP",
+            "sync_peer": "10.0.0.11:5540", "sync_peer_connected": false,
+            "sync_listen": "10.0.0.12:5540", "sync_from": "10.0.0.11:40000",
+            "standby_sessions": 3, "taken_over_total": 0,
+        });
+        assert_eq!(
+            failover_line(&standby),
+            "standby (VRRP BACKUP); sync to 10.0.0.11:5540 not connected; taking the peer's table on 10.0.0.12:5540 from 10.0.0.11:40000 (3 sessions held); 0 sessions taken over"
+        );
+        let active = serde_json::json!({
+            "configured": true, "active": true, "state": "active",
+            "vrrp_state_file": "/run/s", "vrrp_state": "MASTER",
+            "sync_peer": "10.0.0.12:5540", "sync_peer_connected": true,
+            "sync_listen": null, "sync_from": null, "taken_over_total": 5,
+        });
+        assert_eq!(
+            failover_line(&active),
+            "active (VRRP MASTER); sync to 10.0.0.12:5540 connected; 5 sessions taken over"
+        );
+        let unreadable = serde_json::json!({
+            "configured": true, "active": false, "state": "standby",
+            "vrrp_state_file": "/run/s", "vrrp_state": null, "taken_over_total": 0,
+        });
+        assert_eq!(
+            failover_line(&unreadable),
+            "standby (VRRP state file unreadable); 0 sessions taken over"
+        );
+    }
 
     #[test]
     fn refuses_urls_it_cannot_use() {

@@ -463,6 +463,10 @@ fn balancer_status_shows_services_and_back_ends() {
     assert!(text.contains("services (1):"), "{text}");
     assert!(text.contains("back ends (3):"), "{text}");
     assert!(text.contains("(1 in all)"), "{text}");
+    assert!(
+        text.contains("failover: not configured (this node is always active)"),
+        "{text}"
+    );
     let _ = &balancer.peer;
 }
 

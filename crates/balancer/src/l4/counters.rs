@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::watch;
+
 use crate::backend::BackendId;
 use crate::l4::lock;
 
@@ -22,6 +24,8 @@ pub struct BackendCounters {
     pub packets_to_client: AtomicU64,
     /// Connects that failed or timed out.
     pub connect_failures: AtomicU64,
+    /// Bumped when the back end goes down: its TCP connections watch it and close.
+    down: watch::Sender<u64>,
 }
 
 impl BackendCounters {
@@ -37,6 +41,19 @@ impl BackendCounters {
 
     pub(crate) fn flow_ended(&self) {
         self.active.fetch_sub(1, Relaxed);
+    }
+
+    /// What a TCP connection to this back end watches: it changes when the back end
+    /// goes down ([`Self::close_connections`]).
+    pub(crate) fn down_signal(&self) -> watch::Receiver<u64> {
+        self.down.subscribe()
+    }
+
+    /// The back end went down: every TCP connection to it closes at once. Returns
+    /// how many were running.
+    pub(crate) fn close_connections(&self) -> u64 {
+        self.down.send_modify(|generation| *generation += 1);
+        self.active()
     }
 }
 

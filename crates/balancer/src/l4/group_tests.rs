@@ -1,46 +1,5 @@
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpSocket, TcpStream};
-
 use super::*;
 use crate::l4::testutil::*;
-
-fn at(ip: &str, port: u16) -> SocketAddr {
-    SocketAddr::new(ip.parse().unwrap(), port)
-}
-
-/// A TCP port and two consecutive UDP ports free on 127.0.0.1.
-async fn free_ports() -> (u16, u16) {
-    loop {
-        let t = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let u = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let up = u.local_addr().unwrap().port();
-        if up == u16::MAX || UdpSocket::bind(at("127.0.0.1", up + 1)).await.is_err() {
-            continue;
-        }
-        return (t.local_addr().unwrap().port(), up);
-    }
-}
-
-async fn tcp_from(source: &str, to: SocketAddr) -> (TcpStream, Vec<u8>) {
-    let s = TcpSocket::new_v4().unwrap();
-    s.bind(at(source, 0)).unwrap();
-    let mut s = s.connect(to).await.unwrap();
-    let mut tag = vec![0u8; 2];
-    s.read_exact(&mut tag).await.unwrap();
-    (s, tag)
-}
-
-async fn udp_tag(c: &UdpSocket, to: SocketAddr) -> Vec<u8> {
-    c.send_to(b"m", to).await.unwrap();
-    let mut buf = [0u8; 64];
-    let (n, from) = tokio::time::timeout(Duration::from_secs(3), c.recv_from(&mut buf))
-        .await
-        .expect("an answer")
-        .unwrap();
-    assert_eq!(from, to);
-    assert_eq!(&buf[2..n], b"m");
-    buf[..2].to_vec()
-}
 
 #[tokio::test]
 async fn a_clients_tcp_and_udp_flows_share_one_back_end_with_persistence() {

@@ -37,7 +37,7 @@ mod splice;
 pub(crate) mod table;
 pub mod tcp;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 pub mod udp;
 
 pub use counters::{BackendCounters, BackendStats, ServiceCounters, ServiceStats};

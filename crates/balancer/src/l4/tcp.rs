@@ -10,7 +10,9 @@
 //!
 //! Bounds: at most `max_connections` at once (more are accepted and closed at once, so
 //! they fail fast rather than wait in the backlog); a connection with no byte in
-//! either direction for `idle_timeout` is closed. Stopping: [`ServiceHandle::stop`]
+//! either direction for `idle_timeout` is closed, and every connection to a back end
+//! closes at once when that back end goes down ([`BackendCounters::close_connections`],
+//! from health checks), rather than hanging on a dead peer until TCP gives up. Stopping: [`ServiceHandle::stop`]
 //! closes the listener, gives running connections a grace period, then closes them.
 
 use std::io;
@@ -151,6 +153,7 @@ async fn connection(
         return;
     };
     let bc = counters.backend(id);
+    let mut backend_down = bc.down_signal();
     bc.flow_started();
     let _guard = FlowGuard {
         picker: picker.clone(),
@@ -193,6 +196,8 @@ async fn connection(
         _ = activity.idle(config.idle_timeout) => {
             counters.idle_closed.fetch_add(1, Relaxed);
         }
+        // The sender lives in `bc`, held here: `changed` cannot fail meanwhile.
+        Ok(()) = backend_down.changed() => {}
     }
 }
 

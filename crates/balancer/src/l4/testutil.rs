@@ -4,8 +4,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 
 use crate::backend::{BackendId, BackendView};
 use crate::l4::{Picker, SchedPicker};
@@ -104,4 +106,42 @@ pub(crate) async fn connect_greeted(addr: SocketAddr, len: usize) -> (TcpStream,
 pub(crate) async fn dead_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     l.local_addr().unwrap()
+}
+
+pub(crate) fn at(ip: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.parse().unwrap(), port)
+}
+
+/// A TCP port and two consecutive UDP ports free on 127.0.0.1.
+pub(crate) async fn free_ports() -> (u16, u16) {
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let u = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let up = u.local_addr().unwrap().port();
+        if up == u16::MAX || UdpSocket::bind(at("127.0.0.1", up + 1)).await.is_err() {
+            continue;
+        }
+        return (t.local_addr().unwrap().port(), up);
+    }
+}
+
+pub(crate) async fn tcp_from(source: &str, to: SocketAddr) -> (TcpStream, Vec<u8>) {
+    let s = TcpSocket::new_v4().unwrap();
+    s.bind(at(source, 0)).unwrap();
+    let mut s = s.connect(to).await.unwrap();
+    let mut tag = vec![0u8; 2];
+    s.read_exact(&mut tag).await.unwrap();
+    (s, tag)
+}
+
+pub(crate) async fn udp_tag(c: &UdpSocket, to: SocketAddr) -> Vec<u8> {
+    c.send_to(b"m", to).await.unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = tokio::time::timeout(Duration::from_secs(3), c.recv_from(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    assert_eq!(from, to);
+    assert_eq!(&buf[2..n], b"m");
+    buf[..2].to_vec()
 }

@@ -19,16 +19,15 @@
 //! the back end is asked to send to one, the client is told `server_port=` the other
 //! with `source=` the address it connected to, and media is latched to the client's
 //! real NAT mapping from its first datagram, accepted only from the control
-//! connection's IP; the pairs close with the session (TEARDOWN, timeout). `direct`
+//! connection's IP; the pairs close with the session (TEARDOWN, timeout), or after
+//! `media_timeout` without RTP ([`crate::service::Service::expire_media`]). `direct`
 //! leaves UDP ports alone and adds `source=` naming the back end; `redirect` answers
 //! with 302.
 //!
 //! Persistence: by RTSP session always; by client IP when `persistence_timeout` is
 //! set (the scheduler slice's `ClientIpTable`).
-//!
-//! What it does not (yet): media idle timeouts of relayed pairs (they end with their
-//! session, or when health takes their back end down).
 
+mod outbox;
 pub(crate) mod proxy;
 #[cfg(test)]
 mod proxy_tests;

@@ -29,11 +29,11 @@ use mediagate_rtsp::{
     tunnel, Decoder, Item, Limits, Method, Request, Response, StatusCode, Version,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::outbox::Outbox;
 use super::transport;
 use crate::backend::BackendId;
 use crate::proxy_v2;
@@ -176,8 +176,8 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, svc: &Arc<Service>, sett
         Start::Rtsp => {}
     }
     let (mut rd, wr) = stream.into_split();
-    let (to_client, rx) = mpsc::channel::<Bytes>(QUEUE);
-    let writer = tokio::spawn(write_queue(rx, wr));
+    let (to_client, writer) = Outbox::new(wr, QUEUE);
+    let writer = tokio::spawn(writer);
     let mut client = Client {
         peer,
         local,
@@ -190,17 +190,11 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, svc: &Arc<Service>, sett
         asked: Arc::new(Mutex::new(HashMap::new())),
     };
     client.run(&mut rd, &mut dec, settings.header_timeout).await;
+    let to_client = Arc::clone(&client.to_client);
     drop(client);
+    to_client.close();
+    drop(to_client);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
-}
-
-async fn write_queue(mut rx: mpsc::Receiver<Bytes>, mut wr: OwnedWriteHalf) {
-    while let Some(bytes) = rx.recv().await {
-        if wr.write_all(&bytes).await.is_err() {
-            return;
-        }
-    }
-    let _ = wr.shutdown().await;
 }
 
 /// A request sent to a back end, awaiting its answer (answers come in order).
@@ -217,7 +211,7 @@ struct Pending {
 
 /// One back-end connection of a client connection.
 struct Link {
-    tx: mpsc::Sender<Bytes>,
+    tx: Arc<Outbox>,
     pending: Arc<Mutex<VecDeque<Pending>>>,
     tasks: [JoinHandle<()>; 2],
 }
@@ -235,7 +229,7 @@ struct Client {
     local: SocketAddr,
     svc: Arc<Service>,
     session_timeout: Duration,
-    to_client: mpsc::Sender<Bytes>,
+    to_client: Arc<Outbox>,
     links: HashMap<BackendId, Link>,
     /// The back end session-less requests on this connection go to (DESCRIBE then
     /// SETUP must reach the same one).
@@ -523,22 +517,19 @@ impl Client {
             let b = svc.backend(backend)?;
             let stream = connect(&b, svc.proxy_protocol, self.peer, self.local).await?;
             let (rd, wr) = stream.into_split();
-            let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
+            let (tx, writer) = Outbox::new(wr, QUEUE);
             let pending = Arc::new(Mutex::new(VecDeque::new()));
             let reader = BackendReader {
                 svc: Arc::clone(&svc),
                 backend,
-                to_client: self.to_client.clone(),
+                to_client: Arc::clone(&self.to_client),
                 pending: Arc::clone(&pending),
                 asked: Arc::clone(&self.asked),
                 facing: self.local.ip(),
                 client: self.peer.ip(),
                 session_timeout: self.session_timeout,
             };
-            let tasks = [
-                tokio::spawn(write_queue(rx, wr)),
-                tokio::spawn(reader.run(rd)),
-            ];
+            let tasks = [tokio::spawn(writer), tokio::spawn(reader.run(rd))];
             self.links.insert(backend, Link { tx, pending, tasks });
         }
         self.links.get(&backend)
@@ -621,7 +612,7 @@ async fn connect(
 struct BackendReader {
     svc: Arc<Service>,
     backend: BackendId,
-    to_client: mpsc::Sender<Bytes>,
+    to_client: Arc<Outbox>,
     pending: Arc<Mutex<VecDeque<Pending>>>,
     asked: Arc<Mutex<HashMap<String, BackendId>>>,
     /// The address the client connected to.

@@ -148,10 +148,27 @@ async fn balancer_with_service(
     extra: &str,
     max_connections: u64,
 ) -> (SocketAddr, Arc<Service>) {
+    balancer_configured(
+        backends,
+        "",
+        &format!("media_mode = \"direct\"\n{extra}"),
+        max_connections,
+    )
+    .await
+}
+
+/// A balancer service with `role` lines in `[balancer]` and `service` lines in its
+/// `[[balancer.service]]`.
+async fn balancer_configured(
+    backends: &[SocketAddr],
+    role: &str,
+    service: &str,
+    max_connections: u64,
+) -> (SocketAddr, Arc<Service>) {
     let list: Vec<String> = backends.iter().map(|a| format!("\"{a}\"")).collect();
     let text = format!(
-        "[edge]\nenabled = false\n[balancer]\nenabled = true\n[[balancer.service]]\nname = \"t\"\n\
-         listen = [\"127.0.0.1:0\"]\nbackends = [{}]\nmedia_mode = \"direct\"\n{extra}\n",
+        "[edge]\nenabled = false\n[balancer]\nenabled = true\n{role}\n[[balancer.service]]\nname = \"t\"\n\
+         listen = [\"127.0.0.1:0\"]\nbackends = [{}]\n{service}\n",
         list.join(", ")
     );
     let config = mediagate_config::parse_config(&text).unwrap();
@@ -514,4 +531,66 @@ async fn a_reload_retires_a_back_end_without_dropping_its_sessions() {
     let list = svc.backend_list();
     assert_eq!(list.len(), 2);
     assert!(list[0].retired() && !list[1].retired());
+}
+
+/// Relay mode: a relayed stream that moves no RTP for `media_timeout` is closed and
+/// counted, and RTP through it puts that off; its session stays.
+#[tokio::test]
+async fn a_relayed_stream_without_media_is_closed_after_media_timeout() {
+    let mut a = fake_backend("a", false).await;
+    let (addr, svc) = balancer_configured(
+        &[a.addr],
+        "media_timeout = \"20s\"",
+        "media_mode = \"relay\"\nports = \"46400-46499\"",
+        100,
+    )
+    .await;
+    let viewer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    viewer
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let port = viewer.local_addr().unwrap().port();
+    let mut c = Client::connect(addr).await;
+    let start = std::time::Instant::now();
+    c.send(&format!(
+        "SETUP rtsp://x/a/track1 RTSP/1.0\r\nCSeq: 3\r\nTransport: RTP/AVP;unicast;client_port={port}-{}\r\n\r\n",
+        port + 1
+    ))
+    .await;
+    let resp = c.response().await;
+    assert!(resp.status.is_success(), "{resp:?}");
+    let id = session_of(&resp);
+    a.request().await;
+    let pairs = svc.relayed_pairs();
+    let pair = pairs[&id][0].pair;
+    // The back end's RTP reaches the viewer through the pair.
+    let backend_rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtp = [0x80u8, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7, 1, 2, 3];
+    backend_rtp.send_to(&rtp, pair.sides[0]).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = viewer.recv_from(&mut buf).expect("relayed RTP");
+    assert_eq!(&buf[..n], &rtp);
+    let after = |s: u64| start + Duration::from_secs(s);
+    // Media at 15 s (as the sweep sees it) puts the timeout off to 35 s.
+    assert_eq!(svc.expire_media(after(15)), 0);
+    assert_eq!(svc.expire_media(after(30)), 0);
+    assert_eq!(svc.expire_media(after(36)), 1);
+    assert!(svc.relayed_pairs().is_empty());
+    assert_eq!(crate::service::read(&svc.stats.media_timeouts), 1);
+    assert_eq!(svc.expire_media(after(60)), 0, "counted once");
+    // The session itself is still routed.
+    c.send(&format!(
+        "PLAY rtsp://x/a RTSP/1.0\r\nCSeq: 4\r\nSession: {id}\r\n\r\n"
+    ))
+    .await;
+    assert!(c.response().await.status.is_success());
+    // Nothing is forwarded on the closed pair.
+    backend_rtp.send_to(&rtp, pair.sides[0]).unwrap();
+    viewer
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert!(
+        viewer.recv_from(&mut buf).is_err(),
+        "a closed pair forwarded"
+    );
 }

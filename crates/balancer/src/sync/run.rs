@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -60,12 +61,21 @@ impl FailoverConfig {
     }
 }
 
-/// The failover state shown by `mediagate balancer status`.
+/// The failover state shown by `mediagate balancer status` and
+/// `/api/v1/balancer/failover`.
 #[derive(Debug)]
 pub(crate) struct Failover {
     active: watch::Receiver<bool>,
     store: Arc<Mutex<Store>>,
     taken_over: Mutex<u64>,
+    config: FailoverConfig,
+    /// What keepalived's notify last wrote in the state file (trimmed), `None` while
+    /// it cannot be read.
+    vrrp_state: Mutex<Option<String>>,
+    /// Active side: the table is being streamed to `sync_peer` now.
+    streaming_to_peer: AtomicBool,
+    /// Standby side: the peer streaming its table to this node now.
+    peer_streaming_here: Mutex<Option<SocketAddr>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -75,8 +85,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Failover {
     pub(crate) fn json(&self) -> serde_json::Value {
         let store = lock(&self.store);
+        let active = *self.active.borrow();
+        let show = |a: Option<SocketAddr>| a.map(|a| a.to_string());
         serde_json::json!({
-            "active": *self.active.borrow(),
+            "configured": true,
+            "active": active,
+            "state": if active { "active" } else { "standby" },
+            "vrrp_state_file": self.config.state_file.as_ref().map(|p| p.display().to_string()),
+            "vrrp_state": *lock(&self.vrrp_state),
+            "sync_peer": show(self.config.peer),
+            "sync_peer_connected": self.streaming_to_peer.load(Ordering::Relaxed),
+            "sync_listen": show(self.config.listen),
+            "sync_from": show(*lock(&self.peer_streaming_here)),
             "standby_sessions": store.len(),
             "standby_synced": store.synced,
             "standby_dropped_total": store.dropped,
@@ -90,15 +110,20 @@ pub(crate) async fn start(
     config: FailoverConfig,
     services: Arc<[Arc<Service>]>,
 ) -> Result<(Arc<Failover>, Vec<JoinHandle<()>>), String> {
-    let initially = match &config.state_file {
+    let vrrp_state = match &config.state_file {
         Some(p) => read_state(p).await,
-        None => true,
+        None => None,
     };
+    let initially = config.state_file.is_none() || is_master(vrrp_state.as_deref());
     let (active_tx, active) = watch::channel(initially);
     let failover = Arc::new(Failover {
         active,
         store: Arc::new(Mutex::new(Store::new(config.max_sessions))),
         taken_over: Mutex::new(0),
+        config: config.clone(),
+        vrrp_state: Mutex::new(vrrp_state),
+        streaming_to_peer: AtomicBool::new(false),
+        peer_streaming_here: Mutex::new(None),
     });
     let mut tasks = Vec::new();
     if let Some(listen) = config.listen {
@@ -109,14 +134,14 @@ pub(crate) async fn start(
         tasks.push(tokio::spawn(receive(
             listener,
             config.peer,
-            Arc::clone(&failover.store),
+            Arc::clone(&failover),
         )));
     }
     if let Some(peer) = config.peer {
         tasks.push(tokio::spawn(send(
             peer,
             Arc::clone(&services),
-            failover.active.clone(),
+            Arc::clone(&failover),
         )));
     }
     if let Some(path) = config.track_file.clone() {
@@ -135,13 +160,22 @@ pub(crate) async fn start(
 
 /// Whether the state file says this node is the VRRP master. A missing or unreadable
 /// file is not: two nodes must never both think they are active by default.
-async fn read_state(path: &std::path::Path) -> bool {
+/// The state file's word (keepalived's notify writes `MASTER`, `BACKUP` or
+/// `FAULT`), `None` while it cannot be read.
+async fn read_state(path: &std::path::Path) -> Option<String> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
-        std::fs::read_to_string(path).is_ok_and(|s| s.trim().eq_ignore_ascii_case("MASTER"))
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim().to_owned())
     })
     .await
-    .unwrap_or(false)
+    .ok()
+    .flatten()
+}
+
+fn is_master(state: Option<&str>) -> bool {
+    state.is_some_and(|s| s.eq_ignore_ascii_case("MASTER"))
 }
 
 async fn watch_state(
@@ -153,7 +187,9 @@ async fn watch_state(
     let mut tick = tokio::time::interval(TICK);
     loop {
         tick.tick().await;
-        let now_active = read_state(&path).await;
+        let state = read_state(&path).await;
+        let now_active = is_master(state.as_deref());
+        *lock(&failover.vrrp_state) = state;
         let was = *active.borrow();
         if now_active == was {
             continue;
@@ -203,7 +239,7 @@ pub(crate) fn take_over(
 }
 
 /// Standby side: one peer connection at a time, applied to the store.
-async fn receive(listener: TcpListener, peer: Option<SocketAddr>, store: Arc<Mutex<Store>>) {
+async fn receive(listener: TcpListener, peer: Option<SocketAddr>, failover: Arc<Failover>) {
     // Aborted with this task (the role's drain), so no connection outlives it.
     let mut current: Option<AbortOnDrop> = None;
     loop {
@@ -220,7 +256,7 @@ async fn receive(listener: TcpListener, peer: Option<SocketAddr>, store: Arc<Mut
             tracing::warn!(%from, "balancer: a session sync connection not from sync_peer was refused");
             continue;
         }
-        let reader = tokio::spawn(read_peer(stream, from, Arc::clone(&store)));
+        let reader = tokio::spawn(read_peer(stream, from, Arc::clone(&failover)));
         // The previous connection ends here.
         drop(current.replace(AbortOnDrop(reader)));
     }
@@ -236,7 +272,23 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn read_peer(mut stream: TcpStream, from: SocketAddr, store: Arc<Mutex<Store>>) {
+/// Clears the standby's "peer streaming here" however its reader ends (aborted by a
+/// newer connection included), unless a newer one set it meanwhile.
+struct StreamingHere(Arc<Failover>, SocketAddr);
+
+impl Drop for StreamingHere {
+    fn drop(&mut self) {
+        let mut here = lock(&self.0.peer_streaming_here);
+        if *here == Some(self.1) {
+            *here = None;
+        }
+    }
+}
+
+async fn read_peer(mut stream: TcpStream, from: SocketAddr, failover: Arc<Failover>) {
+    *lock(&failover.peer_streaming_here) = Some(from);
+    let _here = StreamingHere(Arc::clone(&failover), from);
+    let store = &failover.store;
     let mut decoder = LineDecoder::new();
     let mut buf = vec![0u8; 16 * 1024];
     let mut held = 0;
@@ -244,7 +296,7 @@ async fn read_peer(mut stream: TcpStream, from: SocketAddr, store: Arc<Mutex<Sto
         loop {
             match decoder.next_message() {
                 Ok(Some(m)) => {
-                    let mut store = lock(&store);
+                    let mut store = lock(store);
                     let was_synced = store.synced;
                     store.apply(m);
                     // Later `synced` lines are the active's heartbeat.
@@ -259,7 +311,7 @@ async fn read_peer(mut stream: TcpStream, from: SocketAddr, store: Arc<Mutex<Sto
                 }
             }
         }
-        let now_held = lock(&store).len();
+        let now_held = lock(store).len();
         if now_held != held {
             held = now_held;
             tracing::debug!(%from, "balancer: holding {held} sessions of the peer");
@@ -272,7 +324,8 @@ async fn read_peer(mut stream: TcpStream, from: SocketAddr, store: Arc<Mutex<Sto
 }
 
 /// Active side: while active, keeps a connection to the peer and streams the table.
-async fn send(peer: SocketAddr, services: Arc<[Arc<Service>]>, mut active: watch::Receiver<bool>) {
+async fn send(peer: SocketAddr, services: Arc<[Arc<Service>]>, failover: Arc<Failover>) {
+    let mut active = failover.active.clone();
     loop {
         if !*active.borrow() {
             if active.changed().await.is_err() {
@@ -289,7 +342,9 @@ async fn send(peer: SocketAddr, services: Arc<[Arc<Service>]>, mut active: watch
         };
         let _ = stream.set_nodelay(true);
         tracing::info!(%peer, "balancer: streaming the session table to the standby");
+        failover.streaming_to_peer.store(true, Ordering::Relaxed);
         stream_to(stream, &services, &active).await;
+        failover.streaming_to_peer.store(false, Ordering::Relaxed);
     }
 }
 

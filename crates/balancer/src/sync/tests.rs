@@ -260,7 +260,7 @@ async fn the_standby_follows_the_active_s_table_and_takes_it_over_when_made_mast
     .await
     .unwrap();
     let active_svc = service("47650-47699").await;
-    let (_active, active_tasks) = start(
+    let (active, active_tasks) = start(
         FailoverConfig {
             peer: Some(sync_addr),
             max_sessions: 100,
@@ -284,6 +284,24 @@ async fn the_standby_follows_the_active_s_table_and_takes_it_over_when_made_mast
     })
     .await;
     assert_eq!(standby.json()["active"], false);
+    // The state both sides show: keepalived's word and the sync connections.
+    let shown = standby.json();
+    assert_eq!(shown["state"], "standby");
+    assert_eq!(shown["vrrp_state"], "BACKUP");
+    assert_eq!(shown["sync_listen"], sync_addr.to_string());
+    assert!(shown["sync_from"]
+        .as_str()
+        .is_some_and(|f| f.starts_with("127.0.0.1:")));
+    assert_eq!(
+        shown["sync_peer_connected"], false,
+        "a standby streams nothing"
+    );
+    wait_for("the active's connected flag", || {
+        active.json()["sync_peer_connected"] == true
+    })
+    .await;
+    assert_eq!(active.json()["state"], "active");
+    assert_eq!(active.json()["vrrp_state"], serde_json::Value::Null);
     let second = session(
         &active_svc,
         "two",
@@ -304,9 +322,15 @@ async fn the_standby_follows_the_active_s_table_and_takes_it_over_when_made_mast
     for t in active_tasks {
         t.abort();
     }
+    wait_for("the peer's stream to end", || {
+        standby.json()["sync_from"].is_null()
+    })
+    .await;
     std::fs::write(&state, "MASTER\n").unwrap();
     wait_for("the takeover", || standby_svc.table().len() == 1).await;
     assert_eq!(standby.json()["active"], true);
+    assert_eq!(standby.json()["state"], "active");
+    assert_eq!(standby.json()["vrrp_state"], "MASTER");
     assert_eq!(standby.json()["taken_over_total"], 1);
     assert!(standby_svc.table().route(&second, Instant::now()).is_some());
     // Its pair is on the active's ports, outside this standby's range (both run on

@@ -92,6 +92,7 @@ pub(super) const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/relay/calls/{id}"),
     ("get", "/api/v1/balancer/services"),
     ("get", "/api/v1/balancer/backends"),
+    ("get", "/api/v1/balancer/failover"),
     ("post", "/api/v1/reload"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
@@ -152,6 +153,9 @@ fn handler(method: &str, path: &str) -> MethodRouter<Shared> {
         }),
         "/api/v1/balancer/backends" => on(filter, |s: State<Shared>| {
             snapshot(s, "balancer", "backends")
+        }),
+        "/api/v1/balancer/failover" => on(filter, |s: State<Shared>| {
+            snapshot(s, "balancer", "failover")
         }),
         "/api/v1/reload" => on(filter, reload),
         "/metrics" => on(filter, metrics),

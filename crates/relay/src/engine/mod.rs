@@ -346,6 +346,7 @@ impl Relay {
                 coalesce: config.forward_coalesce,
                 io: config.forward_io,
                 scheduling: config.forward_scheduling,
+                socket_buffer: 0,
             },
         )
         .map_err(StartError::Forwarding)?;

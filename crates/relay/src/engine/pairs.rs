@@ -44,6 +44,11 @@ pub struct PairRelayConfig {
     pub quarantine: Duration,
     /// The latching knobs.
     pub latch: LatchPolicy,
+    /// The forwarding threads' scheduling policy.
+    pub scheduling: ThreadScheduling,
+    /// Receive and send buffer asked for each socket, in bytes (0: the kernel's
+    /// default): what the sockets hold while a forwarding thread waits for a CPU.
+    pub socket_buffer: usize,
 }
 
 /// What one side's party is expected to send from.
@@ -67,6 +72,8 @@ pub struct Pair {
 pub struct PairCounters {
     pub packets: [u64; 2],
     pub bytes: [u64; 2],
+    /// Of `packets`, the RTP ones (media, not RTCP reports).
+    pub rtp_packets: [u64; 2],
 }
 
 /// Why a pair could not be opened.
@@ -110,7 +117,8 @@ impl PairRelay {
                 threads: config.threads.max(1),
                 coalesce: Duration::ZERO,
                 io: ForwardIo::Auto,
-                scheduling: ThreadScheduling::NORMAL,
+                scheduling: config.scheduling,
+                socket_buffer: config.socket_buffer,
             },
         )?;
         Ok(Self {
@@ -165,6 +173,12 @@ impl PairRelay {
         ]
     }
 
+    /// Why the forwarding threads could not take their scheduling policy, if they
+    /// could not.
+    pub fn scheduling_refused(&self) -> Option<String> {
+        lock(&self.env).scheduling_refused().map(str::to_owned)
+    }
+
     /// Starts forwarding `pair`, expecting `expected[side]` on each side.
     pub fn start_pair(&self, pair: Pair, expected: [Expected; 2], now: Instant) {
         let leg = |side: usize| {
@@ -214,6 +228,7 @@ impl PairRelay {
         for (side, leg) in m.legs.iter().enumerate() {
             out.packets[side] = leg.rtp.packets + leg.rtcp.packets;
             out.bytes[side] = leg.rtp.bytes + leg.rtcp.bytes;
+            out.rtp_packets[side] = leg.rtp.packets;
         }
         out
     }
@@ -259,6 +274,8 @@ mod tests {
             threads: 1,
             quarantine: Duration::from_secs(1),
             latch: LatchPolicy::default(),
+            scheduling: ThreadScheduling::NORMAL,
+            socket_buffer: 0,
         })
         .unwrap();
         let now = Instant::now();
@@ -308,6 +325,8 @@ mod tests {
             threads: 1,
             quarantine: Duration::from_secs(1),
             latch: LatchPolicy::default(),
+            scheduling: ThreadScheduling::NORMAL,
+            socket_buffer: 1 << 20,
         };
         let active = PairRelay::start(&config).unwrap();
         let now = Instant::now();
@@ -365,6 +384,8 @@ mod tests {
             threads: 1,
             quarantine: Duration::from_secs(1),
             latch: LatchPolicy::default(),
+            scheduling: ThreadScheduling::NORMAL,
+            socket_buffer: 0,
         })
         .unwrap();
         let now = Instant::now();

@@ -49,6 +49,9 @@ pub(super) struct ForwardOptions {
     pub io: ForwardIo,
     /// The threads' scheduling policy (`[relay] forward_scheduling`).
     pub scheduling: ThreadScheduling,
+    /// Receive and send buffer asked for each media socket, in bytes; 0 keeps the
+    /// kernel's default (`net.core.rmem_default`).
+    pub socket_buffer: usize,
 }
 
 /// Binds, runs and closes the media sockets; see the module docs.
@@ -65,6 +68,8 @@ pub(super) struct SocketEnv {
     next_id: u64,
     workers: Vec<Worker>,
     stats: Arc<ForwardStats>,
+    /// [`ForwardOptions::socket_buffer`].
+    socket_buffer: usize,
 }
 
 impl std::fmt::Debug for SocketEnv {
@@ -122,6 +127,7 @@ impl SocketEnv {
             next_id: 0,
             workers,
             stats,
+            socket_buffer: forwarding.socket_buffer,
         })
     }
 
@@ -203,11 +209,18 @@ pub struct RangeTooLarge {
     pub sized: u32,
 }
 
-fn bind_pair(ip: IpAddr, port: u16) -> io::Result<[UdpSocket; 2]> {
+fn bind_pair(ip: IpAddr, port: u16, socket_buffer: usize) -> io::Result<[UdpSocket; 2]> {
     let rtp = UdpSocket::bind(SocketAddr::new(ip, port))?;
     let rtcp = UdpSocket::bind(SocketAddr::new(ip, port.wrapping_add(1)))?;
     rtp.set_nonblocking(true)?;
     rtcp.set_nonblocking(true)?;
+    if socket_buffer > 0 {
+        // A refusal leaves the kernel's default: smaller, but still working.
+        for s in [&rtp, &rtcp] {
+            let _ = mediagate_udp::set_recv_buffer(s, socket_buffer);
+            let _ = mediagate_udp::set_send_buffer(s, socket_buffer);
+        }
+    }
     Ok([rtp, rtcp])
 }
 
@@ -231,7 +244,7 @@ impl SocketEnv {
                 ),
             ));
         }
-        match bind_pair(local.ip(), local.port()) {
+        match bind_pair(local.ip(), local.port(), self.socket_buffer) {
             Ok(sockets) => {
                 self.pending.insert(local, sockets);
                 Ok(())
@@ -271,7 +284,7 @@ impl MediaEnv for SocketEnv {
                 let Some(port) = addr.pool.take(now, &mut self.rng) else {
                     break;
                 };
-                match bind_pair(addr.local, port) {
+                match bind_pair(addr.local, port, self.socket_buffer) {
                     Ok(sockets) => {
                         let local = SocketAddr::new(addr.local, port);
                         self.pending.insert(local, sockets);
@@ -330,5 +343,37 @@ impl MediaEnv for SocketEnv {
         if let Some(addr) = self.addresses.iter_mut().find(|a| a.local == local.ip()) {
             addr.pool.release(local.port(), now);
         }
+    }
+}
+
+#[cfg(test)]
+mod buffer_tests {
+    use super::*;
+
+    fn rcvbuf(s: &UdpSocket) -> usize {
+        socket2::SockRef::from(s).recv_buffer_size().unwrap()
+    }
+
+    /// A free even port pair on `ip` (port 0 would make the RTCP port 1).
+    fn free_pair(ip: IpAddr) -> u16 {
+        (40_000..60_000)
+            .step_by(2)
+            .find(|&p| UdpSocket::bind((ip, p)).is_ok() && UdpSocket::bind((ip, p + 1)).is_ok())
+            .unwrap()
+    }
+
+    /// The asked buffer reaches both sockets of a pair (as far as the kernel grants
+    /// it: the same as a probe socket gets), and 0 leaves the kernel's default.
+    #[test]
+    fn a_pair_s_sockets_get_the_asked_buffer() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let probe = UdpSocket::bind((ip, 0)).unwrap();
+        let default = rcvbuf(&probe);
+        let granted = mediagate_udp::set_recv_buffer(&probe, 1 << 20).unwrap();
+        let [rtp, rtcp] = bind_pair(ip, free_pair(ip), 1 << 20).unwrap();
+        assert_eq!(rcvbuf(&rtp), granted);
+        assert_eq!(rcvbuf(&rtcp), granted);
+        let [plain, _] = bind_pair(ip, free_pair(ip), 0).unwrap();
+        assert_eq!(rcvbuf(&plain), default);
     }
 }

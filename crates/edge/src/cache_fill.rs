@@ -266,6 +266,24 @@ impl RunClock {
     }
 }
 
+impl RunClock {
+    /// Where origin RTP timestamp `ts` of described track `track` (a sender report's)
+    /// falls: the track's slot and the media time in µs, placed as the run's packets
+    /// are. None for a track not in the object, or before its first packet anchored
+    /// it.
+    pub fn media_us_at(&self, track: usize, ts: u32) -> Option<(u8, u64)> {
+        let t = self.tracks.get(track)?.as_ref()?;
+        if !t.anchored {
+            return None;
+        }
+        // A copy: a report must not move the unwrapping of the packets themselves.
+        let extended = t.unwrap.clone().extend(ts);
+        let ticks = u64::try_from(t.start_ticks + (extended - t.rtptime)).ok()?;
+        let us = u128::from(ticks) * 1_000_000 / u128::from(t.clock.max(1));
+        Some((t.slot, u64::try_from(us).ok()?))
+    }
+}
+
 impl TrackClock {
     fn new(
         slot: u8,

@@ -9,24 +9,28 @@
 # dirtied bytes for the part not yet written back), and the edge's CPU over the fill.
 # Needs release builds: cargo build --release -p mediagate -p mediagate-loadgen
 # Usage: scripts/bench-cache-fill.sh [CLIP_SECONDS] [MBIT_PER_S] [SPEED]
-#        (defaults: 120 100 1000: a 1.5 GB clip)
-#        ORIGIN_PORT, EDGE_PORT, ADMIN_PORT override 38554, 38555, 39555.
+#        (defaults: 120 100 100: a 1.5 GB clip; the edge takes Speed up to 100)
+#        ORIGIN_PORT, EDGE_PORT, ADMIN_PORT override 38554, 38555, 39555;
+#        CACHE_PARENT puts the cache directory under another directory (e.g. /dev/shm,
+#        to see the edge's own ceiling apart from the disk's); PERF=FILE records a
+#        perf profile of the edge over the fill.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 clip_seconds=${1:-120}
 mbps=${2:-100}
-speed=${3:-1000}
+speed=${3:-100}
 bin=target/release
 origin_port=${ORIGIN_PORT:-38554}
 edge_port=${EDGE_PORT:-38555}
 admin_port=${ADMIN_PORT:-39555}
 
 dir=$(mktemp -d /tmp/mg-bench-fill.XXXXXX)
+cache_dir=$(mktemp -d "${CACHE_PARENT:-$dir}/mg-bench-fill-cache.XXXXXX")
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done
   wait 2> /dev/null || true
-  rm -rf "$dir"
+  rm -rf "$cache_dir" "$dir"
 }
 trap cleanup EXIT
 
@@ -40,6 +44,7 @@ pids+=($!)
   echo "[edge]"
   echo "listen = [\"127.0.0.1:$edge_port\"]"
   echo "[edge.cache]"
+  echo "dir = \"$cache_dir\""
   echo "size = \"8GiB\""
   echo "[[edge.route]]"
   echo "advertised = \"/clip\""
@@ -55,10 +60,17 @@ cpu() { awk '{ print $14 + $15 }' "/proc/$edge_pid/stat"; }
 tick=$(getconf CLK_TCK)
 w0=$(io write_bytes)
 c0=$(cpu)
+if [ -n "${PERF:-}" ]; then
+  # A profile of the edge over the fill: perf report -i "$PERF"
+  perf record -g -o "$PERF" -p "$edge_pid" > /dev/null 2>&1 &
+  perf_pid=$!
+  sleep 0.5
+fi
 t0=$(date +%s.%N)
 "$bin/mediagate" cache prefetch "rtsp://127.0.0.1:$edge_port/clip" --speed "$speed" \
   --admin "http://127.0.0.1:$admin_port" | tail -1
 t1=$(date +%s.%N)
+if [ -n "${PERF:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 w1=$(io write_bytes)
 c1=$(cpu)
 bytes=$(curl -s "http://127.0.0.1:$admin_port/metrics" |

@@ -345,7 +345,12 @@ impl Hubs {
         self.lease_from(target, Start::Described(described))
     }
 
-    fn lease_from(&self, target: &UpstreamTarget, start: Start) -> Lease {
+    /// Whether a hub for `target` runs (serving viewers or lingering).
+    pub(crate) fn running(&self, target: &UpstreamTarget) -> bool {
+        self.map().contains_key(&Self::key(target))
+    }
+
+    fn key(target: &UpstreamTarget) -> String {
         // Viewers share an upstream session only if they would have opened the same
         // one: same URL, same hop, same credentials (or none: a route without
         // credentials must never ride on a session another route authenticated) and
@@ -356,13 +361,17 @@ impl Hubs {
             .as_ref()
             .map(|c| format!("{:?}:{}:{}", c.scheme, c.username, c.password))
             .unwrap_or_default();
-        let key = format!(
+        format!(
             "{}|{}|{}|{}",
             target.url,
             target.connect_to,
             creds,
             if target.udp { "udp" } else { "tcp" }
-        );
+        )
+    }
+
+    fn lease_from(&self, target: &UpstreamTarget, start: Start) -> Lease {
+        let key = Self::key(target);
         let mut map = self.map();
         if let (Some((_, h)), Start::Join) = (map.get(&key), &start) {
             if h.tx.send(Cmd::Lease).is_ok() {

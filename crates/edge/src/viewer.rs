@@ -584,7 +584,8 @@ impl ViewerConn {
     /// earlier viewer (a lingering hub of on-demand content) answers only while the
     /// cache holds that content fresh for this viewer (`viewer_cache_control`; see
     /// `source::description_current`); else the origin is asked again, through this
-    /// viewer's accounting DESCRIBE when it has one.
+    /// viewer's accounting DESCRIBE when it has one. An `only-if-cached` viewer with
+    /// no hub running is described from the stored SDP: the origin is not asked.
     async fn open_stream(
         &mut self,
         stream_url: &str,
@@ -612,19 +613,34 @@ impl ViewerConn {
         if let Some(chain) = &self.incoming_via {
             target.via = format!("{chain}, {}", target.via);
         }
-        let mut lease = self.ctx.hubs.lease(&target);
+        let fresh = source::fresh_objects(
+            self.ctx.cache.get(),
+            &target,
+            viewer_cache_control,
+            now.unix_ms,
+        );
+        // only-if-cached with no hub to answer: described from what is stored, not
+        // by the origin.
+        let stored = freshness::only_if_cached(viewer_cache_control)
+            .then(|| fresh.as_deref().and_then(<[_]>::first))
+            .flatten()
+            .filter(|_| !self.ctx.hubs.running(&target))
+            .and_then(|o| {
+                crate::upstream::described_from_stored(
+                    &o.meta,
+                    &target.url.without_credentials().to_string(),
+                )
+            });
+        let mut lease = match stored {
+            Some(d) => self.ctx.hubs.lease_described(&target, Arc::new(d)),
+            None => self.ctx.hubs.lease(&target),
+        };
         let mut d = lease.hub().describe().await.map_err(hub_error)?;
         if lease.joined() && !d.live {
             let answer = self
                 .accounting_pending
                 .get(stream_url)
                 .map(|a| a.origin_answer().clone());
-            let fresh = source::fresh_objects(
-                self.ctx.cache.get(),
-                &target,
-                viewer_cache_control,
-                now.unix_ms,
-            );
             match answer {
                 // The origin answered this viewer a moment ago: that is the
                 // revalidation, and a changed clip gets a hub of its own.

@@ -493,6 +493,69 @@ fn viewer_cache_control_is_honoured_at_describe_and_setup() {
     assert_eq!(origin.play_count("/vod"), 2, "{:#?}", origin.requests());
 }
 
+/// An `only-if-cached` viewer of held content, with no hub running (the last one
+/// retired after its 2 s linger), is described from the stored SDP and served from
+/// disk: the origin hears nothing from DESCRIBE to TEARDOWN.
+#[test]
+fn only_if_cached_is_described_and_served_without_the_origin() {
+    let origin = Origin::start(OriginOptions {
+        vod_seconds: 4,
+        ..OriginOptions::default()
+    })
+    .expect("origin starts");
+    let scratch = Scratch::new("only-if-cached");
+    let edge = EdgeProc::start(&format!(
+        "{}[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+        cache_section(&scratch.path("cache"), ""),
+        origin.url("/vod"),
+    ));
+    let url = edge.url("/clip");
+    plays_whole_clip(&url, 4.0);
+    let asked = origin.requests().len();
+    std::thread::sleep(Duration::from_secs(4));
+
+    let mut c = RawRtsp::connect(edge.port);
+    let only = ("Cache-Control", "only-if-cached");
+    let d = c.req("DESCRIBE", &url, &[only]);
+    assert_eq!(d.status.as_u16(), 200, "{d:?}");
+    // The stored SDP: the one the fill's own DESCRIBE got (gst-rtsp-server writes
+    // `npt=0-` once the media was prepared, `npt=now-` before).
+    let range = sdp_range(&d);
+    assert!(range.starts_with("npt=") && range.ends_with("-4"), "{d:?}");
+    let mut session: Option<String> = None;
+    for t in 0..2 {
+        let transport = format!("RTP/AVP/TCP;unicast;interleaved={}-{}", 2 * t, 2 * t + 1);
+        let mut headers = vec![("Transport", transport.as_str()), only];
+        if let Some(s) = &session {
+            headers.push(("Session", s.as_str()));
+        }
+        let r = c.req("SETUP", &format!("{url}/trackID={t}"), &headers);
+        assert_eq!(r.status.as_u16(), 200, "{r:?}");
+        session = Some(
+            r.headers
+                .get("Session")
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let session = session.unwrap();
+    let play = c.req("PLAY", &url, &[("Session", session.as_str()), only]);
+    assert_eq!(play.status.as_u16(), 200, "{play:?}");
+    let frames = c.read_frames_for(Duration::from_secs(2));
+    assert!(frames.iter().filter(|f| f.channel == 0).count() > 20);
+    let _ = c.req("TEARDOWN", &url, &[("Session", session.as_str())]);
+    assert_eq!(
+        origin.requests().len(),
+        asked,
+        "{:#?}",
+        &origin.requests()[asked..]
+    );
+    assert_eq!(results(&edge, 2, "/clip"), ["MISS", "HIT"]);
+}
+
 /// An H.264 + AAC MP4 of `seconds` with a keyframe a second, made by ffmpeg.
 fn make_clip(path: &Path, seconds: u32, tone_hz: u32) {
     let out = std::process::Command::new("ffmpeg")

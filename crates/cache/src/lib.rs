@@ -412,6 +412,19 @@ impl Cache {
         self.objects.is_empty()
     }
 
+    /// Every object of one origin URL (each variant), in key order.
+    pub fn objects_of(&self, url: &str) -> Vec<ObjectInfo> {
+        let from = ObjectKey {
+            url: url.to_owned(),
+            tracks: Vec::new(),
+        };
+        self.objects
+            .range(from..)
+            .take_while(|(k, _)| k.url == url)
+            .map(|(_, o)| info(o))
+            .collect()
+    }
+
     /// Every object, in key order.
     pub fn list(&self) -> Vec<ObjectInfo> {
         self.objects.values().map(info).collect()

@@ -630,3 +630,27 @@ fn a_real_time_fill_reaches_the_file_while_it_runs_so_a_killed_process_keeps_it(
         "held up to the last half second or so before the kill: {end} ms"
     );
 }
+
+#[test]
+fn objects_of_lists_every_variant_of_one_url_and_no_other_url() {
+    let d = TempDir::new("objects-of");
+    let (mut c, _) = Cache::open(d.path(), 1 << 30).unwrap();
+    let both = key("rtsp://o/clip");
+    let other_variant = ObjectKey {
+        tracks: vec![0, 2],
+        ..key("rtsp://o/clip")
+    };
+    // Sorts between the two variants' URL and a longer one.
+    let longer = key("rtsp://o/clip2");
+    let before = key("rtsp://o/cli");
+    for k in [&both, &other_variant, &longer, &before] {
+        fill(&mut c, k, 0, 1_000, true);
+    }
+    let keys: Vec<ObjectKey> = c
+        .objects_of("rtsp://o/clip")
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys, vec![both, other_variant]);
+    assert!(c.objects_of("rtsp://o/none").is_empty());
+}

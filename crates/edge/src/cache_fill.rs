@@ -266,6 +266,24 @@ impl RunClock {
     }
 }
 
+impl RunClock {
+    /// Where origin RTP timestamp `ts` of described track `track` (a sender report's)
+    /// falls: the track's slot and the media time in µs, placed as the run's packets
+    /// are. None for a track not in the object, or before its first packet anchored
+    /// it.
+    pub fn media_us_at(&self, track: usize, ts: u32) -> Option<(u8, u64)> {
+        let t = self.tracks.get(track)?.as_ref()?;
+        if !t.anchored {
+            return None;
+        }
+        // A copy: a report must not move the unwrapping of the packets themselves.
+        let extended = t.unwrap.clone().extend(ts);
+        let ticks = u64::try_from(t.start_ticks + (extended - t.rtptime)).ok()?;
+        let us = u128::from(ticks) * 1_000_000 / u128::from(t.clock.max(1));
+        Some((t.slot, u64::try_from(us).ok()?))
+    }
+}
+
 impl TrackClock {
     fn new(
         slot: u8,
@@ -313,7 +331,14 @@ pub(crate) struct FillRun {
     origin_failed: Arc<AtomicBool>,
     /// The latest media time placed so far, in ms (a prefetch's progress).
     media_ms: u64,
+    /// Signalled by the writer when the queue has room again (see [`ROOM_EVERY`]).
+    room: Arc<tokio::sync::Notify>,
 }
+
+/// The writer tells a waiting [`FillRun::offer_waiting`] about room after taking this
+/// many packets, and whenever it has emptied the queue: a waiter wakes once per batch
+/// of room rather than once a packet, and never sleeps while the writer idles.
+const ROOM_EVERY: u32 = 256;
 
 /// How a run ended in the cache: the object as it stands after it, or why ending failed.
 pub(crate) type RunEnded = tokio::sync::oneshot::Receiver<Result<ObjectInfo, String>>;
@@ -383,10 +408,17 @@ impl FillRun {
         let key = plan.key.clone();
         let origin_failed = Arc::new(AtomicBool::new(false));
         let failed = origin_failed.clone();
+        let room = Arc::new(tokio::sync::Notify::new());
+        let room_writer = room.clone();
         let spawned = std::thread::Builder::new()
             .name("cache-fill".into())
             .spawn(move || {
-                let ended = write_run(&store, writer, &rx, max, &key, &failed);
+                let rx = Roomy {
+                    rx,
+                    room: &room_writer,
+                    taken: 0,
+                };
+                let ended = write_run(&store, writer, rx, max, &key, &failed);
                 if let Some(report) = report {
                     let _ = report.send(ended);
                 }
@@ -401,6 +433,7 @@ impl FillRun {
             store: plan.store.clone(),
             origin_failed,
             media_ms: 0,
+            room,
         })
     }
 
@@ -428,7 +461,9 @@ impl FillRun {
                 Ok(()) => return,
                 Err(TrySendError::Full(back)) => {
                     msg = back;
-                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    // A notification given since the last wait is kept (a permit):
+                    // room made between the try and this wait is not missed.
+                    self.room.notified().await;
                 }
                 Err(TrySendError::Disconnected(_)) => {
                     self.tx = None;
@@ -483,13 +518,44 @@ impl Drop for FillRun {
     }
 }
 
+/// The writer's end of the queue, telling a waiting sender about room.
+struct Roomy<'a> {
+    rx: Receiver<FillMsgBox>,
+    room: &'a tokio::sync::Notify,
+    taken: u32,
+}
+
+impl Roomy<'_> {
+    /// The next message, blocking; tells the sender about room every
+    /// [`ROOM_EVERY`] messages and before blocking on an empty queue.
+    fn recv(&mut self) -> Result<FillMsgBox, std::sync::mpsc::RecvError> {
+        let msg = match self.rx.try_recv() {
+            Ok(m) => m,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                return Err(std::sync::mpsc::RecvError)
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                self.taken = 0;
+                self.room.notify_one();
+                self.rx.recv()?
+            }
+        };
+        self.taken += 1;
+        if self.taken >= ROOM_EVERY {
+            self.taken = 0;
+            self.room.notify_one();
+        }
+        Ok(msg)
+    }
+}
+
 /// The writer thread: appends until the run ends, then ends the fill in the cache. An
 /// object that outgrows the route's `cache_max_object` is not kept at all (its other
 /// runs included): the route does not cache content that large.
 fn write_run(
     store: &CacheStore,
     mut writer: FillWriter,
-    rx: &Receiver<FillMsgBox>,
+    mut rx: Roomy<'_>,
     max_object_bytes: u64,
     key: &ObjectKey,
     origin_failed: &AtomicBool,

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use mediagate_cache::Cache;
 
+use crate::cache_lock::DirLock;
 use crate::cache_shared::{SharedReadCounts, SharedReads};
 
 /// The cache and its counters; see the module docs.
@@ -33,6 +34,8 @@ pub struct CacheStore {
     /// about.
     default_ttl_ms: AtomicU64,
     shared: Arc<SharedReads>,
+    /// This process's claim on the directory, for as long as the store lives.
+    _lock: DirLock,
 }
 
 /// The default of `[edge.cache] default_ttl`.
@@ -51,8 +54,11 @@ pub struct CacheCounts {
 
 impl CacheStore {
     /// Opens (creating) the cache directory `dir`, keeping what verifies and evicting
-    /// down to `limit_bytes`.
+    /// down to `limit_bytes`. The directory is this process's alone while the store
+    /// lives: another process holding it is `ErrorKind::WouldBlock` (`cache_lock`),
+    /// found before anything on disk is touched.
     pub fn open(dir: &Path, limit_bytes: u64) -> io::Result<Arc<CacheStore>> {
+        let lock = DirLock::acquire(dir)?;
         let (cache, recovery) = Cache::open(dir, limit_bytes)?;
         tracing::info!(
             dir = %dir.display(),
@@ -70,6 +76,7 @@ impl CacheStore {
             fills_abandoned: AtomicU64::new(0),
             default_ttl_ms: AtomicU64::new(DEFAULT_TTL.as_secs() * 1000),
             shared: Arc::new(SharedReads::default()),
+            _lock: lock,
         }))
     }
 

@@ -106,6 +106,9 @@ pub(crate) struct HubTask {
     rx: mpsc::UnboundedReceiver<Cmd>,
     life: HubLife,
     described: Option<Arc<Described>>,
+    /// A description of on-demand content the origin gave for a viewer just now:
+    /// this hub answers with it and asks the origin nothing.
+    seed: Option<Arc<Described>>,
     failure: Option<HubError>,
     describe_waiters: Vec<oneshot::Sender<Result<Arc<Described>, HubError>>>,
     pending_joins: Vec<(ViewerSink, Vec<usize>, oneshot::Sender<JoinResult>, Instant)>,
@@ -140,6 +143,7 @@ impl HubTask {
         gen: u64,
         target: UpstreamTarget,
         rx: mpsc::UnboundedReceiver<Cmd>,
+        seed: Option<Arc<Described>>,
     ) -> Self {
         let settings = hubs.settings();
         let life = HubLife::new(settings.linger, settings.give_up);
@@ -154,6 +158,7 @@ impl HubTask {
             rx,
             life,
             described: None,
+            seed,
             failure: None,
             describe_waiters: Vec::new(),
             pending_joins: Vec::new(),
@@ -180,7 +185,10 @@ impl HubTask {
 
     pub(crate) async fn run(mut self) {
         tracing::debug!(origin = %self.target.url, "hub started");
-        self.start_upstream();
+        match self.seed.take() {
+            Some(d) => self.first_ready(d),
+            None => self.start_upstream(),
+        }
         loop {
             let join_deadline = self.pending_joins.iter().map(|j| j.3).min();
             let wake = [
@@ -281,6 +289,7 @@ impl HubTask {
                 }
             }
             Cmd::Unlease => self.life.unlease(Instant::now().into_std()),
+            Cmd::Forget => self.hubs.remove(&self.key, self.gen),
             Cmd::Describe(reply) => match (&self.described, &self.failure) {
                 (Some(d), _) => {
                     let _ = reply.send(Ok(d.clone()));

@@ -76,6 +76,16 @@ impl From<&ClientError> for HubError {
     }
 }
 
+/// How [`Hubs::lease_from`] finds its hub.
+enum Start {
+    /// The running hub, or a new one.
+    Join,
+    /// A new hub that DESCRIBEs the origin.
+    Anew,
+    /// A new hub holding this description.
+    Described(Arc<Described>),
+}
+
 /// Counters of one hub, for tests, logs and the admin API.
 #[derive(Debug, Clone, Default)]
 pub struct HubStats {
@@ -118,6 +128,9 @@ pub(crate) enum Cmd {
     ViewerCounts(oneshot::Sender<Vec<(Arc<Tally>, Counts)>>),
     /// Drain: let every viewer go, tear the upstream session down, retire.
     Shutdown,
+    /// Leave the registry now (the description it holds is no longer the origin's):
+    /// later viewers get a new hub; those holding leases keep this one.
+    Forget,
 }
 
 /// Cheap handle to a running hub.
@@ -136,6 +149,8 @@ impl std::fmt::Debug for HubHandle {
 #[derive(Debug)]
 pub struct Lease {
     handle: HubHandle,
+    /// The hub ran before this lease (its description may be from an earlier viewer).
+    joined: bool,
 }
 
 impl Drop for Lease {
@@ -155,7 +170,14 @@ impl Lease {
         let _ = self.handle.tx.send(Cmd::Lease);
         Lease {
             handle: self.handle.clone(),
+            joined: true,
         }
+    }
+
+    /// True when the hub was already running (lingering, or serving other viewers)
+    /// when this lease was taken: its description was not fetched for this viewer.
+    pub(crate) fn joined(&self) -> bool {
+        self.joined
     }
 }
 
@@ -171,6 +193,11 @@ impl HubHandle {
         self.ask(Cmd::Describe)
             .await
             .unwrap_or_else(|| Err(HubError::gone()))
+    }
+
+    /// Takes the hub out of the registry (see [`Cmd::Forget`]).
+    pub(crate) fn forget(&self) {
+        let _ = self.tx.send(Cmd::Forget);
     }
 
     /// Server port pairs (RTP, RTCP) per track for UDP viewers.
@@ -298,6 +325,32 @@ impl Hubs {
 
     /// A lease on the hub for `target`, starting the hub if none runs.
     pub fn lease(&self, target: &UpstreamTarget) -> Lease {
+        self.lease_from(target, Start::Join)
+    }
+
+    /// A lease on a new hub for `target` that asks the origin afresh, in the place of
+    /// any running one (which keeps serving the leases it has, then retires): a
+    /// viewer's description must be the origin's current one.
+    pub(crate) fn lease_anew(&self, target: &UpstreamTarget) -> Lease {
+        self.lease_from(target, Start::Anew)
+    }
+
+    /// As [`Self::lease_anew`], the new hub holding `described`, which the origin has
+    /// just given for this viewer (its accounting DESCRIBE): no question of its own.
+    pub(crate) fn lease_described(
+        &self,
+        target: &UpstreamTarget,
+        described: Arc<Described>,
+    ) -> Lease {
+        self.lease_from(target, Start::Described(described))
+    }
+
+    /// Whether a hub for `target` runs (serving viewers or lingering).
+    pub(crate) fn running(&self, target: &UpstreamTarget) -> bool {
+        self.map().contains_key(&Self::key(target))
+    }
+
+    fn key(target: &UpstreamTarget) -> String {
         // Viewers share an upstream session only if they would have opened the same
         // one: same URL, same hop, same credentials (or none: a route without
         // credentials must never ride on a session another route authenticated) and
@@ -308,17 +361,24 @@ impl Hubs {
             .as_ref()
             .map(|c| format!("{:?}:{}:{}", c.scheme, c.username, c.password))
             .unwrap_or_default();
-        let key = format!(
+        format!(
             "{}|{}|{}|{}",
             target.url,
             target.connect_to,
             creds,
             if target.udp { "udp" } else { "tcp" }
-        );
+        )
+    }
+
+    fn lease_from(&self, target: &UpstreamTarget, start: Start) -> Lease {
+        let key = Self::key(target);
         let mut map = self.map();
-        if let Some((_, h)) = map.get(&key) {
+        if let (Some((_, h)), Start::Join) = (map.get(&key), &start) {
             if h.tx.send(Cmd::Lease).is_ok() {
-                return Lease { handle: h.clone() };
+                return Lease {
+                    handle: h.clone(),
+                    joined: true,
+                };
             }
         }
         let gen = {
@@ -335,9 +395,16 @@ impl Hubs {
         let _ = handle.tx.send(Cmd::Lease);
         map.insert(key.clone(), (gen, handle.clone()));
         drop(map);
-        let task = HubTask::new(self.clone(), key, gen, target.clone(), rx);
+        let seed = match start {
+            Start::Described(d) => Some(d),
+            Start::Join | Start::Anew => None,
+        };
+        let task = HubTask::new(self.clone(), key, gen, target.clone(), rx, seed);
         tokio::spawn(task.run());
-        Lease { handle }
+        Lease {
+            handle,
+            joined: false,
+        }
     }
 
     /// What each playing live viewer has been sent so far and not yet added to its

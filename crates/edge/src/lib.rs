@@ -12,6 +12,7 @@ mod accounting_conn;
 mod auth;
 mod cache_admin;
 mod cache_fill;
+mod cache_lock;
 mod cache_play;
 mod cache_shared;
 pub mod cache_store;

@@ -310,8 +310,8 @@ impl Prefetches {
         };
         // An origin that says it delivers faster is checked before anything is
         // written: some (gst-rtsp-server) scale the RTP timestamps with Speed.
-        let probe = accepted_speed(&resp, req.speed)
-            .and_then(|speed| Probe::new(&plan, &described, &resp, speed));
+        let probe =
+            accepted_speed(&resp, req.speed).and_then(|_| Probe::new(&plan, &described, &resp));
         let job = Arc::new(Job::new(
             &url,
             req.asked,
@@ -417,7 +417,6 @@ const PROBE_MAX_PACKETS: usize = 20_000;
 /// wall clock) or were scaled by the origin (it grows at about real time).
 struct Probe {
     clock: crate::cache_fill::RunClock,
-    speed: f64,
     first: Option<Instant>,
     min_ms: u64,
     max_ms: u64,
@@ -425,10 +424,9 @@ struct Probe {
 }
 
 impl Probe {
-    fn new(plan: &FillPlan, d: &Described, resp: &Response, speed: f64) -> Option<Probe> {
+    fn new(plan: &FillPlan, d: &Described, resp: &Response) -> Option<Probe> {
         Some(Probe {
             clock: crate::cache_fill::RunClock::from_play(plan, d, resp)?,
-            speed,
             first: None,
             min_ms: u64::MAX,
             max_ms: 0,
@@ -453,16 +451,20 @@ impl Probe {
             .first
             .map_or(Duration::ZERO, |f| now.saturating_duration_since(f));
         let span = self.max_ms.saturating_sub(self.min_ms.min(self.max_ms));
-        media_outpaces_wall(span, wall, self.speed)
+        media_outpaces_wall(span, wall)
     }
 }
 
-/// Media time spanning at least half of what `speed` promises over `wall` means the
-/// timestamps were left in media time; a span near `wall` means they were scaled
-/// down (or the origin did not speed up at all): either way not a fast fill.
-fn media_outpaces_wall(span_ms: u64, wall: Duration, speed: f64) -> bool {
+/// Media time spanning at least twice `wall` means the timestamps were left in media
+/// time and delivered faster than real time; a span near `wall` means they were
+/// scaled down (or the origin did not speed up at all): either way not a fast fill.
+/// The look must be long enough to say anything: 200 ms of wall time, or a second of
+/// media (an origin that sends the whole packet budget within a few ms). How much
+/// faster than asked or than real time does not matter: an origin may be slower than
+/// the `Speed` it accepted (a high bit rate on a busy link) and still save time.
+fn media_outpaces_wall(span_ms: u64, wall: Duration) -> bool {
     let wall_ms = wall.as_secs_f64() * 1000.0;
-    wall_ms >= 200.0 && span_ms as f64 >= wall_ms * speed.max(1.0) / 2.0
+    (wall_ms >= 200.0 || span_ms >= 1_000) && span_ms as f64 >= wall_ms * 2.0
 }
 
 /// Cancels `job` and waits (bounded) until its run has ended in the cache.
@@ -827,15 +829,17 @@ mod tests {
     fn a_fast_delivery_counts_only_when_its_timestamps_are_media_time() {
         let wall = Duration::from_millis(1500);
         // Speed 8 honoured: 1.5 s of wall time carry about 12 s of media.
-        assert!(media_outpaces_wall(11_000, wall, 8.0));
+        assert!(media_outpaces_wall(11_000, wall));
         // Timestamps scaled down by 8 (gst-rtsp-server): the span is about the wall.
-        assert!(!media_outpaces_wall(1_500, wall, 8.0));
+        assert!(!media_outpaces_wall(1_500, wall));
+        assert!(!media_outpaces_wall(2_900, wall));
         // Too short a look says nothing.
-        assert!(!media_outpaces_wall(
-            10_000,
-            Duration::from_millis(100),
-            8.0
-        ));
+        assert!(!media_outpaces_wall(150, Duration::from_millis(20)));
+        // The whole packet budget within 50 ms: 2.2 s of a 100 Mbit/s clip at 44x
+        // real time, below the Speed 100 asked, still a fast fill.
+        assert!(media_outpaces_wall(2_200, Duration::from_millis(50)));
+        // ...unless its timestamps span no more than the wall.
+        assert!(!media_outpaces_wall(1_000, Duration::from_millis(600)));
     }
 
     #[test]

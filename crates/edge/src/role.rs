@@ -60,6 +60,8 @@ async fn open_cache(config: &Config) -> Result<Option<Arc<CacheStore>>, String> 
     };
     let store = match opened {
         Ok(Ok(store)) => store,
+        // Another edge's directory: its own message names it and the holder.
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => return Err(e.to_string()),
         Ok(Err(e)) => {
             return Err(format!(
                 "cannot open the cache directory {}: {e}; make it writable, set [edge.cache] dir, or turn the cache off (enabled = false, or --no-cache)",

@@ -13,11 +13,18 @@
 //! PLAYs from 0, then from the seek point) saw a second stream start mid-way and
 //! placed it seconds away from the first.
 //!
-//! What it does not: forward the origin's RTCP (its reports describe the origin's
-//! numbering), or send sender reports of its own while the origin serves (hits do;
-//! players keep the `RTP-Info` of the PLAY answer). An origin BYE becomes the
-//! viewer's own BYE on that track, the end of the stream. Packets that cannot be placed (an answer
-//! without `RTP-Info`) go out unrewritten, as before this module.
+//! The origin's RTCP describes the origin's numbering, so it is not forwarded as it
+//! came: each origin sender report becomes one in the viewer's numbering (its RTP
+//! timestamp placed in media time as the packets are, then numbered as the player
+//! numbers that time; the origin's NTP time kept, so tracks stay in sync; the
+//! packets and octets the viewer was sent), so a viewer whose session began as a hit
+//! keeps getting reports after the seam. An origin BYE becomes the viewer's own BYE
+//! on that track, the end of the stream; other RTCP is dropped.
+//!
+//! What it does not: send reports of its own on a timer while the origin serves (an
+//! origin that sends none leaves the viewer with none, as a pass-through would).
+//! Packets that cannot be placed (an answer without `RTP-Info`) go out unrewritten,
+//! as before this module.
 
 use bytes::Bytes;
 use mediagate_cache::PacketOut;
@@ -170,16 +177,33 @@ impl OriginSeam {
     }
 
     /// The viewer's copy of origin RTCP `data` of described track `track`: the
-    /// viewer's own BYE when it holds one, else nothing (`Some(None)`); None when
-    /// this seam does not rewrite (the packet goes out as it came).
+    /// viewer's own BYE when it holds one, else the viewer's own sender report when
+    /// it holds one that can be placed, else nothing (`Some(None)`); None when this
+    /// seam does not rewrite (the packet goes out as it came).
     pub fn rewrite_rtcp(&self, track: usize, data: &[u8]) -> Option<Option<Bytes>> {
-        self.clock.as_ref()?;
-        let has_bye = RtcpPackets::new(data).any(|p| matches!(p, Ok(RtcpPacket::Goodbye(_))));
+        let clock = self.clock.as_ref()?;
         let slot = self.slots.get(track).copied().flatten()?;
+        let mut report = None;
+        for p in RtcpPackets::new(data) {
+            match p {
+                Ok(RtcpPacket::Goodbye(_)) => {
+                    return Some(bye(&self.rewriter, usize::from(slot), b"end of stream"));
+                }
+                Ok(RtcpPacket::SenderReport(sr)) if report.is_none() => {
+                    report = Some(sr.sender_info());
+                }
+                _ => {}
+            }
+        }
+        let Some(info) = report else {
+            return Some(None);
+        };
+        let Some((placed_slot, media_us)) = clock.media_us_at(track, info.rtp_timestamp) else {
+            return Some(None);
+        };
         Some(
-            has_bye
-                .then(|| bye(&self.rewriter, usize::from(slot), b"end of stream"))
-                .flatten(),
+            self.rewriter
+                .sender_report(usize::from(placed_slot), media_us, info.ntp_timestamp),
         )
     }
 }
@@ -292,7 +316,38 @@ mod tests {
         assert_eq!(first.2, last.2, "one SSRC");
         // 40 ms after the last packet sent, in output time.
         assert_eq!(first.1.wrapping_sub(last.1), 40 * 90);
-        // The origin's RTCP is not passed on; its BYE becomes the viewer's.
+        // An origin sender report becomes the viewer's: its SSRC, the timestamp of
+        // the same media time in the viewer's numbering, the origin's NTP time, what
+        // the viewer was sent (two packets: the cached one and the origin's).
+        let ntp = 0x1234_5678_9abc_def0;
+        let mut sr_in = [0u8; 64];
+        let mut w = CompoundWriter::new(&mut sr_in);
+        w.sender_report(
+            &mediagate_rtp::rtcp::SenderInfo {
+                ssrc: 0xdead,
+                ntp_timestamp: ntp,
+                // Half a second after the first origin packet.
+                rtp_timestamp: 5_000_000 + 45_000,
+                packet_count: 99,
+                octet_count: 9_999,
+            },
+            &[],
+        )
+        .unwrap();
+        let n = w.finish().unwrap();
+        let out = seam.rewrite_rtcp(0, &sr_in[..n]).unwrap().unwrap();
+        let compound = mediagate_rtp::rtcp::RtcpPackets::new(&out)
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let RtcpPacket::SenderReport(sr) = &compound[0] else {
+            panic!("not an SR: {compound:?}");
+        };
+        let info = sr.sender_info();
+        assert_eq!(info.ssrc, first.2);
+        assert_eq!(info.ntp_timestamp, ntp);
+        assert_eq!(info.rtp_timestamp, first.1.wrapping_add(45_000));
+        assert_eq!(info.packet_count, 2);
+        // Other origin RTCP is not passed on; its BYE becomes the viewer's.
         assert_eq!(
             seam.rewrite_rtcp(0, &[0x80, 200, 0, 1, 0, 0, 0, 1]),
             Some(None)

@@ -137,6 +137,61 @@ pub(crate) fn cache_policy(target: &UpstreamTarget, default_ttl: Duration) -> Ca
     }
 }
 
+/// The stored variants of the on-demand content at `target` that could be served to a
+/// viewer whose request said `viewer_cache_control`, without asking the origin: held
+/// (at least one complete range), stored under a policy the route still has, and
+/// fresh for this viewer (its `no-cache`, `max-stale`, `min-fresh`, `max-age`).
+/// None when the route has no cache (or the edge none).
+pub(crate) fn fresh_objects(
+    store: Option<&Arc<CacheStore>>,
+    target: &UpstreamTarget,
+    viewer_cache_control: Option<&str>,
+    now_unix_ms: u64,
+) -> Option<Vec<mediagate_cache::ObjectInfo>> {
+    let store = store.filter(|_| target.cache)?;
+    let policy = cache_policy(target, store.default_ttl());
+    let url = target.url.without_credentials().to_string();
+    // An index walk over one URL's variants: no file I/O.
+    let objects = store.lock().objects_of(&url);
+    Some(
+        objects
+            .into_iter()
+            .filter(|o| {
+                !o.ranges.is_empty()
+                    && freshness::storable(
+                        o.meta.validators.cache_control.as_deref(),
+                        o.meta.needed_auth,
+                        policy.cache_authenticated,
+                    )
+                    && freshness::verdict(
+                        &o.meta,
+                        viewer_cache_control,
+                        now_unix_ms,
+                        policy.default_ttl,
+                    ) == Freshness::Fresh
+            })
+            .collect(),
+    )
+}
+
+/// Whether `d`, a running hub's description of on-demand content, may answer this
+/// viewer's DESCRIBE: `fresh` (from [`fresh_objects`]) holds a variant of the same
+/// content, fresh for this viewer. Without a cache, a description is reused unless
+/// the viewer said `no-cache`. Otherwise the origin is asked again: a hub lingers
+/// for later viewers, and its description must not outlive the clip it describes.
+pub(crate) fn description_current(
+    d: &Described,
+    fresh: Option<&[mediagate_cache::ObjectInfo]>,
+    viewer_cache_control: Option<&str>,
+) -> bool {
+    match fresh {
+        None => !freshness::no_cache(viewer_cache_control),
+        Some(objects) => objects
+            .iter()
+            .any(|o| freshness::same_content(&o.meta, &object_meta(d, &o.key))),
+    }
+}
+
 /// What a SETUP of on-demand content needs to open the viewer's origin session.
 pub(crate) struct OriginRoute<'a> {
     pub router: &'a Router,
@@ -368,6 +423,7 @@ impl Source {
                     }
                     Lookup::Miss => match open_origin(&lazy, &self.described, &self.tally).await {
                         Ok(vod) => {
+                            self.retire_hub_if_changed(vod.described());
                             let seam = OriginSeam::new(vod.described(), &lazy.variant(), None);
                             vod.set_seam(seam).await;
                             SourceKind::OnDemand {
@@ -642,6 +698,9 @@ impl Source {
         let same = freshness::same_content(meta, &latest);
         if answered.is_some() && !same {
             tracing::debug!(url, "cached object's description changed; refetching");
+            if answered.is_some_and(|a| !self.same_as_hub(a)) {
+                self.retire_hub();
+            }
             return miss;
         }
         let now = SystemTime::now();
@@ -655,7 +714,12 @@ impl Source {
         }
         // The hub's description may be older than the object (it is kept while the
         // hub lingers), or newer: when the two differ, the origin decides.
-        let stale = !only_if_cached && (!same || verdict != Freshness::Fresh);
+        if only_if_cached && (!same || verdict != Freshness::Fresh) {
+            // Not what the viewer was described, or not fresh enough for its
+            // max-stale/min-fresh: the origin may not be asked (RFC 7826 §18.11).
+            return Lookup::NotCached;
+        }
+        let stale = !same || verdict != Freshness::Fresh;
         let refreshed = if !stale {
             false
         } else {
@@ -673,7 +737,14 @@ impl Source {
                     tracing::debug!(url, "cached object revalidated unchanged");
                     true
                 }
-                Ok(None) => return Lookup::Miss,
+                Ok(None) => {
+                    // Changed (or gone): the hub's description, the stored one,
+                    // kept for later viewers, is no longer the clip's.
+                    if same {
+                        self.retire_hub();
+                    }
+                    return Lookup::Miss;
+                }
                 // The origin cannot be asked: a stale copy it allows serving stale is
                 // still better than no clip (RFC 7234 §4.2.4).
                 Err(()) if same && verdict == Freshness::Stale => false,
@@ -724,6 +795,31 @@ impl Source {
                 tracing::warn!(url, error = %e, "cached object could not be read; asking the origin");
                 Lookup::Miss
             }
+        }
+    }
+
+    /// True when `newer` describes the content the hub's description does.
+    fn same_as_hub(&self, newer: &Described) -> bool {
+        let key = object_key("", &self.described, &[]);
+        freshness::same_content(
+            &object_meta(&self.described, &key),
+            &object_meta(newer, &key),
+        )
+    }
+
+    /// Takes this source's hub out of the registry: its description (kept while it
+    /// lingers for later viewers) no longer describes the origin's clip, and the next
+    /// viewer's DESCRIBE must ask the origin. This viewer's lease keeps it running.
+    fn retire_hub(&self) {
+        if let Some(lease) = &self.lease {
+            tracing::debug!(origin = %self.described.aggregate_url, "the clip changed at the origin; its hub is retired");
+            lease.hub().forget();
+        }
+    }
+
+    fn retire_hub_if_changed(&self, newer: &Described) {
+        if !self.same_as_hub(newer) {
+            self.retire_hub();
         }
     }
 
@@ -1114,8 +1210,8 @@ async fn revalidate(
     }
 }
 
-/// The answer to an `only-if-cached` PLAY the cache cannot serve (RFC 7826 §18.11).
-fn not_cached() -> Response {
+/// The answer to an `only-if-cached` request the cache cannot serve (RFC 7826 §18.11).
+pub(crate) fn not_cached() -> Response {
     error(
         StatusCode::GATEWAY_TIMEOUT,
         "not in the cache, and the request said only-if-cached",

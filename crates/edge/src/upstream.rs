@@ -317,6 +317,43 @@ async fn describe_inner(
         status: mediagate_rtsp::StatusCode::BAD_GATEWAY,
         reason: format!("origin sent an invalid SDP: {e}"),
     })?;
+    let caching = caching_headers(&resp);
+    let needed_auth = authorization.is_some() || client.answered_challenge();
+    let d = described_from_sdp(sdp, &base, caching, needed_auth)?;
+    Ok((client, Answer::Described(d)))
+}
+
+/// The description of stored content (`meta`, the cache's record of the origin's
+/// answer): its SDP with an `o=` line put back (the stored version; the session id is
+/// not kept), track control URLs under `url`. What a viewer's `only-if-cached`
+/// DESCRIBE is answered from when no hub holds the origin's own answer. None when the
+/// stored SDP does not describe an RTP track.
+pub(crate) fn described_from_stored(meta: &mediagate_cache::Meta, url: &str) -> Option<Described> {
+    let version = meta.validators.sdp_origin.as_deref().unwrap_or("0");
+    let mut text = String::with_capacity(meta.sdp.len() + 64);
+    for line in meta.sdp.split_inclusive('\n') {
+        text.push_str(line);
+        if line.starts_with("v=") {
+            text.push_str(&format!("o=- 0 {version} IN IP4 0.0.0.0\r\n"));
+        }
+    }
+    let sdp = SessionDescription::parse(text.as_bytes()).ok()?;
+    let caching = mediagate_cache::Validators {
+        sdp_origin: None,
+        ..meta.validators.clone()
+    };
+    let base = format!("{}/", url.trim_end_matches('/'));
+    described_from_sdp(sdp, &base, caching, meta.needed_auth).ok()
+}
+
+/// A description from an origin's SDP: its RTP tracks with their control URLs under
+/// `base`, live unless its `a=range` is finite.
+fn described_from_sdp(
+    sdp: SessionDescription,
+    base: &str,
+    caching: mediagate_cache::Validators,
+    needed_auth: bool,
+) -> Result<Described, ClientError> {
     let live = !sdp.range().map(|r| r.is_finite()).unwrap_or(false);
     let mut tracks = Vec::new();
     for (i, m) in sdp.media().iter().enumerate() {
@@ -325,7 +362,7 @@ async fn describe_inner(
         if !m.is_rtp() {
             continue;
         }
-        let Some(control_url) = sdp.media_control_url(m, &base) else {
+        let Some(control_url) = sdp.media_control_url(m, base) else {
             continue;
         };
         let rtpmap = m.payload_types().next().and_then(|pt| m.rtpmap(pt));
@@ -357,21 +394,16 @@ async fn describe_inner(
             reason: "the origin's SDP has no RTP track".into(),
         });
     }
-    let aggregate_url = sdp.aggregate_control_url(&base);
-    let caching = caching_headers(&resp);
-    let needed_auth = authorization.is_some() || client.answered_challenge();
-    Ok((
-        client,
-        Answer::Described(Described {
-            sdp,
-            tracks,
-            live,
-            session_timeout: 60,
-            aggregate_url,
-            caching,
-            needed_auth,
-        }),
-    ))
+    let aggregate_url = sdp.aggregate_control_url(base);
+    Ok(Described {
+        sdp,
+        tracks,
+        live,
+        session_timeout: 60,
+        aggregate_url,
+        caching,
+        needed_auth,
+    })
 }
 
 /// SETUPs every track over TCP interleaved.

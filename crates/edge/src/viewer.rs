@@ -37,8 +37,10 @@ use tokio::time::Instant;
 use crate::accounting::{forwarded_for, KEEPALIVE_INTERVAL};
 use crate::accounting_conn::{self, Accounting, OriginWatch};
 use crate::auth::{LoginKind, Principal};
+use crate::cache_fill::{object_key, object_meta};
 use crate::conn_out::{ConnOut, MAX_CONTROL_QUEUED};
 use crate::denied::{is_refusal, DeniedBudget, Refused};
+use crate::freshness;
 use crate::hub::SubscriberId;
 use crate::hub_registry::{Hubs, Lease};
 use crate::ids;
@@ -52,7 +54,7 @@ use crate::session::{
 };
 use crate::settings::{Current, ViewerSettings};
 use crate::sink::{Tally, TrackDest};
-use crate::source::{hub_error, track_name, OriginRoute, Source};
+use crate::source::{self, hub_error, track_name, OriginRoute, Source};
 use crate::tracker::{until_true, Tracker};
 use crate::upstream::Described;
 use crate::viewers::{LiveViewer, ViewerRegistry};
@@ -510,7 +512,7 @@ impl ViewerConn {
     ) -> (Response, Option<(String, SubscriberId)>) {
         match step {
             Step::Reply(r) => (r, None),
-            Step::Describe { url } => (self.describe_or_pass(req, &url).await, None),
+            Step::Describe { url } => (self.describe_or_pass(req, &url, now).await, None),
             Step::Setup {
                 url,
                 track,
@@ -572,7 +574,18 @@ impl ViewerConn {
         Ok(())
     }
 
-    async fn open_stream(&mut self, stream_url: &str) -> Result<(Arc<Described>, Lease), Response> {
+    /// The stream's description and a lease on its hub. A description kept from an
+    /// earlier viewer (a lingering hub of on-demand content) answers only while the
+    /// cache holds that content fresh for this viewer (`viewer_cache_control`; see
+    /// `source::description_current`); else the origin is asked again, through this
+    /// viewer's accounting DESCRIBE when it has one. An `only-if-cached` viewer with
+    /// no hub running is described from the stored SDP: the origin is not asked.
+    async fn open_stream(
+        &mut self,
+        stream_url: &str,
+        viewer_cache_control: Option<&str>,
+        now: Now,
+    ) -> Result<(Arc<Described>, Lease), Response> {
         if let Some((d, lease)) = self.described.get(stream_url) {
             return Ok((d.clone(), lease.another()));
         }
@@ -594,8 +607,59 @@ impl ViewerConn {
         if let Some(chain) = &self.incoming_via {
             target.via = format!("{chain}, {}", target.via);
         }
-        let lease = self.ctx.hubs.lease(&target);
-        let d = lease.hub().describe().await.map_err(hub_error)?;
+        let fresh = source::fresh_objects(
+            self.ctx.cache.get(),
+            &target,
+            viewer_cache_control,
+            now.unix_ms,
+        );
+        // only-if-cached with no hub to answer: described from what is stored, not
+        // by the origin.
+        let stored = freshness::only_if_cached(viewer_cache_control)
+            .then(|| fresh.as_deref().and_then(<[_]>::first))
+            .flatten()
+            .filter(|_| !self.ctx.hubs.running(&target))
+            .and_then(|o| {
+                crate::upstream::described_from_stored(
+                    &o.meta,
+                    &target.url.without_credentials().to_string(),
+                )
+            });
+        let mut lease = match stored {
+            Some(d) => self.ctx.hubs.lease_described(&target, Arc::new(d)),
+            None => self.ctx.hubs.lease(&target),
+        };
+        let mut d = lease.hub().describe().await.map_err(hub_error)?;
+        if lease.joined() && !d.live {
+            let answer = self
+                .accounting_pending
+                .get(stream_url)
+                .map(|a| a.origin_answer().clone());
+            match answer {
+                // The origin answered this viewer a moment ago: that is the
+                // revalidation, and a changed clip gets a hub of its own.
+                Some(a) if !a.live => {
+                    let key = object_key("", &d, &[]);
+                    if !freshness::same_content(&object_meta(&a, &key), &object_meta(&d, &key)) {
+                        tracing::debug!(
+                            url = stream_url,
+                            "the origin's description changed; the lingering hub is replaced"
+                        );
+                        lease = self.ctx.hubs.lease_described(&target, a.clone());
+                        d = a;
+                    }
+                }
+                _ if !source::description_current(&d, fresh.as_deref(), viewer_cache_control) => {
+                    tracing::debug!(
+                        url = stream_url,
+                        "a kept description is not fresh for this viewer; asking the origin"
+                    );
+                    lease = self.ctx.hubs.lease_anew(&target);
+                    d = lease.hub().describe().await.map_err(hub_error)?;
+                }
+                _ => {}
+            }
+        }
         self.described
             .insert(stream_url.to_owned(), (d.clone(), lease.another()));
         Ok((d, lease))
@@ -611,7 +675,15 @@ impl ViewerConn {
 
     /// DESCRIBE through the hub, or, when the origin wants the viewer's own
     /// credentials, on the viewer's own origin connection (`passthrough`).
-    async fn describe_or_pass(&mut self, req: &Request, url: &str) -> Response {
+    async fn describe_or_pass(&mut self, req: &Request, url: &str, now: Now) -> Response {
+        let viewer_cc = req.headers.get("Cache-Control");
+        if freshness::only_if_cached(viewer_cc) && !self.cached_for(url, viewer_cc, now) {
+            tracing::debug!(
+                url,
+                "only-if-cached, and the cache holds nothing fresh enough"
+            );
+            return source::not_cached();
+        }
         if let Err(r) = self.account(req, url).await {
             return r;
         }
@@ -620,14 +692,14 @@ impl ViewerConn {
             // The viewer answers an origin challenge: never through the shared hub.
             Some(t) if passthrough::authorization(req).is_some() => t,
             Some(t) => {
-                let r = self.describe(url).await;
+                let r = self.describe(url, viewer_cc, now).await;
                 if !passthrough::is_challenge(&r) {
                     return r;
                 }
                 t
             }
             None => {
-                let r = self.describe(url).await;
+                let r = self.describe(url, viewer_cc, now).await;
                 if passthrough::is_challenge(&r) && self.edge_login_route(url) {
                     // RTSP has one `Authorization` per request: on this rule it is
                     // the edge's, so the origin's challenge cannot be relayed.
@@ -677,6 +749,8 @@ impl ViewerConn {
         &mut self,
         url: &str,
         session: Option<&str>,
+        viewer_cache_control: Option<&str>,
+        now: Now,
     ) -> Result<(Arc<Described>, Option<Source>), Response> {
         if let Some(s) = session.and_then(|id| self.core.source_mut(id)) {
             if s.is_passthrough() {
@@ -689,12 +763,37 @@ impl ViewerConn {
                 return Ok((d.clone(), Some(Source::passthrough(d, vod, tally))));
             }
         }
-        let (d, lease) = self.open_stream(url).await?;
+        let (d, lease) = self.open_stream(url, viewer_cache_control, now).await?;
         Ok((d.clone(), Some(Source::new(lease, d))))
     }
 
-    async fn describe(&mut self, url: &str) -> Response {
-        let (d, _lease) = match self.open_stream(url).await {
+    /// Whether the cache holds a variant of `url`'s content fresh for a viewer whose
+    /// request said `viewer_cache_control` (an index look-up; the origin is not asked).
+    fn cached_for(&self, url: &str, viewer_cache_control: Option<&str>, now: Now) -> bool {
+        let settings = self.ctx.settings.load();
+        let Ok(target) = settings.router.resolve(url, self.local, self.original_dst) else {
+            return false;
+        };
+        source::fresh_objects(
+            self.ctx.cache.get(),
+            &target,
+            viewer_cache_control,
+            now.unix_ms,
+        )
+        .is_some_and(|o| !o.is_empty())
+    }
+
+    async fn describe(
+        &mut self,
+        url: &str,
+        viewer_cache_control: Option<&str>,
+        now: Now,
+    ) -> Response {
+        if freshness::no_cache(viewer_cache_control) {
+            // Asked again on this connection: not the description kept for its SETUPs.
+            self.described.remove(url);
+        }
+        let (d, _lease) = match self.open_stream(url, viewer_cache_control, now).await {
             Ok(v) => v,
             Err(r) => return r,
         };
@@ -717,6 +816,13 @@ impl ViewerConn {
                 "this edge is at its viewer limit",
             );
         }
+        let viewer_cc = req.headers.get("Cache-Control");
+        if session.is_none()
+            && freshness::only_if_cached(viewer_cc)
+            && !self.cached_for(&url, viewer_cc, now)
+        {
+            return source::not_cached();
+        }
         let accounting = if session.is_none() {
             match self.account(req, &url).await {
                 Ok(()) => self.accounting_pending.remove(&url),
@@ -725,7 +831,10 @@ impl ViewerConn {
         } else {
             None
         };
-        let (d, fresh) = match self.open_for_setup(&url, session.as_deref()).await {
+        let (d, fresh) = match self
+            .open_for_setup(&url, session.as_deref(), viewer_cc, now)
+            .await
+        {
             Ok(v) => v,
             Err(r) => return r,
         };

@@ -11,6 +11,9 @@
 //! * `cache-fill` (issue 13): how fast the cache crate writes a fill to disk.
 //! * `hold` (issue 14): many RTSP sessions set up (SETUP, no PLAY) and kept alive,
 //!   reporting the watched processes' RSS: the balancer's 10,000-session benchmark.
+//! * `vod-origin` (issue 13): an on-demand RTSP origin that streams a generated clip
+//!   unpaced when PLAY asks for `Speed`: the origin of the end-to-end fill benchmark
+//!   (`mediagate cache prefetch` through an edge).
 //! * `rtsp-stub`: an RTSP server that answers at once and sends no media, the back
 //!   end that leaves the cores to the balancer in its session-rate benchmark.
 //! * `floor`: the bare `sendmmsg` baseline for `fanout` on loopback, and a check that
@@ -36,6 +39,7 @@ mod sys;
 mod track_stats;
 mod udp_rx;
 mod viewer_udp;
+mod vod_origin;
 
 use std::process::ExitCode;
 
@@ -63,6 +67,8 @@ enum Command {
     Hold(fanout::hold::HoldArgs),
     /// A minimal RTSP server answering at once with no media (a back end for balancers).
     RtspStub(stub::StubArgs),
+    /// An on-demand origin streaming a generated clip unpaced on `Speed` (fill benchmark).
+    VodOrigin(vod_origin::VodOriginArgs),
     /// Bare sendmmsg fan-out on loopback: the per-packet floor, and a receive check.
     Floor(floor::FloorArgs),
     /// K calls through RTP relays over ng for T seconds (relay benchmark).
@@ -78,6 +84,7 @@ fn main() -> ExitCode {
         Command::CacheFill(args) => cache_fill::run(args),
         Command::Hold(args) => fanout::hold::run(args),
         Command::RtspStub(args) => stub::run(args),
+        Command::VodOrigin(args) => vod_origin::run(args),
         Command::Floor(args) => floor::run(args),
         Command::Rtp(args) => rtp::run(args),
     };

@@ -266,7 +266,12 @@ fn objects_are_listed_pinned_purged_and_a_pin_survives_a_smaller_restart() {
     assert_eq!(listed(api, &edge), "0 object(s), 0 B\n");
     assert_eq!(metric(api, "mediagate_edge_cache_objects"), 0.0);
     assert_eq!(metric(api, "mediagate_edge_cache_bytes"), 0.0);
-    let left: Vec<_> = std::fs::read_dir(&cache_dir).unwrap().flatten().collect();
+    // Nothing but the running edge's claim on the directory (`lock`).
+    let left: Vec<_> = std::fs::read_dir(&cache_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name() != "lock")
+        .collect();
     assert!(left.is_empty(), "files left in the cache dir: {left:?}");
 }
 
@@ -324,5 +329,70 @@ fn the_default_cache_lives_under_the_state_dir() {
             .any(|l| l.contains("on-demand cache ready")),
         "{}",
         edge.peer.diagnostics()
+    );
+}
+
+/// `mediagate edge --cache-dir dir` in `cwd` (its state goes there), started as a peer.
+fn edge_on_cache_dir(cwd: &Path, dir: &Path) -> mediagate_testkit::process::Peer {
+    let port = free_tcp_port().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
+    cmd.current_dir(cwd)
+        .arg("edge")
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--map", "/a=rtsp://origin.invalid/a"])
+        .arg("--cache-dir")
+        .arg(dir);
+    mediagate_testkit::process::Peer::spawn("mediagate edge", cmd).expect("mediagate starts")
+}
+
+/// Waits for `edge` to say it listens; false if it exited first.
+fn listens(edge: &mediagate_testkit::process::Peer) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && edge.try_status().is_none() {
+        if edge
+            .stderr_tail()
+            .iter()
+            .any(|l| l.contains("listening for RTSP"))
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Issue 13: a cache directory belongs to one edge process. A second `mediagate edge`
+/// on it refuses to start, naming the directory and the first one's pid; once the
+/// first is gone (even by kill -9, which leaves the lock file behind) the directory
+/// can be used again.
+#[test]
+fn a_second_edge_on_one_cache_directory_refuses_to_start_naming_the_first() {
+    let tmp = TempDir::new("cache-lock");
+    let dir = tmp.0.join("cache");
+    let first = edge_on_cache_dir(&tmp.0, &dir);
+    assert!(listens(&first), "{}", first.diagnostics());
+
+    let second = edge_on_cache_dir(&tmp.0, &dir);
+    let status = second
+        .wait_timeout(Duration::from_secs(15))
+        .expect("the second edge exits by itself");
+    assert!(!status.success(), "{}", second.diagnostics());
+    let said = second.stderr_tail().join("\n");
+    assert!(
+        said.contains(&dir.display().to_string())
+            && said.contains(&format!("pid {}", first.pid()))
+            && said.contains("in use"),
+        "the error names the directory and the holder: {said}"
+    );
+    assert!(first.try_status().is_none(), "the first edge runs on");
+
+    first.signal("KILL");
+    first.wait_timeout(Duration::from_secs(5));
+    assert!(dir.join("lock").exists(), "kill -9 leaves the file");
+    let third = edge_on_cache_dir(&tmp.0, &dir);
+    assert!(
+        listens(&third),
+        "free once the first is gone: {}",
+        third.diagnostics()
     );
 }

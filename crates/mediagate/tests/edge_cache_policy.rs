@@ -387,6 +387,175 @@ fn viewer_cache_control_no_cache_revalidates_and_only_if_cached_never_reaches_th
     );
 }
 
+/// The `a=range` of a DESCRIBE answer's SDP to whole seconds (gst-rtsp-server writes
+/// `npt=now-3.0xx` for a 3 s file).
+fn sdp_range(r: &mediagate_rtsp::Response) -> String {
+    let text = String::from_utf8_lossy(&r.body);
+    let range = text
+        .lines()
+        .find_map(|l| l.strip_prefix("a=range:"))
+        .unwrap_or("")
+        .trim();
+    match range.split_once('-') {
+        Some((from, to)) => format!("{from}-{}", to.split('.').next().unwrap_or("")),
+        None => range.to_owned(),
+    }
+}
+
+/// Every DESCRIBE the origin was sent.
+fn origin_describes(o: &Origin) -> usize {
+    o.requests()
+        .iter()
+        .filter(|r| r.method == "DESCRIBE")
+        .count()
+}
+
+/// Issue 13 item 4 at DESCRIBE and SETUP: a viewer's `only-if-cached` is answered
+/// from the cache or with 504, never by asking the origin; `no-cache` makes the edge
+/// ask the origin before answering, even while a hub that described the clip earlier
+/// lingers.
+#[test]
+fn viewer_cache_control_is_honoured_at_describe_and_setup() {
+    let scratch = Scratch::new("describe-cc");
+    let served = scratch.path("served.mp4");
+    make_clip(&served, 6, 440);
+    let origin = Origin::start(OriginOptions {
+        vod_file: Some(served.clone()),
+        ..OriginOptions::default()
+    })
+    .expect("origin starts");
+    // Fresh for an hour (default_ttl); the hub lingers well past each step.
+    let edge = EdgeProc::start(&format!(
+        "linger = \"60s\"\n{}[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+        cache_section(&scratch.path("cache"), ""),
+        origin.url("/vod"),
+    ));
+    let url = edge.url("/clip");
+    let only = [("Cache-Control", "only-if-cached")];
+
+    // Nothing cached: 504 at DESCRIBE and at a SETUP without DESCRIBE, and the
+    // origin hears nothing.
+    let mut c = RawRtsp::connect(edge.port);
+    let d = c.req("DESCRIBE", &url, &only);
+    assert_eq!(d.status.as_u16(), 504, "{d:?}");
+    let s = c.req(
+        "SETUP",
+        &format!("{url}/trackID=0"),
+        &[
+            ("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1"),
+            ("Cache-Control", "only-if-cached"),
+        ],
+    );
+    assert_eq!(s.status.as_u16(), 504, "{s:?}");
+    drop(c);
+    assert!(origin.requests().is_empty(), "{:#?}", origin.requests());
+
+    plays_whole_clip(&url, 6.0);
+    let asked = origin_describes(&origin);
+
+    // Cached and fresh: described from what the edge holds (its lingering hub).
+    let mut c = RawRtsp::connect(edge.port);
+    let d = c.req("DESCRIBE", &url, &only);
+    assert_eq!(d.status.as_u16(), 200, "{d:?}");
+    assert_eq!(sdp_range(&d), "npt=now-6", "{d:?}");
+    // Not fresh enough for this viewer: it wants two hours more, the copy has one.
+    let d = c.req(
+        "DESCRIBE",
+        &url,
+        &[("Cache-Control", "only-if-cached, min-fresh=7200")],
+    );
+    assert_eq!(d.status.as_u16(), 504, "{d:?}");
+    drop(c);
+    assert_eq!(origin_describes(&origin), asked, "{:#?}", origin.requests());
+
+    // The origin's file is replaced. A plain DESCRIBE may be answered from the fresh
+    // copy; `no-cache` asks the origin first and describes its current clip.
+    let next = scratch.path("next.mp4");
+    make_clip(&next, 3, 880);
+    std::fs::rename(&next, &served).unwrap();
+    let mut c = RawRtsp::connect(edge.port);
+    let d = c.req("DESCRIBE", &url, &[]);
+    assert_eq!(sdp_range(&d), "npt=now-6", "fresh for an hour: {d:?}");
+    assert_eq!(origin_describes(&origin), asked, "{:#?}", origin.requests());
+    let d = c.req("DESCRIBE", &url, &[("Cache-Control", "no-cache")]);
+    assert_eq!(d.status.as_u16(), 200, "{d:?}");
+    assert_eq!(sdp_range(&d), "npt=now-3", "{d:?}");
+    assert_eq!(
+        origin_describes(&origin),
+        asked + 1,
+        "{:#?}",
+        origin.requests()
+    );
+    drop(c);
+    // A viewer of the new clip: the stored 6 s copy is not what it was described,
+    // so it is fetched again.
+    plays_whole_clip(&url, 3.0);
+    assert_eq!(origin.play_count("/vod"), 2, "{:#?}", origin.requests());
+}
+
+/// An `only-if-cached` viewer of held content, with no hub running (the last one
+/// retired after its 2 s linger), is described from the stored SDP and served from
+/// disk: the origin hears nothing from DESCRIBE to TEARDOWN.
+#[test]
+fn only_if_cached_is_described_and_served_without_the_origin() {
+    let origin = Origin::start(OriginOptions {
+        vod_seconds: 4,
+        ..OriginOptions::default()
+    })
+    .expect("origin starts");
+    let scratch = Scratch::new("only-if-cached");
+    let edge = EdgeProc::start(&format!(
+        "{}[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+        cache_section(&scratch.path("cache"), ""),
+        origin.url("/vod"),
+    ));
+    let url = edge.url("/clip");
+    plays_whole_clip(&url, 4.0);
+    let asked = origin.requests().len();
+    std::thread::sleep(Duration::from_secs(4));
+
+    let mut c = RawRtsp::connect(edge.port);
+    let only = ("Cache-Control", "only-if-cached");
+    let d = c.req("DESCRIBE", &url, &[only]);
+    assert_eq!(d.status.as_u16(), 200, "{d:?}");
+    // The stored SDP: the one the fill's own DESCRIBE got (gst-rtsp-server writes
+    // `npt=0-` once the media was prepared, `npt=now-` before).
+    let range = sdp_range(&d);
+    assert!(range.starts_with("npt=") && range.ends_with("-4"), "{d:?}");
+    let mut session: Option<String> = None;
+    for t in 0..2 {
+        let transport = format!("RTP/AVP/TCP;unicast;interleaved={}-{}", 2 * t, 2 * t + 1);
+        let mut headers = vec![("Transport", transport.as_str()), only];
+        if let Some(s) = &session {
+            headers.push(("Session", s.as_str()));
+        }
+        let r = c.req("SETUP", &format!("{url}/trackID={t}"), &headers);
+        assert_eq!(r.status.as_u16(), 200, "{r:?}");
+        session = Some(
+            r.headers
+                .get("Session")
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let session = session.unwrap();
+    let play = c.req("PLAY", &url, &[("Session", session.as_str()), only]);
+    assert_eq!(play.status.as_u16(), 200, "{play:?}");
+    let frames = c.read_frames_for(Duration::from_secs(2));
+    assert!(frames.iter().filter(|f| f.channel == 0).count() > 20);
+    let _ = c.req("TEARDOWN", &url, &[("Session", session.as_str())]);
+    assert_eq!(
+        origin.requests().len(),
+        asked,
+        "{:#?}",
+        &origin.requests()[asked..]
+    );
+    assert_eq!(results(&edge, 2, "/clip"), ["MISS", "HIT"]);
+}
+
 /// An H.264 + AAC MP4 of `seconds` with a keyframe a second, made by ffmpeg.
 fn make_clip(path: &Path, seconds: u32, tone_hz: u32) {
     let out = std::process::Command::new("ffmpeg")
@@ -440,7 +609,7 @@ fn replaced_origin_file(name: &str, route_extra: &str) {
     // gst-rtsp-server sends no freshness information: default_ttl decides, and at 0s
     // every viewer's PLAY revalidates.
     let edge = EdgeProc::start(&format!(
-        "{}[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n{route_extra}",
+        "linger = \"60s\"\n{}[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n{route_extra}",
         cache_section(&scratch.path("cache"), "default_ttl = \"0s\"\n"),
         origin.url("/vod"),
     ));
@@ -474,6 +643,13 @@ fn replaced_origin_file(name: &str, route_extra: &str) {
     let next = scratch.path("next.mp4");
     make_clip(&next, 3, 880);
     std::fs::rename(&next, &served).unwrap();
+    // The hub that described the 6 s clip still lingers (60 s): its description is
+    // not handed on; the next viewer is described the new clip.
+    let mut c = RawRtsp::connect(edge.port);
+    let d = c.req("DESCRIBE", &url, &[]);
+    assert_eq!(d.status.as_u16(), 200, "{d:?}");
+    assert_eq!(sdp_range(&d), "npt=now-3", "{d:?}");
+    drop(c);
     plays_whole_clip(&url, 3.0);
     assert_eq!(origin.play_count("/vod"), 2, "the new version was fetched");
     // The new version is what the cache holds now.

@@ -215,3 +215,102 @@ fn hit_viewers_get_sender_reports_and_their_receiver_reports_are_recorded() {
         .unwrap_or_else(|| panic!("no HIT record with the reported loss: {rows:#?}"));
     assert_eq!(udp.reported_lost, 7, "{udp:#?}");
 }
+
+/// A hit whose held range ends before the clip does goes on from the origin (the
+/// seam); its UDP viewer keeps getting sender reports from then on, in its own
+/// numbering (the origin's reports translated: the SSRC of the packets it gets, the
+/// timestamp of the same media time).
+#[test]
+fn a_hit_that_continues_from_the_origin_keeps_sending_sender_reports() {
+    let origin = Origin::start(OriginOptions {
+        vod_seconds: 20,
+        ..OriginOptions::default()
+    })
+    .expect("origin starts");
+    let dir = CacheDir(
+        std::env::temp_dir().join(format!("mediagate-cache-{}-rtcp-seam", std::process::id())),
+    );
+    let _ = std::fs::remove_dir_all(&dir.0);
+    let edge = EdgeProc::start(&format!(
+        "[edge.cache]\ndir = {:?}\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+        dir.0.display().to_string(),
+        origin.url("/vod")
+    ));
+    let url = edge.url("/clip");
+    // The first 3 s are held; the rest is not.
+    let fill = ffmpeg_read(&url, &ReadOptions::seconds(Transport::Tcp, 3.0)).expect("ffmpeg runs");
+    assert!(fill.video_frames > 0, "the partial fill: {fill:#?}");
+    assert_eq!(records(&edge, 1).len(), 1);
+
+    let (rtp, rtcp) = udp_pair();
+    let port = rtp.local_addr().unwrap().port();
+    rtcp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let (audio_rtp, _audio_rtcp) = udp_pair();
+    let audio_port = audio_rtp.local_addr().unwrap().port();
+    let mut c = common::RawRtsp::connect(edge.port);
+    assert_eq!(c.req("DESCRIBE", &url, &[]).status.as_u16(), 200);
+    let transport = format!("RTP/AVP;unicast;client_port={port}-{}", port + 1);
+    let session = session_of(&setup(&mut c, &url, 0, &transport, None));
+    let transport = format!(
+        "RTP/AVP;unicast;client_port={audio_port}-{}",
+        audio_port + 1
+    );
+    setup(&mut c, &url, 1, &transport, Some(&session));
+    let play = c.req("PLAY", &url, &[("Session", &session)]);
+    assert_eq!(play.status.as_u16(), 200, "{play:?}");
+    let rtptime0: u32 = play
+        .headers
+        .get("RTP-Info")
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.split(';').find_map(|p| p.strip_prefix("rtptime=")))
+        .and_then(|v| v.parse().ok())
+        .expect("the video rtptime in RTP-Info");
+
+    // Until the clip has played out: each video SR's media time (from its RTP
+    // timestamp) and SSRC.
+    let mut buf = [0u8; 2048];
+    let mut reports = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(24);
+    while Instant::now() < deadline {
+        let Ok(n) = rtcp.recv(&mut buf) else {
+            continue;
+        };
+        if let Some(sr) = sender_info(&buf[..n]) {
+            let media_ms = sr.rtp_timestamp.wrapping_sub(rtptime0) / 90;
+            reports.push((media_ms, sr.ssrc, sr.packet_count));
+        }
+    }
+    let mut first = [0u8; 2048];
+    rtp.set_nonblocking(true).unwrap();
+    let n = rtp.recv(&mut first).expect("video packets came");
+    let ssrc = mediagate_rtp::RtpPacket::parse(&first[..n])
+        .expect("RTP")
+        .ssrc();
+    let _ = c.req("TEARDOWN", &url, &[("Session", &session)]);
+
+    // The player's reports cover what is held; the origin's, translated, the rest.
+    let after_seam: Vec<_> = reports.iter().filter(|r| r.0 >= 6_000).collect();
+    assert!(
+        !after_seam.is_empty(),
+        "no sender report after the held 3 s: {reports:?}"
+    );
+    assert!(
+        reports.iter().all(|r| r.1 == ssrc && r.0 <= 21_000),
+        "one SSRC, the packets' own, and media times within the clip: {reports:?} (ssrc {ssrc:#x})"
+    );
+    assert!(
+        reports.windows(2).all(|w| w[0].2 <= w[1].2),
+        "packet counts go on across the seam: {reports:?}"
+    );
+    assert_eq!(
+        origin.play_count("/vod"),
+        2,
+        "the fill and the continuation"
+    );
+    let rows = records(&edge, 2);
+    assert!(
+        rows.iter().filter(|r| r.cache == "MISS").count() == 2,
+        "a hit that continued from the origin and recorded is a MISS: {rows:#?}"
+    );
+}

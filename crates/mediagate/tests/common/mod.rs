@@ -113,8 +113,15 @@ fn write_config(ip: &str, extra: &str) -> (u16, PathBuf, PathBuf) {
     let port = free_tcp_port().expect("free port");
     let dir = std::env::temp_dir().join(format!("mediagate-test-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // `extra` goes on in the `[edge]` table: one starting with its own `linger`
+    // replaces the tests' short default.
+    let linger = if extra.starts_with("linger = ") {
+        ""
+    } else {
+        "linger = \"2s\"\n"
+    };
     let config = format!(
-        "state_dir = {var:?}\n[edge]\nlisten = [\"{ip}:{port}\"]\nlinger = \"2s\"\n{extra}\n",
+        "state_dir = {var:?}\n[edge]\nlisten = [\"{ip}:{port}\"]\n{linger}{extra}\n",
         var = dir.join("var").display().to_string(),
     );
     let path = dir.join(CONFIG_FILE);

@@ -48,6 +48,10 @@ use crate::ports::SocketPair;
 use crate::sink::{Tally, TrackDest};
 use crate::source::Continuation;
 
+mod group;
+pub(crate) use group::PlayoutGroups;
+use group::Seat;
+
 /// How far ahead of its media time a packet may go out.
 const LEAD: Duration = Duration::from_millis(300);
 
@@ -173,6 +177,14 @@ impl Rewriter {
         Some(Bytes::copy_from_slice(&buf[..n]))
     }
 
+    /// The media time in ms of output timestamp `ts` on track `slot` (the inverse of
+    /// [`Rewriter::rtptime_at`], for output times under 2^32 ticks).
+    fn media_ms_of(&self, slot: usize, ts: u32) -> Option<u64> {
+        let t = self.tracks.get(slot)?;
+        let out_ms = media_ms(u64::from(ts.wrapping_sub(t.ts_base)), t.clock) as i64;
+        u64::try_from(out_ms - self.shift_ms).ok()
+    }
+
     /// The sequence number the next packet of `slot` gets.
     pub fn next_seq(&self, slot: usize) -> Option<u16> {
         self.tracks.get(slot).map(|t| t.next_seq)
@@ -236,6 +248,23 @@ enum Item {
     Split([u8; RTP_FIXED], Bytes),
 }
 
+impl Item {
+    /// The sequence number and timestamp the viewer's copy carries.
+    fn seq_ts(&self) -> (u16, u32) {
+        let head: &[u8] = match self {
+            Item::Whole(d) => d,
+            Item::Split(h, _) => h,
+        };
+        match (head.get(2..4), head.get(4..8)) {
+            (Some(seq), Some(ts)) => (
+                u16::from_be_bytes([seq[0], seq[1]]),
+                u32::from_be_bytes([ts[0], ts[1], ts[2], ts[3]]),
+            ),
+            _ => (0, 0),
+        }
+    }
+}
+
 /// Media time in ms of `ticks` at `clock` Hz.
 pub(crate) fn media_ms(ticks: u64, clock: u32) -> u64 {
     u64::try_from(u128::from(ticks) * 1000 / u128::from(clock.max(1))).unwrap_or(u64::MAX)
@@ -280,6 +309,42 @@ struct State {
     position_ms: u64,
     /// The held range ended (a BYE was sent).
     ended: bool,
+    /// Packets already numbered that the viewer has not been sent yet (a playout
+    /// group's batch a slow member could not take): they go out first.
+    pending: Vec<(usize, Item)>,
+}
+
+impl State {
+    /// Nothing was ever sent under this state's numbering: the viewer may take a
+    /// playout group's instead.
+    fn is_fresh(&self) -> bool {
+        self.rewriter.last_out_ms.is_none()
+            && self.rewriter.tracks.iter().all(|t| t.packets == 0)
+            && self.pending.is_empty()
+            && self.feed.pos == 0
+            && !self.ended
+    }
+
+    /// A copy that plays on alone from the same packet with the same numbering.
+    fn snapshot(&self) -> State {
+        State {
+            feed: self.feed.snapshot(),
+            rewriter: self.rewriter.clone(),
+            clocks: self.clocks.clone(),
+            position_ms: self.position_ms,
+            ended: self.ended,
+            pending: Vec::new(),
+        }
+    }
+}
+
+/// What sends a playing viewer's packets.
+#[derive(Debug)]
+enum Running {
+    /// Its own task (a resumed or seeking viewer, or one a group handed back).
+    Solo(oneshot::Sender<()>, JoinHandle<State>),
+    /// A playout group it shares with other viewers at the same place.
+    Grouped(Seat),
 }
 
 /// One viewer's playback of one object.
@@ -289,7 +354,7 @@ pub(crate) struct CachePlayer {
     store: Arc<CacheStore>,
     out: PlayerOut,
     state: Option<State>,
-    running: Option<(oneshot::Sender<()>, JoinHandle<State>)>,
+    running: Option<Running>,
     /// Readers of UDP viewers' RTCP (receiver reports into the tally).
     rtcp_readers: Vec<JoinHandle<()>>,
 }
@@ -346,6 +411,19 @@ impl Cursor {
     /// Moves past the packet at the cursor.
     fn advance(&mut self) {
         self.pos += 1;
+    }
+
+    /// A second cursor at the same packet (without the first one's read-ahead).
+    fn snapshot(&self) -> Cursor {
+        let mut c = Cursor {
+            store: self.store.clone(),
+            obj: self.obj.clone(),
+            block: self.block.clone(),
+            pos: self.pos,
+            ahead: None,
+        };
+        c.read_ahead();
+        c
     }
 
     /// Waits until the packet at the cursor is in memory, or says how the range ends.
@@ -467,6 +545,7 @@ impl CachePlayer {
                 clocks,
                 position_ms: start,
                 ended: false,
+                pending: Vec::new(),
             }),
             running: None,
             rtcp_readers,
@@ -475,11 +554,15 @@ impl CachePlayer {
 
     /// Stops sending, keeping the position (PAUSE).
     pub async fn pause(&mut self) {
-        if let Some((stop, task)) = self.running.take() {
-            let _ = stop.send(());
-            if let Ok(state) = task.await {
-                self.state = Some(state);
+        match self.running.take() {
+            Some(Running::Solo(stop, task)) => {
+                let _ = stop.send(());
+                if let Ok(state) = task.await {
+                    self.state = Some(state);
+                }
             }
+            Some(Running::Grouped(seat)) => self.state = seat.leave().await,
+            None => {}
         }
     }
 
@@ -531,11 +614,17 @@ impl CachePlayer {
         self.pause().await;
         let position = self.position_ms();
         let state = self.state.take()?;
+        if state.is_fresh() {
+            let groups = self.store.groups().clone();
+            let (start, seat) = groups.play(state, self.out.clone(), position).await;
+            self.running = Some(Running::Grouped(seat));
+            return Some(start);
+        }
         let start = start_of(&state, position);
         let (stop_tx, stop_rx) = oneshot::channel();
         let out = self.out.clone();
-        let task = tokio::spawn(run(state, out, position, stop_rx));
-        self.running = Some((stop_tx, task));
+        let task = tokio::spawn(run(state, out, start.start_ms, Instant::now(), stop_rx));
+        self.running = Some(Running::Solo(stop_tx, task));
         Some(start)
     }
 }
@@ -545,18 +634,26 @@ fn clock_of(clocks: &[u32], slot: u8) -> u32 {
 }
 
 fn start_of(s: &State, position: u64) -> PlayStart {
+    // Packets numbered but not yet sent go first: the answer names the first of them.
+    let start_ms = s
+        .pending
+        .first()
+        .and_then(|(slot, item)| s.rewriter.media_ms_of(*slot, item.seq_ts().1))
+        .unwrap_or(position);
     let tracks = (0..s.clocks.len())
         .map(|slot| {
+            let pending = s
+                .pending
+                .iter()
+                .find(|(sl, _)| *sl == slot)
+                .map(|(_, item)| item.seq_ts().0);
             (
-                s.rewriter.next_seq(slot).unwrap_or(0),
-                s.rewriter.rtptime_at(slot, position).unwrap_or(0),
+                pending.or_else(|| s.rewriter.next_seq(slot)).unwrap_or(0),
+                s.rewriter.rtptime_at(slot, start_ms).unwrap_or(0),
             )
         })
         .collect();
-    PlayStart {
-        start_ms: position,
-        tracks,
-    }
+    PlayStart { start_ms, tracks }
 }
 
 fn getrandom_u32() -> u32 {
@@ -574,19 +671,23 @@ enum BatchEnd {
 }
 
 /// The player task: sends packets as they fall due until stopped, the range ends or
-/// the viewer goes away; returns its state for a later resume. Packets due within
-/// [`BATCH_WINDOW`] of each other go out together: one wake-up, and for UDP viewers one
-/// `sendmmsg` per track, instead of one of each per packet.
+/// the viewer goes away; returns its state for a later resume. Media time `start_ms`
+/// is due at `wall0`. Packets due within [`BATCH_WINDOW`] of each other go out
+/// together: one wake-up, and for UDP viewers one `sendmmsg` per track, instead of one
+/// of each per packet.
 async fn run(
     mut state: State,
     out: PlayerOut,
     start_ms: u64,
+    wall0: Instant,
     mut stop: oneshot::Receiver<()>,
 ) -> State {
-    let wall0 = Instant::now();
     let mut next_sr = wall0 + FIRST_SR;
     // UDP sends; its scratch buffers are kept across batches.
     let mut sender = BatchSender::new(GsoMode::Auto);
+    if !flush_pending(&mut state, &out, &mut stop).await {
+        return state;
+    }
     let interleaved: Vec<bool> = out
         .dests
         .iter()
@@ -674,6 +775,51 @@ async fn run(
     }
 }
 
+/// Queues the packets a playout group numbered for this interleaved viewer but could
+/// not queue, waiting for room; false when stopped (what is left stays pending, so a
+/// resume goes on with it) or the viewer is gone.
+async fn flush_pending(
+    state: &mut State,
+    out: &PlayerOut,
+    stop: &mut oneshot::Receiver<()>,
+) -> bool {
+    let frame = |(slot, item): &(usize, Item)| -> Option<(u8, [u8; RTP_FIXED], Bytes)> {
+        let Some(Some((TrackDest::Interleaved { rtp, .. }, _))) = out.dests.get(*slot) else {
+            return None;
+        };
+        match item {
+            Item::Split(head, rest) => Some((*rtp, *head, rest.clone())),
+            Item::Whole(d) => split_whole(d).map(|(head, rest)| (*rtp, head, rest)),
+        }
+    };
+    state.pending.retain(|p| frame(p).is_some());
+    while !state.pending.is_empty() {
+        let frames: Vec<_> = state.pending.iter().filter_map(frame).collect();
+        let n = frames.len();
+        let left = out.conn.push_media_split(frames);
+        let queued = n - left.len();
+        let bytes: u64 = state.pending[..queued]
+            .iter()
+            .filter_map(frame)
+            .map(|(_, h, rest)| (h.len() + rest.len()) as u64)
+            .sum();
+        out.tally.add(queued as u64, bytes, 0);
+        state.pending.drain(..queued);
+        if left.is_empty() {
+            break;
+        }
+        if out.conn.is_closed() {
+            return false;
+        }
+        tokio::select! {
+            biased;
+            _ = &mut *stop => return false,
+            () = tokio::time::sleep(Duration::from_millis(5)) => {}
+        }
+    }
+    !out.conn.is_closed()
+}
+
 /// Sends a batch: UDP tracks' packets with one `sendmmsg` per track (GSO where
 /// consecutive packets have one size), interleaved ones queued on the connection in
 /// one go (waiting for room while the viewer reads slowly). False when the viewer is
@@ -707,6 +853,10 @@ async fn send_batch(
             (Item::Split(head, rest), Some(Some((TrackDest::Interleaved { rtp, .. }, _)))) => {
                 Some((*rtp, head, rest))
             }
+            // A playout group's packet, numbered for all its members.
+            (Item::Whole(d), Some(Some((TrackDest::Interleaved { rtp, .. }, _)))) => {
+                split_whole(&d).map(|(head, rest)| (*rtp, head, rest))
+            }
             _ => None,
         })
         .collect();
@@ -736,6 +886,12 @@ async fn send_batch(
         }
     }
     !out.conn.is_closed()
+}
+
+/// A whole RTP packet as an interleaved frame's two parts (the rest shared).
+fn split_whole(d: &Bytes) -> Option<([u8; RTP_FIXED], Bytes)> {
+    let head = d.get(..RTP_FIXED)?.try_into().ok()?;
+    Some((head, d.slice(RTP_FIXED..)))
 }
 
 /// Sends `packets` in order to `to`; returns the datagrams and bytes handed to the

@@ -33,6 +33,7 @@ pub struct CacheStore {
     /// about.
     default_ttl_ms: AtomicU64,
     shared: Arc<SharedReads>,
+    groups: Arc<crate::cache_play::PlayoutGroups>,
 }
 
 /// The default of `[edge.cache] default_ttl`.
@@ -70,6 +71,7 @@ impl CacheStore {
             fills_abandoned: AtomicU64::new(0),
             default_ttl_ms: AtomicU64::new(DEFAULT_TTL.as_secs() * 1000),
             shared: Arc::new(SharedReads::default()),
+            groups: Arc::default(),
         }))
     }
 
@@ -94,6 +96,11 @@ impl CacheStore {
     /// The blocks hit viewers share.
     pub(crate) fn shared(&self) -> &Arc<SharedReads> {
         &self.shared
+    }
+
+    /// The playout groups of hit viewers at the same place in an object.
+    pub(crate) fn groups(&self) -> &Arc<crate::cache_play::PlayoutGroups> {
+        &self.groups
     }
 
     /// Sets how many bytes of shared blocks are kept in memory for hit viewers

@@ -470,30 +470,27 @@ impl Cursor {
 }
 
 /// A cursor at the keyframe at or before `from_ms`; None when `from_ms` is not held.
-/// The cache plans the range (an index look-up) on a blocking thread; the first block
-/// comes from memory when another viewer read it, else from this reader.
+/// The first block comes from memory when another viewer read it (then only the
+/// index is asked where it starts), else from a reader opened for it.
 async fn open_cursor(
     store: &Arc<CacheStore>,
     key: &ObjectKey,
     from_ms: u64,
 ) -> std::io::Result<Option<(Cursor, u64)>> {
-    let (s, k) = (store.clone(), key.clone());
-    let opened = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-        let mut cache = s.lock();
-        let Some(reader) = cache.reader(&k, from_ms, std::time::SystemTime::now())? else {
-            return Ok(None);
-        };
-        // After `reader`, which may have taken in a finished fill.
-        let Some(info) = cache.lookup(&k) else {
-            return Ok(None);
-        };
-        drop(cache);
-        let obj = ObjectVersion::of(&info);
-        let start = s.shared().offer_reader(&obj, reader);
-        Ok(Some((obj, start)))
-    })
-    .await
-    .map_err(std::io::Error::other)??;
+    // Most hits start where other viewers started (the clip's start, or a block
+    // they read): the index says where, and the block is in memory, so nothing is
+    // opened and no blocking thread is needed.
+    let in_memory = {
+        let mut cache = store.lock();
+        cache
+            .start_of(key, from_ms, std::time::SystemTime::now())
+            .and_then(|start| Some((ObjectVersion::of(&cache.lookup(key)?), start)))
+    }
+    .filter(|(obj, start)| store.shared().holds(obj, *start));
+    let opened = match in_memory {
+        Some(found) => Some(found),
+        None => open_reader(store, key, from_ms).await?,
+    };
     let Some((obj, start)) = opened else {
         return Ok(None);
     };
@@ -508,6 +505,33 @@ async fn open_cursor(
     };
     cursor.read_ahead();
     Ok(Some((cursor, start)))
+}
+
+/// Opens a reader at the keyframe at or before `from_ms` (on a blocking thread: the
+/// index look-up and file opens) and offers it to the shared reads; returns the
+/// object's version and the reader's start, None when `from_ms` is not held.
+async fn open_reader(
+    store: &Arc<CacheStore>,
+    key: &ObjectKey,
+    from_ms: u64,
+) -> std::io::Result<Option<(ObjectVersion, u64)>> {
+    let (s, k) = (store.clone(), key.clone());
+    tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let mut cache = s.lock();
+        let Some(reader) = cache.reader(&k, from_ms, std::time::SystemTime::now())? else {
+            return Ok(None);
+        };
+        // After `reader`, which may have taken in a finished fill.
+        let Some(info) = cache.lookup(&k) else {
+            return Ok(None);
+        };
+        drop(cache);
+        let obj = ObjectVersion::of(&info);
+        let start = s.shared().offer_reader(&obj, reader);
+        Ok(Some((obj, start)))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 impl CachePlayer {

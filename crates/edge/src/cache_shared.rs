@@ -213,6 +213,19 @@ impl SharedReads {
         }
     }
 
+    /// Whether the block of `obj` at `start_ms` is in memory now.
+    pub fn holds(&self, obj: &ObjectVersion, start_ms: u64) -> bool {
+        let id = BlockId {
+            key: obj.key.clone(),
+            version: obj.version,
+            start_ms,
+        };
+        self.lock()
+            .blocks
+            .get(&id)
+            .is_some_and(|e| e.cell.initialized())
+    }
+
     /// Hands over `reader` (opened for `obj` at its own start) so that the block at that
     /// start is read from it when it is not in memory. Returns that start.
     pub fn offer_reader(&self, obj: &ObjectVersion, reader: Reader) -> u64 {

@@ -327,15 +327,7 @@ impl Group {
             let now = Instant::now();
             if now >= next_sr {
                 next_sr = now + SR_INTERVAL;
-                let media_us = start_ms.saturating_mul(1000).saturating_add(
-                    u64::try_from(now.duration_since(wall0).as_micros()).unwrap_or(0),
-                );
-                let ntp = ntp_now();
-                let reports: Vec<(usize, Bytes)> = (0..state.clocks.len())
-                    .filter_map(|slot| {
-                        Some((slot, state.rewriter.sender_report(slot, media_us, ntp)?))
-                    })
-                    .collect();
+                let reports = sender_reports(&state, start_ms, wall0);
                 for m in &self.members {
                     for (slot, sr) in &reports {
                         send_rtcp_now(&m.out, *slot, sr);
@@ -394,6 +386,13 @@ impl Group {
             return;
         }
         let took = self.send_to(&history, &[i]).await;
+        // Sender reports went out already: the joiner gets its own at once, so it
+        // can sync its tracks as early as the others.
+        if Instant::now() >= wall0 + FIRST_SR {
+            for (slot, sr) in sender_reports(state, start_ms, wall0) {
+                send_rtcp_now(&self.members[i].out, slot, &sr);
+            }
+        }
         if let Some(took) = took.into_iter().next() {
             self.settle(i, took, &history, state, start_ms, wall0);
         }
@@ -560,6 +559,18 @@ impl Group {
             let _ = m.done.send(Handoff::Alone(stop, task));
         }
     }
+}
+
+/// Each track's sender report for now (`cache_play::run` says how).
+fn sender_reports(state: &State, start_ms: u64, wall0: Instant) -> Vec<(usize, Bytes)> {
+    let now = Instant::now();
+    let media_us = start_ms
+        .saturating_mul(1000)
+        .saturating_add(u64::try_from(now.duration_since(wall0).as_micros()).unwrap_or(0));
+    let ntp = ntp_now();
+    (0..state.clocks.len())
+        .filter_map(|slot| Some((slot, state.rewriter.sender_report(slot, media_us, ntp)?)))
+        .collect()
 }
 
 fn is_interleaved(out: &PlayerOut, slot: usize) -> bool {

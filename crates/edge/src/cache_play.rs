@@ -12,6 +12,10 @@
 //! continue across PAUSE and seek, and the PLAY answer's `RTP-Info` (url; seq;
 //! rtptime) and `Range` name exactly where the first packets sent sit (RFC 2326
 //! §12.33, §12.29). The range starts at the keyframe at or before the asked time.
+//! Nothing is sent before the viewer's session says the PLAY answer is queued
+//! ([`AnswerQueued`], bounded by [`ANSWER_WAIT`]), so the answer precedes the media it
+//! describes on an interleaved connection. Viewers that start at the same place share
+//! one playout group ([`group`]): one timer and one numbering for all of them.
 //!
 //! At the end of the held range, the viewer is told with an RTCP BYE per track (RFC
 //! 3550 §6.6), which players take as the end of the stream; a held range that stops
@@ -43,7 +47,7 @@ use tokio::time::Instant;
 
 use crate::cache_shared::{Block, BlockNext, ObjectVersion};
 use crate::cache_store::CacheStore;
-use crate::conn_out::ConnOut;
+use crate::conn_out::{AnswerQueued, ConnOut};
 use crate::ports::SocketPair;
 use crate::sink::{Tally, TrackDest};
 use crate::source::Continuation;
@@ -51,6 +55,10 @@ use crate::source::Continuation;
 mod group;
 pub(crate) use group::PlayoutGroups;
 use group::Seat;
+
+/// The longest a PLAY's first packets wait for the viewer's session to queue the
+/// answer to it.
+const ANSWER_WAIT: Duration = Duration::from_secs(2);
 
 /// How far ahead of its media time a packet may go out.
 const LEAD: Duration = Duration::from_millis(300);
@@ -632,24 +640,35 @@ impl CachePlayer {
         }
     }
 
-    /// Starts (or resumes) sending; returns what the PLAY answer says.
-    /// A PLAY while playing restarts from the next unsent packet.
-    pub async fn play(&mut self) -> Option<PlayStart> {
+    /// Starts (or resumes) sending; returns what the PLAY answer says, and what to
+    /// tell once that answer is queued (media waits for it, bounded by
+    /// [`ANSWER_WAIT`]). A PLAY while playing restarts from the next unsent packet.
+    pub async fn play(&mut self) -> Option<(PlayStart, AnswerQueued)> {
         self.pause().await;
         let position = self.position_ms();
         let state = self.state.take()?;
         if state.is_fresh() {
             let groups = self.store.groups().clone();
-            let (start, seat) = groups.play(state, self.out.clone(), position).await;
+            let (start, seat, answered) = groups.play(state, self.out.clone(), position).await;
             self.running = Some(Running::Grouped(seat));
-            return Some(start);
+            return Some((start, answered));
         }
         let start = start_of(&state, position);
         let (stop_tx, stop_rx) = oneshot::channel();
+        let (answered, wait) = AnswerQueued::gate();
         let out = self.out.clone();
-        let task = tokio::spawn(run(state, out, start.start_ms, Instant::now(), stop_rx));
+        let start_ms = start.start_ms;
+        let task = tokio::spawn(async move {
+            let mut stop = stop_rx;
+            tokio::select! {
+                biased;
+                _ = &mut stop => return state,
+                _ = tokio::time::timeout(ANSWER_WAIT, wait) => {}
+            }
+            run(state, out, start_ms, Instant::now(), stop).await
+        });
         self.running = Some(Running::Solo(stop_tx, task));
-        Some(start)
+        Some((start, answered))
     }
 }
 

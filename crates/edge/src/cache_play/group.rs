@@ -10,8 +10,9 @@
 //! socket (the first UDP member's RTP socket), interleaved members by queueing the
 //! shared packet on each connection, as the hub does for a live stream. A group takes
 //! joiners for [`JOIN_WINDOW`] after it started (and while what it sent so far fits
-//! [`MAX_HISTORY`]); a joiner is first sent what the group sent until then, starting
-//! at the group's keyframe, then follows it.
+//! [`MAX_HISTORY`]). Every member, the first too, is sent nothing until its session
+//! says its PLAY answer is queued; it is then sent what the group sent until then,
+//! starting at the group's keyframe, and follows it.
 //!
 //! What stays per member: its destinations, its counters, its RTCP (sender reports go
 //! out from its own RTCP port, and its receiver reports arrive there), and the end of
@@ -72,6 +73,8 @@ enum Cmd {
     Join(Member, oneshot::Sender<bool>),
     /// The member with this id leaves.
     Leave(u64),
+    /// The answer to the PLAY of the member with this id is queued: it may get media.
+    Open(u64),
 }
 
 #[derive(Debug)]
@@ -80,6 +83,9 @@ struct Member {
     out: PlayerOut,
     /// Where the member's own state goes when it leaves the group.
     done: oneshot::Sender<Handoff>,
+    /// Since when it waits for its PLAY answer to be queued (it is sent nothing
+    /// until then); None once it gets media.
+    waiting: Option<Instant>,
 }
 
 /// How a member leaves its group.
@@ -132,7 +138,7 @@ impl PlayoutGroups {
         state: State,
         out: PlayerOut,
         position: u64,
-    ) -> (PlayStart, Seat) {
+    ) -> (PlayStart, Seat, AnswerQueued) {
         let key = GroupKey {
             key: state.feed.obj.key.clone(),
             version: state.feed.obj.version,
@@ -148,6 +154,7 @@ impl PlayoutGroups {
                 id,
                 out: out.clone(),
                 done: done_tx,
+                waiting: Some(Instant::now()),
             };
             if h.cmds.send(Cmd::Join(member, ok_tx)).is_ok() && ok_rx.await == Ok(true) {
                 let seat = Seat {
@@ -155,7 +162,7 @@ impl PlayoutGroups {
                     cmds: h.cmds.clone(),
                     done: Some(done_rx),
                 };
-                return (h.start.clone(), seat);
+                return (h.start.clone(), seat, opener(&h.cmds, id));
             }
             self.close(&key, h.id);
         }
@@ -168,6 +175,7 @@ impl PlayoutGroups {
             id,
             out,
             done: done_tx,
+            waiting: Some(Instant::now()),
         };
         self.lock().insert(
             key.clone(),
@@ -184,15 +192,17 @@ impl PlayoutGroups {
             members: Vec::new(),
             sock: None,
             history: Some(Vec::new()),
+            joinable: true,
             sender: BatchSender::new(GsoMode::Auto),
         };
         tokio::spawn(group.run(state, position, first, rx));
+        let answered = opener(&cmds, id);
         let seat = Seat {
             id,
             cmds,
             done: Some(done_rx),
         };
-        (start, seat)
+        (start, seat, answered)
     }
 
     /// The group `gid` takes no more joiners.
@@ -220,8 +230,11 @@ struct Group {
     members: Vec<Member>,
     /// The socket UDP members' RTP goes out from.
     sock: Option<Arc<SocketPair>>,
-    /// What was sent so far, for joiners; None once it takes no more.
+    /// What was sent so far, for members that wait for their PLAY answer; None once
+    /// it takes no joiners and none waits.
     history: Option<Vec<Numbered>>,
+    /// It takes joiners.
+    joinable: bool,
     sender: BatchSender,
 }
 
@@ -247,13 +260,24 @@ impl Group {
         let wall0 = Instant::now();
         let close_at = wall0 + JOIN_WINDOW;
         let mut next_sr = wall0 + FIRST_SR;
-        self.add(first, &state, start_ms, wall0).await;
+        self.add(first);
         loop {
             while let Ok(cmd) = cmds.try_recv() {
                 self.on_cmd(cmd, &state, start_ms, wall0).await;
             }
-            if self.history.is_some() && Instant::now() >= close_at {
+            if self.joinable && Instant::now() >= close_at {
                 self.stop_joins();
+            }
+            // A session that never said its answer was queued gets media anyway.
+            while let Some(i) = self
+                .members
+                .iter()
+                .position(|m| m.waiting.is_some_and(|t| t.elapsed() >= ANSWER_WAIT))
+            {
+                self.open(i, &state, start_ms, wall0).await;
+            }
+            if !self.joinable && self.members.iter().all(|m| m.waiting.is_none()) {
+                self.history = None;
             }
             if self.members.is_empty() {
                 break;
@@ -320,6 +344,9 @@ impl Group {
                 }
             }
             if ended {
+                while let Some(i) = self.members.iter().position(|m| m.waiting.is_some()) {
+                    self.open(i, &state, start_ms, wall0).await;
+                }
                 state.ended = true;
                 self.end_of_range(&state);
                 return self.finish();
@@ -328,7 +355,7 @@ impl Group {
             if now >= next_sr {
                 next_sr = now + SR_INTERVAL;
                 let reports = sender_reports(&state, start_ms, wall0);
-                for m in &self.members {
+                for m in self.members.iter().filter(|m| m.waiting.is_none()) {
                     for (slot, sr) in &reports {
                         send_rtcp_now(&m.out, *slot, sr);
                     }
@@ -339,7 +366,7 @@ impl Group {
     }
 
     fn stop_joins(&mut self) {
-        self.history = None;
+        self.joinable = false;
         self.groups.close(&self.key, self.gid);
     }
 
@@ -350,14 +377,24 @@ impl Group {
     async fn on_cmd(&mut self, cmd: Cmd, state: &State, start_ms: u64, wall0: Instant) {
         match cmd {
             Cmd::Join(member, ok) => {
-                if self.history.is_none() {
+                if !self.joinable {
                     let _ = ok.send(false);
                     return;
                 }
                 let _ = ok.send(true);
-                self.add(member, state, start_ms, wall0).await;
+                self.add(member);
+            }
+            Cmd::Open(id) => {
+                if let Some(i) = self.members.iter().position(|m| m.id == id) {
+                    self.open(i, state, start_ms, wall0).await;
+                }
             }
             Cmd::Leave(id) => {
+                // One that leaves before it got anything gets what it was promised
+                // first (its answer is queued by now: it asks after it).
+                if let Some(i) = self.members.iter().position(|m| m.id == id) {
+                    self.open(i, state, start_ms, wall0).await;
+                }
                 if let Some(i) = self.members.iter().position(|m| m.id == id) {
                     let m = self.members.swap_remove(i);
                     let _ = m.done.send(Handoff::Paused(state.snapshot()));
@@ -366,8 +403,8 @@ impl Group {
         }
     }
 
-    /// A new member: sent what the group sent so far, then one of the members.
-    async fn add(&mut self, member: Member, state: &State, start_ms: u64, wall0: Instant) {
+    /// A new member, waiting for its PLAY answer to be queued.
+    fn add(&mut self, member: Member) {
         if self.sock.is_none() {
             self.sock = member
                 .out
@@ -380,7 +417,14 @@ impl Group {
                 });
         }
         self.members.push(member);
-        let i = self.members.len() - 1;
+    }
+
+    /// Member `i`'s PLAY answer is queued: it is sent what the group sent so far, then
+    /// gets what all get.
+    async fn open(&mut self, i: usize, state: &State, start_ms: u64, wall0: Instant) {
+        if self.members[i].waiting.take().is_none() {
+            return;
+        }
         let history = self.history.clone().unwrap_or_default();
         if history.is_empty() {
             return;
@@ -403,10 +447,12 @@ impl Group {
         if batch.is_empty() {
             return;
         }
-        let all: Vec<usize> = (0..self.members.len()).collect();
+        let all: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.members[i].waiting.is_none())
+            .collect();
         let took = self.send_to(batch, &all).await;
         // From the back, so that removing one keeps the indices of the others.
-        for (i, took) in took.into_iter().enumerate().rev() {
+        for (&i, took) in all.iter().zip(took).rev() {
             self.settle(i, took, batch, state, start_ms, wall0);
         }
     }
@@ -573,6 +619,12 @@ fn sender_reports(state: &State, start_ms: u64, wall0: Instant) -> Vec<(usize, B
         .collect()
 }
 
+/// What a member's session calls once its PLAY answer is queued.
+fn opener(cmds: &mpsc::UnboundedSender<Cmd>, id: u64) -> AnswerQueued {
+    let cmds = cmds.clone();
+    AnswerQueued::new(move || drop(cmds.send(Cmd::Open(id))))
+}
+
 fn is_interleaved(out: &PlayerOut, slot: usize) -> bool {
     matches!(
         out.dests.get(slot),
@@ -649,6 +701,53 @@ mod tests {
             .unwrap()
     }
 
+    /// Plays, with the answer queued at once.
+    async fn play(p: &mut CachePlayer) -> PlayStart {
+        let (start, answered) = p.play().await.unwrap();
+        answered.done();
+        start
+    }
+
+    #[tokio::test]
+    async fn media_waits_until_the_play_answer_is_queued() {
+        let f = fixture("group-answer");
+        let (a_out, b_out) = (tcp_out(Backlog::default()), tcp_out(Backlog::default()));
+        let (mut a, mut b) = (
+            player(&f, a_out.clone()).await,
+            player(&f, b_out.clone()).await,
+        );
+        let (_, a_answered) = a.play().await.unwrap();
+        let (_, b_answered) = b.play().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(a_out.conn.media_backlog().0, 0, "media before the answer");
+        b_answered.done();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            b_out.conn.media_backlog().0 > 0,
+            "the answered viewer got nothing"
+        );
+        assert_eq!(a_out.conn.media_backlog().0, 0, "media before the answer");
+        // Its answer queued, the first viewer gets everything from the keyframe on.
+        a_answered.done();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(a_out.tally.counts(), b_out.tally.counts());
+        // Alone (a resume), the same holds.
+        a.pause().await;
+        let before = a_out.conn.media_backlog().0;
+        let (_, again) = a.play().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            a_out.conn.media_backlog().0,
+            before,
+            "media before the answer"
+        );
+        again.done();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(a_out.conn.media_backlog().0 > before);
+        a.pause().await;
+        b.pause().await;
+    }
+
     #[tokio::test]
     async fn viewers_that_start_together_share_one_numbering_and_a_pause_goes_on_alone() {
         let f = fixture("group");
@@ -657,8 +756,8 @@ mod tests {
             player(&f, a_out.clone()).await,
             player(&f, b_out.clone()).await,
         );
-        let start_a = a.play().await.unwrap();
-        let start_b = b.play().await.unwrap();
+        let start_a = play(&mut a).await;
+        let start_b = play(&mut b).await;
         assert_eq!(start_a, start_b, "the joiner takes the group's numbering");
         assert_eq!(f.store.groups().open_count(), 1);
         tokio::time::sleep(Duration::from_millis(700)).await;
@@ -673,7 +772,7 @@ mod tests {
         // A leaves: it resumes alone with the group's numbering, from the next packet.
         a.pause().await;
         let sent_video = a_out.conn.media_backlog().0;
-        let resumed = a.play().await.unwrap();
+        let resumed = play(&mut a).await;
         assert!(resumed.start_ms > 0);
         let seq0 = start_a.tracks[0].0;
         let gap = resumed.tracks[0].0.wrapping_sub(seq0) as usize;
@@ -682,7 +781,7 @@ mod tests {
         tokio::time::sleep(JOIN_WINDOW).await;
         let c_out = tcp_out(Backlog::default());
         let mut c = player(&f, c_out).await;
-        let start_c = c.play().await.unwrap();
+        let start_c = play(&mut c).await;
         assert_ne!(start_c.tracks, start_a.tracks);
         b.pause().await;
         c.pause().await;
@@ -699,8 +798,8 @@ mod tests {
         let fast_out = tcp_out(Backlog::default());
         let mut fast = player(&f, fast_out.clone()).await;
         let mut slow = player(&f, slow_out.clone()).await;
-        let start = fast.play().await.unwrap();
-        assert_eq!(slow.play().await.unwrap(), start);
+        let start = play(&mut fast).await;
+        assert_eq!(play(&mut slow).await, start);
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(
             slow_out.conn.media_backlog().0,
@@ -712,7 +811,7 @@ mod tests {
         // The slow viewer's own task waits for room and keeps what was numbered for
         // it: resuming names the first packet not queued, none skipped.
         slow.pause().await;
-        let next = slow.play().await.unwrap();
+        let next = play(&mut slow).await;
         let queued = slow_out.conn.media_backlog().0 as u64;
         let skipped = u64::from(next.tracks[0].0.wrapping_sub(start.tracks[0].0))
             + u64::from(next.tracks[1].0.wrapping_sub(start.tracks[1].0));

@@ -382,6 +382,17 @@ impl Cache {
         Ok(out)
     }
 
+    /// Where a [`Cache::reader`] from `from_ms` would start (the keyframe at or before
+    /// it), without opening anything: for a caller that has that part in memory
+    /// already. None when `from_ms` is not held. Counts as a use of the object.
+    pub fn start_of(&mut self, key: &ObjectKey, from_ms: u64, now: SystemTime) -> Option<u64> {
+        let o = self.objects.get_mut(key)?;
+        o.maintain();
+        let (start, _) = o.plan(from_ms)?;
+        o.touch(unix_ms(now));
+        Some(start)
+    }
+
     /// A reader at the keyframe at or before `from_ms` within one held range; None when
     /// `from_ms` is not held.
     pub fn reader(

@@ -267,6 +267,9 @@ fn runs_that_meet_merge_into_one_range_read_across_runs() {
     assert!(!info.complete);
     assert_eq!(c.covered(&k, 5_000), None);
     assert!(c.reader(&k, 5_000, at(3)).unwrap().is_none());
+    assert_eq!(c.start_of(&k, 5_000, at(3)), None);
+    // Where a reader would start, without one: the keyframe at or before.
+    assert_eq!(c.start_of(&k, 7_100, at(3)), Some(7_000));
     let (start, out) = read_all(&mut c, &k, 7_100).unwrap();
     assert_eq!(start, 7_000);
     assert_clip_sequence(&out);

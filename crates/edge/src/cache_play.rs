@@ -12,6 +12,10 @@
 //! continue across PAUSE and seek, and the PLAY answer's `RTP-Info` (url; seq;
 //! rtptime) and `Range` name exactly where the first packets sent sit (RFC 2326
 //! §12.33, §12.29). The range starts at the keyframe at or before the asked time.
+//! Nothing is sent before the viewer's session says the PLAY answer is queued
+//! ([`AnswerQueued`], bounded by [`ANSWER_WAIT`]), so the answer precedes the media it
+//! describes on an interleaved connection. Viewers that start at the same place share
+//! one playout group ([`group`]): one timer and one numbering for all of them.
 //!
 //! At the end of the held range, the viewer is told with an RTCP BYE per track (RFC
 //! 3550 §6.6), which players take as the end of the stream; a held range that stops
@@ -43,10 +47,18 @@ use tokio::time::Instant;
 
 use crate::cache_shared::{Block, BlockNext, ObjectVersion};
 use crate::cache_store::CacheStore;
-use crate::conn_out::ConnOut;
+use crate::conn_out::{AnswerQueued, ConnOut};
 use crate::ports::SocketPair;
 use crate::sink::{Tally, TrackDest};
 use crate::source::Continuation;
+
+mod group;
+pub(crate) use group::PlayoutGroups;
+use group::Seat;
+
+/// The longest a PLAY's first packets wait for the viewer's session to queue the
+/// answer to it.
+const ANSWER_WAIT: Duration = Duration::from_secs(2);
 
 /// How far ahead of its media time a packet may go out.
 const LEAD: Duration = Duration::from_millis(300);
@@ -173,6 +185,14 @@ impl Rewriter {
         Some(Bytes::copy_from_slice(&buf[..n]))
     }
 
+    /// The media time in ms of output timestamp `ts` on track `slot` (the inverse of
+    /// [`Rewriter::rtptime_at`], for output times under 2^32 ticks).
+    fn media_ms_of(&self, slot: usize, ts: u32) -> Option<u64> {
+        let t = self.tracks.get(slot)?;
+        let out_ms = media_ms(u64::from(ts.wrapping_sub(t.ts_base)), t.clock) as i64;
+        u64::try_from(out_ms - self.shift_ms).ok()
+    }
+
     /// The sequence number the next packet of `slot` gets.
     pub fn next_seq(&self, slot: usize) -> Option<u16> {
         self.tracks.get(slot).map(|t| t.next_seq)
@@ -236,6 +256,23 @@ enum Item {
     Split([u8; RTP_FIXED], Bytes),
 }
 
+impl Item {
+    /// The sequence number and timestamp the viewer's copy carries.
+    fn seq_ts(&self) -> (u16, u32) {
+        let head: &[u8] = match self {
+            Item::Whole(d) => d,
+            Item::Split(h, _) => h,
+        };
+        match (head.get(2..4), head.get(4..8)) {
+            (Some(seq), Some(ts)) => (
+                u16::from_be_bytes([seq[0], seq[1]]),
+                u32::from_be_bytes([ts[0], ts[1], ts[2], ts[3]]),
+            ),
+            _ => (0, 0),
+        }
+    }
+}
+
 /// Media time in ms of `ticks` at `clock` Hz.
 pub(crate) fn media_ms(ticks: u64, clock: u32) -> u64 {
     u64::try_from(u128::from(ticks) * 1000 / u128::from(clock.max(1))).unwrap_or(u64::MAX)
@@ -280,6 +317,42 @@ struct State {
     position_ms: u64,
     /// The held range ended (a BYE was sent).
     ended: bool,
+    /// Packets already numbered that the viewer has not been sent yet (a playout
+    /// group's batch a slow member could not take): they go out first.
+    pending: Vec<(usize, Item)>,
+}
+
+impl State {
+    /// Nothing was ever sent under this state's numbering: the viewer may take a
+    /// playout group's instead.
+    fn is_fresh(&self) -> bool {
+        self.rewriter.last_out_ms.is_none()
+            && self.rewriter.tracks.iter().all(|t| t.packets == 0)
+            && self.pending.is_empty()
+            && self.feed.pos == 0
+            && !self.ended
+    }
+
+    /// A copy that plays on alone from the same packet with the same numbering.
+    fn snapshot(&self) -> State {
+        State {
+            feed: self.feed.snapshot(),
+            rewriter: self.rewriter.clone(),
+            clocks: self.clocks.clone(),
+            position_ms: self.position_ms,
+            ended: self.ended,
+            pending: Vec::new(),
+        }
+    }
+}
+
+/// What sends a playing viewer's packets.
+#[derive(Debug)]
+enum Running {
+    /// Its own task (a resumed or seeking viewer, or one a group handed back).
+    Solo(oneshot::Sender<()>, JoinHandle<State>),
+    /// A playout group it shares with other viewers at the same place.
+    Grouped(Seat),
 }
 
 /// One viewer's playback of one object.
@@ -289,7 +362,7 @@ pub(crate) struct CachePlayer {
     store: Arc<CacheStore>,
     out: PlayerOut,
     state: Option<State>,
-    running: Option<(oneshot::Sender<()>, JoinHandle<State>)>,
+    running: Option<Running>,
     /// Readers of UDP viewers' RTCP (receiver reports into the tally).
     rtcp_readers: Vec<JoinHandle<()>>,
 }
@@ -348,6 +421,19 @@ impl Cursor {
         self.pos += 1;
     }
 
+    /// A second cursor at the same packet (without the first one's read-ahead).
+    fn snapshot(&self) -> Cursor {
+        let mut c = Cursor {
+            store: self.store.clone(),
+            obj: self.obj.clone(),
+            block: self.block.clone(),
+            pos: self.pos,
+            ahead: None,
+        };
+        c.read_ahead();
+        c
+    }
+
     /// Waits until the packet at the cursor is in memory, or says how the range ends.
     /// Cancel-safe: it only ever moves to the next block.
     async fn ready(&mut self) -> Result<(), RangeEnd> {
@@ -392,30 +478,27 @@ impl Cursor {
 }
 
 /// A cursor at the keyframe at or before `from_ms`; None when `from_ms` is not held.
-/// The cache plans the range (an index look-up) on a blocking thread; the first block
-/// comes from memory when another viewer read it, else from this reader.
+/// The first block comes from memory when another viewer read it (then only the
+/// index is asked where it starts), else from a reader opened for it.
 async fn open_cursor(
     store: &Arc<CacheStore>,
     key: &ObjectKey,
     from_ms: u64,
 ) -> std::io::Result<Option<(Cursor, u64)>> {
-    let (s, k) = (store.clone(), key.clone());
-    let opened = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-        let mut cache = s.lock();
-        let Some(reader) = cache.reader(&k, from_ms, std::time::SystemTime::now())? else {
-            return Ok(None);
-        };
-        // After `reader`, which may have taken in a finished fill.
-        let Some(info) = cache.lookup(&k) else {
-            return Ok(None);
-        };
-        drop(cache);
-        let obj = ObjectVersion::of(&info);
-        let start = s.shared().offer_reader(&obj, reader);
-        Ok(Some((obj, start)))
-    })
-    .await
-    .map_err(std::io::Error::other)??;
+    // Most hits start where other viewers started (the clip's start, or a block
+    // they read): the index says where, and the block is in memory, so nothing is
+    // opened and no blocking thread is needed.
+    let in_memory = {
+        let mut cache = store.lock();
+        cache
+            .start_of(key, from_ms, std::time::SystemTime::now())
+            .and_then(|start| Some((ObjectVersion::of(&cache.lookup(key)?), start)))
+    }
+    .filter(|(obj, start)| store.shared().holds(obj, *start));
+    let opened = match in_memory {
+        Some(found) => Some(found),
+        None => open_reader(store, key, from_ms).await?,
+    };
     let Some((obj, start)) = opened else {
         return Ok(None);
     };
@@ -430,6 +513,33 @@ async fn open_cursor(
     };
     cursor.read_ahead();
     Ok(Some((cursor, start)))
+}
+
+/// Opens a reader at the keyframe at or before `from_ms` (on a blocking thread: the
+/// index look-up and file opens) and offers it to the shared reads; returns the
+/// object's version and the reader's start, None when `from_ms` is not held.
+async fn open_reader(
+    store: &Arc<CacheStore>,
+    key: &ObjectKey,
+    from_ms: u64,
+) -> std::io::Result<Option<(ObjectVersion, u64)>> {
+    let (s, k) = (store.clone(), key.clone());
+    tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let mut cache = s.lock();
+        let Some(reader) = cache.reader(&k, from_ms, std::time::SystemTime::now())? else {
+            return Ok(None);
+        };
+        // After `reader`, which may have taken in a finished fill.
+        let Some(info) = cache.lookup(&k) else {
+            return Ok(None);
+        };
+        drop(cache);
+        let obj = ObjectVersion::of(&info);
+        let start = s.shared().offer_reader(&obj, reader);
+        Ok(Some((obj, start)))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 impl CachePlayer {
@@ -467,6 +577,7 @@ impl CachePlayer {
                 clocks,
                 position_ms: start,
                 ended: false,
+                pending: Vec::new(),
             }),
             running: None,
             rtcp_readers,
@@ -475,11 +586,15 @@ impl CachePlayer {
 
     /// Stops sending, keeping the position (PAUSE).
     pub async fn pause(&mut self) {
-        if let Some((stop, task)) = self.running.take() {
-            let _ = stop.send(());
-            if let Ok(state) = task.await {
-                self.state = Some(state);
+        match self.running.take() {
+            Some(Running::Solo(stop, task)) => {
+                let _ = stop.send(());
+                if let Ok(state) = task.await {
+                    self.state = Some(state);
+                }
             }
+            Some(Running::Grouped(seat)) => self.state = seat.leave().await,
+            None => {}
         }
     }
 
@@ -525,18 +640,35 @@ impl CachePlayer {
         }
     }
 
-    /// Starts (or resumes) sending; returns what the PLAY answer says.
-    /// A PLAY while playing restarts from the next unsent packet.
-    pub async fn play(&mut self) -> Option<PlayStart> {
+    /// Starts (or resumes) sending; returns what the PLAY answer says, and what to
+    /// tell once that answer is queued (media waits for it, bounded by
+    /// [`ANSWER_WAIT`]). A PLAY while playing restarts from the next unsent packet.
+    pub async fn play(&mut self) -> Option<(PlayStart, AnswerQueued)> {
         self.pause().await;
         let position = self.position_ms();
         let state = self.state.take()?;
+        if state.is_fresh() {
+            let groups = self.store.groups().clone();
+            let (start, seat, answered) = groups.play(state, self.out.clone(), position).await;
+            self.running = Some(Running::Grouped(seat));
+            return Some((start, answered));
+        }
         let start = start_of(&state, position);
         let (stop_tx, stop_rx) = oneshot::channel();
+        let (answered, wait) = AnswerQueued::gate();
         let out = self.out.clone();
-        let task = tokio::spawn(run(state, out, position, stop_rx));
-        self.running = Some((stop_tx, task));
-        Some(start)
+        let start_ms = start.start_ms;
+        let task = tokio::spawn(async move {
+            let mut stop = stop_rx;
+            tokio::select! {
+                biased;
+                _ = &mut stop => return state,
+                _ = tokio::time::timeout(ANSWER_WAIT, wait) => {}
+            }
+            run(state, out, start_ms, Instant::now(), stop).await
+        });
+        self.running = Some(Running::Solo(stop_tx, task));
+        Some((start, answered))
     }
 }
 
@@ -545,18 +677,26 @@ fn clock_of(clocks: &[u32], slot: u8) -> u32 {
 }
 
 fn start_of(s: &State, position: u64) -> PlayStart {
+    // Packets numbered but not yet sent go first: the answer names the first of them.
+    let start_ms = s
+        .pending
+        .first()
+        .and_then(|(slot, item)| s.rewriter.media_ms_of(*slot, item.seq_ts().1))
+        .unwrap_or(position);
     let tracks = (0..s.clocks.len())
         .map(|slot| {
+            let pending = s
+                .pending
+                .iter()
+                .find(|(sl, _)| *sl == slot)
+                .map(|(_, item)| item.seq_ts().0);
             (
-                s.rewriter.next_seq(slot).unwrap_or(0),
-                s.rewriter.rtptime_at(slot, position).unwrap_or(0),
+                pending.or_else(|| s.rewriter.next_seq(slot)).unwrap_or(0),
+                s.rewriter.rtptime_at(slot, start_ms).unwrap_or(0),
             )
         })
         .collect();
-    PlayStart {
-        start_ms: position,
-        tracks,
-    }
+    PlayStart { start_ms, tracks }
 }
 
 fn getrandom_u32() -> u32 {
@@ -574,19 +714,23 @@ enum BatchEnd {
 }
 
 /// The player task: sends packets as they fall due until stopped, the range ends or
-/// the viewer goes away; returns its state for a later resume. Packets due within
-/// [`BATCH_WINDOW`] of each other go out together: one wake-up, and for UDP viewers one
-/// `sendmmsg` per track, instead of one of each per packet.
+/// the viewer goes away; returns its state for a later resume. Media time `start_ms`
+/// is due at `wall0`. Packets due within [`BATCH_WINDOW`] of each other go out
+/// together: one wake-up, and for UDP viewers one `sendmmsg` per track, instead of one
+/// of each per packet.
 async fn run(
     mut state: State,
     out: PlayerOut,
     start_ms: u64,
+    wall0: Instant,
     mut stop: oneshot::Receiver<()>,
 ) -> State {
-    let wall0 = Instant::now();
     let mut next_sr = wall0 + FIRST_SR;
     // UDP sends; its scratch buffers are kept across batches.
     let mut sender = BatchSender::new(GsoMode::Auto);
+    if !flush_pending(&mut state, &out, &mut stop).await {
+        return state;
+    }
     let interleaved: Vec<bool> = out
         .dests
         .iter()
@@ -674,6 +818,51 @@ async fn run(
     }
 }
 
+/// Queues the packets a playout group numbered for this interleaved viewer but could
+/// not queue, waiting for room; false when stopped (what is left stays pending, so a
+/// resume goes on with it) or the viewer is gone.
+async fn flush_pending(
+    state: &mut State,
+    out: &PlayerOut,
+    stop: &mut oneshot::Receiver<()>,
+) -> bool {
+    let frame = |(slot, item): &(usize, Item)| -> Option<(u8, [u8; RTP_FIXED], Bytes)> {
+        let Some(Some((TrackDest::Interleaved { rtp, .. }, _))) = out.dests.get(*slot) else {
+            return None;
+        };
+        match item {
+            Item::Split(head, rest) => Some((*rtp, *head, rest.clone())),
+            Item::Whole(d) => split_whole(d).map(|(head, rest)| (*rtp, head, rest)),
+        }
+    };
+    state.pending.retain(|p| frame(p).is_some());
+    while !state.pending.is_empty() {
+        let frames: Vec<_> = state.pending.iter().filter_map(frame).collect();
+        let n = frames.len();
+        let left = out.conn.push_media_split(frames);
+        let queued = n - left.len();
+        let bytes: u64 = state.pending[..queued]
+            .iter()
+            .filter_map(frame)
+            .map(|(_, h, rest)| (h.len() + rest.len()) as u64)
+            .sum();
+        out.tally.add(queued as u64, bytes, 0);
+        state.pending.drain(..queued);
+        if left.is_empty() {
+            break;
+        }
+        if out.conn.is_closed() {
+            return false;
+        }
+        tokio::select! {
+            biased;
+            _ = &mut *stop => return false,
+            () = tokio::time::sleep(Duration::from_millis(5)) => {}
+        }
+    }
+    !out.conn.is_closed()
+}
+
 /// Sends a batch: UDP tracks' packets with one `sendmmsg` per track (GSO where
 /// consecutive packets have one size), interleaved ones queued on the connection in
 /// one go (waiting for room while the viewer reads slowly). False when the viewer is
@@ -707,6 +896,10 @@ async fn send_batch(
             (Item::Split(head, rest), Some(Some((TrackDest::Interleaved { rtp, .. }, _)))) => {
                 Some((*rtp, head, rest))
             }
+            // A playout group's packet, numbered for all its members.
+            (Item::Whole(d), Some(Some((TrackDest::Interleaved { rtp, .. }, _)))) => {
+                split_whole(&d).map(|(head, rest)| (*rtp, head, rest))
+            }
             _ => None,
         })
         .collect();
@@ -736,6 +929,12 @@ async fn send_batch(
         }
     }
     !out.conn.is_closed()
+}
+
+/// A whole RTP packet as an interleaved frame's two parts (the rest shared).
+fn split_whole(d: &Bytes) -> Option<([u8; RTP_FIXED], Bytes)> {
+    let head = d.get(..RTP_FIXED)?.try_into().ok()?;
+    Some((head, d.slice(RTP_FIXED..)))
 }
 
 /// Sends `packets` in order to `to`; returns the datagrams and bytes handed to the

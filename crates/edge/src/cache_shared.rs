@@ -213,6 +213,19 @@ impl SharedReads {
         }
     }
 
+    /// Whether the block of `obj` at `start_ms` is in memory now.
+    pub fn holds(&self, obj: &ObjectVersion, start_ms: u64) -> bool {
+        let id = BlockId {
+            key: obj.key.clone(),
+            version: obj.version,
+            start_ms,
+        };
+        self.lock()
+            .blocks
+            .get(&id)
+            .is_some_and(|e| e.cell.initialized())
+    }
+
     /// Hands over `reader` (opened for `obj` at its own start) so that the block at that
     /// start is read from it when it is not in memory. Returns that start.
     pub fn offer_reader(&self, obj: &ObjectVersion, reader: Reader) -> u64 {
@@ -500,7 +513,7 @@ pub(crate) fn cut_block(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use bytes::Bytes;
 
@@ -626,10 +639,10 @@ mod tests {
 
     /// A real cache directory holding a 5 s two-track clip (video 25 frames/s with a
     /// keyframe a second, audio every 20 ms), for the store-level tests below.
-    struct Fixture {
+    pub(crate) struct Fixture {
         dir: std::path::PathBuf,
-        store: Arc<CacheStore>,
-        key: ObjectKey,
+        pub(crate) store: Arc<CacheStore>,
+        pub(crate) key: ObjectKey,
     }
 
     impl Drop for Fixture {
@@ -638,7 +651,7 @@ mod tests {
         }
     }
 
-    fn fixture(tag: &str) -> Fixture {
+    pub(crate) fn fixture(tag: &str) -> Fixture {
         use mediagate_cache::{Meta, PacketIn, TrackMeta, Validators};
         let dir = std::env::temp_dir().join(format!("mg-shared-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

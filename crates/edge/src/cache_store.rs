@@ -36,6 +36,7 @@ pub struct CacheStore {
     shared: Arc<SharedReads>,
     /// This process's claim on the directory, for as long as the store lives.
     _lock: DirLock,
+    groups: Arc<crate::cache_play::PlayoutGroups>,
 }
 
 /// The default of `[edge.cache] default_ttl`.
@@ -77,6 +78,7 @@ impl CacheStore {
             default_ttl_ms: AtomicU64::new(DEFAULT_TTL.as_secs() * 1000),
             shared: Arc::new(SharedReads::default()),
             _lock: lock,
+            groups: Arc::default(),
         }))
     }
 
@@ -101,6 +103,11 @@ impl CacheStore {
     /// The blocks hit viewers share.
     pub(crate) fn shared(&self) -> &Arc<SharedReads> {
         &self.shared
+    }
+
+    /// The playout groups of hit viewers at the same place in an object.
+    pub(crate) fn groups(&self) -> &Arc<crate::cache_play::PlayoutGroups> {
+        &self.groups
     }
 
     /// Sets how many bytes of shared blocks are kept in memory for hit viewers

@@ -50,10 +50,48 @@ struct State {
     media_queued: usize,
     media_bytes: usize,
     control_queued: usize,
-    /// Control messages ever queued (never decreases): lets a media source wait until
-    /// the answer to its PLAY is queued ahead of its first packet.
-    control_pushed: u64,
     closed: bool,
+}
+
+/// Told once the answer to a PLAY is queued on the viewer's connection, so that media
+/// of that PLAY (whose first packets the answer names) goes out after it. Dropping it
+/// without [`AnswerQueued::done`] tells just the same: media waits for an answer, never
+/// for a request that failed.
+pub(crate) struct AnswerQueued(Option<Box<dyn FnOnce() + Send>>);
+
+impl AnswerQueued {
+    pub fn new(f: impl FnOnce() + Send + 'static) -> Self {
+        Self(Some(Box::new(f)))
+    }
+
+    /// A gate and what opens when it is done (or dropped): a receiver that resolves
+    /// either way.
+    pub fn gate() -> (Self, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (
+            Self::new(move || {
+                let _ = tx.send(());
+            }),
+            rx,
+        )
+    }
+
+    /// The answer is queued.
+    pub fn done(self) {}
+}
+
+impl Drop for AnswerQueued {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+impl std::fmt::Debug for AnswerQueued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AnswerQueued")
+    }
 }
 
 /// Limits of one connection's backlog.
@@ -134,16 +172,10 @@ impl ConnOut {
             return false;
         }
         st.control_queued += 1;
-        st.control_pushed += 1;
         st.queue.push_back(Out::Control(bytes));
         drop(st);
         self.shared.notify.notify_one();
         true
-    }
-
-    /// How many control messages were ever queued on this connection.
-    pub fn control_pushed(&self) -> u64 {
-        self.state().control_pushed
     }
 
     /// Queues one interleaved frame. Returns false when the media backlog is full or

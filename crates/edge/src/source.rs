@@ -41,7 +41,7 @@ use mediagate_rtsp::{Headers, Response, StatusCode, Version};
 use crate::cache_fill::{object_key, object_meta, unix_ms, FillPlan};
 use crate::cache_play::{CachePlayer, PlayStart, PlayerOut, Rewriter};
 use crate::cache_store::CacheStore;
-use crate::conn_out::ConnOut;
+use crate::conn_out::{AnswerQueued, ConnOut};
 use crate::freshness;
 use crate::hub::SubscriberId;
 use crate::hub_registry::{HubError, Hubs, Lease};
@@ -223,11 +223,20 @@ pub(crate) struct Source {
     continuation: Option<Arc<Continuation>>,
 }
 
-/// A successful PLAY: the response, and (live) the subscriber whose held packets the
-/// shell releases once that response is queued, so it precedes the media.
+/// A successful PLAY: the response, and what the shell releases once that response is
+/// queued, so it precedes the media.
 pub(crate) struct Playing {
     pub resp: Response,
-    pub release: Option<SubscriberId>,
+    pub release: Option<Release>,
+}
+
+/// What waits for a PLAY's answer to be queued.
+#[derive(Debug)]
+pub(crate) enum Release {
+    /// A live viewer's subscriber, whose held packets then go.
+    Hub(SubscriberId),
+    /// An on-demand session's media (the origin's or the cache player's).
+    Answered(AnswerQueued),
 }
 
 impl Source {
@@ -557,7 +566,7 @@ impl Source {
         let duration_ms = self.duration_ms();
         match &mut self.kind {
             SourceKind::OnDemand { vod: Some(vod), .. } => {
-                let origin = vod
+                let (origin, answered) = vod
                     .play(viewer_headers.clone())
                     .await
                     .map_err(|e| client_error(&e))?;
@@ -577,11 +586,11 @@ impl Source {
                 }
                 Ok(Playing {
                     resp: r,
-                    release: None,
+                    release: Some(Release::Answered(answered)),
                 })
             }
             SourceKind::Cached { player, lazy, .. } => {
-                let start = player.play().await.ok_or_else(|| {
+                let (start, answered) = player.play().await.ok_or_else(|| {
                     error(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "the cache player stopped",
@@ -597,7 +606,7 @@ impl Source {
                 }
                 Ok(Playing {
                     resp: r,
-                    release: None,
+                    release: Some(Release::Answered(answered)),
                 })
             }
             // A session without an origin session yet plays like a live one (the hub
@@ -636,7 +645,7 @@ impl Source {
                 }
                 Ok(Playing {
                     resp: r,
-                    release: Some(sub),
+                    release: Some(Release::Hub(sub)),
                 })
             }
         }
@@ -897,10 +906,15 @@ impl Source {
         }
     }
 
-    /// Lets the held packets of a live PLAY go, after its response was queued.
-    pub fn release(&self, sub: SubscriberId) {
-        if let Some(lease) = &self.lease {
-            lease.hub().release(sub);
+    /// Lets the media of a PLAY go, after its response was queued.
+    pub fn release(&self, release: Release) {
+        match release {
+            Release::Hub(sub) => {
+                if let Some(lease) = &self.lease {
+                    lease.hub().release(sub);
+                }
+            }
+            Release::Answered(a) => a.done(),
         }
     }
 

@@ -41,7 +41,6 @@ use crate::cache_fill::{object_key, object_meta};
 use crate::conn_out::{ConnOut, MAX_CONTROL_QUEUED};
 use crate::denied::{is_refusal, DeniedBudget, Refused};
 use crate::freshness;
-use crate::hub::SubscriberId;
 use crate::hub_registry::{Hubs, Lease};
 use crate::ids;
 use crate::limits::RequestClock;
@@ -419,9 +418,11 @@ impl ViewerConn {
         // reads the answer and perhaps sets up again.
         self.finish_ended().await;
         self.send(resp);
-        if let Some((session, sub)) = release {
-            if let Some(s) = self.core.source_mut(&session) {
-                s.release(sub);
+        if let Some((session, release)) = release {
+            match self.core.source_mut(&session) {
+                Some(s) => s.release(release),
+                // Gone meanwhile: whatever waited is let go.
+                None => drop(release),
             }
         }
     }
@@ -509,7 +510,7 @@ impl ViewerConn {
         req: &Request,
         step: Step,
         now: Now,
-    ) -> (Response, Option<(String, SubscriberId)>) {
+    ) -> (Response, Option<(String, crate::source::Release)>) {
         match step {
             Step::Reply(r) => (r, None),
             Step::Describe { url } => (self.describe_or_pass(req, &url, now).await, None),
@@ -947,7 +948,7 @@ impl ViewerConn {
         &mut self,
         req: &Request,
         id: String,
-    ) -> (Response, Option<(String, SubscriberId)>) {
+    ) -> (Response, Option<(String, crate::source::Release)>) {
         let session_header = self.core.session_header(&id);
         let base_url = self.core.base_url(&id).unwrap_or_default().to_owned();
         let dests = self.core.dests(&id).unwrap_or_default().to_vec();
@@ -980,7 +981,7 @@ impl ViewerConn {
                 self.core.set_playing(&id, subscribed);
                 // Where on-demand media comes from is only known once it plays.
                 self.core.set_cache(&id, cache);
-                (p.resp, p.release.map(|sub| (id, sub)))
+                (p.resp, p.release.map(|r| (id, r)))
             }
             Err(r) => (r, None),
         }

@@ -21,7 +21,7 @@ use mediagate_rtsp::{Headers, Method, Response};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cache_fill::{FillPlan, FillRun};
-use crate::conn_out::ConnOut;
+use crate::conn_out::{AnswerQueued, ConnOut};
 use crate::ports::{PortAllocator, SocketPair};
 use crate::rtsp_client::{ClientError, RtspClient};
 use crate::seam::OriginSeam;
@@ -45,9 +45,10 @@ enum Cmd {
         Option<Arc<SocketPair>>,
         Reply<Option<(u16, u16)>>,
     ),
-    /// A PLAY; `viewer_answers`: the viewer's session queues an answer to it (a
-    /// continuation after a held range has none), so media waits for that answer.
-    Play(Headers, bool, Reply<Response>),
+    /// A PLAY; with a receiver when the viewer's session queues an answer to it (a
+    /// continuation after a held range has none): media waits until that answer is
+    /// queued.
+    Play(Headers, Option<oneshot::Receiver<()>>, Reply<Response>),
     Pause(ViewerAuth, Reply<Response>),
     /// PAUSE when playing; nothing when paused already (origins refuse a PAUSE then).
     Hold(ViewerAuth, Reply<()>),
@@ -110,7 +111,7 @@ impl VodSession {
             sockets: HashMap::new(),
             channels: HashMap::new(),
             playing: false,
-            answer_mark: None,
+            answer_wait: None,
             url,
             tally,
             pass_auth,
@@ -204,14 +205,23 @@ impl VodSession {
         rx.await.ok().flatten()
     }
 
-    pub async fn play(&self, viewer_headers: Headers) -> Result<Response, ClientError> {
-        self.ask(|r| Cmd::Play(viewer_headers, true, r)).await
+    /// The viewer's PLAY; media waits until the viewer's session says (with the
+    /// returned [`AnswerQueued`]) that the answer is queued.
+    pub async fn play(
+        &self,
+        viewer_headers: Headers,
+    ) -> Result<(Response, AnswerQueued), ClientError> {
+        let (answered, wait) = AnswerQueued::gate();
+        let r = self
+            .ask(|r| Cmd::Play(viewer_headers, Some(wait), r))
+            .await?;
+        Ok((r, answered))
     }
 
     /// A PLAY the viewer did not ask for and gets no answer to: the origin goes on
     /// where a held range ended.
     pub async fn continue_play(&self, headers: Headers) -> Result<Response, ClientError> {
-        self.ask(|r| Cmd::Play(headers, false, r)).await
+        self.ask(|r| Cmd::Play(headers, None, r)).await
     }
 
     pub async fn pause(&self, authorization: ViewerAuth) -> Result<Response, ClientError> {
@@ -236,9 +246,9 @@ pub struct VodIo {
 const ANSWER_WAIT: Duration = Duration::from_secs(2);
 
 struct VodTask {
-    /// Set by a PLAY: the count of control messages queued before the viewer's
-    /// answer; forwarding waits until it has gone up.
-    answer_mark: Option<u64>,
+    /// Set by a PLAY the viewer gets an answer to: forwarding waits until that answer
+    /// is queued (bounded by [`ANSWER_WAIT`]).
+    answer_wait: Option<oneshot::Receiver<()>>,
     client: RtspClient,
     described: Arc<Described>,
     conn: ConnOut,
@@ -268,14 +278,8 @@ impl VodTask {
     /// just made, so that answer precedes the first packet it describes (the origin
     /// streams as soon as it has answered; on a loaded machine its first packets
     /// could otherwise reach the viewer ahead of the answer).
-    async fn await_answer(&self, mark: u64) {
-        let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
-        while self.conn.control_pushed() <= mark
-            && !self.conn.is_closed()
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+    async fn await_answer(wait: oneshot::Receiver<()>) {
+        let _ = tokio::time::timeout(ANSWER_WAIT, wait).await;
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
@@ -331,7 +335,7 @@ impl VodTask {
             Cmd::Setup(track, dest, auth, pair, reply) => {
                 let _ = reply.send(self.setup(track, dest, auth, pair).await);
             }
-            Cmd::Play(h, viewer_answers, reply) => {
+            Cmd::Play(h, answer_wait, reply) => {
                 // A seek or resume is a new run, starting where the origin says.
                 if let Some(run) = self.run.take() {
                     run.end(true);
@@ -351,10 +355,10 @@ impl VodTask {
                 if let (Ok(resp), Some(seam)) = (&mut r, &mut self.seam) {
                     seam.on_play(&self.described, Some(&h), resp);
                 }
-                if r.is_ok() && viewer_answers {
+                if r.is_ok() {
                     // The viewer's answer (with the RTP-Info naming the first packet)
                     // is queued by its session after this reply: media waits for it.
-                    self.answer_mark = Some(self.conn.control_pushed());
+                    self.answer_wait = answer_wait;
                 }
                 let _ = reply.send(r);
             }
@@ -457,8 +461,8 @@ impl VodTask {
         let Some(&(track, rtcp)) = self.channels.get(&channel) else {
             return true;
         };
-        if let Some(mark) = self.answer_mark.take() {
-            self.await_answer(mark).await;
+        if let Some(wait) = self.answer_wait.take() {
+            Self::await_answer(wait).await;
         }
         if !rtcp {
             if let Some(run) = &mut self.run {

@@ -6,8 +6,8 @@
 //! (the block it starts with), or opens one. The group numbers its packets once (one
 //! SSRC, sequence and timestamp mapping for all members, so every member's PLAY
 //! answer names the same `RTP-Info` and `Range`), copies each packet once, and sends
-//! each batch to every member: UDP members with one `sendmmsg` per track from one
-//! socket (the first UDP member's RTP socket), interleaved members by queueing the
+//! each batch to every member: UDP members with one `sendmmsg` per track from the
+//! member's own RTP socket (the port its SETUP answer named), interleaved members by queueing the
 //! shared packet on each connection, as the hub does for a live stream. A group takes
 //! joiners for [`JOIN_WINDOW`] after it started (and while what it sent so far fits
 //! [`MAX_HISTORY`]). Every member, the first too, is sent nothing until its session
@@ -23,9 +23,7 @@
 //! itself, as before), and every member at the end of the range.
 //!
 //! What it does not: merge viewers that are at different places, or a viewer that was
-//! already sent something (its numbering is its own) into a group. UDP members other
-//! than the first receive RTP from another of the edge's ports than their SETUP answer
-//! named (RFC 3550 does not tie an SSRC to a source port; players do not filter by it).
+//! already sent something (its numbering is its own) into a group.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -190,7 +188,6 @@ impl PlayoutGroups {
             key,
             gid,
             members: Vec::new(),
-            sock: None,
             history: Some(Vec::new()),
             joinable: true,
             sender: BatchSender::new(GsoMode::Auto),
@@ -228,8 +225,6 @@ struct Group {
     key: GroupKey,
     gid: u64,
     members: Vec<Member>,
-    /// The socket UDP members' RTP goes out from.
-    sock: Option<Arc<SocketPair>>,
     /// What was sent so far, for members that wait for their PLAY answer; None once
     /// it takes no joiners and none waits.
     history: Option<Vec<Numbered>>,
@@ -405,17 +400,6 @@ impl Group {
 
     /// A new member, waiting for its PLAY answer to be queued.
     fn add(&mut self, member: Member) {
-        if self.sock.is_none() {
-            self.sock = member
-                .out
-                .dests
-                .iter()
-                .flatten()
-                .find_map(|(d, pair)| match d {
-                    TrackDest::Udp { .. } => pair.clone(),
-                    TrackDest::Interleaved { .. } => None,
-                });
-        }
         self.members.push(member);
     }
 
@@ -502,49 +486,39 @@ impl Group {
                 }
             })
             .collect();
-        // UDP: per track, every packet to every member in one `sendmmsg` run.
-        if let Some(pair) = self.sock.clone() {
-            let slots = self.key.clocks.len();
-            for slot in 0..slots {
-                let slices: Vec<&[u8]> = batch
-                    .iter()
-                    .filter(|(s, _)| *s == slot)
-                    .map(|(_, d)| d.as_ref())
-                    .collect();
-                if slices.is_empty() {
+        // UDP: per track, the batch to each member in one `sendmmsg` from the member's
+        // own RTP socket, the port its SETUP answer named: a viewer behind a NAT that
+        // filters by the sender's port (it punched a hole towards that port) drops
+        // media from any other.
+        let slots = self.key.clocks.len();
+        for slot in 0..slots {
+            let slices: Vec<&[u8]> = batch
+                .iter()
+                .filter(|(s, _)| *s == slot)
+                .map(|(_, d)| d.as_ref())
+                .collect();
+            if slices.is_empty() {
+                continue;
+            }
+            let total: u64 = slices.iter().map(|s| s.len() as u64).sum();
+            for (k, &i) in which.iter().enumerate() {
+                if !matches!(took[k], Took::All) {
                     continue;
                 }
-                let mut dests: Vec<SocketAddr> = Vec::new();
-                let mut owners: Vec<usize> = Vec::new();
-                for (k, &i) in which.iter().enumerate() {
-                    if !matches!(took[k], Took::All) {
-                        continue;
-                    }
-                    if let Some(Some((TrackDest::Udp { rtp, .. }, _))) =
-                        self.members[i].out.dests.get(slot)
-                    {
-                        dests.push(*rtp);
-                        owners.push(i);
-                    }
-                }
-                if dests.is_empty() {
+                let Some(Some((TrackDest::Udp { rtp, .. }, Some(pair)))) =
+                    self.members[i].out.dests.get(slot)
+                else {
                     continue;
-                }
-                let at = send_udp_many(&mut self.sender, &pair.rtp, &slices, &dests).await;
-                let prefix: Vec<u64> = std::iter::once(0)
-                    .chain(slices.iter().scan(0u64, |acc, s| {
-                        *acc += s.len() as u64;
-                        Some(*acc)
-                    }))
-                    .collect();
-                for (d, &i) in owners.iter().enumerate() {
-                    let sent = match d.cmp(&at.0) {
-                        std::cmp::Ordering::Less => slices.len(),
-                        std::cmp::Ordering::Equal => at.1.min(slices.len()),
-                        std::cmp::Ordering::Greater => 0,
-                    };
-                    self.members[i].out.tally.add(sent as u64, prefix[sent], 0);
-                }
+                };
+                let (rtp, pair) = (*rtp, Arc::clone(pair));
+                let at = send_udp_many(&mut self.sender, &pair.rtp, &slices, &[rtp]).await;
+                let (sent, bytes) = if at.0 > 0 {
+                    (slices.len(), total)
+                } else {
+                    let n = at.1.min(slices.len());
+                    (n, slices.iter().take(n).map(|s| s.len() as u64).sum())
+                };
+                self.members[i].out.tally.add(sent as u64, bytes, 0);
             }
         }
         // Interleaved: the shared packets queued on each connection, its own

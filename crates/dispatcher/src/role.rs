@@ -29,9 +29,12 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::accounting::{AccountingOptions, ClusterAccounting};
+use crate::dialog_end::{DialogEnder, RpcTarget, SipProxy};
 use crate::front_ng::NgFront;
 use crate::local_pool::LocalPool;
-use crate::router::{LogEnded, Router};
+use crate::radius::{RadiusAccounting, RadiusOptions};
+use crate::router::Router;
 use crate::sessions::SessionMap;
 
 /// The dispatcher in the binary's list of roles.
@@ -81,6 +84,17 @@ pub enum StartError {
     /// The session map could not be opened.
     #[error(transparent)]
     Sessions(#[from] crate::sessions::OpenError),
+    /// RADIUS accounting could not start (its socket or spool).
+    #[error("cannot start RADIUS accounting to {server} (spool {spool}): {source}")]
+    Radius {
+        /// The server.
+        server: std::net::SocketAddr,
+        /// The spool file.
+        spool: String,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartResult> {
@@ -162,11 +176,15 @@ impl Dispatcher {
                 map.len()
             );
         }
+        let accounting = ClusterAccounting::new(
+            accounting_options(config, &pool, records.clone(), state_dir).await?,
+        );
+        accounting.watch(Duration::from_secs(1));
         let router = Router::start(
             Arc::clone(&pool) as Arc<dyn crate::pool::RelayPool>,
             map,
             d.relay_timeout.get(),
-            Arc::new(LogEnded),
+            Arc::clone(&accounting) as Arc<dyn crate::router::EndedHook>,
         );
         pool.announce();
 
@@ -334,6 +352,72 @@ impl Role for Dispatcher {
                 complete: ended == 0,
             }
         })
+    }
+}
+
+/// What [`ClusterAccounting`] does, from `[dispatcher]`: the records writer for remote
+/// relays' calls, RADIUS (spool under the state directory) and dialog end when
+/// configured. A deleted call waits for its relay's record the relay section's delete
+/// delay plus 30 s.
+async fn accounting_options(
+    config: &Config,
+    pool: &LocalPool,
+    records: Option<mediagate_ops::store::RecordSink>,
+    state_dir: &std::path::Path,
+) -> Result<AccountingOptions, StartError> {
+    let d = &config.dispatcher;
+    let radius = match &d.radius {
+        None => None,
+        Some(r) => {
+            let mut options =
+                RadiusOptions::new(r.server.get(), r.secret.get().as_bytes(), state_dir);
+            options.user_name.clone_from(&r.user_name);
+            options.timeout = r.timeout.get();
+            options.retries = r.retries;
+            let spool = options.spool_path.display().to_string();
+            let server = options.server;
+            let (client, _task) =
+                RadiusAccounting::start(options)
+                    .await
+                    .map_err(|source| StartError::Radius {
+                        server,
+                        spool,
+                        source,
+                    })?;
+            info!("dispatcher: RADIUS accounting to {server}");
+            Some(client)
+        }
+    };
+    let dialogs = d.dialog_end.as_ref().map(|e| {
+        let proxy = match e.proxy {
+            mediagate_config::SipProxyKind::Kamailio => SipProxy::Kamailio,
+            mediagate_config::SipProxyKind::Opensips => SipProxy::OpenSips,
+        };
+        let target = dialog_end_target(e.target.get(), state_dir);
+        info!(
+            "dispatcher: ending timed-out dialogs through {}",
+            e.target.get()
+        );
+        Arc::new(DialogEnder::new(proxy, target, e.timeout.get(), e.tries))
+    });
+    Ok(AccountingOptions {
+        local_relays: pool.engines().into_iter().map(|(name, _)| name).collect(),
+        records,
+        radius,
+        dialogs,
+        record_wait: config.relay.delete_delay.get() + Duration::from_secs(30),
+    })
+}
+
+/// `udp:IP:PORT` or a UNIX datagram socket path (validated by `check-config`); the
+/// reply socket of a UNIX target lives in the state directory.
+fn dialog_end_target(text: &str, state_dir: &std::path::Path) -> RpcTarget {
+    match text.strip_prefix("udp:").and_then(|a| a.parse().ok()) {
+        Some(addr) => RpcTarget::Udp(addr),
+        None => RpcTarget::Unix {
+            path: text.into(),
+            reply_dir: state_dir.to_path_buf(),
+        },
     }
 }
 

@@ -99,6 +99,8 @@ fn fully_populated() -> Config {
         timeout: HumanDuration::from_secs(5),
     }));
     c.relay.teardown_notify_url = Some("http://127.0.0.1:5060/RPC".parse().unwrap());
+    c.relay.tls_dir = Some("/etc/mediagate/relay1".into());
+    c.relay.passport = Some("O=Example, CN=dispatcher*".parse().unwrap());
     c.accounting.postgres_url = Some(
         "postgresql://mediagate@127.0.0.1:5432/mediagate"
             .parse()

@@ -64,6 +64,7 @@ mod edge_auth;
 mod load;
 mod located;
 mod net;
+mod passport;
 mod port_range;
 mod relay;
 mod scheduling;
@@ -103,11 +104,12 @@ pub use load::{
 };
 pub use located::Located;
 pub use net::{BindAddr, HostIp};
+pub use passport::{Passport, SubjectField};
 pub use port_range::{PortPairRange, PortRange};
 pub use relay::{
-    EndpointLearning, ForwardCoalesce, ForwardIo, ForwardThreads, LatchConfig, LearnPackets,
-    LearnWindow, MaxMediaPerCall, MaxSessions, MediaAddress, OfferTimeout, PortQuarantine,
-    RelatchMaxSeqGap, RelatchQuiet, RelayConfig,
+    DispatcherAddr, EndpointLearning, ForwardCoalesce, ForwardIo, ForwardThreads, LatchConfig,
+    LearnPackets, LearnWindow, MaxMediaPerCall, MaxSessions, MediaAddress, OfferTimeout,
+    PortQuarantine, RelatchMaxSeqGap, RelatchQuiet, RelayConfig, DISPATCHER_LINK_PORT,
 };
 pub use scheduling::ThreadScheduling;
 pub use url::{AdvertisedPrefix, Host, HttpUrl, RtspUrl, UrlCredentials};

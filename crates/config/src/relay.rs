@@ -20,10 +20,14 @@ use super::bounded::Bounded;
 use super::bounded_duration::BoundedDuration;
 use super::duration::HumanDuration;
 use super::located::Located;
+use std::path::PathBuf;
+
 use super::net::{BindAddr, HostIp};
+use super::passport::Passport;
 use super::port_range::PortPairRange;
 use super::scheduling::ThreadScheduling;
 use super::url::HttpUrl;
+use super::value_error::{check_len, quoted, InvalidValue};
 
 /// The relay role.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,6 +110,20 @@ pub struct RelayConfig {
     pub forward_scheduling: ThreadScheduling,
     /// Secure symmetric latching: how the relay learns where a phone's media comes from.
     pub latch: LatchConfig,
+    /// Dispatchers to link to over mutual TLS (`"HOST:PORT"`, a DNS name resolved
+    /// again on each connection attempt, or an IP address); the relay takes calls from
+    /// each. Needs `tls_dir`. With dispatchers, the `ng` listeners may be empty.
+    /// Default: `[]`.
+    pub dispatchers: Vec<DispatcherAddr>,
+    /// Directory with the link's `ca.pem`, `cert.pem`, `key.pem` and optional
+    /// `crl.pem` (as `mediagate cert issue` writes them). Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_dir: Option<PathBuf>,
+    /// Subject fields a dispatcher's certificate must have, such as
+    /// `"O=Example, CN=dispatcher*"`; without one, any certificate from the CA is
+    /// accepted. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passport: Option<Passport>,
 }
 
 /// Port quarantine: 1 s to 1 h.
@@ -221,6 +239,9 @@ impl Default for RelayConfig {
             forward_io: ForwardIo::Auto,
             forward_scheduling: ThreadScheduling::NORMAL,
             latch: LatchConfig::default(),
+            dispatchers: Vec::new(),
+            tls_dir: None,
+            passport: None,
         }
     }
 }
@@ -510,5 +531,130 @@ learn_windw = "5s"
                 "f.toml:8:1: unknown field `learn_windw`, expected one of `learn_window`, `learn_packets`, `relatch_quiet`, `relatch_max_seq_gap`; did you mean `learn_window`?",
             ]
         );
+    }
+}
+
+/// A dispatcher's address, `"HOST:PORT"`: a DNS name or an IP address (IPv6 in
+/// brackets) and a port. The name is resolved on each connection attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DispatcherAddr {
+    /// DNS name (lower-cased) or IP address, without brackets.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+/// The link's default port on the dispatcher.
+pub const DISPATCHER_LINK_PORT: u16 = 25060;
+
+impl std::str::FromStr for DispatcherAddr {
+    type Err = InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
+        const FORM: &str =
+            "write HOST:PORT, for example \"dispatcher.example.net:25060\" or \"[2001:db8::1]:25060\"";
+        check_len(s, "a dispatcher address")?;
+        let bad = |why: &str| {
+            InvalidValue::new(format!(
+                "invalid dispatcher address {}: {why}; {FORM}",
+                quoted(s)
+            ))
+        };
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (v6, port) = rest
+                .split_once("]:")
+                .ok_or_else(|| bad("no `]:PORT` after the IPv6 address"))?;
+            v6.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| bad("not an IPv6 address in brackets"))?;
+            (v6.to_owned(), port)
+        } else {
+            let (host, port) = s.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+            if host.contains(':') {
+                return Err(bad("put an IPv6 address in brackets"));
+            }
+            let name_ok = !host.is_empty()
+                && host.len() <= 253
+                && host.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                });
+            if !name_ok {
+                return Err(bad("the host is neither an IP address nor a DNS name"));
+            }
+            (host.to_ascii_lowercase(), port)
+        };
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| bad("the port is not 1 to 65535"))?;
+        Ok(Self { host, port })
+    }
+}
+
+impl std::fmt::Display for DispatcherAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+string_value_serde!(
+    DispatcherAddr,
+    "a dispatcher address such as \"dispatcher.example.net:25060\""
+);
+
+#[cfg(test)]
+mod dispatcher_addr_tests {
+    use super::*;
+
+    #[test]
+    fn names_and_addresses_parse_and_print_back() {
+        for (text, host, port) in [
+            (
+                "Dispatcher.Example.net:25060",
+                "dispatcher.example.net",
+                25060,
+            ),
+            ("192.0.2.1:1", "192.0.2.1", 1),
+            ("[2001:db8::1]:25060", "2001:db8::1", 25060),
+        ] {
+            let a: DispatcherAddr = text.parse().unwrap();
+            assert_eq!((a.host.as_str(), a.port), (host, port), "{text}");
+            assert_eq!(a.to_string().parse::<DispatcherAddr>().unwrap(), a);
+        }
+    }
+
+    #[test]
+    fn bad_addresses_say_what_to_write() {
+        for bad in [
+            "host",
+            "host:0",
+            "host:x",
+            "2001:db8::1:25060",
+            "[::1:25060",
+            "a_b:1",
+            ":1",
+        ] {
+            let err = bad.parse::<DispatcherAddr>().unwrap_err().to_string();
+            assert!(err.contains("HOST:PORT"), "{bad}: {err}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_and_what_parses_prints_back(text in "[ -~]{0,40}") {
+            if let Ok(a) = text.parse::<DispatcherAddr>() {
+                proptest::prop_assert_eq!(a.to_string().parse::<DispatcherAddr>().unwrap(), a);
+            }
+        }
     }
 }

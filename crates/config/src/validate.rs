@@ -87,10 +87,19 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
     }
 
     if *relay.enabled {
-        if relay.ng_listen_udp.is_empty() && relay.ng_listen_tcp.is_empty() {
+        if !relay.dispatchers.is_empty() && relay.tls_dir.is_none() {
             fail(
                 relay.enabled.span(),
-                "the relay is enabled but has no ng listener; set relay.ng_listen_udp (such as [\"127.0.0.1:2223\"]) or relay.ng_listen_tcp".into(),
+                "relay.dispatchers is set but relay.tls_dir is not; give the directory with ca.pem, cert.pem and key.pem (mediagate cert issue writes one)".into(),
+            );
+        }
+        if relay.ng_listen_udp.is_empty()
+            && relay.ng_listen_tcp.is_empty()
+            && relay.dispatchers.is_empty()
+        {
+            fail(
+                relay.enabled.span(),
+                "the relay is enabled but has no ng listener and no dispatcher; set relay.ng_listen_udp (such as [\"127.0.0.1:2223\"]), relay.ng_listen_tcp or relay.dispatchers".into(),
             );
         }
         if relay.media_address.is_empty() {
@@ -766,7 +775,7 @@ mod tests {
         assert_eq!(
             messages(text),
             vec![
-                "the relay is enabled but has no ng listener; set relay.ng_listen_udp (such as [\"127.0.0.1:2223\"]) or relay.ng_listen_tcp".to_owned(),
+                "the relay is enabled but has no ng listener and no dispatcher; set relay.ng_listen_udp (such as [\"127.0.0.1:2223\"]), relay.ng_listen_tcp or relay.dispatchers".to_owned(),
                 "the relay is enabled but has no media address; add [[relay.media_address]] with address = \"IP\"".to_owned(),
             ]
         );
@@ -853,6 +862,21 @@ ports = "30050-30051"
                 "local relay \"c\": ports 30050-30051 overlap relay.ports; give each its own range".to_owned(),
             ]
         );
+    }
+
+    #[test]
+    fn a_relay_with_dispatchers_needs_a_tls_dir_and_no_listener() {
+        let base = "[relay]\nenabled = true\nng_listen_udp = []\ndispatchers = [\"d.example.net:25060\"]\n";
+        let text = format!("{base}[[relay.media_address]]\naddress = \"127.0.0.1\"\n");
+        assert_eq!(
+            messages(&text),
+            vec!["relay.dispatchers is set but relay.tls_dir is not; give the directory with ca.pem, cert.pem and key.pem (mediagate cert issue writes one)".to_owned()]
+        );
+        let ok = format!("{base}tls_dir = \"relay1\"\npassport = \"CN=dispatcher*\"\n[[relay.media_address]]\naddress = \"127.0.0.1\"\n");
+        assert!(parse_config(&ok).is_ok());
+        let bad = format!("{base}tls_dir = \"relay1\"\npassport = \"CN=a*b\"\n");
+        let errors = parse_config(&bad).unwrap_err();
+        assert_eq!(&bad[errors[0].span().unwrap()], "\"CN=a*b\"");
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! * [`pool`] is the seam between the front doors and the link: the relays the
 //!   dispatcher can use right now, a way to send one of them a command, and the events
 //!   the relays report (connected, gone, calls expired).
+//! * [`link`] implements it over mutual TLS: relays connect to the dispatcher
+//!   (`docs/dispatcher-link.md`; shared wire format and TLS in `mediagate_link`).
 //!
 //! * [`mediaproxy`] is MediaProxy's request language (sans-IO); [`router::Router`]
 //!   makes the decisions both front doors share (which relay, sticky calls, failover,
@@ -26,7 +28,7 @@
 //!   finished call into the records store, RADIUS, and the dialog ended on the SIP
 //!   proxy when its media timed out.
 //!
-//! What it does not (yet): the TLS link to remote relays and chained relays.
+//! What it does not (yet): use the TLS link in the role, and chained relays.
 
 #![warn(unreachable_pub)]
 
@@ -34,6 +36,7 @@ pub mod accounting;
 pub mod dialog_end;
 pub(crate) mod front_mediaproxy;
 pub(crate) mod front_ng;
+pub mod link;
 pub mod local_pool;
 pub mod mediaproxy;
 pub mod mgmt;

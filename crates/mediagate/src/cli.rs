@@ -19,9 +19,9 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand};
 
 use mediagate_config::{
-    AdvertisedPrefix, BackendSpec, BindAddr, ByteSize, Config, HostIp, InvalidValue, LocalRelay,
-    Located, MediaAddress, MediaMode, PortPairRange, Route, RtspUrl, SchedulerName, ServiceConfig,
-    ThreadScheduling, UpstreamTransport,
+    AdvertisedPrefix, BackendSpec, BindAddr, ByteSize, Config, DispatcherAddr, HostIp,
+    InvalidValue, LocalRelay, Located, MediaAddress, MediaMode, Passport, PortPairRange, Route,
+    RtspUrl, SchedulerName, ServiceConfig, ThreadScheduling, UpstreamTransport,
 };
 
 /// Streaming-media edge: RTSP caching and splitting proxy and RTP media relay.
@@ -75,7 +75,9 @@ pub enum Command {
     #[command(
         after_help = "Example (Kamailio: modparam(\"rtpengine\", \"rtpengine_sock\", \"udp:127.0.0.1:2223\")):\n  \
         mediagate relay --ng 127.0.0.1:2223 --address 192.0.2.20 --ports 30000-39999\n  \
-        mediagate relay --ng 127.0.0.1:2223 --address '10.0.0.5!203.0.113.7' --address 2001:db8::5"
+        mediagate relay --ng 127.0.0.1:2223 --address '10.0.0.5!203.0.113.7' --address 2001:db8::5\n\n\
+        Behind a dispatcher (certificates from `mediagate cert`, docs/dispatcher-link.md):\n  \
+        mediagate relay --dispatcher dispatcher.example.net:25060 --tls-dir relay1 --address 192.0.2.20"
     )]
     Relay(RelayArgs),
     /// Quick start: a dispatcher in front of relays, for Kamailio or OpenSIPS
@@ -157,6 +159,63 @@ pub enum Command {
         mediagate report --config /etc/mediagate/mediagate.toml\n  \
         mediagate report --config /etc/mediagate/mediagate.toml --by day --since 2026-12-01")]
     Report(ReportArgs),
+    /// Make the certificates of a dispatcher cluster: a CA, node certificates, revocations
+    ///
+    /// Relays and dispatchers link over mutual TLS; each node's --tls-dir holds the CA
+    /// certificate (ca.pem), its own certificate and key (cert.pem, key.pem) and,
+    /// once a certificate has been revoked, crl.pem. Certificates made with openssl in
+    /// the same layout work the same.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        mediagate cert ca --dir pki\n  \
+        mediagate cert issue --ca pki --dir dispatcher dispatcher\n  \
+        mediagate cert issue --ca pki --dir relay1 relay1\n  \
+        mediagate cert revoke --ca pki relay1/cert.pem"
+    )]
+    Cert(CertCommand),
+}
+
+/// `mediagate cert` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Create a CA: DIR/ca.pem and DIR/ca-key.pem (mode 0600; keep it off the nodes)
+    Ca {
+        /// Directory to create the CA in (created if missing; nothing is overwritten).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The CA's common name [default: "mediagate cluster CA" and 8 random hex
+        /// digits, so no two clusters' CAs share a name].
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Issue a node certificate: DIR/ca.pem, DIR/cert.pem, DIR/key.pem (0600)
+    ///
+    /// The certificate's CN and subject alternative name are NAME, and it serves as
+    /// TLS client and server. DIR is the node's --tls-dir.
+    Issue {
+        /// The CA's directory (from `mediagate cert ca`).
+        #[arg(long, value_name = "CA_DIR")]
+        ca: PathBuf,
+        /// The node's directory (created if missing; nothing is overwritten).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The node's name: a host name such as relay1, or an IP address.
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Revoke a node certificate: adds it to CA_DIR/crl.pem
+    ///
+    /// Copy crl.pem into every node's --tls-dir (a node uses it when present) and
+    /// restart the nodes, or at least the dispatchers.
+    Revoke {
+        /// The CA's directory.
+        #[arg(long, value_name = "CA_DIR")]
+        ca: PathBuf,
+        /// The certificate to revoke (PEM), such as relay1/cert.pem.
+        #[arg(value_name = "CERT")]
+        cert: PathBuf,
+    },
 }
 
 /// `mediagate cache` subcommands.
@@ -459,8 +518,13 @@ pub struct EdgeArgs {
 /// Arguments of `mediagate relay`.
 #[derive(Debug, Args)]
 pub struct RelayArgs {
-    /// UDP address for ng commands, IP:PORT; repeat for several.
-    #[arg(long = "ng", value_name = "IP:PORT", required = true)]
+    /// UDP address for ng commands, IP:PORT; repeat for several (not needed with
+    /// --dispatcher).
+    #[arg(
+        long = "ng",
+        value_name = "IP:PORT",
+        required_unless_present = "dispatcher"
+    )]
     pub ng: Vec<BindAddr>,
     /// TCP address for ng commands, IP:PORT; repeat for several [default: none].
     #[arg(long = "ng-tcp", value_name = "IP:PORT")]
@@ -478,6 +542,18 @@ pub struct RelayArgs {
     /// real-time needs CAP_SYS_NICE) [default: normal].
     #[arg(long, value_name = "POLICY[:PRIORITY]")]
     pub scheduling: Option<ThreadScheduling>,
+    /// A dispatcher to take calls from over mutual TLS, HOST:PORT (port 25060 by
+    /// default on the dispatcher); repeat for several. Needs --tls-dir.
+    #[arg(long = "dispatcher", value_name = "HOST:PORT", requires = "tls_dir")]
+    pub dispatcher: Vec<DispatcherAddr>,
+    /// Directory with ca.pem, cert.pem, key.pem and optional crl.pem for the
+    /// dispatcher link (`mediagate cert issue` makes one).
+    #[arg(long = "tls-dir", value_name = "DIR", requires = "dispatcher")]
+    pub tls_dir: Option<PathBuf>,
+    /// Subject fields the dispatcher's certificate must have, such as
+    /// "O=Example, CN=dispatcher*" [default: any certificate of the CA].
+    #[arg(long, value_name = "FIELD=VALUE,...", requires = "dispatcher")]
+    pub passport: Option<Passport>,
 }
 
 /// Arguments of `mediagate dispatcher`.
@@ -684,6 +760,9 @@ impl RelayArgs {
         if let Some(scheduling) = self.scheduling {
             config.relay.forward_scheduling = scheduling;
         }
+        config.relay.dispatchers = self.dispatcher.clone();
+        config.relay.tls_dir = self.tls_dir.clone();
+        config.relay.passport = self.passport.clone();
         config
     }
 }
@@ -970,6 +1049,42 @@ ports = "35000-39999"
                 .any(|e| e.contains("dispatcher.relay_listen is not yet acted on")),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn a_relay_linked_to_dispatchers_needs_no_ng_listener() {
+        let Command::Relay(relay) = parse(&[
+            "relay",
+            "--dispatcher",
+            "dispatcher.example.net:25060",
+            "--dispatcher",
+            "192.0.2.7:25060",
+            "--tls-dir",
+            "relay1",
+            "--passport",
+            "CN=dispatcher*",
+            "--address",
+            "10.0.0.5",
+        ])
+        .unwrap() else {
+            panic!("not relay");
+        };
+        let config = relay.to_config();
+        assert!(config.relay.ng_listen_udp.is_empty());
+        assert_eq!(config.relay.dispatchers.len(), 2);
+        assert_eq!(config.relay.dispatchers[0].host, "dispatcher.example.net");
+        assert_eq!(config.relay.tls_dir, Some(PathBuf::from("relay1")));
+        assert_eq!(
+            config.relay.passport.as_ref().map(ToString::to_string),
+            Some("CN=dispatcher*".to_owned())
+        );
+        assert!(validate(&config).is_empty(), "{:?}", validate(&config));
+
+        let err =
+            parse(&["relay", "--dispatcher", "d:25060", "--address", "10.0.0.5"]).unwrap_err();
+        assert!(err.contains("--tls-dir"), "{err}");
+        let err = parse(&["relay", "--address", "10.0.0.5"]).unwrap_err();
+        assert!(err.contains("--ng"), "{err}");
     }
 
     #[test]

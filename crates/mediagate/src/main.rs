@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod cache_cmd;
+mod cert_cmd;
 mod cli;
 mod reload;
 mod run;
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
         Command::Cache(cmd) => cache_cmd::run(cmd),
         Command::User(cmd) => users::run(cmd),
         Command::Report(args) => show_report(&args),
+        Command::Cert(cmd) => cert_cmd::run(cmd),
     }
 }
 

@@ -276,6 +276,18 @@ impl Registry {
         self.calls.values().filter(|c| c.deleting.is_none()).count()
     }
 
+    /// The Call-IDs of calls not yet deleted, sorted.
+    pub(crate) fn active_call_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.deleting.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Stop (or resume) accepting new calls: offers for unknown call-ids get the
     /// overload reply SIP proxies fail over on. Existing calls go on.
     pub(crate) fn set_draining(&mut self, draining: bool) {

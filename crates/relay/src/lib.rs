@@ -12,7 +12,8 @@
 //! * `calls`: the calls and the `ng` commands that drive them, timeouts;
 //! * [`record`]: the record a finished call leaves.
 //!
-//! I/O shell: [`engine`] (tokio: listeners, media sockets, timers, shutdown). Finished
+//! I/O shell: [`engine`] (tokio: listeners, media sockets, timers, shutdown) and
+//! [`link_client`] (the relay's end of the dispatcher link, over mutual TLS). Finished
 //! calls go to the process's records store (`mediagate_ops::store`), metrics to its
 //! registry (`mediagate_ops::metrics`).
 //!
@@ -20,14 +21,14 @@
 //! [`engine::EngineConfig`] with the core options it carries, and the running
 //! [`engine::Relay`]) and [`record`] (the rows readers of the records store decode).
 //!
-//! What it does not (yet): SRTP/DTLS, ICE, transcoding, recording, the MediaProxy
-//! dispatcher protocol (issue "dispatcher").
+//! What it does not (yet): SRTP/DTLS, ICE, transcoding, recording.
 
 #![warn(unreachable_pub)]
 
 pub(crate) mod calls;
 pub mod engine;
 pub(crate) mod latch;
+pub mod link_client;
 pub(crate) mod media;
 pub mod ng_listener;
 pub mod record;

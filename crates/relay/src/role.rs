@@ -36,15 +36,40 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
         if let Some(records) = ctx.records {
             engine = engine.with_records(records.sink());
         }
-        let relay = Relay::start(engine).await?;
+        // TLS first: a bad certificate directory stops the start before ports are bound.
+        let link = link_config(&config.relay)?;
+        let relay = Arc::new(Relay::start(engine).await?);
         relay.publish_metrics(ctx.metrics);
         report_start(&relay, config);
+        if let Some(link) = link {
+            for d in &config.relay.dispatchers {
+                info!("relay: linking to dispatcher {d} as {}", link.name);
+            }
+            crate::link_client::spawn(Arc::clone(&relay), &config.relay.dispatchers, link);
+        }
         let role: Box<dyn Role> = Box::new(RelayRole {
-            relay: Arc::new(relay),
+            relay,
             running: Mutex::new(config.relay.clone()),
         });
         Ok(role)
     })
+}
+
+/// The dispatcher link's settings when `[relay]` names dispatchers.
+fn link_config(
+    relay: &RelayConfig,
+) -> Result<Option<crate::link_client::LinkClientConfig>, Box<dyn std::error::Error + Send + Sync>>
+{
+    if relay.dispatchers.is_empty() {
+        return Ok(None);
+    }
+    let Some(dir) = &relay.tls_dir else {
+        return Err("relay.dispatchers needs relay.tls_dir (--tls-dir)".into());
+    };
+    let tls = mediagate_link::tls::NodeTls::load(dir)?;
+    let mut link = crate::link_client::LinkClientConfig::new(tls.client_config()?, tls.own_name());
+    link.passport = relay.passport.clone();
+    Ok(Some(link))
 }
 
 /// The start-up lines: how the relay forwards and where it listens.
@@ -150,6 +175,25 @@ fn applicable(running: &RelayConfig, wanted: &RelayConfig) -> (RelayConfig, Vec<
         "relay.forward_scheduling",
         &running.forward_scheduling,
         &mut next.forward_scheduling,
+        &mut notes,
+    );
+    // The dispatcher links are started once with their TLS settings.
+    keep_until_restart(
+        "relay.dispatchers",
+        &running.dispatchers,
+        &mut next.dispatchers,
+        &mut notes,
+    );
+    keep_until_restart(
+        "relay.tls_dir",
+        &running.tls_dir,
+        &mut next.tls_dir,
+        &mut notes,
+    );
+    keep_until_restart(
+        "relay.passport",
+        &running.passport,
+        &mut next.passport,
         &mut notes,
     );
     (next, notes)
@@ -280,6 +324,23 @@ mod tests {
         );
         assert!(
             notes[1].starts_with("relay.forward_threads needs a restart"),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn the_dispatcher_link_waits_for_a_restart() {
+        let running = relay("");
+        let wanted = relay(
+            "dispatchers = [\"d.example.net:25060\"]\ntls_dir = \"relay1\"\npassport = \"CN=d*\"\n",
+        );
+        let (next, notes) = applicable(&running, &wanted);
+        assert!(next.dispatchers.is_empty());
+        assert_eq!(next.tls_dir, None);
+        assert_eq!(next.passport, None);
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(
+            notes[0].starts_with("relay.dispatchers needs a restart"),
             "{notes:?}"
         );
     }

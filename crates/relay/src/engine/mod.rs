@@ -185,6 +185,10 @@ pub(crate) struct State {
     forward_stats: Arc<forward::ForwardStats>,
     /// Offer-to-first-answer times, seconds.
     call_setup: mediagate_ops::metrics::Histogram,
+    /// Every finished call's record, for listeners such as the dispatcher link.
+    ended: tokio::sync::broadcast::Sender<Arc<SessionRecord>>,
+    /// RTP and RTCP bytes of finished calls, so live plus finished is monotonic.
+    ended_bytes: std::sync::atomic::AtomicU64,
 }
 
 fn lock_any<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -235,6 +239,10 @@ impl State {
                     });
                 }
             }
+            self.ended_bytes
+                .fetch_add(record_bytes(&e.record), Ordering::Relaxed);
+            // Nobody listening is fine.
+            let _ = self.ended.send(Arc::new(e.record.clone()));
             {
                 let mut recent = lock_any(&self.recent);
                 if recent.len() >= RECENT_RECORDS {
@@ -255,11 +263,21 @@ impl State {
     }
 }
 
+fn record_bytes(r: &SessionRecord) -> u64 {
+    r.streams
+        .iter()
+        .flat_map(|s| [&s.caller, &s.callee])
+        .map(|l| l.bytes + l.rtcp_bytes)
+        .sum()
+}
+
 /// A running relay.
 pub struct Relay {
     state: Arc<State>,
     ng_udp: Vec<SocketAddr>,
     ng_tcp: Vec<SocketAddr>,
+    /// Media addresses as advertised in SDP.
+    advertised: Vec<IpAddr>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -348,6 +366,8 @@ impl Relay {
             call_setup: mediagate_ops::metrics::Histogram::new(
                 mediagate_ops::metrics::exponential_buckets(0.001, 2.0, 17),
             ),
+            ended: tokio::sync::broadcast::channel(4096).0,
+            ended_bytes: std::sync::atomic::AtomicU64::new(0),
         });
         let ng_udp = udp
             .iter()
@@ -370,11 +390,56 @@ impl Relay {
             ));
         }
         tokio::spawn(tick(Arc::clone(&state), config.tick));
+        let mut advertised: Vec<IpAddr> = config.media.iter().map(|(_, a)| *a).collect();
+        advertised.dedup();
         Ok(Self {
             state,
             ng_udp,
             ng_tcp,
+            advertised,
         })
+    }
+
+    /// The media addresses written into SDP (the advertised ones).
+    pub fn media_addresses(&self) -> &[IpAddr] {
+        &self.advertised
+    }
+
+    /// The Call-IDs of calls not yet deleted, sorted.
+    pub fn call_ids(&self) -> Vec<String> {
+        self.state.lock().registry.active_call_ids()
+    }
+
+    /// Every call's record as it ends (with its end reason), from now on. A listener
+    /// that falls more than 4,096 records behind misses the oldest (and is told so by
+    /// the channel).
+    pub fn subscribe_ended(&self) -> tokio::sync::broadcast::Receiver<Arc<SessionRecord>> {
+        self.state.ended.subscribe()
+    }
+
+    /// RTP and RTCP bytes relayed since start, finished and running calls. Walks
+    /// every running call: for periodic reports, not per packet.
+    pub fn relayed_bytes(&self) -> u64 {
+        let now = self.state.now();
+        let live: u64 = self
+            .state
+            .lock()
+            .registry
+            .live_calls(now)
+            .iter()
+            .map(|(r, _)| record_bytes(r))
+            .sum();
+        live + self.state.ended_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when the relay has stopped (after [`Relay::shutdown`]).
+    pub async fn stopped(&self) {
+        let mut signal = self.state.shutdown_signal();
+        while !*signal.borrow_and_update() {
+            if signal.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// The bound UDP `ng` addresses (with the real port when 0 was asked).

@@ -1,0 +1,405 @@
+//! The dispatcher link (issue 15 item 2) between a real `mediagate relay` process and
+//! the dispatcher's `LinkPool` run in this test: certificates from `mediagate cert`
+//! (the CLI), an `ng` offer/answer/delete over the link that allocates real ports,
+//! kill -9 (Disconnected), restart (same RelayId), SIGTERM (Halting), a call ended by
+//! media timeout reported as an `Ended` event to both dispatchers a relay serves, and
+//! clients refused with a clear log line: no certificate (`openssl s_client`), another
+//! CA, revoked, passport mismatch.
+
+mod common;
+
+use std::io::Write;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::sdp;
+use mediagate_dispatcher::link::{LinkConfig, LinkPool};
+use mediagate_dispatcher::pool::{CommandError, RelayEvent, RelayId, RelayPool, RelayState};
+use mediagate_link::tls::NodeTls;
+use mediagate_ng::bencode::{dict, Value};
+use mediagate_testkit::process::Peer;
+use tokio::sync::broadcast;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The dispatcher's log lines (this process's tracing output).
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&buf);
+        let _ = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || LogWriter(Arc::clone(&sink)))
+            .try_init();
+        buf
+    })
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Waits for a dispatcher log line containing every needle.
+fn wait_log(needles: &[&str]) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+        if let Some(line) = text.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+            return line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log line with {needles:?} in:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn workdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mg-dlink-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn mediagate(dir: &Path, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mediagate"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mediagate {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `mediagate cert issue --ca CA --dir NODE NAME` in `dir`.
+fn issue(dir: &Path, ca: &str, node: &str, name: &str) {
+    mediagate(dir, &["cert", "issue", "--ca", ca, "--dir", node, name]);
+}
+
+fn relay(dir: &Path, tls_dir: &str, dispatcher: u16, ports: &str) -> Peer {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
+    cmd.args([
+        "relay",
+        "--dispatcher",
+        &format!("localhost:{dispatcher}"),
+        "--tls-dir",
+        tls_dir,
+        "--passport",
+        "CN=dispatcher",
+        "--address",
+        "127.0.0.1",
+        "--ports",
+        ports,
+    ])
+    .current_dir(dir);
+    Peer::spawn("mediagate relay", cmd).unwrap()
+}
+
+async fn next_event(events: &mut broadcast::Receiver<RelayEvent>) -> RelayEvent {
+    tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("an event in time")
+        .expect("the event channel open")
+}
+
+async fn wait_connected(events: &mut broadcast::Receiver<RelayEvent>) -> (RelayId, Vec<String>) {
+    loop {
+        if let RelayEvent::Connected { relay, calls } = next_event(events).await {
+            return (relay, calls);
+        }
+    }
+}
+
+fn offer(call_id: &str, port: u16) -> Value {
+    dict([
+        ("command", Value::str("offer")),
+        ("call-id", Value::str(call_id)),
+        ("from-tag", Value::str("caller")),
+        ("sdp", Value::str(&sdp(port))),
+        ("supports", Value::List(vec![Value::str("load limit")])),
+    ])
+}
+
+fn answer(call_id: &str, port: u16) -> Value {
+    dict([
+        ("command", Value::str("answer")),
+        ("call-id", Value::str(call_id)),
+        ("from-tag", Value::str("caller")),
+        ("to-tag", Value::str("callee")),
+        ("sdp", Value::str(&sdp(port))),
+    ])
+}
+
+fn relay_port(reply: &Value) -> u16 {
+    assert_eq!(
+        reply.get("result").and_then(Value::as_str),
+        Some("ok"),
+        "{reply:?}"
+    );
+    let sdp = reply.get("sdp").and_then(Value::as_str).expect("an SDP");
+    let at = sdp.find("m=audio ").expect("m=audio") + 8;
+    sdp[at..].split(' ').next().unwrap().parse().unwrap()
+}
+
+const SECOND: Duration = Duration::from_secs(2);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_process_serves_ng_over_the_link_survives_kill_and_restart_and_halts_on_sigterm() {
+    logs();
+    let dir = workdir("main");
+    mediagate(&dir, &["cert", "ca", "--dir", "pki"]);
+    issue(&dir, "pki", "dispatcher", "dispatcher");
+    issue(&dir, "pki", "relay1", "relay1");
+
+    let tls = Arc::new(NodeTls::load(&dir.join("dispatcher")).unwrap());
+    let mut config = LinkConfig::new("127.0.0.1:0".parse().unwrap(), tls);
+    config.passport = Some("CN=relay*".parse().unwrap());
+    let pool = LinkPool::start(config).await.unwrap();
+    let port = pool.local_addr().port();
+    let mut events = pool.subscribe();
+
+    let first = relay(&dir, "relay1", port, "38400-38499");
+    let (id, calls) = wait_connected(&mut events).await;
+    assert!(calls.is_empty(), "{calls:?}");
+    let views = pool.relays();
+    assert_eq!(views.len(), 1, "{views:?}");
+    assert_eq!(views[0].name, "relay1");
+    assert_eq!(views[0].state, RelayState::Active);
+    assert_eq!(
+        views[0].addresses,
+        ["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+    );
+
+    // offer / answer / delete over the link, with real ports.
+    let reply = pool
+        .command(id, offer("call-1", 40000), SECOND)
+        .await
+        .unwrap();
+    let caller_side = relay_port(&reply);
+    assert!((38400..=38499).contains(&caller_side), "{caller_side}");
+    assert!(
+        UdpSocket::bind(("127.0.0.1", caller_side)).is_err(),
+        "the relay holds port {caller_side}"
+    );
+    let reply = pool
+        .command(id, answer("call-1", 40002), SECOND)
+        .await
+        .unwrap();
+    relay_port(&reply);
+    let delete = dict([
+        ("command", Value::str("delete")),
+        ("call-id", Value::str("call-1")),
+        ("from-tag", Value::str("caller")),
+        ("delete delay", Value::Int(0)),
+    ]);
+    let reply = pool.command(id, delete, SECOND).await.unwrap();
+    assert_eq!(
+        reply.get("result").and_then(Value::as_str),
+        Some("ok"),
+        "{reply:?}"
+    );
+
+    // A held call; kill -9: Disconnected, commands fail as Gone.
+    relay_port(
+        &pool
+            .command(id, offer("held", 40004), SECOND)
+            .await
+            .unwrap(),
+    );
+    first.signal("KILL");
+    loop {
+        if let RelayEvent::Disconnected { relay } = next_event(&mut events).await {
+            assert_eq!(relay, id);
+            break;
+        }
+    }
+    assert!(pool.relays().is_empty());
+    assert_eq!(
+        pool.command(id, offer("x", 40006), SECOND).await,
+        Err(CommandError::Gone)
+    );
+    wait_log(&["relay relay1", "disconnected"]);
+
+    // Restart: the same id, and it reports the calls it holds (none: a new process).
+    let second = relay(&dir, "relay1", port, "38400-38499");
+    let (again, calls) = wait_connected(&mut events).await;
+    assert_eq!(again, id);
+    assert!(calls.is_empty(), "{calls:?}");
+    relay_port(
+        &pool
+            .command(id, offer("running", 40008), SECOND)
+            .await
+            .unwrap(),
+    );
+    assert!(pool.request_sessions(id));
+    let (_, calls) = wait_connected(&mut events).await;
+    assert_eq!(calls, ["running"]);
+
+    // SIGTERM: the relay drains (its running call keeps it up) and says so at once.
+    second.signal("TERM");
+    let deadline = Instant::now() + WAIT;
+    while pool.relays().first().map(|v| v.state) != Some(RelayState::Halting) {
+        assert!(Instant::now() < deadline, "{:?}", pool.relays());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_log(&["relay relay1 is halting"]);
+    assert_eq!(
+        pool.command(id, offer("new", 40010), SECOND).await,
+        Err(CommandError::Halting)
+    );
+    second.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_serves_two_dispatchers_and_reports_a_media_timeout_with_its_record() {
+    logs();
+    let dir = workdir("ended");
+    mediagate(&dir, &["cert", "ca", "--dir", "pki"]);
+    issue(&dir, "pki", "dispatcher", "dispatcher");
+    issue(&dir, "pki", "relay1", "relay1");
+    let tls = Arc::new(NodeTls::load(&dir.join("dispatcher")).unwrap());
+    let pool = LinkPool::start(LinkConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::clone(&tls),
+    ))
+    .await
+    .unwrap();
+    // A second dispatcher the relay also serves.
+    let other = LinkPool::start(LinkConfig::new("127.0.0.1:0".parse().unwrap(), tls))
+        .await
+        .unwrap();
+    let mut events = pool.subscribe();
+    let mut other_events = other.subscribe();
+    // The config file's way: no ng listener at all, a 1 s media timeout.
+    std::fs::write(
+        dir.join("relay.toml"),
+        format!(
+            "[edge]\nenabled = false\n[relay]\nenabled = true\nng_listen_udp = []\nports = \"38500-38599\"\nmedia_timeout = \"1s\"\ndispatchers = [\"127.0.0.1:{}\", \"localhost:{}\"]\ntls_dir = \"relay1\"\n[[relay.media_address]]\naddress = \"127.0.0.1\"\n",
+            pool.local_addr().port(),
+            other.local_addr().port()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
+    cmd.args(["run", "--config", "relay.toml"])
+        .current_dir(&dir);
+    let relay = Peer::spawn("mediagate run (relay)", cmd).unwrap();
+    let (id, _) = wait_connected(&mut events).await;
+    let (other_id, _) = wait_connected(&mut other_events).await;
+    relay_port(
+        &pool
+            .command(id, offer("quiet", 40020), SECOND)
+            .await
+            .unwrap(),
+    );
+    relay_port(
+        &pool
+            .command(id, answer("quiet", 40022), SECOND)
+            .await
+            .unwrap(),
+    );
+    loop {
+        if let RelayEvent::Ended {
+            relay: from,
+            call_id,
+            reason,
+            stats,
+        } = next_event(&mut events).await
+        {
+            assert_eq!(
+                (from, call_id.as_str(), reason.as_str()),
+                (id, "quiet", "media timeout")
+            );
+            assert_eq!(stats["call_id"], "quiet", "{stats}");
+            assert_eq!(stats["streams"][0]["media_type"], "audio", "{stats}");
+            break;
+        }
+    }
+    // The other dispatcher hears of it too (it ignores calls it does not know).
+    loop {
+        if let RelayEvent::Ended { relay, call_id, .. } = next_event(&mut other_events).await {
+            assert_eq!((relay, call_id.as_str()), (other_id, "quiet"));
+            break;
+        }
+    }
+    relay.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_without_a_good_certificate_are_refused_with_a_clear_log_line() {
+    logs();
+    let dir = workdir("refused");
+    // Two CAs of one name: the stranger's certificate names our CA as its issuer.
+    mediagate(&dir, &["cert", "ca", "--dir", "pki", "--name", "cluster"]);
+    mediagate(&dir, &["cert", "ca", "--dir", "other", "--name", "cluster"]);
+    mediagate(&dir, &["cert", "ca", "--dir", "third"]);
+    issue(&dir, "pki", "dispatcher", "dispatcher");
+    issue(&dir, "pki", "revoked", "relay-revoked");
+    issue(&dir, "pki", "intruder", "intruder");
+    issue(&dir, "other", "stranger", "relay-stranger");
+    // The stranger trusts our dispatcher, but its own certificate is from another CA.
+    issue(&dir, "third", "foreign", "relay-foreign");
+    std::fs::copy(dir.join("pki/ca.pem"), dir.join("stranger/ca.pem")).unwrap();
+    std::fs::copy(dir.join("pki/ca.pem"), dir.join("foreign/ca.pem")).unwrap();
+    mediagate(&dir, &["cert", "revoke", "--ca", "pki", "revoked/cert.pem"]);
+    std::fs::copy(dir.join("pki/crl.pem"), dir.join("dispatcher/crl.pem")).unwrap();
+
+    let tls = Arc::new(NodeTls::load(&dir.join("dispatcher")).unwrap());
+    let mut config = LinkConfig::new("127.0.0.1:0".parse().unwrap(), tls);
+    config.passport = Some("CN=relay*".parse().unwrap());
+    let pool = LinkPool::start(config).await.unwrap();
+    let port = pool.local_addr().port();
+
+    // No certificate at all: openssl s_client.
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-CAfile",
+            "pki/ca.pem",
+        ])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl runs");
+    drop(out);
+    wait_log(&["refused relay connection", "presented no certificate"]);
+
+    // (node dir, the dispatcher's log line, the relay's log line)
+    let tls_refusal = "refused our certificate (see its log)";
+    let cases = [
+        ("stranger", "not signed by our CA", tls_refusal),
+        ("foreign", "not issued by our CA", tls_refusal),
+        ("revoked", "certificate is revoked", tls_refusal),
+        (
+            "intruder",
+            "does not match the passport \"CN=relay*\"",
+            "the peer refused the link: the peer's certificate subject \"CN=intruder\"",
+        ),
+    ];
+    for (tls_dir, dispatcher_says, relay_says) in cases {
+        let peer = relay(&dir, tls_dir, port, "38600-38699");
+        wait_log(&["refused relay", dispatcher_says]);
+        peer.wait_for_stderr_line(relay_says, WAIT);
+        peer.kill();
+    }
+    assert!(pool.relays().is_empty(), "{:?}", pool.relays());
+}

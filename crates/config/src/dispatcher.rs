@@ -21,6 +21,7 @@ use super::bounded_duration::BoundedDuration;
 use super::duration::HumanDuration;
 use super::located::Located;
 use super::net::{BindAddr, HostIp};
+use super::passport::Passport;
 use super::port_range::PortPairRange;
 
 /// The dispatcher role.
@@ -48,15 +49,23 @@ pub struct DispatcherConfig {
     /// `check-config` until the relay link lands. Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay_listen: Option<Located<BindAddr>>,
-    /// Directory with the CA certificate and the dispatcher's own certificate and key
-    /// for the relay link. Not acted on yet, like `relay_listen`. Default: none.
+    /// Directory with the CA certificate and the dispatcher's own certificate and key:
+    /// the management interface's TLS, and the relay link's (not acted on yet, like
+    /// `relay_listen`). Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_dir: Option<Located<PathBuf>>,
     /// TCP address of MediaProxy's management interface (`summary`, `sessions`,
-    /// `version`, `quit`), plain TCP until the relay link's TLS is in this build:
-    /// keep it on loopback. MediaProxy's port is 25061. Default: none (off).
+    /// `version`, `quit`). Served over mutual TLS with `tls_dir`'s CA, certificate
+    /// and key when `tls_dir` is set (clients need a certificate from that CA), else
+    /// plain TCP, which is allowed on a loopback address only. MediaProxy's port is
+    /// 25061. Default: none (off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub management_listen: Option<Located<BindAddr>>,
+    /// Subject fields a management client's certificate must match (MediaProxy's
+    /// `management_passport`, such as `"O=Example, CN=monitor*"`); needs
+    /// `management_listen` and `tls_dir`. Default: none (any certificate of the CA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub management_passport: Option<Located<Passport>>,
     /// RADIUS accounting of every finished call. Default: none (off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub radius: Option<Located<DispatcherRadius>>,
@@ -165,6 +174,7 @@ impl Default for DispatcherConfig {
             relay_listen: None,
             tls_dir: None,
             management_listen: None,
+            management_passport: None,
             radius: None,
             dialog_end: None,
             local_relay: Located::new(Vec::new()),

@@ -137,6 +137,8 @@ fn fully_populated() -> Config {
     c.dispatcher.tls_dir = Some(Located::new("/etc/mediagate/dispatcher".into()));
     c.dispatcher.management_listen =
         Some(Located::new(BindAddr("127.0.0.1:25061".parse().unwrap())));
+    c.dispatcher.management_passport =
+        Some(Located::new("O=Example, CN=monitor*".parse().unwrap()));
     c.dispatcher.radius = Some(Located::new(DispatcherRadius {
         server: BindAddr("127.0.0.1:1813".parse().unwrap()),
         secret: Located::new("testing123".into()),

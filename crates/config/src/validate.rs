@@ -482,11 +482,29 @@ fn check_dispatcher(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>,
             "dispatcher.relay_listen is not yet acted on (the TLS relay link is not in this build); remove it and use [[dispatcher.local_relay]]".into(),
         );
     }
-    if let Some(dir) = &d.tls_dir {
+    if let (Some(dir), None) = (&d.tls_dir, &d.management_listen) {
         fail(
             dir.span(),
             "dispatcher.tls_dir is not yet acted on (the TLS relay link is not in this build); remove it".into(),
         );
+    }
+    match (&d.management_listen, &d.tls_dir) {
+        (Some(listen), None) if !listen.get().0.ip().is_loopback() => fail(
+            listen.span(),
+            format!(
+                "dispatcher.management_listen {} would serve the management interface in plain TCP off loopback; set dispatcher.tls_dir to serve it over TLS, or listen on 127.0.0.1",
+                listen.get()
+            ),
+        ),
+        _ => {}
+    }
+    if let Some(passport) = &d.management_passport {
+        if d.management_listen.is_none() || d.tls_dir.is_none() {
+            fail(
+                passport.span(),
+                "dispatcher.management_passport needs dispatcher.management_listen and dispatcher.tls_dir (it checks the certificates of TLS clients)".into(),
+            );
+        }
     }
     if let Some(radius) = &d.radius {
         if radius.secret.is_empty() {
@@ -824,6 +842,28 @@ mod tests {
                 "{prefix}: {got:?}"
             );
         }
+        let plain = base.replace("127.0.0.1:25061", "0.0.0.0:25061");
+        assert_eq!(
+            messages(&plain),
+            vec!["dispatcher.management_listen 0.0.0.0:25061 would serve the management interface in plain TCP off loopback; set dispatcher.tls_dir to serve it over TLS, or listen on 127.0.0.1".to_owned()]
+        );
+        let tls = plain.replace(
+            "[[dispatcher",
+            "tls_dir = \"pki\"\nmanagement_passport = \"CN=monitor*\"\n[[dispatcher",
+        );
+        assert_eq!(
+            messages(&tls),
+            Vec::<String>::new(),
+            "tls_dir is acted on by the management interface"
+        );
+        let lone = base.replace(
+            "management_listen = \"127.0.0.1:25061\"\n",
+            "management_passport = \"CN=monitor*\"\n",
+        );
+        assert_eq!(
+            messages(&lone),
+            vec!["dispatcher.management_passport needs dispatcher.management_listen and dispatcher.tls_dir (it checks the certificates of TLS clients)".to_owned()]
+        );
         assert!(dialog_end_target("udp:127.0.0.1:0").is_err());
         assert!(dialog_end_target("/run/opensips/socket").is_ok());
     }

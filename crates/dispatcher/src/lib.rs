@@ -33,6 +33,7 @@
 #![warn(unreachable_pub)]
 
 pub mod accounting;
+pub mod cluster_view;
 pub mod dialog_end;
 pub(crate) mod front_mediaproxy;
 pub(crate) mod front_ng;

@@ -215,6 +215,23 @@ async fn a_relay_process_serves_ng_over_the_link_survives_kill_and_restart_and_h
         Some("ok"),
         "{reply:?}"
     );
+    // The deleted call's record comes too, reason kept: the dispatcher accounts it.
+    loop {
+        if let RelayEvent::Ended {
+            relay: from,
+            call_id,
+            reason,
+            stats,
+        } = next_event(&mut events).await
+        {
+            assert_eq!(
+                (from, call_id.as_str(), reason.as_str()),
+                (id, "call-1", "deleted")
+            );
+            assert_eq!(stats["reason"], "deleted", "{stats}");
+            break;
+        }
+    }
 
     // A held call; kill -9: Disconnected, commands fail as Gone.
     relay_port(

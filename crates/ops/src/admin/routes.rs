@@ -92,6 +92,9 @@ pub(super) const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/relay/calls/{id}"),
     ("get", "/api/v1/balancer/services"),
     ("get", "/api/v1/balancer/backends"),
+    ("get", "/api/v1/dispatcher/calls"),
+    ("get", "/api/v1/dispatcher/summary"),
+    ("get", "/api/v1/dispatcher/sessions"),
     ("post", "/api/v1/reload"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
@@ -152,6 +155,15 @@ fn handler(method: &str, path: &str) -> MethodRouter<Shared> {
         }),
         "/api/v1/balancer/backends" => on(filter, |s: State<Shared>| {
             snapshot(s, "balancer", "backends")
+        }),
+        "/api/v1/dispatcher/calls" => on(filter, |s: State<Shared>| {
+            snapshot(s, "dispatcher", "calls")
+        }),
+        "/api/v1/dispatcher/summary" => on(filter, |s: State<Shared>| {
+            snapshot(s, "dispatcher", "summary")
+        }),
+        "/api/v1/dispatcher/sessions" => on(filter, |s: State<Shared>| {
+            snapshot(s, "dispatcher", "sessions")
         }),
         "/api/v1/reload" => on(filter, reload),
         "/metrics" => on(filter, metrics),

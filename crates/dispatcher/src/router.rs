@@ -12,8 +12,9 @@
 //! * `ping` is answered here; `answer`, `query`, `delete` and the rest for a call not
 //!   placed get `Unknown call-id`.
 //! * `delete` forgets the call; an `answer` records the to-tag.
-//! * A relay that (re)connects reports its calls: placed calls it no longer holds are
-//!   forgotten and handed to the [`EndedHook`]; so is a call a relay reports ended by
+//! * A relay that (re)connects reports its calls: placed calls missing from its list
+//!   that it confirms it does not hold (an `ng` `query` each, so a call placed on it
+//!   after it sent the list is kept) are forgotten and handed to the [`EndedHook`]; so is a call a relay reports ended by
 //!   itself (all streams timed out). A relay's report of a call already forgotten
 //!   (the record of a deleted call, which comes after the `delete` reply) goes to
 //!   [`EndedHook::late_record`].
@@ -394,13 +395,65 @@ impl Router {
         reply::error(NO_RELAY)
     }
 
-    fn on_event(&self, event: RelayEvent) {
+    /// The placed calls of `relay` (called `name`) missing from its list that the
+    /// relay confirms it does not hold: its `query` for each answers with an error.
+    /// A call placed on the relay after it sent the list (the pool offers a relay as
+    /// soon as it connects, while this runs on the router's own task) is in no list
+    /// but the relay knows it, so it stays. A call whose query gets no reply stays
+    /// too; the next connect looks again.
+    async fn confirmed_lost(&self, relay: RelayId, name: &str, holds: &[String]) -> Vec<String> {
+        let missing = self.map().missing(name, holds);
+        let queries: Vec<_> = missing
+            .into_iter()
+            .map(|call_id| {
+                let pool = Arc::clone(&self.pool);
+                let deadline = self.relay_timeout;
+                let query = mediagate_ng::bencode::dict([
+                    ("command", Value::str("query")),
+                    ("call-id", Value::str(&call_id)),
+                ]);
+                let asked = tokio::spawn(async move { pool.command(relay, query, deadline).await });
+                (call_id, asked)
+            })
+            .collect();
+        let mut lost = Vec::new();
+        for (call_id, asked) in queries {
+            match asked.await {
+                Ok(Ok(reply)) if reply::result_of(&reply) != Some("ok") => lost.push(call_id),
+                Ok(Ok(_)) => tracing::debug!(
+                    call = %call_id,
+                    "dispatcher: relay {name} holds call {call_id}, placed after its list"
+                ),
+                Ok(Err(e)) => tracing::info!(
+                    call = %call_id,
+                    "dispatcher: relay {name} did not say whether it holds call {call_id} ({e}); keeping it"
+                ),
+                Err(_) => {}
+            }
+        }
+        lost
+    }
+
+    async fn on_event(&self, event: RelayEvent) {
         match event {
             RelayEvent::Connected { relay, calls } => {
                 let Some(name) = self.relay_name(relay) else {
                     return;
                 };
-                let gone = self.map().reconcile(&name, &calls);
+                let lost = self.confirmed_lost(relay, &name, &calls).await;
+                let gone: Vec<(String, Placed)> = {
+                    let mut map = self.map();
+                    let mut gone = Vec::new();
+                    for c in lost {
+                        // Still placed on that relay (a delete may have come meanwhile).
+                        if map.get(&c).is_some_and(|p| p.relay == name) {
+                            if let Some(p) = map.remove(&c) {
+                                gone.push((c, p));
+                            }
+                        }
+                    }
+                    gone
+                };
                 if !gone.is_empty() {
                     tracing::info!(
                         "dispatcher: relay {name} reconnected without {} call(s) it had; forgetting them",
@@ -474,7 +527,7 @@ async fn watch_events(
         let Some(router) = router.upgrade() else {
             return;
         };
-        router.on_event(event);
+        router.on_event(event).await;
     }
 }
 

@@ -7,6 +7,10 @@
 //! then) and relays run inside the dispatcher's own process (`[[dispatcher.local_relay]]`),
 //! which need no link: one process is then a whole cluster, for tests and small sites.
 //!
+//! What happens to a finished call: RADIUS accounting (`[dispatcher.radius]`) and
+//! ending its dialog on the SIP proxy (`[dispatcher.dialog_end]`); monitoring reads the
+//! cluster over MediaProxy's management protocol (`management_listen`).
+//!
 //! What it does not: start anything; the dispatcher crate's role does.
 
 use std::path::PathBuf;
@@ -14,8 +18,10 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::bounded_duration::BoundedDuration;
+use super::duration::HumanDuration;
 use super::located::Located;
 use super::net::{BindAddr, HostIp};
+use super::passport::Passport;
 use super::port_range::PortPairRange;
 
 /// The dispatcher role.
@@ -43,14 +49,115 @@ pub struct DispatcherConfig {
     /// `check-config` until the relay link lands. Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay_listen: Option<Located<BindAddr>>,
-    /// Directory with the CA certificate and the dispatcher's own certificate and key
-    /// for the relay link. Not acted on yet, like `relay_listen`. Default: none.
+    /// Directory with the CA certificate and the dispatcher's own certificate and key:
+    /// the management interface's TLS, and the relay link's (not acted on yet, like
+    /// `relay_listen`). Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_dir: Option<Located<PathBuf>>,
+    /// TCP address of MediaProxy's management interface (`summary`, `sessions`,
+    /// `version`, `quit`). Served over mutual TLS with `tls_dir`'s CA, certificate
+    /// and key when `tls_dir` is set (clients need a certificate from that CA), else
+    /// plain TCP, which is allowed on a loopback address only. MediaProxy's port is
+    /// 25061. Default: none (off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub management_listen: Option<Located<BindAddr>>,
+    /// Subject fields a management client's certificate must match (MediaProxy's
+    /// `management_passport`, such as `"O=Example, CN=monitor*"`); needs
+    /// `management_listen` and `tls_dir`. Default: none (any certificate of the CA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub management_passport: Option<Located<Passport>>,
+    /// RADIUS accounting of every finished call. Default: none (off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub radius: Option<Located<DispatcherRadius>>,
+    /// Ending the dialog on the SIP proxy when the relays ended a call's media.
+    /// Default: none (off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dialog_end: Option<Located<DialogEnd>>,
     /// Relays run inside the dispatcher's process, with the `[relay]` section's
     /// timeouts, limits and latching. Default: `[]`.
     #[serde(skip_serializing_if = "no_local_relay")]
     pub local_relay: Located<Vec<LocalRelay>>,
+}
+
+/// `[dispatcher.radius]`: one RFC 2866 accounting request per finished call, as
+/// MediaProxy's `radius` accounting sends it; unanswered records wait in
+/// `STATE_DIR/radius-spool.jsonl`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatcherRadius {
+    /// The accounting server, `IP:PORT` (1813 by convention). Required.
+    pub server: BindAddr,
+    /// The shared secret. Required, not empty.
+    pub secret: Located<String>,
+    /// `User-Name` of every record. Default: `"mediaproxy@default"`.
+    #[serde(default = "default_radius_user")]
+    pub user_name: String,
+    /// The first try's wait for an answer; each retry waits twice as long.
+    /// Default: `"1s"`.
+    #[serde(default = "default_radius_timeout")]
+    pub timeout: HumanDuration,
+    /// Tries after the first before a record goes to the spool. Default: `2`.
+    #[serde(default = "default_radius_retries")]
+    pub retries: u32,
+}
+
+fn default_radius_user() -> String {
+    "mediaproxy@default".into()
+}
+
+fn default_radius_timeout() -> HumanDuration {
+    HumanDuration::from_secs(1)
+}
+
+fn default_radius_retries() -> u32 {
+    2
+}
+
+impl std::fmt::Debug for DispatcherRadius {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatcherRadius")
+            .field("server", &self.server)
+            .field("secret", &"<hidden>")
+            .field("user_name", &self.user_name)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .finish()
+    }
+}
+
+/// Which SIP proxy `[dispatcher.dialog_end]` talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SipProxyKind {
+    /// Kamailio's `jsonrpcs` datagram transport (`dlg.end_dlg`).
+    Kamailio,
+    /// OpenSIPS' `mi_datagram` (`dlg_end_dlg`).
+    Opensips,
+}
+
+/// `[dispatcher.dialog_end]`: where the SIP proxy's datagram RPC listens, so a call
+/// whose media timed out on a relay is ended with a BYE to both phones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DialogEnd {
+    /// `kamailio` or `opensips`. Required.
+    pub proxy: SipProxyKind,
+    /// `"udp:IP:PORT"` or the path of a UNIX datagram socket. Required.
+    pub target: Located<String>,
+    /// Each try's wait for the answer. Default: `"500ms"`.
+    #[serde(default = "default_dialog_end_timeout")]
+    pub timeout: HumanDuration,
+    /// Tries in all. Default: `3`.
+    #[serde(default = "default_dialog_end_tries")]
+    pub tries: u32,
+}
+
+fn default_dialog_end_timeout() -> HumanDuration {
+    HumanDuration::from_millis(500)
+}
+
+fn default_dialog_end_tries() -> u32 {
+    3
 }
 
 /// A relay's command deadline: 10 ms to 10 s.
@@ -66,6 +173,10 @@ impl Default for DispatcherConfig {
             relay_timeout: const { RelayTimeout::from_millis_const(200) },
             relay_listen: None,
             tls_dir: None,
+            management_listen: None,
+            management_passport: None,
+            radius: None,
+            dialog_end: None,
             local_relay: Located::new(Vec::new()),
         }
     }

@@ -137,6 +137,23 @@ fn fully_populated() -> Config {
     c.dispatcher.mediaproxy_socket = Some(Located::new("/run/mediagate/dispatcher.sock".into()));
     c.dispatcher.relay_listen = Some(Located::new(BindAddr("0.0.0.0:25060".parse().unwrap())));
     c.dispatcher.tls_dir = Some(Located::new("/etc/mediagate/dispatcher".into()));
+    c.dispatcher.management_listen =
+        Some(Located::new(BindAddr("127.0.0.1:25061".parse().unwrap())));
+    c.dispatcher.management_passport =
+        Some(Located::new("O=Example, CN=monitor*".parse().unwrap()));
+    c.dispatcher.radius = Some(Located::new(DispatcherRadius {
+        server: BindAddr("127.0.0.1:1813".parse().unwrap()),
+        secret: Located::new("testing123".into()),
+        user_name: "mediaproxy@default".into(),
+        timeout: HumanDuration::from_secs(1),
+        retries: 2,
+    }));
+    c.dispatcher.dialog_end = Some(Located::new(DialogEnd {
+        proxy: SipProxyKind::Kamailio,
+        target: Located::new("udp:127.0.0.1:8090".into()),
+        timeout: HumanDuration::from_millis(500),
+        tries: 3,
+    }));
     c.dispatcher.local_relay = Located::new(vec![LocalRelay {
         name: "local1".into(),
         address: Located::new("192.0.2.30".parse().unwrap()),

@@ -89,7 +89,9 @@ pub use bounded_duration::BoundedDuration;
 pub use byte_size::ByteSize;
 pub use cidr::Cidr;
 pub use destination::{DestinationRule, HostPattern};
-pub use dispatcher::{DispatcherConfig, LocalRelay, RelayTimeout};
+pub use dispatcher::{
+    DialogEnd, DispatcherConfig, DispatcherRadius, LocalRelay, RelayTimeout, SipProxyKind,
+};
 pub use duration::HumanDuration;
 pub use edge::{
     AccountingMode, AuthScheme, CacheConfig, CacheTtl, ClientAcl, ConnectionTimeout, Credentials,

@@ -521,11 +521,61 @@ fn check_dispatcher(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>,
             "dispatcher.relay_listen is not yet acted on (the TLS relay link is not in this build); remove it and use [[dispatcher.local_relay]]".into(),
         );
     }
-    if let Some(dir) = &d.tls_dir {
+    if let (Some(dir), None) = (&d.tls_dir, &d.management_listen) {
         fail(
             dir.span(),
             "dispatcher.tls_dir is not yet acted on (the TLS relay link is not in this build); remove it".into(),
         );
+    }
+    match (&d.management_listen, &d.tls_dir) {
+        (Some(listen), None) if !listen.get().0.ip().is_loopback() => fail(
+            listen.span(),
+            format!(
+                "dispatcher.management_listen {} would serve the management interface in plain TCP off loopback; set dispatcher.tls_dir to serve it over TLS, or listen on 127.0.0.1",
+                listen.get()
+            ),
+        ),
+        _ => {}
+    }
+    if let Some(passport) = &d.management_passport {
+        if d.management_listen.is_none() || d.tls_dir.is_none() {
+            fail(
+                passport.span(),
+                "dispatcher.management_passport needs dispatcher.management_listen and dispatcher.tls_dir (it checks the certificates of TLS clients)".into(),
+            );
+        }
+    }
+    if let Some(radius) = &d.radius {
+        if radius.secret.is_empty() {
+            fail(
+                radius.secret.span().or_else(|| radius.span()),
+                "dispatcher.radius.secret is empty; give the secret shared with the RADIUS server"
+                    .into(),
+            );
+        }
+        if radius.server.get().port() == 0 || radius.server.get().ip().is_unspecified() {
+            fail(
+                radius.span(),
+                format!(
+                    "dispatcher.radius.server {} is not a server address; give IP:PORT such as \"127.0.0.1:1813\"",
+                    radius.server.get()
+                ),
+            );
+        }
+    }
+    if let Some(end) = &d.dialog_end {
+        if let Err(why) = dialog_end_target(end.target.get()) {
+            fail(
+                end.target.span().or_else(|| end.span()),
+                format!("dispatcher.dialog_end.target: {why}"),
+            );
+        }
+        if end.tries == 0 {
+            fail(
+                end.span(),
+                "dispatcher.dialog_end.tries is 0; give at least 1".into(),
+            );
+        }
     }
     if d.local_relay.is_empty() && d.relay_listen.is_none() {
         fail(
@@ -590,6 +640,25 @@ fn check_dispatcher(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>,
             );
         }
     }
+}
+
+/// Where `[dispatcher.dialog_end]`'s `target` points: `udp:IP:PORT`, or an absolute
+/// path of a UNIX datagram socket.
+pub(crate) fn dialog_end_target(text: &str) -> Result<(), String> {
+    if let Some(addr) = text.strip_prefix("udp:") {
+        return match addr.parse::<std::net::SocketAddr>() {
+            Ok(a) if a.port() != 0 => Ok(()),
+            _ => Err(format!(
+                "\"{text}\" is not udp:IP:PORT (such as \"udp:127.0.0.1:8090\")"
+            )),
+        };
+    }
+    if text.starts_with('/') {
+        return Ok(());
+    }
+    Err(format!(
+        "\"{text}\" is neither udp:IP:PORT nor an absolute socket path"
+    ))
 }
 
 fn span_or<A, B>(value: &Located<A>, fallback: &Located<B>) -> Option<Range<usize>> {
@@ -791,6 +860,51 @@ mod tests {
             messages(text),
             vec!["the dispatcher is enabled but has no relay; add [[dispatcher.local_relay]] with name, address and ports".to_owned()]
         );
+    }
+
+    #[test]
+    fn dispatcher_accounting_and_dialog_end_are_checked() {
+        let base = "[edge]\nenabled = false\n[dispatcher]\nenabled = true\nng_listen_udp = [\"127.0.0.1:2223\"]\nmanagement_listen = \"127.0.0.1:25061\"\n[[dispatcher.local_relay]]\nname = \"a\"\naddress = \"127.0.0.1\"\nports = \"40000-40099\"\n";
+        let good = format!("{base}[dispatcher.radius]\nserver = \"127.0.0.1:1813\"\nsecret = \"s3cret\"\n[dispatcher.dialog_end]\nproxy = \"kamailio\"\ntarget = \"udp:127.0.0.1:8090\"\n");
+        assert_eq!(messages(&good), Vec::<String>::new());
+        let bad = format!("{base}[dispatcher.radius]\nserver = \"0.0.0.0:1813\"\nsecret = \"\"\n[dispatcher.dialog_end]\nproxy = \"opensips\"\ntarget = \"opensips.sock\"\ntries = 0\n");
+        let got = messages(&bad);
+        assert_eq!(got.len(), 4, "{got:?}");
+        for prefix in [
+            "dispatcher.radius.secret is empty",
+            "dispatcher.radius.server 0.0.0.0:1813 is not a server address",
+            "dispatcher.dialog_end.target: \"opensips.sock\" is neither",
+            "dispatcher.dialog_end.tries is 0",
+        ] {
+            assert!(
+                got.iter().any(|m| m.starts_with(prefix)),
+                "{prefix}: {got:?}"
+            );
+        }
+        let plain = base.replace("127.0.0.1:25061", "0.0.0.0:25061");
+        assert_eq!(
+            messages(&plain),
+            vec!["dispatcher.management_listen 0.0.0.0:25061 would serve the management interface in plain TCP off loopback; set dispatcher.tls_dir to serve it over TLS, or listen on 127.0.0.1".to_owned()]
+        );
+        let tls = plain.replace(
+            "[[dispatcher",
+            "tls_dir = \"pki\"\nmanagement_passport = \"CN=monitor*\"\n[[dispatcher",
+        );
+        assert_eq!(
+            messages(&tls),
+            Vec::<String>::new(),
+            "tls_dir is acted on by the management interface"
+        );
+        let lone = base.replace(
+            "management_listen = \"127.0.0.1:25061\"\n",
+            "management_passport = \"CN=monitor*\"\n",
+        );
+        assert_eq!(
+            messages(&lone),
+            vec!["dispatcher.management_passport needs dispatcher.management_listen and dispatcher.tls_dir (it checks the certificates of TLS clients)".to_owned()]
+        );
+        assert!(dialog_end_target("udp:127.0.0.1:0").is_err());
+        assert!(dialog_end_target("/run/opensips/socket").is_ok());
     }
 
     #[test]

@@ -24,12 +24,16 @@
 //!   [`role`] starts it all as the binary's `dispatcher` role. `docs/dispatcher.md`
 //!   has the policy.
 //!
-//! What it does not (yet): use the TLS link in the role, accounting and ending
-//! dialogs (they attach to [`router::EndedHook`]), the management line protocol, and
-//! chained relays.
+//! * [`accounting::ClusterAccounting`] is the router's [`router::EndedHook`]: each
+//!   finished call into the records store, RADIUS, and the dialog ended on the SIP
+//!   proxy when its media timed out.
+//!
+//! What it does not (yet): use the TLS link in the role, and chained relays.
 
 #![warn(unreachable_pub)]
 
+pub mod accounting;
+pub mod cluster_view;
 pub mod dialog_end;
 pub(crate) mod front_mediaproxy;
 pub(crate) mod front_ng;

@@ -4,8 +4,9 @@
 //! What it does: runs each command with [`Relay::handle_ng`] (no network, so the
 //! deadline never bites), reports a relay that refuses a new call for load or drain as
 //! [`CommandError::Halting`], shows a draining relay as [`RelayState::Halting`] so it is
-//! not even tried, and turns calls a relay ended by itself (timeouts, operator) into
-//! [`RelayEvent::Ended`] by watching its finished-call records.
+//! not even tried, and turns every finished call's record (timeouts, operator, and
+//! `delete`s, whose record the accounting waits for) into [`RelayEvent::Ended`] by
+//! watching the relay's finished-call records.
 //!
 //! What it does not: measure bit rates (`bps` is 0; the choice falls back to call
 //! counts) or time out (an in-process relay answers or panics).
@@ -107,8 +108,8 @@ impl LocalPool {
         }
     }
 
-    /// Looks at each relay's finished-call records once and reports the calls that
-    /// ended without a `delete` as [`RelayEvent::Ended`].
+    /// Looks at each relay's finished-call records once and reports each new one as
+    /// [`RelayEvent::Ended`], `delete`d calls included (reason `deleted`).
     pub fn poll_ended(&self) {
         for m in &self.members {
             let records = m.relay.recent_records();
@@ -121,10 +122,9 @@ impl LocalPool {
                     })
                 })
                 .map_or(0, |i| i + 1);
+            // Deleted calls' records are reported too: the router has forgotten those
+            // calls and hands the record to the accounting hook, which waits for it.
             for r in records.get(start..).unwrap_or_default() {
-                if r.reason == "deleted" {
-                    continue;
-                }
                 let _ = self.events.send(RelayEvent::Ended {
                     relay: m.id,
                     call_id: r.call_id.clone(),

@@ -16,9 +16,9 @@
 //! which the connection closes (MediaProxy's `LineOnlyReceiver` drops such a peer
 //! too), and a peer silent for the idle timeout.
 //!
-//! What it does not: TLS. [`serve_connection`] takes any `AsyncRead + AsyncWrite`;
-//! [`serve_tcp`] serves plain TCP until the dispatcher's TLS acceptor (the link's
-//! `tls` module) wraps each connection.
+//! Transports: [`serve_connection`] takes any `AsyncRead + AsyncWrite`; [`serve_tls`]
+//! serves it over mutual TLS with the node's certificates (MediaProxy's default) and
+//! an optional passport for clients; [`serve_tcp`] over plain TCP (for loopback).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -200,12 +200,61 @@ pub async fn serve_tcp(
         };
         let (stream, peer) = listener.accept().await?;
         let view = Arc::clone(&view);
-        // TODO(lead): MediaProxy serves this over TLS with the node's certificates
-        // (`management_use_tls = yes`, optional passport). Wrap `stream` in the
-        // dispatcher's TLS acceptor from crate::tls once the link slice lands; plain
-        // TCP until then.
         tokio::spawn(async move {
             if let Err(e) = serve_connection(stream, view.as_ref(), &options).await {
+                tracing::info!(%peer, error = %e, "management client closed");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// How long a management client has for its TLS handshake.
+const HANDSHAKE_WAIT: Duration = Duration::from_secs(10);
+
+/// [`serve_tcp`] over mutual TLS, as MediaProxy serves it (`management_use_tls`):
+/// `tls` is the node's server config (clients need a certificate from the node's CA,
+/// not revoked by its CRL); with a `passport`, the client certificate's subject must
+/// match it too. Refusals are logged with the client's address.
+pub async fn serve_tls(
+    listener: TcpListener,
+    view: Arc<dyn ClusterView>,
+    options: MgmtOptions,
+    tls: Arc<rustls::ServerConfig>,
+    passport: Option<mediagate_config::Passport>,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let passport = Arc::new(passport);
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
+    loop {
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            return Ok(());
+        };
+        let (stream, peer) = listener.accept().await?;
+        let (view, acceptor, passport) =
+            (Arc::clone(&view), acceptor.clone(), Arc::clone(&passport));
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_WAIT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    let why = mediagate_link::tls::explain_handshake_error(&e);
+                    tracing::warn!(%peer, "dispatcher: refused management client {peer}: {why}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(%peer, "dispatcher: refused management client {peer}: TLS handshake timed out");
+                    return;
+                }
+            };
+            let checked = mediagate_link::tls::check_peer(
+                tls.get_ref().1.peer_certificates(),
+                passport.as_ref().as_ref(),
+            );
+            if let Err(why) = checked {
+                tracing::warn!(%peer, "dispatcher: refused management client {peer}: {why}");
+                return;
+            }
+            if let Err(e) = serve_connection(tls, view.as_ref(), &options).await {
                 tracing::info!(%peer, error = %e, "management client closed");
             }
             drop(permit);

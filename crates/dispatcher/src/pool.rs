@@ -79,8 +79,10 @@ pub enum RelayEvent {
         /// Which relay.
         relay: RelayId,
     },
-    /// A call ended on the relay without a `delete` (every stream timed out, or the
-    /// relay's operator ended it): the dispatcher accounts it and ends the dialog.
+    /// A call ended on the relay: every stream timed out, the relay's operator ended
+    /// it (the dispatcher accounts it and may end the dialog), or a `delete` took
+    /// effect (reason `deleted`; the router has already forgotten the call and hands
+    /// the record to the accounting hook's `late_record`).
     Ended {
         /// Which relay.
         relay: RelayId,

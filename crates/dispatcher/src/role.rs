@@ -9,8 +9,12 @@
 //! fail over) and the local relays drain as the relay role does: running calls may
 //! finish within `relay.shutdown_max_wait`, a second signal cuts them.
 //!
-//! What it does not (yet): the TLS link to remote relays (`relay_listen`, `tls_dir`;
-//! `check-config` refuses them until it lands) or reload (a SIGHUP changes nothing
+//! Finished calls go to [`ClusterAccounting`] (records store, RADIUS, dialog end), and
+//! MediaProxy's management interface (`management_listen`, over TLS with `tls_dir`)
+//! and the snapshots `summary` and `sessions` read the cluster through [`RouterView`].
+//!
+//! What it does not (yet): the TLS link to remote relays (`relay_listen`;
+//! `check-config` refuses it until it lands) or reload (a SIGHUP changes nothing
 //! here; restart to apply a new `[dispatcher]`).
 
 use std::net::IpAddr;
@@ -29,9 +33,15 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::accounting::{AccountingOptions, ClusterAccounting};
+use crate::cluster_view::RouterView;
+use crate::dialog_end::{DialogEnder, RpcTarget, SipProxy};
 use crate::front_ng::NgFront;
 use crate::local_pool::LocalPool;
-use crate::router::{LogEnded, Router};
+use crate::mgmt::MgmtOptions;
+use crate::radius::{RadiusAccounting, RadiusOptions};
+use crate::router::Router;
+use crate::session_stats::ClusterView;
 use crate::sessions::SessionMap;
 
 /// The dispatcher in the binary's list of roles.
@@ -81,6 +91,20 @@ pub enum StartError {
     /// The session map could not be opened.
     #[error(transparent)]
     Sessions(#[from] crate::sessions::OpenError),
+    /// The management interface's TLS files could not be loaded.
+    #[error("management interface: {0}")]
+    ManagementTls(String),
+    /// RADIUS accounting could not start (its socket or spool).
+    #[error("cannot start RADIUS accounting to {server} (spool {spool}): {source}")]
+    Radius {
+        /// The server.
+        server: std::net::SocketAddr,
+        /// The spool file.
+        spool: String,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartResult> {
@@ -99,6 +123,9 @@ pub struct Dispatcher {
     ng_udp: Vec<std::net::SocketAddr>,
     ng_tcp: Vec<std::net::SocketAddr>,
     mediaproxy_socket: Option<PathBuf>,
+    management: Option<std::net::SocketAddr>,
+    view: Arc<RouterView>,
+    accounting: Arc<ClusterAccounting>,
     max_drain: Duration,
 }
 
@@ -162,11 +189,15 @@ impl Dispatcher {
                 map.len()
             );
         }
+        let accounting = ClusterAccounting::new(
+            accounting_options(config, &pool, records.clone(), state_dir).await?,
+        );
+        accounting.watch(Duration::from_secs(1));
         let router = Router::start(
             Arc::clone(&pool) as Arc<dyn crate::pool::RelayPool>,
             map,
             d.relay_timeout.get(),
-            Arc::new(LogEnded),
+            Arc::clone(&accounting) as Arc<dyn crate::router::EndedHook>,
         );
         pool.announce();
 
@@ -222,6 +253,11 @@ impl Dispatcher {
                 shutdown.subscribe(),
             ));
         }
+        let view = Arc::new(RouterView::new(
+            Arc::clone(&router),
+            Some(Arc::clone(&pool)),
+        ));
+        let management = start_management(d, &view, &shutdown).await?;
         for addr in &ng_udp {
             info!("dispatcher: listening for ng commands on UDP {addr}");
         }
@@ -241,8 +277,26 @@ impl Dispatcher {
             ng_udp,
             ng_tcp,
             mediaproxy_socket,
+            management,
+            view,
+            accounting,
             max_drain: config.relay.shutdown_max_wait.get(),
         })
+    }
+
+    /// The bound management interface address, when `management_listen` is set.
+    pub fn management_addr(&self) -> Option<std::net::SocketAddr> {
+        self.management
+    }
+
+    /// The cluster as monitoring sees it (management interface, admin API).
+    pub fn view(&self) -> &Arc<RouterView> {
+        &self.view
+    }
+
+    /// The ended-call hook.
+    pub fn accounting(&self) -> &Arc<ClusterAccounting> {
+        &self.accounting
     }
 
     /// The bound UDP `ng` addresses.
@@ -287,6 +341,16 @@ impl Role for Dispatcher {
     }
 
     fn snapshot(&self, resource: &str) -> Option<RoleFuture<'_, serde_json::Value>> {
+        // MediaProxy's management answers, for the admin API and the CLI.
+        let mediaproxy = match resource {
+            "summary" => Some(serde_json::to_value(self.view.summary())),
+            "sessions" => Some(serde_json::to_value(self.view.sessions())),
+            _ => None,
+        };
+        if let Some(value) = mediaproxy {
+            let value = value.unwrap_or(serde_json::Value::Null);
+            return Some(Box::pin(async move { value }));
+        }
         if resource != "calls" {
             return None;
         }
@@ -334,6 +398,131 @@ impl Role for Dispatcher {
                 complete: ended == 0,
             }
         })
+    }
+}
+
+/// Starts MediaProxy's management interface on `management_listen`: TLS with
+/// `tls_dir` (and `management_passport`), else plain TCP (`check-config` allows that
+/// on loopback only). It stops when `shutdown` is sent.
+async fn start_management(
+    d: &mediagate_config::DispatcherConfig,
+    view: &Arc<RouterView>,
+    shutdown: &watch::Sender<bool>,
+) -> Result<Option<std::net::SocketAddr>, StartError> {
+    let Some(listen) = &d.management_listen else {
+        return Ok(None);
+    };
+    let at = listen.get().get();
+    let listener = TcpListener::bind(at)
+        .await
+        .map_err(|source| StartError::Listen {
+            what: "the management interface",
+            at: at.to_string(),
+            source,
+        })?;
+    let bound = listener.local_addr().ok();
+    let view = Arc::clone(view) as Arc<dyn ClusterView>;
+    let options = MgmtOptions::default();
+    let serve: crate::pool::PoolFuture<'static, std::io::Result<()>> = match &d.tls_dir {
+        Some(dir) => {
+            let tls = mediagate_link::tls::NodeTls::load(dir.get())
+                .and_then(|t| t.server_config())
+                .map_err(|e| StartError::ManagementTls(e.to_string()))?;
+            let passport = d.management_passport.as_ref().map(|p| p.get().clone());
+            info!(
+                "dispatcher: management interface on {} (TLS, {})",
+                bound.unwrap_or(at),
+                dir.get().display()
+            );
+            Box::pin(crate::mgmt::serve_tls(
+                listener, view, options, tls, passport,
+            ))
+        }
+        None => {
+            info!(
+                "dispatcher: management interface on {} (plain TCP)",
+                bound.unwrap_or(at)
+            );
+            Box::pin(crate::mgmt::serve_tcp(listener, view, options))
+        }
+    };
+    let mut stop = shutdown.subscribe();
+    tokio::spawn(async move {
+        tokio::select! {
+            served = serve => {
+                if let Err(e) = served {
+                    tracing::error!("dispatcher: management interface stopped: {e}");
+                }
+            }
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    });
+    Ok(bound)
+}
+
+/// What [`ClusterAccounting`] does, from `[dispatcher]`: the records writer for remote
+/// relays' calls, RADIUS (spool under the state directory) and dialog end when
+/// configured. A deleted call waits for its relay's record the relay section's delete
+/// delay plus 30 s.
+async fn accounting_options(
+    config: &Config,
+    pool: &LocalPool,
+    records: Option<mediagate_ops::store::RecordSink>,
+    state_dir: &std::path::Path,
+) -> Result<AccountingOptions, StartError> {
+    let d = &config.dispatcher;
+    let radius = match &d.radius {
+        None => None,
+        Some(r) => {
+            let mut options =
+                RadiusOptions::new(r.server.get(), r.secret.get().as_bytes(), state_dir);
+            options.user_name.clone_from(&r.user_name);
+            options.timeout = r.timeout.get();
+            options.retries = r.retries;
+            let spool = options.spool_path.display().to_string();
+            let server = options.server;
+            let (client, _task) =
+                RadiusAccounting::start(options)
+                    .await
+                    .map_err(|source| StartError::Radius {
+                        server,
+                        spool,
+                        source,
+                    })?;
+            info!("dispatcher: RADIUS accounting to {server}");
+            Some(client)
+        }
+    };
+    let dialogs = d.dialog_end.as_ref().map(|e| {
+        let proxy = match e.proxy {
+            mediagate_config::SipProxyKind::Kamailio => SipProxy::Kamailio,
+            mediagate_config::SipProxyKind::Opensips => SipProxy::OpenSips,
+        };
+        let target = dialog_end_target(e.target.get(), state_dir);
+        info!(
+            "dispatcher: ending timed-out dialogs through {}",
+            e.target.get()
+        );
+        Arc::new(DialogEnder::new(proxy, target, e.timeout.get(), e.tries))
+    });
+    Ok(AccountingOptions {
+        local_relays: pool.engines().into_iter().map(|(name, _)| name).collect(),
+        records,
+        radius,
+        dialogs,
+        record_wait: config.relay.delete_delay.get() + Duration::from_secs(30),
+    })
+}
+
+/// `udp:IP:PORT` or a UNIX datagram socket path (validated by `check-config`); the
+/// reply socket of a UNIX target lives in the state directory.
+fn dialog_end_target(text: &str, state_dir: &std::path::Path) -> RpcTarget {
+    match text.strip_prefix("udp:").and_then(|a| a.parse().ok()) {
+        Some(addr) => RpcTarget::Udp(addr),
+        None => RpcTarget::Unix {
+            path: text.into(),
+            reply_dir: state_dir.to_path_buf(),
+        },
     }
 }
 

@@ -12,13 +12,19 @@
 //! * `ping` is answered here; `answer`, `query`, `delete` and the rest for a call not
 //!   placed get `Unknown call-id`.
 //! * `delete` forgets the call; an `answer` records the to-tag.
-//! * A relay that (re)connects reports its calls: placed calls it no longer holds are
-//!   forgotten and handed to the [`EndedHook`]; so is a call a relay reports ended by
-//!   itself (all streams timed out).
+//! * A relay that (re)connects reports its calls: placed calls missing from its list
+//!   that it confirms it does not hold (an `ng` `query` each, so a call placed on it
+//!   after it sent the list is kept) are forgotten and handed to the [`EndedHook`]; so is a call a relay reports ended by
+//!   itself (all streams timed out). A relay's report of a call already forgotten
+//!   (the record of a deleted call, which comes after the `delete` reply) goes to
+//!   [`EndedHook::late_record`].
+//! * What the MediaProxy front door learns from SIP and relays never see (URIs,
+//!   User-Agents) is kept in memory per call and handed to the hook with the call.
 //!
 //! What it does not: sockets (the front doors), or accounting and ending dialogs (the
 //! hook's implementer).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
@@ -31,6 +37,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::mediaproxy;
 use crate::pool::{RelayEvent, RelayId, RelayPool};
 use crate::select;
+use crate::session_stats::SipInfo;
 use crate::sessions::{Placed, SessionMap};
 
 /// The `ng` key (or `flags` item `media-relay=IP`) with which an `ng` client names the
@@ -56,6 +63,9 @@ pub struct EndedCall {
     /// The relay's statistics as JSON (the `delete` reply, or the relay's record);
     /// `null` when the relay gave none.
     pub stats: serde_json::Value,
+    /// What the SIP proxy told about the call (MediaProxy front door only; empty for
+    /// `ng` calls and after a dispatcher restart).
+    pub sip: SipInfo,
 }
 
 /// Told about every call the dispatcher forgets: accounting and ending the dialog on
@@ -63,6 +73,14 @@ pub struct EndedCall {
 pub trait EndedHook: Send + Sync + 'static {
     /// One call ended. Runs on the dispatcher's tasks: hand slow work off.
     fn ended(&self, call: EndedCall);
+
+    /// A relay reported a call the dispatcher had already forgotten: the record of a
+    /// call ended by `delete` (relays send it once the call is really gone, after any
+    /// delete delay), or a report that lost a race with the `delete`. `reason` and
+    /// `stats` as in [`RelayEvent::Ended`]. Ignored unless the hook waits for it.
+    fn late_record(&self, relay: &str, call_id: &str, reason: &str, stats: serde_json::Value) {
+        let _ = (relay, call_id, reason, stats);
+    }
 }
 
 /// The hook until accounting is wired: one log line per call.
@@ -87,6 +105,7 @@ pub struct Router {
     map: Mutex<SessionMap>,
     relay_timeout: Duration,
     hook: Arc<dyn EndedHook>,
+    sip: Mutex<HashMap<String, SipInfo>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -119,6 +138,7 @@ impl Router {
             map: Mutex::new(map),
             relay_timeout,
             hook,
+            sip: Mutex::new(HashMap::new()),
         });
         tokio::spawn(watch_events(Arc::downgrade(&router), events));
         router
@@ -126,6 +146,24 @@ impl Router {
 
     fn map(&self) -> MutexGuard<'_, SessionMap> {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn sip(&self) -> MutexGuard<'_, HashMap<String, SipInfo>> {
+        self.sip.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What the SIP proxy told about `call_id`, if anything.
+    pub fn sip_info(&self, call_id: &str) -> SipInfo {
+        self.sip().get(call_id).cloned().unwrap_or_default()
+    }
+
+    fn take_sip(&self, call_id: &str) -> SipInfo {
+        self.sip().remove(call_id).unwrap_or_default()
+    }
+
+    /// The relays of the pool now.
+    pub fn relays(&self) -> Vec<crate::pool::RelayView> {
+        self.pool.relays()
     }
 
     /// Every placed call, sorted by Call-ID.
@@ -185,6 +223,11 @@ impl Router {
             );
             return mediaproxy::ERROR.to_vec();
         }
+        if request.command == mediaproxy::Command::Update
+            && self.map().get(&request.call_id).is_some()
+        {
+            self.learn_sip(request);
+        }
         match request.command {
             mediaproxy::Command::Remove => mediaproxy::REMOVED.to_vec(),
             mediaproxy::Command::Update => reply
@@ -192,6 +235,36 @@ impl Router {
                 .and_then(Value::as_bytes)
                 .and_then(|sdp| mediaproxy::reply_from_sdp(sdp, request.media.len()))
                 .unwrap_or_else(|| mediaproxy::ERROR.to_vec()),
+        }
+    }
+
+    fn learn_sip(&self, request: &mediaproxy::Request) {
+        let header = |name: &str| {
+            request
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let mut all = self.sip();
+        let info = all.entry(request.call_id.clone()).or_default();
+        if let Some(uri) = header("from_uri") {
+            info.from_uri = uri;
+        }
+        if let Some(uri) = header("to_uri") {
+            info.to_uri = uri;
+        }
+        match request.update_type {
+            Some(mediaproxy::UpdateType::Request) if info.caller_ua.is_none() => {
+                info.caller_ua = header("user_agent");
+            }
+            Some(mediaproxy::UpdateType::Reply) if info.callee_ua.is_none() => {
+                info.callee_ua = header("user_agent");
+            }
+            _ => {}
+        }
+        if info.dialog_id.is_none() {
+            info.dialog_id = request.dialog_id.as_deref().and_then(parse_dialog_id);
         }
     }
 
@@ -258,6 +331,7 @@ impl Router {
                         reason: "deleted".into(),
                         placed,
                         stats: to_json(&reply),
+                        sip: self.take_sip(call_id),
                     });
                 }
             }
@@ -321,13 +395,65 @@ impl Router {
         reply::error(NO_RELAY)
     }
 
-    fn on_event(&self, event: RelayEvent) {
+    /// The placed calls of `relay` (called `name`) missing from its list that the
+    /// relay confirms it does not hold: its `query` for each answers with an error.
+    /// A call placed on the relay after it sent the list (the pool offers a relay as
+    /// soon as it connects, while this runs on the router's own task) is in no list
+    /// but the relay knows it, so it stays. A call whose query gets no reply stays
+    /// too; the next connect looks again.
+    async fn confirmed_lost(&self, relay: RelayId, name: &str, holds: &[String]) -> Vec<String> {
+        let missing = self.map().missing(name, holds);
+        let queries: Vec<_> = missing
+            .into_iter()
+            .map(|call_id| {
+                let pool = Arc::clone(&self.pool);
+                let deadline = self.relay_timeout;
+                let query = mediagate_ng::bencode::dict([
+                    ("command", Value::str("query")),
+                    ("call-id", Value::str(&call_id)),
+                ]);
+                let asked = tokio::spawn(async move { pool.command(relay, query, deadline).await });
+                (call_id, asked)
+            })
+            .collect();
+        let mut lost = Vec::new();
+        for (call_id, asked) in queries {
+            match asked.await {
+                Ok(Ok(reply)) if reply::result_of(&reply) != Some("ok") => lost.push(call_id),
+                Ok(Ok(_)) => tracing::debug!(
+                    call = %call_id,
+                    "dispatcher: relay {name} holds call {call_id}, placed after its list"
+                ),
+                Ok(Err(e)) => tracing::info!(
+                    call = %call_id,
+                    "dispatcher: relay {name} did not say whether it holds call {call_id} ({e}); keeping it"
+                ),
+                Err(_) => {}
+            }
+        }
+        lost
+    }
+
+    async fn on_event(&self, event: RelayEvent) {
         match event {
             RelayEvent::Connected { relay, calls } => {
                 let Some(name) = self.relay_name(relay) else {
                     return;
                 };
-                let gone = self.map().reconcile(&name, &calls);
+                let lost = self.confirmed_lost(relay, &name, &calls).await;
+                let gone: Vec<(String, Placed)> = {
+                    let mut map = self.map();
+                    let mut gone = Vec::new();
+                    for c in lost {
+                        // Still placed on that relay (a delete may have come meanwhile).
+                        if map.get(&c).is_some_and(|p| p.relay == name) {
+                            if let Some(p) = map.remove(&c) {
+                                gone.push((c, p));
+                            }
+                        }
+                    }
+                    gone
+                };
                 if !gone.is_empty() {
                     tracing::info!(
                         "dispatcher: relay {name} reconnected without {} call(s) it had; forgetting them",
@@ -335,12 +461,14 @@ impl Router {
                     );
                 }
                 for (call_id, placed) in gone {
+                    let sip = self.take_sip(&call_id);
                     self.hook.ended(EndedCall {
                         call_id,
                         relay: name.clone(),
                         reason: "relay lost the call".into(),
                         placed,
                         stats: serde_json::Value::Null,
+                        sip,
                     });
                 }
             }
@@ -366,13 +494,17 @@ impl Router {
                 };
                 drop(map);
                 if let Some(placed) = placed {
+                    let sip = self.take_sip(&call_id);
                     self.hook.ended(EndedCall {
                         call_id,
                         relay: placed.relay.clone(),
                         reason,
                         placed,
                         stats,
+                        sip,
                     });
+                } else if let Some(name) = name {
+                    self.hook.late_record(&name, &call_id, &reason, stats);
                 }
             }
         }
@@ -395,7 +527,7 @@ async fn watch_events(
         let Some(router) = router.upgrade() else {
             return;
         };
-        router.on_event(event);
+        router.on_event(event).await;
     }
 }
 
@@ -417,6 +549,19 @@ fn preferred_relay(request: &Value) -> Option<IpAddr> {
         .filter_map(Value::as_str)
         .filter_map(|f| f.strip_prefix(NG_MEDIA_RELAY)?.strip_prefix('='))
         .find_map(|ip| ip.trim().parse().ok())
+}
+
+/// MediaProxy's `dialog_id` as a number, `h_entry << 32 | h_id`: Kamailio's
+/// `mediaproxy` module writes `h_entry:h_id`; a bare number is taken as it is.
+pub fn parse_dialog_id(text: &str) -> Option<u64> {
+    match text.trim().split_once(':') {
+        Some((entry, id)) => {
+            let entry: u32 = entry.trim().parse().ok()?;
+            let id: u32 = id.trim().parse().ok()?;
+            Some(u64::from(entry) << 32 | u64::from(id))
+        }
+        None => text.trim().parse().ok(),
+    }
 }
 
 /// Whether a relay refused a new call for want of ports: another relay may have some.

@@ -14,6 +14,9 @@ struct FakePool {
     refusals: HashMap<u64, &'static str>,
     sent: Mutex<Vec<(u64, String)>>,
     events: broadcast::Sender<RelayEvent>,
+    /// The calls the relays hold, when a test says: a `query` for any other call gets
+    /// `Unknown call-id`, as a relay that lost it answers. `None`: every query is ok.
+    held: Mutex<Option<Vec<String>>>,
 }
 
 impl FakePool {
@@ -37,6 +40,7 @@ impl FakePool {
             refusals: HashMap::new(),
             sent: Mutex::new(Vec::new()),
             events,
+            held: Mutex::new(None),
         })
     }
 
@@ -76,10 +80,19 @@ impl RelayPool for FakePool {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
-        self.sent.lock().unwrap().push((relay.0, command));
+        self.sent.lock().unwrap().push((relay.0, command.clone()));
         let result = match (self.failures.get(&relay.0), self.refusals.get(&relay.0)) {
             (Some(e), _) => Err(e.clone()),
             (None, Some(reason)) => Ok(reply::error(reason)),
+            (None, None) if command == "query" => {
+                let call_id = request.get("call-id").and_then(Value::as_str).unwrap_or("");
+                match &*self.held.lock().unwrap() {
+                    Some(held) if !held.iter().any(|c| c == call_id) => {
+                        Ok(reply::error(reply::UNKNOWN_CALL_ID))
+                    }
+                    _ => Ok(relay_reply(relay.0, &request)),
+                }
+            }
             (None, None) => Ok(relay_reply(relay.0, &request)),
         };
         Box::pin(async move { result })
@@ -296,6 +309,7 @@ async fn reconnect_forgets_lost_calls_and_ended_calls_are_handed_over() {
     for c in ["a", "b", "c"] {
         router.handle_ng(ng("offer", c)).await;
     }
+    *pool.held.lock().unwrap() = Some(vec!["b".into(), "c".into()]);
     pool.events
         .send(RelayEvent::Connected {
             relay: RelayId(1),
@@ -422,4 +436,44 @@ async fn a_restarted_router_sends_a_running_call_to_its_relay() {
         [(2, "offer".to_owned()), (2, "query".to_owned())]
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_call_placed_after_the_relays_list_is_kept_on_reconnect() {
+    let pool = FakePool::new(&[(1, "192.0.2.1", RelayState::Active, 0)], &[]);
+    let (router, hook) = router(&pool);
+    router.handle_ng(ng("offer", "old")).await;
+    router.handle_ng(ng("offer", "new")).await;
+    // The list was taken before "new" was placed; the relay answers a query for
+    // "new" (it holds it) but not for "old" (lost in a restart).
+    *pool.held.lock().unwrap() = Some(vec!["new".into()]);
+    pool.events
+        .send(RelayEvent::Connected {
+            relay: RelayId(1),
+            calls: Vec::new(),
+        })
+        .unwrap();
+    for _ in 0..100 {
+        if !hook.0.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let ended: Vec<String> = hook
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.call_id.clone())
+        .collect();
+    assert_eq!(ended, ["old"]);
+    let left: Vec<String> = router.calls().into_iter().map(|(c, _)| c).collect();
+    assert_eq!(left, ["new"]);
+    let queries = pool
+        .sent()
+        .into_iter()
+        .filter(|(_, c)| c == "query")
+        .count();
+    assert_eq!(queries, 2, "one query per missing call");
 }

@@ -180,17 +180,25 @@ impl SessionMap {
         Some(placed)
     }
 
-    /// Forgets every call of `relay` that is not in `holds` (the relay's own list after
-    /// it reconnected); returns the forgotten calls, sorted by Call-ID.
-    pub fn reconcile(&mut self, relay: &str, holds: &[String]) -> Vec<(String, Placed)> {
-        let mut gone: Vec<String> = self
+    /// The calls placed on `relay` missing from `holds` (the relay's own list after it
+    /// reconnected), sorted by Call-ID; nothing is removed.
+    pub fn missing(&self, relay: &str, holds: &[String]) -> Vec<String> {
+        let holds: std::collections::HashSet<&str> = holds.iter().map(String::as_str).collect();
+        let mut missing: Vec<String> = self
             .calls
             .iter()
-            .filter(|(id, p)| p.relay == relay && !holds.contains(id))
+            .filter(|(id, p)| p.relay == relay && !holds.contains(id.as_str()))
             .map(|(id, _)| id.clone())
             .collect();
-        gone.sort();
-        gone.into_iter()
+        missing.sort();
+        missing
+    }
+
+    /// Forgets every call of `relay` that is not in `holds`; returns the forgotten
+    /// calls, sorted by Call-ID.
+    pub fn reconcile(&mut self, relay: &str, holds: &[String]) -> Vec<(String, Placed)> {
+        self.missing(relay, holds)
+            .into_iter()
             .filter_map(|id| self.remove(&id).map(|p| (id, p)))
             .collect()
     }

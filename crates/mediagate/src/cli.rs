@@ -86,10 +86,16 @@ pub enum Command {
     /// (--mediaproxy-socket); it picks a relay for each call. Relays run in this
     /// process (--local-relay); remote relays over TLS (--relays, --tls-dir) are
     /// accepted but refused until the relay link lands. See docs/dispatcher.md.
+    /// `mediagate dispatcher summary|sessions` reads a running dispatcher's relays
+    /// and calls.
     #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
         after_help = "Example (Kamailio: modparam(\"mediaproxy\", \"mediaproxy_socket\", \"/run/mediagate/dispatcher.sock\")):\n  \
         mediagate dispatcher --ng 127.0.0.1:2223 --mediaproxy-socket /run/mediagate/dispatcher.sock \\\n      \
-        --local-relay 192.0.2.20@30000-34999 --local-relay 192.0.2.21@35000-39999"
+        --local-relay 192.0.2.20@30000-34999 --local-relay 192.0.2.21@35000-39999\n  \
+        mediagate dispatcher summary\n  \
+        mediagate dispatcher sessions --admin http://192.0.2.5:9554 --token-file /etc/mediagate/admin.token"
     )]
     Dispatcher(DispatcherArgs),
     /// Quick start: an RTSP load balancer in front of media servers or edges
@@ -559,6 +565,9 @@ pub struct RelayArgs {
 /// Arguments of `mediagate dispatcher`.
 #[derive(Debug, Args)]
 pub struct DispatcherArgs {
+    /// `summary` or `sessions`: read a running dispatcher instead of starting one.
+    #[command(subcommand)]
+    pub command: Option<DispatcherCommand>,
     /// UDP address for ng commands, IP:PORT; repeat for several [default: none].
     #[arg(long = "ng", value_name = "IP:PORT")]
     pub ng: Vec<BindAddr>,
@@ -579,6 +588,22 @@ pub struct DispatcherArgs {
     /// on: refused).
     #[arg(long = "tls-dir", value_name = "DIR")]
     pub tls_dir: Option<PathBuf>,
+}
+
+/// `mediagate dispatcher` subcommands: MediaProxy's management answers, read through
+/// the admin API.
+#[derive(Debug, Subcommand)]
+pub enum DispatcherCommand {
+    /// Print the relays as one line holding a JSON array (MediaProxy's `summary`)
+    ///
+    /// Asks the instance's admin API (`GET /api/v1/dispatcher/summary`), as
+    /// `mediagate status` does.
+    Summary(StatusArgs),
+    /// Print every call of the cluster as one line holding a JSON array
+    /// (MediaProxy's `sessions`)
+    ///
+    /// Asks the instance's admin API (`GET /api/v1/dispatcher/sessions`).
+    Sessions(StatusArgs),
 }
 
 /// One `--local-relay IP[!ADVERTISED]@LOW-HIGH`.
@@ -980,6 +1005,27 @@ media_address = [
         .unwrap();
         assert_eq!(from_cli, from_file);
         assert_eq!(validate(&from_cli), Vec::new());
+    }
+
+    #[test]
+    fn dispatcher_summary_and_sessions_read_a_running_instance() {
+        let Command::Dispatcher(args) = parse(&["dispatcher", "summary"]).unwrap() else {
+            panic!("not dispatcher");
+        };
+        let Some(DispatcherCommand::Summary(status)) = args.command else {
+            panic!("not summary: {:?}", args.command);
+        };
+        assert_eq!(status.admin, "http://127.0.0.1:9554");
+        let Command::Dispatcher(args) =
+            parse(&["dispatcher", "sessions", "--admin", "http://192.0.2.5:9554"]).unwrap()
+        else {
+            panic!("not dispatcher");
+        };
+        let Some(DispatcherCommand::Sessions(status)) = args.command else {
+            panic!("not sessions: {:?}", args.command);
+        };
+        assert_eq!(status.admin, "http://192.0.2.5:9554");
+        assert!(parse(&["dispatcher", "--ng", "127.0.0.1:2223", "summary"]).is_err());
     }
 
     #[test]

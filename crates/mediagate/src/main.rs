@@ -51,7 +51,15 @@ fn main() -> ExitCode {
         }
         Command::Edge(args) => start_checked(args.to_config()),
         Command::Relay(args) => start_checked(args.to_config()),
-        Command::Dispatcher(args) => start_checked(args.to_config()),
+        Command::Dispatcher(args) => match args.command {
+            Some(cli::DispatcherCommand::Summary(status)) => {
+                show_dispatcher_list(status, "summary")
+            }
+            Some(cli::DispatcherCommand::Sessions(status)) => {
+                show_dispatcher_list(status, "sessions")
+            }
+            None => start_checked(args.to_config()),
+        },
         Command::Balancer(args) => match args.command {
             Some(cli::BalancerCommand::Status(status)) => show_balancer_status(status),
             None => start_checked(args.to_config()),
@@ -133,6 +141,33 @@ fn show_balancer_status(args: cli::StatusArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("mediagate balancer status: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `mediagate dispatcher summary|sessions`: the JSON line on stdout, or why there is
+/// none on stderr (status 1).
+fn show_dispatcher_list(args: cli::StatusArgs, what: &str) -> ExitCode {
+    let token = match status::token_of(args.token, args.token_file.as_deref()) {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("mediagate dispatcher {what}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let tls = status::TlsFiles {
+        ca: args.cacert,
+        cert: args.cert,
+        key: args.key,
+    };
+    match status::dispatcher_list(&args.admin, token, &tls, what) {
+        Ok(line) => {
+            print!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mediagate dispatcher {what}: {e}");
             ExitCode::FAILURE
         }
     }

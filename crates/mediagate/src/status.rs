@@ -213,6 +213,31 @@ pub fn balancer_status(
     Ok(out)
 }
 
+/// `mediagate dispatcher summary|sessions`: `what` (`summary` or `sessions`) of the
+/// running dispatcher, as one line holding a JSON array, as MediaProxy's management
+/// interface answers it.
+pub fn dispatcher_list(
+    url: &str,
+    token: Option<String>,
+    tls: &TlsFiles,
+    what: &str,
+) -> Result<String, StatusError> {
+    let api = Api::new(url, token, tls)?;
+    let roles = api.get("/api/v1/roles")?;
+    let running = roles
+        .as_array()
+        .is_some_and(|r| r.iter().any(|r| r["name"] == "dispatcher"));
+    if !running {
+        return Err(StatusError::Refused {
+            url: api.base.clone(),
+            status: 404,
+            message: "this mediagate runs no dispatcher ([dispatcher] enabled = false)".into(),
+        });
+    }
+    let list = api.get(&format!("/api/v1/dispatcher/{what}"))?;
+    Ok(format!("{list}\n"))
+}
+
 fn balancer_lists(api: &Api, out: &mut String) -> Result<(), StatusError> {
     let services = api.get("/api/v1/balancer/services")?;
     list(out, "services", &services, |s| {

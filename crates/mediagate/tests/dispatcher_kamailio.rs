@@ -11,7 +11,10 @@
 //! addresses): MediaProxy's `media_relay` preference, and with `ng` a failover inside
 //! the dispatcher from a relay out of ports to the other; the BYE (through the dialog
 //! module for MediaProxy) deletes the call and its record is written with packets
-//! both ways and the phones' NAT addresses latched.
+//! both ways and the phones' NAT addresses latched. A call whose phones fall silent
+//! is timed out by the relay and ended on Kamailio by the dispatcher (JSON-RPC
+//! `dlg.end_dlg`), and accounted to FreeRADIUS and the records store; the CLI's
+//! `mediagate dispatcher sessions|summary` read the running call.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -217,4 +220,193 @@ fn kamailio_rtpengine_module_through_the_dispatcher_with_failover_between_relays
         Duration::from_secs(10),
     );
     call_through(&topo, &work, dispatcher, &state, kamailio, "203.0.113.2");
+}
+
+/// The RADIUS secret of the accounting test.
+const RADIUS_SECRET: &str = "t3st-secret";
+
+/// A call through Kamailio's `mediaproxy` module whose phones play the capture, then
+/// fall silent: the relay times the media out (2 s), the dispatcher's accounting ends
+/// the dialog on Kamailio through its JSON-RPC datagram socket (`dlg.end_dlg` with the
+/// module's `dialog_id`), so both phones get a BYE; the call's record is in the
+/// records store and FreeRADIUS's detail file. While the call runs,
+/// `mediagate dispatcher sessions|summary` read it through the admin API.
+#[test]
+fn kamailio_mediaproxy_call_that_times_out_is_ended_and_accounted() {
+    require_peers();
+    let work = WorkDir::new("dispatcher-timeout");
+    let socket = work.0.join("run/dispatcher.sock");
+    let socket_text = socket.to_str().unwrap().to_owned();
+    kamailio_cfg(
+        &work,
+        "kamailio_mediaproxy.cfg",
+        &[
+            ("__MEDIAPROXY_SOCKET__", &socket_text),
+            ("__MEDIA_RELAY__", ""),
+            (
+                "loadmodule \"mediaproxy.so\"",
+                "loadmodule \"mediaproxy.so\"\nloadmodule \"jsonrpcs.so\"\n\
+                 modparam(\"jsonrpcs\", \"transport\", 4)\n\
+                 modparam(\"jsonrpcs\", \"dgram_socket\", \"udp:127.0.0.1:8090\")",
+            ),
+        ],
+    );
+    let topo = Topology::build();
+    let dictionary =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/radius/dictionary.mediagate");
+    let radius = mediagate_testkit::freeradius::FreeRadius::start_in_netns(
+        &topo.ns("pub"),
+        RADIUS_SECRET,
+        &[&dictionary],
+    )
+    .expect("start FreeRADIUS");
+    let state = work.0.join("dispatcher");
+    let cfg = work.0.join("dispatcher.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = {state:?}\n[edge]\nenabled = false\n[admin]\nlisten = [\"127.0.0.1:9554\"]\n\
+             [relay]\ndelete_delay = \"1s\"\nmedia_timeout = \"2s\"\n\
+             [dispatcher]\nenabled = true\nmediaproxy_socket = {socket_text:?}\n\
+             [dispatcher.radius]\nserver = \"{}\"\nsecret = \"{RADIUS_SECRET}\"\ntimeout = \"300ms\"\n\
+             [dispatcher.dialog_end]\nproxy = \"kamailio\"\ntarget = \"udp:127.0.0.1:8090\"\n\
+             [[dispatcher.local_relay]]\nname = \"local1\"\naddress = \"203.0.113.1\"\nports = \"30000-30999\"\n",
+            radius.addr()
+        ),
+    )
+    .unwrap();
+    let dispatcher = start_dispatcher(&topo, &work, &cfg, "listening for MediaProxy requests");
+    let kamailio = topo.spawn(
+        "pub",
+        "kamailio",
+        &work.0,
+        &["kamailio", "-f", "kamailio.cfg", "-DD", "-E"],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let phone = |ns: &str, name: &str, args: &[&str]| sipp(&topo, &work, ns, name, args);
+    let uas = phone(
+        "phoneb",
+        "sipp-uas",
+        &[
+            "-sf",
+            "uas_stop.xml",
+            "-i",
+            "10.2.0.2",
+            "-key",
+            "public_ip",
+            "198.51.100.6",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let uac = phone(
+        "phonea",
+        "sipp-uac",
+        &[
+            "203.0.113.1:5060",
+            "-sf",
+            "uac_stop.xml",
+            "-i",
+            "10.1.0.2",
+            "-key",
+            "public_ip",
+            "198.51.100.2",
+        ],
+    );
+
+    // While media flows: the CLI reads the running dispatcher through its admin API.
+    std::thread::sleep(Duration::from_secs(3));
+    let cli = |what: &str| {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &topo.ns("pub")])
+            .arg(env!("CARGO_BIN_EXE_mediagate"))
+            .args(["dispatcher", what, "--admin", "http://127.0.0.1:9554"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mediagate dispatcher {what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text.matches('\n').count(), 1, "one line: {text:?}");
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()
+    };
+    let sessions = cli("sessions");
+    assert_eq!(sessions.as_array().map(Vec::len), Some(1), "{sessions}");
+    assert_eq!(sessions[0]["streams"][0]["status"], "active", "{sessions}");
+    assert!(
+        sessions[0]["from_uri"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("caller@")),
+        "{sessions}"
+    );
+    let summary = cli("summary");
+    assert_eq!(summary[0]["ip"], "203.0.113.1", "{summary}");
+    assert_eq!(summary[0]["session_count"], 1, "{summary}");
+
+    // The capture ends, the media times out, Kamailio ends the dialog: both phones'
+    // scenarios end with its BYE.
+    for p in [&uac, &uas] {
+        let status = p.wait_timeout(Duration::from_secs(35));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{} did not get its BYE:\n{}\n{}\n{}",
+            p.name(),
+            p.diagnostics(),
+            kamailio.diagnostics(),
+            dispatcher.diagnostics()
+        );
+    }
+    wait_for_line(
+        &dispatcher,
+        "ended on the SIP proxy",
+        Duration::from_secs(2),
+    );
+
+    // FreeRADIUS got the call's record.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while radius.records().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let acct = radius.records();
+    assert_eq!(
+        acct.len(),
+        1,
+        "{}\n{}",
+        radius.detail(),
+        radius.diagnostics()
+    );
+    let field = |name: &str| {
+        acct[0]
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {name} in {:?}", acct[0]))
+    };
+    let status = dispatcher.terminate(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "dispatcher exit: {}",
+        dispatcher.diagnostics()
+    );
+    // The records store: the local relay's record, once (the dispatcher does not
+    // write a local relay's call a second time).
+    let records = records(&state);
+    assert_eq!(records.len(), 1, "one call, one record: {records:?}");
+    let rec = &records[0];
+    assert_eq!(rec.reason, "media timeout");
+    let stream = &rec.streams[0];
+    assert!(
+        stream.caller.packets >= 80 && stream.callee.packets >= 80,
+        "{rec:?}"
+    );
+    assert_eq!(field("Acct-Session-Id"), rec.call_id);
+    assert_eq!(field("Media-Info"), "timeout");
+    assert_eq!(field("Sip-From-Tag"), rec.from_tag);
+    assert_eq!(field("Sip-To-Tag"), rec.to_tag);
+    assert_eq!(field("NAS-IP-Address"), "203.0.113.1");
+    assert_eq!(field("Media-Codecs"), stream.caller.codec);
+    assert_eq!(field("Acct-Input-Octets"), stream.caller.bytes.to_string());
+    assert_eq!(field("Acct-Output-Octets"), stream.callee.bytes.to_string());
+    drop((uac, uas, kamailio, radius));
 }

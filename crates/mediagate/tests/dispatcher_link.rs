@@ -215,6 +215,23 @@ async fn a_relay_process_serves_ng_over_the_link_survives_kill_and_restart_and_h
         Some("ok"),
         "{reply:?}"
     );
+    // The deleted call's record comes too, reason kept: the dispatcher accounts it.
+    loop {
+        if let RelayEvent::Ended {
+            relay: from,
+            call_id,
+            reason,
+            stats,
+        } = next_event(&mut events).await
+        {
+            assert_eq!(
+                (from, call_id.as_str(), reason.as_str()),
+                (id, "call-1", "deleted")
+            );
+            assert_eq!(stats["reason"], "deleted", "{stats}");
+            break;
+        }
+    }
 
     // A held call; kill -9: Disconnected, commands fail as Gone.
     relay_port(
@@ -402,4 +419,134 @@ async fn clients_without_a_good_certificate_are_refused_with_a_clear_log_line() 
         peer.kill();
     }
     assert!(pool.relays().is_empty(), "{:?}", pool.relays());
+}
+
+async fn next_accounted(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<mediagate_dispatcher::accounting::Accounted>,
+) -> mediagate_dispatcher::accounting::Accounted {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("accounted in time")
+        .expect("the hook alive")
+}
+
+/// Every finished call of a remote relay reaches the dispatcher's accounting hook
+/// with the relay's own record: a deleted call (whose record comes over the link
+/// after the `delete` reply) and a timed-out one; both go into the dispatcher's
+/// records store, since no local engine wrote them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_relays_deleted_and_timed_out_calls_are_accounted_with_their_records() {
+    use mediagate_dispatcher::accounting::{AccountingOptions, ClusterAccounting};
+    use mediagate_dispatcher::router::{EndedHook, Router};
+    use mediagate_dispatcher::sessions::SessionMap;
+    use mediagate_ops::store::Record;
+    use mediagate_relay::record::SessionRecord;
+
+    logs();
+    let dir = workdir("accounted");
+    mediagate(&dir, &["cert", "ca", "--dir", "pki"]);
+    issue(&dir, "pki", "dispatcher", "dispatcher");
+    issue(&dir, "pki", "relay1", "relay1");
+    let tls = Arc::new(NodeTls::load(&dir.join("dispatcher")).unwrap());
+    let pool = Arc::new(
+        LinkPool::start(LinkConfig::new("127.0.0.1:0".parse().unwrap(), tls))
+            .await
+            .unwrap(),
+    );
+    let mut events = pool.subscribe();
+    let file = dir.join("accounting.sqlite");
+    let writer = tokio::task::spawn_blocking({
+        let file = file.clone();
+        move || {
+            mediagate_ops::store::spawn(
+                mediagate_ops::store::StoreTarget::Sqlite(file),
+                &[SessionRecord::TABLE],
+                mediagate_ops::store::WriterOptions::default(),
+            )
+        }
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let accounting = ClusterAccounting::new(AccountingOptions {
+        records: Some(writer.sink()),
+        record_wait: Duration::from_secs(60),
+        ..AccountingOptions::default()
+    });
+    let mut accounted = accounting.observe();
+    let router = Router::start(
+        Arc::clone(&pool) as Arc<dyn RelayPool>,
+        SessionMap::in_memory(),
+        SECOND,
+        Arc::clone(&accounting) as Arc<dyn EndedHook>,
+    );
+    std::fs::write(
+        dir.join("relay.toml"),
+        format!(
+            "[edge]\nenabled = false\n[relay]\nenabled = true\nng_listen_udp = []\nports = \"38600-38699\"\nmedia_timeout = \"1s\"\ndispatchers = [\"127.0.0.1:{}\"]\ntls_dir = \"relay1\"\n[[relay.media_address]]\naddress = \"127.0.0.1\"\n",
+            pool.local_addr().port(),
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
+    cmd.args(["run", "--config", "relay.toml"])
+        .current_dir(&dir);
+    let relay = Peer::spawn("mediagate run (relay)", cmd).unwrap();
+    // No pause after the connect: the router reconciles with the same Connected event
+    // on its own task, and must keep a call placed before it did (the relay's list
+    // predates the call, but the relay confirms it holds it).
+    wait_connected(&mut events).await;
+
+    let ok = |reply: &Value| {
+        let good = reply.get("result").and_then(Value::as_str) == Some("ok");
+        assert!(good, "{reply:?}\n{}", relay.diagnostics());
+        good
+    };
+    assert!(ok(&router.handle_ng(offer("acct-deleted", 40030)).await));
+    assert!(ok(&router.handle_ng(answer("acct-deleted", 40032)).await));
+    let delete = dict([
+        ("command", Value::str("delete")),
+        ("call-id", Value::str("acct-deleted")),
+        ("from-tag", Value::str("caller")),
+        ("delete delay", Value::Int(0)),
+    ]);
+    assert!(ok(&router.handle_ng(delete).await));
+    let a = next_accounted(&mut accounted).await;
+    assert_eq!(
+        (
+            a.relay.as_str(),
+            a.record.call_id.as_str(),
+            a.record.reason.as_str()
+        ),
+        ("relay1", "acct-deleted", "deleted")
+    );
+    assert!(a.from_relay && a.stored, "{a:?}");
+    assert_eq!(a.record.streams[0].media_type, "audio");
+
+    assert!(ok(&router.handle_ng(offer("acct-quiet", 40034)).await));
+    assert!(ok(&router.handle_ng(answer("acct-quiet", 40036)).await));
+    let a = next_accounted(&mut accounted).await;
+    assert_eq!(
+        (a.record.call_id.as_str(), a.record.reason.as_str()),
+        ("acct-quiet", "media timeout")
+    );
+    assert!(a.from_relay && a.stored, "{a:?}");
+    assert_eq!(router.call_count(), 0);
+    assert_eq!(accounting.waiting_count(), 0);
+
+    relay.kill();
+    drop((router, accounting));
+    let report = tokio::task::spawn_blocking(move || writer.close())
+        .await
+        .unwrap();
+    assert_eq!(report.stored, 2);
+    let mut store = mediagate_ops::store::SqliteStore::open(&file).unwrap();
+    let mut ids: Vec<String> = store
+        .records::<SessionRecord>(10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.call_id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["acct-deleted", "acct-quiet"]);
 }

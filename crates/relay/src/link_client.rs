@@ -1,6 +1,6 @@
 //! The relay's end of the dispatcher link: one task per configured dispatcher that
 //! connects over mutual TLS, says hello, reports the relay's status, Call-IDs and
-//! calls that ended without a `delete`, pings, and runs the `ng` commands it receives
+//! every call that ended (with its record and reason, `deleted` included), pings, and runs the `ng` commands it receives
 //! with [`Relay::handle_ng`] (protocol: docs/dispatcher-link.md).
 //!
 //! What it does: resolves the dispatcher's name again on each attempt (every address
@@ -28,7 +28,6 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_rustls::TlsConnector;
 
 use crate::engine::Relay;
-use crate::record::{EndReason, SessionRecord};
 
 /// How the relay links to dispatchers.
 #[derive(Debug, Clone)]
@@ -151,12 +150,6 @@ fn status(relay: &Relay, bps: u64) -> Message {
     })
 }
 
-/// Whether the dispatcher needs to hear of this ended call: it sent the `delete`
-/// itself otherwise (or another proxy did, which it cannot reconcile anyway).
-fn report_ended(record: &SessionRecord) -> bool {
-    record.reason != EndReason::Deleted.as_str()
-}
-
 /// One link's life: connect, hello, then serve until it breaks. Returns why it ended.
 async fn link_once(
     relay: &Relay,
@@ -271,7 +264,9 @@ async fn link_once(
                     }
                 }
                 record = ended.recv() => match record {
-                    Ok(record) if report_ended(&record) => {
+                    // Every call, deleted ones too: the dispatcher accounts the
+                    // cluster's calls from these records (a `delete` reply is no record).
+                    Ok(record) => {
                         let m = Message::Ended {
                             call_id: record.call_id.clone(),
                             reason: record.reason.clone(),
@@ -279,7 +274,6 @@ async fn link_once(
                         };
                         send(&mut writer, &m).await?;
                     }
-                    Ok(_) => {}
                     Err(RecvError::Lagged(n)) => {
                         tracing::warn!(dispatcher = %dispatcher, "relay: {n} ended calls were not reported to dispatcher {dispatcher} (too many at once); their records are stored here");
                     }

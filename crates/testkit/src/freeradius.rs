@@ -8,6 +8,8 @@
 //! the foreground; waits until it is ready. [`FreeRadius::stop`] and
 //! [`FreeRadius::restart`] take the server away and bring it back on the same port.
 //! [`FreeRadius::records`] reads the detail file back, attribute by attribute.
+//! [`FreeRadius::start_in_netns`] runs it inside a network namespace (its loopback),
+//! for tests whose RADIUS client lives there.
 //!
 //! What it does not: authentication, proxying, TLS or more than one client.
 
@@ -27,6 +29,8 @@ pub struct FreeRadius {
     dir: PathBuf,
     port: u16,
     program: PathBuf,
+    /// `ip netns exec NS`, when it runs in a namespace.
+    netns: Option<String>,
     peer: Option<Peer>,
 }
 
@@ -34,6 +38,20 @@ impl FreeRadius {
     /// Starts a server that accepts accounting from 127.0.0.1 with `secret` and knows
     /// the attributes of `dictionaries` besides FreeRADIUS's own.
     pub fn start(secret: &str, dictionaries: &[&Path]) -> Result<FreeRadius> {
+        Self::start_inner(secret, dictionaries, None)
+    }
+
+    /// [`FreeRadius::start`] inside the network namespace `netns` (on its loopback,
+    /// 127.0.0.1): for a RADIUS client running in that namespace.
+    pub fn start_in_netns(netns: &str, secret: &str, dictionaries: &[&Path]) -> Result<FreeRadius> {
+        Self::start_inner(secret, dictionaries, Some(netns.to_owned()))
+    }
+
+    fn start_inner(
+        secret: &str,
+        dictionaries: &[&Path],
+        netns: Option<String>,
+    ) -> Result<FreeRadius> {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let program = require_program("/usr/sbin/freeradius", "freeradius")?;
         let dir = std::env::temp_dir().join(format!(
@@ -76,6 +94,7 @@ impl FreeRadius {
             dir,
             port,
             program,
+            netns,
             peer: None,
         };
         server.restart()?;
@@ -84,7 +103,14 @@ impl FreeRadius {
 
     /// Starts the server again after [`FreeRadius::stop`] (same port and files).
     pub fn restart(&mut self) -> Result<()> {
-        let mut cmd = Command::new(&self.program);
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(&self.program);
+                cmd
+            }
+            None => Command::new(&self.program),
+        };
         cmd.arg("-X").arg("-d").arg(&self.dir);
         let peer = Peer::spawn("freeradius", cmd)?;
         let ready = (0..START_TIMEOUT.as_millis() / 50).any(|_| {

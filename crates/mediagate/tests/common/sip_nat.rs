@@ -326,6 +326,8 @@ impl WorkDir {
             "uas.xml",
             "uac_idle.xml",
             "uas_idle.xml",
+            "uac_stop.xml",
+            "uas_stop.xml",
             "spray.py",
         ] {
             std::fs::copy(data(f), work.join(f)).unwrap();

@@ -93,6 +93,9 @@ pub(super) const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/balancer/services"),
     ("get", "/api/v1/balancer/backends"),
     ("get", "/api/v1/balancer/failover"),
+    ("get", "/api/v1/dispatcher/calls"),
+    ("get", "/api/v1/dispatcher/summary"),
+    ("get", "/api/v1/dispatcher/sessions"),
     ("post", "/api/v1/reload"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
@@ -156,6 +159,15 @@ fn handler(method: &str, path: &str) -> MethodRouter<Shared> {
         }),
         "/api/v1/balancer/failover" => on(filter, |s: State<Shared>| {
             snapshot(s, "balancer", "failover")
+        }),
+        "/api/v1/dispatcher/calls" => on(filter, |s: State<Shared>| {
+            snapshot(s, "dispatcher", "calls")
+        }),
+        "/api/v1/dispatcher/summary" => on(filter, |s: State<Shared>| {
+            snapshot(s, "dispatcher", "summary")
+        }),
+        "/api/v1/dispatcher/sessions" => on(filter, |s: State<Shared>| {
+            snapshot(s, "dispatcher", "sessions")
         }),
         "/api/v1/reload" => on(filter, reload),
         "/metrics" => on(filter, metrics),

@@ -328,6 +328,13 @@ pub struct Route {
     /// `false`.
     #[serde(default)]
     pub cache_authenticated: Located<bool>,
+    /// Keep this route's stream open with no viewer (reconnecting with back-off when
+    /// the origin goes away), so that even the first viewer starts at once from the
+    /// stored keyframe. It applies to the route's own origin URL (a viewer asking for
+    /// exactly the advertised path); it costs the origin one session all the time.
+    /// Default: `false`.
+    #[serde(default)]
+    pub always_on: Located<bool>,
 }
 
 fn yes() -> Located<bool> {
@@ -506,6 +513,7 @@ mod tests {
             cache: Located::new(true),
             cache_max_object: None,
             cache_authenticated: Located::default(),
+            always_on: Located::default(),
         };
         let from_url = route.origin_credentials().unwrap();
         assert_eq!(
@@ -543,12 +551,13 @@ mod tests {
         assert!(*route.cache.get());
         assert_eq!(route.cache_max_object, None);
         assert!(!*route.cache_authenticated.get());
+        assert!(!*route.always_on.get(), "always_on is opt-in");
     }
 
     #[test]
     fn cache_settings_are_read() {
         let cfg = crate::parse_config(
-            "[edge.cache]\nenabled = false\ndir = \"/var/cache/mg\"\nsize = \"2GiB\"\nmemory = \"8MiB\"\n[[edge.route]]\nadvertised = \"/a\"\norigin = \"rtsp://o/a\"\ncache = false\ncache_max_object = \"512MiB\"\ncache_authenticated = true\n[[edge.route]]\nadvertised = \"/b\"\norigin = \"rtsp://o/b\"\ncache_max_object = 1048576\n",
+            "[edge.cache]\nenabled = false\ndir = \"/var/cache/mg\"\nsize = \"2GiB\"\nmemory = \"8MiB\"\n[[edge.route]]\nadvertised = \"/a\"\norigin = \"rtsp://o/a\"\ncache = false\ncache_max_object = \"512MiB\"\ncache_authenticated = true\nalways_on = true\n[[edge.route]]\nadvertised = \"/b\"\norigin = \"rtsp://o/b\"\ncache_max_object = 1048576\n",
         )
         .expect("valid");
         let cache = &cfg.edge.cache;
@@ -566,6 +575,8 @@ mod tests {
             Some(512 << 20)
         );
         assert!(*a.cache_authenticated.get());
+        assert!(*a.always_on.get());
+        assert!(!*cfg.edge.route[1].always_on.get());
         let b = &cfg.edge.route[1];
         assert_eq!(
             b.cache_max_object.as_ref().map(|m| m.bytes()),

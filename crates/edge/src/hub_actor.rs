@@ -142,7 +142,8 @@ impl HubTask {
         rx: mpsc::UnboundedReceiver<Cmd>,
     ) -> Self {
         let settings = hubs.settings();
-        let life = HubLife::new(settings.linger, settings.give_up);
+        let life = HubLife::new(settings.linger, settings.give_up)
+            .with_backoff(settings.backoff_min, settings.backoff_max);
         let counters = hubs.edge_stats().stream(&target.url);
         let origin = target.url.to_string();
         Self {
@@ -216,6 +217,9 @@ impl HubTask {
                     if due.give_up {
                         self.give_up();
                     }
+                    if due.restart {
+                        self.restart_upstream();
+                    }
                     self.flush_pending_joins(true).await;
                 }
             }
@@ -281,6 +285,11 @@ impl HubTask {
                 }
             }
             Cmd::Unlease => self.life.unlease(Instant::now().into_std()),
+            Cmd::KeepWarm(true) => {
+                self.life.warm();
+                self.restart_upstream();
+            }
+            Cmd::KeepWarm(false) => self.life.unwarm(),
             Cmd::Describe(reply) => match (&self.described, &self.failure) {
                 (Some(d), _) => {
                     let _ = reply.send(Ok(d.clone()));
@@ -473,6 +482,7 @@ impl HubTask {
                     }
                     self.failure = Some(err);
                     self.flush_pending_joins(true).await;
+                    self.life.upstream_down(Instant::now().into_std());
                 }
             }
             Some(UpEvent::Lost(_e)) => {
@@ -699,6 +709,20 @@ impl HubTask {
             status: StatusCode::SERVICE_UNAVAILABLE,
             reason: "the origin stream is gone".into(),
         });
+        self.life.upstream_down(Instant::now().into_std());
+    }
+
+    /// Opens a fresh upstream session for a warm hub whose session ended for good
+    /// (nothing to do while one runs or for on-demand content, which has no shared
+    /// session). Viewers asking meanwhile wait for it instead of getting the old
+    /// failure.
+    fn restart_upstream(&mut self) {
+        if !self.life.is_warm() || self.upstream.is_some() || self.described.is_some() {
+            return;
+        }
+        tracing::info!(origin = %self.target.url, "always-on stream: opening the origin session again");
+        self.failure = None;
+        self.start_upstream();
     }
 
     fn disconnect_all(&mut self) {

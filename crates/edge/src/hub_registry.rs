@@ -4,7 +4,9 @@
 //! holds a [`Lease`]; when the last lease is dropped the hub lingers (see `hub_life`),
 //! then removes itself from the registry under the registry lock, so a viewer arriving
 //! at that moment either gets this hub with a fresh lease or a new hub, never a dying
-//! one. [`HubHandle`] is how viewers talk to a hub's actor (`hub_actor`).
+//! one. [`HubHandle`] is how viewers talk to a hub's actor (`hub_actor`). An
+//! `always_on` route holds a [`WarmLease`] instead: a lease that also tells the hub to
+//! reopen its upstream on its own whenever it ends (see `hub_life`).
 //!
 //! What it does not: run streams. The actor owns the upstream session and the viewers.
 
@@ -118,6 +120,8 @@ pub(crate) enum Cmd {
     ViewerCounts(oneshot::Sender<Vec<(Arc<Tally>, Counts)>>),
     /// Drain: let every viewer go, tear the upstream session down, retire.
     Shutdown,
+    /// One keep-warm holder more (true) or fewer (false); see [`WarmLease`].
+    KeepWarm(bool),
 }
 
 /// Cheap handle to a running hub.
@@ -156,6 +160,23 @@ impl Lease {
         Lease {
             handle: self.handle.clone(),
         }
+    }
+}
+
+/// A lease that also keeps the hub's upstream session open with no viewer (an
+/// `always_on` route): the hub reopens it with back-off whenever it ends. Dropping it
+/// makes the hub an ordinary one again (it lingers, then retires, once no viewer is
+/// left).
+#[derive(Debug)]
+pub(crate) struct WarmLease {
+    lease: Lease,
+}
+
+impl Drop for WarmLease {
+    fn drop(&mut self) {
+        // Before the lease's own Unlease (fields drop after this), so the hub never
+        // lingers while still warm.
+        let _ = self.lease.handle.tx.send(Cmd::KeepWarm(false));
     }
 }
 
@@ -298,23 +319,7 @@ impl Hubs {
 
     /// A lease on the hub for `target`, starting the hub if none runs.
     pub fn lease(&self, target: &UpstreamTarget) -> Lease {
-        // Viewers share an upstream session only if they would have opened the same
-        // one: same URL, same hop, same credentials (or none: a route without
-        // credentials must never ride on a session another route authenticated) and
-        // the same transport.
-        // The key stays in memory (never logged), so the password may be part of it.
-        let creds = target
-            .credentials
-            .as_ref()
-            .map(|c| format!("{:?}:{}:{}", c.scheme, c.username, c.password))
-            .unwrap_or_default();
-        let key = format!(
-            "{}|{}|{}|{}",
-            target.url,
-            target.connect_to,
-            creds,
-            if target.udp { "udp" } else { "tcp" }
-        );
+        let key = hub_key(target);
         let mut map = self.map();
         if let Some((_, h)) = map.get(&key) {
             if h.tx.send(Cmd::Lease).is_ok() {
@@ -338,6 +343,14 @@ impl Hubs {
         let task = HubTask::new(self.clone(), key, gen, target.clone(), rx);
         tokio::spawn(task.run());
         Lease { handle }
+    }
+
+    /// A [`WarmLease`] on the hub for `target`, starting the hub (and its upstream
+    /// session) if none runs.
+    pub(crate) fn keep_warm(&self, target: &UpstreamTarget) -> WarmLease {
+        let lease = self.lease(target);
+        let _ = lease.handle.tx.send(Cmd::KeepWarm(true));
+        WarmLease { lease }
     }
 
     /// What each playing live viewer has been sent so far and not yet added to its
@@ -419,4 +432,25 @@ impl Hubs {
         rx.close();
         None
     }
+}
+
+/// The registry key of `target`'s hub.
+pub(crate) fn hub_key(target: &UpstreamTarget) -> String {
+    // Viewers share an upstream session only if they would have opened the same
+    // one: same URL, same hop, same credentials (or none: a route without
+    // credentials must never ride on a session another route authenticated) and
+    // the same transport.
+    // The key stays in memory (never logged), so the password may be part of it.
+    let creds = target
+        .credentials
+        .as_ref()
+        .map(|c| format!("{:?}:{}:{}", c.scheme, c.username, c.password))
+        .unwrap_or_default();
+    format!(
+        "{}|{}|{}|{}",
+        target.url,
+        target.connect_to,
+        creds,
+        if target.udp { "udp" } else { "tcp" }
+    )
 }

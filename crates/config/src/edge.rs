@@ -111,6 +111,11 @@ pub struct EdgeConfig {
     /// wins. Default: none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub route: Vec<Route>,
+    /// Who may publish a stream to this edge (RTSP `ANNOUNCE` + `RECORD`) under which
+    /// path, `[[edge.publish]]`; the longest matching path wins. A path no rule
+    /// names may be published from loopback only. Default: none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<PublishRule>,
 }
 
 impl Default for EdgeConfig {
@@ -138,6 +143,7 @@ impl Default for EdgeConfig {
             auth: EdgeAuth::default(),
             cache: CacheConfig::default(),
             route: Vec::new(),
+            publish: Vec::new(),
         }
     }
 }
@@ -354,6 +360,55 @@ impl Route {
             scheme: AuthScheme::Auto,
         })
     }
+}
+
+/// One `[[edge.publish]]`: who may publish streams under a path.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRule {
+    /// A path prefix such as `"/live"`, matched on whole path segments (`"/"` is
+    /// every path). Required.
+    pub path: Located<AdvertisedPrefix>,
+    /// Client networks that may publish here. Default: loopback only
+    /// (`["127.0.0.0/8", "::1/128"]`); `[]` closes the path to publishers.
+    #[serde(default = "loopback_networks")]
+    pub clients: Vec<Cidr>,
+    /// What a second publisher to a path that has one gets: `"refuse"`
+    /// (`409 Conflict`, the first keeps publishing) or `"replace"` (the first is
+    /// disconnected, viewers continue with the second). Default: `"refuse"`.
+    #[serde(default)]
+    pub on_busy: OnBusy,
+}
+
+/// The networks that may publish where no rule says otherwise.
+pub fn loopback_networks() -> Vec<Cidr> {
+    vec![
+        "127.0.0.0/8".parse().expect("a valid network"),
+        "::1/128".parse().expect("a valid network"),
+    ]
+}
+
+impl PublishRule {
+    /// True when a publisher from `addr` may publish under this rule.
+    pub fn admits(&self, addr: IpAddr) -> bool {
+        // An IPv4 client on a dual-stack socket shows as `::ffff:a.b.c.d`.
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            v4 => v4,
+        };
+        self.clients.iter().any(|c| c.contains(addr))
+    }
+}
+
+/// What a second publisher to a busy path gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBusy {
+    /// `409 Conflict`; the first publisher keeps the path. The default.
+    #[default]
+    Refuse,
+    /// The first publisher is disconnected; viewers continue with the second.
+    Replace,
 }
 
 /// Origin credentials of a route.

@@ -82,6 +82,11 @@ fn fully_populated() -> Config {
         cache_authenticated: Located::new(false),
         always_on: Located::new(true),
     }];
+    c.edge.publish = vec![PublishRule {
+        path: Located::new("/live".parse().unwrap()),
+        clients: vec!["10.0.0.0/8".parse().unwrap()],
+        on_busy: OnBusy::Replace,
+    }];
     c.edge.cache.dir = Some(Located::new("/var/cache/mediagate".into()));
     c.edge.forward.access = Access {
         clients: vec!["10.0.0.0/8".parse().unwrap()],

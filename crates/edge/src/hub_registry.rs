@@ -122,6 +122,13 @@ pub(crate) enum Cmd {
     Shutdown,
     /// One keep-warm holder more (true) or fewer (false); see [`WarmLease`].
     KeepWarm(bool),
+    /// A publisher's events become the hub's input (published hubs only); the reply
+    /// is false when another publisher holds it and `replace` is off.
+    Attach {
+        events: mpsc::Receiver<crate::upstream_supervisor::UpEvent>,
+        replace: bool,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// Cheap handle to a running hub.
@@ -218,6 +225,22 @@ impl HubHandle {
 
     /// Removes a viewer; once this returns its counters are in its sink's tally (or
     /// the hub is gone, and put them there when it let its viewers go).
+    /// Makes `events` (a publisher's) this hub's input; false when another publisher
+    /// holds it and `replace` is off, or the hub is gone.
+    pub(crate) async fn attach(
+        &self,
+        events: mpsc::Receiver<crate::upstream_supervisor::UpEvent>,
+        replace: bool,
+    ) -> bool {
+        self.ask(|reply| Cmd::Attach {
+            events,
+            replace,
+            reply,
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     pub async fn leave(&self, id: SubscriberId) {
         self.ask(|done| Cmd::Leave(id, false, done)).await;
     }
@@ -319,7 +342,25 @@ impl Hubs {
 
     /// A lease on the hub for `target`, starting the hub if none runs.
     pub fn lease(&self, target: &UpstreamTarget) -> Lease {
-        let key = hub_key(target);
+        self.lease_keyed(hub_key(target), target, false)
+    }
+
+    /// A lease on the published hub of `path` (a URL path, without query), when a
+    /// publisher has announced it and the hub still runs.
+    pub(crate) fn published(&self, path: &str) -> Option<Lease> {
+        let map = self.map();
+        let (_, h) = map.get(&published_key(path))?;
+        h.tx.send(Cmd::Lease).ok()?;
+        Some(Lease { handle: h.clone() })
+    }
+
+    /// A lease on the published hub of `path`, starting it (with no input until a
+    /// publisher attaches) if none runs; `target` names it in stats and logs.
+    pub(crate) fn lease_published(&self, path: &str, target: &UpstreamTarget) -> Lease {
+        self.lease_keyed(published_key(path), target, true)
+    }
+
+    fn lease_keyed(&self, key: String, target: &UpstreamTarget, published: bool) -> Lease {
         let mut map = self.map();
         if let Some((_, h)) = map.get(&key) {
             if h.tx.send(Cmd::Lease).is_ok() {
@@ -340,7 +381,7 @@ impl Hubs {
         let _ = handle.tx.send(Cmd::Lease);
         map.insert(key.clone(), (gen, handle.clone()));
         drop(map);
-        let task = HubTask::new(self.clone(), key, gen, target.clone(), rx);
+        let task = HubTask::new(self.clone(), key, gen, target.clone(), published, rx);
         tokio::spawn(task.run());
         Lease { handle }
     }
@@ -453,4 +494,10 @@ pub(crate) fn hub_key(target: &UpstreamTarget) -> String {
         creds,
         if target.udp { "udp" } else { "tcp" }
     )
+}
+
+/// The registry key of the hub a publisher feeds at `path`: never equal to a pulled
+/// stream's key (those start with a URL).
+fn published_key(path: &str) -> String {
+    format!("publish|{path}")
 }

@@ -129,6 +129,16 @@ impl Router {
             .collect()
     }
 
+    /// The target naming a published stream's hub (`url`: where publishers and
+    /// viewers reach it on this edge); it is never connected to.
+    pub fn published_target(&self, url: RtspUrl) -> UpstreamTarget {
+        UpstreamTarget {
+            rule: Some("publish".into()),
+            cache: false,
+            ..self.target(url, None, Grant::Named)
+        }
+    }
+
     /// The upstream of route `r` for `origin` (its origin prefix with the rest of the
     /// viewer's path).
     fn route_target(&self, r: &Route, origin: RtspUrl) -> UpstreamTarget {

@@ -500,9 +500,27 @@ impl Edge {
         match tunnel_req {
             None => {
                 self.spawn_writer(&out, wr);
-                let mut conn =
-                    ViewerConn::new(self.ctx.clone(), out, peer, local, original_dst, false);
-                conn.run(rd, decoder).await;
+                let mut conn = ViewerConn::new(
+                    self.ctx.clone(),
+                    out.clone(),
+                    peer,
+                    local,
+                    original_dst,
+                    false,
+                );
+                if let Some((announce, rd, decoder)) = conn.run(rd, decoder).await {
+                    drop(conn);
+                    crate::publish::serve(
+                        self.ctx.clone(),
+                        out,
+                        peer,
+                        local,
+                        announce,
+                        rd,
+                        decoder,
+                    )
+                    .await;
+                }
             }
             Some(t) if t.channel == TunnelChannel::Get => {
                 out.push_control(tunnel::get_response().to_bytes());
@@ -536,7 +554,8 @@ impl Edge {
                 let reader = Base64Reader::new(rd, body);
                 let mut conn =
                     ViewerConn::new(self.ctx.clone(), get.out, peer, get.local, None, true);
-                conn.run(reader, Decoder::default()).await;
+                // Never hands over a publisher: publishing through a tunnel is refused.
+                let _ = conn.run(reader, Decoder::default()).await;
             }
         }
     }

@@ -209,7 +209,7 @@ impl PublishSession {
             .flatten()
             .collect();
         let pick = |s: &TransportSpec| -> Option<PubTransport> {
-            let records = s.mode.iter().any(|m| *m == TransportMode::Record);
+            let records = s.mode.contains(&TransportMode::Record);
             if !records || !s.protocol.is_rtp() || s.is_multicast() {
                 return None;
             }

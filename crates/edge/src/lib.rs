@@ -18,6 +18,8 @@ pub mod cache_store;
 mod conn_out;
 mod denied;
 mod freshness;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hub;
 mod hub_actor;
 mod hub_life;

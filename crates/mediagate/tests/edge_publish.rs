@@ -68,7 +68,7 @@ fn ffmpeg_publishes_over_tcp_and_viewers_decode_over_tcp_udp_and_http_tunnel() {
     let publisher =
         ffmpeg_publish(&clip(), &edge.url("/live/cam"), Transport::Tcp, 3).expect("ffmpeg starts");
     wait_published(&edge, "/live/cam", &publisher);
-    for transport in [Transport::Tcp, Transport::Udp] {
+    for transport in [Transport::Tcp, Transport::Udp, Transport::HttpTunnel] {
         let r = ffmpeg_gapless(&edge.url("/live/cam"), transport, 5.0);
         // 25 fps for 5 s; the slack covers ffmpeg's start-up on a busy machine.
         assert!(r.video >= 90 && r.audio >= 150, "{transport:?}: {r:?}");
@@ -218,4 +218,51 @@ fn bad_publisher_input_gets_clean_errors_and_the_edge_keeps_serving() {
     c.send_frame(0, &vec![0x80; 60_000]);
     let mut v = RawRtsp::connect(edge.port);
     assert_eq!(v.req("OPTIONS", "*", &[]).status.as_u16(), 200);
+}
+
+#[test]
+fn a_child_edge_pulls_a_stream_published_to_its_parent() {
+    let parent = EdgeProc::start("");
+    let publisher = ffmpeg_publish(&clip(), &parent.url("/live/top"), Transport::Tcp, 3)
+        .expect("ffmpeg starts");
+    wait_published(&parent, "/live/top", &publisher);
+    let child = EdgeProc::start(&format!(
+        "[[edge.route]]\nadvertised = \"/cam\"\norigin = \"{}\"\n",
+        parent.url("/live/top")
+    ));
+    let viewers: Vec<_> = (0..2)
+        .map(|_| {
+            let url = child.url("/cam");
+            std::thread::spawn(move || ffmpeg_gapless(&url, Transport::Tcp, 4.0))
+        })
+        .collect();
+    for v in viewers {
+        let r = v.join().unwrap();
+        assert!(r.video >= 70 && r.gap_warnings.is_empty(), "{r:?}");
+    }
+}
+
+#[test]
+fn a_rule_with_on_busy_replace_lets_a_second_publisher_take_over() {
+    let edge = EdgeProc::start(
+        "[[edge.publish]]\npath = \"/live\"\nclients = [\"127.0.0.0/8\"]\non_busy = \"replace\"\n",
+    );
+    let first =
+        ffmpeg_publish(&clip(), &edge.url("/live/r"), Transport::Tcp, 3).expect("ffmpeg starts");
+    wait_published(&edge, "/live/r", &first);
+    let mut second = RawRtsp::connect(edge.port);
+    assert_eq!(
+        raw_announce(&mut second, &edge.url("/live/r"), announce_sdp()),
+        200
+    );
+    // The first publisher's connection is closed: ffmpeg gives up.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while first.try_status().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the replaced publisher was not let go: {}",
+            edge.peer.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

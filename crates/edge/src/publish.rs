@@ -12,6 +12,9 @@
 //! like an origin that went away: viewers stay for the give-up time and continue if it
 //! comes back with the same tracks.
 //!
+//! A path that a route serves from an origin cannot be published to (403): viewers of
+//! a route get its origin, never a stream someone pushed.
+//!
 //! What it does not: log publishers in (rules are by address only), or serve viewers.
 
 use std::net::SocketAddr;
@@ -252,6 +255,17 @@ impl Publisher {
                 ));
             }
         };
+        // A path a route serves from an origin is not up for publishing: a publisher
+        // must never take over what viewers of a route expect from its origin.
+        if let Ok(t) = settings.router.resolve(&req.uri, self.local, None) {
+            if t.rule.is_some() {
+                tracing::info!(publisher = %self.peer, %path, "publishing refused: a route serves this path");
+                return Err(error(
+                    StatusCode::FORBIDDEN,
+                    "a route serves this path from an origin; publish under another path",
+                ));
+            }
+        }
         self.core.announce(req)?;
         let url: mediagate_config::RtspUrl =
             format!("rtsp://{}{path}", self.local).parse().map_err(

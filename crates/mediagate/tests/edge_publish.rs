@@ -154,6 +154,16 @@ fn publishers_the_rules_do_not_allow_get_403_and_a_busy_path_409() {
     let mut v = RawRtsp::connect(closed.port);
     assert_eq!(v.req("DESCRIBE", &url, &[]).status.as_u16(), 404);
 
+    // A path a route serves from an origin is not open to publishers.
+    let routed = EdgeProc::start(
+        "[[edge.route]]\nadvertised = \"/cam\"\norigin = \"rtsp://127.0.0.1:9/live\"\n",
+    );
+    let mut c = RawRtsp::connect(routed.port);
+    assert_eq!(
+        raw_announce(&mut c, &routed.url("/cam/x"), announce_sdp()),
+        403
+    );
+
     let edge = EdgeProc::start("");
     let publisher =
         ffmpeg_publish(&clip(), &edge.url("/live/busy"), Transport::Tcp, 3).expect("ffmpeg starts");

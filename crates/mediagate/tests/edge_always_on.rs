@@ -131,3 +131,32 @@ fn an_always_on_route_opens_once_its_origin_comes_up_and_reopens_after_it_went_a
     assert!(r.video >= 20, "{r:?}");
     assert_eq!(second.play_count("/live"), 1, "{}", second.diagnostics());
 }
+
+#[test]
+fn a_reload_that_turns_always_on_on_opens_the_stream_and_off_lets_it_go() {
+    let origin = Origin::start(OriginOptions::default()).expect("origin starts");
+    let plain = format!(
+        "[[edge.route]]\nadvertised = \"/cam\"\norigin = \"{}\"\n",
+        origin.url("/live")
+    );
+    let edge = EdgeProc::start(&plain);
+    let path = edge.config_path();
+    let base = std::fs::read_to_string(&path).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        origin.play_count("/live"),
+        0,
+        "no viewer, no always_on: nothing opened"
+    );
+    std::fs::write(&path, format!("{base}always_on = true\n")).unwrap();
+    edge.peer.signal("HUP");
+    origin
+        .wait_play_count("/live", 1, Duration::from_secs(15))
+        .expect("the reload opens the origin session with no viewer");
+    // Off again: the stream lingers (2 s in these tests), then its session is closed.
+    std::fs::write(&path, &base).unwrap();
+    edge.peer.signal("HUP");
+    origin
+        .wait_no_connections(Duration::from_secs(20))
+        .expect("the origin session is closed once always_on is off");
+}

@@ -289,3 +289,93 @@ fn url_paths_ignore_authority_and_query() {
     assert_eq!(url_path("rtsp://h"), "/");
     assert_eq!(url_path("/a"), "/a");
 }
+
+/// Replays what a real publisher sent, with the session id its server gave it;
+/// returns the session and the frames passed on.
+fn replay(c2s: &[u8], session: &str) -> (PublishSession, Vec<InterleavedFrame>) {
+    let mut dec = mediagate_rtsp::Decoder::default();
+    dec.extend_from_slice(c2s);
+    let mut s = PublishSession::new(session.into());
+    let mut out = Vec::new();
+    while let Some(item) = dec.next_item().expect("a real publisher's bytes parse") {
+        match item {
+            mediagate_rtsp::Item::Request(req) => match req.method {
+                Method::Announce => {
+                    s.announce(&req).expect("ANNOUNCE accepted");
+                }
+                Method::Setup => {
+                    let ask = s.setup(&req).expect("SETUP accepted");
+                    let r = s.setup_done(&ask, Some((20_000, 20_001)));
+                    assert_eq!(r.status, StatusCode::OK);
+                }
+                Method::Record => {
+                    s.record(&req).expect("RECORD accepted");
+                }
+                _ => {}
+            },
+            mediagate_rtsp::Item::Frame(f) => {
+                out.extend(s.on_interleaved(f.channel(), f.payload().clone()))
+            }
+            mediagate_rtsp::Item::Response(_) => {}
+        }
+    }
+    (s, out)
+}
+
+#[test]
+fn ffmpegs_real_publishing_sessions_are_accepted_and_its_media_passes() {
+    let (s, frames) = replay(
+        include_bytes!("../../../testdata/rtsp/ffmpeg5.1-to-ffmpeg5.1-listen/record-tcp.c2s"),
+        "3622851140",
+    );
+    assert!(s.is_recording());
+    assert_eq!(s.described().unwrap().tracks.len(), 2);
+    assert!(!frames.is_empty(), "the capture's media is passed on");
+    assert!(frames.iter().all(|f| f.channel() < 4));
+    assert_eq!(
+        s.drops(),
+        Drops::default(),
+        "nothing of a real publisher is dropped"
+    );
+    let udp = include_bytes!("../../../testdata/rtsp/ffmpeg5.1-to-ffmpeg5.1-listen/record-udp.c2s");
+    let text = String::from_utf8_lossy(udp);
+    let session = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .expect("the capture names its session")
+        .trim()
+        .to_owned();
+    let (s, _) = replay(udp, &session);
+    assert!(s.is_recording());
+}
+
+#[test]
+fn real_announce_sdps_of_ffmpeg_and_rtspclientsink_are_accepted() {
+    for (sdp, tracks) in [
+        (
+            &include_bytes!("../../../testdata/sdp/ffmpeg5.1-announce-h264-aac.sdp")[..],
+            2,
+        ),
+        (
+            &include_bytes!(
+                "../../../testdata/sdp/gstreamer1.22-rtspclientsink-announce-h264-aac.sdp"
+            )[..],
+            2,
+        ),
+    ] {
+        let mut s = PublishSession::new("s".into());
+        let path = s
+            .announce(&req(
+                Method::Announce,
+                URL,
+                &[("Content-Type", "application/sdp")],
+                sdp,
+            ))
+            .expect("a real encoder's SDP is accepted");
+        assert_eq!(path, "/live/cam");
+        let d = s.described().unwrap();
+        assert_eq!(d.tracks.len(), tracks);
+        // rtspclientsink announces its audio first: the hub finds video by type.
+        assert!(d.video_track().is_some());
+    }
+}

@@ -640,6 +640,27 @@ mod tests {
     }
 
     #[test]
+    fn publish_rules_read_with_defaults_and_errors_have_positions() {
+        let cfg = crate::parse_config(
+            "[[edge.publish]]\npath = \"/live\"\n[[edge.publish]]\npath = \"/enc\"\nclients = [\"10.0.0.0/8\"]\non_busy = \"replace\"\n",
+        )
+        .expect("valid");
+        let (a, b) = (&cfg.edge.publish[0], &cfg.edge.publish[1]);
+        assert_eq!(a.clients, loopback_networks(), "loopback by default");
+        assert_eq!(a.on_busy, OnBusy::Refuse);
+        assert!(a.admits("127.0.0.1".parse().unwrap()) && !a.admits("10.1.1.1".parse().unwrap()));
+        assert_eq!(b.on_busy, OnBusy::Replace);
+        assert!(b.admits("::ffff:10.1.1.1".parse().unwrap()), "IPv4-mapped");
+        assert!(crate::parse_config("").unwrap().edge.publish.is_empty());
+        let text = "[[edge.publish]]\npath = \"/live\"\non_busy = \"maybe\"\n";
+        let errors = crate::parse_config(text).expect_err("invalid");
+        let rendered = crate::render_errors("f.toml", text, &errors);
+        assert!(rendered.contains("f.toml:3:11: "), "{rendered}");
+        let text = "[[edge.publish]]\nclients = []\n";
+        assert!(crate::parse_config(text).is_err(), "path is required");
+    }
+
+    #[test]
     fn bad_cache_values_are_reported_with_line_and_column() {
         let text = "[edge.cache]\nsize = \"2 gigs\"\ndir = \"\"\n[[edge.route]]\nadvertised = \"/a\"\norigin = \"rtsp://o/a\"\ncache = \"yes\"\n";
         let errors = crate::parse_config(text).expect_err("invalid");

@@ -111,6 +111,11 @@ pub struct EdgeConfig {
     /// wins. Default: none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub route: Vec<Route>,
+    /// Who may publish a stream to this edge (RTSP `ANNOUNCE` + `RECORD`) under which
+    /// path, `[[edge.publish]]`; the longest matching path wins. A path no rule
+    /// names may be published from loopback only. Default: none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<PublishRule>,
 }
 
 impl Default for EdgeConfig {
@@ -138,6 +143,7 @@ impl Default for EdgeConfig {
             auth: EdgeAuth::default(),
             cache: CacheConfig::default(),
             route: Vec::new(),
+            publish: Vec::new(),
         }
     }
 }
@@ -328,6 +334,13 @@ pub struct Route {
     /// `false`.
     #[serde(default)]
     pub cache_authenticated: Located<bool>,
+    /// Keep this route's stream open with no viewer (reconnecting with back-off when
+    /// the origin goes away), so that even the first viewer starts at once from the
+    /// stored keyframe. It applies to the route's own origin URL (a viewer asking for
+    /// exactly the advertised path); it costs the origin one session all the time.
+    /// Default: `false`.
+    #[serde(default)]
+    pub always_on: Located<bool>,
 }
 
 fn yes() -> Located<bool> {
@@ -347,6 +360,55 @@ impl Route {
             scheme: AuthScheme::Auto,
         })
     }
+}
+
+/// One `[[edge.publish]]`: who may publish streams under a path.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRule {
+    /// A path prefix such as `"/live"`, matched on whole path segments (`"/"` is
+    /// every path). Required.
+    pub path: Located<AdvertisedPrefix>,
+    /// Client networks that may publish here. Default: loopback only
+    /// (`["127.0.0.0/8", "::1/128"]`); `[]` closes the path to publishers.
+    #[serde(default = "loopback_networks")]
+    pub clients: Vec<Cidr>,
+    /// What a second publisher to a path that has one gets: `"refuse"`
+    /// (`409 Conflict`, the first keeps publishing) or `"replace"` (the first is
+    /// disconnected, viewers continue with the second). Default: `"refuse"`.
+    #[serde(default)]
+    pub on_busy: OnBusy,
+}
+
+/// The networks that may publish where no rule says otherwise.
+pub fn loopback_networks() -> Vec<Cidr> {
+    vec![
+        "127.0.0.0/8".parse().expect("a valid network"),
+        "::1/128".parse().expect("a valid network"),
+    ]
+}
+
+impl PublishRule {
+    /// True when a publisher from `addr` may publish under this rule.
+    pub fn admits(&self, addr: IpAddr) -> bool {
+        // An IPv4 client on a dual-stack socket shows as `::ffff:a.b.c.d`.
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            v4 => v4,
+        };
+        self.clients.iter().any(|c| c.contains(addr))
+    }
+}
+
+/// What a second publisher to a busy path gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBusy {
+    /// `409 Conflict`; the first publisher keeps the path. The default.
+    #[default]
+    Refuse,
+    /// The first publisher is disconnected; viewers continue with the second.
+    Replace,
 }
 
 /// Origin credentials of a route.
@@ -506,6 +568,7 @@ mod tests {
             cache: Located::new(true),
             cache_max_object: None,
             cache_authenticated: Located::default(),
+            always_on: Located::default(),
         };
         let from_url = route.origin_credentials().unwrap();
         assert_eq!(
@@ -543,12 +606,13 @@ mod tests {
         assert!(*route.cache.get());
         assert_eq!(route.cache_max_object, None);
         assert!(!*route.cache_authenticated.get());
+        assert!(!*route.always_on.get(), "always_on is opt-in");
     }
 
     #[test]
     fn cache_settings_are_read() {
         let cfg = crate::parse_config(
-            "[edge.cache]\nenabled = false\ndir = \"/var/cache/mg\"\nsize = \"2GiB\"\nmemory = \"8MiB\"\n[[edge.route]]\nadvertised = \"/a\"\norigin = \"rtsp://o/a\"\ncache = false\ncache_max_object = \"512MiB\"\ncache_authenticated = true\n[[edge.route]]\nadvertised = \"/b\"\norigin = \"rtsp://o/b\"\ncache_max_object = 1048576\n",
+            "[edge.cache]\nenabled = false\ndir = \"/var/cache/mg\"\nsize = \"2GiB\"\nmemory = \"8MiB\"\n[[edge.route]]\nadvertised = \"/a\"\norigin = \"rtsp://o/a\"\ncache = false\ncache_max_object = \"512MiB\"\ncache_authenticated = true\nalways_on = true\n[[edge.route]]\nadvertised = \"/b\"\norigin = \"rtsp://o/b\"\ncache_max_object = 1048576\n",
         )
         .expect("valid");
         let cache = &cfg.edge.cache;
@@ -566,11 +630,34 @@ mod tests {
             Some(512 << 20)
         );
         assert!(*a.cache_authenticated.get());
+        assert!(*a.always_on.get());
+        assert!(!*cfg.edge.route[1].always_on.get());
         let b = &cfg.edge.route[1];
         assert_eq!(
             b.cache_max_object.as_ref().map(|m| m.bytes()),
             Some(1 << 20)
         );
+    }
+
+    #[test]
+    fn publish_rules_read_with_defaults_and_errors_have_positions() {
+        let cfg = crate::parse_config(
+            "[[edge.publish]]\npath = \"/live\"\n[[edge.publish]]\npath = \"/enc\"\nclients = [\"10.0.0.0/8\"]\non_busy = \"replace\"\n",
+        )
+        .expect("valid");
+        let (a, b) = (&cfg.edge.publish[0], &cfg.edge.publish[1]);
+        assert_eq!(a.clients, loopback_networks(), "loopback by default");
+        assert_eq!(a.on_busy, OnBusy::Refuse);
+        assert!(a.admits("127.0.0.1".parse().unwrap()) && !a.admits("10.1.1.1".parse().unwrap()));
+        assert_eq!(b.on_busy, OnBusy::Replace);
+        assert!(b.admits("::ffff:10.1.1.1".parse().unwrap()), "IPv4-mapped");
+        assert!(crate::parse_config("").unwrap().edge.publish.is_empty());
+        let text = "[[edge.publish]]\npath = \"/live\"\non_busy = \"maybe\"\n";
+        let errors = crate::parse_config(text).expect_err("invalid");
+        let rendered = crate::render_errors("f.toml", text, &errors);
+        assert!(rendered.contains("f.toml:3:11: "), "{rendered}");
+        let text = "[[edge.publish]]\nclients = []\n";
+        assert!(crate::parse_config(text).is_err(), "path is required");
     }
 
     #[test]

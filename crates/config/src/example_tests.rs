@@ -80,6 +80,12 @@ fn fully_populated() -> Config {
         cache: Located::new(true),
         cache_max_object: Some(Located::new(ByteSize::from_mib(512))),
         cache_authenticated: Located::new(false),
+        always_on: Located::new(true),
+    }];
+    c.edge.publish = vec![PublishRule {
+        path: Located::new("/live".parse().unwrap()),
+        clients: vec!["10.0.0.0/8".parse().unwrap()],
+        on_busy: OnBusy::Replace,
     }];
     c.edge.cache.dir = Some(Located::new("/var/cache/mediagate".into()));
     c.edge.forward.access = Access {

@@ -94,9 +94,10 @@ pub use dispatcher::{
 };
 pub use duration::HumanDuration;
 pub use edge::{
-    AccountingMode, AuthScheme, CacheConfig, CacheTtl, ClientAcl, ConnectionTimeout, Credentials,
-    EdgeConfig, ForwardProxy, MaxConnections, MaxViewers, ReconnectConfig, Route,
-    UpstreamTransport, ViewerBacklog, CACHE_DEFAULT_MEMORY, CACHE_DEFAULT_SIZE,
+    loopback_networks, AccountingMode, AuthScheme, CacheConfig, CacheTtl, ClientAcl,
+    ConnectionTimeout, Credentials, EdgeConfig, ForwardProxy, MaxConnections, MaxViewers, OnBusy,
+    PublishRule, ReconnectConfig, Route, UpstreamTransport, ViewerBacklog, CACHE_DEFAULT_MEMORY,
+    CACHE_DEFAULT_SIZE,
 };
 pub use edge_auth::{Access, EdgeAuth, LdapConfig};
 pub use load::{

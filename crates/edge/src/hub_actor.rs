@@ -6,8 +6,12 @@
 //! upstream supervisor's. This task moves packets: it rewrites upstream frames for
 //! continuity, feeds the core, and sends UDP viewers their packets in batches.
 //!
-//! What it does not: parse viewer requests (`viewer`) or talk RTSP to the origin
-//! (`upstream_supervisor`).
+//! A published hub (an encoder's `RECORD`, see `publish`) has no supervisor: the
+//! publisher's connection attaches the same stream of events, and its going away is
+//! handled like a lost origin (viewers wait for the give-up time for it to return).
+//!
+//! What it does not: parse viewer requests (`viewer`), talk RTSP to the origin
+//! (`upstream_supervisor`) or to a publisher (`publish`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -103,6 +107,8 @@ pub(crate) struct HubTask {
     key: String,
     gen: u64,
     target: UpstreamTarget,
+    /// Fed by a publisher (attached with `Cmd::Attach`), never by a supervisor.
+    fed_by_publisher: bool,
     rx: mpsc::UnboundedReceiver<Cmd>,
     life: HubLife,
     described: Option<Arc<Described>>,
@@ -142,11 +148,13 @@ impl HubTask {
         key: String,
         gen: u64,
         target: UpstreamTarget,
+        fed_by_publisher: bool,
         rx: mpsc::UnboundedReceiver<Cmd>,
         seed: Option<Arc<Described>>,
     ) -> Self {
         let settings = hubs.settings();
-        let life = HubLife::new(settings.linger, settings.give_up);
+        let life = HubLife::new(settings.linger, settings.give_up)
+            .with_backoff(settings.backoff_min, settings.backoff_max);
         let counters = hubs.edge_stats().stream(&target.url);
         let origin = target.url.to_string();
         Self {
@@ -155,6 +163,7 @@ impl HubTask {
             key,
             gen,
             target,
+            fed_by_publisher,
             rx,
             life,
             described: None,
@@ -224,6 +233,9 @@ impl HubTask {
                     if due.give_up {
                         self.give_up();
                     }
+                    if due.restart {
+                        self.restart_upstream();
+                    }
                     self.flush_pending_joins(true).await;
                 }
             }
@@ -267,7 +279,7 @@ impl HubTask {
     }
 
     fn start_upstream(&mut self) {
-        if self.upstream.is_some() {
+        if self.upstream.is_some() || self.fed_by_publisher {
             return;
         }
         let (tx, rx) = mpsc::channel(64);
@@ -290,6 +302,18 @@ impl HubTask {
             }
             Cmd::Unlease => self.life.unlease(Instant::now().into_std()),
             Cmd::Forget => self.hubs.remove(&self.key, self.gen),
+            Cmd::KeepWarm(true) => {
+                self.life.warm();
+                self.restart_upstream();
+            }
+            Cmd::KeepWarm(false) => self.life.unwarm(),
+            Cmd::Attach {
+                events,
+                replace,
+                reply,
+            } => {
+                let _ = reply.send(self.attach(events, replace));
+            }
             Cmd::Describe(reply) => match (&self.described, &self.failure) {
                 (Some(d), _) => {
                     let _ = reply.send(Ok(d.clone()));
@@ -449,8 +473,68 @@ impl HubTask {
         }
     }
 
+    /// A publisher's events become this hub's input; false when another publisher
+    /// holds it and `replace` is off. A replaced publisher's events stop being read
+    /// (its connection notices and closes) and viewers see an upstream restart.
+    fn attach(&mut self, events: mpsc::Receiver<UpEvent>, replace: bool) -> bool {
+        if !self.fed_by_publisher {
+            return false;
+        }
+        if self.upstream.is_some() {
+            if !replace {
+                return false;
+            }
+            tracing::info!(stream = %self.target.url, "a new publisher replaces the current one");
+            self.upstream = None;
+            self.source_lost();
+        }
+        let (stop, mut stop_rx) = watch::channel(false);
+        // The publisher's connection is the real source; this task only stands for
+        // it in the stop protocol shared with the supervisor.
+        let task = tokio::spawn(async move {
+            crate::tracker::until_true(&mut stop_rx).await;
+        });
+        self.upstream = Some(Upstream {
+            rx: events,
+            task,
+            stop,
+        });
+        true
+    }
+
+    /// The input broke but may come back (an origin session lost, a publisher gone):
+    /// the give-up clock starts and continuity is kept across the restart.
+    fn source_lost(&mut self) {
+        self.life.upstream_lost(Instant::now().into_std());
+        for r in &mut self.rewriters {
+            r.upstream_restarted();
+        }
+        if let Some(core) = &mut self.core {
+            core.upstream_restarted();
+        }
+    }
+
     async fn on_upstream(&mut self, ev: Option<UpEvent>) {
         match ev {
+            None if self.fed_by_publisher => {
+                if let Some(up) = self.upstream.take() {
+                    up.task.abort();
+                }
+                if self.described.is_some() {
+                    tracing::info!(stream = %self.target.url, viewers = self.viewer_count(), "publisher gone; viewers wait for it to return");
+                    self.source_lost();
+                } else {
+                    let err = HubError {
+                        status: StatusCode::NOT_FOUND,
+                        reason: "the publisher left before it started recording".into(),
+                    };
+                    for w in self.describe_waiters.drain(..) {
+                        let _ = w.send(Err(err.clone()));
+                    }
+                    self.failure = Some(err);
+                    self.flush_pending_joins(true).await;
+                }
+            }
             None => self.upstream = None,
             Some(UpEvent::Ready(d)) => {
                 self.stats.upstream_sessions += 1;
@@ -461,6 +545,7 @@ impl HubTask {
                     tracing::info!(origin = %self.target.url, after = ?lost, viewers = self.viewer_count(), "origin back; viewers continue");
                 }
                 self.life.upstream_ready();
+                self.failure = None;
                 match &self.described {
                     None => self.first_ready(d),
                     Some(old) if old.tracks.len() != d.tracks.len() => {
@@ -482,18 +567,13 @@ impl HubTask {
                     }
                     self.failure = Some(err);
                     self.flush_pending_joins(true).await;
+                    self.life.upstream_down(Instant::now().into_std());
                 }
             }
             Some(UpEvent::Lost(_e)) => {
                 // The supervisor logged why; it reconnects on its own.
                 StreamCounters::add(&self.counters.upstream_failures, 1);
-                self.life.upstream_lost(Instant::now().into_std());
-                for r in &mut self.rewriters {
-                    r.upstream_restarted();
-                }
-                if let Some(core) = &mut self.core {
-                    core.upstream_restarted();
-                }
+                self.source_lost();
             }
             Some(UpEvent::Frames(frames)) => self.on_frames(frames).await,
         }
@@ -708,6 +788,20 @@ impl HubTask {
             status: StatusCode::SERVICE_UNAVAILABLE,
             reason: "the origin stream is gone".into(),
         });
+        self.life.upstream_down(Instant::now().into_std());
+    }
+
+    /// Opens a fresh upstream session for a warm hub whose session ended for good
+    /// (nothing to do while one runs or for on-demand content, which has no shared
+    /// session). Viewers asking meanwhile wait for it instead of getting the old
+    /// failure.
+    fn restart_upstream(&mut self) {
+        if !self.life.is_warm() || self.upstream.is_some() || self.described.is_some() {
+            return;
+        }
+        tracing::info!(origin = %self.target.url, "always-on stream: opening the origin session again");
+        self.failure = None;
+        self.start_upstream();
     }
 
     fn disconnect_all(&mut self) {

@@ -4,7 +4,9 @@
 //! holds a [`Lease`]; when the last lease is dropped the hub lingers (see `hub_life`),
 //! then removes itself from the registry under the registry lock, so a viewer arriving
 //! at that moment either gets this hub with a fresh lease or a new hub, never a dying
-//! one. [`HubHandle`] is how viewers talk to a hub's actor (`hub_actor`).
+//! one. [`HubHandle`] is how viewers talk to a hub's actor (`hub_actor`). An
+//! `always_on` route holds a [`WarmLease`] instead: a lease that also tells the hub to
+//! reopen its upstream on its own whenever it ends (see `hub_life`).
 //!
 //! What it does not: run streams. The actor owns the upstream session and the viewers.
 
@@ -131,6 +133,15 @@ pub(crate) enum Cmd {
     /// Leave the registry now (the description it holds is no longer the origin's):
     /// later viewers get a new hub; those holding leases keep this one.
     Forget,
+    /// One keep-warm holder more (true) or fewer (false); see [`WarmLease`].
+    KeepWarm(bool),
+    /// A publisher's events become the hub's input (published hubs only); the reply
+    /// is false when another publisher holds it and `replace` is off.
+    Attach {
+        events: mpsc::Receiver<crate::upstream_supervisor::UpEvent>,
+        replace: bool,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// Cheap handle to a running hub.
@@ -181,6 +192,23 @@ impl Lease {
     }
 }
 
+/// A lease that also keeps the hub's upstream session open with no viewer (an
+/// `always_on` route): the hub reopens it with back-off whenever it ends. Dropping it
+/// makes the hub an ordinary one again (it lingers, then retires, once no viewer is
+/// left).
+#[derive(Debug)]
+pub(crate) struct WarmLease {
+    lease: Lease,
+}
+
+impl Drop for WarmLease {
+    fn drop(&mut self) {
+        // Before the lease's own Unlease (fields drop after this), so the hub never
+        // lingers while still warm.
+        let _ = self.lease.handle.tx.send(Cmd::KeepWarm(false));
+    }
+}
+
 impl HubHandle {
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Option<T> {
         let (tx, rx) = oneshot::channel();
@@ -224,6 +252,22 @@ impl HubHandle {
 
     /// Removes a viewer; once this returns its counters are in its sink's tally (or
     /// the hub is gone, and put them there when it let its viewers go).
+    /// Makes `events` (a publisher's) this hub's input; false when another publisher
+    /// holds it and `replace` is off, or the hub is gone.
+    pub(crate) async fn attach(
+        &self,
+        events: mpsc::Receiver<crate::upstream_supervisor::UpEvent>,
+        replace: bool,
+    ) -> bool {
+        self.ask(|reply| Cmd::Attach {
+            events,
+            replace,
+            reply,
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     pub async fn leave(&self, id: SubscriberId) {
         self.ask(|done| Cmd::Leave(id, false, done)).await;
     }
@@ -325,14 +369,14 @@ impl Hubs {
 
     /// A lease on the hub for `target`, starting the hub if none runs.
     pub fn lease(&self, target: &UpstreamTarget) -> Lease {
-        self.lease_from(target, Start::Join)
+        self.lease_from(hub_key(target), target, Start::Join, false)
     }
 
     /// A lease on a new hub for `target` that asks the origin afresh, in the place of
     /// any running one (which keeps serving the leases it has, then retires): a
     /// viewer's description must be the origin's current one.
     pub(crate) fn lease_anew(&self, target: &UpstreamTarget) -> Lease {
-        self.lease_from(target, Start::Anew)
+        self.lease_from(hub_key(target), target, Start::Anew, false)
     }
 
     /// As [`Self::lease_anew`], the new hub holding `described`, which the origin has
@@ -342,36 +386,39 @@ impl Hubs {
         target: &UpstreamTarget,
         described: Arc<Described>,
     ) -> Lease {
-        self.lease_from(target, Start::Described(described))
+        self.lease_from(hub_key(target), target, Start::Described(described), false)
     }
 
     /// Whether a hub for `target` runs (serving viewers or lingering).
     pub(crate) fn running(&self, target: &UpstreamTarget) -> bool {
-        self.map().contains_key(&Self::key(target))
+        self.map().contains_key(&hub_key(target))
     }
 
-    fn key(target: &UpstreamTarget) -> String {
-        // Viewers share an upstream session only if they would have opened the same
-        // one: same URL, same hop, same credentials (or none: a route without
-        // credentials must never ride on a session another route authenticated) and
-        // the same transport.
-        // The key stays in memory (never logged), so the password may be part of it.
-        let creds = target
-            .credentials
-            .as_ref()
-            .map(|c| format!("{:?}:{}:{}", c.scheme, c.username, c.password))
-            .unwrap_or_default();
-        format!(
-            "{}|{}|{}|{}",
-            target.url,
-            target.connect_to,
-            creds,
-            if target.udp { "udp" } else { "tcp" }
-        )
+    /// A lease on the published hub of `path` (a URL path, without query), when a
+    /// publisher has announced it and the hub still runs.
+    pub(crate) fn published(&self, path: &str) -> Option<Lease> {
+        let map = self.map();
+        let (_, h) = map.get(&published_key(path))?;
+        h.tx.send(Cmd::Lease).ok()?;
+        Some(Lease {
+            handle: h.clone(),
+            joined: true,
+        })
     }
 
-    fn lease_from(&self, target: &UpstreamTarget, start: Start) -> Lease {
-        let key = Self::key(target);
+    /// A lease on the published hub of `path`, starting it (with no input until a
+    /// publisher attaches) if none runs; `target` names it in stats and logs.
+    pub(crate) fn lease_published(&self, path: &str, target: &UpstreamTarget) -> Lease {
+        self.lease_from(published_key(path), target, Start::Join, true)
+    }
+
+    fn lease_from(
+        &self,
+        key: String,
+        target: &UpstreamTarget,
+        start: Start,
+        published: bool,
+    ) -> Lease {
         let mut map = self.map();
         if let (Some((_, h)), Start::Join) = (map.get(&key), &start) {
             if h.tx.send(Cmd::Lease).is_ok() {
@@ -399,12 +446,20 @@ impl Hubs {
             Start::Described(d) => Some(d),
             Start::Join | Start::Anew => None,
         };
-        let task = HubTask::new(self.clone(), key, gen, target.clone(), rx, seed);
+        let task = HubTask::new(self.clone(), key, gen, target.clone(), published, rx, seed);
         tokio::spawn(task.run());
         Lease {
             handle,
             joined: false,
         }
+    }
+
+    /// A [`WarmLease`] on the hub for `target`, starting the hub (and its upstream
+    /// session) if none runs.
+    pub(crate) fn keep_warm(&self, target: &UpstreamTarget) -> WarmLease {
+        let lease = self.lease(target);
+        let _ = lease.handle.tx.send(Cmd::KeepWarm(true));
+        WarmLease { lease }
     }
 
     /// What each playing live viewer has been sent so far and not yet added to its
@@ -486,4 +541,31 @@ impl Hubs {
         rx.close();
         None
     }
+}
+
+/// The registry key of `target`'s hub.
+pub(crate) fn hub_key(target: &UpstreamTarget) -> String {
+    // Viewers share an upstream session only if they would have opened the same
+    // one: same URL, same hop, same credentials (or none: a route without
+    // credentials must never ride on a session another route authenticated) and
+    // the same transport.
+    // The key stays in memory (never logged), so the password may be part of it.
+    let creds = target
+        .credentials
+        .as_ref()
+        .map(|c| format!("{:?}:{}:{}", c.scheme, c.username, c.password))
+        .unwrap_or_default();
+    format!(
+        "{}|{}|{}|{}",
+        target.url,
+        target.connect_to,
+        creds,
+        if target.udp { "udp" } else { "tcp" }
+    )
+}
+
+/// The registry key of the hub a publisher feeds at `path`: never equal to a pulled
+/// stream's key (those start with a URL).
+fn published_key(path: &str) -> String {
+    format!("publish|{path}")
 }

@@ -19,6 +19,8 @@ pub mod cache_store;
 mod conn_out;
 mod denied;
 mod freshness;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hub;
 mod hub_actor;
 mod hub_life;
@@ -31,6 +33,9 @@ mod metrics;
 mod passthrough;
 mod ports;
 mod prefetch;
+mod publish;
+mod publish_rules;
+mod publish_session;
 mod reach;
 pub mod record;
 pub mod report;

@@ -91,24 +91,7 @@ impl Router {
         for r in &self.routes {
             if let Some(rest) = match_rule(r.advertised.get(), &url, local) {
                 let origin = append_path(&r.origin.without_credentials(), rest)?;
-                let creds = r.origin_credentials().map(|c| Credentials {
-                    username: c.username,
-                    password: c.password,
-                    scheme: match c.scheme {
-                        mediagate_config::AuthScheme::Auto => AcceptedSchemes::Any,
-                        mediagate_config::AuthScheme::Basic => AcceptedSchemes::BasicOnly,
-                        mediagate_config::AuthScheme::Digest => AcceptedSchemes::DigestOnly,
-                    },
-                });
-                let udp = r.upstream_transport == mediagate_config::UpstreamTransport::Udp;
-                return Ok(UpstreamTarget {
-                    udp,
-                    rule: Some(r.advertised.get().to_string()),
-                    cache: *r.cache.get(),
-                    cache_max_object: r.cache_max_object.as_ref().map(|m| m.bytes()),
-                    cache_authenticated: *r.cache_authenticated.get(),
-                    ..self.target(origin, creds, Grant::Named)
-                });
+                return Ok(self.route_target(r, origin));
             }
         }
         if self.transparent {
@@ -133,6 +116,50 @@ impl Router {
             return Err(RouteError::Forbidden(url.authority()));
         }
         Err(RouteError::NotFound(url.without_credentials().to_string()))
+    }
+
+    /// The upstream of every `always_on` route: what `resolve` gives a viewer asking
+    /// for exactly the route's advertised path, so that viewer shares the session the
+    /// edge keeps open.
+    pub fn always_on_targets(&self) -> Vec<UpstreamTarget> {
+        self.routes
+            .iter()
+            .filter(|r| *r.always_on.get())
+            .map(|r| self.route_target(r, r.origin.without_credentials()))
+            .collect()
+    }
+
+    /// The target naming a published stream's hub (`url`: where publishers and
+    /// viewers reach it on this edge); it is never connected to.
+    pub fn published_target(&self, url: RtspUrl) -> UpstreamTarget {
+        UpstreamTarget {
+            rule: Some("publish".into()),
+            cache: false,
+            ..self.target(url, None, Grant::Named)
+        }
+    }
+
+    /// The upstream of route `r` for `origin` (its origin prefix with the rest of the
+    /// viewer's path).
+    fn route_target(&self, r: &Route, origin: RtspUrl) -> UpstreamTarget {
+        let creds = r.origin_credentials().map(|c| Credentials {
+            username: c.username,
+            password: c.password,
+            scheme: match c.scheme {
+                mediagate_config::AuthScheme::Auto => AcceptedSchemes::Any,
+                mediagate_config::AuthScheme::Basic => AcceptedSchemes::BasicOnly,
+                mediagate_config::AuthScheme::Digest => AcceptedSchemes::DigestOnly,
+            },
+        });
+        let udp = r.upstream_transport == mediagate_config::UpstreamTransport::Udp;
+        UpstreamTarget {
+            udp,
+            rule: Some(r.advertised.get().to_string()),
+            cache: *r.cache.get(),
+            cache_max_object: r.cache_max_object.as_ref().map(|m| m.bytes()),
+            cache_authenticated: *r.cache_authenticated.get(),
+            ..self.target(origin, creds, Grant::Named)
+        }
     }
 
     /// The access list of the rule `resolve` would pick for this URL, and how that rule
@@ -284,6 +311,42 @@ mod tests {
             policy("rtsp://cam.example.net/clip.mp4"),
             (true, None, false),
             "forwarded content: the defaults"
+        );
+    }
+
+    #[test]
+    fn an_always_on_route_keeps_the_session_its_first_viewer_would_open() {
+        let r = router(
+            r#"
+            [[edge.route]]
+            advertised = "/cam"
+            origin = "rtsp://u:pw@o1:8554/live"
+            upstream_transport = "udp"
+            always_on = true
+            [[edge.route]]
+            advertised = "/other"
+            origin = "rtsp://o2/other"
+            "#,
+        );
+        let warm = r.always_on_targets();
+        assert_eq!(warm.len(), 1, "only the always_on route");
+        let viewer = r
+            .resolve("rtsp://127.0.0.1:8554/cam", local(), None)
+            .expect("resolves");
+        assert_eq!(
+            crate::hub_registry::hub_key(&warm[0]),
+            crate::hub_registry::hub_key(&viewer),
+            "the viewer must land on the warm hub"
+        );
+        assert_eq!(warm[0].url.to_string(), "rtsp://o1:8554/live");
+        assert!(warm[0].udp && warm[0].credentials.is_some());
+        // A deeper path is another stream: not kept warm by this route.
+        let deeper = r
+            .resolve("rtsp://127.0.0.1:8554/cam/sub", local(), None)
+            .unwrap();
+        assert_ne!(
+            crate::hub_registry::hub_key(&warm[0]),
+            crate::hub_registry::hub_key(&deeper)
         );
     }
 

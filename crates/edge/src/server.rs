@@ -1,7 +1,9 @@
 //! Accepting viewers: listeners, the client ACL, transparent-mode original
 //! destinations, and RTSP-over-HTTP tunnels (the QuickTime GET/POST pair joined by
 //! `x-sessioncookie`; see `mediagate_rtsp::tunnel`), accepted on every edge listener
-//! and on the dedicated tunnel listeners. And the way out: [`Edge::drain`].
+//! and on the dedicated tunnel listeners. It keeps the streams of `always_on` routes
+//! open from the moment it listens (and as reloads change the routes). And the way
+//! out: [`Edge::drain`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,7 +25,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::conn_out::ConnOut;
-use crate::hub_registry::Hubs;
+use crate::hub_registry::{hub_key, Hubs, WarmLease};
 use crate::limits::{Cut, RequestClock};
 use crate::ports::PortAllocator;
 use crate::settings::{hub_settings, Current, ViewerSettings};
@@ -44,6 +46,8 @@ pub struct Edge {
     listeners: Arc<Mutex<Vec<SocketAddr>>>,
     /// Cache fills started by the admin API, with no viewer.
     prefetches: Arc<crate::prefetch::Prefetches>,
+    /// The hubs of `always_on` routes, by hub key, held open with no viewer.
+    always_on: Arc<Mutex<HashMap<String, WarmLease>>>,
 }
 
 /// How a [`Edge::drain`] went.
@@ -150,7 +154,42 @@ impl Edge {
             drain: Arc::new(drain_tx),
             listeners: Arc::new(Mutex::new(listeners)),
             prefetches: Arc::default(),
+            always_on: Arc::default(),
         }
+    }
+
+    /// Holds open the stream of every `always_on` route the routes name now, and lets
+    /// go of those they no longer name (they linger and retire like any stream
+    /// without viewers). Not during a drain.
+    fn refresh_always_on(&self) {
+        if *self.drain.borrow() {
+            return;
+        }
+        let wanted: HashMap<String, crate::upstream::UpstreamTarget> = self
+            .ctx
+            .settings
+            .load()
+            .router
+            .always_on_targets()
+            .into_iter()
+            .map(|t| (hub_key(&t), t))
+            .collect();
+        let mut held = self.always_on.lock().unwrap_or_else(|p| p.into_inner());
+        held.retain(|key, _| wanted.contains_key(key));
+        for (key, target) in wanted {
+            held.entry(key).or_insert_with(|| {
+                tracing::info!(origin = %target.url, rule = target.rule.as_deref().unwrap_or(""), "always-on: keeping the origin session open with no viewer");
+                self.ctx.hubs.keep_warm(&target)
+            });
+        }
+    }
+
+    /// Streams held open for `always_on` routes now.
+    pub fn always_on_streams(&self) -> usize {
+        self.always_on
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// Serves on-demand content through `store` from now on (fill on a miss, play
@@ -175,6 +214,7 @@ impl Edge {
             Some(&previous),
         ));
         self.ctx.hubs.set_settings(hub_settings(cfg));
+        self.refresh_always_on();
     }
 
     /// The on-demand cache, when the edge has one.
@@ -270,6 +310,12 @@ impl Edge {
         for task in self.accept_tasks().drain(..) {
             task.abort();
         }
+        // Let go of always-on streams before the hubs are told to shut down, so none
+        // is revived by its restart clock meanwhile.
+        self.always_on
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         self.ctx.hubs.begin_shutdown();
         let _ = self.drain.send(true);
         let viewers_done = self.ctx.tasks.wait_idle(until).await;
@@ -306,6 +352,7 @@ impl Edge {
             let task = tokio::spawn(async move { edge.accept_loop(listener).await });
             self.accept_tasks().push(task);
         }
+        self.refresh_always_on();
         Ok(bound)
     }
 
@@ -453,9 +500,27 @@ impl Edge {
         match tunnel_req {
             None => {
                 self.spawn_writer(&out, wr);
-                let mut conn =
-                    ViewerConn::new(self.ctx.clone(), out, peer, local, original_dst, false);
-                conn.run(rd, decoder).await;
+                let mut conn = ViewerConn::new(
+                    self.ctx.clone(),
+                    out.clone(),
+                    peer,
+                    local,
+                    original_dst,
+                    false,
+                );
+                if let Some((announce, rd, decoder)) = conn.run(rd, decoder).await {
+                    drop(conn);
+                    crate::publish::serve(
+                        self.ctx.clone(),
+                        out,
+                        peer,
+                        local,
+                        announce,
+                        rd,
+                        decoder,
+                    )
+                    .await;
+                }
             }
             Some(t) if t.channel == TunnelChannel::Get => {
                 out.push_control(tunnel::get_response().to_bytes());
@@ -489,7 +554,8 @@ impl Edge {
                 let reader = Base64Reader::new(rd, body);
                 let mut conn =
                     ViewerConn::new(self.ctx.clone(), get.out, peer, get.local, None, true);
-                conn.run(reader, Decoder::default()).await;
+                // Never hands over a publisher: publishing through a tunnel is refused.
+                let _ = conn.run(reader, Decoder::default()).await;
             }
         }
     }

@@ -47,6 +47,8 @@ pub(crate) struct ViewerSettings {
     pub max_connections_per_client: usize,
     /// Clients exempt from `max_connections_per_client`.
     pub trusted_clients: Vec<mediagate_config::Cidr>,
+    /// Who may publish streams to which paths.
+    pub publish: crate::publish_rules::PublishRules,
 }
 
 impl ViewerSettings {
@@ -103,6 +105,7 @@ impl ViewerSettings {
             max_connections: cfg.max_connections.get() as usize,
             max_connections_per_client: cfg.max_connections_per_client.get() as usize,
             trusted_clients: cfg.trusted_clients.clone(),
+            publish: crate::publish_rules::PublishRules::new(&cfg.publish),
         }
     }
 }

@@ -355,6 +355,30 @@ fn described_from_sdp(
     needed_auth: bool,
 ) -> Result<Described, ClientError> {
     let live = !sdp.range().map(|r| r.is_finite()).unwrap_or(false);
+    let tracks = rtp_tracks(&sdp, base);
+    if tracks.is_empty() {
+        return Err(ClientError::Status {
+            method: "DESCRIBE".into(),
+            status: mediagate_rtsp::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            reason: "the origin's SDP has no RTP track".into(),
+        });
+    }
+    let aggregate_url = sdp.aggregate_control_url(base);
+    Ok(Described {
+        sdp,
+        tracks,
+        live,
+        session_timeout: 60,
+        aggregate_url,
+        caching,
+        needed_auth,
+    })
+}
+
+/// The RTP tracks of `sdp` with their control URLs (relative ones resolved against
+/// `base`), codecs and clock rates, numbered for interleaving (`2i`, RTCP `2i + 1`).
+/// Sections that are not RTP or have no control URL are left out; at most 127 tracks.
+pub(crate) fn rtp_tracks(sdp: &SessionDescription, base: &str) -> Vec<TrackInfo> {
     let mut tracks = Vec::new();
     for (i, m) in sdp.media().iter().enumerate() {
         // Port 0 does not mean "disabled" here: RTSP servers put 0 in `m=` because
@@ -387,23 +411,7 @@ fn described_from_sdp(
             channel,
         });
     }
-    if tracks.is_empty() {
-        return Err(ClientError::Status {
-            method: "DESCRIBE".into(),
-            status: mediagate_rtsp::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            reason: "the origin's SDP has no RTP track".into(),
-        });
-    }
-    let aggregate_url = sdp.aggregate_control_url(base);
-    Ok(Described {
-        sdp,
-        tracks,
-        live,
-        session_timeout: 60,
-        aggregate_url,
-        caching,
-        needed_auth,
-    })
+    tracks
 }
 
 /// SETUPs every track over TCP interleaved.

@@ -180,7 +180,13 @@ impl ViewerConn {
 
     /// Reads requests from `rd` (already holding `decoder`'s buffered bytes) until the
     /// viewer goes away, misbehaves, every session times out, or the edge drains.
-    pub async fn run<R: AsyncRead + Unpin>(&mut self, mut rd: R, mut decoder: Decoder) {
+    /// A client that turns out to be a publisher (an `ANNOUNCE` on a connection with
+    /// no viewer session) is handed back with its request and input, for `publish`.
+    pub async fn run<R: AsyncRead + Unpin>(
+        &mut self,
+        mut rd: R,
+        mut decoder: Decoder,
+    ) -> Option<(Request, R, Decoder)> {
         let mut buf_full_since: Option<Instant> = None;
         let mut drain = self.ctx.drain.clone();
         let accounting_gone = self.accounting_watch.notify.clone();
@@ -188,6 +194,14 @@ impl ViewerConn {
             // Hand out everything already decodable first (pipelined requests).
             loop {
                 match decoder.next_item() {
+                    Ok(Some(Item::Request(req)))
+                        if req.method == mediagate_rtsp::Method::Announce
+                            && !self.tunnel
+                            && !self.core.has_sessions() =>
+                    {
+                        self.close_for_publisher().await;
+                        return Some((req, rd, decoder));
+                    }
                     Ok(Some(Item::Request(req))) => {
                         self.core.on_traffic(Now::system().at);
                         self.clock.on_request(Now::system().at);
@@ -212,7 +226,7 @@ impl ViewerConn {
                         self.send(resp);
                         self.close(EndReason::ConnectionClosed).await;
                         linger_close(&mut rd).await;
-                        return;
+                        return None;
                     }
                 }
             }
@@ -222,7 +236,7 @@ impl ViewerConn {
                 let since = *buf_full_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > self.session_timeout {
                     self.close(EndReason::ConnectionClosed).await;
-                    return;
+                    return None;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
@@ -242,7 +256,7 @@ impl ViewerConn {
                 r = rd.read_buf(buf) => match r {
                     Ok(0) | Err(_) => {
                         self.close(EndReason::ConnectionClosed).await;
-                        return;
+                        return None;
                     }
                     Ok(_) => {}
                 },
@@ -251,13 +265,13 @@ impl ViewerConn {
                         tracing::debug!(viewer = %self.peer, limit = cut.as_str(), "connection without a session closed by a limit");
                         self.ctx.hubs.edge_stats().connection_cut(cut);
                         self.close(EndReason::Timeout).await;
-                        return;
+                        return None;
                     }
                     let idle = self.core.handle_timeout(Now::system());
                     self.finish_ended().await;
                     if idle {
                         self.close(EndReason::Timeout).await;
-                        return;
+                        return None;
                     }
                 }
                 _ = self.out.closed() => {
@@ -268,25 +282,35 @@ impl ViewerConn {
                         EndReason::ConnectionClosed
                     };
                     self.close(reason).await;
-                    return;
+                    return None;
                 }
                 _ = until_true(&mut drain) => {
                     self.close(EndReason::Drain).await;
-                    return;
+                    return None;
                 }
                 () = accounting_gone.notified() => {
                     if self.end_accounting_closed().await {
                         self.close(EndReason::AccountingClosed).await;
-                        return;
+                        return None;
                     }
                 }
                 () = self.disconnect.notified() => {
                     tracing::info!(viewer = %self.peer, "viewer disconnected by the admin API");
                     self.close(EndReason::Admin).await;
-                    return;
+                    return None;
                 }
             }
         }
+    }
+
+    /// Lets go of what this connection opened as a viewer (DESCRIBEs waiting for a
+    /// SETUP, their accounting connections) before it is handed to `publish`; the
+    /// output stays open for the publisher's answers.
+    async fn close_for_publisher(&mut self) {
+        self.finish_ended().await;
+        self.described.clear();
+        self.passthrough.clear();
+        self.accounting_pending.clear();
     }
 
     /// Ends every session and the output (which flushes what is queued, then closes).
@@ -589,6 +613,12 @@ impl ViewerConn {
     ) -> Result<(Arc<Described>, Lease), Response> {
         if let Some((d, lease)) = self.described.get(stream_url) {
             return Ok((d.clone(), lease.another()));
+        }
+        if let Some(lease) = crate::publish::viewer_lease(&self.ctx, stream_url) {
+            let d = lease.hub().describe().await.map_err(hub_error)?;
+            self.described
+                .insert(stream_url.to_owned(), (d.clone(), lease.another()));
+            return Ok((d, lease));
         }
         let mut target = self
             .ctx

@@ -739,6 +739,7 @@ impl EdgeArgs {
                 cache: Located::new(true),
                 cache_max_object: None,
                 cache_authenticated: Default::default(),
+                always_on: Default::default(),
             })
             .collect();
         if self.no_cache {

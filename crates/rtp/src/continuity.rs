@@ -111,11 +111,17 @@ impl ContinuityRewriter {
     /// Rewrites the SSRC and RTP timestamp of every sender report in an RTCP compound
     /// packet (RFC 3550 §6.4.1) in place. Other packet types are left as they are.
     /// Returns false when the compound is malformed (left partly rewritten is impossible:
-    /// validation happens before any write).
+    /// validation happens before any write), and for any compound of a new upstream
+    /// that comes before its first RTP packet: its sender report would be shifted by
+    /// the old session's offsets and tell players a wrong timeline (ffmpeg sends one
+    /// before its first RTP packet).
     pub fn rewrite_rtcp(&self, pkt: &mut [u8]) -> bool {
         let Some(out_ssrc) = self.out_ssrc else {
             return false;
         };
+        if self.rebase_pending {
+            return false;
+        }
         let mut srs = Vec::new();
         let mut off = 0usize;
         while off < pkt.len() {
@@ -237,6 +243,13 @@ mod tests {
         assert!(r.rewrite_rtcp(&mut sr));
         assert_eq!(&sr[4..8], &0xAAAAu32.to_be_bytes());
         assert_eq!(&sr[16..20], &(100u32 + 1000 + 90_000).to_be_bytes());
+        // A new upstream's report before its first RTP packet is held back: the
+        // offsets it would need are not known yet.
+        r.upstream_restarted();
+        let mut early = sr.clone();
+        assert!(!r.rewrite_rtcp(&mut early));
+        r.rewrite_rtp(&mut rtp(9, 0, 0xCCCC), t0 + Duration::from_secs(2));
+        assert!(r.rewrite_rtcp(&mut early));
         // Truncated compound: refused, untouched.
         let mut bad = sr[..30].to_vec();
         let copy = bad.clone();

@@ -359,6 +359,77 @@ pub fn ffmpeg_read(url: &str, options: &ReadOptions) -> Result<ReadReport> {
     })
 }
 
+/// Writes a test clip to `path`: `seconds` of H.264 (640x360, 25 fps, a keyframe
+/// every `gop` frames, no B-frames) and AAC (a 1 kHz tone), as an encoder in the field
+/// would publish it.
+pub fn make_clip(path: &std::path::Path, seconds: u32, gop: u32) -> Result<()> {
+    let program = require_program("ffmpeg", FFMPEG_PACKAGE)?;
+    let mut cmd = Command::new(program);
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("testsrc=size=640x360:rate=25:duration={seconds}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency=1000:sample_rate=48000:duration={seconds}"
+        ))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args(["-g", &gop.to_string(), "-bf", "0", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-b:a", "64k", "-shortest"])
+        .arg(path);
+    let f = run("ffmpeg (make clip)", cmd, Duration::from_secs(120))?;
+    if !f.success() {
+        return Err(Error::PeerFailed {
+            what: format!("ffmpeg making the clip {}", path.display()),
+            detail: crate::process::describe_status(f.status),
+            diagnostics: f.diagnostics,
+        });
+    }
+    Ok(())
+}
+
+/// Starts ffmpeg publishing `clip` in real time (`-re`, looped `loops` extra times)
+/// to `url` with RTSP `ANNOUNCE` + `RECORD` over `transport` (TCP or UDP). The
+/// process is killed when the returned peer is dropped.
+pub fn ffmpeg_publish(
+    clip: &std::path::Path,
+    url: &str,
+    transport: Transport,
+    loops: u32,
+) -> Result<crate::process::Peer> {
+    let program = require_program("ffmpeg", FFMPEG_PACKAGE)?;
+    let rtsp_transport = match transport {
+        Transport::Tcp => "tcp",
+        Transport::Udp => "udp",
+        other => {
+            return Err(Error::BadOutput {
+                what: "ffmpeg_publish's transport".into(),
+                detail: format!("ffmpeg publishes over tcp or udp, not {other:?}"),
+            })
+        }
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "warning", "-re"])
+        .args(["-stream_loop", &loops.to_string(), "-i"])
+        .arg(clip)
+        .args([
+            "-c",
+            "copy",
+            "-f",
+            "rtsp",
+            "-rtsp_transport",
+            rtsp_transport,
+        ])
+        .arg(url);
+    crate::process::Peer::spawn("ffmpeg (publisher)", cmd)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

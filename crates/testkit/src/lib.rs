@@ -47,7 +47,7 @@ mod tap;
 mod transport;
 
 pub use error::{Error, Result};
-pub use ffmpeg::{ffmpeg_read, ffprobe, Probe, ReadOptions, ReadReport};
+pub use ffmpeg::{ffmpeg_publish, ffmpeg_read, ffprobe, make_clip, Probe, ReadOptions, ReadReport};
 pub use gst::{rtspsrc, rtspsrc_with, RtspsrcOptions, RtspsrcReport};
 pub use origin::{AudioCodec, Origin, OriginEvent, OriginEventKind, OriginOptions, RequestEvent};
 pub use tap::{Tap, TapConnection, TapOptions};

@@ -319,13 +319,37 @@ impl RawRtsp {
         url: &str,
         headers: &[(&str, &str)],
     ) -> mediagate_rtsp::Response {
+        self.req_with_body(method, url, headers, b"")
+    }
+
+    /// Sends one interleaved frame (`$`, channel, length, payload).
+    pub fn send_frame(&mut self, channel: u8, payload: &[u8]) {
+        let mut f = vec![b'$', channel];
+        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        f.extend_from_slice(payload);
+        self.s.write_all(&f).unwrap();
+    }
+
+    /// [`RawRtsp::req`] with a body (its `Content-Length` is added).
+    pub fn req_with_body(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> mediagate_rtsp::Response {
         self.cseq += 1;
         let mut text = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
         for (k, v) in headers {
             text.push_str(&format!("{k}: {v}\r\n"));
         }
+        if !body.is_empty() {
+            text.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
         text.push_str("\r\n");
-        self.s.write_all(text.as_bytes()).unwrap();
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(body);
+        self.s.write_all(&bytes).unwrap();
         loop {
             match self.dec.next_item().unwrap() {
                 Some(mediagate_rtsp::Item::Response(r)) => return r,

@@ -3,9 +3,9 @@
 //! What it does: declares the two front doors the SIP proxy talks to (rtpengine's `ng`
 //! over UDP/TCP, MediaProxy's protocol on a UNIX stream socket), how long one relay may
 //! take to answer before the next is tried, the relays' TLS link (`relay_listen`,
-//! `tls_dir`: accepted here, acted on once the link lands; `validate` refuses them until
-//! then) and relays run inside the dispatcher's own process (`[[dispatcher.local_relay]]`),
-//! which need no link: one process is then a whole cluster, for tests and small sites.
+//! `tls_dir`, `passport`) and relays run inside the dispatcher's own process
+//! (`[[dispatcher.local_relay]]`), which need no link: one process is then a whole
+//! cluster, for tests and small sites. Both kinds of relay may be configured together.
 //!
 //! What it does not: start anything; the dispatcher crate's role does.
 
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::bounded_duration::BoundedDuration;
 use super::located::Located;
 use super::net::{BindAddr, HostIp};
+use super::passport::Passport;
 use super::port_range::PortPairRange;
 
 /// The dispatcher role.
@@ -23,7 +24,8 @@ use super::port_range::PortPairRange;
 #[serde(deny_unknown_fields, default)]
 pub struct DispatcherConfig {
     /// Run the dispatcher role. Needs a front door (`ng_listen_udp`, `ng_listen_tcp` or
-    /// `mediaproxy_socket`) and a relay (`local_relay`). Default: `false`.
+    /// `mediaproxy_socket`) and a relay (`local_relay`, or `relay_listen` for relays
+    /// that connect over TLS). Default: `false`.
     pub enabled: Located<bool>,
     /// UDP addresses for `ng` commands from Kamailio's or OpenSIPS' `rtpengine` module.
     /// Default: `[]`.
@@ -39,14 +41,19 @@ pub struct DispatcherConfig {
     /// proxy's own timeout (`mediaproxy_timeout`, 500 ms by default in Kamailio) so a
     /// second relay can still answer in time. 10ms to 10s. Default: `"200ms"`.
     pub relay_timeout: RelayTimeout,
-    /// TCP address relays connect to over mutual TLS. Not acted on yet: refused by
-    /// `check-config` until the relay link lands. Default: none.
+    /// TCP address relays connect to over mutual TLS (port 25060 by convention).
+    /// Needs `tls_dir`. Default: none (no remote relays).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay_listen: Option<Located<BindAddr>>,
-    /// Directory with the CA certificate and the dispatcher's own certificate and key
-    /// for the relay link. Not acted on yet, like `relay_listen`. Default: none.
+    /// Directory with `ca.pem`, `cert.pem`, `key.pem` and an optional `crl.pem` for the
+    /// relay link (`mediagate cert issue` writes one). Needs `relay_listen`.
+    /// Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_dir: Option<Located<PathBuf>>,
+    /// Subject fields a relay's certificate must have, such as `"O=Example, CN=relay*"`;
+    /// without one, any certificate of the CA is admitted. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passport: Option<Passport>,
     /// Relays run inside the dispatcher's process, with the `[relay]` section's
     /// timeouts, limits and latching. Default: `[]`.
     #[serde(skip_serializing_if = "no_local_relay")]
@@ -66,6 +73,7 @@ impl Default for DispatcherConfig {
             relay_timeout: const { RelayTimeout::from_millis_const(200) },
             relay_listen: None,
             tls_dir: None,
+            passport: None,
             local_relay: Located::new(Vec::new()),
         }
     }

@@ -135,6 +135,7 @@ fn fully_populated() -> Config {
     c.dispatcher.mediaproxy_socket = Some(Located::new("/run/mediagate/dispatcher.sock".into()));
     c.dispatcher.relay_listen = Some(Located::new(BindAddr("0.0.0.0:25060".parse().unwrap())));
     c.dispatcher.tls_dir = Some(Located::new("/etc/mediagate/dispatcher".into()));
+    c.dispatcher.passport = Some("O=Example, CN=relay*".parse().unwrap());
     c.dispatcher.local_relay = Located::new(vec![LocalRelay {
         name: "local1".into(),
         address: Located::new("192.0.2.30".parse().unwrap()),

@@ -24,9 +24,10 @@
 //!   [`role`] starts it all as the binary's `dispatcher` role. `docs/dispatcher.md`
 //!   has the policy.
 //!
-//! What it does not (yet): use the TLS link in the role, accounting and ending
-//! dialogs (they attach to [`router::EndedHook`]), the management line protocol, and
-//! chained relays.
+//! [`multi_pool::MultiPool`] joins local and linked relays when a dispatcher has both.
+//!
+//! What it does not (yet): accounting and ending dialogs (they attach to
+//! [`router::EndedHook`]), the management line protocol, and chained relays.
 
 #![warn(unreachable_pub)]
 
@@ -37,6 +38,7 @@ pub mod link;
 pub mod local_pool;
 pub mod mediaproxy;
 pub mod mgmt;
+pub mod multi_pool;
 pub mod pool;
 pub mod radius;
 pub mod role;

@@ -9,9 +9,12 @@
 //! fail over) and the local relays drain as the relay role does: running calls may
 //! finish within `relay.shutdown_max_wait`, a second signal cuts them.
 //!
-//! What it does not (yet): the TLS link to remote relays (`relay_listen`, `tls_dir`;
-//! `check-config` refuses them until it lands) or reload (a SIGHUP changes nothing
-//! here; restart to apply a new `[dispatcher]`).
+//! With `relay_listen` and `tls_dir` it also listens for relays over mutual TLS
+//! ([`LinkPool`]); with local relays as well, both pools serve behind one
+//! ([`MultiPool`](crate::multi_pool::MultiPool)).
+//!
+//! What it does not (yet): reload (a SIGHUP changes nothing here; restart to apply a
+//! new `[dispatcher]`).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -30,6 +33,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::front_ng::NgFront;
+use crate::link::LinkPool;
 use crate::local_pool::LocalPool;
 use crate::router::{LogEnded, Router};
 use crate::sessions::SessionMap;
@@ -81,6 +85,15 @@ pub enum StartError {
     /// The session map could not be opened.
     #[error(transparent)]
     Sessions(#[from] crate::sessions::OpenError),
+    /// The relay link could not start.
+    #[error(transparent)]
+    Link(#[from] crate::link::LinkStartError),
+    /// `relay_listen` without `tls_dir`.
+    #[error("dispatcher.relay_listen needs dispatcher.tls_dir (ca.pem, cert.pem, key.pem)")]
+    LinkWithoutTlsDir,
+    /// The relay link's TLS directory is unusable.
+    #[error("dispatcher.tls_dir: {0}")]
+    LinkTls(#[from] mediagate_link::tls::TlsError),
 }
 
 fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartResult> {
@@ -95,6 +108,7 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
 pub struct Dispatcher {
     router: Arc<Router>,
     pool: Arc<LocalPool>,
+    link: Option<LinkPool>,
     shutdown: watch::Sender<bool>,
     ng_udp: Vec<std::net::SocketAddr>,
     ng_tcp: Vec<std::net::SocketAddr>,
@@ -150,6 +164,7 @@ impl Dispatcher {
         }
         let pool = Arc::new(pool);
         pool.watch(Duration::from_secs(1));
+        let link = crate::link::start_from_config(d).await?;
         let state_dir = config.state_dir.get();
         std::fs::create_dir_all(state_dir).map_err(|source| StartError::StateDir {
             path: state_dir.display().to_string(),
@@ -162,12 +177,8 @@ impl Dispatcher {
                 map.len()
             );
         }
-        let router = Router::start(
-            Arc::clone(&pool) as Arc<dyn crate::pool::RelayPool>,
-            map,
-            d.relay_timeout.get(),
-            Arc::new(LogEnded),
-        );
+        let relays = crate::multi_pool::joined(&pool, link.as_ref());
+        let router = Router::start(relays, map, d.relay_timeout.get(), Arc::new(LogEnded));
         pool.announce();
 
         let (shutdown, _) = watch::channel(false);
@@ -237,6 +248,7 @@ impl Dispatcher {
         Ok(Self {
             router,
             pool,
+            link,
             shutdown,
             ng_udp,
             ng_tcp,
@@ -263,6 +275,11 @@ impl Dispatcher {
     /// The in-process relays.
     pub fn local_pool(&self) -> &Arc<LocalPool> {
         &self.pool
+    }
+
+    /// The relays linked over TLS, when `relay_listen` is set.
+    pub fn link_pool(&self) -> Option<&LinkPool> {
+        self.link.as_ref()
     }
 }
 

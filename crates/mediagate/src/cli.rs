@@ -21,7 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use mediagate_config::{
     AdvertisedPrefix, BackendSpec, BindAddr, ByteSize, Config, DispatcherAddr, HostIp,
     InvalidValue, LocalRelay, Located, MediaAddress, MediaMode, Passport, PortPairRange, Route,
-    RtspUrl, SchedulerName, ServiceConfig, ThreadScheduling, UpstreamTransport,
+    RtspUrl, SchedulerName, ServiceConfig, SighupAction, ThreadScheduling, UpstreamTransport,
 };
 
 /// Streaming-media edge: RTSP caching and splitting proxy and RTP media relay.
@@ -559,6 +559,19 @@ pub struct RelayArgs {
     /// "O=Example, CN=dispatcher*" [default: any certificate of the CA].
     #[arg(long, value_name = "FIELD=VALUE,...", requires = "dispatcher")]
     pub passport: Option<Passport>,
+    /// What SIGHUP does: reload (the config, log files) or halt (stop gracefully as
+    /// SIGTERM: new calls refused, running calls kept until they end, as MediaProxy's
+    /// relay) [default: reload].
+    #[arg(long, value_name = "ACTION", value_parser = parse_sighup)]
+    pub sighup: Option<SighupAction>,
+}
+
+fn parse_sighup(s: &str) -> Result<SighupAction, String> {
+    match s {
+        "reload" => Ok(SighupAction::Reload),
+        "halt" => Ok(SighupAction::Halt),
+        _ => Err("write reload or halt".to_owned()),
+    }
 }
 
 /// Arguments of `mediagate dispatcher`.
@@ -774,6 +787,9 @@ impl RelayArgs {
         config.relay.dispatchers = self.dispatcher.clone();
         config.relay.tls_dir = self.tls_dir.clone();
         config.relay.passport = self.passport.clone();
+        if let Some(action) = self.sighup {
+            config.relay.sighup = action;
+        }
         config
     }
 }
@@ -1097,11 +1113,14 @@ passport = "O=Example, CN=relay*"
             "CN=dispatcher*",
             "--address",
             "10.0.0.5",
+            "--sighup",
+            "halt",
         ])
         .unwrap() else {
             panic!("not relay");
         };
         let config = relay.to_config();
+        assert_eq!(config.relay.sighup, SighupAction::Halt);
         assert!(config.relay.ng_listen_udp.is_empty());
         assert_eq!(config.relay.dispatchers.len(), 2);
         assert_eq!(config.relay.dispatchers[0].host, "dispatcher.example.net");
@@ -1117,6 +1136,17 @@ passport = "O=Example, CN=relay*"
         assert!(err.contains("--tls-dir"), "{err}");
         let err = parse(&["relay", "--address", "10.0.0.5"]).unwrap_err();
         assert!(err.contains("--ng"), "{err}");
+        let err = parse(&[
+            "relay",
+            "--ng",
+            "127.0.0.1:2223",
+            "--address",
+            "10.0.0.5",
+            "--sighup",
+            "stop",
+        ])
+        .unwrap_err();
+        assert!(err.contains("write reload or halt"), "{err}");
     }
 
     #[test]

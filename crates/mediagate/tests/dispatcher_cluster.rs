@@ -16,7 +16,8 @@
 //! * SIGTERM of a relay with a call running: the dispatcher sees the relay's draining
 //!   state over the link at once (the relay's status, before any offer is refused) and
 //!   sends the next call to the other relay, the running call's media keeps flowing
-//!   until its BYE, then the relay exits by itself.
+//!   until its BYE, then the relay exits by itself. SIGHUP does the same to a relay
+//!   started with `--sighup halt` (MediaProxy's relay), and reloads one without.
 //!
 //! The dialog of a call lost with its relay is not ended on Kamailio here: that needs
 //! the dispatcher's ended-call hook wired to `dialog_end` (not on this branch).
@@ -100,23 +101,53 @@ fn long_caller(work: &WorkDir, name: &str, hold_ms: u32) {
 }
 
 fn relay(topo: &Topology, work: &WorkDir, name: &str, address: &str, ports: &str) -> Peer {
+    relay_with(topo, work, name, address, ports, &[])
+}
+
+/// A relay process as the quick start runs it, with `extra` flags.
+fn relay_with(
+    topo: &Topology,
+    work: &WorkDir,
+    name: &str,
+    address: &str,
+    ports: &str,
+    extra: &[&str],
+) -> Peer {
     let bin = env!("CARGO_BIN_EXE_mediagate");
-    topo.spawn(
-        "pub",
-        name,
-        &work.0.join(name),
-        &[
-            bin,
-            "relay",
-            "--dispatcher",
-            LINK,
-            "--address",
-            address,
-            "--ports",
-            ports,
-            "--tls-dir",
-            "tls",
-        ],
+    let mut args = vec![
+        bin,
+        "relay",
+        "--dispatcher",
+        LINK,
+        "--address",
+        address,
+        "--ports",
+        ports,
+        "--tls-dir",
+        "tls",
+    ];
+    args.extend_from_slice(extra);
+    topo.spawn("pub", name, &work.0.join(name), &args)
+}
+
+/// Sends one MediaProxy request to the dispatcher's socket (reachable from outside the
+/// namespace: it is a file) and returns the reply line.
+fn mediaproxy(work: &WorkDir, request: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut conn = std::os::unix::net::UnixStream::connect(work.0.join("run/dispatcher.sock"))
+        .expect("the dispatcher's socket");
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut line = String::new();
+    BufReader::new(conn).read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
+}
+
+/// A new call's offer as Kamailio's module sends it, from a phone at 192.0.2.5.
+fn probe_update(call_id: &str) -> String {
+    format!(
+        "update\r\ntype: request\r\ncall_id: {call_id}\r\nfrom_tag: ft\r\nto_tag: \r\n\
+         signaling_ip: 192.0.2.5\r\nmedia_relay: {RELAY1}\r\nmedia: audio:192.0.2.5:4000:sendrecv\r\n\r\n"
     )
 }
 
@@ -279,6 +310,11 @@ fn cluster(name: &str) -> (Cluster, Peer, Peer) {
     require_peers();
     let work = WorkDir::new(name);
     certificates(&work.0);
+    cluster_with(work, &[])
+}
+
+/// The cluster in `work` (certificates made); `relay1_extra` are more flags for relay1.
+fn cluster_with(work: WorkDir, relay1_extra: &[&str]) -> (Cluster, Peer, Peer) {
     let socket = work.0.join("run/dispatcher.sock");
     let socket_text = socket.to_str().unwrap().to_owned();
     kamailio_cfg(&work, &socket_text);
@@ -306,7 +342,7 @@ fn cluster(name: &str) -> (Cluster, Peer, Peer) {
         "listening for MediaProxy requests",
         Duration::from_secs(10),
     );
-    let relay1 = relay(&topo, &work, "relay1", RELAY1, "30000-30999");
+    let relay1 = relay_with(&topo, &work, "relay1", RELAY1, "30000-30999", relay1_extra);
     let relay2 = relay(&topo, &work, "relay2", RELAY2, "31000-31999");
     for r in ["relay relay1 linked", "relay relay2 linked"] {
         wait_for_line(&dispatcher, r, Duration::from_secs(15));
@@ -383,4 +419,95 @@ fn a_relay_killed_mid_call_loses_its_calls_new_calls_avoid_it_and_it_is_used_aga
         c.dispatcher.diagnostics()
     );
     drop((relay1, relay2));
+}
+
+/// Keeps one long call up on `relay`, signals it with `signal`, and checks the graceful
+/// shutdown: the dispatcher learns from the relay's status that it is halting, a new
+/// call (preferring relay1) is placed elsewhere or refused, the running call's media
+/// keeps flowing through the halting relay until the BYE, then the relay exits.
+fn halt_with_a_running_call(
+    c: &Cluster,
+    relay: &Peer,
+    on: usize,
+    signal: &str,
+    probe: &str,
+    expect: &str,
+) {
+    let name = format!("relay{}", on + 1);
+    let before = relayed(&c.topo)[on];
+    let long = start_call(&c.topo, &c.work, "uac_long.xml");
+    wait_until(
+        &format!("media both ways through {name}"),
+        Duration::from_secs(20),
+        || {
+            let (a, b) = relayed(&c.topo)[on];
+            a >= before.0 + 20 && b >= before.1 + 20
+        },
+    );
+    relay.signal(signal);
+    // Seen through the relay's status over the link: no offer has been refused yet.
+    wait_for_line(
+        &c.dispatcher,
+        &format!("relay {name} is halting: no new calls for it"),
+        Duration::from_secs(5),
+    );
+    let reply = mediaproxy(&c.work, &probe_update(probe));
+    assert!(
+        reply.starts_with(expect),
+        "a new call while {name} halts got {reply:?}, wanted {expect:?}\n{}",
+        c.dispatcher.diagnostics()
+    );
+    if reply != "error" {
+        let removed = mediaproxy(
+            &c.work,
+            &format!("remove\r\ncall_id: {probe}\r\nfrom_tag: ft\r\n\r\n"),
+        );
+        assert_eq!(removed, "removed");
+    }
+    let at_halt = relayed(&c.topo)[on];
+    wait_until(
+        &format!("media still both ways through halting {name}"),
+        Duration::from_secs(10),
+        || {
+            let (a, b) = relayed(&c.topo)[on];
+            a >= at_halt.0 + 20 && b >= at_halt.1 + 20
+        },
+    );
+    assert!(
+        relay.try_status().is_none(),
+        "{name} exited with a call running:\n{}",
+        relay.diagnostics()
+    );
+    finish_call(long, &[&c.dispatcher, &c.kamailio, relay]);
+    let status = relay.wait_timeout(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{name} did not exit by itself after its last call: {}",
+        relay.diagnostics()
+    );
+}
+
+#[test]
+fn sighup_halt_and_sigterm_let_running_calls_finish_while_new_calls_avoid_the_relay() {
+    require_peers();
+    let work = WorkDir::new("dcluster-halt");
+    certificates(&work.0);
+    // relay1 halts on SIGHUP, as MediaProxy's relay; relay2 keeps SIGHUP for reload.
+    let (c, relay1, relay2) = cluster_with(work, &["--sighup", "halt"]);
+    long_caller(&c.work, "uac_long.xml", 8_000);
+
+    // SIGHUP relay1 mid-call: the probe call goes to relay2.
+    halt_with_a_running_call(&c, &relay1, 0, "HUP", "probe-1", &format!("{RELAY2} "));
+    // SIGHUP is a reload for relay2 (the default): it keeps taking calls.
+    relay2.signal("HUP");
+    wait_for_line(&relay2, "SIGHUP: reloading", Duration::from_secs(5));
+    // SIGTERM relay2 mid-call: no relay is left for a new call, the proxy gets `error`.
+    halt_with_a_running_call(&c, &relay2, 1, "TERM", "probe-2", "error");
+
+    let status = c.dispatcher.terminate(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "dispatcher exit: {}",
+        c.dispatcher.diagnostics()
+    );
 }

@@ -3,9 +3,9 @@
 //! What it does: declares the two front doors the SIP proxy talks to (rtpengine's `ng`
 //! over UDP/TCP, MediaProxy's protocol on a UNIX stream socket), how long one relay may
 //! take to answer before the next is tried, the relays' TLS link (`relay_listen`,
-//! `tls_dir`: accepted here, acted on once the link lands; `validate` refuses them until
-//! then) and relays run inside the dispatcher's own process (`[[dispatcher.local_relay]]`),
-//! which need no link: one process is then a whole cluster, for tests and small sites.
+//! `tls_dir`, `passport`) and relays run inside the dispatcher's own process
+//! (`[[dispatcher.local_relay]]`), which need no link: one process is then a whole
+//! cluster, for tests and small sites. Both kinds of relay may be configured together.
 //!
 //! What happens to a finished call: RADIUS accounting (`[dispatcher.radius]`) and
 //! ending its dialog on the SIP proxy (`[dispatcher.dialog_end]`); monitoring reads the
@@ -29,7 +29,8 @@ use super::port_range::PortPairRange;
 #[serde(deny_unknown_fields, default)]
 pub struct DispatcherConfig {
     /// Run the dispatcher role. Needs a front door (`ng_listen_udp`, `ng_listen_tcp` or
-    /// `mediaproxy_socket`) and a relay (`local_relay`). Default: `false`.
+    /// `mediaproxy_socket`) and a relay (`local_relay`, or `relay_listen` for relays
+    /// that connect over TLS). Default: `false`.
     pub enabled: Located<bool>,
     /// UDP addresses for `ng` commands from Kamailio's or OpenSIPS' `rtpengine` module.
     /// Default: `[]`.
@@ -45,15 +46,19 @@ pub struct DispatcherConfig {
     /// proxy's own timeout (`mediaproxy_timeout`, 500 ms by default in Kamailio) so a
     /// second relay can still answer in time. 10ms to 10s. Default: `"200ms"`.
     pub relay_timeout: RelayTimeout,
-    /// TCP address relays connect to over mutual TLS. Not acted on yet: refused by
-    /// `check-config` until the relay link lands. Default: none.
+    /// TCP address relays connect to over mutual TLS (port 25060 by convention).
+    /// Needs `tls_dir`. Default: none (no remote relays).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay_listen: Option<Located<BindAddr>>,
-    /// Directory with the CA certificate and the dispatcher's own certificate and key:
-    /// the management interface's TLS, and the relay link's (not acted on yet, like
-    /// `relay_listen`). Default: none.
+    /// Directory with `ca.pem`, `cert.pem`, `key.pem` and an optional `crl.pem` of this
+    /// node (`mediagate cert issue` writes one): the relay link's TLS (with
+    /// `relay_listen`) and the management interface's. Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_dir: Option<Located<PathBuf>>,
+    /// Subject fields a relay's certificate must have, such as `"O=Example, CN=relay*"`;
+    /// without one, any certificate of the CA is admitted. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passport: Option<Passport>,
     /// TCP address of MediaProxy's management interface (`summary`, `sessions`,
     /// `version`, `quit`). Served over mutual TLS with `tls_dir`'s CA, certificate
     /// and key when `tls_dir` is set (clients need a certificate from that CA), else
@@ -173,6 +178,7 @@ impl Default for DispatcherConfig {
             relay_timeout: const { RelayTimeout::from_millis_const(200) },
             relay_listen: None,
             tls_dir: None,
+            passport: None,
             management_listen: None,
             management_passport: None,
             radius: None,

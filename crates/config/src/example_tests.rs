@@ -160,6 +160,7 @@ fn fully_populated() -> Config {
         timeout: HumanDuration::from_millis(500),
         tries: 3,
     }));
+    c.dispatcher.passport = Some("O=Example, CN=relay*".parse().unwrap());
     c.dispatcher.local_relay = Located::new(vec![LocalRelay {
         name: "local1".into(),
         address: Located::new("192.0.2.30".parse().unwrap()),

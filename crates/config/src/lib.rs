@@ -110,7 +110,8 @@ pub use port_range::{PortPairRange, PortRange};
 pub use relay::{
     DispatcherAddr, EndpointLearning, ForwardCoalesce, ForwardIo, ForwardThreads, LatchConfig,
     LearnPackets, LearnWindow, MaxMediaPerCall, MaxSessions, MediaAddress, OfferTimeout,
-    PortQuarantine, RelatchMaxSeqGap, RelatchQuiet, RelayConfig, DISPATCHER_LINK_PORT,
+    PortQuarantine, RelatchMaxSeqGap, RelatchQuiet, RelayConfig, SighupAction,
+    DISPATCHER_LINK_PORT,
 };
 pub use scheduling::ThreadScheduling;
 pub use url::{AdvertisedPrefix, Host, HttpUrl, RtspUrl, UrlCredentials};

@@ -124,6 +124,23 @@ pub struct RelayConfig {
     /// accepted. Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub passport: Option<Passport>,
+    /// What SIGHUP does to a process running the relay: `"reload"` (re-read the config
+    /// and reopen log files, as for every role) or `"halt"` (MediaProxy's relay: a
+    /// graceful shutdown as SIGTERM does; new calls refused, running calls kept until
+    /// they end, then exit). With `"halt"`, a logrotate `kill -HUP` stops the process:
+    /// rotate with `copytruncate` instead. Read at start. Default: `"reload"`.
+    pub sighup: SighupAction,
+}
+
+/// `[relay] sighup`: what SIGHUP does to a process running the relay.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SighupAction {
+    /// Reload the config and reopen log files, as for every role.
+    #[default]
+    Reload,
+    /// Stop gracefully, as SIGTERM (MediaProxy's relay).
+    Halt,
 }
 
 /// Port quarantine: 1 s to 1 h.
@@ -242,6 +259,7 @@ impl Default for RelayConfig {
             dispatchers: Vec::new(),
             tls_dir: None,
             passport: None,
+            sighup: SighupAction::Reload,
         }
     }
 }
@@ -424,6 +442,19 @@ relatch_max_seq_gap = 32767
         assert_eq!(
             error_lines("[relay]\nforward_io = \"uring\"\n"),
             ["f.toml:2:14: unknown variant `uring`, expected `auto` or `epoll`"]
+        );
+    }
+
+    #[test]
+    fn sighup_is_read_and_a_wrong_one_points_at_the_value() {
+        assert_eq!(relay_of("[relay]\n").sighup, SighupAction::Reload);
+        assert_eq!(
+            relay_of("[relay]\nsighup = \"halt\"\n").sighup,
+            SighupAction::Halt
+        );
+        assert_eq!(
+            error_lines("[relay]\nsighup = \"stop\"\n"),
+            ["f.toml:2:10: unknown variant `stop`, expected `reload` or `halt`"]
         );
     }
 

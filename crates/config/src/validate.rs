@@ -502,7 +502,7 @@ fn check_balancer(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, S
     }
 }
 
-/// `[dispatcher]`: a front door and a relay, nothing the process cannot act on yet,
+/// `[dispatcher]`: a front door and a relay, the TLS link's address and directory together,
 /// port ranges of local relays apart from each other and from the relay role's.
 fn check_dispatcher(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, String)) {
     let d = &config.dispatcher;
@@ -515,16 +515,21 @@ fn check_dispatcher(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>,
             "the dispatcher is enabled but has no front door; set dispatcher.ng_listen_udp (such as [\"127.0.0.1:2223\"]), dispatcher.ng_listen_tcp or dispatcher.mediaproxy_socket".into(),
         );
     }
-    if let Some(listen) = &d.relay_listen {
-        fail(
+    match (&d.relay_listen, &d.tls_dir) {
+        (Some(listen), None) => fail(
             listen.span(),
-            "dispatcher.relay_listen is not yet acted on (the TLS relay link is not in this build); remove it and use [[dispatcher.local_relay]]".into(),
-        );
-    }
-    if let (Some(dir), None) = (&d.tls_dir, &d.management_listen) {
-        fail(
+            "dispatcher.relay_listen is set but dispatcher.tls_dir is not; give the directory with ca.pem, cert.pem and key.pem (mediagate cert issue writes one)".into(),
+        ),
+        (None, Some(dir)) if d.management_listen.is_none() => fail(
             dir.span(),
-            "dispatcher.tls_dir is not yet acted on (the TLS relay link is not in this build); remove it".into(),
+            "dispatcher.tls_dir is set but neither dispatcher.relay_listen nor dispatcher.management_listen is; set the address relays connect to, such as \"0.0.0.0:25060\"".into(),
+        ),
+        _ => {}
+    }
+    if d.passport.is_some() && d.relay_listen.is_none() {
+        fail(
+            d.enabled.span(),
+            "dispatcher.passport is set but dispatcher.relay_listen is not; the passport checks relays that connect over TLS".into(),
         );
     }
     match (&d.management_listen, &d.tls_dir) {
@@ -580,7 +585,7 @@ fn check_dispatcher(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>,
     if d.local_relay.is_empty() && d.relay_listen.is_none() {
         fail(
             span_or(&d.local_relay, &d.enabled),
-            "the dispatcher is enabled but has no relay; add [[dispatcher.local_relay]] with name, address and ports".into(),
+            "the dispatcher is enabled but has no relay; add [[dispatcher.local_relay]] with name, address and ports, or set relay_listen and tls_dir for relays that connect over TLS".into(),
         );
     }
     let relays = d.local_relay.get();
@@ -839,27 +844,35 @@ mod tests {
     }
 
     #[test]
-    fn dispatcher_needs_a_front_door_and_a_relay_and_refuses_the_link_for_now() {
-        let text = "[edge]\nenabled = false\n[dispatcher]\nenabled = true\nrelay_listen = \"0.0.0.0:25060\"\ntls_dir = \"pki\"\n";
+    fn dispatcher_needs_a_front_door_and_a_relay_and_the_link_needs_both_keys() {
+        let text = "[edge]\nenabled = false\n[dispatcher]\nenabled = true\nrelay_listen = \"0.0.0.0:25060\"\n";
         let got = messages(text);
-        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got.len(), 2, "{got:?}");
         assert!(
             got[0].starts_with("the dispatcher is enabled but has no front door"),
             "{got:?}"
         );
         assert!(
-            got[1].starts_with("dispatcher.relay_listen is not yet acted on"),
+            got[1].starts_with("dispatcher.relay_listen is set but dispatcher.tls_dir is not"),
             "{got:?}"
         );
-        assert!(
-            got[2].starts_with("dispatcher.tls_dir is not yet acted on"),
-            "{got:?}"
-        );
+        let text = "[edge]\nenabled = false\n[dispatcher]\nenabled = true\nng_listen_udp = [\"127.0.0.1:2223\"]\ntls_dir = \"pki\"\npassport = \"CN=relay*\"\n";
+        let got = messages(text);
+        assert_eq!(got.len(), 3, "{got:?}");
+        for start in [
+            "dispatcher.tls_dir is set but neither dispatcher.relay_listen nor",
+            "dispatcher.passport is set but dispatcher.relay_listen is not",
+            "the dispatcher is enabled but has no relay",
+        ] {
+            assert!(got.iter().any(|m| m.starts_with(start)), "{start}: {got:?}");
+        }
         let text = "[edge]\nenabled = false\n[dispatcher]\nenabled = true\nng_listen_udp = [\"127.0.0.1:2223\"]\n";
         assert_eq!(
             messages(text),
-            vec!["the dispatcher is enabled but has no relay; add [[dispatcher.local_relay]] with name, address and ports".to_owned()]
+            vec!["the dispatcher is enabled but has no relay; add [[dispatcher.local_relay]] with name, address and ports, or set relay_listen and tls_dir for relays that connect over TLS".to_owned()]
         );
+        let text = "[edge]\nenabled = false\n[dispatcher]\nenabled = true\nng_listen_udp = [\"127.0.0.1:2223\"]\nrelay_listen = \"0.0.0.0:25060\"\ntls_dir = \"pki\"\npassport = \"O=Example, CN=relay*\"\n";
+        assert_eq!(messages(text), Vec::<String>::new());
     }
 
     #[test]

@@ -27,8 +27,9 @@
 //! * [`accounting::ClusterAccounting`] is the router's [`router::EndedHook`]: each
 //!   finished call into the records store, RADIUS, and the dialog ended on the SIP
 //!   proxy when its media timed out.
+//! * [`multi_pool::MultiPool`] joins local and linked relays when a dispatcher has both.
 //!
-//! What it does not (yet): use the TLS link in the role, and chained relays.
+//! What it does not (yet): chained relays.
 
 #![warn(unreachable_pub)]
 
@@ -41,6 +42,7 @@ pub mod link;
 pub mod local_pool;
 pub mod mediaproxy;
 pub mod mgmt;
+pub mod multi_pool;
 pub mod pool;
 pub mod radius;
 pub mod role;

@@ -9,13 +9,16 @@
 //! fail over) and the local relays drain as the relay role does: running calls may
 //! finish within `relay.shutdown_max_wait`, a second signal cuts them.
 //!
+//! With `relay_listen` and `tls_dir` it also listens for relays over mutual TLS
+//! ([`LinkPool`]); with local relays as well, both pools serve behind one
+//! ([`MultiPool`](crate::multi_pool::MultiPool)).
+//!
 //! Finished calls go to [`ClusterAccounting`] (records store, RADIUS, dialog end), and
 //! MediaProxy's management interface (`management_listen`, over TLS with `tls_dir`)
 //! and the snapshots `summary` and `sessions` read the cluster through [`RouterView`].
 //!
-//! What it does not (yet): the TLS link to remote relays (`relay_listen`;
-//! `check-config` refuses it until it lands) or reload (a SIGHUP changes nothing
-//! here; restart to apply a new `[dispatcher]`).
+//! What it does not (yet): reload (a SIGHUP changes nothing here; restart to apply a
+//! new `[dispatcher]`).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -37,6 +40,7 @@ use crate::accounting::{AccountingOptions, ClusterAccounting};
 use crate::cluster_view::RouterView;
 use crate::dialog_end::{DialogEnder, RpcTarget, SipProxy};
 use crate::front_ng::NgFront;
+use crate::link::LinkPool;
 use crate::local_pool::LocalPool;
 use crate::mgmt::MgmtOptions;
 use crate::radius::{RadiusAccounting, RadiusOptions};
@@ -105,6 +109,15 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The relay link could not start.
+    #[error(transparent)]
+    Link(#[from] crate::link::LinkStartError),
+    /// `relay_listen` without `tls_dir`.
+    #[error("dispatcher.relay_listen needs dispatcher.tls_dir (ca.pem, cert.pem, key.pem)")]
+    LinkWithoutTlsDir,
+    /// The relay link's TLS directory is unusable.
+    #[error("dispatcher.tls_dir: {0}")]
+    LinkTls(#[from] mediagate_link::tls::TlsError),
 }
 
 fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartResult> {
@@ -119,6 +132,7 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
 pub struct Dispatcher {
     router: Arc<Router>,
     pool: Arc<LocalPool>,
+    link: Option<LinkPool>,
     shutdown: watch::Sender<bool>,
     ng_udp: Vec<std::net::SocketAddr>,
     ng_tcp: Vec<std::net::SocketAddr>,
@@ -177,6 +191,7 @@ impl Dispatcher {
         }
         let pool = Arc::new(pool);
         pool.watch(Duration::from_secs(1));
+        let link = crate::link::start_from_config(d).await?;
         let state_dir = config.state_dir.get();
         std::fs::create_dir_all(state_dir).map_err(|source| StartError::StateDir {
             path: state_dir.display().to_string(),
@@ -189,12 +204,13 @@ impl Dispatcher {
                 map.len()
             );
         }
+        let relays = crate::multi_pool::joined(&pool, link.as_ref());
         let accounting = ClusterAccounting::new(
             accounting_options(config, &pool, records.clone(), state_dir).await?,
         );
         accounting.watch(Duration::from_secs(1));
         let router = Router::start(
-            Arc::clone(&pool) as Arc<dyn crate::pool::RelayPool>,
+            relays,
             map,
             d.relay_timeout.get(),
             Arc::clone(&accounting) as Arc<dyn crate::router::EndedHook>,
@@ -273,6 +289,7 @@ impl Dispatcher {
         Ok(Self {
             router,
             pool,
+            link,
             shutdown,
             ng_udp,
             ng_tcp,
@@ -317,6 +334,11 @@ impl Dispatcher {
     /// The in-process relays.
     pub fn local_pool(&self) -> &Arc<LocalPool> {
         &self.pool
+    }
+
+    /// The relays linked over TLS, when `relay_listen` is set.
+    pub fn link_pool(&self) -> Option<&LinkPool> {
+        self.link.as_ref()
     }
 }
 

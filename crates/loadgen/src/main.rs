@@ -21,6 +21,9 @@
 //! * `rtp` (issue 4): K calls through an RTP relay driven over `ng` (mediagate or
 //!   rtpengine, several compared in one run), reporting delivery, loss, reordering,
 //!   latency percentiles and the relay's CPU and memory.
+//! * `ng-setup` (issue 15): call set-ups (offer, answer, delete) over `ng` from a few
+//!   closed-loop clients, no media: set-ups per second and offer+answer percentiles,
+//!   direct to a relay or through the dispatcher.
 //!
 //! Exit status: 0 when the run met its own delivery checks, 2 when it completed but
 //! some viewers failed or packets went missing, 1 when it could not run.
@@ -73,6 +76,8 @@ enum Command {
     Floor(floor::FloorArgs),
     /// K calls through RTP relays over ng for T seconds (relay benchmark).
     Rtp(rtp::RtpArgs),
+    /// Call set-ups over ng (offer, answer, delete), no media (dispatcher benchmark).
+    NgSetup(rtp::setup::SetupArgs),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
         Command::VodOrigin(args) => vod_origin::run(args),
         Command::Floor(args) => floor::run(args),
         Command::Rtp(args) => rtp::run(args),
+        Command::NgSetup(args) => rtp::setup::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

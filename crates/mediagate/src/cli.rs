@@ -21,7 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use mediagate_config::{
     AdvertisedPrefix, BackendSpec, BindAddr, ByteSize, Config, DispatcherAddr, HostIp,
     InvalidValue, LocalRelay, Located, MediaAddress, MediaMode, Passport, PortPairRange, Route,
-    RtspUrl, SchedulerName, ServiceConfig, ThreadScheduling, UpstreamTransport,
+    RtspUrl, SchedulerName, ServiceConfig, SighupAction, ThreadScheduling, UpstreamTransport,
 };
 
 /// Streaming-media edge: RTSP caching and splitting proxy and RTP media relay.
@@ -83,15 +83,20 @@ pub enum Command {
     /// Quick start: a dispatcher in front of relays, for Kamailio or OpenSIPS
     ///
     /// The SIP proxy talks to it over rtpengine's ng protocol (--ng) or MediaProxy's
-    /// (--mediaproxy-socket); it picks a relay for each call. Relays run in this
-    /// process (--local-relay); remote relays over TLS (--relays, --tls-dir) are
-    /// accepted but refused until the relay link lands. See docs/dispatcher.md.
+    /// (--mediaproxy-socket); it picks a relay for each call. Relays connect over
+    /// mutual TLS (--relays, --tls-dir; `mediagate relay --dispatcher`) or run in
+    /// this process (--local-relay), or both. See docs/dispatcher.md.
     /// `mediagate dispatcher summary|sessions` reads a running dispatcher's relays
     /// and calls.
     #[command(
         args_conflicts_with_subcommands = true,
         subcommand_negates_reqs = true,
         after_help = "Example (Kamailio: modparam(\"mediaproxy\", \"mediaproxy_socket\", \"/run/mediagate/dispatcher.sock\")):\n  \
+        mediagate cert ca --dir pki\n  \
+        mediagate cert issue --ca pki --dir dispatcher dispatcher\n  \
+        mediagate dispatcher --ng 127.0.0.1:2223 --mediaproxy-socket /run/mediagate/dispatcher.sock \\\n      \
+        --relays 0.0.0.0:25060 --tls-dir dispatcher\n\n\
+        Relays in this process instead (no certificates):\n  \
         mediagate dispatcher --ng 127.0.0.1:2223 --mediaproxy-socket /run/mediagate/dispatcher.sock \\\n      \
         --local-relay 192.0.2.20@30000-34999 --local-relay 192.0.2.21@35000-39999\n  \
         mediagate dispatcher summary\n  \
@@ -560,6 +565,19 @@ pub struct RelayArgs {
     /// "O=Example, CN=dispatcher*" [default: any certificate of the CA].
     #[arg(long, value_name = "FIELD=VALUE,...", requires = "dispatcher")]
     pub passport: Option<Passport>,
+    /// What SIGHUP does: reload (the config, log files) or halt (stop gracefully as
+    /// SIGTERM: new calls refused, running calls kept until they end, as MediaProxy's
+    /// relay) [default: reload].
+    #[arg(long, value_name = "ACTION", value_parser = parse_sighup)]
+    pub sighup: Option<SighupAction>,
+}
+
+fn parse_sighup(s: &str) -> Result<SighupAction, String> {
+    match s {
+        "reload" => Ok(SighupAction::Reload),
+        "halt" => Ok(SighupAction::Halt),
+        _ => Err("write reload or halt".to_owned()),
+    }
 }
 
 /// Arguments of `mediagate dispatcher`.
@@ -581,13 +599,18 @@ pub struct DispatcherArgs {
     /// NAT) and port range; named local1, local2, ... in order. Repeat for several.
     #[arg(long = "local-relay", value_name = "IP[!ADVERTISED]@LOW-HIGH")]
     pub local_relay: Vec<LocalRelayArg>,
-    /// Address relays connect to over mutual TLS (not yet acted on: refused).
-    #[arg(long = "relays", value_name = "IP:PORT")]
+    /// Address relays connect to over mutual TLS, IP:PORT (25060 by convention).
+    /// Needs --tls-dir.
+    #[arg(long = "relays", value_name = "IP:PORT", requires = "tls_dir")]
     pub relays: Option<BindAddr>,
-    /// Directory with the CA, certificate and key for the relay link (not yet acted
-    /// on: refused).
-    #[arg(long = "tls-dir", value_name = "DIR")]
+    /// Directory with ca.pem, cert.pem, key.pem and optional crl.pem for the relay
+    /// link (`mediagate cert issue` makes one).
+    #[arg(long = "tls-dir", value_name = "DIR", requires = "relays")]
     pub tls_dir: Option<PathBuf>,
+    /// Subject fields a relay's certificate must have, such as
+    /// "O=Example, CN=relay*" [default: any certificate of the CA].
+    #[arg(long, value_name = "FIELD=VALUE,...", requires = "relays")]
+    pub passport: Option<Passport>,
 }
 
 /// `mediagate dispatcher` subcommands: MediaProxy's management answers, read through
@@ -644,6 +667,7 @@ impl DispatcherArgs {
         d.mediaproxy_socket = self.mediaproxy_socket.clone().map(Located::new);
         d.relay_listen = self.relays.map(Located::new);
         d.tls_dir = self.tls_dir.clone().map(Located::new);
+        d.passport = self.passport.clone();
         d.local_relay = Located::new(
             self.local_relay
                 .iter()
@@ -789,6 +813,9 @@ impl RelayArgs {
         config.relay.dispatchers = self.dispatcher.clone();
         config.relay.tls_dir = self.tls_dir.clone();
         config.relay.passport = self.passport.clone();
+        if let Some(action) = self.sighup {
+            config.relay.sighup = action;
+        }
         config
     }
 }
@@ -1073,29 +1100,50 @@ ports = "35000-39999"
             err.to_string().contains("IP[!ADVERTISED]@LOW-HIGH"),
             "{err}"
         );
-        // The TLS link's flags parse but are refused until the link lands.
+        // The issue's quick start: remote relays over TLS, the same as the file's keys.
         let Command::Dispatcher(args) = parse(&[
             "dispatcher",
             "--ng",
             "127.0.0.1:2223",
+            "--mediaproxy-socket",
+            "/run/mediagate/dispatcher.sock",
             "--relays",
             "0.0.0.0:25060",
             "--tls-dir",
             "dispatcher",
+            "--passport",
+            "O=Example, CN=relay*",
         ])
         .unwrap() else {
             panic!("not dispatcher");
         };
-        let errors: Vec<String> = mediagate_config::validate(&args.to_config())
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        assert!(
-            errors
-                .iter()
-                .any(|e| e.contains("dispatcher.relay_listen is not yet acted on")),
-            "{errors:?}"
-        );
+        let from_file = mediagate_config::parse_config(
+            r#"
+[edge]
+enabled = false
+[dispatcher]
+enabled = true
+ng_listen_udp = ["127.0.0.1:2223"]
+mediaproxy_socket = "/run/mediagate/dispatcher.sock"
+relay_listen = "0.0.0.0:25060"
+tls_dir = "dispatcher"
+passport = "O=Example, CN=relay*"
+"#,
+        )
+        .unwrap();
+        let from_cli = args.to_config();
+        assert_eq!(from_cli.dispatcher, from_file.dispatcher);
+        assert!(mediagate_config::validate(&from_cli).is_empty());
+        // One of the pair alone is a usage error, before any config is built.
+        for alone in [["--relays", "0.0.0.0:25060"], ["--tls-dir", "dispatcher"]] {
+            let mut argv = vec!["dispatcher", "--ng", "127.0.0.1:2223"];
+            argv.extend(alone);
+            let err = parse(&argv).unwrap_err();
+            assert!(
+                err.contains("required arguments were not provided"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -1112,11 +1160,14 @@ ports = "35000-39999"
             "CN=dispatcher*",
             "--address",
             "10.0.0.5",
+            "--sighup",
+            "halt",
         ])
         .unwrap() else {
             panic!("not relay");
         };
         let config = relay.to_config();
+        assert_eq!(config.relay.sighup, SighupAction::Halt);
         assert!(config.relay.ng_listen_udp.is_empty());
         assert_eq!(config.relay.dispatchers.len(), 2);
         assert_eq!(config.relay.dispatchers[0].host, "dispatcher.example.net");
@@ -1132,6 +1183,17 @@ ports = "35000-39999"
         assert!(err.contains("--tls-dir"), "{err}");
         let err = parse(&["relay", "--address", "10.0.0.5"]).unwrap_err();
         assert!(err.contains("--ng"), "{err}");
+        let err = parse(&[
+            "relay",
+            "--ng",
+            "127.0.0.1:2223",
+            "--address",
+            "10.0.0.5",
+            "--sighup",
+            "stop",
+        ])
+        .unwrap_err();
+        assert!(err.contains("write reload or halt"), "{err}");
     }
 
     #[test]

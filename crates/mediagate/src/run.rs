@@ -105,7 +105,13 @@ async fn serve(
     let serving: Vec<String> = roles.roles().map(|r| r.serving()).collect();
     systemd.ready(&format!("serving: {}", serving.join("; ")));
 
+    let hup_halts =
+        *config.relay.enabled.get() && config.relay.sighup == mediagate_config::SighupAction::Halt;
     while signals.next().await == OperatorSignal::Reload {
+        if hup_halts {
+            info!("SIGHUP: halting, as relay.sighup = \"halt\" asks (running calls may finish)");
+            break;
+        }
         info!("SIGHUP: reloading the config; running sessions are untouched");
         systemd.reloading();
         if let Some(log) = &access_log {

@@ -196,6 +196,13 @@ fn applicable(running: &RelayConfig, wanted: &RelayConfig) -> (RelayConfig, Vec<
         &mut next.passport,
         &mut notes,
     );
+    // The binary reads it once, when it starts waiting for signals.
+    keep_until_restart(
+        "relay.sighup",
+        &running.sighup,
+        &mut next.sighup,
+        &mut notes,
+    );
     (next, notes)
 }
 

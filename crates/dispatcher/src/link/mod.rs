@@ -207,6 +207,26 @@ impl LinkPool {
     }
 }
 
+/// Starts the link `[dispatcher]` asks for (`relay_listen`, `tls_dir`, `passport`), or
+/// nothing when `relay_listen` is not set. `check-config` makes sure `tls_dir` comes
+/// with it.
+pub async fn start_from_config(
+    d: &mediagate_config::DispatcherConfig,
+) -> Result<Option<LinkPool>, crate::role::StartError> {
+    let Some(listen) = &d.relay_listen else {
+        return Ok(None);
+    };
+    let dir = d
+        .tls_dir
+        .as_ref()
+        .ok_or(crate::role::StartError::LinkWithoutTlsDir)?;
+    let tls = Arc::new(NodeTls::load(dir.get())?);
+    let mut config = LinkConfig::new(listen.get().0, Arc::clone(&tls));
+    config.name = tls.own_name();
+    config.passport = d.passport.clone();
+    Ok(Some(LinkPool::start(config).await?))
+}
+
 /// Whether an `ng` reply is the overload reply a draining or full relay gives a new
 /// call (`load limit`, or an error with the session-limit reason for proxies that do
 /// not announce load-limit support).

@@ -24,6 +24,7 @@
 
 mod ng_udp;
 mod pump;
+pub(crate) mod setup;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};

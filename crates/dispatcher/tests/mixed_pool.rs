@@ -1,0 +1,176 @@
+//! The dispatcher role with both kinds of relay at once: one in its own process
+//! (`[[dispatcher.local_relay]]`) and one linked over mutual TLS (`relay_listen`,
+//! `tls_dir`, `passport`), the relay's end of the link running in this process with
+//! certificates from `mediagate_link::pki`.
+//!
+//! Checked: both relays are id 1 in their own pools, yet calls placed on each (by the
+//! proxy's `media-relay` preference) run there, and a later `delete` reaches the relay
+//! that holds the call, not the other one with the same inner id.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mediagate_dispatcher::pool::RelayPool;
+use mediagate_dispatcher::role::Dispatcher;
+use mediagate_link::tls::NodeTls;
+use mediagate_ng::bencode::{Limits, Value};
+use mediagate_ng::client::{frame_request, reply_to, RequestBuilder};
+use mediagate_ng::framing::Encoding;
+use mediagate_ng::request::Command;
+use mediagate_relay::engine::{EngineConfig, Relay};
+use mediagate_relay::link_client::{self, LinkClientConfig};
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn ng(to: SocketAddr, cookie: &str, request: &Value) -> Value {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    socket
+        .send_to(
+            &frame_request(cookie.as_bytes(), Encoding::Bencode, request),
+            to,
+        )
+        .unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let n = socket.recv(&mut buf).expect("ng reply within 2 s");
+    reply_to(cookie.as_bytes(), &buf[..n], &Limits::default())
+        .expect("reply to our cookie")
+        .unwrap()
+}
+
+const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n";
+
+fn offer(call_id: &str, relay: &str) -> Value {
+    RequestBuilder::new(Command::Offer)
+        .str("call-id", call_id)
+        .str("from-tag", "ft")
+        .str("sdp", SDP)
+        .str("media-relay", relay)
+        .build()
+}
+
+fn delete(call_id: &str) -> Value {
+    RequestBuilder::new(Command::Delete)
+        .str("call-id", call_id)
+        .str("from-tag", "ft")
+        .int("delete delay", 0)
+        .build()
+}
+
+fn connection_ip(reply: &Value) -> String {
+    let sdp = reply.get("sdp").and_then(Value::as_str).unwrap_or("");
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))
+        .unwrap_or_else(|| panic!("no c= in {reply:?}"))
+        .trim()
+        .to_owned()
+}
+
+async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_and_linked_relays_serve_side_by_side_without_mixing_up_ids() {
+    let dir = TempDir(std::env::temp_dir().join(format!("mg-mixed-pool-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let pki = dir.0.join("pki");
+    mediagate_link::pki::create_ca(&pki, "mixed pool test CA").unwrap();
+    mediagate_link::pki::issue(&pki, &dir.0.join("dispatcher"), "dispatcher").unwrap();
+    mediagate_link::pki::issue(&pki, &dir.0.join("remote1"), "remote1").unwrap();
+
+    let text = format!(
+        r#"state_dir = {state:?}
+[edge]
+enabled = false
+[relay]
+forward_threads = 1
+forward_io = "epoll"
+[dispatcher]
+enabled = true
+ng_listen_udp = ["127.0.0.1:0"]
+relay_listen = "127.0.0.1:0"
+tls_dir = {tls:?}
+passport = "CN=remote*"
+[[dispatcher.local_relay]]
+name = "local1"
+address = "127.0.0.1"
+ports = "52800-52899"
+"#,
+        state = dir.0.join("state"),
+        tls = dir.0.join("dispatcher"),
+    );
+    let config = mediagate_config::parse_config(&text).unwrap();
+    assert!(mediagate_config::validate(&config).is_empty());
+    let d = Dispatcher::start(&config, None).await.unwrap();
+    let link = d.link_pool().expect("relay_listen starts the link").clone();
+
+    // The remote relay: an engine on 127.0.0.3 with the relay's end of the link.
+    let mut engine = EngineConfig::from_config(&config.relay);
+    engine.ng_udp = Vec::new();
+    engine.ng_tcp = Vec::new();
+    let ip = "127.0.0.3".parse().unwrap();
+    engine.media = vec![(ip, ip)];
+    engine.ports = (52_900, 52_999);
+    let remote = Arc::new(Relay::start(engine).await.unwrap());
+    let tls = NodeTls::load(&dir.0.join("remote1")).unwrap();
+    let at: mediagate_config::DispatcherAddr = link.local_addr().to_string().parse().unwrap();
+    link_client::spawn(
+        Arc::clone(&remote),
+        &[at],
+        LinkClientConfig::new(tls.client_config().unwrap(), tls.own_name()),
+    );
+    wait_until("the remote relay linked with its addresses", || {
+        link.relays()
+            .first()
+            .is_some_and(|r| r.addresses.contains(&ip))
+    })
+    .await;
+    assert_eq!(
+        link.relays()[0].id,
+        d.local_pool().relays()[0].id,
+        "both are id 1 inside their pools"
+    );
+
+    let front = d.ng_udp_addrs()[0];
+    let (to_remote, to_local) = tokio::task::spawn_blocking(move || {
+        (
+            ng(front, "1", &offer("r", "127.0.0.3")),
+            ng(front, "2", &offer("l", "127.0.0.1")),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(connection_ip(&to_remote), "127.0.0.3", "{to_remote:?}");
+    assert_eq!(connection_ip(&to_local), "127.0.0.1", "{to_local:?}");
+    let local = d.local_pool().relay("local1").unwrap();
+    assert_eq!((remote.active_calls(), local.active_calls()), (1, 1));
+
+    // The delete of the remote call reaches the remote relay, not local1.
+    let gone = tokio::task::spawn_blocking(move || ng(front, "3", &delete("r")))
+        .await
+        .unwrap();
+    assert_eq!(
+        gone.get("result").and_then(Value::as_str),
+        Some("ok"),
+        "{gone:?}"
+    );
+    wait_until("the remote call deleted", || remote.active_calls() == 0).await;
+    assert_eq!(local.active_calls(), 1, "local1 kept its call");
+    assert_eq!(d.router().call_count(), 1);
+}

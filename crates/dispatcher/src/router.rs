@@ -13,12 +13,15 @@
 //!   placed get `Unknown call-id`.
 //! * `delete` forgets the call; an `answer` records the to-tag.
 //! * A relay that (re)connects reports its calls: placed calls it no longer holds are
-//!   forgotten and handed to the [`EndedHook`]; so is a call a relay reports ended by
+//!   forgotten and handed to the [`EndedHook`] (one placed in the last seconds, which
+//!   the list may lack only because it was taken first, is forgotten only if the
+//!   relay's `query` does not know it); so is a call a relay reports ended by
 //!   itself (all streams timed out).
 //!
 //! What it does not: sockets (the front doors), or accounting and ending dialogs (the
 //! hook's implementer).
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
@@ -36,6 +39,10 @@ use crate::sessions::{Placed, SessionMap};
 /// The `ng` key (or `flags` item `media-relay=IP`) with which an `ng` client names the
 /// relay it prefers for a new call, as MediaProxy's `media_relay` does.
 pub const NG_MEDIA_RELAY: &str = "media-relay";
+
+/// How young a call may be for a relay's list to lack it only because the list was
+/// taken first; see `Router::reconcile`.
+const RECONCILE_ASK_WITHIN_MS: u64 = 10_000;
 
 /// The error reply when no relay took a new call.
 pub const NO_RELAY: &str = "No suitable relay found";
@@ -321,28 +328,78 @@ impl Router {
         reply::error(NO_RELAY)
     }
 
-    fn on_event(&self, event: RelayEvent) {
+    /// Forgets the calls placed on `relay` that its list `holds` lacks and hands them
+    /// to the hook. A call placed in the last [`RECONCILE_ASK_WITHIN_MS`] may be
+    /// missing only because the list was taken before it was placed (a linked relay
+    /// takes calls before its list arrives, and the event travels while calls are
+    /// placed): the relay is asked about each such call, and only one it does not know
+    /// is forgotten. Forgetting a live call would end its dialog on the SIP proxy.
+    async fn reconcile(&self, relay: RelayId, name: &str, holds: &[String]) {
+        let holds: HashSet<&str> = holds.iter().map(String::as_str).collect();
+        let now = unix_ms();
+        let (mut gone, recent): (Vec<_>, Vec<_>) = self
+            .map()
+            .all()
+            .into_iter()
+            .filter(|(id, p)| p.relay == name && !holds.contains(id.as_str()))
+            .map(|(id, p)| (id, p.start_unix_ms))
+            .partition(|(_, start)| start.saturating_add(RECONCILE_ASK_WITHIN_MS) <= now);
+        let mut asks = tokio::task::JoinSet::new();
+        for (call_id, start) in recent {
+            let pool = Arc::clone(&self.pool);
+            let deadline = self.relay_timeout;
+            asks.spawn(async move {
+                let query = Value::Dict(vec![
+                    (b"call-id".to_vec(), Value::str(&call_id)),
+                    (b"command".to_vec(), Value::str("query")),
+                ]);
+                let unknown = match pool.command(relay, query, deadline).await {
+                    Ok(reply) => matches!(
+                        reply.get("error-reason").and_then(Value::as_str),
+                        Some(reply::UNKNOWN_CALL_ID | reply::CALL_NOT_FOUND)
+                    ),
+                    // Gone or silent again: the next reconnection decides.
+                    Err(_) => false,
+                };
+                (call_id, start, unknown)
+            });
+        }
+        while let Some(asked) = asks.join_next().await {
+            if let Ok((call_id, start, true)) = asked {
+                gone.push((call_id, start));
+            }
+        }
+        gone.sort();
+        let gone: Vec<(String, Placed)> = {
+            let mut map = self.map();
+            gone.into_iter()
+                .filter_map(|(id, _)| map.remove(&id).map(|p| (id, p)))
+                .collect()
+        };
+        if !gone.is_empty() {
+            tracing::info!(
+                "dispatcher: relay {name} reconnected without {} call(s) it had; forgetting them",
+                gone.len()
+            );
+        }
+        for (call_id, placed) in gone {
+            self.hook.ended(EndedCall {
+                call_id,
+                relay: name.to_owned(),
+                reason: "relay lost the call".into(),
+                placed,
+                stats: serde_json::Value::Null,
+            });
+        }
+    }
+
+    async fn on_event(&self, event: RelayEvent) {
         match event {
             RelayEvent::Connected { relay, calls } => {
                 let Some(name) = self.relay_name(relay) else {
                     return;
                 };
-                let gone = self.map().reconcile(&name, &calls);
-                if !gone.is_empty() {
-                    tracing::info!(
-                        "dispatcher: relay {name} reconnected without {} call(s) it had; forgetting them",
-                        gone.len()
-                    );
-                }
-                for (call_id, placed) in gone {
-                    self.hook.ended(EndedCall {
-                        call_id,
-                        relay: name.clone(),
-                        reason: "relay lost the call".into(),
-                        placed,
-                        stats: serde_json::Value::Null,
-                    });
-                }
+                self.reconcile(relay, &name, &calls).await;
             }
             RelayEvent::Disconnected { relay } => {
                 let name = self.relay_name(relay).unwrap_or_default();
@@ -395,7 +452,7 @@ async fn watch_events(
         let Some(router) = router.upgrade() else {
             return;
         };
-        router.on_event(event);
+        router.on_event(event).await;
     }
 }
 

@@ -13,6 +13,8 @@ struct FakePool {
     /// Relays that answer offers with this error reason.
     refusals: HashMap<u64, &'static str>,
     sent: Mutex<Vec<(u64, String)>>,
+    /// Calls the relays answer `query` for with `Unknown call-id`.
+    unknown: Mutex<Vec<String>>,
     events: broadcast::Sender<RelayEvent>,
 }
 
@@ -36,6 +38,7 @@ impl FakePool {
             failures: failures.iter().cloned().collect(),
             refusals: HashMap::new(),
             sent: Mutex::new(Vec::new()),
+            unknown: Mutex::new(Vec::new()),
             events,
         })
     }
@@ -76,9 +79,13 @@ impl RelayPool for FakePool {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
+        let call_id = request.get("call-id").and_then(Value::as_str).unwrap_or("");
+        let unknown =
+            command == "query" && self.unknown.lock().unwrap().iter().any(|c| c == call_id);
         self.sent.lock().unwrap().push((relay.0, command));
         let result = match (self.failures.get(&relay.0), self.refusals.get(&relay.0)) {
             (Some(e), _) => Err(e.clone()),
+            (None, _) if unknown => Ok(reply::error(reply::UNKNOWN_CALL_ID)),
             (None, Some(reason)) => Ok(reply::error(reason)),
             (None, None) => Ok(relay_reply(relay.0, &request)),
         };
@@ -296,6 +303,8 @@ async fn reconnect_forgets_lost_calls_and_ended_calls_are_handed_over() {
     for c in ["a", "b", "c"] {
         router.handle_ng(ng("offer", c)).await;
     }
+    // "a" was placed a moment ago, so the router asks the relay before forgetting it.
+    pool.unknown.lock().unwrap().push("a".into());
     pool.events
         .send(RelayEvent::Connected {
             relay: RelayId(1),
@@ -422,4 +431,37 @@ async fn a_restarted_router_sends_a_running_call_to_its_relay() {
         [(2, "offer".to_owned()), (2, "query".to_owned())]
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_young_call_missing_from_a_list_taken_before_it_is_kept_if_the_relay_has_it() {
+    let pool = FakePool::new(&[(1, "192.0.2.1", RelayState::Active, 0)], &[]);
+    let (router, hook) = router(&pool);
+    // The list was taken before "late" was placed, and arrives after.
+    router.handle_ng(ng("offer", "late")).await;
+    router.handle_ng(ng("offer", "lost")).await;
+    pool.unknown.lock().unwrap().push("lost".into());
+    pool.events
+        .send(RelayEvent::Connected {
+            relay: RelayId(1),
+            calls: vec![],
+        })
+        .unwrap();
+    for _ in 0..100 {
+        if !hook.0.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ended: Vec<String> = hook
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.call_id.clone())
+        .collect();
+    assert_eq!(ended, ["lost"]);
+    let left: Vec<String> = router.calls().into_iter().map(|(c, _)| c).collect();
+    assert_eq!(left, ["late"]);
+    assert!(pool.sent().contains(&(1, "query".to_owned())));
 }

@@ -5,6 +5,7 @@
 
 mod link;
 mod mediaproxy;
+mod mgmt;
 mod ng;
 
 use std::io::Write;

@@ -12,7 +12,8 @@
 //! a request must arrive whole within [`FrontLimits::stall`] of its first byte (a
 //! client that sends half a request and stops is closed, with a log line); an idle
 //! connection between requests has no time limit, since the module keeps its
-//! connection open across calls; at most [`FrontLimits::max_connections`] connections
+//! connection open across calls; a reply the client does not take within the same
+//! time closes the connection; at most [`FrontLimits::max_connections`] connections
 //! are served at once, and one beyond that is closed at once, with a log line.
 //!
 //! What it does not: decide anything about calls (the [`Router`] does).
@@ -122,6 +123,22 @@ pub(crate) async fn serve_with(
     }
 }
 
+/// Writes a reply; false when the connection failed or the client has not taken it
+/// within `limit` (it sends requests and never reads: its slot is given back).
+async fn reply_within(stream: &mut UnixStream, reply: &[u8], limit: Duration) -> bool {
+    match tokio::time::timeout(limit, stream.write_all(reply)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::warn!(
+                "dispatcher: MediaProxy front door: closing a connection that has not read its replies for {} ms",
+                limit.as_millis()
+            );
+            false
+        }
+    }
+}
+
 /// Whether `buf` holds the start of a request (blank lines between requests do not
 /// count).
 fn request_started(buf: &[u8]) -> bool {
@@ -161,7 +178,7 @@ async fn serve_connection(
                 Ok(Parsed::Incomplete) => break,
                 Ok(Parsed::Request(request, used)) => {
                     let reply = router.handle_mediaproxy(&request).await;
-                    if stream.write_all(&reply).await.is_err() {
+                    if !reply_within(&mut stream, &reply, stall).await {
                         return;
                     }
                     buf.drain(..used.min(buf.len()));
@@ -169,7 +186,7 @@ async fn serve_connection(
                 }
                 Err(e) => {
                     tracing::warn!("dispatcher: MediaProxy front door: {e}");
-                    if stream.write_all(mediaproxy::ERROR).await.is_err() {
+                    if !reply_within(&mut stream, mediaproxy::ERROR, stall).await {
                         return;
                     }
                     let Some(end) = end_of_request(&buf) else {

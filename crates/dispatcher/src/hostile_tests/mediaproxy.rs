@@ -260,3 +260,43 @@ async fn idle_connections_beyond_the_cap_are_closed_and_a_freed_slot_is_served()
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_replies_is_closed() {
+    let dir = TempDir::new("mp-deaf");
+    let d = cluster(&dir, 48_300).await;
+    let path = dir.0.join("mp.sock");
+    let stall = Duration::from_millis(400);
+    let _stop = front(
+        &d,
+        &path,
+        FrontLimits {
+            stall,
+            ..FrontLimits::default()
+        },
+    );
+    // Requests answered `error` at once, far more replies than the socket buffers.
+    let deaf = UnixStream::connect(&path).await.unwrap();
+    let (mut read, mut write) = deaf.into_split();
+    let requests = b"remove\r\ncall_id: nobody\r\n\r\n".repeat(200_000);
+    let writer = tokio::spawn(async move {
+        let _ = write.write_all(&requests).await;
+        write
+    });
+    tokio::time::sleep(stall * 3).await;
+    wait_log(&[
+        "MediaProxy front door",
+        "has not read its replies for 400 ms",
+    ])
+    .await;
+    // What was sent before the close can still be read; then the end.
+    let mut sink = Vec::new();
+    tokio::time::timeout(WAIT, read.read_to_end(&mut sink))
+        .await
+        .expect("the connection ends")
+        .ok();
+    assert!(sink.len() < 200_000 * 7, "every reply was written");
+    drop(writer);
+    let mut other = UnixStream::connect(&path).await.unwrap();
+    placed(&mut other, "after-deaf").await;
+}

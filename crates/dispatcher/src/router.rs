@@ -372,9 +372,15 @@ impl Router {
         gone.sort();
         let gone: Vec<(String, Placed)> = {
             let mut map = self.map();
-            gone.into_iter()
-                .filter_map(|(id, _)| map.remove(&id).map(|p| (id, p)))
-                .collect()
+            // A call deleted and placed again elsewhere while the relay was asked
+            // is not this relay's to forget.
+            let mut forgotten = Vec::new();
+            for (id, _) in gone {
+                if map.get(&id).is_some_and(|p| p.relay == name) {
+                    forgotten.extend(map.remove(&id).map(|p| (id, p)));
+                }
+            }
+            forgotten
         };
         if !gone.is_empty() {
             tracing::info!(

@@ -6,7 +6,9 @@
 //! running it again, drops a retransmission whose first copy is still waiting for a
 //! relay (the proxy retransmits again and then gets the cached reply), and runs the
 //! rest through the [`Router`]. UDP requests run concurrently, since each may wait for
-//! a relay.
+//! a relay. A request that is not a dictionary, or has no call-id, gets the `ng` error
+//! reply and a log line naming its cookie (a broken proxy, not a call's normal end; a
+//! delete for a call nobody knows is normal and is not logged).
 //!
 //! What it does not: decide anything about calls (the router does).
 
@@ -85,8 +87,24 @@ impl NgService for NgFront {
             cookie,
         };
         let reply = match body {
-            Ok(request) => self.router.handle_ng(request).await,
-            Err(reason) => reply::error(reason),
+            Ok(request) => {
+                let reply = self.router.handle_ng(request).await;
+                if reply.get("error-reason").and_then(Value::as_str) == Some(reply::NO_CALL_ID) {
+                    tracing::warn!(
+                        "dispatcher: ng front door: refused request {}: {}",
+                        String::from_utf8_lossy(&running.cookie),
+                        reply::NO_CALL_ID
+                    );
+                }
+                reply
+            }
+            Err(reason) => {
+                tracing::warn!(
+                    "dispatcher: ng front door: refused request {}: {reason}",
+                    String::from_utf8_lossy(&running.cookie)
+                );
+                reply::error(reason)
+            }
         };
         let framed = framing::frame_reply(&running.cookie, encoding, &reply);
         self.cookies()

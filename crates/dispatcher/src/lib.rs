@@ -38,6 +38,8 @@ pub mod cluster_view;
 pub mod dialog_end;
 pub(crate) mod front_mediaproxy;
 pub(crate) mod front_ng;
+#[cfg(test)]
+mod hostile_tests;
 pub mod link;
 pub mod local_pool;
 pub mod mediaproxy;

@@ -14,7 +14,9 @@
 //! Tolerated: a line ending in a bare LF (the CR is optional); several requests in one
 //! read (answered in order). Rejected: a line longer than [`MAX_LINE`] bytes, after
 //! which the connection closes (MediaProxy's `LineOnlyReceiver` drops such a peer
-//! too), and a peer silent for the idle timeout.
+//! too), a peer with no complete request for the idle timeout (a trickle of bytes does
+//! not keep it open), and a peer that does not read an answer within the idle timeout
+//! (each holds one of the few connection slots).
 //!
 //! Transports: [`serve_connection`] takes any `AsyncRead + AsyncWrite`; [`serve_tls`]
 //! serves it over mutual TLS with the node's certificates (MediaProxy's default) and
@@ -157,6 +159,7 @@ where
 {
     let mut buf = Vec::with_capacity(MAX_LINE);
     let mut chunk = [0u8; 512];
+    let mut due = tokio::time::Instant::now() + options.idle_timeout;
     loop {
         loop {
             match parse_request(&buf) {
@@ -165,17 +168,20 @@ where
                 Parsed::Request { request, consumed } => {
                     buf.drain(..consumed);
                     match answer(request, view) {
-                        Some(line) => io.write_all(&line).await?,
+                        Some(line) => write_within(&mut io, &line, options.idle_timeout).await?,
                         None => {
                             io.shutdown().await?;
                             return Ok(());
                         }
                     }
+                    due = tokio::time::Instant::now() + options.idle_timeout;
                 }
             }
         }
-        io.flush().await?;
-        let n = match tokio::time::timeout(options.idle_timeout, io.read(&mut chunk)).await {
+        tokio::time::timeout(options.idle_timeout, io.flush())
+            .await
+            .map_err(|_| not_reading(options.idle_timeout))??;
+        let n = match tokio::time::timeout_at(due, io.read(&mut chunk)).await {
             Err(_) => return Err(MgmtError::Idle(options.idle_timeout)),
             Ok(read) => read?,
         };
@@ -184,6 +190,24 @@ where
         }
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// Writes `line`, giving up when the peer has not taken it within `limit`.
+async fn write_within<S>(io: &mut S, line: &[u8], limit: Duration) -> Result<(), MgmtError>
+where
+    S: AsyncWrite + Unpin,
+{
+    tokio::time::timeout(limit, io.write_all(line))
+        .await
+        .map_err(|_| not_reading(limit))??;
+    Ok(())
+}
+
+fn not_reading(limit: Duration) -> MgmtError {
+    MgmtError::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("the client did not read its answer within {limit:?}; closing"),
+    ))
 }
 
 /// Accepts management clients on `listener` until the task is dropped, serving at

@@ -265,13 +265,16 @@ impl RelayPool for LinkPool {
                 linked.pending.insert(seq, tx);
                 (seq, linked.outbound.clone(), linked.generation, rx)
             };
-            let sent = tokio::time::timeout(
-                deadline,
+            // One deadline for queueing and answering both: a relay that stops reading
+            // must not make a command take twice as long as the proxy was promised.
+            let until = tokio::time::Instant::now() + deadline;
+            let sent = tokio::time::timeout_at(
+                until,
                 outbound.send(Message::Request { seq, body: request }),
             )
             .await;
             let outcome = match sent {
-                Ok(Ok(())) => match tokio::time::timeout(deadline, reply).await {
+                Ok(Ok(())) => match tokio::time::timeout_at(until, reply).await {
                     Ok(Ok(body)) => Ok(body),
                     Ok(Err(_)) => Err(CommandError::Gone),
                     Err(_) => Err(CommandError::Timeout),

@@ -1,9 +1,14 @@
 //! One relay's connection on the dispatcher: handshake, hello, registration under a
 //! stable id, then messages in and out until the link drops.
+//!
+//! Before a peer has shown a certificate it costs us a handshake slot for up to
+//! [`HANDSHAKE_WAIT`]; one address may hold at most [`MAX_HANDSHAKES_PER_IP`] of the
+//! [`MAX_HANDSHAKES`] slots, so a host that opens connections and stalls cannot keep
+//! the relays of other hosts out. Its extra connections are closed at once.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mediagate_link::conn::{exchange_hello, send, LinkError, MessageReader};
@@ -22,6 +27,8 @@ use crate::pool::{RelayEvent, RelayId, RelayState, RelayView};
 const HANDSHAKE_WAIT: Duration = Duration::from_secs(10);
 /// Handshakes in progress at once, at most.
 const MAX_HANDSHAKES: usize = 64;
+/// Handshakes in progress at once from one address, at most: a relay has one.
+const MAX_HANDSHAKES_PER_IP: usize = 8;
 /// Messages queued for one relay before a command waits.
 const OUTBOUND_QUEUE: usize = 1024;
 /// Most Call-IDs one relay may list (`sessions`), a bound on what a relay can make
@@ -37,6 +44,7 @@ pub(super) async fn accept_loop(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let turns = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let per_ip: PerIp = Arc::new(Mutex::new(HashMap::new()));
     loop {
         let Ok(turn) = Arc::clone(&turns).acquire_owned().await else {
             return;
@@ -49,6 +57,10 @@ pub(super) async fn accept_loop(
                 continue;
             }
         };
+        let Some(own_turn) = PeerTurn::take(&per_ip, peer.ip()) else {
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let shared = Arc::clone(&shared);
@@ -57,9 +69,54 @@ pub(super) async fn accept_loop(
             else {
                 return;
             };
+            drop(own_turn);
             drop(turn);
             serve(shared, reader, writer, hello, name, peer).await;
         });
+    }
+}
+
+/// Handshakes in progress per peer address.
+type PerIp = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One of a peer address's handshake slots, given back when dropped.
+struct PeerTurn {
+    per_ip: PerIp,
+    ip: IpAddr,
+}
+
+impl PeerTurn {
+    /// A slot for `ip`, or `None` (logged when `ip` first reaches the cap) when it
+    /// holds [`MAX_HANDSHAKES_PER_IP`] already.
+    fn take(per_ip: &PerIp, ip: IpAddr) -> Option<Self> {
+        let mut counts = per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= MAX_HANDSHAKES_PER_IP {
+            return None;
+        }
+        *count += 1;
+        if *count == MAX_HANDSHAKES_PER_IP {
+            tracing::warn!(
+                peer = %ip,
+                "dispatcher: {ip} has {MAX_HANDSHAKES_PER_IP} relay handshakes in progress; closing its further connections until one ends"
+            );
+        }
+        Some(Self {
+            per_ip: Arc::clone(per_ip),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerTurn {
+    fn drop(&mut self) {
+        let mut counts = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
     }
 }
 

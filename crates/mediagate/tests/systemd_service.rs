@@ -56,9 +56,18 @@ fn the_unit_passes_systemd_analyze_verify() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     // A key it cannot parse is only a warning ("…, ignoring") with exit status 0, so any
-    // output at all is a failure.
+    // output about our unit is a failure. verify also loads the units ours may pull in
+    // and warns about their files (a Debian package's own unit, such as freeradius's
+    // `MemoryLimit=`): those lines name another unit file and are not ours to fix.
+    let ours = unit.display().to_string();
+    let complaints: Vec<&str> = stdout
+        .lines()
+        .chain(stderr.lines())
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !(l.starts_with('/') && !l.starts_with(&ours)))
+        .collect();
     assert!(
-        out.status.success() && stderr.trim().is_empty() && stdout.trim().is_empty(),
+        out.status.success() && complaints.is_empty(),
         "systemd-analyze verify complains ({}):\n{stdout}{stderr}",
         out.status
     );

@@ -64,7 +64,7 @@ fn the_unit_passes_systemd_analyze_verify() {
         .lines()
         .chain(stderr.lines())
         .filter(|l| !l.trim().is_empty())
-        .filter(|l| !(l.starts_with('/') && !l.starts_with(&ours)))
+        .filter(|l| !l.starts_with('/') || l.starts_with(&ours))
         .collect();
     assert!(
         out.status.success() && complaints.is_empty(),

@@ -43,6 +43,7 @@ impl PublishRules {
                     path: mediagate_config::Located::new("/".parse().expect("a valid path prefix")),
                     clients: mediagate_config::loopback_networks(),
                     on_busy: OnBusy::Refuse,
+                    users: Vec::new(),
                 }
                 .admits(from),
                 OnBusy::Refuse,

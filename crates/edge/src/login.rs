@@ -1,4 +1,4 @@
-//! The I/O side of viewer logins: runs the sans-IO [`auth`](crate::auth) gate for a
+//! The I/O side of viewer (and publisher, through [`check`]) logins: runs the sans-IO [`auth`](crate::auth) gate for a
 //! request and carries out its slow password checks (Argon2id, LDAP bind) on tokio's
 //! blocking threads, so a login never stalls other viewers' requests or media.
 //!

@@ -378,6 +378,11 @@ pub struct PublishRule {
     /// disconnected, viewers continue with the second). Default: `"refuse"`.
     #[serde(default)]
     pub on_busy: OnBusy,
+    /// Users who may publish here after logging in with the edge's login source
+    /// (`[edge.auth]`: users file or LDAP), checked after `clients`; `["*"]` is any
+    /// user who logs in. Default: `[]` (no login asked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
 }
 
 /// The networks that may publish where no rule says otherwise.
@@ -397,6 +402,16 @@ impl PublishRule {
             v4 => v4,
         };
         self.clients.iter().any(|c| c.contains(addr))
+    }
+
+    /// True when a publisher must log in under this rule.
+    pub fn requires_login(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// True when the logged-in `user` may publish under this rule.
+    pub fn admits_user(&self, user: &str) -> bool {
+        self.users.iter().any(|u| u == "*" || u == user)
     }
 }
 

@@ -86,6 +86,7 @@ fn fully_populated() -> Config {
         path: Located::new("/live".parse().unwrap()),
         clients: vec!["10.0.0.0/8".parse().unwrap()],
         on_busy: OnBusy::Replace,
+        users: vec!["encoder".into()],
     }];
     c.edge.cache.dir = Some(Located::new("/var/cache/mediagate".into()));
     c.edge.forward.access = Access {

@@ -210,6 +210,15 @@ fn check_cache(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, Stri
     }
 }
 
+/// A name the users file can hold.
+fn valid_login_name(name: &str) -> bool {
+    !(name.is_empty()
+        || name.len() > 64
+        || name
+            .chars()
+            .any(|c| c == ':' || c == ',' || c == '#' || c.is_whitespace() || c.is_control()))
+}
+
 /// Access lists that ask for a login need somewhere to check it; names in them must
 /// be names the users file can hold; LDAP needs its address, base and a `{user}`
 /// placeholder.
@@ -249,15 +258,27 @@ fn check_edge_auth(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>, 
             );
         }
         for name in access.users.iter().chain(&access.groups) {
-            if name.is_empty()
-                || name.len() > 64
-                || name.chars().any(|c| {
-                    c == ':' || c == ',' || c == '#' || c.is_whitespace() || c.is_control()
-                })
-            {
+            if !valid_login_name(name) {
                 fail(
                     span.clone(),
                     format!("{what}: \"{}\" is not a valid user or group name (1 to 64 bytes without ':', ',', '#' or spaces)", name.escape_debug()),
+                );
+            }
+        }
+    }
+    for rule in &edge.publish {
+        let what = format!("[[edge.publish]] \"{}\"", rule.path.get());
+        if rule.requires_login() && !auth.has_backend() {
+            fail(
+                rule.path.span(),
+                format!("{what} lists users who may publish, but [edge.auth] has neither users_file nor ldap to log them in; set one"),
+            );
+        }
+        for name in rule.users.iter().filter(|u| *u != "*") {
+            if !valid_login_name(name) {
+                fail(
+                    rule.path.span(),
+                    format!("{what}: \"{}\" is not a valid user name (1 to 64 bytes without ':', ',', '#' or spaces; \"*\" is any user)", name.escape_debug()),
                 );
             }
         }
@@ -795,6 +816,25 @@ mod tests {
                 .any(|e| e.contains("not a valid user or group name")),
             "{m:?}"
         );
+    }
+
+    #[test]
+    fn publish_users_need_a_backend_and_valid_names() {
+        let text = "[[edge.publish]]\npath = \"/live\"\nusers = [\"enc\"]\n";
+        let m = messages(text);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(
+            m[0].starts_with("[[edge.publish]] \"/live\" lists users who may publish, but [edge.auth] has neither users_file nor ldap"),
+            "{m:?}"
+        );
+        let ok = format!("[edge.auth]\nusers_file = \"/etc/u\"\n{text}");
+        assert_eq!(messages(&ok), Vec::<String>::new());
+        let any = "[edge.auth]\nusers_file = \"/etc/u\"\n[[edge.publish]]\npath = \"/\"\nusers = [\"*\"]\n";
+        assert_eq!(messages(any), Vec::<String>::new());
+        let bad = "[edge.auth]\nusers_file = \"/etc/u\"\n[[edge.publish]]\npath = \"/\"\nusers = [\"a b\"]\n";
+        let m = messages(bad);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(m[0].contains("not a valid user name"), "{m:?}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The I/O side of viewer logins: runs the sans-IO [`auth`](crate::auth) gate for a
+//! The I/O side of viewer (and publisher, through [`check`]) logins: runs the sans-IO [`auth`](crate::auth) gate for a
 //! request and carries out its slow password checks (Argon2id, LDAP bind) on tokio's
 //! blocking threads, so a login never stalls other viewers' requests or media.
 //!
@@ -38,9 +38,22 @@ pub(crate) async fn admit(
     else {
         return Ok(None);
     };
+    check(settings, req, access, kind, place.peer, remembered).await
+}
+
+/// Admits `req` from `peer` under `access` (a viewer rule's, or a publish rule's
+/// users), as [`admit`] does.
+pub(crate) async fn check(
+    settings: &ViewerSettings,
+    req: &Request,
+    access: &mediagate_config::Access,
+    kind: crate::auth::LoginKind,
+    peer: SocketAddr,
+    remembered: &mut Option<(String, Principal)>,
+) -> Result<Option<Principal>, (Response, Option<String>)> {
     let now = Now::system().unix_ms / 1000;
     let auth = &settings.auth;
-    let client = place.peer.ip();
+    let client = peer.ip();
     let gate = auth.check(
         req,
         client,

@@ -15,7 +15,11 @@
 //! A path that a route serves from an origin cannot be published to (403): viewers of
 //! a route get its origin, never a stream someone pushed.
 //!
-//! What it does not: log publishers in (rules are by address only), or serve viewers.
+//! A rule with `users` asks for a login after the address check, through the viewers'
+//! login code (`login`): a 401 challenge keeps the connection open for the answer, a
+//! logged-in user the rule does not list gets 403.
+//!
+//! What it does not: serve viewers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +32,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::auth::LoginKind;
 use crate::conn_out::ConnOut;
 use crate::hub_registry::Lease;
 use crate::publish_rules::Verdict;
@@ -216,7 +221,12 @@ impl Publisher {
             }
             Method::Announce => match self.announce(&req).await {
                 Ok(r) => (r, true),
-                Err(r) => (r, false),
+                // A 401 is a challenge the publisher answers with its next ANNOUNCE
+                // on this connection (ffmpeg and GStreamer both do).
+                Err(r) => {
+                    let keep = r.status == StatusCode::UNAUTHORIZED;
+                    (r, keep)
+                }
             },
             Method::Setup => (self.setup(&req).await, true),
             Method::Record => (self.record(&req).await, true),
@@ -247,6 +257,39 @@ impl Publisher {
         let path = url_path(&req.uri).to_owned();
         let on_busy = match settings.publish.check(&path, self.peer.ip()) {
             Verdict::Allowed(b) => b,
+            Verdict::LoginFirst(b, access) => {
+                // The publisher's login is checked like a viewer's: same users file
+                // or LDAP, same challenges; a publisher that has none yet gets a 401
+                // and answers it on this connection.
+                let mut remembered = None;
+                match crate::login::check(
+                    &settings,
+                    req,
+                    &access,
+                    LoginKind::Origin,
+                    self.peer,
+                    &mut remembered,
+                )
+                .await
+                {
+                    Ok(p) => {
+                        let user = p.map(|p| p.user).unwrap_or_default();
+                        tracing::info!(publisher = %self.peer, %path, %user, "publisher logged in");
+                        b
+                    }
+                    Err((resp, user)) => {
+                        match &user {
+                            Some(u) => {
+                                tracing::info!(publisher = %self.peer, %path, user = %u, "publishing refused: the user is not allowed by the publish rules")
+                            }
+                            None => {
+                                tracing::info!(publisher = %self.peer, %path, status = resp.status.as_u16(), "publishing refused: no valid login")
+                            }
+                        }
+                        return Err(resp);
+                    }
+                }
+            }
             Verdict::Forbidden => {
                 tracing::info!(publisher = %self.peer, %path, "publishing refused by the publish rules");
                 return Err(error(

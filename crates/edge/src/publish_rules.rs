@@ -3,11 +3,15 @@
 //! covers may be published from loopback only (the built-in default, so that
 //! `mediagate run` never opens an ingest to the network).
 //!
-//! What it does not: log anyone in (no user rules yet) or answer the publisher.
+//! A rule with `users` asks the publisher to log in as one of them after its address
+//! passed: the verdict then carries the [`Access`] the viewer login code checks.
+//!
+//! What it does not: check a login (the shell does, with `login`) or answer the
+//! publisher.
 
 use std::net::IpAddr;
 
-use mediagate_config::{OnBusy, PublishRule};
+use mediagate_config::{Access, Located, OnBusy, PublishRule};
 
 /// The edge's publish rules, longest path first.
 #[derive(Debug, Clone, Default)]
@@ -16,10 +20,12 @@ pub(crate) struct PublishRules {
 }
 
 /// What the rules say about one publisher.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// It may publish; a busy path is handled as `on_busy` says.
     Allowed(OnBusy),
+    /// Its address may publish, once it logged in as a user `Access` admits.
+    LoginFirst(OnBusy, Access),
     /// Its address is not allowed for this path.
     Forbidden,
 }
@@ -37,12 +43,16 @@ impl PublishRules {
             .iter()
             .find(|r| r.path.get().strip_path_prefix(path).is_some());
         let (allowed, on_busy) = match rule {
+            Some(r) if r.admits(from) && r.requires_login() => {
+                return Verdict::LoginFirst(r.on_busy, login_access(r));
+            }
             Some(r) => (r.admits(from), r.on_busy),
             None => (
                 PublishRule {
                     path: mediagate_config::Located::new("/".parse().expect("a valid path prefix")),
                     clients: mediagate_config::loopback_networks(),
                     on_busy: OnBusy::Refuse,
+                    users: Vec::new(),
                 }
                 .admits(from),
                 OnBusy::Refuse,
@@ -53,6 +63,18 @@ impl PublishRules {
         } else {
             Verdict::Forbidden
         }
+    }
+}
+
+/// The viewer-login form of a rule's `users`: the address was checked already, and
+/// `"*"` (any user who logs in) is an access without a user list.
+fn login_access(rule: &PublishRule) -> Access {
+    let any = rule.users.iter().any(|u| u == "*");
+    Access {
+        clients: Vec::new(),
+        authenticate: Some(Located::new(true)),
+        users: if any { Vec::new() } else { rule.users.clone() },
+        groups: Vec::new(),
     }
 }
 
@@ -118,6 +140,40 @@ mod tests {
         assert_eq!(
             r.check("/lively", ip("127.0.0.1")),
             Verdict::Allowed(OnBusy::Refuse)
+        );
+    }
+
+    #[test]
+    fn users_ask_for_a_login_after_the_address() {
+        let r = rules(
+            r#"
+            [edge.auth]
+            users_file = "/etc/mediagate/users"
+            [[edge.publish]]
+            path = "/live"
+            clients = ["10.0.0.0/8"]
+            users = ["enc", "cam"]
+            [[edge.publish]]
+            path = "/any"
+            users = ["*"]
+            on_busy = "replace"
+            "#,
+        );
+        assert_eq!(r.check("/live/x", ip("192.0.2.1")), Verdict::Forbidden);
+        let Verdict::LoginFirst(OnBusy::Refuse, a) = r.check("/live/x", ip("10.0.0.1")) else {
+            panic!("a login is asked");
+        };
+        assert!(a.requires_login());
+        assert!(a.admits_user("enc", &[]) && a.admits_user("cam", &[]));
+        assert!(!a.admits_user("other", &[]));
+        let Verdict::LoginFirst(OnBusy::Replace, a) = r.check("/any/x", ip("127.0.0.1")) else {
+            panic!("a login is asked");
+        };
+        assert!(a.requires_login() && a.admits_user("whoever", &[]));
+        assert_eq!(
+            r.check("/other", ip("127.0.0.1")),
+            Verdict::Allowed(OnBusy::Refuse),
+            "no rule: loopback, no login"
         );
     }
 }

@@ -5,8 +5,9 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -275,4 +276,115 @@ fn a_rule_with_on_busy_replace_lets_a_second_publisher_take_over() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `mediagate user add` with the password on stdin, into a fresh file under the
+/// test's scratch dir.
+fn user_add(file: &Path, user: &str, password: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mediagate"))
+        .args([
+            "user",
+            "add",
+            "--password-stdin",
+            "--digest-realm",
+            "mediagate",
+            "--file",
+        ])
+        .arg(file)
+        .arg(user)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mediagate user add runs");
+    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("password written");
+    let out = child.wait_with_output().expect("mediagate user add ends");
+    assert!(
+        out.status.success(),
+        "user add failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// ffmpeg publishing to `url` gives up with an error, and the edge logged `why`.
+fn ffmpeg_publish_refused(edge: &EdgeProc, url: &str, why: &str) {
+    let publisher = ffmpeg_publish(&clip(), url, Transport::Tcp, 0).expect("ffmpeg starts");
+    let status = publisher
+        .wait_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|| {
+            panic!(
+                "ffmpeg kept publishing to {url}: {}",
+                publisher.diagnostics()
+            )
+        });
+    assert!(!status.success(), "{url}: {}", publisher.diagnostics());
+    edge.peer.wait_for_stderr_line(why, Duration::from_secs(5));
+}
+
+#[test]
+fn a_rule_with_users_lets_only_a_listed_user_publish() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("edge_publish");
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let users = dir.join(format!("users-{}", std::process::id()));
+    let _ = std::fs::remove_file(&users);
+    user_add(&users, "encoder", "push-it");
+    user_add(&users, "viewer", "just-watch");
+    let edge = EdgeProc::start(&format!(
+        "[edge.auth]\nusers_file = \"{}\"\n\
+         [[edge.publish]]\npath = \"/live\"\nclients = [\"127.0.0.0/8\"]\nusers = [\"encoder\"]\n\
+         [[edge.publish]]\npath = \"/closed\"\nclients = []\nusers = [\"*\"]\n",
+        users.display()
+    ));
+
+    // No credentials: a 401 challenge, and the connection stays open for the answer.
+    let mut c = RawRtsp::connect(edge.port);
+    let r = c.req_with_body(
+        "ANNOUNCE",
+        &edge.url("/live/raw"),
+        &[("Content-Type", "application/sdp")],
+        announce_sdp().as_bytes(),
+    );
+    assert_eq!(r.status.as_u16(), 401, "{r:?}");
+    assert!(
+        r.headers
+            .get("WWW-Authenticate")
+            .is_some_and(|v| v.starts_with("Digest ")),
+        "{r:?}"
+    );
+    assert_eq!(c.req("OPTIONS", "*", &[]).status.as_u16(), 200);
+    // The address check comes first: no challenge for an address no rule admits.
+    let mut c = RawRtsp::connect(edge.port);
+    assert_eq!(
+        raw_announce(&mut c, &edge.url("/closed/x"), announce_sdp()),
+        403
+    );
+
+    // A wrong password and a user the rule does not list: ffmpeg gives up.
+    let url = edge.url("/live/cam");
+    ffmpeg_publish_refused(
+        &edge,
+        &url.replacen("rtsp://", "rtsp://encoder:wrong@", 1),
+        "publishing refused: no valid login",
+    );
+    ffmpeg_publish_refused(
+        &edge,
+        &url.replacen("rtsp://", "rtsp://viewer:just-watch@", 1),
+        "publishing refused: the user is not allowed by the publish rules",
+    );
+    let mut v = RawRtsp::connect(edge.port);
+    assert_eq!(v.req("DESCRIBE", &url, &[]).status.as_u16(), 404);
+
+    // The listed user publishes (Digest, answered by ffmpeg), and viewers get it.
+    let publisher = ffmpeg_publish(
+        &clip(),
+        &url.replacen("rtsp://", "rtsp://encoder:push-it@", 1),
+        Transport::Tcp,
+        3,
+    )
+    .expect("ffmpeg starts");
+    wait_published(&edge, "/live/cam", &publisher);
+    edge.peer
+        .wait_for_stderr_line("publisher logged in", Duration::from_secs(5));
+    let r = ffmpeg_gapless(&url, Transport::Tcp, 3.0);
+    assert!(r.video >= 50 && r.gap_warnings.is_empty(), "{r:?}");
 }

@@ -388,3 +388,52 @@ fn a_rule_with_users_lets_only_a_listed_user_publish() {
     let r = ffmpeg_gapless(&url, Transport::Tcp, 3.0);
     assert!(r.video >= 50 && r.gap_warnings.is_empty(), "{r:?}");
 }
+
+/// A viewer of a published stream is a viewer like any other: its session leaves an
+/// access line and a row in the records store.
+#[test]
+fn a_viewer_of_a_published_stream_leaves_an_access_line_and_a_record() {
+    let log_dir =
+        std::env::temp_dir().join(format!("mediagate-publish-log-{}", std::process::id()));
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let log = log_dir.join("access.log");
+    let edge = EdgeProc::start(&format!(
+        "[log]\naccess_log = {:?}\n",
+        log.display().to_string()
+    ));
+    let url = edge.url("/live/counted");
+    let publisher = ffmpeg_publish(&clip(), &url, Transport::Tcp, 3).expect("ffmpeg starts");
+    wait_published(&edge, "/live/counted", &publisher);
+    let r = ffmpeg_gapless(&url, Transport::Tcp, 3.0);
+    assert!(r.video > 0, "{r:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (line, row) = loop {
+        let line = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.contains("/live/counted") && l.contains("Lavf"))
+            .map(str::to_owned);
+        let rows: Vec<mediagate_edge::record::ViewerSessionRecord> =
+            mediagate_ops::store::SqliteStore::open(&edge.records_path())
+                .and_then(|mut s| s.records(50))
+                .unwrap_or_default();
+        let row = rows
+            .into_iter()
+            .find(|r| r.url.ends_with("/live/counted") && r.method == "PLAY");
+        if let (Some(line), Some(row)) = (&line, &row) {
+            break (line.clone(), row.clone());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no access line or record for the viewer: {line:?} {row:?}\n{}",
+            edge.peer.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(row.status, 200, "{row:?}");
+    assert!(row.bytes > 0 && row.packets > 0, "{row:?}");
+    assert!(row.user_agent.starts_with("Lavf"), "{row:?}");
+    assert!(line.contains(&row.session), "{line}\n{row:?}");
+    let _ = std::fs::remove_dir_all(&log_dir);
+}

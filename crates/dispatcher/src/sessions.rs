@@ -193,15 +193,6 @@ impl SessionMap {
         missing.sort();
         missing
     }
-
-    /// Forgets every call of `relay` that is not in `holds`; returns the forgotten
-    /// calls, sorted by Call-ID.
-    pub fn reconcile(&mut self, relay: &str, holds: &[String]) -> Vec<(String, Placed)> {
-        self.missing(relay, holds)
-            .into_iter()
-            .filter_map(|id| self.remove(&id).map(|p| (id, p)))
-            .collect()
-    }
 }
 
 fn log_failure(result: rusqlite::Result<usize>, call_id: &str) {
@@ -252,16 +243,13 @@ mod tests {
     }
 
     #[test]
-    fn reconcile_forgets_only_that_relays_missing_calls() {
+    fn missing_names_only_that_relays_calls_absent_from_its_list_and_removes_nothing() {
         let mut map = SessionMap::in_memory();
         map.insert("a", placed("r1"));
         map.insert("b", placed("r1"));
         map.insert("c", placed("r2"));
-        assert_eq!(
-            map.reconcile("r1", &["b".into()]),
-            [("a".to_owned(), placed("r1"))]
-        );
-        assert!(map.get("a").is_none());
+        assert_eq!(map.missing("r1", &["b".into()]), ["a".to_owned()]);
+        assert!(map.get("a").is_some());
         assert!(map.get("b").is_some());
         assert!(map.get("c").is_some());
     }

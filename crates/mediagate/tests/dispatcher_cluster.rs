@@ -19,8 +19,10 @@
 //!   until its BYE, then the relay exits by itself. SIGHUP does the same to a relay
 //!   started with `--sighup halt` (MediaProxy's relay), and reloads one without.
 //!
-//! The dialog of a call lost with its relay is not ended on Kamailio here: that needs
-//! the dispatcher's ended-call hook wired to `dialog_end` (not on this branch).
+//! This dispatcher has no `[dispatcher.dialog_end]`, so a call lost with its relay is
+//! reported and forgotten but its dialog is not ended on Kamailio here; ending dialogs
+//! through Kamailio's JSON-RPC is checked in `dispatcher_kamailio.rs` (a timed-out call)
+//! and, for lost calls, only in the dispatcher's `accounting_tests.rs`.
 
 use std::path::Path;
 use std::process::Command;

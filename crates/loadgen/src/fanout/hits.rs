@@ -26,13 +26,10 @@ use tokio::time::Instant;
 use super::plan::Lower;
 use super::report::{RunInfo, RunReport, ViewerReport};
 use super::viewer::{self, ViewerCtx};
+use super::{prepare, url, Prepared, TEARDOWN_GRACE};
 use super::{probe, Run, Sample, TransportArg, MAX_SECONDS, MAX_VIEWERS, SETTLE};
-use super::{url, TEARDOWN_GRACE};
-use crate::procfs::Process;
 use crate::stats::{millis, nearest_rank};
-use crate::sys;
 use crate::track_stats::Codec;
-use crate::viewer_udp::{Receivers, ViewerPorts};
 
 /// Most URLs one run spreads its viewers over.
 const MAX_URLS: usize = 1_000;
@@ -246,50 +243,26 @@ async fn run_async(
             urls.len()
         );
     }
-    let nofile = mediagate_udp::raise_nofile_limit().unwrap_or(1024);
-    let per_viewer = 1 + if lower == Lower::Udp {
-        2 * codecs.len()
-    } else {
-        0
-    };
-    let needed = (args.viewers * per_viewer + 64) as u64;
-    if nofile < needed {
-        bail!(
-            "{} viewers need about {needed} open files but the limit is {nofile}; \
-             raise it with `ulimit -n {needed}`",
-            args.viewers
-        );
-    }
-    let edge = args.edge_pid.map(Process::new);
-    let me = Process::new(std::process::id());
-    let ticks = sys::clock_ticks_per_second().unwrap_or(100);
-    if let Some(e) = &edge {
-        e.cpu()
-            .with_context(|| format!("cannot watch the edge (pid {})", e.pid()))?;
-    }
-
-    let start = Instant::now();
-    let end = start + Duration::from_secs_f64(args.seconds);
-    let hard_deadline = end + TEARDOWN_GRACE + Duration::from_secs(2);
-    let udp_packets = Arc::new(AtomicU64::new(0));
-    let (receivers, udp_ports, our_ports) = if lower == Lower::Udp {
-        let ports = ViewerPorts::bind(local.ip(), args.viewers, codecs.len(), args.rx.rcvbuf)
-            .context("cannot bind UDP ports for the viewers")?;
-        let rtp_ports = ports.rtp_ports()?;
-        let all = ports.all_ports()?;
-        let rx = Receivers::spawn(
-            ports,
-            &codecs,
-            args.rx.rx_threads,
-            Duration::from_micros(args.rx.rx_coalesce_us),
-            (end + Duration::from_secs(1)).into_std(),
-            udp_packets.clone(),
-        )
-        .context("cannot start the UDP receiver threads")?;
-        (Some(rx), Some(rtp_ports), Some(all))
-    } else {
-        (None, None, None)
-    };
+    let Prepared {
+        edge,
+        me,
+        ticks,
+        start,
+        end,
+        hard_deadline,
+        udp_packets,
+        receivers,
+        udp_ports,
+        our_ports,
+    } = prepare(
+        args.viewers,
+        args.edge_pid,
+        args.seconds,
+        &args.rx,
+        lower,
+        local,
+        &codecs,
+    )?;
 
     // One context per URL; they share the setup limit through their own semaphores, each
     // a fair share of it.

@@ -237,51 +237,26 @@ async fn run_async(
         );
     }
 
-    let nofile = mediagate_udp::raise_nofile_limit().unwrap_or(1024);
-    let per_viewer = 1 + if lower == Lower::Udp {
-        2 * codecs.len()
-    } else {
-        0
-    };
-    let needed = (args.viewers * per_viewer + 64) as u64;
-    if nofile < needed {
-        bail!(
-            "{} viewers need about {needed} open files but the limit is {nofile}; \
-             raise it with `ulimit -n {needed}`",
-            args.viewers
-        );
-    }
-
-    let edge = args.edge_pid.map(Process::new);
-    let me = Process::new(std::process::id());
-    let ticks = sys::clock_ticks_per_second().unwrap_or(100);
-    if let Some(e) = &edge {
-        e.cpu()
-            .with_context(|| format!("cannot watch the edge (pid {})", e.pid()))?;
-    }
-
-    let start = Instant::now();
-    let end = start + Duration::from_secs_f64(args.seconds);
-    let hard_deadline = end + TEARDOWN_GRACE + Duration::from_secs(2);
-    let udp_packets = Arc::new(AtomicU64::new(0));
-    let (receivers, udp_ports, our_ports) = if lower == Lower::Udp {
-        let ports = ViewerPorts::bind(local.ip(), args.viewers, codecs.len(), args.rx.rcvbuf)
-            .context("cannot bind UDP ports for the viewers")?;
-        let rtp_ports = ports.rtp_ports()?;
-        let all = ports.all_ports()?;
-        let rx = Receivers::spawn(
-            ports,
-            &codecs,
-            args.rx.rx_threads,
-            Duration::from_micros(args.rx.rx_coalesce_us),
-            (end + Duration::from_secs(1)).into_std(),
-            udp_packets.clone(),
-        )
-        .context("cannot start the UDP receiver threads")?;
-        (Some(rx), Some(rtp_ports), Some(all))
-    } else {
-        (None, None, None)
-    };
+    let Prepared {
+        edge,
+        me,
+        ticks,
+        start,
+        end,
+        hard_deadline,
+        udp_packets,
+        receivers,
+        udp_ports,
+        our_ports,
+    } = prepare(
+        args.viewers,
+        args.edge_pid,
+        args.seconds,
+        &args.rx,
+        lower,
+        local,
+        &codecs,
+    )?;
 
     let ctx = Arc::new(ViewerCtx {
         addr,
@@ -496,6 +471,91 @@ fn abandoned(id: usize, reason: String) -> ViewerOutcome {
         reason,
     });
     o
+}
+
+/// What a run has ready before its viewers start (`fanout` and `hits` alike).
+struct Prepared {
+    edge: Option<Process>,
+    me: Process,
+    ticks: u64,
+    start: Instant,
+    end: Instant,
+    hard_deadline: Instant,
+    udp_packets: Arc<AtomicU64>,
+    receivers: Option<Receivers>,
+    udp_ports: Option<Vec<Vec<u16>>>,
+    our_ports: Option<std::collections::HashSet<u16>>,
+}
+
+/// Checks the open-file limit for `viewers`, starts watching the edge's and this
+/// process's CPU, fixes the run's clock and, for UDP viewers, binds their ports and
+/// starts the receiver threads.
+fn prepare(
+    viewers: usize,
+    edge_pid: Option<u32>,
+    seconds: f64,
+    rx: &crate::udp_rx::RxArgs,
+    lower: Lower,
+    local: std::net::SocketAddr,
+    codecs: &[Codec],
+) -> anyhow::Result<Prepared> {
+    let nofile = mediagate_udp::raise_nofile_limit().unwrap_or(1024);
+    let per_viewer = 1 + if lower == Lower::Udp {
+        2 * codecs.len()
+    } else {
+        0
+    };
+    let needed = (viewers * per_viewer + 64) as u64;
+    if nofile < needed {
+        bail!(
+            "{} viewers need about {needed} open files but the limit is {nofile}; \
+             raise it with `ulimit -n {needed}`",
+            viewers
+        );
+    }
+
+    let edge = edge_pid.map(Process::new);
+    let me = Process::new(std::process::id());
+    let ticks = sys::clock_ticks_per_second().unwrap_or(100);
+    if let Some(e) = &edge {
+        e.cpu()
+            .with_context(|| format!("cannot watch the edge (pid {})", e.pid()))?;
+    }
+
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(seconds);
+    let hard_deadline = end + TEARDOWN_GRACE + Duration::from_secs(2);
+    let udp_packets = Arc::new(AtomicU64::new(0));
+    let (receivers, udp_ports, our_ports) = if lower == Lower::Udp {
+        let ports = ViewerPorts::bind(local.ip(), viewers, codecs.len(), rx.rcvbuf)
+            .context("cannot bind UDP ports for the viewers")?;
+        let rtp_ports = ports.rtp_ports()?;
+        let all = ports.all_ports()?;
+        let rx = Receivers::spawn(
+            ports,
+            codecs,
+            rx.rx_threads,
+            Duration::from_micros(rx.rx_coalesce_us),
+            (end + Duration::from_secs(1)).into_std(),
+            udp_packets.clone(),
+        )
+        .context("cannot start the UDP receiver threads")?;
+        (Some(rx), Some(rtp_ports), Some(all))
+    } else {
+        (None, None, None)
+    };
+    Ok(Prepared {
+        edge,
+        me,
+        ticks,
+        start,
+        end,
+        hard_deadline,
+        udp_packets,
+        receivers,
+        udp_ports,
+        our_ports,
+    })
 }
 
 #[cfg(test)]

@@ -265,23 +265,11 @@ fn start_call(topo: &Topology, work: &WorkDir, scenario: &str) -> (Peer, Peer) {
     (uas, uac)
 }
 
-fn finish_call(calls: (Peer, Peer), others: &[&Peer]) {
-    let (uas, uac) = calls;
-    let status = uac.wait_timeout(Duration::from_secs(45));
-    let mut why = format!("{}\n{}", uac.diagnostics(), uas.diagnostics());
-    for p in others {
-        why.push('\n');
-        why.push_str(&p.diagnostics());
-    }
-    assert!(status.is_some_and(|s| s.success()), "caller failed:\n{why}");
-    let status = uas.wait_timeout(Duration::from_secs(10));
-    assert!(status.is_some_and(|s| s.success()), "callee failed:\n{why}");
-}
-
 /// Runs a whole short call and returns what each relay sent during it.
 fn call(topo: &Topology, work: &WorkDir, others: &[&Peer]) -> [(u64, u64); 2] {
     let before = relayed(topo);
-    finish_call(start_call(topo, work, "uac.xml"), others);
+    let (uas, uac) = start_call(topo, work, "uac.xml");
+    finish_call(&uac, &uas, others);
     let after = relayed(topo);
     [0, 1].map(|i| (after[i].0 - before[i].0, after[i].1 - before[i].1))
 }
@@ -374,7 +362,7 @@ fn a_relay_killed_mid_call_loses_its_calls_new_calls_avoid_it_and_it_is_used_aga
 
     // A call on relay1 (Kamailio's preference), long enough to kill relay1 under it.
     long_caller(&c.work, "uac_long.xml", 15_000);
-    let long = start_call(&c.topo, &c.work, "uac_long.xml");
+    let (long_uas, long_uac) = start_call(&c.topo, &c.work, "uac_long.xml");
     wait_until(
         "media both ways through relay1",
         Duration::from_secs(20),
@@ -391,7 +379,7 @@ fn a_relay_killed_mid_call_loses_its_calls_new_calls_avoid_it_and_it_is_used_aga
         Duration::from_secs(10),
     );
     // The caller hangs up; the dispatcher cannot reach relay1 for the remove.
-    finish_call(long, &[&c.dispatcher, &c.kamailio]);
+    finish_call(&long_uac, &long_uas, &[&c.dispatcher, &c.kamailio]);
 
     // Kamailio still prefers relay1's address: the dispatcher places the call on relay2.
     let got = call(&c.topo, &c.work, &[&c.dispatcher, &c.kamailio, &relay2]);
@@ -437,7 +425,7 @@ fn halt_with_a_running_call(
 ) {
     let name = format!("relay{}", on + 1);
     let before = relayed(&c.topo)[on];
-    let long = start_call(&c.topo, &c.work, "uac_long.xml");
+    let (long_uas, long_uac) = start_call(&c.topo, &c.work, "uac_long.xml");
     wait_until(
         &format!("media both ways through {name}"),
         Duration::from_secs(20),
@@ -480,7 +468,7 @@ fn halt_with_a_running_call(
         "{name} exited with a call running:\n{}",
         relay.diagnostics()
     );
-    finish_call(long, &[&c.dispatcher, &c.kamailio, relay]);
+    finish_call(&long_uac, &long_uas, &[&c.dispatcher, &c.kamailio, relay]);
     let status = relay.wait_timeout(Duration::from_secs(20));
     assert!(
         status.is_some_and(|s| s.success()),

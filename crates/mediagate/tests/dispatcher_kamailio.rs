@@ -98,21 +98,7 @@ fn call_through(
         "sipp-uac",
         &["203.0.113.1:5060", "-sf", "uac.xml", "-i", "10.1.0.2"],
     );
-    let uac_status = uac.wait_timeout(Duration::from_secs(45));
-    assert!(
-        uac_status.is_some_and(|s| s.success()),
-        "caller failed:\n{}\n{}\n{}\n{}",
-        uac.diagnostics(),
-        uas.diagnostics(),
-        kamailio.diagnostics(),
-        dispatcher.diagnostics()
-    );
-    let uas_status = uas.wait_timeout(Duration::from_secs(10));
-    assert!(
-        uas_status.is_some_and(|s| s.success()),
-        "callee failed:\n{}",
-        uas.diagnostics()
-    );
+    finish_call(&uac, &uas, &[&kamailio, &dispatcher]);
     let (at_a, at_b) = (
         topo.received("phonea", "280"),
         topo.received("phoneb", "280"),

@@ -197,20 +197,7 @@ fn kamailio_sipp_behind_nat_through_the_relay_with_failover() {
         &["python3", "spray.py", "203.0.113.1", "30000", "30999", "5"],
     );
 
-    let uac_status = uac.wait_timeout(Duration::from_secs(45));
-    assert!(
-        uac_status.is_some_and(|s| s.success()),
-        "caller failed:\n{}\n{}\n{}",
-        uac.diagnostics(),
-        uas.diagnostics(),
-        kamailio.diagnostics()
-    );
-    let uas_status = uas.wait_timeout(Duration::from_secs(10));
-    assert!(
-        uas_status.is_some_and(|s| s.success()),
-        "callee failed:\n{}",
-        uas.diagnostics()
-    );
+    finish_call(&uac, &uas, &[&kamailio]);
     let spray_status = spray.wait_timeout(Duration::from_secs(15));
     assert!(
         spray_status.is_some_and(|s| s.success()),

@@ -1,7 +1,7 @@
 //! The SIP test network shared by the relay's and the dispatcher's Kamailio tests:
 //! namespaces with MASQUERADE NATs in front of two SIPp phones, the peers' files, and
 //! helpers to start programs inside the namespaces. Included with `#[path]` by
-//! `relay_kamailio.rs` and `dispatcher_kamailio.rs`.
+//! `relay_kamailio.rs`, `dispatcher_kamailio.rs` and `dispatcher_cluster.rs`.
 //!
 //! Topology (all addresses inside namespaces created and deleted by the test):
 //!
@@ -347,4 +347,30 @@ pub fn sipp(topo: &Topology, work: &WorkDir, ns: &str, name: &str, extra: &[&str
     args.extend_from_slice(extra);
     args.extend_from_slice(&["-p", "5060", "-mp", "6000", "-m", "1", "-nostdin"]);
     topo.spawn(ns, name, &work.0, &args)
+}
+
+/// Waits for a SIPp call to end: the caller within 45 s, then the callee within 10 s;
+/// both must exit with success. A failure shows both phones and `others` (Kamailio,
+/// the relay or dispatcher).
+pub fn finish_call(uac: &Peer, uas: &Peer, others: &[&Peer]) {
+    let why = || {
+        let mut why = format!("{}\n{}", uac.diagnostics(), uas.diagnostics());
+        for p in others {
+            why.push('\n');
+            why.push_str(&p.diagnostics());
+        }
+        why
+    };
+    let status = uac.wait_timeout(Duration::from_secs(45));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "caller failed:\n{}",
+        why()
+    );
+    let status = uas.wait_timeout(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "callee failed:\n{}",
+        why()
+    );
 }

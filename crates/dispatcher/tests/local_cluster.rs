@@ -7,7 +7,6 @@
 //! preferred; a request without `call_id` gets `error` and the connection goes on.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use mediagate_dispatcher::role::Dispatcher;
@@ -15,25 +14,9 @@ use mediagate_ng::bencode::{Limits, Value};
 use mediagate_ng::client::{frame_request, reply_to, RequestBuilder};
 use mediagate_ng::framing::Encoding;
 use mediagate_ng::request::Command;
+use mediagate_testkit::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("mg-dispatcher-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The dispatcher with two local relays; each test gives its own `ports` base so tests
 /// running at once never compete for a port.

@@ -8,7 +8,6 @@
 //! that holds the call, not the other one with the same inner id.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,14 +20,7 @@ use mediagate_ng::framing::Encoding;
 use mediagate_ng::request::Command;
 use mediagate_relay::engine::{EngineConfig, Relay};
 use mediagate_relay::link_client::{self, LinkClientConfig};
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use mediagate_testkit::TempDir;
 
 fn ng(to: SocketAddr, cookie: &str, request: &Value) -> Value {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -86,9 +78,7 @@ async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_and_linked_relays_serve_side_by_side_without_mixing_up_ids() {
-    let dir = TempDir(std::env::temp_dir().join(format!("mg-mixed-pool-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = TempDir::new("mixed-pool");
     let pki = dir.0.join("pki");
     mediagate_link::pki::create_ca(&pki, "mixed pool test CA").unwrap();
     mediagate_link::pki::issue(&pki, &dir.0.join("dispatcher"), "dispatcher").unwrap();

@@ -9,7 +9,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -17,28 +17,10 @@ use common::EdgeProc;
 use mediagate_cache::{Cache, Meta, ObjectKey, PacketIn, TrackMeta, Validators};
 use mediagate_testkit::ports::free_tcp_port;
 use mediagate_testkit::process::run;
+use mediagate_testkit::TempDir;
 
 const CLIP_A: &str = "rtsp://origin.invalid/vod/a.mp4";
 const CLIP_B: &str = "rtsp://origin.invalid/vod/b.mp4";
-
-/// A directory of this test's own, removed when dropped (the edge's own test
-/// directory goes with each `EdgeProc`; the cache must outlive a restart).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("mediagate-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn key(url: &str) -> ObjectKey {
     ObjectKey {

@@ -44,6 +44,7 @@ pub mod process;
 pub mod promtool;
 pub mod slapd;
 mod tap;
+mod temp_dir;
 mod transport;
 
 pub use error::{Error, Result};
@@ -51,4 +52,5 @@ pub use ffmpeg::{ffmpeg_publish, ffmpeg_read, ffprobe, make_clip, Probe, ReadOpt
 pub use gst::{rtspsrc, rtspsrc_with, RtspsrcOptions, RtspsrcReport};
 pub use origin::{AudioCodec, Origin, OriginEvent, OriginEventKind, OriginOptions, RequestEvent};
 pub use tap::{Tap, TapConnection, TapOptions};
+pub use temp_dir::TempDir;
 pub use transport::Transport;

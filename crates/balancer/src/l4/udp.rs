@@ -74,14 +74,17 @@ const HEADER_ROOM: usize = 64;
 /// takes a lock the receive loop also takes); a quarter of the idle timeout if less.
 const REPLY_TOUCH_EVERY: Duration = Duration::from_millis(500);
 
-/// Where a flow's datagrams go.
-#[derive(Clone)]
+/// Where a flow's datagrams go; shared by the flow's table entry, the receive loop
+/// (one reference count per datagram) and the flow's reply task.
 struct Route {
     id: BackendId,
-    sock: Arc<UdpSocket>,
+    sock: UdpSocket,
     counters: Arc<BackendCounters>,
     /// An ICMP port unreachable was reported for passive health (once per flow).
-    refused: Arc<AtomicBool>,
+    refused: AtomicBool,
+    /// The flow's PROXY v2 header, encoded once when the service sends one (it names
+    /// the flow's client and our address, which never change).
+    header: Option<Box<[u8]>>,
 }
 
 impl Route {
@@ -96,7 +99,7 @@ impl Route {
 }
 
 struct Flow {
-    route: Route,
+    route: Arc<Route>,
     replies: AbortHandle,
 }
 
@@ -220,7 +223,7 @@ impl Service {
         let now = Instant::now();
         let found = {
             let mut t = lock(&self.table);
-            t.touch(&client, now).map(|f| (f.route.clone(), false))
+            t.touch(&client, now).map(|f| (Arc::clone(&f.route), false))
         };
         let (route, first) = match found {
             Some(f) => f,
@@ -236,12 +239,9 @@ impl Service {
             UdpProxyV2::EveryDatagram => true,
         };
         let mut start = HEADER_ROOM;
-        if with_header {
-            let header = Header::proxy(Transport::Dgram, client, self.local);
-            if let Ok(h) = header.to_bytes() {
-                start = HEADER_ROOM - h.len();
-                buf[start..HEADER_ROOM].copy_from_slice(&h);
-            }
+        if let Some(h) = route.header.as_deref().filter(|_| with_header) {
+            start = HEADER_ROOM - h.len();
+            buf[start..HEADER_ROOM].copy_from_slice(h);
         }
         let datagram = &buf[start..HEADER_ROOM + n];
         let sent = match route.sock.send(datagram).await {
@@ -258,29 +258,39 @@ impl Service {
         }
     }
 
-    async fn new_flow(&self, client: SocketAddr, now: Instant) -> Option<(Route, bool)> {
+    async fn new_flow(&self, client: SocketAddr, now: Instant) -> Option<(Arc<Route>, bool)> {
         let Some((id, addr)) = self.picker.pick(client.ip(), None) else {
             self.counters.no_backend.fetch_add(1, Relaxed);
             return None;
         };
         let addr = self.config.backend_port.apply(addr, self.local);
         let sock = match backend_socket(addr).await {
-            Ok(s) => Arc::new(s),
+            Ok(s) => s,
             Err(_) => {
                 self.picker.flow_ended(client.ip(), id);
                 self.counters.no_backend.fetch_add(1, Relaxed);
                 return None;
             }
         };
-        let route = Route {
+        let header = match self.config.proxy_v2 {
+            UdpProxyV2::Off => None,
+            UdpProxyV2::FirstDatagram | UdpProxyV2::EveryDatagram => {
+                Header::proxy(Transport::Dgram, client, self.local)
+                    .to_bytes()
+                    .ok()
+                    .map(Vec::into_boxed_slice)
+            }
+        };
+        let route = Arc::new(Route {
             id,
             sock,
             counters: self.counters.backend(id),
-            refused: Arc::default(),
-        };
+            refused: AtomicBool::new(false),
+            header,
+        });
         let replies = tokio::spawn(
             Replies {
-                route: route.clone(),
+                route: Arc::clone(&route),
                 listen: self.listen.clone(),
                 client,
                 table: self.table.clone(),
@@ -291,7 +301,7 @@ impl Service {
         )
         .abort_handle();
         let flow = Flow {
-            route: route.clone(),
+            route: Arc::clone(&route),
             replies,
         };
         match lock(&self.table).insert(client, flow, now) {
@@ -329,7 +339,7 @@ async fn backend_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
 
 /// A flow's back-end socket: replies go to the client from the listening socket.
 struct Replies {
-    route: Route,
+    route: Arc<Route>,
     listen: Arc<UdpSocket>,
     client: SocketAddr,
     table: Table,

@@ -54,5 +54,16 @@ log "fuzz targets build (stable toolchain, no sanitizer)"
 log "build mediagate-loadgen (used by the relay load test)"
 cargo build -p mediagate-loadgen
 
-log "cargo test (unit, property and real-peer interop tests)"
-cargo test --workspace
+log "cargo test: build every test binary"
+tests_json="$(mktemp)"
+trap 'rm -f "$tests_json"' EXIT
+cargo test --workspace --no-run --message-format=json-render-diagnostics >"$tests_json"
+
+# Most of the suite's time is real-peer tests waiting on real-time media, so the test
+# binaries run a few at a time (TEST_JOBS, default 3), longest first; each binary still
+# runs its own tests as cargo would.
+log "cargo test (unit, property and real-peer interop tests; ${TEST_JOBS:-3} binaries at a time)"
+python3 scripts/run-tests.py "$tests_json"
+
+log "doc tests"
+cargo test --workspace --doc

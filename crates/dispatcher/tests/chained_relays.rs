@@ -5,7 +5,8 @@
 //! group's relay first); RTP from a fake caller reaches the fake callee through both
 //! relays and back, each relay counting what it forwarded; `delete` removes the call
 //! from both relays and from the dispatcher's map. A call no rule matches (the rule
-//! here is by the caller's network) goes to one relay, as without rules.
+//! here is by the caller's network) goes to one relay, as without rules. The same
+//! through the MediaProxy front door (`update`/`update`/`remove`).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -16,11 +17,14 @@ use mediagate_ng::client::{frame_request, reply_to, RequestBuilder};
 use mediagate_ng::framing::Encoding;
 use mediagate_ng::request::Command;
 use mediagate_testkit::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
 
 /// The dispatcher with relay `pub1` (127.0.0.1, group `public`) and `priv1`
 /// (127.0.0.2, group `private`); calls from 127.0.0.0/8 go through public, then
-/// private.
-async fn start(dir: &TempDir) -> Dispatcher {
+/// private. Each test gives its own `ports` base so tests running at once never
+/// compete for a port.
+async fn start(dir: &TempDir, ports: u16) -> Dispatcher {
     let text = format!(
         r#"state_dir = {state:?}
 [edge]
@@ -31,14 +35,15 @@ forward_io = "epoll"
 [dispatcher]
 enabled = true
 ng_listen_udp = ["127.0.0.1:0"]
+mediaproxy_socket = {socket:?}
 [[dispatcher.local_relay]]
 name = "pub1"
 address = "127.0.0.1"
-ports = "53100-53199"
+ports = "{a_low}-{a_high}"
 [[dispatcher.local_relay]]
 name = "priv1"
 address = "127.0.0.2"
-ports = "53200-53299"
+ports = "{b_low}-{b_high}"
 [[dispatcher.relay_group]]
 name = "public"
 relays = ["pub1"]
@@ -51,6 +56,11 @@ second = "private"
 caller = ["127.0.0.0/8"]
 "#,
         state = dir.0.join("state"),
+        socket = dir.0.join("run/mp.sock"),
+        a_low = ports,
+        a_high = ports + 99,
+        b_low = ports + 100,
+        b_high = ports + 199,
     );
     let config = mediagate_config::parse_config(&text).unwrap();
     assert!(mediagate_config::validate(&config).is_empty());
@@ -130,7 +140,7 @@ fn relay_one(from: &UdpSocket, to: SocketAddr, at: &UdpSocket, seq: u16) -> (Vec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rtp_goes_through_both_relays_both_ways_and_delete_removes_both() {
     let dir = TempDir::new("chained-relays");
-    let d = start(&dir).await;
+    let d = start(&dir, 53_100).await;
     let at = d.ng_udp_addrs()[0];
     let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
     let callee = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -185,17 +195,25 @@ async fn rtp_goes_through_both_relays_both_ways_and_delete_removes_both() {
     assert_eq!(heard_by_callee, for_callee, "the callee hears priv1");
     assert_eq!(to_callee.get(12..), rtp(0).get(12..), "payload unchanged");
     assert_eq!(heard_by_caller, for_caller, "the caller hears pub1");
-    // Each packet that arrived crossed both relays.
-    assert!(
-        pub1.forwarded_packets() >= 2,
-        "{}",
-        pub1.forwarded_packets()
-    );
-    assert!(
-        priv1.forwarded_packets() >= 2,
-        "{}",
-        priv1.forwarded_packets()
-    );
+    // Each relay forwarded packets from both of its parties (pub1: the caller and
+    // priv1; priv1: pub1 and the callee). A relay counts a batch after sending it, so
+    // the counts may trail the arrival briefly.
+    let both_ways = |r: &mediagate_relay::engine::Relay| {
+        r.live_calls().first().is_some_and(|(record, _)| {
+            record
+                .streams
+                .first()
+                .is_some_and(|s| s.caller.packets > 0 && s.callee.packets > 0)
+        })
+    };
+    for _ in 0..200 {
+        if both_ways(&pub1) && both_ways(&priv1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(both_ways(&pub1), "pub1: {:?}", pub1.live_calls());
+    assert!(both_ways(&priv1), "priv1: {:?}", priv1.live_calls());
 
     let delete = RequestBuilder::new(Command::Delete)
         .str("call-id", "chained")
@@ -222,4 +240,85 @@ async fn rtp_goes_through_both_relays_both_ways_and_delete_removes_both() {
     let placed = d.router().calls();
     assert_eq!(placed[0].1.second_relay, None);
     assert_eq!(pub1.call_ids().len() + priv1.call_ids().len(), 1);
+}
+
+async fn request(stream: &mut UnixStream, text: &str) -> String {
+    stream.write_all(text.as_bytes()).await.unwrap();
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut byte))
+            .await
+            .expect("a reply line within 2 s")
+            .unwrap();
+        line.push(byte[0]);
+    }
+    String::from_utf8(line).unwrap()
+}
+
+/// MediaProxy's `ip port` reply as an address.
+fn mediaproxy_media(reply: &str) -> SocketAddr {
+    let mut words = reply.split_whitespace();
+    let ip = words.next().unwrap();
+    let port = words.next().unwrap_or_else(|| panic!("{reply:?}"));
+    format!("{ip}:{port}").parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mediaproxy_call_is_chained_the_same() {
+    let dir = TempDir::new("chained-mediaproxy");
+    let d = start(&dir, 53_400).await;
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let callee = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (pa, pb) = (
+        caller.local_addr().unwrap().port(),
+        callee.local_addr().unwrap().port(),
+    );
+    let mut proxy = UnixStream::connect(dir.0.join("run/mp.sock"))
+        .await
+        .unwrap();
+    let offered = request(
+        &mut proxy,
+        &format!(
+            "update\r\ntype: request\r\ncall_id: mp-chained\r\nfrom_tag: a\r\nto_tag: \r\n\
+             media: audio:127.0.0.1:{pa}:sendrecv\r\n\r\n"
+        ),
+    )
+    .await;
+    let answered = request(
+        &mut proxy,
+        &format!(
+            "update\r\ntype: reply\r\ncall_id: mp-chained\r\nfrom_tag: a\r\nto_tag: b\r\n\
+             media: audio:127.0.0.1:{pb}:sendrecv\r\n\r\n"
+        ),
+    )
+    .await;
+    let (for_callee, for_caller) = (mediaproxy_media(&offered), mediaproxy_media(&answered));
+    assert_eq!(for_callee.ip().to_string(), "127.0.0.2", "{offered:?}");
+    assert_eq!(for_caller.ip().to_string(), "127.0.0.1", "{answered:?}");
+    let pub1 = d.local_pool().relay("pub1").unwrap();
+    let priv1 = d.local_pool().relay("priv1").unwrap();
+    assert_eq!(pub1.call_ids(), ["mp-chained"]);
+    assert_eq!(priv1.call_ids(), ["mp-chained"]);
+    let (heard_by_callee, heard_by_caller) = tokio::task::spawn_blocking(move || {
+        (
+            relay_one(&caller, for_caller, &callee, 0).1,
+            relay_one(&callee, for_callee, &caller, 1000).1,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(heard_by_callee, for_callee);
+    assert_eq!(heard_by_caller, for_caller);
+    assert_eq!(
+        request(
+            &mut proxy,
+            "remove\r\ncall_id: mp-chained\r\nfrom_tag: a\r\nto_tag: b\r\n\r\n"
+        )
+        .await,
+        "removed\r\n"
+    );
+    assert!(d.router().calls().is_empty());
+    assert_eq!(pub1.active_calls(), 0);
+    assert_eq!(priv1.active_calls(), 0);
 }

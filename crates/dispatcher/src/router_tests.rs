@@ -486,11 +486,13 @@ async fn a_call_placed_after_the_relays_list_is_kept_on_reconnect() {
     assert_eq!(queries, 2, "one query per missing call");
 }
 
-/// A router whose relays r1 and r2 are group `pub`, r3 and r4 group `priv`; calls
-/// with the `ng` flag `chain` go through `pub` then `priv`.
+/// Relays r1 and r2 are group `pub`, r3 and r4 group `priv`; calls with the `ng` flag
+/// `chain` go through `pub` then `priv`.
+const CHAINED: &str = "[edge]\nenabled = false\n[dispatcher]\nenabled = true\nng_listen_udp = [\"127.0.0.1:2223\"]\nrelay_listen = \"0.0.0.0:25060\"\ntls_dir = \"pki\"\n[[dispatcher.relay_group]]\nname = \"pub\"\nrelays = [\"r1\", \"r2\"]\n[[dispatcher.relay_group]]\nname = \"priv\"\nrelays = [\"r3\", \"r4\"]\n[[dispatcher.chain]]\nfirst = \"pub\"\nsecond = \"priv\"\nflag = \"chain\"\n";
+
+/// A router with [`CHAINED`]'s rules over `pool`.
 fn chained_router(pool: &Arc<FakePool>) -> (Arc<Router>, Arc<Recorded>) {
-    let text = "[edge]\nenabled = false\n[dispatcher]\nenabled = true\nng_listen_udp = [\"127.0.0.1:2223\"]\nrelay_listen = \"0.0.0.0:25060\"\ntls_dir = \"pki\"\n[[dispatcher.relay_group]]\nname = \"pub\"\nrelays = [\"r1\", \"r2\"]\n[[dispatcher.relay_group]]\nname = \"priv\"\nrelays = [\"r3\", \"r4\"]\n[[dispatcher.chain]]\nfirst = \"pub\"\nsecond = \"priv\"\nflag = \"chain\"\n";
-    let config = mediagate_config::parse_config(text).unwrap();
+    let config = mediagate_config::parse_config(CHAINED).unwrap();
     let hook = Arc::new(Recorded::default());
     let r = Router::start_with_chains(
         Arc::clone(pool) as Arc<dyn RelayPool>,
@@ -704,4 +706,32 @@ async fn a_chained_call_ends_on_both_relays_when_either_loses_or_ends_it() {
     let mut tail = sent(&pool, before);
     tail.sort_unstable();
     assert_eq!(tail, ["r1 delete", "r1 delete", "r3 query"]);
+}
+
+#[tokio::test]
+async fn a_restarted_router_sends_a_chained_call_to_both_its_relays() {
+    let dir = mediagate_testkit::TempDir::new("router-chain-restart");
+    let file = dir.0.join("sessions.sqlite");
+    let pool = four_relays(&[]);
+    let start = |map| {
+        let config = mediagate_config::parse_config(CHAINED).unwrap();
+        Router::start_with_chains(
+            Arc::clone(&pool) as Arc<dyn RelayPool>,
+            map,
+            Duration::from_millis(100),
+            Arc::new(LogEnded),
+            ChainPolicy::from_config(&config.dispatcher),
+        )
+    };
+    let before = start(SessionMap::open(&file).unwrap());
+    before.handle_ng(chained("offer", "kept", "v=0\r\n")).await;
+    drop(before);
+    let after = start(SessionMap::open(&file).unwrap());
+    let reply = after.handle_ng(ng("delete", "kept")).await;
+    assert_eq!(reply::result_of(&reply), Some("ok"));
+    assert_eq!(
+        sent(&pool, 0),
+        ["r1 offer", "r3 offer", "r1 delete", "r3 delete"]
+    );
+    assert_eq!(after.call_count(), 0);
 }

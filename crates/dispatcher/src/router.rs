@@ -571,25 +571,12 @@ impl Router {
         parsed: &Request,
         request: Value,
     ) -> Value {
-        let Some(id) = self.relay_id(&placed.relay) else {
-            tracing::warn!(
-                call = %call_id,
-                "dispatcher: call {call_id} is on relay {}, which is not connected",
-                placed.relay
-            );
-            return reply::error("Relay of this call is not connected");
-        };
-        let reply = match self.pool.command(id, request, self.relay_timeout).await {
+        let reply = match self
+            .send_to(call_id, &placed.relay, &parsed.command, request)
+            .await
+        {
             Ok(reply) => reply,
-            Err(e) => {
-                tracing::warn!(
-                    call = %call_id,
-                    "dispatcher: {} for call {call_id} on relay {}: {e}",
-                    parsed.command.name(),
-                    placed.relay
-                );
-                return reply::error(&format!("Relay of this call failed: {e}"));
-            }
+            Err(e) => return e,
         };
         match parsed.command {
             Command::Delete => {

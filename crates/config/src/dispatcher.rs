@@ -11,6 +11,11 @@
 //! ending its dialog on the SIP proxy (`[dispatcher.dialog_end]`); monitoring reads the
 //! cluster over MediaProxy's management protocol (`management_listen`).
 //!
+//! Chained relays (`[[dispatcher.relay_group]]`, `[[dispatcher.chain]]`): relays are
+//! put in named groups by name (a linked relay's certificate name, a local relay's
+//! `name`), and a chain rule sends the calls it matches through one relay of each of
+//! two groups; see docs/dispatcher.md, "Chained relays".
+//!
 //! What it does not: start anything; the dispatcher crate's role does.
 
 use std::path::PathBuf;
@@ -18,6 +23,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::bounded_duration::BoundedDuration;
+use super::cidr::Cidr;
 use super::duration::HumanDuration;
 use super::located::Located;
 use super::net::{BindAddr, HostIp};
@@ -82,6 +88,50 @@ pub struct DispatcherConfig {
     /// timeouts, limits and latching. Default: `[]`.
     #[serde(skip_serializing_if = "no_local_relay")]
     pub local_relay: Located<Vec<LocalRelay>>,
+    /// Named groups of relays, for chain rules. Default: `[]`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub relay_group: Vec<RelayGroup>,
+    /// Which new calls go through two relays, first match wins; a call no rule matches
+    /// goes to one relay as without rules. Default: `[]`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<ChainRule>,
+}
+
+/// One `[[dispatcher.relay_group]]`: relays that play one part in a chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayGroup {
+    /// The group's name, used by `[[dispatcher.chain]]`; unique. Required.
+    pub name: Located<String>,
+    /// Relay names: the certificate name (CN) of relays linked over TLS and the
+    /// `name` of `[[dispatcher.local_relay]]`s. A relay is in one group at most.
+    /// Required, not empty.
+    pub relays: Vec<String>,
+}
+
+/// One `[[dispatcher.chain]]`: calls it matches are relayed by a relay of `first`
+/// (the caller's side) and then one of `second` (the callee's side). Exactly one of
+/// `caller`, `flag` and `always` says which calls.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainRule {
+    /// The group whose relay faces the caller: it gets the caller's offer first, and
+    /// its streams are the call's record. Required.
+    pub first: Located<String>,
+    /// The group whose relay faces the callee. Required, not `first`.
+    pub second: Located<String>,
+    /// Calls whose offer's SDP connection address (session level, else the first
+    /// media's) is in one of these networks. Default: `[]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caller: Vec<Cidr>,
+    /// Calls whose `ng` offer has this item in `flags` or this key (Kamailio:
+    /// `rtpengine_offer("FLAG")`). MediaProxy requests carry no flags, so needs an `ng`
+    /// front door. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
+    /// Every call. Default: `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub always: bool,
 }
 
 /// `[dispatcher.radius]`: one RFC 2866 accounting request per finished call, as
@@ -184,6 +234,8 @@ impl Default for DispatcherConfig {
             radius: None,
             dialog_end: None,
             local_relay: Located::new(Vec::new()),
+            relay_group: Vec::new(),
+            chain: Vec::new(),
         }
     }
 }

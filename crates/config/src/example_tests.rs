@@ -168,6 +168,39 @@ fn fully_populated() -> Config {
         advertised: Some("203.0.113.30".parse().unwrap()),
         ports: Located::new("40000-40999".parse().unwrap()),
     }]);
+    c.dispatcher.relay_group = vec![
+        RelayGroup {
+            name: Located::new("public".into()),
+            relays: vec!["local1".into(), "relay1".into()],
+        },
+        RelayGroup {
+            name: Located::new("private".into()),
+            relays: vec!["relay2".into()],
+        },
+    ];
+    c.dispatcher.chain = vec![
+        ChainRule {
+            first: Located::new("public".into()),
+            second: Located::new("private".into()),
+            caller: vec!["10.0.0.0/8".parse().unwrap()],
+            flag: None,
+            always: false,
+        },
+        ChainRule {
+            first: Located::new("public".into()),
+            second: Located::new("private".into()),
+            caller: Vec::new(),
+            flag: Some("chain-private".into()),
+            always: false,
+        },
+        ChainRule {
+            first: Located::new("private".into()),
+            second: Located::new("public".into()),
+            caller: Vec::new(),
+            flag: None,
+            always: true,
+        },
+    ];
     c.relay.media_address = Located::new(vec![MediaAddress {
         address: Located::new("192.0.2.20".parse().unwrap()),
         advertised: Some("203.0.113.20".parse().unwrap()),

@@ -90,7 +90,8 @@ pub use byte_size::ByteSize;
 pub use cidr::Cidr;
 pub use destination::{DestinationRule, HostPattern};
 pub use dispatcher::{
-    DialogEnd, DispatcherConfig, DispatcherRadius, LocalRelay, RelayTimeout, SipProxyKind,
+    ChainRule, DialogEnd, DispatcherConfig, DispatcherRadius, LocalRelay, RelayGroup, RelayTimeout,
+    SipProxyKind,
 };
 pub use duration::HumanDuration;
 pub use edge::{

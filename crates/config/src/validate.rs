@@ -10,6 +10,7 @@
 
 use std::ops::Range;
 
+use super::dispatcher::DispatcherConfig;
 use super::load::ConfigError;
 use super::located::Located;
 use super::Config;
@@ -609,6 +610,7 @@ fn check_dispatcher(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>,
             "the dispatcher is enabled but has no relay; add [[dispatcher.local_relay]] with name, address and ports, or set relay_listen and tls_dir for relays that connect over TLS".into(),
         );
     }
+    check_chains(d, fail);
     let relays = d.local_relay.get();
     for (i, r) in relays.iter().enumerate() {
         if r.address.get().0.is_unspecified() && r.advertised.is_none() {
@@ -664,6 +666,101 @@ fn check_dispatcher(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>,
                     r.ports.get()
                 ),
             );
+        }
+    }
+}
+
+/// `[[dispatcher.relay_group]]` and `[[dispatcher.chain]]`: every group used by a rule
+/// and every rule acted on (its groups exist and differ, one condition, a `flag` only
+/// where `ng` requests can carry it).
+fn check_chains(d: &DispatcherConfig, fail: &mut impl FnMut(Option<Range<usize>>, String)) {
+    let groups = &d.relay_group;
+    for (i, g) in groups.iter().enumerate() {
+        let earlier = groups.get(..i).unwrap_or_default();
+        if earlier.iter().any(|e| *e.name == *g.name) {
+            fail(
+                g.name.span(),
+                format!(
+                    "relay group \"{}\" is defined twice; group names must be unique",
+                    *g.name
+                ),
+            );
+        }
+        if g.relays.is_empty() {
+            fail(
+                g.name.span(),
+                format!(
+                    "relay group \"{}\" has no relays; list relay names in relays (certificate names of linked relays, names of local relays)",
+                    *g.name
+                ),
+            );
+        }
+        for relay in &g.relays {
+            if let Some(e) = earlier.iter().find(|e| e.relays.contains(relay)) {
+                fail(
+                    g.name.span(),
+                    format!(
+                        "relay \"{relay}\" is in relay groups \"{}\" and \"{}\"; a relay belongs to one group",
+                        *e.name, *g.name
+                    ),
+                );
+            }
+        }
+        if !d
+            .chain
+            .iter()
+            .any(|c| *c.first == *g.name || *c.second == *g.name)
+        {
+            fail(
+                g.name.span(),
+                format!(
+                    "relay group \"{}\" is used by no [[dispatcher.chain]]; remove it or add a chain rule with first or second = \"{}\"",
+                    *g.name, *g.name
+                ),
+            );
+        }
+    }
+    let ng = !d.ng_listen_udp.is_empty() || !d.ng_listen_tcp.is_empty();
+    for rule in &d.chain {
+        for (key, group) in [("first", &rule.first), ("second", &rule.second)] {
+            if !groups.iter().any(|g| *g.name == **group) {
+                fail(
+                    group.span(),
+                    format!(
+                        "dispatcher.chain {key} = \"{}\" names no [[dispatcher.relay_group]]; define the group with its relays",
+                        **group
+                    ),
+                );
+            }
+        }
+        if *rule.first == *rule.second {
+            fail(
+                rule.second.span(),
+                format!(
+                    "dispatcher.chain has first and second \"{}\"; a chain goes through two different groups",
+                    *rule.first
+                ),
+            );
+        }
+        let conditions = usize::from(!rule.caller.is_empty())
+            + usize::from(rule.flag.is_some())
+            + usize::from(rule.always);
+        if conditions != 1 {
+            fail(
+                rule.first.span(),
+                "a dispatcher.chain rule needs exactly one of caller (networks), flag or always = true".into(),
+            );
+        }
+        match &rule.flag {
+            Some(flag) if flag.trim().is_empty() => fail(
+                rule.first.span(),
+                "dispatcher.chain flag is empty; give the ng flag the proxy sets, such as \"chain-private\"".into(),
+            ),
+            Some(_) if !ng => fail(
+                rule.first.span(),
+                "dispatcher.chain flag needs an ng front door (ng_listen_udp or ng_listen_tcp): MediaProxy requests carry no flags".into(),
+            ),
+            _ => {}
         }
     }
 }
@@ -913,6 +1010,59 @@ mod tests {
         );
         let text = "[edge]\nenabled = false\n[dispatcher]\nenabled = true\nng_listen_udp = [\"127.0.0.1:2223\"]\nrelay_listen = \"0.0.0.0:25060\"\ntls_dir = \"pki\"\npassport = \"O=Example, CN=relay*\"\n";
         assert_eq!(messages(text), Vec::<String>::new());
+    }
+
+    #[test]
+    fn chain_rules_must_name_groups_have_one_condition_and_be_acted_on() {
+        let base = "[edge]\nenabled = false\n[dispatcher]\nenabled = true\nng_listen_udp = [\"127.0.0.1:2223\"]\n[[dispatcher.local_relay]]\nname = \"a\"\naddress = \"127.0.0.1\"\nports = \"40000-40099\"\n[[dispatcher.local_relay]]\nname = \"b\"\naddress = \"127.0.0.2\"\nports = \"40100-40199\"\n";
+        let groups = "[[dispatcher.relay_group]]\nname = \"pub\"\nrelays = [\"a\"]\n[[dispatcher.relay_group]]\nname = \"priv\"\nrelays = [\"b\", \"relay7\"]\n";
+        for rule in [
+            "caller = [\"10.0.0.0/8\"]",
+            "flag = \"chain-private\"",
+            "always = true",
+        ] {
+            let good = format!(
+                "{base}{groups}[[dispatcher.chain]]\nfirst = \"pub\"\nsecond = \"priv\"\n{rule}\n"
+            );
+            assert_eq!(messages(&good), Vec::<String>::new(), "{rule}");
+        }
+        let unused = format!("{base}{groups}");
+        let m = messages(&unused);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(
+            m[0].starts_with("relay group \"pub\" is used by no [[dispatcher.chain]]"),
+            "{m:?}"
+        );
+        let bad = format!(
+            "{base}[[dispatcher.relay_group]]\nname = \"pub\"\nrelays = [\"a\"]\n[[dispatcher.relay_group]]\nname = \"pub\"\nrelays = [\"a\"]\n[[dispatcher.relay_group]]\nname = \"empty\"\nrelays = []\n[[dispatcher.chain]]\nfirst = \"pub\"\nsecond = \"empty\"\n[[dispatcher.chain]]\nfirst = \"pub\"\nsecond = \"pub\"\nalways = true\nflag = \"x\"\n[[dispatcher.chain]]\nfirst = \"nope\"\nsecond = \"pub\"\nalways = true\n"
+        );
+        let m = messages(&bad);
+        let want = [
+            "relay group \"pub\" is defined twice",
+            "relay \"a\" is in relay groups \"pub\" and \"pub\"",
+            "relay group \"empty\" has no relays",
+            "a dispatcher.chain rule needs exactly one of caller",
+            "a dispatcher.chain rule needs exactly one of caller",
+            "dispatcher.chain has first and second \"pub\"",
+            "dispatcher.chain first = \"nope\" names no [[dispatcher.relay_group]]",
+        ];
+        assert_eq!(m.len(), want.len(), "{m:?}");
+        for (got, want) in m.iter().zip(want) {
+            assert!(got.starts_with(want), "{got:?} should start with {want:?}");
+        }
+        let mediaproxy_only = format!(
+            "[edge]\nenabled = false\n[dispatcher]\nenabled = true\nmediaproxy_socket = \"/run/mp.sock\"\n[[dispatcher.local_relay]]\nname = \"a\"\naddress = \"127.0.0.1\"\nports = \"40000-40099\"\n{groups}[[dispatcher.chain]]\nfirst = \"pub\"\nsecond = \"priv\"\nflag = \"x\"\n"
+        );
+        let m = messages(&mediaproxy_only);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(
+            m[0].starts_with("dispatcher.chain flag needs an ng front door"),
+            "{m:?}"
+        );
+        let unknown = format!(
+            "{base}{groups}[[dispatcher.chain]]\nfirst = \"pub\"\nsecond = \"priv\"\ncallee = [\"10.0.0.0/8\"]\n"
+        );
+        assert!(parse_config(&unknown).is_err(), "callee is not a rule key");
     }
 
     #[test]

@@ -15,6 +15,7 @@ fn placed(relay: &str, dialog_id: Option<&str>) -> Placed {
         to_tag: Some("tt".into()),
         start_unix_ms: 1_700_000_000_000,
         dialog_id: dialog_id.map(str::to_owned),
+        second_relay: None,
     }
 }
 

@@ -28,12 +28,13 @@
 //!   finished call into the records store, RADIUS, and the dialog ended on the SIP
 //!   proxy when its media timed out.
 //! * [`multi_pool::MultiPool`] joins local and linked relays when a dispatcher has both.
-//!
-//! What it does not (yet): chained relays.
+//! * `chain` says which calls go through two relays (a relay of one group facing the
+//!   caller, one of another facing the callee); the router places and runs them.
 
 #![warn(unreachable_pub)]
 
 pub mod accounting;
+pub(crate) mod chain;
 pub mod cluster_view;
 pub mod dialog_end;
 pub(crate) mod front_mediaproxy;

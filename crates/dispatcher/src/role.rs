@@ -209,11 +209,12 @@ impl Dispatcher {
             accounting_options(config, &pool, records.clone(), state_dir).await?,
         );
         accounting.watch(Duration::from_secs(1));
-        let router = Router::start(
+        let router = Router::start_with_chains(
             relays,
             map,
             d.relay_timeout.get(),
             Arc::clone(&accounting) as Arc<dyn crate::router::EndedHook>,
+            crate::chain::ChainPolicy::from_config(d),
         );
         pool.announce();
 

@@ -18,6 +18,13 @@
 //!   itself (all streams timed out). A relay's report of a call already forgotten
 //!   (the record of a deleted call, which comes after the `delete` reply) goes to
 //!   [`EndedHook::late_record`].
+//! * A new call an `offer` of which matches a chain rule ([`crate::chain`]) goes
+//!   through two relays, A of the rule's `first` group (facing the caller) and B of
+//!   its `second`: the caller's SDP to A, A's SDP to B, B's SDP to the proxy; an
+//!   answer the other way (the callee's SDP to B, B's to A, A's to the proxy). A
+//!   failure at B undoes A (`delete`) and the next pair is tried. The call sticks to
+//!   both; other commands go to both (A's reply is the proxy's); a relay that lost
+//!   or ended it ends it on the other too.
 //! * What the MediaProxy front door learns from SIP and relays never see (URIs,
 //!   User-Agents) is kept in memory per call and handed to the hook with the call.
 //!
@@ -34,6 +41,7 @@ use mediagate_ng::reply;
 use mediagate_ng::request::{Command, Request};
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::chain::ChainPolicy;
 use crate::mediaproxy;
 use crate::pool::{RelayEvent, RelayId, RelayPool};
 use crate::select;
@@ -47,12 +55,22 @@ pub const NG_MEDIA_RELAY: &str = "media-relay";
 /// The error reply when no relay took a new call.
 pub const NO_RELAY: &str = "No suitable relay found";
 
+/// The `ng` keys of a request that describe where the proxy's party sends from; the
+/// relay on the far side of a chain hears from the near relay instead, so they are
+/// left out of what it gets.
+const PARTY_KEYS: [&[u8]; 3] = [
+    b"received-from",
+    b"media-address",
+    NG_MEDIA_RELAY.as_bytes(),
+];
+
 /// A call the dispatcher forgot because it ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndedCall {
     /// Its Call-ID.
     pub call_id: String,
-    /// The relay it ran on (name).
+    /// The relay it ran on (name): of a chained call, the relay facing the caller,
+    /// or the one that ended the call by itself (its record has the reason).
     pub relay: String,
     /// Why: `deleted` (the proxy's `delete`/`remove`), `relay lost the call` (not in
     /// the relay's list after it reconnected), or the relay's own reason (such as
@@ -106,6 +124,7 @@ pub struct Router {
     relay_timeout: Duration,
     hook: Arc<dyn EndedHook>,
     sip: Mutex<HashMap<String, SipInfo>>,
+    chains: ChainPolicy,
 }
 
 impl std::fmt::Debug for Router {
@@ -132,6 +151,17 @@ impl Router {
         relay_timeout: Duration,
         hook: Arc<dyn EndedHook>,
     ) -> Arc<Self> {
+        Self::start_with_chains(pool, map, relay_timeout, hook, ChainPolicy::default())
+    }
+
+    /// As [`Router::start`], with the chain rules of `chains`.
+    pub(crate) fn start_with_chains(
+        pool: Arc<dyn RelayPool>,
+        map: SessionMap,
+        relay_timeout: Duration,
+        hook: Arc<dyn EndedHook>,
+        chains: ChainPolicy,
+    ) -> Arc<Self> {
         let events = pool.subscribe();
         let router = Arc::new(Self {
             pool,
@@ -139,6 +169,7 @@ impl Router {
             relay_timeout,
             hook,
             sip: Mutex::new(HashMap::new()),
+            chains,
         });
         tokio::spawn(watch_events(Arc::downgrade(&router), events));
         router
@@ -286,13 +317,251 @@ impl Router {
         };
         let placed = self.map().get(&call_id).cloned();
         match placed {
-            Some(placed) => self.to_placed(&call_id, placed, &parsed, request).await,
-            None if parsed.command == Command::Offer => {
-                self.place(&call_id, &parsed, request, preferred, dialog_id)
-                    .await
+            Some(placed) if placed.second_relay.is_some() => {
+                self.to_chained(&call_id, placed, &parsed, request).await
             }
+            Some(placed) => self.to_placed(&call_id, placed, &parsed, request).await,
+            None if parsed.command == Command::Offer => match self.chains.for_offer(&request) {
+                Some(chain) => {
+                    let (first, second) = (chain.first.to_owned(), chain.second.to_owned());
+                    self.place_chained(
+                        &call_id,
+                        &parsed,
+                        request,
+                        preferred,
+                        dialog_id,
+                        (&first, &second),
+                    )
+                    .await
+                }
+                None => {
+                    self.place(&call_id, &parsed, request, preferred, dialog_id)
+                        .await
+                }
+            },
             None => reply::error(reply::UNKNOWN_CALL_ID),
         }
+    }
+
+    /// Sends a command of the placed call `call_id` to its relay `name`: the relay's
+    /// reply, or the error reply for the proxy when the relay is not connected or
+    /// gives none.
+    async fn send_to(
+        &self,
+        call_id: &str,
+        name: &str,
+        command: &Command,
+        request: Value,
+    ) -> Result<Value, Value> {
+        let Some(id) = self.relay_id(name) else {
+            tracing::warn!(
+                call = %call_id,
+                "dispatcher: call {call_id} is on relay {name}, which is not connected"
+            );
+            return Err(reply::error("Relay of this call is not connected"));
+        };
+        self.pool
+            .command(id, request, self.relay_timeout)
+            .await
+            .map_err(|e| {
+                tracing::warn!(
+                    call = %call_id,
+                    "dispatcher: {} for call {call_id} on relay {name}: {e}",
+                    command.name()
+                );
+                reply::error(&format!("Relay of this call failed: {e}"))
+            })
+    }
+
+    /// A command for a chained call: offers A then B, answers B then A, the rest to A
+    /// and then B (the proxy gets A's reply; B's failure is logged).
+    async fn to_chained(
+        &self,
+        call_id: &str,
+        placed: Placed,
+        parsed: &Request,
+        request: Value,
+    ) -> Value {
+        let first = placed.relay.as_str();
+        let second = placed.second_relay.as_deref().unwrap_or_default();
+        let command = &parsed.command;
+        let (near, far) = match command {
+            Command::Answer => (second, first),
+            _ => (first, second),
+        };
+        let near_reply = match self.send_to(call_id, near, command, request.clone()).await {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        match command {
+            Command::Offer | Command::Answer => {
+                if reply::result_of(&near_reply) != Some("ok") {
+                    return near_reply;
+                }
+                let Some(onward) = onward(&request, &near_reply) else {
+                    return reply::error("Relay of this call gave no SDP");
+                };
+                let far_reply = match self.send_to(call_id, far, command, onward).await {
+                    Ok(r) => r,
+                    Err(e) => return e,
+                };
+                if *command == Command::Answer && reply::result_of(&far_reply) == Some("ok") {
+                    if let Some(tag) = &parsed.to_tag {
+                        self.map().set_to_tag(call_id, tag);
+                    }
+                }
+                far_reply
+            }
+            _ => {
+                if let Ok(r) = self.send_to(call_id, far, command, request).await {
+                    if reply::result_of(&r) != Some("ok") {
+                        let why = r
+                            .get("error-reason")
+                            .and_then(Value::as_str)
+                            .unwrap_or("error");
+                        tracing::info!(
+                            call = %call_id,
+                            "dispatcher: {} for chained call {call_id} on relay {far}: {why}",
+                            command.name()
+                        );
+                    }
+                }
+                if *command == Command::Delete {
+                    if let Some(placed) = self.map().remove(call_id) {
+                        self.hook.ended(EndedCall {
+                            call_id: call_id.to_owned(),
+                            relay: placed.relay.clone(),
+                            reason: "deleted".into(),
+                            placed,
+                            stats: to_json(&near_reply),
+                            sip: self.take_sip(call_id),
+                        });
+                    }
+                }
+                near_reply
+            }
+        }
+    }
+
+    /// Places a new call on a relay of group `first` and then one of `second`, trying
+    /// pairs in `select`'s order: a relay of `first` that fails is skipped; one of
+    /// `second` that fails is skipped after its half on the `first` relay is deleted.
+    async fn place_chained(
+        &self,
+        call_id: &str,
+        parsed: &Request,
+        request: Value,
+        preferred: Option<IpAddr>,
+        dialog_id: Option<String>,
+        (first, second): (&str, &str),
+    ) -> Value {
+        let relays = self.pool.relays();
+        let name_of = |id: RelayId| {
+            relays
+                .iter()
+                .find(|r| r.id == id)
+                .map(|r| r.name.clone())
+                .unwrap_or_default()
+        };
+        let in_group = |group: &str, list: Vec<RelayId>| -> Vec<(RelayId, String)> {
+            list.into_iter()
+                .map(|id| (id, name_of(id)))
+                .filter(|(_, name)| self.chains.in_group(name, group))
+                .collect()
+        };
+        let firsts = in_group(first, select::candidates(&relays, preferred));
+        let mut seconds = in_group(second, select::candidates(&relays, None));
+        for (a, a_name) in firsts {
+            if seconds.is_empty() {
+                break;
+            }
+            let a_reply = match self
+                .pool
+                .command(a, request.clone(), self.relay_timeout)
+                .await
+            {
+                Ok(reply) if out_of_ports(&reply) => {
+                    tracing::info!(call = %call_id, "dispatcher: relay {a_name} has no free ports for call {call_id}; trying the next");
+                    continue;
+                }
+                Ok(reply) if reply::result_of(&reply) == Some("error") => return reply,
+                Ok(reply) => reply,
+                Err(e) => {
+                    tracing::info!(call = %call_id, "dispatcher: relay {a_name} did not take call {call_id} ({e}); trying the next");
+                    continue;
+                }
+            };
+            let Some(onward) = onward(&request, &a_reply) else {
+                self.undo(call_id, a, &a_name, parsed).await;
+                return reply::error("Relay gave no SDP");
+            };
+            while let Some((b, b_name)) = seconds.first().cloned() {
+                match self
+                    .pool
+                    .command(b, onward.clone(), self.relay_timeout)
+                    .await
+                {
+                    Ok(reply) if out_of_ports(&reply) => tracing::info!(
+                        call = %call_id,
+                        "dispatcher: relay {b_name} has no free ports for call {call_id}; trying the next"
+                    ),
+                    Ok(reply) if reply::result_of(&reply) == Some("error") => {
+                        self.undo(call_id, a, &a_name, parsed).await;
+                        return reply;
+                    }
+                    Ok(reply) => {
+                        tracing::debug!(call = %call_id, "dispatcher: call {call_id} placed on relays {a_name} and {b_name}");
+                        self.map().insert(
+                            call_id,
+                            Placed {
+                                relay: a_name,
+                                from_tag: parsed.from_tag.clone(),
+                                to_tag: parsed.to_tag.clone(),
+                                start_unix_ms: unix_ms(),
+                                dialog_id,
+                                second_relay: Some(b_name),
+                            },
+                        );
+                        return reply;
+                    }
+                    Err(e) => tracing::info!(
+                        call = %call_id,
+                        "dispatcher: relay {b_name} did not take call {call_id} after {a_name} ({e}); trying the next"
+                    ),
+                }
+                seconds.remove(0);
+            }
+            self.undo(call_id, a, &a_name, parsed).await;
+        }
+        tracing::warn!(call = %call_id, "dispatcher: no pair of relays of groups {first} and {second} took call {call_id}");
+        reply::error(NO_RELAY)
+    }
+
+    /// Deletes the half of a chained call that relay `id` took when its other half
+    /// could not be placed, so its ports are not held until the media timeout.
+    async fn undo(&self, call_id: &str, id: RelayId, name: &str, parsed: &Request) {
+        let delete = delete_request(call_id, parsed.from_tag.as_deref());
+        if let Err(e) = self.pool.command(id, delete, self.relay_timeout).await {
+            tracing::warn!(call = %call_id, "dispatcher: could not delete the half of call {call_id} on relay {name} ({e}); it ends by media timeout");
+        }
+    }
+
+    /// Deletes what relay `name` holds of `call_id` in the background: the other half
+    /// of a chained call that the relay's partner lost or ended.
+    fn delete_other_half(&self, call_id: &str, name: &str, from_tag: Option<&str>) {
+        let Some(id) = self.relay_id(name) else {
+            tracing::info!(call = %call_id, "dispatcher: relay {name}, holding the other half of call {call_id}, is not connected; it ends by media timeout");
+            return;
+        };
+        let pool = Arc::clone(&self.pool);
+        let delete = delete_request(call_id, from_tag);
+        let deadline = self.relay_timeout;
+        let (call_id, name) = (call_id.to_owned(), name.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = pool.command(id, delete, deadline).await {
+                tracing::info!(call = %call_id, "dispatcher: could not delete the other half of call {call_id} on relay {name} ({e}); it ends by media timeout");
+            }
+        });
     }
 
     async fn to_placed(
@@ -302,25 +571,12 @@ impl Router {
         parsed: &Request,
         request: Value,
     ) -> Value {
-        let Some(id) = self.relay_id(&placed.relay) else {
-            tracing::warn!(
-                call = %call_id,
-                "dispatcher: call {call_id} is on relay {}, which is not connected",
-                placed.relay
-            );
-            return reply::error("Relay of this call is not connected");
-        };
-        let reply = match self.pool.command(id, request, self.relay_timeout).await {
+        let reply = match self
+            .send_to(call_id, &placed.relay, &parsed.command, request)
+            .await
+        {
             Ok(reply) => reply,
-            Err(e) => {
-                tracing::warn!(
-                    call = %call_id,
-                    "dispatcher: {} for call {call_id} on relay {}: {e}",
-                    parsed.command.name(),
-                    placed.relay
-                );
-                return reply::error(&format!("Relay of this call failed: {e}"));
-            }
+            Err(e) => return e,
         };
         match parsed.command {
             Command::Delete => {
@@ -380,6 +636,7 @@ impl Router {
                                 to_tag: parsed.to_tag.clone(),
                                 start_unix_ms: unix_ms(),
                                 dialog_id,
+                                second_relay: None,
                             },
                         );
                     }
@@ -446,7 +703,7 @@ impl Router {
                     let mut gone = Vec::new();
                     for c in lost {
                         // Still placed on that relay (a delete may have come meanwhile).
-                        if map.get(&c).is_some_and(|p| p.relay == name) {
+                        if map.get(&c).is_some_and(|p| p.is_on(&name)) {
                             if let Some(p) = map.remove(&c) {
                                 gone.push((c, p));
                             }
@@ -461,10 +718,11 @@ impl Router {
                     );
                 }
                 for (call_id, placed) in gone {
+                    self.end_other_half(&call_id, &placed, &name);
                     let sip = self.take_sip(&call_id);
                     self.hook.ended(EndedCall {
                         call_id,
-                        relay: name.clone(),
+                        relay: placed.relay.clone(),
                         reason: "relay lost the call".into(),
                         placed,
                         stats: serde_json::Value::Null,
@@ -486,18 +744,20 @@ impl Router {
                 let mut map = self.map();
                 let on_that_relay = map
                     .get(&call_id)
-                    .is_some_and(|p| Some(&p.relay) == name.as_ref());
+                    .zip(name.as_deref())
+                    .is_some_and(|(p, name)| p.is_on(name));
                 let placed = if on_that_relay {
                     map.remove(&call_id)
                 } else {
                     None
                 };
                 drop(map);
-                if let Some(placed) = placed {
+                if let (Some(placed), Some(name)) = (placed, &name) {
+                    self.end_other_half(&call_id, &placed, name);
                     let sip = self.take_sip(&call_id);
                     self.hook.ended(EndedCall {
                         call_id,
-                        relay: placed.relay.clone(),
+                        relay: name.clone(),
                         reason,
                         placed,
                         stats,
@@ -508,6 +768,21 @@ impl Router {
                 }
             }
         }
+    }
+}
+
+impl Router {
+    /// A chained call that relay `by` lost or ended: the other relay's half goes too.
+    fn end_other_half(&self, call_id: &str, placed: &Placed, by: &str) {
+        let Some(second) = &placed.second_relay else {
+            return;
+        };
+        let other = if placed.relay == by {
+            second
+        } else {
+            &placed.relay
+        };
+        self.delete_other_half(call_id, other, placed.from_tag.as_deref());
     }
 }
 
@@ -562,6 +837,38 @@ pub fn parse_dialog_id(text: &str) -> Option<u64> {
         }
         None => text.trim().parse().ok(),
     }
+}
+
+/// What the far relay of a chained call gets: `request` with the near relay's SDP
+/// from `near_reply`, and none of the keys about the proxy's party (the far relay's
+/// party is the near relay, found in that SDP). `None` when the reply has no SDP.
+fn onward(request: &Value, near_reply: &Value) -> Option<Value> {
+    let sdp = near_reply.get("sdp")?.clone();
+    let Value::Dict(items) = request else {
+        return None;
+    };
+    let items = items
+        .iter()
+        .filter(|(k, _)| !PARTY_KEYS.contains(&k.as_slice()))
+        .map(|(k, v)| {
+            let v = if k == b"sdp" { sdp.clone() } else { v.clone() };
+            (k.clone(), v)
+        })
+        .collect();
+    Some(Value::Dict(items))
+}
+
+/// An `ng` `delete` of the whole call (every to-tag) from `from_tag`'s dialog.
+fn delete_request(call_id: &str, from_tag: Option<&str>) -> Value {
+    // Sorted keys: a bencode dictionary's canonical form.
+    let mut items = vec![
+        (b"call-id".to_vec(), Value::str(call_id)),
+        (b"command".to_vec(), Value::str("delete")),
+    ];
+    if let Some(tag) = from_tag {
+        items.push((b"from-tag".to_vec(), Value::str(tag)));
+    }
+    Value::Dict(items)
 }
 
 /// Whether a relay refused a new call for want of ports: another relay may have some.

@@ -8,6 +8,10 @@
 //! remembered by name, not [`RelayId`](crate::pool::RelayId), since ids last one
 //! process and names outlive it.
 //!
+//! A chained call (issue 15 item 8) holds two relays: `relay` faces the caller,
+//! `second_relay` the callee. The file of a version without chains gets the
+//! `second_relay` column added when opened (its calls have none); nothing else changes.
+//!
 //! What it does not: choose relays (`select`) or talk to them. A write that
 //! fails (disk full) is logged and the map goes on in memory: losing persistence must
 //! not lose calls now.
@@ -18,9 +22,9 @@ use std::path::Path;
 use rusqlite::{params, Connection};
 
 /// One placed call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Placed {
-    /// The relay's name.
+    /// The relay's name; of a chained call, the relay facing the caller.
     pub relay: String,
     /// The tag of the side that made the first offer, if known.
     pub from_tag: Option<String>,
@@ -31,6 +35,16 @@ pub struct Placed {
     /// MediaProxy's `dialog_id` (with `engage_media_proxy`), so an expired call's
     /// dialog can be ended on the proxy.
     pub dialog_id: Option<String>,
+    /// A chained call's second relay, facing the callee; `None` for a call on one
+    /// relay.
+    pub second_relay: Option<String>,
+}
+
+impl Placed {
+    /// Whether the relay called `relay` holds a part of this call.
+    pub fn is_on(&self, relay: &str) -> bool {
+        self.relay == relay || self.second_relay.as_deref() == Some(relay)
+    }
 }
 
 /// Why the map file could not be opened.
@@ -72,11 +86,12 @@ impl SessionMap {
                  from_tag TEXT, to_tag TEXT, start_unix_ms INTEGER NOT NULL, dialog_id TEXT)",
         )
         .map_err(wrap)?;
+        add_second_relay_column(&db).map_err(wrap)?;
         let mut calls = HashMap::new();
         {
             let mut stmt = db
                 .prepare(
-                    "SELECT call_id, relay, from_tag, to_tag, start_unix_ms, dialog_id FROM dispatcher_calls",
+                    "SELECT call_id, relay, from_tag, to_tag, start_unix_ms, dialog_id, second_relay FROM dispatcher_calls",
                 )
                 .map_err(wrap)?;
             let rows = stmt
@@ -89,6 +104,7 @@ impl SessionMap {
                             to_tag: row.get(3)?,
                             start_unix_ms: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
                             dialog_id: row.get(5)?,
+                            second_relay: row.get(6)?,
                         },
                     ))
                 })
@@ -134,14 +150,17 @@ impl SessionMap {
     pub fn insert(&mut self, call_id: &str, placed: Placed) {
         if let Some(db) = &self.db {
             let stored = db.execute(
-                "INSERT OR REPLACE INTO dispatcher_calls VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR REPLACE INTO dispatcher_calls
+                     (call_id, relay, from_tag, to_tag, start_unix_ms, dialog_id, second_relay)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     call_id,
                     placed.relay,
                     placed.from_tag,
                     placed.to_tag,
                     i64::try_from(placed.start_unix_ms).unwrap_or(i64::MAX),
-                    placed.dialog_id
+                    placed.dialog_id,
+                    placed.second_relay
                 ],
             );
             log_failure(stored, call_id);
@@ -180,19 +199,32 @@ impl SessionMap {
         Some(placed)
     }
 
-    /// The calls placed on `relay` missing from `holds` (the relay's own list after it
-    /// reconnected), sorted by Call-ID; nothing is removed.
+    /// The calls placed on `relay` (either relay of a chained call) missing from
+    /// `holds` (the relay's own list after it reconnected), sorted by Call-ID; nothing
+    /// is removed.
     pub fn missing(&self, relay: &str, holds: &[String]) -> Vec<String> {
         let holds: std::collections::HashSet<&str> = holds.iter().map(String::as_str).collect();
         let mut missing: Vec<String> = self
             .calls
             .iter()
-            .filter(|(id, p)| p.relay == relay && !holds.contains(id.as_str()))
+            .filter(|(id, p)| p.is_on(relay) && !holds.contains(id.as_str()))
             .map(|(id, _)| id.clone())
             .collect();
         missing.sort();
         missing
     }
+}
+
+/// The migration from the map file without chains: one nullable column, so a file
+/// written by this version is still read by the older one (it ignores the column).
+fn add_second_relay_column(db: &Connection) -> rusqlite::Result<()> {
+    let has = db
+        .prepare("SELECT 1 FROM pragma_table_info('dispatcher_calls') WHERE name = 'second_relay'")?
+        .exists([])?;
+    if !has {
+        db.execute_batch("ALTER TABLE dispatcher_calls ADD COLUMN second_relay TEXT")?;
+    }
+    Ok(())
 }
 
 fn log_failure(result: rusqlite::Result<usize>, call_id: &str) {
@@ -215,6 +247,7 @@ mod tests {
             to_tag: None,
             start_unix_ms: 1_700_000_000_000,
             dialog_id: Some("42".into()),
+            second_relay: None,
         }
     }
 
@@ -240,6 +273,40 @@ mod tests {
         assert_eq!(map.get("c"), Some(&placed("r1")));
         assert_eq!(map.len(), 2);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_map_file_without_chains_is_migrated_and_keeps_its_calls() {
+        let dir = mediagate_testkit::TempDir::new("dsessions-migrate");
+        let path = dir.0.join("sessions.sqlite");
+        {
+            // The schema as the version without chains created it.
+            let db = Connection::open(&path).unwrap();
+            db.execute_batch(
+                "CREATE TABLE dispatcher_calls (
+                     call_id TEXT PRIMARY KEY, relay TEXT NOT NULL,
+                     from_tag TEXT, to_tag TEXT, start_unix_ms INTEGER NOT NULL, dialog_id TEXT);
+                 INSERT INTO dispatcher_calls VALUES ('old', 'r1', 'f', NULL, 1700000000000, '42');",
+            )
+            .unwrap();
+        }
+        {
+            let mut map = SessionMap::open(&path).unwrap();
+            assert_eq!(map.get("old"), Some(&placed("r1")));
+            let mut chained = placed("pub1");
+            chained.second_relay = Some("priv1".into());
+            map.insert("new", chained);
+        }
+        let map = SessionMap::open(&path).unwrap();
+        assert_eq!(map.get("old"), Some(&placed("r1")));
+        let new = map.get("new").unwrap();
+        assert_eq!(
+            (new.relay.as_str(), new.second_relay.as_deref()),
+            ("pub1", Some("priv1"))
+        );
+        assert!(new.is_on("pub1") && new.is_on("priv1") && !new.is_on("r1"));
+        assert_eq!(map.missing("priv1", &[]), ["new".to_owned()]);
+        assert_eq!(map.missing("pub1", &["new".into()]), Vec::<String>::new());
     }
 
     #[test]

@@ -57,7 +57,7 @@ struct flow_entry {
     __u16 new_dst_port;
     __u32 ssrc;
     __u32 flags;
-    __u32 pad;
+    __u32 last_seq; // RTP sequence number of the last forward, as in the packet
     __u64 packets;
     __u64 bytes; // UDP payload, as the relay counts
     __u64 last_ns; // bpf_ktime_get_ns (CLOCK_MONOTONIC) of the last forward
@@ -112,6 +112,7 @@ int relay_fwd(struct __sk_buff *skb)
     if (!e)
         return NEXT;
     __u8 *rtp = data + RTP_OFF;
+    __u16 seq = 0;
     if (e->flags & FLOW_RTP) {
         // The 12 bytes of a fixed RTP header.
         if ((void *)(rtp + 12) > data_end)
@@ -123,6 +124,7 @@ int relay_fwd(struct __sk_buff *skb)
         __u32 ssrc = *(__u32 *)(rtp + 8);
         if (ssrc != e->ssrc)
             return NEXT;
+        seq = *(__u16 *)(rtp + 2);
     }
     __u16 udp_len = __builtin_bswap16(udp->len);
     if (udp_len < sizeof(struct udphdr))
@@ -168,6 +170,7 @@ int relay_fwd(struct __sk_buff *skb)
     __sync_fetch_and_add(&e->packets, 1);
     __sync_fetch_and_add(&e->bytes, udp_len - sizeof(struct udphdr));
     e->last_ns = bpf_ktime_get_ns();
+    e->last_seq = seq;
 
     if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
         return TC_ACT_OK;

@@ -37,6 +37,9 @@ pub struct FlowCounters {
     pub bytes: u64,
     /// `CLOCK_MONOTONIC` nanoseconds of the last one ([`crate::monotonic_ns`]), if any.
     pub last_ns: Option<u64>,
+    /// For RTP entries, the sequence number of the last one (the re-latch rules
+    /// compare a new source's sequence numbers with it).
+    pub last_seq: Option<u16>,
 }
 
 const FLOW_RTP: u32 = 1;
@@ -60,7 +63,7 @@ pub(crate) struct RawEntry {
     new_dst_port: u16,
     ssrc: u32,
     flags: u32,
-    pad: u32,
+    last_seq: u32,
     packets: u64,
     bytes: u64,
     last_ns: u64,
@@ -102,7 +105,7 @@ impl From<FlowTarget> for RawEntry {
             ssrc: t.rtp_ssrc.map_or(0, u32::to_be),
             flags: if t.rtp_ssrc.is_some() { FLOW_RTP } else { 0 }
                 | if t.local { FLOW_LOCAL } else { 0 },
-            pad: 0,
+            last_seq: 0,
             packets: 0,
             bytes: 0,
             last_ns: 0,
@@ -116,6 +119,9 @@ impl RawEntry {
             packets: self.packets,
             bytes: self.bytes,
             last_ns: (self.last_ns != 0).then_some(self.last_ns),
+            // The low 16 bits hold the field as it lay in the packet.
+            last_seq: (self.packets > 0 && self.flags & FLOW_RTP != 0)
+                .then(|| u16::from_be(self.last_seq as u16)),
         }
     }
 }

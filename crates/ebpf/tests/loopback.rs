@@ -79,6 +79,7 @@ fn a_matching_datagram_is_rewritten_and_delivered_and_the_rest_go_up_untouched()
     assert_eq!(c.bytes, 5 * rtp(0, 0).len() as u64);
     let age = mediagate_ebpf::monotonic_ns() - c.last_ns.unwrap();
     assert!(age < 5_000_000_000, "last seen {age} ns ago");
+    assert_eq!(c.last_seq, Some(4));
 
     // Another SSRC, and RTCP (a receiver report), reach the relay's socket as sent.
     a.send_to(&rtp(7, 9), r1.local_addr().unwrap()).unwrap();

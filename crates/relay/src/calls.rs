@@ -964,8 +964,11 @@ impl Registry {
             return;
         };
         for m in call.medias.iter().flatten() {
-            for leg in &lock(m).legs {
-                env.close_pair(leg.local, now);
+            // Not under the stream's lock: closing may merge the kernel fast path's
+            // last counts into it.
+            let locals = lock(m).legs.each_ref().map(|l| l.local);
+            for local in locals {
+                env.close_pair(local, now);
             }
         }
         let streams = stream_records(&call);

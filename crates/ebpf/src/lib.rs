@@ -198,3 +198,20 @@ pub fn v4(addr: std::net::SocketAddr) -> Option<SocketAddrV4> {
         std::net::SocketAddr::V6(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The relay prints these at start; the operator must learn what to do.
+    #[test]
+    fn refusals_say_what_is_missing() {
+        assert_eq!(
+            LoadError::NotBuilt.to_string(),
+            "this build has no eBPF program: clang was missing at build time"
+        );
+        assert!(LoadError::Kernel("EPERM".into())
+            .to_string()
+            .contains("needs CAP_BPF and CAP_NET_ADMIN"));
+    }
+}

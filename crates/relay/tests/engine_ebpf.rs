@@ -226,3 +226,78 @@ async fn a_call_silent_in_the_kernel_path_times_out() {
     assert_eq!(records[0].reason, "media timeout");
     assert_eq!(records[0].streams[0].caller.packets, 91);
 }
+
+/// Env var that makes [`child_relay`] run (only as [`kill_9_leaves_nothing_forwarding`]'s
+/// child process).
+const CHILD_ENV: &str = "MEDIAGATE_EBPF_TEST_CHILD";
+
+/// The relay of [`kill_9_leaves_nothing_forwarding`], in a process of its own: prints its
+/// `ng` address and runs until killed.
+#[test]
+#[ignore = "run by kill_9_leaves_nothing_forwarding as its child process"]
+fn child_relay() {
+    assert!(
+        std::env::var_os(CHILD_ENV).is_some(),
+        "only run as the child of kill_9_leaves_nothing_forwarding"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let relay = start(config(range(3), ForwardIo::Ebpf)).await;
+        println!("NG {}", relay.ng_udp_addrs()[0]);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+}
+
+/// The fast path's links and map belong to the relay's process: frozen (SIGSTOP), the
+/// relay still forwards in the kernel; killed with SIGKILL, nothing forwards at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_leaves_nothing_forwarding() {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_relay", "--ignored", "--nocapture"])
+        .env(CHILD_ENV, "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let ng_addr = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("NG ").map(str::to_owned))
+        .expect("the child relay's ng address")
+        .parse()
+        .unwrap();
+    let mut ng = Ng::new(ng_addr).await;
+    let p = establish(&mut ng, "k-kill").await;
+    let pid = child.id().to_string();
+    let stop = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    for seq in 1..=10 {
+        p.caller
+            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        recv_all(&p.callee, Duration::from_millis(300)).await.len(),
+        10,
+        "a frozen relay still forwards in the kernel"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for seq in 11..=20 {
+        p.caller
+            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
+            .await
+            .unwrap();
+    }
+    assert!(
+        recv_all(&p.callee, Duration::from_millis(300))
+            .await
+            .is_empty(),
+        "forwarded after the relay was killed"
+    );
+}

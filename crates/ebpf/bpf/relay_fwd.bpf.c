@@ -130,23 +130,24 @@ int relay_fwd(struct __sk_buff *skb)
     if (udp_len < sizeof(struct udphdr))
         return NEXT;
 
+    // A destination on this host goes back into the local stack after the rewrite; any
+    // other is routed as a router would from the interface the datagram came in on
+    // (so that interface must forward), out of the interface the route names.
     struct bpf_fib_lookup fib = {};
-    long rc = BPF_FIB_LKUP_RET_NOT_FWDED;
-    if (!(e->flags & FLOW_LOCAL)) {
+    int local = e->flags & FLOW_LOCAL;
+    if (!local) {
         fib.family = AF_INET;
         fib.l4_protocol = 17;
         fib.tot_len = __builtin_bswap16(ip->tot_len);
         fib.ipv4_src = e->new_src_ip;
         fib.ipv4_dst = e->new_dst_ip;
         fib.ifindex = skb->ifindex;
-        rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+        // Anything but a resolved route (forwarding off on this interface, no
+        // neighbour entry yet, a blackhole) goes up untouched and the relay forwards
+        // it from its socket.
+        if (bpf_fib_lookup(skb, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS)
+            return NEXT;
     }
-    // SUCCESS: out of fib.ifindex; NOT_FWDED: a local destination (the stack
-    // delivers it); anything else (forwarding disabled on the interface the datagram
-    // came in on, no neighbour entry yet, blackhole, ...) goes up untouched and the
-    // relay forwards it from its socket.
-    if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NOT_FWDED)
-        return NEXT;
 
     __u32 old_src = ip->saddr, old_dst = ip->daddr;
     __u16 old_sport = udp->source, old_dport = udp->dest;
@@ -172,7 +173,7 @@ int relay_fwd(struct __sk_buff *skb)
     e->last_ns = bpf_ktime_get_ns();
     e->last_seq = seq;
 
-    if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
+    if (local)
         return TC_ACT_OK;
     __u8 macs[12];
     __builtin_memcpy(macs, fib.dmac, 6);

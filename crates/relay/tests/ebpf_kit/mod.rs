@@ -72,8 +72,9 @@ pub fn s(x: &str) -> Value {
     Value::str(x)
 }
 
-fn sdp_for(port: u16) -> String {
-    format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n")
+fn sdp_for(phone: SocketAddr) -> String {
+    let (ip, port) = (phone.ip(), phone.port());
+    format!("v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n")
 }
 
 fn media_port(v: &Value) -> u16 {
@@ -112,33 +113,49 @@ pub struct Phones {
 pub const CALLER_SSRC: u32 = 0xca11;
 pub const CALLEE_SSRC: u32 = 0xca1e;
 
-/// Offer and answer for `call_id`, then one RTP packet each way so that both sides
-/// latch (the fast path takes over from there).
+/// Offer and answer for `call_id` between two phones on loopback, then one RTP packet
+/// each way so that both sides latch (the fast path takes over from there).
 pub async fn establish(ng: &mut Ng, call_id: &str) -> Phones {
     let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let callee = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let from = Value::List(vec![s("IP4"), s("127.0.0.1")]);
+    establish_with(ng, call_id, caller, callee, [127, 0, 0, 1].into()).await
+}
+
+/// As [`establish`], for phones bound anywhere and a relay on `relay_ip`.
+pub async fn establish_with(
+    ng: &mut Ng,
+    call_id: &str,
+    caller: UdpSocket,
+    callee: UdpSocket,
+    relay_ip: std::net::IpAddr,
+) -> Phones {
+    let seen_from = |s_: &UdpSocket| {
+        Value::List(vec![
+            s("IP4"),
+            s(&s_.local_addr().unwrap().ip().to_string()),
+        ])
+    };
     let offer = ng
         .call(&d(&[
             ("command", s("offer")),
             ("call-id", s(call_id)),
             ("from-tag", s("ft")),
-            ("sdp", s(&sdp_for(caller.local_addr().unwrap().port()))),
-            ("received-from", from.clone()),
+            ("sdp", s(&sdp_for(caller.local_addr().unwrap()))),
+            ("received-from", seen_from(&caller)),
         ]))
         .await;
-    let callee_relay = SocketAddr::from(([127, 0, 0, 1], media_port(&offer)));
+    let callee_relay = SocketAddr::new(relay_ip, media_port(&offer));
     let answer = ng
         .call(&d(&[
             ("command", s("answer")),
             ("call-id", s(call_id)),
             ("from-tag", s("ft")),
             ("to-tag", s("tt")),
-            ("sdp", s(&sdp_for(callee.local_addr().unwrap().port()))),
-            ("received-from", from),
+            ("sdp", s(&sdp_for(callee.local_addr().unwrap()))),
+            ("received-from", seen_from(&callee)),
         ]))
         .await;
-    let caller_relay = SocketAddr::from(([127, 0, 0, 1], media_port(&answer)));
+    let caller_relay = SocketAddr::new(relay_ip, media_port(&answer));
     let p = Phones {
         caller,
         callee,

@@ -326,7 +326,7 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_wildcards_and_asymmetric_streams_stay_in_user_space() {
+    fn wildcard_relay_ports_and_asymmetric_streams_stay_in_user_space() {
         let now = Instant::now();
         let mut m = pair(now);
         use crate::media::Component::Rtp;

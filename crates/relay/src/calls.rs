@@ -276,6 +276,14 @@ impl Registry {
         self.calls.values().filter(|c| c.deleting.is_none()).count()
     }
 
+    /// The streams of call `call_id` (none for an unknown call).
+    pub(crate) fn medias_of(&self, call_id: &str) -> Vec<SharedMedia> {
+        self.calls
+            .get(call_id)
+            .map(|c| c.medias.iter().flatten().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// The Call-IDs of calls not yet deleted, sorted.
     pub(crate) fn active_call_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self

@@ -227,6 +227,47 @@ async fn a_call_silent_in_the_kernel_path_times_out() {
     assert_eq!(records[0].streams[0].caller.packets, 91);
 }
 
+/// A re-INVITE moves the callee to a new endpoint: the caller's next packets go
+/// there at once, not to the old one through a stale kernel entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signalling_a_new_endpoint_moves_the_kernel_path_at_once() {
+    let relay = start(config(range(4), ForwardIo::Ebpf)).await;
+    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let p = establish(&mut ng, "k-move").await;
+    p.caller
+        .send_to(&rtp(CALLER_SSRC, 1), p.caller_relay)
+        .await
+        .unwrap();
+    assert_eq!(
+        recv_all(&p.callee, Duration::from_millis(200)).await.len(),
+        1
+    );
+    assert_eq!(relay.forwarded_packets(), 2, "in the kernel");
+
+    let moved = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let answer = ng
+        .call(&d(&[
+            ("command", s("answer")),
+            ("call-id", s("k-move")),
+            ("from-tag", s("ft")),
+            ("to-tag", s("tt")),
+            ("sdp", s(&sdp_for(moved.local_addr().unwrap()))),
+            ("received-from", Value::List(vec![s("IP4"), s("127.0.0.1")])),
+        ]))
+        .await;
+    assert_eq!(answer.get("result").and_then(Value::as_str), Some("ok"));
+    for seq in 2..=6 {
+        p.caller
+            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
+            .await
+            .unwrap();
+    }
+    assert_eq!(recv_all(&moved, Duration::from_millis(300)).await.len(), 5);
+    assert!(recv_all(&p.callee, Duration::from_millis(100))
+        .await
+        .is_empty());
+}
+
 /// Env var that makes [`child_relay`] run (only as [`kill_9_leaves_nothing_forwarding`]'s
 /// child process).
 const CHILD_ENV: &str = "MEDIAGATE_EBPF_TEST_CHILD";

@@ -187,22 +187,37 @@ impl KernelPath {
         want
     }
 
-    /// Merges what the kernel forwarded since the last read into every stream.
+    /// Merges what the kernel forwarded since the last read into every stream, and
+    /// brings every stream's entries to what its latches want (a catch-all for changes
+    /// no packet or signalling reported).
     pub(super) fn sync(&self) {
         let now = clocks();
-        let mut streams = lock(&self.streams);
-        let fast = lock(&self.fast);
-        for stream in streams.values_mut() {
-            for (side, slot) in stream.entries.iter_mut().enumerate() {
-                let Some(installed) = slot else { continue };
-                let Some(seen) = fast.counters(installed.want.key) else {
-                    continue;
-                };
-                if seen.packets != installed.merged.packets {
-                    self.merge(&stream.media, side, installed, seen, now);
-                    installed.merged = seen;
+        let ids: Vec<(u64, SharedMedia)> = {
+            let mut streams = lock(&self.streams);
+            let fast = lock(&self.fast);
+            for stream in streams.values_mut() {
+                for (side, slot) in stream.entries.iter_mut().enumerate() {
+                    let Some(installed) = slot else { continue };
+                    let Some(seen) = fast.counters(installed.want.key) else {
+                        continue;
+                    };
+                    if seen.packets != installed.merged.packets {
+                        self.merge(&stream.media, side, installed, seen, now);
+                        installed.merged = seen;
+                    }
                 }
             }
+            streams
+                .iter()
+                .filter(|(_, s)| {
+                    let want = wanted(&lock_media(&s.media));
+                    s.entries.iter().map(|e| e.map(|i| i.want)).ne(want)
+                })
+                .map(|(id, s)| (*id, std::sync::Arc::clone(&s.media)))
+                .collect()
+        };
+        for (id, media) in ids {
+            self.update(id, &media);
         }
     }
 

@@ -143,6 +143,15 @@ impl SocketEnv {
         self.kernel.as_ref()
     }
 
+    /// Brings `media`'s kernel entries to what its latches want now (after signalling).
+    pub(super) fn refresh_kernel(&self, media: &SharedMedia) {
+        let Some(k) = &self.kernel else { return };
+        let local = lock(media).legs[0].local;
+        if let Some(&(_, id)) = self.running.get(&local) {
+            k.update(id, media);
+        }
+    }
+
     /// Merges what the kernel forwarded into the streams (see [`KernelPath::sync`]).
     pub(super) fn sync_kernel(&self) {
         if let Some(k) = &self.kernel {

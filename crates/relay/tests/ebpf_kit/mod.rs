@@ -72,7 +72,7 @@ pub fn s(x: &str) -> Value {
     Value::str(x)
 }
 
-fn sdp_for(phone: SocketAddr) -> String {
+pub fn sdp_for(phone: SocketAddr) -> String {
     let (ip, port) = (phone.ip(), phone.port());
     format!("v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n")
 }

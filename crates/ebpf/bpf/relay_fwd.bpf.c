@@ -89,6 +89,10 @@ int relay_fwd(struct __sk_buff *skb)
 {
     void *data = (void *)(long)skb->data;
     void *data_end = (void *)(long)skb->data_end;
+    // A GSO/GRO super-packet carries several datagrams under one header: one count,
+    // one length check would be wrong for all of them.
+    if (skb->gso_segs > 1)
+        return NEXT;
     // Ethernet + IPv4 without options + UDP.
     if (data + RTP_OFF > data_end)
         return NEXT;

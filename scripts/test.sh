@@ -19,6 +19,7 @@ DEB_PACKAGES=(
   kamailio sip-tester rtpengine-daemon libsqlite3-dev postgresql
   systemd  # systemd-analyze verifies config/mediagate.service
   prometheus  # promtool check metrics parses the admin API's /metrics
+  clang  # compiles the relay's eBPF fast path (crates/ebpf/bpf); without it the build has none
   curl openssl  # the admin API's mutual TLS test: certificates and an HTTPS client
   chromium  # the dashboard test drives headless Chromium over the DevTools protocol
   slapd ldap-utils  # the edge's LDAP logins: a throwaway OpenLDAP server per test

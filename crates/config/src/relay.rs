@@ -93,9 +93,12 @@ pub struct RelayConfig {
     /// Microseconds are written alone (`"200us"`). 0s to 10ms; `"0s"` forwards at once.
     /// Default: `"300us"` (about 10–15% less CPU per packet; voice budgets are 150 ms).
     pub forward_coalesce: ForwardCoalesce,
-    /// How forwarding threads wait for packets: `auto` uses Linux io_uring (one system
-    /// call per batch of packets) where the kernel allows it and epoll elsewhere;
-    /// `epoll` always uses epoll (about two system calls per packet). Default: `"auto"`.
+    /// How media is forwarded: `auto` forwards latched streams inside the kernel with the
+    /// eBPF fast path where it loads (needs CAP_BPF and CAP_NET_ADMIN, Linux 6.6+, and a
+    /// build with clang) and the rest with io_uring; `ebpf` the same but refuses to
+    /// start without the fast path; `io_uring` never loads the eBPF program (one system
+    /// call per batch of packets, epoll where the kernel refuses io_uring); `epoll`
+    /// always uses epoll (about two system calls per packet). Default: `"auto"`.
     pub forward_io: ForwardIo,
     /// Scheduling policy of the forwarding threads, as rtpengine's `--scheduling` and
     /// `--priority`: `"normal"`, `"normal:NICE"`, `"batch"`, `"idle"`, `"fifo:PRIO"` or
@@ -182,15 +185,20 @@ pub enum EndpointLearning {
     Off,
 }
 
-/// `[relay] forward_io`: the forwarding threads' wait strategy.
+/// `[relay] forward_io`: how media is forwarded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ForwardIo {
-    /// io_uring where the kernel allows it (Linux 6.1+, not disabled by
-    /// `kernel.io_uring_disabled` or a seccomp filter), else epoll.
+    /// The eBPF fast path for latched streams where it loads, and io_uring (else
+    /// epoll) for everything else and when it does not load.
     #[default]
     Auto,
-    /// Always epoll.
+    /// The eBPF fast path, or no start: a relay that must not fall back to user space.
+    Ebpf,
+    /// io_uring where the kernel allows it (Linux 6.1+, not disabled by
+    /// `kernel.io_uring_disabled` or a seccomp filter), else epoll; no eBPF.
+    IoUring,
+    /// Always epoll; no eBPF.
     Epoll,
 }
 
@@ -435,13 +443,18 @@ relatch_max_seq_gap = 32767
     #[test]
     fn forward_io_modes_and_a_wrong_one() {
         assert_eq!(RelayConfig::default().forward_io, ForwardIo::Auto);
-        for (text, mode) in [("auto", ForwardIo::Auto), ("epoll", ForwardIo::Epoll)] {
+        for (text, mode) in [
+            ("auto", ForwardIo::Auto),
+            ("ebpf", ForwardIo::Ebpf),
+            ("io_uring", ForwardIo::IoUring),
+            ("epoll", ForwardIo::Epoll),
+        ] {
             let r = relay_of(&format!("[relay]\nforward_io = \"{text}\"\n"));
             assert_eq!(r.forward_io, mode, "{text}");
         }
         assert_eq!(
             error_lines("[relay]\nforward_io = \"uring\"\n"),
-            ["f.toml:2:14: unknown variant `uring`, expected `auto` or `epoll`"]
+            ["f.toml:2:14: unknown variant `uring`, expected one of `auto`, `ebpf`, `io_uring`, `epoll`"]
         );
     }
 

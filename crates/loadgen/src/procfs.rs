@@ -114,6 +114,8 @@ pub(crate) struct HostCpu {
     pub total: u64,
     /// Column 8, `steal`: time this machine's CPUs were runnable but not running.
     pub steal: u64,
+    /// Columns 4 and 5, `idle` and `iowait`: time no task ran.
+    pub idle: u64,
 }
 
 impl HostCpu {
@@ -126,6 +128,14 @@ impl HostCpu {
             return 0.0;
         }
         steal as f64 * 100.0 / total as f64
+    }
+
+    /// Time every CPU spent running something (user, system, interrupts and softirqs:
+    /// the kernel's network work too, whoever it is charged to) between `earlier` and
+    /// `self`; neither idle nor stolen time.
+    pub(crate) fn busy_since(&self, earlier: &HostCpu, ticks_per_second: u64) -> Duration {
+        let busy = |c: &HostCpu| c.total.saturating_sub(c.idle).saturating_sub(c.steal);
+        ticks_to_duration(busy(self).saturating_sub(busy(earlier)), ticks_per_second)
     }
 
     /// Reads `/proc/stat`.
@@ -160,6 +170,11 @@ pub(crate) fn parse_host_stat(text: &str) -> Result<HostCpu, &'static str> {
     Ok(HostCpu {
         total: columns.iter().fold(0u64, |a, &c| a.saturating_add(c)),
         steal: columns.get(7).copied().unwrap_or(0),
+        idle: columns
+            .get(3)
+            .copied()
+            .unwrap_or(0)
+            .saturating_add(columns.get(4).copied().unwrap_or(0)),
     })
 }
 
@@ -277,9 +292,12 @@ mod tests {
             b,
             HostCpu {
                 total: 1000,
-                steal: 20
+                steal: 20,
+                idle: 820
             }
         );
+        // Busy: 1200 - 920 idle - 40 stolen after, 1000 - 820 - 20 before: 80 ticks.
+        assert_eq!(a.busy_since(&b, 100), Duration::from_millis(800));
         assert_eq!(a.total - b.total, 200);
         assert!((a.steal_percent_since(&b) - 10.0).abs() < 1e-9);
         assert_eq!(b.steal_percent_since(&b), 0.0);
@@ -289,7 +307,8 @@ mod tests {
             old,
             HostCpu {
                 total: 10,
-                steal: 0
+                steal: 0,
+                idle: 4
             }
         );
         assert!(parse_host_stat("cpu0 1 2 3 4\n").is_err());

@@ -259,7 +259,7 @@ async fn every_metric_the_grafana_dashboard_queries_exists() {
         tick: Duration::from_millis(50),
         forward_threads: 1,
         forward_coalesce: Duration::ZERO,
-        forward_io: ForwardIo::default(),
+        forward_io: ForwardIo::IoUring,
         forward_scheduling: Default::default(),
     })
     .await

@@ -147,10 +147,22 @@ fn kamailio_sipp_behind_nat_through_the_relay_with_failover() {
         "relay-main",
         "127.0.0.1:2223",
         "30000-30999",
-        &format!("delete_delay = \"1s\"\n[admin]\nlisten = [\"127.0.0.1:{RELAY_API_PORT}\"]\n"),
+        // The eBPF fast path or no start (issue 16).
+        &format!("delete_delay = \"1s\"\nforward_io = \"ebpf\"\n[admin]\nlisten = [\"127.0.0.1:{RELAY_API_PORT}\"]\n"),
     );
 
     let topo = Topology::build();
+    // The relays' host forwards, so the fast path may route media between the NATs'
+    // links in the kernel (docs/relay.md: the incoming interface must forward).
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        &topo.ns("pub"),
+        "sysctl",
+        "-qw",
+        "net.ipv4.conf.all.forwarding=1",
+    ]);
     let full = start_relay(&topo, &work, "relay-full", &full_cfg);
     let relay = start_relay(&topo, &work, "relay-main", &main_cfg);
     let kamailio = start_kamailio(&topo, &work, &["127.0.0.1:2223", "127.0.0.1:2224"]);
@@ -198,6 +210,21 @@ fn kamailio_sipp_behind_nat_through_the_relay_with_failover() {
     );
 
     finish_call(&uac, &uas, &[&kamailio]);
+    // Most of the call's media went through the kernel, not the relay's sockets.
+    let metrics = api_get(&topo, "/metrics");
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}")) as u64
+    };
+    let in_kernel = counter("mediagate_relay_kernel_forwarded_packets_total");
+    let in_user_space = counter("mediagate_relay_forwarded_packets_total");
+    assert!(
+        in_kernel > in_user_space,
+        "kernel {in_kernel}, user space {in_user_space}"
+    );
     let spray_status = spray.wait_timeout(Duration::from_secs(15));
     assert!(
         spray_status.is_some_and(|s| s.success()),

@@ -276,6 +276,14 @@ impl Registry {
         self.calls.values().filter(|c| c.deleting.is_none()).count()
     }
 
+    /// The streams of call `call_id` (none for an unknown call).
+    pub(crate) fn medias_of(&self, call_id: &str) -> Vec<SharedMedia> {
+        self.calls
+            .get(call_id)
+            .map(|c| c.medias.iter().flatten().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// The Call-IDs of calls not yet deleted, sorted.
     pub(crate) fn active_call_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self
@@ -964,8 +972,11 @@ impl Registry {
             return;
         };
         for m in call.medias.iter().flatten() {
-            for leg in &lock(m).legs {
-                env.close_pair(leg.local, now);
+            // Not under the stream's lock: closing may merge the kernel fast path's
+            // last counts into it.
+            let locals = lock(m).legs.each_ref().map(|l| l.local);
+            for local in locals {
+                env.close_pair(local, now);
             }
         }
         let streams = stream_records(&call);

@@ -269,6 +269,39 @@ impl Latch {
         }
     }
 
+    /// Whether media for this party goes to the latched source (not `asymmetric`).
+    pub(crate) fn symmetric(&self) -> bool {
+        !self.asymmetric
+    }
+
+    /// The SSRC of the latched source's last RTP packet, if it has sent RTP.
+    pub(crate) fn latched_ssrc(&self) -> Option<u32> {
+        match self.state {
+            State::Confirmed { last, .. } => last.map(|e| e.ssrc),
+            State::Learning { .. } => None,
+        }
+    }
+
+    /// The latched source `src` sent RTP `seq` at `at`, seen by someone else (the
+    /// kernel fast path): the re-latch rules then judge against it as if this latch
+    /// had checked the packet itself.
+    pub(crate) fn heard(&mut self, src: SocketAddr, seq: Option<u16>, at: Instant) {
+        if let State::Confirmed {
+            addr,
+            last,
+            last_at,
+            ..
+        } = &mut self.state
+        {
+            if *addr == src && at >= *last_at {
+                *last_at = at;
+                if let (Some(e), Some(seq)) = (last.as_mut(), seq) {
+                    e.seq = seq;
+                }
+            }
+        }
+    }
+
     /// Where media for this party goes: the latched source, else the signalled
     /// endpoint (never an unlatched candidate).
     pub(crate) fn destination(&self) -> Option<SocketAddr> {

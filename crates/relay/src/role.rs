@@ -89,6 +89,13 @@ fn report_start(relay: &Relay, config: &Config) {
             None => scheduling.to_string(),
         }
     );
+    match relay.kernel_forwarding() {
+        Some(interfaces) => info!(
+            "relay: latched IPv4 RTP streams are forwarded in the kernel (eBPF fast path on {}); the rest in user space",
+            interfaces.join(", ")
+        ),
+        None => info!("relay: no eBPF fast path: every packet is forwarded in user space"),
+    }
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let realtime = scheduling.is_realtime() && refused.is_none();
     if realtime && threads >= cpus {

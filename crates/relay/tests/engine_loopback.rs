@@ -29,7 +29,7 @@ fn config(ports: (u16, u16)) -> EngineConfig {
         tick: Duration::from_millis(50),
         forward_threads: 2,
         forward_coalesce: Duration::ZERO,
-        forward_io: ForwardIo::default(),
+        forward_io: ForwardIo::IoUring,
         forward_scheduling: Default::default(),
     }
 }
@@ -243,7 +243,7 @@ async fn ping_json_errors_and_cookie_idempotency() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_both_ways_strangers_refused_and_record_stored() {
-    media_both_ways(ForwardIo::Auto, 1, "media").await;
+    media_both_ways(ForwardIo::IoUring, 1, "media").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -807,7 +807,7 @@ fn twin_peer_port(port: u16) -> Option<u16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twins_follow_a_nat_rebinding_and_strangers_still_count() {
-    twins_and_rebinding(ForwardIo::Auto, 10, "twins").await;
+    twins_and_rebinding(ForwardIo::IoUring, 10, "twins").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -824,7 +824,7 @@ async fn twins_and_rebinding(io: ForwardIo, slot: u16, name: &str) {
     cfg.forward_io = io;
     cfg.options.latch.relatch_quiet = Duration::from_millis(200);
     let relay = Relay::start(cfg).await.unwrap();
-    if io == ForwardIo::Auto {
+    if io == ForwardIo::IoUring {
         require_io_uring(&relay);
     }
     let uring = relay.forwarding_threads().1 > 0;

@@ -133,9 +133,20 @@ pub(crate) struct Outcome {
     /// media flowed (`/proc/stat` steal): a run with much of it measured the host, not
     /// the relay, in its latency tail.
     pub host_steal_percent: Option<f64>,
+    /// Every CPU's busy time while the media flowed (`/proc/stat`): with a kernel fast
+    /// path the forwarding runs in softirq context, charged to whichever process the
+    /// CPU was in, so the relay process's own CPU no longer tells its cost.
+    pub machine_cpu_s: Option<f64>,
 }
 
 impl Outcome {
+    /// Machine-wide CPU per received packet, microseconds: compare a relay's figure
+    /// with the `direct` row's (the same load without a relay).
+    pub(crate) fn machine_cpu_us_per_packet(&self) -> Option<f64> {
+        let cpu = self.machine_cpu_s?;
+        (self.pump.received > 0).then(|| cpu * 1e6 / self.pump.received as f64)
+    }
+
     /// Relay CPU per forwarded packet, microseconds.
     pub(crate) fn cpu_us_per_packet(&self) -> Option<f64> {
         let cpu = self.relay_cpu_s?;
@@ -166,6 +177,8 @@ impl Outcome {
             "relay_cpu_us_per_packet": self.cpu_us_per_packet(),
             "relay_peak_rss_mib": self.relay_peak_rss_mib,
             "host_steal_percent": self.host_steal_percent,
+            "machine_cpu_s": self.machine_cpu_s,
+            "machine_cpu_us_per_packet": self.machine_cpu_us_per_packet(),
         })
     }
 }
@@ -290,28 +303,42 @@ fn direct_calls(count: usize, local_ip: IpAddr) -> anyhow::Result<Vec<Call>> {
 /// The same load with no relay in the path.
 fn measure_direct(args: &RtpArgs) -> anyhow::Result<Outcome> {
     let calls = direct_calls(args.calls, args.local_ip)?;
-    let (report, host_steal_percent) = pump_watching_host(&calls, args)?;
+    let (report, host) = pump_watching_host(&calls, args)?;
     Ok(Outcome {
         label: "direct".to_owned(),
         calls: calls.len(),
         pump: report,
-        host_steal_percent,
+        host_steal_percent: host.map(|h| h.steal_percent),
+        machine_cpu_s: host.map(|h| h.busy_s),
         ..Outcome::default()
     })
 }
 
-/// Pumps, and measures how much CPU the host stole meanwhile (`None` where
-/// `/proc/stat` cannot be read).
+/// The machine's CPU over one pump.
+#[derive(Debug, Clone, Copy)]
+struct HostWindow {
+    /// Share stolen by the hypervisor.
+    steal_percent: f64,
+    /// Every CPU's busy time, seconds.
+    busy_s: f64,
+}
+
+/// Pumps, and measures the machine's CPU meanwhile (`None` where `/proc/stat` cannot
+/// be read).
 fn pump_watching_host(
     calls: &[Call],
     args: &RtpArgs,
-) -> anyhow::Result<(pump::PumpReport, Option<f64>)> {
+) -> anyhow::Result<(pump::PumpReport, Option<HostWindow>)> {
     let before = HostCpu::now().ok();
     let report = pump::run(calls, &plan(args))?;
-    let steal = before
+    let ticks = crate::sys::clock_ticks_per_second().unwrap_or(100);
+    let host = before
         .zip(HostCpu::now().ok())
-        .map(|(before, after)| after.steal_percent_since(&before));
-    Ok((report, steal))
+        .map(|(before, after)| HostWindow {
+            steal_percent: after.steal_percent_since(&before),
+            busy_s: after.busy_since(&before, ticks).as_secs_f64(),
+        });
+    Ok((report, host))
 }
 
 fn plan(args: &RtpArgs) -> pump::Plan {
@@ -336,7 +363,7 @@ fn measure(args: &RtpArgs, target: &Target) -> anyhow::Result<Outcome> {
         |d: Option<Duration>| d.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
     let process = target.pid.map(Process::new);
     let cpu_before = process.as_ref().map(Process::cpu).transpose()?;
-    let (report, host_steal_percent) = pump_watching_host(&calls, args)?;
+    let (report, host) = pump_watching_host(&calls, args)?;
     let ticks = crate::sys::clock_ticks_per_second().unwrap_or(100);
     let relay_cpu_s = match (&process, cpu_before) {
         (Some(p), Some(before)) => Some(p.cpu()?.since(&before, ticks).as_secs_f64()),
@@ -356,14 +383,15 @@ fn measure(args: &RtpArgs, target: &Target) -> anyhow::Result<Outcome> {
         pump: report,
         relay_cpu_s,
         relay_peak_rss_mib,
-        host_steal_percent,
+        host_steal_percent: host.map(|h| h.steal_percent),
+        machine_cpu_s: host.map(|h| h.busy_s),
     })
 }
 
 fn print_table(outcomes: &[Outcome]) {
     let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
     println!(
-        "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>8} {:>7}",
+        "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>8} {:>7} {:>9}",
         "target",
         "calls",
         "sent",
@@ -378,12 +406,13 @@ fn print_table(outcomes: &[Outcome]) {
         "us/pkt",
         "rss_MiB",
         "setup/s",
-        "steal%"
+        "steal%",
+        "mach_us/pkt"
     );
     for o in outcomes {
         let p = &o.pump;
         println!(
-            "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>8} {:>7}",
+            "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>8} {:>7} {:>9}",
             o.label,
             o.calls,
             p.sent,
@@ -402,6 +431,7 @@ fn print_table(outcomes: &[Outcome]) {
                 0
             ),
             opt(o.host_steal_percent, 1),
+            opt(o.machine_cpu_us_per_packet(), 2),
         );
     }
     for line in latency_notes(outcomes) {

@@ -68,6 +68,18 @@ fn run_locked(
         Ok(req) => {
             let control = &mut *control;
             let reply = control.registry.handle(&req, now, &mut control.env);
+            // Signalling may have reopened a latch (a new endpoint): the kernel must
+            // stop forwarding to the old one now, not at the next packet or tick.
+            if matches!(
+                req.command,
+                mediagate_ng::request::Command::Offer | mediagate_ng::request::Command::Answer
+            ) {
+                if let Some(call_id) = req.call_id.as_deref() {
+                    for media in control.registry.medias_of(call_id) {
+                        control.env.refresh_kernel(&media);
+                    }
+                }
+            }
             if reply::result_of(&reply) == Some("error") {
                 let reason = reply
                     .get("error-reason")

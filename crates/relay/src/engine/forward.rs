@@ -44,6 +44,7 @@ use mediagate_udp::{
     RingOptions, RingSlot, UdpRing, RING_MAX_TOKEN,
 };
 
+use super::kernel::{self, KernelPath, Wanted};
 use super::sockets::ForwardOptions;
 use crate::calls::{lock, SharedMedia};
 use crate::media::{Component, Forward};
@@ -72,14 +73,26 @@ const TWINS_PER_ROUND: usize = 16;
 /// How long a thread sleeps at most before looking at its command queue.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 
-/// How the forwarding threads wait for packets.
+/// How media is forwarded (`[relay] forward_io`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ForwardIo {
-    /// io_uring where the kernel allows it, else epoll.
+    /// Latched streams in the kernel (the eBPF fast path) where it loads; the threads
+    /// use io_uring where the kernel allows it, else epoll.
     #[default]
     Auto,
-    /// Always epoll.
+    /// As `Auto`, but the relay does not start without the eBPF fast path.
+    Ebpf,
+    /// No eBPF; io_uring where the kernel allows it, else epoll.
+    IoUring,
+    /// No eBPF; always epoll.
     Epoll,
+}
+
+impl ForwardIo {
+    /// Whether the threads try io_uring.
+    fn ring(self) -> bool {
+        self != ForwardIo::Epoll
+    }
 }
 
 /// One forwarding round in this many, per thread, is timed for the latency histogram.
@@ -223,6 +236,7 @@ pub(super) fn spawn(
     options: &ForwardOptions,
     max_sockets: u32,
     twin_budget: Arc<TwinBudget>,
+    kernel: Option<Arc<KernelPath>>,
 ) -> io::Result<Worker> {
     let ForwardOptions {
         coalesce,
@@ -249,10 +263,11 @@ pub(super) fn spawn(
                 streams: HashMap::default(),
                 stats,
                 twin_budget,
+                kernel,
             };
             // The ring must be made on the thread that uses it (single issuer).
-            let ring = match io {
-                ForwardIo::Auto => UdpRing::new(RingOptions {
+            let ring = if io.ring() {
+                UdpRing::new(RingOptions {
                     max_datagram: MAX_DATAGRAM,
                     // Its own wake-up socket too.
                     // Each socket may get a connected twin; plus the wake-up socket.
@@ -260,8 +275,9 @@ pub(super) fn spawn(
                     buffers: RING_BUFFERS,
                     ..RingOptions::default()
                 })
-                .ok(),
-                ForwardIo::Epoll => None,
+                .ok()
+            } else {
+                None
             };
             let _ = started_tx.send((ring.is_some(), refused));
             match ring {
@@ -316,6 +332,8 @@ struct Stream {
     slots: [[Option<RingSlot>; 2]; 2],
     /// Each socket's connected twin, `[side][component]` (io_uring loop only).
     twins: [[Twin; 2]; 2],
+    /// The kernel entries this stream had when last brought up to date.
+    kernel_want: std::cell::Cell<Wanted>,
 }
 
 /// A socket's connected twin ([`mediagate_udp::connected_twin`]): forwards to the
@@ -497,9 +515,23 @@ struct Streams {
     streams: IdMap<Stream>,
     stats: Arc<ForwardStats>,
     twin_budget: Arc<TwinBudget>,
+    kernel: Option<Arc<KernelPath>>,
 }
 
 impl Streams {
+    /// After a forward decided with `media` locked: whether stream `id`'s kernel
+    /// entries are out of date (a latch confirmed or moved).
+    fn kernel_stale(&self, stream: &Stream, media: &crate::media::MediaPair) -> bool {
+        self.kernel.is_some() && kernel::wanted(media) != stream.kernel_want.get()
+    }
+
+    /// Brings stream `id`'s kernel entries up to date (media lock not held).
+    fn refresh_kernel(&self, id: u64, stream: &Stream) {
+        if let Some(k) = &self.kernel {
+            stream.kernel_want.set(k.update(id, &stream.media));
+        }
+    }
+
     /// Applies queued commands, telling `watch` which sockets to start or stop
     /// watching; false once told to stop.
     fn apply(&mut self, mut watch: impl FnMut(Watch<'_>) -> Option<RingSlot>) -> bool {
@@ -511,6 +543,7 @@ impl Streams {
                         sockets,
                         slots: [[None; 2]; 2],
                         twins: Default::default(),
+                        kernel_want: Default::default(),
                     };
                     let mut slots = [[None; 2]; 2];
                     for (side, c, socket) in stream.sockets() {
@@ -552,7 +585,14 @@ impl Streams {
     ) -> Option<(RingSlot, Option<SocketAddr>)> {
         let (id, side, c) = split(t);
         let stream = self.streams.get(&id)?;
-        let f = lock(&stream.media).on_datagram(side, component(c), src, data, now)?;
+        let (f, stale) = {
+            let mut media = lock(&stream.media);
+            let f = media.on_datagram(side, component(c), src, data, now)?;
+            (f, self.kernel_stale(stream, &media))
+        };
+        if stale {
+            self.refresh_kernel(id, stream);
+        }
         let out = component_index(f.component);
         let twin = stream.twin(f.side, out)?;
         match twin {
@@ -776,7 +816,7 @@ fn serve_epoll(
         };
         let now = Instant::now();
         forwards.clear();
-        {
+        let stale = {
             let mut media = lock(&stream.media);
             for i in 0..n {
                 let Some((data, src, cut)) = batch.datagram(i) else {
@@ -790,6 +830,10 @@ fn serve_epoll(
                     forwards.push((i, f));
                 }
             }
+            !forwards.is_empty() && s.kernel_stale(stream, &media)
+        };
+        if stale {
+            s.refresh_kernel(id, stream);
         }
         let (mut sent, mut failed) = (0u64, 0u64);
         for &(i, f) in forwards.iter() {

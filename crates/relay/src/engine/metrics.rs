@@ -52,13 +52,17 @@ impl Collect for RelayMetrics {
         if *state.shutdown.borrow() {
             return Ok(());
         }
-        let (totals, active, streams, draining) = {
+        let (totals, active, streams, draining, in_kernel) = {
             let control = state.lock();
             (
                 control.registry.totals(),
                 control.registry.active_call_count(),
                 control.env.running_streams(),
                 control.registry.is_draining(),
+                control
+                    .env
+                    .kernel()
+                    .map(|k| k.forwarded.load(Ordering::Relaxed)),
             )
         };
         let fwd = &state.forward_stats;
@@ -129,9 +133,16 @@ impl Collect for RelayMetrics {
         )?;
         s.counter(
             "forwarded_packets",
-            "Datagrams forwarded, relay-wide.",
+            "Datagrams forwarded by the relay's threads, relay-wide (the eBPF fast path's are in kernel_forwarded_packets).",
             fwd.forwarded.load(Ordering::Relaxed),
         )?;
+        if let Some(in_kernel) = in_kernel {
+            s.counter(
+                "kernel_forwarded_packets",
+                "Datagrams the eBPF fast path forwarded, relay-wide (read from the kernel every tick and when a stream ends; not in forwarded_packets).",
+                in_kernel,
+            )?;
+        }
         s.counter(
             "send_errors",
             "Datagrams the kernel refused to send.",

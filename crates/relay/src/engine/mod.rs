@@ -20,6 +20,7 @@
 
 mod control;
 mod forward;
+mod kernel;
 mod metrics;
 mod notify;
 mod pairs;
@@ -131,6 +132,8 @@ impl EngineConfig {
             forward_coalesce: relay.forward_coalesce.get(),
             forward_io: match relay.forward_io {
                 mediagate_config::ForwardIo::Auto => forward::ForwardIo::Auto,
+                mediagate_config::ForwardIo::Ebpf => forward::ForwardIo::Ebpf,
+                mediagate_config::ForwardIo::IoUring => forward::ForwardIo::IoUring,
                 mediagate_config::ForwardIo::Epoll => forward::ForwardIo::Epoll,
             },
             forward_scheduling: relay.forward_scheduling,
@@ -164,6 +167,9 @@ pub enum StartError {
     /// The forwarding threads could not be set up.
     #[error("cannot start the media forwarding threads: {0}")]
     Forwarding(#[source] std::io::Error),
+    /// `forward_io = "ebpf"` and the fast path cannot load.
+    #[error("forward_io = \"ebpf\": {0}")]
+    Ebpf(#[source] mediagate_ebpf::LoadError),
 }
 
 pub(crate) struct Control {
@@ -336,6 +342,7 @@ impl Relay {
         // by the OS; a failing getrandom(2) stops the start rather than degrade to a
         // guessable seed.
         let seed = getrandom::u64().map_err(|e| StartError::Forwarding(e.into()))?;
+        let kernel = load_kernel_path(config.forward_io)?;
         let env = SocketEnv::new(
             &config.media,
             config.ports,
@@ -348,6 +355,7 @@ impl Relay {
                 scheduling: config.forward_scheduling,
                 socket_buffer: 0,
             },
+            kernel,
         )
         .map_err(StartError::Forwarding)?;
         let forward_stats = env.stats();
@@ -513,6 +521,22 @@ impl Relay {
             .map(str::to_owned)
     }
 
+    /// The interfaces the eBPF fast path is attached to, or `None` when media is
+    /// forwarded in user space only.
+    pub fn kernel_forwarding(&self) -> Option<Vec<String>> {
+        self.state.lock().env.kernel().map(|k| k.interfaces())
+    }
+
+    /// Datagrams the eBPF fast path forwarded since start, as read so far (the
+    /// engine reads the kernel's counters every tick and when a stream ends).
+    pub fn kernel_forwarded_packets(&self) -> u64 {
+        self.state
+            .lock()
+            .env
+            .kernel()
+            .map_or(0, |k| k.forwarded.load(Ordering::Relaxed))
+    }
+
     /// Streams with running forwarders.
     pub fn running_streams(&self) -> usize {
         self.state.lock().env.running_streams()
@@ -607,6 +631,23 @@ impl Drop for Relay {
     }
 }
 
+/// The eBPF fast path as `forward_io` asks: loaded for `auto` and `ebpf`, a failure
+/// fatal for `ebpf` and one log line for `auto`.
+fn load_kernel_path(io: forward::ForwardIo) -> Result<Option<Arc<kernel::KernelPath>>, StartError> {
+    use forward::ForwardIo;
+    if !matches!(io, ForwardIo::Auto | ForwardIo::Ebpf) {
+        return Ok(None);
+    }
+    match mediagate_ebpf::FastPath::load() {
+        Ok(fast) => Ok(Some(Arc::new(kernel::KernelPath::new(fast)))),
+        Err(e) if io == ForwardIo::Ebpf => Err(StartError::Ebpf(e)),
+        Err(e) => {
+            tracing::info!("relay: no eBPF fast path ({e}); media is forwarded in user space");
+            Ok(None)
+        }
+    }
+}
+
 async fn tick(state: Arc<State>, every: Duration) {
     let mut shutdown = state.shutdown_signal();
     let mut interval = tokio::time::interval(every);
@@ -620,6 +661,8 @@ async fn tick(state: Arc<State>, every: Duration) {
         let ended = {
             let mut control = state.lock();
             let control = &mut *control;
+            // The media timeout must see what the kernel forwarded.
+            control.env.sync_kernel();
             control.registry.poll(now, &mut control.env);
             control.registry.take_ended()
         };

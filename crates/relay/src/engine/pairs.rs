@@ -116,10 +116,12 @@ impl PairRelay {
             ForwardOptions {
                 threads: config.threads.max(1),
                 coalesce: Duration::ZERO,
-                io: ForwardIo::Auto,
+                // The balancer's pairs stay in user space (no eBPF fast path yet).
+                io: ForwardIo::IoUring,
                 scheduling: config.scheduling,
                 socket_buffer: config.socket_buffer,
             },
+            None,
         )?;
         Ok(Self {
             env: Mutex::new(env),

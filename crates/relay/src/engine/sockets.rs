@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use mediagate_config::ThreadScheduling;
 
 use super::forward::{self, Command, ForwardIo, ForwardStats, TwinBudget, Worker};
+use super::kernel::KernelPath;
 use crate::calls::{lock, MediaEnv, OpenError, OpenPair, SharedMedia};
 use mediagate_ng::request::Family;
 use mediagate_udp::PortPool;
@@ -70,6 +71,8 @@ pub(super) struct SocketEnv {
     stats: Arc<ForwardStats>,
     /// [`ForwardOptions::socket_buffer`].
     socket_buffer: usize,
+    /// The eBPF fast path, when loaded.
+    kernel: Option<Arc<KernelPath>>,
 }
 
 impl std::fmt::Debug for SocketEnv {
@@ -84,13 +87,15 @@ impl std::fmt::Debug for SocketEnv {
 
 impl SocketEnv {
     /// Pools for `addresses` (`(local, advertised)`), each over `low..=high`, and
-    /// forwarding threads as `forwarding` says.
+    /// forwarding threads as `forwarding` says; latched streams go to `kernel` when
+    /// given.
     pub(super) fn new(
         addresses: &[(IpAddr, IpAddr)],
         (low, high): (u16, u16),
         quarantine: Duration,
         seed: u64,
         forwarding: ForwardOptions,
+        kernel: Option<Arc<KernelPath>>,
     ) -> io::Result<Self> {
         let stats = Arc::new(ForwardStats::default());
         // Every port of the range on every address could end up on one thread.
@@ -107,6 +112,7 @@ impl SocketEnv {
                     &forwarding,
                     max_sockets,
                     Arc::clone(&twin_budget),
+                    kernel.clone(),
                 )
             })
             .collect::<io::Result<Vec<_>>>()?;
@@ -128,7 +134,29 @@ impl SocketEnv {
             workers,
             stats,
             socket_buffer: forwarding.socket_buffer,
+            kernel,
         })
+    }
+
+    /// The eBPF fast path, when loaded.
+    pub(super) fn kernel(&self) -> Option<&Arc<KernelPath>> {
+        self.kernel.as_ref()
+    }
+
+    /// Brings `media`'s kernel entries to what its latches want now (after signalling).
+    pub(super) fn refresh_kernel(&self, media: &SharedMedia) {
+        let Some(k) = &self.kernel else { return };
+        let local = lock(media).legs[0].local;
+        if let Some(&(_, id)) = self.running.get(&local) {
+            k.update(id, media);
+        }
+    }
+
+    /// Merges what the kernel forwarded into the streams (see [`KernelPath::sync`]).
+    pub(super) fn sync_kernel(&self) {
+        if let Some(k) = &self.kernel {
+            k.sync();
+        }
     }
 
     /// The relay-wide counters.
@@ -329,11 +357,18 @@ impl MediaEnv for SocketEnv {
         for local in locals {
             self.running.insert(local, (worker, id));
         }
+        if let Some(k) = &self.kernel {
+            k.register(id, media);
+        }
     }
 
     fn close_pair(&mut self, local: SocketAddr, now: Instant) {
         self.pending.remove(&local);
         if let Some((worker, id)) = self.running.remove(&local) {
+            // Before the caller reads the stream's counters for its record.
+            if let Some(k) = &self.kernel {
+                k.remove_stream(id);
+            }
             // The other leg's entry points at the same stream; removing twice is
             // harmless for the worker.
             if let Some(w) = self.workers.get(worker) {

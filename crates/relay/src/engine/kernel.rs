@@ -1,0 +1,365 @@
+//! The relay's side of the eBPF fast path ([`mediagate_ebpf`]): which streams go to
+//! the kernel, and how what the kernel forwarded flows back into the streams' state.
+//!
+//! What it does: a stream's direction gets a kernel entry once both of its RTP latches
+//! are confirmed (the sender's, which the entry's key names, and the receiver's, which
+//! is where it sends), both relay ports have a specific IPv4 address and the stream is
+//! symmetric; RTP streams forward only RTP with the SSRC the latch last saw. The
+//! forwarding threads call [`KernelPath::update`] when [`wanted`] changes (a latch
+//! confirmed or moved: the old entry goes, its counts merged, a new one is made).
+//! [`KernelPath::sync`] (every tick of the engine's timer) and
+//! [`KernelPath::remove_stream`] (when a stream's ports close, before its record is
+//! written) add what the kernel counted since the last read to the leg's RTP counters
+//! and tell its latch when the peer was last heard, so statistics, records, `ng`
+//! query/list and the media timeout see kernel-forwarded packets as their own.
+//!
+//! What it does not: RTCP (it stays on the relay's sockets, which read its reports),
+//! IPv6 or IPv4-IPv6 bridging, wildcard media addresses, asymmetric streams or
+//! learning `off` (no confirmed latch): those stay in user space. The counters lag the
+//! kernel by up to one tick (250 ms) except at a stream's end.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use mediagate_ebpf::{FastPath, FlowCounters, FlowKey, FlowTarget};
+
+use crate::calls::{lock as lock_media, SharedMedia};
+use crate::media::{Leg, MediaPair};
+
+/// One direction's kernel entry as the latches want it: datagrams from `key.from` to
+/// `key.to` leave from `target.from` to `target.to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Want {
+    key: FlowKey,
+    from: SocketAddrV4,
+    to: SocketAddrV4,
+    rtp_ssrc: Option<u32>,
+}
+
+/// The entries a stream wants, indexed by the sending side.
+pub(super) type Wanted = [Option<Want>; 2];
+
+fn v4(a: SocketAddr) -> Option<SocketAddrV4> {
+    match a {
+        SocketAddr::V4(a) if !a.ip().is_unspecified() && a.port() != 0 => Some(a),
+        _ => None,
+    }
+}
+
+/// The kernel entries `m`'s latches allow (module docs).
+pub(super) fn wanted(m: &MediaPair) -> Wanted {
+    let one = |side: usize| -> Option<Want> {
+        let (sender, receiver) = (m.legs.get(side)?, m.legs.get(1 - side)?);
+        let symmetric = |l: &Leg| l.rtp_latch.symmetric();
+        if !symmetric(sender) || !symmetric(receiver) {
+            return None;
+        }
+        let rtp_ssrc = if m.is_rtp {
+            Some(sender.rtp_latch.latched_ssrc()?)
+        } else {
+            None
+        };
+        Some(Want {
+            key: FlowKey {
+                from: v4(sender.rtp_latch.confirmed()?)?,
+                to: v4(sender.local)?,
+            },
+            from: v4(receiver.local)?,
+            to: v4(receiver.rtp_latch.confirmed()?)?,
+            rtp_ssrc,
+        })
+    };
+    [one(0), one(1)]
+}
+
+/// An entry in the kernel and the counts already merged into the stream.
+#[derive(Debug, Clone, Copy)]
+struct Installed {
+    want: Want,
+    merged: FlowCounters,
+}
+
+struct KernelStream {
+    media: SharedMedia,
+    entries: [Option<Installed>; 2],
+}
+
+/// The loaded fast path and the streams that have entries in it.
+pub(crate) struct KernelPath {
+    fast: Mutex<FastPath>,
+    streams: Mutex<HashMap<u64, KernelStream>>,
+    /// Datagrams the kernel forwarded, as merged so far.
+    pub(super) forwarded: AtomicU64,
+}
+
+impl std::fmt::Debug for KernelPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelPath").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Whether `ip` is an address of this host (the kernel then delivers locally instead
+/// of routing): binding to it succeeds only then.
+fn is_local(ip: IpAddr) -> bool {
+    ip.is_loopback() || UdpSocket::bind((ip, 0)).is_ok()
+}
+
+/// Converts the kernel's `CLOCK_MONOTONIC` stamp to an `Instant`, given the two
+/// clocks read together as `now`.
+fn instant_of(last_ns: u64, (now, now_ns): (Instant, u64)) -> Instant {
+    now.checked_sub(Duration::from_nanos(now_ns.saturating_sub(last_ns)))
+        .unwrap_or(now)
+}
+
+impl KernelPath {
+    pub(super) fn new(fast: FastPath) -> Self {
+        Self {
+            fast: Mutex::new(fast),
+            streams: Mutex::new(HashMap::new()),
+            forwarded: AtomicU64::new(0),
+        }
+    }
+
+    /// The interfaces the program is attached to.
+    pub(super) fn interfaces(&self) -> Vec<String> {
+        lock(&self.fast).interfaces().to_vec()
+    }
+
+    /// Stream `id` (started) may get kernel entries from now on.
+    pub(super) fn register(&self, id: u64, media: &SharedMedia) {
+        lock(&self.streams).insert(
+            id,
+            KernelStream {
+                media: std::sync::Arc::clone(media),
+                entries: [None, None],
+            },
+        );
+    }
+
+    /// Brings stream `id`'s kernel entries to what its latches want now; returns what
+    /// it wants (for the caller's cheap comparison). Must not be called with the
+    /// stream's media lock held.
+    pub(super) fn update(&self, id: u64, media: &SharedMedia) -> Wanted {
+        let want = wanted(&lock_media(media));
+        let mut streams = lock(&self.streams);
+        // Closed meanwhile: nothing to install.
+        let Some(stream) = streams.get_mut(&id) else {
+            return want;
+        };
+        let mut fast = lock(&self.fast);
+        for (side, want) in want.iter().enumerate() {
+            let Some(slot) = stream.entries.get_mut(side) else {
+                continue;
+            };
+            if slot.map(|i| i.want) == *want {
+                continue;
+            }
+            if let Some(old) = slot.take() {
+                let last = fast.remove(old.want.key).unwrap_or(old.merged);
+                self.merge(&stream.media, side, &old, last, clocks());
+            }
+            if let Some(w) = want {
+                let target = FlowTarget {
+                    from: w.from,
+                    to: w.to,
+                    rtp_ssrc: w.rtp_ssrc,
+                    local: is_local(IpAddr::V4(*w.to.ip())),
+                };
+                match fast.insert(w.key, target) {
+                    Ok(()) => {
+                        *slot = Some(Installed {
+                            want: *w,
+                            merged: FlowCounters::default(),
+                        });
+                    }
+                    // A full map: this direction stays in user space.
+                    Err(e) => tracing::debug!("relay: no kernel entry for {:?}: {e}", w.key),
+                }
+            }
+        }
+        want
+    }
+
+    /// Merges what the kernel forwarded since the last read into every stream, and
+    /// brings every stream's entries to what its latches want (a catch-all for changes
+    /// no packet or signalling reported).
+    pub(super) fn sync(&self) {
+        let now = clocks();
+        let ids: Vec<(u64, SharedMedia)> = {
+            let mut streams = lock(&self.streams);
+            let fast = lock(&self.fast);
+            for stream in streams.values_mut() {
+                for (side, slot) in stream.entries.iter_mut().enumerate() {
+                    let Some(installed) = slot else { continue };
+                    let Some(seen) = fast.counters(installed.want.key) else {
+                        continue;
+                    };
+                    if seen.packets != installed.merged.packets {
+                        self.merge(&stream.media, side, installed, seen, now);
+                        installed.merged = seen;
+                    }
+                }
+            }
+            streams
+                .iter()
+                .filter(|(_, s)| {
+                    let want = wanted(&lock_media(&s.media));
+                    s.entries.iter().map(|e| e.map(|i| i.want)).ne(want)
+                })
+                .map(|(id, s)| (*id, std::sync::Arc::clone(&s.media)))
+                .collect()
+        };
+        for (id, media) in ids {
+            self.update(id, &media);
+        }
+    }
+
+    /// Removes stream `id`'s entries and merges their final counts. Must not be called
+    /// with the stream's media lock held.
+    pub(super) fn remove_stream(&self, id: u64) {
+        let Some(stream) = lock(&self.streams).remove(&id) else {
+            return;
+        };
+        let now = clocks();
+        let mut fast = lock(&self.fast);
+        for (side, installed) in stream.entries.iter().enumerate() {
+            if let Some(installed) = installed {
+                let last = fast.remove(installed.want.key).unwrap_or(installed.merged);
+                self.merge(&stream.media, side, installed, last, now);
+            }
+        }
+    }
+
+    /// Adds `seen` less what was already merged to `side`'s RTP counters.
+    fn merge(
+        &self,
+        media: &SharedMedia,
+        side: usize,
+        installed: &Installed,
+        seen: FlowCounters,
+        now: (Instant, u64),
+    ) {
+        let packets = seen.packets.saturating_sub(installed.merged.packets);
+        if packets == 0 {
+            return;
+        }
+        let bytes = seen.bytes.saturating_sub(installed.merged.bytes);
+        self.forwarded.fetch_add(packets, Ordering::Relaxed);
+        let mut m = lock_media(media);
+        let Some(leg) = m.legs.get_mut(side) else {
+            return;
+        };
+        leg.rtp.packets += packets;
+        leg.rtp.bytes += bytes;
+        if let Some(last_ns) = seen.last_ns {
+            let at = instant_of(last_ns, now);
+            leg.rtp.last_packet = leg.rtp.last_packet.max(Some(at));
+            leg.rtp_latch
+                .heard(SocketAddr::V4(installed.want.key.from), seen.last_seq, at);
+        }
+    }
+}
+
+fn clocks() -> (Instant, u64) {
+    (Instant::now(), mediagate_ebpf::monotonic_ns())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::latch::{Expectation, LatchPolicy};
+    use mediagate_ng::request::Learning;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 0];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&[0; 4]);
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(b"media");
+        p
+    }
+
+    fn pair(now: Instant) -> MediaPair {
+        let leg = |local: &str, phone: &str| {
+            let mut l = Leg::new(addr(local), addr(local).ip(), LatchPolicy::default(), now);
+            l.rtp_latch.signal(
+                Learning::Heuristic,
+                Expectation {
+                    endpoint: Some(addr(phone)),
+                    source_ip: None,
+                },
+                now,
+            );
+            l
+        };
+        MediaPair {
+            index: 0,
+            media_type: "audio".into(),
+            proto: "RTP/AVP".into(),
+            is_rtp: true,
+            legs: [
+                leg("192.0.2.1:30000", "10.0.0.1:4000"),
+                leg("192.0.2.1:30002", "10.0.0.2:5000"),
+            ],
+        }
+    }
+
+    #[test]
+    fn entries_are_wanted_once_both_sides_are_latched_and_follow_the_latch() {
+        let now = Instant::now();
+        let mut m = pair(now);
+        use crate::media::Component::Rtp;
+        assert_eq!(wanted(&m), [None, None]);
+        m.on_datagram(0, Rtp, addr("10.0.0.1:4000"), &rtp(11, 1), now);
+        assert_eq!(wanted(&m), [None, None], "one side latched is not enough");
+        m.on_datagram(1, Rtp, addr("10.0.0.2:5000"), &rtp(22, 1), now);
+        let [a, b] = wanted(&m);
+        let a = a.unwrap();
+        assert_eq!(a.key.from, "10.0.0.1:4000".parse().unwrap());
+        assert_eq!(a.key.to, "192.0.2.1:30000".parse().unwrap());
+        assert_eq!(a.from, "192.0.2.1:30002".parse().unwrap());
+        assert_eq!(a.to, "10.0.0.2:5000".parse().unwrap());
+        assert_eq!(a.rtp_ssrc, Some(11));
+        assert_eq!(b.unwrap().rtp_ssrc, Some(22));
+        // B's NAT rebinds (same SSRC, after the quiet time): both entries follow.
+        let later = now + Duration::from_secs(2);
+        m.on_datagram(1, Rtp, addr("10.0.0.2:5999"), &rtp(22, 2), later);
+        let [a2, b2] = wanted(&m);
+        assert_eq!(a2.unwrap().to, "10.0.0.2:5999".parse().unwrap());
+        assert_eq!(b2.unwrap().key.from, "10.0.0.2:5999".parse().unwrap());
+    }
+
+    #[test]
+    fn wildcard_relay_ports_and_asymmetric_streams_stay_in_user_space() {
+        let now = Instant::now();
+        let mut m = pair(now);
+        use crate::media::Component::Rtp;
+        m.legs[1].local = addr("0.0.0.0:30002");
+        m.on_datagram(0, Rtp, addr("10.0.0.1:4000"), &rtp(11, 1), now);
+        m.on_datagram(1, Rtp, addr("10.0.0.2:5000"), &rtp(22, 1), now);
+        assert_eq!(wanted(&m), [None, None], "a wildcard relay port");
+        m.legs[1].local = addr("192.0.2.1:30002");
+        assert!(wanted(&m)[0].is_some());
+        m.legs[1].rtp_latch.set_flags(true, false);
+        assert_eq!(wanted(&m), [None, None], "asymmetric");
+    }
+
+    #[test]
+    fn the_kernel_clock_maps_onto_instants() {
+        let now = Instant::now();
+        let at = instant_of(1_000_000_000, (now, 1_250_000_000));
+        assert_eq!(now - at, Duration::from_millis(250));
+        assert_eq!(instant_of(2_000_000_000, (now, 1_000_000_000)), now);
+    }
+}

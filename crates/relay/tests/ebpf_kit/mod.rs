@@ -1,0 +1,187 @@
+//! A relay engine on loopback and two phones, for the eBPF fast path's tests: `ng`
+//! over UDP, an offer and an answer with `received-from` 127.0.0.1, RTP helpers.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mediagate_ng::bencode::{decode_exact, Limits, Value};
+use mediagate_relay::engine::{EngineConfig, ForwardIo, Relay, RelayOptions};
+use tokio::net::UdpSocket;
+use tokio::time::timeout;
+
+pub fn config(ports: (u16, u16), io: ForwardIo) -> EngineConfig {
+    EngineConfig {
+        ng_udp: vec!["127.0.0.1:0".parse().unwrap()],
+        ng_tcp: vec![],
+        media: vec![("127.0.0.1".parse().unwrap(), "127.0.0.1".parse().unwrap())],
+        ports,
+        port_quarantine: Duration::from_secs(10),
+        options: RelayOptions::default(),
+        records: None,
+        notify_url: None,
+        tick: Duration::from_millis(50),
+        forward_threads: 1,
+        forward_coalesce: Duration::ZERO,
+        forward_io: io,
+        forward_scheduling: Default::default(),
+    }
+}
+
+pub struct Ng {
+    socket: UdpSocket,
+    relay: SocketAddr,
+    n: u32,
+}
+
+impl Ng {
+    pub async fn new(relay: SocketAddr) -> Self {
+        Self {
+            socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            relay,
+            n: 0,
+        }
+    }
+
+    pub async fn call(&mut self, dict: &Value) -> Value {
+        self.n += 1;
+        let cookie = format!("e_{} ", self.n);
+        let mut dg = cookie.clone().into_bytes();
+        dg.extend_from_slice(&dict.encode());
+        self.socket.send_to(&dg, self.relay).await.unwrap();
+        let mut buf = vec![0u8; 65_536];
+        let (n, _) = timeout(Duration::from_secs(3), self.socket.recv_from(&mut buf))
+            .await
+            .expect("an ng reply")
+            .unwrap();
+        assert!(buf[..n].starts_with(cookie.as_bytes()));
+        decode_exact(&buf[cookie.len()..n], &Limits::default()).unwrap()
+    }
+}
+
+pub fn d(pairs: &[(&str, Value)]) -> Value {
+    Value::Dict(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.clone()))
+            .collect(),
+    )
+}
+
+pub fn s(x: &str) -> Value {
+    Value::str(x)
+}
+
+pub fn sdp_for(phone: SocketAddr) -> String {
+    let (ip, port) = (phone.ip(), phone.port());
+    format!("v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n")
+}
+
+fn media_port(v: &Value) -> u16 {
+    assert_eq!(v.get("result").and_then(Value::as_str), Some("ok"), "{v:?}");
+    let sdp = String::from_utf8(v.get("sdp").unwrap().as_bytes().unwrap().to_vec()).unwrap();
+    let line = sdp.lines().find(|l| l.starts_with("m=audio ")).unwrap();
+    line.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+pub fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, 8];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    // Not all one byte: a rewrite that touched the payload would show.
+    p.extend((0..160u16).map(|i| (i as u8) ^ (seq as u8)));
+    p
+}
+
+pub async fn recv_all(sock: &UdpSocket, wait: Duration) -> Vec<(Vec<u8>, SocketAddr)> {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    while let Ok(Ok((n, from))) = timeout(wait, sock.recv_from(&mut buf)).await {
+        got.push((buf[..n].to_vec(), from));
+    }
+    got
+}
+
+pub struct Phones {
+    pub caller: UdpSocket,
+    pub callee: UdpSocket,
+    pub caller_relay: SocketAddr,
+    pub callee_relay: SocketAddr,
+}
+
+pub const CALLER_SSRC: u32 = 0xca11;
+pub const CALLEE_SSRC: u32 = 0xca1e;
+
+/// Offer and answer for `call_id` between two phones on loopback, then one RTP packet
+/// each way so that both sides latch (the fast path takes over from there).
+pub async fn establish(ng: &mut Ng, call_id: &str) -> Phones {
+    let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let callee = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    establish_with(ng, call_id, caller, callee, [127, 0, 0, 1].into()).await
+}
+
+/// As [`establish`], for phones bound anywhere and a relay on `relay_ip`.
+pub async fn establish_with(
+    ng: &mut Ng,
+    call_id: &str,
+    caller: UdpSocket,
+    callee: UdpSocket,
+    relay_ip: std::net::IpAddr,
+) -> Phones {
+    let seen_from = |s_: &UdpSocket| {
+        Value::List(vec![
+            s("IP4"),
+            s(&s_.local_addr().unwrap().ip().to_string()),
+        ])
+    };
+    let offer = ng
+        .call(&d(&[
+            ("command", s("offer")),
+            ("call-id", s(call_id)),
+            ("from-tag", s("ft")),
+            ("sdp", s(&sdp_for(caller.local_addr().unwrap()))),
+            ("received-from", seen_from(&caller)),
+        ]))
+        .await;
+    let callee_relay = SocketAddr::new(relay_ip, media_port(&offer));
+    let answer = ng
+        .call(&d(&[
+            ("command", s("answer")),
+            ("call-id", s(call_id)),
+            ("from-tag", s("ft")),
+            ("to-tag", s("tt")),
+            ("sdp", s(&sdp_for(callee.local_addr().unwrap()))),
+            ("received-from", seen_from(&callee)),
+        ]))
+        .await;
+    let caller_relay = SocketAddr::new(relay_ip, media_port(&answer));
+    let p = Phones {
+        caller,
+        callee,
+        caller_relay,
+        callee_relay,
+    };
+    p.caller
+        .send_to(&rtp(CALLER_SSRC, 0), p.caller_relay)
+        .await
+        .unwrap();
+    assert_eq!(
+        recv_all(&p.callee, Duration::from_millis(300)).await.len(),
+        1
+    );
+    p.callee
+        .send_to(&rtp(CALLEE_SSRC, 0), p.callee_relay)
+        .await
+        .unwrap();
+    assert_eq!(
+        recv_all(&p.caller, Duration::from_millis(300)).await.len(),
+        1
+    );
+    p
+}
+
+/// Starts a relay and checks what forwards its media.
+pub async fn start(cfg: EngineConfig) -> Relay {
+    Relay::start(cfg).await.expect("the relay starts")
+}

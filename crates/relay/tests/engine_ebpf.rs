@@ -1,0 +1,344 @@
+//! The relay's eBPF fast path on loopback (`forward_io = "ebpf"`): the program must
+//! load here (the test script installs clang; these tests run as root), so a machine
+//! where it cannot fails these tests instead of skipping them.
+
+mod ebpf_kit;
+
+use std::time::Duration;
+
+use ebpf_kit::*;
+use mediagate_ng::bencode::Value;
+use mediagate_relay::engine::ForwardIo;
+use tokio::net::UdpSocket;
+
+fn range(slot: u16) -> (u16, u16) {
+    let low = 52000 + slot * 100;
+    (low, low + 99)
+}
+
+/// Waits for the engine's next reads of the kernel's counters.
+async fn a_few_ticks() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latched_media_goes_through_the_kernel_both_ways_and_is_counted() {
+    let relay = start(config(range(0), ForwardIo::Ebpf)).await;
+    assert!(relay
+        .kernel_forwarding()
+        .expect("the fast path is loaded")
+        .contains(&"lo".to_owned()));
+    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let p = establish(&mut ng, "k-1").await;
+    let in_user_space = relay.forwarded_packets();
+    assert_eq!(in_user_space, 2, "the two latching packets");
+
+    for seq in 1..=100 {
+        p.caller
+            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
+            .await
+            .unwrap();
+        p.callee
+            .send_to(&rtp(CALLEE_SSRC, seq), p.callee_relay)
+            .await
+            .unwrap();
+    }
+    let at_callee = recv_all(&p.callee, Duration::from_millis(300)).await;
+    let at_caller = recv_all(&p.caller, Duration::from_millis(300)).await;
+    assert_eq!(at_callee.len(), 100);
+    assert_eq!(at_caller.len(), 100);
+    for (i, (data, from)) in at_callee.iter().enumerate() {
+        assert_eq!(
+            *data,
+            rtp(CALLER_SSRC, i as u16 + 1),
+            "byte-exact, in order"
+        );
+        assert_eq!(*from, p.callee_relay, "from the port the callee sends to");
+    }
+    for (i, (data, from)) in at_caller.iter().enumerate() {
+        assert_eq!(*data, rtp(CALLEE_SSRC, i as u16 + 1));
+        assert_eq!(*from, p.caller_relay);
+    }
+    assert_eq!(
+        relay.forwarded_packets(),
+        in_user_space,
+        "no packet went through the relay's sockets"
+    );
+
+    // A stranger (another loopback IP) floods both ports: nothing of it is forwarded,
+    // nothing latches to it, and the phones' media still flows.
+    let stranger = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    for seq in 0..50 {
+        for to in [p.caller_relay, p.callee_relay] {
+            stranger
+                .send_to(&rtp(CALLER_SSRC, 101 + seq), to)
+                .await
+                .unwrap();
+        }
+    }
+    p.callee
+        .send_to(&rtp(CALLEE_SSRC, 101), p.callee_relay)
+        .await
+        .unwrap();
+    assert_eq!(recv_all(&p.callee, Duration::from_millis(200)).await, []);
+    assert!(recv_all(&stranger, Duration::from_millis(100))
+        .await
+        .is_empty());
+    assert_eq!(
+        recv_all(&p.caller, Duration::from_millis(200)).await,
+        [(rtp(CALLEE_SSRC, 101), p.caller_relay)],
+        "media still reaches the latched caller"
+    );
+
+    a_few_ticks().await;
+    assert_eq!(relay.kernel_forwarded_packets(), 201);
+    let q = ng
+        .call(&d(&[("command", s("query")), ("call-id", s("k-1"))]))
+        .await;
+    let totals = q.get("totals").and_then(|t| t.get("RTP")).unwrap();
+    assert_eq!(totals.get("packets"), Some(&Value::Int(203)));
+    assert_eq!(totals.get("bytes"), Some(&Value::Int(203 * 172)));
+
+    ng.call(&d(&[
+        ("command", s("delete")),
+        ("call-id", s("k-1")),
+        ("delete delay", Value::Int(0)),
+    ]))
+    .await;
+    let records = relay.recent_records();
+    let stream = &records[0].streams[0];
+    assert_eq!(stream.caller.packets, 101, "what the caller sent");
+    assert_eq!(stream.callee.packets, 102, "what the callee sent");
+    assert_eq!(stream.caller.bytes, 101 * 172);
+    assert_eq!(stream.caller.refused, 50, "the stranger's");
+    // Deleted: the kernel forwards nothing more.
+    p.caller
+        .send_to(&rtp(CALLER_SSRC, 200), p.caller_relay)
+        .await
+        .unwrap();
+    assert!(recv_all(&p.callee, Duration::from_millis(200))
+        .await
+        .is_empty());
+}
+
+/// The caller's NAT mapping changes mid-call: its packets from the new port miss the
+/// kernel entry, reach the relay, re-latch there (same SSRC, next sequence numbers,
+/// after the quiet time) and the kernel forwards both ways again, to the new port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nat_change_re_latches_and_the_kernel_follows() {
+    let mut cfg = config(range(1), ForwardIo::Ebpf);
+    cfg.options.latch.relatch_quiet = Duration::from_millis(300);
+    let relay = start(cfg).await;
+    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let p = establish(&mut ng, "k-nat").await;
+    // Far enough ahead of the latching packet that only the kernel's record of the
+    // last sequence number makes the re-latch evidence hold (the gap allowed is 100);
+    // few enough to fit the callee's receive buffer.
+    for seq in 1..=200 {
+        p.caller
+            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        recv_all(&p.callee, Duration::from_millis(300)).await.len(),
+        200
+    );
+    let before = relay.forwarded_packets();
+    assert_eq!(before, 2);
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let moved = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    moved
+        .send_to(&rtp(CALLER_SSRC, 201), p.caller_relay)
+        .await
+        .unwrap();
+    assert_eq!(
+        recv_all(&p.callee, Duration::from_millis(300)).await,
+        [(rtp(CALLER_SSRC, 201), p.callee_relay)],
+        "re-latched in user space"
+    );
+    assert_eq!(relay.forwarded_packets(), before + 1);
+    // The callee's media now goes to the new port, and then both ways in the kernel.
+    p.callee
+        .send_to(&rtp(CALLEE_SSRC, 1), p.callee_relay)
+        .await
+        .unwrap();
+    assert_eq!(
+        recv_all(&moved, Duration::from_millis(300)).await,
+        [(rtp(CALLEE_SSRC, 1), p.caller_relay)]
+    );
+    let user_space = relay.forwarded_packets();
+    for seq in 2..=20 {
+        moved
+            .send_to(&rtp(CALLER_SSRC, 200 + seq), p.caller_relay)
+            .await
+            .unwrap();
+        p.callee
+            .send_to(&rtp(CALLEE_SSRC, seq), p.callee_relay)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        recv_all(&p.callee, Duration::from_millis(300)).await.len(),
+        19
+    );
+    assert_eq!(recv_all(&moved, Duration::from_millis(300)).await.len(), 19);
+    assert!(recv_all(&p.caller, Duration::from_millis(100))
+        .await
+        .is_empty());
+    assert!(
+        relay.forwarded_packets() <= user_space + 1,
+        "back in the kernel (at most the packet that installed the entry went up)"
+    );
+}
+
+/// A call whose media flows only in the kernel is not idle; once the media stops it
+/// times out as in user space.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_silent_in_the_kernel_path_times_out() {
+    let mut cfg = config(range(2), ForwardIo::Ebpf);
+    cfg.options.media_timeout = Duration::from_millis(600);
+    let relay = start(cfg).await;
+    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let p = establish(&mut ng, "k-idle").await;
+    // Three media timeouts' worth of media, all of it in the kernel.
+    for seq in 1..=90 {
+        p.caller
+            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        relay.forwarded_packets(),
+        2,
+        "the media went through the kernel"
+    );
+    assert_eq!(
+        relay.active_calls(),
+        1,
+        "kernel-forwarded media keeps the call up"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(relay.active_calls(), 0, "the silent call timed out");
+    let records = relay.recent_records();
+    assert_eq!(records[0].reason, "media timeout");
+    assert_eq!(records[0].streams[0].caller.packets, 91);
+}
+
+/// A re-INVITE moves the callee to a new endpoint: the caller's next packets go
+/// there at once, not to the old one through a stale kernel entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signalling_a_new_endpoint_moves_the_kernel_path_at_once() {
+    let relay = start(config(range(4), ForwardIo::Ebpf)).await;
+    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let p = establish(&mut ng, "k-move").await;
+    p.caller
+        .send_to(&rtp(CALLER_SSRC, 1), p.caller_relay)
+        .await
+        .unwrap();
+    assert_eq!(
+        recv_all(&p.callee, Duration::from_millis(200)).await.len(),
+        1
+    );
+    assert_eq!(relay.forwarded_packets(), 2, "in the kernel");
+
+    let moved = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let answer = ng
+        .call(&d(&[
+            ("command", s("answer")),
+            ("call-id", s("k-move")),
+            ("from-tag", s("ft")),
+            ("to-tag", s("tt")),
+            ("sdp", s(&sdp_for(moved.local_addr().unwrap()))),
+            ("received-from", Value::List(vec![s("IP4"), s("127.0.0.1")])),
+        ]))
+        .await;
+    assert_eq!(answer.get("result").and_then(Value::as_str), Some("ok"));
+    for seq in 2..=6 {
+        p.caller
+            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
+            .await
+            .unwrap();
+    }
+    assert_eq!(recv_all(&moved, Duration::from_millis(300)).await.len(), 5);
+    assert!(recv_all(&p.callee, Duration::from_millis(100))
+        .await
+        .is_empty());
+}
+
+/// Env var that makes [`child_relay`] run (only as [`kill_9_leaves_nothing_forwarding`]'s
+/// child process).
+const CHILD_ENV: &str = "MEDIAGATE_EBPF_TEST_CHILD";
+
+/// The relay of [`kill_9_leaves_nothing_forwarding`], in a process of its own: prints its
+/// `ng` address and runs until killed.
+#[test]
+#[ignore = "run by kill_9_leaves_nothing_forwarding as its child process"]
+fn child_relay() {
+    assert!(
+        std::env::var_os(CHILD_ENV).is_some(),
+        "only run as the child of kill_9_leaves_nothing_forwarding"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let relay = start(config(range(3), ForwardIo::Ebpf)).await;
+        println!("NG {}", relay.ng_udp_addrs()[0]);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+}
+
+/// The fast path's links and map belong to the relay's process: frozen (SIGSTOP), the
+/// relay still forwards in the kernel; killed with SIGKILL, nothing forwards at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_leaves_nothing_forwarding() {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_relay", "--ignored", "--nocapture"])
+        .env(CHILD_ENV, "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let ng_addr = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("NG ").map(str::to_owned))
+        .expect("the child relay's ng address")
+        .parse()
+        .unwrap();
+    let mut ng = Ng::new(ng_addr).await;
+    let p = establish(&mut ng, "k-kill").await;
+    let pid = child.id().to_string();
+    let stop = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    for seq in 1..=10 {
+        p.caller
+            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        recv_all(&p.callee, Duration::from_millis(300)).await.len(),
+        10,
+        "a frozen relay still forwards in the kernel"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for seq in 11..=20 {
+        p.caller
+            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
+            .await
+            .unwrap();
+    }
+    assert!(
+        recv_all(&p.callee, Duration::from_millis(300))
+            .await
+            .is_empty(),
+        "forwarded after the relay was killed"
+    );
+}

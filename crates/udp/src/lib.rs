@@ -42,7 +42,6 @@ mod test_env;
 mod timestamp;
 mod twin;
 mod uring;
-mod uring_send;
 
 pub use pktinfo::{enable_pktinfo, recv_pktinfo, send_pktinfo, LocalDest, Received};
 pub use poll::{Events, Poller};
@@ -58,7 +57,6 @@ pub use uring::{
     Drained, Event as RingEvent, RingOptions, Slot as RingSlot, UdpRing,
     MAX_TOKEN as RING_MAX_TOKEN,
 };
-pub use uring_send::{ItemSent, ManySender, SendItem};
 
 /// The kernel's limit on segments in one GSO send (`UDP_MAX_SEGMENTS`).
 pub(crate) const MAX_GSO_SEGMENTS: usize = 64;

@@ -680,7 +680,7 @@ impl ViewerConn {
                         d = a;
                     }
                 }
-                _ if !source::description_current(&d, fresh.as_deref(), viewer_cache_control) => {
+                _ if !source::description_current(&d, fresh.as_deref()) => {
                     tracing::debug!(
                         url = stream_url,
                         "a kept description is not fresh for this viewer; asking the origin"

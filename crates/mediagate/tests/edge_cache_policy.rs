@@ -756,3 +756,36 @@ fn without_a_cache_a_lingering_hub_never_answers_a_describe_for_the_origin() {
     );
     plays_whole_clip(&url, 3.0);
 }
+
+/// Issue 13: a viewer of a stale cached clip costs the origin one DESCRIBE: the one
+/// that describes the clip to it (a hub started, or started anew, for it) also
+/// revalidates the cached copy at its PLAY, as an accounting DESCRIBE does.
+#[test]
+fn a_stale_hit_costs_the_origin_one_describe() {
+    let origin = Origin::start(OriginOptions {
+        vod_seconds: 3,
+        ..OriginOptions::default()
+    })
+    .expect("origin starts");
+    let scratch = Scratch::new("stale-one-describe");
+    // default_ttl 0s: every hit is stale and must be revalidated.
+    let edge = EdgeProc::start(&format!(
+        "{}[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+        cache_section(&scratch.path("cache"), "default_ttl = \"0s\"\n"),
+        origin.url("/vod"),
+    ));
+    let url = edge.url("/clip");
+    plays_whole_clip(&url, 3.0);
+    for viewer in 2..=3 {
+        let before = origin_describes(&origin);
+        plays_whole_clip(&url, 3.0);
+        assert_eq!(
+            origin_describes(&origin) - before,
+            1,
+            "viewer {viewer}: {:#?}",
+            origin.requests()
+        );
+    }
+    assert_eq!(origin.play_count("/vod"), 1, "{:#?}", origin.requests());
+    assert_eq!(results(&edge, 3, "/clip"), ["MISS", "REFRESH", "REFRESH"]);
+}

@@ -14,8 +14,9 @@
 //! §12.33, §12.29). The range starts at the keyframe at or before the asked time.
 //! Nothing is sent before the viewer's session says the PLAY answer is queued
 //! ([`AnswerQueued`], bounded by [`ANSWER_WAIT`]), so the answer precedes the media it
-//! describes on an interleaved connection. Viewers that start at the same place share
-//! one playout group ([`group`]): one timer and one numbering for all of them.
+//! describes on an interleaved connection. Viewers that play from the same place (a
+//! first PLAY, or a resume after PAUSE or a seek) share one playout group
+//! ([`group`]): one timer and one numbering pass for all of them.
 //!
 //! At the end of the held range, the viewer is told with an RTCP BYE per track (RFC
 //! 3550 §6.6), which players take as the end of the stream; a held range that stops
@@ -53,8 +54,8 @@ use crate::sink::{Tally, TrackDest};
 use crate::source::Continuation;
 
 mod group;
-pub(crate) use group::PlayoutGroups;
 use group::Seat;
+pub(crate) use group::{GroupCounts, PlayoutGroups};
 
 /// The longest a PLAY's first packets wait for the viewer's session to queue the
 /// answer to it.
@@ -647,12 +648,21 @@ impl CachePlayer {
         self.pause().await;
         let position = self.position_ms();
         let state = self.state.take()?;
+        let groups = self.store.groups().clone();
         if state.is_fresh() {
-            let groups = self.store.groups().clone();
             let (start, seat, answered) = groups.play(state, self.out.clone(), position).await;
             self.running = Some(Running::Grouped(seat));
             return Some((start, answered));
         }
+        // A resume (after PAUSE or a seek) joins a group at its place, or opens one;
+        // packets numbered but not sent (a slow viewer's) must go first, and after
+        // the end of the range there is nothing to share: those go alone.
+        if state.pending.is_empty() && !state.ended {
+            let (start, seat, answered) = groups.resume(state, self.out.clone(), position).await;
+            self.running = Some(Running::Grouped(seat));
+            return Some((start, answered));
+        }
+        groups.count_alone();
         let start = start_of(&state, position);
         let (stop_tx, stop_rx) = oneshot::channel();
         let (answered, wait) = AnswerQueued::gate();

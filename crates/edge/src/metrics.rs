@@ -154,6 +154,7 @@ impl CacheStats {
             misses: counts.misses,
             fills_abandoned: counts.fills_abandoned,
             shared: store.shared_reads(),
+            groups: store.groups().counts(),
         }
     }
 }
@@ -168,6 +169,7 @@ struct StoreFigures {
     misses: u64,
     fills_abandoned: u64,
     shared: crate::SharedReadCounts,
+    groups: crate::cache_play::GroupCounts,
 }
 
 /// What one stream (one `stream` label) received and delivered, summed over every
@@ -551,6 +553,17 @@ impl Collect for EdgeCollector {
             "RTP bytes of the blocks handed to cache-hit viewers, by where they came from (disk or memory).",
             "from",
             &[("disk", sh.disk_bytes), ("memory", sh.memory_bytes)],
+        )?;
+        let g = figures.groups;
+        s.counter_by(
+            "cache_hit_plays",
+            "PLAYs of cache-hit viewers (first PLAYs and resumes after PAUSE or a seek) by how they are paced and sent: in a playout group they opened, in one they joined (viewers at the same place share one timer and one numbering pass), or alone.",
+            "how",
+            &[
+                ("opened_group", g.opened),
+                ("joined_group", g.joined),
+                ("alone", g.alone),
+            ],
         )?;
         s.gauge(
             "cache_memory_bytes",

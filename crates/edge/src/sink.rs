@@ -93,6 +93,12 @@ pub struct Counts {
 }
 
 impl Tally {
+    /// Packets and bytes sent, nothing lost (one fewer atomic than [`Tally::add`]).
+    pub fn add_sent(&self, packets: u64, bytes: u64) {
+        self.packets.fetch_add(packets, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     pub fn add(&self, packets: u64, bytes: u64, lost: u64) {
         self.packets.fetch_add(packets, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);

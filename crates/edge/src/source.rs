@@ -176,20 +176,20 @@ pub(crate) fn fresh_objects(
 
 /// Whether `d`, a running hub's description of on-demand content, may answer this
 /// viewer's DESCRIBE: `fresh` (from [`fresh_objects`]) holds a variant of the same
-/// content, fresh for this viewer. Without a cache, a description is reused unless
-/// the viewer said `no-cache`. Otherwise the origin is asked again: a hub lingers
-/// for later viewers, and its description must not outlive the clip it describes.
+/// content, fresh for this viewer. Without a cache on the route (`fresh` None) it
+/// never does: each viewer is then played by an origin session of its own, which
+/// plays the clip as the origin holds it now, so its description must come from the
+/// origin now too (a hub lingers for later viewers, and a kept description may name
+/// a clip the origin has since replaced).
 pub(crate) fn description_current(
     d: &Described,
     fresh: Option<&[mediagate_cache::ObjectInfo]>,
-    viewer_cache_control: Option<&str>,
 ) -> bool {
-    match fresh {
-        None => !freshness::no_cache(viewer_cache_control),
-        Some(objects) => objects
+    fresh.is_some_and(|objects| {
+        objects
             .iter()
-            .any(|o| freshness::same_content(&o.meta, &object_meta(d, &o.key))),
-    }
+            .any(|o| freshness::same_content(&o.meta, &object_meta(d, &o.key)))
+    })
 }
 
 /// What a SETUP of on-demand content needs to open the viewer's origin session.

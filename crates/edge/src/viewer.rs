@@ -109,6 +109,11 @@ pub(crate) struct ViewerConn {
     /// Streams described on this connection, so SETUP need not ask the hub again and
     /// the hub lingers between DESCRIBE and SETUP.
     described: HashMap<String, (Arc<Described>, Lease)>,
+    /// Of those, the ones the origin gave for this viewer (a hub started, or started
+    /// anew, to answer its DESCRIBE): its PLAY takes that answer as the revalidation
+    /// of a cached copy, as it takes an accounting DESCRIBE's, rather than ask the
+    /// origin a second time.
+    origin_described: HashMap<String, Arc<Described>>,
     /// Per stream URL resolved on this connection: the remap rule and the origin URL,
     /// for the session records.
     routed: HashMap<String, (Option<String>, String)>,
@@ -163,6 +168,7 @@ impl ViewerConn {
             original_dst,
             core,
             described: HashMap::new(),
+            origin_described: HashMap::new(),
             routed: HashMap::new(),
             disconnect: Arc::default(),
             login: None,
@@ -309,6 +315,7 @@ impl ViewerConn {
     async fn close_for_publisher(&mut self) {
         self.finish_ended().await;
         self.described.clear();
+        self.origin_described.clear();
         self.passthrough.clear();
         self.accounting_pending.clear();
     }
@@ -318,6 +325,7 @@ impl ViewerConn {
         self.core.end_all(reason, Now::system());
         self.finish_ended().await;
         self.described.clear();
+        self.origin_described.clear();
         self.accounting_pending.clear();
         self.out.close();
     }
@@ -656,11 +664,14 @@ impl ViewerConn {
                     &target.url.without_credentials().to_string(),
                 )
             });
+        let from_store = stored.is_some();
         let mut lease = match stored {
             Some(d) => self.ctx.hubs.lease_described(&target, Arc::new(d)),
             None => self.ctx.hubs.lease(&target),
         };
         let mut d = lease.hub().describe().await.map_err(hub_error)?;
+        // A hub started for this lease asked the origin just now.
+        let mut from_origin = !lease.joined() && !from_store;
         if lease.joined() && !d.live {
             let answer = self
                 .accounting_pending
@@ -680,19 +691,26 @@ impl ViewerConn {
                         d = a;
                     }
                 }
-                _ if !source::description_current(&d, fresh.as_deref(), viewer_cache_control) => {
+                _ if !source::description_current(&d, fresh.as_deref()) => {
                     tracing::debug!(
                         url = stream_url,
                         "a kept description is not fresh for this viewer; asking the origin"
                     );
                     lease = self.ctx.hubs.lease_anew(&target);
                     d = lease.hub().describe().await.map_err(hub_error)?;
+                    from_origin = true;
                 }
                 _ => {}
             }
         }
         self.described
             .insert(stream_url.to_owned(), (d.clone(), lease.another()));
+        if from_origin && !d.live {
+            self.origin_described
+                .insert(stream_url.to_owned(), d.clone());
+        } else {
+            self.origin_described.remove(stream_url);
+        }
         Ok((d, lease))
     }
 
@@ -823,6 +841,7 @@ impl ViewerConn {
         if freshness::no_cache(viewer_cache_control) {
             // Asked again on this connection: not the description kept for its SETUPs.
             self.described.remove(url);
+            self.origin_described.remove(url);
         }
         let (d, _lease) = match self.open_stream(url, viewer_cache_control, now).await {
             Ok(v) => v,
@@ -987,7 +1006,13 @@ impl ViewerConn {
         }
         // Whether a cached copy is still the origin's: its answer to this viewer's
         // accounting DESCRIBE says, where the route has accounting.
-        let origin_answer = self.accounting.get(&id).map(|a| a.origin_answer().clone());
+        // Else the origin's answer to its DESCRIBE, when a hub asked it for this
+        // viewer (once: a later PLAY asks the origin again).
+        let origin_answer = self
+            .accounting
+            .get(&id)
+            .map(|a| a.origin_answer().clone())
+            .or_else(|| self.origin_described.remove(&base_url));
         let Some(source) = self.core.source_mut(&id) else {
             return (
                 error(StatusCode::SESSION_NOT_FOUND, "no such session"),

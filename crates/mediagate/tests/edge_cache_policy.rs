@@ -709,3 +709,83 @@ fn route_switches_cache_off_and_cache_max_object_keep_content_out_while_viewers_
     assert_eq!(results(&edge, 2, "/big"), ["MISS", "MISS"]);
     assert_eq!(results(&edge, 2, "/off"), ["PASS", "PASS"]);
 }
+
+/// Issue 13: on a route without a cache each viewer plays from an origin session of
+/// its own, so its DESCRIBE is the origin's answer of now: a hub that lingers from an
+/// earlier viewer does not hand on its description, even to a viewer that sends no
+/// `Cache-Control` (the origin's file may have been replaced meanwhile).
+#[test]
+fn without_a_cache_a_lingering_hub_never_answers_a_describe_for_the_origin() {
+    let scratch = Scratch::new("nocache-linger");
+    let served = scratch.path("served.mp4");
+    make_clip(&served, 6, 440);
+    let origin = Origin::start(OriginOptions {
+        vod_file: Some(served.clone()),
+        ..OriginOptions::default()
+    })
+    .expect("origin starts");
+    let edge = EdgeProc::start(&format!(
+        "linger = \"60s\"\n{}[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\ncache = false\n",
+        cache_section(&scratch.path("cache"), ""),
+        origin.url("/vod"),
+    ));
+    let url = edge.url("/clip");
+    let mut c = RawRtsp::connect(edge.port);
+    let d = c.req("DESCRIBE", &url, &[]);
+    assert_eq!(sdp_range(&d), "npt=now-6", "{d:?}");
+    drop(c);
+    let before = origin_describes(&origin);
+    // The origin's file is replaced by a 3 s clip while the hub lingers (60 s).
+    let next = scratch.path("next.mp4");
+    make_clip(&next, 3, 880);
+    std::fs::rename(&next, &served).unwrap();
+    let mut c = RawRtsp::connect(edge.port);
+    let d = c.req("DESCRIBE", &url, &[]);
+    assert_eq!(d.status.as_u16(), 200, "{d:?}");
+    assert_eq!(
+        sdp_range(&d),
+        "npt=now-3",
+        "the origin's description of now: {d:?}"
+    );
+    drop(c);
+    assert_eq!(
+        origin_describes(&origin) - before,
+        1,
+        "one origin DESCRIBE for the viewer: {:#?}",
+        origin.requests()
+    );
+    plays_whole_clip(&url, 3.0);
+}
+
+/// Issue 13: a viewer of a stale cached clip costs the origin one DESCRIBE: the one
+/// that describes the clip to it (a hub started, or started anew, for it) also
+/// revalidates the cached copy at its PLAY, as an accounting DESCRIBE does.
+#[test]
+fn a_stale_hit_costs_the_origin_one_describe() {
+    let origin = Origin::start(OriginOptions {
+        vod_seconds: 3,
+        ..OriginOptions::default()
+    })
+    .expect("origin starts");
+    let scratch = Scratch::new("stale-one-describe");
+    // default_ttl 0s: every hit is stale and must be revalidated.
+    let edge = EdgeProc::start(&format!(
+        "{}[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+        cache_section(&scratch.path("cache"), "default_ttl = \"0s\"\n"),
+        origin.url("/vod"),
+    ));
+    let url = edge.url("/clip");
+    plays_whole_clip(&url, 3.0);
+    for viewer in 2..=3 {
+        let before = origin_describes(&origin);
+        plays_whole_clip(&url, 3.0);
+        assert_eq!(
+            origin_describes(&origin) - before,
+            1,
+            "viewer {viewer}: {:#?}",
+            origin.requests()
+        );
+    }
+    assert_eq!(origin.play_count("/vod"), 1, "{:#?}", origin.requests());
+    assert_eq!(results(&edge, 3, "/clip"), ["MISS", "REFRESH", "REFRESH"]);
+}

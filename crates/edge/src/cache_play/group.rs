@@ -1,4 +1,4 @@
-//! Playout groups: the hit viewers of one object that start at the same place are
+//! Playout groups: the hit viewers of one object that play from the same place are
 //! paced by one timer and sent each batch together (issue 13, performance).
 //!
 //! A viewer that has been sent nothing yet (its first PLAY, or a PLAY after a seek
@@ -7,26 +7,39 @@
 //! SSRC, sequence and timestamp mapping for all members, so every member's PLAY
 //! answer names the same `RTP-Info` and `Range`), copies each packet once, and sends
 //! each batch to every member: UDP members with one `sendmmsg` per track from the
-//! member's own RTP socket (the port its SETUP answer named), interleaved members by queueing the
-//! shared packet on each connection, as the hub does for a live stream. A group takes
+//! member's own RTP socket (the port its SETUP answer named; one io_uring submission
+//! for all members was tried and measured no cheaper: the per-socket kernel work
+//! stays), interleaved members by queueing the shared packet on each connection, as
+//! the hub does for a live stream. A group takes
 //! joiners for [`JOIN_WINDOW`] after it started (and while what it sent so far fits
 //! [`MAX_HISTORY`]). Every member, the first too, is sent nothing until its session
 //! says its PLAY answer is queued; it is then sent what the group sent until then,
 //! starting at the group's keyframe, and follows it.
 //!
+//! A viewer that resumes (after PAUSE, or after a seek once it was sent something)
+//! keeps its own numbering, so it cannot take a group's: it joins a group of the same
+//! object version that sent, or is about to send, its next packet (a viewer that
+//! paused a batch later than the one that opened the group waits for the group to
+//! get there, which it does at once: a group sends a lead ahead), or opens one that
+//! later resumers can join. Such a member gets the group's packets with its own
+//! 12-byte RTP header (its SSRC, and sequence numbers and timestamps at fixed offsets
+//! from the group's, [`Own`]), so a packet is still numbered once; on UDP that header
+//! costs it a copy of each datagram. Its sender reports are its own.
+//!
 //! What stays per member: its destinations, its counters, its RTCP (sender reports go
 //! out from its own RTCP port, and its receiver reports arrive there), and the end of
 //! the range (its own continuation at the origin, or a BYE). A member leaves on PAUSE,
 //! seek, a new PLAY or when its session goes, and goes on alone (`cache_play::run`)
-//! from the first packet it was not sent, with the group's numbering; so does an
+//! from the first packet it was not sent, with its numbering; so does an
 //! interleaved member whose connection cannot take a batch (a slow viewer slows only
 //! itself, as before), and every member at the end of the range.
 //!
-//! What it does not: merge viewers that are at different places, or a viewer that was
-//! already sent something (its numbering is its own) into a group.
+//! What it does not: merge viewers that are at different places into a group, or
+//! send a member from any socket but its own.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -46,6 +59,9 @@ struct GroupKey {
     version: u64,
     start_ms: u64,
     clocks: Vec<u32>,
+    /// It started at a keyframe with a numbering of its own (first PLAYs join only
+    /// such a group); false for a group a resumed viewer opened.
+    fresh: bool,
 }
 
 /// The groups of one cache store that take joiners.
@@ -53,6 +69,22 @@ struct GroupKey {
 pub(crate) struct PlayoutGroups {
     open: Mutex<HashMap<GroupKey, Arc<Handle>>>,
     next_id: AtomicU64,
+    /// PLAYs that opened a group, joined one, or went alone.
+    opened: AtomicU64,
+    joined: AtomicU64,
+    alone: AtomicU64,
+}
+
+/// How hit viewers' PLAYs were served (the ops metrics show them).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GroupCounts {
+    /// PLAYs that opened a playout group.
+    pub opened: u64,
+    /// PLAYs that joined a group another viewer opened (first PLAYs and resumes).
+    pub joined: u64,
+    /// PLAYs served by a task of their own (pending packets of a slow viewer, or
+    /// after the end of the range).
+    pub alone: u64,
 }
 
 /// An open group as joiners see it.
@@ -73,6 +105,21 @@ enum Cmd {
     Leave(u64),
     /// The answer to the PLAY of the member with this id is queued: it may get media.
     Open(u64),
+    /// A viewer resumes (after PAUSE or a seek) with its own numbering: the group
+    /// takes it when its next packet is the group's or one the group keeps for
+    /// joiners, and hands its state back otherwise.
+    Resume(Member, Resumer, oneshot::Sender<bool>),
+}
+
+/// What a group needs to know of a resuming viewer.
+#[derive(Debug)]
+struct Resumer {
+    /// The packet it plays next (as the shared block holds it: its identity).
+    next: Bytes,
+    /// Its media time, ms.
+    next_ms: u64,
+    /// Where it is (a copy: the viewer keeps its own until the group took it).
+    state: State,
 }
 
 #[derive(Debug)]
@@ -84,6 +131,179 @@ struct Member {
     /// Since when it waits for its PLAY answer to be queued (it is sent nothing
     /// until then); None once it gets media.
     waiting: Option<Instant>,
+    /// Where in the group's history its media starts (0: the group's keyframe).
+    from: usize,
+    /// Its numbering, when it is not the group's (a resumed viewer).
+    own: Option<Own>,
+    /// A resumed viewer whose next packet the group has not reached yet: it gets
+    /// nothing until then.
+    ahead: Option<Resumer>,
+    /// Per track, its UDP socket and destination (copied out of `out`, so that
+    /// sending to many members reads only the group's memory).
+    udp: Vec<Option<(RawFd, SocketAddr)>>,
+    /// It has an interleaved track.
+    interleaved: bool,
+}
+
+/// A member's own numbering as offsets from the group's: per track, its sequence
+/// numbers, timestamps and counts minus the group's (wrapping), and its SSRCs. A
+/// packet's header is the group's with these applied (12 bytes per member), so the
+/// group still numbers each packet once.
+#[derive(Debug)]
+struct Own {
+    /// Its rewriter when it joined (SSRCs, timestamp bases, shift).
+    base: Rewriter,
+    dseq: Vec<u16>,
+    dts: Vec<u32>,
+    dpackets: Vec<u32>,
+    doctets: Vec<u32>,
+    /// Its shift minus the group's, ms.
+    dshift_ms: i64,
+}
+
+impl Own {
+    /// `own` takes its next packet where the group's numbering stands at `group`
+    /// minus `after` (per track: packets and payload octets the group numbered
+    /// since that packet).
+    fn new(own: Rewriter, group: &Rewriter, after: &[(u32, u32)]) -> Own {
+        let n = own.tracks.len().min(group.tracks.len());
+        let (mut dseq, mut dts, mut dpackets, mut doctets) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for slot in 0..n {
+            let (o, g) = (&own.tracks[slot], &group.tracks[slot]);
+            let (cnt, oct) = after.get(slot).copied().unwrap_or((0, 0));
+            dseq.push(o.next_seq.wrapping_sub(g.next_seq.wrapping_sub(cnt as u16)));
+            dts.push(
+                own.rtptime_at_us(slot, 0)
+                    .unwrap_or(0)
+                    .wrapping_sub(group.rtptime_at_us(slot, 0).unwrap_or(0)),
+            );
+            dpackets.push(o.packets.wrapping_sub(g.packets.wrapping_sub(cnt)));
+            doctets.push(o.octets.wrapping_sub(g.octets.wrapping_sub(oct)));
+        }
+        Own {
+            dshift_ms: own.shift_ms - group.shift_ms,
+            base: own,
+            dseq,
+            dts,
+            dpackets,
+            doctets,
+        }
+    }
+
+    /// The member's header for a group packet of track `slot` with header `head`.
+    fn apply(&self, slot: usize, head: &mut [u8; RTP_FIXED]) {
+        let (Some(dseq), Some(dts), Some(t)) = (
+            self.dseq.get(slot),
+            self.dts.get(slot),
+            self.base.tracks.get(slot),
+        ) else {
+            return;
+        };
+        let seq = u16::from_be_bytes([head[2], head[3]]).wrapping_add(*dseq);
+        let ts = u32::from_be_bytes([head[4], head[5], head[6], head[7]]).wrapping_add(*dts);
+        head[2..4].copy_from_slice(&seq.to_be_bytes());
+        head[4..8].copy_from_slice(&ts.to_be_bytes());
+        head[8..12].copy_from_slice(&t.ssrc.to_be_bytes());
+    }
+
+    /// The member's copy of a group packet (a UDP datagram is one buffer).
+    fn copy(&self, slot: usize, d: &Bytes) -> Bytes {
+        let Some((mut head, rest)) = split_whole(d) else {
+            return d.clone();
+        };
+        self.apply(slot, &mut head);
+        let mut b = BytesMut::with_capacity(d.len());
+        b.extend_from_slice(&head);
+        b.extend_from_slice(&rest);
+        b.freeze()
+    }
+
+    /// The member's numbering while the group's is `group`.
+    fn rewriter(&self, group: &Rewriter) -> Rewriter {
+        let mut r = self.base.clone();
+        for (slot, t) in r.tracks.iter_mut().enumerate() {
+            let Some(g) = group.tracks.get(slot) else {
+                continue;
+            };
+            t.next_seq = g.next_seq.wrapping_add(self.dseq[slot]);
+            t.packets = g.packets.wrapping_add(self.dpackets[slot]);
+            t.octets = g.octets.wrapping_add(self.doctets[slot]);
+        }
+        r.last_out_ms = match (self.base.last_out_ms, group.last_out_ms) {
+            (Some(a), Some(b)) => Some(a.max(b + self.dshift_ms)),
+            (a, b) => a.or(b.map(|b| b + self.dshift_ms)),
+        };
+        r
+    }
+}
+
+impl Member {
+    /// A member playing to `out`, waiting for its PLAY answer to be queued.
+    fn new(id: u64, out: PlayerOut, done: oneshot::Sender<Handoff>) -> Member {
+        let udp = out
+            .dests
+            .iter()
+            .map(|d| match d {
+                Some((TrackDest::Udp { rtp, .. }, Some(pair))) => {
+                    Some((pair.rtp.as_raw_fd(), *rtp))
+                }
+                _ => None,
+            })
+            .collect();
+        let interleaved = out
+            .dests
+            .iter()
+            .any(|d| matches!(d, Some((TrackDest::Interleaved { .. }, _))));
+        Member {
+            id,
+            out,
+            done,
+            waiting: Some(Instant::now()),
+            from: 0,
+            own: None,
+            ahead: None,
+            udp,
+            interleaved,
+        }
+    }
+
+    /// Where this member is: the group's cursor with its own numbering.
+    fn state(&self, group: &State) -> State {
+        if let Some(r) = &self.ahead {
+            return r.state.snapshot();
+        }
+        let mut s = group.snapshot();
+        if let Some(own) = &self.own {
+            s.rewriter = own.rewriter(&group.rewriter);
+        }
+        s
+    }
+
+    /// The member's copy of a group packet of track `slot`.
+    fn copy(&self, slot: usize, d: &Bytes) -> Bytes {
+        match &self.own {
+            Some(own) => own.copy(slot, d),
+            None => d.clone(),
+        }
+    }
+
+    /// The group got to the packet this member (ahead of it) plays next: from there
+    /// on it gets the group's packets under its own numbering; `after` as in
+    /// [`Own::new`].
+    fn reached(&mut self, group: &Rewriter, after: &[(u32, u32)]) {
+        if let Some(r) = self.ahead.take() {
+            self.own = Some(Own::new(r.state.rewriter.clone(), group, after));
+        }
+    }
+
+    /// Each track's sender report for now, in the member's numbering.
+    fn sender_reports(&self, group: &State, start_ms: u64, wall0: Instant) -> Vec<(usize, Bytes)> {
+        match &self.own {
+            Some(own) => sender_reports(&own.rewriter(&group.rewriter), group, start_ms, wall0),
+            None => sender_reports(&group.rewriter, group, start_ms, wall0),
+        }
+    }
 }
 
 /// How a member leaves its group.
@@ -142,39 +362,114 @@ impl PlayoutGroups {
             version: state.feed.obj.version,
             start_ms: state.position_ms,
             clocks: state.clocks.clone(),
+            fresh: true,
         };
         let open = self.lock().get(&key).cloned();
         if let Some(h) = open {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let (done_tx, done_rx) = oneshot::channel();
             let (ok_tx, ok_rx) = oneshot::channel();
-            let member = Member {
-                id,
-                out: out.clone(),
-                done: done_tx,
-                waiting: Some(Instant::now()),
-            };
+            let member = Member::new(id, out.clone(), done_tx);
             if h.cmds.send(Cmd::Join(member, ok_tx)).is_ok() && ok_rx.await == Ok(true) {
                 let seat = Seat {
                     id,
                     cmds: h.cmds.clone(),
                     done: Some(done_rx),
                 };
+                self.joined.fetch_add(1, Ordering::Relaxed);
                 return (h.start.clone(), seat, opener(&h.cmds, id));
             }
             self.close(&key, h.id);
         }
+        self.open_group(key, state, out, position)
+    }
+
+    /// Plays `state` (a resume after PAUSE or a seek: the viewer has its own
+    /// numbering) to `out` in a group: one of the same object version whose next
+    /// packet is the viewer's or that still keeps it for joiners (the viewer gets
+    /// the group's packets under its own numbering), or a new one that later
+    /// resumers at the same place can join.
+    pub(super) async fn resume(
+        self: &Arc<Self>,
+        mut state: State,
+        out: PlayerOut,
+        position: u64,
+    ) -> (PlayStart, Seat, AnswerQueued) {
+        let start = start_of(&state, position);
+        let next = match state.feed.ready().await {
+            Ok(()) => state.feed.peek().map(|p| {
+                (
+                    p.rtp.clone(),
+                    media_ms(p.media_ticks, clock_of(&state.clocks, p.track)),
+                )
+            }),
+            Err(_) => None,
+        };
+        let candidates: Vec<Arc<Handle>> = {
+            let open = self.lock();
+            let mut c: Vec<(u64, Arc<Handle>)> = open
+                .iter()
+                .filter(|(k, _)| {
+                    k.key == state.feed.obj.key
+                        && k.version == state.feed.obj.version
+                        && k.clocks == state.clocks
+                        && k.start_ms <= position
+                })
+                .map(|(_, h)| (h.id, h.clone()))
+                .collect();
+            // The newest first: it is the likeliest to still hold the viewer's place.
+            c.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
+            c.into_iter().map(|(_, h)| h).collect()
+        };
+        for h in candidates {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let (done_tx, done_rx) = oneshot::channel();
+            let (ok_tx, ok_rx) = oneshot::channel();
+            let member = Member::new(id, out.clone(), done_tx);
+            let Some((next, next_ms)) = next.clone() else {
+                break;
+            };
+            let resumer = Resumer {
+                next,
+                next_ms,
+                state: state.snapshot(),
+            };
+            if h.cmds.send(Cmd::Resume(member, resumer, ok_tx)).is_ok() && ok_rx.await == Ok(true) {
+                let seat = Seat {
+                    id,
+                    cmds: h.cmds.clone(),
+                    done: Some(done_rx),
+                };
+                self.joined.fetch_add(1, Ordering::Relaxed);
+                return (start, seat, opener(&h.cmds, id));
+            }
+        }
+        let key = GroupKey {
+            key: state.feed.obj.key.clone(),
+            version: state.feed.obj.version,
+            start_ms: position,
+            clocks: state.clocks.clone(),
+            fresh: false,
+        };
+        self.open_group(key, state, out, position)
+    }
+
+    /// Opens a group for `state` (its first member plays to `out`) and lists it for
+    /// joiners under `key`.
+    fn open_group(
+        self: &Arc<Self>,
+        key: GroupKey,
+        state: State,
+        out: PlayerOut,
+        position: u64,
+    ) -> (PlayStart, Seat, AnswerQueued) {
+        self.opened.fetch_add(1, Ordering::Relaxed);
         let start = start_of(&state, position);
         let gid = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (cmds, rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = oneshot::channel();
-        let first = Member {
-            id,
-            out,
-            done: done_tx,
-            waiting: Some(Instant::now()),
-        };
+        let first = Member::new(id, out, done_tx);
         self.lock().insert(
             key.clone(),
             Arc::new(Handle {
@@ -189,6 +484,7 @@ impl PlayoutGroups {
             gid,
             members: Vec::new(),
             history: Some(Vec::new()),
+            history_at: Vec::new(),
             joinable: true,
             sender: BatchSender::new(GsoMode::Auto),
         };
@@ -210,6 +506,20 @@ impl PlayoutGroups {
         }
     }
 
+    /// A PLAY served by a task of its own.
+    pub(super) fn count_alone(&self) {
+        self.alone.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How PLAYs were served so far.
+    pub(crate) fn counts(&self) -> GroupCounts {
+        GroupCounts {
+            opened: self.opened.load(Ordering::Relaxed),
+            joined: self.joined.load(Ordering::Relaxed),
+            alone: self.alone.load(Ordering::Relaxed),
+        }
+    }
+
     #[cfg(test)]
     fn open_count(&self) -> usize {
         self.lock().len()
@@ -228,6 +538,9 @@ struct Group {
     /// What was sent so far, for members that wait for their PLAY answer; None once
     /// it takes no joiners and none waits.
     history: Option<Vec<Numbered>>,
+    /// Per entry of `history`: the packet as the shared block holds it, so a
+    /// resuming viewer's next packet can be found in it.
+    history_at: Vec<Bytes>,
     /// It takes joiners.
     joinable: bool,
     sender: BatchSender,
@@ -273,11 +586,13 @@ impl Group {
             }
             if !self.joinable && self.members.iter().all(|m| m.waiting.is_none()) {
                 self.history = None;
+                self.history_at = Vec::new();
             }
             if self.members.is_empty() {
                 break;
             }
             let mut batch: Vec<Numbered> = Vec::new();
+            let mut batch_at: Vec<Bytes> = Vec::new();
             let mut ended = false;
             loop {
                 // Members come and go only between packets: the cursor is then at
@@ -325,15 +640,18 @@ impl Group {
                 let slot = usize::from(p.track);
                 if let Some(d) = state.rewriter.rewrite(p) {
                     batch.push((slot, d));
+                    batch_at.push(p.rtp.clone());
                 }
                 state.feed.advance();
                 if batch.len() >= MAX_BATCH {
                     break;
                 }
             }
-            self.send_all(&batch, &state, start_ms, wall0).await;
+            self.send_all(&batch, &batch_at, &state, start_ms, wall0)
+                .await;
             if let Some(h) = &mut self.history {
                 h.extend(batch);
+                self.history_at.extend(batch_at);
                 if h.len() > MAX_HISTORY {
                     self.stop_joins();
                 }
@@ -349,9 +667,20 @@ impl Group {
             let now = Instant::now();
             if now >= next_sr {
                 next_sr = now + SR_INTERVAL;
-                let reports = sender_reports(&state, start_ms, wall0);
-                for m in self.members.iter().filter(|m| m.waiting.is_none()) {
-                    for (slot, sr) in &reports {
+                let reports = sender_reports(&state.rewriter, &state, start_ms, wall0);
+                for m in self
+                    .members
+                    .iter()
+                    .filter(|m| m.waiting.is_none() && m.ahead.is_none())
+                {
+                    let own;
+                    let reports = if m.own.is_some() {
+                        own = m.sender_reports(&state, start_ms, wall0);
+                        &own
+                    } else {
+                        &reports
+                    };
+                    for (slot, sr) in reports {
                         send_rtcp_now(&m.out, *slot, sr);
                     }
                 }
@@ -379,6 +708,41 @@ impl Group {
                 let _ = ok.send(true);
                 self.add(member);
             }
+            Cmd::Resume(mut member, resumer, ok) => {
+                if !self.joinable {
+                    let _ = ok.send(false);
+                    return;
+                }
+                if let Some(from) = self.place_of(&resumer.next, state) {
+                    member.from = from;
+                    let history = self.history.as_deref().unwrap_or_default();
+                    let after = counts_after(history.get(from..).unwrap_or_default(), state);
+                    member.own = Some(Own::new(
+                        resumer.state.rewriter.clone(),
+                        &state.rewriter,
+                        &after,
+                    ));
+                } else {
+                    // A little ahead of the group (it paused a batch later than the
+                    // one that opened it): it waits for the group to get there, which
+                    // sends that far ahead at once.
+                    let next_ms = state
+                        .feed
+                        .peek()
+                        .map(|p| media_ms(p.media_ticks, clock_of(&state.clocks, p.track)));
+                    let reach = u64::try_from((LEAD + BATCH_WINDOW).as_millis()).unwrap_or(0);
+                    if !next_ms
+                        .is_some_and(|g| g <= resumer.next_ms && resumer.next_ms <= g + reach)
+                    {
+                        let _ = ok.send(false);
+                        return;
+                    }
+                    member.from = self.history.as_ref().map_or(0, Vec::len);
+                    member.ahead = Some(resumer);
+                }
+                let _ = ok.send(true);
+                self.add(member);
+            }
             Cmd::Open(id) => {
                 if let Some(i) = self.members.iter().position(|m| m.id == id) {
                     self.open(i, state, start_ms, wall0).await;
@@ -392,10 +756,22 @@ impl Group {
                 }
                 if let Some(i) = self.members.iter().position(|m| m.id == id) {
                     let m = self.members.swap_remove(i);
-                    let _ = m.done.send(Handoff::Paused(state.snapshot()));
+                    let paused = m.state(state);
+                    let _ = m.done.send(Handoff::Paused(paused));
                 }
             }
         }
+    }
+
+    /// Where a resuming viewer whose next packet is `next` would start: the index in
+    /// the history of that packet, or the history's end when it is the group's own
+    /// next packet; None when the group does not have it.
+    fn place_of(&self, next: &Bytes, state: &State) -> Option<usize> {
+        let history = self.history.as_ref()?;
+        if state.feed.peek().is_some_and(|p| same_packet(&p.rtp, next)) {
+            return Some(history.len());
+        }
+        self.history_at.iter().position(|b| same_packet(b, next))
     }
 
     /// A new member, waiting for its PLAY answer to be queued.
@@ -409,7 +785,25 @@ impl Group {
         if self.members[i].waiting.take().is_none() {
             return;
         }
-        let history = self.history.clone().unwrap_or_default();
+        if let Some(r) = &self.members[i].ahead {
+            // The group may have got to its packet while it waited for its answer.
+            match self.history_at.iter().position(|b| same_packet(b, &r.next)) {
+                Some(at) => {
+                    let history = self.history.as_deref().unwrap_or_default();
+                    let after = counts_after(history.get(at..).unwrap_or_default(), state);
+                    self.members[i].reached(&state.rewriter, &after);
+                    self.members[i].from = at;
+                }
+                None => return,
+            }
+        }
+        let from = self.members[i].from;
+        let history: Vec<Numbered> = self
+            .history
+            .as_deref()
+            .and_then(|h| h.get(from..))
+            .unwrap_or_default()
+            .to_vec();
         if history.is_empty() {
             return;
         }
@@ -417,7 +811,7 @@ impl Group {
         // Sender reports went out already: the joiner gets its own at once, so it
         // can sync its tracks as early as the others.
         if Instant::now() >= wall0 + FIRST_SR {
-            for (slot, sr) in sender_reports(state, start_ms, wall0) {
+            for (slot, sr) in self.members[i].sender_reports(state, start_ms, wall0) {
                 send_rtcp_now(&self.members[i].out, slot, &sr);
             }
         }
@@ -427,17 +821,61 @@ impl Group {
     }
 
     /// Sends `batch` to every member; those that could not take it go on alone.
-    async fn send_all(&mut self, batch: &[Numbered], state: &State, start_ms: u64, wall0: Instant) {
+    async fn send_all(
+        &mut self,
+        batch: &[Numbered],
+        batch_at: &[Bytes],
+        state: &State,
+        start_ms: u64,
+        wall0: Instant,
+    ) {
         if batch.is_empty() {
             return;
         }
         let all: Vec<usize> = (0..self.members.len())
-            .filter(|&i| self.members[i].waiting.is_none())
+            .filter(|&i| self.members[i].waiting.is_none() && self.members[i].ahead.is_none())
             .collect();
         let took = self.send_to(batch, &all).await;
         // From the back, so that removing one keeps the indices of the others.
         for (&i, took) in all.iter().zip(took).rev() {
             self.settle(i, took, batch, state, start_ms, wall0);
+        }
+        // Members ahead of the group: from their packet on, once the group is there.
+        let ahead: Vec<u64> = self
+            .members
+            .iter()
+            .filter(|m| m.waiting.is_none() && m.ahead.is_some())
+            .map(|m| m.id)
+            .collect();
+        for id in ahead {
+            let Some(i) = self.members.iter().position(|m| m.id == id) else {
+                continue;
+            };
+            let Some(r) = &self.members[i].ahead else {
+                continue;
+            };
+            let Some(at) = batch_at.iter().position(|b| same_packet(b, &r.next)) else {
+                // Passed without seeing it (its block was read again, a copy of its
+                // own): it goes on alone from where it is.
+                let passed = state.feed.peek().is_none_or(|p| {
+                    media_ms(p.media_ticks, clock_of(&state.clocks, p.track)) > r.next_ms
+                });
+                if passed {
+                    let m = self.members.swap_remove(i);
+                    let alone = m.state(state);
+                    let (stop, stop_rx) = oneshot::channel();
+                    let task = tokio::spawn(run(alone, m.out.clone(), start_ms, wall0, stop_rx));
+                    let _ = m.done.send(Handoff::Alone(stop, task));
+                }
+                continue;
+            };
+            let rest = batch.get(at..).unwrap_or_default();
+            let after = counts_after(rest, state);
+            self.members[i].reached(&state.rewriter, &after);
+            let took = self.send_to(rest, &[i]).await;
+            if let Some(took) = took.into_iter().next() {
+                self.settle(i, took, rest, state, start_ms, wall0);
+            }
         }
     }
 
@@ -456,16 +894,17 @@ impl Group {
             Took::All => {}
             Took::Gone => {
                 let m = self.members.swap_remove(i);
-                let _ = m.done.send(Handoff::Paused(state.snapshot()));
+                let paused = m.state(state);
+                let _ = m.done.send(Handoff::Paused(paused));
             }
             Took::Part(n) => {
                 let m = self.members.swap_remove(i);
-                let mut alone = state.snapshot();
+                let mut alone = m.state(state);
                 alone.pending = batch
                     .iter()
                     .filter(|(slot, _)| is_interleaved(&m.out, *slot))
                     .skip(n)
-                    .map(|(slot, d)| (*slot, Item::Whole(d.clone())))
+                    .map(|(slot, d)| (*slot, Item::Whole(m.copy(*slot, d))))
                     .collect();
                 let (stop, stop_rx) = oneshot::channel();
                 let task = tokio::spawn(run(alone, m.out.clone(), start_ms, wall0, stop_rx));
@@ -486,40 +925,69 @@ impl Group {
                 }
             })
             .collect();
-        // UDP: per track, the batch to each member in one `sendmmsg` from the member's
-        // own RTP socket, the port its SETUP answer named: a viewer behind a NAT that
-        // filters by the sender's port (it punched a hole towards that port) drops
-        // media from any other.
+        // UDP: per track, the batch to each member in one `sendmmsg` from the
+        // member's own RTP socket, the port its SETUP answer named: a viewer behind a
+        // NAT that filters by the sender's port (it punched a hole towards that port)
+        // drops media from any other.
         let slots = self.key.clocks.len();
-        for slot in 0..slots {
-            let slices: Vec<&[u8]> = batch
-                .iter()
-                .filter(|(s, _)| *s == slot)
-                .map(|(_, d)| d.as_ref())
-                .collect();
-            if slices.is_empty() {
+        let tracks: Vec<(Vec<&[u8]>, u64)> = (0..slots)
+            .map(|slot| {
+                let slices: Vec<&[u8]> = batch
+                    .iter()
+                    .filter(|(s, _)| *s == slot)
+                    .map(|(_, d)| d.as_ref())
+                    .collect();
+                let total = slices.iter().map(|s| s.len() as u64).sum();
+                (slices, total)
+            })
+            .collect();
+        // Per member, what it took, counted once per batch.
+        let mut counted: Vec<(usize, u64, u64)> = Vec::with_capacity(which.len());
+        for (k, &i) in which.iter().enumerate() {
+            if !matches!(took[k], Took::All) {
                 continue;
             }
-            let total: u64 = slices.iter().map(|s| s.len() as u64).sum();
-            for (k, &i) in which.iter().enumerate() {
-                if !matches!(took[k], Took::All) {
+            let (mut packets, mut bytes) = (0u64, 0u64);
+            let own = self.members[i].own.is_some();
+            for slot in 0..self.members[i].udp.len() {
+                let Some((fd, rtp)) = self.members[i].udp[slot] else {
+                    continue;
+                };
+                // A member with a numbering of its own gets its own copies (a
+                // datagram is one buffer).
+                let copies: Vec<Bytes>;
+                let copied: Vec<&[u8]>;
+                let (slices, total): (&[&[u8]], u64) = if own {
+                    let m = &self.members[i];
+                    copies = batch
+                        .iter()
+                        .filter(|(s, _)| *s == slot)
+                        .map(|(s, d)| m.copy(*s, d))
+                        .collect();
+                    copied = copies.iter().map(|d| d.as_ref()).collect();
+                    (&copied, copies.iter().map(|d| d.len() as u64).sum())
+                } else {
+                    tracks
+                        .get(slot)
+                        .map_or((&[][..], 0), |t| (t.0.as_slice(), t.1))
+                };
+                if slices.is_empty() {
                     continue;
                 }
-                let Some(Some((TrackDest::Udp { rtp, .. }, Some(pair)))) =
-                    self.members[i].out.dests.get(slot)
-                else {
-                    continue;
-                };
-                let (rtp, pair) = (*rtp, Arc::clone(pair));
-                let at = send_udp_many(&mut self.sender, &pair.rtp, &slices, &[rtp]).await;
-                let (sent, bytes) = if at.0 > 0 {
-                    (slices.len(), total)
+                let done = self.send_udp(i, slot, fd, rtp, slices).await;
+                packets += done as u64;
+                bytes += if done == slices.len() {
+                    total
                 } else {
-                    let n = at.1.min(slices.len());
-                    (n, slices.iter().take(n).map(|s| s.len() as u64).sum())
+                    slices.iter().take(done).map(|s| s.len() as u64).sum()
                 };
-                self.members[i].out.tally.add(sent as u64, bytes, 0);
             }
+            if packets > 0 {
+                counted.push((i, packets, bytes));
+            }
+        }
+        for (i, packets, bytes) in counted {
+            self.members[i].out.tally.add_sent(packets, bytes);
         }
         // Interleaved: the shared packets queued on each connection, its own
         // channel numbers in front.
@@ -527,12 +995,20 @@ impl Group {
             if !matches!(took[k], Took::All) {
                 continue;
             }
+            if !self.members[i].interleaved {
+                continue;
+            }
             let out = &self.members[i].out;
             let frames: Vec<(u8, [u8; RTP_FIXED], Bytes)> = batch
                 .iter()
                 .filter_map(|(slot, d)| match out.dests.get(*slot) {
                     Some(Some((TrackDest::Interleaved { rtp, .. }, _))) => {
-                        split_whole(d).map(|(head, rest)| (*rtp, head, rest))
+                        split_whole(d).map(|(mut head, rest)| {
+                            if let Some(own) = &self.members[i].own {
+                                own.apply(*slot, &mut head);
+                            }
+                            (*rtp, head, rest)
+                        })
                     }
                     _ => None,
                 })
@@ -563,11 +1039,45 @@ impl Group {
         took
     }
 
+    /// Sends `packets` to member `i`'s track `slot` (`fd`, its RTP socket, to `rtp`)
+    /// in one `sendmmsg`, waiting for room (bounded) when its socket is full; returns
+    /// how many went out (refused ones count, as the hub counts them).
+    async fn send_udp(
+        &mut self,
+        i: usize,
+        slot: usize,
+        fd: RawFd,
+        rtp: SocketAddr,
+        packets: &[&[u8]],
+    ) -> usize {
+        // The socket's descriptor, copied into the member: the hot loop reads only
+        // the group's memory; the pair (kept open by the member's `out`) is looked
+        // at only when the socket is full.
+        let at = match self
+            .sender
+            .send_to_many(&RawSocket(fd), packets, &[rtp], (0, 0))
+        {
+            Ok((report, at)) if report.would_block => at,
+            Ok(_) => return packets.len(),
+            Err(_) => return 0,
+        };
+        let Some(Some((_, Some(pair)))) = self.members[i].out.dests.get(slot) else {
+            return at.1;
+        };
+        let pair = Arc::clone(pair);
+        let at = send_udp_many(&mut self.sender, &pair.rtp, packets, &[rtp], at.1).await;
+        if at.0 > 0 {
+            packets.len()
+        } else {
+            at.1.min(packets.len())
+        }
+    }
+
     /// The held range ended: each member goes on at the origin (its continuation) or
     /// is told with a BYE, in a task of its own.
     fn end_of_range(&mut self, state: &State) {
         for m in self.members.drain(..) {
-            let mut alone = state.snapshot();
+            let mut alone = m.state(state);
             let out = m.out.clone();
             let task = tokio::spawn(async move {
                 if !continue_at_end(&mut alone, &out).await {
@@ -582,14 +1092,19 @@ impl Group {
 }
 
 /// Each track's sender report for now (`cache_play::run` says how).
-fn sender_reports(state: &State, start_ms: u64, wall0: Instant) -> Vec<(usize, Bytes)> {
+fn sender_reports(
+    rewriter: &Rewriter,
+    state: &State,
+    start_ms: u64,
+    wall0: Instant,
+) -> Vec<(usize, Bytes)> {
     let now = Instant::now();
     let media_us = start_ms
         .saturating_mul(1000)
         .saturating_add(u64::try_from(now.duration_since(wall0).as_micros()).unwrap_or(0));
     let ntp = ntp_now();
     (0..state.clocks.len())
-        .filter_map(|slot| Some((slot, state.rewriter.sender_report(slot, media_us, ntp)?)))
+        .filter_map(|slot| Some((slot, rewriter.sender_report(slot, media_us, ntp)?)))
         .collect()
 }
 
@@ -599,6 +1114,28 @@ fn opener(cmds: &mpsc::UnboundedSender<Cmd>, id: u64) -> AnswerQueued {
     AnswerQueued::new(move || drop(cmds.send(Cmd::Open(id))))
 }
 
+/// Per track: the packets of `packets` and their payload octets.
+fn counts_after(packets: &[Numbered], state: &State) -> Vec<(u32, u32)> {
+    let mut after = vec![(0u32, 0u32); state.clocks.len()];
+    for (slot, d) in packets {
+        if let Some(a) = after.get_mut(*slot) {
+            a.0 = a.0.wrapping_add(1);
+            a.1 = a.1.wrapping_add(payload_len(d));
+        }
+    }
+    after
+}
+
+/// The same packet of a shared block (not merely equal bytes).
+fn same_packet(a: &Bytes, b: &Bytes) -> bool {
+    a.as_ptr() == b.as_ptr() && a.len() == b.len()
+}
+
+/// Payload octets of RTP packet `d` (what a sender report counts).
+fn payload_len(d: &Bytes) -> u32 {
+    mediagate_rtp::RtpPacket::parse(d).map_or(0, |p| p.payload().len() as u32)
+}
+
 fn is_interleaved(out: &PlayerOut, slot: usize) -> bool {
     matches!(
         out.dests.get(slot),
@@ -606,16 +1143,26 @@ fn is_interleaved(out: &PlayerOut, slot: usize) -> bool {
     )
 }
 
-/// Sends every packet of `packets` to every address of `dests` from `sock`; returns
-/// where it stopped (`send_to_many`'s resume point). A socket that stays unwritable
+/// A socket descriptor some member's `out` keeps open, for the send calls.
+struct RawSocket(RawFd);
+
+impl AsRawFd for RawSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// Sends every packet of `packets` (from packet `from` on for the first destination)
+/// to every address of `dests` from `sock`; returns where it stopped (`send_to_many`'s resume point). A socket that stays unwritable
 /// for a second drops the rest, as the hub does.
 async fn send_udp_many(
     sender: &mut BatchSender,
     sock: &tokio::net::UdpSocket,
     packets: &[&[u8]],
     dests: &[SocketAddr],
+    from: usize,
 ) -> (usize, usize) {
-    let mut at = (0, 0);
+    let mut at = (0, from);
     let deadline = Instant::now() + Duration::from_secs(1);
     while at.0 < dests.len() {
         match sender.send_to_many(sock, packets, dests, at) {
@@ -796,5 +1343,161 @@ mod tests {
         assert!(next.start_ms < 400, "{}", next.start_ms);
         slow.pause().await;
         fast.pause().await;
+    }
+
+    /// Every interleaved frame queued on `out` so far, as (channel, payload); closes it.
+    async fn frames(out: &PlayerOut) -> Vec<(u8, Bytes)> {
+        use tokio::io::AsyncReadExt;
+        out.conn.close();
+        let (mut rd, wr) = tokio::io::duplex(1 << 16);
+        let conn = out.conn.clone();
+        let writer = tokio::spawn(async move { conn.run_writer(wr).await });
+        let mut raw = Vec::new();
+        rd.read_to_end(&mut raw).await.unwrap();
+        writer.await.unwrap().unwrap();
+        let mut got = Vec::new();
+        let mut at = 0;
+        while at + 4 <= raw.len() {
+            assert_eq!(raw[at], b'$', "a frame at {at}");
+            let len = usize::from(u16::from_be_bytes([raw[at + 2], raw[at + 3]]));
+            got.push((
+                raw[at + 1],
+                Bytes::copy_from_slice(&raw[at + 4..at + 4 + len]),
+            ));
+            at += 4 + len;
+        }
+        got
+    }
+
+    /// (seq, timestamp, ssrc) of an RTP packet.
+    fn numbers(d: &[u8]) -> (u16, u32, u32) {
+        (
+            u16::from_be_bytes([d[2], d[3]]),
+            u32::from_be_bytes([d[4], d[5], d[6], d[7]]),
+            u32::from_be_bytes([d[8], d[9], d[10], d[11]]),
+        )
+    }
+
+    #[tokio::test]
+    async fn viewers_that_resume_at_the_same_place_share_a_group_each_with_its_own_numbering() {
+        let f = fixture("group-resume");
+        let (a_out, b_out) = (tcp_out(Backlog::default()), tcp_out(Backlog::default()));
+        let (mut a, mut b) = (
+            player(&f, a_out.clone()).await,
+            player(&f, b_out.clone()).await,
+        );
+        // Started a second apart: two groups, two numberings.
+        let a_start = play(&mut a).await;
+        tokio::time::sleep(JOIN_WINDOW + Duration::from_millis(100)).await;
+        let b_start = play(&mut b).await;
+        assert_ne!(a_start.tracks, b_start.tracks);
+        assert_eq!(
+            f.store.groups().counts(),
+            GroupCounts {
+                opened: 2,
+                joined: 0,
+                alone: 0
+            }
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Both seek to the same keyframe and resume there: the second joins the
+        // group the first opened.
+        assert!(a.seek(3_000).await.unwrap());
+        assert!(b.seek(3_000).await.unwrap());
+        let a_resumed = play(&mut a).await;
+        let b_resumed = play(&mut b).await;
+        assert_eq!(a_resumed.start_ms, 3_000);
+        assert_eq!(b_resumed.start_ms, 3_000);
+        assert_eq!(
+            f.store.groups().counts(),
+            GroupCounts {
+                opened: 3,
+                joined: 1,
+                alone: 0
+            },
+            "the second resumer joined the first one's group"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Both pause at once and resume: again one group.
+        a.pause().await;
+        b.pause().await;
+        let a_again = play(&mut a).await;
+        let b_again = play(&mut b).await;
+        assert_eq!(
+            f.store.groups().counts(),
+            GroupCounts {
+                opened: 4,
+                joined: 2,
+                alone: 0
+            },
+            "the second viewer to resume after PAUSE joined the first one's group"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        a.pause().await;
+        b.pause().await;
+        let (a_frames, b_frames) = (frames(&a_out).await, frames(&b_out).await);
+        for (name, got, resumes) in [
+            ("a", &a_frames, [&a_resumed, &a_again]),
+            ("b", &b_frames, [&b_resumed, &b_again]),
+        ] {
+            for (channel, slot) in [(0u8, 0usize), (2, 1)] {
+                let rtp: Vec<(u16, u32, u32)> = got
+                    .iter()
+                    .filter(|(c, _)| *c == channel)
+                    .map(|(_, d)| numbers(d))
+                    .collect();
+                assert!(rtp.len() > 10, "{name} got {} on {channel}", rtp.len());
+                assert!(
+                    rtp.iter().all(|n| n.2 == rtp[0].2),
+                    "{name}: one SSRC on channel {channel}"
+                );
+                for w in rtp.windows(2) {
+                    assert_eq!(
+                        w[1].0,
+                        w[0].0.wrapping_add(1),
+                        "{name}: no gap or repeat on channel {channel}"
+                    );
+                    assert!(
+                        w[1].1.wrapping_sub(w[0].1) < 1 << 31,
+                        "{name}: timestamps go on on channel {channel}"
+                    );
+                }
+                // Each resume's RTP-Info names the next packet the viewer got, and
+                // the timestamp of the range's start (at or before that packet).
+                for r in resumes {
+                    let (seq, rtptime) = r.tracks[slot];
+                    let first = rtp.iter().find(|n| n.0 == seq);
+                    assert!(
+                        first.is_some_and(|n| n.1.wrapping_sub(rtptime) < 90_000 / 2),
+                        "{name}: RTP-Info {:?} of channel {channel}, packet {first:?}",
+                        r.tracks[slot]
+                    );
+                }
+            }
+        }
+        // After the seek both got the same packets, each under its own numbering.
+        let after_seek = |got: &[(u8, Bytes)], r: &PlayStart| -> Vec<(u8, usize)> {
+            let first = got
+                .iter()
+                .position(|(c, d)| *c == 0 && (numbers(d).0, numbers(d).1) == r.tracks[0])
+                .unwrap();
+            got[first..]
+                .iter()
+                .filter(|(c, _)| c % 2 == 0)
+                .map(|(c, d)| (*c, d.len()))
+                .collect()
+        };
+        let (a_after, b_after) = (
+            after_seek(&a_frames, &a_resumed),
+            after_seek(&b_frames, &b_resumed),
+        );
+        let n = a_after.len().min(b_after.len());
+        assert!(n > 20, "{n}");
+        assert_eq!(a_after[..n], b_after[..n]);
+        assert_ne!(
+            numbers(&a_frames[0].1).2,
+            numbers(&b_frames[0].1).2,
+            "each keeps its own SSRC"
+        );
     }
 }

@@ -21,7 +21,7 @@ use mediagate_relay::engine::Relay;
 use tokio::sync::broadcast;
 
 use crate::pool::{
-    CommandError, PoolFuture, RelayEvent, RelayId, RelayPool, RelayState, RelayView,
+    CommandError, PoolFuture, RelayEvent, RelayId, RelayLive, RelayPool, RelayState, RelayView,
 };
 
 struct Member {
@@ -205,5 +205,18 @@ impl RelayPool for LocalPool {
 
     fn subscribe(&self) -> broadcast::Receiver<RelayEvent> {
         self.events.subscribe()
+    }
+
+    fn live(&self, relay: RelayId, _deadline: Duration) -> PoolFuture<'_, Option<RelayLive>> {
+        let member = self.members.iter().find(|m| m.id == relay);
+        Box::pin(async move {
+            let m = member?;
+            Some(RelayLive {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                uptime: m.relay.uptime().as_secs(),
+                bps: 0,
+                calls: m.relay.live_calls().into_iter().map(|(r, _)| r).collect(),
+            })
+        })
     }
 }

@@ -269,10 +269,7 @@ impl Dispatcher {
                 shutdown.subscribe(),
             ));
         }
-        let view = Arc::new(RouterView::new(
-            Arc::clone(&router),
-            Some(Arc::clone(&pool)),
-        ));
+        let view = Arc::new(RouterView::new(Arc::clone(&router)));
         let management = start_management(d, &view, &shutdown).await?;
         for addr in &ng_udp {
             info!("dispatcher: listening for ng commands on UDP {addr}");
@@ -364,14 +361,20 @@ impl Role for Dispatcher {
 
     fn snapshot(&self, resource: &str) -> Option<RoleFuture<'_, serde_json::Value>> {
         // MediaProxy's management answers, for the admin API and the CLI.
-        let mediaproxy = match resource {
-            "summary" => Some(serde_json::to_value(self.view.summary())),
-            "sessions" => Some(serde_json::to_value(self.view.sessions())),
-            _ => None,
-        };
-        if let Some(value) = mediaproxy {
-            let value = value.unwrap_or(serde_json::Value::Null);
-            return Some(Box::pin(async move { value }));
+        match resource {
+            "summary" => {
+                return Some(Box::pin(async move {
+                    serde_json::to_value(self.view.summary().await)
+                        .unwrap_or(serde_json::Value::Null)
+                }))
+            }
+            "sessions" => {
+                return Some(Box::pin(async move {
+                    serde_json::to_value(self.view.sessions().await)
+                        .unwrap_or(serde_json::Value::Null)
+                }))
+            }
+            _ => {}
         }
         if resource != "calls" {
             return None;

@@ -103,7 +103,8 @@ impl EndedHook for LogEnded {
 pub struct Router {
     pool: Arc<dyn RelayPool>,
     map: Mutex<SessionMap>,
-    relay_timeout: Duration,
+    /// Milliseconds; a reload may change it while commands run.
+    relay_timeout_ms: std::sync::atomic::AtomicU64,
     hook: Arc<dyn EndedHook>,
     sip: Mutex<HashMap<String, SipInfo>>,
 }
@@ -112,9 +113,13 @@ impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")
             .field("calls", &self.map().len())
-            .field("relay_timeout", &self.relay_timeout)
+            .field("relay_timeout", &self.relay_timeout())
             .finish()
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn unix_ms() -> u64 {
@@ -136,7 +141,7 @@ impl Router {
         let router = Arc::new(Self {
             pool,
             map: Mutex::new(map),
-            relay_timeout,
+            relay_timeout_ms: std::sync::atomic::AtomicU64::new(millis(relay_timeout)),
             hook,
             sip: Mutex::new(HashMap::new()),
         });
@@ -164,6 +169,25 @@ impl Router {
     /// The relays of the pool now.
     pub fn relays(&self) -> Vec<crate::pool::RelayView> {
         self.pool.relays()
+    }
+
+    /// The relay pool, for monitoring's questions to relays.
+    pub fn pool(&self) -> &Arc<dyn RelayPool> {
+        &self.pool
+    }
+
+    /// How long a relay has to answer a command.
+    pub fn relay_timeout(&self) -> Duration {
+        Duration::from_millis(
+            self.relay_timeout_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// Applies a reloaded `relay_timeout` to commands from now on.
+    pub fn set_relay_timeout(&self, timeout: Duration) {
+        self.relay_timeout_ms
+            .store(millis(timeout), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Every placed call, sorted by Call-ID.
@@ -310,7 +334,7 @@ impl Router {
             );
             return reply::error("Relay of this call is not connected");
         };
-        let reply = match self.pool.command(id, request, self.relay_timeout).await {
+        let reply = match self.pool.command(id, request, self.relay_timeout()).await {
             Ok(reply) => reply,
             Err(e) => {
                 tracing::warn!(
@@ -362,7 +386,7 @@ impl Router {
                 .unwrap_or_default();
             match self
                 .pool
-                .command(id, request.clone(), self.relay_timeout)
+                .command(id, request.clone(), self.relay_timeout())
                 .await
             {
                 Ok(reply) if out_of_ports(&reply) => tracing::info!(
@@ -407,7 +431,7 @@ impl Router {
             .into_iter()
             .map(|call_id| {
                 let pool = Arc::clone(&self.pool);
-                let deadline = self.relay_timeout;
+                let deadline = self.relay_timeout();
                 let query = mediagate_ng::bencode::dict([
                     ("command", Value::str("query")),
                     ("call-id", Value::str(&call_id)),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use mediagate_link::conn::{exchange_hello, send, LinkError, MessageReader};
 use mediagate_link::liveness::{Verdict, Watchdog};
 use mediagate_link::tls::{check_peer, explain_handshake_error};
-use mediagate_link::wire::{Hello, Message, Side};
+use mediagate_link::wire::{Hello, Message, Side, MINOR_STATS};
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
@@ -34,6 +34,9 @@ const OUTBOUND_QUEUE: usize = 1024;
 /// Most Call-IDs one relay may list (`sessions`), a bound on what a relay can make
 /// the dispatcher hold.
 const MAX_LISTED_CALLS: usize = 1_000_000;
+/// Most bytes of call records one `stats` answer may hold (about 1,000 bytes a
+/// call, for as many calls as a relay may list).
+const MAX_STATS_BYTES: usize = 1024 * 1024 * 1024;
 /// How often a link's watchdog is looked at.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
 
@@ -176,7 +179,12 @@ async fn handshake(
 
 /// Registers the relay under its stable id, replacing an older connection of the same
 /// name; returns its id and this connection's generation.
-fn register(shared: &Shared, name: &str, outbound: mpsc::Sender<Message>) -> (RelayId, u64, bool) {
+fn register(
+    shared: &Shared,
+    hello: &Hello,
+    name: &str,
+    outbound: mpsc::Sender<Message>,
+) -> (RelayId, u64, bool) {
     let mut registry = shared.lock();
     let next = RelayId(registry.ids.len() as u64 + 1);
     let id = *registry.ids.entry(name.to_owned()).or_insert(next);
@@ -205,6 +213,8 @@ fn register(shared: &Shared, name: &str, outbound: mpsc::Sender<Message>) -> (Re
                 shared.config.silence_limit,
                 shared.config.recover,
             ),
+            answers_stats: hello.minor_at_least(MINOR_STATS),
+            stats_waiting: HashMap::new(),
         },
     );
     // The old connection's pending commands fail as Gone when their senders drop here.
@@ -220,7 +230,7 @@ async fn serve(
     peer: SocketAddr,
 ) {
     let (outbound, mut queue) = mpsc::channel::<Message>(OUTBOUND_QUEUE);
-    let (id, generation, replaced) = register(&shared, &name, outbound.clone());
+    let (id, generation, replaced) = register(&shared, &hello, &name, outbound.clone());
     if replaced {
         shared.emit(RelayEvent::Disconnected { relay: id });
     }
@@ -379,6 +389,28 @@ fn handle(
                 stats,
             });
         }
+        Message::Stats(mut stats) => {
+            // An answer nobody waits for any more (given up, or a made-up seq) is
+            // dropped, as a late reply is.
+            let Some(wait) = linked.stats_waiting.get_mut(&stats.seq) else {
+                return Ok(());
+            };
+            wait.bytes += stats.calls.iter().map(String::len).sum::<usize>();
+            if wait.calls.len() + stats.calls.len() > MAX_LISTED_CALLS
+                || wait.bytes > MAX_STATS_BYTES
+            {
+                return Err(LinkError::Protocol(format!(
+                    "the relay's statistics hold more than {MAX_LISTED_CALLS} calls or {MAX_STATS_BYTES} bytes"
+                )));
+            }
+            wait.calls.append(&mut stats.calls);
+            if !stats.more {
+                if let Some(wait) = linked.stats_waiting.remove(&stats.seq) {
+                    stats.calls = wait.calls;
+                    let _ = wait.done.send(stats);
+                }
+            }
+        }
         Message::Refuse { reason } => {
             return Err(LinkError::Protocol(format!(
                 "the relay closed the link: {reason}"
@@ -387,7 +419,8 @@ fn handle(
         other @ (Message::Hello(_)
         | Message::Pong { .. }
         | Message::Request { .. }
-        | Message::ListSessions) => {
+        | Message::ListSessions
+        | Message::StatsRequest { .. }) => {
             return Err(LinkError::Protocol(format!(
                 "the relay sent {}, which only a dispatcher sends or only once",
                 other.kind()

@@ -146,6 +146,9 @@ struct Registry {
 
 pub(crate) struct Shared {
     registry: Mutex<Registry>,
+    /// The passport new links are checked against: `config.passport` until a reload
+    /// replaces it.
+    passport: Mutex<Option<Passport>>,
     events: broadcast::Sender<RelayEvent>,
     config: LinkConfig,
 }
@@ -196,6 +199,7 @@ impl LinkPool {
         let (events, _) = broadcast::channel(4096);
         let shared = Arc::new(Shared {
             registry: Mutex::new(Registry::default()),
+            passport: Mutex::new(config.passport.clone()),
             events,
             config,
         });
@@ -210,6 +214,16 @@ impl LinkPool {
     /// The bound address (with the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// Checks relays that link from now on against `passport` (a reload); relays
+    /// linked already stay linked.
+    pub fn set_passport(&self, passport: Option<Passport>) {
+        *self
+            .shared
+            .passport
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = passport;
     }
 
     /// Asks a relay for its Call-IDs again; the answer comes as

@@ -144,10 +144,12 @@ async fn handshake(
             return None;
         }
     };
-    let checked = check_peer(
-        tls.get_ref().1.peer_certificates(),
-        shared.config.passport.as_ref(),
-    );
+    let passport = shared
+        .passport
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let checked = check_peer(tls.get_ref().1.peer_certificates(), passport.as_ref());
     let (read, mut writer) = tokio::io::split(tls);
     let mut reader = MessageReader::new(read);
     let peer_cert = match checked {

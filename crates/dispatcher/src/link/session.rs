@@ -16,6 +16,7 @@ use mediagate_link::liveness::{Verdict, Watchdog};
 use mediagate_link::tls::{check_peer, explain_handshake_error};
 use mediagate_link::wire::{Hello, Message, Side, MINOR_STATS};
 use rustls::ServerConfig;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -37,6 +38,8 @@ const MAX_LISTED_CALLS: usize = 1_000_000;
 /// Most bytes of call records one `stats` answer may hold (about 1,000 bytes a
 /// call, for as many calls as a relay may list).
 const MAX_STATS_BYTES: usize = 1024 * 1024 * 1024;
+/// Bytes of queued messages written at once, at most (then flushed).
+const WRITE_BATCH: usize = 64 * 1024;
 /// How often a link's watchdog is looked at.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
 
@@ -242,8 +245,18 @@ async fn serve(
         id.0, hello.version.0, hello.version.1, hello.software
     );
     let mut writer_task = tokio::spawn(async move {
+        // Whatever is queued goes out in one write and one flush (one TLS record when
+        // it fits): under load, many commands share a system call.
+        let mut out = Vec::with_capacity(16 * 1024);
         while let Some(message) = queue.recv().await {
-            send(&mut writer, &message).await?;
+            out.clear();
+            message.encode_into(&mut out)?;
+            while out.len() < WRITE_BATCH {
+                let Ok(more) = queue.try_recv() else { break };
+                more.encode_into(&mut out)?;
+            }
+            writer.write_all(&out).await?;
+            writer.flush().await?;
         }
         Ok::<(), LinkError>(())
     });

@@ -80,7 +80,9 @@ struct Waiting {
 
 /// The dispatcher's accounting hook.
 pub struct ClusterAccounting {
+    /// `dialogs` is taken out into [`ClusterAccounting::dialogs`] (a reload replaces it).
     options: AccountingOptions,
+    dialogs: Mutex<Option<Arc<DialogEnder>>>,
     waiting: Mutex<HashMap<(String, String), Waiting>>,
     seen: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Accounted>>>,
 }
@@ -90,7 +92,7 @@ impl std::fmt::Debug for ClusterAccounting {
         f.debug_struct("ClusterAccounting")
             .field("local_relays", &self.options.local_relays)
             .field("radius", &self.options.radius.is_some())
-            .field("dialogs", &self.options.dialogs.is_some())
+            .field("dialogs", &self.dialogs().is_some())
             .field("waiting", &self.waiting().len())
             .finish()
     }
@@ -132,12 +134,28 @@ fn media_started(record: &SessionRecord) -> bool {
 impl ClusterAccounting {
     /// A hook acting as `options` say. Call [`ClusterAccounting::watch`] so deleted
     /// calls whose record never comes are still accounted.
-    pub fn new(options: AccountingOptions) -> Arc<Self> {
+    pub fn new(mut options: AccountingOptions) -> Arc<Self> {
+        let dialogs = Mutex::new(options.dialogs.take());
         Arc::new(Self {
             options,
+            dialogs,
             waiting: Mutex::new(HashMap::new()),
             seen: Mutex::new(None),
         })
+    }
+
+    fn dialogs(&self) -> Option<Arc<DialogEnder>> {
+        self.dialogs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Ends the dialogs of calls finishing from now on through `dialogs` (a reload
+    /// of `[dispatcher.dialog_end]`); `None` stops ending them. Dialogs being ended
+    /// finish with the ender they started with.
+    pub fn set_dialogs(&self, dialogs: Option<Arc<DialogEnder>>) {
+        *self.dialogs.lock().unwrap_or_else(PoisonError::into_inner) = dialogs;
     }
 
     /// Every accounted call from now on, for tests.
@@ -211,7 +229,8 @@ impl ClusterAccounting {
             }
         }
         let dialog = dialog_to_end(&call, &record, &session);
-        if let (Some(id), Some(ender)) = (dialog, &self.options.dialogs) {
+        let dialogs = self.dialogs();
+        if let (Some(id), Some(ender)) = (dialog, &dialogs) {
             let ender = Arc::clone(ender);
             let call_id = call.call_id.clone();
             tokio::spawn(async move {
@@ -241,7 +260,7 @@ impl ClusterAccounting {
                 relay: call.relay,
                 from_relay,
                 stored,
-                dialog_ended: dialog.filter(|_| self.options.dialogs.is_some()),
+                dialog_ended: dialog.filter(|_| dialogs.is_some()),
             });
         }
     }

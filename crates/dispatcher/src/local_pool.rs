@@ -6,14 +6,16 @@
 //! [`CommandError::Halting`], shows a draining relay as [`RelayState::Halting`] so it is
 //! not even tried, and turns every finished call's record (timeouts, operator, and
 //! `delete`s, whose record the accounting waits for) into [`RelayEvent::Ended`] by
-//! watching the relay's finished-call records.
+//! watching the relay's finished-call records. It measures each relay's bit rate from
+//! the engine's byte counters (RTP and RTCP, running and finished calls) over
+//! [`MEASURE_EVERY`], as a linked relay does for its `status` reports, so the choice
+//! weighs local and remote relays alike.
 //!
-//! What it does not: measure bit rates (`bps` is 0; the choice falls back to call
-//! counts) or time out (an in-process relay answers or panics).
+//! What it does not: time out (an in-process relay answers or panics).
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mediagate_ng::bencode::Value;
 use mediagate_ng::reply;
@@ -21,8 +23,14 @@ use mediagate_relay::engine::Relay;
 use tokio::sync::broadcast;
 
 use crate::pool::{
-    CommandError, PoolFuture, RelayEvent, RelayId, RelayPool, RelayState, RelayView,
+    CommandError, PoolFuture, RelayEvent, RelayId, RelayLive, RelayPool, RelayState, RelayView,
 };
+
+impl Member {
+    fn rate(&self) -> std::sync::MutexGuard<'_, RateMeter> {
+        self.rate.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 struct Member {
     id: RelayId,
@@ -31,6 +39,61 @@ struct Member {
     relay: Arc<Relay>,
     /// The newest finished-call record already looked at: (Call-ID, start, reason).
     seen: Mutex<Option<(String, u64, String)>>,
+    /// Its bit rate.
+    rate: Mutex<RateMeter>,
+}
+
+/// How often a local relay's bit rate is measured: a linked relay's status interval.
+pub const MEASURE_EVERY: Duration = Duration::from_secs(5);
+
+/// Bits per second from a byte counter that only grows, sampled at most once per
+/// interval (walking a relay's calls for its counters is not free). Time is passed in.
+#[derive(Debug)]
+pub(crate) struct RateMeter {
+    every: Duration,
+    last: Option<(Instant, u64)>,
+    bps: u64,
+}
+
+impl RateMeter {
+    pub(crate) fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            bps: 0,
+        }
+    }
+
+    /// Whether a sample taken at `now` would be a new one.
+    pub(crate) fn due(&self, now: Instant) -> bool {
+        self.last
+            .is_none_or(|(at, _)| now.saturating_duration_since(at) >= self.every)
+    }
+
+    /// The counter read `bytes` at `now`: the rate is what it grew since the last
+    /// sample. The first sample gives no rate yet; a counter that went back (a
+    /// restarted engine) reads as 0 until the next.
+    pub(crate) fn sample(&mut self, bytes: u64, now: Instant) {
+        if let Some((at, before)) = self.last {
+            let secs = now.saturating_duration_since(at).as_secs_f64();
+            if secs > 0.0 {
+                // Bits per second fit f64 exactly below 2^53; above, a rounding is fine.
+                #[allow(
+                    clippy::cast_precision_loss,
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss
+                )]
+                let bps = (bytes.saturating_sub(before) as f64 * 8.0 / secs) as u64;
+                self.bps = bps;
+            }
+        }
+        self.last = Some((now, bytes));
+    }
+
+    /// The rate over the last interval measured.
+    pub(crate) fn bps(&self) -> u64 {
+        self.bps
+    }
 }
 
 /// Relays in this process.
@@ -72,6 +135,7 @@ impl LocalPool {
             addresses,
             relay: Arc::new(relay),
             seen: Mutex::new(None),
+            rate: Mutex::new(RateMeter::new(MEASURE_EVERY)),
         });
         id
     }
@@ -142,7 +206,19 @@ impl LocalPool {
         }
     }
 
-    /// Runs [`LocalPool::poll_ended`] every `every` until the pool is dropped.
+    /// Measures the bit rate of each relay whose last measure is [`MEASURE_EVERY`] old
+    /// at `now`.
+    pub fn measure(&self, now: Instant) {
+        for m in &self.members {
+            let mut rate = m.rate();
+            if rate.due(now) {
+                rate.sample(m.relay.relayed_bytes(), now);
+            }
+        }
+    }
+
+    /// Runs [`LocalPool::poll_ended`] and [`LocalPool::measure`] every `every` until
+    /// the pool is dropped.
     pub fn watch(self: &Arc<Self>, every: Duration) {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -151,6 +227,7 @@ impl LocalPool {
                 tick.tick().await;
                 let Some(pool) = weak.upgrade() else { return };
                 pool.poll_ended();
+                pool.measure(Instant::now());
             }
         });
     }
@@ -181,7 +258,7 @@ impl RelayPool for LocalPool {
                     RelayState::Active
                 },
                 sessions: m.relay.active_calls() as u64,
-                bps: 0,
+                bps: m.rate().bps(),
             })
             .collect()
     }
@@ -205,5 +282,48 @@ impl RelayPool for LocalPool {
 
     fn subscribe(&self) -> broadcast::Receiver<RelayEvent> {
         self.events.subscribe()
+    }
+
+    fn live(&self, relay: RelayId, _deadline: Duration) -> PoolFuture<'_, Option<RelayLive>> {
+        let member = self.members.iter().find(|m| m.id == relay);
+        Box::pin(async move {
+            let m = member?;
+            Some(RelayLive {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                uptime: m.relay.uptime().as_secs(),
+                bps: m.rate().bps(),
+                calls: m.relay.live_calls().into_iter().map(|(r, _)| r).collect(),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_is_what_the_counter_grew_over_the_interval() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::new(Duration::from_secs(5));
+        assert!(m.due(t0));
+        m.sample(1_000, t0);
+        assert_eq!(m.bps(), 0, "one sample is no rate");
+        assert!(!m.due(t0 + Duration::from_secs(4)));
+        let t1 = t0 + Duration::from_secs(5);
+        assert!(m.due(t1));
+        // 80,000 bytes in 5 s: 128 kbit/s.
+        m.sample(81_000, t1);
+        assert_eq!(m.bps(), 128_000);
+        // Nothing relayed since: 0, not the last rate.
+        m.sample(81_000, t1 + Duration::from_secs(5));
+        assert_eq!(m.bps(), 0);
+        // A counter that went back does not wrap into a huge rate.
+        m.sample(10, t1 + Duration::from_secs(10));
+        assert_eq!(m.bps(), 0);
+        // Two samples at one instant keep the rate as it was.
+        m.sample(50_010, t1 + Duration::from_secs(15));
+        m.sample(60_000, t1 + Duration::from_secs(15));
+        assert_eq!(m.bps(), 80_000);
     }
 }

@@ -97,11 +97,12 @@ pub fn parse_request(buf: &[u8]) -> Parsed {
     }
 }
 
-/// The answer line to `request`, CRLF included; `None` for `quit`/`exit`.
-pub fn answer(request: MgmtRequest, view: &dyn ClusterView) -> Option<Vec<u8>> {
+/// The answer line to `request`, CRLF included; `None` for `quit`/`exit`. How long it
+/// takes is the view's bound (a relay that does not answer is not waited for).
+pub async fn answer(request: MgmtRequest, view: &dyn ClusterView) -> Option<Vec<u8>> {
     let mut line = match request {
-        MgmtRequest::Summary => json_array(&view.summary()),
-        MgmtRequest::Sessions => json_array(&view.sessions()),
+        MgmtRequest::Summary => json_array(&view.summary().await),
+        MgmtRequest::Sessions => json_array(&view.sessions().await),
         MgmtRequest::Version => env!("CARGO_PKG_VERSION").as_bytes().to_vec(),
         MgmtRequest::Quit => return None,
         MgmtRequest::Unknown => b"error".to_vec(),
@@ -167,7 +168,7 @@ where
                 Parsed::TooLong { .. } => return Err(MgmtError::LineTooLong),
                 Parsed::Request { request, consumed } => {
                     buf.drain(..consumed);
-                    match answer(request, view) {
+                    match answer(request, view).await {
                         Some(line) => write_within(&mut io, &line, options.idle_timeout).await?,
                         None => {
                             io.shutdown().await?;
@@ -296,15 +297,16 @@ mod tests {
     struct Fixed;
 
     impl ClusterView for Fixed {
-        fn summary(&self) -> Vec<RelaySummary> {
-            vec![RelaySummary::error("192.0.2.9")]
+        fn summary(&self) -> crate::pool::PoolFuture<'_, Vec<RelaySummary>> {
+            Box::pin(async { vec![RelaySummary::error("192.0.2.9")] })
         }
-        fn sessions(&self) -> Vec<MediaProxySession> {
+        fn sessions(&self) -> crate::pool::PoolFuture<'_, Vec<MediaProxySession>> {
             let record = SessionRecord {
                 call_id: "a\r\nb".into(),
                 ..SessionRecord::default()
             };
-            vec![MediaProxySession::from_record(&record, &SipInfo::default())]
+            let sessions = vec![MediaProxySession::from_record(&record, &SipInfo::default())];
+            Box::pin(async move { sessions })
         }
     }
 
@@ -359,7 +361,14 @@ mod tests {
 
     #[test]
     fn answers_are_one_line_each() {
-        let a = |r| answer(r, &Fixed).map(|l| String::from_utf8(l).unwrap());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let a = |r| {
+            runtime
+                .block_on(answer(r, &Fixed))
+                .map(|l| String::from_utf8(l).unwrap())
+        };
         assert_eq!(
             a(MgmtRequest::Summary).unwrap(),
             "[{\"status\":\"error\",\"ip\":\"192.0.2.9\"}]\r\n"

@@ -17,7 +17,7 @@ use std::time::Duration;
 use mediagate_ng::bencode::Value;
 use tokio::sync::broadcast;
 
-use crate::pool::{CommandError, PoolFuture, RelayEvent, RelayId, RelayPool, RelayView};
+use crate::pool::{CommandError, PoolFuture, RelayEvent, RelayId, RelayLive, RelayPool, RelayView};
 
 /// How many bits of a [`RelayId`] a member keeps for its own ids.
 const SLOT_SHIFT: u32 = 48;
@@ -144,6 +144,14 @@ impl RelayPool for MultiPool {
 
     fn subscribe(&self) -> broadcast::Receiver<RelayEvent> {
         self.events.subscribe()
+    }
+
+    fn live(&self, relay: RelayId, deadline: Duration) -> PoolFuture<'_, Option<RelayLive>> {
+        let (slot, id) = inner(relay);
+        match self.members.get(slot) {
+            Some(member) => member.live(id, deadline),
+            None => Box::pin(async { None }),
+        }
     }
 }
 

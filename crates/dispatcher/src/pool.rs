@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use mediagate_ng::bencode::Value;
+use mediagate_relay::record::SessionRecord;
 
 /// One relay's identity for the life of the dispatcher process: a new connection from
 /// the same relay name keeps its id, so calls stick to it across a reconnect.
@@ -47,6 +48,20 @@ pub struct RelayView {
     pub sessions: u64,
     /// Bits per second it relays, as it last reported.
     pub bps: u64,
+}
+
+/// A relay's live statistics, asked for when monitoring reads the cluster
+/// (management `summary` and `sessions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayLive {
+    /// Its software version (bare, as `0.1.0`).
+    pub version: String,
+    /// Seconds since it started.
+    pub uptime: u64,
+    /// Bits per second it relays, as it last measured.
+    pub bps: u64,
+    /// Its running calls, as their records would read if they ended now.
+    pub calls: Vec<SessionRecord>,
 }
 
 /// Why a command to a relay gave no reply.
@@ -116,4 +131,12 @@ pub trait RelayPool: Send + Sync + 'static {
 
     /// Events from now on.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<RelayEvent>;
+
+    /// Asks `relay` for its live statistics and waits at most `deadline`. `None` when
+    /// it does not answer in time, is gone, or cannot tell (a relay of link protocol
+    /// 1.0, or a pool without the means: the default).
+    fn live(&self, relay: RelayId, deadline: Duration) -> PoolFuture<'_, Option<RelayLive>> {
+        let _ = (relay, deadline);
+        Box::pin(async { None })
+    }
 }

@@ -17,8 +17,14 @@
 //! MediaProxy's management interface (`management_listen`, over TLS with `tls_dir`)
 //! and the snapshots `summary` and `sessions` read the cluster through [`RouterView`].
 //!
-//! What it does not (yet): reload (a SIGHUP changes nothing here; restart to apply a
-//! new `[dispatcher]`).
+//! Reload (SIGHUP): `relay_timeout` applies to commands from then on, `passport` to
+//! relays that link from then on, `dialog_end` to calls that finish from then on, and
+//! the `[relay]` section's timeouts, limits and options to the local relays' new calls
+//! (as the relay role applies them). What was bound or started once needs a restart
+//! and is named in the reload's log: the listeners (`ng_listen_udp`, `ng_listen_tcp`,
+//! `mediaproxy_socket`, `relay_listen`, `management_listen`), `tls_dir`,
+//! `management_passport`, `radius` (its socket, retry task and spool belong to one
+//! client) and the `local_relay` list.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -27,7 +33,8 @@ use std::time::Duration;
 
 use mediagate_config::Config;
 use mediagate_ops::role::{
-    DrainCut, DrainReport, Role, RoleContext, RoleFuture, RoleKind, RoleStats, StartResult,
+    keep_until_restart, DrainCut, DrainReport, Reload, Role, RoleContext, RoleFuture, RoleKind,
+    RoleStats, StartResult,
 };
 use mediagate_ops::store::Record;
 use mediagate_relay::engine::{EngineConfig, Relay};
@@ -141,6 +148,9 @@ pub struct Dispatcher {
     view: Arc<RouterView>,
     accounting: Arc<ClusterAccounting>,
     max_drain: Duration,
+    /// `[dispatcher]` as running (reloads compare with it).
+    running: std::sync::Mutex<mediagate_config::DispatcherConfig>,
+    state_dir: PathBuf,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -163,14 +173,9 @@ impl Dispatcher {
         let d = &config.dispatcher;
         let mut pool = LocalPool::new();
         for local in d.local_relay.iter() {
-            let mut engine = EngineConfig::from_config(&config.relay);
-            engine.ng_udp = Vec::new();
-            engine.ng_tcp = Vec::new();
+            let mut engine = local_engine(config, local);
             let address: IpAddr = local.address.get().0;
             let advertised = local.advertised.map_or(address, |a| a.0);
-            engine.media = vec![(address, advertised)];
-            let range = local.ports.get().range();
-            engine.ports = (range.low(), range.high());
             if let Some(sink) = &records {
                 engine = engine.with_records(sink.clone());
             }
@@ -270,10 +275,7 @@ impl Dispatcher {
                 shutdown.subscribe(),
             ));
         }
-        let view = Arc::new(RouterView::new(
-            Arc::clone(&router),
-            Some(Arc::clone(&pool)),
-        ));
+        let view = Arc::new(RouterView::new(Arc::clone(&router)));
         let management = start_management(d, &view, &shutdown).await?;
         for addr in &ng_udp {
             info!("dispatcher: listening for ng commands on UDP {addr}");
@@ -299,6 +301,8 @@ impl Dispatcher {
             view,
             accounting,
             max_drain: config.relay.shutdown_max_wait.get(),
+            running: std::sync::Mutex::new(d.clone()),
+            state_dir: state_dir.clone(),
         })
     }
 
@@ -363,16 +367,57 @@ impl Role for Dispatcher {
         self.max_drain
     }
 
+    fn reload(&self, config: &Config) -> Reload {
+        let mut running = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (next, needs_restart) = applicable(&running, &config.dispatcher);
+        self.router.set_relay_timeout(next.relay_timeout.get());
+        if let Some(link) = &self.link {
+            link.set_passport(next.passport.clone());
+        }
+        self.accounting
+            .set_dialogs(dialog_ender(&next, &self.state_dir));
+        // The local relays take the [relay] section as the relay role does: for new
+        // calls, on their own addresses and ports.
+        for local in next.local_relay.iter() {
+            if let Some(engine) = self.pool.relay(&local.name) {
+                if let Err(e) = engine.reload(&local_engine(config, local)) {
+                    tracing::warn!("dispatcher: local relay {}: {e}", local.name);
+                }
+            }
+        }
+        info!(
+            "dispatcher: reloaded: relay_timeout {} ms, relay passport {}, dialog end {}; local relays take the [relay] section's timeouts and limits for new calls",
+            next.relay_timeout.get().as_millis(),
+            next.passport
+                .as_ref()
+                .map_or_else(|| "none".to_owned(), |p| format!("\"{p}\" for new links")),
+            next.dialog_end
+                .as_ref()
+                .map_or_else(|| "off".to_owned(), |e| e.target.get().clone()),
+        );
+        *running = next;
+        Reload::Applied { needs_restart }
+    }
+
     fn snapshot(&self, resource: &str) -> Option<RoleFuture<'_, serde_json::Value>> {
         // MediaProxy's management answers, for the admin API and the CLI.
-        let mediaproxy = match resource {
-            "summary" => Some(serde_json::to_value(self.view.summary())),
-            "sessions" => Some(serde_json::to_value(self.view.sessions())),
-            _ => None,
-        };
-        if let Some(value) = mediaproxy {
-            let value = value.unwrap_or(serde_json::Value::Null);
-            return Some(Box::pin(async move { value }));
+        match resource {
+            "summary" => {
+                return Some(Box::pin(async move {
+                    serde_json::to_value(self.view.summary().await)
+                        .unwrap_or(serde_json::Value::Null)
+                }))
+            }
+            "sessions" => {
+                return Some(Box::pin(async move {
+                    serde_json::to_value(self.view.sessions().await)
+                        .unwrap_or(serde_json::Value::Null)
+                }))
+            }
+            _ => {}
         }
         if resource != "calls" {
             return None;
@@ -516,18 +561,13 @@ async fn accounting_options(
             Some(client)
         }
     };
-    let dialogs = d.dialog_end.as_ref().map(|e| {
-        let proxy = match e.proxy {
-            mediagate_config::SipProxyKind::Kamailio => SipProxy::Kamailio,
-            mediagate_config::SipProxyKind::Opensips => SipProxy::OpenSips,
-        };
-        let target = dialog_end_target(e.target.get(), state_dir);
+    let dialogs = dialog_ender(d, state_dir);
+    if let Some(e) = &d.dialog_end {
         info!(
             "dispatcher: ending timed-out dialogs through {}",
             e.target.get()
         );
-        Arc::new(DialogEnder::new(proxy, target, e.timeout.get(), e.tries))
-    });
+    }
     Ok(AccountingOptions {
         local_relays: pool.engines().into_iter().map(|(name, _)| name).collect(),
         records,
@@ -535,6 +575,95 @@ async fn accounting_options(
         dialogs,
         record_wait: config.relay.delete_delay.get() + Duration::from_secs(30),
     })
+}
+
+/// The dialog ender `dialog_end` asks for, if any.
+fn dialog_ender(
+    d: &mediagate_config::DispatcherConfig,
+    state_dir: &std::path::Path,
+) -> Option<Arc<DialogEnder>> {
+    d.dialog_end.as_ref().map(|e| {
+        let proxy = match e.proxy {
+            mediagate_config::SipProxyKind::Kamailio => SipProxy::Kamailio,
+            mediagate_config::SipProxyKind::Opensips => SipProxy::OpenSips,
+        };
+        let target = dialog_end_target(e.target.get(), state_dir);
+        Arc::new(DialogEnder::new(proxy, target, e.timeout.get(), e.tries))
+    })
+}
+
+/// A local relay's engine settings: the `[relay]` section's, on the local relay's own
+/// address and ports, without `ng` listeners (records are added at start).
+fn local_engine(config: &Config, local: &mediagate_config::LocalRelay) -> EngineConfig {
+    let mut engine = EngineConfig::from_config(&config.relay);
+    engine.ng_udp = Vec::new();
+    engine.ng_tcp = Vec::new();
+    let address: IpAddr = local.address.get().0;
+    let advertised = local.advertised.map_or(address, |a| a.0);
+    engine.media = vec![(address, advertised)];
+    let range = local.ports.get().range();
+    engine.ports = (range.low(), range.high());
+    engine
+}
+
+/// What of `wanted` a running dispatcher can take, and a note for each setting that
+/// needs a restart (its running value is kept in what is returned).
+fn applicable(
+    running: &mediagate_config::DispatcherConfig,
+    wanted: &mediagate_config::DispatcherConfig,
+) -> (mediagate_config::DispatcherConfig, Vec<String>) {
+    let mut next = wanted.clone();
+    let mut notes = Vec::new();
+    let n = &mut notes;
+    // Bound once at start.
+    keep_until_restart(
+        "dispatcher.ng_listen_udp",
+        &running.ng_listen_udp,
+        &mut next.ng_listen_udp,
+        n,
+    );
+    keep_until_restart(
+        "dispatcher.ng_listen_tcp",
+        &running.ng_listen_tcp,
+        &mut next.ng_listen_tcp,
+        n,
+    );
+    keep_until_restart(
+        "dispatcher.mediaproxy_socket",
+        &running.mediaproxy_socket,
+        &mut next.mediaproxy_socket,
+        n,
+    );
+    keep_until_restart(
+        "dispatcher.relay_listen",
+        &running.relay_listen,
+        &mut next.relay_listen,
+        n,
+    );
+    keep_until_restart(
+        "dispatcher.management_listen",
+        &running.management_listen,
+        &mut next.management_listen,
+        n,
+    );
+    // Certificates are loaded at start; the management listener took its passport.
+    keep_until_restart("dispatcher.tls_dir", &running.tls_dir, &mut next.tls_dir, n);
+    keep_until_restart(
+        "dispatcher.management_passport",
+        &running.management_passport,
+        &mut next.management_passport,
+        n,
+    );
+    // One RADIUS client owns its socket, retry task and spool file.
+    keep_until_restart("dispatcher.radius", &running.radius, &mut next.radius, n);
+    // Engines started with their addresses and port pools.
+    keep_until_restart(
+        "dispatcher.local_relay",
+        &running.local_relay,
+        &mut next.local_relay,
+        n,
+    );
+    (next, notes)
 }
 
 /// `udp:IP:PORT` or a UNIX datagram socket path (validated by `check-config`); the
@@ -551,4 +680,38 @@ fn dialog_end_target(text: &str, state_dir: &std::path::Path) -> RpcTarget {
 
 async fn drain_relay(relay: &Relay, max_wait: Duration, cut: DrainCut) -> usize {
     relay.shutdown(max_wait, cut.pulled()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dispatcher(extra: &str) -> mediagate_config::DispatcherConfig {
+        let text = format!(
+            "[edge]\nenabled = false\n[dispatcher]\nenabled = true\nng_listen_udp = [\"127.0.0.1:2223\"]\nrelay_listen = \"127.0.0.1:25060\"\ntls_dir = \"/nonexistent\"\n{extra}\n[[dispatcher.local_relay]]\nname = \"l1\"\naddress = \"127.0.0.1\"\nports = \"40000-40099\"\n"
+        );
+        mediagate_config::parse_config(&text).unwrap().dispatcher
+    }
+
+    #[test]
+    fn a_reload_takes_timeouts_passport_and_dialog_end_and_names_what_needs_a_restart() {
+        let running = dispatcher("relay_timeout = \"200ms\"");
+        let unchanged = applicable(&running, &running);
+        assert_eq!(unchanged, (running.clone(), vec![]));
+
+        let mut wanted = dispatcher(
+            "relay_timeout = \"300ms\"\npassport = \"CN=relay*\"\n[dispatcher.dialog_end]\nproxy = \"kamailio\"\ntarget = \"udp:127.0.0.1:8090\"",
+        );
+        wanted.ng_listen_udp = Vec::new();
+        let (next, notes) = applicable(&running, &wanted);
+        assert_eq!(next.relay_timeout.get(), Duration::from_millis(300));
+        assert_eq!(next.passport, wanted.passport);
+        assert!(next.dialog_end.is_some());
+        assert_eq!(next.ng_listen_udp, running.ng_listen_udp, "kept");
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("dispatcher.ng_listen_udp needs a restart"),
+            "{notes:?}"
+        );
+    }
 }

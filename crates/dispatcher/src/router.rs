@@ -121,7 +121,8 @@ impl EndedHook for LogEnded {
 pub struct Router {
     pool: Arc<dyn RelayPool>,
     map: Mutex<SessionMap>,
-    relay_timeout: Duration,
+    /// Milliseconds; a reload may change it while commands run.
+    relay_timeout_ms: std::sync::atomic::AtomicU64,
     hook: Arc<dyn EndedHook>,
     sip: Mutex<HashMap<String, SipInfo>>,
     chains: ChainPolicy,
@@ -131,9 +132,13 @@ impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")
             .field("calls", &self.map().len())
-            .field("relay_timeout", &self.relay_timeout)
+            .field("relay_timeout", &self.relay_timeout())
             .finish()
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn unix_ms() -> u64 {
@@ -166,7 +171,7 @@ impl Router {
         let router = Arc::new(Self {
             pool,
             map: Mutex::new(map),
-            relay_timeout,
+            relay_timeout_ms: std::sync::atomic::AtomicU64::new(millis(relay_timeout)),
             hook,
             sip: Mutex::new(HashMap::new()),
             chains,
@@ -195,6 +200,25 @@ impl Router {
     /// The relays of the pool now.
     pub fn relays(&self) -> Vec<crate::pool::RelayView> {
         self.pool.relays()
+    }
+
+    /// The relay pool, for monitoring's questions to relays.
+    pub fn pool(&self) -> &Arc<dyn RelayPool> {
+        &self.pool
+    }
+
+    /// How long a relay has to answer a command.
+    pub fn relay_timeout(&self) -> Duration {
+        Duration::from_millis(
+            self.relay_timeout_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// Applies a reloaded `relay_timeout` to commands from now on.
+    pub fn set_relay_timeout(&self, timeout: Duration) {
+        self.relay_timeout_ms
+            .store(millis(timeout), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Every placed call, sorted by Call-ID.
@@ -361,7 +385,7 @@ impl Router {
             return Err(reply::error("Relay of this call is not connected"));
         };
         self.pool
-            .command(id, request, self.relay_timeout)
+            .command(id, request, self.relay_timeout())
             .await
             .map_err(|e| {
                 tracing::warn!(
@@ -477,7 +501,7 @@ impl Router {
             }
             let a_reply = match self
                 .pool
-                .command(a, request.clone(), self.relay_timeout)
+                .command(a, request.clone(), self.relay_timeout())
                 .await
             {
                 Ok(reply) if out_of_ports(&reply) => {
@@ -498,7 +522,7 @@ impl Router {
             while let Some((b, b_name)) = seconds.first().cloned() {
                 match self
                     .pool
-                    .command(b, onward.clone(), self.relay_timeout)
+                    .command(b, onward.clone(), self.relay_timeout())
                     .await
                 {
                     Ok(reply) if out_of_ports(&reply) => tracing::info!(
@@ -541,7 +565,7 @@ impl Router {
     /// could not be placed, so its ports are not held until the media timeout.
     async fn undo(&self, call_id: &str, id: RelayId, name: &str, parsed: &Request) {
         let delete = delete_request(call_id, parsed.from_tag.as_deref());
-        if let Err(e) = self.pool.command(id, delete, self.relay_timeout).await {
+        if let Err(e) = self.pool.command(id, delete, self.relay_timeout()).await {
             tracing::warn!(call = %call_id, "dispatcher: could not delete the half of call {call_id} on relay {name} ({e}); it ends by media timeout");
         }
     }
@@ -555,7 +579,7 @@ impl Router {
         };
         let pool = Arc::clone(&self.pool);
         let delete = delete_request(call_id, from_tag);
-        let deadline = self.relay_timeout;
+        let deadline = self.relay_timeout();
         let (call_id, name) = (call_id.to_owned(), name.to_owned());
         tokio::spawn(async move {
             if let Err(e) = pool.command(id, delete, deadline).await {
@@ -618,7 +642,7 @@ impl Router {
                 .unwrap_or_default();
             match self
                 .pool
-                .command(id, request.clone(), self.relay_timeout)
+                .command(id, request.clone(), self.relay_timeout())
                 .await
             {
                 Ok(reply) if out_of_ports(&reply) => tracing::info!(
@@ -664,7 +688,7 @@ impl Router {
             .into_iter()
             .map(|call_id| {
                 let pool = Arc::clone(&self.pool);
-                let deadline = self.relay_timeout;
+                let deadline = self.relay_timeout();
                 let query = mediagate_ng::bencode::dict([
                     ("command", Value::str("query")),
                     ("call-id", Value::str(&call_id)),

@@ -236,12 +236,13 @@ impl RelaySummary {
 }
 
 /// What the management interface (and the accounting of live data) needs from the
-/// dispatcher's session map. The front doors implement it.
+/// dispatcher's session map. The front doors implement it. Answers may ask relays,
+/// so they are futures; an implementation bounds how long they take.
 pub trait ClusterView: Send + Sync + 'static {
     /// Every relay, in a stable order.
-    fn summary(&self) -> Vec<RelaySummary>;
+    fn summary(&self) -> crate::pool::PoolFuture<'_, Vec<RelaySummary>>;
     /// Every call across the relays, flattened.
-    fn sessions(&self) -> Vec<MediaProxySession>;
+    fn sessions(&self) -> crate::pool::PoolFuture<'_, Vec<MediaProxySession>>;
 }
 
 #[cfg(test)]

@@ -3,6 +3,16 @@
 //! every change, so a restarted dispatcher sends a running call's next command to the
 //! relay that holds it.
 //!
+//! The mirror is written behind: a change is queued to a writer thread, which commits
+//! whatever is queued in one transaction (prepared statements cached) as soon as it
+//! can, so a command never waits for SQLite, and under load many changes share one
+//! commit. There is no added delay: a crash loses the changes queued but not yet
+//! committed (the last placements, typically well under a millisecond's worth), as a
+//! crash in `synchronous = NORMAL` may lose the last transactions anyway. Dropping the
+//! map commits everything queued first. A writer too far behind (more than
+//! [`QUEUE`] changes queued) drops changes with an error log rather than slow the
+//! calls.
+//!
 //! Calls are keyed by Call-ID alone, as MediaProxy's dispatcher and rtpengine do: the
 //! forks of one INVITE (several to-tags) are one call on one relay. Relays are
 //! remembered by name, not [`RelayId`](crate::pool::RelayId), since ids last one
@@ -18,8 +28,145 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::thread::JoinHandle;
 
 use rusqlite::{params, Connection};
+
+/// Changes queued for the writer at most.
+pub const QUEUE: usize = 100_000;
+/// Changes committed in one transaction at most.
+const MAX_BATCH: usize = 4096;
+
+/// One change for the mirror.
+enum Change {
+    Put(String, Placed),
+    ToTag(String, String),
+    Remove(String),
+    /// Answered once everything queued before it is committed.
+    Flush(mpsc::Sender<()>),
+}
+
+/// The writer thread and its queue.
+#[derive(Debug)]
+struct Mirror {
+    queue: Option<SyncSender<Change>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Mirror {
+    fn start(db: Connection) -> std::io::Result<Self> {
+        let (queue, changes) = mpsc::sync_channel(QUEUE);
+        let writer = std::thread::Builder::new()
+            .name("dispatcher-sessions".into())
+            .spawn(move || write_behind(&db, &changes))?;
+        Ok(Self {
+            queue: Some(queue),
+            writer: Some(writer),
+        })
+    }
+
+    fn send(&self, change: Change, call_id: &str) {
+        let Some(queue) = &self.queue else { return };
+        match queue.try_send(change) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => tracing::error!(
+                call = %call_id,
+                "dispatcher: the session map's writer is {QUEUE} changes behind; the change for call {call_id} is not stored (the call goes on, but a restart will not remember it)"
+            ),
+            Err(TrySendError::Disconnected(_)) => tracing::error!(
+                call = %call_id,
+                "dispatcher: the session map's writer stopped; the change for call {call_id} is not stored"
+            ),
+        }
+    }
+
+    fn flush(&self) {
+        let (done, wait) = mpsc::channel();
+        if let Some(queue) = &self.queue {
+            if queue.send(Change::Flush(done)).is_ok() {
+                let _ = wait.recv();
+            }
+        }
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer commit what is left and end.
+        self.queue.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// The writer thread: commits whatever is queued in one transaction, until the queue
+/// closes.
+fn write_behind(db: &Connection, changes: &Receiver<Change>) {
+    while let Ok(first) = changes.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match changes.try_recv() {
+                Ok(change) => batch.push(change),
+                Err(_) => break,
+            }
+        }
+        let mut flushed = Vec::new();
+        let committed = (|| -> rusqlite::Result<()> {
+            let tx = db.unchecked_transaction()?;
+            for change in batch {
+                let (stored, call_id) = match change {
+                    Change::Put(call_id, placed) => (
+                        tx.prepare_cached(
+                            "INSERT OR REPLACE INTO dispatcher_calls
+                                 (call_id, relay, from_tag, to_tag, start_unix_ms, dialog_id, second_relay)
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        )
+                        .and_then(|mut st| {
+                            st.execute(params![
+                                call_id,
+                                placed.relay,
+                                placed.from_tag,
+                                placed.to_tag,
+                                i64::try_from(placed.start_unix_ms).unwrap_or(i64::MAX),
+                                placed.dialog_id,
+                                placed.second_relay
+                            ])
+                        }),
+                        call_id,
+                    ),
+                    Change::ToTag(call_id, to_tag) => (
+                        tx.prepare_cached(
+                            "UPDATE dispatcher_calls SET to_tag = ?2 WHERE call_id = ?1",
+                        )
+                        .and_then(|mut st| st.execute(params![call_id, to_tag])),
+                        call_id,
+                    ),
+                    Change::Remove(call_id) => (
+                        tx.prepare_cached("DELETE FROM dispatcher_calls WHERE call_id = ?1")
+                            .and_then(|mut st| st.execute(params![call_id])),
+                        call_id,
+                    ),
+                    Change::Flush(done) => {
+                        flushed.push(done);
+                        continue;
+                    }
+                };
+                log_failure(stored, &call_id);
+            }
+            tx.commit()
+        })();
+        if let Err(e) = committed {
+            tracing::error!(
+                "dispatcher: cannot commit session map changes: {e}; the calls go on, but a restart will not remember the latest"
+            );
+        }
+        for done in flushed {
+            let _ = done.send(());
+        }
+    }
+}
 
 /// One placed call.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,15 +199,16 @@ impl Placed {
 #[error("cannot open the dispatcher's session map {path}: {source}")]
 pub struct OpenError {
     path: String,
+    /// SQLite's error, or the system's when the writer thread cannot start.
     #[source]
-    source: rusqlite::Error,
+    source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 /// Call-ID to relay, optionally persisted.
 #[derive(Debug, Default)]
 pub struct SessionMap {
     calls: HashMap<String, Placed>,
-    db: Option<Connection>,
+    db: Option<Mirror>,
 }
 
 impl SessionMap {
@@ -72,9 +220,9 @@ impl SessionMap {
     /// The map stored in the SQLite file `path` (created if missing), with the calls a
     /// previous process left there.
     pub fn open(path: &Path) -> Result<Self, OpenError> {
-        let wrap = |source| OpenError {
+        let wrap = |source: rusqlite::Error| OpenError {
             path: path.display().to_string(),
-            source,
+            source: Box::new(source),
         };
         let db = Connection::open(path).map_err(wrap)?;
         // WAL with NORMAL sync: a crash loses at most the last few placements, never
@@ -114,10 +262,22 @@ impl SessionMap {
                 calls.insert(call_id, placed);
             }
         }
+        let mirror = Mirror::start(db).map_err(|e| OpenError {
+            path: path.display().to_string(),
+            source: Box::new(e),
+        })?;
         Ok(Self {
             calls,
-            db: Some(db),
+            db: Some(mirror),
         })
+    }
+
+    /// Waits until every change made so far is committed to the file (for tests and
+    /// orderly stops; commands never wait for it).
+    pub fn flush(&self) {
+        if let Some(db) = &self.db {
+            db.flush();
+        }
     }
 
     /// Where `call_id` runs, if placed.
@@ -149,21 +309,7 @@ impl SessionMap {
     /// Places (or re-places) `call_id`.
     pub fn insert(&mut self, call_id: &str, placed: Placed) {
         if let Some(db) = &self.db {
-            let stored = db.execute(
-                "INSERT OR REPLACE INTO dispatcher_calls
-                     (call_id, relay, from_tag, to_tag, start_unix_ms, dialog_id, second_relay)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    call_id,
-                    placed.relay,
-                    placed.from_tag,
-                    placed.to_tag,
-                    i64::try_from(placed.start_unix_ms).unwrap_or(i64::MAX),
-                    placed.dialog_id,
-                    placed.second_relay
-                ],
-            );
-            log_failure(stored, call_id);
+            db.send(Change::Put(call_id.to_owned(), placed.clone()), call_id);
         }
         self.calls.insert(call_id.to_owned(), placed);
     }
@@ -178,11 +324,10 @@ impl SessionMap {
         }
         placed.to_tag = Some(to_tag.to_owned());
         if let Some(db) = &self.db {
-            let stored = db.execute(
-                "UPDATE dispatcher_calls SET to_tag = ?2 WHERE call_id = ?1",
-                params![call_id, to_tag],
+            db.send(
+                Change::ToTag(call_id.to_owned(), to_tag.to_owned()),
+                call_id,
             );
-            log_failure(stored, call_id);
         }
     }
 
@@ -190,11 +335,7 @@ impl SessionMap {
     pub fn remove(&mut self, call_id: &str) -> Option<Placed> {
         let placed = self.calls.remove(call_id)?;
         if let Some(db) = &self.db {
-            let stored = db.execute(
-                "DELETE FROM dispatcher_calls WHERE call_id = ?1",
-                params![call_id],
-            );
-            log_failure(stored, call_id);
+            db.send(Change::Remove(call_id.to_owned()), call_id);
         }
         Some(placed)
     }
@@ -266,12 +407,21 @@ mod tests {
             assert_eq!(map.remove("b").unwrap().relay, "r2");
         }
         let map = SessionMap::open(&path).unwrap();
+        // Written behind, committed when asked: another reader sees it all.
+        let mut again = SessionMap::open(&path).unwrap();
+        again.insert("d", placed("r3"));
+        again.flush();
+        assert_eq!(
+            SessionMap::open(&path).unwrap().get("d"),
+            Some(&placed("r3"))
+        );
+        drop(again);
         let mut want = placed("r1");
         want.to_tag = Some("t".into());
         assert_eq!(map.get("a"), Some(&want));
         assert_eq!(map.get("b"), None);
         assert_eq!(map.get("c"), Some(&placed("r1")));
-        assert_eq!(map.len(), 2);
+        assert_eq!(map.len(), 2, "read before d was placed");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -169,7 +169,11 @@ async fn request(stream: &mut UnixStream, text: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mediaproxy_call_relays_rtp_both_ways_on_the_preferred_relay() {
     let dir = TempDir::new("mediaproxy");
-    let _d = start(&dir, 52_600).await;
+    let d = start(&dir, 52_600).await;
+    // The bit rates are measured with time passed in: a first sample now, the next
+    // one an interval later, after the media.
+    let t0 = std::time::Instant::now() + Duration::from_secs(60);
+    d.local_pool().measure(t0);
     let socket = dir.0.join("run/mp.sock");
     let mode = std::fs::metadata(&socket).unwrap();
     assert_eq!(
@@ -232,6 +236,36 @@ async fn mediaproxy_call_relays_rtp_both_ways_on_the_preferred_relay() {
         .expect("RTP from B reaches A through the relay")
         .unwrap();
     assert_eq!(at_a.1, SocketAddr::from(([127, 0, 0, 2], to_for_a)));
+    // Both directions' packets counted into local2's rate, which the choice uses as
+    // it uses a linked relay's; local1 relayed nothing.
+    let local2 = d.local_pool().relay("local2").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    // Each direction's last packet may still be on its way into the counters.
+    while local2.relayed_bytes() < 10 * 172 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            local2.relayed_bytes()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    d.local_pool()
+        .measure(t0 + mediagate_dispatcher::local_pool::MEASURE_EVERY);
+    let rates: Vec<(String, u64)> =
+        mediagate_dispatcher::pool::RelayPool::relays(d.local_pool().as_ref())
+            .into_iter()
+            .map(|r| (r.name, r.bps))
+            .collect();
+    assert_eq!(rates[0], ("local1".to_owned(), 0), "{rates:?}");
+    let bps = rates[1].1;
+    assert!(bps > 0, "local2 relayed RTP both ways: {bps}");
+    assert_eq!(
+        serde_json::to_value(
+            mediagate_dispatcher::session_stats::ClusterView::summary(d.view().as_ref()).await
+        )
+        .unwrap()[1]["bps_relayed"],
+        bps
+    );
     assert_eq!(
         request(
             &mut proxy,

@@ -139,7 +139,7 @@ mod tests {
         let mut future = Hello::ours(Side::Relay, "relay-from-the-future");
         future.version = (2, 0);
         let relay = async {
-            // This code accepts the 1.0 hello (it compares with its own version); a
+            // This code accepts the 1.x hello (it compares with its own version); a
             // real 2.x relay would not. What matters is what it reads next.
             let mut r = MessageReader::new(ar);
             exchange_hello(
@@ -164,7 +164,7 @@ mod tests {
         let Message::Refuse { reason } = relay else {
             panic!("expected a refusal, got {relay:?}");
         };
-        assert!(reason.contains("this side speaks 1.0"), "{reason}");
+        assert!(reason.contains("this side speaks 1."), "{reason}");
     }
 
     #[tokio::test]

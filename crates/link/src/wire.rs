@@ -6,8 +6,9 @@
 //! bytes holding exactly one bencode dictionary whose `type` names the message. A
 //! length header above the cap is refused as soon as its 4 bytes are in, before
 //! anything is buffered for it. Unknown keys in a known message are ignored (a newer
-//! minor version may add some); an unknown `type` is an error, because minor versions
-//! only add keys, never messages.
+//! minor version may add some); an unknown `type` is an error: a minor version that
+//! adds a message (1.1: `stats-request` and `stats`) is only sent to a peer whose
+//! hello announced that minor version, so a peer never sees one it does not know.
 //!
 //! What it does not: TLS, timers or version negotiation policy (the link modules of
 //! the dispatcher and the relay do those with [`Hello`] and [`VERSION`]).
@@ -17,8 +18,12 @@ use std::fmt;
 use mediagate_ng::bencode::{self, Limits, Value};
 
 /// The link protocol version this code speaks: (major, minor). Peers with another
-/// major version are refused; minor versions only add optional keys.
-pub const VERSION: (u64, u64) = (1, 0);
+/// major version are refused; a minor version adds optional keys, or messages a side
+/// sends only to a peer of that minor version or later (see [`Hello::minor_at_least`]).
+pub const VERSION: (u64, u64) = (1, 1);
+
+/// The first minor version with `stats-request` and `stats` (live call statistics).
+pub const MINOR_STATS: u64 = 1;
 
 /// Largest frame body, bytes: an `ng` request or reply with a large SDP, or a
 /// `sessions` list of about 40,000 Call-IDs, fits.
@@ -70,6 +75,12 @@ impl Hello {
         }
     }
 
+    /// Whether the sender of `self` speaks at least minor version `minor` of our major
+    /// version, so it knows the messages that minor version added.
+    pub fn minor_at_least(&self, minor: u64) -> bool {
+        self.version.0 == VERSION.0 && self.version.1 >= minor
+    }
+
     /// Whether we can talk with the sender of `self`: `Err` says why not, in words a
     /// log line can carry as they are.
     pub fn check_compatible(&self) -> Result<(), String> {
@@ -95,6 +106,24 @@ pub struct Status {
     pub sessions: u64,
     /// Bits per second it relays now.
     pub bps: u64,
+}
+
+/// A relay's answer to `stats-request` (link 1.1), in one `stats` message or several.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// The request's `seq`.
+    pub seq: u64,
+    /// The relay's software version (bare, as `0.1.0`).
+    pub version: String,
+    /// Seconds since the relay started.
+    pub uptime: u64,
+    /// Bits per second it relayed over its last status interval.
+    pub bps: u64,
+    /// Its running calls, each as its record would read if it ended now (the
+    /// `relay_sessions` record as JSON text, reason empty).
+    pub calls: Vec<String>,
+    /// More `stats` messages with the same `seq` follow.
+    pub more: bool,
 }
 
 /// One link message.
@@ -153,6 +182,13 @@ pub enum Message {
         /// The call's record as JSON text.
         record: String,
     },
+    /// `stats-request` (1.1): dispatcher asks a relay for its live statistics.
+    StatsRequest {
+        /// Echoed in the answer.
+        seq: u64,
+    },
+    /// `stats` (1.1): relay to dispatcher, the answer to `stats-request`.
+    Stats(Stats),
 }
 
 /// Why bytes are not a link message.
@@ -194,6 +230,8 @@ impl Message {
             Self::ListSessions => "list-sessions",
             Self::Sessions { .. } => "sessions",
             Self::Ended { .. } => "ended",
+            Self::StatsRequest { .. } => "stats-request",
+            Self::Stats(_) => "stats",
         }
     }
 
@@ -217,7 +255,22 @@ impl Message {
                 d.push(("sessions", int(s.sessions)));
                 d.push(("bps", int(s.bps)));
             }
-            Self::Ping { seq } | Self::Pong { seq } => d.push(("seq", int(*seq))),
+            Self::Ping { seq } | Self::Pong { seq } | Self::StatsRequest { seq } => {
+                d.push(("seq", int(*seq)));
+            }
+            Self::Stats(s) => {
+                d.push(("seq", int(s.seq)));
+                d.push(("version", text(&s.version)));
+                d.push(("uptime", int(s.uptime)));
+                d.push(("bps", int(s.bps)));
+                d.push((
+                    "calls",
+                    Value::List(s.calls.iter().map(|c| text(c)).collect()),
+                ));
+                if s.more {
+                    d.push(("more", int(1)));
+                }
+            }
             Self::Request { seq, body } | Self::Reply { seq, body } => {
                 d.push(("seq", int(*seq)));
                 d.push(("body", body.clone()));
@@ -305,6 +358,48 @@ pub fn sessions_messages(calls: Vec<String>) -> Vec<Message> {
         more: false,
     });
     out
+}
+
+/// The `stats` messages answering request `seq`: `calls` (JSON texts) cut into
+/// messages of about 1 MiB, `more` on all but the last; each carries the same
+/// `version`, `uptime` and `bps`. A single call record over 1 MiB is left out (no
+/// frame would carry it); the count left out is returned with the messages.
+pub fn stats_messages(
+    seq: u64,
+    version: &str,
+    uptime: u64,
+    bps: u64,
+    calls: Vec<String>,
+) -> (Vec<Message>, usize) {
+    let stats = |calls, more| {
+        Message::Stats(Stats {
+            seq,
+            version: version.to_owned(),
+            uptime,
+            bps,
+            calls,
+            more,
+        })
+    };
+    let mut out = Vec::new();
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    let mut left_out = 0;
+    for call in calls {
+        let cost = call.len() + 12;
+        if cost > SESSIONS_CHUNK_BYTES {
+            left_out += 1;
+            continue;
+        }
+        if !chunk.is_empty() && bytes + cost > SESSIONS_CHUNK_BYTES {
+            out.push(stats(std::mem::take(&mut chunk), true));
+            bytes = 0;
+        }
+        bytes += cost;
+        chunk.push(call);
+    }
+    out.push(stats(chunk, false));
+    (out, left_out)
 }
 
 /// Reads frames from the front of a buffer.
@@ -463,6 +558,17 @@ fn from_value(v: &Value) -> Result<Message, String> {
             reason: get_text(v, "reason")?,
             record: get_text(v, "record")?,
         },
+        "stats-request" => Message::StatsRequest {
+            seq: get_u64(v, "seq")?,
+        },
+        "stats" => Message::Stats(Stats {
+            seq: get_u64(v, "seq")?,
+            version: get_text(v, "version")?,
+            uptime: get_u64(v, "uptime")?,
+            bps: get_u64(v, "bps")?,
+            calls: get_texts(v, "calls")?,
+            more: v.get("more").is_some() && get_u64(v, "more")? != 0,
+        }),
         other => return Err(format!("unknown message type `{other}`")),
     })
 }

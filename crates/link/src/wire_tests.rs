@@ -38,6 +38,23 @@ fn samples() -> Vec<Message> {
             reason: "timeout".into(),
             record: "{\"call_id\":\"a@b\"}".into(),
         },
+        Message::StatsRequest { seq: 9 },
+        Message::Stats(Stats {
+            seq: 9,
+            version: "0.1.0".into(),
+            uptime: 3600,
+            bps: 128_000,
+            calls: vec!["{\"call_id\":\"a@b\"}".into()],
+            more: true,
+        }),
+        Message::Stats(Stats {
+            seq: 9,
+            version: "0.1.0".into(),
+            uptime: 3600,
+            bps: 128_000,
+            calls: vec![],
+            more: false,
+        }),
     ]
 }
 
@@ -96,6 +113,46 @@ fn a_long_session_list_is_split_into_frames_that_fit() {
             more: false
         }]
     );
+}
+
+#[test]
+fn live_statistics_are_split_into_frames_that_fit_and_a_huge_record_is_left_out() {
+    let record = format!("{{\"call_id\":\"{}\"}}", "x".repeat(2000));
+    let mut calls: Vec<String> = (0..2_000).map(|_| record.clone()).collect();
+    calls.insert(1_000, "y".repeat(SESSIONS_CHUNK_BYTES + 1));
+    let (messages, left_out) = stats_messages(4, "0.1.0", 12, 64_000, calls);
+    assert_eq!(left_out, 1);
+    assert!(messages.len() > 1);
+    let mut back = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        let frame = m.encode().expect("fits a frame");
+        let Message::Stats(s) = decode_frame(&frame).unwrap().unwrap().0 else {
+            panic!("not stats");
+        };
+        assert_eq!(
+            (s.seq, s.version.as_str(), s.uptime, s.bps),
+            (4, "0.1.0", 12, 64_000)
+        );
+        assert_eq!(s.more, i + 1 < messages.len());
+        back.extend(s.calls);
+    }
+    assert_eq!(back.len(), 2_000);
+    assert!(back.iter().all(|c| *c == record));
+    let (empty, none) = stats_messages(5, "v", 0, 0, Vec::new());
+    assert_eq!(none, 0);
+    assert!(
+        matches!(&empty[..], [Message::Stats(Stats { calls, more: false, .. })] if calls.is_empty())
+    );
+}
+
+#[test]
+fn only_a_peer_of_minor_version_1_or_later_is_sent_live_statistics_requests() {
+    let mut h = Hello::ours(Side::Relay, "r");
+    assert!(h.minor_at_least(MINOR_STATS));
+    h.version = (1, 0);
+    assert!(!h.minor_at_least(MINOR_STATS));
+    h.version = (2, 5);
+    assert!(!h.minor_at_least(MINOR_STATS));
 }
 
 #[test]
@@ -184,6 +241,24 @@ fn any_message() -> impl Strategy<Value = Message> {
             })
         }),
         seq.clone().prop_map(|seq| Message::Ping { seq }),
+        seq.clone().prop_map(|seq| Message::StatsRequest { seq }),
+        (
+            seq.clone(),
+            any_text(),
+            seq.clone(),
+            proptest::collection::vec(any_text(), 0..5),
+            any::<bool>()
+        )
+            .prop_map(|(seq, version, uptime, calls, more)| {
+                Message::Stats(Stats {
+                    seq,
+                    version,
+                    uptime,
+                    bps: uptime / 2,
+                    calls,
+                    more,
+                })
+            }),
         (seq.clone(), any_text()).prop_map(|(seq, s)| Message::Request {
             seq,
             body: dict([("sdp", Value::str(&s))]),

@@ -550,3 +550,134 @@ async fn a_remote_relays_deleted_and_timed_out_calls_are_accounted_with_their_re
     ids.sort();
     assert_eq!(ids, ["acct-deleted", "acct-quiet"]);
 }
+
+/// An RTP packet (PCMU, 160 bytes of payload) with sequence number `seq`.
+fn rtp(seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, 0x00];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+    p.extend_from_slice(&[0xff; 160]);
+    p
+}
+
+/// The call `call_id` as the management interface's `sessions` lists it.
+async fn listed(
+    view: &mediagate_dispatcher::cluster_view::RouterView,
+    call_id: &str,
+) -> mediagate_dispatcher::session_stats::MediaProxySession {
+    use mediagate_dispatcher::session_stats::ClusterView;
+    view.sessions()
+        .await
+        .into_iter()
+        .find(|s| s.call_id == call_id)
+        .expect("the call is listed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn management_answers_carry_a_remote_relays_live_streams_version_and_bit_rate() {
+    use mediagate_dispatcher::cluster_view::RouterView;
+    use mediagate_dispatcher::router::{LogEnded, Router};
+    use mediagate_dispatcher::session_stats::{ClusterView, RelaySummary};
+    use mediagate_dispatcher::sessions::SessionMap;
+
+    logs();
+    let dir = workdir("live");
+    mediagate(&dir, &["cert", "ca", "--dir", "pki"]);
+    issue(&dir, "pki", "dispatcher", "dispatcher");
+    issue(&dir, "pki", "relay1", "relay1");
+    let tls = Arc::new(NodeTls::load(&dir.join("dispatcher")).unwrap());
+    let pool = LinkPool::start(LinkConfig::new("127.0.0.1:0".parse().unwrap(), tls))
+        .await
+        .unwrap();
+    let mut events = pool.subscribe();
+    let relay1 = relay(&dir, "relay1", pool.local_addr().port(), "38700-38799");
+    wait_connected(&mut events).await;
+    let relay_timeout = Duration::from_millis(300);
+    let router = Router::start(
+        Arc::new(pool.clone()),
+        SessionMap::in_memory(),
+        relay_timeout,
+        Arc::new(LogEnded),
+    );
+    let view = RouterView::new(Arc::clone(&router));
+
+    // A call through the router, with media from the caller.
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let callee = UdpSocket::bind("127.0.0.1:0").unwrap();
+    callee.set_read_timeout(Some(SECOND)).unwrap();
+    let offered = router
+        .handle_ng(offer("live-1", caller.local_addr().unwrap().port()))
+        .await;
+    relay_port(&offered);
+    let answered = router
+        .handle_ng(answer("live-1", callee.local_addr().unwrap().port()))
+        .await;
+    let to_relay = relay_port(&answered);
+    let mut buf = [0u8; 2048];
+    for seq in 0..10 {
+        caller.send_to(&rtp(seq), ("127.0.0.1", to_relay)).unwrap();
+        callee
+            .recv(&mut buf)
+            .expect("the relay forwards the caller's RTP");
+    }
+    let first = listed(&view, "live-1").await;
+    assert_eq!(first.streams.len(), 1, "{first:?}");
+    let s = &first.streams[0];
+    assert_eq!((s.media_type.as_str(), s.status), ("audio", "active"));
+    assert_eq!(s.caller_packets, 10, "{s:?}");
+    assert_eq!(s.caller_bytes, 10 * 172, "{s:?}");
+    assert_eq!(s.caller_codec, "PCMU");
+    assert!(s.callee_local.starts_with("127.0.0.1:"), "{s:?}");
+    for seq in 10..25 {
+        caller.send_to(&rtp(seq), ("127.0.0.1", to_relay)).unwrap();
+        callee.recv(&mut buf).unwrap();
+    }
+    assert_eq!(listed(&view, "live-1").await.streams[0].caller_packets, 25);
+
+    // The summary: the relay's own version and uptime, its streams, and (after its
+    // next status interval) a bit rate.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        for seq in 0..5 {
+            caller.send_to(&rtp(seq), ("127.0.0.1", to_relay)).unwrap();
+        }
+        let summary = view.summary().await;
+        let [RelaySummary::Up {
+            version,
+            status,
+            stream_count,
+            bps_relayed,
+            session_count,
+            ..
+        }] = &summary[..]
+        else {
+            panic!("{summary:?}");
+        };
+        assert_eq!(version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(status, "active");
+        assert_eq!(stream_count.get("audio"), Some(&1), "{summary:?}");
+        assert_eq!(*session_count, 1);
+        if *bps_relayed > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no bit rate: {summary:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let uptime = |summary: &[RelaySummary]| match summary {
+        [RelaySummary::Up { uptime, .. }] => *uptime,
+        other => panic!("{other:?}"),
+    };
+    assert!(uptime(&view.summary().await) >= 1);
+
+    // A relay that stops answering (stopped, its link still up) holds the answer up
+    // by the relay timeout at most, and its call is listed without streams.
+    relay1.signal("STOP");
+    let started = Instant::now();
+    let stalled = listed(&view, "live-1").await;
+    let took = started.elapsed();
+    relay1.signal("CONT");
+    assert!(stalled.streams.is_empty(), "{stalled:?}");
+    assert!(took < relay_timeout * 3, "took {took:?}");
+    relay1.kill();
+}

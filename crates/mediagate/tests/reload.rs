@@ -266,3 +266,94 @@ fn the_next_offer_takes_ports_from_a_new_range_and_the_running_call_keeps_its_ow
     drop(relay);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `mediagate ARGS` in `dir`, which must succeed.
+fn mediagate_in(dir: &Path, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mediagate"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mediagate {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_dispatcher_takes_a_new_passport_and_relay_timeout_and_keeps_its_listeners_until_a_restart() {
+    let dir = std::env::temp_dir().join(format!("mg-reload-dispatcher-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    mediagate_in(&dir, &["cert", "ca", "--dir", "pki"]);
+    for node in ["dispatcher", "relay1", "relay2"] {
+        mediagate_in(&dir, &["cert", "issue", "--ca", "pki", "--dir", node, node]);
+    }
+    let ng = free_udp_port().unwrap();
+    let other_ng = free_udp_port().unwrap();
+    let link = mediagate_testkit::ports::free_tcp_port().unwrap();
+    let config = |ng: u16, passport: &str, timeout: &str| {
+        format!(
+            "state_dir = {var:?}\n[edge]\nenabled = false\n[dispatcher]\nenabled = true\nng_listen_udp = [\"127.0.0.1:{ng}\"]\nrelay_listen = \"127.0.0.1:{link}\"\ntls_dir = {tls:?}\npassport = \"{passport}\"\nrelay_timeout = \"{timeout}\"\n",
+            var = dir.join("var").display().to_string(),
+            tls = dir.join("dispatcher").display().to_string(),
+        )
+    };
+    let path = dir.join("mediagate.toml");
+    std::fs::write(&path, config(ng, "CN=relay1", "200ms")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
+    cmd.arg("run").arg("--config").arg(&path);
+    let dispatcher = Peer::spawn("mediagate run (dispatcher)", cmd).unwrap();
+    dispatcher.wait_for_stderr_line("listening for relays", Duration::from_secs(10));
+
+    // relay2 is not in the passport: refused.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
+    cmd.args([
+        "relay",
+        "--dispatcher",
+        &format!("127.0.0.1:{link}"),
+        "--tls-dir",
+        "relay2",
+        "--address",
+        "127.0.0.1",
+        "--ports",
+        "38900-38919",
+    ])
+    .current_dir(&dir);
+    let relay2 = Peer::spawn("mediagate relay (relay2)", cmd).unwrap();
+    dispatcher.wait_for_stderr_line("does not match the passport", Duration::from_secs(20));
+
+    // A wider passport and a longer relay timeout apply; a new ng address does not.
+    rewrite(&path, &config(other_ng, "CN=relay*", "450ms"));
+    dispatcher.signal("HUP");
+    let line = dispatcher.wait_for_stderr_line("dispatcher: reloaded", Duration::from_secs(10));
+    assert!(line.contains("relay_timeout 450 ms"), "{line}");
+    assert!(line.contains("CN=relay*"), "{line}");
+    dispatcher.wait_for_stderr_line(
+        "dispatcher.ng_listen_udp needs a restart",
+        Duration::from_secs(10),
+    );
+    // relay2's next try (its back-off is at most 10 s) is admitted.
+    dispatcher.wait_for_stderr_line("relay relay2 linked", Duration::from_secs(30));
+    // The running listener still answers; the new address is not bound.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let pong = ng_ask(&socket, ng, "p1", "d7:command4:pinge");
+    assert!(pong.contains("pong"), "{pong}");
+    assert!(
+        UdpSocket::bind(("127.0.0.1", other_ng)).is_ok(),
+        "the new address was bound without a restart"
+    );
+    assert_eq!(
+        dispatcher.try_status(),
+        None,
+        "{}",
+        dispatcher.diagnostics()
+    );
+    drop(relay2);
+    drop(dispatcher);
+    let _ = std::fs::remove_dir_all(&dir);
+}

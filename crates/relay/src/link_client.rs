@@ -9,7 +9,9 @@
 //! `mediagate_link::tls`), reconnects after a loss with back-off (1 s after the first
 //! loss, doubling up to 10 s), pings every 10 s and drops the link after three pings
 //! without a pong. A status goes out every few seconds and at once when the relay
-//! starts draining (SIGTERM), so the dispatcher stops sending it new calls.
+//! starts draining (SIGTERM), so the dispatcher stops sending it new calls. Asked
+//! for live statistics (link 1.1 `stats-request`), it answers with every running
+//! call's record, its version, uptime and last measured bit rate.
 //!
 //! What it does not: queue `ended` reports while no link is up (the relay's own
 //! records store keeps every call), or retry a command (the dispatcher does).
@@ -21,7 +23,7 @@ use mediagate_config::{DispatcherAddr, Passport};
 use mediagate_link::conn::{exchange_hello, send, LinkError, MessageReader};
 use mediagate_link::liveness::{Backoff, PingStep, Pinger, MAX_MISSED_PINGS, PING_INTERVAL};
 use mediagate_link::tls::{check_peer, explain_handshake_error, server_name};
-use mediagate_link::wire::{sessions_messages, Hello, Message, Side, Status};
+use mediagate_link::wire::{sessions_messages, stats_messages, Hello, Message, Side, Status};
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
 use tokio::sync::broadcast::error::RecvError;
@@ -188,6 +190,8 @@ async fn link_once(
         Err(e) => return e.to_string(),
     };
     let mut bytes_before = relay.relayed_bytes();
+    // The rate measured over the last status interval, for `stats` answers too.
+    let mut bps = 0;
     let mut measured_at = Instant::now();
     let mut first = vec![status(relay, 0)];
     first.extend(sessions_messages(relay.call_ids()));
@@ -227,6 +231,27 @@ async fn link_once(
                             }
                         }
                         Message::Pong { seq } => pinger.on_pong(seq),
+                        // Link 1.1: only a dispatcher that read our 1.1 hello asks.
+                        Message::StatsRequest { seq } => {
+                            let calls = relay
+                                .live_calls()
+                                .into_iter()
+                                .map(|(record, _)| record.to_json().to_string())
+                                .collect();
+                            let (messages, left_out) = stats_messages(
+                                seq,
+                                env!("CARGO_PKG_VERSION"),
+                                relay.uptime().as_secs(),
+                                bps,
+                                calls,
+                            );
+                            if left_out > 0 {
+                                tracing::warn!(dispatcher = %dispatcher, "relay: {left_out} call record(s) too large for the link left out of the statistics for dispatcher {dispatcher}");
+                            }
+                            for m in &messages {
+                                send(&mut writer, m).await?;
+                            }
+                        }
                         Message::ListSessions => {
                             for m in sessions_messages(relay.call_ids()) {
                                 send(&mut writer, &m).await?;
@@ -252,7 +277,7 @@ async fn link_once(
                 _ = status_timer.tick() => {
                     let bytes = relay.relayed_bytes();
                     let secs = measured_at.elapsed().as_secs_f64().max(0.001);
-                    let bps = (bytes.saturating_sub(bytes_before) as f64 * 8.0 / secs) as u64;
+                    bps = (bytes.saturating_sub(bytes_before) as f64 * 8.0 / secs) as u64;
                     bytes_before = bytes;
                     measured_at = Instant::now();
                     send(&mut writer, &status(relay, bps)).await?;

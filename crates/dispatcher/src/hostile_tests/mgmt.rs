@@ -18,11 +18,11 @@ use crate::session_stats::{ClusterView, MediaProxySession, RelaySummary, SipInfo
 struct Busy(Vec<MediaProxySession>);
 
 impl ClusterView for Busy {
-    fn summary(&self) -> Vec<RelaySummary> {
-        vec![RelaySummary::error("192.0.2.1")]
+    fn summary(&self) -> crate::pool::PoolFuture<'_, Vec<RelaySummary>> {
+        Box::pin(async { vec![RelaySummary::error("192.0.2.1")] })
     }
-    fn sessions(&self) -> Vec<MediaProxySession> {
-        self.0.clone()
+    fn sessions(&self) -> crate::pool::PoolFuture<'_, Vec<MediaProxySession>> {
+        Box::pin(async { self.0.clone() })
     }
 }
 
@@ -101,7 +101,9 @@ async fn clients_that_hold_a_slot_without_a_request_or_without_reading_are_close
     let started = tokio::time::Instant::now();
     let mut good = TcpStream::connect(at).await.unwrap();
     good.write_all(b"summary\r\n").await.unwrap();
-    let summary = crate::mgmt::answer(crate::mgmt::MgmtRequest::Summary, &busy()).unwrap();
+    let summary = crate::mgmt::answer(crate::mgmt::MgmtRequest::Summary, &busy())
+        .await
+        .unwrap();
     assert_eq!(line(&mut good).await.as_bytes(), summary);
     assert!(
         started.elapsed() < Duration::from_secs(3),

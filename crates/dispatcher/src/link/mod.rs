@@ -16,6 +16,10 @@
 //! the recover interval (60 s) the link is dropped; a relay silent (no ping) for three
 //! ping intervals is dropped.
 //!
+//! Live statistics (link 1.1, [`RelayPool::live`]): a `stats-request` to a relay whose
+//! hello announced 1.1 or later, its `stats` answer collected (bounded in calls and
+//! bytes) until the deadline; a 1.0 relay is not asked and reads as unknown.
+//!
 //! What it does not: choose relays or keep the call map (the front doors do), or
 //! retry a command on another relay.
 
@@ -31,11 +35,12 @@ use mediagate_link::liveness::{Watchdog, MAX_MISSED_PINGS, PING_INTERVAL, RECOVE
 use mediagate_link::tls::NodeTls;
 use mediagate_link::wire::Message;
 use mediagate_ng::bencode::Value;
+use mediagate_relay::record::SessionRecord;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::pool::{
-    CommandError, PoolFuture, RelayEvent, RelayId, RelayPool, RelayState, RelayView,
+    CommandError, PoolFuture, RelayEvent, RelayId, RelayLive, RelayPool, RelayState, RelayView,
 };
 
 /// Default port relays connect to.
@@ -107,6 +112,17 @@ struct Linked {
     overloaded: bool,
     /// Its pings and command time-outs.
     watchdog: Watchdog,
+    /// Its hello announced link 1.1 or later: it answers `stats-request`.
+    answers_stats: bool,
+    /// `stats` answers being collected, by request `seq`.
+    stats_waiting: HashMap<u64, StatsWait>,
+}
+
+/// A `stats` answer arriving in several messages, so far.
+struct StatsWait {
+    calls: Vec<String>,
+    bytes: usize,
+    done: oneshot::Sender<mediagate_link::wire::Stats>,
 }
 
 impl Linked {
@@ -130,6 +146,9 @@ struct Registry {
 
 pub(crate) struct Shared {
     registry: Mutex<Registry>,
+    /// The passport new links are checked against: `config.passport` until a reload
+    /// replaces it.
+    passport: Mutex<Option<Passport>>,
     events: broadcast::Sender<RelayEvent>,
     config: LinkConfig,
 }
@@ -180,6 +199,7 @@ impl LinkPool {
         let (events, _) = broadcast::channel(4096);
         let shared = Arc::new(Shared {
             registry: Mutex::new(Registry::default()),
+            passport: Mutex::new(config.passport.clone()),
             events,
             config,
         });
@@ -194,6 +214,16 @@ impl LinkPool {
     /// The bound address (with the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// Checks relays that link from now on against `passport` (a reload); relays
+    /// linked already stay linked.
+    pub fn set_passport(&self, passport: Option<Passport>) {
+        *self
+            .shared
+            .passport
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = passport;
     }
 
     /// Asks a relay for its Call-IDs again; the answer comes as
@@ -300,6 +330,58 @@ impl RelayPool for LinkPool {
 
     fn subscribe(&self) -> broadcast::Receiver<RelayEvent> {
         self.shared.events.subscribe()
+    }
+
+    fn live(&self, relay: RelayId, deadline: Duration) -> PoolFuture<'_, Option<RelayLive>> {
+        Box::pin(async move {
+            let (seq, outbound, generation, answer) = {
+                let mut registry = self.shared.lock();
+                let linked = registry.linked.get_mut(&relay)?;
+                if !linked.answers_stats {
+                    return None;
+                }
+                linked.next_seq += 1;
+                let seq = linked.next_seq;
+                let (done, answer) = oneshot::channel();
+                linked.stats_waiting.insert(
+                    seq,
+                    StatsWait {
+                        calls: Vec::new(),
+                        bytes: 0,
+                        done,
+                    },
+                );
+                (seq, linked.outbound.clone(), linked.generation, answer)
+            };
+            let asked = async {
+                outbound.send(Message::StatsRequest { seq }).await.ok()?;
+                answer.await.ok()
+            };
+            let Ok(Some(stats)) = tokio::time::timeout(deadline, asked).await else {
+                let mut registry = self.shared.lock();
+                if let Some(linked) = registry
+                    .linked
+                    .get_mut(&relay)
+                    .filter(|l| l.generation == generation)
+                {
+                    linked.stats_waiting.remove(&seq);
+                }
+                return None;
+            };
+            // Parsed here, outside the registry's lock: a relay's calls can be many.
+            let calls = stats
+                .calls
+                .iter()
+                .filter_map(|text| serde_json::from_str(text).ok())
+                .filter_map(|json| SessionRecord::from_json_value(&json))
+                .collect();
+            Some(RelayLive {
+                version: stats.version,
+                uptime: stats.uptime,
+                bps: stats.bps,
+                calls,
+            })
+        })
     }
 }
 

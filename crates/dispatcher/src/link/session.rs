@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use mediagate_link::conn::{exchange_hello, send, LinkError, MessageReader};
 use mediagate_link::liveness::{Verdict, Watchdog};
 use mediagate_link::tls::{check_peer, explain_handshake_error};
-use mediagate_link::wire::{Hello, Message, Side};
+use mediagate_link::wire::{Hello, Message, Side, MINOR_STATS};
 use rustls::ServerConfig;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -34,6 +35,11 @@ const OUTBOUND_QUEUE: usize = 1024;
 /// Most Call-IDs one relay may list (`sessions`), a bound on what a relay can make
 /// the dispatcher hold.
 const MAX_LISTED_CALLS: usize = 1_000_000;
+/// Most bytes of call records one `stats` answer may hold (about 1,000 bytes a
+/// call, for as many calls as a relay may list).
+const MAX_STATS_BYTES: usize = 1024 * 1024 * 1024;
+/// Bytes of queued messages written at once, at most (then flushed).
+const WRITE_BATCH: usize = 64 * 1024;
 /// How often a link's watchdog is looked at.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
 
@@ -141,10 +147,12 @@ async fn handshake(
             return None;
         }
     };
-    let checked = check_peer(
-        tls.get_ref().1.peer_certificates(),
-        shared.config.passport.as_ref(),
-    );
+    let passport = shared
+        .passport
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let checked = check_peer(tls.get_ref().1.peer_certificates(), passport.as_ref());
     let (read, mut writer) = tokio::io::split(tls);
     let mut reader = MessageReader::new(read);
     let peer_cert = match checked {
@@ -176,7 +184,12 @@ async fn handshake(
 
 /// Registers the relay under its stable id, replacing an older connection of the same
 /// name; returns its id and this connection's generation.
-fn register(shared: &Shared, name: &str, outbound: mpsc::Sender<Message>) -> (RelayId, u64, bool) {
+fn register(
+    shared: &Shared,
+    hello: &Hello,
+    name: &str,
+    outbound: mpsc::Sender<Message>,
+) -> (RelayId, u64, bool) {
     let mut registry = shared.lock();
     let next = RelayId(registry.ids.len() as u64 + 1);
     let id = *registry.ids.entry(name.to_owned()).or_insert(next);
@@ -205,6 +218,8 @@ fn register(shared: &Shared, name: &str, outbound: mpsc::Sender<Message>) -> (Re
                 shared.config.silence_limit,
                 shared.config.recover,
             ),
+            answers_stats: hello.minor_at_least(MINOR_STATS),
+            stats_waiting: HashMap::new(),
         },
     );
     // The old connection's pending commands fail as Gone when their senders drop here.
@@ -220,7 +235,7 @@ async fn serve(
     peer: SocketAddr,
 ) {
     let (outbound, mut queue) = mpsc::channel::<Message>(OUTBOUND_QUEUE);
-    let (id, generation, replaced) = register(&shared, &name, outbound.clone());
+    let (id, generation, replaced) = register(&shared, &hello, &name, outbound.clone());
     if replaced {
         shared.emit(RelayEvent::Disconnected { relay: id });
     }
@@ -230,8 +245,18 @@ async fn serve(
         id.0, hello.version.0, hello.version.1, hello.software
     );
     let mut writer_task = tokio::spawn(async move {
+        // Whatever is queued goes out in one write and one flush (one TLS record when
+        // it fits): under load, many commands share a system call.
+        let mut out = Vec::with_capacity(16 * 1024);
         while let Some(message) = queue.recv().await {
-            send(&mut writer, &message).await?;
+            out.clear();
+            message.encode_into(&mut out)?;
+            while out.len() < WRITE_BATCH {
+                let Ok(more) = queue.try_recv() else { break };
+                more.encode_into(&mut out)?;
+            }
+            writer.write_all(&out).await?;
+            writer.flush().await?;
         }
         Ok::<(), LinkError>(())
     });
@@ -379,6 +404,28 @@ fn handle(
                 stats,
             });
         }
+        Message::Stats(mut stats) => {
+            // An answer nobody waits for any more (given up, or a made-up seq) is
+            // dropped, as a late reply is.
+            let Some(wait) = linked.stats_waiting.get_mut(&stats.seq) else {
+                return Ok(());
+            };
+            wait.bytes += stats.calls.iter().map(String::len).sum::<usize>();
+            if wait.calls.len() + stats.calls.len() > MAX_LISTED_CALLS
+                || wait.bytes > MAX_STATS_BYTES
+            {
+                return Err(LinkError::Protocol(format!(
+                    "the relay's statistics hold more than {MAX_LISTED_CALLS} calls or {MAX_STATS_BYTES} bytes"
+                )));
+            }
+            wait.calls.append(&mut stats.calls);
+            if !stats.more {
+                if let Some(wait) = linked.stats_waiting.remove(&stats.seq) {
+                    stats.calls = wait.calls;
+                    let _ = wait.done.send(stats);
+                }
+            }
+        }
         Message::Refuse { reason } => {
             return Err(LinkError::Protocol(format!(
                 "the relay closed the link: {reason}"
@@ -387,7 +434,8 @@ fn handle(
         other @ (Message::Hello(_)
         | Message::Pong { .. }
         | Message::Request { .. }
-        | Message::ListSessions) => {
+        | Message::ListSessions
+        | Message::StatsRequest { .. }) => {
             return Err(LinkError::Protocol(format!(
                 "the relay sent {}, which only a dispatcher sends or only once",
                 other.kind()

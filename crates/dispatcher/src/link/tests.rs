@@ -39,6 +39,16 @@ struct FakeRelay {
 
 impl FakeRelay {
     async fn connect(dir: &Path, node: &str, pool: &LinkPool) -> Self {
+        Self::connect_speaking(dir, node, pool, mediagate_link::wire::VERSION).await
+    }
+
+    /// Connects with a hello announcing link protocol `version`.
+    async fn connect_speaking(
+        dir: &Path,
+        node: &str,
+        pool: &LinkPool,
+        version: (u64, u64),
+    ) -> Self {
         let config = NodeTls::load(&dir.join(node))
             .unwrap()
             .client_config()
@@ -50,7 +60,8 @@ impl FakeRelay {
             .unwrap();
         let (read, mut writer) = tokio::io::split(tls);
         let mut reader = MessageReader::new(read);
-        let hello = Hello::ours(Side::Relay, node);
+        let mut hello = Hello::ours(Side::Relay, node);
+        hello.version = version;
         exchange_hello(
             &mut reader,
             &mut writer,
@@ -141,6 +152,99 @@ fn state(pool: &LinkPool, id: RelayId) -> Option<RelayState> {
 }
 
 const SHORT: Duration = Duration::from_millis(300);
+
+fn live_record(call_id: &str, packets: u64) -> String {
+    let record = mediagate_relay::record::SessionRecord {
+        call_id: call_id.into(),
+        streams: vec![mediagate_relay::record::StreamRecord {
+            media_type: "audio".into(),
+            caller: mediagate_relay::record::LegRecord {
+                packets,
+                bytes: packets * 172,
+                ..Default::default()
+            },
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    record.to_json().to_string()
+}
+
+#[tokio::test]
+async fn live_statistics_come_in_pieces_and_a_silent_relay_gives_none_in_time() {
+    let dir = cluster("stats");
+    let pool = pool(&dir, |_| {}).await;
+    let mut events = pool.subscribe();
+    let mut relay = FakeRelay::connect(&dir, "relay1", &pool).await;
+    let id = connected(&mut events).await;
+
+    let answer = async {
+        let Message::StatsRequest { seq } = relay.next().await else {
+            panic!("expected a stats request");
+        };
+        // A stray answer to another seq is dropped, not taken for this one.
+        let stray = mediagate_link::wire::Stats {
+            seq: seq + 100,
+            version: "9.9".into(),
+            uptime: 1,
+            bps: 1,
+            calls: vec![live_record("stray", 1)],
+            more: false,
+        };
+        relay.send(Message::Stats(stray)).await;
+        for (calls, more) in [
+            (vec![live_record("a", 5)], true),
+            (vec![live_record("b", 7), "not json".into()], false),
+        ] {
+            let part = mediagate_link::wire::Stats {
+                seq,
+                version: "0.1.0".into(),
+                uptime: 42,
+                bps: 64_000,
+                calls,
+                more,
+            };
+            relay.send(Message::Stats(part)).await;
+        }
+    };
+    let (live, ()) = tokio::join!(pool.live(id, Duration::from_secs(2)), answer);
+    let live = live.expect("statistics in time");
+    assert_eq!(
+        (live.version.as_str(), live.uptime, live.bps),
+        ("0.1.0", 42, 64_000)
+    );
+    let calls: Vec<_> = live
+        .calls
+        .iter()
+        .map(|c| (c.call_id.as_str(), c.streams[0].caller.packets))
+        .collect();
+    assert_eq!(
+        calls,
+        [("a", 5), ("b", 7)],
+        "the unreadable record is left out"
+    );
+
+    // Asked and never answered: nothing, within the deadline, and the relay is not
+    // marked as timed out for it (statistics are not calls).
+    let started = tokio::time::Instant::now();
+    assert_eq!(pool.live(id, SHORT).await, None);
+    assert!(started.elapsed() < SHORT * 3, "{:?}", started.elapsed());
+    assert!(matches!(relay.next().await, Message::StatsRequest { .. }));
+    assert_eq!(state(&pool, id), Some(RelayState::Active));
+}
+
+#[tokio::test]
+async fn a_relay_of_link_1_0_is_never_asked_for_statistics() {
+    let dir = cluster("stats10");
+    let pool = pool(&dir, |_| {}).await;
+    let mut events = pool.subscribe();
+    let mut relay = FakeRelay::connect_speaking(&dir, "relay1", &pool, (1, 0)).await;
+    let id = connected(&mut events).await;
+    assert_eq!(pool.live(id, Duration::from_secs(5)).await, None);
+    // The next thing it hears is the command, not a request it would not know.
+    let (reply, ()) = tokio::join!(pool.command(id, ping(), SHORT), relay.answer(pong()));
+    assert_eq!(reply, Ok(pong()));
+}
 
 #[tokio::test]
 async fn a_relay_that_stops_answering_times_out_and_recovers_with_a_ping() {

@@ -12,6 +12,9 @@ use mediagate_ng::bencode::{Limits, Value};
 use mediagate_ng::client;
 use mediagate_ng::framing::Encoding;
 
+/// Numbers the clients of this process, for their cookies.
+static NEXT_CLIENT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// A UDP `ng` client.
 #[derive(Debug)]
 pub(super) struct NgClient {
@@ -35,7 +38,10 @@ impl NgClient {
             socket,
             relay,
             next: 0,
-            tag: std::process::id(),
+            // Unique per client in this process: servers cache replies by cookie
+            // alone (as rtpengine does), so two clients counting from one tag would
+            // be answered with each other's replies.
+            tag: NEXT_CLIENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             limits: Limits::default(),
         })
     }

@@ -284,6 +284,8 @@ pub struct Relay {
     ng_tcp: Vec<SocketAddr>,
     /// Media addresses as advertised in SDP.
     advertised: Vec<IpAddr>,
+    /// When it started, for the uptime monitoring reports.
+    started: std::time::Instant,
 }
 
 impl std::fmt::Debug for Relay {
@@ -406,12 +408,18 @@ impl Relay {
             ng_udp,
             ng_tcp,
             advertised,
+            started: std::time::Instant::now(),
         })
     }
 
     /// The media addresses written into SDP (the advertised ones).
     pub fn media_addresses(&self) -> &[IpAddr] {
         &self.advertised
+    }
+
+    /// Time since the relay started (MediaProxy's `uptime` in `summary`).
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
     }
 
     /// The Call-IDs of calls not yet deleted, sorted.

@@ -35,7 +35,7 @@ mounts=()
 for i in $(seq -w 1 $clips); do [ "$i" = 01 ] || mounts+=(--vod-mount "/clip$i"); done
 /usr/bin/python3 crates/testkit/peers/gst_origin.py --port $origin_port --auth '' \
   --vod /clip01 "${mounts[@]}" --vod-seconds $clip_seconds \
-  --width 640 --height 360 --fps 25 --bitrate 1000 --audio-bitrate 96 \
+  --width 640 --height 360 --fps 25 --bitrate 1000 --audio-bitrate 96 --vod-like-live \
   > "$dir/origin.jsonl" 2> "$dir/origin.err" &
 origin_pid=$!
 pids+=("$origin_pid")

@@ -96,6 +96,10 @@ def parse_args(argv):
     p.add_argument("--gop", type=int, default=0, help="keyframe interval in frames (0 = fps)")
     p.add_argument("--audio", choices=["aac", "opus", "none"], default="aac")
     p.add_argument("--audio-bitrate", type=int, default=64, help="audio kbit/s")
+    p.add_argument("--vod-like-live", action="store_true",
+                   help="encode the on-demand clip as the live stream is (moving test "
+                   "pattern, zero-latency x264, the live audio bit rate, the same "
+                   "payloading), so a benchmark compares the two on the same packets")
     p.add_argument("--threads", type=int, default=16, help="client thread pool size")
     p.add_argument("--backlog", type=int, default=128, help="listen backlog")
     args = p.parse_args(argv)
@@ -256,16 +260,21 @@ def generate_vod(args, path):
     frames = a.vod_seconds * a.fps
     audio_bufs = (a.vod_seconds * 48000) // 1024
     enc = first_element("avenc_aac", "voaacenc")
+    if a.vod_like_live:
+        pattern, tune, audio_bps = "smpte horizontal-speed=2", "tune=zerolatency ", a.audio_bitrate * 1000
+    else:
+        pattern, tune, audio_bps = "ball", "", 64000
     desc = (
-        "videotestsrc num-buffers=%d pattern=ball "
+        "videotestsrc num-buffers=%d pattern=%s "
         "! video/x-raw,width=%d,height=%d,framerate=%d/1 ! videoconvert "
-        "! x264enc speed-preset=ultrafast threads=1 bitrate=%d key-int-max=%d "
+        "! x264enc %sspeed-preset=ultrafast threads=1 bitrate=%d key-int-max=%d "
         "! video/x-h264,profile=constrained-baseline ! h264parse ! mp4mux name=mux "
         "! filesink location=%s "
         "audiotestsrc num-buffers=%d samplesperbuffer=1024 wave=sine freq=660 volume=0.2 "
-        "! audio/x-raw,rate=48000,channels=2 ! audioconvert ! %s bitrate=64000 ! aacparse "
+        "! audio/x-raw,rate=48000,channels=2 ! audioconvert ! %s bitrate=%d ! aacparse "
         "! mux."
-        % (frames, a.width, a.height, a.fps, a.bitrate, a.fps, path, audio_bufs, enc))
+        % (frames, pattern, a.width, a.height, a.fps, tune, a.bitrate, a.fps, path,
+           audio_bufs, enc, audio_bps))
     pipe = Gst.parse_launch(desc)
     pipe.set_state(Gst.State.PLAYING)
     msg = pipe.get_bus().timed_pop_filtered(
@@ -348,8 +357,10 @@ class Origin:
         f = GstRtspServer.RTSPMediaFactory()
         f.set_launch(
             "( filesrc location=\"%s\" ! qtdemux name=d "
-            "d.video_0 ! queue ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 "
-            "d.audio_0 ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97 )" % self.vod_file)
+            "d.video_0 ! queue ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1%s "
+            "d.audio_0 ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97 )"
+            % (self.vod_file,
+               " aggregate-mode=zero-latency" if self.args.vod_like_live else ""))
         f.set_shared(False)
         f.connect("media-configure", lambda _f, _m: emit("media_configured", mount=mount))
         if anonymous:

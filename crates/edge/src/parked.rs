@@ -10,9 +10,12 @@
 //!
 //! A parked session keeps its source (the hub keeps sending to the viewer's UDP
 //! ports, its output being detached, not closed) and its accounting connection. One
-//! task per parked session ends it when its timeout passes (counted from its last
-//! request), the edge drains, the admin API disconnects it, or its hub gives it up;
-//! adoption by a new connection cancels that task. What it does not do: a parked
+//! task per parked session ends it when a whole session timeout passes with neither
+//! a request nor an RTCP packet from the viewer (RFC 7826 §10.5: RTCP shows the
+//! client alive; a client such as GStreamer's rtspsrc, whose keep-alive timer starts
+//! over with a new connection, depends on it), when the edge drains, the admin API
+//! disconnects it, or its hub gives it up; adoption by a new connection cancels that
+//! task. What it does not do: a parked
 //! session does not learn of its origin closing its accounting connection until it is
 //! adopted or times out.
 
@@ -90,7 +93,8 @@ pub(crate) fn park(
     timeout: Duration,
 ) {
     let id = session.id().to_owned();
-    let deadline = tokio::time::Instant::from_std(session.expires(timeout));
+    let mut deadline = tokio::time::Instant::from_std(session.expires(timeout));
+    let tally = session.source().tally().clone();
     let cancel = Arc::new(Notify::new());
     // The admin API reaches the session here while no connection holds it.
     let disconnect = Arc::new(Notify::new());
@@ -111,13 +115,23 @@ pub(crate) fn park(
     let guard = ctx.tasks.guard();
     tokio::spawn(async move {
         let mut drain = ctx.drain.clone();
-        let reason = tokio::select! {
-            () = cancel.notified() => return,
-            _ = tokio::time::sleep_until(deadline) => EndReason::Timeout,
-            _ = until_true(&mut drain) => EndReason::Drain,
-            () = disconnect.notified() => EndReason::Admin,
-            // The hub gave the viewer up (it drained or its stream ended for good).
-            _ = out.closed() => EndReason::ConnectionClosed,
+        let mut rtcp_seen = tally.rtcp_packets();
+        let reason = loop {
+            tokio::select! {
+                () = cancel.notified() => return,
+                _ = tokio::time::sleep_until(deadline) => {
+                    let rtcp = tally.rtcp_packets();
+                    if rtcp == rtcp_seen {
+                        break EndReason::Timeout;
+                    }
+                    rtcp_seen = rtcp;
+                    deadline = tokio::time::Instant::now() + timeout;
+                }
+                _ = until_true(&mut drain) => break EndReason::Drain,
+                () = disconnect.notified() => break EndReason::Admin,
+                // The hub gave the viewer up (it drained or its stream ended for good).
+                _ = out.closed() => break EndReason::ConnectionClosed,
+            }
         };
         if let Some(p) = ctx.parked.take_if(&id, token) {
             // Closes the origin's accounting connection for this viewer.

@@ -246,6 +246,10 @@ impl<S> Detached<S> {
         &self.id
     }
 
+    pub fn source(&self) -> &S {
+        &self.session.source
+    }
+
     /// When it times out without a request, with the connection's `timeout`.
     pub fn expires(&self, timeout: Duration) -> Instant {
         self.session.last_seen + timeout

@@ -528,4 +528,60 @@ async fn a_udp_session_outlives_its_connection_and_resumes_on_a_new_one() {
     let got = records_of(&records, &second).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].reason, EndReason::Teardown);
+
+    // The viewer's RTCP keeps a parked session alive (RFC 7826 §10.5), as it does for
+    // a client whose keep-alives stopped with its connection.
+    let mut v = Viewer::connect(addr).await;
+    assert_eq!(
+        v.request(Method::Describe, &url, None)
+            .await
+            .status
+            .as_u16(),
+        200
+    );
+    let (rtp3, rtcp3) = udp_pair().await;
+    let port = rtp3.local_addr().unwrap().port();
+    let t = format!("RTP/AVP;unicast;client_port={port}-{}", port + 1);
+    let r = v
+        .request(Method::Setup, &format!("{url}/trackID=0"), Some(&t))
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "{r:?}");
+    let server_rtcp: u16 = r
+        .headers
+        .get("Transport")
+        .and_then(|t| t.split("server_port=").nth(1))
+        .and_then(|p| p.split(['-', ';']).nth(1))
+        .and_then(|p| p.parse().ok())
+        .expect("the answer names the server's RTCP port");
+    assert_eq!(
+        v.request(Method::Play, &url, None).await.status.as_u16(),
+        200
+    );
+    let third = v.session.clone().unwrap();
+    drop(v);
+    let mut rr = vec![0u8; 256];
+    let n = {
+        let mut w = mediagate_rtp::rtcp::build::CompoundWriter::new(&mut rr);
+        w.receiver_report(0x4d47, &[]).unwrap();
+        w.finish().unwrap()
+    };
+    rr.truncate(n);
+    // Two timeouts and more, with a report every second.
+    for _ in 0..7 {
+        rtcp3
+            .send_to(&rr, ("127.0.0.1", server_rtcp))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(
+        records.lock().unwrap().iter().all(|r| r.session != third),
+        "the session ended while its viewer reported"
+    );
+    assert!(datagrams_within(&rtp3, Duration::from_millis(500)).await > 2);
+    // Reports stop: it times out.
+    let got = records_of(&records, &third).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].reason, EndReason::Timeout);
+    assert!(got[0].duration >= Duration::from_secs(9), "{got:?}");
 }

@@ -723,9 +723,11 @@ impl BackendReader {
                 Some(id) => Some(id),
                 None if ok => {
                     let id = svc.table().bind(self.backend, &s.id, timeout, now, mint);
-                    if id.is_some() {
+                    if let Some(id) = &id {
                         if let Some(b) = svc.backend(self.backend) {
                             add(&b.stats.sessions_total, 1);
+                            // Both IDs, so an operator can follow a session through.
+                            tracing::debug!(service = %svc.name, session = %id, backend = %b.addr, backend_session = %s.id, "balancer: session set up");
                         }
                     }
                     id

@@ -144,8 +144,8 @@ impl Viewer {
     }
 
     /// DESCRIBE, SETUP of the video track over UDP to a fresh port pair, PLAY; returns
-    /// the RTCP socket.
-    async fn play_video_over_udp(&mut self) -> UdpSocket {
+    /// the RTP and RTCP sockets and the SETUP's answer.
+    async fn play_udp(&mut self) -> (UdpSocket, UdpSocket, Response) {
         let url = self.url.clone();
         assert_eq!(
             self.request(Method::Describe, &url, None)
@@ -157,14 +157,20 @@ impl Viewer {
         let (rtp, rtcp) = udp_pair().await;
         let port = rtp.local_addr().unwrap().port();
         let t = format!("RTP/AVP;unicast;client_port={port}-{}", port + 1);
-        let r = self
+        let setup = self
             .request(Method::Setup, &format!("{url}/trackID=0"), Some(&t))
             .await;
-        assert_eq!(r.status.as_u16(), 200, "{r:?}");
+        assert_eq!(setup.status.as_u16(), 200, "{setup:?}");
         assert_eq!(
             self.request(Method::Play, &url, None).await.status.as_u16(),
             200
         );
+        (rtp, rtcp, setup)
+    }
+
+    /// [`Viewer::play_udp`], returning the RTCP socket.
+    async fn play_video_over_udp(&mut self) -> UdpSocket {
+        let (rtp, rtcp, _) = self.play_udp().await;
         // The RTP socket is not read; the kernel drops what does not fit.
         std::mem::forget(rtp);
         rtcp
@@ -440,24 +446,7 @@ async fn a_udp_session_outlives_its_connection_and_resumes_on_a_new_one() {
     // Set up over UDP, then close the connection without a TEARDOWN.
     let mut v = Viewer::connect(addr).await;
     let url = v.url.clone();
-    assert_eq!(
-        v.request(Method::Describe, &url, None)
-            .await
-            .status
-            .as_u16(),
-        200
-    );
-    let (rtp, _rtcp) = udp_pair().await;
-    let port = rtp.local_addr().unwrap().port();
-    let t = format!("RTP/AVP;unicast;client_port={port}-{}", port + 1);
-    let r = v
-        .request(Method::Setup, &format!("{url}/trackID=0"), Some(&t))
-        .await;
-    assert_eq!(r.status.as_u16(), 200, "{r:?}");
-    assert_eq!(
-        v.request(Method::Play, &url, None).await.status.as_u16(),
-        200
-    );
+    let (rtp, _rtcp, _) = v.play_udp().await;
     let session = v.session.clone().unwrap();
     assert!(datagrams_within(&rtp, Duration::from_millis(800)).await > 5);
     drop(v);
@@ -492,27 +481,7 @@ async fn a_udp_session_outlives_its_connection_and_resumes_on_a_new_one() {
 
     // A TEARDOWN on a new connection ends a parked session at once.
     let mut v = Viewer::connect(addr).await;
-    assert_eq!(
-        v.request(Method::Describe, &url, None)
-            .await
-            .status
-            .as_u16(),
-        200
-    );
-    let (rtp2, _rtcp2) = udp_pair().await;
-    let port = rtp2.local_addr().unwrap().port();
-    let t = format!("RTP/AVP;unicast;client_port={port}-{}", port + 1);
-    assert_eq!(
-        v.request(Method::Setup, &format!("{url}/trackID=0"), Some(&t))
-            .await
-            .status
-            .as_u16(),
-        200
-    );
-    assert_eq!(
-        v.request(Method::Play, &url, None).await.status.as_u16(),
-        200
-    );
+    let _second_sockets = v.play_udp().await;
     let second = v.session.clone().unwrap();
     drop(v);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -532,20 +501,7 @@ async fn a_udp_session_outlives_its_connection_and_resumes_on_a_new_one() {
     // The viewer's RTCP keeps a parked session alive (RFC 7826 §10.5), as it does for
     // a client whose keep-alives stopped with its connection.
     let mut v = Viewer::connect(addr).await;
-    assert_eq!(
-        v.request(Method::Describe, &url, None)
-            .await
-            .status
-            .as_u16(),
-        200
-    );
-    let (rtp3, rtcp3) = udp_pair().await;
-    let port = rtp3.local_addr().unwrap().port();
-    let t = format!("RTP/AVP;unicast;client_port={port}-{}", port + 1);
-    let r = v
-        .request(Method::Setup, &format!("{url}/trackID=0"), Some(&t))
-        .await;
-    assert_eq!(r.status.as_u16(), 200, "{r:?}");
+    let (rtp3, rtcp3, r) = v.play_udp().await;
     let server_rtcp: u16 = r
         .headers
         .get("Transport")
@@ -553,10 +509,6 @@ async fn a_udp_session_outlives_its_connection_and_resumes_on_a_new_one() {
         .and_then(|p| p.split(['-', ';']).nth(1))
         .and_then(|p| p.parse().ok())
         .expect("the answer names the server's RTCP port");
-    assert_eq!(
-        v.request(Method::Play, &url, None).await.status.as_u16(),
-        200
-    );
     let third = v.session.clone().unwrap();
     drop(v);
     let mut rr = vec![0u8; 256];

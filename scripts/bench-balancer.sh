@@ -6,7 +6,8 @@
 # three edges, "stub1" in front of stub 1, "stub3" in front of the three stubs.
 # Then, as PHASES says:
 #   churn  short sessions (DESCRIBE, SETUP, PLAY, TEARDOWN) on CONNS connections at
-#          RATE/s: direct to stub 1, through "stub1", through "stub3"; then at
+#          1000/s, 2500/s and RATE/s: direct to stub 1, through "stub1", through
+#          "stub3"; then at
 #          EDGE_RATE/s (default 1000): direct to edge 1, through "one", through
 #          "three". The churn report's service time is DESCRIBE sent -> TEARDOWN
 #          answered, so the added latency is a through-balancer percentile minus the
@@ -19,7 +20,9 @@
 # FWD_FIFO=1 gives the balancers `forward_scheduling = "fifo:10"` (their forwarding
 # threads real-time); RCVBUF=SIZE sets their `relay_socket_buffer` (default "1MiB");
 # MEDIAGATE=PATH runs another mediagate binary (an older build, for before/after);
-# CHURN=stub runs only the churn targets with stub back ends.
+# CHURN=stub runs only the churn targets with stub back ends; STUB_RATES="R1 R2 ..."
+# the stub rates (default "1000 2500 RATE"); LOADGEN_THREADS=N the churn load
+# generator's threads (default 1).
 # Needs release builds:
 #   cargo build --release -p mediagate -p mediagate-loadgen
 # Usage: scripts/bench-balancer.sh [SECONDS] [RATE] [CONNS] [VIEWERS] [HOLD] [PHASES]
@@ -42,6 +45,13 @@ stub_ports=(18571 18572 18573)
 stub1_port=18611
 stub3_port=18613
 edge_rate=${EDGE_RATE:-1000}
+# Churn rates against the stubs: the asked RATE, and by default also rates that leave
+# the two cores room (1,000/s and 2,500/s), for the added latency off saturation.
+stub_rates=${STUB_RATES:-"1000 2500 $rate"}
+# The churn load generator on one thread (a current-thread runtime: about a third
+# of a core at 5,000/s where two threads took a whole one); LOADGEN_THREADS=2 is the
+# earlier setting.
+loadgen_threads=${LOADGEN_THREADS:-1}
 
 work=$(mktemp -d /tmp/mg-bench-balancer.XXXXXX)
 pids=()
@@ -139,18 +149,24 @@ cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # ticks
 for phase in $phases; do
   case $phase in
     churn)
-      for target in "direct stub1:${stub_ports[0]}:$stub:$rate" \
-        "balancer-stub1 (stub1):$stub1_port:$stub1:$rate" \
-        "balancer-stub3 (3 stubs):$stub3_port:$stub3:$rate" \
-        "direct edge1:${edge_ports[0]}:${edge_pids[0]}:$edge_rate" \
-        "balancer-one (edge1):$one_port:$one:$edge_rate" \
-        "balancer-three (3 edges):$three_port:$three:$edge_rate"; do
+      targets=()
+      # Each stub rate direct then through the balancers, so each pair shares the
+      # machine's load of that moment.
+      for r in $stub_rates; do
+        targets+=("direct stub1:${stub_ports[0]}:$stub:$r"
+          "balancer-stub1 (stub1):$stub1_port:$stub1:$r"
+          "balancer-stub3 (3 stubs):$stub3_port:$stub3:$r")
+      done
+      targets+=("direct edge1:${edge_ports[0]}:${edge_pids[0]}:$edge_rate"
+        "balancer-one (edge1):$one_port:$one:$edge_rate"
+        "balancer-three (3 edges):$three_port:$three:$edge_rate")
+      for target in "${targets[@]}"; do
         IFS=: read -r what port pid r <<< "$target"
         if [ "${CHURN:-}" = stub ] && [[ $what != *stub* ]]; then continue; fi
-        echo "== churn $what: $r/s for $seconds s on $conns connections"
+        echo "== churn $what: $r/s for $seconds s on $conns connections (load average $(cut -d' ' -f1 /proc/loadavg))"
         "$bin/mediagate-loadgen" churn --url "rtsp://127.0.0.1:$port/cam" --rate "$r" \
           --seconds "$seconds" --long-viewers 0 --connections "$conns" --edge-pid "$pid" \
-          --quiet | sed 's/^edge /this pid /' || true
+          --threads "$loadgen_threads" --quiet | sed 's/^edge /this pid /' || true
       done
       ;;
     relay)

@@ -59,6 +59,13 @@ pub struct EdgeConfig {
     /// RTSP session timeout advertised in `Session: id;timeout=N` and enforced: a viewer
     /// that sends no request or RTCP for this long is dropped. Default: `"60s"`.
     pub session_timeout: Located<HumanDuration>,
+    /// A viewer whose RTSP connection closes keeps its UDP sessions (media goes on)
+    /// until `session_timeout` passes without a request; a request on a new
+    /// connection naming the session resumes it (RFC 2326: sessions are not tied to
+    /// connections; a balancer failover or a NAT dropping the TCP mapping then costs
+    /// the viewer nothing). Off: a closed connection ends its sessions at once.
+    /// Default: `false`.
+    pub udp_sessions_outlive_connection: bool,
     /// How long a live upstream session stays open after its last viewer leaves, so a
     /// quick re-join starts instantly. Default: `"10s"`.
     pub linger: HumanDuration,
@@ -126,6 +133,7 @@ impl Default for EdgeConfig {
             http_tunnel_listen: Vec::new(),
             udp_ports: Located::new(default_edge_udp_ports()),
             session_timeout: Located::new(HumanDuration::from_secs(60)),
+            udp_sessions_outlive_connection: false,
             linger: HumanDuration::from_secs(10),
             drain_time: HumanDuration::from_secs(10),
             reconnect: ReconnectConfig::default(),

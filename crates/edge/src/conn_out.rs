@@ -51,6 +51,10 @@ struct State {
     media_bytes: usize,
     control_queued: usize,
     closed: bool,
+    /// The TCP connection is gone but the UDP sessions set up on it live on: nothing
+    /// more is queued, the writer ends, and the output does not count as closed (a
+    /// hub keeps sending a UDP viewer's media while its output is open).
+    detached: bool,
 }
 
 /// Told once the answer to a PLAY is queued on the viewer's connection, so that media
@@ -168,7 +172,7 @@ impl ConnOut {
     /// Queues an RTSP response (or other control bytes). Returns false once closed.
     pub fn push_control(&self, bytes: Bytes) -> bool {
         let mut st = self.state();
-        if st.closed {
+        if st.closed || st.detached {
             return false;
         }
         st.control_queued += 1;
@@ -186,6 +190,7 @@ impl ConnOut {
         };
         let mut st = self.state();
         if st.closed
+            || st.detached
             || st.media_queued >= self.shared.limits.max_media_packets
             || st.media_bytes + payload.len() > self.shared.limits.max_media_bytes
         {
@@ -225,6 +230,7 @@ impl ConnOut {
             let size = rtp_head.len() + rest.len();
             let refused = u16::try_from(size).is_err()
                 || st.closed
+                || st.detached
                 || st.media_queued >= self.shared.limits.max_media_packets
                 || st.media_bytes + size > self.shared.limits.max_media_bytes;
             if refused {
@@ -273,6 +279,18 @@ impl ConnOut {
         self.state().closed = true;
         self.shared.notify.notify_one();
         self.shared.closed.notify_waiters();
+    }
+
+    /// The TCP connection is gone while UDP sessions set up on it live on (see
+    /// `parked`): the writer writes what is queued and ends, nothing more is queued,
+    /// and the output stays open until [`ConnOut::close`].
+    pub fn detach(&self) {
+        self.state().detached = true;
+        self.shared.notify.notify_one();
+    }
+
+    pub fn is_detached(&self) -> bool {
+        self.state().detached
     }
 
     /// Resolves once the connection is closed (by either side or by a hub giving up).
@@ -327,7 +345,7 @@ impl ConnOut {
                         }
                     }
                 }
-                (st.closed, hold)
+                (st.closed || st.detached, hold)
             };
             if let Some(due) = wait_until {
                 // A response arriving meanwhile ends the wait early.
@@ -346,9 +364,14 @@ impl ConnOut {
                 continue;
             }
             let had_control = batch.iter().any(|o| matches!(o, Out::Control(_)));
-            write_all_vectored(&mut w, &batch)
-                .await
-                .inspect_err(|_| self.close())?;
+            if let Err(e) = write_all_vectored(&mut w, &batch).await {
+                // A detached output has no connection to lose.
+                if self.is_detached() {
+                    return Ok(());
+                }
+                self.close();
+                return Err(e);
+            }
             batch.clear();
             last_media_write = (!had_control).then(tokio::time::Instant::now);
         }
@@ -588,5 +611,38 @@ mod tests {
         assert!(out.run_writer(wr).await.is_err());
         assert!(out.is_closed());
         assert!(!out.push_media(0, &Bytes::from_static(b"x")));
+    }
+
+    #[tokio::test]
+    async fn a_detached_output_ends_its_writer_but_stays_open() {
+        let out = ConnOut::new(Backlog::default());
+        out.push_control(Bytes::from_static(b"last"));
+        out.detach();
+        assert!(!out.push_control(Bytes::from_static(b"more")));
+        assert!(!out.push_media(0, &Bytes::from_static(b"x")));
+        let mut written = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            out.run_writer(&mut written),
+        )
+        .await
+        .expect("the writer ends once detached")
+        .unwrap();
+        assert_eq!(written, b"last", "what was queued is still written");
+        assert!(
+            !out.is_closed(),
+            "UDP viewers of the output keep their media"
+        );
+
+        // A connection that is already gone: the failed write does not close it.
+        let out = ConnOut::new(Backlog::default());
+        out.push_control(Bytes::from_static(b"hello"));
+        out.detach();
+        let (rd, wr) = tokio::io::duplex(64);
+        drop(rd);
+        assert!(out.run_writer(wr).await.is_ok());
+        assert!(!out.is_closed());
+        out.close();
+        assert!(out.is_closed());
     }
 }

@@ -30,6 +30,7 @@ mod ldap;
 mod limits;
 mod login;
 mod metrics;
+mod parked;
 mod passthrough;
 mod ports;
 mod prefetch;

@@ -145,6 +145,7 @@ impl Edge {
             viewers: ViewerRegistry::default(),
             denied: Default::default(),
             cache: std::sync::OnceLock::new(),
+            parked: Default::default(),
         };
         Self {
             ctx: Arc::new(ctx),

@@ -231,6 +231,31 @@ struct Session<S> {
     reported: ReportedLoss,
 }
 
+/// A UDP session taken out of its connection's table when the connection closed
+/// (RFC 2326 §3: a session is not tied to a transport connection), to be adopted by a
+/// later connection that names it or ended when its timeout passes.
+#[derive(Debug)]
+pub(crate) struct Detached<S> {
+    id: String,
+    peer: SocketAddr,
+    session: Session<S>,
+}
+
+impl<S> Detached<S> {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn source(&self) -> &S {
+        &self.session.source
+    }
+
+    /// When it times out without a request, with the connection's `timeout`.
+    pub fn expires(&self, timeout: Duration) -> Instant {
+        self.session.last_seen + timeout
+    }
+}
+
 /// Methods we answer, for `Public`.
 pub(crate) const PUBLIC: &str =
     "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
@@ -268,6 +293,10 @@ impl<S> ViewerSessions<S> {
     /// Whether the connection has a session (then only the session timeout bounds it).
     pub fn has_sessions(&self) -> bool {
         !self.sessions.is_empty()
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.sessions.contains_key(id)
     }
 
     /// Anything arrived on the connection (a request or an interleaved frame).
@@ -542,31 +571,7 @@ impl<S> ViewerSessions<S> {
     fn end(&mut self, id: &str, reason: EndReason, now: Now) -> Option<Ended<S>> {
         let s = self.sessions.remove(id)?;
         let transport = self.transport_of(&s);
-        Some(Ended {
-            source: s.source,
-            record: EndedSession {
-                session: id.to_owned(),
-                viewer: self.peer,
-                url: s.base_url,
-                transport,
-                started_unix_ms: s.started.unix_ms,
-                duration: now.at.saturating_duration_since(s.started.at),
-                reason,
-                counts: Counts::default(),
-                user: s.info.user,
-                method: s
-                    .answer
-                    .as_ref()
-                    .map(|(m, _)| m.as_str().to_owned())
-                    .unwrap_or_default(),
-                status: s.answer.map_or(0, |(_, code)| code),
-                rule: s.info.rule,
-                origin: s.info.origin,
-                cache: s.info.cache,
-                user_agent: s.info.user_agent,
-                reported_lost: s.reported.total(),
-            },
-        })
+        Some(ended(id, self.peer, transport, s, reason, now))
     }
 
     /// When [`ViewerSessions::handle_timeout`] next has something to do.
@@ -622,9 +627,83 @@ impl<S> ViewerSessions<S> {
         }
     }
 
+    /// Takes the sessions whose media goes over UDP out of the table (the connection
+    /// closed; their media needs no connection), counting the connection's last
+    /// traffic as their last activity. Sessions on the connection itself stay for
+    /// [`ViewerSessions::end_all`].
+    pub fn detach_udp(&mut self) -> Vec<Detached<S>> {
+        let mut ids: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| self.transport_of(s) == ViewerTransport::Udp)
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        let traffic = self.last_traffic;
+        ids.into_iter()
+            .filter_map(|id| {
+                let mut session = self.sessions.remove(&id)?;
+                session.last_seen = session.last_seen.max(traffic);
+                Some(Detached {
+                    id,
+                    peer: self.peer,
+                    session,
+                })
+            })
+            .collect()
+    }
+
+    /// Takes a detached session into this connection's table, as if it had been set
+    /// up here; the request naming it (handled next) refreshes it.
+    pub fn adopt(&mut self, d: Detached<S>) {
+        self.sessions.insert(d.id, d.session);
+    }
+
+    /// Ends a detached session that nobody adopted: its record names the viewer that
+    /// set it up.
+    pub fn end_detached(d: Detached<S>, reason: EndReason, now: Now) -> Ended<S> {
+        ended(&d.id, d.peer, ViewerTransport::Udp, d.session, reason, now)
+    }
+
     /// The next session that ended, once each.
     pub fn poll_ended(&mut self) -> Option<Ended<S>> {
         self.ended.pop_front()
+    }
+}
+
+/// The record of session `id` leaving its table.
+fn ended<S>(
+    id: &str,
+    peer: SocketAddr,
+    transport: ViewerTransport,
+    s: Session<S>,
+    reason: EndReason,
+    now: Now,
+) -> Ended<S> {
+    Ended {
+        source: s.source,
+        record: EndedSession {
+            session: id.to_owned(),
+            viewer: peer,
+            url: s.base_url,
+            transport,
+            started_unix_ms: s.started.unix_ms,
+            duration: now.at.saturating_duration_since(s.started.at),
+            reason,
+            counts: Counts::default(),
+            user: s.info.user,
+            method: s
+                .answer
+                .as_ref()
+                .map(|(m, _)| m.as_str().to_owned())
+                .unwrap_or_default(),
+            status: s.answer.map_or(0, |(_, code)| code),
+            rule: s.info.rule,
+            origin: s.info.origin,
+            cache: s.info.cache,
+            user_agent: s.info.user_agent,
+            reported_lost: s.reported.total(),
+        },
     }
 }
 

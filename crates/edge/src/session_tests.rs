@@ -398,3 +398,66 @@ fn the_record_keeps_the_cache_result_the_play_decided() {
     assert_eq!(ended.len(), 1);
     assert_eq!(ended[0].record.cache, CacheResult::Hit);
 }
+
+#[test]
+fn a_closed_connections_udp_session_moves_to_a_new_connection_with_its_record() {
+    let mut sim = Sim::new(false);
+    let udp = TrackDest::Udp {
+        rtp: "192.0.2.7:6000".parse().unwrap(),
+        rtcp: "192.0.2.7:6001".parse().unwrap(),
+    };
+    sim.setup_new("u", 1, udp, "udp-source");
+    sim.setup_new("t", 1, tcp(), "tcp-source");
+    sim.advance(Duration::from_secs(5));
+    sim.core.on_traffic(sim.now.at);
+
+    // The connection closes: only the UDP session can go on without it.
+    let detached = sim.core.detach_udp();
+    assert_eq!(detached.len(), 1);
+    assert_eq!(detached[0].id(), "u");
+    // Its timeout counts from the connection's last traffic, not its SETUP.
+    assert_eq!(detached[0].expires(TIMEOUT), sim.now.at + TIMEOUT);
+    sim.core.end_all(EndReason::ConnectionClosed, sim.now);
+    let ended = sim.all_ended();
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].record.session, "t");
+
+    // A new connection (another address: a balancer's other node) names it.
+    let mut next = Sim::new(false);
+    next.now = sim.now.plus(Duration::from_secs(10));
+    assert_eq!(status(next.req(Method::GetParameter, URL, Some("u"))), 454);
+    next.core.adopt(detached.into_iter().next().unwrap());
+    assert_eq!(status(next.req(Method::GetParameter, URL, Some("u"))), 200);
+    assert_eq!(next.core.transport("u"), Some(ViewerTransport::Udp));
+    // The request refreshed it: a full timeout from now, not from the old traffic.
+    next.advance(TIMEOUT - Duration::from_secs(1));
+    next.core.handle_timeout(next.now);
+    assert!(next.all_ended().is_empty());
+    assert_eq!(status(next.req(Method::Teardown, URL, Some("u"))), 200);
+    let e = next.all_ended().pop().unwrap();
+    assert_eq!(e.source, "udp-source");
+    assert_eq!(
+        (e.record.reason, e.record.started_unix_ms),
+        (EndReason::Teardown, 1_700_000_000_000)
+    );
+}
+
+#[test]
+fn a_detached_session_nobody_adopts_ends_once_with_the_viewer_that_set_it_up() {
+    let mut sim = Sim::new(false);
+    let udp = TrackDest::Udp {
+        rtp: "192.0.2.7:6000".parse().unwrap(),
+        rtcp: "192.0.2.7:6001".parse().unwrap(),
+    };
+    sim.setup_new("u", 1, udp, "src");
+    let d = sim.core.detach_udp().pop().unwrap();
+    assert!(!sim.core.has_sessions());
+    let later = sim.now.plus(TIMEOUT);
+    let e = ViewerSessions::end_detached(d, EndReason::Timeout, later);
+    assert_eq!(e.source, "src");
+    assert_eq!(e.record.viewer, viewer());
+    assert_eq!(e.record.transport, ViewerTransport::Udp);
+    assert_eq!(e.record.reason, EndReason::Timeout);
+    assert_eq!(e.record.duration, TIMEOUT);
+    assert!(sim.all_ended().is_empty());
+}

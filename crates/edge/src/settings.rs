@@ -37,6 +37,8 @@ pub(crate) struct ViewerSettings {
     pub router: Router,
     pub acl: ClientAcl,
     pub session_timeout: Duration,
+    /// A closed connection's UDP sessions go on until their timeout (`parked`).
+    pub udp_sessions_outlive_connection: bool,
     pub max_viewers: usize,
     pub backlog: Backlog,
     /// Viewer logins: settings and the users file as read at start or reload.
@@ -90,6 +92,7 @@ impl ViewerSettings {
             router: Router::new(cfg, via.to_owned(), UPSTREAM_TIMEOUT).with_listeners(listeners),
             acl: cfg.client_acl.clone(),
             session_timeout: cfg.session_timeout.get().get(),
+            udp_sessions_outlive_connection: cfg.udp_sessions_outlive_connection,
             max_viewers: cfg.max_viewers.get() as usize,
             backlog: Backlog {
                 max_media_packets: backlog_packets,

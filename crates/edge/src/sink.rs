@@ -37,6 +37,9 @@ pub struct Tally {
     bytes: AtomicU64,
     lost: AtomicU64,
     reported: Mutex<ReportedLoss>,
+    /// RTCP packets from the viewer: a UDP session without its connection lives on
+    /// them (`parked`).
+    rtcp_packets: AtomicU64,
 }
 
 /// The loss a viewer's RTCP reports state: the latest cumulative figure per reported
@@ -107,10 +110,16 @@ impl Tally {
 
     /// An RTCP packet from the viewer (UDP viewers' reach the hub's RTCP socket).
     pub fn note_rtcp(&self, payload: &[u8]) {
+        self.rtcp_packets.fetch_add(1, Ordering::Relaxed);
         self.reported
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .note_rtcp(payload);
+    }
+
+    /// RTCP packets seen from the viewer so far.
+    pub fn rtcp_packets(&self) -> u64 {
+        self.rtcp_packets.load(Ordering::Relaxed)
     }
 
     /// The loss the viewer's RTCP reported, as [`ReportedLoss::total`].

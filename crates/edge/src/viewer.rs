@@ -48,7 +48,7 @@ use crate::login::{self, Place};
 use crate::passthrough;
 use crate::routing::RouteError;
 use crate::session::{
-    error, stream_url, CacheResult, EndReason, EndedSession, Now, SessionInfo, Step,
+    error, stream_url, CacheResult, EndReason, Ended, EndedSession, Now, SessionInfo, Step,
     ViewerSessions, ViewerTransport,
 };
 use crate::settings::{Current, ViewerSettings};
@@ -85,6 +85,8 @@ pub(crate) struct ViewerContext {
     pub denied: std::sync::Mutex<DeniedBudget>,
     /// The on-demand cache, once the edge's starter attached one.
     pub cache: std::sync::OnceLock<Arc<crate::cache_store::CacheStore>>,
+    /// UDP sessions whose connection closed, until a connection names them.
+    pub parked: crate::parked::ParkedSessions,
 }
 
 impl std::fmt::Debug for ViewerContext {
@@ -261,6 +263,7 @@ impl ViewerConn {
             tokio::select! {
                 r = rd.read_buf(buf) => match r {
                     Ok(0) | Err(_) => {
+                        self.park_udp_sessions();
                         self.close(EndReason::ConnectionClosed).await;
                         return None;
                     }
@@ -320,14 +323,65 @@ impl ViewerConn {
         self.accounting_pending.clear();
     }
 
-    /// Ends every session and the output (which flushes what is queued, then closes).
+    /// Ends every session and the output (which flushes what is queued, then closes;
+    /// a detached output stays open for the parked sessions' media).
     async fn close(&mut self, reason: EndReason) {
         self.core.end_all(reason, Now::system());
         self.finish_ended().await;
         self.described.clear();
         self.origin_described.clear();
         self.accounting_pending.clear();
-        self.out.close();
+        if !self.out.is_detached() {
+            self.out.close();
+        }
+    }
+
+    /// The viewer closed the connection: its UDP sessions go on without it, when the
+    /// edge is configured so (see `parked`).
+    fn park_udp_sessions(&mut self) {
+        if self.tunnel || !self.ctx.settings.load().udp_sessions_outlive_connection {
+            return;
+        }
+        let detached = self.core.detach_udp();
+        if detached.is_empty() {
+            return;
+        }
+        self.out.detach();
+        for session in detached {
+            let accounting = self.accounting.remove(session.id());
+            crate::parked::park(
+                &self.ctx,
+                session,
+                accounting,
+                self.out.clone(),
+                self.session_timeout,
+            );
+        }
+    }
+
+    /// A request naming a session this connection does not hold: a parked one (its
+    /// connection closed) becomes this connection's.
+    fn adopt_parked(&mut self, req: &Request) {
+        let Some(id) = req
+            .headers
+            .get("Session")
+            .map(|s| s.split(';').next().unwrap_or("").trim())
+            .filter(|id| !id.is_empty())
+        else {
+            return;
+        };
+        if self.core.contains(id) {
+            return;
+        }
+        let Some(parked) = self.ctx.parked.adopt(id) else {
+            return;
+        };
+        tracing::info!(session = %id, viewer = %self.peer, "a new connection resumed the UDP session");
+        self.ctx.viewers.set_disconnect(id, self.disconnect.clone());
+        if let Some(a) = parked.accounting {
+            self.accounting.insert(id.to_owned(), a);
+        }
+        self.core.adopt(parked.session);
     }
 
     /// Ends the sessions whose accounting connection the origin ended (a UDP viewer of
@@ -357,40 +411,9 @@ impl ViewerConn {
     /// Stops the sources of sessions that ended and reports each once.
     async fn finish_ended(&mut self) {
         while let Some(ended) = self.core.poll_ended() {
-            let mut rec = ended.record;
             // Closes the origin's accounting connection for this viewer.
-            self.accounting.remove(&rec.session);
-            let tally = ended.source.tally().clone();
-            // A hit that went on from the origin (the end of a held range) recorded
-            // a run after its PLAY was answered.
-            if ended.source.cache_result() == CacheResult::Miss {
-                rec.cache = CacheResult::Miss;
-            }
-            rec.counts = if rec.reason == EndReason::AccountingClosed {
-                ended.source.stop_with_bye().await
-            } else {
-                ended.source.stop().await
-            };
-            // UDP viewers' reports reached the hub, interleaved ones the session.
-            rec.reported_lost = rec.reported_lost.max(tally.reported_lost());
-            self.ctx.sessions.fetch_sub(1, Ordering::Relaxed);
-            self.ctx.hubs.edge_stats().session_ended(rec.reason);
-            self.ctx.viewers.remove(&rec.session);
-            tracing::info!(
-                session = %rec.session,
-                viewer = %rec.viewer,
-                url = %rec.url,
-                reason = rec.reason.as_str(),
-                transport = rec.transport.as_str(),
-                packets = rec.counts.packets,
-                bytes = rec.counts.bytes,
-                lost = rec.counts.lost,
-                duration = ?rec.duration,
-                "viewer session ended"
-            );
-            if let Some(listener) = &self.ctx.on_ended {
-                listener(&rec);
-            }
+            self.accounting.remove(&ended.record.session);
+            report_ended(&self.ctx, ended).await;
         }
     }
 
@@ -416,6 +439,7 @@ impl ViewerConn {
         }
         let vias: Vec<&str> = req.headers.get_all("Via").collect();
         self.incoming_via = (!vias.is_empty()).then(|| vias.join(", "));
+        self.adopt_parked(&req);
         let step = self.core.handle_request(&req, now);
         // A DESCRIBE or a SETUP without a session: refused, it leaves a DENIED record.
         let opens = matches!(
@@ -1072,6 +1096,43 @@ impl ViewerConn {
         let mut r = Response::new(Version::Rtsp1_0, StatusCode::OK);
         r.headers.append("Session", id.to_owned());
         r
+    }
+}
+
+/// Stops an ended session's source and reports the session once: counters, the
+/// edge's session count, the admin registry, the log line and the edge's listener.
+pub(crate) async fn report_ended(ctx: &ViewerContext, ended: Ended<Source>) {
+    let mut rec = ended.record;
+    let tally = ended.source.tally().clone();
+    // A hit that went on from the origin (the end of a held range) recorded
+    // a run after its PLAY was answered.
+    if ended.source.cache_result() == CacheResult::Miss {
+        rec.cache = CacheResult::Miss;
+    }
+    rec.counts = if rec.reason == EndReason::AccountingClosed {
+        ended.source.stop_with_bye().await
+    } else {
+        ended.source.stop().await
+    };
+    // UDP viewers' reports reached the hub, interleaved ones the session.
+    rec.reported_lost = rec.reported_lost.max(tally.reported_lost());
+    ctx.sessions.fetch_sub(1, Ordering::Relaxed);
+    ctx.hubs.edge_stats().session_ended(rec.reason);
+    ctx.viewers.remove(&rec.session);
+    tracing::info!(
+        session = %rec.session,
+        viewer = %rec.viewer,
+        url = %rec.url,
+        reason = rec.reason.as_str(),
+        transport = rec.transport.as_str(),
+        packets = rec.counts.packets,
+        bytes = rec.counts.bytes,
+        lost = rec.counts.lost,
+        duration = ?rec.duration,
+        "viewer session ended"
+    );
+    if let Some(listener) = &ctx.on_ended {
+        listener(&rec);
     }
 }
 

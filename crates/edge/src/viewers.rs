@@ -88,6 +88,14 @@ impl ViewerRegistry {
         }
     }
 
+    /// Who closes session `id` for the admin API from now on (a connection that
+    /// adopted it, or its parked timer).
+    pub fn set_disconnect(&self, id: &str, disconnect: Arc<Notify>) {
+        if let Some(v) = self.map().get_mut(id) {
+            v.disconnect = disconnect;
+        }
+    }
+
     pub fn remove(&self, id: &str) {
         self.map().remove(id);
     }

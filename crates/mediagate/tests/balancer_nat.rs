@@ -25,26 +25,15 @@ use std::time::{Duration, Instant};
 use mediagate_testkit::process::{peers_dir, Peer};
 use mediagate_testkit::OriginOptions;
 
+#[path = "common/sip_nat.rs"]
+mod sip_nat;
+
+use sip_nat::{add_netns, output, run, veth, Netns};
+
 /// The test's namespaces and veths, removed on drop.
 struct Net {
     prefix: String,
-}
-
-fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", args[0]));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn output(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    _namespaces: Vec<Netns>,
 }
 
 impl Net {
@@ -66,29 +55,21 @@ impl Net {
     }
 
     fn new() -> Net {
+        let prefix = format!("mgbn{}", std::process::id() % 100_000);
         let net = Net {
-            prefix: format!("mgbn{}", std::process::id() % 100_000),
+            _namespaces: ["pub", "nat", "viewer"]
+                .iter()
+                .map(|ns| add_netns(&format!("{prefix}{ns}")))
+                .collect(),
+            prefix,
         };
-        for ns in ["pub", "nat", "viewer"] {
-            run(&["ip", "netns", "add", &net.ns(ns)]);
-            run(&["ip", "-n", &net.ns(ns), "link", "set", "lo", "up"]);
-        }
         let links = [
             ("pub", "p", "198.51.100.1/30", "nat", "o", "198.51.100.2/30"),
             ("nat", "i", "10.1.0.1/24", "viewer", "v", "10.1.0.2/24"),
         ];
         for (n1, i1, a1, n2, i2, a2) in links {
             let (if1, if2) = (format!("{}{i1}", net.prefix), format!("{}{i2}", net.prefix));
-            let (ns1, ns2) = (net.ns(n1), net.ns(n2));
-            run(&[
-                "ip", "link", "add", &if1, "type", "veth", "peer", "name", &if2,
-            ]);
-            run(&["ip", "link", "set", &if1, "netns", &ns1]);
-            run(&["ip", "link", "set", &if2, "netns", &ns2]);
-            run(&["ip", "-n", &ns1, "addr", "add", a1, "dev", &if1]);
-            run(&["ip", "-n", &ns2, "addr", "add", a2, "dev", &if2]);
-            run(&["ip", "-n", &ns1, "link", "set", &if1, "up"]);
-            run(&["ip", "-n", &ns2, "link", "set", &if2, "up"]);
+            veth(&net.ns(n1), &if1, a1, &net.ns(n2), &if2, a2);
         }
         run(&[
             "ip",
@@ -184,16 +165,6 @@ impl Net {
             .and_then(|l| l.split_whitespace().next())
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no counter for {ports} in:\n{table}"))
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for ns in ["pub", "nat", "viewer"] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.ns(ns)])
-                .status();
-        }
     }
 }
 

@@ -144,8 +144,8 @@ impl Viewer {
     }
 
     /// DESCRIBE, SETUP of the video track over UDP to a fresh port pair, PLAY; returns
-    /// the RTCP socket.
-    async fn play_video_over_udp(&mut self) -> UdpSocket {
+    /// the RTP and RTCP sockets and the SETUP's answer.
+    async fn play_udp(&mut self) -> (UdpSocket, UdpSocket, Response) {
         let url = self.url.clone();
         assert_eq!(
             self.request(Method::Describe, &url, None)
@@ -157,14 +157,20 @@ impl Viewer {
         let (rtp, rtcp) = udp_pair().await;
         let port = rtp.local_addr().unwrap().port();
         let t = format!("RTP/AVP;unicast;client_port={port}-{}", port + 1);
-        let r = self
+        let setup = self
             .request(Method::Setup, &format!("{url}/trackID=0"), Some(&t))
             .await;
-        assert_eq!(r.status.as_u16(), 200, "{r:?}");
+        assert_eq!(setup.status.as_u16(), 200, "{setup:?}");
         assert_eq!(
             self.request(Method::Play, &url, None).await.status.as_u16(),
             200
         );
+        (rtp, rtcp, setup)
+    }
+
+    /// [`Viewer::play_udp`], returning the RTCP socket.
+    async fn play_video_over_udp(&mut self) -> UdpSocket {
+        let (rtp, rtcp, _) = self.play_udp().await;
         // The RTP socket is not read; the kernel drops what does not fit.
         std::mem::forget(rtp);
         rtcp
@@ -411,4 +417,123 @@ async fn drain_ends_real_viewers_sessions_and_the_origins() {
 
     // Nothing is accepted any more.
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+}
+
+/// Counts RTP datagrams arriving on `sock` for `d`.
+async fn datagrams_within(sock: &UdpSocket, d: Duration) -> u64 {
+    let mut buf = vec![0u8; 2048];
+    let mut n = 0;
+    let _ = tokio::time::timeout(d, async {
+        loop {
+            if sock.recv(&mut buf).await.is_ok() {
+                n += 1;
+            }
+        }
+    })
+    .await;
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_udp_session_outlives_its_connection_and_resumes_on_a_new_one() {
+    let origin = Origin::start(OriginOptions::default()).expect("origin starts");
+    let (_edge, addr, records) = edge(
+        &origin,
+        "session_timeout = \"3s\"\nudp_sessions_outlive_connection = true",
+    )
+    .await;
+
+    // Set up over UDP, then close the connection without a TEARDOWN.
+    let mut v = Viewer::connect(addr).await;
+    let url = v.url.clone();
+    let (rtp, _rtcp, _) = v.play_udp().await;
+    let session = v.session.clone().unwrap();
+    assert!(datagrams_within(&rtp, Duration::from_millis(800)).await > 5);
+    drop(v);
+
+    // The media goes on and no record comes: the session lives without a connection.
+    assert!(
+        datagrams_within(&rtp, Duration::from_millis(1500)).await > 5,
+        "the media stopped with the connection"
+    );
+    assert!(records.lock().unwrap().iter().all(|r| r.session != session));
+
+    // A keep-alive on a new connection reaches the same session and refreshes it.
+    let mut v = Viewer::connect(addr).await;
+    v.session = Some(session.clone());
+    let r = v.request(Method::GetParameter, &url, None).await;
+    assert_eq!(r.status.as_u16(), 200, "{r:?}");
+    assert!(datagrams_within(&rtp, Duration::from_millis(500)).await > 2);
+    // Closed again, then left alone: it times out, counted from that keep-alive.
+    drop(v);
+    let got = records_of(&records, &session).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].reason, EndReason::Timeout);
+    assert_eq!(got[0].transport, ViewerTransport::Udp);
+    assert!(got[0].duration >= Duration::from_millis(5300), "{got:?}");
+    assert!(got[0].counts.packets > 20, "{got:?}");
+    let _ = datagrams_within(&rtp, Duration::from_millis(300)).await;
+    assert_eq!(
+        datagrams_within(&rtp, Duration::from_millis(700)).await,
+        0,
+        "the media stops when the session ends"
+    );
+
+    // A TEARDOWN on a new connection ends a parked session at once.
+    let mut v = Viewer::connect(addr).await;
+    let _second_sockets = v.play_udp().await;
+    let second = v.session.clone().unwrap();
+    drop(v);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut v = Viewer::connect(addr).await;
+    v.session = Some(second.clone());
+    assert_eq!(
+        v.request(Method::Teardown, &url, None)
+            .await
+            .status
+            .as_u16(),
+        200
+    );
+    let got = records_of(&records, &second).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].reason, EndReason::Teardown);
+
+    // The viewer's RTCP keeps a parked session alive (RFC 7826 §10.5), as it does for
+    // a client whose keep-alives stopped with its connection.
+    let mut v = Viewer::connect(addr).await;
+    let (rtp3, rtcp3, r) = v.play_udp().await;
+    let server_rtcp: u16 = r
+        .headers
+        .get("Transport")
+        .and_then(|t| t.split("server_port=").nth(1))
+        .and_then(|p| p.split(['-', ';']).nth(1))
+        .and_then(|p| p.parse().ok())
+        .expect("the answer names the server's RTCP port");
+    let third = v.session.clone().unwrap();
+    drop(v);
+    let mut rr = vec![0u8; 256];
+    let n = {
+        let mut w = mediagate_rtp::rtcp::build::CompoundWriter::new(&mut rr);
+        w.receiver_report(0x4d47, &[]).unwrap();
+        w.finish().unwrap()
+    };
+    rr.truncate(n);
+    // Two timeouts and more, with a report every second.
+    for _ in 0..7 {
+        rtcp3
+            .send_to(&rr, ("127.0.0.1", server_rtcp))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(
+        records.lock().unwrap().iter().all(|r| r.session != third),
+        "the session ended while its viewer reported"
+    );
+    assert!(datagrams_within(&rtp3, Duration::from_millis(500)).await > 2);
+    // Reports stop: it times out.
+    let got = records_of(&records, &third).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].reason, EndReason::Timeout);
+    assert!(got[0].duration >= Duration::from_secs(9), "{got:?}");
 }

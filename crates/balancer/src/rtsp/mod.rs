@@ -4,6 +4,7 @@
 //! * [`sessions`] (sans-IO): the session table with the balancer's own session IDs.
 //! * [`transport`] (sans-IO): what a SETUP's `Transport` header may carry through.
 //! * [`proxy`] (tokio): the connections, client side and back-end side.
+//! * [`threads`]: the threads those connections run on, one runtime per CPU.
 //!
 //! Routing rules: a request without `Session` goes to the back end this connection
 //! already uses, else to the scheduler's pick; a request with `Session` goes to that
@@ -32,4 +33,5 @@ pub(crate) mod proxy;
 #[cfg(test)]
 mod proxy_tests;
 pub(crate) mod sessions;
+mod threads;
 pub(crate) mod transport;

@@ -34,6 +34,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use super::outbox::Outbox;
+use super::threads::ProxyThreads;
 use super::transport;
 use crate::backend::BackendId;
 use crate::proxy_v2;
@@ -96,13 +97,29 @@ pub(crate) async fn accept_loop(listener: TcpListener, svc: Arc<Service>, settin
         settings.open.fetch_add(1, Ordering::Relaxed);
         add(&svc.stats.connections, 1);
         add(&svc.stats.connections_open, 1);
+        // The connection moves to its thread's runtime (registered there afresh).
+        let std = match stream.into_std() {
+            Ok(std) => std,
+            Err(e) => {
+                tracing::warn!(service = %svc.name, "balancer: cannot take an accepted connection: {e}");
+                settings.open.fetch_sub(1, Ordering::Relaxed);
+                svc.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+                continue;
+            }
+        };
         let svc = Arc::clone(&svc);
         let settings = Arc::clone(&settings);
-        tokio::spawn(async move {
-            serve(stream, peer, &svc, &settings).await;
+        let task = async move {
+            if let Ok(stream) = TcpStream::from_std(std) {
+                serve(stream, peer, &svc, &settings).await;
+            }
             settings.open.fetch_sub(1, Ordering::Relaxed);
             svc.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
-        });
+        };
+        match ProxyThreads::get().next() {
+            Some(thread) => drop(thread.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        }
     }
 }
 
@@ -723,9 +740,11 @@ impl BackendReader {
                 Some(id) => Some(id),
                 None if ok => {
                     let id = svc.table().bind(self.backend, &s.id, timeout, now, mint);
-                    if id.is_some() {
+                    if let Some(id) = &id {
                         if let Some(b) = svc.backend(self.backend) {
                             add(&b.stats.sessions_total, 1);
+                            // Both IDs, so an operator can follow a session through.
+                            tracing::debug!(service = %svc.name, session = %id, backend = %b.addr, backend_session = %s.id, "balancer: session set up");
                         }
                     }
                     id

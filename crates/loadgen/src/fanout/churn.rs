@@ -73,15 +73,27 @@ pub(crate) struct ChurnArgs {
     /// Timeout of each RTSP request, in seconds.
     #[arg(long, default_value_t = 10.0)]
     pub request_timeout: f64,
+    /// Threads of the load generator's runtime. 1 runs every connection on one
+    /// thread (no wake-ups across threads): the cheapest load for a latency
+    /// measurement on a small machine, where the generator shares the cores with
+    /// what it measures.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
     /// No progress lines on stderr.
     #[arg(long)]
     pub quiet: bool,
 }
 
+/// Most runtime threads.
+const MAX_THREADS: usize = 16;
+
 impl ChurnArgs {
     fn validate(&self) -> anyhow::Result<()> {
         if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= 1e6) {
             bail!("--rate must be more than 0 and at most 1000000");
+        }
+        if self.threads == 0 || self.threads > MAX_THREADS {
+            bail!("--threads must be between 1 and {MAX_THREADS}");
         }
         if self.connections == 0 || self.connections > MAX_CONNECTIONS {
             bail!("--connections must be between 1 and {MAX_CONNECTIONS}");
@@ -148,11 +160,17 @@ pub(crate) fn run(args: ChurnArgs) -> anyhow::Result<u8> {
             .ok_or_else(|| anyhow!("{} resolves to no address", u.authority()))
     };
     let (short_addr, long_addr) = (resolve(&short)?, resolve(&long)?);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rt = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()
+    }
+    .context("cannot start the async runtime")?;
     let report = rt.block_on(run_async(&args, (short, short_addr), (long, long_addr)))?;
     print!("{}", report.to_text());
     Ok(report.exit_code())
@@ -561,6 +579,7 @@ mod tests {
             seconds: 30.0,
             edge_pid: None,
             request_timeout: 10.0,
+            threads: 2,
             quiet: true,
         }
     }
@@ -575,6 +594,14 @@ mod tests {
             },
             ChurnArgs {
                 rate: f64::INFINITY,
+                ..args()
+            },
+            ChurnArgs {
+                threads: 0,
+                ..args()
+            },
+            ChurnArgs {
+                threads: MAX_THREADS + 1,
                 ..args()
             },
             ChurnArgs {

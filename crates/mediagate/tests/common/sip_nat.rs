@@ -1,7 +1,8 @@
 //! The SIP test network shared by the relay's and the dispatcher's Kamailio tests:
 //! namespaces with MASQUERADE NATs in front of two SIPp phones, the peers' files, and
 //! helpers to start programs inside the namespaces. Included with `#[path]` by
-//! `relay_kamailio.rs`, `dispatcher_kamailio.rs` and `dispatcher_cluster.rs`.
+//! `relay_kamailio.rs`, `dispatcher_kamailio.rs` and `dispatcher_cluster.rs`, and by
+//! `balancer_nat.rs` for its namespace helpers ([`add_netns`], [`veth`], [`run`]).
 //!
 //! Topology (all addresses inside namespaces created and deleted by the test):
 //!
@@ -33,6 +34,30 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .status();
     }
+}
+
+/// Creates namespace `name` with its loopback up; it is deleted when the value drops.
+pub fn add_netns(name: &str) -> Netns {
+    run(&["ip", "netns", "add", name]);
+    let ns = Netns {
+        name: name.to_owned(),
+    };
+    run(&["ip", "-n", name, "link", "set", "lo", "up"]);
+    ns
+}
+
+/// A veth pair from namespace `ns1` (end `if1`, address `addr1`) to `ns2` (`if2`,
+/// `addr2`), both ends up.
+pub fn veth(ns1: &str, if1: &str, addr1: &str, ns2: &str, if2: &str, addr2: &str) {
+    run(&[
+        "ip", "link", "add", if1, "type", "veth", "peer", "name", if2,
+    ]);
+    run(&["ip", "link", "set", if1, "netns", ns1]);
+    run(&["ip", "link", "set", if2, "netns", ns2]);
+    run(&["ip", "-n", ns1, "addr", "add", addr1, "dev", if1]);
+    run(&["ip", "-n", ns2, "addr", "add", addr2, "dev", if2]);
+    run(&["ip", "-n", ns1, "link", "set", if1, "up"]);
+    run(&["ip", "-n", ns2, "link", "set", if2, "up"]);
 }
 
 pub fn run(args: &[&str]) {
@@ -72,10 +97,7 @@ impl Topology {
         );
         let mut namespaces = Vec::new();
         for role in ["pub", "nata", "phonea", "natb", "phoneb", "evil"] {
-            let name = format!("{prefix}-{role}");
-            run(&["ip", "netns", "add", &name]);
-            namespaces.push(Netns { name: name.clone() });
-            run(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+            namespaces.push(add_netns(&format!("{prefix}-{role}")));
         }
         let t = Topology {
             prefix,
@@ -112,16 +134,7 @@ impl Topology {
         ];
         for (n1, i1, a1, n2, i2, a2) in links {
             let (if1, if2) = (format!("{}-{i1}", t.prefix), format!("{}-{i2}", t.prefix));
-            let (ns1, ns2) = (t.ns(n1), t.ns(n2));
-            run(&[
-                "ip", "link", "add", &if1, "type", "veth", "peer", "name", &if2,
-            ]);
-            run(&["ip", "link", "set", &if1, "netns", &ns1]);
-            run(&["ip", "link", "set", &if2, "netns", &ns2]);
-            run(&["ip", "-n", &ns1, "addr", "add", a1, "dev", &if1]);
-            run(&["ip", "-n", &ns2, "addr", "add", a2, "dev", &if2]);
-            run(&["ip", "-n", &ns1, "link", "set", &if1, "up"]);
-            run(&["ip", "-n", &ns2, "link", "set", &if2, "up"]);
+            veth(&t.ns(n1), &if1, a1, &t.ns(n2), &if2, a2);
         }
         run(&[
             "ip",

@@ -1,0 +1,80 @@
+//! The threads the balancer's RTSP connections run on: one single-threaded tokio
+//! runtime per CPU, and each accepted client connection, with its back-end
+//! connections and writer tasks, stays on one of them.
+//!
+//! Why: on the process's shared multi-threaded runtime a request read on one worker
+//! often woke a task that another worker then ran (a futex wake and a parked thread
+//! to schedule for each of the four round trips of a session): `perf` during 5,000
+//! setups a second put 15% of the balancer's time in context switches, most of them
+//! `park_condvar`. On one thread per connection a request and its answer are
+//! handled where the socket readiness arrived. What it does not do: balance load
+//! between the threads beyond handing connections out in turn (a session's requests
+//! are small; interleaved media of one connection stays on its thread), or serve
+//! anything but RTSP connections (L4 services, health checks and the session sync
+//! stay on the process's runtime).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use tokio::runtime::Handle;
+
+/// At most this many connection threads, whatever the CPU count.
+const MAX_THREADS: usize = 16;
+
+pub(crate) struct ProxyThreads {
+    handles: Vec<Handle>,
+    next: AtomicUsize,
+}
+
+static THREADS: OnceLock<ProxyThreads> = OnceLock::new();
+
+impl ProxyThreads {
+    /// The threads, started on first use (one per CPU). A thread that cannot start
+    /// is left out; with none, connections run on the caller's runtime.
+    pub(crate) fn get() -> &'static ProxyThreads {
+        THREADS.get_or_init(|| {
+            let n = std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get)
+                .min(MAX_THREADS);
+            let handles = (0..n).filter_map(|i| start(i).ok()).collect();
+            ProxyThreads {
+                handles,
+                next: AtomicUsize::new(0),
+            }
+        })
+    }
+
+    /// The runtime the next connection goes to, in turn; `None` when no thread
+    /// started.
+    pub(crate) fn next(&self) -> Option<&Handle> {
+        if self.handles.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
+        self.handles.get(i)
+    }
+}
+
+/// Starts connection thread `i`: a current-thread runtime driven for the life of the
+/// process (it is never dropped, so never from inside another runtime).
+fn start(i: usize) -> std::io::Result<Handle> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(format!("mg-rtsp-{i}"))
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = tx.send(Ok(rt.handle().clone()));
+            rt.block_on(std::future::pending::<()>());
+        })?;
+    rx.recv()
+        .map_err(|_| std::io::Error::other("the connection thread ended at start"))?
+}

@@ -1,0 +1,145 @@
+//! UDP viewer sessions whose RTSP connection closed, kept until a new connection names
+//! them or their timeout passes (RFC 2326 §3 and §12.37: a session outlives the
+//! transport connection it was set up on). What a viewer whose control path broke
+//! needs (a balancer failover, a NAT that dropped the TCP mapping): its media goes on,
+//! and its next keep-alive on a new connection reaches the same session.
+//!
+//! Only with `[edge] udp_sessions_outlive_connection`; without it a closed connection
+//! ends its sessions at once, as before. Sessions on the connection itself (TCP
+//! interleaved, HTTP tunnels) always end with it: their media has nowhere to go.
+//!
+//! A parked session keeps its source (the hub keeps sending to the viewer's UDP
+//! ports, its output being detached, not closed) and its accounting connection. One
+//! task per parked session ends it when a whole session timeout passes with neither
+//! a request nor an RTCP packet from the viewer (RFC 7826 §10.5: RTCP shows the
+//! client alive; a client such as GStreamer's rtspsrc, whose keep-alive timer starts
+//! over with a new connection, depends on it), when the edge drains, the admin API
+//! disconnects it, or its hub gives it up; adoption by a new connection cancels that
+//! task. What it does not do: a parked
+//! session does not learn of its origin closing its accounting connection until it is
+//! adopted or times out.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::accounting_conn::Accounting;
+use crate::conn_out::ConnOut;
+use crate::session::{Detached, EndReason, Now, ViewerSessions};
+use crate::source::Source;
+use crate::tracker::until_true;
+use crate::viewer::{report_ended, ViewerContext};
+
+/// One parked session and what it takes along to the connection that adopts it.
+pub(crate) struct Parked {
+    pub session: Detached<Source>,
+    pub accounting: Option<Accounting>,
+    /// Wakes the parked session's timer task when the session is adopted.
+    cancel: Arc<Notify>,
+    /// Which parking this is: a session adopted and parked again has a new timer.
+    token: u64,
+    /// The closed connection's output, which the hub's sink still holds.
+    out: ConnOut,
+}
+
+/// The parked sessions of one edge, by session id.
+#[derive(Default)]
+pub(crate) struct ParkedSessions {
+    map: Mutex<HashMap<String, Parked>>,
+    next_token: AtomicU64,
+}
+
+impl std::fmt::Debug for ParkedSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParkedSessions")
+            .field("sessions", &self.map().len())
+            .finish()
+    }
+}
+
+impl ParkedSessions {
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Parked>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes session `id` for a connection that named it; its timer stops.
+    pub fn adopt(&self, id: &str) -> Option<Parked> {
+        let p = self.map().remove(id)?;
+        p.cancel.notify_one();
+        Some(p)
+    }
+
+    fn take_if(&self, id: &str, token: u64) -> Option<Parked> {
+        let mut map = self.map();
+        if map.get(id).is_some_and(|p| p.token == token) {
+            map.remove(id)
+        } else {
+            None
+        }
+    }
+}
+
+/// Parks `session` (its connection, whose output is `out`, closed) and starts the task
+/// that ends it unless a connection adopts it first. `timeout` is the session timeout
+/// its connection advertised.
+pub(crate) fn park(
+    ctx: &Arc<ViewerContext>,
+    session: Detached<Source>,
+    accounting: Option<Accounting>,
+    out: ConnOut,
+    timeout: Duration,
+) {
+    let id = session.id().to_owned();
+    let mut deadline = tokio::time::Instant::from_std(session.expires(timeout));
+    let tally = session.source().tally().clone();
+    let cancel = Arc::new(Notify::new());
+    // The admin API reaches the session here while no connection holds it.
+    let disconnect = Arc::new(Notify::new());
+    ctx.viewers.set_disconnect(&id, disconnect.clone());
+    let token = ctx.parked.next_token.fetch_add(1, Ordering::Relaxed);
+    ctx.parked.map().insert(
+        id.clone(),
+        Parked {
+            session,
+            accounting,
+            cancel: cancel.clone(),
+            token,
+            out: out.clone(),
+        },
+    );
+    tracing::info!(session = %id, "viewer connection closed; its UDP session goes on until a request names it or it times out");
+    let ctx = ctx.clone();
+    let guard = ctx.tasks.guard();
+    tokio::spawn(async move {
+        let mut drain = ctx.drain.clone();
+        let mut rtcp_seen = tally.rtcp_packets();
+        let reason = loop {
+            tokio::select! {
+                () = cancel.notified() => return,
+                _ = tokio::time::sleep_until(deadline) => {
+                    let rtcp = tally.rtcp_packets();
+                    if rtcp == rtcp_seen {
+                        break EndReason::Timeout;
+                    }
+                    rtcp_seen = rtcp;
+                    deadline = tokio::time::Instant::now() + timeout;
+                }
+                _ = until_true(&mut drain) => break EndReason::Drain,
+                () = disconnect.notified() => break EndReason::Admin,
+                // The hub gave the viewer up (it drained or its stream ended for good).
+                _ = out.closed() => break EndReason::ConnectionClosed,
+            }
+        };
+        if let Some(p) = ctx.parked.take_if(&id, token) {
+            // Closes the origin's accounting connection for this viewer.
+            drop(p.accounting);
+            let ended = ViewerSessions::end_detached(p.session, reason, Now::system());
+            report_ended(&ctx, ended).await;
+            p.out.close();
+        }
+        drop(guard);
+    });
+}

@@ -1,7 +1,8 @@
 //! What a benchmark reads from Linux `/proc` about a process under load: its CPU time
 //! (`/proc/PID/stat`, proc(5)), its peak and current resident memory
 //! (`/proc/PID/status` `VmHWM`/`VmRSS`) and the drop counters of UDP sockets
-//! (`/proc/PID/net/udp`, the `drops` column).
+//! (`/proc/PID/net/udp`, the `drops` column); and about the whole machine, its CPUs'
+//! busy and stolen time (`/proc/stat`).
 //!
 //! What it does not: sample on a timer or decide what a figure means; callers read at
 //! the start and end of a window and subtract. Parsers take the file's text, so they
@@ -106,12 +107,20 @@ pub(crate) fn parse_stat(text: &str) -> Result<CpuTicks, &'static str> {
 }
 
 /// The whole machine's CPU time from the `cpu` line of `/proc/stat`, in clock ticks:
-/// how much of it the hypervisor gave to other guests (`steal`), against all of it.
+/// how much of it the CPUs spent working (`busy`), how much the hypervisor gave to
+/// other guests (`steal`), against all of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct HostCpu {
     /// Every column of the line (user, nice, system, idle, iowait, irq, softirq,
     /// steal); `guest` and `guest_nice` are left out because `user` already holds them.
     pub total: u64,
+    /// Work done by this machine's CPUs, all of them, in every context: `user + nice +
+    /// system + irq + softirq`. Softirq matters most: a kernel fast path (eBPF, the
+    /// loopback and veth delivery of a send) runs there, charged to no process.
+    /// `idle` and `iowait` are not work. `steal` is left out too: it is time these
+    /// CPUs did *not* run (another guest did), so it says nothing about what a relay
+    /// costs, only how noisy the host was ([`HostCpu::steal_percent_since`]).
+    pub busy: u64,
     /// Column 8, `steal`: time this machine's CPUs were runnable but not running.
     pub steal: u64,
 }
@@ -126,6 +135,12 @@ impl HostCpu {
             return 0.0;
         }
         steal as f64 * 100.0 / total as f64
+    }
+
+    /// Busy CPU time of the whole machine between `earlier` and `self`, summed over
+    /// all CPUs (two fully busy CPUs for one second give two seconds).
+    pub(crate) fn busy_since(&self, earlier: &HostCpu, ticks_per_second: u64) -> Duration {
+        ticks_to_duration(self.busy.saturating_sub(earlier.busy), ticks_per_second)
     }
 
     /// Reads `/proc/stat`.
@@ -157,9 +172,14 @@ pub(crate) fn parse_host_stat(text: &str) -> Result<HostCpu, &'static str> {
     if columns.len() < 4 {
         return Err("the `cpu` line has fewer than 4 columns");
     }
+    let column = |i: usize| columns.get(i).copied().unwrap_or(0);
     Ok(HostCpu {
         total: columns.iter().fold(0u64, |a, &c| a.saturating_add(c)),
-        steal: columns.get(7).copied().unwrap_or(0),
+        // user, nice, system, irq, softirq (see the field's doc for what is left out).
+        busy: [0, 1, 2, 5, 6]
+            .into_iter()
+            .fold(0u64, |a, i| a.saturating_add(column(i))),
+        steal: column(7),
     })
 }
 
@@ -277,18 +297,23 @@ mod tests {
             b,
             HostCpu {
                 total: 1000,
+                busy: 100 + 5 + 50 + 1 + 4,
                 steal: 20
             }
         );
         assert_eq!(a.total - b.total, 200);
         assert!((a.steal_percent_since(&b) - 10.0).abs() < 1e-9);
         assert_eq!(b.steal_percent_since(&b), 0.0);
+        // Busy: user +50, system +30; idle (+100) and steal (+20) are not work.
+        assert_eq!(a.busy_since(&b, 100), Duration::from_millis(800));
+        assert_eq!(b.busy_since(&a, 100), Duration::ZERO);
         // Old kernels without the column: no steal, not an error.
         let old = parse_host_stat("cpu 1 2 3 4\n").unwrap();
         assert_eq!(
             old,
             HostCpu {
                 total: 10,
+                busy: 6,
                 steal: 0
             }
         );

@@ -1,6 +1,7 @@
 //! `mediagate-loadgen rtp`: K calls through an RTP relay driven over `ng`, RTP pumped
 //! both ways for T seconds, then delivery, loss, reordering, one-way latency
-//! percentiles and the relay's CPU time and peak memory (issue 4 item 9).
+//! percentiles, the relay's CPU time and peak memory (issue 4 item 9), and the whole
+//! machine's busy CPU time per forwarded packet (issue 16).
 //!
 //! It speaks `ng` like Kamailio (offer, answer, delete with `received-from` and
 //! `replace` flags), so the same run works against mediagate and against rtpengine:
@@ -17,6 +18,17 @@
 //! receiver thread's own scheduling delay is not in it; where the kernel gave no
 //! timestamp the receiver's wake-up time stands in, and the output says so (a note
 //! under the table, `kernel_rx_timestamps` and `wakeup_stamped` in the JSON).
+//!
+//! CPU is counted two ways. The relay process's own user + system time (with a PID)
+//! misses work the kernel does for it outside its system calls, in softirq context:
+//! the loopback or veth delivery of its sends, and all of a kernel fast path (eBPF)
+//! that forwards without waking it. So every run also reads the machine's busy time
+//! from `/proc/stat` over the media window ([`crate::procfs::HostCpu::busy`]), per
+//! packet received; that figure includes the load generator and the host's other
+//! work, so with `--direct` the same figure of the run with no relay is subtracted
+//! (`net us/pkt`): what putting the relay in the path cost the machine per packet.
+//! On a shared host other programs' work lands in it too; `steal%` and the load
+//! average tell how quiet the host was.
 //!
 //! What it does not: start the relays (the benchmark command in the issue note does),
 //! or judge them beyond the exit status: 0 when every packet arrived, 2 when some
@@ -103,8 +115,9 @@ pub(crate) struct RtpArgs {
     #[arg(long)]
     pub json: bool,
     /// First measure the same load with no relay (each phone sends straight to the
-    /// other), reported as target `direct`: the latency this host and the generator add
-    /// by themselves, so a relay's added latency is its figure minus this one.
+    /// other), reported as target `direct`: the latency and machine CPU this host and
+    /// the generator spend by themselves, so a relay's added latency is its figure
+    /// minus this one, and its `net us/pkt` is its machine-wide figure minus this one's.
     #[arg(long)]
     pub direct: bool,
 }
@@ -133,6 +146,13 @@ pub(crate) struct Outcome {
     /// media flowed (`/proc/stat` steal): a run with much of it measured the host, not
     /// the relay, in its latency tail.
     pub host_steal_percent: Option<f64>,
+    /// Busy time of all the machine's CPUs while the media flowed (`/proc/stat`).
+    pub host_busy_s: Option<f64>,
+    /// Packets per second per stream of this run.
+    pub pps_per_stream: u32,
+    /// [`Outcome::machine_us_per_packet`] minus the `direct` run's at the same rate:
+    /// what the relay in the path cost the whole machine per packet.
+    pub machine_net_us_per_packet: Option<f64>,
 }
 
 impl Outcome {
@@ -140,6 +160,21 @@ impl Outcome {
     pub(crate) fn cpu_us_per_packet(&self) -> Option<f64> {
         let cpu = self.relay_cpu_s?;
         (self.pump.received > 0).then(|| cpu * 1e6 / self.pump.received as f64)
+    }
+
+    /// Busy CPU time of the whole machine per packet received, microseconds.
+    pub(crate) fn machine_us_per_packet(&self) -> Option<f64> {
+        let busy = self.host_busy_s?;
+        (self.pump.received > 0).then(|| busy * 1e6 / self.pump.received as f64)
+    }
+
+    /// Fills [`Outcome::machine_net_us_per_packet`] from the `direct` run of the same
+    /// load; nothing when either figure is missing.
+    pub(crate) fn subtract_direct(&mut self, direct: &Outcome) {
+        self.machine_net_us_per_packet = self
+            .machine_us_per_packet()
+            .zip(direct.machine_us_per_packet())
+            .map(|(relay, none)| relay - none);
     }
 
     fn json(&self) -> serde_json::Value {
@@ -159,6 +194,7 @@ impl Outcome {
             "misrouted": p.misrouted,
             "send_errors": p.send_errors,
             "offered_pps": p.sent as f64 / p.seconds.max(1e-9),
+            "pps_per_stream": self.pps_per_stream,
             "latency_us": {"p50": p.latency_us(50.0), "p90": p.latency_us(90.0), "p99": p.latency_us(99.0), "p999": p.latency_us(99.9), "max": p.latency_max_us},
             "kernel_rx_timestamps": p.kernel_timestamps,
             "wakeup_stamped": p.wakeup_stamped,
@@ -166,6 +202,9 @@ impl Outcome {
             "relay_cpu_us_per_packet": self.cpu_us_per_packet(),
             "relay_peak_rss_mib": self.relay_peak_rss_mib,
             "host_steal_percent": self.host_steal_percent,
+            "machine_busy_s": self.host_busy_s,
+            "machine_us_per_packet": self.machine_us_per_packet(),
+            "machine_net_us_per_packet": self.machine_net_us_per_packet,
         })
     }
 }
@@ -287,83 +326,116 @@ fn direct_calls(count: usize, local_ip: IpAddr) -> anyhow::Result<Vec<Call>> {
         .collect()
 }
 
-/// The same load with no relay in the path.
-fn measure_direct(args: &RtpArgs) -> anyhow::Result<Outcome> {
-    let calls = direct_calls(args.calls, args.local_ip)?;
-    let (report, host_steal_percent) = pump_watching_host(&calls, args)?;
+/// One media window over calls already set up: the pump's report with the relay
+/// process's and the machine's CPU around it. `label` and the set-up figures are the
+/// caller's to fill.
+fn media_window(
+    calls: &[Call],
+    args: &RtpArgs,
+    pps: u32,
+    process: Option<&Process>,
+) -> anyhow::Result<Outcome> {
+    let ticks = crate::sys::clock_ticks_per_second().unwrap_or(100);
+    let cpu_before = process.map(Process::cpu).transpose()?;
+    // `None` where `/proc/stat` cannot be read: the figures are left out, not faked.
+    let host_before = HostCpu::now().ok();
+    let report = pump::run(calls, &plan(args, pps))?;
+    let host_after = HostCpu::now().ok();
+    let relay_cpu_s = match (process, cpu_before) {
+        (Some(p), Some(before)) => Some(p.cpu()?.since(&before, ticks).as_secs_f64()),
+        _ => None,
+    };
+    let host = host_before.zip(host_after);
     Ok(Outcome {
-        label: "direct".to_owned(),
         calls: calls.len(),
         pump: report,
-        host_steal_percent,
+        relay_cpu_s,
+        host_steal_percent: host.map(|(b, a)| a.steal_percent_since(&b)),
+        host_busy_s: host.map(|(b, a)| a.busy_since(&b, ticks).as_secs_f64()),
+        pps_per_stream: pps,
         ..Outcome::default()
     })
 }
 
-/// Pumps, and measures how much CPU the host stole meanwhile (`None` where
-/// `/proc/stat` cannot be read).
-fn pump_watching_host(
-    calls: &[Call],
-    args: &RtpArgs,
-) -> anyhow::Result<(pump::PumpReport, Option<f64>)> {
-    let before = HostCpu::now().ok();
-    let report = pump::run(calls, &plan(args))?;
-    let steal = before
-        .zip(HostCpu::now().ok())
-        .map(|(before, after)| after.steal_percent_since(&before));
-    Ok((report, steal))
+/// The same load with no relay in the path, at `pps` per stream.
+fn measure_direct(calls: &[Call], args: &RtpArgs, pps: u32) -> anyhow::Result<Outcome> {
+    Ok(Outcome {
+        label: "direct".to_owned(),
+        ..media_window(calls, args, pps, None)?
+    })
 }
 
-fn plan(args: &RtpArgs) -> pump::Plan {
+fn plan(args: &RtpArgs, pps: u32) -> pump::Plan {
     pump::Plan {
-        pps: args.pps,
+        pps,
         size: args.size,
         duration: Duration::from_secs_f64(args.seconds),
     }
 }
 
-fn measure(args: &RtpArgs, target: &Target) -> anyhow::Result<Outcome> {
-    let mut client = NgClient::new(target.ng)?;
-    let ping = RequestBuilder::new(Command::Ping).build();
-    let (pong, _) = client
-        .request(&ping)
-        .with_context(|| format!("{} does not answer ng ping at {}", target.label, target.ng))?;
-    check(&pong)?;
-    let (calls, mut rtts, setup_time) =
-        set_up(&mut client, args.calls, args.local_ip, &target.label)?;
-    rtts.sort_unstable();
-    let us =
-        |d: Option<Duration>| d.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-    let process = target.pid.map(Process::new);
-    let cpu_before = process.as_ref().map(Process::cpu).transpose()?;
-    let (report, host_steal_percent) = pump_watching_host(&calls, args)?;
-    let ticks = crate::sys::clock_ticks_per_second().unwrap_or(100);
-    let relay_cpu_s = match (&process, cpu_before) {
-        (Some(p), Some(before)) => Some(p.cpu()?.since(&before, ticks).as_secs_f64()),
-        _ => None,
-    };
-    let relay_peak_rss_mib = process
-        .as_ref()
-        .map(|p| p.memory().map(|m| m.peak_rss_kib as f64 / 1024.0))
-        .transpose()?;
-    tear_down(&mut client, &calls);
-    Ok(Outcome {
-        label: target.label.clone(),
-        calls: calls.len(),
-        setup_pairs_per_sec: calls.len() as f64 / setup_time.as_secs_f64().max(1e-9),
-        setup_rtt_p50_us: us(nearest_rank(&rtts, 50)),
-        setup_rtt_p99_us: us(nearest_rank(&rtts, 99)),
-        pump: report,
-        relay_cpu_s,
-        relay_peak_rss_mib,
-        host_steal_percent,
-    })
+/// A target's calls, set up and deleted again on drop.
+struct Session {
+    client: NgClient,
+    calls: Vec<Call>,
+    rtts: Vec<Duration>,
+    setup_time: Duration,
+    process: Option<Process>,
+}
+
+impl Session {
+    fn open(args: &RtpArgs, target: &Target) -> anyhow::Result<Session> {
+        let mut client = NgClient::new(target.ng)?;
+        let ping = RequestBuilder::new(Command::Ping).build();
+        let (pong, _) = client.request(&ping).with_context(|| {
+            format!("{} does not answer ng ping at {}", target.label, target.ng)
+        })?;
+        check(&pong)?;
+        let (calls, mut rtts, setup_time) =
+            set_up(&mut client, args.calls, args.local_ip, &target.label)?;
+        rtts.sort_unstable();
+        Ok(Session {
+            client,
+            calls,
+            rtts,
+            setup_time,
+            process: target.pid.map(Process::new),
+        })
+    }
+
+    /// A media window at `pps` per stream, with the set-up figures and peak RSS.
+    fn measure(&self, args: &RtpArgs, target: &Target, pps: u32) -> anyhow::Result<Outcome> {
+        let window = media_window(&self.calls, args, pps, self.process.as_ref())?;
+        let relay_peak_rss_mib = self
+            .process
+            .as_ref()
+            .map(|p| p.memory().map(|m| m.peak_rss_kib as f64 / 1024.0))
+            .transpose()?;
+        let us =
+            |d: Option<Duration>| d.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        Ok(Outcome {
+            label: target.label.clone(),
+            setup_pairs_per_sec: self.calls.len() as f64 / self.setup_time.as_secs_f64().max(1e-9),
+            setup_rtt_p50_us: us(nearest_rank(&self.rtts, 50)),
+            setup_rtt_p99_us: us(nearest_rank(&self.rtts, 99)),
+            relay_peak_rss_mib,
+            ..window
+        })
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        tear_down(&mut self.client, &self.calls);
+    }
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".to_owned(), |v| format!("{v:.digits$}"))
 }
 
 fn print_table(outcomes: &[Outcome]) {
-    let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
     println!(
-        "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>8} {:>7}",
+        "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>7}",
         "target",
         "calls",
         "sent",
@@ -376,6 +448,8 @@ fn print_table(outcomes: &[Outcome]) {
         "maxus",
         "cpu_s",
         "us/pkt",
+        "mach_us",
+        "net_us",
         "rss_MiB",
         "setup/s",
         "steal%"
@@ -383,7 +457,7 @@ fn print_table(outcomes: &[Outcome]) {
     for o in outcomes {
         let p = &o.pump;
         println!(
-            "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>8} {:>7}",
+            "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>7}",
             o.label,
             o.calls,
             p.sent,
@@ -396,6 +470,8 @@ fn print_table(outcomes: &[Outcome]) {
             p.latency_max_us,
             opt(o.relay_cpu_s, 2),
             opt(o.cpu_us_per_packet(), 2),
+            opt(o.machine_us_per_packet(), 2),
+            opt(o.machine_net_us_per_packet, 2),
             opt(o.relay_peak_rss_mib, 1),
             opt(
                 (o.setup_pairs_per_sec > 0.0).then_some(o.setup_pairs_per_sec),
@@ -407,6 +483,10 @@ fn print_table(outcomes: &[Outcome]) {
     for line in latency_notes(outcomes) {
         println!("{line}");
     }
+    println!(
+        "us/pkt: the relay process's CPU; mach_us: all CPUs' busy time (user+nice+system+\
+         irq+softirq, /proc/stat); net_us: mach_us minus direct's (needs --direct)"
+    );
 }
 
 /// How the table's latency was measured, so a reader knows whether the load
@@ -448,15 +528,23 @@ pub(crate) fn run(args: RtpArgs) -> anyhow::Result<u8> {
     }
     let _ = mediagate_udp::raise_nofile_limit();
     let mut outcomes = Vec::new();
+    let mut direct = None;
     if args.direct {
-        let outcome = measure_direct(&args).context("the direct baseline")?;
+        let calls = direct_calls(args.calls, args.local_ip)?;
+        let outcome = measure_direct(&calls, &args, args.pps).context("the direct baseline")?;
         if args.json {
             println!("{}", outcome.json());
         }
+        direct = Some(outcome.clone());
         outcomes.push(outcome);
     }
     for target in &args.targets {
-        let outcome = measure(&args, target).with_context(|| format!("target {}", target.label))?;
+        let mut outcome = Session::open(&args, target)
+            .and_then(|s| s.measure(&args, target, args.pps))
+            .with_context(|| format!("target {}", target.label))?;
+        if let Some(direct) = &direct {
+            outcome.subtract_direct(direct);
+        }
         if args.json {
             println!("{}", outcome.json());
         }
@@ -526,6 +614,39 @@ mod tests {
         let json = mixed[1].json();
         assert_eq!(json["kernel_rx_timestamps"], false);
         assert_eq!(json["wakeup_stamped"], 7);
+    }
+
+    #[test]
+    fn machine_cpu_per_packet_net_of_the_direct_run() {
+        let outcome = |label: &str, busy: Option<f64>, received: u64| Outcome {
+            label: label.into(),
+            host_busy_s: busy,
+            pump: pump::PumpReport {
+                sent: received,
+                received,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        // 100,000 packets: 0.4 s of machine time with no relay, 0.9 s with one.
+        let direct = outcome("direct", Some(0.4), 100_000);
+        let mut relay = outcome("relay", Some(0.9), 100_000);
+        assert!((direct.machine_us_per_packet().unwrap() - 4.0).abs() < 1e-9);
+        relay.subtract_direct(&direct);
+        assert!((relay.machine_net_us_per_packet.unwrap() - 5.0).abs() < 1e-9);
+        let json = relay.json();
+        assert!((json["machine_us_per_packet"].as_f64().unwrap() - 9.0).abs() < 1e-9);
+        assert!((json["machine_net_us_per_packet"].as_f64().unwrap() - 5.0).abs() < 1e-9);
+        assert_eq!(json["machine_busy_s"], 0.9);
+        // No figure when /proc/stat was unreadable or nothing arrived: never a fake zero.
+        let mut blind = outcome("relay", None, 100_000);
+        blind.subtract_direct(&direct);
+        assert_eq!(blind.machine_net_us_per_packet, None);
+        assert!(blind.json()["machine_us_per_packet"].is_null());
+        let mut silent = outcome("relay", Some(0.9), 0);
+        silent.subtract_direct(&direct);
+        assert_eq!(silent.machine_us_per_packet(), None);
+        assert_eq!(silent.machine_net_us_per_packet, None);
     }
 
     #[test]

@@ -121,6 +121,12 @@ pub(crate) struct HostCpu {
     /// CPUs did *not* run (another guest did), so it says nothing about what a relay
     /// costs, only how noisy the host was ([`HostCpu::steal_percent_since`]).
     pub busy: u64,
+    /// Column 7, `softirq`, alone: the part of `busy` where the kernel's packet work
+    /// runs. Compiler jobs and other user-space load of a shared host do not land
+    /// here, so it stays readable when `busy` is swamped.
+    pub softirq: u64,
+    /// `idle + iowait`: time the CPUs had nothing to run.
+    pub idle: u64,
     /// Column 8, `steal`: time this machine's CPUs were runnable but not running.
     pub steal: u64,
 }
@@ -141,6 +147,25 @@ impl HostCpu {
     /// all CPUs (two fully busy CPUs for one second give two seconds).
     pub(crate) fn busy_since(&self, earlier: &HostCpu, ticks_per_second: u64) -> Duration {
         ticks_to_duration(self.busy.saturating_sub(earlier.busy), ticks_per_second)
+    }
+
+    /// Softirq time of the whole machine between `earlier` and `self`, all CPUs.
+    pub(crate) fn softirq_since(&self, earlier: &HostCpu, ticks_per_second: u64) -> Duration {
+        ticks_to_duration(
+            self.softirq.saturating_sub(earlier.softirq),
+            ticks_per_second,
+        )
+    }
+
+    /// Percentage of the time between `earlier` and `self` that the CPUs were idle.
+    /// Near zero, the machine was saturated: busy time then measures the window's
+    /// length, not the work under test. Zero when no time passed.
+    pub(crate) fn idle_percent_since(&self, earlier: &HostCpu) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return 0.0;
+        }
+        self.idle.saturating_sub(earlier.idle) as f64 * 100.0 / total as f64
     }
 
     /// Reads `/proc/stat`.
@@ -179,6 +204,8 @@ pub(crate) fn parse_host_stat(text: &str) -> Result<HostCpu, &'static str> {
         busy: [0, 1, 2, 5, 6]
             .into_iter()
             .fold(0u64, |a, i| a.saturating_add(column(i))),
+        softirq: column(6),
+        idle: column(3).saturating_add(column(4)),
         steal: column(7),
     })
 }
@@ -287,7 +314,7 @@ mod tests {
     #[test]
     fn host_stat_counts_steal_against_all_time() {
         let before = "cpu  100 5 50 800 20 1 4 20 7 0\ncpu0 50 2 25 400 10 0 2 10 7 0\n";
-        let after = "cpu  150 5 80 900 20 1 4 40 9 0\ncpu0 75 2 40 450 10 0 2 20 9 0\n";
+        let after = "cpu  150 5 77 900 20 1 7 40 9 0\ncpu0 75 2 40 450 10 0 2 20 9 0\n";
         let (b, a) = (
             parse_host_stat(before).unwrap(),
             parse_host_stat(after).unwrap(),
@@ -298,15 +325,20 @@ mod tests {
             HostCpu {
                 total: 1000,
                 busy: 100 + 5 + 50 + 1 + 4,
+                softirq: 4,
+                idle: 820,
                 steal: 20
             }
         );
         assert_eq!(a.total - b.total, 200);
         assert!((a.steal_percent_since(&b) - 10.0).abs() < 1e-9);
         assert_eq!(b.steal_percent_since(&b), 0.0);
-        // Busy: user +50, system +30; idle (+100) and steal (+20) are not work.
+        // Busy: user +50, system +27, softirq +3; idle (+100) and steal (+20) are not work.
         assert_eq!(a.busy_since(&b, 100), Duration::from_millis(800));
         assert_eq!(b.busy_since(&a, 100), Duration::ZERO);
+        assert_eq!(a.softirq_since(&b, 100), Duration::from_millis(30));
+        assert!((a.idle_percent_since(&b) - 50.0).abs() < 1e-9);
+        assert_eq!(b.idle_percent_since(&b), 0.0);
         // Old kernels without the column: no steal, not an error.
         let old = parse_host_stat("cpu 1 2 3 4\n").unwrap();
         assert_eq!(
@@ -314,6 +346,8 @@ mod tests {
             HostCpu {
                 total: 10,
                 busy: 6,
+                softirq: 0,
+                idle: 4,
                 steal: 0
             }
         );

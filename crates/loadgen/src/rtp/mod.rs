@@ -51,6 +51,10 @@ use mediagate_ng::client::{check, RequestBuilder};
 use mediagate_ng::request::Command;
 use ng_udp::NgClient;
 
+/// Idle share under which a window's machine-wide figures are flagged: the CPUs were
+/// (nearly) never free, so busy time is the window's length, whatever the relay did.
+const SATURATED_IDLE_PERCENT: f64 = 5.0;
+
 /// One relay to measure: `LABEL,NG_ADDR[,PID]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Target {
@@ -148,6 +152,11 @@ pub(crate) struct Outcome {
     pub host_steal_percent: Option<f64>,
     /// Busy time of all the machine's CPUs while the media flowed (`/proc/stat`).
     pub host_busy_s: Option<f64>,
+    /// The softirq part of it.
+    pub host_softirq_s: Option<f64>,
+    /// Share of the window the CPUs were idle: near zero, other work filled the
+    /// machine and the busy figures measure the window, not the relay.
+    pub host_idle_percent: Option<f64>,
     /// Packets per second per stream of this run.
     pub pps_per_stream: u32,
     /// [`Outcome::machine_us_per_packet`] minus the `direct` run's at the same rate:
@@ -164,8 +173,24 @@ impl Outcome {
 
     /// Busy CPU time of the whole machine per packet received, microseconds.
     pub(crate) fn machine_us_per_packet(&self) -> Option<f64> {
-        let busy = self.host_busy_s?;
-        (self.pump.received > 0).then(|| busy * 1e6 / self.pump.received as f64)
+        self.per_packet_us(self.host_busy_s)
+    }
+
+    /// Softirq time of the whole machine per packet received, microseconds.
+    pub(crate) fn softirq_us_per_packet(&self) -> Option<f64> {
+        self.per_packet_us(self.host_softirq_s)
+    }
+
+    fn per_packet_us(&self, seconds: Option<f64>) -> Option<f64> {
+        let seconds = seconds?;
+        (self.pump.received > 0).then(|| seconds * 1e6 / self.pump.received as f64)
+    }
+
+    /// Whether the machine was saturated during the window (idle under
+    /// [`SATURATED_IDLE_PERCENT`]), so that its busy figures say little.
+    pub(crate) fn host_saturated(&self) -> bool {
+        self.host_idle_percent
+            .is_some_and(|idle| idle < SATURATED_IDLE_PERCENT)
     }
 
     /// Fills [`Outcome::machine_net_us_per_packet`] from the `direct` run of the same
@@ -205,6 +230,10 @@ impl Outcome {
             "machine_busy_s": self.host_busy_s,
             "machine_us_per_packet": self.machine_us_per_packet(),
             "machine_net_us_per_packet": self.machine_net_us_per_packet,
+            "machine_softirq_s": self.host_softirq_s,
+            "machine_softirq_us_per_packet": self.softirq_us_per_packet(),
+            "machine_idle_percent": self.host_idle_percent,
+            "machine_saturated": self.host_saturated(),
         })
     }
 }
@@ -352,6 +381,8 @@ fn media_window(
         relay_cpu_s,
         host_steal_percent: host.map(|(b, a)| a.steal_percent_since(&b)),
         host_busy_s: host.map(|(b, a)| a.busy_since(&b, ticks).as_secs_f64()),
+        host_softirq_s: host.map(|(b, a)| a.softirq_since(&b, ticks).as_secs_f64()),
+        host_idle_percent: host.map(|(b, a)| a.idle_percent_since(&b)),
         pps_per_stream: pps,
         ..Outcome::default()
     })
@@ -435,7 +466,7 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 
 fn print_table(outcomes: &[Outcome]) {
     println!(
-        "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>7}",
+        "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>9} {:>9} {:>8} {:>6} {:>8} {:>8} {:>7}",
         "target",
         "calls",
         "sent",
@@ -450,6 +481,8 @@ fn print_table(outcomes: &[Outcome]) {
         "us/pkt",
         "mach_us",
         "net_us",
+        "sirq_us",
+        "idle%",
         "rss_MiB",
         "setup/s",
         "steal%"
@@ -457,7 +490,7 @@ fn print_table(outcomes: &[Outcome]) {
     for o in outcomes {
         let p = &o.pump;
         println!(
-            "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>7}",
+            "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>9} {:>9} {:>8} {:>6} {:>8} {:>8} {:>7}",
             o.label,
             o.calls,
             p.sent,
@@ -472,6 +505,8 @@ fn print_table(outcomes: &[Outcome]) {
             opt(o.cpu_us_per_packet(), 2),
             opt(o.machine_us_per_packet(), 2),
             opt(o.machine_net_us_per_packet, 2),
+            opt(o.softirq_us_per_packet(), 2),
+            opt(o.host_idle_percent, 1),
             opt(o.relay_peak_rss_mib, 1),
             opt(
                 (o.setup_pairs_per_sec > 0.0).then_some(o.setup_pairs_per_sec),
@@ -483,10 +518,30 @@ fn print_table(outcomes: &[Outcome]) {
     for line in latency_notes(outcomes) {
         println!("{line}");
     }
-    println!(
+    for line in cpu_notes(outcomes) {
+        println!("{line}");
+    }
+}
+
+/// What the CPU columns are, and a warning per window in which the machine was never
+/// idle (its machine-wide figures then measure the host, not the relay).
+pub(crate) fn cpu_notes(outcomes: &[Outcome]) -> Vec<String> {
+    let mut notes = vec![
         "us/pkt: the relay process's CPU; mach_us: all CPUs' busy time (user+nice+system+\
-         irq+softirq, /proc/stat); net_us: mach_us minus direct's (needs --direct)"
-    );
+         irq+softirq, /proc/stat); net_us: mach_us minus direct's at the same rate; \
+         sirq_us: the softirq part of mach_us"
+            .to_owned(),
+    ];
+    for o in outcomes.iter().filter(|o| o.host_saturated()) {
+        notes.push(format!(
+            "warning: {} at {} pps/stream: the CPUs were idle {:.1}% of the window; other \
+             work filled the machine, so mach_us and net_us measure the host, not the relay",
+            o.label,
+            o.pps_per_stream,
+            o.host_idle_percent.unwrap_or(0.0)
+        ));
+    }
+    notes
 }
 
 /// How the table's latency was measured, so a reader knows whether the load
@@ -643,10 +698,38 @@ mod tests {
         blind.subtract_direct(&direct);
         assert_eq!(blind.machine_net_us_per_packet, None);
         assert!(blind.json()["machine_us_per_packet"].is_null());
+        assert_eq!(blind.json()["machine_saturated"], false);
         let mut silent = outcome("relay", Some(0.9), 0);
         silent.subtract_direct(&direct);
         assert_eq!(silent.machine_us_per_packet(), None);
         assert_eq!(silent.machine_net_us_per_packet, None);
+    }
+
+    #[test]
+    fn a_saturated_machine_is_flagged() {
+        let outcome = |label: &str, idle: Option<f64>| Outcome {
+            label: label.into(),
+            host_idle_percent: idle,
+            host_softirq_s: Some(0.2),
+            pps_per_stream: 50,
+            pump: pump::PumpReport {
+                received: 100_000,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let rows = [
+            outcome("direct", Some(60.0)),
+            outcome("mediagate", Some(0.4)),
+            outcome("rtpengine", None),
+        ];
+        let notes = cpu_notes(&rows);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[1].starts_with("warning: mediagate at 50 pps/stream: the CPUs were idle 0.4%")
+        );
+        assert_eq!(rows[1].json()["machine_saturated"], true);
+        assert!((rows[1].softirq_us_per_packet().unwrap() - 2.0).abs() < 1e-9);
     }
 
     #[test]

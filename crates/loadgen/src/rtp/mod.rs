@@ -30,10 +30,14 @@
 //! On a shared host other programs' work lands in it too; `steal%` and the load
 //! average tell how quiet the host was.
 //!
+//! `--find-max-rate` ([`max_rate`]) steps the packet rate per stream up for the same
+//! calls and reports the highest rate each target carried with zero loss.
+//!
 //! What it does not: start the relays (the benchmark command in the issue note does),
 //! or judge them beyond the exit status: 0 when every packet arrived, 2 when some
 //! were lost, 1 when the run could not be made.
 
+mod max_rate;
 mod ng_udp;
 mod pump;
 pub(crate) mod setup;
@@ -124,6 +128,18 @@ pub(crate) struct RtpArgs {
     /// minus this one, and its `net us/pkt` is its machine-wide figure minus this one's.
     #[arg(long)]
     pub direct: bool,
+    /// Instead of one run at `--pps`, find each target's highest rate with zero loss:
+    /// the same calls pumped for `--seconds` per step, `--pps` doubled after every
+    /// loss-free step, then halving the gap between the best loss-free and the first
+    /// lossy rate. At most `--max-steps` steps per target.
+    #[arg(long)]
+    pub find_max_rate: bool,
+    /// Steps per target with `--find-max-rate` (bounds its time: steps × (seconds + 1)).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub max_steps: u32,
+    /// Highest packets per second per stream `--find-max-rate` tries.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_pps: u32,
 }
 
 /// One simulated call.
@@ -582,6 +598,9 @@ pub(crate) fn run(args: RtpArgs) -> anyhow::Result<u8> {
         bail!("--size must be between {} and 1400 bytes", pump::MIN_SIZE);
     }
     let _ = mediagate_udp::raise_nofile_limit();
+    if args.find_max_rate {
+        return max_rate::run(&args);
+    }
     let mut outcomes = Vec::new();
     let mut direct = None;
     if args.direct {

@@ -548,7 +548,16 @@ pub(crate) fn cpu_notes(outcomes: &[Outcome]) -> Vec<String> {
          sirq_us: the softirq part of mach_us"
             .to_owned(),
     ];
-    for o in outcomes.iter().filter(|o| o.host_saturated()) {
+    let saturated: Vec<&Outcome> = outcomes.iter().filter(|o| o.host_saturated()).collect();
+    if saturated.len() > 1 && saturated.len() == outcomes.len() {
+        notes.push(format!(
+            "warning: the CPUs were idle under {SATURATED_IDLE_PERCENT}% of every window; \
+             other work filled the machine, so mach_us and net_us measure the host, not \
+             the relays"
+        ));
+        return notes;
+    }
+    for o in saturated {
         notes.push(format!(
             "warning: {} at {} pps/stream: the CPUs were idle {:.1}% of the window; other \
              work filled the machine, so mach_us and net_us measure the host, not the relay",
@@ -745,7 +754,16 @@ mod tests {
         let notes = cpu_notes(&rows);
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(
-            notes[1].starts_with("warning: mediagate at 50 pps/stream: the CPUs were idle 0.4%")
+            notes[1].starts_with("warning: mediagate at 50 pps/stream: the CPUs were idle 0.4%"),
+            "{notes:?}"
+        );
+        // Every window saturated: one line, not one per row.
+        let all = [outcome("a", Some(1.0)), outcome("b", Some(0.0))];
+        let notes = cpu_notes(&all);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[1].contains("idle under 5% of every window"),
+            "{notes:?}"
         );
         assert_eq!(rows[1].json()["machine_saturated"], true);
         assert!((rows[1].softirq_us_per_packet().unwrap() - 2.0).abs() < 1e-9);

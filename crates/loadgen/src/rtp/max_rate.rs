@@ -231,9 +231,8 @@ impl Searched {
         let best = self.search.best().map_or("none".to_owned(), |p| {
             format!("{} pps ({} per stream)", total(p), p)
         });
-        let at_least = if self.search.stop() == Some(Stop::Generator)
-            || self.search.stop() == Some(Stop::MaxPps)
-        {
+        let open_ended = matches!(self.search.stop(), Some(Stop::Generator | Stop::MaxPps));
+        let at_least = if open_ended && self.search.best().is_some() {
             "at least "
         } else {
             ""
@@ -434,6 +433,48 @@ mod tests {
         assert_eq!(s.next(), None);
         assert_eq!(s.stop(), Some(Stop::Generator));
         assert_eq!(s.best(), Some(50));
+    }
+
+    #[test]
+    fn summaries_say_whose_limit_it_was() {
+        let searched = |steps: &[(u32, Verdict)]| {
+            let mut search = RateSearch::new(50, 5_000, 20);
+            for &(pps, v) in steps {
+                assert_eq!(search.next(), Some(pps));
+                search.record(pps, v);
+            }
+            assert_eq!(search.next(), None);
+            Searched {
+                label: "x".into(),
+                calls: 1000,
+                steps: Vec::new(),
+                search,
+            }
+        };
+        let s = searched(&[(50, Verdict::ZeroLoss), (100, Verdict::GeneratorShort)]);
+        assert_eq!(
+            s.summary(),
+            "x: highest zero-loss rate at least 100000 pps (50 per stream); stopped: generator limit"
+        );
+        assert_eq!(s.json()["max_zero_loss_pps"], 100_000);
+        let s = searched(&[(50, Verdict::GeneratorShort)]);
+        assert_eq!(
+            s.summary(),
+            "x: highest zero-loss rate none; stopped: generator limit"
+        );
+        assert!(s.json()["max_zero_loss_pps"].is_null());
+        let s = searched(&[
+            (50, Verdict::ZeroLoss),
+            (100, Verdict::Loss),
+            (75, Verdict::ZeroLoss),
+            (87, Verdict::ZeroLoss),
+            (93, Verdict::Loss),
+        ]);
+        assert_eq!(
+            s.summary(),
+            "x: highest zero-loss rate 174000 pps (87 per stream); lowest lossy 186000 pps \
+             (93 per stream); stopped: converged"
+        );
     }
 
     #[test]

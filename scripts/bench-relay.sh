@@ -139,6 +139,8 @@ start_relays() { # ns relay_ip
 
 stop_relays() {
     for pid in $MG_PID $RE_PID; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+    # Reaped: their pids may be reused by now, so cleanup must not signal them.
+    PIDS=()
 }
 
 # Runs the benchmark with the phones in namespace $1 on $2 and the relays on $3.

@@ -26,16 +26,19 @@
 //! from `/proc/stat` over the media window ([`crate::procfs::HostCpu::busy`]), per
 //! packet received; that figure includes the load generator and the host's other
 //! work, so with `--direct` the same figure of the run with no relay is subtracted
-//! (`net us/pkt`): what putting the relay in the path cost the machine per packet.
-//! On a shared host other programs' work lands in it too; `steal%` and the load
-//! average tell how quiet the host was.
+//! (`net_us`): what putting the relay in the path cost the machine per packet. Its
+//! softirq part is shown alone (`sirq_us`). On a shared host other programs' work
+//! lands in the busy time too: `idle%` says how much room was left (near zero, a
+//! warning under the table says the machine-wide figures measure the host), `steal%`
+//! how much the hypervisor took.
 //!
 //! `--find-max-rate` ([`max_rate`]) steps the packet rate per stream up for the same
 //! calls and reports the highest rate each target carried with zero loss.
 //!
-//! What it does not: start the relays (the benchmark command in the issue note does),
-//! or judge them beyond the exit status: 0 when every packet arrived, 2 when some
-//! were lost, 1 when the run could not be made.
+//! What it does not: start the relays (the benchmark command in the issue note does,
+//! and `scripts/bench-relay.sh`), or judge them beyond the exit status: 0 when every
+//! packet arrived (with `--find-max-rate`: when every target carried some rate without
+//! loss), 2 when some were lost, 1 when the run could not be made.
 
 mod max_rate;
 mod ng_udp;

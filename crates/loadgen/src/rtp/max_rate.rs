@@ -11,7 +11,8 @@
 //! Bounded: at most `--max-steps` steps and `--max-pps` per stream, so a target takes at
 //! most steps × (`--seconds` + about 1 s of grace and draining) after its set-up. It
 //! stops early when the bounds close to within a tenth, or when the load generator
-//! itself could not offer the rate (it fell behind its schedule or a send failed):
+//! itself could not offer the rate (it fell behind its schedule or a send failed)
+//! twice in a row at the same rate (once may be a busy moment of a shared host):
 //! then the answer is "at least" the best loss-free rate, and says whose limit it was.
 //! With `--direct` the same search runs first with no relay, which shows the
 //! generator's and the host's own ceiling.
@@ -101,6 +102,8 @@ pub(crate) struct RateSearch {
     steps: u32,
     best_ok: Option<u32>,
     first_bad: Option<u32>,
+    /// A rate the generator fell short of once, to be tried again.
+    retry: Option<u32>,
     stop: Option<Stop>,
 }
 
@@ -113,6 +116,7 @@ impl RateSearch {
             steps: 0,
             best_ok: None,
             first_bad: None,
+            retry: None,
             stop: None,
         }
     }
@@ -123,11 +127,12 @@ impl RateSearch {
         if self.stop.is_some() {
             return None;
         }
-        let next = match (self.best_ok, self.first_bad) {
-            (None, None) => Ok(self.start),
-            (Some(ok), None) if ok >= self.max_pps => Err(Stop::MaxPps),
-            (Some(ok), None) => Ok(ok.saturating_mul(2).min(self.max_pps)),
-            (ok, Some(bad)) => {
+        let next = match (self.retry, self.best_ok, self.first_bad) {
+            (Some(again), _, _) => Ok(again),
+            (None, None, None) => Ok(self.start),
+            (None, Some(ok), None) if ok >= self.max_pps => Err(Stop::MaxPps),
+            (None, Some(ok), None) => Ok(ok.saturating_mul(2).min(self.max_pps)),
+            (None, ok, Some(bad)) => {
                 let lo = ok.unwrap_or(0);
                 let mid = lo + (bad - lo) / 2;
                 if mid <= lo || bad - lo <= lo / 10 {
@@ -153,10 +158,12 @@ impl RateSearch {
     /// What the step at `pps` showed.
     pub(crate) fn record(&mut self, pps: u32, verdict: Verdict) {
         self.steps += 1;
+        let retried = self.retry.take() == Some(pps);
         match verdict {
             Verdict::ZeroLoss => self.best_ok = Some(self.best_ok.map_or(pps, |b| b.max(pps))),
             Verdict::Loss => self.first_bad = Some(self.first_bad.map_or(pps, |b| b.min(pps))),
-            Verdict::GeneratorShort => self.stop = Some(Stop::Generator),
+            Verdict::GeneratorShort if retried => self.stop = Some(Stop::Generator),
+            Verdict::GeneratorShort => self.retry = Some(pps),
         }
     }
 
@@ -424,15 +431,31 @@ mod tests {
     }
 
     #[test]
-    fn a_short_generator_ends_the_search() {
+    fn a_short_generator_twice_at_one_rate_ends_the_search() {
         let mut s = RateSearch::new(50, 5_000, 20);
         assert_eq!(s.next(), Some(50));
         s.record(50, Verdict::ZeroLoss);
         assert_eq!(s.next(), Some(100));
         s.record(100, Verdict::GeneratorShort);
+        // Once may be a busy moment: the same rate again.
+        assert_eq!(s.next(), Some(100));
+        s.record(100, Verdict::GeneratorShort);
         assert_eq!(s.next(), None);
         assert_eq!(s.stop(), Some(Stop::Generator));
         assert_eq!(s.best(), Some(50));
+        // A retry that gets through goes on as usual.
+        let mut s = RateSearch::new(50, 5_000, 20);
+        assert_eq!(s.next(), Some(50));
+        s.record(50, Verdict::GeneratorShort);
+        assert_eq!(s.next(), Some(50));
+        s.record(50, Verdict::ZeroLoss);
+        assert_eq!(s.next(), Some(100));
+        // The retry counts against the step limit.
+        let mut s = RateSearch::new(50, 5_000, 1);
+        assert_eq!(s.next(), Some(50));
+        s.record(50, Verdict::GeneratorShort);
+        assert_eq!(s.next(), None);
+        assert_eq!(s.stop(), Some(Stop::Steps));
     }
 
     #[test]
@@ -451,13 +474,17 @@ mod tests {
                 search,
             }
         };
-        let s = searched(&[(50, Verdict::ZeroLoss), (100, Verdict::GeneratorShort)]);
+        let s = searched(&[
+            (50, Verdict::ZeroLoss),
+            (100, Verdict::GeneratorShort),
+            (100, Verdict::GeneratorShort),
+        ]);
         assert_eq!(
             s.summary(),
             "x: highest zero-loss rate at least 100000 pps (50 per stream); stopped: generator limit"
         );
         assert_eq!(s.json()["max_zero_loss_pps"], 100_000);
-        let s = searched(&[(50, Verdict::GeneratorShort)]);
+        let s = searched(&[(50, Verdict::GeneratorShort), (50, Verdict::GeneratorShort)]);
         assert_eq!(
             s.summary(),
             "x: highest zero-loss rate none; stopped: generator limit"

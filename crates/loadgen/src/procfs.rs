@@ -1,7 +1,8 @@
 //! What a benchmark reads from Linux `/proc` about a process under load: its CPU time
 //! (`/proc/PID/stat`, proc(5)), its peak and current resident memory
 //! (`/proc/PID/status` `VmHWM`/`VmRSS`) and the drop counters of UDP sockets
-//! (`/proc/PID/net/udp`, the `drops` column).
+//! (`/proc/PID/net/udp`, the `drops` column); and about the whole machine, its CPUs'
+//! busy and stolen time (`/proc/stat`).
 //!
 //! What it does not: sample on a timer or decide what a figure means; callers read at
 //! the start and end of a window and subtract. Parsers take the file's text, so they
@@ -106,16 +107,28 @@ pub(crate) fn parse_stat(text: &str) -> Result<CpuTicks, &'static str> {
 }
 
 /// The whole machine's CPU time from the `cpu` line of `/proc/stat`, in clock ticks:
-/// how much of it the hypervisor gave to other guests (`steal`), against all of it.
+/// how much of it the CPUs spent working (`busy`), how much the hypervisor gave to
+/// other guests (`steal`), against all of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct HostCpu {
     /// Every column of the line (user, nice, system, idle, iowait, irq, softirq,
     /// steal); `guest` and `guest_nice` are left out because `user` already holds them.
     pub total: u64,
+    /// Work done by this machine's CPUs, all of them, in every context: `user + nice +
+    /// system + irq + softirq`. Softirq matters most: a kernel fast path (eBPF, the
+    /// loopback and veth delivery of a send) runs there, charged to no process.
+    /// `idle` and `iowait` are not work. `steal` is left out too: it is time these
+    /// CPUs did *not* run (another guest did), so it says nothing about what a relay
+    /// costs, only how noisy the host was ([`HostCpu::steal_percent_since`]).
+    pub busy: u64,
+    /// Column 7, `softirq`, alone: the part of `busy` where the kernel's packet work
+    /// runs. Compiler jobs and other user-space load of a shared host do not land
+    /// here, so it stays readable when `busy` is swamped.
+    pub softirq: u64,
+    /// `idle + iowait`: time the CPUs had nothing to run.
+    pub idle: u64,
     /// Column 8, `steal`: time this machine's CPUs were runnable but not running.
     pub steal: u64,
-    /// Columns 4 and 5, `idle` and `iowait`: time no task ran.
-    pub idle: u64,
 }
 
 impl HostCpu {
@@ -130,12 +143,29 @@ impl HostCpu {
         steal as f64 * 100.0 / total as f64
     }
 
-    /// Time every CPU spent running something (user, system, interrupts and softirqs:
-    /// the kernel's network work too, whoever it is charged to) between `earlier` and
-    /// `self`; neither idle nor stolen time.
+    /// Busy CPU time of the whole machine between `earlier` and `self`, summed over
+    /// all CPUs (two fully busy CPUs for one second give two seconds).
     pub(crate) fn busy_since(&self, earlier: &HostCpu, ticks_per_second: u64) -> Duration {
-        let busy = |c: &HostCpu| c.total.saturating_sub(c.idle).saturating_sub(c.steal);
-        ticks_to_duration(busy(self).saturating_sub(busy(earlier)), ticks_per_second)
+        ticks_to_duration(self.busy.saturating_sub(earlier.busy), ticks_per_second)
+    }
+
+    /// Softirq time of the whole machine between `earlier` and `self`, all CPUs.
+    pub(crate) fn softirq_since(&self, earlier: &HostCpu, ticks_per_second: u64) -> Duration {
+        ticks_to_duration(
+            self.softirq.saturating_sub(earlier.softirq),
+            ticks_per_second,
+        )
+    }
+
+    /// Percentage of the time between `earlier` and `self` that the CPUs were idle.
+    /// Near zero, the machine was saturated: busy time then measures the window's
+    /// length, not the work under test. Zero when no time passed.
+    pub(crate) fn idle_percent_since(&self, earlier: &HostCpu) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return 0.0;
+        }
+        self.idle.saturating_sub(earlier.idle) as f64 * 100.0 / total as f64
     }
 
     /// Reads `/proc/stat`.
@@ -167,14 +197,16 @@ pub(crate) fn parse_host_stat(text: &str) -> Result<HostCpu, &'static str> {
     if columns.len() < 4 {
         return Err("the `cpu` line has fewer than 4 columns");
     }
+    let column = |i: usize| columns.get(i).copied().unwrap_or(0);
     Ok(HostCpu {
         total: columns.iter().fold(0u64, |a, &c| a.saturating_add(c)),
-        steal: columns.get(7).copied().unwrap_or(0),
-        idle: columns
-            .get(3)
-            .copied()
-            .unwrap_or(0)
-            .saturating_add(columns.get(4).copied().unwrap_or(0)),
+        // user, nice, system, irq, softirq (see the field's doc for what is left out).
+        busy: [0, 1, 2, 5, 6]
+            .into_iter()
+            .fold(0u64, |a, i| a.saturating_add(column(i))),
+        softirq: column(6),
+        idle: column(3).saturating_add(column(4)),
+        steal: column(7),
     })
 }
 
@@ -282,7 +314,7 @@ mod tests {
     #[test]
     fn host_stat_counts_steal_against_all_time() {
         let before = "cpu  100 5 50 800 20 1 4 20 7 0\ncpu0 50 2 25 400 10 0 2 10 7 0\n";
-        let after = "cpu  150 5 80 900 20 1 4 40 9 0\ncpu0 75 2 40 450 10 0 2 20 9 0\n";
+        let after = "cpu  150 5 77 900 20 1 7 40 9 0\ncpu0 75 2 40 450 10 0 2 20 9 0\n";
         let (b, a) = (
             parse_host_stat(before).unwrap(),
             parse_host_stat(after).unwrap(),
@@ -292,23 +324,31 @@ mod tests {
             b,
             HostCpu {
                 total: 1000,
-                steal: 20,
-                idle: 820
+                busy: 100 + 5 + 50 + 1 + 4,
+                softirq: 4,
+                idle: 820,
+                steal: 20
             }
         );
-        // Busy: 1200 - 920 idle - 40 stolen after, 1000 - 820 - 20 before: 80 ticks.
-        assert_eq!(a.busy_since(&b, 100), Duration::from_millis(800));
         assert_eq!(a.total - b.total, 200);
         assert!((a.steal_percent_since(&b) - 10.0).abs() < 1e-9);
         assert_eq!(b.steal_percent_since(&b), 0.0);
+        // Busy: user +50, system +27, softirq +3; idle (+100) and steal (+20) are not work.
+        assert_eq!(a.busy_since(&b, 100), Duration::from_millis(800));
+        assert_eq!(b.busy_since(&a, 100), Duration::ZERO);
+        assert_eq!(a.softirq_since(&b, 100), Duration::from_millis(30));
+        assert!((a.idle_percent_since(&b) - 50.0).abs() < 1e-9);
+        assert_eq!(b.idle_percent_since(&b), 0.0);
         // Old kernels without the column: no steal, not an error.
         let old = parse_host_stat("cpu 1 2 3 4\n").unwrap();
         assert_eq!(
             old,
             HostCpu {
                 total: 10,
-                steal: 0,
-                idle: 4
+                busy: 6,
+                softirq: 0,
+                idle: 4,
+                steal: 0
             }
         );
         assert!(parse_host_stat("cpu0 1 2 3 4\n").is_err());

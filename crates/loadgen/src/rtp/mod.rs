@@ -1,6 +1,7 @@
 //! `mediagate-loadgen rtp`: K calls through an RTP relay driven over `ng`, RTP pumped
 //! both ways for T seconds, then delivery, loss, reordering, one-way latency
-//! percentiles and the relay's CPU time and peak memory (issue 4 item 9).
+//! percentiles, the relay's CPU time and peak memory (issue 4 item 9), and the whole
+//! machine's busy CPU time per forwarded packet (issue 16).
 //!
 //! It speaks `ng` like Kamailio (offer, answer, delete with `received-from` and
 //! `replace` flags), so the same run works against mediagate and against rtpengine:
@@ -18,10 +19,28 @@
 //! timestamp the receiver's wake-up time stands in, and the output says so (a note
 //! under the table, `kernel_rx_timestamps` and `wakeup_stamped` in the JSON).
 //!
-//! What it does not: start the relays (the benchmark command in the issue note does),
-//! or judge them beyond the exit status: 0 when every packet arrived, 2 when some
-//! were lost, 1 when the run could not be made.
+//! CPU is counted two ways. The relay process's own user + system time (with a PID)
+//! misses work the kernel does for it outside its system calls, in softirq context:
+//! the loopback or veth delivery of its sends, and all of a kernel fast path (eBPF)
+//! that forwards without waking it. So every run also reads the machine's busy time
+//! from `/proc/stat` over the media window ([`crate::procfs::HostCpu::busy`]), per
+//! packet received; that figure includes the load generator and the host's other
+//! work, so with `--direct` the same figure of the run with no relay is subtracted
+//! (`net_us`): what putting the relay in the path cost the machine per packet. Its
+//! softirq part is shown alone (`sirq_us`). On a shared host other programs' work
+//! lands in the busy time too: `idle%` says how much room was left (near zero, a
+//! warning under the table says the machine-wide figures measure the host), `steal%`
+//! how much the hypervisor took.
+//!
+//! `--find-max-rate` ([`max_rate`]) steps the packet rate per stream up for the same
+//! calls and reports the highest rate each target carried with zero loss.
+//!
+//! What it does not: start the relays (the benchmark command in the issue note does,
+//! and `scripts/bench-relay.sh`), or judge them beyond the exit status: 0 when every
+//! packet arrived (with `--find-max-rate`: when every target carried some rate without
+//! loss), 2 when some were lost, 1 when the run could not be made.
 
+mod max_rate;
 mod ng_udp;
 mod pump;
 pub(crate) mod setup;
@@ -38,6 +57,10 @@ use mediagate_ng::bencode::Value;
 use mediagate_ng::client::{check, RequestBuilder};
 use mediagate_ng::request::Command;
 use ng_udp::NgClient;
+
+/// Idle share under which a window's machine-wide figures are flagged: the CPUs were
+/// (nearly) never free, so busy time is the window's length, whatever the relay did.
+const SATURATED_IDLE_PERCENT: f64 = 5.0;
 
 /// One relay to measure: `LABEL,NG_ADDR[,PID]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,10 +126,23 @@ pub(crate) struct RtpArgs {
     #[arg(long)]
     pub json: bool,
     /// First measure the same load with no relay (each phone sends straight to the
-    /// other), reported as target `direct`: the latency this host and the generator add
-    /// by themselves, so a relay's added latency is its figure minus this one.
+    /// other), reported as target `direct`: the latency and machine CPU this host and
+    /// the generator spend by themselves, so a relay's added latency is its figure
+    /// minus this one, and its `net us/pkt` is its machine-wide figure minus this one's.
     #[arg(long)]
     pub direct: bool,
+    /// Instead of one run at `--pps`, find each target's highest rate with zero loss:
+    /// the same calls pumped for `--seconds` per step, `--pps` doubled after every
+    /// loss-free step, then halving the gap between the best loss-free and the first
+    /// lossy rate. At most `--max-steps` steps per target.
+    #[arg(long)]
+    pub find_max_rate: bool,
+    /// Steps per target with `--find-max-rate` (bounds its time: steps × (seconds + 1)).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub max_steps: u32,
+    /// Highest packets per second per stream `--find-max-rate` tries.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_pps: u32,
 }
 
 /// One simulated call.
@@ -133,24 +169,56 @@ pub(crate) struct Outcome {
     /// media flowed (`/proc/stat` steal): a run with much of it measured the host, not
     /// the relay, in its latency tail.
     pub host_steal_percent: Option<f64>,
-    /// Every CPU's busy time while the media flowed (`/proc/stat`): with a kernel fast
-    /// path the forwarding runs in softirq context, charged to whichever process the
-    /// CPU was in, so the relay process's own CPU no longer tells its cost.
-    pub machine_cpu_s: Option<f64>,
+    /// Busy time of all the machine's CPUs while the media flowed (`/proc/stat`).
+    pub host_busy_s: Option<f64>,
+    /// The softirq part of it.
+    pub host_softirq_s: Option<f64>,
+    /// Share of the window the CPUs were idle: near zero, other work filled the
+    /// machine and the busy figures measure the window, not the relay.
+    pub host_idle_percent: Option<f64>,
+    /// Packets per second per stream of this run.
+    pub pps_per_stream: u32,
+    /// [`Outcome::machine_us_per_packet`] minus the `direct` run's at the same rate:
+    /// what the relay in the path cost the whole machine per packet.
+    pub machine_net_us_per_packet: Option<f64>,
 }
 
 impl Outcome {
-    /// Machine-wide CPU per received packet, microseconds: compare a relay's figure
-    /// with the `direct` row's (the same load without a relay).
-    pub(crate) fn machine_cpu_us_per_packet(&self) -> Option<f64> {
-        let cpu = self.machine_cpu_s?;
-        (self.pump.received > 0).then(|| cpu * 1e6 / self.pump.received as f64)
-    }
-
     /// Relay CPU per forwarded packet, microseconds.
     pub(crate) fn cpu_us_per_packet(&self) -> Option<f64> {
         let cpu = self.relay_cpu_s?;
         (self.pump.received > 0).then(|| cpu * 1e6 / self.pump.received as f64)
+    }
+
+    /// Busy CPU time of the whole machine per packet received, microseconds.
+    pub(crate) fn machine_us_per_packet(&self) -> Option<f64> {
+        self.per_packet_us(self.host_busy_s)
+    }
+
+    /// Softirq time of the whole machine per packet received, microseconds.
+    pub(crate) fn softirq_us_per_packet(&self) -> Option<f64> {
+        self.per_packet_us(self.host_softirq_s)
+    }
+
+    fn per_packet_us(&self, seconds: Option<f64>) -> Option<f64> {
+        let seconds = seconds?;
+        (self.pump.received > 0).then(|| seconds * 1e6 / self.pump.received as f64)
+    }
+
+    /// Whether the machine was saturated during the window (idle under
+    /// [`SATURATED_IDLE_PERCENT`]), so that its busy figures say little.
+    pub(crate) fn host_saturated(&self) -> bool {
+        self.host_idle_percent
+            .is_some_and(|idle| idle < SATURATED_IDLE_PERCENT)
+    }
+
+    /// Fills [`Outcome::machine_net_us_per_packet`] from the `direct` run of the same
+    /// load; nothing when either figure is missing.
+    pub(crate) fn subtract_direct(&mut self, direct: &Outcome) {
+        self.machine_net_us_per_packet = self
+            .machine_us_per_packet()
+            .zip(direct.machine_us_per_packet())
+            .map(|(relay, none)| relay - none);
     }
 
     fn json(&self) -> serde_json::Value {
@@ -170,6 +238,7 @@ impl Outcome {
             "misrouted": p.misrouted,
             "send_errors": p.send_errors,
             "offered_pps": p.sent as f64 / p.seconds.max(1e-9),
+            "pps_per_stream": self.pps_per_stream,
             "latency_us": {"p50": p.latency_us(50.0), "p90": p.latency_us(90.0), "p99": p.latency_us(99.0), "p999": p.latency_us(99.9), "max": p.latency_max_us},
             "kernel_rx_timestamps": p.kernel_timestamps,
             "wakeup_stamped": p.wakeup_stamped,
@@ -177,8 +246,13 @@ impl Outcome {
             "relay_cpu_us_per_packet": self.cpu_us_per_packet(),
             "relay_peak_rss_mib": self.relay_peak_rss_mib,
             "host_steal_percent": self.host_steal_percent,
-            "machine_cpu_s": self.machine_cpu_s,
-            "machine_cpu_us_per_packet": self.machine_cpu_us_per_packet(),
+            "machine_busy_s": self.host_busy_s,
+            "machine_us_per_packet": self.machine_us_per_packet(),
+            "machine_net_us_per_packet": self.machine_net_us_per_packet,
+            "machine_softirq_s": self.host_softirq_s,
+            "machine_softirq_us_per_packet": self.softirq_us_per_packet(),
+            "machine_idle_percent": self.host_idle_percent,
+            "machine_saturated": self.host_saturated(),
         })
     }
 }
@@ -300,98 +374,118 @@ fn direct_calls(count: usize, local_ip: IpAddr) -> anyhow::Result<Vec<Call>> {
         .collect()
 }
 
-/// The same load with no relay in the path.
-fn measure_direct(args: &RtpArgs) -> anyhow::Result<Outcome> {
-    let calls = direct_calls(args.calls, args.local_ip)?;
-    let (report, host) = pump_watching_host(&calls, args)?;
+/// One media window over calls already set up: the pump's report with the relay
+/// process's and the machine's CPU around it. `label` and the set-up figures are the
+/// caller's to fill.
+fn media_window(
+    calls: &[Call],
+    args: &RtpArgs,
+    pps: u32,
+    process: Option<&Process>,
+) -> anyhow::Result<Outcome> {
+    let ticks = crate::sys::clock_ticks_per_second().unwrap_or(100);
+    let cpu_before = process.map(Process::cpu).transpose()?;
+    // `None` where `/proc/stat` cannot be read: the figures are left out, not faked.
+    let host_before = HostCpu::now().ok();
+    let report = pump::run(calls, &plan(args, pps))?;
+    let host_after = HostCpu::now().ok();
+    let relay_cpu_s = match (process, cpu_before) {
+        (Some(p), Some(before)) => Some(p.cpu()?.since(&before, ticks).as_secs_f64()),
+        _ => None,
+    };
+    let host = host_before.zip(host_after);
     Ok(Outcome {
-        label: "direct".to_owned(),
         calls: calls.len(),
         pump: report,
-        host_steal_percent: host.map(|h| h.steal_percent),
-        machine_cpu_s: host.map(|h| h.busy_s),
+        relay_cpu_s,
+        host_steal_percent: host.map(|(b, a)| a.steal_percent_since(&b)),
+        host_busy_s: host.map(|(b, a)| a.busy_since(&b, ticks).as_secs_f64()),
+        host_softirq_s: host.map(|(b, a)| a.softirq_since(&b, ticks).as_secs_f64()),
+        host_idle_percent: host.map(|(b, a)| a.idle_percent_since(&b)),
+        pps_per_stream: pps,
         ..Outcome::default()
     })
 }
 
-/// The machine's CPU over one pump.
-#[derive(Debug, Clone, Copy)]
-struct HostWindow {
-    /// Share stolen by the hypervisor.
-    steal_percent: f64,
-    /// Every CPU's busy time, seconds.
-    busy_s: f64,
+/// The same load with no relay in the path, at `pps` per stream.
+fn measure_direct(calls: &[Call], args: &RtpArgs, pps: u32) -> anyhow::Result<Outcome> {
+    Ok(Outcome {
+        label: "direct".to_owned(),
+        ..media_window(calls, args, pps, None)?
+    })
 }
 
-/// Pumps, and measures the machine's CPU meanwhile (`None` where `/proc/stat` cannot
-/// be read).
-fn pump_watching_host(
-    calls: &[Call],
-    args: &RtpArgs,
-) -> anyhow::Result<(pump::PumpReport, Option<HostWindow>)> {
-    let before = HostCpu::now().ok();
-    let report = pump::run(calls, &plan(args))?;
-    let ticks = crate::sys::clock_ticks_per_second().unwrap_or(100);
-    let host = before
-        .zip(HostCpu::now().ok())
-        .map(|(before, after)| HostWindow {
-            steal_percent: after.steal_percent_since(&before),
-            busy_s: after.busy_since(&before, ticks).as_secs_f64(),
-        });
-    Ok((report, host))
-}
-
-fn plan(args: &RtpArgs) -> pump::Plan {
+fn plan(args: &RtpArgs, pps: u32) -> pump::Plan {
     pump::Plan {
-        pps: args.pps,
+        pps,
         size: args.size,
         duration: Duration::from_secs_f64(args.seconds),
     }
 }
 
-fn measure(args: &RtpArgs, target: &Target) -> anyhow::Result<Outcome> {
-    let mut client = NgClient::new(target.ng)?;
-    let ping = RequestBuilder::new(Command::Ping).build();
-    let (pong, _) = client
-        .request(&ping)
-        .with_context(|| format!("{} does not answer ng ping at {}", target.label, target.ng))?;
-    check(&pong)?;
-    let (calls, mut rtts, setup_time) =
-        set_up(&mut client, args.calls, args.local_ip, &target.label)?;
-    rtts.sort_unstable();
-    let us =
-        |d: Option<Duration>| d.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-    let process = target.pid.map(Process::new);
-    let cpu_before = process.as_ref().map(Process::cpu).transpose()?;
-    let (report, host) = pump_watching_host(&calls, args)?;
-    let ticks = crate::sys::clock_ticks_per_second().unwrap_or(100);
-    let relay_cpu_s = match (&process, cpu_before) {
-        (Some(p), Some(before)) => Some(p.cpu()?.since(&before, ticks).as_secs_f64()),
-        _ => None,
-    };
-    let relay_peak_rss_mib = process
-        .as_ref()
-        .map(|p| p.memory().map(|m| m.peak_rss_kib as f64 / 1024.0))
-        .transpose()?;
-    tear_down(&mut client, &calls);
-    Ok(Outcome {
-        label: target.label.clone(),
-        calls: calls.len(),
-        setup_pairs_per_sec: calls.len() as f64 / setup_time.as_secs_f64().max(1e-9),
-        setup_rtt_p50_us: us(nearest_rank(&rtts, 50)),
-        setup_rtt_p99_us: us(nearest_rank(&rtts, 99)),
-        pump: report,
-        relay_cpu_s,
-        relay_peak_rss_mib,
-        host_steal_percent: host.map(|h| h.steal_percent),
-        machine_cpu_s: host.map(|h| h.busy_s),
-    })
+/// A target's calls, set up and deleted again on drop.
+struct Session {
+    client: NgClient,
+    calls: Vec<Call>,
+    rtts: Vec<Duration>,
+    setup_time: Duration,
+    process: Option<Process>,
+}
+
+impl Session {
+    fn open(args: &RtpArgs, target: &Target) -> anyhow::Result<Session> {
+        let mut client = NgClient::new(target.ng)?;
+        let ping = RequestBuilder::new(Command::Ping).build();
+        let (pong, _) = client.request(&ping).with_context(|| {
+            format!("{} does not answer ng ping at {}", target.label, target.ng)
+        })?;
+        check(&pong)?;
+        let (calls, mut rtts, setup_time) =
+            set_up(&mut client, args.calls, args.local_ip, &target.label)?;
+        rtts.sort_unstable();
+        Ok(Session {
+            client,
+            calls,
+            rtts,
+            setup_time,
+            process: target.pid.map(Process::new),
+        })
+    }
+
+    /// A media window at `pps` per stream, with the set-up figures and peak RSS.
+    fn measure(&self, args: &RtpArgs, target: &Target, pps: u32) -> anyhow::Result<Outcome> {
+        let window = media_window(&self.calls, args, pps, self.process.as_ref())?;
+        let relay_peak_rss_mib = self
+            .process
+            .as_ref()
+            .map(|p| p.memory().map(|m| m.peak_rss_kib as f64 / 1024.0))
+            .transpose()?;
+        let us =
+            |d: Option<Duration>| d.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        Ok(Outcome {
+            label: target.label.clone(),
+            setup_pairs_per_sec: self.calls.len() as f64 / self.setup_time.as_secs_f64().max(1e-9),
+            setup_rtt_p50_us: us(nearest_rank(&self.rtts, 50)),
+            setup_rtt_p99_us: us(nearest_rank(&self.rtts, 99)),
+            relay_peak_rss_mib,
+            ..window
+        })
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        tear_down(&mut self.client, &self.calls);
+    }
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".to_owned(), |v| format!("{v:.digits$}"))
 }
 
 fn print_table(outcomes: &[Outcome]) {
-    let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
     println!(
-        "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>8} {:>7} {:>9}",
+        "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>9} {:>9} {:>8} {:>6} {:>8} {:>8} {:>7}",
         "target",
         "calls",
         "sent",
@@ -404,15 +498,18 @@ fn print_table(outcomes: &[Outcome]) {
         "maxus",
         "cpu_s",
         "us/pkt",
+        "mach_us",
+        "net_us",
+        "sirq_us",
+        "idle%",
         "rss_MiB",
         "setup/s",
-        "steal%",
-        "mach_us/pkt"
+        "steal%"
     );
     for o in outcomes {
         let p = &o.pump;
         println!(
-            "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>8} {:>8} {:>7} {:>9}",
+            "{:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9} {:>9} {:>9} {:>8} {:>6} {:>8} {:>8} {:>7}",
             o.label,
             o.calls,
             p.sent,
@@ -425,18 +522,54 @@ fn print_table(outcomes: &[Outcome]) {
             p.latency_max_us,
             opt(o.relay_cpu_s, 2),
             opt(o.cpu_us_per_packet(), 2),
+            opt(o.machine_us_per_packet(), 2),
+            opt(o.machine_net_us_per_packet, 2),
+            opt(o.softirq_us_per_packet(), 2),
+            opt(o.host_idle_percent, 1),
             opt(o.relay_peak_rss_mib, 1),
             opt(
                 (o.setup_pairs_per_sec > 0.0).then_some(o.setup_pairs_per_sec),
                 0
             ),
             opt(o.host_steal_percent, 1),
-            opt(o.machine_cpu_us_per_packet(), 2),
         );
     }
     for line in latency_notes(outcomes) {
         println!("{line}");
     }
+    for line in cpu_notes(outcomes) {
+        println!("{line}");
+    }
+}
+
+/// What the CPU columns are, and a warning per window in which the machine was never
+/// idle (its machine-wide figures then measure the host, not the relay).
+pub(crate) fn cpu_notes(outcomes: &[Outcome]) -> Vec<String> {
+    let mut notes = vec![
+        "us/pkt: the relay process's CPU; mach_us: all CPUs' busy time (user+nice+system+\
+         irq+softirq, /proc/stat); net_us: mach_us minus direct's at the same rate; \
+         sirq_us: the softirq part of mach_us"
+            .to_owned(),
+    ];
+    let saturated: Vec<&Outcome> = outcomes.iter().filter(|o| o.host_saturated()).collect();
+    if saturated.len() > 1 && saturated.len() == outcomes.len() {
+        notes.push(format!(
+            "warning: the CPUs were idle under {SATURATED_IDLE_PERCENT}% of every window; \
+             other work filled the machine, so mach_us and net_us measure the host, not \
+             the relays"
+        ));
+        return notes;
+    }
+    for o in saturated {
+        notes.push(format!(
+            "warning: {} at {} pps/stream: the CPUs were idle {:.1}% of the window; other \
+             work filled the machine, so mach_us and net_us measure the host, not the relay",
+            o.label,
+            o.pps_per_stream,
+            o.host_idle_percent.unwrap_or(0.0)
+        ));
+    }
+    notes
 }
 
 /// How the table's latency was measured, so a reader knows whether the load
@@ -477,16 +610,27 @@ pub(crate) fn run(args: RtpArgs) -> anyhow::Result<u8> {
         bail!("--size must be between {} and 1400 bytes", pump::MIN_SIZE);
     }
     let _ = mediagate_udp::raise_nofile_limit();
+    if args.find_max_rate {
+        return max_rate::run(&args);
+    }
     let mut outcomes = Vec::new();
+    let mut direct = None;
     if args.direct {
-        let outcome = measure_direct(&args).context("the direct baseline")?;
+        let calls = direct_calls(args.calls, args.local_ip)?;
+        let outcome = measure_direct(&calls, &args, args.pps).context("the direct baseline")?;
         if args.json {
             println!("{}", outcome.json());
         }
+        direct = Some(outcome.clone());
         outcomes.push(outcome);
     }
     for target in &args.targets {
-        let outcome = measure(&args, target).with_context(|| format!("target {}", target.label))?;
+        let mut outcome = Session::open(&args, target)
+            .and_then(|s| s.measure(&args, target, args.pps))
+            .with_context(|| format!("target {}", target.label))?;
+        if let Some(direct) = &direct {
+            outcome.subtract_direct(direct);
+        }
         if args.json {
             println!("{}", outcome.json());
         }
@@ -556,6 +700,76 @@ mod tests {
         let json = mixed[1].json();
         assert_eq!(json["kernel_rx_timestamps"], false);
         assert_eq!(json["wakeup_stamped"], 7);
+    }
+
+    #[test]
+    fn machine_cpu_per_packet_net_of_the_direct_run() {
+        let outcome = |label: &str, busy: Option<f64>, received: u64| Outcome {
+            label: label.into(),
+            host_busy_s: busy,
+            pump: pump::PumpReport {
+                sent: received,
+                received,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        // 100,000 packets: 0.4 s of machine time with no relay, 0.9 s with one.
+        let direct = outcome("direct", Some(0.4), 100_000);
+        let mut relay = outcome("relay", Some(0.9), 100_000);
+        assert!((direct.machine_us_per_packet().unwrap() - 4.0).abs() < 1e-9);
+        relay.subtract_direct(&direct);
+        assert!((relay.machine_net_us_per_packet.unwrap() - 5.0).abs() < 1e-9);
+        let json = relay.json();
+        assert!((json["machine_us_per_packet"].as_f64().unwrap() - 9.0).abs() < 1e-9);
+        assert!((json["machine_net_us_per_packet"].as_f64().unwrap() - 5.0).abs() < 1e-9);
+        assert_eq!(json["machine_busy_s"], 0.9);
+        // No figure when /proc/stat was unreadable or nothing arrived: never a fake zero.
+        let mut blind = outcome("relay", None, 100_000);
+        blind.subtract_direct(&direct);
+        assert_eq!(blind.machine_net_us_per_packet, None);
+        assert!(blind.json()["machine_us_per_packet"].is_null());
+        assert_eq!(blind.json()["machine_saturated"], false);
+        let mut silent = outcome("relay", Some(0.9), 0);
+        silent.subtract_direct(&direct);
+        assert_eq!(silent.machine_us_per_packet(), None);
+        assert_eq!(silent.machine_net_us_per_packet, None);
+    }
+
+    #[test]
+    fn a_saturated_machine_is_flagged() {
+        let outcome = |label: &str, idle: Option<f64>| Outcome {
+            label: label.into(),
+            host_idle_percent: idle,
+            host_softirq_s: Some(0.2),
+            pps_per_stream: 50,
+            pump: pump::PumpReport {
+                received: 100_000,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let rows = [
+            outcome("direct", Some(60.0)),
+            outcome("mediagate", Some(0.4)),
+            outcome("rtpengine", None),
+        ];
+        let notes = cpu_notes(&rows);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[1].starts_with("warning: mediagate at 50 pps/stream: the CPUs were idle 0.4%"),
+            "{notes:?}"
+        );
+        // Every window saturated: one line, not one per row.
+        let all = [outcome("a", Some(1.0)), outcome("b", Some(0.0))];
+        let notes = cpu_notes(&all);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[1].contains("idle under 5% of every window"),
+            "{notes:?}"
+        );
+        assert_eq!(rows[1].json()["machine_saturated"], true);
+        assert!((rows[1].softirq_us_per_packet().unwrap() - 2.0).abs() < 1e-9);
     }
 
     #[test]

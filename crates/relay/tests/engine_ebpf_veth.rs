@@ -54,10 +54,23 @@ impl Net {
     }
 
     fn new() -> Self {
-        let net = Self {
-            tag: std::process::id() % 10_000,
-        };
+        let net = Self::empty(std::process::id() % 10_000);
         for side in 0..2 {
+            net.add_side(side);
+        }
+        net
+    }
+
+    /// No namespaces yet ([`Net::add_side`] makes them); `tag` names them and their
+    /// subnets, one tag per test running at once.
+    fn empty(tag: u32) -> Self {
+        Self { tag }
+    }
+
+    /// Namespace `side`, its phone and its veth pair.
+    fn add_side(&self, side: usize) {
+        let net = self;
+        {
             let (ns, link) = (net.ns(side), net.link(side));
             let peer = format!("{link}p");
             let _ = Command::new("ip").args(["netns", "del", &ns]).status();
@@ -77,7 +90,11 @@ impl Net {
             // veth alone; the host's other interfaces keep their setting).
             std::fs::write(format!("/proc/sys/net/ipv4/conf/{link}/forwarding"), "1").unwrap();
         }
-        net
+    }
+
+    /// Deletes namespace `side` and with it its veth pair.
+    fn remove_side(&self, side: usize) {
+        ip(&["netns", "del", &self.ns(side)]);
     }
 
     /// Runs `f` on a thread inside namespace `side` (sockets made there stay there).
@@ -105,8 +122,10 @@ impl Drop for Net {
     fn drop(&mut self) {
         for side in 0..2 {
             // Deleting the namespace deletes the veth pair.
+            // (Already gone if the test removed it.)
             let _ = Command::new("ip")
                 .args(["netns", "del", &self.ns(side)])
+                .stderr(std::process::Stdio::null())
                 .status();
         }
     }
@@ -259,4 +278,72 @@ async fn media_between_namespaces_is_routed_in_the_kernel_with_true_checksums() 
     assert_eq!(seen[12..16], net.relay_ip(0).octets(), "from the relay");
     assert_eq!(seen[16..20], b.octets(), "to the callee");
     assert_eq!(relay.forwarded_packets(), in_user_space);
+}
+
+/// Polls the relay's attached interfaces until `done` holds of them (up to 8 s: the
+/// relay looks every 2 s).
+async fn until_interfaces(
+    relay: &mediagate_relay::engine::Relay,
+    done: impl Fn(&[String]) -> bool,
+) {
+    for _ in 0..80 {
+        if done(&relay.kernel_forwarding().unwrap()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("interfaces now: {:?}", relay.kernel_forwarding());
+}
+
+/// The callee's namespace and veth appear after the relay started: the relay attaches
+/// the program to the new veth, so the callee's media (which comes in on it) is
+/// forwarded in the kernel too; when the veth vanishes, the relay lets go of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interface_created_after_the_start_is_attached_and_forwards_in_the_kernel() {
+    // A tag of its own: the test above runs at the same time.
+    let net = Net::empty((std::process::id() + 1) % 10_000);
+    net.add_side(0);
+    let mut cfg = config((54100, 54199), ForwardIo::Ebpf);
+    cfg.media = vec![(IpAddr::V4(net.relay_ip(0)), IpAddr::V4(net.relay_ip(0)))];
+    let relay = start(cfg).await;
+    assert!(!relay.kernel_forwarding().unwrap().contains(&net.link(1)));
+    net.add_side(1);
+    until_interfaces(&relay, |i| i.contains(&net.link(1))).await;
+
+    let (a, b) = (net.phone_ip(0), net.phone_ip(1));
+    let caller = net.inside(0, move || std::net::UdpSocket::bind((a, 0)).unwrap());
+    let callee = net.inside(1, move || std::net::UdpSocket::bind((b, 0)).unwrap());
+    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let p = establish_with(
+        &mut ng,
+        "veth-late",
+        tokio_socket(caller),
+        tokio_socket(callee),
+        IpAddr::V4(net.relay_ip(0)),
+    )
+    .await;
+    let in_user_space = relay.forwarded_packets();
+    for seq in 1..=30 {
+        p.callee
+            .send_to(&rtp(CALLEE_SSRC, seq), p.callee_relay)
+            .await
+            .unwrap();
+    }
+    let expect: Vec<_> = (1..=30)
+        .map(|seq| (rtp(CALLEE_SSRC, seq), p.caller_relay))
+        .collect();
+    assert_eq!(
+        recv_all(&p.caller, Duration::from_millis(300)).await,
+        expect
+    );
+    assert_eq!(
+        relay.forwarded_packets(),
+        in_user_space,
+        "forwarded in the kernel from the new veth"
+    );
+
+    // The callee's socket would keep its namespace, and so the veth, alive.
+    drop(p);
+    net.remove_side(1);
+    until_interfaces(&relay, |i| !i.contains(&net.link(1))).await;
 }

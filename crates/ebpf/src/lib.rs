@@ -3,7 +3,8 @@
 //!
 //! What it does: [`FastPath::load`] loads the program embedded at build time, attaches
 //! it at TCX ingress of every Ethernet and loopback interface present, and owns the
-//! flow map. [`FastPath::insert`] tells the kernel that datagrams from one address to
+//! flow map; [`FastPath::rescan`] attaches it to interfaces created since and lets go
+//! of those that vanished (the caller decides how often). [`FastPath::insert`] tells the kernel that datagrams from one address to
 //! one relay port leave rewritten from another relay port to another address;
 //! [`FastPath::counters`] and [`FastPath::remove`] read what the kernel forwarded.
 //!

@@ -223,7 +223,8 @@ fn udp6(from: &SocketAddr, to: &SocketAddr, payload: &[u8], checksum: bool) -> V
 }
 
 /// IPv6 datagrams sent raw (a complete checksum, no offload to patch later) leave the
-/// program with a checksum that holds for the new addresses and ports; one without a
+/// program with a checksum that holds for the new ports (on ::1 the addresses stay
+/// the same; the relay's veth test checks a rewrite of the addresses); one without a
 /// checksum (invalid in IPv6) is not forwarded, nor given one.
 #[test]
 fn ipv6_checksums_are_updated_and_a_missing_one_is_not_forwarded() {

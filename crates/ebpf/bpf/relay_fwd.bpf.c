@@ -3,23 +3,34 @@
 // The relay's kernel fast path: a tc (TCX ingress) program that forwards latched
 // UDP media streams without waking the relay process.
 //
-// It looks up each IPv4 UDP datagram's (source, destination) in FLOWS. On a hit (and,
-// for RTP entries, an RTP packet carrying the expected SSRC), it rewrites the source
-// to the relay's outgoing port and the destination to the latched peer, patches the IP
-// and UDP checksums, counts the packet in the entry and sends it on: out of the
-// interface the route names (bpf_fib_lookup, MAC rewrite, bpf_redirect), or, for a
-// destination on this host, back into the local stack (TC_ACT_OK after the rewrite).
+// It looks up each IPv4 or IPv6 UDP datagram's (source, destination) in FLOWS (one map
+// for both: an IPv4 address is kept IPv4-mapped, ::ffff:a.b.c.d, and the entry's
+// FLOW_V6 flag says which family it rewrites to, so a key of one family never
+// rewrites a packet of the other). On a hit (and, for RTP entries, an RTP packet
+// carrying the expected SSRC), it rewrites the source to the relay's outgoing port and
+// the destination to the latched peer, patches the checksums (IPv4 header and UDP;
+// UDP only in IPv6, where it is mandatory: updated, never zeroed), counts the packet in
+// the entry and sends it on: out of the interface the route names (bpf_fib_lookup,
+// MAC rewrite, bpf_redirect), or, for a destination on this host, back into the local
+// stack (TC_ACT_OK after the rewrite).
 //
-// Everything else (a miss, IP options, fragments, non-UDP, RTCP, a foreign SSRC, a
-// route the kernel cannot forward on: IP forwarding off on the incoming interface, no
-// neighbour entry yet) passes on untouched, so the relay's socket receives it exactly
-// as without this program.
+// TTL and hop limit are left as they came: the relay is the datagram's new source (its
+// sockets would send with their own default), not a router on the phones' path, and a
+// forwarding loop cannot form because every hop must match a relay port's entry.
+//
+// Everything else (a miss, IPv4 options, IPv6 extension headers (fragments and
+// hop-by-hop jumbograms among them), fragments, non-UDP, an IPv6 datagram without a
+// UDP checksum, RTCP, a foreign SSRC, a route the kernel cannot forward on: forwarding
+// off on the incoming interface, no neighbour entry yet) passes on untouched, so the
+// relay's socket receives it exactly as without this program. IPv4<->IPv6 bridged
+// streams never get an entry (the relay keeps them in user space).
 //
 // Kept in sync by hand with crates/ebpf/src/flows.rs (RawKey, RawEntry).
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/udp.h>
 #include <linux/pkt_cls.h>
 
@@ -38,21 +49,25 @@ static long (*bpf_fib_lookup)(void *ctx, struct bpf_fib_lookup *params, int plen
                               __u32 flags) = (void *)BPF_FUNC_fib_lookup;
 static long (*bpf_redirect)(__u32 ifindex, __u64 flags) = (void *)BPF_FUNC_redirect;
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)BPF_FUNC_ktime_get_ns;
+static __s64 (*bpf_csum_diff)(__be32 *from, __u32 from_size, __be32 *to, __u32 to_size,
+                              __wsum seed) = (void *)BPF_FUNC_csum_diff;
 
-// Network byte order throughout, as in the packet.
+// Network byte order throughout, as in the packet. IPv4 addresses are IPv4-mapped
+// IPv6 addresses (::ffff:a.b.c.d), so the last word holds the IPv4 address.
 struct flow_key {
-    __u32 src_ip;
-    __u32 dst_ip;
+    __u32 src_ip[4];
+    __u32 dst_ip[4];
     __u16 src_port;
     __u16 dst_port;
 };
 
 #define FLOW_RTP 1 // forward only RTP (not RTCP) carrying `ssrc`
 #define FLOW_LOCAL 2 // the destination is an address of this host: no route lookup
+#define FLOW_V6 4 // an IPv6 entry (key and rewrite); without it, IPv4
 
 struct flow_entry {
-    __u32 new_src_ip;
-    __u32 new_dst_ip;
+    __u32 new_src_ip[4];
+    __u32 new_dst_ip[4];
     __u16 new_src_port;
     __u16 new_dst_port;
     __u32 ssrc;
@@ -77,27 +92,69 @@ struct {
 #define UDP_OFF (IP_OFF + sizeof(struct iphdr))
 #define UDP_CSUM_OFF (UDP_OFF + __builtin_offsetof(struct udphdr, check))
 #define RTP_OFF (UDP_OFF + sizeof(struct udphdr))
+#define IP6_SRC_OFF (IP_OFF + __builtin_offsetof(struct ipv6hdr, saddr))
+#define UDP6_OFF (IP_OFF + sizeof(struct ipv6hdr))
+#define UDP6_CSUM_OFF (UDP6_OFF + __builtin_offsetof(struct udphdr, check))
+#define RTP6_OFF (UDP6_OFF + sizeof(struct udphdr))
 #define AF_INET 2
+#define AF_INET6 10
 // What the program does not handle goes on to the next program on the interface
 // (another relay's, say), and past the last one up the stack as if nobody looked;
 // TC_ACT_OK would end the chain and hide the datagram from the programs after it.
 #define NEXT TC_ACT_UNSPEC
 
-// "classifier": the section name aya 0.13 reads as a tc program.
-SEC("classifier")
-int relay_fwd(struct __sk_buff *skb)
+// The entry for `key`, if the datagram (UDP header at `udp`, of the family `v6` says)
+// is one it forwards; the RTP sequence number (as in the packet) in `seq`.
+static __attribute__((always_inline)) struct flow_entry *
+match(struct flow_key *key, struct udphdr *udp, void *data_end, __u32 v6, __u16 *seq)
 {
-    void *data = (void *)(long)skb->data;
-    void *data_end = (void *)(long)skb->data_end;
-    // A GSO/GRO super-packet carries several datagrams under one header: one count,
-    // one length check would be wrong for all of them.
-    if (skb->gso_segs > 1)
-        return NEXT;
-    // Ethernet + IPv4 without options + UDP.
+    struct flow_entry *e = bpf_map_lookup_elem(&FLOWS, key);
+    if (!e || (e->flags & FLOW_V6) != v6)
+        return 0;
+    __u8 *rtp = (__u8 *)(udp + 1);
+    *seq = 0;
+    if (e->flags & FLOW_RTP) {
+        // The 12 bytes of a fixed RTP header.
+        if ((void *)(rtp + 12) > data_end)
+            return 0;
+        // RTP version 2; RTCP multiplexed on the port (RFC 5761 §4: 192..223) and a
+        // foreign SSRC stay with the relay's latching and reports.
+        if ((rtp[0] >> 6) != 2 || (rtp[1] >= 192 && rtp[1] <= 223))
+            return 0;
+        __u32 ssrc = *(__u32 *)(rtp + 8);
+        if (ssrc != e->ssrc)
+            return 0;
+        *seq = *(__u16 *)(rtp + 2);
+    }
+    return e;
+}
+
+static __attribute__((always_inline)) void count(struct flow_entry *e, __u16 udp_len, __u16 seq)
+{
+    __sync_fetch_and_add(&e->packets, 1);
+    __sync_fetch_and_add(&e->bytes, udp_len - sizeof(struct udphdr));
+    e->last_ns = bpf_ktime_get_ns();
+    e->last_seq = seq;
+}
+
+// Sends the rewritten datagram on: up the local stack, or out of the route's interface.
+static __attribute__((always_inline)) int send(struct __sk_buff *skb, int local,
+                                               struct bpf_fib_lookup *fib)
+{
+    if (local)
+        return TC_ACT_OK;
+    __u8 macs[12];
+    __builtin_memcpy(macs, fib->dmac, 6);
+    __builtin_memcpy(macs + 6, fib->smac, 6);
+    bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0);
+    return bpf_redirect(fib->ifindex, 0);
+}
+
+static __attribute__((always_inline)) int forward4(struct __sk_buff *skb, void *data,
+                                                   void *data_end)
+{
+    // IPv4 without options + UDP.
     if (data + RTP_OFF > data_end)
-        return NEXT;
-    struct ethhdr *eth = data;
-    if (eth->h_proto != __builtin_bswap16(ETH_P_IP))
         return NEXT;
     struct iphdr *ip = data + IP_OFF;
     if (ip->ihl != 5 || ip->version != 4 || ip->protocol != 17)
@@ -107,29 +164,15 @@ int relay_fwd(struct __sk_buff *skb)
         return NEXT;
     struct udphdr *udp = data + UDP_OFF;
     struct flow_key key = {
-        .src_ip = ip->saddr,
-        .dst_ip = ip->daddr,
+        .src_ip = {0, 0, __builtin_bswap32(0xffff), ip->saddr},
+        .dst_ip = {0, 0, __builtin_bswap32(0xffff), ip->daddr},
         .src_port = udp->source,
         .dst_port = udp->dest,
     };
-    struct flow_entry *e = bpf_map_lookup_elem(&FLOWS, &key);
+    __u16 seq;
+    struct flow_entry *e = match(&key, udp, data_end, 0, &seq);
     if (!e)
         return NEXT;
-    __u8 *rtp = data + RTP_OFF;
-    __u16 seq = 0;
-    if (e->flags & FLOW_RTP) {
-        // The 12 bytes of a fixed RTP header.
-        if ((void *)(rtp + 12) > data_end)
-            return NEXT;
-        // RTP version 2; RTCP multiplexed on the port (RFC 5761 §4: 192..223) and a
-        // foreign SSRC stay with the relay's latching and reports.
-        if ((rtp[0] >> 6) != 2 || (rtp[1] >= 192 && rtp[1] <= 223))
-            return NEXT;
-        __u32 ssrc = *(__u32 *)(rtp + 8);
-        if (ssrc != e->ssrc)
-            return NEXT;
-        seq = *(__u16 *)(rtp + 2);
-    }
     __u16 udp_len = __builtin_bswap16(udp->len);
     if (udp_len < sizeof(struct udphdr))
         return NEXT;
@@ -143,8 +186,8 @@ int relay_fwd(struct __sk_buff *skb)
         fib.family = AF_INET;
         fib.l4_protocol = 17;
         fib.tot_len = __builtin_bswap16(ip->tot_len);
-        fib.ipv4_src = e->new_src_ip;
-        fib.ipv4_dst = e->new_dst_ip;
+        fib.ipv4_src = e->new_src_ip[3];
+        fib.ipv4_dst = e->new_dst_ip[3];
         fib.ifindex = skb->ifindex;
         // Anything but a resolved route (forwarding off on this interface, no
         // neighbour entry yet, a blackhole) goes up untouched and the relay forwards
@@ -155,7 +198,7 @@ int relay_fwd(struct __sk_buff *skb)
 
     __u32 old_src = ip->saddr, old_dst = ip->daddr;
     __u16 old_sport = udp->source, old_dport = udp->dest;
-    __u32 new_src = e->new_src_ip, new_dst = e->new_dst_ip;
+    __u32 new_src = e->new_src_ip[3], new_dst = e->new_dst_ip[3];
     __u16 new_sport = e->new_src_port, new_dport = e->new_dst_port;
 
     // UDP first (its pseudo-header covers the addresses), then IP.
@@ -172,18 +215,100 @@ int relay_fwd(struct __sk_buff *skb)
     __u16 ports[2] = {new_sport, new_dport};
     bpf_skb_store_bytes(skb, UDP_OFF, ports, sizeof(ports), 0);
 
-    __sync_fetch_and_add(&e->packets, 1);
-    __sync_fetch_and_add(&e->bytes, udp_len - sizeof(struct udphdr));
-    e->last_ns = bpf_ktime_get_ns();
-    e->last_seq = seq;
+    count(e, udp_len, seq);
+    return send(skb, local, &fib);
+}
 
-    if (local)
-        return TC_ACT_OK;
-    __u8 macs[12];
-    __builtin_memcpy(macs, fib.dmac, 6);
-    __builtin_memcpy(macs + 6, fib.smac, 6);
-    bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0);
-    return bpf_redirect(fib.ifindex, 0);
+static __attribute__((always_inline)) int forward6(struct __sk_buff *skb, void *data,
+                                                   void *data_end)
+{
+    // IPv6 with UDP directly after the fixed header: any extension header (a fragment
+    // header, hop-by-hop options such as a jumbogram's) goes up to the stack.
+    if (data + RTP6_OFF > data_end)
+        return NEXT;
+    struct ipv6hdr *ip6 = data + IP_OFF;
+    if (ip6->version != 6 || ip6->nexthdr != 17)
+        return NEXT;
+    __u16 payload_len = __builtin_bswap16(ip6->payload_len);
+    struct udphdr *udp = data + UDP6_OFF;
+    __u16 udp_len = __builtin_bswap16(udp->len);
+    // A zero checksum is invalid in IPv6 (the stack drops it; the program must not
+    // turn it into a valid-looking one); a zero payload length is a jumbogram's.
+    if (udp->check == 0 || payload_len == 0 || udp_len < sizeof(struct udphdr) ||
+        udp_len > payload_len)
+        return NEXT;
+    struct flow_key key = {
+        .src_port = udp->source,
+        .dst_port = udp->dest,
+    };
+    __builtin_memcpy(key.src_ip, &ip6->saddr, 16);
+    __builtin_memcpy(key.dst_ip, &ip6->daddr, 16);
+    __u16 seq;
+    struct flow_entry *e = match(&key, udp, data_end, FLOW_V6, &seq);
+    if (!e)
+        return NEXT;
+
+    struct bpf_fib_lookup fib = {};
+    int local = e->flags & FLOW_LOCAL;
+    if (!local) {
+        fib.family = AF_INET6;
+        fib.l4_protocol = 17;
+        fib.tot_len = sizeof(struct ipv6hdr) + payload_len;
+        __builtin_memcpy(fib.ipv6_src, e->new_src_ip, 16);
+        __builtin_memcpy(fib.ipv6_dst, e->new_dst_ip, 16);
+        fib.ifindex = skb->ifindex;
+        if (bpf_fib_lookup(skb, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS)
+            return NEXT;
+    }
+
+    // The addresses as they are and as they become, src then dst, as in the header.
+    __u32 old_addrs[8], new_addrs[8];
+    __builtin_memcpy(old_addrs, key.src_ip, 16);
+    __builtin_memcpy(old_addrs + 4, key.dst_ip, 16);
+    __builtin_memcpy(new_addrs, e->new_src_ip, 16);
+    __builtin_memcpy(new_addrs + 4, e->new_dst_ip, 16);
+    __u16 old_sport = key.src_port, old_dport = key.dst_port;
+    __u16 new_sport = e->new_src_port, new_dport = e->new_dst_port;
+
+    // The pseudo-header's share of the UDP checksum. BPF_F_IPV6 (Linux 6.16) keeps a
+    // CHECKSUM_COMPLETE skb's csum right, since the addresses it covers change with the
+    // pseudo-header; an older kernel refuses the flag before touching anything, and
+    // gets the update without it.
+    __s64 diff = bpf_csum_diff(old_addrs, sizeof(old_addrs), new_addrs, sizeof(new_addrs), 0);
+    if (diff < 0)
+        return NEXT;
+    __u64 pseudo = BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0;
+    if (bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, 0, (__u32)diff, pseudo | BPF_F_IPV6) < 0 &&
+        bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, 0, (__u32)diff, pseudo) < 0)
+        return NEXT;
+    bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, old_sport, new_sport, BPF_F_MARK_MANGLED_0 | 2);
+    bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, old_dport, new_dport, BPF_F_MARK_MANGLED_0 | 2);
+    bpf_skb_store_bytes(skb, IP6_SRC_OFF, new_addrs, sizeof(new_addrs), 0);
+    __u16 ports[2] = {new_sport, new_dport};
+    bpf_skb_store_bytes(skb, UDP6_OFF, ports, sizeof(ports), 0);
+
+    count(e, udp_len, seq);
+    return send(skb, local, &fib);
+}
+
+// "classifier": the section name aya 0.13 reads as a tc program.
+SEC("classifier")
+int relay_fwd(struct __sk_buff *skb)
+{
+    void *data = (void *)(long)skb->data;
+    void *data_end = (void *)(long)skb->data_end;
+    // A GSO/GRO super-packet carries several datagrams under one header: one count,
+    // one length check would be wrong for all of them.
+    if (skb->gso_segs > 1)
+        return NEXT;
+    if (data + ETH_LEN > data_end)
+        return NEXT;
+    struct ethhdr *eth = data;
+    if (eth->h_proto == __builtin_bswap16(ETH_P_IP))
+        return forward4(skb, data, data_end);
+    if (eth->h_proto == __builtin_bswap16(ETH_P_IPV6))
+        return forward6(skb, data, data_end);
+    return NEXT;
 }
 
 // bpf_fib_lookup is GPL-only; this file is also offered under the GPL (see the top).

@@ -1,25 +1,27 @@
 //! The flow map's key and value, laid out exactly as `struct flow_key` and `struct
-//! flow_entry` in `bpf/relay_fwd.bpf.c` (addresses and ports in network byte order).
+//! flow_entry` in `bpf/relay_fwd.bpf.c` (addresses and ports in network byte order;
+//! IPv4 addresses IPv4-mapped, with `FLOW_V6` clear).
 #![allow(unsafe_code)]
 
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 
-/// Datagrams from `from` to the relay port `to`.
+/// Datagrams from `from` to the relay port `to`: both IPv4 or both IPv6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     /// The latched peer.
-    pub from: SocketAddrV4,
+    pub from: SocketAddr,
     /// The relay port it sends to.
-    pub to: SocketAddrV4,
+    pub to: SocketAddr,
 }
 
-/// How a matching datagram leaves.
+/// How a matching datagram leaves: in the key's IP version (the kernel does not bridge
+/// IPv4 and IPv6; [`crate::FastPath::insert`] refuses a mix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowTarget {
     /// The relay port it leaves from (the other party's).
-    pub from: SocketAddrV4,
+    pub from: SocketAddr,
     /// The other party's latched address.
-    pub to: SocketAddrV4,
+    pub to: SocketAddr,
     /// For RTP streams: only RTP (not multiplexed RTCP) with this SSRC is forwarded;
     /// the rest reaches the relay's socket. `None` for opaque streams (UDPTL).
     pub rtp_ssrc: Option<u32>,
@@ -44,12 +46,13 @@ pub struct FlowCounters {
 
 const FLOW_RTP: u32 = 1;
 const FLOW_LOCAL: u32 = 2;
+const FLOW_V6: u32 = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RawKey {
-    src_ip: u32,
-    dst_ip: u32,
+    src_ip: [u8; 16],
+    dst_ip: [u8; 16],
     src_port: u16,
     dst_port: u16,
 }
@@ -57,8 +60,8 @@ pub(crate) struct RawKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RawEntry {
-    new_src_ip: u32,
-    new_dst_ip: u32,
+    new_src_ip: [u8; 16],
+    new_dst_ip: [u8; 16],
     new_src_port: u16,
     new_dst_port: u16,
     ssrc: u32,
@@ -69,18 +72,31 @@ pub(crate) struct RawEntry {
     last_ns: u64,
 }
 
-// SAFETY: both are repr(C) structs of integers with no padding (12 and 48 bytes, every
-// field naturally aligned), so every byte pattern is a valid value, as aya::Pod needs.
+// SAFETY: both are repr(C) structs of integers and byte arrays with no padding (36 and
+// 72 bytes, every field naturally aligned), so every byte pattern is a valid value, as aya::Pod needs.
 unsafe impl aya::Pod for RawKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for RawEntry {}
 
-fn ip(a: &SocketAddrV4) -> u32 {
-    u32::from_ne_bytes(a.ip().octets())
+/// As in the packet: IPv6 as is, IPv4 mapped (::ffff:a.b.c.d), as the program builds
+/// its keys.
+fn ip(a: &SocketAddr) -> [u8; 16] {
+    match a.ip() {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
 }
 
-fn port(a: &SocketAddrV4) -> u16 {
+fn port(a: &SocketAddr) -> u16 {
     a.port().to_be()
+}
+
+/// Whether the kernel can forward `key` as `target` says: one IP version throughout.
+pub(crate) fn same_family(key: &FlowKey, target: &FlowTarget) -> bool {
+    let v6 = key.from.is_ipv6();
+    [key.to, target.from, target.to]
+        .iter()
+        .all(|a| a.is_ipv6() == v6)
 }
 
 impl From<FlowKey> for RawKey {
@@ -104,7 +120,8 @@ impl From<FlowTarget> for RawEntry {
             // The program compares the SSRC as it lies in the packet.
             ssrc: t.rtp_ssrc.map_or(0, u32::to_be),
             flags: if t.rtp_ssrc.is_some() { FLOW_RTP } else { 0 }
-                | if t.local { FLOW_LOCAL } else { 0 },
+                | if t.local { FLOW_LOCAL } else { 0 }
+                | if t.to.is_ipv6() { FLOW_V6 } else { 0 },
             last_seq: 0,
             packets: 0,
             bytes: 0,
@@ -147,9 +164,10 @@ mod tests {
 
     #[test]
     fn layouts_match_the_c_structs() {
-        assert_eq!(std::mem::size_of::<RawKey>(), 12);
-        assert_eq!(std::mem::size_of::<RawEntry>(), 48);
-        assert_eq!(std::mem::offset_of!(RawEntry, packets), 24);
+        assert_eq!(std::mem::size_of::<RawKey>(), 36);
+        assert_eq!(std::mem::size_of::<RawEntry>(), 72);
+        assert_eq!(std::mem::offset_of!(RawEntry, ssrc), 36);
+        assert_eq!(std::mem::offset_of!(RawEntry, packets), 48);
     }
 
     #[test]
@@ -158,7 +176,7 @@ mod tests {
             from: "10.0.0.1:5004".parse().unwrap(),
             to: "192.0.2.7:30000".parse().unwrap(),
         });
-        assert_eq!(k.src_ip.to_ne_bytes(), [10, 0, 0, 1]);
+        assert_eq!(k.src_ip, *b"\0\0\0\0\0\0\0\0\0\0\xff\xff\x0a\0\0\x01");
         assert_eq!(k.dst_port.to_ne_bytes(), 30000u16.to_be_bytes());
         let e = RawEntry::from(FlowTarget {
             from: "192.0.2.7:30002".parse().unwrap(),
@@ -169,5 +187,37 @@ mod tests {
         assert_eq!(e.ssrc.to_ne_bytes(), [1, 2, 3, 4]);
         assert_eq!(e.flags, FLOW_RTP | FLOW_LOCAL);
         assert_eq!(e.new_src_port.to_ne_bytes(), 30002u16.to_be_bytes());
+    }
+
+    #[test]
+    fn ipv6_entries_keep_the_address_and_say_so() {
+        let k = RawKey::from(FlowKey {
+            from: "[2001:db8::1]:5004".parse().unwrap(),
+            to: "[2001:db8::7]:30000".parse().unwrap(),
+        });
+        assert_eq!(
+            k.dst_ip,
+            "2001:db8::7"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets()
+        );
+        let t = FlowTarget {
+            from: "[2001:db8::7]:30002".parse().unwrap(),
+            to: "[2001:db8::2]:6000".parse().unwrap(),
+            rtp_ssrc: None,
+            local: false,
+        };
+        assert_eq!(RawEntry::from(t).flags, FLOW_V6);
+        let key = FlowKey {
+            from: "[2001:db8::1]:5004".parse().unwrap(),
+            to: "[2001:db8::7]:30000".parse().unwrap(),
+        };
+        assert!(same_family(&key, &t));
+        let bridged = FlowTarget {
+            to: "10.0.0.2:6000".parse().unwrap(),
+            ..t
+        };
+        assert!(!same_family(&key, &bridged));
     }
 }

@@ -1,9 +1,11 @@
-//! The relay's eBPF fast path on loopback (`forward_io = "ebpf"`): the program must
-//! load here (the test script installs clang; these tests run as root), so a machine
-//! where it cannot fails these tests instead of skipping them.
+//! The relay's eBPF fast path on loopback (`forward_io = "ebpf"`), IPv4 and IPv6: the
+//! program must load here (the test script installs clang; these tests run as root)
+//! and ::1 must be configured, so a machine where either fails fails these tests
+//! instead of skipping them.
 
 mod ebpf_kit;
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use ebpf_kit::*;
@@ -21,15 +23,35 @@ async fn a_few_ticks() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
+const V4: [u8; 4] = [127, 0, 0, 1];
+
+fn v6() -> IpAddr {
+    "::1".parse().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latched_media_goes_through_the_kernel_both_ways_and_is_counted() {
-    let relay = start(config(range(0), ForwardIo::Ebpf)).await;
+    // The stranger has an address of its own.
+    kernel_both_ways(V4.into(), 0, "127.0.0.2:0", 101).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_latched_media_goes_through_the_kernel_both_ways_and_is_counted() {
+    // ::1 is the only IPv6 loopback address: the stranger is another port on it, with
+    // sequence numbers too far off to count as the caller's own move.
+    kernel_both_ways(v6(), 5, "[::1]:0", 30_000).await;
+}
+
+/// Media between two phones on `ip` (a loopback address), and a stranger bound to
+/// `stranger_at` flooding with the caller's SSRC from sequence number `stranger_seq`.
+async fn kernel_both_ways(ip: IpAddr, slot: u16, stranger_at: &str, stranger_seq: u16) {
+    let relay = start(config_on(range(slot), ForwardIo::Ebpf, ip)).await;
     assert!(relay
         .kernel_forwarding()
         .expect("the fast path is loaded")
         .contains(&"lo".to_owned()));
     let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
-    let p = establish(&mut ng, "k-1").await;
+    let p = establish_on(&mut ng, "k-1", ip).await;
     let in_user_space = relay.forwarded_packets();
     assert_eq!(in_user_space, 2, "the two latching packets");
 
@@ -65,13 +87,13 @@ async fn latched_media_goes_through_the_kernel_both_ways_and_is_counted() {
         "no packet went through the relay's sockets"
     );
 
-    // A stranger (another loopback IP) floods both ports: nothing of it is forwarded,
-    // nothing latches to it, and the phones' media still flows.
-    let stranger = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    // A stranger floods both ports: nothing of it is forwarded, nothing latches to it,
+    // and the phones' media still flows.
+    let stranger = UdpSocket::bind(stranger_at).await.unwrap();
     for seq in 0..50 {
         for to in [p.caller_relay, p.callee_relay] {
             stranger
-                .send_to(&rtp(CALLER_SSRC, 101 + seq), to)
+                .send_to(&rtp(CALLER_SSRC, stranger_seq + seq), to)
                 .await
                 .unwrap();
         }
@@ -126,11 +148,20 @@ async fn latched_media_goes_through_the_kernel_both_ways_and_is_counted() {
 /// after the quiet time) and the kernel forwards both ways again, to the new port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nat_change_re_latches_and_the_kernel_follows() {
-    let mut cfg = config(range(1), ForwardIo::Ebpf);
+    nat_change(V4.into(), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_a_nat_change_re_latches_and_the_kernel_follows() {
+    nat_change(v6(), 6).await;
+}
+
+async fn nat_change(ip: IpAddr, slot: u16) {
+    let mut cfg = config_on(range(slot), ForwardIo::Ebpf, ip);
     cfg.options.latch.relatch_quiet = Duration::from_millis(300);
     let relay = start(cfg).await;
     let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
-    let p = establish(&mut ng, "k-nat").await;
+    let p = establish_on(&mut ng, "k-nat", ip).await;
     // Far enough ahead of the latching packet that only the kernel's record of the
     // last sequence number makes the re-latch evidence hold (the gap allowed is 100);
     // few enough to fit the callee's receive buffer.
@@ -148,7 +179,7 @@ async fn a_nat_change_re_latches_and_the_kernel_follows() {
     assert_eq!(before, 2);
 
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let moved = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let moved = UdpSocket::bind((ip, 0)).await.unwrap();
     moved
         .send_to(&rtp(CALLER_SSRC, 201), p.caller_relay)
         .await
@@ -266,6 +297,73 @@ async fn signalling_a_new_endpoint_moves_the_kernel_path_at_once() {
     assert!(recv_all(&p.callee, Duration::from_millis(100))
         .await
         .is_empty());
+}
+
+/// An IPv4 caller and an IPv6 callee (`address family` IP6): the relay bridges them in
+/// user space, since the kernel path does not translate between IP versions; the media
+/// arrives byte-exact both ways and the kernel forwards none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridged_ipv4_ipv6_call_stays_in_user_space() {
+    let mut cfg = config(range(7), ForwardIo::Ebpf);
+    cfg.media.push((v6(), v6()));
+    let relay = start(cfg).await;
+    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let callee = UdpSocket::bind("[::1]:0")
+        .await
+        .expect("this test needs ::1 on lo (`ip -6 addr show lo`)");
+    let port_in = |v: &Value| -> u16 {
+        let sdp = String::from_utf8(v.get("sdp").unwrap().as_bytes().unwrap().to_vec()).unwrap();
+        let line = sdp.lines().find(|l| l.starts_with("m=audio ")).unwrap();
+        line.split(' ').nth(1).unwrap().parse().unwrap()
+    };
+    let offer = ng
+        .call(&d(&[
+            ("command", s("offer")),
+            ("call-id", s("k-bridge")),
+            ("from-tag", s("ft")),
+            ("sdp", s(&sdp_for(caller.local_addr().unwrap()))),
+            ("received-from", Value::List(vec![s("IP4"), s("127.0.0.1")])),
+            ("address family", s("IP6")),
+        ]))
+        .await;
+    let callee_relay = std::net::SocketAddr::new(v6(), port_in(&offer));
+    let answer = ng
+        .call(&d(&[
+            ("command", s("answer")),
+            ("call-id", s("k-bridge")),
+            ("from-tag", s("ft")),
+            ("to-tag", s("tt")),
+            ("sdp", s(&sdp_for(callee.local_addr().unwrap()))),
+            ("received-from", Value::List(vec![s("IP6"), s("::1")])),
+            ("address family", s("IP4")),
+        ]))
+        .await;
+    let caller_relay = std::net::SocketAddr::new(V4.into(), port_in(&answer));
+    for seq in 0..30 {
+        caller
+            .send_to(&rtp(CALLER_SSRC, seq), caller_relay)
+            .await
+            .unwrap();
+        callee
+            .send_to(&rtp(CALLEE_SSRC, seq), callee_relay)
+            .await
+            .unwrap();
+    }
+    let expect = |ssrc, from| -> Vec<(Vec<u8>, std::net::SocketAddr)> {
+        (0..30).map(|seq| (rtp(ssrc, seq), from)).collect()
+    };
+    assert_eq!(
+        recv_all(&callee, Duration::from_millis(300)).await,
+        expect(CALLER_SSRC, callee_relay)
+    );
+    assert_eq!(
+        recv_all(&caller, Duration::from_millis(300)).await,
+        expect(CALLEE_SSRC, caller_relay)
+    );
+    a_few_ticks().await;
+    assert_eq!(relay.forwarded_packets(), 60, "all of it in user space");
+    assert_eq!(relay.kernel_forwarded_packets(), 0);
 }
 
 /// Env var that makes [`child_relay`] run (only as [`kill_9_leaves_nothing_forwarding`]'s

@@ -3,9 +3,9 @@
 //!
 //! What it does: a stream's direction gets a kernel entry once both of its RTP latches
 //! are confirmed (the sender's, which the entry's key names, and the receiver's, which
-//! is where it sends), both relay ports have a specific IPv4 address and the stream is
-//! symmetric; RTP streams forward only RTP with the SSRC the latch last saw. The
-//! forwarding threads call [`KernelPath::update`] when [`wanted`] changes (a latch
+//! is where it sends), both relay ports have a specific address, all four addresses
+//! are of one IP version (IPv4 or IPv6) and the stream is symmetric; RTP streams
+//! forward only RTP with the SSRC the latch last saw. The forwarding threads call [`KernelPath::update`] when [`wanted`] changes (a latch
 //! confirmed or moved: the old entry goes, its counts merged, a new one is made).
 //! [`KernelPath::sync`] (every tick of the engine's timer) and
 //! [`KernelPath::remove_stream`] (when a stream's ports close, before its record is
@@ -13,13 +13,17 @@
 //! and tell its latch when the peer was last heard, so statistics, records, `ng`
 //! query/list and the media timeout see kernel-forwarded packets as their own.
 //!
+//! Every few seconds [`KernelPath::sync`] also attaches the program to interfaces
+//! created since the start (a veth or VLAN) and lets go of those that vanished.
+//!
 //! What it does not: RTCP (it stays on the relay's sockets, which read its reports),
-//! IPv6 or IPv4-IPv6 bridging, wildcard media addresses, asymmetric streams or
-//! learning `off` (no confirmed latch): those stay in user space. The counters lag the
+//! IPv4-IPv6 bridging (the kernel path does not translate headers), wildcard media
+//! addresses, asymmetric streams or learning `off` (no confirmed latch): those stay in
+//! user space. The counters lag the
 //! kernel by up to one tick (250 ms) except at a stream's end.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -34,19 +38,17 @@ use crate::media::{Leg, MediaPair};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Want {
     key: FlowKey,
-    from: SocketAddrV4,
-    to: SocketAddrV4,
+    from: SocketAddr,
+    to: SocketAddr,
     rtp_ssrc: Option<u32>,
 }
 
 /// The entries a stream wants, indexed by the sending side.
 pub(super) type Wanted = [Option<Want>; 2];
 
-fn v4(a: SocketAddr) -> Option<SocketAddrV4> {
-    match a {
-        SocketAddr::V4(a) if !a.ip().is_unspecified() && a.port() != 0 => Some(a),
-        _ => None,
-    }
+/// `a`, if it names one address and port (not a wildcard).
+fn specific(a: SocketAddr) -> Option<SocketAddr> {
+    (!a.ip().is_unspecified() && a.port() != 0).then_some(a)
 }
 
 /// The kernel entries `m`'s latches allow (module docs).
@@ -62,15 +64,21 @@ pub(super) fn wanted(m: &MediaPair) -> Wanted {
         } else {
             None
         };
-        Some(Want {
+        let want = Want {
             key: FlowKey {
-                from: v4(sender.rtp_latch.confirmed()?)?,
-                to: v4(sender.local)?,
+                from: specific(sender.rtp_latch.confirmed()?)?,
+                to: specific(sender.local)?,
             },
-            from: v4(receiver.local)?,
-            to: v4(receiver.rtp_latch.confirmed()?)?,
+            from: specific(receiver.local)?,
+            to: specific(receiver.rtp_latch.confirmed()?)?,
             rtp_ssrc,
-        })
+        };
+        // A bridged stream (IPv4 on one side, IPv6 on the other) stays in user space.
+        let v6 = want.key.from.is_ipv6();
+        [want.key.to, want.from, want.to]
+            .iter()
+            .all(|a| a.is_ipv6() == v6)
+            .then_some(want)
     };
     [one(0), one(1)]
 }
@@ -93,7 +101,14 @@ pub(crate) struct KernelPath {
     streams: Mutex<HashMap<u64, KernelStream>>,
     /// Datagrams the kernel forwarded, as merged so far.
     pub(super) forwarded: AtomicU64,
+    /// When interfaces were last scanned for ones that appeared or vanished.
+    scanned: Mutex<Instant>,
 }
+
+/// How often [`KernelPath::sync`] looks for interfaces created or deleted since the
+/// last look: a walk of `/sys/class/net` is cheap, and a new interface's first seconds
+/// of media go through the relay's sockets meanwhile (nothing is lost).
+const RESCAN_EVERY: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for KernelPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,12 +139,32 @@ impl KernelPath {
             fast: Mutex::new(fast),
             streams: Mutex::new(HashMap::new()),
             forwarded: AtomicU64::new(0),
+            scanned: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Attaches the program to interfaces that appeared since the last scan and drops
+    /// the links of those that vanished, at most every [`RESCAN_EVERY`].
+    fn rescan_if_due(&self, now: Instant) {
+        {
+            let mut scanned = lock(&self.scanned);
+            if now.saturating_duration_since(*scanned) < RESCAN_EVERY {
+                return;
+            }
+            *scanned = now;
+        }
+        let change = lock(&self.fast).rescan();
+        for name in change.attached {
+            tracing::info!("relay: eBPF fast path attached to {name}, new since the last look");
+        }
+        for name in change.dropped {
+            tracing::info!("relay: eBPF fast path let go of {name}, which vanished");
         }
     }
 
     /// The interfaces the program is attached to.
     pub(super) fn interfaces(&self) -> Vec<String> {
-        lock(&self.fast).interfaces().to_vec()
+        lock(&self.fast).interfaces()
     }
 
     /// Stream `id` (started) may get kernel entries from now on.
@@ -170,7 +205,7 @@ impl KernelPath {
                     from: w.from,
                     to: w.to,
                     rtp_ssrc: w.rtp_ssrc,
-                    local: is_local(IpAddr::V4(*w.to.ip())),
+                    local: is_local(w.to.ip()),
                 };
                 match fast.insert(w.key, target) {
                     Ok(()) => {
@@ -189,9 +224,10 @@ impl KernelPath {
 
     /// Merges what the kernel forwarded since the last read into every stream, and
     /// brings every stream's entries to what its latches want (a catch-all for changes
-    /// no packet or signalling reported).
+    /// no packet or signalling reported); follows interfaces that came or went.
     pub(super) fn sync(&self) {
         let now = clocks();
+        self.rescan_if_due(now.0);
         let ids: Vec<(u64, SharedMedia)> = {
             let mut streams = lock(&self.streams);
             let fast = lock(&self.fast);
@@ -262,7 +298,7 @@ impl KernelPath {
             let at = instant_of(last_ns, now);
             leg.rtp.last_packet = leg.rtp.last_packet.max(Some(at));
             leg.rtp_latch
-                .heard(SocketAddr::V4(installed.want.key.from), seen.last_seq, at);
+                .heard(installed.want.key.from, seen.last_seq, at);
         }
     }
 }
@@ -291,6 +327,15 @@ mod tests {
     }
 
     fn pair(now: Instant) -> MediaPair {
+        pair_of(
+            now,
+            ["192.0.2.1:30000", "192.0.2.1:30002"],
+            ["10.0.0.1:4000", "10.0.0.2:5000"],
+        )
+    }
+
+    /// Relay ports `locals` for phones `phones` (side 0, side 1).
+    fn pair_of(now: Instant, locals: [&str; 2], phones: [&str; 2]) -> MediaPair {
         let leg = |local: &str, phone: &str| {
             let mut l = Leg::new(addr(local), addr(local).ip(), LatchPolicy::default(), now);
             l.rtp_latch.signal(
@@ -308,10 +353,7 @@ mod tests {
             media_type: "audio".into(),
             proto: "RTP/AVP".into(),
             is_rtp: true,
-            legs: [
-                leg("192.0.2.1:30000", "10.0.0.1:4000"),
-                leg("192.0.2.1:30002", "10.0.0.2:5000"),
-            ],
+            legs: [leg(locals[0], phones[0]), leg(locals[1], phones[1])],
         }
     }
 
@@ -353,6 +395,35 @@ mod tests {
         assert!(wanted(&m)[0].is_some());
         m.legs[1].rtp_latch.set_flags(true, false);
         assert_eq!(wanted(&m), [None, None], "asymmetric");
+    }
+
+    #[test]
+    fn ipv6_streams_get_entries_and_bridged_ones_stay_in_user_space() {
+        use crate::media::Component::Rtp;
+        let now = Instant::now();
+        let mut m = pair_of(
+            now,
+            ["[2001:db8::7]:30000", "[2001:db8::7]:30002"],
+            ["[2001:db8::1]:4000", "[2001:db8::2]:5000"],
+        );
+        m.on_datagram(0, Rtp, addr("[2001:db8::1]:4000"), &rtp(11, 1), now);
+        m.on_datagram(1, Rtp, addr("[2001:db8::2]:5000"), &rtp(22, 1), now);
+        let [a, b] = wanted(&m);
+        let a = a.expect("an IPv6 entry");
+        assert_eq!(a.key.to, addr("[2001:db8::7]:30000"));
+        assert_eq!(a.to, addr("[2001:db8::2]:5000"));
+        assert!(b.is_some());
+
+        // The callee on IPv4 behind an IPv4 relay port: bridged both ways.
+        let mut m = pair_of(
+            now,
+            ["[2001:db8::7]:30000", "192.0.2.1:30002"],
+            ["[2001:db8::1]:4000", "10.0.0.2:5000"],
+        );
+        m.on_datagram(0, Rtp, addr("[2001:db8::1]:4000"), &rtp(11, 1), now);
+        m.on_datagram(1, Rtp, addr("10.0.0.2:5000"), &rtp(22, 1), now);
+        assert!(m.legs[1].rtp_latch.confirmed().is_some(), "latched");
+        assert_eq!(wanted(&m), [None, None]);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! A relay engine on loopback and two phones, for the eBPF fast path's tests: `ng`
-//! over UDP, an offer and an answer with `received-from` 127.0.0.1, RTP helpers.
+//! over UDP, an offer and an answer with `received-from` the phones' loopback address
+//! (127.0.0.1 or ::1), RTP helpers.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use mediagate_ng::bencode::{decode_exact, Limits, Value};
@@ -11,10 +12,15 @@ use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
 pub fn config(ports: (u16, u16), io: ForwardIo) -> EngineConfig {
+    config_on(ports, io, [127, 0, 0, 1].into())
+}
+
+/// As [`config`], with the media ports on `media` (`ng` stays on 127.0.0.1).
+pub fn config_on(ports: (u16, u16), io: ForwardIo, media: IpAddr) -> EngineConfig {
     EngineConfig {
         ng_udp: vec!["127.0.0.1:0".parse().unwrap()],
         ng_tcp: vec![],
-        media: vec![("127.0.0.1".parse().unwrap(), "127.0.0.1".parse().unwrap())],
+        media: vec![(media, media)],
         ports,
         port_quarantine: Duration::from_secs(10),
         options: RelayOptions::default(),
@@ -72,9 +78,18 @@ pub fn s(x: &str) -> Value {
     Value::str(x)
 }
 
+/// `IP4` or `IP6`, as SDP and `ng` name `ip`'s family.
+pub fn family(ip: IpAddr) -> &'static str {
+    if ip.is_ipv6() {
+        "IP6"
+    } else {
+        "IP4"
+    }
+}
+
 pub fn sdp_for(phone: SocketAddr) -> String {
-    let (ip, port) = (phone.ip(), phone.port());
-    format!("v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n")
+    let (ip, port, f) = (phone.ip(), phone.port(), family(phone.ip()));
+    format!("v=0\r\no=- 1 1 IN {f} {ip}\r\ns=-\r\nc=IN {f} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n")
 }
 
 fn media_port(v: &Value) -> u16 {
@@ -116,9 +131,22 @@ pub const CALLEE_SSRC: u32 = 0xca1e;
 /// Offer and answer for `call_id` between two phones on loopback, then one RTP packet
 /// each way so that both sides latch (the fast path takes over from there).
 pub async fn establish(ng: &mut Ng, call_id: &str) -> Phones {
-    let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let callee = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    establish_with(ng, call_id, caller, callee, [127, 0, 0, 1].into()).await
+    establish_on(ng, call_id, [127, 0, 0, 1].into()).await
+}
+
+/// As [`establish`], for phones and a relay on loopback address `ip` (127.0.0.1 or
+/// ::1); fails saying so where `ip` cannot be bound.
+pub async fn establish_on(ng: &mut Ng, call_id: &str, ip: IpAddr) -> Phones {
+    let bind = || async move {
+        UdpSocket::bind((ip, 0)).await.unwrap_or_else(|e| {
+            panic!(
+                "cannot bind on {ip} ({e}): the IPv6 cases need ::1 on lo (`ip -6 addr show lo`)"
+            )
+        })
+    };
+    let caller = bind().await;
+    let callee = bind().await;
+    establish_with(ng, call_id, caller, callee, ip).await
 }
 
 /// As [`establish`], for phones bound anywhere and a relay on `relay_ip`.
@@ -130,10 +158,8 @@ pub async fn establish_with(
     relay_ip: std::net::IpAddr,
 ) -> Phones {
     let seen_from = |s_: &UdpSocket| {
-        Value::List(vec![
-            s("IP4"),
-            s(&s_.local_addr().unwrap().ip().to_string()),
-        ])
+        let ip = s_.local_addr().unwrap().ip();
+        Value::List(vec![s(family(ip)), s(&ip.to_string())])
     };
     let offer = ng
         .call(&d(&[

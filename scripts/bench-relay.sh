@@ -23,8 +23,7 @@
 # Environment (defaults in brackets):
 #   FORWARD_IO [io_uring]   mediagate's [relay] forward_io: io_uring, epoll, auto, ebpf.
 #                           A value this build's config refuses is reported, not guessed
-#                           around, except io_uring on a build that predates the name,
-#                           which runs as "auto" (io_uring where the kernel allows it).
+#                           around.
 #   FORWARD_SCHEDULING []   mediagate's [relay] forward_scheduling, e.g. fifo:10
 #   CALLS [1000]  BENCH_SECONDS [60]  SCENARIOS ["loopback veth"]
 #   MAX_RATE [1]  STEP_SECONDS [10]  MAX_STEPS [6]  MAX_PPS [2000]

@@ -13,7 +13,15 @@ M=$BIN/mediagate
 L=$BIN/mediagate-loadgen
 DIR=$(mktemp -d /tmp/mg-bench-dispatcher.XXXXXX)
 PIDS=""
-cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null || true; done; sleep 1; rm -rf "$DIR"; }
+# A relay asked to stop drains (keeps its calls until they end): the held calls of the
+# last run would keep it, and its ports, alive long after the script, so what is
+# still running a second after SIGTERM is killed.
+cleanup() {
+    for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+    sleep 1
+    for p in $PIDS; do kill -9 "$p" 2>/dev/null || true; done
+    rm -rf "$DIR"
+}
 trap cleanup EXIT INT TERM
 cd "$DIR"
 mkdir d r1 r2 dl

@@ -303,22 +303,40 @@ impl Message {
     }
 
     /// The message as one frame (length header included), appended to `out`.
-    /// A message larger than [`MAX_FRAME`] is an error: the peer would refuse it.
+    /// A message larger than [`MAX_FRAME`] is an error (and `out` is left as it
+    /// was): the peer would refuse it.
     pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
-        let body = self.to_value().encode();
-        if body.len() > MAX_FRAME {
+        let start = out.len();
+        // The length is known only once the body is written: a placeholder, patched.
+        out.extend_from_slice(&[0; 4]);
+        match self {
+            // Every command and reply takes this path: the `ng` body (an SDP and its
+            // flags) is written straight into the frame rather than cloned into a
+            // dictionary first. Same bytes as `to_value`, keys in its order.
+            Self::Request { seq, body } | Self::Reply { seq, body } => {
+                out.extend_from_slice(b"d4:type");
+                text(self.kind()).encode_into(out);
+                out.extend_from_slice(b"3:seq");
+                int(*seq).encode_into(out);
+                out.extend_from_slice(b"4:body");
+                body.encode_into(out);
+                out.push(b'e');
+            }
+            _ => self.to_value().encode_into(out),
+        }
+        let len = out.len() - start - 4;
+        if len > MAX_FRAME {
+            out.truncate(start);
             return Err(invalid(
                 0,
                 format!(
-                    "a {} message of {} bytes exceeds the {MAX_FRAME}-byte frame cap",
+                    "a {} message of {len} bytes exceeds the {MAX_FRAME}-byte frame cap",
                     self.kind(),
-                    body.len()
                 ),
             ));
         }
         // MAX_FRAME fits in u32, checked above.
-        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        out.extend_from_slice(&body);
+        out[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
         Ok(())
     }
 

@@ -310,3 +310,28 @@ proptest! {
         let _ = decode_frame(&frame);
     }
 }
+
+#[test]
+fn commands_and_replies_encode_as_their_dictionary_would() {
+    // Requests and replies skip building the message dictionary; their bytes must be
+    // what every other message gets from it.
+    for m in samples() {
+        let bytes = m.encode().unwrap();
+        let body = m.to_value().encode();
+        assert_eq!(&bytes[..4], &(body.len() as u32).to_be_bytes(), "{m:?}");
+        assert_eq!(&bytes[4..], &body[..], "{m:?}");
+    }
+}
+
+#[test]
+fn a_request_over_the_frame_cap_is_refused_and_leaves_the_buffer_as_it_was() {
+    let mut out = Message::Ping { seq: 1 }.encode().unwrap();
+    let before = out.clone();
+    let huge = Message::Request {
+        seq: 2,
+        body: dict([("sdp", Value::Bytes(vec![b'x'; MAX_FRAME]))]),
+    };
+    let err = huge.encode_into(&mut out).unwrap_err();
+    assert!(err.reason.contains("exceeds"), "{err}");
+    assert_eq!(out, before);
+}

@@ -20,6 +20,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 
 use mediagate_udp::LocalDest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
@@ -32,9 +33,10 @@ use mediagate_ng::reply;
 
 /// What runs the commands an `ng` listener receives.
 pub trait NgService: Send + Sync + 'static {
-    /// Whether each UDP request runs in its own task. A service that answers at once
-    /// (the relay) runs inline in the receive loop; one that waits on other hosts (the
-    /// dispatcher) must not hold up the requests behind it.
+    /// Whether each UDP request runs in its own task once it has to wait. A service
+    /// that answers at once (the relay) runs inline in the receive loop; one that
+    /// waits on other hosts (the dispatcher) must not hold up the requests behind it.
+    /// Either way a request runs in the receive loop until it first waits.
     const CONCURRENT: bool = false;
 
     /// Runs one decoded message (`body` is the decoder's refusal reason when it could
@@ -77,12 +79,24 @@ pub async fn serve_udp<S: NgService>(
         let body = msg.body.map_err(|e| e.reason());
         let work = Arc::clone(&service).process(msg.cookie.to_vec(), msg.encoding, body);
         if S::CONCURRENT {
-            let socket = Arc::clone(&socket);
-            tokio::spawn(async move {
-                if let Some(reply) = work.await {
-                    send_reply(&socket, &reply, peer, local).await;
+            // Run here until the request first waits: one that never does (a relay
+            // in the dispatcher's process, a cached reply) costs no task, and one for
+            // a linked relay has its command on the wire before a task is spawned to
+            // wait for the answer.
+            let mut work = Box::pin(work);
+            let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
+            match first {
+                Poll::Ready(Some(reply)) => send_reply(&socket, &reply, peer, local).await,
+                Poll::Ready(None) => {}
+                Poll::Pending => {
+                    let socket = Arc::clone(&socket);
+                    tokio::spawn(async move {
+                        if let Some(reply) = work.await {
+                            send_reply(&socket, &reply, peer, local).await;
+                        }
+                    });
                 }
-            });
+            }
         } else if let Some(reply) = work.await {
             send_reply(&socket, &reply, peer, local).await;
         }
@@ -227,5 +241,60 @@ async fn serve_connection<S: NgService>(
             },
         };
         buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Answers cookie `slow` after 300 ms and anything else at once.
+    struct Mixed;
+
+    impl NgService for Mixed {
+        const CONCURRENT: bool = true;
+
+        async fn process(
+            self: Arc<Self>,
+            cookie: Vec<u8>,
+            encoding: Encoding,
+            _body: Result<Value, &'static str>,
+        ) -> Option<Vec<u8>> {
+            if cookie == b"slow" {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Some(framing::frame_reply(&cookie, encoding, &reply::pong()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_concurrent_service_answers_at_once_what_does_not_wait_and_later_what_does() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let (_stop, shutdown) = watch::channel(false);
+        tokio::spawn(serve_udp(Arc::new(Mixed), server, false, shutdown));
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client
+            .send_to(b"slow d7:command4:pinge", addr)
+            .await
+            .unwrap();
+        client
+            .send_to(b"fast d7:command4:pinge", addr)
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let (n, _) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+                .await
+                .expect("a reply")
+                .unwrap();
+            got.push(buf[..n].to_vec());
+        }
+        // The slow request does not hold up the one behind it.
+        assert!(got[0].starts_with(b"fast "), "{got:?}");
+        assert!(got[1].starts_with(b"slow "), "{got:?}");
     }
 }

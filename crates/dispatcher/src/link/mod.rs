@@ -23,6 +23,7 @@
 //! What it does not: choose relays or keep the call map (the front doors do), or
 //! retry a command on another relay.
 
+mod outbox;
 mod session;
 
 use std::collections::HashMap;
@@ -37,7 +38,9 @@ use mediagate_link::wire::Message;
 use mediagate_ng::bencode::Value;
 use mediagate_relay::record::SessionRecord;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
+
+use self::outbox::Outbox;
 
 use crate::pool::{
     CommandError, PoolFuture, RelayEvent, RelayId, RelayLive, RelayPool, RelayState, RelayView,
@@ -101,7 +104,8 @@ struct Linked {
     /// Which connection this is, so a replaced connection's end does not remove its
     /// successor.
     generation: u64,
-    outbound: mpsc::Sender<Message>,
+    /// Where messages to the relay go; commands write from their own task.
+    outbox: Arc<Outbox<session::Writer>>,
     pending: HashMap<u64, oneshot::Sender<Value>>,
     next_seq: u64,
     /// A `sessions` list arriving in several messages, so far.
@@ -233,7 +237,7 @@ impl LinkPool {
         registry
             .linked
             .get(&relay)
-            .is_some_and(|l| l.outbound.try_send(Message::ListSessions).is_ok())
+            .is_some_and(|l| l.outbox.try_send(&Message::ListSessions).is_ok())
     }
 }
 
@@ -286,23 +290,20 @@ impl RelayPool for LinkPool {
         deadline: Duration,
     ) -> PoolFuture<'_, Result<Value, CommandError>> {
         Box::pin(async move {
-            let (seq, outbound, generation, reply) = {
+            let (seq, outbox, generation, reply) = {
                 let mut registry = self.shared.lock();
                 let linked = registry.linked.get_mut(&relay).ok_or(CommandError::Gone)?;
                 linked.next_seq += 1;
                 let seq = linked.next_seq;
                 let (tx, rx) = oneshot::channel();
                 linked.pending.insert(seq, tx);
-                (seq, linked.outbound.clone(), linked.generation, rx)
+                (seq, Arc::clone(&linked.outbox), linked.generation, rx)
             };
             // One deadline for queueing and answering both: a relay that stops reading
             // must not make a command take twice as long as the proxy was promised.
             let until = tokio::time::Instant::now() + deadline;
-            let sent = tokio::time::timeout_at(
-                until,
-                outbound.send(Message::Request { seq, body: request }),
-            )
-            .await;
+            let message = Message::Request { seq, body: request };
+            let sent = tokio::time::timeout_at(until, outbox.send(&message)).await;
             let outcome = match sent {
                 Ok(Ok(())) => match tokio::time::timeout_at(until, reply).await {
                     Ok(Ok(body)) => Ok(body),
@@ -334,7 +335,7 @@ impl RelayPool for LinkPool {
 
     fn live(&self, relay: RelayId, deadline: Duration) -> PoolFuture<'_, Option<RelayLive>> {
         Box::pin(async move {
-            let (seq, outbound, generation, answer) = {
+            let (seq, outbox, generation, answer) = {
                 let mut registry = self.shared.lock();
                 let linked = registry.linked.get_mut(&relay)?;
                 if !linked.answers_stats {
@@ -351,10 +352,10 @@ impl RelayPool for LinkPool {
                         done,
                     },
                 );
-                (seq, linked.outbound.clone(), linked.generation, answer)
+                (seq, Arc::clone(&linked.outbox), linked.generation, answer)
             };
             let asked = async {
-                outbound.send(Message::StatsRequest { seq }).await.ok()?;
+                outbox.send(&Message::StatsRequest { seq }).await.ok()?;
                 answer.await.ok()
             };
             let Ok(Some(stats)) = tokio::time::timeout(deadline, asked).await else {

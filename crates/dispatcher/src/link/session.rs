@@ -16,11 +16,11 @@ use mediagate_link::liveness::{Verdict, Watchdog};
 use mediagate_link::tls::{check_peer, explain_handshake_error};
 use mediagate_link::wire::{Hello, Message, Side, MINOR_STATS};
 use rustls::ServerConfig;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+use super::outbox::Outbox;
 use super::{Linked, Shared};
 use crate::pool::{RelayEvent, RelayId, RelayState, RelayView};
 
@@ -30,16 +30,12 @@ const HANDSHAKE_WAIT: Duration = Duration::from_secs(10);
 const MAX_HANDSHAKES: usize = 64;
 /// Handshakes in progress at once from one address, at most: a relay has one.
 const MAX_HANDSHAKES_PER_IP: usize = 8;
-/// Messages queued for one relay before a command waits.
-const OUTBOUND_QUEUE: usize = 1024;
 /// Most Call-IDs one relay may list (`sessions`), a bound on what a relay can make
 /// the dispatcher hold.
 const MAX_LISTED_CALLS: usize = 1_000_000;
 /// Most bytes of call records one `stats` answer may hold (about 1,000 bytes a
 /// call, for as many calls as a relay may list).
 const MAX_STATS_BYTES: usize = 1024 * 1024 * 1024;
-/// Bytes of queued messages written at once, at most (then flushed).
-const WRITE_BATCH: usize = 64 * 1024;
 /// How often a link's watchdog is looked at.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
 
@@ -127,7 +123,7 @@ impl Drop for PeerTurn {
 }
 
 type Reader = MessageReader<tokio::io::ReadHalf<tokio_rustls::server::TlsStream<TcpStream>>>;
-type Writer = tokio::io::WriteHalf<tokio_rustls::server::TlsStream<TcpStream>>;
+pub(super) type Writer = tokio::io::WriteHalf<tokio_rustls::server::TlsStream<TcpStream>>;
 
 /// TLS, passport and hello; every refusal is logged with the peer's address.
 async fn handshake(
@@ -188,7 +184,7 @@ fn register(
     shared: &Shared,
     hello: &Hello,
     name: &str,
-    outbound: mpsc::Sender<Message>,
+    outbox: Arc<Outbox<Writer>>,
 ) -> (RelayId, u64, bool) {
     let mut registry = shared.lock();
     let next = RelayId(registry.ids.len() as u64 + 1);
@@ -207,7 +203,7 @@ fn register(
                 bps: 0,
             },
             generation,
-            outbound,
+            outbox,
             pending: HashMap::new(),
             next_seq: 0,
             listing: Vec::new(),
@@ -229,13 +225,13 @@ fn register(
 async fn serve(
     shared: Arc<Shared>,
     mut reader: Reader,
-    mut writer: Writer,
+    writer: Writer,
     hello: Hello,
     name: String,
     peer: SocketAddr,
 ) {
-    let (outbound, mut queue) = mpsc::channel::<Message>(OUTBOUND_QUEUE);
-    let (id, generation, replaced) = register(&shared, &hello, &name, outbound.clone());
+    let outbox = Outbox::new(writer);
+    let (id, generation, replaced) = register(&shared, &hello, &name, Arc::clone(&outbox));
     if replaced {
         shared.emit(RelayEvent::Disconnected { relay: id });
     }
@@ -244,40 +240,21 @@ async fn serve(
         "dispatcher: relay {name} linked from {peer} (id {}, link {}.{}, {})",
         id.0, hello.version.0, hello.version.1, hello.software
     );
-    let mut writer_task = tokio::spawn(async move {
-        // Whatever is queued goes out in one write and one flush (one TLS record when
-        // it fits): under load, many commands share a system call.
-        let mut out = Vec::with_capacity(16 * 1024);
-        while let Some(message) = queue.recv().await {
-            out.clear();
-            message.encode_into(&mut out)?;
-            while out.len() < WRITE_BATCH {
-                let Ok(more) = queue.try_recv() else { break };
-                more.encode_into(&mut out)?;
-            }
-            writer.write_all(&out).await?;
-            writer.flush().await?;
-        }
-        Ok::<(), LinkError>(())
-    });
+    let failed = outbox.failed();
+    tokio::pin!(failed);
     let mut watch = tokio::time::interval(WATCH_EVERY);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let why = loop {
         tokio::select! {
             message = reader.next() => match message {
                 Ok(m) => {
-                    if let Err(e) = handle(&shared, id, generation, &outbound, m) {
+                    if let Err(e) = handle(&shared, id, generation, &outbox, m) {
                         break e;
                     }
                 }
                 Err(e) => break e,
             },
-            done = &mut writer_task => {
-                break match done {
-                    Ok(Err(e)) => e,
-                    _ => LinkError::Closed,
-                };
-            }
+            e = &mut failed => break e,
             _ = watch.tick() => {
                 if let Some(e) = check_watchdog(&shared, id, generation) {
                     break e;
@@ -285,7 +262,7 @@ async fn serve(
             }
         }
     };
-    writer_task.abort();
+    outbox.close();
     let mine = {
         let mut registry = shared.lock();
         let mine = registry
@@ -333,7 +310,7 @@ fn handle(
     shared: &Shared,
     id: RelayId,
     generation: u64,
-    outbound: &mpsc::Sender<Message>,
+    outbox: &Arc<Outbox<Writer>>,
     message: Message,
 ) -> Result<(), LinkError> {
     let mut registry = shared.lock();
@@ -350,7 +327,7 @@ fn handle(
         Message::Ping { seq } => {
             linked.watchdog.on_ping(Instant::now());
             linked.refresh_state();
-            if outbound.try_send(Message::Pong { seq }).is_err() {
+            if outbox.try_send(&Message::Pong { seq }).is_err() {
                 return Err(LinkError::Protocol(
                     "the relay does not read what we send".into(),
                 ));

@@ -28,7 +28,9 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use rusqlite::{params, Connection};
@@ -50,34 +52,45 @@ enum Change {
 /// The writer thread and its queue.
 #[derive(Debug)]
 struct Mirror {
-    queue: Option<SyncSender<Change>>,
+    queue: Option<Sender<Change>>,
+    /// Changes sent and not yet taken by the writer. The channel grows as needed (a
+    /// bounded one would hold room for all [`QUEUE`] changes from the start, about
+    /// 17 MB), so this count is the bound.
+    queued: Arc<AtomicUsize>,
     writer: Option<JoinHandle<()>>,
 }
 
 impl Mirror {
     fn start(db: Connection) -> std::io::Result<Self> {
-        let (queue, changes) = mpsc::sync_channel(QUEUE);
+        let (queue, changes) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let taken = Arc::clone(&queued);
         let writer = std::thread::Builder::new()
             .name("dispatcher-sessions".into())
-            .spawn(move || write_behind(&db, &changes))?;
+            .spawn(move || write_behind(&db, &changes, &taken))?;
         Ok(Self {
             queue: Some(queue),
+            queued,
             writer: Some(writer),
         })
     }
 
     fn send(&self, change: Change, call_id: &str) {
         let Some(queue) = &self.queue else { return };
-        match queue.try_send(change) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => tracing::error!(
+        if self.queued.load(Ordering::Relaxed) >= QUEUE {
+            tracing::error!(
                 call = %call_id,
                 "dispatcher: the session map's writer is {QUEUE} changes behind; the change for call {call_id} is not stored (the call goes on, but a restart will not remember it)"
-            ),
-            Err(TrySendError::Disconnected(_)) => tracing::error!(
+            );
+            return;
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if queue.send(change).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!(
                 call = %call_id,
                 "dispatcher: the session map's writer stopped; the change for call {call_id} is not stored"
-            ),
+            );
         }
     }
 
@@ -103,7 +116,7 @@ impl Drop for Mirror {
 
 /// The writer thread: commits whatever is queued in one transaction, until the queue
 /// closes.
-fn write_behind(db: &Connection, changes: &Receiver<Change>) {
+fn write_behind(db: &Connection, changes: &Receiver<Change>, queued: &AtomicUsize) {
     while let Ok(first) = changes.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -112,6 +125,11 @@ fn write_behind(db: &Connection, changes: &Receiver<Change>) {
                 Err(_) => break,
             }
         }
+        let taken = batch
+            .iter()
+            .filter(|c| !matches!(c, Change::Flush(_)))
+            .count();
+        queued.fetch_sub(taken, Ordering::Relaxed);
         let mut flushed = Vec::new();
         let committed = (|| -> rusqlite::Result<()> {
             let tx = db.unchecked_transaction()?;

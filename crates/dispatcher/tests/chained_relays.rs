@@ -8,13 +8,15 @@
 //! here is by the caller's network) goes to one relay, as without rules. The same
 //! through the MediaProxy front door (`update`/`update`/`remove`).
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use common::ng;
 use mediagate_dispatcher::role::Dispatcher;
-use mediagate_ng::bencode::{Limits, Value};
-use mediagate_ng::client::{frame_request, reply_to, RequestBuilder};
-use mediagate_ng::framing::Encoding;
+use mediagate_ng::bencode::Value;
+use mediagate_ng::client::RequestBuilder;
 use mediagate_ng::request::Command;
 use mediagate_testkit::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,26 +27,11 @@ use tokio::net::UnixStream;
 /// private. Each test gives its own `ports` base so tests running at once never
 /// compete for a port.
 async fn start(dir: &TempDir, ports: u16) -> Dispatcher {
-    let text = format!(
-        r#"state_dir = {state:?}
-[edge]
-enabled = false
-[relay]
-forward_threads = 1
-forward_io = "epoll"
-[dispatcher]
-enabled = true
-ng_listen_udp = ["127.0.0.1:0"]
-mediaproxy_socket = {socket:?}
-[[dispatcher.local_relay]]
-name = "pub1"
-address = "127.0.0.1"
-ports = "{a_low}-{a_high}"
-[[dispatcher.local_relay]]
-name = "priv1"
-address = "127.0.0.2"
-ports = "{b_low}-{b_high}"
-[[dispatcher.relay_group]]
+    common::start_two_local(
+        dir,
+        ports,
+        ("pub1", "priv1"),
+        r#"[[dispatcher.relay_group]]
 name = "public"
 relays = ["pub1"]
 [[dispatcher.relay_group]]
@@ -55,35 +42,8 @@ first = "public"
 second = "private"
 caller = ["127.0.0.0/8"]
 "#,
-        state = dir.0.join("state"),
-        socket = dir.0.join("run/mp.sock"),
-        a_low = ports,
-        a_high = ports + 99,
-        b_low = ports + 100,
-        b_high = ports + 199,
-    );
-    let config = mediagate_config::parse_config(&text).unwrap();
-    assert!(mediagate_config::validate(&config).is_empty());
-    Dispatcher::start(&config, None).await.unwrap()
-}
-
-/// Sends one `ng` request over UDP and returns the reply.
-fn ng(to: SocketAddr, cookie: &str, request: &Value) -> Value {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    socket
-        .send_to(
-            &frame_request(cookie.as_bytes(), Encoding::Bencode, request),
-            to,
-        )
-        .unwrap();
-    let mut buf = vec![0u8; 65_536];
-    let n = socket.recv(&mut buf).expect("ng reply within 2 s");
-    reply_to(cookie.as_bytes(), &buf[..n], &Limits::default())
-        .expect("reply to our cookie")
-        .unwrap()
+    )
+    .await
 }
 
 fn sdp(ip: &str, port: u16) -> String {

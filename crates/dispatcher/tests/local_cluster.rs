@@ -6,9 +6,12 @@
 //! `remove` sets up a call whose RTP is relayed both ways on the relay the proxy
 //! preferred; a request without `call_id` gets `error` and the connection goes on.
 
-use std::net::{SocketAddr, UdpSocket};
+mod common;
+
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::ng;
 use mediagate_dispatcher::role::Dispatcher;
 use mediagate_ng::bencode::{Limits, Value};
 use mediagate_ng::client::{frame_request, reply_to, RequestBuilder};
@@ -21,56 +24,7 @@ use tokio::net::UnixStream;
 /// The dispatcher with two local relays; each test gives its own `ports` base so tests
 /// running at once never compete for a port.
 async fn start(dir: &TempDir, ports: u16) -> Dispatcher {
-    let text = format!(
-        r#"state_dir = {state:?}
-[edge]
-enabled = false
-[relay]
-forward_threads = 1
-forward_io = "epoll"
-[dispatcher]
-enabled = true
-ng_listen_udp = ["127.0.0.1:0"]
-ng_listen_tcp = ["127.0.0.1:0"]
-mediaproxy_socket = {socket:?}
-[[dispatcher.local_relay]]
-name = "local1"
-address = "127.0.0.1"
-ports = "{a_low}-{a_high}"
-[[dispatcher.local_relay]]
-name = "local2"
-address = "127.0.0.2"
-ports = "{b_low}-{b_high}"
-"#,
-        state = dir.0.join("state"),
-        socket = dir.0.join("run/mp.sock"),
-        a_low = ports,
-        a_high = ports + 99,
-        b_low = ports + 100,
-        b_high = ports + 199,
-    );
-    let config = mediagate_config::parse_config(&text).unwrap();
-    assert!(mediagate_config::validate(&config).is_empty());
-    Dispatcher::start(&config, None).await.unwrap()
-}
-
-/// Sends one `ng` request over UDP and returns the reply.
-fn ng(to: SocketAddr, cookie: &str, request: &Value) -> Value {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    socket
-        .send_to(
-            &frame_request(cookie.as_bytes(), Encoding::Bencode, request),
-            to,
-        )
-        .unwrap();
-    let mut buf = vec![0u8; 65_536];
-    let n = socket.recv(&mut buf).expect("ng reply within 2 s");
-    reply_to(cookie.as_bytes(), &buf[..n], &Limits::default())
-        .expect("reply to our cookie")
-        .unwrap()
+    common::start_two_local(dir, ports, ("local1", "local2"), "").await
 }
 
 const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n";

@@ -7,38 +7,21 @@
 //! proxy's `media-relay` preference) run there, and a later `delete` reaches the relay
 //! that holds the call, not the other one with the same inner id.
 
-use std::net::{SocketAddr, UdpSocket};
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::ng;
 use mediagate_dispatcher::pool::RelayPool;
 use mediagate_dispatcher::role::Dispatcher;
 use mediagate_link::tls::NodeTls;
-use mediagate_ng::bencode::{Limits, Value};
-use mediagate_ng::client::{frame_request, reply_to, RequestBuilder};
-use mediagate_ng::framing::Encoding;
+use mediagate_ng::bencode::Value;
+use mediagate_ng::client::RequestBuilder;
 use mediagate_ng::request::Command;
 use mediagate_relay::engine::{EngineConfig, Relay};
 use mediagate_relay::link_client::{self, LinkClientConfig};
 use mediagate_testkit::TempDir;
-
-fn ng(to: SocketAddr, cookie: &str, request: &Value) -> Value {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    socket
-        .send_to(
-            &frame_request(cookie.as_bytes(), Encoding::Bencode, request),
-            to,
-        )
-        .unwrap();
-    let mut buf = vec![0u8; 65_536];
-    let n = socket.recv(&mut buf).expect("ng reply within 2 s");
-    reply_to(cookie.as_bytes(), &buf[..n], &Limits::default())
-        .expect("reply to our cookie")
-        .unwrap()
-}
 
 const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n";
 

@@ -1,0 +1,77 @@
+//! What the dispatcher's integration tests share: a role with two relay engines in its
+//! own process, and one `ng` request over UDP.
+
+#![allow(dead_code)] // each test file uses part of it
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use mediagate_dispatcher::role::Dispatcher;
+use mediagate_ng::bencode::{Limits, Value};
+use mediagate_ng::client::{frame_request, reply_to};
+use mediagate_ng::framing::Encoding;
+use mediagate_testkit::TempDir;
+
+/// The dispatcher with local relays `names.0` (127.0.0.1) and `names.1` (127.0.0.2),
+/// `ng` on UDP (and TCP), MediaProxy's socket under `dir`, and `extra` config lines
+/// after the relays. Each test gives its own `ports` base (200 ports from there) so
+/// tests running at once never compete for a port.
+pub async fn start_two_local(
+    dir: &TempDir,
+    ports: u16,
+    names: (&str, &str),
+    extra: &str,
+) -> Dispatcher {
+    let text = format!(
+        r#"state_dir = {state:?}
+[edge]
+enabled = false
+[relay]
+forward_threads = 1
+forward_io = "epoll"
+[dispatcher]
+enabled = true
+ng_listen_udp = ["127.0.0.1:0"]
+ng_listen_tcp = ["127.0.0.1:0"]
+mediaproxy_socket = {socket:?}
+[[dispatcher.local_relay]]
+name = "{a}"
+address = "127.0.0.1"
+ports = "{a_low}-{a_high}"
+[[dispatcher.local_relay]]
+name = "{b}"
+address = "127.0.0.2"
+ports = "{b_low}-{b_high}"
+{extra}"#,
+        state = dir.0.join("state"),
+        socket = dir.0.join("run/mp.sock"),
+        a = names.0,
+        b = names.1,
+        a_low = ports,
+        a_high = ports + 99,
+        b_low = ports + 100,
+        b_high = ports + 199,
+    );
+    let config = mediagate_config::parse_config(&text).unwrap();
+    assert!(mediagate_config::validate(&config).is_empty());
+    Dispatcher::start(&config, None).await.unwrap()
+}
+
+/// Sends one `ng` request over UDP and returns the reply.
+pub fn ng(to: SocketAddr, cookie: &str, request: &Value) -> Value {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    socket
+        .send_to(
+            &frame_request(cookie.as_bytes(), Encoding::Bencode, request),
+            to,
+        )
+        .unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let n = socket.recv(&mut buf).expect("ng reply within 2 s");
+    reply_to(cookie.as_bytes(), &buf[..n], &Limits::default())
+        .expect("reply to our cookie")
+        .unwrap()
+}

@@ -3,6 +3,13 @@
 //! to route: `bpf_fib_lookup`, MAC rewrite and `bpf_redirect` out of the other veth.
 //! A datagram the phone sends from a raw socket carries a complete UDP checksum (no
 //! offload), so the far phone's raw socket checks the program's checksum updates.
+//!
+//! Across the same veth pairs: a stranger in a third namespace floods a call's ports
+//! (nothing forwarded, nothing latched), a phone's NAT mapping changes (re-latched,
+//! and the kernel entry follows), a call silent in the kernel path times out, and the
+//! `ng` query and the record count exactly what each phone sent. Each test checks the
+//! relay's user-space and kernel counters, so that media which fell back to user space
+//! fails it.
 
 mod ebpf_kit;
 
@@ -13,6 +20,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ebpf_kit::*;
+use mediagate_ng::bencode::Value;
 use mediagate_relay::engine::ForwardIo;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -26,11 +34,15 @@ fn ip(args: &[&str]) {
     );
 }
 
-/// Two namespaces, each with a phone at `10.231.N.2` and `fd00:231:N::2` behind a veth
-/// whose relay end is `10.231.N.1` and `fd00:231:N::1`; deleted on drop.
+/// Namespaces (two phones', and a stranger's where a test wants one), each with its
+/// host at `10.231.N.2` and `fd00:231:N::2` behind a veth whose relay end is
+/// `10.231.N.1` and `fd00:231:N::1`; deleted on drop.
 struct Net {
     tag: u32,
 }
+
+/// The most namespaces one [`Net`] makes: two phones and a stranger.
+const SIDES: usize = 3;
 
 impl Net {
     fn ns(&self, side: usize) -> String {
@@ -41,8 +53,10 @@ impl Net {
         format!("mgeb{}{}", self.tag, side)
     }
 
+    /// Four subnets per tag ([`SIDES`] of them used), so that the tests running at once
+    /// (consecutive tags) never share one.
     fn subnet(&self, side: usize) -> u8 {
-        u8::try_from(self.tag % 100 * 2).unwrap() + side as u8
+        u8::try_from(self.tag % 64 * 4 + side as u32).unwrap()
     }
 
     fn relay_ip(&self, side: usize) -> Ipv4Addr {
@@ -69,6 +83,16 @@ impl Net {
         net
     }
 
+    /// `sides` namespaces under the tag `offset` after this process's own (one offset
+    /// per test: they run at once).
+    fn with_sides(offset: u32, sides: usize) -> Self {
+        let net = Self::empty((std::process::id() + offset) % 10_000);
+        for side in 0..sides {
+            net.add_side(side);
+        }
+        net
+    }
+
     /// No namespaces yet ([`Net::add_side`] makes them); `tag` names them and their
     /// subnets, one tag per test running at once.
     fn empty(tag: u32) -> Self {
@@ -77,6 +101,7 @@ impl Net {
 
     /// Namespace `side`, its phone and its veth pair.
     fn add_side(&self, side: usize) {
+        assert!(side < SIDES, "at most {SIDES} sides");
         let net = self;
         {
             let (ns, link) = (net.ns(side), net.link(side));
@@ -144,7 +169,7 @@ fn enter_netns(ns: &std::fs::File) {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        for side in 0..2 {
+        for side in 0..SIDES {
             // Deleting the namespace deletes the veth pair.
             // (Already gone if the test removed it.)
             let _ = Command::new("ip")
@@ -496,4 +521,436 @@ async fn ipv6_media_between_namespaces_is_routed_in_the_kernel_with_true_checksu
         "{seen:02x?}"
     );
     assert_eq!(relay.forwarded_packets(), in_user_space);
+}
+
+/// A relay in this namespace with its media ports on the relay end of side 0's veth
+/// (IPv4, or IPv6 where `v6`), its kernel path required.
+async fn relay_for(
+    net: &Net,
+    ports: (u16, u16),
+    v6: bool,
+    tune: impl FnOnce(&mut mediagate_relay::engine::EngineConfig),
+) -> (mediagate_relay::engine::Relay, IpAddr) {
+    let relay_ip = if v6 {
+        IpAddr::V6(net.relay_ip6(0))
+    } else {
+        IpAddr::V4(net.relay_ip(0))
+    };
+    let mut cfg = config(ports, ForwardIo::Ebpf);
+    cfg.media = vec![(relay_ip, relay_ip)];
+    tune(&mut cfg);
+    (start(cfg).await, relay_ip)
+}
+
+/// The host address of namespace `side`, in the relay address's IP version.
+fn host_ip(net: &Net, side: usize, relay_ip: IpAddr) -> IpAddr {
+    if relay_ip.is_ipv6() {
+        IpAddr::V6(net.phone_ip6(side))
+    } else {
+        IpAddr::V4(net.phone_ip(side))
+    }
+}
+
+/// A UDP socket on the host of namespace `side`, at an unused port.
+fn socket_in(net: &Net, side: usize, relay_ip: IpAddr) -> tokio::net::UdpSocket {
+    let at = host_ip(net, side, relay_ip);
+    tokio_socket(net.inside(side, move || std::net::UdpSocket::bind((at, 0)).unwrap()))
+}
+
+/// The caller in namespace 0, the callee in namespace 1, latched both ways.
+async fn phones_across(net: &Net, ng: &mut Ng, call_id: &str, relay_ip: IpAddr) -> Phones {
+    let caller = socket_in(net, 0, relay_ip);
+    let callee = socket_in(net, 1, relay_ip);
+    establish_with(ng, call_id, caller, callee, relay_ip).await
+}
+
+/// Polls until `done` holds of the relay's (user space, kernel) forwarded counts (up to
+/// 3 s: the engine reads the kernel's counters every tick); then returns them.
+async fn until_counts(
+    relay: &mediagate_relay::engine::Relay,
+    done: impl Fn(u64, u64) -> bool,
+) -> (u64, u64) {
+    let counts = || (relay.forwarded_packets(), relay.kernel_forwarded_packets());
+    for _ in 0..60 {
+        let (user, kernel) = counts();
+        if done(user, kernel) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    counts()
+}
+
+/// `rtp(ssrc, seq)` cut to a length that varies with `seq` (13 to 172 bytes), so that
+/// byte counts say more than packet counts times one size.
+fn rtp_sized(ssrc: u32, seq: u16) -> Vec<u8> {
+    let mut p = rtp(ssrc, seq);
+    p.truncate(13 + usize::from(seq) * 37 % 160);
+    p
+}
+
+/// `stats` of the RTP stream that `tag`'s party sends to, from an `ng` query reply.
+fn query_stats<'a>(q: &'a Value, tag: &str) -> &'a Value {
+    let medias = q
+        .get("tags")
+        .and_then(|t| t.get(tag))
+        .and_then(|t| t.get("medias"))
+        .and_then(Value::as_list)
+        .unwrap_or_else(|| panic!("tag {tag} in {q:?}"));
+    let streams = medias[0].get("streams").and_then(Value::as_list).unwrap();
+    streams[0].get("stats").unwrap()
+}
+
+fn int(v: u64) -> Value {
+    Value::Int(i64::try_from(v).unwrap())
+}
+
+/// A stranger in a third namespace floods both relay ports of a call whose media is in
+/// the kernel, with the phones' own SSRCs, while the phones talk: none of it reaches a
+/// phone, nothing latches to it, nothing comes back to it, and the phones' media stays
+/// in the kernel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_flood_across_veth_is_neither_forwarded_nor_latched() {
+    const FLOOD: u16 = 4;
+    let net = Net::with_sides(3, 3);
+    let (relay, relay_ip) = relay_for(&net, (54300, 54399), false, |_| {}).await;
+    let interfaces = relay.kernel_forwarding().unwrap();
+    assert!(interfaces.contains(&net.link(2)), "{interfaces:?}");
+    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let p = phones_across(&net, &mut ng, "veth-stranger", relay_ip).await;
+    let stranger = socket_in(&net, 2, relay_ip);
+    let in_user_space = relay.forwarded_packets();
+    for seq in 1..=50 {
+        p.caller
+            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
+            .await
+            .unwrap();
+        p.callee
+            .send_to(&rtp(CALLEE_SSRC, seq), p.callee_relay)
+            .await
+            .unwrap();
+        // Four to each port per phone packet, with sequence numbers far from the
+        // phones': no evidence for a re-latch, however long the phones were quiet.
+        for k in 0..FLOOD {
+            let seq = 30_000 + seq * FLOOD + k;
+            stranger
+                .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
+                .await
+                .unwrap();
+            stranger
+                .send_to(&rtp(CALLEE_SSRC, seq), p.callee_relay)
+                .await
+                .unwrap();
+        }
+    }
+    let at_callee = recv_all(&p.callee, Duration::from_millis(300)).await;
+    let at_caller = recv_all(&p.caller, Duration::from_millis(300)).await;
+    let expect = |ssrc, from| -> Vec<(Vec<u8>, SocketAddr)> {
+        (1..=50).map(|seq| (rtp(ssrc, seq), from)).collect()
+    };
+    assert_eq!(at_callee, expect(CALLER_SSRC, p.callee_relay));
+    assert_eq!(at_caller, expect(CALLEE_SSRC, p.caller_relay));
+    assert!(recv_all(&stranger, Duration::from_millis(100))
+        .await
+        .is_empty());
+
+    // Still latched to the phones: their next packets go through the kernel.
+    p.caller
+        .send_to(&rtp(CALLER_SSRC, 51), p.caller_relay)
+        .await
+        .unwrap();
+    assert_eq!(
+        recv_all(&p.callee, Duration::from_millis(200)).await,
+        [(rtp(CALLER_SSRC, 51), p.callee_relay)]
+    );
+    let (user, kernel) = until_counts(&relay, |_, k| k >= 101).await;
+    assert_eq!(user, in_user_space, "nothing of the stranger's forwarded");
+    assert_eq!(kernel, 101, "the phones' media, in the kernel");
+
+    ng.call(&d(&[
+        ("command", s("delete")),
+        ("call-id", s("veth-stranger")),
+        ("delete delay", Value::Int(0)),
+    ]))
+    .await;
+    let records = relay.recent_records();
+    let stream = &records[0].streams[0];
+    assert_eq!(
+        stream.caller.refused,
+        u64::from(50 * FLOOD),
+        "the stranger's, at the caller's port"
+    );
+    assert_eq!(
+        stream.callee.refused,
+        u64::from(50 * FLOOD),
+        "the stranger's, at the callee's port"
+    );
+    assert_eq!(stream.caller.packets, 52);
+    assert_eq!(stream.callee.packets, 51);
+    let caller_at = p.caller.local_addr().unwrap().to_string();
+    assert_eq!(
+        stream.caller.remote, caller_at,
+        "still latched to the caller"
+    );
+    let callee_at = p.callee.local_addr().unwrap().to_string();
+    assert_eq!(
+        stream.callee.remote, callee_at,
+        "still latched to the callee"
+    );
+}
+
+/// The caller's NAT mapping changes mid-call (it sends from a new port in its
+/// namespace): its packets miss the kernel entry, re-latch in user space (same SSRC,
+/// next sequence numbers, after the quiet time) and the kernel forwards both ways
+/// again, to and from the new port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nat_change_across_veth_re_latches_and_the_kernel_follows() {
+    let net = Net::with_sides(4, 2);
+    let (relay, relay_ip) = relay_for(&net, (54400, 54499), false, |cfg| {
+        cfg.options.latch.relatch_quiet = Duration::from_millis(300);
+    })
+    .await;
+    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let p = phones_across(&net, &mut ng, "veth-nat", relay_ip).await;
+    // More than the allowed gap (100) ahead of the latching packet: only the kernel's
+    // record of the last sequence number makes the re-latch evidence hold.
+    for seq in 1..=150 {
+        p.caller
+            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        recv_all(&p.callee, Duration::from_millis(300)).await.len(),
+        150
+    );
+    let (before, kernel_before) = until_counts(&relay, |_, k| k >= 150).await;
+    assert_eq!(kernel_before, 150, "in the kernel before the move");
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let moved = socket_in(&net, 0, relay_ip);
+    moved
+        .send_to(&rtp(CALLER_SSRC, 151), p.caller_relay)
+        .await
+        .unwrap();
+    assert_eq!(
+        recv_all(&p.callee, Duration::from_millis(300)).await,
+        [(rtp(CALLER_SSRC, 151), p.callee_relay)],
+        "re-latched in user space"
+    );
+    assert_eq!(relay.forwarded_packets(), before + 1);
+    // The callee's media now goes to the new port, and then both ways in the kernel.
+    for seq in 1..=20 {
+        if seq > 1 {
+            moved
+                .send_to(&rtp(CALLER_SSRC, 150 + seq), p.caller_relay)
+                .await
+                .unwrap();
+        }
+        p.callee
+            .send_to(&rtp(CALLEE_SSRC, seq), p.callee_relay)
+            .await
+            .unwrap();
+    }
+    let expect = |ssrc, seqs: std::ops::RangeInclusive<u16>, from| -> Vec<(Vec<u8>, SocketAddr)> {
+        seqs.map(|seq| (rtp(ssrc, seq), from)).collect()
+    };
+    assert_eq!(
+        recv_all(&moved, Duration::from_millis(300)).await,
+        expect(CALLEE_SSRC, 1..=20, p.caller_relay)
+    );
+    assert_eq!(
+        recv_all(&p.callee, Duration::from_millis(300)).await,
+        expect(CALLER_SSRC, 152..=170, p.callee_relay)
+    );
+    assert!(
+        recv_all(&p.caller, Duration::from_millis(100))
+            .await
+            .is_empty(),
+        "nothing to the old mapping"
+    );
+    // Each of the 40 datagrams since the move went one way or the other, and all but
+    // the re-latching one and at most the one that installed each entry in the kernel.
+    let (user, kernel) = until_counts(&relay, |u, k| u + k >= before + kernel_before + 40).await;
+    assert_eq!(user + kernel, before + kernel_before + 40);
+    assert!(
+        user <= before + 3,
+        "back in the kernel: {} of 40 went through user space",
+        user - before
+    );
+    let q = ng
+        .call(&d(&[("command", s("query")), ("call-id", s("veth-nat"))]))
+        .await;
+    let medias = q
+        .get("tags")
+        .and_then(|t| t.get("ft"))
+        .and_then(|t| t.get("medias"))
+        .and_then(Value::as_list)
+        .unwrap();
+    let stream = &medias[0].get("streams").and_then(Value::as_list).unwrap()[0];
+    let endpoint = stream.get("endpoint").unwrap();
+    assert_eq!(
+        endpoint.get("port"),
+        Some(&int(moved.local_addr().unwrap().port().into())),
+        "latched to the new port: {q:?}"
+    );
+}
+
+/// A call whose media flows only in the kernel across veth stays up; once the media
+/// stops it times out as in user space, with every packet in its record, and the
+/// kernel forwards nothing more for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_silent_in_the_kernel_path_across_veth_times_out() {
+    let net = Net::with_sides(5, 2);
+    let (relay, relay_ip) = relay_for(&net, (54500, 54599), false, |cfg| {
+        cfg.options.media_timeout = Duration::from_millis(600);
+    })
+    .await;
+    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let p = phones_across(&net, &mut ng, "veth-idle", relay_ip).await;
+    let in_user_space = relay.forwarded_packets();
+    // Three media timeouts' worth of media, all of it in the kernel.
+    for seq in 1..=90 {
+        p.caller
+            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        relay.active_calls(),
+        1,
+        "kernel-forwarded media keeps the call up"
+    );
+    assert_eq!(
+        recv_all(&p.callee, Duration::from_millis(200)).await.len(),
+        90
+    );
+    assert_eq!(
+        relay.forwarded_packets(),
+        in_user_space,
+        "the media went through the kernel"
+    );
+    let mut ended = false;
+    for _ in 0..40 {
+        if relay.active_calls() == 0 {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ended, "the silent call timed out within 2 s");
+    let records = relay.recent_records();
+    assert_eq!(records[0].reason, "media timeout");
+    assert_eq!(records[0].streams[0].caller.packets, 91);
+    assert_eq!(records[0].streams[0].caller.bytes, 91 * 172);
+    assert_eq!(relay.kernel_forwarded_packets(), 90);
+    // Its entries went with it.
+    p.caller
+        .send_to(&rtp(CALLER_SSRC, 91), p.caller_relay)
+        .await
+        .unwrap();
+    assert!(recv_all(&p.callee, Duration::from_millis(200))
+        .await
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_across_veth_equal_what_the_phones_sent() {
+    counters_equal_what_was_sent(6, (54600, 54699), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_counters_across_veth_equal_what_the_phones_sent() {
+    counters_equal_what_was_sent(7, (54700, 54799), true).await;
+}
+
+/// Datagrams of varying sizes both ways, all in the kernel: `ng` query (per party and
+/// in total) and the record count exactly the packets and bytes each phone sent, the
+/// latching packet included.
+async fn counters_equal_what_was_sent(tag: u32, ports: (u16, u16), v6: bool) {
+    let net = Net::with_sides(tag, 2);
+    let (relay, relay_ip) = relay_for(&net, ports, v6, |_| {}).await;
+    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let p = phones_across(&net, &mut ng, "veth-count", relay_ip).await;
+    let in_user_space = relay.forwarded_packets();
+    let (caller_sent, callee_sent) = (70u16, 45u16);
+    for seq in 1..=caller_sent {
+        p.caller
+            .send_to(&rtp_sized(CALLER_SSRC, seq), p.caller_relay)
+            .await
+            .unwrap();
+        if seq <= callee_sent {
+            p.callee
+                .send_to(&rtp_sized(CALLEE_SSRC, seq), p.callee_relay)
+                .await
+                .unwrap();
+        }
+    }
+    let expect = |ssrc, n: u16, from| -> Vec<(Vec<u8>, SocketAddr)> {
+        (1..=n).map(|seq| (rtp_sized(ssrc, seq), from)).collect()
+    };
+    assert_eq!(
+        recv_all(&p.callee, Duration::from_millis(300)).await,
+        expect(CALLER_SSRC, caller_sent, p.callee_relay)
+    );
+    assert_eq!(
+        recv_all(&p.caller, Duration::from_millis(300)).await,
+        expect(CALLEE_SSRC, callee_sent, p.caller_relay)
+    );
+    let total = u64::from(caller_sent + callee_sent);
+    let (user, kernel) = until_counts(&relay, |_, k| k >= total).await;
+    assert_eq!(
+        user, in_user_space,
+        "none of it through the relay's sockets"
+    );
+    assert_eq!(kernel, total, "all of it in the kernel");
+
+    // What each phone sent: the latching packet (full size), then the sized ones.
+    let bytes = |ssrc, n: u16| -> u64 {
+        172 + (1..=n)
+            .map(|seq| rtp_sized(ssrc, seq).len() as u64)
+            .sum::<u64>()
+    };
+    let (caller_bytes, callee_bytes) = (
+        bytes(CALLER_SSRC, caller_sent),
+        bytes(CALLEE_SSRC, callee_sent),
+    );
+    let (caller_packets, callee_packets) = (u64::from(caller_sent) + 1, u64::from(callee_sent) + 1);
+    let q = ng
+        .call(&d(&[("command", s("query")), ("call-id", s("veth-count"))]))
+        .await;
+    let caller = query_stats(&q, "ft");
+    assert_eq!(caller.get("packets"), Some(&int(caller_packets)), "{q:?}");
+    assert_eq!(caller.get("bytes"), Some(&int(caller_bytes)), "{q:?}");
+    let callee = query_stats(&q, "tt");
+    assert_eq!(callee.get("packets"), Some(&int(callee_packets)), "{q:?}");
+    assert_eq!(callee.get("bytes"), Some(&int(callee_bytes)), "{q:?}");
+    let totals = q.get("totals").and_then(|t| t.get("RTP")).unwrap();
+    assert_eq!(
+        totals.get("packets"),
+        Some(&int(caller_packets + callee_packets))
+    );
+    assert_eq!(totals.get("bytes"), Some(&int(caller_bytes + callee_bytes)));
+
+    ng.call(&d(&[
+        ("command", s("delete")),
+        ("call-id", s("veth-count")),
+        ("delete delay", Value::Int(0)),
+    ]))
+    .await;
+    let records = relay.recent_records();
+    let stream = &records[0].streams[0];
+    assert_eq!(
+        (stream.caller.packets, stream.caller.bytes),
+        (caller_packets, caller_bytes),
+        "what the caller sent"
+    );
+    assert_eq!(
+        (stream.callee.packets, stream.callee.bytes),
+        (callee_packets, callee_bytes),
+        "what the callee sent"
+    );
+    assert_eq!((stream.caller.errors, stream.callee.errors), (0, 0));
+    assert_eq!((stream.caller.refused, stream.callee.refused), (0, 0));
 }

@@ -25,8 +25,10 @@
 #                           A value this build's config refuses is reported, not guessed
 #                           around.
 #   FORWARD_SCHEDULING []   mediagate's [relay] forward_scheduling, e.g. fifo:10
-#   VETH_FORWARDING [1]     IP forwarding on the relay's veth (the eBPF fast path to
-#                           another host needs it); 0 leaves it off
+#   VETH_FORWARDING [0]     IP forwarding on the relay's veth: 1 turns it on. Off is a
+#                           plain host's default, and the eBPF fast path does not need
+#                           it (it sends out of the route's interface as the relay's
+#                           socket would; docs/relay.md)
 #   CALLS [1000]  BENCH_SECONDS [60]  SCENARIOS ["loopback veth"]
 #   MAX_RATE [1]  STEP_SECONDS [10]  MAX_STEPS [6]  MAX_PPS [2000]
 #   RTPENGINE [1]           0 measures mediagate alone
@@ -189,12 +191,12 @@ for scenario in $SCENARIOS; do
         done
         ip -n "$phones" link set "mgbp$TAG" up
         ip -n "$relay" link set "mgbr$TAG" up
-        # The eBPF fast path sends a datagram to another host only where the interface
-        # it came in on forwards (bpf_fib_lookup refuses otherwise; docs/relay.md), as a
-        # relay host running it would set. VETH_FORWARDING=0 measures a host without.
-        if [ "${VETH_FORWARDING:-1}" = 1 ]; then
-            ip netns exec "$relay" sysctl -qw "net.ipv4.conf.mgbr$TAG.forwarding=1"
-        fi
+        # A relay host need not forward: the eBPF fast path sends out of the route's
+        # interface as the relay's socket would (docs/relay.md). The sysctl is set
+        # either way, so the host's defaults do not decide; VETH_FORWARDING=1 measures
+        # a host that also routes.
+        ip netns exec "$relay" sysctl -qw \
+            "net.ipv4.conf.mgbr$TAG.forwarding=${VETH_FORWARDING:-0}"
         start_relays "$relay" 10.199.0.2
         bench veth "$phones" 10.199.0.1 10.199.0.2
         stop_relays

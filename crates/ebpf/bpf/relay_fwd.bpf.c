@@ -10,9 +10,19 @@
 // carrying the expected SSRC), it rewrites the source to the relay's outgoing port and
 // the destination to the latched peer, patches the checksums (IPv4 header and UDP;
 // UDP only in IPv6, where it is mandatory: updated, never zeroed), counts the packet in
-// the entry and sends it on: out of the interface the route names (bpf_fib_lookup,
-// MAC rewrite, bpf_redirect), or, for a destination on this host, back into the local
-// stack (TC_ACT_OK after the rewrite).
+// the entry and sends it on: out of the entry's egress interface through the
+// neighbour subsystem (bpf_redirect_neigh), or, for a destination on this host, back
+// into the local stack (TC_ACT_OK after the rewrite).
+//
+// The egress interface comes from user space, which asks the kernel's routing table
+// when it makes the entry (`ip route get PEER from RELAY`), as for any datagram the
+// relay sends: the relay is the datagram's source, not a router, so no IP forwarding
+// is needed on any interface. (bpf_fib_lookup would need it: it answers
+// BPF_FIB_LKUP_RET_FWD_DISABLED unless the interface it is given forwards, the egress
+// one with BPF_FIB_LOOKUP_OUTPUT as well as the ingress one without.)
+// bpf_redirect_neigh looks the route up again pinned to that interface, fills in the
+// MAC addresses from the neighbour table, and resolves a neighbour not yet known
+// (ARP, neighbour discovery) with the datagram queued, as the relay's socket would.
 //
 // TTL and hop limit are left as they came: the relay is the datagram's new source (its
 // sockets would send with their own default), not a router on the phones' path, and a
@@ -20,10 +30,12 @@
 //
 // Everything else (a miss, IPv4 options, IPv6 extension headers (fragments and
 // hop-by-hop jumbograms among them), fragments, non-UDP, an IPv6 datagram without a
-// UDP checksum, RTCP, a foreign SSRC, a route the kernel cannot forward on: forwarding
-// off on the incoming interface, no neighbour entry yet) passes on untouched, so the
-// relay's socket receives it exactly as without this program. IPv4<->IPv6 bridged
-// streams never get an entry (the relay keeps them in user space).
+// UDP checksum, RTCP, a foreign SSRC, an entry without an egress interface, a datagram
+// larger than the egress interface's MTU) passes on untouched, so the relay's socket
+// receives it exactly as without this program. A route that vanished after the entry
+// was made cannot be told from here: the kernel drops such a datagram, as the relay's
+// own send would fail. IPv4<->IPv6 bridged streams never get an entry (the relay keeps
+// them in user space).
 //
 // Kept in sync by hand with crates/ebpf/src/flows.rs (RawKey, RawEntry).
 
@@ -45,9 +57,10 @@ static long (*bpf_l3_csum_replace)(struct __sk_buff *skb, __u32 offset, __u64 fr
                                    __u64 size) = (void *)BPF_FUNC_l3_csum_replace;
 static long (*bpf_l4_csum_replace)(struct __sk_buff *skb, __u32 offset, __u64 from, __u64 to,
                                    __u64 flags) = (void *)BPF_FUNC_l4_csum_replace;
-static long (*bpf_fib_lookup)(void *ctx, struct bpf_fib_lookup *params, int plen,
-                              __u32 flags) = (void *)BPF_FUNC_fib_lookup;
-static long (*bpf_redirect)(__u32 ifindex, __u64 flags) = (void *)BPF_FUNC_redirect;
+static long (*bpf_redirect_neigh)(__u32 ifindex, struct bpf_redir_neigh *params, int plen,
+                                  __u64 flags) = (void *)BPF_FUNC_redirect_neigh;
+static long (*bpf_check_mtu)(void *ctx, __u32 ifindex, __u32 *mtu_len, __s32 len_diff,
+                             __u64 flags) = (void *)BPF_FUNC_check_mtu;
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)BPF_FUNC_ktime_get_ns;
 static __s64 (*bpf_csum_diff)(__be32 *from, __u32 from_size, __be32 *to, __u32 to_size,
                               __wsum seed) = (void *)BPF_FUNC_csum_diff;
@@ -76,6 +89,8 @@ struct flow_entry {
     __u64 packets;
     __u64 bytes; // UDP payload, as the relay counts
     __u64 last_ns; // bpf_ktime_get_ns (CLOCK_MONOTONIC) of the last forward
+    __u32 out_ifindex; // where a datagram not FLOW_LOCAL leaves; 0: none known
+    __u32 pad;
 };
 
 struct {
@@ -96,8 +111,6 @@ struct {
 #define UDP6_OFF (IP_OFF + sizeof(struct ipv6hdr))
 #define UDP6_CSUM_OFF (UDP6_OFF + __builtin_offsetof(struct udphdr, check))
 #define RTP6_OFF (UDP6_OFF + sizeof(struct udphdr))
-#define AF_INET 2
-#define AF_INET6 10
 // What the program does not handle goes on to the next program on the interface
 // (another relay's, say), and past the last one up the stack as if nobody looked;
 // TC_ACT_OK would end the chain and hide the datagram from the programs after it.
@@ -137,17 +150,25 @@ static __attribute__((always_inline)) void count(struct flow_entry *e, __u16 udp
     e->last_seq = seq;
 }
 
-// Sends the rewritten datagram on: up the local stack, or out of the route's interface.
-static __attribute__((always_inline)) int send(struct __sk_buff *skb, int local,
-                                               struct bpf_fib_lookup *fib)
+// Whether the program can send this datagram on as `e` says (checked before any
+// rewrite): an egress interface is known and the datagram fits its MTU (a larger one
+// goes up, and the relay's socket sends it fragmented).
+static __attribute__((always_inline)) int sendable(struct __sk_buff *skb, struct flow_entry *e)
 {
-    if (local)
+    if (e->flags & FLOW_LOCAL)
+        return 1;
+    __u32 mtu = 0;
+    return e->out_ifindex != 0 &&
+           bpf_check_mtu(skb, e->out_ifindex, &mtu, 0, 0) == BPF_MTU_CHK_RET_SUCCESS;
+}
+
+// Sends the rewritten datagram on: up the local stack, or out of the egress interface
+// with the next hop's MAC address (the kernel's route and neighbour lookup).
+static __attribute__((always_inline)) int send(struct flow_entry *e)
+{
+    if (e->flags & FLOW_LOCAL)
         return TC_ACT_OK;
-    __u8 macs[12];
-    __builtin_memcpy(macs, fib->dmac, 6);
-    __builtin_memcpy(macs + 6, fib->smac, 6);
-    bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0);
-    return bpf_redirect(fib->ifindex, 0);
+    return bpf_redirect_neigh(e->out_ifindex, 0, 0, 0);
 }
 
 static __attribute__((always_inline)) int forward4(struct __sk_buff *skb, void *data,
@@ -177,24 +198,8 @@ static __attribute__((always_inline)) int forward4(struct __sk_buff *skb, void *
     if (udp_len < sizeof(struct udphdr))
         return NEXT;
 
-    // A destination on this host goes back into the local stack after the rewrite; any
-    // other is routed as a router would from the interface the datagram came in on
-    // (so that interface must forward), out of the interface the route names.
-    struct bpf_fib_lookup fib = {};
-    int local = e->flags & FLOW_LOCAL;
-    if (!local) {
-        fib.family = AF_INET;
-        fib.l4_protocol = 17;
-        fib.tot_len = __builtin_bswap16(ip->tot_len);
-        fib.ipv4_src = e->new_src_ip[3];
-        fib.ipv4_dst = e->new_dst_ip[3];
-        fib.ifindex = skb->ifindex;
-        // Anything but a resolved route (forwarding off on this interface, no
-        // neighbour entry yet, a blackhole) goes up untouched and the relay forwards
-        // it from its socket.
-        if (bpf_fib_lookup(skb, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS)
-            return NEXT;
-    }
+    if (!sendable(skb, e))
+        return NEXT;
 
     __u32 old_src = ip->saddr, old_dst = ip->daddr;
     __u16 old_sport = udp->source, old_dport = udp->dest;
@@ -216,7 +221,7 @@ static __attribute__((always_inline)) int forward4(struct __sk_buff *skb, void *
     bpf_skb_store_bytes(skb, UDP_OFF, ports, sizeof(ports), 0);
 
     count(e, udp_len, seq);
-    return send(skb, local, &fib);
+    return send(e);
 }
 
 static __attribute__((always_inline)) int forward6(struct __sk_buff *skb, void *data,
@@ -248,18 +253,8 @@ static __attribute__((always_inline)) int forward6(struct __sk_buff *skb, void *
     if (!e)
         return NEXT;
 
-    struct bpf_fib_lookup fib = {};
-    int local = e->flags & FLOW_LOCAL;
-    if (!local) {
-        fib.family = AF_INET6;
-        fib.l4_protocol = 17;
-        fib.tot_len = sizeof(struct ipv6hdr) + payload_len;
-        __builtin_memcpy(fib.ipv6_src, e->new_src_ip, 16);
-        __builtin_memcpy(fib.ipv6_dst, e->new_dst_ip, 16);
-        fib.ifindex = skb->ifindex;
-        if (bpf_fib_lookup(skb, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS)
-            return NEXT;
-    }
+    if (!sendable(skb, e))
+        return NEXT;
 
     // The addresses as they are and as they become, src then dst, as in the header.
     __u32 old_addrs[8], new_addrs[8];
@@ -288,7 +283,7 @@ static __attribute__((always_inline)) int forward6(struct __sk_buff *skb, void *
     bpf_skb_store_bytes(skb, UDP6_OFF, ports, sizeof(ports), 0);
 
     count(e, udp_len, seq);
-    return send(skb, local, &fib);
+    return send(e);
 }
 
 // "classifier": the section name aya 0.13 reads as a tc program.
@@ -311,5 +306,5 @@ int relay_fwd(struct __sk_buff *skb)
     return NEXT;
 }
 
-// bpf_fib_lookup is GPL-only; this file is also offered under the GPL (see the top).
+// Offered under the GPL as well (see the top), so GPL-only helpers stay usable.
 char LICENSE[] SEC("license") = "GPL";

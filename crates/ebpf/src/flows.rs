@@ -26,7 +26,9 @@ pub struct FlowTarget {
     /// the rest reaches the relay's socket. `None` for opaque streams (UDPTL).
     pub rtp_ssrc: Option<u32>,
     /// `to` is an address of this host: the datagram goes back into the local stack
-    /// instead of out of an interface (no route lookup).
+    /// instead of out of an interface (no route lookup). Otherwise
+    /// [`crate::FastPath::insert`] asks the kernel which interface the route from
+    /// `from` to `to` leaves by, and the program sends out of it.
     pub local: bool,
 }
 
@@ -70,10 +72,12 @@ pub(crate) struct RawEntry {
     packets: u64,
     bytes: u64,
     last_ns: u64,
+    out_ifindex: u32,
+    pad: u32,
 }
 
 // SAFETY: both are repr(C) structs of integers and byte arrays with no padding (36 and
-// 72 bytes, every field naturally aligned), so every byte pattern is a valid value, as aya::Pod needs.
+// 80 bytes, every field naturally aligned), so every byte pattern is a valid value, as aya::Pod needs.
 unsafe impl aya::Pod for RawKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for RawEntry {}
@@ -110,8 +114,9 @@ impl From<FlowKey> for RawKey {
     }
 }
 
-impl From<FlowTarget> for RawEntry {
-    fn from(t: FlowTarget) -> Self {
+impl RawEntry {
+    /// `t`'s entry, leaving by interface `out_ifindex` unless `t.local` (0: none).
+    pub(crate) fn new(t: FlowTarget, out_ifindex: u32) -> Self {
         Self {
             new_src_ip: ip(&t.from),
             new_dst_ip: ip(&t.to),
@@ -126,11 +131,11 @@ impl From<FlowTarget> for RawEntry {
             packets: 0,
             bytes: 0,
             last_ns: 0,
+            out_ifindex: if t.local { 0 } else { out_ifindex },
+            pad: 0,
         }
     }
-}
 
-impl RawEntry {
     pub(crate) fn counters(&self) -> FlowCounters {
         FlowCounters {
             packets: self.packets,
@@ -165,9 +170,10 @@ mod tests {
     #[test]
     fn layouts_match_the_c_structs() {
         assert_eq!(std::mem::size_of::<RawKey>(), 36);
-        assert_eq!(std::mem::size_of::<RawEntry>(), 72);
+        assert_eq!(std::mem::size_of::<RawEntry>(), 80);
         assert_eq!(std::mem::offset_of!(RawEntry, ssrc), 36);
         assert_eq!(std::mem::offset_of!(RawEntry, packets), 48);
+        assert_eq!(std::mem::offset_of!(RawEntry, out_ifindex), 72);
     }
 
     #[test]
@@ -178,14 +184,21 @@ mod tests {
         });
         assert_eq!(k.src_ip, *b"\0\0\0\0\0\0\0\0\0\0\xff\xff\x0a\0\0\x01");
         assert_eq!(k.dst_port.to_ne_bytes(), 30000u16.to_be_bytes());
-        let e = RawEntry::from(FlowTarget {
-            from: "192.0.2.7:30002".parse().unwrap(),
-            to: "10.0.0.2:6000".parse().unwrap(),
-            rtp_ssrc: Some(0x0102_0304),
-            local: true,
-        });
+        let e = RawEntry::new(
+            FlowTarget {
+                from: "192.0.2.7:30002".parse().unwrap(),
+                to: "10.0.0.2:6000".parse().unwrap(),
+                rtp_ssrc: Some(0x0102_0304),
+                local: true,
+            },
+            7,
+        );
         assert_eq!(e.ssrc.to_ne_bytes(), [1, 2, 3, 4]);
         assert_eq!(e.flags, FLOW_RTP | FLOW_LOCAL);
+        assert_eq!(
+            e.out_ifindex, 0,
+            "a local destination leaves by no interface"
+        );
         assert_eq!(e.new_src_port.to_ne_bytes(), 30002u16.to_be_bytes());
     }
 
@@ -208,7 +221,9 @@ mod tests {
             rtp_ssrc: None,
             local: false,
         };
-        assert_eq!(RawEntry::from(t).flags, FLOW_V6);
+        let e = RawEntry::new(t, 3);
+        assert_eq!(e.flags, FLOW_V6);
+        assert_eq!(e.out_ifindex, 3);
         let key = FlowKey {
             from: "[2001:db8::1]:5004".parse().unwrap(),
             to: "[2001:db8::7]:30000".parse().unwrap(),

@@ -5,8 +5,9 @@
 //! it at TCX ingress of every Ethernet and loopback interface present, and owns the
 //! flow map; [`FastPath::rescan`] attaches it to interfaces created since and lets go
 //! of those that vanished (the caller decides how often). [`FastPath::insert`] tells the kernel that datagrams from one address to
-//! one relay port leave rewritten from another relay port to another address;
-//! [`FastPath::counters`] and [`FastPath::remove`] read what the kernel forwarded.
+//! one relay port leave rewritten from another relay port to another address (out of
+//! the interface the kernel's route to that address names, asked at insertion, so the
+//! host needs no IP forwarding); [`FastPath::counters`] and [`FastPath::remove`] read what the kernel forwarded.
 //!
 //! Lifecycle: the links are file-descriptor-owned bpf_links (TCX, Linux 6.6+) and
 //! nothing is pinned, so when the process ends, however it ends, the kernel detaches
@@ -18,6 +19,7 @@
 //! reach the relay's sockets untouched).
 
 mod flows;
+mod route;
 
 pub use flows::{FlowCounters, FlowKey, FlowTarget};
 
@@ -206,8 +208,13 @@ impl FastPath {
 
     /// Forwards datagrams matching `key` as `target` says, with zeroed counters
     /// (replacing an entry for the same key).
-    /// An entry mixing IPv4 and IPv6 is refused (`InvalidInput`): bridging stays in
-    /// user space.
+    ///
+    /// For a destination on another host it first asks the kernel's routing table
+    /// which interface a datagram from `target.from` to `target.to` leaves by (as the
+    /// relay's socket would send it), and the program sends out of that one: no IP
+    /// forwarding is needed on any interface. No route (the kernel's error) means no
+    /// entry. An entry mixing IPv4 and IPv6 is refused (`InvalidInput`): bridging stays
+    /// in user space.
     pub fn insert(&mut self, key: FlowKey, target: FlowTarget) -> std::io::Result<()> {
         if !flows::same_family(&key, &target) {
             return Err(std::io::Error::new(
@@ -215,8 +222,22 @@ impl FastPath {
                 "the kernel path does not bridge IPv4 and IPv6",
             ));
         }
+        let out_ifindex = if target.local {
+            0
+        } else {
+            route::egress_ifindex(target.from.ip(), target.to.ip()).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("no route from {} to {}: {e}", target.from, target.to),
+                )
+            })?
+        };
         self.flows
-            .insert(flows::RawKey::from(key), flows::RawEntry::from(target), 0)
+            .insert(
+                flows::RawKey::from(key),
+                flows::RawEntry::new(target, out_ifindex),
+                0,
+            )
             .map_err(std::io::Error::other)
     }
 

@@ -214,7 +214,8 @@ impl KernelPath {
                             merged: FlowCounters::default(),
                         });
                     }
-                    // A full map: this direction stays in user space.
+                    // A full map, or no route to the peer: this direction stays in
+                    // user space.
                     Err(e) => tracing::debug!("relay: no kernel entry for {:?}: {e}", w.key),
                 }
             }

@@ -3,6 +3,8 @@
 //! (127.0.0.1 or ::1), RTP helpers.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 

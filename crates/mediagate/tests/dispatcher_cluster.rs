@@ -153,8 +153,15 @@ fn probe_update(call_id: &str) -> String {
     )
 }
 
+/// The namespace of the NAT whose public address is `nat`.
+fn nat_ns(topo: &Topology, nat: &str) -> String {
+    topo.ns(if nat == PHONE_A_NAT { "nata" } else { "natb" })
+}
+
 /// Counts the UDP packets (IP length 280: the pcap's audio) each relay address sends
-/// to each phone's NAT, in the `pub` namespace's OUTPUT chain.
+/// to each phone's NAT, as they arrive at that NAT (its `mangle` PREROUTING chain):
+/// counted on arrival, because a relay forwarding in the kernel (the eBPF fast path)
+/// sends past the relay host's own OUTPUT chain.
 fn count_relay_output(topo: &Topology) {
     for relay in [RELAY1, RELAY2] {
         for nat in [PHONE_A_NAT, PHONE_B_NAT] {
@@ -162,10 +169,12 @@ fn count_relay_output(topo: &Topology) {
                 "ip",
                 "netns",
                 "exec",
-                &topo.ns("pub"),
+                &nat_ns(topo, nat),
                 "iptables",
+                "-t",
+                "mangle",
                 "-A",
-                "OUTPUT",
+                "PREROUTING",
                 "-p",
                 "udp",
                 "-s",
@@ -189,10 +198,12 @@ fn sent(topo: &Topology, relay: &str, nat: &str) -> u64 {
         "ip",
         "netns",
         "exec",
-        &topo.ns("pub"),
+        &nat_ns(topo, nat),
         "iptables",
+        "-t",
+        "mangle",
         "-L",
-        "OUTPUT",
+        "PREROUTING",
         "-v",
         "-x",
         "-n",

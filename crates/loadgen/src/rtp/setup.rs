@@ -23,7 +23,7 @@ use mediagate_ng::request::Command;
 use super::ng_udp::NgClient;
 use super::{sdp, Target};
 use crate::latency_hist::{per_mille, percentiles_ms};
-use crate::procfs::parse_status;
+use crate::procfs::Process;
 
 /// `mediagate-loadgen ng-setup`.
 #[derive(Debug, clap::Args)]
@@ -79,34 +79,36 @@ fn client_loop(
         }
         let call_id = format!("setup-{label}-{run}-{i}");
         let port = 10_000 + (i % 20_000) as u16 * 2;
-        let offer = RequestBuilder::new(Command::Offer)
-            .str("call-id", &call_id)
-            .str("from-tag", "caller")
-            .str("sdp", &sdp(args.phone_ip, port))
-            .strs("replace", &["origin", "session-connection"])
-            .strs("supports", &["load limit"])
-            .build();
-        let (reply, rtt_offer) = client.request(&offer)?;
-        if let Err(refusal) = check(&reply) {
-            out.refused += 1;
-            out.first_refusal.get_or_insert_with(|| refusal.to_string());
+        // The offer from the caller's port, the answer from the callee's: the same
+        // request but for the command and `to-tag`.
+        let leg = |command: Command, port: u16| {
+            let mut b = RequestBuilder::new(command.clone())
+                .str("call-id", &call_id)
+                .str("from-tag", "caller");
+            if command == Command::Answer {
+                b = b.str("to-tag", "callee");
+            }
+            b.str("sdp", &sdp(args.phone_ip, port))
+                .strs("replace", &["origin", "session-connection"])
+                .strs("supports", &["load limit"])
+                .build()
+        };
+        let mut rtt_setup = Duration::ZERO;
+        let mut refused = false;
+        for (command, port) in [(Command::Offer, port), (Command::Answer, port + 1)] {
+            let (reply, rtt) = client.request(&leg(command, port))?;
+            if let Err(refusal) = check(&reply) {
+                out.refused += 1;
+                out.first_refusal.get_or_insert_with(|| refusal.to_string());
+                refused = true;
+                break;
+            }
+            rtt_setup += rtt;
+        }
+        if refused {
             continue;
         }
-        let answer = RequestBuilder::new(Command::Answer)
-            .str("call-id", &call_id)
-            .str("from-tag", "caller")
-            .str("to-tag", "callee")
-            .str("sdp", &sdp(args.phone_ip, port + 1))
-            .strs("replace", &["origin", "session-connection"])
-            .strs("supports", &["load limit"])
-            .build();
-        let (reply, rtt_answer) = client.request(&answer)?;
-        if let Err(refusal) = check(&reply) {
-            out.refused += 1;
-            out.first_refusal.get_or_insert_with(|| refusal.to_string());
-            continue;
-        }
-        out.setup_us.push(us(rtt_offer + rtt_answer));
+        out.setup_us.push(us(rtt_setup));
         if !args.keep {
             let delete = RequestBuilder::new(Command::Delete)
                 .str("call-id", &call_id)
@@ -120,8 +122,8 @@ fn client_loop(
 }
 
 fn rss_mib(pid: u32) -> Option<f64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    Some(parse_status(&text).ok()?.rss_kib as f64 / 1024.0)
+    let memory = Process::new(pid).memory().ok()?;
+    Some(memory.rss_kib as f64 / 1024.0)
 }
 
 fn measure(args: &SetupArgs, target: &Target) -> anyhow::Result<serde_json::Value> {

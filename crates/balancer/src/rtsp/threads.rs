@@ -1,5 +1,5 @@
 //! The threads the balancer's RTSP connections run on: one single-threaded tokio
-//! runtime per CPU, and each accepted client connection, with its back-end
+//! runtime per CPU (at most 16), and each accepted client connection, with its back-end
 //! connections and writer tasks, stays on one of them.
 //!
 //! Why: on the process's shared multi-threaded runtime a request read on one worker

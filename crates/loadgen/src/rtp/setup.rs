@@ -126,6 +126,11 @@ fn rss_mib(pid: u32) -> Option<f64> {
     Some(memory.rss_kib as f64 / 1024.0)
 }
 
+/// [`percentiles_ms`] of `sorted`, `None` when it is empty.
+fn summary(sorted: &[u32]) -> Option<String> {
+    (!sorted.is_empty()).then(|| percentiles_ms(sorted))
+}
+
 fn measure(args: &SetupArgs, target: &Target) -> anyhow::Result<serde_json::Value> {
     let next = AtomicUsize::new(0);
     let started = Instant::now();
@@ -168,8 +173,9 @@ fn measure(args: &SetupArgs, target: &Target) -> anyhow::Result<serde_json::Valu
             "p99": ms(&all.setup_us, 990), "p999": ms(&all.setup_us, 999),
             "max": ms(&all.setup_us, 1000),
         },
-        "offer_answer": percentiles_ms(&all.setup_us),
-        "delete": percentiles_ms(&all.delete_us),
+        // Null rather than zeros where nothing was measured (all refused, `--keep`).
+        "offer_answer": summary(&all.setup_us),
+        "delete": summary(&all.delete_us),
         "rss_mib": target.pid.and_then(rss_mib),
     }))
 }
@@ -194,12 +200,12 @@ pub(crate) fn run(args: SetupArgs) -> anyhow::Result<u8> {
             );
             println!(
                 "  offer+answer: {}",
-                report["offer_answer"].as_str().unwrap_or("")
+                report["offer_answer"].as_str().unwrap_or("-")
             );
             if !args.keep {
                 println!(
                     "  delete:       {}",
-                    report["delete"].as_str().unwrap_or("")
+                    report["delete"].as_str().unwrap_or("-")
                 );
             }
             if let Some(rss) = report["rss_mib"].as_f64() {

@@ -45,8 +45,11 @@ def binaries(json_lines):
         package = msg["package_id"]
         manifest_dir = os.path.dirname(msg["manifest_path"])
         name = f"{os.path.basename(manifest_dir)}/{target['name']}"
-        if "lib" in target["kind"] or "bin" in target["kind"]:
+        # A crate's library and its program of the same name both have unit tests.
+        if "lib" in target["kind"]:
             name += " (unit)"
+        elif "bin" in target["kind"]:
+            name += " (bin)"
         found.append({"name": name, "exe": msg["executable"], "dir": manifest_dir, "package": package})
     return found
 

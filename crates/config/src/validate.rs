@@ -672,7 +672,8 @@ fn check_dispatcher(config: &Config, fail: &mut impl FnMut(Option<Range<usize>>,
 
 /// `[[dispatcher.relay_group]]` and `[[dispatcher.chain]]`: every group used by a rule
 /// and every rule acted on (its groups exist and differ, one condition, a `flag` only
-/// where `ng` requests can carry it).
+/// where `ng` requests can carry it, not behind an `always` rule), every group member
+/// a relay that can exist (a local relay's name unless relays link over TLS).
 fn check_chains(d: &DispatcherConfig, fail: &mut impl FnMut(Option<Range<usize>>, String)) {
     let groups = &d.relay_group;
     for (i, g) in groups.iter().enumerate() {
@@ -696,6 +697,17 @@ fn check_chains(d: &DispatcherConfig, fail: &mut impl FnMut(Option<Range<usize>>
             );
         }
         for relay in &g.relays {
+            // Without the TLS link only local relays exist: any other name could
+            // never be in the group.
+            if d.relay_listen.is_none() && !d.local_relay.iter().any(|l| l.name == *relay) {
+                fail(
+                    g.name.span(),
+                    format!(
+                        "relay group \"{}\" lists \"{relay}\", which is no [[dispatcher.local_relay]] name, and relay_listen is not set for linked relays; name a local relay or set relay_listen and tls_dir",
+                        *g.name
+                    ),
+                );
+            }
             if let Some(e) = earlier.iter().find(|e| e.relays.contains(relay)) {
                 fail(
                     g.name.span(),
@@ -721,7 +733,19 @@ fn check_chains(d: &DispatcherConfig, fail: &mut impl FnMut(Option<Range<usize>>
         }
     }
     let ng = !d.ng_listen_udp.is_empty() || !d.ng_listen_tcp.is_empty();
-    for rule in &d.chain {
+    for (i, rule) in d.chain.iter().enumerate() {
+        // The first rule that matches wins, so one after `always` is never reached.
+        if d.chain
+            .get(..i)
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.always)
+        {
+            fail(
+                rule.first.span(),
+                "a dispatcher.chain rule after one with always = true is never reached; move it before that rule or remove it".into(),
+            );
+        }
         for (key, group) in [("first", &rule.first), ("second", &rule.second)] {
             if !groups.iter().any(|g| *g.name == **group) {
                 fail(
@@ -1014,7 +1038,7 @@ mod tests {
 
     #[test]
     fn chain_rules_must_name_groups_have_one_condition_and_be_acted_on() {
-        let base = "[edge]\nenabled = false\n[dispatcher]\nenabled = true\nng_listen_udp = [\"127.0.0.1:2223\"]\n[[dispatcher.local_relay]]\nname = \"a\"\naddress = \"127.0.0.1\"\nports = \"40000-40099\"\n[[dispatcher.local_relay]]\nname = \"b\"\naddress = \"127.0.0.2\"\nports = \"40100-40199\"\n";
+        let base = "[edge]\nenabled = false\n[dispatcher]\nenabled = true\nng_listen_udp = [\"127.0.0.1:2223\"]\nrelay_listen = \"0.0.0.0:25060\"\ntls_dir = \"pki\"\n[[dispatcher.local_relay]]\nname = \"a\"\naddress = \"127.0.0.1\"\nports = \"40000-40099\"\n[[dispatcher.local_relay]]\nname = \"b\"\naddress = \"127.0.0.2\"\nports = \"40100-40199\"\n";
         let groups = "[[dispatcher.relay_group]]\nname = \"pub\"\nrelays = [\"a\"]\n[[dispatcher.relay_group]]\nname = \"priv\"\nrelays = [\"b\", \"relay7\"]\n";
         for rule in [
             "caller = [\"10.0.0.0/8\"]",
@@ -1044,6 +1068,7 @@ mod tests {
             "a dispatcher.chain rule needs exactly one of caller",
             "a dispatcher.chain rule needs exactly one of caller",
             "dispatcher.chain has first and second \"pub\"",
+            "a dispatcher.chain rule after one with always = true is never reached",
             "dispatcher.chain first = \"nope\" names no [[dispatcher.relay_group]]",
         ];
         assert_eq!(m.len(), want.len(), "{m:?}");
@@ -1051,12 +1076,33 @@ mod tests {
             assert!(got.starts_with(want), "{got:?} should start with {want:?}");
         }
         let mediaproxy_only = format!(
-            "[edge]\nenabled = false\n[dispatcher]\nenabled = true\nmediaproxy_socket = \"/run/mp.sock\"\n[[dispatcher.local_relay]]\nname = \"a\"\naddress = \"127.0.0.1\"\nports = \"40000-40099\"\n{groups}[[dispatcher.chain]]\nfirst = \"pub\"\nsecond = \"priv\"\nflag = \"x\"\n"
+            "[edge]\nenabled = false\n[dispatcher]\nenabled = true\nmediaproxy_socket = \"/run/mp.sock\"\nrelay_listen = \"0.0.0.0:25060\"\ntls_dir = \"pki\"\n[[dispatcher.local_relay]]\nname = \"a\"\naddress = \"127.0.0.1\"\nports = \"40000-40099\"\n{groups}[[dispatcher.chain]]\nfirst = \"pub\"\nsecond = \"priv\"\nflag = \"x\"\n"
         );
         let m = messages(&mediaproxy_only);
         assert_eq!(m.len(), 1, "{m:?}");
         assert!(
             m[0].starts_with("dispatcher.chain flag needs an ng front door"),
+            "{m:?}"
+        );
+        let local_only = format!(
+            "{}{groups}[[dispatcher.chain]]\nfirst = \"pub\"\nsecond = \"priv\"\nalways = true\n",
+            base.replace("relay_listen = \"0.0.0.0:25060\"\ntls_dir = \"pki\"\n", "")
+        );
+        let m = messages(&local_only);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(
+            m[0].starts_with("relay group \"priv\" lists \"relay7\", which is no [[dispatcher.local_relay]] name"),
+            "{m:?}"
+        );
+        let shadowed = format!(
+            "{base}{groups}[[dispatcher.chain]]\nfirst = \"pub\"\nsecond = \"priv\"\nalways = true\n[[dispatcher.chain]]\nfirst = \"priv\"\nsecond = \"pub\"\nflag = \"x\"\n"
+        );
+        let m = messages(&shadowed);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(
+            m[0].starts_with(
+                "a dispatcher.chain rule after one with always = true is never reached"
+            ),
             "{m:?}"
         );
         let unknown = format!(

@@ -24,7 +24,7 @@
 //! and is named in the reload's log: the listeners (`ng_listen_udp`, `ng_listen_tcp`,
 //! `mediaproxy_socket`, `relay_listen`, `management_listen`), `tls_dir`,
 //! `management_passport`, `radius` (its socket, retry task and spool belong to one
-//! client) and the `local_relay` list.
+//! client), the `local_relay` list and the chain policy (`relay_group`, `chain`).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -663,6 +663,14 @@ fn applicable(
         &mut next.local_relay,
         n,
     );
+    // The router took its chain policy at start.
+    keep_until_restart(
+        "dispatcher.relay_group",
+        &running.relay_group,
+        &mut next.relay_group,
+        n,
+    );
+    keep_until_restart("dispatcher.chain", &running.chain, &mut next.chain, n);
     (next, notes)
 }
 
@@ -711,6 +719,19 @@ mod tests {
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(
             notes[0].starts_with("dispatcher.ng_listen_udp needs a restart"),
+            "{notes:?}"
+        );
+
+        // A changed chain policy is named, not silently recorded as running.
+        let chained = dispatcher(
+            "[[dispatcher.relay_group]]\nname = \"a\"\nrelays = [\"l1\"]\n[[dispatcher.relay_group]]\nname = \"b\"\nrelays = [\"r2\"]\n[[dispatcher.chain]]\nfirst = \"a\"\nsecond = \"b\"\nalways = true",
+        );
+        let (next, notes) = applicable(&running, &chained);
+        assert!(next.relay_group.is_empty() && next.chain.is_empty(), "kept");
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].starts_with("dispatcher.relay_group needs a restart")
+                && notes[1].starts_with("dispatcher.chain needs a restart"),
             "{notes:?}"
         );
     }

@@ -43,7 +43,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::chain::ChainPolicy;
 use crate::mediaproxy;
-use crate::pool::{RelayEvent, RelayId, RelayPool};
+use crate::pool::{RelayEvent, RelayId, RelayPool, RelayView};
 use crate::select;
 use crate::session_stats::SipInfo;
 use crate::sessions::{Placed, SessionMap};
@@ -480,17 +480,10 @@ impl Router {
         (first, second): (&str, &str),
     ) -> Value {
         let relays = self.pool.relays();
-        let name_of = |id: RelayId| {
-            relays
-                .iter()
-                .find(|r| r.id == id)
-                .map(|r| r.name.clone())
-                .unwrap_or_default()
-        };
-        let in_group = |group: &str, list: Vec<RelayId>| -> Vec<(RelayId, String)> {
+        let in_group = |group: &str, list: Vec<&RelayView>| -> Vec<(RelayId, String)> {
             list.into_iter()
-                .map(|id| (id, name_of(id)))
-                .filter(|(_, name)| self.chains.in_group(name, group))
+                .filter(|r| self.chains.in_group(&r.name, group))
+                .map(|r| (r.id, r.name.clone()))
                 .collect()
         };
         let firsts = in_group(first, select::candidates(&relays, preferred));
@@ -634,12 +627,8 @@ impl Router {
         dialog_id: Option<String>,
     ) -> Value {
         let relays = self.pool.relays();
-        for id in select::candidates(&relays, preferred) {
-            let name = relays
-                .iter()
-                .find(|r| r.id == id)
-                .map(|r| r.name.clone())
-                .unwrap_or_default();
+        for RelayView { id, name, .. } in select::candidates(&relays, preferred) {
+            let (id, name) = (*id, name.clone());
             match self
                 .pool
                 .command(id, request.clone(), self.relay_timeout())

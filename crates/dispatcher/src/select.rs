@@ -11,10 +11,10 @@
 
 use std::net::IpAddr;
 
-use crate::pool::{RelayId, RelayState, RelayView};
+use crate::pool::{RelayState, RelayView};
 
 /// The relays to try for a new call, best first.
-pub(crate) fn candidates(relays: &[RelayView], preferred: Option<IpAddr>) -> Vec<RelayId> {
+pub(crate) fn candidates(relays: &[RelayView], preferred: Option<IpAddr>) -> Vec<&RelayView> {
     let mut active: Vec<&RelayView> = relays
         .iter()
         .filter(|r| r.state == RelayState::Active)
@@ -23,12 +23,13 @@ pub(crate) fn candidates(relays: &[RelayView], preferred: Option<IpAddr>) -> Vec
         let wanted = preferred.is_some_and(|ip| r.addresses.contains(&ip));
         (!wanted, r.sessions, r.bps, r.id)
     });
-    active.into_iter().map(|r| r.id).collect()
+    active
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pool::RelayId;
 
     fn relay(id: u64, ip: &str, state: RelayState, sessions: u64, bps: u64) -> RelayView {
         RelayView {
@@ -50,7 +51,7 @@ mod tests {
             relay(4, "192.0.2.4", RelayState::Halting, 0, 0),
             relay(5, "192.0.2.5", RelayState::TimedOut, 0, 0),
         ];
-        let ids = |v: Vec<RelayId>| v.into_iter().map(|r| r.0).collect::<Vec<_>>();
+        let ids = |v: Vec<&RelayView>| v.into_iter().map(|r| r.id.0).collect::<Vec<_>>();
         assert_eq!(ids(candidates(&relays, None)), [3, 2, 1]);
         assert_eq!(
             ids(candidates(&relays, Some("192.0.2.1".parse().unwrap()))),

@@ -112,6 +112,33 @@ fn relay(dir: &Path, tls_dir: &str, dispatcher: u16, ports: &str) -> Peer {
     Peer::spawn("mediagate relay", cmd).unwrap()
 }
 
+/// The test's work dir `name` with a CA (`pki`) that issued the `dispatcher` and
+/// `relay1` node dirs, and the dispatcher's TLS identity; starts the log capture.
+fn pki(name: &str) -> (PathBuf, Arc<NodeTls>) {
+    logs();
+    let dir = workdir(name);
+    mediagate(&dir, &["cert", "ca", "--dir", "pki"]);
+    issue(&dir, "pki", "dispatcher", "dispatcher");
+    issue(&dir, "pki", "relay1", "relay1");
+    let tls = Arc::new(NodeTls::load(&dir.join("dispatcher")).unwrap());
+    (dir, tls)
+}
+
+/// `mediagate run` as relay `relay1` the config file's way: no ng listener, a 1 s
+/// media timeout, linked to every one of `dispatchers` (host:port).
+fn relay_from_config(dir: &Path, ports: &str, dispatchers: &[String]) -> Peer {
+    std::fs::write(
+        dir.join("relay.toml"),
+        format!(
+            "[edge]\nenabled = false\n[relay]\nenabled = true\nng_listen_udp = []\nports = \"{ports}\"\nmedia_timeout = \"1s\"\ndispatchers = {dispatchers:?}\ntls_dir = \"relay1\"\n[[relay.media_address]]\naddress = \"127.0.0.1\"\n",
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
+    cmd.args(["run", "--config", "relay.toml"]).current_dir(dir);
+    Peer::spawn("mediagate run (relay)", cmd).unwrap()
+}
+
 async fn next_event(events: &mut broadcast::Receiver<RelayEvent>) -> RelayEvent {
     tokio::time::timeout(WAIT, events.recv())
         .await
@@ -162,13 +189,8 @@ const SECOND: Duration = Duration::from_secs(2);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_process_serves_ng_over_the_link_survives_kill_and_restart_and_halts_on_sigterm() {
-    logs();
-    let dir = workdir("main");
-    mediagate(&dir, &["cert", "ca", "--dir", "pki"]);
-    issue(&dir, "pki", "dispatcher", "dispatcher");
-    issue(&dir, "pki", "relay1", "relay1");
+    let (dir, tls) = pki("main");
 
-    let tls = Arc::new(NodeTls::load(&dir.join("dispatcher")).unwrap());
     let mut config = LinkConfig::new("127.0.0.1:0".parse().unwrap(), tls);
     config.passport = Some("CN=relay*".parse().unwrap());
     let pool = LinkPool::start(config).await.unwrap();
@@ -286,12 +308,7 @@ async fn a_relay_process_serves_ng_over_the_link_survives_kill_and_restart_and_h
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_serves_two_dispatchers_and_reports_a_media_timeout_with_its_record() {
-    logs();
-    let dir = workdir("ended");
-    mediagate(&dir, &["cert", "ca", "--dir", "pki"]);
-    issue(&dir, "pki", "dispatcher", "dispatcher");
-    issue(&dir, "pki", "relay1", "relay1");
-    let tls = Arc::new(NodeTls::load(&dir.join("dispatcher")).unwrap());
+    let (dir, tls) = pki("ended");
     let pool = LinkPool::start(LinkConfig::new(
         "127.0.0.1:0".parse().unwrap(),
         Arc::clone(&tls),
@@ -305,19 +322,14 @@ async fn a_relay_serves_two_dispatchers_and_reports_a_media_timeout_with_its_rec
     let mut events = pool.subscribe();
     let mut other_events = other.subscribe();
     // The config file's way: no ng listener at all, a 1 s media timeout.
-    std::fs::write(
-        dir.join("relay.toml"),
-        format!(
-            "[edge]\nenabled = false\n[relay]\nenabled = true\nng_listen_udp = []\nports = \"38500-38599\"\nmedia_timeout = \"1s\"\ndispatchers = [\"127.0.0.1:{}\", \"localhost:{}\"]\ntls_dir = \"relay1\"\n[[relay.media_address]]\naddress = \"127.0.0.1\"\n",
-            pool.local_addr().port(),
-            other.local_addr().port()
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
-    cmd.args(["run", "--config", "relay.toml"])
-        .current_dir(&dir);
-    let relay = Peer::spawn("mediagate run (relay)", cmd).unwrap();
+    let relay = relay_from_config(
+        &dir,
+        "38500-38599",
+        &[
+            format!("127.0.0.1:{}", pool.local_addr().port()),
+            format!("localhost:{}", other.local_addr().port()),
+        ],
+    );
     let (id, _) = wait_connected(&mut events).await;
     let (other_id, _) = wait_connected(&mut other_events).await;
     relay_port(
@@ -442,12 +454,7 @@ async fn a_remote_relays_deleted_and_timed_out_calls_are_accounted_with_their_re
     use mediagate_ops::store::Record;
     use mediagate_relay::record::SessionRecord;
 
-    logs();
-    let dir = workdir("accounted");
-    mediagate(&dir, &["cert", "ca", "--dir", "pki"]);
-    issue(&dir, "pki", "dispatcher", "dispatcher");
-    issue(&dir, "pki", "relay1", "relay1");
-    let tls = Arc::new(NodeTls::load(&dir.join("dispatcher")).unwrap());
+    let (dir, tls) = pki("accounted");
     let pool = Arc::new(
         LinkPool::start(LinkConfig::new("127.0.0.1:0".parse().unwrap(), tls))
             .await
@@ -480,18 +487,11 @@ async fn a_remote_relays_deleted_and_timed_out_calls_are_accounted_with_their_re
         SECOND,
         Arc::clone(&accounting) as Arc<dyn EndedHook>,
     );
-    std::fs::write(
-        dir.join("relay.toml"),
-        format!(
-            "[edge]\nenabled = false\n[relay]\nenabled = true\nng_listen_udp = []\nports = \"38600-38699\"\nmedia_timeout = \"1s\"\ndispatchers = [\"127.0.0.1:{}\"]\ntls_dir = \"relay1\"\n[[relay.media_address]]\naddress = \"127.0.0.1\"\n",
-            pool.local_addr().port(),
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
-    cmd.args(["run", "--config", "relay.toml"])
-        .current_dir(&dir);
-    let relay = Peer::spawn("mediagate run (relay)", cmd).unwrap();
+    let relay = relay_from_config(
+        &dir,
+        "38600-38699",
+        &[format!("127.0.0.1:{}", pool.local_addr().port())],
+    );
     // No pause after the connect: the router reconciles with the same Connected event
     // on its own task, and must keep a call placed before it did (the relay's list
     // predates the call, but the relay confirms it holds it).
@@ -581,12 +581,7 @@ async fn management_answers_carry_a_remote_relays_live_streams_version_and_bit_r
     use mediagate_dispatcher::session_stats::{ClusterView, RelaySummary};
     use mediagate_dispatcher::sessions::SessionMap;
 
-    logs();
-    let dir = workdir("live");
-    mediagate(&dir, &["cert", "ca", "--dir", "pki"]);
-    issue(&dir, "pki", "dispatcher", "dispatcher");
-    issue(&dir, "pki", "relay1", "relay1");
-    let tls = Arc::new(NodeTls::load(&dir.join("dispatcher")).unwrap());
+    let (dir, tls) = pki("live");
     let pool = LinkPool::start(LinkConfig::new("127.0.0.1:0".parse().unwrap(), tls))
         .await
         .unwrap();

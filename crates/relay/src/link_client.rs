@@ -1,7 +1,8 @@
 //! The relay's end of the dispatcher link: one task per configured dispatcher that
 //! connects over mutual TLS, says hello, reports the relay's status, Call-IDs and
-//! every call that ended (with its record and reason, `deleted` included), pings, and runs the `ng` commands it receives
-//! with [`Relay::handle_ng`] (protocol: docs/dispatcher-link.md).
+//! every call that ended (with its record and reason, `deleted` included), pings, and
+//! runs the `ng` commands it receives with [`Relay::handle_ng`] (protocol:
+//! docs/dispatcher-link.md).
 //!
 //! What it does: resolves the dispatcher's name again on each attempt (every address
 //! it resolves to is tried in turn), verifies the dispatcher's certificate against the

@@ -780,6 +780,10 @@ fn check_chains(d: &DispatcherConfig, fail: &mut impl FnMut(Option<Range<usize>>
                 rule.first.span(),
                 "dispatcher.chain flag is empty; give the ng flag the proxy sets, such as \"chain-private\"".into(),
             ),
+            Some(flag) if flag.trim() != flag => fail(
+                rule.first.span(),
+                format!("dispatcher.chain flag {flag:?} has spaces around it; the proxy's flags are matched without them"),
+            ),
             Some(_) if !ng => fail(
                 rule.first.span(),
                 "dispatcher.chain flag needs an ng front door (ng_listen_udp or ng_listen_tcp): MediaProxy requests carry no flags".into(),
@@ -1084,6 +1088,11 @@ mod tests {
             m[0].starts_with("dispatcher.chain flag needs an ng front door"),
             "{m:?}"
         );
+        let m = messages(&format!(
+            "{base}{groups}[[dispatcher.chain]]\nfirst = \"pub\"\nsecond = \"priv\"\nflag = \" x\"\n"
+        ));
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(m[0].contains("has spaces around it"), "{m:?}");
         let local_only = format!(
             "{}{groups}[[dispatcher.chain]]\nfirst = \"pub\"\nsecond = \"priv\"\nalways = true\n",
             base.replace("relay_listen = \"0.0.0.0:25060\"\ntls_dir = \"pki\"\n", "")

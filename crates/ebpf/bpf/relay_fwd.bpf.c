@@ -75,7 +75,7 @@ struct flow_key {
 };
 
 #define FLOW_RTP 1 // forward only RTP (not RTCP) carrying `ssrc`
-#define FLOW_LOCAL 2 // the destination is an address of this host: no route lookup
+#define FLOW_LOCAL 2 // the destination is an address of this host (a local route): no egress
 #define FLOW_V6 4 // an IPv6 entry (key and rewrite); without it, IPv4
 
 struct flow_entry {

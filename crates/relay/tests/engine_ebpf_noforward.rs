@@ -7,8 +7,6 @@
 
 mod ebpf_kit;
 
-use std::time::Duration;
-
 use ebpf_kit::netns::PhoneNets;
 use ebpf_kit::*;
 use mediagate_relay::engine::Relay;
@@ -34,13 +32,8 @@ fn assert_no_forwarding(net: &PhoneNets, sides: usize) {
 /// Waits until the relay has read `packets` more kernel-forwarded datagrams than
 /// `before` (it reads the kernel's counters every tick).
 async fn until_kernel_counted(relay: &Relay, before: u64, packets: u64) {
-    for _ in 0..40 {
-        if relay.kernel_forwarded_packets() >= before + packets {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(relay.kernel_forwarded_packets(), before + packets);
+    let (_, kernel) = until_counts(relay, |_, k| k >= before + packets).await;
+    assert_eq!(kernel, before + packets);
 }
 
 /// Sends 50 RTP packets each way after the latches and checks that both phones got

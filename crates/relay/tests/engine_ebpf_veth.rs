@@ -298,23 +298,6 @@ async fn ipv6_media_between_namespaces_is_routed_in_the_kernel_with_true_checksu
     assert_eq!(relay.forwarded_packets(), in_user_space);
 }
 
-/// Polls until `done` holds of the relay's (user space, kernel) forwarded counts (up to
-/// 3 s: the engine reads the kernel's counters every tick); then returns them.
-async fn until_counts(
-    relay: &mediagate_relay::engine::Relay,
-    done: impl Fn(u64, u64) -> bool,
-) -> (u64, u64) {
-    let counts = || (relay.forwarded_packets(), relay.kernel_forwarded_packets());
-    for _ in 0..60 {
-        let (user, kernel) = counts();
-        if done(user, kernel) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    counts()
-}
-
 /// `rtp(ssrc, seq)` cut to a length that varies with `seq` (13 to 172 bytes), so that
 /// byte counts say more than packet counts times one size.
 fn rtp_sized(ssrc: u32, seq: u16) -> Vec<u8> {

@@ -267,3 +267,17 @@ pub async fn establish_with(
 pub async fn start(cfg: EngineConfig) -> Relay {
     Relay::start(cfg).await.expect("the relay starts")
 }
+
+/// Polls until `done` holds of the relay's (user space, kernel) forwarded counts (up to
+/// 3 s: the engine reads the kernel's counters every tick); then returns them.
+pub async fn until_counts(relay: &Relay, done: impl Fn(u64, u64) -> bool) -> (u64, u64) {
+    let counts = || (relay.forwarded_packets(), relay.kernel_forwarded_packets());
+    for _ in 0..60 {
+        let (user, kernel) = counts();
+        if done(user, kernel) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    counts()
+}

@@ -1,6 +1,8 @@
 //! The eBPF fast path between network namespaces: each phone in a namespace of its
-//! own, joined to the relay's (this process's) by a veth pair, so the kernel path has
-//! to route: `bpf_fib_lookup`, MAC rewrite and `bpf_redirect` out of the other veth.
+//! own, joined to the relay's (this process's) by a veth pair whose relay end forwards
+//! (`engine_ebpf_noforward.rs` has them not forwarding), so the kernel path sends out
+//! of the other veth: the route's interface, `bpf_redirect_neigh` with the neighbour's
+//! MAC address.
 //! A datagram the phone sends from a raw socket carries a complete UDP checksum (no
 //! offload), so the far phone's raw socket checks the program's checksum updates.
 //!
@@ -226,7 +228,7 @@ fn udp6(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Vec<u8> {
     udp
 }
 
-/// As the IPv4 case, in IPv6: `bpf_fib_lookup` for IPv6, neighbour MACs, redirect, and
+/// As the IPv4 case, in IPv6: the IPv6 route, neighbour discovery, redirect, and
 /// a UDP checksum (mandatory in IPv6) that holds after the rewrite.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_media_between_namespaces_is_routed_in_the_kernel_with_true_checksums() {

@@ -75,7 +75,7 @@ struct flow_key {
 };
 
 #define FLOW_RTP 1 // forward only RTP (not RTCP) carrying `ssrc`
-#define FLOW_LOCAL 2 // the destination is an address of this host: no route lookup
+#define FLOW_LOCAL 2 // the destination is an address of this host (a local route): no egress
 #define FLOW_V6 4 // an IPv6 entry (key and rewrite); without it, IPv4
 
 struct flow_entry {
@@ -171,6 +171,28 @@ static __attribute__((always_inline)) int send(struct flow_entry *e)
     return bpf_redirect_neigh(e->out_ifindex, 0, 0, 0);
 }
 
+// The UDP header's two ports as one 32-bit word, as in the packet (read before any
+// write: the helpers that write invalidate packet pointers).
+static __attribute__((always_inline)) __u32 ports_of(struct udphdr *udp)
+{
+    __u32 ports;
+    __builtin_memcpy(&ports, &udp->source, sizeof(ports));
+    return ports;
+}
+
+// Rewrites the UDP header's ports (at `udp_off`; `old_ports` from `ports_of`) to `e`'s,
+// patching the UDP checksum at `csum_off`: the two adjacent 16-bit ports as one
+// 32-bit word, one helper call for both.
+static __attribute__((always_inline)) void rewrite_ports(struct __sk_buff *skb, __u32 udp_off,
+                                                         __u32 csum_off, __u32 old_ports,
+                                                         struct flow_entry *e)
+{
+    __u32 new_ports;
+    __builtin_memcpy(&new_ports, &e->new_src_port, sizeof(new_ports));
+    bpf_l4_csum_replace(skb, csum_off, old_ports, new_ports, BPF_F_MARK_MANGLED_0 | 4);
+    bpf_skb_store_bytes(skb, udp_off, &new_ports, sizeof(new_ports), 0);
+}
+
 static __attribute__((always_inline)) int forward4(struct __sk_buff *skb, void *data,
                                                    void *data_end)
 {
@@ -201,24 +223,19 @@ static __attribute__((always_inline)) int forward4(struct __sk_buff *skb, void *
     if (!sendable(skb, e))
         return NEXT;
 
-    __u32 old_src = ip->saddr, old_dst = ip->daddr;
-    __u16 old_sport = udp->source, old_dport = udp->dest;
-    __u32 new_src = e->new_src_ip[3], new_dst = e->new_dst_ip[3];
-    __u16 new_sport = e->new_src_port, new_dport = e->new_dst_port;
-
-    // UDP first (its pseudo-header covers the addresses), then IP.
-    bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_src, new_src,
-                        BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | 4);
-    bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_dst, new_dst,
-                        BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | 4);
-    bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_sport, new_sport, BPF_F_MARK_MANGLED_0 | 2);
-    bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_dport, new_dport, BPF_F_MARK_MANGLED_0 | 2);
-    bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_src, new_src, 4);
-    bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_dst, new_dst, 4);
-    __u32 addrs[2] = {new_src, new_dst};
-    bpf_skb_store_bytes(skb, IP_SRC_OFF, addrs, sizeof(addrs), 0);
-    __u16 ports[2] = {new_sport, new_dport};
-    bpf_skb_store_bytes(skb, UDP_OFF, ports, sizeof(ports), 0);
+    // The addresses as they are and as they become, src then dst, as in the header.
+    __u32 old_addrs[2] = {ip->saddr, ip->daddr};
+    __u32 old_ports = ports_of(udp);
+    __u32 new_addrs[2] = {e->new_src_ip[3], e->new_dst_ip[3]};
+    // One difference serves both checksums: the IP header's and the UDP pseudo-header's.
+    __s64 diff = bpf_csum_diff(old_addrs, sizeof(old_addrs), new_addrs, sizeof(new_addrs), 0);
+    if (diff < 0)
+        return NEXT;
+    bpf_l4_csum_replace(skb, UDP_CSUM_OFF, 0, (__u32)diff,
+                        BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0);
+    bpf_l3_csum_replace(skb, IP_CSUM_OFF, 0, (__u32)diff, 0);
+    bpf_skb_store_bytes(skb, IP_SRC_OFF, new_addrs, sizeof(new_addrs), 0);
+    rewrite_ports(skb, UDP_OFF, UDP_CSUM_OFF, old_ports, e);
 
     count(e, udp_len, seq);
     return send(e);
@@ -262,8 +279,7 @@ static __attribute__((always_inline)) int forward6(struct __sk_buff *skb, void *
     __builtin_memcpy(old_addrs + 4, key.dst_ip, 16);
     __builtin_memcpy(new_addrs, e->new_src_ip, 16);
     __builtin_memcpy(new_addrs + 4, e->new_dst_ip, 16);
-    __u16 old_sport = key.src_port, old_dport = key.dst_port;
-    __u16 new_sport = e->new_src_port, new_dport = e->new_dst_port;
+    __u32 old_ports = ports_of(udp);
 
     // The pseudo-header's share of the UDP checksum. BPF_F_IPV6 (Linux 6.16) keeps a
     // CHECKSUM_COMPLETE skb's csum right, since the addresses it covers change with the
@@ -276,11 +292,8 @@ static __attribute__((always_inline)) int forward6(struct __sk_buff *skb, void *
     if (bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, 0, (__u32)diff, pseudo | BPF_F_IPV6) < 0 &&
         bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, 0, (__u32)diff, pseudo) < 0)
         return NEXT;
-    bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, old_sport, new_sport, BPF_F_MARK_MANGLED_0 | 2);
-    bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, old_dport, new_dport, BPF_F_MARK_MANGLED_0 | 2);
     bpf_skb_store_bytes(skb, IP6_SRC_OFF, new_addrs, sizeof(new_addrs), 0);
-    __u16 ports[2] = {new_sport, new_dport};
-    bpf_skb_store_bytes(skb, UDP6_OFF, ports, sizeof(ports), 0);
+    rewrite_ports(skb, UDP6_OFF, UDP6_CSUM_OFF, old_ports, e);
 
     count(e, udp_len, seq);
     return send(e);

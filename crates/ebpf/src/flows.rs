@@ -5,6 +5,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::route::Egress;
+
 /// Datagrams from `from` to the relay port `to`: both IPv4 or both IPv6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey {
@@ -25,11 +27,6 @@ pub struct FlowTarget {
     /// For RTP streams: only RTP (not multiplexed RTCP) with this SSRC is forwarded;
     /// the rest reaches the relay's socket. `None` for opaque streams (UDPTL).
     pub rtp_ssrc: Option<u32>,
-    /// `to` is an address of this host: the datagram goes back into the local stack
-    /// instead of out of an interface (no route lookup). Otherwise
-    /// [`crate::FastPath::insert`] asks the kernel which interface the route from
-    /// `from` to `to` leaves by, and the program sends out of it.
-    pub local: bool,
 }
 
 /// What the kernel forwarded for one entry since it was inserted.
@@ -115,8 +112,12 @@ impl From<FlowKey> for RawKey {
 }
 
 impl RawEntry {
-    /// `t`'s entry, leaving by interface `out_ifindex` unless `t.local` (0: none).
-    pub(crate) fn new(t: FlowTarget, out_ifindex: u32) -> Self {
+    /// `t`'s entry, leaving as `egress` says.
+    pub(crate) fn new(t: FlowTarget, egress: Egress) -> Self {
+        let (local, out_ifindex) = match egress {
+            Egress::Local => (true, 0),
+            Egress::Interface(i) => (false, i),
+        };
         Self {
             new_src_ip: ip(&t.from),
             new_dst_ip: ip(&t.to),
@@ -125,13 +126,13 @@ impl RawEntry {
             // The program compares the SSRC as it lies in the packet.
             ssrc: t.rtp_ssrc.map_or(0, u32::to_be),
             flags: if t.rtp_ssrc.is_some() { FLOW_RTP } else { 0 }
-                | if t.local { FLOW_LOCAL } else { 0 }
+                | if local { FLOW_LOCAL } else { 0 }
                 | if t.to.is_ipv6() { FLOW_V6 } else { 0 },
             last_seq: 0,
             packets: 0,
             bytes: 0,
             last_ns: 0,
-            out_ifindex: if t.local { 0 } else { out_ifindex },
+            out_ifindex,
             pad: 0,
         }
     }
@@ -189,9 +190,8 @@ mod tests {
                 from: "192.0.2.7:30002".parse().unwrap(),
                 to: "10.0.0.2:6000".parse().unwrap(),
                 rtp_ssrc: Some(0x0102_0304),
-                local: true,
             },
-            7,
+            Egress::Local,
         );
         assert_eq!(e.ssrc.to_ne_bytes(), [1, 2, 3, 4]);
         assert_eq!(e.flags, FLOW_RTP | FLOW_LOCAL);
@@ -219,9 +219,8 @@ mod tests {
             from: "[2001:db8::7]:30002".parse().unwrap(),
             to: "[2001:db8::2]:6000".parse().unwrap(),
             rtp_ssrc: None,
-            local: false,
         };
-        let e = RawEntry::new(t, 3);
+        let e = RawEntry::new(t, Egress::Interface(3));
         assert_eq!(e.flags, FLOW_V6);
         assert_eq!(e.out_ifindex, 3);
         let key = FlowKey {

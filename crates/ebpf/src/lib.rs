@@ -209,11 +209,11 @@ impl FastPath {
     /// Forwards datagrams matching `key` as `target` says, with zeroed counters
     /// (replacing an entry for the same key).
     ///
-    /// For a destination on another host it first asks the kernel's routing table
-    /// which interface a datagram from `target.from` to `target.to` leaves by (as the
-    /// relay's socket would send it), and the program sends out of that one: no IP
-    /// forwarding is needed on any interface. No route (the kernel's error) means no
-    /// entry. An entry mixing IPv4 and IPv6 is refused (`InvalidInput`): bridging stays
+    /// It first asks the kernel's routing table where a datagram from `target.from`
+    /// to `target.to` goes (as the relay's socket would send it): to an address of
+    /// this host, the program hands the datagram back to the local stack; to another
+    /// host, it sends out of the route's interface, so no IP forwarding is needed on
+    /// any interface. No route (the kernel's error) means no entry. An entry mixing IPv4 and IPv6 is refused (`InvalidInput`): bridging stays
     /// in user space.
     pub fn insert(&mut self, key: FlowKey, target: FlowTarget) -> std::io::Result<()> {
         if !flows::same_family(&key, &target) {
@@ -222,20 +222,16 @@ impl FastPath {
                 "the kernel path does not bridge IPv4 and IPv6",
             ));
         }
-        let out_ifindex = if target.local {
-            0
-        } else {
-            route::egress_ifindex(target.from.ip(), target.to.ip()).map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("no route from {} to {}: {e}", target.from, target.to),
-                )
-            })?
-        };
+        let egress = route::egress(target.from.ip(), target.to.ip()).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("no route from {} to {}: {e}", target.from, target.to),
+            )
+        })?;
         self.flows
             .insert(
                 flows::RawKey::from(key),
-                flows::RawEntry::new(target, out_ifindex),
+                flows::RawEntry::new(target, egress),
                 0,
             )
             .map_err(std::io::Error::other)

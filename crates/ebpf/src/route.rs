@@ -3,12 +3,12 @@
 //! FROM` asks (message layouts from linux/netlink.h and linux/rtnetlink.h).
 //!
 //! What it does: asks once, answers with the route's output interface for a unicast
-//! route, and with the kernel's own error otherwise (no route: `ENETUNREACH`; a source
-//! address that is not this host's: `EINVAL`).
+//! route, that the destination is this host's for a local route (the caller hands
+//! such datagrams back to the local stack), and with the kernel's own error otherwise
+//! (no route: `ENETUNREACH`; a source address that is not this host's: `EINVAL`).
 //!
 //! What it does not: follow later route changes (an answer holds for the moment it
-//! was asked), or answer for a destination on this host (a local route is refused:
-//! the caller hands such datagrams back to the local stack without a route).
+//! was asked).
 
 use std::io::{self, Read as _};
 use std::net::IpAddr;
@@ -24,13 +24,23 @@ const RTA_DST: u16 = 1;
 const RTA_SRC: u16 = 2;
 const RTA_OIF: u16 = 4;
 const RTN_UNICAST: u8 = 1;
+const RTN_LOCAL: u8 = 2;
 /// `struct nlmsghdr` and `struct rtmsg`.
 const HEADER: usize = 16;
 const RTMSG: usize = 12;
 
-/// The index of the interface a datagram from `from` (an address of this host) to
-/// `to` leaves by. Both of one IP version.
-pub(crate) fn egress_ifindex(from: IpAddr, to: IpAddr) -> io::Result<u32> {
+/// Where the kernel sends a datagram to an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Egress {
+    /// The address is this host's: delivered locally, out of no interface.
+    Local,
+    /// Out of the interface of this index.
+    Interface(u32),
+}
+
+/// Where a datagram from `from` (an address of this host) to `to` goes. Both of one
+/// IP version.
+pub(crate) fn egress(from: IpAddr, to: IpAddr) -> io::Result<Egress> {
     let socket = Socket::new(
         Domain::from(libc::AF_NETLINK),
         Type::RAW,
@@ -104,8 +114,8 @@ fn invalid(what: &str) -> io::Error {
     )
 }
 
-/// The output interface in the kernel's answer `reply` to request `seq`.
-fn answer(reply: &[u8], seq: u32) -> io::Result<u32> {
+/// Where the kernel's answer `reply` to request `seq` sends the datagram.
+fn answer(reply: &[u8], seq: u32) -> io::Result<Egress> {
     let mut rest = reply;
     while let Some(len) = u32_at(rest, 0) {
         let len = usize::try_from(len).unwrap_or(usize::MAX);
@@ -136,12 +146,15 @@ fn answer(reply: &[u8], seq: u32) -> io::Result<u32> {
     Err(invalid("no route in it"))
 }
 
-/// `RTA_OIF` of a unicast route (`rtmsg` and its attributes).
-fn route_oif(body: &[u8]) -> io::Result<u32> {
+/// A local route, or `RTA_OIF` of a unicast route (`rtmsg` and its attributes).
+fn route_oif(body: &[u8]) -> io::Result<Egress> {
     let kind = body
         .get(7)
         .copied()
         .ok_or_else(|| invalid("a short route"))?;
+    if kind == RTN_LOCAL {
+        return Ok(Egress::Local);
+    }
     if kind != RTN_UNICAST {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -155,7 +168,9 @@ fn route_oif(body: &[u8]) -> io::Result<u32> {
             break;
         }
         if kind == RTA_OIF {
-            return u32_at(attrs, 4).ok_or_else(|| invalid("a short RTA_OIF"));
+            return u32_at(attrs, 4)
+                .map(Egress::Interface)
+                .ok_or_else(|| invalid("a short RTA_OIF"));
         }
         attrs = attrs.get(len.next_multiple_of(4)..).unwrap_or_default();
     }
@@ -206,12 +221,14 @@ mod tests {
                 (RTA_OIF, &5u32.to_ne_bytes()[..]),
             ],
         );
-        assert_eq!(answer(&m, 7).unwrap(), 5);
+        assert_eq!(answer(&m, 7).unwrap(), Egress::Interface(5));
         assert!(answer(&m, 8).is_err(), "another request's answer");
         assert!(answer(&m[..m.len() - 3], 7).is_err(), "truncated");
-        let local = reply(7, 2, &[(RTA_OIF, &1u32.to_ne_bytes()[..])]);
+        let local = reply(7, RTN_LOCAL, &[(RTA_OIF, &1u32.to_ne_bytes()[..])]);
+        assert_eq!(answer(&local, 7).unwrap(), Egress::Local);
+        let broadcast = reply(7, 3, &[(RTA_OIF, &1u32.to_ne_bytes()[..])]);
         assert_eq!(
-            answer(&local, 7).unwrap_err().kind(),
+            answer(&broadcast, 7).unwrap_err().kind(),
             io::ErrorKind::InvalidInput
         );
     }
@@ -260,14 +277,19 @@ mod tests {
             .skip_while(|w| *w != "dev")
             .nth(1)
             .unwrap_or_else(|| panic!("no dev in {text:?}"));
-        assert_eq!(egress_ifindex(from, to).unwrap(), ifindex_of(dev));
+        assert_eq!(
+            egress(from, to).unwrap(),
+            Egress::Interface(ifindex_of(dev))
+        );
+        // This host's own addresses are local, loopback or not.
+        assert_eq!(egress(from, from).unwrap(), Egress::Local);
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(egress(lo, lo).unwrap(), Egress::Local);
         // A source that is not this host's is refused by the kernel.
         let stranger: IpAddr = "198.51.100.77".parse().unwrap();
-        assert!(egress_ifindex(stranger, to).is_err());
+        assert!(egress(stranger, to).is_err());
         assert_eq!(
-            egress_ifindex(from, "::1".parse().unwrap())
-                .unwrap_err()
-                .kind(),
+            egress(from, "::1".parse().unwrap()).unwrap_err().kind(),
             io::ErrorKind::InvalidInput
         );
     }

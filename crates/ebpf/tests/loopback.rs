@@ -79,7 +79,6 @@ fn rewritten_and_delivered(ip: &str) {
             from: at(&r2),
             to: at(&b),
             rtp_ssrc: Some(0xdead_beef),
-            local: true,
         },
     )
     .unwrap();
@@ -139,7 +138,6 @@ fn an_opaque_entry_forwards_anything_until_the_loader_is_dropped() {
             from: at(&r2),
             to: at(&b),
             rtp_ssrc: None,
-            local: true,
         },
     )
     .unwrap();
@@ -169,7 +167,6 @@ fn a_bridging_entry_is_refused() {
             from: at(&r2),
             to: at(&b6),
             rtp_ssrc: None,
-            local: true,
         },
     );
     assert_eq!(
@@ -240,7 +237,6 @@ fn ipv6_checksums_are_updated_and_a_missing_one_is_not_forwarded() {
             from: at(&r2),
             to: at(&b),
             rtp_ssrc: Some(0xdead_beef),
-            local: true,
         },
     )
     .unwrap();

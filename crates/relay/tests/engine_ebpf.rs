@@ -55,32 +55,8 @@ async fn kernel_both_ways(ip: IpAddr, slot: u16, stranger_at: &str, stranger_seq
     let in_user_space = relay.forwarded_packets();
     assert_eq!(in_user_space, 2, "the two latching packets");
 
-    for seq in 1..=100 {
-        p.caller
-            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
-            .await
-            .unwrap();
-        p.callee
-            .send_to(&rtp(CALLEE_SSRC, seq), p.callee_relay)
-            .await
-            .unwrap();
-    }
-    let at_callee = recv_all(&p.callee, Duration::from_millis(300)).await;
-    let at_caller = recv_all(&p.caller, Duration::from_millis(300)).await;
-    assert_eq!(at_callee.len(), 100);
-    assert_eq!(at_caller.len(), 100);
-    for (i, (data, from)) in at_callee.iter().enumerate() {
-        assert_eq!(
-            *data,
-            rtp(CALLER_SSRC, i as u16 + 1),
-            "byte-exact, in order"
-        );
-        assert_eq!(*from, p.callee_relay, "from the port the callee sends to");
-    }
-    for (i, (data, from)) in at_caller.iter().enumerate() {
-        assert_eq!(*data, rtp(CALLEE_SSRC, i as u16 + 1));
-        assert_eq!(*from, p.caller_relay);
-    }
+    p.send_both_ways(1..=100).await;
+    p.assert_received_both_ways(1..=100).await;
     assert_eq!(
         relay.forwarded_packets(),
         in_user_space,
@@ -165,12 +141,7 @@ async fn nat_change(ip: IpAddr, slot: u16) {
     // Far enough ahead of the latching packet that only the kernel's record of the
     // last sequence number makes the re-latch evidence hold (the gap allowed is 100);
     // few enough to fit the callee's receive buffer.
-    for seq in 1..=200 {
-        p.caller
-            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
-            .await
-            .unwrap();
-    }
+    p.send_from_caller(1..=200).await;
     assert_eq!(
         recv_all(&p.callee, Duration::from_millis(300)).await.len(),
         200
@@ -287,12 +258,7 @@ async fn signalling_a_new_endpoint_moves_the_kernel_path_at_once() {
         ]))
         .await;
     assert_eq!(answer.get("result").and_then(Value::as_str), Some("ok"));
-    for seq in 2..=6 {
-        p.caller
-            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
-            .await
-            .unwrap();
-    }
+    p.send_from_caller(2..=6).await;
     assert_eq!(recv_all(&moved, Duration::from_millis(300)).await.len(), 5);
     assert!(recv_all(&p.callee, Duration::from_millis(100))
         .await
@@ -421,12 +387,7 @@ async fn kill_9_leaves_nothing_forwarding() {
         .status()
         .unwrap();
     assert!(stop.success());
-    for seq in 1..=10 {
-        p.caller
-            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
-            .await
-            .unwrap();
-    }
+    p.send_from_caller(1..=10).await;
     assert_eq!(
         recv_all(&p.callee, Duration::from_millis(300)).await.len(),
         10,
@@ -434,12 +395,7 @@ async fn kill_9_leaves_nothing_forwarding() {
     );
     child.kill().unwrap();
     child.wait().unwrap();
-    for seq in 11..=20 {
-        p.caller
-            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
-            .await
-            .unwrap();
-    }
+    p.send_from_caller(11..=20).await;
     assert!(
         recv_all(&p.callee, Duration::from_millis(300))
             .await

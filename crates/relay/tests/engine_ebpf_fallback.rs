@@ -39,12 +39,7 @@ async fn auto_forwards_in_user_space_without_the_program() {
     assert_eq!(relay.kernel_forwarding(), None);
     let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
     let p = establish(&mut ng, "u-1").await;
-    for seq in 1..=20 {
-        p.caller
-            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
-            .await
-            .unwrap();
-    }
+    p.send_from_caller(1..=20).await;
     assert_eq!(
         recv_all(&p.callee, Duration::from_millis(300)).await.len(),
         20

@@ -1,6 +1,8 @@
 //! The eBPF fast path between network namespaces: each phone in a namespace of its
-//! own, joined to the relay's (this process's) by a veth pair, so the kernel path has
-//! to route: `bpf_fib_lookup`, MAC rewrite and `bpf_redirect` out of the other veth.
+//! own, joined to the relay's (this process's) by a veth pair whose relay end forwards
+//! (`engine_ebpf_noforward.rs` has them not forwarding), so the kernel path sends out
+//! of the other veth: the route's interface, `bpf_redirect_neigh` with the neighbour's
+//! MAC address.
 //! A datagram the phone sends from a raw socket carries a complete UDP checksum (no
 //! offload), so the far phone's raw socket checks the program's checksum updates.
 //!
@@ -14,175 +16,18 @@
 mod ebpf_kit;
 
 use std::io::Read as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::AsRawFd as _;
-use std::process::Command;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
+use ebpf_kit::netns::PhoneNets;
 use ebpf_kit::*;
 use mediagate_ng::bencode::Value;
-use mediagate_relay::engine::ForwardIo;
 use socket2::{Domain, Protocol, Socket, Type};
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Namespaces (two phones', and a stranger's where a test wants one), each with its
-/// host at `10.231.N.2` and `fd00:231:N::2` behind a veth whose relay end is
-/// `10.231.N.1` and `fd00:231:N::1`; deleted on drop.
-struct Net {
-    tag: u32,
-}
-
-/// The most namespaces one [`Net`] makes: two phones and a stranger.
-const SIDES: usize = 3;
-
-impl Net {
-    fn ns(&self, side: usize) -> String {
-        format!("mgebpf{}{}", self.tag, side)
-    }
-
-    fn link(&self, side: usize) -> String {
-        format!("mgeb{}{}", self.tag, side)
-    }
-
-    /// Four subnets per tag ([`SIDES`] of them used), so that the tests running at once
-    /// (consecutive tags) never share one.
-    fn subnet(&self, side: usize) -> u8 {
-        u8::try_from(self.tag % 64 * 4 + side as u32).unwrap()
-    }
-
-    fn relay_ip(&self, side: usize) -> Ipv4Addr {
-        Ipv4Addr::new(10, 231, self.subnet(side), 1)
-    }
-
-    fn phone_ip(&self, side: usize) -> Ipv4Addr {
-        Ipv4Addr::new(10, 231, self.subnet(side), 2)
-    }
-
-    fn relay_ip6(&self, side: usize) -> Ipv6Addr {
-        Ipv6Addr::new(0xfd00, 0x231, self.subnet(side).into(), 0, 0, 0, 0, 1)
-    }
-
-    fn phone_ip6(&self, side: usize) -> Ipv6Addr {
-        Ipv6Addr::new(0xfd00, 0x231, self.subnet(side).into(), 0, 0, 0, 0, 2)
-    }
-
-    fn new() -> Self {
-        let net = Self::empty(std::process::id() % 10_000);
-        for side in 0..2 {
-            net.add_side(side);
-        }
-        net
-    }
-
-    /// `sides` namespaces under the tag `offset` after this process's own (one offset
-    /// per test: they run at once).
-    fn with_sides(offset: u32, sides: usize) -> Self {
-        let net = Self::empty((std::process::id() + offset) % 10_000);
-        for side in 0..sides {
-            net.add_side(side);
-        }
-        net
-    }
-
-    /// No namespaces yet ([`Net::add_side`] makes them); `tag` names them and their
-    /// subnets, one tag per test running at once.
-    fn empty(tag: u32) -> Self {
-        Self { tag }
-    }
-
-    /// Namespace `side`, its phone and its veth pair.
-    fn add_side(&self, side: usize) {
-        assert!(side < SIDES, "at most {SIDES} sides");
-        let net = self;
-        {
-            let (ns, link) = (net.ns(side), net.link(side));
-            let peer = format!("{link}p");
-            let _ = Command::new("ip")
-                .args(["netns", "del", &ns])
-                .stderr(std::process::Stdio::null())
-                .status();
-            ip(&["netns", "add", &ns]);
-            ip(&["link", "add", &link, "type", "veth", "peer", "name", &peer]);
-            ip(&["link", "set", &peer, "netns", &ns]);
-            let relay = format!("{}/24", net.relay_ip(side));
-            ip(&["addr", "add", &relay, "dev", &link]);
-            // Without duplicate address detection the link-local addresses are usable
-            // at once: neighbour discovery needs them as its source.
-            std::fs::write(format!("/proc/sys/net/ipv6/conf/{link}/accept_dad"), "0").unwrap();
-            ip(&["link", "set", &link, "up"]);
-            let phone = format!("{}/24", net.phone_ip(side));
-            ip(&["-n", &ns, "addr", "add", &phone, "dev", &peer]);
-            let no_dad = format!("net.ipv6.conf.{peer}.accept_dad=0");
-            ip(&["netns", "exec", &ns, "sysctl", "-qw", &no_dad]);
-            ip(&["-n", &ns, "link", "set", &peer, "up"]);
-            ip(&["-n", &ns, "link", "set", "lo", "up"]);
-            let gw = net.relay_ip(side).to_string();
-            ip(&["-n", &ns, "route", "add", "default", "via", &gw]);
-            // The kernel path routes only from an interface that forwards (this
-            // veth alone; the host's other interfaces keep their setting).
-            std::fs::write(format!("/proc/sys/net/ipv4/conf/{link}/forwarding"), "1").unwrap();
-            // The same in IPv6 (no duplicate address detection: usable at once).
-            let relay6 = format!("{}/64", net.relay_ip6(side));
-            ip(&["addr", "add", &relay6, "dev", &link, "nodad"]);
-            let phone6 = format!("{}/64", net.phone_ip6(side));
-            ip(&["-n", &ns, "addr", "add", &phone6, "dev", &peer, "nodad"]);
-            let gw6 = net.relay_ip6(side).to_string();
-            ip(&["-n", &ns, "-6", "route", "add", "default", "via", &gw6]);
-            std::fs::write(format!("/proc/sys/net/ipv6/conf/{link}/forwarding"), "1").unwrap();
-        }
-    }
-
-    /// Deletes namespace `side` and with it its veth pair.
-    fn remove_side(&self, side: usize) {
-        ip(&["netns", "del", &self.ns(side)]);
-    }
-
-    /// Runs `f` on a thread inside namespace `side` (sockets made there stay there).
-    fn inside<T: Send + 'static>(&self, side: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.ns(side));
-        std::thread::spawn(move || {
-            let ns = std::fs::File::open(path).unwrap();
-            enter_netns(&ns);
-            f()
-        })
-        .join()
-        .unwrap()
-    }
-}
-
-#[allow(unsafe_code)]
-fn enter_netns(ns: &std::fs::File) {
-    // SAFETY: setns(2) on a descriptor we own; it changes only this thread's network
-    // namespace, and the thread ends after its closure.
-    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for side in 0..SIDES {
-            // Deleting the namespace deletes the veth pair.
-            // (Already gone if the test removed it.)
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.ns(side)])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
-}
-
-fn tokio_socket(s: std::net::UdpSocket) -> tokio::net::UdpSocket {
-    s.set_nonblocking(true).unwrap();
-    tokio::net::UdpSocket::from_std(s).unwrap()
+/// A tag for a test's namespaces and subnets: `offset` apart from the other tests of
+/// this binary, which run at once.
+fn tag(offset: u32) -> u32 {
+    (std::process::id() + offset) % 10_000
 }
 
 /// The one's-complement sum of `data` as 16-bit words.
@@ -237,16 +82,11 @@ fn checksums_hold(p: &[u8]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_between_namespaces_is_routed_in_the_kernel_with_true_checksums() {
-    let net = Net::new();
-    let mut cfg = config((54000, 54099), ForwardIo::Ebpf);
-    cfg.media = vec![(IpAddr::V4(net.relay_ip(0)), IpAddr::V4(net.relay_ip(0)))];
-    let relay = start(cfg).await;
+    let net = PhoneNets::new(tag(0), 2, true);
+    let (relay, relay_ip) = net.relay((54000, 54099), false, |_| {}).await;
     let interfaces = relay.kernel_forwarding().unwrap();
     assert!(interfaces.contains(&net.link(1)), "{interfaces:?}");
-    let (a, b) = (net.phone_ip(0), net.phone_ip(1));
-    let caller = net.inside(0, move || std::net::UdpSocket::bind((a, 0)).unwrap());
-    let callee = net.inside(1, move || std::net::UdpSocket::bind((b, 0)).unwrap());
-    let caller_addr = caller.local_addr().unwrap();
+    let b = net.phone_ip(1);
     let sniffer = net.inside(1, || {
         let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP)).unwrap();
         s.set_read_timeout(Some(Duration::from_millis(500)))
@@ -262,32 +102,11 @@ async fn media_between_namespaces_is_routed_in_the_kernel_with_true_checksums() 
         .unwrap()
     });
     let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
-    let p = establish_with(
-        &mut ng,
-        "veth-1",
-        tokio_socket(caller),
-        tokio_socket(callee),
-        IpAddr::V4(net.relay_ip(0)),
-    )
-    .await;
+    let p = net.phones(&mut ng, "veth-1", relay_ip).await;
+    let caller_addr = p.caller.local_addr().unwrap();
     let in_user_space = relay.forwarded_packets();
-    for seq in 1..=50 {
-        p.caller
-            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
-            .await
-            .unwrap();
-        p.callee
-            .send_to(&rtp(CALLEE_SSRC, seq), p.callee_relay)
-            .await
-            .unwrap();
-    }
-    let at_callee = recv_all(&p.callee, Duration::from_millis(300)).await;
-    let at_caller = recv_all(&p.caller, Duration::from_millis(300)).await;
-    let expect = |ssrc, from| -> Vec<(Vec<u8>, SocketAddr)> {
-        (1..=50).map(|seq| (rtp(ssrc, seq), from)).collect()
-    };
-    assert_eq!(at_callee, expect(CALLER_SSRC, p.callee_relay));
-    assert_eq!(at_caller, expect(CALLEE_SSRC, p.caller_relay));
+    p.send_both_ways(1..=50).await;
+    p.assert_received_both_ways(1..=50).await;
     assert_eq!(
         relay.forwarded_packets(),
         in_user_space,
@@ -350,27 +169,14 @@ async fn until_interfaces(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interface_created_after_the_start_is_attached_and_forwards_in_the_kernel() {
     // A tag of its own: the test above runs at the same time.
-    let net = Net::empty((std::process::id() + 1) % 10_000);
-    net.add_side(0);
-    let mut cfg = config((54100, 54199), ForwardIo::Ebpf);
-    cfg.media = vec![(IpAddr::V4(net.relay_ip(0)), IpAddr::V4(net.relay_ip(0)))];
-    let relay = start(cfg).await;
+    let net = PhoneNets::new(tag(1), 1, true);
+    let (relay, relay_ip) = net.relay((54100, 54199), false, |_| {}).await;
     assert!(!relay.kernel_forwarding().unwrap().contains(&net.link(1)));
     net.add_side(1);
     until_interfaces(&relay, |i| i.contains(&net.link(1))).await;
 
-    let (a, b) = (net.phone_ip(0), net.phone_ip(1));
-    let caller = net.inside(0, move || std::net::UdpSocket::bind((a, 0)).unwrap());
-    let callee = net.inside(1, move || std::net::UdpSocket::bind((b, 0)).unwrap());
     let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
-    let p = establish_with(
-        &mut ng,
-        "veth-late",
-        tokio_socket(caller),
-        tokio_socket(callee),
-        IpAddr::V4(net.relay_ip(0)),
-    )
-    .await;
+    let p = net.phones(&mut ng, "veth-late", relay_ip).await;
     let in_user_space = relay.forwarded_packets();
     for seq in 1..=30 {
         p.callee
@@ -422,21 +228,13 @@ fn udp6(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Vec<u8> {
     udp
 }
 
-/// As the IPv4 case, in IPv6: `bpf_fib_lookup` for IPv6, neighbour MACs, redirect, and
+/// As the IPv4 case, in IPv6: the IPv6 route, neighbour discovery, redirect, and
 /// a UDP checksum (mandatory in IPv6) that holds after the rewrite.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_media_between_namespaces_is_routed_in_the_kernel_with_true_checksums() {
-    let net = Net::empty((std::process::id() + 2) % 10_000);
-    net.add_side(0);
-    net.add_side(1);
-    let relay_ip = IpAddr::V6(net.relay_ip6(0));
-    let mut cfg = config((54200, 54299), ForwardIo::Ebpf);
-    cfg.media = vec![(relay_ip, relay_ip)];
-    let relay = start(cfg).await;
+    let net = PhoneNets::new(tag(2), 2, true);
+    let (relay, relay_ip) = net.relay((54200, 54299), true, |_| {}).await;
     let (a, b) = (net.phone_ip6(0), net.phone_ip6(1));
-    let caller = net.inside(0, move || std::net::UdpSocket::bind((a, 0)).unwrap());
-    let callee = net.inside(1, move || std::net::UdpSocket::bind((b, 0)).unwrap());
-    let caller_addr = caller.local_addr().unwrap();
     let sniffer = net.inside(1, || {
         let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::UDP)).unwrap();
         s.set_read_timeout(Some(Duration::from_millis(500)))
@@ -449,32 +247,11 @@ async fn ipv6_media_between_namespaces_is_routed_in_the_kernel_with_true_checksu
         s
     });
     let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
-    let p = establish_with(
-        &mut ng,
-        "veth-6",
-        tokio_socket(caller),
-        tokio_socket(callee),
-        relay_ip,
-    )
-    .await;
+    let p = net.phones(&mut ng, "veth-6", relay_ip).await;
+    let caller_addr = p.caller.local_addr().unwrap();
     let in_user_space = relay.forwarded_packets();
-    for seq in 1..=50 {
-        p.caller
-            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
-            .await
-            .unwrap();
-        p.callee
-            .send_to(&rtp(CALLEE_SSRC, seq), p.callee_relay)
-            .await
-            .unwrap();
-    }
-    let at_callee = recv_all(&p.callee, Duration::from_millis(300)).await;
-    let at_caller = recv_all(&p.caller, Duration::from_millis(300)).await;
-    let expect = |ssrc, from| -> Vec<(Vec<u8>, SocketAddr)> {
-        (1..=50).map(|seq| (rtp(ssrc, seq), from)).collect()
-    };
-    assert_eq!(at_callee, expect(CALLER_SSRC, p.callee_relay));
-    assert_eq!(at_caller, expect(CALLEE_SSRC, p.caller_relay));
+    p.send_both_ways(1..=50).await;
+    p.assert_received_both_ways(1..=50).await;
     assert_eq!(
         relay.forwarded_packets(),
         in_user_space,
@@ -523,64 +300,6 @@ async fn ipv6_media_between_namespaces_is_routed_in_the_kernel_with_true_checksu
     assert_eq!(relay.forwarded_packets(), in_user_space);
 }
 
-/// A relay in this namespace with its media ports on the relay end of side 0's veth
-/// (IPv4, or IPv6 where `v6`), its kernel path required.
-async fn relay_for(
-    net: &Net,
-    ports: (u16, u16),
-    v6: bool,
-    tune: impl FnOnce(&mut mediagate_relay::engine::EngineConfig),
-) -> (mediagate_relay::engine::Relay, IpAddr) {
-    let relay_ip = if v6 {
-        IpAddr::V6(net.relay_ip6(0))
-    } else {
-        IpAddr::V4(net.relay_ip(0))
-    };
-    let mut cfg = config(ports, ForwardIo::Ebpf);
-    cfg.media = vec![(relay_ip, relay_ip)];
-    tune(&mut cfg);
-    (start(cfg).await, relay_ip)
-}
-
-/// The host address of namespace `side`, in the relay address's IP version.
-fn host_ip(net: &Net, side: usize, relay_ip: IpAddr) -> IpAddr {
-    if relay_ip.is_ipv6() {
-        IpAddr::V6(net.phone_ip6(side))
-    } else {
-        IpAddr::V4(net.phone_ip(side))
-    }
-}
-
-/// A UDP socket on the host of namespace `side`, at an unused port.
-fn socket_in(net: &Net, side: usize, relay_ip: IpAddr) -> tokio::net::UdpSocket {
-    let at = host_ip(net, side, relay_ip);
-    tokio_socket(net.inside(side, move || std::net::UdpSocket::bind((at, 0)).unwrap()))
-}
-
-/// The caller in namespace 0, the callee in namespace 1, latched both ways.
-async fn phones_across(net: &Net, ng: &mut Ng, call_id: &str, relay_ip: IpAddr) -> Phones {
-    let caller = socket_in(net, 0, relay_ip);
-    let callee = socket_in(net, 1, relay_ip);
-    establish_with(ng, call_id, caller, callee, relay_ip).await
-}
-
-/// Polls until `done` holds of the relay's (user space, kernel) forwarded counts (up to
-/// 3 s: the engine reads the kernel's counters every tick); then returns them.
-async fn until_counts(
-    relay: &mediagate_relay::engine::Relay,
-    done: impl Fn(u64, u64) -> bool,
-) -> (u64, u64) {
-    let counts = || (relay.forwarded_packets(), relay.kernel_forwarded_packets());
-    for _ in 0..60 {
-        let (user, kernel) = counts();
-        if done(user, kernel) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    counts()
-}
-
 /// `rtp(ssrc, seq)` cut to a length that varies with `seq` (13 to 172 bytes), so that
 /// byte counts say more than packet counts times one size.
 fn rtp_sized(ssrc: u32, seq: u16) -> Vec<u8> {
@@ -612,13 +331,13 @@ fn int(v: u64) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_strangers_flood_across_veth_is_neither_forwarded_nor_latched() {
     const FLOOD: u16 = 4;
-    let net = Net::with_sides(3, 3);
-    let (relay, relay_ip) = relay_for(&net, (54300, 54399), false, |_| {}).await;
+    let net = PhoneNets::new(tag(3), 3, true);
+    let (relay, relay_ip) = net.relay((54300, 54399), false, |_| {}).await;
     let interfaces = relay.kernel_forwarding().unwrap();
     assert!(interfaces.contains(&net.link(2)), "{interfaces:?}");
     let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
-    let p = phones_across(&net, &mut ng, "veth-stranger", relay_ip).await;
-    let stranger = socket_in(&net, 2, relay_ip);
+    let p = net.phones(&mut ng, "veth-stranger", relay_ip).await;
+    let stranger = net.socket(2, relay_ip.is_ipv6());
     let in_user_space = relay.forwarded_packets();
     for seq in 1..=50 {
         p.caller
@@ -705,21 +424,17 @@ async fn a_strangers_flood_across_veth_is_neither_forwarded_nor_latched() {
 /// again, to and from the new port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nat_change_across_veth_re_latches_and_the_kernel_follows() {
-    let net = Net::with_sides(4, 2);
-    let (relay, relay_ip) = relay_for(&net, (54400, 54499), false, |cfg| {
-        cfg.options.latch.relatch_quiet = Duration::from_millis(300);
-    })
-    .await;
+    let net = PhoneNets::new(tag(4), 2, true);
+    let (relay, relay_ip) = net
+        .relay((54400, 54499), false, |cfg| {
+            cfg.options.latch.relatch_quiet = Duration::from_millis(300);
+        })
+        .await;
     let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
-    let p = phones_across(&net, &mut ng, "veth-nat", relay_ip).await;
+    let p = net.phones(&mut ng, "veth-nat", relay_ip).await;
     // More than the allowed gap (100) ahead of the latching packet: only the kernel's
     // record of the last sequence number makes the re-latch evidence hold.
-    for seq in 1..=150 {
-        p.caller
-            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
-            .await
-            .unwrap();
-    }
+    p.send_from_caller(1..=150).await;
     assert_eq!(
         recv_all(&p.callee, Duration::from_millis(300)).await.len(),
         150
@@ -728,7 +443,7 @@ async fn a_nat_change_across_veth_re_latches_and_the_kernel_follows() {
     assert_eq!(kernel_before, 150, "in the kernel before the move");
 
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let moved = socket_in(&net, 0, relay_ip);
+    let moved = net.socket(0, relay_ip.is_ipv6());
     moved
         .send_to(&rtp(CALLER_SSRC, 151), p.caller_relay)
         .await
@@ -801,13 +516,14 @@ async fn a_nat_change_across_veth_re_latches_and_the_kernel_follows() {
 /// kernel forwards nothing more for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_silent_in_the_kernel_path_across_veth_times_out() {
-    let net = Net::with_sides(5, 2);
-    let (relay, relay_ip) = relay_for(&net, (54500, 54599), false, |cfg| {
-        cfg.options.media_timeout = Duration::from_millis(600);
-    })
-    .await;
+    let net = PhoneNets::new(tag(5), 2, true);
+    let (relay, relay_ip) = net
+        .relay((54500, 54599), false, |cfg| {
+            cfg.options.media_timeout = Duration::from_millis(600);
+        })
+        .await;
     let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
-    let p = phones_across(&net, &mut ng, "veth-idle", relay_ip).await;
+    let p = net.phones(&mut ng, "veth-idle", relay_ip).await;
     let in_user_space = relay.forwarded_packets();
     // Three media timeouts' worth of media, all of it in the kernel.
     for seq in 1..=90 {
@@ -868,11 +584,11 @@ async fn ipv6_counters_across_veth_equal_what_the_phones_sent() {
 /// Datagrams of varying sizes both ways, all in the kernel: `ng` query (per party and
 /// in total) and the record count exactly the packets and bytes each phone sent, the
 /// latching packet included.
-async fn counters_equal_what_was_sent(tag: u32, ports: (u16, u16), v6: bool) {
-    let net = Net::with_sides(tag, 2);
-    let (relay, relay_ip) = relay_for(&net, ports, v6, |_| {}).await;
+async fn counters_equal_what_was_sent(offset: u32, ports: (u16, u16), v6: bool) {
+    let net = PhoneNets::new(tag(offset), 2, true);
+    let (relay, relay_ip) = net.relay(ports, v6, |_| {}).await;
     let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
-    let p = phones_across(&net, &mut ng, "veth-count", relay_ip).await;
+    let p = net.phones(&mut ng, "veth-count", relay_ip).await;
     let in_user_space = relay.forwarded_packets();
     let (caller_sent, callee_sent) = (70u16, 45u16);
     for seq in 1..=caller_sent {

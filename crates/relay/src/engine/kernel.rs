@@ -23,7 +23,7 @@
 //! kernel by up to one tick (250 ms) except at a stream's end.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -120,12 +120,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Whether `ip` is an address of this host (the kernel then delivers locally instead
-/// of routing): binding to it succeeds only then.
-fn is_local(ip: IpAddr) -> bool {
-    ip.is_loopback() || UdpSocket::bind((ip, 0)).is_ok()
-}
-
 /// Converts the kernel's `CLOCK_MONOTONIC` stamp to an `Instant`, given the two
 /// clocks read together as `now`.
 fn instant_of(last_ns: u64, (now, now_ns): (Instant, u64)) -> Instant {
@@ -205,7 +199,6 @@ impl KernelPath {
                     from: w.from,
                     to: w.to,
                     rtp_ssrc: w.rtp_ssrc,
-                    local: is_local(w.to.ip()),
                 };
                 match fast.insert(w.key, target) {
                     Ok(()) => {

@@ -6,6 +6,7 @@
 pub mod netns;
 
 use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use mediagate_ng::bencode::{decode_exact, Limits, Value};
@@ -127,6 +128,59 @@ pub struct Phones {
     pub callee_relay: SocketAddr,
 }
 
+impl Phones {
+    /// RTP packets `seqs` from each phone to its relay port, the caller's and the
+    /// callee's in turn.
+    pub async fn send_both_ways(&self, seqs: RangeInclusive<u16>) {
+        for seq in seqs {
+            self.caller
+                .send_to(&rtp(CALLER_SSRC, seq), self.caller_relay)
+                .await
+                .unwrap();
+            self.callee
+                .send_to(&rtp(CALLEE_SSRC, seq), self.callee_relay)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// RTP packets `seqs` from the caller to its relay port.
+    pub async fn send_from_caller(&self, seqs: RangeInclusive<u16>) {
+        for seq in seqs {
+            self.caller
+                .send_to(&rtp(CALLER_SSRC, seq), self.caller_relay)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Each phone received exactly the other's packets `seqs`, byte-exact and in
+    /// order, from the relay port it sends to.
+    pub async fn assert_received_both_ways(&self, seqs: RangeInclusive<u16>) {
+        let at_callee = recv_all(&self.callee, Duration::from_millis(300)).await;
+        let at_caller = recv_all(&self.caller, Duration::from_millis(300)).await;
+        let expect = |ssrc, from| -> Vec<(Vec<u8>, SocketAddr)> {
+            seqs.clone().map(|seq| (rtp(ssrc, seq), from)).collect()
+        };
+        assert_eq!(
+            at_callee,
+            expect(CALLER_SSRC, self.callee_relay),
+            "at the callee"
+        );
+        assert_eq!(
+            at_caller,
+            expect(CALLEE_SSRC, self.caller_relay),
+            "at the caller"
+        );
+    }
+}
+
+/// A tokio socket from a blocking one (made in another namespace).
+pub fn tokio_socket(s: std::net::UdpSocket) -> UdpSocket {
+    s.set_nonblocking(true).unwrap();
+    UdpSocket::from_std(s).unwrap()
+}
+
 pub const CALLER_SSRC: u32 = 0xca11;
 pub const CALLEE_SSRC: u32 = 0xca1e;
 
@@ -212,4 +266,18 @@ pub async fn establish_with(
 /// Starts a relay and checks what forwards its media.
 pub async fn start(cfg: EngineConfig) -> Relay {
     Relay::start(cfg).await.expect("the relay starts")
+}
+
+/// Polls until `done` holds of the relay's (user space, kernel) forwarded counts (up to
+/// 3 s: the engine reads the kernel's counters every tick); then returns them.
+pub async fn until_counts(relay: &Relay, done: impl Fn(u64, u64) -> bool) -> (u64, u64) {
+    let counts = || (relay.forwarded_packets(), relay.kernel_forwarded_packets());
+    for _ in 0..60 {
+        let (user, kernel) = counts();
+        if done(user, kernel) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    counts()
 }

@@ -1,13 +1,18 @@
 //! Phones in network namespaces of their own, each joined by a veth pair to this
-//! process's namespace, where the relay runs: side N's phone is `10.232.S.2` and
-//! `fd00:232:S::2` behind a veth whose relay end is `10.232.S.1` and `fd00:232:S::1`
-//! (S from the tag and the side), with its default routes via the relay's end. IP
-//! forwarding on the relay's ends is set as asked, never inherited. Everything is
-//! deleted on drop.
+//! process's namespace, where the relay runs: side N's phone is `10.X.S.2` and
+//! `fd00:X:S::2` behind a veth whose relay end is `10.X.S.1` and `fd00:X:S::1`
+//! (S from the tag and the side; X is 231 where the relay's ends forward, 232 where
+//! they do not, so that the binaries of either kind can run at once), with its
+//! default routes via the relay's end. IP forwarding on the relay's ends is set as
+//! asked, never inherited. Everything is deleted on drop.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd as _;
 use std::process::{Command, Stdio};
+
+use mediagate_relay::engine::{EngineConfig, ForwardIo, Relay};
+
+use super::{Ng, Phones};
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().unwrap();
@@ -24,9 +29,12 @@ fn sysctl_path(v6: bool, link: &str, key: &str) -> String {
     format!("/proc/sys/net/{family}/conf/{link}/{key}")
 }
 
+/// The most sides one [`PhoneNets`] has: the subnets of a tag.
+pub const SIDES: usize = 4;
+
 pub struct PhoneNets {
     tag: u32,
-    sides: usize,
+    forwarding: bool,
 }
 
 impl PhoneNets {
@@ -34,40 +42,82 @@ impl PhoneNets {
     /// test binary: the subnets live in this process's namespace), with IP forwarding
     /// on the relay's veth ends on or off for IPv4 and IPv6.
     pub fn new(tag: u32, sides: usize, forwarding: bool) -> Self {
-        let net = Self { tag, sides };
+        let net = Self::empty(tag, forwarding);
         for side in 0..sides {
-            net.add_side(side, forwarding);
+            net.add_side(side);
         }
         net
     }
 
+    /// No namespaces yet ([`PhoneNets::add_side`] makes them).
+    pub fn empty(tag: u32, forwarding: bool) -> Self {
+        Self { tag, forwarding }
+    }
+
     pub fn ns(&self, side: usize) -> String {
-        format!("mgnofwd{}{}", self.tag, side)
+        let kind = if self.forwarding { "mgfwd" } else { "mgnofwd" };
+        format!("{kind}{}{}", self.tag, side)
     }
 
     /// The relay's end of side `side`'s veth pair.
     pub fn link(&self, side: usize) -> String {
-        format!("mgnf{}{}", self.tag, side)
+        let kind = if self.forwarding { "mgfw" } else { "mgnf" };
+        format!("{kind}{}{}", self.tag, side)
+    }
+
+    fn net(&self) -> u8 {
+        if self.forwarding {
+            231
+        } else {
+            232
+        }
     }
 
     fn subnet(&self, side: usize) -> u8 {
+        assert!(side < SIDES, "at most {SIDES} sides");
         u8::try_from(self.tag % 60 * 4 + side as u32).unwrap()
     }
 
     pub fn relay_ip(&self, side: usize) -> Ipv4Addr {
-        Ipv4Addr::new(10, 232, self.subnet(side), 1)
+        Ipv4Addr::new(10, self.net(), self.subnet(side), 1)
     }
 
     pub fn phone_ip(&self, side: usize) -> Ipv4Addr {
-        Ipv4Addr::new(10, 232, self.subnet(side), 2)
+        Ipv4Addr::new(10, self.net(), self.subnet(side), 2)
     }
 
     pub fn relay_ip6(&self, side: usize) -> Ipv6Addr {
-        Ipv6Addr::new(0xfd00, 0x232, self.subnet(side).into(), 0, 0, 0, 0, 1)
+        let net = self.net().into();
+        Ipv6Addr::new(0xfd00, net, self.subnet(side).into(), 0, 0, 0, 0, 1)
     }
 
     pub fn phone_ip6(&self, side: usize) -> Ipv6Addr {
-        Ipv6Addr::new(0xfd00, 0x232, self.subnet(side).into(), 0, 0, 0, 0, 2)
+        let net = self.net().into();
+        Ipv6Addr::new(0xfd00, net, self.subnet(side).into(), 0, 0, 0, 0, 2)
+    }
+
+    /// The relay's end of side `side`, in IPv6 where `v6`.
+    pub fn relay_addr(&self, side: usize, v6: bool) -> IpAddr {
+        if v6 {
+            self.relay_ip6(side).into()
+        } else {
+            self.relay_ip(side).into()
+        }
+    }
+
+    /// The phone of side `side`, in IPv6 where `v6`.
+    pub fn phone_addr(&self, side: usize, v6: bool) -> IpAddr {
+        if v6 {
+            self.phone_ip6(side).into()
+        } else {
+            self.phone_ip(side).into()
+        }
+    }
+
+    /// A UDP socket on the phone of side `side` (IPv6 where `v6`), at an unused port.
+    pub fn socket(&self, side: usize, v6: bool) -> tokio::net::UdpSocket {
+        let at = self.phone_addr(side, v6);
+        super::tokio_socket(self.inside(side, move || std::net::UdpSocket::bind((at, 0)).unwrap()))
     }
 
     /// `net.ipv4.conf.LINK.forwarding` and `net.ipv6.conf.LINK.forwarding` of side
@@ -81,7 +131,8 @@ impl PhoneNets {
         })
     }
 
-    fn add_side(&self, side: usize, forwarding: bool) {
+    /// Namespace `side`, its phone and its veth pair.
+    pub fn add_side(&self, side: usize) {
         let (ns, link) = (self.ns(side), self.link(side));
         let peer = format!("{link}p");
         let _ = Command::new("ip")
@@ -92,7 +143,7 @@ impl PhoneNets {
         ip(&["link", "add", &link, "type", "veth", "peer", "name", &peer]);
         ip(&["link", "set", &peer, "netns", &ns]);
         // Set, not inherited from the host's defaults.
-        let on = if forwarding { "1" } else { "0" };
+        let on = if self.forwarding { "1" } else { "0" };
         for v6 in [false, true] {
             std::fs::write(sysctl_path(v6, &link, "forwarding"), on).unwrap();
         }
@@ -123,6 +174,33 @@ impl PhoneNets {
         ip(&["-n", &ns, "-6", "route", "add", "default", "via", &gw6]);
     }
 
+    /// A relay in this namespace with its media ports on the relay end of side 0's
+    /// veth (IPv6 where `v6`), its kernel path required; `tune` adjusts its config.
+    pub async fn relay(
+        &self,
+        ports: (u16, u16),
+        v6: bool,
+        tune: impl FnOnce(&mut EngineConfig),
+    ) -> (Relay, IpAddr) {
+        let relay_ip = self.relay_addr(0, v6);
+        let mut cfg = super::config_on(ports, ForwardIo::Ebpf, relay_ip);
+        tune(&mut cfg);
+        (super::start(cfg).await, relay_ip)
+    }
+
+    /// The caller on side 0, the callee on side 1, in `relay_ip`'s IP version, latched
+    /// both ways.
+    pub async fn phones(&self, ng: &mut Ng, call_id: &str, relay_ip: IpAddr) -> Phones {
+        let v6 = relay_ip.is_ipv6();
+        let (caller, callee) = (self.socket(0, v6), self.socket(1, v6));
+        super::establish_with(ng, call_id, caller, callee, relay_ip).await
+    }
+
+    /// Deletes namespace `side` and with it its veth pair.
+    pub fn remove_side(&self, side: usize) {
+        ip(&["netns", "del", &self.ns(side)]);
+    }
+
     /// Runs `f` on a thread inside namespace `side` (sockets made there stay there).
     pub fn inside<T: Send + 'static>(
         &self,
@@ -150,8 +228,9 @@ fn enter_netns(ns: &std::fs::File) {
 
 impl Drop for PhoneNets {
     fn drop(&mut self) {
-        for side in 0..self.sides {
-            // Deleting the namespace deletes the veth pair.
+        for side in 0..SIDES {
+            // Deleting the namespace deletes the veth pair (already gone where never
+            // made or removed).
             let _ = Command::new("ip")
                 .args(["netns", "del", &self.ns(side)])
                 .stderr(Stdio::null())

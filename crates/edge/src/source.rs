@@ -705,11 +705,9 @@ impl Source {
         }
         let latest = object_meta(answered.unwrap_or(&self.described), &key);
         let same = freshness::same_content(meta, &latest);
-        if answered.is_some() && !same {
+        if let Some(a) = answered.filter(|_| !same) {
             tracing::debug!(url, "cached object's description changed; refetching");
-            if answered.is_some_and(|a| !self.same_as_hub(a)) {
-                self.retire_hub();
-            }
+            self.retire_hub_if_changed(a);
             return miss;
         }
         let now = SystemTime::now();

@@ -142,6 +142,11 @@ pub fn only_if_cached(viewer_cache_control: Option<&str>) -> bool {
     parse(viewer_cache_control).is_some_and(|cc| cc.only_if_cached())
 }
 
+/// The viewer's `no-cache`: whatever is stored, the origin is asked first.
+pub fn no_cache(viewer_cache_control: Option<&str>) -> bool {
+    parse(viewer_cache_control).is_some_and(|cc| cc.no_cache())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,5 +338,14 @@ mod tests {
         assert!(only_if_cached(Some("max-stale, Only-If-Cached")));
         assert!(!only_if_cached(Some("no-cache")));
         assert!(!only_if_cached(None));
+    }
+
+    #[test]
+    fn no_cache_is_read_from_the_viewer() {
+        assert!(no_cache(Some("no-cache")));
+        assert!(no_cache(Some(" max-stale, No-Cache ")));
+        assert!(!no_cache(Some("only-if-cached")));
+        assert!(!no_cache(Some("")));
+        assert!(!no_cache(None));
     }
 }

@@ -60,8 +60,8 @@ pub struct EdgeConfig {
     /// that sends no request or RTCP for this long is dropped. Default: `"60s"`.
     pub session_timeout: Located<HumanDuration>,
     /// A viewer whose RTSP connection closes keeps its UDP sessions (media goes on)
-    /// until `session_timeout` passes without a request; a request on a new
-    /// connection naming the session resumes it (RFC 2326: sessions are not tied to
+    /// until `session_timeout` passes without a request or RTCP from the viewer; a
+    /// request on a new connection naming the session resumes it (RFC 2326: sessions are not tied to
     /// connections; a balancer failover or a NAT dropping the TCP mapping then costs
     /// the viewer nothing). Off: a closed connection ends its sessions at once.
     /// Default: `false`.

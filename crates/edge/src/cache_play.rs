@@ -948,16 +948,31 @@ fn split_whole(d: &Bytes) -> Option<([u8; RTP_FIXED], Bytes)> {
 }
 
 /// Sends `packets` in order to `to`; returns the datagrams and bytes handed to the
-/// kernel. A socket that stays unwritable for a second drops the rest (UDP loses
-/// rather than stalls, as the hub does).
+/// kernel.
 async fn send_udp_run(
     sender: &mut BatchSender,
     sock: &tokio::net::UdpSocket,
     packets: &[&[u8]],
     to: std::net::SocketAddr,
 ) -> (u64, u64) {
+    let sent = send_udp_from(sender, sock, packets, to, 0).await;
+    let bytes = packets[..sent].iter().map(|p| p.len() as u64).sum();
+    (sent as u64, bytes)
+}
+
+/// Sends `packets` from packet `from` on, in order, to `to`; returns how many of
+/// `packets` were handed to the kernel (refused ones count). A socket that stays
+/// unwritable for a second drops the rest (UDP loses rather than stalls, as the hub
+/// does).
+async fn send_udp_from(
+    sender: &mut BatchSender,
+    sock: &tokio::net::UdpSocket,
+    packets: &[&[u8]],
+    to: std::net::SocketAddr,
+    from: usize,
+) -> usize {
     let dests = [to];
-    let mut at = (0, 0);
+    let mut at = (0, from);
     let deadline = Instant::now() + Duration::from_secs(1);
     while at.0 < dests.len() {
         match sender.send_to_many(sock, packets, &dests, at) {
@@ -973,13 +988,11 @@ async fn send_udp_run(
             Err(_) => break,
         }
     }
-    let sent = if at.0 >= dests.len() {
+    if at.0 >= dests.len() {
         packets.len()
     } else {
-        at.1
-    };
-    let bytes = packets[..sent].iter().map(|p| p.len() as u64).sum();
-    (sent as u64, bytes)
+        at.1.min(packets.len())
+    }
 }
 
 /// Wall-clock time now in the 64-bit NTP format (RFC 3550 §4: seconds since 1900 and

@@ -97,9 +97,7 @@ pub(crate) fn only_if_cached(viewer_cache_control: Option<&str>) -> bool {
 
 /// The viewer's `no-cache`: whatever is stored, the origin is asked first.
 pub(crate) fn no_cache(viewer_cache_control: Option<&str>) -> bool {
-    viewer_cache_control
-        .and_then(|v| CacheControl::parse_value(v.trim()).ok())
-        .is_some_and(|cc| cc.no_cache())
+    rules::no_cache(viewer_cache_control)
 }
 
 /// The headers of a conditional DESCRIBE for a stored object (RFC 7826 §18.24, §18.25).

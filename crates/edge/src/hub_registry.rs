@@ -175,6 +175,15 @@ impl Lease {
         &self.handle
     }
 
+    /// A lease on running hub `h`; None when its actor is gone.
+    fn join(h: &HubHandle) -> Option<Lease> {
+        h.tx.send(Cmd::Lease).ok()?;
+        Some(Lease {
+            handle: h.clone(),
+            joined: true,
+        })
+    }
+
     /// A second lease on the same hub. Safe against retirement: this lease keeps the
     /// hub's count above zero until the new one is counted.
     pub fn another(&self) -> Lease {
@@ -250,8 +259,6 @@ impl HubHandle {
         let _ = self.tx.send(Cmd::Release(id));
     }
 
-    /// Removes a viewer; once this returns its counters are in its sink's tally (or
-    /// the hub is gone, and put them there when it let its viewers go).
     /// Makes `events` (a publisher's) this hub's input; false when another publisher
     /// holds it and `replace` is off, or the hub is gone.
     pub(crate) async fn attach(
@@ -268,6 +275,8 @@ impl HubHandle {
         .unwrap_or(false)
     }
 
+    /// Removes a viewer; once this returns its counters are in its sink's tally (or
+    /// the hub is gone, and put them there when it let its viewers go).
     pub async fn leave(&self, id: SubscriberId) {
         self.ask(|done| Cmd::Leave(id, false, done)).await;
     }
@@ -399,11 +408,7 @@ impl Hubs {
     pub(crate) fn published(&self, path: &str) -> Option<Lease> {
         let map = self.map();
         let (_, h) = map.get(&published_key(path))?;
-        h.tx.send(Cmd::Lease).ok()?;
-        Some(Lease {
-            handle: h.clone(),
-            joined: true,
-        })
+        Lease::join(h)
     }
 
     /// A lease on the published hub of `path`, starting it (with no input until a
@@ -421,11 +426,8 @@ impl Hubs {
     ) -> Lease {
         let mut map = self.map();
         if let (Some((_, h)), Start::Join) = (map.get(&key), &start) {
-            if h.tx.send(Cmd::Lease).is_ok() {
-                return Lease {
-                    handle: h.clone(),
-                    joined: true,
-                };
+            if let Some(lease) = Lease::join(h) {
+                return lease;
             }
         }
         let gen = {

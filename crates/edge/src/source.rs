@@ -192,6 +192,12 @@ pub(crate) fn description_current(
     })
 }
 
+/// True when `newer` describes the content `kept` (a hub's description) does.
+pub(crate) fn same_description(kept: &Described, newer: &Described) -> bool {
+    let key = object_key("", kept, &[]);
+    freshness::same_content(&object_meta(kept, &key), &object_meta(newer, &key))
+}
+
 /// What a SETUP of on-demand content needs to open the viewer's origin session.
 pub(crate) struct OriginRoute<'a> {
     pub router: &'a Router,
@@ -705,11 +711,9 @@ impl Source {
         }
         let latest = object_meta(answered.unwrap_or(&self.described), &key);
         let same = freshness::same_content(meta, &latest);
-        if answered.is_some() && !same {
+        if let Some(a) = answered.filter(|_| !same) {
             tracing::debug!(url, "cached object's description changed; refetching");
-            if answered.is_some_and(|a| !self.same_as_hub(a)) {
-                self.retire_hub();
-            }
+            self.retire_hub_if_changed(a);
             return miss;
         }
         let now = SystemTime::now();
@@ -809,11 +813,7 @@ impl Source {
 
     /// True when `newer` describes the content the hub's description does.
     fn same_as_hub(&self, newer: &Described) -> bool {
-        let key = object_key("", &self.described, &[]);
-        freshness::same_content(
-            &object_meta(&self.described, &key),
-            &object_meta(newer, &key),
-        )
+        same_description(&self.described, newer)
     }
 
     /// Takes this source's hub out of the registry: its description (kept while it

@@ -37,7 +37,6 @@ use tokio::time::Instant;
 use crate::accounting::{forwarded_for, KEEPALIVE_INTERVAL};
 use crate::accounting_conn::{self, Accounting, OriginWatch};
 use crate::auth::{LoginKind, Principal};
-use crate::cache_fill::{object_key, object_meta};
 use crate::conn_out::{ConnOut, MAX_CONTROL_QUEUED};
 use crate::denied::{is_refusal, DeniedBudget, Refused};
 use crate::freshness;
@@ -705,8 +704,10 @@ impl ViewerConn {
                 // The origin answered this viewer a moment ago: that is the
                 // revalidation, and a changed clip gets a hub of its own.
                 Some(a) if !a.live => {
-                    let key = object_key("", &d, &[]);
-                    if !freshness::same_content(&object_meta(&a, &key), &object_meta(&d, &key)) {
+                    // Not a guard: an unchanged answer must not fall through to the
+                    // freshness check below.
+                    let changed = !source::same_description(&d, &a);
+                    if changed {
                         tracing::debug!(
                             url = stream_url,
                             "the origin's description changed; the lingering hub is replaced"

@@ -417,19 +417,8 @@ fn origin_describes(o: &Origin) -> usize {
 #[test]
 fn viewer_cache_control_is_honoured_at_describe_and_setup() {
     let scratch = Scratch::new("describe-cc");
-    let served = scratch.path("served.mp4");
-    make_clip(&served, 6, 440);
-    let origin = Origin::start(OriginOptions {
-        vod_file: Some(served.clone()),
-        ..OriginOptions::default()
-    })
-    .expect("origin starts");
     // Fresh for an hour (default_ttl); the hub lingers well past each step.
-    let edge = EdgeProc::start(&format!(
-        "linger = \"60s\"\n{}[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
-        cache_section(&scratch.path("cache"), ""),
-        origin.url("/vod"),
-    ));
+    let (served, origin, edge) = clip_behind_edge(&scratch, "", "");
     let url = edge.url("/clip");
     let only = [("Cache-Control", "only-if-cached")];
 
@@ -557,6 +546,29 @@ fn only_if_cached_is_described_and_served_without_the_origin() {
 }
 
 /// An H.264 + AAC MP4 of `seconds` with a keyframe a second, made by ffmpeg.
+/// A 6 s clip in `scratch`'s `served.mp4` (a test may replace the file), served by an
+/// origin at `/vod`, behind an edge whose hub lingers 60 s and whose route `/clip`
+/// (with `route_extra`) has a cache with `cache_extra`.
+fn clip_behind_edge(
+    scratch: &Scratch,
+    cache_extra: &str,
+    route_extra: &str,
+) -> (PathBuf, Origin, EdgeProc) {
+    let served = scratch.path("served.mp4");
+    make_clip(&served, 6, 440);
+    let origin = Origin::start(OriginOptions {
+        vod_file: Some(served.clone()),
+        ..OriginOptions::default()
+    })
+    .expect("origin starts");
+    let edge = EdgeProc::start(&format!(
+        "linger = \"60s\"\n{}[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n{route_extra}",
+        cache_section(&scratch.path("cache"), cache_extra),
+        origin.url("/vod"),
+    ));
+    (served, origin, edge)
+}
+
 fn make_clip(path: &Path, seconds: u32, tone_hz: u32) {
     let out = std::process::Command::new("ffmpeg")
         .args([
@@ -599,20 +611,9 @@ fn with_accounting_the_viewers_own_describe_revalidates_the_cached_copy() {
 
 fn replaced_origin_file(name: &str, route_extra: &str) {
     let scratch = Scratch::new(name);
-    let served = scratch.path("served.mp4");
-    make_clip(&served, 6, 440);
-    let origin = Origin::start(OriginOptions {
-        vod_file: Some(served.clone()),
-        ..OriginOptions::default()
-    })
-    .expect("origin starts");
     // gst-rtsp-server sends no freshness information: default_ttl decides, and at 0s
     // every viewer's PLAY revalidates.
-    let edge = EdgeProc::start(&format!(
-        "linger = \"60s\"\n{}[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n{route_extra}",
-        cache_section(&scratch.path("cache"), "default_ttl = \"0s\"\n"),
-        origin.url("/vod"),
-    ));
+    let (served, origin, edge) = clip_behind_edge(&scratch, "default_ttl = \"0s\"\n", route_extra);
     // DESCRIBEs the edge sent for itself on connections that set nothing up (its
     // hub's, its revalidations): not a viewer's (those carry the viewer's address),
     // not a fill's origin session.
@@ -717,18 +718,7 @@ fn route_switches_cache_off_and_cache_max_object_keep_content_out_while_viewers_
 #[test]
 fn without_a_cache_a_lingering_hub_never_answers_a_describe_for_the_origin() {
     let scratch = Scratch::new("nocache-linger");
-    let served = scratch.path("served.mp4");
-    make_clip(&served, 6, 440);
-    let origin = Origin::start(OriginOptions {
-        vod_file: Some(served.clone()),
-        ..OriginOptions::default()
-    })
-    .expect("origin starts");
-    let edge = EdgeProc::start(&format!(
-        "linger = \"60s\"\n{}[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\ncache = false\n",
-        cache_section(&scratch.path("cache"), ""),
-        origin.url("/vod"),
-    ));
+    let (served, origin, edge) = clip_behind_edge(&scratch, "", "cache = false\n");
     let url = edge.url("/clip");
     let mut c = RawRtsp::connect(edge.port);
     let d = c.req("DESCRIBE", &url, &[]);

@@ -1065,12 +1065,7 @@ impl Group {
             return at.1;
         };
         let pair = Arc::clone(pair);
-        let at = send_udp_many(&mut self.sender, &pair.rtp, packets, &[rtp], at.1).await;
-        if at.0 > 0 {
-            packets.len()
-        } else {
-            at.1.min(packets.len())
-        }
+        send_udp_from(&mut self.sender, &pair.rtp, packets, rtp, at.1).await
     }
 
     /// The held range ended: each member goes on at the origin (its continuation) or
@@ -1150,35 +1145,6 @@ impl AsRawFd for RawSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.0
     }
-}
-
-/// Sends every packet of `packets` (from packet `from` on for the first destination)
-/// to every address of `dests` from `sock`; returns where it stopped (`send_to_many`'s resume point). A socket that stays unwritable
-/// for a second drops the rest, as the hub does.
-async fn send_udp_many(
-    sender: &mut BatchSender,
-    sock: &tokio::net::UdpSocket,
-    packets: &[&[u8]],
-    dests: &[SocketAddr],
-    from: usize,
-) -> (usize, usize) {
-    let mut at = (0, from);
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while at.0 < dests.len() {
-        match sender.send_to_many(sock, packets, dests, at) {
-            Ok((report, next)) => {
-                at = next;
-                if report.would_block {
-                    let _ = tokio::time::timeout_at(deadline, sock.writable()).await;
-                    if Instant::now() >= deadline {
-                        break;
-                    }
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    at
 }
 
 /// Sends an RTCP packet of track `slot` to a member now, from its own RTCP port or on

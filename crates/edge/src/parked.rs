@@ -41,8 +41,6 @@ pub(crate) struct Parked {
     cancel: Arc<Notify>,
     /// Which parking this is: a session adopted and parked again has a new timer.
     token: u64,
-    /// The closed connection's output, which the hub's sink still holds.
-    out: ConnOut,
 }
 
 /// The parked sessions of one edge, by session id.
@@ -107,7 +105,6 @@ pub(crate) fn park(
             accounting,
             cancel: cancel.clone(),
             token,
-            out: out.clone(),
         },
     );
     tracing::info!(session = %id, "viewer connection closed; its UDP session goes on until a request names it or it times out");
@@ -138,7 +135,11 @@ pub(crate) fn park(
             drop(p.accounting);
             let ended = ViewerSessions::end_detached(p.session, reason, Now::system());
             report_ended(&ctx, ended).await;
-            p.out.close();
+            // The closed connection's output is not closed here: every UDP session
+            // parked from that connection shares it, and closing it would end the
+            // others (their tasks wait on `closed`) or stop the media of one a new
+            // connection adopted. This session's source is stopped; the output goes
+            // when its last holder does.
         }
         drop(guard);
     });

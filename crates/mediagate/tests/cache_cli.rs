@@ -359,6 +359,8 @@ fn a_second_edge_on_one_cache_directory_refuses_to_start_naming_the_first() {
         .wait_timeout(Duration::from_secs(15))
         .expect("the second edge exits by itself");
     assert!(!status.success(), "{}", second.diagnostics());
+    // Its exit can be seen before the reader thread has drained its stderr.
+    second.wait_output_closed(Duration::from_secs(5));
     let said = second.stderr_tail().join("\n");
     assert!(
         said.contains(&dir.display().to_string())

@@ -109,17 +109,28 @@ pub(crate) fn parse_stat(text: &str) -> Result<CpuTicks, &'static str> {
 /// The whole machine's CPU time from the `cpu` line of `/proc/stat`, in clock ticks:
 /// how much of it the CPUs spent working (`busy`), how much the hypervisor gave to
 /// other guests (`steal`), against all of it.
+///
+/// The columns are not all measured alike. Where the kernel has no exact CPU
+/// accounting (`CONFIG_TICK_CPU_ACCOUNTING` without `CONFIG_IRQ_TIME_ACCOUNTING`, as on
+/// this project's benchmark VM) `user`, `system`, `irq` and `softirq` are *sampled*:
+/// each timer tick charges a whole tick to whatever the CPU is doing at that moment.
+/// `idle` and `iowait` are *measured* (the tickless idle code clocks every idle period),
+/// and `steal` comes from the hypervisor's clock. Work that comes in short bursts in
+/// step with the tick (a paced load generator's packets, processed in softirq) is then
+/// over- or under-counted by the sampled columns depending on the phase between the
+/// two, which moves from run to run. [`HostCpu::busy_wall_since`] avoids the sampled
+/// columns: wall time times the CPUs, minus the measured idle and steal time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct HostCpu {
     /// Every column of the line (user, nice, system, idle, iowait, irq, softirq,
     /// steal); `guest` and `guest_nice` are left out because `user` already holds them.
     pub total: u64,
     /// Work done by this machine's CPUs, all of them, in every context: `user + nice +
-    /// system + irq + softirq`. Softirq matters most: a kernel fast path (eBPF, the
-    /// loopback and veth delivery of a send) runs there, charged to no process.
-    /// `idle` and `iowait` are not work. `steal` is left out too: it is time these
-    /// CPUs did *not* run (another guest did), so it says nothing about what a relay
-    /// costs, only how noisy the host was ([`HostCpu::steal_percent_since`]).
+    /// system + irq + softirq` (tick-sampled, see above). Softirq matters most: a kernel
+    /// fast path (eBPF, the loopback and veth delivery of a send) runs there, charged to
+    /// no process. `idle` and `iowait` are not work. `steal` is left out too: it is time
+    /// these CPUs did *not* run (another guest did), so it says nothing about what a
+    /// relay costs, only how noisy the host was ([`HostCpu::steal_percent_since`]).
     pub busy: u64,
     /// Column 7, `softirq`, alone: the part of `busy` where the kernel's packet work
     /// runs. Compiler jobs and other user-space load of a shared host do not land
@@ -129,6 +140,8 @@ pub(crate) struct HostCpu {
     pub idle: u64,
     /// Column 8, `steal`: time this machine's CPUs were runnable but not running.
     pub steal: u64,
+    /// How many `cpuN` lines follow the aggregate one: the CPUs the figures sum over.
+    pub cpus: u32,
 }
 
 impl HostCpu {
@@ -147,6 +160,26 @@ impl HostCpu {
     /// all CPUs (two fully busy CPUs for one second give two seconds).
     pub(crate) fn busy_since(&self, earlier: &HostCpu, ticks_per_second: u64) -> Duration {
         ticks_to_duration(self.busy.saturating_sub(earlier.busy), ticks_per_second)
+    }
+
+    /// Busy CPU time of the whole machine between `earlier` and `self`, from measured
+    /// time only: `wall` (the time between the two reads) times the CPUs, minus the idle,
+    /// iowait and steal time that passed. Unlike [`HostCpu::busy_since`] it does not
+    /// depend on where the timer ticks fell (see the type's doc).
+    pub(crate) fn busy_wall_since(
+        &self,
+        earlier: &HostCpu,
+        wall: Duration,
+        ticks_per_second: u64,
+    ) -> Duration {
+        let not_working = ticks_to_duration(
+            self.idle
+                .saturating_sub(earlier.idle)
+                .saturating_add(self.steal.saturating_sub(earlier.steal)),
+            ticks_per_second,
+        );
+        wall.saturating_mul(self.cpus.max(1))
+            .saturating_sub(not_working)
     }
 
     /// Softirq time of the whole machine between `earlier` and `self`, all CPUs.
@@ -198,6 +231,11 @@ pub(crate) fn parse_host_stat(text: &str) -> Result<HostCpu, &'static str> {
         return Err("the `cpu` line has fewer than 4 columns");
     }
     let column = |i: usize| columns.get(i).copied().unwrap_or(0);
+    let cpus = text
+        .lines()
+        .filter_map(|l| l.split_ascii_whitespace().next()?.strip_prefix("cpu"))
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .count();
     Ok(HostCpu {
         total: columns.iter().fold(0u64, |a, &c| a.saturating_add(c)),
         // user, nice, system, irq, softirq (see the field's doc for what is left out).
@@ -207,6 +245,7 @@ pub(crate) fn parse_host_stat(text: &str) -> Result<HostCpu, &'static str> {
         softirq: column(6),
         idle: column(3).saturating_add(column(4)),
         steal: column(7),
+        cpus: u32::try_from(cpus).unwrap_or(u32::MAX),
     })
 }
 
@@ -327,7 +366,8 @@ mod tests {
                 busy: 100 + 5 + 50 + 1 + 4,
                 softirq: 4,
                 idle: 820,
-                steal: 20
+                steal: 20,
+                cpus: 1
             }
         );
         assert_eq!(a.total - b.total, 200);
@@ -339,6 +379,15 @@ mod tests {
         assert_eq!(a.softirq_since(&b, 100), Duration::from_millis(30));
         assert!((a.idle_percent_since(&b) - 50.0).abs() < 1e-9);
         assert_eq!(b.idle_percent_since(&b), 0.0);
+        // From the clock: 1 s on the one CPU, less idle (+100 ticks) and steal (+20).
+        assert_eq!(
+            a.busy_wall_since(&b, Duration::from_secs(1), 100),
+            Duration::ZERO
+        );
+        assert_eq!(
+            a.busy_wall_since(&b, Duration::from_secs(2), 100),
+            Duration::from_millis(800)
+        );
         // Old kernels without the column: no steal, not an error.
         let old = parse_host_stat("cpu 1 2 3 4\n").unwrap();
         assert_eq!(
@@ -348,7 +397,8 @@ mod tests {
                 busy: 6,
                 softirq: 0,
                 idle: 4,
-                steal: 0
+                steal: 0,
+                cpus: 0
             }
         );
         assert!(parse_host_stat("cpu0 1 2 3 4\n").is_err());

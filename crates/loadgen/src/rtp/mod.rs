@@ -22,8 +22,10 @@
 //! CPU is counted two ways. The relay process's own user + system time (with a PID)
 //! misses work the kernel does for it outside its system calls, in softirq context:
 //! the loopback or veth delivery of its sends, and all of a kernel fast path (eBPF)
-//! that forwards without waking it. So every run also reads the machine's busy time
-//! from `/proc/stat` over the media window ([`crate::procfs::HostCpu::busy`]), per
+//! that forwards without waking it. So every run also measures the machine's busy
+//! time over the media window: wall time times the CPUs, less the idle and steal time
+//! `/proc/stat` clocks ([`crate::procfs::HostCpu::busy_wall_since`]; its tick-sampled
+//! busy columns moved by several microseconds per packet between identical runs), per
 //! packet received; that figure includes the load generator and the host's other
 //! work, so with `--direct` the same figure of the run with no relay is subtracted
 //! (`net_us`): what putting the relay in the path cost the machine per packet. Its
@@ -169,9 +171,15 @@ pub(crate) struct Outcome {
     /// media flowed (`/proc/stat` steal): a run with much of it measured the host, not
     /// the relay, in its latency tail.
     pub host_steal_percent: Option<f64>,
-    /// Busy time of all the machine's CPUs while the media flowed (`/proc/stat`).
+    /// Busy time of all the machine's CPUs while the media flowed: the window's wall
+    /// time times the CPUs, less the idle and steal time `/proc/stat` measured
+    /// ([`crate::procfs::HostCpu::busy_wall_since`]).
     pub host_busy_s: Option<f64>,
-    /// The softirq part of it.
+    /// The same from `/proc/stat`'s tick-sampled busy columns, kept in the JSON to show
+    /// how far sampling moved it ([`crate::procfs::HostCpu`] says why it can).
+    pub host_busy_sampled_s: Option<f64>,
+    /// `/proc/stat`'s softirq column over the window (tick-sampled, like
+    /// `host_busy_sampled_s`).
     pub host_softirq_s: Option<f64>,
     /// Share of the window the CPUs were idle: near zero, other work filled the
     /// machine and the busy figures measure the window, not the relay.
@@ -247,6 +255,7 @@ impl Outcome {
             "relay_peak_rss_mib": self.relay_peak_rss_mib,
             "host_steal_percent": self.host_steal_percent,
             "machine_busy_s": self.host_busy_s,
+            "machine_busy_sampled_s": self.host_busy_sampled_s,
             "machine_us_per_packet": self.machine_us_per_packet(),
             "machine_net_us_per_packet": self.machine_net_us_per_packet,
             "machine_softirq_s": self.host_softirq_s,
@@ -387,8 +396,10 @@ fn media_window(
     let cpu_before = process.map(Process::cpu).transpose()?;
     // `None` where `/proc/stat` cannot be read: the figures are left out, not faked.
     let host_before = HostCpu::now().ok();
+    let window_start = Instant::now();
     let report = pump::run(calls, &plan(args, pps))?;
     let host_after = HostCpu::now().ok();
+    let wall = window_start.elapsed();
     let relay_cpu_s = match (process, cpu_before) {
         (Some(p), Some(before)) => Some(p.cpu()?.since(&before, ticks).as_secs_f64()),
         _ => None,
@@ -399,7 +410,8 @@ fn media_window(
         pump: report,
         relay_cpu_s,
         host_steal_percent: host.map(|(b, a)| a.steal_percent_since(&b)),
-        host_busy_s: host.map(|(b, a)| a.busy_since(&b, ticks).as_secs_f64()),
+        host_busy_s: host.map(|(b, a)| a.busy_wall_since(&b, wall, ticks).as_secs_f64()),
+        host_busy_sampled_s: host.map(|(b, a)| a.busy_since(&b, ticks).as_secs_f64()),
         host_softirq_s: host.map(|(b, a)| a.softirq_since(&b, ticks).as_secs_f64()),
         host_idle_percent: host.map(|(b, a)| a.idle_percent_since(&b)),
         pps_per_stream: pps,
@@ -546,9 +558,10 @@ fn print_table(outcomes: &[Outcome]) {
 /// idle (its machine-wide figures then measure the host, not the relay).
 pub(crate) fn cpu_notes(outcomes: &[Outcome]) -> Vec<String> {
     let mut notes = vec![
-        "us/pkt: the relay process's CPU; mach_us: all CPUs' busy time (user+nice+system+\
-         irq+softirq, /proc/stat); net_us: mach_us minus direct's at the same rate; \
-         sirq_us: the softirq part of mach_us"
+        "us/pkt: the relay process's CPU; mach_us: all CPUs' busy time (wall time x CPUs \
+         minus the idle and steal time /proc/stat measures); net_us: mach_us minus \
+         direct's at the same rate; sirq_us: /proc/stat's softirq column (tick-sampled: \
+         a share, not a measurement)"
             .to_owned(),
     ];
     let saturated: Vec<&Outcome> = outcomes.iter().filter(|o| o.host_saturated()).collect();

@@ -31,6 +31,11 @@ pub(crate) const MAX_LINE: usize = 16 * 1024;
 /// Most stdout bytes [`run`] keeps for a finished program.
 pub const MAX_CAPTURE: usize = 64 * 1024 * 1024;
 
+/// How long [`Peer::wait_timeout`] and [`Peer::kill`] wait, after the child has exited,
+/// for its output pipes to reach end of file. Bounded because a grandchild that left
+/// the process group can hold them open.
+pub const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+
 /// Debian's interpreter, which has the GStreamer GObject bindings (a `python3` earlier on
 /// `PATH` may not).
 pub(crate) const SYSTEM_PYTHON: &str = "/usr/bin/python3";
@@ -339,11 +344,15 @@ impl Peer {
         *status
     }
 
-    /// Waits up to `timeout` for the child to exit.
+    /// Waits up to `timeout` for the child to exit. Once it has, also waits (at most
+    /// [`OUTPUT_DRAIN`]) for the reader threads to drain its pipes, so the output tails
+    /// read after this are complete: without that, a test could check a line the
+    /// process wrote just before it exited and find it missing.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(s) = self.try_status() {
+                self.wait_output_closed(OUTPUT_DRAIN);
                 return Some(s);
             }
             if Instant::now() >= deadline {
@@ -367,16 +376,21 @@ impl Peer {
         self.kill()
     }
 
-    /// Kills the whole process group (SIGKILL) and reaps the child.
+    /// Kills the whole process group (SIGKILL) and reaps the child; like
+    /// [`Peer::wait_timeout`], lets the reader threads drain its output first.
     pub fn kill(&self) -> Option<ExitStatus> {
         signal_group(self.pid, libc::SIGKILL);
-        let mut status = lock(&self.status);
-        if status.is_none() {
-            let mut child = lock(&self.child);
-            let _ = child.kill();
-            *status = child.wait().ok();
-        }
-        *status
+        let status = {
+            let mut status = lock(&self.status);
+            if status.is_none() {
+                let mut child = lock(&self.child);
+                let _ = child.kill();
+                *status = child.wait().ok();
+            }
+            *status
+        };
+        self.wait_output_closed(OUTPUT_DRAIN);
+        status
     }
 
     /// Waits up to `timeout` for both output streams to reach end of file (after exit the
@@ -590,6 +604,17 @@ mod tests {
         assert_eq!(f.stdout, b"started\n");
         assert_eq!(f.status.and_then(|s| s.signal()), Some(libc::SIGKILL));
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_exited_peers_output_is_complete_once_wait_returns() {
+        // The child exits at once; a grandchild still holding its stderr writes the
+        // last line 300 ms later. `wait_timeout` returns at the child's exit, and the
+        // line must be in the tail by then: the pipes are drained before it returns.
+        let peer = Peer::spawn("late", sh("(sleep 0.3; echo late >&2) & exit 5")).unwrap();
+        let status = peer.wait_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(status.code(), Some(5));
+        assert_eq!(peer.stderr_tail(), vec!["late".to_string()]);
     }
 
     #[test]

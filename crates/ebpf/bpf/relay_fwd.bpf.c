@@ -59,6 +59,7 @@ static long (*bpf_l4_csum_replace)(struct __sk_buff *skb, __u32 offset, __u64 fr
                                    __u64 flags) = (void *)BPF_FUNC_l4_csum_replace;
 static long (*bpf_redirect_neigh)(__u32 ifindex, struct bpf_redir_neigh *params, int plen,
                                   __u64 flags) = (void *)BPF_FUNC_redirect_neigh;
+static long (*bpf_redirect)(__u32 ifindex, __u64 flags) = (void *)BPF_FUNC_redirect;
 static long (*bpf_check_mtu)(void *ctx, __u32 ifindex, __u32 *mtu_len, __s32 len_diff,
                              __u64 flags) = (void *)BPF_FUNC_check_mtu;
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)BPF_FUNC_ktime_get_ns;
@@ -162,12 +163,30 @@ static __attribute__((always_inline)) int sendable(struct __sk_buff *skb, struct
            bpf_check_mtu(skb, e->out_ifindex, &mtu, 0, 0) == BPF_MTU_CHK_RET_SUCCESS;
 }
 
+// The loopback device's index, the same in every network namespace (the kernel's
+// LOOPBACK_IFINDEX).
+#define LOOPBACK_IFINDEX 1
+
 // Sends the rewritten datagram on: up the local stack, or out of the egress interface
 // with the next hop's MAC address (the kernel's route and neighbour lookup).
-static __attribute__((always_inline)) int send(struct flow_entry *e)
+//
+// A datagram for this host that came in on loopback goes up as it is. One that came in
+// on any other interface cannot: its new source is this host's own address, which the
+// input route of a non-loopback interface drops as a martian (unless accept_local is
+// set). It re-enters through loopback's ingress instead, with loopback's all-zero MAC
+// as its destination (any other would make it PACKET_OTHERHOST there). This is the
+// path of two relays on one host chained for one call; on loopback's ingress this
+// program sees the datagram again and the second relay's entry forwards it.
+static __attribute__((always_inline)) int send(struct __sk_buff *skb, struct flow_entry *e)
 {
-    if (e->flags & FLOW_LOCAL)
-        return TC_ACT_OK;
+    if (e->flags & FLOW_LOCAL) {
+        if (skb->ingress_ifindex == LOOPBACK_IFINDEX)
+            return TC_ACT_OK;
+        __u8 zero_mac[ETH_ALEN] = {0};
+        if (bpf_skb_store_bytes(skb, 0, zero_mac, ETH_ALEN, 0) < 0)
+            return TC_ACT_SHOT;
+        return bpf_redirect(LOOPBACK_IFINDEX, BPF_F_INGRESS);
+    }
     return bpf_redirect_neigh(e->out_ifindex, 0, 0, 0);
 }
 
@@ -238,7 +257,7 @@ static __attribute__((always_inline)) int forward4(struct __sk_buff *skb, void *
     rewrite_ports(skb, UDP_OFF, UDP_CSUM_OFF, old_ports, e);
 
     count(e, udp_len, seq);
-    return send(e);
+    return send(skb, e);
 }
 
 static __attribute__((always_inline)) int forward6(struct __sk_buff *skb, void *data,
@@ -296,7 +315,7 @@ static __attribute__((always_inline)) int forward6(struct __sk_buff *skb, void *
     rewrite_ports(skb, UDP6_OFF, UDP6_CSUM_OFF, old_ports, e);
 
     count(e, udp_len, seq);
-    return send(e);
+    return send(skb, e);
 }
 
 // "classifier": the section name aya 0.13 reads as a tc program.

@@ -396,3 +396,114 @@ fn kamailio_mediaproxy_call_that_times_out_is_ended_and_accounted() {
     assert_eq!(field("Acct-Output-Octets"), stream.callee.bytes.to_string());
     drop((uac, uas, kamailio, radius));
 }
+
+/// A chained call through Kamailio's `rtpengine` module: a `[[dispatcher.chain]]` rule
+/// (`always`) puts the caller's side on local1 and the callee's on local2, so the media
+/// goes phone A's NAT → local1 → local2 → phone B's NAT and back. Each relay writes
+/// its own record of the call: local1 latched phone A's NAT and talks to local2,
+/// local2 talks to local1 and latched phone B's NAT; packets flowed both ways on both.
+/// The relays forward in the kernel (`forward_io = "ebpf"`): between them the datagrams
+/// stay on this host, which the eBPF program once got wrong (they were dropped).
+#[test]
+fn kamailio_rtpengine_module_chained_call_through_two_relays() {
+    require_peers();
+    let work = WorkDir::new("dispatcher-chain");
+    kamailio_cfg(
+        &work,
+        "kamailio.cfg",
+        &[("__RTPENGINE_SOCK__", "udp:127.0.0.1:2223")],
+    );
+    let (cfg, state) = dispatcher_cfg(&work, "ng_listen_udp = [\"127.0.0.1:2223\"]", "30000-30999");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(
+        "[[dispatcher.relay_group]]\nname = \"outer\"\nrelays = [\"local1\"]\n\
+         [[dispatcher.relay_group]]\nname = \"inner\"\nrelays = [\"local2\"]\n\
+         [[dispatcher.chain]]\nfirst = \"outer\"\nsecond = \"inner\"\nalways = true\n",
+    );
+    // The kernel path explicitly: relay 1 hands local2 its datagrams on this host, which
+    // arrive from a phone's interface (see relay_fwd.bpf.c, send()).
+    let text = text.replace("[relay]\n", "[relay]\nforward_io = \"ebpf\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    let topo = Topology::build();
+    let dispatcher = start_dispatcher(&topo, &work, &cfg, "listening for ng commands");
+    let kamailio = topo.spawn(
+        "pub",
+        "kamailio",
+        &work.0,
+        &["kamailio", "-f", "kamailio.cfg", "-DD", "-E"],
+    );
+    wait_for_line(
+        &kamailio,
+        "<udp:127.0.0.1:2223> found",
+        Duration::from_secs(10),
+    );
+    let uas = sipp(
+        &topo,
+        &work,
+        "phoneb",
+        "sipp-uas",
+        &["-sf", "uas.xml", "-i", "10.2.0.2"],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let uac = sipp(
+        &topo,
+        &work,
+        "phonea",
+        "sipp-uac",
+        &["203.0.113.1:5060", "-sf", "uac.xml", "-i", "10.1.0.2"],
+    );
+    finish_call(&uac, &uas, &[&kamailio, &dispatcher]);
+    let (at_a, at_b) = (
+        topo.received("phonea", "280"),
+        topo.received("phoneb", "280"),
+    );
+    assert!(
+        at_a >= 80 && at_b >= 80,
+        "phone A got {at_a}, phone B got {at_b} RTP packets\n{}\n{}\n{}",
+        dispatcher.diagnostics(),
+        kamailio.diagnostics(),
+        uac.diagnostics()
+    );
+    // Both relays' records are written after the 1 s delete delay.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while records(&state).len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = dispatcher.terminate(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "dispatcher exit: {}",
+        dispatcher.diagnostics()
+    );
+    let records = records(&state);
+    assert_eq!(records.len(), 2, "one record per relay: {records:?}");
+    assert_eq!(records[0].call_id, records[1].call_id, "{records:?}");
+    let on = |ip: &str| {
+        records
+            .iter()
+            .find(|r| r.streams[0].caller.local.starts_with(&format!("{ip}:")))
+            .unwrap_or_else(|| panic!("no record of relay {ip}: {records:?}"))
+    };
+    let (outer, inner) = (&on("203.0.113.1").streams[0], &on("203.0.113.2").streams[0]);
+    for (stream, ip) in [(outer, "203.0.113.1"), (inner, "203.0.113.2")] {
+        assert!(
+            stream.callee.local.starts_with(&format!("{ip}:")),
+            "{stream:?}"
+        );
+        assert!(
+            stream.caller.packets >= 80 && stream.callee.packets >= 80,
+            "{stream:?}"
+        );
+    }
+    assert_eq!(outer.caller.remote, "198.51.100.2:6000", "{outer:?}");
+    assert!(
+        outer.callee.remote.starts_with("203.0.113.2:"),
+        "local1 sends to local2: {outer:?}"
+    );
+    assert!(
+        inner.caller.remote.starts_with("203.0.113.1:"),
+        "local2 hears local1: {inner:?}"
+    );
+    assert_eq!(inner.callee.remote, "198.51.100.6:6000", "{inner:?}");
+    drop((uac, uas, kamailio));
+}

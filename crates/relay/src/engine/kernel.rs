@@ -86,6 +86,21 @@ pub(super) fn wanted(m: &MediaPair) -> Wanted {
     [one(0), one(1)]
 }
 
+/// What a datagram arriving on one side can change of [`wanted`]: that side's RTP
+/// latch's source and SSRC. A datagram changes nothing else [`wanted`] reads (the
+/// other side's latch, the flags, the relay ports change by signalling, which brings
+/// the entries up to date itself, and the tick's catch-all follows any change), so
+/// comparing this pair with what it was at the last update tells a forwarding thread,
+/// per datagram and without building the entries, whether they may be out of date.
+pub(super) type LatchView = (Option<SocketAddr>, Option<u32>);
+
+/// `m`'s [`LatchView`] of `side`.
+pub(super) fn latch_view(m: &MediaPair, side: usize) -> LatchView {
+    m.legs.get(side).map_or((None, None), |l| {
+        (l.rtp_latch.confirmed(), l.rtp_latch.latched_ssrc())
+    })
+}
+
 /// An entry in the kernel and the counts already merged into the stream.
 #[derive(Debug, Clone, Copy)]
 struct Installed {
@@ -239,15 +254,18 @@ impl KernelPath {
         );
     }
 
-    /// Brings stream `id`'s kernel entries to what its latches want now; returns what
-    /// it wants (for the caller's cheap comparison). Must not be called with the
-    /// stream's media lock held.
-    pub(super) fn update(&self, id: u64, media: &SharedMedia) -> Wanted {
-        let want = wanted(&lock_media(media));
+    /// Brings stream `id`'s kernel entries to what its latches want now; returns both
+    /// sides' [`LatchView`]s they were made from (for the caller's cheap comparison).
+    /// Must not be called with the stream's media lock held.
+    pub(super) fn update(&self, id: u64, media: &SharedMedia) -> [LatchView; 2] {
+        let (want, seen) = {
+            let m = lock_media(media);
+            (wanted(&m), [latch_view(&m, 0), latch_view(&m, 1)])
+        };
         let mut streams = lock(&self.streams);
         // Closed meanwhile: nothing to install.
         let Some(stream) = streams.get_mut(&id) else {
-            return want;
+            return seen;
         };
         let mut fast = lock(&self.fast);
         for (side, want) in want.iter().enumerate() {
@@ -281,7 +299,7 @@ impl KernelPath {
                 }
             }
         }
-        want
+        seen
     }
 
     /// Merges what the kernel forwarded since the last read into every stream, and
@@ -519,6 +537,48 @@ mod tests {
         m.on_datagram(1, Rtp, addr("10.0.0.2:5000"), &rtp(22, 1), now);
         assert!(m.legs[1].rtp_latch.confirmed().is_some(), "latched");
         assert_eq!(wanted(&m), [None, None]);
+    }
+
+    /// Whatever a datagram changes of the wanted entries, it changes the latch view
+    /// of the side it arrived on: the forwarding threads' cheap check misses nothing.
+    #[test]
+    fn a_datagram_that_changes_the_wanted_entries_changes_its_sides_latch_view() {
+        use crate::media::Component::{Rtcp, Rtp};
+        let now = Instant::now();
+        let later = now + Duration::from_secs(2);
+        let mut m = pair(now);
+        let steps: &[(usize, crate::media::Component, &str, Vec<u8>, Instant)] = &[
+            (0, Rtp, "10.0.0.1:4000", rtp(11, 1), now),
+            (0, Rtp, "10.0.0.1:4000", rtp(11, 2), now),
+            (
+                1,
+                Rtcp,
+                "10.0.0.2:5001",
+                vec![0x80, 201, 0, 1, 0, 0, 0, 22],
+                now,
+            ),
+            (1, Rtp, "10.0.0.2:5000", rtp(22, 1), now),
+            (1, Rtp, "10.0.0.9:7000", rtp(99, 1), now),
+            // The same source with a new SSRC: the entry must filter on it.
+            (0, Rtp, "10.0.0.1:4000", rtp(12, 3), now),
+            // B's NAT rebinds.
+            (1, Rtp, "10.0.0.2:5999", rtp(22, 2), later),
+            (0, Rtp, "10.0.0.1:4000", rtp(12, 4), later),
+        ];
+        let mut changes = 0;
+        for (side, component, src, data, at) in steps {
+            let (want, view) = (wanted(&m), latch_view(&m, *side));
+            m.on_datagram(*side, *component, addr(src), data, *at);
+            if wanted(&m) != want {
+                changes += 1;
+                assert_ne!(
+                    latch_view(&m, *side),
+                    view,
+                    "{src} on side {side} changed the entries unseen"
+                );
+            }
+        }
+        assert_eq!(changes, 3, "both latched, a new SSRC, a NAT rebind");
     }
 
     #[test]

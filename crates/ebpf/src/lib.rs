@@ -92,6 +92,8 @@ pub struct FastPath {
     /// Route change notifications; `None` when the kernel refused the subscription
     /// (then every [`FastPath::reroute`] asks again).
     route_watch: Option<route::RouteWatch>,
+    /// A route change was reported but its entries could not be checked yet.
+    reroute_pending: bool,
     attached: Vec<Attached>,
     /// Interfaces that refused the program, not retried (nor logged again) while they
     /// exist.
@@ -160,6 +162,7 @@ impl FastPath {
             flows,
             routes: std::collections::HashMap::new(),
             route_watch,
+            reroute_pending: false,
             attached: Vec::new(),
             refused: Vec::new(),
             ebpf,
@@ -326,12 +329,15 @@ impl FastPath {
             .route_watch
             .as_ref()
             .is_none_or(route::RouteWatch::changed);
-        if !changed || self.routes.is_empty() {
+        if !(changed || self.reroute_pending) || self.routes.is_empty() {
             return Vec::new();
         }
         let Ok(mut resolver) = route::Resolver::new() else {
+            // Out of descriptors, say: the change is not forgotten.
+            self.reroute_pending = true;
             return Vec::new();
         };
+        self.reroute_pending = false;
         // Many entries share a pair of addresses (a call's two directions, RTP and
         // RTCP): one question each.
         let mut answers = std::collections::HashMap::new();
@@ -424,8 +430,10 @@ impl FlowReader {
             let (filled, next) =
                 match sys::lookup_batch(self.map.as_fd(), from, &mut keys, &mut values) {
                     Ok(read) => read,
-                    // One bucket holds more entries than the buffers: larger ones.
-                    Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                    // One bucket holds more entries than the buffers: larger ones. (A
+                    // bucket holds a handful; the bound keeps a kernel that answers
+                    // ENOSPC for another reason from growing them forever.)
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && keys.len() < 1 << 16 => {
                         let bigger = keys.len() * 2;
                         keys.resize(bigger, flows::RawKey::zeroed());
                         values.resize(bigger, flows::RawEntry::zeroed());

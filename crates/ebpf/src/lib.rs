@@ -420,9 +420,8 @@ impl FlowReader {
     /// (the last snapshot's length: a relay's entries change slowly).
     pub fn snapshot_sized(&self, expected: usize) -> std::io::Result<FlowSnapshot> {
         let mut counters = KeyMap::with_capacity_and_hasher(expected, Default::default());
-        let chunk = expected.clamp(64, BATCH);
-        let mut keys = vec![flows::RawKey::zeroed(); chunk];
-        let mut values = vec![flows::RawEntry::zeroed(); chunk];
+        let mut keys = vec![flows::RawKey::zeroed(); BATCH];
+        let mut values = vec![flows::RawEntry::zeroed(); BATCH];
         let mut from = None;
         let mut calls = 0;
         loop {

@@ -384,7 +384,9 @@ fn counters_of_thousands_of_entries_are_read_in_a_few_system_calls() {
     drop(fast);
     // The reader holds the map, not the program: the map outlives the links but
     // forwards nothing.
-    assert_eq!(reader.snapshot().unwrap().len(), keys.len() + 1);
+    let unsized_read = reader.snapshot().unwrap();
+    assert_eq!(unsized_read.len(), keys.len() + 1);
+    assert_eq!(unsized_read.system_calls(), snapshot.system_calls());
 }
 
 /// Removing an entry while its stream floods: every datagram the kernel forwarded

@@ -127,6 +127,8 @@ pub(crate) struct KernelPath {
     /// of the map began may share its key with an entry the read saw (one replaced
     /// meanwhile), whose counts it must not take as its own.
     installs: AtomicU64,
+    /// Entries the last read found: room for as many in the next.
+    last_read: std::sync::atomic::AtomicUsize,
     /// Datagrams the kernel forwarded, as merged so far.
     pub(super) forwarded: AtomicU64,
     /// When interfaces were last scanned for ones that appeared or vanished.
@@ -168,6 +170,7 @@ impl KernelPath {
             reader,
             streams: Mutex::new(HashMap::new()),
             installs: AtomicU64::new(0),
+            last_read: std::sync::atomic::AtomicUsize::new(0),
             forwarded: AtomicU64::new(0),
             scanned: Mutex::new(Instant::now()),
         }
@@ -314,11 +317,15 @@ impl KernelPath {
         let scan_due = self.rescan_if_due(Instant::now());
         self.follow_routes(scan_due);
         let read_from = self.installs.load(Ordering::SeqCst);
+        let expected = self.last_read.load(Ordering::Relaxed);
         let snapshot = self.reader.as_ref().and_then(|r| {
-            r.snapshot()
+            r.snapshot_sized(expected)
                 .map_err(|e| tracing::debug!("relay: eBPF batch read refused: {e}"))
                 .ok()
         });
+        if let Some(s) = &snapshot {
+            self.last_read.store(s.len(), Ordering::Relaxed);
+        }
         // After the read: the kernel's stamps in it are all before `now`.
         let now = clocks();
         let ids: Vec<(u64, SharedMedia)> = {

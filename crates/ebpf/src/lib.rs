@@ -7,7 +7,11 @@
 //! of those that vanished (the caller decides how often). [`FastPath::insert`] tells the kernel that datagrams from one address to
 //! one relay port leave rewritten from another relay port to another address (out of
 //! the interface the kernel's route to that address names, asked at insertion, so the
-//! host needs no IP forwarding); [`FastPath::counters`] and [`FastPath::remove`] read what the kernel forwarded.
+//! host needs no IP forwarding); [`FastPath::reroute`] moves entries whose route
+//! changed since (the kernel's route notifications say when to ask again).
+//! [`FastPath::counters`] reads what the kernel forwarded for one entry,
+//! [`FastPath::remove`] reads and removes it in one step, and a [`FlowReader`] reads
+//! every entry in a few batched system calls, independently of the [`FastPath`].
 //!
 //! Lifecycle: the links are file-descriptor-owned bpf_links (TCX, Linux 6.6+) and
 //! nothing is pinned, so when the process ends, however it ends, the kernel detaches
@@ -20,10 +24,13 @@
 
 mod flows;
 mod route;
+mod sys;
 
 pub use flows::{FlowCounters, FlowKey, FlowTarget};
 
-use aya::maps::{HashMap, MapData};
+use std::os::fd::{AsFd as _, OwnedFd};
+
+use aya::maps::{HashMap, IterableMap as _, MapData};
 use aya::programs::links::LinkOrder;
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions, TcAttachType};
 use aya::programs::SchedClassifier;
@@ -79,6 +86,14 @@ pub struct Rescan {
 /// The loaded program, its links and the flow map. Dropping it detaches the program.
 pub struct FastPath {
     flows: HashMap<MapData, flows::RawKey, flows::RawEntry>,
+    /// What each entry was inserted with and where its route led then, so that
+    /// [`FastPath::reroute`] can ask again.
+    routes: std::collections::HashMap<FlowKey, (FlowTarget, route::Egress)>,
+    /// Route change notifications; `None` when the kernel refused the subscription
+    /// (then every [`FastPath::reroute`] asks again).
+    route_watch: Option<route::RouteWatch>,
+    /// A route change was reported but its entries could not be checked yet.
+    reroute_pending: bool,
     attached: Vec<Attached>,
     /// Interfaces that refused the program, not retried (nor logged again) while they
     /// exist.
@@ -136,8 +151,18 @@ impl FastPath {
             .take_map("FLOWS")
             .ok_or_else(|| LoadError::Kernel("the object has no FLOWS map".into()))?;
         let flows = HashMap::try_from(map).map_err(|e| kernel(&e))?;
+        let route_watch = route::RouteWatch::new()
+            .map_err(|e| {
+                tracing::warn!(
+                    "relay: no route change notifications ({e}): kernel entries re-ask their routes at every interface scan"
+                );
+            })
+            .ok();
         let mut fast = Self {
             flows,
+            routes: std::collections::HashMap::new(),
+            route_watch,
+            reroute_pending: false,
             attached: Vec::new(),
             refused: Vec::new(),
             ebpf,
@@ -234,7 +259,9 @@ impl FastPath {
                 flows::RawEntry::new(target, egress),
                 0,
             )
-            .map_err(std::io::Error::other)
+            .map_err(std::io::Error::other)?;
+        self.routes.insert(key, (target, egress));
+        Ok(())
     }
 
     /// What the kernel forwarded for `key` so far; `None` for no entry.
@@ -245,12 +272,107 @@ impl FastPath {
             .map(|e| e.counters())
     }
 
-    /// Removes `key`'s entry and returns its final counters. A datagram the kernel
-    /// forwards between the read and the removal is not counted (a few at most).
+    /// Removes `key`'s entry and returns its final counters, read and removed in one
+    /// step: every datagram the kernel forwarded with it is counted in them.
     pub fn remove(&mut self, key: FlowKey) -> Option<FlowCounters> {
-        let last = self.counters(key);
-        let _ = self.flows.remove(&flows::RawKey::from(key));
-        last
+        self.routes.remove(&key);
+        self.take(key)
+    }
+
+    /// Removes `key`'s entry from the map alone, returning its final counters.
+    fn take(&mut self, key: FlowKey) -> Option<FlowCounters> {
+        let raw = flows::RawKey::from(key);
+        match sys::lookup_and_delete::<_, flows::RawEntry>(self.map_fd(), &raw) {
+            Ok(last) => last.map(|e| e.counters()),
+            // Not expected where TCX loads (both need newer kernels than this call),
+            // but an entry must never outlive its stream: read, then remove.
+            Err(e) => {
+                tracing::debug!(
+                    "relay: eBPF lookup-and-delete refused ({e}); reading, then removing"
+                );
+                let last = self.counters(key);
+                let _ = self.flows.remove(&raw);
+                last
+            }
+        }
+    }
+
+    fn map_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.flows.map().fd().as_fd()
+    }
+
+    /// A second handle on the flow map that reads every entry's counters in a few
+    /// system calls, without borrowing this (so without the lock a caller keeps it
+    /// under).
+    pub fn reader(&self) -> std::io::Result<FlowReader> {
+        Ok(FlowReader {
+            map: self.map_fd().try_clone_to_owned()?,
+        })
+    }
+
+    /// Whether the kernel tells this fast path about route changes, so that
+    /// [`FastPath::reroute`] costs one system call when nothing changed (else it asks
+    /// the kernel for every entry's route each time: call it seldom).
+    pub fn follows_routes(&self) -> bool {
+        self.route_watch.is_some()
+    }
+
+    /// Moves entries whose destination's route now leads out of another interface
+    /// (or became local, or stopped being local) onto the new route, if the kernel
+    /// reported a route change since the last call (or it reports none:
+    /// [`FastPath::follows_routes`]). A moved entry is replaced: its final counters are
+    /// returned and the new one counts from zero. An entry whose destination has no
+    /// route any more is removed (its datagrams reach the relay's sockets, which
+    /// follow the kernel's routing themselves).
+    pub fn reroute(&mut self) -> Vec<Rerouted> {
+        let changed = self
+            .route_watch
+            .as_ref()
+            .is_none_or(route::RouteWatch::changed);
+        if !(changed || self.reroute_pending) || self.routes.is_empty() {
+            return Vec::new();
+        }
+        let Ok(mut resolver) = route::Resolver::new() else {
+            // Out of descriptors, say: the change is not forgotten.
+            self.reroute_pending = true;
+            return Vec::new();
+        };
+        self.reroute_pending = false;
+        // Many entries share a pair of addresses (a call's two directions, RTP and
+        // RTCP): one question each.
+        let mut answers = std::collections::HashMap::new();
+        let moved: Vec<(FlowKey, FlowTarget, Option<route::Egress>)> = self
+            .routes
+            .iter()
+            .filter_map(|(key, (target, was))| {
+                let now = *answers
+                    .entry((target.from.ip(), target.to.ip()))
+                    .or_insert_with(|| resolver.egress(target.from.ip(), target.to.ip()).ok());
+                (now != Some(*was)).then_some((*key, *target, now))
+            })
+            .collect();
+        let mut out = Vec::with_capacity(moved.len());
+        for (key, target, egress) in moved {
+            let last = self.take(key).unwrap_or_default();
+            self.routes.remove(&key);
+            let reinstalled = egress.is_some_and(|egress| {
+                let entry = flows::RawEntry::new(target, egress);
+                let ok = self
+                    .flows
+                    .insert(flows::RawKey::from(key), entry, 0)
+                    .is_ok();
+                if ok {
+                    self.routes.insert(key, (target, egress));
+                }
+                ok
+            });
+            out.push(Rerouted {
+                key,
+                last,
+                reinstalled,
+            });
+        }
+        out
     }
 
     /// Entries in the map (for tests and metrics; walks the map).
@@ -261,6 +383,110 @@ impl FastPath {
     /// Whether the map is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// An entry [`FastPath::reroute`] moved onto its destination's new route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rerouted {
+    /// The entry's key.
+    pub key: FlowKey,
+    /// The replaced entry's final counters (the one in the map now starts at zero).
+    pub last: FlowCounters,
+    /// Whether the map has an entry for `key` again (false: no route now).
+    pub reinstalled: bool,
+}
+
+/// A handle on the flow map for reading every entry's counters at once
+/// ([`FastPath::reader`]).
+#[derive(Debug)]
+pub struct FlowReader {
+    map: OwnedFd,
+}
+
+/// Entries per `BPF_MAP_LOOKUP_BATCH` call at first: 1,024 keys and values are 116 KiB.
+const BATCH: usize = 1024;
+
+impl FlowReader {
+    /// Every entry's counters, read with one `BPF_MAP_LOOKUP_BATCH` system call per
+    /// [`BATCH`] entries (a per-entry lookup costs one per entry). Entries inserted
+    /// or removed during the read may or may not be in it; each entry read is read
+    /// whole.
+    pub fn snapshot(&self) -> std::io::Result<FlowSnapshot> {
+        self.snapshot_sized(0)
+    }
+
+    /// As [`FlowReader::snapshot`], with room for `expected` entries from the start
+    /// (the last snapshot's length: a relay's entries change slowly).
+    pub fn snapshot_sized(&self, expected: usize) -> std::io::Result<FlowSnapshot> {
+        let mut counters = KeyMap::with_capacity_and_hasher(expected, Default::default());
+        let mut keys = vec![flows::RawKey::zeroed(); BATCH];
+        let mut values = vec![flows::RawEntry::zeroed(); BATCH];
+        let mut from = None;
+        let mut calls = 0;
+        loop {
+            calls += 1;
+            let (filled, next) =
+                match sys::lookup_batch(self.map.as_fd(), from, &mut keys, &mut values) {
+                    Ok(read) => read,
+                    // One bucket holds more entries than the buffers: larger ones. (A
+                    // bucket holds a handful; the bound keeps a kernel that answers
+                    // ENOSPC for another reason from growing them forever.)
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && keys.len() < 1 << 16 => {
+                        let bigger = keys.len() * 2;
+                        keys.resize(bigger, flows::RawKey::zeroed());
+                        values.resize(bigger, flows::RawEntry::zeroed());
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+            for (key, value) in keys.iter().zip(&values).take(filled) {
+                counters.insert(*key, value.counters());
+            }
+            match next {
+                Some(token) => from = Some(token),
+                None => break,
+            }
+        }
+        Ok(FlowSnapshot { counters, calls })
+    }
+}
+
+/// The counters of every entry at one moment ([`FlowReader::snapshot`]).
+#[derive(Debug, Default)]
+pub struct FlowSnapshot {
+    counters: KeyMap,
+    calls: usize,
+}
+
+/// Keys come from the kernel's map, which only this process writes: no hash
+/// flooding to fear, so a multiply-and-fold hash instead of SipHash (a snapshot
+/// hashes every entry, four times a second).
+type KeyMap = std::collections::HashMap<
+    flows::RawKey,
+    FlowCounters,
+    std::hash::BuildHasherDefault<flows::KeyHasher>,
+>;
+
+impl FlowSnapshot {
+    /// What the kernel had forwarded for `key` when it was read; `None` for no entry.
+    pub fn get(&self, key: FlowKey) -> Option<FlowCounters> {
+        self.counters.get(&flows::RawKey::from(key)).copied()
+    }
+
+    /// Entries read.
+    pub fn len(&self) -> usize {
+        self.counters.len()
+    }
+
+    /// Whether no entry was read.
+    pub fn is_empty(&self) -> bool {
+        self.counters.is_empty()
+    }
+
+    /// System calls the read took.
+    pub fn system_calls(&self) -> usize {
+        self.calls
     }
 }
 

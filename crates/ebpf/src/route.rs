@@ -7,8 +7,11 @@
 //! such datagrams back to the local stack), and with the kernel's own error otherwise
 //! (no route: `ENETUNREACH`; a source address that is not this host's: `EINVAL`).
 //!
-//! What it does not: follow later route changes (an answer holds for the moment it
-//! was asked).
+//! [`RouteWatch`] tells that some route changed (the kernel's route notifications),
+//! so that entries can ask again.
+//!
+//! What it does not: say which routes changed (callers ask again for theirs), or
+//! follow neighbour (ARP/NDP) changes, which `bpf_redirect_neigh` resolves per packet.
 
 use std::io::{self, Read as _};
 use std::net::IpAddr;
@@ -41,20 +44,84 @@ pub(crate) enum Egress {
 /// Where a datagram from `from` (an address of this host) to `to` goes. Both of one
 /// IP version.
 pub(crate) fn egress(from: IpAddr, to: IpAddr) -> io::Result<Egress> {
-    let socket = Socket::new(
-        Domain::from(libc::AF_NETLINK),
-        Type::RAW,
-        Some(Protocol::from(libc::NETLINK_ROUTE)),
-    )?;
-    // The kernel answers at once; a bound keeps a wedged query from holding the
-    // forwarding thread that installs the entry.
-    socket.set_read_timeout(Some(Duration::from_secs(1)))?;
-    const SEQ: u32 = 1;
-    // Unaddressed netlink datagrams go to the kernel.
-    socket.send(&request(from, to, SEQ)?)?;
-    let mut buf = vec![0u8; 8192];
-    let n = (&socket).read(&mut buf)?;
-    answer(buf.get(..n).unwrap_or_default(), SEQ)
+    Resolver::new()?.egress(from, to)
+}
+
+/// A netlink socket for asking many routes in a row.
+pub(crate) struct Resolver {
+    socket: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl Resolver {
+    pub(crate) fn new() -> io::Result<Self> {
+        let socket = Socket::new(
+            Domain::from(libc::AF_NETLINK),
+            Type::RAW,
+            Some(Protocol::from(libc::NETLINK_ROUTE)),
+        )?;
+        // The kernel answers at once; a bound keeps a wedged query from holding the
+        // forwarding thread that installs the entry.
+        socket.set_read_timeout(Some(Duration::from_secs(1)))?;
+        Ok(Self {
+            socket,
+            seq: 0,
+            buf: vec![0u8; 8192],
+        })
+    }
+
+    /// As [`egress`].
+    pub(crate) fn egress(&mut self, from: IpAddr, to: IpAddr) -> io::Result<Egress> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        // Unaddressed netlink datagrams go to the kernel.
+        self.socket.send(&request(from, to, seq)?)?;
+        // A late answer to an earlier question that timed out may come first.
+        loop {
+            let n = (&self.socket).read(&mut self.buf)?;
+            if let Some(found) = find(self.buf.get(..n).unwrap_or_default(), seq) {
+                return found;
+            }
+        }
+    }
+}
+
+/// Route change notifications (`RTMGRP_IPV4_ROUTE`, `RTMGRP_IPV6_ROUTE`) of this
+/// network namespace, read without blocking.
+pub(crate) struct RouteWatch {
+    socket: Socket,
+}
+
+impl RouteWatch {
+    pub(crate) fn new() -> io::Result<Self> {
+        const RTMGRP_IPV4_ROUTE: u32 = 0x40;
+        const RTMGRP_IPV6_ROUTE: u32 = 0x400;
+        let socket = Socket::new(
+            Domain::from(libc::AF_NETLINK),
+            Type::RAW,
+            Some(Protocol::from(libc::NETLINK_ROUTE)),
+        )?;
+        socket.set_nonblocking(true)?;
+        crate::sys::bind_netlink(&socket, RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE)?;
+        Ok(Self { socket })
+    }
+
+    /// Whether a route was added, changed or removed since the last call (reads
+    /// every notification queued). A queue that overflowed counts as a change.
+    pub(crate) fn changed(&self) -> bool {
+        let mut buf = [0u8; 4096];
+        let mut changed = false;
+        loop {
+            match (&self.socket).read(&mut buf) {
+                Ok(_) => changed = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return changed,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // ENOBUFS: notifications were lost; anything else: we cannot tell.
+                Err(_) => return true,
+            }
+        }
+    }
 }
 
 /// An `RTM_GETROUTE` request for the route from `from` to `to`.
@@ -115,12 +182,18 @@ fn invalid(what: &str) -> io::Error {
 }
 
 /// Where the kernel's answer `reply` to request `seq` sends the datagram.
+#[cfg(test)]
 fn answer(reply: &[u8], seq: u32) -> io::Result<Egress> {
+    find(reply, seq).unwrap_or_else(|| Err(invalid("no route in it")))
+}
+
+/// The answer to request `seq` in `reply`, if it holds one.
+fn find(reply: &[u8], seq: u32) -> Option<io::Result<Egress>> {
     let mut rest = reply;
     while let Some(len) = u32_at(rest, 0) {
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         let Some(msg) = rest.get(..len).filter(|_| len >= HEADER) else {
-            return Err(invalid("a truncated message"));
+            return Some(Err(invalid("a truncated message")));
         };
         if u32_at(msg, 8) == Some(seq) {
             let body = msg.get(HEADER..).unwrap_or_default();
@@ -130,20 +203,20 @@ fn answer(reply: &[u8], seq: u32) -> io::Result<Egress> {
                         .get(..4)
                         .and_then(|b| b.try_into().ok())
                         .map_or(0, i32::from_ne_bytes);
-                    return Err(if errno < 0 {
+                    return Some(Err(if errno < 0 {
                         io::Error::from_raw_os_error(-errno)
                     } else {
                         invalid("an acknowledgement instead of a route")
-                    });
+                    }));
                 }
-                Some(RTM_NEWROUTE) => return route_oif(body),
+                Some(RTM_NEWROUTE) => return Some(route_oif(body)),
                 _ => {}
             }
         }
         // Messages are padded to 4 bytes.
         rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
     }
-    Err(invalid("no route in it"))
+    None
 }
 
 /// A local route, or `RTA_OIF` of a unicast route (`rtmsg` and its attributes).

@@ -9,7 +9,8 @@
 //! Across the same veth pairs: a stranger in a third namespace floods a call's ports
 //! (nothing forwarded, nothing latched), a phone's NAT mapping changes (re-latched,
 //! and the kernel entry follows), a call silent in the kernel path times out, and the
-//! `ng` query and the record count exactly what each phone sent. Each test checks the
+//! `ng` query and the record count exactly what each phone sent, and the route to a
+//! phone moves to another interface mid-call (the kernel entry follows). Each test checks the
 //! relay's user-space and kernel counters, so that media which fell back to user space
 //! fails it.
 
@@ -669,4 +670,62 @@ async fn counters_equal_what_was_sent(offset: u32, ports: (u16, u16), v6: bool) 
     );
     assert_eq!((stream.caller.errors, stream.callee.errors), (0, 0));
     assert_eq!((stream.caller.refused, stream.callee.refused), (0, 0));
+}
+
+/// The route to the callee moves mid-call to another interface (a more specific route
+/// through a second veth into its namespace) and the first veth goes down: the kernel
+/// entry follows the route within a tick or two, and the media arrives again, still
+/// forwarded in the kernel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_that_moves_to_another_interface_is_followed_in_the_kernel() {
+    let net = PhoneNets::new(tag(8), 2, true);
+    net.add_path(1, 2);
+    let (relay, relay_ip) = net.relay((54800, 54899), false, |_| {}).await;
+    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let p = net.phones(&mut ng, "veth-route", relay_ip).await;
+    p.send_from_caller(1..=20).await;
+    assert_eq!(
+        recv_all(&p.callee, Duration::from_millis(300)).await.len(),
+        20
+    );
+    let (user, kernel) = until_counts(&relay, |_, k| k >= 20).await;
+    assert!(kernel >= 20, "in the kernel before the move: {kernel}");
+
+    let callee = net.phone_ip(1).to_string() + "/32";
+    let via = net.phone_ip(2).to_string();
+    ebpf_kit::netns::ip(&["route", "add", &callee, "via", &via, "dev", &net.link(2)]);
+    ebpf_kit::netns::ip(&["link", "set", &net.link(1), "down"]);
+
+    // The caller goes on sending; the first datagrams may go to the old interface
+    // (and be lost there) until the relay's next tick moves the entry.
+    let mut seq = 21u16;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        p.send_from_caller(seq..=seq).await;
+        seq += 1;
+        if !recv_all(&p.callee, Duration::from_millis(20))
+            .await
+            .is_empty()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no media through the new route"
+        );
+    }
+    let (user, kernel) =
+        until_counts(&relay, |u, k| u + k >= user + kernel + u64::from(seq - 21)).await;
+    p.send_from_caller(seq..=seq + 29).await;
+    let got = recv_all(&p.callee, Duration::from_millis(300)).await;
+    let want: Vec<_> = (seq..=seq + 29)
+        .map(|n| (rtp(CALLER_SSRC, n), p.callee_relay))
+        .collect();
+    assert_eq!(got, want, "through the new route");
+    let (user_after, kernel_after) = until_counts(&relay, |_, k| k >= kernel + 30).await;
+    assert_eq!(
+        (user_after, kernel_after),
+        (user, kernel + 30),
+        "all 30 in the kernel"
+    );
 }

@@ -44,7 +44,7 @@ use mediagate_udp::{
     RingOptions, RingSlot, UdpRing, RING_MAX_TOKEN,
 };
 
-use super::kernel::{self, KernelPath, Wanted};
+use super::kernel::{self, KernelPath, LatchView};
 use super::sockets::ForwardOptions;
 use crate::calls::{lock, SharedMedia};
 use crate::media::{Component, Forward};
@@ -332,8 +332,9 @@ struct Stream {
     slots: [[Option<RingSlot>; 2]; 2],
     /// Each socket's connected twin, `[side][component]` (io_uring loop only).
     twins: [[Twin; 2]; 2],
-    /// The kernel entries this stream had when last brought up to date.
-    kernel_want: std::cell::Cell<Wanted>,
+    /// Each side's RTP latch as its kernel entries were last made from
+    /// ([`kernel::latch_view`]).
+    kernel_seen: std::cell::Cell<[LatchView; 2]>,
 }
 
 /// A socket's connected twin ([`mediagate_udp::connected_twin`]): forwards to the
@@ -519,16 +520,20 @@ struct Streams {
 }
 
 impl Streams {
-    /// After a forward decided with `media` locked: whether stream `id`'s kernel
-    /// entries are out of date (a latch confirmed or moved).
-    fn kernel_stale(&self, stream: &Stream, media: &crate::media::MediaPair) -> bool {
-        self.kernel.is_some() && kernel::wanted(media) != stream.kernel_want.get()
+    /// After datagrams that arrived on `side` were judged with `media` locked:
+    /// whether stream `id`'s kernel entries may be out of date (that side's latch
+    /// confirmed, moved or saw a new SSRC). Per datagram, so it compares two small
+    /// values instead of building the entries: a datagram changes nothing else the
+    /// entries depend on ([`kernel::LatchView`]).
+    fn kernel_stale(&self, stream: &Stream, media: &crate::media::MediaPair, side: usize) -> bool {
+        self.kernel.is_some()
+            && stream.kernel_seen.get().get(side) != Some(&kernel::latch_view(media, side))
     }
 
     /// Brings stream `id`'s kernel entries up to date (media lock not held).
     fn refresh_kernel(&self, id: u64, stream: &Stream) {
         if let Some(k) = &self.kernel {
-            stream.kernel_want.set(k.update(id, &stream.media));
+            stream.kernel_seen.set(k.update(id, &stream.media));
         }
     }
 
@@ -543,7 +548,7 @@ impl Streams {
                         sockets,
                         slots: [[None; 2]; 2],
                         twins: Default::default(),
-                        kernel_want: Default::default(),
+                        kernel_seen: Default::default(),
                     };
                     let mut slots = [[None; 2]; 2];
                     for (side, c, socket) in stream.sockets() {
@@ -588,7 +593,7 @@ impl Streams {
         let (f, stale) = {
             let mut media = lock(&stream.media);
             let f = media.on_datagram(side, component(c), src, data, now)?;
-            (f, self.kernel_stale(stream, &media))
+            (f, self.kernel_stale(stream, &media, side))
         };
         if stale {
             self.refresh_kernel(id, stream);
@@ -830,7 +835,7 @@ fn serve_epoll(
                     forwards.push((i, f));
                 }
             }
-            !forwards.is_empty() && s.kernel_stale(stream, &media)
+            !forwards.is_empty() && s.kernel_stale(stream, &media, side)
         };
         if stale {
             s.refresh_kernel(id, stream);

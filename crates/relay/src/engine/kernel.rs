@@ -13,8 +13,11 @@
 //! and tell its latch when the peer was last heard, so statistics, records, `ng`
 //! query/list and the media timeout see kernel-forwarded packets as their own.
 //!
-//! Every few seconds [`KernelPath::sync`] also attaches the program to interfaces
-//! created since the start (a veth or VLAN) and lets go of those that vanished.
+//! [`KernelPath::sync`] reads the whole map in a few batched system calls before it
+//! takes any lock, and locks the streams only to merge. It also moves entries whose
+//! destination's route changed onto the new route, and every few seconds attaches
+//! the program to interfaces created since the start (a veth or VLAN) and lets go of
+//! those that vanished.
 //!
 //! What it does not: RTCP (it stays on the relay's sockets, which read its reports),
 //! IPv4-IPv6 bridging (the kernel path does not translate headers), wildcard media
@@ -28,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use mediagate_ebpf::{FastPath, FlowCounters, FlowKey, FlowTarget};
+use mediagate_ebpf::{FastPath, FlowCounters, FlowKey, FlowReader, FlowSnapshot, FlowTarget};
 
 use crate::calls::{lock as lock_media, SharedMedia};
 use crate::media::{Leg, MediaPair};
@@ -83,11 +86,28 @@ pub(super) fn wanted(m: &MediaPair) -> Wanted {
     [one(0), one(1)]
 }
 
+/// What a datagram arriving on one side can change of [`wanted`]: that side's RTP
+/// latch's source and SSRC. A datagram changes nothing else [`wanted`] reads (the
+/// other side's latch, the flags, the relay ports change by signalling, which brings
+/// the entries up to date itself, and the tick's catch-all follows any change), so
+/// comparing this pair with what it was at the last update tells a forwarding thread,
+/// per datagram and without building the entries, whether they may be out of date.
+pub(super) type LatchView = (Option<SocketAddr>, Option<u32>);
+
+/// `m`'s [`LatchView`] of `side`.
+pub(super) fn latch_view(m: &MediaPair, side: usize) -> LatchView {
+    m.legs.get(side).map_or((None, None), |l| {
+        (l.rtp_latch.confirmed(), l.rtp_latch.latched_ssrc())
+    })
+}
+
 /// An entry in the kernel and the counts already merged into the stream.
 #[derive(Debug, Clone, Copy)]
 struct Installed {
     want: Want,
     merged: FlowCounters,
+    /// Its number in [`KernelPath::installs`].
+    number: u64,
 }
 
 struct KernelStream {
@@ -98,7 +118,17 @@ struct KernelStream {
 /// The loaded fast path and the streams that have entries in it.
 pub(crate) struct KernelPath {
     fast: Mutex<FastPath>,
+    /// Reads every entry's counters in a few system calls, without `fast`'s lock;
+    /// `None` if the map's descriptor could not be duplicated (then each entry is
+    /// read alone, under the locks).
+    reader: Option<FlowReader>,
     streams: Mutex<HashMap<u64, KernelStream>>,
+    /// Entries made so far (the last one's number). An entry numbered after a read
+    /// of the map began may share its key with an entry the read saw (one replaced
+    /// meanwhile), whose counts it must not take as its own.
+    installs: AtomicU64,
+    /// Entries the last read found: room for as many in the next.
+    last_read: std::sync::atomic::AtomicUsize,
     /// Datagrams the kernel forwarded, as merged so far.
     pub(super) forwarded: AtomicU64,
     /// When interfaces were last scanned for ones that appeared or vanished.
@@ -129,21 +159,31 @@ fn instant_of(last_ns: u64, (now, now_ns): (Instant, u64)) -> Instant {
 
 impl KernelPath {
     pub(super) fn new(fast: FastPath) -> Self {
+        let reader = fast
+            .reader()
+            .map_err(|e| {
+                tracing::warn!("relay: eBPF counters will be read one entry at a time: {e}");
+            })
+            .ok();
         Self {
             fast: Mutex::new(fast),
+            reader,
             streams: Mutex::new(HashMap::new()),
+            installs: AtomicU64::new(0),
+            last_read: std::sync::atomic::AtomicUsize::new(0),
             forwarded: AtomicU64::new(0),
             scanned: Mutex::new(Instant::now()),
         }
     }
 
     /// Attaches the program to interfaces that appeared since the last scan and drops
-    /// the links of those that vanished, at most every [`RESCAN_EVERY`].
-    fn rescan_if_due(&self, now: Instant) {
+    /// the links of those that vanished, at most every [`RESCAN_EVERY`]; whether it
+    /// was due.
+    fn rescan_if_due(&self, now: Instant) -> bool {
         {
             let mut scanned = lock(&self.scanned);
             if now.saturating_duration_since(*scanned) < RESCAN_EVERY {
-                return;
+                return false;
             }
             *scanned = now;
         }
@@ -154,6 +194,51 @@ impl KernelPath {
         for name in change.dropped {
             tracing::info!("relay: eBPF fast path let go of {name}, which vanished");
         }
+        true
+    }
+
+    /// Moves entries whose destination's route changed onto the new route
+    /// ([`FastPath::reroute`]), merging the replaced entries' final counts. Where the
+    /// kernel sends route notifications this costs one system call when nothing
+    /// changed, and runs every tick; otherwise it asks every entry's route, and runs
+    /// only at the interface scans (`scan_due`).
+    fn follow_routes(&self, scan_due: bool) {
+        let mut streams = lock(&self.streams);
+        let mut fast = lock(&self.fast);
+        if !scan_due && !fast.follows_routes() {
+            return;
+        }
+        let moved = fast.reroute();
+        if moved.is_empty() {
+            return;
+        }
+        let now = clocks();
+        for m in moved {
+            tracing::debug!(
+                "relay: kernel entry {:?} follows its destination's new route",
+                m.key
+            );
+            for stream in streams.values_mut() {
+                for (side, slot) in stream.entries.iter_mut().enumerate() {
+                    let Some(installed) = slot.filter(|i| i.want.key == m.key) else {
+                        continue;
+                    };
+                    self.merge(&stream.media, side, &installed, m.last, now);
+                    // A new entry (counting from zero), or none: the next sync's
+                    // catch-all tries again.
+                    *slot = m.reinstalled.then(|| Installed {
+                        want: installed.want,
+                        merged: FlowCounters::default(),
+                        number: self.next_install(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Numbers an entry just written to the map (see [`KernelPath::installs`]).
+    fn next_install(&self) -> u64 {
+        self.installs.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     /// The interfaces the program is attached to.
@@ -172,15 +257,18 @@ impl KernelPath {
         );
     }
 
-    /// Brings stream `id`'s kernel entries to what its latches want now; returns what
-    /// it wants (for the caller's cheap comparison). Must not be called with the
-    /// stream's media lock held.
-    pub(super) fn update(&self, id: u64, media: &SharedMedia) -> Wanted {
-        let want = wanted(&lock_media(media));
+    /// Brings stream `id`'s kernel entries to what its latches want now; returns both
+    /// sides' [`LatchView`]s they were made from (for the caller's cheap comparison).
+    /// Must not be called with the stream's media lock held.
+    pub(super) fn update(&self, id: u64, media: &SharedMedia) -> [LatchView; 2] {
+        let (want, seen) = {
+            let m = lock_media(media);
+            (wanted(&m), [latch_view(&m, 0), latch_view(&m, 1)])
+        };
         let mut streams = lock(&self.streams);
         // Closed meanwhile: nothing to install.
         let Some(stream) = streams.get_mut(&id) else {
-            return want;
+            return seen;
         };
         let mut fast = lock(&self.fast);
         for (side, want) in want.iter().enumerate() {
@@ -205,6 +293,7 @@ impl KernelPath {
                         *slot = Some(Installed {
                             want: *w,
                             merged: FlowCounters::default(),
+                            number: self.next_install(),
                         });
                     }
                     // A full map, or no route to the peer: this direction stays in
@@ -213,30 +302,35 @@ impl KernelPath {
                 }
             }
         }
-        want
+        seen
     }
 
     /// Merges what the kernel forwarded since the last read into every stream, and
     /// brings every stream's entries to what its latches want (a catch-all for changes
-    /// no packet or signalling reported); follows interfaces that came or went.
+    /// no packet or signalling reported); follows interfaces that came or went, and
+    /// routes that changed.
+    ///
+    /// The map is read first, in a few batched system calls and without the streams'
+    /// or the map's lock, so the forwarding threads and the control plane never wait
+    /// on it; the locks are taken only to merge.
     pub(super) fn sync(&self) {
+        let scan_due = self.rescan_if_due(Instant::now());
+        self.follow_routes(scan_due);
+        let read_from = self.installs.load(Ordering::SeqCst);
+        let expected = self.last_read.load(Ordering::Relaxed);
+        let snapshot = self.reader.as_ref().and_then(|r| {
+            r.snapshot_sized(expected)
+                .map_err(|e| tracing::debug!("relay: eBPF batch read refused: {e}"))
+                .ok()
+        });
+        if let Some(s) = &snapshot {
+            self.last_read.store(s.len(), Ordering::Relaxed);
+        }
+        // After the read: the kernel's stamps in it are all before `now`.
         let now = clocks();
-        self.rescan_if_due(now.0);
         let ids: Vec<(u64, SharedMedia)> = {
             let mut streams = lock(&self.streams);
-            let fast = lock(&self.fast);
-            for stream in streams.values_mut() {
-                for (side, slot) in stream.entries.iter_mut().enumerate() {
-                    let Some(installed) = slot else { continue };
-                    let Some(seen) = fast.counters(installed.want.key) else {
-                        continue;
-                    };
-                    if seen.packets != installed.merged.packets {
-                        self.merge(&stream.media, side, installed, seen, now);
-                        installed.merged = seen;
-                    }
-                }
-            }
+            self.merge_all(&mut streams, snapshot.as_ref(), read_from, now);
             streams
                 .iter()
                 .filter(|(_, s)| {
@@ -248,6 +342,38 @@ impl KernelPath {
         };
         for (id, media) in ids {
             self.update(id, &media);
+        }
+    }
+
+    /// Merges what `snapshot` (read once every entry numbered up to `read_from` was
+    /// in the map) shows for each installed entry; without a snapshot, reads each
+    /// entry now.
+    fn merge_all(
+        &self,
+        streams: &mut HashMap<u64, KernelStream>,
+        snapshot: Option<&FlowSnapshot>,
+        read_from: u64,
+        now: (Instant, u64),
+    ) {
+        let fast = snapshot.is_none().then(|| lock(&self.fast));
+        for stream in streams.values_mut() {
+            for (side, slot) in stream.entries.iter_mut().enumerate() {
+                let Some(installed) = slot else { continue };
+                let seen = match (snapshot, &fast) {
+                    // Made after the read began: what the read shows under its key
+                    // may be the entry it replaced (merged when that one went).
+                    (Some(_), _) if installed.number > read_from => continue,
+                    (Some(snapshot), _) => snapshot.get(installed.want.key),
+                    (None, Some(fast)) => fast.counters(installed.want.key),
+                    (None, None) => None,
+                };
+                let Some(seen) = seen else { continue };
+                // Counts only grow; a read older than what is merged adds nothing.
+                if seen.packets > installed.merged.packets {
+                    self.merge(&stream.media, side, installed, seen, now);
+                    installed.merged = seen;
+                }
+            }
         }
     }
 
@@ -418,6 +544,48 @@ mod tests {
         m.on_datagram(1, Rtp, addr("10.0.0.2:5000"), &rtp(22, 1), now);
         assert!(m.legs[1].rtp_latch.confirmed().is_some(), "latched");
         assert_eq!(wanted(&m), [None, None]);
+    }
+
+    /// Whatever a datagram changes of the wanted entries, it changes the latch view
+    /// of the side it arrived on: the forwarding threads' cheap check misses nothing.
+    #[test]
+    fn a_datagram_that_changes_the_wanted_entries_changes_its_sides_latch_view() {
+        use crate::media::Component::{Rtcp, Rtp};
+        let now = Instant::now();
+        let later = now + Duration::from_secs(2);
+        let mut m = pair(now);
+        let steps: &[(usize, crate::media::Component, &str, Vec<u8>, Instant)] = &[
+            (0, Rtp, "10.0.0.1:4000", rtp(11, 1), now),
+            (0, Rtp, "10.0.0.1:4000", rtp(11, 2), now),
+            (
+                1,
+                Rtcp,
+                "10.0.0.2:5001",
+                vec![0x80, 201, 0, 1, 0, 0, 0, 22],
+                now,
+            ),
+            (1, Rtp, "10.0.0.2:5000", rtp(22, 1), now),
+            (1, Rtp, "10.0.0.9:7000", rtp(99, 1), now),
+            // The same source with a new SSRC: the entry must filter on it.
+            (0, Rtp, "10.0.0.1:4000", rtp(12, 3), now),
+            // B's NAT rebinds.
+            (1, Rtp, "10.0.0.2:5999", rtp(22, 2), later),
+            (0, Rtp, "10.0.0.1:4000", rtp(12, 4), later),
+        ];
+        let mut changes = 0;
+        for (side, component, src, data, at) in steps {
+            let (want, view) = (wanted(&m), latch_view(&m, *side));
+            m.on_datagram(*side, *component, addr(src), data, *at);
+            if wanted(&m) != want {
+                changes += 1;
+                assert_ne!(
+                    latch_view(&m, *side),
+                    view,
+                    "{src} on side {side} changed the entries unseen"
+                );
+            }
+        }
+        assert_eq!(changes, 3, "both latched, a new SSRC, a NAT rebind");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use mediagate_relay::engine::{EngineConfig, ForwardIo, Relay};
 
 use super::{Ng, Phones};
 
-fn ip(args: &[&str]) {
+pub fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().unwrap();
     assert!(
         out.status.success(),
@@ -172,6 +172,31 @@ impl PhoneNets {
         ip(&["-n", &ns, "route", "add", "default", "via", &gw]);
         let gw6 = self.relay_ip6(side).to_string();
         ip(&["-n", &ns, "-6", "route", "add", "default", "via", &gw6]);
+    }
+
+    /// A second way to side `side`'s phone: a veth pair named as side `via`'s (its
+    /// subnet too), whose phone end is in namespace `side`, with no route through it
+    /// yet; reverse-path filtering off in that namespace, so the phone takes datagrams
+    /// that arrive through either pair.
+    pub fn add_path(&self, side: usize, via: usize) {
+        let (ns, link) = (self.ns(side), self.link(via));
+        let peer = format!("{link}p");
+        ip(&["link", "add", &link, "type", "veth", "peer", "name", &peer]);
+        ip(&["link", "set", &peer, "netns", &ns]);
+        let on = if self.forwarding { "1" } else { "0" };
+        for v6 in [false, true] {
+            std::fs::write(sysctl_path(v6, &link, "forwarding"), on).unwrap();
+        }
+        let relay = format!("{}/24", self.relay_ip(via));
+        ip(&["addr", "add", &relay, "dev", &link]);
+        ip(&["link", "set", &link, "up"]);
+        let phone = format!("{}/24", self.phone_ip(via));
+        ip(&["-n", &ns, "addr", "add", &phone, "dev", &peer]);
+        ip(&["-n", &ns, "link", "set", &peer, "up"]);
+        for conf in ["all", peer.as_str()] {
+            let off = format!("net.ipv4.conf.{conf}.rp_filter=0");
+            ip(&["netns", "exec", &ns, "sysctl", "-qw", &off]);
+        }
     }
 
     /// A relay in this namespace with its media ports on the relay end of side 0's

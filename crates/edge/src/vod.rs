@@ -305,7 +305,7 @@ impl VodTask {
                         break;
                     }
                 },
-                got = recv_viewer_rtcp(&self.sockets, &mut self.rtcp_buf), if !self.sockets.is_empty() => {
+                got = recv_viewer_rtcp(&self.sockets, &mut self.rtcp_buf), if self.sockets.values().any(|p| !p.rtcp_shared()) => {
                     self.note_viewer_rtcp(got);
                 }
                 _ = tick.tick() => {
@@ -516,13 +516,14 @@ impl VodTask {
 
 /// The next datagram on any of `sockets`' RTCP sockets: (track, length, sender).
 /// Reading also keeps their receive buffers from filling. A socket that reports an
-/// error is passed over (a UDP error is an ICMP report about an earlier send).
+/// error is passed over (a UDP error is an ICMP report about an earlier send). Shared
+/// pairs are not read here: their one reader credits the viewer (`shared_pairs`).
 async fn recv_viewer_rtcp(
     sockets: &HashMap<usize, Arc<SocketPair>>,
     buf: &mut [u8],
 ) -> (usize, usize, SocketAddr) {
     std::future::poll_fn(|cx| {
-        for (&track, pair) in sockets {
+        for (&track, pair) in sockets.iter().filter(|(_, p)| !p.rtcp_shared()) {
             loop {
                 let mut rb = tokio::io::ReadBuf::new(buf);
                 match pair.rtcp.poll_recv_from(cx, &mut rb) {

@@ -1503,4 +1503,107 @@ mod tests {
             "each keeps its own SSRC"
         );
     }
+    /// A UDP viewer's sockets (per track RTP and RTCP) and what the player sends it
+    /// from `pairs` (per track).
+    async fn udp_viewer(
+        pairs: Vec<Arc<SocketPair>>,
+    ) -> (Vec<(tokio::net::UdpSocket, tokio::net::UdpSocket)>, PlayerOut) {
+        let mut socks = Vec::new();
+        let mut dests = Vec::new();
+        for pair in pairs {
+            let rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let rtcp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let dest = TrackDest::Udp {
+                rtp: rtp.local_addr().unwrap(),
+                rtcp: rtcp.local_addr().unwrap(),
+            };
+            dests.push(Some((dest, Some(pair))));
+            socks.push((rtp, rtcp));
+        }
+        let out = PlayerOut {
+            conn: ConnOut::new(Backlog::default()),
+            dests,
+            tally: Arc::new(Tally::default()),
+            at_end: None,
+        };
+        (socks, out)
+    }
+
+    /// Every datagram waiting on `sock`: (sender, bytes).
+    fn drain(sock: &tokio::net::UdpSocket) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = sock.try_recv_from(&mut buf) {
+            got.push((from, buf[..n].to_vec()));
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn udp_members_sharing_a_pair_each_get_every_packet_from_its_port() {
+        let f = fixture("group-shared-udp");
+        let ports = crate::ports::PortAllocator::new("127.0.0.1".parse().unwrap(), 54_000, 56_000);
+        let shared: Vec<Arc<SocketPair>> = vec![
+            Arc::new(ports.bind_pair().await.unwrap()),
+            Arc::new(ports.bind_pair().await.unwrap()),
+        ];
+        let own: Vec<Arc<SocketPair>> = vec![
+            Arc::new(ports.bind_pair().await.unwrap()),
+            Arc::new(ports.bind_pair().await.unwrap()),
+        ];
+        // Two viewers sent from the shared pairs, a third from pairs of its own: all
+        // three in one group.
+        let (a_socks, a_out) = udp_viewer(shared.clone()).await;
+        let (b_socks, b_out) = udp_viewer(shared.clone()).await;
+        let (c_socks, c_out) = udp_viewer(own.clone()).await;
+        let mut players = Vec::new();
+        for out in [&a_out, &b_out, &c_out] {
+            let mut p = player(&f, out.clone()).await;
+            play(&mut p).await;
+            players.push(p);
+        }
+        assert_eq!(f.store.groups().open_count(), 1);
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        for p in &mut players {
+            p.pause().await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut videos = Vec::new();
+        for (name, socks, out, pairs) in [
+            ("a", &a_socks, &a_out, &shared),
+            ("b", &b_socks, &b_out, &shared),
+            ("c", &c_socks, &c_out, &own),
+        ] {
+            let mut datagrams = 0;
+            for (slot, (rtp, rtcp)) in socks.iter().enumerate() {
+                let media = drain(rtp);
+                let reports = drain(rtcp);
+                assert!(media.len() > 10, "{name} got {} on track {slot}", media.len());
+                assert!(
+                    media.iter().all(|(from, _)| *from == pairs[slot].rtp.local_addr().unwrap()),
+                    "{name}: media from the port its SETUP answer named"
+                );
+                assert!(
+                    reports.iter().all(|(from, _)| *from == pairs[slot].rtcp.local_addr().unwrap()),
+                    "{name}: reports from its RTCP port"
+                );
+                datagrams += media.len() + reports.len();
+                if slot == 0 {
+                    videos.push(media.into_iter().map(|(_, d)| d).collect::<Vec<_>>());
+                }
+            }
+            assert_eq!(
+                out.tally.counts().packets,
+                datagrams as u64,
+                "{name}: its tally counts what it was sent"
+            );
+        }
+        // They paused one after another: the same packets up to the first pause.
+        let n = videos.iter().map(Vec::len).min().unwrap_or(0);
+        assert!(n > 10, "{n}");
+        assert!(
+            videos[0][..n] == videos[1][..n] && videos[0][..n] == videos[2][..n],
+            "one group, one numbering"
+        );
+    }
 }

@@ -558,18 +558,18 @@ impl CachePlayer {
             return Ok(None);
         };
         let rewriter = Rewriter::new(&clocks, getrandom_u32);
-        let rtcp_readers =
-            out.dests
-                .iter()
-                .flatten()
-                .filter_map(|(dest, pair)| match (dest, pair) {
-                    // A shared pair's reader credits the viewer already.
-                    (TrackDest::Udp { rtcp, .. }, Some(pair)) if !pair.rtcp_shared() => Some(tokio::spawn(
-                        read_viewer_rtcp(pair.clone(), rtcp.ip(), out.tally.clone()),
-                    )),
-                    _ => None,
-                })
-                .collect();
+        let rtcp_readers = out
+            .dests
+            .iter()
+            .flatten()
+            .filter_map(|(dest, pair)| match (dest, pair) {
+                // A shared pair's reader credits the viewer already.
+                (TrackDest::Udp { rtcp, .. }, Some(pair)) if !pair.rtcp_shared() => Some(
+                    tokio::spawn(read_viewer_rtcp(pair.clone(), rtcp.ip(), out.tally.clone())),
+                ),
+                _ => None,
+            })
+            .collect();
         Ok(Some(CachePlayer {
             key,
             store,

@@ -174,7 +174,10 @@ impl SharedPairs {
 
     #[cfg(test)]
     fn live(&self) -> usize {
-        self.lock().values().filter(|w| w.strong_count() > 0).count()
+        self.lock()
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count()
     }
 }
 
@@ -210,15 +213,33 @@ mod tests {
         let (a_tally, b_tally) = (Arc::new(Tally::default()), Arc::new(Tally::default()));
         let url = "rtsp://origin/clip";
         let a = shared
-            .lease(&ports, url, 0, a_sock.local_addr().unwrap(), a_tally.clone())
+            .lease(
+                &ports,
+                url,
+                0,
+                a_sock.local_addr().unwrap(),
+                a_tally.clone(),
+            )
             .await
             .unwrap();
         let b = shared
-            .lease(&ports, url, 0, b_sock.local_addr().unwrap(), b_tally.clone())
+            .lease(
+                &ports,
+                url,
+                0,
+                b_sock.local_addr().unwrap(),
+                b_tally.clone(),
+            )
             .await
             .unwrap();
         let other_track = shared
-            .lease(&ports, url, 1, b_sock.local_addr().unwrap(), b_tally.clone())
+            .lease(
+                &ports,
+                url,
+                1,
+                b_sock.local_addr().unwrap(),
+                b_tally.clone(),
+            )
             .await
             .unwrap();
         assert!(Arc::ptr_eq(a.pair(), b.pair()));

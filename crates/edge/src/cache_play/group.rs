@@ -1507,7 +1507,10 @@ mod tests {
     /// from `pairs` (per track).
     async fn udp_viewer(
         pairs: Vec<Arc<SocketPair>>,
-    ) -> (Vec<(tokio::net::UdpSocket, tokio::net::UdpSocket)>, PlayerOut) {
+    ) -> (
+        Vec<(tokio::net::UdpSocket, tokio::net::UdpSocket)>,
+        PlayerOut,
+    ) {
         let mut socks = Vec::new();
         let mut dests = Vec::new();
         for pair in pairs {
@@ -1578,13 +1581,21 @@ mod tests {
             for (slot, (rtp, rtcp)) in socks.iter().enumerate() {
                 let media = drain(rtp);
                 let reports = drain(rtcp);
-                assert!(media.len() > 10, "{name} got {} on track {slot}", media.len());
                 assert!(
-                    media.iter().all(|(from, _)| *from == pairs[slot].rtp.local_addr().unwrap()),
+                    media.len() > 10,
+                    "{name} got {} on track {slot}",
+                    media.len()
+                );
+                assert!(
+                    media
+                        .iter()
+                        .all(|(from, _)| *from == pairs[slot].rtp.local_addr().unwrap()),
                     "{name}: media from the port its SETUP answer named"
                 );
                 assert!(
-                    reports.iter().all(|(from, _)| *from == pairs[slot].rtcp.local_addr().unwrap()),
+                    reports
+                        .iter()
+                        .all(|(from, _)| *from == pairs[slot].rtcp.local_addr().unwrap()),
                     "{name}: reports from its RTCP port"
                 );
                 datagrams += media.len() + reports.len();

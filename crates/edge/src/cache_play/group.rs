@@ -532,6 +532,9 @@ impl PlayoutGroups {
 /// A packet as every member gets it.
 type Numbered = (usize, Bytes);
 
+/// One track's datagrams of a batch, and their bytes.
+type Datagrams<'a> = (Vec<&'a [u8]>, u64);
+
 /// The group task's own state.
 struct Group {
     groups: Arc<PlayoutGroups>,
@@ -935,7 +938,7 @@ impl Group {
         // still sent from the port it was told (a viewer behind a NAT that filters by
         // the sender's port drops media from any other).
         let slots = self.key.clocks.len();
-        let tracks: Vec<(Vec<&[u8]>, u64)> = (0..slots)
+        let tracks: Vec<Datagrams<'_>> = (0..slots)
             .map(|slot| {
                 let slices: Vec<&[u8]> = batch
                     .iter()
@@ -980,7 +983,7 @@ impl Group {
                     )
                 })
                 .collect();
-            let copied: Vec<Option<(Vec<&[u8]>, u64)>> = copies
+            let copied: Vec<Option<Datagrams<'_>>> = copies
                 .iter()
                 .map(|c| {
                     c.as_ref().map(|c| {

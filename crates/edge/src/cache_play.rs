@@ -67,8 +67,8 @@ const LEAD: Duration = Duration::from_millis(300);
 
 /// Time between RTCP sender reports of a track, and before the first (so every track
 /// has sent something by then).
-const SR_INTERVAL: Duration = Duration::from_secs(5);
-const FIRST_SR: Duration = Duration::from_millis(500);
+pub(crate) const SR_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const FIRST_SR: Duration = Duration::from_millis(500);
 
 /// Packets due within this much of the first of a batch go out with it, so a packet
 /// may leave up to `LEAD + BATCH_WINDOW` before its media time.
@@ -1013,7 +1013,7 @@ async fn send_udp_runs(
 
 /// Wall-clock time now in the 64-bit NTP format (RFC 3550 §4: seconds since 1900 and
 /// a binary fraction).
-fn ntp_now() -> u64 {
+pub(crate) fn ntp_now() -> u64 {
     ntp_of(std::time::SystemTime::now())
 }
 

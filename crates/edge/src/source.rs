@@ -529,7 +529,8 @@ impl Source {
                         vod.record_into(plan).await;
                     }
                     let rewriter = player.into_rewriter().await;
-                    let seam = OriginSeam::new(vod.described(), &lazy.variant(), rewriter);
+                    let mut seam = OriginSeam::new(vod.described(), &lazy.variant(), rewriter);
+                    seam.keep_own_reports();
                     vod.set_seam(seam).await;
                     self.continuation = None;
                     SourceKind::OnDemand {
@@ -541,7 +542,8 @@ impl Source {
                 Some(_) => match open_origin(&lazy, &self.described, &self.tally).await {
                     Ok(vod) => {
                         let rewriter = player.into_rewriter().await;
-                        let seam = OriginSeam::new(vod.described(), &lazy.variant(), rewriter);
+                        let mut seam = OriginSeam::new(vod.described(), &lazy.variant(), rewriter);
+                        seam.keep_own_reports();
                         vod.set_seam(seam).await;
                         self.continuation = None;
                         SourceKind::OnDemand {
@@ -1169,6 +1171,7 @@ impl Continuation {
         };
         let mut seam = OriginSeam::new(vod.described(), &self.lazy.variant(), Some(rewriter));
         seam.set_joint(Joint::Continue { sent_ms });
+        seam.keep_own_reports();
         vod.set_seam(seam).await;
         let mut headers = Headers::new();
         headers.append("Range", npt_range(sent_ms, None));

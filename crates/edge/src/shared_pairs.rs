@@ -47,16 +47,26 @@ impl RtcpCounters {
 }
 
 /// Reads what UDP viewers send to a shared RTCP port: each datagram goes to the tally
-/// of the viewer whose RTCP address sent it, receiver reports are counted (and their
-/// loss figures kept); anything else is dropped. Reading also keeps the socket's
-/// receive buffer from filling.
+/// of the viewer whose RTCP address sent it, or, when none did, of the only viewer at
+/// its IP address (a NAT may send a viewer's RTCP from another port than the one it
+/// named); receiver reports are counted (and their loss figures kept); anything else
+/// is dropped. Reading also keeps the socket's receive buffer from filling.
 pub(crate) async fn read_viewer_rtcp(pair: Arc<SocketPair>, counters: Arc<RtcpCounters>) {
     let mut buf = vec![0u8; 2048];
     loop {
         let Ok((n, from)) = pair.rtcp.recv_from(&mut buf).await else {
             return;
         };
-        let viewer = counters.viewers().get(&from).cloned();
+        let viewer = {
+            let viewers = counters.viewers();
+            viewers.get(&from).cloned().or_else(|| {
+                let mut at_ip = viewers.iter().filter(|(a, _)| a.ip() == from.ip());
+                match (at_ip.next(), at_ip.next()) {
+                    (Some((_, t)), None) => Some(t.clone()),
+                    _ => None,
+                }
+            })
+        };
         if let Some(tally) = viewer {
             tally.note_rtcp(&buf[..n]);
         }
@@ -246,6 +256,9 @@ mod tests {
         assert!(!Arc::ptr_eq(a.pair(), other_track.pair()));
         assert!(a.pair().rtcp_shared());
         let to = a.pair().rtcp.local_addr().unwrap();
+        // From a port nobody named, at an IP two viewers share: nobody's.
+        let stray = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        stray.send_to(&rr(), to).await.unwrap();
         for _ in 0..3 {
             a_sock.send_to(&rr(), to).await.unwrap();
         }
@@ -261,6 +274,13 @@ mod tests {
         a_sock.send_to(&rr(), to).await.unwrap();
         b_sock.send_to(&rr(), to).await.unwrap();
         while b_tally.rtcp_packets() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "reports not read");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(a_tally.rtcp_packets(), 3);
+        // From another port of the only viewer left at that IP (a NAT): its own.
+        stray.send_to(&rr(), to).await.unwrap();
+        while b_tally.rtcp_packets() < 3 {
             assert!(tokio::time::Instant::now() < deadline, "reports not read");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -48,6 +48,9 @@ use crate::cache_fill::{object_key, object_meta, RunClock};
 use crate::cache_play::{media_ms, Rewriter};
 use crate::upstream::Described;
 
+/// How long after the last packet passed on the edge still sends its own reports.
+const STOPPED: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How the next origin PLAY joins what the viewer was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Joint {
@@ -124,11 +127,17 @@ impl OriginSeam {
     /// The edge's own sender report for each described track that was sent
     /// something, as the cache player makes them: the media time playing is the last
     /// packet's plus `since_last` (the time since it was passed on), at NTP time `ntp`
-    /// (the wall clock now). Empty unless [`OriginSeam::keep_own_reports`] was called.
+    /// (the wall clock now). Empty unless [`OriginSeam::keep_own_reports`] was called,
+    /// and while nothing was passed on for [`STOPPED`] (the origin's stream ended or
+    /// stalls: only a sender reports, RFC 3550 §6.4, and the media time playing is
+    /// not known then).
     pub fn own_reports(&self, since_last: std::time::Duration, ntp: u64) -> Vec<(usize, Bytes)> {
         let Some(last_us) = self.last_us.filter(|_| self.own_reports) else {
             return Vec::new();
         };
+        if since_last > STOPPED {
+            return Vec::new();
+        }
         let media_us =
             last_us.saturating_add(u64::try_from(since_last.as_micros()).unwrap_or(u64::MAX));
         self.slots
@@ -494,6 +503,10 @@ mod tests {
         assert_eq!(info.ntp_timestamp, ntp);
         assert_eq!(info.rtp_timestamp, next.1.wrapping_add(45_000));
         assert_eq!(info.packet_count, 2);
+        // None once the origin has sent nothing for a while (its stream ended).
+        assert!(seam
+            .own_reports(std::time::Duration::from_secs(2), ntp)
+            .is_empty());
         // The origin's reports are dropped; its BYE is still the viewer's.
         let mut sr_in = [0u8; 64];
         let mut w = CompoundWriter::new(&mut sr_in);

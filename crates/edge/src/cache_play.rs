@@ -29,8 +29,9 @@
 //! RTP timestamp the media time playing at that instant in the viewer's own numbering,
 //! with the packets and payload octets sent under that SSRC, so players can sync
 //! tracks by SR as well as by `RTP-Info`. UDP viewers' receiver reports, read from the
-//! session's RTCP port, give the access log's `lost` (TCP viewers' arrive on their
-//! interleaved RTCP channel, which the viewer session reads).
+//! session's RTCP port (on a shared pair by its one reader, which credits each viewer
+//! by source address: `shared_pairs`), give the access log's `lost` (TCP viewers'
+//! arrive on their interleaved RTCP channel, which the viewer session reads).
 //!
 //! What it does not: change speed (`Scale` is not honoured on hits), or answer
 //! receiver reports with LSR/DLSR-based round-trip figures.
@@ -66,8 +67,8 @@ const LEAD: Duration = Duration::from_millis(300);
 
 /// Time between RTCP sender reports of a track, and before the first (so every track
 /// has sent something by then).
-const SR_INTERVAL: Duration = Duration::from_secs(5);
-const FIRST_SR: Duration = Duration::from_millis(500);
+pub(crate) const SR_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const FIRST_SR: Duration = Duration::from_millis(500);
 
 /// Packets due within this much of the first of a batch go out with it, so a packet
 /// may leave up to `LEAD + BATCH_WINDOW` before its media time.
@@ -557,17 +558,18 @@ impl CachePlayer {
             return Ok(None);
         };
         let rewriter = Rewriter::new(&clocks, getrandom_u32);
-        let rtcp_readers =
-            out.dests
-                .iter()
-                .flatten()
-                .filter_map(|(dest, pair)| match (dest, pair) {
-                    (TrackDest::Udp { rtcp, .. }, Some(pair)) => Some(tokio::spawn(
-                        read_viewer_rtcp(pair.clone(), rtcp.ip(), out.tally.clone()),
-                    )),
-                    _ => None,
-                })
-                .collect();
+        let rtcp_readers = out
+            .dests
+            .iter()
+            .flatten()
+            .filter_map(|(dest, pair)| match (dest, pair) {
+                // A shared pair's reader credits the viewer already.
+                (TrackDest::Udp { rtcp, .. }, Some(pair)) if !pair.rtcp_shared() => Some(
+                    tokio::spawn(read_viewer_rtcp(pair.clone(), rtcp.ip(), out.tally.clone())),
+                ),
+                _ => None,
+            })
+            .collect();
         Ok(Some(CachePlayer {
             key,
             store,
@@ -971,11 +973,29 @@ async fn send_udp_from(
     to: std::net::SocketAddr,
     from: usize,
 ) -> usize {
-    let dests = [to];
-    let mut at = (0, from);
+    let items = [(to, packets)];
+    match send_udp_runs(sender, sock, &items, (0, from)).await {
+        (0, sent) => sent.min(packets.len()),
+        _ => packets.len(),
+    }
+}
+
+/// Sends each item's packets, in order, to its destination from `sock`, starting at
+/// `from` (items before `from.0` are done, and of item `from.0` the first `from.1`
+/// packets): as few `sendmmsg` calls as the kernel takes, waiting for room when the
+/// socket is full. Returns where it stopped, `(items.len(), 0)` when everything was
+/// handed to the kernel (refused ones count). A socket that stays unwritable for a
+/// second drops the rest (UDP loses rather than stalls, as the hub does).
+async fn send_udp_runs(
+    sender: &mut BatchSender,
+    sock: &tokio::net::UdpSocket,
+    items: &[(std::net::SocketAddr, &[&[u8]])],
+    from: (usize, usize),
+) -> (usize, usize) {
+    let mut at = from;
     let deadline = Instant::now() + Duration::from_secs(1);
-    while at.0 < dests.len() {
-        match sender.send_to_many(sock, packets, &dests, at) {
+    while at.0 < items.len() {
+        match sender.send_each_run(sock, items, at) {
             Ok((report, next)) => {
                 at = next;
                 if report.would_block {
@@ -988,16 +1008,12 @@ async fn send_udp_from(
             Err(_) => break,
         }
     }
-    if at.0 >= dests.len() {
-        packets.len()
-    } else {
-        at.1.min(packets.len())
-    }
+    at
 }
 
 /// Wall-clock time now in the 64-bit NTP format (RFC 3550 §4: seconds since 1900 and
 /// a binary fraction).
-fn ntp_now() -> u64 {
+pub(crate) fn ntp_now() -> u64 {
     ntp_of(std::time::SystemTime::now())
 }
 

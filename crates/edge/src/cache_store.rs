@@ -37,6 +37,7 @@ pub struct CacheStore {
     /// This process's claim on the directory, for as long as the store lives.
     _lock: DirLock,
     groups: Arc<crate::cache_play::PlayoutGroups>,
+    pairs: crate::shared_pairs::SharedPairs,
 }
 
 /// The default of `[edge.cache] default_ttl`.
@@ -79,6 +80,7 @@ impl CacheStore {
             shared: Arc::new(SharedReads::default()),
             _lock: lock,
             groups: Arc::default(),
+            pairs: Default::default(),
         }))
     }
 
@@ -108,6 +110,12 @@ impl CacheStore {
     /// The playout groups of hit viewers at the same place in an object.
     pub(crate) fn groups(&self) -> &Arc<crate::cache_play::PlayoutGroups> {
         &self.groups
+    }
+
+    /// The server port pairs UDP viewers this cache may serve are sent from, one per
+    /// URL and track.
+    pub(crate) fn pairs(&self) -> &crate::shared_pairs::SharedPairs {
+        &self.pairs
     }
 
     /// Sets how many bytes of shared blocks are kept in memory for hit viewers

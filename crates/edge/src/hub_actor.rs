@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,33 +32,10 @@ use crate::hub_life::HubLife;
 use crate::hub_registry::{Cmd, HubError, HubSettings, HubStats, Hubs, JoinResult};
 use crate::metrics::StreamCounters;
 use crate::ports::SocketPair;
-use crate::sink::{Counts, Tally, TrackDest, ViewerSink};
+use crate::shared_pairs::{read_viewer_rtcp, RtcpCounters};
+use crate::sink::{Counts, TrackDest, ViewerSink};
 use crate::upstream::{Described, UpstreamTarget};
 use crate::upstream_supervisor::{upstream_loop, UpEvent};
-
-/// What UDP viewers' RTCP says, counted by the socket readers.
-#[derive(Debug, Default)]
-struct RtcpCounters {
-    reports: AtomicU64,
-    max_fraction_lost: AtomicU8,
-    /// Each UDP viewer's RTCP address, to credit its reports to its session.
-    viewers: std::sync::Mutex<HashMap<SocketAddr, Arc<Tally>>>,
-}
-
-impl RtcpCounters {
-    fn viewers(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Arc<Tally>>> {
-        self.viewers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn udp_rtcp_addrs(sink: &ViewerSink) -> impl Iterator<Item = SocketAddr> + '_ {
-        sink.dests.iter().flatten().filter_map(|d| match d {
-            TrackDest::Udp { rtcp, .. } => Some(*rtcp),
-            TrackDest::Interleaved { .. } => None,
-        })
-    }
-}
 
 struct TrackSockets {
     pair: Arc<SocketPair>,
@@ -68,35 +45,6 @@ struct TrackSockets {
 impl Drop for TrackSockets {
     fn drop(&mut self) {
         self.reader.abort();
-    }
-}
-
-/// Reads what UDP viewers send to a hub's RTCP port: receiver reports are counted
-/// (and their loss figures kept); anything else is dropped. Reading also keeps the
-/// socket's receive buffer from filling.
-async fn read_viewer_rtcp(pair: Arc<SocketPair>, counters: Arc<RtcpCounters>) {
-    let mut buf = vec![0u8; 2048];
-    loop {
-        let Ok((n, from)) = pair.rtcp.recv_from(&mut buf).await else {
-            return;
-        };
-        let viewer = counters.viewers().get(&from).cloned();
-        if let Some(tally) = viewer {
-            tally.note_rtcp(&buf[..n]);
-        }
-        let Ok(compound) = mediagate_rtp::rtcp::Compound::parse(&buf[..n]) else {
-            continue;
-        };
-        for p in compound.packets() {
-            if let mediagate_rtp::rtcp::RtcpPacket::ReceiverReport(rr) = p {
-                counters.reports.fetch_add(1, Ordering::Relaxed);
-                for b in rr.report_blocks() {
-                    counters
-                        .max_fraction_lost
-                        .fetch_max(b.fraction_lost, Ordering::Relaxed);
-                }
-            }
-        }
     }
 }
 

@@ -47,6 +47,7 @@ mod seam;
 pub mod server;
 mod session;
 mod settings;
+mod shared_pairs;
 mod sink;
 mod source;
 mod tracker;

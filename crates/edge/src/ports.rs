@@ -40,6 +40,9 @@ struct Pool {
 pub struct SocketPair {
     pub rtp: UdpSocket,
     pub rtcp: UdpSocket,
+    /// Its RTCP socket is read by one reader that credits each viewer's reports by
+    /// source address (`shared_pairs`): nobody else may read it.
+    rtcp_shared: bool,
     /// Held only for its `Drop`.
     _release: Release,
 }
@@ -80,6 +83,18 @@ impl std::fmt::Debug for PortAllocator {
 impl SocketPair {
     pub fn rtp_port(&self) -> u16 {
         self.rtp.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Marks the pair as shared by many viewers, its RTCP read by `shared_pairs`.
+    pub(crate) fn with_rtcp_shared(mut self) -> Self {
+        self.rtcp_shared = true;
+        self
+    }
+
+    /// Its RTCP socket is read by `shared_pairs`' reader: a user of the pair must
+    /// not read it (it would take other viewers' reports).
+    pub(crate) fn rtcp_shared(&self) -> bool {
+        self.rtcp_shared
     }
 }
 
@@ -134,6 +149,7 @@ impl PortAllocator {
                     return Ok(SocketPair {
                         rtp,
                         rtcp,
+                        rtcp_shared: false,
                         _release: Release {
                             pool: Arc::clone(&self.pool),
                             port,

@@ -21,8 +21,18 @@
 //! keeps getting reports after the seam. An origin BYE becomes the viewer's own BYE
 //! on that track, the end of the stream; other RTCP is dropped.
 //!
-//! What it does not: send reports of its own on a timer while the origin serves (an
-//! origin that sends none leaves the viewer with none, as a pass-through would).
+//! A viewer whose stream began at the cache ([`OriginSeam::keep_own_reports`]: the
+//! end of a held range, a seek past it) keeps the edge's own reports instead, on the
+//! player's timer and clock ([`OriginSeam::own_reports`]: the wall clock, and the
+//! media time of the last packet sent plus the time since), and the origin's sender
+//! reports are dropped. Chosen so that such a viewer sees one NTP clock for its whole
+//! session: a player syncs tracks by each one's latest report, and a video report
+//! from the edge's clock next to an audio one from the origin's would put the clocks'
+//! offset between the tracks; and an origin that sends no reports no longer leaves
+//! the viewer without any. A session that began at the origin keeps the origin's,
+//! translated, as a pass-through would.
+//!
+//! What it does not: send reports of its own for a session that began at the origin.
 //! Packets that cannot be placed (an answer without `RTP-Info`) go out unrewritten,
 //! as before this module.
 
@@ -37,6 +47,9 @@ use mediagate_rtsp::{Headers, Response, TypedHeader};
 use crate::cache_fill::{object_key, object_meta, RunClock};
 use crate::cache_play::{media_ms, Rewriter};
 use crate::upstream::Described;
+
+/// How long after the last packet passed on the edge still sends its own reports.
+const STOPPED: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How the next origin PLAY joins what the viewer was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +75,10 @@ pub(crate) struct OriginSeam {
     joint: Joint,
     /// Origin packets up to this media time are dropped (a continuation).
     skip_until_ms: Option<u64>,
+    /// The viewer gets the edge's own sender reports, not the origin's.
+    own_reports: bool,
+    /// Media time of the last packet rewritten, µs.
+    last_us: Option<u64>,
 }
 
 impl OriginSeam {
@@ -92,7 +109,47 @@ impl OriginSeam {
             clock: None,
             joint: Joint::Play,
             skip_until_ms: None,
+            own_reports: false,
+            last_us: None,
         }
+    }
+
+    /// The viewer's stream began at the cache: it keeps the edge's own sender reports
+    /// ([`OriginSeam::own_reports`]) and the origin's are dropped (see the module docs).
+    pub fn keep_own_reports(&mut self) {
+        self.own_reports = true;
+    }
+
+    pub fn keeps_own_reports(&self) -> bool {
+        self.own_reports
+    }
+
+    /// The edge's own sender report for each described track that was sent
+    /// something, as the cache player makes them: the media time playing is the last
+    /// packet's plus `since_last` (the time since it was passed on), at NTP time `ntp`
+    /// (the wall clock now). Empty unless [`OriginSeam::keep_own_reports`] was called,
+    /// and while nothing was passed on for [`STOPPED`] (the origin's stream ended or
+    /// stalls: only a sender reports, RFC 3550 §6.4, and the media time playing is
+    /// not known then).
+    pub fn own_reports(&self, since_last: std::time::Duration, ntp: u64) -> Vec<(usize, Bytes)> {
+        let Some(last_us) = self.last_us.filter(|_| self.own_reports) else {
+            return Vec::new();
+        };
+        if since_last > STOPPED {
+            return Vec::new();
+        }
+        let media_us =
+            last_us.saturating_add(u64::try_from(since_last.as_micros()).unwrap_or(u64::MAX));
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(track, slot)| {
+                let sr = self
+                    .rewriter
+                    .sender_report(usize::from((*slot)?), media_us, ntp)?;
+                Some((track, sr))
+            })
+            .collect()
     }
 
     /// How the next PLAY joins (set by whoever hands the viewer over).
@@ -173,13 +230,22 @@ impl OriginSeam {
             keyframe: placed.keyframe,
             rtp: rtp.clone(),
         };
-        Some(self.rewriter.rewrite(&p))
+        let out = self.rewriter.rewrite(&p);
+        if out.is_some() {
+            let clock_rate = self.clocks.get(slot).copied().unwrap_or(90_000).max(1);
+            let us =
+                u64::try_from(u128::from(placed.media_ticks) * 1_000_000 / u128::from(clock_rate))
+                    .unwrap_or(u64::MAX);
+            self.last_us = Some(us);
+        }
+        Some(out)
     }
 
     /// The viewer's copy of origin RTCP `data` of described track `track`: the
     /// viewer's own BYE when it holds one, else the viewer's own sender report when
-    /// it holds one that can be placed, else nothing (`Some(None)`); None when this
-    /// seam does not rewrite (the packet goes out as it came).
+    /// it holds one that can be placed (and the viewer does not keep the edge's own
+    /// reports), else nothing (`Some(None)`); None when this seam does not rewrite
+    /// (the packet goes out as it came).
     pub fn rewrite_rtcp(&self, track: usize, data: &[u8]) -> Option<Option<Bytes>> {
         let clock = self.clock.as_ref()?;
         let slot = self.slots.get(track).copied().flatten()?;
@@ -195,7 +261,7 @@ impl OriginSeam {
                 _ => {}
             }
         }
-        let Some(info) = report else {
+        let Some(info) = report.filter(|_| !self.own_reports) else {
             return Some(None);
         };
         let Some((placed_slot, media_us)) = clock.media_us_at(track, info.rtp_timestamp) else {
@@ -392,5 +458,84 @@ mod tests {
         assert_eq!(next.0, last.0.wrapping_add(1));
         // Same timeline: 40 ms after the last packet sent, no seek gap added.
         assert_eq!(next.1.wrapping_sub(last.1), 3_600);
+    }
+    #[test]
+    fn a_viewer_that_began_at_the_cache_keeps_the_edges_own_reports() {
+        let d = described();
+        let mut numbering = Rewriter::new(&[90_000, 48_000], counter());
+        let cached = PacketOut {
+            track: 0,
+            media_ticks: 5 * 90_000,
+            keyframe: false,
+            rtp: rtp(1, 1, 1),
+        };
+        let last = fields(&numbering.rewrite(&cached).unwrap());
+        let mut seam = OriginSeam::new(&d, &[0, 1], Some(numbering));
+        seam.set_joint(Joint::Continue { sent_ms: 5_000 });
+        seam.keep_own_reports();
+        let mut asked = Headers::new();
+        asked.append("Range", "npt=5-");
+        let mut resp = answer("npt=5-30", 1_000, 2_000);
+        seam.on_play(&d, Some(&asked), &mut resp);
+        let ntp = 0x0102_0304_0506_0708;
+        assert!(
+            seam.own_reports(std::time::Duration::ZERO, ntp).is_empty(),
+            "nothing passed on from the origin yet"
+        );
+        // The origin's first packet after the seam, 40 ms on.
+        let next = seam
+            .rewrite_rtp(0, &rtp(9, 1_000 + 3_600, 9))
+            .unwrap()
+            .unwrap();
+        let next = fields(&next);
+        // Its own report, half a second after that packet: its SSRC, the timestamp
+        // of that media time in its numbering, the NTP time given, what it was sent.
+        let reports = seam.own_reports(std::time::Duration::from_millis(500), ntp);
+        assert_eq!(reports.len(), 1, "video only: audio was sent nothing");
+        let (track, sr) = &reports[0];
+        assert_eq!(*track, 0);
+        let Some(Ok(RtcpPacket::SenderReport(sr))) = RtcpPackets::new(sr).next() else {
+            panic!("not an SR");
+        };
+        let info = sr.sender_info();
+        assert_eq!(info.ssrc, last.2);
+        assert_eq!(info.ssrc, next.2);
+        assert_eq!(info.ntp_timestamp, ntp);
+        assert_eq!(info.rtp_timestamp, next.1.wrapping_add(45_000));
+        assert_eq!(info.packet_count, 2);
+        // None once the origin has sent nothing for a while (its stream ended).
+        assert!(seam
+            .own_reports(std::time::Duration::from_secs(2), ntp)
+            .is_empty());
+        // The origin's reports are dropped; its BYE is still the viewer's.
+        let mut sr_in = [0u8; 64];
+        let mut w = CompoundWriter::new(&mut sr_in);
+        w.sender_report(
+            &mediagate_rtp::rtcp::SenderInfo {
+                ssrc: 9,
+                ntp_timestamp: 1,
+                rtp_timestamp: 1_000 + 3_600,
+                packet_count: 1,
+                octet_count: 1,
+            },
+            &[],
+        )
+        .unwrap();
+        let n = w.finish().unwrap();
+        assert_eq!(seam.rewrite_rtcp(0, &sr_in[..n]), Some(None));
+        let mut bye_in = [0u8; 64];
+        let mut w = CompoundWriter::new(&mut bye_in);
+        w.receiver_report(9, &[])
+            .and_then(|w| w.bye(&[9], None))
+            .unwrap();
+        let n = w.finish().unwrap();
+        let out = seam.rewrite_rtcp(0, &bye_in[..n]).unwrap().unwrap();
+        assert!(RtcpPackets::new(&out)
+            .any(|p| matches!(p, Ok(RtcpPacket::Goodbye(b)) if b.ssrcs().eq([next.2]))));
+        // A session that began at the origin sends none of its own.
+        let origin_only = OriginSeam::new(&d, &[0, 1], None);
+        assert!(origin_only
+            .own_reports(std::time::Duration::ZERO, ntp)
+            .is_empty());
     }
 }

@@ -52,6 +52,7 @@ use crate::rtsp_client::ClientError;
 use crate::seam::{Joint, OriginSeam};
 use crate::session::CacheResult;
 use crate::session::{error, ViewerTransport};
+use crate::shared_pairs::PairLease;
 use crate::sink::{Counts, Tally, TrackDest, ViewerSink};
 use crate::tracker::Tracker;
 use crate::upstream::{self, Described, Revalidated, UpstreamTarget};
@@ -111,6 +112,9 @@ pub(crate) struct Lazy {
     policy: CachePolicy,
     /// Per described track: its destination and, for UDP, this edge's socket pair.
     tracks: Vec<Option<(TrackDest, Option<Arc<SocketPair>>)>>,
+    /// Per described track: the viewer's hold on the cache's shared pair, when its
+    /// pair is that (shared by clones: the continuation's copy).
+    leases: Vec<Option<Arc<PairLease>>>,
     /// A pass-through session's first PLAY chose between the cache and its origin
     /// session (later PLAYs go where that one went).
     decided: bool,
@@ -331,13 +335,15 @@ impl Source {
     }
 
     /// Sets up `track` for `dest`; returns the server ports for a UDP viewer: the
-    /// hub's shared pair for live streams, the viewer's own for on-demand content.
+    /// hub's shared pair for live streams, the cache's shared pair of the URL and
+    /// track for on-demand content the route caches, the viewer's own otherwise.
     pub async fn setup(
         &mut self,
         track: usize,
         dest: TrackDest,
         route: OriginRoute<'_>,
     ) -> Result<Option<(u16, u16)>, Response> {
+        let tally = &self.tally;
         match &mut self.kind {
             SourceKind::Live => {
                 if matches!(dest, TrackDest::Interleaved { .. }) {
@@ -367,7 +373,7 @@ impl Source {
                         .await
                         .map_err(|e| client_error(&e));
                 };
-                let pair = l.pair_for(track, dest).await?;
+                let pair = l.pair_for(track, dest, tally).await?;
                 let ports = vod
                     .setup_full(track, dest, auth, pair.clone())
                     .await
@@ -382,9 +388,9 @@ impl Source {
                 let Some(l) = lazy else {
                     return Err(error(StatusCode::INTERNAL_SERVER_ERROR, "no route"));
                 };
-                l.setup(track, dest).await
+                l.setup(track, dest, tally).await
             }
-            SourceKind::Cached { lazy, .. } => lazy.setup(track, dest).await,
+            SourceKind::Cached { lazy, .. } => lazy.setup(track, dest, tally).await,
         }
     }
 
@@ -523,7 +529,8 @@ impl Source {
                         vod.record_into(plan).await;
                     }
                     let rewriter = player.into_rewriter().await;
-                    let seam = OriginSeam::new(vod.described(), &lazy.variant(), rewriter);
+                    let mut seam = OriginSeam::new(vod.described(), &lazy.variant(), rewriter);
+                    seam.keep_own_reports();
                     vod.set_seam(seam).await;
                     self.continuation = None;
                     SourceKind::OnDemand {
@@ -535,7 +542,8 @@ impl Source {
                 Some(_) => match open_origin(&lazy, &self.described, &self.tally).await {
                     Ok(vod) => {
                         let rewriter = player.into_rewriter().await;
-                        let seam = OriginSeam::new(vod.described(), &lazy.variant(), rewriter);
+                        let mut seam = OriginSeam::new(vod.described(), &lazy.variant(), rewriter);
+                        seam.keep_own_reports();
                         vod.set_seam(seam).await;
                         self.continuation = None;
                         SourceKind::OnDemand {
@@ -983,6 +991,7 @@ impl Lazy {
             cache: route.cache.cloned(),
             policy,
             tracks: vec![None; tracks],
+            leases: vec![None; tracks],
             decided: false,
         }))
     }
@@ -993,20 +1002,52 @@ impl Lazy {
         &mut self,
         track: usize,
         dest: TrackDest,
+        tally: &Arc<Tally>,
     ) -> Result<Option<(u16, u16)>, Response> {
-        let pair = self.pair_for(track, dest).await?;
+        let pair = self.pair_for(track, dest, tally).await?;
         let ports = pair.as_ref().map(|p| (p.rtp_port(), p.rtp_port() + 1));
         self.set(track, dest, pair);
         Ok(ports)
     }
 
     /// This edge's UDP pair for `track` (a repeated SETUP keeps its own); None for
-    /// interleaved viewers.
+    /// interleaved viewers. When the route caches, it is the pair every UDP viewer of
+    /// the URL's track shares (`shared_pairs`), whether the PLAY turns out a hit or
+    /// not (SETUP comes first): a playout group then sends all its members a batch
+    /// from one socket, and the viewer's RTCP from its destination's address is
+    /// credited to `tally`.
     async fn pair_for(
-        &self,
+        &mut self,
         track: usize,
         dest: TrackDest,
+        tally: &Arc<Tally>,
     ) -> Result<Option<Arc<SocketPair>>, Response> {
+        if let (TrackDest::Udp { rtcp, .. }, Some(store)) =
+            (dest, self.cache.as_ref().filter(|_| self.policy.cache))
+        {
+            if let Some(lease) = self.leases.get(track).cloned().flatten() {
+                if lease.rtcp_from() == rtcp {
+                    return Ok(Some(lease.pair().clone()));
+                }
+            }
+            let url = self.target.url.without_credentials().to_string();
+            let lease = store
+                .pairs()
+                .lease(&self.ports, &url, track, rtcp, tally.clone())
+                .await
+                .map_err(|e| {
+                    error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!("no UDP ports: {e}"),
+                    )
+                })?;
+            let pair = lease.pair().clone();
+            // Replaced after the new one is held, so a repeated SETUP keeps the ports.
+            if let Some(slot) = self.leases.get_mut(track) {
+                *slot = Some(Arc::new(lease));
+            }
+            return Ok(Some(pair));
+        }
         Ok(match dest {
             TrackDest::Udp { .. } => match self.tracks.get(track).cloned().flatten() {
                 // A repeated SETUP keeps the ports it was given.
@@ -1130,6 +1171,7 @@ impl Continuation {
         };
         let mut seam = OriginSeam::new(vod.described(), &self.lazy.variant(), Some(rewriter));
         seam.set_joint(Joint::Continue { sent_ms });
+        seam.keep_own_reports();
         vod.set_seam(seam).await;
         let mut headers = Headers::new();
         headers.append("Range", npt_range(sent_ms, None));

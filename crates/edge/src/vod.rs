@@ -120,6 +120,8 @@ impl VodSession {
             seam: None,
             filled: filled.clone(),
             rtcp_buf: vec![0u8; 2048],
+            last_rtp_at: None,
+            next_sr: None,
         };
         tokio::spawn(async move {
             task.run(rx).await;
@@ -271,6 +273,10 @@ struct VodTask {
     filled: Arc<AtomicBool>,
     /// Where a UDP viewer's RTCP is read into.
     rtcp_buf: Vec<u8>,
+    /// When the last RTP packet was passed on, and when the edge's own sender
+    /// reports are next due, for a viewer that keeps them (`seam`).
+    last_rtp_at: Option<tokio::time::Instant>,
+    next_sr: Option<tokio::time::Instant>,
 }
 
 impl VodTask {
@@ -305,7 +311,13 @@ impl VodTask {
                         break;
                     }
                 },
-                got = recv_viewer_rtcp(&self.sockets, &mut self.rtcp_buf), if !self.sockets.is_empty() => {
+                () = sleep_until(self.next_sr), if self.playing && self.seam.as_ref().is_some_and(OriginSeam::keeps_own_reports) => {
+                    self.next_sr = Some(tokio::time::Instant::now() + crate::cache_play::SR_INTERVAL);
+                    if !self.send_own_reports().await {
+                        break;
+                    }
+                }
+                got = recv_viewer_rtcp(&self.sockets, &mut self.rtcp_buf), if self.sockets.values().any(|p| !p.rtcp_shared()) => {
                     self.note_viewer_rtcp(got);
                 }
                 _ = tick.tick() => {
@@ -359,6 +371,9 @@ impl VodTask {
                     // The viewer's answer (with the RTP-Info naming the first packet)
                     // is queued by its session after this reply: media waits for it.
                     self.answer_wait = answer_wait;
+                    // The edge's own reports, when the viewer keeps them, follow the
+                    // cache player's schedule from each PLAY.
+                    self.next_sr = Some(tokio::time::Instant::now() + crate::cache_play::FIRST_SR);
                 }
                 let _ = reply.send(r);
             }
@@ -481,6 +496,29 @@ impl VodTask {
             Some(None) => return !self.conn.is_closed(),
             None => payload,
         };
+        if !rtcp {
+            self.last_rtp_at = Some(tokio::time::Instant::now());
+        }
+        self.deliver(track, rtcp, payload).await
+    }
+
+    /// The edge's own sender reports to the viewer (see `seam`); false when the
+    /// viewer is gone.
+    async fn send_own_reports(&mut self) -> bool {
+        let (Some(seam), Some(at)) = (&self.seam, self.last_rtp_at) else {
+            return true;
+        };
+        let reports = seam.own_reports(at.elapsed(), crate::cache_play::ntp_now());
+        for (track, sr) in reports {
+            if !self.deliver(track, true, &sr).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sends one packet of `track` to the viewer; false when the viewer is gone.
+    async fn deliver(&mut self, track: usize, rtcp: bool, payload: &bytes::Bytes) -> bool {
         match self.dests.get(&track) {
             Some(TrackDest::Interleaved { rtp, rtcp: rc }) => {
                 let ch = if rtcp { *rc } else { *rtp };
@@ -514,15 +552,24 @@ impl VodTask {
     }
 }
 
+/// Waits until `at`; never when there is none.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The next datagram on any of `sockets`' RTCP sockets: (track, length, sender).
 /// Reading also keeps their receive buffers from filling. A socket that reports an
-/// error is passed over (a UDP error is an ICMP report about an earlier send).
+/// error is passed over (a UDP error is an ICMP report about an earlier send). Shared
+/// pairs are not read here: their one reader credits the viewer (`shared_pairs`).
 async fn recv_viewer_rtcp(
     sockets: &HashMap<usize, Arc<SocketPair>>,
     buf: &mut [u8],
 ) -> (usize, usize, SocketAddr) {
     std::future::poll_fn(|cx| {
-        for (&track, pair) in sockets {
+        for (&track, pair) in sockets.iter().filter(|(_, p)| !p.rtcp_shared()) {
             loop {
                 let mut rb = tokio::io::ReadBuf::new(buf);
                 match pair.rtcp.poll_recv_from(cx, &mut rb) {

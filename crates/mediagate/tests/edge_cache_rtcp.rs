@@ -314,3 +314,161 @@ fn a_hit_that_continues_from_the_origin_keeps_sending_sender_reports() {
         "a hit that continued from the origin and recorded is a MISS: {rows:#?}"
     );
 }
+
+/// The `server_port` of a SETUP answer.
+fn server_ports(r: &mediagate_rtsp::Response) -> (u16, u16) {
+    r.headers
+        .get("Transport")
+        .and_then(|t| t.split(';').find_map(|p| p.strip_prefix("server_port=")))
+        .and_then(|p| {
+            let (a, b) = p.split_once('-')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .expect("server_port in the SETUP answer")
+}
+
+/// Datagrams waiting on `sock` now, with their senders' ports.
+fn drain(sock: &UdpSocket) -> Vec<u16> {
+    sock.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 2048];
+    let mut from = Vec::new();
+    while let Ok((_, addr)) = sock.recv_from(&mut buf) {
+        from.push(addr.port());
+    }
+    from
+}
+
+/// Hit viewers of one object are answered the same server ports (the cache's shared
+/// pair, so a playout group sends all of them a batch in one `sendmmsg`), each gets
+/// the media on its own ports from the port it was told, and each one's RTCP is
+/// credited to it by source address: a parked session whose viewer sends receiver
+/// reports outlives the session timeout and records its own reported loss, while a
+/// silent one times out.
+#[test]
+fn hit_viewers_share_server_ports_and_their_rtcp_is_told_apart() {
+    let origin = Origin::start(OriginOptions::default()).expect("origin starts");
+    let dir = CacheDir(std::env::temp_dir().join(format!(
+        "mediagate-cache-{}-rtcp-shared",
+        std::process::id()
+    )));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    let edge = EdgeProc::start(&format!(
+        "session_timeout = \"2s\"\nudp_sessions_outlive_connection = true\n\
+         [edge.cache]\ndir = {:?}\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+        dir.0.display().to_string(),
+        origin.url("/vod")
+    ));
+    let url = edge.url("/clip");
+    let fill = ffmpeg_read(&url, &ReadOptions::until_end(Transport::Tcp)).expect("ffmpeg runs");
+    assert!(fill.success, "the fill: {fill:#?}");
+
+    // Two UDP viewers of both tracks (the object the fill recorded).
+    struct Udp {
+        c: common::RawRtsp,
+        session: String,
+        socks: Vec<(UdpSocket, UdpSocket)>,
+        server: Vec<(u16, u16)>,
+    }
+    let mut viewers: Vec<Udp> = (0..2)
+        .map(|_| {
+            let mut c = common::RawRtsp::connect(edge.port);
+            assert_eq!(c.req("DESCRIBE", &url, &[]).status.as_u16(), 200);
+            let (mut session, mut socks, mut server) = (None, Vec::new(), Vec::new());
+            for track in 0..2 {
+                let (rtp, rtcp) = udp_pair();
+                let port = rtp.local_addr().unwrap().port();
+                let transport = format!("RTP/AVP;unicast;client_port={port}-{}", port + 1);
+                let r = setup(&mut c, &url, track, &transport, session.as_deref());
+                session.get_or_insert_with(|| session_of(&r));
+                server.push(server_ports(&r));
+                socks.push((rtp, rtcp));
+            }
+            Udp {
+                c,
+                session: session.unwrap(),
+                socks,
+                server,
+            }
+        })
+        .collect();
+    assert_eq!(
+        viewers[0].server, viewers[1].server,
+        "hit viewers of one object are answered the same server ports"
+    );
+    for v in &mut viewers {
+        let play = v.c.req("PLAY", &url, &[("Session", &v.session)]);
+        assert_eq!(play.status.as_u16(), 200, "{play:?}");
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    for (i, v) in viewers.iter().enumerate() {
+        for (track, (rtp, _)) in v.socks.iter().enumerate() {
+            let from = drain(rtp);
+            assert!(
+                from.len() > 5,
+                "viewer {i} got {} on track {track}",
+                from.len()
+            );
+            assert!(
+                from.iter().all(|p| *p == v.server[track].0),
+                "viewer {i}: media from the port its SETUP answer named"
+            );
+        }
+    }
+    // Both connections close; the sessions go on (parked) until they time out.
+    let (reporting, silent): (Vec<_>, Vec<_>) = viewers
+        .into_iter()
+        .map(|v| (v.session, v.socks, v.server))
+        .enumerate()
+        .partition(|(i, _)| *i == 0);
+    let (_, (reporting, socks, server)) = reporting.into_iter().next().unwrap();
+    let (_, (silent, _silent_socks, _)) = silent.into_iter().next().unwrap();
+    let block = mediagate_rtp::rtcp::ReportBlock {
+        ssrc: 1,
+        fraction_lost: 1,
+        cumulative_lost: 7,
+        extended_highest_seq: 100,
+        jitter: 0,
+        last_sr: 0,
+        delay_since_last_sr: 0,
+    };
+    let mut rr = [0u8; 64];
+    let mut w = mediagate_rtp::rtcp::build::CompoundWriter::new(&mut rr);
+    w.receiver_report(0x1234, &[block]).unwrap();
+    let n = w.finish().unwrap();
+    // Two timeouts and more, with the video track's report every half second.
+    for _ in 0..10 {
+        socks[0]
+            .1
+            .send_to(&rr[..n], ("127.0.0.1", server[0].1))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let rows = records(&edge, 2);
+    let timed_out = rows
+        .iter()
+        .find(|r| r.session == silent)
+        .unwrap_or_else(|| panic!("the silent session did not time out: {rows:#?}"));
+    assert_eq!(timed_out.reason, "timeout", "{timed_out:#?}");
+    assert_eq!(timed_out.reported_lost, 0, "{timed_out:#?}");
+    assert!(
+        rows.iter().all(|r| r.session != reporting),
+        "the session ended while its viewer reported: {rows:#?}"
+    );
+    assert!(
+        drain(&socks[0].0).len() > 5,
+        "the reporting viewer's media stopped"
+    );
+    let mut c = common::RawRtsp::connect(edge.port);
+    let r = c.req("TEARDOWN", &url, &[("Session", &reporting)]);
+    assert_eq!(r.status.as_u16(), 200, "{r:?}");
+    let rows = records(&edge, 3);
+    let kept = rows
+        .iter()
+        .find(|r| r.session == reporting)
+        .unwrap_or_else(|| panic!("no record of the reporting session: {rows:#?}"));
+    assert_eq!(kept.cache, "HIT", "{kept:#?}");
+    assert_eq!(
+        kept.reported_lost, 7,
+        "its own reports, credited to it: {kept:#?}"
+    );
+}

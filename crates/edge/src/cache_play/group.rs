@@ -6,11 +6,13 @@
 //! (the block it starts with), or opens one. The group numbers its packets once (one
 //! SSRC, sequence and timestamp mapping for all members, so every member's PLAY
 //! answer names the same `RTP-Info` and `Range`), copies each packet once, and sends
-//! each batch to every member: UDP members with one `sendmmsg` per track from the
-//! member's own RTP socket (the port its SETUP answer named; one io_uring submission
-//! for all members was tried and measured no cheaper: the per-socket kernel work
-//! stays), interleaved members by queueing the shared packet on each connection, as
-//! the hub does for a live stream. A group takes
+//! each batch to every member: UDP members with one `sendmmsg` per track and socket,
+//! from the RTP socket whose port the member's SETUP answer named. On a caching route
+//! that is the pair all UDP viewers of the URL's track share (`shared_pairs`), so the
+//! whole group is one call per track, as a live hub's viewers are (one socket per
+//! member, with one io_uring submission for all of them, measured no cheaper: the
+//! per-socket kernel work stayed). Interleaved members get the shared packet queued
+//! on each connection, as the hub does for a live stream. A group takes
 //! joiners for [`JOIN_WINDOW`] after it started (and while what it sent so far fits
 //! [`MAX_HISTORY`]). Every member, the first too, is sent nothing until its session
 //! says its PLAY answer is queued; it is then sent what the group sent until then,
@@ -27,7 +29,8 @@
 //! costs it a copy of each datagram. Its sender reports are its own.
 //!
 //! What stays per member: its destinations, its counters, its RTCP (sender reports go
-//! out from its own RTCP port, and its receiver reports arrive there), and the end of
+//! out from the RTCP port its SETUP answer named, and its receiver reports arrive
+//! there, credited to it by their source address), and the end of
 //! the range (its own continuation at the origin, or a BYE). A member leaves on PAUSE,
 //! seek, a new PLAY or when its session goes, and goes on alone (`cache_play::run`)
 //! from the first packet it was not sent, with its numbering; so does an
@@ -35,7 +38,7 @@
 //! itself, as before), and every member at the end of the range.
 //!
 //! What it does not: merge viewers that are at different places into a group, or
-//! send a member from any socket but its own.
+//! send a member from any socket but the one its SETUP answer named.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -529,6 +532,9 @@ impl PlayoutGroups {
 /// A packet as every member gets it.
 type Numbered = (usize, Bytes);
 
+/// One track's datagrams of a batch, and their bytes.
+type Datagrams<'a> = (Vec<&'a [u8]>, u64);
+
 /// The group task's own state.
 struct Group {
     groups: Arc<PlayoutGroups>,
@@ -925,12 +931,14 @@ impl Group {
                 }
             })
             .collect();
-        // UDP: per track, the batch to each member in one `sendmmsg` from the
-        // member's own RTP socket, the port its SETUP answer named: a viewer behind a
-        // NAT that filters by the sender's port (it punched a hole towards that port)
-        // drops media from any other.
+        // UDP: per track, the batch to every member sent from one socket in one
+        // `sendmmsg` (as many as the kernel takes). Hit viewers of a caching route
+        // share their URL's pair per track (`shared_pairs`), named in each one's SETUP
+        // answer, so the whole group is one call per track, and every member is
+        // still sent from the port it was told (a viewer behind a NAT that filters by
+        // the sender's port drops media from any other).
         let slots = self.key.clocks.len();
-        let tracks: Vec<(Vec<&[u8]>, u64)> = (0..slots)
+        let tracks: Vec<Datagrams<'_>> = (0..slots)
             .map(|slot| {
                 let slices: Vec<&[u8]> = batch
                     .iter()
@@ -941,53 +949,88 @@ impl Group {
                 (slices, total)
             })
             .collect();
-        // Per member, what it took, counted once per batch.
-        let mut counted: Vec<(usize, u64, u64)> = Vec::with_capacity(which.len());
-        for (k, &i) in which.iter().enumerate() {
-            if !matches!(took[k], Took::All) {
+        // Per member of `which`, the packets and bytes it took, counted once per batch.
+        let mut counted = vec![(0u64, 0u64); which.len()];
+        for (slot, (shared, total)) in tracks.iter().enumerate() {
+            if shared.is_empty() {
                 continue;
             }
-            let (mut packets, mut bytes) = (0u64, 0u64);
-            let own = self.members[i].own.is_some();
-            for slot in 0..self.members[i].udp.len() {
-                let Some((fd, rtp)) = self.members[i].udp[slot] else {
-                    continue;
-                };
-                // A member with a numbering of its own gets its own copies (a
-                // datagram is one buffer).
-                let copies: Vec<Bytes>;
-                let copied: Vec<&[u8]>;
-                let (slices, total): (&[&[u8]], u64) = if own {
-                    let m = &self.members[i];
-                    copies = batch
-                        .iter()
-                        .filter(|(s, _)| *s == slot)
-                        .map(|(s, d)| m.copy(*s, d))
-                        .collect();
-                    copied = copies.iter().map(|d| d.as_ref()).collect();
-                    (&copied, copies.iter().map(|d| d.len() as u64).sum())
-                } else {
-                    tracks
-                        .get(slot)
-                        .map_or((&[][..], 0), |t| (t.0.as_slice(), t.1))
-                };
-                if slices.is_empty() {
-                    continue;
+            // (socket, member of `which`, destination), by socket; members keep their
+            // order within one socket.
+            let mut on: Vec<(RawFd, usize, SocketAddr)> = which
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| matches!(took[*k], Took::All))
+                .filter_map(|(k, &i)| {
+                    let (fd, rtp) = self.members[i].udp.get(slot).copied().flatten()?;
+                    Some((fd, k, rtp))
+                })
+                .collect();
+            on.sort_by_key(|(fd, _, _)| *fd);
+            // A member with a numbering of its own gets its own copies (a datagram is
+            // one buffer).
+            let copies: Vec<Option<Vec<Bytes>>> = on
+                .iter()
+                .map(|&(_, k, _)| {
+                    let m = &self.members[which[k]];
+                    m.own.as_ref()?;
+                    Some(
+                        batch
+                            .iter()
+                            .filter(|(s, _)| *s == slot)
+                            .map(|(s, d)| m.copy(*s, d))
+                            .collect(),
+                    )
+                })
+                .collect();
+            let copied: Vec<Option<Datagrams<'_>>> = copies
+                .iter()
+                .map(|c| {
+                    c.as_ref().map(|c| {
+                        (
+                            c.iter().map(|d| d.as_ref()).collect(),
+                            c.iter().map(|d| d.len() as u64).sum(),
+                        )
+                    })
+                })
+                .collect();
+            let mut start = 0;
+            while start < on.len() {
+                let fd = on[start].0;
+                let end = start + on[start..].iter().take_while(|e| e.0 == fd).count();
+                let items: Vec<(SocketAddr, &[&[u8]])> = (start..end)
+                    .map(|e| match &copied[e] {
+                        Some((own, _)) => (on[e].2, own.as_slice()),
+                        None => (on[e].2, shared.as_slice()),
+                    })
+                    .collect();
+                let at = self.send_udp(which[on[start].1], slot, fd, &items).await;
+                for (n, e) in (start..end).enumerate() {
+                    let (slices, all) = match &copied[e] {
+                        Some((own, all)) => (own.as_slice(), *all),
+                        None => (shared.as_slice(), *total),
+                    };
+                    let done = match n.cmp(&at.0) {
+                        std::cmp::Ordering::Less => slices.len(),
+                        std::cmp::Ordering::Equal => at.1.min(slices.len()),
+                        std::cmp::Ordering::Greater => 0,
+                    };
+                    let bytes = if done == slices.len() {
+                        all
+                    } else {
+                        slices.iter().take(done).map(|s| s.len() as u64).sum()
+                    };
+                    let c = &mut counted[on[e].1];
+                    c.0 += done as u64;
+                    c.1 += bytes;
                 }
-                let done = self.send_udp(i, slot, fd, rtp, slices).await;
-                packets += done as u64;
-                bytes += if done == slices.len() {
-                    total
-                } else {
-                    slices.iter().take(done).map(|s| s.len() as u64).sum()
-                };
-            }
-            if packets > 0 {
-                counted.push((i, packets, bytes));
+                start = end;
             }
         }
-        for (i, packets, bytes) in counted {
-            self.members[i].out.tally.add_sent(packets, bytes);
+        for (k, (packets, bytes)) in counted.into_iter().enumerate() {
+            if packets > 0 {
+                self.members[which[k]].out.tally.add_sent(packets, bytes);
+            }
         }
         // Interleaved: the shared packets queued on each connection, its own
         // channel numbers in front.
@@ -1039,33 +1082,30 @@ impl Group {
         took
     }
 
-    /// Sends `packets` to member `i`'s track `slot` (`fd`, its RTP socket, to `rtp`)
-    /// in one `sendmmsg`, waiting for room (bounded) when its socket is full; returns
-    /// how many went out (refused ones count, as the hub counts them).
+    /// Sends each item's packets to its destination from `fd` (the RTP socket of
+    /// track `slot` of member `i` and of every member the items are for) in as few
+    /// `sendmmsg` calls as the kernel takes, waiting for room (bounded) when the
+    /// socket is full; returns where it stopped, as `send_udp_runs` does.
     async fn send_udp(
         &mut self,
         i: usize,
         slot: usize,
         fd: RawFd,
-        rtp: SocketAddr,
-        packets: &[&[u8]],
-    ) -> usize {
+        items: &[(SocketAddr, &[&[u8]])],
+    ) -> (usize, usize) {
         // The socket's descriptor, copied into the member: the hot loop reads only
         // the group's memory; the pair (kept open by the member's `out`) is looked
         // at only when the socket is full.
-        let at = match self
-            .sender
-            .send_to_many(&RawSocket(fd), packets, &[rtp], (0, 0))
-        {
+        let at = match self.sender.send_each_run(&RawSocket(fd), items, (0, 0)) {
             Ok((report, at)) if report.would_block => at,
-            Ok(_) => return packets.len(),
-            Err(_) => return 0,
+            Ok(_) => return (items.len(), 0),
+            Err(_) => return (0, 0),
         };
         let Some(Some((_, Some(pair)))) = self.members[i].out.dests.get(slot) else {
-            return at.1;
+            return at;
         };
         let pair = Arc::clone(pair);
-        send_udp_from(&mut self.sender, &pair.rtp, packets, rtp, at.1).await
+        send_udp_runs(&mut self.sender, &pair.rtp, items, at).await
     }
 
     /// The held range ended: each member goes on at the origin (its continuation) or
@@ -1464,6 +1504,120 @@ mod tests {
             numbers(&a_frames[0].1).2,
             numbers(&b_frames[0].1).2,
             "each keeps its own SSRC"
+        );
+    }
+    /// A UDP viewer's sockets (per track RTP and RTCP) and what the player sends it
+    /// from `pairs` (per track).
+    async fn udp_viewer(
+        pairs: Vec<Arc<SocketPair>>,
+    ) -> (
+        Vec<(tokio::net::UdpSocket, tokio::net::UdpSocket)>,
+        PlayerOut,
+    ) {
+        let mut socks = Vec::new();
+        let mut dests = Vec::new();
+        for pair in pairs {
+            let rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let rtcp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let dest = TrackDest::Udp {
+                rtp: rtp.local_addr().unwrap(),
+                rtcp: rtcp.local_addr().unwrap(),
+            };
+            dests.push(Some((dest, Some(pair))));
+            socks.push((rtp, rtcp));
+        }
+        let out = PlayerOut {
+            conn: ConnOut::new(Backlog::default()),
+            dests,
+            tally: Arc::new(Tally::default()),
+            at_end: None,
+        };
+        (socks, out)
+    }
+
+    /// Every datagram waiting on `sock`: (sender, bytes).
+    fn drain(sock: &tokio::net::UdpSocket) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = sock.try_recv_from(&mut buf) {
+            got.push((from, buf[..n].to_vec()));
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn udp_members_sharing_a_pair_each_get_every_packet_from_its_port() {
+        let f = fixture("group-shared-udp");
+        let ports = crate::ports::PortAllocator::new("127.0.0.1".parse().unwrap(), 54_000, 56_000);
+        let shared: Vec<Arc<SocketPair>> = vec![
+            Arc::new(ports.bind_pair().await.unwrap()),
+            Arc::new(ports.bind_pair().await.unwrap()),
+        ];
+        let own: Vec<Arc<SocketPair>> = vec![
+            Arc::new(ports.bind_pair().await.unwrap()),
+            Arc::new(ports.bind_pair().await.unwrap()),
+        ];
+        // Two viewers sent from the shared pairs, a third from pairs of its own: all
+        // three in one group.
+        let (a_socks, a_out) = udp_viewer(shared.clone()).await;
+        let (b_socks, b_out) = udp_viewer(shared.clone()).await;
+        let (c_socks, c_out) = udp_viewer(own.clone()).await;
+        let mut players = Vec::new();
+        for out in [&a_out, &b_out, &c_out] {
+            let mut p = player(&f, out.clone()).await;
+            play(&mut p).await;
+            players.push(p);
+        }
+        assert_eq!(f.store.groups().open_count(), 1);
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        for p in &mut players {
+            p.pause().await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut videos = Vec::new();
+        for (name, socks, out, pairs) in [
+            ("a", &a_socks, &a_out, &shared),
+            ("b", &b_socks, &b_out, &shared),
+            ("c", &c_socks, &c_out, &own),
+        ] {
+            let mut datagrams = 0;
+            for (slot, (rtp, rtcp)) in socks.iter().enumerate() {
+                let media = drain(rtp);
+                let reports = drain(rtcp);
+                assert!(
+                    media.len() > 10,
+                    "{name} got {} on track {slot}",
+                    media.len()
+                );
+                assert!(
+                    media
+                        .iter()
+                        .all(|(from, _)| *from == pairs[slot].rtp.local_addr().unwrap()),
+                    "{name}: media from the port its SETUP answer named"
+                );
+                assert!(
+                    reports
+                        .iter()
+                        .all(|(from, _)| *from == pairs[slot].rtcp.local_addr().unwrap()),
+                    "{name}: reports from its RTCP port"
+                );
+                datagrams += media.len() + reports.len();
+                if slot == 0 {
+                    videos.push(media.into_iter().map(|(_, d)| d).collect::<Vec<_>>());
+                }
+            }
+            assert_eq!(
+                out.tally.counts().packets,
+                datagrams as u64,
+                "{name}: its tally counts what it was sent"
+            );
+        }
+        // They paused one after another: the same packets up to the first pause.
+        let n = videos.iter().map(Vec::len).min().unwrap_or(0);
+        assert!(n > 10, "{n}");
+        assert!(
+            videos[0][..n] == videos[1][..n] && videos[0][..n] == videos[2][..n],
+            "one group, one numbering"
         );
     }
 }

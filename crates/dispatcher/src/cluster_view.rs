@@ -19,7 +19,10 @@
 //! * `sessions`: every placed call, sorted by Call-ID, with its live statistics
 //!   (streams, codecs, counters) from its relay; a call whose relay did not answer is
 //!   listed from the session map alone (tags, start, duration, no streams). URIs and
-//!   User-Agents come from the MediaProxy front door.
+//!   User-Agents come from the MediaProxy front door. A chained call is listed once,
+//!   from the relay facing the caller, with the streams of the relay facing the
+//!   callee after its own (their local addresses tell the relays apart), so both
+//!   relays' counters are seen.
 //!
 //! What it does not: cache answers (each request asks afresh) or ask a relay about
 //! one call (a relay answers with all of its calls at once).
@@ -112,10 +115,14 @@ impl ClusterView for RouterView {
                 .calls()
                 .into_iter()
                 .map(|(call_id, placed)| {
-                    let live = by_relay
-                        .get_mut(&placed.relay)
-                        .and_then(|calls| calls.remove(&call_id));
-                    let record = live.unwrap_or_else(|| SessionRecord {
+                    let mut take = |relay: &str| {
+                        by_relay
+                            .get_mut(relay)
+                            .and_then(|calls| calls.remove(&call_id))
+                    };
+                    let live = take(&placed.relay);
+                    let second = placed.second_relay.as_deref().and_then(&mut take);
+                    let mut record = live.unwrap_or_else(|| SessionRecord {
                         call_id: call_id.clone(),
                         from_tag: placed.from_tag.clone().unwrap_or_default(),
                         to_tag: placed.to_tag.clone().unwrap_or_default(),
@@ -123,6 +130,9 @@ impl ClusterView for RouterView {
                         end_unix_ms: now.max(placed.start_unix_ms),
                         ..SessionRecord::default()
                     });
+                    if let Some(second) = second {
+                        record.streams.extend(second.streams);
+                    }
                     MediaProxySession::from_record(&record, &self.router.sip_info(&call_id))
                 })
                 .collect()

@@ -430,6 +430,7 @@ impl Role for Dispatcher {
                 serde_json::json!({
                     "call_id": call_id,
                     "relay": p.relay,
+                    "second_relay": p.second_relay,
                     "from_tag": p.from_tag,
                     "to_tag": p.to_tag,
                     "start_unix_ms": p.start_unix_ms,

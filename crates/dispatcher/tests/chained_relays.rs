@@ -18,6 +18,7 @@ use mediagate_dispatcher::role::Dispatcher;
 use mediagate_ng::bencode::Value;
 use mediagate_ng::client::RequestBuilder;
 use mediagate_ng::request::Command;
+use mediagate_ops::role::Role;
 use mediagate_testkit::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -174,6 +175,33 @@ async fn rtp_goes_through_both_relays_both_ways_and_delete_removes_both() {
     }
     assert!(both_ways(&pub1), "pub1: {:?}", pub1.live_calls());
     assert!(both_ways(&priv1), "priv1: {:?}", priv1.live_calls());
+
+    // Monitoring sees both relays: `sessions` lists the call once with pub1's stream
+    // and then priv1's (told apart by their local addresses), each with its own
+    // counters; the admin `calls` snapshot names both relays.
+    let sessions = d.snapshot("sessions").unwrap().await;
+    let streams = sessions[0]["streams"].as_array().unwrap();
+    assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
+    assert_eq!(streams.len(), 2, "{sessions}");
+    let local_ip = |s: &serde_json::Value, side: &str| {
+        let addr = s[side].as_str().unwrap_or_default();
+        addr.rsplit_once(':').map(|(ip, _)| ip.to_owned())
+    };
+    assert_eq!(
+        local_ip(&streams[0], "caller_local").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        local_ip(&streams[1], "caller_local").as_deref(),
+        Some("127.0.0.2")
+    );
+    for s in streams {
+        assert!(s["caller_packets"].as_u64() > Some(0), "{sessions}");
+        assert!(s["callee_packets"].as_u64() > Some(0), "{sessions}");
+    }
+    let calls = d.snapshot("calls").unwrap().await;
+    assert_eq!(calls[0]["relay"], "pub1", "{calls}");
+    assert_eq!(calls[0]["second_relay"], "priv1", "{calls}");
 
     let delete = RequestBuilder::new(Command::Delete)
         .str("call-id", "chained")

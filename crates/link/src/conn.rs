@@ -32,6 +32,9 @@ pub struct MessageReader<R> {
     io: R,
     frames: FrameReader,
     buf: Vec<u8>,
+    /// A message decoded by [`MessageReader::next_buffered_if`] and not wanted there:
+    /// the next one [`MessageReader::next`] returns.
+    held: Option<Message>,
 }
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
@@ -41,11 +44,15 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             io,
             frames: FrameReader::new(),
             buf: vec![0; 16 * 1024],
+            held: None,
         }
     }
 
     /// The next message; [`LinkError::Closed`] at the end of the stream.
     pub async fn next(&mut self) -> Result<Message, LinkError> {
+        if let Some(m) = self.held.take() {
+            return Ok(m);
+        }
         loop {
             if let Some(m) = self.frames.next_message()? {
                 return Ok(m);
@@ -63,6 +70,38 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             self.frames.push(&self.buf[..n]);
         }
     }
+
+    /// The next message if it has been read already (no I/O) and `want` takes it;
+    /// otherwise `None`, and a message `want` refused is what [`MessageReader::next`]
+    /// returns next. Lets a peer handle a burst of messages before it writes.
+    pub fn next_buffered_if(
+        &mut self,
+        want: impl FnOnce(&Message) -> bool,
+    ) -> Result<Option<Message>, LinkError> {
+        let next = match self.held.take() {
+            Some(m) => m,
+            None => match self.frames.next_message()? {
+                Some(m) => m,
+                None => return Ok(None),
+            },
+        };
+        if want(&next) {
+            Ok(Some(next))
+        } else {
+            self.held = Some(next);
+            Ok(None)
+        }
+    }
+}
+
+/// Writes frames already encoded (several messages, say) in one write, and flushes.
+pub async fn send_encoded<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    frames: &[u8],
+) -> Result<(), LinkError> {
+    io.write_all(frames).await?;
+    io.flush().await?;
+    Ok(())
 }
 
 /// Writes one message and flushes it.
@@ -165,6 +204,43 @@ mod tests {
             panic!("expected a refusal, got {relay:?}");
         };
         assert!(reason.contains("this side speaks 1."), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn buffered_messages_are_taken_without_waiting_and_a_refused_one_comes_next() {
+        let (a, mut b) = tokio::io::duplex(4096);
+        let mut bytes = Vec::new();
+        for m in [
+            Message::Ping { seq: 1 },
+            Message::Ping { seq: 2 },
+            Message::Pong { seq: 3 },
+            Message::Ping { seq: 4 },
+        ] {
+            m.encode_into(&mut bytes).unwrap();
+        }
+        b.write_all(&bytes).await.unwrap();
+        let mut r = MessageReader::new(a);
+        let is_ping = |m: &Message| matches!(m, Message::Ping { .. });
+        assert_eq!(
+            r.next_buffered_if(is_ping).unwrap(),
+            None,
+            "nothing read yet"
+        );
+        assert_eq!(r.next().await.unwrap(), Message::Ping { seq: 1 });
+        assert_eq!(
+            r.next_buffered_if(is_ping).unwrap(),
+            Some(Message::Ping { seq: 2 })
+        );
+        assert_eq!(r.next_buffered_if(is_ping).unwrap(), None);
+        // The pong was refused above: kept, not lost, and still refused.
+        assert_eq!(r.next_buffered_if(is_ping).unwrap(), None);
+        assert_eq!(r.next().await.unwrap(), Message::Pong { seq: 3 });
+        assert_eq!(
+            r.next_buffered_if(is_ping).unwrap(),
+            Some(Message::Ping { seq: 4 })
+        );
+        drop(b);
+        assert!(matches!(r.next().await, Err(LinkError::Closed)));
     }
 
     #[tokio::test]

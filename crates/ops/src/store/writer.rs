@@ -39,6 +39,11 @@ pub struct WriterOptions {
     pub retry_min: Duration,
     /// Longest wait between retries.
     pub retry_max: Duration,
+    /// Shortest time from one write's start to the next (unless a full batch waits):
+    /// a record that comes after a quiet spell is written at once, but under a steady
+    /// stream the records of this interval share one transaction and its `fsync`
+    /// instead of paying one each (a quarter of a relay's CPU at 2,000 calls/s).
+    pub min_write_gap: Duration,
 }
 
 impl Default for WriterOptions {
@@ -48,6 +53,7 @@ impl Default for WriterOptions {
             queue_limit: 10_000,
             retry_min: Duration::from_secs(1),
             retry_max: Duration::from_secs(30),
+            min_write_gap: Duration::from_millis(20),
         }
     }
 }
@@ -78,6 +84,8 @@ pub(crate) struct Spool {
     options: WriterOptions,
     /// Set while the primary store fails: when the outage began and when to retry.
     outage: Option<Outage>,
+    /// When the last write to the primary store began.
+    last_write: Option<Instant>,
     report: WriterReport,
     log: LogSink,
 }
@@ -103,6 +111,7 @@ impl Spool {
             pending: VecDeque::new(),
             options,
             outage: None,
+            last_write: None,
             report: WriterReport::default(),
             log,
         }
@@ -144,21 +153,37 @@ impl Spool {
     }
 
     /// How long the writer may sleep waiting for records: `None` (until one arrives)
-    /// when nothing is pending, else until the next retry.
+    /// when nothing is pending, else until the next retry or, with a healthy store,
+    /// until [`WriterOptions::min_write_gap`] has passed since the last write.
     pub(super) fn wake_in(&self, now: Instant) -> Option<Duration> {
         if self.pending.is_empty() {
             return None;
         }
         Some(match self.outage {
             Some(o) => o.retry_at.saturating_duration_since(now),
-            None => Duration::ZERO,
+            None => self.write_due(now),
         })
     }
 
-    /// Writes what is pending if the store is healthy or a retry is due, then keeps
-    /// the queue within its bound.
+    /// How long until the next write may start: zero once the gap since the last
+    /// write has passed or a full batch waits.
+    fn write_due(&self, now: Instant) -> Duration {
+        match self.last_write {
+            Some(last) if self.pending.len() < self.options.batch.max(1) => {
+                (last + self.options.min_write_gap).saturating_duration_since(now)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Writes what is pending if the store is healthy and a write is due (see
+    /// [`Spool::wake_in`]) or a retry is due, then keeps the queue within its bound.
     pub(super) fn run(&mut self, now: Instant) {
-        if self.outage.is_none_or(|o| now >= o.retry_at) {
+        let due = match self.outage {
+            Some(o) => now >= o.retry_at,
+            None => self.write_due(now).is_zero(),
+        };
+        if due {
             self.flush(now);
         }
         if self.pending.len() > self.options.queue_limit {
@@ -176,6 +201,7 @@ impl Spool {
 
     /// Tries the primary store batch by batch until it is empty or a batch fails.
     fn flush(&mut self, now: Instant) {
+        self.last_write = Some(now);
         let batch = self.options.batch.max(1);
         while !self.pending.is_empty() {
             let n = self.pending.len().min(batch);

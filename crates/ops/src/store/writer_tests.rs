@@ -73,6 +73,7 @@ fn small() -> WriterOptions {
         queue_limit: 6,
         retry_min: Duration::from_secs(1),
         retry_max: Duration::from_secs(4),
+        min_write_gap: Duration::ZERO,
     }
 }
 
@@ -96,6 +97,57 @@ fn healthy_store_gets_everything_in_batches() {
         }
     );
     assert!(lines.lock().unwrap().is_empty());
+}
+
+#[test]
+fn records_of_a_steady_stream_share_a_write_and_one_after_a_quiet_spell_goes_at_once() {
+    let gap = Duration::from_millis(20);
+    let options = WriterOptions {
+        batch: 3,
+        min_write_gap: gap,
+        ..small()
+    };
+    let (mut s, pg, _lines) = spool(None, options);
+    let t0 = Instant::now();
+    s.push(&rec("a"));
+    assert_eq!(
+        s.wake_in(t0),
+        Some(Duration::ZERO),
+        "the first write is due"
+    );
+    s.run(t0);
+    assert_eq!(pg.ids(), ["a"]);
+    // Within the gap: held, and the writer is told when to come back.
+    let t1 = t0 + Duration::from_millis(5);
+    s.push(&rec("b"));
+    assert_eq!(s.wake_in(t1), Some(Duration::from_millis(15)));
+    s.run(t1);
+    s.push(&rec("c"));
+    s.run(t1 + Duration::from_millis(10));
+    assert_eq!(pg.ids(), ["a"], "held until the gap has passed");
+    s.run(t0 + gap);
+    assert_eq!(pg.ids(), ["a", "b", "c"]);
+    assert_eq!(pg.calls(), 2, "b and c in one write");
+    // A full batch does not wait for the gap.
+    let t2 = t0 + gap + Duration::from_millis(1);
+    for id in ["d", "e", "f"] {
+        s.push(&rec(id));
+    }
+    assert_eq!(s.wake_in(t2), Some(Duration::ZERO));
+    s.run(t2);
+    assert_eq!(pg.calls(), 3);
+    // After a quiet spell, a record is written at once.
+    let t3 = t2 + Duration::from_secs(5);
+    s.push(&rec("g"));
+    assert_eq!(s.wake_in(t3), Some(Duration::ZERO));
+    s.run(t3);
+    assert_eq!(pg.ids(), ["a", "b", "c", "d", "e", "f", "g"]);
+    // Closing writes what waits, gap or not.
+    s.push(&rec("h"));
+    s.run(t3 + Duration::from_millis(1));
+    assert_eq!(pg.calls(), 4);
+    assert_eq!(s.close(t3 + Duration::from_millis(2)).stored, 8);
+    assert_eq!(pg.calls(), 5);
 }
 
 #[test]

@@ -11,10 +11,22 @@
 //! The writer takes everything queued at once and writes it with vectored writes (a
 //! 4-byte interleave header and the shared packet per frame, no copy of the payload),
 //! so a busy viewer costs few system calls.
+//!
+//! A viewer session's source (its hub's sink, its cache player, its origin session)
+//! holds a *session handle* ([`ConnOut::for_session`]), not the connection's output
+//! itself: the handle passes everything on to the output of the connection that holds
+//! the session now, and closing it (a hub giving the viewer up, an on-demand origin
+//! session ending) closes that connection, as it always did. What the handle adds: a
+//! UDP session that outlives its connection (`parked`) is unhooked from it
+//! ([`ConnOut::park`]), so a give-up then ends that one session only, and a new
+//! connection that adopts the session hooks it to its own output
+//! ([`ConnOut::move_to`]), so a later give-up reaches the connection the viewer uses
+//! now. Nothing in the source has to be told when the session moves.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -51,9 +63,10 @@ struct State {
     media_bytes: usize,
     control_queued: usize,
     closed: bool,
-    /// The TCP connection is gone but the UDP sessions set up on it live on: nothing
-    /// more is queued, the writer ends, and the output does not count as closed (a
-    /// hub keeps sending a UDP viewer's media while its output is open).
+    /// The TCP connection is gone but the UDP sessions set up on it live on (parked,
+    /// their handles unhooked from this output): nothing more is queued, the writer
+    /// ends without taking a failed write for the viewer leaving, and the output does
+    /// not count as closed.
     detached: bool,
 }
 
@@ -126,10 +139,53 @@ impl Default for Backlog {
 const COALESCE_MAX_BYTES: usize = 64 * 1024;
 
 /// Cheap-to-clone handle shared by the connection's reader, the hubs feeding it and
-/// its writer task.
+/// its writer task; or one session's handle on it (see the module docs).
 #[derive(Debug, Clone)]
 pub struct ConnOut {
-    shared: Arc<Shared>,
+    inner: Inner,
+}
+
+#[derive(Debug, Clone)]
+enum Inner {
+    /// The connection's own output.
+    Conn(Arc<Shared>),
+    /// One session's handle on the output of the connection holding it.
+    Session(Arc<SessionLink>),
+}
+
+/// What a session's handles share.
+#[derive(Debug)]
+struct SessionLink {
+    /// The output of the connection holding the session; None while it is parked.
+    conn: Mutex<Option<ConnOut>>,
+    /// Given up (closed through this handle): for good, wherever the session goes.
+    closed: AtomicBool,
+    /// Wakes [`ConnOut::closed`] waiters on a close and when the session moves (they
+    /// then watch the new connection).
+    changed: Notify,
+}
+
+impl SessionLink {
+    fn conn(&self) -> MutexGuard<'_, Option<ConnOut>> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn repoint(&self, to: Option<ConnOut>) {
+        let to = to.map(|c| match c.inner {
+            // A handle is never hooked to another handle: to its connection.
+            Inner::Session(link) => link.conn().clone(),
+            Inner::Conn(_) => Some(c),
+        });
+        let to = to.flatten();
+        if self.closed.load(Ordering::Acquire) {
+            // Given up while moving: the new connection learns it as it would have.
+            if let Some(c) = &to {
+                c.close();
+            }
+        }
+        *self.conn() = to;
+        self.changed.notify_waiters();
+    }
 }
 
 #[derive(Debug)]
@@ -151,26 +207,193 @@ const MAX_FRAMES_PER_WRITE: usize = 256;
 impl ConnOut {
     pub fn new(limits: Backlog) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            inner: Inner::Conn(Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 notify: Notify::new(),
                 closed: Notify::new(),
                 limits,
-            }),
+            })),
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock cannot leave the queue inconsistent (each
-        // operation is a few field updates), so a poisoned lock is still usable.
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// A new session's handle on this connection's output (see the module docs).
+    pub fn for_session(&self) -> ConnOut {
+        let link = SessionLink {
+            conn: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            changed: Notify::new(),
+        };
+        link.repoint(Some(self.clone()));
+        Self {
+            inner: Inner::Session(Arc::new(link)),
+        }
+    }
+
+    /// Unhooks a session's handle from its connection (whose TCP connection is gone
+    /// while the session lives on, `parked`): nothing more is queued through it, it is
+    /// not closed by that connection closing, and closing it closes nothing else.
+    /// Does nothing to a connection's own output.
+    pub fn park(&self) {
+        if let Inner::Session(link) = &self.inner {
+            link.repoint(None);
+        }
+    }
+
+    /// Hooks a session's handle to `conn`, the output of the connection that adopted
+    /// the session. A handle closed meanwhile closes `conn`. Does nothing to a
+    /// connection's own output.
+    pub fn move_to(&self, conn: &ConnOut) {
+        if let Inner::Session(link) = &self.inner {
+            link.repoint(Some(conn.clone()));
+        }
+    }
+
+    /// The connection's own output; for a session's handle, the one it is hooked to
+    /// now (None while parked).
+    fn conn_shared(&self) -> Option<Arc<Shared>> {
+        match &self.inner {
+            Inner::Conn(shared) => Some(shared.clone()),
+            Inner::Session(link) => link.conn().as_ref().and_then(ConnOut::conn_shared),
+        }
+    }
+
+    /// Runs `f` on the connection's output; `parked` for a parked session's handle.
+    fn with_conn<T>(&self, parked: T, f: impl FnOnce(&Shared) -> T) -> T {
+        match &self.inner {
+            Inner::Conn(shared) => f(shared),
+            Inner::Session(link) => match link.conn().as_ref() {
+                Some(c) => c.with_conn(parked, f),
+                None => parked,
+            },
+        }
     }
 
     /// Queues an RTSP response (or other control bytes). Returns false once closed.
     pub fn push_control(&self, bytes: Bytes) -> bool {
+        self.with_conn(false, |s| s.push_control(bytes))
+    }
+
+    /// Queues one interleaved frame. Returns false when the media backlog is full or
+    /// the connection is closed: the caller treats the viewer as lagging.
+    pub fn push_media(&self, channel: u8, payload: &Bytes) -> bool {
+        self.with_conn(false, |s| s.push_media(channel, payload))
+    }
+
+    /// Queues interleaved RTP frames in two parts, `(channel, rtp_head, rest)`: the
+    /// viewer's own 12-byte RTP fixed header and the rest of the packet, shared with
+    /// other viewers (a cache hit rewrites only the fixed header). Takes the lock once.
+    /// Queues them in order and returns those it could not take: some when the media
+    /// backlog filled or the connection is closed (the caller retries them later).
+    pub fn push_media_split(
+        &self,
+        frames: Vec<(u8, [u8; 12], Bytes)>,
+    ) -> Vec<(u8, [u8; 12], Bytes)> {
+        match self.conn_shared() {
+            Some(s) => s.push_media_split(frames),
+            None => frames,
+        }
+    }
+
+    /// Responses waiting to be written (the reader pauses above [`MAX_CONTROL_QUEUED`]).
+    pub fn control_backlog(&self) -> usize {
+        self.with_conn(0, |s| s.state().control_queued)
+    }
+
+    /// Media packets waiting.
+    #[cfg(test)]
+    pub fn media_backlog(&self) -> (usize, usize) {
+        self.with_conn((0, 0), |s| {
+            let st = s.state();
+            (st.media_queued, st.media_bytes)
+        })
+    }
+
+    /// Stops accepting anything; the writer finishes what is queued, then ends. A
+    /// session's handle closes for good, and closes the connection it is hooked to.
+    pub fn close(&self) {
+        match &self.inner {
+            Inner::Conn(shared) => shared.close(),
+            Inner::Session(link) => {
+                link.closed.store(true, Ordering::Release);
+                let conn = link.conn().clone();
+                if let Some(c) = conn {
+                    c.close();
+                }
+                link.changed.notify_waiters();
+            }
+        }
+    }
+
+    /// The TCP connection is gone while UDP sessions set up on it live on (see
+    /// `parked`; their handles are unhooked from it with [`ConnOut::park`]): the
+    /// writer writes what is queued and ends, nothing more is queued, and the output
+    /// stays open until [`ConnOut::close`].
+    pub fn detach(&self) {
+        if let Some(s) = self.conn_shared() {
+            s.state().detached = true;
+            s.notify.notify_one();
+        }
+    }
+
+    /// True for a detached output, and for a parked session's handle.
+    pub fn is_detached(&self) -> bool {
+        self.with_conn(true, |s| s.state().detached)
+    }
+
+    /// Resolves once the connection is closed (by either side or by a hub giving up);
+    /// for a session's handle, once it is closed or the connection holding the
+    /// session is.
+    pub async fn closed(&self) {
+        let link = match &self.inner {
+            Inner::Conn(shared) => return shared.closed().await,
+            Inner::Session(link) => link,
+        };
+        loop {
+            let moved = link.changed.notified();
+            tokio::pin!(moved);
+            // Registered before the check, so a close or a move in between is seen.
+            moved.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            match self.conn_shared() {
+                Some(conn) => tokio::select! {
+                    () = moved => {}
+                    () = conn.closed() => return,
+                },
+                None => moved.await,
+            }
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        match &self.inner {
+            Inner::Conn(shared) => shared.state().closed,
+            Inner::Session(link) => {
+                link.closed.load(Ordering::Acquire)
+                    || link.conn().as_ref().is_some_and(ConnOut::is_closed)
+            }
+        }
+    }
+
+    /// Writes queued items until closed and drained, or until a write fails. Only the
+    /// connection's own output has a writer; a session's handle returns at once.
+    pub async fn run_writer<W: AsyncWrite + Unpin>(&self, w: W) -> std::io::Result<()> {
+        match &self.inner {
+            Inner::Conn(shared) => shared.run_writer(w).await,
+            Inner::Session(_) => Ok(()),
+        }
+    }
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the queue inconsistent (each
+        // operation is a few field updates), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push_control(&self, bytes: Bytes) -> bool {
         let mut st = self.state();
         if st.closed || st.detached {
             return false;
@@ -178,21 +401,19 @@ impl ConnOut {
         st.control_queued += 1;
         st.queue.push_back(Out::Control(bytes));
         drop(st);
-        self.shared.notify.notify_one();
+        self.notify.notify_one();
         true
     }
 
-    /// Queues one interleaved frame. Returns false when the media backlog is full or
-    /// the connection is closed: the caller treats the viewer as lagging.
-    pub fn push_media(&self, channel: u8, payload: &Bytes) -> bool {
+    fn push_media(&self, channel: u8, payload: &Bytes) -> bool {
         let Ok(len) = u16::try_from(payload.len()) else {
             return false;
         };
         let mut st = self.state();
         if st.closed
             || st.detached
-            || st.media_queued >= self.shared.limits.max_media_packets
-            || st.media_bytes + payload.len() > self.shared.limits.max_media_bytes
+            || st.media_queued >= self.limits.max_media_packets
+            || st.media_bytes + payload.len() > self.limits.max_media_bytes
         {
             return false;
         }
@@ -208,20 +429,12 @@ impl ConnOut {
         let was_idle = st.queue.len() == 1;
         drop(st);
         if was_idle {
-            self.shared.notify.notify_one();
+            self.notify.notify_one();
         }
         true
     }
 
-    /// Queues interleaved RTP frames in two parts, `(channel, rtp_head, rest)`: the
-    /// viewer's own 12-byte RTP fixed header and the rest of the packet, shared with
-    /// other viewers (a cache hit rewrites only the fixed header). Takes the lock once.
-    /// Queues them in order and returns those it could not take: some when the media
-    /// backlog filled or the connection is closed (the caller retries them later).
-    pub fn push_media_split(
-        &self,
-        frames: Vec<(u8, [u8; 12], Bytes)>,
-    ) -> Vec<(u8, [u8; 12], Bytes)> {
+    fn push_media_split(&self, frames: Vec<(u8, [u8; 12], Bytes)>) -> Vec<(u8, [u8; 12], Bytes)> {
         let mut st = self.state();
         let was_idle = st.queue.is_empty();
         let mut queued = 0;
@@ -231,12 +444,12 @@ impl ConnOut {
             let refused = u16::try_from(size).is_err()
                 || st.closed
                 || st.detached
-                || st.media_queued >= self.shared.limits.max_media_packets
-                || st.media_bytes + size > self.shared.limits.max_media_bytes;
+                || st.media_queued >= self.limits.max_media_packets
+                || st.media_bytes + size > self.limits.max_media_bytes;
             if refused {
                 drop(st);
                 if was_idle && queued > 0 {
-                    self.shared.notify.notify_one();
+                    self.notify.notify_one();
                 }
                 let mut left = vec![(channel, rtp_head, rest)];
                 left.extend(frames);
@@ -257,46 +470,28 @@ impl ConnOut {
         }
         drop(st);
         if was_idle && queued > 0 {
-            self.shared.notify.notify_one();
+            self.notify.notify_one();
         }
         Vec::new()
     }
 
-    /// Responses waiting to be written (the reader pauses above [`MAX_CONTROL_QUEUED`]).
-    pub fn control_backlog(&self) -> usize {
-        self.state().control_queued
-    }
-
-    /// Media packets waiting.
-    #[cfg(test)]
-    pub fn media_backlog(&self) -> (usize, usize) {
-        let st = self.state();
-        (st.media_queued, st.media_bytes)
-    }
-
-    /// Stops accepting anything; the writer finishes what is queued, then ends.
-    pub fn close(&self) {
+    fn close(&self) {
         self.state().closed = true;
-        self.shared.notify.notify_one();
-        self.shared.closed.notify_waiters();
+        self.notify.notify_one();
+        self.closed.notify_waiters();
     }
 
-    /// The TCP connection is gone while UDP sessions set up on it live on (see
-    /// `parked`): the writer writes what is queued and ends, nothing more is queued,
-    /// and the output stays open until [`ConnOut::close`].
-    pub fn detach(&self) {
-        self.state().detached = true;
-        self.shared.notify.notify_one();
+    fn is_closed(&self) -> bool {
+        self.state().closed
     }
 
-    pub fn is_detached(&self) -> bool {
+    fn is_detached(&self) -> bool {
         self.state().detached
     }
 
-    /// Resolves once the connection is closed (by either side or by a hub giving up).
-    pub async fn closed(&self) {
+    async fn closed(&self) {
         loop {
-            let wait = self.shared.closed.notified();
+            let wait = self.closed.notified();
             tokio::pin!(wait);
             // Registered before the check, so a close in between is not missed.
             wait.as_mut().enable();
@@ -307,12 +502,7 @@ impl ConnOut {
         }
     }
 
-    pub fn is_closed(&self) -> bool {
-        self.state().closed
-    }
-
-    /// Writes queued items until closed and drained, or until a write fails.
-    pub async fn run_writer<W: AsyncWrite + Unpin>(&self, mut w: W) -> std::io::Result<()> {
+    async fn run_writer<W: AsyncWrite + Unpin>(&self, mut w: W) -> std::io::Result<()> {
         let mut batch: Vec<Out> = Vec::new();
         // When the last media-only write happened; `None` after a response so that
         // the media following it (a start burst) is not held back.
@@ -327,7 +517,7 @@ impl ConnOut {
                             && st.media_bytes < COALESCE_MAX_BYTES
                             && !st.queue.is_empty() =>
                     {
-                        let due = t + self.shared.limits.coalesce;
+                        let due = t + self.limits.coalesce;
                         (tokio::time::Instant::now() < due).then_some(due)
                     }
                     _ => None,
@@ -351,7 +541,7 @@ impl ConnOut {
                 // A response arriving meanwhile ends the wait early.
                 tokio::select! {
                     _ = tokio::time::sleep_until(due) => {}
-                    _ = self.shared.notify.notified() => {}
+                    _ = self.notify.notified() => {}
                 }
                 continue;
             }
@@ -360,7 +550,7 @@ impl ConnOut {
                     let _ = w.flush().await;
                     return Ok(());
                 }
-                self.shared.notify.notified().await;
+                self.notify.notified().await;
                 continue;
             }
             let had_control = batch.iter().any(|o| matches!(o, Out::Control(_)));
@@ -644,5 +834,105 @@ mod tests {
         assert!(!out.is_closed());
         out.close();
         assert!(out.is_closed());
+    }
+
+    async fn resolves(f: impl std::future::Future<Output = ()>) -> bool {
+        tokio::time::timeout(std::time::Duration::from_millis(200), f)
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_session_handle_passes_everything_on_to_its_connection() {
+        let conn = ConnOut::new(Backlog::default());
+        let h = conn.for_session();
+        assert!(h.push_media(0, &Bytes::from_static(b"abc")));
+        let head = [0u8; 12];
+        assert!(h
+            .push_media_split(vec![(2, head, Bytes::from_static(b"d"))])
+            .is_empty());
+        assert_eq!(conn.media_backlog(), (2, 16));
+        assert_eq!(h.media_backlog(), conn.media_backlog());
+        assert!(!h.is_closed());
+        // The connection closing (the viewer left) is the handle's too...
+        let waiter = h.clone();
+        let w = tokio::spawn(async move { waiter.closed().await });
+        conn.close();
+        assert!(h.is_closed());
+        tokio::time::timeout(std::time::Duration::from_secs(2), w)
+            .await
+            .expect("a handle's closed() resolves when its connection closes")
+            .unwrap();
+        // ...and a handle closing (a hub gave the viewer up) closes its connection.
+        let conn = ConnOut::new(Backlog::default());
+        let other = conn.for_session();
+        conn.for_session().close();
+        assert!(conn.is_closed());
+        assert!(other.is_closed(), "every session of that connection ends");
+        assert!(!other.push_media(0, &Bytes::from_static(b"x")));
+    }
+
+    #[tokio::test]
+    async fn a_parked_handle_is_given_up_alone_and_a_moved_one_reaches_its_new_connection() {
+        let old = ConnOut::new(Backlog::default());
+        let (a, b) = (old.for_session(), old.for_session());
+        old.detach();
+        a.park();
+        b.park();
+        assert!(a.is_detached() && b.is_detached());
+        assert!(!a.push_media(0, &Bytes::from_static(b"x")), "nowhere to go");
+        assert_eq!(
+            b.push_media_split(vec![(0, [0; 12], Bytes::new())]).len(),
+            1
+        );
+        let b_waits = b.clone();
+        let b_waiter = tokio::spawn(async move { b_waits.closed().await });
+
+        // `a`'s hub gives it up: only `a` ends.
+        a.close();
+        assert!(a.is_closed());
+        assert!(resolves(a.closed()).await);
+        assert!(!b.is_closed() && !old.is_closed());
+        assert!(!resolves(b.closed()).await, "another parked session ended");
+
+        // `b` is adopted: it feeds the new connection, and its closing is seen there.
+        let new = ConnOut::new(Backlog::default());
+        b.move_to(&new);
+        assert!(!b.is_detached());
+        assert!(b.push_media(0, &Bytes::from_static(b"x")));
+        assert_eq!(new.media_backlog().0, 1);
+        assert_eq!(old.media_backlog().0, 0);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!b_waiter.is_finished());
+        b.close();
+        assert!(
+            new.is_closed(),
+            "the adopting connection learns of the give-up"
+        );
+        assert!(!old.is_closed());
+        tokio::time::timeout(std::time::Duration::from_secs(2), b_waiter)
+            .await
+            .expect("a waiter from before the move sees the close")
+            .unwrap();
+
+        // A waiter from before the move also sees the new connection close.
+        let c = ConnOut::new(Backlog::default()).for_session();
+        c.park();
+        let c_waits = c.clone();
+        let c_waiter = tokio::spawn(async move { c_waits.closed().await });
+        let newer = ConnOut::new(Backlog::default());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        c.move_to(&newer);
+        newer.close();
+        tokio::time::timeout(std::time::Duration::from_secs(2), c_waiter)
+            .await
+            .expect("closed() follows the session to its new connection")
+            .unwrap();
+
+        // Given up while parked and adopted before its task noticed: the new
+        // connection is told at once.
+        let newest = ConnOut::new(Backlog::default());
+        a.move_to(&newest);
+        assert!(newest.is_closed());
     }
 }

@@ -9,13 +9,19 @@
 //! interleaved, HTTP tunnels) always end with it: their media has nowhere to go.
 //!
 //! A parked session keeps its source (the hub keeps sending to the viewer's UDP
-//! ports, its output being detached, not closed) and its accounting connection. One
+//! ports) and its accounting connection. Whatever feeds the session holds the
+//! session's own handle on its connection's output (`conn_out`): parking unhooks that
+//! handle from the closed connection, so a hub that gives the viewer up (its stream
+//! ended for good, it drained) or an on-demand origin session that ends closes the
+//! handle of that one session, never the other sessions parked from the same
+//! connection; adoption hooks it to the new connection's output, so a give-up after
+//! that closes the connection the viewer uses now, as for any connected viewer. One
 //! task per parked session ends it when a whole session timeout passes with neither
 //! a request nor an RTCP packet from the viewer (RFC 7826 §10.5: RTCP shows the
 //! client alive; a client such as GStreamer's rtspsrc, whose keep-alive timer starts
 //! over with a new connection, depends on it), when the edge drains, the admin API
-//! disconnects it, or its hub gives it up; adoption by a new connection cancels that
-//! task. What it does not do: a parked
+//! disconnects it, or its handle is closed (given up); adoption by a new connection
+//! cancels that task. What it does not do: a parked
 //! session does not learn of its origin closing its accounting connection until it is
 //! adopted or times out.
 
@@ -27,7 +33,6 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::accounting_conn::Accounting;
-use crate::conn_out::ConnOut;
 use crate::session::{Detached, EndReason, Now, ViewerSessions};
 use crate::source::Source;
 use crate::tracker::until_true;
@@ -80,17 +85,18 @@ impl ParkedSessions {
     }
 }
 
-/// Parks `session` (its connection, whose output is `out`, closed) and starts the task
-/// that ends it unless a connection adopts it first. `timeout` is the session timeout
-/// its connection advertised.
+/// Parks `session` (its connection closed) and starts the task that ends it unless a
+/// connection adopts it first. `timeout` is the session timeout its connection
+/// advertised.
 pub(crate) fn park(
     ctx: &Arc<ViewerContext>,
     session: Detached<Source>,
     accounting: Option<Accounting>,
-    out: ConnOut,
     timeout: Duration,
 ) {
     let id = session.id().to_owned();
+    let out = session.source().output().clone();
+    out.park();
     let mut deadline = tokio::time::Instant::from_std(session.expires(timeout));
     let tally = session.source().tally().clone();
     let cancel = Arc::new(Notify::new());
@@ -126,8 +132,9 @@ pub(crate) fn park(
                 }
                 _ = until_true(&mut drain) => break EndReason::Drain,
                 () = disconnect.notified() => break EndReason::Admin,
-                // The hub gave the viewer up (it drained or its stream ended for good).
-                _ = out.closed() => break EndReason::ConnectionClosed,
+                // Given up: its hub drained or its stream ended for good, or its
+                // on-demand origin session ended.
+                () = out.closed() => break EndReason::ConnectionClosed,
             }
         };
         if let Some(p) = ctx.parked.take_if(&id, token) {
@@ -135,11 +142,6 @@ pub(crate) fn park(
             drop(p.accounting);
             let ended = ViewerSessions::end_detached(p.session, reason, Now::system());
             report_ended(&ctx, ended).await;
-            // The closed connection's output is not closed here: every UDP session
-            // parked from that connection shares it, and closing it would end the
-            // others (their tasks wait on `closed`) or stop the media of one a new
-            // connection adopted. This session's source is stopped; the output goes
-            // when its last holder does.
         }
         drop(guard);
     });

@@ -209,7 +209,6 @@ pub(crate) struct OriginRoute<'a> {
     pub url: &'a str,
     pub local: SocketAddr,
     pub original_dst: Option<SocketAddr>,
-    pub out: &'a ConnOut,
     /// Drain waits for the origin session's teardown.
     pub tasks: &'a Tracker,
     /// The viewer's `Authorization` on this request (sent on only by pass-through).
@@ -231,6 +230,9 @@ pub(crate) struct Source {
     viewer_gauge: Option<ViewerGauge>,
     /// Where a hit goes on from the origin when its held range ends early.
     continuation: Option<Arc<Continuation>>,
+    /// The session's handle on its connection's output, which whatever feeds the
+    /// viewer holds (`conn_out`): moved when the session changes connection.
+    out: ConnOut,
 }
 
 /// A successful PLAY: the response, and what the shell releases once that response is
@@ -250,7 +252,8 @@ pub(crate) enum Release {
 }
 
 impl Source {
-    pub fn new(lease: Lease, described: Arc<Described>) -> Self {
+    /// A session of the connection whose output is `conn`.
+    pub fn new(lease: Lease, described: Arc<Described>, conn: &ConnOut) -> Self {
         let kind = if described.live {
             SourceKind::Live
         } else {
@@ -267,12 +270,19 @@ impl Source {
             subscribed: None,
             viewer_gauge: None,
             continuation: None,
+            out: conn.for_session(),
         }
     }
 
     /// The viewer's own origin session, opened by its DESCRIBE with its own
     /// credentials (origin auth pass-through); never shared with another viewer.
-    pub fn passthrough(described: Arc<Described>, vod: VodSession, tally: Arc<Tally>) -> Self {
+    /// `out` is the session's handle that origin session was given.
+    pub fn passthrough(
+        described: Arc<Described>,
+        vod: VodSession,
+        tally: Arc<Tally>,
+        out: ConnOut,
+    ) -> Self {
         Self {
             lease: None,
             described,
@@ -284,7 +294,14 @@ impl Source {
             subscribed: None,
             viewer_gauge: None,
             continuation: None,
+            out,
         }
+    }
+
+    /// The session's handle on its connection's output: parked and moved with the
+    /// session (`parked`).
+    pub fn output(&self) -> &ConnOut {
+        &self.out
     }
 
     /// True for the viewer's own origin session of a pass-through stream.
@@ -344,6 +361,7 @@ impl Source {
         route: OriginRoute<'_>,
     ) -> Result<Option<(u16, u16)>, Response> {
         let tally = &self.tally;
+        let out = &self.out;
         match &mut self.kind {
             SourceKind::Live => {
                 if matches!(dest, TrackDest::Interleaved { .. }) {
@@ -365,7 +383,7 @@ impl Source {
                 // On-demand content a pass-through viewer may later get from the
                 // cache: its UDP ports are the edge's own, as for any hit.
                 if lazy.is_none() && !self.described.live && route.cache.is_some() {
-                    *lazy = Lazy::for_route(&route, self.described.tracks.len()).ok();
+                    *lazy = Lazy::for_route(&route, self.described.tracks.len(), out).ok();
                 }
                 let Some(l) = lazy else {
                     return vod
@@ -383,7 +401,7 @@ impl Source {
             }
             SourceKind::OnDemand { vod: None, lazy } => {
                 if lazy.is_none() {
-                    *lazy = Some(Lazy::for_route(&route, self.described.tracks.len())?);
+                    *lazy = Some(Lazy::for_route(&route, self.described.tracks.len(), out)?);
                 }
                 let Some(l) = lazy else {
                     return Err(error(StatusCode::INTERNAL_SERVER_ERROR, "no route"));
@@ -404,7 +422,6 @@ impl Source {
         session_header: String,
         base_url: &str,
         dests: &[Option<TrackDest>],
-        out: &ConnOut,
         origin_answer: Option<Arc<Described>>,
     ) -> Result<Playing, Response> {
         let start_ms = requested_start(viewer_headers);
@@ -640,7 +657,8 @@ impl Source {
                     .enumerate()
                     .filter_map(|(i, d)| d.map(|_| i))
                     .collect();
-                let sink = ViewerSink::new_held(out.clone(), dests.to_vec(), self.tally.clone());
+                let sink =
+                    ViewerSink::new_held(self.out.clone(), dests.to_vec(), self.tally.clone());
                 let (sub, starts) = self.hub()?.join(sink, tracks).await.map_err(hub_error)?;
                 self.subscribed = Some(sub);
                 let info: Vec<String> = starts
@@ -974,7 +992,12 @@ impl Source {
 }
 
 impl Lazy {
-    fn for_route(route: &OriginRoute<'_>, tracks: usize) -> Result<Box<Lazy>, Response> {
+    /// `out`: the session's handle on its connection's output.
+    fn for_route(
+        route: &OriginRoute<'_>,
+        tracks: usize,
+        out: &ConnOut,
+    ) -> Result<Box<Lazy>, Response> {
         let target = route
             .router
             .resolve(route.url, route.local, route.original_dst)
@@ -985,7 +1008,7 @@ impl Lazy {
         let policy = cache_policy(&target, ttl);
         Ok(Box::new(Lazy {
             target,
-            out: route.out.clone(),
+            out: out.clone(),
             ports: route.hubs.ports(),
             tasks: route.tasks.clone(),
             cache: route.cache.cloned(),

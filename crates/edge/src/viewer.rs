@@ -125,8 +125,9 @@ pub(crate) struct ViewerConn {
     /// The user the request being handled logged in as, for a new session's record.
     admitted_user: Option<String>,
     /// Origin sessions a pass-through DESCRIBE opened with the viewer's credentials,
-    /// by stream URL, until its SETUP makes them a session's source.
-    passthrough: HashMap<String, (VodSession, Arc<Tally>)>,
+    /// by stream URL, until its SETUP makes them a session's source (with the
+    /// session's handle on this connection's output the origin session holds).
+    passthrough: HashMap<String, (VodSession, Arc<Tally>, ConnOut)>,
     /// The `Via` chain of the request being handled, passed on upstream before our
     /// own entry so an edge further up spots a loop through it.
     incoming_via: Option<String>,
@@ -323,7 +324,8 @@ impl ViewerConn {
     }
 
     /// Ends every session and the output (which flushes what is queued, then closes;
-    /// a detached output stays open for the parked sessions' media).
+    /// a detached output, whose UDP sessions were parked, is left as it is: their
+    /// handles no longer reach it).
     async fn close(&mut self, reason: EndReason) {
         self.core.end_all(reason, Now::system());
         self.finish_ended().await;
@@ -348,13 +350,7 @@ impl ViewerConn {
         self.out.detach();
         for session in detached {
             let accounting = self.accounting.remove(session.id());
-            crate::parked::park(
-                &self.ctx,
-                session,
-                accounting,
-                self.out.clone(),
-                self.session_timeout,
-            );
+            crate::parked::park(&self.ctx, session, accounting, self.session_timeout);
         }
     }
 
@@ -380,6 +376,9 @@ impl ViewerConn {
         if let Some(a) = parked.accounting {
             self.accounting.insert(id.to_owned(), a);
         }
+        // Whatever feeds the session now reaches this connection: a hub that gives
+        // the viewer up closes it, as for a session set up here.
+        parked.session.source().output().move_to(&self.out);
         self.core.adopt(parked.session);
     }
 
@@ -789,7 +788,7 @@ impl ViewerConn {
         if let Some(chain) = &self.incoming_via {
             target.via = format!("{chain}, {}", target.via);
         }
-        if let Some((vod, _)) = self.passthrough.get(url) {
+        if let Some((vod, _, _)) = self.passthrough.get(url) {
             // This viewer's origin session already accepted it on this connection.
             return described_response(url, vod.described(), self.local.ip());
         }
@@ -800,8 +799,9 @@ impl ViewerConn {
             );
         }
         let tally = Arc::<Tally>::default();
+        let session_out = self.out.for_session();
         let io = VodIo {
-            conn: self.out.clone(),
+            conn: session_out.clone(),
             ports: self.ctx.hubs.ports(),
             tally: tally.clone(),
             guard: self.ctx.tasks.guard(),
@@ -809,7 +809,8 @@ impl ViewerConn {
         match passthrough::describe(&target, passthrough::authorization(req), io).await {
             Ok(vod) => {
                 let r = described_response(url, vod.described(), self.local.ip());
-                self.passthrough.insert(url.to_owned(), (vod, tally));
+                self.passthrough
+                    .insert(url.to_owned(), (vod, tally, session_out));
                 r
             }
             Err(r) => r,
@@ -832,13 +833,13 @@ impl ViewerConn {
             }
         }
         if session.is_none() {
-            if let Some((vod, tally)) = self.passthrough.remove(url) {
+            if let Some((vod, tally, out)) = self.passthrough.remove(url) {
                 let d = vod.described().clone();
-                return Ok((d.clone(), Some(Source::passthrough(d, vod, tally))));
+                return Ok((d.clone(), Some(Source::passthrough(d, vod, tally, out))));
             }
         }
         let (d, lease) = self.open_stream(url, viewer_cache_control, now).await?;
-        Ok((d.clone(), Some(Source::new(lease, d))))
+        Ok((d.clone(), Some(Source::new(lease, d, &self.out))))
     }
 
     /// Whether the cache holds a variant of `url`'s content fresh for a viewer whose
@@ -994,7 +995,6 @@ impl ViewerConn {
             url: &url,
             local: self.local,
             original_dst: self.original_dst,
-            out: &self.out,
             tasks: &self.ctx.tasks,
             authorization: passthrough::authorization(req),
             cache: self.ctx.cache.get(),
@@ -1050,7 +1050,6 @@ impl ViewerConn {
                 session_header,
                 &base_url,
                 &dests,
-                &self.out,
                 origin_answer,
             )
             .await

@@ -537,3 +537,133 @@ async fn a_udp_session_outlives_its_connection_and_resumes_on_a_new_one() {
     assert_eq!(got[0].reason, EndReason::Timeout);
     assert!(got[0].duration >= Duration::from_secs(9), "{got:?}");
 }
+
+/// An edge routing each `(advertised, origin)` to that origin's `/live`, parking UDP
+/// sessions whose connection closes, and letting viewers go two seconds after their
+/// origin went away.
+async fn parking_edge(routes: &[(&str, &Origin)]) -> (Edge, SocketAddr, Records) {
+    let mut toml = "[edge]\nlisten = [\"127.0.0.1:0\"]\nlinger = \"1s\"\n\
+                    session_timeout = \"30s\"\nudp_sessions_outlive_connection = true\n\
+                    [edge.reconnect]\ngive_up_after = \"2s\"\n"
+        .to_owned();
+    for (advertised, origin) in routes {
+        toml.push_str(&format!(
+            "[[edge.route]]\nadvertised = \"{advertised}\"\norigin = \"{}\"\n",
+            origin.url("/live")
+        ));
+    }
+    let config = mediagate_config::parse_config(&toml).expect("test config is valid");
+    let records: Records = Arc::default();
+    let sink = records.clone();
+    let edge = Edge::with_listener(
+        &config.edge,
+        "test-edge",
+        Arc::new(move |e: &EndedSession| sink.lock().unwrap().push(e.clone())),
+    );
+    let bound = edge
+        .bind(&["127.0.0.1:0".parse().unwrap()])
+        .await
+        .expect("edge binds");
+    (edge, bound[0], records)
+}
+
+/// True once the edge closes `v`'s connection within `within`.
+async fn closed_within(v: &mut Viewer, within: Duration) -> bool {
+    tokio::time::timeout(within, async { while v.next_item().await.is_some() {} })
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_giving_up_ends_only_its_own_parked_session() {
+    let a = Origin::start(OriginOptions::default()).expect("origin starts");
+    let b = Origin::start(OriginOptions::default()).expect("origin starts");
+    let (_edge, addr, records) = parking_edge(&[("/a", &a), ("/b", &b)]).await;
+
+    // Two UDP sessions on one connection, of two streams (two hubs).
+    let mut v = Viewer::connect(addr).await;
+    v.url = format!("rtsp://{addr}/a");
+    let (rtp_a, _rtcp_a, _) = v.play_udp().await;
+    let session_a = v.session.take().unwrap();
+    v.url = format!("rtsp://{addr}/b");
+    let (rtp_b, _rtcp_b, _) = v.play_udp().await;
+    let session_b = v.session.clone().unwrap();
+    assert_ne!(session_a, session_b);
+    assert!(datagrams_within(&rtp_a, Duration::from_millis(800)).await > 5);
+    assert!(datagrams_within(&rtp_b, Duration::from_millis(800)).await > 5);
+    // Both parked.
+    drop(v);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Stream A ends for good: its hub gives its viewer up, and that session ends.
+    drop(a);
+    let got = records_of(&records, &session_a).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].reason, EndReason::ConnectionClosed);
+
+    // The other session, parked from the same connection, goes on...
+    assert!(
+        records
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|r| r.session != session_b),
+        "stream A's hub giving up ended the session of stream B"
+    );
+    assert!(
+        datagrams_within(&rtp_b, Duration::from_millis(800)).await > 5,
+        "stream B's media stopped"
+    );
+    // ...and a new connection adopts it.
+    let mut v = Viewer::connect(addr).await;
+    v.url = format!("rtsp://{addr}/b");
+    v.session = Some(session_b.clone());
+    let r = v.request(Method::GetParameter, &v.url.clone(), None).await;
+    assert_eq!(r.status.as_u16(), 200, "{r:?}");
+    assert!(datagrams_within(&rtp_b, Duration::from_millis(500)).await > 2);
+    let url = v.url.clone();
+    assert_eq!(
+        v.request(Method::Teardown, &url, None)
+            .await
+            .status
+            .as_u16(),
+        200
+    );
+    let got = records_of(&records, &session_b).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].reason, EndReason::Teardown);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adopted_session_whose_hub_gives_up_closes_its_new_connection() {
+    let a = Origin::start(OriginOptions::default()).expect("origin starts");
+    let (_edge, addr, records) = parking_edge(&[("/a", &a)]).await;
+
+    let mut v = Viewer::connect(addr).await;
+    v.url = format!("rtsp://{addr}/a");
+    let (rtp, _rtcp, _) = v.play_udp().await;
+    let session = v.session.clone().unwrap();
+    drop(v);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A new connection adopts the parked session.
+    let mut v = Viewer::connect(addr).await;
+    v.url = format!("rtsp://{addr}/a");
+    v.session = Some(session.clone());
+    let url = v.url.clone();
+    let r = v.request(Method::GetParameter, &url, None).await;
+    assert_eq!(r.status.as_u16(), 200, "{r:?}");
+    assert!(datagrams_within(&rtp, Duration::from_millis(500)).await > 2);
+
+    // The stream ends for good: the connection holding the session now is told the
+    // way a viewer that set the session up on it is (the edge closes it), long
+    // before the 30 s session timeout.
+    drop(a);
+    assert!(
+        closed_within(&mut v, Duration::from_secs(12)).await,
+        "the adopting connection never learnt that its session's hub gave it up"
+    );
+    let got = records_of(&records, &session).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].reason, EndReason::ConnectionClosed);
+}

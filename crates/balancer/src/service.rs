@@ -506,7 +506,14 @@ impl Service {
     }
 
     pub(crate) fn backend(&self, id: BackendId) -> Option<Arc<Backend>> {
-        self.backend_list().into_iter().find(|b| b.id == id)
+        // Looked up under the lock: the RTSP path asks several times per message, and
+        // copying the whole list each time was an allocation and a count per back end.
+        self.backends
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|b| b.id == id)
+            .cloned()
     }
 
     /// Every back end, retired ones included, ids ascending.

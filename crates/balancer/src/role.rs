@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mediagate_config::{BalancerConfig, Config, MediaMode, ServiceConfig, ServiceKind};
-use mediagate_ops::metrics::{Collect, Metrics, Scrape};
+use mediagate_ops::metrics::{Collect, Histogram, Metrics, Scrape};
 use mediagate_ops::role::{
     keep_until_restart, DrainCut, DrainReport, Reload, Role, RoleContext, RoleFuture, RoleKind,
     RoleStats, StartResult,
@@ -653,6 +653,21 @@ impl Collect for BalancerMetrics {
             "Health state changes per back end",
             "backend",
             per(&|f| f.health_transitions),
+        )?;
+        let forward = |f: &dyn Fn(&Service) -> &Histogram| -> Vec<(&str, &Histogram)> {
+            services.iter().map(|s| (s.name.as_str(), f(s))).collect()
+        };
+        scrape.histogram_by(
+            "rtsp_request_forward_seconds",
+            "The balancer's own time per RTSP request, from its bytes read from the client to its rewritten bytes handed to the back end's socket, per service",
+            "service",
+            &forward(&|s| &s.stats.request_forward.0),
+        )?;
+        scrape.histogram_by(
+            "rtsp_response_forward_seconds",
+            "The balancer's own time per RTSP response, from its bytes read from the back end to its rewritten bytes handed to the client's socket, per service",
+            "service",
+            &forward(&|s| &s.stats.response_forward.0),
         )?;
         let _ = as_refs;
         Ok(())

@@ -530,6 +530,20 @@ fn every_balancer_metric_is_documented_and_counts() {
             .any(|l| l.starts_with("mediagate_balancer_requests_total{service=\"rtsp\"}")),
         "{text}"
     );
+    // The viewer's requests and their answers were each timed once.
+    for way in ["request", "response"] {
+        let timed = text
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "mediagate_balancer_rtsp_{way}_forward_seconds_count{{service=\"rtsp\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        assert!(timed >= 3.0, "{way}: {text}");
+    }
 }
 
 /// kill -9 of one origin: with RTSP OPTIONS checks every 200 ms, new viewers avoid it

@@ -247,6 +247,26 @@ impl Scrape<'_> {
         self.one(name, help, histogram)
     }
 
+    /// Histograms the role keeps itself, one per value of one label (a bounded set).
+    pub fn histogram_by(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: &[(&str, &Histogram)],
+    ) -> fmt::Result {
+        check_name(name);
+        let empty = Histogram::new(std::iter::empty());
+        let mut m = self
+            .encoder
+            .encode_descriptor(name, help, None, empty.metric_type())?;
+        for &(value, h) in values {
+            let labels = [(label, value)];
+            h.encode(m.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
     /// A gauge with one label, one sample per `(label value, value)`. The label values
     /// must come from a bounded set.
     pub fn gauge_by(
@@ -406,22 +426,45 @@ pub(crate) mod tests {
         });
         viewers.set(2);
         setup.observe(0.2);
-        struct Kept(Histogram);
+        let by_way = [0.5, 2.0].map(|v| {
+            let h = Histogram::new([1.0]);
+            h.observe(v);
+            h
+        });
+        struct Kept(Histogram, [Histogram; 2]);
         impl Collect for Kept {
             fn collect(&self, s: &mut Scrape<'_>) -> fmt::Result {
                 s.histogram("latency_seconds", "Latency.", &self.0)?;
+                s.histogram_by(
+                    "hop_seconds",
+                    "Hop time, by way.",
+                    "way",
+                    &[("in", &self.1[0]), ("out", &self.1[1])],
+                )?;
                 s.gauge_by("peers", "Peers, by kind.", "kind", &[("a", 1), ("b", 0)])
             }
         }
         metrics.register("relay", |r| {
             r.collect(Fixed);
-            r.collect(Kept(h));
+            r.collect(Kept(h, by_way));
         });
         let text = metrics.encode();
         mediagate_testkit::promtool::check_metrics(&metrics.encode_text());
         let (samples, _) = parse(&text);
         assert_eq!(samples["mediagate_relay_latency_seconds_count"], 1.0);
         assert_eq!(samples["mediagate_relay_peers{kind=\"a\"}"], 1.0);
+        assert_eq!(
+            samples["mediagate_relay_hop_seconds_bucket{le=\"1.0\",way=\"in\"}"],
+            1.0
+        );
+        assert_eq!(
+            samples["mediagate_relay_hop_seconds_bucket{le=\"1.0\",way=\"out\"}"],
+            0.0
+        );
+        assert_eq!(
+            samples["mediagate_relay_hop_seconds_count{way=\"out\"}"],
+            1.0
+        );
         assert!(samples.contains_key("process_cpu_seconds_total"));
     }
 

@@ -603,12 +603,8 @@ impl HeadParser {
     /// Continues over `buf` (the bytes of this message so far, from its first byte).
     /// Returns the finished head and resets, or `None` when more bytes are needed.
     fn advance(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<DoneHead>, ParseError> {
-        let from = self.pos;
-        let Some(new) = buf.get(from..) else {
-            return Ok(None);
-        };
-        for (k, &b) in new.iter().enumerate() {
-            let i = from + k;
+        let mut i = self.pos;
+        while let Some(&b) = buf.get(i) {
             if i >= limits.max_head {
                 return Err(too_large("message head", limits.max_head, limits.max_head));
             }
@@ -630,14 +626,35 @@ impl HeadParser {
                 } else {
                     self.header_line(line, line_start, limits)?;
                 }
+                i += 1;
+            } else if self.start.is_some() {
+                // A header line is validated once whole; until its LF its bytes only
+                // count towards the size limits, so jump to the LF (or the end of what
+                // has arrived). The first byte past either limit fails as the
+                // byte-by-byte walk of the start line would: the head limit first.
+                let end = buf
+                    .get(i..)
+                    .and_then(|rest| memchr::memchr(b'\n', rest))
+                    .map_or(buf.len(), |p| i + p);
+                // Allow one extra byte for a CR that the line ending will strip.
+                let first_over = limits
+                    .max_head
+                    .min(self.line_start.saturating_add(limits.max_line + 1));
+                if first_over < end {
+                    return Err(if first_over >= limits.max_head {
+                        too_large("message head", limits.max_head, limits.max_head)
+                    } else {
+                        too_large("line", limits.max_line, self.line_start)
+                    });
+                }
+                i = end;
             } else {
                 // Allow one extra byte for a CR that the line ending will strip.
                 if i - self.line_start > limits.max_line {
                     return Err(too_large("line", limits.max_line, self.line_start));
                 }
-                if self.start.is_none() {
-                    self.check_start_byte(buf, i, b)?;
-                }
+                self.check_start_byte(buf, i, b)?;
+                i += 1;
             }
         }
         self.pos = buf.len();
@@ -1600,6 +1617,39 @@ abcd";
                 what: "header count",
                 limit: 2,
                 offset: 29
+            }
+        );
+        // A header line past 16 bytes (the CR allowance taken), before its LF.
+        assert_eq!(
+            err_with(b"PLAY * RTSP/1.0\r\nX-Long: 0123456789", &limits),
+            ParseError::TooLarge {
+                what: "line",
+                limit: 16,
+                offset: 17
+            }
+        );
+        // Its LF arrived: the line counts without its CR.
+        assert_eq!(
+            err_with(b"PLAY * RTSP/1.0\r\nX-Long: 012345678\r\n", &limits),
+            ParseError::TooLarge {
+                what: "line",
+                limit: 16,
+                offset: 17
+            }
+        );
+        // A line within its own limit that crosses the head's: the head's error.
+        assert_eq!(
+            err_with(
+                &[&b"PLAY * RTSP/1.0\r\n"[..], &[b'x'; 50]].concat(),
+                &Limits {
+                    max_line: 60,
+                    ..limits
+                }
+            ),
+            ParseError::TooLarge {
+                what: "message head",
+                limit: 64,
+                offset: 64
             }
         );
         // 17 + 6 + 12 * 4 = 71 bytes, no blank line.

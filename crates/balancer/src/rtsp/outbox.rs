@@ -27,6 +27,14 @@ use tokio::sync::Notify;
 /// plenty for one wake-up's worth of RTSP messages and frames).
 const MAX_IOV: usize = 64;
 
+/// What [`Outbox::offer`] did with a message.
+enum Offer {
+    /// Written, queued, or refused for good.
+    Done(Result<(), Closed>),
+    /// The queue is full: try again when it has room.
+    Full(Bytes),
+}
+
 /// The peer is gone or the outbox closed: the bytes were not sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Closed;
@@ -80,43 +88,52 @@ impl Outbox {
 
     /// Sends `bytes` after everything sent before: written now when nothing is
     /// queued and the socket takes it, else queued (waiting while the queue is full).
-    pub(crate) async fn send(&self, mut bytes: Bytes) -> Result<(), Closed> {
+    pub(crate) async fn send(&self, bytes: Bytes) -> Result<(), Closed> {
+        // Most sends find room: they never register for the `room` notification,
+        // which would cost a lock of its waiter list and an unlink on drop per message.
+        let mut bytes = match self.offer(bytes) {
+            Offer::Done(r) => return r,
+            Offer::Full(b) => b,
+        };
         loop {
             let room = self.room.notified();
             tokio::pin!(room);
+            // Registered before the check below, so room made after it wakes us.
             room.as_mut().enable();
-            {
-                let mut st = self.lock();
-                if st.failed || st.closing {
-                    return Err(Closed);
-                }
-                if st.queue.is_empty() {
-                    // The lock keeps the writer task from starting a write meanwhile:
-                    // it only writes what is queued.
-                    match self.wr.try_write(&bytes) {
-                        Ok(n) if n == bytes.len() => return Ok(()),
-                        Ok(n) => bytes.advance(n),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(_) => {
-                            drop(st);
-                            self.fail_now();
-                            return Err(Closed);
-                        }
-                    }
-                    st.queue.push_back(bytes);
-                    drop(st);
-                    self.work.notify_one();
-                    return Ok(());
-                }
-                if st.queue.len() < self.limit {
-                    st.queue.push_back(bytes);
-                    drop(st);
-                    self.work.notify_one();
-                    return Ok(());
-                }
-            }
+            bytes = match self.offer(bytes) {
+                Offer::Done(r) => return r,
+                Offer::Full(b) => b,
+            };
             room.await;
         }
+    }
+
+    /// Writes or queues `bytes` if the queue has room.
+    fn offer(&self, mut bytes: Bytes) -> Offer {
+        let mut st = self.lock();
+        if st.failed || st.closing {
+            return Offer::Done(Err(Closed));
+        }
+        if st.queue.is_empty() {
+            // The lock keeps the writer task from starting a write meanwhile: it only
+            // writes what is queued.
+            match self.wr.try_write(&bytes) {
+                Ok(n) if n == bytes.len() => return Offer::Done(Ok(())),
+                Ok(n) => bytes.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    drop(st);
+                    self.fail_now();
+                    return Offer::Done(Err(Closed));
+                }
+            }
+        } else if st.queue.len() >= self.limit {
+            return Offer::Full(bytes);
+        }
+        st.queue.push_back(bytes);
+        drop(st);
+        self.work.notify_one();
+        Offer::Done(Ok(()))
     }
 
     /// Whether sends fail now (a write failed, or the outbox was closed).

@@ -77,8 +77,9 @@ pub(crate) struct OriginSeam {
     skip_until_ms: Option<u64>,
     /// The viewer gets the edge's own sender reports, not the origin's.
     own_reports: bool,
-    /// Media time of the last packet rewritten, µs.
-    last_us: Option<u64>,
+    /// The last packet rewritten, for the edge's own reports: its slot and media
+    /// time in that slot's ticks (converted only when a report is due).
+    last_placed: Option<(usize, u64)>,
 }
 
 impl OriginSeam {
@@ -110,7 +111,7 @@ impl OriginSeam {
             joint: Joint::Play,
             skip_until_ms: None,
             own_reports: false,
-            last_us: None,
+            last_placed: None,
         }
     }
 
@@ -132,12 +133,15 @@ impl OriginSeam {
     /// stalls: only a sender reports, RFC 3550 §6.4, and the media time playing is
     /// not known then).
     pub fn own_reports(&self, since_last: std::time::Duration, ntp: u64) -> Vec<(usize, Bytes)> {
-        let Some(last_us) = self.last_us.filter(|_| self.own_reports) else {
+        let Some((slot, ticks)) = self.last_placed.filter(|_| self.own_reports) else {
             return Vec::new();
         };
         if since_last > STOPPED {
             return Vec::new();
         }
+        let clock_rate = self.clocks.get(slot).copied().unwrap_or(90_000).max(1);
+        let last_us = u64::try_from(u128::from(ticks) * 1_000_000 / u128::from(clock_rate))
+            .unwrap_or(u64::MAX);
         let media_us =
             last_us.saturating_add(u64::try_from(since_last.as_micros()).unwrap_or(u64::MAX));
         self.slots
@@ -232,11 +236,7 @@ impl OriginSeam {
         };
         let out = self.rewriter.rewrite(&p);
         if out.is_some() {
-            let clock_rate = self.clocks.get(slot).copied().unwrap_or(90_000).max(1);
-            let us =
-                u64::try_from(u128::from(placed.media_ticks) * 1_000_000 / u128::from(clock_rate))
-                    .unwrap_or(u64::MAX);
-            self.last_us = Some(us);
+            self.last_placed = Some((slot, placed.media_ticks));
         }
         Some(out)
     }

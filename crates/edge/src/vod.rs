@@ -496,7 +496,13 @@ impl VodTask {
             Some(None) => return !self.conn.is_closed(),
             None => payload,
         };
-        if !rtcp {
+        // The clock is read per packet only for a viewer whose reports need it.
+        if !rtcp
+            && self
+                .seam
+                .as_ref()
+                .is_some_and(OriginSeam::keeps_own_reports)
+        {
             self.last_rtp_at = Some(tokio::time::Instant::now());
         }
         self.deliver(track, rtcp, payload).await

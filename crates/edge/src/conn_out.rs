@@ -157,7 +157,7 @@ enum Inner {
 #[derive(Debug)]
 struct SessionLink {
     /// The output of the connection holding the session; None while it is parked.
-    conn: Mutex<Option<ConnOut>>,
+    conn: Mutex<Option<Arc<Shared>>>,
     /// Given up (closed through this handle): for good, wherever the session goes.
     closed: AtomicBool,
     /// Wakes [`ConnOut::closed`] waiters on a close and when the session moves (they
@@ -166,17 +166,11 @@ struct SessionLink {
 }
 
 impl SessionLink {
-    fn conn(&self) -> MutexGuard<'_, Option<ConnOut>> {
+    fn conn(&self) -> MutexGuard<'_, Option<Arc<Shared>>> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn repoint(&self, to: Option<ConnOut>) {
-        let to = to.map(|c| match c.inner {
-            // A handle is never hooked to another handle: to its connection.
-            Inner::Session(link) => link.conn().clone(),
-            Inner::Conn(_) => Some(c),
-        });
-        let to = to.flatten();
+    fn repoint(&self, to: Option<Arc<Shared>>) {
         if self.closed.load(Ordering::Acquire) {
             // Given up while moving: the new connection learns it as it would have.
             if let Some(c) = &to {
@@ -223,7 +217,7 @@ impl ConnOut {
             closed: AtomicBool::new(false),
             changed: Notify::new(),
         };
-        link.repoint(Some(self.clone()));
+        link.repoint(self.conn_shared());
         Self {
             inner: Inner::Session(Arc::new(link)),
         }
@@ -244,7 +238,7 @@ impl ConnOut {
     /// connection's own output.
     pub fn move_to(&self, conn: &ConnOut) {
         if let Inner::Session(link) = &self.inner {
-            link.repoint(Some(conn.clone()));
+            link.repoint(conn.conn_shared());
         }
     }
 
@@ -253,7 +247,7 @@ impl ConnOut {
     fn conn_shared(&self) -> Option<Arc<Shared>> {
         match &self.inner {
             Inner::Conn(shared) => Some(shared.clone()),
-            Inner::Session(link) => link.conn().as_ref().and_then(ConnOut::conn_shared),
+            Inner::Session(link) => link.conn().clone(),
         }
     }
 
@@ -261,8 +255,8 @@ impl ConnOut {
     fn with_conn<T>(&self, parked: T, f: impl FnOnce(&Shared) -> T) -> T {
         match &self.inner {
             Inner::Conn(shared) => f(shared),
-            Inner::Session(link) => match link.conn().as_ref() {
-                Some(c) => c.with_conn(parked, f),
+            Inner::Session(link) => match link.conn().as_deref() {
+                Some(shared) => f(shared),
                 None => parked,
             },
         }
@@ -371,7 +365,7 @@ impl ConnOut {
             Inner::Conn(shared) => shared.state().closed,
             Inner::Session(link) => {
                 link.closed.load(Ordering::Acquire)
-                    || link.conn().as_ref().is_some_and(ConnOut::is_closed)
+                    || link.conn().as_deref().is_some_and(Shared::is_closed)
             }
         }
     }

@@ -950,34 +950,20 @@ fn split_whole(d: &Bytes) -> Option<([u8; RTP_FIXED], Bytes)> {
 }
 
 /// Sends `packets` in order to `to`; returns the datagrams and bytes handed to the
-/// kernel.
+/// kernel (refused ones count; see [`send_udp_runs`] for a full socket).
 async fn send_udp_run(
     sender: &mut BatchSender,
     sock: &tokio::net::UdpSocket,
     packets: &[&[u8]],
     to: std::net::SocketAddr,
 ) -> (u64, u64) {
-    let sent = send_udp_from(sender, sock, packets, to, 0).await;
-    let bytes = packets[..sent].iter().map(|p| p.len() as u64).sum();
-    (sent as u64, bytes)
-}
-
-/// Sends `packets` from packet `from` on, in order, to `to`; returns how many of
-/// `packets` were handed to the kernel (refused ones count). A socket that stays
-/// unwritable for a second drops the rest (UDP loses rather than stalls, as the hub
-/// does).
-async fn send_udp_from(
-    sender: &mut BatchSender,
-    sock: &tokio::net::UdpSocket,
-    packets: &[&[u8]],
-    to: std::net::SocketAddr,
-    from: usize,
-) -> usize {
     let items = [(to, packets)];
-    match send_udp_runs(sender, sock, &items, (0, from)).await {
+    let sent = match send_udp_runs(sender, sock, &items, (0, 0)).await {
         (0, sent) => sent.min(packets.len()),
         _ => packets.len(),
-    }
+    };
+    let bytes = packets[..sent].iter().map(|p| p.len() as u64).sum();
+    (sent as u64, bytes)
 }
 
 /// Sends each item's packets, in order, to its destination from `sock`, starting at

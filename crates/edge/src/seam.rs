@@ -430,9 +430,9 @@ mod tests {
         assert!(ours, "{out:?}");
     }
 
-    #[test]
-    fn a_continuation_keeps_the_timeline_and_drops_what_was_sent() {
-        let d = described();
+    /// A seam that continues, at the origin, a viewer the cache sent video up to 5 s:
+    /// the seam, and that last packet's fields.
+    fn continued_at_5s(d: &Described) -> (OriginSeam, (u16, u32, u32)) {
         let mut numbering = Rewriter::new(&[90_000, 48_000], counter());
         let cached = PacketOut {
             track: 0,
@@ -441,8 +441,15 @@ mod tests {
             rtp: rtp(1, 1, 1),
         };
         let last = fields(&numbering.rewrite(&cached).unwrap());
-        let mut seam = OriginSeam::new(&d, &[0, 1], Some(numbering));
+        let mut seam = OriginSeam::new(d, &[0, 1], Some(numbering));
         seam.set_joint(Joint::Continue { sent_ms: 5_000 });
+        (seam, last)
+    }
+
+    #[test]
+    fn a_continuation_keeps_the_timeline_and_drops_what_was_sent() {
+        let d = described();
+        let (mut seam, last) = continued_at_5s(&d);
         let mut asked = Headers::new();
         asked.append("Range", "npt=5-");
         // The origin starts at the keyframe of 4 s.
@@ -459,19 +466,11 @@ mod tests {
         // Same timeline: 40 ms after the last packet sent, no seek gap added.
         assert_eq!(next.1.wrapping_sub(last.1), 3_600);
     }
+
     #[test]
     fn a_viewer_that_began_at_the_cache_keeps_the_edges_own_reports() {
         let d = described();
-        let mut numbering = Rewriter::new(&[90_000, 48_000], counter());
-        let cached = PacketOut {
-            track: 0,
-            media_ticks: 5 * 90_000,
-            keyframe: false,
-            rtp: rtp(1, 1, 1),
-        };
-        let last = fields(&numbering.rewrite(&cached).unwrap());
-        let mut seam = OriginSeam::new(&d, &[0, 1], Some(numbering));
-        seam.set_joint(Joint::Continue { sent_ms: 5_000 });
+        let (mut seam, last) = continued_at_5s(&d);
         seam.keep_own_reports();
         let mut asked = Headers::new();
         asked.append("Range", "npt=5-");

@@ -214,6 +214,14 @@ mod tests {
         buf[..n].to_vec()
     }
 
+    /// Waits until `read` holds, failing the test at `deadline`.
+    async fn read_by(deadline: tokio::time::Instant, read: impl Fn() -> bool) {
+        while !read() {
+            assert!(tokio::time::Instant::now() < deadline, "reports not read");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     #[tokio::test]
     async fn viewers_of_one_track_share_a_pair_and_their_rtcp_is_told_apart() {
         let ports = PortAllocator::new("127.0.0.1".parse().unwrap(), 52_000, 53_000);
@@ -264,26 +272,20 @@ mod tests {
         }
         b_sock.send_to(&rr(), to).await.unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while a_tally.rtcp_packets() < 3 || b_tally.rtcp_packets() < 1 {
-            assert!(tokio::time::Instant::now() < deadline, "reports not read");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        read_by(deadline, || {
+            a_tally.rtcp_packets() >= 3 && b_tally.rtcp_packets() >= 1
+        })
+        .await;
         assert_eq!((a_tally.rtcp_packets(), b_tally.rtcp_packets()), (3, 1));
         // A viewer that left is no longer credited; the pair lives while one is left.
         drop(a);
         a_sock.send_to(&rr(), to).await.unwrap();
         b_sock.send_to(&rr(), to).await.unwrap();
-        while b_tally.rtcp_packets() < 2 {
-            assert!(tokio::time::Instant::now() < deadline, "reports not read");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        read_by(deadline, || b_tally.rtcp_packets() >= 2).await;
         assert_eq!(a_tally.rtcp_packets(), 3);
         // From another port of the only viewer left at that IP (a NAT): its own.
         stray.send_to(&rr(), to).await.unwrap();
-        while b_tally.rtcp_packets() < 3 {
-            assert!(tokio::time::Instant::now() < deadline, "reports not read");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        read_by(deadline, || b_tally.rtcp_packets() >= 3).await;
         assert_eq!(a_tally.rtcp_packets(), 3);
         assert_eq!(shared.live(), 2);
         drop((b, other_track));

@@ -229,37 +229,13 @@ mod tests {
         let a_sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let b_sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let (a_tally, b_tally) = (Arc::new(Tally::default()), Arc::new(Tally::default()));
-        let url = "rtsp://origin/clip";
-        let a = shared
-            .lease(
-                &ports,
-                url,
-                0,
-                a_sock.local_addr().unwrap(),
-                a_tally.clone(),
-            )
-            .await
-            .unwrap();
-        let b = shared
-            .lease(
-                &ports,
-                url,
-                0,
-                b_sock.local_addr().unwrap(),
-                b_tally.clone(),
-            )
-            .await
-            .unwrap();
-        let other_track = shared
-            .lease(
-                &ports,
-                url,
-                1,
-                b_sock.local_addr().unwrap(),
-                b_tally.clone(),
-            )
-            .await
-            .unwrap();
+        let lease = |track, sock: &tokio::net::UdpSocket, tally: &Arc<Tally>| {
+            let from = sock.local_addr().unwrap();
+            shared.lease(&ports, "rtsp://origin/clip", track, from, tally.clone())
+        };
+        let a = lease(0, &a_sock, &a_tally).await.unwrap();
+        let b = lease(0, &b_sock, &b_tally).await.unwrap();
+        let other_track = lease(1, &b_sock, &b_tally).await.unwrap();
         assert!(Arc::ptr_eq(a.pair(), b.pair()));
         assert!(!Arc::ptr_eq(a.pair(), other_track.pair()));
         assert!(a.pair().rtcp_shared());

@@ -775,7 +775,8 @@ async fn recv_upstream(up: &mut Option<Upstream>) -> Option<UpEvent> {
     }
 }
 
-async fn sleep_until_opt(t: Option<Instant>) {
+/// Waits until `t`; never when there is none (a `select!` arm with no timer set).
+pub(crate) async fn sleep_until_opt(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,

@@ -311,7 +311,7 @@ impl VodTask {
                         break;
                     }
                 },
-                () = sleep_until(self.next_sr), if self.playing && self.seam.as_ref().is_some_and(OriginSeam::keeps_own_reports) => {
+                () = crate::hub_actor::sleep_until_opt(self.next_sr), if self.playing && self.seam.as_ref().is_some_and(OriginSeam::keeps_own_reports) => {
                     self.next_sr = Some(tokio::time::Instant::now() + crate::cache_play::SR_INTERVAL);
                     if !self.send_own_reports().await {
                         break;
@@ -555,14 +555,6 @@ impl VodTask {
             }
             None => true,
         }
-    }
-}
-
-/// Waits until `at`; never when there is none.
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -189,6 +189,10 @@ struct Shared {
     notify: Notify,
     /// Wakes everyone waiting in [`ConnOut::closed`].
     closed: Notify,
+    /// `State::closed`, set with it under the lock, read without it: a hub asks
+    /// whether each UDP viewer's connection is closed for every packet, through the
+    /// session's handle, whose own lock that read already takes.
+    closed_flag: AtomicBool,
     limits: Backlog,
 }
 
@@ -205,6 +209,7 @@ impl ConnOut {
                 state: Mutex::new(State::default()),
                 notify: Notify::new(),
                 closed: Notify::new(),
+                closed_flag: AtomicBool::new(false),
                 limits,
             })),
         }
@@ -362,7 +367,7 @@ impl ConnOut {
 
     pub fn is_closed(&self) -> bool {
         match &self.inner {
-            Inner::Conn(shared) => shared.state().closed,
+            Inner::Conn(shared) => shared.is_closed(),
             Inner::Session(link) => {
                 link.closed.load(Ordering::Acquire)
                     || link.conn().as_deref().is_some_and(Shared::is_closed)
@@ -470,13 +475,16 @@ impl Shared {
     }
 
     fn close(&self) {
-        self.state().closed = true;
+        let mut st = self.state();
+        st.closed = true;
+        self.closed_flag.store(true, Ordering::Release);
+        drop(st);
         self.notify.notify_one();
         self.closed.notify_waiters();
     }
 
     fn is_closed(&self) -> bool {
-        self.state().closed
+        self.closed_flag.load(Ordering::Acquire)
     }
 
     fn is_detached(&self) -> bool {

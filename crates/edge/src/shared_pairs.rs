@@ -67,10 +67,12 @@ pub(crate) async fn read_viewer_rtcp(pair: Arc<SocketPair>, counters: Arc<RtcpCo
                 }
             })
         };
+        // Parsed once for the viewer's tally and the stream's counters.
+        let compound = mediagate_rtp::rtcp::Compound::parse(&buf[..n]).ok();
         if let Some(tally) = viewer {
-            tally.note_rtcp(&buf[..n]);
+            tally.note_parsed(compound.as_ref());
         }
-        let Ok(compound) = mediagate_rtp::rtcp::Compound::parse(&buf[..n]) else {
+        let Some(compound) = compound else {
             continue;
         };
         for p in compound.packets() {

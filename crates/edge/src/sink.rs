@@ -57,9 +57,13 @@ impl ReportedLoss {
     /// Takes the report blocks of the RRs and SRs in an RTCP compound packet; anything
     /// that does not parse is ignored.
     pub fn note_rtcp(&mut self, payload: &[u8]) {
-        let Ok(compound) = mediagate_rtp::rtcp::Compound::parse(payload) else {
-            return;
-        };
+        if let Ok(compound) = mediagate_rtp::rtcp::Compound::parse(payload) {
+            self.note_compound(&compound);
+        }
+    }
+
+    /// [`ReportedLoss::note_rtcp`] of a compound packet parsed already.
+    pub(crate) fn note_compound(&mut self, compound: &mediagate_rtp::rtcp::Compound<'_>) {
         for p in compound.packets() {
             let blocks = match p {
                 mediagate_rtp::rtcp::RtcpPacket::ReceiverReport(rr) => rr.report_blocks(),
@@ -110,11 +114,19 @@ impl Tally {
 
     /// An RTCP packet from the viewer (UDP viewers' reach the hub's RTCP socket).
     pub fn note_rtcp(&self, payload: &[u8]) {
+        self.note_parsed(mediagate_rtp::rtcp::Compound::parse(payload).ok().as_ref());
+    }
+
+    /// [`Tally::note_rtcp`] of a packet its reader parsed already (None: it did not
+    /// parse, and counts only as a sign of life).
+    pub(crate) fn note_parsed(&self, compound: Option<&mediagate_rtp::rtcp::Compound<'_>>) {
         self.rtcp_packets.fetch_add(1, Ordering::Relaxed);
-        self.reported
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .note_rtcp(payload);
+        if let Some(compound) = compound {
+            self.reported
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .note_compound(compound);
+        }
     }
 
     /// RTCP packets seen from the viewer so far.

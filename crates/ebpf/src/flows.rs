@@ -47,8 +47,9 @@ const FLOW_RTP: u32 = 1;
 const FLOW_LOCAL: u32 = 2;
 const FLOW_V6: u32 = 4;
 
+/// All zero by default: a buffer slot for the kernel to fill.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct RawKey {
     src_ip: [u8; 16],
     dst_ip: [u8; 16],
@@ -56,8 +57,9 @@ pub(crate) struct RawKey {
     dst_port: u16,
 }
 
+/// All zero by default: a buffer slot for the kernel to fill.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct RawEntry {
     new_src_ip: [u8; 16],
     new_dst_ip: [u8; 16],
@@ -169,38 +171,6 @@ impl std::hash::Hasher for KeyHasher {
 
     fn write_u16(&mut self, n: u16) {
         self.0 = (self.0.rotate_left(5) ^ u64::from(n)).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl RawKey {
-    /// A buffer slot for the kernel to fill.
-    pub(crate) fn zeroed() -> Self {
-        Self {
-            src_ip: [0; 16],
-            dst_ip: [0; 16],
-            src_port: 0,
-            dst_port: 0,
-        }
-    }
-}
-
-impl RawEntry {
-    /// A buffer slot for the kernel to fill.
-    pub(crate) fn zeroed() -> Self {
-        Self {
-            new_src_ip: [0; 16],
-            new_dst_ip: [0; 16],
-            new_src_port: 0,
-            new_dst_port: 0,
-            ssrc: 0,
-            flags: 0,
-            last_seq: 0,
-            packets: 0,
-            bytes: 0,
-            last_ns: 0,
-            out_ifindex: 0,
-            pad: 0,
-        }
     }
 }
 

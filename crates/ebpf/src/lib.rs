@@ -460,13 +460,9 @@ pub struct FlowSnapshot {
 }
 
 /// Keys come from the kernel's map, which only this process writes: no hash
-/// flooding to fear, so a multiply-and-fold hash instead of SipHash (a snapshot
-/// hashes every entry, four times a second).
-type KeyMap = std::collections::HashMap<
-    flows::RawKey,
-    FlowCounters,
-    std::hash::BuildHasherDefault<flows::KeyHasher>,
->;
+/// flooding to fear, so a fast hash instead of SipHash (a snapshot hashes every entry,
+/// four times a second).
+type KeyMap = std::collections::HashMap<flows::RawKey, FlowCounters, foldhash::fast::RandomState>;
 
 impl FlowSnapshot {
     /// What the kernel had forwarded for `key` when it was read; `None` for no entry.

@@ -409,6 +409,12 @@ fn a_removal_under_load_returns_every_datagram_the_kernel_forwarded() {
         },
     )
     .unwrap();
+    // Room for every datagram forwarded before the removal (a few thousand) even while
+    // the receiver waits for a CPU: on a busy machine the default buffer overflowed,
+    // and a datagram dropped there is forwarded and counted but never received.
+    socket2::SockRef::from(&b)
+        .set_recv_buffer_size(8 << 20)
+        .unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let receiver = {
         let stop = std::sync::Arc::clone(&stop);

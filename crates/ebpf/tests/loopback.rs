@@ -230,20 +230,7 @@ fn udp6(from: &SocketAddr, to: &SocketAddr, payload: &[u8], checksum: bool) -> V
 #[test]
 fn ipv6_checksums_are_updated_and_a_missing_one_is_not_forwarded() {
     let mut fast = FastPath::load().expect("the eBPF program must load here");
-    let (a, b, r1, r2) = (bind_on(V6), bind_on(V6), bind_on(V6), bind_on(V6));
-    let key = FlowKey {
-        from: at(&a),
-        to: at(&r1),
-    };
-    fast.insert(
-        key,
-        FlowTarget {
-            from: at(&r2),
-            to: at(&b),
-            rtp_ssrc: Some(0xdead_beef),
-        },
-    )
-    .unwrap();
+    let Hop { a, b, r1, r2, key } = hop(&mut fast, V6, Some(0xdead_beef));
     // The raw socket's UDP header names A's port as the source: the program sees A's
     // 5-tuple.
     let raw = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::UDP)).unwrap();

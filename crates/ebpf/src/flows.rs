@@ -47,8 +47,9 @@ const FLOW_RTP: u32 = 1;
 const FLOW_LOCAL: u32 = 2;
 const FLOW_V6: u32 = 4;
 
+/// All zero by default: a buffer slot for the kernel to fill.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct RawKey {
     src_ip: [u8; 16],
     dst_ip: [u8; 16],
@@ -56,8 +57,9 @@ pub(crate) struct RawKey {
     dst_port: u16,
 }
 
+/// All zero by default: a buffer slot for the kernel to fill.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct RawEntry {
     new_src_ip: [u8; 16],
     new_dst_ip: [u8; 16],
@@ -145,61 +147,6 @@ impl RawEntry {
             // The low 16 bits hold the field as it lay in the packet.
             last_seq: (self.packets > 0 && self.flags & FLOW_RTP != 0)
                 .then(|| u16::from_be(self.last_seq as u16)),
-        }
-    }
-}
-
-/// A fast hash of [`RawKey`]s (see `KeyMap` in lib.rs): folds 8-byte words.
-#[derive(Default)]
-pub(crate) struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for word in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..word.len()].copy_from_slice(word);
-            self.0 =
-                (self.0.rotate_left(5) ^ u64::from_ne_bytes(w)).wrapping_mul(0x517c_c1b7_2722_0a95);
-        }
-    }
-
-    fn write_u16(&mut self, n: u16) {
-        self.0 = (self.0.rotate_left(5) ^ u64::from(n)).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl RawKey {
-    /// A buffer slot for the kernel to fill.
-    pub(crate) fn zeroed() -> Self {
-        Self {
-            src_ip: [0; 16],
-            dst_ip: [0; 16],
-            src_port: 0,
-            dst_port: 0,
-        }
-    }
-}
-
-impl RawEntry {
-    /// A buffer slot for the kernel to fill.
-    pub(crate) fn zeroed() -> Self {
-        Self {
-            new_src_ip: [0; 16],
-            new_dst_ip: [0; 16],
-            new_src_port: 0,
-            new_dst_port: 0,
-            ssrc: 0,
-            flags: 0,
-            last_seq: 0,
-            packets: 0,
-            bytes: 0,
-            last_ns: 0,
-            out_ifindex: 0,
-            pad: 0,
         }
     }
 }

@@ -420,8 +420,8 @@ impl FlowReader {
     /// (the last snapshot's length: a relay's entries change slowly).
     pub fn snapshot_sized(&self, expected: usize) -> std::io::Result<FlowSnapshot> {
         let mut counters = KeyMap::with_capacity_and_hasher(expected, Default::default());
-        let mut keys = vec![flows::RawKey::zeroed(); BATCH];
-        let mut values = vec![flows::RawEntry::zeroed(); BATCH];
+        let mut keys = vec![flows::RawKey::default(); BATCH];
+        let mut values = vec![flows::RawEntry::default(); BATCH];
         let mut from = None;
         let mut calls = 0;
         loop {
@@ -434,8 +434,8 @@ impl FlowReader {
                     // ENOSPC for another reason from growing them forever.)
                     Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && keys.len() < 1 << 16 => {
                         let bigger = keys.len() * 2;
-                        keys.resize(bigger, flows::RawKey::zeroed());
-                        values.resize(bigger, flows::RawEntry::zeroed());
+                        keys.resize(bigger, flows::RawKey::default());
+                        values.resize(bigger, flows::RawEntry::default());
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -460,13 +460,9 @@ pub struct FlowSnapshot {
 }
 
 /// Keys come from the kernel's map, which only this process writes: no hash
-/// flooding to fear, so a multiply-and-fold hash instead of SipHash (a snapshot
-/// hashes every entry, four times a second).
-type KeyMap = std::collections::HashMap<
-    flows::RawKey,
-    FlowCounters,
-    std::hash::BuildHasherDefault<flows::KeyHasher>,
->;
+/// flooding to fear, so a fast hash instead of SipHash (a snapshot hashes every entry,
+/// four times a second).
+type KeyMap = std::collections::HashMap<flows::RawKey, FlowCounters, foldhash::fast::RandomState>;
 
 impl FlowSnapshot {
     /// What the kernel had forwarded for `key` when it was read; `None` for no entry.

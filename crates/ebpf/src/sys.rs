@@ -2,10 +2,13 @@
 //! directly (attribute layouts from `union bpf_attr` in linux/bpf.h):
 //! `BPF_MAP_LOOKUP_BATCH` (Linux 5.6) reads many entries per system call, and
 //! `BPF_MAP_LOOKUP_AND_DELETE_ELEM` (hash maps since Linux 5.14) reads an entry's last
-//! value and removes it in one step.
+//! value and removes it in one step. Also the `bind(2)` of a netlink socket to route
+//! notification groups, which socket2 has no address type for.
 //!
-//! No run-time fallback: the program attaches through TCX links, which need Linux
-//! 6.6, so a kernel that loads the fast path has both commands.
+//! The program attaches through TCX links, which need Linux 6.6, so a kernel that
+//! loads the fast path has both commands; their callers keep a slower way all the same
+//! should one be refused (`FastPath::remove` reads, then removes; the relay's sync
+//! reads entry by entry).
 //!
 //! What it does not: know the map's layout beyond the key and value types it is given
 //! (they must match the map's key and value sizes, which the callers' `Pod` types do).

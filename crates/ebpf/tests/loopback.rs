@@ -49,6 +49,36 @@ fn recv(s: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
 /// A: phone sending to relay port R1; the entry sends it on from relay port R2 to
 /// phone B. B receives it byte-exact from R2, R1's socket never sees it, and the
 /// entry counts it. A foreign SSRC and RTCP go to R1's socket untouched.
+/// Phone A, phone B and the relay's ports R1 and R2, and the entry that forwards what
+/// A sends to R1 from R2 to B.
+struct Hop {
+    a: UdpSocket,
+    b: UdpSocket,
+    r1: UdpSocket,
+    r2: UdpSocket,
+    key: FlowKey,
+}
+
+/// A [`Hop`] on `ip` whose entry forwards RTP of `rtp_ssrc` (`None`: anything).
+fn hop(fast: &mut FastPath, ip: &str, rtp_ssrc: Option<u32>) -> Hop {
+    let bind = || bind_on(ip);
+    let (a, b, r1, r2) = (bind(), bind(), bind(), bind());
+    let key = FlowKey {
+        from: at(&a),
+        to: at(&r1),
+    };
+    fast.insert(
+        key,
+        FlowTarget {
+            from: at(&r2),
+            to: at(&b),
+            rtp_ssrc,
+        },
+    )
+    .unwrap();
+    Hop { a, b, r1, r2, key }
+}
+
 #[test]
 fn a_matching_datagram_is_rewritten_and_delivered_and_the_rest_go_up_untouched() {
     rewritten_and_delivered(V4);
@@ -67,21 +97,7 @@ fn rewritten_and_delivered(ip: &str) {
         "{:?}",
         fast.interfaces()
     );
-    let bind = || bind_on(ip);
-    let (a, b, r1, r2) = (bind(), bind(), bind(), bind());
-    let key = FlowKey {
-        from: at(&a),
-        to: at(&r1),
-    };
-    fast.insert(
-        key,
-        FlowTarget {
-            from: at(&r2),
-            to: at(&b),
-            rtp_ssrc: Some(0xdead_beef),
-        },
-    )
-    .unwrap();
+    let Hop { a, b, r1, r2, key } = hop(&mut fast, ip, Some(0xdead_beef));
     for seq in 0..5 {
         a.send_to(&rtp(0xdead_beef, seq), r1.local_addr().unwrap())
             .unwrap();
@@ -107,7 +123,7 @@ fn rewritten_and_delivered(ip: &str) {
     a.send_to(&rr, r1.local_addr().unwrap()).unwrap();
     assert_eq!(recv(&r1).unwrap().0, rr);
     // A stranger (another source port) is not forwarded either.
-    let stranger = bind();
+    let stranger = bind_on(ip);
     stranger
         .send_to(&rtp(0xdead_beef, 1), r1.local_addr().unwrap())
         .unwrap();
@@ -128,19 +144,7 @@ fn rewritten_and_delivered(ip: &str) {
 #[test]
 fn an_opaque_entry_forwards_anything_until_the_loader_is_dropped() {
     let mut fast = FastPath::load().expect("the eBPF program must load here");
-    let (a, b, r1, r2) = (bind(), bind(), bind(), bind());
-    fast.insert(
-        FlowKey {
-            from: at(&a),
-            to: at(&r1),
-        },
-        FlowTarget {
-            from: at(&r2),
-            to: at(&b),
-            rtp_ssrc: None,
-        },
-    )
-    .unwrap();
+    let Hop { a, b, r1, r2, .. } = hop(&mut fast, V4, None);
     a.send_to(b"t38 udptl", r1.local_addr().unwrap()).unwrap();
     assert_eq!(
         recv(&b).unwrap(),
@@ -226,20 +230,7 @@ fn udp6(from: &SocketAddr, to: &SocketAddr, payload: &[u8], checksum: bool) -> V
 #[test]
 fn ipv6_checksums_are_updated_and_a_missing_one_is_not_forwarded() {
     let mut fast = FastPath::load().expect("the eBPF program must load here");
-    let (a, b, r1, r2) = (bind_on(V6), bind_on(V6), bind_on(V6), bind_on(V6));
-    let key = FlowKey {
-        from: at(&a),
-        to: at(&r1),
-    };
-    fast.insert(
-        key,
-        FlowTarget {
-            from: at(&r2),
-            to: at(&b),
-            rtp_ssrc: Some(0xdead_beef),
-        },
-    )
-    .unwrap();
+    let Hop { a, b, r1, r2, key } = hop(&mut fast, V6, Some(0xdead_beef));
     // The raw socket's UDP header names A's port as the source: the program sees A's
     // 5-tuple.
     let raw = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::UDP)).unwrap();
@@ -321,20 +312,13 @@ fn counters_of_thousands_of_entries_are_read_in_a_few_system_calls() {
         .unwrap();
     }
     // One entry that has forwarded something.
-    let (a, b, r1, r2) = (bind(), bind(), bind(), bind());
-    let live = FlowKey {
-        from: at(&a),
-        to: at(&r1),
-    };
-    fast.insert(
-        live,
-        FlowTarget {
-            from: at(&r2),
-            to: at(&b),
-            rtp_ssrc: Some(9),
-        },
-    )
-    .unwrap();
+    let Hop {
+        a,
+        b,
+        r1,
+        r2: _r2,
+        key: live,
+    } = hop(&mut fast, V4, Some(9));
     for seq in 0..3 {
         a.send_to(&rtp(9, seq), at(&r1)).unwrap();
         recv(&b).expect("forwarded in the kernel");
@@ -395,20 +379,19 @@ fn counters_of_thousands_of_entries_are_read_in_a_few_system_calls() {
 #[test]
 fn a_removal_under_load_returns_every_datagram_the_kernel_forwarded() {
     let mut fast = FastPath::load().expect("the eBPF program must load here");
-    let (a, b, r1, r2) = (bind(), bind(), bind(), bind());
-    let key = FlowKey {
-        from: at(&a),
-        to: at(&r1),
-    };
-    fast.insert(
+    let Hop {
+        a,
+        b,
+        r1,
+        r2: _r2,
         key,
-        FlowTarget {
-            from: at(&r2),
-            to: at(&b),
-            rtp_ssrc: Some(5),
-        },
-    )
-    .unwrap();
+    } = hop(&mut fast, V4, Some(5));
+    // Room for every datagram forwarded before the removal (a few thousand) even while
+    // the receiver waits for a CPU: on a busy machine the default buffer overflowed,
+    // and a datagram dropped there is forwarded and counted but never received.
+    socket2::SockRef::from(&b)
+        .set_recv_buffer_size(8 << 20)
+        .unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let receiver = {
         let stop = std::sync::Arc::clone(&stop);

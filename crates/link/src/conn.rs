@@ -106,10 +106,7 @@ pub async fn send_encoded<W: AsyncWrite + Unpin>(
 
 /// Writes one message and flushes it.
 pub async fn send<W: AsyncWrite + Unpin>(io: &mut W, message: &Message) -> Result<(), LinkError> {
-    let bytes = message.encode()?;
-    io.write_all(&bytes).await?;
-    io.flush().await?;
-    Ok(())
+    send_encoded(io, &message.encode()?).await
 }
 
 /// Sends our hello, reads the peer's within `wait`, and checks that it comes from

@@ -14,7 +14,9 @@
 //! both ways and the phones' NAT addresses latched. A call whose phones fall silent
 //! is timed out by the relay and ended on Kamailio by the dispatcher (JSON-RPC
 //! `dlg.end_dlg`), and accounted to FreeRADIUS and the records store; the CLI's
-//! `mediagate dispatcher sessions|summary` read the running call.
+//! `mediagate dispatcher sessions|summary` read the running call. A chained call
+//! (`[[dispatcher.chain]]`) runs through both relays, forwarding in the kernel, and
+//! each relay records its half.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -73,16 +75,9 @@ fn records(state: &Path) -> Vec<mediagate_relay::record::SessionRecord> {
         .unwrap()
 }
 
-/// Runs one call between the phones and checks it end to end; `relay_ip` is where the
-/// call's media must have been relayed.
-fn call_through(
-    topo: &Topology,
-    work: &WorkDir,
-    dispatcher: Peer,
-    state: &Path,
-    kamailio: Peer,
-    relay_ip: &str,
-) {
+/// Phone A calls phone B through Kamailio (SIPp, the capture played both ways) and
+/// hangs up; media must have reached both phones. Returns the two SIPp peers.
+fn place_call(topo: &Topology, work: &WorkDir, kamailio: &Peer, dispatcher: &Peer) -> (Peer, Peer) {
     let uas = sipp(
         topo,
         work,
@@ -98,15 +93,49 @@ fn call_through(
         "sipp-uac",
         &["203.0.113.1:5060", "-sf", "uac.xml", "-i", "10.1.0.2"],
     );
-    finish_call(&uac, &uas, &[&kamailio, &dispatcher]);
+    finish_call(&uac, &uas, &[kamailio, dispatcher]);
     let (at_a, at_b) = (
         topo.received("phonea", "280"),
         topo.received("phoneb", "280"),
     );
     assert!(
         at_a >= 80 && at_b >= 80,
-        "phone A got {at_a}, phone B got {at_b} RTP packets"
+        "phone A got {at_a}, phone B got {at_b} RTP packets\n{}\n{}\n{}",
+        dispatcher.diagnostics(),
+        kamailio.diagnostics(),
+        uac.diagnostics()
     );
+    (uac, uas)
+}
+
+/// Kamailio with its `rtpengine` module on the dispatcher's `ng` port, once the
+/// module has found it.
+fn start_kamailio_ng(topo: &Topology, work: &WorkDir) -> Peer {
+    let kamailio = topo.spawn(
+        "pub",
+        "kamailio",
+        &work.0,
+        &["kamailio", "-f", "kamailio.cfg", "-DD", "-E"],
+    );
+    wait_for_line(
+        &kamailio,
+        "<udp:127.0.0.1:2223> found",
+        Duration::from_secs(10),
+    );
+    kamailio
+}
+
+/// Runs one call between the phones and checks it end to end; `relay_ip` is where the
+/// call's media must have been relayed.
+fn call_through(
+    topo: &Topology,
+    work: &WorkDir,
+    dispatcher: Peer,
+    state: &Path,
+    kamailio: Peer,
+    relay_ip: &str,
+) {
+    let (uac, uas) = place_call(topo, work, &kamailio, &dispatcher);
     // The BYE deleted the call; after the 1 s delete delay the relay writes the record.
     wait_for_line(&dispatcher, "ended (deleted)", Duration::from_secs(10));
     let status = dispatcher.terminate(Duration::from_secs(10));
@@ -194,17 +223,7 @@ fn kamailio_rtpengine_module_through_the_dispatcher_with_failover_between_relays
     let (cfg, state) = dispatcher_cfg(&work, "ng_listen_udp = [\"127.0.0.1:2223\"]", "30000-30001");
     let topo = Topology::build();
     let dispatcher = start_dispatcher(&topo, &work, &cfg, "listening for ng commands");
-    let kamailio = topo.spawn(
-        "pub",
-        "kamailio",
-        &work.0,
-        &["kamailio", "-f", "kamailio.cfg", "-DD", "-E"],
-    );
-    wait_for_line(
-        &kamailio,
-        "<udp:127.0.0.1:2223> found",
-        Duration::from_secs(10),
-    );
+    let kamailio = start_kamailio_ng(&topo, &work);
     call_through(&topo, &work, dispatcher, &state, kamailio, "203.0.113.2");
 }
 
@@ -426,44 +445,8 @@ fn kamailio_rtpengine_module_chained_call_through_two_relays() {
     std::fs::write(&cfg, text).unwrap();
     let topo = Topology::build();
     let dispatcher = start_dispatcher(&topo, &work, &cfg, "listening for ng commands");
-    let kamailio = topo.spawn(
-        "pub",
-        "kamailio",
-        &work.0,
-        &["kamailio", "-f", "kamailio.cfg", "-DD", "-E"],
-    );
-    wait_for_line(
-        &kamailio,
-        "<udp:127.0.0.1:2223> found",
-        Duration::from_secs(10),
-    );
-    let uas = sipp(
-        &topo,
-        &work,
-        "phoneb",
-        "sipp-uas",
-        &["-sf", "uas.xml", "-i", "10.2.0.2"],
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    let uac = sipp(
-        &topo,
-        &work,
-        "phonea",
-        "sipp-uac",
-        &["203.0.113.1:5060", "-sf", "uac.xml", "-i", "10.1.0.2"],
-    );
-    finish_call(&uac, &uas, &[&kamailio, &dispatcher]);
-    let (at_a, at_b) = (
-        topo.received("phonea", "280"),
-        topo.received("phoneb", "280"),
-    );
-    assert!(
-        at_a >= 80 && at_b >= 80,
-        "phone A got {at_a}, phone B got {at_b} RTP packets\n{}\n{}\n{}",
-        dispatcher.diagnostics(),
-        kamailio.diagnostics(),
-        uac.diagnostics()
-    );
+    let kamailio = start_kamailio_ng(&topo, &work);
+    let (uac, uas) = place_call(&topo, &work, &kamailio, &dispatcher);
     // Both relays' records are written after the 1 s delete delay.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while records(&state).len() < 2 && std::time::Instant::now() < deadline {

@@ -21,9 +21,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 pub use prometheus_client::metrics::counter::Counter;
@@ -255,16 +256,9 @@ impl Scrape<'_> {
         label: &str,
         values: &[(&str, &Histogram)],
     ) -> fmt::Result {
-        check_name(name);
-        let empty = Histogram::new(std::iter::empty());
-        let mut m = self
-            .encoder
-            .encode_descriptor(name, help, None, empty.metric_type())?;
-        for &(value, h) in values {
-            let labels = [(label, value)];
-            h.encode(m.encode_family(&labels)?)?;
-        }
-        Ok(())
+        self.by(name, help, label, MetricType::Histogram, values, |h, m| {
+            h.encode(m)
+        })
     }
 
     /// A gauge with one label, one sample per `(label value, value)`. The label values
@@ -276,7 +270,9 @@ impl Scrape<'_> {
         label: &str,
         values: &[(&str, i64)],
     ) -> fmt::Result {
-        self.by(name, help, label, values, ConstGauge::new)
+        self.by(name, help, label, MetricType::Gauge, values, |&n, m| {
+            ConstGauge::new(n).encode(m)
+        })
     }
 
     /// A counter with one label, one sample per `(label value, count)`. The label
@@ -288,7 +284,9 @@ impl Scrape<'_> {
         label: &str,
         values: &[(&str, u64)],
     ) -> fmt::Result {
-        self.by(name, help, label, values, ConstCounter::new)
+        self.by(name, help, label, MetricType::Counter, values, |&n, m| {
+            ConstCounter::new(n).encode(m)
+        })
     }
 
     fn one(&mut self, name: &str, help: &str, metric: &impl EncodeMetric) -> fmt::Result {
@@ -299,24 +297,22 @@ impl Scrape<'_> {
         metric.encode(m)
     }
 
-    /// One descriptor, then a labelled sample per value; `make` turns a value into
-    /// its metric (a zero one gives the type even when `values` is empty).
-    fn by<T: Copy + Default, M: EncodeMetric>(
+    /// One descriptor of type `kind` (written even when `values` is empty), then a
+    /// labelled sample per value, which `encode` writes.
+    fn by<T>(
         &mut self,
         name: &str,
         help: &str,
         label: &str,
+        kind: MetricType,
         values: &[(&str, T)],
-        make: impl Fn(T) -> M,
+        encode: impl Fn(&T, MetricEncoder<'_>) -> fmt::Result,
     ) -> fmt::Result {
         check_name(name);
-        let mut m =
-            self.encoder
-                .encode_descriptor(name, help, None, make(T::default()).metric_type())?;
-        for &(value, n) in values {
-            let labels = [(label, value)];
-            let family = m.encode_family(&labels)?;
-            make(n).encode(family)?;
+        let mut m = self.encoder.encode_descriptor(name, help, None, kind)?;
+        for (value, n) in values {
+            let labels = [(label, *value)];
+            encode(n, m.encode_family(&labels)?)?;
         }
         Ok(())
     }

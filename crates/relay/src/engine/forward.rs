@@ -521,7 +521,7 @@ struct Streams {
 
 impl Streams {
     /// After datagrams that arrived on `side` were judged with `media` locked:
-    /// whether stream `id`'s kernel entries may be out of date (that side's latch
+    /// whether `stream`'s kernel entries may be out of date (that side's latch
     /// confirmed, moved or saw a new SSRC). Per datagram, so it compares two small
     /// values instead of building the entries: a datagram changes nothing else the
     /// entries depend on ([`kernel::LatchView`]).

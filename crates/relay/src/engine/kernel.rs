@@ -359,13 +359,12 @@ impl KernelPath {
         for stream in streams.values_mut() {
             for (side, slot) in stream.entries.iter_mut().enumerate() {
                 let Some(installed) = slot else { continue };
-                let seen = match (snapshot, &fast) {
+                let seen = match snapshot {
                     // Made after the read began: what the read shows under its key
                     // may be the entry it replaced (merged when that one went).
-                    (Some(_), _) if installed.number > read_from => continue,
-                    (Some(snapshot), _) => snapshot.get(installed.want.key),
-                    (None, Some(fast)) => fast.counters(installed.want.key),
-                    (None, None) => None,
+                    Some(_) if installed.number > read_from => continue,
+                    Some(snapshot) => snapshot.get(installed.want.key),
+                    None => fast.as_ref().and_then(|f| f.counters(installed.want.key)),
                 };
                 let Some(seen) = seen else { continue };
                 // Counts only grow; a read older than what is merged adds nothing.

@@ -110,6 +110,10 @@ pub(crate) struct Rewriter {
     shift_ms: i64,
     /// The highest output time sent, in ms (media time + shift).
     last_out_ms: Option<i64>,
+    /// The player's pacing when it handed the numbering on at the end of a held range:
+    /// the wall clock (NTP) and the media time (µs) playing at that instant, so the
+    /// origin's side goes on with the same sender-report clock (see `seam`).
+    pace: Option<(u64, u64)>,
 }
 
 impl Rewriter {
@@ -130,6 +134,7 @@ impl Rewriter {
             tracks,
             shift_ms: 0,
             last_out_ms: None,
+            pace: None,
         }
     }
 
@@ -158,6 +163,17 @@ impl Rewriter {
             t.ts_base
                 .wrapping_add((ticks as i64 + self.shift_ticks(t)) as u32),
         )
+    }
+
+    /// Records that media time `media_us` is playing at wall-clock NTP time `ntp`, the
+    /// pairing the player's sender reports make, for whoever takes the numbering over.
+    pub fn set_pace(&mut self, ntp: u64, media_us: u64) {
+        self.pace = Some((ntp, media_us));
+    }
+
+    /// The pairing [`Rewriter::set_pace`] recorded, once.
+    pub fn take_pace(&mut self) -> Option<(u64, u64)> {
+        self.pace.take()
     }
 
     /// An RTCP compound packet for track `slot`: a sender report (RFC 3550 §6.4.1)
@@ -278,6 +294,14 @@ impl Item {
 /// Media time in ms of `ticks` at `clock` Hz.
 pub(crate) fn media_ms(ticks: u64, clock: u32) -> u64 {
     u64::try_from(u128::from(ticks) * 1000 / u128::from(clock.max(1))).unwrap_or(u64::MAX)
+}
+
+/// The media time (µs) playing at `now` for a player that started media time
+/// `start_ms` at `wall0`: packets are due at wall0 + (ms - start_ms).
+pub(crate) fn media_us_at(start_ms: u64, wall0: Instant, now: Instant) -> u64 {
+    start_ms
+        .saturating_mul(1000)
+        .saturating_add(u64::try_from(now.duration_since(wall0).as_micros()).unwrap_or(0))
 }
 
 /// When a packet of media time `ms` is due, for a PLAY that started sending media
@@ -805,6 +829,9 @@ async fn run(
             BatchEnd::Stopped => return state,
             BatchEnd::Ended => {
                 state.ended = true;
+                state
+                    .rewriter
+                    .set_pace(ntp_now(), media_us_at(start_ms, wall0, Instant::now()));
                 if !continue_at_end(&mut state, &out).await {
                     send_bye(&state.rewriter, &out).await;
                 }
@@ -814,10 +841,7 @@ async fn run(
         let now = Instant::now();
         if now >= next_sr {
             next_sr = now + SR_INTERVAL;
-            // The media time playing now: packets are due at wall0 + (ms - start_ms).
-            let media_us = start_ms
-                .saturating_mul(1000)
-                .saturating_add(u64::try_from(now.duration_since(wall0).as_micros()).unwrap_or(0));
+            let media_us = media_us_at(start_ms, wall0, now);
             let ntp = ntp_now();
             for slot in 0..state.clocks.len() {
                 if let Some(sr) = state.rewriter.sender_report(slot, media_us, ntp) {

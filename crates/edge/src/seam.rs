@@ -80,6 +80,12 @@ pub(crate) struct OriginSeam {
     /// The last packet rewritten, for the edge's own reports: its slot and media
     /// time in that slot's ticks (converted only when a report is due).
     last_placed: Option<(usize, u64)>,
+    /// The clock of the edge's own reports: media time (µs) `.1` was playing at NTP
+    /// time `.0`, and it runs with the wall clock from there. Fixed once set (the
+    /// player's, carried over at the end of a held range, or the first report's), so
+    /// a stall of the origin (its start after the seam, a slow moment) reads as delay,
+    /// not as a jump of the timeline a player syncs its tracks by.
+    report_clock: Option<(u64, u64)>,
 }
 
 impl OriginSeam {
@@ -102,7 +108,8 @@ impl OriginSeam {
                     .and_then(|p| u8::try_from(p).ok())
             })
             .collect();
-        let rewriter = rewriter.unwrap_or_else(|| Rewriter::new(&clocks, random_u32));
+        let mut rewriter = rewriter.unwrap_or_else(|| Rewriter::new(&clocks, random_u32));
+        let report_clock = rewriter.take_pace();
         Self {
             rewriter,
             slots,
@@ -112,6 +119,7 @@ impl OriginSeam {
             skip_until_ms: None,
             own_reports: false,
             last_placed: None,
+            report_clock,
         }
     }
 
@@ -126,24 +134,36 @@ impl OriginSeam {
     }
 
     /// The edge's own sender report for each described track that was sent
-    /// something, as the cache player makes them: the media time playing is the last
-    /// packet's plus `since_last` (the time since it was passed on), at NTP time `ntp`
-    /// (the wall clock now). Empty unless [`OriginSeam::keep_own_reports`] was called,
-    /// and while nothing was passed on for [`STOPPED`] (the origin's stream ended or
-    /// stalls: only a sender reports, RFC 3550 §6.4, and the media time playing is
-    /// not known then).
-    pub fn own_reports(&self, since_last: std::time::Duration, ntp: u64) -> Vec<(usize, Bytes)> {
+    /// something, on the report clock (see `report_clock`; the first report without
+    /// one sets it: the last packet's media time plus `since_last`, the time since it
+    /// was passed on), at NTP time `ntp` (the wall clock now). Empty unless
+    /// [`OriginSeam::keep_own_reports`] was called, and while nothing was passed on
+    /// for [`STOPPED`] (the origin's stream ended or stalls: only a sender reports,
+    /// RFC 3550 §6.4).
+    pub fn own_reports(
+        &mut self,
+        since_last: std::time::Duration,
+        ntp: u64,
+    ) -> Vec<(usize, Bytes)> {
         let Some((slot, ticks)) = self.last_placed.filter(|_| self.own_reports) else {
             return Vec::new();
         };
         if since_last > STOPPED {
             return Vec::new();
         }
-        let clock_rate = self.clocks.get(slot).copied().unwrap_or(90_000).max(1);
-        let last_us = u64::try_from(u128::from(ticks) * 1_000_000 / u128::from(clock_rate))
+        let (ntp0, us0) = *self.report_clock.get_or_insert_with(|| {
+            let clock_rate = self.clocks.get(slot).copied().unwrap_or(90_000).max(1);
+            let last_us = u64::try_from(u128::from(ticks) * 1_000_000 / u128::from(clock_rate))
+                .unwrap_or(u64::MAX);
+            (
+                ntp,
+                last_us.saturating_add(u64::try_from(since_last.as_micros()).unwrap_or(u64::MAX)),
+            )
+        });
+        // NTP timestamps are 32.32 fixed point seconds.
+        let elapsed_us = u64::try_from((u128::from(ntp.saturating_sub(ntp0)) * 1_000_000) >> 32)
             .unwrap_or(u64::MAX);
-        let media_us =
-            last_us.saturating_add(u64::try_from(since_last.as_micros()).unwrap_or(u64::MAX));
+        let media_us = us0.saturating_add(elapsed_us);
         self.slots
             .iter()
             .enumerate()
@@ -180,8 +200,12 @@ impl OriginSeam {
         };
         let start_ms = clock.start_ms();
         match std::mem::replace(&mut self.joint, Joint::Play) {
+            // The same timeline: the report clock (the player's) goes on.
             Joint::Continue { sent_ms } => self.skip_until_ms = Some(sent_ms),
             Joint::Play => {
+                // A seek or a resume after a pause: the media time no longer runs
+                // with the wall clock from before, so the next report sets the clock.
+                self.report_clock = None;
                 self.skip_until_ms = None;
                 if asked.is_some_and(|h| h.get("Range").is_some()) {
                     self.rewriter.seek_to(start_ms);
@@ -467,6 +491,66 @@ mod tests {
         assert_eq!(next.1.wrapping_sub(last.1), 3_600);
     }
 
+    /// The report clock is the player's, carried over at the end of the held range: an
+    /// origin that starts late (or stalls) does not move the timeline a player syncs
+    /// by. A PLAY that is not a continuation (a resume, a seek) starts a new clock.
+    #[test]
+    fn own_reports_keep_the_players_clock_through_an_origin_stall() {
+        let d = described();
+        let mut numbering = Rewriter::new(&[90_000, 48_000], counter());
+        let cached = PacketOut {
+            track: 0,
+            media_ticks: 5 * 90_000,
+            keyframe: false,
+            rtp: rtp(1, 1, 1),
+        };
+        let last = fields(&numbering.rewrite(&cached).unwrap());
+        // The player handed over with 5.0 s playing at NTP time n0.
+        let n0: u64 = 0x0102_0304_0000_0000;
+        let second: u64 = 1 << 32;
+        numbering.set_pace(n0, 5_000_000);
+        let mut seam = OriginSeam::new(&d, &[0, 1], Some(numbering));
+        seam.set_joint(Joint::Continue { sent_ms: 5_000 });
+        seam.keep_own_reports();
+        let mut asked = Headers::new();
+        asked.append("Range", "npt=5-");
+        let mut resp = answer("npt=5-30", 1_000, 2_000);
+        seam.on_play(&d, Some(&asked), &mut resp);
+        // The origin's first packet (5.04 s) comes 2 s late; a report 0.5 s after it.
+        seam.rewrite_rtp(0, &rtp(9, 1_000 + 3_600, 9))
+            .unwrap()
+            .unwrap();
+        let rtp_of = |reports: Vec<(usize, Bytes)>| {
+            let (_, sr) = &reports[0];
+            let Some(Ok(RtcpPacket::SenderReport(sr))) = RtcpPackets::new(sr).next() else {
+                panic!("not an SR");
+            };
+            sr.sender_info().rtp_timestamp
+        };
+        let at = |ms: u64| n0 + second * ms / 1000;
+        let r = rtp_of(seam.own_reports(std::time::Duration::from_millis(500), at(2_500)));
+        // The player's clock: 7.5 s plays then (5.0 s + 2.5 s), not 5.54 s.
+        assert_eq!(r, last.1.wrapping_add(225_000));
+        let r = rtp_of(seam.own_reports(std::time::Duration::from_millis(100), at(7_500)));
+        assert_eq!(r, last.1.wrapping_add(675_000));
+        // A resume (a PLAY that is no continuation) sets the clock at the next report.
+        let mut resp = answer("npt=6-30", 91_000, 2_000);
+        seam.on_play(&d, None, &mut resp);
+        seam.rewrite_rtp(0, &rtp(10, 91_000, 9)).unwrap().unwrap();
+        let r = rtp_of(seam.own_reports(std::time::Duration::ZERO, at(60_000)));
+        let r2 = rtp_of(seam.own_reports(std::time::Duration::ZERO, at(61_000)));
+        assert_eq!(
+            r2.wrapping_sub(r),
+            90_000,
+            "then it runs with the wall clock"
+        );
+        assert_ne!(
+            r,
+            last.1.wrapping_add(90_000 * 60),
+            "not the player's clock any more"
+        );
+    }
+
     #[test]
     fn a_viewer_that_began_at_the_cache_keeps_the_edges_own_reports() {
         let d = described();
@@ -532,7 +616,7 @@ mod tests {
         assert!(RtcpPackets::new(&out)
             .any(|p| matches!(p, Ok(RtcpPacket::Goodbye(b)) if b.ssrcs().eq([next.2]))));
         // A session that began at the origin sends none of its own.
-        let origin_only = OriginSeam::new(&d, &[0, 1], None);
+        let mut origin_only = OriginSeam::new(&d, &[0, 1], None);
         assert!(origin_only
             .own_reports(std::time::Duration::ZERO, ntp)
             .is_empty());

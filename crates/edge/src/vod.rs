@@ -511,7 +511,7 @@ impl VodTask {
     /// The edge's own sender reports to the viewer (see `seam`); false when the
     /// viewer is gone.
     async fn send_own_reports(&mut self) -> bool {
-        let (Some(seam), Some(at)) = (&self.seam, self.last_rtp_at) else {
+        let (Some(seam), Some(at)) = (&mut self.seam, self.last_rtp_at) else {
             return true;
         };
         let reports = seam.own_reports(at.elapsed(), crate::cache_play::ntp_now());

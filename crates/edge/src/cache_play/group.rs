@@ -111,7 +111,7 @@ enum Cmd {
     /// A viewer resumes (after PAUSE or a seek) with its own numbering: the group
     /// takes it when its next packet is the group's or one the group keeps for
     /// joiners, and hands its state back otherwise.
-    Resume(Member, Resumer, oneshot::Sender<bool>),
+    Resume(Member, Box<Resumer>, oneshot::Sender<bool>),
 }
 
 /// What a group needs to know of a resuming viewer.
@@ -437,7 +437,11 @@ impl PlayoutGroups {
                 next_ms,
                 state: state.snapshot(),
             };
-            if h.cmds.send(Cmd::Resume(member, resumer, ok_tx)).is_ok() && ok_rx.await == Ok(true) {
+            if h.cmds
+                .send(Cmd::Resume(member, Box::new(resumer), ok_tx))
+                .is_ok()
+                && ok_rx.await == Ok(true)
+            {
                 let seat = Seat {
                     id,
                     cmds: h.cmds.clone(),
@@ -667,7 +671,7 @@ impl Group {
                     self.open(i, &state, start_ms, wall0).await;
                 }
                 state.ended = true;
-                self.end_of_range(&state);
+                self.end_of_range(&state, media_us_at(start_ms, wall0, Instant::now()));
                 return self.finish();
             }
             let now = Instant::now();
@@ -744,7 +748,7 @@ impl Group {
                         return;
                     }
                     member.from = self.history.as_ref().map_or(0, Vec::len);
-                    member.ahead = Some(resumer);
+                    member.ahead = Some(*resumer);
                 }
                 let _ = ok.send(true);
                 self.add(member);
@@ -1110,9 +1114,13 @@ impl Group {
 
     /// The held range ended: each member goes on at the origin (its continuation) or
     /// is told with a BYE, in a task of its own.
-    fn end_of_range(&mut self, state: &State) {
+    /// `media_us`: the media time playing now, which each member's numbering carries
+    /// on to the origin's side with the wall clock (`Rewriter::set_pace`).
+    fn end_of_range(&mut self, state: &State, media_us: u64) {
+        let ntp = ntp_now();
         for m in self.members.drain(..) {
             let mut alone = m.state(state);
+            alone.rewriter.set_pace(ntp, media_us);
             let out = m.out.clone();
             let task = tokio::spawn(async move {
                 if !continue_at_end(&mut alone, &out).await {
@@ -1133,10 +1141,7 @@ fn sender_reports(
     start_ms: u64,
     wall0: Instant,
 ) -> Vec<(usize, Bytes)> {
-    let now = Instant::now();
-    let media_us = start_ms
-        .saturating_mul(1000)
-        .saturating_add(u64::try_from(now.duration_since(wall0).as_micros()).unwrap_or(0));
+    let media_us = media_us_at(start_ms, wall0, Instant::now());
     let ntp = ntp_now();
     (0..state.clocks.len())
         .filter_map(|slot| Some((slot, rewriter.sender_report(slot, media_us, ntp)?)))

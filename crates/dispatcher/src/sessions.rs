@@ -262,7 +262,24 @@ pub struct OpenError {
 #[derive(Debug, Default)]
 pub struct SessionMap {
     calls: HashMap<String, Placed>,
+    /// Calls held on each relay by name (both relays of a chained call count it), so
+    /// the relay choice knows what it placed since a relay's last status report.
+    held: HashMap<String, u64>,
     db: Option<Mirror>,
+}
+
+/// Adds (or takes away) `placed`'s calls to the counts of the relays holding it.
+fn count(held: &mut HashMap<String, u64>, placed: &Placed, add: bool) {
+    for relay in std::iter::once(placed.relay.as_str()).chain(placed.second_relay.as_deref()) {
+        if add {
+            *held.entry(relay.to_owned()).or_default() += 1;
+        } else if let Some(n) = held.get_mut(relay) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(relay);
+            }
+        }
+    }
 }
 
 impl SessionMap {
@@ -295,6 +312,7 @@ impl SessionMap {
         .map_err(wrap)?;
         add_second_relay_column(&db).map_err(wrap)?;
         let mut calls = HashMap::new();
+        let mut held = HashMap::new();
         {
             let mut stmt = db
                 .prepare(
@@ -318,6 +336,7 @@ impl SessionMap {
                 .map_err(wrap)?;
             for row in rows {
                 let (call_id, placed) = row.map_err(wrap)?;
+                count(&mut held, &placed, true);
                 calls.insert(call_id, placed);
             }
         }
@@ -327,6 +346,7 @@ impl SessionMap {
         })?;
         Ok(Self {
             calls,
+            held,
             db: Some(mirror),
         })
     }
@@ -347,6 +367,11 @@ impl SessionMap {
     /// Calls placed now.
     pub fn len(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Calls held on the relay called `relay` now (either relay of a chained call).
+    pub fn held_on(&self, relay: &str) -> u64 {
+        self.held.get(relay).copied().unwrap_or(0)
     }
 
     /// Whether no call is placed.
@@ -370,7 +395,10 @@ impl SessionMap {
         if let Some(db) = &self.db {
             db.send(Change::Put(call_id.to_owned(), placed.clone()), call_id);
         }
-        self.calls.insert(call_id.to_owned(), placed);
+        count(&mut self.held, &placed, true);
+        if let Some(old) = self.calls.insert(call_id.to_owned(), placed) {
+            count(&mut self.held, &old, false);
+        }
     }
 
     /// Records the answering side's tag of a placed call.
@@ -393,6 +421,7 @@ impl SessionMap {
     /// Forgets `call_id`; its placement if it was placed.
     pub fn remove(&mut self, call_id: &str) -> Option<Placed> {
         let placed = self.calls.remove(call_id)?;
+        count(&mut self.held, &placed, false);
         if let Some(db) = &self.db {
             db.send(Change::Remove(call_id.to_owned()), call_id);
         }
@@ -510,7 +539,30 @@ mod tests {
         assert_eq!(map.get("b"), None);
         assert_eq!(map.get("c"), Some(&placed("r1")));
         assert_eq!(map.len(), 2, "read before d was placed");
+        assert_eq!(
+            (map.held_on("r1"), map.held_on("r2")),
+            (2, 0),
+            "counted when read"
+        );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn held_counts_follow_placements_re_placements_and_removals() {
+        let mut map = SessionMap::in_memory();
+        map.insert("a", placed("r1"));
+        map.insert("b", placed("r1"));
+        let mut chained = placed("r1");
+        chained.second_relay = Some("r2".into());
+        map.insert("c", chained);
+        assert_eq!((map.held_on("r1"), map.held_on("r2")), (3, 1));
+        // Placed again elsewhere: it moves, it does not count twice.
+        map.insert("b", placed("r2"));
+        assert_eq!((map.held_on("r1"), map.held_on("r2")), (2, 2));
+        map.remove("c");
+        map.remove("a");
+        map.remove("nope");
+        assert_eq!((map.held_on("r1"), map.held_on("r2")), (0, 1));
     }
 
     #[test]

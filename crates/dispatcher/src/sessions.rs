@@ -111,6 +111,9 @@ impl Mirror {
         let (done, wait) = mpsc::channel();
         if let Some(queue) = &self.queue {
             if queue.send(Change::Flush(done)).is_ok() {
+                if let Some(writer) = &self.writer {
+                    writer.thread().unpark();
+                }
                 let _ = wait.recv();
             }
         }
@@ -122,6 +125,7 @@ impl Drop for Mirror {
         // Closing the queue lets the writer commit what is left and end.
         self.queue.take();
         if let Some(writer) = self.writer.take() {
+            writer.thread().unpark();
             let _ = writer.join();
         }
     }
@@ -141,22 +145,32 @@ fn write_behind(
         let due = last_commit.map(|at| at + gap);
         let mut flush = matches!(first, Change::Flush(_));
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            let next = match due {
-                Some(due) if !flush => {
-                    changes.recv_timeout(due.saturating_duration_since(Instant::now()))
+        // Sleeping until the commit is due instead of waiting on the queue: a send to a
+        // receiver blocked on it wakes this thread, a futex call and two context
+        // switches per change, which cost more than the commits. A flush or the map's
+        // drop unparks it.
+        loop {
+            let mut closed = false;
+            while batch.len() < MAX_BATCH {
+                match changes.try_recv() {
+                    Ok(change) => {
+                        flush |= matches!(change, Change::Flush(_));
+                        batch.push(change);
+                    }
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    // Closed: commit what there is; the next `recv` ends the thread.
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
                 }
-                _ => changes
-                    .try_recv()
-                    .map_err(|_| mpsc::RecvTimeoutError::Timeout),
-            };
-            match next {
-                Ok(change) => {
-                    flush |= matches!(change, Change::Flush(_));
-                    batch.push(change);
+            }
+            let wait = due.map(|due| due.saturating_duration_since(Instant::now()));
+            match wait {
+                Some(wait) if !flush && !closed && !wait.is_zero() && batch.len() < MAX_BATCH => {
+                    std::thread::park_timeout(wait);
                 }
-                // Closed: commit what there is; the next `recv` ends the thread.
-                Err(_) => break,
+                _ => break,
             }
         }
         last_commit = Some(Instant::now());

@@ -40,6 +40,7 @@ impl RelayPool for FakeRelays {
                 state: RelayState::Active,
                 sessions: n.load(Ordering::Relaxed),
                 bps: 0,
+                report: None,
             })
             .collect()
     }

@@ -146,6 +146,7 @@ mod tests {
                 state: RelayState::Active,
                 sessions: 0,
                 bps: 0,
+                report: None,
             }]
         }
 

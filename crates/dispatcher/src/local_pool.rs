@@ -259,6 +259,7 @@ impl RelayPool for LocalPool {
                 },
                 sessions: m.relay.active_calls() as u64,
                 bps: m.rate().bps(),
+                report: None,
             })
             .collect()
     }

@@ -48,6 +48,11 @@ pub struct RelayView {
     pub sessions: u64,
     /// Bits per second it relays, as it last reported.
     pub bps: u64,
+    /// Which status report `sessions` comes from: a new value with each report of a
+    /// relay that reports now and then (a linked relay, every few seconds), so the
+    /// relay choice can add the calls placed and ended since. `None` when `sessions`
+    /// is always current (a relay in this process).
+    pub report: Option<u64>,
 }
 
 /// A relay's live statistics, asked for when monitoring reads the cluster

@@ -126,6 +126,8 @@ pub struct Router {
     hook: Arc<dyn EndedHook>,
     sip: Mutex<HashMap<String, SipInfo>>,
     chains: ChainPolicy,
+    /// Corrects linked relays' reported load with what was placed since (`select`).
+    live: Mutex<select::LiveLoad>,
 }
 
 impl std::fmt::Debug for Router {
@@ -175,6 +177,7 @@ impl Router {
             hook,
             sip: Mutex::new(HashMap::new()),
             chains,
+            live: Mutex::new(select::LiveLoad::default()),
         });
         tokio::spawn(watch_events(Arc::downgrade(&router), events));
         router
@@ -182,6 +185,15 @@ impl Router {
 
     fn map(&self) -> MutexGuard<'_, SessionMap> {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The relays with each one's load as of now, for choosing one for a new call.
+    fn relays_to_choose(&self) -> Vec<RelayView> {
+        let mut relays = self.pool.relays();
+        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = self.map();
+        live.correct(&mut relays, |name| map.held_on(name));
+        relays
     }
 
     fn sip(&self) -> MutexGuard<'_, HashMap<String, SipInfo>> {
@@ -479,7 +491,7 @@ impl Router {
         dialog_id: Option<String>,
         (first, second): (&str, &str),
     ) -> Value {
-        let relays = self.pool.relays();
+        let relays = self.relays_to_choose();
         let in_group = |group: &str, list: Vec<&RelayView>| -> Vec<(RelayId, String)> {
             list.into_iter()
                 .filter(|r| self.chains.in_group(&r.name, group))
@@ -626,7 +638,7 @@ impl Router {
         preferred: Option<IpAddr>,
         dialog_id: Option<String>,
     ) -> Value {
-        let relays = self.pool.relays();
+        let relays = self.relays_to_choose();
         for RelayView { id, name, .. } in select::candidates(&relays, preferred) {
             let (id, name) = (*id, name.clone());
             match self

@@ -36,6 +36,7 @@ impl FakePool {
                         state,
                         sessions,
                         bps: 0,
+                        report: None,
                     })
                     .collect(),
             ),

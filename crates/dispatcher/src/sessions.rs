@@ -111,6 +111,9 @@ impl Mirror {
         let (done, wait) = mpsc::channel();
         if let Some(queue) = &self.queue {
             if queue.send(Change::Flush(done)).is_ok() {
+                if let Some(writer) = &self.writer {
+                    writer.thread().unpark();
+                }
                 let _ = wait.recv();
             }
         }
@@ -122,6 +125,7 @@ impl Drop for Mirror {
         // Closing the queue lets the writer commit what is left and end.
         self.queue.take();
         if let Some(writer) = self.writer.take() {
+            writer.thread().unpark();
             let _ = writer.join();
         }
     }
@@ -141,22 +145,32 @@ fn write_behind(
         let due = last_commit.map(|at| at + gap);
         let mut flush = matches!(first, Change::Flush(_));
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            let next = match due {
-                Some(due) if !flush => {
-                    changes.recv_timeout(due.saturating_duration_since(Instant::now()))
+        // Sleeping until the commit is due instead of waiting on the queue: a send to a
+        // receiver blocked on it wakes this thread, a futex call and two context
+        // switches per change, which cost more than the commits. A flush or the map's
+        // drop unparks it.
+        loop {
+            let mut closed = false;
+            while batch.len() < MAX_BATCH {
+                match changes.try_recv() {
+                    Ok(change) => {
+                        flush |= matches!(change, Change::Flush(_));
+                        batch.push(change);
+                    }
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    // Closed: commit what there is; the next `recv` ends the thread.
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
                 }
-                _ => changes
-                    .try_recv()
-                    .map_err(|_| mpsc::RecvTimeoutError::Timeout),
-            };
-            match next {
-                Ok(change) => {
-                    flush |= matches!(change, Change::Flush(_));
-                    batch.push(change);
+            }
+            let wait = due.map(|due| due.saturating_duration_since(Instant::now()));
+            match wait {
+                Some(wait) if !flush && !closed && !wait.is_zero() && batch.len() < MAX_BATCH => {
+                    std::thread::park_timeout(wait);
                 }
-                // Closed: commit what there is; the next `recv` ends the thread.
-                Err(_) => break,
+                _ => break,
             }
         }
         last_commit = Some(Instant::now());
@@ -262,7 +276,24 @@ pub struct OpenError {
 #[derive(Debug, Default)]
 pub struct SessionMap {
     calls: HashMap<String, Placed>,
+    /// Calls held on each relay by name (both relays of a chained call count it), so
+    /// the relay choice knows what it placed since a relay's last status report.
+    held: HashMap<String, u64>,
     db: Option<Mirror>,
+}
+
+/// Adds (or takes away) `placed`'s calls to the counts of the relays holding it.
+fn count(held: &mut HashMap<String, u64>, placed: &Placed, add: bool) {
+    for relay in std::iter::once(placed.relay.as_str()).chain(placed.second_relay.as_deref()) {
+        if add {
+            *held.entry(relay.to_owned()).or_default() += 1;
+        } else if let Some(n) = held.get_mut(relay) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(relay);
+            }
+        }
+    }
 }
 
 impl SessionMap {
@@ -295,6 +326,7 @@ impl SessionMap {
         .map_err(wrap)?;
         add_second_relay_column(&db).map_err(wrap)?;
         let mut calls = HashMap::new();
+        let mut held = HashMap::new();
         {
             let mut stmt = db
                 .prepare(
@@ -318,6 +350,7 @@ impl SessionMap {
                 .map_err(wrap)?;
             for row in rows {
                 let (call_id, placed) = row.map_err(wrap)?;
+                count(&mut held, &placed, true);
                 calls.insert(call_id, placed);
             }
         }
@@ -327,6 +360,7 @@ impl SessionMap {
         })?;
         Ok(Self {
             calls,
+            held,
             db: Some(mirror),
         })
     }
@@ -347,6 +381,11 @@ impl SessionMap {
     /// Calls placed now.
     pub fn len(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Calls held on the relay called `relay` now (either relay of a chained call).
+    pub fn held_on(&self, relay: &str) -> u64 {
+        self.held.get(relay).copied().unwrap_or(0)
     }
 
     /// Whether no call is placed.
@@ -370,7 +409,10 @@ impl SessionMap {
         if let Some(db) = &self.db {
             db.send(Change::Put(call_id.to_owned(), placed.clone()), call_id);
         }
-        self.calls.insert(call_id.to_owned(), placed);
+        count(&mut self.held, &placed, true);
+        if let Some(old) = self.calls.insert(call_id.to_owned(), placed) {
+            count(&mut self.held, &old, false);
+        }
     }
 
     /// Records the answering side's tag of a placed call.
@@ -393,6 +435,7 @@ impl SessionMap {
     /// Forgets `call_id`; its placement if it was placed.
     pub fn remove(&mut self, call_id: &str) -> Option<Placed> {
         let placed = self.calls.remove(call_id)?;
+        count(&mut self.held, &placed, false);
         if let Some(db) = &self.db {
             db.send(Change::Remove(call_id.to_owned()), call_id);
         }
@@ -510,7 +553,30 @@ mod tests {
         assert_eq!(map.get("b"), None);
         assert_eq!(map.get("c"), Some(&placed("r1")));
         assert_eq!(map.len(), 2, "read before d was placed");
+        assert_eq!(
+            (map.held_on("r1"), map.held_on("r2")),
+            (2, 0),
+            "counted when read"
+        );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn held_counts_follow_placements_re_placements_and_removals() {
+        let mut map = SessionMap::in_memory();
+        map.insert("a", placed("r1"));
+        map.insert("b", placed("r1"));
+        let mut chained = placed("r1");
+        chained.second_relay = Some("r2".into());
+        map.insert("c", chained);
+        assert_eq!((map.held_on("r1"), map.held_on("r2")), (3, 1));
+        // Placed again elsewhere: it moves, it does not count twice.
+        map.insert("b", placed("r2"));
+        assert_eq!((map.held_on("r1"), map.held_on("r2")), (2, 2));
+        map.remove("c");
+        map.remove("a");
+        map.remove("nope");
+        assert_eq!((map.held_on("r1"), map.held_on("r2")), (0, 1));
     }
 
     #[test]

@@ -201,6 +201,8 @@ fn register(
                 state: RelayState::Active,
                 sessions: 0,
                 bps: 0,
+                // Each connection starts its own range, so a reconnect is a new report.
+                report: Some(generation << 32),
             },
             generation,
             outbox,
@@ -340,6 +342,7 @@ fn handle(
                 .filter_map(|a| a.parse().ok())
                 .collect();
             linked.view.sessions = status.sessions;
+            linked.view.report = linked.view.report.map(|n| n.wrapping_add(1));
             linked.view.bps = status.bps;
             if status.draining && !linked.draining {
                 tracing::info!(relay = %linked.view.name, "dispatcher: relay {} is halting: no new calls for it", linked.view.name);

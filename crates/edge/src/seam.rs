@@ -456,7 +456,8 @@ mod tests {
 
     /// A seam that continues, at the origin, a viewer the cache sent video up to 5 s:
     /// the seam, and that last packet's fields.
-    fn continued_at_5s(d: &Described) -> (OriginSeam, (u16, u32, u32)) {
+    /// A player's numbering that sent video up to 5 s, and that last packet's fields.
+    fn numbering_at_5s() -> (Rewriter, (u16, u32, u32)) {
         let mut numbering = Rewriter::new(&[90_000, 48_000], counter());
         let cached = PacketOut {
             track: 0,
@@ -465,6 +466,11 @@ mod tests {
             rtp: rtp(1, 1, 1),
         };
         let last = fields(&numbering.rewrite(&cached).unwrap());
+        (numbering, last)
+    }
+
+    fn continued_at_5s(d: &Described) -> (OriginSeam, (u16, u32, u32)) {
+        let (numbering, last) = numbering_at_5s();
         let mut seam = OriginSeam::new(d, &[0, 1], Some(numbering));
         seam.set_joint(Joint::Continue { sent_ms: 5_000 });
         (seam, last)
@@ -497,14 +503,7 @@ mod tests {
     #[test]
     fn own_reports_keep_the_players_clock_through_an_origin_stall() {
         let d = described();
-        let mut numbering = Rewriter::new(&[90_000, 48_000], counter());
-        let cached = PacketOut {
-            track: 0,
-            media_ticks: 5 * 90_000,
-            keyframe: false,
-            rtp: rtp(1, 1, 1),
-        };
-        let last = fields(&numbering.rewrite(&cached).unwrap());
+        let (mut numbering, last) = numbering_at_5s();
         // The player handed over with 5.0 s playing at NTP time n0.
         let n0: u64 = 0x0102_0304_0000_0000;
         let second: u64 = 1 << 32;

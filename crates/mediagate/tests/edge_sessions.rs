@@ -26,7 +26,12 @@ async fn edge(origin: &Origin, extra: &str) -> (Edge, SocketAddr, Records) {
          [[edge.route]]\nadvertised = \"/cam\"\norigin = \"{}\"\n",
         origin.url("/live")
     );
-    let config = mediagate_config::parse_config(&toml).expect("test config is valid");
+    start_edge(&toml).await
+}
+
+/// An edge with config `toml`, bound to a free loopback port, recording ended sessions.
+async fn start_edge(toml: &str) -> (Edge, SocketAddr, Records) {
+    let config = mediagate_config::parse_config(toml).expect("test config is valid");
     let records: Records = Arc::default();
     let sink = records.clone();
     let edge = Edge::with_listener(
@@ -552,19 +557,7 @@ async fn parking_edge(routes: &[(&str, &Origin)]) -> (Edge, SocketAddr, Records)
             origin.url("/live")
         ));
     }
-    let config = mediagate_config::parse_config(&toml).expect("test config is valid");
-    let records: Records = Arc::default();
-    let sink = records.clone();
-    let edge = Edge::with_listener(
-        &config.edge,
-        "test-edge",
-        Arc::new(move |e: &EndedSession| sink.lock().unwrap().push(e.clone())),
-    );
-    let bound = edge
-        .bind(&["127.0.0.1:0".parse().unwrap()])
-        .await
-        .expect("edge binds");
-    (edge, bound[0], records)
+    start_edge(&toml).await
 }
 
 /// True once the edge closes `v`'s connection within `within`.

@@ -63,6 +63,24 @@ fn setup(
     r
 }
 
+/// A receiver report from SSRC 0x1234 about `ssrc`: 1/256 lost, 7 in all.
+fn receiver_report(ssrc: u32) -> Vec<u8> {
+    let block = mediagate_rtp::rtcp::ReportBlock {
+        ssrc,
+        fraction_lost: 1,
+        cumulative_lost: 7,
+        extended_highest_seq: 100,
+        jitter: 0,
+        last_sr: 0,
+        delay_since_last_sr: 0,
+    };
+    let mut rr = [0u8; 64];
+    let mut w = mediagate_rtp::rtcp::build::CompoundWriter::new(&mut rr);
+    w.receiver_report(0x1234, &[block]).unwrap();
+    let n = w.finish().unwrap();
+    rr[..n].to_vec()
+}
+
 /// An RTP/RTCP port pair of the test kit's, claimed against other test processes.
 fn udp_pair() -> (UdpSocket, UdpSocket) {
     mediagate_testkit::ports::UdpPortPair::reserve()
@@ -187,20 +205,8 @@ fn hit_viewers_get_sender_reports_and_their_receiver_reports_are_recorded() {
         }
     };
     assert!(sr.packet_count > 0);
-    let block = mediagate_rtp::rtcp::ReportBlock {
-        ssrc: sr.ssrc,
-        fraction_lost: 1,
-        cumulative_lost: 7,
-        extended_highest_seq: 100,
-        jitter: 0,
-        last_sr: 0,
-        delay_since_last_sr: 0,
-    };
-    let mut rr = [0u8; 64];
-    let mut w = mediagate_rtp::rtcp::build::CompoundWriter::new(&mut rr);
-    w.receiver_report(0x1234, &[block]).unwrap();
-    let n = w.finish().unwrap();
-    rtcp.send_to(&rr[..n], ("127.0.0.1", server_rtcp)).unwrap();
+    let rr = receiver_report(sr.ssrc);
+    rtcp.send_to(&rr[..], ("127.0.0.1", server_rtcp)).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         c.req("TEARDOWN", &url, &[("Session", &session)])
@@ -422,24 +428,12 @@ fn hit_viewers_share_server_ports_and_their_rtcp_is_told_apart() {
         .partition(|(i, _)| *i == 0);
     let (_, (reporting, socks, server)) = reporting.into_iter().next().unwrap();
     let (_, (silent, _silent_socks, _)) = silent.into_iter().next().unwrap();
-    let block = mediagate_rtp::rtcp::ReportBlock {
-        ssrc: 1,
-        fraction_lost: 1,
-        cumulative_lost: 7,
-        extended_highest_seq: 100,
-        jitter: 0,
-        last_sr: 0,
-        delay_since_last_sr: 0,
-    };
-    let mut rr = [0u8; 64];
-    let mut w = mediagate_rtp::rtcp::build::CompoundWriter::new(&mut rr);
-    w.receiver_report(0x1234, &[block]).unwrap();
-    let n = w.finish().unwrap();
+    let rr = receiver_report(1);
     // Two timeouts and more, with the video track's report every half second.
     for _ in 0..10 {
         socks[0]
             .1
-            .send_to(&rr[..n], ("127.0.0.1", server[0].1))
+            .send_to(&rr[..], ("127.0.0.1", server[0].1))
             .unwrap();
         std::thread::sleep(Duration::from_millis(500));
     }

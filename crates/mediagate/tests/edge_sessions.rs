@@ -46,6 +46,17 @@ async fn start_edge(toml: &str) -> (Edge, SocketAddr, Records) {
     (edge, bound[0], records)
 }
 
+/// `v`'s TEARDOWN of `url` is answered 200 and `session` is recorded once, ended by it.
+async fn tears_down(v: &mut Viewer, url: &str, records: &Records, session: &str) {
+    assert_eq!(
+        v.request(Method::Teardown, url, None).await.status.as_u16(),
+        200
+    );
+    let got = records_of(records, session).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].reason, EndReason::Teardown);
+}
+
 /// A minimal RTSP viewer over TCP interleaved, counting the media it receives.
 struct Viewer {
     stream: TcpStream,
@@ -492,16 +503,7 @@ async fn a_udp_session_outlives_its_connection_and_resumes_on_a_new_one() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut v = Viewer::connect(addr).await;
     v.session = Some(second.clone());
-    assert_eq!(
-        v.request(Method::Teardown, &url, None)
-            .await
-            .status
-            .as_u16(),
-        200
-    );
-    let got = records_of(&records, &second).await;
-    assert_eq!(got.len(), 1, "{got:?}");
-    assert_eq!(got[0].reason, EndReason::Teardown);
+    tears_down(&mut v, &url, &records, &second).await;
 
     // The viewer's RTCP keeps a parked session alive (RFC 7826 §10.5), as it does for
     // a client whose keep-alives stopped with its connection.
@@ -615,16 +617,7 @@ async fn a_hub_giving_up_ends_only_its_own_parked_session() {
     assert_eq!(r.status.as_u16(), 200, "{r:?}");
     assert!(datagrams_within(&rtp_b, Duration::from_millis(500)).await > 2);
     let url = v.url.clone();
-    assert_eq!(
-        v.request(Method::Teardown, &url, None)
-            .await
-            .status
-            .as_u16(),
-        200
-    );
-    let got = records_of(&records, &session_b).await;
-    assert_eq!(got.len(), 1, "{got:?}");
-    assert_eq!(got[0].reason, EndReason::Teardown);
+    tears_down(&mut v, &url, &records, &session_b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

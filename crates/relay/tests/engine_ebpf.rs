@@ -91,19 +91,12 @@ async fn kernel_both_ways(ip: IpAddr, slot: u16, stranger_at: &str, stranger_seq
 
     let (_, kernel) = until_counts(&relay, |_, k| k >= 201).await;
     assert_eq!(kernel, 201);
-    let q = ng
-        .call(&d(&[("command", s("query")), ("call-id", s("k-1"))]))
-        .await;
+    let q = query(&mut ng, "k-1").await;
     let totals = q.get("totals").and_then(|t| t.get("RTP")).unwrap();
     assert_eq!(totals.get("packets"), Some(&Value::Int(203)));
     assert_eq!(totals.get("bytes"), Some(&Value::Int(203 * 172)));
 
-    ng.call(&d(&[
-        ("command", s("delete")),
-        ("call-id", s("k-1")),
-        ("delete delay", Value::Int(0)),
-    ]))
-    .await;
+    delete(&mut ng, "k-1").await;
     let records = relay.recent_records();
     let stream = &records[0].streams[0];
     assert_eq!(stream.caller.packets, 101, "what the caller sent");
@@ -206,13 +199,8 @@ async fn a_call_silent_in_the_kernel_path_times_out() {
     let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
     let p = establish(&mut ng, "k-idle").await;
     // Three media timeouts' worth of media, all of it in the kernel.
-    for seq in 1..=90 {
-        p.caller
-            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    p.send_from_caller_paced(1..=90, Duration::from_millis(20))
+        .await;
     assert_eq!(
         relay.forwarded_packets(),
         2,
@@ -283,11 +271,6 @@ async fn a_bridged_ipv4_ipv6_call_stays_in_user_space() {
     let callee = UdpSocket::bind("[::1]:0")
         .await
         .expect("this test needs ::1 on lo (`ip -6 addr show lo`)");
-    let port_in = |v: &Value| -> u16 {
-        let sdp = String::from_utf8(v.get("sdp").unwrap().as_bytes().unwrap().to_vec()).unwrap();
-        let line = sdp.lines().find(|l| l.starts_with("m=audio ")).unwrap();
-        line.split(' ').nth(1).unwrap().parse().unwrap()
-    };
     let offer = ng
         .call(&d(&[
             ("command", s("offer")),
@@ -298,7 +281,7 @@ async fn a_bridged_ipv4_ipv6_call_stays_in_user_space() {
             ("address family", s("IP6")),
         ]))
         .await;
-    let callee_relay = std::net::SocketAddr::new(v6(), port_in(&offer));
+    let callee_relay = std::net::SocketAddr::new(v6(), media_port(&offer));
     let answer = ng
         .call(&d(&[
             ("command", s("answer")),
@@ -310,7 +293,7 @@ async fn a_bridged_ipv4_ipv6_call_stays_in_user_space() {
             ("address family", s("IP4")),
         ]))
         .await;
-    let caller_relay = std::net::SocketAddr::new(V4.into(), port_in(&answer));
+    let caller_relay = std::net::SocketAddr::new(V4.into(), media_port(&answer));
     for seq in 0..30 {
         caller
             .send_to(&rtp(CALLER_SSRC, seq), caller_relay)
@@ -321,9 +304,7 @@ async fn a_bridged_ipv4_ipv6_call_stays_in_user_space() {
             .await
             .unwrap();
     }
-    let expect = |ssrc, from| -> Vec<(Vec<u8>, std::net::SocketAddr)> {
-        (0..30).map(|seq| (rtp(ssrc, seq), from)).collect()
-    };
+    let expect = |ssrc, from| expected(ssrc, 0..=29, from);
     // Every datagram byte-exact; the order is not checked here: on a loaded machine
     // the user-space path has delivered a few of this burst late, and whether any went
     // through the kernel is what the counters below say.

@@ -185,12 +185,9 @@ async fn an_interface_created_after_the_start_is_attached_and_forwards_in_the_ke
             .await
             .unwrap();
     }
-    let expect: Vec<_> = (1..=30)
-        .map(|seq| (rtp(CALLEE_SSRC, seq), p.caller_relay))
-        .collect();
     assert_eq!(
         recv_all(&p.caller, Duration::from_millis(300)).await,
-        expect
+        expected(CALLEE_SSRC, 1..=30, p.caller_relay)
     );
     assert_eq!(
         relay.forwarded_packets(),
@@ -309,16 +306,20 @@ fn rtp_sized(ssrc: u32, seq: u16) -> Vec<u8> {
     p
 }
 
-/// `stats` of the RTP stream that `tag`'s party sends to, from an `ng` query reply.
-fn query_stats<'a>(q: &'a Value, tag: &str) -> &'a Value {
+/// The first RTP stream of `tag`'s party, from an `ng` query reply.
+fn query_stream<'a>(q: &'a Value, tag: &str) -> &'a Value {
     let medias = q
         .get("tags")
         .and_then(|t| t.get(tag))
         .and_then(|t| t.get("medias"))
         .and_then(Value::as_list)
         .unwrap_or_else(|| panic!("tag {tag} in {q:?}"));
-    let streams = medias[0].get("streams").and_then(Value::as_list).unwrap();
-    streams[0].get("stats").unwrap()
+    &medias[0].get("streams").and_then(Value::as_list).unwrap()[0]
+}
+
+/// `stats` of the RTP stream that `tag`'s party sends to, from an `ng` query reply.
+fn query_stats<'a>(q: &'a Value, tag: &str) -> &'a Value {
+    query_stream(q, tag).get("stats").unwrap()
 }
 
 fn int(v: u64) -> Value {
@@ -363,13 +364,7 @@ async fn a_strangers_flood_across_veth_is_neither_forwarded_nor_latched() {
                 .unwrap();
         }
     }
-    let at_callee = recv_all(&p.callee, Duration::from_millis(300)).await;
-    let at_caller = recv_all(&p.caller, Duration::from_millis(300)).await;
-    let expect = |ssrc, from| -> Vec<(Vec<u8>, SocketAddr)> {
-        (1..=50).map(|seq| (rtp(ssrc, seq), from)).collect()
-    };
-    assert_eq!(at_callee, expect(CALLER_SSRC, p.callee_relay));
-    assert_eq!(at_caller, expect(CALLEE_SSRC, p.caller_relay));
+    p.assert_received_both_ways(1..=50).await;
     assert!(recv_all(&stranger, Duration::from_millis(100))
         .await
         .is_empty());
@@ -387,12 +382,7 @@ async fn a_strangers_flood_across_veth_is_neither_forwarded_nor_latched() {
     assert_eq!(user, in_user_space, "nothing of the stranger's forwarded");
     assert_eq!(kernel, 101, "the phones' media, in the kernel");
 
-    ng.call(&d(&[
-        ("command", s("delete")),
-        ("call-id", s("veth-stranger")),
-        ("delete delay", Value::Int(0)),
-    ]))
-    .await;
+    delete(&mut ng, "veth-stranger").await;
     let records = relay.recent_records();
     let stream = &records[0].streams[0];
     assert_eq!(
@@ -468,16 +458,13 @@ async fn a_nat_change_across_veth_re_latches_and_the_kernel_follows() {
             .await
             .unwrap();
     }
-    let expect = |ssrc, seqs: std::ops::RangeInclusive<u16>, from| -> Vec<(Vec<u8>, SocketAddr)> {
-        seqs.map(|seq| (rtp(ssrc, seq), from)).collect()
-    };
     assert_eq!(
         recv_all(&moved, Duration::from_millis(300)).await,
-        expect(CALLEE_SSRC, 1..=20, p.caller_relay)
+        expected(CALLEE_SSRC, 1..=20, p.caller_relay)
     );
     assert_eq!(
         recv_all(&p.callee, Duration::from_millis(300)).await,
-        expect(CALLER_SSRC, 152..=170, p.callee_relay)
+        expected(CALLER_SSRC, 152..=170, p.callee_relay)
     );
     assert!(
         recv_all(&p.caller, Duration::from_millis(100))
@@ -494,17 +481,8 @@ async fn a_nat_change_across_veth_re_latches_and_the_kernel_follows() {
         "back in the kernel: {} of 40 went through user space",
         user - before
     );
-    let q = ng
-        .call(&d(&[("command", s("query")), ("call-id", s("veth-nat"))]))
-        .await;
-    let medias = q
-        .get("tags")
-        .and_then(|t| t.get("ft"))
-        .and_then(|t| t.get("medias"))
-        .and_then(Value::as_list)
-        .unwrap();
-    let stream = &medias[0].get("streams").and_then(Value::as_list).unwrap()[0];
-    let endpoint = stream.get("endpoint").unwrap();
+    let q = query(&mut ng, "veth-nat").await;
+    let endpoint = query_stream(&q, "ft").get("endpoint").unwrap();
     assert_eq!(
         endpoint.get("port"),
         Some(&int(moved.local_addr().unwrap().port().into())),
@@ -527,13 +505,8 @@ async fn a_call_silent_in_the_kernel_path_across_veth_times_out() {
     let p = net.phones(&mut ng, "veth-idle", relay_ip).await;
     let in_user_space = relay.forwarded_packets();
     // Three media timeouts' worth of media, all of it in the kernel.
-    for seq in 1..=90 {
-        p.caller
-            .send_to(&rtp(CALLER_SSRC, seq), p.caller_relay)
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    p.send_from_caller_paced(1..=90, Duration::from_millis(20))
+        .await;
     assert_eq!(
         relay.active_calls(),
         1,
@@ -634,9 +607,7 @@ async fn counters_equal_what_was_sent(offset: u32, ports: (u16, u16), v6: bool) 
         bytes(CALLEE_SSRC, callee_sent),
     );
     let (caller_packets, callee_packets) = (u64::from(caller_sent) + 1, u64::from(callee_sent) + 1);
-    let q = ng
-        .call(&d(&[("command", s("query")), ("call-id", s("veth-count"))]))
-        .await;
+    let q = query(&mut ng, "veth-count").await;
     let caller = query_stats(&q, "ft");
     assert_eq!(caller.get("packets"), Some(&int(caller_packets)), "{q:?}");
     assert_eq!(caller.get("bytes"), Some(&int(caller_bytes)), "{q:?}");
@@ -650,12 +621,7 @@ async fn counters_equal_what_was_sent(offset: u32, ports: (u16, u16), v6: bool) 
     );
     assert_eq!(totals.get("bytes"), Some(&int(caller_bytes + callee_bytes)));
 
-    ng.call(&d(&[
-        ("command", s("delete")),
-        ("call-id", s("veth-count")),
-        ("delete delay", Value::Int(0)),
-    ]))
-    .await;
+    delete(&mut ng, "veth-count").await;
     let records = relay.recent_records();
     let stream = &records[0].streams[0];
     assert_eq!(
@@ -718,10 +684,11 @@ async fn a_route_that_moves_to_another_interface_is_followed_in_the_kernel() {
         until_counts(&relay, |u, k| u + k >= user + kernel + u64::from(seq - 21)).await;
     p.send_from_caller(seq..=seq + 29).await;
     let got = recv_all(&p.callee, Duration::from_millis(300)).await;
-    let want: Vec<_> = (seq..=seq + 29)
-        .map(|n| (rtp(CALLER_SSRC, n), p.callee_relay))
-        .collect();
-    assert_eq!(got, want, "through the new route");
+    assert_eq!(
+        got,
+        expected(CALLER_SSRC, seq..=seq + 29, p.callee_relay),
+        "through the new route"
+    );
     let (user_after, kernel_after) = until_counts(&relay, |_, k| k >= kernel + 30).await;
     assert_eq!(
         (user_after, kernel_after),

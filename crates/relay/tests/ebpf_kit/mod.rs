@@ -95,7 +95,8 @@ pub fn sdp_for(phone: SocketAddr) -> String {
     format!("v=0\r\no=- 1 1 IN {f} {ip}\r\ns=-\r\nc=IN {f} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n")
 }
 
-fn media_port(v: &Value) -> u16 {
+/// The relay's media port in an `ng` offer or answer reply (which must be "ok").
+pub fn media_port(v: &Value) -> u16 {
     assert_eq!(v.get("result").and_then(Value::as_str), Some("ok"), "{v:?}");
     let sdp = String::from_utf8(v.get("sdp").unwrap().as_bytes().unwrap().to_vec()).unwrap();
     let line = sdp.lines().find(|l| l.starts_with("m=audio ")).unwrap();
@@ -110,6 +111,15 @@ pub fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
     // Not all one byte: a rewrite that touched the payload would show.
     p.extend((0..160u16).map(|i| (i as u8) ^ (seq as u8)));
     p
+}
+
+/// The datagrams RTP packets `seqs` of `ssrc` arrive as from relay port `from`.
+pub fn expected(
+    ssrc: u32,
+    seqs: RangeInclusive<u16>,
+    from: SocketAddr,
+) -> Vec<(Vec<u8>, SocketAddr)> {
+    seqs.map(|seq| (rtp(ssrc, seq), from)).collect()
 }
 
 pub async fn recv_all(sock: &UdpSocket, wait: Duration) -> Vec<(Vec<u8>, SocketAddr)> {
@@ -154,22 +164,27 @@ impl Phones {
         }
     }
 
+    /// RTP packets `seqs` from the caller to its relay port, `gap` apart.
+    pub async fn send_from_caller_paced(&self, seqs: RangeInclusive<u16>, gap: Duration) {
+        for seq in seqs {
+            self.send_from_caller(seq..=seq).await;
+            tokio::time::sleep(gap).await;
+        }
+    }
+
     /// Each phone received exactly the other's packets `seqs`, byte-exact and in
     /// order, from the relay port it sends to.
     pub async fn assert_received_both_ways(&self, seqs: RangeInclusive<u16>) {
         let at_callee = recv_all(&self.callee, Duration::from_millis(300)).await;
         let at_caller = recv_all(&self.caller, Duration::from_millis(300)).await;
-        let expect = |ssrc, from| -> Vec<(Vec<u8>, SocketAddr)> {
-            seqs.clone().map(|seq| (rtp(ssrc, seq), from)).collect()
-        };
         assert_eq!(
             at_callee,
-            expect(CALLER_SSRC, self.callee_relay),
+            expected(CALLER_SSRC, seqs.clone(), self.callee_relay),
             "at the callee"
         );
         assert_eq!(
             at_caller,
-            expect(CALLEE_SSRC, self.caller_relay),
+            expected(CALLEE_SSRC, seqs, self.caller_relay),
             "at the caller"
         );
     }
@@ -261,6 +276,22 @@ pub async fn establish_with(
         1
     );
     p
+}
+
+/// `ng` query of `call_id`; the reply.
+pub async fn query(ng: &mut Ng, call_id: &str) -> Value {
+    ng.call(&d(&[("command", s("query")), ("call-id", s(call_id))]))
+        .await
+}
+
+/// `ng` delete of `call_id` at once (no delete delay), so that its record is written.
+pub async fn delete(ng: &mut Ng, call_id: &str) -> Value {
+    ng.call(&d(&[
+        ("command", s("delete")),
+        ("call-id", s(call_id)),
+        ("delete delay", Value::Int(0)),
+    ]))
+    .await
 }
 
 /// Starts a relay and checks what forwards its media.

@@ -5,8 +5,10 @@
 //! are confirmed (the sender's, which the entry's key names, and the receiver's, which
 //! is where it sends), both relay ports have a specific address, all four addresses
 //! are of one IP version (IPv4 or IPv6) and the stream is symmetric; RTP streams
-//! forward only RTP with the SSRC the latch last saw. The forwarding threads call [`KernelPath::update`] when [`wanted`] changes (a latch
-//! confirmed or moved: the old entry goes, its counts merged, a new one is made).
+//! forward only RTP with the SSRC the latch last saw. The forwarding threads call
+//! [`KernelPath::update`] when a datagram changed its side's [`LatchView`] (a latch
+//! confirmed or moved, or a new SSRC), which is whenever [`wanted`] may have changed:
+//! the old entry goes, its counts merged, a new one is made.
 //! [`KernelPath::sync`] (every tick of the engine's timer) and
 //! [`KernelPath::remove_stream`] (when a stream's ports close, before its record is
 //! written) add what the kernel counted since the last read to the leg's RTP counters
@@ -22,8 +24,8 @@
 //! What it does not: RTCP (it stays on the relay's sockets, which read its reports),
 //! IPv4-IPv6 bridging (the kernel path does not translate headers), wildcard media
 //! addresses, asymmetric streams or learning `off` (no confirmed latch): those stay in
-//! user space. The counters lag the
-//! kernel by up to one tick (250 ms) except at a stream's end.
+//! user space. The counters lag the kernel by up to one tick (250 ms) except at a
+//! stream's end.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -51,7 +51,7 @@ async fn kernel_both_ways(ip: IpAddr, slot: u16, stranger_at: &str, stranger_seq
         .kernel_forwarding()
         .expect("the fast path is loaded")
         .contains(&"lo".to_owned()));
-    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let mut ng = Ng::of(&relay).await;
     let p = establish_on(&mut ng, "k-1", ip).await;
     let in_user_space = relay.forwarded_packets();
     assert_eq!(in_user_space, 2, "the two latching packets");
@@ -130,7 +130,7 @@ async fn nat_change(ip: IpAddr, slot: u16) {
     let mut cfg = config_on(range(slot), ForwardIo::Ebpf, ip);
     cfg.options.latch.relatch_quiet = Duration::from_millis(300);
     let relay = start(cfg).await;
-    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let mut ng = Ng::of(&relay).await;
     let p = establish_on(&mut ng, "k-nat", ip).await;
     // Far enough ahead of the latching packet that only the kernel's record of the
     // last sequence number makes the re-latch evidence hold (the gap allowed is 100);
@@ -196,7 +196,7 @@ async fn a_call_silent_in_the_kernel_path_times_out() {
     let mut cfg = config(range(2), ForwardIo::Ebpf);
     cfg.options.media_timeout = Duration::from_millis(600);
     let relay = start(cfg).await;
-    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let mut ng = Ng::of(&relay).await;
     let p = establish(&mut ng, "k-idle").await;
     // Three media timeouts' worth of media, all of it in the kernel.
     p.send_from_caller_paced(1..=90, Duration::from_millis(20))
@@ -227,7 +227,7 @@ async fn a_call_silent_in_the_kernel_path_times_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signalling_a_new_endpoint_moves_the_kernel_path_at_once() {
     let relay = start(config(range(4), ForwardIo::Ebpf)).await;
-    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let mut ng = Ng::of(&relay).await;
     let p = establish(&mut ng, "k-move").await;
     p.caller
         .send_to(&rtp(CALLER_SSRC, 1), p.caller_relay)
@@ -266,7 +266,7 @@ async fn a_bridged_ipv4_ipv6_call_stays_in_user_space() {
     let mut cfg = config(range(7), ForwardIo::Ebpf);
     cfg.media.push((v6(), v6()));
     let relay = start(cfg).await;
-    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let mut ng = Ng::of(&relay).await;
     let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let callee = UdpSocket::bind("[::1]:0")
         .await

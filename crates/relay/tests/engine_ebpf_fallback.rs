@@ -37,7 +37,7 @@ async fn auto_forwards_in_user_space_without_the_program() {
     rule_out_the_fast_path();
     let relay = start(config(range(1), ForwardIo::Auto)).await;
     assert_eq!(relay.kernel_forwarding(), None);
-    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let mut ng = Ng::of(&relay).await;
     let p = establish(&mut ng, "u-1").await;
     p.send_from_caller(1..=20).await;
     assert_eq!(

@@ -62,7 +62,7 @@ async fn between_two_veths(net: &PhoneNets, v6: bool, ports: u16) {
         interfaces.contains(&net.link(0)) && interfaces.contains(&net.link(1)),
         "{interfaces:?}"
     );
-    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let mut ng = Ng::of(&relay).await;
     let p = net.phones(&mut ng, "noforward", relay_ip).await;
     media_both_ways_in_the_kernel(&relay, &p).await;
     assert_no_forwarding(net, 2);
@@ -88,7 +88,7 @@ async fn media_back_out_of_the_veth_it_came_in_on_goes_through_the_kernel() {
     assert_no_forwarding(&net, 1);
     let (relay, relay_ip) = net.relay((55200, 55299), false, |_| {}).await;
     let (caller, callee) = (net.socket(0, false), net.socket(0, false));
-    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let mut ng = Ng::of(&relay).await;
     let p = establish_with(&mut ng, "hairpin", caller, callee, relay_ip).await;
     media_both_ways_in_the_kernel(&relay, &p).await;
 }

@@ -102,7 +102,7 @@ async fn media_between_namespaces_is_routed_in_the_kernel_with_true_checksums() 
         )
         .unwrap()
     });
-    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let mut ng = Ng::of(&relay).await;
     let p = net.phones(&mut ng, "veth-1", relay_ip).await;
     let caller_addr = p.caller.local_addr().unwrap();
     let in_user_space = relay.forwarded_packets();
@@ -176,7 +176,7 @@ async fn an_interface_created_after_the_start_is_attached_and_forwards_in_the_ke
     net.add_side(1);
     until_interfaces(&relay, |i| i.contains(&net.link(1))).await;
 
-    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let mut ng = Ng::of(&relay).await;
     let p = net.phones(&mut ng, "veth-late", relay_ip).await;
     let in_user_space = relay.forwarded_packets();
     for seq in 1..=30 {
@@ -244,7 +244,7 @@ async fn ipv6_media_between_namespaces_is_routed_in_the_kernel_with_true_checksu
         s.bind(&SocketAddr::new(IpAddr::V6(a), 0).into()).unwrap();
         s
     });
-    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let mut ng = Ng::of(&relay).await;
     let p = net.phones(&mut ng, "veth-6", relay_ip).await;
     let caller_addr = p.caller.local_addr().unwrap();
     let in_user_space = relay.forwarded_packets();
@@ -337,7 +337,7 @@ async fn a_strangers_flood_across_veth_is_neither_forwarded_nor_latched() {
     let (relay, relay_ip) = net.relay((54300, 54399), false, |_| {}).await;
     let interfaces = relay.kernel_forwarding().unwrap();
     assert!(interfaces.contains(&net.link(2)), "{interfaces:?}");
-    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let mut ng = Ng::of(&relay).await;
     let p = net.phones(&mut ng, "veth-stranger", relay_ip).await;
     let stranger = net.socket(2, relay_ip.is_ipv6());
     let in_user_space = relay.forwarded_packets();
@@ -421,7 +421,7 @@ async fn a_nat_change_across_veth_re_latches_and_the_kernel_follows() {
             cfg.options.latch.relatch_quiet = Duration::from_millis(300);
         })
         .await;
-    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let mut ng = Ng::of(&relay).await;
     let p = net.phones(&mut ng, "veth-nat", relay_ip).await;
     // More than the allowed gap (100) ahead of the latching packet: only the kernel's
     // record of the last sequence number makes the re-latch evidence hold.
@@ -501,7 +501,7 @@ async fn a_call_silent_in_the_kernel_path_across_veth_times_out() {
             cfg.options.media_timeout = Duration::from_millis(600);
         })
         .await;
-    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let mut ng = Ng::of(&relay).await;
     let p = net.phones(&mut ng, "veth-idle", relay_ip).await;
     let in_user_space = relay.forwarded_packets();
     // Three media timeouts' worth of media, all of it in the kernel.
@@ -561,7 +561,7 @@ async fn ipv6_counters_across_veth_equal_what_the_phones_sent() {
 async fn counters_equal_what_was_sent(offset: u32, ports: (u16, u16), v6: bool) {
     let net = PhoneNets::new(tag(offset), 2, true);
     let (relay, relay_ip) = net.relay(ports, v6, |_| {}).await;
-    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let mut ng = Ng::of(&relay).await;
     let p = net.phones(&mut ng, "veth-count", relay_ip).await;
     let in_user_space = relay.forwarded_packets();
     let (caller_sent, callee_sent) = (70u16, 45u16);
@@ -647,7 +647,7 @@ async fn a_route_that_moves_to_another_interface_is_followed_in_the_kernel() {
     let net = PhoneNets::new(tag(8), 2, true);
     net.add_path(1, 2);
     let (relay, relay_ip) = net.relay((54800, 54899), false, |_| {}).await;
-    let mut ng = Ng::new(relay.ng_udp_addrs()[0]).await;
+    let mut ng = Ng::of(&relay).await;
     let p = net.phones(&mut ng, "veth-route", relay_ip).await;
     p.send_from_caller(1..=20).await;
     assert_eq!(

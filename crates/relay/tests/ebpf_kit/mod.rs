@@ -52,6 +52,11 @@ impl Ng {
         }
     }
 
+    /// A client of `relay`'s first `ng` UDP address.
+    pub async fn of(relay: &Relay) -> Self {
+        Self::new(relay.ng_udp_addrs()[0]).await
+    }
+
     pub async fn call(&mut self, dict: &Value) -> Value {
         self.n += 1;
         let cookie = format!("e_{} ", self.n);

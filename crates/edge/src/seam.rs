@@ -363,6 +363,17 @@ mod tests {
         Bytes::from(p)
     }
 
+    /// An origin's goodbye: `ssrc`'s empty receiver report and BYE.
+    fn rr_bye(ssrc: u32) -> Vec<u8> {
+        let mut buf = [0u8; 64];
+        let mut w = CompoundWriter::new(&mut buf);
+        w.receiver_report(ssrc, &[])
+            .and_then(|w| w.bye(&[ssrc], None))
+            .unwrap();
+        let n = w.finish().unwrap();
+        buf[..n].to_vec()
+    }
+
     fn fields(b: &[u8]) -> (u16, u32, u32) {
         let p = mediagate_rtp::RtpPacket::parse(b).unwrap();
         (p.sequence_number(), p.timestamp(), p.ssrc())
@@ -442,13 +453,7 @@ mod tests {
             seam.rewrite_rtcp(0, &[0x80, 200, 0, 1, 0, 0, 0, 1]),
             Some(None)
         );
-        let mut bye_in = [0u8; 64];
-        let mut w = CompoundWriter::new(&mut bye_in);
-        w.receiver_report(0xdead, &[])
-            .and_then(|w| w.bye(&[0xdead], None))
-            .unwrap();
-        let n = w.finish().unwrap();
-        let out = seam.rewrite_rtcp(0, &bye_in[..n]).unwrap().unwrap();
+        let out = seam.rewrite_rtcp(0, &rr_bye(0xdead)).unwrap().unwrap();
         let ours = RtcpPackets::new(&out)
             .any(|p| matches!(p, Ok(RtcpPacket::Goodbye(b)) if b.ssrcs().eq([first.2])));
         assert!(ours, "{out:?}");
@@ -605,13 +610,7 @@ mod tests {
         .unwrap();
         let n = w.finish().unwrap();
         assert_eq!(seam.rewrite_rtcp(0, &sr_in[..n]), Some(None));
-        let mut bye_in = [0u8; 64];
-        let mut w = CompoundWriter::new(&mut bye_in);
-        w.receiver_report(9, &[])
-            .and_then(|w| w.bye(&[9], None))
-            .unwrap();
-        let n = w.finish().unwrap();
-        let out = seam.rewrite_rtcp(0, &bye_in[..n]).unwrap().unwrap();
+        let out = seam.rewrite_rtcp(0, &rr_bye(9)).unwrap().unwrap();
         assert!(RtcpPackets::new(&out)
             .any(|p| matches!(p, Ok(RtcpPacket::Goodbye(b)) if b.ssrcs().eq([next.2]))));
         // A session that began at the origin sends none of its own.

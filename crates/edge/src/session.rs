@@ -437,10 +437,7 @@ impl<S> ViewerSessions<S> {
                 return Step::Reply(r);
             }
         }
-        let session_id = req
-            .headers
-            .get("Session")
-            .map(|s| s.split(';').next().unwrap_or("").trim().to_owned());
+        let session_id = requested_session(req).map(str::to_owned);
         if let Some(id) = &session_id {
             match self.sessions.get_mut(id) {
                 Some(s) => s.last_seen = now.at,
@@ -719,6 +716,13 @@ pub(crate) fn stream_url(uri: &str) -> (String, Option<usize>) {
         }
     }
     (trimmed.to_owned(), None)
+}
+
+/// The session id a request names in its `Session` header (without its parameters).
+pub(crate) fn requested_session(req: &Request) -> Option<&str> {
+    req.headers
+        .get("Session")
+        .map(|s| s.split(';').next().unwrap_or("").trim())
 }
 
 /// An error response whose reason phrase explains, in one short line.

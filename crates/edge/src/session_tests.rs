@@ -72,6 +72,13 @@ fn tcp() -> TrackDest {
     TrackDest::Interleaved { rtp: 0, rtcp: 1 }
 }
 
+fn udp() -> TrackDest {
+    TrackDest::Udp {
+        rtp: "192.0.2.7:6000".parse().unwrap(),
+        rtcp: "192.0.2.7:6001".parse().unwrap(),
+    }
+}
+
 fn status(step: Step) -> u16 {
     match step {
         Step::Reply(r) => r.status.as_u16(),
@@ -205,11 +212,7 @@ fn a_closing_connection_ends_every_session_once() {
 #[test]
 fn the_record_names_the_transport_the_viewer_used() {
     let mut sim = Sim::new(false);
-    let udp = TrackDest::Udp {
-        rtp: "192.0.2.7:6000".parse().unwrap(),
-        rtcp: "192.0.2.7:6001".parse().unwrap(),
-    };
-    sim.setup_new("u", 1, udp, "x");
+    sim.setup_new("u", 1, udp(), "x");
     sim.core.end_all(EndReason::Drain, sim.now);
     let e = sim.all_ended().pop().unwrap().record;
     assert_eq!(
@@ -402,11 +405,7 @@ fn the_record_keeps_the_cache_result_the_play_decided() {
 #[test]
 fn a_closed_connections_udp_session_moves_to_a_new_connection_with_its_record() {
     let mut sim = Sim::new(false);
-    let udp = TrackDest::Udp {
-        rtp: "192.0.2.7:6000".parse().unwrap(),
-        rtcp: "192.0.2.7:6001".parse().unwrap(),
-    };
-    sim.setup_new("u", 1, udp, "udp-source");
+    sim.setup_new("u", 1, udp(), "udp-source");
     sim.setup_new("t", 1, tcp(), "tcp-source");
     sim.advance(Duration::from_secs(5));
     sim.core.on_traffic(sim.now.at);
@@ -445,11 +444,7 @@ fn a_closed_connections_udp_session_moves_to_a_new_connection_with_its_record() 
 #[test]
 fn a_detached_session_nobody_adopts_ends_once_with_the_viewer_that_set_it_up() {
     let mut sim = Sim::new(false);
-    let udp = TrackDest::Udp {
-        rtp: "192.0.2.7:6000".parse().unwrap(),
-        rtcp: "192.0.2.7:6001".parse().unwrap(),
-    };
-    sim.setup_new("u", 1, udp, "src");
+    sim.setup_new("u", 1, udp(), "src");
     let d = sim.core.detach_udp().pop().unwrap();
     assert!(!sim.core.has_sessions());
     let later = sim.now.plus(TIMEOUT);

@@ -15,7 +15,7 @@
 //! later SETUP gets the reports), or read RTP from viewers (none is expected).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
@@ -30,11 +30,53 @@ pub(crate) struct RtcpCounters {
     pub(crate) reports: AtomicU64,
     pub(crate) max_fraction_lost: AtomicU8,
     /// Each UDP viewer's RTCP address, to credit its reports to its session.
-    viewers: Mutex<HashMap<SocketAddr, Arc<Tally>>>,
+    viewers: Mutex<ViewerAddrs>,
+}
+
+/// UDP viewers' RTCP addresses and their tallies, indexed also by IP so that a
+/// datagram from a port nobody named is credited without scanning every viewer.
+#[derive(Debug, Default)]
+pub(crate) struct ViewerAddrs {
+    by_addr: HashMap<SocketAddr, Arc<Tally>>,
+    /// The registered addresses at each IP.
+    by_ip: HashMap<IpAddr, Vec<SocketAddr>>,
+}
+
+impl ViewerAddrs {
+    /// Credits `addr`'s RTCP to `tally` (a later registration of one address wins).
+    pub(crate) fn insert(&mut self, addr: SocketAddr, tally: Arc<Tally>) {
+        if self.by_addr.insert(addr, tally).is_none() {
+            self.by_ip.entry(addr.ip()).or_default().push(addr);
+        }
+    }
+
+    /// Stops crediting `addr`.
+    pub(crate) fn remove(&mut self, addr: &SocketAddr) {
+        if self.by_addr.remove(addr).is_none() {
+            return;
+        }
+        if let Some(at_ip) = self.by_ip.get_mut(&addr.ip()) {
+            at_ip.retain(|a| a != addr);
+            if at_ip.is_empty() {
+                self.by_ip.remove(&addr.ip());
+            }
+        }
+    }
+
+    /// The tally of the viewer whose RTCP address is `from`, or, when none is, of the
+    /// only viewer at `from`'s IP.
+    fn credited(&self, from: &SocketAddr) -> Option<&Arc<Tally>> {
+        self.by_addr
+            .get(from)
+            .or_else(|| match self.by_ip.get(&from.ip())?.as_slice() {
+                [only] => self.by_addr.get(only),
+                _ => None,
+            })
+    }
 }
 
 impl RtcpCounters {
-    pub(crate) fn viewers(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Arc<Tally>>> {
+    pub(crate) fn viewers(&self) -> std::sync::MutexGuard<'_, ViewerAddrs> {
         self.viewers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -57,16 +99,7 @@ pub(crate) async fn read_viewer_rtcp(pair: Arc<SocketPair>, counters: Arc<RtcpCo
         let Ok((n, from)) = pair.rtcp.recv_from(&mut buf).await else {
             return;
         };
-        let viewer = {
-            let viewers = counters.viewers();
-            viewers.get(&from).cloned().or_else(|| {
-                let mut at_ip = viewers.iter().filter(|(a, _)| a.ip() == from.ip());
-                match (at_ip.next(), at_ip.next()) {
-                    (Some((_, t)), None) => Some(t.clone()),
-                    _ => None,
-                }
-            })
-        };
+        let viewer = counters.viewers().credited(&from).cloned();
         // Parsed once for the viewer's tally and the stream's counters.
         let compound = mediagate_rtp::rtcp::Compound::parse(&buf[..n]).ok();
         if let Some(tally) = viewer {
@@ -134,6 +167,7 @@ impl Drop for PairLease {
         let mut viewers = self.shared.rtcp.viewers();
         // A later session that named the same address keeps its registration.
         if viewers
+            .by_addr
             .get(&self.rtcp_from)
             .is_some_and(|t| Arc::ptr_eq(t, &self.tally))
         {

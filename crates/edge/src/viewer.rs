@@ -47,8 +47,8 @@ use crate::login::{self, Place};
 use crate::passthrough;
 use crate::routing::RouteError;
 use crate::session::{
-    error, stream_url, CacheResult, EndReason, Ended, EndedSession, Now, SessionInfo, Step,
-    ViewerSessions, ViewerTransport,
+    error, requested_session, stream_url, CacheResult, EndReason, Ended, EndedSession, Now,
+    SessionInfo, Step, ViewerSessions, ViewerTransport,
 };
 use crate::settings::{Current, ViewerSettings};
 use crate::sink::{Tally, TrackDest};
@@ -357,12 +357,7 @@ impl ViewerConn {
     /// A request naming a session this connection does not hold: a parked one (its
     /// connection closed) becomes this connection's.
     fn adopt_parked(&mut self, req: &Request) {
-        let Some(id) = req
-            .headers
-            .get("Session")
-            .map(|s| s.split(';').next().unwrap_or("").trim())
-            .filter(|id| !id.is_empty())
-        else {
+        let Some(id) = requested_session(req).filter(|id| !id.is_empty()) else {
             return;
         };
         if self.core.contains(id) {

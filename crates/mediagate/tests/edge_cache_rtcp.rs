@@ -36,6 +36,17 @@ fn records(edge: &EdgeProc, n: usize) -> Vec<ViewerSessionRecord> {
     }
 }
 
+/// `session`'s row of `rows`, failing the test with `missing` when there is none.
+fn record_of<'a>(
+    rows: &'a [ViewerSessionRecord],
+    session: &str,
+    missing: &str,
+) -> &'a ViewerSessionRecord {
+    rows.iter()
+        .find(|r| r.session == session)
+        .unwrap_or_else(|| panic!("{missing}: {rows:#?}"))
+}
+
 fn sender_info(rtcp: &[u8]) -> Option<SenderInfo> {
     let c = Compound::parse(rtcp).ok()?;
     let has_cname = c
@@ -438,10 +449,7 @@ fn hit_viewers_share_server_ports_and_their_rtcp_is_told_apart() {
         std::thread::sleep(Duration::from_millis(500));
     }
     let rows = records(&edge, 2);
-    let timed_out = rows
-        .iter()
-        .find(|r| r.session == silent)
-        .unwrap_or_else(|| panic!("the silent session did not time out: {rows:#?}"));
+    let timed_out = record_of(&rows, &silent, "the silent session did not time out");
     assert_eq!(timed_out.reason, "timeout", "{timed_out:#?}");
     assert_eq!(timed_out.reported_lost, 0, "{timed_out:#?}");
     assert!(
@@ -456,10 +464,7 @@ fn hit_viewers_share_server_ports_and_their_rtcp_is_told_apart() {
     let r = c.req("TEARDOWN", &url, &[("Session", &reporting)]);
     assert_eq!(r.status.as_u16(), 200, "{r:?}");
     let rows = records(&edge, 3);
-    let kept = rows
-        .iter()
-        .find(|r| r.session == reporting)
-        .unwrap_or_else(|| panic!("no record of the reporting session: {rows:#?}"));
+    let kept = record_of(&rows, &reporting, "no record of the reporting session");
     assert_eq!(kept.cache, "HIT", "{kept:#?}");
     assert_eq!(
         kept.reported_lost, 7,

@@ -303,8 +303,9 @@ impl HubTask {
                             self.send_byes(Some(&sink.dests), b"session ended").await;
                         }
                         let mut viewers = self.rtcp.viewers();
+                        // A later session that named the same address keeps it.
                         for addr in RtcpCounters::udp_rtcp_addrs(&sink) {
-                            viewers.remove(&addr);
+                            viewers.remove_for(&addr, &sink.tally);
                         }
                         drop(viewers);
                         self.stats.viewer_skipped += st.skipped;

@@ -50,6 +50,18 @@ impl ViewerAddrs {
         }
     }
 
+    /// Stops crediting `addr` to `tally`; a later session that named the same address
+    /// keeps its registration.
+    pub(crate) fn remove_for(&mut self, addr: &SocketAddr, tally: &Arc<Tally>) {
+        if self
+            .by_addr
+            .get(addr)
+            .is_some_and(|t| Arc::ptr_eq(t, tally))
+        {
+            self.remove(addr);
+        }
+    }
+
     /// Stops crediting `addr`.
     pub(crate) fn remove(&mut self, addr: &SocketAddr) {
         if self.by_addr.remove(addr).is_none() {
@@ -164,15 +176,10 @@ impl PairLease {
 
 impl Drop for PairLease {
     fn drop(&mut self) {
-        let mut viewers = self.shared.rtcp.viewers();
-        // A later session that named the same address keeps its registration.
-        if viewers
-            .by_addr
-            .get(&self.rtcp_from)
-            .is_some_and(|t| Arc::ptr_eq(t, &self.tally))
-        {
-            viewers.remove(&self.rtcp_from);
-        }
+        self.shared
+            .rtcp
+            .viewers()
+            .remove_for(&self.rtcp_from, &self.tally);
     }
 }
 
@@ -241,6 +248,21 @@ mod tests {
     use super::*;
     use mediagate_rtp::rtcp::build::CompoundWriter;
     use std::time::Duration;
+
+    #[test]
+    fn a_viewer_leaving_keeps_a_later_sessions_registration_of_its_address() {
+        let addr: SocketAddr = "192.0.2.7:5001".parse().unwrap();
+        let (old, new) = (Arc::new(Tally::default()), Arc::new(Tally::default()));
+        let mut viewers = ViewerAddrs::default();
+        viewers.insert(addr, old.clone());
+        viewers.insert(addr, new.clone()); // a later SETUP named the same address
+        viewers.remove_for(&addr, &old);
+        assert!(viewers
+            .credited(&addr)
+            .is_some_and(|t| Arc::ptr_eq(t, &new)));
+        viewers.remove_for(&addr, &new);
+        assert!(viewers.credited(&addr).is_none());
+    }
 
     fn rr() -> Vec<u8> {
         let mut buf = [0u8; 64];

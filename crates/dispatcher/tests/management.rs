@@ -5,6 +5,8 @@
 //! not admit; over plain TCP on loopback; and the same data as the role's `summary`
 //! and `sessions` snapshots (the admin API's).
 
+mod common;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -32,29 +34,12 @@ fn offer(call_id: &str) -> Value {
 /// The dispatcher with one local relay and the management interface; `extra` goes
 /// into `[dispatcher]`.
 async fn start(dir: &Path, ports: u16, extra: &str) -> Dispatcher {
-    let text = format!(
-        r#"state_dir = {state:?}
-[edge]
-enabled = false
-[relay]
-forward_threads = 1
-forward_io = "epoll"
-[dispatcher]
-enabled = true
-ng_listen_udp = ["127.0.0.1:0"]
-management_listen = "127.0.0.1:0"
-{extra}
-[[dispatcher.local_relay]]
-name = "local1"
-address = "127.0.0.1"
-ports = "{low}-{high}"
-"#,
-        state = dir.join("state"),
-        low = ports,
-        high = ports + 99,
+    let config = common::dispatcher_config(
+        dir,
+        &format!("ng_listen_udp = [\"127.0.0.1:0\"]\nmanagement_listen = \"127.0.0.1:0\"\n{extra}"),
+        &[("local1", "127.0.0.1", ports)],
+        "",
     );
-    let config = mediagate_config::parse_config(&text).unwrap();
-    assert_eq!(mediagate_config::validate(&config), Vec::new());
     Dispatcher::start(&config, None).await.unwrap()
 }
 

@@ -67,29 +67,15 @@ async fn local_and_linked_relays_serve_side_by_side_without_mixing_up_ids() {
     mediagate_link::pki::issue(&pki, &dir.0.join("dispatcher"), "dispatcher").unwrap();
     mediagate_link::pki::issue(&pki, &dir.0.join("remote1"), "remote1").unwrap();
 
-    let text = format!(
-        r#"state_dir = {state:?}
-[edge]
-enabled = false
-[relay]
-forward_threads = 1
-forward_io = "epoll"
-[dispatcher]
-enabled = true
-ng_listen_udp = ["127.0.0.1:0"]
-relay_listen = "127.0.0.1:0"
-tls_dir = {tls:?}
-passport = "CN=remote*"
-[[dispatcher.local_relay]]
-name = "local1"
-address = "127.0.0.1"
-ports = "52800-52899"
-"#,
-        state = dir.0.join("state"),
-        tls = dir.0.join("dispatcher"),
+    let config = common::dispatcher_config(
+        &dir.0,
+        &format!(
+            "ng_listen_udp = [\"127.0.0.1:0\"]\nrelay_listen = \"127.0.0.1:0\"\ntls_dir = {:?}\npassport = \"CN=remote*\"",
+            dir.0.join("dispatcher")
+        ),
+        &[("local1", "127.0.0.1", 52_800)],
+        "",
     );
-    let config = mediagate_config::parse_config(&text).unwrap();
-    assert!(mediagate_config::validate(&config).is_empty());
     let d = Dispatcher::start(&config, None).await.unwrap();
     let link = d.link_pool().expect("relay_listen starts the link").clone();
 

@@ -226,6 +226,12 @@ fn start_edge(net: &Net) -> Peer {
     peer
 }
 
+/// The failure text of several peers, one after another.
+fn diagnostics(peers: &[&Peer]) -> String {
+    let texts: Vec<String> = peers.iter().map(|p| p.diagnostics()).collect();
+    texts.join("\n")
+}
+
 /// The session IDs in `peer`'s log lines containing `message`.
 fn logged_sessions(peer: &Peer, message: &str) -> Vec<String> {
     peer.stderr_tail()
@@ -484,15 +490,7 @@ fn killing_the_active_balancer_moves_the_vip_and_its_sessions_to_the_standby() {
     let balancers = [start_balancer(&net, 0), start_balancer(&net, 1)];
     // Node A first, so it is the master; then B joins as backup.
     let keepalived_a = start_keepalived(&net, 0);
-    let diag = || {
-        format!(
-            "{}\n{}\n{}\n{}",
-            keepalived_a.diagnostics(),
-            balancers[0].diagnostics(),
-            balancers[1].diagnostics(),
-            edge.diagnostics()
-        )
-    };
+    let diag = || diagnostics(&[&keepalived_a, &balancers[0], &balancers[1], &edge]);
     wait_until(
         "node A takes the VIP",
         Duration::from_secs(15),
@@ -523,14 +521,11 @@ fn killing_the_active_balancer_moves_the_vip_and_its_sessions_to_the_standby() {
     };
     let viewer_diag = || {
         format!(
-            "UDP counters: node B {}\nviewer {}\norigin {}\n{}\n{}\n{}\n{}",
+            "UDP counters: node B {}\nviewer {}\norigin {}\n{}",
             snmp(&net.lb[1]),
             snmp(&net.viewer),
             snmp(&net.origin),
-            viewer.diagnostics(),
-            balancers[0].diagnostics(),
-            balancers[1].diagnostics(),
-            edge.diagnostics()
+            diagnostics(&[&viewer, &balancers[0], &balancers[1], &edge])
         )
     };
     wait_until(
@@ -566,13 +561,7 @@ fn killing_the_active_balancer_moves_the_vip_and_its_sessions_to_the_standby() {
         "the VIP moves to node B",
         Duration::from_secs(10),
         || net.has_vip(&net.lb[1]),
-        || {
-            format!(
-                "{}\n{}",
-                keepalived_a.diagnostics(),
-                keepalived_b.diagnostics()
-            )
-        },
+        || diagnostics(&[&keepalived_a, &keepalived_b]),
     );
     let moved = killed.elapsed();
     eprintln!("the VIP moved in {} ms", moved.as_millis());

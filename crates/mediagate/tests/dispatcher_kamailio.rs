@@ -108,6 +108,18 @@ fn place_call(topo: &Topology, work: &WorkDir, kamailio: &Peer, dispatcher: &Pee
     (uac, uas)
 }
 
+/// Kamailio's config with its `rtpengine` module, and the dispatcher's with `ng` on the
+/// port that module talks to (the one [`start_kamailio_ng`] waits for); `local1_ports`
+/// as in [`dispatcher_cfg`].
+fn rtpengine_module_cfg(work: &WorkDir, local1_ports: &str) -> (PathBuf, PathBuf) {
+    kamailio_cfg(
+        work,
+        "kamailio.cfg",
+        &[("__RTPENGINE_SOCK__", "udp:127.0.0.1:2223")],
+    );
+    dispatcher_cfg(work, "ng_listen_udp = [\"127.0.0.1:2223\"]", local1_ports)
+}
+
 /// Kamailio with its `rtpengine` module on the dispatcher's `ng` port, once the
 /// module has found it.
 fn start_kamailio_ng(topo: &Topology, work: &WorkDir) -> Peer {
@@ -213,14 +225,9 @@ fn kamailio_mediaproxy_module_through_the_dispatcher_to_the_preferred_relay() {
 fn kamailio_rtpengine_module_through_the_dispatcher_with_failover_between_relays() {
     require_peers();
     let work = WorkDir::new("dispatcher-ng");
-    kamailio_cfg(
-        &work,
-        "kamailio.cfg",
-        &[("__RTPENGINE_SOCK__", "udp:127.0.0.1:2223")],
-    );
     // local1 has one port pair: the offer needs two, so it answers "Ran out of ports"
     // and the dispatcher must place the call on local2 within Kamailio's timeout.
-    let (cfg, state) = dispatcher_cfg(&work, "ng_listen_udp = [\"127.0.0.1:2223\"]", "30000-30001");
+    let (cfg, state) = rtpengine_module_cfg(&work, "30000-30001");
     let topo = Topology::build();
     let dispatcher = start_dispatcher(&topo, &work, &cfg, "listening for ng commands");
     let kamailio = start_kamailio_ng(&topo, &work);
@@ -427,12 +434,7 @@ fn kamailio_mediaproxy_call_that_times_out_is_ended_and_accounted() {
 fn kamailio_rtpengine_module_chained_call_through_two_relays() {
     require_peers();
     let work = WorkDir::new("dispatcher-chain");
-    kamailio_cfg(
-        &work,
-        "kamailio.cfg",
-        &[("__RTPENGINE_SOCK__", "udp:127.0.0.1:2223")],
-    );
-    let (cfg, state) = dispatcher_cfg(&work, "ng_listen_udp = [\"127.0.0.1:2223\"]", "30000-30999");
+    let (cfg, state) = rtpengine_module_cfg(&work, "30000-30999");
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str(
         "[[dispatcher.relay_group]]\nname = \"outer\"\nrelays = [\"local1\"]\n\

@@ -112,24 +112,25 @@ pub(crate) async fn accept_loop(listener: TcpListener, svc: Arc<Service>, settin
             drop(stream);
             continue;
         }
-        settings.open.fetch_add(1, Ordering::Relaxed);
         add(&svc.stats.connections, 1);
-        add(&svc.stats.connections_open, 1);
         // The connection moves to its thread's runtime (registered there afresh).
         let std = match stream.into_std() {
             Ok(std) => std,
             Err(e) => {
                 tracing::warn!(service = %svc.name, "balancer: cannot take an accepted connection: {e}");
-                settings.open.fetch_sub(1, Ordering::Relaxed);
-                svc.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
                 continue;
             }
         };
+        settings.open.fetch_add(1, Ordering::Relaxed);
+        add(&svc.stats.connections_open, 1);
         let svc = Arc::clone(&svc);
         let settings = Arc::clone(&settings);
         let task = async move {
-            if let Ok(stream) = TcpStream::from_std(std) {
-                serve(stream, peer, &svc, &settings).await;
+            match TcpStream::from_std(std) {
+                Ok(stream) => serve(stream, peer, &svc, &settings).await,
+                Err(e) => {
+                    tracing::warn!(service = %svc.name, "balancer: cannot take an accepted connection: {e}")
+                }
             }
             settings.open.fetch_sub(1, Ordering::Relaxed);
             svc.stats.connections_open.fetch_sub(1, Ordering::Relaxed);

@@ -4,13 +4,49 @@
 #![allow(dead_code)] // each test file uses part of it
 
 use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
 use std::time::Duration;
 
+use mediagate_config::Config;
 use mediagate_dispatcher::role::Dispatcher;
 use mediagate_ng::bencode::{Limits, Value};
 use mediagate_ng::client::{frame_request, reply_to};
 use mediagate_ng::framing::Encoding;
 use mediagate_testkit::TempDir;
+
+/// A dispatcher-only config under `dir`, checked: `dispatcher` lines in `[dispatcher]`,
+/// a `[[dispatcher.local_relay]]` per `(name, address, first port)` with 100 ports,
+/// then `after` (more tables).
+pub fn dispatcher_config(
+    dir: &Path,
+    dispatcher: &str,
+    relays: &[(&str, &str, u16)],
+    after: &str,
+) -> Config {
+    let mut text = format!(
+        r#"state_dir = {state:?}
+[edge]
+enabled = false
+[relay]
+forward_threads = 1
+forward_io = "epoll"
+[dispatcher]
+enabled = true
+{dispatcher}
+"#,
+        state = dir.join("state"),
+    );
+    for (name, address, low) in relays {
+        text.push_str(&format!(
+            "[[dispatcher.local_relay]]\nname = \"{name}\"\naddress = \"{address}\"\nports = \"{low}-{high}\"\n",
+            high = low + 99
+        ));
+    }
+    text.push_str(after);
+    let config = mediagate_config::parse_config(&text).unwrap();
+    assert_eq!(mediagate_config::validate(&config), Vec::new());
+    config
+}
 
 /// The dispatcher with local relays `names.0` (127.0.0.1) and `names.1` (127.0.0.2),
 /// `ng` on UDP (and TCP), MediaProxy's socket under `dir`, and `extra` config lines
@@ -22,38 +58,15 @@ pub async fn start_two_local(
     names: (&str, &str),
     extra: &str,
 ) -> Dispatcher {
-    let text = format!(
-        r#"state_dir = {state:?}
-[edge]
-enabled = false
-[relay]
-forward_threads = 1
-forward_io = "epoll"
-[dispatcher]
-enabled = true
-ng_listen_udp = ["127.0.0.1:0"]
-ng_listen_tcp = ["127.0.0.1:0"]
-mediaproxy_socket = {socket:?}
-[[dispatcher.local_relay]]
-name = "{a}"
-address = "127.0.0.1"
-ports = "{a_low}-{a_high}"
-[[dispatcher.local_relay]]
-name = "{b}"
-address = "127.0.0.2"
-ports = "{b_low}-{b_high}"
-{extra}"#,
-        state = dir.0.join("state"),
-        socket = dir.0.join("run/mp.sock"),
-        a = names.0,
-        b = names.1,
-        a_low = ports,
-        a_high = ports + 99,
-        b_low = ports + 100,
-        b_high = ports + 199,
+    let front = format!(
+        "ng_listen_udp = [\"127.0.0.1:0\"]\nng_listen_tcp = [\"127.0.0.1:0\"]\nmediaproxy_socket = {:?}",
+        dir.0.join("run/mp.sock")
     );
-    let config = mediagate_config::parse_config(&text).unwrap();
-    assert!(mediagate_config::validate(&config).is_empty());
+    let relays = [
+        (names.0, "127.0.0.1", ports),
+        (names.1, "127.0.0.2", ports + 100),
+    ];
+    let config = dispatcher_config(&dir.0, &front, &relays, extra);
     Dispatcher::start(&config, None).await.unwrap()
 }
 

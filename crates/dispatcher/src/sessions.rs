@@ -286,7 +286,13 @@ pub struct SessionMap {
 fn count(held: &mut HashMap<String, u64>, placed: &Placed, add: bool) {
     for relay in std::iter::once(placed.relay.as_str()).chain(placed.second_relay.as_deref()) {
         if add {
-            *held.entry(relay.to_owned()).or_default() += 1;
+            // The relay's name is copied only the first time it is counted.
+            match held.get_mut(relay) {
+                Some(n) => *n += 1,
+                None => {
+                    held.insert(relay.to_owned(), 1);
+                }
+            }
         } else if let Some(n) = held.get_mut(relay) {
             *n = n.saturating_sub(1);
             if *n == 0 {

@@ -36,7 +36,17 @@ impl ProxyThreads {
             let n = std::thread::available_parallelism()
                 .map_or(1, std::num::NonZeroUsize::get)
                 .min(MAX_THREADS);
-            let handles = (0..n).filter_map(|i| start(i).ok()).collect();
+            let handles = (0..n)
+                .filter_map(|i| {
+                    start(i)
+                        .map_err(|e| {
+                            tracing::warn!(
+                                "balancer: RTSP connection thread {i} did not start: {e}"
+                            )
+                        })
+                        .ok()
+                })
+                .collect();
             ProxyThreads {
                 handles,
                 next: AtomicUsize::new(0),

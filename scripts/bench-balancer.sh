@@ -16,6 +16,9 @@
 #          balancer's CPU per delivered packet
 #   hold   HOLD sessions (2 per connection, SETUP without PLAY) held for SECONDS
 #          through "three", the balancer's VmRSS
+# The stub rows run first, before the origin, the edges and their warm viewers start
+# (the origin is a live x264 encode: background load on the two cores that is not
+# what the stub rows measure).
 # Every process logs at warn (the per-session info lines are not what is measured).
 # FWD_FIFO=1 gives the balancers `forward_scheduling = "fifo:10"` (their forwarding
 # threads real-time); RCVBUF=SIZE sets their `relay_socket_buffer` (default "1MiB");
@@ -64,34 +67,6 @@ trap cleanup EXIT
 
 echo "== machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 
-/usr/bin/python3 -u crates/testkit/peers/gst_origin.py --port $origin_port --vod '' --auth '' \
-  --width 640 --height 360 --fps 25 --bitrate 1000 --audio-bitrate 96 > "$work/origin.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do grep -qs '"ready"' "$work/origin.log" && break; sleep 0.2; done
-
-edge_pids=()
-for i in 0 1 2; do
-  d=$work/edge$i
-  mkdir -p "$d"
-  cat > "$d/mediagate.toml" << EOT
-state_dir = "$d/var"
-[log]
-level = "warn"
-[admin]
-listen = []
-[edge]
-listen = ["127.0.0.1:${edge_ports[$i]}"]
-udp_ports = "$((50000 + i * 4000))-$((50000 + i * 4000 + 3999))"
-max_connections_per_client = 20000
-[[edge.route]]
-advertised = "/cam"
-origin = "rtsp://127.0.0.1:$origin_port/live"
-EOT
-  "$mediagate" run --config "$d/mediagate.toml" > "$d/log" 2>&1 &
-  edge_pids+=($!)
-  pids+=($!)
-done
-
 "$bin/mediagate-loadgen" rtsp-stub --listen "127.0.0.1:${stub_ports[0]}" \
   --listen "127.0.0.1:${stub_ports[1]}" --listen "127.0.0.1:${stub_ports[2]}" > "$work/stub.log" 2>&1 &
 stub=$!
@@ -125,24 +100,61 @@ EOT
   "$mediagate" run --config "$d/mediagate.toml" > "$d/log" 2>&1 &
   echo $!
 }
-one=$(balancer one $one_port "${edge_ports[0]}")
-pids+=("$one")
-three=$(balancer three $three_port "${edge_ports[@]}")
-pids+=("$three")
 stub1=$(balancer stub1 $stub1_port "${stub_ports[0]}")
 pids+=("$stub1")
 stub3=$(balancer stub3 $stub3_port "${stub_ports[@]}")
 pids+=("$stub3")
 sleep 1
-# One viewer on every edge through the whole run, so the stream stays warm there
-# (an edge stops pulling 10 s after its last viewer, and a cold stream's first PLAY
-# waits for the origin's next keyframe) and sessions are answered from its hub.
-for p in "${edge_ports[@]}"; do
-  "$bin/mediagate-loadgen" fanout --url "rtsp://127.0.0.1:$p/cam" --viewers 1 --seconds 3600 \
-    --transport tcp --quiet > /dev/null 2>&1 &
+
+# The origin (a live x264 encode), the edges and their warm viewers are started only
+# when a target needs them: the stub rows run before, without that background load
+# on the two cores.
+edges_started=""
+start_edges() {
+  [ -z "$edges_started" ] || return 0
+  edges_started=1
+  /usr/bin/python3 -u crates/testkit/peers/gst_origin.py --port $origin_port --vod '' --auth '' \
+    --width 640 --height 360 --fps 25 --bitrate 1000 --audio-bitrate 96 > "$work/origin.log" 2>&1 &
   pids+=($!)
-done
-sleep 2
+  for _ in $(seq 100); do grep -qs '"ready"' "$work/origin.log" && break; sleep 0.2; done
+
+  edge_pids=()
+  for i in 0 1 2; do
+    d=$work/edge$i
+    mkdir -p "$d"
+    cat > "$d/mediagate.toml" << EOT
+state_dir = "$d/var"
+[log]
+level = "warn"
+[admin]
+listen = []
+[edge]
+listen = ["127.0.0.1:${edge_ports[$i]}"]
+udp_ports = "$((50000 + i * 4000))-$((50000 + i * 4000 + 3999))"
+max_connections_per_client = 20000
+[[edge.route]]
+advertised = "/cam"
+origin = "rtsp://127.0.0.1:$origin_port/live"
+EOT
+    "$mediagate" run --config "$d/mediagate.toml" > "$d/log" 2>&1 &
+    edge_pids+=($!)
+    pids+=($!)
+  done
+  one=$(balancer one $one_port "${edge_ports[0]}")
+  pids+=("$one")
+  three=$(balancer three $three_port "${edge_ports[@]}")
+  pids+=("$three")
+  sleep 1
+  # One viewer on every edge through the whole run, so the stream stays warm there
+  # (an edge stops pulling 10 s after its last viewer, and a cold stream's first PLAY
+  # waits for the origin's next keyframe) and sessions are answered from its hub.
+  for p in "${edge_ports[@]}"; do
+    "$bin/mediagate-loadgen" fanout --url "rtsp://127.0.0.1:$p/cam" --viewers 1 --seconds 3600 \
+      --transport tcp --quiet > /dev/null 2>&1 &
+    pids+=($!)
+  done
+  sleep 2
+}
 
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # ticks
 
@@ -157,12 +169,17 @@ for phase in $phases; do
           "balancer-stub1 (stub1):$stub1_port:$stub1:$r"
           "balancer-stub3 (3 stubs):$stub3_port:$stub3:$r")
       done
-      targets+=("direct edge1:${edge_ports[0]}:${edge_pids[0]}:$edge_rate"
-        "balancer-one (edge1):$one_port:$one:$edge_rate"
-        "balancer-three (3 edges):$three_port:$three:$edge_rate")
+      targets+=("direct edge1:${edge_ports[0]}:edge1:$edge_rate"
+        "balancer-one (edge1):$one_port:one:$edge_rate"
+        "balancer-three (3 edges):$three_port:three:$edge_rate")
       for target in "${targets[@]}"; do
         IFS=: read -r what port pid r <<< "$target"
         if [ "${CHURN:-}" = stub ] && [[ $what != *stub* ]]; then continue; fi
+        case $pid in
+          edge1) start_edges && pid=${edge_pids[0]} ;;
+          one) start_edges && pid=$one ;;
+          three) start_edges && pid=$three ;;
+        esac
         echo "== churn $what: $r/s for $seconds s on $conns connections (load average $(cut -d' ' -f1 /proc/loadavg))"
         "$bin/mediagate-loadgen" churn --url "rtsp://127.0.0.1:$port/cam" --rate "$r" \
           --seconds "$seconds" --long-viewers 0 --connections "$conns" --edge-pid "$pid" \
@@ -170,6 +187,7 @@ for phase in $phases; do
       done
       ;;
     relay)
+      start_edges
       echo "== relay: $viewers UDP viewers for $seconds s through balancer-three"
       local_start=$(cpu "$three")
       # Receive-buffer drops on the balancer's relay ports, sampled while its sockets
@@ -191,6 +209,7 @@ print(d)' >> "$work/drops.txt"; done) &
       for i in 0 1 2; do echo "edge$i VmHWM: $(grep VmHWM "/proc/${edge_pids[$i]}/status")"; done
       ;;
     hold)
+      start_edges
       echo "== hold: $hold sessions for $seconds s through balancer-three"
       "$bin/mediagate-loadgen" hold --url "rtsp://127.0.0.1:$three_port/cam" \
         --sessions "$hold" --per-connection 2 --rate 2000 --seconds "$seconds" \

@@ -595,9 +595,13 @@ fn the_edge_follows_an_origin_redirect_and_viewers_never_see_it() {
         d.headers.get("Content-Base"),
         Some(format!("{}/", edge.url("/cam")).as_str())
     );
+    // The origin's address, not its bare port number: digits of an SSRC, a
+    // session version or base64 parameter sets may contain those five digits by
+    // chance (one CI run failed that way).
     let body = String::from_utf8_lossy(&d.body).into_owned();
+    let origin_addr = format!("127.0.0.1:{}", origin.port());
     assert!(
-        !body.contains(&origin.port().to_string()),
+        !body.contains(&origin_addr) && !body.contains("/live") && !body.contains("/old"),
         "origin leaked into the SDP:\n{body}"
     );
     let r = ffmpeg_gapless(&edge.url("/cam"), Transport::Tcp, 4.0);

@@ -8,7 +8,7 @@
 #   veth      phones in one namespace, both relays in another, joined by a veth pair:
 #             every packet crosses the pair twice, as between a relay and a real NIC
 #
-# For each: the fixed load (CALLS calls, 50 packets/s per stream, --direct baseline
+# For each: the fixed load (CALLS calls, PPS packets/s per stream, --direct baseline
 # first), then unless MAX_RATE=0 the highest rate with zero loss (--find-max-rate).
 # The tables carry the relay process's CPU per packet (us/pkt), the whole machine's
 # (mach_us, /proc/stat), that minus the no-relay run's (net_us), its softirq part
@@ -30,6 +30,9 @@
 #                           it (it sends out of the route's interface as the relay's
 #                           socket would; docs/relay.md)
 #   CALLS [1000]  BENCH_SECONDS [60]  SCENARIOS ["loopback veth"]
+#   PPS [50]  SIZE [172]    packets per second per stream and RTP packet size of the
+#                           fixed load (G.711 at 20 ms by default; the balancer's relay
+#                           row compares with PPS=78 SIZE=880, about its 1 Mbit/s video)
 #   MAX_RATE [1]  STEP_SECONDS [10]  MAX_STEPS [6]  MAX_PPS [2000]
 #   RTPENGINE [1]           0 measures mediagate alone
 #   BIN [target/release]    where mediagate and mediagate-loadgen are
@@ -41,6 +44,8 @@ BIN=${BIN:-target/release}
 FORWARD_IO=${FORWARD_IO:-io_uring}
 FORWARD_SCHEDULING=${FORWARD_SCHEDULING:-}
 CALLS=${CALLS:-1000}
+PPS=${PPS:-50}
+SIZE=${SIZE:-172}
 BENCH_SECONDS=${BENCH_SECONDS:-60}
 SCENARIOS=${SCENARIOS:-loopback veth}
 MAX_RATE=${MAX_RATE:-1}
@@ -145,16 +150,16 @@ bench() { # scenario phones_ns phone_ip relay_ip
     local targets=(--target "mediagate,$4:2223,$MG_PID")
     [ -z "$RE_PID" ] || targets+=(--target "rtpengine,$4:2225,$RE_PID")
     echo
-    echo "== $1: $CALLS calls, $BENCH_SECONDS s, mediagate forward_io = \"$IO\"${FORWARD_SCHEDULING:+, forward_scheduling = \"$FORWARD_SCHEDULING\"}; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "== $1: $CALLS calls, $PPS packets/s of $SIZE bytes per stream, $BENCH_SECONDS s, mediagate forward_io = \"$IO\"${FORWARD_SCHEDULING:+, forward_scheduling = \"$FORWARD_SCHEDULING\"}; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
     local status=0
     ip netns exec "$2" "$LOADGEN" rtp --direct --local-ip "$3" "${targets[@]}" \
-        --calls "$CALLS" --seconds "$BENCH_SECONDS" || status=$?
+        --calls "$CALLS" --seconds "$BENCH_SECONDS" --pps "$PPS" --size "$SIZE" || status=$?
     [ "$status" = 0 ] || echo "(exit $status: 2 means some packets were lost)"
     if [ "$MAX_RATE" = 1 ]; then
         echo "-- $1: highest rate with zero loss ($CALLS calls, $STEP_SECONDS s per step, at most $MAX_STEPS steps); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
         ip netns exec "$2" "$LOADGEN" rtp --find-max-rate --direct --local-ip "$3" "${targets[@]}" \
             --calls "$CALLS" --seconds "$STEP_SECONDS" --max-steps "$MAX_STEPS" \
-            --max-pps "$MAX_PPS" || true
+            --max-pps "$MAX_PPS" --size "$SIZE" || true
     fi
     echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
     # Which forwarding path mediagate says it took (a refused fast path says so here).

@@ -233,7 +233,7 @@ for phase in $phases; do
           wait "$capture" || true
           # tcpdump's own count: packets the kernel dropped before it read them are
           # messages the pairing cannot see.
-          echo "  wire capture: $(grep -E 'packets (captured|dropped by kernel)' "$pcap.log" | tr '\n' ' ')"
+          echo "  wire capture: $(grep -E 'packets (captured|dropped by kernel)' "$pcap.log" | paste -sd ',' | sed 's/,/, /g')"
           backend_args=()
           for b in "${wire_backends[@]}"; do backend_args+=(--backend "$b"); done
           python3 scripts/rtsp-wire-latency.py "$pcap" --front "$port" "${backend_args[@]}" \

@@ -20,12 +20,23 @@
 # (the origin is a live x264 encode: background load on the two cores that is not
 # what the stub rows measure).
 # Every process logs at warn (the per-session info lines are not what is measured).
+# The machine's own stalls come first: `mediagate-loadgen stalls` spins a thread pinned
+# to each CPU for 3 s and reports the gaps (this VM's host takes a busy vCPU away for
+# ~8 ms about once a second: such a gap lands in any latency percentile measured here).
+# WIRE=1 (the default; WIRE=0 turns it off): during each through-balancer stub row
+# ("balancer-stub1", "balancer-stub3") tcpdump captures the balancer's front port and
+# its back ends' ports on `lo` from 3 s in for SECONDS-6 s (at least 3 s), and
+# scripts/rtsp-wire-latency.py prints under the row the time each message spent
+# between entering and leaving the balancer, per request, per answer and per session
+# (the sum of its 8 hops): the latency the balancer adds, without the load generator's
+# and the stub's own time on the shared cores in it. tcpdump runs on those cores too
+# during those rows (installed with apt-get when missing).
 # FWD_FIFO=1 gives the balancers `forward_scheduling = "fifo:10"` (their forwarding
 # threads real-time); RCVBUF=SIZE sets their `relay_socket_buffer` (default "1MiB");
 # MEDIAGATE=PATH runs another mediagate binary (an older build, for before/after);
 # CHURN=stub runs only the churn targets with stub back ends; STUB_RATES="R1 R2 ..."
 # the stub rates (default "1000 2500 RATE"); LOADGEN_THREADS=N the churn load
-# generator's threads (default 1).
+# generator's threads (default 1); WIRE=0 no capture (see above).
 # Needs release builds:
 #   cargo build --release -p mediagate -p mediagate-loadgen
 # Usage: scripts/bench-balancer.sh [SECONDS] [RATE] [CONNS] [VIEWERS] [HOLD] [PHASES]
@@ -55,6 +66,14 @@ stub_rates=${STUB_RATES:-"1000 2500 $rate"}
 # of a core at 5,000/s where two threads took a whole one); LOADGEN_THREADS=2 is the
 # earlier setting.
 loadgen_threads=${LOADGEN_THREADS:-1}
+wire=${WIRE:-1}
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+if [ "$wire" = 1 ] && ! command -v tcpdump > /dev/null 2>&1; then
+  echo "installing tcpdump (WIRE=1 captures the stub rows; WIRE=0 does not)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends tcpdump
+fi
 
 work=$(mktemp -d /tmp/mg-bench-balancer.XXXXXX)
 pids=()
@@ -66,6 +85,19 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
+"$bin/mediagate-loadgen" stalls --seconds 3 | grep '^stalls' || true
+
+# wire_capture FILE PORT...: captures those TCP ports on lo from 3 s into the row for
+# SECONDS-6 s (at least 3 s), in the background (its pid is then $!). `-Z root`:
+# tcpdump would otherwise drop to its own user, which cannot write in the work dir.
+wire_capture() {
+  local file=$1 filter="" p
+  shift
+  for p in "$@"; do filter+="${filter:+ or }tcp port $p"; done
+  local span=$((seconds - 6 > 3 ? seconds - 6 : 3))
+  (sleep 3 && exec $SUDO timeout "$span" tcpdump -i lo -s 400 -B 16384 -Z root -w "$file" "$filter") \
+    > "$file.log" 2>&1 &
+}
 
 "$bin/mediagate-loadgen" rtsp-stub --listen "127.0.0.1:${stub_ports[0]}" \
   --listen "127.0.0.1:${stub_ports[1]}" --listen "127.0.0.1:${stub_ports[2]}" > "$work/stub.log" 2>&1 &
@@ -180,10 +212,34 @@ for phase in $phases; do
           one) start_edges && pid=$one ;;
           three) start_edges && pid=$three ;;
         esac
+        case $what in
+          balancer-stub1*) wire_backends=("${stub_ports[0]}") ;;
+          balancer-stub3*) wire_backends=("${stub_ports[@]}") ;;
+          *) wire_backends=() ;;
+        esac
+        [ "$wire" = 1 ] || wire_backends=()
         echo "== churn $what: $r/s for $seconds s on $conns connections (load average $(cut -d' ' -f1 /proc/loadavg))"
+        capture=""
+        if [ ${#wire_backends[@]} -gt 0 ]; then
+          pcap=$work/wire.pcap
+          wire_capture "$pcap" "$port" "${wire_backends[@]}"
+          capture=$!
+          pids+=("$capture")
+        fi
         "$bin/mediagate-loadgen" churn --url "rtsp://127.0.0.1:$port/cam" --rate "$r" \
           --seconds "$seconds" --long-viewers 0 --connections "$conns" --edge-pid "$pid" \
           --threads "$loadgen_threads" --quiet | sed 's/^edge /this pid /' || true
+        if [ -n "$capture" ]; then
+          wait "$capture" || true
+          # tcpdump's own count: packets the kernel dropped before it read them are
+          # messages the pairing cannot see.
+          echo "  wire capture: $(grep -E 'packets (captured|dropped by kernel)' "$pcap.log" | paste -sd ',' | sed 's/,/, /g')"
+          backend_args=()
+          for b in "${wire_backends[@]}"; do backend_args+=(--backend "$b"); done
+          python3 scripts/rtsp-wire-latency.py "$pcap" --front "$port" "${backend_args[@]}" \
+            | sed 's/^/  /' || true
+          rm -f "$pcap" "$pcap.log"
+        fi
       done
       ;;
     relay)

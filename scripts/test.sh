@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (`.ci/run` calls exactly this).
 # Installs what the tests need when it is missing, then: fmt, clippy, fuzz-target build,
-# every test (unit, property, and the real-peer interop tests).
+# the scripts' own tests, every test (unit, property, and the real-peer interop tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +49,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 log "fuzz targets build (stable toolchain, no sanitizer)"
 (cd fuzz && cargo fuzz build -s none)
+
+log "script tests (python, a second each)"
+python3 scripts/test-rtsp-wire-latency.py
 
 # The relay benchmark test drives the load generator binary, which `cargo test` does
 # not build for another package.

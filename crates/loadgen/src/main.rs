@@ -24,6 +24,9 @@
 //! * `ng-setup` (issue 15): call set-ups (offer, answer, delete) over `ng` from a few
 //!   closed-loop clients, no media: set-ups per second and offer+answer percentiles,
 //!   direct to a relay or through the dispatcher.
+//! * `stalls`: one spinning thread pinned to each CPU, reporting the gaps in its
+//!   clock reads (time the virtual CPU ran something else): the machine's noise floor
+//!   under latency benchmarks.
 //!
 //! Exit status: 0 when the run met its own delivery checks, 2 when it completed but
 //! some viewers failed or packets went missing, 1 when it could not run.
@@ -36,6 +39,7 @@ mod floor;
 mod latency_hist;
 mod procfs;
 mod rtp;
+mod stalls;
 mod stats;
 mod stub;
 mod sys;
@@ -78,6 +82,8 @@ enum Command {
     Rtp(rtp::RtpArgs),
     /// Call set-ups over ng (offer, answer, delete), no media (dispatcher benchmark).
     NgSetup(rtp::setup::SetupArgs),
+    /// A spinner pinned to each CPU for T seconds: gaps in its clock (the machine's stalls).
+    Stalls(stalls::StallsArgs),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +99,7 @@ fn main() -> ExitCode {
         Command::Floor(args) => floor::run(args),
         Command::Rtp(args) => rtp::run(args),
         Command::NgSetup(args) => rtp::setup::run(args),
+        Command::Stalls(args) => stalls::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,5 +1,6 @@
-//! The load generator's own system calls: the calling thread's CPU time and the
-//! kernel's clock tick rate (the unit of `/proc/PID/stat` times).
+//! The load generator's own system calls: the calling thread's CPU time, the
+//! kernel's clock tick rate (the unit of `/proc/PID/stat` times), and CPU affinity
+//! (the CPUs this process may run on; pinning the calling thread to one of them).
 //!
 //! What it does not: sockets. Batched UDP (`recvmmsg`, `sendmmsg` with GSO, epoll,
 //! receive buffers, the open-file limit) comes from `mediagate-udp`, the one copy of
@@ -33,6 +34,42 @@ pub(crate) fn clock_ticks_per_second() -> Option<u64> {
     u64::try_from(v).ok().filter(|&t| t > 0)
 }
 
+/// The CPUs the calling thread may run on (`sched_getaffinity`), in ascending order;
+/// called from `main` before any pinning, the CPUs the process was given.
+pub(crate) fn allowed_cpus() -> std::io::Result<Vec<usize>> {
+    // SAFETY: `cpu_set_t` is a plain bit array; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is valid for writing `size_of::<cpu_set_t>()` bytes for the call.
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let setsize = usize::try_from(libc::CPU_SETSIZE).unwrap_or(0);
+    // SAFETY: CPU_ISSET reads `set` in bounds (the index is below CPU_SETSIZE).
+    Ok((0..setsize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect())
+}
+
+/// Pins the calling thread to `cpu` alone (`sched_setaffinity` on thread id 0).
+pub(crate) fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
+    let setsize = usize::try_from(libc::CPU_SETSIZE).unwrap_or(0);
+    if cpu >= setsize {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is below CPU_SETSIZE, checked above, so the write is in bounds.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid, initialised cpu_set_t of the size passed.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +88,23 @@ mod tests {
         let t1 = thread_cpu_time();
         std::thread::sleep(Duration::from_millis(50));
         assert!(thread_cpu_time().saturating_sub(t1) < Duration::from_millis(25));
+    }
+
+    #[test]
+    fn a_thread_pinned_to_an_allowed_cpu_runs_there() {
+        let cpus = allowed_cpus().unwrap();
+        assert!(!cpus.is_empty());
+        let last = *cpus.last().unwrap();
+        std::thread::spawn(move || {
+            pin_current_thread(last).unwrap();
+            assert_eq!(allowed_cpus().unwrap(), vec![last]);
+            // SAFETY: sched_getcpu has no memory effects.
+            let now_on = unsafe { libc::sched_getcpu() };
+            assert_eq!(usize::try_from(now_on).ok(), Some(last));
+        })
+        .join()
+        .unwrap();
+        assert!(pin_current_thread(1 << 20).is_err());
     }
 
     #[test]

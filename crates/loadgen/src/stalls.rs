@@ -1,0 +1,410 @@
+//! `mediagate-loadgen stalls`: how long, and how often, each CPU stops running a thread
+//! that never sleeps. The benchmark machine's own noise floor, printed beside latency
+//! figures so that a millisecond lost by the machine is not charged to mediagate.
+//!
+//! One thread per CPU this process may use, each pinned to its CPU, reads the
+//! monotonic clock in a tight loop for `--seconds`. Two consecutive reads are normally
+//! tens of nanoseconds apart; a longer gap is time the CPU did not run the thread:
+//! the hypervisor running something else on the physical core (a virtual CPU taken
+//! away), an interrupt or softirq handled on that CPU, or another task the scheduler
+//! preferred. Per CPU it reports the gaps of at least 1 ms and 5 ms, the longest gap,
+//! the time lost in gaps longer than `--threshold-ms` and when the first of those
+//! happened (a regular period points at the host rather than at a task).
+//!
+//! What it does not: tell those causes apart (`/proc/stat`'s steal time, `perf sched`
+//! or a trace of the host can), see a stall shorter than the threshold in its list, or
+//! measure an idle CPU: the spinners keep every CPU busy, which is exactly the state a
+//! loaded benchmark runs in, and it competes with whatever else runs at the time.
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::json;
+
+use crate::sys;
+
+/// How many gaps per CPU are listed with their times (the counts cover them all).
+const LISTED_GAPS: usize = 20;
+
+/// Options of `mediagate-loadgen stalls`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct StallsArgs {
+    /// How long each CPU's thread spins.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Gaps longer than this (milliseconds) are listed and summed as time lost.
+    #[arg(long, default_value_t = 1.0)]
+    pub threshold_ms: f64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl StallsArgs {
+    fn validate(&self) -> anyhow::Result<()> {
+        if !(self.seconds > 0.0 && self.seconds <= 3600.0) {
+            bail!("--seconds must be more than 0 and at most 3600");
+        }
+        if !(self.threshold_ms >= 0.01 && self.threshold_ms <= 10_000.0) {
+            bail!("--threshold-ms must be between 0.01 and 10000");
+        }
+        Ok(())
+    }
+}
+
+/// One gap between two consecutive clock reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Gap {
+    /// When it began: the read before it, from the first read.
+    pub at: Duration,
+    pub len: Duration,
+}
+
+/// Gap accounting over one thread's consecutive clock reads, fed one read at a time
+/// (a spinner makes hundreds of millions of reads: none is kept).
+#[derive(Debug, Clone)]
+pub(crate) struct GapLog {
+    threshold: Duration,
+    first: Option<Duration>,
+    last: Option<Duration>,
+    reads: u64,
+    at_least_1ms: u64,
+    at_least_5ms: u64,
+    longest: Duration,
+    over_threshold: u64,
+    lost: Duration,
+    listed: Vec<Gap>,
+}
+
+impl GapLog {
+    pub(crate) fn new(threshold: Duration) -> Self {
+        GapLog {
+            threshold,
+            first: None,
+            last: None,
+            reads: 0,
+            at_least_1ms: 0,
+            at_least_5ms: 0,
+            longest: Duration::ZERO,
+            over_threshold: 0,
+            lost: Duration::ZERO,
+            listed: Vec::new(),
+        }
+    }
+
+    /// Takes one read of a monotonic clock (any fixed origin). A read earlier than the
+    /// one before it counts as no gap: a monotonic clock never does that.
+    pub(crate) fn observe(&mut self, t: Duration) {
+        self.reads += 1;
+        let first = *self.first.get_or_insert(t);
+        if let Some(last) = self.last.replace(t) {
+            let len = t.saturating_sub(last);
+            if len >= Duration::from_millis(1) {
+                self.at_least_1ms += 1;
+            }
+            if len >= Duration::from_millis(5) {
+                self.at_least_5ms += 1;
+            }
+            self.longest = self.longest.max(len);
+            if len > self.threshold {
+                self.over_threshold += 1;
+                self.lost += len;
+                if self.listed.len() < LISTED_GAPS {
+                    self.listed.push(Gap {
+                        at: last.saturating_sub(first),
+                        len,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Time from the first read to the last.
+    pub(crate) fn span(&self) -> Duration {
+        match (self.first, self.last) {
+            (Some(f), Some(l)) => l.saturating_sub(f),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Share of the span lost in gaps over the threshold, in percent.
+    fn lost_percent(&self) -> f64 {
+        let span = self.span().as_secs_f64();
+        if span > 0.0 {
+            self.lost.as_secs_f64() * 100.0 / span
+        } else {
+            0.0
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Spins on the monotonic clock for `run`, feeding every read to a log.
+fn spin(run: Duration, threshold: Duration) -> GapLog {
+    let mut log = GapLog::new(threshold);
+    let start = Instant::now();
+    loop {
+        let t = start.elapsed();
+        log.observe(t);
+        if t >= run {
+            return log;
+        }
+    }
+}
+
+pub(crate) fn run(args: StallsArgs) -> anyhow::Result<u8> {
+    args.validate()?;
+    let cpus = sys::allowed_cpus().context("sched_getaffinity")?;
+    if cpus.is_empty() {
+        bail!("this process may run on no CPU");
+    }
+    let run_for = Duration::from_secs_f64(args.seconds);
+    let threshold = Duration::from_secs_f64(args.threshold_ms / 1e3);
+    // The spinners start together, so a gap on one CPU can be compared in time with
+    // the others' (a host stall often takes every virtual CPU at once).
+    let start = Arc::new(Barrier::new(cpus.len()));
+    let mut threads = Vec::with_capacity(cpus.len());
+    for &cpu in &cpus {
+        let start = Arc::clone(&start);
+        let t = std::thread::Builder::new()
+            .name(format!("stalls-cpu{cpu}"))
+            .spawn(move || {
+                let pinned = sys::pin_current_thread(cpu);
+                start.wait();
+                pinned.map(|()| spin(run_for, threshold))
+            })
+            .context("cannot start a spinner thread")?;
+        threads.push((cpu, t));
+    }
+    let mut logs = Vec::with_capacity(threads.len());
+    for (cpu, t) in threads {
+        let log = t
+            .join()
+            .map_err(|_| anyhow::anyhow!("the spinner of CPU {cpu} panicked"))?
+            .with_context(|| format!("cannot pin a thread to CPU {cpu}"))?;
+        logs.push((cpu, log));
+    }
+    let report = StallsReport { args, logs };
+    if report.args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(0)
+}
+
+struct StallsReport {
+    args: StallsArgs,
+    logs: Vec<(usize, GapLog)>,
+}
+
+impl StallsReport {
+    /// The CPU with the longest gap, and that gap.
+    fn longest(&self) -> Option<(usize, Duration)> {
+        self.logs
+            .iter()
+            .map(|(cpu, log)| (*cpu, log.longest))
+            .max_by_key(|&(_, d)| d)
+    }
+
+    fn to_text(&self) -> String {
+        let mut out = String::new();
+        for (cpu, log) in &self.logs {
+            let listed: Vec<String> = log
+                .listed
+                .iter()
+                .map(|g| format!("{:.3} s ({:.2} ms)", g.at.as_secs_f64(), ms(g.len)))
+                .collect();
+            let more = log.over_threshold.saturating_sub(log.listed.len() as u64);
+            out.push_str(&format!(
+                "cpu {cpu}: {} gaps >= 1 ms, {} >= 5 ms, longest {:.2} ms; {:.2} ms ({:.2}%) lost in {} gaps over {} ms{}{}{}\n",
+                log.at_least_1ms,
+                log.at_least_5ms,
+                ms(log.longest),
+                ms(log.lost),
+                log.lost_percent(),
+                log.over_threshold,
+                self.args.threshold_ms,
+                if listed.is_empty() { "" } else { ", at " },
+                listed.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() },
+            ));
+        }
+        let (at_least_1, at_least_5, lost, span) =
+            self.logs
+                .iter()
+                .fold((0, 0, Duration::ZERO, Duration::ZERO), |acc, (_, l)| {
+                    (
+                        acc.0 + l.at_least_1ms,
+                        acc.1 + l.at_least_5ms,
+                        acc.2 + l.lost,
+                        acc.3 + l.span(),
+                    )
+                });
+        let (worst_cpu, worst) = self.longest().unwrap_or((0, Duration::ZERO));
+        let share = if span > Duration::ZERO {
+            lost.as_secs_f64() * 100.0 / span.as_secs_f64()
+        } else {
+            0.0
+        };
+        out.push_str(&format!(
+            "stalls: {} CPUs each spun {} s: {at_least_1} gaps >= 1 ms, {at_least_5} >= 5 ms, longest {:.2} ms (cpu {worst_cpu}), {share:.2}% of the time lost in gaps over {} ms\n",
+            self.logs.len(),
+            self.args.seconds,
+            ms(worst),
+            self.args.threshold_ms,
+        ));
+        out
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let cpus: Vec<serde_json::Value> = self
+            .logs
+            .iter()
+            .map(|(cpu, log)| {
+                json!({
+                    "cpu": cpu,
+                    "clock_reads": log.reads,
+                    "span_s": log.span().as_secs_f64(),
+                    "gaps_at_least_1ms": log.at_least_1ms,
+                    "gaps_at_least_5ms": log.at_least_5ms,
+                    "longest_gap_ms": ms(log.longest),
+                    "gaps_over_threshold": log.over_threshold,
+                    "lost_in_gaps_over_threshold_ms": ms(log.lost),
+                    "lost_percent": log.lost_percent(),
+                    "first_gaps": log.listed.iter().map(|g| json!({
+                        "at_s": g.at.as_secs_f64(),
+                        "ms": ms(g.len),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({
+            "seconds": self.args.seconds,
+            "threshold_ms": self.args.threshold_ms,
+            "longest_gap_ms": self.longest().map(|(_, d)| ms(d)).unwrap_or(0.0),
+            "cpus": cpus,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    fn log_of(reads: &[u64], threshold_us: u64) -> GapLog {
+        let mut log = GapLog::new(us(threshold_us));
+        for &r in reads {
+            log.observe(us(r));
+        }
+        log
+    }
+
+    #[test]
+    fn gaps_are_counted_by_size_and_listed_over_the_threshold() {
+        // From a clock origin of 10 s: gaps of 1 ms exactly, 0.999 ms, 8 ms, 5 ms
+        // exactly, 2 ms, between reads a microsecond apart.
+        let base = 10_000_000;
+        let reads: Vec<u64> = [
+            0, 1, 1_001, 1_002, 2_001, 2_002, 10_002, 10_003, 15_003, 17_003,
+        ]
+        .iter()
+        .map(|r| base + r)
+        .collect();
+        let log = log_of(&reads, 1_000);
+        assert_eq!(log.reads, 10);
+        assert_eq!(log.at_least_1ms, 4, "1, 8, 5 and 2 ms; not 0.999 ms");
+        assert_eq!(log.at_least_5ms, 2, "8 and 5 ms");
+        assert_eq!(log.longest, us(8_000));
+        // Over the threshold means strictly longer than it: the 1 ms gap is not listed.
+        assert_eq!(log.over_threshold, 3);
+        assert_eq!(log.lost, us(15_000));
+        assert_eq!(
+            log.listed,
+            vec![
+                Gap {
+                    at: us(2_002),
+                    len: us(8_000)
+                },
+                Gap {
+                    at: us(10_003),
+                    len: us(5_000)
+                },
+                Gap {
+                    at: us(15_003),
+                    len: us(2_000)
+                },
+            ],
+            "times are from the first read, each the read before its gap"
+        );
+        assert_eq!(log.span(), us(17_003));
+        assert!((log.lost_percent() - 15_000.0 * 100.0 / 17_003.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_lower_threshold_lists_shorter_gaps_and_the_list_is_bounded() {
+        // 30 gaps of 0.5 ms: none reaches 1 ms, all are over a 0.2 ms threshold.
+        let reads: Vec<u64> = (0..=30).map(|i| i * 500).collect();
+        let log = log_of(&reads, 200);
+        assert_eq!(log.at_least_1ms, 0);
+        assert_eq!(log.over_threshold, 30);
+        assert_eq!(log.listed.len(), LISTED_GAPS);
+        assert_eq!(log.lost, us(15_000));
+        assert_eq!(log.longest, us(500));
+    }
+
+    #[test]
+    fn one_read_or_a_clock_going_back_makes_no_gap() {
+        let log = log_of(&[5], 1_000);
+        assert_eq!((log.reads, log.span(), log.longest), (1, us(0), us(0)));
+        assert_eq!(log.lost_percent(), 0.0);
+        let log = log_of(&[10_000, 2_000, 2_001], 1_000);
+        assert_eq!(log.at_least_1ms, 0);
+        assert_eq!(log.over_threshold, 0);
+    }
+
+    #[test]
+    fn a_short_run_spins_on_every_cpu_and_reports_them() {
+        let args = StallsArgs {
+            seconds: 0.05,
+            threshold_ms: 1.0,
+            json: false,
+        };
+        let cpus = sys::allowed_cpus().unwrap();
+        let log = spin(Duration::from_millis(50), Duration::from_millis(1));
+        // It stops at the first read 50 ms after it began (the span starts at the
+        // first read, a little after that, or later if the CPU stalled in between).
+        assert!(log.last.unwrap() >= Duration::from_millis(50));
+        assert!(log.span() > Duration::ZERO);
+        assert!(log.reads > 1_000, "a spinner reads the clock often");
+        let report = StallsReport {
+            args,
+            logs: cpus.iter().map(|&c| (c, log.clone())).collect(),
+        };
+        let text = report.to_text();
+        assert_eq!(text.lines().count(), cpus.len() + 1);
+        assert!(text
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with(&format!("stalls: {} CPUs each spun 0.05 s: ", cpus.len())));
+        let j = report.to_json();
+        assert_eq!(j["cpus"].as_array().unwrap().len(), cpus.len());
+        assert_eq!(j["threshold_ms"], 1.0);
+        assert!(StallsArgs {
+            seconds: 0.0,
+            threshold_ms: 1.0,
+            json: false
+        }
+        .validate()
+        .is_err());
+    }
+}

@@ -36,7 +36,9 @@
 # MEDIAGATE=PATH runs another mediagate binary (an older build, for before/after);
 # CHURN=stub runs only the churn targets with stub back ends; STUB_RATES="R1 R2 ..."
 # the stub rates (default "1000 2500 RATE"); LOADGEN_THREADS=N the churn load
-# generator's threads (default 1); WIRE=0 no capture (see above).
+# generator's threads (default 1); WIRE=0 no capture (see above); PACING=even starts
+# the churn sessions evenly spaced instead of in the load generator's 1 ms timer
+# bursts (`churn --pacing`, default tick).
 # Needs release builds:
 #   cargo build --release -p mediagate -p mediagate-loadgen
 # Usage: scripts/bench-balancer.sh [SECONDS] [RATE] [CONNS] [VIEWERS] [HOLD] [PHASES]
@@ -104,17 +106,17 @@ wire_capture() {
 stub=$!
 pids+=("$stub")
 
+config_head() { # DIR: the lines every process's config starts with
+  printf 'state_dir = "%s/var"\n[log]\nlevel = "warn"\n[admin]\nlisten = []\n' "$1"
+}
+
 balancer() { # NAME PORT BACKEND_PORT...: starts a balancer, prints its pid
   local name=$1 port=$2 d=$work/bal-$1 backends="" p
   shift 2
   for p in "$@"; do backends+="\"rtsp://127.0.0.1:$p\", "; done
   mkdir -p "$d"
   cat > "$d/mediagate.toml" << EOT
-state_dir = "$d/var"
-[log]
-level = "warn"
-[admin]
-listen = []
+$(config_head "$d")
 [edge]
 enabled = false
 [balancer]
@@ -155,11 +157,7 @@ start_edges() {
     d=$work/edge$i
     mkdir -p "$d"
     cat > "$d/mediagate.toml" << EOT
-state_dir = "$d/var"
-[log]
-level = "warn"
-[admin]
-listen = []
+$(config_head "$d")
 [edge]
 listen = ["127.0.0.1:${edge_ports[$i]}"]
 udp_ports = "$((50000 + i * 4000))-$((50000 + i * 4000 + 3999))"
@@ -228,7 +226,7 @@ for phase in $phases; do
         fi
         "$bin/mediagate-loadgen" churn --url "rtsp://127.0.0.1:$port/cam" --rate "$r" \
           --seconds "$seconds" --long-viewers 0 --connections "$conns" --edge-pid "$pid" \
-          --threads "$loadgen_threads" --quiet | sed 's/^edge /this pid /' || true
+          --threads "$loadgen_threads" --pacing "${PACING:-tick}" --quiet | sed 's/^edge /this pid /' || true
         if [ -n "$capture" ]; then
           wait "$capture" || true
           # tcpdump's own count: packets the kernel dropped before it read them are

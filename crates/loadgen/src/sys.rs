@@ -1,6 +1,7 @@
 //! The load generator's own system calls: the calling thread's CPU time, the
 //! kernel's clock tick rate (the unit of `/proc/PID/stat` times), and CPU affinity
-//! (the CPUs this process may run on; pinning the calling thread to one of them).
+//! (the CPUs this process may run on; pinning the calling thread to one of them), and
+//! the calling thread's timer slack (how late the kernel may wake its sleeps).
 //!
 //! What it does not: sockets. Batched UDP (`recvmmsg`, `sendmmsg` with GSO, epoll,
 //! receive buffers, the open-file limit) comes from `mediagate-udp`, the one copy of
@@ -24,6 +25,15 @@ pub(crate) fn thread_cpu_time() -> Duration {
         u64::try_from(ts.tv_sec).unwrap_or(0),
         u32::try_from(ts.tv_nsec).unwrap_or(0),
     )
+}
+
+/// Sets the calling thread's timer slack (`PR_SET_TIMERSLACK`): how much later than
+/// asked the kernel may end its sleeps (50 µs by default). Best effort: a refusal
+/// leaves the default, which only makes the sleeps coarser.
+pub(crate) fn set_timer_slack_ns(ns: u64) {
+    let ns = libc::c_ulong::try_from(ns.max(1)).unwrap_or(libc::c_ulong::MAX);
+    // SAFETY: PR_SET_TIMERSLACK takes a plain integer and touches no memory of ours.
+    let _ = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns, 0, 0, 0) };
 }
 
 /// The clock tick rate `/proc/PID/stat` times are counted in (`sysconf(_SC_CLK_TCK)`),

@@ -205,8 +205,18 @@ pub fn ng_ask(socket: &UdpSocket, port: u16, cookie: &str, body: impl AsRef<[u8]
     dg.extend_from_slice(body.as_ref());
     socket.send_to(&dg, ("127.0.0.1", port)).unwrap();
     let mut buf = vec![0u8; 65_536];
-    let n = socket.recv(&mut buf).expect("an ng reply");
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    // A reply with another cookie answers an earlier datagram, such as a readiness
+    // ping answered after its wait gave up (which failed a suite run of a test with
+    // its own copy of this loop): ng clients tell replies apart by cookie, so it is
+    // skipped.
+    let mine = format!("{cookie} ");
+    loop {
+        let n = socket.recv(&mut buf).expect("an ng reply");
+        let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if reply.starts_with(&mine) {
+            return reply;
+        }
+    }
 }
 
 /// An SDP offering one PCMU audio stream on 127.0.0.1:`port`.

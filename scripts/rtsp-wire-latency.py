@@ -36,7 +36,10 @@ Report: messages in and out, matched and not; per-message added latency percenti
 (p50 p90 p99 p99.9 max, nearest rank) for requests and for answers; and per session:
 on one client connection, a DESCRIBE request through the TEARDOWN answer, each
 request followed by its answer, all hops matched, the sum of those hops (8 for
-DESCRIBE, SETUP, PLAY, TEARDOWN). `--json` prints one object instead.
+DESCRIBE, SETUP, PLAY, TEARDOWN); and how the sessions adding more than `--slow-ms`
+fall in time: how many come in bursts of 10 or more, each starting within 50 ms of
+the one before (something that stopped the balancer for everyone at once, such as the
+host taking its vCPU away) rather than one by one. `--json` prints one object instead.
 
 What it does not: see inside the balancer (a message's time from the kernel's
 receive to its send is all "added"); pair messages of an HTTP-tunnelled session
@@ -416,7 +419,8 @@ def pair(msgs, mapping, max_delay_ns):
 
 
 def sessions(hops, unmatched_in):
-    """[(hop count, summed ns)] of each complete session (see the module doc)."""
+    """[(hop count, summed ns, DESCRIBE's time)] of each complete session (see the
+    module doc)."""
     events = collections.defaultdict(list)  # client conn -> [(ts, order, hop or None)]
     for h in hops:
         events[h.client].append((h.ts, 0, h))
@@ -435,19 +439,37 @@ def sessions(hops, unmatched_in):
             if h.kind != "answer":
                 method_of[h.cseq] = h.kind
                 if h.kind == "DESCRIBE":
-                    cur = [1, h.added_ns, h.cseq]
+                    cur = [1, h.added_ns, h.cseq, h.ts]
                 elif cur is not None and cur[2] is None:
-                    cur = [cur[0] + 1, cur[1] + h.added_ns, h.cseq]
+                    cur = [cur[0] + 1, cur[1] + h.added_ns, h.cseq, cur[3]]
                 else:
                     cur = None
             elif cur is not None and cur[2] == h.cseq:
-                cur = [cur[0] + 1, cur[1] + h.added_ns, None]
+                cur = [cur[0] + 1, cur[1] + h.added_ns, None, cur[3]]
                 if method_of.get(h.cseq) == "TEARDOWN":
-                    done.append((cur[0], cur[1]))
+                    done.append((cur[0], cur[1], cur[3]))
                     cur = None
             else:
                 cur = None
     return done
+
+
+def slow_bursts(sess, slow_ns, gap_ns=50_000_000, burst=10):
+    """How the sessions slower than `slow_ns` fall in time: how many there are, and
+    how many of them come in bursts (at least `burst` slow sessions, each starting
+    within `gap_ns` of the one before). Slow sessions in bursts point at something
+    that stopped the balancer (or its CPU) for everyone at once, such as the host
+    taking the vCPU away; slow sessions spread out point at the work itself."""
+    starts = sorted(ts for _, added, ts in sess if added > slow_ns)
+    groups = []
+    for ts in starts:
+        if groups and ts - groups[-1][-1] <= gap_ns:
+            groups[-1].append(ts)
+        else:
+            groups.append([ts])
+    big = [g for g in groups if len(g) >= burst]
+    return {"over_ms": slow_ns / 1e6, "slow": len(starts), "in_bursts": sum(len(g) for g in big),
+            "bursts": len(big), "burst_starts_s": [round(g[0] / 1e9, 3) for g in big]}
 
 
 def percentiles(values_ns):
@@ -462,7 +484,7 @@ def percentiles(values_ns):
     return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "p99.9": at(0.999), "max": v[-1] / 1e6}
 
 
-def analyse(records, front, backends, window_ms=5.0, max_delay_ms=1000.0):
+def analyse(records, front, backends, window_ms=5.0, max_delay_ms=1000.0, slow_ms=0.8):
     """The report as a dict (what `--json` prints)."""
     msgs, dropped = messages_of(records, front, set(backends))
     mapping = map_backend_connections(msgs, int(window_ms * 1e6))
@@ -488,8 +510,9 @@ def analyse(records, front, backends, window_ms=5.0, max_delay_ms=1000.0):
         "answers_ms": percentiles([h.added_ns for h in hops if h.kind == "answer"]),
         "answers": sum(1 for h in hops if h.kind == "answer"),
         "sessions": len(sess),
-        "session_hops": sorted({n for n, _ in sess}),
-        "sessions_ms": percentiles([s for _, s in sess]),
+        "session_hops": sorted({n for n, _, _ in sess}),
+        "sessions_ms": percentiles([s for _, s, _ in sess]),
+        "slow_sessions": slow_bursts(sess, int(slow_ms * 1e6)),
     }
 
 
@@ -517,6 +540,10 @@ def text(r):
         "wire added per answer (%d): %s" % (r["answers"], pct(r["answers_ms"])),
         "wire added per session (%d, DESCRIBE to TEARDOWN answer, %s hops): %s" % (
             r["sessions"], hops, pct(r["sessions_ms"])),
+        "wire sessions over %.1f ms: %d, of which %d in %d bursts (10 or more, each within "
+        "50 ms of the one before)" % (
+            r["slow_sessions"]["over_ms"], r["slow_sessions"]["slow"],
+            r["slow_sessions"]["in_bursts"], r["slow_sessions"]["bursts"]),
     ]) + "\n"
 
 
@@ -530,11 +557,14 @@ def main(argv=None):
                     help="how far apart a message in and out may be to vote for a connection mapping")
     ap.add_argument("--max-delay-ms", type=float, default=1000.0,
                     help="the longest time a message may spend in the balancer and still be paired")
+    ap.add_argument("--slow-ms", type=float, default=0.8,
+                    help="sessions adding more than this are counted as slow, and their bursts")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
     try:
         with open(args.pcap, "rb") as f:
-            r = analyse(read_pcap(f), args.front, args.backend, args.window_ms, args.max_delay_ms)
+            r = analyse(read_pcap(f), args.front, args.backend, args.window_ms, args.max_delay_ms,
+                        args.slow_ms)
     except (OSError, CaptureError) as e:
         print("rtsp-wire-latency: %s" % e, file=sys.stderr)
         return 1

@@ -309,6 +309,25 @@ class Mapping(unittest.TestCase):
         self.assertEqual((r["matched"], r["sessions"]), (16, 2))
 
 
+class SlowBursts(unittest.TestCase):
+    def test_slow_sessions_together_are_a_burst_and_slow_ones_apart_are_not(self):
+        cap = Capture()
+        t = 1_000_000
+        # 12 client connections: 10 slow sessions together (a stall), 2 slow ones
+        # far apart, then fast ones.
+        for i in range(10):
+            session(cap.connection(41000 + i, FRONT), cap.connection(51000 + i, B1),
+                    t + i * 1000, 1, [150] * 8)
+        session(cap.connection(41100, FRONT), cap.connection(51100, B1), t + 200_000, 1, [150] * 8)
+        session(cap.connection(41101, FRONT), cap.connection(51101, B1), t + 400_000, 1, [150] * 8)
+        session(cap.connection(41102, FRONT), cap.connection(51102, B1), t + 600_000, 1, [20] * 8)
+        r = cap.analyse()
+        self.assertEqual(r["sessions"], 13)
+        slow = r["slow_sessions"]
+        self.assertEqual((slow["slow"], slow["in_bursts"], slow["bursts"]), (12, 10, 1))
+        self.assertAlmostEqual(slow["burst_starts_s"][0], 1.0)
+
+
 class CommandLine(unittest.TestCase):
     def test_text_and_json_reports(self):
         cap = Capture()
@@ -319,10 +338,11 @@ class CommandLine(unittest.TestCase):
             args = [sys.executable, SCRIPT, f.name, "--front", str(FRONT), "--backend", str(B1)]
             out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
             lines = out.splitlines()
-            self.assertEqual(len(lines), 4)
+            self.assertEqual(len(lines), 5)
             self.assertTrue(all(line.startswith("wire") for line in lines))
             self.assertIn("8 paired, 0 in and 0 out unpaired", lines[0])
             self.assertIn("per session (1, DESCRIBE to TEARDOWN answer, 8 hops): p50 0.660", lines[3])
+            self.assertIn("sessions over 0.8 ms: 0, of which 0 in 0 bursts", lines[4])
             j = json.loads(subprocess.run(args + ["--json"], capture_output=True, text=True,
                                           check=True).stdout)
             self.assertAlmostEqual(j["sessions_ms"]["p99"], 0.66)

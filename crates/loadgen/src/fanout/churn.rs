@@ -157,15 +157,13 @@ struct ShortCtx {
     addr: SocketAddr,
     url: WatchedUrl,
     request_timeout: Duration,
-    start: Instant,
-    end: Instant,
-    rate: f64,
+    schedule: Schedule,
     /// The next session's number on the schedule.
     next: AtomicU64,
     completed: AtomicU64,
     /// `Pacing::Even`: one permit per session as it falls due (then one per
     /// connection past the end, so every worker learns that the run is over).
-    gate: Option<Arc<Semaphore>>,
+    gate: Option<Semaphore>,
 }
 
 /// Runs the benchmark and prints the report. Exit status: 0 when every session and
@@ -258,31 +256,33 @@ async fn run_async(
         addr: short_addr,
         url: short_url,
         request_timeout,
-        start,
-        end: start + short_seconds,
-        rate: args.rate,
+        schedule: Schedule {
+            start,
+            end: start + short_seconds,
+            rate: args.rate,
+        },
         next: AtomicU64::new(0),
         completed: AtomicU64::new(0),
-        gate: (args.pacing == Pacing::Even).then(|| Arc::new(Semaphore::new(0))),
+        gate: (args.pacing == Pacing::Even).then(|| Semaphore::new(0)),
     });
-    let pacer = match &ctx.gate {
-        Some(gate) => {
-            let plan = PacePlan {
-                start,
-                end: ctx.end,
-                rate: args.rate,
-                extra: args.connections,
-            };
-            let gate = Arc::clone(gate);
+    let pacer = match ctx.gate {
+        Some(_) => {
+            let ctx = Arc::clone(&ctx);
+            let workers = args.connections;
             Some(
                 std::thread::Builder::new()
                     .name("churn-pacer".into())
-                    .spawn(move || pace(&plan, &gate))
+                    .spawn(move || {
+                        if let Some(gate) = &ctx.gate {
+                            pace(&ctx.schedule, workers, gate);
+                        }
+                    })
                     .context("starting the pacer thread")?,
             )
         }
         None => None,
     };
+    let end = ctx.schedule.end;
     let cpu_at_short_start = edge.as_ref().and_then(|e| e.cpu().ok());
     let workers: Vec<_> = (0..args.connections)
         .map(|_| {
@@ -292,8 +292,8 @@ async fn run_async(
         .collect();
     let mut progress = ProgressClock::new(start, Duration::from_secs(5));
     let mut last = 0;
-    while Instant::now() < ctx.end {
-        tokio::time::sleep_until(progress.next.min(ctx.end)).await;
+    while Instant::now() < end {
+        tokio::time::sleep_until(progress.next.min(end)).await;
         if progress.tick(Instant::now()) {
             let done = ctx.completed.load(Ordering::Relaxed);
             if !args.quiet {
@@ -307,11 +307,8 @@ async fn run_async(
             last = done;
         }
     }
-    if let Some(p) = pacer {
-        let _ = p.join();
-    }
     let mut short = WorkerReport::default();
-    let deadline = ctx.end + request_timeout * 4;
+    let deadline = end + request_timeout * 4;
     for w in workers {
         let abort = w.abort_handle();
         match tokio::time::timeout_at(deadline, w).await {
@@ -322,6 +319,10 @@ async fn run_async(
                 short.note_failure("a connection did not finish by the deadline".to_owned());
             }
         }
+    }
+    // The workers end on the pacer's last permits, so it has returned by now.
+    if let Some(p) = pacer {
+        let _ = p.join();
     }
     let short_window = start.elapsed();
     let cpu_at_short_end = edge.as_ref().and_then(|e| e.cpu().ok());
@@ -393,16 +394,15 @@ impl ProgressClock {
     }
 }
 
-/// The schedule the pacer releases.
-struct PacePlan {
+/// When each short session is due: session `i` at `start + i / rate`, none at or
+/// after `end`.
+struct Schedule {
     start: Instant,
     end: Instant,
     rate: f64,
-    /// Permits added after the last session: one per worker, to end them.
-    extra: usize,
 }
 
-impl PacePlan {
+impl Schedule {
     fn due(&self, i: u64) -> Instant {
         self.start + Duration::from_secs_f64(i as f64 / self.rate)
     }
@@ -418,22 +418,23 @@ impl PacePlan {
 }
 
 /// The pacer thread: releases each session at its due time, catching up at once
-/// when it was late, then one permit per worker past the end. The thread asks for a
-/// 1 µs timer slack (the default 50 µs would smear the 200 µs spacing of 5,000/s).
-fn pace(plan: &PacePlan, gate: &Semaphore) {
+/// when it was late, then one permit per each of the `workers` past the end. The
+/// thread asks for a 1 µs timer slack (the default 50 µs would smear the 200 µs
+/// spacing of 5,000/s).
+fn pace(schedule: &Schedule, workers: usize, gate: &Semaphore) {
     crate::sys::set_timer_slack_ns(1_000);
     let mut i = 0u64;
-    while plan.due(i) < plan.end {
-        let due = plan.due(i);
+    while schedule.due(i) < schedule.end {
+        let due = schedule.due(i);
         let now = Instant::now();
         if due > now {
             std::thread::sleep(due - now);
         }
-        let n = plan.due_by(i, Instant::now()).max(1);
+        let n = schedule.due_by(i, Instant::now()).max(1);
         gate.add_permits(usize::try_from(n).unwrap_or(usize::MAX));
         i += n;
     }
-    gate.add_permits(plan.extra);
+    gate.add_permits(workers);
 }
 
 /// One persistent connection running short sessions on the shared schedule until
@@ -449,8 +450,8 @@ async fn short_worker(ctx: &ShortCtx) -> WorkerReport {
             }
         }
         let i = ctx.next.fetch_add(1, Ordering::Relaxed);
-        let due = ctx.start + Duration::from_secs_f64(i as f64 / ctx.rate);
-        if due >= ctx.end {
+        let due = ctx.schedule.due(i);
+        if due >= ctx.schedule.end {
             return r;
         }
         if ctx.gate.is_none() {
@@ -697,11 +698,10 @@ mod tests {
     #[test]
     fn the_pace_plan_counts_what_is_due_and_stops_at_the_end() {
         let start = Instant::now();
-        let plan = PacePlan {
+        let plan = Schedule {
             start,
             end: start + Duration::from_millis(10),
             rate: 1000.0,
-            extra: 0,
         };
         assert_eq!(plan.due_by(0, start), 1);
         assert_eq!(plan.due_by(0, start + Duration::from_micros(3500)), 4);
@@ -713,16 +713,15 @@ mod tests {
     #[test]
     fn the_pacer_releases_every_session_at_its_time_then_one_per_worker() {
         let start = Instant::now();
-        let plan = PacePlan {
+        let plan = Schedule {
             start,
             end: start + Duration::from_millis(40),
             rate: 500.0,
-            extra: 3,
         };
         let gate = Semaphore::new(0);
         let mut seen = Vec::new();
         std::thread::scope(|scope| {
-            scope.spawn(|| pace(&plan, &gate));
+            scope.spawn(|| pace(&plan, 3, &gate));
             // Sample the released count as the pacer runs: it must never run ahead
             // of the schedule.
             while Instant::now() < plan.end + Duration::from_millis(20) {

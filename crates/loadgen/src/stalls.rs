@@ -164,11 +164,27 @@ pub(crate) fn run(args: StallsArgs) -> anyhow::Result<u8> {
     }
     let run_for = Duration::from_secs_f64(args.seconds);
     let threshold = Duration::from_secs_f64(args.threshold_ms / 1e3);
+    let logs = measure(&cpus, run_for, threshold)?;
+    let report = StallsReport { args, logs };
+    if report.args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(0)
+}
+
+/// One spinner per CPU of `cpus`, each pinned to its CPU, for `run_for`: their logs.
+fn measure(
+    cpus: &[usize],
+    run_for: Duration,
+    threshold: Duration,
+) -> anyhow::Result<Vec<(usize, GapLog)>> {
     // The spinners start together, so a gap on one CPU can be compared in time with
     // the others' (a host stall often takes every virtual CPU at once).
     let start = Arc::new(Barrier::new(cpus.len()));
     let mut threads = Vec::with_capacity(cpus.len());
-    for &cpu in &cpus {
+    for &cpu in cpus {
         let start = Arc::clone(&start);
         let t = std::thread::Builder::new()
             .name(format!("stalls-cpu{cpu}"))
@@ -188,13 +204,7 @@ pub(crate) fn run(args: StallsArgs) -> anyhow::Result<u8> {
             .with_context(|| format!("cannot pin a thread to CPU {cpu}"))?;
         logs.push((cpu, log));
     }
-    let report = StallsReport { args, logs };
-    if report.args.json {
-        println!("{}", report.to_json());
-    } else {
-        print!("{}", report.to_text());
-    }
-    Ok(0)
+    Ok(logs)
 }
 
 struct StallsReport {
@@ -379,16 +389,23 @@ mod tests {
             json: false,
         };
         let cpus = sys::allowed_cpus().unwrap();
-        let log = spin(Duration::from_millis(50), Duration::from_millis(1));
-        // It stops at the first read 50 ms after it began (the span starts at the
-        // first read, a little after that, or later if the CPU stalled in between).
-        assert!(log.last.unwrap() >= Duration::from_millis(50));
-        assert!(log.span() > Duration::ZERO);
-        assert!(log.reads > 1_000, "a spinner reads the clock often");
-        let report = StallsReport {
-            args,
-            logs: cpus.iter().map(|&c| (c, log.clone())).collect(),
-        };
+        let logs = measure(&cpus, Duration::from_millis(50), Duration::from_millis(1)).unwrap();
+        assert_eq!(
+            logs.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+            cpus,
+            "one spinner per allowed CPU"
+        );
+        for (cpu, log) in &logs {
+            // Each stops at its first read 50 ms after it began (the span starts at
+            // the first read, a little after that, or later if the CPU stalled).
+            assert!(log.last.unwrap() >= Duration::from_millis(50), "cpu {cpu}");
+            assert!(log.span() > Duration::ZERO, "cpu {cpu}");
+            assert!(
+                log.reads > 1_000,
+                "cpu {cpu}: a spinner reads the clock often"
+            );
+        }
+        let report = StallsReport { args, logs };
         let text = report.to_text();
         assert_eq!(text.lines().count(), cpus.len() + 1);
         assert!(text

@@ -32,7 +32,8 @@
 #   CALLS [1000]  BENCH_SECONDS [60]  SCENARIOS ["loopback veth"]
 #   PPS [50]  SIZE [172]    packets per second per stream and RTP packet size of the
 #                           fixed load (G.711 at 20 ms by default; the balancer's relay
-#                           row compares with PPS=78 SIZE=880, about its 1 Mbit/s video)
+#                           row is compared with CALLS=2000 PPS=39 SIZE=802: as many
+#                           pairs, sockets and packets as its 1,000 viewers of 1 Mbit/s)
 #   MAX_RATE [1]  STEP_SECONDS [10]  MAX_STEPS [6]  MAX_PPS [2000]
 #   RTPENGINE [1]           0 measures mediagate alone
 #   BIN [target/release]    where mediagate and mediagate-loadgen are

@@ -71,11 +71,9 @@ loadgen_threads=${LOADGEN_THREADS:-1}
 wire=${WIRE:-1}
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-if [ "$wire" = 1 ] && ! command -v tcpdump > /dev/null 2>&1; then
-  echo "installing tcpdump (WIRE=1 captures the stub rows; WIRE=0 does not)"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends tcpdump
-fi
+# shellcheck source=scripts/lib/deb.sh
+. scripts/lib/deb.sh
+if [ "$wire" = 1 ]; then install_missing_debs tcpdump; fi # the stub rows' capture
 
 work=$(mktemp -d /tmp/mg-bench-balancer.XXXXXX)
 pids=()

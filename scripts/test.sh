@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*"; }
+# shellcheck source=scripts/lib/deb.sh
+. scripts/lib/deb.sh
 
 # Debian packages the real-peer tests drive. Checked with dpkg so a fresh machine gets
 # them and a prepared one skips the slow apt step.
@@ -25,16 +27,7 @@ DEB_PACKAGES=(
   slapd ldap-utils  # the edge's LDAP logins: a throwaway OpenLDAP server per test
   freeradius  # the dispatcher's RADIUS accounting: a throwaway FreeRADIUS per test
 )
-missing=()
-for p in "${DEB_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing Debian packages: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+install_missing_debs "${DEB_PACKAGES[@]}"
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   log "installing cargo-fuzz (builds the fuzz targets)"

@@ -1,0 +1,15 @@
+# Sourced by the scripts that need Debian packages (scripts/test.sh, the benchmarks).
+#
+# install_missing_debs PKG...: installs those of the packages dpkg does not have, with
+# sudo when not root; a prepared machine skips the slow apt step entirely.
+install_missing_debs() {
+  local missing=() p sudo=""
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2> /dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  printf '\n==> installing Debian packages: %s\n' "${missing[*]}"
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}

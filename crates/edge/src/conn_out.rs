@@ -171,13 +171,18 @@ impl SessionLink {
     }
 
     fn repoint(&self, to: Option<Arc<Shared>>) {
+        let mut conn = self.conn();
+        // Read under the lock [`ConnOut::close`] takes after setting the flag: either
+        // this sees the flag or that close sees `to`, so a give-up racing a move is
+        // never lost between the two connections.
         if self.closed.load(Ordering::Acquire) {
             // Given up while moving: the new connection learns it as it would have.
             if let Some(c) = &to {
                 c.close();
             }
         }
-        *self.conn() = to;
+        *conn = to;
+        drop(conn);
         self.changed.notify_waiters();
     }
 }

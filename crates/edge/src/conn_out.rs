@@ -21,7 +21,8 @@
 //! ([`ConnOut::park`]), so a give-up then ends that one session only, and a new
 //! connection that adopts the session hooks it to its own output
 //! ([`ConnOut::move_to`]), so a later give-up reaches the connection the viewer uses
-//! now. Nothing in the source has to be told when the session moves.
+//! now. Nothing in the source has to be told when the session moves. The connection
+//! a parked session left closes like any other: no handle reaches it any more.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -63,11 +64,6 @@ struct State {
     media_bytes: usize,
     control_queued: usize,
     closed: bool,
-    /// The TCP connection is gone but the UDP sessions set up on it live on (parked,
-    /// their handles unhooked from this output): nothing more is queued, the writer
-    /// ends without taking a failed write for the viewer leaving, and the output does
-    /// not count as closed.
-    detached: bool,
 }
 
 /// Told once the answer to a PLAY is queued on the viewer's connection, so that media
@@ -171,13 +167,18 @@ impl SessionLink {
     }
 
     fn repoint(&self, to: Option<Arc<Shared>>) {
+        let mut conn = self.conn();
+        // Read under the lock [`ConnOut::close`] takes after setting the flag: either
+        // this sees the flag or that close sees `to`, so a give-up racing a move is
+        // never lost between the two connections.
         if self.closed.load(Ordering::Acquire) {
             // Given up while moving: the new connection learns it as it would have.
             if let Some(c) = &to {
                 c.close();
             }
         }
-        *self.conn() = to;
+        *conn = to;
+        drop(conn);
         self.changed.notify_waiters();
     }
 }
@@ -323,22 +324,6 @@ impl ConnOut {
         }
     }
 
-    /// The TCP connection is gone while UDP sessions set up on it live on (see
-    /// `parked`; their handles are unhooked from it with [`ConnOut::park`]): the
-    /// writer writes what is queued and ends, nothing more is queued, and the output
-    /// stays open until [`ConnOut::close`].
-    pub fn detach(&self) {
-        if let Some(s) = self.conn_shared() {
-            s.state().detached = true;
-            s.notify.notify_one();
-        }
-    }
-
-    /// True for a detached output, and for a parked session's handle.
-    pub fn is_detached(&self) -> bool {
-        self.with_conn(true, |s| s.state().detached)
-    }
-
     /// Resolves once the connection is closed (by either side or by a hub giving up);
     /// for a session's handle, once it is closed or the connection holding the
     /// session is.
@@ -394,7 +379,7 @@ impl Shared {
 
     fn push_control(&self, bytes: Bytes) -> bool {
         let mut st = self.state();
-        if st.closed || st.detached {
+        if st.closed {
             return false;
         }
         st.control_queued += 1;
@@ -410,7 +395,6 @@ impl Shared {
         };
         let mut st = self.state();
         if st.closed
-            || st.detached
             || st.media_queued >= self.limits.max_media_packets
             || st.media_bytes + payload.len() > self.limits.max_media_bytes
         {
@@ -442,7 +426,6 @@ impl Shared {
             let size = rtp_head.len() + rest.len();
             let refused = u16::try_from(size).is_err()
                 || st.closed
-                || st.detached
                 || st.media_queued >= self.limits.max_media_packets
                 || st.media_bytes + size > self.limits.max_media_bytes;
             if refused {
@@ -485,10 +468,6 @@ impl Shared {
 
     fn is_closed(&self) -> bool {
         self.closed_flag.load(Ordering::Acquire)
-    }
-
-    fn is_detached(&self) -> bool {
-        self.state().detached
     }
 
     async fn closed(&self) {
@@ -537,7 +516,7 @@ impl Shared {
                         }
                     }
                 }
-                (st.closed || st.detached, hold)
+                (st.closed, hold)
             };
             if let Some(due) = wait_until {
                 // A response arriving meanwhile ends the wait early.
@@ -557,10 +536,6 @@ impl Shared {
             }
             let had_control = batch.iter().any(|o| matches!(o, Out::Control(_)));
             if let Err(e) = write_all_vectored(&mut w, &batch).await {
-                // A detached output has no connection to lose.
-                if self.is_detached() {
-                    return Ok(());
-                }
                 self.close();
                 return Err(e);
             }
@@ -806,10 +781,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_detached_output_ends_its_writer_but_stays_open() {
+    async fn a_closing_connection_leaves_its_parked_sessions_open() {
         let out = ConnOut::new(Backlog::default());
+        let parked = out.for_session();
         out.push_control(Bytes::from_static(b"last"));
-        out.detach();
+        parked.park();
+        out.close();
         assert!(!out.push_control(Bytes::from_static(b"more")));
         assert!(!out.push_media(0, &Bytes::from_static(b"x")));
         let mut written = Vec::new();
@@ -818,24 +795,26 @@ mod tests {
             out.run_writer(&mut written),
         )
         .await
-        .expect("the writer ends once detached")
+        .expect("the writer ends once closed")
         .unwrap();
         assert_eq!(written, b"last", "what was queued is still written");
         assert!(
-            !out.is_closed(),
-            "UDP viewers of the output keep their media"
+            !parked.is_closed() && !resolves(parked.closed()).await,
+            "UDP viewers parked from the connection keep their media"
         );
 
-        // A connection that is already gone: the failed write does not close it.
+        // A connection that is already gone: the failed write ends it, not them.
         let out = ConnOut::new(Backlog::default());
+        let parked = out.for_session();
         out.push_control(Bytes::from_static(b"hello"));
-        out.detach();
+        parked.park();
         let (rd, wr) = tokio::io::duplex(64);
         drop(rd);
-        assert!(out.run_writer(wr).await.is_ok());
-        assert!(!out.is_closed());
-        out.close();
+        assert!(out.run_writer(wr).await.is_err());
         assert!(out.is_closed());
+        assert!(!parked.is_closed() && !resolves(parked.closed()).await);
+        parked.close();
+        assert!(parked.is_closed());
     }
 
     async fn resolves(f: impl std::future::Future<Output = ()>) -> bool {
@@ -878,10 +857,9 @@ mod tests {
     async fn a_parked_handle_is_given_up_alone_and_a_moved_one_reaches_its_new_connection() {
         let old = ConnOut::new(Backlog::default());
         let (a, b) = (old.for_session(), old.for_session());
-        old.detach();
         a.park();
         b.park();
-        assert!(a.is_detached() && b.is_detached());
+        assert!(old.push_control(Bytes::from_static(b"still open")));
         assert!(!a.push_media(0, &Bytes::from_static(b"x")), "nowhere to go");
         assert_eq!(
             b.push_media_split(vec![(0, [0; 12], Bytes::new())]).len(),
@@ -900,7 +878,6 @@ mod tests {
         // `b` is adopted: it feeds the new connection, and its closing is seen there.
         let new = ConnOut::new(Backlog::default());
         b.move_to(&new);
-        assert!(!b.is_detached());
         assert!(b.push_media(0, &Bytes::from_static(b"x")));
         assert_eq!(new.media_backlog().0, 1);
         assert_eq!(old.media_backlog().0, 0);

@@ -459,8 +459,6 @@ mod tests {
         assert!(ours, "{out:?}");
     }
 
-    /// A seam that continues, at the origin, a viewer the cache sent video up to 5 s:
-    /// the seam, and that last packet's fields.
     /// A player's numbering that sent video up to 5 s, and that last packet's fields.
     fn numbering_at_5s() -> (Rewriter, (u16, u32, u32)) {
         let mut numbering = Rewriter::new(&[90_000, 48_000], counter());
@@ -474,6 +472,8 @@ mod tests {
         (numbering, last)
     }
 
+    /// A seam that continues, at the origin, a viewer the cache sent video up to 5 s:
+    /// the seam, and that last packet's fields.
     fn continued_at_5s(d: &Described) -> (OriginSeam, (u16, u32, u32)) {
         let (numbering, last) = numbering_at_5s();
         let mut seam = OriginSeam::new(d, &[0, 1], Some(numbering));

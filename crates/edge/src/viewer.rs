@@ -324,17 +324,14 @@ impl ViewerConn {
     }
 
     /// Ends every session and the output (which flushes what is queued, then closes;
-    /// a detached output, whose UDP sessions were parked, is left as it is: their
-    /// handles no longer reach it).
+    /// UDP sessions parked from it go on, their handles no longer reaching it).
     async fn close(&mut self, reason: EndReason) {
         self.core.end_all(reason, Now::system());
         self.finish_ended().await;
         self.described.clear();
         self.origin_described.clear();
         self.accounting_pending.clear();
-        if !self.out.is_detached() {
-            self.out.close();
-        }
+        self.out.close();
     }
 
     /// The viewer closed the connection: its UDP sessions go on without it, when the
@@ -347,7 +344,6 @@ impl ViewerConn {
         if detached.is_empty() {
             return;
         }
-        self.out.detach();
         for session in detached {
             let accounting = self.accounting.remove(session.id());
             crate::parked::park(&self.ctx, session, accounting, self.session_timeout);

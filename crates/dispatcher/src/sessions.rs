@@ -131,6 +131,42 @@ impl Drop for Mirror {
     }
 }
 
+/// `first` and the changes queued after it, up to [`MAX_BATCH`]: more keep being
+/// taken until `due` (`None`: commit at once), unless a flush is among them or the
+/// queue closed.
+fn gather(changes: &Receiver<Change>, first: Change, due: Option<Instant>) -> Vec<Change> {
+    let mut flush = matches!(first, Change::Flush(_));
+    let mut batch = vec![first];
+    // Sleeping until the commit is due instead of waiting on the queue: a send to a
+    // receiver blocked on it wakes this thread, a futex call and two context switches
+    // per change, which cost more than the commits. A flush or the map's drop unparks
+    // it.
+    loop {
+        let mut closed = false;
+        while batch.len() < MAX_BATCH {
+            match changes.try_recv() {
+                Ok(change) => {
+                    flush |= matches!(change, Change::Flush(_));
+                    batch.push(change);
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+                // Closed: commit what there is; the writer's next `recv` ends it.
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        let wait = due.map(|due| due.saturating_duration_since(Instant::now()));
+        match wait {
+            Some(wait) if !flush && !closed && !wait.is_zero() && batch.len() < MAX_BATCH => {
+                std::thread::park_timeout(wait);
+            }
+            _ => return batch,
+        }
+    }
+}
+
 /// The writer thread: commits whatever is queued in one transaction, at most every
 /// `gap` while changes keep coming (at once for a flush), until the queue closes.
 fn write_behind(
@@ -142,37 +178,7 @@ fn write_behind(
 ) {
     let mut last_commit: Option<Instant> = None;
     while let Ok(first) = changes.recv() {
-        let due = last_commit.map(|at| at + gap);
-        let mut flush = matches!(first, Change::Flush(_));
-        let mut batch = vec![first];
-        // Sleeping until the commit is due instead of waiting on the queue: a send to a
-        // receiver blocked on it wakes this thread, a futex call and two context
-        // switches per change, which cost more than the commits. A flush or the map's
-        // drop unparks it.
-        loop {
-            let mut closed = false;
-            while batch.len() < MAX_BATCH {
-                match changes.try_recv() {
-                    Ok(change) => {
-                        flush |= matches!(change, Change::Flush(_));
-                        batch.push(change);
-                    }
-                    Err(mpsc::TryRecvError::Empty) => break,
-                    // Closed: commit what there is; the next `recv` ends the thread.
-                    Err(mpsc::TryRecvError::Disconnected) => {
-                        closed = true;
-                        break;
-                    }
-                }
-            }
-            let wait = due.map(|due| due.saturating_duration_since(Instant::now()));
-            match wait {
-                Some(wait) if !flush && !closed && !wait.is_zero() && batch.len() < MAX_BATCH => {
-                    std::thread::park_timeout(wait);
-                }
-                _ => break,
-            }
-        }
+        let batch = gather(changes, first, last_commit.map(|at| at + gap));
         last_commit = Some(Instant::now());
         let taken = batch
             .iter()

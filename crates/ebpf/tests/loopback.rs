@@ -46,9 +46,6 @@ fn recv(s: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
         .map(|(n, a)| (buf[..n].to_vec(), a))
 }
 
-/// A: phone sending to relay port R1; the entry sends it on from relay port R2 to
-/// phone B. B receives it byte-exact from R2, R1's socket never sees it, and the
-/// entry counts it. A foreign SSRC and RTCP go to R1's socket untouched.
 /// Phone A, phone B and the relay's ports R1 and R2, and the entry that forwards what
 /// A sends to R1 from R2 to B.
 struct Hop {
@@ -79,6 +76,9 @@ fn hop(fast: &mut FastPath, ip: &str, rtp_ssrc: Option<u32>) -> Hop {
     Hop { a, b, r1, r2, key }
 }
 
+/// A: phone sending to relay port R1; the entry sends it on from relay port R2 to
+/// phone B. B receives it byte-exact from R2, R1's socket never sees it, and the
+/// entry counts it. A foreign SSRC and RTCP go to R1's socket untouched.
 #[test]
 fn a_matching_datagram_is_rewritten_and_delivered_and_the_rest_go_up_untouched() {
     rewritten_and_delivered(V4);

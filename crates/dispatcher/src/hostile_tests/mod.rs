@@ -7,6 +7,9 @@ mod link;
 mod mediaproxy;
 mod mgmt;
 mod ng;
+// The integration tests' config builder, so both start the same cluster.
+#[path = "../../tests/common/config.rs"]
+mod test_config;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -68,33 +71,11 @@ async fn wait_log(needles: &[&str]) -> String {
 /// 127.0.0.2), `ng` on UDP and TCP; each test gives its own `ports` base.
 async fn cluster(dir: &TempDir, ports: u16) -> Dispatcher {
     logs();
-    let text = format!(
-        r#"state_dir = {state:?}
-[edge]
-enabled = false
-[relay]
-forward_threads = 1
-forward_io = "epoll"
-[dispatcher]
-enabled = true
-ng_listen_udp = ["127.0.0.1:0"]
-ng_listen_tcp = ["127.0.0.1:0"]
-[[dispatcher.local_relay]]
-name = "local1"
-address = "127.0.0.1"
-ports = "{a_low}-{a_high}"
-[[dispatcher.local_relay]]
-name = "local2"
-address = "127.0.0.2"
-ports = "{b_low}-{b_high}"
-"#,
-        state = dir.0.join("state"),
-        a_low = ports,
-        a_high = ports + 99,
-        b_low = ports + 100,
-        b_high = ports + 199,
-    );
-    let config = mediagate_config::parse_config(&text).unwrap();
-    assert!(mediagate_config::validate(&config).is_empty());
+    let relays = [
+        ("local1", "127.0.0.1", ports),
+        ("local2", "127.0.0.2", ports + 100),
+    ];
+    let front = "ng_listen_udp = [\"127.0.0.1:0\"]\nng_listen_tcp = [\"127.0.0.1:0\"]";
+    let config = test_config::dispatcher_config(&dir.0, front, &relays, "");
     Dispatcher::start(&config, None).await.unwrap()
 }

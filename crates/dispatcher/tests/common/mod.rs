@@ -4,49 +4,16 @@
 #![allow(dead_code)] // each test file uses part of it
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
 use std::time::Duration;
 
-use mediagate_config::Config;
 use mediagate_dispatcher::role::Dispatcher;
 use mediagate_ng::bencode::{Limits, Value};
 use mediagate_ng::client::{frame_request, reply_to};
 use mediagate_ng::framing::Encoding;
 use mediagate_testkit::TempDir;
 
-/// A dispatcher-only config under `dir`, checked: `dispatcher` lines in `[dispatcher]`,
-/// a `[[dispatcher.local_relay]]` per `(name, address, first port)` with 100 ports,
-/// then `after` (more tables).
-pub fn dispatcher_config(
-    dir: &Path,
-    dispatcher: &str,
-    relays: &[(&str, &str, u16)],
-    after: &str,
-) -> Config {
-    let mut text = format!(
-        r#"state_dir = {state:?}
-[edge]
-enabled = false
-[relay]
-forward_threads = 1
-forward_io = "epoll"
-[dispatcher]
-enabled = true
-{dispatcher}
-"#,
-        state = dir.join("state"),
-    );
-    for (name, address, low) in relays {
-        text.push_str(&format!(
-            "[[dispatcher.local_relay]]\nname = \"{name}\"\naddress = \"{address}\"\nports = \"{low}-{high}\"\n",
-            high = low + 99
-        ));
-    }
-    text.push_str(after);
-    let config = mediagate_config::parse_config(&text).unwrap();
-    assert_eq!(mediagate_config::validate(&config), Vec::new());
-    config
-}
+mod config;
+pub(crate) use config::dispatcher_config;
 
 /// The dispatcher with local relays `names.0` (127.0.0.1) and `names.1` (127.0.0.2),
 /// `ng` on UDP (and TCP), MediaProxy's socket under `dir`, and `extra` config lines

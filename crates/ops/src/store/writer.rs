@@ -5,7 +5,10 @@
 //! PostgreSQL client never runs inside tokio), creates or migrates the given tables,
 //! and reports whether that worked before returning; mediagate refuses to start when
 //! it did not. Roles send records through [`RecordSink`]s (cheap clones of one
-//! channel). While the store fails, records wait in memory ([`Spool`]) and writing is
+//! channel). With a healthy store a record after a quiet spell is written at once;
+//! under a steady stream a write starts at most every
+//! [`WriterOptions::min_write_gap`], and the records of that interval share it. While
+//! the store fails, records wait in memory ([`Spool`]) and writing is
 //! retried with a doubling delay (1 s up to 30 s by default); the queue is bounded
 //! ([`WriterOptions::queue_limit`]): past it, the oldest half goes to the fallback
 //! store (the SQLite file, for PostgreSQL) or, with no fallback or a failing one, is
@@ -16,7 +19,8 @@
 //! What it does not: deduplicate. A commit whose acknowledgement was lost is written
 //! again on retry (delivery is at least once); a record's key plus its end time
 //! identify it. The channel from the roles is not bounded, but it only grows while the
-//! thread is inside one store call, which the store's timeouts bound.
+//! thread is inside one store call, which the store's timeouts bound, or sleeps
+//! through the write gap.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,7 +43,8 @@ pub struct WriterOptions {
     pub retry_min: Duration,
     /// Longest wait between retries.
     pub retry_max: Duration,
-    /// Shortest time from one write's start to the next (unless a full batch waits):
+    /// Shortest time from one write's start to the next (unless a full batch has been
+    /// taken from the channel; records sent meanwhile are taken when it has passed):
     /// a record that comes after a quiet spell is written at once, but under a steady
     /// stream the records of this interval share one transaction and its `fsync`
     /// instead of paying one each (a quarter of a relay's CPU at 2,000 calls/s).

@@ -716,19 +716,16 @@ impl BackendReader {
         }
     }
 
-    fn count_out(&self, n: usize) {
-        if let Some(b) = self.svc.backend(self.backend) {
-            add(&b.stats.bytes_out, n as u64);
-        }
-    }
-
     /// Sends one item to the client; false when the client is gone. `read_at` is
     /// when its bytes were read, for `rtsp_response_forward_seconds`.
     async fn forward(&self, item: Item, read_at: Instant) -> bool {
         let response = matches!(item, Item::Response(_));
+        // Looked up once per item: an interleaved frame is one media packet, and it
+        // counts both a packet and its bytes.
+        let backend = self.svc.backend(self.backend);
         let bytes = match item {
             Item::Frame(frame) => {
-                if let Some(b) = self.svc.backend(self.backend) {
+                if let Some(b) = &backend {
                     add(&b.stats.packets, 1);
                 }
                 frame.to_bytes()
@@ -754,7 +751,9 @@ impl BackendReader {
                 req.to_bytes()
             }
         };
-        self.count_out(bytes.len());
+        if let Some(b) = backend {
+            add(&b.stats.bytes_out, bytes.len() as u64);
+        }
         if self.to_client.send(bytes).await.is_err() {
             return false;
         }

@@ -488,7 +488,6 @@ impl Collect for BalancerMetrics {
                 per_backend.push((format!("{}/{}", s.name, b.addr), f));
             }
         }
-        let as_refs = |v: &[(String, u64)]| -> Vec<(String, u64)> { v.to_vec() };
         let emit_counter = |scrape: &mut Scrape<'_>,
                             name: &str,
                             help: &str,
@@ -669,7 +668,6 @@ impl Collect for BalancerMetrics {
             "service",
             &forward(&|s| &s.stats.response_forward.0),
         )?;
-        let _ = as_refs;
         Ok(())
     }
 }

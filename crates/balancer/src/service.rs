@@ -66,7 +66,8 @@ pub(crate) struct ServiceStats {
 /// Time one RTSP message spends in the balancer: from its bytes returned by the read
 /// of one peer to its rewritten bytes handed to the other peer's socket (or queued
 /// behind output already waiting there). Time spent waiting for a CPU before the read
-/// is not in it, which is what separates the balancer's work from the machine's load.
+/// is not in it, which is what separates the balancer's work from the machine's load;
+/// nor is a back-end connect the request waited for (the back end's round trip).
 #[derive(Debug)]
 pub(crate) struct ForwardSeconds(pub(crate) Histogram);
 

@@ -468,7 +468,7 @@ impl Client {
             session: lb_session,
             relay,
         };
-        let Some(link) = self.link(target).await else {
+        let Some((link, connecting)) = self.link(target).await else {
             forget(&svc, target, pending);
             self.reply(&req, StatusCode::SERVICE_UNAVAILABLE).await;
             return Flow::Continue;
@@ -496,7 +496,12 @@ impl Client {
             // end answered what was pending, this one included.
             self.links.remove(&target);
         } else {
-            svc.stats.request_forward.observe(read_at, Instant::now());
+            // A back-end connection opened for this request waited a network round
+            // trip (often the first request of every client connection): not the
+            // balancer's work, so not in its time.
+            svc.stats
+                .request_forward
+                .observe(read_at + connecting, Instant::now());
         }
         Flow::Continue
     }
@@ -548,7 +553,10 @@ impl Client {
     }
 
     /// This connection's link to `backend`, connected now if it has none.
-    async fn link(&mut self, backend: BackendId) -> Option<&Link> {
+    /// The open link to `backend`, connecting it first if needed, and how long that
+    /// connect took (zero for a link already open).
+    async fn link(&mut self, backend: BackendId) -> Option<(&Link, Duration)> {
+        let mut connecting = Duration::ZERO;
         let alive = self
             .links
             .get(&backend)
@@ -557,7 +565,9 @@ impl Client {
             self.links.remove(&backend);
             let svc = Arc::clone(&self.svc);
             let b = svc.backend(backend)?;
+            let started = Instant::now();
             let stream = connect(&b, svc.proxy_protocol, self.peer, self.local).await?;
+            connecting = started.elapsed();
             let (rd, wr) = stream.into_split();
             let (tx, writer) = Outbox::new(wr, QUEUE);
             let pending = Arc::new(Mutex::new(VecDeque::new()));
@@ -574,7 +584,7 @@ impl Client {
             let tasks = [tokio::spawn(writer), tokio::spawn(reader.run(rd))];
             self.links.insert(backend, Link { tx, pending, tasks });
         }
-        self.links.get(&backend)
+        self.links.get(&backend).map(|l| (l, connecting))
     }
 }
 
@@ -706,19 +716,16 @@ impl BackendReader {
         }
     }
 
-    fn count_out(&self, n: usize) {
-        if let Some(b) = self.svc.backend(self.backend) {
-            add(&b.stats.bytes_out, n as u64);
-        }
-    }
-
     /// Sends one item to the client; false when the client is gone. `read_at` is
     /// when its bytes were read, for `rtsp_response_forward_seconds`.
     async fn forward(&self, item: Item, read_at: Instant) -> bool {
         let response = matches!(item, Item::Response(_));
+        // Looked up once per item: an interleaved frame is one media packet, and it
+        // counts both a packet and its bytes.
+        let backend = self.svc.backend(self.backend);
         let bytes = match item {
             Item::Frame(frame) => {
-                if let Some(b) = self.svc.backend(self.backend) {
+                if let Some(b) = &backend {
                     add(&b.stats.packets, 1);
                 }
                 frame.to_bytes()
@@ -744,7 +751,9 @@ impl BackendReader {
                 req.to_bytes()
             }
         };
-        self.count_out(bytes.len());
+        if let Some(b) = backend {
+            add(&b.stats.bytes_out, bytes.len() as u64);
+        }
         if self.to_client.send(bytes).await.is_err() {
             return false;
         }

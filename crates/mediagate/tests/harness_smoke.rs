@@ -409,3 +409,38 @@ fn late_play_gets_live_frames_not_a_burst() {
         frames.len()
     );
 }
+
+/// The origin prints each request's event just before answering, and the harness reads
+/// it on another thread; `requests()` must still hold a request whose answer the test
+/// already has (a count taken a moment too early once failed CI), and the harness's own
+/// barrier connections must not show in any count.
+#[test]
+fn the_request_log_is_complete_once_the_answer_is_in_hand() {
+    let origin = Origin::start(OriginOptions {
+        vod_mount: None,
+        auth_mount: None,
+        ..OriginOptions::default()
+    })
+    .expect("start origin");
+    let url = origin.url("/live");
+    let mut c = RawRtsp::connect(origin.addr());
+    for n in 1..=100 {
+        c.request("OPTIONS", &url, "");
+        let seen = origin.requests();
+        assert_eq!(seen.len(), n, "{seen:#?}");
+        assert!(seen
+            .iter()
+            .all(|r| r.method == "OPTIONS" && r.client == seen[0].client));
+    }
+    drop(c);
+    origin
+        .wait_no_connections(Duration::from_secs(5))
+        .expect("connections closed");
+    let connects = origin
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, OriginEventKind::ClientConnected { .. }))
+        .count();
+    assert_eq!(connects, 1, "barrier connections are hidden");
+    assert_eq!(origin.open_connections(), 0);
+}

@@ -310,7 +310,44 @@ struct EventLog {
     /// stdout lines that were not events (kept for diagnostics).
     unparsed: usize,
     closed: bool,
+    /// CSeqs of the harness's own barrier requests ([`Origin::settle`]); their
+    /// connections are hidden from every accessor.
+    barrier_cseqs: Vec<String>,
 }
+
+impl EventLog {
+    /// The events a test sees: everything but the harness's barrier connections.
+    fn visible(&self) -> Vec<OriginEvent> {
+        if self.barrier_cseqs.is_empty() {
+            return self.events.clone();
+        }
+        let barrier_clients: Vec<u64> = self
+            .events
+            .iter()
+            .filter_map(OriginEvent::request)
+            .filter(|r| {
+                r.cseq
+                    .as_ref()
+                    .is_some_and(|c| self.barrier_cseqs.contains(c))
+            })
+            .map(|r| r.client)
+            .collect();
+        self.events
+            .iter()
+            .filter(|e| match &e.kind {
+                OriginEventKind::ClientConnected { client, .. }
+                | OriginEventKind::ClientClosed { client } => !barrier_clients.contains(client),
+                OriginEventKind::Request(r) => !barrier_clients.contains(&r.client),
+                _ => true,
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// First CSeq of barrier requests: far above anything a test's client reaches.
+const BARRIER_CSEQ_BASE: u64 = 3_000_000_000;
+static NEXT_BARRIER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 type Shared = Arc<(Mutex<EventLog>, Condvar)>;
 
@@ -481,18 +518,92 @@ impl Origin {
         (&self.options.user, &self.options.password)
     }
 
-    /// Every event so far, in order.
+    /// Every event so far, in order, as of this call (see [`Origin::settle`]).
     pub fn events(&self) -> Vec<OriginEvent> {
-        lock(&self.log).events.clone()
+        self.settle();
+        lock(&self.log).visible()
     }
 
-    /// Every answered request so far, in order.
+    /// Every answered request so far, in order, as of this call (see
+    /// [`Origin::settle`]).
     pub fn requests(&self) -> Vec<RequestEvent> {
+        self.settle();
+        self.logged_requests()
+    }
+
+    /// The requests logged so far, without waiting for lines still in the pipe.
+    fn logged_requests(&self) -> Vec<RequestEvent> {
         lock(&self.log)
-            .events
+            .visible()
             .iter()
             .filter_map(|e| e.request().cloned())
             .collect()
+    }
+
+    /// Makes the log complete up to now. The origin prints a request's event before it
+    /// sends the answer, but the harness reads that line on another thread, so a test
+    /// that has just had an answer (through the edge) may read the log before the line
+    /// arrives. The barrier: an `OPTIONS *` of our own, whose event comes after every
+    /// line printed before it. Its connection is hidden from every accessor. If the
+    /// origin does not answer (it was killed), the log is left as it is.
+    pub fn settle(&self) {
+        let cseq = (BARRIER_CSEQ_BASE
+            + NEXT_BARRIER.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+        .to_string();
+        lock(&self.log).barrier_cseqs.push(cseq.clone());
+        if let Err(e) = self.barrier_request(&cseq) {
+            eprintln!("testkit origin: barrier request failed ({e}); the log may lag");
+            return;
+        }
+        let seen = self.wait_until_raw(Duration::from_secs(10), |events| {
+            events
+                .iter()
+                .filter_map(OriginEvent::request)
+                .any(|r| r.cseq.as_deref() == Some(cseq.as_str()))
+        });
+        if !seen {
+            eprintln!("testkit origin: barrier CSeq {cseq} never logged; the log may lag");
+        }
+    }
+
+    fn barrier_request(&self, cseq: &str) -> std::io::Result<()> {
+        use std::io::{Read, Write};
+        let timeout = Duration::from_secs(5);
+        let mut s = std::net::TcpStream::connect_timeout(&self.addr(), timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        s.write_all(format!("OPTIONS * RTSP/1.0\r\nCSeq: {cseq}\r\n\r\n").as_bytes())?;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") && got.len() < 16 * 1024 {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        Ok(())
+    }
+
+    /// Waits (bounded) until `done` holds over the raw log, barrier events included.
+    fn wait_until_raw(&self, timeout: Duration, done: impl Fn(&[OriginEvent]) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut guard = lock(&self.log);
+        loop {
+            if done(&guard.events) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || guard.closed {
+                return false;
+            }
+            let (g, _) = self
+                .log
+                .1
+                .wait_timeout(guard, left.min(Duration::from_millis(200)))
+                .unwrap_or_else(|e| e.into_inner());
+            guard = g;
+        }
     }
 
     /// Waits up to `timeout` for an answered request that `want` accepts (the origin
@@ -505,7 +616,7 @@ impl Origin {
     ) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            if self.requests().iter().any(&want) {
+            if self.logged_requests().iter().any(&want) {
                 return true;
             }
             if std::time::Instant::now() >= deadline {
@@ -518,10 +629,8 @@ impl Origin {
     /// How many `method` requests on `mount` were answered with `status`.
     pub fn request_count(&self, method: &str, mount: &str, status: u16) -> usize {
         let mount = slash(mount);
-        lock(&self.log)
-            .events
+        self.requests()
             .iter()
-            .filter_map(OriginEvent::request)
             .filter(|r| {
                 r.method.eq_ignore_ascii_case(method)
                     && r.mount.as_deref() == Some(mount.as_str())
@@ -553,9 +662,8 @@ impl Origin {
 
     /// Connections accepted minus connections closed.
     pub fn open_connections(&self) -> usize {
-        let l = lock(&self.log);
         let mut open: i64 = 0;
-        for e in &l.events {
+        for e in &self.events() {
             match e.kind {
                 OriginEventKind::ClientConnected { .. } => open += 1,
                 OriginEventKind::ClientClosed { .. } => open -= 1,
@@ -576,7 +684,7 @@ impl Origin {
         let deadline = Instant::now() + timeout;
         let mut guard = lock(&self.log);
         loop {
-            if done(&guard.events) {
+            if done(&guard.visible()) {
                 return Ok(());
             }
             let left = deadline.saturating_duration_since(Instant::now());

@@ -9,10 +9,12 @@
 //! away), an interrupt or softirq handled on that CPU, or another task the scheduler
 //! preferred. Per CPU it reports the gaps of at least 1 ms and 5 ms, the longest gap,
 //! the time lost in gaps longer than `--threshold-ms` and when the first of those
-//! happened (a regular period points at the host rather than at a task).
+//! happened (a regular period points at the host rather than at a task). Beside them
+//! it prints the `steal` time `/proc/stat` counted over the run: the hypervisor's own
+//! account of the time it kept these CPUs from running.
 //!
-//! What it does not: tell those causes apart (`/proc/stat`'s steal time, `perf sched`
-//! or a trace of the host can), see a stall shorter than the threshold in its list, or
+//! What it does not: tell each gap's cause apart (steal is one total, tick-sampled;
+//! `perf sched` or a trace of the host can), see a stall shorter than the threshold in its list, or
 //! measure an idle CPU: the spinners keep every CPU busy, which is exactly the state a
 //! loaded benchmark runs in, and it competes with whatever else runs at the time.
 
@@ -164,8 +166,17 @@ pub(crate) fn run(args: StallsArgs) -> anyhow::Result<u8> {
     }
     let run_for = Duration::from_secs_f64(args.seconds);
     let threshold = Duration::from_secs_f64(args.threshold_ms / 1e3);
+    let before = crate::procfs::HostCpu::now().ok();
     let logs = measure(&cpus, run_for, threshold)?;
-    let report = StallsReport { args, logs };
+    let steal = before.and_then(|b| {
+        let after = crate::procfs::HostCpu::now().ok()?;
+        let ticks = sys::clock_ticks_per_second().unwrap_or(100);
+        Some(Steal {
+            time: crate::procfs::ticks_to_duration(after.steal.saturating_sub(b.steal), ticks),
+            percent: after.steal_percent_since(&b),
+        })
+    });
+    let report = StallsReport { args, logs, steal };
     if report.args.json {
         println!("{}", report.to_json());
     } else {
@@ -207,9 +218,19 @@ fn measure(
     Ok(logs)
 }
 
+/// The kernel's `steal` count over the run: time the hypervisor reports it kept these
+/// virtual CPUs from running although they had work. Tick-sampled (10 ms on most
+/// kernels), so only a total over seconds means anything.
+struct Steal {
+    time: Duration,
+    percent: f64,
+}
+
 struct StallsReport {
     args: StallsArgs,
     logs: Vec<(usize, GapLog)>,
+    /// `None` when `/proc/stat` could not be read.
+    steal: Option<Steal>,
 }
 
 impl StallsReport {
@@ -261,8 +282,16 @@ impl StallsReport {
         } else {
             0.0
         };
+        let steal = match &self.steal {
+            Some(s) => format!(
+                "; the host reports {:.0} ms ({:.2}%) stolen",
+                ms(s.time),
+                s.percent
+            ),
+            None => String::new(),
+        };
         out.push_str(&format!(
-            "stalls: {} CPUs each spun {} s: {at_least_1} gaps >= 1 ms, {at_least_5} >= 5 ms, longest {:.2} ms (cpu {worst_cpu}), {share:.2}% of the time lost in gaps over {} ms\n",
+            "stalls: {} CPUs each spun {} s: {at_least_1} gaps >= 1 ms, {at_least_5} >= 5 ms, longest {:.2} ms (cpu {worst_cpu}), {share:.2}% of the time lost in gaps over {} ms{steal}\n",
             self.logs.len(),
             self.args.seconds,
             ms(worst),
@@ -297,6 +326,8 @@ impl StallsReport {
             "seconds": self.args.seconds,
             "threshold_ms": self.args.threshold_ms,
             "longest_gap_ms": self.longest().map(|(_, d)| ms(d)).unwrap_or(0.0),
+            "steal_ms": self.steal.as_ref().map(|s| ms(s.time)),
+            "steal_percent": self.steal.as_ref().map(|s| s.percent),
             "cpus": cpus,
         })
     }
@@ -405,9 +436,21 @@ mod tests {
                 "cpu {cpu}: a spinner reads the clock often"
             );
         }
-        let report = StallsReport { args, logs };
+        let report = StallsReport {
+            args,
+            logs,
+            steal: Some(Steal {
+                time: Duration::from_millis(30),
+                percent: 1.5,
+            }),
+        };
         let text = report.to_text();
         assert_eq!(text.lines().count(), cpus.len() + 1);
+        assert!(
+            text.trim_end()
+                .ends_with("; the host reports 30 ms (1.50%) stolen"),
+            "{text}"
+        );
         assert!(text
             .lines()
             .last()
@@ -416,6 +459,7 @@ mod tests {
         let j = report.to_json();
         assert_eq!(j["cpus"].as_array().unwrap().len(), cpus.len());
         assert_eq!(j["threshold_ms"], 1.0);
+        assert_eq!(j["steal_ms"], 30.0);
         assert!(StallsArgs {
             seconds: 0.0,
             threshold_ms: 1.0,

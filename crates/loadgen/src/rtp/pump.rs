@@ -30,7 +30,7 @@ use crate::udp_rx::{Arrival, SocketSet};
 pub(super) const MIN_SIZE: usize = 12 + 8 + 4;
 /// Latency histogram resolution: 1 µs buckets up to this many µs, then one overflow.
 const HIST_US: usize = 200_000;
-/// How long to keep receiving after the last send.
+/// How long to keep receiving after the last send once nothing more arrives.
 const GRACE: Duration = Duration::from_millis(500);
 /// Receiver pause after each wake-up that found datagrams, so that one wake-up reads
 /// many sockets' packets and the thread costs less per packet. Safe for the latency
@@ -136,6 +136,29 @@ struct Receiver {
     wakeup_stamped: u64,
 }
 
+/// After the last send: returns once every sent packet has been received, or once
+/// `GRACE` has passed with none arriving, or after `cap` at most. A fixed wait would
+/// cut off packets still queued on a loaded machine and count them as lost.
+fn wait_for_stragglers(received: &AtomicU64, sent: u64, cap: Duration) {
+    let begun = Instant::now();
+    let mut seen = received.load(Ordering::Relaxed);
+    let mut last_change = begun;
+    loop {
+        let now = Instant::now();
+        let count = received.load(Ordering::Relaxed);
+        if count >= sent || now - begun >= cap {
+            return;
+        }
+        if count != seen {
+            seen = count;
+            last_change = now;
+        } else if now - last_change >= GRACE {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Pumps media through every call for `plan.duration`.
 pub(super) fn run(calls: &[Call], plan: &Plan) -> anyhow::Result<PumpReport> {
     let streams = calls.len() * 2;
@@ -157,7 +180,9 @@ pub(super) fn run(calls: &[Call], plan: &Plan) -> anyhow::Result<PumpReport> {
     let receiver = {
         let stop = Arc::clone(&stop);
         let progress = Arc::clone(&progress);
-        let deadline = start + plan.duration + GRACE + Duration::from_secs(5);
+        // Only a backstop: the sender stops the receiver (`wait_for_stragglers`), and
+        // on a loaded machine the sender itself may run past `plan.duration`.
+        let deadline = start + plan.duration + Duration::from_secs(60);
         std::thread::Builder::new().name("rtp-rx".into()).spawn(
             move || -> anyhow::Result<Receiver> {
                 let mut r = Receiver {
@@ -229,7 +254,7 @@ pub(super) fn run(calls: &[Call], plan: &Plan) -> anyhow::Result<PumpReport> {
         }
     }
     let pumped = start.elapsed();
-    std::thread::sleep(GRACE);
+    wait_for_stragglers(&progress, sent, Duration::from_secs(4));
     stop.store(true, Ordering::Relaxed);
     let r = receiver
         .join()
@@ -251,6 +276,40 @@ pub(super) fn run(calls: &[Call], plan: &Plan) -> anyhow::Result<PumpReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stragglers_are_awaited_while_they_arrive_and_not_once_all_are_in() {
+        let received = AtomicU64::new(10);
+        let t = Instant::now();
+        wait_for_stragglers(&received, 10, Duration::from_secs(4));
+        assert!(t.elapsed() < Duration::from_millis(100), "all in: no wait");
+
+        let t = Instant::now();
+        wait_for_stragglers(&received, 11, Duration::from_secs(4));
+        let quiet = t.elapsed();
+        assert!(quiet >= GRACE && quiet < GRACE * 3, "{quiet:?}");
+
+        // Packets trickling in for longer than GRACE keep it waiting until the last.
+        let received = Arc::new(AtomicU64::new(0));
+        let feeder = {
+            let received = Arc::clone(&received);
+            std::thread::spawn(move || {
+                for _ in 0..8 {
+                    std::thread::sleep(GRACE / 4);
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        let t = Instant::now();
+        wait_for_stragglers(&received, 8, Duration::from_secs(10));
+        feeder.join().unwrap();
+        assert_eq!(received.load(Ordering::Relaxed), 8);
+        assert!(t.elapsed() >= GRACE * 2, "{:?}", t.elapsed());
+
+        let t = Instant::now();
+        wait_for_stragglers(&AtomicU64::new(0), 1, GRACE / 2);
+        assert!(t.elapsed() < GRACE, "the cap bounds the wait");
+    }
 
     #[test]
     fn packet_round_trip() {

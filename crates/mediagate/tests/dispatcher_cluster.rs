@@ -258,14 +258,13 @@ fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
 /// A call from phone A to phone B with `scenario` as the caller's; returns the two
 /// SIPp peers (callee first) without waiting for them.
 fn start_call(topo: &Topology, work: &WorkDir, scenario: &str) -> (Peer, Peer) {
-    let uas = sipp(
+    let uas = sipp_callee(
         topo,
         work,
         "phoneb",
         "sipp-uas",
         &["-sf", "uas.xml", "-i", "10.2.0.2"],
     );
-    std::thread::sleep(Duration::from_millis(500));
     let uac = sipp(
         topo,
         work,
@@ -348,13 +347,7 @@ fn cluster_with(work: WorkDir, relay1_extra: &[&str]) -> (Cluster, Peer, Peer) {
     for r in ["relay relay1 linked", "relay relay2 linked"] {
         wait_for_line(&dispatcher, r, Duration::from_secs(15));
     }
-    let kamailio = topo.spawn(
-        "pub",
-        "kamailio",
-        &work.0,
-        &["kamailio", "-f", "kamailio.cfg", "-DD", "-E"],
-    );
-    std::thread::sleep(Duration::from_secs(1));
+    let kamailio = kamailio(&topo, &work);
     (
         Cluster {
             topo,

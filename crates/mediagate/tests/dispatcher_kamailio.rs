@@ -78,14 +78,13 @@ fn records(state: &Path) -> Vec<mediagate_relay::record::SessionRecord> {
 /// Phone A calls phone B through Kamailio (SIPp, the capture played both ways) and
 /// hangs up; media must have reached both phones. Returns the two SIPp peers.
 fn place_call(topo: &Topology, work: &WorkDir, kamailio: &Peer, dispatcher: &Peer) -> (Peer, Peer) {
-    let uas = sipp(
+    let uas = sipp_callee(
         topo,
         work,
         "phoneb",
         "sipp-uas",
         &["-sf", "uas.xml", "-i", "10.2.0.2"],
     );
-    std::thread::sleep(Duration::from_millis(500));
     let uac = sipp(
         topo,
         work,
@@ -211,13 +210,7 @@ fn kamailio_mediaproxy_module_through_the_dispatcher_to_the_preferred_relay() {
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
         0o660
     );
-    let kamailio = topo.spawn(
-        "pub",
-        "kamailio",
-        &work.0,
-        &["kamailio", "-f", "kamailio.cfg", "-DD", "-E"],
-    );
-    std::thread::sleep(Duration::from_secs(1));
+    let kamailio = kamailio(&topo, &work);
     call_through(&topo, &work, dispatcher, &state, kamailio, "203.0.113.2");
 }
 
@@ -288,15 +281,10 @@ fn kamailio_mediaproxy_call_that_times_out_is_ended_and_accounted() {
     )
     .unwrap();
     let dispatcher = start_dispatcher(&topo, &work, &cfg, "listening for MediaProxy requests");
-    let kamailio = topo.spawn(
-        "pub",
-        "kamailio",
-        &work.0,
-        &["kamailio", "-f", "kamailio.cfg", "-DD", "-E"],
-    );
-    std::thread::sleep(Duration::from_secs(1));
-    let phone = |ns: &str, name: &str, args: &[&str]| sipp(&topo, &work, ns, name, args);
-    let uas = phone(
+    let kamailio = kamailio(&topo, &work);
+    let uas = sipp_callee(
+        &topo,
+        &work,
         "phoneb",
         "sipp-uas",
         &[
@@ -309,8 +297,9 @@ fn kamailio_mediaproxy_call_that_times_out_is_ended_and_accounted() {
             "198.51.100.6",
         ],
     );
-    std::thread::sleep(Duration::from_millis(500));
-    let uac = phone(
+    let uac = sipp(
+        &topo,
+        &work,
         "phonea",
         "sipp-uac",
         &[

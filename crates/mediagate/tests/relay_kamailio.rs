@@ -167,14 +167,13 @@ fn kamailio_sipp_behind_nat_through_the_relay_with_failover() {
     let relay = start_relay(&topo, &work, "relay-main", &main_cfg);
     let kamailio = start_kamailio(&topo, &work, &["127.0.0.1:2223", "127.0.0.1:2224"]);
 
-    let uas = sipp(
+    let uas = sipp_callee(
         &topo,
         &work,
         "phoneb",
         "sipp-uas",
         &["-sf", "uas.xml", "-i", "10.2.0.2"],
     );
-    std::thread::sleep(Duration::from_millis(500));
     let uac = sipp(
         &topo,
         &work,
@@ -311,7 +310,7 @@ fn silent_call_times_out_and_kamailio_ends_it_with_bye() {
     let topo = Topology::build();
     let relay = start_relay(&topo, &work, "relay", &cfg);
     let kamailio = start_kamailio(&topo, &work, &["127.0.0.1:2223"]);
-    let uas = sipp(
+    let uas = sipp_callee(
         &topo,
         &work,
         "phoneb",
@@ -326,7 +325,6 @@ fn silent_call_times_out_and_kamailio_ends_it_with_bye() {
             "198.51.100.6",
         ],
     );
-    std::thread::sleep(Duration::from_millis(500));
     let uac = sipp(
         &topo,
         &work,

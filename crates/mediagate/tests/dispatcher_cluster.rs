@@ -443,7 +443,7 @@ fn halt_with_a_running_call(
     wait_for_line(
         &c.dispatcher,
         &format!("relay {name} is halting: no new calls for it"),
-        Duration::from_secs(5),
+        Duration::from_secs(15),
     );
     let reply = mediaproxy(&c.work, &probe_update(probe));
     assert!(
@@ -494,7 +494,7 @@ fn sighup_halt_and_sigterm_let_running_calls_finish_while_new_calls_avoid_the_re
     halt_with_a_running_call(&c, &relay1, 0, "HUP", "probe-1", &format!("{RELAY2} "));
     // SIGHUP is a reload for relay2 (the default): it keeps taking calls.
     relay2.signal("HUP");
-    wait_for_line(&relay2, "SIGHUP: reloading", Duration::from_secs(5));
+    wait_for_line(&relay2, "SIGHUP: reloading", Duration::from_secs(15));
     // SIGTERM relay2 mid-call: no relay is left for a new call, the proxy gets `error`.
     halt_with_a_running_call(&c, &relay2, 1, "TERM", "probe-2", "error");
 

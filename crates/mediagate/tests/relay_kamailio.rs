@@ -209,21 +209,30 @@ fn kamailio_sipp_behind_nat_through_the_relay_with_failover() {
     );
 
     finish_call(&uac, &uas, &[&kamailio]);
-    // Most of the call's media went through the kernel, not the relay's sockets.
-    let metrics = api_get(&topo, "/metrics");
-    let counter = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("no {name} in {metrics}")) as u64
-    };
-    let in_kernel = counter("mediagate_relay_kernel_forwarded_packets_total");
-    let in_user_space = counter("mediagate_relay_forwarded_packets_total");
-    assert!(
-        in_kernel > in_user_space,
-        "kernel {in_kernel}, user space {in_user_space}"
-    );
+    // Most of the call's media went through the kernel, not the relay's sockets. The
+    // relay reads the kernel's counters on its tick (and when the stream ends), so a
+    // scrape right after the call may lag: read until it has caught up, bounded.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = api_get(&topo, "/metrics");
+        let counter = |name: &str| -> u64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no {name} in {metrics}")) as u64
+        };
+        let in_kernel = counter("mediagate_relay_kernel_forwarded_packets_total");
+        let in_user_space = counter("mediagate_relay_forwarded_packets_total");
+        if in_kernel > in_user_space {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kernel {in_kernel}, user space {in_user_space}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let spray_status = spray.wait_timeout(Duration::from_secs(15));
     assert!(
         spray_status.is_some_and(|s| s.success()),

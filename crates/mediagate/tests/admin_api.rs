@@ -376,12 +376,12 @@ fn a_relayed_call_is_listed_and_ended_by_the_api_and_one_role_drains_alone() {
 
     let control = UdpSocket::bind("127.0.0.1:0").unwrap();
     control
-        .set_read_timeout(Some(Duration::from_secs(3)))
+        .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
     let callee = UdpSocket::bind("127.0.0.1:0").unwrap();
     callee
-        .set_read_timeout(Some(Duration::from_secs(3)))
+        .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let (caller_port, callee_port) = (
         caller.local_addr().unwrap().port(),

@@ -203,9 +203,13 @@ fn gstreamer_rtspsrc_plays_over_udp_and_tcp_in_relay_mode() {
     let origins = origins();
     let balancer = Balancer::start(&origins, "relay", "");
     for transport in [Transport::Udp, Transport::Tcp] {
-        let report =
-            mediagate_testkit::rtspsrc(&balancer.url("/live"), transport, Duration::from_secs(2))
-                .expect("rtspsrc runs");
+        // Until 6 video buffers, bounded at 20 s: a viewer joining between keyframes
+        // gets its first video a GOP later, and 2 s of play once gave only 3 buffers
+        // on a loaded machine.
+        let options = mediagate_testkit::RtspsrcOptions::new(transport, Duration::from_secs(20))
+            .until_buffers(6, 0);
+        let report = mediagate_testkit::rtspsrc_with(&balancer.url("/live"), &options)
+            .expect("rtspsrc runs");
         assert!(
             report.video_buffers > 5 && report.errors.is_empty(),
             "rtspsrc over {transport}: {report:#?}"

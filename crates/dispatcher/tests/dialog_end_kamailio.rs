@@ -38,6 +38,30 @@ fn sipp(work: &Path, name: &str, args: &[String]) -> Peer {
     Peer::spawn(name, cmd).unwrap()
 }
 
+/// Waits (up to 20 s) until `peer` has bound UDP `port`: the callee must listen
+/// before the caller's INVITE comes, which a fixed pause does not make sure of on a
+/// loaded machine.
+async fn wait_udp_bound(port: u16, peer: &Peer) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let filter = format!("sport = :{port}");
+    loop {
+        let out = Command::new("ss")
+            .args(["-H", "-l", "-u", "-n", &filter])
+            .output()
+            .expect("ss runs");
+        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            return;
+        }
+        assert!(
+            peer.try_status().is_none() && std::time::Instant::now() < deadline,
+            "{} never bound UDP port {port}:\n{}",
+            peer.name(),
+            peer.diagnostics()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The one confirmed dialog Kamailio holds now, once it is confirmed.
 async fn confirmed_dialog(ender: &DialogEnder, kamailio: &Peer) -> Json {
     for _ in 0..200 {
@@ -72,7 +96,7 @@ async fn call_and_end(
             uas_port.to_string(),
         ],
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_udp_bound(uas_port, &uas).await;
     let uac = sipp(
         work,
         "sipp-uac",
@@ -151,7 +175,9 @@ async fn kamailio_ends_the_dialog_and_both_phones_get_bye() {
     let ender = DialogEnder::new(
         SipProxy::Kamailio,
         RpcTarget::Udp(([127, 0, 0, 1], rpc).into()),
-        Duration::from_millis(500),
+        // Each try's wait: Kamailio answers in milliseconds, but a loaded machine
+        // can take longer than half a second.
+        Duration::from_secs(2),
         3,
     );
     // Kamailio answers once it is up; no dialogs yet.

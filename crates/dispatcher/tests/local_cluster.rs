@@ -111,9 +111,9 @@ async fn request(stream: &mut UnixStream, text: &str) -> String {
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     while !line.ends_with(b"\r\n") {
-        tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut byte))
+        tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut byte))
             .await
-            .expect("a reply line within 2 s")
+            .expect("a reply line within 10 s")
             .unwrap();
         line.push(byte[0]);
     }
@@ -180,12 +180,12 @@ async fn mediaproxy_call_relays_rtp_both_ways_on_the_preferred_relay() {
             .await
             .unwrap();
     }
-    let at_b = tokio::time::timeout(Duration::from_secs(2), phone_b.recv_from(&mut buf))
+    let at_b = tokio::time::timeout(Duration::from_secs(10), phone_b.recv_from(&mut buf))
         .await
         .expect("RTP from A reaches B through the relay")
         .unwrap();
     assert_eq!(at_b.1, SocketAddr::from(([127, 0, 0, 2], to_for_b)));
-    let at_a = tokio::time::timeout(Duration::from_secs(2), phone_a.recv_from(&mut buf))
+    let at_a = tokio::time::timeout(Duration::from_secs(10), phone_a.recv_from(&mut buf))
         .await
         .expect("RTP from B reaches A through the relay")
         .unwrap();
@@ -193,7 +193,7 @@ async fn mediaproxy_call_relays_rtp_both_ways_on_the_preferred_relay() {
     // Both directions' packets counted into local2's rate, which the choice uses as
     // it uses a linked relay's; local1 relayed nothing.
     let local2 = d.local_pool().relay("local2").unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
     // Each direction's last packet may still be on its way into the counters.
     while local2.relayed_bytes() < 10 * 172 {
         assert!(
@@ -243,9 +243,9 @@ async fn ng_over_tcp_places_and_answers_in_order() {
     let mut got = Vec::new();
     let mut chunk = [0u8; 4096];
     while !got.ends_with(br#"t2 {"result":"pong"}"#) {
-        let n = tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut chunk))
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut chunk))
             .await
-            .expect("replies within 2 s")
+            .expect("replies within 10 s")
             .unwrap();
         assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
         got.extend_from_slice(&chunk[..n]);

@@ -39,7 +39,19 @@ fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
     p
 }
 
+/// The next datagram at `s`, waiting up to 10 s: delivery on loopback goes through a
+/// softirq, which a loaded machine may run late.
 fn recv(s: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
+    recv_for(s, Duration::from_secs(10))
+}
+
+/// True when nothing arrives at `s` within 300 ms (for what must not be delivered).
+fn silent(s: &UdpSocket) -> bool {
+    recv_for(s, Duration::from_millis(300)).is_none()
+}
+
+fn recv_for(s: &UdpSocket, wait: Duration) -> Option<(Vec<u8>, SocketAddr)> {
+    s.set_read_timeout(Some(wait)).unwrap();
     let mut buf = [0u8; 2048];
     s.recv_from(&mut buf)
         .ok()
@@ -105,10 +117,7 @@ fn rewritten_and_delivered(ip: &str) {
         assert_eq!(data, rtp(0xdead_beef, seq));
         assert_eq!(from, r2.local_addr().unwrap());
     }
-    assert!(
-        recv(&r1).is_none(),
-        "the relay socket saw a forwarded packet"
-    );
+    assert!(silent(&r1), "the relay socket saw a forwarded packet");
     let c = fast.counters(key).unwrap();
     assert_eq!(c.packets, 5);
     assert_eq!(c.bytes, 5 * rtp(0, 0).len() as u64);
@@ -128,7 +137,7 @@ fn rewritten_and_delivered(ip: &str) {
         .send_to(&rtp(0xdead_beef, 1), r1.local_addr().unwrap())
         .unwrap();
     assert_eq!(recv(&r1).unwrap().1, stranger.local_addr().unwrap());
-    assert!(recv(&b).is_none());
+    assert!(silent(&b));
     assert_eq!(fast.counters(key).unwrap().packets, 5);
 
     let last = fast.remove(key).unwrap();
@@ -153,7 +162,7 @@ fn an_opaque_entry_forwards_anything_until_the_loader_is_dropped() {
     drop(fast);
     a.send_to(b"after", r1.local_addr().unwrap()).unwrap();
     assert_eq!(recv(&r1).unwrap().0, b"after");
-    assert!(recv(&b).is_none());
+    assert!(silent(&b));
 }
 
 /// The kernel does not bridge: an entry mixing IPv4 and IPv6 is refused.
@@ -236,7 +245,7 @@ fn ipv6_checksums_are_updated_and_a_missing_one_is_not_forwarded() {
     let raw = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::UDP)).unwrap();
     let sniffer = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::UDP)).unwrap();
     sniffer
-        .set_read_timeout(Some(Duration::from_millis(300)))
+        .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     // Raw IPv6 sockets take addresses without ports (the ports are in our UDP header).
     let no_port = |s: &UdpSocket| -> socket2::SockAddr { SocketAddr::new(at(s).ip(), 0).into() };
@@ -277,10 +286,7 @@ fn ipv6_checksums_are_updated_and_a_missing_one_is_not_forwarded() {
         &no_port(&r1),
     )
     .unwrap();
-    assert!(
-        recv(&b).is_none(),
-        "a datagram without checksum was forwarded"
-    );
+    assert!(silent(&b), "a datagram without checksum was forwarded");
     assert_eq!(fast.counters(key).unwrap().packets, 1);
 }
 
@@ -400,10 +406,21 @@ fn a_removal_under_load_returns_every_datagram_the_kernel_forwarded() {
         std::thread::spawn(move || {
             let mut got = 0u64;
             let mut buf = [0u8; 256];
+            // After the stop, datagrams the kernel forwarded may still wait in a CPU's
+            // backlog for their softirq: read on until half a second passes quietly.
+            let mut quiet = 0u32;
             loop {
                 match b.recv(&mut buf) {
-                    Ok(_) => got += 1,
-                    Err(_) if stop.load(std::sync::atomic::Ordering::SeqCst) => return got,
+                    Ok(_) => {
+                        got += 1;
+                        quiet = 0;
+                    }
+                    Err(_) if stop.load(std::sync::atomic::Ordering::SeqCst) => {
+                        quiet += 1;
+                        if quiet >= 25 {
+                            return got;
+                        }
+                    }
                     Err(_) => {}
                 }
             }

@@ -572,7 +572,7 @@ fn killing_the_active_balancer_moves_the_vip_and_its_sessions_to_the_standby() {
     assert!(!net.has_vip(&net.lb[0]), "both nodes hold the VIP");
     wait_until(
         "node B's balancer takes the sessions over",
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         || {
             balancers[1]
                 .stderr_tail()
@@ -587,7 +587,7 @@ fn killing_the_active_balancer_moves_the_vip_and_its_sessions_to_the_standby() {
     let moved_at = buffers(&viewer);
     wait_until(
         "rtspsrc receives media through node B",
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         || buffers(&viewer) > moved_at + 50,
         viewer_diag,
     );
@@ -617,7 +617,7 @@ fn killing_the_active_balancer_moves_the_vip_and_its_sessions_to_the_standby() {
     );
     wait_until(
         "the keep-alive reaches the same back-end session",
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         || {
             logged_sessions(&edge, "a new connection resumed the UDP session")
                 .contains(&edge_session)
@@ -627,7 +627,7 @@ fn killing_the_active_balancer_moves_the_vip_and_its_sessions_to_the_standby() {
     let resumed_at = buffers(&viewer);
     wait_until(
         "rtspsrc still receives media",
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         || buffers(&viewer) > resumed_at + 20,
         viewer_diag,
     );
@@ -635,7 +635,7 @@ fn killing_the_active_balancer_moves_the_vip_and_its_sessions_to_the_standby() {
     assert_eq!(ask(&net, "TEARDOWN", &session), "200", "{}", viewer_diag());
     wait_until(
         "the edge ends the session on the TEARDOWN",
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         || {
             edge.stderr_tail().iter().any(|l| {
                 l.contains("viewer session ended")

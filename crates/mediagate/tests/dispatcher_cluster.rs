@@ -258,14 +258,13 @@ fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
 /// A call from phone A to phone B with `scenario` as the caller's; returns the two
 /// SIPp peers (callee first) without waiting for them.
 fn start_call(topo: &Topology, work: &WorkDir, scenario: &str) -> (Peer, Peer) {
-    let uas = sipp(
+    let uas = sipp_callee(
         topo,
         work,
         "phoneb",
         "sipp-uas",
         &["-sf", "uas.xml", "-i", "10.2.0.2"],
     );
-    std::thread::sleep(Duration::from_millis(500));
     let uac = sipp(
         topo,
         work,
@@ -348,13 +347,7 @@ fn cluster_with(work: WorkDir, relay1_extra: &[&str]) -> (Cluster, Peer, Peer) {
     for r in ["relay relay1 linked", "relay relay2 linked"] {
         wait_for_line(&dispatcher, r, Duration::from_secs(15));
     }
-    let kamailio = topo.spawn(
-        "pub",
-        "kamailio",
-        &work.0,
-        &["kamailio", "-f", "kamailio.cfg", "-DD", "-E"],
-    );
-    std::thread::sleep(Duration::from_secs(1));
+    let kamailio = kamailio(&topo, &work);
     (
         Cluster {
             topo,
@@ -450,7 +443,7 @@ fn halt_with_a_running_call(
     wait_for_line(
         &c.dispatcher,
         &format!("relay {name} is halting: no new calls for it"),
-        Duration::from_secs(5),
+        Duration::from_secs(15),
     );
     let reply = mediaproxy(&c.work, &probe_update(probe));
     assert!(
@@ -501,7 +494,7 @@ fn sighup_halt_and_sigterm_let_running_calls_finish_while_new_calls_avoid_the_re
     halt_with_a_running_call(&c, &relay1, 0, "HUP", "probe-1", &format!("{RELAY2} "));
     // SIGHUP is a reload for relay2 (the default): it keeps taking calls.
     relay2.signal("HUP");
-    wait_for_line(&relay2, "SIGHUP: reloading", Duration::from_secs(5));
+    wait_for_line(&relay2, "SIGHUP: reloading", Duration::from_secs(15));
     // SIGTERM relay2 mid-call: no relay is left for a new call, the proxy gets `error`.
     halt_with_a_running_call(&c, &relay2, 1, "TERM", "probe-2", "error");
 

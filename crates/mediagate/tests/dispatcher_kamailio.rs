@@ -19,7 +19,7 @@
 //! each relay records its half.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mediagate_ops::store::SqliteStore;
 use mediagate_testkit::process::Peer;
@@ -78,14 +78,13 @@ fn records(state: &Path) -> Vec<mediagate_relay::record::SessionRecord> {
 /// Phone A calls phone B through Kamailio (SIPp, the capture played both ways) and
 /// hangs up; media must have reached both phones. Returns the two SIPp peers.
 fn place_call(topo: &Topology, work: &WorkDir, kamailio: &Peer, dispatcher: &Peer) -> (Peer, Peer) {
-    let uas = sipp(
+    let uas = sipp_callee(
         topo,
         work,
         "phoneb",
         "sipp-uas",
         &["-sf", "uas.xml", "-i", "10.2.0.2"],
     );
-    std::thread::sleep(Duration::from_millis(500));
     let uac = sipp(
         topo,
         work,
@@ -211,13 +210,7 @@ fn kamailio_mediaproxy_module_through_the_dispatcher_to_the_preferred_relay() {
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
         0o660
     );
-    let kamailio = topo.spawn(
-        "pub",
-        "kamailio",
-        &work.0,
-        &["kamailio", "-f", "kamailio.cfg", "-DD", "-E"],
-    );
-    std::thread::sleep(Duration::from_secs(1));
+    let kamailio = kamailio(&topo, &work);
     call_through(&topo, &work, dispatcher, &state, kamailio, "203.0.113.2");
 }
 
@@ -288,15 +281,10 @@ fn kamailio_mediaproxy_call_that_times_out_is_ended_and_accounted() {
     )
     .unwrap();
     let dispatcher = start_dispatcher(&topo, &work, &cfg, "listening for MediaProxy requests");
-    let kamailio = topo.spawn(
-        "pub",
-        "kamailio",
-        &work.0,
-        &["kamailio", "-f", "kamailio.cfg", "-DD", "-E"],
-    );
-    std::thread::sleep(Duration::from_secs(1));
-    let phone = |ns: &str, name: &str, args: &[&str]| sipp(&topo, &work, ns, name, args);
-    let uas = phone(
+    let kamailio = kamailio(&topo, &work);
+    let uas = sipp_callee(
+        &topo,
+        &work,
         "phoneb",
         "sipp-uas",
         &[
@@ -309,8 +297,9 @@ fn kamailio_mediaproxy_call_that_times_out_is_ended_and_accounted() {
             "198.51.100.6",
         ],
     );
-    std::thread::sleep(Duration::from_millis(500));
-    let uac = phone(
+    let uac = sipp(
+        &topo,
+        &work,
         "phonea",
         "sipp-uac",
         &[
@@ -326,14 +315,16 @@ fn kamailio_mediaproxy_call_that_times_out_is_ended_and_accounted() {
     );
 
     // While media flows: the CLI reads the running dispatcher through its admin API.
-    std::thread::sleep(Duration::from_secs(3));
-    let cli = |what: &str| {
-        let out = std::process::Command::new("ip")
+    let run_cli = |what: &str| {
+        std::process::Command::new("ip")
             .args(["netns", "exec", &topo.ns("pub")])
             .arg(env!("CARGO_BIN_EXE_mediagate"))
             .args(["dispatcher", what, "--admin", "http://127.0.0.1:9554"])
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    let cli = |what: &str| {
+        let out = run_cli(what);
         assert!(
             out.status.success(),
             "mediagate dispatcher {what}: {}",
@@ -343,6 +334,27 @@ fn kamailio_mediaproxy_call_that_times_out_is_ended_and_accounted() {
         assert_eq!(text.matches('\n').count(), 1, "one line: {text:?}");
         serde_json::from_str::<serde_json::Value>(&text).unwrap()
     };
+    // The call is set up through SIPp, Kamailio and the dispatcher: on a loaded machine
+    // that takes a while, so wait (bounded) for its media to be active rather than
+    // reading after a fixed pause.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = run_cli("sessions");
+        let active = out.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .is_ok_and(|s| s[0]["streams"][0]["status"] == "active");
+        if active {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the call never listed as active: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            dispatcher.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let sessions = cli("sessions");
     assert_eq!(sessions.as_array().map(Vec::len), Some(1), "{sessions}");
     assert_eq!(sessions[0]["streams"][0]["status"], "active", "{sessions}");
@@ -369,15 +381,17 @@ fn kamailio_mediaproxy_call_that_times_out_is_ended_and_accounted() {
             dispatcher.diagnostics()
         );
     }
+    // The dispatcher logs it once Kamailio has answered its request, which may come
+    // after the phones got their BYEs.
     wait_for_line(
         &dispatcher,
         "ended on the SIP proxy",
-        Duration::from_secs(2),
+        Duration::from_secs(15),
     );
 
     // FreeRADIUS got the call's record.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while radius.records().is_empty() && std::time::Instant::now() < deadline {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while radius.records().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     let acct = radius.records();
@@ -450,8 +464,8 @@ fn kamailio_rtpengine_module_chained_call_through_two_relays() {
     let kamailio = start_kamailio_ng(&topo, &work);
     let (uac, uas) = place_call(&topo, &work, &kamailio, &dispatcher);
     // Both relays' records are written after the 1 s delete delay.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while records(&state).len() < 2 && std::time::Instant::now() < deadline {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while records(&state).len() < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     let status = dispatcher.terminate(Duration::from_secs(10));

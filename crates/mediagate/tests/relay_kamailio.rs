@@ -167,14 +167,13 @@ fn kamailio_sipp_behind_nat_through_the_relay_with_failover() {
     let relay = start_relay(&topo, &work, "relay-main", &main_cfg);
     let kamailio = start_kamailio(&topo, &work, &["127.0.0.1:2223", "127.0.0.1:2224"]);
 
-    let uas = sipp(
+    let uas = sipp_callee(
         &topo,
         &work,
         "phoneb",
         "sipp-uas",
         &["-sf", "uas.xml", "-i", "10.2.0.2"],
     );
-    std::thread::sleep(Duration::from_millis(500));
     let uac = sipp(
         &topo,
         &work,
@@ -210,21 +209,30 @@ fn kamailio_sipp_behind_nat_through_the_relay_with_failover() {
     );
 
     finish_call(&uac, &uas, &[&kamailio]);
-    // Most of the call's media went through the kernel, not the relay's sockets.
-    let metrics = api_get(&topo, "/metrics");
-    let counter = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("no {name} in {metrics}")) as u64
-    };
-    let in_kernel = counter("mediagate_relay_kernel_forwarded_packets_total");
-    let in_user_space = counter("mediagate_relay_forwarded_packets_total");
-    assert!(
-        in_kernel > in_user_space,
-        "kernel {in_kernel}, user space {in_user_space}"
-    );
+    // Most of the call's media went through the kernel, not the relay's sockets. The
+    // relay reads the kernel's counters on its tick (and when the stream ends), so a
+    // scrape right after the call may lag: read until it has caught up, bounded.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = api_get(&topo, "/metrics");
+        let counter = |name: &str| -> u64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no {name} in {metrics}")) as u64
+        };
+        let in_kernel = counter("mediagate_relay_kernel_forwarded_packets_total");
+        let in_user_space = counter("mediagate_relay_forwarded_packets_total");
+        if in_kernel > in_user_space {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kernel {in_kernel}, user space {in_user_space}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let spray_status = spray.wait_timeout(Duration::from_secs(15));
     assert!(
         spray_status.is_some_and(|s| s.success()),
@@ -254,7 +262,7 @@ fn kamailio_sipp_behind_nat_through_the_relay_with_failover() {
 
     // Failover: Kamailio tried the preferred relay, got the failover error, and the call
     // went on through the other one, which the record below shows.
-    wait_for_line(&full, "failed: Ran out of ports", Duration::from_secs(2));
+    wait_for_line(&full, "failed: Ran out of ports", Duration::from_secs(10));
     // BYE deleted the session: after the 1 s delete delay the record is written.
     wait_for_line(&relay, "ended (deleted)", Duration::from_secs(10));
     let status = relay.terminate(Duration::from_secs(10));
@@ -311,7 +319,7 @@ fn silent_call_times_out_and_kamailio_ends_it_with_bye() {
     let topo = Topology::build();
     let relay = start_relay(&topo, &work, "relay", &cfg);
     let kamailio = start_kamailio(&topo, &work, &["127.0.0.1:2223"]);
-    let uas = sipp(
+    let uas = sipp_callee(
         &topo,
         &work,
         "phoneb",
@@ -326,7 +334,6 @@ fn silent_call_times_out_and_kamailio_ends_it_with_bye() {
             "198.51.100.6",
         ],
     );
-    std::thread::sleep(Duration::from_millis(500));
     let uac = sipp(
         &topo,
         &work,
@@ -356,7 +363,8 @@ fn silent_call_times_out_and_kamailio_ends_it_with_bye() {
             kamailio.diagnostics()
         );
     }
-    wait_for_line(&relay, "ended (media timeout)", Duration::from_secs(2));
+    // Logged as the relay ends the call, racing its notice to Kamailio and the BYEs.
+    wait_for_line(&relay, "ended (media timeout)", Duration::from_secs(15));
     let status = relay.terminate(Duration::from_secs(10));
     assert!(
         status.is_some_and(|s| s.success()),

@@ -66,6 +66,11 @@ impl Ng {
                 .unwrap();
             let mut buf = [0u8; 64];
             if self.socket.recv(&mut buf).is_ok() {
+                // The pings' short wait is for polling; a command's reply may take
+                // much longer on a loaded machine.
+                self.socket
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
                 return;
             }
             assert!(
@@ -129,7 +134,7 @@ fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
 /// Sends `count` packets from `from` to `to`, each after the previous one arrived at
 /// `at` (so the count received is exact).
 fn pump(from: &UdpSocket, to: u16, at: &UdpSocket, ssrc: u32, count: u16) {
-    at.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    at.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut buf = [0u8; 2048];
     for seq in 0..count {
         from.send_to(&rtp(ssrc, seq), ("127.0.0.1", to)).unwrap();

@@ -165,12 +165,10 @@ fn a_new_rule_is_reachable_and_a_broken_file_changes_nothing_while_a_viewer_keep
     edge.peer.signal("HUP");
     edge.peer
         .wait_for_stderr_line("nothing changed", Duration::from_secs(10));
+    // The place comes on a line of its own after "nothing changed", which the reader
+    // thread may not have taken in yet: wait for it, bounded.
     let at = format!("{}:{bad_line}:15:", path.display());
-    assert!(
-        edge.peer.stderr_tail().iter().any(|l| l.contains(&at)),
-        "the log does not name {at}:\n{}",
-        edge.peer.diagnostics()
-    );
+    edge.peer.wait_for_stderr_line(&at, Duration::from_secs(10));
     assert!(describe_status(edge.port, &edge.url("/cam3")).contains(" 404 "));
     assert!(describe_status(edge.port, &edge.url("/cam2")).contains(" 200 "));
     assert!(describe_status(edge.port, &edge.url("/cam")).contains(" 200 "));
@@ -235,7 +233,7 @@ fn the_next_offer_takes_ports_from_a_new_range_and_the_running_call_keeps_its_ow
     relay.wait_for_stderr_line("listening for ng commands", Duration::from_secs(10));
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
-        .set_read_timeout(Some(Duration::from_secs(2)))
+        .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
 
     let running = ng_ask(&socket, ng, "o1", offer("running"));
@@ -339,7 +337,7 @@ fn the_dispatcher_takes_a_new_passport_and_relay_timeout_and_keeps_its_listeners
     // The running listener still answers; the new address is not bound.
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
-        .set_read_timeout(Some(Duration::from_secs(2)))
+        .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let pong = ng_ask(&socket, ng, "p1", "d7:command4:pinge");
     assert!(pong.contains("pong"), "{pong}");

@@ -75,6 +75,10 @@ impl EdgeProc {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        let config = std::fs::read_to_string(dir.join(CONFIG_FILE)).unwrap_or_default();
+        if let Some(api) = admin_listen(&config) {
+            wait_admin_listening(&peer, &api);
+        }
         EdgeProc { peer, port, dir }
     }
 
@@ -101,6 +105,29 @@ impl EdgeProc {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
+    }
+}
+
+/// The first address an `[admin]` table written as `listen = ["ADDR", ...]` names.
+fn admin_listen(config: &str) -> Option<String> {
+    let table = &config[config.find("[admin]\n")?..];
+    let list = table.lines().nth(1)?.strip_prefix("listen = [\"")?;
+    Some(list.split('"').next()?.to_owned())
+}
+
+/// Waits (up to 20 s) until `peer` logs that its admin API listens on `addr`. The
+/// binary starts its roles first and the API after them, so a test that talks to the
+/// API as soon as the edge listens for RTSP can find nothing there yet.
+pub fn wait_admin_listening(peer: &Peer, addr: &str) {
+    let needle = format!("admin API: listening on {addr}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !peer.stderr_tail().iter().any(|l| l.contains(&needle)) {
+        assert!(
+            Instant::now() < deadline && peer.try_status().is_none(),
+            "no {needle:?}: {}",
+            peer.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -267,6 +267,38 @@ impl Topology {
             .unwrap_or_else(|| panic!("no counter for length {len} in:\n{table}"))
     }
 
+    /// Waits (up to 20 s) until `peer`, started in namespace `role`, has UDP `port`
+    /// bound there. A peer that others send to (SIPp's callee, Kamailio) must listen
+    /// before the first datagram comes: a fixed pause is too short on a loaded machine.
+    pub fn wait_udp_bound(&self, role: &str, port: u16, peer: &Peer) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let filter = format!("sport = :{port}");
+        loop {
+            let bound = output(&[
+                "ip",
+                "netns",
+                "exec",
+                &self.ns(role),
+                "ss",
+                "-H",
+                "-l",
+                "-u",
+                "-n",
+                &filter,
+            ]);
+            if !bound.trim().is_empty() {
+                return;
+            }
+            assert!(
+                peer.try_status().is_none() && Instant::now() < deadline,
+                "{} never bound UDP port {port}:\n{}",
+                peer.name(),
+                peer.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn spawn(&self, ns: &str, name: &str, dir: &Path, args: &[&str]) -> Peer {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns(ns)])
@@ -360,6 +392,27 @@ pub fn sipp(topo: &Topology, work: &WorkDir, ns: &str, name: &str, extra: &[&str
     args.extend_from_slice(extra);
     args.extend_from_slice(&["-p", "5060", "-mp", "6000", "-m", "1", "-nostdin"]);
     topo.spawn(ns, name, &work.0, &args)
+}
+
+/// [`sipp`] for the callee, returned once it listens on its SIP port, so the caller
+/// started next cannot send its INVITE before anyone is there to take it.
+pub fn sipp_callee(topo: &Topology, work: &WorkDir, ns: &str, name: &str, extra: &[&str]) -> Peer {
+    let uas = sipp(topo, work, ns, name, extra);
+    topo.wait_udp_bound(ns, 5060, &uas);
+    uas
+}
+
+/// Kamailio (`kamailio.cfg` in the work directory) in the `pub` namespace, returned
+/// once it listens on its SIP port.
+pub fn kamailio(topo: &Topology, work: &WorkDir) -> Peer {
+    let kamailio = topo.spawn(
+        "pub",
+        "kamailio",
+        &work.0,
+        &["kamailio", "-f", "kamailio.cfg", "-DD", "-E"],
+    );
+    topo.wait_udp_bound("pub", 5060, &kamailio);
+    kamailio
 }
 
 /// Waits for a SIPp call to end: the caller within 45 s, then the callee within 10 s;

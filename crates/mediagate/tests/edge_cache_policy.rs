@@ -501,8 +501,13 @@ fn only_if_cached_is_described_and_served_without_the_origin() {
     let url = edge.url("/clip");
     plays_whole_clip(&url, 4.0);
     std::thread::sleep(Duration::from_secs(4));
-    // Counted after the pause: the edge tears the first viewer's origin session down
-    // once that viewer has gone, which may reach the origin after ffmpeg exits.
+    // Counted once the origin has no connection left: the edge tears the first
+    // viewer's origin session down (a TEARDOWN, then the close) once that viewer has
+    // gone, which may reach the origin after ffmpeg exits, and later than the pause
+    // on a loaded machine.
+    origin
+        .wait_no_connections(Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}: {}", edge.peer.diagnostics()));
     let asked = origin.requests().len();
 
     let mut c = RawRtsp::connect(edge.port);

@@ -709,7 +709,7 @@ fn route_switches_cache_off_and_cache_max_object_keep_content_out_while_viewers_
         );
     }
     // The object that outgrew its limit was dropped once its viewer was done.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while !cached_objects(api).is_empty() {
         assert!(Instant::now() < deadline, "{:?}", cached_objects(api));
         std::thread::sleep(Duration::from_millis(100));

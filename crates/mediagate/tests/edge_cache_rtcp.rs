@@ -180,7 +180,8 @@ fn hit_viewers_get_sender_reports_and_their_receiver_reports_are_recorded() {
     // A UDP hit viewer: SRs arrive on its RTCP port; its RR's loss is recorded.
     let (rtp, rtcp) = udp_pair();
     let port = rtp.local_addr().unwrap().port();
-    rtcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    rtcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut c = common::RawRtsp::connect(edge.port);
     assert_eq!(c.req("DESCRIBE", &url, &[]).status.as_u16(), 200);
     let transport = format!("RTP/AVP;unicast;client_port={port}-{}", port + 1);
@@ -204,13 +205,14 @@ fn hit_viewers_get_sender_reports_and_their_receiver_reports_are_recorded() {
     let play = c.req("PLAY", &url, &[("Session", &session)]);
     assert_eq!(play.status.as_u16(), 200, "{play:?}");
     let mut buf = [0u8; 2048];
-    let deadline = Instant::now() + Duration::from_secs(3);
+    // The first SR is due 0.5 s after PLAY; 10 s bounds the wait on a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(10);
     let sr = loop {
         assert!(
             Instant::now() < deadline,
             "no SR on the UDP viewer's RTCP port"
         );
-        let n = rtcp.recv(&mut buf).expect("RTCP within 3 s");
+        let n = rtcp.recv(&mut buf).expect("RTCP within 10 s");
         if let Some(sr) = sender_info(&buf[..n]) {
             break sr;
         }

@@ -101,26 +101,24 @@ fn flock_exclusive(fd: libc::c_int) -> bool {
 }
 
 /// The next port of this process's block (per protocol) that is bindable now and not
-/// handed out before, with `step` between candidates starting at a multiple of `step`;
-/// `bindable` checks a candidate. `None` once the block is used up.
+/// handed out before, a multiple of `step` with the `step - 1` ports after it in the
+/// block too; `bindable` checks a candidate. `None` once the block is used up.
 fn from_block(udp: bool, step: u16, mut bindable: impl FnMut(u16) -> bool) -> Option<u16> {
-    static NEXT: Mutex<[u16; 2]> = Mutex::new([0, 0]);
+    // Candidates looked at so far, per protocol. The walk through the block starts at
+    // an offset of the process's own: a block taken over from a process that ended a
+    // moment ago (its ports may still have connections in TIME_WAIT) is not walked
+    // again from the same port.
+    static SCANNED: Mutex<[u16; 2]> = Mutex::new([0, 0]);
     let block = block()?;
-    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
-    let cursor = &mut next[usize::from(udp)];
-    if *cursor < block.start {
-        *cursor = block.start;
-    }
-    while *cursor % step != 0 {
-        *cursor += 1;
-    }
-    while cursor
-        .checked_add(step - 1)
-        .is_some_and(|last| last < block.end)
-    {
-        let port = *cursor;
-        *cursor += step;
-        if (0..step).all(|i| !handed_out().contains(&(udp, port + i))) && bindable(port) {
+    let len = block.end - block.start;
+    let offset = u16::try_from(std::process::id() % u32::from(len)).unwrap_or(0);
+    let mut scanned = SCANNED.lock().unwrap_or_else(|e| e.into_inner());
+    let n = &mut scanned[usize::from(udp)];
+    while *n < len {
+        let port = block.start + (offset + *n) % len;
+        *n += 1;
+        let fits = port % step == 0 && port.checked_add(step - 1).is_some_and(|l| l < block.end);
+        if fits && (0..step).all(|i| !handed_out().contains(&(udp, port + i))) && bindable(port) {
             for i in 0..step {
                 claim(udp, port + i);
             }

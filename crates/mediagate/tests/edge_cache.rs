@@ -622,7 +622,10 @@ fn an_ffmpeg_seek_from_the_origin_into_a_held_range_plays_as_one_stream() {
             .as_u16(),
         200
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // The run ends on the fill's writer thread just after the TEARDOWN.
+    common::admin::wait_cache_holds(edge.api, "the run from 10 s", |o| {
+        o["ranges"].as_array().is_some_and(|r| !r.is_empty())
+    });
     assert_eq!(origin.play_count("/vod"), 1);
 
     // ffmpeg's `-ss 11` PLAYs from 0 (not held: the origin, numbered by the edge),

@@ -115,14 +115,17 @@ fn hit_viewers_get_sender_reports_and_their_receiver_reports_are_recorded() {
     let dir =
         CacheDir(std::env::temp_dir().join(format!("mediagate-cache-{}-rtcp", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
+    let api = mediagate_testkit::ports::free_tcp_port().unwrap();
     let edge = EdgeProc::start(&format!(
-        "[edge.cache]\ndir = {:?}\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+        "[edge.cache]\ndir = {:?}\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n\
+         [admin]\nlisten = [\"127.0.0.1:{api}\"]\n",
         dir.0.display().to_string(),
         origin.url("/vod")
     ));
     let url = edge.url("/clip");
     let fill = ffmpeg_read(&url, &ReadOptions::until_end(Transport::Tcp)).expect("ffmpeg runs");
     assert!(fill.success, "the fill: {fill:#?}");
+    common::admin::wait_cache_holds(api, "the complete clip", |o| o["complete"] == true);
 
     // A TCP hit viewer: the SRs on channel 1 count exactly the video packets before
     // them, and their RTP timestamp is the media time playing then (packets go out
@@ -250,8 +253,10 @@ fn a_hit_that_continues_from_the_origin_keeps_sending_sender_reports() {
         std::env::temp_dir().join(format!("mediagate-cache-{}-rtcp-seam", std::process::id())),
     );
     let _ = std::fs::remove_dir_all(&dir.0);
+    let api = mediagate_testkit::ports::free_tcp_port().unwrap();
     let edge = EdgeProc::start(&format!(
-        "[edge.cache]\ndir = {:?}\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+        "[edge.cache]\ndir = {:?}\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n\
+         [admin]\nlisten = [\"127.0.0.1:{api}\"]\n",
         dir.0.display().to_string(),
         origin.url("/vod")
     ));
@@ -260,6 +265,9 @@ fn a_hit_that_continues_from_the_origin_keeps_sending_sender_reports() {
     let fill = ffmpeg_read(&url, &ReadOptions::seconds(Transport::Tcp, 3.0)).expect("ffmpeg runs");
     assert!(fill.video_frames > 0, "the partial fill: {fill:#?}");
     assert_eq!(records(&edge, 1).len(), 1);
+    common::admin::wait_cache_holds(api, "the partial fill's run", |o| {
+        o["ranges"].as_array().is_some_and(|r| !r.is_empty())
+    });
 
     let (rtp, rtcp) = udp_pair();
     let port = rtp.local_addr().unwrap().port();
@@ -371,15 +379,18 @@ fn hit_viewers_share_server_ports_and_their_rtcp_is_told_apart() {
         std::process::id()
     )));
     let _ = std::fs::remove_dir_all(&dir.0);
+    let api = mediagate_testkit::ports::free_tcp_port().unwrap();
     let edge = EdgeProc::start(&format!(
         "session_timeout = \"2s\"\nudp_sessions_outlive_connection = true\n\
-         [edge.cache]\ndir = {:?}\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+         [edge.cache]\ndir = {:?}\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n\
+         [admin]\nlisten = [\"127.0.0.1:{api}\"]\n",
         dir.0.display().to_string(),
         origin.url("/vod")
     ));
     let url = edge.url("/clip");
     let fill = ffmpeg_read(&url, &ReadOptions::until_end(Transport::Tcp)).expect("ffmpeg runs");
     assert!(fill.success, "the fill: {fill:#?}");
+    common::admin::wait_cache_holds(api, "the complete clip", |o| o["complete"] == true);
 
     // Two UDP viewers of both tracks (the object the fill recorded).
     struct Udp {

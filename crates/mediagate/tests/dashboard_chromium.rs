@@ -91,14 +91,25 @@ impl Browser {
             );
             std::thread::sleep(Duration::from_millis(50));
         };
-        let targets: Value = serde_json::from_str(&http_get(port, "/json/list", None).1)
-            .expect("DevTools lists its targets");
-        let page_ws = targets
-            .as_array()
-            .and_then(|t| t.iter().find(|t| t["type"] == "page"))
-            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
-            .unwrap_or_else(|| panic!("no page target: {targets}"))
-            .to_owned();
+        // The port file is written when the DevTools server listens, which may be
+        // before the first tab's page target exists: asked again until it does.
+        let page_ws = loop {
+            let targets: Value = serde_json::from_str(&http_get(port, "/json/list", None).1)
+                .expect("DevTools lists its targets");
+            if let Some(ws) = targets
+                .as_array()
+                .and_then(|t| t.iter().find(|t| t["type"] == "page"))
+                .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            {
+                break ws.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline && peer.try_status().is_none(),
+                "no page target: {targets}\n{}",
+                peer.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
         let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
         let (ws, _) = tungstenite::client(page_ws.as_str(), stream).expect("DevTools WebSocket");
         ws.get_ref()
@@ -346,8 +357,10 @@ struct Call {
 impl Call {
     fn start(ng_port: u16, call_id: &str, from_tag: &str, to_tag: &str) -> Call {
         let control = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // A bound on the relay's answer, not an expectation of its speed: a loaded
+        // machine can take seconds.
         control
-            .set_read_timeout(Some(Duration::from_secs(3)))
+            .set_read_timeout(Some(Duration::from_secs(15)))
             .unwrap();
         let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
         let callee = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -120,9 +120,18 @@ fn users_file_logins_with_digest_and_basic_through_ffmpeg() {
     let all_lines = wait_for(|| {
         let text = std::fs::read_to_string(&access_log).unwrap_or_default();
         let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        // Every refusal above (at least one per refused ffmpeg) and both sessions.
+        // Every refusal above and both sessions: as many lines of each status as
+        // `check_denied_lines` asserts below, so a line still on its way to the file
+        // is waited for rather than found missing.
+        let status_count = |status: &str| {
+            lines
+                .iter()
+                .filter(|l| is_denied(l) && l.split_whitespace().nth(6) == Some(status))
+                .count()
+        };
         (lines.iter().filter(|l| !is_denied(l)).count() >= 2
-            && lines.iter().filter(|l| is_denied(l)).count() >= 4)
+            && status_count("401") >= 4
+            && status_count("403") >= 1)
             .then_some(lines)
     });
     let (denied, lines): (Vec<String>, Vec<String>) = all_lines.into_iter().partition(is_denied);

@@ -87,11 +87,68 @@ fn refused(url: &str, status: &str) {
     );
 }
 
+/// The edge's log, cache and admin API settings (the API on a free port, found again
+/// by [`api_of`]).
 fn cache_section(dir: &Path, extra: &str) -> String {
+    let api = mediagate_testkit::ports::free_tcp_port().unwrap();
     format!(
-        "[log]\nlevel = \"debug\"\n[edge.cache]\ndir = {:?}\n{extra}",
+        "[log]\nlevel = \"debug\"\n[admin]\nlisten = [\"{API_HOST}{api}\"]\n[edge.cache]\ndir = {:?}\n{extra}",
         dir.display().to_string()
     )
+}
+
+/// How [`cache_section`] names the admin API's address, before its port.
+const API_HOST: &str = "127.0.0.1:";
+
+/// The admin API port [`cache_section`] gave `edge`, read back from its config file.
+fn api_of(edge: &EdgeProc) -> u16 {
+    let config = std::fs::read_to_string(edge.config_path()).expect("the edge's config");
+    let at = config
+        .find(&format!("[admin]\nlisten = [\"{API_HOST}"))
+        .expect("an admin API")
+        + "[admin]\nlisten = [\"".len()
+        + API_HOST.len();
+    config[at..]
+        .split('"')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the admin API's port")
+}
+
+/// [`plays_whole_clip`] for a viewer that fills the cache; returns once the fill has
+/// ended. It ends on its writer thread just after the viewer leaves, and a next viewer
+/// that is to be a hit must find it complete: waited for (bounded).
+fn fills_whole_clip(edge: &EdgeProc, url: &str, seconds: f64) {
+    plays_whole_clip(url, seconds);
+    let api = api_of(edge);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let objects = cached(api);
+        if !objects.is_empty() && objects.iter().all(|o| o["complete"] == true) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fill never completed: {objects:?}\n{}",
+            edge.peer.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `GET /api/v1/cache`: every object as the API lists it.
+fn cached(api: u16) -> Vec<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", api)).expect("the admin API accepts");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(b"GET /api/v1/cache HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    let (_, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let objects: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    objects.as_array().expect("a list").clone()
 }
 
 #[test]
@@ -117,7 +174,7 @@ fn content_behind_origin_digest_is_cached_only_when_the_route_allows_and_every_h
     let kept = with_login(&edge.url("/kept"), &user, &password);
 
     // Viewer 1, with credentials, fills.
-    plays_whole_clip(&kept, 4.0);
+    fills_whole_clip(&edge, &kept, 4.0);
     assert_eq!(origin.play_count("/svod"), 1);
     // No credentials: the origin's 401 (with its challenge), although the clip is on
     // disk; wrong credentials: refused by the origin too. No media either way.
@@ -187,7 +244,7 @@ fn hit_viewers_are_authorized_by_their_accounting_connection() {
         authority,
     ));
     let url = with_login(&edge.url("/acct"), &user, &password);
-    plays_whole_clip(&url, 4.0);
+    fills_whole_clip(&edge, &url, 4.0);
     assert_eq!(origin.play_count("/svod"), 1);
     refused(&edge.url("/acct"), "401");
     refused(&with_login(&edge.url("/acct"), &user, "wrong"), "401");
@@ -248,19 +305,7 @@ fn raw_viewer(
 
 /// `GET /api/v1/cache` from the admin API: (url, tracks) of every object.
 fn cached_objects(api: u16) -> Vec<(String, Vec<u64>)> {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", api)).expect("the admin API accepts");
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    conn.write_all(b"GET /api/v1/cache HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).unwrap();
-    let (_, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let objects: serde_json::Value = serde_json::from_str(body).expect("JSON");
-    let mut out: Vec<(String, Vec<u64>)> = objects
-        .as_array()
-        .expect("a list")
+    let mut out: Vec<(String, Vec<u64>)> = cached(api)
         .iter()
         .map(|o| {
             let tracks = o["tracks"]
@@ -284,12 +329,12 @@ fn each_track_selection_is_its_own_object_and_a_video_only_viewer_never_caches_a
     })
     .expect("origin starts");
     let scratch = Scratch::new("variants");
-    let api = mediagate_testkit::ports::free_tcp_port().unwrap();
     let edge = EdgeProc::start(&format!(
-        "{}[admin]\nlisten = [\"127.0.0.1:{api}\"]\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+        "{}[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
         cache_section(&scratch.path("cache"), ""),
         origin.url("/vod"),
     ));
+    let api = api_of(&edge);
     let url = edge.url("/clip");
     let whole = Duration::from_secs(6);
 
@@ -299,7 +344,7 @@ fn each_track_selection_is_its_own_object_and_a_video_only_viewer_never_caches_a
     assert!(frames.iter().filter(|f| f.channel == 0).count() > 40);
     assert!(frames.iter().all(|f| f.channel < 2), "video only");
     // Viewer B: both tracks.
-    plays_whole_clip(&url, 4.0);
+    fills_whole_clip(&edge, &url, 4.0);
     assert_eq!(origin.play_count("/vod"), 2, "two variants, two fills");
     let vod = origin.url("/vod");
     assert_eq!(
@@ -344,7 +389,7 @@ fn viewer_cache_control_no_cache_revalidates_and_only_if_cached_never_reaches_th
     assert_eq!(play.status.as_u16(), 504, "{play:?}");
     assert_eq!(origin.play_count("/vod"), 0);
 
-    plays_whole_clip(&url, 4.0);
+    fills_whole_clip(&edge, &url, 4.0);
     assert_eq!(origin.play_count("/vod"), 1);
     // Fresh (default_ttl 1h): a plain viewer is a HIT with no question to the origin.
     let described = origin.request_count("DESCRIBE", "/vod", 200);
@@ -439,7 +484,7 @@ fn viewer_cache_control_is_honoured_at_describe_and_setup() {
     drop(c);
     assert!(origin.requests().is_empty(), "{:#?}", origin.requests());
 
-    plays_whole_clip(&url, 6.0);
+    fills_whole_clip(&edge, &url, 6.0);
     let asked = origin_describes(&origin);
 
     // Cached and fresh: described from what the edge holds (its lingering hub).
@@ -499,10 +544,15 @@ fn only_if_cached_is_described_and_served_without_the_origin() {
         origin.url("/vod"),
     ));
     let url = edge.url("/clip");
-    plays_whole_clip(&url, 4.0);
+    fills_whole_clip(&edge, &url, 4.0);
     std::thread::sleep(Duration::from_secs(4));
-    // Counted after the pause: the edge tears the first viewer's origin session down
-    // once that viewer has gone, which may reach the origin after ffmpeg exits.
+    // Counted once the origin has no connection left: the edge tears the first
+    // viewer's origin session down (a TEARDOWN, then the close) once that viewer has
+    // gone, which may reach the origin after ffmpeg exits, and later than the pause
+    // on a loaded machine.
+    origin
+        .wait_no_connections(Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}: {}", edge.peer.diagnostics()));
     let asked = origin.requests().len();
 
     let mut c = RawRtsp::connect(edge.port);
@@ -634,7 +684,7 @@ fn replaced_origin_file(name: &str, route_extra: &str) {
             .count()
     };
     let url = edge.url("/clip");
-    plays_whole_clip(&url, 6.0);
+    fills_whole_clip(&edge, &url, 6.0);
     assert_eq!(origin.play_count("/vod"), 1);
     let own_after_fill = own_describes(&origin);
     // Unchanged: revalidated and served from disk.
@@ -653,7 +703,7 @@ fn replaced_origin_file(name: &str, route_extra: &str) {
     assert_eq!(d.status.as_u16(), 200, "{d:?}");
     assert_eq!(sdp_range(&d), "npt=now-3", "{d:?}");
     drop(c);
-    plays_whole_clip(&url, 3.0);
+    fills_whole_clip(&edge, &url, 3.0);
     assert_eq!(origin.play_count("/vod"), 2, "the new version was fetched");
     // The new version is what the cache holds now.
     plays_whole_clip(&url, 3.0);
@@ -683,16 +733,15 @@ fn route_switches_cache_off_and_cache_max_object_keep_content_out_while_viewers_
     })
     .expect("origin starts");
     let scratch = Scratch::new("switches");
-    let api = mediagate_testkit::ports::free_tcp_port().unwrap();
     // About 170 kB of clip: the 32 KiB limit is passed early in the fill.
     let edge = EdgeProc::start(&format!(
-        "{}[admin]\nlisten = [\"127.0.0.1:{api}\"]\n\
-         [[edge.route]]\nadvertised = \"/big\"\norigin = \"{}\"\ncache_max_object = \"32KiB\"\n\
+        "{}[[edge.route]]\nadvertised = \"/big\"\norigin = \"{}\"\ncache_max_object = \"32KiB\"\n\
          [[edge.route]]\nadvertised = \"/off\"\norigin = \"{}\"\ncache = false\n",
         cache_section(&scratch.path("cache"), ""),
         origin.url("/vod"),
         origin.url("/vod"),
     ));
+    let api = api_of(&edge);
     for round in 1..=2 {
         plays_whole_clip(&edge.url("/big"), 4.0);
         plays_whole_clip(&edge.url("/off"), 4.0);
@@ -704,7 +753,7 @@ fn route_switches_cache_off_and_cache_max_object_keep_content_out_while_viewers_
         );
     }
     // The object that outgrew its limit was dropped once its viewer was done.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while !cached_objects(api).is_empty() {
         assert!(Instant::now() < deadline, "{:?}", cached_objects(api));
         std::thread::sleep(Duration::from_millis(100));
@@ -767,7 +816,7 @@ fn a_stale_hit_costs_the_origin_one_describe() {
         origin.url("/vod"),
     ));
     let url = edge.url("/clip");
-    plays_whole_clip(&url, 3.0);
+    fills_whole_clip(&edge, &url, 3.0);
     for viewer in 2..=3 {
         let before = origin_describes(&origin);
         plays_whole_clip(&url, 3.0);

@@ -206,7 +206,16 @@ fn a_small_cache_stays_under_its_limit_and_keeps_its_pinned_object() {
     let r = ffmpeg_read(&edge1.url("/a"), &ReadOptions::until_end(Transport::Tcp))
         .expect("ffmpeg runs");
     assert!(r.success, "{r:#?}");
-    let objects = cache_objects(api);
+    // The fill ends on its writer thread just after the viewer leaves: until then the
+    // object is listed as not complete.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let objects = loop {
+        let objects = cache_objects(api);
+        if objects.len() != 1 || objects[0]["complete"] == true || Instant::now() > deadline {
+            break objects;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(objects.len(), 1, "{objects:?}");
     assert_eq!(objects[0]["complete"], true, "{objects:?}");
     let one = objects[0]["size_bytes"].as_u64().unwrap();

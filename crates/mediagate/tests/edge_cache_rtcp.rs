@@ -115,14 +115,17 @@ fn hit_viewers_get_sender_reports_and_their_receiver_reports_are_recorded() {
     let dir =
         CacheDir(std::env::temp_dir().join(format!("mediagate-cache-{}-rtcp", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
+    let api = mediagate_testkit::ports::free_tcp_port().unwrap();
     let edge = EdgeProc::start(&format!(
-        "[edge.cache]\ndir = {:?}\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+        "[edge.cache]\ndir = {:?}\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n\
+         [admin]\nlisten = [\"127.0.0.1:{api}\"]\n",
         dir.0.display().to_string(),
         origin.url("/vod")
     ));
     let url = edge.url("/clip");
     let fill = ffmpeg_read(&url, &ReadOptions::until_end(Transport::Tcp)).expect("ffmpeg runs");
     assert!(fill.success, "the fill: {fill:#?}");
+    common::admin::wait_cache_holds(api, "the complete clip", |o| o["complete"] == true);
 
     // A TCP hit viewer: the SRs on channel 1 count exactly the video packets before
     // them, and their RTP timestamp is the media time playing then (packets go out
@@ -180,7 +183,8 @@ fn hit_viewers_get_sender_reports_and_their_receiver_reports_are_recorded() {
     // A UDP hit viewer: SRs arrive on its RTCP port; its RR's loss is recorded.
     let (rtp, rtcp) = udp_pair();
     let port = rtp.local_addr().unwrap().port();
-    rtcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    rtcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut c = common::RawRtsp::connect(edge.port);
     assert_eq!(c.req("DESCRIBE", &url, &[]).status.as_u16(), 200);
     let transport = format!("RTP/AVP;unicast;client_port={port}-{}", port + 1);
@@ -204,13 +208,14 @@ fn hit_viewers_get_sender_reports_and_their_receiver_reports_are_recorded() {
     let play = c.req("PLAY", &url, &[("Session", &session)]);
     assert_eq!(play.status.as_u16(), 200, "{play:?}");
     let mut buf = [0u8; 2048];
-    let deadline = Instant::now() + Duration::from_secs(3);
+    // The first SR is due 0.5 s after PLAY; 10 s bounds the wait on a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(10);
     let sr = loop {
         assert!(
             Instant::now() < deadline,
             "no SR on the UDP viewer's RTCP port"
         );
-        let n = rtcp.recv(&mut buf).expect("RTCP within 3 s");
+        let n = rtcp.recv(&mut buf).expect("RTCP within 10 s");
         if let Some(sr) = sender_info(&buf[..n]) {
             break sr;
         }
@@ -248,8 +253,10 @@ fn a_hit_that_continues_from_the_origin_keeps_sending_sender_reports() {
         std::env::temp_dir().join(format!("mediagate-cache-{}-rtcp-seam", std::process::id())),
     );
     let _ = std::fs::remove_dir_all(&dir.0);
+    let api = mediagate_testkit::ports::free_tcp_port().unwrap();
     let edge = EdgeProc::start(&format!(
-        "[edge.cache]\ndir = {:?}\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+        "[edge.cache]\ndir = {:?}\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n\
+         [admin]\nlisten = [\"127.0.0.1:{api}\"]\n",
         dir.0.display().to_string(),
         origin.url("/vod")
     ));
@@ -258,6 +265,9 @@ fn a_hit_that_continues_from_the_origin_keeps_sending_sender_reports() {
     let fill = ffmpeg_read(&url, &ReadOptions::seconds(Transport::Tcp, 3.0)).expect("ffmpeg runs");
     assert!(fill.video_frames > 0, "the partial fill: {fill:#?}");
     assert_eq!(records(&edge, 1).len(), 1);
+    common::admin::wait_cache_holds(api, "the partial fill's run", |o| {
+        o["ranges"].as_array().is_some_and(|r| !r.is_empty())
+    });
 
     let (rtp, rtcp) = udp_pair();
     let port = rtp.local_addr().unwrap().port();
@@ -369,15 +379,18 @@ fn hit_viewers_share_server_ports_and_their_rtcp_is_told_apart() {
         std::process::id()
     )));
     let _ = std::fs::remove_dir_all(&dir.0);
+    let api = mediagate_testkit::ports::free_tcp_port().unwrap();
     let edge = EdgeProc::start(&format!(
         "session_timeout = \"2s\"\nudp_sessions_outlive_connection = true\n\
-         [edge.cache]\ndir = {:?}\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n",
+         [edge.cache]\ndir = {:?}\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n\
+         [admin]\nlisten = [\"127.0.0.1:{api}\"]\n",
         dir.0.display().to_string(),
         origin.url("/vod")
     ));
     let url = edge.url("/clip");
     let fill = ffmpeg_read(&url, &ReadOptions::until_end(Transport::Tcp)).expect("ffmpeg runs");
     assert!(fill.success, "the fill: {fill:#?}");
+    common::admin::wait_cache_holds(api, "the complete clip", |o| o["complete"] == true);
 
     // Two UDP viewers of both tracks (the object the fill recorded).
     struct Udp {

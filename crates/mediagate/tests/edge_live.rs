@@ -24,7 +24,10 @@ fn origin() -> Origin {
 #[test]
 fn ffmpeg_decodes_through_the_edge_without_gaps_over_tcp_udp_and_http_tunnel() {
     let origin = origin();
-    let edge = EdgeProc::start(&route(&origin, "/live"));
+    // The viewers come one after another, and the one upstream session must outlast
+    // the gap between them: an ffmpeg start on a loaded machine can take longer than
+    // the tests' short default linger (2 s).
+    let edge = EdgeProc::start(&format!("linger = \"30s\"\n{}", route(&origin, "/live")));
     let probe = ffprobe(&edge.url("/cam"), Transport::Tcp).expect("ffprobe runs");
     assert!(
         probe.has("video", "h264") && probe.has("audio", "aac"),

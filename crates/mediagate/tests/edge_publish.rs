@@ -318,7 +318,7 @@ fn ffmpeg_publish_refused(edge: &EdgeProc, url: &str, why: &str) {
             )
         });
     assert!(!status.success(), "{url}: {}", publisher.diagnostics());
-    edge.peer.wait_for_stderr_line(why, Duration::from_secs(5));
+    edge.peer.wait_for_stderr_line(why, Duration::from_secs(15));
 }
 
 #[test]
@@ -384,7 +384,7 @@ fn a_rule_with_users_lets_only_a_listed_user_publish() {
     .expect("ffmpeg starts");
     wait_published(&edge, "/live/cam", &publisher);
     edge.peer
-        .wait_for_stderr_line("publisher logged in", Duration::from_secs(5));
+        .wait_for_stderr_line("publisher logged in", Duration::from_secs(15));
     let r = ffmpeg_gapless(&url, Transport::Tcp, 3.0);
     assert!(r.video >= 50 && r.gap_warnings.is_empty(), "{r:?}");
 }

@@ -34,18 +34,38 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 /// Encodes until `series` has `want`, or panics with the last text after `within`.
 async fn wait_for(metrics: &Metrics, series: &str, want: f64, within: Duration) -> String {
+    wait_until(metrics, &format!("{series} {want}"), within, |text| {
+        sample(text, series) == Some(want)
+    })
+    .await
+}
+
+/// Encodes until `done` holds for the text, or panics naming `what` with the last text
+/// after `within`.
+async fn wait_until(
+    metrics: &Metrics,
+    what: &str,
+    within: Duration,
+    done: impl Fn(&str) -> bool,
+) -> String {
     let until = Instant::now() + within;
     loop {
         let text = metrics.encode();
-        if sample(&text, series) == Some(want) {
+        if done(&text) {
             return text;
         }
-        assert!(
-            Instant::now() < until,
-            "{series} never became {want}:\n{text}"
-        );
+        assert!(Instant::now() < until, "never {what}:\n{text}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The sum of every `mediagate_edge_sessions_ended_total` series (all reasons).
+fn sessions_ended(text: &str) -> f64 {
+    samples(text)
+        .iter()
+        .filter(|(k, _)| k.starts_with("mediagate_edge_sessions_ended_total{"))
+        .map(|(_, v)| v)
+        .sum()
 }
 
 async fn edge_for(origin: &Origin, metrics: &Metrics) -> (Edge, String) {
@@ -100,11 +120,16 @@ async fn an_ffmpeg_viewer_shows_in_the_edge_metrics_while_it_watches_and_after()
 
     let report = viewer.await.unwrap().expect("ffmpeg runs");
     assert!(report.video_frames > 20, "{report:#?}");
-    let after = wait_for(
+    // The session leaves the viewers gauge a moment before it is counted as ended
+    // (another thread may encode in between): the snapshot waits for both.
+    let after = wait_until(
         &metrics,
-        "mediagate_edge_viewers{transport=\"tcp\"}",
-        0.0,
+        "the viewer gone and its session counted as ended",
         Duration::from_secs(10),
+        |text| {
+            sample(text, "mediagate_edge_viewers{transport=\"tcp\"}") == Some(0.0)
+                && sessions_ended(text) >= 1.0
+        },
     )
     .await;
     let get =
@@ -116,12 +141,11 @@ async fn an_ffmpeg_viewer_shows_in_the_edge_metrics_while_it_watches_and_after()
         ttfk > 0.0 && ttfk < 5.0,
         "first keyframe after {ttfk} s (the origin's GOP is 1 s)"
     );
-    let ended: f64 = samples(&after)
-        .iter()
-        .filter(|(k, _)| k.starts_with("mediagate_edge_sessions_ended_total{"))
-        .map(|(_, v)| v)
-        .sum();
-    assert_eq!(ended, 1.0, "one session ended, whatever the reason");
+    assert_eq!(
+        sessions_ended(&after),
+        1.0,
+        "one session ended, whatever the reason"
+    );
     let received = get(&format!(
         "mediagate_edge_stream_received_packets_total{{{stream}}}"
     ));

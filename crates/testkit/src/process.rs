@@ -455,6 +455,30 @@ impl Peer {
         })
     }
 
+    /// Polls the last stdout lines until `find` picks something out of them and returns
+    /// it; panics naming `what`, with the peer's output, once `timeout` has passed. A
+    /// line the peer printed before the test saw its effect (an answer it sent) may
+    /// still be on its way through the reader thread: wait for it, do not look once.
+    pub fn wait_for_stdout<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut find: impl FnMut(&[String]) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(found) = find(&self.stdout_tail()) {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} in {timeout:?}:\n{}",
+                self.diagnostics()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// All of stdout so far, if the peer was spawned with `keep_all`.
     pub fn stdout_bytes(&self) -> Vec<u8> {
         lock(&self.stdout.tail).all.clone().unwrap_or_default()
@@ -697,6 +721,16 @@ mod tests {
         assert_eq!(tail.len(), TAIL_LINES);
         assert_eq!(tail[0], "line50");
         assert_eq!(tail[TAIL_LINES - 1], "line249");
+    }
+
+    #[test]
+    fn wait_for_stdout_sees_a_line_printed_later() {
+        let peer = Peer::spawn("late-out", sh("sleep 0.3; echo found-it; sleep 30")).unwrap();
+        assert!(peer.stdout_tail().is_empty());
+        let line = peer.wait_for_stdout("the line", Duration::from_secs(20), |lines| {
+            lines.iter().find(|l| l.starts_with("found")).cloned()
+        });
+        assert_eq!(line, "found-it");
     }
 
     #[test]

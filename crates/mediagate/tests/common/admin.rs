@@ -72,3 +72,25 @@ pub fn cache_objects(api: u16) -> Vec<serde_json::Value> {
         .expect("a list")
         .clone()
 }
+
+/// The objects `GET /api/v1/cache` lists once one of them passes `held`, waiting up to
+/// 10 s: a fill ends on its writer thread just after its viewer leaves, and what it
+/// held shows (its run in `ranges`, `complete`) only then. Panics naming `what`.
+pub fn wait_cache_holds(
+    api: u16,
+    what: &str,
+    held: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let objects = cache_objects(api);
+        if objects.iter().any(&held) {
+            return objects;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cache never held {what}: {objects:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

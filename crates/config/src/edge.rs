@@ -63,8 +63,9 @@ pub struct EdgeConfig {
     /// until `session_timeout` passes without a request or RTCP from the viewer; a
     /// request on a new connection naming the session resumes it (RFC 2326: sessions are not tied to
     /// connections; a balancer failover or a NAT dropping the TCP mapping then costs
-    /// the viewer nothing). Off: a closed connection ends its sessions at once.
-    /// Default: `false`.
+    /// the viewer nothing). A request that names the session while its old connection
+    /// is still closing waits up to a second for the handoff instead of getting 454.
+    /// Off: a closed connection ends its sessions at once. Default: `false`.
     pub udp_sessions_outlive_connection: bool,
     /// How long a live upstream session stays open after its last viewer leaves, so a
     /// quick re-join starts instantly. Default: `"10s"`.

@@ -53,6 +53,9 @@ pub(crate) struct Parked {
 pub(crate) struct ParkedSessions {
     map: Mutex<HashMap<String, Parked>>,
     next_token: AtomicU64,
+    /// Woken at every parking, for a connection waiting on a handoff
+    /// ([`ParkedSessions::adopt_after_handoff`]).
+    parked_one: Notify,
 }
 
 impl std::fmt::Debug for ParkedSessions {
@@ -75,12 +78,52 @@ impl ParkedSessions {
         Some(p)
     }
 
+    /// [`adopt`](Self::adopt), waiting up to `wait` while `still_held(id)` says another
+    /// connection still holds the session. A client that closes its connection and
+    /// names the session on a new one at once (a reconnect, or a client that opens a
+    /// connection per request) can be faster than the old connection's task noticing
+    /// the close and parking the session; without the wait it would get 454 and the
+    /// session would linger until its timeout.
+    pub async fn adopt_after_handoff(
+        &self,
+        id: &str,
+        wait: Duration,
+        still_held: impl Fn(&str) -> bool,
+    ) -> Option<Parked> {
+        handoff(&self.parked_one, wait, || self.adopt(id), || still_held(id)).await
+    }
+
     fn take_if(&self, id: &str, token: u64) -> Option<Parked> {
         let mut map = self.map();
         if map.get(id).is_some_and(|p| p.token == token) {
             map.remove(id)
         } else {
             None
+        }
+    }
+}
+
+/// `take()`, retried at each `parked` wake-up while `still_held()`, for up to `wait`.
+async fn handoff<T>(
+    parked: &Notify,
+    wait: Duration,
+    take: impl Fn() -> Option<T>,
+    still_held: impl Fn() -> bool,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        // Registered before the check, so a parking in between is not missed.
+        let woken = parked.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if let Some(t) = take() {
+            return Some(t);
+        }
+        if !still_held() {
+            return None;
+        }
+        if tokio::time::timeout_at(deadline, woken).await.is_err() {
+            return None;
         }
     }
 }
@@ -113,6 +156,7 @@ pub(crate) fn park(
             token,
         },
     );
+    ctx.parked.parked_one.notify_waiters();
     tracing::info!(session = %id, "viewer connection closed; its UDP session goes on until a request names it or it times out");
     let ctx = ctx.clone();
     let guard = ctx.tasks.guard();
@@ -145,4 +189,55 @@ pub(crate) fn park(
         }
         drop(guard);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    #[tokio::test]
+    async fn a_handoff_waits_for_the_closing_connection_to_park_the_session() {
+        let parked = Arc::new(Notify::new());
+        let slot = Arc::new(Mutex::new(None::<u32>));
+        let held = Arc::new(AtomicBool::new(true));
+        let take = || slot.lock().unwrap().take();
+        let still_held = || held.load(Ordering::Relaxed);
+        let wait = Duration::from_secs(1);
+
+        // The old connection parks it 200 ms later (and other parkings come first).
+        let parker = {
+            let (parked, slot) = (parked.clone(), slot.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                parked.notify_waiters();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                *slot.lock().unwrap() = Some(7);
+                parked.notify_waiters();
+            })
+        };
+        let t = tokio::time::Instant::now();
+        assert_eq!(handoff(&parked, wait, take, still_held).await, Some(7));
+        assert!(
+            t.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            t.elapsed()
+        );
+        parker.await.unwrap();
+
+        // Held elsewhere and never parked: 454 after the wait, not before.
+        let t = tokio::time::Instant::now();
+        assert_eq!(handoff(&parked, wait, take, still_held).await, None);
+        assert!(t.elapsed() >= wait, "{:?}", t.elapsed());
+
+        // Not held by anyone (ended, or never was): no wait at all.
+        held.store(false, Ordering::Relaxed);
+        let t = tokio::time::Instant::now();
+        assert_eq!(handoff(&parked, wait, take, still_held).await, None);
+        assert!(t.elapsed() < wait, "{:?}", t.elapsed());
+
+        // Already parked: taken at once.
+        *slot.lock().unwrap() = Some(8);
+        assert_eq!(handoff(&parked, wait, take, still_held).await, Some(8));
+    }
 }

@@ -58,6 +58,11 @@ use crate::upstream::Described;
 use crate::viewers::{LiveViewer, ViewerRegistry};
 use crate::vod::{VodIo, VodSession};
 
+/// How long a request naming a session that another connection still holds waits for
+/// that connection to close and park it (`adopt_parked`): the handoff of a client that
+/// reconnects at once. A session really in use elsewhere is answered 454 after it.
+const HANDOFF_WAIT: Duration = Duration::from_secs(1);
+
 /// Called once per ended viewer session (accounting and the access log attach here).
 pub type EndedListener = Arc<dyn Fn(&EndedSession) + Send + Sync>;
 
@@ -351,15 +356,28 @@ impl ViewerConn {
     }
 
     /// A request naming a session this connection does not hold: a parked one (its
-    /// connection closed) becomes this connection's.
-    fn adopt_parked(&mut self, req: &Request) {
+    /// connection closed) becomes this connection's, also one whose old connection is
+    /// closing but has not parked it yet (see `adopt_after_handoff`).
+    async fn adopt_parked(&mut self, req: &Request) {
         let Some(id) = requested_session(req).filter(|id| !id.is_empty()) else {
             return;
         };
         if self.core.contains(id) {
             return;
         }
-        let Some(parked) = self.ctx.parked.adopt(id) else {
+        // Without parking no closing connection will hand the session over.
+        let wait = if self.ctx.settings.load().udp_sessions_outlive_connection {
+            HANDOFF_WAIT
+        } else {
+            Duration::ZERO
+        };
+        let viewers = &self.ctx.viewers;
+        let Some(parked) = self
+            .ctx
+            .parked
+            .adopt_after_handoff(id, wait, |id| viewers.contains(id))
+            .await
+        else {
             return;
         };
         tracing::info!(session = %id, viewer = %self.peer, "a new connection resumed the UDP session");
@@ -428,7 +446,7 @@ impl ViewerConn {
         }
         let vias: Vec<&str> = req.headers.get_all("Via").collect();
         self.incoming_via = (!vias.is_empty()).then(|| vias.join(", "));
-        self.adopt_parked(&req);
+        self.adopt_parked(&req).await;
         let step = self.core.handle_request(&req, now);
         // A DESCRIBE or a SETUP without a session: refused, it leaves a DENIED record.
         let opens = matches!(

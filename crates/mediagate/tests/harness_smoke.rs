@@ -364,14 +364,19 @@ impl RawRtsp {
     }
 }
 
-#[test]
-fn late_play_gets_live_frames_not_a_burst() {
-    let origin = Origin::start(OriginOptions {
+/// An origin of its own with only the live mount.
+fn live_only_origin() -> Origin {
+    Origin::start(OriginOptions {
         vod_mount: None,
         auth_mount: None,
         ..OriginOptions::default()
     })
-    .expect("start origin");
+    .expect("start origin")
+}
+
+#[test]
+fn late_play_gets_live_frames_not_a_burst() {
+    let origin = live_only_origin();
     let url = origin.url("/live");
     let mut c = RawRtsp::connect(origin.addr());
     c.request("DESCRIBE", &url, "Accept: application/sdp\r\n");
@@ -416,12 +421,7 @@ fn late_play_gets_live_frames_not_a_burst() {
 /// barrier connections must not show in any count.
 #[test]
 fn the_request_log_is_complete_once_the_answer_is_in_hand() {
-    let origin = Origin::start(OriginOptions {
-        vod_mount: None,
-        auth_mount: None,
-        ..OriginOptions::default()
-    })
-    .expect("start origin");
+    let origin = live_only_origin();
     let url = origin.url("/live");
     let mut c = RawRtsp::connect(origin.addr());
     for n in 1..=100 {

@@ -431,11 +431,21 @@ impl Peer {
         &self,
         what: &str,
         timeout: Duration,
+        find: impl FnMut(&[String]) -> Option<T>,
+    ) -> T {
+        self.wait_for_lines(what, timeout, || self.stderr_tail(), find)
+    }
+
+    fn wait_for_lines<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        tail: impl Fn() -> Vec<String>,
         mut find: impl FnMut(&[String]) -> Option<T>,
     ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(found) = find(&self.stderr_tail()) {
+            if let Some(found) = find(&tail()) {
                 return found;
             }
             assert!(
@@ -463,20 +473,9 @@ impl Peer {
         &self,
         what: &str,
         timeout: Duration,
-        mut find: impl FnMut(&[String]) -> Option<T>,
+        find: impl FnMut(&[String]) -> Option<T>,
     ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(found) = find(&self.stdout_tail()) {
-                return found;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} in {timeout:?}:\n{}",
-                self.diagnostics()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_for_lines(what, timeout, || self.stdout_tail(), find)
     }
 
     /// All of stdout so far, if the peer was spawned with `keep_all`.

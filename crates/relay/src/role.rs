@@ -285,6 +285,9 @@ impl Role for RelayRole {
     }
 
     fn drain(&self, cut: DrainCut) -> RoleFuture<'static, DrainReport> {
+        // Refusing before saying so: a SIP proxy (or a test) that reads the line below
+        // and sends an offer must be refused.
+        self.relay.drain();
         let relay = Arc::clone(&self.relay);
         let max_wait = self.max_drain();
         Box::pin(async move {

@@ -9,14 +9,21 @@
 //! away), an interrupt or softirq handled on that CPU, or another task the scheduler
 //! preferred. Per CPU it reports the gaps of at least 1 ms and 5 ms, the longest gap,
 //! the time lost in gaps longer than `--threshold-ms` and when the first of those
-//! happened (a regular period points at the host rather than at a task). Beside them
+//! happened (a regular period points at something periodic: a host, an agent). Beside them
 //! it prints the `steal` time `/proc/stat` counted over the run: the hypervisor's own
 //! account of the time it kept these CPUs from running.
 //!
-//! What it does not: tell each gap's cause apart (steal is one total, tick-sampled;
-//! `perf sched` or a trace of the host can), see a stall shorter than the threshold in its list, or
-//! measure an idle CPU: the spinners keep every CPU busy, which is exactly the state a
-//! loaded benchmark runs in, and it competes with whatever else runs at the time.
+//! Each gap is also marked by whether the guest's own scheduler gave the CPU to
+//! another task meanwhile (the thread's involuntary context switches, read after every
+//! gap of 5 µs or more): such a gap is this machine's own work (a kernel thread, an
+//! agent process, another program), not the hypervisor's. On the 2-vCPU benchmark VM
+//! nearly all the lost time was of that kind.
+//!
+//! What it does not: name the task that ran (`perf record -e sched:sched_switch -a`
+//! does), split a gap without a switch between the hypervisor and an interrupt
+//! handler, see a stall shorter than the threshold in its list, or measure an idle
+//! CPU: the spinners keep every CPU busy, which is exactly the state a loaded
+//! benchmark runs in, and it competes with whatever else runs at the time.
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -61,6 +68,8 @@ pub(crate) struct Gap {
     /// When it began: the read before it, from the first read.
     pub at: Duration,
     pub len: Duration,
+    /// The guest's scheduler ran another task meanwhile (see [`spin`]).
+    pub another_task: bool,
 }
 
 /// Gap accounting over one thread's consecutive clock reads, fed one read at a time
@@ -76,6 +85,9 @@ pub(crate) struct GapLog {
     longest: Duration,
     over_threshold: u64,
     lost: Duration,
+    /// Of `lost`, the gaps during which the guest's scheduler ran another task.
+    lost_to_tasks: Duration,
+    over_threshold_to_tasks: u64,
     listed: Vec<Gap>,
 }
 
@@ -91,13 +103,22 @@ impl GapLog {
             longest: Duration::ZERO,
             over_threshold: 0,
             lost: Duration::ZERO,
+            lost_to_tasks: Duration::ZERO,
+            over_threshold_to_tasks: 0,
             listed: Vec::new(),
         }
     }
 
     /// Takes one read of a monotonic clock (any fixed origin). A read earlier than the
     /// one before it counts as no gap: a monotonic clock never does that.
+    #[cfg(test)]
     pub(crate) fn observe(&mut self, t: Duration) {
+        self.observe_read(t, false);
+    }
+
+    /// [`observe`](Self::observe), knowing whether the guest's scheduler ran another
+    /// task on this CPU since the read before (`another_task`).
+    pub(crate) fn observe_read(&mut self, t: Duration, another_task: bool) {
         self.reads += 1;
         let first = *self.first.get_or_insert(t);
         if let Some(last) = self.last.replace(t) {
@@ -112,10 +133,15 @@ impl GapLog {
             if len > self.threshold {
                 self.over_threshold += 1;
                 self.lost += len;
+                if another_task {
+                    self.over_threshold_to_tasks += 1;
+                    self.lost_to_tasks += len;
+                }
                 if self.listed.len() < LISTED_GAPS {
                     self.listed.push(Gap {
                         at: last.saturating_sub(first),
                         len,
+                        another_task,
                     });
                 }
             }
@@ -145,13 +171,30 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Spins on the monotonic clock for `run`, feeding every read to a log.
+/// A gap at least this long may hide a switch to another task (switching away and
+/// back alone takes microseconds), so the thread's switch count is read after it.
+const SWITCH_GAP: Duration = Duration::from_micros(5);
+
+/// Spins on the monotonic clock for `run`, feeding every read to a log. After each gap
+/// of [`SWITCH_GAP`] or more it reads its count of involuntary context switches: one
+/// more means the guest's own scheduler gave the CPU to another task of this machine
+/// (a kernel thread, an agent, another process); a gap without one is time the thread
+/// never lost to a task: the hypervisor's, or an interrupt's.
 fn spin(run: Duration, threshold: Duration) -> GapLog {
     let mut log = GapLog::new(threshold);
     let start = Instant::now();
+    let mut switches = sys::thread_involuntary_switches();
+    let mut previous = Duration::ZERO;
     loop {
         let t = start.elapsed();
-        log.observe(t);
+        let mut another_task = false;
+        if t.saturating_sub(previous) >= SWITCH_GAP {
+            let now = sys::thread_involuntary_switches();
+            another_task = now.is_some() && now != switches;
+            switches = now;
+        }
+        previous = t;
+        log.observe_read(t, another_task);
         if t >= run {
             return log;
         }
@@ -248,11 +291,18 @@ impl StallsReport {
             let listed: Vec<String> = log
                 .listed
                 .iter()
-                .map(|g| format!("{:.3} s ({:.2} ms)", g.at.as_secs_f64(), ms(g.len)))
+                .map(|g| {
+                    format!(
+                        "{:.3} s ({:.2} ms{})",
+                        g.at.as_secs_f64(),
+                        ms(g.len),
+                        if g.another_task { ", a task" } else { "" }
+                    )
+                })
                 .collect();
             let more = log.over_threshold.saturating_sub(log.listed.len() as u64);
             out.push_str(&format!(
-                "cpu {cpu}: {} gaps >= 1 ms, {} >= 5 ms, longest {:.2} ms; {:.2} ms ({:.2}%) lost in {} gaps over {} ms{}{}{}\n",
+                "cpu {cpu}: {} gaps >= 1 ms, {} >= 5 ms, longest {:.2} ms; {:.2} ms ({:.2}%) lost in {} gaps over {} ms, {:.2} ms of it in {} gaps while another task ran{}{}{}\n",
                 log.at_least_1ms,
                 log.at_least_5ms,
                 ms(log.longest),
@@ -260,22 +310,18 @@ impl StallsReport {
                 log.lost_percent(),
                 log.over_threshold,
                 self.args.threshold_ms,
+                ms(log.lost_to_tasks),
+                log.over_threshold_to_tasks,
                 if listed.is_empty() { "" } else { ", at " },
                 listed.join(", "),
                 if more > 0 { format!(" and {more} more") } else { String::new() },
             ));
         }
-        let (at_least_1, at_least_5, lost, span) =
-            self.logs
-                .iter()
-                .fold((0, 0, Duration::ZERO, Duration::ZERO), |acc, (_, l)| {
-                    (
-                        acc.0 + l.at_least_1ms,
-                        acc.1 + l.at_least_5ms,
-                        acc.2 + l.lost,
-                        acc.3 + l.span(),
-                    )
-                });
+        let sum =
+            |f: fn(&GapLog) -> Duration| -> Duration { self.logs.iter().map(|(_, l)| f(l)).sum() };
+        let (lost, to_tasks, span) = (sum(|l| l.lost), sum(|l| l.lost_to_tasks), sum(GapLog::span));
+        let at_least_1: u64 = self.logs.iter().map(|(_, l)| l.at_least_1ms).sum();
+        let at_least_5: u64 = self.logs.iter().map(|(_, l)| l.at_least_5ms).sum();
         let (worst_cpu, worst) = self.longest().unwrap_or((0, Duration::ZERO));
         let share = if span > Duration::ZERO {
             lost.as_secs_f64() * 100.0 / span.as_secs_f64()
@@ -291,11 +337,13 @@ impl StallsReport {
             None => String::new(),
         };
         out.push_str(&format!(
-            "stalls: {} CPUs each spun {} s: {at_least_1} gaps >= 1 ms, {at_least_5} >= 5 ms, longest {:.2} ms (cpu {worst_cpu}), {share:.2}% of the time lost in gaps over {} ms{steal}\n",
+            "stalls: {} CPUs each spun {} s: {at_least_1} gaps >= 1 ms, {at_least_5} >= 5 ms, longest {:.2} ms (cpu {worst_cpu}), {share:.2}% of the time lost in gaps over {} ms ({:.1} of {:.1} ms while another task of this machine ran){steal}\n",
             self.logs.len(),
             self.args.seconds,
             ms(worst),
             self.args.threshold_ms,
+            ms(to_tasks),
+            ms(lost),
         ));
         out
     }
@@ -314,10 +362,13 @@ impl StallsReport {
                     "longest_gap_ms": ms(log.longest),
                     "gaps_over_threshold": log.over_threshold,
                     "lost_in_gaps_over_threshold_ms": ms(log.lost),
+                    "lost_while_another_task_ran_ms": ms(log.lost_to_tasks),
+                    "gaps_over_threshold_while_another_task_ran": log.over_threshold_to_tasks,
                     "lost_percent": log.lost_percent(),
                     "first_gaps": log.listed.iter().map(|g| json!({
                         "at_s": g.at.as_secs_f64(),
                         "ms": ms(g.len),
+                        "another_task": g.another_task,
                     })).collect::<Vec<_>>(),
                 })
             })
@@ -360,7 +411,11 @@ mod tests {
         .iter()
         .map(|r| base + r)
         .collect();
-        let log = log_of(&reads, 1_000);
+        // The 5 ms gap (ending at the read 15_003) is one where another task ran.
+        let mut log = GapLog::new(us(1_000));
+        for &r in &reads {
+            log.observe_read(us(r), r == base + 15_003);
+        }
         assert_eq!(log.reads, 10);
         assert_eq!(log.at_least_1ms, 4, "1, 8, 5 and 2 ms; not 0.999 ms");
         assert_eq!(log.at_least_5ms, 2, "8 and 5 ms");
@@ -369,19 +424,26 @@ mod tests {
         assert_eq!(log.over_threshold, 3);
         assert_eq!(log.lost, us(15_000));
         assert_eq!(
+            (log.lost_to_tasks, log.over_threshold_to_tasks),
+            (us(5_000), 1)
+        );
+        assert_eq!(
             log.listed,
             vec![
                 Gap {
                     at: us(2_002),
-                    len: us(8_000)
+                    len: us(8_000),
+                    another_task: false
                 },
                 Gap {
                     at: us(10_003),
-                    len: us(5_000)
+                    len: us(5_000),
+                    another_task: true
                 },
                 Gap {
                     at: us(15_003),
-                    len: us(2_000)
+                    len: us(2_000),
+                    another_task: false
                 },
             ],
             "times are from the first read, each the read before its gap"

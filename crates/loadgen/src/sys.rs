@@ -11,6 +11,16 @@
 use std::time::Duration;
 
 /// CPU time (user + system) the calling thread has used.
+/// How many times the kernel's scheduler has taken the CPU from this thread to run
+/// another task (`getrusage(RUSAGE_THREAD)`'s `ru_nivcsw`); `None` if the call fails.
+pub(crate) fn thread_involuntary_switches() -> Option<u64> {
+    // SAFETY: all-zero is a valid `rusage`.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is valid for writing for the duration of the call.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    (rc == 0).then(|| u64::try_from(usage.ru_nivcsw).unwrap_or(0))
+}
+
 pub(crate) fn thread_cpu_time() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -83,6 +93,17 @@ pub(crate) fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn involuntary_switches_are_read_and_never_fall() {
+        let before = thread_involuntary_switches().expect("getrusage(RUSAGE_THREAD)");
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert_ne!(std::hint::black_box(x), 1);
+        assert!(thread_involuntary_switches().unwrap() >= before);
+    }
 
     #[test]
     fn thread_cpu_time_counts_this_threads_work_only() {

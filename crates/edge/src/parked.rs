@@ -37,6 +37,7 @@ use crate::session::{Detached, EndReason, Now, ViewerSessions};
 use crate::source::Source;
 use crate::tracker::until_true;
 use crate::viewer::{report_ended, ViewerContext};
+use crate::viewers::ViewerRegistry;
 
 /// One parked session and what it takes along to the connection that adopts it.
 pub(crate) struct Parked {
@@ -78,19 +79,26 @@ impl ParkedSessions {
         Some(p)
     }
 
-    /// [`adopt`](Self::adopt), waiting up to `wait` while `still_held(id)` says another
+    /// [`adopt`](Self::adopt), waiting up to `wait` while `viewers` says another
     /// connection still holds the session. A client that closes its connection and
     /// names the session on a new one at once (a reconnect, or a client that opens a
     /// connection per request) can be faster than the old connection's task noticing
     /// the close and parking the session; without the wait it would get 454 and the
-    /// session would linger until its timeout.
+    /// session would linger until its timeout. A session that ends instead of being
+    /// parked (its connection was its media's path) ends the wait at once.
     pub async fn adopt_after_handoff(
         &self,
         id: &str,
         wait: Duration,
-        still_held: impl Fn(&str) -> bool,
+        viewers: &ViewerRegistry,
     ) -> Option<Parked> {
-        handoff(&self.parked_one, wait, || self.adopt(id), || still_held(id)).await
+        handoff(
+            [&self.parked_one, viewers.removed()],
+            wait,
+            || self.adopt(id),
+            || viewers.contains(id),
+        )
+        .await
     }
 
     fn take_if(&self, id: &str, token: u64) -> Option<Parked> {
@@ -103,26 +111,35 @@ impl ParkedSessions {
     }
 }
 
-/// `take()`, retried at each `parked` wake-up while `still_held()`, for up to `wait`.
+/// `take()`, retried whenever one of `changes` wakes (a parking, a session ending)
+/// while `still_held()`, for up to `wait`.
 async fn handoff<T>(
-    parked: &Notify,
+    changes: [&Notify; 2],
     wait: Duration,
     take: impl Fn() -> Option<T>,
     still_held: impl Fn() -> bool,
 ) -> Option<T> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        // Registered before the check, so a parking in between is not missed.
-        let woken = parked.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
+        // Registered before the checks, so a change in between is not missed.
+        let parked = changes[0].notified();
+        let ended = changes[1].notified();
+        tokio::pin!(parked, ended);
+        parked.as_mut().enable();
+        ended.as_mut().enable();
         if let Some(t) = take() {
             return Some(t);
         }
         if !still_held() {
             return None;
         }
-        if tokio::time::timeout_at(deadline, woken).await.is_err() {
+        let changed = async {
+            tokio::select! {
+                () = parked => {}
+                () = ended => {}
+            }
+        };
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
             return None;
         }
     }
@@ -197,13 +214,15 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     #[tokio::test]
-    async fn a_handoff_waits_for_the_closing_connection_to_park_the_session() {
+    async fn a_handoff_waits_for_the_closing_connection_to_park_or_end_the_session() {
         let parked = Arc::new(Notify::new());
+        let ended = Arc::new(Notify::new());
         let slot = Arc::new(Mutex::new(None::<u32>));
         let held = Arc::new(AtomicBool::new(true));
         let take = || slot.lock().unwrap().take();
         let still_held = || held.load(Ordering::Relaxed);
         let wait = Duration::from_secs(1);
+        let changes = [&*parked, &*ended];
 
         // The old connection parks it 200 ms later (and other parkings come first).
         let parker = {
@@ -217,7 +236,7 @@ mod tests {
             })
         };
         let t = tokio::time::Instant::now();
-        assert_eq!(handoff(&parked, wait, take, still_held).await, Some(7));
+        assert_eq!(handoff(changes, wait, take, still_held).await, Some(7));
         assert!(
             t.elapsed() >= Duration::from_millis(200),
             "{:?}",
@@ -227,17 +246,35 @@ mod tests {
 
         // Held elsewhere and never parked: 454 after the wait, not before.
         let t = tokio::time::Instant::now();
-        assert_eq!(handoff(&parked, wait, take, still_held).await, None);
+        assert_eq!(handoff(changes, wait, take, still_held).await, None);
         assert!(t.elapsed() >= wait, "{:?}", t.elapsed());
 
-        // Not held by anyone (ended, or never was): no wait at all.
-        held.store(false, Ordering::Relaxed);
+        // The old connection ends the session instead (a TCP viewer's): the answer
+        // comes when it ends, not after the whole wait.
+        let ender = {
+            let (ended, held) = (ended.clone(), held.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                held.store(false, Ordering::Relaxed);
+                ended.notify_waiters();
+            })
+        };
         let t = tokio::time::Instant::now();
-        assert_eq!(handoff(&parked, wait, take, still_held).await, None);
+        assert_eq!(handoff(changes, wait, take, still_held).await, None);
         assert!(t.elapsed() < wait, "{:?}", t.elapsed());
+        ender.await.unwrap();
+
+        // Not held by anyone (ended, or never was): no wait at all.
+        let t = tokio::time::Instant::now();
+        assert_eq!(handoff(changes, wait, take, still_held).await, None);
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
 
         // Already parked: taken at once.
         *slot.lock().unwrap() = Some(8);
-        assert_eq!(handoff(&parked, wait, take, still_held).await, Some(8));
+        assert_eq!(handoff(changes, wait, take, still_held).await, Some(8));
     }
 }

@@ -371,11 +371,10 @@ impl ViewerConn {
         } else {
             Duration::ZERO
         };
-        let viewers = &self.ctx.viewers;
         let Some(parked) = self
             .ctx
             .parked
-            .adopt_after_handoff(id, wait, |id| viewers.contains(id))
+            .adopt_after_handoff(id, wait, &self.ctx.viewers)
             .await
         else {
             return;

@@ -66,6 +66,9 @@ pub struct ViewerInfo {
 #[derive(Debug, Default)]
 pub(crate) struct ViewerRegistry {
     map: Mutex<HashMap<String, LiveViewer>>,
+    /// Woken whenever a session leaves the registry (it ended), for a connection
+    /// waiting on a handoff (`parked::ParkedSessions::adopt_after_handoff`).
+    removed: Notify,
 }
 
 impl ViewerRegistry {
@@ -98,6 +101,12 @@ impl ViewerRegistry {
 
     pub fn remove(&self, id: &str) {
         self.map().remove(id);
+        self.removed.notify_waiters();
+    }
+
+    /// Woken at every [`ViewerRegistry::remove`].
+    pub fn removed(&self) -> &Notify {
+        &self.removed
     }
 
     pub fn contains(&self, id: &str) -> bool {

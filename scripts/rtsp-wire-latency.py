@@ -220,8 +220,10 @@ class Stream:
                 return []
             payload = payload[behind:]
         elif ahead > 0:
-            # Bytes the capture does not hold: start again at a message boundary.
+            # Bytes the capture does not hold: start again at a message boundary,
+            # counting on from this segment.
             self._desync()
+            self.next_seq = seq
         end = self.base + len(self.buf)
         self.next_seq = (self.next_seq + len(payload)) & 0xFFFFFFFF
         if not self.synced:

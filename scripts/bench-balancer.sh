@@ -71,10 +71,8 @@ stub_rates=${STUB_RATES:-"1000 2500 $rate"}
 # earlier setting.
 loadgen_threads=${LOADGEN_THREADS:-1}
 wire=${WIRE:-1}
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
 # shellcheck source=scripts/lib/deb.sh
-. scripts/lib/deb.sh
+. scripts/lib/deb.sh # install_missing_debs, SUDO
 if [ "$wire" = 1 ]; then install_missing_debs tcpdump; fi # the stub rows' capture
 
 work=$(mktemp -d /tmp/mg-bench-balancer.XXXXXX)

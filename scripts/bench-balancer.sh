@@ -21,8 +21,10 @@
 # what the stub rows measure).
 # Every process logs at warn (the per-session info lines are not what is measured).
 # The machine's own stalls come first: `mediagate-loadgen stalls` spins a thread pinned
-# to each CPU for 3 s and reports the gaps (this VM's host takes a busy vCPU away for
-# ~8 ms about once a second: such a gap lands in any latency percentile measured here).
+# to each CPU for 3 s and reports the gaps, how much of them went to another task of
+# this machine and the hypervisor's steal (on this VM its own agent and kdamond hold a
+# busy CPU for 1-9 ms about once a second, README: such a gap lands in any latency
+# percentile measured here).
 # WIRE=1 (the default; WIRE=0 turns it off): during each through-balancer stub row
 # ("balancer-stub1", "balancer-stub3") tcpdump captures the balancer's front port and
 # its back ends' ports on `lo` from 3 s in for SECONDS-6 s (at least 3 s), and
@@ -69,10 +71,8 @@ stub_rates=${STUB_RATES:-"1000 2500 $rate"}
 # earlier setting.
 loadgen_threads=${LOADGEN_THREADS:-1}
 wire=${WIRE:-1}
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
 # shellcheck source=scripts/lib/deb.sh
-. scripts/lib/deb.sh
+. scripts/lib/deb.sh # install_missing_debs, SUDO
 if [ "$wire" = 1 ]; then install_missing_debs tcpdump; fi # the stub rows' capture
 
 work=$(mktemp -d /tmp/mg-bench-balancer.XXXXXX)

@@ -4,9 +4,10 @@ packet capture taken on the proxy's machine.
 
 Why: an end-to-end session time through the balancer minus one direct to the back end
 also holds what the balancer does not do (the load generator and the back end sharing
-its CPUs, the host taking a virtual CPU away). The capture times each message where
-it enters the balancer and where it leaves it, so only the balancer's own time (and
-the kernel's loopback path between those two points) is in the difference.
+its CPUs, other work of the machine or the host taking a CPU away). The capture times
+each message where it enters the balancer and where it leaves it, so only the
+balancer's own time (and the kernel's loopback path between those two points) is in
+the difference.
 
 Input: a libpcap file (micro- or nanosecond timestamps, either byte order; link types
 Ethernet as on `lo`, Linux cooked v1 and v2 as on `any`, raw IP and BSD loopback),
@@ -38,8 +39,9 @@ on one client connection, a DESCRIBE request through the TEARDOWN answer, each
 request followed by its answer, all hops matched, the sum of those hops (8 for
 DESCRIBE, SETUP, PLAY, TEARDOWN); and how the sessions adding more than `--slow-ms`
 fall in time: how many come in bursts of 10 or more, each starting within 50 ms of
-the one before (something that stopped the balancer for everyone at once, such as the
-host taking its vCPU away) rather than one by one. `--json` prints one object instead.
+the one before (something that stopped the balancer for everyone at once, such as
+another task or the host taking its CPU) rather than one by one. `--json` prints one
+object instead.
 
 What it does not: see inside the balancer (a message's time from the kernel's
 receive to its send is all "added"); pair messages of an HTTP-tunnelled session
@@ -220,8 +222,10 @@ class Stream:
                 return []
             payload = payload[behind:]
         elif ahead > 0:
-            # Bytes the capture does not hold: start again at a message boundary.
+            # Bytes the capture does not hold: start again at a message boundary,
+            # counting on from this segment.
             self._desync()
+            self.next_seq = seq
         end = self.base + len(self.buf)
         self.next_seq = (self.next_seq + len(payload)) & 0xFFFFFFFF
         if not self.synced:
@@ -386,9 +390,9 @@ Hop = collections.namedtuple("Hop", "client ts kind cseq added_ns")
 
 
 def pair(msgs, mapping, max_delay_ns):
-    """(hops, unmatched messages in, messages out never matched, per-client-connection
-    messages in that found no partner)."""
-    outs = collections.defaultdict(list)  # (client conn, kind, cseq) -> times out
+    """(hops, [(client connection or None, message)] of the messages in that found no
+    partner, how many messages out were never matched)."""
+    outs = collections.defaultdict(list)  # (client conn, side, kind, cseq) -> times out
     n_out = 0
     for m in msgs:
         if m.way != "out":
@@ -431,7 +435,7 @@ def sessions(hops, unmatched_in):
     for evs in events.values():
         evs.sort(key=lambda e: (e[0], e[1]))
         method_of = {}
-        cur = None  # [hops so far, sum, CSeq awaiting its answer]
+        cur = None  # [hops so far, sum, CSeq awaiting its answer, DESCRIBE's time]
         for _, _, h in evs:
             if h is None:
                 cur = None
@@ -458,8 +462,8 @@ def slow_bursts(sess, slow_ns, gap_ns=50_000_000, burst=10):
     """How the sessions slower than `slow_ns` fall in time: how many there are, and
     how many of them come in bursts (at least `burst` slow sessions, each starting
     within `gap_ns` of the one before). Slow sessions in bursts point at something
-    that stopped the balancer (or its CPU) for everyone at once, such as the host
-    taking the vCPU away; slow sessions spread out point at the work itself."""
+    that stopped the balancer (or its CPU) for everyone at once, such as another task
+    or the host taking its CPU; slow sessions spread out point at the work itself."""
     starts = sorted(ts for _, added, ts in sess if added > slow_ns)
     groups = []
     for ts in starts:

@@ -247,6 +247,24 @@ class Segments(unittest.TestCase):
         self.assertAlmostEqual(r["requests_ms"]["max"], 0.100)
         self.assertEqual(r["bytes_not_in_messages"], len(b"Session: 7\r\n\r\n"))
 
+    def test_after_a_segment_the_capture_lost_the_stream_counts_on_from_the_next(self):
+        cap = Capture()
+        c, l = cap.connection(40001, FRONT), cap.connection(50001, B1)
+        c.up(1_000_000, request("OPTIONS", 1))
+        l.up(1_000_100, request("OPTIONS", 1))
+        c.seq[c.client] += 50  # 50 bytes the kernel dropped before tcpdump read them
+        # After the gap: a message over two segments, the second one seen twice.
+        msg = request("DESCRIBE", 2)
+        c.up(1_001_000, msg[:10])
+        c.up(1_001_050, msg[10:])
+        c.seq[c.client] -= len(msg) - 10
+        c.up(1_001_060, msg[10:])
+        l.up(1_001_200, msg)
+        r = cap.analyse()
+        self.assertEqual((r["messages_in"], r["matched"], r["unmatched_in"], r["unmatched_out"]), (2, 2, 0, 0))
+        self.assertAlmostEqual(r["requests_ms"]["max"], 0.200, msg="DESCRIBE: its first segment's time")
+        self.assertEqual(r["bytes_not_in_messages"], 0)
+
 
 class Mapping(unittest.TestCase):
     def test_back_end_connections_are_mapped_by_vote_and_sessions_stay_apart(self):

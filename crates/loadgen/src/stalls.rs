@@ -462,6 +462,33 @@ mod tests {
     }
 
     #[test]
+    fn two_spinners_on_one_cpu_mark_the_gaps_the_other_ran_in() {
+        // Each spinner is off the CPU while the other one runs: those gaps are the
+        // scheduler's switches to another task, and must be marked as such.
+        let cpu = sys::allowed_cpus().unwrap()[0];
+        let start = Barrier::new(2);
+        let logs: Vec<GapLog> = std::thread::scope(|scope| {
+            let spinners: Vec<_> = (0..2)
+                .map(|_| {
+                    scope.spawn(|| {
+                        sys::pin_current_thread(cpu).unwrap();
+                        start.wait();
+                        spin(Duration::from_millis(300), Duration::from_micros(100))
+                    })
+                })
+                .collect();
+            spinners.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        for log in &logs {
+            assert!(log.over_threshold_to_tasks > 0, "{log:?}");
+            assert!(
+                log.lost_to_tasks > log.span() / 4,
+                "the other spinner held the CPU about half the time: {log:?}"
+            );
+        }
+    }
+
+    #[test]
     fn one_read_or_a_clock_going_back_makes_no_gap() {
         let log = log_of(&[5], 1_000);
         assert_eq!((log.reads, log.span(), log.longest), (1, us(0), us(0)));

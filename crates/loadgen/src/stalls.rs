@@ -11,7 +11,8 @@
 //! the time lost in gaps longer than `--threshold-ms` and when the first of those
 //! happened (a regular period points at something periodic: a host, an agent). Beside them
 //! it prints the `steal` time `/proc/stat` counted over the run: the hypervisor's own
-//! account of the time it kept these CPUs from running.
+//! account of the time it kept this machine's CPUs from running (its `cpu` line: all
+//! of them, also any this process may not use).
 //!
 //! Each gap is also marked by whether the guest's own scheduler gave the CPU to
 //! another task meanwhile (the thread's involuntary context switches, read after every
@@ -258,8 +259,9 @@ fn measure(
     Ok(logs)
 }
 
-/// The kernel's `steal` count over the run: time the hypervisor reports it kept these
-/// virtual CPUs from running although they had work. Tick-sampled (10 ms on most
+/// The kernel's `steal` count over the run: time the hypervisor reports it kept the
+/// machine's virtual CPUs (all of them, not only the spinners') from running although
+/// they had work. Tick-sampled (10 ms on most
 /// kernels), so only a total over seconds means anything.
 struct Steal {
     time: Duration,

@@ -11,7 +11,8 @@
 //! the time lost in gaps longer than `--threshold-ms` and when the first of those
 //! happened (a regular period points at something periodic: a host, an agent). Beside them
 //! it prints the `steal` time `/proc/stat` counted over the run: the hypervisor's own
-//! account of the time it kept these CPUs from running.
+//! account of the time it kept this machine's CPUs from running (its `cpu` line: all
+//! of them, also any this process may not use).
 //!
 //! Each gap is also marked by whether the guest's own scheduler gave the CPU to
 //! another task meanwhile (the thread's involuntary context switches, read after every
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::json;
 
+use crate::stats::millis;
 use crate::sys;
 
 /// How many gaps per CPU are listed with their times (the counts cover them all).
@@ -167,10 +169,6 @@ impl GapLog {
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 /// A gap at least this long may hide a switch to another task (switching away and
 /// back alone takes microseconds), so the thread's switch count is read after it.
 const SWITCH_GAP: Duration = Duration::from_micros(5);
@@ -261,8 +259,9 @@ fn measure(
     Ok(logs)
 }
 
-/// The kernel's `steal` count over the run: time the hypervisor reports it kept these
-/// virtual CPUs from running although they had work. Tick-sampled (10 ms on most
+/// The kernel's `steal` count over the run: time the hypervisor reports it kept the
+/// machine's virtual CPUs (all of them, not only the spinners') from running although
+/// they had work. Tick-sampled (10 ms on most
 /// kernels), so only a total over seconds means anything.
 struct Steal {
     time: Duration,
@@ -295,7 +294,7 @@ impl StallsReport {
                     format!(
                         "{:.3} s ({:.2} ms{})",
                         g.at.as_secs_f64(),
-                        ms(g.len),
+                        millis(g.len),
                         if g.another_task { ", a task" } else { "" }
                     )
                 })
@@ -305,12 +304,12 @@ impl StallsReport {
                 "cpu {cpu}: {} gaps >= 1 ms, {} >= 5 ms, longest {:.2} ms; {:.2} ms ({:.2}%) lost in {} gaps over {} ms, {:.2} ms of it in {} gaps while another task ran{}{}{}\n",
                 log.at_least_1ms,
                 log.at_least_5ms,
-                ms(log.longest),
-                ms(log.lost),
+                millis(log.longest),
+                millis(log.lost),
                 log.lost_percent(),
                 log.over_threshold,
                 self.args.threshold_ms,
-                ms(log.lost_to_tasks),
+                millis(log.lost_to_tasks),
                 log.over_threshold_to_tasks,
                 if listed.is_empty() { "" } else { ", at " },
                 listed.join(", "),
@@ -331,7 +330,7 @@ impl StallsReport {
         let steal = match &self.steal {
             Some(s) => format!(
                 "; the host reports {:.0} ms ({:.2}%) stolen",
-                ms(s.time),
+                millis(s.time),
                 s.percent
             ),
             None => String::new(),
@@ -340,10 +339,10 @@ impl StallsReport {
             "stalls: {} CPUs each spun {} s: {at_least_1} gaps >= 1 ms, {at_least_5} >= 5 ms, longest {:.2} ms (cpu {worst_cpu}), {share:.2}% of the time lost in gaps over {} ms ({:.1} of {:.1} ms while another task of this machine ran){steal}\n",
             self.logs.len(),
             self.args.seconds,
-            ms(worst),
+            millis(worst),
             self.args.threshold_ms,
-            ms(to_tasks),
-            ms(lost),
+            millis(to_tasks),
+            millis(lost),
         ));
         out
     }
@@ -359,15 +358,15 @@ impl StallsReport {
                     "span_s": log.span().as_secs_f64(),
                     "gaps_at_least_1ms": log.at_least_1ms,
                     "gaps_at_least_5ms": log.at_least_5ms,
-                    "longest_gap_ms": ms(log.longest),
+                    "longest_gap_ms": millis(log.longest),
                     "gaps_over_threshold": log.over_threshold,
-                    "lost_in_gaps_over_threshold_ms": ms(log.lost),
-                    "lost_while_another_task_ran_ms": ms(log.lost_to_tasks),
+                    "lost_in_gaps_over_threshold_ms": millis(log.lost),
+                    "lost_while_another_task_ran_ms": millis(log.lost_to_tasks),
                     "gaps_over_threshold_while_another_task_ran": log.over_threshold_to_tasks,
                     "lost_percent": log.lost_percent(),
                     "first_gaps": log.listed.iter().map(|g| json!({
                         "at_s": g.at.as_secs_f64(),
-                        "ms": ms(g.len),
+                        "ms": millis(g.len),
                         "another_task": g.another_task,
                     })).collect::<Vec<_>>(),
                 })
@@ -376,8 +375,8 @@ impl StallsReport {
         json!({
             "seconds": self.args.seconds,
             "threshold_ms": self.args.threshold_ms,
-            "longest_gap_ms": self.longest().map(|(_, d)| ms(d)).unwrap_or(0.0),
-            "steal_ms": self.steal.as_ref().map(|s| ms(s.time)),
+            "longest_gap_ms": self.longest().map(|(_, d)| millis(d)).unwrap_or(0.0),
+            "steal_ms": self.steal.as_ref().map(|s| millis(s.time)),
             "steal_percent": self.steal.as_ref().map(|s| s.percent),
             "cpus": cpus,
         })
@@ -462,6 +461,33 @@ mod tests {
         assert_eq!(log.listed.len(), LISTED_GAPS);
         assert_eq!(log.lost, us(15_000));
         assert_eq!(log.longest, us(500));
+    }
+
+    #[test]
+    fn two_spinners_on_one_cpu_mark_the_gaps_the_other_ran_in() {
+        // Each spinner is off the CPU while the other one runs: those gaps are the
+        // scheduler's switches to another task, and must be marked as such.
+        let cpu = sys::allowed_cpus().unwrap()[0];
+        let start = Barrier::new(2);
+        let logs: Vec<GapLog> = std::thread::scope(|scope| {
+            let spinners: Vec<_> = (0..2)
+                .map(|_| {
+                    scope.spawn(|| {
+                        sys::pin_current_thread(cpu).unwrap();
+                        start.wait();
+                        spin(Duration::from_millis(300), Duration::from_micros(100))
+                    })
+                })
+                .collect();
+            spinners.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        for log in &logs {
+            assert!(log.over_threshold_to_tasks > 0, "{log:?}");
+            assert!(
+                log.lost_to_tasks > log.span() / 4,
+                "the other spinner held the CPU about half the time: {log:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The load generator's own system calls: the calling thread's CPU time, the
-//! kernel's clock tick rate (the unit of `/proc/PID/stat` times), and CPU affinity
-//! (the CPUs this process may run on; pinning the calling thread to one of them), and
-//! the calling thread's timer slack (how late the kernel may wake its sleeps).
+//! The load generator's own system calls: the calling thread's CPU time and its
+//! involuntary context switches, the kernel's clock tick rate (the unit of
+//! `/proc/PID/stat` times), CPU affinity (the CPUs this process may run on; pinning
+//! the calling thread to one of them), and the calling thread's timer slack (how late
+//! the kernel may wake its sleeps).
 //!
 //! What it does not: sockets. Batched UDP (`recvmmsg`, `sendmmsg` with GSO, epoll,
 //! receive buffers, the open-file limit) comes from `mediagate-udp`, the one copy of
@@ -10,7 +11,6 @@
 
 use std::time::Duration;
 
-/// CPU time (user + system) the calling thread has used.
 /// How many times the kernel's scheduler has taken the CPU from this thread to run
 /// another task (`getrusage(RUSAGE_THREAD)`'s `ru_nivcsw`); `None` if the call fails.
 pub(crate) fn thread_involuntary_switches() -> Option<u64> {
@@ -21,6 +21,7 @@ pub(crate) fn thread_involuntary_switches() -> Option<u64> {
     (rc == 0).then(|| u64::try_from(usage.ru_nivcsw).unwrap_or(0))
 }
 
+/// CPU time (user + system) the calling thread has used.
 pub(crate) fn thread_cpu_time() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,

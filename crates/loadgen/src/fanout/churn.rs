@@ -723,10 +723,11 @@ mod tests {
         std::thread::scope(|scope| {
             scope.spawn(|| pace(&plan, 3, &gate));
             // Sample the released count as the pacer runs: it must never run ahead
-            // of the schedule.
+            // of the schedule. The count is read before the clock, so a release
+            // between the two reads cannot look early.
             while Instant::now() < plan.end + Duration::from_millis(20) {
-                let now = Instant::now();
-                seen.push((now, gate.available_permits()));
+                let released = gate.available_permits();
+                seen.push((Instant::now(), released));
                 std::thread::sleep(Duration::from_micros(300));
             }
         });

@@ -85,19 +85,7 @@ fn fill(edge: &CacheEdge, seconds: f64) {
     assert!((got - seconds).abs() < 1.0, "viewer 1 saw {got} s: {r:#?}");
     // The fill ends on its writer thread just after the viewer leaves: the next viewer
     // is to find it complete, so it is waited for (bounded).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let objects = common::admin::cache_objects(edge.api);
-        if objects.iter().any(|o| o["complete"] == true) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the fill never completed: {objects:?}\n{}",
-            edge.peer.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::admin::wait_cache_holds(edge.api, "the complete fill", |o| o["complete"] == true);
 }
 
 #[test]

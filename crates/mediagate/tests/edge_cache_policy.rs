@@ -120,35 +120,9 @@ fn api_of(edge: &EdgeProc) -> u16 {
 /// that is to be a hit must find it complete: waited for (bounded).
 fn fills_whole_clip(edge: &EdgeProc, url: &str, seconds: f64) {
     plays_whole_clip(url, seconds);
-    let api = api_of(edge);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let objects = cached(api);
-        if !objects.is_empty() && objects.iter().all(|o| o["complete"] == true) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the fill never completed: {objects:?}\n{}",
-            edge.peer.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// `GET /api/v1/cache`: every object as the API lists it.
-fn cached(api: u16) -> Vec<serde_json::Value> {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", api)).expect("the admin API accepts");
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    conn.write_all(b"GET /api/v1/cache HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).unwrap();
-    let (_, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let objects: serde_json::Value = serde_json::from_str(body).expect("JSON");
-    objects.as_array().expect("a list").clone()
+    common::admin::wait_cache(api_of(edge), "the fill complete", |objects| {
+        !objects.is_empty() && objects.iter().all(|o| o["complete"] == true)
+    });
 }
 
 #[test]
@@ -305,7 +279,7 @@ fn raw_viewer(
 
 /// `GET /api/v1/cache` from the admin API: (url, tracks) of every object.
 fn cached_objects(api: u16) -> Vec<(String, Vec<u64>)> {
-    let mut out: Vec<(String, Vec<u64>)> = cached(api)
+    let mut out: Vec<(String, Vec<u64>)> = common::admin::cache_objects(api)
         .iter()
         .map(|o| {
             let tracks = o["tracks"]

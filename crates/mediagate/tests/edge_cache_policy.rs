@@ -88,31 +88,13 @@ fn refused(url: &str, status: &str) {
 }
 
 /// The edge's log, cache and admin API settings (the API on a free port, found again
-/// by [`api_of`]).
+/// by [`EdgeProc::admin_port`]).
 fn cache_section(dir: &Path, extra: &str) -> String {
     let api = mediagate_testkit::ports::free_tcp_port().unwrap();
     format!(
-        "[log]\nlevel = \"debug\"\n[admin]\nlisten = [\"{API_HOST}{api}\"]\n[edge.cache]\ndir = {:?}\n{extra}",
+        "[log]\nlevel = \"debug\"\n[admin]\nlisten = [\"127.0.0.1:{api}\"]\n[edge.cache]\ndir = {:?}\n{extra}",
         dir.display().to_string()
     )
-}
-
-/// How [`cache_section`] names the admin API's address, before its port.
-const API_HOST: &str = "127.0.0.1:";
-
-/// The admin API port [`cache_section`] gave `edge`, read back from its config file.
-fn api_of(edge: &EdgeProc) -> u16 {
-    let config = std::fs::read_to_string(edge.config_path()).expect("the edge's config");
-    let at = config
-        .find(&format!("[admin]\nlisten = [\"{API_HOST}"))
-        .expect("an admin API")
-        + "[admin]\nlisten = [\"".len()
-        + API_HOST.len();
-    config[at..]
-        .split('"')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("the admin API's port")
 }
 
 /// [`plays_whole_clip`] for a viewer that fills the cache; returns once the fill has
@@ -120,7 +102,7 @@ fn api_of(edge: &EdgeProc) -> u16 {
 /// that is to be a hit must find it complete: waited for (bounded).
 fn fills_whole_clip(edge: &EdgeProc, url: &str, seconds: f64) {
     plays_whole_clip(url, seconds);
-    common::admin::wait_cache(api_of(edge), "the fill complete", |objects| {
+    common::admin::wait_cache(edge.admin_port(), "the fill complete", |objects| {
         !objects.is_empty() && objects.iter().all(|o| o["complete"] == true)
     });
 }
@@ -308,7 +290,7 @@ fn each_track_selection_is_its_own_object_and_a_video_only_viewer_never_caches_a
         cache_section(&scratch.path("cache"), ""),
         origin.url("/vod"),
     ));
-    let api = api_of(&edge);
+    let api = edge.admin_port();
     let url = edge.url("/clip");
     let whole = Duration::from_secs(6);
 
@@ -715,7 +697,7 @@ fn route_switches_cache_off_and_cache_max_object_keep_content_out_while_viewers_
         origin.url("/vod"),
         origin.url("/vod"),
     ));
-    let api = api_of(&edge);
+    let api = edge.admin_port();
     for round in 1..=2 {
         plays_whole_clip(&edge.url("/big"), 4.0);
         plays_whole_clip(&edge.url("/off"), 4.0);

@@ -425,8 +425,8 @@ impl Peer {
     }
 
     /// Polls the last stderr lines until `find` picks something out of them and returns
-    /// it; panics naming `what`, with the peer's output, once `timeout` has passed. For
-    /// tests that wait on a peer's log.
+    /// it; panics naming `what`, with the peer's output, once `timeout` has passed or
+    /// the peer has exited without it. For tests that wait on a peer's log.
     pub fn wait_for_stderr<T>(
         &self,
         what: &str,
@@ -445,16 +445,27 @@ impl Peer {
     ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
+            // Taken before the lines are read: once the peer has exited and both pipes
+            // are drained, the lines are all there will be, and waiting on is pointless.
+            let ended = self.try_status().is_some() && self.output_closed();
             if let Some(found) = find(&tail()) {
                 return found;
             }
             assert!(
-                Instant::now() < deadline,
-                "no {what} in {timeout:?}:\n{}",
+                !ended && Instant::now() < deadline,
+                "no {what} in {timeout:?}{}:\n{}",
+                if ended { " (the peer has exited)" } else { "" },
                 self.diagnostics()
             );
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether both output streams have reached end of file (not waiting).
+    fn output_closed(&self) -> bool {
+        [&self.stdout, &self.stderr]
+            .iter()
+            .all(|stream| lock(&stream.tail).closed)
     }
 
     /// The first of the last stderr lines that contains `needle`, waiting up to
@@ -466,7 +477,8 @@ impl Peer {
     }
 
     /// Polls the last stdout lines until `find` picks something out of them and returns
-    /// it; panics naming `what`, with the peer's output, once `timeout` has passed. A
+    /// it; panics naming `what`, with the peer's output, once `timeout` has passed or
+    /// the peer has exited without it. A
     /// line the peer printed before the test saw its effect (an answer it sent) may
     /// still be on its way through the reader thread: wait for it, do not look once.
     pub fn wait_for_stdout<T>(
@@ -720,6 +732,24 @@ mod tests {
         assert_eq!(tail.len(), TAIL_LINES);
         assert_eq!(tail[0], "line50");
         assert_eq!(tail[TAIL_LINES - 1], "line249");
+    }
+
+    #[test]
+    fn a_wait_for_a_line_gives_up_once_the_peer_has_exited_without_it() {
+        let peer = Peer::spawn("gone", sh("echo other >&2")).unwrap();
+        let started = Instant::now();
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            peer.wait_for_stderr_line("never-printed", Duration::from_secs(60))
+        }));
+        let message = waited.expect_err("no such line");
+        let message = message
+            .downcast_ref::<String>()
+            .expect("a formatted panic message");
+        assert!(message.contains("the peer has exited"), "{message}");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        // A line printed just before the exit is still found.
+        let peer = Peer::spawn("last-words", sh("echo last-words >&2")).unwrap();
+        peer.wait_for_stderr_line("last-words", Duration::from_secs(20));
     }
 
     #[test]

@@ -135,16 +135,10 @@ fn admin_listen(config: &str) -> Option<String> {
 /// binary starts its roles first and the API after them, so a test that talks to the
 /// API as soon as the edge listens for RTSP can find nothing there yet.
 pub fn wait_admin_listening(peer: &Peer, addr: &str) {
-    let needle = format!("admin API: listening on {addr}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !peer.stderr_tail().iter().any(|l| l.contains(&needle)) {
-        assert!(
-            Instant::now() < deadline && peer.try_status().is_none(),
-            "no {needle:?}: {}",
-            peer.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    peer.wait_for_stderr_line(
+        &format!("admin API: listening on {addr}"),
+        Duration::from_secs(20),
+    );
 }
 
 /// The config file's name in the test's directory.

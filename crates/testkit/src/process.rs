@@ -490,6 +490,40 @@ impl Peer {
         self.wait_for_lines(what, timeout, || self.stdout_tail(), find)
     }
 
+    /// Waits up to `timeout` until UDP `port` is bound (by this peer, as it is meant to
+    /// be), in network namespace `netns` if given; panics with the peer's output once
+    /// the time is up or the peer has exited. A peer that others send to (a SIP callee,
+    /// a proxy) must listen before the first datagram comes: a fixed pause is too short
+    /// on a loaded machine. Asks `ss`.
+    pub fn wait_udp_bound(&self, port: u16, netns: Option<&str>, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let filter = format!("sport = :{port}");
+        loop {
+            let mut cmd = match netns {
+                Some(ns) => {
+                    let mut cmd = Command::new("ip");
+                    cmd.args(["netns", "exec", ns, "ss"]);
+                    cmd
+                }
+                None => Command::new("ss"),
+            };
+            let out = cmd
+                .args(["-H", "-l", "-u", "-n", &filter])
+                .output()
+                .expect("ss runs");
+            if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+                return;
+            }
+            assert!(
+                self.try_status().is_none() && Instant::now() < deadline,
+                "{} never bound UDP port {port}:\n{}",
+                self.name,
+                self.diagnostics()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// All of stdout so far, if the peer was spawned with `keep_all`.
     pub fn stdout_bytes(&self) -> Vec<u8> {
         lock(&self.stdout.tail).all.clone().unwrap_or_default()
@@ -750,6 +784,22 @@ mod tests {
         // A line printed just before the exit is still found.
         let peer = Peer::spawn("last-words", sh("echo last-words >&2")).unwrap();
         peer.wait_for_stderr_line("last-words", Duration::from_secs(20));
+    }
+
+    #[test]
+    fn wait_udp_bound_returns_once_the_port_is_bound() {
+        let peer = Peer::spawn("binds-later", sh("sleep 30")).unwrap();
+        let port = crate::ports::free_udp_port().unwrap();
+        let binder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let socket = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
+            std::thread::sleep(Duration::from_secs(10));
+            drop(socket);
+        });
+        let started = Instant::now();
+        peer.wait_udp_bound(port, None, Duration::from_secs(20));
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        drop(binder);
     }
 
     #[test]

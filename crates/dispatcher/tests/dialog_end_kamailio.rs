@@ -38,30 +38,6 @@ fn sipp(work: &Path, name: &str, args: &[String]) -> Peer {
     Peer::spawn(name, cmd).unwrap()
 }
 
-/// Waits (up to 20 s) until `peer` has bound UDP `port`: the callee must listen
-/// before the caller's INVITE comes, which a fixed pause does not make sure of on a
-/// loaded machine.
-async fn wait_udp_bound(port: u16, peer: &Peer) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let filter = format!("sport = :{port}");
-    loop {
-        let out = Command::new("ss")
-            .args(["-H", "-l", "-u", "-n", &filter])
-            .output()
-            .expect("ss runs");
-        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
-            return;
-        }
-        assert!(
-            peer.try_status().is_none() && std::time::Instant::now() < deadline,
-            "{} never bound UDP port {port}:\n{}",
-            peer.name(),
-            peer.diagnostics()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The one confirmed dialog Kamailio holds now, once it is confirmed.
 async fn confirmed_dialog(ender: &DialogEnder, kamailio: &Peer) -> Json {
     for _ in 0..200 {
@@ -96,7 +72,8 @@ async fn call_and_end(
             uas_port.to_string(),
         ],
     );
-    wait_udp_bound(uas_port, &uas).await;
+    // The callee must listen before the caller's INVITE comes.
+    tokio::task::block_in_place(|| uas.wait_udp_bound(uas_port, None, Duration::from_secs(20)));
     let uac = sipp(
         work,
         "sipp-uac",

@@ -81,16 +81,10 @@ impl Balancer {
         }
         // The admin API starts after the roles: wait for it too, before a test asks it.
         if admin != 0 {
-            let needle = format!("admin API: listening on 127.0.0.1:{admin}");
-            while !peer.stderr_tail().iter().any(|l| l.contains(&needle)) {
-                assert!(
-                    Instant::now() < deadline + Duration::from_secs(10)
-                        && peer.try_status().is_none(),
-                    "no {needle:?}: {}",
-                    peer.diagnostics()
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            peer.wait_for_stderr_line(
+                &format!("admin API: listening on 127.0.0.1:{admin}"),
+                (deadline + Duration::from_secs(10)).saturating_duration_since(Instant::now()),
+            );
         }
         Balancer {
             peer,

@@ -34,32 +34,15 @@ impl Drop for CacheDir {
     }
 }
 
-/// An edge with a cache, and the port of its admin API (to see what the cache holds).
-struct CacheEdge {
-    edge: EdgeProc,
-    api: u16,
-}
-
-impl std::ops::Deref for CacheEdge {
-    type Target = EdgeProc;
-
-    fn deref(&self) -> &EdgeProc {
-        &self.edge
-    }
-}
-
-fn edge_with_cache(origin: &Origin, cache: &CacheDir) -> CacheEdge {
+/// An edge with a cache, and an admin API (to see what the cache holds).
+fn edge_with_cache(origin: &Origin, cache: &CacheDir) -> EdgeProc {
     let api = mediagate_testkit::ports::free_tcp_port().unwrap();
-    let config = format!(
+    EdgeProc::start(&format!(
         "[edge.cache]\ndir = {:?}\n[[edge.route]]\nadvertised = \"/clip\"\norigin = \"{}\"\n\
          [admin]\nlisten = [\"127.0.0.1:{api}\"]\n",
         cache.0.display().to_string(),
         origin.url("/vod")
-    );
-    CacheEdge {
-        edge: EdgeProc::start(&config),
-        api,
-    }
+    ))
 }
 
 /// The viewer sessions the edge stored, once `n` are there (bounded wait).
@@ -77,7 +60,7 @@ fn records(edge: &EdgeProc, n: usize) -> Vec<ViewerSessionRecord> {
 }
 
 /// Plays the whole clip through the edge with ffmpeg; the fill is then complete.
-fn fill(edge: &CacheEdge, seconds: f64) {
+fn fill(edge: &EdgeProc, seconds: f64) {
     let r = ffmpeg_read(&edge.url("/clip"), &ReadOptions::until_end(Transport::Tcp))
         .expect("ffmpeg runs");
     assert!(r.success, "viewer 1 (the fill): {r:#?}");
@@ -85,19 +68,9 @@ fn fill(edge: &CacheEdge, seconds: f64) {
     assert!((got - seconds).abs() < 1.0, "viewer 1 saw {got} s: {r:#?}");
     // The fill ends on its writer thread just after the viewer leaves: the next viewer
     // is to find it complete, so it is waited for (bounded).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let objects = common::admin::cache_objects(edge.api);
-        if objects.iter().any(|o| o["complete"] == true) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the fill never completed: {objects:?}\n{}",
-            edge.peer.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::admin::wait_cache_holds(edge.admin_port(), "the complete fill", |o| {
+        o["complete"] == true
+    });
 }
 
 #[test]
@@ -623,7 +596,7 @@ fn an_ffmpeg_seek_from_the_origin_into_a_held_range_plays_as_one_stream() {
         200
     );
     // The run ends on the fill's writer thread just after the TEARDOWN.
-    common::admin::wait_cache_holds(edge.api, "the run from 10 s", |o| {
+    common::admin::wait_cache_holds(edge.admin_port(), "the run from 10 s", |o| {
         o["ranges"].as_array().is_some_and(|r| !r.is_empty())
     });
     assert_eq!(origin.play_count("/vod"), 1);

@@ -88,31 +88,13 @@ fn refused(url: &str, status: &str) {
 }
 
 /// The edge's log, cache and admin API settings (the API on a free port, found again
-/// by [`api_of`]).
+/// by [`EdgeProc::admin_port`]).
 fn cache_section(dir: &Path, extra: &str) -> String {
     let api = mediagate_testkit::ports::free_tcp_port().unwrap();
     format!(
-        "[log]\nlevel = \"debug\"\n[admin]\nlisten = [\"{API_HOST}{api}\"]\n[edge.cache]\ndir = {:?}\n{extra}",
+        "[log]\nlevel = \"debug\"\n[admin]\nlisten = [\"127.0.0.1:{api}\"]\n[edge.cache]\ndir = {:?}\n{extra}",
         dir.display().to_string()
     )
-}
-
-/// How [`cache_section`] names the admin API's address, before its port.
-const API_HOST: &str = "127.0.0.1:";
-
-/// The admin API port [`cache_section`] gave `edge`, read back from its config file.
-fn api_of(edge: &EdgeProc) -> u16 {
-    let config = std::fs::read_to_string(edge.config_path()).expect("the edge's config");
-    let at = config
-        .find(&format!("[admin]\nlisten = [\"{API_HOST}"))
-        .expect("an admin API")
-        + "[admin]\nlisten = [\"".len()
-        + API_HOST.len();
-    config[at..]
-        .split('"')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("the admin API's port")
 }
 
 /// [`plays_whole_clip`] for a viewer that fills the cache; returns once the fill has
@@ -120,35 +102,9 @@ fn api_of(edge: &EdgeProc) -> u16 {
 /// that is to be a hit must find it complete: waited for (bounded).
 fn fills_whole_clip(edge: &EdgeProc, url: &str, seconds: f64) {
     plays_whole_clip(url, seconds);
-    let api = api_of(edge);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let objects = cached(api);
-        if !objects.is_empty() && objects.iter().all(|o| o["complete"] == true) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the fill never completed: {objects:?}\n{}",
-            edge.peer.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// `GET /api/v1/cache`: every object as the API lists it.
-fn cached(api: u16) -> Vec<serde_json::Value> {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", api)).expect("the admin API accepts");
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    conn.write_all(b"GET /api/v1/cache HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).unwrap();
-    let (_, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let objects: serde_json::Value = serde_json::from_str(body).expect("JSON");
-    objects.as_array().expect("a list").clone()
+    common::admin::wait_cache(edge.admin_port(), "the fill complete", |objects| {
+        !objects.is_empty() && objects.iter().all(|o| o["complete"] == true)
+    });
 }
 
 #[test]
@@ -305,7 +261,7 @@ fn raw_viewer(
 
 /// `GET /api/v1/cache` from the admin API: (url, tracks) of every object.
 fn cached_objects(api: u16) -> Vec<(String, Vec<u64>)> {
-    let mut out: Vec<(String, Vec<u64>)> = cached(api)
+    let mut out: Vec<(String, Vec<u64>)> = common::admin::cache_objects(api)
         .iter()
         .map(|o| {
             let tracks = o["tracks"]
@@ -334,7 +290,7 @@ fn each_track_selection_is_its_own_object_and_a_video_only_viewer_never_caches_a
         cache_section(&scratch.path("cache"), ""),
         origin.url("/vod"),
     ));
-    let api = api_of(&edge);
+    let api = edge.admin_port();
     let url = edge.url("/clip");
     let whole = Duration::from_secs(6);
 
@@ -741,7 +697,7 @@ fn route_switches_cache_off_and_cache_max_object_keep_content_out_while_viewers_
         origin.url("/vod"),
         origin.url("/vod"),
     ));
-    let api = api_of(&edge);
+    let api = edge.admin_port();
     for round in 1..=2 {
         plays_whole_clip(&edge.url("/big"), 4.0);
         plays_whole_clip(&edge.url("/off"), 4.0);

@@ -16,7 +16,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::admin::{cache_cli, cache_objects, get_json, metric};
+use common::admin::{cache_cli, cache_objects, get_json, metric, wait_cache};
 use common::{ffmpeg_viewer, EdgeProc};
 use mediagate_edge::record::ViewerSessionRecord;
 use mediagate_ops::store::SqliteStore;
@@ -208,14 +208,9 @@ fn a_small_cache_stays_under_its_limit_and_keeps_its_pinned_object() {
     assert!(r.success, "{r:#?}");
     // The fill ends on its writer thread just after the viewer leaves: until then the
     // object is listed as not complete.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let objects = loop {
-        let objects = cache_objects(api);
-        if objects.len() != 1 || objects[0]["complete"] == true || Instant::now() > deadline {
-            break objects;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let objects = wait_cache(api, "clip A complete", |o| {
+        o.len() != 1 || o[0]["complete"] == true
+    });
     assert_eq!(objects.len(), 1, "{objects:?}");
     assert_eq!(objects[0]["complete"], true, "{objects:?}");
     let one = objects[0]["size_bytes"].as_u64().unwrap();

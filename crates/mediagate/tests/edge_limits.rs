@@ -35,6 +35,26 @@ fn counter(metrics: &Metrics, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
 }
 
+/// Waits until the `mediagate_edge_connections` gauge passes `done`, up to `within`
+/// (the edge admits and closes each connection on a task of its own); panics naming
+/// `what`.
+async fn wait_connections(
+    metrics: &Metrics,
+    what: &str,
+    within: Duration,
+    done: impl Fn(f64) -> bool,
+) {
+    let until = Instant::now() + within;
+    loop {
+        let counted = counter(metrics, "mediagate_edge_connections");
+        if done(counted) {
+            return;
+        }
+        assert!(Instant::now() < until, "{what}: {counted} counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn edge_with(origin: &Origin, limits: &str, metrics: &Metrics) -> (Edge, u16) {
     let toml = format!(
         "[edge]\nlisten = [\"127.0.0.1:0\"]\nlinger = \"1s\"\n{limits}\n\
@@ -182,15 +202,13 @@ async fn idle_and_slowloris_connections_are_closed_while_a_viewer_keeps_playing(
     );
     // ffmpeg has exited, but the edge notices its connection close on a task of its
     // own: the gauge is waited for (bounded), as in the test below.
-    let until = Instant::now() + Duration::from_secs(10);
-    while counter(&metrics, "mediagate_edge_connections") != 0.0 {
-        assert!(
-            Instant::now() < until,
-            "every connection is closed and counted out: {} still counted",
-            counter(&metrics, "mediagate_edge_connections")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_connections(
+        &metrics,
+        "every connection is closed and counted out",
+        Duration::from_secs(10),
+        |n| n == 0.0,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,14 +230,13 @@ async fn connections_over_the_caps_are_refused_and_counted() {
     .unwrap();
     // The edge admits each connection on a task of its own: the fourth must arrive
     // once those three hold their places, or one of them could be the one refused.
-    let until = Instant::now() + Duration::from_secs(10);
-    while counter(&metrics, "mediagate_edge_connections") < 3.0 {
-        assert!(
-            Instant::now() < until,
-            "the three connections never admitted"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_connections(
+        &metrics,
+        "the three connections never admitted",
+        Duration::from_secs(10),
+        |n| n >= 3.0,
+    )
+    .await;
     let held = tokio::task::spawn_blocking(move || {
         let mut fourth = TcpStream::connect(("127.0.0.1", port)).unwrap();
         fourth
@@ -258,11 +275,13 @@ async fn connections_over_the_caps_are_refused_and_counted() {
     );
     // A connection that leaves frees its place.
     drop(held);
-    let until = Instant::now() + Duration::from_secs(5);
-    while counter(&metrics, "mediagate_edge_connections") > 0.0 {
-        assert!(Instant::now() < until, "closed connections still counted");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_connections(
+        &metrics,
+        "closed connections still counted",
+        Duration::from_secs(5),
+        |n| n <= 0.0,
+    )
+    .await;
     let again = tokio::task::spawn_blocking(move || {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         options_answer(&mut s)

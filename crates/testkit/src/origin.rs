@@ -555,8 +555,8 @@ impl Origin {
             eprintln!("testkit origin: barrier request failed ({e}); the log may lag");
             return;
         }
-        let seen = self.wait_until_raw(Duration::from_secs(10), |events| {
-            events
+        let seen = self.wait_log(Duration::from_secs(10), |log| {
+            log.events
                 .iter()
                 .filter_map(OriginEvent::request)
                 .any(|r| r.cseq.as_deref() == Some(cseq.as_str()))
@@ -585,24 +585,29 @@ impl Origin {
         Ok(())
     }
 
-    /// Waits (bounded) until `done` holds over the raw log, barrier events included.
-    fn wait_until_raw(&self, timeout: Duration, done: impl Fn(&[OriginEvent]) -> bool) -> bool {
+    /// Waits (bounded) until `done` holds over the log (barrier events included); false
+    /// once `timeout` has passed or the origin has exited and its output ended.
+    fn wait_log(&self, timeout: Duration, mut done: impl FnMut(&EventLog) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         let mut guard = lock(&self.log);
         loop {
-            if done(&guard.events) {
+            if done(&guard) {
                 return true;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || guard.closed {
                 return false;
             }
+            // Re-check the process now and then: a dead origin prints nothing more.
             let (g, _) = self
                 .log
                 .1
                 .wait_timeout(guard, left.min(Duration::from_millis(200)))
                 .unwrap_or_else(|e| e.into_inner());
             guard = g;
+            if self.peer.try_status().is_some() {
+                guard.closed = true;
+            }
         }
     }
 
@@ -681,32 +686,14 @@ impl Origin {
         timeout: Duration,
         mut done: impl FnMut(&[OriginEvent]) -> bool,
     ) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        let mut guard = lock(&self.log);
-        loop {
-            if done(&guard.visible()) {
-                return Ok(());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || guard.closed {
-                drop(guard);
-                return Err(Error::Timeout {
-                    what: format!("origin: {what}"),
-                    after: timeout,
-                    diagnostics: self.diagnostics(),
-                });
-            }
-            // Re-check the process now and then: a dead origin prints nothing more.
-            let (g, _) = self
-                .log
-                .1
-                .wait_timeout(guard, left.min(Duration::from_millis(200)))
-                .unwrap_or_else(|e| e.into_inner());
-            guard = g;
-            if self.peer.try_status().is_some() {
-                guard.closed = true;
-            }
+        if self.wait_log(timeout, |log| done(&log.visible())) {
+            return Ok(());
         }
+        Err(Error::Timeout {
+            what: format!("origin: {what}"),
+            after: timeout,
+            diagnostics: self.diagnostics(),
+        })
     }
 
     /// Waits until `mount` has had at least `n` successful PLAYs.

@@ -425,8 +425,8 @@ impl Peer {
     }
 
     /// Polls the last stderr lines until `find` picks something out of them and returns
-    /// it; panics naming `what`, with the peer's output, once `timeout` has passed. For
-    /// tests that wait on a peer's log.
+    /// it; panics naming `what`, with the peer's output, once `timeout` has passed or
+    /// the peer has exited without it. For tests that wait on a peer's log.
     pub fn wait_for_stderr<T>(
         &self,
         what: &str,
@@ -445,16 +445,27 @@ impl Peer {
     ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
+            // Taken before the lines are read: once the peer has exited and both pipes
+            // are drained, the lines are all there will be, and waiting on is pointless.
+            let ended = self.try_status().is_some() && self.output_closed();
             if let Some(found) = find(&tail()) {
                 return found;
             }
             assert!(
-                Instant::now() < deadline,
-                "no {what} in {timeout:?}:\n{}",
+                !ended && Instant::now() < deadline,
+                "no {what} in {timeout:?}{}:\n{}",
+                if ended { " (the peer has exited)" } else { "" },
                 self.diagnostics()
             );
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether both output streams have reached end of file (not waiting).
+    fn output_closed(&self) -> bool {
+        [&self.stdout, &self.stderr]
+            .iter()
+            .all(|stream| lock(&stream.tail).closed)
     }
 
     /// The first of the last stderr lines that contains `needle`, waiting up to
@@ -466,7 +477,8 @@ impl Peer {
     }
 
     /// Polls the last stdout lines until `find` picks something out of them and returns
-    /// it; panics naming `what`, with the peer's output, once `timeout` has passed. A
+    /// it; panics naming `what`, with the peer's output, once `timeout` has passed or
+    /// the peer has exited without it. A
     /// line the peer printed before the test saw its effect (an answer it sent) may
     /// still be on its way through the reader thread: wait for it, do not look once.
     pub fn wait_for_stdout<T>(
@@ -476,6 +488,40 @@ impl Peer {
         find: impl FnMut(&[String]) -> Option<T>,
     ) -> T {
         self.wait_for_lines(what, timeout, || self.stdout_tail(), find)
+    }
+
+    /// Waits up to `timeout` until UDP `port` is bound (by this peer, as it is meant to
+    /// be), in network namespace `netns` if given; panics with the peer's output once
+    /// the time is up or the peer has exited. A peer that others send to (a SIP callee,
+    /// a proxy) must listen before the first datagram comes: a fixed pause is too short
+    /// on a loaded machine. Asks `ss`.
+    pub fn wait_udp_bound(&self, port: u16, netns: Option<&str>, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let filter = format!("sport = :{port}");
+        loop {
+            let mut cmd = match netns {
+                Some(ns) => {
+                    let mut cmd = Command::new("ip");
+                    cmd.args(["netns", "exec", ns, "ss"]);
+                    cmd
+                }
+                None => Command::new("ss"),
+            };
+            let out = cmd
+                .args(["-H", "-l", "-u", "-n", &filter])
+                .output()
+                .expect("ss runs");
+            if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+                return;
+            }
+            assert!(
+                self.try_status().is_none() && Instant::now() < deadline,
+                "{} never bound UDP port {port}:\n{}",
+                self.name,
+                self.diagnostics()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// All of stdout so far, if the peer was spawned with `keep_all`.
@@ -720,6 +766,40 @@ mod tests {
         assert_eq!(tail.len(), TAIL_LINES);
         assert_eq!(tail[0], "line50");
         assert_eq!(tail[TAIL_LINES - 1], "line249");
+    }
+
+    #[test]
+    fn a_wait_for_a_line_gives_up_once_the_peer_has_exited_without_it() {
+        let peer = Peer::spawn("gone", sh("echo other >&2")).unwrap();
+        let started = Instant::now();
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            peer.wait_for_stderr_line("never-printed", Duration::from_secs(60))
+        }));
+        let message = waited.expect_err("no such line");
+        let message = message
+            .downcast_ref::<String>()
+            .expect("a formatted panic message");
+        assert!(message.contains("the peer has exited"), "{message}");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        // A line printed just before the exit is still found.
+        let peer = Peer::spawn("last-words", sh("echo last-words >&2")).unwrap();
+        peer.wait_for_stderr_line("last-words", Duration::from_secs(20));
+    }
+
+    #[test]
+    fn wait_udp_bound_returns_once_the_port_is_bound() {
+        let peer = Peer::spawn("binds-later", sh("sleep 30")).unwrap();
+        let port = crate::ports::free_udp_port().unwrap();
+        let binder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let socket = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
+            std::thread::sleep(Duration::from_secs(10));
+            drop(socket);
+        });
+        let started = Instant::now();
+        peer.wait_udp_bound(port, None, Duration::from_secs(20));
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        drop(binder);
     }
 
     #[test]

@@ -73,18 +73,28 @@ pub fn cache_objects(api: u16) -> Vec<serde_json::Value> {
         .clone()
 }
 
-/// The objects `GET /api/v1/cache` lists once one of them passes `held`, waiting up to
-/// 10 s: a fill ends on its writer thread just after its viewer leaves, and what it
-/// held shows (its run in `ranges`, `complete`) only then. Panics naming `what`.
+/// The objects `GET /api/v1/cache` lists once one of them passes `held` (see
+/// [`wait_cache`]).
 pub fn wait_cache_holds(
     api: u16,
     what: &str,
     held: impl Fn(&serde_json::Value) -> bool,
 ) -> Vec<serde_json::Value> {
+    wait_cache(api, what, |objects| objects.iter().any(&held))
+}
+
+/// The objects `GET /api/v1/cache` lists once `done` holds for the whole list, waiting
+/// up to 10 s: a fill ends on its writer thread just after its viewer leaves, and what
+/// it held shows (its run in `ranges`, `complete`) only then. Panics naming `what`.
+pub fn wait_cache(
+    api: u16,
+    what: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let objects = cache_objects(api);
-        if objects.iter().any(&held) {
+        if done(&objects) {
             return objects;
         }
         assert!(

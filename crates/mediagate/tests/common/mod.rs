@@ -21,6 +21,8 @@ pub struct EdgeProc {
     pub peer: Peer,
     pub port: u16,
     dir: PathBuf,
+    /// The admin API's address, when the config has an `[admin]` table.
+    admin: Option<String>,
 }
 
 impl EdgeProc {
@@ -76,10 +78,24 @@ impl EdgeProc {
             std::thread::sleep(Duration::from_millis(20));
         }
         let config = std::fs::read_to_string(dir.join(CONFIG_FILE)).unwrap_or_default();
-        if let Some(api) = admin_listen(&config) {
-            wait_admin_listening(&peer, &api);
+        let admin = admin_listen(&config);
+        if let Some(api) = &admin {
+            wait_admin_listening(&peer, api);
         }
-        EdgeProc { peer, port, dir }
+        EdgeProc {
+            peer,
+            port,
+            dir,
+            admin,
+        }
+    }
+
+    /// The port of the admin API its config's `[admin]` table listens on.
+    pub fn admin_port(&self) -> u16 {
+        self.admin
+            .as_deref()
+            .and_then(|a| a.rsplit(':').next()?.parse().ok())
+            .expect("an [admin] listen address in the edge's config")
     }
 
     /// The config file it was started with (`mediagate run --config` this).
@@ -119,16 +135,10 @@ fn admin_listen(config: &str) -> Option<String> {
 /// binary starts its roles first and the API after them, so a test that talks to the
 /// API as soon as the edge listens for RTSP can find nothing there yet.
 pub fn wait_admin_listening(peer: &Peer, addr: &str) {
-    let needle = format!("admin API: listening on {addr}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !peer.stderr_tail().iter().any(|l| l.contains(&needle)) {
-        assert!(
-            Instant::now() < deadline && peer.try_status().is_none(),
-            "no {needle:?}: {}",
-            peer.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    peer.wait_for_stderr_line(
+        &format!("admin API: listening on {addr}"),
+        Duration::from_secs(20),
+    );
 }
 
 /// The config file's name in the test's directory.

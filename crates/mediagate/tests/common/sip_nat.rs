@@ -268,35 +268,9 @@ impl Topology {
     }
 
     /// Waits (up to 20 s) until `peer`, started in namespace `role`, has UDP `port`
-    /// bound there. A peer that others send to (SIPp's callee, Kamailio) must listen
-    /// before the first datagram comes: a fixed pause is too short on a loaded machine.
+    /// bound there (see [`Peer::wait_udp_bound`]).
     pub fn wait_udp_bound(&self, role: &str, port: u16, peer: &Peer) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let filter = format!("sport = :{port}");
-        loop {
-            let bound = output(&[
-                "ip",
-                "netns",
-                "exec",
-                &self.ns(role),
-                "ss",
-                "-H",
-                "-l",
-                "-u",
-                "-n",
-                &filter,
-            ]);
-            if !bound.trim().is_empty() {
-                return;
-            }
-            assert!(
-                peer.try_status().is_none() && Instant::now() < deadline,
-                "{} never bound UDP port {port}:\n{}",
-                peer.name(),
-                peer.diagnostics()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        peer.wait_udp_bound(port, Some(&self.ns(role)), Duration::from_secs(20));
     }
 
     pub fn spawn(&self, ns: &str, name: &str, dir: &Path, args: &[&str]) -> Peer {

@@ -35,6 +35,7 @@
 # during those rows (installed with apt-get when missing).
 # FWD_FIFO=1 gives the balancers `forward_scheduling = "fifo:10"` (their forwarding
 # threads real-time); RCVBUF=SIZE sets their `relay_socket_buffer` (default "1MiB");
+# RTSP_SCHED=VALUE their `rtsp_scheduling` (e.g. "normal:-10"; default "normal");
 # MEDIAGATE=PATH runs another mediagate binary (an older build, for before/after);
 # CHURN=stub runs only the churn targets with stub back ends; STUB_RATES="R1 R2 ..."
 # the stub rates (default "1000 2500 RATE"); LOADGEN_THREADS=N the churn load
@@ -122,6 +123,7 @@ enabled = true
 max_connections = 20000
 $([ -n "${FWD_FIFO:-}" ] && echo 'forward_scheduling = "fifo:10"' || true)
 $([ -n "${RCVBUF:-}" ] && echo "relay_socket_buffer = \"$RCVBUF\"" || true)
+$([ -n "${RTSP_SCHED:-}" ] && echo "rtsp_scheduling = \"$RTSP_SCHED\"" || true)
 [[balancer.service]]
 name = "rtsp"
 listen = ["127.0.0.1:$port"]

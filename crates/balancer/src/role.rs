@@ -40,6 +40,7 @@ use tokio::task::JoinHandle;
 
 use crate::l4_service::L4Running;
 use crate::rtsp::proxy::{accept_loop, Settings};
+use crate::rtsp::threads::ProxyThreads;
 use crate::service::{read, Figures, Service};
 use crate::sync::run::{Failover, FailoverConfig};
 
@@ -63,6 +64,12 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
             max_connections: u64::from(b.max_connections.get()),
             open: 0.into(),
         });
+        if b.service
+            .iter()
+            .any(|sc| *sc.kind.get() == ServiceKind::Rtsp)
+        {
+            ProxyThreads::start(b.rtsp_scheduling);
+        }
         let mut services = Vec::new();
         let mut tasks = Vec::new();
         let mut bound = Vec::new();
@@ -246,6 +253,12 @@ fn applicable(running: &BalancerConfig, wanted: &BalancerConfig) -> (BalancerCon
         "balancer.forward_scheduling",
         &running.forward_scheduling,
         &mut next.forward_scheduling,
+        &mut notes,
+    );
+    keep_until_restart(
+        "balancer.rtsp_scheduling",
+        &running.rtsp_scheduling,
+        &mut next.rtsp_scheduling,
         &mut notes,
     );
     keep_until_restart(

@@ -33,5 +33,5 @@ pub(crate) mod proxy;
 #[cfg(test)]
 mod proxy_tests;
 pub(crate) mod sessions;
-mod threads;
+pub(crate) mod threads;
 pub(crate) mod transport;

@@ -12,10 +12,14 @@
 //! are small; interleaved media of one connection stays on its thread), or serve
 //! anything but RTSP connections (L4 services, health checks and the session sync
 //! stay on the process's runtime).
+//!
+//! `[balancer] rtsp_scheduling` sets these threads' scheduling when they start (the
+//! first RTSP service's start); it holds until the process ends.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
+use mediagate_config::ThreadScheduling;
 use tokio::runtime::Handle;
 
 /// At most this many connection threads, whatever the CPU count.
@@ -29,16 +33,17 @@ pub(crate) struct ProxyThreads {
 static THREADS: OnceLock<ProxyThreads> = OnceLock::new();
 
 impl ProxyThreads {
-    /// The threads, started on first use (one per CPU). A thread that cannot start
-    /// is left out; with none, connections run on the caller's runtime.
-    pub(crate) fn get() -> &'static ProxyThreads {
+    /// The threads, started with `scheduling` unless they already run (one per CPU).
+    /// A thread that cannot start is left out; with none, connections run on the
+    /// caller's runtime.
+    pub(crate) fn start(scheduling: ThreadScheduling) -> &'static ProxyThreads {
         THREADS.get_or_init(|| {
             let n = std::thread::available_parallelism()
                 .map_or(1, std::num::NonZeroUsize::get)
                 .min(MAX_THREADS);
             let handles = (0..n)
                 .filter_map(|i| {
-                    start(i)
+                    start(i, scheduling)
                         .map_err(|e| {
                             tracing::warn!(
                                 "balancer: RTSP connection thread {i} did not start: {e}"
@@ -54,6 +59,12 @@ impl ProxyThreads {
         })
     }
 
+    /// The threads, started with the kernel's default scheduling unless they already
+    /// run.
+    pub(crate) fn get() -> &'static ProxyThreads {
+        Self::start(ThreadScheduling::NORMAL)
+    }
+
     /// The runtime the next connection goes to, in turn; `None` when no thread
     /// started.
     pub(crate) fn next(&self) -> Option<&Handle> {
@@ -65,13 +76,19 @@ impl ProxyThreads {
     }
 }
 
-/// Starts connection thread `i`: a current-thread runtime driven for the life of the
-/// process (it is never dropped, so never from inside another runtime).
-fn start(i: usize) -> std::io::Result<Handle> {
+/// Starts connection thread `i` under `scheduling`: a current-thread runtime driven
+/// for the life of the process (it is never dropped, so never from inside another
+/// runtime). Scheduling that is refused is logged; the thread runs on without it.
+fn start(i: usize, scheduling: ThreadScheduling) -> std::io::Result<Handle> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name(format!("mg-rtsp-{i}"))
         .spawn(move || {
+            if let Err(why) = mediagate_relay::engine::apply_scheduling(scheduling) {
+                tracing::warn!(
+                    "balancer: RTSP connection thread {i} keeps the process's scheduling, not rtsp_scheduling = \"{scheduling}\": {why}"
+                );
+            }
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -87,4 +104,24 @@ fn start(i: usize) -> std::io::Result<Handle> {
         })?;
     rx.recv()
         .map_err(|_| std::io::Error::other("the connection thread ended at start"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread started with a scheduling runs its connections under it (a nice
+    /// value: raising it needs no privilege).
+    #[test]
+    fn a_connection_thread_runs_under_the_scheduling_asked() {
+        let handle = start(0, ThreadScheduling::Normal { nice: 7 }).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        drop(handle.spawn(async move {
+            let _ = tx.send(mediagate_udp::thread_nice());
+        }));
+        let nice = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the thread ran the task");
+        assert_eq!(nice.ok(), Some(7));
+    }
 }

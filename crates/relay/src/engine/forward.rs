@@ -298,9 +298,9 @@ pub(super) fn spawn(
     })
 }
 
-/// Puts the calling thread under `scheduling`; the error says what was refused and
-/// what would allow it.
-fn apply_scheduling(scheduling: ThreadScheduling) -> Result<(), String> {
+/// Puts the calling thread under `scheduling` (a config's `*_scheduling` key); the
+/// error says what was refused and what would allow it.
+pub fn apply_scheduling(scheduling: ThreadScheduling) -> Result<(), String> {
     let (policy, priority) = match scheduling {
         // The kernel's default: leave the thread exactly as it started.
         ThreadScheduling::Normal { nice: 0 } => return Ok(()),

@@ -28,7 +28,7 @@ mod sockets;
 
 pub use crate::calls::RelayOptions;
 pub use crate::latch::LatchPolicy;
-pub use forward::ForwardIo;
+pub use forward::{apply_scheduling, ForwardIo};
 pub use pairs::{Expected, Pair, PairCounters, PairError, PairRelay, PairRelayConfig};
 
 use std::collections::VecDeque;

@@ -40,7 +40,6 @@ use tokio::task::JoinHandle;
 
 use crate::l4_service::L4Running;
 use crate::rtsp::proxy::{accept_loop, Settings};
-use crate::rtsp::threads::ProxyThreads;
 use crate::service::{read, Figures, Service};
 use crate::sync::run::{Failover, FailoverConfig};
 
@@ -62,14 +61,9 @@ fn start<'a>(config: &'a Config, ctx: RoleContext<'a>) -> RoleFuture<'a, StartRe
             header_timeout: b.header_timeout.get(),
             session_timeout: b.session_timeout.get().get(),
             max_connections: u64::from(b.max_connections.get()),
+            scheduling: b.rtsp_scheduling,
             open: 0.into(),
         });
-        if b.service
-            .iter()
-            .any(|sc| *sc.kind.get() == ServiceKind::Rtsp)
-        {
-            ProxyThreads::start(b.rtsp_scheduling);
-        }
         let mut services = Vec::new();
         let mut tasks = Vec::new();
         let mut bound = Vec::new();

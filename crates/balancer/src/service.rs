@@ -791,22 +791,8 @@ mod tests {
     }
 
     /// The nice value of each of this process's threads named `relay-fwd*`.
-    fn forwarding_nice() -> Vec<i64> {
-        let mut out = Vec::new();
-        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            if !comm.starts_with("relay-fwd") {
-                continue;
-            }
-            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-            // Fields after the command's closing parenthesis: state is the 3rd field
-            // of stat, nice the 19th.
-            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-            if let Some(nice) = rest.split_whitespace().nth(16).and_then(|n| n.parse().ok()) {
-                out.push(nice);
-            }
-        }
-        out
+    fn forwarding_nice() -> Vec<i32> {
+        mediagate_testkit::process::thread_nice_values(std::process::id(), "relay-fwd")
     }
 
     /// `[balancer] forward_scheduling` reaches the relay-mode service's forwarding

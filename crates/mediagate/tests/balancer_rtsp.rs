@@ -167,10 +167,12 @@ fn relay_mode_relays_udp_media_through_the_balancer_s_ports() {
     }
 }
 
+/// Also: the viewers' connections ran on threads under `rtsp_scheduling` (a nice
+/// value, which needs no privilege to raise).
 #[test]
 fn relay_mode_serves_tcp_and_http_tunnel_viewers() {
     let origins = origins();
-    let balancer = Balancer::start(&origins, "relay", "");
+    let balancer = Balancer::start(&origins, "relay", "rtsp_scheduling = \"normal:5\"");
     read_ok(&balancer.url("/live"), Transport::Tcp);
     read_ok(&balancer.url("/live"), Transport::HttpTunnel);
     // The tunnel's GET and POST reached one origin: its PLAY came on the POST half.
@@ -179,6 +181,11 @@ fn relay_mode_serves_tcp_and_http_tunnel_viewers() {
         2,
         "{:?}",
         plays(&origins)
+    );
+    let nice = mediagate_testkit::process::thread_nice_values(balancer.peer.pid(), "mg-rtsp-");
+    assert!(
+        !nice.is_empty() && nice.iter().all(|&n| n == 5),
+        "mg-rtsp threads' nice values: {nice:?}"
     );
 }
 

@@ -548,6 +548,29 @@ impl Drop for Peer {
     }
 }
 
+/// The nice value of each thread of process `pid` whose name starts with `prefix`
+/// (`/proc/PID/task/*`), for checking a `*_scheduling` key reached its threads.
+pub fn thread_nice_values(pid: u32, prefix: &str) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the command's closing parenthesis: state is the 3rd field of
+        // stat, nice the 19th.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        if let Some(nice) = rest.split_whitespace().nth(16).and_then(|n| n.parse().ok()) {
+            out.push(nice);
+        }
+    }
+    out
+}
+
 /// Describes an exit status in words ("exit status 1", "killed by signal 9").
 pub fn describe_status(status: Option<ExitStatus>) -> String {
     match status {

@@ -33,5 +33,5 @@ pub(crate) mod proxy;
 #[cfg(test)]
 mod proxy_tests;
 pub(crate) mod sessions;
-pub(crate) mod threads;
+mod threads;
 pub(crate) mod transport;

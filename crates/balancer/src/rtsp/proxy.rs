@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use mediagate_config::MediaMode;
+use mediagate_config::{MediaMode, ThreadScheduling};
 use mediagate_relay::engine::{Expected, Pair};
 use mediagate_rtsp::headers::{PortRange, Session, Transport};
 use mediagate_rtsp::parse::Head;
@@ -73,6 +73,8 @@ pub(crate) struct Settings {
     pub(crate) header_timeout: Duration,
     pub(crate) session_timeout: Duration,
     pub(crate) max_connections: u64,
+    /// The scheduling of the connection threads (`[balancer] rtsp_scheduling`).
+    pub(crate) scheduling: ThreadScheduling,
     /// Client connections open now, over every service.
     pub(crate) open: AtomicU64,
 }
@@ -124,6 +126,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, svc: Arc<Service>, settin
         settings.open.fetch_add(1, Ordering::Relaxed);
         add(&svc.stats.connections_open, 1);
         let svc = Arc::clone(&svc);
+        let scheduling = settings.scheduling;
         let settings = Arc::clone(&settings);
         let task = async move {
             match TcpStream::from_std(std) {
@@ -135,7 +138,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, svc: Arc<Service>, settin
             settings.open.fetch_sub(1, Ordering::Relaxed);
             svc.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
         };
-        match ProxyThreads::get().next() {
+        match ProxyThreads::start(scheduling).next() {
             Some(thread) => drop(thread.spawn(task)),
             None => drop(tokio::spawn(task)),
         }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use mediagate_config::ThreadScheduling;
 use mediagate_rtsp::{Decoder, Item, Limits, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -183,6 +184,7 @@ async fn balancer_configured(
         header_timeout: Duration::from_secs(2),
         session_timeout: Duration::from_secs(60),
         max_connections,
+        scheduling: ThreadScheduling::NORMAL,
         open: 0.into(),
     });
     for task in crate::service::watch_health(&svc) {

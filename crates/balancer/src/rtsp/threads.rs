@@ -13,8 +13,9 @@
 //! anything but RTSP connections (L4 services, health checks and the session sync
 //! stay on the process's runtime).
 //!
-//! `[balancer] rtsp_scheduling` sets these threads' scheduling when they start (the
-//! first RTSP service's start); it holds until the process ends.
+//! The threads start with the first client connection, under that connection's
+//! service's `[balancer] rtsp_scheduling` (one value for the whole role, kept until
+//! restart); it holds until the process ends.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -57,12 +58,6 @@ impl ProxyThreads {
                 next: AtomicUsize::new(0),
             }
         })
-    }
-
-    /// The threads, started with the kernel's default scheduling unless they already
-    /// run.
-    pub(crate) fn get() -> &'static ProxyThreads {
-        Self::start(ThreadScheduling::NORMAL)
     }
 
     /// The runtime the next connection goes to, in turn; `None` when no thread

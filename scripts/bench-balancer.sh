@@ -35,7 +35,7 @@
 # during those rows (installed with apt-get when missing).
 # FWD_FIFO=1 gives the balancers `forward_scheduling = "fifo:10"` (their forwarding
 # threads real-time); RCVBUF=SIZE sets their `relay_socket_buffer` (default "1MiB");
-# RTSP_SCHED=VALUE their `rtsp_scheduling` (e.g. "normal:-10"; default "normal");
+# RTSP_SCHED=VALUE their `rtsp_scheduling` (e.g. "fifo:10"; default "normal");
 # MEDIAGATE=PATH runs another mediagate binary (an older build, for before/after);
 # CHURN=stub runs only the churn targets with stub back ends; STUB_RATES="R1 R2 ..."
 # the stub rates (default "1000 2500 RATE"); LOADGEN_THREADS=N the churn load

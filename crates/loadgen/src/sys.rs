@@ -96,17 +96,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn involuntary_switches_are_read_and_never_fall() {
-        let before = thread_involuntary_switches().expect("getrusage(RUSAGE_THREAD)");
-        let mut x = 0u64;
-        for i in 0..2_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
-        }
-        assert_ne!(std::hint::black_box(x), 1);
-        assert!(thread_involuntary_switches().unwrap() >= before);
-    }
-
-    #[test]
     fn thread_cpu_time_counts_this_threads_work_only() {
         let t0 = thread_cpu_time();
         let mut x = 0u64;
